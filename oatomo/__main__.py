@@ -1,0 +1,3 @@
+from oatomo.cli import main
+
+raise SystemExit(main())

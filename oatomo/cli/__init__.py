@@ -1,0 +1,67 @@
+"""The ``oatomo`` command: a thin shell over the Python API.
+
+Each sub-command lives in its own module that exposes ``register(subparsers)``; the
+function it registers (``args.func``) does the work and returns an exit code. User
+errors (:class:`oatomo.InputError`, missing files) print one line and exit with 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from ..errors import InputError
+
+#: Modules that contribute sub-commands, in the order they appear in ``--help``.
+COMMAND_MODULES = (
+    "oatomo.cli.scan",       # simulate, reconstruct, info
+    "oatomo.cli.cmnist",     # cmnist
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every sub-command registered."""
+    from .. import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="oatomo",
+        description="Optoacoustic tomography: simulate setups, reconstruct scans, "
+        "refine images with setup-invariant models.",
+    )
+    parser.add_argument("--version", action="version", version=f"oatomo {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``oatomo`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except InputError as exc:
+        print(f"oatomo {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as exc:
+        where = exc.filename or ""
+        print(f"oatomo {args.command}: error: {where}: file not found", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"oatomo {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

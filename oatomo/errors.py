@@ -1,0 +1,28 @@
+"""Exceptions for user-facing input problems.
+
+Every problem a user can cause by giving the toolkit bad input (a missing file, a
+malformed scan, an impossible parameter) raises :class:`InputError` (a ``ValueError``)
+with a one-line message that names the file, when there is one, and the problem. The
+command-line interface turns these into a one-line message and exit code 2.
+"""
+
+from __future__ import annotations
+
+__all__ = ["InputError"]
+
+
+class InputError(ValueError):
+    """Bad input from the user: a one-line, human-readable message.
+
+    Parameters
+    ----------
+    message
+        What is wrong, in one line.
+    path
+        The file the problem is in, if any; it is prefixed to the message.
+    """
+
+    def __init__(self, message: str, path: object | None = None) -> None:
+        self.path = None if path is None else str(path)
+        self.problem = message
+        super().__init__(f"{self.path}: {message}" if self.path else message)

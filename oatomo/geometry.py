@@ -1,0 +1,314 @@
+"""Geometry nouns: sensor arrays, image grids and acquisition parameters.
+
+All lengths are in metres, times in seconds, frequencies in hertz and speeds in m/s.
+The imaging plane has its origin at the image centre; ``x`` grows with the column index
+``j`` and ``y`` with the row index ``i`` of an image array ``image[i, j]``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .errors import InputError
+
+__all__ = ["SensorArray", "ring_array", "Grid", "Acquisition", "MAX_GRID_SIDE"]
+
+#: Largest image side accepted by :class:`Grid` (a 8192 x 8192 float32 image is 256 MiB;
+#: a reconstruction holds a few of them, and several frames multiply that).
+MAX_GRID_SIDE = 8192
+
+
+def _readonly(a: np.ndarray) -> np.ndarray:
+    a = np.array(a, dtype=np.float64, copy=True)
+    a.setflags(write=False)
+    return a
+
+
+@dataclass(frozen=True, eq=False)
+class SensorArray:
+    """Point sensors in the imaging plane.
+
+    Parameters
+    ----------
+    positions
+        Array of shape (N, 2): x, y of each sensor in metres, origin at the image centre.
+    normals
+        Optional (N, 2) unit vectors, the direction each sensor faces. By default each
+        sensor faces the origin (the centre of a ring array).
+
+    Notes
+    -----
+    The array is immutable and hashable (it hashes its coordinates), so it can key caches.
+    """
+
+    positions: np.ndarray
+    normals: np.ndarray = field(default=None)  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        pos = np.asarray(self.positions, dtype=np.float64)
+        if pos.ndim != 2 or pos.shape[1] != 2:
+            raise InputError(f"sensor positions must have shape (N, 2), got {pos.shape}")
+        if pos.shape[0] == 0:
+            raise InputError("the sensor array has no sensors")
+        if not np.all(np.isfinite(pos)):
+            raise InputError("sensor positions contain NaN or Inf")
+        if self.normals is None:
+            norm = np.hypot(pos[:, 0], pos[:, 1])[:, None]
+            with np.errstate(invalid="ignore", divide="ignore"):
+                nrm = np.where(norm > 0, -pos / np.where(norm > 0, norm, 1.0), 0.0)
+        else:
+            nrm = np.asarray(self.normals, dtype=np.float64)
+            if nrm.shape != pos.shape:
+                raise InputError(f"normals must have shape {pos.shape}, got {nrm.shape}")
+            length = np.hypot(nrm[:, 0], nrm[:, 1])[:, None]
+            nrm = np.where(length > 0, nrm / np.where(length > 0, length, 1.0), 0.0)
+        object.__setattr__(self, "positions", _readonly(pos))
+        object.__setattr__(self, "normals", _readonly(nrm))
+
+    @property
+    def n_sensors(self) -> int:
+        """Number of sensors."""
+        return int(self.positions.shape[0])
+
+    def __len__(self) -> int:
+        return self.n_sensors
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, SensorArray):
+            return NotImplemented
+        return bool(
+            np.array_equal(self.positions, other.positions)
+            and np.array_equal(self.normals, other.normals)
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.positions.tobytes(), self.normals.tobytes()))
+
+    def __repr__(self) -> str:
+        r = np.hypot(self.positions[:, 0], self.positions[:, 1])
+        return (
+            f"SensorArray(n_sensors={self.n_sensors}, "
+            f"radius={r.min() * 1e3:.3f}..{r.max() * 1e3:.3f} mm)"
+        )
+
+    def perturbed(
+        self,
+        *,
+        radial_std: float = 0.0,
+        angular_std: float = 0.0,
+        jitter_std: float = 0.0,
+        offset: tuple[float, float] = (0.0, 0.0),
+        rotation: float = 0.0,
+        seed: int | np.random.Generator | None = None,
+    ) -> SensorArray:
+        """The true positions of one scan, drawn around these nominal positions.
+
+        Parameters
+        ----------
+        radial_std
+            Standard deviation of a per-sensor error along the radius (m).
+        angular_std
+            Standard deviation of a per-sensor error in polar angle (rad).
+        jitter_std
+            Standard deviation of an isotropic per-sensor displacement (m), per axis.
+        offset
+            Global shift (dx, dy) of the whole array (m), applied last.
+        rotation
+            Global rotation of the whole array about the origin (rad).
+        seed
+            Seed or generator; the same seed gives the same positions.
+
+        Returns
+        -------
+        SensorArray
+            The perturbed array; normals are rotated with the array.
+
+        Notes
+        -----
+        The three per-sensor errors are always drawn (radial, angular, then jitter, in that
+        order) so a given seed gives the same draw of each kind whichever are non-zero.
+        """
+        for name, v in (("radial_std", radial_std), ("angular_std", angular_std),
+                        ("jitter_std", jitter_std)):
+            if not np.isfinite(v) or v < 0:
+                raise InputError(f"{name} must be a finite number >= 0, got {v}")
+        rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+        n = self.n_sensors
+        dr = rng.standard_normal(n) * radial_std
+        dth = rng.standard_normal(n) * angular_std
+        jit = rng.standard_normal((n, 2)) * jitter_std
+        x, y = self.positions[:, 0], self.positions[:, 1]
+        r = np.hypot(x, y) + dr
+        th = np.arctan2(y, x) + dth + rotation
+        pos = np.stack([r * np.cos(th), r * np.sin(th)], axis=1) + jit
+        pos = pos + np.asarray(offset, dtype=np.float64)[None, :]
+        c, s = np.cos(rotation + dth), np.sin(rotation + dth)
+        nx, ny = self.normals[:, 0], self.normals[:, 1]
+        normals = np.stack([c * nx - s * ny, s * nx + c * ny], axis=1)
+        return SensorArray(pos, normals)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-Python form (lists of floats) for JSON/TOML."""
+        return {"positions": self.positions.tolist(), "normals": self.normals.tolist()}
+
+
+def ring_array(
+    n_sensors: int, radius: float, arc: float = 2 * np.pi, start_angle: float = 0.0
+) -> SensorArray:
+    """Sensors evenly spaced on a circle (or an arc of it) centred on the origin.
+
+    Parameters
+    ----------
+    n_sensors
+        Number of sensors.
+    radius
+        Ring radius in metres.
+    arc
+        Angular extent in radians. A full ring (``arc >= 2*pi``) places sensor k at
+        ``start_angle + arc*k/N``; a partial arc places them at
+        ``start_angle + arc*k/(N-1)``, both endpoints included.
+    start_angle
+        Angle of the first sensor (rad), measured from the +x axis towards +y.
+
+    Returns
+    -------
+    SensorArray
+        Sensors facing the ring centre.
+
+    Examples
+    --------
+    >>> ring_array(4, 0.01).positions.round(6).tolist()
+    [[0.01, 0.0], [0.0, 0.01], [-0.01, 0.0], [-0.0, -0.01]]
+    """
+    n = int(n_sensors)
+    if n < 1 or n != n_sensors:
+        raise InputError(f"n_sensors must be a positive integer, got {n_sensors}")
+    if not (np.isfinite(radius) and radius > 0):
+        raise InputError(f"radius must be > 0 metres, got {radius}")
+    if not (np.isfinite(arc) and arc > 0):
+        raise InputError(f"arc must be > 0 radians, got {arc}")
+    full = arc >= 2 * np.pi - 1e-12
+    k = np.arange(n, dtype=np.float64)
+    if full:
+        th = start_angle + arc * k / n
+    else:
+        th = start_angle + (arc * k / (n - 1) if n > 1 else 0.0 * k)
+    pos = radius * np.stack([np.cos(th), np.sin(th)], axis=1)
+    return SensorArray(pos)
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A square image grid centred on the origin.
+
+    Parameters
+    ----------
+    n
+        Pixels per side.
+    fov
+        Field of view (side length) in metres; the pixel pitch is ``dx = fov / n``.
+
+    Notes
+    -----
+    Pixel ``image[i, j]`` sits at ``x = (j - (n-1)/2) * dx``, ``y = (i - (n-1)/2) * dx``.
+    """
+
+    n: int
+    fov: float
+
+    def __post_init__(self) -> None:
+        if isinstance(self.n, bool) or int(self.n) != self.n or self.n < 1:
+            raise InputError(f"grid size n must be a positive integer, got {self.n!r}")
+        object.__setattr__(self, "n", int(self.n))
+        if self.n > MAX_GRID_SIDE:
+            mib = self.n * self.n * 4 / 2**20
+            raise InputError(
+                f"grid of {self.n}x{self.n} pixels would need {mib:.0f} MiB per image; "
+                f"the limit is {MAX_GRID_SIDE} pixels per side"
+            )
+        if not (np.isfinite(self.fov) and self.fov > 0):
+            raise InputError(f"field of view must be > 0 metres, got {self.fov!r}")
+        object.__setattr__(self, "fov", float(self.fov))
+
+    @property
+    def dx(self) -> float:
+        """Pixel pitch in metres."""
+        return self.fov / self.n
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """Image shape ``(n, n)``."""
+        return (self.n, self.n)
+
+    @property
+    def x(self) -> np.ndarray:
+        """x coordinate of each column (m), shape (n,)."""
+        return (np.arange(self.n, dtype=np.float64) - (self.n - 1) / 2) * self.dx
+
+    @property
+    def y(self) -> np.ndarray:
+        """y coordinate of each row (m), shape (n,)."""
+        return self.x
+
+    def coordinates(self) -> tuple[np.ndarray, np.ndarray]:
+        """Pixel-centre coordinates ``(X, Y)``, each of shape (n, n), in metres."""
+        return np.meshgrid(self.x, self.y, indexing="xy")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-Python form for JSON/TOML."""
+        return {"n": self.n, "fov": self.fov}
+
+
+@dataclass(frozen=True)
+class Acquisition:
+    """Temporal sampling of the recorded signals.
+
+    Parameters
+    ----------
+    fs
+        Sampling rate in Hz.
+    n_samples
+        Samples per sensor.
+    speed_of_sound
+        Speed of sound of the medium in m/s.
+    t0
+        Time of the first sample after the laser pulse (s).
+    """
+
+    fs: float
+    n_samples: int
+    speed_of_sound: float = 1500.0
+    t0: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not (np.isfinite(self.fs) and self.fs > 0):
+            raise InputError(f"sampling rate fs must be > 0 Hz, got {self.fs!r}")
+        if isinstance(self.n_samples, bool) or int(self.n_samples) != self.n_samples \
+                or self.n_samples < 1:
+            raise InputError(f"n_samples must be a positive integer, got {self.n_samples!r}")
+        if not (np.isfinite(self.speed_of_sound) and self.speed_of_sound > 0):
+            raise InputError(f"speed of sound must be > 0 m/s, got {self.speed_of_sound!r}")
+        if not np.isfinite(self.t0):
+            raise InputError(f"t0 must be finite, got {self.t0!r}")
+        object.__setattr__(self, "fs", float(self.fs))
+        object.__setattr__(self, "n_samples", int(self.n_samples))
+        object.__setattr__(self, "speed_of_sound", float(self.speed_of_sound))
+        object.__setattr__(self, "t0", float(self.t0))
+
+    @property
+    def dt(self) -> float:
+        """Sampling interval (s)."""
+        return 1.0 / self.fs
+
+    @property
+    def times(self) -> np.ndarray:
+        """Sample times ``t0 + arange(n_samples) / fs`` (s)."""
+        return self.t0 + np.arange(self.n_samples, dtype=np.float64) / self.fs
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-Python form for JSON/TOML."""
+        return {"fs": self.fs, "n_samples": self.n_samples,
+                "speed_of_sound": self.speed_of_sound, "t0": self.t0}
