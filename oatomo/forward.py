@@ -1,0 +1,261 @@
+"""Forward model: initial pressure image -> sinogram, and its adjoint.
+
+Convention (SCIENCE.md section 4): the imaging plane is a slab of thickness ``h`` in a
+3-D medium of constant speed of sound ``c``; a point sensor at ``r_s`` records::
+
+    p(r_s, t) = h / (4 pi c^2) * d/dt [ (1/t) * integral_{|r - r_s| = c t} p0(r) dl ]
+
+The image is expanded in the bilinear basis of the grid and each sample is the average
+of ``p`` over its sampling interval (see :mod:`oatomo._kernels`). For a uniform disk this
+reproduces the closed form ``integral p dt = h q / (2 pi c) * alpha(c t)`` to well under
+1 % at every sensor angle (tested).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+import numpy as np
+
+from . import _kernels as K
+from .errors import InputError
+from .geometry import Acquisition, Grid, SensorArray
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["ForwardOperator", "simulate", "bandpass", "check_sinogram"]
+
+
+def _check_image(x: np.ndarray, grid: Grid, what: str = "p0") -> np.ndarray:
+    x = np.asarray(x)
+    if x.shape != grid.shape:
+        raise InputError(f"{what} has shape {x.shape}, the grid is {grid.shape}")
+    if not np.all(np.isfinite(x)):
+        raise InputError(f"{what} contains NaN or Inf")
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def check_sinogram(sinogram: np.ndarray, sensors: SensorArray, acquisition: Acquisition,
+                   *, allow_frames: bool = True) -> np.ndarray:
+    """Validate a sinogram (..., N, T) against the sensors and acquisition.
+
+    Returns the sinogram as a C-contiguous float32 array (a copy only when needed).
+    """
+    y = np.asarray(sinogram)
+    if y.ndim < 2 or (y.ndim > 2 and not allow_frames):
+        raise InputError(f"sinogram must have shape (n_sensors, n_samples), got {y.shape}")
+    if y.shape[-2] != sensors.n_sensors:
+        raise InputError(
+            f"sinogram has {y.shape[-2]} rows but there are {sensors.n_sensors} sensors")
+    if y.shape[-1] != acquisition.n_samples:
+        raise InputError(f"sinogram has {y.shape[-1]} samples, the acquisition says "
+                         f"{acquisition.n_samples}")
+    y = np.ascontiguousarray(y, dtype=np.float32)
+    if not np.all(np.isfinite(y)):
+        raise InputError("sinogram contains NaN or Inf samples")
+    return y
+
+
+def bandpass(sinogram: np.ndarray, fs: float, band: tuple[float | None, float | None] | None,
+             order: int = 4) -> np.ndarray:
+    """Zero-phase Butterworth filter along time (last axis).
+
+    Parameters
+    ----------
+    sinogram
+        Signals (..., T).
+    fs
+        Sampling rate (Hz).
+    band
+        ``(f_low, f_high)`` in Hz; ``f_low`` 0/None gives a low-pass, ``f_high`` None a
+        high-pass; None returns the input unchanged.
+    order
+        Butterworth order (applied forward and backward, so the effective order doubles).
+
+    Returns
+    -------
+    numpy.ndarray
+        Filtered float32 copy.
+    """
+    if band is None:
+        return sinogram
+    from scipy.signal import butter, sosfiltfilt
+
+    try:
+        f_low, f_high = band
+    except (TypeError, ValueError):
+        raise InputError(f"band must be (f_low, f_high) in Hz, got {band!r}") from None
+    f_low = f_low or 0.0
+    nyq = fs / 2
+    if f_high is not None and not (0 < f_high < nyq):
+        raise InputError(f"band upper edge must lie in (0, fs/2 = {nyq:g}) Hz, got {f_high:g}")
+    if f_low < 0 or (f_high is not None and f_low >= f_high) or f_low >= nyq:
+        raise InputError(f"band lower edge {f_low:g} Hz must be >= 0 and below the upper edge")
+    if f_low > 0 and f_high is not None:
+        sos = butter(order, [f_low, f_high], btype="bandpass", fs=fs, output="sos")
+    elif f_low > 0:
+        sos = butter(order, f_low, btype="highpass", fs=fs, output="sos")
+    elif f_high is not None:
+        sos = butter(order, f_high, btype="lowpass", fs=fs, output="sos")
+    else:
+        return sinogram
+    padlen = min(sinogram.shape[-1] - 1, 3 * (2 * len(sos) + 1))
+    return sosfiltfilt(sos, sinogram, axis=-1, padlen=padlen).astype(np.float32)
+
+
+class ForwardOperator:
+    """The discretised forward model ``A`` and its exact adjoint ``A^T``.
+
+    Parameters
+    ----------
+    grid
+        Image grid of ``p0``.
+    sensors
+        Sensor positions (the *true* ones when simulating a scan).
+    acquisition
+        Sampling of the recorded signals.
+    thickness
+        Slab thickness ``h`` (m); defaults to ``grid.dx``.
+
+    Notes
+    -----
+    ``forward`` scatters each pixel into the sample intervals its hat basis function
+    reaches (parallel over sensors); ``adjoint`` gathers with the same weights (parallel
+    over image rows), so ``<A x, y> = <x, A^T y>`` to float32 rounding.
+
+    Examples
+    --------
+    >>> from oatomo import Grid, Acquisition, ring_array
+    >>> op = ForwardOperator(Grid(64, 0.0064), ring_array(32, 0.02), Acquisition(20e6, 512))
+    >>> op.forward(np.ones((64, 64), np.float32)).shape
+    (32, 512)
+    """
+
+    def __init__(self, grid: Grid, sensors: SensorArray, acquisition: Acquisition, *,
+                 thickness: float | None = None) -> None:
+        if sensors.n_sensors < 1:
+            raise InputError("no sensors")
+        self.grid = grid
+        self.sensors = sensors
+        self.acquisition = acquisition
+        self.thickness = float(grid.dx if thickness is None else thickness)
+        if not (self.thickness > 0 and math.isfinite(self.thickness)):
+            raise InputError(f"slab thickness must be > 0 m, got {thickness}")
+        c, dt = acquisition.speed_of_sound, acquisition.dt
+        t_edges = acquisition.t0 + (np.arange(acquisition.n_samples + 1) - 0.5) * dt
+        with np.errstate(divide="ignore"):
+            inv_t = np.where(t_edges > 0, 1.0 / np.where(t_edges > 0, t_edges, 1.0), 0.0)
+        # F_e = scale * G_e / t_e with G = sum x dx K; p_k = (F_{k+1} - F_k) / dt
+        self._edge_gain = (self.thickness * grid.dx / (4 * math.pi * c * c) * inv_t
+                           ).astype(np.float64)
+        self._inv_dt = 1.0 / dt
+        self._rho0 = np.float32(c * (acquisition.t0 - 0.5 * dt))
+        self._drho = np.float32(c * dt)
+        self._xs = grid.x.astype(np.float32)
+        self._ys = grid.y.astype(np.float32)
+        self._sens = np.ascontiguousarray(sensors.positions, dtype=np.float32)
+        self._dx = np.float32(grid.dx)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(n_sensors * n_samples, n * n)``, the shape of ``A`` on flattened vectors."""
+        return (self.sensors.n_sensors * self.acquisition.n_samples, self.grid.n ** 2)
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """Apply ``A``: image (n, n) in Pa -> sinogram (N, T) float32 in Pa."""
+        x = _check_image(x, self.grid, "image")
+        g = np.zeros((self.sensors.n_sensors, self.acquisition.n_samples + 1), np.float32)
+        K.forward_edges(x, self._xs, self._ys, self._sens, self._rho0, self._drho,
+                        self._dx, K.KTABLE, g)
+        f = g.astype(np.float64) * self._edge_gain[None, :]
+        return (np.diff(f, axis=1) * self._inv_dt).astype(np.float32)
+
+    def adjoint(self, y: np.ndarray) -> np.ndarray:
+        """Apply ``A^T``: sinogram (N, T) -> image (n, n) float32."""
+        y = check_sinogram(y, self.sensors, self.acquisition, allow_frames=False)
+        n_s, n_t = y.shape
+        yd = np.zeros((n_s, n_t + 2), np.float64)
+        yd[:, 1:-1] = y
+        # transpose of p_k = (F_{k+1} - F_k)/dt, F_e = gain_e G_e
+        h = ((yd[:, :-1] - yd[:, 1:]) * self._inv_dt * self._edge_gain[None, :]
+             ).astype(np.float32)
+        out = np.empty(self.grid.shape, np.float32)
+        K.adjoint_edges(h, self._xs, self._ys, self._sens, self._rho0, self._drho,
+                        self._dx, K.KTABLE, out)
+        return out
+
+    def as_linear_operator(self) -> Any:
+        """A :class:`scipy.sparse.linalg.LinearOperator` on flattened vectors."""
+        from scipy.sparse.linalg import LinearOperator
+
+        n = self.grid.n
+        n_s, n_t = self.sensors.n_sensors, self.acquisition.n_samples
+
+        def matvec(v: np.ndarray) -> np.ndarray:
+            return self.forward(np.reshape(v, (n, n))).ravel().astype(v.dtype)
+
+        def rmatvec(v: np.ndarray) -> np.ndarray:
+            return self.adjoint(np.reshape(v, (n_s, n_t))).ravel().astype(v.dtype)
+
+        return LinearOperator(self.shape, matvec=matvec, rmatvec=rmatvec, dtype=np.float64)
+
+
+def simulate(
+    p0: np.ndarray,
+    grid: Grid,
+    sensors: SensorArray,
+    acquisition: Acquisition,
+    *,
+    thickness: float | None = None,
+    noise_std: float = 0.0,
+    band: tuple[float | None, float | None] | None = None,
+    seed: int | None = None,
+) -> np.ndarray:
+    """Simulate the sinogram a set of point sensors records for an initial pressure image.
+
+    Parameters
+    ----------
+    p0
+        Initial pressure (n, n) in Pa on ``grid``.
+    grid
+        Image grid.
+    sensors
+        Sensor positions — for a realistic scan, the *true* (perturbed) ones.
+    acquisition
+        Sampling rate, number of samples, speed of sound, start time.
+    thickness
+        Slab thickness ``h`` in metres (default ``grid.dx``).
+    noise_std
+        Relative noise level: white Gaussian noise of standard deviation
+        ``noise_std * max|clean sinogram|`` is added (after band filtering, so it is white).
+    band
+        ``(f_low, f_high)`` in Hz: the sensors' bandwidth, applied as a zero-phase
+        4th-order Butterworth filter (see :func:`bandpass`). None: unlimited.
+    seed
+        Seed of the noise; the same seed gives the same bytes.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 (n_sensors, n_samples), in Pa.
+
+    Examples
+    --------
+    >>> from oatomo import Grid, Acquisition, ring_array
+    >>> g = Grid(64, 0.0064)
+    >>> y = simulate(np.ones(g.shape), g, ring_array(16, 0.02), Acquisition(20e6, 512))
+    >>> y.shape, y.dtype
+    ((16, 512), dtype('float32'))
+    """
+    if not (np.isfinite(noise_std) and noise_std >= 0):
+        raise InputError(f"noise_std must be >= 0, got {noise_std}")
+    op = ForwardOperator(grid, sensors, acquisition, thickness=thickness)
+    y = op.forward(p0)
+    y = bandpass(y, acquisition.fs, band)
+    if noise_std > 0:
+        rng = np.random.default_rng(seed)
+        sigma = noise_std * float(np.max(np.abs(y)))
+        y = (y + sigma * rng.standard_normal(y.shape)).astype(np.float32)
+    return np.ascontiguousarray(y, dtype=np.float32)
