@@ -8,7 +8,10 @@ so the integral of one basis function over a circle of radius rho around the sen
 Radon projection of the hat, ``dx * K(u, (rho - d) / dx)``, where ``d`` is the pixel-sensor
 distance and ``K`` the density of ``a (U1 + U2) + b (U3 + U4)`` with ``Ui ~ U(-1/2, 1/2)``,
 ``a = |cos theta|``, ``b = |sin theta|`` (theta: direction from sensor to pixel). ``K`` is
-tabulated over ``u = min(a, b) / max(a, b)`` and the offset, and interpolated bilinearly.
+tabulated over ``u = min(a, b) / max(a, b)`` and the offset. The kernels use 9 shapes
+(u = 0, 1/8, ..., 1, nearest) on a fine radial grid of at most ``dx / 8``: each pixel is
+split linearly between two fine bins of its shape's histogram, which is then convolved
+with the shape and sampled at the edges (the adjoint runs the same steps backwards).
 
 Forward model (SCIENCE.md section 4)::
 
@@ -56,165 +59,236 @@ def _hat_projection_table() -> np.ndarray:
 KTABLE = _hat_projection_table()
 
 
-@nb.njit(inline="always", fastmath=True, cache=True)
-def _pair(px, py, sx, sy):
-    """Distance, table row position and half-width (pixels) of one pixel-sensor pair."""
-    ddx = abs(px - sx)
-    ddy = abs(py - sy)
-    d = math.sqrt(ddx * ddx + ddy * ddy)
-    hi = max(ddx, ddy)
-    lo = min(ddx, ddy)
-    u = lo / hi if hi > 0 else np.float32(0.0)
-    # half-width of the projected hat in pixels: a + b with a^2 + b^2 = 1
-    half = (hi + lo) / d if d > 0 else np.float32(1.0)
-    return d, u, half
+N_CLASSES = 9  # kernel shapes used: table rows u = 0, 1/8, ..., 1
+
+
+def radial_plan(dx: float, drho: float, n_edges: int) -> tuple[int, int, int, int]:
+    """Fine radial binning used by the forward/adjoint kernels.
+
+    Returns ``(k, J, P, M)``: ``k`` fine bins per edge spacing (bin ``delta = drho / k``
+    at most ``dx / 8``), kernel half-length ``J`` in bins, padding ``P`` and total bins
+    ``M``. Bin ``m`` sits at radius ``rho_0 + (m - P) * delta``; bins ``0`` and ``M - 1``
+    collect pixels whose distance falls outside the record and are never read.
+    """
+    k = max(2, int(math.ceil(8.0 * drho / dx)))
+    delta = drho / k
+    J = int(math.ceil(math.sqrt(2.0) * dx / delta)) + 1
+    P = J + 2
+    M = k * (n_edges - 1) + 2 * P + 2
+    return k, J, P, M
+
+
+def radial_weights(dx: float, drho: float, n_edges: int) -> np.ndarray:
+    """``W[c, j + J] = K(u_c, j * delta / dx)`` for ``j = -J..J``: the projected hat of
+    class ``c`` sampled on the fine radial grid (float32, (N_CLASSES, 2J + 1))."""
+    k, J, _, _ = radial_plan(dx, drho, n_edges)
+    delta = drho / k
+    s = np.arange(-J, J + 1) * delta / dx
+    s_grid = np.linspace(-S_MAX, S_MAX, N_S)
+    rows = [KTABLE[round(c * (N_U - 1) / (N_CLASSES - 1))] for c in range(N_CLASSES)]
+    return np.stack([np.interp(s, s_grid, r, left=0.0, right=0.0) for r in rows]).astype(
+        np.float32)
 
 
 @nb.njit(inline="always", fastmath=True, cache=True)
-def _kval(table, uf, s):
-    """Bilinear lookup of K(u, s); ``uf`` is the fractional row index u * (N_U - 1)."""
-    sf = (s + np.float32(S_MAX)) * np.float32(1.0 / _S_STEP)
-    if sf <= 0 or sf >= N_S - 1:
-        return np.float32(0.0)
-    iu = min(int(uf), N_U - 2)
-    fu = uf - iu
-    i_s = int(sf)
-    fs = sf - i_s
-    k0 = table[iu, i_s] + fs * (table[iu, i_s + 1] - table[iu, i_s])
-    k1 = table[iu + 1, i_s] + fs * (table[iu + 1, i_s + 1] - table[iu + 1, i_s])
-    return k0 + fu * (k1 - k0)
+def _bins(xs, py, sx, sy, r0, inv_delta, m_hi, mbuf, fbuf, cbuf):
+    """Fine radial bin, interpolation weight and kernel class of every pixel of a row.
 
-
-@nb.njit(inline="always", fastmath=True, cache=True)
-def _edge_range(d, half, dx, rho0, drho, n_edges):
-    """Edges e (rho_e = rho0 + e * drho) whose offset (rho_e - d) / dx lies in the kernel."""
-    lo = (d - half * dx - rho0) / drho
-    hi = (d + half * dx - rho0) / drho
-    e0 = max(int(math.ceil(lo)), 0)
-    e1 = min(int(math.floor(hi)), n_edges - 1)
-    return e0, e1
+    Shared by :func:`forward_edges` and :func:`adjoint_edges` so that they are exact
+    transposes of each other. Gather-free, so LLVM vectorises it.
+    """
+    dy = abs(py - sy)
+    z = np.float32(0.0)
+    for j in range(xs.shape[0]):
+        ddx = abs(xs[j] - sx)
+        d = math.sqrt(ddx * ddx + dy * dy)
+        hi = max(ddx, dy)
+        lo = min(ddx, dy)
+        u = lo / (hi + np.float32(1e-30))
+        t = min(max((d - r0) * inv_delta, z), m_hi)
+        m = np.int32(t)
+        mbuf[j] = m
+        fbuf[j] = t - np.float32(m)
+        cbuf[j] = np.int32(u * np.float32(N_CLASSES - 1) + np.float32(0.5))
 
 
 @nb.njit(parallel=True, fastmath=True, cache=True)
-def forward_edges(image, xs, ys, sensors, rho0, drho, dx, table, out):
-    """Accumulate ``G[s, e] = sum_ij x_ij K_ij((rho_e - d_ij) / dx)`` (``out`` zeroed).
+def forward_edges(image, xs, ys, sensors, r0, inv_delta, k, P, weights, out):
+    """``G[s, e] = sum_ij x_ij K_ij((rho_e - d_ij) / dx)`` into ``out`` (N, n_edges).
 
-    Parallel over sensors: each thread owns whole rows of ``out``.
+    Per sensor (in parallel): deposit each pixel into the fine radial histogram of its
+    kernel class (linear split between two bins), then convolve each class with its
+    kernel and sample at the edges.
     """
     n_sens = sensors.shape[0]
     n_edges = out.shape[1]
     ny, nx = image.shape
-    inv_dx = np.float32(1.0) / dx
+    n_cls, L = weights.shape
+    J = (L - 1) // 2
+    M = k * (n_edges - 1) + 2 * P + 2
+    m_hi = np.float32(M - 2)
     for s in nb.prange(n_sens):
         sx = sensors[s, 0]
         sy = sensors[s, 1]
-        row = out[s]
+        hist = np.zeros((n_cls, M), np.float32)
+        mbuf = np.empty(nx, np.int32)
+        fbuf = np.empty(nx, np.float32)
+        cbuf = np.empty(nx, np.int32)
         for i in range(ny):
-            py = ys[i]
+            _bins(xs, ys[i], sx, sy, r0, inv_delta, m_hi, mbuf, fbuf, cbuf)
             for j in range(nx):
                 v = image[i, j]
-                if v == 0:
-                    continue
-                d, u, half = _pair(xs[j], py, sx, sy)
-                uf = u * np.float32(N_U - 1)
-                e0, e1 = _edge_range(d, half, dx, rho0, drho, n_edges)
-                for e in range(e0, e1 + 1):
-                    sv = (rho0 + e * drho - d) * inv_dx
-                    row[e] += v * _kval(table, uf, sv)
+                f = fbuf[j]
+                h = hist[cbuf[j]]
+                m = mbuf[j]
+                h[m] += v - v * f
+                h[m + 1] += v * f
+        orow = out[s]
+        for c in range(n_cls):
+            h = hist[c]
+            # only the edges whose window meets the bins this class received
+            lo = 2  # bins 0, 1, M - 2, M - 1 only collect out-of-record pixels
+            while lo < M - 2 and h[lo] == 0:
+                lo += 1
+            if lo == M - 2:
+                continue
+            hi_m = M - 3
+            while h[hi_m] == 0:
+                hi_m -= 1
+            e_lo = max(0, (lo - P - J) // k)
+            e_hi = min(n_edges - 1, (hi_m - P + J) // k + 1)
+            w = weights[c]
+            for e in range(e_lo, e_hi + 1):
+                base = k * e + P + J
+                acc = np.float32(0.0)
+                for q in range(L):
+                    acc += w[q] * h[base - q]
+                orow[e] += acc
 
 
 @nb.njit(parallel=True, fastmath=True, cache=True)
-def adjoint_edges(h_edges, xs, ys, sensors, rho0, drho, dx, table, out):
-    """``out[i, j] = sum_s sum_e H[s, e] K_ij((rho_e - d_ij) / dx)``; parallel over rows."""
+def adjoint_edges(h_edges, xs, ys, sensors, r0, inv_delta, k, P, weights, n_chunks, out):
+    """Transpose of :func:`forward_edges`: ``out[c]`` (n_chunks, ny, nx) gets the
+    contribution of the sensors of chunk ``c`` (in parallel); the caller sums the chunks."""
     n_sens = sensors.shape[0]
     n_edges = h_edges.shape[1]
-    ny, nx = out.shape
-    inv_dx = np.float32(1.0) / dx
-    for i in nb.prange(ny):
-        py = ys[i]
-        for j in range(nx):
-            px = xs[j]
-            acc = np.float32(0.0)
-            for s in range(n_sens):
-                d, u, half = _pair(px, py, sensors[s, 0], sensors[s, 1])
-                uf = u * np.float32(N_U - 1)
-                e0, e1 = _edge_range(d, half, dx, rho0, drho, n_edges)
-                for e in range(e0, e1 + 1):
-                    sv = (rho0 + e * drho - d) * inv_dx
-                    acc += h_edges[s, e] * _kval(table, uf, sv)
-            out[i, j] = acc
+    ny, nx = out.shape[1], out.shape[2]
+    n_cls, L = weights.shape
+    J = (L - 1) // 2
+    M = k * (n_edges - 1) + 2 * P + 2
+    m_hi = np.float32(M - 2)
+    for ch in nb.prange(n_chunks):
+        img = out[ch]
+        back = np.zeros((n_cls, M), np.float32)
+        mbuf = np.empty(nx, np.int32)
+        fbuf = np.empty(nx, np.float32)
+        cbuf = np.empty(nx, np.int32)
+        for s in range(ch, n_sens, n_chunks):
+            back[:] = 0
+            hs = h_edges[s]
+            for e in range(n_edges):
+                base = k * e + P + J
+                he = hs[e]
+                if he == 0:
+                    continue
+                for c in range(n_cls):
+                    b = back[c]
+                    w = weights[c]
+                    for q in range(L):
+                        b[base - q] += w[q] * he
+            sx = sensors[s, 0]
+            sy = sensors[s, 1]
+            for i in range(ny):
+                _bins(xs, ys[i], sx, sy, r0, inv_delta, m_hi, mbuf, fbuf, cbuf)
+                row = img[i]
+                for j in range(nx):
+                    b = back[cbuf[j]]
+                    m = mbuf[j]
+                    f = fbuf[j]
+                    row[j] += b[m] + f * (b[m + 1] - b[m])
+
+
+@nb.njit(inline="always", fastmath=True, cache=True)
+def _delays(xs, py, sx, sy, off, fs_over_c, hi, kbuf, fbuf):
+    """Sample index and interpolation weight of every pixel of one row for one sensor.
+
+    ``tau + 1`` is clamped into the zero-padded record ``[0, sig..., 0, 0]``: delays
+    outside the record read zeros. Kept free of gathers so that LLVM vectorises it.
+    """
+    dy = py - sy
+    dy2 = dy * dy
+    z = np.float32(0.0)
+    for j in range(xs.shape[0]):
+        ddx = xs[j] - sx
+        tau = min(max(math.sqrt(ddx * ddx + dy2) * fs_over_c + off, z), hi)
+        k = np.int32(tau)
+        kbuf[j] = k
+        fbuf[j] = tau - np.float32(k)
 
 
 @nb.njit(parallel=True, fastmath=True, cache=True)
-def das(sino_padded, xs, ys, sensors, weights_flag, normals, t0fs, fs_over_c, out):
-    """Delay-and-sum with linear interpolation in time.
+def das(padded, xs, ys, sensors, weighted, normals, t0fs, fs_over_c, out):
+    """Delay-and-sum with linear interpolation in time, added into ``out`` (ny, nx).
 
-    ``sino_padded`` is (N, T + 2) with two trailing zeros; delays outside the record read
-    them. Rows of the image in parallel, then sensors, then pixels innermost. With
-    ``weights_flag`` each sensor's term is weighted by ``cos / distance`` (the in-plane
-    solid-angle weight of universal backprojection, see :mod:`oatomo.recon`).
+    ``padded`` is (N, T + 3) = ``[0, signal, 0, 0]`` per sensor. Rows of the image in
+    parallel, then sensors, then pixels innermost (delays first, then the gathers). With
+    ``weighted`` each sensor's term is multiplied by ``max(cos, 0) / distance`` (the
+    in-plane solid-angle weight of universal backprojection).
     """
     n_sens = sensors.shape[0]
-    n_t = sino_padded.shape[1] - 2
+    hi = np.float32(padded.shape[1] - 2)
     ny, nx = out.shape
-    last = np.float32(n_t - 1)
+    off = np.float32(1.0) - t0fs
     for i in nb.prange(ny):
         py = ys[i]
-        orow = out[i]
+        kbuf = np.empty(nx, np.int32)
+        fbuf = np.empty(nx, np.float32)
+        acc = np.zeros(nx, np.float32)
         for s in range(n_sens):
             sx = sensors[s, 0]
-            dy = py - sensors[s, 1]
-            dy2 = dy * dy
-            sig = sino_padded[s]
-            if weights_flag:
+            sy = sensors[s, 1]
+            _delays(xs, py, sx, sy, off, fs_over_c, hi, kbuf, fbuf)
+            sig = padded[s]
+            if weighted:
                 nxs = normals[s, 0]
                 nys = normals[s, 1]
+                dy = py - sy
                 for j in range(nx):
                     ddx = xs[j] - sx
-                    d = math.sqrt(ddx * ddx + dy2)
-                    tau = d * fs_over_c - t0fs
-                    ok = (tau >= 0) & (tau < last)
-                    k = int(tau) if ok else n_t
-                    f = tau - k if ok else np.float32(0.0)
-                    v = sig[k] + f * (sig[k + 1] - sig[k])
-                    cosw = (ddx * nxs + dy * nys) / (d * d + np.float32(1e-30))
-                    orow[j] += v * max(cosw, np.float32(0.0))
+                    d2 = ddx * ddx + dy * dy + np.float32(1e-30)
+                    w = max((ddx * nxs + dy * nys) / d2, np.float32(0.0))
+                    k = kbuf[j]
+                    a = sig[k]
+                    acc[j] += w * (a + fbuf[j] * (sig[k + 1] - a))
             else:
                 for j in range(nx):
-                    ddx = xs[j] - sx
-                    d = math.sqrt(ddx * ddx + dy2)
-                    tau = d * fs_over_c - t0fs
-                    ok = (tau >= 0) & (tau < last)
-                    k = int(tau) if ok else n_t
-                    f = tau - k if ok else np.float32(0.0)
-                    orow[j] += sig[k] + f * (sig[k + 1] - sig[k])
+                    k = kbuf[j]
+                    a = sig[k]
+                    acc[j] += a + fbuf[j] * (sig[k + 1] - a)
+        for j in range(nx):
+            out[i, j] += acc[j]
 
 
 @nb.njit(parallel=True, fastmath=True, cache=True)
-def das_frames(sino_tf, xs, ys, sensors, t0fs, fs_over_c, out):
-    """Multi-frame delay-and-sum: ``sino_tf`` (N, T + 2, F) with zero padding in time,
-    ``out`` (ny, nx, F). Each delay and weight is computed once for all frames."""
+def das_frames(padded_tf, xs, ys, sensors, t0fs, fs_over_c, out):
+    """Multi-frame delay-and-sum: ``padded_tf`` (N, T + 3, F) zero-padded in time as in
+    :func:`das`, ``out`` (ny, nx, F). Each delay is computed once for all frames."""
     n_sens = sensors.shape[0]
-    n_t = sino_tf.shape[1] - 2
-    n_f = sino_tf.shape[2]
+    hi = np.float32(padded_tf.shape[1] - 2)
+    n_f = padded_tf.shape[2]
     ny, nx = out.shape[0], out.shape[1]
-    last = np.float32(n_t - 1)
+    off = np.float32(1.0) - t0fs
     for i in nb.prange(ny):
         py = ys[i]
+        kbuf = np.empty(nx, np.int32)
+        fbuf = np.empty(nx, np.float32)
         for s in range(n_sens):
-            sx = sensors[s, 0]
-            dy = py - sensors[s, 1]
-            dy2 = dy * dy
-            sig = sino_tf[s]
+            _delays(xs, py, sensors[s, 0], sensors[s, 1], off, fs_over_c, hi, kbuf, fbuf)
+            sig = padded_tf[s]
             for j in range(nx):
-                ddx = xs[j] - sx
-                d = math.sqrt(ddx * ddx + dy2)
-                tau = d * fs_over_c - t0fs
-                ok = (tau >= 0) & (tau < last)
-                k = int(tau) if ok else n_t
-                f = tau - k if ok else np.float32(0.0)
-                a = sig[k]
-                b = sig[k + 1]
+                a = sig[kbuf[j]]
+                b = sig[kbuf[j] + 1]
+                f = fbuf[j]
                 o = out[i, j]
                 for fr in range(n_f):
                     o[fr] += a[fr] + f * (b[fr] - a[fr])

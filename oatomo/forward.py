@@ -17,6 +17,7 @@ import logging
 import math
 from typing import Any
 
+import numba
 import numpy as np
 
 from . import _kernels as K
@@ -151,12 +152,16 @@ class ForwardOperator:
         self._edge_gain = (self.thickness * grid.dx / (4 * math.pi * c * c) * inv_t
                            ).astype(np.float64)
         self._inv_dt = 1.0 / dt
-        self._rho0 = np.float32(c * (acquisition.t0 - 0.5 * dt))
-        self._drho = np.float32(c * dt)
+        rho0, drho = c * (acquisition.t0 - 0.5 * dt), c * dt
+        n_edges = acquisition.n_samples + 1
+        self._k, _, self._P, _ = K.radial_plan(grid.dx, drho, n_edges)
+        self._weights = K.radial_weights(grid.dx, drho, n_edges)
+        delta = drho / self._k
+        self._r0 = np.float32(rho0 - self._P * delta)
+        self._inv_delta = np.float32(1.0 / delta)
         self._xs = grid.x.astype(np.float32)
         self._ys = grid.y.astype(np.float32)
         self._sens = np.ascontiguousarray(sensors.positions, dtype=np.float32)
-        self._dx = np.float32(grid.dx)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -167,8 +172,8 @@ class ForwardOperator:
         """Apply ``A``: image (n, n) in Pa -> sinogram (N, T) float32 in Pa."""
         x = _check_image(x, self.grid, "image")
         g = np.zeros((self.sensors.n_sensors, self.acquisition.n_samples + 1), np.float32)
-        K.forward_edges(x, self._xs, self._ys, self._sens, self._rho0, self._drho,
-                        self._dx, K.KTABLE, g)
+        K.forward_edges(x, self._xs, self._ys, self._sens, self._r0, self._inv_delta,
+                        self._k, self._P, self._weights, g)
         f = g.astype(np.float64) * self._edge_gain[None, :]
         return (np.diff(f, axis=1) * self._inv_dt).astype(np.float32)
 
@@ -181,10 +186,11 @@ class ForwardOperator:
         # transpose of p_k = (F_{k+1} - F_k)/dt, F_e = gain_e G_e
         h = ((yd[:, :-1] - yd[:, 1:]) * self._inv_dt * self._edge_gain[None, :]
              ).astype(np.float32)
-        out = np.empty(self.grid.shape, np.float32)
-        K.adjoint_edges(h, self._xs, self._ys, self._sens, self._rho0, self._drho,
-                        self._dx, K.KTABLE, out)
-        return out
+        n_chunks = min(n_s, 2 * numba.get_num_threads())
+        out = np.zeros((n_chunks,) + self.grid.shape, np.float32)
+        K.adjoint_edges(h, self._xs, self._ys, self._sens, self._r0, self._inv_delta,
+                        self._k, self._P, self._weights, n_chunks, out)
+        return out.sum(axis=0, dtype=np.float32)
 
     def as_linear_operator(self) -> Any:
         """A :class:`scipy.sparse.linalg.LinearOperator` on flattened vectors."""

@@ -138,16 +138,16 @@ def backproject(
         gain = _sensor_arc_lengths(sensors) * _UBP_GAIN / (2 * math.pi) * (
             4 * math.pi * c / grid.dx)
         frames = (frames * gain[None, :, None].astype(np.float32)).astype(np.float32)
+    normals = np.ascontiguousarray(sensors.normals, dtype=np.float32)
     if frames.shape[0] == 1 or method == "ubp":
         out = np.zeros((frames.shape[0],) + grid.shape, np.float32)
-        padded = np.zeros((n_s, n_t + 2), np.float32)
+        padded = np.zeros((n_s, n_t + 3), np.float32)
         for f in range(frames.shape[0]):
-            padded[:, :n_t] = frames[f]
-            K.das(padded, xs, ys, sens, method == "ubp", sensors.normals.astype(np.float32),
-                  t0fs, fs_over_c, out[f])
+            padded[:, 1:n_t + 1] = frames[f]
+            K.das(padded, xs, ys, sens, method == "ubp", normals, t0fs, fs_over_c, out[f])
     else:
-        tf = np.zeros((n_s, n_t + 2, frames.shape[0]), np.float32)
-        tf[:, :n_t, :] = np.moveaxis(frames, 0, -1)
+        tf = np.zeros((n_s, n_t + 3, frames.shape[0]), np.float32)
+        tf[:, 1:n_t + 1, :] = np.moveaxis(frames, 0, -1)
         acc = np.zeros(grid.shape + (frames.shape[0],), np.float32)
         K.das_frames(tf, xs, ys, sens, t0fs, fs_over_c, acc)
         out = np.ascontiguousarray(np.moveaxis(acc, -1, 0))
