@@ -64,7 +64,8 @@ class SensorArray:
             if nrm.shape != pos.shape:
                 raise InputError(f"normals must have shape {pos.shape}, got {nrm.shape}")
             length = np.hypot(nrm[:, 0], nrm[:, 1])[:, None]
-            nrm = np.where(length > 0, nrm / np.where(length > 0, length, 1.0), 0.0)
+            if np.any(np.abs(length - 1) > 1e-12):
+                nrm = np.where(length > 0, nrm / np.where(length > 0, length, 1.0), 0.0)
         object.__setattr__(self, "positions", _readonly(pos))
         object.__setattr__(self, "normals", _readonly(nrm))
 
@@ -140,10 +141,13 @@ class SensorArray:
         dr = rng.standard_normal(n) * radial_std
         dth = rng.standard_normal(n) * angular_std
         jit = rng.standard_normal((n, 2)) * jitter_std
-        x, y = self.positions[:, 0], self.positions[:, 1]
-        r = np.hypot(x, y) + dr
-        th = np.arctan2(y, x) + dth + rotation
-        pos = np.stack([r * np.cos(th), r * np.sin(th)], axis=1) + jit
+        if radial_std == 0 and angular_std == 0 and rotation == 0:
+            pos = self.positions + jit  # exact: no round trip through polar coordinates
+        else:
+            x, y = self.positions[:, 0], self.positions[:, 1]
+            r = np.hypot(x, y) + dr
+            th = np.arctan2(y, x) + dth + rotation
+            pos = np.stack([r * np.cos(th), r * np.sin(th)], axis=1) + jit
         pos = pos + np.asarray(offset, dtype=np.float64)[None, :]
         c, s = np.cos(rotation + dth), np.sin(rotation + dth)
         nx, ny = self.normals[:, 0], self.normals[:, 1]

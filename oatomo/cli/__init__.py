@@ -17,7 +17,6 @@ from ..errors import InputError
 #: Modules that contribute sub-commands, in the order they appear in ``--help``.
 COMMAND_MODULES = (
     "oatomo.cli.scan",       # simulate, reconstruct, info
-    "oatomo.cli.cmnist",     # cmnist
 )
 
 

@@ -1,0 +1,427 @@
+"""Scan and image files: oatomo's own HDF5 layout, IPASC/PACFISH and PATATO HDF5.
+
+All file I/O of the toolkit lives here. Files are opened read-only; outputs are written
+to a temporary file and renamed into place. Every problem with a file raises
+:class:`oatomo.InputError` with a one-line message that starts with the file name.
+
+oatomo scan layout (``oatomo_format = "scan"``, ``format_version = 1``)::
+
+    /sinogram                float32 (..., N, T) in Pa; leading axes = frames/wavelengths
+    /sensors/positions       float64 (N, 2) nominal positions (m)
+    /sensors/normals         float64 (N, 2)
+    /acquisition             group; attrs fs (Hz), n_samples, speed_of_sound (m/s), t0 (s)
+    /truth/p0                float32 (n, n), attrs grid_n, grid_fov (m)   [optional]
+    /truth/true_positions    float64 (N, 2) (m)                           [optional]
+    /truth/true_normals      float64 (N, 2)                               [optional]
+    /wavelengths             float64 (W,) (m)                              [optional]
+    root attrs: setup (TOML text), setup_name, seed, metadata (JSON), created_by
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from ._atomic import atomic_path
+from .errors import InputError
+from .geometry import Acquisition, Grid, SensorArray
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["Scan", "load_scan", "save_scan", "save_images", "load_images", "detect_format",
+           "SCAN_FORMAT_VERSION"]
+
+SCAN_FORMAT_VERSION = 1
+IMAGE_FORMAT_VERSION = 1
+
+
+@dataclass
+class Scan:
+    """One recorded (or simulated) scan.
+
+    Parameters
+    ----------
+    sinogram
+        float32 (N, T), or (..., N, T) with leading frame/wavelength axes, in Pa.
+    sensors
+        Sensor positions to reconstruct with (the nominal ones for a simulated scan).
+    acquisition
+        Sampling rate, samples, speed of sound, start time.
+    p0
+        Ground-truth initial pressure (simulations only).
+    grid
+        Grid of ``p0``.
+    true_sensors
+        The true (perturbed) sensor positions of a simulated scan.
+    setup_name, setup_toml
+        The setup the scan was simulated from (name and full TOML text).
+    seed
+        Seed of the simulation.
+    wavelengths
+        Acquisition wavelengths (m), if any.
+    metadata
+        Free JSON-serialisable metadata.
+    source_format
+        Format the scan was read from (``"oatomo"``, ``"ipasc"``, ``"patato"``).
+    """
+
+    sinogram: np.ndarray
+    sensors: SensorArray
+    acquisition: Acquisition
+    p0: np.ndarray | None = None
+    grid: Grid | None = None
+    true_sensors: SensorArray | None = None
+    setup_name: str | None = None
+    setup_toml: str | None = None
+    seed: int | None = None
+    wavelengths: np.ndarray | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    source_format: str = "oatomo"
+
+    @property
+    def n_frames(self) -> int:
+        """Number of (frame, wavelength) sinograms in the scan."""
+        return int(np.prod(self.sinogram.shape[:-2], dtype=np.int64))
+
+    def validate(self, path: str | os.PathLike | None = None) -> None:
+        """Check shapes and values; raise :class:`InputError` naming ``path``."""
+        y = self.sinogram
+        if y.ndim < 2:
+            raise InputError(f"sinogram must have at least 2 dimensions, got {y.shape}", path)
+        if y.shape[-2] != self.sensors.n_sensors:
+            raise InputError(f"sinogram has {y.shape[-2]} rows but there are "
+                             f"{self.sensors.n_sensors} sensors", path)
+        if y.shape[-1] != self.acquisition.n_samples:
+            raise InputError(f"sinogram has {y.shape[-1]} samples but the acquisition says "
+                             f"{self.acquisition.n_samples}", path)
+        if not np.all(np.isfinite(y)):
+            raise InputError("sinogram contains NaN or Inf samples", path)
+        if self.p0 is not None and (self.grid is None or self.p0.shape != self.grid.shape):
+            raise InputError("truth image does not match its grid", path)
+
+
+@contextlib.contextmanager
+def _blame(path: str | os.PathLike) -> Iterator[None]:
+    """Attach ``path`` to input errors raised inside (e.g. by the geometry nouns)."""
+    try:
+        yield
+    except InputError as exc:
+        if exc.path is None:
+            raise InputError(exc.problem, path) from None
+        raise
+
+
+def _open(path: str | os.PathLike) -> h5py.File:
+    p = Path(path)
+    if not p.exists():
+        raise InputError("file not found", p)
+    if p.is_dir():
+        raise InputError("is a directory, not a scan file", p)
+    try:
+        return h5py.File(p, "r")
+    except OSError:
+        with open(p, "rb") as f:
+            magic = f.read(8)
+        if magic == b"\x89HDF\r\n\x1a\n":
+            raise InputError("HDF5 file is truncated or corrupt", p) from None
+        raise InputError("not an HDF5 file", p) from None
+
+
+def detect_format(f: h5py.File) -> str | None:
+    """``"oatomo"``, ``"ipasc"``, ``"patato"`` or None for an open HDF5 file."""
+    if f.attrs.get("oatomo_format") == "scan":
+        return "oatomo"
+    if "binary_time_series_data" in f:
+        return "ipasc"
+    if "raw_data" in f and ("GEOMETRY" in f or "fs" in f.attrs):
+        return "patato"
+    return None
+
+
+def _scalar(v: Any) -> Any:
+    v = v[()] if isinstance(v, h5py.Dataset) else v
+    if isinstance(v, bytes):
+        return v.decode()
+    if isinstance(v, np.ndarray) and v.size == 1:
+        return v.reshape(()).item()
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
+
+
+def _number(v: Any, what: str, path: Any) -> float:
+    v = _scalar(v)
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        raise InputError(f"{what} is not a number ({v!r})", path) from None
+
+
+def _positions_2d(pos: np.ndarray, path: Any) -> np.ndarray:
+    pos = np.asarray(pos, dtype=np.float64)
+    if pos.ndim != 2 or pos.shape[0] == 0 or pos.shape[1] not in (2, 3):
+        raise InputError(f"no sensors (positions of shape {pos.shape})", path)
+    if pos.shape[1] == 3:
+        if np.any(np.abs(pos[:, 2]) > 1e-9):
+            msg = (f"{path}: sensor positions have z != 0 (up to "
+                   f"{np.abs(pos[:, 2]).max() * 1e3:.3g} mm); projected onto the imaging plane")
+            warnings.warn(msg, stacklevel=3)
+            logger.warning(msg)
+        pos = pos[:, :2]
+    return pos
+
+
+def _read_oatomo(f: h5py.File, path: Path) -> Scan:
+    version = int(f.attrs.get("format_version", 0))
+    if version > SCAN_FORMAT_VERSION:
+        raise InputError(f"scan format version {version} is newer than this oatomo "
+                         f"understands ({SCAN_FORMAT_VERSION})", path)
+    if "sinogram" not in f:
+        raise InputError("no sinogram in this oatomo scan file", path)
+    if "sensors/positions" not in f:
+        raise InputError("no sensors in this scan file", path)
+    acq_attrs = f["acquisition"].attrs if "acquisition" in f else {}
+    for key in ("fs", "n_samples"):
+        if key not in acq_attrs:
+            raise InputError(f"acquisition attribute {key!r} missing", path)
+    sino = f["sinogram"][...]
+    with _blame(path):
+        pos = _positions_2d(f["sensors/positions"][...], path)
+        normals = f["sensors/normals"][...] if "sensors/normals" in f else None
+        sensors = SensorArray(pos, normals)
+        acq = Acquisition(
+            fs=_number(acq_attrs["fs"], "fs", path),
+            n_samples=int(_scalar(acq_attrs["n_samples"])),
+            speed_of_sound=_number(acq_attrs.get("speed_of_sound", 1500.0), "speed of sound",
+                                   path),
+            t0=_number(acq_attrs.get("t0", 0.0), "t0", path))
+        p0 = grid = true = None
+        if "truth/p0" in f:
+            d = f["truth/p0"]
+            p0 = d[...].astype(np.float32)
+            grid = Grid(int(_scalar(d.attrs["grid_n"])), float(_scalar(d.attrs["grid_fov"])))
+        if "truth/true_positions" in f:
+            true = SensorArray(f["truth/true_positions"][...],
+                               f["truth/true_normals"][...] if "truth/true_normals" in f
+                               else None)
+    meta = json.loads(_scalar(f.attrs.get("metadata", "{}")) or "{}")
+    seed = f.attrs.get("seed")
+    return Scan(sinogram=sino, sensors=sensors, acquisition=acq, p0=p0, grid=grid,
+                true_sensors=true, setup_name=_scalar(f.attrs.get("setup_name")) or None,
+                setup_toml=_scalar(f.attrs.get("setup")) or None,
+                seed=None if seed is None else int(_scalar(seed)),
+                wavelengths=f["wavelengths"][...] if "wavelengths" in f else None,
+                metadata=meta, source_format="oatomo")
+
+
+def _read_ipasc(f: h5py.File, path: Path) -> Scan:
+    data = f["binary_time_series_data"]
+    if data.ndim < 2:
+        raise InputError(f"binary_time_series_data must be [detectors, samples, ...], got "
+                         f"shape {data.shape}", path)
+    md = f.get("meta_data")
+    if md is None or "ad_sampling_rate" not in md:
+        raise InputError("meta_data/ad_sampling_rate missing", path)
+    fs = _number(md["ad_sampling_rate"], "ad_sampling_rate", path)
+    c = _number(md["speed_of_sound"], "speed_of_sound", path) if "speed_of_sound" in md \
+        else 1500.0
+    det = f.get("meta_data_device/detectors")
+    if det is None or len(det) == 0:
+        raise InputError("no sensors (meta_data_device/detectors is empty)", path)
+    ids = sorted(det.keys())
+    pos = np.stack([det[i]["detector_position"][...] for i in ids])
+    orient = None
+    if all("detector_orientation" in det[i] for i in ids):
+        orient = np.stack([det[i]["detector_orientation"][...] for i in ids])[:, :2]
+    raw = data[...]
+    # [detectors, samples, wavelengths, frames] -> (frames, wavelengths, detectors, samples)
+    sino = np.moveaxis(raw, (0, 1), (-2, -1))
+    sino = np.moveaxis(sino, tuple(range(sino.ndim - 2)), tuple(reversed(range(sino.ndim - 2))))
+    wl = md["acquisition_wavelengths"][...] if "acquisition_wavelengths" in md else None
+    with _blame(path):
+        sensors = SensorArray(_positions_2d(pos, path),
+                              None if orient is None or not np.any(orient) else orient)
+        acq = Acquisition(fs=fs, n_samples=sino.shape[-1], speed_of_sound=c)
+    meta = {"uuid": _scalar(md["uuid"]) if "uuid" in md else None}
+    return Scan(sinogram=sino, sensors=sensors, acquisition=acq, wavelengths=wl,
+                metadata=meta, source_format="ipasc")
+
+
+def _read_patato(f: h5py.File, path: Path) -> Scan:
+    raw = f["raw_data"]
+    fs = raw.attrs.get("fs", f.attrs.get("fs"))
+    if fs is None:
+        raise InputError("sampling frequency attribute 'fs' missing", path)
+    c = raw.attrs.get("speedofsound", f.attrs.get("speedofsound", 1500.0))
+    if "GEOMETRY" not in f:
+        raise InputError("no sensors (dataset GEOMETRY missing)", path)
+    sino = raw[...]  # (frames, wavelengths, detectors, samples)
+    with _blame(path):
+        sensors = SensorArray(_positions_2d(f["GEOMETRY"][...], path))
+        acq = Acquisition(fs=_number(fs, "fs", path), n_samples=sino.shape[-1],
+                          speed_of_sound=_number(c, "speedofsound", path))
+    wl = f["wavelengths"][...] if "wavelengths" in f else None
+    name = _scalar(f.attrs.get("name", "")) or None
+    return Scan(sinogram=sino, sensors=sensors, acquisition=acq, wavelengths=wl,
+                metadata={"scan_name": name} if name else {}, source_format="patato")
+
+
+def load_scan(path: str | os.PathLike) -> Scan:
+    """Read a scan file, detecting its format (oatomo, IPASC/PACFISH or PATATO HDF5).
+
+    Singleton frame/wavelength axes are squeezed, so a single-frame scan has a
+    (N, T) sinogram. Sensor positions with z != 0 are projected onto the imaging plane
+    with a warning.
+
+    Raises
+    ------
+    InputError
+        Missing, non-HDF5, truncated or malformed files; no sinogram; no sensors; rows
+        that do not match the sensors; NaN/Inf samples; fs or speed of sound <= 0.
+    """
+    p = Path(path)
+    with _open(p) as f:
+        try:
+            fmt = detect_format(f)
+            if fmt is None:
+                raise InputError("no sinogram found (not an oatomo, IPASC or PATATO scan file)",
+                                 p)
+            scan = {"oatomo": _read_oatomo, "ipasc": _read_ipasc,
+                    "patato": _read_patato}[fmt](f, p)
+        except (OSError, KeyError, RuntimeError) as exc:
+            raise InputError(f"HDF5 file is truncated or corrupt ({exc.__class__.__name__})",
+                             p) from None
+    y = np.asarray(scan.sinogram, dtype=np.float32)
+    y = y.reshape(tuple(d for d in y.shape[:-2] if d != 1) + y.shape[-2:])
+    scan.sinogram = np.ascontiguousarray(y)
+    scan.validate(p)
+    return scan
+
+
+def save_scan(path: str | os.PathLike, scan: Scan, format: str = "oatomo") -> Path:
+    """Write a scan atomically in oatomo's layout or as an IPASC (PACFISH-readable) file.
+
+    The IPASC form keeps sinogram, sensors, sampling rate, speed of sound and wavelengths;
+    truth, setup and seed are oatomo-only.
+    """
+    if format not in ("oatomo", "ipasc"):
+        raise InputError(f"unknown scan format {format!r} (choose oatomo or ipasc)")
+    out = Path(path)
+    scan.validate()
+    with atomic_path(out) as tmp:
+        with h5py.File(tmp, "w") as f:
+            (_write_oatomo if format == "oatomo" else _write_ipasc)(f, scan)
+    return out
+
+
+def _write_oatomo(f: h5py.File, scan: Scan) -> None:
+    from . import __version__
+
+    f.attrs["oatomo_format"] = "scan"
+    f.attrs["format_version"] = SCAN_FORMAT_VERSION
+    f.attrs["created_by"] = f"oatomo {__version__}"
+    d = f.create_dataset("sinogram", data=np.asarray(scan.sinogram, np.float32),
+                         compression="gzip", compression_opts=4, shuffle=True)
+    d.attrs["units"] = "Pa"
+    d.attrs["axes"] = "(..., sensor, sample)"
+    f.create_dataset("sensors/positions", data=scan.sensors.positions)
+    f.create_dataset("sensors/normals", data=scan.sensors.normals)
+    g = f.create_group("acquisition")
+    for k, v in scan.acquisition.to_dict().items():
+        g.attrs[k] = v
+    if scan.p0 is not None and scan.grid is not None:
+        t = f.create_dataset("truth/p0", data=np.asarray(scan.p0, np.float32),
+                             compression="gzip", shuffle=True)
+        t.attrs["grid_n"] = scan.grid.n
+        t.attrs["grid_fov"] = scan.grid.fov
+    if scan.true_sensors is not None:
+        f.create_dataset("truth/true_positions", data=scan.true_sensors.positions)
+        f.create_dataset("truth/true_normals", data=scan.true_sensors.normals)
+    if scan.wavelengths is not None:
+        f.create_dataset("wavelengths", data=np.asarray(scan.wavelengths, np.float64))
+    if scan.setup_name:
+        f.attrs["setup_name"] = scan.setup_name
+    if scan.setup_toml:
+        f.attrs["setup"] = scan.setup_toml
+    if scan.seed is not None:
+        f.attrs["seed"] = int(scan.seed)
+    f.attrs["metadata"] = json.dumps(scan.metadata)
+
+
+def _write_ipasc(f: h5py.File, scan: Scan) -> None:
+    y = np.asarray(scan.sinogram, np.float32)
+    if y.ndim == 2:
+        y = y[None, None]
+    elif y.ndim == 3:  # (frames, N, T)
+        y = y[:, None]
+    y = y.reshape((-1,) + y.shape[-3:])  # (frames, wavelengths, N, T)
+    data = np.ascontiguousarray(np.transpose(y, (2, 3, 1, 0)))  # [det, samples, wl, frames]
+    f.create_dataset("binary_time_series_data", data=data)
+    md = "/meta_data/"
+    f[md + "uuid"] = str(scan.metadata.get("uuid") or "oatomo-scan")
+    f[md + "data_type"] = "float32"
+    f[md + "dimensionality"] = "time"
+    f[md + "sizes"] = np.asarray(data.shape, np.int64)
+    f[md + "encoding"] = "raw"
+    f[md + "compression"] = "none"
+    f[md + "ad_sampling_rate"] = float(scan.acquisition.fs)
+    f[md + "speed_of_sound"] = float(scan.acquisition.speed_of_sound)
+    if scan.wavelengths is not None:
+        f[md + "acquisition_wavelengths"] = np.asarray(scan.wavelengths, np.float64)
+    dev = "/meta_data_device/"
+    pos = scan.sensors.positions
+    half = float(np.abs(pos).max())
+    f[dev + "general/unique_identifier"] = "oatomo-device"
+    f[dev + "general/field_of_view"] = np.array([-half, half, -half, half, 0.0, 0.0])
+    f[dev + "general/num_detectors"] = int(len(pos))
+    f[dev + "general/num_illuminators"] = 0
+    for k, (p, n) in enumerate(zip(pos, scan.sensors.normals, strict=True)):
+        g = f"{dev}detectors/{k:010d}/"
+        f[g + "detector_position"] = np.array([p[0], p[1], 0.0])
+        f[g + "detector_orientation"] = np.array([n[0], n[1], 0.0])
+
+
+def save_images(path: str | os.PathLike, images: dict[str, np.ndarray], grid: Grid, *,
+                attrs: dict[str, Any] | None = None) -> Path:
+    """Write reconstructed images atomically (``oatomo_format = "image"``).
+
+    Layout: ``/images/<name>`` float32 (..., n, n); root attrs ``grid_n``, ``grid_fov`` (m),
+    ``format_version`` and the given ``attrs`` (JSON-encoded when not scalar).
+    """
+    from . import __version__
+
+    out = Path(path)
+    with atomic_path(out) as tmp:
+        with h5py.File(tmp, "w") as f:
+            f.attrs["oatomo_format"] = "image"
+            f.attrs["format_version"] = IMAGE_FORMAT_VERSION
+            f.attrs["created_by"] = f"oatomo {__version__}"
+            f.attrs["grid_n"] = grid.n
+            f.attrs["grid_fov"] = grid.fov
+            for k, v in (attrs or {}).items():
+                f.attrs[k] = v if isinstance(v, (str, int, float)) else json.dumps(v)
+            for name, img in images.items():
+                f.create_dataset(f"images/{name}", data=np.asarray(img, np.float32),
+                                 compression="gzip", shuffle=True)
+    return out
+
+
+def load_images(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], Grid]:
+    """Read an image file written by :func:`save_images`."""
+    p = Path(path)
+    with _open(p) as f:
+        if f.attrs.get("oatomo_format") != "image" or "images" not in f:
+            raise InputError("not an oatomo image file", p)
+        images = {k: f["images"][k][...] for k in f["images"]}
+        grid = Grid(int(f.attrs["grid_n"]), float(f.attrs["grid_fov"]))
+    return images, grid
