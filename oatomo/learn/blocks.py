@@ -126,6 +126,11 @@ class VAEConfig:
         """Plain JSON-able dict (tuples become lists)."""
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> VAEConfig:
+        """Inverse of :meth:`to_dict`."""
+        return config_from_dict(cls, data)
+
 
 def config_from_dict(cls: type, data: dict[str, Any]) -> Any:
     """Rebuild a frozen config dataclass from ``to_dict()`` output; unknown keys are an error."""

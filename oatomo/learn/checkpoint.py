@@ -1,0 +1,203 @@
+"""Model checkpoints: one ``.pt`` file loadable with ``torch.load(..., weights_only=True)``.
+
+Format (``version`` 1), a dict of tensors, dicts, lists, numbers, strings and None only::
+
+    {"format": "oatomo-model", "version": 1,
+     "model_class": "MultiDecoderIVAE",          # a name registered with register_model
+     "config": {...},                            # the model's config.to_dict(), JSON-able
+     "state_dict": {...},                        # model weights (CPU tensors)
+     "optimizer": {...} | None,                  # Adam state, for resuming
+     "step": int,                                # optimisation steps done
+     "rng": {"noise": ByteTensor} | {},          # generator state, for resuming bit for bit
+     "train": {...},                             # training settings (JSON-able)
+     "history": [...], "epoch_acc": {...}}       # per-epoch mean loss terms
+
+A sidecar ``<name>.json`` holds everything but the tensors (format, class, config, step,
+training settings, history) for people and for other tools. Both files are written
+atomically (temporary file + rename), so an interrupted write never leaves half a checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import torch
+from torch import nn
+
+from .._atomic import atomic_path
+from ..errors import InputError
+
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "CHECKPOINT_VERSION",
+    "register_model",
+    "model_classes",
+    "save_checkpoint",
+    "load_checkpoint",
+    "load_model",
+]
+
+CHECKPOINT_FORMAT = "oatomo-model"
+CHECKPOINT_VERSION = 1
+
+_REGISTRY: dict[str, type[nn.Module]] = {}
+M = TypeVar("M", bound=type)
+
+
+def register_model(cls: M) -> M:
+    """Class decorator: make a model class loadable by name from checkpoints.
+
+    The class needs a ``config`` attribute with ``to_dict()``, a ``config_class`` with a
+    ``from_dict``-compatible constructor (see :func:`oatomo.learn.blocks.config_from_dict`)
+    and a constructor ``cls(config)``.
+    """
+    _REGISTRY[cls.__name__] = cls  # type: ignore[assignment]
+    return cls
+
+
+def model_classes() -> dict[str, type[nn.Module]]:
+    """The registered model classes by name."""
+    return dict(_REGISTRY)
+
+
+def sidecar_path(path: str | os.PathLike) -> Path:
+    """The JSON file written beside a checkpoint: ``model.pt`` -> ``model.json``."""
+    return Path(path).with_suffix(".json")
+
+
+def save_checkpoint(path: str | os.PathLike, model: nn.Module, *,
+                    optimizer: torch.optim.Optimizer | None = None, step: int = 0,
+                    rng: dict[str, torch.Tensor] | None = None,
+                    train: dict[str, Any] | None = None,
+                    history: list[dict[str, Any]] | None = None,
+                    epoch_acc: dict[str, Any] | None = None) -> Path:
+    """Write ``model`` (and optionally the training state) to ``path`` plus a JSON sidecar.
+
+    Returns the checkpoint path.
+    """
+    path = Path(path)
+    name = type(model).__name__
+    if name not in _REGISTRY:
+        raise InputError(f"model class {name!r} is not registered (use @register_model)")
+    config = model.config.to_dict()  # type: ignore[attr-defined, operator]
+    meta = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "model_class": name,
+            "config": config, "step": int(step), "train": dict(train or {}),
+            "history": list(history or [])}
+    payload = {
+        **meta,
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "optimizer": None if optimizer is None else _to_cpu(optimizer.state_dict()),
+        "rng": dict(rng or {}),
+        "epoch_acc": dict(epoch_acc or {}),
+    }
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+    with atomic_path(sidecar_path(path)) as tmp:
+        tmp.write_text(json.dumps(meta, indent=2) + "\n")
+    return path
+
+
+def _to_cpu(obj: Any) -> Any:
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu()
+    if isinstance(obj, dict):
+        return {k: _to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_to_cpu(v) for v in obj]
+    return obj
+
+
+def load_checkpoint(path: str | os.PathLike, *, model_class: str | type | None = None,
+                    map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read and check a checkpoint (``weights_only=True``: a checkpoint never runs code).
+
+    Parameters
+    ----------
+    path
+        The ``.pt`` file.
+    model_class
+        If given (a name or a class), the checkpoint must hold that class.
+
+    Raises
+    ------
+    InputError
+        Missing file, not an oatomo checkpoint, a newer version, or another model class.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("checkpoint not found", path)
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, OSError,
+            ValueError, AttributeError, TypeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise InputError(f"not an oatomo model checkpoint ({type(exc).__name__}"
+                         f"{': ' + first[:120] if first else ''})", path) from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise InputError(f"not an oatomo model checkpoint (format must be "
+                         f"{CHECKPOINT_FORMAT!r})", path)
+    version = ckpt.get("version")
+    if not isinstance(version, int) or version > CHECKPOINT_VERSION:
+        raise InputError(f"checkpoint version {version!r} is not supported by this oatomo "
+                         f"(reads up to {CHECKPOINT_VERSION})", path)
+    for key in ("model_class", "config", "state_dict"):
+        if key not in ckpt:
+            raise InputError(f"checkpoint lacks {key!r}", path)
+    if model_class is not None:
+        want = model_class if isinstance(model_class, str) else model_class.__name__
+        if ckpt["model_class"] != want:
+            raise InputError(f"checkpoint holds a {ckpt['model_class']}, expected a {want}", path)
+    return ckpt
+
+
+def build_model(model_class: str, config: dict[str, Any], *, seed: int | None = None,
+                path: str | os.PathLike | None = None) -> nn.Module:
+    """Instantiate a registered model class from a config dict."""
+    cls = _REGISTRY.get(model_class)
+    if cls is None:
+        raise InputError(f"unknown model class {model_class!r} (known: "
+                         f"{', '.join(sorted(_REGISTRY))})", path)
+    try:
+        cfg = cls.config_class.from_dict(config)  # type: ignore[attr-defined]
+    except (TypeError, InputError) as exc:
+        raise InputError(f"invalid {model_class} config: {exc}", path) from None
+    return cls(cfg, seed=seed)  # type: ignore[call-arg]
+
+
+def load_model(path: str | os.PathLike, *, model_class: str | type | None = None,
+               map_location: str | torch.device = "cpu") -> nn.Module:
+    """Rebuild a model from a checkpoint: its class and config, then its weights.
+
+    Examples
+    --------
+    >>> from oatomo.learn import load_model, MultiDecoderIVAE     # doctest: +SKIP
+    >>> model = load_model("out/cmnist/checkpoints/seed0/multi_decoder.pt")  # doctest: +SKIP
+    >>> model = MultiDecoderIVAE.load("model.pt")  # same, and checks the class  # doctest: +SKIP
+    """
+    ckpt = load_checkpoint(path, model_class=model_class, map_location=map_location)
+    model = build_model(ckpt["model_class"], ckpt["config"], path=path)
+    try:
+        model.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as exc:
+        raise InputError(f"weights do not fit the {ckpt['model_class']} config "
+                         f"({str(exc).splitlines()[0][:120]})", path) from None
+    return model.to(map_location)
+
+
+class Checkpointable:
+    """Mixin: ``cls.load(path)`` (checks the class) and ``self.save(path)``."""
+
+    config_class: Callable[..., Any]
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, *, map_location: str | torch.device = "cpu") -> Any:
+        return load_model(path, model_class=cls, map_location=map_location)
+
+    def save(self, path: str | os.PathLike) -> Path:
+        return save_checkpoint(path, self)  # type: ignore[arg-type]
