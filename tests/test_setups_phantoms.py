@@ -1,10 +1,10 @@
 """Setups (TOML in/out, draws) and phantoms."""
 
 import math
-import tomllib
 
 import numpy as np
 import pytest
+import tomllib
 
 from oatomo import Grid, InputError
 from oatomo import phantoms as P
