@@ -17,6 +17,7 @@ from ..errors import InputError
 #: Modules that contribute sub-commands, in the order they appear in ``--help``.
 COMMAND_MODULES = (
     "oatomo.cli.scan",       # simulate, reconstruct, info
+    "oatomo.cli.dataset",    # dataset, dataset merge
 )
 
 
