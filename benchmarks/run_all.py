@@ -109,8 +109,9 @@ def scaling_rows(quick: bool) -> tuple[list[dict], str]:
         y = np.random.default_rng(0).standard_normal((256, 2030)).astype(np.float32)
         op = ForwardOperator(grid, sensors, acq)
         x = np.random.default_rng(0).random(grid.shape).astype(np.float32)
-        t_das_n.append(bench_core.median_time(lambda: backproject(y, grid, sensors, acq), reps))
-        t_fwd_n.append(bench_core.median_time(lambda: op.forward(x), reps))
+        t_das_n.append(bench_core.median_time(
+            lambda y=y, g=grid, s=sensors: backproject(y, g, s, acq), reps))
+        t_fwd_n.append(bench_core.median_time(lambda op=op, x=x: op.forward(x), reps))
         lines.append(f"| image side (256 sensors) | {n} | {t_das_n[-1] * 1e3:.3g} | "
                      f"{t_fwd_n[-1] * 1e3:.3g} |")
     t_das_s, t_fwd_s = [], []
@@ -120,8 +121,9 @@ def scaling_rows(quick: bool) -> tuple[list[dict], str]:
         sensors = ring_array(ns, 0.04)
         y = np.random.default_rng(0).standard_normal((ns, 2030)).astype(np.float32)
         op = ForwardOperator(grid, sensors, acq)
-        t_das_s.append(bench_core.median_time(lambda: backproject(y, grid, sensors, acq), reps))
-        t_fwd_s.append(bench_core.median_time(lambda: op.forward(x), reps))
+        t_das_s.append(bench_core.median_time(
+            lambda y=y, s=sensors: backproject(y, grid, s, acq), reps))
+        t_fwd_s.append(bench_core.median_time(lambda op=op: op.forward(x), reps))
         lines.append(f"| sensors (256² image) | {ns} | {t_das_s[-1] * 1e3:.3g} | "
                      f"{t_fwd_s[-1] * 1e3:.3g} |")
     pixels = [n * n for n in sizes]
