@@ -18,6 +18,8 @@ from ..errors import InputError
 COMMAND_MODULES = (
     "oatomo.cli.scan",       # simulate, reconstruct, info
     "oatomo.cli.dataset",    # dataset, dataset merge
+    "oatomo.cli.learn",      # train, evaluate
+    "oatomo.cli.cmnist",     # cmnist
 )
 
 

@@ -11,6 +11,8 @@ import numpy as np
 from ..errors import InputError
 
 RECON_METHODS = ("das", "ubp", "fbp", "mb-tikhonov", "mb-tv")
+#: The refinement model shipped with oatomo (trained by `make model`, see README).
+DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "data" / "refiner.pt"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -42,6 +44,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--lam", type=float, help="model-based regularisation weight")
     r.add_argument("--iters", type=int, default=50, help="model-based iterations (default 50)")
     r.add_argument("--force", action="store_true", help="overwrite an existing output")
+    r.add_argument("--refine", action=argparse.BooleanOptionalAction, default=None,
+                   help="refine with the learned model (default: when a model is available "
+                   "and the scan's geometry matches its training geometry)")
+    r.add_argument("--model", help=f"refinement model checkpoint (default: {DEFAULT_MODEL})")
+    r.add_argument("--setup", dest="setup_name", help="the scan's known setup: use that "
+                   "setup's variant decoder instead of the invariant one")
+    r.add_argument("--samples", type=int, default=16,
+                   help="posterior samples for the uncertainty map (default 16)")
     r.set_defaults(func=run_reconstruct)
 
     i = sub.add_parser("info", help="describe a scan file")
@@ -131,8 +141,11 @@ def run_reconstruct(args: argparse.Namespace) -> int:
     images = {args.method: image}
     if scan.p0 is not None and scan.grid == grid:
         images["truth"] = scan.p0
-    save_images(out, images, grid, attrs={"source": str(src), "method": args.method,
-                                          "speed_of_sound": scan.acquisition.speed_of_sound})
+    args._grid = grid
+    refined = refine_scan(scan, args, images)
+    save_images(out, images, grid if refined is None else refined, attrs={
+        "source": str(src), "method": args.method,
+        "speed_of_sound": scan.acquisition.speed_of_sound})
     print(f"reconstructed {src} ({scan.source_format}, {scan.sensors.n_sensors} sensors, "
           f"{scan.n_frames} frame(s)) with {args.method} on {grid.n}x{grid.n} at "
           f"{grid.dx * 1e3:.3g} mm in {dt:.3f} s")
@@ -140,12 +153,65 @@ def run_reconstruct(args: argparse.Namespace) -> int:
     if png is not None:
         from ..figures import scan_figure
 
-        first = image.reshape((-1,) + grid.shape)[0]
-        sino0 = scan.sinogram.reshape((-1,) + scan.sinogram.shape[-2:])[0]
-        scan_figure(png, sino0, scan.acquisition, first, grid, title=f"{src.name} "
-                    f"({args.method})", truth=images.get("truth"))
+        def first(a: np.ndarray) -> np.ndarray:
+            return a.reshape((-1,) + a.shape[-2:])[0]
+
+        sino0 = first(scan.sinogram)
+        extra = {k: first(images[k]) for k in ("refined", "uncertainty") if k in images}
+        main_img = images["linear"] if "linear" in images else image
+        scan_figure(png, sino0, scan.acquisition, first(main_img),
+                    grid if refined is None else refined,
+                    title=f"{src.name} ({args.method}{' + refined' if extra else ''})",
+                    truth=images.get("truth"), extra=extra)
         print(f"wrote {png}")
     return 0
+
+
+def refine_scan(scan: object, args: argparse.Namespace, images: dict[str, np.ndarray]
+                ) -> object | None:
+    """Add ``linear``, ``refined`` and ``uncertainty`` images when refinement applies.
+
+    Returns the model's grid when it refined, else None (and prints why it skipped).
+    """
+    if args.refine is False:
+        return None
+    model_path = Path(args.model) if args.model else DEFAULT_MODEL
+    if not model_path.exists():
+        if args.refine or args.model:
+            raise InputError("refinement model not found", model_path)
+        return None
+    from ..recon import backproject
+    from ..refine import load_refiner
+
+    refiner = load_refiner(model_path)
+    ok, why = refiner.compatible(scan.sensors, scan.acquisition)  # type: ignore[attr-defined]
+    if not ok:
+        print(f"skipping refinement: {why} ({model_path.name})")
+        return None
+    t = time.perf_counter()
+    same = args.method == refiner.method and images[args.method].shape[-2:] == \
+        refiner.grid.shape and getattr(args, "_grid", None) in (None, refiner.grid)
+    if same:
+        linear = images[args.method]
+    else:  # the model needs its own linear input on its own grid
+        linear = backproject(scan.sinogram, refiner.grid,  # type: ignore[attr-defined]
+                             scan.sensors, scan.acquisition,  # type: ignore[attr-defined]
+                             method=refiner.method)
+        for k in list(images):
+            if images[k].shape[-2:] != refiner.grid.shape:
+                images.pop(k)
+        images["linear"] = linear
+    refined, std = refiner.refine(linear, env=args.setup_name, n_samples=args.samples)
+    images["refined"] = refined
+    if std is not None:
+        images["uncertainty"] = std
+    truth = getattr(scan, "p0", None)
+    if truth is not None and scan.grid == refiner.grid:  # type: ignore[attr-defined]
+        images["truth"] = truth
+    path = "variant decoder of " + args.setup_name if args.setup_name else "invariant decoder"
+    print(f"refined with {model_path.name} ({path}, {refiner.method} input on "
+          f"{refiner.grid.n}x{refiner.grid.n}) in {time.perf_counter() - t:.2f} s")
+    return refiner.grid
 
 
 def run_info(args: argparse.Namespace) -> int:

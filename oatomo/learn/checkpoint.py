@@ -23,55 +23,34 @@ import json
 import os
 import pickle
 import zipfile
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import torch
-from torch import nn
 
 from .._atomic import atomic_path
 from ..errors import InputError
+from .base import _REGISTRY, OatomoModel
 
 __all__ = [
     "CHECKPOINT_FORMAT",
     "CHECKPOINT_VERSION",
-    "register_model",
-    "model_classes",
     "save_checkpoint",
     "load_checkpoint",
     "load_model",
+    "build_model",
+    "sidecar_path",
 ]
 
 CHECKPOINT_FORMAT = "oatomo-model"
 CHECKPOINT_VERSION = 1
-
-_REGISTRY: dict[str, type[nn.Module]] = {}
-M = TypeVar("M", bound=type)
-
-
-def register_model(cls: M) -> M:
-    """Class decorator: make a model class loadable by name from checkpoints.
-
-    The class needs a ``config`` attribute with ``to_dict()``, a ``config_class`` with a
-    ``from_dict``-compatible constructor (see :func:`oatomo.learn.blocks.config_from_dict`)
-    and a constructor ``cls(config)``.
-    """
-    _REGISTRY[cls.__name__] = cls  # type: ignore[assignment]
-    return cls
-
-
-def model_classes() -> dict[str, type[nn.Module]]:
-    """The registered model classes by name."""
-    return dict(_REGISTRY)
-
 
 def sidecar_path(path: str | os.PathLike) -> Path:
     """The JSON file written beside a checkpoint: ``model.pt`` -> ``model.json``."""
     return Path(path).with_suffix(".json")
 
 
-def save_checkpoint(path: str | os.PathLike, model: nn.Module, *,
+def save_checkpoint(path: str | os.PathLike, model: OatomoModel, *,
                     optimizer: torch.optim.Optimizer | None = None, step: int = 0,
                     rng: dict[str, torch.Tensor] | None = None,
                     train: dict[str, Any] | None = None,
@@ -85,7 +64,7 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, *,
     name = type(model).__name__
     if name not in _REGISTRY:
         raise InputError(f"model class {name!r} is not registered (use @register_model)")
-    config = model.config.to_dict()  # type: ignore[attr-defined, operator]
+    config = model.config.to_dict()
     meta = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "model_class": name,
             "config": config, "step": int(step), "train": dict(train or {}),
             "history": list(history or [])}
@@ -157,21 +136,21 @@ def load_checkpoint(path: str | os.PathLike, *, model_class: str | type | None =
 
 
 def build_model(model_class: str, config: dict[str, Any], *, seed: int | None = None,
-                path: str | os.PathLike | None = None) -> nn.Module:
+                path: str | os.PathLike | None = None) -> OatomoModel:
     """Instantiate a registered model class from a config dict."""
     cls = _REGISTRY.get(model_class)
     if cls is None:
         raise InputError(f"unknown model class {model_class!r} (known: "
                          f"{', '.join(sorted(_REGISTRY))})", path)
     try:
-        cfg = cls.config_class.from_dict(config)  # type: ignore[attr-defined]
+        cfg = cls.config_class.from_dict(config)
     except (TypeError, InputError) as exc:
         raise InputError(f"invalid {model_class} config: {exc}", path) from None
-    return cls(cfg, seed=seed)  # type: ignore[call-arg]
+    return cls(cfg, seed=seed)
 
 
 def load_model(path: str | os.PathLike, *, model_class: str | type | None = None,
-               map_location: str | torch.device = "cpu") -> nn.Module:
+               map_location: str | torch.device = "cpu") -> OatomoModel:
     """Rebuild a model from a checkpoint: its class and config, then its weights.
 
     Examples
@@ -188,16 +167,3 @@ def load_model(path: str | os.PathLike, *, model_class: str | type | None = None
         raise InputError(f"weights do not fit the {ckpt['model_class']} config "
                          f"({str(exc).splitlines()[0][:120]})", path) from None
     return model.to(map_location)
-
-
-class Checkpointable:
-    """Mixin: ``cls.load(path)`` (checks the class) and ``self.save(path)``."""
-
-    config_class: Callable[..., Any]
-
-    @classmethod
-    def load(cls, path: str | os.PathLike, *, map_location: str | torch.device = "cpu") -> Any:
-        return load_model(path, model_class=cls, map_location=map_location)
-
-    def save(self, path: str | os.PathLike) -> Path:
-        return save_checkpoint(path, self)  # type: ignore[arg-type]

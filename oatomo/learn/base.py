@@ -1,0 +1,77 @@
+"""The base of every oatomo model: config in, seeded construction, registry by class name."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+import torch
+from torch import nn
+
+from ..errors import InputError
+
+__all__ = ["OatomoModel", "register_model", "model_classes"]
+
+_REGISTRY: dict[str, type[OatomoModel]] = {}
+M = TypeVar("M", bound="type[OatomoModel]")
+
+
+def register_model(cls: M) -> M:
+    """Class decorator: make a model class loadable by name from checkpoints."""
+    _REGISTRY[cls.__name__] = cls
+    return cls
+
+
+def model_classes() -> dict[str, type[OatomoModel]]:
+    """The registered model classes by name."""
+    return dict(_REGISTRY)
+
+
+class OatomoModel(nn.Module):
+    """A module built from one frozen config dataclass (``to_dict`` / ``from_dict``).
+
+    Subclasses set ``config_class`` and build their layers in ``_build()``. ``seed`` makes
+    the initial weights reproducible without touching the global random state.
+    ``env_count`` is the number of training environments the model has variant parts for
+    (``None``: environment-blind); the training loop checks it against the data.
+    """
+
+    config_class: ClassVar[Any]
+
+    def __init__(self, config: Any = None, *, seed: int | None = None) -> None:
+        super().__init__()
+        self.config = config if config is not None else self.config_class()
+        if not isinstance(self.config, self.config_class):
+            raise InputError(f"{type(self).__name__} needs a {self.config_class.__name__}, "
+                             f"got {type(self.config).__name__}")
+        if seed is None:
+            self._build()
+        else:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                self._build()
+
+    def _build(self) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @property
+    def env_count(self) -> int | None:
+        return None
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, *, map_location: str | torch.device = "cpu") -> Any:
+        """Load a checkpoint of this class (InputError if it holds another class)."""
+        from .checkpoint import load_model
+
+        return load_model(path, model_class=cls, map_location=map_location)
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the weights and config (no training state) to ``path`` + JSON sidecar."""
+        from .checkpoint import save_checkpoint
+
+        return save_checkpoint(path, self)

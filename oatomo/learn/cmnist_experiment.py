@@ -1,0 +1,355 @@
+"""The Colored MNIST validation experiment: β-VAE vs the two invariant VAEs.
+
+For each seed: build the environments (:func:`oatomo.cmnist.colored_mnist`), train the three
+models on the two training environments with the same hyper-parameters (:class:`Settings`),
+evaluate on the test environment (e = 0.9) and aggregate mean ± std over seeds.
+
+Metrics (see :mod:`oatomo.metrics`): MSE of the invariant-path reconstructions
+(per-image sum over 2x28x28), RKL = D(q_gen || p_test) over the 20 (digit x colour) classes
+of 1,000-odd generated samples (prior -> invariant decoder) against the test images, digit
+from a colour-blind CNN (trained once, seed 0, on the training pool) applied to both sides,
+colour from channel energy; E_rel on the test environment. Cross-checks: a k-NN estimate of
+the same divergence in the classifier's logit space, and the digit-balanced E_rel.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .. import metrics
+from .._atomic import atomic_path
+from ..cmnist import ColoredMNIST, Environment, colored_mnist
+from .blocks import VAEConfig
+from .classifier import ClassifierConfig, DigitClassifier, predict_batched
+from .models import BetaVAE, MultiDecoderIVAE, MultiEncoderIVAE
+from .train import steps_per_epoch, train
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["Settings", "MODELS", "POSTER", "run_experiment", "format_table", "evaluate_model",
+           "train_classifier"]
+
+#: The three models, in table order: key, display name, class.
+MODELS = (
+    ("beta_vae", "β-VAE", BetaVAE),
+    ("multi_decoder", "multiple decoders", MultiDecoderIVAE),
+    ("multi_encoder", "multiple encoders", MultiEncoderIVAE),
+)
+#: The poster's Colored MNIST results (multiple decoders, multiple encoders).
+POSTER = {"mse": (14.7, 12.8), "rkl": (1.957, 2.839), "e_rel": (0.100, 0.121)}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Hyper-parameters of the experiment (the same for the three models)."""
+
+    latent_dim: int = 16
+    channels: tuple[int, ...] = (32, 64)
+    hidden: int = 256
+    beta: float = 1.0
+    gamma: float = 1.0
+    epochs: int = 40
+    batch_size: int = 128
+    lr: float = 1e-3
+    classifier_epochs: int = 8
+    downsample: int = 1
+    #: Use at most this many images per training environment / of the test set (0: all).
+    max_train: int = 0
+    max_test: int = 0
+
+    @classmethod
+    def quick(cls) -> Settings:
+        """A smoke-test setting: a few hundred images, one epoch (seconds, not minutes)."""
+        return cls(epochs=1, classifier_epochs=1, max_train=600, max_test=400)
+
+    def vae_config(self, in_shape: tuple[int, int, int]) -> VAEConfig:
+        return VAEConfig(in_shape=in_shape, latent_dim=self.latent_dim, channels=self.channels,
+                         hidden=self.hidden, likelihood="bernoulli", beta=self.beta,
+                         gamma=self.gamma, n_envs=2)
+
+
+def _take(env: Environment, n: int) -> Environment:
+    if not n or n >= len(env):
+        return env
+    return Environment(env.images[:n], env.digits[:n], env.labels[:n], env.colors[:n], env.e)
+
+
+def train_classifier(data: ColoredMNIST, settings: Settings, *, seed: int = 0,
+                     device: str = "auto", progress: bool = False) -> tuple[DigitClassifier,
+                                                                             float]:
+    """Colour-blind digit classifier trained on the training environments; test accuracy."""
+    in_shape = data.test.images.shape[1:]
+    clf = DigitClassifier(ClassifierConfig(in_shape=in_shape), seed=seed)
+    envs = [(torch.from_numpy(e.images), torch.from_numpy(e.digits)) for e in data.train]
+    train(clf, envs, epochs=settings.classifier_epochs, batch_size=64, lr=1e-3, seed=seed,
+          device=device, progress=progress, desc="digit classifier")
+    pred, _ = predict_batched(clf, data.test.images)
+    return clf, float((pred == data.test.digits).mean())
+
+
+def _batched(fn: Callable[[torch.Tensor], torch.Tensor], x: np.ndarray, device: torch.device,
+             batch: int = 500) -> np.ndarray:
+    return np.concatenate([fn(torch.from_numpy(x[i:i + batch]).to(device)).cpu().numpy()
+                           for i in range(0, len(x), batch)])
+
+
+def _knn_features(logits: np.ndarray, images: np.ndarray) -> np.ndarray:
+    """Low-dimensional features for the k-NN divergence: the classifier's log-probabilities
+    (clipped at -10) and the colour balance (E_green - E_red) / (E_green + E_red) scaled by
+    10 so that a change of colour moves a point as far as a change of digit."""
+    logp = logits - np.logaddexp.reduce(logits, axis=1, keepdims=True)
+    energy = (images.astype(np.float64) ** 2).sum(axis=(2, 3))
+    balance = (energy[:, 1] - energy[:, 0]) / np.maximum(energy.sum(1), 1e-12)
+    return np.concatenate([np.maximum(logp, -10.0), 10.0 * balance[:, None]], axis=1)
+
+
+def evaluate_model(model: Any, test: Environment, classifier: DigitClassifier, *,
+                   seed: int = 0, test_features: tuple[np.ndarray, np.ndarray] | None = None
+                   ) -> dict[str, Any]:
+    """Reconstruction, generation and invariance metrics of one model on the test environment.
+
+    Returns a dict of floats (``mse``, ``mse_per_pixel``, ``rkl``, ``rkl_knn``, ``e_rel``,
+    ``e_rel_balanced``, ``mse_easy``, ``mse_hard``) plus ``reconstructions`` and ``samples``
+    arrays (popped by the caller before saving JSON).
+    """
+    device = model.device
+    rec = _batched(model.reconstruct, test.images, device)
+    gen = torch.Generator(device=device)
+    gen.manual_seed(10_000 + seed)
+    samples = model.sample(len(test), generator=gen).cpu().numpy()
+    if test_features is None:
+        test_pred, test_logits = predict_batched(classifier, test.images)
+    else:
+        test_pred, test_logits = test_features
+    gen_pred, gen_logits = predict_batched(classifier, samples)
+    p_hist = metrics.class_histogram(test_pred, metrics.color_of(test.images))
+    q_hist = metrics.class_histogram(gen_pred, metrics.color_of(samples))
+    out: dict[str, Any] = {
+        **metrics.mse(rec, test.images),
+        "rkl": metrics.histogram_kl(q_hist, p_hist),
+        "rkl_knn": metrics.knn_kl(_knn_features(gen_logits, samples),
+                                  _knn_features(test_logits, test.images), k=5),
+    }
+    er = metrics.e_rel(rec, test.images, test.digits, test.colors)
+    out.update(e_rel=er["e_rel"], mse_easy=er["mse_easy"], mse_hard=er["mse_hard"],
+               e_rel_balanced=metrics.e_rel(rec, test.images, test.digits, test.colors,
+                                            balanced=True)["e_rel"],
+               q_hist=q_hist.tolist(), p_hist=p_hist.tolist())
+    out["reconstructions"], out["samples"] = rec, samples
+    return out
+
+
+def run_experiment(*, mnist_dir: str | os.PathLike | None = None, seeds: int = 3,
+                   out: str | os.PathLike | None = None, settings: Settings | None = None,
+                   device: str = "auto", resume: bool = False, progress: bool = False,
+                   report: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Train and evaluate the three models for seeds 0..seeds-1.
+
+    Parameters
+    ----------
+    out
+        Directory for checkpoints (``checkpoints/seed<s>/<model>.pt``), ``results.json``,
+        ``table.md`` and the figures; ``None`` writes nothing.
+    resume
+        Continue interrupted trainings from their checkpoints.
+    report
+        Called with one line of text per finished step (the CLI prints them).
+
+    Returns
+    -------
+    dict
+        ``settings``, ``source``, ``classifier_accuracy``, ``per_seed`` (metrics per model),
+        ``summary`` (mean and std per model and metric), ``seconds``.
+    """
+    settings = settings or Settings()
+    say = report or (lambda line: logger.info("%s", line))
+    outdir = None if out is None else Path(out)
+    if outdir is not None:
+        (outdir / "checkpoints").mkdir(parents=True, exist_ok=True)
+    t_start = time.perf_counter()
+    data0 = colored_mnist(mnist_dir, seed=0, downsample=settings.downsample)
+    say(f"data: {data0.source}, train environments {[len(e) for e in data0.train]}, "
+        f"test {len(data0.test)}")
+    data0 = replace(data0, train=tuple(_take(e, settings.max_train) for e in data0.train),
+                    test=_take(data0.test, settings.max_test))
+    classifier, accuracy = train_classifier(data0, settings, seed=0, device=device,
+                                            progress=progress)
+    classifier.cpu()  # evaluation moves images to the CPU anyway
+    say(f"digit classifier (colour-blind, seed 0): test accuracy {accuracy:.4f}")
+    per_seed: list[dict[str, Any]] = []
+    figures: dict[str, Any] = {}
+    for seed in range(seeds):
+        data = data0 if seed == 0 else colored_mnist(mnist_dir, seed=seed,
+                                                     downsample=settings.downsample)
+        train_envs = [_take(e, settings.max_train) for e in data.train]
+        test = _take(data.test, settings.max_test)
+        test_features = predict_batched(classifier, test.images)
+        envs = [torch.from_numpy(e.images) for e in train_envs]
+        row: dict[str, Any] = {"seed": seed}
+        for key, name, cls in MODELS:
+            model = cls(settings.vae_config(test.images.shape[1:]), seed=seed)
+            ckpt = None if outdir is None else outdir / "checkpoints" / f"seed{seed}" / f"{key}.pt"
+            if ckpt is not None:
+                ckpt.parent.mkdir(parents=True, exist_ok=True)
+            t0 = time.perf_counter()
+            result = train(model, envs, epochs=settings.epochs, batch_size=settings.batch_size,
+                           lr=settings.lr, seed=seed, device=device, checkpoint=ckpt,
+                           checkpoint_every=10 * steps_per_epoch([len(e) for e in envs],
+                                                                 settings.batch_size),
+                           resume=resume, progress=progress, desc=f"seed {seed} {name}")
+            seconds = time.perf_counter() - t0
+            res = evaluate_model(model, test, classifier, seed=seed,
+                                 test_features=test_features)
+            if seed == 0:
+                figures[key] = (res.pop("reconstructions"), res.pop("samples"))
+            else:
+                res.pop("reconstructions"), res.pop("samples")
+            res.update(train_seconds=seconds, final_loss=result.history[-1] if result.history
+                       else {})
+            row[key] = res
+            say(f"seed {seed} {name}: MSE {res['mse']:.2f}, RKL {res['rkl']:.3f}, "
+                f"E_rel {res['e_rel']:.3f} ({seconds:.0f} s)")
+        per_seed.append(row)
+        if seed == 0 and outdir is not None:
+            save_figures(outdir, test, figures)
+    results = {
+        "settings": {k: list(v) if isinstance(v, tuple) else v
+                     for k, v in asdict(settings).items()},
+        "source": data0.source,
+        "seeds": seeds,
+        "classifier_accuracy": accuracy,
+        "per_seed": per_seed,
+        "summary": summarize(per_seed),
+        "seconds": time.perf_counter() - t_start,
+    }
+    if outdir is not None:
+        with atomic_path(outdir / "results.json") as tmp:
+            tmp.write_text(json.dumps(results, indent=2) + "\n")
+        with atomic_path(outdir / "table.md") as tmp:
+            tmp.write_text(format_table(results) + "\n")
+    return results
+
+
+_SUMMARY_KEYS = ("mse", "mse_per_pixel", "rkl", "rkl_knn", "e_rel", "e_rel_balanced",
+                 "mse_easy", "mse_hard", "train_seconds")
+
+
+def summarize(per_seed: list[dict[str, Any]]) -> dict[str, dict[str, list[float]]]:
+    """Mean and (sample, ddof=1) standard deviation over seeds: {model: {metric: [m, s]}}."""
+    out: dict[str, dict[str, list[float]]] = {}
+    for key, _, _ in MODELS:
+        out[key] = {}
+        for metric in _SUMMARY_KEYS:
+            vals = np.array([row[key][metric] for row in per_seed], np.float64)
+            std = float(vals.std(ddof=1)) if len(vals) > 1 else 0.0
+            out[key][metric] = [float(vals.mean()), std]
+    return out
+
+
+def _cell(mean_std: list[float], digits: int) -> str:
+    m, s = mean_std
+    return f"{m:.{digits}f} ± {s:.{digits}f}"
+
+
+def format_table(results: dict[str, Any], *, extended: bool = True) -> str:
+    """The markdown table: rows MSE, RKL, E_rel; columns the three models and the poster."""
+    summary = results["summary"]
+    head = ["metric", *(name for _, name, _ in MODELS), "poster: multiple decoders",
+            "poster: multiple encoders"]
+    rows = [("MSE", "mse", 2), ("RKL", "rkl", 3), ("E_rel", "e_rel", 3)]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for label, key, digits in rows:
+        cells = [_cell(summary[m][key], digits) for m, _, _ in MODELS]
+        lines.append(f"| {label} | " + " | ".join(cells) + " | "
+                     + " | ".join(f"{v:g}" for v in POSTER[key]) + " |")
+    if extended:
+        extra = [("MSE per pixel", "mse_per_pixel", 4), ("RKL, k-NN estimate", "rkl_knn", 3),
+                 ("E_rel, digit-balanced", "e_rel_balanced", 3), ("MSE easy", "mse_easy", 2),
+                 ("MSE hard", "mse_hard", 2), ("training time (s)", "train_seconds", 0)]
+        for label, key, digits in extra:
+            cells = [_cell(summary[m][key], digits) for m, _, _ in MODELS]
+            lines.append(f"| {label} | " + " | ".join(cells) + " | | |")
+    n = results["seeds"]
+    lines.append("")
+    lines.append(f"Mean ± std over {n} seed{'s' if n != 1 else ''}; data {results['source']}; "
+                 f"digit classifier test accuracy {results['classifier_accuracy']:.3f}.")
+    return "\n".join(lines)
+
+
+def _to_rgb(images: np.ndarray) -> np.ndarray:
+    """(N, 2, H, W) red/green -> (N, H, W, 3) RGB."""
+    rgb = np.zeros((len(images), *images.shape[2:], 3), np.float32)
+    rgb[..., 0], rgb[..., 1] = images[:, 0], images[:, 1]
+    return np.clip(rgb, 0.0, 1.0)
+
+
+def _mosaic(images: np.ndarray, cols: int) -> np.ndarray:
+    rgb = _to_rgb(images)
+    n, h, w, _ = rgb.shape
+    rows = -(-n // cols)
+    canvas = np.full((rows * (h + 1) + 1, cols * (w + 1) + 1, 3), 0.35, np.float32)
+    for i, img in enumerate(rgb):
+        r, c = divmod(i, cols)
+        canvas[1 + r * (h + 1): 1 + r * (h + 1) + h, 1 + c * (w + 1): 1 + c * (w + 1) + w] = img
+    return canvas
+
+
+def save_figures(outdir: Path, test: Environment, figures: dict[str, Any], *,
+                 n_show: int = 10) -> list[Path]:
+    """``reconstructions.png`` (easy vs hard test digits, original and each model's invariant
+    reconstruction) and ``samples.png`` (generated samples of each model)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = []
+    easy_idx = np.flatnonzero(test.easy)[:n_show]
+    hard_idx = np.flatnonzero(test.hard)[:n_show]
+    fig, axes = plt.subplots(len(MODELS) + 1, 2, figsize=(11, 1.35 * (len(MODELS) + 1) + 0.6))
+    for col, (idx, title) in enumerate(((easy_idx, "easy: green 0-4, red 5-9"),
+                                        (hard_idx, "hard: red 0-4, green 5-9"))):
+        rows = [("test image", test.images[idx])]
+        rows += [(name, figures[key][0][idx]) for key, name, _ in MODELS if key in figures]
+        for r, (label, imgs) in enumerate(rows):
+            ax = axes[r, col]
+            ax.imshow(_mosaic(imgs, n_show), interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if col == 0:
+                ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=9)
+            if r == 0:
+                ax.set_title(title, fontsize=10)
+    fig.suptitle("Colored MNIST test environment (e = 0.9): invariant-path reconstructions",
+                 fontsize=11)
+    fig.tight_layout()
+    path = outdir / "reconstructions.png"
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+    paths.append(path)
+
+    fig, axes = plt.subplots(1, len(MODELS), figsize=(4 * len(MODELS), 4.4))
+    for ax, (key, name, _) in zip(axes, MODELS, strict=True):
+        if key in figures:
+            ax.imshow(_mosaic(figures[key][1][:64], 8), interpolation="nearest")
+        ax.set_title(f"{name}: samples", fontsize=10)
+        ax.axis("off")
+    fig.suptitle("Generated samples: z ~ N(0, I) through the invariant decoder", fontsize=11)
+    fig.tight_layout()
+    path = outdir / "samples.png"
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+    paths.append(path)
+    return paths

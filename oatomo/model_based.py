@@ -1,0 +1,529 @@
+"""Model-based reconstruction: regularised least squares on the forward operator.
+
+Both methods are matrix-free: they only apply :class:`oatomo.ForwardOperator` and its exact
+adjoint (about a millisecond each for 128 x 128 pixels, 32 sensors, 1024 samples), so the
+memory is a few images and sinograms, never a system matrix.
+
+* ``"tikhonov"``: ``min ||A x - y||^2 + lam ||x||^2`` by LSQR (Paige & Saunders 1982), with
+  optional non-negativity by projected accelerated gradient steps started from the LSQR
+  solution.
+* ``"tv"``: ``min 1/2 ||A x - y||^2 + lam TV(x)`` subject to ``x >= 0`` by monotone FISTA
+  (Beck & Teboulle 2009) whose proximal step is the constrained TV denoising problem,
+  solved by the fast dual gradient projection (FGP) of the same paper.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numba as nb
+import numpy as np
+
+from .errors import InputError
+from .forward import ForwardOperator, check_sinogram
+from .geometry import Acquisition, Grid, SensorArray
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["reconstruct_model_based", "default_lambda", "operator_norm_sq", "lsqr",
+           "tv_norm", "tv_prox", "METHODS", "LAMBDA_REL"]
+
+METHODS = ("tikhonov", "tv")
+
+#: Default regularisation, relative to a data-derived scale (see :func:`default_lambda`);
+#: tuned on the 32-sensor ring (r = 22.5 mm, 128 x 128 at 0.1 mm, 40 MHz) with 1 % noise.
+LAMBDA_REL = {"tikhonov": 2e-2, "tv": 1e-3}
+
+#: Projected gradient steps that enforce ``x >= 0`` after LSQR (method "tikhonov").
+NONNEG_STEPS = 20
+
+#: Inner FGP iterations per TV proximal step (warm-started from the previous step).
+TV_INNER = 10
+
+
+def _norm(v: np.ndarray) -> float:
+    """Euclidean norm without BLAS (whose threads fight Numba's on small vectors)."""
+    v = np.asarray(v, dtype=np.float64)
+    return math.sqrt(float(np.sum(v * v)))
+
+
+# --- operator and its norm (cached: model-based runs repeat on one geometry) ---------------
+
+
+@functools.lru_cache(maxsize=8)
+def _operator(grid: Grid, sensors: SensorArray, acquisition: Acquisition,
+              thickness: float | None) -> ForwardOperator:
+    return ForwardOperator(grid, sensors, acquisition, thickness=thickness)
+
+
+@functools.lru_cache(maxsize=8)
+def _norm_sq_cached(grid: Grid, sensors: SensorArray, acquisition: Acquisition,
+                    thickness: float | None, n_iter: int) -> float:
+    op = _operator(grid, sensors, acquisition, thickness)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(grid.shape).astype(np.float32)
+    x /= _norm(x)
+    est = 0.0
+    for _ in range(n_iter):
+        z = op.adjoint(op.forward(x))
+        est = _norm(z)
+        if est == 0.0:
+            return 0.0
+        x = (z / est).astype(np.float32)
+    return est
+
+
+def operator_norm_sq(grid: Grid, sensors: SensorArray, acquisition: Acquisition, *,
+                     thickness: float | None = None, n_iter: int = 30) -> float:
+    """``||A||^2`` (largest eigenvalue of ``A^T A``) by power iteration, cached per geometry.
+
+    Power iteration approaches the value from below; callers that need an upper bound (a
+    gradient step size) multiply by a safety factor.
+    """
+    return _norm_sq_cached(grid, sensors, acquisition, thickness, int(n_iter))
+
+
+def default_lambda(method: str, sinogram: np.ndarray, grid: Grid, sensors: SensorArray,
+                   acquisition: Acquisition, *, thickness: float | None = None) -> float:
+    """The default regularisation weight, scaled to the data.
+
+    * Tikhonov: ``lam = 2e-2 * ||A||^2``, so the damping acts on the same singular values
+      whatever the units or the slab thickness (the solution's filter factors
+      ``s^2 / (s^2 + lam)`` depend only on ``s / ||A||``).
+    * TV: ``lam = 1e-3 * ||A^T y||_inf``: the objective scales with the data
+      ``y -> a y`` (then ``x -> a x``) and with the operator ``A -> a A`` (then
+      ``x -> x / a``), and so does ``||A^T y||_inf``, the size of the gradient at ``x = 0``.
+
+    The factors (:data:`LAMBDA_REL`) were tuned on the 32-sensor ring with 1 % noise
+    (``benchmarks/bench_mb.py``).
+    """
+    if method not in METHODS:
+        raise InputError(f"unknown model-based method {method!r}; choose from "
+                         f"{', '.join(METHODS)}")
+    if method == "tikhonov":
+        return LAMBDA_REL["tikhonov"] * operator_norm_sq(grid, sensors, acquisition,
+                                                         thickness=thickness)
+    op = _operator(grid, sensors, acquisition, thickness)
+    return LAMBDA_REL["tv"] * float(np.abs(op.adjoint(sinogram)).max())
+
+
+# --- total variation --------------------------------------------------------------------
+
+
+def tv_norm(x: np.ndarray) -> float:
+    """Isotropic total variation ``sum sqrt((x[i+1,j]-x[i,j])^2 + (x[i,j+1]-x[i,j])^2)``
+    (differences past the last row/column are 0)."""
+    x = np.asarray(x, dtype=np.float64)
+    gi = np.zeros_like(x)
+    gj = np.zeros_like(x)
+    gi[:-1] = x[1:] - x[:-1]
+    gj[:, :-1] = x[:, 1:] - x[:, :-1]
+    return float(np.sqrt(gi * gi + gj * gj).sum())
+
+
+@nb.njit(cache=True, fastmath=True)
+def _fgp(b, mu, nonneg, n_inner, p, q, out):  # pragma: no cover - compiled
+    """FGP for ``min_x 1/2 ||x - b||^2 + mu TV(x)`` (+ ``x >= 0``), dual (p, q) in place."""
+    m, n = b.shape
+    rp = p.copy()
+    rq = q.copy()
+    pold = p.copy()
+    qold = q.copy()
+    x = np.empty((m, n), np.float32)
+    step = np.float32(1.0 / (8.0 * mu))
+    t = 1.0
+    for _ in range(n_inner):
+        # x = P_C(b - mu L(r)), L(p, q)_ij = p_ij + q_ij - p_{i-1,j} - q_{i,j-1}
+        for i in range(m):
+            for j in range(n):
+                d = rp[i, j] + rq[i, j]
+                if i > 0:
+                    d -= rp[i - 1, j]
+                if j > 0:
+                    d -= rq[i, j - 1]
+                v = b[i, j] - mu * d
+                if nonneg and v < 0:
+                    v = np.float32(0.0)
+                x[i, j] = v
+        # (p, q) = P_P[r + L^T(x) / (8 mu)], L^T(x) = (x_ij - x_{i+1,j}, x_ij - x_{i,j+1})
+        t_new = (1.0 + math.sqrt(1.0 + 4.0 * t * t)) / 2.0
+        beta = np.float32((t - 1.0) / t_new)
+        for i in range(m):
+            for j in range(n):
+                a = rp[i, j] + step * (x[i, j] - x[i + 1, j]) if i < m - 1 else 0.0
+                c = rq[i, j] + step * (x[i, j] - x[i, j + 1]) if j < n - 1 else 0.0
+                nrm = max(np.float32(1.0), np.float32(math.sqrt(a * a + c * c)))
+                pold[i, j] = p[i, j]
+                qold[i, j] = q[i, j]
+                p[i, j] = a / nrm
+                q[i, j] = c / nrm
+                rp[i, j] = p[i, j] + beta * (p[i, j] - pold[i, j])
+                rq[i, j] = q[i, j] + beta * (q[i, j] - qold[i, j])
+        t = t_new
+    for i in range(m):
+        for j in range(n):
+            d = p[i, j] + q[i, j]
+            if i > 0:
+                d -= p[i - 1, j]
+            if j > 0:
+                d -= q[i, j - 1]
+            v = b[i, j] - mu * d
+            if nonneg and v < 0:
+                v = np.float32(0.0)
+            out[i, j] = v
+
+
+def tv_prox(b: np.ndarray, mu: float, *, nonneg: bool = True, n_inner: int = 50,
+            dual: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """``argmin_x 1/2 ||x - b||^2 + mu TV(x)`` (optionally ``x >= 0``) by FGP.
+
+    Parameters
+    ----------
+    b
+        Image (n, m).
+    mu
+        TV weight (>= 0).
+    nonneg
+        Constrain ``x >= 0``.
+    n_inner
+        FGP iterations.
+    dual
+        Optional float32 dual variables ``(p, q)`` of b's shape, used as the warm start
+        and updated in place.
+
+    References
+    ----------
+    A. Beck, M. Teboulle, "Fast gradient-based algorithms for constrained total variation
+    image denoising and deblurring problems", IEEE Trans. Image Process. 18(11), 2009.
+    """
+    b = np.ascontiguousarray(b, dtype=np.float32)
+    if mu <= 0:
+        return np.maximum(b, 0) if nonneg else b.copy()
+    if dual is None:
+        dual = (np.zeros_like(b), np.zeros_like(b))
+    out = np.empty_like(b)
+    _fgp(b, np.float32(mu), bool(nonneg), int(n_inner), dual[0], dual[1], out)
+    return out
+
+
+# --- LSQR --------------------------------------------------------------------------------
+
+
+def lsqr(matvec: Callable[[np.ndarray], np.ndarray],
+         rmatvec: Callable[[np.ndarray], np.ndarray], b: np.ndarray, *, damp: float = 0.0,
+         n_iter: int = 50, tol: float = 1e-4,
+         callback: Callable[[int, np.ndarray, float], Any] | None = None
+         ) -> tuple[np.ndarray, int]:
+    """LSQR (Paige & Saunders 1982) for ``min ||A x - b||^2 + damp^2 ||x||^2``.
+
+    The algorithm of :func:`scipy.sparse.linalg.lsqr` (same recurrences and stopping
+    tests, ``atol = btol = tol``), written out so that each iterate can be reported:
+    ``callback(k, x, r1norm)`` with the estimate ``r1norm = ||b - A x||``.
+
+    Returns
+    -------
+    x, n_iter
+        The solution (float64) and the iterations done.
+    """
+    b = np.asarray(b, dtype=np.float64).ravel()
+    u = b.copy()
+    beta = _norm(u)
+    x = np.zeros(0)
+    if beta > 0:
+        u /= beta
+        v = np.asarray(rmatvec(u), dtype=np.float64)
+        x = np.zeros_like(v)
+        alpha = _norm(v)
+    else:
+        v = np.asarray(rmatvec(u), dtype=np.float64)
+        return np.zeros_like(v), 0
+    if alpha == 0:
+        return x, 0
+    v /= alpha
+    w = v.copy()
+    rhobar, phibar = alpha, beta
+    bnorm = beta
+    anorm = 0.0
+    res2 = 0.0
+    xxnorm = 0.0
+    z = 0.0
+    cs2, sn2 = -1.0, 0.0
+    k = 0
+    for k in range(1, n_iter + 1):
+        u = np.asarray(matvec(v), dtype=np.float64) - alpha * u
+        beta = _norm(u)
+        if beta > 0:
+            u /= beta
+            anorm = math.sqrt(anorm**2 + alpha**2 + beta**2 + damp**2)
+            v = np.asarray(rmatvec(u), dtype=np.float64) - beta * v
+            alpha = _norm(v)
+            if alpha > 0:
+                v /= alpha
+        rhobar1 = math.hypot(rhobar, damp)
+        cs1, sn1 = rhobar / rhobar1, damp / rhobar1
+        psi = sn1 * phibar
+        phibar = cs1 * phibar
+        rho = math.hypot(rhobar1, beta)
+        cs, sn = rhobar1 / rho, beta / rho
+        theta = sn * alpha
+        rhobar = -cs * alpha
+        phi = cs * phibar
+        phibar = sn * phibar
+        x += (phi / rho) * w
+        w = v - (theta / rho) * w
+        # norm estimates (as scipy's lsqr)
+        delta = sn2 * rho
+        gambar = -cs2 * rho
+        rhs = phi - delta * z
+        zbar = rhs / gambar if gambar != 0 else 0.0
+        xnorm = math.sqrt(xxnorm + zbar**2)
+        gamma = math.hypot(gambar, theta)
+        cs2, sn2 = gambar / gamma, theta / gamma
+        z = rhs / gamma
+        xxnorm += z * z
+        res2 += psi**2
+        rnorm = math.sqrt(phibar**2 + res2)
+        r1norm = math.sqrt(abs(rnorm**2 - damp**2 * xxnorm))
+        arnorm = alpha * abs(sn * phi)
+        if callback is not None:
+            callback(k, x, r1norm)
+        test1 = rnorm / bnorm
+        test2 = arnorm / (anorm * rnorm) if anorm * rnorm > 0 else 0.0
+        if tol > 0 and (test1 <= tol + tol * anorm * xnorm / bnorm or test2 <= tol
+                        or alpha == 0 or beta == 0):
+            break
+    return x, k
+
+
+# --- the public entry point --------------------------------------------------------------
+
+
+def _check_args(method: str, lam: float | None, n_iter: int, tol: float,
+                x0: np.ndarray | None, grid: Grid) -> np.ndarray | None:
+    if method not in METHODS:
+        raise InputError(f"unknown model-based method {method!r}; choose from "
+                         f"{', '.join(METHODS)}")
+    if lam is not None and not (math.isfinite(lam) and lam >= 0):
+        raise InputError(f"lam must be a finite number >= 0, got {lam}")
+    if isinstance(n_iter, bool) or int(n_iter) != n_iter or n_iter < 1:
+        raise InputError(f"n_iter must be a positive integer, got {n_iter!r}")
+    if not (math.isfinite(tol) and tol >= 0):
+        raise InputError(f"tol must be >= 0, got {tol}")
+    if x0 is None:
+        return None
+    x0 = np.asarray(x0)
+    if x0.shape != grid.shape:
+        raise InputError(f"x0 has shape {x0.shape}, the grid is {grid.shape}")
+    if not np.all(np.isfinite(x0)):
+        raise InputError("x0 contains NaN or Inf")
+    return np.ascontiguousarray(x0, dtype=np.float32)
+
+
+def reconstruct_model_based(
+    sinogram: np.ndarray,
+    grid: Grid,
+    sensors: SensorArray,
+    acquisition: Acquisition,
+    *,
+    method: str = "tikhonov",
+    lam: float | None = None,
+    n_iter: int = 50,
+    nonneg: bool = True,
+    x0: np.ndarray | None = None,
+    callback: Callable[[int, np.ndarray], Any] | None = None,
+    tol: float = 1e-4,
+    progress: bool = False,
+    thickness: float | None = None,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Model-based reconstruction with Tikhonov or total-variation regularisation.
+
+    Parameters
+    ----------
+    sinogram
+        (N, T) signals (Pa), one frame.
+    grid, sensors, acquisition
+        The geometry assumed for the reconstruction (the forward model
+        :class:`oatomo.ForwardOperator` on it is ``A``).
+    method
+        ``"tikhonov"``: ``min ||A x - y||^2 + lam ||x||^2`` (LSQR, damping ``sqrt(lam)``).
+        ``"tv"``: ``min 1/2 ||A x - y||^2 + lam TV(x)``, isotropic TV, by monotone FISTA.
+    lam
+        Regularisation weight; None: :func:`default_lambda` (scaled to the data).
+    n_iter
+        Maximum iterations (LSQR iterations, or FISTA iterations for TV). Each costs one
+        forward and one adjoint application.
+    nonneg
+        Constrain ``x >= 0``. TV: exactly, inside every proximal step. Tikhonov: LSQR
+        cannot carry a constraint, so the LSQR solution is clipped at 0 and then refined
+        by up to :data:`NONNEG_STEPS` projected accelerated gradient (FISTA) steps on the
+        same objective; with ``nonneg=False`` the result is the plain LSQR iterate.
+    x0
+        Starting image (TV only; LSQR starts at 0 and ignores it).
+    callback
+        ``callback(k, x)`` after each iteration ``k`` (1-based) with the current image
+        (float32 (n, n); do not modify it).
+    tol
+        Stop early when the relative change of the image in one step (TV, and the
+        projected steps) falls below ``tol``, or on LSQR's own tests with
+        ``atol = btol = tol``. 0: always run ``n_iter`` iterations.
+    progress
+        Show a tqdm progress bar on stderr.
+    thickness
+        Slab thickness of the forward model (m), default ``grid.dx``.
+
+    Returns
+    -------
+    image : numpy.ndarray
+        float32 (n, n), in Pa.
+    record : dict
+        ``"residual"``: relative data misfit ``||A x - y|| / ||y||`` per iteration;
+        ``"objective"``: the minimised objective per iteration; ``"n_iter"``;
+        ``"lam"``; ``"method"``; ``"time_s"``; ``"converged"`` (stopped by ``tol``);
+        ``"lipschitz"`` (``||A||^2`` estimate, TV and projected steps).
+
+    Notes
+    -----
+    TV uses MFISTA (Beck & Teboulle 2009): the accepted iterate is the better of the new
+    proximal point and the previous iterate, so the recorded objective never increases.
+    The step is ``1 / (1.05 ||A||^2)`` with ``||A||^2`` from 30 power iterations, cached
+    per geometry. The proximal step (TV denoising with ``x >= 0``) runs
+    :data:`TV_INNER` FGP iterations warm-started from the previous dual variables.
+    """
+    x0c = _check_args(method, lam, n_iter, tol, x0, grid)
+    y = check_sinogram(sinogram, sensors, acquisition, allow_frames=False)
+    t_start = time.perf_counter()
+    op = _operator(grid, sensors, acquisition, thickness)
+    if lam is None:
+        lam = default_lambda(method, y, grid, sensors, acquisition, thickness=thickness)
+    lam = float(lam)
+    ynorm = _norm(y.astype(np.float64))
+    record: dict[str, Any] = {"method": method, "lam": lam, "residual": [], "objective": [],
+                              "n_iter": 0, "converged": False}
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=n_iter, desc=f"model-based {method}", unit="it", leave=False)
+    try:
+        if ynorm == 0.0:
+            x = np.zeros(grid.shape, np.float32)
+        elif method == "tikhonov":
+            x = _tikhonov(op, y, lam, n_iter, nonneg, tol, callback, bar, record, ynorm)
+        else:
+            x = _tv(op, y, lam, n_iter, nonneg, x0c, tol, callback, bar, record, ynorm)
+    finally:
+        if bar is not None:
+            bar.close()
+    record["time_s"] = time.perf_counter() - t_start
+    logger.info("model-based %s: lam=%.3g, %d iterations, residual %.4g, %.3f s", method,
+                lam, record["n_iter"], record["residual"][-1] if record["residual"] else 0,
+                record["time_s"])
+    return np.ascontiguousarray(x, dtype=np.float32), record
+
+
+def _tikhonov(op: ForwardOperator, y: np.ndarray, lam: float, n_iter: int, nonneg: bool,
+              tol: float, callback: Callable[[int, np.ndarray], Any] | None, bar: Any,
+              record: dict[str, Any], ynorm: float) -> np.ndarray:
+    shape = op.grid.shape
+    lin = op.as_linear_operator()
+
+    def report(k: int, x: np.ndarray, r1norm: float) -> None:
+        record["residual"].append(r1norm / ynorm)
+        record["objective"].append(r1norm**2 + lam * float(x @ x))
+        record["n_iter"] = k
+        if callback is not None:
+            callback(k, x.reshape(shape).astype(np.float32))
+        if bar is not None:
+            bar.update(1)
+
+    x, k = lsqr(lin.matvec, lin.rmatvec, y.ravel(), damp=math.sqrt(lam), n_iter=n_iter,
+                tol=tol, callback=report)
+    record["n_iter_lsqr"] = k
+    record["converged"] = k < n_iter
+    x = x.reshape(shape).astype(np.float32)
+    if not nonneg:
+        return x
+    # projected accelerated gradient on ||A x - y||^2 + lam ||x||^2 from the clipped LSQR
+    # solution: gradient 2 (A^T (A x - y) + lam x), Lipschitz constant 2 (||A||^2 + lam)
+    lip = 1.05 * operator_norm_sq(op.grid, op.sensors, op.acquisition,
+                                  thickness=op.thickness) + lam
+    record["lipschitz"] = lip
+    x = np.maximum(x, 0)
+    z, t = x.copy(), 1.0
+    steps = 0
+    for _ in range(NONNEG_STEPS):
+        steps += 1
+        r = op.forward(z) - y
+        grad = op.adjoint(r) + lam * z
+        x_new = np.maximum(z - grad / lip, 0).astype(np.float32)
+        t_new = (1 + math.sqrt(1 + 4 * t * t)) / 2
+        change = _norm(x_new - x) / max(_norm(x_new), 1e-30)
+        z = (x_new + ((t - 1) / t_new) * (x_new - x)).astype(np.float32)
+        x, t = x_new, t_new
+        res = _norm(op.forward(x) - y)
+        record["residual"].append(res / ynorm)
+        record["objective"].append(res**2 + lam * float(np.sum(x.astype(np.float64) ** 2)))
+        record["n_iter"] += 1
+        if callback is not None:
+            callback(record["n_iter"], x)
+        if tol > 0 and change < tol:
+            break
+    record["n_iter_projected"] = steps
+    return x
+
+
+def _tv(op: ForwardOperator, y: np.ndarray, lam: float, n_iter: int, nonneg: bool,
+        x0: np.ndarray | None, tol: float, callback: Callable[[int, np.ndarray], Any] | None,
+        bar: Any, record: dict[str, Any], ynorm: float) -> np.ndarray:
+    lip = 1.05 * operator_norm_sq(op.grid, op.sensors, op.acquisition,
+                                  thickness=op.thickness)
+    record["lipschitz"] = lip
+    if lip == 0:
+        return np.zeros(op.grid.shape, np.float32)
+    mu = lam / lip
+    x = np.zeros(op.grid.shape, np.float32) if x0 is None else x0.copy()
+    if nonneg:
+        x = np.maximum(x, 0)
+    ax = op.forward(x)
+
+    def objective(ax_: np.ndarray, x_: np.ndarray) -> tuple[float, float]:
+        res = _norm((ax_ - y).astype(np.float64))
+        return 0.5 * res**2 + lam * tv_norm(x_), res
+
+    f_x, _ = objective(ax, x)
+    x_prev, ax_prev = x, ax
+    v, av = x, ax  # extrapolated point and its image under A
+    t = 1.0
+    dual = (np.zeros(op.grid.shape, np.float32), np.zeros(op.grid.shape, np.float32))
+    for k in range(1, n_iter + 1):
+        grad = op.adjoint(av - y)
+        z = tv_prox(v - grad / lip, mu, nonneg=nonneg, n_inner=TV_INNER, dual=dual)
+        az = op.forward(z)
+        f_z, res_z = objective(az, z)
+        change = _norm(z - v) / max(_norm(z), 1e-30)
+        x_prev, ax_prev = x, ax
+        if f_z <= f_x:
+            x, ax, f_x, res = z, az, f_z, res_z
+        else:
+            res = _norm((ax - y).astype(np.float64))
+        t_new = (1 + math.sqrt(1 + 4 * t * t)) / 2
+        a, b = t / t_new, (t - 1) / t_new
+        v = (x + a * (z - x) + b * (x - x_prev)).astype(np.float32)
+        av = (ax + a * (az - ax) + b * (ax - ax_prev)).astype(np.float32)
+        t = t_new
+        record["residual"].append(res / ynorm)
+        record["objective"].append(f_x)
+        record["n_iter"] = k
+        if callback is not None:
+            callback(k, x)
+        if bar is not None:
+            bar.update(1)
+        if tol > 0 and k > 1 and change < tol:
+            record["converged"] = True
+            break
+    return x
