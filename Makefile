@@ -1,5 +1,6 @@
 # oatomo: two commands set everything up on a fresh machine.
-#   make demo   creates .venv, installs, simulates a scan from a bundled setup and reconstructs it
+#   make demo   creates .venv, installs, simulates a scan of a held-out setup (sensor array
+#               rotated by an unknown angle), reconstructs it and refines it with the model
 #   make test   creates .venv if needed, installs with the test extras, runs the suite
 PYTHON ?= python3
 VENV := .venv
@@ -7,7 +8,7 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip install --disable-pip-version-check -q -c constraints.txt
 DEMO_OUT ?= out/demo
 
-.PHONY: demo test lint bench clean install
+.PHONY: demo test lint bench clean install model
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,7 +25,7 @@ install: $(VENV)/.installed
 
 demo: $(VENV)/.installed
 	mkdir -p $(DEMO_OUT)
-	$(BIN)/oatomo simulate --setup simulations/ring32_r22.toml --phantom vessels --seed 1 -o $(DEMO_OUT)/scan.h5 --force
+	$(BIN)/oatomo simulate --setup simulations/ring32_rotation.toml --phantom vessels --seed 1 -o $(DEMO_OUT)/scan.h5 --force
 	$(BIN)/oatomo reconstruct $(DEMO_OUT)/scan.h5 -o $(DEMO_OUT)/image.h5 --png $(DEMO_OUT)/image.png --force
 	@echo "demo: scan $(DEMO_OUT)/scan.h5, image $(DEMO_OUT)/image.h5, figure $(DEMO_OUT)/image.png"
 
@@ -36,6 +37,17 @@ lint: $(VENV)/.installed-test
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/run_all.py
+
+# Train the default refinement model shipped as data/refiner.pt (about 15 min on 2 cores):
+# training data from the position-uncertainty setups, held-out evaluation, then install.
+MODEL_OUT ?= out/model
+model: $(VENV)/.installed
+	mkdir -p $(MODEL_OUT)
+	$(BIN)/oatomo dataset --config simulations/exp_train.toml -o $(MODEL_OUT)/train.h5 --seed 1 --force
+	$(BIN)/oatomo dataset --config simulations/exp_heldout.toml -o $(MODEL_OUT)/test.h5 --seed 2 --force
+	$(BIN)/oatomo train --data $(MODEL_OUT)/train.h5 --model multi-decoder -o $(MODEL_OUT)/refiner.pt $(TRAIN_ARGS) --force
+	$(BIN)/oatomo evaluate --model invariant=$(MODEL_OUT)/refiner.pt --data $(MODEL_OUT)/test.h5 --out $(MODEL_OUT)/evaluation
+	cp $(MODEL_OUT)/refiner.pt $(MODEL_OUT)/refiner.json data/
 
 clean:
 	rm -rf $(VENV) out

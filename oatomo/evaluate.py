@@ -4,11 +4,13 @@ For every setup of a test dataset: PSNR, SSIM, RMSE and Pearson correlation of D
 each model against p0; the uncertainty–error correlation of models with posterior samples;
 a figure grid (truth, linear reconstruction, each model's output) for one scan per setup.
 
-Scaling (documented so comparisons are fair): p0 has maximum 1. Each linear image is given
-its best affine fit to the truth (least-squares ``a * image + b``), the most favourable
-scaling a linear reconstruction can get, so the gains reported for the models are
-conservative; model outputs are used as they come (they are trained to p0's scale), clipped
-to [0, 1]. PSNR and SSIM use a data range of 1.
+Scaling (documented so comparisons are fair): p0 has maximum 1. Linear images are scored
+twice: min–max normalised to [0, 1] (the convention of the group's published pipeline,
+rows ``UBP (min-max)``) and with their best affine fit to the truth (least-squares
+``a * image + b``, rows ``UBP (affine)``), the most favourable scaling a linear
+reconstruction can get, so gains over it are conservative. Model outputs are used as they
+come (they are trained to p0's scale), clipped to [0, 1]. PSNR and SSIM use a data range
+of 1.
 """
 
 from __future__ import annotations
@@ -102,12 +104,15 @@ def evaluate(data: str | os.PathLike, models: dict[str, str | os.PathLike], *,
     for e, name in enumerate(tqdm(td.names, disable=not progress, desc="setups")):
         x, t = td.environments[e]
         truth = t[:, 0]
-        outputs = {td.method.upper(): affine_fit(x[:, 0], truth)}
+        lin = td.method.upper()
+        outputs = {f"{lin} (min-max)": minmax(x[:, 0]),
+                   f"{lin} (affine)": affine_fit(x[:, 0], truth)}
         if with_das and td.method != "das":
             setup = Setup.from_dict(td.setups[e])
             das = np.stack([make_item(setup, td.phantom, "das", int(s))["input"]
                             for s in td.item_seeds[e]])
-            outputs["DAS"] = affine_fit(das, truth)
+            outputs["DAS (min-max)"] = minmax(das)
+            outputs["DAS (affine)"] = affine_fit(das, truth)
         uncert: dict[str, float] = {}
         for label, ref in refiners.items():
             refined, std = ref.refine(x[:, 0], n_samples=n_samples, seed=e)

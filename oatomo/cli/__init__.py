@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "oatomo.cli.dataset",    # dataset, dataset merge
     "oatomo.cli.learn",      # train, evaluate
     "oatomo.cli.cmnist",     # cmnist
+    "oatomo.cli.autofocus",  # autofocus
 )
 
 

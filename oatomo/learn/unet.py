@@ -28,19 +28,23 @@ class UNetConfig:
     in_shape
         (C, H, W) of the input; H and W divisible by ``2 ** (len(channels) - 1)``.
     channels
-        Channels per resolution level (the first at full resolution).
+        Channels per resolution level (the first at 1 / ``shuffle`` of full resolution).
     out_channels
         Channels of the output image.
+    shuffle
+        The image is folded into ``shuffle**2`` channels first (pixel unshuffle) and unfolded
+        at the end, which makes the network about ``shuffle**2`` times cheaper.
     """
 
     in_shape: tuple[int, int, int] = (1, 128, 128)
     channels: tuple[int, ...] = (12, 24, 48)
     out_channels: int = 1
+    shuffle: int = 2
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "in_shape", tuple(int(v) for v in self.in_shape))
         object.__setattr__(self, "channels", tuple(int(v) for v in self.channels))
-        step = 2 ** (len(self.channels) - 1)
+        step = 2 ** (len(self.channels) - 1) * self.shuffle
         if len(self.in_shape) != 3 or self.in_shape[1] % step or self.in_shape[2] % step:
             raise InputError(f"in_shape {self.in_shape} must be (C, H, W) with H, W divisible "
                              f"by {step}")
@@ -79,7 +83,8 @@ class UNetDenoiser(OatomoModel):
 
     def _build(self) -> None:
         ch = self.config.channels
-        c_in = self.config.in_shape[0]
+        r2 = self.config.shuffle ** 2
+        c_in = self.config.in_shape[0] * r2
         self.down = nn.ModuleList()
         for c in ch:
             self.down.append(_block(c_in, c))
@@ -90,11 +95,12 @@ class UNetDenoiser(OatomoModel):
             self.up.append(nn.ConvTranspose2d(c_in, c, 2, stride=2))
             self.merge.append(_block(2 * c, c))
             c_in = c
-        self.head = nn.Conv2d(c_in, self.config.out_channels, 1)
+        self.head = nn.Conv2d(c_in, self.config.out_channels * r2, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         skips = []
-        h = x
+        r = self.config.shuffle
+        h = F.pixel_unshuffle(x, r) if r > 1 else x
         for k, block in enumerate(self.down):
             h = block(h)
             if k < len(self.down) - 1:
@@ -103,6 +109,8 @@ class UNetDenoiser(OatomoModel):
         for up, merge in zip(self.up, self.merge, strict=True):
             h = merge(torch.cat([up(h), skips.pop()], dim=1))
         out = self.head(h)
+        if r > 1:
+            out = F.pixel_shuffle(out, r)
         if self.config.out_channels == x.shape[1]:
             out = out + x
         return out
