@@ -188,6 +188,7 @@ def _write(out: Path, result: dict[str, Any], examples: dict[str, dict[str, np.n
 
     names = list(examples)
     cols = list(dict.fromkeys(k for ex in examples.values() for k in ex))
+    cols = sorted(cols, key=lambda c: (c != "truth", c.endswith(" std")))  # stable
     fig, axes = plt.subplots(len(names), len(cols), figsize=(2.2 * len(cols),
                                                              2.3 * len(names)), squeeze=False)
     for i, name in enumerate(names):
