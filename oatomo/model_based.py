@@ -37,7 +37,7 @@ METHODS = ("tikhonov", "tv")
 
 #: Default regularisation, relative to a data-derived scale (see :func:`default_lambda`);
 #: tuned on the 32-sensor ring (r = 22.5 mm, 128 x 128 at 0.1 mm, 40 MHz) with 1 % noise.
-LAMBDA_REL = {"tikhonov": 2e-2, "tv": 1e-3}
+LAMBDA_REL = {"tikhonov": 5e-3, "tv": 1e-2}
 
 #: Projected gradient steps that enforce ``x >= 0`` after LSQR (method "tikhonov").
 NONNEG_STEPS = 20
@@ -92,10 +92,10 @@ def default_lambda(method: str, sinogram: np.ndarray, grid: Grid, sensors: Senso
                    acquisition: Acquisition, *, thickness: float | None = None) -> float:
     """The default regularisation weight, scaled to the data.
 
-    * Tikhonov: ``lam = 2e-2 * ||A||^2``, so the damping acts on the same singular values
+    * Tikhonov: ``lam = 5e-3 * ||A||^2``, so the damping acts on the same singular values
       whatever the units or the slab thickness (the solution's filter factors
       ``s^2 / (s^2 + lam)`` depend only on ``s / ||A||``).
-    * TV: ``lam = 1e-3 * ||A^T y||_inf``: the objective scales with the data
+    * TV: ``lam = 1e-2 * ||A^T y||_inf``: the objective scales with the data
       ``y -> a y`` (then ``x -> a x``) and with the operator ``A -> a A`` (then
       ``x -> x / a``), and so does ``||A^T y||_inf``, the size of the gradient at ``x = 0``.
 
@@ -381,8 +381,11 @@ def reconstruct_model_based(
     image : numpy.ndarray
         float32 (n, n), in Pa.
     record : dict
-        ``"residual"``: relative data misfit ``||A x - y|| / ||y||`` per iteration;
-        ``"objective"``: the minimised objective per iteration; ``"n_iter"``;
+        ``"residual"``: relative data misfit ``||A x - y|| / ||y||`` per iteration (for
+        LSQR iterations, LSQR's own estimate of it); ``"objective"``: the minimised
+        objective per iteration (Tikhonov with ``nonneg``: the constrained steps start
+        above the unconstrained LSQR minimum); ``"n_iter"`` (Tikhonov also
+        ``"n_iter_lsqr"`` and ``"n_iter_projected"``);
         ``"lam"``; ``"method"``; ``"time_s"``; ``"converged"`` (stopped by ``tol``);
         ``"lipschitz"`` (``||A||^2`` estimate, TV and projected steps).
 
@@ -413,6 +416,8 @@ def reconstruct_model_based(
         if ynorm == 0.0:
             x = np.zeros(grid.shape, np.float32)
         elif method == "tikhonov":
+            if x0c is not None:
+                logger.warning("model-based tikhonov: LSQR starts at 0; x0 is ignored")
             x = _tikhonov(op, y, lam, n_iter, nonneg, tol, callback, bar, record, ynorm)
         else:
             x = _tv(op, y, lam, n_iter, nonneg, x0c, tol, callback, bar, record, ynorm)
@@ -434,7 +439,7 @@ def _tikhonov(op: ForwardOperator, y: np.ndarray, lam: float, n_iter: int, nonne
 
     def report(k: int, x: np.ndarray, r1norm: float) -> None:
         record["residual"].append(r1norm / ynorm)
-        record["objective"].append(r1norm**2 + lam * float(x @ x))
+        record["objective"].append(r1norm**2 + lam * float(np.sum(x * x)))
         record["n_iter"] = k
         if callback is not None:
             callback(k, x.reshape(shape).astype(np.float32))

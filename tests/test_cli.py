@@ -44,7 +44,8 @@ def test_simulate_is_deterministic(tmp_path):
 def test_reconstruct_end_to_end(scan_file, tmp_path, capsys):
     before = scan_file.read_bytes()
     out = tmp_path / "img.h5"
-    assert main(["reconstruct", str(scan_file), "-o", str(out), "--method", "ubp"]) == 0
+    assert main(["reconstruct", str(scan_file), "-o", str(out), "--method", "ubp",
+                 "--no-refine"]) == 0
     assert scan_file.read_bytes() == before
     images, grid = load_images(out)
     assert grid.n == 128 and set(images) == {"ubp", "truth"}

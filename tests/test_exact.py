@@ -26,10 +26,12 @@ def disk_sinogram(sensors, acq, centre, a, q=1.0, h=1e-4):
     return (h / (2 * c) * np.diff(q * alpha / np.pi, axis=1) / dt).astype(np.float32)
 
 
-def test_closed_form_disk_is_recovered_without_the_forward_model():
+@pytest.mark.parametrize("t0", [0.0, 2.013e-6])
+def test_closed_form_disk_is_recovered_without_the_forward_model(t0):
     centre, a, q = (0.002, -0.001), 0.0015, 2.5
-    y = disk_sinogram(RING, ACQ, centre, a, q, h=2e-4)
-    img = fbp_circular(y, GRID, RING, ACQ, thickness=2e-4)
+    acq = Acquisition(ACQ.fs, ACQ.n_samples, t0=t0)
+    y = disk_sinogram(RING, acq, centre, a, q, h=2e-4)
+    img = fbp_circular(y, GRID, RING, acq, thickness=2e-4)
     X, Y = GRID.coordinates()
     r = np.hypot(X - centre[0], Y - centre[1])
     assert img.dtype == np.float32 and img.shape == GRID.shape
