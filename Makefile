@@ -41,12 +41,13 @@ bench: $(VENV)/.installed-test
 # Train the default refinement model shipped as data/refiner.pt (about 15 min on 2 cores):
 # training data from the position-uncertainty setups, held-out evaluation, then install.
 MODEL_OUT ?= out/model
+TRAIN_ARGS ?= --epochs 12
 model: $(VENV)/.installed
 	mkdir -p $(MODEL_OUT)
 	$(BIN)/oatomo dataset --config simulations/exp_train.toml -o $(MODEL_OUT)/train.h5 --seed 1 --force
 	$(BIN)/oatomo dataset --config simulations/exp_heldout.toml -o $(MODEL_OUT)/test.h5 --seed 2 --force
 	$(BIN)/oatomo train --data $(MODEL_OUT)/train.h5 --model multi-decoder -o $(MODEL_OUT)/refiner.pt $(TRAIN_ARGS) --force
-	$(BIN)/oatomo evaluate --model invariant=$(MODEL_OUT)/refiner.pt --data $(MODEL_OUT)/test.h5 --out $(MODEL_OUT)/evaluation
+	$(BIN)/oatomo evaluate --model invariant=$(MODEL_OUT)/refiner.pt --data $(MODEL_OUT)/test.h5 --out $(MODEL_OUT)/evaluation --record
 	cp $(MODEL_OUT)/refiner.pt $(MODEL_OUT)/refiner.json data/
 
 clean:

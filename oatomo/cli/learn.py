@@ -51,6 +51,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--limit", type=int, help="items per setup")
     e.add_argument("--samples", type=int, default=8, help="posterior samples for uncertainty")
     e.add_argument("--no-das", action="store_true", help="skip regenerating DAS images")
+    e.add_argument("--record", action="store_true",
+                   help="store each model's summary metrics in its checkpoint metadata")
     e.set_defaults(func=run_evaluate)
 
 
@@ -101,4 +103,15 @@ def run_evaluate(args: argparse.Namespace) -> int:
                       with_das=not args.no_das, progress=True)
     print(to_markdown(result))
     print(f"wrote {out}/evaluation.md, evaluation.json, evaluation.png")
+    if args.record:
+        from ..learn.checkpoint import load_checkpoint
+        from ..learn.fit import attach_metadata
+        from ..refine import REFINER_KEY
+
+        for label, path in models.items():
+            meta = dict(load_checkpoint(path)["train"][REFINER_KEY])
+            meta["metrics"] = {"evaluation": result["summary"], "model_label": label,
+                               "evaluated_on": str(args.data)}
+            attach_metadata(path, REFINER_KEY, meta)
+            print(f"recorded the metrics in {path}")
     return 0

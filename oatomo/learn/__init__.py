@@ -8,6 +8,7 @@
 * :func:`load_model` / :func:`save_checkpoint` -- one ``.pt`` file (``weights_only=True``)
   plus a JSON sidecar.
 * :class:`DigitClassifier` -- the colour-blind classifier behind the RKL metric.
+* :class:`UNetDenoiser` -- the deterministic pooled baseline of the optoacoustic refinement.
 """
 
 from .base import OatomoModel, model_classes, register_model
@@ -23,11 +24,14 @@ from .checkpoint import (
 from .classifier import ClassifierConfig, DigitClassifier, predict_batched
 from .models import BetaVAE, MultiDecoderIVAE, MultiEncoderIVAE, kl_normal
 from .train import TrainResult, resolve_device, train
+from .unet import UNetConfig, UNetDenoiser
 
 __all__ = [
     "BetaVAE",
     "MultiDecoderIVAE",
     "MultiEncoderIVAE",
+    "UNetDenoiser",
+    "UNetConfig",
     "VAEConfig",
     "OatomoModel",
     "DigitClassifier",
