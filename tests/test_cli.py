@@ -160,3 +160,14 @@ def test_console_script_no_traceback(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.strip() == f"oatomo info: error: {tmp_path / 'x.h5'}: file not found"
+
+
+@pytest.mark.parametrize("method", ["fbp", "mb-tv", "mb-tikhonov"])
+def test_reconstruct_other_methods(scan_file, tmp_path, method, capsys):
+    out = tmp_path / f"{method}.h5"
+    assert main(["reconstruct", str(scan_file), "-o", str(out), "--method", method,
+                 "--iters", "5", "--no-refine", "--png", "none"]) == 0
+    images, _ = load_images(out)
+    r = np.corrcoef(images[method].ravel(), images["truth"].ravel())[0, 1]
+    assert r > 0.3, (method, r)
+    assert f"with {method}" in capsys.readouterr().out
