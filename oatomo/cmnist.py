@@ -49,6 +49,7 @@ __all__ = [
     "LABEL_NOISE",
     "colored_mnist",
     "load_mnist",
+    "find_mnist",
     "make_environment",
     "read_idx",
     "bundled_mnist_path",
@@ -162,22 +163,13 @@ def _find_idx(directory: Path, kind: str) -> Path | None:
     return None
 
 
-def load_mnist(mnist_dir: str | os.PathLike | None = None) -> tuple[np.ndarray, np.ndarray, str]:
-    """Real MNIST digits: from IDX files in ``mnist_dir`` or else the bundled subset.
+def find_mnist(mnist_dir: str | os.PathLike | None = None) -> dict[str, Path]:
+    """Where the digits will come from, checked without reading them.
 
-    Parameters
-    ----------
-    mnist_dir
-        Directory with ``train-images-idx3-ubyte[.gz]`` and ``train-labels-idx1-ubyte[.gz]``.
-        ``None`` reads the ``OATOMO_MNIST_DIR`` environment variable, and when that is unset
-        or empty uses the bundled 5,000-digit subset.
-
-    Returns
-    -------
-    images : uint8 (N, 28, 28)
-    digits : int64 (N,)
-    source : str
-        ``"idx:<dir>"`` or ``"bundled:mnist_5k"``.
+    Returns ``{"npz": path}`` for the bundled subset or ``{"images": path, "labels": path}``
+    for IDX files; ``mnist_dir=None`` reads ``OATOMO_MNIST_DIR``, then falls back to the
+    bundled subset. Raises :class:`InputError` for a missing directory, missing IDX files or
+    a missing bundled file.
     """
     if mnist_dir is None:
         mnist_dir = os.environ.get("OATOMO_MNIST_DIR") or None
@@ -187,9 +179,7 @@ def load_mnist(mnist_dir: str | os.PathLike | None = None) -> tuple[np.ndarray, 
             raise InputError(
                 "bundled MNIST subset is missing (regenerate it with data/make_mnist_5k.py, "
                 "or give --mnist-dir / OATOMO_MNIST_DIR)", path)
-        with np.load(path) as data:
-            images, digits = data["images"], data["labels"].astype(np.int64)
-        return images, digits, "bundled:mnist_5k"
+        return {"npz": path}
     directory = Path(mnist_dir)
     if not directory.is_dir():
         raise InputError("MNIST directory does not exist", directory)
@@ -198,6 +188,31 @@ def load_mnist(mnist_dir: str | os.PathLike | None = None) -> tuple[np.ndarray, 
     if missing:
         raise InputError(f"no MNIST IDX files here (missing {', '.join(missing)}[.gz])",
                          directory)
+    return paths  # type: ignore[return-value]
+
+
+def load_mnist(mnist_dir: str | os.PathLike | None = None) -> tuple[np.ndarray, np.ndarray, str]:
+    """Real MNIST digits: from IDX files in ``mnist_dir`` or else the bundled subset.
+
+    Parameters
+    ----------
+    mnist_dir
+        Directory with ``train-images-idx3-ubyte[.gz]`` and ``train-labels-idx1-ubyte[.gz]``.
+        ``None`` reads the ``OATOMO_MNIST_DIR`` environment variable, and when that is unset
+        or empty uses the bundled 5,000-digit subset (see :func:`find_mnist`).
+
+    Returns
+    -------
+    images : uint8 (N, 28, 28)
+    digits : int64 (N,)
+    source : str
+        ``"idx:<dir>"`` or ``"bundled:mnist_5k"``.
+    """
+    paths = find_mnist(mnist_dir)
+    if "npz" in paths:
+        with np.load(paths["npz"]) as data:
+            images, digits = data["images"], data["labels"].astype(np.int64)
+        return images, digits, "bundled:mnist_5k"
     images, digits = read_idx(paths["images"]), read_idx(paths["labels"])
     if images.ndim != 3 or images.shape[1:] != (28, 28) or images.dtype != np.uint8:
         raise InputError(f"expected uint8 images of 28x28, got {images.dtype} {images.shape}",
@@ -205,6 +220,7 @@ def load_mnist(mnist_dir: str | os.PathLike | None = None) -> tuple[np.ndarray, 
     if digits.ndim != 1 or len(digits) != len(images):
         raise InputError(f"expected {len(images)} labels, got shape {digits.shape}",
                          paths["labels"])
+    directory = mnist_dir if mnist_dir is not None else os.environ["OATOMO_MNIST_DIR"]
     return images, digits.astype(np.int64), f"idx:{directory}"
 
 

@@ -46,6 +46,9 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--epochs must be >= 1, got {args.epochs}")
     if args.threads < 0:
         raise InputError(f"--threads must be >= 0, got {args.threads}")
+    from ..cmnist import find_mnist
+
+    find_mnist(args.mnist_dir)  # a bad --mnist-dir fails here, before PyTorch is imported
     import torch
 
     from ..learn.cmnist_experiment import Settings, format_table, run_experiment

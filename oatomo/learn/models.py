@@ -64,13 +64,23 @@ def _dispatch(modules: Sequence[nn.Module], inp: torch.Tensor, env: torch.Tensor
 
 
 class _VAE(OatomoModel):
-    """Shared machinery: likelihood, reparameterisation, input checks, the interface."""
+    """Shared machinery: the common layers, likelihood, reparameterisation, input checks and
+    the interface. Subclasses add their variant parts in ``_build`` after ``super()._build()``.
+    """
 
     config_class = VAEConfig
-    encoder: Encoder
-    mu_head: nn.Module
-    logvar_head: nn.Module
-    decoder: Decoder
+    #: Whether the model has parts per training environment (then env_count = n_envs).
+    has_variant_parts = False
+
+    def _build(self) -> None:
+        self.encoder = Encoder(self.config)
+        self.mu_head = self.encoder.head()
+        self.logvar_head = self.encoder.head()
+        self.decoder = Decoder(self.config)
+
+    @property
+    def env_count(self) -> int | None:
+        return self.config.n_envs if self.has_variant_parts else None
 
     # -- helpers --------------------------------------------------------------------------
 
@@ -184,12 +194,6 @@ class BetaVAE(_VAE):
     ['invariance', 'kl', 'reconstruction', 'total']
     """
 
-    def _build(self) -> None:
-        self.encoder = Encoder(self.config)
-        self.mu_head = self.encoder.head()
-        self.logvar_head = self.encoder.head()
-        self.decoder = Decoder(self.config)
-
     def loss(self, x: torch.Tensor, env: Env = None, target: torch.Tensor | None = None, *,
              generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         target = self._check(x, target)
@@ -217,15 +221,10 @@ class MultiDecoderIVAE(_VAE):
     decoder (a scan from a known setup); ``env=None`` and ``sample`` use f.
     """
 
-    @property
-    def env_count(self) -> int:
-        return self.config.n_envs
+    has_variant_parts = True
 
     def _build(self) -> None:
-        self.encoder = Encoder(self.config)
-        self.mu_head = self.encoder.head()
-        self.logvar_head = self.encoder.head()
-        self.decoder = Decoder(self.config)
+        super()._build()
         self.variant_decoders = nn.ModuleList(Decoder(self.config)
                                               for _ in range(self.config.n_envs))
 
@@ -276,17 +275,12 @@ class MultiEncoderIVAE(_VAE):
     ``env`` does not change it (it is checked and accepted for the uniform interface).
     """
 
-    @property
-    def env_count(self) -> int:
-        return self.config.n_envs
+    has_variant_parts = True
 
     def _build(self) -> None:
-        self.encoder = Encoder(self.config)
-        self.mu_head = self.encoder.head()
-        self.logvar_head = self.encoder.head()
+        super()._build()
         self.variant_logvar_heads = nn.ModuleList(self.encoder.head()
                                                   for _ in range(self.config.n_envs))
-        self.decoder = Decoder(self.config)
 
     def encode_variant(self, x: torch.Tensor, env: Env) -> tuple[torch.Tensor, torch.Tensor]:
         """Variant posterior N(μ(x), s²(x, e)): (mean, log-variance)."""

@@ -12,7 +12,8 @@ Each environment is read in a seeded random order, a fresh permutation per pass
 (``numpy.random.default_rng([seed, env, pass])``), so which samples form step s is a pure
 function of (seed, s): a run resumed from a checkpoint at step s draws exactly the batches
 the uninterrupted run would have, and the noise generator's state is restored from the
-checkpoint. On the CPU, resumed and uninterrupted runs agree to the bit.
+checkpoint. On the CPU, resumed and uninterrupted runs agree to the bit (with the same
+number of PyTorch threads: a different thread count changes the order of floating-point sums).
 
 An *epoch* is ``ceil(max_e N_e / per_env)`` steps: every sample of the largest environment
 is seen once; smaller environments start a new permutation when exhausted.
