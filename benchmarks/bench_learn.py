@@ -25,8 +25,8 @@ def run(quick: bool = False) -> list[dict]:
     import time
 
     import torch
-
     from bench_core import median_time
+
     from oatomo import Acquisition, Grid, ring_array
     from oatomo.learn.fit import build_refiner_model
     from oatomo.learn.train import train
