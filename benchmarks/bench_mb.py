@@ -32,18 +32,11 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_core import median_time, to_markdown  # noqa: E402  (one table format, one timer)
 
 N_PIX, FOV, N_SENS, RADIUS, FS, N_T, NOISE = 128, 0.0128, 32, 0.0225, 40e6, 1024, 0.01
-
-
-def median_time(fn, repeats: int) -> float:
-    fn()
-    ts = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t)
-    return float(np.median(ts))
 
 
 def paired_times(fa, fb, repeats: int) -> tuple[float, float]:
@@ -344,20 +337,6 @@ def run(quick: bool = False) -> list[dict]:
                      reference=f"{os.cpu_count()} CPUs", ratio=float("nan"), target="",
                      ok=True, note="timings are only comparable within one run"))
     return rows
-
-
-def to_markdown(rows: list[dict]) -> str:
-    lines = ["| measurement | value | unit | ratio | vs | target | met |",
-             "|---|---|---|---|---|---|---|"]
-    for r in rows:
-        ok = {True: "yes", False: "**no**", None: "n/a"}[r["ok"]]
-        ratio = "" if r["ratio"] != r["ratio"] else f"{r['ratio']:.3g}"
-        val = "—" if r["value"] != r["value"] else f"{r['value']:.4g}"
-        lines.append(f"| {r['name']} | {val} | {r['unit']} | {ratio} | {r['reference']} | "
-                     f"{r['target']} | {ok} |")
-        if r.get("note"):
-            lines.append(f"| ↳ {r['note']} | | | | | | |")
-    return "\n".join(lines)
 
 
 if __name__ == "__main__":
