@@ -363,7 +363,7 @@ def generate_dataset(
         if bar is not None:
             bar.close()
         finished = bool(np.all(f["done"][mine]))
-        f.attrs["complete"] = finished and n == 1
+        f.attrs["complete"] = finished  # every chunk of this shard is done
     if not finished:
         return None
     os.replace(partial, out)

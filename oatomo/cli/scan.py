@@ -141,8 +141,7 @@ def run_reconstruct(args: argparse.Namespace) -> int:
     images = {args.method: image}
     if scan.p0 is not None and scan.grid == grid:
         images["truth"] = scan.p0
-    args._grid = grid
-    refined = refine_scan(scan, args, images)
+    refined = refine_scan(scan, args, images, grid)
     save_images(out, images, grid if refined is None else refined, attrs={
         "source": str(src), "method": args.method,
         "speed_of_sound": scan.acquisition.speed_of_sound})
@@ -167,8 +166,8 @@ def run_reconstruct(args: argparse.Namespace) -> int:
     return 0
 
 
-def refine_scan(scan: object, args: argparse.Namespace, images: dict[str, np.ndarray]
-                ) -> object | None:
+def refine_scan(scan: object, args: argparse.Namespace, images: dict[str, np.ndarray],
+                grid: object) -> object | None:
     """Add ``linear``, ``refined`` and ``uncertainty`` images when refinement applies.
 
     Returns the model's grid when it refined, else None (and prints why it skipped).
@@ -189,8 +188,7 @@ def refine_scan(scan: object, args: argparse.Namespace, images: dict[str, np.nda
         print(f"skipping refinement: {why} ({model_path.name})")
         return None
     t = time.perf_counter()
-    same = args.method == refiner.method and images[args.method].shape[-2:] == \
-        refiner.grid.shape and getattr(args, "_grid", None) in (None, refiner.grid)
+    same = args.method == refiner.method and grid == refiner.grid
     if same:
         linear = images[args.method]
     else:  # the model needs its own linear input on its own grid
