@@ -126,6 +126,24 @@ def tv_norm(x: np.ndarray) -> float:
     return float(np.sqrt(gi * gi + gj * gj).sum())
 
 
+@nb.njit(cache=True, fastmath=True, inline="always")
+def _primal(b, mu, nonneg, p, q, x):  # pragma: no cover - compiled
+    """``x = P_C(b - mu L(p, q))`` with ``L(p, q)_ij = p_ij + q_ij - p_{i-1,j} - q_{i,j-1}``
+    (``P_C``: clip at 0 when ``nonneg``): the primal point of a dual (p, q)."""
+    m, n = b.shape
+    for i in range(m):
+        for j in range(n):
+            d = p[i, j] + q[i, j]
+            if i > 0:
+                d -= p[i - 1, j]
+            if j > 0:
+                d -= q[i, j - 1]
+            v = b[i, j] - mu * d
+            if nonneg and v < 0:
+                v = np.float32(0.0)
+            x[i, j] = v
+
+
 @nb.njit(cache=True, fastmath=True)
 def _fgp(b, mu, nonneg, n_inner, p, q, out):  # pragma: no cover - compiled
     """FGP for ``min_x 1/2 ||x - b||^2 + mu TV(x)`` (+ ``x >= 0``), dual (p, q) in place."""
@@ -138,18 +156,7 @@ def _fgp(b, mu, nonneg, n_inner, p, q, out):  # pragma: no cover - compiled
     step = np.float32(1.0 / (8.0 * mu))
     t = 1.0
     for _ in range(n_inner):
-        # x = P_C(b - mu L(r)), L(p, q)_ij = p_ij + q_ij - p_{i-1,j} - q_{i,j-1}
-        for i in range(m):
-            for j in range(n):
-                d = rp[i, j] + rq[i, j]
-                if i > 0:
-                    d -= rp[i - 1, j]
-                if j > 0:
-                    d -= rq[i, j - 1]
-                v = b[i, j] - mu * d
-                if nonneg and v < 0:
-                    v = np.float32(0.0)
-                x[i, j] = v
+        _primal(b, mu, nonneg, rp, rq, x)
         # (p, q) = P_P[r + L^T(x) / (8 mu)], L^T(x) = (x_ij - x_{i+1,j}, x_ij - x_{i,j+1})
         t_new = (1.0 + math.sqrt(1.0 + 4.0 * t * t)) / 2.0
         beta = np.float32((t - 1.0) / t_new)
@@ -165,17 +172,7 @@ def _fgp(b, mu, nonneg, n_inner, p, q, out):  # pragma: no cover - compiled
                 rp[i, j] = p[i, j] + beta * (p[i, j] - pold[i, j])
                 rq[i, j] = q[i, j] + beta * (q[i, j] - qold[i, j])
         t = t_new
-    for i in range(m):
-        for j in range(n):
-            d = p[i, j] + q[i, j]
-            if i > 0:
-                d -= p[i - 1, j]
-            if j > 0:
-                d -= q[i, j - 1]
-            v = b[i, j] - mu * d
-            if nonneg and v < 0:
-                v = np.float32(0.0)
-            out[i, j] = v
+    _primal(b, mu, nonneg, p, q, out)
 
 
 def tv_prox(b: np.ndarray, mu: float, *, nonneg: bool = True, n_inner: int = 50,
