@@ -25,7 +25,7 @@ install: $(VENV)/.installed
 
 demo: $(VENV)/.installed
 	mkdir -p $(DEMO_OUT)
-	$(BIN)/oatomo simulate --setup simulations/ring32_rotation.toml --phantom vessels --seed 1 -o $(DEMO_OUT)/scan.h5 --force
+	$(BIN)/oatomo simulate --setup ring32_rotation --phantom vessels --seed 1 -o $(DEMO_OUT)/scan.h5 --force
 	$(BIN)/oatomo reconstruct $(DEMO_OUT)/scan.h5 -o $(DEMO_OUT)/image.h5 --png $(DEMO_OUT)/image.png --force
 	@echo "demo: scan $(DEMO_OUT)/scan.h5, image $(DEMO_OUT)/image.h5, figure $(DEMO_OUT)/image.png"
 
@@ -38,7 +38,7 @@ lint: $(VENV)/.installed-test
 bench: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/run_all.py
 
-# Train the default refinement model shipped as data/refiner.pt (about 15 min on 2 cores):
+# Train the default refinement model shipped as oatomo/resources/models/refiner.pt (about 15 min on 2 cores):
 # training data from the position-uncertainty setups, held-out evaluation, then install.
 MODEL_OUT ?= out/model
 TRAIN_ARGS ?= --epochs 12
@@ -48,7 +48,7 @@ model: $(VENV)/.installed
 	$(BIN)/oatomo dataset --config simulations/exp_heldout.toml -o $(MODEL_OUT)/test.h5 --seed 2 --force
 	$(BIN)/oatomo train --data $(MODEL_OUT)/train.h5 --model multi-decoder -o $(MODEL_OUT)/refiner.pt $(TRAIN_ARGS) --force
 	$(BIN)/oatomo evaluate --model invariant=$(MODEL_OUT)/refiner.pt --data $(MODEL_OUT)/test.h5 --out $(MODEL_OUT)/evaluation --record
-	cp $(MODEL_OUT)/refiner.pt $(MODEL_OUT)/refiner.json data/
+	cp $(MODEL_OUT)/refiner.pt $(MODEL_OUT)/refiner.json oatomo/resources/models/
 
 clean:
 	rm -rf $(VENV) out
