@@ -22,9 +22,10 @@ Where the digits come from
   ``.gz``; ``train-images.idx3-ubyte`` spelling and a torchvision ``MNIST/raw`` sub-directory
   are found too). Split 50,000 / 10,000 as above.
 * otherwise the bundled real subset ``oatomo/resources/mnist_5k.npz`` (5,000 MNIST
-  digits, 500 per digit, in a fixed random order; see ``data/README.md``). The same rule at a tenth of the scale:
-  the first 4,000 digits are the training pool (shuffled with ``seed``, even / odd positions
-  -> two environments of 2,000), the last 1,000 are the test environment.
+  digits, 500 per digit, in a fixed random order; see ``data/README.md``). The same rule
+  at a tenth of the scale: the first 4,000 digits are the training pool (shuffled with
+  ``seed``, even / odd positions -> two environments of 2,000), the last 1,000 are the test
+  environment.
 
 Everything random is drawn from ``numpy.random.default_rng(seed)``: the same seed gives the
 same environments, bit for bit.
