@@ -1,7 +1,7 @@
 """Learning benchmark: refinement inference per image and training throughput.
 
-Inference of the shipped model (``oatomo/resources/models/refiner.pt``; a freshly initialised model of the
-same architecture if it is missing) on one 128 x 128 image, against the DAS time of a
+Inference of the shipped model (``oatomo/resources/models/refiner.pt``; a freshly initialised
+model of the same architecture if it is missing) on one 128 x 128 image, against the DAS time of a
 256 x 256 image with 256 sensors x 2030 samples measured in the same run (issue 4 target:
 inference below that DAS time). Training throughput in images per second for the
 multi-decoder model on CPU (2 threads).

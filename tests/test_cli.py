@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from oatomo.cli import main
-from oatomo.setups import SIMULATIONS_DIR
 from oatomo.io import load_images, load_scan
+from oatomo.setups import SIMULATIONS_DIR
 
 DATA = Path(__file__).parent / "data"
 ROOT = Path(__file__).parents[1]
