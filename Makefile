@@ -1,14 +1,15 @@
 # oatomo: two commands set everything up on a fresh machine.
 #   make demo   creates .venv, installs, simulates a scan of a held-out setup (sensor array
 #               rotated by an unknown angle), reconstructs it and refines it with the model
-#   make test   creates .venv if needed, installs with the test extras, runs the suite
+#   make test   creates .venv if needed, installs with the test extras, runs the suite, then
+#               checks the installed wheel outside the repository (make wheel-check)
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip install --disable-pip-version-check -q -c constraints.txt
 DEMO_OUT ?= out/demo
 
-.PHONY: demo test lint bench clean install model
+.PHONY: demo test wheel-check lint bench clean install model
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +32,12 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -q
+	$(MAKE) wheel-check
+
+# Build the wheel, install it into a fresh venv, run the README's commands and Python
+# snippet from a directory outside the repository (.ci/wheel_check.sh).
+wheel-check: $(BIN)/python
+	PYTHON=$(abspath $(BIN)/python) .ci/wheel_check.sh
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check oatomo tests benchmarks examples
