@@ -16,10 +16,11 @@ Names are imported on first use, so ``oatomo.learn.registry`` is available witho
 
 from __future__ import annotations
 
-import importlib
 import sys
 import types
 from typing import Any
+
+from .._lazy import lazy_exports
 
 _LAZY = {
     "OatomoModel": "base", "model_classes": "registry", "register_model": "registry",
@@ -61,18 +62,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    """Import the submodule of a public name on first use (PyTorch loads only then)."""
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'oatomo.learn' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(globals(), {k: f"{__name__}.{v}" for k, v in _LAZY.items()})
 
 
 class _Package(types.ModuleType):
