@@ -29,6 +29,9 @@ logger = logging.getLogger(__name__)
 __all__ = ["normalise", "check_compatible", "Refiner", "load_refiner", "save_refiner",
            "REFINER_KEY"]
 
+#: Inputs of at most this many images are refined on one CPU thread.
+SMALL_BATCH = 2
+
 #: Key of the refinement metadata inside a checkpoint's ``train`` record.
 REFINER_KEY = "oatomo_refiner"
 
@@ -123,6 +126,18 @@ class Refiner:
         x = torch.from_numpy(normalise(img).reshape((-1, 1) + self.grid.shape))
         model = self.model.eval()
         e = self.env_index(env)
+        threads = torch.get_num_threads()
+        if len(x) <= SMALL_BATCH:  # one thread: parallel convolutions of one small image
+            torch.set_num_threads(1)  # cost more than they save (100x on a busy machine)
+        try:
+            return self._refine(model, x, e, lead, n_samples, seed)
+        finally:
+            torch.set_num_threads(threads)
+
+    def _refine(self, model: Any, x: Any, e: int | None, lead: tuple[int, ...],
+                n_samples: int, seed: int) -> tuple[np.ndarray, np.ndarray | None]:
+        import torch
+
         with torch.no_grad():
             x = x.to(model.device)
             out = model.reconstruct(x, e).cpu().numpy()
