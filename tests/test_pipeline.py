@@ -270,3 +270,31 @@ def test_posterior_samples_is_public_and_seeded():
     assert a.shape == (5, 3, 1, 8, 8) and torch.equal(a, b)
     v = model.posterior_samples(x, 5, env=1, generator=torch.Generator().manual_seed(1))
     assert not torch.allclose(a, v)
+
+
+def test_no_pytorch_unless_refining(ring16_scan, tmp_path):
+    scan = tmp_path / "s16.h5"
+    save_scan(scan, ring16_scan)
+    code = ("import sys\n"
+            "from oatomo.cli import main\n"
+            f"assert main(['reconstruct', {str(scan)!r}, '--png', 'none']) == 0\n"
+            f"assert main(['reconstruct', {str(scan)!r}, '--png', 'none', '--force',"
+            " '--method', 'das', '--no-refine']) == 0\n"
+            "assert 'torch' not in sys.modules, 'PyTorch was imported'\n"
+            "import oatomo.learn\n"
+            "assert 'torch' not in sys.modules\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                         text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert out.returncode == 0, out.stderr
+
+
+def test_dataset_generation_reports_progress(tmp_path):
+    from oatomo.dataset import generate_dataset, load_experiment
+
+    exp_file = tmp_path / "exp.toml"
+    exp_file.write_text('name = "tiny"\nmethod = "das"\nchunk = 2\n'
+                        '[[environments]]\nsetup = "ring32_ideal"\ncount = 3\n')
+    calls = []
+    out = generate_dataset(load_experiment(exp_file), tmp_path / "d.h5",
+                           callback=lambda *a: calls.append(a))
+    assert out is not None and calls == [("dataset", k, 3) for k in (1, 2, 3)]
