@@ -94,6 +94,10 @@ def make_eval_set(out: str | os.PathLike, *, count: int = 8, seed: int = 2, size
                 tv, _ = reconstruct_model_based(sino, grid, d.true, true_acq, method="tv",
                                                 n_iter=tv_iter)
                 rec["tv_true"].append(tv)
+            # sampling windows differ between draws: pad the scans (acq holds each length)
+            longest = max(len(v[0]) for v in rec["sinogram"])
+            rec["sinogram"] = [np.pad(v, ((0, 0), (0, longest - v.shape[1])))
+                               for v in rec["sinogram"]]
             arrays = {k: np.asarray(v) for k, v in rec.items()}
             arrays["kind"] = np.asarray(rec["kind"], "<U16")
             with atomic_path(path) as tmp, open(tmp, "wb") as f:
@@ -157,7 +161,8 @@ def evaluate_family(eval_dir: str | os.PathLike, models: dict[str, str | os.Path
             stds: dict[str, np.ndarray | None] = {}
             for name, ref in refiners.items():
                 t_start = time.perf_counter()
-                r = ref.refine_scan(data["sinogram"][i], nominal, acq, grid, band=band,
+                sino = data["sinogram"][i][:, :acq.n_samples]
+                r = ref.refine_scan(sino, nominal, acq, grid, band=band,
                                     n_samples=n_samples, seed=i)
                 timing[name].append(time.perf_counter() - t_start)
                 preds[name], stds[name] = r.refined, r.std

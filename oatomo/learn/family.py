@@ -29,7 +29,7 @@ import numpy as np
 
 from ..errors import InputError
 
-__all__ = ["FAMILY_KEY", "KINDS", "build_family_model", "train_family_refiner"]
+__all__ = ["FAMILY_KEY", "KINDS", "build_family_model", "train_family_refiner", "export_refiner"]
 
 #: Key of the refiner metadata inside a checkpoint's ``train`` record.
 FAMILY_KEY = "oatomo_family_refiner"
@@ -130,3 +130,22 @@ def train_family_refiner(data: str | os.PathLike, kind: str, out: str | os.PathL
         "data": str(data), "size": int(man["size"]), "phantoms": man["phantoms"],
         "steps": result.step, "seconds": result.seconds})
     return model, result
+
+
+def export_refiner(src: str | os.PathLike, dst: str | os.PathLike, *,
+                   metrics: dict[str, Any] | None = None) -> Path:
+    """Copy a trained family refiner without its training state (the shipped form).
+
+    Keeps the weights, config, learning-curve history and the family metadata (plus
+    ``metrics``); drops the optimizer state, which is twice the weights' size.
+    """
+    from .checkpoint import load_checkpoint, load_model, save_checkpoint
+
+    ckpt = load_checkpoint(src)
+    meta = (ckpt.get("train") or {}).get(FAMILY_KEY)
+    if not meta:
+        raise InputError("checkpoint is not a scanner-family refiner", src)
+    model = load_model(src)
+    meta = {**meta, "metrics": dict(metrics or meta.get("metrics", {}))}
+    return save_checkpoint(dst, model, step=int(ckpt.get("step", 0)),
+                           train={FAMILY_KEY: meta}, history=ckpt.get("history"))
