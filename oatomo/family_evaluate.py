@@ -123,8 +123,12 @@ def _pearson_img(a: np.ndarray, b: np.ndarray) -> float:
 
 def evaluate_family(eval_dir: str | os.PathLike, models: dict[str, str | os.PathLike], *,
                     out: str | os.PathLike | None = None, n_samples: int = 8,
+                    legacy: dict[str, str | os.PathLike] | None = None,
                     callback: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Score classical reconstructions and refiners on an evaluation set.
+
+    ``legacy``: single-geometry refiners (:func:`oatomo.refine.load_refiner`, e.g. the
+    issue-4 model for the 32-sensor ring) scored on the scans whose geometry they accept.
 
     Returns
     -------
@@ -137,12 +141,14 @@ def evaluate_family(eval_dir: str | os.PathLike, models: dict[str, str | os.Path
     """
     from . import metrics as M
     from .family_refine import load_family_refiner
+    from .refine import load_refiner
 
     refiners = {name: load_family_refiner(p) for name, p in models.items()}
+    old = {name: load_refiner(p) for name, p in (legacy or {}).items()}
     files = sorted(Path(eval_dir).glob("*__*.npz"))
     held = dict(EVAL_PERTURBATIONS)
     per_item: list[dict[str, Any]] = []
-    calib: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {n: [] for n in refiners}
+    calib: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {n: [] for n in [*refiners, *old]}
     examples: dict[str, dict[str, np.ndarray]] = {}
     timing: dict[str, list[float]] = {n: [] for n in refiners}
     for f in files:
@@ -166,6 +172,10 @@ def evaluate_family(eval_dir: str | os.PathLike, models: dict[str, str | os.Path
                                     n_samples=n_samples, seed=i)
                 timing[name].append(time.perf_counter() - t_start)
                 preds[name], stds[name] = r.refined, r.std
+            for name, lref in old.items():
+                if lref.compatible(nominal, acq)[0] and lref.grid == grid:
+                    preds[name], stds[name] = lref.refine(data[lref.method][i],
+                                                          n_samples=n_samples, seed=i)
             for m, img in preds.items():
                 fit = _affine(img, truth)
                 row = {"geometry": g, "perturbation": p, "held_out": bool(held.get(p, True)),

@@ -100,9 +100,10 @@ class ScannerFamily:
         shape = array_shape(sensors)
         r = shape["radius"]
         if shape["spread"] > self.ring_tolerance:
-            return False, (f"the sensors are not on a ring or arc around the image centre "
-                           f"(their distances to it vary by {shape['spread'] * 100:.0f} %, "
-                           f"at most {self.ring_tolerance * 100:.0f} % allowed)")
+            return False, (f"the sensors are not on a ring or arc (their distances to the "
+                           f"best-fitting circle's centre vary by "
+                           f"{min(shape['spread'], 9.99) * 100:.0f} %, at most "
+                           f"{self.ring_tolerance * 100:.0f} % allowed)")
         if not (self.radius[0] * 0.98 <= r <= self.radius[1] * 1.02):
             return False, (f"the array radius is {r * 1e3:.1f} mm; the model was trained on "
                            f"{self.radius[0] * 1e3:.0f} to {self.radius[1] * 1e3:.0f} mm")
@@ -114,7 +115,7 @@ class ScannerFamily:
         if not (self.pitch[0] <= grid.dx <= self.pitch[1]):
             return False, (f"the image pitch is {grid.dx * 1e3:.3f} mm; the model accepts "
                            f"{self.pitch[0] * 1e3:.3f} to {self.pitch[1] * 1e3:.1f} mm")
-        if grid.fov / math.sqrt(2) >= r:
+        if math.hypot(shape["cx"], shape["cy"]) + grid.fov / math.sqrt(2) >= r:
             return False, (f"the image (field of view {grid.fov * 1e3:.1f} mm) reaches past "
                            f"the array (radius {r * 1e3:.1f} mm)")
         c = acquisition.speed_of_sound
@@ -127,25 +128,28 @@ class ScannerFamily:
 
 
 def array_shape(sensors: SensorArray) -> dict[str, float]:
-    """Radius (median distance to the origin), relative radial spread and angular coverage.
+    """Circle fitted to the sensors: centre, radius, relative radial spread, coverage.
 
-    Coverage is 2 pi minus the largest angular gap between neighbouring sensors, plus one
-    typical spacing for a full ring (so N evenly spaced sensors cover exactly 2 pi).
+    The circle is the algebraic least-squares fit (Kasa); coverage is 2 pi minus the
+    largest angular gap between neighbouring sensors seen from its centre, or exactly 2 pi
+    for an evenly spaced full ring (largest gap < 1.5 typical gaps).
     """
     pos = sensors.positions
-    d = np.hypot(pos[:, 0], pos[:, 1])
+    if len(pos) < 3:
+        r = float(np.median(np.hypot(pos[:, 0], pos[:, 1])))
+        return {"radius": r, "spread": math.inf, "coverage": 0.0, "cx": 0.0, "cy": 0.0}
+    A = np.column_stack([2 * pos, np.ones(len(pos))])
+    sol = np.linalg.lstsq(A, (pos ** 2).sum(1), rcond=None)[0]
+    cx, cy = float(sol[0]), float(sol[1])
+    rel = pos - [cx, cy]
+    d = np.hypot(rel[:, 0], rel[:, 1])
     r = float(np.median(d))
     spread = float(np.max(np.abs(d - r)) / r) if r > 0 else math.inf
-    th = np.sort(np.mod(np.arctan2(pos[:, 1], pos[:, 0]), 2 * math.pi))
-    if len(th) < 2:
-        return {"radius": r, "spread": spread, "coverage": 0.0}
+    th = np.sort(np.mod(np.arctan2(rel[:, 1], rel[:, 0]), 2 * math.pi))
     gaps = np.diff(np.concatenate([th, th[:1] + 2 * math.pi]))
-    largest = float(gaps.max())
-    typical = float(np.median(gaps))
-    cov = 2 * math.pi - largest
-    if largest < 1.5 * typical:  # evenly spaced full ring
-        cov = 2 * math.pi
-    return {"radius": r, "spread": spread, "coverage": cov}
+    largest, typical = float(gaps.max()), float(np.median(gaps))
+    cov = 2 * math.pi if largest < 1.5 * typical else 2 * math.pi - largest
+    return {"radius": r, "spread": spread, "coverage": cov, "cx": cx, "cy": cy}
 
 
 #: The shipped family.

@@ -217,3 +217,33 @@ def test_resample_round_trip():
     img = phantoms.blobs(user, 2)
     back = resample(resample(img, user, canon), canon, user)
     assert np.abs(back - img)[8:-8, 8:-8].max() < 0.05
+
+
+def test_evaluate_family_tables_and_figure(tiny_refiners, tmp_path):
+    from oatomo.family_evaluate import evaluate_family, make_eval_set, to_markdown
+
+    ev = make_eval_set(tmp_path / "ev", count=2, size=32, tv_iter=3,
+                       geometries=["ring32-r22.5"], perturbations=["radial", "large"])
+    assert len(list(ev.glob("*.npz"))) == 2
+    res = evaluate_family(ev, {"inv": tiny_refiners["multi-decoder"],
+                               "unet": tiny_refiners["unet"]}, out=tmp_path / "out",
+                          n_samples=3)
+    methods = {r["method"] for r in res["rows"]}
+    assert {"ubp", "das", "tv_nominal", "tv_true", "inv", "unet"} <= methods
+    s = res["summary"]["inv"]
+    assert {"psnr_in", "psnr_held_out", "drop", "drop_se", "unc_corr_held_out"} <= set(s)
+    assert "unc_corr_held_out" not in res["summary"]["unet"]
+    assert len(res["calibration"]["inv"]["predicted_std"]) > 3
+    assert "| ring32-r22.5 | large (held out) |" in to_markdown(res)
+    for name in ("evaluation.json", "evaluation.md", "evaluation.png"):
+        assert (tmp_path / "out" / name).stat().st_size > 0
+
+
+def test_compatible_off_centre_ring():
+    ring = ring_array(128, 0.03)
+    shifted = SensorArray(ring.positions + [0.005, -0.004])
+    ok, reason = FAMILY.compatible(shifted, _acq(), Grid(128, 0.0128))
+    assert ok, reason
+    ok, reason = FAMILY.compatible(SensorArray(ring.positions + [0.02, 0.0]), _acq(),
+                                   Grid(128, 0.0128))
+    assert not ok and "reaches past the array" in reason
