@@ -244,6 +244,6 @@ def test_compatible_off_centre_ring():
     shifted = SensorArray(ring.positions + [0.005, -0.004])
     ok, reason = FAMILY.compatible(shifted, _acq(), Grid(128, 0.0128))
     assert ok, reason
-    ok, reason = FAMILY.compatible(SensorArray(ring.positions + [0.02, 0.0]), _acq(),
+    ok, reason = FAMILY.compatible(SensorArray(ring.positions + [0.025, 0.0]), _acq(),
                                    Grid(128, 0.0128))
     assert not ok and "reaches past the array" in reason
