@@ -248,6 +248,7 @@ class FamilyRefiner:
 
 def load_family_refiner(path: str | os.PathLike, *, device: str = "cpu") -> FamilyRefiner:
     """Load a refiner written by :func:`oatomo.learn.family.train_family_refiner`."""
+    from .learn import conv  # noqa: F401 - registers the fully convolutional classes
     from .learn.checkpoint import load_checkpoint, load_model
     from .learn.family import FAMILY_KEY
 

@@ -29,7 +29,8 @@ import numpy as np
 
 from ..errors import InputError
 
-__all__ = ["FAMILY_KEY", "KINDS", "build_family_model", "train_family_refiner", "export_refiner"]
+__all__ = ["FAMILY_KEY", "KINDS", "build_family_model", "train_family_refiner", "export_refiner",
+           "family_metadata"]
 
 #: Key of the refiner metadata inside a checkpoint's ``train`` record.
 FAMILY_KEY = "oatomo_family_refiner"
@@ -96,6 +97,9 @@ def train_family_refiner(data: str | os.PathLike, kind: str, out: str | os.PathL
 
     envs, man = load_family_data(data, limit=limit, channels=channels)
     names = list(man["environments"])
+    if not channels or any(not 0 <= c < len(man["inputs"]) for c in channels):
+        raise InputError(f"channels must index the dataset's inputs {man['inputs']}, got "
+                         f"{channels}", data)
     if kind != "multi-decoder":
         envs = [(np.concatenate([x for x, _ in envs]), np.concatenate([t for _, t in envs]))]
     model = build_family_model(kind, len(names), len(channels), size=int(man["size"]),
@@ -110,7 +114,10 @@ def train_family_refiner(data: str | os.PathLike, kind: str, out: str | os.PathL
                                    **{k: round(v, 5) for k, v in terms.items()}}) + "\n")
             logf.flush()
         if snapshot_every and step % snapshot_every == 0 and out.exists():
-            shutil.copyfile(out, out.with_name(f"{out.stem}.step{step}.pt"))
+            snap = out.with_name(f"{out.stem}.step{step}.pt")
+            shutil.copyfile(out, snap)
+            attach_metadata(snap, FAMILY_KEY, family_metadata(
+                man, kind, channels, data, step, time.perf_counter() - t0))
         if callback is not None:
             callback(step, terms)
 
@@ -122,14 +129,21 @@ def train_family_refiner(data: str | os.PathLike, kind: str, out: str | os.PathL
     finally:
         if logf is not None:
             logf.close()
+    attach_metadata(out, FAMILY_KEY, family_metadata(man, kind, channels, data, result.step,
+                                                     result.seconds))
+    return model, result
+
+
+def family_metadata(manifest: dict[str, Any], kind: str, channels: tuple[int, ...],
+                    data: str | os.PathLike, steps: int, seconds: float) -> dict[str, Any]:
+    """What a family refiner checkpoint records for inference (see the module doc)."""
     from ..scanners import CANONICAL_PITCH, FAMILY
 
-    attach_metadata(out, FAMILY_KEY, {
-        "kind": kind, "family": FAMILY.to_dict(), "pitch": CANONICAL_PITCH,
-        "inputs": [man["inputs"][c] for c in channels], "env_names": names,
-        "data": str(data), "size": int(man["size"]), "phantoms": man["phantoms"],
-        "steps": result.step, "seconds": result.seconds})
-    return model, result
+    return {"kind": kind, "family": FAMILY.to_dict(), "pitch": CANONICAL_PITCH,
+            "inputs": [manifest["inputs"][c] for c in channels],
+            "env_names": list(manifest["environments"]), "data": str(data),
+            "size": int(manifest["size"]), "phantoms": list(manifest["phantoms"]),
+            "steps": int(steps), "seconds": float(seconds)}
 
 
 def export_refiner(src: str | os.PathLike, dst: str | os.PathLike, *,
