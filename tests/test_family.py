@@ -247,3 +247,20 @@ def test_compatible_off_centre_ring():
     ok, reason = FAMILY.compatible(SensorArray(ring.positions + [0.025, 0.0]), _acq(),
                                    Grid(128, 0.0128))
     assert not ok and "reaches past the array" in reason
+
+
+def test_family_cli_data_train_export(tmp_path, capsys):
+    from oatomo.cli import main
+    from oatomo.family_refine import load_family_refiner
+
+    d, ck, ex = tmp_path / "d", tmp_path / "m.pt", tmp_path / "shipped.pt"
+    assert main(["family", "data", "-o", str(d), "--count", "1", "--size", "32"]) == 0
+    assert main(["family", "train", "--data", str(d), "--model", "unet", "-o", str(ck),
+                 "--epochs", "1", "--batch-size", "15", "--inputs", "das"]) == 0
+    assert main(["family", "export", str(ck), "-o", str(ex)]) == 0
+    ref = load_family_refiner(ex)
+    assert ref.inputs == ("das",) and ref.kind == "unet" and len(ref.env_names) == 15
+    assert ex.stat().st_size < ck.stat().st_size  # no optimizer state
+    assert main(["family", "train", "--data", str(d), "-o", str(tmp_path / "x.pt"),
+                 "--inputs", "tv"]) == 2
+    assert "--inputs must name some of ubp, das" in capsys.readouterr().err
