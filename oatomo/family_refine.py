@@ -16,7 +16,7 @@ from a family of scanners (:mod:`oatomo.scanners`). For a scan on any grid:
 
 Units: linear images are in Pa; the refined image and its uncertainty are *relative
 initial pressure*, p0 divided by the maximum p0 in the field of view (the training
-targets have maximum 1), written as the ``units`` attribute ``"relative p0 (max 1)"``.
+targets have maximum 1), written as the ``units`` attribute ``"fraction of max p0"``.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ __all__ = ["FamilyRefiner", "RefinedScan", "load_family_refiner", "to_canonical_
            "resample", "UNITS_RELATIVE", "UNITS_PA"]
 
 #: ``units`` attribute of refined images and their uncertainty.
-UNITS_RELATIVE = "relative p0 (max 1)"
+UNITS_RELATIVE = "fraction of max p0"
 #: ``units`` attribute of linear and model-based images.
 UNITS_PA = "Pa"
 
