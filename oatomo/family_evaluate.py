@@ -124,9 +124,12 @@ def _pearson_img(a: np.ndarray, b: np.ndarray) -> float:
 def evaluate_family(eval_dir: str | os.PathLike, models: dict[str, str | os.PathLike], *,
                     out: str | os.PathLike | None = None, n_samples: int = 8,
                     legacy: dict[str, str | os.PathLike] | None = None,
+                    uncertainty_modes: Sequence[str] = (),
                     callback: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Score classical reconstructions and refiners on an evaluation set.
 
+    ``uncertainty_modes``: for multi-decoder refiners, also the uncertainty-error
+    correlation of these modes of :attr:`FamilyRefiner.uncertainty` (``unc_corr_<mode>``).
     ``legacy``: single-geometry refiners (:func:`oatomo.refine.load_refiner`, e.g. the
     issue-4 model for the 32-sensor ring) scored on the scans whose geometry they accept.
 
@@ -140,7 +143,7 @@ def evaluate_family(eval_dir: str | os.PathLike, models: dict[str, str | os.Path
         With ``out``, also ``evaluation.json``, ``evaluation.md`` and ``evaluation.png``.
     """
     from . import metrics as M
-    from .family_refine import load_family_refiner
+    from .family_refine import load_family_refiner, resample
     from .refine import load_refiner
 
     refiners = {name: load_family_refiner(p) for name, p in models.items()}
@@ -165,6 +168,7 @@ def evaluate_family(eval_dir: str | os.PathLike, models: dict[str, str | os.Path
             band = tuple(float(v) for v in data["band"][i])
             preds = {m: data[m][i] for m in ("ubp", "das", "tv_nominal", "tv_true")}
             stds: dict[str, np.ndarray | None] = {}
+            extra_corr: dict[str, dict[str, float]] = {}
             for name, ref in refiners.items():
                 t_start = time.perf_counter()
                 sino = data["sinogram"][i][:, :acq.n_samples]
@@ -172,6 +176,17 @@ def evaluate_family(eval_dir: str | os.PathLike, models: dict[str, str | os.Path
                                     n_samples=n_samples, seed=i)
                 timing[name].append(time.perf_counter() - t_start)
                 preds[name], stds[name] = r.refined, r.std
+                if ref.kind == "multi-decoder":
+                    configured = ref.uncertainty
+                    for mode in uncertainty_modes:
+                        ref.uncertainty = mode
+                        _, s_mode = ref.refine_images(
+                            np.stack([ref.linear_inputs(sino, nominal, acq, r.canonical,
+                                                        band=band)[m] for m in ref.inputs]),
+                            n_samples=n_samples, seed=i)
+                        extra_corr.setdefault(name, {})[mode] = _pearson_img(
+                            resample(s_mode, r.canonical, grid), np.abs(r.refined - truth))
+                    ref.uncertainty = configured
             for name, lref in old.items():
                 if lref.compatible(nominal, acq)[0] and lref.grid == grid:
                     preds[name], stds[name] = lref.refine(data[lref.method][i],
@@ -187,6 +202,8 @@ def evaluate_family(eval_dir: str | os.PathLike, models: dict[str, str | os.Path
                     err = np.abs(img - truth)
                     row["unc_corr"] = _pearson_img(s, err)
                     calib[m].append((s.ravel(), (img - truth).ravel()))
+                for mode, v in extra_corr.get(m, {}).items():
+                    row[f"unc_corr_{mode}"] = v
                 per_item.append(row)
             if i == 0 and p == "large":
                 examples[g] = {"truth": truth, **preds,
@@ -240,9 +257,10 @@ def _summary(items: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
             s["drop_se"] = float(np.hypot(s["psnr_in_se"], s["psnr_held_out_se"]))
         for g in dict.fromkeys(r["geometry"] for r in sel):
             s[f"psnr[{g}]"] = float(np.mean([r["psnr"] for r in sel if r["geometry"] == g]))
-        cors = [r["unc_corr"] for r in sel if "unc_corr" in r and r["held_out"]]
-        if cors:
-            s["unc_corr_held_out"] = float(np.mean(cors))
+        for key in sorted({k for r in sel for k in r if k.startswith("unc_corr")}):
+            cors = [r[key] for r in sel if key in r and r["held_out"]]
+            if cors:
+                s[f"{key}_held_out"] = float(np.mean(cors))
         out[m] = s
     return out
 

@@ -123,6 +123,12 @@ class FamilyRefiner:
         Training environments (variant decoders of a multi-decoder model).
     meta
         Everything else the checkpoint recorded.
+    uncertainty
+        What the uncertainty map is: ``"posterior"``, the standard deviation of the decoded
+        image over posterior samples z ~ q(z | x); ``"decoders"`` (multi-decoder models),
+        the standard deviation over the per-environment variant decoders at the posterior
+        mean -- how much the answer depends on which training scanner it is read as;
+        ``"both"``, the square root of the sum of the two variances.
     """
 
     model: Any
@@ -132,6 +138,7 @@ class FamilyRefiner:
     inputs: tuple[str, ...] = ("ubp", "das")
     env_names: tuple[str, ...] = ()
     meta: dict[str, Any] = field(default_factory=dict)
+    uncertainty: str = "posterior"
 
     def compatible(self, sensors: SensorArray, acquisition: Acquisition,
                    grid: Grid) -> tuple[bool, str]:
@@ -199,20 +206,31 @@ class FamilyRefiner:
         model = self.model.eval()
         e = self.env_index(env)
         xt = torch.from_numpy(np.ascontiguousarray(x))[None].to(model.device)
+        mode = self.uncertainty
+        if mode not in ("posterior", "decoders", "both"):
+            raise InputError(f"uncertainty must be 'posterior', 'decoders' or 'both', got "
+                             f"{mode!r}")
         with torch.no_grad():
             out = model.reconstruct(xt, e)[0, 0].cpu().numpy()
             if n_samples < 2 or not hasattr(model, "encode"):
                 return out.astype(np.float32), None
-            gen = torch.Generator(device=xt.device).manual_seed(int(seed))
             mu, logvar = model.encode(xt)
-            env_t = model._env(e, 1, required=False)
-            sd = torch.exp(0.5 * logvar)
-            draws = torch.stack([
-                model.likelihood_mean(model._decode(
-                    mu + sd * torch.randn(mu.shape, generator=gen, device=mu.device,
-                                          dtype=mu.dtype), env_t))[0, 0]
-                for _ in range(n_samples)])
-        return out.astype(np.float32), draws.std(0, unbiased=False).cpu().numpy()
+            var = torch.zeros_like(xt[0, 0])
+            if mode in ("posterior", "both"):
+                gen = torch.Generator(device=xt.device).manual_seed(int(seed))
+                env_t = model._env(e, 1, required=False)
+                sd = torch.exp(0.5 * logvar)
+                draws = torch.stack([
+                    model.likelihood_mean(model._decode(
+                        mu + sd * torch.randn(mu.shape, generator=gen, device=mu.device,
+                                              dtype=mu.dtype), env_t))[0, 0]
+                    for _ in range(n_samples)])
+                var += draws.var(0, unbiased=False)
+            if mode in ("decoders", "both") and hasattr(model, "variant_decoders"):
+                per_env = torch.stack([model.likelihood_mean(dec(mu))[0, 0]
+                                       for dec in model.variant_decoders])
+                var += per_env.var(0, unbiased=False)
+        return out.astype(np.float32), var.sqrt().cpu().numpy()
 
     def refine_scan(self, sinogram: np.ndarray, sensors: SensorArray,
                     acquisition: Acquisition, grid: Grid, *,
@@ -261,4 +279,5 @@ def load_family_refiner(path: str | os.PathLike, *, device: str = "cpu") -> Fami
     return FamilyRefiner(model=model, kind=str(meta["kind"]),
                          family=ScannerFamily.from_dict(meta["family"]),
                          pitch=float(meta["pitch"]), inputs=tuple(meta["inputs"]),
-                         env_names=tuple(meta["env_names"]), meta=dict(meta))
+                         env_names=tuple(meta["env_names"]), meta=dict(meta),
+                         uncertainty=str(meta.get("uncertainty", "posterior")))

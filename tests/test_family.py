@@ -227,11 +227,12 @@ def test_evaluate_family_tables_and_figure(tiny_refiners, tmp_path):
     assert len(list(ev.glob("*.npz"))) == 2
     res = evaluate_family(ev, {"inv": tiny_refiners["multi-decoder"],
                                "unet": tiny_refiners["unet"]}, out=tmp_path / "out",
-                          n_samples=3)
+                          n_samples=3, uncertainty_modes=("decoders",))
     methods = {r["method"] for r in res["rows"]}
     assert {"ubp", "das", "tv_nominal", "tv_true", "inv", "unet"} <= methods
     s = res["summary"]["inv"]
-    assert {"psnr_in", "psnr_held_out", "drop", "drop_se", "unc_corr_held_out"} <= set(s)
+    assert {"psnr_in", "psnr_held_out", "drop", "drop_se", "unc_corr_held_out",
+            "unc_corr_decoders_held_out"} <= set(s)
     assert "unc_corr_held_out" not in res["summary"]["unet"]
     assert len(res["calibration"]["inv"]["predicted_std"]) > 3
     assert "| ring32-r22.5 | large (held out) |" in to_markdown(res)
@@ -264,3 +265,19 @@ def test_family_cli_data_train_export(tmp_path, capsys):
     assert main(["family", "train", "--data", str(d), "-o", str(tmp_path / "x.pt"),
                  "--inputs", "tv"]) == 2
     assert "--inputs must name some of ubp, das" in capsys.readouterr().err
+
+
+def test_uncertainty_modes(tiny_refiners):
+    from oatomo.family_refine import load_family_refiner
+
+    ref = load_family_refiner(tiny_refiners["multi-decoder"])
+    x = np.random.default_rng(1).random((2, 32, 32)).astype(np.float32)
+    maps = {}
+    for mode in ("posterior", "decoders", "both"):
+        ref.uncertainty = mode
+        maps[mode] = ref.refine_images(x, n_samples=4, seed=0)[1]
+    assert np.allclose(maps["both"] ** 2, maps["posterior"] ** 2 + maps["decoders"] ** 2,
+                       atol=1e-6)
+    ref.uncertainty = "ensemble"
+    with pytest.raises(InputError, match="uncertainty must be"):
+        ref.refine_images(x, n_samples=4)
