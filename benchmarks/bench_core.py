@@ -75,7 +75,7 @@ print(json.dumps({"median_s": float(np.median(ts)), "version": patato.__version_
 def patato_time(sino, sensors, grid, acq, repeats):
     candidates = [os.environ.get("PATATO_PYTHON"), sys.executable,
                   "/tmp/venvpatato/bin/python"]
-    for py in [c for c in candidates if c]:
+    for py in [c for c in candidates if c and Path(c).exists()]:
         ok = subprocess.run([py, "-c", "import patato"], capture_output=True)
         if ok.returncode != 0:
             continue

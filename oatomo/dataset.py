@@ -40,6 +40,8 @@ import h5py
 import numpy as np
 
 from .errors import InputError
+from .geometry import Grid
+from .methods import Callback, linear_methods
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +53,8 @@ __all__ = [
     "merge_datasets",
     "item_seed",
     "make_item",
+    "TrainingData",
+    "load_training_data",
     "DATASET_FORMAT_VERSION",
 ]
 
@@ -169,8 +173,9 @@ def load_experiment(path: str | os.PathLike) -> Experiment:
         if key in doc and (not isinstance(doc[key], typ) or isinstance(doc[key], bool)):
             raise InputError(f"{key!r} must be of type {typ.__name__}", path)
     method = doc.get("method", "ubp")
-    if method not in ("ubp", "das"):
-        raise InputError(f"method must be 'ubp' or 'das', got {method!r}", path)
+    if method not in linear_methods():
+        raise InputError(f"method must be one of {', '.join(linear_methods())}, got "
+                         f"{method!r}", path)
     chunk = int(doc.get("chunk", 16))
     if chunk < 1:
         raise InputError("chunk must be >= 1", path)
@@ -212,15 +217,15 @@ def make_item(setup: Any, phantom: str, method: str, seed: int) -> dict[str, np.
     """
     from .forward import simulate
     from .phantoms import make
-    from .recon import backproject
+    from .pipeline import reconstruct_sinogram
 
     s_phantom, s_draw, s_noise = np.random.SeedSequence(seed).generate_state(3)
     p0 = make(phantom, setup.grid, int(s_phantom))
     true = setup.draw(int(s_draw))
     sino = simulate(p0, setup.grid, true, setup.acquisition, thickness=setup.thickness,
                     noise_std=setup.noise, band=setup.band, seed=int(s_noise))
-    image = backproject(sino, setup.grid, setup.array, setup.acquisition, method=method,
-                        band=setup.band)
+    image = reconstruct_sinogram(sino, setup.grid, setup.array, setup.acquisition, method,
+                                 band=setup.band)
     return {"input": image.astype(np.float32), "target": p0.astype(np.float32),
             "true_positions": true.positions}
 
@@ -245,7 +250,7 @@ def generate_dataset(
     *,
     seed: int = 0,
     shard: tuple[int, int] = (1, 1),
-    progress: bool = False,
+    callback: Callback | None = None,
     force: bool = False,
     max_chunks: int | None = None,
 ) -> Path | None:
@@ -262,8 +267,8 @@ def generate_dataset(
     shard
         ``(k, n)``: generate only chunks ``c`` with ``c % n == k - 1`` (1-based ``k``).
         Shards are merged with :func:`merge_datasets`.
-    progress
-        Show a progress bar.
+    callback
+        ``callback("dataset", items_done, items_total)`` after each item of this shard.
     force
         Overwrite an existing finished ``out``.
     max_chunks
@@ -334,13 +339,8 @@ def generate_dataset(
                         len(mine) - len(todo), len(mine))
         if max_chunks is not None:
             todo = todo[:max_chunks]
-        bar = None
-        if progress:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=sum(min(chunk, m - c * chunk) for c in mine), unit="scan",
-                       desc=f"dataset {experiment.name}")
-            bar.update(sum(min(chunk, m - c * chunk) for c in mine if done[c]))
+        total = sum(min(chunk, m - c * chunk) for c in mine)
+        n_done = sum(min(chunk, m - c * chunk) for c in mine if done[c])
         seeds = f["item_seed"][...]
         for c in todo:
             lo, hi = c * chunk, min(m, (c + 1) * chunk)
@@ -352,16 +352,15 @@ def generate_dataset(
                 spec = experiment.environments[e]
                 it = make_item(spec.setup, experiment.phantom, experiment.method, int(seeds[g]))
                 inp[j], tgt[j], pos[j] = it["input"], it["target"], it["true_positions"]
-                if bar is not None:
-                    bar.update(1)
+                n_done += 1
+                if callback is not None:
+                    callback("dataset", n_done, total)
             f["inputs"][lo:hi] = inp
             f["targets"][lo:hi] = tgt
             f["true_positions"][lo:hi] = pos
             f.flush()
             f["done"][c] = True
             f.flush()
-        if bar is not None:
-            bar.close()
         finished = bool(np.all(f["done"][mine]))
         f.attrs["complete"] = finished  # every chunk of this shard is done
     if not finished:
@@ -431,3 +430,55 @@ def merge_datasets(parts: Sequence[str | os.PathLike], out: str | os.PathLike, *
         for f in files:
             f.close()
     return out
+
+
+@dataclass
+class TrainingData:
+    """The environments of a dataset file, ready for :func:`oatomo.learn.train`."""
+
+    environments: list[tuple[np.ndarray, np.ndarray]]
+    names: list[str]
+    setups: list[dict[str, Any]]
+    grid: Grid
+    method: str
+    item_seeds: list[np.ndarray] = field(default_factory=list)
+    phantom: str = "vessels"
+
+
+def load_training_data(path: str | os.PathLike, *, limit: int | None = None) -> TrainingData:
+    """Read a dataset written by ``oatomo dataset`` into per-environment (x, target) pairs.
+
+    ``x`` is the normalised linear image and ``target`` p0, each (N, 1, n, n) float32.
+    ``limit`` keeps the first items of each environment.
+    """
+    import h5py
+
+    from .refine import normalise
+
+    p = Path(path)
+    if not p.is_file():
+        raise InputError("dataset file not found", p)
+    try:
+        f = h5py.File(p, "r")
+    except OSError:
+        raise InputError("not an HDF5 file (or truncated)", p) from None
+    with f:
+        if f.attrs.get("oatomo_format") != "dataset":
+            raise InputError("not an oatomo dataset (make one with 'oatomo dataset')", p)
+        if not bool(np.all(f["done"][...])):
+            raise InputError("dataset is incomplete (resume or merge its shards first)", p)
+        env = f["env"][...]
+        inputs, targets, seeds = f["inputs"], f["targets"], f["item_seed"][...]
+        names = json.loads(f.attrs["environments"])
+        setups = json.loads(f.attrs["setups"])
+        grid = Grid(int(f.attrs["grid_n"]), float(f.attrs["grid_fov"]))
+        envs, item_seeds = [], []
+        for e in range(len(names)):
+            idx = np.flatnonzero(env == e)[:limit]
+            x = normalise(inputs[idx[0]:idx[-1] + 1][idx - idx[0]])[:, None]
+            t = np.asarray(targets[idx[0]:idx[-1] + 1][idx - idx[0]], np.float32)[:, None]
+            envs.append((x, t))
+            item_seeds.append(seeds[idx])
+        method = str(f.attrs["method"])
+        phantom = str(f.attrs.get("phantom", "vessels"))
+    return TrainingData(envs, names, setups, grid, method, item_seeds, phantom)

@@ -25,6 +25,7 @@ import numpy as np
 
 from . import metrics as M
 from .errors import InputError
+from .methods import Callback
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ def image_metrics(pred: np.ndarray, truth: np.ndarray) -> dict[str, float]:
 
 def evaluate(data: str | os.PathLike, models: dict[str, str | os.PathLike], *,
              out: str | os.PathLike | None = None, limit: int | None = None,
-             n_samples: int = 8, with_das: bool = True, progress: bool = False
+             n_samples: int = 8, with_das: bool = True, callback: Callback | None = None
              ) -> dict[str, Any]:
     """Evaluate linear reconstructions and models on every setup of a test dataset.
 
@@ -72,7 +73,8 @@ def evaluate(data: str | os.PathLike, models: dict[str, str | os.PathLike], *,
     models
         Label -> checkpoint path (each written by ``oatomo train``).
     out
-        Directory for ``evaluation.md``, ``evaluation.json`` and ``evaluation.png``.
+        Directory for ``evaluation.md`` and ``evaluation.json`` (the figure:
+        :func:`oatomo.figures.evaluation_figure` of the returned ``examples``).
     limit
         Items per setup (default: all).
     n_samples
@@ -84,10 +86,11 @@ def evaluate(data: str | os.PathLike, models: dict[str, str | os.PathLike], *,
     -------
     dict
         ``rows``: one dict per (setup, method) with the metrics and ``in_distribution``;
-        ``summary``: per method, mean PSNR in and out of distribution and the drop.
+        ``summary``: per method, mean PSNR in and out of distribution and the drop;
+        ``examples``: per setup, the first image of each method (for the figure).
     """
-    from .dataset import make_item
-    from .refine import load_refiner, load_training_data
+    from .dataset import load_training_data, make_item
+    from .refine import load_refiner
     from .setups import Setup
 
     td = load_training_data(data, limit=limit)
@@ -99,9 +102,9 @@ def evaluate(data: str | os.PathLike, models: dict[str, str | os.PathLike], *,
     train_names = set().union(*(r.env_names for r in refiners.values())) if refiners else set()
     rows: list[dict[str, Any]] = []
     examples: dict[str, dict[str, np.ndarray]] = {}
-    from tqdm.auto import tqdm
-
-    for e, name in enumerate(tqdm(td.names, disable=not progress, desc="setups")):
+    for e, name in enumerate(td.names):
+        if callback is not None:
+            callback("setups", e, len(td.names))
         x, t = td.environments[e]
         truth = t[:, 0]
         lin = td.method.upper()
@@ -134,7 +137,8 @@ def evaluate(data: str | os.PathLike, models: dict[str, str | os.PathLike], *,
     result = {"rows": rows, "summary": summary, "data": str(data),
               "models": {k: str(v) for k, v in models.items()}}
     if out is not None:
-        _write(Path(out), result, examples)
+        _write(Path(out), result)
+    result["examples"] = examples
     return result
 
 
@@ -172,8 +176,7 @@ def to_markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _write(out: Path, result: dict[str, Any], examples: dict[str, dict[str, np.ndarray]]
-           ) -> None:
+def _write(out: Path, result: dict[str, Any]) -> None:
     from ._atomic import atomic_path
 
     out.mkdir(parents=True, exist_ok=True)
@@ -181,30 +184,3 @@ def _write(out: Path, result: dict[str, Any], examples: dict[str, dict[str, np.n
         tmp.write_text(to_markdown(result) + "\n")
     with atomic_path(out / "evaluation.json") as tmp:
         tmp.write_text(json.dumps(result, indent=2) + "\n")
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    names = list(examples)
-    cols = list(dict.fromkeys(k for ex in examples.values() for k in ex))
-    cols = sorted(cols, key=lambda c: (c != "truth", c.endswith(" std")))  # stable
-    fig, axes = plt.subplots(len(names), len(cols), figsize=(2.2 * len(cols),
-                                                             2.3 * len(names)), squeeze=False)
-    for i, name in enumerate(names):
-        for j, col in enumerate(cols):
-            ax = axes[i, j]
-            ax.set_axis_off()
-            if col in examples[name]:
-                img = examples[name][col]
-                ax.imshow(img, cmap="viridis" if "std" in col else "inferno", origin="lower",
-                          vmin=0, vmax=None if "std" in col else 1)
-            if i == 0:
-                ax.set_title(col, fontsize=8)
-            if j == 0:
-                ax.text(-0.05, 0.5, name, transform=ax.transAxes, rotation=90, ha="right",
-                        va="center", fontsize=8)
-    fig.tight_layout()
-    with atomic_path(out / "evaluation.png") as tmp:
-        fig.savefig(tmp, dpi=80, format="png")
-    plt.close(fig)

@@ -20,6 +20,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from ._backprojection import delay_and_sum
 from .errors import InputError
 from .geometry import Acquisition, Grid, SensorArray
 
@@ -235,9 +236,14 @@ def fbp_circular(
     1.0
     """
     from .forward import check_sinogram
-    from .recon import backproject
 
-    y = check_sinogram(sinogram, sensors, acquisition)
+    return _fbp(check_sinogram(sinogram, sensors, acquisition), grid, sensors, acquisition,
+                thickness=thickness, upsample=upsample)
+
+
+def _fbp(y: np.ndarray, grid: Grid, sensors: SensorArray, acquisition: Acquisition, *,
+         thickness: float | None = None, upsample: int = 3) -> np.ndarray:
+    """:func:`fbp_circular` on a sinogram already checked (and filtered) by the caller."""
     u = int(upsample)
     if u != upsample or u < 1 or u % 2 == 0:
         raise InputError(f"upsample must be an odd positive integer, got {upsample!r}")
@@ -263,7 +269,8 @@ def fbp_circular(
     table = table.reshape((-1, n_s, table.shape[-1])) * weights[None, :, None]
     acq_table = replace(acquisition, fs=acquisition.fs * u, n_samples=table.shape[-1],
                         t0=t0 + m_lo * dt / u)
-    img = backproject(table.astype(np.float32), grid, sensors, acq_table, method="das")
+    frames = np.ascontiguousarray(table, dtype=np.float32)
+    img = delay_and_sum(frames, grid, sensors, acq_table)
     X, Y = grid.coordinates()
     img[..., np.hypot(X, Y) >= radius] = 0.0
     return np.ascontiguousarray(img.reshape(lead + grid.shape), dtype=np.float32)

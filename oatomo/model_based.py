@@ -334,7 +334,6 @@ def reconstruct_model_based(
     x0: np.ndarray | None = None,
     callback: Callable[[int, np.ndarray], Any] | None = None,
     tol: float = 1e-4,
-    progress: bool = False,
     thickness: float | None = None,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Model-based reconstruction with Tikhonov or total-variation regularisation.
@@ -368,8 +367,6 @@ def reconstruct_model_based(
         Stop early when the relative change of the image in one step (TV, and the
         projected steps) falls below ``tol``, or on LSQR's own tests with
         ``atol = btol = tol``. 0: always run ``n_iter`` iterations.
-    progress
-        Show a tqdm progress bar on stderr.
     thickness
         Slab thickness of the forward model (m), default ``grid.dx``.
 
@@ -404,23 +401,14 @@ def reconstruct_model_based(
     ynorm = _norm(y.astype(np.float64))
     record: dict[str, Any] = {"method": method, "lam": lam, "residual": [], "objective": [],
                               "n_iter": 0, "converged": False}
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=n_iter, desc=f"model-based {method}", unit="it", leave=False)
-    try:
-        if ynorm == 0.0:
-            x = np.zeros(grid.shape, np.float32)
-        elif method == "tikhonov":
-            if x0c is not None:
-                logger.warning("model-based tikhonov: LSQR starts at 0; x0 is ignored")
-            x = _tikhonov(op, y, lam, n_iter, nonneg, tol, callback, bar, record, ynorm)
-        else:
-            x = _tv(op, y, lam, n_iter, nonneg, x0c, tol, callback, bar, record, ynorm)
-    finally:
-        if bar is not None:
-            bar.close()
+    if ynorm == 0.0:
+        x = np.zeros(grid.shape, np.float32)
+    elif method == "tikhonov":
+        if x0c is not None:
+            logger.warning("model-based tikhonov: LSQR starts at 0; x0 is ignored")
+        x = _tikhonov(op, y, lam, n_iter, nonneg, tol, callback, record, ynorm)
+    else:
+        x = _tv(op, y, lam, n_iter, nonneg, x0c, tol, callback, record, ynorm)
     record["time_s"] = time.perf_counter() - t_start
     logger.info("model-based %s: lam=%.3g, %d iterations, residual %.4g, %.3f s", method,
                 lam, record["n_iter"], record["residual"][-1] if record["residual"] else 0,
@@ -429,7 +417,7 @@ def reconstruct_model_based(
 
 
 def _tikhonov(op: ForwardOperator, y: np.ndarray, lam: float, n_iter: int, nonneg: bool,
-              tol: float, callback: Callable[[int, np.ndarray], Any] | None, bar: Any,
+              tol: float, callback: Callable[[int, np.ndarray], Any] | None,
               record: dict[str, Any], ynorm: float) -> np.ndarray:
     shape = op.grid.shape
     lin = op.as_linear_operator()
@@ -440,8 +428,6 @@ def _tikhonov(op: ForwardOperator, y: np.ndarray, lam: float, n_iter: int, nonne
         record["n_iter"] = k
         if callback is not None:
             callback(k, x.reshape(shape).astype(np.float32))
-        if bar is not None:
-            bar.update(1)
 
     x, k = lsqr(lin.matvec, lin.rmatvec, y.ravel(), damp=math.sqrt(lam), n_iter=n_iter,
                 tol=tol, callback=report)
@@ -481,7 +467,7 @@ def _tikhonov(op: ForwardOperator, y: np.ndarray, lam: float, n_iter: int, nonne
 
 def _tv(op: ForwardOperator, y: np.ndarray, lam: float, n_iter: int, nonneg: bool,
         x0: np.ndarray | None, tol: float, callback: Callable[[int, np.ndarray], Any] | None,
-        bar: Any, record: dict[str, Any], ynorm: float) -> np.ndarray:
+        record: dict[str, Any], ynorm: float) -> np.ndarray:
     lip = 1.05 * operator_norm_sq(op.grid, op.sensors, op.acquisition,
                                   thickness=op.thickness)
     record["lipschitz"] = lip
@@ -523,8 +509,6 @@ def _tv(op: ForwardOperator, y: np.ndarray, lam: float, n_iter: int, nonneg: boo
         record["n_iter"] = k
         if callback is not None:
             callback(k, x)
-        if bar is not None:
-            bar.update(1)
         if tol > 0 and k > 1 and change < tol:
             record["converged"] = True
             break

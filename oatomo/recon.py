@@ -12,8 +12,9 @@ import math
 
 import numpy as np
 
-from . import _kernels as K
+from ._backprojection import delay_and_sum
 from .errors import InputError
+from .exact import _fbp
 from .forward import bandpass, check_sinogram
 from .geometry import Acquisition, Grid, SensorArray
 
@@ -118,39 +119,21 @@ def backproject(
         acquisition = replace(acquisition, speed_of_sound=float(speed_of_sound))
     y = bandpass(y, acquisition.fs, band)
     if method == "fbp":
-        from .exact import fbp_circular
-
-        return fbp_circular(y, grid, sensors, acquisition)
+        return _fbp(y, grid, sensors, acquisition)
     lead = y.shape[:-2]
     n_s, n_t = y.shape[-2:]
     frames = y.reshape((-1, n_s, n_t))
     if method == "ubp":
         frames = ubp_filter(frames, acquisition)
-    xs = grid.x.astype(np.float32)
-    ys = grid.y.astype(np.float32)
-    sens = np.ascontiguousarray(sensors.positions, dtype=np.float32)
     c = acquisition.speed_of_sound
-    t0fs = np.float32(acquisition.t0 * acquisition.fs)
-    fs_over_c = np.float32(acquisition.fs / c)
     if method == "ubp":
         # weight dl_s * cos / d applied inside the kernel; the per-sensor arc length and
         # the normalisation are folded into the signals
         gain = _sensor_arc_lengths(sensors) * _UBP_GAIN / (2 * math.pi) * (
             4 * math.pi * c / grid.dx)
         frames = (frames * gain[None, :, None].astype(np.float32)).astype(np.float32)
-    normals = np.ascontiguousarray(sensors.normals, dtype=np.float32)
-    if frames.shape[0] == 1 or method == "ubp":
-        out = np.zeros((frames.shape[0],) + grid.shape, np.float32)
-        padded = np.zeros((n_s, n_t + 3), np.float32)
-        for f in range(frames.shape[0]):
-            padded[:, 1:n_t + 1] = frames[f]
-            K.das(padded, xs, ys, sens, method == "ubp", normals, t0fs, fs_over_c, out[f])
-    else:
-        tf = np.zeros((n_s, n_t + 3, frames.shape[0]), np.float32)
-        tf[:, 1:n_t + 1, :] = np.moveaxis(frames, 0, -1)
-        acc = np.zeros(grid.shape + (frames.shape[0],), np.float32)
-        K.das_frames(tf, xs, ys, sens, t0fs, fs_over_c, acc)
-        out = np.ascontiguousarray(np.moveaxis(acc, -1, 0))
+    out = delay_and_sum(np.asarray(frames, np.float32), grid, sensors, acquisition,
+                        obliquity=method == "ubp")
     return out.reshape(lead + grid.shape)
 
 

@@ -13,7 +13,6 @@ initial pressure".
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from dataclasses import dataclass, field
@@ -27,8 +26,11 @@ from .geometry import Grid
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["normalise", "load_training_data", "Refiner", "load_refiner", "save_refiner",
+__all__ = ["normalise", "check_compatible", "Refiner", "load_refiner", "save_refiner",
            "REFINER_KEY"]
+
+#: Inputs of at most this many images are refined on one CPU thread.
+SMALL_BATCH = 2
 
 #: Key of the refinement metadata inside a checkpoint's ``train`` record.
 REFINER_KEY = "oatomo_refiner"
@@ -41,54 +43,28 @@ def normalise(images: np.ndarray) -> np.ndarray:
     return (a / np.where(m > 0, m, 1)).astype(np.float32)
 
 
-@dataclass
-class TrainingData:
-    """The environments of a dataset file, ready for :func:`oatomo.learn.train`."""
+def check_compatible(setups: list[dict[str, Any]], sensors: Any,
+                     acquisition: Any) -> tuple[bool, str]:
+    """Whether a scan's nominal geometry matches training setups (TOML dicts), and why not.
 
-    environments: list[tuple[np.ndarray, np.ndarray]]
-    names: list[str]
-    setups: list[dict[str, Any]]
-    grid: Grid
-    method: str
-    item_seeds: list[np.ndarray] = field(default_factory=list)
-    phantom: str = "vessels"
-
-
-def load_training_data(path: str | os.PathLike, *, limit: int | None = None) -> TrainingData:
-    """Read a dataset written by ``oatomo dataset`` into per-environment (x, target) pairs.
-
-    ``x`` is the normalised linear image and ``target`` p0, each (N, 1, n, n) float32.
-    ``limit`` keeps the first items of each environment.
+    Compares the number of sensors, the ring radius (2 %) and the speed of sound (30 m/s)
+    with the first training setup.
     """
-    import h5py
-
-    p = Path(path)
-    if not p.is_file():
-        raise InputError("dataset file not found", p)
-    try:
-        f = h5py.File(p, "r")
-    except OSError:
-        raise InputError("not an HDF5 file (or truncated)", p) from None
-    with f:
-        if f.attrs.get("oatomo_format") != "dataset":
-            raise InputError("not an oatomo dataset (make one with 'oatomo dataset')", p)
-        if not bool(np.all(f["done"][...])):
-            raise InputError("dataset is incomplete (resume or merge its shards first)", p)
-        env = f["env"][...]
-        inputs, targets, seeds = f["inputs"], f["targets"], f["item_seed"][...]
-        names = json.loads(f.attrs["environments"])
-        setups = json.loads(f.attrs["setups"])
-        grid = Grid(int(f.attrs["grid_n"]), float(f.attrs["grid_fov"]))
-        envs, item_seeds = [], []
-        for e in range(len(names)):
-            idx = np.flatnonzero(env == e)[:limit]
-            x = normalise(inputs[idx[0]:idx[-1] + 1][idx - idx[0]])[:, None]
-            t = np.asarray(targets[idx[0]:idx[-1] + 1][idx - idx[0]], np.float32)[:, None]
-            envs.append((x, t))
-            item_seeds.append(seeds[idx])
-        method = str(f.attrs["method"])
-        phantom = str(f.attrs.get("phantom", "vessels"))
-    return TrainingData(envs, names, setups, grid, method, item_seeds, phantom)
+    ref = setups[0]
+    arr, acq = ref["array"], ref["acquisition"]
+    n = arr.get("n_sensors", len(arr.get("positions", [])))
+    if sensors.n_sensors != n:
+        return False, f"the model was trained for {n} sensors, the scan has " \
+                      f"{sensors.n_sensors}"
+    if "radius" in arr:
+        r = float(np.median(np.hypot(*sensors.positions.T)))
+        if abs(r - arr["radius"]) > 0.02 * arr["radius"]:
+            return False, (f"the model was trained for a ring of radius "
+                           f"{arr['radius'] * 1e3:.2f} mm, the scan's is {r * 1e3:.2f} mm")
+    if abs(acquisition.speed_of_sound - acq.get("speed_of_sound", 1500.0)) > 30:
+        return False, "the scan's speed of sound differs from the training data's by " \
+                      "more than 30 m/s"
+    return True, "geometry matches the model's training geometry"
 
 
 @dataclass
@@ -98,7 +74,8 @@ class Refiner:
     Attributes
     ----------
     model
-        An oatomo model with ``reconstruct(x, env)`` (and ``encode`` for uncertainty).
+        An oatomo model with ``reconstruct(x, env)`` (and ``posterior_samples`` for
+        uncertainty).
     grid
         The image grid of the training data.
     env_names
@@ -131,21 +108,7 @@ class Refiner:
 
     def compatible(self, sensors: Any, acquisition: Any) -> tuple[bool, str]:
         """Whether a scan's nominal geometry matches the training geometry, and why not."""
-        ref = self.setups[0]
-        arr, acq = ref["array"], ref["acquisition"]
-        n = arr.get("n_sensors", len(arr.get("positions", [])))
-        if sensors.n_sensors != n:
-            return False, f"the model was trained for {n} sensors, the scan has " \
-                          f"{sensors.n_sensors}"
-        if "radius" in arr:
-            r = float(np.median(np.hypot(*sensors.positions.T)))
-            if abs(r - arr["radius"]) > 0.02 * arr["radius"]:
-                return False, (f"the model was trained for a ring of radius "
-                               f"{arr['radius'] * 1e3:.2f} mm, the scan's is {r * 1e3:.2f} mm")
-        if abs(acquisition.speed_of_sound - acq.get("speed_of_sound", 1500.0)) > 30:
-            return False, "the scan's speed of sound differs from the training data's by " \
-                          "more than 30 m/s"
-        return True, "geometry matches the model's training geometry"
+        return check_compatible(self.setups, sensors, acquisition)
 
     def refine(self, image: np.ndarray, *, env: str | None = None, n_samples: int = 16,
                seed: int = 0) -> tuple[np.ndarray, np.ndarray | None]:
@@ -163,20 +126,26 @@ class Refiner:
         x = torch.from_numpy(normalise(img).reshape((-1, 1) + self.grid.shape))
         model = self.model.eval()
         e = self.env_index(env)
+        threads = torch.get_num_threads()
+        if len(x) <= SMALL_BATCH:  # one thread: parallel convolutions of one small image
+            torch.set_num_threads(1)  # cost more than they save (100x on a busy machine)
+        try:
+            return self._refine(model, x, e, lead, n_samples, seed)
+        finally:
+            torch.set_num_threads(threads)
+
+    def _refine(self, model: Any, x: Any, e: int | None, lead: tuple[int, ...],
+                n_samples: int, seed: int) -> tuple[np.ndarray, np.ndarray | None]:
+        import torch
+
         with torch.no_grad():
             x = x.to(model.device)
             out = model.reconstruct(x, e).cpu().numpy()
             std = None
-            if n_samples >= 2 and hasattr(model, "encode") and hasattr(model, "_decode"):
+            if n_samples >= 2 and hasattr(model, "posterior_samples"):
                 gen = torch.Generator(device=x.device).manual_seed(seed)
-                mu, logvar = model.encode(x)
-                env_t = model._env(e, len(x), required=False)
-                draws = []
-                for _ in range(n_samples):
-                    z = mu + torch.exp(0.5 * logvar) * torch.randn(
-                        mu.shape, generator=gen, device=mu.device, dtype=mu.dtype)
-                    draws.append(model.likelihood_mean(model._decode(z, env_t)).cpu().numpy())
-                std = np.std(np.stack(draws), axis=0).reshape(lead + self.grid.shape)
+                draws = model.posterior_samples(x, n_samples, e, generator=gen).cpu().numpy()
+                std = np.std(draws, axis=0).reshape(lead + self.grid.shape)
         return out.reshape(lead + self.grid.shape).astype(np.float32), \
             None if std is None else std.astype(np.float32)
 

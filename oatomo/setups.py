@@ -53,11 +53,13 @@ import numpy as np
 
 from .errors import InputError
 from .geometry import Acquisition, Grid, SensorArray, ring_array
+from .resources import SETUPS, resource_path
 
-__all__ = ["Setup", "load_setup", "bundled_setups", "SIMULATIONS_DIR"]
+__all__ = ["Setup", "load_setup", "bundled_setups", "describe_bundled_setups",
+           "SIMULATIONS_DIR"]
 
-#: Directory of the setups shipped with the repository.
-SIMULATIONS_DIR = Path(__file__).resolve().parents[1] / "simulations"
+#: Directory of the setups shipped inside the package (``oatomo/resources/setups``).
+SIMULATIONS_DIR = resource_path(SETUPS)
 
 _NUM = (int, float)
 _SCHEMA: dict[str, dict[str, Any]] = {
@@ -305,10 +307,15 @@ def _dump_toml(doc: dict[str, Any]) -> str:
 
 
 def bundled_setups() -> list[str]:
-    """Names of the setups shipped in the repository's ``simulations/`` directory."""
+    """Names of the setups shipped with the package (``oatomo/resources/setups``)."""
     if not SIMULATIONS_DIR.is_dir():
         return []
-    return sorted(p.stem for p in SIMULATIONS_DIR.glob("*.toml") if not p.stem.startswith("exp_"))
+    return sorted(p.stem for p in SIMULATIONS_DIR.glob("*.toml"))
+
+
+def describe_bundled_setups() -> dict[str, str]:
+    """Each bundled setup's name and the one-line ``description`` of its TOML file."""
+    return {name: load_setup(name).description for name in bundled_setups()}
 
 
 def load_setup(name_or_path: str | os.PathLike) -> Setup:

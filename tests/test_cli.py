@@ -10,6 +10,7 @@ import pytest
 
 from oatomo.cli import main
 from oatomo.io import load_images, load_scan
+from oatomo.setups import SIMULATIONS_DIR
 
 DATA = Path(__file__).parent / "data"
 ROOT = Path(__file__).parents[1]
@@ -116,11 +117,11 @@ def _bad_inputs(tmp_path):
     cases["huge_grid"] = (["reconstruct", str(good), "--n", "100000", "-o",
                            str(tmp_path / "o1.h5")], "MiB")
     toml = tmp_path / "unknown.toml"
-    toml.write_text((ROOT / "simulations/ring32_r22.toml").read_text() + "\n[noise2]\nx = 1\n")
+    toml.write_text((SIMULATIONS_DIR / "ring32_r22.toml").read_text() + "\n[noise2]\nx = 1\n")
     cases["toml_key"] = (["simulate", "--setup", str(toml), "-o", str(tmp_path / "s1.h5")],
                          "unknown key 'noise2'")
     toml2 = tmp_path / "wrongtype.toml"
-    toml2.write_text((ROOT / "simulations/ring32_r22.toml").read_text()
+    toml2.write_text((SIMULATIONS_DIR / "ring32_r22.toml").read_text()
                      .replace("radius = 0.0225", 'radius = "wide"'))
     cases["toml_type"] = (["simulate", "--setup", str(toml2), "-o", str(tmp_path / "s2.h5")],
                           "'array.radius' must be a number")

@@ -5,6 +5,7 @@ import json
 import runpy
 import struct
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -133,7 +134,7 @@ def test_conversion_script(tmp_path, monkeypatch):
         np.savetxt(fh, rows, fmt="%d", delimiter=",")
     out = tmp_path / "tiny.npz"
     monkeypatch.setattr(sys, "argv", ["make_mnist_5k.py", str(csv), "-o", str(out)])
-    script = cmnist.bundled_mnist_path().parent / "make_mnist_5k.py"
+    script = Path(__file__).parents[1] / "data" / "make_mnist_5k.py"
     runpy.run_path(str(script), run_name="__main__")
     with np.load(out) as d:
         assert d["images"].dtype == np.uint8 and d["images"].shape == (3, 28, 28)

@@ -16,7 +16,7 @@ from ..errors import InputError
 
 #: Modules that contribute sub-commands, in the order they appear in ``--help``.
 COMMAND_MODULES = (
-    "oatomo.cli.scan",       # simulate, reconstruct, info
+    "oatomo.cli.scan",       # simulate, reconstruct, info, setups
     "oatomo.cli.dataset",    # dataset, dataset merge
     "oatomo.cli.learn",      # train, evaluate
     "oatomo.cli.cmnist",     # cmnist
@@ -35,11 +35,22 @@ def build_parser() -> argparse.ArgumentParser:
         "refine images with setup-invariant models.",
     )
     parser.add_argument("--version", action="version", version=f"oatomo {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    _add_common(parser, False)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
+    for command in sub.choices.values():  # -v / -q also after the sub-command
+        _add_common(command, argparse.SUPPRESS)
     return parser
+
+
+def _add_common(parser: argparse.ArgumentParser, default: object) -> None:
+    """``-v/--verbose`` and ``-q/--quiet``; sub-commands keep the main parser's value
+    unless given after the sub-command (their default is ``SUPPRESS``)."""
+    parser.add_argument("-v", "--verbose", action="store_true", default=default,
+                        help="log progress details")
+    parser.add_argument("-q", "--quiet", action="store_true", default=default,
+                        help="no progress bars")
 
 
 def main(argv: list[str] | None = None) -> int:

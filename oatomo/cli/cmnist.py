@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from dataclasses import replace
 
 from ..errors import InputError
+from ._progress import ProgressBars
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -35,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="CPU threads for PyTorch (default 2; 0 leaves PyTorch's default)")
     p.add_argument("--resume", action="store_true",
                    help="continue interrupted trainings from the checkpoints in --out")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (as -q)")
     p.set_defaults(func=run)
 
 
@@ -61,10 +61,16 @@ def run(args: argparse.Namespace) -> int:
     print(f"oatomo cmnist: {args.seeds} seed(s), {settings.epochs} epoch(s) per model, "
           f"latent {settings.latent_dim}, β = {settings.beta}, γ = {settings.gamma}, "
           f"output {args.out}", flush=True)
-    results = run_experiment(mnist_dir=args.mnist_dir, seeds=args.seeds, out=args.out,
-                             settings=settings, device=args.device, resume=args.resume,
-                             progress=not args.no_progress and sys.stderr.isatty(),
-                             report=lambda line: print(line, flush=True))
+    with ProgressBars(enabled=not (args.no_progress or args.quiet)) as callback:
+        results = run_experiment(mnist_dir=args.mnist_dir, seeds=args.seeds, out=args.out,
+                                 settings=settings, device=args.device, resume=args.resume,
+                                 callback=callback,
+                                 report=lambda line: print(line, flush=True))
+    shown = results.pop("figures")
+    if args.out is not None:
+        from ..figures import cmnist_figures
+
+        cmnist_figures(args.out, shown["test"], shown["images"], shown["models"])
     print()
     print(format_table(results))
     print(f"\nwrote {args.out}/table.md, results.json, reconstructions.png, samples.png "

@@ -6,6 +6,7 @@ import argparse
 import time
 
 from ..errors import InputError
+from ._progress import bars
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -53,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
     t = time.perf_counter()
     print(f"experiment {exp.name}: {exp.n_items} items over {len(exp.environments)} setups "
           f"({', '.join(exp.setup_names)}), shard {shard[0]}/{shard[1]}")
-    out = generate_dataset(exp, args.output, seed=args.seed, shard=shard, progress=True,
-                           force=args.force)
+    with bars(args) as callback:
+        out = generate_dataset(exp, args.output, seed=args.seed, shard=shard,
+                               callback=callback, force=args.force)
     print(f"wrote {out} in {time.perf_counter() - t:.1f} s")
     return 0

@@ -8,8 +8,8 @@ import time
 from pathlib import Path
 
 from ..errors import InputError
-
-MODEL_KINDS = ("multi-decoder", "multi-encoder", "beta-vae", "unet")
+from ..learn.registry import MODEL_KINDS
+from ._progress import bars
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -20,7 +20,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "is written every epoch; --resume continues an interrupted run. Runs under "
         "'torchrun --nproc-per-node N' with DistributedDataParallel.")
     t.add_argument("--data", required=True, help="training dataset (.h5)")
-    t.add_argument("--model", choices=MODEL_KINDS, default="multi-decoder")
+    t.add_argument("--model", choices=tuple(MODEL_KINDS), default="multi-decoder",
+                   help="; ".join(f"{k.name}: {k.description}" for k in MODEL_KINDS.values()))
     t.add_argument("-o", "--output", required=True, help="checkpoint to write (.pt)")
     t.add_argument("--epochs", type=int, default=20)
     t.add_argument("--batch-size", type=int, default=32)
@@ -66,12 +67,12 @@ def run_train(args: argparse.Namespace) -> int:
     elif not out.parent.is_dir():
         raise InputError(f"output directory {str(out.parent)!r} does not exist", out)
     t = time.perf_counter()
-    _, result = train_refiner(
-        args.data, args.model, out, epochs=args.epochs, batch_size=args.batch_size,
-        lr=args.lr, seed=args.seed, latent=args.latent, beta=args.beta, gamma=args.gamma,
-        obs_sigma=args.obs_sigma, channels=_channels(args.channels), limit=args.limit,
-        device=args.device, resume=args.resume,
-        progress=True)
+    with bars(args) as callback:
+        _, result = train_refiner(
+            args.data, args.model, out, epochs=args.epochs, batch_size=args.batch_size,
+            lr=args.lr, seed=args.seed, latent=args.latent, beta=args.beta,
+            gamma=args.gamma, obs_sigma=args.obs_sigma, channels=_channels(args.channels),
+            limit=args.limit, device=args.device, resume=args.resume, callback=callback)
     if int(os.environ.get("RANK", 0)) == 0:
         print(f"trained {args.model} for {result.step} steps on {result.device} in "
               f"{time.perf_counter() - t:.0f} s; final loss "
@@ -92,6 +93,7 @@ def _channels(text: str) -> tuple[int, ...]:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     from ..evaluate import evaluate, to_markdown
+    from ..figures import evaluation_figure
 
     models = {}
     for spec in args.model:
@@ -99,8 +101,11 @@ def run_evaluate(args: argparse.Namespace) -> int:
         models[label or Path(path).stem] = path
     out = Path(args.out) if args.out else Path(args.data).with_name(
         Path(args.data).stem + "_evaluation")
-    result = evaluate(args.data, models, out=out, limit=args.limit, n_samples=args.samples,
-                      with_das=not args.no_das, progress=True)
+    with bars(args) as callback:
+        result = evaluate(args.data, models, out=out, limit=args.limit,
+                          n_samples=args.samples, with_das=not args.no_das,
+                          callback=callback)
+    evaluation_figure(out / "evaluation.png", result.pop("examples"))
     print(to_markdown(result))
     print(f"wrote {out}/evaluation.md, evaluation.json, evaluation.png")
     if args.record:

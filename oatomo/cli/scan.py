@@ -1,4 +1,4 @@
-"""``oatomo simulate``, ``oatomo reconstruct`` and ``oatomo info``."""
+"""``oatomo simulate``, ``oatomo reconstruct``, ``oatomo setups`` and ``oatomo info``."""
 
 from __future__ import annotations
 
@@ -8,11 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError
-
-RECON_METHODS = ("das", "ubp", "fbp", "mb-tikhonov", "mb-tv")
-#: The refinement model shipped with oatomo (trained by `make model`, see README).
-DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "data" / "refiner.pt"
+from ..methods import METHODS
+from ._progress import bars
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -34,8 +31,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "write the image(s) and a PNG figure. The input is never modified.")
     r.add_argument("scan", help="scan file")
     r.add_argument("-o", "--output", help="output image file (default: <scan>_recon.h5)")
-    r.add_argument("--method", choices=RECON_METHODS, default="ubp",
-                   help="reconstruction method (default ubp)")
+    r.add_argument("--method", choices=tuple(METHODS), default="ubp",
+                   help="reconstruction method (default ubp): " + "; ".join(
+                       f"{m.name}: {m.description}" for m in METHODS.values()))
     r.add_argument("--n", type=int, help="image side in pixels (default: the scan's truth "
                    "grid, else 256)")
     r.add_argument("--fov", type=float, help="field of view in metres (default: the truth "
@@ -45,14 +43,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--iters", type=int, default=50, help="model-based iterations (default 50)")
     r.add_argument("--force", action="store_true", help="overwrite an existing output")
     r.add_argument("--refine", action=argparse.BooleanOptionalAction, default=None,
-                   help="refine with the learned model (default: when a model is available "
-                   "and the scan's geometry matches its training geometry)")
-    r.add_argument("--model", help=f"refinement model checkpoint (default: {DEFAULT_MODEL})")
+                   help="refine with the learned model; --refine fails (exit 2) when it "
+                   "cannot (default: when the model fits the scan's geometry)")
+    r.add_argument("--model", help="refinement model checkpoint (default: the model shipped "
+                   "with oatomo)")
     r.add_argument("--setup", dest="setup_name", help="the scan's known setup: use that "
                    "setup's variant decoder instead of the invariant one")
     r.add_argument("--samples", type=int, default=16,
                    help="posterior samples for the uncertainty map (default 16)")
     r.set_defaults(func=run_reconstruct)
+
+    st = sub.add_parser("setups", help="list the bundled setups",
+                        description="The setups shipped with oatomo, usable by name in "
+                        "--setup and in experiment files.")
+    st.set_defaults(func=run_setups)
 
     i = sub.add_parser("info", help="describe a scan file")
     i.add_argument("scan", help="scan file")
@@ -88,43 +92,10 @@ def run_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _default_grid(scan: object, n: int | None, fov: float | None) -> object:
-    from ..geometry import Grid
-
-    truth = getattr(scan, "grid", None)
-    if n is None and fov is None and truth is not None:
-        return truth
-    radius = float(np.median(np.hypot(*scan.sensors.positions.T)))  # type: ignore[attr-defined]
-    if fov is None:
-        fov = truth.fov if truth is not None else min(1.3 * radius, 2 * radius)
-    if n is None:
-        n = truth.n if truth is not None else 256
-    return Grid(n, fov)
-
-
-def reconstruct_scan(scan: object, grid: object, method: str, *, lam: float | None = None,
-                     iters: int = 50) -> np.ndarray:
-    """Reconstruct every frame of a scan with one method (the CLI's worker)."""
-    from ..recon import backproject
-
-    sino = scan.sinogram  # type: ignore[attr-defined]
-    sensors, acq = scan.sensors, scan.acquisition  # type: ignore[attr-defined]
-    if method in ("das", "ubp", "fbp"):
-        return backproject(sino, grid, sensors, acq, method=method)  # type: ignore[arg-type]
-    try:
-        from ..model_based import reconstruct_model_based
-    except ImportError:
-        raise InputError("model-based reconstruction is not available in this "
-                         "installation") from None
-    frames = sino.reshape((-1,) + sino.shape[-2:])
-    out = [reconstruct_model_based(f, grid, sensors, acq, method=method[3:], lam=lam,
-                                   n_iter=iters, progress=True)[0] for f in frames]
-    return np.stack(out).reshape(sino.shape[:-2] + grid.shape)  # type: ignore[attr-defined]
-
-
 def run_reconstruct(args: argparse.Namespace) -> int:
     from .._atomic import check_output_path
-    from ..io import load_scan, save_images
+    from ..io import save_images
+    from ..pipeline import reconstruct
 
     src = Path(args.scan)
     out = Path(args.output) if args.output else src.with_name(src.stem + "_recon.h5")
@@ -133,83 +104,46 @@ def run_reconstruct(args: argparse.Namespace) -> int:
         ".png")
     if png is not None:
         check_output_path(png, force=True, inputs=(src,))
-    scan = load_scan(src)
-    grid = _default_grid(scan, args.n, args.fov)
-    t = time.perf_counter()
-    image = reconstruct_scan(scan, grid, args.method, lam=args.lam, iters=args.iters)
-    dt = time.perf_counter() - t
-    images = {args.method: image}
-    if scan.p0 is not None and scan.grid == grid:
-        images["truth"] = scan.p0
-    refined = refine_scan(scan, args, images, grid)
-    save_images(out, images, grid if refined is None else refined, attrs={
-        "source": str(src), "method": args.method,
-        "speed_of_sound": scan.acquisition.speed_of_sound})
-    print(f"reconstructed {src} ({scan.source_format}, {scan.sensors.n_sensors} sensors, "
-          f"{scan.n_frames} frame(s)) with {args.method} on {grid.n}x{grid.n} at "
-          f"{grid.dx * 1e3:.3g} mm in {dt:.3f} s")
-    print(f"wrote {out}")
+    refine = "auto" if args.refine is None else args.refine
+    with bars(args) as callback:
+        rec = reconstruct(src, args.method, n=args.n, fov=args.fov, refine=refine,
+                          model=args.model, setup=args.setup_name, samples=args.samples,
+                          lam=args.lam, iters=args.iters, callback=callback)
+    save_images(out, dict(rec.images), rec.grid, attrs=rec.attrs())
+    prov, grid = rec.provenance, rec.grid
+    print(f"reconstructed {src} ({prov['format']}, {prov['n_sensors']} sensors, "
+          f"{prov['n_frames']} frame(s)) with {args.method} in "
+          f"{prov['timings'][args.method]:.3f} s")
+    how = prov["refinement"]
+    model_name = Path(how["model"]).name
+    if how["applied"]:
+        g = how["grid"]
+        print(f"refined with {model_name} ({how['decoder']}, {how['input']} input on "
+              f"{g['n']}x{g['n']}) in {prov['timings']['refine']:.2f} s")
+    elif how.get("compatible") is False:
+        print(f"skipping refinement: {how['reason']} ({model_name})")
+    print(f"image {grid.n}x{grid.n} at {grid.dx * 1e3:.3g} mm; wrote {out}")
     if png is not None:
-        from ..figures import scan_figure
+        from ..figures import reconstruction_figure
+        from ..io import load_scan
 
-        def first(a: np.ndarray) -> np.ndarray:
-            return a.reshape((-1,) + a.shape[-2:])[0]
-
-        sino0 = first(scan.sinogram)
-        extra = {k: first(images[k]) for k in ("refined", "uncertainty") if k in images}
-        main_img = images["linear"] if "linear" in images else image
-        scan_figure(png, sino0, scan.acquisition, first(main_img),
-                    grid if refined is None else refined,
-                    title=f"{src.name} ({args.method}{' + refined' if extra else ''})",
-                    truth=images.get("truth"), extra=extra)
+        scan = load_scan(src)
+        reconstruction_figure(png, rec, scan.sinogram, scan.acquisition,
+                              title=f"{src.name} ({args.method}"
+                              f"{' + refined' if rec.refined else ''})")
         print(f"wrote {png}")
     return 0
 
 
-def refine_scan(scan: object, args: argparse.Namespace, images: dict[str, np.ndarray],
-                grid: object) -> object | None:
-    """Add ``linear``, ``refined`` and ``uncertainty`` images when refinement applies.
+def run_setups(args: argparse.Namespace) -> int:
+    from ..setups import SIMULATIONS_DIR, describe_bundled_setups
 
-    Returns the model's grid when it refined, else None (and prints why it skipped).
-    """
-    if args.refine is False:
-        return None
-    model_path = Path(args.model) if args.model else DEFAULT_MODEL
-    if not model_path.exists():
-        if args.refine or args.model:
-            raise InputError("refinement model not found", model_path)
-        return None
-    from ..recon import backproject
-    from ..refine import load_refiner
-
-    refiner = load_refiner(model_path)
-    ok, why = refiner.compatible(scan.sensors, scan.acquisition)  # type: ignore[attr-defined]
-    if not ok:
-        print(f"skipping refinement: {why} ({model_path.name})")
-        return None
-    t = time.perf_counter()
-    same = args.method == refiner.method and grid == refiner.grid
-    if same:
-        linear = images[args.method]
-    else:  # the model needs its own linear input on its own grid
-        linear = backproject(scan.sinogram, refiner.grid,  # type: ignore[attr-defined]
-                             scan.sensors, scan.acquisition,  # type: ignore[attr-defined]
-                             method=refiner.method)
-        for k in list(images):
-            if images[k].shape[-2:] != refiner.grid.shape:
-                images.pop(k)
-        images["linear"] = linear
-    refined, std = refiner.refine(linear, env=args.setup_name, n_samples=args.samples)
-    images["refined"] = refined
-    if std is not None:
-        images["uncertainty"] = std
-    truth = getattr(scan, "p0", None)
-    if truth is not None and scan.grid == refiner.grid:  # type: ignore[attr-defined]
-        images["truth"] = truth
-    path = "variant decoder of " + args.setup_name if args.setup_name else "invariant decoder"
-    print(f"refined with {model_path.name} ({path}, {refiner.method} input on "
-          f"{refiner.grid.n}x{refiner.grid.n}) in {time.perf_counter() - t:.2f} s")
-    return refiner.grid
+    setups = describe_bundled_setups()
+    width = max((len(n) for n in setups), default=0)
+    for name, description in setups.items():
+        print(f"{name:<{width}}  {description}")
+    print(f"({len(setups)} bundled setups in {SIMULATIONS_DIR})")
+    return 0
 
 
 def run_info(args: argparse.Namespace) -> int:

@@ -9,22 +9,30 @@
   plus a JSON sidecar.
 * :class:`DigitClassifier` -- the colour-blind classifier behind the RKL metric.
 * :class:`UNetDenoiser` -- the deterministic pooled baseline of the optoacoustic refinement.
+* :data:`MODEL_KINDS` -- the refinement model kinds (:mod:`oatomo.learn.registry`).
+
+Names are imported on first use, so ``oatomo.learn.registry`` is available without PyTorch.
 """
 
-from .base import OatomoModel, model_classes, register_model
-from .blocks import VAEConfig
-from .checkpoint import (
-    CHECKPOINT_FORMAT,
-    CHECKPOINT_VERSION,
-    build_model,
-    load_checkpoint,
-    load_model,
-    save_checkpoint,
-)
-from .classifier import ClassifierConfig, DigitClassifier, predict_batched
-from .models import BetaVAE, MultiDecoderIVAE, MultiEncoderIVAE, kl_normal
-from .train import TrainResult, resolve_device, train
-from .unet import UNetConfig, UNetDenoiser
+from __future__ import annotations
+
+import sys
+import types
+from typing import Any
+
+from .._lazy import lazy_exports
+
+_LAZY = {
+    "OatomoModel": "base", "model_classes": "registry", "register_model": "registry",
+    "MODEL_KINDS": "registry", "ModelKind": "registry", "VAEConfig": "blocks",
+    "CHECKPOINT_FORMAT": "checkpoint", "CHECKPOINT_VERSION": "checkpoint",
+    "build_model": "checkpoint", "load_checkpoint": "checkpoint", "load_model": "checkpoint",
+    "save_checkpoint": "checkpoint", "ClassifierConfig": "classifier",
+    "DigitClassifier": "classifier", "predict_batched": "classifier", "BetaVAE": "models",
+    "MultiDecoderIVAE": "models", "MultiEncoderIVAE": "models", "kl_normal": "models",
+    "TrainResult": "train", "resolve_device": "train", "train": "train",
+    "UNetConfig": "unet", "UNetDenoiser": "unet",
+}
 
 __all__ = [
     "BetaVAE",
@@ -49,4 +57,22 @@ __all__ = [
     "model_classes",
     "CHECKPOINT_FORMAT",
     "CHECKPOINT_VERSION",
+    "MODEL_KINDS",
+    "ModelKind",
 ]
+
+
+__getattr__, __dir__ = lazy_exports(globals(), {k: f"{__name__}.{v}" for k, v in _LAZY.items()})
+
+
+class _Package(types.ModuleType):
+    """Keeps ``oatomo.learn.train`` the function when its submodule of the same name loads
+    (the import system binds a loaded submodule to the package's attribute)."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if isinstance(value, types.ModuleType) and _LAZY.get(name) == name:
+            value = getattr(value, name)
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

@@ -1,31 +1,18 @@
-"""The base of every oatomo model: config in, seeded construction, registry by class name."""
+"""The base of every oatomo model: config in, seeded construction (registry: ``registry``)."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
 from ..errors import InputError
+from .registry import model_classes, register_model
 
 __all__ = ["OatomoModel", "register_model", "model_classes"]
-
-_REGISTRY: dict[str, type[OatomoModel]] = {}
-M = TypeVar("M", bound="type[OatomoModel]")
-
-
-def register_model(cls: M) -> M:
-    """Class decorator: make a model class loadable by name from checkpoints."""
-    _REGISTRY[cls.__name__] = cls
-    return cls
-
-
-def model_classes() -> dict[str, type[OatomoModel]]:
-    """The registered model classes by name."""
-    return dict(_REGISTRY)
 
 
 class OatomoModel(nn.Module):

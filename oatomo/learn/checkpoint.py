@@ -24,13 +24,16 @@ import os
 import pickle
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from .._atomic import atomic_path
 from ..errors import InputError
-from .base import _REGISTRY, OatomoModel
+from .registry import model_classes
+
+if TYPE_CHECKING:
+    from .base import OatomoModel
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -62,7 +65,7 @@ def save_checkpoint(path: str | os.PathLike, model: OatomoModel, *,
     """
     path = Path(path)
     name = type(model).__name__
-    if name not in _REGISTRY:
+    if name not in model_classes():
         raise InputError(f"model class {name!r} is not registered (use @register_model)")
     config = model.config.to_dict()
     meta = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "model_class": name,
@@ -138,10 +141,11 @@ def load_checkpoint(path: str | os.PathLike, *, model_class: str | type | None =
 def build_model(model_class: str, config: dict[str, Any], *, seed: int | None = None,
                 path: str | os.PathLike | None = None) -> OatomoModel:
     """Instantiate a registered model class from a config dict."""
-    cls = _REGISTRY.get(model_class)
+    classes = model_classes()
+    cls = classes.get(model_class)
     if cls is None:
         raise InputError(f"unknown model class {model_class!r} (known: "
-                         f"{', '.join(sorted(_REGISTRY))})", path)
+                         f"{', '.join(sorted(classes))})", path)
     try:
         cfg = cls.config_class.from_dict(config)
     except (TypeError, InputError) as exc:

@@ -29,6 +29,7 @@ import torch
 from .. import metrics
 from .._atomic import atomic_path
 from ..cmnist import ColoredMNIST, Environment, colored_mnist
+from ..methods import Callback
 from .blocks import VAEConfig
 from .classifier import ClassifierConfig, DigitClassifier, predict_batched
 from .models import BetaVAE, MultiDecoderIVAE, MultiEncoderIVAE
@@ -85,16 +86,27 @@ def _take(env: Environment, n: int) -> Environment:
 
 
 def train_classifier(data: ColoredMNIST, settings: Settings, *, seed: int = 0,
-                     device: str = "auto", progress: bool = False) -> tuple[DigitClassifier,
-                                                                             float]:
+                     device: str = "auto", callback: Callback | None = None
+                     ) -> tuple[DigitClassifier, float]:
     """Colour-blind digit classifier trained on the training environments; test accuracy."""
     in_shape = data.test.images.shape[1:]
     clf = DigitClassifier(ClassifierConfig(in_shape=in_shape), seed=seed)
     envs = [(torch.from_numpy(e.images), torch.from_numpy(e.digits)) for e in data.train]
     train(clf, envs, epochs=settings.classifier_epochs, batch_size=64, lr=1e-3, seed=seed,
-          device=device, progress=progress, desc="digit classifier")
+          device=device, callback=_steps(callback, "digit classifier", envs,
+                                         settings.classifier_epochs, 64))
     pred, _ = predict_batched(clf, data.test.images)
     return clf, float((pred == data.test.digits).mean())
+
+
+def _steps(callback: Callback | None, what: str, envs: list[Any], epochs: int,
+           batch_size: int) -> Callable[[int, dict[str, float]], None] | None:
+    """Adapt a progress ``callback(what, done, total)`` to :func:`train`'s ``(step, terms)``."""
+    if callback is None:
+        return None
+    total = epochs * steps_per_epoch([len(e[0] if isinstance(e, tuple) else e) for e in envs],
+                                     batch_size)
+    return lambda step, _terms: callback(what, step, total)
 
 
 def _batched(fn: Callable[[torch.Tensor], torch.Tensor], x: np.ndarray, device: torch.device,
@@ -163,7 +175,8 @@ def evaluate_model(model: Any, test: Environment, classifier: DigitClassifier, *
 
 def run_experiment(*, mnist_dir: str | os.PathLike | None = None, seeds: int = 3,
                    out: str | os.PathLike | None = None, settings: Settings | None = None,
-                   device: str = "auto", resume: bool = False, progress: bool = False,
+                   device: str = "auto", resume: bool = False,
+                   callback: Callback | None = None,
                    report: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Train and evaluate the three models for seeds 0..seeds-1.
 
@@ -174,6 +187,8 @@ def run_experiment(*, mnist_dir: str | os.PathLike | None = None, seeds: int = 3
         ``table.md`` and the figures; ``None`` writes nothing.
     resume
         Continue interrupted trainings from their checkpoints.
+    callback
+        ``callback(what, step, total)`` during each training (a progress bar's hook).
     report
         Called with one line of text per finished step (the CLI prints them).
 
@@ -181,7 +196,9 @@ def run_experiment(*, mnist_dir: str | os.PathLike | None = None, seeds: int = 3
     -------
     dict
         ``settings``, ``source``, ``classifier_accuracy``, ``per_seed`` (metrics per model),
-        ``summary`` (mean and std per model and metric), ``seconds``.
+        ``summary`` (mean and std per model and metric), ``seconds``; ``figures``: the
+        seed-0 test images, reconstructions and samples for
+        :func:`oatomo.figures.cmnist_figures`.
     """
     settings = settings or Settings()
     say = report or (lambda line: logger.info("%s", line))
@@ -195,7 +212,7 @@ def run_experiment(*, mnist_dir: str | os.PathLike | None = None, seeds: int = 3
     data0 = replace(data0, train=tuple(_take(e, settings.max_train) for e in data0.train),
                     test=_take(data0.test, settings.max_test))
     classifier, accuracy = train_classifier(data0, settings, seed=0, device=device,
-                                            progress=progress)
+                                            callback=callback)
     classifier.cpu()  # evaluation moves images to the CPU anyway
     say(f"digit classifier (colour-blind, seed 0): test accuracy {accuracy:.4f}")
     per_seed: list[dict[str, Any]] = []
@@ -218,7 +235,9 @@ def run_experiment(*, mnist_dir: str | os.PathLike | None = None, seeds: int = 3
                            lr=settings.lr, seed=seed, device=device, checkpoint=ckpt,
                            checkpoint_every=10 * steps_per_epoch([len(e) for e in envs],
                                                                  settings.batch_size),
-                           resume=resume, progress=progress, desc=f"seed {seed} {name}")
+                           resume=resume, callback=_steps(callback, f"seed {seed} {name}",
+                                                          envs, settings.epochs,
+                                                          settings.batch_size))
             seconds = time.perf_counter() - t0
             res = evaluate_model(model, test, classifier, seed=seed,
                                  test_features=test_features)
@@ -232,8 +251,8 @@ def run_experiment(*, mnist_dir: str | os.PathLike | None = None, seeds: int = 3
             say(f"seed {seed} {name}: MSE {res['mse']:.2f}, RKL {res['rkl']:.3f}, "
                 f"E_rel {res['e_rel']:.3f} ({seconds:.0f} s)")
         per_seed.append(row)
-        if seed == 0 and outdir is not None:
-            save_figures(outdir, test, figures)
+        if seed == 0:
+            shown = (test, figures)
     results = {
         "settings": {k: list(v) if isinstance(v, tuple) else v
                      for k, v in asdict(settings).items()},
@@ -249,6 +268,9 @@ def run_experiment(*, mnist_dir: str | os.PathLike | None = None, seeds: int = 3
             tmp.write_text(json.dumps(results, indent=2) + "\n")
         with atomic_path(outdir / "table.md") as tmp:
             tmp.write_text(format_table(results) + "\n")
+    # for oatomo.figures.cmnist_figures (not part of results.json)
+    results["figures"] = {"test": shown[0], "images": shown[1],
+                          "models": [(key, name) for key, name, _ in MODELS]}
     return results
 
 
@@ -299,73 +321,3 @@ def format_table(results: dict[str, Any], *, extended: bool = True) -> str:
     lines.append(f"Mean ± std over {n} seed{'s' if n != 1 else ''}; data {results['source']}; "
                  f"digit classifier test accuracy {results['classifier_accuracy']:.3f}.")
     return "\n".join(lines)
-
-
-def _to_rgb(images: np.ndarray) -> np.ndarray:
-    """(N, 2, H, W) red/green -> (N, H, W, 3) RGB."""
-    rgb = np.zeros((len(images), *images.shape[2:], 3), np.float32)
-    rgb[..., 0], rgb[..., 1] = images[:, 0], images[:, 1]
-    return np.clip(rgb, 0.0, 1.0)
-
-
-def _mosaic(images: np.ndarray, cols: int) -> np.ndarray:
-    rgb = _to_rgb(images)
-    n, h, w, _ = rgb.shape
-    rows = -(-n // cols)
-    canvas = np.full((rows * (h + 1) + 1, cols * (w + 1) + 1, 3), 0.35, np.float32)
-    for i, img in enumerate(rgb):
-        r, c = divmod(i, cols)
-        canvas[1 + r * (h + 1): 1 + r * (h + 1) + h, 1 + c * (w + 1): 1 + c * (w + 1) + w] = img
-    return canvas
-
-
-def save_figures(outdir: Path, test: Environment, figures: dict[str, Any], *,
-                 n_show: int = 10) -> list[Path]:
-    """``reconstructions.png`` (easy vs hard test digits, original and each model's invariant
-    reconstruction) and ``samples.png`` (generated samples of each model)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    paths = []
-    easy_idx = np.flatnonzero(test.easy)[:n_show]
-    hard_idx = np.flatnonzero(test.hard)[:n_show]
-    fig, axes = plt.subplots(len(MODELS) + 1, 2, figsize=(12, 0.62 * (len(MODELS) + 1) + 0.9))
-    for col, (idx, title) in enumerate(((easy_idx, "easy: green 0-4, red 5-9"),
-                                        (hard_idx, "hard: red 0-4, green 5-9"))):
-        rows = [("test image", test.images[idx])]
-        rows += [(name, figures[key][0][idx]) for key, name, _ in MODELS if key in figures]
-        for r, (label, imgs) in enumerate(rows):
-            ax = axes[r, col]
-            ax.imshow(_mosaic(imgs, n_show), interpolation="nearest")
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if col == 0:
-                ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=9)
-            if r == 0:
-                ax.set_title(title, fontsize=10)
-    fig.suptitle("Colored MNIST test environment (e = 0.9): invariant-path reconstructions",
-                 fontsize=11)
-    paths.append(_save(fig, outdir / "reconstructions.png"))
-
-    fig, axes = plt.subplots(1, len(MODELS), figsize=(4 * len(MODELS), 4.4))
-    for ax, (key, name, _) in zip(axes, MODELS, strict=True):
-        if key in figures:
-            ax.imshow(_mosaic(figures[key][1][:64], 8), interpolation="nearest")
-        ax.set_title(f"{name}: samples", fontsize=10)
-        ax.axis("off")
-    fig.suptitle("Generated samples: z ~ N(0, I) through the invariant decoder", fontsize=11)
-    paths.append(_save(fig, outdir / "samples.png"))
-    return paths
-
-
-def _save(fig: Any, path: Path) -> Path:
-    """Lay out, write atomically as PNG, close."""
-    import matplotlib.pyplot as plt
-
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
-    return path

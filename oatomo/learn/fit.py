@@ -22,17 +22,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import InputError
+from ..methods import Callback
 from .blocks import VAEConfig
-from .models import BetaVAE, MultiDecoderIVAE, MultiEncoderIVAE
-from .unet import UNetConfig, UNetDenoiser
+from .registry import get_kind, model_classes
+from .unet import UNetConfig
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["build_refiner_model", "train_refiner", "attach_metadata"]
-
-_VAE_KINDS = {"multi-decoder": MultiDecoderIVAE, "multi-encoder": MultiEncoderIVAE,
-              "beta-vae": BetaVAE}
 
 
 def build_refiner_model(kind: str, n: int, n_envs: int, *, latent: int = 8,
@@ -44,16 +41,15 @@ def build_refiner_model(kind: str, n: int, n_envs: int, *, latent: int = 8,
     VAEs: spatial latent (``latent`` channels at n / 2**len(channels)), trunk ``channels``,
     Gaussian likelihood with std ``obs_sigma``; the pooled ``beta-vae`` has one environment.
     """
-    if kind == "unet":
-        return UNetDenoiser(UNetConfig(in_shape=(1, n, n)), seed=seed)
-    if kind not in _VAE_KINDS:
-        raise InputError(f"unknown model kind {kind!r}; choose from multi-decoder, "
-                         "multi-encoder, beta-vae, unet")
+    spec = get_kind(kind)
+    cls = model_classes()[spec.model_class]
+    if not spec.vae:
+        return cls(UNetConfig(in_shape=(1, n, n)), seed=seed)
     cfg = VAEConfig(in_shape=(1, n, n), target_shape=(1, n, n), latent_dim=latent,
                     spatial_latent=True, channels=channels, likelihood="gaussian",
                     obs_sigma=obs_sigma, beta=beta, gamma=gamma,
-                    n_envs=n_envs if kind != "beta-vae" else 1)
-    return _VAE_KINDS[kind](cfg, seed=seed)
+                    n_envs=1 if spec.pooled else n_envs)
+    return cls(cfg, seed=seed)
 
 
 class _LossModule(nn.Module):
@@ -94,19 +90,21 @@ def train_refiner(data: str | os.PathLike, kind: str, out: str | os.PathLike, *,
                   latent: int = 8, beta: float = 1.0, gamma: float = 1.0,
                   obs_sigma: float = 0.1, channels: tuple[int, ...] = (16, 32, 64),
                   limit: int | None = None, device: str = "auto", resume: bool = False,
-                  progress: bool = False) -> tuple[nn.Module, Any]:
+                  callback: Callback | None = None) -> tuple[nn.Module, Any]:
     """Train a refinement model of ``kind`` on a dataset file; write the checkpoint ``out``.
 
     Invariant models get one environment per training setup; the pooled baselines
     (``beta-vae``, ``unet``) see all setups as one environment. Returns the trained model
-    and the :class:`oatomo.learn.TrainResult` (on every rank).
+    and the :class:`oatomo.learn.TrainResult` (on every rank). ``callback(what, step,
+    total)`` reports the training steps (on rank 0).
     """
-    from ..refine import REFINER_KEY, load_training_data
-    from .train import resolve_device, train
+    from ..dataset import load_training_data
+    from ..refine import REFINER_KEY
+    from .train import resolve_device, steps_per_epoch, train
 
     td = load_training_data(data, limit=limit)
     envs = td.environments
-    if kind in ("beta-vae", "unet"):
+    if get_kind(kind).pooled:
         envs = [(np.concatenate([x for x, _ in envs]), np.concatenate([t for _, t in envs]))]
     model = build_refiner_model(kind, td.grid.n, len(td.environments), latent=latent,
                                 beta=beta, gamma=gamma, obs_sigma=obs_sigma,
@@ -126,9 +124,12 @@ def train_refiner(data: str | os.PathLike, kind: str, out: str | os.PathLike, *,
         loss_fn = ddp
         device = str(dev)
         seed = seed + 1000 * rank
+    total = epochs * steps_per_epoch([len(x) for x, _ in envs], batch_size)
     result = train(model, envs, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
                    device=device, checkpoint=out if rank == 0 else None, resume=resume,
-                   progress=progress and rank == 0, desc=f"train {kind}", loss_fn=loss_fn)
+                   callback=None if callback is None or rank else
+                   lambda step, _terms: callback(f"train {kind}", step, total),
+                   loss_fn=loss_fn)
     if rank == 0:
         attach_metadata(out, REFINER_KEY, {
             "grid": td.grid.to_dict(), "env_names": td.names, "setups": td.setups,

@@ -174,6 +174,19 @@ class _VAE(OatomoModel):
                         device=self.device)
         return self.likelihood_mean(self.decoder(z))
 
+    @torch.no_grad()
+    def posterior_samples(self, x: torch.Tensor, n: int, env: Env = None, *,
+                          generator: torch.Generator | None = None) -> torch.Tensor:
+        """``n`` draws z ~ q(z | x) decoded by the path of ``env`` (likelihood means).
+
+        ``env=None``: the invariant path, as in :meth:`reconstruct`. Returns
+        (n, B, *out_shape); their spread is the pixel-wise uncertainty of the output.
+        """
+        mu, logvar = self.encode(x)
+        env_t = self._env(env, len(x), required=False)
+        return torch.stack([self.likelihood_mean(self._decode(
+            self._sample_z(mu, logvar, generator), env_t)) for _ in range(int(n))])
+
     def loss(self, x: torch.Tensor, env: Env = None, target: torch.Tensor | None = None, *,
              generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         raise NotImplementedError  # pragma: no cover

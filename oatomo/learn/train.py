@@ -140,7 +140,7 @@ def train(model: OatomoModel, environments: Sequence[Any], *, epochs: int = 10,
           batch_size: int = 128, lr: float = 1e-3, seed: int = 0,
           device: str | torch.device = "auto",
           checkpoint: str | os.PathLike | None = None, checkpoint_every: int | None = None,
-          resume: bool = False, progress: bool = False, desc: str | None = None,
+          resume: bool = False,
           callback: Callable[[int, dict[str, float]], None] | None = None,
           loss_fn: Callable[..., dict[str, torch.Tensor]] | None = None) -> TrainResult:
     """Train ``model`` on several environments with Adam; optionally checkpoint and resume.
@@ -170,13 +170,10 @@ def train(model: OatomoModel, environments: Sequence[Any], *, epochs: int = 10,
     resume
         If ``checkpoint`` exists, continue from it. It must hold the same model class and
         config and the same training settings (batch size, lr, seed, environment sizes).
-    progress
-        Show a tqdm progress bar (stderr).
-    desc
-        Label of the progress bar.
     callback
         Called after each step as ``callback(step, terms)`` with the step's loss terms as
-        floats; an exception raised there stops training (after that step's checkpoint).
+        floats (a progress bar's hook: the run ends at step ``epochs * steps_per_epoch``);
+        an exception raised there stops training (after that step's checkpoint).
     loss_fn
         Called as ``loss_fn(x, env, target, generator=...)`` instead of ``model.loss``: a
         :class:`torch.nn.parallel.DistributedDataParallel` wrapper of the model's loss
@@ -247,44 +244,37 @@ def train(model: OatomoModel, environments: Sequence[Any], *, epochs: int = 10,
                             rng={"noise": generator.get_state()}, train=settings,
                             history=history, epoch_acc=acc)
 
-    from tqdm.auto import tqdm
-
     t0 = time.perf_counter()
-    with tqdm(total=total, initial=min(step, total), disable=not progress, desc=desc,
-              unit="step", dynamic_ncols=True) as bar:
-        while step < total:
-            parts = [src.get(stream.at(step)) for src, stream in zip(sources, streams, strict=True)]
-            xs, ts = [p[0] for p in parts], [p[1] for p in parts]
-            x = torch.cat(xs).to(dev)
-            target = None if ts[0] is None else torch.cat(ts).to(dev)
-            terms = (loss_fn or model.loss)(x, env_ids.to(dev), target, generator=generator)
-            loss = terms["total"]
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"loss is {float(loss)} at step {step}: lower the "
-                                         "learning rate or check the data")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            step += 1
-            values = {k: float(v.detach()) for k, v in terms.items()}
-            for k, v in values.items():
-                acc[k] = acc.get(k, 0.0) + v
-            acc["_count"] = acc.get("_count", 0) + 1
-            if step % spe == 0:
-                n = acc.pop("_count")
-                record = {"epoch": step // spe, "step": step,
-                          **{k: v / n for k, v in acc.items()}}
-                history.append(record)
-                acc = {}
-                logger.info("epoch %d: %s", record["epoch"], ", ".join(
-                    f"{k} {v:.4g}" for k, v in record.items() if k not in ("epoch", "step")))
-            bar.update(1)
-            if step % 10 == 0 or step == total:
-                bar.set_postfix(loss=f"{values['total']:.4g}", refresh=False)
-            if step % every == 0 or step == total:
-                save()
-            if callback is not None:
-                callback(step, values)
+    while step < total:
+        parts = [src.get(stream.at(step)) for src, stream in zip(sources, streams, strict=True)]
+        xs, ts = [p[0] for p in parts], [p[1] for p in parts]
+        x = torch.cat(xs).to(dev)
+        target = None if ts[0] is None else torch.cat(ts).to(dev)
+        terms = (loss_fn or model.loss)(x, env_ids.to(dev), target, generator=generator)
+        loss = terms["total"]
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"loss is {float(loss)} at step {step}: lower the "
+                                     "learning rate or check the data")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        step += 1
+        values = {k: float(v.detach()) for k, v in terms.items()}
+        for k, v in values.items():
+            acc[k] = acc.get(k, 0.0) + v
+        acc["_count"] = acc.get("_count", 0) + 1
+        if step % spe == 0:
+            n = acc.pop("_count")
+            record = {"epoch": step // spe, "step": step,
+                      **{k: v / n for k, v in acc.items()}}
+            history.append(record)
+            acc = {}
+            logger.info("epoch %d: %s", record["epoch"], ", ".join(
+                f"{k} {v:.4g}" for k, v in record.items() if k not in ("epoch", "step")))
+        if step % every == 0 or step == total:
+            save()
+        if callback is not None:
+            callback(step, values)
     model.eval()
     return TrainResult(history, step, spe, time.perf_counter() - t0, str(dev),
                        ckpt_path, resumed_from)

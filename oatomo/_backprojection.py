@@ -1,0 +1,51 @@
+"""The delay-and-sum summation shared by every backprojection (DAS, UBP, exact FBP).
+
+Private: :func:`oatomo.recon.backproject` and :func:`oatomo.exact.fbp_circular` validate
+and filter the signals, then call :func:`delay_and_sum`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import _kernels as K
+from .geometry import Acquisition, Grid, SensorArray
+
+
+def delay_and_sum(frames: np.ndarray, grid: Grid, sensors: SensorArray,
+                  acquisition: Acquisition, *, obliquity: bool = False) -> np.ndarray:
+    """Sum each sensor's (already filtered) signal at the time of flight to every pixel.
+
+    Parameters
+    ----------
+    frames
+        (F, N, T) float32 signals, validated by the caller.
+    grid, sensors, acquisition
+        Output grid, sensor positions and the sampling of ``frames``.
+    obliquity
+        Weight each term by ``cos(theta) / |r - r_s|`` (the UBP solid-angle weight).
+
+    Returns
+    -------
+    numpy.ndarray
+        (F, n, n) float32.
+    """
+    n_f, n_s, n_t = frames.shape
+    xs = grid.x.astype(np.float32)
+    ys = grid.y.astype(np.float32)
+    sens = np.ascontiguousarray(sensors.positions, dtype=np.float32)
+    t0fs = np.float32(acquisition.t0 * acquisition.fs)
+    fs_over_c = np.float32(acquisition.fs / acquisition.speed_of_sound)
+    normals = np.ascontiguousarray(sensors.normals, dtype=np.float32)
+    if n_f == 1 or obliquity:
+        out = np.zeros((n_f,) + grid.shape, np.float32)
+        padded = np.zeros((n_s, n_t + 3), np.float32)
+        for f in range(n_f):
+            padded[:, 1:n_t + 1] = frames[f]
+            K.das(padded, xs, ys, sens, obliquity, normals, t0fs, fs_over_c, out[f])
+        return out
+    tf = np.zeros((n_s, n_t + 3, n_f), np.float32)
+    tf[:, 1:n_t + 1, :] = np.moveaxis(frames, 0, -1)
+    acc = np.zeros(grid.shape + (n_f,), np.float32)
+    K.das_frames(tf, xs, ys, sens, t0fs, fs_over_c, acc)
+    return np.ascontiguousarray(np.moveaxis(acc, -1, 0))

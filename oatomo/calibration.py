@@ -1,0 +1,563 @@
+"""Self-calibration: sensor positions and speed of sound estimated from the scan itself.
+
+A sensor's record fixes the *distances* from the sensor to the absorbers (in units of
+``c t``), so per-sensor position errors are visible in the data; a rigid motion of the
+whole array and a common scaling of positions and speed of sound are not (SCIENCE.md,
+section 5). :func:`calibrate` estimates the visible part jointly with the image:
+
+1. **Held-out folds against lock-in.** The sensors are split into interleaved folds (every
+   ``n_folds``-th sensor in angular order). Each fold's sensors are fitted against a TV
+   image reconstructed *without* them, so the image cannot explain a sensor's data at the
+   sensor's current position simply because it was made from it.
+2. **Per-sensor search, coarse to fine.** For each sensor, the normalised correlation
+   between its (band-limited) record and the record the held-out image predicts is
+   evaluated on a grid of candidate positions around the current estimate (one forward
+   projection of the image onto a "virtual array" of all candidates of all sensors at
+   once); a quadratic fit around the best candidate gives the sub-grid optimum and the
+   curvature. Levels go from large pixels and low frequencies, where the misfit is smooth
+   in the positions and the search box is wide, to the full grid and band.
+3. **A Gaussian prior** ``N(nominal, prior_std^2)`` per coordinate: the candidates lie
+   within :data:`BOX_STD` standard deviations of the nominal position, and the selected position
+   minimises the data term (Gaussian likelihood, noise level taken from the residual)
+   plus the prior term (MAP).
+4. **The gauge, fixed explicitly.** After every round the estimate is mapped onto the
+   nominal array by the least-squares similarity transform (rotation, translation and
+   scale). A rotation or translation of the array only moves the image, so it is set to
+   that of the nominal array. A common scale of the positions is exchangeable with the
+   speed of sound (positions, ``c`` and the image all scale together), so the scale the
+   sensors ask for is moved into ``c``: this is how the speed of sound is estimated,
+   after a cross-validated 1-D search that brings it within the search box first.
+
+``t0`` is taken from the file: for a ring it trades against ``c`` and the mean radius
+almost exactly (a common time shift is a common radial shift), so it is not estimated.
+
+The uncertainty of each sensor's estimate is the Laplace approximation of the posterior
+at the optimum: the inverse of the curvature of (data term + prior term), with the data
+term's noise level estimated from the sensor's residual and ``T_eff``, the number of
+independent samples of its band-limited record.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from .errors import InputError
+from .forward import ForwardOperator, bandpass, check_sinogram
+from .geometry import Acquisition, Grid, SensorArray
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["Calibration", "calibrate", "similarity_transform", "rigid_error",
+           "MIN_SENSORS"]
+
+#: Fewest sensors self-calibration accepts (each fold must still form an image).
+MIN_SENSORS = 8
+
+#: Default per-coordinate prior standard deviation of the position errors, as a fraction
+#: of the array's mean distance from its centroid (when neither the caller nor the
+#: scan's setup says).
+DEFAULT_PRIOR_REL = 0.01
+
+#: Half-width of the search box around the prior mean, in prior standard deviations.
+BOX_STD = 4.0
+TEFF_SCALE = 4.0
+
+#: Median best correlation below which the data are declared to carry no usable structure.
+MIN_CORRELATION = 0.2
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """The result of :func:`calibrate`.
+
+    Attributes
+    ----------
+    sensors
+        Estimated sensor positions (m), in the nominal array's frame (the gauge: the
+        least-squares rotation, translation and scale onto the nominal array are removed).
+    speed_of_sound
+        Estimated speed of sound (m/s).
+    nominal_sensors, nominal_speed_of_sound
+        What the scan file said.
+    position_std
+        (N, 2) posterior standard deviation of each coordinate (m), Laplace approximation.
+    prior_std
+        Per-coordinate prior standard deviation of the position errors used (m).
+    history
+        One dict per round: ``level``, ``round``, ``pixel`` (m), ``band`` (Hz),
+        ``misfit`` (held-out relative misfit ``mean(1 - rho^2)`` at the selected
+        positions), ``speed_of_sound``, ``step_rms`` (m, rms position update).
+    time_s
+        Wall time (s).
+    """
+
+    sensors: SensorArray
+    speed_of_sound: float
+    nominal_sensors: SensorArray
+    nominal_speed_of_sound: float
+    position_std: np.ndarray
+    prior_std: float
+    history: list[dict[str, float]] = field(default_factory=list)
+    time_s: float = 0.0
+
+    @property
+    def displacement(self) -> np.ndarray:
+        """(N, 2) estimated minus nominal positions (m)."""
+        return self.sensors.positions - self.nominal_sensors.positions
+
+    def acquisition(self, acquisition: Acquisition) -> Acquisition:
+        """``acquisition`` with the estimated speed of sound."""
+        return replace(acquisition, speed_of_sound=self.speed_of_sound)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-Python form (JSON-ready)."""
+        return {"positions": self.sensors.positions.tolist(),
+                "speed_of_sound": self.speed_of_sound,
+                "nominal_positions": self.nominal_sensors.positions.tolist(),
+                "nominal_speed_of_sound": self.nominal_speed_of_sound,
+                "position_std": self.position_std.tolist(), "prior_std": self.prior_std,
+                "history": self.history, "time_s": self.time_s}
+
+
+# --- the gauge ---------------------------------------------------------------------------
+
+
+def similarity_transform(src: np.ndarray, dst: np.ndarray, *, scale: bool = True
+                         ) -> tuple[float, np.ndarray, np.ndarray]:
+    """Least-squares ``s, R, t`` with ``s R src_i + t ~ dst_i`` (2-D points).
+
+    Parameters
+    ----------
+    src, dst
+        (N, 2) point sets.
+    scale
+        Fit a scale; False fixes ``s = 1`` (a rigid motion).
+
+    Returns
+    -------
+    s : float
+    R : numpy.ndarray
+        (2, 2) rotation (determinant +1).
+    t : numpy.ndarray
+        (2,) translation.
+    """
+    src = np.asarray(src, np.float64)
+    dst = np.asarray(dst, np.float64)
+    mu_s, mu_d = src.mean(axis=0), dst.mean(axis=0)
+    a, b = src - mu_s, dst - mu_d
+    # rotation angle maximising sum b . R a
+    num = float(np.sum(a[:, 0] * b[:, 1] - a[:, 1] * b[:, 0]))
+    den = float(np.sum(a[:, 0] * b[:, 0] + a[:, 1] * b[:, 1]))
+    theta = math.atan2(num, den)
+    R = np.array([[math.cos(theta), -math.sin(theta)], [math.sin(theta), math.cos(theta)]])
+    s = 1.0
+    if scale:
+        var = float(np.sum(a * a))
+        s = (math.hypot(num, den) / var) if var > 0 else 1.0
+    t = mu_d - s * (R @ mu_s)
+    return s, R, t
+
+
+def rigid_error(estimate: np.ndarray | SensorArray, truth: np.ndarray | SensorArray
+                ) -> np.ndarray:
+    """Per-sensor distance (m) between ``estimate`` and ``truth`` after the best rigid
+    alignment of ``estimate`` onto ``truth`` (what the data can see)."""
+    est = estimate.positions if isinstance(estimate, SensorArray) else np.asarray(estimate)
+    tru = truth.positions if isinstance(truth, SensorArray) else np.asarray(truth)
+    s, R, t = similarity_transform(est, tru, scale=False)
+    return np.hypot(*(est @ R.T * s + t - tru).T)
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Level:
+    grid: Grid
+    acquisition: Acquisition
+    data: np.ndarray  # (N, T_l) band-limited, decimated record
+    band: tuple[float | None, float | None] | None
+    step: float  # candidate spacing (m)
+    half: int  # candidates each side along the line of sight
+    half_across: int  # candidates each side across it (0: line of sight only)
+    rounds: int
+    t_eff: float  # independent samples of a record
+
+
+def _folds(positions: np.ndarray, n_folds: int) -> list[np.ndarray]:
+    """Interleaved folds in angular order around the centroid."""
+    c = positions.mean(axis=0)
+    order = np.argsort(np.arctan2(positions[:, 1] - c[1], positions[:, 0] - c[0]),
+                       kind="stable")
+    return [np.sort(order[k::n_folds]) for k in range(n_folds)]
+
+
+def _decimate(y: np.ndarray, acq: Acquisition, f_cut: float | None
+              ) -> tuple[np.ndarray, Acquisition, tuple[float | None, float | None] | None]:
+    """Low-pass below ``f_cut`` and keep every d-th sample (d with fs/d >= 4 f_cut)."""
+    if f_cut is None or f_cut >= 0.45 * acq.fs:
+        return y, acq, None
+    band = (None, f_cut)
+    yf = bandpass(y, acq.fs, band)
+    d = max(1, int(acq.fs // (4.0 * f_cut)))
+    n = acq.n_samples // d
+    return (np.ascontiguousarray(yf[:, ::d][:, :n], dtype=np.float32),
+            replace(acq, fs=acq.fs / d, n_samples=n), (None, f_cut * 1.0))
+
+
+def _reconstruct(y: np.ndarray, grid: Grid, sensors: SensorArray, acq: Acquisition,
+                 n_iter: int, x0: np.ndarray | None) -> np.ndarray:
+    from .model_based import reconstruct_model_based
+
+    x, _ = reconstruct_model_based(y, grid, sensors, acq, method="tv", n_iter=n_iter,
+                                   x0=x0, tol=0.0)
+    return x
+
+
+def _local_frames(positions: np.ndarray) -> np.ndarray:
+    """(N, 2, 2): per sensor the unit vectors towards the image centre (``u``, along which
+    a displacement is a time shift of the record) and across it (``v``)."""
+    r = np.hypot(positions[:, 0], positions[:, 1])[:, None]
+    u = -positions / np.where(r > 0, r, 1.0)
+    v = np.stack([-u[:, 1], u[:, 0]], axis=1)
+    return np.stack([u, v], axis=1)
+
+
+def _grid_1d(step: float, half: int) -> np.ndarray:
+    return np.arange(-half, half + 1) * step
+
+
+def _quadratic_fit(coords: np.ndarray, values: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray] | None:
+    """Fit ``v = a + g.d + 1/2 d^T H d`` (1-D or 2-D ``coords``); (minimiser, H) if H > 0."""
+    if coords.shape[1] == 1:
+        d = coords[:, 0]
+        A = np.stack([np.ones_like(d), d, 0.5 * d * d], axis=1)
+        coef, *_ = np.linalg.lstsq(A, values, rcond=None)
+        if not coef[2] > 0:
+            return None
+        return np.array([-coef[1] / coef[2]]), np.array([[coef[2]]])
+    dx, dy = coords[:, 0], coords[:, 1]
+    A = np.stack([np.ones_like(dx), dx, dy, 0.5 * dx * dx, dx * dy, 0.5 * dy * dy], axis=1)
+    coef, *_ = np.linalg.lstsq(A, values, rcond=None)
+    g = coef[1:3]
+    H = np.array([[coef[3], coef[4]], [coef[4], coef[5]]])
+    if not (H[0, 0] > 0 and np.linalg.det(H) > 0):
+        return None
+    return -np.linalg.solve(H, g), H
+
+
+def _fit_fold(level: _Level, image: np.ndarray, positions: np.ndarray,
+              nominal: np.ndarray, idx: np.ndarray, prior_std: float, box: float,
+              thickness: float | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Best positions of the sensors ``idx`` against ``image`` (their held-out image).
+
+    Candidates lie on a grid in each sensor's local frame (towards the centre, across);
+    ``level.half_across = 0`` searches along the line of sight only. Returns the new
+    positions (len(idx), 2), their posterior covariances in x, y (len(idx), 2, 2) and the
+    relative misfit ``1 - rho^2`` at the selected positions.
+    """
+    a = _grid_1d(level.step, level.half)
+    b = _grid_1d(level.step, level.half_across)
+    ga, gb = np.meshgrid(a, b, indexing="ij")
+    local = np.stack([ga.ravel(), gb.ravel()], axis=1)  # (K, 2), index = ia * len(b) + ib
+    n_k = len(local)
+    frames = _local_frames(positions[idx])  # (n, 2, 2)
+    cand = positions[idx][:, None, :] + np.einsum("kc,ncd->nkd", local, frames)
+    lim = nominal[idx][:, None, :]
+    cand = np.clip(cand, lim - box, lim + box)  # inside the prior box
+    virt = SensorArray(cand.reshape(-1, 2))
+    pred = ForwardOperator(level.grid, virt, level.acquisition,
+                           thickness=thickness).forward(image)
+    pred = bandpass(pred, level.acquisition.fs, level.band).reshape(len(idx), n_k, -1)
+    data = level.data[idx].astype(np.float64)
+    dn = np.sqrt(np.sum(data * data, axis=1)) + 1e-30
+    p64 = pred.astype(np.float64)
+    pn = np.sqrt(np.sum(p64 * p64, axis=2)) + 1e-30
+    rho = np.einsum("nkt,nt->nk", p64, data) / (pn * dn[:, None])
+    mis = 1.0 - np.clip(rho, -1.0, 1.0) ** 2  # relative misfit, optimal amplitude
+    new = np.empty((len(idx), 2))
+    cov = np.empty((len(idx), 2, 2))
+    best_mis = np.empty(len(idx))
+    na, nb = len(a), len(b)
+    dims = [0] if nb == 1 else [0, 1]
+    for n in range(len(idx)):
+        m = mis[n]
+        # data term: Gaussian likelihood, noise variance from the best residual:
+        # J = T_eff / 2 * m / m_min;  prior: |p - nominal|^2 / (2 prior^2)
+        m_min = max(float(m.min()), 1e-6)
+        prior = np.sum((cand[n] - nominal[idx[n]]) ** 2, axis=1) / (2 * prior_std ** 2)
+        J = 0.5 * level.t_eff * m / m_min + prior
+        k = int(np.argmin(J))
+        ia, ib = divmod(k, nb)
+        sel = [(p * nb + q) for p in range(max(ia - 1, 0), min(ia + 2, na))
+               for q in range(max(ib - 1, 0), min(ib + 2, nb))]
+        pos = cand[n, k]
+        h_loc = np.eye(2) / prior_std ** 2
+        if len(sel) == 3 ** len(dims):
+            fit = _quadratic_fit(local[sel][:, dims] - local[k, dims], J[sel])
+            if fit is not None and np.all(np.abs(fit[0]) <= level.step):
+                step_loc = np.zeros(2)
+                step_loc[dims] = fit[0]
+                pos = pos + step_loc @ frames[n]
+                h_loc[np.ix_(dims, dims)] = fit[1]
+        new[n] = pos
+        cov[n] = frames[n].T @ np.linalg.inv(h_loc) @ frames[n]
+        best_mis[n] = m[k]
+    return new, cov, best_mis
+
+
+def _heldout_misfit(level: _Level, positions: np.ndarray, acq: Acquisition,
+                    folds: list[np.ndarray], n_iter: int, thickness: float | None) -> float:
+    """Mean held-out relative misfit ``1 - rho^2`` of every fold against the image of the
+    other folds (used to choose the speed of sound)."""
+    total = 0.0
+    for idx in folds:
+        keep = np.setdiff1d(np.arange(len(positions)), idx)
+        x = _reconstruct(level.data[keep], level.grid, SensorArray(positions[keep]), acq,
+                         n_iter, None)
+        pred = ForwardOperator(level.grid, SensorArray(positions[idx]), acq,
+                               thickness=thickness).forward(x)
+        pred = bandpass(pred, acq.fs, level.band).astype(np.float64)
+        d = level.data[idx].astype(np.float64)
+        rho = np.sum(pred * d, axis=1) / (np.linalg.norm(pred, axis=1) *
+                                          np.linalg.norm(d, axis=1) + 1e-30)
+        total += float(np.sum(1.0 - rho ** 2))
+    return total / len(positions)
+
+
+def _search_speed_of_sound(level: _Level, positions: np.ndarray, folds: list[np.ndarray],
+                           c0: float, span: float, n_iter: int, thickness: float | None
+                           ) -> float:
+    """Cross-validated 1-D search of ``c`` over ``c0 (1 +- span)`` (7 points + parabola)."""
+    rel = np.linspace(-span, span, 7)
+    vals = []
+    for r in rel:
+        acq = replace(level.acquisition, speed_of_sound=c0 * (1 + r))
+        vals.append(_heldout_misfit(replace(level, acquisition=acq), positions, acq, folds,
+                                    n_iter, thickness))
+    vals_a = np.asarray(vals)
+    k = int(np.argmin(vals_a))
+    best = rel[k]
+    if 0 < k < len(rel) - 1:
+        a, b, c = vals_a[k - 1], vals_a[k], vals_a[k + 1]
+        den = a - 2 * b + c
+        if den > 0:
+            best = rel[k] + 0.5 * (a - c) / den * (rel[1] - rel[0])
+    return c0 * (1 + float(best))
+
+
+def _prior_from_setup(setup_toml: str | None, radius: float
+                      ) -> tuple[float | None, float, tuple[float, float]]:
+    """Per-coordinate position std, fixed rotation (rad) and offset (m) of a setup.
+
+    The rotation and offset are the prior mean of the array's rigid motion (the part the
+    data cannot see); the random per-scan parts (``rotation_std``, ``offset_std``) have
+    zero mean and do not enter.
+    """
+    if not setup_toml:
+        return None, 0.0, (0.0, 0.0)
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # pragma: no cover - Python 3.10
+        import tomli as tomllib  # type: ignore[no-redef]
+    try:
+        pert = tomllib.loads(setup_toml).get("perturbation", {})
+        radial = float(pert.get("radial_std", 0.0))
+        angular = float(pert.get("angular_std", 0.0)) * radius
+        jitter = float(pert.get("jitter_std", 0.0))
+        rotation = float(pert.get("rotation", 0.0))
+        off = [float(v) for v in pert.get("offset", (0.0, 0.0))]
+    except (tomllib.TOMLDecodeError, AttributeError, TypeError, ValueError):
+        return None, 0.0, (0.0, 0.0)
+    if len(off) != 2 or not all(map(math.isfinite, [radial, angular, jitter, rotation, *off])):
+        return None, 0.0, (0.0, 0.0)
+    std = math.sqrt(0.5 * (radial ** 2 + angular ** 2) + jitter ** 2)
+    return (std if std > 0 else None), rotation, (off[0], off[1])
+
+
+# --- the public entry point ----------------------------------------------------------------
+
+
+def calibrate(
+    sinogram: np.ndarray,
+    sensors: SensorArray,
+    acquisition: Acquisition,
+    grid: Grid,
+    *,
+    prior_std: float | None = None,
+    speed_of_sound: bool = True,
+    speed_span: float = 0.03,
+    n_levels: int = 3,
+    n_folds: int = 8,
+    n_iter: int = 30,
+    thickness: float | None = None,
+    setup_toml: str | None = None,
+    callback: Callable[[dict[str, float], np.ndarray], Any] | None = None,
+) -> Calibration:
+    """Estimate per-sensor positions and the speed of sound from a scan alone.
+
+    Parameters
+    ----------
+    sinogram
+        (N, T) signals, or (..., N, T) for several frames (positions are shared by the
+        frames; they are calibrated on the mean frame, a valid scan of the mean ``p0``).
+    sensors
+        Nominal sensor positions (what the file says); 2-D, any layout (ring, arc,
+        arbitrary), at least :data:`MIN_SENSORS`.
+    acquisition
+        Sampling, nominal speed of sound and ``t0`` (``t0`` is kept).
+    grid
+        Image grid covering the object (the finest level uses it; coarser levels halve
+        the number of pixels per side, keeping the field of view).
+    prior_std
+        Per-coordinate standard deviation of the position errors (m). None: from the
+        scan's setup (``setup_toml``: radial, angular and jitter errors) if given, else
+        :data:`DEFAULT_PRIOR_REL` times the array's radius.
+    speed_of_sound
+        Estimate ``c`` (default); False keeps the file's value.
+    speed_span
+        Relative half-width of the initial cross-validated search of ``c``.
+    n_levels
+        Coarse-to-fine levels (pixel sizes ``dx 2^(n_levels - 1) ... dx``).
+    n_folds
+        Number of interleaved held-out folds.
+    n_iter
+        TV iterations of each held-out image.
+    thickness
+        Slab thickness of the forward model (m), default the grid pitch.
+    setup_toml
+        The scan's setup (TOML text), used for the default prior.
+    callback
+        ``callback(record, positions)`` after each round: the round's record (see
+        :attr:`Calibration.history`) and the current (N, 2) position estimate (m).
+
+    Returns
+    -------
+    Calibration
+
+    Raises
+    ------
+    InputError
+        Fewer than :data:`MIN_SENSORS` sensors, a record without structure (all zero, or
+        held-out predictions that do not correlate with the data), bad parameters.
+
+    Notes
+    -----
+    See the module docstring for the method and the gauge. The estimate is deterministic:
+    no random draws are made.
+    """
+    t_start = time.perf_counter()
+    y = check_sinogram(sinogram, sensors, acquisition)
+    if y.ndim > 2:
+        y = np.ascontiguousarray(y.reshape((-1,) + y.shape[-2:]).mean(axis=0),
+                                 dtype=np.float32)
+    n_s = sensors.n_sensors
+    if n_s < MIN_SENSORS:
+        raise InputError(f"self-calibration needs at least {MIN_SENSORS} sensors, the scan "
+                         f"has {n_s}")
+    for name, v, lo in (("n_levels", n_levels, 1), ("n_folds", n_folds, 2),
+                        ("n_iter", n_iter, 1)):
+        if isinstance(v, bool) or int(v) != v or v < lo:
+            raise InputError(f"{name} must be an integer >= {lo}, got {v!r}")
+    if n_folds > n_s:
+        raise InputError(f"n_folds={n_folds} exceeds the number of sensors ({n_s})")
+    if not (math.isfinite(speed_span) and 0 <= speed_span < 0.5):
+        raise InputError(f"speed_span must be in [0, 0.5), got {speed_span}")
+    if not np.any(y):
+        raise InputError("the scan's signals are all zero: nothing to calibrate on")
+    drawn = sensors.positions.astype(np.float64)
+    radius = float(np.mean(np.hypot(*(drawn - drawn.mean(axis=0)).T)))
+    setup_std, rotation, offset = _prior_from_setup(setup_toml, radius)
+    if prior_std is None:
+        prior_std = setup_std or DEFAULT_PRIOR_REL * radius
+    # prior mean of the true positions: the drawing moved by the setup's fixed rigid motion
+    cr, sr = math.cos(rotation), math.sin(rotation)
+    nominal = drawn @ np.array([[cr, sr], [-sr, cr]]) + np.asarray(offset)
+    if not (math.isfinite(prior_std) and prior_std > 0):
+        raise InputError(f"prior_std must be > 0 m, got {prior_std}")
+    box = BOX_STD * prior_std
+    c = acquisition.speed_of_sound
+    positions = nominal.copy()
+    folds = _folds(nominal, n_folds)
+    history: list[dict[str, float]] = []
+    cov = np.tile(np.eye(2) * prior_std ** 2, (n_s, 1, 1))
+    levels = _levels(y, acquisition, grid, prior_std, n_levels)
+    for li, level in enumerate(levels):
+        if li == 0 and speed_of_sound and speed_span > 0:
+            c = _search_speed_of_sound(level, positions, folds, c, speed_span, n_iter,
+                                       thickness)
+            logger.info("calibration: speed of sound %.2f m/s after the 1-D search", c)
+        images: list[np.ndarray | None] = [None] * n_folds
+        for r in range(level.rounds):
+            acq = replace(level.acquisition, speed_of_sound=c)
+            lev = replace(level, acquisition=acq)
+            new = positions.copy()
+            mis = np.empty(n_s)
+            for f, idx in enumerate(folds):  # Gauss-Seidel: later folds see the updates
+                keep = np.setdiff1d(np.arange(n_s), idx)
+                images[f] = _reconstruct(level.data[keep], level.grid,
+                                         SensorArray(new[keep]), acq, n_iter, images[f])
+                new[idx], cov[idx], mis[idx] = _fit_fold(
+                    lev, images[f], new, nominal, idx, prior_std, box, thickness)
+            if li == 0 and r == 0 and float(np.median(1 - mis)) < MIN_CORRELATION ** 2:
+                raise InputError("the scan's signals carry too little structure to "
+                                 "calibrate on (held-out predictions do not correlate with "
+                                 "the data)")
+            # the gauge: similarity transform onto the nominal array; its scale goes to c
+            s, R, t = similarity_transform(new, nominal, scale=speed_of_sound)
+            aligned = new @ R.T * s + t
+            step = float(np.sqrt(np.mean(np.sum((aligned - positions) ** 2, axis=1))))
+            positions = aligned
+            cov = s * s * (R @ cov @ R.T)
+            if speed_of_sound:
+                c *= s
+            rec = {"level": li, "round": r, "pixel": level.grid.dx,
+                   "band": float(level.band[1]) if level.band else 0.0,
+                   "misfit": float(np.mean(mis)), "speed_of_sound": c, "step_rms": step}
+            history.append(rec)
+            logger.info("calibration level %d round %d: misfit %.4f, c %.2f m/s, step %.1f um",
+                        li, r, rec["misfit"], c, step * 1e6)
+            if callback is not None:
+                callback(rec, positions.copy())
+    std = np.sqrt(np.clip(np.stack([cov[:, 0, 0], cov[:, 1, 1]], axis=1), 0, None))
+    return Calibration(sensors=SensorArray(positions, sensors.normals), speed_of_sound=c,
+                       nominal_sensors=sensors,
+                       nominal_speed_of_sound=acquisition.speed_of_sound,
+                       position_std=std, prior_std=float(prior_std), history=history,
+                       time_s=time.perf_counter() - t_start)
+
+
+def _levels(y: np.ndarray, acq: Acquisition, grid: Grid, prior_std: float,
+            n_levels: int, half_across: int = 2) -> list[_Level]:
+    """The coarse-to-fine schedule: pixel, band, candidate grid and rounds per level."""
+    out = []
+    for li in range(n_levels):
+        factor = 2 ** (n_levels - 1 - li)
+        n = max(8, grid.n // factor)
+        g = Grid(n, grid.fov)
+        finest = li == n_levels - 1
+        f_cut = None if finest else acq.speed_of_sound / (3.0 * g.dx)
+        data, a, band = _decimate(y, acq, f_cut)
+        f_eff = f_cut if f_cut is not None else acq.fs / 2
+        # independent samples carrying signal: the participation ratio of the record's
+        # energy (median over sensors) times the band's share of the samples
+        e2 = data.astype(np.float64) ** 2
+        ratio = np.sum(e2, axis=1) ** 2 / np.maximum(np.sum(e2 * e2, axis=1), 1e-300)
+        t_eff = max(1.0, float(np.median(ratio)) * min(1.0, 2.0 * f_eff / a.fs) * TEFF_SCALE)
+        if li == 0:  # wide search: the whole prior box
+            step = min(g.dx / 2, prior_std / 2)
+            half = int(math.ceil(BOX_STD * prior_std / step))
+        else:
+            step = g.dx / 4
+            half = 4
+        out.append(_Level(g, a, data, band, step, half, half_across if finest else 0,
+                          rounds=4 if li == 0 else 3, t_eff=t_eff))
+    return out

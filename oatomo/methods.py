@@ -1,0 +1,110 @@
+"""The registry of reconstruction methods: one name, one function, what it needs.
+
+Every caller (:func:`oatomo.reconstruct`, ``oatomo reconstruct --method``, ``oatomo
+dataset``, the benchmarks, the README) takes the method names from :data:`METHODS`.
+Adding a method is one function with the signature of :attr:`MethodSpec.run` and one
+line in :data:`METHODS` (README, developer notes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+import numpy as np
+
+from .errors import InputError
+from .geometry import Acquisition, Grid, SensorArray
+
+__all__ = ["MethodSpec", "METHODS", "get_method", "linear_methods"]
+
+#: ``callback(what, done, total)``: progress of a long step (``total`` None if unknown).
+Callback = Callable[[str, int, "int | None"], Any]
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """A reconstruction method and what it needs.
+
+    Attributes
+    ----------
+    name
+        The name users type (``--method``).
+    run
+        ``run(sinogram, grid, sensors, acquisition, *, band, lam, iters, callback)``:
+        (..., N, T) signals in Pa -> (..., n, n) float32 images in Pa.
+    description
+        One line for ``--help`` and the README.
+    full_ring
+        Needs sensors on a (nearly) full circle around the origin.
+    iterative
+        Takes ``iters`` iterations and a regularisation weight ``lam``.
+    """
+
+    name: str
+    run: Callable[..., np.ndarray]
+    description: str
+    full_ring: bool = False
+    iterative: bool = False
+
+
+def _backproject(kind: str, sinogram: np.ndarray, grid: Grid, sensors: SensorArray,
+                 acquisition: Acquisition, *,
+                 band: tuple[float | None, float | None] | None = None,
+                 lam: float | None = None, iters: int = 50,
+                 callback: Callback | None = None) -> np.ndarray:
+    """:func:`oatomo.backproject` with ``method=kind`` (one pass; lam, iters unused)."""
+    from .recon import backproject
+
+    return backproject(sinogram, grid, sensors, acquisition, method=kind, band=band)
+
+
+def _model_based(kind: str, sinogram: np.ndarray, grid: Grid, sensors: SensorArray,
+                 acquisition: Acquisition, *,
+                 band: tuple[float | None, float | None] | None = None,
+                 lam: float | None = None, iters: int = 50,
+                 callback: Callback | None = None) -> np.ndarray:
+    """:func:`oatomo.reconstruct_model_based` with ``method=kind``, frame by frame."""
+    from .forward import bandpass, check_sinogram
+    from .model_based import reconstruct_model_based
+
+    y = bandpass(check_sinogram(sinogram, sensors, acquisition), acquisition.fs, band)
+    frames = y.reshape((-1,) + y.shape[-2:])
+    out = []
+    for i, f in enumerate(frames):
+        def step(k: int, _x: np.ndarray, i: int = i) -> None:
+            if callback is not None:
+                callback(f"mb-{kind}", i * iters + k, len(frames) * iters)
+
+        out.append(reconstruct_model_based(f, grid, sensors, acquisition, method=kind,
+                                           lam=lam, n_iter=iters, callback=step)[0])
+    return np.stack(out).reshape(y.shape[:-2] + grid.shape)
+
+
+#: Every reconstruction method, by name (the order of ``--help``).
+METHODS: dict[str, MethodSpec] = {s.name: s for s in (
+    MethodSpec("das", partial(_backproject, "das"), "delay-and-sum"),
+    MethodSpec("ubp", partial(_backproject, "ubp"), "universal backprojection"),
+    MethodSpec("fbp", partial(_backproject, "fbp"), "exact filtered backprojection",
+               full_ring=True),
+    MethodSpec("mb-tikhonov", partial(_model_based, "tikhonov"),
+               "model-based, Tikhonov (LSQR, x >= 0)", iterative=True),
+    MethodSpec("mb-tv", partial(_model_based, "tv"),
+               "model-based, total variation (FISTA, x >= 0)", iterative=True),
+)}
+
+
+def get_method(name: str) -> MethodSpec:
+    """The :class:`MethodSpec` of a name (InputError naming the choices otherwise)."""
+    spec = METHODS.get(name)
+    if spec is None:
+        raise InputError(f"unknown reconstruction method {name!r}; choose from "
+                         f"{', '.join(METHODS)}")
+    return spec
+
+
+def linear_methods() -> tuple[str, ...]:
+    """Methods that are one linear, non-iterative pass for any array (refiner inputs)."""
+    return tuple(n for n, s in METHODS.items() if not s.iterative and not s.full_ring)

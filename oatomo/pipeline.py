@@ -1,0 +1,328 @@
+"""The reconstruction pipeline every caller uses: scan in, named images out.
+
+:func:`reconstruct` runs the steps in order, each a plain function a user can also call:
+
+1. :func:`load` — a :class:`~oatomo.io.Scan` or a scan file;
+2. :func:`scan_geometry` — the sensors and acquisition to reconstruct with (the nominal
+   ones; the place where an estimated geometry will replace them);
+3. :func:`reconstruct_sinogram` — the linear or model-based method of
+   :data:`oatomo.methods.METHODS`, all frames;
+4. :func:`refine_images` — the learned refinement, when a model applies.
+
+The command line (``oatomo reconstruct``), ``oatomo dataset``, ``oatomo evaluate`` and the
+benchmarks call these functions; none keeps its own copy.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Literal
+
+import numpy as np
+
+from .errors import InputError
+from .geometry import Acquisition, Grid, SensorArray
+from .methods import Callback, get_method
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["Reconstruction", "reconstruct", "reconstruct_sinogram", "default_grid", "load",
+           "scan_geometry", "refine_images", "UNITS_PA", "UNITS_REFINED"]
+
+#: Units of linear and model-based images (and of the truth).
+UNITS_PA = "Pa"
+#: Units of refined images and their uncertainty (the model's normalisation).
+UNITS_REFINED = "fraction of max p0"
+
+
+@dataclass(frozen=True, eq=False)
+class Reconstruction:
+    """Named images on one grid, with their units and where they came from.
+
+    Attributes
+    ----------
+    images
+        Name -> float32 (..., n, n): the method's name (e.g. ``"ubp"``), and when refined
+        ``"refined"`` and ``"uncertainty"`` (plus ``"linear"``, the model's own input, when
+        the model works on another grid or method); ``"truth"`` for simulated scans.
+    grid
+        The grid of every image.
+    units
+        Name -> units (``"Pa"`` or ``"fraction of max p0"``).
+    provenance
+        ``method``, ``source``, ``format``, ``n_sensors``, ``speed_of_sound``, ``n_frames``,
+        ``timings`` (s per step) and ``refinement`` (``applied``, ``reason``, ``model``,
+        ``compatible`` when checked, and the model's input, grid and decoder when applied).
+    """
+
+    images: Mapping[str, np.ndarray]
+    grid: Grid
+    units: Mapping[str, str]
+    provenance: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "images", MappingProxyType(dict(self.images)))
+        object.__setattr__(self, "units", MappingProxyType(dict(self.units)))
+        object.__setattr__(self, "provenance", MappingProxyType(dict(self.provenance)))
+
+    @property
+    def refined(self) -> bool:
+        """Whether the learned refinement ran."""
+        return "refined" in self.images
+
+    @property
+    def image(self) -> np.ndarray:
+        """The final image: the refined one when refined, else the method's."""
+        return self.images["refined" if self.refined else self.provenance["method"]]
+
+    @property
+    def linear(self) -> np.ndarray:
+        """The linear/model-based image shown beside the refinement."""
+        key = "linear" if "linear" in self.images else self.provenance["method"]
+        return self.images[key]
+
+    def attrs(self) -> dict[str, Any]:
+        """Provenance and units as file attributes (for :func:`oatomo.io.save_images`)."""
+        return {**self.provenance, "units": dict(self.units)}
+
+
+def load(scan: Any) -> tuple[Any, str]:
+    """Step 1: a :class:`~oatomo.io.Scan` as given, or the scan file at a path."""
+    if isinstance(scan, (str, os.PathLike)):
+        from .io import load_scan
+
+        return load_scan(scan), str(scan)
+    if not hasattr(scan, "sinogram"):
+        raise InputError(f"expected a Scan or a scan file path, got {type(scan).__name__}")
+    return scan, "<Scan>"
+
+
+def scan_geometry(scan: Any) -> tuple[SensorArray, Acquisition]:
+    """Step 2: the sensors and acquisition to reconstruct with (the scan's nominal ones)."""
+    return scan.sensors, scan.acquisition
+
+
+def default_grid(scan: Any, n: int | None = None, fov: float | None = None) -> Grid:
+    """The image grid: the scan's truth grid, else ``n`` (256) pixels over ``fov``
+    (1.3 x the median array radius, at most 2 x)."""
+    truth = getattr(scan, "grid", None)
+    if n is None and fov is None and truth is not None:
+        return truth
+    radius = float(np.median(np.hypot(*scan.sensors.positions.T)))
+    if fov is None:
+        fov = truth.fov if truth is not None else min(1.3 * radius, 2 * radius)
+    if n is None:
+        n = truth.n if truth is not None else 256
+    return Grid(n, fov)
+
+
+def reconstruct_sinogram(sinogram: np.ndarray, grid: Grid, sensors: SensorArray,
+                         acquisition: Acquisition, method: str = "ubp", *,
+                         band: tuple[float | None, float | None] | None = None,
+                         lam: float | None = None, iters: int = 50,
+                         callback: Callback | None = None) -> np.ndarray:
+    """Step 3: every frame of a sinogram with one registered method.
+
+    Parameters
+    ----------
+    sinogram
+        (..., N, T) signals in Pa.
+    grid, sensors, acquisition
+        Output grid, sensor positions and sampling.
+    method
+        A name of :data:`oatomo.methods.METHODS`.
+    band
+        Optional ``(f_low, f_high)`` band-pass (Hz) applied first.
+    lam, iters
+        Regularisation weight (None: from the data) and iterations of iterative methods.
+    callback
+        ``callback(what, done, total)`` as the work progresses.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 (..., n, n) in Pa.
+    """
+    spec = get_method(method)
+    return spec.run(sinogram, grid, sensors, acquisition, band=band, lam=lam, iters=iters,
+                    callback=callback)
+
+
+def _model_meta(path: Path) -> dict[str, Any]:
+    """The refiner metadata of a checkpoint, from its JSON sidecar when there is one
+    (no PyTorch import), else from the checkpoint itself."""
+    import json
+
+    from .refine import REFINER_KEY
+
+    sidecar = path.with_suffix(".json")
+    if sidecar.is_file():
+        try:
+            meta = (json.loads(sidecar.read_text()).get("train") or {}).get(REFINER_KEY)
+        except (ValueError, OSError):
+            meta = None
+        if meta:
+            return dict(meta)
+    from .refine import load_refiner
+
+    ref = load_refiner(path)
+    return {"setups": ref.setups, "grid": ref.grid.to_dict(), "method": ref.method}
+
+
+def refine_images(image: np.ndarray, method: str, grid: Grid, sinogram: np.ndarray,
+                  sensors: SensorArray, acquisition: Acquisition, *,
+                  model: str | os.PathLike | None = None,
+                  refine: bool | Literal["auto"] = "auto", setup: str | None = None,
+                  samples: int = 16) -> tuple[dict[str, np.ndarray], Grid | None,
+                                              dict[str, Any]]:
+    """Step 4: the learned refinement of a linear image, when a model applies.
+
+    Returns the new images (``refined``, ``uncertainty`` and, when the model needs its
+    own input, ``linear``), the model's grid (None when it did not refine) and a record
+    (``applied``, ``reason``, ``model``, ...). With ``refine=True`` a model that is missing
+    or does not fit the scan is an :class:`InputError`; with ``"auto"`` the record says why
+    it skipped.
+    """
+    from .refine import check_compatible
+    from .resources import default_model_path
+
+    path = Path(model) if model is not None else default_model_path()
+    record: dict[str, Any] = {"applied": False, "model": str(path)}
+    if refine is False:
+        record["reason"] = "refinement not requested"
+        return {}, None, record
+    if not path.is_file():
+        if refine is True or model is not None:
+            raise InputError("refinement model not found", path)
+        record["reason"] = "no refinement model installed"
+        return {}, None, record
+    meta = _model_meta(path)
+    ok, why = check_compatible(meta["setups"], sensors, acquisition)
+    record["compatible"] = ok
+    if not ok:
+        if refine is True:
+            raise InputError(f"cannot refine this scan: {why}", path)
+        record["reason"] = why
+        return {}, None, record
+    from .refine import load_refiner
+
+    refiner = load_refiner(path)
+    out: dict[str, np.ndarray] = {}
+    if method == refiner.method and grid == refiner.grid:
+        linear = image
+    else:  # the model needs its own linear input on its own grid
+        linear = reconstruct_sinogram(sinogram, refiner.grid, sensors, acquisition,
+                                      refiner.method)
+        out["linear"] = linear
+    refined, std = refiner.refine(linear, env=setup, n_samples=samples)
+    out["refined"] = refined
+    if std is not None:
+        out["uncertainty"] = std
+    record.update(applied=True, reason=why, input=refiner.method,
+                  grid=refiner.grid.to_dict(), samples=samples,
+                  decoder=f"variant decoder of {setup}" if setup else "invariant decoder")
+    return out, refiner.grid, record
+
+
+def reconstruct(scan: Any, method: str = "ubp", grid: Grid | None = None, *,
+                n: int | None = None, fov: float | None = None,
+                frames: int | Sequence[int] | None = None,
+                refine: bool | Literal["auto"] = "auto",
+                model: str | os.PathLike | None = None, setup: str | None = None,
+                samples: int = 16, lam: float | None = None, iters: int = 50,
+                callback: Callback | None = None) -> Reconstruction:
+    """Reconstruct a scan: load, linear or model-based image, learned refinement.
+
+    Parameters
+    ----------
+    scan
+        A :class:`oatomo.io.Scan` or the path of a scan file (oatomo, IPASC, PATATO).
+    method
+        A name of :data:`oatomo.methods.METHODS` (``das``, ``ubp``, ``fbp``, ``mb-tv``, ...).
+    grid
+        The image grid; None: :func:`default_grid` with ``n`` and ``fov``.
+    n, fov
+        Pixels per side and field of view (m) of the default grid.
+    frames
+        Index or indices of the frames to reconstruct (leading axes flattened); None: all.
+    refine
+        ``"auto"``: refine when the shipped model (or ``model``) fits the scan's geometry,
+        and record why not otherwise; ``True``: refine or raise :class:`InputError`;
+        ``False``: never.
+    model
+        A refinement checkpoint (default: the model shipped with oatomo).
+    setup
+        The scan's known training setup: refine with that setup's variant decoder.
+    samples
+        Posterior samples for the uncertainty map.
+    lam, iters
+        Regularisation weight and iterations of model-based methods.
+    callback
+        ``callback(what, done, total)`` after each step (``"load"``, ``method``,
+        ``"refine"``) and during iterative methods.
+
+    Returns
+    -------
+    Reconstruction
+        Images in Pa (method, truth) and in fractions of the maximum p0 (refined,
+        uncertainty) on one grid, with provenance.
+
+    Examples
+    --------
+    >>> rec = oatomo.reconstruct("scan.h5", "ubp")            # doctest: +SKIP
+    >>> rec.image.shape, rec.units["refined"], rec.provenance["refinement"]["reason"]
+    """
+    if refine not in (True, False, "auto"):
+        raise InputError(f"refine must be True, False or 'auto', got {refine!r}")
+    spec = get_method(method)
+    timings: dict[str, float] = {}
+
+    def done(step: str, t: float) -> None:
+        timings[step] = time.perf_counter() - t
+        if callback is not None:
+            callback(step, 1, 1)
+
+    t = time.perf_counter()
+    data, source = load(scan)
+    sensors, acquisition = scan_geometry(data)
+    done("load", t)
+    if grid is None:
+        grid = default_grid(data, n, fov)
+    sino = data.sinogram
+    if frames is not None:
+        sino = sino.reshape((-1,) + sino.shape[-2:])[np.asarray(frames)]
+    t = time.perf_counter()
+    image = reconstruct_sinogram(sino, grid, sensors, acquisition, spec.name, lam=lam,
+                                 iters=iters, callback=callback)
+    done(spec.name, t)
+    images: dict[str, np.ndarray] = {spec.name: image}
+    t = time.perf_counter()
+    extra, model_grid, record = refine_images(image, spec.name, grid, sino, sensors,
+                                              acquisition, model=model, refine=refine,
+                                              setup=setup, samples=samples)
+    if record["applied"]:
+        done("refine", t)
+        if model_grid != grid:
+            images = {}
+            grid = model_grid
+        images.update(extra)
+    units = {k: UNITS_REFINED if k in ("refined", "uncertainty") else UNITS_PA
+             for k in images}
+    truth = getattr(data, "p0", None)
+    if truth is not None and data.grid == grid:
+        images["truth"] = truth
+        units["truth"] = UNITS_PA
+    logger.info("reconstructed %s with %s on %dx%d (%s)", source, spec.name, grid.n, grid.n,
+                "refined" if record["applied"] else record["reason"])
+    return Reconstruction(images, grid, units, {
+        "method": spec.name, "source": source,
+        "format": getattr(data, "source_format", "oatomo"), "n_sensors": sensors.n_sensors,
+        "speed_of_sound": acquisition.speed_of_sound,
+        "n_frames": int(np.prod(sino.shape[:-2], dtype=int)),
+        "timings": timings, "refinement": record})

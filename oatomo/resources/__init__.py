@@ -1,0 +1,32 @@
+"""Files shipped inside the package: bundled setups, trained models, the MNIST subset.
+
+Found with :func:`importlib.resources.files`, so an installed wheel behaves like the
+repository.
+"""
+
+from __future__ import annotations
+
+from importlib.resources import files
+from pathlib import Path
+
+__all__ = ["resource_path", "default_model_path", "SETUPS", "MODELS"]
+
+#: Sub-directories of the package's resources.
+SETUPS = "setups"
+MODELS = "models"
+
+
+def resource_path(*parts: str) -> Path:
+    """Filesystem path of a bundled resource (it need not exist).
+
+    oatomo is installed as a directory (never zipped), so the resource is a real file.
+    """
+    node = files(__name__)
+    for part in parts:
+        node = node.joinpath(part)
+    return Path(str(node))
+
+
+def default_model_path() -> Path:
+    """The refinement model shipped with oatomo (trained by ``make model``)."""
+    return resource_path(MODELS, "refiner.pt")

@@ -1,0 +1,300 @@
+"""The reconstruction pipeline, the registries, bundled resources and the import graph."""
+
+import ast
+import dataclasses
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import oatomo
+from oatomo import Acquisition, Grid, InputError, ring_array
+from oatomo.cli import build_parser, main
+from oatomo.io import Scan, load_images, save_scan
+from oatomo.methods import METHODS, MethodSpec
+from oatomo.pipeline import UNITS_PA, UNITS_REFINED, Reconstruction, reconstruct
+
+ROOT = Path(__file__).parents[1]
+PACKAGE = ROOT / "oatomo"
+
+
+@pytest.fixture(scope="module")
+def ring32_scan():
+    """A simulated scan of the model's training geometry (32-sensor ring, r = 22.5 mm)."""
+    setup = oatomo.load_setup("ring32_r22")
+    p0 = oatomo.phantoms.disks(setup.grid, 3)
+    sino = oatomo.simulate(p0, setup.grid, setup.array, setup.acquisition, seed=1)
+    return Scan(sinogram=sino, sensors=setup.array, acquisition=setup.acquisition, p0=p0,
+                grid=setup.grid)
+
+
+@pytest.fixture(scope="module")
+def ring16_scan():
+    """A scan no shipped model fits (16 sensors)."""
+    grid, ring, acq = Grid(32, 0.008), ring_array(16, 0.006), Acquisition(20e6, 256)
+    p0 = oatomo.phantoms.disk(grid, 0.001)
+    return Scan(sinogram=oatomo.simulate(p0, grid, ring, acq), sensors=ring,
+                acquisition=acq, p0=p0, grid=grid)
+
+
+def test_linear_result_has_units_grid_and_provenance(ring32_scan):
+    rec = reconstruct(ring32_scan, "ubp", refine=False)
+    assert isinstance(rec, Reconstruction)
+    assert set(rec.images) == {"ubp", "truth"} and rec.grid == ring32_scan.grid
+    assert dict(rec.units) == {"ubp": UNITS_PA, "truth": UNITS_PA}
+    assert rec.image is rec.images["ubp"] and rec.image.dtype == np.float32
+    np.testing.assert_array_equal(rec.image, oatomo.backproject(
+        ring32_scan.sinogram, rec.grid, ring32_scan.sensors, ring32_scan.acquisition, "ubp"))
+    prov = rec.provenance
+    assert prov["method"] == "ubp" and prov["speed_of_sound"] == 1500.0
+    assert prov["n_frames"] == 1 and prov["n_sensors"] == 32
+    assert set(prov["timings"]) == {"load", "ubp"}
+    assert prov["refinement"] == {"applied": False, "model": prov["refinement"]["model"],
+                                  "reason": "refinement not requested"}
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        rec.grid = Grid(8, 0.001)
+    with pytest.raises(TypeError):
+        rec.images["x"] = rec.image
+
+
+def test_auto_refines_with_the_shipped_model(ring32_scan):
+    rec = reconstruct(ring32_scan, "ubp")  # refine="auto"
+    assert {"ubp", "refined", "uncertainty", "truth"} == set(rec.images)
+    assert rec.refined and rec.image is rec.images["refined"]
+    assert rec.units["refined"] == rec.units["uncertainty"] == UNITS_REFINED
+    assert rec.units["ubp"] == UNITS_PA
+    how = rec.provenance["refinement"]
+    assert how["applied"] and how["compatible"] and how["decoder"] == "invariant decoder"
+    assert Path(how["model"]).name == "refiner.pt" and "refine" in rec.provenance["timings"]
+    assert rec.images["refined"].shape == rec.images["uncertainty"].shape == (128, 128)
+
+
+def test_refine_on_a_scan_the_model_cannot_refine(ring16_scan):
+    rec = reconstruct(ring16_scan, "das")  # auto: skipped, and says why
+    assert not rec.refined and set(rec.images) == {"das", "truth"}
+    how = rec.provenance["refinement"]
+    assert how["compatible"] is False and "trained for 32 sensors" in how["reason"]
+    with pytest.raises(InputError, match="cannot refine this scan: the model was trained"):
+        reconstruct(ring16_scan, "das", refine=True)
+    with pytest.raises(InputError, match="refine must be"):
+        reconstruct(ring16_scan, refine="yes")
+    with pytest.raises(InputError, match="unknown reconstruction method 'nope'"):
+        reconstruct(ring16_scan, "nope")
+
+
+def test_cli_refine_on_incompatible_scan_exits_2_with_one_line(ring16_scan, tmp_path,
+                                                                capsys):
+    scan = tmp_path / "scan16.h5"
+    save_scan(scan, ring16_scan)
+    assert main(["reconstruct", str(scan), "--refine", "--png", "none"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert err.startswith("oatomo reconstruct: error: ") and "refiner.pt" in err
+    assert "trained for 32 sensors" in err and not (tmp_path / "scan16_recon.h5").exists()
+    # the default (auto) reconstructs, says why it skipped, and records it in the file
+    assert main(["reconstruct", str(scan), "--png", "none", "-q"]) == 0
+    assert "skipping refinement: the model was trained for 32 sensors" in \
+        capsys.readouterr().out
+    images, _ = load_images(tmp_path / "scan16_recon.h5")
+    assert set(images) == {"ubp", "truth"}
+
+
+def test_frames_and_callback(ring16_scan):
+    calls = []
+    stack = Scan(sinogram=np.stack([ring16_scan.sinogram, 2 * ring16_scan.sinogram]),
+                 sensors=ring16_scan.sensors, acquisition=ring16_scan.acquisition)
+    rec = reconstruct(stack, "mb-tv", Grid(32, 0.008), iters=3, refine=False,
+                      callback=lambda *a: calls.append(a))
+    assert rec.image.shape == (2, 32, 32) and rec.provenance["n_frames"] == 2
+    assert ("load", 1, 1) in calls and ("mb-tv", 1, 1) in calls
+    assert [c for c in calls if c[0] == "mb-tv" and c[2] == 6][-1][1] > 3  # second frame
+    one = reconstruct(stack, "das", Grid(32, 0.008), frames=1, refine=False)
+    np.testing.assert_allclose(one.image, reconstruct(stack, "das", Grid(32, 0.008),
+                                                      refine=False).image[1])
+
+
+def test_registry_drives_cli_choices_and_readme(monkeypatch):
+    def choices(command, option):
+        sub = next(a for a in build_parser()._actions if a.dest == "command")
+        return tuple(next(a for a in sub.choices[command]._actions
+                          if option in a.option_strings).choices)
+
+    from oatomo.learn.registry import MODEL_KINDS
+
+    assert choices("reconstruct", "--method") == tuple(METHODS)
+    assert choices("train", "--model") == tuple(MODEL_KINDS)
+    spec = MethodSpec("double-das", lambda y, g, s, a, **kw: 2 * oatomo.backproject(y, g, s, a),
+                      "twice delay-and-sum")
+    monkeypatch.setitem(METHODS, "double-das", spec)
+    assert "double-das" in choices("reconstruct", "--method")
+    readme = (ROOT / "README.md").read_text()
+    table = readme.split("<!-- methods -->")[1].split("<!-- /methods -->")[0]
+    names = re.findall(r"^\| `([^`]+)` \| (.+?) \|$", table, re.M)
+    assert [n for n, _ in names] == [n for n in METHODS if n != "double-das"]
+    for name, what in names:
+        assert what.startswith(METHODS[name].description)
+
+
+def test_new_method_is_one_registry_line(ring16_scan, monkeypatch):
+    spec = MethodSpec("double-das", lambda y, g, s, a, **kw: 2 * oatomo.backproject(y, g, s, a),
+                      "twice delay-and-sum")
+    monkeypatch.setitem(METHODS, "double-das", spec)
+    a = reconstruct(ring16_scan, "double-das", refine=False)
+    b = reconstruct(ring16_scan, "das", refine=False)
+    np.testing.assert_allclose(a.image, 2 * b.image, rtol=1e-6)
+
+
+def test_resources_are_found_from_another_directory(tmp_path):
+    code = (
+        "import oatomo, pathlib\n"
+        "from oatomo.resources import default_model_path\n"
+        "from oatomo.cmnist import bundled_mnist_path\n"
+        "from oatomo.setups import bundled_setups, load_setup\n"
+        "pkg = pathlib.Path(oatomo.__file__).parent\n"
+        "assert load_setup('ring32_radial').array.n_sensors == 32\n"
+        "assert len(bundled_setups()) >= 10 and 'exp_train' not in bundled_setups()\n"
+        "for p in (default_model_path(), bundled_mnist_path()):\n"
+        "    assert p.is_file() and pkg in p.parents, p\n"
+        "print('ok')\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env,
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"
+
+
+def test_setups_command_lists_name_and_description(capsys):
+    assert main(["setups"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^ring32_radial +32-sensor ring with per-sensor radial errors", out, re.M)
+    assert "ring256_r40" in out and "exp_train" not in out
+
+
+def test_quiet_and_verbose_before_or_after_the_command(ring16_scan, tmp_path):
+    scan = tmp_path / "s.h5"
+    save_scan(scan, ring16_scan)
+    for argv in (["-q", "info", str(scan)], ["info", str(scan), "-q"],
+                 ["info", str(scan), "-v"], ["-v", "info", str(scan), "--quiet"]):
+        assert main(argv) == 0
+    args = build_parser().parse_args(["reconstruct", "x.h5", "-q", "-v"])
+    assert args.quiet and args.verbose
+    args = build_parser().parse_args(["-v", "reconstruct", "x.h5"])
+    assert args.verbose and not args.quiet
+
+
+def _imports(path: Path, module: str) -> set[str]:
+    """oatomo modules a module imports (also inside functions; not under TYPE_CHECKING)."""
+    tree = ast.parse(path.read_text())
+    skip = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If)
+            and "TYPE_CHECKING" in ast.unparse(node.test) for n in ast.walk(node)}
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(tree):
+        if id(node) in skip:
+            continue
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.startswith("oatomo")}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")
+                parts = parts[:len(parts) - node.level + 1]
+                base = ".".join(parts + ([base] if base else []))
+            if not base.startswith("oatomo"):
+                continue
+            for a in node.names:  # "from . import metrics" imports a module
+                sub = f"{base}.{a.name}"
+                found.add(sub if _module_path(sub) else base)
+    return {m for m in found if _module_path(m)} - {module}
+
+
+def _module_path(name: str) -> Path | None:
+    p = ROOT.joinpath(*name.split("."))
+    for cand in (p.with_suffix(".py"), p / "__init__.py"):
+        if cand.is_file():
+            return cand
+    return None
+
+
+def test_no_import_cycles():
+    modules = {}
+    for path in PACKAGE.rglob("*.py"):
+        rel = path.relative_to(ROOT).with_suffix("")
+        name = ".".join(rel.parts[:-1] if rel.name == "__init__" else rel.parts)
+        modules[name] = path
+    graph = {m: _imports(p, m) for m, p in modules.items()}
+    assert "oatomo.exact" in graph["oatomo.recon"]  # the graph sees imports (fbp)
+    assert "oatomo.learn.checkpoint" in graph["oatomo.learn.base"]  # also inside functions
+    cycles = []
+    state: dict[str, int] = {}
+
+    def visit(m: str, stack: list[str]) -> None:
+        state[m] = 1
+        for n in sorted(graph.get(m, ())):
+            if state.get(n) == 1:
+                cycles.append(stack[stack.index(n):] + [n])
+            elif n not in state:
+                visit(n, stack + [n])
+        state[m] = 2
+
+    for m in sorted(graph):
+        if m not in state:
+            visit(m, [m])
+    assert cycles == [], cycles
+
+
+def test_library_modules_do_not_draw_bars_or_print():
+    for path in PACKAGE.rglob("*.py"):
+        if "cli" in path.parts:
+            continue
+        text = path.read_text()
+        assert "tqdm" not in text, path
+        assert "pyplot" not in text or path.name == "figures.py", path
+        assert not re.search(r"^\s*print\(", text, re.M), path
+
+
+def test_posterior_samples_is_public_and_seeded():
+    import torch
+
+    from oatomo.learn import MultiDecoderIVAE, VAEConfig
+
+    model = MultiDecoderIVAE(VAEConfig(in_shape=(1, 8, 8), latent_dim=2, channels=(4,),
+                                       hidden=8, n_envs=2), seed=0).eval()
+    x = torch.rand(3, 1, 8, 8)
+    a = model.posterior_samples(x, 5, generator=torch.Generator().manual_seed(1))
+    b = model.posterior_samples(x, 5, generator=torch.Generator().manual_seed(1))
+    assert a.shape == (5, 3, 1, 8, 8) and torch.equal(a, b)
+    v = model.posterior_samples(x, 5, env=1, generator=torch.Generator().manual_seed(1))
+    assert not torch.allclose(a, v)
+
+
+def test_no_pytorch_unless_refining(ring16_scan, tmp_path):
+    scan = tmp_path / "s16.h5"
+    save_scan(scan, ring16_scan)
+    code = ("import sys\n"
+            "from oatomo.cli import main\n"
+            f"assert main(['reconstruct', {str(scan)!r}, '--png', 'none']) == 0\n"
+            f"assert main(['reconstruct', {str(scan)!r}, '--png', 'none', '--force',"
+            " '--method', 'das', '--no-refine']) == 0\n"
+            "assert 'torch' not in sys.modules, 'PyTorch was imported'\n"
+            "import oatomo.learn\n"
+            "assert 'torch' not in sys.modules\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                         text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert out.returncode == 0, out.stderr
+
+
+def test_dataset_generation_reports_progress(tmp_path):
+    from oatomo.dataset import generate_dataset, load_experiment
+
+    exp_file = tmp_path / "exp.toml"
+    exp_file.write_text('name = "tiny"\nmethod = "das"\nchunk = 2\n'
+                        '[[environments]]\nsetup = "ring32_ideal"\ncount = 3\n')
+    calls = []
+    out = generate_dataset(load_experiment(exp_file), tmp_path / "d.h5",
+                           callback=lambda *a: calls.append(a))
+    assert out is not None and calls == [("dataset", k, 3) for k in (1, 2, 3)]
