@@ -316,14 +316,11 @@ def _write(out: Path, result: dict[str, Any], examples: dict[str, dict[str, np.n
         tmp.write_text(json.dumps(result, indent=1))
     with atomic_path(out / "evaluation.md") as tmp:
         tmp.write_text(to_markdown(result))
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     cols = max((len(v) for v in examples.values()), default=1) + 1
-    fig, axes = plt.subplots(len(examples) or 1, cols, figsize=(2.2 * cols, 2.3 * max(
-        len(examples), 1)), squeeze=False)
+    fig = Figure(figsize=(2.2 * cols, 2.3 * max(len(examples), 1)))
+    axes = fig.subplots(len(examples) or 1, cols, squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
     for r, (g, ims) in enumerate(examples.items()):
@@ -345,4 +342,3 @@ def _write(out: Path, result: dict[str, Any], examples: dict[str, dict[str, np.n
     fig.tight_layout()
     with atomic_path(out / "evaluation.png") as tmp:
         fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)

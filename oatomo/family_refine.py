@@ -31,7 +31,7 @@ import numpy as np
 
 from .errors import InputError
 from .geometry import Acquisition, Grid, SensorArray
-from .scanners import CANONICAL_PITCH, FAMILY, ScannerFamily
+from .scanners import CANONICAL_PITCH, FAMILY, FAMILY_KEY, ScannerFamily
 
 logger = logging.getLogger(__name__)
 
@@ -268,7 +268,6 @@ def load_family_refiner(path: str | os.PathLike, *, device: str = "cpu") -> Fami
     """Load a refiner written by :func:`oatomo.learn.family.train_family_refiner`."""
     from .learn import conv  # noqa: F401 - registers the fully convolutional classes
     from .learn.checkpoint import load_checkpoint, load_model
-    from .learn.family import FAMILY_KEY
 
     ckpt = load_checkpoint(path, map_location="cpu")
     meta = (ckpt.get("train") or {}).get(FAMILY_KEY)

@@ -234,7 +234,7 @@ def texture(grid: Grid, seed: int | None = 0, images: tuple[str, ...] = TRAIN_TE
             ) -> np.ndarray:
     """A textured natural image: a random crop of a scikit-image bundled image, max 1.
 
-    The crop (a quarter to the whole of the shorter side) is rotated by a multiple of 90
+    The crop (a quarter to the whole of the shorter side, not flat) is rotated by a multiple of 90
     degrees, possibly flipped, resampled to the grid, optionally inverted, and half the
     time windowed by a soft disk so the absorber does not fill the field of view.
     """
@@ -243,17 +243,20 @@ def texture(grid: Grid, seed: int | None = 0, images: tuple[str, ...] = TRAIN_TE
     rng = np.random.default_rng(seed)
     src = _skimage_gray(images[int(rng.integers(len(images)))])
     side = min(src.shape)
-    size = int(rng.integers(side // 4, side + 1))
-    i0 = int(rng.integers(0, src.shape[0] - size + 1))
-    j0 = int(rng.integers(0, src.shape[1] - size + 1))
-    crop = np.rot90(src[i0:i0 + size, j0:j0 + size], int(rng.integers(4)))
+    for _ in range(20):  # avoid flat crops (a uniform patch of sky or background)
+        size = int(rng.integers(side // 4, side + 1))
+        i0 = int(rng.integers(0, src.shape[0] - size + 1))
+        j0 = int(rng.integers(0, src.shape[1] - size + 1))
+        crop = np.rot90(src[i0:i0 + size, j0:j0 + size], int(rng.integers(4)))
+        if crop.std() > 0.02:
+            break
     if rng.random() < 0.5:
         crop = crop[:, ::-1]
     img = resize(crop, grid.shape, anti_aliasing=True, order=1)
     if rng.random() < 0.3:
         img = 1.0 - img
-    img = img - np.percentile(img, rng.uniform(0, 30))
-    img = np.clip(img, 0, None)
+    lifted = np.clip(img - np.percentile(img, rng.uniform(0, 30)), 0, None)
+    img = lifted if lifted.max() > 1e-3 * max(float(img.max()), 1e-12) else img
     if rng.random() < 0.5:
         X, Y = grid.coordinates()
         r = rng.uniform(0.25, 0.5) * grid.fov

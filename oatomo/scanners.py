@@ -27,13 +27,15 @@ import numpy as np
 
 from .geometry import Acquisition, Grid, SensorArray, ring_array
 
-__all__ = ["CANONICAL_PITCH", "ScannerFamily", "GeometryKind", "PerturbationKind",
+__all__ = ["CANONICAL_PITCH", "FAMILY_KEY", "ScannerFamily", "GeometryKind", "PerturbationKind",
            "Environment", "ScanDraw", "draw_scan", "FAMILY", "GEOMETRIES", "PERTURBATIONS",
            "TRAIN_ENVIRONMENTS", "HELDOUT_PERTURBATIONS", "EVAL_GEOMETRIES", "environment",
            "array_shape"]
 
 #: Pixel pitch of the refiner's training images (m).
 CANONICAL_PITCH = 1e-4
+#: Key of a family refiner's metadata inside a checkpoint's ``train`` record.
+FAMILY_KEY = "oatomo_family_refiner"
 
 
 @dataclass(frozen=True)

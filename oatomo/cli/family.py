@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from ..errors import InputError
+from ._progress import bars
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -63,26 +64,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     x.set_defaults(func=run_export)
 
 
-def _bar(total: int, desc: str):  # noqa: ANN202 - a tqdm bar
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, unit="scan", dynamic_ncols=True)
-
-
 def run_data(args: argparse.Namespace) -> int:
     from ..family_dataset import generate_family_data
     from ..scanners import TRAIN_ENVIRONMENTS
 
     names = [e.name for e in TRAIN_ENVIRONMENTS]
-    bar = _bar(len(names) * args.count, "family data")
-
-    def cb(done: int, total: int) -> None:
-        bar.update(done - bar.n)
-
-    with bar:
+    with bars(args) as progress:
         out = generate_family_data(args.output, names, count=args.count, seed=args.seed,
                                    size=args.size, chunk=64, inputs=("ubp", "das"),
-                                   callback=cb)
+                                   callback=lambda done, total: progress("scans", done, total))
     print(f"wrote {out} ({len(names)} environments x {args.count} scans)")
     return 0
 
@@ -101,11 +91,12 @@ def run_train(args: argparse.Namespace) -> int:
                          f"{args.inputs!r}")
     channels = tuple(LINEAR_INPUTS.index(w) for w in wanted)
     t = time.perf_counter()
-    _, res = train_family_refiner(args.data, args.model, out, epochs=args.epochs,
-                                  batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                                  channels=channels, resume=args.resume,
-                                  snapshot_every=args.snapshot_every,
-                                  log=out.with_suffix(".curve.jsonl"), progress=True)
+    with bars(args) as progress:
+        _, res = train_family_refiner(
+            args.data, args.model, out, epochs=args.epochs, batch_size=args.batch_size,
+            lr=args.lr, seed=args.seed, channels=channels, resume=args.resume,
+            snapshot_every=args.snapshot_every, log=out.with_suffix(".curve.jsonl"),
+            callback=lambda step, terms: progress(f"train {args.model}", step, None))
     print(f"trained {args.model} for {res.step} steps in {time.perf_counter() - t:.0f} s; "
           f"wrote {out} and the learning curve {out.with_suffix('.curve.jsonl')}")
     return 0

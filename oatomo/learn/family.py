@@ -28,12 +28,11 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
+from ..scanners import FAMILY_KEY
 
 __all__ = ["FAMILY_KEY", "KINDS", "build_family_model", "train_family_refiner", "export_refiner",
            "family_metadata"]
 
-#: Key of the refiner metadata inside a checkpoint's ``train`` record.
-FAMILY_KEY = "oatomo_family_refiner"
 #: Model kinds of :func:`build_family_model`.
 KINDS = ("multi-decoder", "beta-vae", "unet")
 
@@ -62,7 +61,7 @@ def train_family_refiner(data: str | os.PathLike, kind: str, out: str | os.PathL
                          seed: int = 0, channels: tuple[int, ...] = (0, 1),
                          limit: int | None = None, resume: bool = False,
                          snapshot_every: int = 0, log: str | os.PathLike | None = None,
-                         progress: bool = False, model_args: dict[str, Any] | None = None,
+                         model_args: dict[str, Any] | None = None,
                          callback: Callable[[int, dict[str, float]], None] | None = None
                          ) -> tuple[Any, Any]:
     """Train a family refiner of ``kind`` on a family dataset; checkpoint to ``out``.
@@ -90,6 +89,8 @@ def train_family_refiner(data: str | os.PathLike, kind: str, out: str | os.PathL
         JSON-lines learning curve: one line per step with the loss terms and wall time.
     model_args
         Keyword arguments of :func:`build_family_model`.
+    callback
+        Called after every step as ``callback(step, terms)`` (progress, early stop).
     """
     from ..family_dataset import load_family_data
     from .fit import attach_metadata
@@ -123,8 +124,7 @@ def train_family_refiner(data: str | os.PathLike, kind: str, out: str | os.PathL
 
     try:
         result = train(model, envs, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
-                       device="cpu", checkpoint=out, resume=resume, progress=progress,
-                       desc=f"train {kind}", callback=cb,
+                       device="cpu", checkpoint=out, resume=resume, callback=cb,
                        checkpoint_every=snapshot_every or None)
     finally:
         if logf is not None:
