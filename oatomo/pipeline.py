@@ -212,17 +212,23 @@ def refine_images(image: np.ndarray, method: str, grid: Grid, sinogram: np.ndarr
         record["reason"] = "no refinement model installed"
         return {}, None, record
     meta = _model_meta(path)
-    if "family_refiner" in meta:
-        return _refine_family(path, meta["family_refiner"], grid, sinogram, sensors,
-                              acquisition, refine=refine, setup=setup, samples=samples,
-                              record=record)
-    ok, why = check_compatible(meta["setups"], sensors, acquisition)
+    family = meta.get("family_refiner")
+    if family is not None:
+        from .scanners import ScannerFamily
+
+        ok, why = ScannerFamily.from_dict(family["family"]).compatible(sensors, acquisition,
+                                                                       grid)
+    else:
+        ok, why = check_compatible(meta["setups"], sensors, acquisition)
     record["compatible"] = ok
     if not ok:
         if refine is True:
             raise InputError(f"cannot refine this scan: {why}", path)
         record["reason"] = why
         return {}, None, record
+    if family is not None:
+        return _refine_family(path, grid, sinogram, sensors, acquisition, setup=setup,
+                              samples=samples, record={**record, "reason": why})
     from .refine import load_refiner
 
     refiner = load_refiner(path)
@@ -243,22 +249,12 @@ def refine_images(image: np.ndarray, method: str, grid: Grid, sinogram: np.ndarr
     return out, refiner.grid, record
 
 
-def _refine_family(path: Path, meta: dict[str, Any], grid: Grid, sinogram: np.ndarray,
-                   sensors: SensorArray, acquisition: Acquisition, *,
-                   refine: bool | Literal["auto"], setup: str | None, samples: int,
-                   record: dict[str, Any]) -> tuple[dict[str, np.ndarray], Grid | None,
+def _refine_family(path: Path, grid: Grid, sinogram: np.ndarray, sensors: SensorArray,
+                   acquisition: Acquisition, *, setup: str | None, samples: int,
+                   record: dict[str, Any]) -> tuple[dict[str, np.ndarray], Grid,
                                                     dict[str, Any]]:
-    """Step 4 with a scanner-family refiner: any ring or arc scan inside its family, refined
-    on the user's grid (:mod:`oatomo.family_refine`)."""
-    from .scanners import ScannerFamily
-
-    ok, why = ScannerFamily.from_dict(meta["family"]).compatible(sensors, acquisition, grid)
-    record["compatible"] = ok
-    if not ok:
-        if refine is True:
-            raise InputError(f"cannot refine this scan: {why}", path)
-        record["reason"] = why
-        return {}, None, record
+    """Step 4 with a scanner-family refiner (the scan is inside its family): refined on
+    the user's grid (:mod:`oatomo.family_refine`), every frame."""
     from .family_refine import load_family_refiner
 
     ref = load_family_refiner(path)
@@ -276,7 +272,7 @@ def _refine_family(path: Path, meta: dict[str, Any], grid: Grid, sinogram: np.nd
     out = {"refined": np.stack(refined).reshape(lead + grid.shape)}
     if stds:
         out["uncertainty"] = np.stack(stds).reshape(lead + grid.shape)
-    record.update(applied=True, reason=why, input="+".join(ref.inputs),
+    record.update(applied=True, input="+".join(ref.inputs),
                   grid=r.canonical.to_dict(), samples=samples, uncertainty=ref.uncertainty,
                   decoder=f"variant decoder of {env}" if env else "invariant decoder")
     return out, grid, record

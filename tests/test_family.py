@@ -281,3 +281,34 @@ def test_uncertainty_modes(tiny_refiners):
     ref.uncertainty = "ensemble"
     with pytest.raises(InputError, match="uncertainty must be"):
         ref.refine_images(x, n_samples=4)
+
+
+def test_pipeline_refines_any_ring_on_the_user_grid(tiny_refiners, tmp_path):
+    import h5py
+
+    import oatomo
+    from oatomo.forward import simulate
+    from oatomo.io import Scan, save_images
+
+    grid = Grid(40, 0.008)                       # 0.2 mm pitch, two frames
+    sensors = ring_array(40, 0.02, arc=1.5 * math.pi)
+    acq = Acquisition(40e6, 1200, 1500.0)
+    sino = simulate(phantoms.blobs(grid, 4), grid, sensors, acq)
+    scan = Scan(np.stack([sino, 0.5 * sino]), sensors, acq)
+    rec = oatomo.reconstruct(scan, "das", grid, model=tiny_refiners["multi-decoder"],
+                             samples=3)
+    assert rec.refined and rec.grid == grid
+    assert rec.images["refined"].shape == (2, 40, 40)
+    assert rec.images["uncertainty"].shape == (2, 40, 40)
+    assert rec.units["refined"] == "fraction of max p0" and rec.units["das"] == "Pa"
+    how = rec.provenance["refinement"]
+    assert how["applied"] and how["input"] == "ubp+das" and "270-degree arc" in how["reason"]
+    out = save_images(tmp_path / "img.h5", dict(rec.images), rec.grid, attrs=rec.attrs())
+    with h5py.File(out) as f:
+        assert {k: f["images"][k].attrs["units"] for k in f["images"]} == dict(rec.units)
+    few = Scan(sino[:16], SensorArray(sensors.positions[:16]), acq)
+    skipped = oatomo.reconstruct(few, "das", grid, model=tiny_refiners["multi-decoder"])
+    assert not skipped.refined
+    assert "the scan has 16 sensors" in skipped.provenance["refinement"]["reason"]
+    with pytest.raises(InputError, match="cannot refine this scan: the scan has 16 sensors"):
+        oatomo.reconstruct(few, "das", grid, model=tiny_refiners["multi-decoder"], refine=True)
