@@ -67,11 +67,11 @@ clean:
 # (weights only) into the package. Every step resumes where an interrupted run stopped.
 FAMILY_OUT ?= out/family
 FAMILY_ARGS ?= --epochs 3
-FAMILY_SHIPPED ?= oatomo/family_refiner.pt
+FAMILY_SHIPPED ?= oatomo/resources/models/family_refiner.pt
 model-family: $(VENV)/.installed
 	mkdir -p $(FAMILY_OUT)
 	$(BIN)/oatomo family data -o $(FAMILY_OUT)/train --count 768 --seed 1
 	$(BIN)/oatomo family train --data $(FAMILY_OUT)/train --model multi-decoder -o $(FAMILY_OUT)/multi-decoder.pt $(FAMILY_ARGS) --resume
 	$(BIN)/oatomo family evalset -o $(FAMILY_OUT)/eval --seed 2
-	$(BIN)/oatomo family evaluate --model invariant=$(FAMILY_OUT)/multi-decoder.pt --data $(FAMILY_OUT)/eval --out $(FAMILY_OUT)/evaluation
-	$(BIN)/oatomo family export $(FAMILY_OUT)/multi-decoder.pt -o $(FAMILY_SHIPPED) --force
+	$(BIN)/oatomo family evaluate --model invariant=$(FAMILY_OUT)/multi-decoder.pt --data $(FAMILY_OUT)/eval --out $(FAMILY_OUT)/evaluation --uncertainty-modes decoders both
+	$(BIN)/oatomo family export $(FAMILY_OUT)/multi-decoder.pt -o $(FAMILY_SHIPPED) --uncertainty both --force

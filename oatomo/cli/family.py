@@ -55,11 +55,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     v.add_argument("--data", required=True, help="evaluation directory from 'family evalset'")
     v.add_argument("--out", required=True, help="output directory")
     v.add_argument("--samples", type=int, default=8, help="posterior samples")
+    v.add_argument("--uncertainty-modes", nargs="*", default=(),
+                   choices=("posterior", "decoders", "both"),
+                   help="also score these uncertainty maps of multi-decoder models")
+    v.add_argument("--legacy", nargs="*", default=(),
+                   help="single-geometry refiners (LABEL=PATH) scored where they apply")
     v.set_defaults(func=run_evaluate)
 
     x = fs.add_parser("export", help="copy a checkpoint without its training state")
     x.add_argument("checkpoint")
     x.add_argument("-o", "--output", required=True)
+    x.add_argument("--uncertainty", choices=("posterior", "decoders", "both"),
+                   help="default uncertainty map of the exported model (posterior samples, "
+                   "the variant decoders' disagreement, or both)")
     x.add_argument("--force", action="store_true")
     x.set_defaults(func=run_export)
 
@@ -114,11 +122,16 @@ def run_evalset(args: argparse.Namespace) -> int:
 def run_evaluate(args: argparse.Namespace) -> int:
     from ..family_evaluate import evaluate_family, to_markdown
 
-    models = {}
-    for spec in args.model:
-        label, _, path = spec.rpartition("=") if "=" in spec else ("", "", spec)
-        models[label or Path(path).stem] = path
-    result = evaluate_family(args.data, models, out=args.out, n_samples=args.samples,
+    def labelled(specs: list[str]) -> dict[str, str]:
+        out = {}
+        for spec in specs:
+            label, _, path = spec.rpartition("=") if "=" in spec else ("", "", spec)
+            out[label or Path(path).stem] = path
+        return out
+
+    result = evaluate_family(args.data, labelled(args.model), out=args.out,
+                             n_samples=args.samples, legacy=labelled(args.legacy),
+                             uncertainty_modes=args.uncertainty_modes,
                              callback=lambda s: print(f"  {s}", flush=True))
     print(to_markdown(result))
     print(f"wrote {args.out}/evaluation.md, evaluation.json, evaluation.png")
@@ -130,6 +143,6 @@ def run_export(args: argparse.Namespace) -> int:
     from ..learn.family import export_refiner
 
     out = check_output_path(args.output, force=args.force, inputs=(args.checkpoint,))
-    export_refiner(args.checkpoint, out)
+    export_refiner(args.checkpoint, out, uncertainty=args.uncertainty)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
     return 0

@@ -147,12 +147,18 @@ def family_metadata(manifest: dict[str, Any], kind: str, channels: tuple[int, ..
 
 
 def export_refiner(src: str | os.PathLike, dst: str | os.PathLike, *,
-                   metrics: dict[str, Any] | None = None) -> Path:
+                   metrics: dict[str, Any] | None = None,
+                   uncertainty: str | None = None) -> Path:
     """Copy a trained family refiner without its training state (the shipped form).
 
     Keeps the weights, config, learning-curve history and the family metadata (plus
-    ``metrics``); drops the optimizer state, which is twice the weights' size.
+    ``metrics``, and ``uncertainty``: the default mode of the uncertainty map, see
+    :class:`oatomo.family_refine.FamilyRefiner`); drops the optimizer state, which is
+    twice the weights' size.
     """
+    if uncertainty not in (None, "posterior", "decoders", "both"):
+        raise InputError(f"uncertainty must be posterior, decoders or both, got "
+                         f"{uncertainty!r}")
     from .checkpoint import load_checkpoint, load_model, save_checkpoint
 
     ckpt = load_checkpoint(src)
@@ -161,5 +167,7 @@ def export_refiner(src: str | os.PathLike, dst: str | os.PathLike, *,
         raise InputError("checkpoint is not a scanner-family refiner", src)
     model = load_model(src)
     meta = {**meta, "metrics": dict(metrics or meta.get("metrics", {}))}
+    if uncertainty is not None:
+        meta["uncertainty"] = uncertainty
     return save_checkpoint(dst, model, step=int(ckpt.get("step", 0)),
                            train={FAMILY_KEY: meta}, history=ckpt.get("history"))
