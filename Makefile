@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip install --disable-pip-version-check -q -c constraints.txt
 DEMO_OUT ?= out/demo
 
-.PHONY: demo test wheel-check lint bench clean install model model-family
+.PHONY: demo test wheel-check lint bench clean install model model-family model-legacy
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -45,11 +45,15 @@ lint: $(VENV)/.installed-test
 bench: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/run_all.py
 
-# Train the default refinement model shipped as oatomo/resources/models/refiner.pt (about 15 min on 2 cores):
-# training data from the position-uncertainty setups, held-out evaluation, then install.
+# The shipped default refinement model: the scanner-family refiner (make model-family below).
+model: model-family
+
+# The single-geometry model of issue 4, shipped as oatomo/resources/models/refiner.pt (about
+# 15 min on 2 cores): training data from the 32-ring position-uncertainty setups, held-out
+# evaluation, then install.
 MODEL_OUT ?= out/model
 TRAIN_ARGS ?= --epochs 12
-model: $(VENV)/.installed
+model-legacy: $(VENV)/.installed
 	mkdir -p $(MODEL_OUT)
 	$(BIN)/oatomo dataset --config simulations/exp_train.toml -o $(MODEL_OUT)/train.h5 --seed 1 --force
 	$(BIN)/oatomo dataset --config simulations/exp_heldout.toml -o $(MODEL_OUT)/test.h5 --seed 2 --force
