@@ -139,6 +139,7 @@ class FamilyRefiner:
     env_names: tuple[str, ...] = ()
     meta: dict[str, Any] = field(default_factory=dict)
     uncertainty: str = "posterior"
+    _stacked: Any = field(default=None, repr=False, compare=False)
 
     def compatible(self, sensors: SensorArray, acquisition: Acquisition,
                    grid: Grid) -> tuple[bool, str]:
@@ -218,19 +219,35 @@ class FamilyRefiner:
             var = torch.zeros_like(xt[0, 0])
             if mode in ("posterior", "both"):
                 gen = torch.Generator(device=xt.device).manual_seed(int(seed))
-                env_t = model._env(e, 1, required=False)
-                sd = torch.exp(0.5 * logvar)
-                draws = torch.stack([
-                    model.likelihood_mean(model._decode(
-                        mu + sd * torch.randn(mu.shape, generator=gen, device=mu.device,
-                                              dtype=mu.dtype), env_t))[0, 0]
-                    for _ in range(n_samples)])
+                env_t = model._env(e, n_samples, required=False)
+                eps = torch.randn((n_samples, *mu.shape[1:]), generator=gen,
+                                  device=mu.device, dtype=mu.dtype)
+                # all samples in one batch: one decoder call instead of n_samples
+                draws = model.likelihood_mean(model._decode(
+                    mu + torch.exp(0.5 * logvar) * eps, env_t))[:, 0]
                 var += draws.var(0, unbiased=False)
             if mode in ("decoders", "both") and hasattr(model, "variant_decoders"):
-                per_env = torch.stack([model.likelihood_mean(dec(mu))[0, 0]
-                                       for dec in model.variant_decoders])
+                per_env = model.likelihood_mean(self._all_variant_decoders(mu))[:, 0, 0]
                 var += per_env.var(0, unbiased=False)
         return out.astype(np.float32), var.sqrt().cpu().numpy()
+
+    def _all_variant_decoders(self, z: Any) -> Any:
+        """Every variant decoder applied to ``z`` in one vectorised call (E, B, C, H, W)."""
+        import copy
+
+        from torch.func import functional_call, stack_module_state, vmap
+
+        decoders = list(self.model.variant_decoders)
+        key = id(self.model)
+        if self._stacked is None or self._stacked[0] != key:
+            params, buffers = stack_module_state(decoders)
+            self._stacked = (key, params, buffers, copy.deepcopy(decoders[0]).to("meta"))
+        _, params, buffers, base = self._stacked
+
+        def run(p: Any, b: Any, x: Any) -> Any:
+            return functional_call(base, (p, b), (x,))
+
+        return vmap(run, in_dims=(0, 0, None))(params, buffers, z)
 
     def refine_scan(self, sinogram: np.ndarray, sensors: SensorArray,
                     acquisition: Acquisition, grid: Grid, *,
