@@ -312,3 +312,15 @@ def test_pipeline_refines_any_ring_on_the_user_grid(tiny_refiners, tmp_path):
     assert "the scan has 16 sensors" in skipped.provenance["refinement"]["reason"]
     with pytest.raises(InputError, match="cannot refine this scan: the scan has 16 sensors"):
         oatomo.reconstruct(few, "das", grid, model=tiny_refiners["multi-decoder"], refine=True)
+
+
+def test_oatomo_evaluate_on_a_scanner_directory(tiny_refiners, tmp_path, capsys):
+    from oatomo.cli import main
+    from oatomo.family_evaluate import make_eval_set
+
+    ev = make_eval_set(tmp_path / "ev", count=1, size=32, tv_iter=2,
+                       geometries=["ring128-r40"], perturbations=["global"])
+    assert main(["evaluate", "--model", f"inv={tiny_refiners['multi-decoder']}", "--data",
+                 str(ev), "--out", str(tmp_path / "o"), "--samples", "2"]) == 0
+    assert "| ring128-r40 | global (held out) |" in capsys.readouterr().out
+    assert (tmp_path / "o" / "evaluation.json").is_file()
