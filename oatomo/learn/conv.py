@@ -26,7 +26,7 @@ from torch import nn
 from ..errors import InputError
 from .base import register_model
 from .blocks import LIKELIHOODS, config_from_dict
-from .models import BetaVAE, MultiDecoderIVAE, _dispatch
+from .models import BetaVAE, MultiDecoderIVAE
 from .unet import UNetConfig, UNetDenoiser
 
 __all__ = ["ConvVAEConfig", "ConvBetaVAE", "ConvMultiDecoderIVAE", "ConvUNet", "SIZE_STEP"]
@@ -184,11 +184,6 @@ class ConvMultiDecoderIVAE(_ConvMixin, MultiDecoderIVAE):
         self._build_shared()
         self.variant_decoders = nn.ModuleList(ConvDecoder(self.config)
                                               for _ in range(self.config.n_envs))
-
-    def _decode(self, z: torch.Tensor, env: torch.Tensor | None) -> torch.Tensor:
-        if env is None:
-            return self.decoder(z)
-        return _dispatch(self.variant_decoders, z, env)
 
 
 @dataclass(frozen=True)
