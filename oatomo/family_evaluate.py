@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from .errors import InputError
 from .geometry import Acquisition, Grid, SensorArray
 
 logger = logging.getLogger(__name__)
@@ -146,6 +147,11 @@ def evaluate_family(eval_dir: str | os.PathLike, models: dict[str, str | os.Path
     from .family_refine import load_family_refiner, resample
     from .refine import load_refiner
 
+    reserved = {"ubp", "das", "tv_nominal", "tv_true", "truth"}
+    clash = sorted(reserved & (set(models) | set(legacy or {})))
+    if clash:
+        raise InputError(f"model label {clash[0]!r} is the name of a classical "
+                         f"reconstruction; choose another label")
     refiners = {name: load_family_refiner(p) for name, p in models.items()}
     old = {name: load_refiner(p) for name, p in (legacy or {}).items()}
     files = sorted(Path(eval_dir).glob("*__*.npz"))

@@ -324,3 +324,10 @@ def test_oatomo_evaluate_on_a_scanner_directory(tiny_refiners, tmp_path, capsys)
                  str(ev), "--out", str(tmp_path / "o"), "--samples", "2"]) == 0
     assert "| ring128-r40 | global (held out) |" in capsys.readouterr().out
     assert (tmp_path / "o" / "evaluation.json").is_file()
+
+
+def test_evaluate_family_rejects_clashing_labels(tmp_path):
+    from oatomo.family_evaluate import evaluate_family
+
+    with pytest.raises(InputError, match="'ubp' is the name of a classical"):
+        evaluate_family(tmp_path, {"ubp": tmp_path / "m.pt"})
