@@ -436,7 +436,9 @@ def save_images(path: str | os.PathLike, images: dict[str, np.ndarray], grid: Gr
     """Write reconstructed images atomically (``oatomo_format = "image"``).
 
     Layout: ``/images/<name>`` float32 (..., n, n); root attrs ``grid_n``, ``grid_fov`` (m),
-    ``format_version`` and the given ``attrs`` (JSON-encoded when not scalar).
+    ``format_version`` and the given ``attrs`` (JSON-encoded when not scalar). When
+    ``attrs["units"]`` maps image names to units, each image dataset also carries its own
+    ``units`` attribute.
     """
     from . import __version__
 
@@ -450,9 +452,12 @@ def save_images(path: str | os.PathLike, images: dict[str, np.ndarray], grid: Gr
             f.attrs["grid_fov"] = grid.fov
             for k, v in (attrs or {}).items():
                 f.attrs[k] = v if isinstance(v, (str, int, float)) else json.dumps(v)
+            units = (attrs or {}).get("units")
             for name, img in images.items():
-                f.create_dataset(f"images/{name}", data=np.asarray(img, np.float32),
-                                 compression="gzip", shuffle=True)
+                ds = f.create_dataset(f"images/{name}", data=np.asarray(img, np.float32),
+                                      compression="gzip", shuffle=True)
+                if isinstance(units, dict) and name in units:
+                    ds.attrs["units"] = str(units[name])
     return out
 
 

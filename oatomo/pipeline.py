@@ -179,19 +179,28 @@ def reconstruct_sinogram(sinogram: np.ndarray, grid: Grid, sensors: SensorArray,
 
 def _model_meta(path: Path) -> dict[str, Any]:
     """The refiner metadata of a checkpoint, from its JSON sidecar when there is one
-    (no PyTorch import), else from the checkpoint itself."""
+    (no PyTorch import), else from the checkpoint itself. A scanner-family refiner's
+    metadata is returned under the key ``"family_refiner"``."""
     import json
 
     from .refine import REFINER_KEY
+    from .scanners import FAMILY_KEY
 
     sidecar = path.with_suffix(".json")
     if sidecar.is_file():
         try:
-            meta = (json.loads(sidecar.read_text()).get("train") or {}).get(REFINER_KEY)
+            train = json.loads(sidecar.read_text()).get("train") or {}
         except (ValueError, OSError):
-            meta = None
-        if meta:
-            return dict(meta)
+            train = {}
+        if train.get(FAMILY_KEY):
+            return {"family_refiner": dict(train[FAMILY_KEY])}
+        if train.get(REFINER_KEY):
+            return dict(train[REFINER_KEY])
+    from .learn.checkpoint import load_checkpoint
+
+    train = load_checkpoint(path).get("train") or {}
+    if train.get(FAMILY_KEY):
+        return {"family_refiner": dict(train[FAMILY_KEY])}
     from .refine import load_refiner
 
     ref = load_refiner(path)
@@ -226,13 +235,23 @@ def refine_images(image: np.ndarray, method: str, grid: Grid, sinogram: np.ndarr
         record["reason"] = "no refinement model installed"
         return {}, None, record
     meta = _model_meta(path)
-    ok, why = check_compatible(meta["setups"], sensors, acquisition)
+    family = meta.get("family_refiner")
+    if family is not None:
+        from .scanners import ScannerFamily
+
+        ok, why = ScannerFamily.from_dict(family["family"]).compatible(sensors, acquisition,
+                                                                       grid)
+    else:
+        ok, why = check_compatible(meta["setups"], sensors, acquisition)
     record["compatible"] = ok
     if not ok:
         if refine is True:
             raise InputError(f"cannot refine this scan: {why}", path)
         record["reason"] = why
         return {}, None, record
+    if family is not None:
+        return _refine_family(path, grid, sinogram, sensors, acquisition, setup=setup,
+                              samples=samples, record={**record, "reason": why})
     from .refine import load_refiner
 
     refiner = load_refiner(path)
@@ -251,6 +270,35 @@ def refine_images(image: np.ndarray, method: str, grid: Grid, sinogram: np.ndarr
                   grid=refiner.grid.to_dict(), samples=samples,
                   decoder=f"variant decoder of {setup}" if setup else "invariant decoder")
     return out, refiner.grid, record
+
+
+def _refine_family(path: Path, grid: Grid, sinogram: np.ndarray, sensors: SensorArray,
+                   acquisition: Acquisition, *, setup: str | None, samples: int,
+                   record: dict[str, Any]) -> tuple[dict[str, np.ndarray], Grid,
+                                                    dict[str, Any]]:
+    """Step 4 with a scanner-family refiner (the scan is inside its family): refined on
+    the user's grid (:mod:`oatomo.family_refine`), every frame."""
+    from .family_refine import load_family_refiner
+
+    ref = load_family_refiner(path)
+    env = setup if setup in ref.env_names else None
+    frames = sinogram.reshape((-1,) + sinogram.shape[-2:])
+    refined, stds, linear = [], [], []
+    for frame in frames:
+        r = ref.refine_scan(frame, sensors, acquisition, grid, env=env, n_samples=samples,
+                            check=False)
+        refined.append(r.refined)
+        linear.append(np.stack([r.linear[m] for m in ref.inputs]))
+        if r.std is not None:
+            stds.append(r.std)
+    lead = sinogram.shape[:-2]
+    out = {"refined": np.stack(refined).reshape(lead + grid.shape)}
+    if stds:
+        out["uncertainty"] = np.stack(stds).reshape(lead + grid.shape)
+    record.update(applied=True, input="+".join(ref.inputs),
+                  grid=r.canonical.to_dict(), samples=samples, uncertainty=ref.uncertainty,
+                  decoder=f"variant decoder of {env}" if env else "invariant decoder")
+    return out, grid, record
 
 
 def reconstruct(scan: Any, method: str = "ubp", grid: Grid | None = None, *,

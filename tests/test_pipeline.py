@@ -69,7 +69,8 @@ def test_auto_refines_with_the_shipped_model(ring32_scan):
     assert rec.units["ubp"] == UNITS_PA
     how = rec.provenance["refinement"]
     assert how["applied"] and how["compatible"] and how["decoder"] == "invariant decoder"
-    assert Path(how["model"]).name == "refiner.pt" and "refine" in rec.provenance["timings"]
+    assert Path(how["model"]).name == "family_refiner.pt" and "refine" in rec.provenance["timings"]
+    assert how["input"] == "ubp+das" and "32-sensor ring" in how["reason"]
     assert rec.images["refined"].shape == rec.images["uncertainty"].shape == (128, 128)
 
 
@@ -77,9 +78,14 @@ def test_refine_on_a_scan_the_model_cannot_refine(ring16_scan):
     rec = reconstruct(ring16_scan, "das")  # auto: skipped, and says why
     assert not rec.refined and set(rec.images) == {"das", "truth"}
     how = rec.provenance["refinement"]
-    assert how["compatible"] is False and "trained for 32 sensors" in how["reason"]
-    with pytest.raises(InputError, match="cannot refine this scan: the model was trained"):
+    assert how["compatible"] is False and "the scan has 16 sensors" in how["reason"]
+    assert "trained on 32 to 512" in how["reason"]
+    with pytest.raises(InputError, match="cannot refine this scan: the scan has 16 sensors"):
         reconstruct(ring16_scan, "das", refine=True)
+    from oatomo.resources import legacy_model_path
+
+    legacy = reconstruct(ring16_scan, "das", model=legacy_model_path())
+    assert "trained for 32 sensors" in legacy.provenance["refinement"]["reason"]
     with pytest.raises(InputError, match="refine must be"):
         reconstruct(ring16_scan, refine="yes")
     with pytest.raises(InputError, match="unknown reconstruction method 'nope'"):
@@ -94,10 +100,10 @@ def test_cli_refine_on_incompatible_scan_exits_2_with_one_line(ring16_scan, tmp_
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
     assert err.startswith("oatomo reconstruct: error: ") and "refiner.pt" in err
-    assert "trained for 32 sensors" in err and not (tmp_path / "scan16_recon.h5").exists()
+    assert "the scan has 16 sensors" in err and not (tmp_path / "scan16_recon.h5").exists()
     # the default (auto) reconstructs, says why it skipped, and records it in the file
     assert main(["reconstruct", str(scan), "--png", "none", "-q"]) == 0
-    assert "skipping refinement: the model was trained for 32 sensors" in \
+    assert "skipping refinement: the scan has 16 sensors; the model was trained on 32" in \
         capsys.readouterr().out
     images, _ = load_images(tmp_path / "scan16_recon.h5")
     assert set(images) == {"ubp", "truth"}

@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "oatomo.cli.cmnist",     # cmnist
     "oatomo.cli.autofocus",  # autofocus
     "oatomo.cli.calibrate",  # calibrate
+    "oatomo.cli.family",     # family data / train / evalset / evaluate / export
 )
 
 

@@ -47,7 +47,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "correlation; writes a markdown table, JSON and a figure grid to --out.")
     e.add_argument("--model", nargs="+", required=True,
                    help="checkpoints (LABEL=PATH or PATH; the label defaults to the file stem)")
-    e.add_argument("--data", required=True, help="test dataset (.h5)")
+    e.add_argument("--data", required=True,
+                   help="test dataset (.h5), or a held-out scanner directory from 'oatomo "
+                   "family evalset' (then the models are scanner-family refiners)")
     e.add_argument("--out", help="output directory (default: beside the data)")
     e.add_argument("--limit", type=int, help="items per setup")
     e.add_argument("--samples", type=int, default=8, help="posterior samples for uncertainty")
@@ -101,6 +103,15 @@ def run_evaluate(args: argparse.Namespace) -> int:
         models[label or Path(path).stem] = path
     out = Path(args.out) if args.out else Path(args.data).with_name(
         Path(args.data).stem + "_evaluation")
+    if Path(args.data).is_dir():  # held-out scanners: the family evaluation
+        from ..family_evaluate import evaluate_family
+        from ..family_evaluate import to_markdown as family_markdown
+
+        result = evaluate_family(args.data, models, out=out, n_samples=args.samples,
+                                 uncertainty_modes=("posterior", "decoders"))
+        print(family_markdown(result))
+        print(f"wrote {out}/evaluation.md, evaluation.json, evaluation.png")
+        return 0
     with bars(args) as callback:
         result = evaluate(args.data, models, out=out, limit=args.limit,
                           n_samples=args.samples, with_das=not args.no_das,

@@ -9,7 +9,7 @@ from __future__ import annotations
 from importlib.resources import files
 from pathlib import Path
 
-__all__ = ["resource_path", "default_model_path", "SETUPS", "MODELS"]
+__all__ = ["resource_path", "default_model_path", "legacy_model_path", "SETUPS", "MODELS"]
 
 #: Sub-directories of the package's resources.
 SETUPS = "setups"
@@ -28,5 +28,13 @@ def resource_path(*parts: str) -> Path:
 
 
 def default_model_path() -> Path:
-    """The refinement model shipped with oatomo (trained by ``make model``)."""
+    """The refinement model shipped with oatomo: the scanner-family refiner (any 2-D ring or
+    arc scan, ``make model-family``) when installed, else the 32-sensor-ring model
+    (``make model``)."""
+    family = resource_path(MODELS, "family_refiner.pt")
+    return family if family.is_file() else legacy_model_path()
+
+
+def legacy_model_path() -> Path:
+    """The single-geometry refiner of issue 4 (32-sensor ring, 128 x 128 at 0.1 mm)."""
     return resource_path(MODELS, "refiner.pt")

@@ -1,0 +1,148 @@
+"""``oatomo family ...``: the scanner-family refiner (data, training, evaluation, export)."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from ..errors import InputError
+from ._progress import bars
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "family", help="train and evaluate the refiner for every 2-D ring or arc scanner",
+        description="The setup-invariant refiner over a family of scanners (rings and arcs "
+        ">= 180 degrees, 32-512 sensors, radius 15-50 mm): generate training data, train "
+        "(multi-decoder invariant VAE or a pooled baseline), build the held-out evaluation "
+        "set, evaluate, export the shipped model. Every step resumes when interrupted.")
+    fs = p.add_subparsers(dest="family_command", metavar="STEP")
+
+    d = fs.add_parser("data", help="simulate the training data (resumable)")
+    d.add_argument("-o", "--output", required=True, help="dataset directory")
+    d.add_argument("--count", type=int, default=768, help="items per environment")
+    d.add_argument("--size", type=int, default=96, help="image size at 0.1 mm")
+    d.add_argument("--seed", type=int, default=1)
+    d.set_defaults(func=run_data)
+
+    t = fs.add_parser("train", help="train one model (resumable with --resume)")
+    t.add_argument("--data", required=True, help="dataset directory from 'family data'")
+    t.add_argument("--model", choices=("multi-decoder", "beta-vae", "unet"),
+                   default="multi-decoder")
+    t.add_argument("-o", "--output", required=True, help="checkpoint (.pt)")
+    t.add_argument("--epochs", type=int, default=3)
+    t.add_argument("--batch-size", type=int, default=30)
+    t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--inputs", default="ubp,das", help="input channels: ubp, das or ubp,das")
+    t.add_argument("--snapshot-every", type=int, default=96,
+                   help="keep a copy of the checkpoint every N steps (0: none)")
+    t.add_argument("--resume", action="store_true")
+    t.add_argument("--force", action="store_true", help="overwrite an existing checkpoint")
+    t.set_defaults(func=run_train)
+
+    e = fs.add_parser("evalset", help="simulate the held-out evaluation scans with UBP, DAS, "
+                      "TV (nominal) and TV (true positions)")
+    e.add_argument("-o", "--output", required=True, help="evaluation directory")
+    e.add_argument("--count", type=int, default=8, help="scans per geometry and perturbation")
+    e.add_argument("--seed", type=int, default=2)
+    e.add_argument("--tv-iter", type=int, default=50)
+    e.set_defaults(func=run_evalset)
+
+    v = fs.add_parser("evaluate", help="score the classical answers and the models")
+    v.add_argument("--model", nargs="+", required=True, help="LABEL=PATH or PATH")
+    v.add_argument("--data", required=True, help="evaluation directory from 'family evalset'")
+    v.add_argument("--out", required=True, help="output directory")
+    v.add_argument("--samples", type=int, default=8, help="posterior samples")
+    v.add_argument("--uncertainty-modes", nargs="*", default=(),
+                   choices=("posterior", "decoders", "both"),
+                   help="also score these uncertainty maps of multi-decoder models")
+    v.add_argument("--legacy", nargs="*", default=(),
+                   help="single-geometry refiners (LABEL=PATH) scored where they apply")
+    v.set_defaults(func=run_evaluate)
+
+    x = fs.add_parser("export", help="copy a checkpoint without its training state")
+    x.add_argument("checkpoint")
+    x.add_argument("-o", "--output", required=True)
+    x.add_argument("--uncertainty", choices=("posterior", "decoders", "both"),
+                   help="default uncertainty map of the exported model (posterior samples, "
+                   "the variant decoders' disagreement, or both)")
+    x.add_argument("--force", action="store_true")
+    x.set_defaults(func=run_export)
+
+
+def run_data(args: argparse.Namespace) -> int:
+    from ..family_dataset import generate_family_data
+    from ..scanners import TRAIN_ENVIRONMENTS
+
+    names = [e.name for e in TRAIN_ENVIRONMENTS]
+    with bars(args) as progress:
+        out = generate_family_data(args.output, names, count=args.count, seed=args.seed,
+                                   size=args.size, chunk=64, inputs=("ubp", "das"),
+                                   callback=lambda done, total: progress("scans", done, total))
+    print(f"wrote {out} ({len(names)} environments x {args.count} scans)")
+    return 0
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from .._atomic import check_output_path
+    from ..family_dataset import LINEAR_INPUTS
+    from ..learn.family import train_family_refiner
+
+    out = Path(args.output)
+    if not args.resume:
+        check_output_path(out, force=args.force)
+    wanted = [v.strip() for v in args.inputs.split(",") if v.strip()]
+    if not wanted or any(w not in LINEAR_INPUTS for w in wanted):
+        raise InputError(f"--inputs must name some of {', '.join(LINEAR_INPUTS)}, got "
+                         f"{args.inputs!r}")
+    channels = tuple(LINEAR_INPUTS.index(w) for w in wanted)
+    t = time.perf_counter()
+    with bars(args) as progress:
+        _, res = train_family_refiner(
+            args.data, args.model, out, epochs=args.epochs, batch_size=args.batch_size,
+            lr=args.lr, seed=args.seed, channels=channels, resume=args.resume,
+            snapshot_every=args.snapshot_every, log=out.with_suffix(".curve.jsonl"),
+            callback=lambda step, terms: progress(f"train {args.model}", step, None))
+    print(f"trained {args.model} for {res.step} steps in {time.perf_counter() - t:.0f} s; "
+          f"wrote {out} and the learning curve {out.with_suffix('.curve.jsonl')}")
+    return 0
+
+
+def run_evalset(args: argparse.Namespace) -> int:
+    from ..family_evaluate import make_eval_set
+
+    out = make_eval_set(args.output, count=args.count, seed=args.seed, tv_iter=args.tv_iter,
+                        callback=lambda s: print(f"  {s}", flush=True))
+    print(f"wrote {out}")
+    return 0
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from ..family_evaluate import evaluate_family, to_markdown
+
+    def labelled(specs: list[str]) -> dict[str, str]:
+        out = {}
+        for spec in specs:
+            label, _, path = spec.rpartition("=") if "=" in spec else ("", "", spec)
+            out[label or Path(path).stem] = path
+        return out
+
+    result = evaluate_family(args.data, labelled(args.model), out=args.out,
+                             n_samples=args.samples, legacy=labelled(args.legacy),
+                             uncertainty_modes=args.uncertainty_modes,
+                             callback=lambda s: print(f"  {s}", flush=True))
+    print(to_markdown(result))
+    print(f"wrote {args.out}/evaluation.md, evaluation.json, evaluation.png")
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from .._atomic import check_output_path
+    from ..learn.family import export_refiner
+
+    out = check_output_path(args.output, force=args.force, inputs=(args.checkpoint,))
+    export_refiner(args.checkpoint, out, uncertainty=args.uncertainty)
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
+    return 0

@@ -1,0 +1,196 @@
+"""Training and evaluation data over a scanner family (see :mod:`oatomo.scanners`).
+
+Each item: a phantom of a random kind on the canonical grid, one scanner drawn from an
+environment (:func:`oatomo.scanners.draw_scan`), the scan simulated with the *true*
+sensors and speed of sound (noise, band), and linear reconstructions with the *nominal*
+ones. An item is a pure function of ``(seed, environment index, item index)``
+(:func:`oatomo.dataset.item_seed`).
+
+Storage: a directory of chunk files ``chunk_<env>_<k>.npz`` (``chunk`` items of one
+environment each), every one written atomically, plus ``manifest.json``. An interrupted
+generation resumes by skipping the chunks that exist. Arrays per chunk::
+
+    inputs   float32 (m, C, n, n)  linear reconstructions (channels: ``inputs`` names),
+                                   each divided by its maximum absolute value
+    targets  float32 (m, 1, n, n)  p0, max 1
+    scale    float32 (m, C)        the divisors (Pa), to undo the normalisation
+    seeds    uint64  (m,)          item seeds
+    kinds    <U16    (m,)          phantom kind of each item
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import InputError
+from .geometry import Grid
+from .scanners import CANONICAL_PITCH, Environment, draw_scan, environment
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["TRAIN_PHANTOMS", "HELDOUT_PHANTOMS", "make_family_item", "generate_family_data",
+           "load_family_data", "LINEAR_INPUTS"]
+
+#: Phantom kinds of the training data.
+TRAIN_PHANTOMS = ("vessel-forest", "vessel-tree", "vessels", "blobs", "disks", "texture",
+                  "mixture")
+#: Phantom kinds kept out of training (evaluation only).
+HELDOUT_PHANTOMS = ("vessel-walk", "texture-heldout")
+#: Linear reconstructions an item can carry as input channels.
+LINEAR_INPUTS = ("ubp", "das")
+
+
+def make_family_item(env: Environment, grid: Grid, seed: int, *,
+                     phantoms: Sequence[str] = TRAIN_PHANTOMS,
+                     inputs: Sequence[str] = ("ubp",),
+                     keep_scan: bool = False) -> dict[str, Any]:
+    """Simulate and reconstruct one item of an environment (seeded).
+
+    Returns
+    -------
+    dict
+        ``input`` (C, n, n) float32 normalised per channel, ``scale`` (C,), ``target``
+        (1, n, n), ``kind`` (phantom kind), ``draw`` (:class:`oatomo.scanners.ScanDraw`);
+        with ``keep_scan`` also ``sinogram`` (the simulated scan, Pa).
+    """
+    from .forward import simulate
+    from .geometry import Acquisition
+    from .phantoms import make
+    from .recon import backproject
+
+    for m in inputs:
+        if m not in LINEAR_INPUTS:
+            raise InputError(f"unknown input {m!r}; choose from {', '.join(LINEAR_INPUTS)}")
+    s_kind, s_phantom, s_scan, s_noise = np.random.SeedSequence(seed).generate_state(4)
+    kind = phantoms[int(s_kind % len(phantoms))]
+    p0 = make(kind, grid, int(s_phantom))
+    draw = draw_scan(env, grid, int(s_scan))
+    acq = draw.acquisition
+    true_acq = Acquisition(acq.fs, acq.n_samples, draw.true_speed, acq.t0)
+    sino = simulate(p0, grid, draw.true, true_acq, noise_std=draw.noise, band=draw.band,
+                    seed=int(s_noise))
+    chans, scales = [], []
+    for m in inputs:
+        img = backproject(sino, grid, draw.nominal, acq, method=m, band=draw.band)
+        s = float(np.abs(img).max()) or 1.0
+        chans.append(img / s)
+        scales.append(s)
+    out = {"input": np.stack(chans).astype(np.float32),
+           "scale": np.asarray(scales, np.float32),
+           "target": p0[None].astype(np.float32), "kind": kind, "draw": draw}
+    if keep_scan:
+        out["sinogram"] = sino
+    return out
+
+
+def _chunk_path(root: Path, env: int, k: int) -> Path:
+    return root / f"chunk_{env:03d}_{k:05d}.npz"
+
+
+def generate_family_data(out: str | os.PathLike, environments: Sequence[str], *,
+                         count: int, seed: int = 0, size: int = 96, chunk: int = 32,
+                         phantoms: Sequence[str] = TRAIN_PHANTOMS,
+                         inputs: Sequence[str] = ("ubp",),
+                         callback: Callable[[int, int], None] | None = None) -> Path:
+    """Generate (or resume) a family dataset directory.
+
+    Parameters
+    ----------
+    out
+        Output directory (created).
+    environments
+        Environment names (``"<geometry>/<perturbation>"``), in order.
+    count
+        Items per environment.
+    seed
+        Dataset seed; item ``i`` of environment ``e`` uses ``item_seed(seed, e, i)``.
+    size
+        Image size in pixels at the canonical pitch.
+    chunk
+        Items per chunk file (the unit of resumption).
+    phantoms, inputs
+        Phantom kinds drawn uniformly; linear reconstructions stored as channels.
+    callback
+        Called as ``callback(done_items, total_items)`` after every chunk.
+    """
+    from ._atomic import atomic_path
+    from .dataset import item_seed
+
+    root = Path(out)
+    root.mkdir(parents=True, exist_ok=True)
+    envs = [environment(n) for n in environments]
+    grid = Grid(size, size * CANONICAL_PITCH)
+    manifest = {"format": "oatomo-family-data", "version": 1, "environments": list(environments),
+                "count": count, "seed": seed, "size": size, "pitch": CANONICAL_PITCH,
+                "chunk": chunk, "phantoms": list(phantoms), "inputs": list(inputs)}
+    mpath = root / "manifest.json"
+    if mpath.exists():
+        old = json.loads(mpath.read_text())
+        if old != manifest:
+            raise InputError("directory holds another dataset (different manifest)", mpath)
+    else:
+        with atomic_path(mpath) as tmp:
+            tmp.write_text(json.dumps(manifest, indent=1))
+    n_chunks = (count + chunk - 1) // chunk
+    total, done = len(envs) * count, 0
+    # interleave environments so a partial dataset is balanced
+    for k in range(n_chunks):
+        for e, env in enumerate(envs):
+            lo, hi = k * chunk, min(count, (k + 1) * chunk)
+            path = _chunk_path(root, e, k)
+            if not path.exists():
+                items = [make_family_item(env, grid, item_seed(seed, e, i), phantoms=phantoms,
+                                          inputs=inputs) for i in range(lo, hi)]
+                with atomic_path(path) as tmp, open(tmp, "wb") as f:
+                    np.savez(f, inputs=np.stack([it["input"] for it in items]),
+                             targets=np.stack([it["target"] for it in items]),
+                             scale=np.stack([it["scale"] for it in items]),
+                             seeds=np.array([item_seed(seed, e, i) for i in range(lo, hi)],
+                                            np.uint64),
+                             kinds=np.array([it["kind"] for it in items], "<U16"))
+            done += hi - lo
+            if callback is not None:
+                callback(done, total)
+    return root
+
+
+def load_family_data(path: str | os.PathLike, *, limit: int | None = None,
+                     channels: Sequence[int] | None = None, partial: bool = False
+                     ) -> tuple[list[tuple[np.ndarray, np.ndarray]], dict[str, Any]]:
+    """Read a family dataset: per environment ``(inputs, targets)`` and the manifest.
+
+    ``limit`` keeps the first items of each environment, ``channels`` selects input
+    channels, ``partial`` accepts an unfinished directory (whatever chunks exist).
+    """
+    root = Path(path)
+    mpath = root / "manifest.json"
+    if not mpath.is_file():
+        raise InputError("not a family dataset (no manifest.json)", root)
+    man = json.loads(mpath.read_text())
+    n_chunks = (man["count"] + man["chunk"] - 1) // man["chunk"]
+    envs = []
+    for e in range(len(man["environments"])):
+        xs, ts = [], []
+        for k in range(n_chunks):
+            p = _chunk_path(root, e, k)
+            if not p.exists():
+                if partial:
+                    break
+                raise InputError(f"dataset is incomplete (missing {p.name}); resume it", root)
+            with np.load(p, allow_pickle=False) as z:
+                x = z["inputs"]
+                xs.append(x if channels is None else x[:, list(channels)])
+                ts.append(z["targets"])
+            if limit is not None and sum(len(v) for v in xs) >= limit:
+                break
+        if not xs:
+            raise InputError(f"no data for environment {man['environments'][e]}", root)
+        envs.append((np.concatenate(xs)[:limit], np.concatenate(ts)[:limit]))
+    return envs, man

@@ -1,0 +1,350 @@
+"""Evaluation of scanner-family refiners on held-out scanners and phantoms.
+
+The evaluation set (:func:`make_eval_set`) holds, for each fixed geometry of
+:data:`oatomo.scanners.EVAL_GEOMETRIES` (a 32-sensor ring of radius 22.5 mm, a 128-sensor
+ring of radius 40 mm, a 270-degree 128-sensor arc of radius 30 mm) and each perturbation
+kind -- two seen in training (``radial``, ``jitter``: *in distribution*) and the two held-out
+kinds (``global``, ``large``) -- scans of held-out phantom kinds (``vessel-walk``,
+``texture-heldout``), with the classical answers computed once: UBP and DAS with the
+nominal positions, TV with the nominal positions and TV with the true positions and speed
+of sound (the oracle). One ``.npz`` file per (geometry, perturbation), written atomically,
+so an interrupted run resumes.
+
+:func:`evaluate_family` refines every scan with each model (through
+:meth:`oatomo.family_refine.FamilyRefiner.refine_scan`, the path users take) and scores
+everything after its best affine fit to the truth (the most favourable scaling, the same
+for all methods): PSNR, SSIM, and for models with posterior samples the Pearson correlation
+between the uncertainty map and the absolute error, plus a calibration curve (binned
+predicted standard deviation against the RMS error in the bin).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import InputError
+from .geometry import Acquisition, Grid, SensorArray
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["EVAL_PERTURBATIONS", "make_eval_set", "evaluate_family", "to_markdown"]
+
+#: Perturbation kinds of the evaluation: (name, held out?).
+EVAL_PERTURBATIONS = (("radial", False), ("jitter", False), ("global", True),
+                      ("large", True))
+
+
+def make_eval_set(out: str | os.PathLike, *, count: int = 8, seed: int = 2, size: int = 128,
+                  tv_iter: int = 50, geometries: Sequence[str] | None = None,
+                  perturbations: Sequence[str] | None = None,
+                  callback: Callable[[str], None] | None = None) -> Path:
+    """Simulate the evaluation scans and their classical reconstructions (resumable)."""
+    from ._atomic import atomic_path
+    from .dataset import item_seed
+    from .family_dataset import HELDOUT_PHANTOMS, make_family_item
+    from .model_based import reconstruct_model_based
+    from .recon import backproject
+    from .scanners import CANONICAL_PITCH, EVAL_GEOMETRIES, PERTURBATIONS, Environment
+
+    root = Path(out)
+    root.mkdir(parents=True, exist_ok=True)
+    grid = Grid(size, size * CANONICAL_PITCH)
+    geos = list(geometries or EVAL_GEOMETRIES)
+    perts = list(perturbations or [p for p, _ in EVAL_PERTURBATIONS])
+    for gi, g in enumerate(geos):
+        for pi, p in enumerate(perts):
+            path = root / f"{g}__{p}.npz"
+            if path.exists():
+                continue
+            env = Environment(EVAL_GEOMETRIES[g], PERTURBATIONS[p])
+            rec: dict[str, list[Any]] = {k: [] for k in (
+                "truth", "sinogram", "nominal", "true", "acq", "band", "true_speed", "ubp",
+                "das", "tv_nominal", "tv_true", "kind", "seconds_tv")}
+            for i in range(count):
+                it = make_family_item(env, grid, item_seed(seed, 100 * gi + pi, i),
+                                      phantoms=HELDOUT_PHANTOMS, inputs=("ubp",),
+                                      keep_scan=True)
+                d = it["draw"]
+                acq = d.acquisition
+                sino = it["sinogram"]
+                rec["truth"].append(it["target"][0])
+                rec["sinogram"].append(sino)
+                rec["nominal"].append(d.nominal.positions)
+                rec["true"].append(d.true.positions)
+                rec["acq"].append([acq.fs, acq.n_samples, acq.speed_of_sound, acq.t0])
+                rec["band"].append(list(d.band))
+                rec["true_speed"].append(d.true_speed)
+                rec["kind"].append(it["kind"])
+                for m in ("ubp", "das"):
+                    rec[m].append(backproject(sino, grid, d.nominal, acq, method=m,
+                                              band=d.band))
+                t0 = time.perf_counter()
+                tv, _ = reconstruct_model_based(sino, grid, d.nominal, acq, method="tv",
+                                                n_iter=tv_iter)
+                rec["seconds_tv"].append(time.perf_counter() - t0)
+                rec["tv_nominal"].append(tv)
+                true_acq = Acquisition(acq.fs, acq.n_samples, d.true_speed, acq.t0)
+                tv, _ = reconstruct_model_based(sino, grid, d.true, true_acq, method="tv",
+                                                n_iter=tv_iter)
+                rec["tv_true"].append(tv)
+            # sampling windows differ between draws: pad the scans (acq holds each length)
+            longest = max(len(v[0]) for v in rec["sinogram"])
+            rec["sinogram"] = [np.pad(v, ((0, 0), (0, longest - v.shape[1])))
+                               for v in rec["sinogram"]]
+            arrays = {k: np.asarray(v) for k, v in rec.items()}
+            arrays["kind"] = np.asarray(rec["kind"], "<U16")
+            with atomic_path(path) as tmp, open(tmp, "wb") as f:
+                np.savez(f, **arrays, geometry=g, perturbation=p, pitch=CANONICAL_PITCH,
+                         size=size, tv_iter=tv_iter)
+            if callback is not None:
+                callback(f"{g}/{p}")
+    return root
+
+
+def _affine(x: np.ndarray, t: np.ndarray) -> np.ndarray:
+    from .evaluate import affine_fit
+
+    return affine_fit(x, t)
+
+
+def _pearson_img(a: np.ndarray, b: np.ndarray) -> float:
+    a = a.ravel() - a.mean()
+    b = b.ravel() - b.mean()
+    den = float(np.sqrt((a * a).sum() * (b * b).sum()))
+    return float((a * b).sum() / den) if den > 0 else 0.0
+
+
+def evaluate_family(eval_dir: str | os.PathLike, models: dict[str, str | os.PathLike], *,
+                    out: str | os.PathLike | None = None, n_samples: int = 8,
+                    legacy: dict[str, str | os.PathLike] | None = None,
+                    uncertainty_modes: Sequence[str] = (),
+                    callback: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Score classical reconstructions and refiners on an evaluation set.
+
+    ``uncertainty_modes``: for multi-decoder refiners, also the uncertainty-error
+    correlation of these modes of :attr:`FamilyRefiner.uncertainty` (``unc_corr_<mode>``).
+    ``legacy``: single-geometry refiners (:func:`oatomo.refine.load_refiner`, e.g. the
+    issue-4 model for the 32-sensor ring) scored on the scans whose geometry they accept.
+
+    Returns
+    -------
+    dict
+        ``rows``: per (geometry, perturbation, method) mean PSNR, SSIM (and their standard
+        errors), uncertainty-error correlation; ``summary``: per method the mean over
+        in-distribution and held-out perturbations and the drop (with standard errors);
+        ``calibration``: per model binned (predicted std, RMS error); ``timing``.
+        With ``out``, also ``evaluation.json``, ``evaluation.md`` and ``evaluation.png``.
+    """
+    from . import metrics as M
+    from .family_refine import load_family_refiner, resample
+    from .refine import load_refiner
+
+    reserved = {"ubp", "das", "tv_nominal", "tv_true", "truth"}
+    clash = sorted(reserved & (set(models) | set(legacy or {})))
+    if clash:
+        raise InputError(f"model label {clash[0]!r} is the name of a classical "
+                         f"reconstruction; choose another label")
+    refiners = {name: load_family_refiner(p) for name, p in models.items()}
+    old = {name: load_refiner(p) for name, p in (legacy or {}).items()}
+    files = sorted(Path(eval_dir).glob("*__*.npz"))
+    held = dict(EVAL_PERTURBATIONS)
+    per_item: list[dict[str, Any]] = []
+    calib: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {n: [] for n in [*refiners, *old]}
+    examples: dict[str, dict[str, np.ndarray]] = {}
+    timing: dict[str, list[float]] = {n: [] for n in refiners}
+    for f in files:
+        with np.load(f, allow_pickle=False) as z:
+            data = {k: z[k] for k in z.files}
+        g, p = str(data["geometry"]), str(data["perturbation"])
+        size, pitch = int(data["size"]), float(data["pitch"])
+        grid = Grid(size, size * pitch)
+        for i in range(len(data["truth"])):
+            truth = data["truth"][i]
+            fs, ns, c, t0 = data["acq"][i]
+            acq = Acquisition(float(fs), int(ns), float(c), float(t0))
+            nominal = SensorArray(data["nominal"][i])
+            band = tuple(float(v) for v in data["band"][i])
+            preds = {m: data[m][i] for m in ("ubp", "das", "tv_nominal", "tv_true")}
+            stds: dict[str, np.ndarray | None] = {}
+            extra_corr: dict[str, dict[str, float]] = {}
+            for name, ref in refiners.items():
+                t_start = time.perf_counter()
+                sino = data["sinogram"][i][:, :acq.n_samples]
+                r = ref.refine_scan(sino, nominal, acq, grid, band=band,
+                                    n_samples=n_samples, seed=i)
+                timing[name].append(time.perf_counter() - t_start)
+                preds[name], stds[name] = r.refined, r.std
+                if ref.kind == "multi-decoder":
+                    configured = ref.uncertainty
+                    for mode in uncertainty_modes:
+                        ref.uncertainty = mode
+                        _, s_mode = ref.refine_images(
+                            np.stack([ref.linear_inputs(sino, nominal, acq, r.canonical,
+                                                        band=band)[m] for m in ref.inputs]),
+                            n_samples=n_samples, seed=i)
+                        extra_corr.setdefault(name, {})[mode] = _pearson_img(
+                            resample(s_mode, r.canonical, grid), np.abs(r.refined - truth))
+                    ref.uncertainty = configured
+            for name, lref in old.items():
+                if lref.compatible(nominal, acq)[0] and lref.grid == grid:
+                    preds[name], stds[name] = lref.refine(data[lref.method][i],
+                                                          n_samples=n_samples, seed=i)
+            for m, img in preds.items():
+                fit = _affine(img, truth)
+                row = {"geometry": g, "perturbation": p, "held_out": bool(held.get(p, True)),
+                       "method": m, "item": i, "kind": str(data["kind"][i]),
+                       "psnr": float(M.psnr(fit, truth, data_range=1.0)),
+                       "ssim": float(M.ssim(fit, truth, data_range=1.0))}
+                s = stds.get(m)
+                if s is not None:
+                    err = np.abs(img - truth)
+                    row["unc_corr"] = _pearson_img(s, err)
+                    calib[m].append((s.ravel(), (img - truth).ravel()))
+                for mode, v in extra_corr.get(m, {}).items():
+                    row[f"unc_corr_{mode}"] = v
+                per_item.append(row)
+            if i == 0 and p == "large":
+                examples[g] = {"truth": truth, **preds,
+                               **{f"{m} std": s for m, s in stds.items() if s is not None}}
+        if callback is not None:
+            callback(f"{g}/{p}")
+    result = {"rows": _rows(per_item), "summary": _summary(per_item),
+              "calibration": _calibration(calib),
+              "timing": {n: float(np.median(v)) if v else None for n, v in timing.items()},
+              "n_samples": n_samples, "models": {n: str(p) for n, p in models.items()},
+              "items": per_item}
+    if out is not None:
+        _write(Path(out), result, examples)
+    return result
+
+
+def _mean_se(v: Sequence[float]) -> tuple[float, float]:
+    a = np.asarray(v, np.float64)
+    return float(a.mean()), float(a.std(ddof=1) / np.sqrt(len(a))) if len(a) > 1 else 0.0
+
+
+def _rows(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    keys = sorted({(r["geometry"], r["perturbation"], r["method"]) for r in items},
+                  key=lambda k: (k[0], k[1]))
+    rows = []
+    for g, p, m in keys:
+        sel = [r for r in items if (r["geometry"], r["perturbation"], r["method"]) == (g, p, m)]
+        row: dict[str, Any] = {"geometry": g, "perturbation": p, "method": m,
+                               "held_out": sel[0]["held_out"], "n": len(sel)}
+        for k in ("psnr", "ssim", "unc_corr"):
+            vals = [r[k] for r in sel if k in r]
+            if vals:
+                row[k], row[k + "_se"] = _mean_se(vals)
+        rows.append(row)
+    return rows
+
+
+def _summary(items: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    out: dict[str, dict[str, float]] = {}
+    for m in dict.fromkeys(r["method"] for r in items):
+        sel = [r for r in items if r["method"] == m]
+        ind = [r["psnr"] for r in sel if not r["held_out"]]
+        ho = [r["psnr"] for r in sel if r["held_out"]]
+        s: dict[str, float] = {}
+        if ind:
+            s["psnr_in"], s["psnr_in_se"] = _mean_se(ind)
+        if ho:
+            s["psnr_held_out"], s["psnr_held_out_se"] = _mean_se(ho)
+        if ind and ho:
+            s["drop"] = s["psnr_in"] - s["psnr_held_out"]
+            s["drop_se"] = float(np.hypot(s["psnr_in_se"], s["psnr_held_out_se"]))
+        for g in dict.fromkeys(r["geometry"] for r in sel):
+            s[f"psnr[{g}]"] = float(np.mean([r["psnr"] for r in sel if r["geometry"] == g]))
+        for key in sorted({k for r in sel for k in r if k.startswith("unc_corr")}):
+            cors = [r[key] for r in sel if key in r and r["held_out"]]
+            if cors:
+                s[f"{key}_held_out"] = float(np.mean(cors))
+        out[m] = s
+    return out
+
+
+def _calibration(calib: dict[str, list[tuple[np.ndarray, np.ndarray]]], bins: int = 12
+                 ) -> dict[str, dict[str, list[float]]]:
+    out = {}
+    for m, parts in calib.items():
+        if not parts:
+            continue
+        s = np.concatenate([a for a, _ in parts])
+        e = np.concatenate([b for _, b in parts])
+        edges = np.quantile(s, np.linspace(0, 1, bins + 1))
+        idx = np.clip(np.searchsorted(edges, s, side="right") - 1, 0, bins - 1)
+        pred = [float(s[idx == k].mean()) for k in range(bins) if np.any(idx == k)]
+        obs = [float(np.sqrt((e[idx == k] ** 2).mean())) for k in range(bins) if np.any(idx == k)]
+        out[m] = {"predicted_std": pred, "rms_error": obs}
+    return out
+
+
+def to_markdown(result: dict[str, Any]) -> str:
+    """The evaluation tables (by geometry and perturbation; summary) as Markdown."""
+    methods = list(result["summary"])
+    lines = ["| geometry | perturbation | " + " | ".join(methods) + " |",
+             "|---|---|" + "---|" * len(methods)]
+    cells: dict[tuple[str, str], dict[str, str]] = {}
+    for r in result["rows"]:
+        key = (r["geometry"], r["perturbation"] + (" (held out)" if r["held_out"] else ""))
+        txt = f"{r['psnr']:.1f} / {r['ssim']:.2f}"
+        if "unc_corr" in r:
+            txt += f" / r={r['unc_corr']:.2f}"
+        cells.setdefault(key, {})[r["method"]] = txt
+    for (g, p), c in cells.items():
+        lines.append(f"| {g} | {p} | " + " | ".join(c.get(m, "") for m in methods) + " |")
+    lines += ["", "PSNR (dB) / SSIM after the best affine fit; r = Pearson correlation of the "
+              "uncertainty map with |error|.", "",
+              "| method | PSNR in distribution | PSNR held-out | drop (dB) | held-out "
+              "unc.-error r |", "|---|---|---|---|---|"]
+    for m, s in result["summary"].items():
+        vals = [f"{s[k]:.2f} ± {s[k + '_se']:.2f}" if k in s else ""
+                for k in ("psnr_in", "psnr_held_out", "drop")]
+        unc = f"{s['unc_corr_held_out']:.2f}" if "unc_corr_held_out" in s else ""
+        lines.append(f"| {m} | " + " | ".join(vals) + f" | {unc} |")
+    return "\n".join(lines) + "\n"
+
+
+def _write(out: Path, result: dict[str, Any], examples: dict[str, dict[str, np.ndarray]]
+           ) -> None:
+    from ._atomic import atomic_path
+
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out / "evaluation.json") as tmp:
+        tmp.write_text(json.dumps(result, indent=1))
+    with atomic_path(out / "evaluation.md") as tmp:
+        tmp.write_text(to_markdown(result))
+    from matplotlib.figure import Figure
+
+    cols = max((len(v) for v in examples.values()), default=1) + 1
+    fig = Figure(figsize=(2.2 * cols, 2.3 * max(len(examples), 1)))
+    axes = fig.subplots(len(examples) or 1, cols, squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for r, (g, ims) in enumerate(examples.items()):
+        for k, (name, im) in enumerate(ims.items()):
+            axes[r, k].imshow(im, cmap="magma" if "std" in name else "gray", origin="lower")
+            axes[r, k].set_title(f"{g}: {name}" if k == 0 else name, fontsize=7)
+    ax = axes[0, -1]
+    ax.axis("on")
+    for m, c in result["calibration"].items():
+        ax.plot(c["predicted_std"], c["rms_error"], "o-", ms=3, label=m)
+    hi = max([max(c["predicted_std"] + c["rms_error"]) for c in result["calibration"].values()]
+             or [1.0])
+    ax.plot([0, hi], [0, hi], "k:", lw=1)
+    ax.set_xlabel("predicted std", fontsize=7)
+    ax.set_ylabel("RMS error", fontsize=7)
+    ax.set_title("calibration", fontsize=7)
+    ax.tick_params(labelsize=6)
+    ax.legend(fontsize=6)
+    fig.tight_layout()
+    with atomic_path(out / "evaluation.png") as tmp:
+        fig.savefig(tmp, dpi=110, format="png")

@@ -1,0 +1,299 @@
+"""Refining any 2-D ring or arc scan with a scanner-family model (one model, any geometry).
+
+The model was trained on linear reconstructions at the canonical pitch (0.1 mm) of scans
+from a family of scanners (:mod:`oatomo.scanners`). For a scan on any grid:
+
+1. :meth:`FamilyRefiner.compatible` checks the scan against the family bounds and says
+   exactly why it lies outside (sensor count, ring/arc shape, coverage, radius, pitch,
+   field of view, speed of sound);
+2. the input channels (UBP, DAS with the nominal positions) are reconstructed from the
+   sinogram on a canonical grid covering the user's field of view (size rounded up to a
+   multiple of 4), each divided by its maximum absolute value;
+3. the fully convolutional model runs on the whole canonical image, or on overlapping
+   tiles (blended with a tapered window) when it is larger than ``tile`` pixels;
+4. the refined image and the uncertainty map (standard deviation over posterior samples)
+   are resampled back onto the user's grid (bilinear).
+
+Units: linear images are in Pa; the refined image and its uncertainty are *relative
+initial pressure*, p0 divided by the maximum p0 in the field of view (the training
+targets have maximum 1), written as the ``units`` attribute ``"fraction of max p0"``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .errors import InputError
+from .geometry import Acquisition, Grid, SensorArray
+from .scanners import CANONICAL_PITCH, FAMILY, FAMILY_KEY, ScannerFamily
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["FamilyRefiner", "RefinedScan", "load_family_refiner", "to_canonical_grid",
+           "resample", "UNITS_RELATIVE", "UNITS_PA"]
+
+#: ``units`` attribute of refined images and their uncertainty.
+UNITS_RELATIVE = "fraction of max p0"
+#: ``units`` attribute of linear and model-based images.
+UNITS_PA = "Pa"
+
+
+def to_canonical_grid(grid: Grid, pitch: float = CANONICAL_PITCH, step: int = 4) -> Grid:
+    """The grid at ``pitch`` that covers ``grid``'s field of view, size a multiple of step."""
+    n = int(math.ceil(grid.fov / pitch / step - 1e-9) * step)
+    return Grid(max(n, step), max(n, step) * pitch)
+
+
+def resample(image: np.ndarray, src: Grid, dst: Grid) -> np.ndarray:
+    """Bilinear resampling of (..., n, n) images between centred grids (zero outside)."""
+    from scipy.ndimage import map_coordinates
+
+    img = np.asarray(image, np.float32)
+    if src == dst:
+        return img.copy()
+    # pixel i of a grid sits at (i - (n - 1) / 2) * dx
+    idx = (dst.x / src.dx) + (src.n - 1) / 2
+    ii, jj = np.meshgrid(idx, idx, indexing="ij")
+    flat = img.reshape((-1,) + img.shape[-2:])
+    out = np.stack([map_coordinates(a, [ii, jj], order=1, mode="constant", cval=0.0)
+                    for a in flat])
+    return out.reshape(img.shape[:-2] + dst.shape).astype(np.float32)
+
+
+def _window(n: int, overlap: int) -> np.ndarray:
+    ramp = np.ones(n, np.float32)
+    if overlap > 0:
+        t = (np.arange(overlap, dtype=np.float32) + 0.5) / overlap
+        ramp[:overlap] = t
+        ramp[-overlap:] = t[::-1]
+    return np.outer(ramp, ramp)
+
+
+@dataclass
+class RefinedScan:
+    """What :meth:`FamilyRefiner.refine_scan` returns (all images on the user's grid).
+
+    Attributes
+    ----------
+    refined, std
+        Refined image and pixel-wise uncertainty (None without posterior samples), in
+        :data:`UNITS_RELATIVE`.
+    linear
+        The model's input channels by method name, in Pa.
+    grid, canonical
+        The user's grid and the canonical grid the model ran on.
+    units
+        ``units`` of every image above, by name.
+    reason
+        The compatibility summary.
+    """
+
+    refined: np.ndarray
+    std: np.ndarray | None
+    linear: dict[str, np.ndarray]
+    grid: Grid
+    canonical: Grid
+    units: dict[str, str] = field(default_factory=dict)
+    reason: str = ""
+
+
+@dataclass
+class FamilyRefiner:
+    """A scanner-family model and what it needs to refine any compatible scan.
+
+    Attributes
+    ----------
+    model
+        A fully convolutional oatomo model (:mod:`oatomo.learn.conv`).
+    kind
+        ``"multi-decoder"``, ``"beta-vae"`` or ``"unet"``.
+    family
+        The bounds of the training scanners.
+    pitch
+        Canonical pixel pitch (m).
+    inputs
+        Linear reconstructions fed as channels (``"ubp"``, ``"das"``).
+    env_names
+        Training environments (variant decoders of a multi-decoder model).
+    meta
+        Everything else the checkpoint recorded.
+    uncertainty
+        What the uncertainty map is: ``"posterior"``, the standard deviation of the decoded
+        image over posterior samples z ~ q(z | x); ``"decoders"`` (multi-decoder models),
+        the standard deviation over the per-environment variant decoders at the posterior
+        mean -- how much the answer depends on which training scanner it is read as;
+        ``"both"``, the square root of the sum of the two variances.
+    """
+
+    model: Any
+    kind: str
+    family: ScannerFamily = FAMILY
+    pitch: float = CANONICAL_PITCH
+    inputs: tuple[str, ...] = ("ubp", "das")
+    env_names: tuple[str, ...] = ()
+    meta: dict[str, Any] = field(default_factory=dict)
+    uncertainty: str = "posterior"
+    _stacked: Any = field(default=None, repr=False, compare=False)
+
+    def compatible(self, sensors: SensorArray, acquisition: Acquisition,
+                   grid: Grid) -> tuple[bool, str]:
+        """Whether the scan lies inside the trained family, and exactly why not."""
+        return self.family.compatible(sensors, acquisition, grid)
+
+    def env_index(self, name: str | None) -> int | None:
+        """Variant decoder of a training environment (None: the invariant decoder)."""
+        if name is None:
+            return None
+        if name not in self.env_names:
+            raise InputError(f"{name!r} is not a training environment of the model "
+                             f"({', '.join(self.env_names)})")
+        return self.env_names.index(name) if self.kind == "multi-decoder" else None
+
+    def linear_inputs(self, sinogram: np.ndarray, sensors: SensorArray,
+                      acquisition: Acquisition, grid: Grid, *,
+                      band: tuple[float, float] | None = None) -> dict[str, np.ndarray]:
+        """The model's input channels (Pa) of one (N, T) sinogram on ``grid``."""
+        from .recon import backproject
+
+        return {m: backproject(sinogram, grid, sensors, acquisition, method=m, band=band)
+                for m in self.inputs}
+
+    def refine_images(self, channels: np.ndarray, *, env: str | None = None,
+                      n_samples: int = 16, seed: int = 0, tile: int = 512,
+                      overlap: int = 64) -> tuple[np.ndarray, np.ndarray | None]:
+        """Refine (C, n, n) input channels on the canonical grid (n a multiple of 4).
+
+        Each channel is divided by its maximum absolute value first. Returns the refined
+        image and the standard deviation over ``n_samples`` posterior samples (None for a
+        deterministic model or ``n_samples < 2``).
+        """
+        x = np.asarray(channels, np.float32)
+        if x.ndim != 3 or x.shape[0] != len(self.inputs) or x.shape[1] != x.shape[2] \
+                or x.shape[1] % 4:
+            raise InputError(f"channels must be ({len(self.inputs)}, n, n) with n a multiple "
+                             f"of 4, got {x.shape}")
+        scale = np.abs(x).reshape(len(x), -1).max(1)
+        x = x / np.where(scale > 0, scale, 1)[:, None, None]
+        n = x.shape[1]
+        if n <= tile:
+            return self._run(x, env, n_samples, seed)
+        step = tile - overlap
+        starts = list(range(0, n - tile, step)) + [n - tile]
+        acc = np.zeros((n, n), np.float32)
+        acc2 = np.zeros((n, n), np.float32)
+        wsum = np.zeros((n, n), np.float32)
+        w = _window(tile, overlap)
+        has_std = False
+        for i in starts:
+            for j in starts:
+                r, s = self._run(x[:, i:i + tile, j:j + tile], env, n_samples, seed)
+                acc[i:i + tile, j:j + tile] += w * r
+                if s is not None:
+                    has_std = True
+                    acc2[i:i + tile, j:j + tile] += w * s
+                wsum[i:i + tile, j:j + tile] += w
+        return acc / wsum, (acc2 / wsum if has_std else None)
+
+    def _run(self, x: np.ndarray, env: str | None, n_samples: int, seed: int
+             ) -> tuple[np.ndarray, np.ndarray | None]:
+        import torch
+
+        model = self.model.eval()
+        e = self.env_index(env)
+        xt = torch.from_numpy(np.ascontiguousarray(x))[None].to(model.device)
+        mode = self.uncertainty
+        if mode not in ("posterior", "decoders", "both"):
+            raise InputError(f"uncertainty must be 'posterior', 'decoders' or 'both', got "
+                             f"{mode!r}")
+        with torch.no_grad():
+            out = model.reconstruct(xt, e)[0, 0].cpu().numpy()
+            if n_samples < 2 or not hasattr(model, "encode"):
+                return out.astype(np.float32), None
+            mu, logvar = model.encode(xt)
+            var = torch.zeros_like(xt[0, 0])
+            if mode in ("posterior", "both"):
+                gen = torch.Generator(device=xt.device).manual_seed(int(seed))
+                env_t = model._env(e, n_samples, required=False)
+                eps = torch.randn((n_samples, *mu.shape[1:]), generator=gen,
+                                  device=mu.device, dtype=mu.dtype)
+                # all samples in one batch: one decoder call instead of n_samples
+                draws = model.likelihood_mean(model._decode(
+                    mu + torch.exp(0.5 * logvar) * eps, env_t))[:, 0]
+                var += draws.var(0, unbiased=False)
+            if mode in ("decoders", "both") and hasattr(model, "variant_decoders"):
+                per_env = model.likelihood_mean(self._all_variant_decoders(mu))[:, 0, 0]
+                var += per_env.var(0, unbiased=False)
+        return out.astype(np.float32), var.sqrt().cpu().numpy()
+
+    def _all_variant_decoders(self, z: Any) -> Any:
+        """Every variant decoder applied to ``z`` in one vectorised call (E, B, C, H, W)."""
+        import copy
+
+        from torch.func import functional_call, stack_module_state, vmap
+
+        decoders = list(self.model.variant_decoders)
+        key = id(self.model)
+        if self._stacked is None or self._stacked[0] != key:
+            params, buffers = stack_module_state(decoders)
+            self._stacked = (key, params, buffers, copy.deepcopy(decoders[0]).to("meta"))
+        _, params, buffers, base = self._stacked
+
+        def run(p: Any, b: Any, x: Any) -> Any:
+            return functional_call(base, (p, b), (x,))
+
+        return vmap(run, in_dims=(0, 0, None))(params, buffers, z)
+
+    def refine_scan(self, sinogram: np.ndarray, sensors: SensorArray,
+                    acquisition: Acquisition, grid: Grid, *,
+                    band: tuple[float, float] | None = None, env: str | None = None,
+                    n_samples: int = 16, seed: int = 0, check: bool = True) -> RefinedScan:
+        """Refine one scan (N, T) onto ``grid`` (see the module docstring).
+
+        Raises
+        ------
+        InputError
+            The scan lies outside the trained family (the message says why), unless
+            ``check=False``.
+        """
+        sino = np.asarray(sinogram, np.float32)
+        if sino.ndim != 2:
+            raise InputError(f"refine one sinogram (N, T) at a time, got {sino.shape}")
+        ok, reason = self.compatible(sensors, acquisition, grid)
+        if check and not ok:
+            raise InputError(f"cannot refine: {reason}")
+        canon = to_canonical_grid(grid, self.pitch)
+        lin = self.linear_inputs(sino, sensors, acquisition, canon, band=band)
+        refined, std = self.refine_images(np.stack([lin[m] for m in self.inputs]), env=env,
+                                          n_samples=n_samples, seed=seed)
+        units = {"refined": UNITS_RELATIVE, **{m: UNITS_PA for m in self.inputs}}
+        if std is not None:
+            units["std"] = UNITS_RELATIVE
+        return RefinedScan(
+            refined=resample(refined, canon, grid),
+            std=None if std is None else resample(std, canon, grid),
+            linear={m: resample(v, canon, grid) for m, v in lin.items()},
+            grid=grid, canonical=canon, units=units, reason=reason)
+
+
+def load_family_refiner(path: str | os.PathLike, *, device: str = "cpu") -> FamilyRefiner:
+    """Load a refiner written by :func:`oatomo.learn.family.train_family_refiner`."""
+    from .learn import conv  # noqa: F401 - registers the fully convolutional classes
+    from .learn.checkpoint import load_checkpoint, load_model
+
+    ckpt = load_checkpoint(path, map_location="cpu")
+    meta = (ckpt.get("train") or {}).get(FAMILY_KEY)
+    if not meta:
+        raise InputError("checkpoint is not a scanner-family refiner (no family metadata)",
+                         path)
+    model = load_model(path, map_location=device)
+    return FamilyRefiner(model=model, kind=str(meta["kind"]),
+                         family=ScannerFamily.from_dict(meta["family"]),
+                         pitch=float(meta["pitch"]), inputs=tuple(meta["inputs"]),
+                         env_names=tuple(meta["env_names"]), meta=dict(meta),
+                         uncertainty=str(meta.get("uncertainty", "posterior")))
