@@ -23,7 +23,8 @@ seed 3 of ``ring32``; the reported phantoms are other kinds/seeds (default
 ``vessel-tree`` seeds 100-107 and ``disks`` seeds 100-107).
 
 Run: ``.venv/bin/python benchmarks/bench_calibration.py`` (``--quick``: 2 phantoms per
-setup; ``--phantoms``, ``--setups``, ``--out results.json``).
+setup; ``--phantoms``, ``--setups``, ``--out results.json``; ``--timing``: only the
+calibration / TV50 time ratio, interleaved, median of 3).
 """
 
 from __future__ import annotations
@@ -176,6 +177,27 @@ def to_markdown(summary: dict[str, dict[str, dict[str, float]]]) -> str:
     return "\n".join(lines)
 
 
+def timing(setup: Setup, repeats: int = 3) -> dict[str, float]:
+    """Calibration time over one TV50 time, interleaved on one scan (median of repeats)."""
+    y = simulate(make("vessel-tree", setup.grid, 0), setup.grid, setup.draw(1),
+                 setup.acquisition, noise_std=setup.noise, seed=2)
+    toml = setup.to_toml_string()
+    reconstruct_model_based(y, setup.grid, setup.array, setup.acquisition, method="tv",
+                            n_iter=50, tol=0)  # warm: compiled kernels, cached ||A||
+    ratios, t_cal, t_tv = [], [], []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        reconstruct_model_based(y, setup.grid, setup.array, setup.acquisition, method="tv",
+                                n_iter=50, tol=0)
+        t_tv.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        calibrate_sinogram(y, setup.array, setup.acquisition, setup.grid, setup_toml=toml)
+        t_cal.append(time.perf_counter() - t)
+        ratios.append(t_cal[-1] / t_tv[-1])
+    return {"ratio": float(np.median(ratios)), "t_cal": float(np.median(t_cal)),
+            "t_tv": float(np.median(t_tv))}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="2 phantoms per setup and kind")
@@ -183,7 +205,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--phantoms", default="vessel-tree,disks")
     ap.add_argument("--seeds", default="100-107", help="first-last seed")
     ap.add_argument("--out", default=str(ROOT / "out" / "bench_calibration.json"))
+    ap.add_argument("--timing", action="store_true",
+                    help="only the interleaved time ratio calibration / TV50 per setup")
     args = ap.parse_args(argv)
+    if args.timing:
+        for sname in args.setups.split(","):
+            r = timing(SETUPS[sname])
+            print(f"{sname}: calibration {r['t_cal']:.2f} s, TV50 {r['t_tv']:.3f} s, "
+                  f"ratio {r['ratio']:.1f} (median of 3 interleaved)", flush=True)
+        return 0
     lo, hi = (int(v) for v in args.seeds.split("-"))
     seeds = list(range(lo, hi + 1))[: 2 if args.quick else None]
     out = Path(args.out)
