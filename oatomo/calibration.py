@@ -618,8 +618,8 @@ def calibrate(scan: Any, grid: Grid | None = None, *,
     scan
         A :class:`oatomo.io.Scan` or the path of a scan file (oatomo, IPASC, PATATO).
     grid
-        Image grid of the finest level; None: the pipeline's default grid
-        (:func:`oatomo.pipeline.default_grid`).
+        Image grid of the finest level; None: the scan's default grid
+        (:func:`oatomo.io.default_grid`, as in :func:`oatomo.reconstruct`).
     frames
         Frames (leading axes flattened) to calibrate on; None: all (their mean).
     prior_std
@@ -642,9 +642,16 @@ def calibrate(scan: Any, grid: Grid | None = None, *,
     >>> cal = oatomo.calibrate("scan.h5")                      # doctest: +SKIP
     >>> rec = oatomo.reconstruct(apply_calibration(scan, cal), "mb-tv")  # doctest: +SKIP
     """
-    from .pipeline import default_grid, load
+    import os
 
-    data, source = load(scan)
+    from .io import default_grid, load_scan
+
+    if isinstance(scan, (str, os.PathLike)):
+        data, source = load_scan(scan), str(scan)
+    elif hasattr(scan, "sinogram"):
+        data, source = scan, "<Scan>"
+    else:
+        raise InputError(f"expected a Scan or a scan file path, got {type(scan).__name__}")
     if data.calibration:
         logger.warning("%s is already calibrated; calibrating again from its estimates",
                        source)

@@ -38,8 +38,8 @@ from .geometry import Acquisition, Grid, SensorArray
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Scan", "load_scan", "save_scan", "save_images", "load_images", "detect_format",
-           "SCAN_FORMAT_VERSION"]
+__all__ = ["Scan", "default_grid", "load_scan", "save_scan", "save_images", "load_images",
+           "detect_format", "SCAN_FORMAT_VERSION"]
 
 SCAN_FORMAT_VERSION = 1
 IMAGE_FORMAT_VERSION = 1
@@ -282,6 +282,20 @@ def _read_patato(f: h5py.File, path: Path) -> Scan:
     name = _scalar(f.attrs.get("name", "")) or None
     return Scan(sinogram=sino, sensors=sensors, acquisition=acq, wavelengths=wl,
                 metadata={"scan_name": name} if name else {}, source_format="patato")
+
+
+def default_grid(scan: Any, n: int | None = None, fov: float | None = None) -> Grid:
+    """The image grid: the scan's truth grid, else ``n`` (256) pixels over ``fov``
+    (1.3 x the median array radius, at most 2 x)."""
+    truth = getattr(scan, "grid", None)
+    if n is None and fov is None and truth is not None:
+        return truth
+    radius = float(np.median(np.hypot(*scan.sensors.positions.T)))
+    if fov is None:
+        fov = truth.fov if truth is not None else min(1.3 * radius, 2 * radius)
+    if n is None:
+        n = truth.n if truth is not None else 256
+    return Grid(n, fov)
 
 
 def load_scan(path: str | os.PathLike) -> Scan:

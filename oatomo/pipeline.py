@@ -28,6 +28,7 @@ import numpy as np
 
 from .errors import InputError
 from .geometry import Acquisition, Grid, SensorArray
+from .io import default_grid
 from .methods import Callback, get_method
 
 logger = logging.getLogger(__name__)
@@ -129,20 +130,6 @@ def scan_geometry(scan: Any, *, calibrate: bool = False, grid: Grid | None = Non
               "max_shift_m": float(shift.max()), "prior_std_m": cal.prior_std,
               "misfit": [h["misfit"] for h in cal.history], "time_s": cal.time_s}
     return cal.sensors, cal.acquisition(scan.acquisition), record
-
-
-def default_grid(scan: Any, n: int | None = None, fov: float | None = None) -> Grid:
-    """The image grid: the scan's truth grid, else ``n`` (256) pixels over ``fov``
-    (1.3 x the median array radius, at most 2 x)."""
-    truth = getattr(scan, "grid", None)
-    if n is None and fov is None and truth is not None:
-        return truth
-    radius = float(np.median(np.hypot(*scan.sensors.positions.T)))
-    if fov is None:
-        fov = truth.fov if truth is not None else min(1.3 * radius, 2 * radius)
-    if n is None:
-        n = truth.n if truth is not None else 256
-    return Grid(n, fov)
 
 
 def reconstruct_sinogram(sinogram: np.ndarray, grid: Grid, sensors: SensorArray,
