@@ -51,11 +51,12 @@ import numpy as np
 from .errors import InputError
 from .forward import ForwardOperator, bandpass, check_sinogram
 from .geometry import Acquisition, Grid, SensorArray
+from .model_based import operator_norm_sq
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Calibration", "calibrate", "similarity_transform", "rigid_error",
-           "MIN_SENSORS"]
+__all__ = ["Calibration", "calibrate", "calibrate_sinogram", "apply_calibration",
+           "similarity_transform", "rigid_error", "MIN_SENSORS"]
 
 #: Fewest sensors self-calibration accepts (each fold must still form an image).
 MIN_SENSORS = 8
@@ -64,6 +65,9 @@ MIN_SENSORS = 8
 #: of the array's mean distance from its centroid (when neither the caller nor the
 #: scan's setup says).
 DEFAULT_PRIOR_REL = 0.01
+
+#: Folds at the finest level (the held-out images cost most there).
+FINE_FOLDS = 4
 
 #: Half-width of the search box around the prior mean, in prior standard deviations.
 BOX_STD = 4.0
@@ -115,6 +119,17 @@ class Calibration:
     def acquisition(self, acquisition: Acquisition) -> Acquisition:
         """``acquisition`` with the estimated speed of sound."""
         return replace(acquisition, speed_of_sound=self.speed_of_sound)
+
+    def scan_record(self) -> dict[str, Any]:
+        """What a calibrated scan file keeps under ``/calibration`` (see
+        :attr:`oatomo.io.Scan.calibration`)."""
+        return {"nominal_positions": self.nominal_sensors.positions,
+                "nominal_speed_of_sound": self.nominal_speed_of_sound,
+                "position_std": self.position_std, "prior_std": self.prior_std,
+                "history": self.history, "time_s": self.time_s,
+                "method": "oatomo.calibration: held-out folds, coarse-to-fine per-sensor "
+                          "search, MAP with Gaussian prior; gauge: similarity transform "
+                          "onto the prior mean array, scale moved into c"}
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-Python form (JSON-ready)."""
@@ -213,11 +228,15 @@ def _decimate(y: np.ndarray, acq: Acquisition, f_cut: float | None
 
 
 def _reconstruct(y: np.ndarray, grid: Grid, sensors: SensorArray, acq: Acquisition,
-                 n_iter: int, x0: np.ndarray | None) -> np.ndarray:
+                 n_iter: int, x0: np.ndarray | None, norm_sq: float | None = None
+                 ) -> np.ndarray:
+    """TV image of a held-out subset (``norm_sq``: ``||A||^2`` of a nearby geometry,
+    inflated by 10 % for safety, so that moving sensors need no new power iteration)."""
     from .model_based import reconstruct_model_based
 
     x, _ = reconstruct_model_based(y, grid, sensors, acq, method="tv", n_iter=n_iter,
-                                   x0=x0, tol=0.0)
+                                   x0=x0, tol=0.0,
+                                   norm_sq=None if norm_sq is None else 1.1 * norm_sq)
     return x
 
 
@@ -301,6 +320,7 @@ def _fit_fold(level: _Level, image: np.ndarray, positions: np.ndarray,
                for q in range(max(ib - 1, 0), min(ib + 2, nb))]
         pos = cand[n, k]
         h_loc = np.eye(2) / prior_std ** 2
+        fit = None
         if len(sel) == 3 ** len(dims):
             fit = _quadratic_fit(local[sel][:, dims] - local[k, dims], J[sel])
             if fit is not None and np.all(np.abs(fit[0]) <= level.step):
@@ -308,6 +328,14 @@ def _fit_fold(level: _Level, image: np.ndarray, positions: np.ndarray,
                 step_loc[dims] = fit[0]
                 pos = pos + step_loc @ frames[n]
                 h_loc[np.ix_(dims, dims)] = fit[1]
+            else:
+                fit = None
+        if fit is None and 0 < ia < na - 1:  # the line of sight alone: its curvature
+            line = [(ia + d) * nb + ib for d in (-1, 0, 1)]
+            fit1 = _quadratic_fit(local[line][:, :1] - local[k, :1], J[line])
+            if fit1 is not None and abs(fit1[0][0]) <= level.step:
+                pos = pos + fit1[0][0] * frames[n][0]
+                h_loc[0, 0] = fit1[1][0, 0]
         new[n] = pos
         cov[n] = frames[n].T @ np.linalg.inv(h_loc) @ frames[n]
         best_mis[n] = m[k]
@@ -315,14 +343,15 @@ def _fit_fold(level: _Level, image: np.ndarray, positions: np.ndarray,
 
 
 def _heldout_misfit(level: _Level, positions: np.ndarray, acq: Acquisition,
-                    folds: list[np.ndarray], n_iter: int, thickness: float | None) -> float:
+                    folds: list[np.ndarray], n_iter: int, thickness: float | None,
+                    norms: list[float]) -> float:
     """Mean held-out relative misfit ``1 - rho^2`` of every fold against the image of the
     other folds (used to choose the speed of sound)."""
     total = 0.0
-    for idx in folds:
+    for idx, norm in zip(folds, norms, strict=True):
         keep = np.setdiff1d(np.arange(len(positions)), idx)
         x = _reconstruct(level.data[keep], level.grid, SensorArray(positions[keep]), acq,
-                         n_iter, None)
+                         n_iter, None, norm)
         pred = ForwardOperator(level.grid, SensorArray(positions[idx]), acq,
                                thickness=thickness).forward(x)
         pred = bandpass(pred, acq.fs, level.band).astype(np.float64)
@@ -338,11 +367,15 @@ def _search_speed_of_sound(level: _Level, positions: np.ndarray, folds: list[np.
                            ) -> float:
     """Cross-validated 1-D search of ``c`` over ``c0 (1 +- span)`` (7 points + parabola)."""
     rel = np.linspace(-span, span, 7)
+    # ||A||^2 grows as c falls (the slab model's gain is 1 / c^2): take it at the lowest c
+    slow = replace(level.acquisition, speed_of_sound=c0 * (1 - span))
+    norms = [operator_norm_sq(level.grid, SensorArray(np.delete(positions, idx, axis=0)),
+                              slow, n_iter=15) for idx in folds]
     vals = []
     for r in rel:
         acq = replace(level.acquisition, speed_of_sound=c0 * (1 + r))
         vals.append(_heldout_misfit(replace(level, acquisition=acq), positions, acq, folds,
-                                    n_iter, thickness))
+                                    n_iter, thickness, norms))
     vals_a = np.asarray(vals)
     k = int(np.argmin(vals_a))
     best = rel[k]
@@ -386,7 +419,7 @@ def _prior_from_setup(setup_toml: str | None, radius: float
 # --- the public entry point ----------------------------------------------------------------
 
 
-def calibrate(
+def calibrate_sinogram(
     sinogram: np.ndarray,
     sensors: SensorArray,
     acquisition: Acquisition,
@@ -437,7 +470,8 @@ def calibrate(
         The scan's setup (TOML text), used for the default prior.
     callback
         ``callback(record, positions)`` after each round: the round's record (see
-        :attr:`Calibration.history`) and the current (N, 2) position estimate (m).
+        :attr:`Calibration.history`; ``rounds_total`` says how many rounds there are) and
+        the current (N, 2) position estimate (m).
 
     Returns
     -------
@@ -495,7 +529,10 @@ def calibrate(
             c = _search_speed_of_sound(level, positions, folds, c, speed_span, n_iter,
                                        thickness)
             logger.info("calibration: speed of sound %.2f m/s after the 1-D search", c)
-        images: list[np.ndarray | None] = [None] * n_folds
+        folds = _folds(nominal, min(n_folds, FINE_FOLDS) if li == len(levels) - 1
+                       else n_folds)
+        images: list[np.ndarray | None] = [None] * len(folds)
+        norms: list[float] = []
         for r in range(level.rounds):
             acq = replace(level.acquisition, speed_of_sound=c)
             lev = replace(level, acquisition=acq)
@@ -503,8 +540,13 @@ def calibrate(
             mis = np.empty(n_s)
             for f, idx in enumerate(folds):  # Gauss-Seidel: later folds see the updates
                 keep = np.setdiff1d(np.arange(n_s), idx)
-                images[f] = _reconstruct(level.data[keep], level.grid,
-                                         SensorArray(new[keep]), acq, n_iter, images[f])
+                sub = SensorArray(new[keep])
+                if len(norms) <= f:
+                    norms.append(operator_norm_sq(level.grid, sub, acq, n_iter=15))
+                # warm starts after the first round need fewer iterations
+                images[f] = _reconstruct(level.data[keep], level.grid, sub, acq,
+                                         n_iter if r == 0 else max(1, n_iter // 2),
+                                         images[f], norms[f])
                 new[idx], cov[idx], mis[idx] = _fit_fold(
                     lev, images[f], new, nominal, idx, prior_std, box, thickness)
             if li == 0 and r == 0 and float(np.median(1 - mis)) < MIN_CORRELATION ** 2:
@@ -519,7 +561,8 @@ def calibrate(
             cov = s * s * (R @ cov @ R.T)
             if speed_of_sound:
                 c *= s
-            rec = {"level": li, "round": r, "pixel": level.grid.dx,
+            rec = {"level": li, "round": r, "rounds_total": sum(v.rounds for v in levels),
+                   "pixel": level.grid.dx,
                    "band": float(level.band[1]) if level.band else 0.0,
                    "misfit": float(np.mean(mis)), "speed_of_sound": c, "step_rms": step}
             history.append(rec)
@@ -561,3 +604,74 @@ def _levels(y: np.ndarray, acq: Acquisition, grid: Grid, prior_std: float,
         out.append(_Level(g, a, data, band, step, half, half_across if finest else 0,
                           rounds=4 if li == 0 else 3, t_eff=t_eff))
     return out
+
+
+def calibrate(scan: Any, grid: Grid | None = None, *,
+              frames: int | list[int] | None = None, prior_std: float | None = None,
+              speed_of_sound: bool = True,
+              callback: Callable[[dict[str, float], np.ndarray], Any] | None = None,
+              **kwargs: Any) -> Calibration:
+    """Self-calibrate a scan: its sensor positions and speed of sound from its data alone.
+
+    Parameters
+    ----------
+    scan
+        A :class:`oatomo.io.Scan` or the path of a scan file (oatomo, IPASC, PATATO).
+    grid
+        Image grid of the finest level; None: the pipeline's default grid
+        (:func:`oatomo.pipeline.default_grid`).
+    frames
+        Frames (leading axes flattened) to calibrate on; None: all (their mean).
+    prior_std
+        Per-coordinate standard deviation of the position errors (m); None: from the
+        scan's setup when it carries one, else 1 % of the array radius.
+    speed_of_sound
+        Estimate the speed of sound (default) or keep the file's.
+    callback
+        ``callback(record, positions)`` after each round.
+    **kwargs
+        Passed to :func:`calibrate_sinogram` (``n_levels``, ``n_folds``, ``n_iter``, ...).
+
+    Returns
+    -------
+    Calibration
+        Apply it with :func:`apply_calibration` (or write it with ``oatomo calibrate``).
+
+    Examples
+    --------
+    >>> cal = oatomo.calibrate("scan.h5")                      # doctest: +SKIP
+    >>> rec = oatomo.reconstruct(apply_calibration(scan, cal), "mb-tv")  # doctest: +SKIP
+    """
+    from .pipeline import default_grid, load
+
+    data, source = load(scan)
+    if data.calibration:
+        logger.warning("%s is already calibrated; calibrating again from its estimates",
+                       source)
+    if grid is None:
+        grid = default_grid(data)
+    sino = data.sinogram
+    if frames is not None:
+        sino = sino.reshape((-1,) + sino.shape[-2:])[np.asarray(frames)]
+    try:
+        return calibrate_sinogram(sino, data.sensors, data.acquisition, grid,
+                                  prior_std=prior_std, speed_of_sound=speed_of_sound,
+                                  setup_toml=data.setup_toml, callback=callback, **kwargs)
+    except InputError as exc:
+        if source != "<Scan>" and exc.path is None:
+            raise InputError(exc.problem, source) from None
+        raise
+
+
+def apply_calibration(scan: Any, calibration: Calibration) -> Any:
+    """A copy of ``scan`` with the estimated positions and speed of sound, keeping the
+    nominal ones and the calibration record in :attr:`oatomo.io.Scan.calibration`.
+
+    The input scan is not modified.
+    """
+    if calibration.sensors.n_sensors != scan.sensors.n_sensors:
+        raise InputError(f"the calibration is for {calibration.sensors.n_sensors} sensors, "
+                         f"the scan has {scan.sensors.n_sensors}")
+    return replace(scan, sensors=calibration.sensors,
+                   acquisition=calibration.acquisition(scan.acquisition),
+                   calibration=calibration.scan_record())

@@ -71,6 +71,11 @@ class Scan:
         Acquisition wavelengths (m), if any.
     metadata
         Free JSON-serialisable metadata.
+    calibration
+        For a self-calibrated scan (``oatomo calibrate``): ``nominal_positions`` (N, 2),
+        ``nominal_speed_of_sound``, ``position_std`` (N, 2), ``prior_std``, ``history``
+        (list of per-round records) and ``time_s``; ``sensors`` and the acquisition's
+        speed of sound are then the estimates. Stored under ``/calibration``.
     source_format
         Format the scan was read from (``"oatomo"``, ``"ipasc"``, ``"patato"``).
     """
@@ -86,6 +91,7 @@ class Scan:
     seed: int | None = None
     wavelengths: np.ndarray | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    calibration: dict[str, Any] | None = None
     source_format: str = "oatomo"
 
     @property
@@ -221,7 +227,9 @@ def _read_oatomo(f: h5py.File, path: Path) -> Scan:
                 setup_toml=_scalar(f.attrs.get("setup")) or None,
                 seed=None if seed is None else int(_scalar(seed)),
                 wavelengths=f["wavelengths"][...] if "wavelengths" in f else None,
-                metadata=meta, source_format="oatomo")
+                metadata=meta, source_format="oatomo",
+                calibration=(_read_calibration(f["calibration"], sensors.n_sensors, path)
+                             if "calibration" in f else None))
 
 
 def _read_ipasc(f: h5py.File, path: Path) -> Scan:
@@ -356,6 +364,38 @@ def _write_oatomo(f: h5py.File, scan: Scan) -> None:
     if scan.seed is not None:
         f.attrs["seed"] = int(scan.seed)
     f.attrs["metadata"] = json.dumps(scan.metadata)
+    if scan.calibration:
+        _write_calibration(f.create_group("calibration"), scan.calibration)
+
+
+#: Datasets of ``/calibration`` (arrays); everything else there is an attribute.
+_CAL_ARRAYS = ("nominal_positions", "position_std")
+
+
+def _write_calibration(g: h5py.Group, cal: dict[str, Any]) -> None:
+    for key in _CAL_ARRAYS:
+        d = g.create_dataset(key, data=np.asarray(cal[key], np.float64))
+        d.attrs["units"] = "m"
+    hist = cal.get("history", [])
+    g.attrs["history"] = json.dumps(hist)
+    if hist:  # the misfit history also as a plain dataset, for h5dump and plots
+        g.create_dataset("misfit", data=np.asarray([h["misfit"] for h in hist], np.float64))
+    for key, v in cal.items():
+        if key not in _CAL_ARRAYS and key != "history":
+            g.attrs[key] = v
+
+
+def _read_calibration(g: h5py.Group, n_sensors: int, path: Path) -> dict[str, Any]:
+    cal: dict[str, Any] = {k: _scalar(v) for k, v in g.attrs.items() if k != "history"}
+    for key in _CAL_ARRAYS:
+        if key not in g or g[key].shape != (n_sensors, 2):
+            raise InputError(f"calibration/{key} missing or not ({n_sensors}, 2)", path)
+        cal[key] = g[key][...]
+    try:
+        cal["history"] = json.loads(_scalar(g.attrs.get("history", "[]")) or "[]")
+    except json.JSONDecodeError:
+        raise InputError("calibration/history is not valid JSON", path) from None
+    return cal
 
 
 def _write_ipasc(f: h5py.File, scan: Scan) -> None:

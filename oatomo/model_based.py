@@ -335,6 +335,7 @@ def reconstruct_model_based(
     callback: Callable[[int, np.ndarray], Any] | None = None,
     tol: float = 1e-4,
     thickness: float | None = None,
+    norm_sq: float | None = None,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Model-based reconstruction with Tikhonov or total-variation regularisation.
 
@@ -369,6 +370,9 @@ def reconstruct_model_based(
         ``atol = btol = tol``. 0: always run ``n_iter`` iterations.
     thickness
         Slab thickness of the forward model (m), default ``grid.dx``.
+    norm_sq
+        TV only: a known ``||A||^2`` (e.g. of a nearby geometry), which skips the power
+        iteration; None: estimated and cached per geometry.
 
     Returns
     -------
@@ -408,7 +412,9 @@ def reconstruct_model_based(
             logger.warning("model-based tikhonov: LSQR starts at 0; x0 is ignored")
         x = _tikhonov(op, y, lam, n_iter, nonneg, tol, callback, record, ynorm)
     else:
-        x = _tv(op, y, lam, n_iter, nonneg, x0c, tol, callback, record, ynorm)
+        if norm_sq is not None and not (math.isfinite(norm_sq) and norm_sq >= 0):
+            raise InputError(f"norm_sq must be a finite number >= 0, got {norm_sq}")
+        x = _tv(op, y, lam, n_iter, nonneg, x0c, tol, callback, record, ynorm, norm_sq)
     record["time_s"] = time.perf_counter() - t_start
     logger.info("model-based %s: lam=%.3g, %d iterations, residual %.4g, %.3f s", method,
                 lam, record["n_iter"], record["residual"][-1] if record["residual"] else 0,
@@ -467,9 +473,11 @@ def _tikhonov(op: ForwardOperator, y: np.ndarray, lam: float, n_iter: int, nonne
 
 def _tv(op: ForwardOperator, y: np.ndarray, lam: float, n_iter: int, nonneg: bool,
         x0: np.ndarray | None, tol: float, callback: Callable[[int, np.ndarray], Any] | None,
-        record: dict[str, Any], ynorm: float) -> np.ndarray:
-    lip = 1.05 * operator_norm_sq(op.grid, op.sensors, op.acquisition,
-                                  thickness=op.thickness)
+        record: dict[str, Any], ynorm: float, norm_sq: float | None = None) -> np.ndarray:
+    if norm_sq is None:
+        norm_sq = operator_norm_sq(op.grid, op.sensors, op.acquisition,
+                                   thickness=op.thickness)
+    lip = 1.05 * norm_sq
     record["lipschitz"] = lip
     if lip == 0:
         return np.zeros(op.grid.shape, np.float32)

@@ -3,8 +3,8 @@
 :func:`reconstruct` runs the steps in order, each a plain function a user can also call:
 
 1. :func:`load` — a :class:`~oatomo.io.Scan` or a scan file;
-2. :func:`scan_geometry` — the sensors and acquisition to reconstruct with (the nominal
-   ones; the place where an estimated geometry will replace them);
+2. :func:`scan_geometry` — the sensors and acquisition to reconstruct with: the scan's
+   own, or (``calibrate=True``) those estimated from the data (:mod:`oatomo.calibration`);
 3. :func:`reconstruct_sinogram` — the linear or model-based method of
    :data:`oatomo.methods.METHODS`, all frames;
 4. :func:`refine_images` — the learned refinement, when a model applies.
@@ -103,9 +103,32 @@ def load(scan: Any) -> tuple[Any, str]:
     return scan, "<Scan>"
 
 
-def scan_geometry(scan: Any) -> tuple[SensorArray, Acquisition]:
-    """Step 2: the sensors and acquisition to reconstruct with (the scan's nominal ones)."""
-    return scan.sensors, scan.acquisition
+def scan_geometry(scan: Any, *, calibrate: bool = False, grid: Grid | None = None,
+                  callback: Callback | None = None) -> tuple[SensorArray, Acquisition,
+                                                            dict[str, Any] | None]:
+    """Step 2: the sensors and acquisition to reconstruct with.
+
+    The scan's own (the nominal ones, or the estimates of a calibrated scan file), or with
+    ``calibrate=True`` those estimated from the data by :func:`oatomo.calibrate`.
+    Returns ``(sensors, acquisition, record)``; ``record`` summarises the calibration
+    (None without one).
+    """
+    if not calibrate:
+        return scan.sensors, scan.acquisition, None
+    from .calibration import calibrate as run_calibration
+
+    def report(rec: dict[str, float], _: np.ndarray) -> None:
+        if callback is not None:
+            callback("calibrate", int(rec["level"] * 100 + rec["round"]) + 1, 0)
+
+    cal = run_calibration(scan, grid, callback=report)
+    shift = np.hypot(*cal.displacement.T)
+    record = {"speed_of_sound": cal.speed_of_sound,
+              "nominal_speed_of_sound": cal.nominal_speed_of_sound,
+              "rms_shift_m": float(np.sqrt(np.mean(shift ** 2))),
+              "max_shift_m": float(shift.max()), "prior_std_m": cal.prior_std,
+              "misfit": [h["misfit"] for h in cal.history], "time_s": cal.time_s}
+    return cal.sensors, cal.acquisition(scan.acquisition), record
 
 
 def default_grid(scan: Any, n: int | None = None, fov: float | None = None) -> Grid:
@@ -284,7 +307,8 @@ def reconstruct(scan: Any, method: str = "ubp", grid: Grid | None = None, *,
                 refine: bool | Literal["auto"] = "auto",
                 model: str | os.PathLike | None = None, setup: str | None = None,
                 samples: int = 16, lam: float | None = None, iters: int = 50,
-                callback: Callback | None = None) -> Reconstruction:
+                calibrate: bool = False, callback: Callback | None = None
+                ) -> Reconstruction:
     """Reconstruct a scan: load, linear or model-based image, learned refinement.
 
     Parameters
@@ -311,6 +335,10 @@ def reconstruct(scan: Any, method: str = "ubp", grid: Grid | None = None, *,
         Posterior samples for the uncertainty map.
     lam, iters
         Regularisation weight and iterations of model-based methods.
+    calibrate
+        Estimate the sensor positions and speed of sound from the data first
+        (:func:`oatomo.calibrate`) and reconstruct with the estimates; the provenance's
+        ``calibration`` entry summarises them.
     callback
         ``callback(what, done, total)`` after each step (``"load"``, ``method``,
         ``"refine"``) and during iterative methods.
@@ -338,10 +366,14 @@ def reconstruct(scan: Any, method: str = "ubp", grid: Grid | None = None, *,
 
     t = time.perf_counter()
     data, source = load(scan)
-    sensors, acquisition = scan_geometry(data)
     done("load", t)
     if grid is None:
         grid = default_grid(data, n, fov)
+    t = time.perf_counter()
+    sensors, acquisition, cal_record = scan_geometry(data, calibrate=calibrate, grid=grid,
+                                                     callback=callback)
+    if calibrate:
+        done("calibrate", t)
     sino = data.sinogram
     if frames is not None:
         sino = sino.reshape((-1,) + sino.shape[-2:])[np.asarray(frames)]
@@ -373,4 +405,5 @@ def reconstruct(scan: Any, method: str = "ubp", grid: Grid | None = None, *,
         "format": getattr(data, "source_format", "oatomo"), "n_sensors": sensors.n_sensors,
         "speed_of_sound": acquisition.speed_of_sound,
         "n_frames": int(np.prod(sino.shape[:-2], dtype=int)),
-        "timings": timings, "refinement": record})
+        "timings": timings, "refinement": record, "calibration": cal_record,
+        "calibrated_file": bool(getattr(data, "calibration", None))})

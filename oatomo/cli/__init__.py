@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "oatomo.cli.learn",      # train, evaluate
     "oatomo.cli.cmnist",     # cmnist
     "oatomo.cli.autofocus",  # autofocus
+    "oatomo.cli.calibrate",  # calibrate
     "oatomo.cli.family",     # family data / train / evalset / evaluate / export
 )
 

@@ -51,6 +51,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "setup's variant decoder instead of the invariant one")
     r.add_argument("--samples", type=int, default=16,
                    help="posterior samples for the uncertainty map (default 16)")
+    r.add_argument("--calibrate", action="store_true",
+                   help="first estimate the sensor positions and speed of sound from the "
+                   "data (as `oatomo calibrate`) and reconstruct with the estimates")
     r.set_defaults(func=run_reconstruct)
 
     st = sub.add_parser("setups", help="list the bundled setups",
@@ -108,12 +111,20 @@ def run_reconstruct(args: argparse.Namespace) -> int:
     with bars(args) as callback:
         rec = reconstruct(src, args.method, n=args.n, fov=args.fov, refine=refine,
                           model=args.model, setup=args.setup_name, samples=args.samples,
-                          lam=args.lam, iters=args.iters, callback=callback)
+                          lam=args.lam, iters=args.iters, calibrate=args.calibrate,
+                          callback=callback)
     save_images(out, dict(rec.images), rec.grid, attrs=rec.attrs())
     prov, grid = rec.provenance, rec.grid
     print(f"reconstructed {src} ({prov['format']}, {prov['n_sensors']} sensors, "
           f"{prov['n_frames']} frame(s)) with {args.method} in "
           f"{prov['timings'][args.method]:.3f} s")
+    cal = prov["calibration"]
+    if cal is not None:
+        print(f"calibrated in {cal['time_s']:.1f} s: speed of sound "
+              f"{cal['nominal_speed_of_sound']:g} -> {cal['speed_of_sound']:.2f} m/s, "
+              f"sensors moved {cal['rms_shift_m'] * 1e6:.0f} um rms")
+    elif prov["calibrated_file"]:
+        print("using the calibrated sensor positions and speed of sound of the file")
     how = prov["refinement"]
     model_name = Path(how["model"]).name
     if how["applied"]:
@@ -166,4 +177,9 @@ def run_info(args: argparse.Namespace) -> int:
         print(f"setup:           {scan.setup_name} (seed {scan.seed})")
     if scan.p0 is not None and scan.grid is not None:
         print(f"truth:           {scan.grid.n}x{scan.grid.n} at {scan.grid.dx * 1e3:g} mm")
+    if scan.calibration:
+        cal = scan.calibration
+        shift = np.hypot(*(scan.sensors.positions - cal["nominal_positions"]).T)
+        print(f"calibrated:      yes (nominal c {float(cal['nominal_speed_of_sound']):g} "
+              f"m/s; sensors moved {np.sqrt(np.mean(shift ** 2)) * 1e6:.0f} um rms)")
     return 0

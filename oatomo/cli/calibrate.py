@@ -1,0 +1,74 @@
+"""``oatomo calibrate``: sensor positions and speed of sound estimated from the scan."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+from ._progress import bars
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "calibrate", help="estimate sensor positions and speed of sound from a scan",
+        description="Self-calibrate a scan (oatomo, IPASC or PATATO HDF5): estimate each "
+        "sensor's position in the imaging plane and the speed of sound from the data alone "
+        "and write an oatomo scan file that uses the estimates (the nominal values, the "
+        "prior, the uncertainty and the misfit history are kept under /calibration). A "
+        "rigid motion of the whole array cannot be seen in the data: the estimate is "
+        "aligned to the nominal array (moved by the setup's fixed rotation/offset, if any). "
+        "The input is never modified.")
+    p.add_argument("scan", help="scan file")
+    p.add_argument("-o", "--output", help="calibrated scan file (default: "
+                   "<scan>_calibrated.h5)")
+    p.add_argument("--prior-std", type=float, help="per-coordinate standard deviation of "
+                   "the position errors in metres (default: from the scan's setup, else 1 %% "
+                   "of the array radius)")
+    p.add_argument("--fixed-speed-of-sound", action="store_true",
+                   help="keep the file's speed of sound (estimate positions only)")
+    p.add_argument("--n", type=int, help="pixels per side of the finest level (default: "
+                   "the scan's truth grid, else 256)")
+    p.add_argument("--fov", type=float, help="field of view in metres (default as in "
+                   "reconstruct)")
+    p.add_argument("--frames", type=int, nargs="+", help="frames to calibrate on (default: "
+                   "all, averaged)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing output")
+    p.set_defaults(func=run_calibrate)
+
+
+def run_calibrate(args: argparse.Namespace) -> int:
+    from .._atomic import check_output_path
+    from ..calibration import apply_calibration, calibrate
+    from ..io import load_scan, save_scan
+    from ..pipeline import default_grid
+
+    src = Path(args.scan)
+    out = Path(args.output) if args.output else src.with_name(src.stem + "_calibrated.h5")
+    out = check_output_path(out, force=args.force, inputs=(src,))
+    scan = load_scan(src)
+    grid = default_grid(scan, args.n, args.fov)
+    with bars(args) as progress:
+        try:
+            cal = calibrate(scan, grid, frames=args.frames, prior_std=args.prior_std,
+                            speed_of_sound=not args.fixed_speed_of_sound,
+                            callback=lambda rec, _: progress(
+                                "calibrate", rec["level"] * 100 + rec["round"] + 1, None))
+        except InputError as exc:  # name the file the problem is in
+            raise InputError(exc.problem, exc.path or src) from None
+    save_scan(out, apply_calibration(scan, cal))
+    shift = np.hypot(*cal.displacement.T)
+    std = np.hypot(*cal.position_std.T)
+    hist = cal.history
+    print(f"calibrated {src} ({scan.sensors.n_sensors} sensors) on {grid.n}x{grid.n} at "
+          f"{grid.dx * 1e3:.3g} mm in {cal.time_s:.1f} s")
+    print(f"speed of sound: {cal.nominal_speed_of_sound:g} -> {cal.speed_of_sound:.2f} m/s")
+    print(f"positions: rms shift {np.sqrt(np.mean(shift ** 2)) * 1e6:.0f} um (max "
+          f"{shift.max() * 1e6:.0f} um), median uncertainty {np.median(std) * 1e6:.0f} um, "
+          f"prior {cal.prior_std * 1e6:.0f} um per coordinate")
+    print(f"held-out misfit: {hist[0]['misfit']:.3f} (first round) -> "
+          f"{hist[-1]['misfit']:.3f} (last)")
+    print(f"wrote {out}")
+    return 0
