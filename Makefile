@@ -66,11 +66,11 @@ clean:
 
 # Train the scanner-family refiner (every 2-D ring or arc scanner; README "One refiner for
 # every 2-D ring or arc scanner"): 15 environments x 768 scans (about 9 min on one core),
-# the multi-decoder invariant VAE for 3 epochs (1152 steps of 30 images; about 35 min on one
+# the multi-decoder invariant VAE for 4 epochs (1536 steps of 30 images; about 45 min on one
 # free core), the held-out evaluation set with TV baselines, the evaluation, and the export
 # (weights only) into the package. Every step resumes where an interrupted run stopped.
 FAMILY_OUT ?= out/family
-FAMILY_ARGS ?= --epochs 3
+FAMILY_ARGS ?= --epochs 4
 FAMILY_SHIPPED ?= oatomo/resources/models/family_refiner.pt
 model-family: $(VENV)/.installed
 	mkdir -p $(FAMILY_OUT)
