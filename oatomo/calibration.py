@@ -277,6 +277,17 @@ def _quadratic_fit(coords: np.ndarray, values: np.ndarray
     return -np.linalg.solve(H, g), H
 
 
+def _relative_misfit(pred: np.ndarray, data: np.ndarray) -> np.ndarray:
+    """``1 - rho^2`` between predictions (n, K, T) and records (n, T), shape (n, K): the
+    misfit ``||a p - y||^2 / ||y||^2`` at the best amplitude ``a``."""
+    p = pred.astype(np.float64)
+    d = data.astype(np.float64)
+    rho = np.einsum("nkt,nt->nk", p, d) / (
+        (np.sqrt(np.sum(p * p, axis=2)) + 1e-30) * (np.sqrt(np.sum(d * d, axis=1)) + 1e-30)
+        [:, None])
+    return 1.0 - np.clip(rho, -1.0, 1.0) ** 2
+
+
 def _fit_fold(level: _Level, image: np.ndarray, positions: np.ndarray,
               nominal: np.ndarray, idx: np.ndarray, prior_std: float, box: float,
               thickness: float | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -300,12 +311,7 @@ def _fit_fold(level: _Level, image: np.ndarray, positions: np.ndarray,
     pred = ForwardOperator(level.grid, virt, level.acquisition,
                            thickness=thickness).forward(image)
     pred = bandpass(pred, level.acquisition.fs, level.band).reshape(len(idx), n_k, -1)
-    data = level.data[idx].astype(np.float64)
-    dn = np.sqrt(np.sum(data * data, axis=1)) + 1e-30
-    p64 = pred.astype(np.float64)
-    pn = np.sqrt(np.sum(p64 * p64, axis=2)) + 1e-30
-    rho = np.einsum("nkt,nt->nk", p64, data) / (pn * dn[:, None])
-    mis = 1.0 - np.clip(rho, -1.0, 1.0) ** 2  # relative misfit, optimal amplitude
+    mis = _relative_misfit(pred, level.data[idx])
     new = np.empty((len(idx), 2))
     cov = np.empty((len(idx), 2, 2))
     best_mis = np.empty(len(idx))
@@ -358,11 +364,8 @@ def _heldout_misfit(level: _Level, positions: np.ndarray, acq: Acquisition,
                          n_iter, None, norm)
         pred = ForwardOperator(level.grid, SensorArray(positions[idx]), acq,
                                thickness=thickness).forward(x)
-        pred = bandpass(pred, acq.fs, level.band).astype(np.float64)
-        d = level.data[idx].astype(np.float64)
-        rho = np.sum(pred * d, axis=1) / (np.linalg.norm(pred, axis=1) *
-                                          np.linalg.norm(d, axis=1) + 1e-30)
-        total += float(np.sum(1.0 - rho ** 2))
+        pred = bandpass(pred, acq.fs, level.band)
+        total += float(np.sum(_relative_misfit(pred[:, None], level.data[idx])))
     return total / len(positions)
 
 
@@ -475,7 +478,7 @@ def calibrate_sinogram(
         The scan's setup (TOML text), used for the default prior.
     callback
         ``callback(record, positions)`` after each round: the round's record (see
-        :attr:`Calibration.history`; ``rounds_total`` says how many rounds there are) and
+        :attr:`Calibration.history`; ``step`` of ``rounds_total`` rounds) and
         the current (N, 2) position estimate (m).
 
     Returns
@@ -566,7 +569,8 @@ def calibrate_sinogram(
             cov = s * s * (R @ cov @ R.T)
             if speed_of_sound:
                 c *= s
-            rec = {"level": li, "round": r, "rounds_total": sum(v.rounds for v in levels),
+            rec = {"level": li, "round": r, "step": len(history) + 1,
+                   "rounds_total": sum(v.rounds for v in levels),
                    "pixel": level.grid.dx,
                    "band": float(level.band[1]) if level.band else 0.0,
                    "misfit": float(np.mean(mis)), "speed_of_sound": c, "step_rms": step}
@@ -647,16 +651,9 @@ def calibrate(scan: Any, grid: Grid | None = None, *,
     >>> cal = oatomo.calibrate("scan.h5")                      # doctest: +SKIP
     >>> rec = oatomo.reconstruct(apply_calibration(scan, cal), "mb-tv")  # doctest: +SKIP
     """
-    import os
+    from .io import as_scan, default_grid
 
-    from .io import default_grid, load_scan
-
-    if isinstance(scan, (str, os.PathLike)):
-        data, source = load_scan(scan), str(scan)
-    elif hasattr(scan, "sinogram"):
-        data, source = scan, "<Scan>"
-    else:
-        raise InputError(f"expected a Scan or a scan file path, got {type(scan).__name__}")
+    data, source = as_scan(scan)
     if data.calibration:
         logger.warning("%s is already calibrated; calibrating again from its estimates",
                        source)

@@ -38,8 +38,8 @@ from .geometry import Acquisition, Grid, SensorArray
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Scan", "default_grid", "load_scan", "save_scan", "save_images", "load_images",
-           "detect_format", "SCAN_FORMAT_VERSION"]
+__all__ = ["Scan", "as_scan", "default_grid", "load_scan", "save_scan", "save_images",
+           "load_images", "detect_format", "SCAN_FORMAT_VERSION"]
 
 SCAN_FORMAT_VERSION = 1
 IMAGE_FORMAT_VERSION = 1
@@ -282,6 +282,15 @@ def _read_patato(f: h5py.File, path: Path) -> Scan:
     name = _scalar(f.attrs.get("name", "")) or None
     return Scan(sinogram=sino, sensors=sensors, acquisition=acq, wavelengths=wl,
                 metadata={"scan_name": name} if name else {}, source_format="patato")
+
+
+def as_scan(scan: Any) -> tuple[Scan, str]:
+    """A :class:`Scan` as given, or the scan file at a path; with its source's name."""
+    if isinstance(scan, (str, os.PathLike)):
+        return load_scan(scan), str(scan)
+    if not hasattr(scan, "sinogram"):
+        raise InputError(f"expected a Scan or a scan file path, got {type(scan).__name__}")
+    return scan, "<Scan>"
 
 
 def default_grid(scan: Any, n: int | None = None, fov: float | None = None) -> Grid:

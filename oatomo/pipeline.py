@@ -28,7 +28,7 @@ import numpy as np
 
 from .errors import InputError
 from .geometry import Acquisition, Grid, SensorArray
-from .io import default_grid
+from .io import as_scan, default_grid
 from .methods import Callback, get_method
 
 logger = logging.getLogger(__name__)
@@ -95,13 +95,7 @@ class Reconstruction:
 
 def load(scan: Any) -> tuple[Any, str]:
     """Step 1: a :class:`~oatomo.io.Scan` as given, or the scan file at a path."""
-    if isinstance(scan, (str, os.PathLike)):
-        from .io import load_scan
-
-        return load_scan(scan), str(scan)
-    if not hasattr(scan, "sinogram"):
-        raise InputError(f"expected a Scan or a scan file path, got {type(scan).__name__}")
-    return scan, "<Scan>"
+    return as_scan(scan)
 
 
 def scan_geometry(scan: Any, *, calibrate: bool = False, grid: Grid | None = None,
@@ -120,7 +114,7 @@ def scan_geometry(scan: Any, *, calibrate: bool = False, grid: Grid | None = Non
 
     def report(rec: dict[str, float], _: np.ndarray) -> None:
         if callback is not None:
-            callback("calibrate", int(rec["level"] * 100 + rec["round"]) + 1, 0)
+            callback("calibrate", int(rec["step"]), int(rec["rounds_total"]))
 
     cal = run_calibration(scan, grid, callback=report)
     shift = np.hypot(*cal.displacement.T)

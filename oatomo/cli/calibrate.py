@@ -55,7 +55,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
             cal = calibrate(scan, grid, frames=args.frames, prior_std=args.prior_std,
                             speed_of_sound=not args.fixed_speed_of_sound,
                             callback=lambda rec, _: progress(
-                                "calibrate", rec["level"] * 100 + rec["round"] + 1, None))
+                                "calibrate", int(rec["step"]), int(rec["rounds_total"])))
         except InputError as exc:  # name the file the problem is in
             raise InputError(exc.problem, exc.path or src) from None
     save_scan(out, apply_calibration(scan, cal))
