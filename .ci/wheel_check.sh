@@ -25,7 +25,8 @@ phase "installing $(basename "$WORK"/dist/*.whl) into a fresh venv"
 phase "running from $WORK/run"
 mkdir "$WORK/run" && cd "$WORK/run"
 set -x
-"$BIN/oatomo" setups | grep -q ring32_radial
+setups=$("$BIN/oatomo" setups)
+grep -q ring32_radial <<<"$setups"
 "$BIN/oatomo" simulate --setup ring32_radial --phantom vessels --seed 1 -o scan.h5
 "$BIN/oatomo" reconstruct scan.h5 --refine -o image.h5
 "$BIN/python" -c "

@@ -1,5 +1,6 @@
 """The oatomo command: end to end, and every bad input gives one line + exit code 2."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -172,3 +173,14 @@ def test_reconstruct_other_methods(scan_file, tmp_path, method, capsys):
     r = np.corrcoef(images[method].ravel(), images["truth"].ravel())[0, 1]
     assert r > 0.3, (method, r)
     assert f"with {method}" in capsys.readouterr().out
+
+
+def test_closed_pipe_no_traceback():
+    """``oatomo setups | head -0``: the reader has gone before the listing is written."""
+    read, write = os.pipe()
+    os.close(read)
+    proc = subprocess.run([sys.executable, "-m", "oatomo", "setups"], stdout=write,
+                          stderr=subprocess.PIPE, text=True, timeout=120)
+    os.close(write)
+    assert proc.returncode == 141
+    assert proc.stderr == ""
