@@ -37,6 +37,8 @@ def delay_and_sum(frames: np.ndarray, grid: Grid, sensors: SensorArray,
     t0fs = np.float32(acquisition.t0 * acquisition.fs)
     fs_over_c = np.float32(acquisition.fs / acquisition.speed_of_sound)
     normals = np.ascontiguousarray(sensors.normals, dtype=np.float32)
+    K.check_finite(sensor_positions=sens, sensor_normals=normals, t0_times_fs=t0fs,
+                   fs_over_speed_of_sound=fs_over_c, grid=xs)
     if n_f == 1 or obliquity:
         out = np.zeros((n_f,) + grid.shape, np.float32)
         padded = np.zeros((n_s, n_t + 3), np.float32)

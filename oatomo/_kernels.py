@@ -29,6 +29,8 @@ import math
 import numba as nb
 import numpy as np
 
+from .errors import InputError
+
 # ---------------------------------------------------------------------------------------
 # The projected-hat table K(u, s): u in [0, 1] (N_U rows), s in [-S_MAX, S_MAX] (N_S cols).
 N_U = 65
@@ -62,6 +64,18 @@ def __getattr__(name: str) -> np.ndarray:
     if name == "KTABLE":  # computed on first use (0.7 s): reconstruction never needs it
         return _hat_projection_table()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def check_finite(**values: object) -> None:
+    """Raise :class:`InputError` unless every (float32) kernel argument is finite.
+
+    Called by the Python wrappers before each kernel: geometry that passed the physical
+    ranges of :mod:`oatomo._limits` always does; this is the last line of defence.
+    """
+    for name, v in values.items():
+        if not np.all(np.isfinite(np.asarray(v, dtype=np.float32))):
+            raise InputError(f"{name.replace('_', ' ')} is not finite in float32 (out of the "
+                             f"physical range)")
 
 
 N_CLASSES = 9  # kernel shapes used: table rows u = 0, 1/8, ..., 1
@@ -112,10 +126,12 @@ def _bins(xs, py, sx, sy, r0, inv_delta, m_hi, mbuf, fbuf, cbuf):
         lo = min(ddx, dy)
         u = lo / (hi + np.float32(1e-30))
         t = min(max((d - r0) * inv_delta, z), m_hi)
-        m = np.int32(t)
+        # integer clamps too: they hold whatever fast-math does with NaN/Inf in ``t``
+        m = min(max(np.int32(t), np.int32(0)), np.int32(m_hi))
         mbuf[j] = m
         fbuf[j] = t - np.float32(m)
-        cbuf[j] = np.int32(u * np.float32(N_CLASSES - 1) + np.float32(0.5))
+        c = np.int32(u * np.float32(N_CLASSES - 1) + np.float32(0.5))
+        cbuf[j] = min(max(c, np.int32(0)), np.int32(N_CLASSES - 1))
 
 
 @nb.njit(parallel=True, fastmath=True, cache=True)
@@ -218,7 +234,7 @@ def adjoint_edges(h_edges, xs, ys, sensors, r0, inv_delta, k, P, weights, n_chun
 def _delays(xs, py, sx, sy, off, fs_over_c, hi, kbuf, fbuf):
     """Sample index and interpolation weight of every pixel of one row for one sensor.
 
-    ``tau + 1`` is clamped into the zero-padded record ``[0, sig..., 0, 0]``: delays
+    ``tau`` is clamped into the zero-padded record ``[0, sig..., 0, 0]``: delays
     outside the record read zeros. Kept free of gathers so that LLVM vectorises it.
     """
     dy = py - sy
@@ -227,7 +243,8 @@ def _delays(xs, py, sx, sy, off, fs_over_c, hi, kbuf, fbuf):
     for j in range(xs.shape[0]):
         ddx = xs[j] - sx
         tau = min(max(math.sqrt(ddx * ddx + dy2) * fs_over_c + off, z), hi)
-        k = np.int32(tau)
+        # integer clamp too: it holds whatever fast-math does with NaN/Inf in ``tau``
+        k = min(max(np.int32(tau), np.int32(0)), np.int32(hi))
         kbuf[j] = k
         fbuf[j] = tau - np.float32(k)
 

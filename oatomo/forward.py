@@ -21,6 +21,7 @@ import numba
 import numpy as np
 
 from . import _kernels as K
+from ._limits import MAX_POSITION, check_bytes
 from .errors import InputError
 from .geometry import Acquisition, Grid, SensorArray
 
@@ -142,8 +143,11 @@ class ForwardOperator:
         self.sensors = sensors
         self.acquisition = acquisition
         self.thickness = float(grid.dx if thickness is None else thickness)
-        if not (self.thickness > 0 and math.isfinite(self.thickness)):
-            raise InputError(f"slab thickness must be > 0 m, got {thickness}")
+        if not (0 < self.thickness <= MAX_POSITION):
+            raise InputError(f"slab thickness must be > 0 m and at most {MAX_POSITION:g} m, "
+                             f"got {thickness}")
+        check_bytes(20.0 * sensors.n_sensors * (acquisition.n_samples + 1),
+                    "the forward model's sinogram buffers")
         c, dt = acquisition.speed_of_sound, acquisition.dt
         t_edges = acquisition.t0 + (np.arange(acquisition.n_samples + 1) - 0.5) * dt
         with np.errstate(divide="ignore"):
@@ -154,7 +158,11 @@ class ForwardOperator:
         self._inv_dt = 1.0 / dt
         rho0, drho = c * (acquisition.t0 - 0.5 * dt), c * dt
         n_edges = acquisition.n_samples + 1
-        self._k, _, self._P, _ = K.radial_plan(grid.dx, drho, n_edges)
+        self._k, n_half, self._P, m_bins = K.radial_plan(grid.dx, drho, n_edges)
+        check_bytes(4.0 * K.N_CLASSES * (m_bins * max(1, numba.get_num_threads())
+                                         + 4 * n_half),
+                    f"the forward model's radial histograms (sampling interval c/fs = "
+                    f"{drho / grid.dx:.3g} pixels)")
         self._weights = K.radial_weights(grid.dx, drho, n_edges)
         delta = drho / self._k
         self._r0 = np.float32(rho0 - self._P * delta)
@@ -162,6 +170,9 @@ class ForwardOperator:
         self._xs = grid.x.astype(np.float32)
         self._ys = grid.y.astype(np.float32)
         self._sens = np.ascontiguousarray(sensors.positions, dtype=np.float32)
+        K.check_finite(sensor_positions=self._sens, start_radius=self._r0,
+                       inverse_bin_width=self._inv_delta, grid=self._xs,
+                       edge_gain=self._edge_gain)
 
     @property
     def shape(self) -> tuple[int, int]:

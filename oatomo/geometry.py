@@ -12,6 +12,16 @@ from typing import Any
 
 import numpy as np
 
+from ._limits import (
+    FS_RANGE,
+    MAX_PERTURBATION,
+    MAX_POSITION,
+    MAX_SAMPLES,
+    MAX_SENSORS,
+    MAX_T0,
+    SPEED_RANGE,
+    check_range,
+)
 from .errors import InputError
 
 __all__ = ["SensorArray", "ring_array", "Grid", "Acquisition", "MAX_GRID_SIDE"]
@@ -19,6 +29,13 @@ __all__ = ["SensorArray", "ring_array", "Grid", "Acquisition", "MAX_GRID_SIDE"]
 #: Largest image side accepted by :class:`Grid` (a 8192 x 8192 float32 image is 256 MiB;
 #: a reconstruction holds a few of them, and several frames multiply that).
 MAX_GRID_SIDE = 8192
+
+
+def _is_count(v: object) -> bool:
+    """Whether ``v`` is a whole number (an int, or a float with no fraction), not a bool."""
+    if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
+        return False
+    return bool(np.isfinite(v)) and float(v).is_integer()
 
 
 def _readonly(a: np.ndarray) -> np.ndarray:
@@ -53,8 +70,13 @@ class SensorArray:
             raise InputError(f"sensor positions must have shape (N, 2), got {pos.shape}")
         if pos.shape[0] == 0:
             raise InputError("the sensor array has no sensors")
+        if pos.shape[0] > MAX_SENSORS:
+            raise InputError(f"{pos.shape[0]} sensors; at most {MAX_SENSORS} are accepted")
         if not np.all(np.isfinite(pos)):
             raise InputError("sensor positions contain NaN or Inf")
+        if np.abs(pos).max() > MAX_POSITION:
+            raise InputError(f"sensor positions must lie within {MAX_POSITION:g} m of the "
+                             f"origin, got {np.abs(pos).max():.3g} m")
         if self.normals is None:
             norm = np.hypot(pos[:, 0], pos[:, 1])[:, None]
             with np.errstate(invalid="ignore", divide="ignore"):
@@ -63,6 +85,8 @@ class SensorArray:
             nrm = np.asarray(self.normals, dtype=np.float64)
             if nrm.shape != pos.shape:
                 raise InputError(f"normals must have shape {pos.shape}, got {nrm.shape}")
+            if not np.all(np.isfinite(nrm)) or np.abs(nrm).max() > 1e150:
+                raise InputError("sensor normals contain NaN, Inf or huge values")
             length = np.hypot(nrm[:, 0], nrm[:, 1])[:, None]
             if np.any(np.abs(length - 1) > 1e-12):
                 nrm = np.where(length > 0, nrm / np.where(length > 0, length, 1.0), 0.0)
@@ -132,10 +156,11 @@ class SensorArray:
         The three per-sensor errors are always drawn (radial, angular, then jitter, in that
         order) so a given seed gives the same draw of each kind whichever are non-zero.
         """
-        for name, v in (("radial_std", radial_std), ("angular_std", angular_std),
-                        ("jitter_std", jitter_std)):
-            if not np.isfinite(v) or v < 0:
-                raise InputError(f"{name} must be a finite number >= 0, got {v}")
+        for name, v, hi in (("radial_std", radial_std, MAX_PERTURBATION),
+                            ("angular_std", angular_std, 2 * np.pi),
+                            ("jitter_std", jitter_std, MAX_PERTURBATION)):
+            check_range(v, name, 0.0, hi)
+        rotation = check_range(rotation, "rotation", -1e3, 1e3, unit="rad")
         rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
         n = self.n_sensors
         dr = rng.standard_normal(n) * radial_std
@@ -187,13 +212,20 @@ def ring_array(
     >>> ring_array(4, 0.01).positions.round(6).tolist()
     [[0.01, 0.0], [0.0, 0.01], [-0.01, 0.0], [-0.0, -0.01]]
     """
-    n = int(n_sensors)
-    if n < 1 or n != n_sensors:
-        raise InputError(f"n_sensors must be a positive integer, got {n_sensors}")
-    if not (np.isfinite(radius) and radius > 0):
-        raise InputError(f"radius must be > 0 metres, got {radius}")
-    if not (np.isfinite(arc) and arc > 0):
-        raise InputError(f"arc must be > 0 radians, got {arc}")
+    try:
+        n = int(n_sensors)
+    except (TypeError, ValueError, OverflowError):
+        n = 0
+    if n < 1 or n != n_sensors or n > MAX_SENSORS:
+        raise InputError(f"n_sensors must be an integer in [1, {MAX_SENSORS}], got "
+                         f"{n_sensors!r}")
+    radius = check_range(radius, "radius", 0.0, MAX_POSITION, unit="m")
+    if radius == 0:
+        raise InputError("radius must be > 0 metres, got 0")
+    arc = check_range(arc, "arc", 0.0, 1e3, unit="rad")
+    if arc == 0:
+        raise InputError("arc must be > 0 radians, got 0")
+    start_angle = check_range(start_angle, "start_angle", -1e3, 1e3, unit="rad")
     full = arc >= 2 * np.pi - 1e-12
     k = np.arange(n, dtype=np.float64)
     if full:
@@ -224,7 +256,7 @@ class Grid:
     fov: float
 
     def __post_init__(self) -> None:
-        if isinstance(self.n, bool) or int(self.n) != self.n or self.n < 1:
+        if not _is_count(self.n) or self.n < 1:
             raise InputError(f"grid size n must be a positive integer, got {self.n!r}")
         object.__setattr__(self, "n", int(self.n))
         if self.n > MAX_GRID_SIDE:
@@ -233,8 +265,10 @@ class Grid:
                 f"grid of {self.n}x{self.n} pixels would need {mib:.0f} MiB per image; "
                 f"the limit is {MAX_GRID_SIDE} pixels per side"
             )
-        if not (np.isfinite(self.fov) and self.fov > 0):
-            raise InputError(f"field of view must be > 0 metres, got {self.fov!r}")
+        if not (isinstance(self.fov, (int, float, np.number)) and np.isfinite(self.fov)
+                and 0 < self.fov <= 2 * MAX_POSITION):
+            raise InputError(f"field of view must be > 0 and at most {2 * MAX_POSITION:g} "
+                             f"metres, got {self.fov!r}")
         object.__setattr__(self, "fov", float(self.fov))
 
     @property
@@ -288,19 +322,16 @@ class Acquisition:
     t0: float = 0.0
 
     def __post_init__(self) -> None:
-        if not (np.isfinite(self.fs) and self.fs > 0):
-            raise InputError(f"sampling rate fs must be > 0 Hz, got {self.fs!r}")
-        if isinstance(self.n_samples, bool) or int(self.n_samples) != self.n_samples \
-                or self.n_samples < 1:
-            raise InputError(f"n_samples must be a positive integer, got {self.n_samples!r}")
-        if not (np.isfinite(self.speed_of_sound) and self.speed_of_sound > 0):
-            raise InputError(f"speed of sound must be > 0 m/s, got {self.speed_of_sound!r}")
-        if not np.isfinite(self.t0):
-            raise InputError(f"t0 must be finite, got {self.t0!r}")
-        object.__setattr__(self, "fs", float(self.fs))
-        object.__setattr__(self, "n_samples", int(self.n_samples))
-        object.__setattr__(self, "speed_of_sound", float(self.speed_of_sound))
-        object.__setattr__(self, "t0", float(self.t0))
+        fs = check_range(self.fs, "sampling rate fs", *FS_RANGE, unit="Hz")
+        n = self.n_samples
+        if not _is_count(n) or not 1 <= n <= MAX_SAMPLES:
+            raise InputError(f"n_samples must be an integer in [1, {MAX_SAMPLES}], got {n!r}")
+        c = check_range(self.speed_of_sound, "speed of sound", *SPEED_RANGE, unit="m/s")
+        t0 = check_range(self.t0, "t0", -MAX_T0, MAX_T0, unit="s")
+        object.__setattr__(self, "fs", fs)
+        object.__setattr__(self, "n_samples", int(n))
+        object.__setattr__(self, "speed_of_sound", c)
+        object.__setattr__(self, "t0", t0)
 
     @property
     def dt(self) -> float:

@@ -51,6 +51,7 @@ from typing import Any
 
 import numpy as np
 
+from ._limits import MAX_PERTURBATION, MAX_POSITION, check_bytes, check_range
 from .errors import InputError
 from .geometry import Acquisition, Grid, SensorArray, ring_array
 from .resources import SETUPS, resource_path
@@ -76,6 +77,10 @@ _SCHEMA: dict[str, dict[str, Any]] = {
     "band": {"low": _NUM, "high": _NUM},
     "slab": {"thickness": _NUM},
 }
+#: Upper limits of the non-negative setup parameters (m, rad or a fraction).
+_RANGES = {"radial_std": MAX_PERTURBATION, "angular_std": 2 * math.pi,
+           "jitter_std": MAX_PERTURBATION, "offset_std": MAX_PERTURBATION,
+           "rotation_std": 2 * math.pi, "noise": 1e3}
 _REQUIRED = {"": ("name", "array", "acquisition", "grid"), "acquisition": ("fs", "n_samples"),
              "grid": ("n", "fov")}
 
@@ -151,14 +156,24 @@ class Setup:
     _ring: tuple[int, float, float, float] | None = None
 
     def __post_init__(self) -> None:
-        for key in ("radial_std", "angular_std", "jitter_std", "offset_std", "rotation_std",
-                    "noise"):
-            v = getattr(self, key)
-            if not (math.isfinite(v) and v >= 0):
-                raise InputError(f"setup {self.name!r}: {key} must be >= 0, got {v}")
-        object.__setattr__(self, "offset", tuple(float(v) for v in self.offset))
-        if len(self.offset) != 2:
+        for key, hi in _RANGES.items():
+            v = check_range(getattr(self, key), f"setup {self.name!r}: {key}", 0.0, hi)
+            object.__setattr__(self, key, v)
+        offset = tuple(self.offset)
+        if len(offset) != 2:
             raise InputError(f"setup {self.name!r}: offset must be [dx, dy] in metres")
+        object.__setattr__(self, "offset", tuple(
+            check_range(v, f"setup {self.name!r}: offset", -MAX_POSITION, MAX_POSITION,
+                        unit="m") for v in offset))
+        object.__setattr__(self, "rotation", check_range(
+            self.rotation, f"setup {self.name!r}: rotation", -1e3, 1e3, unit="rad"))
+        if self.thickness is not None:
+            t = check_range(self.thickness, f"setup {self.name!r}: slab thickness", 0.0,
+                            MAX_POSITION, unit="m")
+            if t == 0:
+                raise InputError(f"setup {self.name!r}: slab thickness must be > 0 m")
+        check_bytes(4.0 * self.array.n_sensors * self.acquisition.n_samples,
+                    f"one sinogram of setup {self.name!r}")
         if self.band is not None:
             object.__setattr__(self, "band", (float(self.band[0]), float(self.band[1])))
             lo, hi = self.band
@@ -171,52 +186,57 @@ class Setup:
         """Build a setup from the TOML document structure (see the module docstring)."""
         p = None if path is None else str(path)
         _validate(doc, p)
+        try:
+            return cls._from_checked(doc)
+        except InputError as exc:
+            raise InputError(exc.problem, p) from None
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
+            raise InputError(f"invalid setup ({exc})", p) from None
+
+    @classmethod
+    def _from_checked(cls, doc: dict[str, Any]) -> Setup:
+        """:meth:`from_dict` after the schema check; errors get the path from the caller."""
         arr = doc["array"]
         kind = arr.get("kind", "ring")
         ring = None
         if kind == "ring":
             for key in ("n_sensors", "radius"):
                 if key not in arr:
-                    raise InputError(f"missing required key {key!r} in [array]", p)
+                    raise InputError(f"missing required key {key!r} in [array]")
             ring = (arr["n_sensors"], float(arr["radius"]), float(arr.get("arc", 2 * math.pi)),
                     float(arr.get("start_angle", 0.0)))
             array = ring_array(*ring)
         elif kind == "positions":
             if "positions" not in arr:
-                raise InputError("missing required key 'positions' in [array]", p)
+                raise InputError("missing required key 'positions' in [array]")
             try:
                 pos = np.asarray(arr["positions"], dtype=np.float64)
             except (TypeError, ValueError):
-                raise InputError("array.positions must be a list of [x, y] numbers", p) from None
+                raise InputError("array.positions must be a list of [x, y] numbers") from None
             array = SensorArray(pos)
         else:
-            raise InputError(f"array.kind must be 'ring' or 'positions', got {kind!r}", p)
+            raise InputError(f"array.kind must be 'ring' or 'positions', got {kind!r}")
         pert = doc.get("perturbation", {})
         band = doc.get("band")
-        try:
-            return cls(
-                name=doc["name"],
-                description=doc.get("description", ""),
-                array=array,
-                acquisition=Acquisition(**doc["acquisition"]),
-                grid=Grid(**doc["grid"]),
-                radial_std=float(pert.get("radial_std", 0.0)),
-                angular_std=float(pert.get("angular_std", 0.0)),
-                jitter_std=float(pert.get("jitter_std", 0.0)),
-                offset=tuple(pert.get("offset", (0.0, 0.0))),
-                rotation=float(pert.get("rotation", 0.0)),
-                offset_std=float(pert.get("offset_std", 0.0)),
-                rotation_std=float(pert.get("rotation_std", 0.0)),
-                noise=float(doc.get("noise", {}).get("relative_std", 0.0)),
-                band=None if band is None else (float(band.get("low", 0.0)),
-                                                float(band["high"])),
-                thickness=doc.get("slab", {}).get("thickness"),
-                _ring=ring,
-            )
-        except InputError as exc:
-            raise InputError(exc.problem, p) from None
-        except (KeyError, TypeError) as exc:
-            raise InputError(f"invalid setup ({exc})", p) from None
+        return cls(
+            name=doc["name"],
+            description=doc.get("description", ""),
+            array=array,
+            acquisition=Acquisition(**doc["acquisition"]),
+            grid=Grid(**doc["grid"]),
+            radial_std=float(pert.get("radial_std", 0.0)),
+            angular_std=float(pert.get("angular_std", 0.0)),
+            jitter_std=float(pert.get("jitter_std", 0.0)),
+            offset=tuple(pert.get("offset", (0.0, 0.0))),
+            rotation=float(pert.get("rotation", 0.0)),
+            offset_std=float(pert.get("offset_std", 0.0)),
+            rotation_std=float(pert.get("rotation_std", 0.0)),
+            noise=float(doc.get("noise", {}).get("relative_std", 0.0)),
+            band=None if band is None else (float(band.get("low", 0.0)),
+                                            float(band["high"])),
+            thickness=doc.get("slab", {}).get("thickness"),
+            _ring=ring,
+        )
 
     @classmethod
     def from_toml(cls, path: str | os.PathLike) -> Setup:

@@ -1,0 +1,83 @@
+"""Physical ranges and the memory limit that every input is checked against.
+
+The limits are generous for real optoacoustic systems and small enough that every value
+derived from them (times of flight in samples, array sizes) stays finite in float32 and
+fits in memory, so nothing that passes them can crash a kernel or exhaust the machine.
+
+Memory limit
+------------
+``OATOMO_MAX_BYTES`` (environment variable, bytes; suffixes ``K``, ``M``, ``G`` accepted)
+bounds any single array a reader or generator is about to allocate from a declared size
+(a sinogram in a file, a setup's record, a dataset's item count). Default: 4 GiB.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any
+
+from .errors import InputError
+
+__all__ = ["MAX_POSITION", "MAX_SENSORS", "MAX_SAMPLES", "FS_RANGE", "SPEED_RANGE", "MAX_T0",
+           "MAX_PERTURBATION", "MAX_COUNT", "DEFAULT_MAX_BYTES", "max_bytes", "check_bytes",
+           "check_range"]
+
+#: Largest distance of a sensor (or of the field of view's edge) from the origin (m).
+MAX_POSITION = 10.0
+#: Most sensors in an array.
+MAX_SENSORS = 1 << 16
+#: Most samples per sensor.
+MAX_SAMPLES = 1 << 20
+#: Accepted sampling rates (Hz).
+FS_RANGE = (1e3, 1e12)
+#: Accepted speeds of sound (m/s).
+SPEED_RANGE = (1.0, 1e5)
+#: Largest |t0| (s).
+MAX_T0 = 1.0
+#: Largest per-sensor or global position perturbation (m).
+MAX_PERTURBATION = 1.0
+#: Largest count of items, steps or shards a command accepts.
+MAX_COUNT = 10_000_000
+#: Default of ``OATOMO_MAX_BYTES``.
+DEFAULT_MAX_BYTES = 4 << 30
+
+_SUFFIX = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def max_bytes() -> int:
+    """The memory limit in bytes: ``OATOMO_MAX_BYTES`` or 4 GiB."""
+    text = os.environ.get("OATOMO_MAX_BYTES", "").strip().upper().removesuffix("B")
+    if not text:
+        return DEFAULT_MAX_BYTES
+    num, unit = (text[:-1], text[-1]) if text[-1] in _SUFFIX else (text, "")
+    try:
+        value = int(float(num) * _SUFFIX[unit])
+    except ValueError:
+        raise InputError(f"OATOMO_MAX_BYTES must be a number of bytes (e.g. 4G), got "
+                         f"{os.environ['OATOMO_MAX_BYTES']!r}") from None
+    if value < 1:
+        raise InputError("OATOMO_MAX_BYTES must be positive")
+    return value
+
+
+def check_bytes(n_bytes: float, what: str, path: Any = None) -> None:
+    """Raise :class:`InputError` when ``what`` would need more than :func:`max_bytes`."""
+    limit = max_bytes()
+    if not n_bytes <= limit:
+        raise InputError(f"{what} would need {n_bytes / 2**20:.0f} MiB, more than the "
+                         f"limit of {limit / 2**20:.0f} MiB (set OATOMO_MAX_BYTES to raise it)",
+                         path)
+
+
+def check_range(value: Any, what: str, lo: float, hi: float, path: Any = None, *,
+                unit: str = "") -> float:
+    """``value`` as a float if it is a finite number in ``[lo, hi]``, else InputError."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError, OverflowError):
+        raise InputError(f"{what} must be a number, got {value!r}", path) from None
+    if not (math.isfinite(v) and lo <= v <= hi):
+        u = f" {unit}" if unit else ""
+        raise InputError(f"{what} must lie in [{lo:g}, {hi:g}]{u}, got {value!r}", path)
+    return v
