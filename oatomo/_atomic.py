@@ -1,42 +1,172 @@
-"""Atomic file output: write to a temporary file beside the target, then rename."""
+"""File guards: inputs that are regular files, outputs that are checked once and written
+atomically (a temporary file beside the target, then a rename)."""
 
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
+import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from .errors import InputError
 
-__all__ = ["atomic_path", "check_output_path"]
+__all__ = ["atomic_path", "check_output_path", "check_outputs", "check_input_file",
+           "forget_outputs"]
+
+#: Outputs that did not exist when checked without ``force``: their final rename must not
+#: replace a file (another run may have created it meanwhile). Keyed by real path.
+_EXCLUSIVE: set[str] = set()
+
+
+def _real(path: str | os.PathLike) -> str:
+    return os.path.realpath(os.fspath(path))
+
+
+def _same(a: Path, b: Path) -> bool:
+    """Whether two paths name the same file (same real path, or same inode)."""
+    if _real(a) == _real(b):
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def check_input_file(path: str | os.PathLike, what: str = "file") -> Path:
+    """``path`` if it is an existing regular file (or a directory where one is allowed by
+    the caller checking first); FIFOs, devices and sockets are refused (reading one could
+    block forever or never end)."""
+    p = Path(path)
+    try:
+        st = os.stat(p)
+    except FileNotFoundError:
+        raise InputError(f"{what} not found", p) from None
+    except OSError as exc:
+        raise InputError(f"cannot read ({exc.strerror})", p) from None
+    if stat.S_ISDIR(st.st_mode):
+        raise InputError(f"is a directory, not a {what}", p)
+    if not stat.S_ISREG(st.st_mode):
+        raise InputError(f"not a regular file (a FIFO, device or socket), not a {what}", p)
+    return p
+
+
+def check_outputs(outputs: Iterable[str | os.PathLike | None], *, force: bool = False,
+                  inputs: Iterable[str | os.PathLike | None] = ()) -> list[Path]:
+    """Validate every output of one command before any work is done.
+
+    Parameters
+    ----------
+    outputs
+        The files the command will write (``None`` entries are skipped): main output,
+        figure, JSON sidecar, ...
+    force
+        Whether existing outputs may be replaced.
+    inputs
+        The files the command reads; names that are not existing files (a bundled setup's
+        name) are ignored.
+
+    Returns
+    -------
+    list of Path
+        The outputs, in order, ``None`` entries dropped.
+
+    Raises
+    ------
+    InputError
+        The output directory is missing; an output is an input (through any link or
+        spelling) or the same file as another output; an output exists and is not a
+        regular file; an output exists and ``force`` is False.
+
+    Notes
+    -----
+    An output that does not exist yet and is checked without ``force`` is written by
+    :func:`atomic_path` with an exclusive final step: a file that appeared meanwhile (a
+    concurrent run) is never replaced.
+    """
+    outs = [Path(o) for o in outputs if o is not None]
+    ins = [Path(i) for i in inputs if i is not None and Path(i).exists()]
+    for k, out in enumerate(outs):
+        parent = out.parent if str(out.parent) else Path(".")
+        if not parent.is_dir():
+            raise InputError(f"output directory {str(parent)!r} does not exist", out)
+        for inp in ins:
+            if _same(out, inp):
+                raise InputError("refusing to overwrite the input file", out)
+        for other in outs[:k]:
+            if _same(out, other):
+                raise InputError(f"is also another output of this command ({other})", out)
+        if out.is_dir():
+            raise InputError("output is a directory", out)
+        if out.exists() or out.is_symlink():
+            if out.exists() and not out.is_file():
+                raise InputError("output exists and is not a regular file", out)
+            if not force:
+                raise InputError("output file exists (use --force to overwrite)", out)
+            _EXCLUSIVE.discard(_real(out))
+        elif not force:
+            _EXCLUSIVE.add(_real(out))
+    return outs
 
 
 def check_output_path(path: str | os.PathLike, *, force: bool = False,
                       inputs: tuple[str | os.PathLike, ...] = ()) -> Path:
-    """Validate an output path before any work is done.
+    """:func:`check_outputs` for a command with a single output."""
+    return check_outputs([path], force=force, inputs=inputs)[0]
 
-    Raises :class:`InputError` if the directory is missing, the path is one of the
-    ``inputs`` (inputs are never overwritten), or the file exists and ``force`` is False.
-    """
-    out = Path(path)
-    parent = out.parent if str(out.parent) else Path(".")
-    if not parent.is_dir():
-        raise InputError(f"output directory {str(parent)!r} does not exist", out)
-    for inp in inputs:
-        if Path(inp).exists() and out.exists() and os.path.samefile(out, inp):
-            raise InputError("refusing to overwrite the input file", out)
-    if out.exists() and not force:
-        raise InputError("output file exists (use --force to overwrite)", out)
-    return out
+
+def forget_outputs() -> None:
+    """Forget the outputs registered by :func:`check_outputs` (start of a command)."""
+    _EXCLUSIVE.clear()
+
+
+def _clean_stale(directory: Path, name: str) -> None:
+    """Remove temporary files of ``name`` left by runs that were killed (their process is
+    gone); the files of running processes are left alone."""
+    for tmp in directory.glob(f".{glob.escape(name)}.*.tmp"):
+        pid = tmp.name[len(name) + 2:].split(".", 1)[0]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+        except OSError:
+            pass
+
+
+def _publish(tmp: Path, target: Path) -> None:
+    """Move ``tmp`` onto ``target``: exclusively when ``target`` was registered as new."""
+    key = _real(target)
+    if key not in _EXCLUSIVE:
+        os.replace(tmp, target)
+        return
+    try:
+        os.link(tmp, target)  # fails if the target appeared meanwhile
+    except FileExistsError:
+        raise InputError("output file appeared while this command ran (another run?); "
+                         "not replaced (use --force to overwrite)", target) from None
+    except OSError:  # no hard links on this file system: the next best check
+        if os.path.lexists(target):
+            raise InputError("output file appeared while this command ran (another run?); "
+                             "not replaced (use --force to overwrite)", target) from None
+        os.replace(tmp, target)
+    else:
+        tmp.unlink()
+    _EXCLUSIVE.discard(key)  # written by us: later writes of this run replace it
 
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path in the target's directory; rename it onto ``path`` on success.
+    """Yield a temporary path in the target's directory; move it onto ``path`` on success.
 
     On an exception the temporary file is removed and ``path`` is left as it was.
+    Temporary files of killed runs are removed on the next write of the same target. A
+    target registered as new by :func:`check_outputs` is never replaced: if it appeared
+    meanwhile, :class:`InputError` is raised and the temporary file removed.
 
     Examples
     --------
@@ -44,8 +174,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     ...     h5py.File(tmp, "w").close()
     """
     target = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp",
-                               dir=target.parent if str(target.parent) else ".")
+    directory = target.parent if str(target.parent) else Path(".")
+    _clean_stale(directory, target.name)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp",
+                               dir=directory)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -54,7 +186,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp_path, 0o666 & ~umask)
-        os.replace(tmp_path, target)
+        _publish(tmp_path, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()

@@ -181,8 +181,7 @@ def _positions_2d(pos: np.ndarray, path: Any) -> np.ndarray:
         if np.any(np.abs(pos[:, 2]) > 1e-9):
             msg = (f"{path}: sensor positions have z != 0 (up to "
                    f"{np.abs(pos[:, 2]).max() * 1e3:.3g} mm); projected onto the imaging plane")
-            warnings.warn(msg, stacklevel=3)
-            logger.warning(msg)
+            warnings.warn(msg, stacklevel=3)  # the CLI logs warnings (one line each)
         pos = pos[:, :2]
     return pos
 

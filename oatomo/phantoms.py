@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ._atomic import check_input_file
+from ._limits import check_bytes
 from .errors import InputError
 from .geometry import Grid
 
@@ -281,9 +283,8 @@ def load_image(path: str | os.PathLike, grid: Grid) -> np.ndarray:
     """A user image (.png or .npy) resampled to the grid, non-negative, max 1."""
     from skimage.transform import resize
 
-    p = Path(path)
-    if not p.exists():
-        raise InputError("phantom file not found", p)
+    p = check_input_file(path, "phantom file")
+    _check_image_size(p)
     try:
         if p.suffix.lower() == ".npy":
             img = np.load(p, allow_pickle=False)
@@ -308,6 +309,43 @@ def load_image(path: str | os.PathLike, grid: Grid) -> np.ndarray:
     return (img / img.max() if img.max() > 0 else img).astype(np.float32)
 
 
+def _check_image_size(p: Path) -> None:
+    """Refuse an image whose declared size (PNG header, .npy header) exceeds the memory
+    limit before it is decoded (a small compressed PNG can decode to gigabytes)."""
+    with open(p, "rb") as f:
+        head = f.read(32)
+        if p.suffix.lower() == ".png":
+            if head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
+                raise InputError("not a PNG file", p)
+            shape: tuple[int, ...] = (int.from_bytes(head[16:20], "big"),
+                                      int.from_bytes(head[20:24], "big"), 4)
+        elif p.suffix.lower() == ".npy":
+            f.seek(0)
+            fmt = np.lib.format
+            try:
+                version = fmt.read_magic(f)
+                read = {(1, 0): fmt.read_array_header_1_0,
+                        (2, 0): fmt.read_array_header_2_0}.get(version)
+                if read is None:
+                    raise ValueError(f"unsupported .npy version {version}")
+                shape, _, dtype = read(f)
+            except (ValueError, OSError) as exc:
+                raise InputError(f"not a .npy file ({exc})", p) from None
+            if dtype.kind not in "biuf":
+                raise InputError(f"phantom array has dtype {dtype}, not a number", p)
+        else:
+            return
+    check_bytes(8.0 * float(np.prod(shape, dtype=np.float64)), f"the image {shape}", p)
+
+
+def check_name(name: str) -> None:
+    """Raise :class:`InputError` unless ``name`` is a phantom :func:`make` knows (a name of
+    :data:`NAMES` or a .png/.npy path); cheap, for checking before any work."""
+    if name not in NAMES and not name.lower().endswith((".png", ".npy")):
+        raise InputError(f"unknown phantom {name!r}; choose from {', '.join(NAMES)} or a "
+                         ".png/.npy path")
+
+
 def make(name: str, grid: Grid, seed: int | None = 0) -> np.ndarray:
     """A phantom by name (see :data:`NAMES`) or from a .png/.npy path."""
     if name == "vessels":
@@ -326,7 +364,5 @@ def make(name: str, grid: Grid, seed: int | None = 0) -> np.ndarray:
         return simple[name](grid, seed)
     if name == "texture-heldout":
         return texture(grid, seed, HELDOUT_TEXTURES)
-    if name.lower().endswith((".png", ".npy")):
-        return load_image(name, grid)
-    raise InputError(f"unknown phantom {name!r}; choose from {', '.join(NAMES)} or a "
-                     ".png/.npy path")
+    check_name(name)
+    return load_image(name, grid)

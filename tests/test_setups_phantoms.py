@@ -90,7 +90,7 @@ def test_phantom_from_user_file(tmp_path):
     out = P.make(str(tmp_path / "p.npy"), g)
     assert out.shape == g.shape and math.isclose(float(out.max()), 1.0, rel_tol=1e-6)
     (tmp_path / "broken.png").write_bytes(b"not a png")
-    with pytest.raises(InputError, match="broken.png: cannot read image"):
+    with pytest.raises(InputError, match="broken.png: not a PNG file"):
         P.make(str(tmp_path / "broken.png"), g)
     with pytest.raises(InputError, match="unknown phantom"):
         P.make("cow", g)

@@ -2,7 +2,9 @@
 
 Each sub-command lives in its own module that exposes ``register(subparsers)``; the
 function it registers (``args.func``) does the work and returns an exit code. User
-errors (:class:`oatomo.InputError`, missing files) print one line and exit with 2.
+errors (:class:`oatomo.InputError`, missing files, OS errors such as a full disk or a
+read-only directory, running out of memory) print one line and exit with 2; unexpected
+exceptions keep their traceback and exit with 1.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import importlib
 import logging
 import os
 import sys
+import warnings
 
 from ..errors import InputError
 
@@ -66,8 +69,16 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    from .._atomic import forget_outputs
+
+    forget_outputs()
     try:
-        code = int(args.func(args) or 0)
+        with warnings.catch_warnings():
+            # warnings are logged on one line each (the error, if any, stays the last line);
+            # numerical warnings of hostile input are noise beside the error they lead to
+            warnings.simplefilter("ignore", RuntimeWarning)
+            warnings.showwarning = _log_warning
+            code = int(args.func(args) or 0)
         sys.stdout.flush()  # a closed pipe shows here, inside the handler below
         return code
     except BrokenPipeError:
@@ -82,9 +93,27 @@ def main(argv: list[str] | None = None) -> int:
         where = exc.filename or ""
         print(f"oatomo {args.command}: error: {where}: file not found", file=sys.stderr)
         return 2
+    except OSError as exc:  # read-only directory, full disk, output is a directory, ...
+        where = exc.filename or "?"
+        problem = exc.strerror or str(exc) or type(exc).__name__
+        print(f"oatomo {args.command}: error: {where}: {problem}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print(f"oatomo {args.command}: error: out of memory (lower the sizes or set "
+              f"OATOMO_MAX_BYTES)", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"oatomo {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        forget_outputs()
+
+
+def _log_warning(message: Warning | str, category: type[Warning], filename: str,
+                 lineno: int, file: object = None, line: str | None = None) -> None:
+    """``warnings.showwarning`` for the CLI: one log line (``WARNING oatomo: ...``)."""
+    text = " ".join(str(message).split())
+    logging.getLogger("oatomo").warning("%s", text)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -8,7 +8,11 @@ import math
 
 import numpy as np
 
+from .._limits import SPEED_RANGE
 from ..errors import InputError
+
+#: Most points of the coarse search.
+MAX_STEPS = 1000
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--range", default="1400:1600", metavar="CMIN:CMAX",
                    help="speeds of sound searched, m/s (default 1400:1600)")
     p.add_argument("--steps", type=int, default=21,
-                   help="points of the coarse search (default 21)")
+                   help=f"points of the coarse search (default 21, at most {MAX_STEPS})")
     p.add_argument("--n", type=int, default=128,
                    help="side of the trial images in pixels (default 128; keep the pitch "
                    "near 0.1 mm: 0.2 mm pixels biased c by up to 0.65 %% with 32 sensors)")
@@ -40,8 +44,10 @@ def _parse_range(text: str) -> tuple[float, float]:
         lo, hi = (float(v) for v in text.split(":"))
     except ValueError:
         raise InputError(f"--range must look like CMIN:CMAX in m/s, got {text!r}") from None
-    if not (math.isfinite(lo) and math.isfinite(hi) and 0 < lo < hi):
-        raise InputError(f"--range must satisfy 0 < CMIN < CMAX, got {text!r}")
+    c_lo, c_hi = SPEED_RANGE
+    if not (math.isfinite(lo) and math.isfinite(hi) and c_lo <= lo < hi <= c_hi):
+        raise InputError(f"--range must satisfy {c_lo:g} <= CMIN < CMAX <= {c_hi:g}, got "
+                         f"{text!r}")
     return lo, hi
 
 
@@ -52,6 +58,8 @@ def run(args: argparse.Namespace) -> int:
     from ..io import load_scan
 
     c_range = _parse_range(args.range)
+    if args.steps > MAX_STEPS:
+        raise InputError(f"--steps must be at most {MAX_STEPS}, got {args.steps}")
     out = check_output_path(args.json, force=args.force, inputs=(args.scan,)) \
         if args.json else None
     scan = load_scan(args.scan)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 
+from .._limits import MAX_COUNT
 from ..errors import InputError
 from ._progress import bars
 
@@ -33,12 +34,13 @@ def _parse_shard(text: str) -> tuple[int, int]:
         k, n = (int(v) for v in text.split("/"))
     except ValueError:
         raise InputError(f"--shard must look like K/N, got {text!r}") from None
-    if not 1 <= k <= n:
-        raise InputError(f"--shard must satisfy 1 <= K <= N, got {text!r}")
+    if not 1 <= k <= n <= MAX_COUNT:
+        raise InputError(f"--shard must satisfy 1 <= K <= N <= {MAX_COUNT}, got {text!r}")
     return k, n
 
 
 def run(args: argparse.Namespace) -> int:
+    from .._atomic import check_outputs
     from ..dataset import generate_dataset, load_experiment, merge_datasets
 
     if args.merge:
@@ -49,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not args.config:
         raise InputError("--config EXPERIMENT.toml is required")
+    check_outputs([args.output, args.output + ".partial"], force=True, inputs=(args.config,))
     exp = load_experiment(args.config)
     shard = _parse_shard(args.shard)
     t = time.perf_counter()

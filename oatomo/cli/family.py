@@ -86,13 +86,14 @@ def run_data(args: argparse.Namespace) -> int:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from .._atomic import check_output_path
+    from .._atomic import check_outputs
     from ..family_dataset import LINEAR_INPUTS
+    from ..learn.checkpoint import sidecar_path
     from ..learn.family import train_family_refiner
 
     out = Path(args.output)
-    if not args.resume:
-        check_output_path(out, force=args.force)
+    check_outputs([out, sidecar_path(out), out.with_suffix(".curve.jsonl")],
+                  force=args.force or args.resume, inputs=(args.data,))
     wanted = [v.strip() for v in args.inputs.split(",") if v.strip()]
     if not wanted or any(w not in LINEAR_INPUTS for w in wanted):
         raise InputError(f"--inputs must name some of {', '.join(LINEAR_INPUTS)}, got "
@@ -139,10 +140,12 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from .._atomic import check_output_path
+    from .._atomic import check_outputs
+    from ..learn.checkpoint import sidecar_path
     from ..learn.family import export_refiner
 
-    out = check_output_path(args.output, force=args.force, inputs=(args.checkpoint,))
+    out = Path(args.output)
+    check_outputs([out, sidecar_path(out)], force=args.force, inputs=(args.checkpoint,))
     export_refiner(args.checkpoint, out, uncertainty=args.uncertainty)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
     return 0

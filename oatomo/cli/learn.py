@@ -7,6 +7,7 @@ import os
 import time
 from pathlib import Path
 
+from .._limits import MAX_COUNT
 from ..errors import InputError
 from ..learn.registry import MODEL_KINDS
 from ._progress import bars
@@ -56,18 +57,35 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--no-das", action="store_true", help="skip regenerating DAS images")
     e.add_argument("--record", action="store_true",
                    help="store each model's summary metrics in its checkpoint metadata")
+    e.add_argument("--force", action="store_true", help="overwrite existing evaluation files")
     e.set_defaults(func=run_evaluate)
 
 
+def _check_counts(args: argparse.Namespace, *names: str) -> None:
+    """Integer options that must be in ``1..MAX_COUNT`` when given."""
+    for name in names:
+        v = getattr(args, name.replace("-", "_"))
+        if v is not None and not 1 <= v <= MAX_COUNT:
+            raise InputError(f"--{name} must be in 1..{MAX_COUNT}, got {v}")
+
+
 def run_train(args: argparse.Namespace) -> int:
-    from .._atomic import check_output_path
+    from .._atomic import check_input_file, check_outputs
+    from ..learn.checkpoint import sidecar_path
     from ..learn.fit import train_refiner
 
     out = Path(args.output)
-    if not args.resume:
-        check_output_path(out, force=args.force)
-    elif not out.parent.is_dir():
-        raise InputError(f"output directory {str(out.parent)!r} does not exist", out)
+    check_input_file(args.data, "training dataset")
+    # with --resume the checkpoint and its sidecar exist by design
+    check_outputs([out, sidecar_path(out)], force=args.force or args.resume,
+                  inputs=(args.data,))
+    _check_counts(args, "epochs", "batch-size", "latent", "limit")
+    for name, lo, hi in (("lr", 0.0, 10.0), ("beta", 0.0, 1e6), ("gamma", 0.0, 1e6),
+                         ("obs-sigma", 0.0, 1e6)):
+        v = getattr(args, name.replace("-", "_"))
+        if not (lo <= v <= hi) or (name in ("lr", "obs-sigma") and v == 0):
+            raise InputError(f"--{name} must be in {'(' if name in ('lr', 'obs-sigma') else '['}"
+                             f"{lo:g}, {hi:g}], got {v!r}")
     t = time.perf_counter()
     with bars(args) as callback:
         _, result = train_refiner(
@@ -94,15 +112,26 @@ def _channels(text: str) -> tuple[int, ...]:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
+    from .._atomic import check_input_file, check_outputs
     from ..evaluate import evaluate, to_markdown
     from ..figures import evaluation_figure
 
+    _check_counts(args, "limit", "samples")
     models = {}
     for spec in args.model:
         label, _, path = spec.rpartition("=") if "=" in spec else ("", "", spec)
-        models[label or Path(path).stem] = path
+        models[label or Path(path).stem] = check_input_file(path, "checkpoint")
+    if not Path(args.data).is_dir():
+        check_input_file(args.data, "dataset")
     out = Path(args.out) if args.out else Path(args.data).with_name(
         Path(args.data).stem + "_evaluation")
+    if out.exists() and not out.is_dir():
+        raise InputError("--out names a file; it must be a directory", out)
+    if not out.parent.is_dir():
+        raise InputError(f"output directory {str(out.parent)!r} does not exist", out)
+    out.mkdir(exist_ok=True)
+    check_outputs([out / f"evaluation.{ext}" for ext in ("md", "json", "png")],
+                  force=args.force, inputs=(args.data, *models.values()))
     if Path(args.data).is_dir():  # held-out scanners: the family evaluation
         from ..family_evaluate import evaluate_family
         from ..family_evaluate import to_markdown as family_markdown

@@ -68,12 +68,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run_simulate(args: argparse.Namespace) -> int:
     from .. import phantoms
-    from .._atomic import check_output_path
+    from .._atomic import check_outputs
     from ..forward import simulate
     from ..io import Scan, save_scan
     from ..setups import load_setup
 
-    out = check_output_path(args.output, force=args.force)
+    out, = check_outputs([args.output], force=args.force, inputs=(args.setup, args.phantom))
+    phantoms.check_name(args.phantom)
     setup = load_setup(args.setup)
     rng = np.random.default_rng(args.seed)
     s_phantom, s_draw, s_noise = (int(v) for v in rng.integers(2**63, size=3))
@@ -96,24 +97,35 @@ def run_simulate(args: argparse.Namespace) -> int:
 
 
 def run_reconstruct(args: argparse.Namespace) -> int:
-    from .._atomic import check_output_path
+    from .._atomic import check_input_file, check_outputs
     from ..io import save_images
     from ..pipeline import reconstruct
 
-    src = Path(args.scan)
+    src = check_input_file(args.scan, "scan file")
     out = Path(args.output) if args.output else src.with_name(src.stem + "_recon.h5")
-    out = check_output_path(out, force=args.force, inputs=(src,))
     png = None if args.png == "none" else Path(args.png) if args.png else out.with_suffix(
         ".png")
-    if png is not None:
-        check_output_path(png, force=True, inputs=(src,))
+    check_outputs([out, png], force=args.force, inputs=(src, args.model))
     refine = "auto" if args.refine is None else args.refine
     with bars(args) as callback:
         rec = reconstruct(src, args.method, n=args.n, fov=args.fov, refine=refine,
                           model=args.model, setup=args.setup_name, samples=args.samples,
                           lam=args.lam, iters=args.iters, calibrate=args.calibrate,
                           callback=callback)
-    save_images(out, dict(rec.images), rec.grid, attrs=rec.attrs())
+    if png is not None:  # first: a figure that fails leaves no image file behind
+        from ..figures import reconstruction_figure
+        from ..io import load_scan
+
+        scan = load_scan(src)
+        reconstruction_figure(png, rec, scan.sinogram, scan.acquisition,
+                              title=f"{src.name} ({args.method}"
+                              f"{' + refined' if rec.refined else ''})")
+    try:
+        save_images(out, dict(rec.images), rec.grid, attrs=rec.attrs())
+    except BaseException:
+        if png is not None:
+            png.unlink(missing_ok=True)
+        raise
     prov, grid = rec.provenance, rec.grid
     print(f"reconstructed {src} ({prov['format']}, {prov['n_sensors']} sensors, "
           f"{prov['n_frames']} frame(s)) with {args.method} in "
@@ -135,13 +147,6 @@ def run_reconstruct(args: argparse.Namespace) -> int:
         print(f"skipping refinement: {how['reason']} ({model_name})")
     print(f"image {grid.n}x{grid.n} at {grid.dx * 1e3:.3g} mm; wrote {out}")
     if png is not None:
-        from ..figures import reconstruction_figure
-        from ..io import load_scan
-
-        scan = load_scan(src)
-        reconstruction_figure(png, rec, scan.sinogram, scan.acquisition,
-                              title=f"{src.name} ({args.method}"
-                              f"{' + refined' if rec.refined else ''})")
         print(f"wrote {png}")
     return 0
 

@@ -19,6 +19,7 @@ atomically (temporary file + rename), so an interrupted write never leaves half 
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import pickle
@@ -28,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from .._atomic import atomic_path
+from .._atomic import atomic_path, check_input_file
 from ..errors import InputError
 from .registry import model_classes
 
@@ -78,11 +79,22 @@ def save_checkpoint(path: str | os.PathLike, model: OatomoModel, *,
         "rng": dict(rng or {}),
         "epoch_acc": dict(epoch_acc or {}),
     }
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    write_checkpoint_bytes(path, payload)
     with atomic_path(sidecar_path(path)) as tmp:
         tmp.write_text(json.dumps(meta, indent=2) + "\n")
     return path
+
+
+def write_checkpoint_bytes(path: str | os.PathLike, payload: dict[str, Any]) -> None:
+    """``torch.save`` into memory, then write the bytes atomically.
+
+    Saving to a buffer gives the archive a fixed inner name (a file path would put the
+    temporary file's random name into it), so equal payloads give equal bytes.
+    """
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(buf.getvalue())
 
 
 def _to_cpu(obj: Any) -> Any:
@@ -111,13 +123,12 @@ def load_checkpoint(path: str | os.PathLike, *, model_class: str | type | None =
     InputError
         Missing file, not an oatomo checkpoint, a newer version, or another model class.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise InputError("checkpoint not found", path)
+    path = check_input_file(path, "checkpoint")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, OSError,
-            ValueError, AttributeError, TypeError) as exc:
+            ValueError, AttributeError, TypeError, KeyError, IndexError,
+            UnicodeDecodeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise InputError(f"not an oatomo model checkpoint ({type(exc).__name__}"
                          f"{': ' + first[:120] if first else ''})", path) from None

@@ -72,12 +72,11 @@ def attach_metadata(path: str | os.PathLike, key: str, value: dict[str, Any]) ->
     import json
 
     from .._atomic import atomic_path
-    from .checkpoint import load_checkpoint, sidecar_path
+    from .checkpoint import load_checkpoint, sidecar_path, write_checkpoint_bytes
 
     ckpt = load_checkpoint(path)
     ckpt["train"] = {**(ckpt.get("train") or {}), key: value}
-    with atomic_path(path) as tmp:
-        torch.save(ckpt, tmp)
+    write_checkpoint_bytes(path, ckpt)
     side = Path(sidecar_path(path))
     meta = json.loads(side.read_text()) if side.exists() else {}
     meta["train"] = ckpt["train"]

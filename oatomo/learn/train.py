@@ -60,9 +60,16 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        return torch.device(device)
+        dev = torch.device(device)
     except RuntimeError as exc:
         raise InputError(f"unknown device {device!r} ({exc})") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"device {device!r} is not available (this PyTorch has no CUDA "
+                         f"device)")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise InputError(f"device {device!r} is not available ({torch.cuda.device_count()} "
+                         f"CUDA devices)")
+    return dev
 
 
 def steps_per_epoch(env_sizes: Sequence[int], batch_size: int) -> int:
