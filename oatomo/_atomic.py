@@ -14,7 +14,7 @@ from pathlib import Path
 from .errors import InputError
 
 __all__ = ["atomic_path", "check_output_path", "check_outputs", "check_input_file",
-           "forget_outputs"]
+           "forget_outputs", "publish"]
 
 #: Outputs that did not exist when checked without ``force``: their final rename must not
 #: replace a file (another run may have created it meanwhile). Keyed by real path.
@@ -43,7 +43,7 @@ def check_input_file(path: str | os.PathLike, what: str = "file") -> Path:
     try:
         st = os.stat(p)
     except FileNotFoundError:
-        raise InputError(f"{what} not found", p) from None
+        raise InputError("file not found", p) from None
     except OSError as exc:
         raise InputError(f"cannot read ({exc.strerror})", p) from None
     if stat.S_ISDIR(st.st_mode):
@@ -138,8 +138,9 @@ def _clean_stale(directory: Path, name: str) -> None:
             pass
 
 
-def _publish(tmp: Path, target: Path) -> None:
-    """Move ``tmp`` onto ``target``: exclusively when ``target`` was registered as new."""
+def publish(tmp: Path, target: Path) -> None:
+    """Move the finished file ``tmp`` onto ``target`` (same directory); exclusively, never
+    replacing a file, when ``target`` was registered as new by :func:`check_outputs`."""
     key = _real(target)
     if key not in _EXCLUSIVE:
         os.replace(tmp, target)
@@ -186,7 +187,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp_path, 0o666 & ~umask)
-        _publish(tmp_path, target)
+        publish(tmp_path, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()

@@ -133,13 +133,17 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     InputError
         If the magic number, the data-type code or the dimensions do not match the file.
     """
-    path = Path(path)
+    from ._atomic import check_input_file
+    from ._limits import check_bytes, max_bytes
+
+    path = check_input_file(path, "IDX file")
     opener = gzip.open if path.suffix == ".gz" else open
     try:
         with opener(path, "rb") as fh:
-            raw = fh.read()
+            raw = fh.read(max_bytes() + 1)  # decompressed size bounded before it is held
     except (OSError, EOFError) as exc:  # gzip.BadGzipFile is an OSError
         raise InputError(f"cannot read IDX file ({exc})", path) from None
+    check_bytes(len(raw) - 1, "the decompressed IDX file", path)
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
         raise InputError(f"corrupt IDX header (magic bytes {raw[:4].hex() or 'missing'})", path)
     ndim = raw[3]

@@ -39,7 +39,9 @@ from typing import Any
 import h5py
 import numpy as np
 
+from ._limits import MAX_COUNT, check_bytes
 from .errors import InputError
+from .errors import blame as _blame
 from .geometry import Grid
 from .methods import Callback, linear_methods
 
@@ -118,13 +120,15 @@ def _load_toml(path: Path) -> dict[str, Any]:
         import tomllib
     except ModuleNotFoundError:  # pragma: no cover - Python 3.10
         import tomli as tomllib  # type: ignore[no-redef]
+    from ._atomic import check_input_file
+
+    check_input_file(path, "experiment file")
     try:
         with open(path, "rb") as f:
             return tomllib.load(f)
-    except FileNotFoundError:
-        raise InputError("experiment file not found", path) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise InputError(f"not valid TOML ({exc})", path) from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"not valid TOML ({' '.join(str(exc).split())[:120]})",
+                         path) from None
 
 
 def load_experiment(path: str | os.PathLike) -> Experiment:
@@ -159,11 +163,14 @@ def load_experiment(path: str | os.PathLike) -> Experiment:
         if not isinstance(e.get("setup"), str):
             raise InputError(f"environments[{k}].setup must be a string", path)
         count = e.get("count")
-        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-            raise InputError(f"environments[{k}].count must be a positive integer", path)
+        if isinstance(count, bool) or not isinstance(count, int) or not \
+                1 <= count <= MAX_COUNT:
+            raise InputError(f"environments[{k}].count must be an integer in 1..{MAX_COUNT}, "
+                             f"got {count!r}", path)
         name = e["setup"]
         local = path.parent / (name if name.endswith(".toml") else f"{name}.toml")
-        setup = load_setup(local if local.exists() else name)
+        with _blame(path):
+            setup = load_setup(local if local.exists() else name)
         envs.append(EnvironmentSpec(setup=setup, count=count))
     grids = {(e.setup.grid, e.setup.array.n_sensors) for e in envs}
     if len(grids) != 1:
@@ -177,8 +184,15 @@ def load_experiment(path: str | os.PathLike) -> Experiment:
         raise InputError(f"method must be one of {', '.join(linear_methods())}, got "
                          f"{method!r}", path)
     chunk = int(doc.get("chunk", 16))
-    if chunk < 1:
-        raise InputError("chunk must be >= 1", path)
+    if not 1 <= chunk <= 4096:
+        raise InputError("chunk must be in 1..4096", path)
+    from .phantoms import check_name
+
+    with _blame(path):
+        check_name(doc.get("phantom", "vessels"))
+    first = envs[0].setup
+    check_bytes(4.0 * chunk * (first.grid.n ** 2 * 2 + first.array.n_sensors
+                               * first.acquisition.n_samples), "one chunk of items", path)
     return Experiment(
         name=doc.get("name", path.stem),
         environments=tuple(envs),
@@ -365,7 +379,9 @@ def generate_dataset(
         f.attrs["complete"] = finished  # every chunk of this shard is done
     if not finished:
         return None
-    os.replace(partial, out)
+    from ._atomic import publish
+
+    publish(partial, out)
     return out
 
 
@@ -378,13 +394,14 @@ def merge_datasets(parts: Sequence[str | os.PathLike], out: str | os.PathLike, *
     InputError
         Shards of different experiments or seeds, missing or duplicated shards.
     """
-    from ._atomic import atomic_path, check_output_path
+    from ._atomic import atomic_path, check_input_file, check_output_path
 
     if not parts:
         raise InputError("no dataset shards given")
     out = check_output_path(out, force=force, inputs=tuple(parts))
     files = []
     for p in parts:
+        check_input_file(p, "dataset shard")
         try:
             files.append(h5py.File(p, "r"))
         except FileNotFoundError:
@@ -401,7 +418,7 @@ def merge_datasets(parts: Sequence[str | os.PathLike], out: str | os.PathLike, *
                     raise InputError(f"shard differs from {parts[0]} in {key!r}", p)
         shards = sorted(f.attrs["shard"] for f in files)
         n = int(str(shards[0]).split("/")[1])
-        if shards != sorted(f"{k}/{n}" for k in range(1, n + 1)):
+        if n != len(shards) or shards != sorted(f"{k}/{n}" for k in range(1, n + 1)):
             raise InputError(f"need exactly the shards 1/{n} .. {n}/{n}, got {shards}")
         m, chunk = ref["inputs"].shape[0], int(ref.attrs["chunk"])
         with atomic_path(out) as tmp, h5py.File(tmp, "w") as g:
@@ -426,6 +443,12 @@ def merge_datasets(parts: Sequence[str | os.PathLike], out: str | os.PathLike, *
             g.create_dataset("done", data=done)
             if not done.all():
                 raise InputError("a shard is unfinished; resume it before merging")
+    except InputError:
+        raise
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+        first = " ".join(str(exc).split())[:120]
+        raise InputError(f"malformed dataset shard ({type(exc).__name__}: {first})",
+                         parts[0]) from None
     finally:
         for f in files:
             f.close()
@@ -453,11 +476,12 @@ def load_training_data(path: str | os.PathLike, *, limit: int | None = None) -> 
     """
     import h5py
 
+    from ._atomic import check_input_file
     from .refine import normalise
 
-    p = Path(path)
-    if not p.is_file():
-        raise InputError("dataset file not found", p)
+    p = check_input_file(path, "dataset file")
+    if limit is not None and not 1 <= limit <= MAX_COUNT:
+        raise InputError(f"limit must be in 1..{MAX_COUNT}, got {limit}")
     try:
         f = h5py.File(p, "r")
     except OSError:
@@ -465,20 +489,40 @@ def load_training_data(path: str | os.PathLike, *, limit: int | None = None) -> 
     with f:
         if f.attrs.get("oatomo_format") != "dataset":
             raise InputError("not an oatomo dataset (make one with 'oatomo dataset')", p)
-        if not bool(np.all(f["done"][...])):
-            raise InputError("dataset is incomplete (resume or merge its shards first)", p)
-        env = f["env"][...]
-        inputs, targets, seeds = f["inputs"], f["targets"], f["item_seed"][...]
-        names = json.loads(f.attrs["environments"])
-        setups = json.loads(f.attrs["setups"])
-        grid = Grid(int(f.attrs["grid_n"]), float(f.attrs["grid_fov"]))
-        envs, item_seeds = [], []
-        for e in range(len(names)):
-            idx = np.flatnonzero(env == e)[:limit]
-            x = normalise(inputs[idx[0]:idx[-1] + 1][idx - idx[0]])[:, None]
-            t = np.asarray(targets[idx[0]:idx[-1] + 1][idx - idx[0]], np.float32)[:, None]
-            envs.append((x, t))
-            item_seeds.append(seeds[idx])
-        method = str(f.attrs["method"])
-        phantom = str(f.attrs.get("phantom", "vessels"))
+        try:
+            return _read_training_data(f, p, limit, normalise)
+        except InputError:
+            raise
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError, OSError) as exc:
+            first = " ".join(str(exc).split())[:120]
+            raise InputError(f"malformed dataset file ({type(exc).__name__}: {first})",
+                             p) from None
+
+
+def _read_training_data(f: Any, p: Path, limit: int | None, normalise: Any) -> TrainingData:
+    """The body of :func:`load_training_data` on an open dataset file."""
+    for name in ("inputs", "targets"):
+        d = f[name]
+        if d.dtype.kind != "f" or d.ndim != 3:
+            raise InputError(f"{name} must be a float (M, n, n) array, got {d.dtype} "
+                             f"{d.shape}", p)
+        check_bytes(8.0 * d.size, f"reading {name} {d.shape}", p)
+    if not bool(np.all(f["done"][...])):
+        raise InputError("dataset is incomplete (resume or merge its shards first)", p)
+    env = f["env"][...]
+    inputs, targets, seeds = f["inputs"], f["targets"], f["item_seed"][...]
+    names = json.loads(f.attrs["environments"])
+    setups = json.loads(f.attrs["setups"])
+    grid = Grid(int(f.attrs["grid_n"]), float(f.attrs["grid_fov"]))
+    envs, item_seeds = [], []
+    for e in range(len(names)):
+        idx = np.flatnonzero(env == e)[:limit]
+        x = normalise(inputs[idx[0]:idx[-1] + 1][idx - idx[0]])[:, None]
+        t = np.asarray(targets[idx[0]:idx[-1] + 1][idx - idx[0]], np.float32)[:, None]
+        envs.append((x, t))
+        item_seeds.append(seeds[idx])
+    if not envs or any(len(x) == 0 for x, _ in envs):
+        raise InputError("dataset has an environment without items", p)
+    method = str(f.attrs["method"])
+    phantom = str(f.attrs.get("phantom", "vessels"))
     return TrainingData(envs, names, setups, grid, method, item_seeds, phantom)

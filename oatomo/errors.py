@@ -8,7 +8,11 @@ command-line interface turns these into a one-line message and exit code 2.
 
 from __future__ import annotations
 
-__all__ = ["InputError"]
+import contextlib
+import os
+from collections.abc import Iterator
+
+__all__ = ["InputError", "blame"]
 
 
 class InputError(ValueError):
@@ -26,3 +30,15 @@ class InputError(ValueError):
         self.path = None if path is None else str(path)
         self.problem = message
         super().__init__(f"{self.path}: {message}" if self.path else message)
+
+
+@contextlib.contextmanager
+def blame(path: str | os.PathLike) -> Iterator[None]:
+    """Attach ``path`` to input errors raised inside that name no file (e.g. by the
+    geometry nouns); errors that already name a file pass unchanged."""
+    try:
+        yield
+    except InputError as exc:
+        if exc.path is None:
+            raise InputError(exc.problem, path) from None
+        raise

@@ -19,12 +19,10 @@ oatomo scan layout (``oatomo_format = "scan"``, ``format_version = 1``)::
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
 import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,8 +30,10 @@ from typing import Any
 import h5py
 import numpy as np
 
-from ._atomic import atomic_path
+from ._atomic import atomic_path, check_input_file
+from ._limits import check_bytes
 from .errors import InputError
+from .errors import blame as _blame
 from .geometry import Acquisition, Grid, SensorArray
 
 logger = logging.getLogger(__name__)
@@ -42,6 +42,9 @@ __all__ = ["Scan", "as_scan", "default_grid", "load_scan", "save_scan", "save_im
            "load_images", "detect_format", "SCAN_FORMAT_VERSION"]
 
 SCAN_FORMAT_VERSION = 1
+#: Largest sample magnitude accepted (Pa): far above any physical pressure, far enough
+#: below the float32 maximum that sums of squares over a scan stay finite.
+MAX_PRESSURE = 1e15
 IMAGE_FORMAT_VERSION = 1
 
 
@@ -99,8 +102,9 @@ class Scan:
         """Number of (frame, wavelength) sinograms in the scan."""
         return int(np.prod(self.sinogram.shape[:-2], dtype=np.int64))
 
-    def validate(self, path: str | os.PathLike | None = None) -> None:
-        """Check shapes and values; raise :class:`InputError` naming ``path``."""
+    def validate(self, path: str | os.PathLike | None = None, *, values: bool = True) -> None:
+        """Check shapes and (with ``values``) samples; raise :class:`InputError` naming
+        ``path``."""
         y = self.sinogram
         if y.ndim < 2:
             raise InputError(f"sinogram must have at least 2 dimensions, got {y.shape}", path)
@@ -110,29 +114,17 @@ class Scan:
         if y.shape[-1] != self.acquisition.n_samples:
             raise InputError(f"sinogram has {y.shape[-1]} samples but the acquisition says "
                              f"{self.acquisition.n_samples}", path)
-        if not np.all(np.isfinite(y)):
+        if values and not np.all(np.isfinite(y)):
             raise InputError("sinogram contains NaN or Inf samples", path)
+        if values and y.size and float(np.abs(y).max()) > MAX_PRESSURE:
+            raise InputError(f"sinogram samples exceed {MAX_PRESSURE:g} Pa in magnitude (a "
+                             f"reconstruction would overflow float32)", path)
         if self.p0 is not None and (self.grid is None or self.p0.shape != self.grid.shape):
             raise InputError("truth image does not match its grid", path)
 
 
-@contextlib.contextmanager
-def _blame(path: str | os.PathLike) -> Iterator[None]:
-    """Attach ``path`` to input errors raised inside (e.g. by the geometry nouns)."""
-    try:
-        yield
-    except InputError as exc:
-        if exc.path is None:
-            raise InputError(exc.problem, path) from None
-        raise
-
-
 def _open(path: str | os.PathLike) -> h5py.File:
-    p = Path(path)
-    if not p.exists():
-        raise InputError("file not found", p)
-    if p.is_dir():
-        raise InputError("is a directory, not a scan file", p)
+    p = check_input_file(path, "scan file")
     try:
         return h5py.File(p, "r")
     except OSError:
@@ -167,10 +159,58 @@ def _scalar(v: Any) -> Any:
 
 def _number(v: Any, what: str, path: Any) -> float:
     v = _scalar(v)
+    if isinstance(v, (str, bytes)):
+        raise InputError(f"{what} is not a number ({v!r})", path)
     try:
         return float(v)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise InputError(f"{what} is not a number ({v!r})", path) from None
+
+
+def _integer(v: Any, what: str, path: Any) -> int:
+    v = _scalar(v)
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
+        raise InputError(f"{what} is not an integer ({v!r})", path)
+    return int(v)
+
+
+def _text(v: Any, what: str, path: Any) -> str | None:
+    v = _scalar(v)
+    if v is None or isinstance(v, str):
+        return v or None
+    raise InputError(f"{what} is not text ({type(v).__name__})", path)
+
+
+def _json(v: Any, what: str, path: Any) -> Any:
+    text = _text(v, what, path)
+    try:
+        return json.loads(text or "{}")
+    except (json.JSONDecodeError, RecursionError):
+        raise InputError(f"{what} is not valid JSON", path) from None
+
+
+def _array(f: h5py.Group, name: str, path: Any, *, lazy: bool = False) -> np.ndarray:
+    """Read the numeric dataset ``name`` after checking its kind, dtype and declared size.
+
+    With ``lazy`` only the shape is read: the result is a zero-filled read-only view of
+    that shape that takes no memory (for ``oatomo info``).
+    """
+    d = f.get(name)
+    if not isinstance(d, h5py.Dataset):
+        raise InputError(f"{name} is a group, not a dataset", path)
+    dt = d.dtype
+    if dt.kind == "c":
+        raise InputError(f"{name} is complex ({dt}); oatomo needs real samples", path)
+    if dt.kind not in "biuf" or dt.fields is not None or h5py.check_vlen_dtype(dt):
+        raise InputError(f"{name} has dtype {dt}; a numeric array is needed", path)
+    shape = d.shape or ()
+    if d.shape is None:  # HDF5 null dataspace
+        raise InputError(f"{name} is empty (null dataspace)", path)
+    n = float(np.prod(shape, dtype=np.float64))
+    if lazy:
+        return np.broadcast_to(np.zeros((), np.float32), shape)
+    check_bytes(n * (dt.itemsize + 4), f"reading {name} {shape}", path)
+    return d[()]
 
 
 def _positions_2d(pos: np.ndarray, path: Any) -> np.ndarray:
@@ -186,8 +226,8 @@ def _positions_2d(pos: np.ndarray, path: Any) -> np.ndarray:
     return pos
 
 
-def _read_oatomo(f: h5py.File, path: Path) -> Scan:
-    version = int(f.attrs.get("format_version", 0))
+def _read_oatomo(f: h5py.File, path: Path, lazy: bool = False) -> Scan:
+    version = _integer(f.attrs.get("format_version", 0), "format_version", path)
     if version > SCAN_FORMAT_VERSION:
         raise InputError(f"scan format version {version} is newer than this oatomo "
                          f"understands ({SCAN_FORMAT_VERSION})", path)
@@ -199,41 +239,46 @@ def _read_oatomo(f: h5py.File, path: Path) -> Scan:
     for key in ("fs", "n_samples"):
         if key not in acq_attrs:
             raise InputError(f"acquisition attribute {key!r} missing", path)
-    sino = f["sinogram"][...]
+    sino = _array(f, "sinogram", path, lazy=lazy)
     with _blame(path):
-        pos = _positions_2d(f["sensors/positions"][...], path)
-        normals = f["sensors/normals"][...] if "sensors/normals" in f else None
+        pos = _positions_2d(_array(f, "sensors/positions", path), path)
+        normals = _array(f, "sensors/normals", path) if "sensors/normals" in f else None
         sensors = SensorArray(pos, normals)
         acq = Acquisition(
             fs=_number(acq_attrs["fs"], "fs", path),
-            n_samples=int(_scalar(acq_attrs["n_samples"])),
+            n_samples=_integer(acq_attrs["n_samples"], "n_samples", path),
             speed_of_sound=_number(acq_attrs.get("speed_of_sound", 1500.0), "speed of sound",
                                    path),
             t0=_number(acq_attrs.get("t0", 0.0), "t0", path))
         p0 = grid = true = None
         if "truth/p0" in f:
             d = f["truth/p0"]
-            p0 = d[...].astype(np.float32)
-            grid = Grid(int(_scalar(d.attrs["grid_n"])), float(_scalar(d.attrs["grid_fov"])))
+            grid = Grid(_integer(d.attrs["grid_n"], "truth/p0 grid_n", path),
+                        _number(d.attrs["grid_fov"], "truth/p0 grid_fov", path))
+            p0 = _array(f, "truth/p0", path, lazy=lazy)
+            p0 = p0 if lazy else p0.astype(np.float32)
         if "truth/true_positions" in f:
-            true = SensorArray(f["truth/true_positions"][...],
-                               f["truth/true_normals"][...] if "truth/true_normals" in f
-                               else None)
-    meta = json.loads(_scalar(f.attrs.get("metadata", "{}")) or "{}")
+            true = SensorArray(_array(f, "truth/true_positions", path),
+                               _array(f, "truth/true_normals", path)
+                               if "truth/true_normals" in f else None)
+    meta = _json(f.attrs.get("metadata", "{}"), "metadata", path)
+    if not isinstance(meta, dict):
+        raise InputError("metadata is not a JSON object", path)
     seed = f.attrs.get("seed")
     return Scan(sinogram=sino, sensors=sensors, acquisition=acq, p0=p0, grid=grid,
-                true_sensors=true, setup_name=_scalar(f.attrs.get("setup_name")) or None,
-                setup_toml=_scalar(f.attrs.get("setup")) or None,
-                seed=None if seed is None else int(_scalar(seed)),
-                wavelengths=f["wavelengths"][...] if "wavelengths" in f else None,
+                true_sensors=true, setup_name=_text(f.attrs.get("setup_name"), "setup_name",
+                                                    path),
+                setup_toml=_text(f.attrs.get("setup"), "setup", path),
+                seed=None if seed is None else _integer(seed, "seed", path),
+                wavelengths=_array(f, "wavelengths", path) if "wavelengths" in f else None,
                 metadata=meta, source_format="oatomo",
                 calibration=(_read_calibration(f["calibration"], sensors.n_sensors, path)
                              if "calibration" in f else None))
 
 
-def _read_ipasc(f: h5py.File, path: Path) -> Scan:
+def _read_ipasc(f: h5py.File, path: Path, lazy: bool = False) -> Scan:
     data = f["binary_time_series_data"]
-    if data.ndim < 2:
+    if not isinstance(data, h5py.Dataset) or data.ndim < 2:
         raise InputError(f"binary_time_series_data must be [detectors, samples, ...], got "
                          f"shape {data.shape}", path)
     md = f.get("meta_data")
@@ -243,42 +288,50 @@ def _read_ipasc(f: h5py.File, path: Path) -> Scan:
     c = _number(md["speed_of_sound"], "speed_of_sound", path) if "speed_of_sound" in md \
         else 1500.0
     det = f.get("meta_data_device/detectors")
-    if det is None or len(det) == 0:
+    if not isinstance(det, h5py.Group) or len(det) == 0:
         raise InputError("no sensors (meta_data_device/detectors is empty)", path)
+    check_bytes(2e3 * len(det), f"{len(det)} detector groups", path)
     ids = sorted(det.keys())
-    pos = np.stack([det[i]["detector_position"][...] for i in ids])
+    if not all(isinstance(det[i], h5py.Group) for i in ids):
+        raise InputError("meta_data_device/detectors holds a dataset where a detector group "
+                         "belongs", path)
+    pos = np.stack([_array(det[i], "detector_position", path).reshape(-1)[:3] for i in ids])
     orient = None
     if all("detector_orientation" in det[i] for i in ids):
-        orient = np.stack([det[i]["detector_orientation"][...] for i in ids])[:, :2]
-    raw = data[...]
+        orient = np.stack([_array(det[i], "detector_orientation", path).reshape(-1)[:2]
+                           for i in ids])
+    raw = _array(f, "binary_time_series_data", path, lazy=lazy)
     # [detectors, samples, wavelengths, frames] -> (frames, wavelengths, detectors, samples)
     sino = np.moveaxis(raw, (0, 1), (-2, -1))
     sino = np.moveaxis(sino, tuple(range(sino.ndim - 2)), tuple(reversed(range(sino.ndim - 2))))
-    wl = md["acquisition_wavelengths"][...] if "acquisition_wavelengths" in md else None
+    wl = _array(md, "acquisition_wavelengths", path) if "acquisition_wavelengths" in md \
+        else None
     with _blame(path):
         sensors = SensorArray(_positions_2d(pos, path),
                               None if orient is None or not np.any(orient) else orient)
         acq = Acquisition(fs=fs, n_samples=sino.shape[-1], speed_of_sound=c)
-    meta = {"uuid": _scalar(md["uuid"]) if "uuid" in md else None}
+    meta = {"uuid": _text(md["uuid"], "uuid", path) if "uuid" in md else None}
     return Scan(sinogram=sino, sensors=sensors, acquisition=acq, wavelengths=wl,
                 metadata=meta, source_format="ipasc")
 
 
-def _read_patato(f: h5py.File, path: Path) -> Scan:
+def _read_patato(f: h5py.File, path: Path, lazy: bool = False) -> Scan:
     raw = f["raw_data"]
+    if not isinstance(raw, h5py.Dataset):
+        raise InputError("raw_data is a group, not a dataset", path)
     fs = raw.attrs.get("fs", f.attrs.get("fs"))
     if fs is None:
         raise InputError("sampling frequency attribute 'fs' missing", path)
     c = raw.attrs.get("speedofsound", f.attrs.get("speedofsound", 1500.0))
     if "GEOMETRY" not in f:
         raise InputError("no sensors (dataset GEOMETRY missing)", path)
-    sino = raw[...]  # (frames, wavelengths, detectors, samples)
+    sino = _array(f, "raw_data", path, lazy=lazy)  # (frames, wavelengths, detectors, samples)
     with _blame(path):
-        sensors = SensorArray(_positions_2d(f["GEOMETRY"][...], path))
+        sensors = SensorArray(_positions_2d(_array(f, "GEOMETRY", path), path))
         acq = Acquisition(fs=_number(fs, "fs", path), n_samples=sino.shape[-1],
                           speed_of_sound=_number(c, "speedofsound", path))
-    wl = f["wavelengths"][...] if "wavelengths" in f else None
-    name = _scalar(f.attrs.get("name", "")) or None
+    wl = _array(f, "wavelengths", path) if "wavelengths" in f else None
+    name = _text(f.attrs.get("name", ""), "name", path)
     return Scan(sinogram=sino, sensors=sensors, acquisition=acq, wavelengths=wl,
                 metadata={"scan_name": name} if name else {}, source_format="patato")
 
@@ -306,12 +359,21 @@ def default_grid(scan: Any, n: int | None = None, fov: float | None = None) -> G
     return Grid(n, fov)
 
 
-def load_scan(path: str | os.PathLike) -> Scan:
+def load_scan(path: str | os.PathLike, *, metadata_only: bool = False) -> Scan:
     """Read a scan file, detecting its format (oatomo, IPASC/PACFISH or PATATO HDF5).
 
     Singleton frame/wavelength axes are squeezed, so a single-frame scan has a
     (N, T) sinogram. Sensor positions with z != 0 are projected onto the imaging plane
-    with a warning.
+    with a warning. Every dataset's dtype and declared size are checked before it is
+    read: numeric only, at most ``OATOMO_MAX_BYTES`` (see :mod:`oatomo._limits`).
+
+    Parameters
+    ----------
+    path
+        The scan file.
+    metadata_only
+        Read no samples: the sinogram (and truth image) are zero-filled read-only views
+        of the declared shapes that take no memory (what ``oatomo info`` needs).
 
     Raises
     ------
@@ -327,12 +389,25 @@ def load_scan(path: str | os.PathLike) -> Scan:
                 raise InputError("no sinogram found (not an oatomo, IPASC or PATATO scan file)",
                                  p)
             scan = {"oatomo": _read_oatomo, "ipasc": _read_ipasc,
-                    "patato": _read_patato}[fmt](f, p)
+                    "patato": _read_patato}[fmt](f, p, metadata_only)
+        except InputError:
+            raise
         except (OSError, KeyError, RuntimeError) as exc:
             raise InputError(f"HDF5 file is truncated or corrupt ({exc.__class__.__name__})",
                              p) from None
-    y = np.asarray(scan.sinogram, dtype=np.float32)
+        except (TypeError, ValueError, AttributeError, IndexError, OverflowError) as exc:
+            first = " ".join(str(exc).split())[:120]
+            raise InputError(f"malformed scan file ({exc.__class__.__name__}: {first})",
+                             p) from None
+    y = scan.sinogram
+    if y.ndim < 2:
+        raise InputError(f"sinogram must have at least 2 dimensions, got {y.shape}", p)
     y = y.reshape(tuple(d for d in y.shape[:-2] if d != 1) + y.shape[-2:])
+    if metadata_only:
+        scan.sinogram = y
+        scan.validate(p, values=False)
+        return scan
+    y = np.asarray(y, dtype=np.float32)
     scan.sinogram = np.ascontiguousarray(y)
     scan.validate(p)
     return scan

@@ -282,6 +282,12 @@ def _refine_family(path: Path, grid: Grid, sinogram: np.ndarray, sensors: Sensor
     return out, grid, record
 
 
+def _require_finite(image: np.ndarray, problem: str, path: Any) -> None:
+    """Raise :class:`InputError` (naming ``path``) unless every pixel is finite."""
+    if not np.all(np.isfinite(image)):
+        raise InputError(problem, None if path in (None, "<Scan>") else path)
+
+
 def reconstruct(scan: Any, method: str = "ubp", grid: Grid | None = None, *,
                 n: int | None = None, fov: float | None = None,
                 frames: int | Sequence[int] | None = None,
@@ -361,6 +367,8 @@ def reconstruct(scan: Any, method: str = "ubp", grid: Grid | None = None, *,
     t = time.perf_counter()
     image = reconstruct_sinogram(sino, grid, sensors, acquisition, spec.name, lam=lam,
                                  iters=iters, callback=callback)
+    _require_finite(image, f"the {spec.name} image is not finite: the scan's values (sample "
+                    f"scale, t0, sensor geometry) are out of range for this method", source)
     done(spec.name, t)
     images: dict[str, np.ndarray] = {spec.name: image}
     t = time.perf_counter()
@@ -368,6 +376,9 @@ def reconstruct(scan: Any, method: str = "ubp", grid: Grid | None = None, *,
                                               acquisition, model=model, refine=refine,
                                               setup=setup, samples=samples)
     if record["applied"]:
+        for key, img in extra.items():
+            _require_finite(img, f"the {key} image is not finite: the refinement model's "
+                            f"weights hold NaN or Inf", record.get("model"))
         done("refine", t)
         if model_grid != grid:
             images = {}

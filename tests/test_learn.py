@@ -189,7 +189,7 @@ def test_checkpoint_bad_input(tmp_path):
     torch.save({"format": "something-else"}, tmp_path / "other.pt")
     with pytest.raises(InputError, match="format must be"):
         load_checkpoint(tmp_path / "other.pt")
-    with pytest.raises(InputError, match="checkpoint not found"):
+    with pytest.raises(InputError, match="missing.pt: file not found"):
         load_model(tmp_path / "missing.pt")
     # resuming a different model class from this checkpoint
     with pytest.raises(InputError, match="holds a BetaVAE"):

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import InputError
 from ..methods import METHODS
 from ._progress import bars
 
@@ -83,6 +84,9 @@ def run_simulate(args: argparse.Namespace) -> int:
     true = setup.draw(s_draw)
     sino = simulate(p0, setup.grid, true, setup.acquisition, thickness=setup.thickness,
                     noise_std=setup.noise, band=setup.band, seed=s_noise)
+    if not np.all(np.isfinite(sino)):
+        raise InputError("the simulated sinogram is not finite (setup values out of range)",
+                         args.setup)
     scan = Scan(sinogram=sino, sensors=setup.array, acquisition=setup.acquisition, p0=p0,
                 grid=setup.grid, true_sensors=true, setup_name=setup.name,
                 setup_toml=setup.to_toml_string(), seed=args.seed,
@@ -165,7 +169,7 @@ def run_setups(args: argparse.Namespace) -> int:
 def run_info(args: argparse.Namespace) -> int:
     from ..io import load_scan
 
-    scan = load_scan(args.scan)
+    scan = load_scan(args.scan, metadata_only=True)
     acq = scan.acquisition
     r = np.hypot(*scan.sensors.positions.T)
     print(f"file:            {args.scan}")
