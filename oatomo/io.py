@@ -201,7 +201,7 @@ def _array(f: h5py.Group, name: str, path: Any, *, lazy: bool = False) -> np.nda
     dt = d.dtype
     if dt.kind == "c":
         raise InputError(f"{name} is complex ({dt}); oatomo needs real samples", path)
-    if dt.kind not in "biuf" or dt.fields is not None or h5py.check_vlen_dtype(dt):
+    if dt.kind not in "iuf" or dt.fields is not None or h5py.check_vlen_dtype(dt):
         raise InputError(f"{name} has dtype {dt}; a numeric array is needed", path)
     shape = d.shape or ()
     if d.shape is None:  # HDF5 null dataspace

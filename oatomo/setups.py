@@ -245,15 +245,17 @@ class Setup:
             import tomllib
         except ModuleNotFoundError:  # pragma: no cover - Python 3.10
             import tomli as tomllib  # type: ignore[no-redef]
+        from ._atomic import check_input_file
+
+        if not os.path.lexists(path):
+            raise InputError("setup file not found", path)
+        check_input_file(path, "setup file")
         try:
             with open(path, "rb") as f:
                 doc = tomllib.load(f)
-        except FileNotFoundError:
-            raise InputError("setup file not found", path) from None
-        except IsADirectoryError:
-            raise InputError("is a directory, not a setup file", path) from None
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise InputError(f"not valid TOML ({exc})", path) from None
+            raise InputError(f"not valid TOML ({' '.join(str(exc).split())[:120]})",
+                             path) from None
         return cls.from_dict(doc, path)
 
     def draw(self, seed: int | np.random.Generator | None = None) -> SensorArray:

@@ -203,10 +203,10 @@ def run_experiment(*, mnist_dir: str | os.PathLike | None = None, seeds: int = 3
     settings = settings or Settings()
     say = report or (lambda line: logger.info("%s", line))
     outdir = None if out is None else Path(out)
-    if outdir is not None:
-        (outdir / "checkpoints").mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
     data0 = colored_mnist(mnist_dir, seed=0, downsample=settings.downsample)
+    if outdir is not None:  # after the data are read: a bad MNIST leaves no directory
+        (outdir / "checkpoints").mkdir(parents=True, exist_ok=True)
     say(f"data: {data0.source}, train environments {[len(e) for e in data0.train]}, "
         f"test {len(data0.test)}")
     data0 = replace(data0, train=tuple(_take(e, settings.max_train) for e in data0.train),

@@ -1,0 +1,547 @@
+"""Build the hostile-input corpus of issue 13: inputs a hostile or careless user can give.
+
+Each case is a command line for ``oatomo.cli.main`` and the files it reads, in a
+directory of its own. Every case must end with exit code 2 and one stderr line that names
+the culprit (a file, or the option), with no traceback, no file created, changed or left
+behind, and little memory. Run as a script to build the corpus into a directory and list
+it::
+
+    python tests/hostile_corpus.py /tmp/corpus
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import shutil
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+#: A small setup: 16 sensors, 256 samples, 32 x 32 pixels (fast to load and check).
+SETUP = """name = "tiny"
+description = "hostile-corpus base setup"
+
+[array]
+kind = "ring"
+n_sensors = 16
+radius = 0.006
+
+[acquisition]
+fs = 20e6
+n_samples = 256
+speed_of_sound = 1500.0
+
+[grid]
+n = 32
+fov = 0.008
+
+[perturbation]
+jitter_std = 0.0
+
+[noise]
+relative_std = 0.0
+"""
+
+#: Experiment TOML over the tiny setup (``dataset --config``).
+EXPERIMENT = """name = "hostile"
+phantom = "disks"
+[[environments]]
+setup = "tiny"
+count = 4
+"""
+
+
+@dataclass
+class Case:
+    """One hostile input: ``argv`` for :func:`oatomo.cli.main`, run in ``directory``."""
+
+    name: str
+    kind: str  # segfault | overwrite | allocation | error | nan
+    argv: list[str]
+    needle: str  # must appear in the error line (the file or the option it is about)
+    directory: Path
+    env: dict[str, str] = field(default_factory=dict)
+
+
+def _base_scan(path: Path) -> None:
+    from oatomo import Acquisition, Grid, ring_array
+    from oatomo.io import Scan, save_scan
+
+    rng = np.random.default_rng(0)
+    save_scan(path, Scan(sinogram=rng.standard_normal((16, 256)).astype(np.float32),
+                         sensors=ring_array(16, 0.006), acquisition=Acquisition(20e6, 256),
+                         p0=np.zeros((32, 32), np.float32), grid=Grid(32, 0.008)))
+
+
+def _edit_h5(path: Path, fn: Callable[[h5py.File], None]) -> None:
+    with h5py.File(path, "a") as f:
+        fn(f)
+
+
+def _replace(f: h5py.File, name: str, data: object, **kw: object) -> None:
+    del f[name]
+    f.create_dataset(name, data=data, **kw)
+
+
+def build(root: str | os.PathLike) -> list[Case]:
+    """Write every case's files below ``root`` and return the cases."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    base = root / "_base"
+    base.mkdir(exist_ok=True)
+    scan0 = base / "scan.h5"
+    if not scan0.exists():
+        _base_scan(scan0)
+    cases: list[Case] = []
+
+    def case(name: str, kind: str, needle: str | None = None, *,
+             env: dict[str, str] | None = None) -> Callable[[Callable], None]:
+        """Register a case; the decorated function gets the case directory and returns
+        argv (file names relative to it are made absolute)."""
+        def deco(fn: Callable[[Path], list[str]]) -> None:
+            d = root / name
+            d.mkdir(exist_ok=True)
+            argv = fn(d)
+            cases.append(Case(name, kind, argv, needle or "", d, env or {}))
+        return deco
+
+    def scan_with(d: Path, fn: Callable[[h5py.File], None] | None = None,
+                  name: str = "scan.h5") -> str:
+        p = d / name
+        shutil.copy(scan0, p)
+        if fn is not None:
+            _edit_h5(p, fn)
+        return str(p)
+
+    def setup_with(d: Path, old: str, new: str, name: str = "tiny.toml") -> str:
+        text = SETUP.replace(old, new)
+        assert text != SETUP or old == new, (old, new)
+        (d / name).write_text(text)
+        return str(d / name)
+
+    # --- 1. values that crashed the Numba kernels (segfaults) --------------------------
+    def scale_positions(factor: float) -> Callable[[h5py.File], None]:
+        return lambda f: _replace(f, "sensors/positions", f["sensors/positions"][...] * factor)
+
+    for method in ("mb-tikhonov", "das", "ubp"):
+        @case(f"positions_1e40_{method}", "segfault", "scan.h5")
+        def _(d, method=method):
+            return ["reconstruct", scan_with(d, scale_positions(1e40)), "-o",
+                    str(d / "x.h5"), "--method", method, "--iters", "2"]
+
+    for key, value in (("t0", 1e300), ("t0", -1e300), ("fs", 1e300), ("fs", 1e-300),
+                       ("speed_of_sound", 1e300), ("speed_of_sound", 1e-300),
+                       ("fs", np.nan), ("t0", np.inf)):
+        @case(f"acq_{key}_{value:g}", "segfault", "scan.h5")
+        def _(d, key=key, value=value):
+            return ["reconstruct", scan_with(d, lambda f: f["acquisition"].attrs.__setitem__(
+                key, value)), "-o", str(d / "x.h5"), "--method", "das"]
+
+    @case("positions_nan", "segfault", "scan.h5")
+    def _(d):
+        return ["reconstruct", scan_with(d, scale_positions(np.nan)), "-o", str(d / "x.h5")]
+
+    @case("normals_nan", "nan", "scan.h5")
+    def _(d):
+        return ["reconstruct", scan_with(d, lambda f: _replace(
+            f, "sensors/normals", np.full((16, 2), np.nan))), "-o", str(d / "x.h5")]
+
+    @case("normals_huge", "nan", "scan.h5")
+    def _(d):
+        return ["reconstruct", scan_with(d, lambda f: _replace(
+            f, "sensors/normals", np.full((16, 2), 1e300))), "-o", str(d / "x.h5")]
+
+    for label, old, new in (
+            ("jitter_1e300", "jitter_std = 0.0", "jitter_std = 1e300"),
+            ("radial_1e300", "jitter_std = 0.0", "radial_std = 1e300"),
+            ("offset_1e300", "jitter_std = 0.0", "offset = [1e300, 0.0]"),
+            ("rotation_1e300", "jitter_std = 0.0", "rotation = 1e300"),
+            ("angular_inf", "jitter_std = 0.0", "angular_std = inf"),
+            ("offset_std_nan", "jitter_std = 0.0", "offset_std = nan"),
+            ("radius_1e40", "radius = 0.006", "radius = 1e40"),
+            ("fov_1e40", "fov = 0.008", "fov = 1e40"),
+            ("t0_1e300", "speed_of_sound = 1500.0", "t0 = 1e300"),
+            ("c_1e-300", "speed_of_sound = 1500.0", "speed_of_sound = 1e-300"),
+            ("fs_1", "fs = 20e6", "fs = 1.0"),
+            ("noise_1e300", "relative_std = 0.0", "relative_std = 1e300"),
+            ("thickness_1e300", "[noise]", "[slab]\nthickness = 1e300\n[noise]")):
+        @case(f"setup_{label}", "segfault", "tiny.toml")
+        def _(d, old=old, new=new):
+            return ["simulate", "--setup", setup_with(d, old, new), "--phantom", "disk",
+                    "-o", str(d / "s.h5")]
+
+    # --- 2. outputs that would overwrite inputs or each other --------------------------
+    @case("simulate_over_setup", "overwrite", "tiny.toml")
+    def _(d):
+        s = setup_with(d, "", "")
+        return ["simulate", "--setup", s, "--phantom", "disk", "-o", s, "--force"]
+
+    @case("simulate_over_phantom", "overwrite", "p.npy")
+    def _(d):
+        np.save(d / "p.npy", np.ones((8, 8)))
+        return ["simulate", "--setup", setup_with(d, "", ""), "--phantom", str(d / "p.npy"),
+                "-o", str(d / "p.npy"), "--force"]
+
+    @case("dataset_over_config", "overwrite", "exp.toml")
+    def _(d):
+        setup_with(d, "", "")
+        (d / "exp.toml").write_text(EXPERIMENT)
+        return ["dataset", "--config", str(d / "exp.toml"), "-o", str(d / "exp.toml"),
+                "--force"]
+
+    @case("train_over_data", "overwrite", "d.h5")
+    def _(d):
+        (d / "d.h5").write_bytes(b"data")
+        return ["train", "--data", str(d / "d.h5"), "-o", str(d / "d.h5"), "--force"]
+
+    @case("train_sidecar_is_data", "overwrite", "d.json")
+    def _(d):
+        (d / "d.json").write_text("{}")
+        return ["train", "--data", str(d / "d.json"), "-o", str(d / "d.pt")]
+
+    @case("train_output_is_sidecar", "overwrite", "m.json")
+    def _(d):
+        (d / "d.h5").write_bytes(b"data")
+        return ["train", "--data", str(d / "d.h5"), "-o", str(d / "m.json")]
+
+    @case("train_sidecar_exists", "overwrite", "m.json")
+    def _(d):
+        (d / "d.h5").write_bytes(b"data")
+        (d / "m.json").write_text("{}")
+        return ["train", "--data", str(d / "d.h5"), "-o", str(d / "m.pt")]
+
+    @case("reconstruct_output_png", "overwrite", "img.png")
+    def _(d):
+        return ["reconstruct", scan_with(d), "-o", str(d / "img.png")]
+
+    @case("reconstruct_png_is_output", "overwrite", "x.h5")
+    def _(d):
+        return ["reconstruct", scan_with(d), "-o", str(d / "x.h5"), "--png", str(d / "x.h5")]
+
+    @case("reconstruct_png_exists", "overwrite", "x.png")
+    def _(d):
+        (d / "x.png").write_bytes(b"an old figure")
+        return ["reconstruct", scan_with(d), "-o", str(d / "x.h5")]
+
+    @case("reconstruct_output_exists", "overwrite", "x.h5")
+    def _(d):
+        (d / "x.h5").write_bytes(b"an old image")
+        return ["reconstruct", scan_with(d), "-o", str(d / "x.h5"), "--png", "none"]
+
+    @case("reconstruct_over_symlink", "overwrite", "link.h5")
+    def _(d):
+        s = scan_with(d)
+        (d / "link.h5").symlink_to(s)
+        return ["reconstruct", s, "-o", str(d / "link.h5"), "--force", "--png", "none"]
+
+    @case("reconstruct_over_hardlink", "overwrite", "hard.h5")
+    def _(d):
+        s = scan_with(d)
+        os.link(s, d / "hard.h5")
+        return ["reconstruct", s, "-o", str(d / "hard.h5"), "--force", "--png", "none"]
+
+    @case("reconstruct_over_dotdot", "overwrite", "scan.h5")
+    def _(d):
+        s = scan_with(d)
+        (d / "sub").mkdir(exist_ok=True)
+        return ["reconstruct", s, "-o", str(d / "sub" / ".." / "scan.h5"), "--force"]
+
+    @case("reconstruct_png_in_missing_dir", "overwrite", "no/such")
+    def _(d):
+        return ["reconstruct", scan_with(d), "-o", str(d / "x.h5"), "--png",
+                str(d / "no/such/x.png")]
+
+    @case("evaluate_outputs_exist", "overwrite", "evaluation.md")
+    def _(d):
+        (d / "m.pt").write_bytes(b"model")
+        (d / "d.h5").write_bytes(b"data")
+        (d / "out").mkdir(exist_ok=True)
+        (d / "out" / "evaluation.md").write_text("old results")
+        return ["evaluate", "--model", str(d / "m.pt"), "--data", str(d / "d.h5"), "--out",
+                str(d / "out")]
+
+    @case("evaluate_out_is_file", "overwrite", "out.txt")
+    def _(d):
+        (d / "m.pt").write_bytes(b"model")
+        (d / "d.h5").write_bytes(b"data")
+        (d / "out.txt").write_text("a file")
+        return ["evaluate", "--model", str(d / "m.pt"), "--data", str(d / "d.h5"), "--out",
+                str(d / "out.txt")]
+
+    @case("autofocus_json_is_scan", "overwrite", "scan.h5")
+    def _(d):
+        s = scan_with(d)
+        return ["autofocus", s, "--json", s, "--force"]
+
+    @case("calibrate_over_scan", "overwrite", "scan.h5")
+    def _(d):
+        s = scan_with(d)
+        return ["calibrate", s, "-o", s, "--force"]
+
+    @case("merge_over_shard", "overwrite", "a.h5")
+    def _(d):
+        s = scan_with(d, name="a.h5")
+        return ["dataset", "merge", s, "-o", s, "--force"]
+
+    @case("export_over_checkpoint", "overwrite", "m.pt")
+    def _(d):
+        (d / "m.pt").write_bytes(b"model")
+        return ["family", "export", str(d / "m.pt"), "-o", str(d / "m.pt"), "--force"]
+
+    @case("simulate_output_is_directory", "overwrite", "outdir")
+    def _(d):
+        (d / "outdir").mkdir(exist_ok=True)
+        return ["simulate", "--setup", setup_with(d, "", ""), "-o", str(d / "outdir"),
+                "--force"]
+
+    # --- 3. declared sizes beyond the memory limit ------------------------------------
+    @case("declared_huge_sinogram", "allocation", "scan.h5")
+    def _(d):
+        def huge(f):
+            del f["sinogram"]
+            f.create_dataset("sinogram", shape=(10**6, 16, 256), dtype="f4",
+                             chunks=(1, 16, 256), compression="gzip")
+        return ["reconstruct", scan_with(d, huge), "-o", str(d / "x.h5")]
+
+    @case("memory_limit_env", "allocation", "scan.h5", env={"OATOMO_MAX_BYTES": "4K"})
+    def _(d):
+        return ["reconstruct", scan_with(d), "-o", str(d / "x.h5")]
+
+    @case("dataset_count_1e9", "allocation", "exp.toml")
+    def _(d):
+        setup_with(d, "", "")
+        (d / "exp.toml").write_text(EXPERIMENT.replace("count = 4", "count = 1000000000"))
+        return ["dataset", "--config", str(d / "exp.toml"), "-o", str(d / "ds.h5")]
+
+    @case("dataset_shard_1e20", "allocation", "--shard")
+    def _(d):
+        setup_with(d, "", "")
+        (d / "exp.toml").write_text(EXPERIMENT)
+        return ["dataset", "--config", str(d / "exp.toml"), "-o", str(d / "ds.h5"),
+                "--shard", "1/100000000000000000000"]
+
+    @case("png_bomb_phantom", "allocation", "bomb.png")
+    def _(d):
+        head = b"\x89PNG\r\n\x1a\n" + (13).to_bytes(4, "big") + b"IHDR"
+        head += (200000).to_bytes(4, "big") * 2 + bytes([8, 6, 0, 0, 0]) + b"\0" * 4
+        (d / "bomb.png").write_bytes(head + b"\0" * 64)
+        return ["simulate", "--setup", setup_with(d, "", ""), "--phantom",
+                str(d / "bomb.png"), "-o", str(d / "s.h5")]
+
+    @case("npy_declared_huge", "allocation", "big.npy")
+    def _(d):
+        header = {"descr": "<f8", "fortran_order": False, "shape": (10**6, 10**6)}
+        with open(d / "big.npy", "wb") as f:
+            np.lib.format.write_array_header_1_0(f, header)
+        return ["simulate", "--setup", setup_with(d, "", ""), "--phantom",
+                str(d / "big.npy"), "-o", str(d / "s.h5")]
+
+    @case("idx_gzip_bomb", "allocation", "train-images-idx3-ubyte.gz",
+          env={"OATOMO_MAX_BYTES": "1M"})
+    def _(d):
+        (d / "mnist").mkdir(exist_ok=True)
+        for name, n in (("train-images-idx3-ubyte.gz", 4 << 20),
+                        ("train-labels-idx1-ubyte.gz", 16)):
+            with gzip.open(d / "mnist" / name, "wb", compresslevel=1) as f:
+                f.write(b"\0" * n)
+        return ["cmnist", "--mnist-dir", str(d / "mnist"), "--out", str(d / "o"), "-q"]
+
+    for old, new in (("n_sensors = 16", "n_sensors = 1000000000"),
+                     ("n_samples = 256", "n_samples = 100000000")):
+        @case(f"setup_{new.replace(' ', '')}", "allocation", "tiny.toml")
+        def _(d, old=old, new=new):
+            return ["simulate", "--setup", setup_with(d, old, new), "-o", str(d / "s.h5")]
+
+    @case("setup_record_over_limit", "allocation", "tiny.toml",
+          env={"OATOMO_MAX_BYTES": "8K"})
+    def _(d):
+        return ["simulate", "--setup", setup_with(d, "", ""), "-o", str(d / "s.h5")]
+
+    @case("autofocus_steps_1e8", "allocation", "--steps")
+    def _(d):
+        return ["autofocus", scan_with(d), "--steps", "100000000"]
+
+    # --- 4. everything else that raised a traceback ------------------------------------
+    for label, data in (("string", np.array([["a"] * 256] * 16, dtype="S1")),
+                        ("compound", np.zeros((16, 256), dtype=[("a", "f4"), ("b", "i4")])),
+                        ("complex", np.zeros((16, 256), np.complex64)),
+                        ("bool", np.zeros((16, 256), bool)),
+                        ("scalar", np.float32(1.0))):
+        @case(f"sinogram_{label}", "error", "scan.h5")
+        def _(d, data=data):
+            return ["reconstruct", scan_with(d, lambda f: _replace(f, "sinogram", data)),
+                    "-o", str(d / "x.h5")]
+
+    @case("sinogram_vlen", "error", "scan.h5")
+    def _(d):
+        def vlen(f):
+            del f["sinogram"]
+            ds = f.create_dataset("sinogram", (16,), dtype=h5py.vlen_dtype(np.float32))
+            for i in range(16):
+                ds[i] = np.zeros(256, np.float32)
+        return ["info", scan_with(d, vlen)]
+
+    @case("sinogram_is_group", "error", "scan.h5")
+    def _(d):
+        def group(f):
+            del f["sinogram"]
+            f.create_group("sinogram")
+        return ["info", scan_with(d, group)]
+
+    @case("positions_is_group", "error", "scan.h5")
+    def _(d):
+        def group(f):
+            del f["sensors/positions"]
+            f.create_group("sensors/positions")
+        return ["info", scan_with(d, group)]
+
+    for key, value in (("n_samples", "256"), ("n_samples", 256.5), ("fs", "fast")):
+        @case(f"attr_{key}_{value}", "error", "scan.h5")
+        def _(d, key=key, value=value):
+            return ["info", scan_with(d, lambda f: f["acquisition"].attrs.__setitem__(
+                key, value))]
+
+    for key, value in (("seed", "zero"), ("metadata", "{not json"), ("metadata", "[1, 2]"),
+                       ("format_version", "one"), ("setup_name", 5)):
+        @case(f"root_{key}_{str(value)[:5].strip('{[')}", "error", "scan.h5")
+        def _(d, key=key, value=value):
+            return ["info", scan_with(d, lambda f: f.attrs.__setitem__(key, value))]
+
+    @case("ipasc_detector_dataset", "error", "ipasc.h5")
+    def _(d):
+        with h5py.File(d / "ipasc.h5", "w") as f:
+            f["binary_time_series_data"] = np.zeros((4, 64, 1, 1), np.float32)
+            f["meta_data/ad_sampling_rate"] = 20e6
+            f["meta_data_device/detectors/0000000000"] = np.zeros(3)
+        return ["info", str(d / "ipasc.h5")]
+
+    @case("ipasc_position_string", "error", "ipasc.h5")
+    def _(d):
+        with h5py.File(d / "ipasc.h5", "w") as f:
+            f["binary_time_series_data"] = np.zeros((1, 64, 1, 1), np.float32)
+            f["meta_data/ad_sampling_rate"] = 20e6
+            f["meta_data_device/detectors/0000000000/detector_position"] = "here"
+        return ["info", str(d / "ipasc.h5")]
+
+    @case("text_file_as_model", "error", "model.pt")
+    def _(d):
+        (d / "model.pt").write_text("this is not a checkpoint\n")
+        return ["reconstruct", scan_with(d), "-o", str(d / "x.h5"), "--refine", "--model",
+                str(d / "model.pt")]
+
+    @case("json_as_model", "error", "model.pt")
+    def _(d):
+        (d / "model.pt").write_text(json.dumps({"format": "oatomo-model"}))
+        (d / "model.json").write_text("{broken")
+        return ["reconstruct", scan_with(d), "-o", str(d / "x.h5"), "--refine", "--model",
+                str(d / "model.pt")]
+
+    for label, old, new in (("positions_strings", 'kind = "ring"',
+                             'kind = "positions"\npositions = [["a", "b"], ["c", "d"]]'),
+                            ("offset_strings", "jitter_std = 0.0", 'offset = ["x", "y"]'),
+                            ("offset_three", "jitter_std = 0.0", "offset = [0.0, 0.0, 0.0]"),
+                            ("band_reversed", "[noise]", "[band]\nlow = 5e6\nhigh = 1e6\n"
+                             "[noise]"),
+                            ("n_samples_string", "n_samples = 256", 'n_samples = "256"'),
+                            ("grid_bool", "n = 32", "n = true")):
+        @case(f"setup_{label}", "error", "tiny.toml")
+        def _(d, old=old, new=new):
+            return ["simulate", "--setup", setup_with(d, old, new), "-o", str(d / "s.h5")]
+
+    @case("binary_config", "error", "exp.toml")
+    def _(d):
+        (d / "exp.toml").write_bytes(bytes(range(256)) * 4)
+        return ["dataset", "--config", str(d / "exp.toml"), "-o", str(d / "ds.h5")]
+
+    @case("directory_config", "error", "exp.toml")
+    def _(d):
+        (d / "exp.toml").mkdir(exist_ok=True)
+        return ["dataset", "--config", str(d / "exp.toml"), "-o", str(d / "ds.h5")]
+
+    @case("directory_setup", "error", "tiny.toml")
+    def _(d):
+        (d / "tiny.toml").mkdir(exist_ok=True)
+        return ["simulate", "--setup", str(d / "tiny.toml"), "-o", str(d / "s.h5")]
+
+    @case("directory_scan", "error", "scan.h5")
+    def _(d):
+        (d / "scan.h5").mkdir(exist_ok=True)
+        return ["info", str(d / "scan.h5")]
+
+    @case("fifo_scan", "error", "fifo.h5")
+    def _(d):
+        if not (d / "fifo.h5").exists():
+            os.mkfifo(d / "fifo.h5")
+        return ["info", str(d / "fifo.h5")]
+
+    @case("fifo_setup", "error", "fifo.toml")
+    def _(d):
+        if not (d / "fifo.toml").exists():
+            os.mkfifo(d / "fifo.toml")
+        return ["simulate", "--setup", str(d / "fifo.toml"), "-o", str(d / "s.h5")]
+
+    @case("device_as_scan", "error", "null")
+    def _(d):
+        return ["info", "/dev/null"]
+
+    @case("unknown_phantom_no_partial", "error", "unicorn")
+    def _(d):
+        return ["simulate", "--setup", setup_with(d, "", ""), "--phantom", "unicorn",
+                "-o", str(d / "s.h5")]
+
+    @case("dataset_unknown_phantom", "error", "exp.toml")
+    def _(d):
+        setup_with(d, "", "")
+        (d / "exp.toml").write_text(EXPERIMENT.replace('"disks"', '"unicorn"'))
+        return ["dataset", "--config", str(d / "exp.toml"), "-o", str(d / "ds.h5")]
+
+    for opt, value in (("--lr", "1e30"), ("--limit", "0"), ("--limit", "-1"),
+                       ("--epochs", "0"), ("--batch-size", "0")):
+        @case(f"train_{opt.strip('-')}_{value}", "error", opt)
+        def _(d, opt=opt, value=value):
+            (d / "d.h5").write_bytes(b"data")
+            return ["train", "--data", str(d / "d.h5"), "-o", str(d / "m.pt"), opt, value]
+
+    @case("train_cuda_without_cuda", "error", "cuda")
+    def _(d):
+        scan_with(d, name="d.h5")
+        return ["train", "--data", str(d / "d.h5"), "-o", str(d / "m.pt"), "--device",
+                "cuda:99"]
+
+    @case("evaluate_limit_0", "error", "--limit")
+    def _(d):
+        (d / "m.pt").write_bytes(b"model")
+        (d / "d.h5").write_bytes(b"data")
+        return ["evaluate", "--model", str(d / "m.pt"), "--data", str(d / "d.h5"),
+                "--limit", "0"]
+
+    @case("training_data_is_scan", "error", "d.h5")
+    def _(d):
+        scan_with(d, name="d.h5")
+        return ["train", "--data", str(d / "d.h5"), "-o", str(d / "m.pt"), "--device", "cpu"]
+
+    # --- 5. values that made NaN images ------------------------------------------------
+    @case("sinogram_near_float32_max", "nan", "scan.h5")
+    def _(d):
+        return ["reconstruct", scan_with(d, lambda f: _replace(
+            f, "sinogram", np.full((16, 256), 3e38, np.float32))), "-o", str(d / "x.h5")]
+
+    @case("sinogram_float64_overflow", "nan", "scan.h5")
+    def _(d):
+        return ["reconstruct", scan_with(d, lambda f: _replace(
+            f, "sinogram", np.full((16, 256), 1e300))), "-o", str(d / "x.h5")]
+
+    return cases
+
+
+if __name__ == "__main__":  # pragma: no cover - a listing for people
+    built = build(sys.argv[1] if len(sys.argv) > 1 else "hostile_corpus")
+    for c in built:
+        print(f"{c.kind:10s} {c.name:36s} oatomo {' '.join(c.argv)}")
+    print(f"{len(built)} cases")

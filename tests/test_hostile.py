@@ -1,0 +1,69 @@
+"""The hostile-input corpus (tests/hostile_corpus.py): one line, exit 2, nothing touched."""
+
+import os
+import shutil
+import stat
+import tempfile
+import tracemalloc
+from pathlib import Path
+
+import pytest
+from hostile_corpus import build
+
+from oatomo.cli import main
+
+#: Peak Python/NumPy allocation allowed while a case is refused.
+MEMORY_CEILING = 256 << 20
+
+_ROOT = Path(tempfile.mkdtemp(prefix="oatomo-hostile-"))
+CASES = {c.name: c for c in build(_ROOT)}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _cleanup():
+    yield
+    shutil.rmtree(_ROOT, ignore_errors=True)
+
+
+def _snapshot(directory: Path) -> dict[str, tuple[int, bytes] | str]:
+    """Every entry below ``directory``: regular files by inode and content, others by
+    kind (a FIFO is never opened)."""
+    out: dict[str, tuple[int, bytes] | str] = {}
+    for p in sorted(directory.rglob("*")):
+        st = os.lstat(p)
+        key = str(p.relative_to(directory))
+        if stat.S_ISREG(st.st_mode):
+            out[key] = (st.st_ino, p.read_bytes())
+        else:
+            out[key] = stat.filemode(st.st_mode)
+    return out
+
+
+def test_corpus_covers_every_class():
+    kinds = [c.kind for c in CASES.values()]
+    assert len(kinds) >= 60, len(kinds)
+    for kind in ("segfault", "overwrite", "allocation", "error", "nan"):
+        assert kinds.count(kind) >= 3, kind
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_hostile_input(name, capsys, monkeypatch):
+    case = CASES[name]
+    for k, v in case.env.items():
+        monkeypatch.setenv(k, v)
+    before = _snapshot(case.directory)
+    capsys.readouterr()
+    tracemalloc.start()
+    try:
+        code = main(case.argv)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    captured = capsys.readouterr()
+    err = captured.err.strip()
+    assert code == 2, (code, err, captured.out[-300:])
+    assert "\n" not in err and "Traceback" not in err, err
+    assert err.startswith(f"oatomo {case.argv[0]}: error: "), err
+    assert case.needle in err, (case.needle, err)
+    assert _snapshot(case.directory) == before  # inputs unchanged, nothing left behind
+    assert peak < MEMORY_CEILING, peak
