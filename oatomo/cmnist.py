@@ -143,7 +143,7 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
             raw = fh.read(max_bytes() + 1)  # decompressed size bounded before it is held
     except (OSError, EOFError) as exc:  # gzip.BadGzipFile is an OSError
         raise InputError(f"cannot read IDX file ({exc})", path) from None
-    check_bytes(len(raw) - 1, "the decompressed IDX file", path)
+    check_bytes(len(raw), "the decompressed IDX file", path)
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
         raise InputError(f"corrupt IDX header (magic bytes {raw[:4].hex() or 'missing'})", path)
     ndim = raw[3]

@@ -215,15 +215,21 @@ def refine_images(image: np.ndarray, method: str, grid: Grid, sinogram: np.ndarr
             raise InputError("refinement model not found", path)
         record["reason"] = "no refinement model installed"
         return {}, None, record
-    meta = _model_meta(path)
-    family = meta.get("family_refiner")
-    if family is not None:
-        from .scanners import ScannerFamily
+    try:
+        meta = _model_meta(path)
+        family = meta.get("family_refiner")
+        if family is not None:
+            from .scanners import ScannerFamily
 
-        ok, why = ScannerFamily.from_dict(family["family"]).compatible(sensors, acquisition,
-                                                                       grid)
-    else:
-        ok, why = check_compatible(meta["setups"], sensors, acquisition)
+            ok, why = ScannerFamily.from_dict(family["family"]).compatible(
+                sensors, acquisition, grid)
+        else:
+            ok, why = check_compatible(meta["setups"], sensors, acquisition)
+    except InputError as exc:
+        raise InputError(exc.problem, exc.path or path) from None
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        raise InputError(f"malformed refinement metadata ({type(exc).__name__}: "
+                         f"{' '.join(str(exc).split())[:100]})", path) from None
     record["compatible"] = ok
     if not ok:
         if refine is True:

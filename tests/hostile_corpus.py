@@ -67,6 +67,7 @@ class Case:
     needle: str  # must appear in the error line (the file or the option it is about)
     directory: Path
     env: dict[str, str] = field(default_factory=dict)
+    reason: str = ""  # when set, must appear in the error line too
 
 
 def _base_scan(path: Path) -> None:
@@ -77,6 +78,25 @@ def _base_scan(path: Path) -> None:
     save_scan(path, Scan(sinogram=rng.standard_normal((16, 256)).astype(np.float32),
                          sensors=ring_array(16, 0.006), acquisition=Acquisition(20e6, 256),
                          p0=np.zeros((32, 32), np.float32), grid=Grid(32, 0.008)))
+
+
+def _nan_model(path: Path) -> None:
+    """A refiner that fits the base scan, with NaN weights."""
+    import torch
+
+    from oatomo import Grid
+    from oatomo.learn import MultiDecoderIVAE, VAEConfig
+    from oatomo.refine import Refiner, save_refiner
+
+    model = MultiDecoderIVAE(VAEConfig(in_shape=(1, 32, 32), latent_dim=2, channels=(2, 2),
+                                       hidden=4, n_envs=1), seed=0)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.fill_(float("nan"))
+    setup = {"array": {"n_sensors": 16, "radius": 0.006},
+             "acquisition": {"speed_of_sound": 1500.0}}
+    save_refiner(path, Refiner(model=model, grid=Grid(32, 0.008), env_names=["tiny"],
+                               setups=[setup], method="ubp"))
 
 
 def _edit_h5(path: Path, fn: Callable[[h5py.File], None]) -> None:
@@ -101,14 +121,15 @@ def build(root: str | os.PathLike) -> list[Case]:
     cases: list[Case] = []
 
     def case(name: str, kind: str, needle: str | None = None, *,
-             env: dict[str, str] | None = None) -> Callable[[Callable], None]:
+             env: dict[str, str] | None = None, reason: str = ""
+             ) -> Callable[[Callable], None]:
         """Register a case; the decorated function gets the case directory and returns
         argv (file names relative to it are made absolute)."""
         def deco(fn: Callable[[Path], list[str]]) -> None:
             d = root / name
             d.mkdir(exist_ok=True)
             argv = fn(d)
-            cases.append(Case(name, kind, argv, needle or "", d, env or {}))
+            cases.append(Case(name, kind, argv, needle or "", d, env or {}, reason))
         return deco
 
     def scan_with(d: Path, fn: Callable[[h5py.File], None] | None = None,
@@ -301,7 +322,7 @@ def build(root: str | os.PathLike) -> list[Case]:
                 "--force"]
 
     # --- 3. declared sizes beyond the memory limit ------------------------------------
-    @case("declared_huge_sinogram", "allocation", "scan.h5")
+    @case("declared_huge_sinogram", "allocation", "scan.h5", reason="OATOMO_MAX_BYTES")
     def _(d):
         def huge(f):
             del f["sinogram"]
@@ -309,7 +330,8 @@ def build(root: str | os.PathLike) -> list[Case]:
                              chunks=(1, 16, 256), compression="gzip")
         return ["reconstruct", scan_with(d, huge), "-o", str(d / "x.h5")]
 
-    @case("memory_limit_env", "allocation", "scan.h5", env={"OATOMO_MAX_BYTES": "4K"})
+    @case("memory_limit_env", "allocation", "scan.h5", env={"OATOMO_MAX_BYTES": "4K"},
+          reason="OATOMO_MAX_BYTES")
     def _(d):
         return ["reconstruct", scan_with(d), "-o", str(d / "x.h5")]
 
@@ -326,7 +348,7 @@ def build(root: str | os.PathLike) -> list[Case]:
         return ["dataset", "--config", str(d / "exp.toml"), "-o", str(d / "ds.h5"),
                 "--shard", "1/100000000000000000000"]
 
-    @case("png_bomb_phantom", "allocation", "bomb.png")
+    @case("png_bomb_phantom", "allocation", "bomb.png", reason="OATOMO_MAX_BYTES")
     def _(d):
         head = b"\x89PNG\r\n\x1a\n" + (13).to_bytes(4, "big") + b"IHDR"
         head += (200000).to_bytes(4, "big") * 2 + bytes([8, 6, 0, 0, 0]) + b"\0" * 4
@@ -334,7 +356,7 @@ def build(root: str | os.PathLike) -> list[Case]:
         return ["simulate", "--setup", setup_with(d, "", ""), "--phantom",
                 str(d / "bomb.png"), "-o", str(d / "s.h5")]
 
-    @case("npy_declared_huge", "allocation", "big.npy")
+    @case("npy_declared_huge", "allocation", "big.npy", reason="OATOMO_MAX_BYTES")
     def _(d):
         header = {"descr": "<f8", "fortran_order": False, "shape": (10**6, 10**6)}
         with open(d / "big.npy", "wb") as f:
@@ -343,13 +365,17 @@ def build(root: str | os.PathLike) -> list[Case]:
                 str(d / "big.npy"), "-o", str(d / "s.h5")]
 
     @case("idx_gzip_bomb", "allocation", "train-images-idx3-ubyte.gz",
-          env={"OATOMO_MAX_BYTES": "1M"})
+          env={"OATOMO_MAX_BYTES": "1M"}, reason="OATOMO_MAX_BYTES")
     def _(d):
         (d / "mnist").mkdir(exist_ok=True)
-        for name, n in (("train-images-idx3-ubyte.gz", 4 << 20),
-                        ("train-labels-idx1-ubyte.gz", 16)):
+        n = 6000  # 6000 x 28 x 28 bytes: 4.5 MiB decompressed, a few KiB on disk
+        for name, head, size in (
+                ("train-images-idx3-ubyte.gz", bytes([0, 0, 8, 3]) + b"".join(
+                    v.to_bytes(4, "big") for v in (n, 28, 28)), n * 784),
+                ("train-labels-idx1-ubyte.gz", bytes([0, 0, 8, 1]) + n.to_bytes(4, "big"),
+                 n)):
             with gzip.open(d / "mnist" / name, "wb", compresslevel=1) as f:
-                f.write(b"\0" * n)
+                f.write(head + b"\0" * size)
         return ["cmnist", "--mnist-dir", str(d / "mnist"), "--out", str(d / "o"), "-q"]
 
     for old, new in (("n_sensors = 16", "n_sensors = 1000000000"),
@@ -359,7 +385,7 @@ def build(root: str | os.PathLike) -> list[Case]:
             return ["simulate", "--setup", setup_with(d, old, new), "-o", str(d / "s.h5")]
 
     @case("setup_record_over_limit", "allocation", "tiny.toml",
-          env={"OATOMO_MAX_BYTES": "8K"})
+          env={"OATOMO_MAX_BYTES": "8K"}, reason="OATOMO_MAX_BYTES")
     def _(d):
         return ["simulate", "--setup", setup_with(d, "", ""), "-o", str(d / "s.h5")]
 
@@ -527,7 +553,20 @@ def build(root: str | os.PathLike) -> list[Case]:
         return ["train", "--data", str(d / "d.h5"), "-o", str(d / "m.pt"), "--device", "cpu"]
 
     # --- 5. values that made NaN images ------------------------------------------------
-    @case("sinogram_near_float32_max", "nan", "scan.h5")
+    @case("model_nan_weights", "nan", "nan.pt", reason="not finite")
+    def _(d):
+        _nan_model(d / "nan.pt")
+        return ["reconstruct", scan_with(d), "-o", str(d / "x.h5"), "--refine", "--model",
+                str(d / "nan.pt"), "--samples", "0"]
+
+    @case("model_sidecar_without_setups", "error", "m.pt")
+    def _(d):
+        (d / "m.pt").write_bytes(b"model")
+        (d / "m.json").write_text(json.dumps({"train": {"oatomo_refiner": {"grid": 1}}}))
+        return ["reconstruct", scan_with(d), "-o", str(d / "x.h5"), "--refine", "--model",
+                str(d / "m.pt")]
+
+    @case("sinogram_near_float32_max", "nan", "scan.h5", reason="exceed")
     def _(d):
         return ["reconstruct", scan_with(d, lambda f: _replace(
             f, "sinogram", np.full((16, 256), 3e38, np.float32))), "-o", str(d / "x.h5")]

@@ -65,5 +65,6 @@ def test_hostile_input(name, capsys, monkeypatch):
     assert "\n" not in err and "Traceback" not in err, err
     assert err.startswith(f"oatomo {case.argv[0]}: error: "), err
     assert case.needle in err, (case.needle, err)
+    assert case.reason in err, (case.reason, err)
     assert _snapshot(case.directory) == before  # inputs unchanged, nothing left behind
     assert peak < MEMORY_CEILING, peak

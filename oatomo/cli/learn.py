@@ -80,6 +80,10 @@ def run_train(args: argparse.Namespace) -> int:
     check_outputs([out, sidecar_path(out)], force=args.force or args.resume,
                   inputs=(args.data,))
     _check_counts(args, "epochs", "batch-size", "latent", "limit")
+    if args.device != "auto":
+        from ..learn.train import resolve_device
+
+        resolve_device(args.device)
     for name, lo, hi in (("lr", 0.0, 10.0), ("beta", 0.0, 1e6), ("gamma", 0.0, 1e6),
                          ("obs-sigma", 0.0, 1e6)):
         v = getattr(args, name.replace("-", "_"))
