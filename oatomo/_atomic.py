@@ -188,6 +188,13 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         os.umask(umask)
         os.chmod(tmp_path, 0o666 & ~umask)
         publish(tmp_path, target)
+    except OSError as exc:
+        with contextlib.suppress(FileNotFoundError):
+            tmp_path.unlink()
+        if exc.filename is None or str(exc.filename) == str(tmp_path):
+            # a full disk while writing: name the output, not its temporary file
+            raise type(exc)(exc.errno, exc.strerror or str(exc), str(target)) from None
+        raise
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()

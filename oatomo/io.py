@@ -19,6 +19,7 @@ oatomo scan layout (``oatomo_format = "scan"``, ``format_version = 1``)::
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
@@ -423,10 +424,22 @@ def save_scan(path: str | os.PathLike, scan: Scan, format: str = "oatomo") -> Pa
         raise InputError(f"unknown scan format {format!r} (choose oatomo or ipasc)")
     out = Path(path)
     scan.validate()
-    with atomic_path(out) as tmp:
-        with h5py.File(tmp, "w") as f:
-            (_write_oatomo if format == "oatomo" else _write_ipasc)(f, scan)
+    _write_h5(out, lambda f: (_write_oatomo if format == "oatomo" else _write_ipasc)(f, scan))
     return out
+
+
+def _write_h5(out: Path, fill: Any) -> None:
+    """Build an HDF5 file in memory with ``fill(f)``, then write its bytes atomically.
+
+    The HDF5 library never writes to the disk itself: a full disk or a read-only
+    directory is then a plain :class:`OSError` from Python, not an HDF5 failure inside
+    the library (which left corrupt state behind and crashed the interpreter at exit).
+    """
+    buf = io.BytesIO()
+    with h5py.File(buf, "w") as f:
+        fill(f)
+    with atomic_path(out) as tmp:
+        tmp.write_bytes(buf.getbuffer())
 
 
 def _write_oatomo(f: h5py.File, scan: Scan) -> None:
@@ -540,21 +553,23 @@ def save_images(path: str | os.PathLike, images: dict[str, np.ndarray], grid: Gr
     from . import __version__
 
     out = Path(path)
-    with atomic_path(out) as tmp:
-        with h5py.File(tmp, "w") as f:
-            f.attrs["oatomo_format"] = "image"
-            f.attrs["format_version"] = IMAGE_FORMAT_VERSION
-            f.attrs["created_by"] = f"oatomo {__version__}"
-            f.attrs["grid_n"] = grid.n
-            f.attrs["grid_fov"] = grid.fov
-            for k, v in (attrs or {}).items():
-                f.attrs[k] = v if isinstance(v, (str, int, float)) else json.dumps(v)
-            units = (attrs or {}).get("units")
-            for name, img in images.items():
-                ds = f.create_dataset(f"images/{name}", data=np.asarray(img, np.float32),
-                                      compression="gzip", shuffle=True)
-                if isinstance(units, dict) and name in units:
-                    ds.attrs["units"] = str(units[name])
+
+    def fill(f: h5py.File) -> None:
+        f.attrs["oatomo_format"] = "image"
+        f.attrs["format_version"] = IMAGE_FORMAT_VERSION
+        f.attrs["created_by"] = f"oatomo {__version__}"
+        f.attrs["grid_n"] = grid.n
+        f.attrs["grid_fov"] = grid.fov
+        for k, v in (attrs or {}).items():
+            f.attrs[k] = v if isinstance(v, (str, int, float)) else json.dumps(v)
+        units = (attrs or {}).get("units")
+        for name, img in images.items():
+            ds = f.create_dataset(f"images/{name}", data=np.asarray(img, np.float32),
+                                  compression="gzip", shuffle=True)
+            if isinstance(units, dict) and name in units:
+                ds.attrs["units"] = str(units[name])
+
+    _write_h5(out, fill)
     return out
 
 

@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except OSError as exc:  # read-only directory, full disk, output is a directory, ...
         where = exc.filename or "?"
-        problem = exc.strerror or str(exc) or type(exc).__name__
+        problem = " ".join((exc.strerror or str(exc) or type(exc).__name__).split())
         print(f"oatomo {args.command}: error: {where}: {problem}", file=sys.stderr)
         return 2
     except MemoryError:
