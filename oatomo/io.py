@@ -148,9 +148,14 @@ def detect_format(f: h5py.File) -> str | None:
 
 
 def _scalar(v: Any) -> Any:
-    v = v[()] if isinstance(v, h5py.Dataset) else v
+    if isinstance(v, h5py.Dataset):
+        if v.size is None or v.size > 64:  # a value, not an array: never read a big one
+            raise ValueError(f"{v.name} holds {v.size} values where one number belongs")
+        v = v[()]
+    if isinstance(v, h5py.Group):
+        raise ValueError(f"{v.name} is a group where a value belongs")
     if isinstance(v, bytes):
-        return v.decode()
+        return v.decode(errors="replace")
     if isinstance(v, np.ndarray) and v.size == 1:
         return v.reshape(()).item()
     if isinstance(v, np.generic):

@@ -389,6 +389,21 @@ def build(root: str | os.PathLike) -> list[Case]:
     def _(d):
         return ["simulate", "--setup", setup_with(d, "", ""), "-o", str(d / "s.h5")]
 
+    for opt, value in (("--samples", "1000000000"), ("--iters", "0"), ("--fov", "1e300"),
+                       ("--lam", "nan")):
+        @case(f"reconstruct_{opt.strip('-')}_{value}", "allocation", opt)
+        def _(d, opt=opt, value=value):
+            return ["reconstruct", scan_with(d), "-o", str(d / "x.h5"), opt, value]
+
+    @case("ipasc_huge_sampling_rate_dataset", "allocation", "ipasc.h5")
+    def _(d):
+        with h5py.File(d / "ipasc.h5", "w") as f:
+            f["binary_time_series_data"] = np.zeros((1, 64, 1, 1), np.float32)
+            f.create_dataset("meta_data/ad_sampling_rate", shape=(10**9,), dtype="f8",
+                             chunks=(4096,))
+            f["meta_data_device/detectors/0000000000/detector_position"] = np.zeros(3)
+        return ["info", str(d / "ipasc.h5")]
+
     @case("autofocus_steps_1e8", "allocation", "--steps")
     def _(d):
         return ["autofocus", scan_with(d), "--steps", "100000000"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import time
 from pathlib import Path
 
@@ -100,6 +101,10 @@ def run_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+#: Most iterations of a model-based method and posterior samples accepted.
+MAX_ITERS, MAX_SAMPLES = 100_000, 1024
+
+
 def run_reconstruct(args: argparse.Namespace) -> int:
     from .._atomic import check_input_file, check_outputs
     from ..io import save_images
@@ -110,6 +115,14 @@ def run_reconstruct(args: argparse.Namespace) -> int:
     png = None if args.png == "none" else Path(args.png) if args.png else out.with_suffix(
         ".png")
     check_outputs([out, png], force=args.force, inputs=(src, args.model))
+    if not 1 <= args.iters <= MAX_ITERS:
+        raise InputError(f"--iters must be in 1..{MAX_ITERS}, got {args.iters}")
+    if not 0 <= args.samples <= MAX_SAMPLES:
+        raise InputError(f"--samples must be in 0..{MAX_SAMPLES}, got {args.samples}")
+    if args.lam is not None and not (math.isfinite(args.lam) and 0 <= args.lam <= 1e30):
+        raise InputError(f"--lam must be a finite number >= 0, got {args.lam}")
+    if args.fov is not None and not (math.isfinite(args.fov) and 0 < args.fov <= 20.0):
+        raise InputError(f"--fov must be in (0, 20] metres, got {args.fov}")
     refine = "auto" if args.refine is None else args.refine
     with bars(args) as callback:
         rec = reconstruct(src, args.method, n=args.n, fov=args.fov, refine=refine,
