@@ -39,14 +39,23 @@ from .geometry import Acquisition, Grid, SensorArray
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Scan", "as_scan", "default_grid", "load_scan", "save_scan", "save_images",
-           "load_images", "detect_format", "SCAN_FORMAT_VERSION"]
+__all__ = ["Scan", "as_scan", "default_grid", "load_scan", "read_frame", "save_scan",
+           "save_images", "load_images", "detect_format", "SCAN_FORMAT_VERSION"]
 
 SCAN_FORMAT_VERSION = 1
 #: Largest sample magnitude accepted (Pa): far above any physical pressure, far enough
 #: below the float32 maximum that sums of squares over a scan stay finite.
 MAX_PRESSURE = 1e15
 IMAGE_FORMAT_VERSION = 1
+
+
+def _check_samples(y: np.ndarray, path: Any) -> None:
+    """Raise :class:`InputError` for NaN/Inf samples or samples beyond MAX_PRESSURE."""
+    if not np.all(np.isfinite(y)):
+        raise InputError("sinogram contains NaN or Inf samples", path)
+    if y.size and float(np.abs(y).max()) > MAX_PRESSURE:
+        raise InputError(f"sinogram samples exceed {MAX_PRESSURE:g} Pa in magnitude (a "
+                         f"reconstruction would overflow float32)", path)
 
 
 @dataclass
@@ -115,11 +124,8 @@ class Scan:
         if y.shape[-1] != self.acquisition.n_samples:
             raise InputError(f"sinogram has {y.shape[-1]} samples but the acquisition says "
                              f"{self.acquisition.n_samples}", path)
-        if values and not np.all(np.isfinite(y)):
-            raise InputError("sinogram contains NaN or Inf samples", path)
-        if values and y.size and float(np.abs(y).max()) > MAX_PRESSURE:
-            raise InputError(f"sinogram samples exceed {MAX_PRESSURE:g} Pa in magnitude (a "
-                             f"reconstruction would overflow float32)", path)
+        if values:
+            _check_samples(y, path)
         if self.p0 is not None and (self.grid is None or self.p0.shape != self.grid.shape):
             raise InputError("truth image does not match its grid", path)
 
@@ -201,6 +207,17 @@ def _array(f: h5py.Group, name: str, path: Any, *, lazy: bool = False) -> np.nda
     With ``lazy`` only the shape is read: the result is a zero-filled read-only view of
     that shape that takes no memory (for ``oatomo info``).
     """
+    d = _numeric_dataset(f, name, path)
+    shape = d.shape
+    n = float(np.prod(shape, dtype=np.float64))
+    if lazy:
+        return np.broadcast_to(np.zeros((), np.float32), shape)
+    check_bytes(n * (d.dtype.itemsize + 4), f"reading {name} {shape}", path)
+    return d[()]
+
+
+def _numeric_dataset(f: h5py.Group, name: str, path: Any) -> h5py.Dataset:
+    """The dataset ``name`` after checking that it is a real numeric array."""
     d = f.get(name)
     if not isinstance(d, h5py.Dataset):
         raise InputError(f"{name} is a group, not a dataset", path)
@@ -209,14 +226,9 @@ def _array(f: h5py.Group, name: str, path: Any, *, lazy: bool = False) -> np.nda
         raise InputError(f"{name} is complex ({dt}); oatomo needs real samples", path)
     if dt.kind not in "iuf" or dt.fields is not None or h5py.check_vlen_dtype(dt):
         raise InputError(f"{name} has dtype {dt}; a numeric array is needed", path)
-    shape = d.shape or ()
     if d.shape is None:  # HDF5 null dataspace
         raise InputError(f"{name} is empty (null dataspace)", path)
-    n = float(np.prod(shape, dtype=np.float64))
-    if lazy:
-        return np.broadcast_to(np.zeros((), np.float32), shape)
-    check_bytes(n * (dt.itemsize + 4), f"reading {name} {shape}", path)
-    return d[()]
+    return d
 
 
 def _positions_2d(pos: np.ndarray, path: Any) -> np.ndarray:
@@ -261,8 +273,7 @@ def _read_oatomo(f: h5py.File, path: Path, lazy: bool = False) -> Scan:
             d = f["truth/p0"]
             grid = Grid(_integer(d.attrs["grid_n"], "truth/p0 grid_n", path),
                         _number(d.attrs["grid_fov"], "truth/p0 grid_fov", path))
-            p0 = _array(f, "truth/p0", path, lazy=lazy)
-            p0 = p0 if lazy else p0.astype(np.float32)
+            p0 = _array(f, "truth/p0", path).astype(np.float32)
         if "truth/true_positions" in f:
             true = SensorArray(_array(f, "truth/true_positions", path),
                                _array(f, "truth/true_normals", path)
@@ -417,6 +428,38 @@ def load_scan(path: str | os.PathLike, *, metadata_only: bool = False) -> Scan:
     scan.sinogram = np.ascontiguousarray(y)
     scan.validate(p)
     return scan
+
+
+def read_frame(path: str | os.PathLike, index: int) -> np.ndarray:
+    """One (N, T) float32 frame of a scan file's sinogram, read alone from the file.
+
+    ``index`` counts the frames with the leading (frame, wavelength) axes flattened in the
+    order of :func:`load_scan`'s sinogram. Used to reconstruct scans too large to hold in
+    memory frame by frame; the frame is checked as :func:`load_scan` checks a sinogram.
+    """
+    p = Path(path)
+    with _open(p) as f:
+        fmt = detect_format(f)
+        name = {"oatomo": "sinogram", "ipasc": "binary_time_series_data",
+                "patato": "raw_data"}.get(fmt or "")
+        if name is None:
+            raise InputError("no sinogram found (not an oatomo, IPASC or PATATO scan file)", p)
+        d = _numeric_dataset(f, name, p)
+        if d.ndim < 2:
+            raise InputError(f"{name} must have at least 2 dimensions, got {d.shape}", p)
+        # IPASC: [detectors, samples, wavelengths, frames]; the others (..., N, T)
+        lead = d.shape[2:][::-1] if fmt == "ipasc" else d.shape[:-2]
+        n_frames = int(np.prod(lead, dtype=np.int64))
+        if not 0 <= index < n_frames:
+            raise InputError(f"frame {index} out of range (the scan has {n_frames})", p)
+        idx = tuple(int(i) for i in np.unravel_index(index, lead))
+        sel = (slice(None), slice(None)) + idx[::-1] if fmt == "ipasc" else idx
+        n_st = d.shape[:2] if fmt == "ipasc" else d.shape[-2:]
+        check_bytes(float(n_st[0]) * n_st[1] * (d.dtype.itemsize + 4),
+                    f"reading one frame {n_st} of {name}", p)
+        y = np.ascontiguousarray(d[sel], dtype=np.float32)
+    _check_samples(y, p)
+    return y
 
 
 def save_scan(path: str | os.PathLike, scan: Scan, format: str = "oatomo") -> Path:

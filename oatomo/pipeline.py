@@ -26,9 +26,10 @@ from typing import Any, Literal
 
 import numpy as np
 
+from ._limits import check_bytes, max_bytes
 from .errors import InputError
 from .geometry import Acquisition, Grid, SensorArray
-from .io import as_scan, default_grid
+from .io import as_scan, default_grid, load_scan
 from .methods import Callback, get_method
 
 logger = logging.getLogger(__name__)
@@ -288,6 +289,38 @@ def _refine_family(path: Path, grid: Grid, sinogram: np.ndarray, sensors: Sensor
     return out, grid, record
 
 
+def _too_big_for_memory(scan: Any) -> bool:
+    """Whether ``scan`` is a multi-frame scan file whose sinogram exceeds the memory limit
+    (:func:`oatomo._limits.max_bytes`): it is then reconstructed frame by frame."""
+    if not isinstance(scan, (str, os.PathLike)):
+        return False
+    meta = load_scan(scan, metadata_only=True)
+    return meta.n_frames > 1 and 8.0 * meta.sinogram.size > max_bytes()
+
+
+def _reconstruct_by_frame(path: Any, lead: tuple[int, ...], frames: Any, grid: Grid,
+                          sensors: SensorArray, acquisition: Acquisition, method: str, *,
+                          lam: float | None, iters: int, callback: Callback | None
+                          ) -> np.ndarray:
+    """Reconstruct the frames of a scan file one at a time (each read alone from the file);
+    the images are (``lead`` + grid) or (len(frames), n, n) float32."""
+    from .io import read_frame
+
+    indices = np.arange(int(np.prod(lead, dtype=np.int64))) if frames is None \
+        else np.atleast_1d(np.asarray(frames, dtype=np.int64))
+    check_bytes(4.0 * len(indices) * grid.n ** 2, f"{len(indices)} reconstructed frames",
+                path)
+    out = np.empty((len(indices),) + grid.shape, np.float32)
+    for j, k in enumerate(indices):
+        out[j] = reconstruct_sinogram(read_frame(path, int(k)), grid, sensors, acquisition,
+                                      method, lam=lam, iters=iters)
+        if callback is not None:
+            callback(method, j + 1, len(indices))
+    if frames is None:
+        return out.reshape(tuple(lead) + grid.shape)
+    return out if np.ndim(frames) else out[0]
+
+
 def _require_finite(image: np.ndarray, problem: str, path: Any) -> None:
     """Raise :class:`InputError` (naming ``path``) unless every pixel is finite."""
     if not np.all(np.isfinite(image)):
@@ -358,7 +391,15 @@ def reconstruct(scan: Any, method: str = "ubp", grid: Grid | None = None, *,
             callback(step, 1, 1)
 
     t = time.perf_counter()
-    data, source = load(scan)
+    by_frame = _too_big_for_memory(scan)
+    if by_frame:
+        if calibrate or refine is True:
+            raise InputError("the scan is larger than OATOMO_MAX_BYTES: it is reconstructed "
+                             "frame by frame, without calibration or refinement (raise the "
+                             "limit for those)", scan)
+        data, source = load_scan(scan, metadata_only=True), str(scan)
+    else:
+        data, source = load(scan)
     done("load", t)
     if grid is None:
         grid = default_grid(data, n, fov)
@@ -371,16 +412,26 @@ def reconstruct(scan: Any, method: str = "ubp", grid: Grid | None = None, *,
     if frames is not None:
         sino = sino.reshape((-1,) + sino.shape[-2:])[np.asarray(frames)]
     t = time.perf_counter()
-    image = reconstruct_sinogram(sino, grid, sensors, acquisition, spec.name, lam=lam,
-                                 iters=iters, callback=callback)
+    if by_frame:
+        image = _reconstruct_by_frame(scan, data.sinogram.shape[:-2], frames, grid, sensors,
+                                      acquisition, spec.name, lam=lam, iters=iters,
+                                      callback=callback)
+    else:
+        image = reconstruct_sinogram(sino, grid, sensors, acquisition, spec.name, lam=lam,
+                                     iters=iters, callback=callback)
     _require_finite(image, f"the {spec.name} image is not finite: the scan's values (sample "
                     f"scale, t0, sensor geometry) are out of range for this method", source)
     done(spec.name, t)
     images: dict[str, np.ndarray] = {spec.name: image}
     t = time.perf_counter()
-    extra, model_grid, record = refine_images(image, spec.name, grid, sino, sensors,
-                                              acquisition, model=model, refine=refine,
-                                              setup=setup, samples=samples)
+    if by_frame:
+        extra, model_grid = {}, None
+        record = {"applied": False, "model": str(model or ""), "reason": "the scan is larger "
+                  "than OATOMO_MAX_BYTES and was reconstructed frame by frame"}
+    else:
+        extra, model_grid, record = refine_images(image, spec.name, grid, sino, sensors,
+                                                  acquisition, model=model, refine=refine,
+                                                  setup=setup, samples=samples)
     if record["applied"]:
         for key, img in extra.items():
             _require_finite(img, f"the {key} image is not finite: the refinement model's "

@@ -324,11 +324,23 @@ def build(root: str | os.PathLike) -> list[Case]:
     # --- 3. declared sizes beyond the memory limit ------------------------------------
     @case("declared_huge_sinogram", "allocation", "scan.h5", reason="OATOMO_MAX_BYTES")
     def _(d):
-        def huge(f):
-            del f["sinogram"]
-            f.create_dataset("sinogram", shape=(10**6, 16, 256), dtype="f4",
-                             chunks=(1, 16, 256), compression="gzip")
+        def huge(f):  # one frame of 65536 sensors x 2^20 samples: 256 GiB
+            n, t = 1 << 16, 1 << 20
+            del f["sinogram"], f["sensors/positions"], f["sensors/normals"]
+            f.create_dataset("sinogram", shape=(n, t), dtype="f4", chunks=(1, 4096),
+                             compression="gzip")
+            th = np.arange(n) * 2 * np.pi / n
+            f["sensors/positions"] = 0.02 * np.stack([np.cos(th), np.sin(th)], 1)
+            f["acquisition"].attrs["n_samples"] = t
         return ["reconstruct", scan_with(d, huge), "-o", str(d / "x.h5")]
+
+    @case("declared_10M_frames", "allocation", "scan.h5", reason="OATOMO_MAX_BYTES")
+    def _(d):
+        def frames(f):  # frame by frame, but the 10^7 images alone are over the limit
+            del f["sinogram"]
+            f.create_dataset("sinogram", shape=(10**7, 16, 256), dtype="f4",
+                             chunks=(1, 16, 256), compression="gzip")
+        return ["reconstruct", scan_with(d, frames), "-o", str(d / "x.h5")]
 
     @case("memory_limit_env", "allocation", "scan.h5", env={"OATOMO_MAX_BYTES": "4K"},
           reason="OATOMO_MAX_BYTES")

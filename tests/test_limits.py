@@ -80,3 +80,30 @@ def test_setup_perturbation_and_memory_limits(tmp_path, monkeypatch):
     # a sampling interval of a million pixels would need huge radial histograms
     with pytest.raises(InputError, match="radial histograms"):
         ForwardOperator(Grid(64, 1e-5), ring_array(4, 0.02), Acquisition(1e3, 64))
+
+
+def test_scan_over_the_limit_is_reconstructed_frame_by_frame(tmp_path, monkeypatch):
+    from oatomo.io import Scan, load_scan, read_frame, save_scan
+    from oatomo.pipeline import reconstruct
+
+    rng = np.random.default_rng(0)
+    sino = rng.standard_normal((2, 3, 16, 256)).astype(np.float32)
+    scan = Scan(sinogram=sino, sensors=ring_array(16, 0.006),
+                acquisition=Acquisition(20e6, 256), grid=Grid(32, 0.008),
+                p0=np.zeros((32, 32), np.float32))
+    path = tmp_path / "frames.h5"
+    save_scan(path, scan)
+    whole = reconstruct(path, "das", refine=False).images["das"]
+    monkeypatch.setenv("OATOMO_MAX_BYTES", "100K")  # the whole sinogram needs 192 KiB
+    with pytest.raises(InputError, match="OATOMO_MAX_BYTES"):
+        load_scan(path)
+    assert load_scan(path, metadata_only=True).sinogram.shape == (2, 3, 16, 256)
+    np.testing.assert_array_equal(read_frame(path, 4), sino[1, 1])
+    rec = reconstruct(path, "das", refine=False)
+    assert rec.images["das"].shape == (2, 3, 32, 32)
+    np.testing.assert_array_equal(rec.images["das"], whole)
+    assert "frame by frame" in rec.provenance["refinement"]["reason"]
+    np.testing.assert_array_equal(reconstruct(path, "das", refine=False, frames=4).image,
+                                  whole[1, 1])
+    with pytest.raises(InputError, match="frame by frame"):
+        reconstruct(path, "das", refine=True)

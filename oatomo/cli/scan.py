@@ -131,10 +131,10 @@ def run_reconstruct(args: argparse.Namespace) -> int:
                           callback=callback)
     if png is not None:  # first: a figure that fails leaves no image file behind
         from ..figures import reconstruction_figure
-        from ..io import load_scan
+        from ..io import load_scan, read_frame
 
-        scan = load_scan(src)
-        reconstruction_figure(png, rec, scan.sinogram, scan.acquisition,
+        scan = load_scan(src, metadata_only=True)  # the figure shows the first frame
+        reconstruction_figure(png, rec, read_frame(src, 0), scan.acquisition,
                               title=f"{src.name} ({args.method}"
                               f"{' + refined' if rec.refined else ''})")
     try:
