@@ -102,3 +102,12 @@ def test_load_errors(tmp_path):
         f["x"] = 1
     with pytest.raises(InputError, match="empty.h5: no sinogram found"):
         load_scan(tmp_path / "empty.h5")
+
+
+def test_ipasc_round_trip_keeps_orientations(tmp_path):
+    scan = make_scan()
+    turned = scan.sensors.perturbed(angular_std=0.3, seed=4)  # normals not facing the centre
+    scan.sensors = type(turned)(scan.sensors.positions, turned.normals)
+    back = load_scan(save_scan(tmp_path / "s.hdf5", scan, format="ipasc"))
+    np.testing.assert_allclose(back.sensors.normals, scan.sensors.normals, atol=1e-12)
+    np.testing.assert_allclose(back.sensors.positions, scan.sensors.positions, atol=1e-12)
