@@ -474,6 +474,19 @@ def build(root: str | os.PathLike) -> list[Case]:
             f["meta_data_device/detectors/0000000000"] = np.zeros(3)
         return ["info", str(d / "ipasc.h5")]
 
+    @case("warning_then_error", "error", "ipasc.h5", reason="NaN")
+    def _(d):  # the z != 0 warning is dropped: the error is the only line
+        with h5py.File(d / "ipasc.h5", "w") as f:
+            data = np.zeros((4, 64, 1, 1), np.float32)
+            data[1, 5] = np.nan
+            f["binary_time_series_data"] = data
+            f["meta_data/ad_sampling_rate"] = 20e6
+            for k in range(4):
+                th = k * np.pi / 2
+                f[f"meta_data_device/detectors/{k:010d}/detector_position"] = \
+                    np.array([0.01 * np.cos(th), 0.01 * np.sin(th), 0.002])
+        return ["reconstruct", str(d / "ipasc.h5"), "-o", str(d / "x.h5"), "--n", "16"]
+
     @case("ipasc_position_string", "error", "ipasc.h5")
     def _(d):
         with h5py.File(d / "ipasc.h5", "w") as f:

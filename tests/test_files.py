@@ -126,3 +126,22 @@ def test_unexpected_exception_keeps_traceback(tmp_path, monkeypatch):
     monkeypatch.setattr(oatomo.cli.scan, "run_info", bug)
     with pytest.raises(ZeroDivisionError):  # not turned into exit 2: a traceback, exit 1
         main(["info", str(tmp_path / "x.h5")])
+
+
+def test_warnings_are_one_log_line_each(tmp_path, capsys, caplog):
+    import h5py
+    import numpy as np
+
+    path = tmp_path / "ipasc.h5"
+    with h5py.File(path, "w") as f:
+        f["binary_time_series_data"] = np.zeros((4, 64, 1, 1), np.float32)
+        f["meta_data/ad_sampling_rate"] = 20e6
+        for k in range(4):
+            th = k * np.pi / 2
+            f[f"meta_data_device/detectors/{k:010d}/detector_position"] = \
+                np.array([0.01 * np.cos(th), 0.01 * np.sin(th), 0.002])
+    assert main(["info", str(path)]) == 0
+    assert capsys.readouterr().err == ""  # (pytest holds the log records)
+    logged = [r for r in caplog.records if r.name == "oatomo"]
+    assert len(logged) == 1 and logged[0].levelname == "WARNING"
+    assert "z != 0" in logged[0].getMessage() and "\n" not in logged[0].getMessage()

@@ -73,12 +73,15 @@ def main(argv: list[str] | None = None) -> int:
 
     forget_outputs()
     try:
-        with warnings.catch_warnings():
-            # warnings are logged on one line each (the error, if any, stays the last line);
-            # numerical warnings of hostile input are noise beside the error they lead to
+        with warnings.catch_warnings(record=True) as caught:
+            # warnings are logged after the command, one line each, and dropped when it
+            # fails (the error line is then all there is); numerical warnings of hostile
+            # input are noise beside the error they lead to
+            warnings.simplefilter("default")
             warnings.simplefilter("ignore", RuntimeWarning)
-            warnings.showwarning = _log_warning
             code = int(args.func(args) or 0)
+        for w in caught:
+            logging.getLogger("oatomo").warning("%s", " ".join(str(w.message).split()))
         sys.stdout.flush()  # a closed pipe shows here, inside the handler below
         return code
     except BrokenPipeError:
@@ -87,7 +90,8 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
     except InputError as exc:
-        print(f"oatomo {args.command}: error: {exc}", file=sys.stderr)
+        message = " ".join(str(exc).splitlines())
+        print(f"oatomo {args.command}: error: {message}", file=sys.stderr)
         return 2
     except FileNotFoundError as exc:
         where = exc.filename or ""
@@ -107,13 +111,6 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     finally:
         forget_outputs()
-
-
-def _log_warning(message: Warning | str, category: type[Warning], filename: str,
-                 lineno: int, file: object = None, line: str | None = None) -> None:
-    """``warnings.showwarning`` for the CLI: one log line (``WARNING oatomo: ...``)."""
-    text = " ".join(str(message).split())
-    logging.getLogger("oatomo").warning("%s", text)
 
 
 if __name__ == "__main__":  # pragma: no cover
