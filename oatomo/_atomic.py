@@ -36,9 +36,12 @@ def _same(a: Path, b: Path) -> bool:
 
 
 def check_input_file(path: str | os.PathLike, what: str = "file") -> Path:
-    """``path`` if it is an existing regular file (or a directory where one is allowed by
-    the caller checking first); FIFOs, devices and sockets are refused (reading one could
-    block forever or never end)."""
+    """``path`` as a :class:`~pathlib.Path` if it names an existing regular file.
+
+    Raises :class:`InputError` (naming ``path``) for a missing file, a directory, or a
+    FIFO, device or socket (reading one could block forever or never end). ``what`` names
+    the expected kind of file in the message.
+    """
     p = Path(path)
     try:
         st = os.stat(p)

@@ -10,6 +10,7 @@ from oatomo.forward import ForwardOperator
 from oatomo.setups import load_setup
 
 
+@pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf, 3e38, 1e40])
 def test_das_kernel_clamps_non_finite_geometry(bad):
     """Called directly (no wrapper checks), the kernel reads only inside the record."""
@@ -28,6 +29,7 @@ def test_das_kernel_clamps_non_finite_geometry(bad):
                      out[:, :, None].copy())
 
 
+@pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")
 @pytest.mark.parametrize("bad", [np.nan, np.inf, 1e40])
 def test_forward_adjoint_kernels_clamp(bad):
     op = ForwardOperator(Grid(8, 1e-3), ring_array(4, 0.005), Acquisition(20e6, 64))

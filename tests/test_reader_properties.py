@@ -106,11 +106,12 @@ def test_scan_reader_valid_or_input_error(fs, n_samples, c, t0, dtype, n_sensors
     with h5py.File(path, "w") as f:
         f.attrs["oatomo_format"] = "scan"
         f.attrs["format_version"] = 1
+        angles = np.arange(n_sensors) * 2 * np.pi / max(n_sensors, 1)
         with np.errstate(all="ignore"):
             sino = (np.ones((n_sensors, n_t)) * scale).astype(dtype)
+            pos = pos_scale * np.stack([np.cos(angles), np.sin(angles)], 1)
         f["sinogram"] = sino
-        angles = np.arange(n_sensors) * 2 * np.pi / max(n_sensors, 1)
-        f["sensors/positions"] = pos_scale * np.stack([np.cos(angles), np.sin(angles)], 1)
+        f["sensors/positions"] = pos
         g = f.create_group("acquisition")
         for key, v in (("fs", fs), ("n_samples", n_samples), ("speed_of_sound", c),
                        ("t0", t0)):
