@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
+import shutil
 import stat
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -14,7 +15,7 @@ from pathlib import Path
 from .errors import InputError
 
 __all__ = ["atomic_path", "check_output_path", "check_outputs", "check_input_file",
-           "forget_outputs", "publish"]
+           "check_free_space", "forget_outputs", "publish"]
 
 #: Outputs that did not exist when checked without ``force``: their final rename must not
 #: replace a file (another run may have created it meanwhile). Keyed by real path.
@@ -118,6 +119,18 @@ def check_output_path(path: str | os.PathLike, *, force: bool = False,
                       inputs: tuple[str | os.PathLike, ...] = ()) -> Path:
     """:func:`check_outputs` for a command with a single output."""
     return check_outputs([path], force=force, inputs=inputs)[0]
+
+
+def check_free_space(path: str | os.PathLike, n_bytes: float) -> None:
+    """Raise :class:`InputError` unless the file system of ``path`` (an output file) has
+    ``n_bytes`` free: for files HDF5 writes in place (datasets), where a full disk
+    mid-write leaves the library in a state that can crash the interpreter."""
+    out = Path(path)
+    parent = out.parent if str(out.parent) else Path(".")
+    free = shutil.disk_usage(parent).free
+    if n_bytes > free:
+        raise InputError(f"needs about {n_bytes / 2**20:.3g} MiB of disk space, "
+                         f"{free / 2**20:.3g} MiB are free", out)
 
 
 def forget_outputs() -> None:

@@ -309,6 +309,12 @@ def generate_dataset(
     grid_n, n_sens = first.grid.n, first.array.n_sensors
     m = len(items)
 
+    from ._atomic import check_free_space
+
+    per_item = 8.0 * grid_n * grid_n + 16.0 * n_sens + 64
+    mine_items = sum(min(m, (c + 1) * chunk) - c * chunk for c in mine)
+    done_bytes = partial.stat().st_blocks * 512 if partial.exists() else 0
+    check_free_space(out, 1.05 * mine_items * per_item + 2**20 - done_bytes)
     mode = "r+" if partial.exists() else "w"
     if mode == "r+":
         try:
@@ -394,7 +400,7 @@ def merge_datasets(parts: Sequence[str | os.PathLike], out: str | os.PathLike, *
     InputError
         Shards of different experiments or seeds, missing or duplicated shards.
     """
-    from ._atomic import atomic_path, check_input_file, check_output_path
+    from ._atomic import atomic_path, check_free_space, check_input_file, check_output_path
 
     if not parts:
         raise InputError("no dataset shards given")
@@ -421,6 +427,9 @@ def merge_datasets(parts: Sequence[str | os.PathLike], out: str | os.PathLike, *
         if n != len(shards) or shards != sorted(f"{k}/{n}" for k in range(1, n + 1)):
             raise InputError(f"need exactly the shards 1/{n} .. {n}/{n}, got {shards}")
         m, chunk = ref["inputs"].shape[0], int(ref.attrs["chunk"])
+        check_free_space(out, 1.05 * sum(ref[name].size * ref[name].dtype.itemsize
+                                         for name in ("inputs", "targets", "true_positions"))
+                         + 2**20)
         with atomic_path(out) as tmp, h5py.File(tmp, "w") as g:
             for key, val in ref.attrs.items():
                 g.attrs[key] = val
