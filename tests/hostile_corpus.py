@@ -295,6 +295,17 @@ def build(root: str | os.PathLike) -> list[Case]:
         return ["evaluate", "--model", str(d / "m.pt"), "--data", str(d / "d.h5"), "--out",
                 str(d / "out.txt")]
 
+    @case("cmnist_results_exist", "overwrite", "table.md")
+    def _(d):
+        (d / "out").mkdir(exist_ok=True)
+        (d / "out" / "table.md").write_text("an earlier run's table")
+        return ["cmnist", "--quick", "--out", str(d / "out")]
+
+    @case("cmnist_out_is_file", "overwrite", "out.txt")
+    def _(d):
+        (d / "out.txt").write_text("a file")
+        return ["cmnist", "--quick", "--out", str(d / "out.txt")]
+
     @case("autofocus_json_is_scan", "overwrite", "scan.h5")
     def _(d):
         s = scan_with(d)

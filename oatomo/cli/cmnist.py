@@ -35,6 +35,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="CPU threads for PyTorch (default 2; 0 leaves PyTorch's default)")
     p.add_argument("--resume", action="store_true",
                    help="continue interrupted trainings from the checkpoints in --out")
+    p.add_argument("--force", action="store_true",
+                   help="overwrite the results of an earlier run in --out")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (as -q)")
     p.set_defaults(func=run)
 
@@ -49,6 +51,18 @@ def run(args: argparse.Namespace) -> int:
     from ..cmnist import find_mnist
 
     find_mnist(args.mnist_dir)  # a bad --mnist-dir fails here, before PyTorch is imported
+    if args.out is not None:
+        from pathlib import Path
+
+        from .._atomic import check_outputs
+
+        out = Path(args.out)
+        if out.exists() and not out.is_dir():
+            raise InputError("--out names a file; it must be a directory", out)
+        if out.is_dir():  # --resume continues a run: its files are replaced by design
+            check_outputs([out / name for name in ("table.md", "results.json",
+                                                   "reconstructions.png", "samples.png")],
+                          force=args.force or args.resume)
     import torch
 
     from ..learn.cmnist_experiment import Settings, format_table, run_experiment
