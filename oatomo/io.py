@@ -24,7 +24,7 @@ import json
 import logging
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,7 +39,8 @@ from .geometry import Acquisition, Grid, SensorArray
 logger = logging.getLogger(__name__)
 
 __all__ = ["Scan", "as_scan", "default_grid", "load_scan", "save_scan", "save_images",
-           "load_images", "detect_format", "SCAN_FORMAT_VERSION"]
+           "load_images", "detect_format", "load_calibration", "save_calibration",
+           "SCAN_FORMAT_VERSION", "CALIBRATION_KIND"]
 
 SCAN_FORMAT_VERSION = 1
 IMAGE_FORMAT_VERSION = 1
@@ -307,6 +308,78 @@ def default_grid(scan: Any, n: int | None = None, fov: float | None = None) -> G
     return Grid(n, fov)
 
 
+#: ``kind`` of a calibration JSON file (``oatomo autofocus --json``, ``oatomo calibrate
+#: --json``), read by ``oatomo reconstruct --calibration``.
+CALIBRATION_KIND = "oatomo-calibration"
+
+
+def save_calibration(path: str | os.PathLike, doc: dict[str, Any]) -> Path:
+    """Write a calibration JSON file atomically (``kind`` and ``units`` added).
+
+    ``doc`` holds ``speed_of_sound`` (m/s) and optionally ``t0`` (s), ``positions``
+    ((N, 2) m) and anything else worth keeping (search curve, history).
+    """
+    load_calibration(doc)  # refuse to write what could not be read back
+    units = {"speed_of_sound": "m/s", "t0": "s", "positions": "m"}
+    out = Path(path)
+    full = {"kind": CALIBRATION_KIND, "format_version": 1, **doc,
+            "units": {k: v for k, v in units.items() if k in doc}}
+    with atomic_path(out) as tmp:
+        tmp.write_text(json.dumps(full, indent=2) + "\n")
+    return out
+
+
+def load_calibration(source: str | os.PathLike | dict[str, Any] | Any) -> dict[str, Any]:
+    """The speed of sound, ``t0`` and sensor positions of a calibration (file or dict).
+
+    Returns
+    -------
+    dict
+        The keys present among ``speed_of_sound`` (float, m/s), ``t0`` (float, s) and
+        ``positions`` (float64 (N, 2), m).
+
+    Raises
+    ------
+    InputError
+        Not JSON, none of the three keys, or values that are not what they should be.
+    """
+    path = None
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if not path.is_file():
+            raise InputError("calibration file not found", path)
+        try:
+            source = json.loads(path.read_text())
+        except (ValueError, UnicodeDecodeError):
+            raise InputError("not a JSON calibration file", path) from None
+    if isinstance(source, Mapping):
+        source = dict(source)
+    if not isinstance(source, dict):
+        raise InputError(f"a calibration must be a JSON object or dict, got "
+                         f"{type(source).__name__}", path)
+    out: dict[str, Any] = {}
+    for key, low, high in (("speed_of_sound", 0.0, np.inf), ("t0", -np.inf, np.inf)):
+        if source.get(key) is not None:
+            v = source[key]
+            if isinstance(v, bool) or not isinstance(v, (int, float)) \
+                    or not (low < v < high) or not np.isfinite(v):
+                raise InputError(f"calibration {key} must be a finite number"
+                                 f"{' > 0' if low == 0 else ''}, got {v!r}", path)
+            out[key] = float(v)
+    if source.get("positions") is not None:
+        try:
+            pos = np.asarray(source["positions"], np.float64)
+        except (TypeError, ValueError):
+            pos = np.zeros((0,))
+        if pos.ndim != 2 or pos.shape[1] != 2 or not np.all(np.isfinite(pos)):
+            raise InputError(f"calibration positions must be finite (N, 2) metres, got "
+                             f"shape {pos.shape}", path)
+        out["positions"] = pos
+    if not out:
+        raise InputError("calibration has none of speed_of_sound, t0, positions", path)
+    return out
+
+
 def load_scan(path: str | os.PathLike) -> Scan:
     """Read a scan file, detecting its format (oatomo, IPASC/PACFISH or PATATO HDF5).
 
@@ -461,7 +534,9 @@ def save_images(path: str | os.PathLike, images: dict[str, np.ndarray], grid: Gr
     Layout: ``/images/<name>`` float32 (..., n, n); root attrs ``grid_n``, ``grid_fov`` (m),
     ``format_version`` and the given ``attrs`` (JSON-encoded when not scalar). When
     ``attrs["units"]`` maps image names to units, each image dataset also carries its own
-    ``units`` attribute.
+    ``units`` attribute; every image dataset carries ``axes`` (its leading axes named by
+    ``attrs["axes"]``, e.g. ``frame, wavelength``, then ``y, x``) and ``pixel_size`` (m).
+    ``attrs["wavelengths"]`` (m) is also written as the dataset ``/wavelengths``.
     """
     from . import __version__
 
@@ -476,11 +551,20 @@ def save_images(path: str | os.PathLike, images: dict[str, np.ndarray], grid: Gr
             for k, v in (attrs or {}).items():
                 f.attrs[k] = v if isinstance(v, (str, int, float)) else json.dumps(v)
             units = (attrs or {}).get("units")
+            lead = list((attrs or {}).get("axes") or [])
             for name, img in images.items():
                 ds = f.create_dataset(f"images/{name}", data=np.asarray(img, np.float32),
                                       compression="gzip", shuffle=True)
                 if isinstance(units, dict) and name in units:
                     ds.attrs["units"] = str(units[name])
+                names = (lead if len(lead) == ds.ndim - 2 else
+                         ["frame"] * (ds.ndim - 2)) + ["y", "x"]
+                ds.attrs["axes"] = ", ".join(names)
+                ds.attrs["pixel_size"] = grid.dx
+            wl = (attrs or {}).get("wavelengths")
+            if wl is not None:
+                d = f.create_dataset("wavelengths", data=np.asarray(wl, np.float64))
+                d.attrs["units"] = "m"
     return out
 
 

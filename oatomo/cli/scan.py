@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import InputError
 from ..methods import METHODS
 from ._progress import bars
 
@@ -51,6 +52,18 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "setup's variant decoder instead of the invariant one")
     r.add_argument("--samples", type=int, default=16,
                    help="posterior samples for the uncertainty map (default 16)")
+    r.add_argument("--speed-of-sound", type=float, metavar="C",
+                   help="speed of sound in m/s (default: the file's)")
+    r.add_argument("--calibration", metavar="FILE", help="calibration JSON written by "
+                   "`oatomo autofocus --json` or `oatomo calibrate --json`: its speed of sound "
+                   "(and sensor positions, if any) replace the file's")
+    r.add_argument("--band", metavar="LOW:HIGH",
+                   help="band-pass the signals first, in Hz (e.g. 0.1e6:8e6; ':8e6' "
+                   "low-pass, '0.1e6:' high-pass)")
+    r.add_argument("--frames", type=int, nargs="+", metavar="I",
+                   help="frame indices to reconstruct (default: all)")
+    r.add_argument("--wavelengths", type=float, nargs="+", metavar="M",
+                   help="wavelengths to reconstruct, in metres (e.g. 800e-9; default: all)")
     r.add_argument("--calibrate", action="store_true",
                    help="first estimate the sensor positions and speed of sound from the "
                    "data (as `oatomo calibrate`) and reconstruct with the estimates")
@@ -64,6 +77,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     i = sub.add_parser("info", help="describe a scan file")
     i.add_argument("scan", help="scan file")
     i.set_defaults(func=run_info)
+
+
+def _band(text: str) -> tuple[float | None, float | None]:
+    """``LOW:HIGH`` in Hz, either side may be empty."""
+    try:
+        lo, hi = (float(v) if v.strip() else None for v in text.split(":"))
+    except ValueError:
+        raise InputError(f"--band must look like LOW:HIGH in Hz (e.g. 0.1e6:8e6), got "
+                         f"{text!r}") from None
+    return lo, hi
 
 
 def run_simulate(args: argparse.Namespace) -> int:
@@ -112,11 +135,15 @@ def run_reconstruct(args: argparse.Namespace) -> int:
         rec = reconstruct(src, args.method, n=args.n, fov=args.fov, refine=refine,
                           model=args.model, setup=args.setup_name, samples=args.samples,
                           lam=args.lam, iters=args.iters, calibrate=args.calibrate,
-                          callback=callback)
+                          speed_of_sound=args.speed_of_sound, calibration=args.calibration,
+                          band=None if args.band is None else _band(args.band),
+                          frames=args.frames,
+                          wavelengths=args.wavelengths, callback=callback)
     save_images(out, dict(rec.images), rec.grid, attrs=rec.attrs())
     prov, grid = rec.provenance, rec.grid
     print(f"reconstructed {src} ({prov['format']}, {prov['n_sensors']} sensors, "
-          f"{prov['n_frames']} frame(s)) with {args.method} in "
+          f"{prov['n_frames']} frame(s), c = {prov['speed_of_sound']:g} m/s) with "
+          f"{args.method} in "
           f"{prov['timings'][args.method]:.3f} s")
     cal = prov["calibration"]
     if cal is not None:
