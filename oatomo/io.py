@@ -34,7 +34,7 @@ import numpy as np
 
 from ._atomic import atomic_path
 from .errors import InputError
-from .geometry import Acquisition, Grid, SensorArray
+from .geometry import Acquisition, Grid, SensorArray, as_sensors, check_geometry
 
 logger = logging.getLogger(__name__)
 
@@ -94,6 +94,12 @@ class Scan:
     metadata: dict[str, Any] = field(default_factory=dict)
     calibration: dict[str, Any] | None = None
     source_format: str = "oatomo"
+
+    def __post_init__(self) -> None:
+        _, self.sensors, self.acquisition = check_geometry(self.grid, self.sensors,
+                                                           self.acquisition)
+        if self.true_sensors is not None:
+            self.true_sensors = as_sensors(self.true_sensors, "true_sensors")
 
     @property
     def n_frames(self) -> int:

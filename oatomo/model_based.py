@@ -26,7 +26,7 @@ import numpy as np
 
 from .errors import InputError
 from .forward import ForwardOperator, check_sinogram
-from .geometry import Acquisition, Grid, SensorArray
+from .geometry import Acquisition, Grid, SensorArray, check_geometry
 
 logger = logging.getLogger(__name__)
 
@@ -396,6 +396,7 @@ def reconstruct_model_based(
     :data:`TV_INNER` FGP iterations warm-started from the previous dual variables.
     """
     x0c = _check_args(method, lam, n_iter, tol, x0, grid)
+    grid, sensors, acquisition = check_geometry(grid, sensors, acquisition)
     y = check_sinogram(sinogram, sensors, acquisition, allow_frames=False)
     t_start = time.perf_counter()
     op = _operator(grid, sensors, acquisition, thickness)

@@ -27,7 +27,7 @@ from typing import Any, Literal
 import numpy as np
 
 from .errors import InputError
-from .geometry import Acquisition, Grid, SensorArray
+from .geometry import Acquisition, Grid, SensorArray, check_geometry
 from .io import as_scan, default_grid
 from .methods import Callback, get_method
 
@@ -261,6 +261,7 @@ def reconstruct_sinogram(sinogram: np.ndarray, grid: Grid, sensors: SensorArray,
         float32 (..., n, n) in Pa.
     """
     spec = get_method(method)
+    grid, sensors, acquisition = check_geometry(grid, sensors, acquisition)
     return spec.run(sinogram, grid, sensors, acquisition, band=band, lam=lam, iters=iters,
                     callback=callback)
 

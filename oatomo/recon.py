@@ -16,7 +16,7 @@ from ._backprojection import delay_and_sum
 from .errors import InputError
 from .exact import _fbp
 from .forward import bandpass, check_sinogram
-from .geometry import Acquisition, Grid, SensorArray
+from .geometry import Acquisition, Grid, SensorArray, check_geometry
 
 logger = logging.getLogger(__name__)
 
@@ -110,6 +110,7 @@ def backproject(
     if method not in METHODS:
         raise InputError(f"unknown reconstruction method {method!r}; choose from "
                          f"{', '.join(METHODS)}")
+    grid, sensors, acquisition = check_geometry(grid, sensors, acquisition)
     y = check_sinogram(sinogram, sensors, acquisition)
     if speed_of_sound is not None:
         if not (speed_of_sound > 0 and math.isfinite(speed_of_sound)):
