@@ -14,6 +14,8 @@ oatomo scan layout (``oatomo_format = "scan"``, ``format_version = 1``)::
     /truth/true_positions    float64 (N, 2) (m)                           [optional]
     /truth/true_normals      float64 (N, 2)                               [optional]
     /wavelengths             float64 (W,) (m)                              [optional]
+    /detector                group; attrs centre_frequency (Hz), bandwidth (fraction), or a
+                             dataset impulse_response (attrs fs, time_zero_index)   [optional]
     root attrs: setup (TOML text), setup_name, seed, metadata (JSON), created_by
 """
 
@@ -35,6 +37,7 @@ import numpy as np
 from ._atomic import atomic_path
 from .errors import InputError
 from .geometry import Acquisition, Grid, SensorArray, as_sensors, check_geometry
+from .response import DetectorResponse
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +82,9 @@ class Scan:
         speed of sound are then the estimates. Stored under ``/calibration``.
     source_format
         Format the scan was read from (``"oatomo"``, ``"ipasc"``, ``"patato"``).
+    response
+        The sensors' impulse response (:class:`oatomo.response.DetectorResponse`), when
+        known: a simulated scan's, or a PATATO file's ``irf``. Stored under ``/detector``.
     """
 
     sinogram: np.ndarray
@@ -94,6 +100,7 @@ class Scan:
     metadata: dict[str, Any] = field(default_factory=dict)
     calibration: dict[str, Any] | None = None
     source_format: str = "oatomo"
+    response: DetectorResponse | None = None
 
     def __post_init__(self) -> None:
         _, self.sensors, self.acquisition = check_geometry(self.grid, self.sensors,
@@ -234,7 +241,7 @@ def _read_oatomo(f: h5py.File, path: Path) -> Scan:
                 setup_toml=_scalar(f.attrs.get("setup")) or None,
                 seed=None if seed is None else int(_scalar(seed)),
                 wavelengths=f["wavelengths"][...] if "wavelengths" in f else None,
-                metadata=meta, source_format="oatomo",
+                metadata=meta, source_format="oatomo", response=_read_response(f, path),
                 calibration=(_read_calibration(f["calibration"], sensors.n_sensors, path)
                              if "calibration" in f else None))
 
@@ -287,8 +294,13 @@ def _read_patato(f: h5py.File, path: Path) -> Scan:
                           speed_of_sound=_number(c, "speedofsound", path))
     wl = f["wavelengths"][...] if "wavelengths" in f else None
     name = _scalar(f.attrs.get("name", "")) or None
+    response = None
+    if "irf" in f:  # PATATO: time-domain impulse response (n,), time zero at n // 2
+        with _blame(path):
+            response = DetectorResponse(impulse_response=f["irf"][...], fs=acq.fs)
     return Scan(sinogram=sino, sensors=sensors, acquisition=acq, wavelengths=wl,
-                metadata={"scan_name": name} if name else {}, source_format="patato")
+                metadata={"scan_name": name} if name else {}, source_format="patato",
+                response=response)
 
 
 def as_scan(scan: Any) -> tuple[Scan, str]:
@@ -468,6 +480,34 @@ def _write_oatomo(f: h5py.File, scan: Scan) -> None:
     f.attrs["metadata"] = json.dumps(scan.metadata)
     if scan.calibration:
         _write_calibration(f.create_group("calibration"), scan.calibration)
+    if scan.response is not None:
+        _write_response(f.create_group("detector"), scan.response)
+
+
+def _write_response(g: h5py.Group, r: DetectorResponse) -> None:
+    if r.impulse_response is None:
+        g.attrs["centre_frequency"] = r.centre_frequency
+        g.attrs["bandwidth"] = r.bandwidth
+        g.attrs["units"] = json.dumps({"centre_frequency": "Hz", "bandwidth": "fraction"})
+        return
+    d = g.create_dataset("impulse_response", data=r.impulse_response)
+    d.attrs["fs"] = r.fs
+    d.attrs["time_zero_index"] = r.impulse_response.size // 2
+
+
+def _read_response(f: h5py.File, path: Path) -> DetectorResponse | None:
+    if "detector" not in f:
+        return None
+    g = f["detector"]
+    with _blame(path):
+        if "impulse_response" in g:
+            d = g["impulse_response"]
+            return DetectorResponse(impulse_response=d[...],
+                                    fs=_number(d.attrs.get("fs"), "detector fs", path))
+        return DetectorResponse(
+            centre_frequency=_number(g.attrs.get("centre_frequency"), "centre_frequency",
+                                     path),
+            bandwidth=_number(g.attrs.get("bandwidth"), "bandwidth", path))
 
 
 #: Datasets of ``/calibration`` (arrays); everything else there is an attribute.

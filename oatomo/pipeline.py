@@ -390,6 +390,28 @@ def _refine_family(path: Path, grid: Grid, sinogram: np.ndarray, sensors: Sensor
     return out, grid, record
 
 
+def _deconvolve(sino: np.ndarray, scan: Any, deconvolve: bool | float, response: Any
+                ) -> tuple[np.ndarray, dict[str, Any] | None]:
+    """Step 1d: the signals with the detector response removed, when asked."""
+    from .response import DEFAULT_WIENER, DetectorResponse, wiener_deconvolve
+
+    if response is not None and not isinstance(response, DetectorResponse):
+        raise InputError(f"response must be a DetectorResponse, got {type(response).__name__}")
+    if deconvolve is False or deconvolve is None:
+        return sino, None
+    response = response if response is not None else getattr(scan, "response", None)
+    if response is None:
+        raise InputError("cannot deconvolve: the scan has no detector response (give one, "
+                         "e.g. --response 5e6:0.8 for a 5 MHz, 80 % Gaussian band)")
+    lam = DEFAULT_WIENER if deconvolve is True else deconvolve
+    if isinstance(lam, bool) or not isinstance(lam, (int, float)):
+        raise InputError(f"deconvolve must be True, False or a regularisation > 0, got "
+                         f"{deconvolve!r}")
+    out = wiener_deconvolve(sino, scan.acquisition.fs, response, float(lam))
+    return out, {"response": response.to_dict() if response.impulse_response is None
+                 else repr(response), "lam": float(lam)}
+
+
 def _axes(lead: tuple[int, ...], wavelengths: np.ndarray | None) -> list[str]:
     """Names of an image's leading axes: ``wavelength`` last when there is a wavelength
     axis, ``frame`` before it."""
@@ -407,6 +429,7 @@ def reconstruct(scan: Any, method: str = "ubp", grid: Grid | None = None, *,
                 speed_of_sound: float | None = None,
                 calibration: str | os.PathLike | Mapping[str, Any] | None = None,
                 band: tuple[float | None, float | None] | None = None,
+                deconvolve: bool | float = False, response: Any = None,
                 refine: bool | Literal["auto"] = "auto",
                 model: str | os.PathLike | None = None, setup: str | None = None,
                 samples: int = 16, lam: float | None = None, iters: int = 50,
@@ -437,6 +460,12 @@ def reconstruct(scan: Any, method: str = "ubp", grid: Grid | None = None, *,
     band
         ``(f_low, f_high)`` band-pass in Hz applied to the signals first (None or 0 for an
         open edge).
+    deconvolve
+        Remove the detector response (the file's, or ``response``) by Wiener deconvolution
+        first (:func:`oatomo.response.wiener_deconvolve`); a number is the regularisation
+        ``lam`` (``True``: :data:`oatomo.response.DEFAULT_WIENER`).
+    response
+        A :class:`oatomo.response.DetectorResponse` to use instead of the file's.
     refine
         ``"auto"``: refine when the shipped model (or ``model``) fits the scan's geometry,
         and record why not otherwise; ``True``: refine or raise :class:`InputError`;
@@ -482,6 +511,7 @@ def reconstruct(scan: Any, method: str = "ubp", grid: Grid | None = None, *,
     data, source = load(scan)
     data = override_geometry(data, speed_of_sound=speed_of_sound, calibration=calibration)
     sino, kept_wl = select(data, frames, wavelengths)
+    sino, deconv_record = _deconvolve(sino, data, deconvolve, response)
     done("load", t)
     if grid is None:
         grid = default_grid(data, n, fov)
@@ -521,5 +551,8 @@ def reconstruct(scan: Any, method: str = "ubp", grid: Grid | None = None, *,
         "axes": _axes(sino.shape[:-2], kept_wl),
         "wavelengths": None if kept_wl is None else kept_wl.tolist(),
         "band": None if band is None else [None if b is None else float(b) for b in band],
+        "deconvolution": deconv_record,
+        "detector_response": None if getattr(data, "response", None) is None
+        else repr(data.response),
         "timings": timings, "refinement": record, "calibration": cal_record,
         "calibrated_file": bool(getattr(data, "calibration", None))})

@@ -39,6 +39,10 @@ TOML layout (every key optional unless marked)::
     high = 8e6                             # Hz
     [slab]
     thickness = 1e-4                       # m (default: grid pitch)
+    [detector]                             # the sensors' impulse response (simulate)
+    centre_frequency = 5e6                 # Hz, Gaussian band ...
+    bandwidth = 0.8                        # ... fractional FWHM of |H|
+    impulse_response = [0.0, 1.0, 0.0]     # or measured, at acquisition.fs, t = 0 at len // 2
 """
 
 from __future__ import annotations
@@ -54,6 +58,7 @@ import numpy as np
 from .errors import InputError
 from .geometry import Acquisition, Grid, SensorArray, ring_array
 from .resources import SETUPS, resource_path
+from .response import DetectorResponse
 
 __all__ = ["Setup", "load_setup", "bundled_setups", "describe_bundled_setups",
            "SIMULATIONS_DIR"]
@@ -64,7 +69,7 @@ SIMULATIONS_DIR = resource_path(SETUPS)
 _NUM = (int, float)
 _SCHEMA: dict[str, dict[str, Any]] = {
     "": {"name": str, "description": str, "array": dict, "acquisition": dict, "grid": dict,
-         "perturbation": dict, "noise": dict, "band": dict, "slab": dict},
+         "perturbation": dict, "noise": dict, "band": dict, "slab": dict, "detector": dict},
     "array": {"kind": str, "n_sensors": int, "radius": _NUM, "arc": _NUM,
               "start_angle": _NUM, "positions": list},
     "acquisition": {"fs": _NUM, "n_samples": int, "speed_of_sound": _NUM, "t0": _NUM},
@@ -75,6 +80,7 @@ _SCHEMA: dict[str, dict[str, Any]] = {
     "noise": {"relative_std": _NUM},
     "band": {"low": _NUM, "high": _NUM},
     "slab": {"thickness": _NUM},
+    "detector": {"centre_frequency": _NUM, "bandwidth": _NUM, "impulse_response": list},
 }
 _REQUIRED = {"": ("name", "array", "acquisition", "grid"), "acquisition": ("fs", "n_samples"),
              "grid": ("n", "fov")}
@@ -129,6 +135,9 @@ class Setup:
         Optional sensor band ``(f_low, f_high)`` in Hz (Butterworth).
     thickness
         Slab thickness (m); None means the grid pitch.
+    response
+        The sensors' impulse response (:class:`oatomo.response.DetectorResponse`), applied
+        by ``oatomo simulate``; None: ideal sensors.
     description
         Free text.
     """
@@ -147,6 +156,7 @@ class Setup:
     noise: float = 0.0
     band: tuple[float, float] | None = None
     thickness: float | None = None
+    response: DetectorResponse | None = None
     description: str = ""
     _ring: tuple[int, float, float, float] | None = None
 
@@ -159,6 +169,11 @@ class Setup:
         object.__setattr__(self, "offset", tuple(float(v) for v in self.offset))
         if len(self.offset) != 2:
             raise InputError(f"setup {self.name!r}: offset must be [dx, dy] in metres")
+        if self.response is not None and self.response.fs is not None \
+                and self.response.fs != self.acquisition.fs:
+            raise InputError(f"setup {self.name!r}: the impulse response is sampled at "
+                             f"{self.response.fs:g} Hz, the acquisition at "
+                             f"{self.acquisition.fs:g} Hz")
         if self.band is not None:
             object.__setattr__(self, "band", (float(self.band[0]), float(self.band[1])))
             lo, hi = self.band
@@ -193,6 +208,7 @@ class Setup:
             raise InputError(f"array.kind must be 'ring' or 'positions', got {kind!r}", p)
         pert = doc.get("perturbation", {})
         band = doc.get("band")
+        det = doc.get("detector")
         try:
             return cls(
                 name=doc["name"],
@@ -211,6 +227,9 @@ class Setup:
                 band=None if band is None else (float(band.get("low", 0.0)),
                                                 float(band["high"])),
                 thickness=doc.get("slab", {}).get("thickness"),
+                response=None if det is None else DetectorResponse(
+                    **det, **({"fs": doc["acquisition"]["fs"]} if "impulse_response" in det
+                              else {})),
                 _ring=ring,
             )
         except InputError as exc:
@@ -276,6 +295,8 @@ class Setup:
             doc["band"] = {"low": self.band[0], "high": self.band[1]}
         if self.thickness is not None:
             doc["slab"] = {"thickness": float(self.thickness)}
+        if self.response is not None:
+            doc["detector"] = {k: v for k, v in self.response.to_dict().items() if k != "fs"}
         return doc
 
     def to_toml_string(self) -> str:

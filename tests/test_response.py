@@ -1,14 +1,26 @@
 """Detector response: closed form on the disk, adjoint with the response, deconvolution."""
 
 import math
+from dataclasses import replace
 
+import h5py
 import numpy as np
 import pytest
 from test_forward import aa_disk, disk_integral
 
+import oatomo
 from oatomo import Acquisition, Grid, InputError, ring_array
+from oatomo.cli import main
 from oatomo.forward import ForwardOperator, simulate
-from oatomo.response import DetectorResponse, convolve, correlate, wiener_deconvolve
+from oatomo.io import load_scan, save_scan
+from oatomo.response import (
+    DEFAULT_WIENER,
+    DetectorResponse,
+    convolve,
+    correlate,
+    wiener_deconvolve,
+)
+from oatomo.setups import load_setup
 
 C = 1500.0
 GAUSS = DetectorResponse(centre_frequency=3e6, bandwidth=0.8)
@@ -126,3 +138,63 @@ def test_wiener_undoes_the_response_in_band():
 def test_bad_responses(kw, match):
     with pytest.raises(InputError, match=match):
         DetectorResponse(**kw)
+
+
+def test_setup_scan_file_and_patato_irf_carry_the_response(tmp_path):
+    setup = tmp_path / "band.toml"
+    setup.write_text('name = "band"\n[array]\nkind = "ring"\nn_sensors = 16\nradius = 0.01\n'
+                     '[acquisition]\nfs = 20e6\nn_samples = 300\n[grid]\nn = 32\n'
+                     'fov = 0.008\n[detector]\ncentre_frequency = 2e6\nbandwidth = 0.6\n')
+    s = load_setup(setup)
+    assert s.response == DetectorResponse(centre_frequency=2e6, bandwidth=0.6)
+    (tmp_path / "again.toml").write_text(s.to_toml_string())
+    assert load_setup(tmp_path / "again.toml").response == s.response
+    out = tmp_path / "scan.h5"
+    assert main(["simulate", "--setup", str(setup), "--phantom", "disk", "-o", str(out)]) == 0
+    scan = load_scan(out)
+    assert scan.response == s.response
+    # the simulated signals carry the response: what the plain model gives, convolved
+    ideal = simulate(scan.p0, scan.grid, scan.true_sensors, scan.acquisition)
+    np.testing.assert_allclose(scan.sinogram, convolve(ideal, 20e6, s.response),
+                               atol=1e-5 * np.abs(scan.sinogram).max())
+    measured = DetectorResponse(impulse_response=[0.2, 1.0, -0.3], fs=20e6)
+    save_scan(out, replace(scan, response=measured))
+    assert load_scan(out).response == measured
+    # a PATATO file's irf (time zero in the middle) is read, not ignored
+    pat = tmp_path / "patato.h5"
+    with h5py.File(pat, "w") as f:
+        f.attrs["fs"], f.attrs["speedofsound"] = 20e6, 1500.0
+        f["raw_data"] = scan.sinogram[None, None]
+        f["GEOMETRY"] = np.c_[scan.sensors.positions, np.zeros(16)]
+        f["irf"] = np.array([0.0, 0.5, 1.0, 0.5, 0.0])
+    assert load_scan(pat).response == DetectorResponse(
+        impulse_response=[0.0, 0.5, 1.0, 0.5, 0.0], fs=20e6)
+
+
+def test_pipeline_and_cli_deconvolve(tmp_path, capsys):
+    """deconvolve=... equals Wiener deconvolution then the method; the CLI says so."""
+    grid, ring, acq = Grid(32, 0.008), ring_array(16, 0.01), Acquisition(20e6, 300)
+    y = simulate(aa_disk(grid, 1e-3, (0, 0)), grid, ring, acq, response=GAUSS)
+    scan = oatomo.Scan(y, ring, acq, response=GAUSS)
+    want = oatomo.backproject(wiener_deconvolve(y, acq.fs, GAUSS, 1e-3), grid, ring, acq, "ubp")
+    rec = oatomo.reconstruct(scan, "ubp", grid, deconvolve=1e-3, refine=False)
+    np.testing.assert_array_equal(rec.image, want)
+    assert rec.provenance["deconvolution"]["lam"] == 1e-3
+    with pytest.raises(InputError, match="no detector response"):
+        oatomo.reconstruct(oatomo.Scan(y, ring, acq), "ubp", grid, deconvolve=True,
+                           refine=False)
+    other = DetectorResponse(centre_frequency=4e6, bandwidth=0.5)
+    want = oatomo.backproject(wiener_deconvolve(y, acq.fs, other, DEFAULT_WIENER), grid, ring,
+                              acq, "das")
+    rec = oatomo.reconstruct(oatomo.Scan(y, ring, acq), "das", grid, deconvolve=True,
+                             response=other, refine=False)
+    np.testing.assert_array_equal(rec.image, want)
+    path = tmp_path / "s.h5"
+    save_scan(path, scan)
+    common = [str(path), "--png", "none", "-q", "--no-refine", "--n", "32", "--force"]
+    assert main(["reconstruct", *common]) == 0
+    assert "--deconvolve removes it" in capsys.readouterr().out
+    assert main(["reconstruct", *common, "--deconvolve", "0.001"]) == 0
+    assert "Wiener deconvolution (lam = 0.001)" in capsys.readouterr().out
+    assert main(["reconstruct", *common, "--deconvolve", "--response", "5e6"]) == 2
+    assert "--response must look like FC:BW" in capsys.readouterr().err

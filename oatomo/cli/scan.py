@@ -64,6 +64,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="frame indices to reconstruct (default: all)")
     r.add_argument("--wavelengths", type=float, nargs="+", metavar="M",
                    help="wavelengths to reconstruct, in metres (e.g. 800e-9; default: all)")
+    r.add_argument("--deconvolve", nargs="?", const=True, default=False, type=float,
+                   metavar="LAM", help="remove the detector response (the file's, or "
+                   "--response) by Wiener deconvolution first; LAM: regularisation relative "
+                   "to the peak |H|^2 (default 0.01)")
+    r.add_argument("--response", metavar="FC:BW", help="the sensors' response as a Gaussian "
+                   "band: centre frequency in Hz and fractional bandwidth (e.g. 5e6:0.8), "
+                   "instead of the file's")
     r.add_argument("--calibrate", action="store_true",
                    help="first estimate the sensor positions and speed of sound from the "
                    "data (as `oatomo calibrate`) and reconstruct with the estimates")
@@ -89,6 +96,18 @@ def _band(text: str) -> tuple[float | None, float | None]:
     return lo, hi
 
 
+def _response(text: str) -> object:
+    """``FC:BW``: a Gaussian-band detector response."""
+    from ..response import DetectorResponse
+
+    try:
+        fc, bw = (float(v) for v in text.split(":"))
+    except ValueError:
+        raise InputError(f"--response must look like FC:BW (centre frequency in Hz, "
+                         f"fractional bandwidth; e.g. 5e6:0.8), got {text!r}") from None
+    return DetectorResponse(centre_frequency=fc, bandwidth=bw)
+
+
 def run_simulate(args: argparse.Namespace) -> int:
     from .. import phantoms
     from .._atomic import check_output_path
@@ -104,11 +123,12 @@ def run_simulate(args: argparse.Namespace) -> int:
     p0 = phantoms.make(args.phantom, setup.grid, s_phantom)
     true = setup.draw(s_draw)
     sino = simulate(p0, setup.grid, true, setup.acquisition, thickness=setup.thickness,
-                    noise_std=setup.noise, band=setup.band, seed=s_noise)
+                    noise_std=setup.noise, band=setup.band, response=setup.response,
+                    seed=s_noise)
     scan = Scan(sinogram=sino, sensors=setup.array, acquisition=setup.acquisition, p0=p0,
                 grid=setup.grid, true_sensors=true, setup_name=setup.name,
                 setup_toml=setup.to_toml_string(), seed=args.seed,
-                metadata={"phantom": args.phantom})
+                metadata={"phantom": args.phantom}, response=setup.response)
     save_scan(out, scan, format=args.format)
     err = np.hypot(*(true.positions - setup.array.positions).T)
     print(f"simulated {setup.name}: {sino.shape[0]} sensors x {sino.shape[1]} samples, "
@@ -137,7 +157,8 @@ def run_reconstruct(args: argparse.Namespace) -> int:
                           lam=args.lam, iters=args.iters, calibrate=args.calibrate,
                           speed_of_sound=args.speed_of_sound, calibration=args.calibration,
                           band=None if args.band is None else _band(args.band),
-                          frames=args.frames,
+                          frames=args.frames, deconvolve=args.deconvolve,
+                          response=None if args.response is None else _response(args.response),
                           wavelengths=args.wavelengths, callback=callback)
     save_images(out, dict(rec.images), rec.grid, attrs=rec.attrs())
     prov, grid = rec.provenance, rec.grid
@@ -145,6 +166,12 @@ def run_reconstruct(args: argparse.Namespace) -> int:
           f"{prov['n_frames']} frame(s), c = {prov['speed_of_sound']:g} m/s) with "
           f"{args.method} in "
           f"{prov['timings'][args.method]:.3f} s")
+    if prov["deconvolution"] is not None:
+        print(f"removed the detector response by Wiener deconvolution (lam = "
+              f"{prov['deconvolution']['lam']:g})")
+    elif prov["detector_response"] is not None:
+        print(f"note: the file has a detector response ({prov['detector_response']}); "
+              f"--deconvolve removes it first")
     cal = prov["calibration"]
     if cal is not None:
         print(f"calibrated in {cal['time_s']:.1f} s: speed of sound "
