@@ -41,7 +41,7 @@ from .response import DetectorResponse
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Scan", "as_scan", "default_grid", "load_scan", "save_scan", "save_images",
+__all__ = ["Scan", "as_scan", "default_grid", "object_fov", "load_scan", "save_scan", "save_images",
            "load_images", "detect_format", "load_calibration", "save_calibration",
            "SCAN_FORMAT_VERSION", "CALIBRATION_KIND"]
 
@@ -313,17 +313,47 @@ def as_scan(scan: Any) -> tuple[Scan, str]:
 
 
 def default_grid(scan: Any, n: int | None = None, fov: float | None = None) -> Grid:
-    """The image grid: the scan's truth grid, else ``n`` (256) pixels over ``fov``
-    (1.3 x the median array radius, at most 2 x)."""
+    """The image grid: the scan's truth grid, else ``n`` (256) pixels over ``fov``: the
+    object's extent seen in the data (:func:`object_fov`), at most the diameter of the
+    sensors' inscribed circle (1.3 x the median array radius when the data show nothing).
+    """
     truth = getattr(scan, "grid", None)
     if n is None and fov is None and truth is not None:
         return truth
     radius = float(np.median(np.hypot(*scan.sensors.positions.T)))
     if fov is None:
-        fov = truth.fov if truth is not None else min(1.3 * radius, 2 * radius)
+        fov = truth.fov if truth is not None else object_fov(scan)
+        if fov is None:
+            fov = 1.3 * radius
     if n is None:
         n = truth.n if truth is not None else 256
     return Grid(n, fov)
+
+
+def object_fov(scan: Any, *, threshold: float = 0.2, margin: float = 1.15) -> float | None:
+    """A field of view (m) that holds the object, from the first arrivals in the data.
+
+    Each sensor's first sample above ``threshold`` x the scan's peak (all frames) puts the
+    nearest absorber at distance ``d_s = c t`` from it, so nothing lies farther than
+    ``|r_s| - d_s`` from the origin in that sensor's direction; the largest such reach,
+    times ``margin``, is the half-width. Capped at the inscribed circle (the smallest
+    sensor distance from the origin); None when no sensor sees a signal.
+    """
+    y = np.abs(np.asarray(scan.sinogram, np.float32))
+    y = y.reshape((-1,) + y.shape[-2:]).max(axis=0)
+    level = threshold * float(y.max())
+    seen = y.max(axis=1) >= level
+    if level <= 0 or not np.any(seen):
+        return None
+    first = np.argmax(y[seen] >= level, axis=1)
+    acq = scan.acquisition
+    dist = acq.speed_of_sound * np.maximum(acq.t0 + first / acq.fs, 0.0)
+    r_s = np.hypot(*scan.sensors.positions.T)
+    reach = float(np.max(r_s[seen] - dist))
+    inscribed = float(r_s.min())
+    if reach <= 0 or inscribed <= 0:
+        return None
+    return 2 * min(margin * reach, inscribed)
 
 
 #: ``kind`` of a calibration JSON file (``oatomo autofocus --json``, ``oatomo calibrate

@@ -37,7 +37,7 @@ __all__ = ["DetectorResponse", "convolve", "correlate", "wiener_deconvolve",
 
 #: Default Wiener regularisation ``lam`` (relative to ``max|H|^2``), chosen on simulated
 #: band-limited scans (``benchmarks/bench_response.py``; RESULTS.md, issue 11).
-DEFAULT_WIENER = 1e-2
+DEFAULT_WIENER = 1e-3
 
 
 @dataclass(frozen=True, eq=False)

@@ -38,7 +38,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--n", type=int, help="image side in pixels (default: the scan's truth "
                    "grid, else 256)")
     r.add_argument("--fov", type=float, help="field of view in metres (default: the truth "
-                   "grid's, else 1.3 x the array radius, at most 2 x)")
+                   "grid's, else the object's extent seen in the first arrivals, at most the "
+                   "sensors' inscribed circle)")
     r.add_argument("--png", help="figure path (default: <output>.png); 'none' to skip")
     r.add_argument("--lam", type=float, help="model-based regularisation weight")
     r.add_argument("--iters", type=int, default=50, help="model-based iterations (default 50)")
@@ -67,7 +68,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--deconvolve", nargs="?", const=True, default=False, type=float,
                    metavar="LAM", help="remove the detector response (the file's, or "
                    "--response) by Wiener deconvolution first; LAM: regularisation relative "
-                   "to the peak |H|^2 (default 0.01)")
+                   "to the peak |H|^2 (default 0.001)")
     r.add_argument("--response", metavar="FC:BW", help="the sensors' response as a Gaussian "
                    "band: centre frequency in Hz and fractional bandwidth (e.g. 5e6:0.8), "
                    "instead of the file's")
@@ -191,9 +192,11 @@ def run_reconstruct(args: argparse.Namespace) -> int:
     if png is not None:
         from ..figures import reconstruction_figure
         from ..io import load_scan
+        from ..pipeline import select
 
         scan = load_scan(src)
-        reconstruction_figure(png, rec, scan.sinogram, scan.acquisition,
+        shown, _ = select(scan, args.frames, args.wavelengths)
+        reconstruction_figure(png, rec, shown, scan.acquisition,
                               title=f"{src.name} ({args.method}"
                               f"{' + refined' if rec.refined else ''})")
         print(f"wrote {png}")

@@ -1,0 +1,81 @@
+"""Issue 11, items 3 and 4: figures (colourbars with units, frames labelled, uncertainty on
+its own scale), the default field of view, image files that keep their axes' meaning, and
+the IPASC export checked by PACFISH."""
+
+import numpy as np
+import pytest
+
+import oatomo
+from oatomo import Acquisition, Grid, ring_array
+from oatomo import figures as F
+from oatomo.io import default_grid, object_fov
+from oatomo.pipeline import Reconstruction
+
+
+def test_default_fov_fits_the_object():
+    """A disk reaching 2.5 mm from the centre of a 15 mm ring gets about 2 x 2.5 mm x 1.15,
+    not 1.3 x the radius; no signal at all falls back to 1.3 x the radius."""
+    grid = Grid(160, 0.032)
+    ring, acq = ring_array(32, 0.015), Acquisition(40e6, 1200)
+    p0 = oatomo.phantoms.disk(grid, 1.5e-3, (1e-3, 0.0))
+    scan = oatomo.Scan(oatomo.simulate(p0, grid, ring, acq), ring, acq)
+    fov = object_fov(scan)
+    assert 2 * 2.5e-3 < fov < 2 * 2.5e-3 * 1.3, fov
+    assert default_grid(scan) == Grid(256, fov)
+    empty = oatomo.Scan(np.zeros((32, 1200), np.float32), ring, acq)
+    assert object_fov(empty) is None and default_grid(empty).fov == pytest.approx(1.3 * 0.015)
+    # a truth grid still wins; the inscribed circle caps the estimate
+    assert default_grid(oatomo.Scan(scan.sinogram, ring, acq, p0=p0, grid=grid)) == grid
+    noise = oatomo.Scan(np.random.default_rng(0).standard_normal((32, 1200)).astype(np.float32),
+                        ring, acq)
+    assert object_fov(noise) <= 2 * 0.015
+
+
+def _rec(n_frames):
+    g = Grid(16, 0.004)
+    rng = np.random.default_rng(0)
+    lead = (n_frames, 2)
+    images = {"ubp": rng.standard_normal(lead + g.shape).astype(np.float32),
+              "refined": rng.random(lead + g.shape).astype(np.float32),
+              "uncertainty": 0.01 * rng.random(lead + g.shape).astype(np.float32),
+              "truth": rng.random(g.shape).astype(np.float32)}
+    units = {"ubp": "Pa", "truth": "Pa", "refined": "fraction of max p0",
+             "uncertainty": "fraction of max p0"}
+    prov = {"method": "ubp", "axes": ["frame", "wavelength"], "wavelengths": [7e-7, 8.5e-7]}
+    return Reconstruction(images, g, units, prov), rng.standard_normal(lead + (8, 50))
+
+
+def test_reconstruction_figure_labels_units_and_scales(tmp_path, monkeypatch):
+    bars, panels = [], []
+    monkeypatch.setattr(F, "_colourbar", lambda fig, im, cax, label: bars.append(label))
+    real = F._image_panel
+
+    def spy(fig, ax, cax, img, grid, limits, label, *, cmap="inferno"):
+        panels.append((limits, cmap))
+        real(fig, ax, cax, img, grid, limits, label, cmap=cmap)
+
+    monkeypatch.setattr(F, "_image_panel", spy)
+    rec, sino = _rec(3)  # 6 frames: 4 rows drawn
+    out = F.reconstruction_figure(tmp_path / "f.png", rec, sino, Acquisition(20e6, 50),
+                                  title="scan")
+    assert out.read_bytes()[:4] == b"\x89PNG"
+    # every panel has a colourbar in its units: 4 rows x (sinogram, ubp, refined, unc.) + truth
+    assert bars.count("Pa") == 4 + 4 + 1 and bars.count("fraction of max p0") == 8
+    unc = [lim for lim, cmap in panels if cmap == "viridis"]
+    ref = [lim for lim, cmap in panels if cmap == "inferno"]
+    assert len(unc) == 4 and all(lo == 0 and hi < 0.011 for lo, hi in unc)
+    assert all(hi > 0.5 for _, hi in ref)  # the images' scales, not the uncertainty's
+    assert F._frame_labels((3, 2), rec.provenance)[:3] == ["frame 0, 700 nm",
+                                                           "frame 0, 850 nm", "frame 1, 700 nm"]
+    assert F._frame_labels((2,), {}) == ["frame 0", "frame 1"]
+
+
+def test_figure_grows_with_frames(tmp_path):
+    from PIL import Image
+
+    sizes = []
+    for k in (1, 2):
+        rec, sino = _rec(k)
+        F.reconstruction_figure(tmp_path / f"f{k}.png", rec, sino, Acquisition(20e6, 50))
+        sizes.append(Image.open(tmp_path / f"f{k}.png").size)
+    assert sizes[0][0] == sizes[1][0] and sizes[1][1] > 1.5 * sizes[0][1]
