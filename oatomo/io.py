@@ -41,7 +41,8 @@ from .response import DetectorResponse
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Scan", "as_scan", "default_grid", "object_fov", "load_scan", "save_scan", "save_images",
+__all__ = ["Scan", "as_scan", "default_grid", "object_fov", "IPASC_UNKNOWN", "load_scan",
+           "save_scan", "save_images",
            "load_images", "detect_format", "load_calibration", "save_calibration",
            "SCAN_FORMAT_VERSION", "CALIBRATION_KIND"]
 
@@ -464,7 +465,13 @@ def save_scan(path: str | os.PathLike, scan: Scan, format: str = "oatomo") -> Pa
     """Write a scan atomically in oatomo's layout or as an IPASC (PACFISH-readable) file.
 
     The IPASC form keeps sinogram, sensors, sampling rate, speed of sound and wavelengths;
-    truth, setup and seed are oatomo-only.
+    truth, setup and seed are oatomo-only. IPASC signals start at the laser pulse: a scan
+    with ``t0 > 0`` gets ``t0 * fs`` zero samples in front (an :class:`InputError` when that
+    is not a whole number, or ``t0 < 0``). It also writes the detector fields PACFISH checks
+    (point geometry, flat angular response, the frequency response of :attr:`Scan.response`
+    or a flat one) and the gains (1, no TGC); the fields in :data:`IPASC_UNKNOWN` and the
+    illumination are not known for an oatomo scan and are left out, unless given in
+    ``scan.metadata["ipasc"]`` (field name -> value in SI units).
     """
     if format not in ("oatomo", "ipasc"):
         raise InputError(f"unknown scan format {format!r} (choose oatomo or ipasc)")
@@ -570,13 +577,53 @@ def _read_calibration(g: h5py.Group, n_sensors: int, path: Path) -> dict[str, An
     return cal
 
 
+#: IPASC fields oatomo cannot know for any scan (nothing in a scan says them); PACFISH's
+#: completeness check lists these as missing in an oatomo export, and nothing else.
+IPASC_UNKNOWN = ("pulse_energy", "temperature_control", "acoustic_coupling_agent",
+                 "regions_of_interest", "measurement_timestamps", "measurement_spatial_poses",
+                 "frequency_domain_filter")
+
+
+def _ipasc_start_pad(acq: Acquisition) -> int:
+    """Zero samples to put before the data so that they start at the laser pulse (IPASC has
+    no start-time field); an InputError when ``t0`` is not a whole number of samples."""
+    shift = acq.t0 * acq.fs
+    k = int(round(shift))
+    if acq.t0 < 0 or abs(shift - k) > 1e-6 * max(1.0, abs(shift)):
+        raise InputError(f"IPASC time series start at the laser pulse and have no start-time "
+                         f"field: t0 = {acq.t0:g} s is not a whole number of samples (at "
+                         f"{acq.fs:g} Hz) after it; keep the oatomo format or resample")
+    return k
+
+
+def _write_ipasc_extra(f: h5py.File, md: str, extra: Any) -> None:
+    """The user's values of :data:`IPASC_UNKNOWN` fields (``Scan.metadata["ipasc"]``)."""
+    if not isinstance(extra, dict):
+        raise InputError("metadata['ipasc'] must map IPASC field names to values")
+    for key, value in extra.items():
+        if key not in IPASC_UNKNOWN:
+            raise InputError(f"metadata['ipasc'] may set {', '.join(IPASC_UNKNOWN)}; got "
+                             f"{key!r}")
+        if isinstance(value, dict):
+            for name, v in value.items():
+                f[f"{md}{key}/{name}"] = np.asarray(v, np.float64)
+        else:
+            f[md + key] = value if isinstance(value, str) else np.asarray(value, np.float64)
+
+
 def _write_ipasc(f: h5py.File, scan: Scan) -> None:
     y = np.asarray(scan.sinogram, np.float32)
+    wl = None if scan.wavelengths is None else np.atleast_1d(scan.wavelengths)
     if y.ndim == 2:
         y = y[None, None]
+    elif y.ndim == 3 and wl is not None and wl.size > 1 and y.shape[0] == wl.size:
+        y = y[None]  # (wavelengths, N, T): one frame
     elif y.ndim == 3:  # (frames, N, T)
         y = y[:, None]
     y = y.reshape((-1,) + y.shape[-3:])  # (frames, wavelengths, N, T)
+    pad = _ipasc_start_pad(scan.acquisition)
+    if pad:  # t0 > 0: the samples before it are zeros, so every time stays where it was
+        y = np.concatenate([np.zeros(y.shape[:-1] + (pad,), np.float32), y], axis=-1)
     data = np.ascontiguousarray(np.transpose(y, (2, 3, 1, 0)))  # [det, samples, wl, frames]
     f.create_dataset("binary_time_series_data", data=data)
     md = "/meta_data/"
@@ -588,19 +635,42 @@ def _write_ipasc(f: h5py.File, scan: Scan) -> None:
     f[md + "compression"] = "none"
     f[md + "ad_sampling_rate"] = float(scan.acquisition.fs)
     f[md + "speed_of_sound"] = float(scan.acquisition.speed_of_sound)
-    if scan.wavelengths is not None:
-        f[md + "acquisition_wavelengths"] = np.asarray(scan.wavelengths, np.float64)
+    if wl is not None:
+        f[md + "acquisition_wavelengths"] = np.asarray(wl, np.float64)
+    else:  # no wavelength recorded: the field is still written, empty (PACFISH: present)
+        f[md + "acquisition_wavelengths"] = np.zeros(0)
+    device_id = f"oatomo-device-{scan.setup_name or 'scan'}"
+    # what oatomo knows of every scan: its signals are in Pa, ungained and without TGC, all
+    # channels recorded at once, one measurement per image
+    f[md + "photoacoustic_imaging_device_reference"] = device_id
+    f[md + "overall_gain"] = 1.0
+    f[md + "element_dependent_gain"] = np.ones(data.shape[0])
+    f[md + "time_gain_compensation"] = np.ones(data.shape[1])
+    f[md + "scanning_method"] = "full_scan"
+    f[md + "measurements_per_image"] = 1
+    _write_ipasc_extra(f, md, scan.metadata.get("ipasc") or {})
     dev = "/meta_data_device/"
     pos = scan.sensors.positions
     half = float(np.abs(pos).max())
-    f[dev + "general/unique_identifier"] = "oatomo-device"
+    f[dev + "general/unique_identifier"] = device_id
     f[dev + "general/field_of_view"] = np.array([-half, half, -half, half, 0.0, 0.0])
     f[dev + "general/num_detectors"] = int(len(pos))
     f[dev + "general/num_illuminators"] = 0
+    f.create_group(dev + "illuminators")  # none known (a simulation has no laser)
+    freq = np.fft.rfftfreq(256, 1.0 / scan.acquisition.fs)
+    gain = np.ones_like(freq) if scan.response is None else np.abs(
+        scan.response.frequency_response(freq))
+    freq_resp = np.stack([freq, gain])
+    angles = np.linspace(-np.pi / 2, np.pi / 2, 19)
+    ang_resp = np.stack([angles, np.ones_like(angles)])  # point sensors: no directivity
     for k, (p, n) in enumerate(zip(pos, scan.sensors.normals, strict=True)):
         g = f"{dev}detectors/{k:010d}/"
         f[g + "detector_position"] = np.array([p[0], p[1], 0.0])
         f[g + "detector_orientation"] = np.array([n[0], n[1], 0.0])
+        f[g + "detector_geometry_type"] = "CIRCULAR"
+        f[g + "detector_geometry"] = 0.0  # radius: oatomo's sensors are points
+        f[g + "frequency_response"] = freq_resp
+        f[g + "angular_response"] = ang_resp
 
 
 def save_images(path: str | os.PathLike, images: dict[str, np.ndarray], grid: Grid, *,

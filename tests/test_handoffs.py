@@ -79,3 +79,67 @@ def test_figure_grows_with_frames(tmp_path):
         F.reconstruction_figure(tmp_path / f"f{k}.png", rec, sino, Acquisition(20e6, 50))
         sizes.append(Image.open(tmp_path / f"f{k}.png").size)
     assert sizes[0][0] == sizes[1][0] and sizes[1][1] > 1.5 * sizes[0][1]
+
+
+def _scan(t0=0.0, **kw):
+    grid = Grid(32, 0.008)
+    ring, acq = ring_array(16, 0.01), Acquisition(20e6, 300, t0=t0)
+    y = oatomo.simulate(oatomo.phantoms.disk(grid, 1e-3, (1e-3, 0)), grid, ring, acq)
+    return oatomo.Scan(y, ring, acq, **kw), grid
+
+
+def test_ipasc_export_keeps_t0_or_refuses(tmp_path):
+    """IPASC signals start at the pulse: t0 = 2 us becomes 40 leading zero samples, so the
+    image is the same; a t0 that is no whole number of samples is refused."""
+    scan, grid = _scan(t0=2e-6)
+    oatomo.save_scan(tmp_path / "a.h5", scan, format="ipasc")
+    back = oatomo.load_scan(tmp_path / "a.h5")
+    assert back.acquisition.t0 == 0 and back.acquisition.n_samples == 340
+    np.testing.assert_array_equal(back.sinogram[:, 40:], scan.sinogram)
+    assert not back.sinogram[:, :40].any()
+    np.testing.assert_allclose(oatomo.backproject(back.sinogram, grid, back.sensors,
+                                                  back.acquisition),
+                               oatomo.backproject(scan.sinogram, grid, scan.sensors,
+                                                  scan.acquisition), rtol=1e-4, atol=1e-6)
+    for t0 in (2.01e-6, -1e-6):
+        bad, _ = _scan(t0=t0)
+        with pytest.raises(oatomo.InputError, match="not a whole number of samples"):
+            oatomo.save_scan(tmp_path / "b.h5", bad, format="ipasc")
+        assert not (tmp_path / "b.h5").exists()
+
+
+def test_ipasc_export_passes_pacfish_checks(tmp_path):
+    """PACFISH's own checks: consistent everywhere, every detector field present; only the
+    fields no oatomo scan can know are missing, and with them given the whole check passes."""
+    pf = pytest.importorskip("pacfish")
+    from pacfish import CompletenessChecker, ConsistencyChecker, MetadataAcquisitionTags
+
+    from oatomo.io import IPASC_UNKNOWN
+    from oatomo.response import DetectorResponse
+
+    scan, _ = _scan(response=DetectorResponse(centre_frequency=3e6, bandwidth=0.8),
+                    wavelengths=np.array([8e-7]))
+    oatomo.save_scan(tmp_path / "s.h5", scan, format="ipasc")
+    data = pf.load_data(str(tmp_path / "s.h5"))
+    cons, comp = ConsistencyChecker(), CompletenessChecker()
+    assert cons.check_acquisition_meta_data(data.meta_data_acquisition)
+    assert cons.check_device_meta_data(data.meta_data_device)
+    assert cons.check_binary_data(data.binary_time_series_data)
+    assert comp.check_device_meta_data(data.meta_data_device)
+    missing = {tag.tag for tag in MetadataAcquisitionTags.TAGS
+               if CompletenessChecker.check_metadatum_from_dict(data.meta_data_acquisition,
+                                                                tag)[1]}
+    assert missing == set(IPASC_UNKNOWN)
+    det = data.meta_data_device["detectors"]["0000000003"]
+    f, gain = det["frequency_response"]
+    np.testing.assert_allclose(gain, np.abs(scan.response.frequency_response(f)))
+    # two frames: PACFISH's reader squeezes a single pose (1, 6) to (6,) and then calls it
+    # inconsistent
+    known = {"pulse_energy": [0.02, 0.021], "temperature_control": [293.0, 293.0],
+             "acoustic_coupling_agent": "water", "frequency_domain_filter": [0.0, 1e7],
+             "regions_of_interest": {"whole": [-0.004, 0.004, -0.004, 0.004, 0.0, 0.0]},
+             "measurement_timestamps": [0.0, 0.1], "measurement_spatial_poses": [[0.0] * 6] * 2}
+    two = oatomo.Scan(np.stack([scan.sinogram] * 2), scan.sensors, scan.acquisition,
+                      metadata={"ipasc": known})
+    oatomo.save_scan(tmp_path / "full.h5", two, format="ipasc")
+    assert pf.quality_check_pa_data(pf.load_data(str(tmp_path / "full.h5")))
