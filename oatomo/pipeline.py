@@ -422,17 +422,18 @@ def _axes(lead: tuple[int, ...], wavelengths: np.ndarray | None) -> list[str]:
     return names
 
 
-def reconstruct(scan: Any, method: str = "ubp", grid: Grid | None = None, *,
+def reconstruct(scan: Any, method: str | None = None, grid: Grid | None = None, *,
                 n: int | None = None, fov: float | None = None,
                 frames: int | Sequence[int] | None = None,
                 wavelengths: float | Sequence[float] | None = None,
                 speed_of_sound: float | None = None,
                 calibration: str | os.PathLike | Mapping[str, Any] | None = None,
                 band: tuple[float | None, float | None] | None = None,
-                deconvolve: bool | float = False, response: Any = None,
+                deconvolve: bool | float | None = None, response: Any = None,
+                preset: Any = None,
                 refine: bool | Literal["auto"] = "auto",
                 model: str | os.PathLike | None = None, setup: str | None = None,
-                samples: int = 16, lam: float | None = None, iters: int = 50,
+                samples: int = 16, lam: float | None = None, iters: int | None = None,
                 calibrate: bool = False, callback: Callback | None = None
                 ) -> Reconstruction:
     """Reconstruct a scan: load, linear or model-based image, learned refinement.
@@ -442,7 +443,8 @@ def reconstruct(scan: Any, method: str = "ubp", grid: Grid | None = None, *,
     scan
         A :class:`oatomo.io.Scan` or the path of a scan file (oatomo, IPASC, PATATO).
     method
-        A name of :data:`oatomo.methods.METHODS` (``das``, ``ubp``, ``fbp``, ``mb-tv``, ...).
+        A name of :data:`oatomo.methods.METHODS` (``das``, ``ubp``, ``fbp``, ``mb-tv``, ...);
+        None: the preset's, else ``ubp``.
     grid
         The image grid; None: :func:`default_grid` with ``n`` and ``fov``.
     n, fov
@@ -466,6 +468,9 @@ def reconstruct(scan: Any, method: str = "ubp", grid: Grid | None = None, *,
         ``lam`` (``True``: :data:`oatomo.response.DEFAULT_WIENER`).
     response
         A :class:`oatomo.response.DetectorResponse` to use instead of the file's.
+    preset
+        A :class:`oatomo.presets.Preset`, a preset TOML file or a bundled preset's name: its
+        settings fill every keyword left at None here (explicit values win).
     refine
         ``"auto"``: refine when the shipped model (or ``model``) fits the scan's geometry,
         and record why not otherwise; ``True``: refine or raise :class:`InputError`;
@@ -477,7 +482,7 @@ def reconstruct(scan: Any, method: str = "ubp", grid: Grid | None = None, *,
     samples
         Posterior samples for the uncertainty map.
     lam, iters
-        Regularisation weight and iterations of model-based methods.
+        Regularisation weight and iterations (default 50) of model-based methods.
     calibrate
         Estimate the sensor positions and speed of sound from the data first
         (:func:`oatomo.calibrate`) and reconstruct with the estimates; the provenance's
@@ -499,6 +504,21 @@ def reconstruct(scan: Any, method: str = "ubp", grid: Grid | None = None, *,
     """
     if refine not in (True, False, "auto"):
         raise InputError(f"refine must be True, False or 'auto', got {refine!r}")
+    preset_name = None
+    if preset is not None:
+        from .presets import load_preset
+
+        chosen = load_preset(preset)
+        preset_name = chosen.name
+        given = {"method": method, "n": n, "fov": fov, "speed_of_sound": speed_of_sound,
+                 "band": band, "deconvolve": deconvolve, "iters": iters, "lam": lam,
+                 "response": response}
+        given.update({k: v for k, v in chosen.settings().items() if given[k] is None})
+        method, n, fov, speed_of_sound, band, deconvolve, iters, lam, response = (
+            given[k] for k in ("method", "n", "fov", "speed_of_sound", "band", "deconvolve",
+                               "iters", "lam", "response"))
+    method = "ubp" if method is None else method
+    iters = 50 if iters is None else iters
     spec = get_method(method)
     timings: dict[str, float] = {}
 
@@ -511,7 +531,8 @@ def reconstruct(scan: Any, method: str = "ubp", grid: Grid | None = None, *,
     data, source = load(scan)
     data = override_geometry(data, speed_of_sound=speed_of_sound, calibration=calibration)
     sino, kept_wl = select(data, frames, wavelengths)
-    sino, deconv_record = _deconvolve(sino, data, deconvolve, response)
+    sino, deconv_record = _deconvolve(sino, data, False if deconvolve is None else deconvolve,
+                                      response)
     done("load", t)
     if grid is None:
         grid = default_grid(data, n, fov)
@@ -551,7 +572,7 @@ def reconstruct(scan: Any, method: str = "ubp", grid: Grid | None = None, *,
         "axes": _axes(sino.shape[:-2], kept_wl),
         "wavelengths": None if kept_wl is None else kept_wl.tolist(),
         "band": None if band is None else [None if b is None else float(b) for b in band],
-        "deconvolution": deconv_record,
+        "deconvolution": deconv_record, "preset": preset_name,
         "detector_response": None if getattr(data, "response", None) is None
         else repr(data.response),
         "timings": timings, "refinement": record, "calibration": cal_record,

@@ -32,8 +32,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "write the image(s) and a PNG figure. The input is never modified.")
     r.add_argument("scan", help="scan file")
     r.add_argument("-o", "--output", help="output image file (default: <scan>_recon.h5)")
-    r.add_argument("--method", choices=tuple(METHODS), default="ubp",
-                   help="reconstruction method (default ubp): " + "; ".join(
+    r.add_argument("--preset", help="a preset TOML file or bundled preset name: the method, "
+                   "grid, band, speed of sound and detector response of a scanner set-up "
+                   "(explicit options win)")
+    r.add_argument("--method", choices=tuple(METHODS),
+                   help="reconstruction method (default: the preset's, else ubp): " + "; ".join(
                        f"{m.name}: {m.description}" for m in METHODS.values()))
     r.add_argument("--n", type=int, help="image side in pixels (default: the scan's truth "
                    "grid, else 256)")
@@ -42,7 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "sensors' inscribed circle)")
     r.add_argument("--png", help="figure path (default: <output>.png); 'none' to skip")
     r.add_argument("--lam", type=float, help="model-based regularisation weight")
-    r.add_argument("--iters", type=int, default=50, help="model-based iterations (default 50)")
+    r.add_argument("--iters", type=int, help="model-based iterations (default 50)")
     r.add_argument("--force", action="store_true", help="overwrite an existing output")
     r.add_argument("--refine", action=argparse.BooleanOptionalAction, default=None,
                    help="refine with the learned model; --refine fails (exit 2) when it "
@@ -65,7 +68,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="frame indices to reconstruct (default: all)")
     r.add_argument("--wavelengths", type=float, nargs="+", metavar="M",
                    help="wavelengths to reconstruct, in metres (e.g. 800e-9; default: all)")
-    r.add_argument("--deconvolve", nargs="?", const=True, default=False, type=float,
+    r.add_argument("--deconvolve", nargs="?", const=True, default=None, type=float,
                    metavar="LAM", help="remove the detector response (the file's, or "
                    "--response) by Wiener deconvolution first; LAM: regularisation relative "
                    "to the peak |H|^2 (default 0.001)")
@@ -158,15 +161,15 @@ def run_reconstruct(args: argparse.Namespace) -> int:
                           lam=args.lam, iters=args.iters, calibrate=args.calibrate,
                           speed_of_sound=args.speed_of_sound, calibration=args.calibration,
                           band=None if args.band is None else _band(args.band),
-                          frames=args.frames, deconvolve=args.deconvolve,
+                          frames=args.frames, deconvolve=args.deconvolve, preset=args.preset,
                           response=None if args.response is None else _response(args.response),
                           wavelengths=args.wavelengths, callback=callback)
     save_images(out, dict(rec.images), rec.grid, attrs=rec.attrs())
     prov, grid = rec.provenance, rec.grid
     print(f"reconstructed {src} ({prov['format']}, {prov['n_sensors']} sensors, "
           f"{prov['n_frames']} frame(s), c = {prov['speed_of_sound']:g} m/s) with "
-          f"{args.method} in "
-          f"{prov['timings'][args.method]:.3f} s")
+          f"{prov['method']}{' (preset ' + prov['preset'] + ')' if prov['preset'] else ''} "
+          f"in {prov['timings'][prov['method']]:.3f} s")
     if prov["deconvolution"] is not None:
         print(f"removed the detector response by Wiener deconvolution (lam = "
               f"{prov['deconvolution']['lam']:g})")
@@ -197,7 +200,7 @@ def run_reconstruct(args: argparse.Namespace) -> int:
         scan = load_scan(src)
         shown, _ = select(scan, args.frames, args.wavelengths)
         reconstruction_figure(png, rec, shown, scan.acquisition,
-                              title=f"{src.name} ({args.method}"
+                              title=f"{src.name} ({prov['method']}"
                               f"{' + refined' if rec.refined else ''})")
         print(f"wrote {png}")
     return 0
