@@ -114,17 +114,9 @@ class Experiment:
 
 
 def _load_toml(path: Path) -> dict[str, Any]:
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # pragma: no cover - Python 3.10
-        import tomli as tomllib  # type: ignore[no-redef]
-    try:
-        with open(path, "rb") as f:
-            return tomllib.load(f)
-    except FileNotFoundError:
-        raise InputError("experiment file not found", path) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise InputError(f"not valid TOML ({exc})", path) from None
+    from .setups import read_toml
+
+    return read_toml(path, "experiment")
 
 
 def load_experiment(path: str | os.PathLike) -> Experiment:

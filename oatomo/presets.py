@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from .errors import InputError
@@ -113,20 +112,9 @@ class Preset:
     @classmethod
     def from_toml(cls, path: str | os.PathLike) -> Preset:
         """Read a preset TOML file (unknown keys and wrong types are errors)."""
-        try:
-            import tomllib
-        except ModuleNotFoundError:  # pragma: no cover - Python 3.10
-            import tomli as tomllib  # type: ignore[no-redef]
-        try:
-            with open(path, "rb") as f:
-                doc = tomllib.load(f)
-        except FileNotFoundError:
-            raise InputError("preset file not found", path) from None
-        except IsADirectoryError:
-            raise InputError("is a directory, not a preset file", path) from None
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise InputError(f"not valid TOML ({exc})", path) from None
-        return cls.from_dict(doc, path)
+        from .setups import read_toml
+
+        return cls.from_dict(read_toml(path, "preset"), path)
 
     def settings(self) -> dict[str, Any]:
         """The keywords of :func:`oatomo.reconstruct` this preset sets."""
@@ -149,11 +137,6 @@ def load_preset(preset: str | os.PathLike | Preset) -> Preset:
     if not isinstance(preset, (str, os.PathLike)):
         raise InputError(f"preset must be a Preset, a TOML path or a bundled name, got "
                          f"{type(preset).__name__}")
-    p = Path(preset)
-    if p.suffix == ".toml" or p.exists() or os.sep in str(preset):
-        return Preset.from_toml(p)
-    candidate = PRESETS_DIR / f"{preset}.toml"
-    if candidate.exists():
-        return Preset.from_toml(candidate)
-    raise InputError(f"unknown preset {str(preset)!r} (bundled: "
-                     f"{', '.join(bundled_presets()) or 'none'})")
+    from .setups import find_toml
+
+    return Preset.from_toml(find_toml(preset, PRESETS_DIR, "preset"))

@@ -240,20 +240,7 @@ class Setup:
     @classmethod
     def from_toml(cls, path: str | os.PathLike) -> Setup:
         """Read a setup TOML file; unknown keys and wrong types are errors naming the key."""
-        try:
-            import tomllib
-        except ModuleNotFoundError:  # pragma: no cover - Python 3.10
-            import tomli as tomllib  # type: ignore[no-redef]
-        try:
-            with open(path, "rb") as f:
-                doc = tomllib.load(f)
-        except FileNotFoundError:
-            raise InputError("setup file not found", path) from None
-        except IsADirectoryError:
-            raise InputError("is a directory, not a setup file", path) from None
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise InputError(f"not valid TOML ({exc})", path) from None
-        return cls.from_dict(doc, path)
+        return cls.from_dict(read_toml(path, "setup"), path)
 
     def draw(self, seed: int | np.random.Generator | None = None) -> SensorArray:
         """The true sensor array of one scan of this setup (seeded).
@@ -339,6 +326,36 @@ def describe_bundled_setups() -> dict[str, str]:
     return {name: load_setup(name).description for name in bundled_setups()}
 
 
+def read_toml(path: str | os.PathLike, what: str) -> dict[str, Any]:
+    """A TOML file's document; a missing or invalid file is an :class:`InputError`
+    (``what``: the kind of file, for the message)."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # pragma: no cover - Python 3.10
+        import tomli as tomllib  # type: ignore[no-redef]
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise InputError(f"{what} file not found", path) from None
+    except IsADirectoryError:
+        raise InputError(f"is a directory, not a {what} file", path) from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"not valid TOML ({exc})", path) from None
+
+
+def find_toml(name_or_path: str | os.PathLike, directory: Path, what: str) -> Path:
+    """The TOML file of a path, or of a name bundled in ``directory``."""
+    p = Path(name_or_path)
+    if p.suffix == ".toml" or p.exists() or os.sep in str(name_or_path):
+        return p
+    candidate = directory / f"{name_or_path}.toml"
+    if candidate.exists():
+        return candidate
+    names = ", ".join(sorted(q.stem for q in directory.glob("*.toml"))) or "none found"
+    raise InputError(f"unknown {what} {str(name_or_path)!r} (bundled: {names})")
+
+
 def load_setup(name_or_path: str | os.PathLike) -> Setup:
     """Load a setup from a TOML path or by the name of a bundled setup.
 
@@ -347,11 +364,4 @@ def load_setup(name_or_path: str | os.PathLike) -> Setup:
     >>> load_setup("ring32_r22").array.n_sensors      # doctest: +SKIP
     32
     """
-    p = Path(name_or_path)
-    if p.suffix == ".toml" or p.exists() or os.sep in str(name_or_path):
-        return Setup.from_toml(p)
-    candidate = SIMULATIONS_DIR / f"{name_or_path}.toml"
-    if candidate.exists():
-        return Setup.from_toml(candidate)
-    names = ", ".join(bundled_setups()) or "none found"
-    raise InputError(f"unknown setup {str(name_or_path)!r} (bundled: {names})")
+    return Setup.from_toml(find_toml(name_or_path, SIMULATIONS_DIR, "setup"))
