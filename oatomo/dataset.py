@@ -216,7 +216,7 @@ def make_item(setup: Any, phantom: str, method: str, seed: int) -> dict[str, np.
     true = setup.draw(int(s_draw))
     sino = simulate(p0, setup.grid, true, setup.acquisition, thickness=setup.thickness,
                     noise_std=setup.noise, band=setup.band, response=setup.response,
-                    seed=int(s_noise))
+                    element_width=setup.element_width, seed=int(s_noise))
     image = reconstruct_sinogram(sino, setup.grid, setup.array, setup.acquisition, method,
                                  band=setup.band)
     return {"input": image.astype(np.float32), "target": p0.astype(np.float32),

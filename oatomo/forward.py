@@ -23,7 +23,7 @@ import numpy as np
 from . import _kernels as K
 from .errors import InputError
 from .geometry import Acquisition, Grid, SensorArray, check_geometry
-from .response import DetectorResponse, convolve, correlate
+from .response import DetectorResponse, convolve, correlate, element_points
 
 logger = logging.getLogger(__name__)
 
@@ -124,6 +124,10 @@ class ForwardOperator:
     response
         A :class:`oatomo.response.DetectorResponse`: ``A`` then includes the convolution
         of every signal with it (and ``A^T`` the correlation).
+    element_width
+        Width (m) of flat elements: each signal is the mean over points across the element
+        face (:func:`oatomo.response.element_points`), which gives the directivity of a
+        finite element. None: point sensors.
 
     Notes
     -----
@@ -140,7 +144,8 @@ class ForwardOperator:
     """
 
     def __init__(self, grid: Grid, sensors: SensorArray, acquisition: Acquisition, *,
-                 thickness: float | None = None, response: Any = None) -> None:
+                 thickness: float | None = None, response: Any = None,
+                 element_width: float | None = None) -> None:
         _, sensors, acquisition = check_geometry(grid, sensors, acquisition)
         if not isinstance(grid, Grid):
             raise InputError(f"grid must be an oatomo Grid(n, fov), got {type(grid).__name__}")
@@ -151,6 +156,11 @@ class ForwardOperator:
             raise InputError(f"response must be a DetectorResponse, got "
                              f"{type(response).__name__}")
         self.response = response
+        self.element_width = element_width
+        self._m = 1
+        points = sensors
+        if element_width is not None:
+            points, self._m = element_points(sensors, element_width, acquisition)
         self.thickness = float(grid.dx if thickness is None else thickness)
         if not (self.thickness > 0 and math.isfinite(self.thickness)):
             raise InputError(f"slab thickness must be > 0 m, got {thickness}")
@@ -171,7 +181,7 @@ class ForwardOperator:
         self._inv_delta = np.float32(1.0 / delta)
         self._xs = grid.x.astype(np.float32)
         self._ys = grid.y.astype(np.float32)
-        self._sens = np.ascontiguousarray(sensors.positions, dtype=np.float32)
+        self._sens = np.ascontiguousarray(points.positions, dtype=np.float32)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -181,10 +191,12 @@ class ForwardOperator:
     def forward(self, x: np.ndarray) -> np.ndarray:
         """Apply ``A``: image (n, n) in Pa -> sinogram (N, T) float32 in Pa."""
         x = _check_image(x, self.grid, "image")
-        g = np.zeros((self.sensors.n_sensors, self.acquisition.n_samples + 1), np.float32)
+        g = np.zeros((len(self._sens), self.acquisition.n_samples + 1), np.float32)
         K.forward_edges(x, self._xs, self._ys, self._sens, self._r0, self._inv_delta,
                         self._k, self._P, self._weights, g)
         f = g.astype(np.float64) * self._edge_gain[None, :]
+        if self._m > 1:  # a finite element: the mean over the points of its face
+            f = f.reshape(self.sensors.n_sensors, self._m, -1).mean(axis=1)
         y = (np.diff(f, axis=1) * self._inv_dt).astype(np.float32)
         if self.response is not None:
             y = convolve(y, self.acquisition.fs, self.response)
@@ -195,6 +207,8 @@ class ForwardOperator:
         y = check_sinogram(y, self.sensors, self.acquisition, allow_frames=False)
         if self.response is not None:
             y = correlate(y, self.acquisition.fs, self.response)
+        if self._m > 1:  # transpose of the mean over each element's points
+            y = np.repeat(y / np.float32(self._m), self._m, axis=0)
         n_s, n_t = y.shape
         yd = np.zeros((n_s, n_t + 2), np.float64)
         yd[:, 1:-1] = y
@@ -233,6 +247,7 @@ def simulate(
     noise_std: float = 0.0,
     band: tuple[float | None, float | None] | None = None,
     response: DetectorResponse | None = None,
+    element_width: float | None = None,
     seed: int | None = None,
 ) -> np.ndarray:
     """Simulate the sinogram a set of point sensors records for an initial pressure image.
@@ -258,6 +273,8 @@ def simulate(
     response
         The sensors' impulse response (:class:`oatomo.response.DetectorResponse`),
         convolved with every signal before the band filter and the noise.
+    element_width
+        Width (m) of flat sensor elements (directivity); None: point sensors.
     seed
         Seed of the noise; the same seed gives the same bytes.
 
@@ -276,7 +293,8 @@ def simulate(
     """
     if not (np.isfinite(noise_std) and noise_std >= 0):
         raise InputError(f"noise_std must be >= 0, got {noise_std}")
-    op = ForwardOperator(grid, sensors, acquisition, thickness=thickness, response=response)
+    op = ForwardOperator(grid, sensors, acquisition, thickness=thickness, response=response,
+                         element_width=element_width)
     y = op.forward(p0)
     y = bandpass(y, acquisition.fs, band)
     if noise_std > 0:

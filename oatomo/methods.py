@@ -33,8 +33,9 @@ class MethodSpec:
     name
         The name users type (``--method``).
     run
-        ``run(sinogram, grid, sensors, acquisition, *, band, lam, iters, callback)``:
-        (..., N, T) signals in Pa -> (..., n, n) float32 images in Pa.
+        ``run(sinogram, grid, sensors, acquisition, *, band, lam, iters, callback,
+        element_width)``: (..., N, T) signals in Pa -> (..., n, n) float32 images in Pa
+        (``element_width``: flat elements of that width in m, or None for points).
     description
         One line for ``--help`` and the README.
     full_ring
@@ -54,19 +55,25 @@ def _backproject(kind: str, sinogram: np.ndarray, grid: Grid, sensors: SensorArr
                  acquisition: Acquisition, *,
                  band: tuple[float | None, float | None] | None = None,
                  lam: float | None = None, iters: int = 50,
-                 callback: Callback | None = None) -> np.ndarray:
+                 callback: Callback | None = None,
+                 element_width: float | None = None) -> np.ndarray:
     """:func:`oatomo.backproject` with ``method=kind`` (one pass; lam, iters unused)."""
     from .recon import backproject
 
-    return backproject(sinogram, grid, sensors, acquisition, method=kind, band=band)
+    return backproject(sinogram, grid, sensors, acquisition, method=kind, band=band,
+                       element_width=element_width)
 
 
 def _model_based(kind: str, sinogram: np.ndarray, grid: Grid, sensors: SensorArray,
                  acquisition: Acquisition, *,
                  band: tuple[float | None, float | None] | None = None,
                  lam: float | None = None, iters: int = 50,
-                 callback: Callback | None = None) -> np.ndarray:
+                 callback: Callback | None = None,
+                 element_width: float | None = None) -> np.ndarray:
     """:func:`oatomo.reconstruct_model_based` with ``method=kind``, frame by frame."""
+    if element_width is not None:
+        raise InputError("the model-based methods model point sensors; give an element "
+                         "width to das or ubp")
     from .forward import bandpass, check_sinogram
     from .model_based import reconstruct_model_based
 

@@ -237,7 +237,8 @@ def reconstruct_sinogram(sinogram: np.ndarray, grid: Grid, sensors: SensorArray,
                          acquisition: Acquisition, method: str = "ubp", *,
                          band: tuple[float | None, float | None] | None = None,
                          lam: float | None = None, iters: int = 50,
-                         callback: Callback | None = None) -> np.ndarray:
+                         callback: Callback | None = None,
+                         element_width: float | None = None) -> np.ndarray:
     """Step 3: every frame of a sinogram with one registered method.
 
     Parameters
@@ -254,6 +255,9 @@ def reconstruct_sinogram(sinogram: np.ndarray, grid: Grid, sensors: SensorArray,
         Regularisation weight (None: from the data) and iterations of iterative methods.
     callback
         ``callback(what, done, total)`` as the work progresses.
+    element_width
+        Width (m) of flat sensor elements, weighting the backprojection with their
+        directivity (das, ubp); None: point sensors.
 
     Returns
     -------
@@ -262,8 +266,9 @@ def reconstruct_sinogram(sinogram: np.ndarray, grid: Grid, sensors: SensorArray,
     """
     spec = get_method(method)
     grid, sensors, acquisition = check_geometry(grid, sensors, acquisition)
+    extra = {} if element_width is None else {"element_width": element_width}
     return spec.run(sinogram, grid, sensors, acquisition, band=band, lam=lam, iters=iters,
-                    callback=callback)
+                    callback=callback, **extra)
 
 
 def _model_meta(path: Path) -> dict[str, Any]:
@@ -430,7 +435,7 @@ def reconstruct(scan: Any, method: str | None = None, grid: Grid | None = None, 
                 calibration: str | os.PathLike | Mapping[str, Any] | None = None,
                 band: tuple[float | None, float | None] | None = None,
                 deconvolve: bool | float | None = None, response: Any = None,
-                preset: Any = None,
+                element_width: float | None = None, preset: Any = None,
                 refine: bool | Literal["auto"] = "auto",
                 model: str | os.PathLike | None = None, setup: str | None = None,
                 samples: int = 16, lam: float | None = None, iters: int | None = None,
@@ -468,6 +473,9 @@ def reconstruct(scan: Any, method: str | None = None, grid: Grid | None = None, 
         ``lam`` (``True``: :data:`oatomo.response.DEFAULT_WIENER`).
     response
         A :class:`oatomo.response.DetectorResponse` to use instead of the file's.
+    element_width
+        Width (m) of flat sensor elements: das and ubp weight the backprojection with
+        their directivity (:func:`oatomo.backproject`); None: point sensors.
     preset
         A :class:`oatomo.presets.Preset`, a preset TOML file or a bundled preset's name: its
         settings fill every keyword left at None here (explicit values win).
@@ -543,7 +551,8 @@ def reconstruct(scan: Any, method: str | None = None, grid: Grid | None = None, 
         done("calibrate", t)
     t = time.perf_counter()
     image = reconstruct_sinogram(sino, grid, sensors, acquisition, spec.name, band=band,
-                                 lam=lam, iters=iters, callback=callback)
+                                 lam=lam, iters=iters, callback=callback,
+                                 element_width=element_width)
     done(spec.name, t)
     images: dict[str, np.ndarray] = {spec.name: image}
     t = time.perf_counter()
@@ -573,6 +582,7 @@ def reconstruct(scan: Any, method: str | None = None, grid: Grid | None = None, 
         "wavelengths": None if kept_wl is None else kept_wl.tolist(),
         "band": None if band is None else [None if b is None else float(b) for b in band],
         "deconvolution": deconv_record, "preset": preset_name,
+        "element_width": element_width,
         "detector_response": None if getattr(data, "response", None) is None
         else repr(data.response),
         "timings": timings, "refinement": record, "calibration": cal_record,

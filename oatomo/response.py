@@ -33,7 +33,7 @@ import numpy as np
 from .errors import InputError
 
 __all__ = ["DetectorResponse", "convolve", "correlate", "wiener_deconvolve",
-           "DEFAULT_WIENER"]
+           "element_points", "DEFAULT_WIENER"]
 
 #: Default Wiener regularisation ``lam`` (relative to ``max|H|^2``), chosen on simulated
 #: band-limited scans (``benchmarks/bench_response.py``; RESULTS.md, issue 11).
@@ -244,3 +244,55 @@ def wiener_deconvolve(sinogram: np.ndarray, fs: float, response: DetectorRespons
     if not (math.isfinite(lam) and lam > 0):
         raise InputError(f"the Wiener regularisation must be > 0, got {lam!r}")
     return _filter(sinogram, fs, response, "wiener", lam)
+
+
+def element_points(sensors: Any, width: float, acquisition: Any,
+                   n_points: int | None = None) -> tuple[Any, int]:
+    """The points that stand for finite, flat elements of ``width`` (m) in the plane.
+
+    A flat element records the average of the pressure over its face; in the imaging
+    plane that is the mean of ``n_points`` point sensors spread (midpoint rule) along the
+    line through each sensor perpendicular to its normal. Averaging them gives the element
+    its angular sensitivity (directivity): a wave arriving at angle ``theta`` from the
+    normal is smeared over ``width sin(theta) / c`` in time, so high frequencies off axis
+    are lost (far-field ``sinc(pi f width sin(theta) / c)``).
+
+    Parameters
+    ----------
+    sensors
+        The element centres and normals (:class:`oatomo.SensorArray`).
+    width
+        Element width in metres (> 0).
+    acquisition
+        Its sampling; by default the points are at most ``c / fs`` apart.
+    n_points
+        Points per element (default from the sampling, at least 2).
+
+    Returns
+    -------
+    tuple
+        ``(points, n_points)``: a SensorArray of ``N * n_points`` points (element-major:
+        points ``k * n_points ... (k + 1) * n_points - 1`` belong to element ``k``, with its
+        normal) and the count.
+    """
+    from .geometry import SensorArray
+
+    if isinstance(width, bool) or not isinstance(width, (int, float, np.floating)) \
+            or not (math.isfinite(width) and width > 0):
+        raise InputError(f"element width must be a number > 0 metres, got {width!r}")
+    if width > 0.05:
+        from .errors import warn_units
+
+        warn_units(f"element width = {width:g} m looks like a unit slip (metres: 0.5 mm is "
+                   f"5e-4)")
+    spacing = acquisition.speed_of_sound / acquisition.fs
+    m = n_points if n_points is not None else max(2, int(math.ceil(width / spacing)))
+    if int(m) != m or m < 1:
+        raise InputError(f"n_points must be a positive integer, got {n_points!r}")
+    m = int(m)
+    u = ((np.arange(m) + 0.5) / m - 0.5) * width
+    normals = sensors.normals
+    tangent = np.stack([-normals[:, 1], normals[:, 0]], axis=1)
+    pos = sensors.positions[:, None, :] + u[None, :, None] * tangent[:, None, :]
+    nrm = np.repeat(normals[:, None, :], m, axis=1)
+    return SensorArray(pos.reshape(-1, 2), nrm.reshape(-1, 2)), m

@@ -43,6 +43,7 @@ TOML layout (every key optional unless marked)::
     centre_frequency = 5e6                 # Hz, Gaussian band ...
     bandwidth = 0.8                        # ... fractional FWHM of |H|
     impulse_response = [0.0, 1.0, 0.0]     # or measured, at acquisition.fs, t = 0 at len // 2
+    element_width = 5e-4                   # m: flat elements (directivity); default points
 """
 
 from __future__ import annotations
@@ -80,7 +81,8 @@ _SCHEMA: dict[str, dict[str, Any]] = {
     "noise": {"relative_std": _NUM},
     "band": {"low": _NUM, "high": _NUM},
     "slab": {"thickness": _NUM},
-    "detector": {"centre_frequency": _NUM, "bandwidth": _NUM, "impulse_response": list},
+    "detector": {"centre_frequency": _NUM, "bandwidth": _NUM, "impulse_response": list,
+                 "element_width": _NUM},
 }
 _REQUIRED = {"": ("name", "array", "acquisition", "grid"), "acquisition": ("fs", "n_samples"),
              "grid": ("n", "fov")}
@@ -138,6 +140,9 @@ class Setup:
     response
         The sensors' impulse response (:class:`oatomo.response.DetectorResponse`), applied
         by ``oatomo simulate``; None: ideal sensors.
+    element_width
+        Width (m) of flat sensor elements (their directivity, in ``oatomo simulate``);
+        None: point sensors.
     description
         Free text.
     """
@@ -157,6 +162,7 @@ class Setup:
     band: tuple[float, float] | None = None
     thickness: float | None = None
     response: DetectorResponse | None = None
+    element_width: float | None = None
     description: str = ""
     _ring: tuple[int, float, float, float] | None = None
 
@@ -169,6 +175,10 @@ class Setup:
         object.__setattr__(self, "offset", tuple(float(v) for v in self.offset))
         if len(self.offset) != 2:
             raise InputError(f"setup {self.name!r}: offset must be [dx, dy] in metres")
+        if self.element_width is not None and not (
+                math.isfinite(self.element_width) and self.element_width > 0):
+            raise InputError(f"setup {self.name!r}: element_width must be > 0 m, got "
+                             f"{self.element_width}")
         if self.response is not None and self.response.fs is not None \
                 and self.response.fs != self.acquisition.fs:
             raise InputError(f"setup {self.name!r}: the impulse response is sampled at "
@@ -208,7 +218,8 @@ class Setup:
             raise InputError(f"array.kind must be 'ring' or 'positions', got {kind!r}", p)
         pert = doc.get("perturbation", {})
         band = doc.get("band")
-        det = doc.get("detector")
+        det = dict(doc.get("detector") or {})
+        width = det.pop("element_width", None)
         try:
             return cls(
                 name=doc["name"],
@@ -227,7 +238,8 @@ class Setup:
                 band=None if band is None else (float(band.get("low", 0.0)),
                                                 float(band["high"])),
                 thickness=doc.get("slab", {}).get("thickness"),
-                response=None if det is None else DetectorResponse(
+                element_width=None if width is None else float(width),
+                response=None if not det else DetectorResponse(
                     **det, **({"fs": doc["acquisition"]["fs"]} if "impulse_response" in det
                               else {})),
                 _ring=ring,
@@ -284,6 +296,8 @@ class Setup:
             doc["slab"] = {"thickness": float(self.thickness)}
         if self.response is not None:
             doc["detector"] = {k: v for k, v in self.response.to_dict().items() if k != "fs"}
+        if self.element_width is not None:
+            doc.setdefault("detector", {})["element_width"] = self.element_width
         return doc
 
     def to_toml_string(self) -> str:

@@ -75,6 +75,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--response", metavar="FC:BW", help="the sensors' response as a Gaussian "
                    "band: centre frequency in Hz and fractional bandwidth (e.g. 5e6:0.8), "
                    "instead of the file's")
+    r.add_argument("--element-width", type=float, metavar="W", help="width of flat sensor "
+                   "elements in metres: das and ubp weight the backprojection with their "
+                   "directivity (default: point sensors)")
     r.add_argument("--calibrate", action="store_true",
                    help="first estimate the sensor positions and speed of sound from the "
                    "data (as `oatomo calibrate`) and reconstruct with the estimates")
@@ -128,7 +131,7 @@ def run_simulate(args: argparse.Namespace) -> int:
     true = setup.draw(s_draw)
     sino = simulate(p0, setup.grid, true, setup.acquisition, thickness=setup.thickness,
                     noise_std=setup.noise, band=setup.band, response=setup.response,
-                    seed=s_noise)
+                    element_width=setup.element_width, seed=s_noise)
     scan = Scan(sinogram=sino, sensors=setup.array, acquisition=setup.acquisition, p0=p0,
                 grid=setup.grid, true_sensors=true, setup_name=setup.name,
                 setup_toml=setup.to_toml_string(), seed=args.seed,
@@ -163,7 +166,8 @@ def run_reconstruct(args: argparse.Namespace) -> int:
                           band=None if args.band is None else _band(args.band),
                           frames=args.frames, deconvolve=args.deconvolve, preset=args.preset,
                           response=None if args.response is None else _response(args.response),
-                          wavelengths=args.wavelengths, callback=callback)
+                          wavelengths=args.wavelengths, element_width=args.element_width,
+                          callback=callback)
     save_images(out, dict(rec.images), rec.grid, attrs=rec.attrs())
     prov, grid = rec.provenance, rec.grid
     print(f"reconstructed {src} ({prov['format']}, {prov['n_sensors']} sensors, "
