@@ -238,7 +238,8 @@ def reconstruct_sinogram(sinogram: np.ndarray, grid: Grid, sensors: SensorArray,
                          band: tuple[float | None, float | None] | None = None,
                          lam: float | None = None, iters: int = 50,
                          callback: Callback | None = None,
-                         element_width: float | None = None) -> np.ndarray:
+                         element_width: float | None = None,
+                         response: Any = None) -> np.ndarray:
     """Step 3: every frame of a sinogram with one registered method.
 
     Parameters
@@ -257,7 +258,9 @@ def reconstruct_sinogram(sinogram: np.ndarray, grid: Grid, sensors: SensorArray,
         ``callback(what, done, total)`` as the work progresses.
     element_width
         Width (m) of flat sensor elements, weighting the backprojection with their
-        directivity (das, ubp); None: point sensors.
+        directivity (das, ubp) or inside the model-based operator; None: point sensors.
+    response
+        A detector response to include in the model-based operator (iterative methods).
 
     Returns
     -------
@@ -266,7 +269,8 @@ def reconstruct_sinogram(sinogram: np.ndarray, grid: Grid, sensors: SensorArray,
     """
     spec = get_method(method)
     grid, sensors, acquisition = check_geometry(grid, sensors, acquisition)
-    extra = {} if element_width is None else {"element_width": element_width}
+    extra = {k: v for k, v in (("element_width", element_width), ("response", response))
+             if v is not None}
     return spec.run(sinogram, grid, sensors, acquisition, band=band, lam=lam, iters=iters,
                     callback=callback, **extra)
 
@@ -435,7 +439,8 @@ def reconstruct(scan: Any, method: str | None = None, grid: Grid | None = None, 
                 calibration: str | os.PathLike | Mapping[str, Any] | None = None,
                 band: tuple[float | None, float | None] | None = None,
                 deconvolve: bool | float | None = None, response: Any = None,
-                element_width: float | None = None, preset: Any = None,
+                model_response: bool = False, element_width: float | None = None,
+                preset: Any = None,
                 refine: bool | Literal["auto"] = "auto",
                 model: str | os.PathLike | None = None, setup: str | None = None,
                 samples: int = 16, lam: float | None = None, iters: int | None = None,
@@ -473,9 +478,13 @@ def reconstruct(scan: Any, method: str | None = None, grid: Grid | None = None, 
         ``lam`` (``True``: :data:`oatomo.response.DEFAULT_WIENER`).
     response
         A :class:`oatomo.response.DetectorResponse` to use instead of the file's.
+    model_response
+        Model-based methods only: put the detector response (the file's, or ``response``)
+        into the forward operator instead of deconvolving it first.
     element_width
         Width (m) of flat sensor elements: das and ubp weight the backprojection with
-        their directivity (:func:`oatomo.backproject`); None: point sensors.
+        their directivity (:func:`oatomo.backproject`), model-based methods put it in the
+        operator; None: point sensors.
     preset
         A :class:`oatomo.presets.Preset`, a preset TOML file or a bundled preset's name: its
         settings fill every keyword left at None here (explicit values win).
@@ -550,9 +559,20 @@ def reconstruct(scan: Any, method: str | None = None, grid: Grid | None = None, 
     if calibrate:
         done("calibrate", t)
     t = time.perf_counter()
+    in_model = None
+    if model_response:
+        in_model = response if response is not None else getattr(data, "response", None)
+        if in_model is None:
+            raise InputError("model_response: the scan has no detector response (give one)")
+        if not spec.iterative:
+            raise InputError(f"{spec.name} cannot model the detector response; use "
+                             f"deconvolve or a model-based method")
+        if deconv_record is not None:
+            raise InputError("deconvolve and model_response both remove the response; "
+                             "choose one")
     image = reconstruct_sinogram(sino, grid, sensors, acquisition, spec.name, band=band,
                                  lam=lam, iters=iters, callback=callback,
-                                 element_width=element_width)
+                                 element_width=element_width, response=in_model)
     done(spec.name, t)
     images: dict[str, np.ndarray] = {spec.name: image}
     t = time.perf_counter()
@@ -582,7 +602,7 @@ def reconstruct(scan: Any, method: str | None = None, grid: Grid | None = None, 
         "wavelengths": None if kept_wl is None else kept_wl.tolist(),
         "band": None if band is None else [None if b is None else float(b) for b in band],
         "deconvolution": deconv_record, "preset": preset_name,
-        "element_width": element_width,
+        "element_width": element_width, "model_response": bool(model_response),
         "detector_response": None if getattr(data, "response", None) is None
         else repr(data.response),
         "timings": timings, "refinement": record, "calibration": cal_record,

@@ -75,9 +75,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--response", metavar="FC:BW", help="the sensors' response as a Gaussian "
                    "band: centre frequency in Hz and fractional bandwidth (e.g. 5e6:0.8), "
                    "instead of the file's")
+    r.add_argument("--model-response", action="store_true", help="model-based methods: put "
+                   "the detector response (the file's, or --response) in the forward operator "
+                   "instead of deconvolving first")
     r.add_argument("--element-width", type=float, metavar="W", help="width of flat sensor "
                    "elements in metres: das and ubp weight the backprojection with their "
-                   "directivity (default: point sensors)")
+                   "directivity, model-based methods model it (default: point sensors)")
     r.add_argument("--calibrate", action="store_true",
                    help="first estimate the sensor positions and speed of sound from the "
                    "data (as `oatomo calibrate`) and reconstruct with the estimates")
@@ -167,6 +170,7 @@ def run_reconstruct(args: argparse.Namespace) -> int:
                           frames=args.frames, deconvolve=args.deconvolve, preset=args.preset,
                           response=None if args.response is None else _response(args.response),
                           wavelengths=args.wavelengths, element_width=args.element_width,
+                          model_response=args.model_response,
                           callback=callback)
     save_images(out, dict(rec.images), rec.grid, attrs=rec.attrs())
     prov, grid = rec.provenance, rec.grid
