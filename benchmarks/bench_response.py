@@ -42,19 +42,25 @@ def _quality(img: np.ndarray, p0: np.ndarray) -> tuple[float, float]:
     return float(M.psnr(fit, p0, data_range=1.0)), float(M.pearson(fit, p0))
 
 
+def _cases(response: DetectorResponse, phantoms: list[tuple[str, int]]
+           ) -> list[tuple[oatomo.Scan, np.ndarray]]:
+    """Simulated scans (with the response and noise) and their min-max normalised truths."""
+    out = []
+    for kind, seed in phantoms:
+        p0 = oatomo.phantoms.make(kind, GRID, seed)
+        p0 = (p0 - p0.min()) / (p0.max() - p0.min())
+        y = oatomo.simulate(p0, GRID, RING, ACQ, noise_std=NOISE, response=response,
+                            seed=seed)
+        out.append((oatomo.Scan(y, RING, ACQ, response=response), p0))
+    return out
+
+
 def run(bands: list[tuple[float, float]], lams: list[float], methods: list[str],
         phantoms: list[tuple[str, int]]) -> list[dict[str, object]]:
     """One row per (band, method, lam or None): mean PSNR, Pearson and paired gain."""
     rows = []
     for fc, bw in bands:
-        response = DetectorResponse(centre_frequency=fc, bandwidth=bw)
-        scans = []
-        for kind, seed in phantoms:
-            p0 = oatomo.phantoms.make(kind, GRID, seed)
-            p0 = (p0 - p0.min()) / (p0.max() - p0.min())
-            y = oatomo.simulate(p0, GRID, RING, ACQ, noise_std=NOISE, response=response,
-                                seed=seed)
-            scans.append((oatomo.Scan(y, RING, ACQ, response=response), p0))
+        scans = _cases(DetectorResponse(centre_frequency=fc, bandwidth=bw), phantoms)
         for method in methods:
             base = None
             for lam in [None, *lams]:
@@ -83,14 +89,7 @@ def run_in_operator(bands: list[tuple[float, float]], iters: list[int],
     Wiener deconvolution (default lam) then TV, at each iteration count."""
     rows = []
     for fc, bw in bands:
-        response = DetectorResponse(centre_frequency=fc, bandwidth=bw)
-        cases = []
-        for kind, seed in phantoms:
-            p0 = oatomo.phantoms.make(kind, GRID, seed)
-            p0 = (p0 - p0.min()) / (p0.max() - p0.min())
-            y = oatomo.simulate(p0, GRID, RING, ACQ, noise_std=NOISE, response=response,
-                                seed=seed)
-            cases.append((oatomo.Scan(y, RING, ACQ, response=response), p0))
+        cases = _cases(DetectorResponse(centre_frequency=fc, bandwidth=bw), phantoms)
         for n_iter in iters:
             for how, kw in (("deconvolve", {"deconvolve": True}),
                             ("in operator", {"model_response": True})):
