@@ -271,13 +271,39 @@ def _read_ipasc(f: h5py.File, path: Path) -> Scan:
     sino = np.moveaxis(raw, (0, 1), (-2, -1))
     sino = np.moveaxis(sino, tuple(range(sino.ndim - 2)), tuple(reversed(range(sino.ndim - 2))))
     wl = md["acquisition_wavelengths"][...] if "acquisition_wavelengths" in md else None
+    if wl is not None and np.size(wl) == 0:
+        wl = None
     with _blame(path):
         sensors = SensorArray(_positions_2d(pos, path),
                               None if orient is None or not np.any(orient) else orient)
         acq = Acquisition(fs=fs, n_samples=sino.shape[-1], speed_of_sound=c)
+        response = _ipasc_response(det[ids[0]], fs, path)
     meta = {"uuid": _scalar(md["uuid"]) if "uuid" in md else None}
     return Scan(sinogram=sino, sensors=sensors, acquisition=acq, wavelengths=wl,
-                metadata=meta, source_format="ipasc")
+                metadata=meta, source_format="ipasc", response=response)
+
+
+def _ipasc_response(detector: h5py.Group, fs: float, path: Path,
+                    n_taps: int = 255) -> DetectorResponse | None:
+    """A detector's IPASC ``frequency_response`` ([frequencies (Hz), |H|]) as a zero-phase
+    measured response (``n_taps`` samples at ``fs``, time zero in the middle); None when
+    absent or flat. IPASC gives a magnitude only: the phase is taken as zero."""
+    if "frequency_response" not in detector:
+        return None
+    fr = np.asarray(detector["frequency_response"][...], np.float64)
+    if fr.ndim != 2 or fr.shape[0] != 2 or fr.shape[1] < 2 or not np.all(np.isfinite(fr)):
+        raise InputError(f"frequency_response must be [frequencies, response], got shape "
+                         f"{fr.shape}", path)
+    order = np.argsort(fr[0])
+    f_axis, gain = fr[0][order], np.abs(fr[1][order])
+    if np.allclose(gain, gain[0], rtol=1e-6):
+        return None
+    n_fft = 4 * n_taps
+    grid = np.fft.rfftfreq(n_fft, 1.0 / fs)
+    h = np.fft.fftshift(np.fft.irfft(np.interp(grid, f_axis, gain, right=0.0), n_fft))
+    mid = n_fft // 2
+    taps = h[mid - n_taps // 2: mid + n_taps // 2 + 1]
+    return DetectorResponse(impulse_response=taps, fs=fs)
 
 
 def _read_patato(f: h5py.File, path: Path) -> Scan:

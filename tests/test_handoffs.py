@@ -143,3 +143,24 @@ def test_ipasc_export_passes_pacfish_checks(tmp_path):
                       metadata={"ipasc": known})
     oatomo.save_scan(tmp_path / "full.h5", two, format="ipasc")
     assert pf.quality_check_pa_data(pf.load_data(str(tmp_path / "full.h5")))
+
+
+def test_ipasc_frequency_response_comes_back():
+    """The magnitude written to IPASC's frequency_response is read as a zero-phase response
+    with the same magnitude in the band; a flat one (point sensors) reads as none."""
+    import tempfile
+    from pathlib import Path
+
+    from oatomo.response import DetectorResponse
+
+    band = DetectorResponse(centre_frequency=3e6, bandwidth=0.8)
+    scan, _ = _scan(response=band)
+    with tempfile.TemporaryDirectory() as tmp:
+        oatomo.save_scan(Path(tmp) / "r.h5", scan, format="ipasc")
+        back = oatomo.load_scan(Path(tmp) / "r.h5").response
+        oatomo.save_scan(Path(tmp) / "flat.h5", _scan()[0], format="ipasc")
+        assert oatomo.load_scan(Path(tmp) / "flat.h5").response is None
+    f = np.linspace(1e6, 5e6, 9)
+    np.testing.assert_allclose(np.abs(back.frequency_response(f)),
+                               np.abs(band.frequency_response(f)), atol=0.02)
+    np.testing.assert_allclose(np.angle(back.frequency_response(f)), 0, atol=1e-6)
