@@ -140,7 +140,7 @@ def test_bad_responses(kw, match):
         DetectorResponse(**kw)
 
 
-def test_setup_scan_file_and_patato_irf_carry_the_response(tmp_path):
+def test_setup_scan_file_and_patato_irf_carry_the_response(tmp_path, capsys):
     setup = tmp_path / "band.toml"
     setup.write_text('name = "band"\n[array]\nkind = "ring"\nn_sensors = 16\nradius = 0.01\n'
                      '[acquisition]\nfs = 20e6\nn_samples = 300\n[grid]\nn = 32\n'
@@ -153,6 +153,8 @@ def test_setup_scan_file_and_patato_irf_carry_the_response(tmp_path):
     assert main(["simulate", "--setup", str(setup), "--phantom", "disk", "-o", str(out)]) == 0
     scan = load_scan(out)
     assert scan.response == s.response
+    assert main(["info", str(out)]) == 0
+    assert "detector:        Gaussian band, 2 MHz, 60% bandwidth" in capsys.readouterr().out
     # the simulated signals carry the response: what the plain model gives, convolved
     ideal = simulate(scan.p0, scan.grid, scan.true_sensors, scan.acquisition)
     np.testing.assert_allclose(scan.sinogram, convolve(ideal, 20e6, s.response),

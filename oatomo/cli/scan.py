@@ -241,6 +241,13 @@ def run_info(args: argparse.Namespace) -> int:
     print(f"frames:          {scan.n_frames} {tuple(scan.sinogram.shape[:-2]) or ''}")
     if scan.wavelengths is not None:
         print(f"wavelengths:     {', '.join(f'{w * 1e9:g}' for w in scan.wavelengths)} nm")
+    if scan.response is not None:
+        r = scan.response
+        print("detector:        " + (
+            f"Gaussian band, {r.centre_frequency / 1e6:g} MHz, {r.bandwidth:.0%} bandwidth"
+            if r.impulse_response is None else
+            f"measured impulse response, {r.impulse_response.size} samples")
+            + " (--deconvolve removes it)")
     if scan.setup_name:
         print(f"setup:           {scan.setup_name} (seed {scan.seed})")
     if scan.p0 is not None and scan.grid is not None:
