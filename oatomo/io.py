@@ -42,7 +42,7 @@ from .response import DetectorResponse
 logger = logging.getLogger(__name__)
 
 __all__ = ["Scan", "as_scan", "default_grid", "object_fov", "IPASC_UNKNOWN", "load_scan",
-           "save_scan", "save_images",
+           "save_scan", "save_images", "save_patato",
            "load_images", "detect_format", "load_calibration", "save_calibration",
            "SCAN_FORMAT_VERSION", "CALIBRATION_KIND"]
 
@@ -320,6 +320,8 @@ def _read_patato(f: h5py.File, path: Path) -> Scan:
         acq = Acquisition(fs=_number(fs, "fs", path), n_samples=sino.shape[-1],
                           speed_of_sound=_number(c, "speedofsound", path))
     wl = f["wavelengths"][...] if "wavelengths" in f else None
+    if wl is not None and np.size(wl) and float(np.max(wl)) > 1e-4:  # PATATO/iThera: nm
+        wl = np.asarray(wl, np.float64) * 1e-9
     name = _scalar(f.attrs.get("name", "")) or None
     response = None
     if "irf" in f:  # PATATO: time-domain impulse response (n,), time zero at n // 2
@@ -697,6 +699,77 @@ def _write_ipasc(f: h5py.File, scan: Scan) -> None:
         f[g + "detector_geometry"] = 0.0  # radius: oatomo's sensors are points
         f[g + "frequency_response"] = freq_resp
         f[g + "angular_response"] = ang_resp
+
+
+def save_patato(path: str | os.PathLike, scan: Scan, images: np.ndarray, grid: Grid, *,
+                algorithm: str, wavelengths: Any = None) -> Path:
+    """Write a scan and its reconstruction in PATATO's HDF5 layout, for PATATO's spectral
+    unmixing (``patato.PAData.from_hdf5(path).get_scan_reconstructions()``).
+
+    Root attrs ``fs`` (Hz), ``speedofsound`` (m/s), ``name``; datasets ``raw_data``
+    (frames, wavelengths, detectors, samples), ``GEOMETRY`` (detectors, 3) in m,
+    ``wavelengths`` in nm (PATATO's spectra are tabulated in nm), ``irf`` when the scan has
+    a measured response; and ``recons/<algorithm>/0`` of shape
+    (frames, wavelengths, nx, ny, 1) with the ``RECONSTRUCTION_*`` field-of-view (m) and
+    pixel attributes.
+
+    Parameters
+    ----------
+    path
+        Output file (written atomically).
+    scan
+        The scan (its frames/wavelengths must match ``images``).
+    images
+        (n, n), (wavelengths, n, n) or (frames, wavelengths, n, n) in Pa, oatomo's
+        ``image[y, x]`` order (transposed to PATATO's x, y here).
+    grid
+        Their grid.
+    algorithm
+        Name of the reconstruction group (e.g. ``"ubp"``).
+    wavelengths
+        The images' wavelengths (m); default the scan's.
+    """
+    img = np.asarray(images, np.float32)
+    wl = np.atleast_1d(np.asarray(scan.wavelengths if wavelengths is None else wavelengths,
+                                  np.float64)) if (wavelengths is not None or
+                                                   scan.wavelengths is not None) else None
+    n_wl = 1 if wl is None else wl.size
+    if img.size % (n_wl * grid.n * grid.n):
+        img = img[None]  # fails the shape check below
+    elif img.ndim == 2 or (img.ndim == 3 and n_wl > 1 and img.shape[0] == n_wl):
+        img = img.reshape((1, n_wl) + img.shape[-2:])
+    elif img.ndim == 3:
+        img = img[:, None]
+    if img.ndim != 4 or img.shape[1] != n_wl or img.shape[-2:] != grid.shape:
+        raise InputError(f"images of shape {np.shape(images)} do not match {n_wl} "
+                         f"wavelength(s) on a {grid.n}x{grid.n} grid")
+    raw = np.asarray(scan.sinogram, np.float32)
+    raw = raw.reshape((-1, n_wl) + raw.shape[-2:])
+    out = Path(path)
+    with atomic_path(out) as tmp:
+        with h5py.File(tmp, "w") as f:
+            f.attrs["fs"] = scan.acquisition.fs
+            f.attrs["speedofsound"] = scan.acquisition.speed_of_sound
+            f.attrs["name"] = str(scan.metadata.get("scan_name") or scan.setup_name or
+                                  "oatomo scan")
+            f["raw_data"] = raw
+            f["GEOMETRY"] = np.c_[scan.sensors.positions, np.zeros(scan.sensors.n_sensors)]
+            d = f.create_dataset("wavelengths", data=np.zeros(1) if wl is None else wl * 1e9)
+            d.attrs["units"] = "nm"
+            if scan.response is not None and scan.response.impulse_response is not None:
+                f["irf"] = scan.response.impulse_response
+            r = f.create_dataset(f"recons/{algorithm}/0",
+                                 data=np.swapaxes(img, -1, -2)[..., None])
+            for axis in ("X", "Y"):
+                r.attrs[f"RECONSTRUCTION_FIELD_OF_VIEW_{axis}"] = grid.fov
+                r.attrs[f"RECONSTRUCTION_N{axis}"] = grid.n
+            r.attrs["RECONSTRUCTION_FIELD_OF_VIEW_Z"] = 0.0
+            r.attrs["RECONSTRUCTION_NZ"] = 1
+            r.attrs["RECONSTRUCTION_ALGORITHM"] = algorithm
+            r.attrs["units"] = "Pa"
+            if wl is not None:
+                r.attrs["wavelengths"] = wl * 1e9
+    return out
 
 
 def save_images(path: str | os.PathLike, images: dict[str, np.ndarray], grid: Grid, *,

@@ -164,3 +164,48 @@ def test_ipasc_frequency_response_comes_back():
     np.testing.assert_allclose(np.abs(back.frequency_response(f)),
                                np.abs(band.frequency_response(f)), atol=0.02)
     np.testing.assert_allclose(np.angle(back.frequency_response(f)), 0, atol=1e-6)
+
+
+def test_patato_export_for_unmixing(tmp_path):
+    """save_patato writes PATATO's layout: raw_data, GEOMETRY, wavelengths (nm, as PATATO's
+    spectra are tabulated), and recons/<method>/0 as (frames, wavelengths, nx, ny, 1) with
+    the field of view; oatomo reads the scan back, and PATATO's own reader (when installed)
+    finds the reconstruction."""
+    import h5py
+
+    from oatomo.io import save_patato
+
+    scan, grid = _scan()
+    two = oatomo.Scan(np.stack([scan.sinogram, 2 * scan.sinogram]), scan.sensors,
+                      scan.acquisition, wavelengths=np.array([750e-9, 850e-9]))
+    rec = oatomo.reconstruct(two, "das", grid, refine=False)
+    path = save_patato(tmp_path / "p.hdf5", two, rec.image, grid, algorithm="das")
+    with h5py.File(path) as f:
+        r = f["recons/das/0"]
+        assert r.shape == (1, 2, 32, 32, 1) and r.attrs["RECONSTRUCTION_FIELD_OF_VIEW_X"] == 0.008
+        np.testing.assert_array_equal(r[0, 1, :, :, 0], rec.image[1].T)  # PATATO: [x, y]
+        np.testing.assert_allclose(f["wavelengths"][...], [750, 850])
+    back = oatomo.load_scan(path)
+    np.testing.assert_allclose(back.wavelengths, [750e-9, 850e-9])
+    np.testing.assert_array_equal(back.sinogram, two.sinogram)
+    with pytest.raises(oatomo.InputError, match="do not match"):
+        save_patato(tmp_path / "q.hdf5", two, rec.image[0], grid, algorithm="das")
+    patato = pytest.importorskip("patato")  # the test extras do not install it (JAX)
+    recs = patato.PAData.from_hdf5(str(path)).get_scan_reconstructions()
+    assert any(key[0] == "das" for key in recs)
+
+
+def test_cli_export_patato(tmp_path, capsys):
+    from pathlib import Path
+
+    from oatomo.cli import main
+
+    src = Path(__file__).parent / "data" / "patato_ring16.hdf5"
+    out = tmp_path / "p.hdf5"
+    assert main(["reconstruct", str(src), "-o", str(tmp_path / "i.h5"), "--png", "none",
+                 "--no-refine", "-q", "--n", "16", "--frames", "1", "--export-patato",
+                 str(out)]) == 0
+    assert "recons/ubp/0" in capsys.readouterr().out
+    back = oatomo.load_scan(out)
+    assert back.sinogram.shape == (2, 16, 256)  # frame 1, both wavelengths (squeezed)
+    np.testing.assert_allclose(back.wavelengths, [700e-9, 800e-9])

@@ -44,6 +44,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "grid's, else the object's extent seen in the first arrivals, at most the "
                    "sensors' inscribed circle)")
     r.add_argument("--png", help="figure path (default: <output>.png); 'none' to skip")
+    r.add_argument("--export-patato", metavar="FILE", help="also write the scan and the "
+                   "linear/model-based images in PATATO's HDF5 layout (recons/<method>/0, "
+                   "wavelengths in nm) for PATATO's spectral unmixing")
     r.add_argument("--lam", type=float, help="model-based regularisation weight")
     r.add_argument("--iters", type=int, help="model-based iterations (default 50)")
     r.add_argument("--force", action="store_true", help="overwrite an existing output")
@@ -160,6 +163,8 @@ def run_reconstruct(args: argparse.Namespace) -> int:
         ".png")
     if png is not None:
         check_output_path(png, force=True, inputs=(src,))
+    patato = None if args.export_patato is None else check_output_path(
+        args.export_patato, force=args.force, inputs=(src,))
     refine = "auto" if args.refine is None else args.refine
     with bars(args) as callback:
         rec = reconstruct(src, args.method, n=args.n, fov=args.fov, refine=refine,
@@ -200,13 +205,24 @@ def run_reconstruct(args: argparse.Namespace) -> int:
     elif how.get("compatible") is False:
         print(f"skipping refinement: {how['reason']} ({model_name})")
     print(f"image {grid.n}x{grid.n} at {grid.dx * 1e3:.3g} mm; wrote {out}")
+    if png is None and patato is None:
+        return 0
+    from dataclasses import replace
+
+    from ..io import load_scan
+    from ..pipeline import select
+
+    scan = load_scan(src)
+    shown, kept_wl = select(scan, args.frames, args.wavelengths)
+    if patato is not None:
+        from ..io import save_patato
+
+        save_patato(patato, replace(scan, sinogram=shown, wavelengths=kept_wl), rec.linear,
+                    grid, algorithm=prov["method"])
+        print(f"wrote {patato} (PATATO layout, recons/{prov['method']}/0, for unmixing)")
     if png is not None:
         from ..figures import reconstruction_figure
-        from ..io import load_scan
-        from ..pipeline import select
 
-        scan = load_scan(src)
-        shown, _ = select(scan, args.frames, args.wavelengths)
         reconstruction_figure(png, rec, shown, scan.acquisition,
                               title=f"{src.name} ({prov['method']}"
                               f"{' + refined' if rec.refined else ''})")
