@@ -109,3 +109,19 @@ def test_cli_bad_options_one_line(tmp_path, capsys, extra, message):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and message in err, err
     assert not (tmp_path / "x.h5").exists()
+
+
+def test_readme_options_snippet_runs_as_written(tmp_path, monkeypatch, capsys):
+    """The README's option examples, on a two-frame, two-wavelength PATATO file."""
+    import shlex
+    import shutil
+
+    text = (Path(__file__).parents[1] / "README.md").read_text()
+    block = text.split("<!-- snippet:options -->")[1].split("<!-- /snippet -->")[0]
+    lines = [ln.strip() for ln in block.splitlines() if ln.strip().startswith("oatomo ")]
+    assert len(lines) == 3
+    shutil.copy(PATATO, tmp_path / "scan.h5")
+    monkeypatch.chdir(tmp_path)
+    for line in lines:
+        assert main(shlex.split(line)[1:] + ["-q"]) == 0, (line, capsys.readouterr().err)
+    assert (tmp_path / "scan_recon.h5").exists() and (tmp_path / "frames.h5").exists()
