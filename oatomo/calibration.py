@@ -54,7 +54,7 @@ import numpy as np
 
 from .errors import InputError
 from .forward import ForwardOperator, bandpass, check_sinogram
-from .geometry import Acquisition, Grid, SensorArray
+from .geometry import Acquisition, Grid, SensorArray, check_geometry
 from .model_based import operator_norm_sq
 
 logger = logging.getLogger(__name__)
@@ -514,6 +514,7 @@ def calibrate_sinogram(
     no random draws are made.
     """
     t_start = time.perf_counter()
+    grid, sensors, acquisition = check_geometry(grid, sensors, acquisition)
     y = check_sinogram(sinogram, sensors, acquisition)
     if y.ndim > 2:
         y = np.ascontiguousarray(y.reshape((-1,) + y.shape[-2:]).mean(axis=0),

@@ -8,7 +8,9 @@ command-line interface turns these into a one-line message and exit code 2.
 
 from __future__ import annotations
 
-__all__ = ["InputError"]
+import warnings
+
+__all__ = ["InputError", "UnitWarning", "warn_units"]
 
 
 class InputError(ValueError):
@@ -26,3 +28,17 @@ class InputError(ValueError):
         self.path = None if path is None else str(path)
         self.problem = message
         super().__init__(f"{self.path}: {message}" if self.path else message)
+
+
+class UnitWarning(UserWarning):
+    """A value that is almost surely in the wrong unit (e.g. millimetres given as metres).
+
+    Raised as a warning, not an error: the value is used as given. Silence it with
+    ``warnings.simplefilter("ignore", oatomo.errors.UnitWarning)``.
+    """
+
+
+def warn_units(message: str, *, stacklevel: int = 3) -> None:
+    """Warn (:class:`UnitWarning`) that a value looks like a unit slip (route warnings to
+    logging with :func:`logging.captureWarnings` if preferred)."""
+    warnings.warn(message, UnitWarning, stacklevel=stacklevel)

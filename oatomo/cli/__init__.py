@@ -55,6 +55,17 @@ def _add_common(parser: argparse.ArgumentParser, default: object) -> None:
                         help="no progress bars")
 
 
+def _one_line_warnings(command: str) -> None:
+    """Show library warnings (e.g. :class:`oatomo.errors.UnitWarning`) as one stderr line
+    each, ``oatomo COMMAND: warning: ...``, instead of Python's two-line form."""
+    import warnings
+
+    def show(message, category, filename, lineno, file=None, line=None):  # type: ignore
+        print(f"oatomo {command}: warning: {message}", file=file or sys.stderr)
+
+    warnings.showwarning = show
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``oatomo`` console script."""
     parser = build_parser()
@@ -66,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    _one_line_warnings(args.command)
     try:
         code = int(args.func(args) or 0)
         sys.stdout.flush()  # a closed pipe shows here, inside the handler below

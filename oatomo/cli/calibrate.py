@@ -35,6 +35,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "reconstruct)")
     p.add_argument("--frames", type=int, nargs="+", help="frames to calibrate on (default: "
                    "all, averaged)")
+    p.add_argument("--json", metavar="FILE", help="also write the estimates as a "
+                   "calibration JSON file (for `oatomo reconstruct --calibration FILE`)")
     p.add_argument("--force", action="store_true", help="overwrite an existing output")
     p.set_defaults(func=run_calibrate)
 
@@ -42,12 +44,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run_calibrate(args: argparse.Namespace) -> int:
     from .._atomic import check_output_path
     from ..calibration import apply_calibration, calibrate
-    from ..io import load_scan, save_scan
+    from ..io import load_scan, save_calibration, save_scan
     from ..pipeline import default_grid
 
     src = Path(args.scan)
     out = Path(args.output) if args.output else src.with_name(src.stem + "_calibrated.h5")
     out = check_output_path(out, force=args.force, inputs=(src,))
+    js = check_output_path(args.json, force=args.force, inputs=(src,)) if args.json else None
     scan = load_scan(src)
     grid = default_grid(scan, args.n, args.fov)
     with bars(args) as progress:
@@ -71,4 +74,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
     print(f"held-out misfit: {hist[0]['misfit']:.3f} (first round) -> "
           f"{hist[-1]['misfit']:.3f} (last)")
     print(f"wrote {out}")
+    if js is not None:
+        save_calibration(js, {"scan": str(src), **cal.to_dict()})
+        print(f"wrote {js}")
     return 0

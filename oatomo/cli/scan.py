@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import InputError
 from ..methods import METHODS
 from ._progress import bars
 
@@ -31,16 +32,23 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "write the image(s) and a PNG figure. The input is never modified.")
     r.add_argument("scan", help="scan file")
     r.add_argument("-o", "--output", help="output image file (default: <scan>_recon.h5)")
-    r.add_argument("--method", choices=tuple(METHODS), default="ubp",
-                   help="reconstruction method (default ubp): " + "; ".join(
+    r.add_argument("--preset", help="a preset TOML file or bundled preset name: the method, "
+                   "grid, band, speed of sound and detector response of a scanner set-up "
+                   "(explicit options win)")
+    r.add_argument("--method", choices=tuple(METHODS),
+                   help="reconstruction method (default: the preset's, else ubp): " + "; ".join(
                        f"{m.name}: {m.description}" for m in METHODS.values()))
     r.add_argument("--n", type=int, help="image side in pixels (default: the scan's truth "
                    "grid, else 256)")
     r.add_argument("--fov", type=float, help="field of view in metres (default: the truth "
-                   "grid's, else 1.3 x the array radius, at most 2 x)")
+                   "grid's, else the object's extent seen in the first arrivals, at most the "
+                   "sensors' inscribed circle)")
     r.add_argument("--png", help="figure path (default: <output>.png); 'none' to skip")
+    r.add_argument("--export-patato", metavar="FILE", help="also write the scan and the "
+                   "linear/model-based images in PATATO's HDF5 layout (recons/<method>/0, "
+                   "wavelengths in nm) for PATATO's spectral unmixing")
     r.add_argument("--lam", type=float, help="model-based regularisation weight")
-    r.add_argument("--iters", type=int, default=50, help="model-based iterations (default 50)")
+    r.add_argument("--iters", type=int, help="model-based iterations (default 50)")
     r.add_argument("--force", action="store_true", help="overwrite an existing output")
     r.add_argument("--refine", action=argparse.BooleanOptionalAction, default=None,
                    help="refine with the learned model; --refine fails (exit 2) when it "
@@ -51,6 +59,31 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "setup's variant decoder instead of the invariant one")
     r.add_argument("--samples", type=int, default=16,
                    help="posterior samples for the uncertainty map (default 16)")
+    r.add_argument("--speed-of-sound", type=float, metavar="C",
+                   help="speed of sound in m/s (default: the file's)")
+    r.add_argument("--calibration", metavar="FILE", help="calibration JSON written by "
+                   "`oatomo autofocus --json` or `oatomo calibrate --json`: its speed of sound "
+                   "(and sensor positions, if any) replace the file's")
+    r.add_argument("--band", metavar="LOW:HIGH",
+                   help="band-pass the signals first, in Hz (e.g. 0.1e6:8e6; ':8e6' "
+                   "low-pass, '0.1e6:' high-pass)")
+    r.add_argument("--frames", type=int, nargs="+", metavar="I",
+                   help="frame indices to reconstruct (default: all)")
+    r.add_argument("--wavelengths", type=float, nargs="+", metavar="M",
+                   help="wavelengths to reconstruct, in metres (e.g. 800e-9; default: all)")
+    r.add_argument("--deconvolve", nargs="?", const=True, default=None, type=float,
+                   metavar="LAM", help="remove the detector response (the file's, or "
+                   "--response) by Wiener deconvolution first; LAM: regularisation relative "
+                   "to the peak |H|^2 (default 0.001)")
+    r.add_argument("--response", metavar="FC:BW", help="the sensors' response as a Gaussian "
+                   "band: centre frequency in Hz and fractional bandwidth (e.g. 5e6:0.8), "
+                   "instead of the file's")
+    r.add_argument("--model-response", action="store_true", help="model-based methods: put "
+                   "the detector response (the file's, or --response) in the forward operator "
+                   "instead of deconvolving first")
+    r.add_argument("--element-width", type=float, metavar="W", help="width of flat sensor "
+                   "elements in metres: das and ubp weight the backprojection with their "
+                   "directivity, model-based methods model it (default: point sensors)")
     r.add_argument("--calibrate", action="store_true",
                    help="first estimate the sensor positions and speed of sound from the "
                    "data (as `oatomo calibrate`) and reconstruct with the estimates")
@@ -64,6 +97,28 @@ def register(sub: argparse._SubParsersAction) -> None:
     i = sub.add_parser("info", help="describe a scan file")
     i.add_argument("scan", help="scan file")
     i.set_defaults(func=run_info)
+
+
+def _band(text: str) -> tuple[float | None, float | None]:
+    """``LOW:HIGH`` in Hz, either side may be empty."""
+    try:
+        lo, hi = (float(v) if v.strip() else None for v in text.split(":"))
+    except ValueError:
+        raise InputError(f"--band must look like LOW:HIGH in Hz (e.g. 0.1e6:8e6), got "
+                         f"{text!r}") from None
+    return lo, hi
+
+
+def _response(text: str) -> object:
+    """``FC:BW``: a Gaussian-band detector response."""
+    from ..response import DetectorResponse
+
+    try:
+        fc, bw = (float(v) for v in text.split(":"))
+    except ValueError:
+        raise InputError(f"--response must look like FC:BW (centre frequency in Hz, "
+                         f"fractional bandwidth; e.g. 5e6:0.8), got {text!r}") from None
+    return DetectorResponse(centre_frequency=fc, bandwidth=bw)
 
 
 def run_simulate(args: argparse.Namespace) -> int:
@@ -81,11 +136,12 @@ def run_simulate(args: argparse.Namespace) -> int:
     p0 = phantoms.make(args.phantom, setup.grid, s_phantom)
     true = setup.draw(s_draw)
     sino = simulate(p0, setup.grid, true, setup.acquisition, thickness=setup.thickness,
-                    noise_std=setup.noise, band=setup.band, seed=s_noise)
+                    noise_std=setup.noise, band=setup.band, response=setup.response,
+                    element_width=setup.element_width, seed=s_noise)
     scan = Scan(sinogram=sino, sensors=setup.array, acquisition=setup.acquisition, p0=p0,
                 grid=setup.grid, true_sensors=true, setup_name=setup.name,
                 setup_toml=setup.to_toml_string(), seed=args.seed,
-                metadata={"phantom": args.phantom})
+                metadata={"phantom": args.phantom}, response=setup.response)
     save_scan(out, scan, format=args.format)
     err = np.hypot(*(true.positions - setup.array.positions).T)
     print(f"simulated {setup.name}: {sino.shape[0]} sensors x {sino.shape[1]} samples, "
@@ -107,17 +163,32 @@ def run_reconstruct(args: argparse.Namespace) -> int:
         ".png")
     if png is not None:
         check_output_path(png, force=True, inputs=(src,))
+    patato = None if args.export_patato is None else check_output_path(
+        args.export_patato, force=args.force, inputs=(src,))
     refine = "auto" if args.refine is None else args.refine
     with bars(args) as callback:
         rec = reconstruct(src, args.method, n=args.n, fov=args.fov, refine=refine,
                           model=args.model, setup=args.setup_name, samples=args.samples,
                           lam=args.lam, iters=args.iters, calibrate=args.calibrate,
+                          speed_of_sound=args.speed_of_sound, calibration=args.calibration,
+                          band=None if args.band is None else _band(args.band),
+                          frames=args.frames, deconvolve=args.deconvolve, preset=args.preset,
+                          response=None if args.response is None else _response(args.response),
+                          wavelengths=args.wavelengths, element_width=args.element_width,
+                          model_response=args.model_response,
                           callback=callback)
     save_images(out, dict(rec.images), rec.grid, attrs=rec.attrs())
     prov, grid = rec.provenance, rec.grid
     print(f"reconstructed {src} ({prov['format']}, {prov['n_sensors']} sensors, "
-          f"{prov['n_frames']} frame(s)) with {args.method} in "
-          f"{prov['timings'][args.method]:.3f} s")
+          f"{prov['n_frames']} frame(s), c = {prov['speed_of_sound']:g} m/s) with "
+          f"{prov['method']}{' (preset ' + prov['preset'] + ')' if prov['preset'] else ''} "
+          f"in {prov['timings'][prov['method']]:.3f} s")
+    if prov["deconvolution"] is not None:
+        print(f"removed the detector response by Wiener deconvolution (lam = "
+              f"{prov['deconvolution']['lam']:g})")
+    elif prov["detector_response"] is not None:
+        print(f"note: the file has a detector response ({prov['detector_response']}); "
+              f"--deconvolve removes it first")
     cal = prov["calibration"]
     if cal is not None:
         print(f"calibrated in {cal['time_s']:.1f} s: speed of sound "
@@ -134,13 +205,26 @@ def run_reconstruct(args: argparse.Namespace) -> int:
     elif how.get("compatible") is False:
         print(f"skipping refinement: {how['reason']} ({model_name})")
     print(f"image {grid.n}x{grid.n} at {grid.dx * 1e3:.3g} mm; wrote {out}")
+    if png is None and patato is None:
+        return 0
+    from dataclasses import replace
+
+    from ..io import load_scan
+    from ..pipeline import select
+
+    scan = load_scan(src)
+    shown, kept_wl = select(scan, args.frames, args.wavelengths)
+    if patato is not None:
+        from ..io import save_patato
+
+        save_patato(patato, replace(scan, sinogram=shown, wavelengths=kept_wl), rec.linear,
+                    grid, algorithm=prov["method"])
+        print(f"wrote {patato} (PATATO layout, recons/{prov['method']}/0, for unmixing)")
     if png is not None:
         from ..figures import reconstruction_figure
-        from ..io import load_scan
 
-        scan = load_scan(src)
-        reconstruction_figure(png, rec, scan.sinogram, scan.acquisition,
-                              title=f"{src.name} ({args.method}"
+        reconstruction_figure(png, rec, shown, scan.acquisition,
+                              title=f"{src.name} ({prov['method']}"
                               f"{' + refined' if rec.refined else ''})")
         print(f"wrote {png}")
     return 0
@@ -173,6 +257,13 @@ def run_info(args: argparse.Namespace) -> int:
     print(f"frames:          {scan.n_frames} {tuple(scan.sinogram.shape[:-2]) or ''}")
     if scan.wavelengths is not None:
         print(f"wavelengths:     {', '.join(f'{w * 1e9:g}' for w in scan.wavelengths)} nm")
+    if scan.response is not None:
+        r = scan.response
+        print("detector:        " + (
+            f"Gaussian band, {r.centre_frequency / 1e6:g} MHz, {r.bandwidth:.0%} bandwidth"
+            if r.impulse_response is None else
+            f"measured impulse response, {r.impulse_response.size} samples")
+            + " (--deconvolve removes it)")
     if scan.setup_name:
         print(f"setup:           {scan.setup_name} (seed {scan.seed})")
     if scan.p0 is not None and scan.grid is not None:
