@@ -153,6 +153,7 @@ def run_simulate(args: argparse.Namespace) -> int:
 
 def run_reconstruct(args: argparse.Namespace) -> int:
     from .._atomic import check_output_path
+    from .._lazy import prefetch
     from ..io import save_images
     from ..pipeline import reconstruct
 
@@ -166,6 +167,10 @@ def run_reconstruct(args: argparse.Namespace) -> int:
     patato = None if args.export_patato is None else check_output_path(
         args.export_patato, force=args.force, inputs=(src,))
     refine = "auto" if args.refine is None else args.refine
+    # start the heavy imports the job will need while the scan is read and reconstructed
+    heavy = (["torch"] if refine is not False else []) + (
+        ["matplotlib.figure", "matplotlib.backends.backend_agg"] if png is not None else [])
+    prefetching = prefetch(*heavy)
     with bars(args) as callback:
         rec = reconstruct(src, args.method, n=args.n, fov=args.fov, refine=refine,
                           model=args.model, setup=args.setup_name, samples=args.samples,
@@ -206,6 +211,8 @@ def run_reconstruct(args: argparse.Namespace) -> int:
         print(f"skipping refinement: {how['reason']} ({model_name})")
     print(f"image {grid.n}x{grid.n} at {grid.dx * 1e3:.3g} mm; wrote {out}")
     if png is None and patato is None:
+        if prefetching is not None:  # an import must not be cut off at exit
+            prefetching.join()
         return 0
     from dataclasses import replace
 
@@ -227,6 +234,8 @@ def run_reconstruct(args: argparse.Namespace) -> int:
                               title=f"{src.name} ({prov['method']}"
                               f"{' + refined' if rec.refined else ''})")
         print(f"wrote {png}")
+    if prefetching is not None:
+        prefetching.join()
     return 0
 
 
