@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip install --disable-pip-version-check -q -c constraints.txt
 DEMO_OUT ?= out/demo
 
-.PHONY: demo test wheel-check lint bench clean install model model-family model-legacy
+.PHONY: demo test wheel-check lint bench clean install model model-family model-legacy docs
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,15 @@ wheel-check: $(BIN)/python
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check oatomo tests benchmarks examples
+
+# The documentation: API pages from the numpydoc docstrings and the gallery of
+# examples/gallery (run while building); warnings are errors. Output: docs/_build/html.
+$(VENV)/.installed-docs: $(BIN)/python pyproject.toml constraints.txt
+	$(PIP) -e ".[docs]"
+	touch $@ $(VENV)/.installed
+
+docs: $(VENV)/.installed-docs
+	$(BIN)/python -m sphinx -W --keep-going -b html docs docs/_build/html
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/run_all.py

@@ -34,7 +34,7 @@ import numpy as np
 
 from .errors import InputError
 from .forward import check_sinogram
-from .geometry import Acquisition, Grid, SensorArray
+from .geometry import Acquisition, Grid, SensorArray, check_geometry
 
 logger = logging.getLogger(__name__)
 
@@ -134,6 +134,7 @@ def autofocus(
         raise InputError(f"n_coarse must be an integer >= 3, got {n_coarse!r}")
     if not (xtol > 0 and math.isfinite(xtol)):
         raise InputError(f"xtol must be > 0 m/s, got {xtol}")
+    grid, sensors, acquisition = check_geometry(grid, sensors, acquisition)
     y = check_sinogram(sinogram, sensors, acquisition)
     y = bandpass(y, acquisition.fs, band)
     t_start = time.perf_counter()

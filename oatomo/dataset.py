@@ -116,19 +116,9 @@ class Experiment:
 
 
 def _load_toml(path: Path) -> dict[str, Any]:
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # pragma: no cover - Python 3.10
-        import tomli as tomllib  # type: ignore[no-redef]
-    from ._atomic import check_input_file
+    from .setups import read_toml
 
-    check_input_file(path, "experiment file")
-    try:
-        with open(path, "rb") as f:
-            return tomllib.load(f)
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"not valid TOML ({' '.join(str(exc).split())[:120]})",
-                         path) from None
+    return read_toml(path, "experiment")
 
 
 def load_experiment(path: str | os.PathLike) -> Experiment:
@@ -237,7 +227,8 @@ def make_item(setup: Any, phantom: str, method: str, seed: int) -> dict[str, np.
     p0 = make(phantom, setup.grid, int(s_phantom))
     true = setup.draw(int(s_draw))
     sino = simulate(p0, setup.grid, true, setup.acquisition, thickness=setup.thickness,
-                    noise_std=setup.noise, band=setup.band, seed=int(s_noise))
+                    noise_std=setup.noise, band=setup.band, response=setup.response,
+                    element_width=setup.element_width, seed=int(s_noise))
     image = reconstruct_sinogram(sino, setup.grid, setup.array, setup.acquisition, method,
                                  band=setup.band)
     return {"input": image.astype(np.float32), "target": p0.astype(np.float32),

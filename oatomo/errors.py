@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import warnings
 from collections.abc import Iterator
 
-__all__ = ["InputError", "blame"]
+__all__ = ["InputError", "UnitWarning", "blame", "warn_units"]
 
 
 class InputError(ValueError):
@@ -42,3 +43,17 @@ def blame(path: str | os.PathLike) -> Iterator[None]:
         if exc.path is None:
             raise InputError(exc.problem, path) from None
         raise
+
+
+class UnitWarning(UserWarning):
+    """A value that is almost surely in the wrong unit (e.g. millimetres given as metres).
+
+    Raised as a warning, not an error: the value is used as given. Silence it with
+    ``warnings.simplefilter("ignore", oatomo.errors.UnitWarning)``.
+    """
+
+
+def warn_units(message: str, *, stacklevel: int = 3) -> None:
+    """Warn (:class:`UnitWarning`) that a value looks like a unit slip (route warnings to
+    logging with :func:`logging.captureWarnings` if preferred)."""
+    warnings.warn(message, UnitWarning, stacklevel=stacklevel)

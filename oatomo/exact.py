@@ -236,7 +236,9 @@ def fbp_circular(
     1.0
     """
     from .forward import check_sinogram
+    from .geometry import check_geometry
 
+    grid, sensors, acquisition = check_geometry(grid, sensors, acquisition)
     return _fbp(check_sinogram(sinogram, sensors, acquisition), grid, sensors, acquisition,
                 thickness=thickness, upsample=upsample)
 

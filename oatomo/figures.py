@@ -36,55 +36,180 @@ def add_scale_bar(ax: object, grid: Grid, *, color: str = "white") -> None:
             ha="center", va="bottom", fontsize=9)
 
 
-def scan_figure(path: str | os.PathLike, sinogram: np.ndarray, acquisition: Acquisition,
-                image: np.ndarray, grid: Grid, *, title: str = "",
-                truth: np.ndarray | None = None, extra: dict[str, np.ndarray] | None = None
-                ) -> Path:
-    """Save a PNG: sinogram (sensor x time), the image(s) and the truth when known.
+#: Frames drawn by :func:`reconstruction_figure` (one row each); the title says how many
+#: more there are.
+MAX_FRAME_ROWS = 4
 
-    Written atomically; returns the path.
-    """
-    panels = [("reconstruction", image)] + list((extra or {}).items())
-    if truth is not None:
-        panels.append(("truth p0", truth))
-    fig, axes = _subplots(1, 1 + len(panels), figsize=(4.2 * (1 + len(panels)), 4.2))
+# fixed layout in inches (no tight_layout: it draws the figure twice)
+_IMG, _CBAR, _GAP_CBAR, _COL, _LEFT, _TOP, _BOTTOM, _ROW = 2.5, 0.11, 0.06, 3.55, 0.95, \
+    0.55, 0.45, 3.0
+
+
+def _layout(n_rows: int, n_cols: int) -> tuple[Any, list[list[tuple[Any, Any]]]]:
+    """A figure of ``n_rows`` x ``n_cols`` square panels, each with a colourbar axis."""
+    from matplotlib.figure import Figure
+
+    width = _LEFT + n_cols * _COL
+    height = _TOP + n_rows * _ROW + _BOTTOM
+    fig = Figure(figsize=(width, height))
+    rows = []
+    for i in range(n_rows):
+        y0 = _BOTTOM + (n_rows - 1 - i) * _ROW + (_ROW - _IMG) / 2
+        row = []
+        for j in range(n_cols):
+            x0 = _LEFT + j * _COL
+            ax = fig.add_axes((x0 / width, y0 / height, _IMG / width, _IMG / height))
+            cax = fig.add_axes(((x0 + _IMG + _GAP_CBAR) / width, y0 / height, _CBAR / width,
+                                _IMG / height))
+            row.append((ax, cax))
+        rows.append(row)
+    return fig, rows
+
+
+def _colourbar(fig: Any, im: Any, cax: Any, label: str) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    cb = fig.colorbar(im, cax=cax, ticks=MaxNLocator(4))  # few ticks: ticks cost the time
+    cb.set_label(label, fontsize=8)
+    cb.ax.tick_params(labelsize=7)
+
+
+def _title(fig: Any, ax: Any, text: str) -> None:
+    """A panel title as figure text (``ax.set_title`` re-lays out every draw)."""
+    box = ax.get_position()
+    fig.text(box.x0 + box.width / 2, box.y1 + 0.06 / fig.get_figheight(), text,
+             ha="center", va="bottom", fontsize=9)
+
+
+def _sinogram_panel(fig: Any, ax: Any, cax: Any, sinogram: np.ndarray,
+                    acquisition: Acquisition, vmax: float, ylabel: str) -> None:
     t_us = acquisition.times * 1e6
-    v = float(np.percentile(np.abs(sinogram), 99.5)) or 1.0
-    axes[0].imshow(sinogram, aspect="auto", cmap="RdBu_r", vmin=-v, vmax=v,
+    im = ax.imshow(sinogram, aspect="auto", cmap="RdBu_r", vmin=-vmax, vmax=vmax,
                    extent=(t_us[0], t_us[-1], sinogram.shape[0] - 0.5, -0.5),
                    interpolation="nearest")
-    axes[0].set_xlabel("time (µs)")
-    axes[0].set_ylabel("sensor")
-    axes[0].set_title("sinogram")
-    for ax, (name, img) in zip(axes[1:], panels, strict=True):
-        lo, hi = np.percentile(img, [0.5, 99.8])
-        ax.imshow(img, cmap="inferno", vmin=lo, vmax=hi if hi > lo else lo + 1,
-                  origin="lower", interpolation="nearest")
-        add_scale_bar(ax, grid)
-        ax.set_title(name)
-        ax.set_axis_off()
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
+    ax.set_xlabel("time (µs)", fontsize=8)
+    ax.set_ylabel(ylabel, fontsize=8)
+    ax.tick_params(labelsize=7)
+    _colourbar(fig, im, cax, "Pa")
+
+
+def _image_panel(fig: Any, ax: Any, cax: Any, img: np.ndarray, grid: Grid,
+                 limits: tuple[float, float], label: str, *, cmap: str = "inferno") -> None:
+    im = ax.imshow(img, cmap=cmap, vmin=limits[0], vmax=limits[1], origin="lower",
+                   interpolation="nearest")
+    add_scale_bar(ax, grid)
+    ax.set_axis_off()
+    _colourbar(fig, im, cax, label)
+
+
+def _limits(stack: np.ndarray, *, from_zero: bool = False) -> tuple[float, float]:
+    lo, hi = (0.0, float(np.percentile(stack, 99.8))) if from_zero else (
+        float(v) for v in np.percentile(stack, [0.5, 99.8]))
+    return lo, hi if hi > lo else lo + (abs(lo) or 1.0)
+
+
+def _save(fig: Any, path: str | os.PathLike, dpi: int = 90) -> Path:
     out = Path(path)
     with atomic_path(out) as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
+        fig.savefig(tmp, dpi=dpi, format="png")
+    return out
+
+
+def scan_figure(path: str | os.PathLike, sinogram: np.ndarray, acquisition: Acquisition,
+                image: np.ndarray, grid: Grid, *, title: str = "",
+                truth: np.ndarray | None = None, extra: dict[str, np.ndarray] | None = None,
+                units: dict[str, str] | None = None, row_labels: list[str] | None = None
+                ) -> Path:
+    """Save a PNG: per frame a row of the sinogram (sensor x time), the image(s) and the
+    truth when known (first row), each with a colourbar in its units.
+
+    ``sinogram`` (K, N, T) or (N, T); ``image`` and every ``extra`` image (K, n, n) or
+    (n, n), with the same K. Each column shares one colour scale across rows; an
+    ``"uncertainty"`` panel has its own scale from zero. ``units`` maps panel names
+    (``"reconstruction"``, the keys of ``extra``, ``"truth p0"``) to units (default
+    ``Pa``); ``row_labels`` names the rows (default ``frame k``). Written atomically.
+    """
+    units = units or {}
+    image = np.asarray(image)
+    frames = image.reshape((-1,) + image.shape[-2:])
+    sino = np.asarray(sinogram).reshape((-1,) + np.shape(sinogram)[-2:])
+    n_rows = len(frames)
+    columns = [("reconstruction", frames)] + [
+        (k, np.asarray(v).reshape((-1,) + np.shape(v)[-2:])) for k, v in (extra or {}).items()]
+    if truth is not None:
+        columns.append(("truth p0", np.asarray(truth)[None]))
+    labels = row_labels or ([f"frame {k}" for k in range(n_rows)] if n_rows > 1 else [""])
+    fig, rows = _layout(n_rows, 1 + len(columns))
+    vmax = float(np.percentile(np.abs(sino), 99.5)) or 1.0
+    lims = {name: _limits(stack, from_zero=name == "uncertainty") for name, stack in columns}
+    for i, row in enumerate(rows):
+        ax, cax = row[0]
+        _sinogram_panel(fig, ax, cax, sino[min(i, len(sino) - 1)], acquisition, vmax,
+                        f"{labels[i]}\nsensor".strip())
+        if i == 0:
+            _title(fig, ax, "sinogram")
+        for (ax, cax), (name, stack) in zip(row[1:], columns, strict=True):
+            if i >= len(stack):
+                ax.set_axis_off()
+                cax.set_axis_off()
+                continue
+            _image_panel(fig, ax, cax, stack[i], grid, lims[name],
+                         units.get(name, "Pa"),
+                         cmap="viridis" if name == "uncertainty" else "inferno")
+            if i == 0:
+                _title(fig, ax, name)
+    if title:
+        fig.suptitle(title, fontsize=10, y=1 - 0.15 / fig.get_figheight())
+    return _save(fig, path)
+
+
+def _frame_labels(lead: tuple[int, ...], provenance: Any) -> list[str]:
+    """``frame k`` / ``frame k, 800 nm`` for the flattened leading axes of an image."""
+    import itertools
+
+    axes = list(provenance.get("axes") or ["frame"] * len(lead))
+    wl = provenance.get("wavelengths")
+    if len(axes) != len(lead):
+        axes = ["frame"] * len(lead)
+    out = []
+    for idx in itertools.product(*(range(d) for d in lead)):
+        parts = []
+        for name, k in zip(axes, idx, strict=True):
+            if name == "wavelength" and wl is not None and k < len(wl):
+                parts.append(f"{wl[k] * 1e9:g} nm")
+            else:
+                parts.append(f"{name} {k}")
+        out.append(", ".join(parts) if parts else "")
     return out
 
 
 def reconstruction_figure(path: str | os.PathLike, rec: Any, sinogram: np.ndarray,
                           acquisition: Acquisition, *, title: str = "") -> Path:
-    """:func:`scan_figure` of a :class:`oatomo.pipeline.Reconstruction`: the first frame's
-    sinogram, the linear image, the refined image and uncertainty when present, the truth."""
+    """:func:`scan_figure` of a :class:`oatomo.pipeline.Reconstruction`: one row per frame
+    (at most :data:`MAX_FRAME_ROWS`, labelled with frame and wavelength) of the sinogram,
+    the linear image, the refined image and its uncertainty when present; the truth.
 
-    def first(a: np.ndarray) -> np.ndarray:
-        return np.asarray(a).reshape((-1,) + np.shape(a)[-2:])[0]
+    ``sinogram`` holds the frames that were reconstructed, (..., N, T).
+    """
+    linear = np.asarray(rec.linear)
+    lead = linear.shape[:-2]
+    labels = _frame_labels(lead, rec.provenance)
+    k = min(len(labels), MAX_FRAME_ROWS)
 
-    extra = {k: first(rec.images[k]) for k in ("refined", "uncertainty") if k in rec.images}
+    def rows(a: np.ndarray) -> np.ndarray:
+        return np.asarray(a).reshape((-1,) + np.shape(a)[-2:])[:k]
+
+    extra = {name: rows(rec.images[name]) for name in ("refined", "uncertainty")
+             if name in rec.images}
     truth = rec.images.get("truth")
-    return scan_figure(path, first(sinogram), acquisition, first(rec.linear), rec.grid,
-                       title=title, truth=None if truth is None else first(truth),
-                       extra=extra)
+    units = {"reconstruction": rec.units.get(rec.provenance["method"], "Pa"),
+             "truth p0": rec.units.get("truth", "Pa"),
+             **{name: rec.units.get(name, "") for name in extra}}
+    if len(labels) > k:
+        title = f"{title} (first {k} of {len(labels)} frames)".strip()
+    return scan_figure(path, rows(sinogram), acquisition, rows(linear), rec.grid,
+                       title=title, truth=None if truth is None else rows(truth)[0],
+                       extra=extra, units=units, row_labels=labels[:k] if lead else None)
 
 
 def evaluation_figure(path: str | os.PathLike, examples: dict[str, dict[str, np.ndarray]]

@@ -23,7 +23,8 @@ import numpy as np
 from . import _kernels as K
 from ._limits import MAX_POSITION, check_bytes
 from .errors import InputError
-from .geometry import Acquisition, Grid, SensorArray
+from .geometry import Acquisition, Grid, SensorArray, check_geometry
+from .response import DetectorResponse, convolve, correlate, element_points
 
 logger = logging.getLogger(__name__)
 
@@ -121,6 +122,14 @@ class ForwardOperator:
     thickness
         Slab thickness ``h`` (m); defaults to ``grid.dx``.
 
+    response
+        A :class:`oatomo.response.DetectorResponse`: ``A`` then includes the convolution
+        of every signal with it (and ``A^T`` the correlation).
+    element_width
+        Width (m) of flat elements: each signal is the mean over points across the element
+        face (:func:`oatomo.response.element_points`), which gives the directivity of a
+        finite element. None: point sensors.
+
     Notes
     -----
     ``forward`` scatters each pixel into the sample intervals its hat basis function
@@ -136,17 +145,28 @@ class ForwardOperator:
     """
 
     def __init__(self, grid: Grid, sensors: SensorArray, acquisition: Acquisition, *,
-                 thickness: float | None = None) -> None:
-        if sensors.n_sensors < 1:
-            raise InputError("no sensors")
+                 thickness: float | None = None, response: Any = None,
+                 element_width: float | None = None) -> None:
+        _, sensors, acquisition = check_geometry(grid, sensors, acquisition)
+        if not isinstance(grid, Grid):
+            raise InputError(f"grid must be an oatomo Grid(n, fov), got {type(grid).__name__}")
         self.grid = grid
         self.sensors = sensors
         self.acquisition = acquisition
+        if response is not None and not isinstance(response, DetectorResponse):
+            raise InputError(f"response must be a DetectorResponse, got "
+                             f"{type(response).__name__}")
+        self.response = response
+        self.element_width = element_width
+        self._m = 1
+        points = sensors
+        if element_width is not None:
+            points, self._m = element_points(sensors, element_width, acquisition)
         self.thickness = float(grid.dx if thickness is None else thickness)
         if not (0 < self.thickness <= MAX_POSITION):
             raise InputError(f"slab thickness must be > 0 m and at most {MAX_POSITION:g} m, "
                              f"got {thickness}")
-        check_bytes(20.0 * sensors.n_sensors * (acquisition.n_samples + 1),
+        check_bytes(20.0 * points.n_sensors * (acquisition.n_samples + 1),
                     "the forward model's sinogram buffers")
         c, dt = acquisition.speed_of_sound, acquisition.dt
         t_edges = acquisition.t0 + (np.arange(acquisition.n_samples + 1) - 0.5) * dt
@@ -169,7 +189,7 @@ class ForwardOperator:
         self._inv_delta = np.float32(1.0 / delta)
         self._xs = grid.x.astype(np.float32)
         self._ys = grid.y.astype(np.float32)
-        self._sens = np.ascontiguousarray(sensors.positions, dtype=np.float32)
+        self._sens = np.ascontiguousarray(points.positions, dtype=np.float32)
         K.check_finite(sensor_positions=self._sens, start_radius=self._r0,
                        inverse_bin_width=self._inv_delta, grid=self._xs,
                        edge_gain=self._edge_gain)
@@ -182,15 +202,24 @@ class ForwardOperator:
     def forward(self, x: np.ndarray) -> np.ndarray:
         """Apply ``A``: image (n, n) in Pa -> sinogram (N, T) float32 in Pa."""
         x = _check_image(x, self.grid, "image")
-        g = np.zeros((self.sensors.n_sensors, self.acquisition.n_samples + 1), np.float32)
+        g = np.zeros((len(self._sens), self.acquisition.n_samples + 1), np.float32)
         K.forward_edges(x, self._xs, self._ys, self._sens, self._r0, self._inv_delta,
                         self._k, self._P, self._weights, g)
         f = g.astype(np.float64) * self._edge_gain[None, :]
-        return (np.diff(f, axis=1) * self._inv_dt).astype(np.float32)
+        if self._m > 1:  # a finite element: the mean over the points of its face
+            f = f.reshape(self.sensors.n_sensors, self._m, -1).mean(axis=1)
+        y = (np.diff(f, axis=1) * self._inv_dt).astype(np.float32)
+        if self.response is not None:
+            y = convolve(y, self.acquisition.fs, self.response)
+        return y
 
     def adjoint(self, y: np.ndarray) -> np.ndarray:
         """Apply ``A^T``: sinogram (N, T) -> image (n, n) float32."""
         y = check_sinogram(y, self.sensors, self.acquisition, allow_frames=False)
+        if self.response is not None:
+            y = correlate(y, self.acquisition.fs, self.response)
+        if self._m > 1:  # transpose of the mean over each element's points
+            y = np.repeat(y / np.float32(self._m), self._m, axis=0)
         n_s, n_t = y.shape
         yd = np.zeros((n_s, n_t + 2), np.float64)
         yd[:, 1:-1] = y
@@ -228,6 +257,8 @@ def simulate(
     thickness: float | None = None,
     noise_std: float = 0.0,
     band: tuple[float | None, float | None] | None = None,
+    response: DetectorResponse | None = None,
+    element_width: float | None = None,
     seed: int | None = None,
 ) -> np.ndarray:
     """Simulate the sinogram a set of point sensors records for an initial pressure image.
@@ -250,6 +281,11 @@ def simulate(
     band
         ``(f_low, f_high)`` in Hz: the sensors' bandwidth, applied as a zero-phase
         4th-order Butterworth filter (see :func:`bandpass`). None: unlimited.
+    response
+        The sensors' impulse response (:class:`oatomo.response.DetectorResponse`),
+        convolved with every signal before the band filter and the noise.
+    element_width
+        Width (m) of flat sensor elements (directivity); None: point sensors.
     seed
         Seed of the noise; the same seed gives the same bytes.
 
@@ -268,7 +304,8 @@ def simulate(
     """
     if not (np.isfinite(noise_std) and noise_std >= 0):
         raise InputError(f"noise_std must be >= 0, got {noise_std}")
-    op = ForwardOperator(grid, sensors, acquisition, thickness=thickness)
+    op = ForwardOperator(grid, sensors, acquisition, thickness=thickness, response=response,
+                         element_width=element_width)
     y = op.forward(p0)
     y = bandpass(y, acquisition.fs, band)
     if noise_std > 0:

@@ -22,20 +22,46 @@ from ._limits import (
     SPEED_RANGE,
     check_range,
 )
-from .errors import InputError
+from .errors import InputError, warn_units
 
-__all__ = ["SensorArray", "ring_array", "Grid", "Acquisition", "MAX_GRID_SIDE"]
+__all__ = ["SensorArray", "ring_array", "Grid", "Acquisition", "as_sensors", "check_geometry",
+           "MAX_GRID_SIDE", "PLAUSIBLE"]
 
 #: Largest image side accepted by :class:`Grid` (a 8192 x 8192 float32 image is 256 MiB;
 #: a reconstruction holds a few of them, and several frames multiply that).
 MAX_GRID_SIDE = 8192
 
 
-def _is_count(v: object) -> bool:
-    """Whether ``v`` is a whole number (an int, or a float with no fraction), not a bool."""
-    if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
-        return False
-    return bool(np.isfinite(v)) and float(v).is_integer()
+#: Values outside these ranges are almost surely in the wrong unit and give a
+#: :class:`~oatomo.errors.UnitWarning`: field of view (m), sensor distance from the
+#: origin (m), sampling rate (Hz) and speed of sound (m/s).
+PLAUSIBLE = {"fov": (0.0, 0.5), "radius": (0.0, 1.0), "fs": (1e6, np.inf),
+             "speed_of_sound": (1000.0, 2500.0)}
+
+
+def _real(value: Any, what: str) -> float:
+    """``value`` as a float, or an :class:`InputError` naming ``what``."""
+    if isinstance(value, (bool, str, bytes)):
+        raise InputError(f"{what} must be a number, got {type(value).__name__} {value!r}")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{what} must be a number, got {type(value).__name__} "
+                         f"{value!r}") from None
+
+
+def _integer(value: Any, what: str) -> int:
+    """``value`` as an int (integral floats allowed), or an :class:`InputError`."""
+    v = _real(value, what)
+    if not (np.isfinite(v) and v == int(v)):
+        raise InputError(f"{what} must be an integer, got {value!r}")
+    return int(v)
+
+
+def _check_plausible(key: str, value: float, what: str, unit: str, hint: str) -> None:
+    lo, hi = PLAUSIBLE[key]
+    if not lo <= value <= hi:
+        warn_units(f"{what} = {value:g} {unit} looks like a unit slip ({hint})", stacklevel=4)
 
 
 def _readonly(a: np.ndarray) -> np.ndarray:
@@ -65,7 +91,11 @@ class SensorArray:
     normals: np.ndarray = field(default=None)  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
-        pos = np.asarray(self.positions, dtype=np.float64)
+        try:
+            pos = np.asarray(self.positions, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise InputError(f"sensor positions must be an (N, 2) array of numbers in metres, "
+                             f"got {type(self.positions).__name__}") from None
         if pos.ndim != 2 or pos.shape[1] != 2:
             raise InputError(f"sensor positions must have shape (N, 2), got {pos.shape}")
         if pos.shape[0] == 0:
@@ -77,6 +107,9 @@ class SensorArray:
         if np.abs(pos).max() > MAX_POSITION:
             raise InputError(f"sensor positions must lie within {MAX_POSITION:g} m of the "
                              f"origin, got {np.abs(pos).max():.3g} m")
+        _check_plausible("radius", float(np.hypot(pos[:, 0], pos[:, 1]).max()),
+                         "largest sensor distance from the origin", "m",
+                         "positions are in metres: 40 mm is 0.04")
         if self.normals is None:
             norm = np.hypot(pos[:, 0], pos[:, 1])[:, None]
             with np.errstate(invalid="ignore", divide="ignore"):
@@ -256,20 +289,22 @@ class Grid:
     fov: float
 
     def __post_init__(self) -> None:
-        if not _is_count(self.n) or self.n < 1:
+        n = _integer(self.n, "grid size n")
+        if n < 1:
             raise InputError(f"grid size n must be a positive integer, got {self.n!r}")
-        object.__setattr__(self, "n", int(self.n))
+        object.__setattr__(self, "n", n)
+        object.__setattr__(self, "fov", _real(self.fov, "field of view"))
         if self.n > MAX_GRID_SIDE:
             mib = self.n * self.n * 4 / 2**20
             raise InputError(
                 f"grid of {self.n}x{self.n} pixels would need {mib:.0f} MiB per image; "
                 f"the limit is {MAX_GRID_SIDE} pixels per side"
             )
-        if not (isinstance(self.fov, (int, float, np.number)) and np.isfinite(self.fov)
-                and 0 < self.fov <= 2 * MAX_POSITION):
+        if not (np.isfinite(self.fov) and 0 < self.fov <= 2 * MAX_POSITION):
             raise InputError(f"field of view must be > 0 and at most {2 * MAX_POSITION:g} "
                              f"metres, got {self.fov!r}")
-        object.__setattr__(self, "fov", float(self.fov))
+        _check_plausible("fov", self.fov, "field of view", "m",
+                         "Grid(n, fov) takes metres: 12.8 mm is 0.0128")
 
     @property
     def dx(self) -> float:
@@ -322,14 +357,21 @@ class Acquisition:
     t0: float = 0.0
 
     def __post_init__(self) -> None:
+        for name, what in (("fs", "sampling rate fs"), ("speed_of_sound", "speed of sound"),
+                           ("t0", "t0")):
+            object.__setattr__(self, name, _real(getattr(self, name), what))
+        n = _integer(self.n_samples, "n_samples")
+        if not 1 <= n <= MAX_SAMPLES:
+            raise InputError(f"n_samples must be an integer in [1, {MAX_SAMPLES}], got "
+                             f"{self.n_samples!r}")
         fs = check_range(self.fs, "sampling rate fs", *FS_RANGE, unit="Hz")
-        n = self.n_samples
-        if not _is_count(n) or not 1 <= n <= MAX_SAMPLES:
-            raise InputError(f"n_samples must be an integer in [1, {MAX_SAMPLES}], got {n!r}")
         c = check_range(self.speed_of_sound, "speed of sound", *SPEED_RANGE, unit="m/s")
         t0 = check_range(self.t0, "t0", -MAX_T0, MAX_T0, unit="s")
+        _check_plausible("fs", fs, "sampling rate fs", "Hz", "fs is in hertz: 40 MHz is 40e6")
+        _check_plausible("speed_of_sound", c, "speed of sound", "m/s",
+                         "water and tissue are about 1500 m/s")
         object.__setattr__(self, "fs", fs)
-        object.__setattr__(self, "n_samples", int(n))
+        object.__setattr__(self, "n_samples", n)
         object.__setattr__(self, "speed_of_sound", c)
         object.__setattr__(self, "t0", t0)
 
@@ -347,3 +389,34 @@ class Acquisition:
         """Plain-Python form for JSON/TOML."""
         return {"fs": self.fs, "n_samples": self.n_samples,
                 "speed_of_sound": self.speed_of_sound, "t0": self.t0}
+
+
+def as_sensors(sensors: Any, what: str = "sensors") -> SensorArray:
+    """A :class:`SensorArray` as given, or one built from (N, 2) positions in metres.
+
+    Raises
+    ------
+    InputError
+        Anything else, naming what was expected.
+    """
+    if isinstance(sensors, SensorArray):
+        return sensors
+    if isinstance(sensors, (np.ndarray, list, tuple)):
+        return SensorArray(sensors)
+    raise InputError(f"{what} must be a SensorArray or an (N, 2) array of positions in "
+                     f"metres, got {type(sensors).__name__}")
+
+
+def check_geometry(grid: Any, sensors: Any, acquisition: Any
+                   ) -> tuple[Any, SensorArray, Acquisition]:
+    """Validate the types of the three geometry nouns of a public call.
+
+    ``grid`` may be None (the callee's default); ``sensors`` may be (N, 2) positions.
+    Returns ``(grid, sensors, acquisition)`` with the sensors as a :class:`SensorArray`.
+    """
+    if grid is not None and not isinstance(grid, Grid):
+        raise InputError(f"grid must be an oatomo Grid(n, fov), got {type(grid).__name__}")
+    if not isinstance(acquisition, Acquisition):
+        raise InputError(f"acquisition must be an oatomo Acquisition(fs, n_samples, ...), "
+                         f"got {type(acquisition).__name__}")
+    return grid, as_sensors(sensors), acquisition

@@ -14,6 +14,8 @@ oatomo scan layout (``oatomo_format = "scan"``, ``format_version = 1``)::
     /truth/true_positions    float64 (N, 2) (m)                           [optional]
     /truth/true_normals      float64 (N, 2)                               [optional]
     /wavelengths             float64 (W,) (m)                              [optional]
+    /detector                group; attrs centre_frequency (Hz), bandwidth (fraction), or a
+                             dataset impulse_response (attrs fs, time_zero_index)   [optional]
     root attrs: setup (TOML text), setup_name, seed, metadata (JSON), created_by
 """
 
@@ -24,6 +26,7 @@ import json
 import logging
 import os
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,12 +38,15 @@ from ._atomic import atomic_path, check_input_file
 from ._limits import check_bytes
 from .errors import InputError
 from .errors import blame as _blame
-from .geometry import Acquisition, Grid, SensorArray
+from .geometry import Acquisition, Grid, SensorArray, as_sensors, check_geometry
+from .response import DetectorResponse
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Scan", "as_scan", "default_grid", "load_scan", "read_frame", "save_scan",
-           "save_images", "load_images", "detect_format", "SCAN_FORMAT_VERSION"]
+__all__ = ["Scan", "as_scan", "default_grid", "object_fov", "IPASC_UNKNOWN", "load_scan",
+           "read_frame", "save_scan", "save_images", "save_patato",
+           "load_images", "detect_format", "load_calibration", "save_calibration",
+           "SCAN_FORMAT_VERSION", "CALIBRATION_KIND"]
 
 SCAN_FORMAT_VERSION = 1
 #: Largest sample magnitude accepted (Pa): far above any physical pressure, far enough
@@ -91,6 +97,9 @@ class Scan:
         speed of sound are then the estimates. Stored under ``/calibration``.
     source_format
         Format the scan was read from (``"oatomo"``, ``"ipasc"``, ``"patato"``).
+    response
+        The sensors' impulse response (:class:`oatomo.response.DetectorResponse`), when
+        known: a simulated scan's, or a PATATO file's ``irf``. Stored under ``/detector``.
     """
 
     sinogram: np.ndarray
@@ -106,6 +115,13 @@ class Scan:
     metadata: dict[str, Any] = field(default_factory=dict)
     calibration: dict[str, Any] | None = None
     source_format: str = "oatomo"
+    response: DetectorResponse | None = None
+
+    def __post_init__(self) -> None:
+        _, self.sensors, self.acquisition = check_geometry(self.grid, self.sensors,
+                                                           self.acquisition)
+        if self.true_sensors is not None:
+            self.true_sensors = as_sensors(self.true_sensors, "true_sensors")
 
     @property
     def n_frames(self) -> int:
@@ -288,7 +304,7 @@ def _read_oatomo(f: h5py.File, path: Path, lazy: bool = False) -> Scan:
                 setup_toml=_text(f.attrs.get("setup"), "setup", path),
                 seed=None if seed is None else _integer(seed, "seed", path),
                 wavelengths=_array(f, "wavelengths", path) if "wavelengths" in f else None,
-                metadata=meta, source_format="oatomo",
+                metadata=meta, source_format="oatomo", response=_read_response(f, path),
                 calibration=(_read_calibration(f["calibration"], sensors.n_sensors, path)
                              if "calibration" in f else None))
 
@@ -323,13 +339,39 @@ def _read_ipasc(f: h5py.File, path: Path, lazy: bool = False) -> Scan:
     sino = np.moveaxis(sino, tuple(range(sino.ndim - 2)), tuple(reversed(range(sino.ndim - 2))))
     wl = _array(md, "acquisition_wavelengths", path) if "acquisition_wavelengths" in md \
         else None
+    if wl is not None and np.size(wl) == 0:
+        wl = None
     with _blame(path):
         sensors = SensorArray(_positions_2d(pos, path),
                               None if orient is None or not np.any(orient) else orient)
         acq = Acquisition(fs=fs, n_samples=sino.shape[-1], speed_of_sound=c)
+        response = _ipasc_response(det[ids[0]], fs, path)
     meta = {"uuid": _text(md["uuid"], "uuid", path) if "uuid" in md else None}
     return Scan(sinogram=sino, sensors=sensors, acquisition=acq, wavelengths=wl,
-                metadata=meta, source_format="ipasc")
+                metadata=meta, source_format="ipasc", response=response)
+
+
+def _ipasc_response(detector: h5py.Group, fs: float, path: Path,
+                    n_taps: int = 255) -> DetectorResponse | None:
+    """A detector's IPASC ``frequency_response`` ([frequencies (Hz), |H|]) as a zero-phase
+    measured response (``n_taps`` samples at ``fs``, time zero in the middle); None when
+    absent or flat. IPASC gives a magnitude only: the phase is taken as zero."""
+    if "frequency_response" not in detector:
+        return None
+    fr = np.asarray(_array(detector, "frequency_response", path), np.float64)
+    if fr.ndim != 2 or fr.shape[0] != 2 or fr.shape[1] < 2 or not np.all(np.isfinite(fr)):
+        raise InputError(f"frequency_response must be [frequencies, response], got shape "
+                         f"{fr.shape}", path)
+    order = np.argsort(fr[0])
+    f_axis, gain = fr[0][order], np.abs(fr[1][order])
+    if np.allclose(gain, gain[0], rtol=1e-6):
+        return None
+    n_fft = 4 * n_taps
+    grid = np.fft.rfftfreq(n_fft, 1.0 / fs)
+    h = np.fft.fftshift(np.fft.irfft(np.interp(grid, f_axis, gain, right=0.0), n_fft))
+    mid = n_fft // 2
+    taps = h[mid - n_taps // 2: mid + n_taps // 2 + 1]
+    return DetectorResponse(impulse_response=taps, fs=fs)
 
 
 def _read_patato(f: h5py.File, path: Path, lazy: bool = False) -> Scan:
@@ -348,9 +390,16 @@ def _read_patato(f: h5py.File, path: Path, lazy: bool = False) -> Scan:
         acq = Acquisition(fs=_number(fs, "fs", path), n_samples=sino.shape[-1],
                           speed_of_sound=_number(c, "speedofsound", path))
     wl = _array(f, "wavelengths", path) if "wavelengths" in f else None
+    if wl is not None and np.size(wl) and float(np.max(wl)) > 1e-4:  # PATATO/iThera: nm
+        wl = np.asarray(wl, np.float64) * 1e-9
     name = _text(f.attrs.get("name", ""), "name", path)
+    response = None
+    if "irf" in f:  # PATATO: time-domain impulse response (n,), time zero at n // 2
+        with _blame(path):
+            response = DetectorResponse(impulse_response=_array(f, "irf", path), fs=acq.fs)
     return Scan(sinogram=sino, sensors=sensors, acquisition=acq, wavelengths=wl,
-                metadata={"scan_name": name} if name else {}, source_format="patato")
+                metadata={"scan_name": name} if name else {}, source_format="patato",
+                response=response)
 
 
 def as_scan(scan: Any) -> tuple[Scan, str]:
@@ -363,17 +412,121 @@ def as_scan(scan: Any) -> tuple[Scan, str]:
 
 
 def default_grid(scan: Any, n: int | None = None, fov: float | None = None) -> Grid:
-    """The image grid: the scan's truth grid, else ``n`` (256) pixels over ``fov``
-    (1.3 x the median array radius, at most 2 x)."""
+    """The image grid: the scan's truth grid, else ``n`` (256) pixels over ``fov``: the
+    object's extent seen in the data (:func:`object_fov`), at most the diameter of the
+    sensors' inscribed circle (1.3 x the median array radius when the data show nothing).
+    """
     truth = getattr(scan, "grid", None)
     if n is None and fov is None and truth is not None:
         return truth
     radius = float(np.median(np.hypot(*scan.sensors.positions.T)))
     if fov is None:
-        fov = truth.fov if truth is not None else min(1.3 * radius, 2 * radius)
+        fov = truth.fov if truth is not None else object_fov(scan)
+        if fov is None:
+            fov = 1.3 * radius
     if n is None:
         n = truth.n if truth is not None else 256
     return Grid(n, fov)
+
+
+def object_fov(scan: Any, *, threshold: float = 0.2, margin: float = 1.15) -> float | None:
+    """A field of view (m) that holds the object, from the first arrivals in the data.
+
+    Each sensor's first sample above ``threshold`` x the scan's peak (all frames) puts the
+    nearest absorber at distance ``d_s = c t`` from it, so nothing lies farther than
+    ``|r_s| - d_s`` from the origin in that sensor's direction; the largest such reach,
+    times ``margin``, is the half-width. Capped at the inscribed circle (the smallest
+    sensor distance from the origin); None when no sensor sees a signal.
+    """
+    y = np.abs(np.asarray(scan.sinogram, np.float32))
+    y = y.reshape((-1,) + y.shape[-2:]).max(axis=0)
+    level = threshold * float(y.max())
+    seen = y.max(axis=1) >= level
+    if level <= 0 or not np.any(seen):
+        return None
+    first = np.argmax(y[seen] >= level, axis=1)
+    acq = scan.acquisition
+    dist = acq.speed_of_sound * np.maximum(acq.t0 + first / acq.fs, 0.0)
+    r_s = np.hypot(*scan.sensors.positions.T)
+    reach = float(np.max(r_s[seen] - dist))
+    inscribed = float(r_s.min())
+    if reach <= 0 or inscribed <= 0:
+        return None
+    return 2 * min(margin * reach, inscribed)
+
+
+#: ``kind`` of a calibration JSON file (``oatomo autofocus --json``, ``oatomo calibrate
+#: --json``), read by ``oatomo reconstruct --calibration``.
+CALIBRATION_KIND = "oatomo-calibration"
+
+
+def save_calibration(path: str | os.PathLike, doc: dict[str, Any]) -> Path:
+    """Write a calibration JSON file atomically (``kind`` and ``units`` added).
+
+    ``doc`` holds ``speed_of_sound`` (m/s) and optionally ``t0`` (s), ``positions``
+    ((N, 2) m) and anything else worth keeping (search curve, history).
+    """
+    load_calibration(doc)  # refuse to write what could not be read back
+    units = {"speed_of_sound": "m/s", "t0": "s", "positions": "m"}
+    out = Path(path)
+    full = {"kind": CALIBRATION_KIND, "format_version": 1, **doc,
+            "units": {k: v for k, v in units.items() if k in doc}}
+    with atomic_path(out) as tmp:
+        tmp.write_text(json.dumps(full, indent=2) + "\n")
+    return out
+
+
+def load_calibration(source: str | os.PathLike | dict[str, Any] | Any) -> dict[str, Any]:
+    """The speed of sound, ``t0`` and sensor positions of a calibration (file or dict).
+
+    Returns
+    -------
+    dict
+        The keys present among ``speed_of_sound`` (float, m/s), ``t0`` (float, s) and
+        ``positions`` (float64 (N, 2), m).
+
+    Raises
+    ------
+    InputError
+        Not JSON, none of the three keys, or values that are not what they should be.
+    """
+    path = None
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if not os.path.lexists(path):
+            raise InputError("calibration file not found", path)
+        check_input_file(path, "calibration file")
+        check_bytes(8.0 * path.stat().st_size, "reading the calibration file", path)
+        try:
+            source = json.loads(path.read_text())
+        except (ValueError, UnicodeDecodeError):
+            raise InputError("not a JSON calibration file", path) from None
+    if isinstance(source, Mapping):
+        source = dict(source)
+    if not isinstance(source, dict):
+        raise InputError(f"a calibration must be a JSON object or dict, got "
+                         f"{type(source).__name__}", path)
+    out: dict[str, Any] = {}
+    for key, low, high in (("speed_of_sound", 0.0, np.inf), ("t0", -np.inf, np.inf)):
+        if source.get(key) is not None:
+            v = source[key]
+            if isinstance(v, bool) or not isinstance(v, (int, float)) \
+                    or not (low < v < high) or not np.isfinite(v):
+                raise InputError(f"calibration {key} must be a finite number"
+                                 f"{' > 0' if low == 0 else ''}, got {v!r}", path)
+            out[key] = float(v)
+    if source.get("positions") is not None:
+        try:
+            pos = np.asarray(source["positions"], np.float64)
+        except (TypeError, ValueError):
+            pos = np.zeros((0,))
+        if pos.ndim != 2 or pos.shape[1] != 2 or not np.all(np.isfinite(pos)):
+            raise InputError(f"calibration positions must be finite (N, 2) metres, got "
+                             f"shape {pos.shape}", path)
+        out["positions"] = pos
+    if not out:
+        raise InputError("calibration has none of speed_of_sound, t0, positions", path)
+    return out
 
 
 def load_scan(path: str | os.PathLike, *, metadata_only: bool = False) -> Scan:
@@ -466,7 +619,13 @@ def save_scan(path: str | os.PathLike, scan: Scan, format: str = "oatomo") -> Pa
     """Write a scan atomically in oatomo's layout or as an IPASC (PACFISH-readable) file.
 
     The IPASC form keeps sinogram, sensors, sampling rate, speed of sound and wavelengths;
-    truth, setup and seed are oatomo-only.
+    truth, setup and seed are oatomo-only. IPASC signals start at the laser pulse: a scan
+    with ``t0 > 0`` gets ``t0 * fs`` zero samples in front (an :class:`InputError` when that
+    is not a whole number, or ``t0 < 0``). It also writes the detector fields PACFISH checks
+    (point geometry, flat angular response, the frequency response of :attr:`Scan.response`
+    or a flat one) and the gains (1, no TGC); the fields in :data:`IPASC_UNKNOWN` and the
+    illumination are not known for an oatomo scan and are left out, unless given in
+    ``scan.metadata["ipasc"]`` (field name -> value in SI units).
     """
     if format not in ("oatomo", "ipasc"):
         raise InputError(f"unknown scan format {format!r} (choose oatomo or ipasc)")
@@ -524,6 +683,36 @@ def _write_oatomo(f: h5py.File, scan: Scan) -> None:
     f.attrs["metadata"] = json.dumps(scan.metadata)
     if scan.calibration:
         _write_calibration(f.create_group("calibration"), scan.calibration)
+    if scan.response is not None:
+        _write_response(f.create_group("detector"), scan.response)
+
+
+def _write_response(g: h5py.Group, r: DetectorResponse) -> None:
+    if r.impulse_response is None:
+        g.attrs["centre_frequency"] = r.centre_frequency
+        g.attrs["bandwidth"] = r.bandwidth
+        g.attrs["units"] = json.dumps({"centre_frequency": "Hz", "bandwidth": "fraction"})
+        return
+    d = g.create_dataset("impulse_response", data=r.impulse_response)
+    d.attrs["fs"] = r.fs
+    d.attrs["time_zero_index"] = r.impulse_response.size // 2
+
+
+def _read_response(f: h5py.File, path: Path) -> DetectorResponse | None:
+    if "detector" not in f:
+        return None
+    g = f["detector"]
+    if not isinstance(g, h5py.Group):
+        raise InputError("detector is a dataset, not a group", path)
+    with _blame(path):
+        if "impulse_response" in g:
+            h = _array(g, "impulse_response", path)
+            return DetectorResponse(impulse_response=h, fs=_number(
+                g["impulse_response"].attrs.get("fs"), "detector fs", path))
+        return DetectorResponse(
+            centre_frequency=_number(g.attrs.get("centre_frequency"), "centre_frequency",
+                                     path),
+            bandwidth=_number(g.attrs.get("bandwidth"), "bandwidth", path))
 
 
 #: Datasets of ``/calibration`` (arrays); everything else there is an attribute.
@@ -556,13 +745,53 @@ def _read_calibration(g: h5py.Group, n_sensors: int, path: Path) -> dict[str, An
     return cal
 
 
+#: IPASC fields oatomo cannot know for any scan (nothing in a scan says them); PACFISH's
+#: completeness check lists these as missing in an oatomo export, and nothing else.
+IPASC_UNKNOWN = ("pulse_energy", "temperature_control", "acoustic_coupling_agent",
+                 "regions_of_interest", "measurement_timestamps", "measurement_spatial_poses",
+                 "frequency_domain_filter")
+
+
+def _ipasc_start_pad(acq: Acquisition) -> int:
+    """Zero samples to put before the data so that they start at the laser pulse (IPASC has
+    no start-time field); an InputError when ``t0`` is not a whole number of samples."""
+    shift = acq.t0 * acq.fs
+    k = int(round(shift))
+    if acq.t0 < 0 or abs(shift - k) > 1e-6 * max(1.0, abs(shift)):
+        raise InputError(f"IPASC time series start at the laser pulse and have no start-time "
+                         f"field: t0 = {acq.t0:g} s is not a whole number of samples (at "
+                         f"{acq.fs:g} Hz) after it; keep the oatomo format or resample")
+    return k
+
+
+def _write_ipasc_extra(f: h5py.File, md: str, extra: Any) -> None:
+    """The user's values of :data:`IPASC_UNKNOWN` fields (``Scan.metadata["ipasc"]``)."""
+    if not isinstance(extra, dict):
+        raise InputError("metadata['ipasc'] must map IPASC field names to values")
+    for key, value in extra.items():
+        if key not in IPASC_UNKNOWN:
+            raise InputError(f"metadata['ipasc'] may set {', '.join(IPASC_UNKNOWN)}; got "
+                             f"{key!r}")
+        if isinstance(value, dict):
+            for name, v in value.items():
+                f[f"{md}{key}/{name}"] = np.asarray(v, np.float64)
+        else:
+            f[md + key] = value if isinstance(value, str) else np.asarray(value, np.float64)
+
+
 def _write_ipasc(f: h5py.File, scan: Scan) -> None:
     y = np.asarray(scan.sinogram, np.float32)
+    wl = None if scan.wavelengths is None else np.atleast_1d(scan.wavelengths)
     if y.ndim == 2:
         y = y[None, None]
+    elif y.ndim == 3 and wl is not None and wl.size > 1 and y.shape[0] == wl.size:
+        y = y[None]  # (wavelengths, N, T): one frame
     elif y.ndim == 3:  # (frames, N, T)
         y = y[:, None]
     y = y.reshape((-1,) + y.shape[-3:])  # (frames, wavelengths, N, T)
+    pad = _ipasc_start_pad(scan.acquisition)
+    if pad:  # t0 > 0: the samples before it are zeros, so every time stays where it was
+        y = np.concatenate([np.zeros(y.shape[:-1] + (pad,), np.float32), y], axis=-1)
     data = np.ascontiguousarray(np.transpose(y, (2, 3, 1, 0)))  # [det, samples, wl, frames]
     f.create_dataset("binary_time_series_data", data=data)
     md = "/meta_data/"
@@ -574,19 +803,115 @@ def _write_ipasc(f: h5py.File, scan: Scan) -> None:
     f[md + "compression"] = "none"
     f[md + "ad_sampling_rate"] = float(scan.acquisition.fs)
     f[md + "speed_of_sound"] = float(scan.acquisition.speed_of_sound)
-    if scan.wavelengths is not None:
-        f[md + "acquisition_wavelengths"] = np.asarray(scan.wavelengths, np.float64)
+    if wl is not None:
+        f[md + "acquisition_wavelengths"] = np.asarray(wl, np.float64)
+    else:  # no wavelength recorded: the field is still written, empty (PACFISH: present)
+        f[md + "acquisition_wavelengths"] = np.zeros(0)
+    device_id = f"oatomo-device-{scan.setup_name or 'scan'}"
+    # what oatomo knows of every scan: its signals are in Pa, ungained and without TGC, all
+    # channels recorded at once, one measurement per image
+    f[md + "photoacoustic_imaging_device_reference"] = device_id
+    f[md + "overall_gain"] = 1.0
+    f[md + "element_dependent_gain"] = np.ones(data.shape[0])
+    f[md + "time_gain_compensation"] = np.ones(data.shape[1])
+    f[md + "scanning_method"] = "full_scan"
+    f[md + "measurements_per_image"] = 1
+    _write_ipasc_extra(f, md, scan.metadata.get("ipasc") or {})
     dev = "/meta_data_device/"
     pos = scan.sensors.positions
     half = float(np.abs(pos).max())
-    f[dev + "general/unique_identifier"] = "oatomo-device"
+    f[dev + "general/unique_identifier"] = device_id
     f[dev + "general/field_of_view"] = np.array([-half, half, -half, half, 0.0, 0.0])
     f[dev + "general/num_detectors"] = int(len(pos))
     f[dev + "general/num_illuminators"] = 0
+    f.create_group(dev + "illuminators")  # none known (a simulation has no laser)
+    freq = np.fft.rfftfreq(256, 1.0 / scan.acquisition.fs)
+    gain = np.ones_like(freq) if scan.response is None else np.abs(
+        scan.response.frequency_response(freq))
+    freq_resp = np.stack([freq, gain])
+    angles = np.linspace(-np.pi / 2, np.pi / 2, 19)
+    ang_resp = np.stack([angles, np.ones_like(angles)])  # point sensors: no directivity
     for k, (p, n) in enumerate(zip(pos, scan.sensors.normals, strict=True)):
         g = f"{dev}detectors/{k:010d}/"
         f[g + "detector_position"] = np.array([p[0], p[1], 0.0])
         f[g + "detector_orientation"] = np.array([n[0], n[1], 0.0])
+        f[g + "detector_geometry_type"] = "CIRCULAR"
+        f[g + "detector_geometry"] = 0.0  # radius: oatomo's sensors are points
+        f[g + "frequency_response"] = freq_resp
+        f[g + "angular_response"] = ang_resp
+
+
+def save_patato(path: str | os.PathLike, scan: Scan, images: np.ndarray, grid: Grid, *,
+                algorithm: str, wavelengths: Any = None) -> Path:
+    """Write a scan and its reconstruction in PATATO's HDF5 layout, for PATATO's spectral
+    unmixing (``patato.PAData.from_hdf5(path).get_scan_reconstructions()``).
+
+    Root attrs ``fs`` (Hz), ``speedofsound`` (m/s), ``name``; datasets ``raw_data``
+    (frames, wavelengths, detectors, samples), ``GEOMETRY`` (detectors, 3) in m,
+    ``wavelengths`` in nm (PATATO's spectra are tabulated in nm), ``irf`` when the scan has
+    a measured response; and ``recons/<algorithm>/0`` of shape
+    (frames, wavelengths, nx, ny, 1) with the ``RECONSTRUCTION_*`` field-of-view (m) and
+    pixel attributes.
+
+    Parameters
+    ----------
+    path
+        Output file (written atomically).
+    scan
+        The scan (its frames/wavelengths must match ``images``).
+    images
+        (n, n), (wavelengths, n, n) or (frames, wavelengths, n, n) in Pa, oatomo's
+        ``image[y, x]`` order (transposed to PATATO's x, y here).
+    grid
+        Their grid.
+    algorithm
+        Name of the reconstruction group (e.g. ``"ubp"``).
+    wavelengths
+        The images' wavelengths (m); default the scan's.
+    """
+    img = np.asarray(images, np.float32)
+    wl = np.atleast_1d(np.asarray(scan.wavelengths if wavelengths is None else wavelengths,
+                                  np.float64)) if (wavelengths is not None or
+                                                   scan.wavelengths is not None) else None
+    n_wl = 1 if wl is None else wl.size
+    if img.size % (n_wl * grid.n * grid.n):
+        img = img[None]  # fails the shape check below
+    elif img.ndim == 2 or (img.ndim == 3 and n_wl > 1 and img.shape[0] == n_wl):
+        img = img.reshape((1, n_wl) + img.shape[-2:])
+    elif img.ndim == 3:
+        img = img[:, None]
+    if img.ndim != 4 or img.shape[1] != n_wl or img.shape[-2:] != grid.shape:
+        raise InputError(f"images of shape {np.shape(images)} do not match {n_wl} "
+                         f"wavelength(s) on a {grid.n}x{grid.n} grid")
+    raw = np.asarray(scan.sinogram, np.float32)
+    raw = raw.reshape((-1, n_wl) + raw.shape[-2:])
+    out = Path(path)
+
+    def fill(f: h5py.File) -> None:
+        f.attrs["fs"] = scan.acquisition.fs
+        f.attrs["speedofsound"] = scan.acquisition.speed_of_sound
+        f.attrs["name"] = str(scan.metadata.get("scan_name") or scan.setup_name or
+                              "oatomo scan")
+        f["raw_data"] = raw
+        f["GEOMETRY"] = np.c_[scan.sensors.positions, np.zeros(scan.sensors.n_sensors)]
+        d = f.create_dataset("wavelengths", data=np.zeros(1) if wl is None else wl * 1e9)
+        d.attrs["units"] = "nm"
+        if scan.response is not None and scan.response.impulse_response is not None:
+            f["irf"] = scan.response.impulse_response
+        r = f.create_dataset(f"recons/{algorithm}/0",
+                             data=np.swapaxes(img, -1, -2)[..., None])
+        for axis in ("X", "Y"):
+            r.attrs[f"RECONSTRUCTION_FIELD_OF_VIEW_{axis}"] = grid.fov
+            r.attrs[f"RECONSTRUCTION_N{axis}"] = grid.n
+        r.attrs["RECONSTRUCTION_FIELD_OF_VIEW_Z"] = 0.0
+        r.attrs["RECONSTRUCTION_NZ"] = 1
+        r.attrs["RECONSTRUCTION_ALGORITHM"] = algorithm
+        r.attrs["units"] = "Pa"
+        if wl is not None:
+            r.attrs["wavelengths"] = wl * 1e9
+
+    _write_h5(out, fill)
+    return out
 
 
 def save_images(path: str | os.PathLike, images: dict[str, np.ndarray], grid: Grid, *,
@@ -596,7 +921,9 @@ def save_images(path: str | os.PathLike, images: dict[str, np.ndarray], grid: Gr
     Layout: ``/images/<name>`` float32 (..., n, n); root attrs ``grid_n``, ``grid_fov`` (m),
     ``format_version`` and the given ``attrs`` (JSON-encoded when not scalar). When
     ``attrs["units"]`` maps image names to units, each image dataset also carries its own
-    ``units`` attribute.
+    ``units`` attribute; every image dataset carries ``axes`` (its leading axes named by
+    ``attrs["axes"]``, e.g. ``frame, wavelength``, then ``y, x``) and ``pixel_size`` (m).
+    ``attrs["wavelengths"]`` (m) is also written as the dataset ``/wavelengths``.
     """
     from . import __version__
 
@@ -611,11 +938,20 @@ def save_images(path: str | os.PathLike, images: dict[str, np.ndarray], grid: Gr
         for k, v in (attrs or {}).items():
             f.attrs[k] = v if isinstance(v, (str, int, float)) else json.dumps(v)
         units = (attrs or {}).get("units")
+        lead = list((attrs or {}).get("axes") or [])
         for name, img in images.items():
             ds = f.create_dataset(f"images/{name}", data=np.asarray(img, np.float32),
                                   compression="gzip", shuffle=True)
             if isinstance(units, dict) and name in units:
                 ds.attrs["units"] = str(units[name])
+            names = (lead if len(lead) == ds.ndim - 2 else
+                     ["frame"] * (ds.ndim - 2)) + ["y", "x"]
+            ds.attrs["axes"] = ", ".join(names)
+            ds.attrs["pixel_size"] = grid.dx
+        wl = (attrs or {}).get("wavelengths")
+        if wl is not None:
+            d = f.create_dataset("wavelengths", data=np.asarray(wl, np.float64))
+            d.attrs["units"] = "m"
 
     _write_h5(out, fill)
     return out

@@ -33,8 +33,11 @@ class MethodSpec:
     name
         The name users type (``--method``).
     run
-        ``run(sinogram, grid, sensors, acquisition, *, band, lam, iters, callback)``:
-        (..., N, T) signals in Pa -> (..., n, n) float32 images in Pa.
+        ``run(sinogram, grid, sensors, acquisition, *, band, lam, iters, callback,
+        element_width, response)``: (..., N, T) signals in Pa -> (..., n, n) float32
+        images in Pa (``element_width``: flat elements of that width in m, or None for
+        points; ``response``: a detector response to model, iterative methods only; both
+        are passed only when set).
     description
         One line for ``--help`` and the README.
     full_ring
@@ -54,19 +57,26 @@ def _backproject(kind: str, sinogram: np.ndarray, grid: Grid, sensors: SensorArr
                  acquisition: Acquisition, *,
                  band: tuple[float | None, float | None] | None = None,
                  lam: float | None = None, iters: int = 50,
-                 callback: Callback | None = None) -> np.ndarray:
+                 callback: Callback | None = None,
+                 element_width: float | None = None, response: Any = None) -> np.ndarray:
     """:func:`oatomo.backproject` with ``method=kind`` (one pass; lam, iters unused)."""
     from .recon import backproject
 
-    return backproject(sinogram, grid, sensors, acquisition, method=kind, band=band)
+    if response is not None:
+        raise InputError(f"{kind} cannot model the detector response; deconvolve it first "
+                         f"or use a model-based method")
+    return backproject(sinogram, grid, sensors, acquisition, method=kind, band=band,
+                       element_width=element_width)
 
 
 def _model_based(kind: str, sinogram: np.ndarray, grid: Grid, sensors: SensorArray,
                  acquisition: Acquisition, *,
                  band: tuple[float | None, float | None] | None = None,
                  lam: float | None = None, iters: int = 50,
-                 callback: Callback | None = None) -> np.ndarray:
-    """:func:`oatomo.reconstruct_model_based` with ``method=kind``, frame by frame."""
+                 callback: Callback | None = None,
+                 element_width: float | None = None, response: Any = None) -> np.ndarray:
+    """:func:`oatomo.reconstruct_model_based` with ``method=kind``, frame by frame (the
+    detector response and element width, when given, inside the forward operator)."""
     from .forward import bandpass, check_sinogram
     from .model_based import reconstruct_model_based
 
@@ -79,7 +89,9 @@ def _model_based(kind: str, sinogram: np.ndarray, grid: Grid, sensors: SensorArr
                 callback(f"mb-{kind}", i * iters + k, len(frames) * iters)
 
         out.append(reconstruct_model_based(f, grid, sensors, acquisition, method=kind,
-                                           lam=lam, n_iter=iters, callback=step)[0])
+                                           lam=lam, n_iter=iters, callback=step,
+                                           response=response,
+                                           element_width=element_width)[0])
     return np.stack(out).reshape(y.shape[:-2] + grid.shape)
 
 

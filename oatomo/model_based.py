@@ -26,7 +26,7 @@ import numpy as np
 
 from .errors import InputError
 from .forward import ForwardOperator, check_sinogram
-from .geometry import Acquisition, Grid, SensorArray
+from .geometry import Acquisition, Grid, SensorArray, check_geometry
 
 logger = logging.getLogger(__name__)
 
@@ -57,14 +57,17 @@ def _norm(v: np.ndarray) -> float:
 
 @functools.lru_cache(maxsize=8)
 def _operator(grid: Grid, sensors: SensorArray, acquisition: Acquisition,
-              thickness: float | None) -> ForwardOperator:
-    return ForwardOperator(grid, sensors, acquisition, thickness=thickness)
+              thickness: float | None, response: Any = None,
+              element_width: float | None = None) -> ForwardOperator:
+    return ForwardOperator(grid, sensors, acquisition, thickness=thickness, response=response,
+                           element_width=element_width)
 
 
 @functools.lru_cache(maxsize=8)
 def _norm_sq_cached(grid: Grid, sensors: SensorArray, acquisition: Acquisition,
-                    thickness: float | None, n_iter: int) -> float:
-    op = _operator(grid, sensors, acquisition, thickness)
+                    thickness: float | None, n_iter: int, response: Any = None,
+                    element_width: float | None = None) -> float:
+    op = _operator(grid, sensors, acquisition, thickness, response, element_width)
     rng = np.random.default_rng(0)
     x = rng.standard_normal(grid.shape).astype(np.float32)
     x /= _norm(x)
@@ -79,17 +82,26 @@ def _norm_sq_cached(grid: Grid, sensors: SensorArray, acquisition: Acquisition,
 
 
 def operator_norm_sq(grid: Grid, sensors: SensorArray, acquisition: Acquisition, *,
-                     thickness: float | None = None, n_iter: int = 30) -> float:
-    """``||A||^2`` (largest eigenvalue of ``A^T A``) by power iteration, cached per geometry.
+                     thickness: float | None = None, n_iter: int = 30, response: Any = None,
+                     element_width: float | None = None) -> float:
+    """``||A||^2`` (largest eigenvalue of ``A^T A``) by power iteration, cached per geometry
+    (and detector response and element width, which are part of ``A`` when given).
 
     Power iteration approaches the value from below; callers that need an upper bound (a
     gradient step size) multiply by a safety factor.
     """
-    return _norm_sq_cached(grid, sensors, acquisition, thickness, int(n_iter))
+    return _norm_sq_cached(grid, sensors, acquisition, thickness, int(n_iter), response,
+                           element_width)
+
+
+def _op_norm_sq(op: ForwardOperator) -> float:
+    return operator_norm_sq(op.grid, op.sensors, op.acquisition, thickness=op.thickness,
+                            response=op.response, element_width=op.element_width)
 
 
 def default_lambda(method: str, sinogram: np.ndarray, grid: Grid, sensors: SensorArray,
-                   acquisition: Acquisition, *, thickness: float | None = None) -> float:
+                   acquisition: Acquisition, *, thickness: float | None = None,
+                   response: Any = None, element_width: float | None = None) -> float:
     """The default regularisation weight, scaled to the data.
 
     * Tikhonov: ``lam = 5e-3 * ||A||^2``, so the damping acts on the same singular values
@@ -106,9 +118,10 @@ def default_lambda(method: str, sinogram: np.ndarray, grid: Grid, sensors: Senso
         raise InputError(f"unknown model-based method {method!r}; choose from "
                          f"{', '.join(METHODS)}")
     if method == "tikhonov":
-        return LAMBDA_REL["tikhonov"] * operator_norm_sq(grid, sensors, acquisition,
-                                                         thickness=thickness)
-    op = _operator(grid, sensors, acquisition, thickness)
+        return LAMBDA_REL["tikhonov"] * operator_norm_sq(
+            grid, sensors, acquisition, thickness=thickness, response=response,
+            element_width=element_width)
+    op = _operator(grid, sensors, acquisition, thickness, response, element_width)
     return LAMBDA_REL["tv"] * float(np.abs(op.adjoint(sinogram)).max())
 
 
@@ -336,6 +349,8 @@ def reconstruct_model_based(
     tol: float = 1e-4,
     thickness: float | None = None,
     norm_sq: float | None = None,
+    response: Any = None,
+    element_width: float | None = None,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Model-based reconstruction with Tikhonov or total-variation regularisation.
 
@@ -370,6 +385,10 @@ def reconstruct_model_based(
         ``atol = btol = tol``. 0: always run ``n_iter`` iterations.
     thickness
         Slab thickness of the forward model (m), default ``grid.dx``.
+    response, element_width
+        The sensors' impulse response (:class:`oatomo.response.DetectorResponse`) and the
+        width (m) of flat elements, made part of the forward operator (so the solution
+        accounts for them instead of needing a deconvolution first).
     norm_sq
         TV only: a known ``||A||^2`` (e.g. of a nearby geometry), which skips the power
         iteration; None: estimated and cached per geometry.
@@ -396,11 +415,13 @@ def reconstruct_model_based(
     :data:`TV_INNER` FGP iterations warm-started from the previous dual variables.
     """
     x0c = _check_args(method, lam, n_iter, tol, x0, grid)
+    grid, sensors, acquisition = check_geometry(grid, sensors, acquisition)
     y = check_sinogram(sinogram, sensors, acquisition, allow_frames=False)
     t_start = time.perf_counter()
-    op = _operator(grid, sensors, acquisition, thickness)
+    op = _operator(grid, sensors, acquisition, thickness, response, element_width)
     if lam is None:
-        lam = default_lambda(method, y, grid, sensors, acquisition, thickness=thickness)
+        lam = default_lambda(method, y, grid, sensors, acquisition, thickness=thickness,
+                             response=response, element_width=element_width)
     lam = float(lam)
     ynorm = _norm(y.astype(np.float64))
     record: dict[str, Any] = {"method": method, "lam": lam, "residual": [], "objective": [],
@@ -444,8 +465,7 @@ def _tikhonov(op: ForwardOperator, y: np.ndarray, lam: float, n_iter: int, nonne
         return x
     # projected accelerated gradient on ||A x - y||^2 + lam ||x||^2 from the clipped LSQR
     # solution: gradient 2 (A^T (A x - y) + lam x), Lipschitz constant 2 (||A||^2 + lam)
-    lip = 1.05 * operator_norm_sq(op.grid, op.sensors, op.acquisition,
-                                  thickness=op.thickness) + lam
+    lip = 1.05 * _op_norm_sq(op) + lam
     record["lipschitz"] = lip
     x = np.maximum(x, 0)
     z, t = x.copy(), 1.0
@@ -475,8 +495,7 @@ def _tv(op: ForwardOperator, y: np.ndarray, lam: float, n_iter: int, nonneg: boo
         x0: np.ndarray | None, tol: float, callback: Callable[[int, np.ndarray], Any] | None,
         record: dict[str, Any], ynorm: float, norm_sq: float | None = None) -> np.ndarray:
     if norm_sq is None:
-        norm_sq = operator_norm_sq(op.grid, op.sensors, op.acquisition,
-                                   thickness=op.thickness)
+        norm_sq = _op_norm_sq(op)
     lip = 1.05 * norm_sq
     record["lipschitz"] = lip
     if lip == 0:

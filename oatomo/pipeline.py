@@ -28,14 +28,15 @@ import numpy as np
 
 from ._limits import check_bytes, max_bytes
 from .errors import InputError
-from .geometry import Acquisition, Grid, SensorArray
+from .geometry import Acquisition, Grid, SensorArray, check_geometry
 from .io import as_scan, default_grid, load_scan
 from .methods import Callback, get_method
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["Reconstruction", "reconstruct", "reconstruct_sinogram", "default_grid", "load",
-           "scan_geometry", "refine_images", "UNITS_PA", "UNITS_REFINED"]
+           "scan_geometry", "override_geometry", "select", "refine_images", "UNITS_PA",
+           "UNITS_REFINED"]
 
 #: Units of linear and model-based images (and of the truth).
 UNITS_PA = "Pa"
@@ -99,6 +100,112 @@ def load(scan: Any) -> tuple[Any, str]:
     return as_scan(scan)
 
 
+def override_geometry(scan: Any, *, speed_of_sound: float | None = None,
+                      calibration: str | os.PathLike | Mapping[str, Any] | None = None
+                      ) -> Any:
+    """Step 1b: the scan with a speed of sound and/or geometry the user knows better.
+
+    Parameters
+    ----------
+    scan
+        A :class:`~oatomo.io.Scan` (not modified).
+    speed_of_sound
+        The medium's speed of sound (m/s); wins over ``calibration``'s.
+    calibration
+        A calibration JSON file (as ``oatomo autofocus --json`` or ``oatomo calibrate
+        --json`` write) or its contents: ``speed_of_sound`` (m/s), optionally ``t0`` (s)
+        and ``positions`` ((N, 2), m); see :func:`oatomo.io.load_calibration`.
+
+    Returns
+    -------
+    Scan
+        A copy with the new acquisition and sensors (the scan itself when nothing changes).
+    """
+    from dataclasses import replace
+
+    from .io import load_calibration
+
+    if speed_of_sound is None and calibration is None:
+        return scan
+    acq, sensors = scan.acquisition, scan.sensors
+    if calibration is not None:
+        cal = load_calibration(calibration)
+        if "positions" in cal:
+            if len(cal["positions"]) != sensors.n_sensors:
+                raise InputError(f"the calibration is for {len(cal['positions'])} sensors, "
+                                 f"the scan has {sensors.n_sensors}")
+            sensors = SensorArray(cal["positions"])
+        acq = replace(acq, **{k: cal[k] for k in ("speed_of_sound", "t0") if k in cal})
+    if speed_of_sound is not None:
+        acq = replace(acq, speed_of_sound=_speed(speed_of_sound))
+    return replace(scan, sensors=sensors, acquisition=acq)
+
+
+def _speed(c: Any) -> float:
+    try:
+        c = float(c)
+    except (TypeError, ValueError):
+        raise InputError(f"speed of sound must be a number in m/s, got {c!r}") from None
+    if not (np.isfinite(c) and c > 0):
+        raise InputError(f"speed of sound must be > 0 m/s, got {c!r}")
+    return c
+
+
+def _indices(what: str, idx: Any, size: int) -> np.ndarray | int:
+    """Validated index (int) or indices (1-D int array) into an axis of ``size``."""
+    arr = np.asarray(idx)
+    if arr.dtype.kind not in "iu" or arr.ndim > 1 or arr.size == 0:
+        raise InputError(f"{what} must be an index or a list of indices, got {idx!r}")
+    bad = arr[(arr < -size) | (arr >= size)]
+    if bad.size:
+        raise InputError(f"{what} index {int(bad[0])} out of range: the scan has {size}")
+    return int(arr) if arr.ndim == 0 else arr
+
+
+def select(scan: Any, frames: int | Sequence[int] | None = None,
+           wavelengths: float | Sequence[float] | None = None
+           ) -> tuple[np.ndarray, np.ndarray | None]:
+    """Step 1c: the frames and wavelengths of a scan to reconstruct.
+
+    When the scan has several wavelengths (``scan.wavelengths`` matches the sinogram's
+    third-last axis) the sinogram is ``(frames, wavelengths, N, T)`` (the frame axis may be
+    absent): ``frames`` index the frame axis and ``wavelengths`` (in metres, matched to
+    within 0.5 nm) the wavelength axis. Otherwise ``frames`` index the leading axes
+    flattened. An integer keeps no axis; a list keeps one.
+
+    Returns
+    -------
+    tuple
+        The sinogram (..., N, T) and the wavelengths it keeps (m; None without any).
+    """
+    sino = scan.sinogram
+    wl = None if scan.wavelengths is None else np.atleast_1d(
+        np.asarray(scan.wavelengths, np.float64))
+    has_axis = wl is not None and wl.size > 1 and sino.ndim >= 3 and sino.shape[-3] == wl.size
+    if wavelengths is not None:
+        want = np.asarray(wavelengths, np.float64)
+        if want.ndim > 1 or want.size == 0 or not np.all(np.isfinite(want)):
+            raise InputError(f"wavelengths must be one or more numbers in metres, got "
+                             f"{wavelengths!r}")
+        if wl is None:
+            raise InputError("the scan has no wavelengths to select from")
+        idx = np.abs(wl[None, :] - np.atleast_1d(want)[:, None]).argmin(axis=1)
+        off = np.abs(wl[idx] - np.atleast_1d(want)) > 0.5e-9
+        if np.any(off):
+            raise InputError(f"wavelength {np.atleast_1d(want)[off][0]:g} m is not in the scan "
+                             f"({', '.join(f'{w:g}' for w in wl)} m)")
+        if has_axis:
+            sel = int(idx[0]) if want.ndim == 0 else idx
+            sino = sino[..., sel, :, :]
+            wl = wl[idx]
+            has_axis = want.ndim == 1
+    if frames is not None:
+        lead = sino.shape[:-3] if has_axis else sino.shape[:-2]
+        stack = sino.reshape((-1,) + sino.shape[len(lead):])
+        sino = stack[_indices("frames", frames, len(stack))]
+    return sino, wl
+
+
 def scan_geometry(scan: Any, *, calibrate: bool = False, grid: Grid | None = None,
                   callback: Callback | None = None) -> tuple[SensorArray, Acquisition,
                                                             dict[str, Any] | None]:
@@ -131,7 +238,9 @@ def reconstruct_sinogram(sinogram: np.ndarray, grid: Grid, sensors: SensorArray,
                          acquisition: Acquisition, method: str = "ubp", *,
                          band: tuple[float | None, float | None] | None = None,
                          lam: float | None = None, iters: int = 50,
-                         callback: Callback | None = None) -> np.ndarray:
+                         callback: Callback | None = None,
+                         element_width: float | None = None,
+                         response: Any = None) -> np.ndarray:
     """Step 3: every frame of a sinogram with one registered method.
 
     Parameters
@@ -148,6 +257,11 @@ def reconstruct_sinogram(sinogram: np.ndarray, grid: Grid, sensors: SensorArray,
         Regularisation weight (None: from the data) and iterations of iterative methods.
     callback
         ``callback(what, done, total)`` as the work progresses.
+    element_width
+        Width (m) of flat sensor elements, weighting the backprojection with their
+        directivity (das, ubp) or inside the model-based operator; None: point sensors.
+    response
+        A detector response to include in the model-based operator (iterative methods).
 
     Returns
     -------
@@ -155,8 +269,11 @@ def reconstruct_sinogram(sinogram: np.ndarray, grid: Grid, sensors: SensorArray,
         float32 (..., n, n) in Pa.
     """
     spec = get_method(method)
+    grid, sensors, acquisition = check_geometry(grid, sensors, acquisition)
+    extra = {k: v for k, v in (("element_width", element_width), ("response", response))
+             if v is not None}
     return spec.run(sinogram, grid, sensors, acquisition, band=band, lam=lam, iters=iters,
-                    callback=callback)
+                    callback=callback, **extra)
 
 
 def _model_meta(path: Path) -> dict[str, Any]:
@@ -298,27 +415,47 @@ def _too_big_for_memory(scan: Any) -> bool:
     return meta.n_frames > 1 and 8.0 * meta.sinogram.size > max_bytes()
 
 
-def _reconstruct_by_frame(path: Any, lead: tuple[int, ...], frames: Any, grid: Grid,
-                          sensors: SensorArray, acquisition: Acquisition, method: str, *,
-                          lam: float | None, iters: int, callback: Callback | None
-                          ) -> np.ndarray:
-    """Reconstruct the frames of a scan file one at a time (each read alone from the file);
-    the images are (``lead`` + grid) or (len(frames), n, n) float32."""
+def _frame_selection(scan: Any, frames: Any, wavelengths: Any, grid: Grid, path: Any
+                     ) -> tuple[np.ndarray, np.ndarray | None]:
+    """:func:`select` on the frame indices of a scan file's metadata (its sinogram is
+    not read): the flat indices of the frames to reconstruct, shaped as the selection's
+    leading axes, and the wavelengths kept."""
+    from dataclasses import replace
+
+    lead = tuple(scan.sinogram.shape[:-2])
+    total = int(np.prod(lead, dtype=np.int64))
+    if frames is None and wavelengths is None:  # all of them: the images are the limit
+        check_bytes(4.0 * total * grid.n ** 2, f"{total} reconstructed frames", path)
+    check_bytes(8.0 * total, f"the indices of {total} frames", path)
+    index = np.arange(total, dtype=np.int64).reshape(lead + (1, 1))
+    sel, kept_wl = select(replace(scan, sinogram=index), frames, wavelengths)
+    return np.asarray(sel)[..., 0, 0], kept_wl
+
+
+def _reconstruct_by_frame(path: Any, index: np.ndarray, grid: Grid, sensors: SensorArray,
+                          acquisition: Acquisition, method: str, *, scan: Any,
+                          deconvolve: bool | float, response: Any,
+                          band: tuple[float | None, float | None] | None,
+                          lam: float | None, iters: int, callback: Callback | None,
+                          element_width: float | None, in_model: Any
+                          ) -> tuple[np.ndarray, dict[str, Any] | None]:
+    """Reconstruct the frames ``index`` (flat indices, any shape) of a scan file one at a
+    time, each read alone from the file (and deconvolved when asked); the images are
+    (``index.shape`` + grid) float32, with the deconvolution record."""
     from .io import read_frame
 
-    indices = np.arange(int(np.prod(lead, dtype=np.int64))) if frames is None \
-        else np.atleast_1d(np.asarray(frames, dtype=np.int64))
-    check_bytes(4.0 * len(indices) * grid.n ** 2, f"{len(indices)} reconstructed frames",
-                path)
-    out = np.empty((len(indices),) + grid.shape, np.float32)
-    for j, k in enumerate(indices):
-        out[j] = reconstruct_sinogram(read_frame(path, int(k)), grid, sensors, acquisition,
-                                      method, lam=lam, iters=iters)
+    flat = np.asarray(index, np.int64).reshape(-1)
+    check_bytes(4.0 * len(flat) * grid.n ** 2, f"{len(flat)} reconstructed frames", path)
+    out = np.empty((len(flat),) + grid.shape, np.float32)
+    record = None
+    for j, k in enumerate(flat):
+        frame, record = _deconvolve(read_frame(path, int(k)), scan, deconvolve, response)
+        out[j] = reconstruct_sinogram(frame, grid, sensors, acquisition, method, band=band,
+                                      lam=lam, iters=iters, element_width=element_width,
+                                      response=in_model)
         if callback is not None:
-            callback(method, j + 1, len(indices))
-    if frames is None:
-        return out.reshape(tuple(lead) + grid.shape)
-    return out if np.ndim(frames) else out[0]
+            callback(method, j + 1, len(flat))
+    return out.reshape(np.shape(index) + grid.shape), record
 
 
 def _require_finite(image: np.ndarray, problem: str, path: Any) -> None:
@@ -327,12 +464,51 @@ def _require_finite(image: np.ndarray, problem: str, path: Any) -> None:
         raise InputError(problem, None if path in (None, "<Scan>") else path)
 
 
-def reconstruct(scan: Any, method: str = "ubp", grid: Grid | None = None, *,
+def _deconvolve(sino: np.ndarray, scan: Any, deconvolve: bool | float, response: Any
+                ) -> tuple[np.ndarray, dict[str, Any] | None]:
+    """Step 1d: the signals with the detector response removed, when asked."""
+    from .response import DEFAULT_WIENER, DetectorResponse, wiener_deconvolve
+
+    if response is not None and not isinstance(response, DetectorResponse):
+        raise InputError(f"response must be a DetectorResponse, got {type(response).__name__}")
+    if deconvolve is False or deconvolve is None:
+        return sino, None
+    response = response if response is not None else getattr(scan, "response", None)
+    if response is None:
+        raise InputError("cannot deconvolve: the scan has no detector response (give one, "
+                         "e.g. --response 5e6:0.8 for a 5 MHz, 80 % Gaussian band)")
+    lam = DEFAULT_WIENER if deconvolve is True else deconvolve
+    if isinstance(lam, bool) or not isinstance(lam, (int, float)):
+        raise InputError(f"deconvolve must be True, False or a regularisation > 0, got "
+                         f"{deconvolve!r}")
+    out = wiener_deconvolve(sino, scan.acquisition.fs, response, float(lam))
+    return out, {"response": response.to_dict() if response.impulse_response is None
+                 else repr(response), "lam": float(lam)}
+
+
+def _axes(lead: tuple[int, ...], wavelengths: np.ndarray | None) -> list[str]:
+    """Names of an image's leading axes: ``wavelength`` last when there is a wavelength
+    axis, ``frame`` before it."""
+    names = ["frame"] * len(lead)
+    if lead and wavelengths is not None and wavelengths.size > 1 \
+            and lead[-1] == wavelengths.size:
+        names[-1] = "wavelength"
+    return names
+
+
+def reconstruct(scan: Any, method: str | None = None, grid: Grid | None = None, *,
                 n: int | None = None, fov: float | None = None,
                 frames: int | Sequence[int] | None = None,
+                wavelengths: float | Sequence[float] | None = None,
+                speed_of_sound: float | None = None,
+                calibration: str | os.PathLike | Mapping[str, Any] | None = None,
+                band: tuple[float | None, float | None] | None = None,
+                deconvolve: bool | float | None = None, response: Any = None,
+                model_response: bool = False, element_width: float | None = None,
+                preset: Any = None,
                 refine: bool | Literal["auto"] = "auto",
                 model: str | os.PathLike | None = None, setup: str | None = None,
-                samples: int = 16, lam: float | None = None, iters: int = 50,
+                samples: int = 16, lam: float | None = None, iters: int | None = None,
                 calibrate: bool = False, callback: Callback | None = None
                 ) -> Reconstruction:
     """Reconstruct a scan: load, linear or model-based image, learned refinement.
@@ -342,13 +518,41 @@ def reconstruct(scan: Any, method: str = "ubp", grid: Grid | None = None, *,
     scan
         A :class:`oatomo.io.Scan` or the path of a scan file (oatomo, IPASC, PATATO).
     method
-        A name of :data:`oatomo.methods.METHODS` (``das``, ``ubp``, ``fbp``, ``mb-tv``, ...).
+        A name of :data:`oatomo.methods.METHODS` (``das``, ``ubp``, ``fbp``, ``mb-tv``, ...);
+        None: the preset's, else ``ubp``.
     grid
         The image grid; None: :func:`default_grid` with ``n`` and ``fov``.
     n, fov
         Pixels per side and field of view (m) of the default grid.
     frames
-        Index or indices of the frames to reconstruct (leading axes flattened); None: all.
+        Index or indices of the frames to reconstruct; None: all (see :func:`select`).
+    wavelengths
+        Wavelength(s) to reconstruct, in metres (e.g. ``800e-9``); None: all.
+    speed_of_sound
+        The medium's speed of sound (m/s), instead of the file's.
+    calibration
+        A calibration JSON file (``oatomo autofocus --json``, ``oatomo calibrate --json``)
+        or its contents: its speed of sound (and ``t0``, sensor positions when present)
+        replace the file's; ``speed_of_sound`` wins over it.
+    band
+        ``(f_low, f_high)`` band-pass in Hz applied to the signals first (None or 0 for an
+        open edge).
+    deconvolve
+        Remove the detector response (the file's, or ``response``) by Wiener deconvolution
+        first (:func:`oatomo.response.wiener_deconvolve`); a number is the regularisation
+        ``lam`` (``True``: :data:`oatomo.response.DEFAULT_WIENER`).
+    response
+        A :class:`oatomo.response.DetectorResponse` to use instead of the file's.
+    model_response
+        Model-based methods only: put the detector response (the file's, or ``response``)
+        into the forward operator instead of deconvolving it first.
+    element_width
+        Width (m) of flat sensor elements: das and ubp weight the backprojection with
+        their directivity (:func:`oatomo.backproject`), model-based methods put it in the
+        operator; None: point sensors.
+    preset
+        A :class:`oatomo.presets.Preset`, a preset TOML file or a bundled preset's name: its
+        settings fill every keyword left at None here (explicit values win).
     refine
         ``"auto"``: refine when the shipped model (or ``model``) fits the scan's geometry,
         and record why not otherwise; ``True``: refine or raise :class:`InputError`;
@@ -360,7 +564,7 @@ def reconstruct(scan: Any, method: str = "ubp", grid: Grid | None = None, *,
     samples
         Posterior samples for the uncertainty map.
     lam, iters
-        Regularisation weight and iterations of model-based methods.
+        Regularisation weight and iterations (default 50) of model-based methods.
     calibrate
         Estimate the sensor positions and speed of sound from the data first
         (:func:`oatomo.calibrate`) and reconstruct with the estimates; the provenance's
@@ -382,6 +586,21 @@ def reconstruct(scan: Any, method: str = "ubp", grid: Grid | None = None, *,
     """
     if refine not in (True, False, "auto"):
         raise InputError(f"refine must be True, False or 'auto', got {refine!r}")
+    preset_name = None
+    if preset is not None:
+        from .presets import load_preset
+
+        chosen = load_preset(preset)
+        preset_name = chosen.name
+        given = {"method": method, "n": n, "fov": fov, "speed_of_sound": speed_of_sound,
+                 "band": band, "deconvolve": deconvolve, "iters": iters, "lam": lam,
+                 "response": response}
+        given.update({k: v for k, v in chosen.settings().items() if given[k] is None})
+        method, n, fov, speed_of_sound, band, deconvolve, iters, lam, response = (
+            given[k] for k in ("method", "n", "fov", "speed_of_sound", "band", "deconvolve",
+                               "iters", "lam", "response"))
+    method = "ubp" if method is None else method
+    iters = 50 if iters is None else iters
     spec = get_method(method)
     timings: dict[str, float] = {}
 
@@ -400,25 +619,52 @@ def reconstruct(scan: Any, method: str = "ubp", grid: Grid | None = None, *,
         data, source = load_scan(scan, metadata_only=True), str(scan)
     else:
         data, source = load(scan)
+    data = override_geometry(data, speed_of_sound=speed_of_sound, calibration=calibration)
+    deconvolve = False if deconvolve is None else deconvolve
+    if by_frame:
+        sino, deconv_record = None, None
+        _deconvolve(np.zeros((1, 1), np.float32), data, False, response)  # checks its type
+    else:
+        sino, kept_wl = select(data, frames, wavelengths)
+        sino, deconv_record = _deconvolve(sino, data, deconvolve, response)
     done("load", t)
-    if grid is None:
+    if grid is None and by_frame:  # the object's extent from the first frame alone
+        from dataclasses import replace
+
+        from .io import read_frame
+
+        grid = default_grid(replace(data, sinogram=read_frame(scan, 0)), n, fov)
+    elif grid is None:
         grid = default_grid(data, n, fov)
     t = time.perf_counter()
     sensors, acquisition, cal_record = scan_geometry(data, calibrate=calibrate, grid=grid,
                                                      callback=callback)
     if calibrate:
         done("calibrate", t)
-    sino = data.sinogram
-    if frames is not None:
-        sino = sino.reshape((-1,) + sino.shape[-2:])[np.asarray(frames)]
     t = time.perf_counter()
+    in_model = None
+    if model_response:
+        in_model = response if response is not None else getattr(data, "response", None)
+        if in_model is None:
+            raise InputError("model_response: the scan has no detector response (give one)")
+        if not spec.iterative:
+            raise InputError(f"{spec.name} cannot model the detector response; use "
+                             f"deconvolve or a model-based method")
+        if deconvolve is not False:
+            raise InputError("deconvolve and model_response both remove the response; "
+                             "choose one")
     if by_frame:
-        image = _reconstruct_by_frame(scan, data.sinogram.shape[:-2], frames, grid, sensors,
-                                      acquisition, spec.name, lam=lam, iters=iters,
-                                      callback=callback)
+        index, kept_wl = _frame_selection(data, frames, wavelengths, grid, source)
+        image, deconv_record = _reconstruct_by_frame(
+            scan, index, grid, sensors, acquisition, spec.name, scan=data,
+            deconvolve=deconvolve, response=response, band=band, lam=lam, iters=iters,
+            callback=callback, element_width=element_width, in_model=in_model)
+        lead = index.shape
     else:
-        image = reconstruct_sinogram(sino, grid, sensors, acquisition, spec.name, lam=lam,
-                                     iters=iters, callback=callback)
+        image = reconstruct_sinogram(sino, grid, sensors, acquisition, spec.name, band=band,
+                                     lam=lam, iters=iters, callback=callback,
+                                     element_width=element_width, response=in_model)
+        lead = sino.shape[:-2]
     _require_finite(image, f"the {spec.name} image is not finite: the scan's values (sample "
                     f"scale, t0, sensor geometry) are out of range for this method", source)
     done(spec.name, t)
@@ -453,6 +699,13 @@ def reconstruct(scan: Any, method: str = "ubp", grid: Grid | None = None, *,
         "method": spec.name, "source": source,
         "format": getattr(data, "source_format", "oatomo"), "n_sensors": sensors.n_sensors,
         "speed_of_sound": acquisition.speed_of_sound,
-        "n_frames": int(np.prod(sino.shape[:-2], dtype=int)),
+        "n_frames": int(np.prod(lead, dtype=int)), "by_frame": by_frame,
+        "axes": _axes(tuple(lead), kept_wl),
+        "wavelengths": None if kept_wl is None else kept_wl.tolist(),
+        "band": None if band is None else [None if b is None else float(b) for b in band],
+        "deconvolution": deconv_record, "preset": preset_name,
+        "element_width": element_width, "model_response": bool(model_response),
+        "detector_response": None if getattr(data, "response", None) is None
+        else repr(data.response),
         "timings": timings, "refinement": record, "calibration": cal_record,
         "calibrated_file": bool(getattr(data, "calibration", None))})

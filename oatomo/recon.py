@@ -16,7 +16,7 @@ from ._backprojection import delay_and_sum
 from .errors import InputError
 from .exact import _fbp
 from .forward import bandpass, check_sinogram
-from .geometry import Acquisition, Grid, SensorArray
+from .geometry import Acquisition, Grid, SensorArray, check_geometry
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +67,7 @@ def backproject(
     band: tuple[float | None, float | None] | None = None,
     *,
     speed_of_sound: float | None = None,
+    element_width: float | None = None,
 ) -> np.ndarray:
     """Reconstruct an image from a sinogram by delay-and-sum or universal backprojection.
 
@@ -91,6 +92,11 @@ def backproject(
         Optional ``(f_low, f_high)`` Butterworth band-pass applied first (Hz).
     speed_of_sound
         Override the acquisition's speed of sound (m/s), e.g. for autofocus.
+    element_width
+        Width (m) of flat sensor elements: each signal is backprojected from points across
+        its element's face and averaged (:func:`oatomo.response.element_points`), the
+        adjoint of the forward model's finite element, so the element's directivity
+        weights every pixel. Not with ``fbp`` (point sensors).
 
     Returns
     -------
@@ -110,6 +116,7 @@ def backproject(
     if method not in METHODS:
         raise InputError(f"unknown reconstruction method {method!r}; choose from "
                          f"{', '.join(METHODS)}")
+    grid, sensors, acquisition = check_geometry(grid, sensors, acquisition)
     y = check_sinogram(sinogram, sensors, acquisition)
     if speed_of_sound is not None:
         if not (speed_of_sound > 0 and math.isfinite(speed_of_sound)):
@@ -119,6 +126,9 @@ def backproject(
         acquisition = replace(acquisition, speed_of_sound=float(speed_of_sound))
     y = bandpass(y, acquisition.fs, band)
     if method == "fbp":
+        if element_width is not None:
+            raise InputError("fbp inverts circular means of point sensors; use das or ubp "
+                             "with an element width")
         return _fbp(y, grid, sensors, acquisition)
     lead = y.shape[:-2]
     n_s, n_t = y.shape[-2:]
@@ -132,7 +142,13 @@ def backproject(
         gain = _sensor_arc_lengths(sensors) * _UBP_GAIN / (2 * math.pi) * (
             4 * math.pi * c / grid.dx)
         frames = (frames * gain[None, :, None].astype(np.float32)).astype(np.float32)
-    out = delay_and_sum(np.asarray(frames, np.float32), grid, sensors, acquisition,
+    points = sensors
+    if element_width is not None:
+        from .response import element_points
+
+        points, m = element_points(sensors, element_width, acquisition)
+        frames = np.repeat(frames / np.float32(m), m, axis=1)
+    out = delay_and_sum(np.asarray(frames, np.float32), grid, points, acquisition,
                         obliquity=method == "ubp")
     return out.reshape(lead + grid.shape)
 

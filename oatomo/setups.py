@@ -39,6 +39,11 @@ TOML layout (every key optional unless marked)::
     high = 8e6                             # Hz
     [slab]
     thickness = 1e-4                       # m (default: grid pitch)
+    [detector]                             # the sensors' impulse response (simulate)
+    centre_frequency = 5e6                 # Hz, Gaussian band ...
+    bandwidth = 0.8                        # ... fractional FWHM of |H|
+    impulse_response = [0.0, 1.0, 0.0]     # or measured, at acquisition.fs, t = 0 at len // 2
+    element_width = 5e-4                   # m: flat elements (directivity); default points
 """
 
 from __future__ import annotations
@@ -55,6 +60,7 @@ from ._limits import MAX_PERTURBATION, MAX_POSITION, check_bytes, check_range
 from .errors import InputError
 from .geometry import Acquisition, Grid, SensorArray, ring_array
 from .resources import SETUPS, resource_path
+from .response import DetectorResponse
 
 __all__ = ["Setup", "load_setup", "bundled_setups", "describe_bundled_setups",
            "SIMULATIONS_DIR"]
@@ -65,7 +71,7 @@ SIMULATIONS_DIR = resource_path(SETUPS)
 _NUM = (int, float)
 _SCHEMA: dict[str, dict[str, Any]] = {
     "": {"name": str, "description": str, "array": dict, "acquisition": dict, "grid": dict,
-         "perturbation": dict, "noise": dict, "band": dict, "slab": dict},
+         "perturbation": dict, "noise": dict, "band": dict, "slab": dict, "detector": dict},
     "array": {"kind": str, "n_sensors": int, "radius": _NUM, "arc": _NUM,
               "start_angle": _NUM, "positions": list},
     "acquisition": {"fs": _NUM, "n_samples": int, "speed_of_sound": _NUM, "t0": _NUM},
@@ -76,6 +82,8 @@ _SCHEMA: dict[str, dict[str, Any]] = {
     "noise": {"relative_std": _NUM},
     "band": {"low": _NUM, "high": _NUM},
     "slab": {"thickness": _NUM},
+    "detector": {"centre_frequency": _NUM, "bandwidth": _NUM, "impulse_response": list,
+                 "element_width": _NUM},
 }
 #: Upper limits of the non-negative setup parameters (m, rad or a fraction).
 _RANGES = {"radial_std": MAX_PERTURBATION, "angular_std": 2 * math.pi,
@@ -134,6 +142,12 @@ class Setup:
         Optional sensor band ``(f_low, f_high)`` in Hz (Butterworth).
     thickness
         Slab thickness (m); None means the grid pitch.
+    response
+        The sensors' impulse response (:class:`oatomo.response.DetectorResponse`), applied
+        by ``oatomo simulate``; None: ideal sensors.
+    element_width
+        Width (m) of flat sensor elements (their directivity, in ``oatomo simulate``);
+        None: point sensors.
     description
         Free text.
     """
@@ -152,6 +166,8 @@ class Setup:
     noise: float = 0.0
     band: tuple[float, float] | None = None
     thickness: float | None = None
+    response: DetectorResponse | None = None
+    element_width: float | None = None
     description: str = ""
     _ring: tuple[int, float, float, float] | None = None
 
@@ -174,6 +190,17 @@ class Setup:
                 raise InputError(f"setup {self.name!r}: slab thickness must be > 0 m")
         check_bytes(4.0 * self.array.n_sensors * self.acquisition.n_samples,
                     f"one sinogram of setup {self.name!r}")
+        if self.element_width is not None:
+            w = check_range(self.element_width, f"setup {self.name!r}: element_width", 0.0,
+                            MAX_POSITION, unit="m")
+            if w == 0:
+                raise InputError(f"setup {self.name!r}: element_width must be > 0 m, got 0")
+            object.__setattr__(self, "element_width", w)
+        if self.response is not None and self.response.fs is not None \
+                and self.response.fs != self.acquisition.fs:
+            raise InputError(f"setup {self.name!r}: the impulse response is sampled at "
+                             f"{self.response.fs:g} Hz, the acquisition at "
+                             f"{self.acquisition.fs:g} Hz")
         if self.band is not None:
             object.__setattr__(self, "band", (float(self.band[0]), float(self.band[1])))
             lo, hi = self.band
@@ -218,6 +245,8 @@ class Setup:
             raise InputError(f"array.kind must be 'ring' or 'positions', got {kind!r}")
         pert = doc.get("perturbation", {})
         band = doc.get("band")
+        det = dict(doc.get("detector") or {})
+        width = det.pop("element_width", None)
         return cls(
             name=doc["name"],
             description=doc.get("description", ""),
@@ -235,28 +264,17 @@ class Setup:
             band=None if band is None else (float(band.get("low", 0.0)),
                                             float(band["high"])),
             thickness=doc.get("slab", {}).get("thickness"),
+            element_width=None if width is None else float(width),
+            response=None if not det else DetectorResponse(
+                **det, **({"fs": doc["acquisition"]["fs"]} if "impulse_response" in det
+                          else {})),
             _ring=ring,
         )
 
     @classmethod
     def from_toml(cls, path: str | os.PathLike) -> Setup:
         """Read a setup TOML file; unknown keys and wrong types are errors naming the key."""
-        try:
-            import tomllib
-        except ModuleNotFoundError:  # pragma: no cover - Python 3.10
-            import tomli as tomllib  # type: ignore[no-redef]
-        from ._atomic import check_input_file
-
-        if not os.path.lexists(path):
-            raise InputError("setup file not found", path)
-        check_input_file(path, "setup file")
-        try:
-            with open(path, "rb") as f:
-                doc = tomllib.load(f)
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise InputError(f"not valid TOML ({' '.join(str(exc).split())[:120]})",
-                             path) from None
-        return cls.from_dict(doc, path)
+        return cls.from_dict(read_toml(path, "setup"), path)
 
     def draw(self, seed: int | np.random.Generator | None = None) -> SensorArray:
         """The true sensor array of one scan of this setup (seeded).
@@ -298,6 +316,10 @@ class Setup:
             doc["band"] = {"low": self.band[0], "high": self.band[1]}
         if self.thickness is not None:
             doc["slab"] = {"thickness": float(self.thickness)}
+        if self.response is not None:
+            doc["detector"] = {k: v for k, v in self.response.to_dict().items() if k != "fs"}
+        if self.element_width is not None:
+            doc.setdefault("detector", {})["element_width"] = self.element_width
         return doc
 
     def to_toml_string(self) -> str:
@@ -340,6 +362,42 @@ def describe_bundled_setups() -> dict[str, str]:
     return {name: load_setup(name).description for name in bundled_setups()}
 
 
+def read_toml(path: str | os.PathLike, what: str) -> dict[str, Any]:
+    """A TOML file's document; a missing or invalid file is an :class:`InputError`
+    (``what``: the kind of file, for the message)."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # pragma: no cover - Python 3.10
+        import tomli as tomllib  # type: ignore[no-redef]
+    from ._atomic import check_input_file
+
+    if not os.path.lexists(path):
+        raise InputError(f"{what} file not found", path)
+    check_input_file(path, f"{what} file")  # FIFOs and devices would block or never end
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise InputError(f"{what} file not found", path) from None
+    except IsADirectoryError:
+        raise InputError(f"is a directory, not a {what} file", path) from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"not valid TOML ({' '.join(str(exc).split())[:120]})",
+                         path) from None
+
+
+def find_toml(name_or_path: str | os.PathLike, directory: Path, what: str) -> Path:
+    """The TOML file of a path, or of a name bundled in ``directory``."""
+    p = Path(name_or_path)
+    if p.suffix == ".toml" or p.exists() or os.sep in str(name_or_path):
+        return p
+    candidate = directory / f"{name_or_path}.toml"
+    if candidate.exists():
+        return candidate
+    names = ", ".join(sorted(q.stem for q in directory.glob("*.toml"))) or "none found"
+    raise InputError(f"unknown {what} {str(name_or_path)!r} (bundled: {names})")
+
+
 def load_setup(name_or_path: str | os.PathLike) -> Setup:
     """Load a setup from a TOML path or by the name of a bundled setup.
 
@@ -348,11 +406,4 @@ def load_setup(name_or_path: str | os.PathLike) -> Setup:
     >>> load_setup("ring32_r22").array.n_sensors      # doctest: +SKIP
     32
     """
-    p = Path(name_or_path)
-    if p.suffix == ".toml" or p.exists() or os.sep in str(name_or_path):
-        return Setup.from_toml(p)
-    candidate = SIMULATIONS_DIR / f"{name_or_path}.toml"
-    if candidate.exists():
-        return Setup.from_toml(candidate)
-    names = ", ".join(bundled_setups()) or "none found"
-    raise InputError(f"unknown setup {str(name_or_path)!r} (bundled: {names})")
+    return Setup.from_toml(find_toml(name_or_path, SIMULATIONS_DIR, "setup"))

@@ -62,13 +62,15 @@ def test_ipasc_written_by_oatomo_reads_in_pacfish(tmp_path):
     scan = make_scan((2,))
     path = save_scan(tmp_path / "s.hdf5", scan, format="ipasc")
     pa = pf.load_data(str(path))
-    assert pa.binary_time_series_data.shape == (8, 64, 1, 2)
-    np.testing.assert_allclose(pa.binary_time_series_data[:, :, 0, 1], scan.sinogram[1])
+    # IPASC signals start at the pulse: t0 = 0.1 us at 20 MHz is 2 leading zero samples
+    assert pa.binary_time_series_data.shape == (8, 66, 1, 2)
+    np.testing.assert_allclose(pa.binary_time_series_data[:, 2:, 0, 1], scan.sinogram[1])
     assert pa.get_sampling_rate() == 20e6
     pos = np.stack([pa.get_detector_position(i) for i in pa.get_detector_ids()])
     np.testing.assert_allclose(pos[:, :2], scan.sensors.positions)
     back = load_scan(path)
-    np.testing.assert_allclose(back.sinogram, scan.sinogram)
+    np.testing.assert_allclose(back.sinogram[..., 2:], scan.sinogram)
+    assert back.acquisition.t0 == 0 and not back.sinogram[..., :2].any()
 
 
 def test_z_positions_are_projected_with_a_warning(tmp_path):

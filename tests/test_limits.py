@@ -109,3 +109,34 @@ def test_scan_over_the_limit_is_reconstructed_frame_by_frame(tmp_path, monkeypat
                                   whole[1, 1])
     with pytest.raises(InputError, match="frame by frame"):
         reconstruct(path, "das", refine=True)
+
+
+def test_frame_by_frame_keeps_the_selection_and_deconvolution(tmp_path, monkeypatch):
+    """Issue 11's frames / wavelengths / deconvolve also hold for a scan too large to read
+    whole (issue 13's frame-by-frame reconstruction); the PATATO export is refused then."""
+    from oatomo.cli import main
+    from oatomo.io import Scan, save_scan
+    from oatomo.pipeline import reconstruct
+    from oatomo.response import DetectorResponse
+
+    rng = np.random.default_rng(1)
+    scan = Scan(sinogram=rng.standard_normal((2, 3, 16, 256)).astype(np.float32),
+                sensors=ring_array(16, 0.006), acquisition=Acquisition(20e6, 256),
+                grid=Grid(32, 0.008), p0=np.zeros((32, 32), np.float32),
+                wavelengths=np.array([700e-9, 800e-9, 900e-9]),
+                response=DetectorResponse(centre_frequency=5e6, bandwidth=0.8))
+    path = tmp_path / "frames.h5"
+    save_scan(path, scan)
+    kw = dict(refine=False, frames=[1], wavelengths=[800e-9, 900e-9], deconvolve=True)
+    whole = reconstruct(path, "das", **kw)
+    monkeypatch.setenv("OATOMO_MAX_BYTES", "100K")
+    part = reconstruct(path, "das", **kw)
+    assert part.provenance["by_frame"] and part.provenance["axes"] == ["frame", "wavelength"]
+    np.testing.assert_allclose(part.image, whole.image, rtol=1e-6, atol=1e-6)
+    assert part.provenance["deconvolution"] == whole.provenance["deconvolution"]
+    assert main(["reconstruct", str(path), "--method", "das", "--no-refine", "-o",
+                 str(tmp_path / "x.h5"), "--export-patato", str(tmp_path / "p.h5")]) == 2
+    assert not (tmp_path / "x.h5").exists() and not (tmp_path / "x.png").exists()
+    assert main(["reconstruct", str(path), "--method", "das", "--no-refine", "-o",
+                 str(tmp_path / "x.h5"), "--frames", "1"]) == 0
+    assert (tmp_path / "x.png").is_file()

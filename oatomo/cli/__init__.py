@@ -58,6 +58,25 @@ def _add_common(parser: argparse.ArgumentParser, default: object) -> None:
                         help="no progress bars")
 
 
+def _report_warnings(command: str, caught: list) -> None:
+    """The warnings of a successful command, one line each (multi-line messages folded).
+
+    A :class:`oatomo.errors.UnitWarning` (a likely unit slip the user must see) is printed
+    on stderr as ``oatomo COMMAND: warning: ...``; other library warnings go to the
+    ``oatomo`` logger (shown as ``WARNING oatomo: ...``). A failed command reports none:
+    its error line is all there is.
+    """
+    from ..errors import UnitWarning
+
+    log = logging.getLogger("oatomo")
+    for w in caught:
+        text = " ".join(str(w.message).split())
+        if issubclass(w.category, UnitWarning):
+            print(f"oatomo {command}: warning: {text}", file=sys.stderr)
+        else:
+            log.warning("%s", text)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``oatomo`` console script."""
     parser = build_parser()
@@ -80,8 +99,7 @@ def main(argv: list[str] | None = None) -> int:
             warnings.simplefilter("default")
             warnings.simplefilter("ignore", RuntimeWarning)
             code = int(args.func(args) or 0)
-        for w in caught:
-            logging.getLogger("oatomo").warning("%s", " ".join(str(w.message).split()))
+        _report_warnings(args.command, caught)
         sys.stdout.flush()  # a closed pipe shows here, inside the handler below
         return code
     except BrokenPipeError:

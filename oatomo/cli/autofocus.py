@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import math
 
 import numpy as np
@@ -34,7 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fov", type=float, help="field of view of the trial images in metres "
                    "(default: the scan's truth grid, else 1.3 x the array radius)")
     p.add_argument("--frame", type=int, help="use only this frame (default: all, summed)")
-    p.add_argument("--json", metavar="FILE", help="also write the result as JSON")
+    p.add_argument("--json", metavar="FILE", help="also write the result as a calibration "
+                   "JSON file (for `oatomo reconstruct --calibration FILE`)")
     p.add_argument("--force", action="store_true", help="overwrite an existing JSON file")
     p.set_defaults(func=run)
 
@@ -52,10 +52,10 @@ def _parse_range(text: str) -> tuple[float, float]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .._atomic import atomic_path, check_output_path
+    from .._atomic import check_output_path
     from ..autofocus import autofocus
     from ..geometry import Grid
-    from ..io import load_scan
+    from ..io import load_scan, save_calibration
 
     c_range = _parse_range(args.range)
     if args.steps > MAX_STEPS:
@@ -84,7 +84,6 @@ def run(args: argparse.Namespace) -> int:
     if out is not None:
         doc = {"scan": str(args.scan), "c_range": list(c_range),
                "grid": grid.to_dict(), **result}
-        with atomic_path(out) as tmp:
-            tmp.write_text(json.dumps(doc, indent=2) + "\n")
-        print(f"wrote {out}")
+        save_calibration(out, doc)
+        print(f"wrote {out} (use: oatomo reconstruct {args.scan} --calibration {out})")
     return 0

@@ -35,19 +35,22 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "reconstruct)")
     p.add_argument("--frames", type=int, nargs="+", help="frames to calibrate on (default: "
                    "all, averaged)")
+    p.add_argument("--json", metavar="FILE", help="also write the estimates as a "
+                   "calibration JSON file (for `oatomo reconstruct --calibration FILE`)")
     p.add_argument("--force", action="store_true", help="overwrite an existing output")
     p.set_defaults(func=run_calibrate)
 
 
 def run_calibrate(args: argparse.Namespace) -> int:
-    from .._atomic import check_output_path
+    from .._atomic import check_outputs
     from ..calibration import apply_calibration, calibrate
-    from ..io import load_scan, save_scan
+    from ..io import load_scan, save_calibration, save_scan
     from ..pipeline import default_grid
 
     src = Path(args.scan)
     out = Path(args.output) if args.output else src.with_name(src.stem + "_calibrated.h5")
-    out = check_output_path(out, force=args.force, inputs=(src,))
+    js = Path(args.json) if args.json else None
+    check_outputs([out, js], force=args.force, inputs=(src,))
     scan = load_scan(src)
     grid = default_grid(scan, args.n, args.fov)
     with bars(args) as progress:
@@ -58,7 +61,14 @@ def run_calibrate(args: argparse.Namespace) -> int:
                                 "calibrate", int(rec["step"]), int(rec["rounds_total"])))
         except InputError as exc:  # name the file the problem is in
             raise InputError(exc.problem, exc.path or src) from None
-    save_scan(out, apply_calibration(scan, cal))
+    if js is not None:  # first: a scan file is never left without its JSON
+        save_calibration(js, {"scan": str(src), **cal.to_dict()})
+    try:
+        save_scan(out, apply_calibration(scan, cal))
+    except BaseException:
+        if js is not None:
+            js.unlink(missing_ok=True)
+        raise
     shift = np.hypot(*cal.displacement.T)
     std = np.hypot(*cal.position_std.T)
     hist = cal.history
@@ -71,4 +81,6 @@ def run_calibrate(args: argparse.Namespace) -> int:
     print(f"held-out misfit: {hist[0]['misfit']:.3f} (first round) -> "
           f"{hist[-1]['misfit']:.3f} (last)")
     print(f"wrote {out}")
+    if js is not None:
+        print(f"wrote {js}")
     return 0

@@ -33,16 +33,23 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "write the image(s) and a PNG figure. The input is never modified.")
     r.add_argument("scan", help="scan file")
     r.add_argument("-o", "--output", help="output image file (default: <scan>_recon.h5)")
-    r.add_argument("--method", choices=tuple(METHODS), default="ubp",
-                   help="reconstruction method (default ubp): " + "; ".join(
+    r.add_argument("--preset", help="a preset TOML file or bundled preset name: the method, "
+                   "grid, band, speed of sound and detector response of a scanner set-up "
+                   "(explicit options win)")
+    r.add_argument("--method", choices=tuple(METHODS),
+                   help="reconstruction method (default: the preset's, else ubp): " + "; ".join(
                        f"{m.name}: {m.description}" for m in METHODS.values()))
     r.add_argument("--n", type=int, help="image side in pixels (default: the scan's truth "
                    "grid, else 256)")
     r.add_argument("--fov", type=float, help="field of view in metres (default: the truth "
-                   "grid's, else 1.3 x the array radius, at most 2 x)")
+                   "grid's, else the object's extent seen in the first arrivals, at most the "
+                   "sensors' inscribed circle)")
     r.add_argument("--png", help="figure path (default: <output>.png); 'none' to skip")
+    r.add_argument("--export-patato", metavar="FILE", help="also write the scan and the "
+                   "linear/model-based images in PATATO's HDF5 layout (recons/<method>/0, "
+                   "wavelengths in nm) for PATATO's spectral unmixing")
     r.add_argument("--lam", type=float, help="model-based regularisation weight")
-    r.add_argument("--iters", type=int, default=50, help="model-based iterations (default 50)")
+    r.add_argument("--iters", type=int, help="model-based iterations (default 50)")
     r.add_argument("--force", action="store_true", help="overwrite an existing output")
     r.add_argument("--refine", action=argparse.BooleanOptionalAction, default=None,
                    help="refine with the learned model; --refine fails (exit 2) when it "
@@ -53,6 +60,31 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "setup's variant decoder instead of the invariant one")
     r.add_argument("--samples", type=int, default=16,
                    help="posterior samples for the uncertainty map (default 16)")
+    r.add_argument("--speed-of-sound", type=float, metavar="C",
+                   help="speed of sound in m/s (default: the file's)")
+    r.add_argument("--calibration", metavar="FILE", help="calibration JSON written by "
+                   "`oatomo autofocus --json` or `oatomo calibrate --json`: its speed of sound "
+                   "(and sensor positions, if any) replace the file's")
+    r.add_argument("--band", metavar="LOW:HIGH",
+                   help="band-pass the signals first, in Hz (e.g. 0.1e6:8e6; ':8e6' "
+                   "low-pass, '0.1e6:' high-pass)")
+    r.add_argument("--frames", type=int, nargs="+", metavar="I",
+                   help="frame indices to reconstruct (default: all)")
+    r.add_argument("--wavelengths", type=float, nargs="+", metavar="M",
+                   help="wavelengths to reconstruct, in metres (e.g. 800e-9; default: all)")
+    r.add_argument("--deconvolve", nargs="?", const=True, default=None, type=float,
+                   metavar="LAM", help="remove the detector response (the file's, or "
+                   "--response) by Wiener deconvolution first; LAM: regularisation relative "
+                   "to the peak |H|^2 (default 0.001)")
+    r.add_argument("--response", metavar="FC:BW", help="the sensors' response as a Gaussian "
+                   "band: centre frequency in Hz and fractional bandwidth (e.g. 5e6:0.8), "
+                   "instead of the file's")
+    r.add_argument("--model-response", action="store_true", help="model-based methods: put "
+                   "the detector response (the file's, or --response) in the forward operator "
+                   "instead of deconvolving first")
+    r.add_argument("--element-width", type=float, metavar="W", help="width of flat sensor "
+                   "elements in metres: das and ubp weight the backprojection with their "
+                   "directivity, model-based methods model it (default: point sensors)")
     r.add_argument("--calibrate", action="store_true",
                    help="first estimate the sensor positions and speed of sound from the "
                    "data (as `oatomo calibrate`) and reconstruct with the estimates")
@@ -66,6 +98,28 @@ def register(sub: argparse._SubParsersAction) -> None:
     i = sub.add_parser("info", help="describe a scan file")
     i.add_argument("scan", help="scan file")
     i.set_defaults(func=run_info)
+
+
+def _band(text: str) -> tuple[float | None, float | None]:
+    """``LOW:HIGH`` in Hz, either side may be empty."""
+    try:
+        lo, hi = (float(v) if v.strip() else None for v in text.split(":"))
+    except ValueError:
+        raise InputError(f"--band must look like LOW:HIGH in Hz (e.g. 0.1e6:8e6), got "
+                         f"{text!r}") from None
+    return lo, hi
+
+
+def _response(text: str) -> object:
+    """``FC:BW``: a Gaussian-band detector response."""
+    from ..response import DetectorResponse
+
+    try:
+        fc, bw = (float(v) for v in text.split(":"))
+    except ValueError:
+        raise InputError(f"--response must look like FC:BW (centre frequency in Hz, "
+                         f"fractional bandwidth; e.g. 5e6:0.8), got {text!r}") from None
+    return DetectorResponse(centre_frequency=fc, bandwidth=bw)
 
 
 def run_simulate(args: argparse.Namespace) -> int:
@@ -84,14 +138,15 @@ def run_simulate(args: argparse.Namespace) -> int:
     p0 = phantoms.make(args.phantom, setup.grid, s_phantom)
     true = setup.draw(s_draw)
     sino = simulate(p0, setup.grid, true, setup.acquisition, thickness=setup.thickness,
-                    noise_std=setup.noise, band=setup.band, seed=s_noise)
+                    noise_std=setup.noise, band=setup.band, response=setup.response,
+                    element_width=setup.element_width, seed=s_noise)
     if not np.all(np.isfinite(sino)):
         raise InputError("the simulated sinogram is not finite (setup values out of range)",
                          args.setup)
     scan = Scan(sinogram=sino, sensors=setup.array, acquisition=setup.acquisition, p0=p0,
                 grid=setup.grid, true_sensors=true, setup_name=setup.name,
                 setup_toml=setup.to_toml_string(), seed=args.seed,
-                metadata={"phantom": args.phantom})
+                metadata={"phantom": args.phantom}, response=setup.response)
     save_scan(out, scan, format=args.format)
     err = np.hypot(*(true.positions - setup.array.positions).T)
     print(f"simulated {setup.name}: {sino.shape[0]} sensors x {sino.shape[1]} samples, "
@@ -107,6 +162,7 @@ MAX_ITERS, MAX_SAMPLES = 100_000, 1024
 
 def run_reconstruct(args: argparse.Namespace) -> int:
     from .._atomic import check_input_file, check_outputs
+    from .._lazy import prefetch
     from ..io import save_images
     from ..pipeline import reconstruct
 
@@ -114,8 +170,10 @@ def run_reconstruct(args: argparse.Namespace) -> int:
     out = Path(args.output) if args.output else src.with_name(src.stem + "_recon.h5")
     png = None if args.png == "none" else Path(args.png) if args.png else out.with_suffix(
         ".png")
-    check_outputs([out, png], force=args.force, inputs=(src, args.model))
-    if not 1 <= args.iters <= MAX_ITERS:
+    patato = None if args.export_patato is None else Path(args.export_patato)
+    check_outputs([out, png, patato], force=args.force,
+                  inputs=(src, args.model, args.calibration, args.preset))
+    if args.iters is not None and not 1 <= args.iters <= MAX_ITERS:
         raise InputError(f"--iters must be in 1..{MAX_ITERS}, got {args.iters}")
     if not 0 <= args.samples <= MAX_SAMPLES:
         raise InputError(f"--samples must be in 0..{MAX_SAMPLES}, got {args.samples}")
@@ -123,30 +181,64 @@ def run_reconstruct(args: argparse.Namespace) -> int:
         raise InputError(f"--lam must be a finite number >= 0, got {args.lam}")
     if args.fov is not None and not (math.isfinite(args.fov) and 0 < args.fov <= 20.0):
         raise InputError(f"--fov must be in (0, 20] metres, got {args.fov}")
+    if args.deconvolve is not None and args.deconvolve is not True and not (
+            math.isfinite(args.deconvolve) and 0 < args.deconvolve <= 1e30):
+        raise InputError(f"--deconvolve LAM must be a finite number > 0, got "
+                         f"{args.deconvolve}")
     refine = "auto" if args.refine is None else args.refine
+    # start the heavy imports the job will need while the scan is read and reconstructed
+    heavy = (["torch"] if _likely_refined(src, args, refine) else []) + (
+        ["matplotlib.figure", "matplotlib.backends.backend_agg"] if png is not None else [])
+    prefetching = prefetch(*heavy)
     with bars(args) as callback:
         rec = reconstruct(src, args.method, n=args.n, fov=args.fov, refine=refine,
                           model=args.model, setup=args.setup_name, samples=args.samples,
                           lam=args.lam, iters=args.iters, calibrate=args.calibrate,
+                          speed_of_sound=args.speed_of_sound, calibration=args.calibration,
+                          band=None if args.band is None else _band(args.band),
+                          frames=args.frames, deconvolve=args.deconvolve, preset=args.preset,
+                          response=None if args.response is None else _response(args.response),
+                          wavelengths=args.wavelengths, element_width=args.element_width,
+                          model_response=args.model_response,
                           callback=callback)
-    if png is not None:  # first: a figure that fails leaves no image file behind
-        from ..figures import reconstruction_figure
-        from ..io import load_scan, read_frame
+    prov = rec.provenance
+    written: list[Path] = []
+    try:  # figure and export first: one that fails leaves no image file behind
+        if png is not None or patato is not None:
+            shown, scan = _shown_frames(src, rec, args, patato is not None)
+        if png is not None:
+            from ..figures import reconstruction_figure
 
-        scan = load_scan(src, metadata_only=True)  # the figure shows the first frame
-        reconstruction_figure(png, rec, read_frame(src, 0), scan.acquisition,
-                              title=f"{src.name} ({args.method}"
-                              f"{' + refined' if rec.refined else ''})")
-    try:
+            reconstruction_figure(png, rec, shown, scan.acquisition,
+                                  title=f"{src.name} ({prov['method']}"
+                                  f"{' + refined' if rec.refined else ''})")
+            written.append(png)
+        if patato is not None:
+            from dataclasses import replace
+
+            from ..io import save_patato
+
+            save_patato(patato, replace(scan, sinogram=shown, wavelengths=None if
+                                        prov["wavelengths"] is None else
+                                        np.asarray(prov["wavelengths"])), rec.linear,
+                        rec.grid, algorithm=prov["method"])
+            written.append(patato)
         save_images(out, dict(rec.images), rec.grid, attrs=rec.attrs())
     except BaseException:
-        if png is not None:
-            png.unlink(missing_ok=True)
+        for path in written:
+            path.unlink(missing_ok=True)
         raise
     prov, grid = rec.provenance, rec.grid
     print(f"reconstructed {src} ({prov['format']}, {prov['n_sensors']} sensors, "
-          f"{prov['n_frames']} frame(s)) with {args.method} in "
-          f"{prov['timings'][args.method]:.3f} s")
+          f"{prov['n_frames']} frame(s), c = {prov['speed_of_sound']:g} m/s) with "
+          f"{prov['method']}{' (preset ' + prov['preset'] + ')' if prov['preset'] else ''} "
+          f"in {prov['timings'][prov['method']]:.3f} s")
+    if prov["deconvolution"] is not None:
+        print(f"removed the detector response by Wiener deconvolution (lam = "
+              f"{prov['deconvolution']['lam']:g})")
+    elif prov["detector_response"] is not None:
+        print(f"note: the file has a detector response ({prov['detector_response']}); "
+              f"--deconvolve removes it first")
     cal = prov["calibration"]
     if cal is not None:
         print(f"calibrated in {cal['time_s']:.1f} s: speed of sound "
@@ -163,9 +255,76 @@ def run_reconstruct(args: argparse.Namespace) -> int:
     elif how.get("compatible") is False:
         print(f"skipping refinement: {how['reason']} ({model_name})")
     print(f"image {grid.n}x{grid.n} at {grid.dx * 1e3:.3g} mm; wrote {out}")
+    if patato is not None:
+        print(f"wrote {patato} (PATATO layout, recons/{prov['method']}/0, for unmixing)")
     if png is not None:
         print(f"wrote {png}")
+    if prefetching is not None:  # an import must not be cut off at exit
+        prefetching.join()
     return 0
+
+
+def _likely_refined(src: Path, args: argparse.Namespace, refine: object) -> bool:
+    """Whether the refiner (PyTorch) will be needed, as far as the scan's metadata and the
+    model's JSON sidecar tell without importing PyTorch (a guess for the import prefetch:
+    a scan the model does not fit must not pay for PyTorch)."""
+    if refine is not True and refine != "auto":
+        return False
+    if refine is True:
+        return True
+    import json
+    import warnings
+
+    from ..io import load_scan
+    from ..refine import REFINER_KEY, check_compatible
+    from ..resources import default_model_path
+    from ..scanners import FAMILY_KEY
+
+    try:
+        path = Path(args.model) if args.model else default_model_path()
+        sidecar = path.with_suffix(".json")
+        if not (path.is_file() and sidecar.is_file()) or sidecar.stat().st_size > 1 << 24:
+            return False
+        train = json.loads(sidecar.read_text()).get("train") or {}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            scan = load_scan(src, metadata_only=True)
+        if train.get(FAMILY_KEY):
+            from ..geometry import Grid
+            from ..scanners import ScannerFamily
+
+            r = np.hypot(*scan.sensors.positions.T)
+            fov = args.fov or (scan.grid.fov if scan.grid is not None and args.n is None
+                               else min(2 * float(r.min()), 1.3 * float(np.median(r))))
+            n = args.n or (scan.grid.n if scan.grid is not None else 256)
+            return bool(ScannerFamily.from_dict(train[FAMILY_KEY]["family"]).compatible(
+                scan.sensors, scan.acquisition, Grid(n, fov))[0])
+        return bool(check_compatible(train[REFINER_KEY]["setups"], scan.sensors,
+                                     scan.acquisition)[0])
+    except (InputError, OSError, ValueError, KeyError, TypeError, AttributeError,
+            IndexError):
+        return False  # the pipeline's own check reports what is wrong
+
+
+def _shown_frames(src: Path, rec: object, args: argparse.Namespace, whole: bool
+                  ) -> tuple[np.ndarray, object]:
+    """The reconstructed frames of the scan (for the figure and the PATATO export) and
+    the scan; a scan reconstructed frame by frame gives only the figure's first rows,
+    each read alone (``whole``: the export needs them all, refused then)."""
+    from ..figures import MAX_FRAME_ROWS
+    from ..io import load_scan, read_frame
+    from ..pipeline import _frame_selection, select
+
+    if not rec.provenance.get("by_frame"):
+        scan = load_scan(src)
+        return select(scan, args.frames, args.wavelengths)[0], scan
+    if whole:
+        raise InputError("--export-patato needs the whole scan in memory and it is larger "
+                         "than OATOMO_MAX_BYTES (raise the limit)", src)
+    scan = load_scan(src, metadata_only=True)
+    index, _ = _frame_selection(scan, args.frames, args.wavelengths, rec.grid, src)
+    rows = [read_frame(src, int(k)) for k in index.reshape(-1)[:MAX_FRAME_ROWS]]
+    return np.stack(rows), scan
 
 
 def run_setups(args: argparse.Namespace) -> int:
@@ -195,6 +354,13 @@ def run_info(args: argparse.Namespace) -> int:
     print(f"frames:          {scan.n_frames} {tuple(scan.sinogram.shape[:-2]) or ''}")
     if scan.wavelengths is not None:
         print(f"wavelengths:     {', '.join(f'{w * 1e9:g}' for w in scan.wavelengths)} nm")
+    if scan.response is not None:
+        r = scan.response
+        print("detector:        " + (
+            f"Gaussian band, {r.centre_frequency / 1e6:g} MHz, {r.bandwidth:.0%} bandwidth"
+            if r.impulse_response is None else
+            f"measured impulse response, {r.impulse_response.size} samples")
+            + " (--deconvolve removes it)")
     if scan.setup_name:
         print(f"setup:           {scan.setup_name} (seed {scan.seed})")
     if scan.p0 is not None and scan.grid is not None:

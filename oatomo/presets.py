@@ -1,0 +1,142 @@
+"""Reconstruction presets: the settings a scanner set-up always wants, in a TOML file.
+
+A preset names the method, grid, band, speed of sound and detector response that suit one
+scanner, so ``oatomo reconstruct scan.h5 --preset my_scanner.toml`` (or
+``oatomo.reconstruct(scan, preset="my_scanner.toml")``) need not repeat them. Anything given
+explicitly wins over the preset. Users write their own; an example ships with oatomo
+(``oatomo/resources/presets``), usable by name.
+
+TOML layout (every key optional but ``name``; SI units)::
+
+    name = "ring256-5mhz"
+    description = "..."
+    method = "ubp"               # a name of oatomo.methods.METHODS
+    n = 256                      # pixels per side
+    fov = 0.03                   # field of view (m)
+    speed_of_sound = 1520.0      # m/s
+    band = [0.1e6, 8e6]          # Hz; 0 for an open lower edge
+    deconvolve = true            # or the Wiener regularisation, e.g. 1e-3
+    iters = 50                   # model-based iterations
+    lam = 1e-3                   # model-based regularisation weight
+    [detector]                   # the sensors' response (for deconvolve)
+    centre_frequency = 5e6       # Hz
+    bandwidth = 0.8              # fractional
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import InputError
+from .resources import resource_path
+from .response import DetectorResponse
+
+__all__ = ["Preset", "load_preset", "bundled_presets", "PRESETS_DIR"]
+
+#: Directory of the presets shipped inside the package.
+PRESETS_DIR = resource_path("presets")
+
+_NUM = (int, float)
+_KEYS: dict[str, Any] = {"name": str, "description": str, "method": str, "n": int,
+                         "fov": _NUM, "speed_of_sound": _NUM, "band": list,
+                         "deconvolve": (bool, int, float), "iters": int, "lam": _NUM,
+                         "detector": dict}
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Settings of :func:`oatomo.reconstruct` for one scanner set-up (None: not set).
+
+    Attributes
+    ----------
+    name, description
+        What the preset is for.
+    method, n, fov, speed_of_sound, band, deconvolve, iters, lam
+        As the keywords of :func:`oatomo.reconstruct` (SI units).
+    response
+        The sensors' impulse response (used when deconvolving).
+    """
+
+    name: str
+    description: str = ""
+    method: str | None = None
+    n: int | None = None
+    fov: float | None = None
+    speed_of_sound: float | None = None
+    band: tuple[float | None, float | None] | None = None
+    deconvolve: bool | float | None = None
+    iters: int | None = None
+    lam: float | None = None
+    response: DetectorResponse | None = None
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any], path: str | os.PathLike | None = None) -> Preset:
+        """Build a preset from the TOML document (see the module docstring)."""
+        for key, value in doc.items():
+            if key not in _KEYS:
+                raise InputError(f"unknown preset key {key!r} (known: {', '.join(_KEYS)})",
+                                 path)
+            want = _KEYS[key]
+            if not isinstance(value, want) or (isinstance(value, bool) and want is not
+                                               _KEYS["deconvolve"]):
+                raise InputError(f"preset key {key!r} has the wrong type "
+                                 f"({type(value).__name__} {value!r})", path)
+        if "name" not in doc:
+            raise InputError("missing required key 'name'", path)
+        band = doc.get("band")
+        if band is not None and (len(band) != 2 or not all(
+                isinstance(b, _NUM) and not isinstance(b, bool) for b in band)):
+            raise InputError(f"preset band must be [low, high] in Hz, got {band!r}", path)
+        try:
+            response = None if "detector" not in doc else DetectorResponse(**doc["detector"])
+        except TypeError as exc:
+            raise InputError(f"preset [detector]: {exc}", path) from None
+        except InputError as exc:
+            raise InputError(f"preset [detector]: {exc.problem}", path) from None
+        if "method" in doc:
+            from .methods import get_method
+
+            try:
+                get_method(doc["method"])
+            except InputError as exc:
+                raise InputError(exc.problem, path) from None
+        return cls(name=doc["name"], description=doc.get("description", ""),
+                   method=doc.get("method"), n=doc.get("n"), fov=doc.get("fov"),
+                   speed_of_sound=doc.get("speed_of_sound"),
+                   band=None if band is None else (float(band[0]) or None, float(band[1])),
+                   deconvolve=doc.get("deconvolve"), iters=doc.get("iters"),
+                   lam=doc.get("lam"), response=response)
+
+    @classmethod
+    def from_toml(cls, path: str | os.PathLike) -> Preset:
+        """Read a preset TOML file (unknown keys and wrong types are errors)."""
+        from .setups import read_toml
+
+        return cls.from_dict(read_toml(path, "preset"), path)
+
+    def settings(self) -> dict[str, Any]:
+        """The keywords of :func:`oatomo.reconstruct` this preset sets."""
+        keys = ("method", "n", "fov", "speed_of_sound", "band", "deconvolve", "iters", "lam",
+                "response")
+        return {k: getattr(self, k) for k in keys if getattr(self, k) is not None}
+
+
+def bundled_presets() -> list[str]:
+    """Names of the presets shipped with oatomo."""
+    if not PRESETS_DIR.is_dir():
+        return []
+    return sorted(p.stem for p in PRESETS_DIR.glob("*.toml"))
+
+
+def load_preset(preset: str | os.PathLike | Preset) -> Preset:
+    """A :class:`Preset` as given, from a TOML path, or by the name of a bundled one."""
+    if isinstance(preset, Preset):
+        return preset
+    if not isinstance(preset, (str, os.PathLike)):
+        raise InputError(f"preset must be a Preset, a TOML path or a bundled name, got "
+                         f"{type(preset).__name__}")
+    from .setups import find_toml
+
+    return Preset.from_toml(find_toml(preset, PRESETS_DIR, "preset"))
