@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import sys
-import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -33,28 +31,3 @@ def lazy_exports(namespace: dict[str, Any], lazy: dict[str, str]
 
     return __getattr__, __dir__
 
-
-def prefetch(*modules: str) -> threading.Thread | None:
-    """Import ``modules`` in a background thread; return it (join it before exiting).
-
-    A command that will need a heavy package later (PyTorch for the refiner, Matplotlib
-    for the figure) starts its import here while the main thread reads the scan and runs
-    the reconstruction: the parts of an import that release the GIL (reading files,
-    loading shared libraries) overlap with that work. Python's per-module import locks make
-    a later ``import`` in the main thread wait for, and then reuse, the thread's module.
-    Import errors are left for the main thread's own import to raise.
-    """
-    todo = [m for m in modules if m not in sys.modules]
-    if not todo:
-        return None
-
-    def work() -> None:
-        for name in todo:
-            try:
-                importlib.import_module(name)
-            except Exception:  # noqa: BLE001 - the main thread's import reports it
-                return
-
-    thread = threading.Thread(target=work, name="oatomo-prefetch", daemon=True)
-    thread.start()
-    return thread

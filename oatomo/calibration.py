@@ -71,7 +71,7 @@ MIN_SENSORS = 8
 DEFAULT_PRIOR_REL = 0.01
 
 #: Folds at the finest level (the held-out images cost most there).
-FINE_FOLDS = 8
+FINE_FOLDS = 4
 
 #: Half-width of the search box around the prior mean, in prior standard deviations.
 BOX_STD = 4.0

@@ -187,15 +187,3 @@ def test_closed_pipe_no_traceback():
     assert proc.returncode == 141
     assert proc.stderr == ""
 
-
-def test_prefetch_imports_in_background():
-    from oatomo._lazy import prefetch
-
-    assert prefetch("json") is None  # already imported: no thread
-    sys.modules.pop("colorsys", None)
-    thread = prefetch("colorsys")
-    thread.join(timeout=30)
-    assert "colorsys" in sys.modules
-    thread = prefetch("oatomo_no_such_module")  # the main thread's import reports it
-    thread.join(timeout=30)
-    assert not thread.is_alive() and "oatomo_no_such_module" not in sys.modules

@@ -162,7 +162,6 @@ MAX_ITERS, MAX_SAMPLES = 100_000, 1024
 
 def run_reconstruct(args: argparse.Namespace) -> int:
     from .._atomic import check_input_file, check_outputs
-    from .._lazy import prefetch
     from ..io import save_images
     from ..pipeline import reconstruct
 
@@ -186,10 +185,6 @@ def run_reconstruct(args: argparse.Namespace) -> int:
         raise InputError(f"--deconvolve LAM must be a finite number > 0, got "
                          f"{args.deconvolve}")
     refine = "auto" if args.refine is None else args.refine
-    # start the heavy imports the job will need while the scan is read and reconstructed
-    heavy = (["torch"] if _likely_refined(src, args, refine) else []) + (
-        ["matplotlib.figure", "matplotlib.backends.backend_agg"] if png is not None else [])
-    prefetching = prefetch(*heavy)
     with bars(args) as callback:
         rec = reconstruct(src, args.method, n=args.n, fov=args.fov, refine=refine,
                           model=args.model, setup=args.setup_name, samples=args.samples,
@@ -259,51 +254,7 @@ def run_reconstruct(args: argparse.Namespace) -> int:
         print(f"wrote {patato} (PATATO layout, recons/{prov['method']}/0, for unmixing)")
     if png is not None:
         print(f"wrote {png}")
-    if prefetching is not None:  # an import must not be cut off at exit
-        prefetching.join()
     return 0
-
-
-def _likely_refined(src: Path, args: argparse.Namespace, refine: object) -> bool:
-    """Whether the refiner (PyTorch) will be needed, as far as the scan's metadata and the
-    model's JSON sidecar tell without importing PyTorch (a guess for the import prefetch:
-    a scan the model does not fit must not pay for PyTorch)."""
-    if refine is not True and refine != "auto":
-        return False
-    if refine is True:
-        return True
-    import json
-    import warnings
-
-    from ..io import load_scan
-    from ..refine import REFINER_KEY, check_compatible
-    from ..resources import default_model_path
-    from ..scanners import FAMILY_KEY
-
-    try:
-        path = Path(args.model) if args.model else default_model_path()
-        sidecar = path.with_suffix(".json")
-        if not (path.is_file() and sidecar.is_file()) or sidecar.stat().st_size > 1 << 24:
-            return False
-        train = json.loads(sidecar.read_text()).get("train") or {}
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            scan = load_scan(src, metadata_only=True)
-        if train.get(FAMILY_KEY):
-            from ..geometry import Grid
-            from ..scanners import ScannerFamily
-
-            r = np.hypot(*scan.sensors.positions.T)
-            fov = args.fov or (scan.grid.fov if scan.grid is not None and args.n is None
-                               else min(2 * float(r.min()), 1.3 * float(np.median(r))))
-            n = args.n or (scan.grid.n if scan.grid is not None else 256)
-            return bool(ScannerFamily.from_dict(train[FAMILY_KEY]["family"]).compatible(
-                scan.sensors, scan.acquisition, Grid(n, fov))[0])
-        return bool(check_compatible(train[REFINER_KEY]["setups"], scan.sensors,
-                                     scan.acquisition)[0])
-    except (InputError, OSError, ValueError, KeyError, TypeError, AttributeError,
-            IndexError):
-        return False  # the pipeline's own check reports what is wrong
 
 
 def _shown_frames(src: Path, rec: object, args: argparse.Namespace, whole: bool
