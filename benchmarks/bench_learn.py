@@ -32,14 +32,14 @@ def run(quick: bool = False) -> list[dict]:
     from oatomo.learn.train import train
     from oatomo.recon import backproject
     from oatomo.refine import Refiner, load_refiner
-    from oatomo.resources import default_model_path
+    from oatomo.resources import legacy_model_path
 
     torch.set_num_threads(2)
     reps = 5 if quick else 15
-    shipped = default_model_path()
+    shipped = legacy_model_path()  # the single-geometry refiner (family model: issue 10)
     if shipped.exists():
         ref = load_refiner(shipped)
-        label = "shipped model"
+        label = "shipped single-geometry model"
     else:
         ref = Refiner(build_refiner_model("multi-decoder", 128, 4), Grid(128, 0.0128),
                       ["a", "b", "c", "d"], [{}], "ubp")

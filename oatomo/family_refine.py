@@ -202,6 +202,13 @@ class FamilyRefiner:
 
     def _run(self, x: np.ndarray, env: str | None, n_samples: int, seed: int
              ) -> tuple[np.ndarray, np.ndarray | None]:
+        from .refine import few_threads
+
+        with few_threads(x.shape[-1] * x.shape[-2]):  # one 128² tile: one thread
+            return self._run_model(x, env, n_samples, seed)
+
+    def _run_model(self, x: np.ndarray, env: str | None, n_samples: int, seed: int
+                   ) -> tuple[np.ndarray, np.ndarray | None]:
         import torch
 
         model = self.model.eval()

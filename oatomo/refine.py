@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,27 @@ __all__ = ["normalise", "check_compatible", "Refiner", "load_refiner", "save_ref
 
 #: Inputs of at most this many images are refined on one CPU thread.
 SMALL_BATCH = 2
+
+#: Inputs of at most this many pixels (all images together) are refined on one thread.
+SMALL_PIXELS = SMALL_BATCH * 128 * 128
+
+
+@contextmanager
+def few_threads(n_pixels: int) -> Iterator[None]:
+    """Run PyTorch on one CPU thread while refining at most :data:`SMALL_PIXELS` pixels.
+
+    Parallel convolutions of one small image cost more than they save: on a busy 2-core
+    machine one 128² refinement took 100x longer on two threads than on one.
+    """
+    import torch
+
+    threads = torch.get_num_threads()
+    if n_pixels <= SMALL_PIXELS:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 #: Key of the refinement metadata inside a checkpoint's ``train`` record.
 REFINER_KEY = "oatomo_refiner"
@@ -126,13 +149,8 @@ class Refiner:
         x = torch.from_numpy(normalise(img).reshape((-1, 1) + self.grid.shape))
         model = self.model.eval()
         e = self.env_index(env)
-        threads = torch.get_num_threads()
-        if len(x) <= SMALL_BATCH:  # one thread: parallel convolutions of one small image
-            torch.set_num_threads(1)  # cost more than they save (100x on a busy machine)
-        try:
+        with few_threads(x.numel()):
             return self._refine(model, x, e, lead, n_samples, seed)
-        finally:
-            torch.set_num_threads(threads)
 
     def _refine(self, model: Any, x: Any, e: int | None, lead: tuple[int, ...],
                 n_samples: int, seed: int) -> tuple[np.ndarray, np.ndarray | None]:
