@@ -324,6 +324,19 @@ def test_oatomo_evaluate_on_a_scanner_directory(tiny_refiners, tmp_path, capsys)
                  str(ev), "--out", str(tmp_path / "o"), "--samples", "2"]) == 0
     assert "| ring128-r40 | global (held out) |" in capsys.readouterr().out
     assert (tmp_path / "o" / "evaluation.json").is_file()
+    before = (tmp_path / "o" / "evaluation.json").read_bytes()
+    again = ["evaluate", "--model", f"inv={tiny_refiners['multi-decoder']}", "--data", str(ev),
+             "--out", str(tmp_path / "o"), "--samples", "2"]
+    assert main(again) == 2  # existing evaluation files need --force
+    assert "exists" in capsys.readouterr().err
+    assert (tmp_path / "o" / "evaluation.json").read_bytes() == before
+    assert main(again + ["--force"]) == 0
+    (tmp_path / "o2").mkdir()
+    (tmp_path / "o2" / "evaluation.md").write_text("mine")  # 'family evaluate' guards too
+    assert main(["family", "evaluate", "--model", str(tiny_refiners["multi-decoder"]),
+                 "--data", str(ev), "--out", str(tmp_path / "o2")]) == 2
+    assert "exists" in capsys.readouterr().err
+    assert (tmp_path / "o2" / "evaluation.md").read_text() == "mine"
 
 
 def test_evaluate_family_rejects_clashing_labels(tmp_path):

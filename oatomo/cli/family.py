@@ -60,6 +60,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="also score these uncertainty maps of multi-decoder models")
     v.add_argument("--legacy", nargs="*", default=(),
                    help="single-geometry refiners (LABEL=PATH) scored where they apply")
+    v.add_argument("--force", action="store_true", help="replace existing evaluation files")
     v.set_defaults(func=run_evaluate)
 
     x = fs.add_parser("export", help="copy a checkpoint without its training state")
@@ -130,12 +131,17 @@ def run_evaluate(args: argparse.Namespace) -> int:
             out[label or Path(path).stem] = path
         return out
 
-    result = evaluate_family(args.data, labelled(args.model), out=args.out,
+    from .learn import evaluation_dir
+
+    models = labelled(args.model)
+    out = evaluation_dir(args.out, force=args.force,
+                         inputs=(*models.values(), *labelled(args.legacy).values()))
+    result = evaluate_family(args.data, models, out=out,
                              n_samples=args.samples, legacy=labelled(args.legacy),
                              uncertainty_modes=args.uncertainty_modes,
                              callback=lambda s: print(f"  {s}", flush=True))
     print(to_markdown(result))
-    print(f"wrote {args.out}/evaluation.md, evaluation.json, evaluation.png")
+    print(f"wrote {out}/evaluation.md, evaluation.json, evaluation.png")
     return 0
 
 

@@ -115,8 +115,24 @@ def _channels(text: str) -> tuple[int, ...]:
     return ch
 
 
+def evaluation_dir(out: str | Path, *, force: bool, inputs: tuple) -> Path:
+    """Create the evaluation directory ``out`` (its parent must exist) and check that its
+    ``evaluation.{md,json,png}`` may be written (``--force`` to replace them)."""
+    from .._atomic import check_outputs
+
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise InputError("--out names a file; it must be a directory", out)
+    if not out.parent.is_dir():
+        raise InputError(f"output directory {str(out.parent)!r} does not exist", out)
+    out.mkdir(exist_ok=True)
+    check_outputs([out / f"evaluation.{ext}" for ext in ("md", "json", "png")],
+                  force=force, inputs=inputs)
+    return out
+
+
 def run_evaluate(args: argparse.Namespace) -> int:
-    from .._atomic import check_input_file, check_outputs
+    from .._atomic import check_input_file
     from ..evaluate import evaluate, to_markdown
     from ..figures import evaluation_figure
 
@@ -127,15 +143,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
         models[label or Path(path).stem] = check_input_file(path, "checkpoint")
     if not Path(args.data).is_dir():
         check_input_file(args.data, "dataset")
-    out = Path(args.out) if args.out else Path(args.data).with_name(
-        Path(args.data).stem + "_evaluation")
-    if out.exists() and not out.is_dir():
-        raise InputError("--out names a file; it must be a directory", out)
-    if not out.parent.is_dir():
-        raise InputError(f"output directory {str(out.parent)!r} does not exist", out)
-    out.mkdir(exist_ok=True)
-    check_outputs([out / f"evaluation.{ext}" for ext in ("md", "json", "png")],
-                  force=args.force, inputs=(args.data, *models.values()))
+    out = evaluation_dir(args.out or Path(args.data).with_name(
+        Path(args.data).stem + "_evaluation"), force=args.force,
+        inputs=(args.data, *models.values()))
     if Path(args.data).is_dir():  # held-out scanners: the family evaluation
         from ..family_evaluate import evaluate_family
         from ..family_evaluate import to_markdown as family_markdown
