@@ -470,7 +470,8 @@ def make_environment(images: np.ndarray, digits: np.ndarray, e: float,
 
 
 def colored_mnist(mnist_dir: str | os.PathLike | None = None, *, seed: int = 0,
-                  downsample: int = 1, full: bool = False) -> ColoredMNIST:
+                  downsample: int = 1, full: bool = False,
+                  train_envs: tuple[float, float] = TRAIN_ENVS) -> ColoredMNIST:
     """Build the two training environments and the test environment (see the module doc).
 
     Parameters
@@ -483,6 +484,8 @@ def colored_mnist(mnist_dir: str | os.PathLike | None = None, *, seed: int = 0,
         1 (28x28, default) or 2 (IRM's 14x14).
     full
         Full MNIST (:func:`load_full_mnist`): 25,000 + 25,000 training, 10,000 test images.
+    train_envs
+        Colour-flip probabilities of the two training environments (IRM: 0.2, 0.1).
 
     Examples
     --------
@@ -490,6 +493,8 @@ def colored_mnist(mnist_dir: str | os.PathLike | None = None, *, seed: int = 0,
     >>> [len(env) for env in data.train], len(data.test)               # doctest: +SKIP
     ([2000, 2000], 1000)
     """
+    if len(train_envs) != 2:
+        raise InputError(f"need two training environments, got {len(train_envs)}")
     images, digits, source = load_mnist(mnist_dir, full=full)
     n = len(digits)
     n_test = 10_000 if n >= 60_000 else n // 5
@@ -499,7 +504,7 @@ def colored_mnist(mnist_dir: str | os.PathLike | None = None, *, seed: int = 0,
     pool_x, pool_y = images[:n_pool][order], digits[:n_pool][order]
     train = tuple(
         make_environment(pool_x[k::2], pool_y[k::2], e, rng, downsample=downsample)
-        for k, e in enumerate(TRAIN_ENVS)
+        for k, e in enumerate(train_envs)
     )
     test = make_environment(images[n_pool:n_pool + n_test], digits[n_pool:n_pool + n_test],
                             TEST_ENV, rng, downsample=downsample)

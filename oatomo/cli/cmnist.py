@@ -35,6 +35,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="smoke test: a few hundred images, one epoch (about 10 s per seed)")
     p.add_argument("--epochs", type=int, default=None,
                    help="training epochs per model (default 40; 1 with --quick)")
+    p.add_argument("--envs", type=float, nargs=2, default=None, metavar=("E1", "E2"),
+                   help="colour-flip probabilities of the two training environments "
+                   "(default 0.2 0.1, as IRM and the poster)")
+    p.add_argument("--gamma", type=float, default=None,
+                   help="weight γ of the invariance term (default 1)")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda")
     p.add_argument("--threads", type=int, default=2,
                    help="CPU threads for PyTorch (default 2; 0 leaves PyTorch's default)")
@@ -58,6 +63,10 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--epochs must be >= 1, got {args.epochs}")
     if args.threads < 0:
         raise InputError(f"--threads must be >= 0, got {args.threads}")
+    if args.envs is not None and not all(0.0 <= e <= 1.0 for e in args.envs):
+        raise InputError(f"--envs must lie in [0, 1], got {args.envs}")
+    if args.gamma is not None and not args.gamma >= 0:
+        raise InputError(f"--gamma must be >= 0, got {args.gamma}")
     if args.n_boot < 2:
         raise InputError(f"--n-boot must be >= 2, got {args.n_boot}")
     if args.stats_only:
@@ -88,12 +97,17 @@ def run(args: argparse.Namespace) -> int:
     settings = Settings.quick() if args.quick else Settings()
     if args.epochs is not None:
         settings = replace(settings, epochs=args.epochs)
+    if args.envs is not None:
+        settings = replace(settings, train_envs=tuple(args.envs))
+    if args.gamma is not None:
+        settings = replace(settings, gamma=args.gamma)
     if settings.smoke:
         print("oatomo cmnist: SMOKE TEST (--quick): a few hundred images, one epoch; the "
               "numbers only show that the pipeline runs and are not comparable with the "
               "poster", flush=True)
     print(f"oatomo cmnist: {args.seeds} seed(s), {settings.epochs} epoch(s) per model, "
           f"latent {settings.latent_dim}, β = {settings.beta}, γ = {settings.gamma}, "
+          f"training environments e = {settings.train_envs[0]:g}, {settings.train_envs[1]:g}, "
           f"output {args.out}", flush=True)
     with ProgressBars(enabled=not (args.no_progress or args.quiet)) as callback:
         results = run_experiment(mnist_dir=args.mnist_dir, seeds=args.seeds, out=args.out,

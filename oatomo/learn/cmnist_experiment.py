@@ -28,7 +28,8 @@ import torch
 
 from .. import metrics
 from .._atomic import atomic_path
-from ..cmnist import ColoredMNIST, Environment, colored_mnist
+from ..cmnist import TRAIN_ENVS, ColoredMNIST, Environment, colored_mnist
+from ..errors import InputError
 from ..methods import Callback
 from .blocks import VAEConfig
 from .classifier import ClassifierConfig, DigitClassifier, predict_batched
@@ -69,6 +70,8 @@ class Settings:
     max_test: int = 0
     #: A smoke test (``--quick``): the output says its numbers are not results.
     smoke: bool = False
+    #: Colour-flip probabilities of the two training environments.
+    train_envs: tuple[float, float] = TRAIN_ENVS
 
     @classmethod
     def quick(cls) -> Settings:
@@ -226,10 +229,19 @@ def run_experiment(*, mnist_dir: str | os.PathLike | None = None, seeds: int = 3
     say = report or (lambda line: logger.info("%s", line))
     outdir = None if out is None else Path(out)
     t_start = time.perf_counter()
-    data0 = colored_mnist(mnist_dir, seed=0, downsample=settings.downsample, full=full)
+    data0 = colored_mnist(mnist_dir, seed=0, downsample=settings.downsample, full=full,
+                          train_envs=settings.train_envs)
+    settings_json = {"source": data0.source, **{k: list(v) if isinstance(v, tuple) else v
+                                                for k, v in asdict(settings).items()}}
     if outdir is not None:  # after the data are read: a bad MNIST leaves no directory
+        saved = outdir / "checkpoints" / "settings.json"
+        if resume and saved.is_file() and json.loads(saved.read_text()) != settings_json:
+            raise InputError("cannot resume: the checkpoints here were trained with other "
+                             "settings (data, environments, γ, epochs ...)", saved)
         (outdir / "checkpoints").mkdir(parents=True, exist_ok=True)
         (outdir / "per_image").mkdir(parents=True, exist_ok=True)
+        with atomic_path(saved) as tmp:
+            tmp.write_text(json.dumps(settings_json, indent=2) + "\n")
     say(f"data: {data0.source}, train environments {[len(e) for e in data0.train]}, "
         f"test {len(data0.test)}")
     data0 = replace(data0, train=tuple(_take(e, settings.max_train) for e in data0.train),
@@ -243,7 +255,8 @@ def run_experiment(*, mnist_dir: str | os.PathLike | None = None, seeds: int = 3
     figures: dict[str, Any] = {}
     for seed in range(seeds):
         data = data0 if seed == 0 else colored_mnist(mnist_dir, seed=seed, full=full,
-                                                     downsample=settings.downsample)
+                                                     downsample=settings.downsample,
+                                                     train_envs=settings.train_envs)
         train_envs = [_take(e, settings.max_train) for e in data.train]
         test = _take(data.test, settings.max_test)
         test_features = predict_batched(classifier, test.images)
