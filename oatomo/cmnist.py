@@ -307,9 +307,12 @@ def read_mnist_csv(source: Any, *, name: str = "MNIST CSV") -> tuple[np.ndarray,
         For a missing header, a row that is not 785 integers, pixels outside 0-255 or labels
         outside 0-9.
     """
+    from ._atomic import check_input_file
+
+    if isinstance(source, (str, os.PathLike)):  # a directory or FIFO: one line, no hang
+        source = check_input_file(source, name)
     try:
-        with source.open("rb") if hasattr(source, "open") and not isinstance(
-                source, (str, os.PathLike)) else open(source, "rb") as fh:
+        with source.open("rb") as fh:
             header = fh.readline()
             body = fh.read()
     except OSError as exc:

@@ -59,6 +59,13 @@ def test_read_csv_rejects_bad_files(tmp_path, kwargs, match):
         cmnist.read_mnist_csv(bad)
 
 
+def test_read_csv_missing_or_directory(tmp_path):
+    with pytest.raises(InputError, match="file not found"):
+        cmnist.read_mnist_csv(tmp_path / "none.csv")
+    with pytest.raises(InputError, match="is a directory"):
+        cmnist.read_mnist_csv(tmp_path)
+
+
 def test_verification_rejects_wrong_counts(csvs, tmp_path):
     data = cmnist.load_full_mnist(cache=tmp_path / "c", csv_files=csvs, verify=False)
     assert data["train_images"].shape == (12, 28, 28) and len(data["test_labels"]) == 4
