@@ -340,7 +340,7 @@ def _fmt(v: float, digits: int) -> str:
 def _p(v: float | None) -> str:
     if v is None or not np.isfinite(v):
         return "–"
-    return "< 0.001" if v < 0.001 else f"{v:.3f}"
+    return "≤ 0.001" if v <= 0.001 else f"{v:.3f}"
 
 
 _DIGITS = {"mse": 2, "rkl": 3, "e_rel": 3}
