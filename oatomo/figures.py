@@ -347,7 +347,7 @@ def cmnist_stats_figure(outdir: str | os.PathLike, uncertainty: dict[str, dict[s
         ax.axhline(0, color="k", lw=0.5)
         ax.set_xticks(x, [names.get(m, m) for m in models], fontsize=8)
         ax.set_title(label, fontsize=10)
-    axes[0].legend(fontsize=7, loc="best")
+    axes[2].legend(fontsize=7, loc="center right")  # the RKL panel has room
     fig.suptitle("Colored MNIST test environment: mean over seeds with uncertainties"
                  + (f"\n{note}" if note else ""), fontsize=11,
                  color="tab:red" if note else "k")
