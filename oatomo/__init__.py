@@ -34,6 +34,7 @@ _LAZY = {
     "phantoms": "oatomo.phantoms",
     "metrics": "oatomo.metrics",
     "cmnist": "oatomo.cmnist",
+    "stats": "oatomo.stats",
     "learn": "oatomo.learn",
 }
 

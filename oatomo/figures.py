@@ -298,6 +298,62 @@ def cmnist_figures(outdir: str | os.PathLike, test: Any, figures: dict[str, Any]
     return paths
 
 
+def cmnist_stats_figure(outdir: str | os.PathLike, uncertainty: dict[str, dict[str, Any]],
+                        names: dict[str, str], *,
+                        poster: dict[str, tuple[float, float]] | None = None,
+                        note: str = "") -> Path:
+    """``metrics.png``: MSE, RKL and E_rel per model with their uncertainties.
+
+    Each bar is the mean over seeds; the thick error bar is ± one standard error over seeds,
+    the thin one the 95 % bootstrap interval over test images of the seed mean; dots are
+    the single seeds; crosses the poster's values (multiple decoders, multiple encoders).
+
+    Parameters
+    ----------
+    uncertainty
+        :func:`oatomo.stats.model_uncertainty`'s result.
+    names
+        Display name of each model key.
+    poster
+        The published values per metric, ``(multiple decoders, multiple encoders)``.
+    note
+        Added to the title (``oatomo cmnist --quick`` marks its figure as a smoke test).
+    """
+    models = list(uncertainty)
+    fig, axes = _subplots(1, 3, figsize=(12, 3.8))
+    for ax, (metric, label) in zip(axes, (("e_rel", "E_rel (hard vs easy)"), ("mse", "MSE"),
+                                          ("rkl", "RKL, histogram (nats)")), strict=True):
+        x = np.arange(len(models))
+        u = [uncertainty[m][metric] for m in models]
+        mean = np.array([v["mean"] for v in u])
+        se = np.nan_to_num(np.array([v["se_seeds"] for v in u]))
+        low = mean - np.array([v["boot_low"] for v in u])
+        high = np.array([v["boot_high"] for v in u]) - mean
+        ax.bar(x, mean, color=["0.6", "tab:blue", "tab:orange"][:len(models)], width=0.6)
+        ax.errorbar(x - 0.08, mean, yerr=se, fmt="none", ecolor="k", elinewidth=3, capsize=0,
+                    label="± SE over seeds")
+        ax.errorbar(x + 0.08, mean, yerr=[np.maximum(low, 0), np.maximum(high, 0)],
+                    fmt="none", ecolor="k", elinewidth=1, capsize=4,
+                    label="95 % bootstrap (test images)")
+        for k, v in enumerate(u):
+            ax.plot(np.full(len(v["per_seed"]), k + 0.2), v["per_seed"], "o", ms=3,
+                    color="k", alpha=0.6)
+        if poster is not None and metric in poster:
+            for key, val in zip(("multi_decoder", "multi_encoder"), poster[metric],
+                                strict=True):
+                if key in models:
+                    ax.plot(models.index(key), val, "x", color="tab:red", ms=9, mew=2,
+                            label="poster" if key == "multi_decoder" else None)
+        ax.axhline(0, color="k", lw=0.5)
+        ax.set_xticks(x, [names.get(m, m) for m in models], fontsize=8)
+        ax.set_title(label, fontsize=10)
+    axes[2].legend(fontsize=7, loc="center right")  # the RKL panel has room
+    fig.suptitle("Colored MNIST test environment: mean over seeds with uncertainties"
+                 + (f"\n{note}" if note else ""), fontsize=11,
+                 color="tab:red" if note else "k")
+    return _save_png(fig, Path(outdir) / "metrics.png")
+
+
 def _save_png(fig: Any, path: Path) -> Path:
     """Lay out, write atomically as PNG, close."""
     fig.tight_layout()

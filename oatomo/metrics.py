@@ -169,6 +169,9 @@ def knn_kl(x_q: np.ndarray, x_p: np.ndarray, *, k: int = 5) -> float:
     distance from the i-th of the n samples of q to its k-th neighbour among the other samples
     of q and ``nu_k(i)`` the distance to its k-th neighbour among the m samples of p; d is the
     dimension. Consistent but biased in high dimension: use a low-dimensional feature space.
+    It assumes densities: features with atoms (many identical points, e.g. clipped
+    log-probabilities) drive neighbour distances to zero and the estimate to arbitrary,
+    even negative, values that depend on the sample size.
 
     Parameters
     ----------

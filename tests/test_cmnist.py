@@ -119,7 +119,14 @@ def test_cli_quick_end_to_end(tmp_path, capsys):
     results = json.loads((out / "results.json").read_text())
     assert set(results["summary"]) == {"beta_vae", "multi_decoder", "multi_encoder"}
     assert all(np.isfinite(results["summary"][m]["mse"][0]) for m in results["summary"])
-    assert (out / "table.md").read_text().startswith("| metric |")
+    assert "SMOKE TEST" in printed  # a --quick run says what it is
+    table = (out / "table.md").read_text()
+    assert table.startswith("**Smoke test") and "| metric |" in table
+    assert results["smoke_test"] is True
+    stats_md = (out / "stats.md").read_text()
+    assert stats_md.startswith("**Smoke test") and "multiple decoders vs β-VAE" in stats_md
+    assert (out / "metrics.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len(list((out / "per_image").glob("seed0_*.npz"))) == 3
     for fig in ("reconstructions.png", "samples.png"):
         assert (out / fig).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (out / "checkpoints" / "seed0" / "multi_encoder.pt").is_file()

@@ -28,7 +28,8 @@ import torch
 
 from .. import metrics
 from .._atomic import atomic_path
-from ..cmnist import ColoredMNIST, Environment, colored_mnist
+from ..cmnist import TRAIN_ENVS, ColoredMNIST, Environment, colored_mnist
+from ..errors import InputError
 from ..methods import Callback
 from .blocks import VAEConfig
 from .classifier import ClassifierConfig, DigitClassifier, predict_batched
@@ -67,11 +68,15 @@ class Settings:
     #: Use at most this many images per training environment / of the test set (0: all).
     max_train: int = 0
     max_test: int = 0
+    #: A smoke test (``--quick``): the output says its numbers are not results.
+    smoke: bool = False
+    #: Colour-flip probabilities of the two training environments.
+    train_envs: tuple[float, float] = TRAIN_ENVS
 
     @classmethod
     def quick(cls) -> Settings:
         """A smoke-test setting: a few hundred images, one epoch (seconds, not minutes)."""
-        return cls(epochs=1, classifier_epochs=1, max_train=600, max_test=400)
+        return cls(epochs=1, classifier_epochs=1, max_train=600, max_test=400, smoke=True)
 
     def vae_config(self, in_shape: tuple[int, int, int]) -> VAEConfig:
         return VAEConfig(in_shape=in_shape, latent_dim=self.latent_dim, channels=self.channels,
@@ -86,15 +91,20 @@ def _take(env: Environment, n: int) -> Environment:
 
 
 def train_classifier(data: ColoredMNIST, settings: Settings, *, seed: int = 0,
-                     device: str = "auto", callback: Callback | None = None
+                     device: str = "auto", callback: Callback | None = None,
+                     checkpoint: str | os.PathLike | None = None, resume: bool = False
                      ) -> tuple[DigitClassifier, float]:
-    """Colour-blind digit classifier trained on the training environments; test accuracy."""
+    """Colour-blind digit classifier trained on the training environments; test accuracy.
+
+    ``checkpoint`` / ``resume`` as in :func:`oatomo.learn.train.train` (a finished
+    classifier is reloaded, not trained again).
+    """
     in_shape = data.test.images.shape[1:]
     clf = DigitClassifier(ClassifierConfig(in_shape=in_shape), seed=seed)
     envs = [(torch.from_numpy(e.images), torch.from_numpy(e.digits)) for e in data.train]
     train(clf, envs, epochs=settings.classifier_epochs, batch_size=64, lr=1e-3, seed=seed,
-          device=device, callback=_steps(callback, "digit classifier", envs,
-                                         settings.classifier_epochs, 64))
+          device=device, checkpoint=checkpoint, resume=resume,
+          callback=_steps(callback, "digit classifier", envs, settings.classifier_epochs, 64))
     pred, _ = predict_batched(clf, data.test.images)
     return clf, float((pred == data.test.digits).mean())
 
@@ -134,6 +144,11 @@ def evaluate_model(model: Any, test: Environment, classifier: DigitClassifier, *
     ``e_rel_balanced``, ``e_rel_paired``, ``mse_easy``, ``mse_hard``), the two RKL
     histograms, and ``reconstructions`` and ``samples`` arrays (popped by the caller).
 
+    ``per_image`` (popped by the caller, saved for :mod:`oatomo.stats`) holds the per-image
+    squared errors (``sse``, and ``sse_swapped`` for the colour-swapped images), the ``easy``
+    mask, the true ``digits``, and the classes and colours of the test images and of the
+    generated samples.
+
     ``e_rel_paired`` is a diagnostic, not the poster's metric: every test digit is also
     reconstructed with its colour swapped, and E_rel is computed over the same digits in
     their easy and in their hard colour, which removes the different digit mix of the two
@@ -169,13 +184,18 @@ def evaluate_model(model: Any, test: Environment, classifier: DigitClassifier, *
                e_rel_balanced=metrics.e_rel(rec, test.images, test.digits, test.colors,
                                             balanced=True)["e_rel"],
                q_hist=q_hist.tolist(), p_hist=p_hist.tolist())
+    out["per_image"] = {
+        "sse": sse, "sse_swapped": sse_swapped, "easy": test.easy, "digits": test.digits,
+        "test_pred": np.asarray(test_pred), "test_color": metrics.color_of(test.images),
+        "gen_pred": np.asarray(gen_pred), "gen_color": metrics.color_of(samples),
+    }
     out["reconstructions"], out["samples"] = rec, samples
     return out
 
 
 def run_experiment(*, mnist_dir: str | os.PathLike | None = None, seeds: int = 3,
                    out: str | os.PathLike | None = None, settings: Settings | None = None,
-                   device: str = "auto", resume: bool = False,
+                   device: str = "auto", resume: bool = False, full: bool = False,
                    callback: Callback | None = None,
                    report: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Train and evaluate the three models for seeds 0..seeds-1.
@@ -183,10 +203,15 @@ def run_experiment(*, mnist_dir: str | os.PathLike | None = None, seeds: int = 3
     Parameters
     ----------
     out
-        Directory for checkpoints (``checkpoints/seed<s>/<model>.pt``), ``results.json``,
+        Directory for checkpoints (``checkpoints/seed<s>/<model>.pt``,
+        ``checkpoints/classifier.pt``), per-image evaluations
+        (``per_image/seed<s>_<model>.npz``, read by :func:`oatomo.stats.compare_models`),
+        ``results_partial.json`` (rewritten after every model), ``results.json``,
         ``table.md`` and the figures; ``None`` writes nothing.
     resume
-        Continue interrupted trainings from their checkpoints.
+        Continue interrupted trainings (and the classifier's) from their checkpoints.
+    full
+        Full MNIST (:func:`oatomo.cmnist.load_full_mnist`) instead of ``mnist_dir``.
     callback
         ``callback(what, step, total)`` during each training (a progress bar's hook).
     report
@@ -204,22 +229,34 @@ def run_experiment(*, mnist_dir: str | os.PathLike | None = None, seeds: int = 3
     say = report or (lambda line: logger.info("%s", line))
     outdir = None if out is None else Path(out)
     t_start = time.perf_counter()
-    data0 = colored_mnist(mnist_dir, seed=0, downsample=settings.downsample)
+    data0 = colored_mnist(mnist_dir, seed=0, downsample=settings.downsample, full=full,
+                          train_envs=settings.train_envs)
+    settings_json = {"source": data0.source, **{k: list(v) if isinstance(v, tuple) else v
+                                                for k, v in asdict(settings).items()}}
     if outdir is not None:  # after the data are read: a bad MNIST leaves no directory
+        saved = outdir / "checkpoints" / "settings.json"
+        if resume and saved.is_file() and json.loads(saved.read_text()) != settings_json:
+            raise InputError("cannot resume: the checkpoints here were trained with other "
+                             "settings (data, environments, γ, epochs ...)", saved)
         (outdir / "checkpoints").mkdir(parents=True, exist_ok=True)
+        (outdir / "per_image").mkdir(parents=True, exist_ok=True)
+        with atomic_path(saved) as tmp:
+            tmp.write_text(json.dumps(settings_json, indent=2) + "\n")
     say(f"data: {data0.source}, train environments {[len(e) for e in data0.train]}, "
         f"test {len(data0.test)}")
     data0 = replace(data0, train=tuple(_take(e, settings.max_train) for e in data0.train),
                     test=_take(data0.test, settings.max_test))
-    classifier, accuracy = train_classifier(data0, settings, seed=0, device=device,
-                                            callback=callback)
+    classifier, accuracy = train_classifier(
+        data0, settings, seed=0, device=device, callback=callback, resume=resume,
+        checkpoint=None if outdir is None else outdir / "checkpoints" / "classifier.pt")
     classifier.cpu()  # evaluation moves images to the CPU anyway
     say(f"digit classifier (colour-blind, seed 0): test accuracy {accuracy:.4f}")
     per_seed: list[dict[str, Any]] = []
     figures: dict[str, Any] = {}
     for seed in range(seeds):
-        data = data0 if seed == 0 else colored_mnist(mnist_dir, seed=seed,
-                                                     downsample=settings.downsample)
+        data = data0 if seed == 0 else colored_mnist(mnist_dir, seed=seed, full=full,
+                                                     downsample=settings.downsample,
+                                                     train_envs=settings.train_envs)
         train_envs = [_take(e, settings.max_train) for e in data.train]
         test = _take(data.test, settings.max_test)
         test_features = predict_batched(classifier, test.images)
@@ -231,16 +268,22 @@ def run_experiment(*, mnist_dir: str | os.PathLike | None = None, seeds: int = 3
             if ckpt is not None:
                 ckpt.parent.mkdir(parents=True, exist_ok=True)
             t0 = time.perf_counter()
+            spe = steps_per_epoch([len(e) for e in envs], settings.batch_size)
+            # every epoch on large data (full MNIST: 390 steps), else every 10 epochs
             result = train(model, envs, epochs=settings.epochs, batch_size=settings.batch_size,
                            lr=settings.lr, seed=seed, device=device, checkpoint=ckpt,
-                           checkpoint_every=10 * steps_per_epoch([len(e) for e in envs],
-                                                                 settings.batch_size),
+                           checkpoint_every=spe if spe >= 100 else 10 * spe,
                            resume=resume, callback=_steps(callback, f"seed {seed} {name}",
                                                           envs, settings.epochs,
                                                           settings.batch_size))
             seconds = time.perf_counter() - t0
             res = evaluate_model(model, test, classifier, seed=seed,
                                  test_features=test_features)
+            per_image = res.pop("per_image")
+            if outdir is not None:
+                with atomic_path(outdir / "per_image" / f"seed{seed}_{key}.npz") as tmp, \
+                        open(tmp, "wb") as fh:
+                    np.savez_compressed(fh, **per_image)
             if seed == 0:
                 figures[key] = (res.pop("reconstructions"), res.pop("samples"))
             else:
@@ -250,6 +293,11 @@ def run_experiment(*, mnist_dir: str | os.PathLike | None = None, seeds: int = 3
             row[key] = res
             say(f"seed {seed} {name}: MSE {res['mse']:.2f}, RKL {res['rkl']:.3f}, "
                 f"E_rel {res['e_rel']:.3f} ({seconds:.0f} s)")
+            if outdir is not None:  # what is finished, for a run that is stopped
+                with atomic_path(outdir / "results_partial.json") as tmp:
+                    tmp.write_text(json.dumps({"source": data0.source, "classifier_accuracy":
+                                               accuracy, "per_seed": [*per_seed, row]},
+                                              indent=2) + "\n")
         per_seed.append(row)
         if seed == 0:
             shown = (test, figures)
@@ -257,6 +305,7 @@ def run_experiment(*, mnist_dir: str | os.PathLike | None = None, seeds: int = 3
         "settings": {k: list(v) if isinstance(v, tuple) else v
                      for k, v in asdict(settings).items()},
         "source": data0.source,
+        "smoke_test": settings.smoke,
         "seeds": seeds,
         "classifier_accuracy": accuracy,
         "per_seed": per_seed,
@@ -317,6 +366,10 @@ def format_table(results: dict[str, Any], *, extended: bool = True) -> str:
             cells = [_cell(summary[m][key], digits) for m, _, _ in MODELS]
             lines.append(f"| {label} | " + " | ".join(cells) + " | | |")
     n = results["seeds"]
+    if results.get("smoke_test"):
+        lines.insert(0, "**Smoke test (`--quick`): a few hundred images, one epoch. These "
+                     "numbers are not results and are not comparable with the poster's "
+                     "(a trained model reaches an MSE of 13-15, this one about 140).**\n")
     lines.append("")
     lines.append(f"Mean ± std over {n} seed{'s' if n != 1 else ''}; data {results['source']}; "
                  f"digit classifier test accuracy {results['classifier_accuracy']:.3f}.")
