@@ -291,14 +291,14 @@ class FamilyRefiner:
 def load_family_refiner(path: str | os.PathLike, *, device: str = "cpu") -> FamilyRefiner:
     """Load a refiner written by :func:`oatomo.learn.family.train_family_refiner`."""
     from .learn import conv  # noqa: F401 - registers the fully convolutional classes
-    from .learn.checkpoint import load_checkpoint, load_model
+    from .learn.checkpoint import load_checkpoint, model_from_checkpoint
 
     ckpt = load_checkpoint(path, map_location="cpu")
     meta = (ckpt.get("train") or {}).get(FAMILY_KEY)
     if not meta:
         raise InputError("checkpoint is not a scanner-family refiner (no family metadata)",
                          path)
-    model = load_model(path, map_location=device)
+    model = model_from_checkpoint(ckpt, path=path, map_location=device)
     return FamilyRefiner(model=model, kind=str(meta["kind"]),
                          family=ScannerFamily.from_dict(meta["family"]),
                          pitch=float(meta["pitch"]), inputs=tuple(meta["inputs"]),

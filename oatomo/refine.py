@@ -182,14 +182,14 @@ def save_refiner(path: str | os.PathLike, refiner: Refiner, *,
 
 def load_refiner(path: str | os.PathLike, *, device: str = "cpu") -> Refiner:
     """Load a refiner written by :func:`save_refiner` or by ``oatomo train``."""
-    from .learn.checkpoint import load_checkpoint, load_model
+    from .learn.checkpoint import load_checkpoint, model_from_checkpoint
 
     ckpt = load_checkpoint(path, map_location="cpu")
     meta = (ckpt.get("train") or {}).get(REFINER_KEY)
     if not meta:
         raise InputError("checkpoint has no training geometry (not made by 'oatomo train')",
                          path)
-    model = load_model(path, map_location=device)
+    model = model_from_checkpoint(ckpt, path=path, map_location=device)
     g = meta["grid"]
     return Refiner(model=model, grid=Grid(int(g["n"]), float(g["fov"])),
                    env_names=list(meta["env_names"]), setups=list(meta["setups"]),

@@ -42,6 +42,7 @@ __all__ = [
     "save_checkpoint",
     "load_checkpoint",
     "load_model",
+    "model_from_checkpoint",
     "build_model",
     "sidecar_path",
 ]
@@ -175,6 +176,13 @@ def load_model(path: str | os.PathLike, *, model_class: str | type | None = None
     >>> model = MultiDecoderIVAE.load("model.pt")  # same, and checks the class  # doctest: +SKIP
     """
     ckpt = load_checkpoint(path, model_class=model_class, map_location=map_location)
+    return model_from_checkpoint(ckpt, path=path, map_location=map_location)
+
+
+def model_from_checkpoint(ckpt: dict[str, Any], *, path: str | os.PathLike | None = None,
+                          map_location: str | torch.device = "cpu") -> OatomoModel:
+    """The model of a checkpoint already read by :func:`load_checkpoint` (no second read;
+    ``path`` only names the file in errors)."""
     model = build_model(ckpt["model_class"], ckpt["config"], path=path)
     try:
         model.load_state_dict(ckpt["state_dict"])

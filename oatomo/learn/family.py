@@ -159,13 +159,13 @@ def export_refiner(src: str | os.PathLike, dst: str | os.PathLike, *,
     if uncertainty not in (None, "posterior", "decoders", "both"):
         raise InputError(f"uncertainty must be posterior, decoders or both, got "
                          f"{uncertainty!r}")
-    from .checkpoint import load_checkpoint, load_model, save_checkpoint
+    from .checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 
     ckpt = load_checkpoint(src)
     meta = (ckpt.get("train") or {}).get(FAMILY_KEY)
     if not meta:
         raise InputError("checkpoint is not a scanner-family refiner", src)
-    model = load_model(src)
+    model = model_from_checkpoint(ckpt, path=src)
     meta = {**meta, "metrics": dict(metrics or meta.get("metrics", {}))}
     if uncertainty is not None:
         meta["uncertainty"] = uncertainty
