@@ -123,12 +123,15 @@ def run_case(setup: Setup, phantom: str, seed: int) -> dict[str, float]:
         row[f"ubp_psnr_{name}"], row[f"ubp_ssim_{name}"] = _quality(u, p0)
     for name, est in (("nominal", setup.array), ("calibrated", cal.sensors)):
         row[f"pos_err_{name}_um"] = float(np.sqrt(np.mean(rigid_error(est, true) ** 2))) * 1e6
-    gap = row["tv_psnr_true"] - row["tv_psnr_nominal"]
-    row["gap"] = (row["tv_psnr_calibrated"] - row["tv_psnr_nominal"]) / gap if gap else 0.0
-    gap = row["tv_psnr_true"] - row["tv_psnr_nominal_al"]
-    row["gap_al"] = ((row["tv_psnr_calibrated_al"] - row["tv_psnr_nominal_al"]) / gap
-                     if gap else 0.0)
+    row["gap"], row["gap_al"] = _gap(row, ""), _gap(row, "_al")
     return row
+
+
+def _gap(r: dict[str, float], suffix: str) -> float:
+    """Share of the TV PSNR gap (nominal``suffix`` -> true) that calibration recovers."""
+    nominal = r[f"tv_psnr_nominal{suffix}"]
+    gap = r["tv_psnr_true"] - nominal
+    return (r[f"tv_psnr_calibrated{suffix}"] - nominal) / gap if gap else 0.0
 
 
 def summarise(rows: list[dict[str, float]]) -> dict[str, float]:
@@ -137,17 +140,13 @@ def summarise(rows: list[dict[str, float]]) -> dict[str, float]:
     out = {k: float(np.mean([r[k] for r in rows])) for k in keys}
     gain = np.array([r["tv_psnr_calibrated"] - r["tv_psnr_nominal"] for r in rows])
     out["gain_se"] = float(gain.std(ddof=1) / math.sqrt(len(gain))) if len(gain) > 1 else 0
-    out["abs_c_err_pct"] = float(np.mean([abs(r["c_err_pct"]) for r in rows]))
-    out["max_abs_c_err_pct"] = float(np.max([abs(r["c_err_pct"]) for r in rows]))
-    if all("c_err_gauge_pct" in r for r in rows):
-        g = [abs(r["c_err_gauge_pct"]) for r in rows]
-        out["abs_c_err_gauge_pct"], out["max_abs_c_err_gauge_pct"] = np.mean(g), np.max(g)
-    tv_gap = out["tv_psnr_true"] - out["tv_psnr_nominal"]
-    out["gap_of_means"] = ((out["tv_psnr_calibrated"] - out["tv_psnr_nominal"]) / tv_gap
-                           if tv_gap else 0.0)
-    tv_gap = out["tv_psnr_true"] - out["tv_psnr_nominal_al"]
-    out["gap_of_means_al"] = ((out["tv_psnr_calibrated_al"] - out["tv_psnr_nominal_al"]) /
-                              tv_gap if tv_gap else 0.0)
+    for key in ("c_err_pct", "c_err_gauge_pct"):  # the latter: not in older result files
+        if all(key in r for r in rows):
+            err = [abs(r[key]) for r in rows]
+            name = key.removesuffix("_pct")
+            out[f"abs_{name}_pct"], out[f"max_abs_{name}_pct"] = (float(np.mean(err)),
+                                                                  float(np.max(err)))
+    out["gap_of_means"], out["gap_of_means_al"] = _gap(out, ""), _gap(out, "_al")
     out["time_ratio"] = float(np.mean([r["t_cal"] / r["t_tv"] for r in rows]))
     out["n"] = len(rows)
     return out
