@@ -30,4 +30,3 @@ def lazy_exports(namespace: dict[str, Any], lazy: dict[str, str]
         return sorted(namespace.get("__all__", ()))
 
     return __getattr__, __dir__
-

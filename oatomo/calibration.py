@@ -222,7 +222,7 @@ class _Level:
     half_across: int  # candidates each side across it (0: line of sight only)
     rounds: int
     t_eff: float  # independent samples of a record
-    step_across: float = 0.0  # candidate spacing across the line of sight (0: ``step``)
+    step_across: float  # candidate spacing across the line of sight (m)
 
 
 def _folds(positions: np.ndarray, n_folds: int) -> list[np.ndarray]:
@@ -314,9 +314,8 @@ def _fit_fold(level: _Level, image: np.ndarray, positions: np.ndarray,
     relative misfit ``1 - rho^2`` at the selected positions.
     """
     a = _grid_1d(level.step, level.half)
-    step_b = level.step_across or level.step
-    b = _grid_1d(step_b, level.half_across)
-    steps = np.array([level.step, step_b])
+    b = _grid_1d(level.step_across, level.half_across)
+    steps = np.array([level.step, level.step_across])
     ga, gb = np.meshgrid(a, b, indexing="ij")
     local = np.stack([ga.ravel(), gb.ravel()], axis=1)  # (K, 2), index = ia * len(b) + ib
     n_k = len(local)
