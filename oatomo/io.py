@@ -847,7 +847,8 @@ def save_patato(path: str | os.PathLike, scan: Scan, images: np.ndarray, grid: G
     unmixing (``patato.PAData.from_hdf5(path).get_scan_reconstructions()``).
 
     Root attrs ``fs`` (Hz), ``speedofsound`` (m/s), ``name``; datasets ``raw_data``
-    (frames, wavelengths, detectors, samples), ``GEOMETRY`` (detectors, 3) in m,
+    (frames, wavelengths, detectors, samples; ``fs`` and ``speedofsound`` again as its
+    attributes, where PATATO reads them), ``GEOMETRY`` (detectors, 3) in m,
     ``wavelengths`` in nm (PATATO's spectra are tabulated in nm), ``irf`` when the scan has
     a measured response; and ``recons/<algorithm>/0`` of shape
     (frames, wavelengths, nx, ny, 1) with the ``RECONSTRUCTION_*`` field-of-view (m) and
@@ -892,7 +893,10 @@ def save_patato(path: str | os.PathLike, scan: Scan, images: np.ndarray, grid: G
         f.attrs["speedofsound"] = scan.acquisition.speed_of_sound
         f.attrs["name"] = str(scan.metadata.get("scan_name") or scan.setup_name or
                               "oatomo scan")
-        f["raw_data"] = raw
+        d = f.create_dataset("raw_data", data=raw)
+        # PATATO 0.7 reads the sampling rate and speed of sound from raw_data's attributes
+        d.attrs["fs"] = scan.acquisition.fs
+        d.attrs["speedofsound"] = scan.acquisition.speed_of_sound
         f["GEOMETRY"] = np.c_[scan.sensors.positions, np.zeros(scan.sensors.n_sensors)]
         d = f.create_dataset("wavelengths", data=np.zeros(1) if wl is None else wl * 1e9)
         d.attrs["units"] = "nm"
