@@ -124,20 +124,12 @@ def generate_family_data(out: str | os.PathLike, environments: Sequence[str], *,
     from .dataset import item_seed
 
     root = Path(out)
-    root.mkdir(parents=True, exist_ok=True)
     envs = [environment(n) for n in environments]
     grid = Grid(size, size * CANONICAL_PITCH)
     manifest = {"format": "oatomo-family-data", "version": 1, "environments": list(environments),
                 "count": count, "seed": seed, "size": size, "pitch": CANONICAL_PITCH,
                 "chunk": chunk, "phantoms": list(phantoms), "inputs": list(inputs)}
-    mpath = root / "manifest.json"
-    if mpath.exists():
-        old = json.loads(mpath.read_text())
-        if old != manifest:
-            raise InputError("directory holds another dataset (different manifest)", mpath)
-    else:
-        with atomic_path(mpath) as tmp:
-            tmp.write_text(json.dumps(manifest, indent=1))
+    resume_directory(root, manifest)
     n_chunks = (count + chunk - 1) // chunk
     total, done = len(envs) * count, 0
     # interleave environments so a partial dataset is balanced
@@ -159,6 +151,39 @@ def generate_family_data(out: str | os.PathLike, environments: Sequence[str], *,
             if callback is not None:
                 callback(done, total)
     return root
+
+
+def resume_directory(root: Path, manifest: dict[str, Any]) -> None:
+    """Create the output directory ``root`` of a resumable job, or check that it holds the
+    same job: its ``manifest.json`` must equal ``manifest`` (then finished parts are
+    kept). A new directory gets the manifest first.
+
+    Raises
+    ------
+    InputError
+        ``root`` is not a directory, holds files but no manifest (not ours: nothing is
+        written into it), or holds another job's or an unreadable manifest.
+    """
+    from ._atomic import atomic_path
+
+    mpath = root / "manifest.json"
+    if root.exists() and not root.is_dir():
+        raise InputError("exists and is not a directory", root)
+    if mpath.exists():
+        try:
+            old = json.loads(mpath.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise InputError(f"unreadable manifest ({type(exc).__name__})", mpath) from None
+        if old != manifest:
+            raise InputError("directory holds another job's output (different manifest: "
+                             "choose another directory)", mpath)
+        return
+    if root.is_dir() and any(root.iterdir()):
+        raise InputError("directory is not empty and has no manifest.json: choose a new "
+                         "directory", root)
+    root.mkdir(parents=True, exist_ok=True)
+    with atomic_path(mpath) as tmp:
+        tmp.write_text(json.dumps(manifest, indent=1))
 
 
 def load_family_data(path: str | os.PathLike, *, limit: int | None = None,

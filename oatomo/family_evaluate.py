@@ -49,16 +49,21 @@ def make_eval_set(out: str | os.PathLike, *, count: int = 8, seed: int = 2, size
     """Simulate the evaluation scans and their classical reconstructions (resumable)."""
     from ._atomic import atomic_path
     from .dataset import item_seed
-    from .family_dataset import HELDOUT_PHANTOMS, make_family_item
+    from .family_dataset import HELDOUT_PHANTOMS, make_family_item, resume_directory
     from .model_based import reconstruct_model_based
     from .recon import backproject
     from .scanners import CANONICAL_PITCH, EVAL_GEOMETRIES, PERTURBATIONS, Environment
 
+    for name, v in (("count", count), ("tv_iter", tv_iter), ("size", size)):
+        if isinstance(v, bool) or int(v) != v or v < 1:
+            raise InputError(f"{name} must be an integer >= 1, got {v!r}")
     root = Path(out)
-    root.mkdir(parents=True, exist_ok=True)
     grid = Grid(size, size * CANONICAL_PITCH)
     geos = list(geometries or EVAL_GEOMETRIES)
     perts = list(perturbations or [p for p, _ in EVAL_PERTURBATIONS])
+    resume_directory(root, {"format": "oatomo-family-evalset", "version": 1, "count": count,
+                            "seed": seed, "size": size, "tv_iter": tv_iter,
+                            "geometries": geos, "perturbations": perts})
     for gi, g in enumerate(geos):
         for pi, p in enumerate(perts):
             path = root / f"{g}__{p}.npz"

@@ -326,6 +326,31 @@ def build(root: str | os.PathLike) -> list[Case]:
         (d / "m.pt").write_bytes(b"model")
         return ["family", "export", str(d / "m.pt"), "-o", str(d / "m.pt"), "--force"]
 
+    @case("family_data_into_foreign_directory", "overwrite", "mine", reason="not empty")
+    def _(d):
+        (d / "mine").mkdir(exist_ok=True)
+        (d / "mine" / "notes.txt").write_text("the user's own file")
+        return ["family", "data", "-o", str(d / "mine"), "--count", "1", "--size", "16"]
+
+    @case("family_data_output_is_file", "overwrite", "data.npz", reason="not a directory")
+    def _(d):
+        (d / "data.npz").write_bytes(b"not a dataset directory")
+        return ["family", "data", "-o", str(d / "data.npz"), "--count", "1", "--size", "16"]
+
+    @case("family_data_corrupt_manifest", "error", "manifest.json", reason="unreadable")
+    def _(d):
+        (d / "ds").mkdir(exist_ok=True)
+        (d / "ds" / "manifest.json").write_text("{not json")
+        return ["family", "data", "-o", str(d / "ds"), "--count", "1", "--size", "16"]
+
+    @case("family_evalset_other_manifest", "overwrite", "manifest.json",
+          reason="another job")
+    def _(d):
+        (d / "ev").mkdir(exist_ok=True)
+        (d / "ev" / "manifest.json").write_text(json.dumps({"format": "oatomo-family-evalset",
+                                                            "count": 99}))
+        return ["family", "evalset", "-o", str(d / "ev"), "--count", "1"]
+
     @case("simulate_output_is_directory", "overwrite", "outdir")
     def _(d):
         (d / "outdir").mkdir(exist_ok=True)
@@ -584,6 +609,19 @@ def build(root: str | os.PathLike) -> list[Case]:
         def _(d, opt=opt, value=value):
             (d / "d.h5").write_bytes(b"data")
             return ["train", "--data", str(d / "d.h5"), "-o", str(d / "m.pt"), opt, value]
+
+    for step, opt, value in (("data", "--count", "0"), ("data", "--size", "18"),
+                             ("evalset", "--count", "-1"), ("evalset", "--tv-iter", "0"),
+                             ("train", "--lr", "1e30"), ("train", "--epochs", "0"),
+                             ("train", "--snapshot-every", "-5"),
+                             ("evaluate", "--samples", "0")):
+        @case(f"family_{step}_{opt.strip('-')}_{value}", "error", opt)
+        def _(d, step=step, opt=opt, value=value):
+            argv = {"data": ["-o", str(d / "ds")], "evalset": ["-o", str(d / "ev")],
+                    "train": ["--data", str(d / "ds"), "-o", str(d / "m.pt")],
+                    "evaluate": ["--model", str(d / "m.pt"), "--data", str(d / "ev"),
+                                 "--out", str(d / "o")]}[step]
+            return ["family", step, *argv, opt, value]
 
     @case("train_cuda_without_cuda", "error", "cuda")
     def _(d):

@@ -121,7 +121,7 @@ def test_family_dataset_resumes_same_bytes(tmp_path):
         for k in ref.files:
             assert np.array_equal(got[k], ref[k])
     assert np.abs(data[0][0]).max() == pytest.approx(1.0)
-    with pytest.raises(InputError, match="another dataset"):
+    with pytest.raises(InputError, match="another job"):
         generate_family_data(tmp_path / "d", envs, **{**kw, "seed": 2})
 
 

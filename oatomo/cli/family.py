@@ -75,7 +75,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run_data(args: argparse.Namespace) -> int:
     from ..family_dataset import generate_family_data
+    from ..geometry import MAX_GRID_SIDE
     from ..scanners import TRAIN_ENVIRONMENTS
+    from .learn import _check_counts
+
+    _check_counts(args, "count")
+    if not (16 <= args.size <= MAX_GRID_SIDE and args.size % 4 == 0):
+        raise InputError(f"--size must be a multiple of 4 in 16..{MAX_GRID_SIDE} (the models "
+                         f"halve the image twice), got {args.size}")
 
     names = [e.name for e in TRAIN_ENVIRONMENTS]
     with bars(args) as progress:
@@ -91,7 +98,12 @@ def run_train(args: argparse.Namespace) -> int:
     from ..family_dataset import LINEAR_INPUTS
     from ..learn.checkpoint import sidecar_path
     from ..learn.family import train_family_refiner
+    from .learn import _check_counts, _check_floats
 
+    _check_counts(args, "epochs", "batch-size")
+    _check_floats(args, ("lr", 0.0, 10.0, True))
+    if args.snapshot_every < 0:
+        raise InputError(f"--snapshot-every must be >= 0, got {args.snapshot_every}")
     out = Path(args.output)
     check_outputs([out, sidecar_path(out), out.with_suffix(".curve.jsonl")],
                   force=args.force or args.resume, inputs=(args.data,))
@@ -114,7 +126,9 @@ def run_train(args: argparse.Namespace) -> int:
 
 def run_evalset(args: argparse.Namespace) -> int:
     from ..family_evaluate import make_eval_set
+    from .learn import _check_counts
 
+    _check_counts(args, "count", "tv-iter")
     out = make_eval_set(args.output, count=args.count, seed=args.seed, tv_iter=args.tv_iter,
                         callback=lambda s: print(f"  {s}", flush=True))
     print(f"wrote {out}")
@@ -131,8 +145,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
             out[label or Path(path).stem] = path
         return out
 
-    from .learn import evaluation_dir
+    from .learn import _check_counts, evaluation_dir
 
+    _check_counts(args, "samples")
     models = labelled(args.model)
     out = evaluation_dir(args.out, force=args.force,
                          inputs=(*models.values(), *labelled(args.legacy).values()))

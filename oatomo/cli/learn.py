@@ -69,6 +69,16 @@ def _check_counts(args: argparse.Namespace, *names: str) -> None:
             raise InputError(f"--{name} must be in 1..{MAX_COUNT}, got {v}")
 
 
+def _check_floats(args: argparse.Namespace, *specs: tuple[str, float, float, bool]) -> None:
+    """Float options ``(name, lo, hi, open_lo)`` that must lie in ``[lo, hi]`` (``(lo, hi]``
+    when ``open_lo``)."""
+    for name, lo, hi, open_lo in specs:
+        v = getattr(args, name.replace("-", "_"))
+        if not (lo <= v <= hi) or (open_lo and v == lo):
+            raise InputError(f"--{name} must be in {'(' if open_lo else '['}{lo:g}, {hi:g}], "
+                             f"got {v!r}")
+
+
 def run_train(args: argparse.Namespace) -> int:
     from .._atomic import check_input_file, check_outputs
     from ..learn.checkpoint import sidecar_path
@@ -84,12 +94,8 @@ def run_train(args: argparse.Namespace) -> int:
         from ..learn.train import resolve_device
 
         resolve_device(args.device)
-    for name, lo, hi in (("lr", 0.0, 10.0), ("beta", 0.0, 1e6), ("gamma", 0.0, 1e6),
-                         ("obs-sigma", 0.0, 1e6)):
-        v = getattr(args, name.replace("-", "_"))
-        if not (lo <= v <= hi) or (name in ("lr", "obs-sigma") and v == 0):
-            raise InputError(f"--{name} must be in {'(' if name in ('lr', 'obs-sigma') else '['}"
-                             f"{lo:g}, {hi:g}], got {v!r}")
+    _check_floats(args, ("lr", 0.0, 10.0, True), ("beta", 0.0, 1e6, False),
+                  ("gamma", 0.0, 1e6, False), ("obs-sigma", 0.0, 1e6, True))
     t = time.perf_counter()
     with bars(args) as callback:
         _, result = train_refiner(
