@@ -68,3 +68,33 @@ def test_hostile_input(name, capsys, monkeypatch):
     assert case.reason in err, (case.reason, err)
     assert _snapshot(case.directory) == before  # inputs unchanged, nothing left behind
     assert peak < MEMORY_CEILING, peak
+
+
+#: Address-space limit of the out-of-process runs (the OS refuses anything beyond it).
+ADDRESS_SPACE = 3 << 30
+
+
+def _limit_address_space() -> None:  # pragma: no cover - runs in the child
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (ADDRESS_SPACE, ADDRESS_SPACE))
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs POSIX resource limits")
+@pytest.mark.parametrize("name", sorted(n for n, c in CASES.items() if c.kind == "allocation"))
+def test_allocation_cases_under_an_os_memory_limit(name):
+    """The declared-size cases in a fresh process whose address space the OS caps at
+    3 GiB (tracemalloc above sees only Python and NumPy allocations): still one line and
+    exit 2, so nothing tried to allocate what the input declares."""
+    import subprocess
+    import sys
+
+    case = CASES[name]
+    before = _snapshot(case.directory)
+    env = {**os.environ, **case.env, "PYTHONWARNINGS": "ignore"}
+    res = subprocess.run([sys.executable, "-m", "oatomo", *case.argv], capture_output=True,
+                         text=True, env=env, preexec_fn=_limit_address_space, timeout=120)
+    err = res.stderr.strip()
+    assert res.returncode == 2, (res.returncode, err[-500:])
+    assert "\n" not in err and "Traceback" not in err and case.needle in err, err
+    assert _snapshot(case.directory) == before
