@@ -4,6 +4,7 @@ atomically (a temporary file beside the target, then a rename)."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import glob
 import os
 import shutil
@@ -11,11 +12,13 @@ import stat
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 from .errors import InputError
 
 __all__ = ["atomic_path", "check_output_path", "check_outputs", "check_input_file",
-           "check_free_space", "forget_outputs", "publish"]
+           "check_free_space", "forget_outputs", "publish", "hdf5_for_writing",
+           "hdf5_broken"]
 
 #: Outputs that did not exist when checked without ``force``: their final rename must not
 #: replace a file (another run may have created it meanwhile). Keyed by real path.
@@ -215,3 +218,82 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
         raise
+
+
+#: HDF5 files whose write failed. The HDF5 library can neither close such a file (a second
+#: attempt crashes) nor shut down cleanly with it open (the interpreter crashes at exit),
+#: so the file objects are kept here, unclosed, and the CLI ends the process without the
+#: library's shutdown (:func:`hdf5_broken`).
+_BROKEN_HDF5: list = []
+
+
+def _from_h5py(exc: BaseException) -> bool:
+    tb = exc.__traceback__
+    while tb is not None:
+        if f"{os.sep}h5py{os.sep}" in tb.tb_frame.f_code.co_filename:
+            return True
+        tb = tb.tb_next
+    return False
+
+
+@contextlib.contextmanager
+def hdf5_for_writing(path: str | os.PathLike, mode: str = "w") -> Iterator[Any]:
+    """``h5py.File(path, mode)`` for writing, whose failure (full disk, file too large, an
+    I/O error) is one :class:`OSError` naming ``path``.
+
+    After a failed write the file is left unclosed (see :data:`_BROKEN_HDF5`): what it
+    holds on disk is whatever the library had written, and :func:`hdf5_broken` is True for
+    the rest of the process. Errors that do not come from HDF5 close the file normally and
+    propagate unchanged.
+    """
+    import sys
+
+    import h5py
+
+    previous, previous_except = sys.unraisablehook, sys.excepthook
+
+    def release_error(exc: BaseException | None) -> bool:
+        return str(exc).startswith("Can't decrement id ref count")
+
+    # a failed write also fails the release of the objects it used, and each prints a
+    # traceback from a destructor (through both hooks); the OSError below says it once
+    def quiet(unraisable: Any) -> None:
+        if not release_error(unraisable.exc_value):
+            previous(unraisable)
+
+    def quiet_except(kind: Any, value: BaseException, tb: Any) -> None:
+        if not release_error(value):
+            previous_except(kind, value, tb)
+
+    def broken(exc: BaseException, what: str) -> None:
+        _BROKEN_HDF5.append(f)
+        said = " ".join(str(exc).split()).split(" (file write failed")[0][:120]
+        raise OSError(errno.EIO, f"{what} (full disk, file too large or an I/O error; HDF5: "
+                      f"{said})", str(path)) from None
+
+    f = h5py.File(path, mode)
+    sys.unraisablehook, sys.excepthook = quiet, quiet_except
+    try:
+        try:
+            yield f
+        except (RuntimeError, OSError) as exc:
+            if not _from_h5py(exc):
+                f.close()
+                raise
+            broken(exc, "could not write")
+        except BaseException:
+            f.close()
+            raise
+        try:
+            f.close()
+        except (RuntimeError, OSError) as exc:
+            broken(exc, "could not finish writing")
+    finally:
+        if not _BROKEN_HDF5:
+            sys.unraisablehook, sys.excepthook = previous, previous_except
+
+
+def hdf5_broken() -> bool:
+    """Whether an HDF5 write failed in this process (the library cannot shut down cleanly
+    then: end the process with ``os._exit`` once the error is reported)."""
+    return bool(_BROKEN_HDF5)

@@ -8,9 +8,11 @@ network input), the clean initial pressure (the target), the environment id, the
 seed and its true sensor positions are stored in one chunked HDF5 file.
 
 Every item is fully determined by ``(seed, environment index, item index)``, whatever the
-sharding or the order of generation. Generation writes to ``<out>.partial`` and marks each
-finished chunk; an interrupted run resumes from there without redoing finished chunks, and
-the file is renamed onto ``<out>`` when complete.
+sharding or the order of generation. Generation writes each finished chunk as a file of
+its own into the directory ``<out>.partial`` (atomically: a full disk or a kill loses at
+most the chunk in progress); an interrupted run resumes from there without redoing
+finished chunks, and the HDF5 file is assembled from them (written atomically) when all
+are done.
 
 HDF5 layout (``oatomo_format = "dataset"``, ``format_version = 1``)::
 
@@ -31,6 +33,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -266,7 +269,8 @@ def generate_dataset(
     experiment
         From :func:`load_experiment`.
     out
-        Output HDF5 path. Work in progress lives in ``<out>.partial``.
+        Output HDF5 path. Work in progress (finished chunks) lives in the directory
+        ``<out>.partial``.
     seed
         Experiment seed; every item derives its own seed from (seed, env, index).
     shard
@@ -277,14 +281,14 @@ def generate_dataset(
     force
         Overwrite an existing finished ``out``.
     max_chunks
-        Stop after this many chunks (the file stays ``.partial``; used to test resuming).
+        Stop after this many chunks (they stay in ``.partial``; used to test resuming).
 
     Returns
     -------
     Path or None
         ``out`` when complete; None when stopped early by ``max_chunks``.
     """
-    from ._atomic import check_output_path
+    from ._atomic import atomic_path, check_free_space, check_output_path, hdf5_for_writing
 
     k, n = shard
     if not (1 <= k <= n):
@@ -299,87 +303,104 @@ def generate_dataset(
     first = experiment.environments[0].setup
     grid_n, n_sens = first.grid.n, first.array.n_sensors
     m = len(items)
-
-    from ._atomic import check_free_space
+    seeds = np.array([item_seed(seed, e, i) for e, i in items], np.uint64)
 
     per_item = 8.0 * grid_n * grid_n + 16.0 * n_sens + 64
     mine_items = sum(min(m, (c + 1) * chunk) - c * chunk for c in mine)
-    done_bytes = partial.stat().st_blocks * 512 if partial.exists() else 0
-    check_free_space(out, 1.05 * mine_items * per_item + 2**20 - done_bytes)
-    mode = "r+" if partial.exists() else "w"
-    if mode == "r+":
-        try:
-            with h5py.File(partial, "r") as f:
-                same = f.attrs.get("fingerprint") == fp
-        except OSError:
-            same = False
-        if not same:
-            logger.warning("%s belongs to another experiment/seed/shard; starting over", partial)
-            mode = "w"
-    with h5py.File(partial, mode) as f:
-        if mode == "w":
-            f.attrs["oatomo_format"] = "dataset"
-            f.attrs["format_version"] = DATASET_FORMAT_VERSION
-            f.attrs["fingerprint"] = fp
-            f.attrs["experiment"] = experiment.source
-            f.attrs["experiment_name"] = experiment.name
-            f.attrs["environments"] = json.dumps(experiment.setup_names)
-            f.attrs["setups"] = json.dumps([e.setup.to_dict() for e in experiment.environments])
-            f.attrs["seed"] = int(seed)
-            f.attrs["shard"] = f"{k}/{n}"
-            f.attrs["grid_n"] = grid_n
-            f.attrs["grid_fov"] = first.grid.fov
-            f.attrs["method"] = experiment.method
-            f.attrs["phantom"] = experiment.phantom
-            f.attrs["chunk"] = chunk
-            img_chunks = (min(chunk, m), grid_n, grid_n)
-            f.create_dataset("inputs", (m, grid_n, grid_n), "f4", chunks=img_chunks)
-            f.create_dataset("targets", (m, grid_n, grid_n), "f4", chunks=img_chunks)
-            f.create_dataset("env", data=np.array([e for e, _ in items], np.int16))
-            f.create_dataset("index", data=np.array([i for _, i in items], np.int64))
-            f.create_dataset("item_seed", data=np.array(
-                [item_seed(seed, e, i) for e, i in items], np.uint64))
-            f.create_dataset("true_positions", (m, n_sens, 2), "f8",
-                             chunks=(min(chunk, m), n_sens, 2), fillvalue=np.nan)
-            f.create_dataset("done", (n_chunks,), bool)
-            f.attrs["complete"] = False
-        done = f["done"][...]
-        todo = [c for c in mine if not done[c]]
-        if len(todo) < len(mine):
-            logger.info("resuming %s: %d of %d chunks already done", partial,
-                        len(mine) - len(todo), len(mine))
-        if max_chunks is not None:
-            todo = todo[:max_chunks]
-        total = sum(min(chunk, m - c * chunk) for c in mine)
-        n_done = sum(min(chunk, m - c * chunk) for c in mine if done[c])
-        seeds = f["item_seed"][...]
-        for c in todo:
-            lo, hi = c * chunk, min(m, (c + 1) * chunk)
-            inp = np.empty((hi - lo, grid_n, grid_n), np.float32)
-            tgt = np.empty_like(inp)
-            pos = np.empty((hi - lo, n_sens, 2))
-            for j, g in enumerate(range(lo, hi)):
-                e, _ = items[g]
-                spec = experiment.environments[e]
-                it = make_item(spec.setup, experiment.phantom, experiment.method, int(seeds[g]))
-                inp[j], tgt[j], pos[j] = it["input"], it["target"], it["true_positions"]
-                n_done += 1
-                if callback is not None:
-                    callback("dataset", n_done, total)
-            f["inputs"][lo:hi] = inp
-            f["targets"][lo:hi] = tgt
-            f["true_positions"][lo:hi] = pos
-            f.flush()
-            f["done"][c] = True
-            f.flush()
-        finished = bool(np.all(f["done"][mine]))
-        f.attrs["complete"] = finished  # every chunk of this shard is done
-    if not finished:
+    done_bytes = (sum(p.stat().st_size for p in partial.glob("chunk_*.npz"))
+                  if partial.is_dir() else 0)
+    # the chunks, then the assembled file beside them
+    check_free_space(out, 2.1 * mine_items * per_item + 2**20 - done_bytes)
+    _start_partial(partial, fp)
+    todo = [c for c in mine if not _chunk_file(partial, c).exists()]
+    if len(todo) < len(mine):
+        logger.info("resuming %s: %d of %d chunks already done", partial,
+                    len(mine) - len(todo), len(mine))
+    if max_chunks is not None:
+        todo = todo[:max_chunks]
+    total = sum(min(chunk, m - c * chunk) for c in mine)
+    n_done = total - sum(min(chunk, m - c * chunk) for c in todo)
+    for c in todo:
+        lo, hi = c * chunk, min(m, (c + 1) * chunk)
+        inp = np.empty((hi - lo, grid_n, grid_n), np.float32)
+        tgt = np.empty_like(inp)
+        pos = np.empty((hi - lo, n_sens, 2))
+        for j, g in enumerate(range(lo, hi)):
+            e, _ = items[g]
+            spec = experiment.environments[e]
+            it = make_item(spec.setup, experiment.phantom, experiment.method, int(seeds[g]))
+            inp[j], tgt[j], pos[j] = it["input"], it["target"], it["true_positions"]
+            n_done += 1
+            if callback is not None:
+                callback("dataset", n_done, total)
+        with atomic_path(_chunk_file(partial, c)) as tmp, open(tmp, "wb") as fh:
+            np.savez(fh, inputs=inp, targets=tgt, true_positions=pos)
+    if not all(_chunk_file(partial, c).exists() for c in mine):
         return None
-    from ._atomic import publish
-
-    publish(partial, out)
+    done = np.zeros(n_chunks, bool)
+    done[mine] = True
+    with atomic_path(out) as tmp, hdf5_for_writing(tmp) as f:
+        f.attrs["oatomo_format"] = "dataset"
+        f.attrs["format_version"] = DATASET_FORMAT_VERSION
+        f.attrs["fingerprint"] = fp
+        f.attrs["experiment"] = experiment.source
+        f.attrs["experiment_name"] = experiment.name
+        f.attrs["environments"] = json.dumps(experiment.setup_names)
+        f.attrs["setups"] = json.dumps([e.setup.to_dict() for e in experiment.environments])
+        f.attrs["seed"] = int(seed)
+        f.attrs["shard"] = f"{k}/{n}"
+        f.attrs["grid_n"] = grid_n
+        f.attrs["grid_fov"] = first.grid.fov
+        f.attrs["method"] = experiment.method
+        f.attrs["phantom"] = experiment.phantom
+        f.attrs["chunk"] = chunk
+        img_chunks = (min(chunk, m), grid_n, grid_n)
+        f.create_dataset("inputs", (m, grid_n, grid_n), "f4", chunks=img_chunks)
+        f.create_dataset("targets", (m, grid_n, grid_n), "f4", chunks=img_chunks)
+        f.create_dataset("env", data=np.array([e for e, _ in items], np.int16))
+        f.create_dataset("index", data=np.array([i for _, i in items], np.int64))
+        f.create_dataset("item_seed", data=seeds)
+        f.create_dataset("true_positions", (m, n_sens, 2), "f8",
+                         chunks=(min(chunk, m), n_sens, 2), fillvalue=np.nan)
+        f.create_dataset("done", data=done)
+        for c in mine:
+            lo, hi = c * chunk, min(m, (c + 1) * chunk)
+            with np.load(_chunk_file(partial, c)) as z:
+                f["inputs"][lo:hi] = z["inputs"]
+                f["targets"][lo:hi] = z["targets"]
+                f["true_positions"][lo:hi] = z["true_positions"]
+        f.attrs["complete"] = True  # every chunk of this shard is done
+    shutil.rmtree(partial, ignore_errors=True)
     return out
+
+
+def _chunk_file(partial: Path, c: int) -> Path:
+    return partial / f"chunk_{c:06d}.npz"
+
+
+def _start_partial(partial: Path, fingerprint: str) -> None:
+    """Keep ``partial`` (the directory of finished chunks) when it belongs to this
+    experiment, seed and shard; otherwise start it afresh (it is this output's own
+    work directory, named after it)."""
+    from ._atomic import atomic_path
+
+    manifest = partial / "manifest.json"
+    try:
+        same = json.loads(manifest.read_text()).get("fingerprint") == fingerprint
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+        same = False
+    if same:
+        return
+    if partial.is_dir() and not partial.is_symlink():
+        logger.warning("%s belongs to another experiment/seed/shard; starting over", partial)
+        shutil.rmtree(partial)
+    elif os.path.lexists(partial):  # an older layout (one HDF5 file) or a stray file
+        logger.warning("%s is not a chunk directory; starting over", partial)
+        partial.unlink()
+    partial.mkdir()
+    with atomic_path(manifest) as tmp:
+        tmp.write_text(json.dumps({"format": "oatomo-dataset-chunks", "fingerprint":
+                                   fingerprint}))
 
 
 def merge_datasets(parts: Sequence[str | os.PathLike], out: str | os.PathLike, *,
@@ -391,7 +412,13 @@ def merge_datasets(parts: Sequence[str | os.PathLike], out: str | os.PathLike, *
     InputError
         Shards of different experiments or seeds, missing or duplicated shards.
     """
-    from ._atomic import atomic_path, check_free_space, check_input_file, check_output_path
+    from ._atomic import (
+        atomic_path,
+        check_free_space,
+        check_input_file,
+        check_output_path,
+        hdf5_for_writing,
+    )
 
     if not parts:
         raise InputError("no dataset shards given")
@@ -421,7 +448,7 @@ def merge_datasets(parts: Sequence[str | os.PathLike], out: str | os.PathLike, *
         check_free_space(out, 1.05 * sum(ref[name].size * ref[name].dtype.itemsize
                                          for name in ("inputs", "targets", "true_positions"))
                          + 2**20)
-        with atomic_path(out) as tmp, h5py.File(tmp, "w") as g:
+        with atomic_path(out) as tmp, hdf5_for_writing(tmp) as g:
             for key, val in ref.attrs.items():
                 g.attrs[key] = val
             g.attrs["shard"] = "1/1"

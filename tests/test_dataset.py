@@ -55,10 +55,11 @@ def test_generate_shard_merge_resume_are_identical(exp_path, tmp_path):
     assert not np.allclose(ref["true_positions"][0], ref["true_positions"][1])
     # interrupted after one chunk, then resumed
     assert generate_dataset(exp, tmp_path / "res.h5", seed=5, max_chunks=1) is None
-    assert (tmp_path / "res.h5.partial").exists()
-    with h5py.File(tmp_path / "res.h5.partial") as f:
-        assert list(f["done"][...]) == [True, False, False, False]
-        first_chunk = f["inputs"][:2].copy()
+    assert not (tmp_path / "res.h5").exists()
+    assert [p.name for p in sorted((tmp_path / "res.h5.partial").glob("chunk_*.npz"))] == [
+        "chunk_000000.npz"]
+    with np.load(tmp_path / "res.h5.partial" / "chunk_000000.npz") as z:
+        first_chunk = z["inputs"].copy()
     res = generate_dataset(exp, tmp_path / "res.h5", seed=5)
     got, _ = read(res)
     assert np.array_equal(got["inputs"][:2], first_chunk)
@@ -89,3 +90,44 @@ def test_experiment_errors(tmp_path, capsys):
     assert main(["dataset", "merge", str(tmp_path / "nope.h5"), "-o",
                  str(tmp_path / "m.h5")]) == 2
     assert "nope.h5: file not found" in capsys.readouterr().err
+
+
+def _file_size_limit(limit):
+    def set_limit():  # pragma: no cover - runs in the child
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    return set_limit
+
+
+def test_disk_full_mid_write_then_resume(exp_path, tmp_path):
+    """The disk fills while the dataset is being written (simulated by the OS: a file-size
+    limit makes the writes fail with EFBIG, as ENOSPC would): one line and exit 2, no
+    traceback or crash, no output file; the chunks finished before are kept in
+    ``.partial/``, and rerunning without the limit finishes with the same arrays as an
+    uninterrupted run."""
+    import subprocess
+    import sys
+
+    def run(out, limit=None):
+        return subprocess.run(
+            [sys.executable, "-m", "oatomo", "dataset", "--config", str(exp_path), "-o",
+             str(out), "--seed", "3", "-q"], capture_output=True, text=True, timeout=300,
+            preexec_fn=None if limit is None else _file_size_limit(limit))
+
+    ref = tmp_path / "ref.h5"
+    assert run(ref).returncode == 0  # also warms Numba's cache (the child writes no cache)
+    out = tmp_path / "ds.h5"
+    res = run(out, limit=ref.stat().st_size // 2)
+    err = res.stderr.strip()
+    assert res.returncode == 2, (res.returncode, err[-600:])
+    assert "\n" not in err and "Traceback" not in err and "ds.h5" in err, err
+    assert not out.exists()
+    # every chunk file fits under the limit, the assembled file does not: all finished
+    # work is kept, and no temporary file is left behind
+    kept = sorted(out.with_name("ds.h5.partial").glob("chunk_*.npz"))
+    assert len(kept) == 4 and not list(out.parent.glob(".*tmp*"))
+    assert run(out).returncode == 0
+    got, ref_arrays = read(out)[0], read(ref)[0]
+    for k in ref_arrays:
+        np.testing.assert_array_equal(got[k], ref_arrays[k])

@@ -129,6 +129,14 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     finally:
         forget_outputs()
+        from .._atomic import hdf5_broken
+
+        if hdf5_broken():
+            # an HDF5 write failed (reported above): the library would crash the
+            # interpreter while shutting down with that file open, so end here
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(2)
 
 
 if __name__ == "__main__":  # pragma: no cover

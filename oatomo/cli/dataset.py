@@ -16,7 +16,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="simulate + reconstruct a multi-setup dataset (or: dataset merge SHARDS -o OUT)",
         description="Generate a dataset from an experiment TOML: for each item draw the "
         "setup's true sensor positions, simulate with noise, reconstruct with the nominal "
-        "positions. Interrupted runs resume from <out>.partial. "
+        "positions. Interrupted runs resume from the finished chunks in <out>.partial/. "
         "'oatomo dataset merge A.h5 B.h5 -o all.h5' merges shards.",
     )
     p.add_argument("merge", nargs="*", metavar="merge SHARD",
@@ -51,7 +51,9 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not args.config:
         raise InputError("--config EXPERIMENT.toml is required")
-    check_outputs([args.output, args.output + ".partial"], force=True, inputs=(args.config,))
+    # the output itself is checked (and --force honoured) by generate_dataset; its work
+    # directory <output>.partial is its own
+    check_outputs([args.output], force=True, inputs=(args.config,))
     exp = load_experiment(args.config)
     shard = _parse_shard(args.shard)
     t = time.perf_counter()
