@@ -94,6 +94,17 @@ TEFF_SCALE = 4.0
 #: Median best correlation below which the data are declared to carry no usable structure.
 MIN_CORRELATION = 0.2
 
+#: Width of the scout search that estimates the prior from the data when neither the
+#: caller nor the scan's setup gives one: +-BOX_STD times this fraction of the radius.
+SCOUT_REL = 0.03
+
+#: Range of a prior estimated from the data, as fractions of the array radius.
+SCOUT_RANGE = (0.0025, 0.03)
+
+#: Whether a scan without a prior (none given, none in its setup) gets one estimated from
+#: its data (True) or :data:`DEFAULT_PRIOR_REL` of the radius (False).
+SCOUT_DEFAULT = False
+
 
 @dataclass(frozen=True)
 class Calibration:
@@ -535,11 +546,18 @@ def calibrate_sinogram(
     drawn = sensors.positions.astype(np.float64)
     radius = float(np.mean(np.hypot(*(drawn - drawn.mean(axis=0)).T)))
     setup_std, rotation, offset = _prior_from_setup(setup_toml, radius)
-    if prior_std is None:
-        prior_std = setup_std or DEFAULT_PRIOR_REL * radius
     # prior mean of the true positions: the drawing moved by the setup's fixed rigid motion
     cr, sr = math.cos(rotation), math.sin(rotation)
     nominal = drawn @ np.array([[cr, sr], [-sr, cr]]) + np.asarray(offset)
+    if prior_std is None:
+        prior_std = setup_std
+    if prior_std == "data" or (prior_std is None and SCOUT_DEFAULT):
+        prior_std = _scout_prior(y, acquisition, grid, nominal, radius, n_levels, n_folds,
+                                 n_iter, thickness)
+        logger.info("calibration: prior %.0f um per coordinate, estimated from the data",
+                    prior_std * 1e6)
+    elif prior_std is None:
+        prior_std = DEFAULT_PRIOR_REL * radius
     if not (math.isfinite(prior_std) and prior_std > 0):
         raise InputError(f"prior_std must be > 0 m, got {prior_std}")
     box = BOX_STD * prior_std
@@ -602,6 +620,34 @@ def calibrate_sinogram(
                        nominal_speed_of_sound=acquisition.speed_of_sound,
                        position_std=std, prior_std=float(prior_std), history=history,
                        time_s=time.perf_counter() - t_start)
+
+
+def _scout_prior(y: np.ndarray, acq: Acquisition, grid: Grid, nominal: np.ndarray,
+                 radius: float, n_levels: int, n_folds: int, n_iter: int,
+                 thickness: float | None) -> float:
+    """The per-coordinate prior std, estimated from the scan: one round of the coarsest
+    level, along the lines of sight only, over a wide box (:data:`SCOUT_REL`); the rms of
+    the estimated shifts about their mean (the mean is the scale gauge), clipped to
+    :data:`SCOUT_RANGE` of the radius."""
+    guess = SCOUT_REL * radius
+    level = _levels(y, acq, grid, guess, n_levels)[0]
+    level = replace(level, half_across=0)
+    folds = _folds(nominal, n_folds)
+    new = nominal.copy()
+    cov = np.zeros((len(nominal), 2, 2))
+    for idx in folds:
+        keep = np.setdiff1d(np.arange(len(nominal)), idx)
+        image = _reconstruct(level.data[keep], level.grid, SensorArray(nominal[keep]),
+                             level.acquisition, n_iter, None)
+        new[idx], cov[idx], _ = _fit_fold(level, image, nominal, nominal, idx, guess,
+                                          BOX_STD * guess, thickness)
+    u = _local_frames(nominal)[:, 0]
+    along = np.einsum("nd,nd->n", new - nominal, u)
+    # the spread of the estimates is that of the errors plus that of the estimation
+    # (each fit's posterior variance along the line of sight); the mean is the scale gauge
+    noise = float(np.mean(np.einsum("nd,nde,ne->n", u, cov, u)))
+    spread = math.sqrt(max(float(np.mean((along - along.mean()) ** 2)) - noise, 0.0))
+    return float(np.clip(spread, SCOUT_RANGE[0] * radius, SCOUT_RANGE[1] * radius))
 
 
 def _levels(y: np.ndarray, acq: Acquisition, grid: Grid, prior_std: float,
