@@ -65,11 +65,6 @@ __all__ = ["Calibration", "calibrate", "calibrate_sinogram", "apply_calibration"
 #: Fewest sensors self-calibration accepts (each fold must still form an image).
 MIN_SENSORS = 8
 
-#: Default per-coordinate prior standard deviation of the position errors, as a fraction
-#: of the array's mean distance from its centroid (when neither the caller nor the
-#: scan's setup says).
-DEFAULT_PRIOR_REL = 0.01
-
 #: Folds at the finest level (the held-out images cost most there).
 FINE_FOLDS = 4
 
@@ -94,16 +89,17 @@ TEFF_SCALE = 4.0
 #: Median best correlation below which the data are declared to carry no usable structure.
 MIN_CORRELATION = 0.2
 
-#: Width of the scout search that estimates the prior from the data when neither the
-#: caller nor the scan's setup gives one: +-BOX_STD times this fraction of the radius.
+#: Default per-coordinate prior standard deviation of the position errors, as a fraction
+#: of the array's mean distance from its centroid (when neither the caller nor the
+#: scan's setup says).
+DEFAULT_PRIOR_REL = 0.01
+
+#: Width of the scout search that estimates the prior from the data (``prior_std="data"``):
+#: +-BOX_STD times this fraction of the radius.
 SCOUT_REL = 0.03
 
-#: Range of a prior estimated from the data, as fractions of the array radius.
+#: Range of a prior estimated from the data, as fractions of the array's radius.
 SCOUT_RANGE = (0.0025, 0.03)
-
-#: Whether a scan without a prior (none given, none in its setup) gets one estimated from
-#: its data (True) or :data:`DEFAULT_PRIOR_REL` of the radius (False).
-SCOUT_DEFAULT = False
 
 
 @dataclass(frozen=True)
@@ -123,6 +119,10 @@ class Calibration:
         (N, 2) posterior standard deviation of each coordinate (m), Laplace approximation.
     prior_std
         Per-coordinate prior standard deviation of the position errors used (m).
+    prior_source
+        Where it came from: ``"given"`` (the caller), ``"setup"`` (the scan's setup),
+        ``"default"`` (:data:`DEFAULT_PRIOR_REL` of the radius) or ``"data"`` (estimated
+        from the scan, see :func:`calibrate_sinogram`).
     history
         One dict per round: ``level``, ``round``, ``pixel`` (m), ``band`` (Hz),
         ``misfit`` (held-out relative misfit ``mean(1 - rho^2)`` at the selected
@@ -139,6 +139,7 @@ class Calibration:
     prior_std: float
     history: list[dict[str, float]] = field(default_factory=list)
     time_s: float = 0.0
+    prior_source: str = "given"
 
     @property
     def displacement(self) -> np.ndarray:
@@ -155,7 +156,7 @@ class Calibration:
         return {"nominal_positions": self.nominal_sensors.positions,
                 "nominal_speed_of_sound": self.nominal_speed_of_sound,
                 "position_std": self.position_std, "prior_std": self.prior_std,
-                "history": self.history, "time_s": self.time_s,
+                "prior_source": self.prior_source, "history": self.history, "time_s": self.time_s,
                 "method": "oatomo.calibration: held-out folds, coarse-to-fine per-sensor "
                           "search, MAP with Gaussian prior; gauge: similarity transform "
                           "onto the prior mean array, scale moved into c"}
@@ -167,6 +168,7 @@ class Calibration:
                 "nominal_positions": self.nominal_sensors.positions.tolist(),
                 "nominal_speed_of_sound": self.nominal_speed_of_sound,
                 "position_std": self.position_std.tolist(), "prior_std": self.prior_std,
+                "prior_source": self.prior_source,
                 "history": self.history, "time_s": self.time_s}
 
 
@@ -459,7 +461,7 @@ def calibrate_sinogram(
     acquisition: Acquisition,
     grid: Grid,
     *,
-    prior_std: float | None = None,
+    prior_std: float | str | None = None,
     speed_of_sound: bool = True,
     speed_span: float = 0.03,
     n_levels: int = 3,
@@ -486,8 +488,14 @@ def calibrate_sinogram(
         the number of pixels per side, keeping the field of view).
     prior_std
         Per-coordinate standard deviation of the position errors (m). None: from the
-        scan's setup (``setup_toml``: radial, angular and jitter errors) if given, else
-        :data:`DEFAULT_PRIOR_REL` times the array's radius.
+        scan's setup (``setup_toml``: radial, angular and jitter errors) if it declares
+        them, else :data:`DEFAULT_PRIOR_REL` times the array's radius. ``"data"``:
+        estimated from the scan by one scout round of the coarsest level along the lines
+        of sight over a wide box (+-4 x :data:`SCOUT_REL` of the radius): the spread of
+        the estimated shifts about their mean, less the fits' own posterior variance,
+        clipped to :data:`SCOUT_RANGE` of the radius. It tracks the error size on disks
+        and retina crops but can overestimate it on thin vessel trees with small errors
+        (benchmarks/RESULTS.md, issue 9), so it is an option, not the default.
     speed_of_sound
         Estimate ``c`` (default); False keeps the file's value.
     speed_span
@@ -549,17 +557,20 @@ def calibrate_sinogram(
     # prior mean of the true positions: the drawing moved by the setup's fixed rigid motion
     cr, sr = math.cos(rotation), math.sin(rotation)
     nominal = drawn @ np.array([[cr, sr], [-sr, cr]]) + np.asarray(offset)
-    if prior_std is None:
-        prior_std = setup_std
-    if prior_std == "data" or (prior_std is None and SCOUT_DEFAULT):
-        prior_std = _scout_prior(y, acquisition, grid, nominal, radius, n_levels, n_folds,
-                                 n_iter, thickness)
+    source = "given"
+    if prior_std is not None and prior_std != "data" and (
+            isinstance(prior_std, (bool, str)) or not isinstance(prior_std, (int, float))
+            or not (math.isfinite(prior_std) and prior_std > 0)):
+        raise InputError(f"prior_std must be a length > 0 m or 'data', got {prior_std!r}")
+    if prior_std is None and setup_std is not None:
+        prior_std, source = setup_std, "setup"
+    elif prior_std is None:
+        prior_std, source = DEFAULT_PRIOR_REL * radius, "default"
+    if prior_std == "data":
+        prior_std, source = _scout_prior(y, acquisition, grid, nominal, radius, n_levels,
+                                         n_folds, n_iter, thickness), "data"
         logger.info("calibration: prior %.0f um per coordinate, estimated from the data",
                     prior_std * 1e6)
-    elif prior_std is None:
-        prior_std = DEFAULT_PRIOR_REL * radius
-    if not (math.isfinite(prior_std) and prior_std > 0):
-        raise InputError(f"prior_std must be > 0 m, got {prior_std}")
     box = BOX_STD * prior_std
     c = acquisition.speed_of_sound
     positions = nominal.copy()
@@ -619,7 +630,7 @@ def calibrate_sinogram(
                        nominal_sensors=sensors,
                        nominal_speed_of_sound=acquisition.speed_of_sound,
                        position_std=std, prior_std=float(prior_std), history=history,
-                       time_s=time.perf_counter() - t_start)
+                       time_s=time.perf_counter() - t_start, prior_source=source)
 
 
 def _scout_prior(y: np.ndarray, acq: Acquisition, grid: Grid, nominal: np.ndarray,
@@ -684,7 +695,7 @@ def _levels(y: np.ndarray, acq: Acquisition, grid: Grid, prior_std: float,
 
 
 def calibrate(scan: Any, grid: Grid | None = None, *,
-              frames: int | list[int] | None = None, prior_std: float | None = None,
+              frames: int | list[int] | None = None, prior_std: float | str | None = None,
               speed_of_sound: bool = True,
               callback: Callable[[dict[str, float], np.ndarray], Any] | None = None,
               **kwargs: Any) -> Calibration:
@@ -701,7 +712,8 @@ def calibrate(scan: Any, grid: Grid | None = None, *,
         Frames (leading axes flattened) to calibrate on; None: all (their mean).
     prior_std
         Per-coordinate standard deviation of the position errors (m); None: from the
-        scan's setup when it carries one, else 1 % of the array radius.
+        scan's setup when it carries one, else 1 % of the array radius; ``"data"``:
+        estimated from the scan (see :func:`calibrate_sinogram`).
     speed_of_sound
         Estimate the speed of sound (default) or keep the file's.
     callback

@@ -595,10 +595,14 @@ def reconstruct(scan: Any, method: str | None = None, grid: Grid | None = None, 
         given = {"method": method, "n": n, "fov": fov, "speed_of_sound": speed_of_sound,
                  "band": band, "deconvolve": deconvolve, "iters": iters, "lam": lam,
                  "response": response}
-        given.update({k: v for k, v in chosen.settings().items() if given[k] is None})
+        given.update({k: v for k, v in chosen.settings().items()
+                      if k in given and given[k] is None})
         method, n, fov, speed_of_sound, band, deconvolve, iters, lam, response = (
             given[k] for k in ("method", "n", "fov", "speed_of_sound", "band", "deconvolve",
                                "iters", "lam", "response"))
+        calibrate = calibrate or bool(chosen.calibrate)
+        if refine == "auto" and chosen.refine is not None:
+            refine = chosen.refine
     method = "ubp" if method is None else method
     iters = 50 if iters is None else iters
     spec = get_method(method)

@@ -18,6 +18,8 @@ TOML layout (every key optional but ``name``; SI units)::
     deconvolve = true            # or the Wiener regularisation, e.g. 1e-3
     iters = 50                   # model-based iterations
     lam = 1e-3                   # model-based regularisation weight
+    calibrate = true             # estimate positions and c from the data first
+    refine = false               # refine with the learned model (default: when it applies)
     [detector]                   # the sensors' response (for deconvolve)
     centre_frequency = 5e6       # Hz
     bandwidth = 0.8              # fractional
@@ -42,7 +44,7 @@ _NUM = (int, float)
 _KEYS: dict[str, Any] = {"name": str, "description": str, "method": str, "n": int,
                          "fov": _NUM, "speed_of_sound": _NUM, "band": list,
                          "deconvolve": (bool, int, float), "iters": int, "lam": _NUM,
-                         "detector": dict}
+                         "calibrate": bool, "refine": bool, "detector": dict}
 
 
 @dataclass(frozen=True)
@@ -53,8 +55,9 @@ class Preset:
     ----------
     name, description
         What the preset is for.
-    method, n, fov, speed_of_sound, band, deconvolve, iters, lam
-        As the keywords of :func:`oatomo.reconstruct` (SI units).
+    method, n, fov, speed_of_sound, band, deconvolve, iters, lam, calibrate, refine
+        As the keywords of :func:`oatomo.reconstruct` (SI units). ``calibrate = true``
+        applies unless the caller calibrates anyway; ``refine`` replaces ``"auto"``.
     response
         The sensors' impulse response (used when deconvolving).
     """
@@ -70,6 +73,8 @@ class Preset:
     iters: int | None = None
     lam: float | None = None
     response: DetectorResponse | None = None
+    calibrate: bool | None = None
+    refine: bool | None = None
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any], path: str | os.PathLike | None = None) -> Preset:
@@ -79,8 +84,9 @@ class Preset:
                 raise InputError(f"unknown preset key {key!r} (known: {', '.join(_KEYS)})",
                                  path)
             want = _KEYS[key]
-            if not isinstance(value, want) or (isinstance(value, bool) and want is not
-                                               _KEYS["deconvolve"]):
+            wanted = want if isinstance(want, tuple) else (want,)
+            if not isinstance(value, want) or (isinstance(value, bool) and
+                                               bool not in wanted):
                 raise InputError(f"preset key {key!r} has the wrong type "
                                  f"({type(value).__name__} {value!r})", path)
         if "name" not in doc:
@@ -107,7 +113,8 @@ class Preset:
                    speed_of_sound=doc.get("speed_of_sound"),
                    band=None if band is None else (float(band[0]) or None, float(band[1])),
                    deconvolve=doc.get("deconvolve"), iters=doc.get("iters"),
-                   lam=doc.get("lam"), response=response)
+                   lam=doc.get("lam"), response=response, calibrate=doc.get("calibrate"),
+                   refine=doc.get("refine"))
 
     @classmethod
     def from_toml(cls, path: str | os.PathLike) -> Preset:
@@ -119,7 +126,7 @@ class Preset:
     def settings(self) -> dict[str, Any]:
         """The keywords of :func:`oatomo.reconstruct` this preset sets."""
         keys = ("method", "n", "fov", "speed_of_sound", "band", "deconvolve", "iters", "lam",
-                "response")
+                "response", "calibrate", "refine")
         return {k: getattr(self, k) for k in keys if getattr(self, k) is not None}
 
 

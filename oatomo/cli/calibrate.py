@@ -10,6 +10,19 @@ import numpy as np
 from ..errors import InputError
 from ._progress import bars
 
+_SOURCE = {"given": "given", "setup": "from the scan's setup", "default": "1 % of the radius",
+           "data": "estimated from the data"}
+
+
+def _prior(text: str) -> float | str:
+    """``--prior-std``: a length in metres or ``data``."""
+    if text.strip().lower() == "data":
+        return "data"
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected metres or 'data', got {text!r}") from None
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -24,9 +37,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("scan", help="scan file")
     p.add_argument("-o", "--output", help="calibrated scan file (default: "
                    "<scan>_calibrated.h5)")
-    p.add_argument("--prior-std", type=float, help="per-coordinate standard deviation of "
-                   "the position errors in metres (default: from the scan's setup, else 1 %% "
-                   "of the array radius)")
+    p.add_argument("--prior-std", type=_prior, help="per-coordinate standard deviation "
+                   "of the position errors in metres, or 'data' to estimate it from the scan "
+                   "(default: from the scan's setup, else 1 %% of the array radius)")
     p.add_argument("--fixed-speed-of-sound", action="store_true",
                    help="keep the file's speed of sound (estimate positions only)")
     p.add_argument("--n", type=int, help="pixels per side of the finest level (default: "
@@ -77,7 +90,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
     print(f"speed of sound: {cal.nominal_speed_of_sound:g} -> {cal.speed_of_sound:.2f} m/s")
     print(f"positions: rms shift {np.sqrt(np.mean(shift ** 2)) * 1e6:.0f} um (max "
           f"{shift.max() * 1e6:.0f} um), median uncertainty {np.median(std) * 1e6:.0f} um, "
-          f"prior {cal.prior_std * 1e6:.0f} um per coordinate")
+          f"prior {cal.prior_std * 1e6:.0f} um per coordinate ({_SOURCE[cal.prior_source]})")
     print(f"held-out misfit: {hist[0]['misfit']:.3f} (first round) -> "
           f"{hist[-1]['misfit']:.3f} (last)")
     print(f"wrote {out}")
