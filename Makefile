@@ -18,12 +18,10 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt
 	$(PIP) -e .
 	touch $@
 
-# PATATO (the bench extra; it pulls JAX, about 1 GB) is installed when the package index
-# has it, so that the PATATO hand-off test reads our export with PATATO itself; without
-# it that one test is skipped and says why.
+# The test extras include PATATO (it pulls JAX, about 1 GB): the PATATO hand-off test
+# reads our export with PATATO itself.
 $(VENV)/.installed-test: $(BIN)/python pyproject.toml constraints.txt
 	$(PIP) -e ".[test]"
-	$(PIP) -e ".[bench]" || echo "note: PATATO could not be installed; its hand-off test will be skipped"
 	touch $@ $(VENV)/.installed
 
 install: $(VENV)/.installed

@@ -190,7 +190,7 @@ def test_patato_export_for_unmixing(tmp_path):
     np.testing.assert_array_equal(back.sinogram, two.sinogram)
     with pytest.raises(oatomo.InputError, match="do not match"):
         save_patato(tmp_path / "q.hdf5", two, rec.image[0], grid, algorithm="das")
-    patato = pytest.importorskip("patato")  # make test installs it where the index has it
+    patato = pytest.importorskip("patato")  # in the test extras (make test installs it)
     recs = patato.PAData.from_hdf5(str(path)).get_scan_reconstructions()
     assert any(key[0] == "das" for key in recs)
 
