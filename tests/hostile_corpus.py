@@ -378,6 +378,17 @@ def build(root: str | os.PathLike) -> list[Case]:
                              chunks=(1, 16, 256), compression="gzip")
         return ["reconstruct", scan_with(d, frames), "-o", str(d / "x.h5")]
 
+    @case("checkpoint_tensors_over_limit", "allocation", "big.pt",
+          env={"OATOMO_MAX_BYTES": "64K"}, reason="OATOMO_MAX_BYTES")
+    def _(d):  # the archive's members (tensor storages) unpack to 1 MiB, over the limit
+        import zipfile
+
+        with zipfile.ZipFile(d / "big.pt", "w", zipfile.ZIP_DEFLATED) as z:
+            z.writestr("big/data.pkl", b"\x80\x02}q\x00.")
+            z.writestr("big/data/0", bytes(1 << 20))
+        return ["reconstruct", scan_with(d), "-o", str(d / "x.h5"), "--refine", "--model",
+                str(d / "big.pt")]
+
     @case("memory_limit_env", "allocation", "scan.h5", env={"OATOMO_MAX_BYTES": "4K"},
           reason="OATOMO_MAX_BYTES")
     def _(d):

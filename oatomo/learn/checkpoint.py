@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from .._atomic import atomic_path, check_input_file
+from .._limits import check_bytes
 from ..errors import InputError
 from .registry import model_classes
 
@@ -125,6 +126,15 @@ def load_checkpoint(path: str | os.PathLike, *, model_class: str | type | None =
         Missing file, not an oatomo checkpoint, a newer version, or another model class.
     """
     path = check_input_file(path, "checkpoint")
+    # what torch.load would allocate: the archive's members, uncompressed (a tensor's
+    # storage is one member), checked before anything is read
+    try:
+        with zipfile.ZipFile(path) as archive:
+            unpacked = sum(info.file_size for info in archive.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError):
+        raise InputError("not an oatomo model checkpoint (not a PyTorch zip archive)",
+                         path) from None
+    check_bytes(unpacked, "loading the checkpoint", path)
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, OSError,
