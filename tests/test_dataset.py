@@ -131,3 +131,32 @@ def test_disk_full_mid_write_then_resume(exp_path, tmp_path):
     got, ref_arrays = read(out)[0], read(ref)[0]
     for k in ref_arrays:
         np.testing.assert_array_equal(got[k], ref_arrays[k])
+
+
+def test_disk_full_while_merging(exp_path, tmp_path):
+    """Merging shards onto a disk that fills (the OS file-size limit again): one line and
+    exit 2, no output and no temporary file left, the shards untouched; without the limit
+    the same command then succeeds."""
+    import subprocess
+    import sys
+
+    def run(argv, limit=None):
+        return subprocess.run([sys.executable, "-m", "oatomo", "dataset", *argv, "-q"],
+                              capture_output=True, text=True, timeout=300,
+                              preexec_fn=None if limit is None else _file_size_limit(limit))
+
+    shards = [tmp_path / f"s{k}.h5" for k in (1, 2)]
+    for k, s in enumerate(shards, 1):
+        assert run(["--config", str(exp_path), "--seed", "5", "--shard", f"{k}/2", "-o",
+                    str(s)]).returncode == 0
+    before = [s.read_bytes() for s in shards]
+    out = tmp_path / "merged.h5"
+    res = run(["merge", *map(str, shards), "-o", str(out)],
+              limit=max(s.stat().st_size for s in shards) // 2)
+    err = res.stderr.strip()
+    assert res.returncode == 2, (res.returncode, err[-600:])
+    assert "\n" not in err and "Traceback" not in err and "merged.h5" in err, err
+    assert not out.exists() and not list(tmp_path.glob(".*tmp*"))
+    assert [s.read_bytes() for s in shards] == before
+    assert run(["merge", *map(str, shards), "-o", str(out)]).returncode == 0
+    assert read(out)[0]["done"].all()
