@@ -70,6 +70,12 @@ def check_bytes(n_bytes: float, what: str, path: Any = None) -> None:
                          path)
 
 
+def check_integer(value: Any, what: str, lo: int = 1) -> None:
+    """Raise :class:`InputError` unless ``value`` is an integer (not a bool) ``>= lo``."""
+    if isinstance(value, bool) or int(value) != value or value < lo:
+        raise InputError(f"{what} must be an integer >= {lo}, got {value!r}")
+
+
 def check_range(value: Any, what: str, lo: float, hi: float, path: Any = None, *,
                 unit: str = "") -> float:
     """``value`` as a float if it is a finite number in ``[lo, hi]``, else InputError."""

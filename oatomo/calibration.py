@@ -52,6 +52,7 @@ from typing import Any
 
 import numpy as np
 
+from ._limits import check_integer
 from .errors import InputError
 from .forward import ForwardOperator, bandpass, check_sinogram
 from .geometry import Acquisition, Grid, SensorArray, check_geometry
@@ -543,8 +544,7 @@ def calibrate_sinogram(
                          f"has {n_s}")
     for name, v, lo in (("n_levels", n_levels, 1), ("n_folds", n_folds, 2),
                         ("n_iter", n_iter, 1)):
-        if isinstance(v, bool) or int(v) != v or v < lo:
-            raise InputError(f"{name} must be an integer >= {lo}, got {v!r}")
+        check_integer(v, name, lo)
     if n_folds > n_s:
         raise InputError(f"n_folds={n_folds} exceeds the number of sensors ({n_s})")
     if not (math.isfinite(speed_span) and 0 <= speed_span < 0.5):
@@ -559,7 +559,7 @@ def calibrate_sinogram(
     nominal = drawn @ np.array([[cr, sr], [-sr, cr]]) + np.asarray(offset)
     source = "given"
     if prior_std is not None and prior_std != "data" and (
-            isinstance(prior_std, (bool, str)) or not isinstance(prior_std, (int, float))
+            isinstance(prior_std, bool) or not isinstance(prior_std, (int, float))
             or not (math.isfinite(prior_std) and prior_std > 0)):
         raise InputError(f"prior_std must be a length > 0 m or 'data', got {prior_std!r}")
     if prior_std is None and setup_std is not None:
@@ -638,8 +638,8 @@ def _scout_prior(y: np.ndarray, acq: Acquisition, grid: Grid, nominal: np.ndarra
                  thickness: float | None) -> float:
     """The per-coordinate prior std, estimated from the scan: one round of the coarsest
     level, along the lines of sight only, over a wide box (:data:`SCOUT_REL`); the rms of
-    the estimated shifts about their mean (the mean is the scale gauge), clipped to
-    :data:`SCOUT_RANGE` of the radius."""
+    the estimated shifts about their mean (the mean is the scale gauge) less the fits' own
+    posterior variance, clipped to :data:`SCOUT_RANGE` of the radius."""
     guess = SCOUT_REL * radius
     level = _levels(y, acq, grid, guess, n_levels)[0]
     level = replace(level, half_across=0)

@@ -48,6 +48,7 @@ def make_eval_set(out: str | os.PathLike, *, count: int = 8, seed: int = 2, size
                   callback: Callable[[str], None] | None = None) -> Path:
     """Simulate the evaluation scans and their classical reconstructions (resumable)."""
     from ._atomic import atomic_path
+    from ._limits import check_integer
     from .dataset import item_seed
     from .family_dataset import HELDOUT_PHANTOMS, make_family_item, resume_directory
     from .model_based import reconstruct_model_based
@@ -55,8 +56,7 @@ def make_eval_set(out: str | os.PathLike, *, count: int = 8, seed: int = 2, size
     from .scanners import CANONICAL_PITCH, EVAL_GEOMETRIES, PERTURBATIONS, Environment
 
     for name, v in (("count", count), ("tv_iter", tv_iter), ("size", size)):
-        if isinstance(v, bool) or int(v) != v or v < 1:
-            raise InputError(f"{name} must be an integer >= 1, got {v!r}")
+        check_integer(v, name)
     root = Path(out)
     grid = Grid(size, size * CANONICAL_PITCH)
     geos = list(geometries or EVAL_GEOMETRIES)

@@ -592,17 +592,18 @@ def reconstruct(scan: Any, method: str | None = None, grid: Grid | None = None, 
 
         chosen = load_preset(preset)
         preset_name = chosen.name
+        # None: not given explicitly (calibrate=False and refine="auto" are the defaults)
         given = {"method": method, "n": n, "fov": fov, "speed_of_sound": speed_of_sound,
                  "band": band, "deconvolve": deconvolve, "iters": iters, "lam": lam,
-                 "response": response}
-        given.update({k: v for k, v in chosen.settings().items()
-                      if k in given and given[k] is None})
-        method, n, fov, speed_of_sound, band, deconvolve, iters, lam, response = (
-            given[k] for k in ("method", "n", "fov", "speed_of_sound", "band", "deconvolve",
-                               "iters", "lam", "response"))
-        calibrate = calibrate or bool(chosen.calibrate)
-        if refine == "auto" and chosen.refine is not None:
-            refine = chosen.refine
+                 "response": response, "calibrate": calibrate or None,
+                 "refine": None if refine == "auto" else refine}
+        given.update({k: v for k, v in chosen.settings().items() if given[k] is None})
+        (method, n, fov, speed_of_sound, band, deconvolve, iters, lam, response, calibrate,
+         refine) = (given[k] for k in ("method", "n", "fov", "speed_of_sound", "band",
+                                       "deconvolve", "iters", "lam", "response",
+                                       "calibrate", "refine"))
+        calibrate = bool(calibrate)
+        refine = "auto" if refine is None else refine
     method = "ubp" if method is None else method
     iters = 50 if iters is None else iters
     spec = get_method(method)

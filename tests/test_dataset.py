@@ -92,12 +92,25 @@ def test_experiment_errors(tmp_path, capsys):
     assert "nope.h5: file not found" in capsys.readouterr().err
 
 
-def _file_size_limit(limit):
+def _dataset_cli(argv, limit=None):
+    """``oatomo dataset ARGV -q`` in a fresh process; ``limit``: the OS file-size limit
+    (bytes) under which its writes fail with EFBIG, as a full disk's fail with ENOSPC."""
+    import subprocess
+    import sys
+
     def set_limit():  # pragma: no cover - runs in the child
         import resource
 
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
-    return set_limit
+    return subprocess.run([sys.executable, "-m", "oatomo", "dataset", *argv, "-q"],
+                          capture_output=True, text=True, timeout=300,
+                          preexec_fn=None if limit is None else set_limit)
+
+
+def _one_line_error(res, name):
+    err = res.stderr.strip()
+    assert res.returncode == 2, (res.returncode, err[-600:])
+    assert "\n" not in err and "Traceback" not in err and name in err, err
 
 
 def test_disk_full_mid_write_then_resume(exp_path, tmp_path):
@@ -106,22 +119,13 @@ def test_disk_full_mid_write_then_resume(exp_path, tmp_path):
     traceback or crash, no output file; the chunks finished before are kept in
     ``.partial/``, and rerunning without the limit finishes with the same arrays as an
     uninterrupted run."""
-    import subprocess
-    import sys
-
     def run(out, limit=None):
-        return subprocess.run(
-            [sys.executable, "-m", "oatomo", "dataset", "--config", str(exp_path), "-o",
-             str(out), "--seed", "3", "-q"], capture_output=True, text=True, timeout=300,
-            preexec_fn=None if limit is None else _file_size_limit(limit))
+        return _dataset_cli(["--config", str(exp_path), "-o", str(out), "--seed", "3"], limit)
 
     ref = tmp_path / "ref.h5"
     assert run(ref).returncode == 0  # also warms Numba's cache (the child writes no cache)
     out = tmp_path / "ds.h5"
-    res = run(out, limit=ref.stat().st_size // 2)
-    err = res.stderr.strip()
-    assert res.returncode == 2, (res.returncode, err[-600:])
-    assert "\n" not in err and "Traceback" not in err and "ds.h5" in err, err
+    _one_line_error(run(out, limit=ref.stat().st_size // 2), "ds.h5")
     assert not out.exists()
     # every chunk file fits under the limit, the assembled file does not: all finished
     # work is kept, and no temporary file is left behind
@@ -137,25 +141,15 @@ def test_disk_full_while_merging(exp_path, tmp_path):
     """Merging shards onto a disk that fills (the OS file-size limit again): one line and
     exit 2, no output and no temporary file left, the shards untouched; without the limit
     the same command then succeeds."""
-    import subprocess
-    import sys
-
-    def run(argv, limit=None):
-        return subprocess.run([sys.executable, "-m", "oatomo", "dataset", *argv, "-q"],
-                              capture_output=True, text=True, timeout=300,
-                              preexec_fn=None if limit is None else _file_size_limit(limit))
-
+    run = _dataset_cli
     shards = [tmp_path / f"s{k}.h5" for k in (1, 2)]
     for k, s in enumerate(shards, 1):
         assert run(["--config", str(exp_path), "--seed", "5", "--shard", f"{k}/2", "-o",
                     str(s)]).returncode == 0
     before = [s.read_bytes() for s in shards]
     out = tmp_path / "merged.h5"
-    res = run(["merge", *map(str, shards), "-o", str(out)],
-              limit=max(s.stat().st_size for s in shards) // 2)
-    err = res.stderr.strip()
-    assert res.returncode == 2, (res.returncode, err[-600:])
-    assert "\n" not in err and "Traceback" not in err and "merged.h5" in err, err
+    _one_line_error(run(["merge", *map(str, shards), "-o", str(out)],
+                        limit=max(s.stat().st_size for s in shards) // 2), "merged.h5")
     assert not out.exists() and not list(tmp_path.glob(".*tmp*"))
     assert [s.read_bytes() for s in shards] == before
     assert run(["merge", *map(str, shards), "-o", str(out)]).returncode == 0

@@ -140,11 +140,16 @@ def test_bad_responses(kw, match):
         DetectorResponse(**kw)
 
 
+def _ring16_setup(path, detector):
+    """Write a 16-sensor ring setup named after ``path`` with the ``[detector]`` lines."""
+    path.write_text(f'name = "{path.stem}"\n[array]\nkind = "ring"\nn_sensors = 16\n'
+                    'radius = 0.01\n[acquisition]\nfs = 20e6\nn_samples = 300\n[grid]\n'
+                    f'n = 32\nfov = 0.008\n[detector]\n{detector}')
+    return path
+
+
 def test_setup_scan_file_and_patato_irf_carry_the_response(tmp_path, capsys):
-    setup = tmp_path / "band.toml"
-    setup.write_text('name = "band"\n[array]\nkind = "ring"\nn_sensors = 16\nradius = 0.01\n'
-                     '[acquisition]\nfs = 20e6\nn_samples = 300\n[grid]\nn = 32\n'
-                     'fov = 0.008\n[detector]\ncentre_frequency = 2e6\nbandwidth = 0.6\n')
+    setup = _ring16_setup(tmp_path / "band.toml", "centre_frequency = 2e6\nbandwidth = 0.6\n")
     s = load_setup(setup)
     assert s.response == DetectorResponse(centre_frequency=2e6, bandwidth=0.6)
     (tmp_path / "again.toml").write_text(s.to_toml_string())
@@ -256,10 +261,7 @@ def test_dot_product_with_element_width_and_matched_backprojection():
 
 
 def test_element_width_from_setup_and_through_the_pipeline(tmp_path, capsys):
-    setup = tmp_path / "wide.toml"
-    setup.write_text('name = "wide"\n[array]\nkind = "ring"\nn_sensors = 16\nradius = 0.01\n'
-                     '[acquisition]\nfs = 20e6\nn_samples = 300\n[grid]\nn = 32\n'
-                     'fov = 0.008\n[detector]\nelement_width = 1e-3\n')
+    setup = _ring16_setup(tmp_path / "wide.toml", "element_width = 1e-3\n")
     s = load_setup(setup)
     assert s.element_width == 1e-3 and s.response is None
     (tmp_path / "again.toml").write_text(s.to_toml_string())
