@@ -82,7 +82,7 @@ clean:
 # (weights only) into the package. Every step resumes where an interrupted run stopped.
 FAMILY_OUT ?= out/family
 FAMILY_ARGS ?= --epochs 4
-FAMILY_SHIPPED ?= oatomo/resources/models/family_refiner.pt
+FAMILY_SHIPPED ?= oatomo/resources/models/family_refiner.npz
 model-family: $(VENV)/.installed
 	mkdir -p $(FAMILY_OUT)
 	$(BIN)/oatomo family data -o $(FAMILY_OUT)/train --count 768 --seed 1

@@ -31,12 +31,13 @@ import numpy as np
 
 from .errors import InputError
 from .geometry import Acquisition, Grid, SensorArray
+from .learn.weights import NumpyConvVAE
 from .scanners import CANONICAL_PITCH, FAMILY, FAMILY_KEY, ScannerFamily
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["FamilyRefiner", "RefinedScan", "load_family_refiner", "to_canonical_grid",
-           "resample", "UNITS_RELATIVE", "UNITS_PA"]
+__all__ = ["FamilyRefiner", "RefinedScan", "load_family_refiner", "posterior_noise",
+           "to_canonical_grid", "resample", "UNITS_RELATIVE", "UNITS_PA"]
 
 #: ``units`` attribute of refined images and their uncertainty.
 UNITS_RELATIVE = "fraction of max p0"
@@ -202,38 +203,67 @@ class FamilyRefiner:
 
     def _run(self, x: np.ndarray, env: str | None, n_samples: int, seed: int
              ) -> tuple[np.ndarray, np.ndarray | None]:
-        from .refine import few_threads
-
-        with few_threads(x.shape[-1] * x.shape[-2]):  # one 128² tile: one thread
-            return self._run_model(x, env, n_samples, seed)
-
-    def _run_model(self, x: np.ndarray, env: str | None, n_samples: int, seed: int
-                   ) -> tuple[np.ndarray, np.ndarray | None]:
-        import torch
-
-        model = self.model.eval()
-        e = self.env_index(env)
-        xt = torch.from_numpy(np.ascontiguousarray(x))[None].to(model.device)
         mode = self.uncertainty
         if mode not in ("posterior", "decoders", "both"):
             raise InputError(f"uncertainty must be 'posterior', 'decoders' or 'both', got "
                              f"{mode!r}")
+        e = self.env_index(env)
+        if isinstance(self.model, NumpyConvVAE):
+            return self._run_numpy(x, e, n_samples, seed)
+        from .refine import few_threads
+
+        with few_threads(x.shape[-1] * x.shape[-2]):  # one 128² tile: one thread
+            return self._run_torch(x, e, n_samples, seed)
+
+    def _wants(self, n_samples: int) -> tuple[bool, bool]:
+        """Whether the uncertainty map takes posterior samples, and the variant decoders."""
+        mode = self.uncertainty
+        return (n_samples >= 2 and mode in ("posterior", "both"),
+                n_samples >= 2 and mode in ("decoders", "both"))
+
+    def _run_numpy(self, x: np.ndarray, e: int | None, n_samples: int, seed: int
+                   ) -> tuple[np.ndarray, np.ndarray | None]:
+        model: NumpyConvVAE = self.model
+        mu, logvar = model.encode(x[None])
+        out = model.likelihood_mean(model.decode(mu, e))[0, 0]
+        posterior, decoders = self._wants(n_samples)
+        if not (posterior or decoders):
+            return out.astype(np.float32), None
+        var = np.zeros_like(out)
+        if posterior:
+            z = mu + np.exp(0.5 * logvar) * posterior_noise(seed, n_samples, mu.shape[1:])
+            # a few samples per call: the columns of a convolution grow with the batch
+            step = max(1, (1 << 16) // (x.shape[-1] * x.shape[-2] // 4))
+            draws = np.concatenate([model.likelihood_mean(model.decode(z[i:i + step], e))
+                                    for i in range(0, n_samples, step)])[:, 0]
+            var += draws.var(0)
+        if decoders and model.n_envs:
+            per_env = np.stack([model.likelihood_mean(model.decode(mu, k))[0, 0]
+                                for k in range(model.n_envs)])
+            var += per_env.var(0)
+        return out.astype(np.float32), np.sqrt(var).astype(np.float32)
+
+    def _run_torch(self, x: np.ndarray, e: int | None, n_samples: int, seed: int
+                   ) -> tuple[np.ndarray, np.ndarray | None]:
+        import torch
+
+        model = self.model.eval()
+        xt = torch.from_numpy(np.ascontiguousarray(x))[None].to(model.device)
         with torch.no_grad():
             out = model.reconstruct(xt, e)[0, 0].cpu().numpy()
-            if n_samples < 2 or not hasattr(model, "encode"):
+            posterior, decoders = self._wants(n_samples)
+            if not (posterior or decoders) or not hasattr(model, "encode"):
                 return out.astype(np.float32), None
             mu, logvar = model.encode(xt)
             var = torch.zeros_like(xt[0, 0])
-            if mode in ("posterior", "both"):
-                gen = torch.Generator(device=xt.device).manual_seed(int(seed))
+            if posterior:
                 env_t = model._env(e, n_samples, required=False)
-                eps = torch.randn((n_samples, *mu.shape[1:]), generator=gen,
-                                  device=mu.device, dtype=mu.dtype)
+                eps = torch.from_numpy(posterior_noise(seed, n_samples, tuple(mu.shape[1:])))
                 # all samples in one batch: one decoder call instead of n_samples
                 draws = model.likelihood_mean(model._decode(
-                    mu + torch.exp(0.5 * logvar) * eps, env_t))[:, 0]
+                    mu + torch.exp(0.5 * logvar) * eps.to(mu.device), env_t))[:, 0]
                 var += draws.var(0, unbiased=False)
-            if mode in ("decoders", "both") and hasattr(model, "variant_decoders"):
+            if decoders and hasattr(model, "variant_decoders"):
                 per_env = model.likelihood_mean(self._all_variant_decoders(mu))[:, 0, 0]
                 var += per_env.var(0, unbiased=False)
         return out.astype(np.float32), var.sqrt().cpu().numpy()
@@ -288,17 +318,54 @@ class FamilyRefiner:
             grid=grid, canonical=canon, units=units, reason=reason)
 
 
-def load_family_refiner(path: str | os.PathLike, *, device: str = "cpu") -> FamilyRefiner:
-    """Load a refiner written by :func:`oatomo.learn.family.train_family_refiner`."""
-    from .learn import conv  # noqa: F401 - registers the fully convolutional classes
-    from .learn.checkpoint import load_checkpoint, model_from_checkpoint
+def posterior_noise(seed: int, n: int, shape: tuple[int, ...]) -> np.ndarray:
+    """The standard normal draws behind the posterior samples of the uncertainty map
+    (NumPy's generator, so both inference back ends draw the same samples)."""
+    return np.random.default_rng(int(seed)).standard_normal((int(n), *shape), np.float32)
 
-    ckpt = load_checkpoint(path, map_location="cpu")
+
+def load_family_refiner(path: str | os.PathLike, *, device: str = "cpu",
+                        backend: str = "auto") -> FamilyRefiner:
+    """Load a refiner written by :func:`oatomo.learn.family.train_family_refiner` or
+    :func:`oatomo.learn.family.export_refiner`.
+
+    Parameters
+    ----------
+    path
+        A ``.pt`` checkpoint or a ``.npz`` weights archive.
+    device
+        PyTorch device of the model (the PyTorch back end).
+    backend
+        ``"numpy"``: run the model with NumPy (:class:`oatomo.learn.weights.NumpyConvVAE`;
+        weights archives of VAE models only; PyTorch is not imported); ``"torch"``: with
+        PyTorch; ``"auto"`` (default): NumPy for a weights archive of a VAE on the CPU,
+        else PyTorch. Both give the same images to float32 rounding.
+    """
+    from .learn.weights import NUMPY_CLASSES, is_weights_archive, read_weights
+
+    if backend not in ("auto", "numpy", "torch"):
+        raise InputError(f"backend must be 'auto', 'numpy' or 'torch', got {backend!r}")
+    model: Any = None
+    if backend != "torch" and is_weights_archive(path):
+        meta, state = read_weights(path)
+        if backend == "numpy" or (device == "cpu" and meta["model_class"] in NUMPY_CLASSES):
+            try:
+                model = NumpyConvVAE(str(meta["model_class"]), meta["config"], state)
+            except InputError as exc:
+                raise InputError(exc.problem, path) from None
+            ckpt: dict[str, Any] = meta
+    elif backend == "numpy":
+        raise InputError("the NumPy back end reads weights archives (.npz) only", path)
+    if model is None:
+        from .learn import conv  # noqa: F401 - registers the fully convolutional classes
+        from .learn.checkpoint import load_checkpoint, model_from_checkpoint
+
+        ckpt = load_checkpoint(path, map_location="cpu")
+        model = model_from_checkpoint(ckpt, path=path, map_location=device)
     meta = (ckpt.get("train") or {}).get(FAMILY_KEY)
     if not meta:
         raise InputError("checkpoint is not a scanner-family refiner (no family metadata)",
                          path)
-    model = model_from_checkpoint(ckpt, path=path, map_location=device)
     return FamilyRefiner(model=model, kind=str(meta["kind"]),
                          family=ScannerFamily.from_dict(meta["family"]),
                          pitch=float(meta["pitch"]), inputs=tuple(meta["inputs"]),

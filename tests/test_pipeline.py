@@ -69,7 +69,7 @@ def test_auto_refines_with_the_shipped_model(ring32_scan):
     assert rec.units["ubp"] == UNITS_PA
     how = rec.provenance["refinement"]
     assert how["applied"] and how["compatible"] and how["decoder"] == "invariant decoder"
-    assert Path(how["model"]).name == "family_refiner.pt" and "refine" in rec.provenance["timings"]
+    assert Path(how["model"]).name == "family_refiner.npz" and "refine" in rec.provenance["timings"]
     assert how["input"] == "ubp+das" and "32-sensor ring" in how["reason"]
     assert rec.images["refined"].shape == rec.images["uncertainty"].shape == (128, 128)
 
@@ -99,7 +99,7 @@ def test_cli_refine_on_incompatible_scan_exits_2_with_one_line(ring16_scan, tmp_
     assert main(["reconstruct", str(scan), "--refine", "--png", "none"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
-    assert err.startswith("oatomo reconstruct: error: ") and "refiner.pt" in err
+    assert err.startswith("oatomo reconstruct: error: ") and "family_refiner.npz" in err
     assert "the scan has 16 sensors" in err and not (tmp_path / "scan16_recon.h5").exists()
     # the default (auto) reconstructs, says why it skipped, and records it in the file
     assert main(["reconstruct", str(scan), "--png", "none", "-q"]) == 0

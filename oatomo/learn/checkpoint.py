@@ -15,6 +15,9 @@ Format (``version`` 1), a dict of tensors, dicts, lists, numbers, strings and No
 A sidecar ``<name>.json`` holds everything but the tensors (format, class, config, step,
 training settings, history) for people and for other tools. Both files are written
 atomically (temporary file + rename), so an interrupted write never leaves half a checkpoint.
+
+:func:`load_checkpoint` also reads a *weights archive* (``.npz``, :mod:`oatomo.learn.weights`):
+the same record and weights without training state, the form the shipped models take.
 """
 
 from __future__ import annotations
@@ -33,6 +36,14 @@ from .._atomic import atomic_path, check_input_file
 from .._limits import check_bytes
 from ..errors import InputError
 from .registry import model_classes
+from .weights import (
+    RECORD_FORMAT,
+    RECORD_VERSION,
+    check_record,
+    is_weights_archive,
+    read_weights,
+    write_weights,
+)
 
 if TYPE_CHECKING:
     from .base import OatomoModel
@@ -48,8 +59,9 @@ __all__ = [
     "sidecar_path",
 ]
 
-CHECKPOINT_FORMAT = "oatomo-model"
-CHECKPOINT_VERSION = 1
+CHECKPOINT_FORMAT = RECORD_FORMAT
+CHECKPOINT_VERSION = RECORD_VERSION
+_KEYS = ("model_class", "config", "state_dict")
 
 def sidecar_path(path: str | os.PathLike) -> Path:
     """The JSON file written beside a checkpoint: ``model.pt`` -> ``model.json``."""
@@ -64,7 +76,8 @@ def save_checkpoint(path: str | os.PathLike, model: OatomoModel, *,
                     epoch_acc: dict[str, Any] | None = None) -> Path:
     """Write ``model`` (and optionally the training state) to ``path`` plus a JSON sidecar.
 
-    Returns the checkpoint path.
+    A ``path`` ending in ``.npz`` gets a weights archive (:mod:`oatomo.learn.weights`:
+    no training state, readable without PyTorch). Returns the checkpoint path.
     """
     path = Path(path)
     name = type(model).__name__
@@ -81,7 +94,13 @@ def save_checkpoint(path: str | os.PathLike, model: OatomoModel, *,
         "rng": dict(rng or {}),
         "epoch_acc": dict(epoch_acc or {}),
     }
-    write_checkpoint_bytes(path, payload)
+    if path.suffix == ".npz":
+        if optimizer is not None or rng or epoch_acc:
+            raise InputError("a weights archive holds no training state: write a .pt "
+                             "checkpoint to resume from", path)
+        write_weights(path, meta, {k: v.numpy() for k, v in payload["state_dict"].items()})
+    else:
+        write_checkpoint_bytes(path, payload)
     with atomic_path(sidecar_path(path)) as tmp:
         tmp.write_text(json.dumps(meta, indent=2) + "\n")
     return path
@@ -116,7 +135,7 @@ def load_checkpoint(path: str | os.PathLike, *, model_class: str | type | None =
     Parameters
     ----------
     path
-        The ``.pt`` file.
+        The ``.pt`` file (or a ``.npz`` weights archive).
     model_class
         If given (a name or a class), the checkpoint must hold that class.
 
@@ -126,6 +145,10 @@ def load_checkpoint(path: str | os.PathLike, *, model_class: str | type | None =
         Missing file, not an oatomo checkpoint, a newer version, or another model class.
     """
     path = check_input_file(path, "checkpoint")
+    if is_weights_archive(path):
+        meta, state = read_weights(path)
+        ckpt = {**meta, "state_dict": {k: torch.from_numpy(v) for k, v in state.items()}}
+        return check_record(ckpt, path, model_class=model_class, keys=_KEYS)
     # what torch.load would allocate: the archive's members, uncompressed (a tensor's
     # storage is one member), checked before anything is read
     try:
@@ -143,21 +166,7 @@ def load_checkpoint(path: str | os.PathLike, *, model_class: str | type | None =
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise InputError(f"not an oatomo model checkpoint ({type(exc).__name__}"
                          f"{': ' + first[:120] if first else ''})", path) from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise InputError(f"not an oatomo model checkpoint (format must be "
-                         f"{CHECKPOINT_FORMAT!r})", path)
-    version = ckpt.get("version")
-    if not isinstance(version, int) or version > CHECKPOINT_VERSION:
-        raise InputError(f"checkpoint version {version!r} is not supported by this oatomo "
-                         f"(reads up to {CHECKPOINT_VERSION})", path)
-    for key in ("model_class", "config", "state_dict"):
-        if key not in ckpt:
-            raise InputError(f"checkpoint lacks {key!r}", path)
-    if model_class is not None:
-        want = model_class if isinstance(model_class, str) else model_class.__name__
-        if ckpt["model_class"] != want:
-            raise InputError(f"checkpoint holds a {ckpt['model_class']}, expected a {want}", path)
-    return ckpt
+    return check_record(ckpt, path, model_class=model_class, keys=_KEYS)
 
 
 def build_model(model_class: str, config: dict[str, Any], *, seed: int | None = None,

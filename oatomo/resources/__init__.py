@@ -31,7 +31,7 @@ def default_model_path() -> Path:
     """The refinement model shipped with oatomo: the scanner-family refiner (any 2-D ring or
     arc scan, ``make model-family``) when installed, else the 32-sensor-ring model
     (``make model``)."""
-    family = resource_path(MODELS, "family_refiner.pt")
+    family = resource_path(MODELS, "family_refiner.npz")
     return family if family.is_file() else legacy_model_path()
 
 

@@ -1,0 +1,331 @@
+"""Model weights as a NumPy archive, and inference of the convolutional VAEs without PyTorch.
+
+A *weights archive* (``.npz``) is a checkpoint without training state: the JSON record of
+a ``.pt`` checkpoint (format ``"oatomo-model"``, class, config, step, training settings,
+history) as the member ``__meta__`` and one float32 array per entry of the model's state
+dict. It is read with ``np.load(allow_pickle=False)``: it never runs code, and its
+uncompressed size is checked against ``OATOMO_MAX_BYTES`` before anything is read. The
+bytes depend only on the content (fixed member order and time stamps).
+
+:class:`NumpyConvVAE` runs the fully convolutional VAEs of :mod:`oatomo.learn.conv`
+(:class:`~oatomo.learn.conv.ConvBetaVAE` and
+:class:`~oatomo.learn.conv.ConvMultiDecoderIVAE`) from such an archive with NumPy alone,
+so refining a scan with the shipped model does not import PyTorch (which takes longer
+than the whole rest of ``oatomo reconstruct``). It computes what the PyTorch model
+computes -- the test suite compares the two to float32 rounding -- and nothing else: no
+training, no other model classes.
+
+This module does not import PyTorch.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._atomic import atomic_path, check_input_file
+from .._limits import check_bytes
+from ..errors import InputError
+
+__all__ = ["META_KEY", "NUMPY_CLASSES", "RECORD_FORMAT", "RECORD_VERSION", "check_record",
+           "is_weights_archive", "read_weights", "write_weights", "NumpyConvVAE"]
+
+#: Archive member holding the JSON record (UTF-8 bytes as a uint8 array).
+META_KEY = "__meta__"
+#: Model classes :class:`NumpyConvVAE` can run.
+NUMPY_CLASSES = ("ConvBetaVAE", "ConvMultiDecoderIVAE")
+#: The record's ``format`` and the newest ``version`` read (checkpoints share them).
+RECORD_FORMAT = "oatomo-model"
+RECORD_VERSION = 1
+_LOGVAR_RANGE = (-20.0, 10.0)  # as oatomo.learn.models (kept equal by a test)
+_EPOCH = (1980, 1, 1, 0, 0, 0)
+
+
+def is_weights_archive(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a zip archive with a ``__meta__.npy`` member (a weights
+    archive rather than a PyTorch checkpoint)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return f"{META_KEY}.npy" in archive.namelist()
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return False
+
+
+def write_weights(path: str | os.PathLike, meta: dict[str, Any],
+                  state: dict[str, np.ndarray]) -> Path:
+    """Write a weights archive atomically (see the module docstring).
+
+    Parameters
+    ----------
+    path
+        The ``.npz`` file.
+    meta
+        The checkpoint's JSON record (format, version, model_class, config, ...).
+    state
+        The model's state dict as arrays (floating point stored as float32).
+    """
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as archive:
+        members = {META_KEY: np.frombuffer(json.dumps(meta, sort_keys=True).encode(), np.uint8),
+                   **{k: _stored(v) for k, v in state.items()}}
+        for name, arr in members.items():
+            body = io.BytesIO()
+            np.lib.format.write_array(body, arr, allow_pickle=False)
+            archive.writestr(zipfile.ZipInfo(f"{name}.npy", date_time=_EPOCH), body.getvalue())
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(buf.getvalue())
+    return Path(path)
+
+
+def _stored(value: Any) -> np.ndarray:
+    arr = np.asarray(value)
+    return np.ascontiguousarray(arr, np.float32 if arr.dtype.kind == "f" else None)
+
+
+def read_weights(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Read a weights archive: its JSON record and its arrays (float32).
+
+    Raises
+    ------
+    InputError
+        Missing file, not a weights archive, larger than ``OATOMO_MAX_BYTES`` unpacked, a
+        record that is not an oatomo model, or a newer version.
+    """
+    path = check_input_file(path, "model weights archive")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            infos = archive.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError):
+        raise InputError("not an oatomo weights archive (not a zip file)", path) from None
+    check_bytes(sum(i.file_size for i in infos), "loading the model weights", path)
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+        meta = json.loads(arrays.pop(META_KEY).tobytes().decode())
+    except KeyError:
+        raise InputError(f"not an oatomo weights archive (no {META_KEY} member)",
+                         path) from None
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError, UnicodeDecodeError) as exc:
+        first = (str(exc).strip().splitlines() or [""])[0][:120]
+        raise InputError(f"not an oatomo weights archive ({type(exc).__name__}: {first})",
+                         path) from None
+    check_record(meta, path)
+    bad = [k for k, v in arrays.items() if v.dtype.kind not in "fiub"]
+    if bad:
+        raise InputError(f"weight {bad[0]!r} is not a number array", path)
+    return meta, {k: v.astype(np.float32, copy=False) if v.dtype.kind == "f" else v
+                  for k, v in arrays.items()}
+
+
+def check_record(record: Any, path: str | os.PathLike | None, *,
+                 model_class: str | type | None = None,
+                 keys: tuple[str, ...] = ("model_class", "config")) -> dict[str, Any]:
+    """Check a model record (a checkpoint or an archive's ``__meta__``): the format, a
+    version this oatomo reads, the ``keys`` present and, if given, the model class.
+
+    Raises
+    ------
+    InputError
+        Naming ``path`` and the problem.
+    """
+    if not isinstance(record, dict) or record.get("format") != RECORD_FORMAT:
+        raise InputError(f"not an oatomo model checkpoint (format must be "
+                         f"{RECORD_FORMAT!r})", path)
+    version = record.get("version")
+    if not isinstance(version, int) or version > RECORD_VERSION:
+        raise InputError(f"checkpoint version {version!r} is not supported by this oatomo "
+                         f"(reads up to {RECORD_VERSION})", path)
+    for key in keys:
+        if key not in record:
+            raise InputError(f"checkpoint lacks {key!r}", path)
+    if model_class is not None:
+        want = model_class if isinstance(model_class, str) else model_class.__name__
+        if record["model_class"] != want:
+            raise InputError(f"checkpoint holds a {record['model_class']}, expected a {want}",
+                             path)
+    return record
+
+
+# -- the layers (NCHW, float32, PyTorch's conventions) -------------------------------------
+
+def _silu(x: np.ndarray) -> np.ndarray:
+    with np.errstate(over="ignore"):
+        return x / (1.0 + np.exp(-x))
+
+
+def _conv(x: np.ndarray, w: np.ndarray, b: np.ndarray, stride: int, pad: int) -> np.ndarray:
+    """``torch.nn.functional.conv2d``: one matrix product over im2col columns."""
+    n, c, h, wd = x.shape
+    o, _, k, _ = w.shape
+    ho, wo = (h + 2 * pad - k) // stride + 1, (wd + 2 * pad - k) // stride + 1
+    xp = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad))) if pad else x
+    win = np.lib.stride_tricks.sliding_window_view(xp, (k, k), axis=(2, 3))
+    win = win[:, :, ::stride, ::stride][:, :, :ho, :wo]              # (n, c, ho, wo, k, k)
+    cols = win.transpose(0, 1, 4, 5, 2, 3).reshape(n, c * k * k, ho * wo)
+    out = np.matmul(w.reshape(o, c * k * k), cols)
+    out += b[None, :, None]
+    return out.reshape(n, o, ho, wo)
+
+
+def _conv_transpose(x: np.ndarray, w: np.ndarray, b: np.ndarray, stride: int,
+                    pad: int) -> np.ndarray:
+    """``torch.nn.functional.conv_transpose2d`` (weights (in, out, k, k))."""
+    n, c, h, wd = x.shape
+    _, o, k, _ = w.shape
+    taps = np.matmul(w.reshape(c, o * k * k).T, x.reshape(n, c, h * wd))
+    taps = taps.reshape(n, o, k, k, h, wd)
+    full = np.zeros((n, o, (h - 1) * stride + k, (wd - 1) * stride + k), np.float32)
+    for i in range(k):
+        for j in range(k):
+            full[:, :, i:i + stride * (h - 1) + 1:stride,
+                 j:j + stride * (wd - 1) + 1:stride] += taps[:, :, i, j]
+    ho, wo = (h - 1) * stride - 2 * pad + k, (wd - 1) * stride - 2 * pad + k
+    out = full[:, :, pad:pad + ho, pad:pad + wo]
+    return out + b[None, :, None, None]
+
+
+def _unshuffle(x: np.ndarray, r: int = 2) -> np.ndarray:
+    n, c, h, w = x.shape
+    x = x.reshape(n, c, h // r, r, w // r, r).transpose(0, 1, 3, 5, 2, 4)
+    return x.reshape(n, c * r * r, h // r, w // r)
+
+
+def _shuffle(x: np.ndarray, r: int = 2) -> np.ndarray:
+    n, c, h, w = x.shape
+    x = x.reshape(n, c // (r * r), r, r, h, w).transpose(0, 1, 4, 2, 5, 3)
+    return x.reshape(n, c // (r * r), h * r, w * r)
+
+
+class NumpyConvVAE:
+    """Inference of a fully convolutional VAE from its weights, with NumPy.
+
+    Mirrors the PyTorch model's inference interface: :meth:`encode`, :meth:`decode`,
+    :meth:`reconstruct` and :meth:`likelihood_mean`, on float32 arrays ``(B, C, H, W)``.
+
+    Parameters
+    ----------
+    model_class
+        One of :data:`NUMPY_CLASSES`.
+    config
+        The model's config (as in the checkpoint record).
+    state
+        The state dict (name -> array).
+    """
+
+    device = "cpu"
+
+    def __init__(self, model_class: str, config: dict[str, Any],
+                 state: dict[str, np.ndarray]) -> None:
+        if model_class not in NUMPY_CLASSES:
+            raise InputError(f"{model_class} cannot run without PyTorch (NumPy inference "
+                             f"covers {', '.join(NUMPY_CLASSES)})")
+        try:
+            self.depth = int(config["depth"])
+            self.in_channels = int(config["in_channels"])
+            self.likelihood = str(config["likelihood"])
+            self.n_envs = int(config["n_envs"]) if model_class == "ConvMultiDecoderIVAE" else 0
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InputError(f"invalid {model_class} config ({exc})") from None
+        self.model_class = model_class
+        self.config = dict(config)
+        self.state = state
+        missing = [k for k in self._names() if k not in state]
+        extra = sorted(set(state) - set(self._names()))
+        if missing or extra:
+            what = f"missing {missing[0]!r}" if missing else f"unexpected {extra[0]!r}"
+            raise InputError(f"weights do not fit the {model_class} config ({what})")
+
+    def _names(self) -> list[str]:
+        d = self.depth
+
+        def conv(p: str) -> list[str]:
+            return [f"{p}.weight", f"{p}.bias"]
+
+        def res(p: str) -> list[str]:
+            return conv(f"{p}.a") + conv(f"{p}.b")
+
+        enc = conv("encoder.net.1") + res("encoder.net.2") + conv("encoder.net.3")
+        for i in range(d):
+            enc += res(f"encoder.net.{4 + i}")
+        names = enc + conv("mu_head") + conv("logvar_head")
+        for prefix in ["decoder"] + [f"variant_decoders.{e}" for e in range(self.n_envs)]:
+            names += conv(f"{prefix}.net.0")
+            for i in range(d):
+                names += res(f"{prefix}.net.{1 + i}")
+            names += conv(f"{prefix}.net.{d + 2}") + res(f"{prefix}.net.{d + 3}")
+            names += conv(f"{prefix}.net.{d + 5}")
+        return names
+
+    # -- building blocks ----------------------------------------------------------------
+
+    def _c(self, x: np.ndarray, p: str, stride: int = 1, pad: int = 1) -> np.ndarray:
+        return _conv(x, self.state[f"{p}.weight"], self.state[f"{p}.bias"], stride, pad)
+
+    def _res(self, x: np.ndarray, p: str) -> np.ndarray:
+        return x + self._c(_silu(self._c(_silu(x), f"{p}.a")), f"{p}.b")
+
+    # -- the interface ------------------------------------------------------------------
+
+    def encode(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Posterior mean and log-variance of ``x`` (B, C, H, W), each (B, L, H/4, W/4)."""
+        x = np.asarray(x, np.float32)
+        if x.ndim != 4 or x.shape[1] != self.in_channels or x.shape[2] % 4 or x.shape[3] % 4:
+            raise InputError(f"x must be (B, {self.in_channels}, H, W) with H, W multiples "
+                             f"of 4, got {x.shape}")
+        h = self._c(_unshuffle(x), "encoder.net.1")
+        h = self._res(h, "encoder.net.2")
+        h = self._c(h, "encoder.net.3", stride=2, pad=1)
+        for i in range(self.depth):
+            h = self._res(h, f"encoder.net.{4 + i}")
+        h = _silu(h)
+        logvar = np.clip(self._c(h, "logvar_head"), *_LOGVAR_RANGE)
+        return self._c(h, "mu_head"), logvar
+
+    def decode(self, z: np.ndarray, env: int | None = None) -> np.ndarray:
+        """Decoder output for latents ``z``: the invariant decoder (``env=None``) or the
+        variant decoder of training environment ``env``."""
+        if env is None:
+            prefix = "decoder"
+        elif not self.n_envs:
+            raise InputError(f"a {self.model_class} has no variant decoders (env must be None)")
+        elif 0 <= int(env) < self.n_envs:
+            prefix = f"variant_decoders.{int(env)}"
+        else:
+            raise InputError(f"env must lie in 0..{self.n_envs - 1} (the model has "
+                             f"{self.n_envs} environments), got {env}")
+        d = self.depth
+        h = self._c(np.asarray(z, np.float32), f"{prefix}.net.0")
+        for i in range(d):
+            h = self._res(h, f"{prefix}.net.{1 + i}")
+        h = _silu(h)
+        w, b = self.state[f"{prefix}.net.{d + 2}.weight"], self.state[f"{prefix}.net.{d + 2}.bias"]
+        h = _conv_transpose(h, w, b, stride=2, pad=1)
+        h = _silu(self._res(h, f"{prefix}.net.{d + 3}"))
+        return _shuffle(self._c(h, f"{prefix}.net.{d + 5}"))
+
+    def likelihood_mean(self, out: np.ndarray) -> np.ndarray:
+        """Sigmoid of logits (Bernoulli likelihood) or the output itself (Gaussian)."""
+        if self.likelihood == "bernoulli":
+            with np.errstate(over="ignore"):
+                return 1.0 / (1.0 + np.exp(-out))
+        return out
+
+    def reconstruct(self, x: np.ndarray, env: int | None = None) -> np.ndarray:
+        """Likelihood mean decoded from the posterior mean."""
+        mu, _ = self.encode(x)
+        return self.likelihood_mean(self.decode(mu, env))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> tuple[NumpyConvVAE, dict[str, Any]]:
+        """The model of a weights archive and the archive's JSON record."""
+        meta, state = read_weights(path)
+        try:
+            return cls(str(meta["model_class"]), meta["config"], state), meta
+        except InputError as exc:
+            raise InputError(exc.problem, path) from None

@@ -1,0 +1,163 @@
+"""Weights archives (.npz) and the NumPy inference of the convolutional VAEs.
+
+The NumPy back end is an independent implementation of the PyTorch layers: every test
+compares it with the PyTorch model it was exported from.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+
+from oatomo.errors import InputError
+from oatomo.learn.checkpoint import load_model, save_checkpoint, sidecar_path
+from oatomo.learn.conv import ConvBetaVAE, ConvMultiDecoderIVAE, ConvVAEConfig
+from oatomo.learn.weights import (
+    META_KEY,
+    NumpyConvVAE,
+    is_weights_archive,
+    read_weights,
+    write_weights,
+)
+
+
+def _model(cls, **kw):
+    cfg = ConvVAEConfig(**{**dict(n_envs=3, depth=2, width=8, latent_dim=4), **kw})
+    model = cls(cfg, seed=0).eval()
+    with torch.no_grad():  # biases are zero at initialisation: make every term count
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
+    return model
+
+
+@pytest.mark.parametrize("cls,likelihood", [(ConvMultiDecoderIVAE, "gaussian"),
+                                            (ConvBetaVAE, "bernoulli")])
+def test_numpy_inference_equals_pytorch(cls, likelihood, tmp_path):
+    model = _model(cls, likelihood=likelihood)
+    path = save_checkpoint(tmp_path / "m.npz", model)
+    net, meta = NumpyConvVAE.load(path)
+    assert meta["model_class"] == cls.__name__ and net.likelihood == likelihood
+    x = np.random.default_rng(0).standard_normal((3, 2, 20, 36)).astype(np.float32)
+    xt = torch.from_numpy(x)
+    with torch.no_grad():
+        mu, logvar = model.encode(xt)
+        want = {None: model.reconstruct(xt)}
+        for e in range(net.n_envs):
+            want[e] = model.reconstruct(xt, e)
+    got_mu, got_logvar = net.encode(x)
+    np.testing.assert_allclose(got_mu, mu.numpy(), atol=2e-5, rtol=1e-4)
+    np.testing.assert_allclose(got_logvar, logvar.numpy(), atol=2e-5, rtol=1e-4)
+    assert len(want) == (4 if cls is ConvMultiDecoderIVAE else 1)
+    for e, ref in want.items():
+        got = net.reconstruct(x, e)
+        assert got.shape == (3, 1, 20, 36) and got.dtype == np.float32
+        np.testing.assert_allclose(got, ref.numpy(), atol=2e-5, rtol=1e-4)
+    bad = (3, "env must lie in 0..2") if net.n_envs else (0, "has no variant decoders")
+    with pytest.raises(InputError, match=bad[1]):
+        net.decode(got_mu, bad[0])
+    with pytest.raises(InputError, match="multiples of 4"):
+        net.encode(x[:, :, :18])
+
+
+def test_archive_round_trip_and_same_bytes(tmp_path):
+    model = _model(ConvMultiDecoderIVAE)
+    a = save_checkpoint(tmp_path / "a.npz", model, step=7, history=[{"epoch": 1}])
+    b = save_checkpoint(tmp_path / "b.npz", model, step=7, history=[{"epoch": 1}])
+    assert a.read_bytes() == b.read_bytes() and is_weights_archive(a)
+    assert json.loads(sidecar_path(a).read_text())["step"] == 7
+    back = load_model(a, model_class="ConvMultiDecoderIVAE")
+    for (k, v), (k2, v2) in zip(model.state_dict().items(), back.state_dict().items(),
+                                strict=True):
+        assert k == k2 and torch.equal(v, v2)
+    with pytest.raises(InputError, match="holds no training state"):
+        save_checkpoint(tmp_path / "c.npz", model,
+                        optimizer=torch.optim.Adam(model.parameters()))
+    save_checkpoint(tmp_path / "m.pt", model)
+    assert not is_weights_archive(tmp_path / "m.pt")
+
+
+def _archive(path, meta, arrays):
+    write_weights(path, meta, {})
+    with zipfile.ZipFile(path, "a") as z:
+        for name, arr in arrays.items():
+            import io
+            buf = io.BytesIO()
+            np.save(buf, arr, allow_pickle=True)
+            z.writestr(f"{name}.npy", buf.getvalue())
+    return path
+
+
+def test_bad_archives_are_one_line_errors(tmp_path, monkeypatch):
+    good = {"format": "oatomo-model", "version": 1, "model_class": "ConvBetaVAE",
+            "config": ConvVAEConfig(depth=0, width=4, latent_dim=2).to_dict()}
+    text = tmp_path / "t.npz"
+    text.write_text("not a zip")
+    with pytest.raises(InputError, match="not a zip file"):
+        read_weights(text)
+    plain = tmp_path / "plain.npz"
+    np.savez(plain, w=np.zeros(3))
+    with pytest.raises(InputError, match=f"no {META_KEY} member"):
+        read_weights(plain)
+    with pytest.raises(InputError, match="version 9 is not supported"):
+        read_weights(_archive(tmp_path / "v.npz", {**good, "version": 9}, {}))
+    with pytest.raises(InputError, match="format must be 'oatomo-model'"):
+        read_weights(_archive(tmp_path / "f.npz", {**good, "format": "x"}, {}))
+    pickled = _archive(tmp_path / "p.npz", good, {"w": np.array([object()], dtype=object)})
+    with pytest.raises(InputError, match="not an oatomo weights archive"):
+        read_weights(pickled)  # object arrays would need pickle: refused
+    missing = _archive(tmp_path / "m.npz", good, {"mu_head.weight": np.zeros((2, 8, 3, 3))})
+    with pytest.raises(InputError, match="weights do not fit the ConvBetaVAE config") as exc:
+        NumpyConvVAE.load(missing)
+    assert str(missing) in str(exc.value)
+    monkeypatch.setenv("OATOMO_MAX_BYTES", "100")
+    with pytest.raises(InputError, match="loading the model weights"):
+        read_weights(missing)
+
+
+def test_shipped_model_numpy_equals_pytorch_back_end():
+    """The refiner `oatomo reconstruct` uses by default, both back ends, one scan."""
+    from oatomo import phantoms
+    from oatomo.family_refine import load_family_refiner
+    from oatomo.forward import simulate
+    from oatomo.geometry import Acquisition, Grid, ring_array
+    from oatomo.resources import default_model_path
+
+    path = default_model_path()
+    fast = load_family_refiner(path)
+    slow = load_family_refiner(path, backend="torch")
+    assert isinstance(fast.model, NumpyConvVAE) and isinstance(slow.model, torch.nn.Module)
+    grid = Grid(96, 0.0096)
+    sensors, acq = ring_array(64, 0.02), Acquisition(40e6, 1200, 1500.0)
+    sino = simulate(phantoms.vessels(grid, 2), grid, sensors, acq)
+    a = fast.refine_scan(sino, sensors, acq, grid, n_samples=4, seed=1)
+    b = slow.refine_scan(sino, sensors, acq, grid, n_samples=4, seed=1)
+    scale = float(np.abs(b.refined).max())
+    assert scale > 0.1
+    np.testing.assert_allclose(a.refined, b.refined, atol=1e-4 * scale)
+    np.testing.assert_allclose(a.std, b.std, atol=1e-4 * scale)
+    v = fast.refine_scan(sino, sensors, acq, grid, n_samples=0, env=fast.env_names[3])
+    w = slow.refine_scan(sino, sensors, acq, grid, n_samples=0, env=fast.env_names[3])
+    np.testing.assert_allclose(v.refined, w.refined, atol=1e-4 * scale)
+    assert not np.allclose(v.refined, a.refined, atol=1e-3 * scale)
+
+
+def test_reconstruct_with_the_shipped_model_does_not_import_torch(tmp_path):
+    """The default refinement runs on NumPy: PyTorch's import costs more than the job."""
+    code = (
+        "import sys\n"
+        "from oatomo.cli import main\n"
+        f"assert main(['simulate', '--setup', 'ring32_r22', '--phantom', 'disk', '-o', "
+        f"r'{tmp_path / 's.h5'}', '-q']) == 0\n"
+        f"assert main(['reconstruct', r'{tmp_path / 's.h5'}', '--refine', '--png', 'none', "
+        f"'-q']) == 0\n"
+        "assert 'torch' not in sys.modules, 'PyTorch was imported'\n")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert (tmp_path / "s_recon.h5").is_file()
