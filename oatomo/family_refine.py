@@ -37,12 +37,18 @@ from .scanners import CANONICAL_PITCH, FAMILY, FAMILY_KEY, ScannerFamily
 logger = logging.getLogger(__name__)
 
 __all__ = ["FamilyRefiner", "RefinedScan", "load_family_refiner", "posterior_noise",
-           "to_canonical_grid", "resample", "UNITS_RELATIVE", "UNITS_PA"]
+           "NUMPY_MAX_PIXELS", "to_canonical_grid", "resample", "UNITS_RELATIVE", "UNITS_PA"]
 
 #: ``units`` attribute of refined images and their uncertainty.
 UNITS_RELATIVE = "fraction of max p0"
 #: ``units`` attribute of linear and model-based images.
 UNITS_PA = "Pa"
+
+
+#: Up to this many canonical pixels (all frames) the pipeline refines with the NumPy back
+#: end; above, with PyTorch. A 256² image with 16 posterior samples took 1.7 s with NumPy,
+#: 0.7 s with PyTorch plus 1.4 s to import it (quiet 2-core machine).
+NUMPY_MAX_PIXELS = 256 * 256
 
 
 def to_canonical_grid(grid: Grid, pitch: float = CANONICAL_PITCH, step: int = 4) -> Grid:

@@ -383,11 +383,15 @@ def _refine_family(path: Path, grid: Grid, sinogram: np.ndarray, sensors: Sensor
                                                     dict[str, Any]]:
     """Step 4 with a scanner-family refiner (the scan is inside its family): refined on
     the user's grid (:mod:`oatomo.family_refine`), every frame."""
-    from .family_refine import load_family_refiner
+    from .family_refine import NUMPY_MAX_PIXELS, load_family_refiner, to_canonical_grid
+    from .learn.weights import NumpyConvVAE
 
     ref = load_family_refiner(path)
-    env = setup if setup in ref.env_names else None
     frames = sinogram.reshape((-1,) + sinogram.shape[-2:])
+    if isinstance(ref.model, NumpyConvVAE) and \
+            len(frames) * to_canonical_grid(grid, ref.pitch).n ** 2 > NUMPY_MAX_PIXELS:
+        ref = load_family_refiner(path, backend="torch")  # faster, once imported
+    env = setup if setup in ref.env_names else None
     refined, stds, linear = [], [], []
     for frame in frames:
         r = ref.refine_scan(frame, sensors, acquisition, grid, env=env, n_samples=samples,
@@ -401,6 +405,7 @@ def _refine_family(path: Path, grid: Grid, sinogram: np.ndarray, sensors: Sensor
     if stds:
         out["uncertainty"] = np.stack(stds).reshape(lead + grid.shape)
     record.update(applied=True, input="+".join(ref.inputs),
+                  backend="numpy" if isinstance(ref.model, NumpyConvVAE) else "torch",
                   grid=r.canonical.to_dict(), samples=samples, uncertainty=ref.uncertainty,
                   decoder=f"variant decoder of {env}" if env else "invariant decoder")
     return out, grid, record

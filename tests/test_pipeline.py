@@ -71,7 +71,16 @@ def test_auto_refines_with_the_shipped_model(ring32_scan):
     assert how["applied"] and how["compatible"] and how["decoder"] == "invariant decoder"
     assert Path(how["model"]).name == "family_refiner.npz" and "refine" in rec.provenance["timings"]
     assert how["input"] == "ubp+das" and "32-sensor ring" in how["reason"]
+    assert how["backend"] == "numpy"  # the shipped weights archive, without PyTorch
     assert rec.images["refined"].shape == rec.images["uncertainty"].shape == (128, 128)
+
+
+def test_large_images_are_refined_with_pytorch(ring32_scan):
+    """Above NUMPY_MAX_PIXELS canonical pixels PyTorch is faster despite its import: the
+    pipeline switches back end (same images to float32 rounding: tests/test_weights.py)."""
+    big = reconstruct(ring32_scan, "das", Grid(264, 0.0264), refine=True, samples=2)
+    assert big.provenance["refinement"]["backend"] == "torch"
+    assert big.images["refined"].shape == (264, 264)
 
 
 def test_refine_on_a_scan_the_model_cannot_refine(ring16_scan):
