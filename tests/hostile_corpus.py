@@ -389,6 +389,20 @@ def build(root: str | os.PathLike) -> list[Case]:
         return ["reconstruct", scan_with(d), "-o", str(d / "x.h5"), "--refine", "--model",
                 str(d / "big.pt")]
 
+    @case("weights_over_limit", "allocation", "big.npz", env={"OATOMO_MAX_BYTES": "64K"},
+          reason="OATOMO_MAX_BYTES")
+    def _(d):  # a weights archive whose deflated 1 MiB member is over the limit
+        import io
+        import zipfile
+
+        with zipfile.ZipFile(d / "big.npz", "w", zipfile.ZIP_DEFLATED) as z:
+            z.writestr("__meta__.npy", b"")
+            buf = io.BytesIO()
+            np.save(buf, np.zeros(1 << 18, np.float32))
+            z.writestr("w.npy", buf.getvalue())
+        return ["reconstruct", scan_with(d), "-o", str(d / "x.h5"), "--refine", "--model",
+                str(d / "big.npz")]
+
     @case("memory_limit_env", "allocation", "scan.h5", env={"OATOMO_MAX_BYTES": "4K"},
           reason="OATOMO_MAX_BYTES")
     def _(d):
@@ -554,6 +568,33 @@ def build(root: str | os.PathLike) -> list[Case]:
         (d / "model.json").write_text("{broken")
         return ["reconstruct", scan_with(d), "-o", str(d / "x.h5"), "--refine", "--model",
                 str(d / "model.pt")]
+
+    def _weights(path: Path, meta: dict, members: dict) -> None:
+        """A weights archive (.npz) whose members are written as given (deflated)."""
+        import io
+        import zipfile
+
+        with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+            for name, arr in {"__meta__": np.frombuffer(json.dumps(meta).encode(), np.uint8),
+                              **members}.items():
+                buf = io.BytesIO()
+                np.save(buf, arr, allow_pickle=True)
+                z.writestr(f"{name}.npy", buf.getvalue())
+
+    record = {"format": "oatomo-model", "version": 1, "model_class": "ConvBetaVAE",
+              "config": {}}
+
+    @case("weights_object_array", "error", "evil.npz", reason="weights archive")
+    def _(d):  # loading an object array would unpickle it
+        _weights(d / "evil.npz", record, {"w": np.array([print], dtype=object)})
+        return ["reconstruct", scan_with(d), "-o", str(d / "x.h5"), "--refine", "--model",
+                str(d / "evil.npz")]
+
+    @case("weights_newer_version", "error", "new.npz", reason="not supported")
+    def _(d):
+        _weights(d / "new.npz", {**record, "version": 99}, {})
+        return ["reconstruct", scan_with(d), "-o", str(d / "x.h5"), "--refine", "--model",
+                str(d / "new.npz")]
 
     for label, old, new in (("positions_strings", 'kind = "ring"',
                              'kind = "positions"\npositions = [["a", "b"], ["c", "d"]]'),

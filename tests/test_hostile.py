@@ -98,3 +98,34 @@ def test_allocation_cases_under_an_os_memory_limit(name):
     assert res.returncode == 2, (res.returncode, err[-500:])
     assert "\n" not in err and "Traceback" not in err and case.needle in err, err
     assert _snapshot(case.directory) == before
+
+
+#: Address space the whole in-process corpus may add (RLIMIT_AS above its imports).
+CORPUS_HEADROOM = 3 << 29
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc")
+def test_whole_corpus_in_one_process_under_os_limits(tmp_path):
+    """The in-process corpus again, in one child process whose address space the OS caps
+    at its size after the imports plus 1.5 GiB, with the resident-set peak (every touched
+    allocation: NumPy, HDF5, Numba, PyTorch) as the memory measure instead of tracemalloc."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "child.json"
+    child = Path(__file__).parent / "helpers" / "corpus_child.py"
+    res = subprocess.run([sys.executable, str(child), str(CORPUS_HEADROOM), str(out)],
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    import json
+
+    report = json.loads(out.read_text())
+    assert report["probe_refused"]  # the OS limit is in force
+    assert len(report["cases"]) == len(CASES)
+    for c in report["cases"]:
+        err = c["err"].strip()
+        assert c["code"] == 2, (c["name"], c["code"], err[-300:])
+        assert "\n" not in err and "out of memory" not in err, (c["name"], err)
+        assert c["needle"] in err and c["reason"] in err, (c["name"], err)
+    grown = report["cases"][-1]["peak_rss"] - report["baseline_rss"]
+    assert grown < MEMORY_CEILING, grown
