@@ -1,0 +1,97 @@
+"""Colored MNIST sweep (issue 12, item 4): E_rel of every model at several training
+environments and γ, with its uncertainty, from finished or unfinished ``oatomo cmnist``
+runs.
+
+Each run directory is one point of the sweep, given as ``LABEL=DIR``; its ``stats.json``
+(written by ``oatomo cmnist``, or by ``oatomo cmnist --stats-only --out DIR`` for a run
+still going) holds E_rel per seed, the standard error over seeds and the bootstrap
+interval over test images::
+
+    python benchmarks/cmnist_sweep.py "e 0.2/0.1, γ 1=out/cmnist_full" \\
+        "e 0.05/0.4, γ 1=out/cmnist_sweep_e05_40" --out benchmarks/issue12/sweep
+
+writes ``sweep.md`` (the table) and ``sweep.png`` (E_rel ± standard error over seeds per
+model and point; bootstrap intervals as thin bars).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+MODELS = {"beta_vae": "β-VAE", "multi_decoder": "multiple decoders",
+          "multi_encoder": "multiple encoders"}
+
+
+def load_point(directory: Path) -> dict[str, dict]:
+    """E_rel statistics per model of one run (models not evaluated yet are absent)."""
+    stats = directory / "stats.json"
+    if not stats.is_file():
+        raise SystemExit(f"{stats}: not found (run oatomo cmnist --stats-only --out "
+                         f"{directory})")
+    unc = json.loads(stats.read_text())["uncertainty"]
+    return {m: unc[m]["e_rel"] for m in MODELS if m in unc}
+
+
+def table(points: dict[str, dict[str, dict]]) -> str:
+    lines = ["| point | model | seeds | E_rel mean | SE over seeds | bootstrap 95 % |",
+             "|---|---|---|---|---|---|"]
+    for label, models in points.items():
+        for m, s in models.items():
+            lines.append(f"| {label} | {MODELS[m]} | {len(s['per_seed'])} | "
+                         f"{s['mean']:.4f} | {s['se_seeds']:.4f} | "
+                         f"{s['boot_low']:.4f} – {s['boot_high']:.4f} |")
+    return "\n".join(lines) + "\n"
+
+
+def figure(points: dict[str, dict[str, dict]], path: Path) -> None:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(max(4.5, 1.8 + 1.6 * len(points)), 3.2), layout="constrained")
+    ax = fig.add_subplot()
+    width = 0.8 / len(MODELS)
+    for k, (m, name) in enumerate(MODELS.items()):
+        xs, ys, se, lo, hi = [], [], [], [], []
+        for i, models in enumerate(points.values()):
+            if m in models:
+                s = models[m]
+                xs.append(i + (k - 1) * width)
+                ys.append(s["mean"])
+                se.append(s["se_seeds"])
+                lo.append(s["mean"] - s["boot_low"])
+                hi.append(s["boot_high"] - s["mean"])
+        ax.bar(xs, ys, width, yerr=se, capsize=3, label=name)
+        ax.errorbar(xs, ys, yerr=[lo, hi], fmt="none", ecolor="k", elinewidth=0.6)
+    ax.set_xticks(range(len(points)), list(points), fontsize=8)
+    ax.set_ylabel("E_rel (test environment, e = 0.9)")
+    ax.set_title("mean ± SE over seeds; thin bars: bootstrap 95 %", fontsize=9)
+    ax.legend(fontsize=8)
+    fig.savefig(path, dpi=120)
+
+
+def main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("points", nargs="+", help="LABEL=DIR, one per sweep point")
+    ap.add_argument("--out", type=Path, help="write OUT.md and OUT.png (else print)")
+    args = ap.parse_args(argv)
+    points = {}
+    for spec in args.points:
+        label, sep, directory = spec.rpartition("=")
+        if not sep or not label:
+            ap.error(f"{spec!r}: expected LABEL=DIR")
+        points[label] = load_point(Path(directory))
+    text = table(points)
+    if args.out is None:
+        print(text, end="")
+        return 0
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.with_suffix(".md").write_text(text)
+    figure(points, args.out.with_suffix(".png"))
+    print(f"wrote {args.out.with_suffix('.md')} and {args.out.with_suffix('.png')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
