@@ -40,7 +40,7 @@ from oatomo.family_refine import load_family_refiner  # noqa: E402
 from oatomo.geometry import Acquisition, Grid, SensorArray  # noqa: E402
 from oatomo.model_based import reconstruct_model_based  # noqa: E402
 
-MODEL = ROOT / "oatomo" / "resources" / "models" / "family_refiner.pt"
+MODEL = ROOT / "oatomo" / "resources" / "models" / "family_refiner.npz"
 METHODS = ("ubp", "tv_nominal", "refined", "tv_calibrated", "refined_calibrated", "tv_true")
 
 
