@@ -117,7 +117,8 @@ class FamilyRefiner:
     Attributes
     ----------
     model
-        A fully convolutional oatomo model (:mod:`oatomo.learn.conv`).
+        A fully convolutional oatomo model (:mod:`oatomo.learn.conv`), or its NumPy
+        inference (:class:`oatomo.learn.weights.NumpyConvVAE`, no PyTorch).
     kind
         ``"multi-decoder"``, ``"beta-vae"`` or ``"unet"``.
     family
