@@ -262,6 +262,12 @@ def test_family_cli_data_train_export(tmp_path, capsys):
     ref = load_family_refiner(ex)
     assert ref.inputs == ("das",) and ref.kind == "unet" and len(ref.env_names) == 15
     assert ex.stat().st_size < ck.stat().st_size  # no optimizer state
+    # a weights archive of a U-Net: PyTorch runs it (NumPy inference covers the VAEs)
+    npz = tmp_path / "archive.npz"
+    assert main(["family", "export", str(ck), "-o", str(npz)]) == 0
+    assert isinstance(load_family_refiner(npz).model, torch.nn.Module)
+    with pytest.raises(InputError, match="ConvUNet cannot run without PyTorch"):
+        load_family_refiner(npz, backend="numpy")
     assert main(["family", "train", "--data", str(d), "-o", str(tmp_path / "x.pt"),
                  "--inputs", "tv"]) == 2
     assert "--inputs must name some of ubp, das" in capsys.readouterr().err
