@@ -279,14 +279,14 @@ class Comparison:
     @property
     def significant(self) -> bool:
         """Bootstrap over test images and t-test over seeds both at p < 0.05."""
-        return self.boot_p < ALPHA and bool(self.seeds_p < ALPHA)
+        return bool(self.boot_p < ALPHA) and bool(self.seeds_p < ALPHA)
 
     @property
     def reproduced(self) -> bool | None:
         """Significant in the published direction; ``None`` without a published claim."""
         if self.published_sign == 0:
             return None
-        return self.significant and np.sign(self.diff) == self.published_sign
+        return self.significant and bool(np.sign(self.diff) == self.published_sign)
 
 
 def verdict(c: Comparison) -> str:

@@ -130,6 +130,14 @@ def test_verdicts():
     assert stats.verdict(comp(-1, 0.3, 0.01, 0)) == "not significant"
     assert comp(-1, 0.3, 0.01, 0).reproduced is None
     assert "one seed" in stats.verdict(comp(-1, 0.001, float("nan"), 0))
+    # NumPy scalars in, plain JSON out (a 3-seed full-MNIST run failed writing stats.json)
+    import json
+
+    for boot_p, seeds_p in ((0.3, 0.01), (0.001, 0.01), (0.001, 0.2)):
+        c = comp(np.float64(-1), np.float64(boot_p), np.float64(seeds_p), -1)
+        row = json.loads(json.dumps(stats.comparisons_json([c])))[0]
+        assert type(c.significant) is bool and type(c.reproduced) is bool
+        assert row["significant"] == (boot_p < 0.05 and seeds_p < 0.05)
 
 
 def test_load_per_image_keeps_complete_seeds(tmp_path):
