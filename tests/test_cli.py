@@ -187,3 +187,35 @@ def test_closed_pipe_no_traceback():
     assert proc.returncode == 141
     assert proc.stderr == ""
 
+
+
+def test_verbosity_after_every_sub_command():
+    """-q / -v are accepted after any sub-command, nested ones (`family data`) included,
+    and keep the main parser's value when not given there."""
+    import argparse
+
+    from oatomo.cli import build_parser
+
+    parser = build_parser()
+    commands = []
+    todo = [((name,), p) for name, p in next(
+        a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices.items()]
+    while todo:
+        path, p = todo.pop()
+        subs = [a for a in p._actions if isinstance(a, argparse._SubParsersAction)]
+        commands.append(path)
+        for a in subs:
+            todo.extend(((*path, n), q) for n, q in a.choices.items())
+    assert ("family", "evalset") in commands and len(commands) > 10
+    for path in commands:
+        opts = {s for a in _parser_for(parser, path)._actions for s in a.option_strings}
+        assert {"-q", "--quiet", "-v", "--verbose"} <= opts, path
+
+
+def _parser_for(parser, path):
+    import argparse
+
+    for name in path:
+        parser = next(a for a in parser._actions
+                      if isinstance(a, argparse._SubParsersAction)).choices[name]
+    return parser

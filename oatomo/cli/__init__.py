@@ -44,8 +44,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
-    for command in sub.choices.values():  # -v / -q also after the sub-command
+    todo = list(sub.choices.values())
+    while todo:  # -v / -q also after the sub-command (and after `family data`, ...)
+        command = todo.pop()
         _add_common(command, argparse.SUPPRESS)
+        for action in command._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                todo.extend(action.choices.values())
     return parser
 
 
