@@ -215,9 +215,14 @@ class FamilyRefiner:
             raise InputError(f"uncertainty must be 'posterior', 'decoders' or 'both', got "
                              f"{mode!r}")
         e = self.env_index(env)
+        from .refine import SMALL_PIXELS, few_threads
+
         if isinstance(self.model, NumpyConvVAE):
-            return self._run_numpy(x, e, n_samples, seed)
-        from .refine import few_threads
+            from ._blas import blas_threads
+
+            # one 128² tile: one BLAS thread (spinning threads cost seconds when busy)
+            with blas_threads(1 if x.shape[-1] * x.shape[-2] <= SMALL_PIXELS else None):
+                return self._run_numpy(x, e, n_samples, seed)
 
         with few_threads(x.shape[-1] * x.shape[-2]):  # one 128² tile: one thread
             return self._run_torch(x, e, n_samples, seed)

@@ -161,3 +161,24 @@ def test_reconstruct_with_the_shipped_model_does_not_import_torch(tmp_path):
                          timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
     assert (tmp_path / "s_recon.h5").is_file()
+
+
+def test_blas_threads_sets_and_restores_the_count():
+    from oatomo._blas import _candidates, blas_threads, openblas
+
+    if not _candidates():
+        pytest.skip("NumPy's BLAS is not the OpenBLAS its wheels bundle")
+    funcs = openblas()
+    assert funcs is not None  # a bundled OpenBLAS must be found
+    put, get = funcs
+    before = get()
+    put(2)
+    try:
+        with blas_threads(1):
+            assert get() == 1
+            np.ones((64, 64)) @ np.ones((64, 64))  # NumPy's BLAS still works
+        assert get() == 2
+        with blas_threads(None):
+            assert get() == 2
+    finally:
+        put(before)
