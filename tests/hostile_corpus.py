@@ -403,6 +403,22 @@ def build(root: str | os.PathLike) -> list[Case]:
         return ["reconstruct", scan_with(d), "-o", str(d / "x.h5"), "--refine", "--model",
                 str(d / "big.npz")]
 
+    @case("weights_declared_huge", "allocation", "lie.npz", reason="OATOMO_MAX_BYTES")
+    def _(d):  # a .npy header declaring 10^11 floats over 16 bytes of data
+        import io
+        import zipfile
+
+        header = io.BytesIO()
+        np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False,
+                                                      "shape": (10**11,)})
+        meta = io.BytesIO()
+        np.save(meta, np.frombuffer(b"{}", np.uint8))
+        with zipfile.ZipFile(d / "lie.npz", "w") as z:
+            z.writestr("__meta__.npy", meta.getvalue())
+            z.writestr("w.npy", header.getvalue() + bytes(16))
+        return ["reconstruct", scan_with(d), "-o", str(d / "x.h5"), "--refine", "--model",
+                str(d / "lie.npz")]
+
     @case("memory_limit_env", "allocation", "scan.h5", env={"OATOMO_MAX_BYTES": "4K"},
           reason="OATOMO_MAX_BYTES")
     def _(d):
@@ -584,7 +600,7 @@ def build(root: str | os.PathLike) -> list[Case]:
     record = {"format": "oatomo-model", "version": 1, "model_class": "ConvBetaVAE",
               "config": {}}
 
-    @case("weights_object_array", "error", "evil.npz", reason="weights archive")
+    @case("weights_object_array", "error", "evil.npz", reason="Python objects")
     def _(d):  # loading an object array would unpickle it
         _weights(d / "evil.npz", record, {"w": np.array([print], dtype=object)})
         return ["reconstruct", scan_with(d), "-o", str(d / "x.h5"), "--refine", "--model",

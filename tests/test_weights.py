@@ -109,8 +109,19 @@ def test_bad_archives_are_one_line_errors(tmp_path, monkeypatch):
     with pytest.raises(InputError, match="format must be 'oatomo-model'"):
         read_weights(_archive(tmp_path / "f.npz", {**good, "format": "x"}, {}))
     pickled = _archive(tmp_path / "p.npz", good, {"w": np.array([object()], dtype=object)})
-    with pytest.raises(InputError, match="not an oatomo weights archive"):
+    with pytest.raises(InputError, match="'w.npy' holds Python objects"):
         read_weights(pickled)  # object arrays would need pickle: refused
+    import io
+
+    lie = io.BytesIO()  # a header declaring 10^11 floats over 16 bytes of data
+    np.lib.format.write_array_header_1_0(lie, {"descr": "<f4", "fortran_order": False,
+                                               "shape": (10**11,)})
+    liar = tmp_path / "lie.npz"
+    write_weights(liar, good, {})
+    with zipfile.ZipFile(liar, "a") as z:
+        z.writestr("w.npy", lie.getvalue() + bytes(16))
+    with pytest.raises(InputError, match="loading the model weights"):
+        read_weights(liar)  # refused before np.load allocates what the header says
     missing = _archive(tmp_path / "m.npz", good, {"mu_head.weight": np.zeros((2, 8, 3, 3))})
     with pytest.raises(InputError, match="weights do not fit the ConvBetaVAE config") as exc:
         NumpyConvVAE.load(missing)

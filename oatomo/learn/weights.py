@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import zipfile
 from pathlib import Path
@@ -88,6 +89,24 @@ def _stored(value: Any) -> np.ndarray:
     return np.ascontiguousarray(arr, np.float32 if arr.dtype.kind == "f" else None)
 
 
+def _declared_bytes(archive: zipfile.ZipFile, info: zipfile.ZipInfo,
+                    path: str | os.PathLike) -> int:
+    """Bytes of the array a ``.npy`` member declares in its header (read alone)."""
+    with archive.open(info) as fh:
+        version = np.lib.format.read_magic(fh)
+        if version == (1, 0):
+            shape, _, dtype = np.lib.format.read_array_header_1_0(fh)
+        elif version == (2, 0):
+            shape, _, dtype = np.lib.format.read_array_header_2_0(fh)
+        else:
+            raise InputError(f"member {info.filename!r}: unsupported .npy version {version}",
+                             path)
+    if dtype.hasobject:
+        raise InputError(f"member {info.filename!r} holds Python objects (would need pickle)",
+                         path)
+    return math.prod(int(n) for n in shape) * dtype.itemsize
+
+
 def read_weights(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Read a weights archive: its JSON record and its arrays (float32).
 
@@ -101,9 +120,16 @@ def read_weights(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, np.
     try:
         with zipfile.ZipFile(path) as archive:
             infos = archive.infolist()
-    except (zipfile.BadZipFile, OSError, ValueError):
-        raise InputError("not an oatomo weights archive (not a zip file)", path) from None
-    check_bytes(sum(i.file_size for i in infos), "loading the model weights", path)
+            check_bytes(sum(i.file_size for i in infos), "loading the model weights", path)
+            # what np.load allocates is what each member's header declares, whatever the
+            # member holds: check that before anything is read
+            declared = sum(_declared_bytes(archive, i, path) for i in infos)
+    except InputError:
+        raise
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+        raise InputError("not an oatomo weights archive (not a zip file of .npy arrays)",
+                         path) from None
+    check_bytes(declared, "loading the model weights", path)
     try:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}
