@@ -40,8 +40,10 @@ def table(points: dict[str, dict[str, dict]]) -> str:
              "|---|---|---|---|---|---|"]
     for label, models in points.items():
         for m, s in models.items():
+            se = s["se_seeds"]
+            se_text = f"{se:.4f}" if se == se else "– (one seed)"
             lines.append(f"| {label} | {MODELS[m]} | {len(s['per_seed'])} | "
-                         f"{s['mean']:.4f} | {s['se_seeds']:.4f} | "
+                         f"{s['mean']:.4f} | {se_text} | "
                          f"{s['boot_low']:.4f} – {s['boot_high']:.4f} |")
     return "\n".join(lines) + "\n"
 
@@ -59,7 +61,7 @@ def figure(points: dict[str, dict[str, dict]], path: Path) -> None:
                 s = models[m]
                 xs.append(i + (k - 1) * width)
                 ys.append(s["mean"])
-                se.append(s["se_seeds"])
+                se.append(s["se_seeds"] if s["se_seeds"] == s["se_seeds"] else 0.0)
                 lo.append(s["mean"] - s["boot_low"])
                 hi.append(s["boot_high"] - s["mean"])
         ax.bar(xs, ys, width, yerr=se, capsize=3, label=name)
