@@ -126,6 +126,10 @@ def test_bad_archives_are_one_line_errors(tmp_path, monkeypatch):
     with pytest.raises(InputError, match="weights do not fit the ConvBetaVAE config") as exc:
         NumpyConvVAE.load(missing)
     assert str(missing) in str(exc.value)
+    deep = _archive(tmp_path / "d.npz", {**good, "config": {**good["config"], "depth": 10**9}},
+                    {"mu_head.weight": np.zeros((2, 8, 3, 3))})
+    with pytest.raises(InputError, match="depth 1000000000"):
+        NumpyConvVAE.load(deep)  # refused at once, not after listing 10^9 blocks
     monkeypatch.setenv("OATOMO_MAX_BYTES", "100")
     with pytest.raises(InputError, match="loading the model weights"):
         read_weights(missing)

@@ -258,6 +258,10 @@ class NumpyConvVAE:
             self.n_envs = int(config["n_envs"]) if model_class == "ConvMultiDecoderIVAE" else 0
         except (KeyError, TypeError, ValueError) as exc:
             raise InputError(f"invalid {model_class} config ({exc})") from None
+        if not (0 <= self.depth <= len(state) and 0 <= self.n_envs <= len(state)):
+            # every block has weights: a larger count cannot fit (and is not enumerated)
+            raise InputError(f"weights do not fit the {model_class} config (depth "
+                             f"{self.depth}, n_envs {self.n_envs}, {len(state)} weights)")
         self.model_class = model_class
         self.config = dict(config)
         self.state = state
