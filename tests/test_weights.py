@@ -197,3 +197,27 @@ def test_blas_threads_sets_and_restores_the_count():
             assert get() == 2
     finally:
         put(before)
+
+
+def test_checkpoint_configs_are_bounded_before_building(tmp_path, monkeypatch):
+    """A checkpoint's config is checked before the model is built: integers over
+    MAX_CONFIG_INT at once, and the weights it implies (counted on the meta device)
+    against OATOMO_MAX_BYTES."""
+    from oatomo.learn.checkpoint import MAX_CONFIG_INT, build_model, write_checkpoint_bytes
+
+    cfg = ConvVAEConfig(depth=1, width=8, latent_dim=4).to_dict()
+    with pytest.raises(InputError, match=f"depth exceeds {MAX_CONFIG_INT}"):
+        build_model("ConvBetaVAE", {**cfg, "depth": 10**9})
+    path = tmp_path / "wide.pt"
+    record = {"format": "oatomo-model", "version": 1, "model_class": "ConvBetaVAE",
+              "config": {**cfg, "width": 60000}, "state_dict": {}}
+    write_checkpoint_bytes(path, record)
+    with pytest.raises(InputError, match="building the ConvBetaVAE would need") as exc:
+        load_model(path)
+    assert str(path) in str(exc.value)
+    model = build_model("ConvBetaVAE", cfg, seed=3)  # a sound config builds as before
+    monkeypatch.setenv("OATOMO_MAX_BYTES", str(4 * sum(p.numel() for p in model.parameters())))
+    build_model("ConvBetaVAE", cfg)  # exactly at the limit
+    monkeypatch.setenv("OATOMO_MAX_BYTES", "1K")
+    with pytest.raises(InputError, match="OATOMO_MAX_BYTES"):
+        build_model("ConvBetaVAE", cfg)

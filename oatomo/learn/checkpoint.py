@@ -62,6 +62,8 @@ __all__ = [
 CHECKPOINT_FORMAT = RECORD_FORMAT
 CHECKPOINT_VERSION = RECORD_VERSION
 _KEYS = ("model_class", "config", "state_dict")
+#: Largest integer a model config may hold (layers, channels, image side, environments).
+MAX_CONFIG_INT = 1 << 16
 
 def sidecar_path(path: str | os.PathLike) -> Path:
     """The JSON file written beside a checkpoint: ``model.pt`` -> ``model.json``."""
@@ -177,10 +179,21 @@ def build_model(model_class: str, config: dict[str, Any], *, seed: int | None = 
     if cls is None:
         raise InputError(f"unknown model class {model_class!r} (known: "
                          f"{', '.join(sorted(classes))})", path)
+    big = [k for k, v in (config.items() if isinstance(config, dict) else ())
+           if any(isinstance(n, int) and not isinstance(n, bool) and n > MAX_CONFIG_INT
+                  for n in (v if isinstance(v, (list, tuple)) else [v]))]
+    if big:
+        raise InputError(f"invalid {model_class} config: {big[0]} exceeds {MAX_CONFIG_INT}",
+                         path)
     try:
         cfg = cls.config_class.from_dict(config)
     except (TypeError, InputError) as exc:
         raise InputError(f"invalid {model_class} config: {exc}", path) from None
+    # the weights this config needs, counted without allocating them, before building it
+    with torch.device("meta"):
+        shape_only = cls(cfg, seed=None)
+    check_bytes(4 * sum(p.numel() for p in shape_only.parameters()),
+                f"building the {model_class}", path)
     return cls(cfg, seed=seed)
 
 
