@@ -357,22 +357,25 @@ def load_family_refiner(path: str | os.PathLike, *, device: str = "cpu",
 
     if backend not in ("auto", "numpy", "torch"):
         raise InputError(f"backend must be 'auto', 'numpy' or 'torch', got {backend!r}")
-    model: Any = None
-    if backend != "torch" and is_weights_archive(path):
-        meta, state = read_weights(path)
-        if backend == "numpy" or (device == "cpu" and meta["model_class"] in NUMPY_CLASSES):
-            try:
-                model = NumpyConvVAE(str(meta["model_class"]), meta["config"], state)
-            except InputError as exc:
-                raise InputError(exc.problem, path) from None
-            ckpt: dict[str, Any] = meta
-    elif backend == "numpy":
+    archive = is_weights_archive(path)
+    if backend == "numpy" and not archive:
         raise InputError("the NumPy back end reads weights archives (.npz) only", path)
-    if model is None:
+    ckpt: dict[str, Any]
+    if archive:  # read once, whichever back end runs it
+        ckpt, state = read_weights(path)
+    if archive and (backend == "numpy" or (backend == "auto" and device == "cpu"
+                                            and ckpt["model_class"] in NUMPY_CLASSES)):
+        model: Any = NumpyConvVAE.from_record(ckpt, state, path)
+    else:
         from .learn import conv  # noqa: F401 - registers the fully convolutional classes
-        from .learn.checkpoint import load_checkpoint, model_from_checkpoint
+        from .learn.checkpoint import (
+            checkpoint_from_weights,
+            load_checkpoint,
+            model_from_checkpoint,
+        )
 
-        ckpt = load_checkpoint(path, map_location="cpu")
+        ckpt = (checkpoint_from_weights(ckpt, state, path) if archive
+                else load_checkpoint(path, map_location="cpu"))
         model = model_from_checkpoint(ckpt, path=path, map_location=device)
     meta = (ckpt.get("train") or {}).get(FAMILY_KEY)
     if not meta:

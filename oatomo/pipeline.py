@@ -355,7 +355,8 @@ def refine_images(image: np.ndarray, method: str, grid: Grid, sinogram: np.ndarr
         record["reason"] = why
         return {}, None, record
     if family is not None:
-        return _refine_family(path, grid, sinogram, sensors, acquisition, setup=setup,
+        return _refine_family(path, float(family["pitch"]), grid, sinogram, sensors,
+                              acquisition, setup=setup,
                               samples=samples, record={**record, "reason": why})
     from .refine import load_refiner
 
@@ -377,20 +378,19 @@ def refine_images(image: np.ndarray, method: str, grid: Grid, sinogram: np.ndarr
     return out, refiner.grid, record
 
 
-def _refine_family(path: Path, grid: Grid, sinogram: np.ndarray, sensors: SensorArray,
-                   acquisition: Acquisition, *, setup: str | None, samples: int,
-                   record: dict[str, Any]) -> tuple[dict[str, np.ndarray], Grid,
-                                                    dict[str, Any]]:
+def _refine_family(path: Path, pitch: float, grid: Grid, sinogram: np.ndarray,
+                   sensors: SensorArray, acquisition: Acquisition, *, setup: str | None,
+                   samples: int, record: dict[str, Any]
+                   ) -> tuple[dict[str, np.ndarray], Grid, dict[str, Any]]:
     """Step 4 with a scanner-family refiner (the scan is inside its family): refined on
     the user's grid (:mod:`oatomo.family_refine`), every frame."""
     from .family_refine import NUMPY_MAX_PIXELS, load_family_refiner, to_canonical_grid
     from .learn.weights import NumpyConvVAE
 
-    ref = load_family_refiner(path)
     frames = sinogram.reshape((-1,) + sinogram.shape[-2:])
-    if isinstance(ref.model, NumpyConvVAE) and \
-            len(frames) * to_canonical_grid(grid, ref.pitch).n ** 2 > NUMPY_MAX_PIXELS:
-        ref = load_family_refiner(path, backend="torch")  # faster, once imported
+    # many pixels: PyTorch is faster, once imported (``pitch``: the model's canonical one)
+    big = len(frames) * to_canonical_grid(grid, pitch).n ** 2 > NUMPY_MAX_PIXELS
+    ref = load_family_refiner(path, backend="torch" if big else "auto")
     env = setup if setup in ref.env_names else None
     refined, stds, linear = [], [], []
     for frame in frames:

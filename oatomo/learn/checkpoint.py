@@ -55,6 +55,7 @@ __all__ = [
     "load_checkpoint",
     "load_model",
     "model_from_checkpoint",
+    "checkpoint_from_weights",
     "build_model",
     "sidecar_path",
 ]
@@ -148,9 +149,7 @@ def load_checkpoint(path: str | os.PathLike, *, model_class: str | type | None =
     """
     path = check_input_file(path, "checkpoint")
     if is_weights_archive(path):
-        meta, state = read_weights(path)
-        ckpt = {**meta, "state_dict": {k: torch.from_numpy(v) for k, v in state.items()}}
-        return check_record(ckpt, path, model_class=model_class, keys=_KEYS)
+        return checkpoint_from_weights(*read_weights(path), path, model_class=model_class)
     # what torch.load would allocate: the archive's members, uncompressed (a tensor's
     # storage is one member), checked before anything is read
     try:
@@ -168,6 +167,16 @@ def load_checkpoint(path: str | os.PathLike, *, model_class: str | type | None =
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise InputError(f"not an oatomo model checkpoint ({type(exc).__name__}"
                          f"{': ' + first[:120] if first else ''})", path) from None
+    return check_record(ckpt, path, model_class=model_class, keys=_KEYS)
+
+
+def checkpoint_from_weights(meta: dict[str, Any], state: dict[str, Any],
+                            path: str | os.PathLike | None = None, *,
+                            model_class: str | type | None = None) -> dict[str, Any]:
+    """The checkpoint record of a weights archive already read by
+    :func:`oatomo.learn.weights.read_weights` (its arrays as CPU tensors), checked as
+    :func:`load_checkpoint` checks one."""
+    ckpt = {**meta, "state_dict": {k: torch.from_numpy(v) for k, v in state.items()}}
     return check_record(ckpt, path, model_class=model_class, keys=_KEYS)
 
 

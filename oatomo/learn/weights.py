@@ -355,7 +355,14 @@ class NumpyConvVAE:
     def load(cls, path: str | os.PathLike) -> tuple[NumpyConvVAE, dict[str, Any]]:
         """The model of a weights archive and the archive's JSON record."""
         meta, state = read_weights(path)
+        return cls.from_record(meta, state, path), meta
+
+    @classmethod
+    def from_record(cls, meta: dict[str, Any], state: dict[str, np.ndarray],
+                    path: str | os.PathLike | None = None) -> NumpyConvVAE:
+        """The model of an archive already read by :func:`read_weights` (``path`` only
+        names the file in errors)."""
         try:
-            return cls(str(meta["model_class"]), meta["config"], state), meta
+            return cls(str(meta["model_class"]), meta["config"], state)
         except InputError as exc:
             raise InputError(exc.problem, path) from None
