@@ -26,6 +26,8 @@ _LAZY = {
     "calibrate": "oatomo.calibration",
     "apply_calibration": "oatomo.calibration",
     "Calibration": "oatomo.calibration",
+    "check_positions": "oatomo.calibration",
+    "PositionCheck": "oatomo.calibration",
     "DetectorResponse": "oatomo.response",
     "load_preset": "oatomo.presets",
     "Scan": "oatomo.io",

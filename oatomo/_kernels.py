@@ -39,6 +39,18 @@ N_S = 385  # spacing 1/128 pixel
 _S_STEP = 2 * S_MAX / (N_S - 1)
 
 
+def _convolve_same(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``np.convolve(a, b, mode="same")`` for equal lengths, through the FFT (the direct
+    sum took 0.7 s for the table, most of a short job's first forward projection)."""
+    n = len(a)
+    m = 1 << int(math.ceil(math.log2(2 * n - 1)))
+    full = np.fft.irfft(np.fft.rfft(a, m) * np.fft.rfft(b, m), m)[:2 * n - 1]
+    start = (n - 1) // 2
+    out = full[start:start + n]
+    out[np.abs(out) < 1e-12 * np.abs(out).max()] = 0.0  # the FFT's rounding where it is 0
+    return out
+
+
 @functools.cache
 def _hat_projection_table() -> np.ndarray:
     """Tabulate K(u, s) by convolving two triangles on a fine grid (unit integral)."""
@@ -54,7 +66,7 @@ def _hat_projection_table() -> np.ndarray:
             k = tri_m
         else:
             tri_l = np.maximum(0.0, 1.0 - np.abs(s_fine) / lo) / lo
-            k = np.convolve(tri_m, tri_l, mode="same") * h
+            k = _convolve_same(tri_m, tri_l) * h
         k = k / (k.sum() * h)
         table[iu] = np.interp(s_out, s_fine, k)
     return table.astype(np.float32)

@@ -234,6 +234,42 @@ def scan_geometry(scan: Any, *, calibrate: bool = False, grid: Grid | None = Non
     return cal.sensors, cal.acquisition(scan.acquisition), record
 
 
+def _check_positions(data: Any, sino: np.ndarray | None, grid: Grid, by_frame: bool,
+                     calibration: Any) -> dict[str, Any]:
+    """``calibrate="auto"``: the position check's record (``needs_calibration``), or why
+    the scan was not checked (``reason``, ``needs_calibration`` False)."""
+    from .calibration import MIN_SENSORS, check_positions
+
+    positions = np.asarray(data.sensors.positions)
+    why = None
+    if by_frame:
+        why = "the scan is larger than OATOMO_MAX_BYTES"
+    elif getattr(data, "calibration", None):
+        why = "the file is already calibrated"
+    elif calibration is not None:
+        why = "a calibration was given"
+    elif positions.ndim != 2 or positions.shape[1] != 2:
+        why = "only 2-D sensor arrays can be calibrated"
+    elif len(positions) < MIN_SENSORS:
+        why = f"fewer than {MIN_SENSORS} sensors"
+    if why is None:
+        try:
+            check = check_positions(sino, data.sensors, data.acquisition, grid)
+        except InputError as exc:
+            why = exc.problem
+        else:
+            out = check.to_dict()
+            if check.reason:
+                logger.info("position check: %s", check.reason)
+            elif check.needs_calibration:
+                logger.info("the data disagree with the file's sensor positions (spread "
+                            "%.0f um > %.0f um): self-calibrating", check.spread * 1e6,
+                            check.threshold * 1e6)
+            return out
+    logger.info("position check skipped: %s", why)
+    return {"needs_calibration": False, "reason": why}
+
+
 def reconstruct_sinogram(sinogram: np.ndarray, grid: Grid, sensors: SensorArray,
                          acquisition: Acquisition, method: str = "ubp", *,
                          band: tuple[float | None, float | None] | None = None,
@@ -514,8 +550,8 @@ def reconstruct(scan: Any, method: str | None = None, grid: Grid | None = None, 
                 refine: bool | Literal["auto"] = "auto",
                 model: str | os.PathLike | None = None, setup: str | None = None,
                 samples: int = 16, lam: float | None = None, iters: int | None = None,
-                calibrate: bool = False, callback: Callback | None = None
-                ) -> Reconstruction:
+                calibrate: bool | Literal["auto"] = "auto",
+                callback: Callback | None = None) -> Reconstruction:
     """Reconstruct a scan: load, linear or model-based image, learned refinement.
 
     Parameters
@@ -571,9 +607,20 @@ def reconstruct(scan: Any, method: str | None = None, grid: Grid | None = None, 
     lam, iters
         Regularisation weight and iterations (default 50) of model-based methods.
     calibrate
-        Estimate the sensor positions and speed of sound from the data first
+        ``True``: estimate the sensor positions and speed of sound from the data first
         (:func:`oatomo.calibrate`) and reconstruct with the estimates; the provenance's
-        ``calibration`` entry summarises them.
+        ``calibration`` entry summarises them. ``"auto"`` (default): first test whether
+        the data agree with the file's positions (:func:`oatomo.calibration.check_positions`,
+        about two TV reconstructions at a quarter of the pixels per side; the provenance's
+        ``position_check`` entry) and calibrate only when they do not. A scan calibrated
+        that way is reconstructed with ``mb-tv`` unless ``method`` is given, and not
+        refined (the refiner was trained on nominal-position images and does worse on
+        calibrated ones; calibrated TV is the better image, benchmarks/RESULTS.md, issue
+        10); with ``refine=True`` the check is made and reported but the scan is not
+        calibrated.
+        Files that are already calibrated, a ``calibration`` given, scans too large for
+        memory and arrays that cannot be calibrated (3-D, fewer than 8 sensors) are not
+        tested. ``False``: never.
     callback
         ``callback(what, done, total)`` after each step (``"load"``, ``method``,
         ``"refine"``) and during iterative methods.
@@ -591,24 +638,27 @@ def reconstruct(scan: Any, method: str | None = None, grid: Grid | None = None, 
     """
     if refine not in (True, False, "auto"):
         raise InputError(f"refine must be True, False or 'auto', got {refine!r}")
+    if calibrate not in (True, False, "auto"):
+        raise InputError(f"calibrate must be True, False or 'auto', got {calibrate!r}")
     preset_name = None
     if preset is not None:
         from .presets import load_preset
 
         chosen = load_preset(preset)
         preset_name = chosen.name
-        # None: not given explicitly (calibrate=False and refine="auto" are the defaults)
+        # None: not given explicitly (calibrate="auto" and refine="auto" are the defaults)
         given = {"method": method, "n": n, "fov": fov, "speed_of_sound": speed_of_sound,
                  "band": band, "deconvolve": deconvolve, "iters": iters, "lam": lam,
-                 "response": response, "calibrate": calibrate or None,
+                 "response": response, "calibrate": None if calibrate == "auto" else calibrate,
                  "refine": None if refine == "auto" else refine}
         given.update({k: v for k, v in chosen.settings().items() if given[k] is None})
         (method, n, fov, speed_of_sound, band, deconvolve, iters, lam, response, calibrate,
          refine) = (given[k] for k in ("method", "n", "fov", "speed_of_sound", "band",
                                        "deconvolve", "iters", "lam", "response",
                                        "calibrate", "refine"))
-        calibrate = bool(calibrate)
+        calibrate = "auto" if calibrate is None else bool(calibrate)
         refine = "auto" if refine is None else refine
+    method_given = method is not None
     method = "ubp" if method is None else method
     iters = 50 if iters is None else iters
     spec = get_method(method)
@@ -622,7 +672,7 @@ def reconstruct(scan: Any, method: str | None = None, grid: Grid | None = None, 
     t = time.perf_counter()
     by_frame = _too_big_for_memory(scan)
     if by_frame:
-        if calibrate or refine is True:
+        if calibrate is True or refine is True:
             raise InputError("the scan is larger than OATOMO_MAX_BYTES: it is reconstructed "
                              "frame by frame, without calibration or refinement (raise the "
                              "limit for those)", scan)
@@ -646,6 +696,30 @@ def reconstruct(scan: Any, method: str | None = None, grid: Grid | None = None, 
         grid = default_grid(replace(data, sinogram=read_frame(scan, 0)), n, fov)
     elif grid is None:
         grid = default_grid(data, n, fov)
+    check_record, refine_reason = None, None
+    if calibrate == "auto":
+        t = time.perf_counter()
+        check_record = _check_positions(data, sino, grid, by_frame, calibration)
+        calibrate = bool(check_record.get("needs_calibration"))
+        if "time_s" in check_record:
+            done("check", t)
+        if calibrate and refine is True:
+            # measured: the refiner does worse on calibrated inputs than on the nominal
+            # ones it was trained on (benchmarks/RESULTS.md, issue 10)
+            calibrate = False
+            check_record["calibrated"] = False
+            check_record["why_not"] = ("refinement was asked for, and the refiner takes "
+                                       "nominal-position images (--calibrate yes, "
+                                       "calibrate=True, calibrates anyway)")
+            logger.info("not calibrating: %s", check_record["why_not"])
+        if calibrate:
+            if not method_given:
+                method = "mb-tv"
+                spec = get_method(method)
+            if refine == "auto":
+                refine = False
+                refine_reason = ("the scan was self-calibrated: calibrated TV is the better "
+                                 "image (the refiner was trained on nominal-position images)")
     t = time.perf_counter()
     sensors, acquisition, cal_record = scan_geometry(data, calibrate=calibrate, grid=grid,
                                                      callback=callback)
@@ -684,6 +758,9 @@ def reconstruct(scan: Any, method: str | None = None, grid: Grid | None = None, 
         extra, model_grid = {}, None
         record = {"applied": False, "model": str(model or ""), "reason": "the scan is larger "
                   "than OATOMO_MAX_BYTES and was reconstructed frame by frame"}
+    elif refine_reason is not None:
+        extra, model_grid = {}, None
+        record = {"applied": False, "model": str(model or ""), "reason": refine_reason}
     else:
         extra, model_grid, record = refine_images(image, spec.name, grid, sino, sensors,
                                                   acquisition, model=model, refine=refine,
@@ -718,4 +795,5 @@ def reconstruct(scan: Any, method: str | None = None, grid: Grid | None = None, 
         "detector_response": None if getattr(data, "response", None) is None
         else repr(data.response),
         "timings": timings, "refinement": record, "calibration": cal_record,
+        "position_check": check_record,
         "calibrated_file": bool(getattr(data, "calibration", None))})

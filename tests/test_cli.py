@@ -47,7 +47,7 @@ def test_reconstruct_end_to_end(scan_file, tmp_path, capsys):
     before = scan_file.read_bytes()
     out = tmp_path / "img.h5"
     assert main(["reconstruct", str(scan_file), "-o", str(out), "--method", "ubp",
-                 "--no-refine"]) == 0
+                 "--no-refine", "--no-calibrate"]) == 0
     assert scan_file.read_bytes() == before
     images, grid = load_images(out)
     assert grid.n == 128 and set(images) == {"ubp", "truth"}
@@ -57,7 +57,8 @@ def test_reconstruct_end_to_end(scan_file, tmp_path, capsys):
     # existing output needs --force; default output beside the input
     assert main(["reconstruct", str(scan_file), "-o", str(out)]) == 2
     assert "exists" in capsys.readouterr().err
-    assert main(["reconstruct", str(scan_file), "--method", "das", "--png", "none"]) == 0
+    assert main(["reconstruct", str(scan_file), "--method", "das", "--png", "none",
+                 "--no-calibrate"]) == 0
     assert scan_file.with_name("scan_recon.h5").exists()
 
 
@@ -170,7 +171,7 @@ def test_console_script_no_traceback(tmp_path):
 def test_reconstruct_other_methods(scan_file, tmp_path, method, capsys):
     out = tmp_path / f"{method}.h5"
     assert main(["reconstruct", str(scan_file), "-o", str(out), "--method", method,
-                 "--iters", "5", "--no-refine", "--png", "none"]) == 0
+                 "--iters", "5", "--no-refine", "--png", "none", "--no-calibrate"]) == 0
     images, _ = load_images(out)
     r = np.corrcoef(images[method].ravel(), images["truth"].ravel())[0, 1]
     assert r > 0.3, (method, r)

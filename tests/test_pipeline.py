@@ -52,7 +52,9 @@ def test_linear_result_has_units_grid_and_provenance(ring32_scan):
     prov = rec.provenance
     assert prov["method"] == "ubp" and prov["speed_of_sound"] == 1500.0
     assert prov["n_frames"] == 1 and prov["n_sensors"] == 32
-    assert set(prov["timings"]) == {"load", "ubp"}
+    assert set(prov["timings"]) == {"load", "check", "ubp"}  # the position check
+    assert prov["position_check"]["needs_calibration"] is False
+    assert prov["calibration"] is None
     assert prov["refinement"] == {"applied": False, "model": prov["refinement"]["model"],
                                   "reason": "refinement not requested"}
     with pytest.raises(dataclasses.FrozenInstanceError):

@@ -85,9 +85,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--element-width", type=float, metavar="W", help="width of flat sensor "
                    "elements in metres: das and ubp weight the backprojection with their "
                    "directivity, model-based methods model it (default: point sensors)")
-    r.add_argument("--calibrate", action="store_true",
-                   help="first estimate the sensor positions and speed of sound from the "
-                   "data (as `oatomo calibrate`) and reconstruct with the estimates")
+    r.add_argument("--calibrate", nargs="?", const="yes", default="auto",
+                   choices=("auto", "yes", "no"),
+                   help="estimate the sensor positions and speed of sound from the data "
+                   "first (as `oatomo calibrate`) and reconstruct with the estimates: `yes` "
+                   "(the bare flag) always; `auto` (default) when a quick check finds that "
+                   "the data disagree with the file's positions (then TV unless --method "
+                   "says otherwise, unrefined; with --refine the check is only reported); "
+                   "`no` never")
+    r.add_argument("--no-calibrate", dest="calibrate", action="store_const", const="no",
+                   help="same as --calibrate no")
     r.set_defaults(func=run_reconstruct)
 
     st = sub.add_parser("setups", help="list the bundled setups",
@@ -188,7 +195,8 @@ def run_reconstruct(args: argparse.Namespace) -> int:
     with bars(args) as callback:
         rec = reconstruct(src, args.method, n=args.n, fov=args.fov, refine=refine,
                           model=args.model, setup=args.setup_name, samples=args.samples,
-                          lam=args.lam, iters=args.iters, calibrate=args.calibrate,
+                          lam=args.lam, iters=args.iters,
+                          calibrate={"auto": "auto", "yes": True, "no": False}[args.calibrate],
                           speed_of_sound=args.speed_of_sound, calibration=args.calibration,
                           band=None if args.band is None else _band(args.band),
                           frames=args.frames, deconvolve=args.deconvolve, preset=args.preset,
@@ -234,7 +242,15 @@ def run_reconstruct(args: argparse.Namespace) -> int:
     elif prov["detector_response"] is not None:
         print(f"note: the file has a detector response ({prov['detector_response']}); "
               f"--deconvolve removes it first")
-    cal = prov["calibration"]
+    check, cal = prov["position_check"], prov["calibration"]
+    if check is not None and "spread_m" in check:
+        verdict = (check["reason"] or "they agree" if not check["needs_calibration"] else
+                   f"they disagree, not calibrated: {check['why_not']}" if "why_not" in check
+                   else "they disagree: self-calibrated")
+        print(f"checked the sensor positions against the data in {check['time_s']:.2f} s: "
+              f"spread {check['spread_m'] * 1e6:.0f} um (noise "
+              f"{check['noise_m'] * 1e6:.0f} um, threshold "
+              f"{check['threshold_m'] * 1e6:.0f} um), {verdict}")
     if cal is not None:
         print(f"calibrated in {cal['time_s']:.1f} s: speed of sound "
               f"{cal['nominal_speed_of_sound']:g} -> {cal['speed_of_sound']:.2f} m/s, "
