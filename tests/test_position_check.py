@@ -72,6 +72,17 @@ def test_check_tells_misplaced_sensors_from_correct_ones(exact, perturbed) -> No
     assert again.spread == bad.spread and again.noise == bad.noise  # deterministic
 
 
+def test_check_sees_a_wrong_speed_of_sound_as_a_common_shift(exact) -> None:
+    ok = check_positions(exact.sinogram, NOMINAL, ACQ, GRID)
+    assert abs(ok.offset) < 0.2 * ok.threshold and ok.n_sensors == 32
+    y = simulate(P0, GRID, NOMINAL, ACQ.__class__(ACQ.fs, ACQ.n_samples, 1515.0),
+                 noise_std=0.005, seed=0)  # the medium is 1 % faster than the file says
+    off = check_positions(y, NOMINAL, ACQ, GRID)
+    assert off.spread < off.threshold  # every sensor shifts alike ...
+    # ... by about 1 % of the distance to the object (22.5 mm): 225 um, inwards
+    assert off.needs_calibration and 120e-6 < off.offset < 400e-6
+
+
 def test_check_cannot_see_a_rigid_motion() -> None:
     """A rotated array gives the same data as a rotated object: nothing to calibrate."""
     scan = _scan(_rotated(0.05))

@@ -52,6 +52,7 @@ def rows_of(evalset: Path) -> list[dict]:
                      Acquisition(float(fs), int(ns), float(d["true_speed"][i]), float(t0)))):
                 chk = check_positions(sino, sensors, a, grid)
                 row[f"{name}_spread_um"] = chk.spread * 1e6
+                row[f"{name}_offset_um"] = chk.offset * 1e6
                 row[f"{name}_cal"] = chk.needs_calibration
                 row[f"{name}_s"] = chk.time_s
             rows.append(row)
@@ -61,8 +62,9 @@ def rows_of(evalset: Path) -> list[dict]:
 
 def to_markdown(rows: list[dict]) -> str:
     lines = ["| geometry | perturbation | n | calibrates, file's geometry | median spread (um) "
-             "| calibrates, true geometry (false alarms) | median spread (um) |",
-             "|---|---|---|---|---|---|---|"]
+             "| median abs. common shift (um) | calibrates, true geometry (false alarms) "
+             "| median spread (um) | median abs. common shift (um) |",
+             "|---|---|---|---|---|---|---|---|---|"]
     keys = list(dict.fromkeys((r["geometry"], r["perturbation"]) for r in rows))
     for g, p in [*keys, ("all", "")]:
         sel = [r for r in rows if g == "all" or (r["geometry"], r["perturbation"]) == (g, p)]
@@ -70,6 +72,7 @@ def to_markdown(rows: list[dict]) -> str:
         for name in ("file", "true"):
             cells.append(f"{sum(r[name + '_cal'] for r in sel)} / {len(sel)}")
             cells.append(f"{np.median([r[name + '_spread_um'] for r in sel]):.0f}")
+            cells.append(f"{np.median([abs(r[name + '_offset_um']) for r in sel]):.0f}")
         lines.append(f"| {g} | {p} | {len(sel)} | " + " | ".join(cells) + " |")
     t = np.median([r["file_s"] for r in rows])
     lines.append("")

@@ -248,7 +248,8 @@ def run_reconstruct(args: argparse.Namespace) -> int:
                    f"they disagree, not calibrated: {check['why_not']}" if "why_not" in check
                    else "they disagree: self-calibrated")
         print(f"checked the sensor positions against the data in {check['time_s']:.2f} s: "
-              f"spread {check['spread_m'] * 1e6:.0f} um (noise "
+              f"spread {check['spread_m'] * 1e6:.0f} um, common shift "
+              f"{check['offset_m'] * 1e6:.0f} um (noise "
               f"{check['noise_m'] * 1e6:.0f} um, threshold "
               f"{check['threshold_m'] * 1e6:.0f} um), {verdict}")
     if cal is not None:
