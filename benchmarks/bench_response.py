@@ -65,7 +65,8 @@ def run(bands: list[tuple[float, float]], lams: list[float], methods: list[str],
             base = None
             for lam in [None, *lams]:
                 q = np.array([_quality(oatomo.reconstruct(
-                    s, method, GRID, refine=False, deconvolve=False if lam is None else lam,
+                    s, method, GRID, refine=False, calibrate=False,
+                    deconvolve=False if lam is None else lam,
                     iters=50).image, p0) for s, p0 in scans])
                 if base is None:
                     base = q
@@ -95,7 +96,8 @@ def run_in_operator(bands: list[tuple[float, float]], iters: list[int],
                             ("in operator", {"model_response": True})):
                 t = time.perf_counter()
                 q = np.array([_quality(oatomo.reconstruct(s, "mb-tv", GRID, refine=False,
-                                                          iters=n_iter, **kw).image, p0)
+                                                          calibrate=False, iters=n_iter,
+                                                          **kw).image, p0)
                               for s, p0 in cases])
                 dt = (time.perf_counter() - t) / len(cases)
                 rows.append({"centre_frequency": fc, "bandwidth": bw, "iters": n_iter,

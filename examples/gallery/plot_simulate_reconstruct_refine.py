@@ -24,7 +24,9 @@ scan = oatomo.Scan(sinogram, setup.array, setup.acquisition, p0=p0, grid=setup.g
 # %%
 # One call runs the pipeline: the linear image, then the refinement when the shipped
 # model fits the scan (``refine="auto"``; the provenance says why it did or did not).
-rec = oatomo.reconstruct(scan, "ubp")
+# ``calibrate=False``: this example shows the refiner; by default the pipeline would
+# first find that these sensors are off and self-calibrate instead (see the README).
+rec = oatomo.reconstruct(scan, "ubp", calibrate=False)
 print(rec.provenance["refinement"]["reason"])
 print({name: rec.units[name] for name in rec.images})
 

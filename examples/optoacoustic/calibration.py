@@ -44,7 +44,7 @@ def main(out: str = "calibration.png") -> None:
     images = {}
     for name, sc in (("nominal", scan), ("calibrated", oatomo.apply_calibration(scan, cal)),
                      ("true", replace(scan, sensors=true, acquisition=acq_true))):
-        x = oatomo.reconstruct(sc, "mb-tv", refine=False).image
+        x = oatomo.reconstruct(sc, "mb-tv", refine=False, calibrate=False).image
         fit = affine_fit(x[None], p0[None])[0]
         images[name] = (fit, float(psnr(fit, p0, data_range=1.0)))
 
