@@ -213,8 +213,9 @@ def run_reconstruct(args: argparse.Namespace) -> int:
             from ..figures import reconstruction_figure
 
             reconstruction_figure(png, rec, shown, scan.acquisition,
-                                  title=f"{src.name} ({prov['method']}"
-                                  f"{' + refined' if rec.refined else ''})")
+                                  title=f"{src.name} ("
+                                  f"{'self-calibrated, ' if prov['calibration'] else ''}"
+                                  f"{prov['method']}{' + refined' if rec.refined else ''})")
             written.append(png)
         if patato is not None:
             from dataclasses import replace
