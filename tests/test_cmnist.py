@@ -131,6 +131,25 @@ def test_cli_quick_end_to_end(tmp_path, capsys):
         assert (out / fig).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (out / "checkpoints" / "seed0" / "multi_encoder.pt").is_file()
 
+    # another γ reuses the β-VAE (it has no invariance term): copied, evaluated, not trained
+    other = tmp_path / "g3"
+    assert main(["cmnist", "--quick", "--seeds", "1", "--threads", "1", "--gamma", "3",
+                 "--baseline-from", str(out), "--out", str(other)]) == 0
+    again = json.loads((other / "results.json").read_text())
+    assert again["settings"]["gamma"] == 3.0
+    beta, beta_again = (r["per_seed"][0]["beta_vae"] for r in (results, again))
+    assert beta_again["mse"] == beta["mse"] and beta_again["e_rel"] == beta["e_rel"]
+    assert beta_again["train_seconds"] < 0.5 * beta["train_seconds"]
+    assert again["per_seed"][0]["multi_decoder"]["mse"] != results["per_seed"][0][
+        "multi_decoder"]["mse"]  # the invariant models are trained with the new γ
+    ckpt = ("checkpoints", "seed0", "beta_vae.pt")
+    assert other.joinpath(*ckpt).read_bytes() == out.joinpath(*ckpt).read_bytes()
+    capsys.readouterr()
+    assert main(["cmnist", "--quick", "--seeds", "1", "--envs", "0.3", "0.1",
+                 "--baseline-from", str(out), "--out", str(tmp_path / "e3")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "other settings" in err and len(err.splitlines()) == 1
+
 
 def test_conversion_script(tmp_path, monkeypatch):
     rows = np.zeros((3, 785), np.int64)

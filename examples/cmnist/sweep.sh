@@ -19,7 +19,14 @@ for envs in "0.2 0.1" "0.05 0.4"; do
     # the published point is the main run of README.md: reuse its checkpoints
     [ "$e1 $e2 $gamma" = "0.2 0.1 1" ] && [ -z "${EPOCHS:-}" ] && out=out/cmnist_full
     mkdir -p "$out"
+    # the β-VAE does not depend on γ: a point with γ != 1 reuses the γ = 1 point's β-VAEs
+    base=()
+    if [ "$gamma" != 1 ]; then
+      b="out/sweep/e${e1}_${e2}_g1"
+      [ "$e1 $e2" = "0.2 0.1" ] && [ -z "${EPOCHS:-}" ] && b=out/cmnist_full
+      [ -f "$b/checkpoints/settings.json" ] && base=(--baseline-from "$b")
+    fi
     "$OATOMO" cmnist --full --seeds "${SEEDS:-3}" --threads "${THREADS:-1}" --envs "$e1" "$e2" \
-      --gamma "$gamma" --out "$out" --resume --no-progress "${extra[@]}" "$@"
+      --gamma "$gamma" --out "$out" --resume --no-progress "${base[@]}" "${extra[@]}" "$@"
   done
 done

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from dataclasses import replace
 
 from ..errors import InputError
@@ -45,6 +46,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="CPU threads for PyTorch (default 2; 0 leaves PyTorch's default)")
     p.add_argument("--resume", action="store_true",
                    help="continue interrupted trainings from the checkpoints in --out")
+    p.add_argument("--baseline-from", default=None, metavar="DIR",
+                   help="reuse the β-VAEs of an earlier run in DIR with the same data, "
+                   "environments and epochs but another γ (the β-VAE does not depend on γ): "
+                   "they are copied and evaluated, not trained again")
     p.add_argument("--force", action="store_true",
                    help="overwrite the results of an earlier run in --out")
     p.add_argument("--stats-only", action="store_true",
@@ -75,6 +80,8 @@ def run(args: argparse.Namespace) -> int:
 
     # a bad --mnist-dir or absent full MNIST fails here, before PyTorch is imported
     find_mnist(args.mnist_dir, full=args.full)
+    if args.baseline_from is not None and not os.path.isdir(args.baseline_from):
+        raise InputError("--baseline-from: no such directory", args.baseline_from)
     if args.out is not None:
         from pathlib import Path
 
@@ -112,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
     with ProgressBars(enabled=not (args.no_progress or args.quiet)) as callback:
         results = run_experiment(mnist_dir=args.mnist_dir, seeds=args.seeds, out=args.out,
                                  settings=settings, device=args.device, resume=args.resume,
-                                 full=args.full,
+                                 full=args.full, baseline_from=args.baseline_from,
                                  callback=callback,
                                  report=lambda line: print(line, flush=True))
     shown = results.pop("figures")

@@ -25,6 +25,8 @@ class OatomoModel(nn.Module):
     """
 
     config_class: ClassVar[Any]
+    #: Config fields the model does not use; a checkpoint that differs only in them resumes.
+    config_unused: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, config: Any = None, *, seed: int | None = None) -> None:
         super().__init__()

@@ -193,11 +193,44 @@ def evaluate_model(model: Any, test: Environment, classifier: DigitClassifier, *
     return out
 
 
+def _copy_baseline(src: Path, outdir: Path, settings_json: dict[str, Any],
+                   seeds: int) -> None:
+    """Copy the finished β-VAE checkpoints of run ``src`` (same settings but γ) to
+    ``outdir``; InputError when ``src`` was trained with other settings."""
+    import shutil
+
+    saved = src / "checkpoints" / "settings.json"
+    if not saved.is_file():
+        raise InputError("not an oatomo cmnist output directory (no checkpoints/"
+                         "settings.json)", src)
+    theirs = json.loads(saved.read_text())
+    if {**theirs, "gamma": None} != {**settings_json, "gamma": None}:
+        raise InputError("its β-VAEs were trained with other settings (data, environments, "
+                         "epochs ...) than this run", saved)
+    def finished(ckpt: Path) -> bool:
+        side = ckpt.with_suffix(".json")
+        return (ckpt.is_file() and side.is_file()
+                and len(json.loads(side.read_text()).get("history", []))
+                >= settings_json["epochs"])
+
+    for seed in range(seeds):
+        source = src / "checkpoints" / f"seed{seed}" / "beta_vae.pt"
+        target = outdir / "checkpoints" / f"seed{seed}" / "beta_vae.pt"
+        if finished(target) or not finished(source):
+            continue  # done here, or unfinished there: train it here
+        target.parent.mkdir(parents=True, exist_ok=True)
+        for suffix in (".json", ".pt"):  # the sidecar first: a .pt is never without it
+            with atomic_path(target.with_suffix(suffix)) as tmp:
+                shutil.copyfile(source.with_suffix(suffix), tmp)
+        logger.info("seed %d: β-VAE copied from %s", seed, source)
+
+
 def run_experiment(*, mnist_dir: str | os.PathLike | None = None, seeds: int = 3,
                    out: str | os.PathLike | None = None, settings: Settings | None = None,
                    device: str = "auto", resume: bool = False, full: bool = False,
                    callback: Callback | None = None,
-                   report: Callable[[str], None] | None = None) -> dict[str, Any]:
+                   report: Callable[[str], None] | None = None,
+                   baseline_from: str | os.PathLike | None = None) -> dict[str, Any]:
     """Train and evaluate the three models for seeds 0..seeds-1.
 
     Parameters
@@ -216,6 +249,11 @@ def run_experiment(*, mnist_dir: str | os.PathLike | None = None, seeds: int = 3
         ``callback(what, step, total)`` during each training (a progress bar's hook).
     report
         Called with one line of text per finished step (the CLI prints them).
+    baseline_from
+        The output directory of an earlier run with the same data, environments and
+        training settings but another γ: its β-VAE checkpoints, which do not depend on γ
+        (the β-VAE has no invariance term), are copied into ``out`` and evaluated instead of
+        trained again. Seeds it lacks are trained. Needs ``out``.
 
     Returns
     -------
@@ -242,6 +280,11 @@ def run_experiment(*, mnist_dir: str | os.PathLike | None = None, seeds: int = 3
         (outdir / "per_image").mkdir(parents=True, exist_ok=True)
         with atomic_path(saved) as tmp:
             tmp.write_text(json.dumps(settings_json, indent=2) + "\n")
+    if baseline_from is not None:
+        if outdir is None:
+            raise InputError("baseline_from needs an output directory")
+        _copy_baseline(Path(baseline_from), outdir, settings_json, seeds)
+        resume = True
     say(f"data: {data0.source}, train environments {[len(e) for e in data0.train]}, "
         f"test {len(data0.test)}")
     data0 = replace(data0, train=tuple(_take(e, settings.max_train) for e in data0.train),

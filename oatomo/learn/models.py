@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -206,6 +207,10 @@ class BetaVAE(_VAE):
     >>> sorted(terms)
     ['invariance', 'kl', 'reconstruction', 'total']
     """
+
+    #: Config fields this model does not use (no invariance term): a checkpoint trained with
+    #: another γ is the same model, so :func:`oatomo.learn.train.train` resumes from it.
+    config_unused: ClassVar[frozenset[str]] = frozenset({"gamma"})
 
     def loss(self, x: torch.Tensor, env: Env = None, target: torch.Tensor | None = None, *,
              generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:

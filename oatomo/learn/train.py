@@ -229,7 +229,9 @@ def train(model: OatomoModel, environments: Sequence[Any], *, epochs: int = 10,
     ckpt_path = None if checkpoint is None else Path(checkpoint)
     if resume and ckpt_path is not None and ckpt_path.exists():
         ck = load_checkpoint(ckpt_path, model_class=type(model))
-        if ck["config"] != model.config.to_dict():
+        unused = type(model).config_unused
+        if ({k: v for k, v in ck["config"].items() if k not in unused}
+                != {k: v for k, v in model.config.to_dict().items() if k not in unused}):
             raise InputError("checkpoint was trained with another model config", ckpt_path)
         for key in ("batch_size", "lr", "seed", "env_sizes"):
             if ck["train"].get(key) != settings[key]:
