@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 
 import numpy as np
@@ -167,3 +168,18 @@ def test_cli_resume_refuses_other_settings(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert "cannot resume" in err and len(err.splitlines()) == 1
     assert saved.read_text().startswith('{"source": "bundled:mnist_5k", "gamma": 1.0}')
+
+
+def test_cli_seed_start_runs_only_those_seeds(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["cmnist", "--quick", "--seed-start", "2", "--seeds", "1", "--threads", "1",
+                 "--out", str(out)]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert [row["seed"] for row in results["per_seed"]] == [2]
+    assert sorted(p.name for p in (out / "per_image").glob("*.npz")) == [
+        "seed2_beta_vae.npz", "seed2_multi_decoder.npz", "seed2_multi_encoder.npz"]
+    assert not (out / "checkpoints" / "seed0").exists()
+    assert (out / "reconstructions.png").is_file()  # the figures show the first seed run
+    capsys.readouterr()
+    assert main(["cmnist", "--quick", "--seed-start", "-1", "--out", str(out)]) == 2
+    assert "--seed-start must be >= 0" in capsys.readouterr().err

