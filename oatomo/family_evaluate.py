@@ -35,7 +35,8 @@ from .geometry import Acquisition, Grid, SensorArray
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["EVAL_PERTURBATIONS", "make_eval_set", "evaluate_family", "to_markdown"]
+__all__ = ["EVAL_PERTURBATIONS", "make_eval_set", "evaluate_family", "paired_drops",
+           "to_markdown"]
 
 #: Perturbation kinds of the evaluation: (name, held out?).
 EVAL_PERTURBATIONS = (("radial", False), ("jitter", False), ("global", True),
@@ -145,7 +146,9 @@ def evaluate_family(eval_dir: str | os.PathLike, models: dict[str, str | os.Path
         ``rows``: per (geometry, perturbation, method) mean PSNR, SSIM (and their standard
         errors), uncertainty-error correlation; ``summary``: per method the mean over
         in-distribution and held-out perturbations and the drop (with standard errors);
-        ``calibration``: per model binned (predicted std, RMS error); ``timing``.
+        ``paired_drop``: the first model's drop against every other model's, paired by
+        scan (:func:`paired_drops`); ``calibration``: per model binned (predicted std,
+        RMS error); ``timing``.
         With ``out``, also ``evaluation.json``, ``evaluation.md`` and ``evaluation.png``.
     """
     from . import metrics as M
@@ -221,7 +224,9 @@ def evaluate_family(eval_dir: str | os.PathLike, models: dict[str, str | os.Path
                                **{f"{m} std": s for m, s in stds.items() if s is not None}}
         if callback is not None:
             callback(f"{g}/{p}")
+    learned = [*refiners, *old]
     result = {"rows": _rows(per_item), "summary": _summary(per_item),
+              "paired_drop": [paired_drops(per_item, learned[0], m) for m in learned[1:]],
               "calibration": _calibration(calib),
               "timing": {n: float(np.median(v)) if v else None for n, v in timing.items()},
               "n_samples": n_samples, "models": {n: str(p) for n, p in models.items()},
@@ -276,6 +281,40 @@ def _summary(items: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     return out
 
 
+def paired_drops(items: list[dict[str, Any]], reference: str, other: str
+                 ) -> dict[str, Any]:
+    """Is ``reference``'s drop from in-distribution to held-out scans smaller than
+    ``other``'s? Paired by scan, so that what the scans share cancels.
+
+    With d = PSNR(other) − PSNR(reference) on each scan, drop(other) − drop(reference) =
+    mean of d over in-distribution scans − mean of d over held-out scans; its standard
+    error combines the two means' standard errors. Positive: ``reference`` drops less.
+
+    Returns
+    -------
+    dict
+        ``reference``, ``other``, ``difference`` (dB), ``se`` (dB), ``n_in``, ``n_held_out``
+        (paired scans), ``z`` (difference / se), ``significant`` (|z| > 1.96).
+    """
+    psnr: dict[str, dict[tuple[str, str, int], tuple[float, bool]]] = {reference: {},
+                                                                       other: {}}
+    for r in items:
+        if r["method"] in psnr:
+            psnr[r["method"]][(r["geometry"], r["perturbation"], r["item"])] = (
+                r["psnr"], r["held_out"])
+    common = sorted(set(psnr[reference]) & set(psnr[other]))
+    d_in = [psnr[other][k][0] - psnr[reference][k][0] for k in common if not psnr[other][k][1]]
+    d_ho = [psnr[other][k][0] - psnr[reference][k][0] for k in common if psnr[other][k][1]]
+    out: dict[str, Any] = {"reference": reference, "other": other, "n_in": len(d_in),
+                           "n_held_out": len(d_ho)}
+    if len(d_in) > 1 and len(d_ho) > 1:
+        (m_in, se_in), (m_ho, se_ho) = _mean_se(d_in), _mean_se(d_ho)
+        diff, se = m_in - m_ho, float(np.hypot(se_in, se_ho))
+        z = diff / se if se > 0 else float("inf") * np.sign(diff)
+        out.update(difference=diff, se=se, z=float(z), significant=bool(abs(z) > 1.96))
+    return out
+
+
 def _calibration(calib: dict[str, list[tuple[np.ndarray, np.ndarray]]], bins: int = 12
                  ) -> dict[str, dict[str, list[float]]]:
     out = {}
@@ -315,6 +354,14 @@ def to_markdown(result: dict[str, Any]) -> str:
                 for k in ("psnr_in", "psnr_held_out", "drop")]
         unc = f"{s['unc_corr_held_out']:.2f}" if "unc_corr_held_out" in s else ""
         lines.append(f"| {m} | " + " | ".join(vals) + f" | {unc} |")
+    paired = [p for p in result.get("paired_drop", []) if "difference" in p]
+    if paired:
+        lines += ["", "| drop of | minus drop of | difference (dB), paired by scan | scans "
+                  "(in / held out) | significant (|z| > 1.96) |", "|---|---|---|---|---|"]
+        for p in paired:
+            lines.append(f"| {p['other']} | {p['reference']} | {p['difference']:+.2f} ± "
+                         f"{p['se']:.2f} | {p['n_in']} / {p['n_held_out']} | "
+                         f"{'yes' if p['significant'] else 'no'} |")
     return "\n".join(lines) + "\n"
 
 

@@ -236,6 +236,12 @@ def test_evaluate_family_tables_and_figure(tiny_refiners, tmp_path):
     assert "unc_corr_held_out" not in res["summary"]["unet"]
     assert len(res["calibration"]["inv"]["predicted_std"]) > 3
     assert "| ring32-r22.5 | large (held out) |" in to_markdown(res)
+    (pair,) = res["paired_drop"]
+    assert (pair["reference"], pair["other"], pair["n_in"], pair["n_held_out"]) == (
+        "inv", "unet", 2, 2)
+    drop = res["summary"]["unet"]["drop"] - s["drop"]  # the same scans: the same difference
+    assert pair["difference"] == pytest.approx(drop, abs=1e-9)
+    assert "| unet | inv |" in to_markdown(res)
     for name in ("evaluation.json", "evaluation.md", "evaluation.png"):
         assert (tmp_path / "out" / name).stat().st_size > 0
 
@@ -350,3 +356,26 @@ def test_evaluate_family_rejects_clashing_labels(tmp_path):
 
     with pytest.raises(InputError, match="'ubp' is the name of a classical"):
         evaluate_family(tmp_path, {"ubp": tmp_path / "m.pt"})
+
+
+def test_paired_drops_cancels_what_scans_share():
+    from oatomo.family_evaluate import _summary, paired_drops
+
+    rng = np.random.default_rng(0)
+    items = []
+    for held in (False, True):
+        for i in range(20):
+            hard = rng.normal(0, 4.0)  # scan difficulty, shared by both models
+            base = 20.0 + hard - (2.0 if held else 0.0)
+            noise = rng.normal(0, 0.1)
+            for method, psnr in (("ref", base), ("other", base - (1.0 if held else 0.0)
+                                                 + noise)):
+                items.append({"geometry": "g", "perturbation": "h" if held else "i",
+                              "item": i, "method": method, "held_out": held, "psnr": psnr})
+    pair = paired_drops(items, "ref", "other")
+    # other drops 1 dB more than ref; the paired error sees only the 0.1 dB noise
+    assert pair["difference"] == pytest.approx(1.0, abs=0.1)
+    assert pair["se"] < 0.05 and pair["significant"]
+    unpaired = _summary(items)
+    assert np.hypot(unpaired["ref"]["drop_se"], unpaired["other"]["drop_se"]) > 10 * pair["se"]
+    assert "difference" not in paired_drops(items[:4], "ref", "other")  # too few scans
