@@ -157,6 +157,33 @@ class Calibration:
         """(N, 2) estimated minus nominal positions (m)."""
         return self.sensors.positions - self.nominal_sensors.positions
 
+    @property
+    def frame_std(self) -> dict[str, float]:
+        """How far the calibrated frame may lie from the true one: the gauge's uncertainty.
+
+        The data fix the sensors only up to a rigid motion and a common scale of the whole
+        array; the calibration takes the most likely one under the prior (errors of mean
+        zero about the prior-mean array). With independent errors of standard deviation
+        σ = :attr:`prior_std` per coordinate on N sensors at distances r_i from their
+        centroid, the true array differs from that choice by a translation of standard
+        deviation σ / √N per axis, a rotation of σ / √(Σ r_i²) and a relative scale of
+        σ / √(Σ r_i²), which the calibration puts into the speed of sound. The image shares
+        the first two: it may be shifted and rotated by about these amounts against the
+        true frame, and no data can tell. A setup's random rigid motion (``offset_std``,
+        ``rotation_std``) adds to them.
+
+        Returns
+        -------
+        dict
+            ``translation_m`` (m, per axis), ``rotation_rad`` (rad), ``scale_rel`` (the
+            relative uncertainty of the speed of sound from the scale gauge); one standard
+            deviation each.
+        """
+        p = self.nominal_sensors.positions
+        spread = math.sqrt(float(np.sum((p - p.mean(axis=0)) ** 2)))
+        return {"translation_m": self.prior_std / math.sqrt(len(p)),
+                "rotation_rad": self.prior_std / spread, "scale_rel": self.prior_std / spread}
+
     def acquisition(self, acquisition: Acquisition) -> Acquisition:
         """``acquisition`` with the estimated speed of sound."""
         return replace(acquisition, speed_of_sound=self.speed_of_sound)
@@ -168,6 +195,7 @@ class Calibration:
                 "nominal_speed_of_sound": self.nominal_speed_of_sound,
                 "position_std": self.position_std, "prior_std": self.prior_std,
                 "prior_source": self.prior_source, "history": self.history, "time_s": self.time_s,
+                **{f"frame_std_{k}": v for k, v in self.frame_std.items()},
                 "method": "oatomo.calibration: held-out folds, coarse-to-fine per-sensor "
                           "search, MAP with Gaussian prior; gauge: similarity transform "
                           "onto the prior mean array, scale moved into c"}
@@ -179,7 +207,7 @@ class Calibration:
                 "nominal_positions": self.nominal_sensors.positions.tolist(),
                 "nominal_speed_of_sound": self.nominal_speed_of_sound,
                 "position_std": self.position_std.tolist(), "prior_std": self.prior_std,
-                "prior_source": self.prior_source,
+                "prior_source": self.prior_source, "frame_std": self.frame_std,
                 "history": self.history, "time_s": self.time_s}
 
 

@@ -230,6 +230,7 @@ def scan_geometry(scan: Any, *, calibrate: bool = False, grid: Grid | None = Non
               "nominal_speed_of_sound": cal.nominal_speed_of_sound,
               "rms_shift_m": float(np.sqrt(np.mean(shift ** 2))),
               "max_shift_m": float(shift.max()), "prior_std_m": cal.prior_std,
+              "frame_std": cal.frame_std,
               "misfit": [h["misfit"] for h in cal.history], "time_s": cal.time_s}
     return cal.sensors, cal.acquisition(scan.acquisition), record
 

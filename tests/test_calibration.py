@@ -63,6 +63,29 @@ def test_similarity_transform_recovers_a_known_motion() -> None:
     assert np.max(rigid_error(dst, s * src @ R.T)) < 1e-12  # a pure translation is invisible
 
 
+@pytest.mark.parametrize("arc", [2 * math.pi, 1.5 * math.pi])
+def test_frame_std_matches_the_similarity_fit_of_random_errors(arc) -> None:
+    """Calibration.frame_std against Monte Carlo: the least-squares similarity transform
+    between the nominal array and arrays with independent Gaussian errors."""
+    from oatomo.calibration import Calibration
+
+    nominal = SensorArray(ring_array(48, 0.025, arc=arc).positions + [0.003, -0.002])
+    sigma = 0.2e-3
+    cal = Calibration(nominal, 1500.0, nominal, 1500.0, np.zeros((48, 2)), sigma)
+    rng = np.random.default_rng(7)
+    shift, angle, scale = [], [], []
+    for _ in range(3000):
+        moved = nominal.positions + rng.normal(0.0, sigma, nominal.positions.shape)
+        s, R, _ = similarity_transform(nominal.positions, moved)
+        shift.append(moved.mean(axis=0) - nominal.positions.mean(axis=0))
+        angle.append(math.atan2(R[1, 0], R[0, 0]))
+        scale.append(s - 1.0)
+    frame = cal.frame_std
+    assert np.std(shift, axis=0) == pytest.approx([frame["translation_m"]] * 2, rel=0.06)
+    assert np.std(angle) == pytest.approx(frame["rotation_rad"], rel=0.06)
+    assert np.std(scale) == pytest.approx(frame["scale_rel"], rel=0.06)
+
+
 def test_known_perturbation_error_falls_and_c_is_found(radial_case) -> None:
     true, _, cal = radial_case
     before = _rms(rigid_error(NOMINAL, true))
@@ -141,6 +164,9 @@ def test_calibrated_scan_file_round_trip(tmp_path, capsys) -> None:
     np.testing.assert_array_equal(rec["nominal_positions"], NOMINAL.positions)
     assert float(rec["nominal_speed_of_sound"]) == 1500.0
     assert float(rec["prior_std"]) == pytest.approx(0.3e-3 / math.sqrt(2))
+    # the gauge's uncertainty, kept with the estimate: sigma / sqrt(N) for 32 sensors
+    assert float(rec["frame_std_translation_m"]) == pytest.approx(
+        0.3e-3 / math.sqrt(2) / math.sqrt(32))
     assert len(rec["history"]) >= 4 and rec["position_std"].shape == (32, 2)
     with h5py.File(out) as f:
         assert f["calibration/misfit"].shape == (len(rec["history"]),)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 import numpy as np
@@ -91,6 +92,12 @@ def run_calibrate(args: argparse.Namespace) -> int:
     print(f"positions: rms shift {np.sqrt(np.mean(shift ** 2)) * 1e6:.0f} um (max "
           f"{shift.max() * 1e6:.0f} um), median uncertainty {np.median(std) * 1e6:.0f} um, "
           f"prior {cal.prior_std * 1e6:.0f} um per coordinate ({_SOURCE[cal.prior_source]})")
+    frame = cal.frame_std
+    print(f"frame (the gauge; 1 std from the prior): no data see a rigid motion of the whole "
+          f"array, so the image may be shifted by about {frame['translation_m'] * 1e6:.0f} um "
+          f"per axis and rotated by {math.degrees(frame['rotation_rad']):.2f} deg against "
+          f"the true frame; a common scale leaves c uncertain by "
+          f"{frame['scale_rel'] * 100:.2f} %")
     print(f"held-out misfit: {hist[0]['misfit']:.3f} (first round) -> "
           f"{hist[-1]['misfit']:.3f} (last)")
     print(f"wrote {out}")
