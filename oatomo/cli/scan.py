@@ -256,7 +256,10 @@ def run_reconstruct(args: argparse.Namespace) -> int:
     if cal is not None:
         print(f"calibrated in {cal['time_s']:.1f} s: speed of sound "
               f"{cal['nominal_speed_of_sound']:g} -> {cal['speed_of_sound']:.2f} m/s, "
-              f"sensors moved {cal['rms_shift_m'] * 1e6:.0f} um rms")
+              f"sensors moved {cal['rms_shift_m'] * 1e6:.0f} um rms; the image's frame is "
+              f"uncertain by about {cal['frame_std']['translation_m'] * 1e6:.0f} um and "
+              f"{math.degrees(cal['frame_std']['rotation_rad']):.2f} deg (a rigid motion of "
+              f"the array, invisible in the data)")
     elif prov["calibrated_file"]:
         print("using the calibrated sensor positions and speed of sound of the file")
     how = prov["refinement"]
