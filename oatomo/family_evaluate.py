@@ -24,7 +24,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +35,8 @@ from .geometry import Acquisition, Grid, SensorArray
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["EVAL_PERTURBATIONS", "make_eval_set", "evaluate_family", "paired_drops",
-           "to_markdown"]
+__all__ = ["EVAL_PERTURBATIONS", "make_eval_set", "eval_files", "eval_acquisition",
+           "evaluate_family", "paired_drops", "to_markdown"]
 
 #: Perturbation kinds of the evaluation: (name, held out?).
 EVAL_PERTURBATIONS = (("radial", False), ("jitter", False), ("global", True),
@@ -128,6 +128,24 @@ def _pearson_img(a: np.ndarray, b: np.ndarray) -> float:
     return float((a * b).sum() / den) if den > 0 else 0.0
 
 
+def eval_files(eval_dir: str | os.PathLike
+               ) -> Iterator[tuple[Path, dict[str, np.ndarray], Grid]]:
+    """Each file of an evaluation set (:func:`make_eval_set`), in name order: its path,
+    its arrays and its image grid."""
+    for f in sorted(Path(eval_dir).glob("*__*.npz")):
+        with np.load(f, allow_pickle=False) as z:
+            data = {k: z[k] for k in z.files}
+        size = int(data["size"])
+        yield f, data, Grid(size, size * float(data["pitch"]))
+
+
+def eval_acquisition(data: dict[str, np.ndarray], i: int) -> Acquisition:
+    """The acquisition of scan ``i`` of an evaluation-set file, with the file's speed of
+    sound (the true one is ``data["true_speed"][i]``)."""
+    fs, ns, c, t0 = data["acq"][i]
+    return Acquisition(float(fs), int(ns), float(c), float(t0))
+
+
 def evaluate_family(eval_dir: str | os.PathLike, models: dict[str, str | os.PathLike], *,
                     out: str | os.PathLike | None = None, n_samples: int = 8,
                     legacy: dict[str, str | os.PathLike] | None = None,
@@ -162,22 +180,16 @@ def evaluate_family(eval_dir: str | os.PathLike, models: dict[str, str | os.Path
                          f"reconstruction; choose another label")
     refiners = {name: load_family_refiner(p) for name, p in models.items()}
     old = {name: load_refiner(p) for name, p in (legacy or {}).items()}
-    files = sorted(Path(eval_dir).glob("*__*.npz"))
     held = dict(EVAL_PERTURBATIONS)
     per_item: list[dict[str, Any]] = []
     calib: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {n: [] for n in [*refiners, *old]}
     examples: dict[str, dict[str, np.ndarray]] = {}
     timing: dict[str, list[float]] = {n: [] for n in refiners}
-    for f in files:
-        with np.load(f, allow_pickle=False) as z:
-            data = {k: z[k] for k in z.files}
+    for _, data, grid in eval_files(eval_dir):
         g, p = str(data["geometry"]), str(data["perturbation"])
-        size, pitch = int(data["size"]), float(data["pitch"])
-        grid = Grid(size, size * pitch)
         for i in range(len(data["truth"])):
             truth = data["truth"][i]
-            fs, ns, c, t0 = data["acq"][i]
-            acq = Acquisition(float(fs), int(ns), float(c), float(t0))
+            acq = eval_acquisition(data, i)
             nominal = SensorArray(data["nominal"][i])
             band = tuple(float(v) for v in data["band"][i])
             preds = {m: data[m][i] for m in ("ubp", "das", "tv_nominal", "tv_true")}

@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 from oatomo import metrics as M  # noqa: E402
 from oatomo.calibration import calibrate_sinogram, check_positions  # noqa: E402
 from oatomo.evaluate import affine_fit  # noqa: E402
-from oatomo.family_evaluate import make_eval_set  # noqa: E402
+from oatomo.family_evaluate import eval_acquisition, eval_files, make_eval_set  # noqa: E402
 from oatomo.family_refine import load_family_refiner  # noqa: E402
 from oatomo.geometry import Acquisition, Grid, SensorArray  # noqa: E402
 from oatomo.model_based import reconstruct_model_based  # noqa: E402
@@ -75,15 +75,11 @@ def run(out: Path, count: int, geometry: str, perturbations: list[str] | None = 
     done = {(r["perturbation"], r["item"]): r for r in rows}
     ref = load_family_refiner(MODEL)
     added = False
-    for f in sorted(evalset.glob("*__*.npz")):
-        with np.load(f, allow_pickle=False) as z:
-            data = {k: z[k] for k in z.files}
+    for _, data, grid in eval_files(evalset):
         pert = str(data["perturbation"])
-        grid = Grid(int(data["size"]), int(data["size"]) * float(data["pitch"]))
         for i in range(min(len(data["truth"]), max_items or len(data["truth"]))):
             truth = data["truth"][i]
-            fs, ns, c, t0 = data["acq"][i]
-            acq = Acquisition(float(fs), int(ns), float(c), float(t0))
+            acq = eval_acquisition(data, i)
             nominal = SensorArray(data["nominal"][i])
             band = tuple(float(v) for v in data["band"][i])
             sino = data["sinogram"][i][:, :acq.n_samples]

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -30,26 +31,23 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from oatomo.calibration import check_positions  # noqa: E402
-from oatomo.geometry import Acquisition, Grid, SensorArray  # noqa: E402
+from oatomo.family_evaluate import eval_acquisition, eval_files  # noqa: E402
+from oatomo.geometry import SensorArray  # noqa: E402
 
 
 def rows_of(evalset: Path) -> list[dict]:
     """One row per scan: the check with the file's and with the true geometry."""
     rows = []
-    for f in sorted(evalset.glob("*__*.npz")):
-        with np.load(f, allow_pickle=False) as z:
-            d = {k: z[k] for k in z.files}
-        grid = Grid(int(d["size"]), int(d["size"]) * float(d["pitch"]))
+    for _, d, grid in eval_files(evalset):
         for i in range(len(d["truth"])):
-            fs, ns, c, t0 = d["acq"][i]
-            acq = Acquisition(float(fs), int(ns), float(c), float(t0))
+            acq = eval_acquisition(d, i)
             sino = d["sinogram"][i][:, :acq.n_samples]
             row = {"geometry": str(d["geometry"]), "perturbation": str(d["perturbation"]),
                    "item": i}
             for name, sensors, a in (
                     ("file", SensorArray(d["nominal"][i]), acq),
                     ("true", SensorArray(d["true"][i]),
-                     Acquisition(float(fs), int(ns), float(d["true_speed"][i]), float(t0)))):
+                     replace(acq, speed_of_sound=float(d["true_speed"][i])))):
                 chk = check_positions(sino, sensors, a, grid)
                 row[f"{name}_spread_um"] = chk.spread * 1e6
                 row[f"{name}_offset_um"] = chk.offset * 1e6

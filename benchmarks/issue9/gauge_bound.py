@@ -42,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from oatomo.calibration import _prior_from_setup, similarity_transform  # noqa: E402
-from oatomo.geometry import Acquisition, Grid, SensorArray  # noqa: E402
+from oatomo.geometry import SensorArray  # noqa: E402
 from oatomo.model_based import reconstruct_model_based  # noqa: E402
 
 
@@ -89,18 +89,15 @@ def issue9_cases(setups: list[str]) -> dict[str, float]:
 def issue10_cases(directory: Path) -> dict[str, float]:
     from oatomo import metrics as M
     from oatomo.evaluate import affine_fit
+    from oatomo.family_evaluate import eval_acquisition, eval_files
 
     out = {}
-    for f in sorted(directory.glob("*__*.npz")):
-        with np.load(f, allow_pickle=False) as z:
-            data = {k: z[k] for k in z.files}
-        grid = Grid(int(data["size"]), int(data["size"]) * float(data["pitch"]))
+    for _, data, grid in eval_files(directory):
         for i in range(len(data["truth"])):
-            fs, ns, _, t0 = data["acq"][i]
             # an evaluation scan has no setup: the prior mean is the nominal array
             sensors, c = gauge_oracle(data["true"][i], data["nominal"][i],
                                       float(data["true_speed"][i]))
-            acq = Acquisition(float(fs), int(ns), c, float(t0))
+            acq = replace(eval_acquisition(data, i), speed_of_sound=c)
             x, _ = reconstruct_model_based(data["sinogram"][i][:, :acq.n_samples], grid,
                                            sensors, acq, method="tv", n_iter=50)
             truth = data["truth"][i]
