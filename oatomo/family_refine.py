@@ -236,9 +236,9 @@ class FamilyRefiner:
     def _run_numpy(self, x: np.ndarray, e: int | None, n_samples: int, seed: int
                    ) -> tuple[np.ndarray, np.ndarray | None]:
         model: NumpyConvVAE = self.model
-        mu, logvar = model.encode(x[None])
-        out = model.likelihood_mean(model.decode(mu, e))[0, 0]
         posterior, decoders = self._wants(n_samples)
+        mu, logvar = model.encode(x[None], logvar=posterior)
+        out = model.likelihood_mean(model.decode(mu, e))[0, 0]
         if not (posterior or decoders):
             return out.astype(np.float32), None
         var = np.zeros_like(out)

@@ -263,10 +263,21 @@ def test_family_cli_data_train_export(tmp_path, capsys):
     d, ck, ex = tmp_path / "d", tmp_path / "m.pt", tmp_path / "shipped.pt"
     assert main(["family", "data", "-o", str(d), "--count", "1", "--size", "32"]) == 0
     assert main(["family", "train", "--data", str(d), "--model", "unet", "-o", str(ck),
-                 "--epochs", "1", "--batch-size", "15", "--inputs", "das"]) == 0
+                 "--epochs", "1", "--batch-size", "15", "--inputs", "das", "--width", "4"]) == 0
     assert main(["family", "export", str(ck), "-o", str(ex)]) == 0
     ref = load_family_refiner(ex)
     assert ref.inputs == ("das",) and ref.kind == "unet" and len(ref.env_names) == 15
+    assert ref.model.config.channels == (4, 8, 16)  # --width
+    vae = tmp_path / "vae.pt"
+    assert main(["family", "train", "--data", str(d), "--model", "beta-vae", "-o", str(vae),
+                 "--epochs", "1", "--batch-size", "15", "--width", "4", "--depth", "0",
+                 "--latent", "3"]) == 0
+    cfg = load_family_refiner(vae).model.config
+    assert (cfg.width, cfg.depth, cfg.latent_dim) == (4, 0, 3)
+    for bad in (["--width", "0"], ["--depth", "17"], ["--latent", "100000"]):
+        assert main(["family", "train", "--data", str(d), "-o", str(tmp_path / "y.pt"),
+                     *bad]) == 2
+        assert f"{bad[0]} must lie in" in capsys.readouterr().err
     assert ex.stat().st_size < ck.stat().st_size  # no optimizer state
     # a weights archive of a U-Net: PyTorch runs it (NumPy inference covers the VAEs)
     npz = tmp_path / "archive.npz"

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from ..errors import InputError
+from ..learn.family import DEFAULT_ARCH
 from ._progress import bars
 
 
@@ -36,6 +37,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--lr", type=float, default=1e-3)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--inputs", default="ubp,das", help="input channels: ubp, das or ubp,das")
+    t.add_argument("--width", type=int, default=DEFAULT_ARCH["width"],
+                   help="channels at half resolution (twice that at quarter resolution)")
+    t.add_argument("--depth", type=int, default=DEFAULT_ARCH["depth"],
+                   help="residual blocks at quarter resolution (VAEs)")
+    t.add_argument("--latent", type=int, default=DEFAULT_ARCH["latent"],
+                   help="channels of the spatial latent (VAEs)")
     t.add_argument("--snapshot-every", type=int, default=96,
                    help="keep a copy of the checkpoint every N steps (0: none)")
     t.add_argument("--resume", action="store_true")
@@ -102,6 +109,9 @@ def run_train(args: argparse.Namespace) -> int:
 
     _check_counts(args, "epochs", "batch-size")
     _check_floats(args, ("lr", 0.0, 10.0, True))
+    for name, lo, hi in (("width", 1, 256), ("depth", 0, 16), ("latent", 1, 256)):
+        if not lo <= getattr(args, name) <= hi:
+            raise InputError(f"--{name} must lie in {lo}..{hi}, got {getattr(args, name)}")
     if args.snapshot_every < 0:
         raise InputError(f"--snapshot-every must be >= 0, got {args.snapshot_every}")
     out = Path(args.output)
@@ -118,6 +128,7 @@ def run_train(args: argparse.Namespace) -> int:
             args.data, args.model, out, epochs=args.epochs, batch_size=args.batch_size,
             lr=args.lr, seed=args.seed, channels=channels, resume=args.resume,
             snapshot_every=args.snapshot_every, log=out.with_suffix(".curve.jsonl"),
+            model_args={"width": args.width, "depth": args.depth, "latent": args.latent},
             callback=lambda step, terms: progress(f"train {args.model}", step, None))
     print(f"trained {args.model} for {res.step} steps in {time.perf_counter() - t:.0f} s; "
           f"wrote {out} and the learning curve {out.with_suffix('.curve.jsonl')}")

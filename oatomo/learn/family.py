@@ -30,15 +30,19 @@ import numpy as np
 from ..errors import InputError
 from ..scanners import FAMILY_KEY
 
-__all__ = ["FAMILY_KEY", "KINDS", "build_family_model", "train_family_refiner", "export_refiner",
-           "family_metadata"]
+__all__ = ["DEFAULT_ARCH", "FAMILY_KEY", "KINDS", "build_family_model", "train_family_refiner",
+           "export_refiner", "family_metadata"]
 
 #: Model kinds of :func:`build_family_model`.
 KINDS = ("multi-decoder", "beta-vae", "unet")
 
+#: Default architecture of :func:`build_family_model` (and of ``oatomo family train``).
+DEFAULT_ARCH: dict[str, int] = {"width": 32, "depth": 2, "latent": 16}
 
-def build_family_model(kind: str, n_envs: int, in_channels: int, *, width: int = 32,
-                       depth: int = 2, latent: int = 16, beta: float = 1.0,
+
+def build_family_model(kind: str, n_envs: int, in_channels: int, *,
+                       width: int = DEFAULT_ARCH["width"], depth: int = DEFAULT_ARCH["depth"],
+                       latent: int = DEFAULT_ARCH["latent"], beta: float = 1.0,
                        gamma: float = 1.0, obs_sigma: float = 0.05, size: int = 96,
                        seed: int = 0) -> Any:
     """A fresh model of ``kind`` (see :data:`KINDS`) with seeded initial weights."""

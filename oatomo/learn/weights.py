@@ -186,9 +186,29 @@ def _silu(x: np.ndarray) -> np.ndarray:
 
 
 def _conv(x: np.ndarray, w: np.ndarray, b: np.ndarray, stride: int, pad: int) -> np.ndarray:
-    """``torch.nn.functional.conv2d``: one matrix product over im2col columns."""
+    """``torch.nn.functional.conv2d``.
+
+    A stride-1 convolution that keeps the size (odd kernel, ``pad = (k - 1) // 2``) is one
+    matrix product of all taps' weights with the flattened, zero-padded image, whose shifted
+    rows are summed (no k² copy of the input as im2col makes); others use im2col columns.
+    """
     n, c, h, wd = x.shape
     o, _, k, _ = w.shape
+    if stride == 1 and k % 2 and pad == (k - 1) // 2:
+        hp, wp = h + 2 * pad, wd + 2 * pad
+        flat = np.zeros((n, c, hp * wp + k), np.float32)  # k spare: the last shifts' tail
+        flat[:, :, :hp * wp].reshape(n, c, hp, wp)[:, :, pad:pad + h, pad:pad + wd] = x
+        taps = np.ascontiguousarray(w.transpose(2, 3, 0, 1), np.float32).reshape(k * k * o, c)
+        rows = h * wp  # output on the padded width; the last 2 * pad columns are dropped
+        out = np.empty((n, o, rows), np.float32)
+        for i in range(n):
+            tap = np.matmul(taps, flat[i]).reshape(k, k, o, -1)
+            acc = out[i]
+            acc[:] = b[:, None]
+            for ky in range(k):
+                for kx in range(k):
+                    acc += tap[ky, kx, :, ky * wp + kx:ky * wp + kx + rows]
+        return out.reshape(n, o, h, wp)[:, :, :, :wd]
     ho, wo = (h + 2 * pad - k) // stride + 1, (wd + 2 * pad - k) // stride + 1
     xp = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad))) if pad else x
     win = np.lib.stride_tricks.sliding_window_view(xp, (k, k), axis=(2, 3))
@@ -302,8 +322,10 @@ class NumpyConvVAE:
 
     # -- the interface ------------------------------------------------------------------
 
-    def encode(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Posterior mean and log-variance of ``x`` (B, C, H, W), each (B, L, H/4, W/4)."""
+    def encode(self, x: np.ndarray, logvar: bool = True
+               ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Posterior mean and log-variance of ``x`` (B, C, H, W), each (B, L, H/4, W/4)
+        (the log-variance None when ``logvar`` is False)."""
         x = np.asarray(x, np.float32)
         if x.ndim != 4 or x.shape[1] != self.in_channels or x.shape[2] % 4 or x.shape[3] % 4:
             raise InputError(f"x must be (B, {self.in_channels}, H, W) with H, W multiples "
@@ -314,8 +336,10 @@ class NumpyConvVAE:
         for i in range(self.depth):
             h = self._res(h, f"encoder.net.{4 + i}")
         h = _silu(h)
-        logvar = np.clip(self._c(h, "logvar_head"), *_LOGVAR_RANGE)
-        return self._c(h, "mu_head"), logvar
+        mu = self._c(h, "mu_head")
+        if not logvar:
+            return mu, None
+        return mu, np.clip(self._c(h, "logvar_head"), *_LOGVAR_RANGE)
 
     def decode(self, z: np.ndarray, env: int | None = None) -> np.ndarray:
         """Decoder output for latents ``z``: the invariant decoder (``env=None``) or the
@@ -348,7 +372,7 @@ class NumpyConvVAE:
 
     def reconstruct(self, x: np.ndarray, env: int | None = None) -> np.ndarray:
         """Likelihood mean decoded from the posterior mean."""
-        mu, _ = self.encode(x)
+        mu, _ = self.encode(x, logvar=False)
         return self.likelihood_mean(self.decode(mu, env))
 
     @classmethod
