@@ -2,7 +2,8 @@
 
 Reads the ``<checkpoint>.curve.jsonl`` files written by ``oatomo family train`` and prints,
 every ``--every`` steps, the mean over the steps before of the sum of squared errors per
-image (the Gaussian negative log-likelihood with its constant removed, times 2σ²). For a
+image (the VAEs' Gaussian negative log-likelihood with its constant removed, times 2σ²;
+the U-Net's loss, which is that sum). For a
 multi-decoder model the column is its invariant decoder (the ``invariance`` term, the
 invariant decoder's likelihood); for the pooled models the ``reconstruction`` term.
 
@@ -23,12 +24,15 @@ def sse_per_image(curve: Path, *, sigma: float, pixels: int, every: int,
     rows = [json.loads(line) for line in curve.read_text().splitlines() if line.strip()]
     if term is None:
         term = "invariance" if any(r.get("invariance", 0) for r in rows) else "reconstruction"
+    # a U-Net's loss is the SSE itself (no KL); the VAEs' is the Gaussian NLL
+    vae = any(r.get("kl", 0) for r in rows)
     const = pixels * (math.log(sigma) + 0.5 * math.log(2 * math.pi))
     out: dict[int, float] = {}
     for end in range(every, rows[-1]["step"] + 1, every):
         block = [r[term] for r in rows if end - every < r["step"] <= end]
         if block:
-            out[end] = (sum(block) / len(block) - const) * 2 * sigma ** 2
+            mean = sum(block) / len(block)
+            out[end] = (mean - const) * 2 * sigma ** 2 if vae else mean
     return out
 
 
