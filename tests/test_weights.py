@@ -221,3 +221,33 @@ def test_checkpoint_configs_are_bounded_before_building(tmp_path, monkeypatch):
     monkeypatch.setenv("OATOMO_MAX_BYTES", "1K")
     with pytest.raises(InputError, match="OATOMO_MAX_BYTES"):
         build_model("ConvBetaVAE", cfg)
+
+
+@pytest.mark.parametrize("k, stride, pad, batch", [(3, 1, 1, 2), (5, 1, 2, 1), (1, 1, 0, 1),
+                                                   (4, 2, 1, 2), (3, 1, 0, 1)])
+def test_numpy_convolution_equals_pytorch(k, stride, pad, batch):
+    """Both paths of the NumPy convolution (shifted sums for size-keeping stride-1 kernels,
+    im2col for the rest) against ``torch.nn.functional.conv2d``."""
+    from oatomo.learn.weights import _conv
+
+    rng = np.random.default_rng(k + 10 * stride + pad)
+    x = rng.standard_normal((batch, 3, 13, 10)).astype(np.float32)
+    w = rng.standard_normal((5, 3, k, k)).astype(np.float32)
+    b = rng.standard_normal(5).astype(np.float32)
+    want = torch.nn.functional.conv2d(torch.from_numpy(x), torch.from_numpy(w),
+                                      torch.from_numpy(b), stride=stride, padding=pad).numpy()
+    got = _conv(x, w, b, stride, pad)
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
+
+
+def test_encode_without_log_variance_gives_the_same_mean():
+    torch.manual_seed(0)
+    model = ConvMultiDecoderIVAE(ConvVAEConfig(width=4, depth=1, latent_dim=3, n_envs=2))
+    state = {k: v.detach().numpy() for k, v in model.state_dict().items()}
+    fast = NumpyConvVAE("ConvMultiDecoderIVAE", model.config.to_dict(), state)
+    x = np.random.default_rng(1).standard_normal((1, 2, 16, 16)).astype(np.float32)
+    mu, logvar = fast.encode(x)
+    mu2, none = fast.encode(x, logvar=False)
+    assert none is None and logvar.shape == mu.shape
+    np.testing.assert_array_equal(mu, mu2)
