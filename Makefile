@@ -77,12 +77,12 @@ clean:
 
 # Train the scanner-family refiner (every 2-D ring or arc scanner; README "One refiner for
 # every 2-D ring or arc scanner"): 15 environments x 768 scans (about 9 min on one core),
-# the multi-decoder invariant VAE (width 8, depth 2) for 16 epochs (6144 steps of 30
-# images; about 35 min on one free core), the held-out evaluation set with TV baselines, the
+# the multi-decoder invariant VAE (width 8, depth 2) for 32 epochs (12288 steps of 30
+# images; about 40 min on one core), the held-out evaluation set with TV baselines, the
 # evaluation, and the export (weights only) into the package. Every step resumes where an
 # interrupted run stopped.
 FAMILY_OUT ?= out/family
-FAMILY_ARGS ?= --epochs 16
+FAMILY_ARGS ?= --epochs 32
 FAMILY_SHIPPED ?= oatomo/resources/models/family_refiner.npz
 model-family: $(VENV)/.installed
 	mkdir -p $(FAMILY_OUT)

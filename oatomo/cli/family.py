@@ -32,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--model", choices=("multi-decoder", "beta-vae", "unet"),
                    default="multi-decoder")
     t.add_argument("-o", "--output", required=True, help="checkpoint (.pt)")
-    t.add_argument("--epochs", type=int, default=16)
+    t.add_argument("--epochs", type=int, default=32)
     t.add_argument("--batch-size", type=int, default=30)
     t.add_argument("--lr", type=float, default=1e-3)
     t.add_argument("--seed", type=int, default=0)
