@@ -128,15 +128,14 @@ def _pearson_img(a: np.ndarray, b: np.ndarray) -> float:
     return float((a * b).sum() / den) if den > 0 else 0.0
 
 
-def eval_files(eval_dir: str | os.PathLike
-               ) -> Iterator[tuple[Path, dict[str, np.ndarray], Grid]]:
-    """Each file of an evaluation set (:func:`make_eval_set`), in name order: its path,
-    its arrays and its image grid."""
+def eval_files(eval_dir: str | os.PathLike) -> Iterator[tuple[dict[str, np.ndarray], Grid]]:
+    """Each file of an evaluation set (:func:`make_eval_set`), in name order: its arrays and
+    its image grid."""
     for f in sorted(Path(eval_dir).glob("*__*.npz")):
         with np.load(f, allow_pickle=False) as z:
             data = {k: z[k] for k in z.files}
         size = int(data["size"])
-        yield f, data, Grid(size, size * float(data["pitch"]))
+        yield data, Grid(size, size * float(data["pitch"]))
 
 
 def eval_acquisition(data: dict[str, np.ndarray], i: int) -> Acquisition:
@@ -185,7 +184,7 @@ def evaluate_family(eval_dir: str | os.PathLike, models: dict[str, str | os.Path
     calib: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {n: [] for n in [*refiners, *old]}
     examples: dict[str, dict[str, np.ndarray]] = {}
     timing: dict[str, list[float]] = {n: [] for n in refiners}
-    for _, data, grid in eval_files(eval_dir):
+    for data, grid in eval_files(eval_dir):
         g, p = str(data["geometry"]), str(data["perturbation"])
         for i in range(len(data["truth"])):
             truth = data["truth"][i]

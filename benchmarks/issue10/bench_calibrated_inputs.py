@@ -75,7 +75,7 @@ def run(out: Path, count: int, geometry: str, perturbations: list[str] | None = 
     done = {(r["perturbation"], r["item"]): r for r in rows}
     ref = load_family_refiner(MODEL)
     added = False
-    for _, data, grid in eval_files(evalset):
+    for data, grid in eval_files(evalset):
         pert = str(data["perturbation"])
         for i in range(min(len(data["truth"]), max_items or len(data["truth"]))):
             truth = data["truth"][i]

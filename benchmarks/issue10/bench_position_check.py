@@ -38,7 +38,7 @@ from oatomo.geometry import SensorArray  # noqa: E402
 def rows_of(evalset: Path) -> list[dict]:
     """One row per scan: the check with the file's and with the true geometry."""
     rows = []
-    for _, d, grid in eval_files(evalset):
+    for d, grid in eval_files(evalset):
         for i in range(len(d["truth"])):
             acq = eval_acquisition(d, i)
             sino = d["sinogram"][i][:, :acq.n_samples]

@@ -13,8 +13,12 @@ Run: ``.venv/bin/python benchmarks/issue10/compare_models.py [LABEL=]A.json:inva
 from __future__ import annotations
 
 import json
-import math
 import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from oatomo.stats import standard_error  # noqa: E402
 
 
 def per_scan(path: str, method: str) -> dict[tuple[str, str, int], dict]:
@@ -28,10 +32,8 @@ def per_scan(path: str, method: str) -> dict[tuple[str, str, int], dict]:
 
 
 def mean_se(values: list[float]) -> tuple[float, float]:
-    n = len(values)
-    m = sum(values) / n
-    sd = math.sqrt(sum((v - m) ** 2 for v in values) / (n - 1)) if n > 1 else float("nan")
-    return m, sd / math.sqrt(n)
+    """Mean and its standard error."""
+    return sum(values) / len(values), standard_error(values)
 
 
 def main(specs: list[str]) -> None:

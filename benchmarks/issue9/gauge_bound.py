@@ -92,7 +92,7 @@ def issue10_cases(directory: Path) -> dict[str, float]:
     from oatomo.family_evaluate import eval_acquisition, eval_files
 
     out = {}
-    for _, data, grid in eval_files(directory):
+    for data, grid in eval_files(directory):
         for i in range(len(data["truth"])):
             # an evaluation scan has no setup: the prior mean is the nominal array
             sensors, c = gauge_oracle(data["true"][i], data["nominal"][i],
