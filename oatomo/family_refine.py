@@ -263,11 +263,14 @@ class FamilyRefiner:
         model = self.model.eval()
         xt = torch.from_numpy(np.ascontiguousarray(x))[None].to(model.device)
         with torch.no_grad():
-            out = model.reconstruct(xt, e)[0, 0].cpu().numpy()
             posterior, decoders = self._wants(n_samples)
             if not (posterior or decoders) or not hasattr(model, "encode"):
+                out = model.reconstruct(xt, e)[0, 0].cpu().numpy()
                 return out.astype(np.float32), None
+            # the posterior serves the refined image and the uncertainty map: encode once
             mu, logvar = model.encode(xt)
+            out = model.likelihood_mean(model._decode(
+                mu, model._env(e, 1, required=False)))[0, 0].cpu().numpy()
             var = torch.zeros_like(xt[0, 0])
             if posterior:
                 env_t = model._env(e, n_samples, required=False)
