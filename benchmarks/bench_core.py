@@ -98,7 +98,7 @@ COLD_SNIPPET = r"""
 import time, numpy as np
 t = time.perf_counter()
 from oatomo import Grid, Acquisition, ring_array
-from oatomo.recon import backproject
+from oatomo.recon.backprojection import backproject
 from oatomo.forward import simulate
 g = Grid(64, 0.0064); s = ring_array(32, 0.02); a = Acquisition(20e6, 512)
 y = simulate(np.ones(g.shape, np.float32), g, s, a)
@@ -123,7 +123,7 @@ def run(quick: bool = False) -> list[dict]:
     from oatomo import Acquisition, Grid, ring_array
     from oatomo.forward import ForwardOperator
     from oatomo.phantoms import vessels
-    from oatomo.recon import backproject
+    from oatomo.recon.backprojection import backproject
 
     reps = 3 if quick else 9
     grid = Grid(N_PIX, 0.0256)

@@ -25,9 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 def _refiners(model: str | None) -> tuple[dict, str]:
     """The refiner on each engine, and a label."""
-    from oatomo.family_refine import FamilyRefiner, load_family_refiner
-    from oatomo.learn.family import build_family_model
-    from oatomo.learn.weights import NumpyConvVAE
+    from oatomo.refine.refiner import FamilyRefiner, load_family_refiner
+    from oatomo.learn.refiner import build_family_model
+    from oatomo.refine.weights import NumpyConvVAE
     from oatomo.resources import MODELS, resource_path
 
     path = Path(model) if model else Path(resource_path(MODELS, "family_refiner.npz"))
@@ -50,7 +50,7 @@ def run(model: str | None = None, quick: bool = False) -> list[dict]:
     from bench_core import median_time
 
     from oatomo import Acquisition, Grid, ring_array
-    from oatomo.recon import backproject
+    from oatomo.recon.backprojection import backproject
 
     torch.set_num_threads(2)
     reps = 5 if quick else 15

@@ -30,8 +30,8 @@ def run(quick: bool = False) -> list[dict]:
     from oatomo import Acquisition, Grid, ring_array
     from oatomo.learn.fit import build_refiner_model
     from oatomo.learn.train import train
-    from oatomo.recon import backproject
-    from oatomo.refine import Refiner, load_refiner
+    from oatomo.recon.backprojection import backproject
+    from oatomo.refine.legacy import Refiner, load_refiner
     from oatomo.resources import legacy_model_path
 
     torch.set_num_threads(2)

@@ -2,9 +2,9 @@
 
 1. Quality (issue 5): 32-sensor ring (r = 22.5 mm), 128 x 128 pixels at 0.1 mm, 40 MHz,
    1024 samples, 1 % relative noise, vessel phantoms ``oatomo.phantoms.vessels(grid, s)``
-   for s = 0 .. 19 (the defaults of ``oatomo.model_based`` were tuned on seeds 101-104,
+   for s = 0 .. 19 (the defaults of ``oatomo.recon.model_based`` were tuned on seeds 101-104,
    not these). Each reconstruction is scaled by its least-squares factor to the truth,
-   ``a = <img, p0> / <img, img>``, before PSNR and SSIM (``oatomo.metrics``, data range 1,
+   ``a = <img, p0> / <img, img>``, before PSNR and SSIM (``oatomo.evaluation.metrics``, data range 1,
    the phantoms being min-max normalised): the fairest single normalisation, since it
    gives every method the amplitude that suits it best and UBP/DAS have no calibrated
    amplitude. Min-max normalisation of each image (as in the published pipeline) is
@@ -15,7 +15,7 @@
    (tracemalloc, inputs excluded; the CSR matrix's own size is reported separately) and
    the difference of the two solutions.
 3. Speed of TV (50 iterations), FBP (exact, 512-sensor ring) and autofocus.
-4. Autofocus sharpness measures compared (the choice in ``oatomo.autofocus``).
+4. Autofocus sharpness measures compared (the choice in ``oatomo.recon.autofocus``).
 
 Run: ``.venv/bin/python benchmarks/bench_mb.py`` (``--quick``: 5 phantoms, the matrix
 comparison on 64 x 64 pixels).
@@ -66,7 +66,7 @@ def quality(n_phantoms: int) -> dict[str, dict[str, np.ndarray]]:
     """PSNR / SSIM per method and phantom, for both normalisations."""
     from oatomo import Acquisition, Grid, ring_array
     from oatomo.forward import simulate
-    from oatomo.metrics import psnr, ssim
+    from oatomo.evaluation.metrics import psnr, ssim
     from oatomo.phantoms import vessels
     from oatomo.pipeline import reconstruct_sinogram
 
@@ -121,7 +121,7 @@ def tikhonov_vs_scipy(n_pix: int, reps: int) -> list[dict]:
 
     from oatomo import Acquisition, Grid, ring_array
     from oatomo.forward import simulate
-    from oatomo.model_based import _operator, default_lambda, reconstruct_model_based
+    from oatomo.recon.model_based import _operator, default_lambda, reconstruct_model_based
     from oatomo.phantoms import vessels
 
     grid = Grid(n_pix, FOV)
@@ -181,12 +181,12 @@ def tikhonov_vs_scipy(n_pix: int, reps: int) -> list[dict]:
 
 def speed(reps: int) -> list[dict]:
     from oatomo import Acquisition, Grid, ring_array
-    from oatomo.autofocus import autofocus
-    from oatomo.exact import fbp_circular
+    from oatomo.recon.autofocus import autofocus
+    from oatomo.recon.exact import fbp_circular
     from oatomo.forward import simulate
-    from oatomo.model_based import reconstruct_model_based
+    from oatomo.recon.model_based import reconstruct_model_based
     from oatomo.phantoms import shepp_logan, vessels
-    from oatomo.recon import backproject
+    from oatomo.recon.backprojection import backproject
 
     grid, sensors, acq = Grid(N_PIX, FOV), ring_array(N_SENS, RADIUS), Acquisition(FS, N_T)
     y = simulate(vessels(grid, 0), grid, sensors, acq, noise_std=NOISE, seed=0)
@@ -233,7 +233,7 @@ def sharpness_measures() -> list[dict]:
     from oatomo import Acquisition, Grid, ring_array
     from oatomo.forward import simulate
     from oatomo.phantoms import make
-    from oatomo.recon import backproject
+    from oatomo.recon.backprojection import backproject
 
     def measures(img: np.ndarray) -> dict[str, float]:
         im = img.astype(np.float64)
@@ -272,7 +272,7 @@ def delay_ridge() -> list[dict]:
     from dataclasses import replace
 
     from oatomo import Acquisition, Grid, ring_array
-    from oatomo.autofocus import autofocus
+    from oatomo.recon.autofocus import autofocus
     from oatomo.forward import simulate
     from oatomo.phantoms import vessels
 

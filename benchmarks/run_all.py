@@ -50,7 +50,7 @@ MEMORY_CASES = ("das", "ubp", "forward", "adjoint", "numpy-das")
 def _memory_case(case: str) -> None:
     from oatomo import Acquisition, Grid, ring_array
     from oatomo.forward import ForwardOperator
-    from oatomo.recon import backproject
+    from oatomo.recon.backprojection import backproject
 
     grid, sensors, acq = Grid(256, 0.0256), ring_array(256, 0.04), Acquisition(40e6, 2030)
     op = ForwardOperator(grid, sensors, acq)
@@ -95,7 +95,7 @@ def _fit_exponent(xs: list[float], ts: list[float]) -> float:
 def scaling_rows(quick: bool) -> tuple[list[dict], str]:
     from oatomo import Acquisition, Grid, ring_array
     from oatomo.forward import ForwardOperator
-    from oatomo.recon import backproject
+    from oatomo.recon.backprojection import backproject
 
     bench_core = _load("bench_core")
     reps = 3 if quick else 5

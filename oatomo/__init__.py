@@ -7,9 +7,9 @@ stays fast and does not import PyTorch until a learning feature is used.
 
 from __future__ import annotations
 
-from ._lazy import lazy_exports
-from .errors import InputError
-from .geometry import Acquisition, Grid, SensorArray, ring_array
+from oatomo._lazy import lazy_exports
+from oatomo.errors import InputError
+from oatomo.geometry import Acquisition, Grid, SensorArray, ring_array
 
 __version__ = "0.1.0"
 
@@ -18,25 +18,25 @@ _LAZY = {
     "load_setup": "oatomo.setups",
     "simulate": "oatomo.forward",
     "ForwardOperator": "oatomo.forward",
-    "backproject": "oatomo.recon",
+    "backproject": "oatomo.recon.backprojection",
     "reconstruct": "oatomo.pipeline",
     "Reconstruction": "oatomo.pipeline",
-    "METHODS": "oatomo.methods",
-    "reconstruct_model_based": "oatomo.model_based",
+    "METHODS": "oatomo.recon.registry",
+    "reconstruct_model_based": "oatomo.recon.model_based",
     "calibrate": "oatomo.calibration",
     "apply_calibration": "oatomo.calibration",
     "Calibration": "oatomo.calibration",
     "check_positions": "oatomo.calibration",
     "PositionCheck": "oatomo.calibration",
     "DetectorResponse": "oatomo.response",
-    "load_preset": "oatomo.presets",
+    "load_preset": "oatomo.pipeline.presets",
     "Scan": "oatomo.io",
     "load_scan": "oatomo.io",
     "save_scan": "oatomo.io",
     "phantoms": "oatomo.phantoms",
-    "metrics": "oatomo.metrics",
-    "cmnist": "oatomo.cmnist",
-    "stats": "oatomo.stats",
+    "metrics": "oatomo.evaluation.metrics",
+    "cmnist": "oatomo.validation.cmnist",
+    "stats": "oatomo.evaluation.stats",
     "learn": "oatomo.learn",
 }
 

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from .errors import InputError
+from oatomo.errors import InputError
 
 __all__ = ["atomic_path", "check_output_path", "check_outputs", "check_input_file",
            "check_free_space", "forget_outputs", "publish", "hdf5_for_writing",

@@ -17,7 +17,7 @@ import math
 import os
 from typing import Any
 
-from .errors import InputError
+from oatomo.errors import InputError
 
 __all__ = ["MAX_POSITION", "MAX_SENSORS", "MAX_SAMPLES", "FS_RANGE", "SPEED_RANGE", "MAX_T0",
            "MAX_PERTURBATION", "MAX_COUNT", "DEFAULT_MAX_BYTES", "max_bytes", "check_bytes",

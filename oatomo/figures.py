@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from ._atomic import atomic_path
-from .geometry import Acquisition, Grid
+from oatomo._atomic import atomic_path
+from oatomo.geometry import Acquisition, Grid
 
 __all__ = ["scan_figure", "reconstruction_figure", "add_scale_bar", "evaluation_figure",
            "cmnist_figures"]
@@ -263,7 +263,7 @@ def cmnist_figures(outdir: str | os.PathLike, test: Any, figures: dict[str, Any]
     reconstruction) and ``samples.png`` (generated samples of each model).
 
     ``test``, ``figures`` and ``models`` as returned by
-    :func:`oatomo.learn.cmnist_experiment.run_experiment` under ``"figures"``.
+    :func:`oatomo.validation.cmnist.experiment.run_experiment` under ``"figures"``.
     """
     outdir = Path(outdir)
     paths = []
@@ -311,7 +311,7 @@ def cmnist_stats_figure(outdir: str | os.PathLike, uncertainty: dict[str, dict[s
     Parameters
     ----------
     uncertainty
-        :func:`oatomo.stats.model_uncertainty`'s result.
+        :func:`oatomo.evaluation.stats.model_uncertainty`'s result.
     names
         Display name of each model key.
     poster

@@ -6,7 +6,7 @@ Convention (SCIENCE.md section 4): the imaging plane is a slab of thickness ``h`
     p(r_s, t) = h / (4 pi c^2) * d/dt [ (1/t) * integral_{|r - r_s| = c t} p0(r) dl ]
 
 The image is expanded in the bilinear basis of the grid and each sample is the average
-of ``p`` over its sampling interval (see :mod:`oatomo._kernels`). For a uniform disk this
+of ``p`` over its sampling interval (see :mod:`oatomo.kernels`). For a uniform disk this
 reproduces the closed form ``integral p dt = h q / (2 pi c) * alpha(c t)`` to well under
 1 % at every sensor angle (tested).
 """
@@ -20,11 +20,11 @@ from typing import Any
 import numba
 import numpy as np
 
-from . import _kernels as K
-from ._limits import MAX_POSITION, check_bytes
-from .errors import InputError
-from .geometry import Acquisition, Grid, SensorArray, check_geometry
-from .response import DetectorResponse, convolve, correlate, element_points
+from oatomo import kernels as K
+from oatomo._limits import MAX_POSITION, check_bytes
+from oatomo.errors import InputError
+from oatomo.geometry import Acquisition, Grid, SensorArray, check_geometry
+from oatomo.response import DetectorResponse, convolve, correlate, element_points
 
 logger = logging.getLogger(__name__)
 

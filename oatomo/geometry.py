@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ._limits import (
+from oatomo._limits import (
     FS_RANGE,
     MAX_PERTURBATION,
     MAX_POSITION,
@@ -22,7 +22,7 @@ from ._limits import (
     SPEED_RANGE,
     check_range,
 )
-from .errors import InputError, warn_units
+from oatomo.errors import InputError, warn_units
 
 __all__ = ["SensorArray", "ring_array", "Grid", "Acquisition", "as_sensors", "check_geometry",
            "MAX_GRID_SIDE", "PLAUSIBLE"]

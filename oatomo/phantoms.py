@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ._atomic import check_input_file
-from ._limits import check_bytes
-from .errors import InputError
-from .geometry import Grid
+from oatomo._atomic import check_input_file
+from oatomo._limits import check_bytes
+from oatomo.errors import InputError
+from oatomo.geometry import Grid
 
 __all__ = ["disk", "disks", "shepp_logan", "vessels", "vessel_tree", "load_image", "make",
            "NAMES", "vessel_forest", "vessel_walk", "blobs", "texture", "mixture",

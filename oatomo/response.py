@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InputError
+from oatomo.errors import InputError
 
 __all__ = ["DetectorResponse", "convolve", "correlate", "wiener_deconvolve",
            "element_points", "DEFAULT_WIENER"]
@@ -275,13 +275,13 @@ def element_points(sensors: Any, width: float, acquisition: Any,
         points ``k * n_points ... (k + 1) * n_points - 1`` belong to element ``k``, with its
         normal) and the count.
     """
-    from .geometry import SensorArray
+    from oatomo.geometry import SensorArray
 
     if isinstance(width, bool) or not isinstance(width, (int, float, np.floating)) \
             or not (math.isfinite(width) and width > 0):
         raise InputError(f"element width must be a number > 0 metres, got {width!r}")
     if width > 0.05:
-        from .errors import warn_units
+        from oatomo.errors import warn_units
 
         warn_units(f"element width = {width:g} m looks like a unit slip (metres: 0.5 mm is "
                    f"5e-4)")
@@ -290,7 +290,7 @@ def element_points(sensors: Any, width: float, acquisition: Any,
     if int(m) != m or m < 1:
         raise InputError(f"n_points must be a positive integer, got {n_points!r}")
     m = int(m)
-    from ._limits import MAX_POSITION, MAX_SENSORS, check_bytes
+    from oatomo._limits import MAX_POSITION, MAX_SENSORS, check_bytes
 
     if width > MAX_POSITION:
         raise InputError(f"element width must be at most {MAX_POSITION:g} metres, got "

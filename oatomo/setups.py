@@ -56,11 +56,11 @@ from typing import Any
 
 import numpy as np
 
-from ._limits import MAX_PERTURBATION, MAX_POSITION, check_bytes, check_range
-from .errors import InputError
-from .geometry import Acquisition, Grid, SensorArray, ring_array
-from .resources import SETUPS, resource_path
-from .response import DetectorResponse
+from oatomo._limits import MAX_PERTURBATION, MAX_POSITION, check_bytes, check_range
+from oatomo.errors import InputError
+from oatomo.geometry import Acquisition, Grid, SensorArray, ring_array
+from oatomo.resources import SETUPS, resource_path
+from oatomo.response import DetectorResponse
 
 __all__ = ["Setup", "load_setup", "bundled_setups", "describe_bundled_setups",
            "SIMULATIONS_DIR"]
@@ -369,7 +369,7 @@ def read_toml(path: str | os.PathLike, what: str) -> dict[str, Any]:
         import tomllib
     except ModuleNotFoundError:  # pragma: no cover - Python 3.10
         import tomli as tomllib  # type: ignore[no-redef]
-    from ._atomic import check_input_file
+    from oatomo._atomic import check_input_file
 
     if not os.path.lexists(path):
         raise InputError(f"{what} file not found", path)

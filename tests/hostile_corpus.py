@@ -86,7 +86,7 @@ def _nan_model(path: Path) -> None:
 
     from oatomo import Grid
     from oatomo.learn import MultiDecoderIVAE, VAEConfig
-    from oatomo.refine import Refiner, save_refiner
+    from oatomo.refine.legacy import Refiner, save_refiner
 
     model = MultiDecoderIVAE(VAEConfig(in_shape=(1, 32, 32), latent_dim=2, channels=(2, 2),
                                        hidden=4, n_envs=1), seed=0)

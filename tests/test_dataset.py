@@ -6,7 +6,7 @@ import pytest
 
 from oatomo import InputError
 from oatomo.cli import main
-from oatomo.dataset import generate_dataset, item_seed, load_experiment, make_item
+from oatomo.datasets.legacy import generate_dataset, item_seed, load_experiment, make_item
 
 EXP = """
 name = "tiny"

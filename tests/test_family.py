@@ -101,7 +101,7 @@ def test_draw_scan_seeded_and_covers_fov():
 
 
 def test_family_dataset_resumes_same_bytes(tmp_path):
-    from oatomo.family_dataset import generate_family_data, load_family_data
+    from oatomo.datasets.generate import generate_family_data, load_family_data
 
     envs = ["ring-sparse/radial", "arc/none"]
     kw = dict(count=3, seed=1, size=32, chunk=2, inputs=("ubp", "das"))
@@ -141,8 +141,8 @@ def test_conv_models_any_size(size):
 
 @pytest.fixture(scope="module")
 def tiny_refiners(tmp_path_factory):
-    from oatomo.family_dataset import generate_family_data
-    from oatomo.learn.family import train_family_refiner
+    from oatomo.datasets.generate import generate_family_data
+    from oatomo.learn.refiner import train_family_refiner
 
     tmp = tmp_path_factory.mktemp("fam")
     generate_family_data(tmp / "d", ["ring-sparse/none", "arc/radial"], count=4, size=32,
@@ -159,7 +159,7 @@ def tiny_refiners(tmp_path_factory):
 
 
 def test_family_training_resumes_bit_for_bit(tiny_refiners, tmp_path):
-    from oatomo.learn.family import train_family_refiner
+    from oatomo.learn.refiner import train_family_refiner
 
     data = tiny_refiners["unet"].parent / "d"
     kw = dict(batch_size=4, model_args=dict(width=8, depth=1, latent=4))
@@ -173,7 +173,7 @@ def test_family_training_resumes_bit_for_bit(tiny_refiners, tmp_path):
 
 
 def test_refine_any_grid_units_and_determinism(tiny_refiners):
-    from oatomo.family_refine import UNITS_PA, UNITS_RELATIVE, load_family_refiner
+    from oatomo.refine.refiner import UNITS_PA, UNITS_RELATIVE, load_family_refiner
     from oatomo.forward import simulate
 
     ref = load_family_refiner(tiny_refiners["multi-decoder"])
@@ -197,7 +197,7 @@ def test_refine_any_grid_units_and_determinism(tiny_refiners):
 
 
 def test_refine_tiles_match_whole_image_in_the_middle(tiny_refiners):
-    from oatomo.family_refine import load_family_refiner
+    from oatomo.refine.refiner import load_family_refiner
 
     ref = load_family_refiner(tiny_refiners["multi-decoder"])
     x = np.random.default_rng(0).random((2, 128, 128)).astype(np.float32)
@@ -209,7 +209,7 @@ def test_refine_tiles_match_whole_image_in_the_middle(tiny_refiners):
 
 
 def test_resample_round_trip():
-    from oatomo.family_refine import resample, to_canonical_grid
+    from oatomo.refine.refiner import resample, to_canonical_grid
 
     user = Grid(64, 0.0096)
     canon = to_canonical_grid(user)
@@ -220,7 +220,7 @@ def test_resample_round_trip():
 
 
 def test_evaluate_family_tables_and_figure(tiny_refiners, tmp_path):
-    from oatomo.family_evaluate import evaluate_family, make_eval_set, to_markdown
+    from oatomo.evaluation.refiners import evaluate_family, make_eval_set, to_markdown
 
     ev = make_eval_set(tmp_path / "ev", count=2, size=32, tv_iter=3,
                        geometries=["ring32-r22.5"], perturbations=["radial", "large"])
@@ -258,7 +258,7 @@ def test_compatible_off_centre_ring():
 
 def test_family_cli_data_train_export(tmp_path, capsys):
     from oatomo.cli import main
-    from oatomo.family_refine import load_family_refiner
+    from oatomo.refine.refiner import load_family_refiner
 
     d, ck, ex = tmp_path / "d", tmp_path / "m.pt", tmp_path / "shipped.pt"
     assert main(["family", "data", "-o", str(d), "--count", "1", "--size", "32"]) == 0
@@ -291,7 +291,7 @@ def test_family_cli_data_train_export(tmp_path, capsys):
 
 
 def test_uncertainty_modes(tiny_refiners):
-    from oatomo.family_refine import load_family_refiner
+    from oatomo.refine.refiner import load_family_refiner
 
     ref = load_family_refiner(tiny_refiners["multi-decoder"])
     x = np.random.default_rng(1).random((2, 32, 32)).astype(np.float32)
@@ -339,7 +339,7 @@ def test_pipeline_refines_any_ring_on_the_user_grid(tiny_refiners, tmp_path):
 
 def test_oatomo_evaluate_on_a_scanner_directory(tiny_refiners, tmp_path, capsys):
     from oatomo.cli import main
-    from oatomo.family_evaluate import make_eval_set
+    from oatomo.evaluation.refiners import make_eval_set
 
     ev = make_eval_set(tmp_path / "ev", count=1, size=32, tv_iter=2,
                        geometries=["ring128-r40"], perturbations=["global"])
@@ -363,14 +363,14 @@ def test_oatomo_evaluate_on_a_scanner_directory(tiny_refiners, tmp_path, capsys)
 
 
 def test_evaluate_family_rejects_clashing_labels(tmp_path):
-    from oatomo.family_evaluate import evaluate_family
+    from oatomo.evaluation.refiners import evaluate_family
 
     with pytest.raises(InputError, match="'ubp' is the name of a classical"):
         evaluate_family(tmp_path, {"ubp": tmp_path / "m.pt"})
 
 
 def test_paired_drops_cancels_what_scans_share():
-    from oatomo.family_evaluate import _summary, paired_drops
+    from oatomo.evaluation.refiners import _summary, paired_drops
 
     rng = np.random.default_rng(0)
     items = []

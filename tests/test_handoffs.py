@@ -202,7 +202,7 @@ def test_patato_reads_and_reconstructs_our_export(tmp_path):
     spanning the field of view) on our grid, and oatomo's own DAS up to the interpolation
     (PATATO truncates the delay to a sample, oatomo interpolates linearly)."""
     from oatomo.io import save_patato
-    from oatomo.recon import backproject
+    from oatomo.recon.backprojection import backproject
 
     patato = pytest.importorskip("patato")
     from patato.recon.backprojection_reference import ReferenceBackprojection

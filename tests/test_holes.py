@@ -8,8 +8,8 @@ import pytest
 
 from oatomo import Acquisition, Grid, ring_array
 from oatomo.forward import simulate
-from oatomo.metrics import psnr
-from oatomo.recon import _UBP_GAIN, backproject
+from oatomo.evaluation.metrics import psnr
+from oatomo.recon.backprojection import _UBP_GAIN, backproject
 from oatomo.setups import Setup
 
 
@@ -141,7 +141,7 @@ def test_psnr_squares_the_data_range():
 def test_refinement_normalises_its_input():
     pytest.importorskip("torch")
     from oatomo.learn import MultiDecoderIVAE, VAEConfig
-    from oatomo.refine import Refiner
+    from oatomo.refine.legacy import Refiner
 
     model = MultiDecoderIVAE(VAEConfig(in_shape=(1, 8, 8), latent_dim=4, channels=(4, 8),
                                        hidden=16, n_envs=1), seed=0)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from oatomo import Acquisition, Grid, InputError, SensorArray, ring_array
-from oatomo import _kernels as K
+from oatomo import kernels as K
 from oatomo._limits import check_bytes, max_bytes
 from oatomo.forward import ForwardOperator
 from oatomo.setups import load_setup

@@ -6,8 +6,8 @@ from scipy.sparse.linalg import lsqr as scipy_lsqr
 
 from oatomo import Acquisition, Grid, InputError, phantoms, ring_array
 from oatomo.forward import ForwardOperator, simulate
-from oatomo.metrics import psnr
-from oatomo.model_based import (
+from oatomo.evaluation.metrics import psnr
+from oatomo.recon.model_based import (
     default_lambda,
     lsqr,
     operator_norm_sq,
@@ -15,7 +15,7 @@ from oatomo.model_based import (
     tv_norm,
     tv_prox,
 )
-from oatomo.recon import backproject
+from oatomo.recon.backprojection import backproject
 
 # a tiny problem whose system matrix can be built explicitly
 G24 = Grid(24, 0.0048)

@@ -10,13 +10,13 @@ from scipy.signal import butter, sosfiltfilt
 
 import oatomo
 from oatomo import Acquisition, Grid, InputError, ring_array
-from oatomo import _kernels as K
+from oatomo import kernels as K
 from oatomo.calibration import _lowpass_fft, check_positions
 from oatomo.cli import main
-from oatomo.evaluate import affine_fit
+from oatomo.evaluation.legacy import affine_fit
 from oatomo.forward import simulate
 from oatomo.io import Scan, save_scan
-from oatomo.metrics import psnr
+from oatomo.evaluation.metrics import psnr
 from oatomo.phantoms import disks
 
 GRID = Grid(64, 0.0128)

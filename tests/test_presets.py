@@ -7,7 +7,7 @@ import oatomo
 from oatomo import Acquisition, Grid, ring_array
 from oatomo.cli import main
 from oatomo.errors import InputError
-from oatomo.presets import Preset, bundled_presets, load_preset
+from oatomo.pipeline.presets import Preset, bundled_presets, load_preset
 from oatomo.response import DetectorResponse, wiener_deconvolve
 
 TOML = '''name = "mine"

@@ -7,7 +7,7 @@ from skimage.transform import resize
 
 from oatomo import Acquisition, Grid, InputError, ring_array
 from oatomo.forward import simulate
-from oatomo.recon import backproject
+from oatomo.recon.backprojection import backproject
 
 
 def numpy_das(sino, grid, sensors, acq):

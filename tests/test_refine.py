@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from oatomo.cli import main
-from oatomo.dataset import generate_dataset, load_experiment
+from oatomo.datasets.legacy import generate_dataset, load_experiment
 from oatomo.learn.fit import train_refiner
-from oatomo.refine import load_refiner, normalise
+from oatomo.refine.legacy import load_refiner, normalise
 
 EXP = """
 name = "tiny"
@@ -117,7 +117,7 @@ def test_evaluate_and_reconstruct_refine(data, tmp_path, capsys):
 
 
 def test_scalings_for_linear_images():
-    from oatomo.evaluate import affine_fit, image_metrics, minmax
+    from oatomo.evaluation.legacy import affine_fit, image_metrics, minmax
 
     rng = np.random.default_rng(0)
     truth = rng.random((3, 16, 16)).astype(np.float32)

@@ -1,4 +1,4 @@
-"""oatomo.stats against scipy.stats and closed forms; the statements it makes."""
+"""oatomo.evaluation.stats against scipy.stats and closed forms; the statements it makes."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from scipy import stats as sps
 
 from oatomo import InputError, stats
-from oatomo.metrics import class_histogram, histogram_kl
+from oatomo.evaluation.metrics import class_histogram, histogram_kl
 
 
 def test_standard_error_matches_scipy():

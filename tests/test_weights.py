@@ -18,7 +18,7 @@ import torch
 from oatomo.errors import InputError
 from oatomo.learn.checkpoint import load_model, save_checkpoint, sidecar_path
 from oatomo.learn.conv import ConvBetaVAE, ConvMultiDecoderIVAE, ConvVAEConfig
-from oatomo.learn.weights import (
+from oatomo.refine.weights import (
     META_KEY,
     NumpyConvVAE,
     is_weights_archive,
@@ -138,7 +138,7 @@ def test_bad_archives_are_one_line_errors(tmp_path, monkeypatch):
 def test_shipped_model_numpy_equals_pytorch_back_end():
     """The refiner `oatomo reconstruct` uses by default, both back ends, one scan."""
     from oatomo import phantoms
-    from oatomo.family_refine import load_family_refiner
+    from oatomo.refine.refiner import load_family_refiner
     from oatomo.forward import simulate
     from oatomo.geometry import Acquisition, Grid, ring_array
     from oatomo.resources import default_model_path
@@ -228,7 +228,7 @@ def test_checkpoint_configs_are_bounded_before_building(tmp_path, monkeypatch):
 def test_numpy_convolution_equals_pytorch(k, stride, pad, batch):
     """Both paths of the NumPy convolution (shifted sums for size-keeping stride-1 kernels,
     im2col for the rest) against ``torch.nn.functional.conv2d``."""
-    from oatomo.learn.weights import _conv
+    from oatomo.refine.weights import _conv
 
     rng = np.random.default_rng(k + 10 * stride + pad)
     x = rng.standard_normal((batch, 3, 13, 10)).astype(np.float32)

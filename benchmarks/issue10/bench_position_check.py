@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from oatomo.calibration import check_positions  # noqa: E402
-from oatomo.family_evaluate import eval_acquisition, eval_files  # noqa: E402
+from oatomo.evaluation.refiners import eval_acquisition, eval_files  # noqa: E402
 from oatomo.geometry import SensorArray  # noqa: E402
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from oatomo.stats import standard_error  # noqa: E402
+from oatomo.evaluation.stats import standard_error  # noqa: E402
 
 
 def per_scan(path: str, method: str) -> dict[tuple[str, str, int], dict]:

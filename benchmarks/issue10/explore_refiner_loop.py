@@ -17,10 +17,10 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
-from oatomo import metrics as M  # noqa: E402
-from oatomo.evaluate import affine_fit  # noqa: E402
-from oatomo.family_evaluate import make_eval_set  # noqa: E402
-from oatomo.family_refine import load_family_refiner  # noqa: E402
+from oatomo.evaluation import metrics as M
+from oatomo.evaluation.legacy import affine_fit  # noqa: E402
+from oatomo.evaluation.refiners import make_eval_set  # noqa: E402
+from oatomo.refine.refiner import load_family_refiner  # noqa: E402
 from oatomo.forward import bandpass, simulate  # noqa: E402
 from oatomo.geometry import Acquisition, Grid, SensorArray  # noqa: E402
 

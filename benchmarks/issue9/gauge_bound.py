@@ -43,7 +43,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from oatomo.calibration import _prior_from_setup, similarity_transform  # noqa: E402
 from oatomo.geometry import SensorArray  # noqa: E402
-from oatomo.model_based import reconstruct_model_based  # noqa: E402
+from oatomo.recon.model_based import reconstruct_model_based  # noqa: E402
 
 
 def gauge_oracle(true: np.ndarray, prior_mean: np.ndarray, c_true: float
@@ -87,9 +87,9 @@ def issue9_cases(setups: list[str]) -> dict[str, float]:
 
 
 def issue10_cases(directory: Path) -> dict[str, float]:
-    from oatomo import metrics as M
-    from oatomo.evaluate import affine_fit
-    from oatomo.family_evaluate import eval_acquisition, eval_files
+    from oatomo.evaluation import metrics as M
+    from oatomo.evaluation.legacy import affine_fit
+    from oatomo.evaluation.refiners import eval_acquisition, eval_files
 
     out = {}
     for data, grid in eval_files(directory):

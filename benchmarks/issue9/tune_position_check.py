@@ -29,7 +29,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from oatomo import calibration as C  # noqa: E402
+from oatomo import calibration as C
 from oatomo.forward import simulate  # noqa: E402
 from oatomo.phantoms import make  # noqa: E402
 from oatomo.setups import Setup  # noqa: E402

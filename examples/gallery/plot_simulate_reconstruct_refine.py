@@ -48,7 +48,7 @@ fig.tight_layout()
 # Pearson correlation with the truth.
 for name in ("ubp", "refined"):
     if name in rec.images:
-        print(name, round(float(oatomo.metrics.pearson(rec.images[name], p0)), 3))
+        print(name, round(float(oatomo.evaluation.metrics.pearson(rec.images[name], p0)), 3))
 print("sensor position error (rms, mm):",
       round(float(np.sqrt(np.mean(np.sum((true_sensors.positions - setup.array.positions)
                                          ** 2, axis=1)))) * 1e3, 3))

@@ -20,8 +20,8 @@ import numpy as np
 import oatomo
 from oatomo import phantoms
 from oatomo.calibration import rigid_error, similarity_transform
-from oatomo.evaluate import affine_fit
-from oatomo.metrics import psnr
+from oatomo.evaluation.legacy import affine_fit
+from oatomo.evaluation.metrics import psnr
 
 
 def main(out: str = "calibration.png") -> None:

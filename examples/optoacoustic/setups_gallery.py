@@ -19,7 +19,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 import oatomo  # noqa: E402
-from oatomo import phantoms  # noqa: E402
+from oatomo import phantoms
 from oatomo.figures import add_scale_bar  # noqa: E402
 from oatomo.setups import load_setup  # noqa: E402
 

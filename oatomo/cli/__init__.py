@@ -16,7 +16,7 @@ import os
 import sys
 import warnings
 
-from ..errors import InputError
+from oatomo.errors import InputError
 
 #: Modules that contribute sub-commands, in the order they appear in ``--help``.
 COMMAND_MODULES = (
@@ -32,7 +32,7 @@ COMMAND_MODULES = (
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every sub-command registered."""
-    from .. import __version__
+    from oatomo import __version__
 
     parser = argparse.ArgumentParser(
         prog="oatomo",
@@ -71,7 +71,7 @@ def _report_warnings(command: str, caught: list) -> None:
     ``oatomo`` logger (shown as ``WARNING oatomo: ...``). A failed command reports none:
     its error line is all there is.
     """
-    from ..errors import UnitWarning
+    from oatomo.errors import UnitWarning
 
     log = logging.getLogger("oatomo")
     for w in caught:
@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    from .._atomic import forget_outputs
+    from oatomo._atomic import forget_outputs
 
     forget_outputs()
     try:
@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     finally:
         forget_outputs()
-        from .._atomic import hdf5_broken
+        from oatomo._atomic import hdf5_broken
 
         if hdf5_broken():
             # an HDF5 write failed (reported above): the library would crash the

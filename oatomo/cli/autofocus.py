@@ -7,8 +7,8 @@ import math
 
 import numpy as np
 
-from .._limits import SPEED_RANGE
-from ..errors import InputError
+from oatomo._limits import SPEED_RANGE
+from oatomo.errors import InputError
 
 #: Most points of the coarse search.
 MAX_STEPS = 1000
@@ -52,10 +52,10 @@ def _parse_range(text: str) -> tuple[float, float]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .._atomic import check_output_path
-    from ..autofocus import autofocus
-    from ..geometry import Grid
-    from ..io import load_scan, save_calibration
+    from oatomo._atomic import check_output_path
+    from oatomo.recon.autofocus import autofocus
+    from oatomo.geometry import Grid
+    from oatomo.io import load_scan, save_calibration
 
     c_range = _parse_range(args.range)
     if args.steps > MAX_STEPS:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError
-from ._progress import bars
+from oatomo.errors import InputError
+from oatomo.cli._progress import bars
 
 _SOURCE = {"given": "given", "setup": "from the scan's setup", "default": "1 % of the radius",
            "data": "estimated from the data"}
@@ -56,10 +56,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_calibrate(args: argparse.Namespace) -> int:
-    from .._atomic import check_outputs
-    from ..calibration import apply_calibration, calibrate
-    from ..io import load_scan, save_calibration, save_scan
-    from ..pipeline import default_grid
+    from oatomo._atomic import check_outputs
+    from oatomo.calibration import apply_calibration, calibrate
+    from oatomo.io import load_scan, save_calibration, save_scan
+    from oatomo.pipeline import default_grid
 
     src = Path(args.scan)
     out = Path(args.output) if args.output else src.with_name(src.stem + "_calibrated.h5")

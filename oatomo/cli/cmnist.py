@@ -6,8 +6,8 @@ import argparse
 import os
 from dataclasses import replace
 
-from ..errors import InputError
-from ._progress import ProgressBars
+from oatomo.errors import InputError
+from oatomo.cli._progress import ProgressBars
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--n-boot must be >= 2, got {args.n_boot}")
     if args.stats_only:
         return _stats(args.out, args.n_boot, force=True)
-    from ..cmnist import find_mnist
+    from oatomo.validation.cmnist.data import find_mnist
 
     # a bad --mnist-dir or absent full MNIST fails here, before PyTorch is imported
     find_mnist(args.mnist_dir, full=args.full)
@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     if args.out is not None:
         from pathlib import Path
 
-        from .._atomic import check_outputs
+        from oatomo._atomic import check_outputs
 
         out = Path(args.out)
         if out.exists() and not out.is_dir():
@@ -103,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
                           force=args.force or args.resume)
     import torch
 
-    from ..learn.cmnist_experiment import Settings, format_table, run_experiment
+    from oatomo.validation.cmnist.experiment import Settings, format_table, run_experiment
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -131,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
                                  report=lambda line: print(line, flush=True))
     shown = results.pop("figures")
     if args.out is not None:
-        from ..figures import cmnist_figures
+        from oatomo.figures import cmnist_figures
 
         cmnist_figures(args.out, shown["test"], shown["images"], shown["models"])
     print()
@@ -149,10 +149,10 @@ def _stats(out: str, n_boot: int, *, force: bool) -> int:
     import json
     from pathlib import Path
 
-    from .. import stats
-    from .._atomic import atomic_path, check_outputs
-    from ..figures import cmnist_stats_figure
-    from ..learn.cmnist_experiment import MODELS, POSTER
+    from oatomo.evaluation import stats
+    from oatomo._atomic import atomic_path, check_outputs
+    from oatomo.figures import cmnist_stats_figure
+    from oatomo.validation.cmnist.experiment import MODELS, POSTER
 
     outdir = Path(out)
     if not outdir.is_dir():

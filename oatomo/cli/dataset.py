@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import time
 
-from .._limits import MAX_COUNT
-from ..errors import InputError
-from ._progress import bars
+from oatomo._limits import MAX_COUNT
+from oatomo.errors import InputError
+from oatomo.cli._progress import bars
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -40,8 +40,8 @@ def _parse_shard(text: str) -> tuple[int, int]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .._atomic import check_outputs
-    from ..dataset import generate_dataset, load_experiment, merge_datasets
+    from oatomo._atomic import check_outputs
+    from oatomo.datasets.legacy import generate_dataset, load_experiment, merge_datasets
 
     if args.merge:
         if args.merge[0] != "merge" or len(args.merge) < 2:

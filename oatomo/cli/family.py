@@ -6,9 +6,9 @@ import argparse
 import time
 from pathlib import Path
 
-from ..errors import InputError
-from ..learn.family import DEFAULT_ARCH
-from ._progress import bars
+from oatomo.errors import InputError
+from oatomo.learn.refiner import DEFAULT_ARCH
+from oatomo.cli._progress import bars
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -81,10 +81,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_data(args: argparse.Namespace) -> int:
-    from ..family_dataset import generate_family_data
-    from ..geometry import MAX_GRID_SIDE
-    from ..scanners import TRAIN_ENVIRONMENTS
-    from .learn import _check_counts
+    from oatomo.datasets.generate import generate_family_data
+    from oatomo.geometry import MAX_GRID_SIDE
+    from oatomo.scanners import TRAIN_ENVIRONMENTS
+    from oatomo.cli.learn import _check_counts
 
     _check_counts(args, "count")
     if not (16 <= args.size <= MAX_GRID_SIDE and args.size % 4 == 0):
@@ -101,11 +101,11 @@ def run_data(args: argparse.Namespace) -> int:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from .._atomic import check_outputs
-    from ..family_dataset import LINEAR_INPUTS
-    from ..learn.checkpoint import sidecar_path
-    from ..learn.family import train_family_refiner
-    from .learn import _check_counts, _check_floats
+    from oatomo._atomic import check_outputs
+    from oatomo.datasets.generate import LINEAR_INPUTS
+    from oatomo.learn.checkpoint import sidecar_path
+    from oatomo.learn.refiner import train_family_refiner
+    from oatomo.cli.learn import _check_counts, _check_floats
 
     _check_counts(args, "epochs", "batch-size")
     _check_floats(args, ("lr", 0.0, 10.0, True))
@@ -136,8 +136,8 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_evalset(args: argparse.Namespace) -> int:
-    from ..family_evaluate import make_eval_set
-    from .learn import _check_counts
+    from oatomo.evaluation.refiners import make_eval_set
+    from oatomo.cli.learn import _check_counts
 
     _check_counts(args, "count", "tv-iter")
     out = make_eval_set(args.output, count=args.count, seed=args.seed, tv_iter=args.tv_iter,
@@ -147,7 +147,7 @@ def run_evalset(args: argparse.Namespace) -> int:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from ..family_evaluate import evaluate_family, to_markdown
+    from oatomo.evaluation.refiners import evaluate_family, to_markdown
 
     def labelled(specs: list[str]) -> dict[str, str]:
         out = {}
@@ -156,7 +156,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
             out[label or Path(path).stem] = path
         return out
 
-    from .learn import _check_counts, evaluation_dir
+    from oatomo.cli.learn import _check_counts, evaluation_dir
 
     _check_counts(args, "samples")
     models = labelled(args.model)
@@ -172,9 +172,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from .._atomic import check_outputs
-    from ..learn.checkpoint import sidecar_path
-    from ..learn.family import export_refiner
+    from oatomo._atomic import check_outputs
+    from oatomo.learn.checkpoint import sidecar_path
+    from oatomo.learn.refiner import export_refiner
 
     out = Path(args.output)
     check_outputs([out, sidecar_path(out)], force=args.force, inputs=(args.checkpoint,))

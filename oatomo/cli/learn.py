@@ -7,10 +7,10 @@ import os
 import time
 from pathlib import Path
 
-from .._limits import MAX_COUNT
-from ..errors import InputError
-from ..learn.registry import MODEL_KINDS
-from ._progress import bars
+from oatomo._limits import MAX_COUNT
+from oatomo.errors import InputError
+from oatomo.learn.registry import MODEL_KINDS
+from oatomo.cli._progress import bars
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -80,9 +80,9 @@ def _check_floats(args: argparse.Namespace, *specs: tuple[str, float, float, boo
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from .._atomic import check_input_file, check_outputs
-    from ..learn.checkpoint import sidecar_path
-    from ..learn.fit import train_refiner
+    from oatomo._atomic import check_input_file, check_outputs
+    from oatomo.learn.checkpoint import sidecar_path
+    from oatomo.learn.fit import train_refiner
 
     out = Path(args.output)
     check_input_file(args.data, "training dataset")
@@ -91,7 +91,7 @@ def run_train(args: argparse.Namespace) -> int:
                   inputs=(args.data,))
     _check_counts(args, "epochs", "batch-size", "latent", "limit")
     if args.device != "auto":
-        from ..learn.train import resolve_device
+        from oatomo.learn.train import resolve_device
 
         resolve_device(args.device)
     _check_floats(args, ("lr", 0.0, 10.0, True), ("beta", 0.0, 1e6, False),
@@ -124,7 +124,7 @@ def _channels(text: str) -> tuple[int, ...]:
 def evaluation_dir(out: str | Path, *, force: bool, inputs: tuple) -> Path:
     """Create the evaluation directory ``out`` (its parent must exist) and check that its
     ``evaluation.{md,json,png}`` may be written (``--force`` to replace them)."""
-    from .._atomic import check_outputs
+    from oatomo._atomic import check_outputs
 
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -138,9 +138,9 @@ def evaluation_dir(out: str | Path, *, force: bool, inputs: tuple) -> Path:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from .._atomic import check_input_file
-    from ..evaluate import evaluate, to_markdown
-    from ..figures import evaluation_figure
+    from oatomo._atomic import check_input_file
+    from oatomo.evaluation.legacy import evaluate, to_markdown
+    from oatomo.figures import evaluation_figure
 
     _check_counts(args, "limit", "samples")
     models = {}
@@ -153,8 +153,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
         Path(args.data).stem + "_evaluation"), force=args.force,
         inputs=(args.data, *models.values()))
     if Path(args.data).is_dir():  # held-out scanners: the family evaluation
-        from ..family_evaluate import evaluate_family
-        from ..family_evaluate import to_markdown as family_markdown
+        from oatomo.evaluation.refiners import evaluate_family
+        from oatomo.evaluation.refiners import to_markdown as family_markdown
 
         result = evaluate_family(args.data, models, out=out, n_samples=args.samples,
                                  uncertainty_modes=("posterior", "decoders"))
@@ -169,9 +169,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
     print(to_markdown(result))
     print(f"wrote {out}/evaluation.md, evaluation.json, evaluation.png")
     if args.record:
-        from ..learn.checkpoint import load_checkpoint
-        from ..learn.fit import attach_metadata
-        from ..refine import REFINER_KEY
+        from oatomo.learn.checkpoint import load_checkpoint
+        from oatomo.learn.fit import attach_metadata
+        from oatomo.refine.legacy import REFINER_KEY
 
         for label, path in models.items():
             meta = dict(load_checkpoint(path)["train"][REFINER_KEY])

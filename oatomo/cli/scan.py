@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError
-from ..methods import METHODS
-from ._progress import bars
+from oatomo.errors import InputError
+from oatomo.recon.registry import METHODS
+from oatomo.cli._progress import bars
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -119,7 +119,7 @@ def _band(text: str) -> tuple[float | None, float | None]:
 
 def _response(text: str) -> object:
     """``FC:BW``: a Gaussian-band detector response."""
-    from ..response import DetectorResponse
+    from oatomo.response import DetectorResponse
 
     try:
         fc, bw = (float(v) for v in text.split(":"))
@@ -130,11 +130,11 @@ def _response(text: str) -> object:
 
 
 def run_simulate(args: argparse.Namespace) -> int:
-    from .. import phantoms
-    from .._atomic import check_outputs
-    from ..forward import simulate
-    from ..io import Scan, save_scan
-    from ..setups import load_setup
+    from oatomo import phantoms
+    from oatomo._atomic import check_outputs
+    from oatomo.forward import simulate
+    from oatomo.io import Scan, save_scan
+    from oatomo.setups import load_setup
 
     out, = check_outputs([args.output], force=args.force, inputs=(args.setup, args.phantom))
     phantoms.check_name(args.phantom)
@@ -168,9 +168,9 @@ MAX_ITERS, MAX_SAMPLES = 100_000, 1024
 
 
 def run_reconstruct(args: argparse.Namespace) -> int:
-    from .._atomic import check_input_file, check_outputs
-    from ..io import save_images
-    from ..pipeline import reconstruct
+    from oatomo._atomic import check_input_file, check_outputs
+    from oatomo.io import save_images
+    from oatomo.pipeline import reconstruct
 
     src = check_input_file(args.scan, "scan file")
     out = Path(args.output) if args.output else src.with_name(src.stem + "_recon.h5")
@@ -210,7 +210,7 @@ def run_reconstruct(args: argparse.Namespace) -> int:
         if png is not None or patato is not None:
             shown, scan = _shown_frames(src, rec, args, patato is not None)
         if png is not None:
-            from ..figures import reconstruction_figure
+            from oatomo.figures import reconstruction_figure
 
             reconstruction_figure(png, rec, shown, scan.acquisition,
                                   title=f"{src.name} ("
@@ -220,7 +220,7 @@ def run_reconstruct(args: argparse.Namespace) -> int:
         if patato is not None:
             from dataclasses import replace
 
-            from ..io import save_patato
+            from oatomo.io import save_patato
 
             save_patato(patato, replace(scan, sinogram=shown, wavelengths=None if
                                         prov["wavelengths"] is None else
@@ -283,9 +283,9 @@ def _shown_frames(src: Path, rec: object, args: argparse.Namespace, whole: bool
     """The reconstructed frames of the scan (for the figure and the PATATO export) and
     the scan; a scan reconstructed frame by frame gives only the figure's first rows,
     each read alone (``whole``: the export needs them all, refused then)."""
-    from ..figures import MAX_FRAME_ROWS
-    from ..io import load_scan, read_frame
-    from ..pipeline import _frame_selection, select
+    from oatomo.figures import MAX_FRAME_ROWS
+    from oatomo.io import load_scan, read_frame
+    from oatomo.pipeline import _frame_selection, select
 
     if not rec.provenance.get("by_frame"):
         scan = load_scan(src)
@@ -300,7 +300,7 @@ def _shown_frames(src: Path, rec: object, args: argparse.Namespace, whole: bool
 
 
 def run_setups(args: argparse.Namespace) -> int:
-    from ..setups import SIMULATIONS_DIR, describe_bundled_setups
+    from oatomo.setups import SIMULATIONS_DIR, describe_bundled_setups
 
     setups = describe_bundled_setups()
     width = max((len(n) for n in setups), default=0)
@@ -311,7 +311,7 @@ def run_setups(args: argparse.Namespace) -> int:
 
 
 def run_info(args: argparse.Namespace) -> int:
-    from ..io import load_scan
+    from oatomo.io import load_scan
 
     scan = load_scan(args.scan, metadata_only=True)
     acq = scan.acquisition

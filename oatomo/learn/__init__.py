@@ -20,7 +20,7 @@ import sys
 import types
 from typing import Any
 
-from .._lazy import lazy_exports
+from oatomo._lazy import lazy_exports
 
 _LAZY = {
     "OatomoModel": "base", "model_classes": "registry", "register_model": "registry",

@@ -9,8 +9,8 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from ..errors import InputError
-from .registry import model_classes, register_model
+from oatomo.errors import InputError
+from oatomo.learn.registry import model_classes, register_model
 
 __all__ = ["OatomoModel", "register_model", "model_classes"]
 
@@ -55,12 +55,12 @@ class OatomoModel(nn.Module):
     @classmethod
     def load(cls, path: str | os.PathLike, *, map_location: str | torch.device = "cpu") -> Any:
         """Load a checkpoint of this class (InputError if it holds another class)."""
-        from .checkpoint import load_model
+        from oatomo.learn.checkpoint import load_model
 
         return load_model(path, model_class=cls, map_location=map_location)
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the weights and config (no training state) to ``path`` + JSON sidecar."""
-        from .checkpoint import save_checkpoint
+        from oatomo.learn.checkpoint import save_checkpoint
 
         return save_checkpoint(path, self)

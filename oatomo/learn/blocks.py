@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import InputError
+from oatomo.errors import InputError
 
 __all__ = ["VAEConfig", "Encoder", "Decoder", "config_from_dict"]
 

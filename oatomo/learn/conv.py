@@ -23,11 +23,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import InputError
-from .base import register_model
-from .blocks import LIKELIHOODS, config_from_dict
-from .models import BetaVAE, MultiDecoderIVAE
-from .unet import UNetConfig, UNetDenoiser
+from oatomo.errors import InputError
+from oatomo.learn.base import register_model
+from oatomo.learn.blocks import LIKELIHOODS, config_from_dict
+from oatomo.learn.models import BetaVAE, MultiDecoderIVAE
+from oatomo.learn.unet import UNetConfig, UNetDenoiser
 
 __all__ = ["ConvVAEConfig", "ConvBetaVAE", "ConvMultiDecoderIVAE", "ConvUNet", "SIZE_STEP"]
 

@@ -22,10 +22,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..methods import Callback
-from .blocks import VAEConfig
-from .registry import get_kind, model_classes
-from .unet import UNetConfig
+from oatomo.recon.registry import Callback
+from oatomo.learn.blocks import VAEConfig
+from oatomo.learn.registry import get_kind, model_classes
+from oatomo.learn.unet import UNetConfig
 
 logger = logging.getLogger(__name__)
 
@@ -71,8 +71,8 @@ def attach_metadata(path: str | os.PathLike, key: str, value: dict[str, Any]) ->
     """Add ``value`` under ``train[key]`` of an existing checkpoint (atomic rewrite)."""
     import json
 
-    from .._atomic import atomic_path
-    from .checkpoint import load_checkpoint, sidecar_path, write_checkpoint_bytes
+    from oatomo._atomic import atomic_path
+    from oatomo.learn.checkpoint import load_checkpoint, sidecar_path, write_checkpoint_bytes
 
     ckpt = load_checkpoint(path)
     ckpt["train"] = {**(ckpt.get("train") or {}), key: value}
@@ -97,9 +97,9 @@ def train_refiner(data: str | os.PathLike, kind: str, out: str | os.PathLike, *,
     and the :class:`oatomo.learn.TrainResult` (on every rank). ``callback(what, step,
     total)`` reports the training steps (on rank 0).
     """
-    from ..dataset import load_training_data
-    from ..refine import REFINER_KEY
-    from .train import resolve_device, steps_per_epoch, train
+    from oatomo.datasets.legacy import load_training_data
+    from oatomo.refine.legacy import REFINER_KEY
+    from oatomo.learn.train import resolve_device, steps_per_epoch, train
 
     td = load_training_data(data, limit=limit)
     envs = td.environments

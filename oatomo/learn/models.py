@@ -31,9 +31,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import InputError
-from .base import OatomoModel, register_model
-from .blocks import Decoder, Encoder, VAEConfig
+from oatomo.errors import InputError
+from oatomo.learn.base import OatomoModel, register_model
+from oatomo.learn.blocks import Decoder, Encoder, VAEConfig
 
 __all__ = ["BetaVAE", "MultiDecoderIVAE", "MultiEncoderIVAE", "kl_normal", "VAEConfig"]
 

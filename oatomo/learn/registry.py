@@ -15,7 +15,7 @@ __all__ = ["register_model", "model_classes", "ModelKind", "MODEL_KINDS", "get_k
 
 _REGISTRY: dict[str, Any] = {}
 #: Modules whose classes register themselves when imported.
-_BUILTIN_MODULES = ("oatomo.learn.models", "oatomo.learn.unet", "oatomo.learn.classifier",
+_BUILTIN_MODULES = ("oatomo.learn.models", "oatomo.learn.unet", "oatomo.validation.cmnist.classifier",
                     "oatomo.learn.conv")
 M = TypeVar("M")
 
@@ -71,7 +71,7 @@ MODEL_KINDS: dict[str, ModelKind] = {k.name: k for k in (
 
 def get_kind(name: str) -> ModelKind:
     """The :class:`ModelKind` of a name (InputError naming the choices otherwise)."""
-    from ..errors import InputError
+    from oatomo.errors import InputError
 
     kind = MODEL_KINDS.get(name)
     if kind is None:

@@ -33,9 +33,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import InputError
-from .base import OatomoModel
-from .checkpoint import load_checkpoint, save_checkpoint
+from oatomo.errors import InputError
+from oatomo.learn.base import OatomoModel
+from oatomo.learn.checkpoint import load_checkpoint, save_checkpoint
 
 logger = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import InputError
-from .base import OatomoModel, register_model
+from oatomo.errors import InputError
+from oatomo.learn.base import OatomoModel, register_model
 
 __all__ = ["UNetConfig", "UNetDenoiser"]
 

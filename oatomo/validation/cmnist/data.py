@@ -50,7 +50,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InputError
+from oatomo.errors import InputError
 
 logger = logging.getLogger(__name__)
 
@@ -147,7 +147,7 @@ class ColoredMNIST:
 
 def bundled_mnist_path() -> Path:
     """Path of the bundled 5,000-digit MNIST subset (``oatomo/resources/mnist_5k.npz``)."""
-    from .resources import resource_path
+    from oatomo.resources import resource_path
 
     return resource_path("mnist_5k.npz")
 
@@ -160,8 +160,8 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     InputError
         If the magic number, the data-type code or the dimensions do not match the file.
     """
-    from ._atomic import check_input_file
-    from ._limits import check_bytes, max_bytes
+    from oatomo._atomic import check_input_file
+    from oatomo._limits import check_bytes, max_bytes
 
     path = check_input_file(path, "IDX file")
     opener = gzip.open if path.suffix == ".gz" else open
@@ -307,7 +307,7 @@ def read_mnist_csv(source: Any, *, name: str = "MNIST CSV") -> tuple[np.ndarray,
         For a missing header, a row that is not 785 integers, pixels outside 0-255 or labels
         outside 0-9.
     """
-    from ._atomic import check_input_file
+    from oatomo._atomic import check_input_file
 
     if isinstance(source, (str, os.PathLike)):  # a directory or FIFO: one line, no hang
         source = check_input_file(source, name)
@@ -402,7 +402,7 @@ def load_full_mnist(*, cache: str | os.PathLike | None = None, csv_files: dict[s
     InputError
         The data are absent (the message says how to get them) or fail a check.
     """
-    from ._atomic import atomic_path
+    from oatomo._atomic import atomic_path
 
     directory = Path(cache) if cache is not None else cache_dir()
     path = directory / _FULL_CACHE_NAME

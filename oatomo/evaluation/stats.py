@@ -37,8 +37,8 @@ from typing import Any
 import numpy as np
 from scipy import stats as _sps
 
-from .errors import InputError
-from .metrics import class_histogram, histogram_kl
+from oatomo.errors import InputError
+from oatomo.evaluation.metrics import class_histogram, histogram_kl
 
 __all__ = ["standard_error", "paired_t_test", "wilcoxon_test", "bootstrap_ci",
            "paired_bootstrap", "metric_mse", "metric_e_rel", "metric_rkl", "Comparison",

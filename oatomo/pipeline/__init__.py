@@ -6,7 +6,7 @@
 2. :func:`scan_geometry` — the sensors and acquisition to reconstruct with: the scan's
    own, or (``calibrate=True``) those estimated from the data (:mod:`oatomo.calibration`);
 3. :func:`reconstruct_sinogram` — the linear or model-based method of
-   :data:`oatomo.methods.METHODS`, all frames;
+   :data:`oatomo.recon.registry.METHODS`, all frames;
 4. :func:`refine_images` — the learned refinement, when a model applies.
 
 The command line (``oatomo reconstruct``), ``oatomo dataset``, ``oatomo evaluate`` and the
@@ -26,11 +26,11 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ._limits import check_bytes, max_bytes
-from .errors import InputError
-from .geometry import Acquisition, Grid, SensorArray, check_geometry
-from .io import as_scan, default_grid, load_scan
-from .methods import Callback, get_method
+from oatomo._limits import check_bytes, max_bytes
+from oatomo.errors import InputError
+from oatomo.geometry import Acquisition, Grid, SensorArray, check_geometry
+from oatomo.io import as_scan, default_grid, load_scan
+from oatomo.recon.registry import Callback, get_method
 
 logger = logging.getLogger(__name__)
 
@@ -123,7 +123,7 @@ def override_geometry(scan: Any, *, speed_of_sound: float | None = None,
     """
     from dataclasses import replace
 
-    from .io import load_calibration
+    from oatomo.io import load_calibration
 
     if speed_of_sound is None and calibration is None:
         return scan
@@ -218,7 +218,7 @@ def scan_geometry(scan: Any, *, calibrate: bool = False, grid: Grid | None = Non
     """
     if not calibrate:
         return scan.sensors, scan.acquisition, None
-    from .calibration import calibrate as run_calibration
+    from oatomo.calibration import calibrate as run_calibration
 
     def report(rec: dict[str, float], _: np.ndarray) -> None:
         if callback is not None:
@@ -239,7 +239,7 @@ def _check_positions(data: Any, sino: np.ndarray | None, grid: Grid, by_frame: b
                      calibration: Any) -> dict[str, Any]:
     """``calibrate="auto"``: the position check's record (``needs_calibration``), or why
     the scan was not checked (``reason``, ``needs_calibration`` False)."""
-    from .calibration import MIN_SENSORS, check_positions
+    from oatomo.calibration import MIN_SENSORS, check_positions
 
     positions = np.asarray(data.sensors.positions)
     why = None
@@ -287,7 +287,7 @@ def reconstruct_sinogram(sinogram: np.ndarray, grid: Grid, sensors: SensorArray,
     grid, sensors, acquisition
         Output grid, sensor positions and sampling.
     method
-        A name of :data:`oatomo.methods.METHODS`.
+        A name of :data:`oatomo.recon.registry.METHODS`.
     band
         Optional ``(f_low, f_high)`` band-pass (Hz) applied first.
     lam, iters
@@ -319,8 +319,8 @@ def _model_meta(path: Path) -> dict[str, Any]:
     metadata is returned under the key ``"family_refiner"``."""
     import json
 
-    from .refine import REFINER_KEY
-    from .scanners import FAMILY_KEY
+    from oatomo.refine.legacy import REFINER_KEY
+    from oatomo.scanners import FAMILY_KEY
 
     sidecar = path.with_suffix(".json")
     if sidecar.is_file():
@@ -332,12 +332,12 @@ def _model_meta(path: Path) -> dict[str, Any]:
             return {"family_refiner": dict(train[FAMILY_KEY])}
         if train.get(REFINER_KEY):
             return dict(train[REFINER_KEY])
-    from .learn.checkpoint import load_checkpoint
+    from oatomo.learn.checkpoint import load_checkpoint
 
     train = load_checkpoint(path).get("train") or {}
     if train.get(FAMILY_KEY):
         return {"family_refiner": dict(train[FAMILY_KEY])}
-    from .refine import load_refiner
+    from oatomo.refine.legacy import load_refiner
 
     ref = load_refiner(path)
     return {"setups": ref.setups, "grid": ref.grid.to_dict(), "method": ref.method}
@@ -357,8 +357,8 @@ def refine_images(image: np.ndarray, method: str, grid: Grid, sinogram: np.ndarr
     or does not fit the scan is an :class:`InputError`; with ``"auto"`` the record says why
     it skipped.
     """
-    from .refine import check_compatible
-    from .resources import default_model_path
+    from oatomo.refine.legacy import check_compatible
+    from oatomo.resources import default_model_path
 
     path = Path(model) if model is not None else default_model_path()
     record: dict[str, Any] = {"applied": False, "model": str(path)}
@@ -374,7 +374,7 @@ def refine_images(image: np.ndarray, method: str, grid: Grid, sinogram: np.ndarr
         meta = _model_meta(path)
         family = meta.get("family_refiner")
         if family is not None:
-            from .scanners import ScannerFamily
+            from oatomo.scanners import ScannerFamily
 
             ok, why = ScannerFamily.from_dict(family["family"]).compatible(
                 sensors, acquisition, grid)
@@ -395,7 +395,7 @@ def refine_images(image: np.ndarray, method: str, grid: Grid, sinogram: np.ndarr
         return _refine_family(path, float(family["pitch"]), grid, sinogram, sensors,
                               acquisition, setup=setup,
                               samples=samples, record={**record, "reason": why})
-    from .refine import load_refiner
+    from oatomo.refine.legacy import load_refiner
 
     refiner = load_refiner(path)
     out: dict[str, np.ndarray] = {}
@@ -420,9 +420,9 @@ def _refine_family(path: Path, pitch: float, grid: Grid, sinogram: np.ndarray,
                    samples: int, record: dict[str, Any]
                    ) -> tuple[dict[str, np.ndarray], Grid, dict[str, Any]]:
     """Step 4 with a scanner-family refiner (the scan is inside its family): refined on
-    the user's grid (:mod:`oatomo.family_refine`), every frame."""
-    from .family_refine import NUMPY_MAX_PIXELS, load_family_refiner, to_canonical_grid
-    from .learn.weights import NumpyConvVAE
+    the user's grid (:mod:`oatomo.refine.refiner`), every frame."""
+    from oatomo.refine.refiner import NUMPY_MAX_PIXELS, load_family_refiner, to_canonical_grid
+    from oatomo.refine.weights import NumpyConvVAE
 
     frames = sinogram.reshape((-1,) + sinogram.shape[-2:])
     # many pixels: PyTorch is faster, once imported (``pitch``: the model's canonical one)
@@ -484,7 +484,7 @@ def _reconstruct_by_frame(path: Any, index: np.ndarray, grid: Grid, sensors: Sen
     """Reconstruct the frames ``index`` (flat indices, any shape) of a scan file one at a
     time, each read alone from the file (and deconvolved when asked); the images are
     (``index.shape`` + grid) float32, with the deconvolution record."""
-    from .io import read_frame
+    from oatomo.io import read_frame
 
     flat = np.asarray(index, np.int64).reshape(-1)
     check_bytes(4.0 * len(flat) * grid.n ** 2, f"{len(flat)} reconstructed frames", path)
@@ -509,7 +509,7 @@ def _require_finite(image: np.ndarray, problem: str, path: Any) -> None:
 def _deconvolve(sino: np.ndarray, scan: Any, deconvolve: bool | float, response: Any
                 ) -> tuple[np.ndarray, dict[str, Any] | None]:
     """Step 1d: the signals with the detector response removed, when asked."""
-    from .response import DEFAULT_WIENER, DetectorResponse, wiener_deconvolve
+    from oatomo.response import DEFAULT_WIENER, DetectorResponse, wiener_deconvolve
 
     if response is not None and not isinstance(response, DetectorResponse):
         raise InputError(f"response must be a DetectorResponse, got {type(response).__name__}")
@@ -560,7 +560,7 @@ def reconstruct(scan: Any, method: str | None = None, grid: Grid | None = None, 
     scan
         A :class:`oatomo.io.Scan` or the path of a scan file (oatomo, IPASC, PATATO).
     method
-        A name of :data:`oatomo.methods.METHODS` (``das``, ``ubp``, ``fbp``, ``mb-tv``, ...);
+        A name of :data:`oatomo.recon.registry.METHODS` (``das``, ``ubp``, ``fbp``, ``mb-tv``, ...);
         None: the preset's, else ``ubp``.
     grid
         The image grid; None: :func:`default_grid` with ``n`` and ``fov``.
@@ -593,7 +593,7 @@ def reconstruct(scan: Any, method: str | None = None, grid: Grid | None = None, 
         their directivity (:func:`oatomo.backproject`), model-based methods put it in the
         operator; None: point sensors.
     preset
-        A :class:`oatomo.presets.Preset`, a preset TOML file or a bundled preset's name: its
+        A :class:`oatomo.pipeline.presets.Preset`, a preset TOML file or a bundled preset's name: its
         settings fill every keyword left at None here (explicit values win).
     refine
         ``"auto"``: refine when the shipped model (or ``model``) fits the scan's geometry,
@@ -643,7 +643,7 @@ def reconstruct(scan: Any, method: str | None = None, grid: Grid | None = None, 
         raise InputError(f"calibrate must be True, False or 'auto', got {calibrate!r}")
     preset_name = None
     if preset is not None:
-        from .presets import load_preset
+        from oatomo.pipeline.presets import load_preset
 
         chosen = load_preset(preset)
         preset_name = chosen.name
@@ -692,7 +692,7 @@ def reconstruct(scan: Any, method: str | None = None, grid: Grid | None = None, 
     if grid is None and by_frame:  # the object's extent from the first frame alone
         from dataclasses import replace
 
-        from .io import read_frame
+        from oatomo.io import read_frame
 
         grid = default_grid(replace(data, sinogram=read_frame(scan, 0)), n, fov)
     elif grid is None:

@@ -24,9 +24,9 @@ from typing import Any
 import numba as nb
 import numpy as np
 
-from .errors import InputError
-from .forward import ForwardOperator, check_sinogram
-from .geometry import Acquisition, Grid, SensorArray, check_geometry
+from oatomo.errors import InputError
+from oatomo.forward import ForwardOperator, check_sinogram
+from oatomo.geometry import Acquisition, Grid, SensorArray, check_geometry
 
 logger = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ of sound (the oracle). One ``.npz`` file per (geometry, perturbation), written a
 so an interrupted run resumes.
 
 :func:`evaluate_family` refines every scan with each model (through
-:meth:`oatomo.family_refine.FamilyRefiner.refine_scan`, the path users take) and scores
+:meth:`oatomo.refine.refiner.FamilyRefiner.refine_scan`, the path users take) and scores
 everything after its best affine fit to the truth (the most favourable scaling, the same
 for all methods): PSNR, SSIM, and for models with posterior samples the Pearson correlation
 between the uncertainty map and the absolute error, plus a calibration curve (binned
@@ -30,8 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InputError
-from .geometry import Acquisition, Grid, SensorArray
+from oatomo.errors import InputError
+from oatomo.geometry import Acquisition, Grid, SensorArray
 
 logger = logging.getLogger(__name__)
 
@@ -48,13 +48,13 @@ def make_eval_set(out: str | os.PathLike, *, count: int = 8, seed: int = 2, size
                   perturbations: Sequence[str] | None = None,
                   callback: Callable[[str], None] | None = None) -> Path:
     """Simulate the evaluation scans and their classical reconstructions (resumable)."""
-    from ._atomic import atomic_path
-    from ._limits import check_integer
-    from .dataset import item_seed
-    from .family_dataset import HELDOUT_PHANTOMS, make_family_item, resume_directory
-    from .model_based import reconstruct_model_based
-    from .recon import backproject
-    from .scanners import CANONICAL_PITCH, EVAL_GEOMETRIES, PERTURBATIONS, Environment
+    from oatomo._atomic import atomic_path
+    from oatomo._limits import check_integer
+    from oatomo.datasets.legacy import item_seed
+    from oatomo.datasets.generate import HELDOUT_PHANTOMS, make_family_item, resume_directory
+    from oatomo.recon.model_based import reconstruct_model_based
+    from oatomo.recon.backprojection import backproject
+    from oatomo.scanners import CANONICAL_PITCH, EVAL_GEOMETRIES, PERTURBATIONS, Environment
 
     for name, v in (("count", count), ("tv_iter", tv_iter), ("size", size)):
         check_integer(v, name)
@@ -116,7 +116,7 @@ def make_eval_set(out: str | os.PathLike, *, count: int = 8, seed: int = 2, size
 
 
 def _affine(x: np.ndarray, t: np.ndarray) -> np.ndarray:
-    from .evaluate import affine_fit
+    from oatomo.evaluation.legacy import affine_fit
 
     return affine_fit(x, t)
 
@@ -154,7 +154,7 @@ def evaluate_family(eval_dir: str | os.PathLike, models: dict[str, str | os.Path
 
     ``uncertainty_modes``: for multi-decoder refiners, also the uncertainty-error
     correlation of these modes of :attr:`FamilyRefiner.uncertainty` (``unc_corr_<mode>``).
-    ``legacy``: single-geometry refiners (:func:`oatomo.refine.load_refiner`, e.g. the
+    ``legacy``: single-geometry refiners (:func:`oatomo.refine.legacy.load_refiner`, e.g. the
     issue-4 model for the 32-sensor ring) scored on the scans whose geometry they accept.
 
     Returns
@@ -168,9 +168,9 @@ def evaluate_family(eval_dir: str | os.PathLike, models: dict[str, str | os.Path
         RMS error); ``timing``.
         With ``out``, also ``evaluation.json``, ``evaluation.md`` and ``evaluation.png``.
     """
-    from . import metrics as M
-    from .family_refine import load_family_refiner, resample
-    from .refine import load_refiner
+    from oatomo.evaluation import metrics as M
+    from oatomo.refine.refiner import load_family_refiner, resample
+    from oatomo.refine.legacy import load_refiner
 
     reserved = {"ubp", "das", "tv_nominal", "tv_true", "truth"}
     clash = sorted(reserved & (set(models) | set(legacy or {})))
@@ -378,7 +378,7 @@ def to_markdown(result: dict[str, Any]) -> str:
 
 def _write(out: Path, result: dict[str, Any], examples: dict[str, dict[str, np.ndarray]]
            ) -> None:
-    from ._atomic import atomic_path
+    from oatomo._atomic import atomic_path
 
     out.mkdir(parents=True, exist_ok=True)
     with atomic_path(out / "evaluation.json") as tmp:

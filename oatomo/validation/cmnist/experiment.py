@@ -1,10 +1,10 @@
 """The Colored MNIST validation experiment: β-VAE vs the two invariant VAEs.
 
-For each seed: build the environments (:func:`oatomo.cmnist.colored_mnist`), train the three
+For each seed: build the environments (:func:`oatomo.validation.cmnist.data.colored_mnist`), train the three
 models on the two training environments with the same hyper-parameters (:class:`Settings`),
 evaluate on the test environment (e = 0.9) and aggregate mean ± std over seeds.
 
-Metrics (see :mod:`oatomo.metrics`): MSE of the invariant-path reconstructions
+Metrics (see :mod:`oatomo.evaluation.metrics`): MSE of the invariant-path reconstructions
 (per-image sum over 2x28x28), RKL = D(q_gen || p_test) over the 20 (digit x colour) classes
 of 1,000-odd generated samples (prior -> invariant decoder) against the test images, digit
 from a colour-blind CNN (trained once, seed 0, on the training pool) applied to both sides,
@@ -26,15 +26,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from .. import metrics
-from .._atomic import atomic_path
-from ..cmnist import TRAIN_ENVS, ColoredMNIST, Environment, colored_mnist
-from ..errors import InputError
-from ..methods import Callback
-from .blocks import VAEConfig
-from .classifier import ClassifierConfig, DigitClassifier, predict_batched
-from .models import BetaVAE, MultiDecoderIVAE, MultiEncoderIVAE
-from .train import steps_per_epoch, train
+from oatomo.evaluation import metrics
+from oatomo._atomic import atomic_path
+from oatomo.validation.cmnist.data import TRAIN_ENVS, ColoredMNIST, Environment, colored_mnist
+from oatomo.errors import InputError
+from oatomo.recon.registry import Callback
+from oatomo.learn.blocks import VAEConfig
+from oatomo.validation.cmnist.classifier import ClassifierConfig, DigitClassifier, predict_batched
+from oatomo.learn.models import BetaVAE, MultiDecoderIVAE, MultiEncoderIVAE
+from oatomo.learn.train import steps_per_epoch, train
 
 logger = logging.getLogger(__name__)
 
@@ -144,7 +144,7 @@ def evaluate_model(model: Any, test: Environment, classifier: DigitClassifier, *
     ``e_rel_balanced``, ``e_rel_paired``, ``mse_easy``, ``mse_hard``), the two RKL
     histograms, and ``reconstructions`` and ``samples`` arrays (popped by the caller).
 
-    ``per_image`` (popped by the caller, saved for :mod:`oatomo.stats`) holds the per-image
+    ``per_image`` (popped by the caller, saved for :mod:`oatomo.evaluation.stats`) holds the per-image
     squared errors (``sse``, and ``sse_swapped`` for the colour-swapped images), the ``easy``
     mask, the true ``digits``, and the classes and colours of the test images and of the
     generated samples.
@@ -239,13 +239,13 @@ def run_experiment(*, mnist_dir: str | os.PathLike | None = None, seeds: int = 3
     out
         Directory for checkpoints (``checkpoints/seed<s>/<model>.pt``,
         ``checkpoints/classifier.pt``), per-image evaluations
-        (``per_image/seed<s>_<model>.npz``, read by :func:`oatomo.stats.compare_models`),
+        (``per_image/seed<s>_<model>.npz``, read by :func:`oatomo.evaluation.stats.compare_models`),
         ``results_partial.json`` (rewritten after every model), ``results.json``,
         ``table.md`` and the figures; ``None`` writes nothing.
     resume
         Continue interrupted trainings (and the classifier's) from their checkpoints.
     full
-        Full MNIST (:func:`oatomo.cmnist.load_full_mnist`) instead of ``mnist_dir``.
+        Full MNIST (:func:`oatomo.validation.cmnist.data.load_full_mnist`) instead of ``mnist_dir``.
     callback
         ``callback(what, step, total)`` during each training (a progress bar's hook).
     report

@@ -29,7 +29,7 @@ import math
 import numba as nb
 import numpy as np
 
-from .errors import InputError
+from oatomo.errors import InputError
 
 # ---------------------------------------------------------------------------------------
 # The projected-hat table K(u, s): u in [0, 1] (N_U rows), s in [-S_MAX, S_MAX] (N_S cols).

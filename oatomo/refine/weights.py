@@ -30,9 +30,9 @@ from typing import Any
 
 import numpy as np
 
-from .._atomic import atomic_path, check_input_file
-from .._limits import check_bytes
-from ..errors import InputError
+from oatomo._atomic import atomic_path, check_input_file
+from oatomo._limits import check_bytes
+from oatomo.errors import InputError
 
 __all__ = ["META_KEY", "NUMPY_CLASSES", "RECORD_FORMAT", "RECORD_VERSION", "check_record",
            "is_weights_archive", "read_weights", "write_weights", "NumpyConvVAE"]

@@ -23,9 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from . import metrics as M
-from .errors import InputError
-from .methods import Callback
+from oatomo.evaluation import metrics as M
+from oatomo.errors import InputError
+from oatomo.recon.registry import Callback
 
 logger = logging.getLogger(__name__)
 
@@ -89,9 +89,9 @@ def evaluate(data: str | os.PathLike, models: dict[str, str | os.PathLike], *,
         ``summary``: per method, mean PSNR in and out of distribution and the drop;
         ``examples``: per setup, the first image of each method (for the figure).
     """
-    from .dataset import load_training_data, make_item
-    from .refine import load_refiner
-    from .setups import Setup
+    from oatomo.datasets.legacy import load_training_data, make_item
+    from oatomo.refine.legacy import load_refiner
+    from oatomo.setups import Setup
 
     td = load_training_data(data, limit=limit)
     refiners = {label: load_refiner(p) for label, p in models.items()}
@@ -177,7 +177,7 @@ def to_markdown(result: dict[str, Any]) -> str:
 
 
 def _write(out: Path, result: dict[str, Any]) -> None:
-    from ._atomic import atomic_path
+    from oatomo._atomic import atomic_path
 
     out.mkdir(parents=True, exist_ok=True)
     with atomic_path(out / "evaluation.md") as tmp:

@@ -4,7 +4,7 @@ Each item: a phantom of a random kind on the canonical grid, one scanner drawn f
 environment (:func:`oatomo.scanners.draw_scan`), the scan simulated with the *true*
 sensors and speed of sound (noise, band), and linear reconstructions with the *nominal*
 ones. An item is a pure function of ``(seed, environment index, item index)``
-(:func:`oatomo.dataset.item_seed`).
+(:func:`oatomo.datasets.legacy.item_seed`).
 
 Storage: a directory of chunk files ``chunk_<env>_<k>.npz`` (``chunk`` items of one
 environment each), every one written atomically, plus ``manifest.json``. An interrupted
@@ -29,9 +29,9 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InputError
-from .geometry import Grid
-from .scanners import CANONICAL_PITCH, Environment, draw_scan, environment
+from oatomo.errors import InputError
+from oatomo.geometry import Grid
+from oatomo.scanners import CANONICAL_PITCH, Environment, draw_scan, environment
 
 logger = logging.getLogger(__name__)
 
@@ -60,10 +60,10 @@ def make_family_item(env: Environment, grid: Grid, seed: int, *,
         (1, n, n), ``kind`` (phantom kind), ``draw`` (:class:`oatomo.scanners.ScanDraw`);
         with ``keep_scan`` also ``sinogram`` (the simulated scan, Pa).
     """
-    from .forward import simulate
-    from .geometry import Acquisition
-    from .phantoms import make
-    from .recon import backproject
+    from oatomo.forward import simulate
+    from oatomo.geometry import Acquisition
+    from oatomo.phantoms import make
+    from oatomo.recon.backprojection import backproject
 
     for m in inputs:
         if m not in LINEAR_INPUTS:
@@ -120,8 +120,8 @@ def generate_family_data(out: str | os.PathLike, environments: Sequence[str], *,
     callback
         Called as ``callback(done_items, total_items)`` after every chunk.
     """
-    from ._atomic import atomic_path
-    from .dataset import item_seed
+    from oatomo._atomic import atomic_path
+    from oatomo.datasets.legacy import item_seed
 
     root = Path(out)
     envs = [environment(n) for n in environments]
@@ -164,7 +164,7 @@ def resume_directory(root: Path, manifest: dict[str, Any]) -> None:
         ``root`` is not a directory, holds files but no manifest (not ours: nothing is
         written into it), or holds another job's or an unreadable manifest.
     """
-    from ._atomic import atomic_path
+    from oatomo._atomic import atomic_path
 
     mpath = root / "manifest.json"
     if root.exists() and not root.is_dir():

@@ -1,6 +1,6 @@
 """The delay-and-sum summation shared by every backprojection (DAS, UBP, exact FBP).
 
-Private: :func:`oatomo.recon.backproject` and :func:`oatomo.exact.fbp_circular` validate
+Private: :func:`oatomo.recon.backprojection.backproject` and :func:`oatomo.recon.exact.fbp_circular` validate
 and filter the signals, then call :func:`delay_and_sum`.
 """
 
@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _kernels as K
-from .geometry import Acquisition, Grid, SensorArray
+from oatomo import kernels as K
+from oatomo.geometry import Acquisition, Grid, SensorArray
 
 
 def delay_and_sum(frames: np.ndarray, grid: Grid, sensors: SensorArray,

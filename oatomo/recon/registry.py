@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InputError
-from .geometry import Acquisition, Grid, SensorArray
+from oatomo.errors import InputError
+from oatomo.geometry import Acquisition, Grid, SensorArray
 
 __all__ = ["MethodSpec", "METHODS", "get_method", "linear_methods"]
 
@@ -60,7 +60,7 @@ def _backproject(kind: str, sinogram: np.ndarray, grid: Grid, sensors: SensorArr
                  callback: Callback | None = None,
                  element_width: float | None = None, response: Any = None) -> np.ndarray:
     """:func:`oatomo.backproject` with ``method=kind`` (one pass; lam, iters unused)."""
-    from .recon import backproject
+    from oatomo.recon.backprojection import backproject
 
     if response is not None:
         raise InputError(f"{kind} cannot model the detector response; deconvolve it first "
@@ -77,8 +77,8 @@ def _model_based(kind: str, sinogram: np.ndarray, grid: Grid, sensors: SensorArr
                  element_width: float | None = None, response: Any = None) -> np.ndarray:
     """:func:`oatomo.reconstruct_model_based` with ``method=kind``, frame by frame (the
     detector response and element width, when given, inside the forward operator)."""
-    from .forward import bandpass, check_sinogram
-    from .model_based import reconstruct_model_based
+    from oatomo.forward import bandpass, check_sinogram
+    from oatomo.recon.model_based import reconstruct_model_based
 
     y = bandpass(check_sinogram(sinogram, sensors, acquisition), acquisition.fs, band)
     frames = y.reshape((-1,) + y.shape[-2:])

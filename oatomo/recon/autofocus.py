@@ -32,9 +32,9 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InputError
-from .forward import check_sinogram
-from .geometry import Acquisition, Grid, SensorArray, check_geometry
+from oatomo.errors import InputError
+from oatomo.forward import check_sinogram
+from oatomo.geometry import Acquisition, Grid, SensorArray, check_geometry
 
 logger = logging.getLogger(__name__)
 
@@ -124,8 +124,8 @@ def autofocus(
 
     from scipy.optimize import minimize_scalar
 
-    from .forward import bandpass
-    from .recon import backproject
+    from oatomo.forward import bandpass
+    from oatomo.recon.backprojection import backproject
 
     lo, hi = (float(v) for v in c_range)
     if not (math.isfinite(lo) and math.isfinite(hi) and 0 < lo < hi):

@@ -52,11 +52,11 @@ from typing import Any
 
 import numpy as np
 
-from ._limits import check_integer
-from .errors import InputError
-from .forward import ForwardOperator, bandpass, check_sinogram
-from .geometry import Acquisition, Grid, SensorArray, check_geometry
-from .model_based import operator_norm_sq
+from oatomo._limits import check_integer
+from oatomo.errors import InputError
+from oatomo.forward import ForwardOperator, bandpass, check_sinogram
+from oatomo.geometry import Acquisition, Grid, SensorArray, check_geometry
+from oatomo.recon.model_based import operator_norm_sq
 
 logger = logging.getLogger(__name__)
 
@@ -327,7 +327,7 @@ def _reconstruct(y: np.ndarray, grid: Grid, sensors: SensorArray, acq: Acquisiti
                  ) -> np.ndarray:
     """TV image of a held-out subset (``norm_sq``: ``||A||^2`` of a nearby geometry,
     inflated by 10 % for safety, so that moving sensors need no new power iteration)."""
-    from .model_based import reconstruct_model_based
+    from oatomo.recon.model_based import reconstruct_model_based
 
     x, _ = reconstruct_model_based(y, grid, sensors, acq, method="tv", n_iter=n_iter,
                                    x0=x0, tol=0.0,
@@ -949,7 +949,7 @@ def calibrate(scan: Any, grid: Grid | None = None, *,
     >>> cal = oatomo.calibrate("scan.h5")                      # doctest: +SKIP
     >>> rec = oatomo.reconstruct(apply_calibration(scan, cal), "mb-tv")  # doctest: +SKIP
     """
-    from .io import as_scan, default_grid
+    from oatomo.io import as_scan, default_grid
 
     data, source = as_scan(scan)
     if data.calibration:

@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InputError
-from .geometry import Grid
+from oatomo.errors import InputError
+from oatomo.geometry import Grid
 
 logger = logging.getLogger(__name__)
 
@@ -171,7 +171,7 @@ class Refiner:
 def save_refiner(path: str | os.PathLike, refiner: Refiner, *,
                  extra: dict[str, Any] | None = None) -> Path:
     """Write the model and its training geometry to one checkpoint (+ JSON sidecar)."""
-    from .learn.checkpoint import save_checkpoint
+    from oatomo.learn.checkpoint import save_checkpoint
 
     meta = {REFINER_KEY: {"grid": refiner.grid.to_dict(), "env_names": refiner.env_names,
                           "setups": refiner.setups, "method": refiner.method,
@@ -182,7 +182,7 @@ def save_refiner(path: str | os.PathLike, refiner: Refiner, *,
 
 def load_refiner(path: str | os.PathLike, *, device: str = "cpu") -> Refiner:
     """Load a refiner written by :func:`save_refiner` or by ``oatomo train``."""
-    from .learn.checkpoint import load_checkpoint, model_from_checkpoint
+    from oatomo.learn.checkpoint import load_checkpoint, model_from_checkpoint
 
     ckpt = load_checkpoint(path, map_location="cpu")
     meta = (ckpt.get("train") or {}).get(REFINER_KEY)

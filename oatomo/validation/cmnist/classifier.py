@@ -2,7 +2,7 @@
 
 It is **colour-blind** by construction: the channels are summed before the first layer, so
 the digit it reports cannot depend on the red / green colouring (colour is read separately
-from channel energy, :func:`oatomo.metrics.color_of`). It trains with the same loop as the
+from channel energy, :func:`oatomo.evaluation.metrics.color_of`). It trains with the same loop as the
 VAEs (:func:`oatomo.learn.train`, target = the true digit) and saves to the same checkpoint
 format.
 """
@@ -17,9 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import InputError
-from .base import OatomoModel, register_model
-from .blocks import config_from_dict
+from oatomo.errors import InputError
+from oatomo.learn.base import OatomoModel, register_model
+from oatomo.learn.blocks import config_from_dict
 
 __all__ = ["ClassifierConfig", "DigitClassifier", "predict_batched"]
 

@@ -1,7 +1,7 @@
 """Image metrics: reconstruction (MSE), generation (RKL), invariance (E_rel), image quality.
 
 NumPy / SciPy only: this module does not import PyTorch. Classifier-based quantities (the
-digit of a generated image) are computed in :mod:`oatomo.learn.classifier` and passed in.
+digit of a generated image) are computed in :mod:`oatomo.validation.cmnist.classifier` and passed in.
 
 Colored MNIST metrics (the poster's three, see SCIENCE.md section 3)
 ---------------------------------------------------------------------
@@ -25,7 +25,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
-from .errors import InputError
+from oatomo.errors import InputError
 
 __all__ = [
     "sse_per_image",

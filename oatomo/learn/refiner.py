@@ -1,7 +1,7 @@
 """Training the scanner-family refiner and its pooled baselines at equal budget.
 
 ``train_family_refiner(data, kind, out)`` reads a family dataset
-(:mod:`oatomo.family_dataset`), builds one of
+(:mod:`oatomo.datasets.generate`), builds one of
 
 * ``"multi-decoder"``: :class:`~oatomo.learn.conv.ConvMultiDecoderIVAE` with one variant
   decoder per training environment (the method, SCIENCE.md section 2);
@@ -27,8 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError
-from ..scanners import FAMILY_KEY
+from oatomo.errors import InputError
+from oatomo.scanners import FAMILY_KEY
 
 __all__ = ["DEFAULT_ARCH", "FAMILY_KEY", "KINDS", "build_family_model", "train_family_refiner",
            "export_refiner", "family_metadata"]
@@ -48,7 +48,7 @@ def build_family_model(kind: str, n_envs: int, in_channels: int, *,
                        gamma: float = 1.0, obs_sigma: float = 0.05, size: int = 96,
                        seed: int = 0) -> Any:
     """A fresh model of ``kind`` (see :data:`KINDS`) with seeded initial weights."""
-    from .conv import ConvBetaVAE, ConvMultiDecoderIVAE, ConvUNet, ConvUNetConfig, ConvVAEConfig
+    from oatomo.learn.conv import ConvBetaVAE, ConvMultiDecoderIVAE, ConvUNet, ConvUNetConfig, ConvVAEConfig
 
     if kind == "unet":
         return ConvUNet(ConvUNetConfig(in_shape=(in_channels, size, size),
@@ -98,9 +98,9 @@ def train_family_refiner(data: str | os.PathLike, kind: str, out: str | os.PathL
     callback
         Called after every step as ``callback(step, terms)`` (progress, early stop).
     """
-    from ..family_dataset import load_family_data
-    from .fit import attach_metadata
-    from .train import train
+    from oatomo.datasets.generate import load_family_data
+    from oatomo.learn.fit import attach_metadata
+    from oatomo.learn.train import train
 
     envs, man = load_family_data(data, limit=limit, channels=channels)
     names = list(man["environments"])
@@ -143,7 +143,7 @@ def train_family_refiner(data: str | os.PathLike, kind: str, out: str | os.PathL
 def family_metadata(manifest: dict[str, Any], kind: str, channels: tuple[int, ...],
                     data: str | os.PathLike, steps: int, seconds: float) -> dict[str, Any]:
     """What a family refiner checkpoint records for inference (see the module doc)."""
-    from ..scanners import CANONICAL_PITCH, FAMILY
+    from oatomo.scanners import CANONICAL_PITCH, FAMILY
 
     return {"kind": kind, "family": FAMILY.to_dict(), "pitch": CANONICAL_PITCH,
             "inputs": [manifest["inputs"][c] for c in channels],
@@ -159,13 +159,13 @@ def export_refiner(src: str | os.PathLike, dst: str | os.PathLike, *,
 
     Keeps the weights, config, learning-curve history and the family metadata (plus
     ``metrics``, and ``uncertainty``: the default mode of the uncertainty map, see
-    :class:`oatomo.family_refine.FamilyRefiner`); drops the optimizer state, which is
+    :class:`oatomo.refine.refiner.FamilyRefiner`); drops the optimizer state, which is
     twice the weights' size.
     """
     if uncertainty not in (None, "posterior", "decoders", "both"):
         raise InputError(f"uncertainty must be posterior, decoders or both, got "
                          f"{uncertainty!r}")
-    from .checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+    from oatomo.learn.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 
     ckpt = load_checkpoint(src)
     meta = (ckpt.get("train") or {}).get(FAMILY_KEY)

@@ -10,7 +10,7 @@ TOML layout (every key optional but ``name``; SI units)::
 
     name = "ring256-5mhz"
     description = "..."
-    method = "ubp"               # a name of oatomo.methods.METHODS
+    method = "ubp"               # a name of oatomo.recon.registry.METHODS
     n = 256                      # pixels per side
     fov = 0.03                   # field of view (m)
     speed_of_sound = 1520.0      # m/s
@@ -31,9 +31,9 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import InputError
-from .resources import resource_path
-from .response import DetectorResponse
+from oatomo.errors import InputError
+from oatomo.resources import resource_path
+from oatomo.response import DetectorResponse
 
 __all__ = ["Preset", "load_preset", "bundled_presets", "PRESETS_DIR"]
 
@@ -102,7 +102,7 @@ class Preset:
         except InputError as exc:
             raise InputError(f"preset [detector]: {exc.problem}", path) from None
         if "method" in doc:
-            from .methods import get_method
+            from oatomo.recon.registry import get_method
 
             try:
                 get_method(doc["method"])
@@ -119,7 +119,7 @@ class Preset:
     @classmethod
     def from_toml(cls, path: str | os.PathLike) -> Preset:
         """Read a preset TOML file (unknown keys and wrong types are errors)."""
-        from .setups import read_toml
+        from oatomo.setups import read_toml
 
         return cls.from_dict(read_toml(path, "preset"), path)
 
@@ -144,6 +144,6 @@ def load_preset(preset: str | os.PathLike | Preset) -> Preset:
     if not isinstance(preset, (str, os.PathLike)):
         raise InputError(f"preset must be a Preset, a TOML path or a bundled name, got "
                          f"{type(preset).__name__}")
-    from .setups import find_toml
+    from oatomo.setups import find_toml
 
     return Preset.from_toml(find_toml(preset, PRESETS_DIR, "preset"))

@@ -29,10 +29,10 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InputError
-from .geometry import Acquisition, Grid, SensorArray
-from .learn.weights import NumpyConvVAE
-from .scanners import CANONICAL_PITCH, FAMILY, FAMILY_KEY, ScannerFamily
+from oatomo.errors import InputError
+from oatomo.geometry import Acquisition, Grid, SensorArray
+from oatomo.refine.weights import NumpyConvVAE
+from oatomo.scanners import CANONICAL_PITCH, FAMILY, FAMILY_KEY, ScannerFamily
 
 logger = logging.getLogger(__name__)
 
@@ -119,7 +119,7 @@ class FamilyRefiner:
     ----------
     model
         A fully convolutional oatomo model (:mod:`oatomo.learn.conv`), or its NumPy
-        inference (:class:`oatomo.learn.weights.NumpyConvVAE`, no PyTorch).
+        inference (:class:`oatomo.refine.weights.NumpyConvVAE`, no PyTorch).
     kind
         ``"multi-decoder"``, ``"beta-vae"`` or ``"unet"``.
     family
@@ -168,7 +168,7 @@ class FamilyRefiner:
                       acquisition: Acquisition, grid: Grid, *,
                       band: tuple[float, float] | None = None) -> dict[str, np.ndarray]:
         """The model's input channels (Pa) of one (N, T) sinogram on ``grid``."""
-        from .recon import backproject
+        from oatomo.recon.backprojection import backproject
 
         return {m: backproject(sinogram, grid, sensors, acquisition, method=m, band=band)
                 for m in self.inputs}
@@ -216,10 +216,10 @@ class FamilyRefiner:
             raise InputError(f"uncertainty must be 'posterior', 'decoders' or 'both', got "
                              f"{mode!r}")
         e = self.env_index(env)
-        from .refine import SMALL_PIXELS, few_threads
+        from oatomo.refine.legacy import SMALL_PIXELS, few_threads
 
         if isinstance(self.model, NumpyConvVAE):
-            from ._blas import blas_threads
+            from oatomo._blas import blas_threads
 
             # one 128² tile: one BLAS thread (spinning threads cost seconds when busy)
             with blas_threads(1 if x.shape[-1] * x.shape[-2] <= SMALL_PIXELS else None):
@@ -342,8 +342,8 @@ def posterior_noise(seed: int, n: int, shape: tuple[int, ...]) -> np.ndarray:
 
 def load_family_refiner(path: str | os.PathLike, *, device: str = "cpu",
                         backend: str = "auto") -> FamilyRefiner:
-    """Load a refiner written by :func:`oatomo.learn.family.train_family_refiner` or
-    :func:`oatomo.learn.family.export_refiner`.
+    """Load a refiner written by :func:`oatomo.learn.refiner.train_family_refiner` or
+    :func:`oatomo.learn.refiner.export_refiner`.
 
     Parameters
     ----------
@@ -352,12 +352,12 @@ def load_family_refiner(path: str | os.PathLike, *, device: str = "cpu",
     device
         PyTorch device of the model (the PyTorch back end).
     backend
-        ``"numpy"``: run the model with NumPy (:class:`oatomo.learn.weights.NumpyConvVAE`;
+        ``"numpy"``: run the model with NumPy (:class:`oatomo.refine.weights.NumpyConvVAE`;
         weights archives of VAE models only; PyTorch is not imported); ``"torch"``: with
         PyTorch; ``"auto"`` (default): NumPy for a weights archive of a VAE on the CPU,
         else PyTorch. Both give the same images to float32 rounding.
     """
-    from .learn.weights import NUMPY_CLASSES, is_weights_archive, read_weights
+    from oatomo.refine.weights import NUMPY_CLASSES, is_weights_archive, read_weights
 
     if backend not in ("auto", "numpy", "torch"):
         raise InputError(f"backend must be 'auto', 'numpy' or 'torch', got {backend!r}")
@@ -371,8 +371,8 @@ def load_family_refiner(path: str | os.PathLike, *, device: str = "cpu",
                                             and ckpt["model_class"] in NUMPY_CLASSES)):
         model: Any = NumpyConvVAE.from_record(ckpt, state, path)
     else:
-        from .learn import conv  # noqa: F401 - registers the fully convolutional classes
-        from .learn.checkpoint import (
+        from oatomo.learn import conv
+        from oatomo.learn.checkpoint import (
             checkpoint_from_weights,
             load_checkpoint,
             model_from_checkpoint,

@@ -42,11 +42,11 @@ from typing import Any
 import h5py
 import numpy as np
 
-from ._limits import MAX_COUNT, check_bytes
-from .errors import InputError
-from .errors import blame as _blame
-from .geometry import Grid
-from .methods import Callback, linear_methods
+from oatomo._limits import MAX_COUNT, check_bytes
+from oatomo.errors import InputError
+from oatomo.errors import blame as _blame
+from oatomo.geometry import Grid
+from oatomo.recon.registry import Callback, linear_methods
 
 logger = logging.getLogger(__name__)
 
@@ -119,7 +119,7 @@ class Experiment:
 
 
 def _load_toml(path: Path) -> dict[str, Any]:
-    from .setups import read_toml
+    from oatomo.setups import read_toml
 
     return read_toml(path, "experiment")
 
@@ -136,7 +136,7 @@ def load_experiment(path: str | os.PathLike) -> Experiment:
         Unknown or missing keys, wrong types, unknown setups, grids that differ between
         environments.
     """
-    from .setups import load_setup
+    from oatomo.setups import load_setup
 
     path = Path(path)
     doc = _load_toml(path)
@@ -179,7 +179,7 @@ def load_experiment(path: str | os.PathLike) -> Experiment:
     chunk = int(doc.get("chunk", 16))
     if not 1 <= chunk <= 4096:
         raise InputError("chunk must be in 1..4096", path)
-    from .phantoms import check_name
+    from oatomo.phantoms import check_name
 
     with _blame(path):
         check_name(doc.get("phantom", "vessels"))
@@ -222,9 +222,9 @@ def make_item(setup: Any, phantom: str, method: str, seed: int) -> dict[str, np.
     dict
         ``input`` (n, n) float32, ``target`` (n, n) float32, ``true_positions`` (N, 2).
     """
-    from .forward import simulate
-    from .phantoms import make
-    from .pipeline import reconstruct_sinogram
+    from oatomo.forward import simulate
+    from oatomo.phantoms import make
+    from oatomo.pipeline import reconstruct_sinogram
 
     s_phantom, s_draw, s_noise = np.random.SeedSequence(seed).generate_state(3)
     p0 = make(phantom, setup.grid, int(s_phantom))
@@ -288,7 +288,7 @@ def generate_dataset(
     Path or None
         ``out`` when complete; None when stopped early by ``max_chunks``.
     """
-    from ._atomic import atomic_path, check_free_space, check_output_path, hdf5_for_writing
+    from oatomo._atomic import atomic_path, check_free_space, check_output_path, hdf5_for_writing
 
     k, n = shard
     if not (1 <= k <= n):
@@ -382,7 +382,7 @@ def _start_partial(partial: Path, fingerprint: str) -> None:
     """Keep ``partial`` (the directory of finished chunks) when it belongs to this
     experiment, seed and shard; otherwise start it afresh (it is this output's own
     work directory, named after it)."""
-    from ._atomic import atomic_path
+    from oatomo._atomic import atomic_path
 
     manifest = partial / "manifest.json"
     try:
@@ -412,7 +412,7 @@ def merge_datasets(parts: Sequence[str | os.PathLike], out: str | os.PathLike, *
     InputError
         Shards of different experiments or seeds, missing or duplicated shards.
     """
-    from ._atomic import (
+    from oatomo._atomic import (
         atomic_path,
         check_free_space,
         check_input_file,
@@ -503,8 +503,8 @@ def load_training_data(path: str | os.PathLike, *, limit: int | None = None) -> 
     """
     import h5py
 
-    from ._atomic import check_input_file
-    from .refine import normalise
+    from oatomo._atomic import check_input_file
+    from oatomo.refine.legacy import normalise
 
     p = check_input_file(path, "dataset file")
     if limit is not None and not 1 <= limit <= MAX_COUNT:

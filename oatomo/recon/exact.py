@@ -20,9 +20,9 @@ from dataclasses import replace
 
 import numpy as np
 
-from ._backprojection import delay_and_sum
-from .errors import InputError
-from .geometry import Acquisition, Grid, SensorArray
+from oatomo.recon.summation import delay_and_sum
+from oatomo.errors import InputError
+from oatomo.geometry import Acquisition, Grid, SensorArray
 
 logger = logging.getLogger(__name__)
 
@@ -235,8 +235,8 @@ def fbp_circular(
     >>> round(float(img[32, 41]), 1)
     1.0
     """
-    from .forward import check_sinogram
-    from .geometry import check_geometry
+    from oatomo.forward import check_sinogram
+    from oatomo.geometry import check_geometry
 
     grid, sensors, acquisition = check_geometry(grid, sensors, acquisition)
     return _fbp(check_sinogram(sinogram, sensors, acquisition), grid, sensors, acquisition,

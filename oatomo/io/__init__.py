@@ -34,12 +34,12 @@ from typing import Any
 import h5py
 import numpy as np
 
-from ._atomic import atomic_path, check_input_file
-from ._limits import check_bytes
-from .errors import InputError
-from .errors import blame as _blame
-from .geometry import Acquisition, Grid, SensorArray, as_sensors, check_geometry
-from .response import DetectorResponse
+from oatomo._atomic import atomic_path, check_input_file
+from oatomo._limits import check_bytes
+from oatomo.errors import InputError
+from oatomo.errors import blame as _blame
+from oatomo.geometry import Acquisition, Grid, SensorArray, as_sensors, check_geometry
+from oatomo.response import DetectorResponse
 
 logger = logging.getLogger(__name__)
 
@@ -650,7 +650,7 @@ def _write_h5(out: Path, fill: Any) -> None:
 
 
 def _write_oatomo(f: h5py.File, scan: Scan) -> None:
-    from . import __version__
+    from oatomo import __version__
 
     f.attrs["oatomo_format"] = "scan"
     f.attrs["format_version"] = SCAN_FORMAT_VERSION
@@ -929,7 +929,7 @@ def save_images(path: str | os.PathLike, images: dict[str, np.ndarray], grid: Gr
     ``attrs["axes"]``, e.g. ``frame, wavelength``, then ``y, x``) and ``pixel_size`` (m).
     ``attrs["wavelengths"]`` (m) is also written as the dataset ``/wavelengths``.
     """
-    from . import __version__
+    from oatomo import __version__
 
     out = Path(path)
 

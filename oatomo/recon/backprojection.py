@@ -12,11 +12,11 @@ import math
 
 import numpy as np
 
-from ._backprojection import delay_and_sum
-from .errors import InputError
-from .exact import _fbp
-from .forward import bandpass, check_sinogram
-from .geometry import Acquisition, Grid, SensorArray, check_geometry
+from oatomo.recon.summation import delay_and_sum
+from oatomo.errors import InputError
+from oatomo.recon.exact import _fbp
+from oatomo.forward import bandpass, check_sinogram
+from oatomo.geometry import Acquisition, Grid, SensorArray, check_geometry
 
 logger = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ def backproject(
         solid-angle weight of each sensor ``dl_s cos(theta) / |r - r_s|`` normalised by the
         total angle ``2 pi``, scaled so that images come out in units of ``p0`` (Pa).
         ``"fbp"``: exact filtered backprojection for full circular arrays
-        (:func:`oatomo.exact.fbp_circular`).
+        (:func:`oatomo.recon.exact.fbp_circular`).
     band
         Optional ``(f_low, f_high)`` Butterworth band-pass applied first (Hz).
     speed_of_sound
@@ -144,7 +144,7 @@ def backproject(
         frames = (frames * gain[None, :, None].astype(np.float32)).astype(np.float32)
     points = sensors
     if element_width is not None:
-        from .response import element_points
+        from oatomo.response import element_points
 
         points, m = element_points(sensors, element_width, acquisition)
         frames = np.repeat(frames / np.float32(m), m, axis=1)

@@ -1,0 +1,1 @@
+"""Validation examples of the invariant VAEs away from optoacoustics (Colored MNIST)."""
