@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from oatomo import InputError, cmnist
+from oatomo import InputError
+from oatomo.validation.cmnist import data as cmnist
 from oatomo.cli import main
 
 

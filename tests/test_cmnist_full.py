@@ -8,7 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-from oatomo import InputError, cmnist
+from oatomo import InputError
+from oatomo.validation.cmnist import data as cmnist
 from oatomo.cli import main
 
 HEADER = "label," + ",".join(f"{r}x{c}" for r in range(1, 29) for c in range(1, 29))

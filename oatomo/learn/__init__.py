@@ -27,8 +27,9 @@ _LAZY = {
     "MODEL_KINDS": "registry", "ModelKind": "registry", "VAEConfig": "blocks",
     "CHECKPOINT_FORMAT": "checkpoint", "CHECKPOINT_VERSION": "checkpoint",
     "build_model": "checkpoint", "load_checkpoint": "checkpoint", "load_model": "checkpoint",
-    "save_checkpoint": "checkpoint", "ClassifierConfig": "classifier",
-    "DigitClassifier": "classifier", "predict_batched": "classifier", "BetaVAE": "models",
+    "save_checkpoint": "checkpoint", "ClassifierConfig": "oatomo.validation.cmnist.classifier",
+    "DigitClassifier": "oatomo.validation.cmnist.classifier",
+    "predict_batched": "oatomo.validation.cmnist.classifier", "BetaVAE": "models",
     "MultiDecoderIVAE": "models", "MultiEncoderIVAE": "models", "kl_normal": "models",
     "TrainResult": "train", "resolve_device": "train", "train": "train",
     "UNetConfig": "unet", "UNetDenoiser": "unet",
@@ -62,7 +63,7 @@ __all__ = [
 ]
 
 
-__getattr__, __dir__ = lazy_exports(globals(), {k: f"{__name__}.{v}" for k, v in _LAZY.items()})
+__getattr__, __dir__ = lazy_exports(globals(), {k: v if "." in v else f"{__name__}.{v}" for k, v in _LAZY.items()})
 
 
 class _Package(types.ModuleType):
