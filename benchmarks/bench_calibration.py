@@ -42,18 +42,18 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from oatomo.evaluation import metrics as M
 from oatomo.calibration import (  # noqa: E402
     calibrate_sinogram,
     rigid_error,
     similarity_transform,
 )
+from oatomo.evaluation import metrics as M
 from oatomo.evaluation.legacy import affine_fit  # noqa: E402
 from oatomo.forward import simulate  # noqa: E402
 from oatomo.geometry import SensorArray  # noqa: E402
-from oatomo.recon.model_based import reconstruct_model_based  # noqa: E402
 from oatomo.phantoms import make  # noqa: E402
 from oatomo.recon.backprojection import backproject  # noqa: E402
+from oatomo.recon.model_based import reconstruct_model_based  # noqa: E402
 from oatomo.setups import Setup  # noqa: E402
 
 DEG = math.pi / 180

@@ -25,8 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 def _refiners(model: str | None) -> tuple[dict, str]:
     """The refiner on each engine, and a label."""
-    from oatomo.refine.refiner import FamilyRefiner, load_family_refiner
     from oatomo.learn.refiner import build_family_model
+    from oatomo.refine.refiner import FamilyRefiner, load_family_refiner
     from oatomo.refine.weights import NumpyConvVAE
     from oatomo.resources import MODELS, resource_path
 

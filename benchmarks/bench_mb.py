@@ -65,8 +65,8 @@ def min_max(img: np.ndarray) -> np.ndarray:
 def quality(n_phantoms: int) -> dict[str, dict[str, np.ndarray]]:
     """PSNR / SSIM per method and phantom, for both normalisations."""
     from oatomo import Acquisition, Grid, ring_array
-    from oatomo.forward import simulate
     from oatomo.evaluation.metrics import psnr, ssim
+    from oatomo.forward import simulate
     from oatomo.phantoms import vessels
     from oatomo.pipeline import reconstruct_sinogram
 
@@ -121,8 +121,8 @@ def tikhonov_vs_scipy(n_pix: int, reps: int) -> list[dict]:
 
     from oatomo import Acquisition, Grid, ring_array
     from oatomo.forward import simulate
-    from oatomo.recon.model_based import _operator, default_lambda, reconstruct_model_based
     from oatomo.phantoms import vessels
+    from oatomo.recon.model_based import _operator, default_lambda, reconstruct_model_based
 
     grid = Grid(n_pix, FOV)
     sensors, acq = ring_array(N_SENS, RADIUS), Acquisition(FS, N_T)
@@ -181,12 +181,12 @@ def tikhonov_vs_scipy(n_pix: int, reps: int) -> list[dict]:
 
 def speed(reps: int) -> list[dict]:
     from oatomo import Acquisition, Grid, ring_array
-    from oatomo.recon.autofocus import autofocus
-    from oatomo.recon.exact import fbp_circular
     from oatomo.forward import simulate
-    from oatomo.recon.model_based import reconstruct_model_based
     from oatomo.phantoms import shepp_logan, vessels
+    from oatomo.recon.autofocus import autofocus
     from oatomo.recon.backprojection import backproject
+    from oatomo.recon.exact import fbp_circular
+    from oatomo.recon.model_based import reconstruct_model_based
 
     grid, sensors, acq = Grid(N_PIX, FOV), ring_array(N_SENS, RADIUS), Acquisition(FS, N_T)
     y = simulate(vessels(grid, 0), grid, sensors, acq, noise_std=NOISE, seed=0)
@@ -272,9 +272,9 @@ def delay_ridge() -> list[dict]:
     from dataclasses import replace
 
     from oatomo import Acquisition, Grid, ring_array
-    from oatomo.recon.autofocus import autofocus
     from oatomo.forward import simulate
     from oatomo.phantoms import vessels
+    from oatomo.recon.autofocus import autofocus
 
     g, ring = Grid(64, FOV), ring_array(64, RADIUS)
     acq = Acquisition(FS, 1400, speed_of_sound=1530.0)

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 from oatomo import Acquisition, Grid, InputError, phantoms, ring_array
-from oatomo.recon.autofocus import autofocus, sharpness
 from oatomo.cli import COMMAND_MODULES, main
 from oatomo.cli import autofocus as cli_autofocus
 from oatomo.forward import simulate
 from oatomo.io import Scan, save_scan
+from oatomo.recon.autofocus import autofocus, sharpness
 from oatomo.recon.backprojection import backproject
 
 GRID = Grid(64, 0.0128)  # 0.2 mm pitch: coarse and fast

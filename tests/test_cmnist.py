@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from oatomo import InputError
-from oatomo.validation.cmnist import data as cmnist
 from oatomo.cli import main
+from oatomo.validation.cmnist import data as cmnist
 
 
 @pytest.fixture(scope="module")

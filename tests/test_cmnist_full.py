@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from oatomo import InputError
-from oatomo.validation.cmnist import data as cmnist
 from oatomo.cli import main
+from oatomo.validation.cmnist import data as cmnist
 
 HEADER = "label," + ",".join(f"{r}x{c}" for r in range(1, 29) for c in range(1, 29))
 

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from oatomo import Acquisition, Grid, InputError, SensorArray, phantoms, ring_array
-from oatomo.recon.exact import check_full_ring, circular_means, fbp_circular
 from oatomo.forward import simulate
 from oatomo.recon.backprojection import backproject
+from oatomo.recon.exact import check_full_ring, circular_means, fbp_circular
 
 GRID = Grid(128, 0.0128)  # 0.1 mm pitch
 RING = ring_array(512, 0.0225)

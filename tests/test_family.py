@@ -173,8 +173,8 @@ def test_family_training_resumes_bit_for_bit(tiny_refiners, tmp_path):
 
 
 def test_refine_any_grid_units_and_determinism(tiny_refiners):
-    from oatomo.refine.refiner import UNITS_PA, UNITS_RELATIVE, load_family_refiner
     from oatomo.forward import simulate
+    from oatomo.refine.refiner import UNITS_PA, UNITS_RELATIVE, load_family_refiner
 
     ref = load_family_refiner(tiny_refiners["multi-decoder"])
     assert ref.inputs == ("ubp", "das") and len(ref.env_names) == 2

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from oatomo import Acquisition, Grid, ring_array
-from oatomo.forward import simulate
 from oatomo.evaluation.metrics import psnr
+from oatomo.forward import simulate
 from oatomo.recon.backprojection import _UBP_GAIN, backproject
 from oatomo.setups import Setup
 

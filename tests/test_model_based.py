@@ -5,8 +5,9 @@ import pytest
 from scipy.sparse.linalg import lsqr as scipy_lsqr
 
 from oatomo import Acquisition, Grid, InputError, phantoms, ring_array
-from oatomo.forward import ForwardOperator, simulate
 from oatomo.evaluation.metrics import psnr
+from oatomo.forward import ForwardOperator, simulate
+from oatomo.recon.backprojection import backproject
 from oatomo.recon.model_based import (
     default_lambda,
     lsqr,
@@ -15,7 +16,6 @@ from oatomo.recon.model_based import (
     tv_norm,
     tv_prox,
 )
-from oatomo.recon.backprojection import backproject
 
 # a tiny problem whose system matrix can be built explicitly
 G24 = Grid(24, 0.0048)

@@ -15,8 +15,8 @@ import oatomo
 from oatomo import Acquisition, Grid, InputError, ring_array
 from oatomo.cli import build_parser, main
 from oatomo.io import Scan, load_images, save_scan
-from oatomo.recon.registry import METHODS, MethodSpec
 from oatomo.pipeline import UNITS_PA, UNITS_REFINED, Reconstruction, reconstruct
+from oatomo.recon.registry import METHODS, MethodSpec
 
 ROOT = Path(__file__).parents[1]
 PACKAGE = ROOT / "oatomo"

@@ -14,9 +14,9 @@ from oatomo import kernels as K
 from oatomo.calibration import _lowpass_fft, check_positions
 from oatomo.cli import main
 from oatomo.evaluation.legacy import affine_fit
+from oatomo.evaluation.metrics import psnr
 from oatomo.forward import simulate
 from oatomo.io import Scan, save_scan
-from oatomo.evaluation.metrics import psnr
 from oatomo.phantoms import disks
 
 GRID = Grid(64, 0.0128)

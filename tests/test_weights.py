@@ -138,9 +138,9 @@ def test_bad_archives_are_one_line_errors(tmp_path, monkeypatch):
 def test_shipped_model_numpy_equals_pytorch_back_end():
     """The refiner `oatomo reconstruct` uses by default, both back ends, one scan."""
     from oatomo import phantoms
-    from oatomo.refine.refiner import load_family_refiner
     from oatomo.forward import simulate
     from oatomo.geometry import Acquisition, Grid, ring_array
+    from oatomo.refine.refiner import load_family_refiner
     from oatomo.resources import default_model_path
 
     path = default_model_path()

@@ -32,13 +32,13 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from oatomo.evaluation import metrics as M
 from oatomo.calibration import calibrate_sinogram, check_positions  # noqa: E402
+from oatomo.evaluation import metrics as M
 from oatomo.evaluation.legacy import affine_fit  # noqa: E402
 from oatomo.evaluation.refiners import eval_acquisition, eval_files, make_eval_set  # noqa: E402
-from oatomo.refine.refiner import load_family_refiner  # noqa: E402
 from oatomo.geometry import Acquisition, Grid, SensorArray  # noqa: E402
 from oatomo.recon.model_based import reconstruct_model_based  # noqa: E402
+from oatomo.refine.refiner import load_family_refiner  # noqa: E402
 
 MODEL = ROOT / "oatomo" / "resources" / "models" / "family_refiner.npz"
 METHODS = ("ubp", "tv_nominal", "refined", "tv_calibrated", "refined_calibrated", "tv_true",

@@ -20,9 +20,9 @@ sys.path.insert(0, str(ROOT))
 from oatomo.evaluation import metrics as M
 from oatomo.evaluation.legacy import affine_fit  # noqa: E402
 from oatomo.evaluation.refiners import make_eval_set  # noqa: E402
-from oatomo.refine.refiner import load_family_refiner  # noqa: E402
 from oatomo.forward import bandpass, simulate  # noqa: E402
 from oatomo.geometry import Acquisition, Grid, SensorArray  # noqa: E402
+from oatomo.refine.refiner import load_family_refiner  # noqa: E402
 
 
 def q(img, truth):

@@ -53,9 +53,9 @@ def _parse_range(text: str) -> tuple[float, float]:
 
 def run(args: argparse.Namespace) -> int:
     from oatomo._atomic import check_output_path
-    from oatomo.recon.autofocus import autofocus
     from oatomo.geometry import Grid
     from oatomo.io import load_scan, save_calibration
+    from oatomo.recon.autofocus import autofocus
 
     c_range = _parse_range(args.range)
     if args.steps > MAX_STEPS:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from oatomo.errors import InputError
 from oatomo.cli._progress import bars
+from oatomo.errors import InputError
 
 _SOURCE = {"given": "given", "setup": "from the scan's setup", "default": "1 % of the radius",
            "data": "estimated from the data"}

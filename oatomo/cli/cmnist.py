@@ -6,8 +6,8 @@ import argparse
 import os
 from dataclasses import replace
 
-from oatomo.errors import InputError
 from oatomo.cli._progress import ProgressBars
+from oatomo.errors import InputError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -149,8 +149,8 @@ def _stats(out: str, n_boot: int, *, force: bool) -> int:
     import json
     from pathlib import Path
 
-    from oatomo.evaluation import stats
     from oatomo._atomic import atomic_path, check_outputs
+    from oatomo.evaluation import stats
     from oatomo.figures import cmnist_stats_figure
     from oatomo.validation.cmnist.experiment import MODELS, POSTER
 

@@ -6,8 +6,8 @@ import argparse
 import time
 
 from oatomo._limits import MAX_COUNT
-from oatomo.errors import InputError
 from oatomo.cli._progress import bars
+from oatomo.errors import InputError
 
 
 def register(sub: argparse._SubParsersAction) -> None:

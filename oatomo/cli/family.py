@@ -6,9 +6,9 @@ import argparse
 import time
 from pathlib import Path
 
+from oatomo.cli._progress import bars
 from oatomo.errors import InputError
 from oatomo.learn.refiner import DEFAULT_ARCH
-from oatomo.cli._progress import bars
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -81,10 +81,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_data(args: argparse.Namespace) -> int:
+    from oatomo.cli.learn import _check_counts
     from oatomo.datasets.generate import generate_family_data
     from oatomo.geometry import MAX_GRID_SIDE
     from oatomo.scanners import TRAIN_ENVIRONMENTS
-    from oatomo.cli.learn import _check_counts
 
     _check_counts(args, "count")
     if not (16 <= args.size <= MAX_GRID_SIDE and args.size % 4 == 0):
@@ -102,10 +102,10 @@ def run_data(args: argparse.Namespace) -> int:
 
 def run_train(args: argparse.Namespace) -> int:
     from oatomo._atomic import check_outputs
+    from oatomo.cli.learn import _check_counts, _check_floats
     from oatomo.datasets.generate import LINEAR_INPUTS
     from oatomo.learn.checkpoint import sidecar_path
     from oatomo.learn.refiner import train_family_refiner
-    from oatomo.cli.learn import _check_counts, _check_floats
 
     _check_counts(args, "epochs", "batch-size")
     _check_floats(args, ("lr", 0.0, 10.0, True))
@@ -136,8 +136,8 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_evalset(args: argparse.Namespace) -> int:
-    from oatomo.evaluation.refiners import make_eval_set
     from oatomo.cli.learn import _check_counts
+    from oatomo.evaluation.refiners import make_eval_set
 
     _check_counts(args, "count", "tv-iter")
     out = make_eval_set(args.output, count=args.count, seed=args.seed, tv_iter=args.tv_iter,

@@ -8,9 +8,9 @@ import time
 from pathlib import Path
 
 from oatomo._limits import MAX_COUNT
+from oatomo.cli._progress import bars
 from oatomo.errors import InputError
 from oatomo.learn.registry import MODEL_KINDS
-from oatomo.cli._progress import bars
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
+from oatomo.cli._progress import bars
 from oatomo.errors import InputError
 from oatomo.recon.registry import METHODS
-from oatomo.cli._progress import bars
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from oatomo.evaluation import metrics as M
 from oatomo.errors import InputError
+from oatomo.evaluation import metrics as M
 from oatomo.recon.registry import Callback
 
 logger = logging.getLogger(__name__)

@@ -50,10 +50,10 @@ def make_eval_set(out: str | os.PathLike, *, count: int = 8, seed: int = 2, size
     """Simulate the evaluation scans and their classical reconstructions (resumable)."""
     from oatomo._atomic import atomic_path
     from oatomo._limits import check_integer
-    from oatomo.datasets.legacy import item_seed
     from oatomo.datasets.generate import HELDOUT_PHANTOMS, make_family_item, resume_directory
-    from oatomo.recon.model_based import reconstruct_model_based
+    from oatomo.datasets.legacy import item_seed
     from oatomo.recon.backprojection import backproject
+    from oatomo.recon.model_based import reconstruct_model_based
     from oatomo.scanners import CANONICAL_PITCH, EVAL_GEOMETRIES, PERTURBATIONS, Environment
 
     for name, v in (("count", count), ("tv_iter", tv_iter), ("size", size)):
@@ -169,8 +169,8 @@ def evaluate_family(eval_dir: str | os.PathLike, models: dict[str, str | os.Path
         With ``out``, also ``evaluation.json``, ``evaluation.md`` and ``evaluation.png``.
     """
     from oatomo.evaluation import metrics as M
-    from oatomo.refine.refiner import load_family_refiner, resample
     from oatomo.refine.legacy import load_refiner
+    from oatomo.refine.refiner import load_family_refiner, resample
 
     reserved = {"ubp", "das", "tv_nominal", "tv_true", "truth"}
     clash = sorted(reserved & (set(models) | set(legacy or {})))

@@ -22,10 +22,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from oatomo.recon.registry import Callback
 from oatomo.learn.blocks import VAEConfig
 from oatomo.learn.registry import get_kind, model_classes
 from oatomo.learn.unet import UNetConfig
+from oatomo.recon.registry import Callback
 
 logger = logging.getLogger(__name__)
 
@@ -98,8 +98,8 @@ def train_refiner(data: str | os.PathLike, kind: str, out: str | os.PathLike, *,
     total)`` reports the training steps (on rank 0).
     """
     from oatomo.datasets.legacy import load_training_data
-    from oatomo.refine.legacy import REFINER_KEY
     from oatomo.learn.train import resolve_device, steps_per_epoch, train
+    from oatomo.refine.legacy import REFINER_KEY
 
     td = load_training_data(data, limit=limit)
     envs = td.environments

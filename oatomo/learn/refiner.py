@@ -48,7 +48,13 @@ def build_family_model(kind: str, n_envs: int, in_channels: int, *,
                        gamma: float = 1.0, obs_sigma: float = 0.05, size: int = 96,
                        seed: int = 0) -> Any:
     """A fresh model of ``kind`` (see :data:`KINDS`) with seeded initial weights."""
-    from oatomo.learn.conv import ConvBetaVAE, ConvMultiDecoderIVAE, ConvUNet, ConvUNetConfig, ConvVAEConfig
+    from oatomo.learn.conv import (
+        ConvBetaVAE,
+        ConvMultiDecoderIVAE,
+        ConvUNet,
+        ConvUNetConfig,
+        ConvVAEConfig,
+    )
 
     if kind == "unet":
         return ConvUNet(ConvUNetConfig(in_shape=(in_channels, size, size),

@@ -12,11 +12,11 @@ import math
 
 import numpy as np
 
-from oatomo.recon.summation import delay_and_sum
 from oatomo.errors import InputError
-from oatomo.recon.exact import _fbp
 from oatomo.forward import bandpass, check_sinogram
 from oatomo.geometry import Acquisition, Grid, SensorArray, check_geometry
+from oatomo.recon.exact import _fbp
+from oatomo.recon.summation import delay_and_sum
 
 logger = logging.getLogger(__name__)
 

@@ -20,9 +20,9 @@ from dataclasses import replace
 
 import numpy as np
 
-from oatomo.recon.summation import delay_and_sum
 from oatomo.errors import InputError
 from oatomo.geometry import Acquisition, Grid, SensorArray
+from oatomo.recon.summation import delay_and_sum
 
 logger = logging.getLogger(__name__)
 

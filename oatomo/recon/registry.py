@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 
 from oatomo.errors import InputError
-from oatomo.geometry import Acquisition, Grid, SensorArray
+from oatomo.geometry import Acquisition, Grid, SensorArray, check_geometry
 
-__all__ = ["MethodSpec", "METHODS", "get_method", "linear_methods"]
+__all__ = ["Callback", "MethodSpec", "METHODS", "get_method", "linear_methods", "reconstruct_sinogram"]
 
 #: ``callback(what, done, total)``: progress of a long step (``total`` None if unknown).
 Callback = Callable[[str, int, "int | None"], Any]
@@ -120,3 +120,45 @@ def get_method(name: str) -> MethodSpec:
 def linear_methods() -> tuple[str, ...]:
     """Methods that are one linear, non-iterative pass for any array (refiner inputs)."""
     return tuple(n for n, s in METHODS.items() if not s.iterative and not s.full_ring)
+
+
+def reconstruct_sinogram(sinogram: np.ndarray, grid: Grid, sensors: SensorArray,
+                         acquisition: Acquisition, method: str = "ubp", *,
+                         band: tuple[float | None, float | None] | None = None,
+                         lam: float | None = None, iters: int = 50,
+                         callback: Callback | None = None,
+                         element_width: float | None = None,
+                         response: Any = None) -> np.ndarray:
+    """Step 3: every frame of a sinogram with one registered method.
+
+    Parameters
+    ----------
+    sinogram
+        (..., N, T) signals in Pa.
+    grid, sensors, acquisition
+        Output grid, sensor positions and sampling.
+    method
+        A name of :data:`oatomo.recon.registry.METHODS`.
+    band
+        Optional ``(f_low, f_high)`` band-pass (Hz) applied first.
+    lam, iters
+        Regularisation weight (None: from the data) and iterations of iterative methods.
+    callback
+        ``callback(what, done, total)`` as the work progresses.
+    element_width
+        Width (m) of flat sensor elements, weighting the backprojection with their
+        directivity (das, ubp) or inside the model-based operator; None: point sensors.
+    response
+        A detector response to include in the model-based operator (iterative methods).
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 (..., n, n) in Pa.
+    """
+    spec = get_method(method)
+    grid, sensors, acquisition = check_geometry(grid, sensors, acquisition)
+    extra = {k: v for k, v in (("element_width", element_width), ("response", response))
+             if v is not None}
+    return spec.run(sinogram, grid, sensors, acquisition, band=band, lam=lam, iters=iters,
+                    callback=callback, **extra)

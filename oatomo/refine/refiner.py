@@ -371,7 +371,6 @@ def load_family_refiner(path: str | os.PathLike, *, device: str = "cpu",
                                             and ckpt["model_class"] in NUMPY_CLASSES)):
         model: Any = NumpyConvVAE.from_record(ckpt, state, path)
     else:
-        from oatomo.learn import conv
         from oatomo.learn.checkpoint import (
             checkpoint_from_weights,
             load_checkpoint,

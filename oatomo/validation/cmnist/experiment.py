@@ -26,15 +26,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from oatomo.evaluation import metrics
 from oatomo._atomic import atomic_path
-from oatomo.validation.cmnist.data import TRAIN_ENVS, ColoredMNIST, Environment, colored_mnist
 from oatomo.errors import InputError
-from oatomo.recon.registry import Callback
+from oatomo.evaluation import metrics
 from oatomo.learn.blocks import VAEConfig
-from oatomo.validation.cmnist.classifier import ClassifierConfig, DigitClassifier, predict_batched
 from oatomo.learn.models import BetaVAE, MultiDecoderIVAE, MultiEncoderIVAE
 from oatomo.learn.train import steps_per_epoch, train
+from oatomo.recon.registry import Callback
+from oatomo.validation.cmnist.classifier import ClassifierConfig, DigitClassifier, predict_batched
+from oatomo.validation.cmnist.data import TRAIN_ENVS, ColoredMNIST, Environment, colored_mnist
 
 logger = logging.getLogger(__name__)
 
