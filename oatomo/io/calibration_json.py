@@ -1,0 +1,92 @@
+"""Calibration JSON files (``oatomo autofocus --json``, ``oatomo calibrate --json``):
+speed of sound, ``t0`` and sensor positions, read by ``oatomo reconstruct --calibration``."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from oatomo._atomic import atomic_path, check_input_file
+from oatomo._limits import check_bytes
+from oatomo.errors import InputError
+
+__all__ = ["CALIBRATION_KIND", "save_calibration", "load_calibration"]
+
+
+#: ``kind`` of a calibration JSON file (``oatomo autofocus --json``, ``oatomo calibrate
+#: --json``), read by ``oatomo reconstruct --calibration``.
+CALIBRATION_KIND = "oatomo-calibration"
+
+
+def save_calibration(path: str | os.PathLike, doc: dict[str, Any]) -> Path:
+    """Write a calibration JSON file atomically (``kind`` and ``units`` added).
+
+    ``doc`` holds ``speed_of_sound`` (m/s) and optionally ``t0`` (s), ``positions``
+    ((N, 2) m) and anything else worth keeping (search curve, history).
+    """
+    load_calibration(doc)  # refuse to write what could not be read back
+    units = {"speed_of_sound": "m/s", "t0": "s", "positions": "m"}
+    out = Path(path)
+    full = {"kind": CALIBRATION_KIND, "format_version": 1, **doc,
+            "units": {k: v for k, v in units.items() if k in doc}}
+    with atomic_path(out) as tmp:
+        tmp.write_text(json.dumps(full, indent=2) + "\n")
+    return out
+
+
+def load_calibration(source: str | os.PathLike | dict[str, Any] | Any) -> dict[str, Any]:
+    """The speed of sound, ``t0`` and sensor positions of a calibration (file or dict).
+
+    Returns
+    -------
+    dict
+        The keys present among ``speed_of_sound`` (float, m/s), ``t0`` (float, s) and
+        ``positions`` (float64 (N, 2), m).
+
+    Raises
+    ------
+    InputError
+        Not JSON, none of the three keys, or values that are not what they should be.
+    """
+    path = None
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if not os.path.lexists(path):
+            raise InputError("calibration file not found", path)
+        check_input_file(path, "calibration file")
+        check_bytes(8.0 * path.stat().st_size, "reading the calibration file", path)
+        try:
+            source = json.loads(path.read_text())
+        except (ValueError, UnicodeDecodeError):
+            raise InputError("not a JSON calibration file", path) from None
+    if isinstance(source, Mapping):
+        source = dict(source)
+    if not isinstance(source, dict):
+        raise InputError(f"a calibration must be a JSON object or dict, got "
+                         f"{type(source).__name__}", path)
+    out: dict[str, Any] = {}
+    for key, low, high in (("speed_of_sound", 0.0, np.inf), ("t0", -np.inf, np.inf)):
+        if source.get(key) is not None:
+            v = source[key]
+            if isinstance(v, bool) or not isinstance(v, (int, float)) \
+                    or not (low < v < high) or not np.isfinite(v):
+                raise InputError(f"calibration {key} must be a finite number"
+                                 f"{' > 0' if low == 0 else ''}, got {v!r}", path)
+            out[key] = float(v)
+    if source.get("positions") is not None:
+        try:
+            pos = np.asarray(source["positions"], np.float64)
+        except (TypeError, ValueError):
+            pos = np.zeros((0,))
+        if pos.ndim != 2 or pos.shape[1] != 2 or not np.all(np.isfinite(pos)):
+            raise InputError(f"calibration positions must be finite (N, 2) metres, got "
+                             f"shape {pos.shape}", path)
+        out["positions"] = pos
+    if not out:
+        raise InputError("calibration has none of speed_of_sound, t0, positions", path)
+    return out

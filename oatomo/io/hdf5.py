@@ -1,0 +1,166 @@
+"""HDF5 plumbing shared by the file formats: opening, checked reads, atomic writes.
+
+Every reader here raises :class:`oatomo.InputError` naming the file (or a plain
+``ValueError`` that :func:`oatomo.io.formats.load_scan` turns into one) instead of
+letting a malformed file reach the numerics.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from oatomo._atomic import atomic_path, check_input_file
+from oatomo._limits import check_bytes
+from oatomo.errors import InputError
+
+__all__ = ["open_hdf5", "write_hdf5", "scalar_value", "number_value", "integer_value",
+           "text_value", "json_value", "read_array", "numeric_dataset", "plane_positions"]
+
+
+def open_hdf5(path: str | os.PathLike) -> h5py.File:
+    """Open an HDF5 file read-only, after checking that it is a readable file.
+
+    Raises
+    ------
+    InputError
+        Missing or unreadable file, a file that is not HDF5, or a truncated/corrupt one.
+    """
+    p = check_input_file(path, "scan file")
+    try:
+        return h5py.File(p, "r")
+    except OSError:
+        with open(p, "rb") as f:
+            magic = f.read(8)
+        if magic == b"\x89HDF\r\n\x1a\n":
+            raise InputError("HDF5 file is truncated or corrupt", p) from None
+        raise InputError("not an HDF5 file", p) from None
+
+
+def write_hdf5(out: Path, fill: Callable[[h5py.File], Any]) -> None:
+    """Build an HDF5 file in memory with ``fill(f)``, then write its bytes atomically.
+
+    The HDF5 library never writes to the disk itself: a full disk or a read-only
+    directory is then a plain :class:`OSError` from Python, not an HDF5 failure inside
+    the library (which left corrupt state behind and crashed the interpreter at exit).
+    """
+    buf = io.BytesIO()
+    with h5py.File(buf, "w") as f:
+        fill(f)
+    with atomic_path(out) as tmp:
+        tmp.write_bytes(buf.getbuffer())
+
+
+def scalar_value(v: Any) -> Any:
+    """A Python scalar from an attribute or a small dataset (bytes decoded to text).
+
+    Raises
+    ------
+    ValueError
+        ``v`` is a group, or a dataset of more than 64 values (never read).
+    """
+    if isinstance(v, h5py.Dataset):
+        if v.size is None or v.size > 64:  # a value, not an array: never read a big one
+            raise ValueError(f"{v.name} holds {v.size} values where one number belongs")
+        v = v[()]
+    if isinstance(v, h5py.Group):
+        raise ValueError(f"{v.name} is a group where a value belongs")
+    if isinstance(v, bytes):
+        return v.decode(errors="replace")
+    if isinstance(v, np.ndarray) and v.size == 1:
+        return v.reshape(()).item()
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
+
+
+def number_value(v: Any, what: str, path: Any) -> float:
+    """The attribute or dataset ``v`` as a float; an :class:`InputError` naming ``what``."""
+    v = scalar_value(v)
+    if isinstance(v, (str, bytes)):
+        raise InputError(f"{what} is not a number ({v!r})", path)
+    try:
+        return float(v)
+    except (TypeError, ValueError, OverflowError):
+        raise InputError(f"{what} is not a number ({v!r})", path) from None
+
+
+def integer_value(v: Any, what: str, path: Any) -> int:
+    """The attribute or dataset ``v`` as an int (not a bool, not a float)."""
+    v = scalar_value(v)
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
+        raise InputError(f"{what} is not an integer ({v!r})", path)
+    return int(v)
+
+
+def text_value(v: Any, what: str, path: Any) -> str | None:
+    """The attribute or dataset ``v`` as text; None when absent or empty."""
+    v = scalar_value(v)
+    if v is None or isinstance(v, str):
+        return v or None
+    raise InputError(f"{what} is not text ({type(v).__name__})", path)
+
+
+def json_value(v: Any, what: str, path: Any) -> Any:
+    """The JSON text in the attribute or dataset ``v``, decoded (``{}`` when empty)."""
+    text = text_value(v, what, path)
+    try:
+        return json.loads(text or "{}")
+    except (json.JSONDecodeError, RecursionError):
+        raise InputError(f"{what} is not valid JSON", path) from None
+
+
+def read_array(f: h5py.Group, name: str, path: Any, *, lazy: bool = False) -> np.ndarray:
+    """Read the numeric dataset ``name`` after checking its kind, dtype and declared size.
+
+    With ``lazy`` only the shape is read: the result is a zero-filled read-only view of
+    that shape that takes no memory (for ``oatomo info``).
+    """
+    d = numeric_dataset(f, name, path)
+    shape = d.shape
+    n = float(np.prod(shape, dtype=np.float64))
+    if lazy:
+        return np.broadcast_to(np.zeros((), np.float32), shape)
+    check_bytes(n * (d.dtype.itemsize + 4), f"reading {name} {shape}", path)
+    return d[()]
+
+
+def numeric_dataset(f: h5py.Group, name: str, path: Any) -> h5py.Dataset:
+    """The dataset ``name`` after checking that it is a real numeric array."""
+    d = f.get(name)
+    if not isinstance(d, h5py.Dataset):
+        raise InputError(f"{name} is a group, not a dataset", path)
+    dt = d.dtype
+    if dt.kind == "c":
+        raise InputError(f"{name} is complex ({dt}); oatomo needs real samples", path)
+    if dt.kind not in "iuf" or dt.fields is not None or h5py.check_vlen_dtype(dt):
+        raise InputError(f"{name} has dtype {dt}; a numeric array is needed", path)
+    if d.shape is None:  # HDF5 null dataspace
+        raise InputError(f"{name} is empty (null dataspace)", path)
+    return d
+
+
+def plane_positions(pos: np.ndarray, path: Any) -> np.ndarray:
+    """Sensor positions (N, 2) or (N, 3) as float64 (N, 2) in the imaging plane.
+
+    A z column is dropped, with a warning when some z is not 0 (the positions are then
+    projected onto the plane). The warning points at the caller of the format's reader.
+    """
+    pos = np.asarray(pos, dtype=np.float64)
+    if pos.ndim != 2 or pos.shape[0] == 0 or pos.shape[1] not in (2, 3):
+        raise InputError(f"no sensors (positions of shape {pos.shape})", path)
+    if pos.shape[1] == 3:
+        if np.any(np.abs(pos[:, 2]) > 1e-9):
+            msg = (f"{path}: sensor positions have z != 0 (up to "
+                   f"{np.abs(pos[:, 2]).max() * 1e3:.3g} mm); projected onto the imaging plane")
+            warnings.warn(msg, stacklevel=3)  # the CLI logs warnings (one line each)
+        pos = pos[:, :2]
+    return pos

@@ -1,0 +1,198 @@
+"""oatomo's own scan layout (``oatomo_format = "scan"``, ``format_version = 1``)::
+
+    /sinogram                float32 (..., N, T) in Pa; leading axes = frames/wavelengths
+    /sensors/positions       float64 (N, 2) nominal positions (m)
+    /sensors/normals         float64 (N, 2)
+    /acquisition             group; attrs fs (Hz), n_samples, speed_of_sound (m/s), t0 (s)
+    /truth/p0                float32 (n, n), attrs grid_n, grid_fov (m)   [optional]
+    /truth/true_positions    float64 (N, 2) (m)                           [optional]
+    /truth/true_normals      float64 (N, 2)                               [optional]
+    /wavelengths             float64 (W,) (m)                              [optional]
+    /detector                group; attrs centre_frequency (Hz), bandwidth (fraction), or a
+                             dataset impulse_response (attrs fs, time_zero_index)   [optional]
+    /calibration             group; a self-calibrated scan's record              [optional]
+    root attrs: setup (TOML text), setup_name, seed, metadata (JSON), created_by
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from oatomo import __version__
+from oatomo.errors import InputError, blame
+from oatomo.geometry import Acquisition, Grid, SensorArray
+from oatomo.io.hdf5 import (
+    integer_value,
+    json_value,
+    number_value,
+    plane_positions,
+    read_array,
+    scalar_value,
+    text_value,
+)
+from oatomo.io.scan import Scan
+from oatomo.response import DetectorResponse
+
+__all__ = ["SCAN_FORMAT_VERSION", "is_oatomo_scan", "read_oatomo", "write_oatomo"]
+
+
+SCAN_FORMAT_VERSION = 1
+
+
+def is_oatomo_scan(f: h5py.File) -> bool:
+    """Whether the open HDF5 file is in oatomo's scan layout."""
+    return f.attrs.get("oatomo_format") == "scan"
+
+
+def read_oatomo(f: h5py.File, path: Path, lazy: bool = False) -> Scan:
+    """The scan in an open file of oatomo's layout (samples zero-filled with ``lazy``)."""
+    version = integer_value(f.attrs.get("format_version", 0), "format_version", path)
+    if version > SCAN_FORMAT_VERSION:
+        raise InputError(f"scan format version {version} is newer than this oatomo "
+                         f"understands ({SCAN_FORMAT_VERSION})", path)
+    if "sinogram" not in f:
+        raise InputError("no sinogram in this oatomo scan file", path)
+    if "sensors/positions" not in f:
+        raise InputError("no sensors in this scan file", path)
+    acq_attrs = f["acquisition"].attrs if "acquisition" in f else {}
+    for key in ("fs", "n_samples"):
+        if key not in acq_attrs:
+            raise InputError(f"acquisition attribute {key!r} missing", path)
+    sino = read_array(f, "sinogram", path, lazy=lazy)
+    with blame(path):
+        pos = plane_positions(read_array(f, "sensors/positions", path), path)
+        normals = read_array(f, "sensors/normals", path) if "sensors/normals" in f else None
+        sensors = SensorArray(pos, normals)
+        acq = Acquisition(
+            fs=number_value(acq_attrs["fs"], "fs", path),
+            n_samples=integer_value(acq_attrs["n_samples"], "n_samples", path),
+            speed_of_sound=number_value(acq_attrs.get("speed_of_sound", 1500.0), "speed of sound",
+                                   path),
+            t0=number_value(acq_attrs.get("t0", 0.0), "t0", path))
+        p0 = grid = true = None
+        if "truth/p0" in f:
+            d = f["truth/p0"]
+            grid = Grid(integer_value(d.attrs["grid_n"], "truth/p0 grid_n", path),
+                        number_value(d.attrs["grid_fov"], "truth/p0 grid_fov", path))
+            p0 = read_array(f, "truth/p0", path).astype(np.float32)
+        if "truth/true_positions" in f:
+            true = SensorArray(read_array(f, "truth/true_positions", path),
+                               read_array(f, "truth/true_normals", path)
+                               if "truth/true_normals" in f else None)
+    meta = json_value(f.attrs.get("metadata", "{}"), "metadata", path)
+    if not isinstance(meta, dict):
+        raise InputError("metadata is not a JSON object", path)
+    seed = f.attrs.get("seed")
+    return Scan(sinogram=sino, sensors=sensors, acquisition=acq, p0=p0, grid=grid,
+                true_sensors=true, setup_name=text_value(f.attrs.get("setup_name"), "setup_name",
+                                                    path),
+                setup_toml=text_value(f.attrs.get("setup"), "setup", path),
+                seed=None if seed is None else integer_value(seed, "seed", path),
+                wavelengths=read_array(f, "wavelengths", path) if "wavelengths" in f else None,
+                metadata=meta, source_format="oatomo", response=_read_response(f, path),
+                calibration=(_read_calibration(f["calibration"], sensors.n_sensors, path)
+                             if "calibration" in f else None))
+
+
+def write_oatomo(f: h5py.File, scan: Scan) -> None:
+    """Fill the empty HDF5 file ``f`` with ``scan`` in oatomo's layout."""
+    f.attrs["oatomo_format"] = "scan"
+    f.attrs["format_version"] = SCAN_FORMAT_VERSION
+    f.attrs["created_by"] = f"oatomo {__version__}"
+    d = f.create_dataset("sinogram", data=np.asarray(scan.sinogram, np.float32),
+                         compression="gzip", compression_opts=4, shuffle=True)
+    d.attrs["units"] = "Pa"
+    d.attrs["axes"] = "(..., sensor, sample)"
+    f.create_dataset("sensors/positions", data=scan.sensors.positions)
+    f.create_dataset("sensors/normals", data=scan.sensors.normals)
+    g = f.create_group("acquisition")
+    for k, v in scan.acquisition.to_dict().items():
+        g.attrs[k] = v
+    if scan.p0 is not None and scan.grid is not None:
+        t = f.create_dataset("truth/p0", data=np.asarray(scan.p0, np.float32),
+                             compression="gzip", shuffle=True)
+        t.attrs["grid_n"] = scan.grid.n
+        t.attrs["grid_fov"] = scan.grid.fov
+    if scan.true_sensors is not None:
+        f.create_dataset("truth/true_positions", data=scan.true_sensors.positions)
+        f.create_dataset("truth/true_normals", data=scan.true_sensors.normals)
+    if scan.wavelengths is not None:
+        f.create_dataset("wavelengths", data=np.asarray(scan.wavelengths, np.float64))
+    if scan.setup_name:
+        f.attrs["setup_name"] = scan.setup_name
+    if scan.setup_toml:
+        f.attrs["setup"] = scan.setup_toml
+    if scan.seed is not None:
+        f.attrs["seed"] = int(scan.seed)
+    f.attrs["metadata"] = json.dumps(scan.metadata)
+    if scan.calibration:
+        _write_calibration(f.create_group("calibration"), scan.calibration)
+    if scan.response is not None:
+        _write_response(f.create_group("detector"), scan.response)
+
+
+def _write_response(g: h5py.Group, r: DetectorResponse) -> None:
+    """The detector response into ``/detector``."""
+    if r.impulse_response is None:
+        g.attrs["centre_frequency"] = r.centre_frequency
+        g.attrs["bandwidth"] = r.bandwidth
+        g.attrs["units"] = json.dumps({"centre_frequency": "Hz", "bandwidth": "fraction"})
+        return
+    d = g.create_dataset("impulse_response", data=r.impulse_response)
+    d.attrs["fs"] = r.fs
+    d.attrs["time_zero_index"] = r.impulse_response.size // 2
+
+
+def _read_response(f: h5py.File, path: Path) -> DetectorResponse | None:
+    """The detector response of ``/detector``; None when absent."""
+    if "detector" not in f:
+        return None
+    g = f["detector"]
+    if not isinstance(g, h5py.Group):
+        raise InputError("detector is a dataset, not a group", path)
+    with blame(path):
+        if "impulse_response" in g:
+            h = read_array(g, "impulse_response", path)
+            return DetectorResponse(impulse_response=h, fs=number_value(
+                g["impulse_response"].attrs.get("fs"), "detector fs", path))
+        return DetectorResponse(
+            centre_frequency=number_value(g.attrs.get("centre_frequency"), "centre_frequency",
+                                     path),
+            bandwidth=number_value(g.attrs.get("bandwidth"), "bandwidth", path))
+
+
+#: Datasets of ``/calibration`` (arrays); everything else there is an attribute.
+_CAL_ARRAYS = ("nominal_positions", "position_std")
+
+
+def _write_calibration(g: h5py.Group, cal: dict[str, Any]) -> None:
+    """A self-calibration record (:attr:`Scan.calibration`) into ``/calibration``."""
+    for key in _CAL_ARRAYS:
+        d = g.create_dataset(key, data=np.asarray(cal[key], np.float64))
+        d.attrs["units"] = "m"
+    hist = cal.get("history", [])
+    g.attrs["history"] = json.dumps(hist)
+    if hist:  # the misfit history also as a plain dataset, for h5dump and plots
+        g.create_dataset("misfit", data=np.asarray([h["misfit"] for h in hist], np.float64))
+    for key, v in cal.items():
+        if key not in _CAL_ARRAYS and key != "history":
+            g.attrs[key] = v
+
+
+def _read_calibration(g: h5py.Group, n_sensors: int, path: Path) -> dict[str, Any]:
+    """The self-calibration record of ``/calibration`` (``n_sensors`` sensors)."""
+    cal: dict[str, Any] = {k: scalar_value(v) for k, v in g.attrs.items() if k != "history"}
+    for key in _CAL_ARRAYS:
+        if key not in g or g[key].shape != (n_sensors, 2):
+            raise InputError(f"calibration/{key} missing or not ({n_sensors}, 2)", path)
+        cal[key] = g[key][...]
+    try:
+        cal["history"] = json.loads(scalar_value(g.attrs.get("history", "[]")) or "[]")
+    except json.JSONDecodeError:
+        raise InputError("calibration/history is not valid JSON", path) from None
+    return cal

@@ -1,0 +1,134 @@
+"""PATATO HDF5 files: scan reader, and a writer of a scan with its reconstruction.
+
+Layout: root attrs ``fs`` (Hz), ``speedofsound`` (m/s), ``name``; ``/raw_data`` (frames,
+wavelengths, detectors, samples), ``/GEOMETRY`` (detectors, 3) in m, ``/wavelengths`` (nm),
+``/irf`` (time-domain impulse response) and ``/recons/<algorithm>/<i>``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from oatomo.errors import InputError, blame
+from oatomo.geometry import Acquisition, Grid, SensorArray
+from oatomo.io.hdf5 import number_value, plane_positions, read_array, text_value, write_hdf5
+from oatomo.io.scan import Scan
+from oatomo.response import DetectorResponse
+
+__all__ = ["is_patato", "read_patato", "save_patato"]
+
+
+def is_patato(f: h5py.File) -> bool:
+    """Whether the open HDF5 file is a PATATO scan (``raw_data`` with geometry or ``fs``)."""
+    return "raw_data" in f and ("GEOMETRY" in f or "fs" in f.attrs)
+
+
+def read_patato(f: h5py.File, path: Path, lazy: bool = False) -> Scan:
+    """The scan in an open PATATO file (samples zero-filled with ``lazy``)."""
+    raw = f["raw_data"]
+    if not isinstance(raw, h5py.Dataset):
+        raise InputError("raw_data is a group, not a dataset", path)
+    fs = raw.attrs.get("fs", f.attrs.get("fs"))
+    if fs is None:
+        raise InputError("sampling frequency attribute 'fs' missing", path)
+    c = raw.attrs.get("speedofsound", f.attrs.get("speedofsound", 1500.0))
+    if "GEOMETRY" not in f:
+        raise InputError("no sensors (dataset GEOMETRY missing)", path)
+    sino = read_array(f, "raw_data", path, lazy=lazy)  # (frames, wavelengths, detectors, samples)
+    with blame(path):
+        sensors = SensorArray(plane_positions(read_array(f, "GEOMETRY", path), path))
+        acq = Acquisition(fs=number_value(fs, "fs", path), n_samples=sino.shape[-1],
+                          speed_of_sound=number_value(c, "speedofsound", path))
+    wl = read_array(f, "wavelengths", path) if "wavelengths" in f else None
+    if wl is not None and np.size(wl) and float(np.max(wl)) > 1e-4:  # PATATO/iThera: nm
+        wl = np.asarray(wl, np.float64) * 1e-9
+    name = text_value(f.attrs.get("name", ""), "name", path)
+    response = None
+    if "irf" in f:  # PATATO: time-domain impulse response (n,), time zero at n // 2
+        with blame(path):
+            response = DetectorResponse(impulse_response=read_array(f, "irf", path), fs=acq.fs)
+    return Scan(sinogram=sino, sensors=sensors, acquisition=acq, wavelengths=wl,
+                metadata={"scan_name": name} if name else {}, source_format="patato",
+                response=response)
+
+
+def save_patato(path: str | os.PathLike, scan: Scan, images: np.ndarray, grid: Grid, *,
+                algorithm: str, wavelengths: Any = None) -> Path:
+    """Write a scan and its reconstruction in PATATO's HDF5 layout, for PATATO's spectral
+    unmixing (``patato.PAData.from_hdf5(path).get_scan_reconstructions()``).
+
+    Root attrs ``fs`` (Hz), ``speedofsound`` (m/s), ``name``; datasets ``raw_data``
+    (frames, wavelengths, detectors, samples; ``fs`` and ``speedofsound`` again as its
+    attributes, where PATATO reads them), ``GEOMETRY`` (detectors, 3) in m,
+    ``wavelengths`` in nm (PATATO's spectra are tabulated in nm), ``irf`` when the scan has
+    a measured response; and ``recons/<algorithm>/0`` of shape
+    (frames, wavelengths, nx, ny, 1) with the ``RECONSTRUCTION_*`` field-of-view (m) and
+    pixel attributes.
+
+    Parameters
+    ----------
+    path
+        Output file (written atomically).
+    scan
+        The scan (its frames/wavelengths must match ``images``).
+    images
+        (n, n), (wavelengths, n, n) or (frames, wavelengths, n, n) in Pa, oatomo's
+        ``image[y, x]`` order (transposed to PATATO's x, y here).
+    grid
+        Their grid.
+    algorithm
+        Name of the reconstruction group (e.g. ``"ubp"``).
+    wavelengths
+        The images' wavelengths (m); default the scan's.
+    """
+    img = np.asarray(images, np.float32)
+    wl = np.atleast_1d(np.asarray(scan.wavelengths if wavelengths is None else wavelengths,
+                                  np.float64)) if (wavelengths is not None or
+                                                   scan.wavelengths is not None) else None
+    n_wl = 1 if wl is None else wl.size
+    if img.size % (n_wl * grid.n * grid.n):
+        img = img[None]  # fails the shape check below
+    elif img.ndim == 2 or (img.ndim == 3 and n_wl > 1 and img.shape[0] == n_wl):
+        img = img.reshape((1, n_wl) + img.shape[-2:])
+    elif img.ndim == 3:
+        img = img[:, None]
+    if img.ndim != 4 or img.shape[1] != n_wl or img.shape[-2:] != grid.shape:
+        raise InputError(f"images of shape {np.shape(images)} do not match {n_wl} "
+                         f"wavelength(s) on a {grid.n}x{grid.n} grid")
+    raw = np.asarray(scan.sinogram, np.float32)
+    raw = raw.reshape((-1, n_wl) + raw.shape[-2:])
+    out = Path(path)
+
+    def fill(f: h5py.File) -> None:
+        f.attrs["fs"] = scan.acquisition.fs
+        f.attrs["speedofsound"] = scan.acquisition.speed_of_sound
+        f.attrs["name"] = str(scan.metadata.get("scan_name") or scan.setup_name or
+                              "oatomo scan")
+        d = f.create_dataset("raw_data", data=raw)
+        # PATATO 0.7 reads the sampling rate and speed of sound from raw_data's attributes
+        d.attrs["fs"] = scan.acquisition.fs
+        d.attrs["speedofsound"] = scan.acquisition.speed_of_sound
+        f["GEOMETRY"] = np.c_[scan.sensors.positions, np.zeros(scan.sensors.n_sensors)]
+        d = f.create_dataset("wavelengths", data=np.zeros(1) if wl is None else wl * 1e9)
+        d.attrs["units"] = "nm"
+        if scan.response is not None and scan.response.impulse_response is not None:
+            f["irf"] = scan.response.impulse_response
+        r = f.create_dataset(f"recons/{algorithm}/0",
+                             data=np.swapaxes(img, -1, -2)[..., None])
+        for axis in ("X", "Y"):
+            r.attrs[f"RECONSTRUCTION_FIELD_OF_VIEW_{axis}"] = grid.fov
+            r.attrs[f"RECONSTRUCTION_N{axis}"] = grid.n
+        r.attrs["RECONSTRUCTION_FIELD_OF_VIEW_Z"] = 0.0
+        r.attrs["RECONSTRUCTION_NZ"] = 1
+        r.attrs["RECONSTRUCTION_ALGORITHM"] = algorithm
+        r.attrs["units"] = "Pa"
+        if wl is not None:
+            r.attrs["wavelengths"] = wl * 1e9
+
+    write_hdf5(out, fill)
+    return out

@@ -1,0 +1,110 @@
+"""The :class:`Scan` type: one recorded or simulated scan with its geometry."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from oatomo.errors import InputError
+from oatomo.geometry import Acquisition, Grid, SensorArray, as_sensors, check_geometry
+from oatomo.response import DetectorResponse
+
+__all__ = ["Scan", "MAX_PRESSURE", "check_samples"]
+
+#: Largest sample magnitude accepted (Pa): far above any physical pressure, far enough
+#: below the float32 maximum that sums of squares over a scan stay finite.
+MAX_PRESSURE = 1e15
+
+
+def check_samples(y: np.ndarray, path: Any) -> None:
+    """Raise :class:`InputError` for NaN/Inf samples or samples beyond MAX_PRESSURE."""
+    if not np.all(np.isfinite(y)):
+        raise InputError("sinogram contains NaN or Inf samples", path)
+    if y.size and float(np.abs(y).max()) > MAX_PRESSURE:
+        raise InputError(f"sinogram samples exceed {MAX_PRESSURE:g} Pa in magnitude (a "
+                         f"reconstruction would overflow float32)", path)
+
+
+@dataclass
+class Scan:
+    """One recorded (or simulated) scan.
+
+    Parameters
+    ----------
+    sinogram
+        float32 (N, T), or (..., N, T) with leading frame/wavelength axes, in Pa.
+    sensors
+        Sensor positions to reconstruct with (the nominal ones for a simulated scan).
+    acquisition
+        Sampling rate, samples, speed of sound, start time.
+    p0
+        Ground-truth initial pressure (simulations only).
+    grid
+        Grid of ``p0``.
+    true_sensors
+        The true (perturbed) sensor positions of a simulated scan.
+    setup_name, setup_toml
+        The setup the scan was simulated from (name and full TOML text).
+    seed
+        Seed of the simulation.
+    wavelengths
+        Acquisition wavelengths (m), if any.
+    metadata
+        Free JSON-serialisable metadata.
+    calibration
+        For a self-calibrated scan (``oatomo calibrate``): ``nominal_positions`` (N, 2),
+        ``nominal_speed_of_sound``, ``position_std`` (N, 2), ``prior_std``, ``history``
+        (list of per-round records) and ``time_s``; ``sensors`` and the acquisition's
+        speed of sound are then the estimates. Stored under ``/calibration``.
+    source_format
+        Format the scan was read from (``"oatomo"``, ``"ipasc"``, ``"patato"``).
+    response
+        The sensors' impulse response (:class:`oatomo.response.DetectorResponse`), when
+        known: a simulated scan's, or a PATATO file's ``irf``. Stored under ``/detector``.
+    """
+
+    sinogram: np.ndarray
+    sensors: SensorArray
+    acquisition: Acquisition
+    p0: np.ndarray | None = None
+    grid: Grid | None = None
+    true_sensors: SensorArray | None = None
+    setup_name: str | None = None
+    setup_toml: str | None = None
+    seed: int | None = None
+    wavelengths: np.ndarray | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    calibration: dict[str, Any] | None = None
+    source_format: str = "oatomo"
+    response: DetectorResponse | None = None
+
+    def __post_init__(self) -> None:
+        _, self.sensors, self.acquisition = check_geometry(self.grid, self.sensors,
+                                                           self.acquisition)
+        if self.true_sensors is not None:
+            self.true_sensors = as_sensors(self.true_sensors, "true_sensors")
+
+    @property
+    def n_frames(self) -> int:
+        """Number of (frame, wavelength) sinograms in the scan."""
+        return int(np.prod(self.sinogram.shape[:-2], dtype=np.int64))
+
+    def validate(self, path: str | os.PathLike | None = None, *, values: bool = True) -> None:
+        """Check shapes and (with ``values``) samples; raise :class:`InputError` naming
+        ``path``."""
+        y = self.sinogram
+        if y.ndim < 2:
+            raise InputError(f"sinogram must have at least 2 dimensions, got {y.shape}", path)
+        if y.shape[-2] != self.sensors.n_sensors:
+            raise InputError(f"sinogram has {y.shape[-2]} rows but there are "
+                             f"{self.sensors.n_sensors} sensors", path)
+        if y.shape[-1] != self.acquisition.n_samples:
+            raise InputError(f"sinogram has {y.shape[-1]} samples but the acquisition says "
+                             f"{self.acquisition.n_samples}", path)
+        if values:
+            check_samples(y, path)
+        if self.p0 is not None and (self.grid is None or self.p0.shape != self.grid.shape):
+            raise InputError("truth image does not match its grid", path)
