@@ -71,8 +71,8 @@ def read_oatomo(f: h5py.File, path: Path, lazy: bool = False) -> Scan:
         acq = Acquisition(
             fs=number_value(acq_attrs["fs"], "fs", path),
             n_samples=integer_value(acq_attrs["n_samples"], "n_samples", path),
-            speed_of_sound=number_value(acq_attrs.get("speed_of_sound", 1500.0), "speed of sound",
-                                   path),
+            speed_of_sound=number_value(acq_attrs.get("speed_of_sound", 1500.0),
+                                        "speed of sound", path),
             t0=number_value(acq_attrs.get("t0", 0.0), "t0", path))
         p0 = grid = true = None
         if "truth/p0" in f:
@@ -89,8 +89,8 @@ def read_oatomo(f: h5py.File, path: Path, lazy: bool = False) -> Scan:
         raise InputError("metadata is not a JSON object", path)
     seed = f.attrs.get("seed")
     return Scan(sinogram=sino, sensors=sensors, acquisition=acq, p0=p0, grid=grid,
-                true_sensors=true, setup_name=text_value(f.attrs.get("setup_name"), "setup_name",
-                                                    path),
+                true_sensors=true,
+                setup_name=text_value(f.attrs.get("setup_name"), "setup_name", path),
                 setup_toml=text_value(f.attrs.get("setup"), "setup", path),
                 seed=None if seed is None else integer_value(seed, "seed", path),
                 wavelengths=read_array(f, "wavelengths", path) if "wavelengths" in f else None,
@@ -161,8 +161,8 @@ def _read_response(f: h5py.File, path: Path) -> DetectorResponse | None:
             return DetectorResponse(impulse_response=h, fs=number_value(
                 g["impulse_response"].attrs.get("fs"), "detector fs", path))
         return DetectorResponse(
-            centre_frequency=number_value(g.attrs.get("centre_frequency"), "centre_frequency",
-                                     path),
+            centre_frequency=number_value(g.attrs.get("centre_frequency"),
+                                          "centre_frequency", path),
             bandwidth=number_value(g.attrs.get("bandwidth"), "bandwidth", path))
 
 
