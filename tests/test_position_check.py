@@ -11,7 +11,8 @@ from scipy.signal import butter, sosfiltfilt
 import oatomo
 from oatomo import Acquisition, Grid, InputError, ring_array
 from oatomo import kernels as K
-from oatomo.calibration import _lowpass_fft, check_positions
+from oatomo.calibration import check_positions
+from oatomo.calibration.levels import lowpass_fft
 from oatomo.cli import main
 from oatomo.evaluation.legacy import affine_fit
 from oatomo.evaluation.metrics import psnr
@@ -169,7 +170,7 @@ def test_fft_lowpass_matches_the_butterworth_filter() -> None:
     x[:, 300:700] = rng.standard_normal((3, 400))  # away from the record's edges
     fs, fc = 20e6, 1.5e6
     ref = sosfiltfilt(butter(4, fc, fs=fs, output="sos"), x, axis=-1)
-    got = _lowpass_fft(x, fs, fc)
+    got = lowpass_fft(x, fs, fc)
     assert got.dtype == np.float32 and got.shape == x.shape
     assert np.abs(got - ref).max() < 1e-3 * np.abs(ref).max()
 
