@@ -9,9 +9,9 @@ import pytest
 from scipy.signal import butter, sosfiltfilt
 
 import oatomo
-from oatomo import Acquisition, Grid, InputError, ring_array
+from oatomo import Acquisition, Grid, InputError, pipeline, ring_array
 from oatomo import kernels as K
-from oatomo.calibration import check_positions
+from oatomo.calibration import calibrate, check_positions
 from oatomo.calibration.levels import lowpass_fft
 from oatomo.cli import main
 from oatomo.evaluation.legacy import affine_fit
@@ -35,14 +35,12 @@ def _scan(true, noise_seed: int = 0) -> Scan:
 def fast_calibration(monkeypatch):
     """The pipeline's calibration with fewer levels, folds and iterations (tests only: the
     full default takes 15-20 s a scan on a busy 2-core machine)."""
-    import oatomo.calibration as C
-
-    real = C.calibrate
+    real = calibrate
 
     def fast(scan, grid=None, **kwargs):
         return real(scan, grid, n_levels=2, n_folds=4, n_iter=15, **kwargs)
 
-    monkeypatch.setattr(C, "calibrate", fast)
+    monkeypatch.setattr(pipeline, "run_calibration", fast)
 
 
 @pytest.fixture(scope="module")
