@@ -11,12 +11,14 @@ import pytest
 
 from oatomo import Acquisition, Grid, InputError, SensorArray, ring_array
 from oatomo.calibration import (
+    Calibration,
     apply_calibration,
     calibrate,
     calibrate_sinogram,
     rigid_error,
     similarity_transform,
 )
+from oatomo.calibration.prior import scout_prior
 from oatomo.cli import main
 from oatomo.forward import simulate
 from oatomo.io import Scan, load_scan, save_scan
@@ -67,8 +69,6 @@ def test_similarity_transform_recovers_a_known_motion() -> None:
 def test_frame_std_matches_the_similarity_fit_of_random_errors(arc) -> None:
     """Calibration.frame_std against Monte Carlo: the least-squares similarity transform
     between the nominal array and arrays with independent Gaussian errors."""
-    from oatomo.calibration import Calibration
-
     nominal = SensorArray(ring_array(48, 0.025, arc=arc).positions + [0.003, -0.002])
     sigma = 0.2e-3
     cal = Calibration(nominal, 1500.0, nominal, 1500.0, np.zeros((48, 2)), sigma)
@@ -216,17 +216,15 @@ def test_prior_estimated_from_the_data_follows_the_errors(std) -> None:
     """``prior_std="data"``: the scout estimates the prior from the scan: the spread of
     the radial errors, within a factor 1.6, for errors four times apart; the same scan
     gives the same estimate; the calibration records where its prior came from."""
-    from oatomo.calibration import _scout_prior
-
     true = _radial_errors(2, std)
     y = _scan(true)
     radius = 0.0225
     kw = dict(n_levels=2, n_folds=4, n_iter=15, thickness=None)
-    est = _scout_prior(y, ACQ, GRID, NOMINAL.positions, radius, **kw)
+    est = scout_prior(y, ACQ, GRID, NOMINAL.positions, radius, **kw)
     r_true = np.hypot(*true.positions.T) - radius
     spread = float(np.std(r_true))
     assert spread / 1.6 < est < spread * 1.6, (est, spread)
-    assert _scout_prior(y, ACQ, GRID, NOMINAL.positions, radius, **kw) == est
+    assert scout_prior(y, ACQ, GRID, NOMINAL.positions, radius, **kw) == est
     if std > 0.2e-3:
         cal = calibrate_sinogram(y, NOMINAL, ACQ, GRID, prior_std="data", **FAST)
         assert cal.prior_source == "data" and cal.prior_std == est

@@ -9,9 +9,10 @@ import pytest
 from scipy.signal import butter, sosfiltfilt
 
 import oatomo
-from oatomo import Acquisition, Grid, InputError, ring_array
+from oatomo import Acquisition, Grid, InputError, pipeline, ring_array
 from oatomo import kernels as K
-from oatomo.calibration import _lowpass_fft, check_positions
+from oatomo.calibration import calibrate, check_positions
+from oatomo.calibration.levels import lowpass_fft
 from oatomo.cli import main
 from oatomo.evaluation.legacy import affine_fit
 from oatomo.evaluation.metrics import psnr
@@ -34,14 +35,12 @@ def _scan(true, noise_seed: int = 0) -> Scan:
 def fast_calibration(monkeypatch):
     """The pipeline's calibration with fewer levels, folds and iterations (tests only: the
     full default takes 15-20 s a scan on a busy 2-core machine)."""
-    import oatomo.calibration as C
-
-    real = C.calibrate
+    real = calibrate
 
     def fast(scan, grid=None, **kwargs):
         return real(scan, grid, n_levels=2, n_folds=4, n_iter=15, **kwargs)
 
-    monkeypatch.setattr(C, "calibrate", fast)
+    monkeypatch.setattr(pipeline, "run_calibration", fast)
 
 
 @pytest.fixture(scope="module")
@@ -169,7 +168,7 @@ def test_fft_lowpass_matches_the_butterworth_filter() -> None:
     x[:, 300:700] = rng.standard_normal((3, 400))  # away from the record's edges
     fs, fc = 20e6, 1.5e6
     ref = sosfiltfilt(butter(4, fc, fs=fs, output="sos"), x, axis=-1)
-    got = _lowpass_fft(x, fs, fc)
+    got = lowpass_fft(x, fs, fc)
     assert got.dtype == np.float32 and got.shape == x.shape
     assert np.abs(got - ref).max() < 1e-3 * np.abs(ref).max()
 

@@ -41,7 +41,8 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from oatomo.calibration import _prior_from_setup, similarity_transform  # noqa: E402
+from oatomo.calibration import similarity_transform  # noqa: E402
+from oatomo.calibration.prior import prior_from_setup  # noqa: E402
 from oatomo.geometry import SensorArray  # noqa: E402
 from oatomo.recon.model_based import reconstruct_model_based  # noqa: E402
 
@@ -64,7 +65,7 @@ def issue9_cases(setups: list[str]) -> dict[str, float]:
         setup = B.SETUPS[sname]
         drawn = setup.array.positions
         radius = float(np.mean(np.hypot(*(drawn - drawn.mean(axis=0)).T)))
-        _, rot, off = _prior_from_setup(setup.to_toml_string(), radius)
+        _, rot, off = prior_from_setup(setup.to_toml_string(), radius)
         cr, sr = math.cos(rot), math.sin(rot)
         prior_mean = drawn @ np.array([[cr, sr], [-sr, cr]]) + np.asarray(off)
         for kind in ("vessel-tree", "disks"):

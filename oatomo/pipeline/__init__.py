@@ -27,6 +27,8 @@ from typing import Any, Literal
 import numpy as np
 
 from oatomo._limits import check_bytes, max_bytes
+from oatomo.calibration import MIN_SENSORS, check_positions
+from oatomo.calibration import calibrate as run_calibration
 from oatomo.errors import InputError
 from oatomo.geometry import Acquisition, Grid, SensorArray, check_geometry
 from oatomo.io import as_scan, default_grid, load_scan
@@ -219,8 +221,6 @@ def scan_geometry(scan: Any, *, calibrate: bool = False, grid: Grid | None = Non
     """
     if not calibrate:
         return scan.sensors, scan.acquisition, None
-    from oatomo.calibration import calibrate as run_calibration
-
     def report(rec: dict[str, float], _: np.ndarray) -> None:
         if callback is not None:
             callback("calibrate", int(rec["step"]), int(rec["rounds_total"]))
@@ -240,8 +240,6 @@ def _check_positions(data: Any, sino: np.ndarray | None, grid: Grid, by_frame: b
                      calibration: Any) -> dict[str, Any]:
     """``calibrate="auto"``: the position check's record (``needs_calibration``), or why
     the scan was not checked (``reason``, ``needs_calibration`` False)."""
-    from oatomo.calibration import MIN_SENSORS, check_positions
-
     positions = np.asarray(data.sensors.positions)
     why = None
     if by_frame:

@@ -1,0 +1,273 @@
+"""The self-calibration driver: :func:`calibrate_sinogram` (arrays) and :func:`calibrate`
+(a scan or scan file), which run the coarse-to-fine per-sensor search of
+:mod:`oatomo.calibration.search` under the prior of :mod:`oatomo.calibration.prior`, fixing
+the gauge after every round (see :mod:`oatomo.calibration` for the method)."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from oatomo._limits import check_integer
+from oatomo.calibration.gauge import similarity_transform
+from oatomo.calibration.levels import BOX_STD, schedule
+from oatomo.calibration.prior import position_prior
+from oatomo.calibration.result import Calibration
+from oatomo.calibration.search import (
+    fit_fold,
+    heldout_image,
+    interleaved_folds,
+    search_speed_of_sound,
+)
+from oatomo.errors import InputError
+from oatomo.forward import check_sinogram
+from oatomo.geometry import Acquisition, Grid, SensorArray, check_geometry
+from oatomo.io import as_scan, default_grid
+from oatomo.recon.model_based import operator_norm_sq
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["MIN_SENSORS", "FINE_FOLDS", "MIN_CORRELATION", "checked_input",
+           "calibrate_sinogram", "calibrate"]
+
+#: Fewest sensors self-calibration accepts (each fold must still form an image).
+MIN_SENSORS = 8
+
+#: Folds at the finest level (the held-out images cost most there).
+FINE_FOLDS = 4
+
+#: Median best correlation below which the data are declared to carry no usable structure.
+MIN_CORRELATION = 0.2
+
+
+def checked_input(sinogram: np.ndarray, sensors: SensorArray, acquisition: Acquisition,
+                  grid: Grid) -> tuple[np.ndarray, SensorArray, Acquisition, Grid]:
+    """Validated geometry and the (N, T) record to calibrate on (the mean of the frames);
+    :class:`~oatomo.errors.InputError` for bad geometry, too few sensors
+    (:data:`MIN_SENSORS`) or all-zero signals."""
+    grid, sensors, acquisition = check_geometry(grid, sensors, acquisition)
+    y = check_sinogram(sinogram, sensors, acquisition)
+    if y.ndim > 2:
+        y = np.ascontiguousarray(y.reshape((-1,) + y.shape[-2:]).mean(axis=0),
+                                 dtype=np.float32)
+    if sensors.n_sensors < MIN_SENSORS:
+        raise InputError(f"self-calibration needs at least {MIN_SENSORS} sensors, the scan "
+                         f"has {sensors.n_sensors}")
+    if not np.any(y):
+        raise InputError("the scan's signals are all zero: nothing to calibrate on")
+    return y, sensors, acquisition, grid
+
+
+def calibrate_sinogram(
+    sinogram: np.ndarray,
+    sensors: SensorArray,
+    acquisition: Acquisition,
+    grid: Grid,
+    *,
+    prior_std: float | str | None = None,
+    speed_of_sound: bool = True,
+    speed_span: float = 0.03,
+    n_levels: int = 3,
+    n_folds: int = 8,
+    n_iter: int = 30,
+    thickness: float | None = None,
+    setup_toml: str | None = None,
+    callback: Callable[[dict[str, float], np.ndarray], Any] | None = None,
+) -> Calibration:
+    """Estimate per-sensor positions and the speed of sound from a scan alone.
+
+    Parameters
+    ----------
+    sinogram
+        (N, T) signals, or (..., N, T) for several frames (positions are shared by the
+        frames; they are calibrated on the mean frame, a valid scan of the mean ``p0``).
+    sensors
+        Nominal sensor positions (what the file says); 2-D, any layout (ring, arc,
+        arbitrary), at least :data:`MIN_SENSORS`.
+    acquisition
+        Sampling, nominal speed of sound and ``t0`` (``t0`` is kept).
+    grid
+        Image grid covering the object (the finest level uses it; coarser levels halve
+        the number of pixels per side, keeping the field of view).
+    prior_std
+        Per-coordinate standard deviation of the position errors (m). None: from the
+        scan's setup (``setup_toml``: radial, angular and jitter errors) if it declares
+        them, else :data:`~oatomo.calibration.prior.DEFAULT_PRIOR_REL` times the array's
+        radius. ``"data"``: estimated from the scan by one scout round of the coarsest
+        level along the lines of sight over a wide box (+-4 x
+        :data:`~oatomo.calibration.prior.SCOUT_REL` of the radius): the spread of the
+        estimated shifts about their mean, less the fits' own posterior variance, clipped
+        to :data:`~oatomo.calibration.prior.SCOUT_RANGE` of the radius. It tracks the error
+        size on disks and retina crops but can overestimate it on thin vessel trees with
+        small errors (benchmarks/RESULTS.md), so it is an option, not the default.
+    speed_of_sound
+        Estimate ``c`` (default); False keeps the file's value.
+    speed_span
+        Relative half-width of the initial cross-validated search of ``c``.
+    n_levels
+        Coarse-to-fine levels (pixel sizes ``dx 2^(n_levels - 1) ... dx``).
+    n_folds
+        Number of interleaved held-out folds (the finest level uses at most
+        :data:`FINE_FOLDS`).
+    n_iter
+        TV iterations of each held-out image.
+    thickness
+        Slab thickness of the forward model (m), default the grid pitch.
+    setup_toml
+        The scan's setup (TOML text), used for the default prior.
+    callback
+        ``callback(record, positions)`` after each round: the round's record (see
+        :attr:`Calibration.history`; ``step`` of ``rounds_total`` rounds) and
+        the current (N, 2) position estimate (m).
+
+    Returns
+    -------
+    Calibration
+
+    Raises
+    ------
+    InputError
+        Fewer than :data:`MIN_SENSORS` sensors, a record without structure (all zero, or
+        held-out predictions that do not correlate with the data), bad parameters.
+
+    Notes
+    -----
+    See :mod:`oatomo.calibration` for the method and the gauge. The estimate is deterministic:
+    no random draws are made.
+    """
+    t_start = time.perf_counter()
+    y, sensors, acquisition, grid = checked_input(sinogram, sensors, acquisition, grid)
+    n_s = sensors.n_sensors
+    for name, v, lo in (("n_levels", n_levels, 1), ("n_folds", n_folds, 2),
+                        ("n_iter", n_iter, 1)):
+        check_integer(v, name, lo)
+    if n_folds > n_s:
+        raise InputError(f"n_folds={n_folds} exceeds the number of sensors ({n_s})")
+    if not (math.isfinite(speed_span) and 0 <= speed_span < 0.5):
+        raise InputError(f"speed_span must be in [0, 0.5), got {speed_span}")
+    nominal, prior_std, source = position_prior(
+        y, acquisition, grid, sensors.positions.astype(np.float64), prior_std, setup_toml,
+        n_levels, n_folds, n_iter, thickness)
+    box = BOX_STD * prior_std
+    c = acquisition.speed_of_sound
+    positions = nominal.copy()
+    folds = interleaved_folds(nominal, n_folds)
+    history: list[dict[str, float]] = []
+    cov = np.tile(np.eye(2) * prior_std ** 2, (n_s, 1, 1))
+    levels = schedule(y, acquisition, grid, prior_std, n_levels)
+    for li, level in enumerate(levels):
+        if li == 0 and speed_of_sound and speed_span > 0:
+            c = search_speed_of_sound(level, positions, folds, c, speed_span, n_iter,
+                                      thickness)
+            logger.info("calibration: speed of sound %.2f m/s after the 1-D search", c)
+        folds = interleaved_folds(nominal, min(n_folds, FINE_FOLDS)
+                                  if li == len(levels) - 1 else n_folds)
+        images: list[np.ndarray | None] = [None] * len(folds)
+        norms: list[float] = []
+        for r in range(level.rounds):
+            acq = replace(level.acquisition, speed_of_sound=c)
+            lev = replace(level, acquisition=acq)
+            new = positions.copy()
+            mis = np.empty(n_s)
+            for f, idx in enumerate(folds):  # Gauss-Seidel: later folds see the updates
+                keep = np.setdiff1d(np.arange(n_s), idx)
+                sub = SensorArray(new[keep])
+                if len(norms) <= f:
+                    norms.append(operator_norm_sq(level.grid, sub, acq, n_iter=15))
+                # warm starts after the first round need fewer iterations
+                images[f] = heldout_image(level.data[keep], level.grid, sub, acq,
+                                          n_iter if r == 0 else max(1, n_iter // 2),
+                                          images[f], norms[f])
+                new[idx], cov[idx], mis[idx] = fit_fold(
+                    lev, images[f], new, nominal, idx, prior_std, box, thickness)
+            if li == 0 and r == 0 and float(np.median(1 - mis)) < MIN_CORRELATION ** 2:
+                raise InputError("the scan's signals carry too little structure to "
+                                 "calibrate on (held-out predictions do not correlate with "
+                                 "the data)")
+            # the gauge: similarity transform onto the nominal array; its scale goes to c
+            s, R, t = similarity_transform(new, nominal, scale=speed_of_sound)
+            aligned = new @ R.T * s + t
+            step = float(np.sqrt(np.mean(np.sum((aligned - positions) ** 2, axis=1))))
+            positions = aligned
+            cov = s * s * (R @ cov @ R.T)
+            if speed_of_sound:
+                c *= s
+            rec = {"level": li, "round": r, "step": len(history) + 1,
+                   "rounds_total": sum(v.rounds for v in levels),
+                   "pixel": level.grid.dx,
+                   "band": float(level.band[1]) if level.band else 0.0,
+                   "misfit": float(np.mean(mis)), "speed_of_sound": c, "step_rms": step}
+            history.append(rec)
+            logger.info("calibration level %d round %d: misfit %.4f, c %.2f m/s, step %.1f um",
+                        li, r, rec["misfit"], c, step * 1e6)
+            if callback is not None:
+                callback(rec, positions.copy())
+    std = np.sqrt(np.clip(np.stack([cov[:, 0, 0], cov[:, 1, 1]], axis=1), 0, None))
+    return Calibration(sensors=SensorArray(positions, sensors.normals), speed_of_sound=c,
+                       nominal_sensors=sensors,
+                       nominal_speed_of_sound=acquisition.speed_of_sound,
+                       position_std=std, prior_std=float(prior_std), history=history,
+                       time_s=time.perf_counter() - t_start, prior_source=source)
+
+
+def calibrate(scan: Any, grid: Grid | None = None, *,
+              frames: int | list[int] | None = None, prior_std: float | str | None = None,
+              speed_of_sound: bool = True,
+              callback: Callable[[dict[str, float], np.ndarray], Any] | None = None,
+              **kwargs: Any) -> Calibration:
+    """Self-calibrate a scan: its sensor positions and speed of sound from its data alone.
+
+    Parameters
+    ----------
+    scan
+        A :class:`oatomo.io.Scan` or the path of a scan file (oatomo, IPASC, PATATO).
+    grid
+        Image grid of the finest level; None: the scan's default grid
+        (:func:`oatomo.io.default_grid`, as in :func:`oatomo.reconstruct`).
+    frames
+        Frames (leading axes flattened) to calibrate on; None: all (their mean).
+    prior_std
+        Per-coordinate standard deviation of the position errors (m); None: from the
+        scan's setup when it carries one, else 1 % of the array radius; ``"data"``:
+        estimated from the scan (see :func:`calibrate_sinogram`).
+    speed_of_sound
+        Estimate the speed of sound (default) or keep the file's.
+    callback
+        ``callback(record, positions)`` after each round.
+    **kwargs
+        Passed to :func:`calibrate_sinogram` (``n_levels``, ``n_folds``, ``n_iter``, ...).
+
+    Returns
+    -------
+    Calibration
+        Apply it with :func:`~oatomo.calibration.apply_calibration` (or write it with
+        ``oatomo calibrate``).
+
+    Examples
+    --------
+    >>> cal = oatomo.calibrate("scan.h5")                      # doctest: +SKIP
+    >>> rec = oatomo.reconstruct(apply_calibration(scan, cal), "mb-tv")  # doctest: +SKIP
+    """
+    data, source = as_scan(scan)
+    if data.calibration:
+        logger.warning("%s is already calibrated; calibrating again from its estimates",
+                       source)
+    if grid is None:
+        grid = default_grid(data)
+    sino = data.sinogram
+    if frames is not None:
+        sino = sino.reshape((-1,) + sino.shape[-2:])[np.asarray(frames)]
+    try:
+        return calibrate_sinogram(sino, data.sensors, data.acquisition, grid,
+                                  prior_std=prior_std, speed_of_sound=speed_of_sound,
+                                  setup_toml=data.setup_toml, callback=callback, **kwargs)
+    except InputError as exc:
+        if source != "<Scan>" and exc.path is None:
+            raise InputError(exc.problem, source) from None
+        raise

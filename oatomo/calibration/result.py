@@ -1,0 +1,128 @@
+"""The result of self-calibration: :class:`Calibration`, and :func:`apply_calibration`,
+which puts it into a scan (with the record a calibrated scan file keeps)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from oatomo.errors import InputError
+from oatomo.geometry import Acquisition, SensorArray
+
+__all__ = ["Calibration", "apply_calibration"]
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """The result of :func:`oatomo.calibration.calibrate`.
+
+    Attributes
+    ----------
+    sensors
+        Estimated sensor positions (m), in the nominal array's frame (the gauge: the
+        least-squares rotation, translation and scale onto the nominal array are removed).
+    speed_of_sound
+        Estimated speed of sound (m/s).
+    nominal_sensors, nominal_speed_of_sound
+        What the scan file said.
+    position_std
+        (N, 2) posterior standard deviation of each coordinate (m), Laplace approximation.
+    prior_std
+        Per-coordinate prior standard deviation of the position errors used (m).
+    prior_source
+        Where it came from: ``"given"`` (the caller), ``"setup"`` (the scan's setup),
+        ``"default"`` (:data:`oatomo.calibration.prior.DEFAULT_PRIOR_REL` of the radius)
+        or ``"data"`` (estimated from the scan, see
+        :func:`oatomo.calibration.calibrate_sinogram`).
+    history
+        One dict per round: ``level``, ``round``, ``pixel`` (m), ``band`` (Hz),
+        ``misfit`` (held-out relative misfit ``mean(1 - rho^2)`` at the selected
+        positions), ``speed_of_sound``, ``step_rms`` (m, rms position update).
+    time_s
+        Wall time (s).
+    """
+
+    sensors: SensorArray
+    speed_of_sound: float
+    nominal_sensors: SensorArray
+    nominal_speed_of_sound: float
+    position_std: np.ndarray
+    prior_std: float
+    history: list[dict[str, float]] = field(default_factory=list)
+    time_s: float = 0.0
+    prior_source: str = "given"
+
+    @property
+    def displacement(self) -> np.ndarray:
+        """(N, 2) estimated minus nominal positions (m)."""
+        return self.sensors.positions - self.nominal_sensors.positions
+
+    @property
+    def frame_std(self) -> dict[str, float]:
+        """How far the calibrated frame may lie from the true one: the gauge's uncertainty.
+
+        The data fix the sensors only up to a rigid motion and a common scale of the whole
+        array; the calibration takes the most likely one under the prior (errors of mean
+        zero about the prior-mean array). With independent errors of standard deviation
+        σ = :attr:`prior_std` per coordinate on N sensors at distances r_i from their
+        centroid, the true array differs from that choice by a translation of standard
+        deviation σ / √N per axis, a rotation of σ / √(Σ r_i²) and a relative scale of
+        σ / √(Σ r_i²), which the calibration puts into the speed of sound. The image shares
+        the first two: it may be shifted and rotated by about these amounts against the
+        true frame, and no data can tell. A setup's random rigid motion (``offset_std``,
+        ``rotation_std``) adds to them.
+
+        Returns
+        -------
+        dict
+            ``translation_m`` (m, per axis), ``rotation_rad`` (rad), ``scale_rel`` (the
+            relative uncertainty of the speed of sound from the scale gauge); one standard
+            deviation each.
+        """
+        p = self.nominal_sensors.positions
+        spread = math.sqrt(float(np.sum((p - p.mean(axis=0)) ** 2)))
+        return {"translation_m": self.prior_std / math.sqrt(len(p)),
+                "rotation_rad": self.prior_std / spread, "scale_rel": self.prior_std / spread}
+
+    def acquisition(self, acquisition: Acquisition) -> Acquisition:
+        """``acquisition`` with the estimated speed of sound."""
+        return replace(acquisition, speed_of_sound=self.speed_of_sound)
+
+    def scan_record(self) -> dict[str, Any]:
+        """What a calibrated scan file keeps under ``/calibration`` (see
+        :attr:`oatomo.io.Scan.calibration`)."""
+        return {"nominal_positions": self.nominal_sensors.positions,
+                "nominal_speed_of_sound": self.nominal_speed_of_sound,
+                "position_std": self.position_std, "prior_std": self.prior_std,
+                "prior_source": self.prior_source, "history": self.history, "time_s": self.time_s,
+                **{f"frame_std_{k}": v for k, v in self.frame_std.items()},
+                "method": "oatomo.calibration: held-out folds, coarse-to-fine per-sensor "
+                          "search, MAP with Gaussian prior; gauge: similarity transform "
+                          "onto the prior mean array, scale moved into c"}
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-Python form (JSON-ready)."""
+        return {"positions": self.sensors.positions.tolist(),
+                "speed_of_sound": self.speed_of_sound,
+                "nominal_positions": self.nominal_sensors.positions.tolist(),
+                "nominal_speed_of_sound": self.nominal_speed_of_sound,
+                "position_std": self.position_std.tolist(), "prior_std": self.prior_std,
+                "prior_source": self.prior_source, "frame_std": self.frame_std,
+                "history": self.history, "time_s": self.time_s}
+
+
+def apply_calibration(scan: Any, calibration: Calibration) -> Any:
+    """A copy of ``scan`` with the estimated positions and speed of sound, keeping the
+    nominal ones and the calibration record in :attr:`oatomo.io.Scan.calibration`.
+
+    The input scan is not modified.
+    """
+    if calibration.sensors.n_sensors != scan.sensors.n_sensors:
+        raise InputError(f"the calibration is for {calibration.sensors.n_sensors} sensors, "
+                         f"the scan has {scan.sensors.n_sensors}")
+    return replace(scan, sensors=calibration.sensors,
+                   acquisition=calibration.acquisition(scan.acquisition),
+                   calibration=calibration.scan_record())

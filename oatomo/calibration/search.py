@@ -1,0 +1,230 @@
+"""The per-sensor search of self-calibration against held-out images.
+
+The sensors are split into interleaved folds (:func:`interleaved_folds`); each fold is
+fitted against the TV image of the other folds (:func:`heldout_image`), so the image
+cannot explain a sensor's data at its current position simply because it was made from
+it. :func:`fit_fold` moves each sensor of a fold to the MAP position among candidates
+around its estimate (correlation of its record with the one the image predicts, Gaussian
+prior, quadratic refinement and Laplace covariance); :func:`search_speed_of_sound`
+chooses ``c`` by the held-out misfit; :func:`scout` runs one round of the coarsest level
+along the lines of sight (the data-driven prior and the position check build on it).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import numpy as np
+
+from oatomo.calibration.levels import Level, band_limit, schedule
+from oatomo.forward import ForwardOperator
+from oatomo.geometry import Acquisition, Grid, SensorArray
+from oatomo.recon.model_based import operator_norm_sq, reconstruct_model_based
+
+__all__ = ["interleaved_folds", "heldout_image", "fit_fold", "search_speed_of_sound",
+           "scout"]
+
+
+def interleaved_folds(positions: np.ndarray, n_folds: int) -> list[np.ndarray]:
+    """Interleaved folds in angular order around the centroid."""
+    c = positions.mean(axis=0)
+    order = np.argsort(np.arctan2(positions[:, 1] - c[1], positions[:, 0] - c[0]),
+                       kind="stable")
+    return [np.sort(order[k::n_folds]) for k in range(n_folds)]
+
+
+def heldout_image(y: np.ndarray, grid: Grid, sensors: SensorArray, acq: Acquisition,
+                  n_iter: int, x0: np.ndarray | None, norm_sq: float | None = None
+                  ) -> np.ndarray:
+    """TV image of a held-out subset (``norm_sq``: ``||A||^2`` of a nearby geometry,
+    inflated by 10 % for safety, so that moving sensors need no new power iteration)."""
+    x, _ = reconstruct_model_based(y, grid, sensors, acq, method="tv", n_iter=n_iter,
+                                   x0=x0, tol=0.0,
+                                   norm_sq=None if norm_sq is None else 1.1 * norm_sq)
+    return x
+
+
+def _local_frames(positions: np.ndarray) -> np.ndarray:
+    """(N, 2, 2): per sensor the unit vectors towards the image centre (``u``, along which
+    a displacement is a time shift of the record) and across it (``v``)."""
+    r = np.hypot(positions[:, 0], positions[:, 1])[:, None]
+    u = -positions / np.where(r > 0, r, 1.0)
+    v = np.stack([-u[:, 1], u[:, 0]], axis=1)
+    return np.stack([u, v], axis=1)
+
+
+def _grid_1d(step: float, half: int) -> np.ndarray:
+    """``2 half + 1`` offsets ``-half step ... half step``."""
+    return np.arange(-half, half + 1) * step
+
+
+def _quadratic_fit(coords: np.ndarray, values: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray] | None:
+    """Fit ``v = a + g.d + 1/2 d^T H d`` (1-D or 2-D ``coords``); (minimiser, H) if H > 0."""
+    if coords.shape[1] == 1:
+        d = coords[:, 0]
+        A = np.stack([np.ones_like(d), d, 0.5 * d * d], axis=1)
+        coef, *_ = np.linalg.lstsq(A, values, rcond=None)
+        if not coef[2] > 0:
+            return None
+        return np.array([-coef[1] / coef[2]]), np.array([[coef[2]]])
+    dx, dy = coords[:, 0], coords[:, 1]
+    A = np.stack([np.ones_like(dx), dx, dy, 0.5 * dx * dx, dx * dy, 0.5 * dy * dy], axis=1)
+    coef, *_ = np.linalg.lstsq(A, values, rcond=None)
+    g = coef[1:3]
+    H = np.array([[coef[3], coef[4]], [coef[4], coef[5]]])
+    if not (H[0, 0] > 0 and np.linalg.det(H) > 0):
+        return None
+    return -np.linalg.solve(H, g), H
+
+
+def _relative_misfit(pred: np.ndarray, data: np.ndarray) -> np.ndarray:
+    """``1 - rho^2`` between predictions (n, K, T) and records (n, T), shape (n, K): the
+    misfit ``||a p - y||^2 / ||y||^2`` at the best amplitude ``a``."""
+    p = pred.astype(np.float64)
+    d = data.astype(np.float64)
+    rho = np.einsum("nkt,nt->nk", p, d) / (
+        (np.sqrt(np.sum(p * p, axis=2)) + 1e-30) * (np.sqrt(np.sum(d * d, axis=1)) + 1e-30)
+        [:, None])
+    return 1.0 - np.clip(rho, -1.0, 1.0) ** 2
+
+
+def fit_fold(level: Level, image: np.ndarray, positions: np.ndarray,
+             nominal: np.ndarray, idx: np.ndarray, prior_std: float, box: float,
+             thickness: float | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Best positions of the sensors ``idx`` against ``image`` (their held-out image).
+
+    Candidates lie on a grid in each sensor's local frame (towards the centre, across);
+    ``level.half_across = 0`` searches along the line of sight only. Returns the new
+    positions (len(idx), 2), their posterior covariances in x, y (len(idx), 2, 2) and the
+    relative misfit ``1 - rho^2`` at the selected positions.
+    """
+    a = _grid_1d(level.step, level.half)
+    b = _grid_1d(level.step_across, level.half_across)
+    steps = np.array([level.step, level.step_across])
+    ga, gb = np.meshgrid(a, b, indexing="ij")
+    local = np.stack([ga.ravel(), gb.ravel()], axis=1)  # (K, 2), index = ia * len(b) + ib
+    n_k = len(local)
+    frames = _local_frames(positions[idx])  # (n, 2, 2)
+    cand = positions[idx][:, None, :] + np.einsum("kc,ncd->nkd", local, frames)
+    lim = nominal[idx][:, None, :]
+    cand = np.clip(cand, lim - box, lim + box)  # inside the prior box
+    virt = SensorArray(cand.reshape(-1, 2))
+    pred = ForwardOperator(level.grid, virt, level.acquisition,
+                           thickness=thickness).forward(image)
+    pred = band_limit(level, pred).reshape(len(idx), n_k, -1)
+    mis = _relative_misfit(pred, level.data[idx])
+    new = np.empty((len(idx), 2))
+    cov = np.empty((len(idx), 2, 2))
+    best_mis = np.empty(len(idx))
+    na, nb = len(a), len(b)
+    dims = [0] if nb == 1 else [0, 1]
+    for n in range(len(idx)):
+        m = mis[n]
+        # data term: Gaussian likelihood, noise variance from the best residual:
+        # J = T_eff / 2 * m / m_min;  prior: |p - nominal|^2 / (2 prior^2)
+        m_min = max(float(m.min()), 1e-6)
+        prior = np.sum((cand[n] - nominal[idx[n]]) ** 2, axis=1) / (2 * prior_std ** 2)
+        J = 0.5 * level.t_eff * m / m_min + prior
+        k = int(np.argmin(J))
+        ia, ib = divmod(k, nb)
+        sel = [(p * nb + q) for p in range(max(ia - 1, 0), min(ia + 2, na))
+               for q in range(max(ib - 1, 0), min(ib + 2, nb))]
+        pos = cand[n, k]
+        h_loc = np.eye(2) / prior_std ** 2
+        fit = None
+        if len(sel) == 3 ** len(dims):
+            fit = _quadratic_fit(local[sel][:, dims] - local[k, dims], J[sel])
+            if fit is not None and np.all(np.abs(fit[0]) <= steps[dims]):
+                step_loc = np.zeros(2)
+                step_loc[dims] = fit[0]
+                pos = pos + step_loc @ frames[n]
+                h_loc[np.ix_(dims, dims)] = fit[1]
+            else:
+                fit = None
+        if fit is None and 0 < ia < na - 1:  # the line of sight alone: its curvature
+            line = [(ia + d) * nb + ib for d in (-1, 0, 1)]
+            fit1 = _quadratic_fit(local[line][:, :1] - local[k, :1], J[line])
+            if fit1 is not None and abs(fit1[0][0]) <= level.step:
+                pos = pos + fit1[0][0] * frames[n][0]
+                h_loc[0, 0] = fit1[1][0, 0]
+        new[n] = pos
+        cov[n] = frames[n].T @ np.linalg.inv(h_loc) @ frames[n]
+        best_mis[n] = m[k]
+    return new, cov, best_mis
+
+
+def _heldout_misfit(level: Level, positions: np.ndarray, acq: Acquisition,
+                    folds: list[np.ndarray], n_iter: int, thickness: float | None,
+                    norms: list[float]) -> float:
+    """Mean held-out relative misfit ``1 - rho^2`` of every fold against the image of the
+    other folds (used to choose the speed of sound)."""
+    total = 0.0
+    for idx, norm in zip(folds, norms, strict=True):
+        keep = np.setdiff1d(np.arange(len(positions)), idx)
+        x = heldout_image(level.data[keep], level.grid, SensorArray(positions[keep]), acq,
+                          n_iter, None, norm)
+        pred = ForwardOperator(level.grid, SensorArray(positions[idx]), acq,
+                               thickness=thickness).forward(x)
+        pred = band_limit(replace(level, acquisition=acq), pred)
+        total += float(np.sum(_relative_misfit(pred[:, None], level.data[idx])))
+    return total / len(positions)
+
+
+def search_speed_of_sound(level: Level, positions: np.ndarray, folds: list[np.ndarray],
+                          c0: float, span: float, n_iter: int, thickness: float | None
+                          ) -> float:
+    """Cross-validated 1-D search of ``c`` over ``c0 (1 +- span)`` (7 points + parabola)."""
+    rel = np.linspace(-span, span, 7)
+    # ||A||^2 grows as c falls (the slab model's gain is 1 / c^2): take it at the lowest c
+    slow = replace(level.acquisition, speed_of_sound=c0 * (1 - span))
+    norms = [operator_norm_sq(level.grid, SensorArray(np.delete(positions, idx, axis=0)),
+                              slow, n_iter=15) for idx in folds]
+    vals = []
+    for r in rel:
+        acq = replace(level.acquisition, speed_of_sound=c0 * (1 + r))
+        vals.append(_heldout_misfit(replace(level, acquisition=acq), positions, acq, folds,
+                                    n_iter, thickness, norms))
+    vals_a = np.asarray(vals)
+    k = int(np.argmin(vals_a))
+    best = rel[k]
+    if 0 < k < len(rel) - 1:
+        a, b, c = vals_a[k - 1], vals_a[k], vals_a[k + 1]
+        den = a - 2 * b + c
+        if den > 0:
+            best = rel[k] + 0.5 * (a - c) / den * (rel[1] - rel[0])
+    return c0 * (1 + float(best))
+
+
+def scout(y: np.ndarray, acq: Acquisition, grid: Grid, nominal: np.ndarray, guess: float,
+          box: float, n_levels: int, n_folds: int, n_iter: int, thickness: float | None,
+          share_norm: bool = False, fft: bool = False
+          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One round of the coarsest level along the lines of sight, every fold fitted against
+    the TV image of the others, around the nominal positions with prior ``guess`` and the
+    search box +-``box``. Returns each sensor's shift along its line of sight (m), its
+    posterior variance there (m^2) and its relative misfit ``1 - rho^2``. ``share_norm``:
+    one power iteration for all folds (their operators differ by a few sensors); ``fft``:
+    the band limit in the frequency domain (:func:`oatomo.calibration.levels.lowpass_fft`)."""
+    level = schedule(y, acq, grid, guess, n_levels, fft, first_only=True)[0]
+    level = replace(level, half_across=0,
+                    half=min(level.half, max(1, int(math.ceil(box / level.step)))))
+    folds = interleaved_folds(nominal, n_folds)
+    n_s = len(nominal)
+    new = nominal.copy()
+    cov = np.zeros((n_s, 2, 2))
+    mis = np.zeros(n_s)
+    norm = None
+    for idx in folds:
+        keep = np.setdiff1d(np.arange(n_s), idx)
+        sub = SensorArray(nominal[keep])
+        if share_norm and norm is None:
+            norm = operator_norm_sq(level.grid, sub, level.acquisition, n_iter=15)
+        image = heldout_image(level.data[keep], level.grid, sub, level.acquisition, n_iter,
+                              None, norm)
+        new[idx], cov[idx], mis[idx] = fit_fold(level, image, nominal, nominal, idx, guess,
+                                                box, thickness)
+    u = _local_frames(nominal)[:, 0]
+    along = np.einsum("nd,nd->n", new - nominal, u)
+    return along, np.einsum("nd,nde,ne->n", u, cov, u), mis
