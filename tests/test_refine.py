@@ -110,6 +110,18 @@ def test_older_checkpoint_format_is_one_line_error(tmp_path, capsys):
     assert "older refiner format" in capsys.readouterr().err
 
 
+def test_single_setup_from_the_command_line(tmp_path, capsys):
+    d = tmp_path / "d"
+    assert main(["refiner", "data", "-o", str(d), "--count", "2", "--size", "16",
+                 "--environments", "ring-sparse/radial", "-q"]) == 0
+    assert "(1 environments x 2 scans)" in capsys.readouterr().out
+    assert load_dataset(d)[1]["environments"] == ["ring-sparse/radial"]
+    assert main(["refiner", "data", "-o", str(tmp_path / "e"), "--environments",
+                 "ring/none"]) == 2
+    assert "unknown environment 'ring/none'" in capsys.readouterr().err
+    assert not (tmp_path / "e").exists()
+
+
 def test_family_is_a_deprecated_name_of_refiner(tmp_path, capsys):
     assert main(["family", "data", "-o", str(tmp_path / "d"), "--count", "0"]) == 2
     err = capsys.readouterr().err.splitlines()

@@ -49,6 +49,9 @@ def _add_group(sub: argparse._SubParsersAction, name: str, eval_set: str, *,
     d.add_argument("--count", type=int, default=768, help="items per environment")
     d.add_argument("--size", type=int, default=96, help="image size at 0.1 mm")
     d.add_argument("--seed", type=int, default=1)
+    d.add_argument("--environments", nargs="+", metavar="GEOMETRY/PERTURBATION",
+                   help="training environments (default: all 15; one for a single-setup "
+                   "refiner)")
     d.set_defaults(func=_step(run_data))
 
     t = fs.add_parser("train", help="train one model (resumable with --resume)")
@@ -150,7 +153,7 @@ def run_data(args: argparse.Namespace) -> int:
         raise InputError(f"--size must be a multiple of 4 in 16..{MAX_GRID_SIDE} (the models "
                          f"halve the image twice), got {args.size}")
 
-    names = [e.name for e in TRAIN_ENVIRONMENTS]
+    names = args.environments or [e.name for e in TRAIN_ENVIRONMENTS]
     with bars(args) as progress:
         out = generate_dataset(args.output, names, count=args.count, seed=args.seed,
                                size=args.size, chunk=64, inputs=("ubp", "das"),

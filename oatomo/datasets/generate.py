@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from oatomo._atomic import atomic_path
+from oatomo._atomic import atomic_path, check_free_space
 from oatomo.errors import InputError
 from oatomo.geometry import Acquisition, Grid
 from oatomo.scanners import CANONICAL_PITCH, Environment, draw_scan, environment
@@ -130,6 +130,12 @@ def generate_dataset(out: str | os.PathLike, environments: Sequence[str], *,
         Phantom kinds drawn uniformly; linear reconstructions stored as channels.
     callback
         Called as ``callback(done_items, total_items)`` after every chunk.
+
+    Raises
+    ------
+    InputError
+        An unknown environment or input, another job's directory, or too little free
+        disk space for the chunks still to write (checked before anything is written).
     """
     root = Path(out)
     envs = [environment(n) for n in environments]
@@ -137,8 +143,12 @@ def generate_dataset(out: str | os.PathLike, environments: Sequence[str], *,
     manifest = {"format": "oatomo-family-data", "version": 1, "environments": list(environments),
                 "count": count, "seed": seed, "size": size, "pitch": CANONICAL_PITCH,
                 "chunk": chunk, "phantoms": list(phantoms), "inputs": list(inputs)}
-    resume_directory(root, manifest)
     n_chunks = (count + chunk - 1) // chunk
+    todo = sum(min(count, (k + 1) * chunk) - k * chunk for k in range(n_chunks)
+               for e in range(len(envs)) if not _chunk_path(root, e, k).exists())
+    per_item = 4 * (len(inputs) + 1) * size * size + 4 * len(inputs) + 8 + 64
+    check_free_space(root, 1.05 * todo * per_item + 2**16)
+    resume_directory(root, manifest)
     total, done = len(envs) * count, 0
     # interleave environments so a partial dataset is balanced
     for k in range(n_chunks):
