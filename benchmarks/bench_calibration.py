@@ -47,7 +47,7 @@ from oatomo.calibration import (  # noqa: E402
     rigid_error,
     similarity_transform,
 )
-from oatomo.evaluation import metrics as M
+from oatomo.evaluation import metrics as M  # noqa: E402
 from oatomo.evaluation.metrics import affine_fit  # noqa: E402
 from oatomo.forward import simulate  # noqa: E402
 from oatomo.geometry import SensorArray  # noqa: E402

@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from oatomo.calibration import calibrate_sinogram, check_positions  # noqa: E402
-from oatomo.evaluation import metrics as M
+from oatomo.evaluation import metrics as M  # noqa: E402
 from oatomo.evaluation.metrics import affine_fit  # noqa: E402
 from oatomo.evaluation.refiners import eval_acquisition, eval_files, make_eval_set  # noqa: E402
 from oatomo.geometry import Acquisition, Grid, SensorArray  # noqa: E402

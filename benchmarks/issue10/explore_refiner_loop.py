@@ -17,7 +17,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
-from oatomo.evaluation import metrics as M
+from oatomo.evaluation import metrics as M  # noqa: E402
 from oatomo.evaluation.metrics import affine_fit  # noqa: E402
 from oatomo.evaluation.refiners import make_eval_set  # noqa: E402
 from oatomo.forward import bandpass, simulate  # noqa: E402
