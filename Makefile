@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip install --disable-pip-version-check -q -c constraints.txt
 DEMO_OUT ?= out/demo
 
-.PHONY: demo test wheel-check lint bench clean install model model-family model-family-compare model-legacy docs
+.PHONY: demo test wheel-check lint bench clean install model model-family model-family-compare docs
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -59,23 +59,10 @@ bench: $(VENV)/.installed-test
 # The shipped default refinement model: the scanner-family refiner (make model-family below).
 model: model-family
 
-# The single-geometry model of issue 4, shipped as oatomo/resources/models/refiner.pt (about
-# 15 min on 2 cores): training data from the 32-ring position-uncertainty setups, held-out
-# evaluation, then install.
-MODEL_OUT ?= out/model
-TRAIN_ARGS ?= --epochs 12
-model-legacy: $(VENV)/.installed
-	mkdir -p $(MODEL_OUT)
-	$(BIN)/oatomo dataset --config simulations/exp_train.toml -o $(MODEL_OUT)/train.h5 --seed 1 --force
-	$(BIN)/oatomo dataset --config simulations/exp_heldout.toml -o $(MODEL_OUT)/test.h5 --seed 2 --force
-	$(BIN)/oatomo train --data $(MODEL_OUT)/train.h5 --model multi-decoder -o $(MODEL_OUT)/refiner.pt $(TRAIN_ARGS) --force
-	$(BIN)/oatomo evaluate --model invariant=$(MODEL_OUT)/refiner.pt --data $(MODEL_OUT)/test.h5 --out $(MODEL_OUT)/evaluation --record
-	cp $(MODEL_OUT)/refiner.pt $(MODEL_OUT)/refiner.json oatomo/resources/models/
-
 clean:
 	rm -rf $(VENV) out
 
-# Train the scanner-family refiner (every 2-D ring or arc scanner; README "One refiner for
+# Train the refiner (every 2-D ring or arc scanner; README "One refiner for
 # every 2-D ring or arc scanner"): 15 environments x 768 scans (about 9 min on one core),
 # the multi-decoder invariant VAE (width 8, depth 2) for 32 epochs (12288 steps of 30
 # images; about 40 min on one core), the held-out evaluation set with TV baselines, the
@@ -86,16 +73,16 @@ FAMILY_ARGS ?= --epochs 32
 FAMILY_SHIPPED ?= oatomo/resources/models/family_refiner.npz
 model-family: $(VENV)/.installed
 	mkdir -p $(FAMILY_OUT)
-	$(BIN)/oatomo family data -o $(FAMILY_OUT)/train --count 768 --seed 1
-	$(BIN)/oatomo family train --data $(FAMILY_OUT)/train --model multi-decoder -o $(FAMILY_OUT)/multi-decoder.pt $(FAMILY_ARGS) --resume
-	$(BIN)/oatomo family evalset -o $(FAMILY_OUT)/eval --seed 2
-	$(BIN)/oatomo family evaluate --model invariant=$(FAMILY_OUT)/multi-decoder.pt --data $(FAMILY_OUT)/eval --out $(FAMILY_OUT)/evaluation --uncertainty-modes decoders both
-	$(BIN)/oatomo family export $(FAMILY_OUT)/multi-decoder.pt -o $(FAMILY_SHIPPED) --uncertainty both --force
+	$(BIN)/oatomo refiner data -o $(FAMILY_OUT)/train --count 768 --seed 1
+	$(BIN)/oatomo refiner train --data $(FAMILY_OUT)/train --model multi-decoder -o $(FAMILY_OUT)/multi-decoder.pt $(FAMILY_ARGS) --resume
+	$(BIN)/oatomo refiner eval-set -o $(FAMILY_OUT)/eval --seed 2
+	$(BIN)/oatomo refiner evaluate --model invariant=$(FAMILY_OUT)/multi-decoder.pt --data $(FAMILY_OUT)/eval --out $(FAMILY_OUT)/evaluation --uncertainty-modes decoders both
+	$(BIN)/oatomo refiner export $(FAMILY_OUT)/multi-decoder.pt -o $(FAMILY_SHIPPED) --uncertainty both --force
 
-# Issue 10's equal-budget comparison (benchmarks/RESULTS.md): the pooled beta-VAE and U-Net of
+# The equal-budget comparison (benchmarks/RESULTS.md): the pooled beta-VAE and U-Net of
 # the same width, trained for the same steps on the same data, scored beside the invariant
 # model; evaluation.md reports the drops paired by scan.
 model-family-compare: model-family
-	$(BIN)/oatomo family train --data $(FAMILY_OUT)/train --model beta-vae -o $(FAMILY_OUT)/beta-vae.pt $(FAMILY_ARGS) --resume
-	$(BIN)/oatomo family train --data $(FAMILY_OUT)/train --model unet -o $(FAMILY_OUT)/unet.pt $(FAMILY_ARGS) --resume
-	$(BIN)/oatomo family evaluate --model invariant=$(FAMILY_OUT)/multi-decoder.pt beta-vae=$(FAMILY_OUT)/beta-vae.pt unet=$(FAMILY_OUT)/unet.pt --data $(FAMILY_OUT)/eval --out $(FAMILY_OUT)/evaluation_equal_budget --uncertainty-modes decoders both --force
+	$(BIN)/oatomo refiner train --data $(FAMILY_OUT)/train --model beta-vae -o $(FAMILY_OUT)/beta-vae.pt $(FAMILY_ARGS) --resume
+	$(BIN)/oatomo refiner train --data $(FAMILY_OUT)/train --model unet -o $(FAMILY_OUT)/unet.pt $(FAMILY_ARGS) --resume
+	$(BIN)/oatomo refiner evaluate --model invariant=$(FAMILY_OUT)/multi-decoder.pt beta-vae=$(FAMILY_OUT)/beta-vae.pt unet=$(FAMILY_OUT)/unet.pt --data $(FAMILY_OUT)/eval --out $(FAMILY_OUT)/evaluation_equal_budget --uncertainty-modes decoders both --force

@@ -5,7 +5,7 @@ of sound that differs from the file's, then reconstructed (UBP and TV, 50 iterat
 the nominal positions and the file's ``c`` (floor), with the calibrated positions and
 ``c`` (``oatomo.calibration.calibrate``), and with the true positions and ``c`` (the
 oracle). Images get their best affine fit to the truth before PSNR / SSIM
-(``oatomo.evaluation.legacy.affine_fit``). Position errors are rms distances after the best rigid
+(``oatomo.evaluation.metrics.affine_fit``). Position errors are rms distances after the best rigid
 alignment to the truth (what the data can see). ``gap`` is the share of the TV PSNR gap
 between nominal and true positions that calibration recovers.
 
@@ -47,8 +47,8 @@ from oatomo.calibration import (  # noqa: E402
     rigid_error,
     similarity_transform,
 )
-from oatomo.evaluation import metrics as M
-from oatomo.evaluation.legacy import affine_fit  # noqa: E402
+from oatomo.evaluation import metrics as M  # noqa: E402
+from oatomo.evaluation.metrics import affine_fit  # noqa: E402
 from oatomo.forward import simulate  # noqa: E402
 from oatomo.geometry import SensorArray  # noqa: E402
 from oatomo.phantoms import make  # noqa: E402

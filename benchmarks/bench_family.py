@@ -25,23 +25,23 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 def _refiners(model: str | None) -> tuple[dict, str]:
     """The refiner on each engine, and a label."""
-    from oatomo.learn.refiner import build_family_model
-    from oatomo.refine.refiner import FamilyRefiner, load_family_refiner
+    from oatomo.learn.refiner import build_refiner_model
+    from oatomo.refine import Refiner, load_refiner
     from oatomo.refine.weights import NumpyConvVAE
     from oatomo.resources import MODELS, resource_path
 
     path = Path(model) if model else Path(resource_path(MODELS, "family_refiner.npz"))
     if path.exists():
-        return ({"numpy": load_family_refiner(path, backend="numpy"),
-                 "torch": load_family_refiner(path, backend="torch")}, path.name)
-    net = build_family_model("multi-decoder", 15, 2)
+        return ({"numpy": load_refiner(path, backend="numpy"),
+                 "torch": load_refiner(path, backend="torch")}, path.name)
+    net = build_refiner_model("multi-decoder", 15, 2)
     envs = tuple(f"e{k}" for k in range(15))
     state = {k: v.detach().numpy() for k, v in net.state_dict().items()}
     fast = NumpyConvVAE("ConvMultiDecoderIVAE", net.config.to_dict(), state)
-    return ({"numpy": FamilyRefiner(fast, "multi-decoder", env_names=envs,
-                                    uncertainty="both"),
-             "torch": FamilyRefiner(net, "multi-decoder", env_names=envs,
-                                    uncertainty="both")},
+    return ({"numpy": Refiner(fast, "multi-decoder", env_names=envs,
+                              uncertainty="both"),
+             "torch": Refiner(net, "multi-decoder", env_names=envs,
+                              uncertainty="both")},
             "untrained model of the default architecture")
 
 

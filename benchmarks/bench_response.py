@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import oatomo  # noqa: E402
 from oatomo.evaluation import metrics as M
-from oatomo.evaluation.legacy import affine_fit  # noqa: E402
+from oatomo.evaluation.metrics import affine_fit  # noqa: E402
 from oatomo.response import DetectorResponse  # noqa: E402
 
 GRID = oatomo.Grid(128, 0.0128)

@@ -1,4 +1,4 @@
-"""Build the hostile-input corpus of issue 13: inputs a hostile or careless user can give.
+"""Build the hostile-input corpus: inputs a hostile or careless user can give.
 
 Each case is a command line for ``oatomo.cli.main`` and the files it reads, in a
 directory of its own. Every case must end with exit code 2 and one stderr line that names
@@ -48,15 +48,6 @@ jitter_std = 0.0
 relative_std = 0.0
 """
 
-#: Experiment TOML over the tiny setup (``dataset --config``).
-EXPERIMENT = """name = "hostile"
-phantom = "disks"
-[[environments]]
-setup = "tiny"
-count = 4
-"""
-
-
 @dataclass
 class Case:
     """One hostile input: ``argv`` for :func:`oatomo.cli.main`, run in ``directory``."""
@@ -81,22 +72,24 @@ def _base_scan(path: Path) -> None:
 
 
 def _nan_model(path: Path) -> None:
-    """A refiner that fits the base scan, with NaN weights."""
+    """A refiner whose scanner family holds the base scan, with NaN weights."""
+    import dataclasses
+
     import torch
 
-    from oatomo import Grid
-    from oatomo.learn import MultiDecoderIVAE, VAEConfig
-    from oatomo.refine.legacy import Refiner, save_refiner
+    from oatomo.learn import save_checkpoint
+    from oatomo.learn.conv import ConvMultiDecoderIVAE, ConvVAEConfig
+    from oatomo.scanners import CANONICAL_PITCH, FAMILY, FAMILY_KEY
 
-    model = MultiDecoderIVAE(VAEConfig(in_shape=(1, 32, 32), latent_dim=2, channels=(2, 2),
-                                       hidden=4, n_envs=1), seed=0)
+    model = ConvMultiDecoderIVAE(ConvVAEConfig(in_channels=1, width=2, depth=0, latent_dim=2,
+                                               n_envs=1), seed=0)
     with torch.no_grad():
         for p in model.parameters():
             p.fill_(float("nan"))
-    setup = {"array": {"n_sensors": 16, "radius": 0.006},
-             "acquisition": {"speed_of_sound": 1500.0}}
-    save_refiner(path, Refiner(model=model, grid=Grid(32, 0.008), env_names=["tiny"],
-                               setups=[setup], method="ubp"))
+    family = dataclasses.replace(FAMILY, sensors=(16, 512), radius=(0.005, 0.05))
+    save_checkpoint(path, model, train={FAMILY_KEY: {
+        "kind": "multi-decoder", "family": family.to_dict(), "pitch": CANONICAL_PITCH,
+        "inputs": ["ubp"], "env_names": ["tiny"]}})
 
 
 def _edit_h5(path: Path, fn: Callable[[h5py.File], None]) -> None:
@@ -209,33 +202,27 @@ def build(root: str | os.PathLike) -> list[Case]:
         return ["simulate", "--setup", setup_with(d, "", ""), "--phantom", str(d / "p.npy"),
                 "-o", str(d / "p.npy"), "--force"]
 
-    @case("dataset_over_config", "overwrite", "exp.toml")
+    @case("train_over_data", "overwrite", "ds")
     def _(d):
-        setup_with(d, "", "")
-        (d / "exp.toml").write_text(EXPERIMENT)
-        return ["dataset", "--config", str(d / "exp.toml"), "-o", str(d / "exp.toml"),
-                "--force"]
-
-    @case("train_over_data", "overwrite", "d.h5")
-    def _(d):
-        (d / "d.h5").write_bytes(b"data")
-        return ["train", "--data", str(d / "d.h5"), "-o", str(d / "d.h5"), "--force"]
+        (d / "ds").mkdir(exist_ok=True)
+        (d / "ds" / "manifest.json").write_text("{}")
+        return ["refiner", "train", "--data", str(d / "ds"), "-o", str(d / "ds"), "--force"]
 
     @case("train_sidecar_is_data", "overwrite", "d.json")
     def _(d):
         (d / "d.json").write_text("{}")
-        return ["train", "--data", str(d / "d.json"), "-o", str(d / "d.pt")]
+        return ["refiner", "train", "--data", str(d / "d.json"), "-o", str(d / "d.pt")]
 
     @case("train_output_is_sidecar", "overwrite", "m.json")
     def _(d):
-        (d / "d.h5").write_bytes(b"data")
-        return ["train", "--data", str(d / "d.h5"), "-o", str(d / "m.json")]
+        (d / "ds").mkdir(exist_ok=True)
+        return ["refiner", "train", "--data", str(d / "ds"), "-o", str(d / "m.json")]
 
     @case("train_sidecar_exists", "overwrite", "m.json")
     def _(d):
-        (d / "d.h5").write_bytes(b"data")
+        (d / "ds").mkdir(exist_ok=True)
         (d / "m.json").write_text("{}")
-        return ["train", "--data", str(d / "d.h5"), "-o", str(d / "m.pt")]
+        return ["refiner", "train", "--data", str(d / "ds"), "-o", str(d / "m.pt")]
 
     @case("reconstruct_output_png", "overwrite", "img.png")
     def _(d):
@@ -281,19 +268,19 @@ def build(root: str | os.PathLike) -> list[Case]:
     @case("evaluate_outputs_exist", "overwrite", "evaluation.md")
     def _(d):
         (d / "m.pt").write_bytes(b"model")
-        (d / "d.h5").write_bytes(b"data")
+        (d / "ev").mkdir(exist_ok=True)
         (d / "out").mkdir(exist_ok=True)
         (d / "out" / "evaluation.md").write_text("old results")
-        return ["evaluate", "--model", str(d / "m.pt"), "--data", str(d / "d.h5"), "--out",
-                str(d / "out")]
+        return ["refiner", "evaluate", "--model", str(d / "m.pt"), "--data", str(d / "ev"),
+                "--out", str(d / "out")]
 
     @case("evaluate_out_is_file", "overwrite", "out.txt")
     def _(d):
         (d / "m.pt").write_bytes(b"model")
-        (d / "d.h5").write_bytes(b"data")
+        (d / "ev").mkdir(exist_ok=True)
         (d / "out.txt").write_text("a file")
-        return ["evaluate", "--model", str(d / "m.pt"), "--data", str(d / "d.h5"), "--out",
-                str(d / "out.txt")]
+        return ["refiner", "evaluate", "--model", str(d / "m.pt"), "--data", str(d / "ev"),
+                "--out", str(d / "out.txt")]
 
     @case("cmnist_results_exist", "overwrite", "table.md")
     def _(d):
@@ -316,32 +303,27 @@ def build(root: str | os.PathLike) -> list[Case]:
         s = scan_with(d)
         return ["calibrate", s, "-o", s, "--force"]
 
-    @case("merge_over_shard", "overwrite", "a.h5")
-    def _(d):
-        s = scan_with(d, name="a.h5")
-        return ["dataset", "merge", s, "-o", s, "--force"]
-
     @case("export_over_checkpoint", "overwrite", "m.pt")
     def _(d):
         (d / "m.pt").write_bytes(b"model")
-        return ["family", "export", str(d / "m.pt"), "-o", str(d / "m.pt"), "--force"]
+        return ["refiner", "export", str(d / "m.pt"), "-o", str(d / "m.pt"), "--force"]
 
     @case("family_data_into_foreign_directory", "overwrite", "mine", reason="not empty")
     def _(d):
         (d / "mine").mkdir(exist_ok=True)
         (d / "mine" / "notes.txt").write_text("the user's own file")
-        return ["family", "data", "-o", str(d / "mine"), "--count", "1", "--size", "16"]
+        return ["refiner", "data", "-o", str(d / "mine"), "--count", "1", "--size", "16"]
 
     @case("family_data_output_is_file", "overwrite", "data.npz", reason="not a directory")
     def _(d):
         (d / "data.npz").write_bytes(b"not a dataset directory")
-        return ["family", "data", "-o", str(d / "data.npz"), "--count", "1", "--size", "16"]
+        return ["refiner", "data", "-o", str(d / "data.npz"), "--count", "1", "--size", "16"]
 
     @case("family_data_corrupt_manifest", "error", "manifest.json", reason="unreadable")
     def _(d):
         (d / "ds").mkdir(exist_ok=True)
         (d / "ds" / "manifest.json").write_text("{not json")
-        return ["family", "data", "-o", str(d / "ds"), "--count", "1", "--size", "16"]
+        return ["refiner", "data", "-o", str(d / "ds"), "--count", "1", "--size", "16"]
 
     @case("family_evalset_other_manifest", "overwrite", "manifest.json",
           reason="another job")
@@ -349,7 +331,7 @@ def build(root: str | os.PathLike) -> list[Case]:
         (d / "ev").mkdir(exist_ok=True)
         (d / "ev" / "manifest.json").write_text(json.dumps({"format": "oatomo-family-evalset",
                                                             "count": 99}))
-        return ["family", "evalset", "-o", str(d / "ev"), "--count", "1"]
+        return ["refiner", "eval-set", "-o", str(d / "ev"), "--count", "1"]
 
     @case("simulate_output_is_directory", "overwrite", "outdir")
     def _(d):
@@ -424,18 +406,18 @@ def build(root: str | os.PathLike) -> list[Case]:
     def _(d):
         return ["reconstruct", scan_with(d), "-o", str(d / "x.h5")]
 
-    @case("dataset_count_1e9", "allocation", "exp.toml")
+    @case("dataset_count_1e9", "allocation", "--count")
     def _(d):
-        setup_with(d, "", "")
-        (d / "exp.toml").write_text(EXPERIMENT.replace("count = 4", "count = 1000000000"))
-        return ["dataset", "--config", str(d / "exp.toml"), "-o", str(d / "ds.h5")]
+        return ["refiner", "data", "-o", str(d / "ds"), "--count", "1000000000"]
 
-    @case("dataset_shard_1e20", "allocation", "--shard")
+    @case("dataset_size_1e9", "allocation", "--size")
     def _(d):
-        setup_with(d, "", "")
-        (d / "exp.toml").write_text(EXPERIMENT)
-        return ["dataset", "--config", str(d / "exp.toml"), "-o", str(d / "ds.h5"),
-                "--shard", "1/100000000000000000000"]
+        return ["refiner", "data", "-o", str(d / "ds"), "--size", "1000000000"]
+
+    @case("eval_set_count_1e20", "allocation", "--count")
+    def _(d):
+        return ["refiner", "eval-set", "-o", str(d / "ev"), "--count",
+                "100000000000000000000"]
 
     @case("png_bomb_phantom", "allocation", "bomb.png", reason="OATOMO_MAX_BYTES")
     def _(d):
@@ -624,15 +606,16 @@ def build(root: str | os.PathLike) -> list[Case]:
         def _(d, old=old, new=new):
             return ["simulate", "--setup", setup_with(d, old, new), "-o", str(d / "s.h5")]
 
-    @case("binary_config", "error", "exp.toml")
+    @case("binary_dataset_manifest", "error", "manifest.json", reason="unreadable")
     def _(d):
-        (d / "exp.toml").write_bytes(bytes(range(256)) * 4)
-        return ["dataset", "--config", str(d / "exp.toml"), "-o", str(d / "ds.h5")]
+        (d / "ds").mkdir(exist_ok=True)
+        (d / "ds" / "manifest.json").write_bytes(bytes(range(256)) * 4)
+        return ["refiner", "train", "--data", str(d / "ds"), "-o", str(d / "m.pt")]
 
-    @case("directory_config", "error", "exp.toml")
+    @case("file_as_dataset_directory", "error", "ds.txt", reason="no manifest.json")
     def _(d):
-        (d / "exp.toml").mkdir(exist_ok=True)
-        return ["dataset", "--config", str(d / "exp.toml"), "-o", str(d / "ds.h5")]
+        (d / "ds.txt").write_text("a file")
+        return ["refiner", "train", "--data", str(d / "ds.txt"), "-o", str(d / "m.pt")]
 
     @case("directory_setup", "error", "tiny.toml")
     def _(d):
@@ -665,49 +648,36 @@ def build(root: str | os.PathLike) -> list[Case]:
         return ["simulate", "--setup", setup_with(d, "", ""), "--phantom", "unicorn",
                 "-o", str(d / "s.h5")]
 
-    @case("dataset_unknown_phantom", "error", "exp.toml")
-    def _(d):
-        setup_with(d, "", "")
-        (d / "exp.toml").write_text(EXPERIMENT.replace('"disks"', '"unicorn"'))
-        return ["dataset", "--config", str(d / "exp.toml"), "-o", str(d / "ds.h5")]
-
-    for opt, value in (("--lr", "1e30"), ("--limit", "0"), ("--limit", "-1"),
-                       ("--epochs", "0"), ("--batch-size", "0")):
+    for opt, value in (("--batch-size", "0"), ("--width", "0"), ("--inputs", "tv")):
         @case(f"train_{opt.strip('-')}_{value}", "error", opt)
         def _(d, opt=opt, value=value):
-            (d / "d.h5").write_bytes(b"data")
-            return ["train", "--data", str(d / "d.h5"), "-o", str(d / "m.pt"), opt, value]
+            (d / "ds").mkdir(exist_ok=True)
+            return ["refiner", "train", "--data", str(d / "ds"), "-o", str(d / "m.pt"), opt,
+                    value]
 
     for step, opt, value in (("data", "--count", "0"), ("data", "--size", "18"),
-                             ("evalset", "--count", "-1"), ("evalset", "--tv-iter", "0"),
+                             ("eval-set", "--count", "-1"), ("eval-set", "--tv-iter", "0"),
                              ("train", "--lr", "1e30"), ("train", "--epochs", "0"),
                              ("train", "--snapshot-every", "-5"),
                              ("evaluate", "--samples", "0")):
-        @case(f"family_{step}_{opt.strip('-')}_{value}", "error", opt)
+        @case(f"refiner_{step}_{opt.strip('-')}_{value}", "error", opt)
         def _(d, step=step, opt=opt, value=value):
-            argv = {"data": ["-o", str(d / "ds")], "evalset": ["-o", str(d / "ev")],
+            argv = {"data": ["-o", str(d / "ds")], "eval-set": ["-o", str(d / "ev")],
                     "train": ["--data", str(d / "ds"), "-o", str(d / "m.pt")],
                     "evaluate": ["--model", str(d / "m.pt"), "--data", str(d / "ev"),
                                  "--out", str(d / "o")]}[step]
-            return ["family", step, *argv, opt, value]
+            return ["refiner", step, *argv, opt, value]
 
     @case("train_cuda_without_cuda", "error", "cuda")
     def _(d):
-        scan_with(d, name="d.h5")
-        return ["train", "--data", str(d / "d.h5"), "-o", str(d / "m.pt"), "--device",
-                "cuda:99"]
+        (d / "ds").mkdir(exist_ok=True)
+        return ["refiner", "train", "--data", str(d / "ds"), "-o", str(d / "m.pt"),
+                "--device", "cuda:99"]
 
-    @case("evaluate_limit_0", "error", "--limit")
-    def _(d):
-        (d / "m.pt").write_bytes(b"model")
-        (d / "d.h5").write_bytes(b"data")
-        return ["evaluate", "--model", str(d / "m.pt"), "--data", str(d / "d.h5"),
-                "--limit", "0"]
-
-    @case("training_data_is_scan", "error", "d.h5")
+    @case("training_data_is_scan", "error", "d.h5", reason="no manifest.json")
     def _(d):
         scan_with(d, name="d.h5")
-        return ["train", "--data", str(d / "d.h5"), "-o", str(d / "m.pt"), "--device", "cpu"]
+        return ["refiner", "train", "--data", str(d / "d.h5"), "-o", str(d / "m.pt")]
 
     # --- 5. values that made NaN images ------------------------------------------------
     @case("model_nan_weights", "nan", "nan.pt", reason="not finite")
@@ -716,10 +686,11 @@ def build(root: str | os.PathLike) -> list[Case]:
         return ["reconstruct", scan_with(d), "-o", str(d / "x.h5"), "--refine", "--model",
                 str(d / "nan.pt"), "--samples", "0"]
 
-    @case("model_sidecar_without_setups", "error", "m.pt")
+    @case("model_sidecar_malformed_family", "error", "m.pt", reason="malformed")
     def _(d):
         (d / "m.pt").write_bytes(b"model")
-        (d / "m.json").write_text(json.dumps({"train": {"oatomo_refiner": {"grid": 1}}}))
+        (d / "m.json").write_text(json.dumps({"train": {"oatomo_family_refiner": {
+            "family": 1}}}))
         return ["reconstruct", scan_with(d), "-o", str(d / "x.h5"), "--refine", "--model",
                 str(d / "m.pt")]
 

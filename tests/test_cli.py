@@ -191,7 +191,7 @@ def test_closed_pipe_no_traceback():
 
 
 def test_verbosity_after_every_sub_command():
-    """-q / -v are accepted after any sub-command, nested ones (`family data`) included,
+    """-q / -v are accepted after any sub-command, nested ones (`refiner data`) included,
     and keep the main parser's value when not given there."""
     import argparse
 
@@ -207,7 +207,7 @@ def test_verbosity_after_every_sub_command():
         commands.append(path)
         for a in subs:
             todo.extend(((*path, n), q) for n, q in a.choices.items())
-    assert ("family", "evalset") in commands and len(commands) > 10
+    assert ("refiner", "eval-set") in commands and len(commands) > 10
     for path in commands:
         opts = {s for a in _parser_for(parser, path)._actions for s in a.option_strings}
         assert {"-q", "--quiet", "-v", "--verbose"} <= opts, path

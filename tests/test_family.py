@@ -1,4 +1,4 @@
-"""Scanner family, family datasets, fully convolutional models and the any-geometry refiner."""
+"""Scanner family, fully convolutional models and the any-geometry refiner."""
 
 from __future__ import annotations
 
@@ -100,31 +100,6 @@ def test_draw_scan_seeded_and_covers_fov():
         environment("ring/none")
 
 
-def test_family_dataset_resumes_same_bytes(tmp_path):
-    from oatomo.datasets.generate import generate_family_data, load_family_data
-
-    envs = ["ring-sparse/radial", "arc/none"]
-    kw = dict(count=3, seed=1, size=32, chunk=2, inputs=("ubp", "das"))
-    root = generate_family_data(tmp_path / "d", envs, **kw)
-    first = {p.name: p.read_bytes() for p in root.glob("chunk_*.npz")}
-    assert len(first) == 4
-    victim = sorted(root.glob("chunk_*.npz"))[1]
-    victim.unlink()
-    generate_family_data(tmp_path / "d", envs, **kw)
-    with np.load(victim) as z, np.load(root / sorted(first)[0]) as z0:
-        assert z["inputs"].shape[1:] == (2, 32, 32) and z0["targets"].max() <= 1
-    (data, man) = load_family_data(root)
-    assert [len(x) for x, _ in data] == [3, 3]
-    for name, blob in first.items():
-        got = np.load(root / name)
-        ref = np.load(__import__("io").BytesIO(blob))
-        for k in ref.files:
-            assert np.array_equal(got[k], ref[k])
-    assert np.abs(data[0][0]).max() == pytest.approx(1.0)
-    with pytest.raises(InputError, match="another job"):
-        generate_family_data(tmp_path / "d", envs, **{**kw, "seed": 2})
-
-
 @pytest.mark.parametrize("size", [32, 44])
 def test_conv_models_any_size(size):
     from oatomo.learn.conv import ConvMultiDecoderIVAE, ConvVAEConfig
@@ -141,32 +116,32 @@ def test_conv_models_any_size(size):
 
 @pytest.fixture(scope="module")
 def tiny_refiners(tmp_path_factory):
-    from oatomo.datasets.generate import generate_family_data
-    from oatomo.learn.refiner import train_family_refiner
+    from oatomo.datasets import generate_dataset
+    from oatomo.learn.refiner import train_refiner
 
     tmp = tmp_path_factory.mktemp("fam")
-    generate_family_data(tmp / "d", ["ring-sparse/none", "arc/radial"], count=4, size=32,
+    generate_dataset(tmp / "d", ["ring-sparse/none", "arc/radial"], count=4, size=32,
                          chunk=4, inputs=("ubp", "das"))
     out = {}
     for kind in ("multi-decoder", "beta-vae", "unet"):
         torch.manual_seed(0)
-        _, res = train_family_refiner(tmp / "d", kind, tmp / f"{kind}.pt", epochs=2,
-                                      batch_size=4, log=tmp / f"{kind}.jsonl",
-                                      model_args=dict(width=8, depth=1, latent=4))
+        _, res = train_refiner(tmp / "d", kind, tmp / f"{kind}.pt", epochs=2, batch_size=4,
+                               log=tmp / f"{kind}.jsonl",
+                               model_args=dict(width=8, depth=1, latent=4))
         assert res.step == 4
         out[kind] = tmp / f"{kind}.pt"
     return out
 
 
 def test_family_training_resumes_bit_for_bit(tiny_refiners, tmp_path):
-    from oatomo.learn.refiner import train_family_refiner
+    from oatomo.learn.refiner import train_refiner
 
     data = tiny_refiners["unet"].parent / "d"
     kw = dict(batch_size=4, model_args=dict(width=8, depth=1, latent=4))
-    m1, _ = train_family_refiner(data, "multi-decoder", tmp_path / "a.pt", epochs=2, **kw)
-    train_family_refiner(data, "multi-decoder", tmp_path / "b.pt", epochs=1, **kw)
-    m2, r2 = train_family_refiner(data, "multi-decoder", tmp_path / "b.pt", epochs=2,
-                                  resume=True, **kw)
+    m1, _ = train_refiner(data, "multi-decoder", tmp_path / "a.pt", epochs=2, **kw)
+    train_refiner(data, "multi-decoder", tmp_path / "b.pt", epochs=1, **kw)
+    m2, r2 = train_refiner(data, "multi-decoder", tmp_path / "b.pt", epochs=2, resume=True,
+                           **kw)
     assert r2.resumed_from == 2
     for a, b in zip(m1.state_dict().values(), m2.state_dict().values(), strict=True):
         assert torch.equal(a, b)
@@ -174,9 +149,9 @@ def test_family_training_resumes_bit_for_bit(tiny_refiners, tmp_path):
 
 def test_refine_any_grid_units_and_determinism(tiny_refiners):
     from oatomo.forward import simulate
-    from oatomo.refine.refiner import UNITS_PA, UNITS_RELATIVE, load_family_refiner
+    from oatomo.refine import UNITS_PA, UNITS_REFINED, load_refiner
 
-    ref = load_family_refiner(tiny_refiners["multi-decoder"])
+    ref = load_refiner(tiny_refiners["multi-decoder"])
     assert ref.inputs == ("ubp", "das") and len(ref.env_names) == 2
     grid = Grid(50, 0.0075)                      # 0.15 mm pitch, not a multiple of 4
     sensors = ring_array(48, 0.02)
@@ -188,7 +163,7 @@ def test_refine_any_grid_units_and_determinism(tiny_refiners):
     assert a.canonical.dx == pytest.approx(1e-4) and a.canonical.n % 4 == 0
     assert a.canonical.fov >= grid.fov
     assert a.refined.tobytes() == b.refined.tobytes() and a.std.tobytes() == b.std.tobytes()
-    assert a.units["refined"] == UNITS_RELATIVE and a.units["ubp"] == UNITS_PA
+    assert a.units["refined"] == UNITS_REFINED and a.units["ubp"] == UNITS_PA
     assert np.all(a.std >= 0)
     variant = ref.refine_scan(sino, sensors, acq, grid, n_samples=0, env="arc/radial")
     assert variant.std is None and not np.array_equal(variant.refined, a.refined)
@@ -197,19 +172,21 @@ def test_refine_any_grid_units_and_determinism(tiny_refiners):
 
 
 def test_refine_tiles_match_whole_image_in_the_middle(tiny_refiners):
-    from oatomo.refine.refiner import load_family_refiner
+    from oatomo.refine import load_refiner
 
-    ref = load_family_refiner(tiny_refiners["multi-decoder"])
+    ref = load_refiner(tiny_refiners["multi-decoder"])
     x = np.random.default_rng(0).random((2, 128, 128)).astype(np.float32)
-    whole, s1 = ref.refine_images(x, n_samples=3)
-    tiled, s2 = ref.refine_images(x, n_samples=3, tile=96, overlap=64)
-    assert tiled.shape == whole.shape == s2.shape
+    whole = ref.refine_images(x, n_samples=3).refined
+    tiled = ref.refine_images(x, n_samples=3, tile=96, overlap=64)
+    assert tiled.refined.shape == whole.shape == tiled.std.shape
+    assert tiled.grid == tiled.canonical and tiled.grid.n == 128
+    tiled = tiled.refined
     # away from tile borders the fully convolutional model gives the same pixels
     assert np.abs(tiled - whole)[56:72, 56:72].max() < 1e-4
 
 
 def test_resample_round_trip():
-    from oatomo.refine.refiner import resample, to_canonical_grid
+    from oatomo.refine import resample, to_canonical_grid
 
     user = Grid(64, 0.0096)
     canon = to_canonical_grid(user)
@@ -219,15 +196,15 @@ def test_resample_round_trip():
     assert np.abs(back - img)[8:-8, 8:-8].max() < 0.05
 
 
-def test_evaluate_family_tables_and_figure(tiny_refiners, tmp_path):
-    from oatomo.evaluation.refiners import evaluate_family, make_eval_set, to_markdown
+def test_evaluate_refiners_tables_and_figure(tiny_refiners, tmp_path):
+    from oatomo.evaluation.refiners import evaluate_refiners, make_eval_set, to_markdown
 
     ev = make_eval_set(tmp_path / "ev", count=2, size=32, tv_iter=3,
                        geometries=["ring32-r22.5"], perturbations=["radial", "large"])
     assert len(list(ev.glob("*.npz"))) == 2
-    res = evaluate_family(ev, {"inv": tiny_refiners["multi-decoder"],
-                               "unet": tiny_refiners["unet"]}, out=tmp_path / "out",
-                          n_samples=3, uncertainty_modes=("decoders",))
+    res = evaluate_refiners(ev, {"inv": tiny_refiners["multi-decoder"],
+                                 "unet": tiny_refiners["unet"]}, out=tmp_path / "out",
+                            n_samples=3, uncertainty_modes=("decoders",))
     methods = {r["method"] for r in res["rows"]}
     assert {"ubp", "das", "tv_nominal", "tv_true", "inv", "unet"} <= methods
     s = res["summary"]["inv"]
@@ -256,49 +233,49 @@ def test_compatible_off_centre_ring():
     assert not ok and "reaches past the array" in reason
 
 
-def test_family_cli_data_train_export(tmp_path, capsys):
+def test_refiner_cli_data_train_export(tmp_path, capsys):
     from oatomo.cli import main
-    from oatomo.refine.refiner import load_family_refiner
+    from oatomo.refine import load_refiner
 
     d, ck, ex = tmp_path / "d", tmp_path / "m.pt", tmp_path / "shipped.pt"
-    assert main(["family", "data", "-o", str(d), "--count", "1", "--size", "32"]) == 0
-    assert main(["family", "train", "--data", str(d), "--model", "unet", "-o", str(ck),
+    assert main(["refiner", "data", "-o", str(d), "--count", "1", "--size", "32"]) == 0
+    assert main(["refiner", "train", "--data", str(d), "--model", "unet", "-o", str(ck),
                  "--epochs", "1", "--batch-size", "15", "--inputs", "das", "--width", "4"]) == 0
-    assert main(["family", "export", str(ck), "-o", str(ex)]) == 0
-    ref = load_family_refiner(ex)
+    assert main(["refiner", "export", str(ck), "-o", str(ex)]) == 0
+    ref = load_refiner(ex)
     assert ref.inputs == ("das",) and ref.kind == "unet" and len(ref.env_names) == 15
     assert ref.model.config.channels == (4, 8, 16)  # --width
     vae = tmp_path / "vae.pt"
-    assert main(["family", "train", "--data", str(d), "--model", "beta-vae", "-o", str(vae),
+    assert main(["refiner", "train", "--data", str(d), "--model", "beta-vae", "-o", str(vae),
                  "--epochs", "1", "--batch-size", "15", "--width", "4", "--depth", "0",
                  "--latent", "3"]) == 0
-    cfg = load_family_refiner(vae).model.config
+    cfg = load_refiner(vae).model.config
     assert (cfg.width, cfg.depth, cfg.latent_dim) == (4, 0, 3)
     for bad in (["--width", "0"], ["--depth", "17"], ["--latent", "100000"]):
-        assert main(["family", "train", "--data", str(d), "-o", str(tmp_path / "y.pt"),
+        assert main(["refiner", "train", "--data", str(d), "-o", str(tmp_path / "y.pt"),
                      *bad]) == 2
         assert f"{bad[0]} must lie in" in capsys.readouterr().err
     assert ex.stat().st_size < ck.stat().st_size  # no optimizer state
     # a weights archive of a U-Net: PyTorch runs it (NumPy inference covers the VAEs)
     npz = tmp_path / "archive.npz"
-    assert main(["family", "export", str(ck), "-o", str(npz)]) == 0
-    assert isinstance(load_family_refiner(npz).model, torch.nn.Module)
+    assert main(["refiner", "export", str(ck), "-o", str(npz)]) == 0
+    assert isinstance(load_refiner(npz).model, torch.nn.Module)
     with pytest.raises(InputError, match="ConvUNet cannot run without PyTorch"):
-        load_family_refiner(npz, backend="numpy")
-    assert main(["family", "train", "--data", str(d), "-o", str(tmp_path / "x.pt"),
+        load_refiner(npz, backend="numpy")
+    assert main(["refiner", "train", "--data", str(d), "-o", str(tmp_path / "x.pt"),
                  "--inputs", "tv"]) == 2
     assert "--inputs must name some of ubp, das" in capsys.readouterr().err
 
 
 def test_uncertainty_modes(tiny_refiners):
-    from oatomo.refine.refiner import load_family_refiner
+    from oatomo.refine import load_refiner
 
-    ref = load_family_refiner(tiny_refiners["multi-decoder"])
+    ref = load_refiner(tiny_refiners["multi-decoder"])
     x = np.random.default_rng(1).random((2, 32, 32)).astype(np.float32)
     maps = {}
     for mode in ("posterior", "decoders", "both"):
         ref.uncertainty = mode
-        maps[mode] = ref.refine_images(x, n_samples=4, seed=0)[1]
+        maps[mode] = ref.refine_images(x, n_samples=4, seed=0).std
     assert np.allclose(maps["both"] ** 2, maps["posterior"] ** 2 + maps["decoders"] ** 2,
                        atol=1e-6)
     ref.uncertainty = "ensemble"
@@ -337,36 +314,35 @@ def test_pipeline_refines_any_ring_on_the_user_grid(tiny_refiners, tmp_path):
         oatomo.reconstruct(few, "das", grid, model=tiny_refiners["multi-decoder"], refine=True)
 
 
-def test_oatomo_evaluate_on_a_scanner_directory(tiny_refiners, tmp_path, capsys):
+def test_refiner_evaluate_on_a_scanner_directory(tiny_refiners, tmp_path, capsys):
     from oatomo.cli import main
     from oatomo.evaluation.refiners import make_eval_set
 
     ev = make_eval_set(tmp_path / "ev", count=1, size=32, tv_iter=2,
                        geometries=["ring128-r40"], perturbations=["global"])
-    assert main(["evaluate", "--model", f"inv={tiny_refiners['multi-decoder']}", "--data",
-                 str(ev), "--out", str(tmp_path / "o"), "--samples", "2"]) == 0
+    again = ["refiner", "evaluate", "--model", f"inv={tiny_refiners['multi-decoder']}",
+             "--data", str(ev), "--out", str(tmp_path / "o"), "--samples", "2"]
+    assert main(again) == 0
     assert "| ring128-r40 | global (held out) |" in capsys.readouterr().out
     assert (tmp_path / "o" / "evaluation.json").is_file()
     before = (tmp_path / "o" / "evaluation.json").read_bytes()
-    again = ["evaluate", "--model", f"inv={tiny_refiners['multi-decoder']}", "--data", str(ev),
-             "--out", str(tmp_path / "o"), "--samples", "2"]
     assert main(again) == 2  # existing evaluation files need --force
     assert "exists" in capsys.readouterr().err
     assert (tmp_path / "o" / "evaluation.json").read_bytes() == before
     assert main(again + ["--force"]) == 0
     (tmp_path / "o2").mkdir()
-    (tmp_path / "o2" / "evaluation.md").write_text("mine")  # 'family evaluate' guards too
-    assert main(["family", "evaluate", "--model", str(tiny_refiners["multi-decoder"]),
+    (tmp_path / "o2" / "evaluation.md").write_text("mine")  # refuses to replace them
+    assert main(["refiner", "evaluate", "--model", str(tiny_refiners["multi-decoder"]),
                  "--data", str(ev), "--out", str(tmp_path / "o2")]) == 2
     assert "exists" in capsys.readouterr().err
     assert (tmp_path / "o2" / "evaluation.md").read_text() == "mine"
 
 
-def test_evaluate_family_rejects_clashing_labels(tmp_path):
-    from oatomo.evaluation.refiners import evaluate_family
+def test_evaluate_refiners_rejects_clashing_labels(tmp_path):
+    from oatomo.evaluation.refiners import evaluate_refiners
 
     with pytest.raises(InputError, match="'ubp' is the name of a classical"):
-        evaluate_family(tmp_path, {"ubp": tmp_path / "m.pt"})
+        evaluate_refiners(tmp_path, {"ubp": tmp_path / "m.pt"})
 
 
 def test_paired_drops_cancels_what_scans_share():

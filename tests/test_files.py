@@ -150,14 +150,9 @@ def test_warnings_are_one_log_line_each(tmp_path, capsys, caplog):
 def test_dataset_refused_when_the_disk_is_too_small(tmp_path, capsys, monkeypatch):
     from collections import namedtuple
 
-    from hostile_corpus import EXPERIMENT, SETUP
-
-    (tmp_path / "tiny.toml").write_text(SETUP)
-    (tmp_path / "exp.toml").write_text(EXPERIMENT)
     usage = namedtuple("usage", "total used free")
     monkeypatch.setattr(_atomic.shutil, "disk_usage", lambda p: usage(1 << 20, 1 << 20, 4096))
-    assert main(["dataset", "--config", str(tmp_path / "exp.toml"), "-o",
-                 str(tmp_path / "ds.h5")]) == 2
+    assert main(["refiner", "data", "-o", str(tmp_path / "ds"), "--count", "4"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith(f"oatomo dataset: error: {tmp_path / 'ds.h5'}: needs about"), err
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["exp.toml", "tiny.toml"]
+    assert err.startswith(f"oatomo refiner: error: {tmp_path / 'ds'}: needs about"), err
+    assert list(tmp_path.iterdir()) == []

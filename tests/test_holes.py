@@ -140,14 +140,13 @@ def test_psnr_squares_the_data_range():
 
 def test_refinement_normalises_its_input():
     pytest.importorskip("torch")
-    from oatomo.learn import MultiDecoderIVAE, VAEConfig
-    from oatomo.refine.legacy import Refiner
+    from oatomo.learn.conv import ConvMultiDecoderIVAE, ConvVAEConfig
+    from oatomo.refine import Refiner
 
-    model = MultiDecoderIVAE(VAEConfig(in_shape=(1, 8, 8), latent_dim=4, channels=(4, 8),
-                                       hidden=16, n_envs=1), seed=0)
-    ref = Refiner(model=model, grid=Grid(8, 0.0008), env_names=["a"], setups=[{}],
-                  method="ubp")
-    x = np.random.default_rng(0).random((8, 8)).astype(np.float32)
-    a, _ = ref.refine(x, n_samples=0)
-    b, _ = ref.refine(5 * x, n_samples=0)
+    model = ConvMultiDecoderIVAE(ConvVAEConfig(in_channels=1, width=4, depth=1, latent_dim=2,
+                                               n_envs=1), seed=0)
+    ref = Refiner(model=model, kind="multi-decoder", inputs=("ubp",), env_names=("a",))
+    x = np.random.default_rng(0).random((1, 8, 8)).astype(np.float32)
+    a = ref.refine_images(x, n_samples=0).refined
+    b = ref.refine_images(4 * x, n_samples=0).refined  # exact in float32
     np.testing.assert_array_equal(a, b)

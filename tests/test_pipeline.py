@@ -93,10 +93,6 @@ def test_refine_on_a_scan_the_model_cannot_refine(ring16_scan):
     assert "trained on 32 to 512" in how["reason"]
     with pytest.raises(InputError, match="cannot refine this scan: the scan has 16 sensors"):
         reconstruct(ring16_scan, "das", refine=True)
-    from oatomo.resources import legacy_model_path
-
-    legacy = reconstruct(ring16_scan, "das", model=legacy_model_path())
-    assert "trained for 32 sensors" in legacy.provenance["refinement"]["reason"]
     with pytest.raises(InputError, match="refine must be"):
         reconstruct(ring16_scan, refine="yes")
     with pytest.raises(InputError, match="unknown reconstruction method 'nope'"):
@@ -143,7 +139,10 @@ def test_registry_drives_cli_choices_and_readme(monkeypatch):
     from oatomo.learn.registry import MODEL_KINDS
 
     assert choices("reconstruct", "--method") == tuple(METHODS)
-    assert choices("train", "--model") == tuple(MODEL_KINDS)
+    refiner = next(a for a in build_parser()._actions if a.dest == "command").choices["refiner"]
+    train = next(a for a in refiner._actions if a.dest == "refiner_command").choices["train"]
+    assert next(a for a in train._actions if "--model" in a.option_strings).choices == \
+        tuple(MODEL_KINDS)
     spec = MethodSpec("double-das", lambda y, g, s, a, **kw: 2 * oatomo.backproject(y, g, s, a),
                       "twice delay-and-sum")
     monkeypatch.setitem(METHODS, "double-das", spec)
@@ -306,12 +305,9 @@ def test_no_pytorch_unless_refining(ring16_scan, tmp_path):
 
 
 def test_dataset_generation_reports_progress(tmp_path):
-    from oatomo.datasets.legacy import generate_dataset, load_experiment
+    from oatomo.datasets import generate_dataset
 
-    exp_file = tmp_path / "exp.toml"
-    exp_file.write_text('name = "tiny"\nmethod = "das"\nchunk = 2\n'
-                        '[[environments]]\nsetup = "ring32_ideal"\ncount = 3\n')
     calls = []
-    out = generate_dataset(load_experiment(exp_file), tmp_path / "d.h5",
-                           callback=lambda *a: calls.append(a))
-    assert out is not None and calls == [("dataset", k, 3) for k in (1, 2, 3)]
+    generate_dataset(tmp_path / "d", ["ring-sparse/none"], count=3, size=16, chunk=2,
+                     callback=lambda *a: calls.append(a))
+    assert calls == [(2, 3), (3, 3)]

@@ -14,8 +14,7 @@ from oatomo import kernels as K
 from oatomo.calibration import calibrate, check_positions
 from oatomo.calibration.levels import lowpass_fft
 from oatomo.cli import main
-from oatomo.evaluation.legacy import affine_fit
-from oatomo.evaluation.metrics import psnr
+from oatomo.evaluation.metrics import affine_fit, psnr
 from oatomo.forward import simulate
 from oatomo.io import Scan, save_scan
 from oatomo.phantoms import disks

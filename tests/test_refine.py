@@ -1,4 +1,5 @@
-"""Learned refinement: training from a dataset, DDP, evaluation, `reconstruct --refine`."""
+"""The learned refiner: single-setup training, distributed training, the older checkpoint
+format, the deprecated command group, the scalings of the evaluation."""
 
 import subprocess
 import sys
@@ -8,116 +9,131 @@ import numpy as np
 import pytest
 import torch
 
+from oatomo import phantoms
 from oatomo.cli import main
-from oatomo.datasets.legacy import generate_dataset, load_experiment
-from oatomo.learn.fit import train_refiner
-from oatomo.refine.legacy import load_refiner, normalise
+from oatomo.datasets import generate_dataset, load_dataset
+from oatomo.errors import InputError
+from oatomo.geometry import Acquisition, Grid, ring_array
+from oatomo.learn.refiner import rank_checkpoint, train_refiner
+from oatomo.refine import TRAIN_COMMAND, load_refiner
 
-EXP = """
-name = "tiny"
-phantom = "vessel-tree"
-chunk = 4
-[[environments]]
-setup = "{a}"
-count = 4
-[[environments]]
-setup = "{b}"
-count = 4
-"""
-TINY = dict(latent=2, channels=(4, 8, 8), batch_size=4, device="cpu")
+TINY = dict(batch_size=4, model_args=dict(width=4, depth=1, latent=2))
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     d = tmp_path_factory.mktemp("refine")
-    for name, (a, b) in {"train": ("ring32_radial", "ring32_jitter"),
-                         "test": ("ring32_jitter", "ring32_rotation")}.items():
-        (d / f"{name}.toml").write_text(EXP.format(a=a, b=b))
-        generate_dataset(load_experiment(d / f"{name}.toml"), d / f"{name}.h5", seed=1)
+    generate_dataset(d / "two", ["ring-sparse/radial", "arc/none"], count=4, size=32, chunk=4,
+                     inputs=("ubp", "das"))
+    generate_dataset(d / "one", ["ring-sparse/jitter"], count=4, size=32, chunk=4,
+                     inputs=("ubp", "das"))
     return d
 
 
-def test_normalise():
-    a = np.array([[[1.0, -4.0], [2.0, 0.0]], [[0.0, 0.0], [0.0, 0.0]]])
-    np.testing.assert_allclose(normalise(a), [[[0.25, -1], [0.5, 0]], np.zeros((2, 2))])
-
-
-@pytest.mark.parametrize("kind", ["multi-decoder", "multi-encoder", "beta-vae", "unet"])
-def test_train_every_kind_and_load_refiner(kind, data, tmp_path):
+@pytest.mark.parametrize("kind", ["multi-decoder", "beta-vae", "unet"])
+def test_single_setup_refiner_is_one_environment(kind, data, tmp_path):
+    envs, man = load_dataset(data / "one")
+    assert len(envs) == 1 and man["environments"] == ["ring-sparse/jitter"]
     out = tmp_path / f"{kind}.pt"
-    model, result = train_refiner(data / "train.h5", kind, out, epochs=1, **TINY)
-    assert result.step == 2  # 8 items, batch 4
+    _, result = train_refiner(data / "one", kind, out, epochs=2, **TINY)
+    assert result.step == 2  # 4 items, batch 4
     ref = load_refiner(out)
-    assert ref.env_names == ["ring32_radial", "ring32_jitter"] and ref.grid.n == 128
-    assert ref.method == "ubp"
-    img = np.random.default_rng(0).standard_normal((2, 128, 128)).astype(np.float32)
-    refined, std = ref.refine(img, n_samples=3)
-    assert refined.shape == (2, 128, 128) and refined.dtype == np.float32
-    if kind == "unet":
-        assert std is None
-    else:
-        assert std.shape == (2, 128, 128) and np.all(std >= 0) and std.max() > 0
-        again, std2 = ref.refine(img, n_samples=3)
-        assert np.array_equal(std, std2)  # seeded posterior samples
-    if kind == "multi-decoder":  # a known setup selects its variant decoder
-        variant, _ = ref.refine(img, env="ring32_jitter", n_samples=0)
-        assert not np.allclose(variant, refined)
-        with pytest.raises(ValueError, match="not one of the model's training setups"):
-            ref.refine(img, env="ring32_offset")
+    assert ref.env_names == ("ring-sparse/jitter",) and ref.kind == kind
+    grid = Grid(32, 0.0032)
+    sensors, acq = ring_array(32, 0.02), Acquisition(40e6, 1200, 1500.0)
+    from oatomo.forward import simulate
+
+    sino = simulate(phantoms.blobs(grid, 1), grid, sensors, acq)
+    r = ref.refine_scan(sino, sensors, acq, grid, n_samples=2, env="ring-sparse/jitter")
+    assert r.refined.shape == grid.shape and np.isfinite(r.refined).all()
+    assert (r.std is None) == (kind == "unet")
 
 
-def test_ddp_two_processes_identical_weights(data, tmp_path):
+def _torchrun(script: Path, *args: str, port: int) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node",
+                           "2", "--master-port", str(port), str(script), *args],
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_ddp_two_processes_identical_weights_and_resume(data, tmp_path):
     script = Path(__file__).parent / "helpers" / "ddp_train.py"
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node",
-                           "2", "--master-port", "29517", str(script), str(data / "train.h5"),
-                           str(tmp_path)], capture_output=True, text=True, timeout=240)
+    whole, part = tmp_path / "whole", tmp_path / "part"
+    whole.mkdir()
+    part.mkdir()
+    proc = _torchrun(script, str(data / "two"), str(whole), "2", port=29517)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    w0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
-    w1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
+    w0 = torch.load(whole / "rank0.pt", weights_only=True)
+    w1 = torch.load(whole / "rank1.pt", weights_only=True)
     assert w0["steps"] == w1["steps"] == 4
-    init = train_refiner.__module__  # noqa: F841  (the model was built from one seed)
     for k, v in w0["state"].items():
         assert torch.equal(v, w1["state"][k]), k
-    assert (tmp_path / "ddp.pt").exists() and load_refiner(tmp_path / "ddp.pt").grid.n == 128
+    assert load_refiner(whole / "ddp.pt").env_names == ("ring-sparse/radial", "arc/none")
+    assert rank_checkpoint(whole / "ddp.pt", 1).exists()  # rank 1's training state
+    # interrupted after one epoch, resumed under the same number of processes
+    proc = _torchrun(script, str(data / "two"), str(part), "1", port=29518)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    proc = _torchrun(script, str(data / "two"), str(part), "2", "resume", port=29519)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    resumed = torch.load(part / "rank0.pt", weights_only=True)
+    for k, v in w0["state"].items():
+        assert torch.equal(v, resumed["state"][k]), k
 
 
-def test_evaluate_and_reconstruct_refine(data, tmp_path, capsys):
-    model = tmp_path / "md.pt"
-    assert main(["train", "--data", str(data / "train.h5"), "--model", "multi-decoder",
-                 "-o", str(model), "--epochs", "1", "--batch-size", "4", "--latent", "2",
-                 "--channels", "4,8,8"]) == 0
-    assert main(["evaluate", "--model", f"md={model}", "--data", str(data / "test.h5"),
-                 "--out", str(tmp_path / "ev"), "--samples", "2"]) == 0
-    out = capsys.readouterr().out
-    assert "| ring32_rotation | no | md |" in out
-    assert "| ring32_jitter | yes | UBP (affine) |" in out
-    assert "| ring32_jitter | yes | DAS (min-max) |" in out
-    for f in ("evaluation.md", "evaluation.json", "evaluation.png"):
-        assert (tmp_path / "ev" / f).exists()
-    # reconstruct with the model: the file holds linear, refined and uncertainty images
+def _older_checkpoint(path: Path) -> None:
+    """A refiner checkpoint without the scanner-family metadata."""
+    from oatomo.learn import MultiDecoderIVAE, VAEConfig, save_checkpoint
+
+    model = MultiDecoderIVAE(VAEConfig(in_shape=(1, 8, 8), latent_dim=2, channels=(2, 2),
+                                       hidden=4, n_envs=1), seed=0)
+    save_checkpoint(path, model, train={"oatomo_refiner": {"grid": {"n": 8, "fov": 8e-4}}})
+
+
+def test_older_checkpoint_format_is_one_line_error(tmp_path, capsys):
+    old = tmp_path / "old.pt"
+    _older_checkpoint(old)
+    with pytest.raises(InputError, match="older refiner format") as info:
+        load_refiner(old)
+    assert TRAIN_COMMAND in str(info.value)
     scan = tmp_path / "scan.h5"
-    main(["simulate", "--setup", "ring32_rotation", "--phantom", "vessel-tree", "-o", str(scan)])
+    assert main(["simulate", "--setup", "ring32_rotation", "--phantom", "disk", "-o",
+                 str(scan), "-q"]) == 0
     capsys.readouterr()
-    assert main(["reconstruct", str(scan), "--model", str(model), "-o",
-                 str(tmp_path / "r.h5"), "--samples", "2"]) == 0
-    from oatomo.io import load_images
+    for sidecar in (True, False):  # the metadata read from the sidecar, or the checkpoint
+        if not sidecar:
+            old.with_suffix(".json").unlink()
+        assert main(["reconstruct", str(scan), "--model", str(old), "--png", "none",
+                     "-o", str(tmp_path / "r.h5")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "old.pt" in err, err
+        assert "older refiner format" in err and "oatomo refiner train --data" in err
+    assert main(["refiner", "export", str(old), "-o", str(tmp_path / "x.pt")]) == 2
+    assert "older refiner format" in capsys.readouterr().err
 
-    images, _ = load_images(tmp_path / "r.h5")
-    assert {"ubp", "refined", "uncertainty", "truth"} <= set(images)
-    assert "refined with md.pt (invariant decoder" in capsys.readouterr().out
-    # a scan of another geometry is reconstructed without refinement, and says why
-    big = tmp_path / "big.h5"
-    main(["simulate", "--setup", "ring256_r40", "--phantom", "disk", "-o", str(big)])
-    assert main(["reconstruct", str(big), "--model", str(model), "--png", "none",
-                 "--n", "64"]) == 0
-    assert "skipping refinement: the model was trained for 32 sensors" in \
-        capsys.readouterr().out
-    assert main(["reconstruct", str(scan), "--model", str(tmp_path / "none.pt"),
-                 "-o", str(tmp_path / "r2.h5")]) == 2
+
+def test_single_setup_from_the_command_line(tmp_path, capsys):
+    d = tmp_path / "d"
+    assert main(["refiner", "data", "-o", str(d), "--count", "2", "--size", "16",
+                 "--environments", "ring-sparse/radial", "-q"]) == 0
+    assert "(1 environments x 2 scans)" in capsys.readouterr().out
+    assert load_dataset(d)[1]["environments"] == ["ring-sparse/radial"]
+    assert main(["refiner", "data", "-o", str(tmp_path / "e"), "--environments",
+                 "ring/none"]) == 2
+    assert "unknown environment 'ring/none'" in capsys.readouterr().err
+    assert not (tmp_path / "e").exists()
+
+
+def test_family_is_a_deprecated_name_of_refiner(tmp_path, capsys):
+    assert main(["family", "data", "-o", str(tmp_path / "d"), "--count", "0"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err == ["oatomo family: deprecated, use oatomo refiner",
+                   "oatomo family: error: --count must be in 1..10000000, got 0"]
+    assert main(["refiner", "data", "-o", str(tmp_path / "d"), "--count", "0"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "oatomo refiner: error: --count must be in 1..10000000, got 0"]
 
 
 def test_scalings_for_linear_images():
-    from oatomo.evaluation.legacy import affine_fit, image_metrics, minmax
+    from oatomo.evaluation.metrics import affine_fit, image_metrics, minmax
 
     rng = np.random.default_rng(0)
     truth = rng.random((3, 16, 16)).astype(np.float32)

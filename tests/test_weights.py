@@ -140,12 +140,12 @@ def test_shipped_model_numpy_equals_pytorch_back_end():
     from oatomo import phantoms
     from oatomo.forward import simulate
     from oatomo.geometry import Acquisition, Grid, ring_array
-    from oatomo.refine.refiner import load_family_refiner
+    from oatomo.refine import load_refiner
     from oatomo.resources import default_model_path
 
     path = default_model_path()
-    fast = load_family_refiner(path)
-    slow = load_family_refiner(path, backend="torch")
+    fast = load_refiner(path)
+    slow = load_refiner(path, backend="torch")
     assert isinstance(fast.model, NumpyConvVAE) and isinstance(slow.model, torch.nn.Module)
     grid = Grid(96, 0.0096)
     sensors, acq = ring_array(64, 0.02), Acquisition(40e6, 1200, 1500.0)

@@ -8,7 +8,7 @@ sound (``oatomo.calibration``, default prior: 1 % of the radius, since an evalua
 carries no setup), the *same shipped refiner* on inputs backprojected with the calibrated
 geometry (``oatomo reconstruct --calibrate --refine``; no retraining), and TV with the
 true positions. Every image gets its best affine fit to the truth before PSNR / SSIM
-(``oatomo.evaluation.legacy.affine_fit``), as in the family evaluation.
+(``oatomo.evaluation.metrics.affine_fit``), as in the family evaluation.
 
 Neither the refiner nor the calibration was tuned on these scans (evaluation seed 2; the
 calibration's constants come from ``vessels`` seed 1 and ``vessel-tree`` seed 3 of the
@@ -33,12 +33,12 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from oatomo.calibration import calibrate_sinogram, check_positions  # noqa: E402
-from oatomo.evaluation import metrics as M
-from oatomo.evaluation.legacy import affine_fit  # noqa: E402
+from oatomo.evaluation import metrics as M  # noqa: E402
+from oatomo.evaluation.metrics import affine_fit  # noqa: E402
 from oatomo.evaluation.refiners import eval_acquisition, eval_files, make_eval_set  # noqa: E402
 from oatomo.geometry import Acquisition, Grid, SensorArray  # noqa: E402
 from oatomo.recon.model_based import reconstruct_model_based  # noqa: E402
-from oatomo.refine.refiner import load_family_refiner  # noqa: E402
+from oatomo.refine import load_refiner  # noqa: E402
 
 MODEL = ROOT / "oatomo" / "resources" / "models" / "family_refiner.npz"
 METHODS = ("ubp", "tv_nominal", "refined", "tv_calibrated", "refined_calibrated", "tv_true",
@@ -73,7 +73,7 @@ def run(out: Path, count: int, geometry: str, perturbations: list[str] | None = 
     rows = [json.loads(line) for line in rows_path.read_text().splitlines()] \
         if rows_path.exists() else []
     done = {(r["perturbation"], r["item"]): r for r in rows}
-    ref = load_family_refiner(MODEL)
+    ref = load_refiner(MODEL)
     added = False
     for data, grid in eval_files(evalset):
         pert = str(data["perturbation"])

@@ -17,12 +17,12 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
-from oatomo.evaluation import metrics as M
-from oatomo.evaluation.legacy import affine_fit  # noqa: E402
+from oatomo.evaluation import metrics as M  # noqa: E402
+from oatomo.evaluation.metrics import affine_fit  # noqa: E402
 from oatomo.evaluation.refiners import make_eval_set  # noqa: E402
 from oatomo.forward import bandpass, simulate  # noqa: E402
 from oatomo.geometry import Acquisition, Grid, SensorArray  # noqa: E402
-from oatomo.refine.refiner import load_family_refiner  # noqa: E402
+from oatomo.refine import load_refiner  # noqa: E402
 
 
 def q(img, truth):
@@ -51,7 +51,7 @@ def shifts(meas, pred, maxlag):
 def main(geometry: str, seed: int, count: int, iters: int, demean: bool) -> None:
     ev = make_eval_set(ROOT / "out" / "xc" / f"evalset_{geometry}_{seed}", count=count,
                        seed=seed, geometries=[geometry])
-    ref = load_family_refiner(ROOT / "oatomo" / "resources" / "models" / "family_refiner.npz")
+    ref = load_refiner(ROOT / "oatomo" / "resources" / "models" / "family_refiner.npz")
     rows = []
     for f in sorted(ev.glob("*__*.npz")):
         z = dict(np.load(f, allow_pickle=False))

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from oatomo import Acquisition, Grid, SensorArray, ring_array  # noqa: E402
 from oatomo.calibration import calibrate_sinogram, rigid_error  # noqa: E402
 from oatomo.evaluation import metrics as M
-from oatomo.evaluation.legacy import affine_fit  # noqa: E402
+from oatomo.evaluation.metrics import affine_fit  # noqa: E402
 from oatomo.forward import simulate  # noqa: E402
 from oatomo.phantoms import make  # noqa: E402
 from oatomo.recon.model_based import reconstruct_model_based  # noqa: E402

@@ -89,7 +89,7 @@ def issue9_cases(setups: list[str]) -> dict[str, float]:
 
 def issue10_cases(directory: Path) -> dict[str, float]:
     from oatomo.evaluation import metrics as M
-    from oatomo.evaluation.legacy import affine_fit
+    from oatomo.evaluation.metrics import affine_fit
     from oatomo.evaluation.refiners import eval_acquisition, eval_files
 
     out = {}

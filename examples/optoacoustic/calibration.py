@@ -20,8 +20,7 @@ import numpy as np
 import oatomo
 from oatomo import phantoms
 from oatomo.calibration import rigid_error, similarity_transform
-from oatomo.evaluation.legacy import affine_fit
-from oatomo.evaluation.metrics import psnr
+from oatomo.evaluation.metrics import affine_fit, psnr
 
 
 def main(out: str = "calibration.png") -> None:

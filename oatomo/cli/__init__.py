@@ -21,12 +21,10 @@ from oatomo.errors import InputError
 #: Modules that contribute sub-commands, in the order they appear in ``--help``.
 COMMAND_MODULES = (
     "oatomo.cli.scan",       # simulate, reconstruct, info, setups
-    "oatomo.cli.dataset",    # dataset, dataset merge
-    "oatomo.cli.learn",      # train, evaluate
     "oatomo.cli.cmnist",     # cmnist
     "oatomo.cli.autofocus",  # autofocus
     "oatomo.cli.calibrate",  # calibrate
-    "oatomo.cli.family",     # family data / train / evalset / evaluate / export
+    "oatomo.cli.refiner",    # refiner data / eval-set / train / evaluate / export (+ family)
 )
 
 

@@ -1,1 +1,19 @@
-"""."""
+"""Training and evaluation data of the learned refiner (:mod:`oatomo.datasets.generate`).
+
+:func:`generate_dataset` simulates a resumable dataset directory over scanner environments,
+:func:`load_dataset` reads it, :func:`make_item` makes one seeded item.
+"""
+
+from oatomo.datasets.generate import (
+    HELDOUT_PHANTOMS,
+    LINEAR_INPUTS,
+    TRAIN_PHANTOMS,
+    generate_dataset,
+    item_seed,
+    load_dataset,
+    make_item,
+    resume_directory,
+)
+
+__all__ = ["generate_dataset", "load_dataset", "make_item", "item_seed", "resume_directory",
+           "TRAIN_PHANTOMS", "HELDOUT_PHANTOMS", "LINEAR_INPUTS"]

@@ -1,10 +1,13 @@
 """Training and evaluation data over a scanner family (see :mod:`oatomo.scanners`).
 
+A dataset holds the items of one or more environments (``"<geometry>/<perturbation>"``);
+a single-setup dataset is one environment.
+
 Each item: a phantom of a random kind on the canonical grid, one scanner drawn from an
 environment (:func:`oatomo.scanners.draw_scan`), the scan simulated with the *true*
 sensors and speed of sound (noise, band), and linear reconstructions with the *nominal*
 ones. An item is a pure function of ``(seed, environment index, item index)``
-(:func:`oatomo.datasets.legacy.item_seed`).
+(:func:`item_seed`).
 
 Storage: a directory of chunk files ``chunk_<env>_<k>.npz`` (``chunk`` items of one
 environment each), every one written atomically, plus ``manifest.json``. An interrupted
@@ -29,14 +32,15 @@ from typing import Any
 
 import numpy as np
 
+from oatomo._atomic import atomic_path, check_free_space
 from oatomo.errors import InputError
-from oatomo.geometry import Grid
+from oatomo.geometry import Acquisition, Grid
 from oatomo.scanners import CANONICAL_PITCH, Environment, draw_scan, environment
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["TRAIN_PHANTOMS", "HELDOUT_PHANTOMS", "make_family_item", "generate_family_data",
-           "load_family_data", "LINEAR_INPUTS"]
+__all__ = ["TRAIN_PHANTOMS", "HELDOUT_PHANTOMS", "LINEAR_INPUTS", "item_seed", "make_item",
+           "generate_dataset", "load_dataset", "resume_directory"]
 
 #: Phantom kinds of the training data.
 TRAIN_PHANTOMS = ("vessel-forest", "vessel-tree", "vessels", "blobs", "disks", "texture",
@@ -47,7 +51,13 @@ HELDOUT_PHANTOMS = ("vessel-walk", "texture-heldout")
 LINEAR_INPUTS = ("ubp", "das")
 
 
-def make_family_item(env: Environment, grid: Grid, seed: int, *,
+def item_seed(seed: int, env: int, index: int) -> int:
+    """The 64-bit seed of one item: a function of (seed, environment, index) only."""
+    ss = np.random.SeedSequence([int(seed), int(env), int(index)])
+    return int(ss.generate_state(1, dtype=np.uint64)[0])
+
+
+def make_item(env: Environment, grid: Grid, seed: int, *,
                      phantoms: Sequence[str] = TRAIN_PHANTOMS,
                      inputs: Sequence[str] = ("ubp",),
                      keep_scan: bool = False) -> dict[str, Any]:
@@ -60,8 +70,8 @@ def make_family_item(env: Environment, grid: Grid, seed: int, *,
         (1, n, n), ``kind`` (phantom kind), ``draw`` (:class:`oatomo.scanners.ScanDraw`);
         with ``keep_scan`` also ``sinogram`` (the simulated scan, Pa).
     """
+    # lazy: the numba kernels compile on first import
     from oatomo.forward import simulate
-    from oatomo.geometry import Acquisition
     from oatomo.phantoms import make
     from oatomo.recon.backprojection import backproject
 
@@ -94,19 +104,20 @@ def _chunk_path(root: Path, env: int, k: int) -> Path:
     return root / f"chunk_{env:03d}_{k:05d}.npz"
 
 
-def generate_family_data(out: str | os.PathLike, environments: Sequence[str], *,
-                         count: int, seed: int = 0, size: int = 96, chunk: int = 32,
-                         phantoms: Sequence[str] = TRAIN_PHANTOMS,
-                         inputs: Sequence[str] = ("ubp",),
-                         callback: Callable[[int, int], None] | None = None) -> Path:
-    """Generate (or resume) a family dataset directory.
+def generate_dataset(out: str | os.PathLike, environments: Sequence[str], *,
+                     count: int, seed: int = 0, size: int = 96, chunk: int = 32,
+                     phantoms: Sequence[str] = TRAIN_PHANTOMS,
+                     inputs: Sequence[str] = ("ubp",),
+                     callback: Callable[[int, int], None] | None = None) -> Path:
+    """Generate (or resume) a dataset directory.
 
     Parameters
     ----------
     out
         Output directory (created).
     environments
-        Environment names (``"<geometry>/<perturbation>"``), in order.
+        Environment names (``"<geometry>/<perturbation>"``), in order (one for a
+        single-setup dataset).
     count
         Items per environment.
     seed
@@ -119,18 +130,25 @@ def generate_family_data(out: str | os.PathLike, environments: Sequence[str], *,
         Phantom kinds drawn uniformly; linear reconstructions stored as channels.
     callback
         Called as ``callback(done_items, total_items)`` after every chunk.
-    """
-    from oatomo._atomic import atomic_path
-    from oatomo.datasets.legacy import item_seed
 
+    Raises
+    ------
+    InputError
+        An unknown environment or input, another job's directory, or too little free
+        disk space for the chunks still to write (checked before anything is written).
+    """
     root = Path(out)
     envs = [environment(n) for n in environments]
     grid = Grid(size, size * CANONICAL_PITCH)
     manifest = {"format": "oatomo-family-data", "version": 1, "environments": list(environments),
                 "count": count, "seed": seed, "size": size, "pitch": CANONICAL_PITCH,
                 "chunk": chunk, "phantoms": list(phantoms), "inputs": list(inputs)}
-    resume_directory(root, manifest)
     n_chunks = (count + chunk - 1) // chunk
+    todo = sum(min(count, (k + 1) * chunk) - k * chunk for k in range(n_chunks)
+               for e in range(len(envs)) if not _chunk_path(root, e, k).exists())
+    per_item = 4 * (len(inputs) + 1) * size * size + 4 * len(inputs) + 8 + 64
+    check_free_space(root, 1.05 * todo * per_item + 2**16)
+    resume_directory(root, manifest)
     total, done = len(envs) * count, 0
     # interleave environments so a partial dataset is balanced
     for k in range(n_chunks):
@@ -138,7 +156,7 @@ def generate_family_data(out: str | os.PathLike, environments: Sequence[str], *,
             lo, hi = k * chunk, min(count, (k + 1) * chunk)
             path = _chunk_path(root, e, k)
             if not path.exists():
-                items = [make_family_item(env, grid, item_seed(seed, e, i), phantoms=phantoms,
+                items = [make_item(env, grid, item_seed(seed, e, i), phantoms=phantoms,
                                           inputs=inputs) for i in range(lo, hi)]
                 with atomic_path(path) as tmp, open(tmp, "wb") as f:
                     np.savez(f, inputs=np.stack([it["input"] for it in items]),
@@ -164,8 +182,6 @@ def resume_directory(root: Path, manifest: dict[str, Any]) -> None:
         ``root`` is not a directory, holds files but no manifest (not ours: nothing is
         written into it), or holds another job's or an unreadable manifest.
     """
-    from oatomo._atomic import atomic_path
-
     mpath = root / "manifest.json"
     if root.exists() and not root.is_dir():
         raise InputError("exists and is not a directory", root)
@@ -186,22 +202,32 @@ def resume_directory(root: Path, manifest: dict[str, Any]) -> None:
         tmp.write_text(json.dumps(manifest, indent=1))
 
 
-def load_family_data(path: str | os.PathLike, *, limit: int | None = None,
-                     channels: Sequence[int] | None = None, partial: bool = False
-                     ) -> tuple[list[tuple[np.ndarray, np.ndarray]], dict[str, Any]]:
-    """Read a family dataset: per environment ``(inputs, targets)`` and the manifest.
+def load_dataset(path: str | os.PathLike, *, limit: int | None = None,
+                 channels: Sequence[int] | None = None, partial: bool = False
+                 ) -> tuple[list[tuple[np.ndarray, np.ndarray]], dict[str, Any]]:
+    """Read a dataset: per environment ``(inputs, targets)`` and the manifest.
 
     ``limit`` keeps the first items of each environment, ``channels`` selects input
     channels, ``partial`` accepts an unfinished directory (whatever chunks exist).
+
+    Raises
+    ------
+    InputError
+        Not a dataset directory (no manifest, or an unreadable one), or an unfinished
+        one without ``partial``.
     """
     root = Path(path)
     mpath = root / "manifest.json"
     if not mpath.is_file():
         raise InputError("not a family dataset (no manifest.json)", root)
-    man = json.loads(mpath.read_text())
-    n_chunks = (man["count"] + man["chunk"] - 1) // man["chunk"]
+    try:
+        man = json.loads(mpath.read_text())
+        n_chunks = (man["count"] + man["chunk"] - 1) // man["chunk"]
+        names = list(man["environments"])
+    except (OSError, UnicodeDecodeError, ValueError, TypeError, KeyError) as exc:
+        raise InputError(f"unreadable manifest ({type(exc).__name__})", mpath) from None
     envs = []
-    for e in range(len(man["environments"])):
+    for e in range(len(names)):
         xs, ts = [], []
         for k in range(n_chunks):
             p = _chunk_path(root, e, k)
@@ -216,6 +242,6 @@ def load_family_data(path: str | os.PathLike, *, limit: int | None = None,
             if limit is not None and sum(len(v) for v in xs) >= limit:
                 break
         if not xs:
-            raise InputError(f"no data for environment {man['environments'][e]}", root)
+            raise InputError(f"no data for environment {names[e]}", root)
         envs.append((np.concatenate(xs)[:limit], np.concatenate(ts)[:limit]))
     return envs, man

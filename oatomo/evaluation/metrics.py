@@ -1,7 +1,8 @@
 """Image metrics: reconstruction (MSE), generation (RKL), invariance (E_rel), image quality.
 
 NumPy / SciPy only: this module does not import PyTorch. Classifier-based quantities (the
-digit of a generated image) are computed in :mod:`oatomo.validation.cmnist.classifier` and passed in.
+digit of a generated image) are computed in :mod:`oatomo.validation.cmnist.classifier` and
+passed in.
 
 Colored MNIST metrics (the poster's three, see SCIENCE.md section 3)
 ---------------------------------------------------------------------
@@ -17,6 +18,8 @@ Image quality (optoacoustic images)
 -----------------------------------
 :func:`rmse`, :func:`psnr`, :func:`ssim`, :func:`pearson`: the last two axes are the image,
 leading axes are a batch and the result has their shape (a float for a single image).
+:func:`minmax` and :func:`affine_fit` scale linear images before they are scored;
+:func:`image_metrics` is the mean of the four over a stack.
 """
 
 from __future__ import annotations
@@ -39,6 +42,9 @@ __all__ = [
     "psnr",
     "ssim",
     "pearson",
+    "minmax",
+    "affine_fit",
+    "image_metrics",
     "N_CLASSES",
 ]
 
@@ -265,3 +271,31 @@ def pearson(pred: np.ndarray, target: np.ndarray) -> float | np.ndarray:
     num = (a * b).sum(axis=(-2, -1))
     den = np.sqrt((a * a).sum(axis=(-2, -1)) * (b * b).sum(axis=(-2, -1)))
     return _reduce(num / den)
+
+
+def minmax(images: np.ndarray) -> np.ndarray:
+    """Min–max normalise each image (last two axes) to [0, 1]."""
+    a = np.asarray(images, np.float32)
+    lo = a.min(axis=(-2, -1), keepdims=True)
+    hi = a.max(axis=(-2, -1), keepdims=True)
+    return ((a - lo) / np.where(hi > lo, hi - lo, 1)).astype(np.float32)
+
+
+def affine_fit(images: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """Per image, the least-squares ``a * image + b`` closest to ``truth``."""
+    x = np.asarray(images, np.float64)
+    t = np.asarray(truth, np.float64)
+    xm = x.mean(axis=(-2, -1), keepdims=True)
+    tm = t.mean(axis=(-2, -1), keepdims=True)
+    cov = ((x - xm) * (t - tm)).sum(axis=(-2, -1), keepdims=True)
+    var = ((x - xm) ** 2).sum(axis=(-2, -1), keepdims=True)
+    a = cov / np.where(var > 0, var, 1)
+    return (a * (x - xm) + tm).astype(np.float32)
+
+
+def image_metrics(pred: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+    """Mean PSNR (dB), SSIM, RMSE and Pearson over a stack of images."""
+    return {"psnr": float(np.mean(psnr(pred, truth, data_range=1.0))),
+            "ssim": float(np.mean(ssim(pred, truth, data_range=1.0))),
+            "rmse": float(np.mean(rmse(pred, truth))),
+            "pearson": float(np.mean(pearson(pred, truth)))}

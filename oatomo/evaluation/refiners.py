@@ -1,4 +1,4 @@
-"""Evaluation of scanner-family refiners on held-out scanners and phantoms.
+"""Evaluation of refiners on held-out scanners and phantoms.
 
 The evaluation set (:func:`make_eval_set`) holds, for each fixed geometry of
 :data:`oatomo.scanners.EVAL_GEOMETRIES` (a 32-sensor ring of radius 22.5 mm, a 128-sensor
@@ -10,8 +10,8 @@ nominal positions, TV with the nominal positions and TV with the true positions 
 of sound (the oracle). One ``.npz`` file per (geometry, perturbation), written atomically,
 so an interrupted run resumes.
 
-:func:`evaluate_family` refines every scan with each model (through
-:meth:`oatomo.refine.refiner.FamilyRefiner.refine_scan`, the path users take) and scores
+:func:`evaluate_refiners` refines every scan with each model (through
+:meth:`oatomo.refine.Refiner.refine_scan`, the path users take) and scores
 everything after its best affine fit to the truth (the most favourable scaling, the same
 for all methods): PSNR, SSIM, and for models with posterior samples the Pearson correlation
 between the uncertainty map and the absolute error, plus a calibration curve (binned
@@ -30,13 +30,19 @@ from typing import Any
 
 import numpy as np
 
+from oatomo._atomic import atomic_path
+from oatomo._limits import check_integer
+from oatomo.datasets.generate import HELDOUT_PHANTOMS, item_seed, make_item, resume_directory
 from oatomo.errors import InputError
+from oatomo.evaluation import metrics as M
 from oatomo.geometry import Acquisition, Grid, SensorArray
+from oatomo.refine.refiner import load_refiner, resample
+from oatomo.scanners import CANONICAL_PITCH, EVAL_GEOMETRIES, PERTURBATIONS, Environment
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["EVAL_PERTURBATIONS", "make_eval_set", "eval_files", "eval_acquisition",
-           "evaluate_family", "paired_drops", "to_markdown"]
+           "evaluate_refiners", "paired_drops", "to_markdown"]
 
 #: Perturbation kinds of the evaluation: (name, held out?).
 EVAL_PERTURBATIONS = (("radial", False), ("jitter", False), ("global", True),
@@ -48,13 +54,9 @@ def make_eval_set(out: str | os.PathLike, *, count: int = 8, seed: int = 2, size
                   perturbations: Sequence[str] | None = None,
                   callback: Callable[[str], None] | None = None) -> Path:
     """Simulate the evaluation scans and their classical reconstructions (resumable)."""
-    from oatomo._atomic import atomic_path
-    from oatomo._limits import check_integer
-    from oatomo.datasets.generate import HELDOUT_PHANTOMS, make_family_item, resume_directory
-    from oatomo.datasets.legacy import item_seed
+    # lazy: the numba kernels compile on first import
     from oatomo.recon.backprojection import backproject
     from oatomo.recon.model_based import reconstruct_model_based
-    from oatomo.scanners import CANONICAL_PITCH, EVAL_GEOMETRIES, PERTURBATIONS, Environment
 
     for name, v in (("count", count), ("tv_iter", tv_iter), ("size", size)):
         check_integer(v, name)
@@ -75,7 +77,7 @@ def make_eval_set(out: str | os.PathLike, *, count: int = 8, seed: int = 2, size
                 "truth", "sinogram", "nominal", "true", "acq", "band", "true_speed", "ubp",
                 "das", "tv_nominal", "tv_true", "kind", "seconds_tv")}
             for i in range(count):
-                it = make_family_item(env, grid, item_seed(seed, 100 * gi + pi, i),
+                it = make_item(env, grid, item_seed(seed, 100 * gi + pi, i),
                                       phantoms=HELDOUT_PHANTOMS, inputs=("ubp",),
                                       keep_scan=True)
                 d = it["draw"]
@@ -115,12 +117,6 @@ def make_eval_set(out: str | os.PathLike, *, count: int = 8, seed: int = 2, size
     return root
 
 
-def _affine(x: np.ndarray, t: np.ndarray) -> np.ndarray:
-    from oatomo.evaluation.legacy import affine_fit
-
-    return affine_fit(x, t)
-
-
 def _pearson_img(a: np.ndarray, b: np.ndarray) -> float:
     a = a.ravel() - a.mean()
     b = b.ravel() - b.mean()
@@ -145,17 +141,16 @@ def eval_acquisition(data: dict[str, np.ndarray], i: int) -> Acquisition:
     return Acquisition(float(fs), int(ns), float(c), float(t0))
 
 
-def evaluate_family(eval_dir: str | os.PathLike, models: dict[str, str | os.PathLike], *,
-                    out: str | os.PathLike | None = None, n_samples: int = 8,
-                    legacy: dict[str, str | os.PathLike] | None = None,
-                    uncertainty_modes: Sequence[str] = (),
-                    callback: Callable[[str], None] | None = None) -> dict[str, Any]:
+def evaluate_refiners(eval_dir: str | os.PathLike, models: dict[str, str | os.PathLike], *,
+                      out: str | os.PathLike | None = None, n_samples: int = 8,
+                      uncertainty_modes: Sequence[str] = (),
+                      callback: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Score classical reconstructions and refiners on an evaluation set.
 
+    ``models``: label -> refiner checkpoint (:func:`oatomo.refine.load_refiner`).
     ``uncertainty_modes``: for multi-decoder refiners, also the uncertainty-error
-    correlation of these modes of :attr:`FamilyRefiner.uncertainty` (``unc_corr_<mode>``).
-    ``legacy``: single-geometry refiners (:func:`oatomo.refine.legacy.load_refiner`, e.g. the
-    issue-4 model for the 32-sensor ring) scored on the scans whose geometry they accept.
+    correlation of these modes of :attr:`oatomo.refine.Refiner.uncertainty`
+    (``unc_corr_<mode>``).
 
     Returns
     -------
@@ -168,20 +163,15 @@ def evaluate_family(eval_dir: str | os.PathLike, models: dict[str, str | os.Path
         RMS error); ``timing``.
         With ``out``, also ``evaluation.json``, ``evaluation.md`` and ``evaluation.png``.
     """
-    from oatomo.evaluation import metrics as M
-    from oatomo.refine.legacy import load_refiner
-    from oatomo.refine.refiner import load_family_refiner, resample
-
     reserved = {"ubp", "das", "tv_nominal", "tv_true", "truth"}
-    clash = sorted(reserved & (set(models) | set(legacy or {})))
+    clash = sorted(reserved & set(models))
     if clash:
         raise InputError(f"model label {clash[0]!r} is the name of a classical "
                          f"reconstruction; choose another label")
-    refiners = {name: load_family_refiner(p) for name, p in models.items()}
-    old = {name: load_refiner(p) for name, p in (legacy or {}).items()}
+    refiners = {name: load_refiner(p) for name, p in models.items()}
     held = dict(EVAL_PERTURBATIONS)
     per_item: list[dict[str, Any]] = []
-    calib: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {n: [] for n in [*refiners, *old]}
+    calib: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {n: [] for n in refiners}
     examples: dict[str, dict[str, np.ndarray]] = {}
     timing: dict[str, list[float]] = {n: [] for n in refiners}
     for data, grid in eval_files(eval_dir):
@@ -205,19 +195,15 @@ def evaluate_family(eval_dir: str | os.PathLike, models: dict[str, str | os.Path
                     configured = ref.uncertainty
                     for mode in uncertainty_modes:
                         ref.uncertainty = mode
-                        _, s_mode = ref.refine_images(
+                        s_mode = ref.refine_images(
                             np.stack([ref.linear_inputs(sino, nominal, acq, r.canonical,
                                                         band=band)[m] for m in ref.inputs]),
-                            n_samples=n_samples, seed=i)
+                            n_samples=n_samples, seed=i).std
                         extra_corr.setdefault(name, {})[mode] = _pearson_img(
                             resample(s_mode, r.canonical, grid), np.abs(r.refined - truth))
                     ref.uncertainty = configured
-            for name, lref in old.items():
-                if lref.compatible(nominal, acq)[0] and lref.grid == grid:
-                    preds[name], stds[name] = lref.refine(data[lref.method][i],
-                                                          n_samples=n_samples, seed=i)
             for m, img in preds.items():
-                fit = _affine(img, truth)
+                fit = M.affine_fit(img, truth)
                 row = {"geometry": g, "perturbation": p, "held_out": bool(held.get(p, True)),
                        "method": m, "item": i, "kind": str(data["kind"][i]),
                        "psnr": float(M.psnr(fit, truth, data_range=1.0)),
@@ -235,7 +221,7 @@ def evaluate_family(eval_dir: str | os.PathLike, models: dict[str, str | os.Path
                                **{f"{m} std": s for m, s in stds.items() if s is not None}}
         if callback is not None:
             callback(f"{g}/{p}")
-    learned = [*refiners, *old]
+    learned = list(refiners)
     result = {"rows": _rows(per_item), "summary": _summary(per_item),
               "paired_drop": [paired_drops(per_item, learned[0], m) for m in learned[1:]],
               "calibration": _calibration(calib),
@@ -378,14 +364,12 @@ def to_markdown(result: dict[str, Any]) -> str:
 
 def _write(out: Path, result: dict[str, Any], examples: dict[str, dict[str, np.ndarray]]
            ) -> None:
-    from oatomo._atomic import atomic_path
-
     out.mkdir(parents=True, exist_ok=True)
     with atomic_path(out / "evaluation.json") as tmp:
         tmp.write_text(json.dumps(result, indent=1))
     with atomic_path(out / "evaluation.md") as tmp:
         tmp.write_text(to_markdown(result))
-    from matplotlib.figure import Figure
+    from matplotlib.figure import Figure  # lazy: matplotlib is slow to import
 
     cols = max((len(v) for v in examples.values()), default=1) + 1
     fig = Figure(figsize=(2.2 * cols, 2.3 * max(len(examples), 1)))

@@ -1,18 +1,28 @@
-"""Training the scanner-family refiner and its pooled baselines at equal budget.
+"""Training the refiner and its pooled baselines at equal budget; the shipped form.
 
-``train_family_refiner(data, kind, out)`` reads a family dataset
-(:mod:`oatomo.datasets.generate`), builds one of
+``train_refiner(data, kind, out)`` reads a dataset (:mod:`oatomo.datasets`), builds one of
+the kinds of :data:`oatomo.learn.registry.MODEL_KINDS`
 
 * ``"multi-decoder"``: :class:`~oatomo.learn.conv.ConvMultiDecoderIVAE` with one variant
-  decoder per training environment (the method, SCIENCE.md section 2);
+  decoder per training environment;
 * ``"beta-vae"``: :class:`~oatomo.learn.conv.ConvBetaVAE`, all environments pooled;
 * ``"unet"``: :class:`~oatomo.learn.conv.ConvUNet`, all environments pooled;
 
-and trains it with :func:`oatomo.learn.train` (seeded, checkpointed, resumable). Equal budget
+and trains it with :func:`oatomo.learn.train` (seeded, checkpointed, resumable). A dataset
+of one environment (one setup) gives a single-setup refiner by the same code. Equal budget
 means the same number of steps of the same batch size over the same items. The
 checkpoint records, under ``train["oatomo_family_refiner"]``, what the refiner needs at
 inference: the scanner family, the canonical pitch, the input channels and the
-environment names.
+environment names (:func:`family_metadata`).
+
+Distributed training: under ``torchrun --nproc-per-node N`` (``WORLD_SIZE > 1``) every rank
+builds the same model from the same seed, draws its own batches (the data order is seeded
+with ``seed + 1000 * rank``) and the model is wrapped in
+:class:`torch.nn.parallel.DistributedDataParallel` (gloo on CPU, nccl on GPU), which
+averages the gradients, so all ranks hold identical weights. Rank 0 writes the checkpoint,
+its snapshots and the learning curve; every other rank ``k`` keeps its own training state
+(its noise generator differs) in ``<out stem>.rank<k>.pt`` beside it, so that a run under
+the same number of processes resumes exactly.
 """
 
 from __future__ import annotations
@@ -26,62 +36,104 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+from torch import nn
 
+from oatomo._atomic import atomic_path
+from oatomo.datasets.generate import load_dataset
 from oatomo.errors import InputError
-from oatomo.scanners import FAMILY_KEY
+from oatomo.learn.checkpoint import (
+    load_checkpoint,
+    model_from_checkpoint,
+    save_checkpoint,
+    sidecar_path,
+    write_checkpoint_bytes,
+)
+from oatomo.learn.conv import (
+    ConvBetaVAE,
+    ConvMultiDecoderIVAE,
+    ConvUNet,
+    ConvUNetConfig,
+    ConvVAEConfig,
+)
+from oatomo.learn.registry import DEFAULT_ARCH, MODEL_KINDS, get_kind
+from oatomo.learn.train import TrainResult, resolve_device, train
+from oatomo.refine.refiner import family_record
+from oatomo.scanners import CANONICAL_PITCH, FAMILY, FAMILY_KEY
 
-__all__ = ["DEFAULT_ARCH", "FAMILY_KEY", "KINDS", "build_family_model", "train_family_refiner",
-           "export_refiner", "family_metadata"]
+__all__ = ["DEFAULT_ARCH", "FAMILY_KEY", "KINDS", "build_refiner_model", "train_refiner",
+           "export_refiner", "family_metadata", "attach_metadata", "rank_checkpoint"]
 
-#: Model kinds of :func:`build_family_model`.
-KINDS = ("multi-decoder", "beta-vae", "unet")
-
-#: Default architecture of :func:`build_family_model` (and of ``oatomo family train``): light
-#: enough that refining a 256² image costs no more than one 256² x 256-sensor DAS on two
-#: CPU cores (issue 10; the model shipped until session 7 had width 32, depth 2: 8x DAS).
-DEFAULT_ARCH: dict[str, int] = {"width": 8, "depth": 2, "latent": 16}
+#: Model kinds of :func:`build_refiner_model` (the names of ``MODEL_KINDS``).
+KINDS = tuple(MODEL_KINDS)
 
 
-def build_family_model(kind: str, n_envs: int, in_channels: int, *,
-                       width: int = DEFAULT_ARCH["width"], depth: int = DEFAULT_ARCH["depth"],
-                       latent: int = DEFAULT_ARCH["latent"], beta: float = 1.0,
-                       gamma: float = 1.0, obs_sigma: float = 0.05, size: int = 96,
-                       seed: int = 0) -> Any:
+def build_refiner_model(kind: str, n_envs: int, in_channels: int, *,
+                        width: int = DEFAULT_ARCH["width"], depth: int = DEFAULT_ARCH["depth"],
+                        latent: int = DEFAULT_ARCH["latent"], beta: float = 1.0,
+                        gamma: float = 1.0, obs_sigma: float = 0.05, size: int = 96,
+                        seed: int = 0) -> nn.Module:
     """A fresh model of ``kind`` (see :data:`KINDS`) with seeded initial weights."""
-    from oatomo.learn.conv import (
-        ConvBetaVAE,
-        ConvMultiDecoderIVAE,
-        ConvUNet,
-        ConvUNetConfig,
-        ConvVAEConfig,
-    )
-
-    if kind == "unet":
+    spec = get_kind(kind)
+    if not spec.vae:
         return ConvUNet(ConvUNetConfig(in_shape=(in_channels, size, size),
                                        channels=(width, 2 * width, 4 * width)), seed=seed)
-    if kind not in KINDS:
-        raise InputError(f"unknown model kind {kind!r}; choose from {', '.join(KINDS)}")
     cfg = ConvVAEConfig(in_channels=in_channels, width=width, depth=depth, latent_dim=latent,
                         obs_sigma=obs_sigma, beta=beta, gamma=gamma,
-                        n_envs=n_envs if kind == "multi-decoder" else 1, example_size=size)
-    cls = ConvMultiDecoderIVAE if kind == "multi-decoder" else ConvBetaVAE
+                        n_envs=1 if spec.pooled else n_envs, example_size=size)
+    cls = ConvBetaVAE if spec.pooled else ConvMultiDecoderIVAE
     return cls(cfg, seed=seed)
 
 
-def train_family_refiner(data: str | os.PathLike, kind: str, out: str | os.PathLike, *,
-                         epochs: int = 3, batch_size: int = 30, lr: float = 1e-3,
-                         seed: int = 0, channels: tuple[int, ...] = (0, 1),
-                         limit: int | None = None, resume: bool = False,
-                         snapshot_every: int = 0, log: str | os.PathLike | None = None,
-                         model_args: dict[str, Any] | None = None,
-                         callback: Callable[[int, dict[str, float]], None] | None = None
-                         ) -> tuple[Any, Any]:
-    """Train a family refiner of ``kind`` on a family dataset; checkpoint to ``out``.
+class _LossModule(nn.Module):
+    """Exposes ``model.loss`` as ``forward`` so DistributedDataParallel can wrap it."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor, env: Any, target: Any, generator: Any = None) -> Any:
+        return self.model.loss(x, env, target, generator=generator)
+
+
+def _dist_info() -> tuple[int, int]:
+    """This process's rank and the number of processes (torchrun's environment)."""
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+def rank_checkpoint(out: str | os.PathLike, rank: int) -> Path:
+    """Where a rank keeps its training state: ``out`` itself on rank 0, else
+    ``<out stem>.rank<k><suffix>`` beside it."""
+    out = Path(out)
+    return out if rank == 0 else out.with_name(f"{out.stem}.rank{rank}{out.suffix}")
+
+
+def attach_metadata(path: str | os.PathLike, key: str, value: dict[str, Any]) -> None:
+    """Add ``value`` under ``train[key]`` of an existing checkpoint (atomic rewrite)."""
+    ckpt = load_checkpoint(path)
+    ckpt["train"] = {**(ckpt.get("train") or {}), key: value}
+    write_checkpoint_bytes(path, ckpt)
+    side = Path(sidecar_path(path))
+    meta = json.loads(side.read_text()) if side.exists() else {}
+    meta["train"] = ckpt["train"]
+    with atomic_path(side) as tmp:
+        tmp.write_text(json.dumps(meta, indent=2) + "\n")
+
+
+def train_refiner(data: str | os.PathLike, kind: str, out: str | os.PathLike, *,
+                  epochs: int = 3, batch_size: int = 30, lr: float = 1e-3,
+                  seed: int = 0, channels: tuple[int, ...] = (0, 1),
+                  limit: int | None = None, device: str = "cpu", resume: bool = False,
+                  snapshot_every: int = 0, log: str | os.PathLike | None = None,
+                  model_args: dict[str, Any] | None = None,
+                  callback: Callable[[int, dict[str, float]], None] | None = None
+                  ) -> tuple[nn.Module, TrainResult]:
+    """Train a refiner of ``kind`` on a dataset; checkpoint to ``out``.
 
     Parameters
     ----------
     data
-        Family dataset directory.
+        Dataset directory (:func:`oatomo.datasets.generate_dataset`).
     kind
         ``"multi-decoder"``, ``"beta-vae"`` or ``"unet"``.
     out
@@ -94,32 +146,58 @@ def train_family_refiner(data: str | os.PathLike, kind: str, out: str | os.PathL
         ``make model``).
     limit
         Items per environment (the first ones).
+    device
+        ``"cpu"`` (default), ``"cuda"``, ``"auto"`` (CUDA when present); under torchrun
+        on CUDA each rank takes the GPU of its ``LOCAL_RANK``.
+    resume
+        Continue from the checkpoint(s) of an interrupted run (see the module doc).
     snapshot_every
         Also keep a copy ``<out stem>.step<k>.pt`` every this many steps (equal-budget
         comparisons); 0: none.
     log
         JSON-lines learning curve: one line per step with the loss terms and wall time.
     model_args
-        Keyword arguments of :func:`build_family_model`.
+        Keyword arguments of :func:`build_refiner_model`.
     callback
-        Called after every step as ``callback(step, terms)`` (progress, early stop).
-    """
-    from oatomo.datasets.generate import load_family_data
-    from oatomo.learn.fit import attach_metadata
-    from oatomo.learn.train import train
+        Called after every step as ``callback(step, terms)`` (progress, early stop; on
+        rank 0).
 
-    envs, man = load_family_data(data, limit=limit, channels=channels)
+    Returns
+    -------
+    model, TrainResult
+        The trained model and the training record (on every rank).
+    """
+    envs, man = load_dataset(data, limit=limit, channels=channels)
     names = list(man["environments"])
     if not channels or any(not 0 <= c < len(man["inputs"]) for c in channels):
         raise InputError(f"channels must index the dataset's inputs {man['inputs']}, got "
                          f"{channels}", data)
-    if kind != "multi-decoder":
+    if get_kind(kind).pooled:
         envs = [(np.concatenate([x for x, _ in envs]), np.concatenate([t for _, t in envs]))]
-    model = build_family_model(kind, len(names), len(channels), size=int(man["size"]),
-                               seed=seed, **(model_args or {}))
+    model = build_refiner_model(kind, len(names), len(channels), size=int(man["size"]),
+                                seed=seed, **(model_args or {}))
     out = Path(out)
+    rank, world = _dist_info()
+    dev = resolve_device(device)
+    loss_fn = None
+    if world > 1:
+        if resume and out.exists():
+            missing = [k for k in range(1, world) if not rank_checkpoint(out, k).exists()]
+            if missing:
+                raise InputError(f"cannot resume under {world} processes: the training "
+                                 f"state of rank {missing[0]} is missing "
+                                 f"({rank_checkpoint(out, missing[0]).name})", out)
+        import torch.distributed as dist  # lazy: only under torchrun
+
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+        if dev.type == "cuda":
+            dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        model.to(dev)
+        loss_fn = nn.parallel.DistributedDataParallel(_LossModule(model))
+        seed = seed + 1000 * rank
     t0 = time.perf_counter()
-    logf = None if log is None else open(log, "a")  # noqa: SIM115 - closed below
+    logf = None if log is None or rank else open(log, "a")  # noqa: SIM115 - closed below
 
     def cb(step: int, terms: dict[str, float]) -> None:
         if logf is not None:
@@ -136,21 +214,25 @@ def train_family_refiner(data: str | os.PathLike, kind: str, out: str | os.PathL
 
     try:
         result = train(model, envs, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
-                       device="cpu", checkpoint=out, resume=resume, callback=cb,
-                       checkpoint_every=snapshot_every or None)
+                       device=dev, checkpoint=rank_checkpoint(out, rank), resume=resume,
+                       callback=None if rank else cb,
+                       checkpoint_every=snapshot_every or None, loss_fn=loss_fn)
     finally:
         if logf is not None:
             logf.close()
-    attach_metadata(out, FAMILY_KEY, family_metadata(man, kind, channels, data, result.step,
-                                                     result.seconds))
+    if rank == 0:
+        attach_metadata(out, FAMILY_KEY, family_metadata(man, kind, channels, data,
+                                                         result.step, result.seconds))
+    if world > 1:
+        import torch.distributed as dist  # lazy: only under torchrun
+
+        dist.barrier()
     return model, result
 
 
 def family_metadata(manifest: dict[str, Any], kind: str, channels: tuple[int, ...],
                     data: str | os.PathLike, steps: int, seconds: float) -> dict[str, Any]:
-    """What a family refiner checkpoint records for inference (see the module doc)."""
-    from oatomo.scanners import CANONICAL_PITCH, FAMILY
-
+    """What a refiner checkpoint records for inference (see the module doc)."""
     return {"kind": kind, "family": FAMILY.to_dict(), "pitch": CANONICAL_PITCH,
             "inputs": [manifest["inputs"][c] for c in channels],
             "env_names": list(manifest["environments"]), "data": str(data),
@@ -161,22 +243,19 @@ def family_metadata(manifest: dict[str, Any], kind: str, channels: tuple[int, ..
 def export_refiner(src: str | os.PathLike, dst: str | os.PathLike, *,
                    metrics: dict[str, Any] | None = None,
                    uncertainty: str | None = None) -> Path:
-    """Copy a trained family refiner without its training state (the shipped form).
+    """Copy a trained refiner without its training state (the shipped form).
 
     Keeps the weights, config, learning-curve history and the family metadata (plus
     ``metrics``, and ``uncertainty``: the default mode of the uncertainty map, see
-    :class:`oatomo.refine.refiner.FamilyRefiner`); drops the optimizer state, which is
-    twice the weights' size.
+    :class:`oatomo.refine.Refiner`); drops the optimizer state, which is twice the
+    weights' size. ``dst`` ending in ``.npz`` is a weights archive
+    (:mod:`oatomo.refine.weights`).
     """
     if uncertainty not in (None, "posterior", "decoders", "both"):
         raise InputError(f"uncertainty must be posterior, decoders or both, got "
                          f"{uncertainty!r}")
-    from oatomo.learn.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
-
     ckpt = load_checkpoint(src)
-    meta = (ckpt.get("train") or {}).get(FAMILY_KEY)
-    if not meta:
-        raise InputError("checkpoint is not a scanner-family refiner", src)
+    meta = family_record(ckpt.get("train"), src)
     model = model_from_checkpoint(ckpt, path=src)
     meta = {**meta, "metrics": dict(metrics or meta.get("metrics", {}))}
     if uncertainty is not None:

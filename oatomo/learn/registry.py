@@ -1,8 +1,9 @@
 """The registries of learning: model classes (for checkpoints) and refinement model kinds.
 
-No PyTorch import here, so the command line can offer the kinds (``oatomo train
---model``) without loading it. Adding a kind of refinement model is one class decorated
-with :func:`register_model` and one line in :data:`MODEL_KINDS`.
+No PyTorch import here, so the command line can offer the kinds (``oatomo refiner train
+--model``) and their default architecture without loading it. Adding a kind of refinement
+model is one class decorated with :func:`register_model` and one line in
+:data:`MODEL_KINDS` (and its construction in :func:`oatomo.learn.refiner.build_refiner_model`).
 """
 
 from __future__ import annotations
@@ -11,12 +12,13 @@ import importlib
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-__all__ = ["register_model", "model_classes", "ModelKind", "MODEL_KINDS", "get_kind"]
+__all__ = ["register_model", "model_classes", "ModelKind", "MODEL_KINDS", "get_kind",
+           "DEFAULT_ARCH"]
 
 _REGISTRY: dict[str, Any] = {}
 #: Modules whose classes register themselves when imported.
-_BUILTIN_MODULES = ("oatomo.learn.models", "oatomo.learn.unet", "oatomo.validation.cmnist.classifier",
-                    "oatomo.learn.conv")
+_BUILTIN_MODULES = ("oatomo.learn.models", "oatomo.learn.unet",
+                    "oatomo.validation.cmnist.classifier", "oatomo.learn.conv")
 M = TypeVar("M")
 
 
@@ -35,7 +37,7 @@ def model_classes() -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class ModelKind:
-    """A kind of refinement model that ``oatomo train --model`` can build.
+    """A kind of refinement model that ``oatomo refiner train --model`` can build.
 
     Attributes
     ----------
@@ -44,9 +46,9 @@ class ModelKind:
     model_class
         The registered class name (see :func:`model_classes`).
     pooled
-        Trained without environment information (all setups as one environment).
+        Trained without environment information (all environments as one).
     vae
-        Built from a :class:`~oatomo.learn.VAEConfig` (else a U-Net config).
+        Built from a :class:`~oatomo.learn.conv.ConvVAEConfig` (else a U-Net config).
     description
         One line for ``--help`` and the README.
     """
@@ -60,13 +62,16 @@ class ModelKind:
 
 #: Every refinement model kind, by name.
 MODEL_KINDS: dict[str, ModelKind] = {k.name: k for k in (
-    ModelKind("multi-decoder", "MultiDecoderIVAE", False, True,
-              "invariant VAE, one variant decoder per training setup"),
-    ModelKind("multi-encoder", "MultiEncoderIVAE", False, True,
-              "invariant VAE, one variant posterior variance per training setup"),
-    ModelKind("beta-vae", "BetaVAE", True, True, "pooled beta-VAE baseline"),
-    ModelKind("unet", "UNetDenoiser", True, False, "pooled deterministic U-Net baseline"),
+    ModelKind("multi-decoder", "ConvMultiDecoderIVAE", False, True,
+              "invariant VAE, one variant decoder per training environment"),
+    ModelKind("beta-vae", "ConvBetaVAE", True, True, "pooled beta-VAE baseline"),
+    ModelKind("unet", "ConvUNet", True, False, "pooled deterministic U-Net baseline"),
 )}
+
+#: Default architecture of the refinement models (``oatomo refiner train``): light enough
+#: that refining a 256² image costs no more than one 256² x 256-sensor DAS on two CPU
+#: cores (a width of 32 costs 8x that DAS).
+DEFAULT_ARCH: dict[str, int] = {"width": 8, "depth": 2, "latent": 16}
 
 
 def get_kind(name: str) -> ModelKind:

@@ -34,17 +34,13 @@ from oatomo.geometry import Acquisition, Grid, SensorArray, check_geometry
 from oatomo.io import as_scan, default_grid, load_scan
 from oatomo.pipeline.refinement import refine_images
 from oatomo.recon.registry import Callback, get_method, reconstruct_sinogram
+from oatomo.refine.refiner import UNITS_PA, UNITS_REFINED
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["Reconstruction", "reconstruct", "reconstruct_sinogram", "default_grid", "load",
            "scan_geometry", "override_geometry", "select", "refine_images", "UNITS_PA",
            "UNITS_REFINED"]
-
-#: Units of linear and model-based images (and of the truth).
-UNITS_PA = "Pa"
-#: Units of refined images and their uncertainty (the model's normalisation).
-UNITS_REFINED = "fraction of max p0"
 
 
 @dataclass(frozen=True, eq=False)

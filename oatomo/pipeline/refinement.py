@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -10,20 +11,25 @@ import numpy as np
 
 from oatomo.errors import InputError
 from oatomo.geometry import Acquisition, Grid, SensorArray
-from oatomo.recon.registry import reconstruct_sinogram
+from oatomo.refine.refiner import (
+    NUMPY_MAX_PIXELS,
+    RefinedScan,
+    family_record,
+    load_refiner,
+    to_canonical_grid,
+)
+from oatomo.refine.weights import NumpyConvVAE
+from oatomo.resources import default_model_path
+from oatomo.scanners import FAMILY_KEY, ScannerFamily
 
 __all__ = ["refine_images"]
 
 
 def _model_meta(path: Path) -> dict[str, Any]:
-    """The refiner metadata of a checkpoint, from its JSON sidecar when there is one
-    (no PyTorch import), else from the checkpoint itself. A scanner-family refiner's
-    metadata is returned under the key ``"family_refiner"``."""
-    import json
-
-    from oatomo.refine.legacy import REFINER_KEY
-    from oatomo.scanners import FAMILY_KEY
-
+    """The scanner-family metadata of a refiner, from its JSON sidecar when there is one
+    (no PyTorch import), else from the checkpoint itself (:func:`family_record`: an
+    older refiner format is an :class:`InputError` naming the commands that train a
+    current one)."""
     sidecar = path.with_suffix(".json")
     if sidecar.is_file():
         try:
@@ -31,18 +37,10 @@ def _model_meta(path: Path) -> dict[str, Any]:
         except (ValueError, OSError):
             train = {}
         if train.get(FAMILY_KEY):
-            return {"family_refiner": dict(train[FAMILY_KEY])}
-        if train.get(REFINER_KEY):
-            return dict(train[REFINER_KEY])
-    from oatomo.learn.checkpoint import load_checkpoint
+            return dict(train[FAMILY_KEY])
+    from oatomo.learn.checkpoint import load_checkpoint  # lazy: PyTorch
 
-    train = load_checkpoint(path).get("train") or {}
-    if train.get(FAMILY_KEY):
-        return {"family_refiner": dict(train[FAMILY_KEY])}
-    from oatomo.refine.legacy import load_refiner
-
-    ref = load_refiner(path)
-    return {"setups": ref.setups, "grid": ref.grid.to_dict(), "method": ref.method}
+    return family_record(load_checkpoint(path).get("train"), path)
 
 
 def refine_images(image: np.ndarray, method: str, grid: Grid, sinogram: np.ndarray,
@@ -53,15 +51,14 @@ def refine_images(image: np.ndarray, method: str, grid: Grid, sinogram: np.ndarr
                                               dict[str, Any]]:
     """Step 4: the learned refinement of a linear image, when a model applies.
 
-    Returns the new images (``refined``, ``uncertainty`` and, when the model needs its
-    own input, ``linear``), the model's grid (None when it did not refine) and a record
+    The refiner (:class:`oatomo.refine.Refiner`) reconstructs its own input channels from
+    the sinogram and refines every frame on the user's grid (``image`` and ``method``, the
+    pipeline's linear image, are not its input). Returns the new images (``refined`` and
+    ``uncertainty``), the grid they are on (None when it did not refine) and a record
     (``applied``, ``reason``, ``model``, ...). With ``refine=True`` a model that is missing
     or does not fit the scan is an :class:`InputError`; with ``"auto"`` the record says why
     it skipped.
     """
-    from oatomo.refine.legacy import check_compatible
-    from oatomo.resources import default_model_path
-
     path = Path(model) if model is not None else default_model_path()
     record: dict[str, Any] = {"applied": False, "model": str(path)}
     if refine is False:
@@ -73,15 +70,9 @@ def refine_images(image: np.ndarray, method: str, grid: Grid, sinogram: np.ndarr
         record["reason"] = "no refinement model installed"
         return {}, None, record
     try:
-        meta = _model_meta(path)
-        family = meta.get("family_refiner")
-        if family is not None:
-            from oatomo.scanners import ScannerFamily
-
-            ok, why = ScannerFamily.from_dict(family["family"]).compatible(
-                sensors, acquisition, grid)
-        else:
-            ok, why = check_compatible(meta["setups"], sensors, acquisition)
+        family = _model_meta(path)
+        ok, why = ScannerFamily.from_dict(family["family"]).compatible(
+            sensors, acquisition, grid)
     except InputError as exc:
         raise InputError(exc.problem, exc.path or path) from None
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
@@ -93,56 +84,31 @@ def refine_images(image: np.ndarray, method: str, grid: Grid, sinogram: np.ndarr
             raise InputError(f"cannot refine this scan: {why}", path)
         record["reason"] = why
         return {}, None, record
-    if family is not None:
-        return _refine_family(path, float(family["pitch"]), grid, sinogram, sensors,
-                              acquisition, setup=setup,
-                              samples=samples, record={**record, "reason": why})
-    from oatomo.refine.legacy import load_refiner
-
-    refiner = load_refiner(path)
-    out: dict[str, np.ndarray] = {}
-    if method == refiner.method and grid == refiner.grid:
-        linear = image
-    else:  # the model needs its own linear input on its own grid
-        linear = reconstruct_sinogram(sinogram, refiner.grid, sensors, acquisition,
-                                      refiner.method)
-        out["linear"] = linear
-    refined, std = refiner.refine(linear, env=setup, n_samples=samples)
-    out["refined"] = refined
-    if std is not None:
-        out["uncertainty"] = std
-    record.update(applied=True, reason=why, input=refiner.method,
-                  grid=refiner.grid.to_dict(), samples=samples,
-                  decoder=f"variant decoder of {setup}" if setup else "invariant decoder")
-    return out, refiner.grid, record
+    return _refine_frames(path, float(family["pitch"]), grid, sinogram, sensors,
+                          acquisition, setup=setup, samples=samples,
+                          record={**record, "reason": why})
 
 
-def _refine_family(path: Path, pitch: float, grid: Grid, sinogram: np.ndarray,
+def _refine_frames(path: Path, pitch: float, grid: Grid, sinogram: np.ndarray,
                    sensors: SensorArray, acquisition: Acquisition, *, setup: str | None,
                    samples: int, record: dict[str, Any]
                    ) -> tuple[dict[str, np.ndarray], Grid, dict[str, Any]]:
-    """Step 4 with a scanner-family refiner (the scan is inside its family): refined on
-    the user's grid (:mod:`oatomo.refine.refiner`), every frame."""
-    from oatomo.refine.refiner import NUMPY_MAX_PIXELS, load_family_refiner, to_canonical_grid
-    from oatomo.refine.weights import NumpyConvVAE
-
+    """Step 4 with a refiner (the scan is inside its family): every frame refined on the
+    user's grid (:meth:`oatomo.refine.Refiner.refine_scan`)."""
     frames = sinogram.reshape((-1,) + sinogram.shape[-2:])
     # many pixels: PyTorch is faster, once imported (``pitch``: the model's canonical one)
     big = len(frames) * to_canonical_grid(grid, pitch).n ** 2 > NUMPY_MAX_PIXELS
-    ref = load_family_refiner(path, backend="torch" if big else "auto")
+    ref = load_refiner(path, backend="torch" if big else "auto")
     env = setup if setup in ref.env_names else None
-    refined, stds, linear = [], [], []
-    for frame in frames:
-        r = ref.refine_scan(frame, sensors, acquisition, grid, env=env, n_samples=samples,
-                            check=False)
-        refined.append(r.refined)
-        linear.append(np.stack([r.linear[m] for m in ref.inputs]))
-        if r.std is not None:
-            stds.append(r.std)
+    results: list[RefinedScan] = [
+        ref.refine_scan(frame, sensors, acquisition, grid, env=env, n_samples=samples,
+                        check=False) for frame in frames]
     lead = sinogram.shape[:-2]
-    out = {"refined": np.stack(refined).reshape(lead + grid.shape)}
+    out = {"refined": np.stack([r.refined for r in results]).reshape(lead + grid.shape)}
+    stds = [r.std for r in results if r.std is not None]
     if stds:
         out["uncertainty"] = np.stack(stds).reshape(lead + grid.shape)
+    r = results[-1]
     record.update(applied=True, input="+".join(ref.inputs),
                   backend="numpy" if isinstance(ref.model, NumpyConvVAE) else "torch",
                   grid=r.canonical.to_dict(), samples=samples, uncertainty=ref.uncertainty,

@@ -1,9 +1,14 @@
 """Refining any 2-D ring or arc scan with a scanner-family model (one model, any geometry).
 
+A :class:`Refiner` is a trained model together with what it was trained on (the scanner
+family's bounds, the canonical pitch, the input channels, the training environments); a
+model trained on one environment (one setup) is the same thing with one environment.
+:func:`load_refiner` reads one from a ``.pt`` checkpoint or a ``.npz`` weights archive.
+
 The model was trained on linear reconstructions at the canonical pitch (0.1 mm) of scans
 from a family of scanners (:mod:`oatomo.scanners`). For a scan on any grid:
 
-1. :meth:`FamilyRefiner.compatible` checks the scan against the family bounds and says
+1. :meth:`Refiner.compatible` checks the scan against the family bounds and says
    exactly why it lies outside (sensor count, ring/arc shape, coverage, radius, pitch,
    field of view, speed of sound);
 2. the input channels (UBP, DAS with the nominal positions) are reconstructed from the
@@ -14,9 +19,13 @@ from a family of scanners (:mod:`oatomo.scanners`). For a scan on any grid:
 4. the refined image and the uncertainty map (standard deviation over posterior samples)
    are resampled back onto the user's grid (bilinear).
 
+Every refinement returns a :class:`RefinedScan`: :meth:`Refiner.refine_scan` on the user's
+grid, :meth:`Refiner.refine_images` (the model's input channels given directly) on the
+canonical grid.
+
 Units: linear images are in Pa; the refined image and its uncertainty are *relative
 initial pressure*, p0 divided by the maximum p0 in the field of view (the training
-targets have maximum 1), written as the ``units`` attribute ``"fraction of max p0"``.
+targets have maximum 1), written as the ``units`` attribute :data:`UNITS_REFINED`.
 """
 
 from __future__ import annotations
@@ -24,6 +33,8 @@ from __future__ import annotations
 import logging
 import math
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,13 +47,22 @@ from oatomo.scanners import CANONICAL_PITCH, FAMILY, FAMILY_KEY, ScannerFamily
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["FamilyRefiner", "RefinedScan", "load_family_refiner", "posterior_noise",
-           "NUMPY_MAX_PIXELS", "to_canonical_grid", "resample", "UNITS_RELATIVE", "UNITS_PA"]
+__all__ = ["Refiner", "RefinedScan", "load_refiner", "family_record", "posterior_noise",
+           "NUMPY_MAX_PIXELS", "SMALL_PIXELS", "few_threads", "to_canonical_grid", "resample",
+           "UNITS_REFINED", "UNITS_PA", "TRAIN_COMMAND"]
 
 #: ``units`` attribute of refined images and their uncertainty.
-UNITS_RELATIVE = "fraction of max p0"
+UNITS_REFINED = "fraction of max p0"
 #: ``units`` attribute of linear and model-based images.
 UNITS_PA = "Pa"
+
+#: The commands that train a current refiner (named in the error for a checkpoint without
+#: the scanner-family metadata).
+TRAIN_COMMAND = ("oatomo refiner data -o DATA && "
+                 "oatomo refiner train --data DATA -o MODEL.pt")
+
+#: Inputs of at most this many pixels (all images together) are refined on one thread.
+SMALL_PIXELS = 2 * 128 * 128
 
 
 #: Up to this many canonical pixels (all frames) the pipeline refines with the NumPy back
@@ -50,6 +70,24 @@ UNITS_PA = "Pa"
 #: samples and the variant decoders), a 256² image took 0.21 s with NumPy and 0.11 s with
 #: PyTorch plus 0.9-1.4 s to import it; 512² 1.2 s against 0.6 s (quiet 2-core machine).
 NUMPY_MAX_PIXELS = 256 * 256
+
+
+@contextmanager
+def few_threads(n_pixels: int) -> Iterator[None]:
+    """Run PyTorch on one CPU thread while refining at most :data:`SMALL_PIXELS` pixels.
+
+    Parallel convolutions of one small image cost more than they save: on a busy 2-core
+    machine one 128² refinement took 100x longer on two threads than on one.
+    """
+    import torch  # lazy: the NumPy back end refines without PyTorch
+
+    threads = torch.get_num_threads()
+    if n_pixels <= SMALL_PIXELS:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def to_canonical_grid(grid: Grid, pitch: float = CANONICAL_PITCH, step: int = 4) -> Grid:
@@ -60,7 +98,7 @@ def to_canonical_grid(grid: Grid, pitch: float = CANONICAL_PITCH, step: int = 4)
 
 def resample(image: np.ndarray, src: Grid, dst: Grid) -> np.ndarray:
     """Bilinear resampling of (..., n, n) images between centred grids (zero outside)."""
-    from scipy.ndimage import map_coordinates
+    from scipy.ndimage import map_coordinates  # lazy: scipy.ndimage costs at import
 
     img = np.asarray(image, np.float32)
     if src == dst:
@@ -85,21 +123,26 @@ def _window(n: int, overlap: int) -> np.ndarray:
 
 @dataclass
 class RefinedScan:
-    """What :meth:`FamilyRefiner.refine_scan` returns (all images on the user's grid).
+    """The result of every refinement: the refined image, its uncertainty and the inputs.
+
+    :meth:`Refiner.refine_scan` gives it on the user's grid (``grid``), resampled from the
+    canonical grid the model ran on (``canonical``); :meth:`Refiner.refine_images` on the
+    canonical grid (then ``grid == canonical``).
 
     Attributes
     ----------
     refined, std
-        Refined image and pixel-wise uncertainty (None without posterior samples), in
-        :data:`UNITS_RELATIVE`.
+        Refined image and pixel-wise uncertainty (None without an uncertainty map: a
+        deterministic model or fewer than two samples), in :data:`UNITS_REFINED`.
     linear
-        The model's input channels by method name, in Pa.
+        The model's input channels by method name, in Pa (as given to
+        :meth:`Refiner.refine_images`).
     grid, canonical
-        The user's grid and the canonical grid the model ran on.
+        The grid of the images above and the canonical grid the model ran on.
     units
-        ``units`` of every image above, by name.
+        ``units`` of every image above, by name (``refined``, ``std``, the channels).
     reason
-        The compatibility summary.
+        The compatibility summary (empty when the scan's geometry was not checked).
     """
 
     refined: np.ndarray
@@ -112,7 +155,7 @@ class RefinedScan:
 
 
 @dataclass
-class FamilyRefiner:
+class Refiner:
     """A scanner-family model and what it needs to refine any compatible scan.
 
     Attributes
@@ -175,18 +218,32 @@ class FamilyRefiner:
 
     def refine_images(self, channels: np.ndarray, *, env: str | None = None,
                       n_samples: int = 16, seed: int = 0, tile: int = 512,
-                      overlap: int = 64) -> tuple[np.ndarray, np.ndarray | None]:
+                      overlap: int = 64) -> RefinedScan:
         """Refine (C, n, n) input channels on the canonical grid (n a multiple of 4).
 
-        Each channel is divided by its maximum absolute value first. Returns the refined
-        image and the standard deviation over ``n_samples`` posterior samples (None for a
-        deterministic model or ``n_samples < 2``).
+        Each channel is divided by its maximum absolute value first. Returns a
+        :class:`RefinedScan` on the canonical grid: the refined image and the uncertainty
+        map over ``n_samples`` posterior samples (see :attr:`uncertainty`; None for a
+        deterministic model or ``n_samples < 2``). Images larger than ``tile`` pixels are
+        refined in tiles overlapping by ``overlap`` pixels.
         """
         x = np.asarray(channels, np.float32)
         if x.ndim != 3 or x.shape[0] != len(self.inputs) or x.shape[1] != x.shape[2] \
                 or x.shape[1] % 4:
             raise InputError(f"channels must be ({len(self.inputs)}, n, n) with n a multiple "
                              f"of 4, got {x.shape}")
+        refined, std = self._refine_tiles(x, env, n_samples, seed, tile, overlap)
+        canon = Grid(x.shape[1], x.shape[1] * self.pitch)
+        units = {"refined": UNITS_REFINED, **{m: UNITS_PA for m in self.inputs}}
+        if std is not None:
+            units["std"] = UNITS_REFINED
+        return RefinedScan(refined=refined, std=std,
+                           linear=dict(zip(self.inputs, x, strict=True)),
+                           grid=canon, canonical=canon, units=units)
+
+    def _refine_tiles(self, x: np.ndarray, env: str | None, n_samples: int, seed: int,
+                      tile: int, overlap: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """The refined image and uncertainty map of (C, n, n) channels, tile by tile."""
         scale = np.abs(x).reshape(len(x), -1).max(1)
         x = x / np.where(scale > 0, scale, 1)[:, None, None]
         n = x.shape[1]
@@ -216,10 +273,8 @@ class FamilyRefiner:
             raise InputError(f"uncertainty must be 'posterior', 'decoders' or 'both', got "
                              f"{mode!r}")
         e = self.env_index(env)
-        from oatomo.refine.legacy import SMALL_PIXELS, few_threads
-
         if isinstance(self.model, NumpyConvVAE):
-            from oatomo._blas import blas_threads
+            from oatomo._blas import blas_threads  # lazy: reads the BLAS library on use
 
             # one 128² tile: one BLAS thread (spinning threads cost seconds when busy)
             with blas_threads(1 if x.shape[-1] * x.shape[-2] <= SMALL_PIXELS else None):
@@ -258,7 +313,7 @@ class FamilyRefiner:
 
     def _run_torch(self, x: np.ndarray, e: int | None, n_samples: int, seed: int
                    ) -> tuple[np.ndarray, np.ndarray | None]:
-        import torch
+        import torch  # lazy: the NumPy back end refines without PyTorch
 
         model = self.model.eval()
         xt = torch.from_numpy(np.ascontiguousarray(x))[None].to(model.device)
@@ -269,15 +324,15 @@ class FamilyRefiner:
                 return out.astype(np.float32), None
             # the posterior serves the refined image and the uncertainty map: encode once
             mu, logvar = model.encode(xt)
-            out = model.likelihood_mean(model._decode(
-                mu, model._env(e, 1, required=False)))[0, 0].cpu().numpy()
+            # the invariant decoder, or the variant decoder of a training environment
+            decoder = model.decoder if e is None else model.variant_decoders[e]
+            out = model.likelihood_mean(decoder(mu))[0, 0].cpu().numpy()
             var = torch.zeros_like(xt[0, 0])
             if posterior:
-                env_t = model._env(e, n_samples, required=False)
                 eps = torch.from_numpy(posterior_noise(seed, n_samples, tuple(mu.shape[1:])))
                 # all samples in one batch: one decoder call instead of n_samples
-                draws = model.likelihood_mean(model._decode(
-                    mu + torch.exp(0.5 * logvar) * eps.to(mu.device), env_t))[:, 0]
+                draws = model.likelihood_mean(decoder(
+                    mu + torch.exp(0.5 * logvar) * eps.to(mu.device)))[:, 0]
                 var += draws.var(0, unbiased=False)
             if decoders and hasattr(model, "variant_decoders"):
                 per_env = model.likelihood_mean(self._all_variant_decoders(mu))[:, 0, 0]
@@ -288,6 +343,7 @@ class FamilyRefiner:
         """Every variant decoder applied to ``z`` in one vectorised call (E, B, C, H, W)."""
         import copy
 
+        # lazy: the NumPy back end refines without PyTorch
         from torch.func import functional_call, stack_module_state, vmap
 
         decoders = list(self.model.variant_decoders)
@@ -308,6 +364,11 @@ class FamilyRefiner:
                     n_samples: int = 16, seed: int = 0, check: bool = True) -> RefinedScan:
         """Refine one scan (N, T) onto ``grid`` (see the module docstring).
 
+        Returns
+        -------
+        RefinedScan
+            The refined image, its uncertainty and the input channels on ``grid``.
+
         Raises
         ------
         InputError
@@ -322,16 +383,13 @@ class FamilyRefiner:
             raise InputError(f"cannot refine: {reason}")
         canon = to_canonical_grid(grid, self.pitch)
         lin = self.linear_inputs(sino, sensors, acquisition, canon, band=band)
-        refined, std = self.refine_images(np.stack([lin[m] for m in self.inputs]), env=env,
-                                          n_samples=n_samples, seed=seed)
-        units = {"refined": UNITS_RELATIVE, **{m: UNITS_PA for m in self.inputs}}
-        if std is not None:
-            units["std"] = UNITS_RELATIVE
+        r = self.refine_images(np.stack([lin[m] for m in self.inputs]), env=env,
+                               n_samples=n_samples, seed=seed)
         return RefinedScan(
-            refined=resample(refined, canon, grid),
-            std=None if std is None else resample(std, canon, grid),
+            refined=resample(r.refined, canon, grid),
+            std=None if r.std is None else resample(r.std, canon, grid),
             linear={m: resample(v, canon, grid) for m, v in lin.items()},
-            grid=grid, canonical=canon, units=units, reason=reason)
+            grid=grid, canonical=canon, units=r.units, reason=reason)
 
 
 def posterior_noise(seed: int, n: int, shape: tuple[int, ...]) -> np.ndarray:
@@ -340,9 +398,25 @@ def posterior_noise(seed: int, n: int, shape: tuple[int, ...]) -> np.ndarray:
     return np.random.default_rng(int(seed)).standard_normal((int(n), *shape), np.float32)
 
 
-def load_family_refiner(path: str | os.PathLike, *, device: str = "cpu",
-                        backend: str = "auto") -> FamilyRefiner:
-    """Load a refiner written by :func:`oatomo.learn.refiner.train_family_refiner` or
+def family_record(train: dict[str, Any] | None, path: str | os.PathLike) -> dict[str, Any]:
+    """The scanner-family metadata of a checkpoint's ``train`` record.
+
+    Raises
+    ------
+    InputError
+        The checkpoint has none: it is an older refiner format (the message names the
+        commands that train a current one, :data:`TRAIN_COMMAND`).
+    """
+    meta = (train or {}).get(FAMILY_KEY)
+    if not meta:
+        raise InputError(f"checkpoint is an older refiner format (no scanner-family "
+                         f"metadata); train a current one: {TRAIN_COMMAND}", path)
+    return dict(meta)
+
+
+def load_refiner(path: str | os.PathLike, *, device: str = "cpu",
+                 backend: str = "auto") -> Refiner:
+    """Load a refiner written by :func:`oatomo.learn.refiner.train_refiner` or
     :func:`oatomo.learn.refiner.export_refiner`.
 
     Parameters
@@ -356,6 +430,12 @@ def load_family_refiner(path: str | os.PathLike, *, device: str = "cpu",
         weights archives of VAE models only; PyTorch is not imported); ``"torch"``: with
         PyTorch; ``"auto"`` (default): NumPy for a weights archive of a VAE on the CPU,
         else PyTorch. Both give the same images to float32 rounding.
+
+    Raises
+    ------
+    InputError
+        Not a refiner, or a checkpoint without the scanner-family metadata (an older
+        refiner format).
     """
     from oatomo.refine.weights import NUMPY_CLASSES, is_weights_archive, read_weights
 
@@ -371,7 +451,7 @@ def load_family_refiner(path: str | os.PathLike, *, device: str = "cpu",
                                             and ckpt["model_class"] in NUMPY_CLASSES)):
         model: Any = NumpyConvVAE.from_record(ckpt, state, path)
     else:
-        from oatomo.learn.checkpoint import (
+        from oatomo.learn.checkpoint import (  # lazy: PyTorch
             checkpoint_from_weights,
             load_checkpoint,
             model_from_checkpoint,
@@ -380,12 +460,14 @@ def load_family_refiner(path: str | os.PathLike, *, device: str = "cpu",
         ckpt = (checkpoint_from_weights(ckpt, state, path) if archive
                 else load_checkpoint(path, map_location="cpu"))
         model = model_from_checkpoint(ckpt, path=path, map_location=device)
-    meta = (ckpt.get("train") or {}).get(FAMILY_KEY)
-    if not meta:
-        raise InputError("checkpoint is not a scanner-family refiner (no family metadata)",
-                         path)
-    return FamilyRefiner(model=model, kind=str(meta["kind"]),
+    meta = family_record(ckpt.get("train"), path)
+    return Refiner(model=model, kind=str(meta["kind"]),
                          family=ScannerFamily.from_dict(meta["family"]),
                          pitch=float(meta["pitch"]), inputs=tuple(meta["inputs"]),
                          env_names=tuple(meta["env_names"]), meta=dict(meta),
                          uncertainty=str(meta.get("uncertainty", "posterior")))
+
+
+#: The scanner-family names of :class:`Refiner` and :func:`load_refiner`.
+FamilyRefiner = Refiner
+load_family_refiner = load_refiner

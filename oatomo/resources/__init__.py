@@ -1,4 +1,4 @@
-"""Files shipped inside the package: bundled setups, trained models, the MNIST subset.
+"""Files shipped inside the package: bundled setups, the trained refiner, the MNIST subset.
 
 Found with :func:`importlib.resources.files`, so an installed wheel behaves like the
 repository.
@@ -9,7 +9,7 @@ from __future__ import annotations
 from importlib.resources import files
 from pathlib import Path
 
-__all__ = ["resource_path", "default_model_path", "legacy_model_path", "SETUPS", "MODELS"]
+__all__ = ["resource_path", "default_model_path", "SETUPS", "MODELS"]
 
 #: Sub-directories of the package's resources.
 SETUPS = "setups"
@@ -29,12 +29,5 @@ def resource_path(*parts: str) -> Path:
 
 def default_model_path() -> Path:
     """The refinement model shipped with oatomo: the scanner-family refiner (any 2-D ring or
-    arc scan, ``make model-family``) when installed, else the 32-sensor-ring model
-    (``make model``)."""
-    family = resource_path(MODELS, "family_refiner.npz")
-    return family if family.is_file() else legacy_model_path()
-
-
-def legacy_model_path() -> Path:
-    """The single-geometry refiner of issue 4 (32-sensor ring, 128 x 128 at 0.1 mm)."""
-    return resource_path(MODELS, "refiner.pt")
+    arc scan, ``make model``)."""
+    return resource_path(MODELS, "family_refiner.npz")

@@ -1,36 +1,63 @@
-"""``oatomo family ...``: the scanner-family refiner (data, training, evaluation, export)."""
+"""``oatomo refiner ...``: the learned refiner (data, evaluation set, training, evaluation,
+export). ``oatomo family ...`` is the same group under its deprecated name."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+from oatomo._limits import MAX_COUNT
 from oatomo.cli._progress import bars
 from oatomo.errors import InputError
-from oatomo.learn.refiner import DEFAULT_ARCH
+from oatomo.learn.registry import DEFAULT_ARCH, MODEL_KINDS
+
+#: The group's deprecated name, accepted for one release.
+DEPRECATED_NAME = "family"
+
+
+def _step(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """A step of the group; under the deprecated name it first says so on stderr."""
+    def run(args: argparse.Namespace) -> int:
+        if args.command == DEPRECATED_NAME:
+            print(f"oatomo {DEPRECATED_NAME}: deprecated, use oatomo refiner", file=sys.stderr)
+        return fn(args)
+    return run
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    _add_group(sub, "refiner", "eval-set",
+               help="train and evaluate the refiner for every 2-D ring or arc scanner")
+    _add_group(sub, DEPRECATED_NAME, "evalset", help="deprecated name of 'oatomo refiner'")
+
+
+def _add_group(sub: argparse._SubParsersAction, name: str, eval_set: str, *,
+               help: str) -> None:  # noqa: A002 - argparse's own keyword
+    """The group's parser under ``name``, its evaluation-set step named ``eval_set``."""
     p = sub.add_parser(
-        "family", help="train and evaluate the refiner for every 2-D ring or arc scanner",
+        name, help=help,
         description="The setup-invariant refiner over a family of scanners (rings and arcs "
         ">= 180 degrees, 32-512 sensors, radius 15-50 mm): generate training data, train "
         "(multi-decoder invariant VAE or a pooled baseline), build the held-out evaluation "
         "set, evaluate, export the shipped model. Every step resumes when interrupted.")
-    fs = p.add_subparsers(dest="family_command", metavar="STEP")
+    fs = p.add_subparsers(dest="refiner_command", metavar="STEP")
 
     d = fs.add_parser("data", help="simulate the training data (resumable)")
     d.add_argument("-o", "--output", required=True, help="dataset directory")
     d.add_argument("--count", type=int, default=768, help="items per environment")
     d.add_argument("--size", type=int, default=96, help="image size at 0.1 mm")
     d.add_argument("--seed", type=int, default=1)
-    d.set_defaults(func=run_data)
+    d.add_argument("--environments", nargs="+", metavar="GEOMETRY/PERTURBATION",
+                   help="training environments (default: all 15; one for a single-setup "
+                   "refiner)")
+    d.set_defaults(func=_step(run_data))
 
     t = fs.add_parser("train", help="train one model (resumable with --resume)")
-    t.add_argument("--data", required=True, help="dataset directory from 'family data'")
-    t.add_argument("--model", choices=("multi-decoder", "beta-vae", "unet"),
-                   default="multi-decoder")
+    t.add_argument("--data", required=True, help="dataset directory from 'refiner data'")
+    t.add_argument("--model", choices=tuple(MODEL_KINDS), default="multi-decoder",
+                   help="; ".join(f"{k.name}: {k.description}" for k in MODEL_KINDS.values()))
     t.add_argument("-o", "--output", required=True, help="checkpoint (.pt)")
     t.add_argument("--epochs", type=int, default=32)
     t.add_argument("--batch-size", type=int, default=30)
@@ -45,30 +72,32 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="channels of the spatial latent (VAEs)")
     t.add_argument("--snapshot-every", type=int, default=96,
                    help="keep a copy of the checkpoint every N steps (0: none)")
+    t.add_argument("--device", default="cpu", help="cpu (default), cuda, auto (CUDA when "
+                   "present); runs under 'torchrun --nproc-per-node N' with "
+                   "DistributedDataParallel")
     t.add_argument("--resume", action="store_true")
     t.add_argument("--force", action="store_true", help="overwrite an existing checkpoint")
-    t.set_defaults(func=run_train)
+    t.set_defaults(func=_step(run_train))
 
-    e = fs.add_parser("evalset", help="simulate the held-out evaluation scans with UBP, DAS, "
+    e = fs.add_parser(eval_set, help="simulate the held-out evaluation scans with UBP, DAS, "
                       "TV (nominal) and TV (true positions)")
     e.add_argument("-o", "--output", required=True, help="evaluation directory")
     e.add_argument("--count", type=int, default=8, help="scans per geometry and perturbation")
     e.add_argument("--seed", type=int, default=2)
     e.add_argument("--tv-iter", type=int, default=50)
-    e.set_defaults(func=run_evalset)
+    e.set_defaults(func=_step(run_evalset))
 
     v = fs.add_parser("evaluate", help="score the classical answers and the models")
     v.add_argument("--model", nargs="+", required=True, help="LABEL=PATH or PATH")
-    v.add_argument("--data", required=True, help="evaluation directory from 'family evalset'")
+    v.add_argument("--data", required=True,
+                   help="evaluation directory from 'refiner eval-set'")
     v.add_argument("--out", required=True, help="output directory")
     v.add_argument("--samples", type=int, default=8, help="posterior samples")
     v.add_argument("--uncertainty-modes", nargs="*", default=(),
                    choices=("posterior", "decoders", "both"),
                    help="also score these uncertainty maps of multi-decoder models")
-    v.add_argument("--legacy", nargs="*", default=(),
-                   help="single-geometry refiners (LABEL=PATH) scored where they apply")
     v.add_argument("--force", action="store_true", help="replace existing evaluation files")
-    v.set_defaults(func=run_evaluate)
+    v.set_defaults(func=_step(run_evaluate))
 
     x = fs.add_parser("export", help="copy a checkpoint without its training state")
     x.add_argument("checkpoint")
@@ -77,38 +106,71 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="default uncertainty map of the exported model (posterior samples, "
                    "the variant decoders' disagreement, or both)")
     x.add_argument("--force", action="store_true")
-    x.set_defaults(func=run_export)
+    x.set_defaults(func=_step(run_export))
+
+
+def check_counts(args: argparse.Namespace, *names: str) -> None:
+    """Integer options that must be in ``1..MAX_COUNT`` when given."""
+    for name in names:
+        v = getattr(args, name.replace("-", "_"))
+        if v is not None and not 1 <= v <= MAX_COUNT:
+            raise InputError(f"--{name} must be in 1..{MAX_COUNT}, got {v}")
+
+
+def check_floats(args: argparse.Namespace, *specs: tuple[str, float, float, bool]) -> None:
+    """Float options ``(name, lo, hi, open_lo)`` that must lie in ``[lo, hi]`` (``(lo, hi]``
+    when ``open_lo``)."""
+    for name, lo, hi, open_lo in specs:
+        v = getattr(args, name.replace("-", "_"))
+        if not (lo <= v <= hi) or (open_lo and v == lo):
+            raise InputError(f"--{name} must be in {'(' if open_lo else '['}{lo:g}, {hi:g}], "
+                             f"got {v!r}")
+
+
+def evaluation_dir(out: str | Path, *, force: bool, inputs: tuple) -> Path:
+    """Create the evaluation directory ``out`` (its parent must exist) and check that its
+    ``evaluation.{md,json,png}`` may be written (``--force`` to replace them)."""
+    from oatomo._atomic import check_outputs
+
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise InputError("--out names a file; it must be a directory", out)
+    if not out.parent.is_dir():
+        raise InputError(f"output directory {str(out.parent)!r} does not exist", out)
+    out.mkdir(exist_ok=True)
+    check_outputs([out / f"evaluation.{ext}" for ext in ("md", "json", "png")],
+                  force=force, inputs=inputs)
+    return out
 
 
 def run_data(args: argparse.Namespace) -> int:
-    from oatomo.cli.learn import _check_counts
-    from oatomo.datasets.generate import generate_family_data
+    from oatomo.datasets import generate_dataset
     from oatomo.geometry import MAX_GRID_SIDE
     from oatomo.scanners import TRAIN_ENVIRONMENTS
 
-    _check_counts(args, "count")
+    check_counts(args, "count")
     if not (16 <= args.size <= MAX_GRID_SIDE and args.size % 4 == 0):
         raise InputError(f"--size must be a multiple of 4 in 16..{MAX_GRID_SIDE} (the models "
                          f"halve the image twice), got {args.size}")
 
-    names = [e.name for e in TRAIN_ENVIRONMENTS]
+    names = args.environments or [e.name for e in TRAIN_ENVIRONMENTS]
     with bars(args) as progress:
-        out = generate_family_data(args.output, names, count=args.count, seed=args.seed,
-                                   size=args.size, chunk=64, inputs=("ubp", "das"),
-                                   callback=lambda done, total: progress("scans", done, total))
+        out = generate_dataset(args.output, names, count=args.count, seed=args.seed,
+                               size=args.size, chunk=64, inputs=("ubp", "das"),
+                               callback=lambda done, total: progress("scans", done, total))
     print(f"wrote {out} ({len(names)} environments x {args.count} scans)")
     return 0
 
 
 def run_train(args: argparse.Namespace) -> int:
     from oatomo._atomic import check_outputs
-    from oatomo.cli.learn import _check_counts, _check_floats
-    from oatomo.datasets.generate import LINEAR_INPUTS
+    from oatomo.datasets import LINEAR_INPUTS
     from oatomo.learn.checkpoint import sidecar_path
-    from oatomo.learn.refiner import train_family_refiner
+    from oatomo.learn.refiner import train_refiner
+    from oatomo.learn.train import resolve_device
 
-    _check_counts(args, "epochs", "batch-size")
-    _check_floats(args, ("lr", 0.0, 10.0, True))
+    check_counts(args, "epochs", "batch-size")
+    check_floats(args, ("lr", 0.0, 10.0, True))
     for name, lo, hi in (("width", 1, 256), ("depth", 0, 16), ("latent", 1, 256)):
         if not lo <= getattr(args, name) <= hi:
             raise InputError(f"--{name} must lie in {lo}..{hi}, got {getattr(args, name)}")
@@ -122,11 +184,13 @@ def run_train(args: argparse.Namespace) -> int:
         raise InputError(f"--inputs must name some of {', '.join(LINEAR_INPUTS)}, got "
                          f"{args.inputs!r}")
     channels = tuple(LINEAR_INPUTS.index(w) for w in wanted)
+    resolve_device(args.device)
     t = time.perf_counter()
     with bars(args) as progress:
-        _, res = train_family_refiner(
+        _, res = train_refiner(
             args.data, args.model, out, epochs=args.epochs, batch_size=args.batch_size,
-            lr=args.lr, seed=args.seed, channels=channels, resume=args.resume,
+            lr=args.lr, seed=args.seed, channels=channels, device=args.device,
+            resume=args.resume,
             snapshot_every=args.snapshot_every, log=out.with_suffix(".curve.jsonl"),
             model_args={"width": args.width, "depth": args.depth, "latent": args.latent},
             callback=lambda step, terms: progress(f"train {args.model}", step, None))
@@ -136,10 +200,9 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_evalset(args: argparse.Namespace) -> int:
-    from oatomo.cli.learn import _check_counts
     from oatomo.evaluation.refiners import make_eval_set
 
-    _check_counts(args, "count", "tv-iter")
+    check_counts(args, "count", "tv-iter")
     out = make_eval_set(args.output, count=args.count, seed=args.seed, tv_iter=args.tv_iter,
                         callback=lambda s: print(f"  {s}", flush=True))
     print(f"wrote {out}")
@@ -147,7 +210,7 @@ def run_evalset(args: argparse.Namespace) -> int:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from oatomo.evaluation.refiners import evaluate_family, to_markdown
+    from oatomo.evaluation.refiners import evaluate_refiners, to_markdown
 
     def labelled(specs: list[str]) -> dict[str, str]:
         out = {}
@@ -156,16 +219,12 @@ def run_evaluate(args: argparse.Namespace) -> int:
             out[label or Path(path).stem] = path
         return out
 
-    from oatomo.cli.learn import _check_counts, evaluation_dir
-
-    _check_counts(args, "samples")
+    check_counts(args, "samples")
     models = labelled(args.model)
-    out = evaluation_dir(args.out, force=args.force,
-                         inputs=(*models.values(), *labelled(args.legacy).values()))
-    result = evaluate_family(args.data, models, out=out,
-                             n_samples=args.samples, legacy=labelled(args.legacy),
-                             uncertainty_modes=args.uncertainty_modes,
-                             callback=lambda s: print(f"  {s}", flush=True))
+    out = evaluation_dir(args.out, force=args.force, inputs=tuple(models.values()))
+    result = evaluate_refiners(args.data, models, out=out, n_samples=args.samples,
+                               uncertainty_modes=args.uncertainty_modes,
+                               callback=lambda s: print(f"  {s}", flush=True))
     print(to_markdown(result))
     print(f"wrote {out}/evaluation.md, evaluation.json, evaluation.png")
     return 0
