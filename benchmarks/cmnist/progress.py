@@ -3,7 +3,7 @@
 Reads the JSON sidecars of the checkpoints (``checkpoints/seed<s>/<model>.json``), so it
 works while the run goes on or after it was stopped::
 
-    python benchmarks/cmnist_progress.py out/cmnist_full          # markdown to stdout
+    python benchmarks/cmnist/progress.py out/cmnist_full          # markdown to stdout
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Issue 10, item 3: self-calibration as the refiner's front end, on held-out scans.
+"""Self-calibration as the refiner's front end, on held-out scans.
 
 The family evaluation set's 32-sensor ring (``oatomo family evalset``, its four
 perturbation kinds, held-out phantom kinds) is reconstructed seven ways: UBP and TV with
@@ -12,10 +12,10 @@ true positions. Every image gets its best affine fit to the truth before PSNR / 
 
 Neither the refiner nor the calibration was tuned on these scans (evaluation seed 2; the
 calibration's constants come from ``vessels`` seed 1 and ``vessel-tree`` seed 3 of the
-issue-9 setups).
+calibration benchmark's setups).
 
-Run: ``OMP_NUM_THREADS=1 .venv/bin/python benchmarks/issue10/bench_calibrated_inputs.py
---out out/issue10_cal`` (resumable: the evaluation set and every finished scan's row are
+Run: ``OMP_NUM_THREADS=1 .venv/bin/python benchmarks/refinement/bench_calibrated_inputs.py
+--out out/calibrated_inputs`` (resumable: the evaluation set and every finished scan's row are
 kept; ``--count`` scans per perturbation, default 8).
 """
 
@@ -148,7 +148,7 @@ def to_markdown(rows: list[dict]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", default="out/issue10_cal")
+    ap.add_argument("--out", default="out/calibrated_inputs")
     ap.add_argument("--count", type=int, default=8)
     ap.add_argument("--geometry", default="ring32-r22.5")
     ap.add_argument("--perturbations", nargs="+", help="perturbation kinds (default: the "

@@ -11,11 +11,11 @@ noise, band limits, the scanners' speed-of-sound mismatch), the check
 
 The first measures detection, the second false alarms. The check's constants (folds,
 iterations, box, the threshold of half a pixel and the noise guard) were chosen on the
-issue-9 tuning scans (32/64-sensor rings and a 270 degree arc with `vessels` seed 1,
+calibration benchmark's tuning scans (32/64-sensor rings and a 270 degree arc with `vessels` seed 1,
 `vessel-tree` seed 3, `disks` seed 7 and `blobs` seed 2), not on these.
 
-Run: ``OMP_NUM_THREADS=1 .venv/bin/python benchmarks/issue10/bench_position_check.py
-out/issue10_cal/evalset out/issue10_none_ring32/evalset ...``
+Run: ``OMP_NUM_THREADS=1 .venv/bin/python benchmarks/calibration/bench_position_check.py
+out/calibrated_inputs/evalset out/calibrated_inputs_none/evalset ...``
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Detector response and Wiener deconvolution (issue 11): image quality with and without.
+"""Detector response and Wiener deconvolution: image quality with and without.
 
 Scans of a 64-sensor ring (r = 22.5 mm, 40 MHz, 1400 samples, 128 x 128 at 0.1 mm, 0.5 %
 noise) are simulated with a Gaussian-band detector response (``oatomo.simulate(...,
@@ -8,7 +8,7 @@ TV (50 iterations). Images get their best affine fit to the truth before PSNR (d
 1, the truth is min-max normalised) and Pearson r; the table gives means over the phantoms
 (``vessel-tree`` and ``disks``, seeds 100-103) and the mean paired PSNR gain.
 
-Run: ``.venv/bin/python benchmarks/bench_response.py`` (``--quick``: 2 phantoms, UBP only;
+Run: ``.venv/bin/python benchmarks/physics/bench_response.py`` (``--quick``: 2 phantoms, UBP only;
 ``--bands 2e6:0.8,5e6:0.8``; ``--lams 1e-3,1e-2,1e-1``; ``--out results.json``;
 ``--in-operator 50,200``: TV with the response inside the forward operator against
 deconvolution then TV).
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import oatomo  # noqa: E402
 from oatomo.evaluation import metrics as M

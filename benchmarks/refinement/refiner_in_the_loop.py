@@ -1,4 +1,4 @@
-"""Issue 10, session 5 (not adopted): the refiner in the loop of a delay estimation.
+"""Tried and not adopted: the refiner in the loop of a delay estimation.
 
 Refine; predict each sensor's record from the refined image; estimate each sensor's delay
 by cross-correlation with its measured record (both band-limited; median delay removed);
@@ -7,7 +7,7 @@ fit) after each round and the rms position error before and after.
 
 Run on the tuning set (evaluation seed 5, not the reported seed 2)::
 
-    python benchmarks/issue10/explore_refiner_loop.py ring32-r22.5 5 2 3 1
+    python benchmarks/refinement/refiner_in_the_loop.py ring32-r22.5 5 2 3 1
     # geometry, evaluation seed, scans per perturbation, rounds, remove the median delay
 """
 import sys

@@ -2,11 +2,11 @@
 
 Inference of the shipped model (``oatomo/resources/models/refiner.pt``; a freshly initialised
 model of the same architecture if it is missing) on one 128 x 128 image, against the DAS time of a
-256 x 256 image with 256 sensors x 2030 samples measured in the same run (issue 4 target:
+256 x 256 image with 256 sensors x 2030 samples measured in the same run (target:
 inference below that DAS time). Training throughput in images per second for the
 multi-decoder model on CPU (2 threads).
 
-Run: ``.venv/bin/python benchmarks/bench_learn.py``.
+Run: ``.venv/bin/python benchmarks/refinement/bench_learn.py``.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(ROOT / "benchmarks" / "speed"))
 
 
 def run(quick: bool = False) -> list[dict]:
@@ -36,7 +36,7 @@ def run(quick: bool = False) -> list[dict]:
 
     torch.set_num_threads(2)
     reps = 5 if quick else 15
-    shipped = legacy_model_path()  # the single-geometry refiner (family model: issue 10)
+    shipped = legacy_model_path()  # the single-geometry refiner
     if shipped.exists():
         ref = load_refiner(shipped)
         label = "shipped single-geometry model"

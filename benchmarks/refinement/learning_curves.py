@@ -7,7 +7,8 @@ the U-Net's loss, which is that sum). For a
 multi-decoder model the column is its invariant decoder (the ``invariance`` term, the
 invariant decoder's likelihood); for the pooled models the ``reconstruction`` term.
 
-Run: ``.venv/bin/python benchmarks/issue10/learning_curves.py LABEL=CURVE.jsonl ... [--every 384]``.
+Run: ``.venv/bin/python benchmarks/refinement/learning_curves.py LABEL=CURVE.jsonl ...
+[--every 384]``.
 """
 
 from __future__ import annotations

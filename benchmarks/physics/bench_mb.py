@@ -1,6 +1,6 @@
 """Model-based reconstruction, exact inversion and autofocus: quality, speed and memory.
 
-1. Quality (issue 5): 32-sensor ring (r = 22.5 mm), 128 x 128 pixels at 0.1 mm, 40 MHz,
+1. Quality: 32-sensor ring (r = 22.5 mm), 128 x 128 pixels at 0.1 mm, 40 MHz,
    1024 samples, 1 % relative noise, vessel phantoms ``oatomo.phantoms.vessels(grid, s)``
    for s = 0 .. 19 (the defaults of ``oatomo.recon.model_based`` were tuned on seeds 101-104,
    not these). Each reconstruction is scaled by its least-squares factor to the truth,
@@ -17,7 +17,7 @@
 3. Speed of TV (50 iterations), FBP (exact, 512-sensor ring) and autofocus.
 4. Autofocus sharpness measures compared (the choice in ``oatomo.recon.autofocus``).
 
-Run: ``.venv/bin/python benchmarks/bench_mb.py`` (``--quick``: 5 phantoms, the matrix
+Run: ``.venv/bin/python benchmarks/physics/bench_mb.py`` (``--quick``: 5 phantoms, the matrix
 comparison on 64 x 64 pixels).
 """
 
@@ -30,9 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(ROOT / "benchmarks" / "speed"))
 
 from bench_core import median_time, to_markdown  # noqa: E402  (one table format, one timer)
 

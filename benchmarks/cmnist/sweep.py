@@ -1,4 +1,4 @@
-"""Colored MNIST sweep (issue 12, item 4): E_rel of every model at several training
+"""Colored MNIST sweep: E_rel of every model at several training
 environments and γ, with its uncertainty, from finished or unfinished ``oatomo cmnist``
 runs.
 
@@ -7,8 +7,8 @@ Each run directory is one point of the sweep, given as ``LABEL=DIR``; its ``stat
 still going) holds E_rel per seed, the standard error over seeds and the bootstrap
 interval over test images::
 
-    python benchmarks/cmnist_sweep.py "e 0.2/0.1, γ 1=out/cmnist_full" \\
-        "e 0.05/0.4, γ 1=out/cmnist_sweep_e05_40" --out benchmarks/issue12/sweep
+    python benchmarks/cmnist/sweep.py "e 0.2/0.1, γ 1=out/cmnist_full" \\
+        "e 0.05/0.4, γ 1=out/cmnist_sweep_e05_40" --out benchmarks/cmnist/sweep
 
 writes ``sweep.md`` (the tables: E_rel per model and point; each invariant model's E_rel
 minus the β-VAE's, paired) and ``sweep.png`` (left: E_rel ± standard error over seeds per

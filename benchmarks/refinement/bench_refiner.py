@@ -4,11 +4,11 @@ Times, in one run and interleaved, the refinement of a 256 x 256 canonical image
 shipped family refiner with each inference engine -- NumPy (what ``oatomo reconstruct``
 uses up to 256² pixels: no PyTorch import) and PyTorch -- without and with the uncertainty
 map (16 posterior samples and the variant decoders), and the DAS of a 256 x 256 image with
-256 sensors x 2030 samples (issue 10 target: refinement no slower than that DAS). Two
+256 sensors x 2030 samples (target: refinement no slower than that DAS). Two
 threads for everything. Uses the shipped model, or an untrained model of the default
 architecture when it is missing.
 
-Run: ``.venv/bin/python benchmarks/bench_family.py [model.npz]``.
+Run: ``.venv/bin/python benchmarks/refinement/bench_refiner.py [model.npz]``.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(ROOT / "benchmarks" / "speed"))
 
 
 def _refiners(model: str | None) -> tuple[dict, str]:

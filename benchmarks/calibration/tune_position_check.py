@@ -1,19 +1,20 @@
 """Tuning scans of the position check (``oatomo.calibration.check_positions``).
 
-The issue-9 setups (32- and 64-sensor rings, a 270 degree arc of 48; 128 x 128 at 0.1 mm,
-40 MHz, 1 % noise) with three error sizes: none, small (radial 0.08 mm, angular 0.2 deg)
-and the benchmark's (radial 0.25 mm, angular 0.6 / 0.45 deg), each on the tuning phantoms
-`vessels` seed 1, `vessel-tree` seed 3, `disks` seed 7 and `blobs` seed 2; the speed of
-sound is the file's (``--c-error``: drawn 1 % off, clipped to 2 %, as in the benchmark).
+The calibration benchmark's setups (32- and 64-sensor rings, a 270 degree arc of 48; 128 x
+128 at 0.1 mm, 40 MHz, 1 % noise) with three error sizes: none, small (radial 0.08 mm,
+angular 0.2 deg) and the benchmark's (radial 0.25 mm, angular 0.6 / 0.45 deg), each on the
+tuning phantoms `vessels` seed 1, `vessel-tree` seed 3, `disks` seed 7 and `blobs` seed 2;
+the speed of sound is the file's (``--c-error``: drawn 1 % off, clipped to 2 %, as in the
+benchmark).
 Prints one JSON line per scan: the true rms position error after rigid alignment, the
 check's spread, common shift, noise, held-out correlation, time and verdict.
 ``--response FC:BW`` passes the records through a Gaussian-band detector response first
 (``--deconvolve``: and Wiener-deconvolves them again, as ``oatomo reconstruct
 --deconvolve`` does before the check). The threshold (half a pixel,
 and above the noise) was chosen from these lines; the reported numbers are in
-``benchmarks/issue10/position_check.md`` (held-out scans).
+``benchmarks/calibration/position_check.md`` (held-out scans).
 
-Run: ``OMP_NUM_THREADS=1 .venv/bin/python benchmarks/issue9/tune_position_check.py``
+Run: ``OMP_NUM_THREADS=1 .venv/bin/python benchmarks/calibration/tune_position_check.py``
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Core speed benchmark: DAS, UBP, multi-frame DAS, forward model, against references.
 
-Sizes (issue 2): 256 x 256 pixels at 0.1 mm, 256-sensor ring of radius 40 mm, 40 MHz,
+Sizes: 256 x 256 pixels at 0.1 mm, 256-sensor ring of radius 40 mm, 40 MHz,
 2030 samples. Every figure is the median of several runs, and each comparison is a
 *ratio* against a reference measured in the same run (these machines are noisy).
 
@@ -11,7 +11,7 @@ References:
   skipped with a message when PATATO cannot be imported;
 - Numba's cache: first call in a fresh process with an empty cache vs a second process.
 
-Run: ``.venv/bin/python benchmarks/bench_core.py`` (``--quick`` for fewer repeats).
+Run: ``.venv/bin/python benchmarks/speed/bench_core.py`` (``--quick`` for fewer repeats).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 N_PIX, N_SENS, N_T, FS, RADIUS = 256, 256, 2030, 40e6, 0.040

@@ -11,17 +11,17 @@ own random rigid motion, which no data can reveal.
 
 Two sets of scans, the same as the benchmarks that report the calibrated numbers:
 
-* ``issue9``: the cases of ``benchmarks/bench_calibration.py`` (its setups, vessel trees
+* ``bench``: the cases of ``benchmarks/calibration/bench_calibration.py`` (its setups, vessel trees
   and disks, seeds 100-107; TV 50 iterations, ``tol=0``), one JSON per case;
-* ``issue10 DIR``: a family evaluation set (``oatomo family evalset``, e.g. the 32-ring one
-  of ``benchmarks/issue10/bench_calibrated_inputs.py``), TV 50 as there.
+* ``evalset DIR``: a family evaluation set (``oatomo family evalset``, e.g. the 32-ring one
+  of ``benchmarks/refinement/bench_calibrated_inputs.py``), TV 50 as there.
 
 Run::
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/issue9/gauge_bound.py issue9 \\
-        --setups ring32,ring64,arc270 --out out/gauge_bound_issue9.json
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/issue9/gauge_bound.py issue10 \\
-        out/issue10_cal/evalset --out out/gauge_bound_issue10.json
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/calibration/gauge_bound.py bench \\
+        --setups ring32,ring64,arc270 --out out/gauge_bound_bench.json
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/calibration/gauge_bound.py evalset \\
+        out/calibrated_inputs/evalset --out out/gauge_bound_evalset.json
 
 Prints one line per scan and the mean PSNR (best affine fit) per group.
 """
@@ -39,7 +39,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
+sys.path.insert(0, str(ROOT / "benchmarks" / "calibration"))
 
 from oatomo.calibration import _prior_from_setup, similarity_transform  # noqa: E402
 from oatomo.geometry import SensorArray  # noqa: E402
@@ -53,7 +53,7 @@ def gauge_oracle(true: np.ndarray, prior_mean: np.ndarray, c_true: float
     return SensorArray(true @ R.T * s + t), c_true * s
 
 
-def issue9_cases(setups: list[str]) -> dict[str, float]:
+def bench_cases(setups: list[str]) -> dict[str, float]:
     import bench_calibration as B
 
     from oatomo.forward import simulate
@@ -86,7 +86,7 @@ def issue9_cases(setups: list[str]) -> dict[str, float]:
     return out
 
 
-def issue10_cases(directory: Path) -> dict[str, float]:
+def evalset_cases(directory: Path) -> dict[str, float]:
     from oatomo.evaluation import metrics as M
     from oatomo.evaluation.legacy import affine_fit
     from oatomo.evaluation.refiners import eval_acquisition, eval_files
@@ -110,15 +110,15 @@ def issue10_cases(directory: Path) -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("which", choices=("issue9", "issue10"))
-    ap.add_argument("evalset", nargs="?", type=Path, help="issue10: the evaluation set")
+    ap.add_argument("which", choices=("bench", "evalset"))
+    ap.add_argument("evalset", nargs="?", type=Path, help="evalset: the evaluation set")
     ap.add_argument("--setups", default="ring32,ring64,arc270")
     ap.add_argument("--out", type=Path, help="JSON of the PSNR per scan")
     args = ap.parse_args(argv)
-    if args.which == "issue10" and args.evalset is None:
-        ap.error("issue10 needs the evaluation set directory")
-    res = (issue9_cases(args.setups.split(",")) if args.which == "issue9"
-           else issue10_cases(args.evalset))
+    if args.which == "evalset" and args.evalset is None:
+        ap.error("evalset needs the evaluation set directory")
+    res = (bench_cases(args.setups.split(",")) if args.which == "bench"
+           else evalset_cases(args.evalset))
     groups: dict[str, list[float]] = {}
     for key, v in res.items():
         groups.setdefault(key.rsplit("/", 1)[0], []).append(v)

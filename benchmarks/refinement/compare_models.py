@@ -4,9 +4,9 @@ Reads ``evaluation.json`` files written by ``oatomo family evaluate`` on the sam
 evaluation set and prints, for every pair ``A`` and ``B`` named as ``FILE:METHOD``, the mean
 per-scan PSNR difference B − A with its standard error, in distribution, held out and per
 geometry; and each refiner's gain over TV with the nominal positions per geometry (the
-issue-10 table). Scans are matched by (geometry, perturbation, item).
+refinement results table). Scans are matched by (geometry, perturbation, item).
 
-Run: ``.venv/bin/python benchmarks/issue10/compare_models.py [LABEL=]A.json:invariant
+Run: ``.venv/bin/python benchmarks/refinement/compare_models.py [LABEL=]A.json:invariant
 [LABEL=]B.json:invariant ...`` (the first is the reference of the differences).
 """
 

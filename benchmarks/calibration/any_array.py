@@ -6,7 +6,7 @@ noise, a vessel tree (seed 104), 128 x 128 at 0.1 mm, 40 MHz; default prior (1 %
 radius, no setup). Prints TV50 PSNR (best affine fit) with the nominal, calibrated and true
 geometry, the position error after rigid alignment, c and the calibration time.
 
-Run: ``OMP_NUM_THREADS=1 .venv/bin/python benchmarks/issue9/any_array.py ring512`` (or
+Run: ``OMP_NUM_THREADS=1 .venv/bin/python benchmarks/calibration/any_array.py ring512`` (or
 ``cloud``).
 """
 

@@ -1,4 +1,4 @@
-"""Self-calibration of sensor positions and speed of sound (issue 9): quality and time.
+"""Self-calibration of sensor positions and speed of sound: quality and time.
 
 For each setup and phantom a scan is simulated with drawn true positions and a true speed
 of sound that differs from the file's, then reconstructed (UBP and TV, 50 iterations) with
@@ -22,7 +22,7 @@ The method's constants were tuned on ``vessels`` (retina crops) seed 1 and ``ves
 seed 3 of ``ring32``; the reported phantoms are other kinds/seeds (default
 ``vessel-tree`` seeds 100-107 and ``disks`` seeds 100-107).
 
-Run: ``.venv/bin/python benchmarks/bench_calibration.py`` (``--quick``: 2 phantoms per
+Run: ``.venv/bin/python benchmarks/calibration/bench_calibration.py`` (``--quick``: 2 phantoms per
 setup; ``--phantoms``, ``--setups``, ``--out results.json``; ``--timing``: only the
 calibration / TV50 time ratio, interleaved, median of 3).
 """
@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from oatomo.calibration import (  # noqa: E402
