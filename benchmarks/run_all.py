@@ -223,10 +223,10 @@ def main(argv: list[str]) -> int:
     if bench_learn is not None:
         sections.append(("Learning: inference and training throughput",
                          lambda: bench_learn.run(quick)))
-    bench_family = _load("refinement/bench_refiner")
-    if bench_family is not None:
+    bench_refiner = _load("refinement/bench_refiner")
+    if bench_refiner is not None:
         sections.append(("Refiner: a 256² image against one DAS",
-                         lambda: bench_family.run(quick=quick)))
+                         lambda: bench_refiner.run(quick=quick)))
     sections.append(("Peak memory (fresh process per case)", memory_rows))
     sections.append(("End to end", lambda: end_to_end_rows(3 if quick else 5)))
     for title, fn in sections:
