@@ -53,6 +53,7 @@ $(VENV)/.installed-docs: $(BIN)/python pyproject.toml constraints.txt
 docs: $(VENV)/.installed-docs
 	$(BIN)/python -m sphinx -W --keep-going -b html docs docs/_build/html
 
+# Every speed benchmark (benchmarks/<topic>/); writes benchmarks/latest.md.
 bench: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/run_all.py
 
@@ -62,9 +63,9 @@ model: model-family
 clean:
 	rm -rf $(VENV) out
 
-# Train the refiner (every 2-D ring or arc scanner; README "One refiner for
-# every 2-D ring or arc scanner"): 15 environments x 768 scans (about 9 min on one core),
-# the multi-decoder invariant VAE (width 8, depth 2) for 32 epochs (12288 steps of 30
+# Train the refiner (every 2-D ring or arc scanner; docs/guide/refine.rst): 15 environments
+# x 768 scans (about 9 min on one core), the multi-decoder invariant VAE (width 8, depth 2)
+# for 32 epochs (12288 steps of 30
 # images; about 40 min on one core), the held-out evaluation set with TV baselines, the
 # evaluation, and the export (weights only) into the package. Every step resumes where an
 # interrupted run stopped.
@@ -79,7 +80,7 @@ model-family: $(VENV)/.installed
 	$(BIN)/oatomo refiner evaluate --model invariant=$(FAMILY_OUT)/multi-decoder.pt --data $(FAMILY_OUT)/eval --out $(FAMILY_OUT)/evaluation --uncertainty-modes decoders both
 	$(BIN)/oatomo refiner export $(FAMILY_OUT)/multi-decoder.pt -o $(FAMILY_SHIPPED) --uncertainty both --force
 
-# The equal-budget comparison (benchmarks/RESULTS.md): the pooled beta-VAE and U-Net of
+# The equal-budget comparison (docs/results/refinement.rst): the pooled beta-VAE and U-Net of
 # the same width, trained for the same steps on the same data, scored beside the invariant
 # model; evaluation.md reports the drops paired by scan.
 model-family-compare: model-family

@@ -1,9 +1,9 @@
-"""Run every benchmark and rewrite the generated part of benchmarks/RESULTS.md.
+"""Run every benchmark and rewrite benchmarks/latest.md, the output of the last run.
 
-``make bench`` calls this. Sections between ``<!-- BEGIN GENERATED -->`` and
-``<!-- END GENERATED -->`` are rewritten; everything else in RESULTS.md (results of long
-runs such as the Colored MNIST example or model training, with the commands that
-reproduce them) is kept as it is.
+``make bench`` calls this. The part between ``<!-- BEGIN GENERATED -->`` and
+``<!-- END GENERATED -->`` is rewritten; the rest of the file is kept. The documentation
+shows the file (docs/results/speed.rst); the results of long runs (Colored MNIST, model
+training, calibration) are in docs/results with the commands that reproduce them.
 
 Every figure is a median of several runs and every comparison a ratio against a reference
 measured in the same run. Peak memory is measured per case in a fresh process
@@ -29,12 +29,13 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
-RESULTS = HERE / "RESULTS.md"
+RESULTS = HERE / "latest.md"
 BEGIN, END = "<!-- BEGIN GENERATED -->", "<!-- END GENERATED -->"
 
 
 def _load(name: str):
-    spec = importlib.util.spec_from_file_location(name, HERE / f"{name}.py")
+    """The benchmark module ``benchmarks/<name>.py`` (``name`` is ``topic/module``)."""
+    spec = importlib.util.spec_from_file_location(Path(name).name, HERE / f"{name}.py")
     if spec is None or not (HERE / f"{name}.py").exists():
         return None
     mod = importlib.util.module_from_spec(spec)
@@ -58,7 +59,7 @@ def _memory_case(case: str) -> None:
     y = np.random.default_rng(1).standard_normal((256, 2030)).astype(np.float32)
     def call() -> None:
         if case == "numpy-das":
-            _load("bench_core").numpy_das(y, grid, sensors, acq)
+            _load("speed/bench_core").numpy_das(y, grid, sensors, acq)
         elif case == "forward":
             op.forward(x)
         elif case == "adjoint":
@@ -97,7 +98,7 @@ def scaling_rows(quick: bool) -> tuple[list[dict], str]:
     from oatomo.forward import ForwardOperator
     from oatomo.recon.backprojection import backproject
 
-    bench_core = _load("bench_core")
+    bench_core = _load("speed/bench_core")
     reps = 3 if quick else 5
     sizes = [64, 128, 256] if quick else [64, 128, 256, 512]
     counts = [32, 128, 512] if quick else [32, 64, 128, 256, 512, 1024]
@@ -207,7 +208,7 @@ def main(argv: list[str]) -> int:
         _memory_case(argv[1])
         return 0
     quick = "--quick" in argv
-    bench_core = _load("bench_core")
+    bench_core = _load("speed/bench_core")
     to_md = bench_core.to_markdown
     loadavg = Path("/proc/loadavg")
     load = loadavg.read_text().split()[0] if loadavg.exists() else "n/a"
@@ -215,17 +216,17 @@ def main(argv: list[str]) -> int:
              f"{machine()}. Load average before the run: {load}.", ""]
     sections = [("Core: DAS, UBP, frames, forward model vs NumPy and PATATO",
                  lambda: bench_core.run(quick))]
-    bench_mb = _load("bench_mb")
+    bench_mb = _load("physics/bench_mb")
     if bench_mb is not None:
         sections.append(("Model-based reconstruction", lambda: bench_mb.run(quick)))
-    bench_learn = _load("bench_learn")
+    bench_learn = _load("refinement/bench_learn")
     if bench_learn is not None:
         sections.append(("Learning: inference and training throughput",
                          lambda: bench_learn.run(quick)))
-    bench_family = _load("bench_family")
-    if bench_family is not None:
-        sections.append(("Scanner-family refiner: a 256² image against one DAS (issue 10)",
-                         lambda: bench_family.run(quick=quick)))
+    bench_refiner = _load("refinement/bench_refiner")
+    if bench_refiner is not None:
+        sections.append(("Refiner: a 256² image against one DAS",
+                         lambda: bench_refiner.run(quick=quick)))
     sections.append(("Peak memory (fresh process per case)", memory_rows))
     sections.append(("End to end", lambda: end_to_end_rows(3 if quick else 5)))
     for title, fn in sections:
@@ -241,7 +242,7 @@ def main(argv: list[str]) -> int:
     if "--print" in argv:
         print(text)
         return 0
-    old = RESULTS.read_text() if RESULTS.exists() else "# oatomo benchmark results\n"
+    old = RESULTS.read_text() if RESULTS.exists() else "# The last `make bench` run\n"
     if BEGIN in old and END in old:
         new = old[:old.index(BEGIN)] + text + old[old.index(END) + len(END):]
     else:

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 12, item 4: when do the invariant models remove the colour bias? A sweep of the
+# When do the invariant models remove the colour bias? A sweep of the
 # training environments and of γ on full MNIST, 3 seeds each, every point resumable.
 #   examples/cmnist/sweep.sh               all points, one after the other
 #   EPOCHS=10 examples/cmnist/sweep.sh     shorter trainings (say so when reporting)
@@ -16,7 +16,7 @@ for envs in "0.2 0.1" "0.05 0.4"; do
   for gamma in 1 10 0.1; do
     read -r e1 e2 <<< "$envs"
     out="out/sweep/e${e1}_${e2}_g${gamma}"
-    # the published point is the main run of README.md: reuse its checkpoints
+    # the published point is the main full-MNIST run (README.md): reuse its checkpoints
     [ "$e1 $e2 $gamma" = "0.2 0.1 1" ] && [ -z "${EPOCHS:-}" ] && out=out/cmnist_full
     mkdir -p "$out"
     # the β-VAE does not depend on γ: a point with γ != 1 reuses the γ = 1 point's β-VAEs
