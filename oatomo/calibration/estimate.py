@@ -105,7 +105,7 @@ def calibrate_sinogram(
         estimated shifts about their mean, less the fits' own posterior variance, clipped
         to :data:`~oatomo.calibration.prior.SCOUT_RANGE` of the radius. It tracks the error
         size on disks and retina crops but can overestimate it on thin vessel trees with
-        small errors (benchmarks/RESULTS.md), so it is an option, not the default.
+        small errors (docs/results/calibration.rst), so it is an option, not the default.
     speed_of_sound
         Estimate ``c`` (default); False keeps the file's value.
     speed_span
