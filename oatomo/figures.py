@@ -311,7 +311,7 @@ def cmnist_stats_figure(outdir: str | os.PathLike, uncertainty: dict[str, dict[s
     Parameters
     ----------
     uncertainty
-        :func:`oatomo.evaluation.stats.model_uncertainty`'s result.
+        :func:`oatomo.validation.cmnist.stats.model_uncertainty`'s result.
     names
         Display name of each model key.
     poster

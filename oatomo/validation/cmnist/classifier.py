@@ -2,9 +2,9 @@
 
 It is **colour-blind** by construction: the channels are summed before the first layer, so
 the digit it reports cannot depend on the red / green colouring (colour is read separately
-from channel energy, :func:`oatomo.evaluation.metrics.color_of`). It trains with the same loop as the
-VAEs (:func:`oatomo.learn.train`, target = the true digit) and saves to the same checkpoint
-format.
+from channel energy, :func:`oatomo.validation.cmnist.metrics.color_of`). It trains with the
+same loop as the VAEs (:func:`oatomo.learn.train`, target = the true digit) and saves to the
+same checkpoint format.
 """
 
 from __future__ import annotations

@@ -1,10 +1,11 @@
 """The Colored MNIST validation experiment: β-VAE vs the two invariant VAEs.
 
-For each seed: build the environments (:func:`oatomo.validation.cmnist.data.colored_mnist`), train the three
-models on the two training environments with the same hyper-parameters (:class:`Settings`),
-evaluate on the test environment (e = 0.9) and aggregate mean ± std over seeds.
+For each seed: build the environments (:func:`oatomo.validation.cmnist.data.colored_mnist`),
+train the three models on the two training environments with the same hyper-parameters
+(:class:`Settings`), evaluate on the test environment (e = 0.9) and aggregate mean ± std
+over seeds.
 
-Metrics (see :mod:`oatomo.evaluation.metrics`): MSE of the invariant-path reconstructions
+Metrics (see :mod:`oatomo.validation.cmnist.metrics`): MSE of the invariant-path reconstructions
 (per-image sum over 2x28x28), RKL = D(q_gen || p_test) over the 20 (digit x colour) classes
 of 1,000-odd generated samples (prior -> invariant decoder) against the test images, digit
 from a colour-blind CNN (trained once, seed 0, on the training pool) applied to both sides,
@@ -28,11 +29,11 @@ import torch
 
 from oatomo._atomic import atomic_path
 from oatomo.errors import InputError
-from oatomo.evaluation import metrics
 from oatomo.learn.blocks import VAEConfig
 from oatomo.learn.models import BetaVAE, MultiDecoderIVAE, MultiEncoderIVAE
 from oatomo.learn.train import steps_per_epoch, train
 from oatomo.recon.registry import Callback
+from oatomo.validation.cmnist import metrics
 from oatomo.validation.cmnist.classifier import ClassifierConfig, DigitClassifier, predict_batched
 from oatomo.validation.cmnist.data import TRAIN_ENVS, ColoredMNIST, Environment, colored_mnist
 
@@ -144,10 +145,10 @@ def evaluate_model(model: Any, test: Environment, classifier: DigitClassifier, *
     ``e_rel_balanced``, ``e_rel_paired``, ``mse_easy``, ``mse_hard``), the two RKL
     histograms, and ``reconstructions`` and ``samples`` arrays (popped by the caller).
 
-    ``per_image`` (popped by the caller, saved for :mod:`oatomo.evaluation.stats`) holds the per-image
-    squared errors (``sse``, and ``sse_swapped`` for the colour-swapped images), the ``easy``
-    mask, the true ``digits``, and the classes and colours of the test images and of the
-    generated samples.
+    ``per_image`` (popped by the caller, saved for :mod:`oatomo.validation.cmnist.stats`)
+    holds the per-image squared errors (``sse``, and ``sse_swapped`` for the colour-swapped
+    images), the ``easy`` mask, the true ``digits``, and the classes and colours of the test
+    images and of the generated samples.
 
     ``e_rel_paired`` is a diagnostic, not the poster's metric: every test digit is also
     reconstructed with its colour swapped, and E_rel is computed over the same digits in
@@ -239,7 +240,8 @@ def run_experiment(*, mnist_dir: str | os.PathLike | None = None, seeds: int = 3
     out
         Directory for checkpoints (``checkpoints/seed<s>/<model>.pt``,
         ``checkpoints/classifier.pt``), per-image evaluations
-        (``per_image/seed<s>_<model>.npz``, read by :func:`oatomo.evaluation.stats.compare_models`),
+        (``per_image/seed<s>_<model>.npz``, read by
+        :func:`oatomo.validation.cmnist.stats.compare_models`),
         ``results_partial.json`` (rewritten after every model), ``results.json``,
         ``table.md`` and the figures; ``None`` writes nothing.
     resume
