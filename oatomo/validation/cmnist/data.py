@@ -56,7 +56,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "ColoredMNIST",
-    "Environment",
+    "ColorEnvironment",
     "TRAIN_ENVS",
     "TEST_ENV",
     "LABEL_NOISE",
@@ -97,8 +97,8 @@ _IDX_NAMES = {
 
 
 @dataclass(frozen=True)
-class Environment:
-    """One Colored MNIST environment.
+class ColorEnvironment:
+    """One Colored MNIST environment: images with a colour-flip probability ``e``.
 
     Attributes
     ----------
@@ -134,12 +134,16 @@ class Environment:
         return ~self.easy
 
 
+#: Another name of :class:`ColorEnvironment`, for code that imports it from this module.
+Environment = ColorEnvironment
+
+
 @dataclass(frozen=True)
 class ColoredMNIST:
     """The two training environments and the test environment, plus where they came from."""
 
-    train: tuple[Environment, Environment]
-    test: Environment
+    train: tuple[ColorEnvironment, ColorEnvironment]
+    test: ColorEnvironment
     source: str
     seed: int
     downsample: int
@@ -442,7 +446,7 @@ def load_full_mnist(*, cache: str | os.PathLike | None = None, csv_files: dict[s
 
 
 def make_environment(images: np.ndarray, digits: np.ndarray, e: float,
-                     rng: np.random.Generator, *, downsample: int = 1) -> Environment:
+                     rng: np.random.Generator, *, downsample: int = 1) -> ColorEnvironment:
     """Colour MNIST digits as in IRM: noisy label, colour = label XOR Bernoulli(e).
 
     Parameters
@@ -469,7 +473,8 @@ def make_environment(images: np.ndarray, digits: np.ndarray, e: float,
     colors = labels ^ (rng.random(n) < e)
     two = np.zeros((n, 2, *grey.shape[1:]), np.float32)
     two[np.arange(n), colors] = grey  # channel 1 (green) if colour 1, else channel 0 (red)
-    return Environment(two, digits, labels.astype(np.int64), colors.astype(np.int64), float(e))
+    return ColorEnvironment(two, digits, labels.astype(np.int64), colors.astype(np.int64),
+                            float(e))
 
 
 def colored_mnist(mnist_dir: str | os.PathLike | None = None, *, seed: int = 0,

@@ -35,7 +35,12 @@ from oatomo.learn.train import steps_per_epoch, train
 from oatomo.recon.registry import Callback
 from oatomo.validation.cmnist import metrics
 from oatomo.validation.cmnist.classifier import ClassifierConfig, DigitClassifier, predict_batched
-from oatomo.validation.cmnist.data import TRAIN_ENVS, ColoredMNIST, Environment, colored_mnist
+from oatomo.validation.cmnist.data import (
+    TRAIN_ENVS,
+    ColoredMNIST,
+    ColorEnvironment,
+    colored_mnist,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -85,10 +90,11 @@ class Settings:
                          gamma=self.gamma, n_envs=2)
 
 
-def _take(env: Environment, n: int) -> Environment:
+def _take(env: ColorEnvironment, n: int) -> ColorEnvironment:
     if not n or n >= len(env):
         return env
-    return Environment(env.images[:n], env.digits[:n], env.labels[:n], env.colors[:n], env.e)
+    return ColorEnvironment(env.images[:n], env.digits[:n], env.labels[:n], env.colors[:n],
+                            env.e)
 
 
 def train_classifier(data: ColoredMNIST, settings: Settings, *, seed: int = 0,
@@ -136,7 +142,7 @@ def _knn_features(logits: np.ndarray, images: np.ndarray) -> np.ndarray:
     return np.concatenate([np.maximum(logp, -10.0), 10.0 * balance[:, None]], axis=1)
 
 
-def evaluate_model(model: Any, test: Environment, classifier: DigitClassifier, *,
+def evaluate_model(model: Any, test: ColorEnvironment, classifier: DigitClassifier, *,
                    seed: int = 0, test_features: tuple[np.ndarray, np.ndarray] | None = None
                    ) -> dict[str, Any]:
     """Reconstruction, generation and invariance metrics of one model on the test environment.
