@@ -59,7 +59,6 @@ import numpy as np
 import tomli_w
 
 from oatomo._atomic import check_input_file
-
 from oatomo._limits import MAX_PERTURBATION, MAX_POSITION, check_bytes, check_range
 from oatomo.errors import InputError
 from oatomo.geometry import Acquisition, Grid, SensorArray, ring_array

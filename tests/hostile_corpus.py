@@ -1,4 +1,4 @@
-"""Build the hostile-input corpus of issue 13: inputs a hostile or careless user can give.
+"""Build the hostile-input corpus: inputs a hostile or careless user can give.
 
 Each case is a command line for ``oatomo.cli.main`` and the files it reads, in a
 directory of its own. Every case must end with exit code 2 and one stderr line that names

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
@@ -204,8 +205,6 @@ def _copy_baseline(src: Path, outdir: Path, settings_json: dict[str, Any],
                    seeds: range) -> None:
     """Copy the finished β-VAE checkpoints of run ``src`` (same settings but γ) to
     ``outdir``; InputError when ``src`` was trained with other settings."""
-    import shutil
-
     saved = src / "checkpoints" / "settings.json"
     if not saved.is_file():
         raise InputError("not an oatomo cmnist output directory (no checkpoints/"
