@@ -5,7 +5,8 @@ threads spin while they wait for cores. With two other jobs on a 2-core machine,
 inference of one 128² refinement took 3.6 s on two BLAS threads and 1.0 s on one
 (benchmarks/RESULTS.md, ``oatomo reconstruct`` end to end). :func:`blas_threads` sets the
 count through OpenBLAS's own ``openblas_set_num_threads`` (found in the library NumPy's
-wheel bundles) and restores it afterwards; with another BLAS (MKL, Accelerate) or none found it does nothing.
+wheel bundles) and restores it afterwards; with another BLAS (MKL, Accelerate) or none
+found it does nothing.
 """
 
 from __future__ import annotations
