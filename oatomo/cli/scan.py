@@ -10,11 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
-from oatomo import phantoms
+from oatomo import figures, phantoms
 from oatomo._atomic import check_input_file, check_outputs
 from oatomo.cli._progress import bars
 from oatomo.errors import InputError
-from oatomo.figures import MAX_FRAME_ROWS, reconstruction_figure
 from oatomo.recon.registry import METHODS
 from oatomo.response import DetectorResponse
 from oatomo.setups import SIMULATIONS_DIR, describe_bundled_setups, load_setup
@@ -210,10 +209,10 @@ def run_reconstruct(args: argparse.Namespace) -> int:
         if png is not None or patato is not None:
             shown, scan = _shown_frames(src, rec, args, patato is not None)
         if png is not None:
-            reconstruction_figure(png, rec, shown, scan.acquisition,
-                                  title=f"{src.name} ("
-                                  f"{'self-calibrated, ' if prov['calibration'] else ''}"
-                                  f"{prov['method']}{' + refined' if rec.refined else ''})")
+            figures.reconstruction_figure(
+                png, rec, shown, scan.acquisition,
+                title=f"{src.name} ({'self-calibrated, ' if prov['calibration'] else ''}"
+                f"{prov['method']}{' + refined' if rec.refined else ''})")
             written.append(png)
         if patato is not None:
             from oatomo.io import save_patato  # lazy: h5py
@@ -290,7 +289,7 @@ def _shown_frames(src: Path, rec: object, args: argparse.Namespace, whole: bool
                          "than OATOMO_MAX_BYTES (raise the limit)", src)
     scan = load_scan(src, metadata_only=True)
     index, _ = _frame_selection(scan, args.frames, args.wavelengths, rec.grid, src)
-    rows = [read_frame(src, int(k)) for k in index.reshape(-1)[:MAX_FRAME_ROWS]]
+    rows = [read_frame(src, int(k)) for k in index.reshape(-1)[:figures.MAX_FRAME_ROWS]]
     return np.stack(rows), scan
 
 
