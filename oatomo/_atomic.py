@@ -9,6 +9,7 @@ import glob
 import os
 import shutil
 import stat
+import sys
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -246,9 +247,7 @@ def hdf5_for_writing(path: str | os.PathLike, mode: str = "w") -> Iterator[Any]:
     the rest of the process. Errors that do not come from HDF5 close the file normally and
     propagate unchanged.
     """
-    import sys
-
-    import h5py
+    import h5py  # lazy: h5py only for HDF5 writes
 
     previous, previous_except = sys.unraisablehook, sys.excepthook
 

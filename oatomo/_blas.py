@@ -3,9 +3,10 @@
 Parallel BLAS on small matrices costs more than it saves when the machine is busy: its
 threads spin while they wait for cores. With two other jobs on a 2-core machine, the NumPy
 inference of one 128² refinement took 3.6 s on two BLAS threads and 1.0 s on one
-(benchmarks/RESULTS.md, issue 8). :func:`blas_threads` sets the count through OpenBLAS's
-own ``openblas_set_num_threads`` (found in the library NumPy's wheel bundles) and restores
-it afterwards; with another BLAS (MKL, Accelerate) or none found it does nothing.
+(benchmarks/RESULTS.md, ``oatomo reconstruct`` end to end). :func:`blas_threads` sets the
+count through OpenBLAS's own ``openblas_set_num_threads`` (found in the library NumPy's
+wheel bundles) and restores it afterwards; with another BLAS (MKL, Accelerate) or none
+found it does nothing.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+import numpy
 
 logger = logging.getLogger(__name__)
 
@@ -30,8 +33,6 @@ _SYMBOLS = (("scipy_openblas_set_num_threads64_", "scipy_openblas_get_num_thread
 
 
 def _candidates() -> list[Path]:
-    import numpy
-
     root = Path(numpy.__file__).parent
     out: list[Path] = []
     for d in (root.parent / "numpy.libs", root / ".dylibs", root / ".libs"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ __all__ = ["scan_figure", "reconstruction_figure", "add_scale_bar", "evaluation_
 
 def _subplots(nrows: int, ncols: int, **kw: Any) -> tuple[Any, Any]:
     """A figure and its axes without pyplot (no GUI backend, no global state; faster)."""
-    from matplotlib.figure import Figure
+    from matplotlib.figure import Figure  # lazy: matplotlib
 
     figsize = kw.pop("figsize", None)
     fig = Figure(figsize=figsize)
@@ -47,7 +48,7 @@ _IMG, _CBAR, _GAP_CBAR, _COL, _LEFT, _TOP, _BOTTOM, _ROW = 2.5, 0.11, 0.06, 3.55
 
 def _layout(n_rows: int, n_cols: int) -> tuple[Any, list[list[tuple[Any, Any]]]]:
     """A figure of ``n_rows`` x ``n_cols`` square panels, each with a colourbar axis."""
-    from matplotlib.figure import Figure
+    from matplotlib.figure import Figure  # lazy: matplotlib
 
     width = _LEFT + n_cols * _COL
     height = _TOP + n_rows * _ROW + _BOTTOM
@@ -67,7 +68,7 @@ def _layout(n_rows: int, n_cols: int) -> tuple[Any, list[list[tuple[Any, Any]]]]
 
 
 def _colourbar(fig: Any, im: Any, cax: Any, label: str) -> None:
-    from matplotlib.ticker import MaxNLocator
+    from matplotlib.ticker import MaxNLocator  # lazy: matplotlib
 
     cb = fig.colorbar(im, cax=cax, ticks=MaxNLocator(4))  # few ticks: ticks cost the time
     cb.set_label(label, fontsize=8)
@@ -165,8 +166,6 @@ def scan_figure(path: str | os.PathLike, sinogram: np.ndarray, acquisition: Acqu
 
 def _frame_labels(lead: tuple[int, ...], provenance: Any) -> list[str]:
     """``frame k`` / ``frame k, 800 nm`` for the flattened leading axes of an image."""
-    import itertools
-
     axes = list(provenance.get("axes") or ["frame"] * len(lead))
     wl = provenance.get("wavelengths")
     if len(axes) != len(lead):
@@ -311,7 +310,7 @@ def cmnist_stats_figure(outdir: str | os.PathLike, uncertainty: dict[str, dict[s
     Parameters
     ----------
     uncertainty
-        :func:`oatomo.evaluation.stats.model_uncertainty`'s result.
+        :func:`oatomo.validation.cmnist.stats.model_uncertainty`'s result.
     names
         Display name of each model key.
     poster

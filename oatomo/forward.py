@@ -1,6 +1,6 @@
 """Forward model: initial pressure image -> sinogram, and its adjoint.
 
-Convention (SCIENCE.md section 4): the imaging plane is a slab of thickness ``h`` in a
+Convention: the imaging plane is a slab of thickness ``h`` in a
 3-D medium of constant speed of sound ``c``; a point sensor at ``r_s`` records::
 
     p(r_s, t) = h / (4 pi c^2) * d/dt [ (1/t) * integral_{|r - r_s| = c t} p0(r) dl ]
@@ -84,7 +84,7 @@ def bandpass(sinogram: np.ndarray, fs: float, band: tuple[float | None, float | 
     """
     if band is None:
         return sinogram
-    from scipy.signal import butter, sosfiltfilt
+    from scipy.signal import butter, sosfiltfilt  # lazy: scipy.signal is slow to import
 
     try:
         f_low, f_high = band
@@ -234,7 +234,7 @@ class ForwardOperator:
 
     def as_linear_operator(self) -> Any:
         """A :class:`scipy.sparse.linalg.LinearOperator` on flattened vectors."""
-        from scipy.sparse.linalg import LinearOperator
+        from scipy.sparse.linalg import LinearOperator  # lazy: only for this adapter
 
         n = self.grid.n
         n_s, n_t = self.sensors.n_sensors, self.acquisition.n_samples

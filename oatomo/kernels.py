@@ -13,7 +13,7 @@ tabulated over ``u = min(a, b) / max(a, b)`` and the offset. The kernels use 9 s
 split linearly between two fine bins of its shape's histogram, which is then convolved
 with the shape and sampled at the edges (the adjoint runs the same steps backwards).
 
-Forward model (SCIENCE.md section 4)::
+Forward model::
 
     F(t) = h / (4 pi c^2) / t * sum_ij x_ij dx K_ij(c t - d_ij)     (F = integral of p)
     p_k  = (F(t_k + dt/2) - F(t_k - dt/2)) / dt

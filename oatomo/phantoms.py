@@ -73,8 +73,8 @@ def disks(grid: Grid, seed: int | None = 0, count: int = 5) -> np.ndarray:
 
 def shepp_logan(grid: Grid) -> np.ndarray:
     """The Shepp–Logan phantom (scikit-image's) resampled to the grid, max 1."""
-    from skimage.data import shepp_logan_phantom
-    from skimage.transform import resize
+    from skimage.data import shepp_logan_phantom  # lazy: scikit-image
+    from skimage.transform import resize  # lazy: scikit-image
 
     img = resize(shepp_logan_phantom(), grid.shape, anti_aliasing=True, order=1)
     img = np.clip(img, 0, None)
@@ -84,9 +84,9 @@ def shepp_logan(grid: Grid) -> np.ndarray:
 @functools.lru_cache(maxsize=1)
 def _retina_vesselness() -> np.ndarray:
     """Vesselness (Sato filter) of scikit-image's bundled retina image, at 512 x 512."""
-    from skimage.data import retina
-    from skimage.filters import sato
-    from skimage.transform import resize
+    from skimage.data import retina  # lazy: scikit-image
+    from skimage.filters import sato  # lazy: scikit-image
+    from skimage.transform import resize  # lazy: scikit-image
 
     green = retina()[..., 1].astype(np.float64) / 255.0
     green = resize(green, (512, 512), anti_aliasing=True)
@@ -106,7 +106,7 @@ def vessels(grid: Grid, seed: int | None = 0) -> np.ndarray:
     position and size, rotated by a random angle, randomly flipped, resampled to the grid
     and min–max normalised; all draws come from ``seed``.
     """
-    from skimage.transform import resize, rotate
+    from skimage.transform import resize, rotate  # lazy: scikit-image
 
     rng = np.random.default_rng(seed)
     ves = _retina_vesselness()
@@ -224,7 +224,7 @@ def blobs(grid: Grid, seed: int | None = 0) -> np.ndarray:
 @functools.lru_cache(maxsize=16)
 def _skimage_gray(name: str) -> np.ndarray:
     """A scikit-image bundled image as float grey levels in [0, 1]."""
-    from skimage import data
+    from skimage import data  # lazy: scikit-image
 
     img = np.asarray(getattr(data, name)(), np.float64)
     if img.ndim == 3:
@@ -240,7 +240,7 @@ def texture(grid: Grid, seed: int | None = 0, images: tuple[str, ...] = TRAIN_TE
     degrees, possibly flipped, resampled to the grid, optionally inverted, and half the
     time windowed by a soft disk so the absorber does not fill the field of view.
     """
-    from skimage.transform import resize
+    from skimage.transform import resize  # lazy: scikit-image
 
     rng = np.random.default_rng(seed)
     src = _skimage_gray(images[int(rng.integers(len(images)))])
@@ -281,7 +281,7 @@ def mixture(grid: Grid, seed: int | None = 0) -> np.ndarray:
 
 def load_image(path: str | os.PathLike, grid: Grid) -> np.ndarray:
     """A user image (.png or .npy) resampled to the grid, non-negative, max 1."""
-    from skimage.transform import resize
+    from skimage.transform import resize  # lazy: scikit-image
 
     p = check_input_file(path, "phantom file")
     _check_image_size(p)
@@ -289,7 +289,7 @@ def load_image(path: str | os.PathLike, grid: Grid) -> np.ndarray:
         if p.suffix.lower() == ".npy":
             img = np.load(p, allow_pickle=False)
         elif p.suffix.lower() == ".png":
-            import matplotlib.image as mpimg
+            import matplotlib.image as mpimg  # lazy: matplotlib
 
             img = mpimg.imread(p)
         else:

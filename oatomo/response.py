@@ -30,13 +30,16 @@ from typing import Any
 
 import numpy as np
 
-from oatomo.errors import InputError
+from oatomo._limits import MAX_POSITION, MAX_SENSORS, check_bytes
+from oatomo.errors import InputError, warn_units
+from oatomo.geometry import SensorArray
 
 __all__ = ["DetectorResponse", "convolve", "correlate", "wiener_deconvolve",
            "element_points", "DEFAULT_WIENER"]
 
 #: Default Wiener regularisation ``lam`` (relative to ``max|H|^2``), chosen on simulated
-#: band-limited scans (``benchmarks/bench_response.py``; RESULTS.md, issue 11).
+#: band-limited scans (``benchmarks/bench_response.py``; its results in
+#: ``benchmarks/RESULTS.md``, real scans: detector response).
 DEFAULT_WIENER = 1e-3
 
 
@@ -200,7 +203,7 @@ def _filter(y: np.ndarray, fs: float, response: DetectorResponse, kind: str,
 
 
 def _fast_len(n: int) -> int:
-    from scipy.fft import next_fast_len
+    from scipy.fft import next_fast_len  # lazy: SciPy only when convolving
 
     return int(next_fast_len(int(n), real=True))
 
@@ -275,14 +278,10 @@ def element_points(sensors: Any, width: float, acquisition: Any,
         points ``k * n_points ... (k + 1) * n_points - 1`` belong to element ``k``, with its
         normal) and the count.
     """
-    from oatomo.geometry import SensorArray
-
     if isinstance(width, bool) or not isinstance(width, (int, float, np.floating)) \
             or not (math.isfinite(width) and width > 0):
         raise InputError(f"element width must be a number > 0 metres, got {width!r}")
     if width > 0.05:
-        from oatomo.errors import warn_units
-
         warn_units(f"element width = {width:g} m looks like a unit slip (metres: 0.5 mm is "
                    f"5e-4)")
     spacing = acquisition.speed_of_sound / acquisition.fs
@@ -290,8 +289,6 @@ def element_points(sensors: Any, width: float, acquisition: Any,
     if int(m) != m or m < 1:
         raise InputError(f"n_points must be a positive integer, got {n_points!r}")
     m = int(m)
-    from oatomo._limits import MAX_POSITION, MAX_SENSORS, check_bytes
-
     if width > MAX_POSITION:
         raise InputError(f"element width must be at most {MAX_POSITION:g} metres, got "
                          f"{width!r}")

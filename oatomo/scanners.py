@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from oatomo.errors import InputError
 from oatomo.geometry import Acquisition, Grid, SensorArray, ring_array
 
 __all__ = ["CANONICAL_PITCH", "FAMILY_KEY", "ScannerFamily", "GeometryKind", "PerturbationKind",
@@ -241,8 +242,6 @@ def environment(name: str) -> Environment:
     geo, _, pert = name.partition("/")
     kinds = {**GEOMETRIES, **EVAL_GEOMETRIES}
     if geo not in kinds or pert not in PERTURBATIONS:
-        from oatomo.errors import InputError
-
         raise InputError(f"unknown environment {name!r}: geometry one of {sorted(kinds)}, "
                          f"perturbation one of {sorted(PERTURBATIONS)}")
     return Environment(kinds[geo], PERTURBATIONS[pert])

@@ -50,17 +50,25 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import tomli_w
 
+from oatomo._atomic import check_input_file
 from oatomo._limits import MAX_PERTURBATION, MAX_POSITION, check_bytes, check_range
 from oatomo.errors import InputError
 from oatomo.geometry import Acquisition, Grid, SensorArray, ring_array
 from oatomo.resources import SETUPS, resource_path
 from oatomo.response import DetectorResponse
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
 
 __all__ = ["Setup", "load_setup", "bundled_setups", "describe_bundled_setups",
            "SIMULATIONS_DIR"]
@@ -323,31 +331,17 @@ class Setup:
         return doc
 
     def to_toml_string(self) -> str:
-        """Serialise to TOML text (a minimal writer for this schema)."""
-        return _dump_toml(self.to_dict())
+        """Serialise to TOML text (``tomli_w.dumps`` of :meth:`to_dict`)."""
+        return tomli_w.dumps(_plain(self.to_dict()))
 
 
-def _toml_value(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (int, np.integer)):
-        return str(int(v))
-    if isinstance(v, (float, np.floating)):
-        return repr(float(v))
-    if isinstance(v, str):
-        return '"' + v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+def _plain(v: Any) -> Any:
+    """``v`` with NumPy scalars as Python numbers (what ``tomli_w`` writes)."""
+    if isinstance(v, dict):
+        return {k: _plain(x) for k, x in v.items()}
     if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    raise TypeError(f"cannot write {type(v).__name__} to TOML")
-
-
-def _dump_toml(doc: dict[str, Any]) -> str:
-    lines = [f"{k} = {_toml_value(v)}" for k, v in doc.items() if not isinstance(v, dict)]
-    for k, v in doc.items():
-        if isinstance(v, dict):
-            lines.append(f"\n[{k}]")
-            lines.extend(f"{kk} = {_toml_value(vv)}" for kk, vv in v.items())
-    return "\n".join(lines) + "\n"
+        return [_plain(x) for x in v]
+    return v.item() if isinstance(v, np.generic) else v
 
 
 def bundled_setups() -> list[str]:
@@ -365,12 +359,6 @@ def describe_bundled_setups() -> dict[str, str]:
 def read_toml(path: str | os.PathLike, what: str) -> dict[str, Any]:
     """A TOML file's document; a missing or invalid file is an :class:`InputError`
     (``what``: the kind of file, for the message)."""
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # pragma: no cover - Python 3.10
-        import tomli as tomllib  # type: ignore[no-redef]
-    from oatomo._atomic import check_input_file
-
     if not os.path.lexists(path):
         raise InputError(f"{what} file not found", path)
     check_input_file(path, f"{what} file")  # FIFOs and devices would block or never end

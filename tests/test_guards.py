@@ -1,4 +1,4 @@
-"""Issue 11, item 5: unit slips warn, sensors may be plain (N, 2) arrays, wrong types are
+"""Unit slips warn, sensors may be plain (N, 2) arrays, wrong types are
 clear input errors."""
 
 import warnings
@@ -13,7 +13,7 @@ from oatomo.errors import InputError, UnitWarning
 from oatomo.forward import ForwardOperator
 
 
-# (fs below 1 kHz and sensors beyond 10 m are errors, issue 13's physical ranges: the
+# (fs below 1 kHz and sensors beyond 10 m are errors, the physical ranges of _limits: the
 # slips here stay inside them)
 @pytest.mark.parametrize("make, word", [
     (lambda: Grid(128, 12.8), "field of view = 12.8 m"),

@@ -1,5 +1,5 @@
-"""Tests that close the mutation-testing holes of issue 13: each fails for a plausible
-one-line bug that the rest of the suite let through."""
+"""Tests that close mutation-testing holes: each fails for a plausible one-line bug that
+the rest of the suite lets through."""
 
 import math
 

@@ -9,7 +9,6 @@ import torch
 from oatomo import InputError
 from oatomo.learn import (
     BetaVAE,
-    DigitClassifier,
     MultiDecoderIVAE,
     MultiEncoderIVAE,
     VAEConfig,
@@ -17,8 +16,10 @@ from oatomo.learn import (
     load_checkpoint,
     load_model,
     resolve_device,
+    save_checkpoint,
     train,
 )
+from oatomo.validation.cmnist.classifier import DigitClassifier, load_classifier
 
 MODELS = (BetaVAE, MultiDecoderIVAE, MultiEncoderIVAE)
 TINY = {"in_shape": (2, 8, 8), "latent_dim": 4, "channels": (4, 8), "hidden": 16}
@@ -168,18 +169,21 @@ def test_checkpoint_round_trip(tmp_path):
     assert type(loaded) is MultiDecoderIVAE and loaded.config == model.config
     x = _data(3, seed=9)
     torch.testing.assert_close(loaded.reconstruct(x, 1), model.reconstruct(x, 1))
-    assert isinstance(MultiDecoderIVAE.load(path), MultiDecoderIVAE)
+    assert isinstance(load_model(path, model_class=MultiDecoderIVAE), MultiDecoderIVAE)
     # the classifier uses the same format
     clf = DigitClassifier(seed=0)
-    clf.save(tmp_path / "clf.pt")
+    save_checkpoint(tmp_path / "clf.pt", clf)
     torch.testing.assert_close(load_model(tmp_path / "clf.pt").state_dict(), clf.state_dict())
+    assert type(load_classifier(tmp_path / "clf.pt")) is DigitClassifier
+    with pytest.raises(InputError, match="holds a MultiDecoderIVAE, expected a DigitClassifier"):
+        load_classifier(path)
 
 
 def test_checkpoint_bad_input(tmp_path):
     path = tmp_path / "beta.pt"
-    BetaVAE(VAEConfig(**TINY), seed=0).save(path)
+    save_checkpoint(path, BetaVAE(VAEConfig(**TINY), seed=0))
     with pytest.raises(InputError, match="holds a BetaVAE, expected a MultiEncoderIVAE") as e:
-        MultiEncoderIVAE.load(path)
+        load_model(path, model_class=MultiEncoderIVAE)
     assert "\n" not in str(e.value)
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"not a checkpoint at all")

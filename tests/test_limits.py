@@ -112,8 +112,8 @@ def test_scan_over_the_limit_is_reconstructed_frame_by_frame(tmp_path, monkeypat
 
 
 def test_frame_by_frame_keeps_the_selection_and_deconvolution(tmp_path, monkeypatch):
-    """Issue 11's frames / wavelengths / deconvolve also hold for a scan too large to read
-    whole (issue 13's frame-by-frame reconstruction); the PATATO export is refused then."""
+    """Frames / wavelengths / deconvolve also hold for a scan too large to read whole (the
+    frame-by-frame reconstruction); the PATATO export is refused then."""
     from oatomo.cli import main
     from oatomo.io import Scan, save_scan
     from oatomo.pipeline import reconstruct

@@ -1,10 +1,15 @@
 """Setups (TOML in/out, draws) and phantoms."""
 
 import math
+import sys
 
 import numpy as np
 import pytest
-import tomllib
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
 
 from oatomo import Grid, InputError
 from oatomo import phantoms as P

@@ -1,7 +1,9 @@
-"""oatomo.evaluation.stats against scipy.stats and closed forms; the statements it makes."""
+"""oatomo.evaluation.stats against scipy.stats, stored values and closed forms; the Colored
+MNIST uncertainties and the statements they make (oatomo.validation.cmnist.stats)."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -9,7 +11,8 @@ import pytest
 from scipy import stats as sps
 
 from oatomo import InputError, stats
-from oatomo.evaluation.metrics import class_histogram, histogram_kl
+from oatomo.validation.cmnist import stats as cmnist_stats
+from oatomo.validation.cmnist.metrics import class_histogram, histogram_kl
 
 
 def test_standard_error_matches_scipy():
@@ -29,6 +32,42 @@ def test_paired_t_test_matches_scipy():
     assert stats.paired_t_test([1, 2], [0, 1]) == (math.inf, 0.0)  # constant difference
     assert stats.paired_t_test([1, 2], [1, 2]) == (0.0, 1.0)
     assert all(math.isnan(v) for v in stats.paired_t_test([1.0], [2.0]))
+
+
+def test_bootstraps_are_scipy_bootstrap():
+    x = np.random.default_rng(4).exponential(1.0, 40)
+    y = x + np.random.default_rng(5).normal(0.2, 0.5, 40)
+    out = stats.bootstrap_ci(lambda i: float(x[i].mean()), 40, n_boot=200, seed=7)
+    ref = sps.bootstrap((x,), np.mean, n_resamples=200, method="percentile",
+                        random_state=np.random.default_rng(7))
+    assert out["low"] == pytest.approx(ref.confidence_interval.low, rel=1e-14)
+    assert out["high"] == pytest.approx(ref.confidence_interval.high, rel=1e-14)
+    assert out["se"] == pytest.approx(ref.standard_error, rel=1e-14)
+    diff = stats.paired_bootstrap(lambda i: float(y[i].mean()), lambda i: float(x[i].mean()),
+                                  40, n_boot=200, seed=7)
+    ref = sps.bootstrap((y, x), lambda a, b: np.mean(a - b, axis=-1), paired=True,
+                        n_resamples=200, method="percentile",
+                        random_state=np.random.default_rng(7))
+    assert diff["low"] == pytest.approx(ref.confidence_interval.low, rel=1e-12)
+    assert diff["high"] == pytest.approx(ref.confidence_interval.high, rel=1e-12)
+    assert diff["se"] == pytest.approx(ref.standard_error, rel=1e-12)
+
+
+def test_stored_values():
+    x = np.random.default_rng(4).exponential(1.0, 40)
+    y = x + np.random.default_rng(5).normal(0.2, 0.5, 40)
+    assert stats.standard_error(x) == pytest.approx(0.22420081029390496, rel=1e-14)
+    t, p = stats.paired_t_test(x, y)
+    assert (t, p) == pytest.approx((-0.5898340519489358, 0.5587039670926139), rel=1e-12)
+    out = stats.bootstrap_ci(lambda i: float(x[i].mean()), 40, n_boot=200, seed=7)
+    assert out == pytest.approx({"estimate": 1.333649129046535, "low": 0.9409912057639062,
+                                 "high": 1.7315729145713556, "se": 0.20371196504992395},
+                                rel=1e-14)
+    diff = stats.paired_bootstrap(lambda i: float(y[i].mean()), lambda i: float(x[i].mean()),
+                                  40, n_boot=200, seed=7)
+    assert diff == pytest.approx({"estimate": 0.038907339557736176,
+                                  "low": -0.10030014780890795, "high": 0.17827410206431887,
+                                  "se": 0.06749844722303286, "p": 0.72}, rel=1e-13)
 
 
 def test_wilcoxon_matches_scipy():
@@ -81,12 +120,12 @@ def test_metrics_from_per_image_data():
     rng = np.random.default_rng(6)
     d = _run(rng, 300, e_rel=0.1)
     idx = np.arange(300)
-    assert stats.metric_mse(d, idx) == pytest.approx(d["sse"].mean())
+    assert cmnist_stats.metric_mse(d, idx) == pytest.approx(d["sse"].mean())
     m_e, m_h = d["sse"][d["easy"]].mean(), d["sse"][~d["easy"]].mean()
-    assert stats.metric_e_rel(d, idx) == pytest.approx((m_h - m_e) / m_e)
+    assert cmnist_stats.metric_e_rel(d, idx) == pytest.approx((m_h - m_e) / m_e)
     ref = histogram_kl(class_histogram(d["gen_pred"], d["gen_color"]),
                        class_histogram(d["test_pred"], d["test_color"]))
-    assert stats.metric_rkl(d, idx) == pytest.approx(ref)
+    assert cmnist_stats.metric_rkl(d, idx) == pytest.approx(ref)
 
 
 def _per_image(seed=0, n=2000):
@@ -101,10 +140,10 @@ def _per_image(seed=0, n=2000):
 
 def test_compare_models_finds_the_built_in_differences():
     per = _per_image()
-    unc = stats.model_uncertainty(per, n_boot=200)
+    unc = cmnist_stats.model_uncertainty(per, n_boot=200)
     assert unc["multi_encoder"]["e_rel"]["mean"] == pytest.approx(0.0, abs=0.03)
     assert unc["beta_vae"]["e_rel"]["boot_low"] < 0.3 < unc["beta_vae"]["e_rel"]["boot_high"]
-    comps = {(c.a, c.b, c.metric): c for c in stats.compare_models(per, n_boot=200)}
+    comps = {(c.a, c.b, c.metric): c for c in cmnist_stats.compare_models(per, n_boot=200)}
     mse = comps["multi_decoder", "multi_encoder", "mse"]
     # 16 * (1 + 0.3 / 2) - 14: half the images are hard
     assert mse.diff == pytest.approx(4.4, abs=0.5) and mse.significant and mse.reproduced
@@ -112,30 +151,29 @@ def test_compare_models_finds_the_built_in_differences():
     rkl = comps["multi_decoder", "multi_encoder", "rkl"]  # encoders generate more zeros
     assert rkl.diff < 0 and rkl.reproduced
     erel = comps["multi_encoder", "beta_vae", "e_rel"]
-    assert erel.reproduced and stats.verdict(erel).startswith("reproduced")
+    assert erel.reproduced and cmnist_stats.verdict(erel).startswith("reproduced")
     null = comps["multi_decoder", "beta_vae", "e_rel"]  # the same e_rel built in
     assert not null.significant and not null.reproduced
-    assert stats.verdict(null).startswith("not reproduced (not significant")
-    text = stats.format_stats(unc, list(comps.values()), poster={"mse": (14.7, 12.8),
+    assert cmnist_stats.verdict(null).startswith("not reproduced (not significant")
+    text = cmnist_stats.format_stats(unc, list(comps.values()), poster={"mse": (14.7, 12.8),
                               "rkl": (1.957, 2.839), "e_rel": (0.1, 0.121)})
     assert "multiple encoders vs β-VAE | E_rel" in text and "reproduced (lower" in text
 
 
 def test_verdicts():
     def comp(diff, boot_p, seeds_p, sign):
-        return stats.Comparison("a", "b", "mse", sign, diff, 0, 0, boot_p, 1.0, seeds_p, 3)
-    assert stats.verdict(comp(-1, 0.001, 0.01, -1)) == "reproduced (lower, significant)"
-    assert stats.verdict(comp(+1, 0.001, 0.01, -1)).startswith("not reproduced: significantly")
-    assert "test images only" in stats.verdict(comp(-1, 0.001, 0.2, -1))
-    assert stats.verdict(comp(-1, 0.3, 0.01, 0)) == "not significant"
+        return cmnist_stats.Comparison("a", "b", "mse", sign, diff, 0, 0, boot_p, 1.0, seeds_p, 3)
+    assert cmnist_stats.verdict(comp(-1, 0.001, 0.01, -1)) == "reproduced (lower, significant)"
+    assert cmnist_stats.verdict(comp(+1, 0.001, 0.01, -1)).startswith(
+        "not reproduced: significantly")
+    assert "test images only" in cmnist_stats.verdict(comp(-1, 0.001, 0.2, -1))
+    assert cmnist_stats.verdict(comp(-1, 0.3, 0.01, 0)) == "not significant"
     assert comp(-1, 0.3, 0.01, 0).reproduced is None
-    assert "one seed" in stats.verdict(comp(-1, 0.001, float("nan"), 0))
-    # NumPy scalars in, plain JSON out (a 3-seed full-MNIST run failed writing stats.json)
-    import json
-
+    assert "one seed" in cmnist_stats.verdict(comp(-1, 0.001, float("nan"), 0))
+    # NumPy scalars in, plain JSON out
     for boot_p, seeds_p in ((0.3, 0.01), (0.001, 0.01), (0.001, 0.2)):
         c = comp(np.float64(-1), np.float64(boot_p), np.float64(seeds_p), -1)
-        row = json.loads(json.dumps(stats.comparisons_json([c])))[0]
+        row = json.loads(json.dumps(cmnist_stats.comparisons_json([c])))[0]
         assert type(c.significant) is bool and type(c.reproduced) is bool
         assert row["significant"] == (boot_p < 0.05 and seeds_p < 0.05)
 
@@ -148,8 +186,8 @@ def test_load_per_image_keeps_complete_seeds(tmp_path):
             if model == "multi_encoder" and s == 2:
                 continue  # seed 2 unfinished
             np.savez_compressed(tmp_path / "per_image" / f"seed{s}_{model}.npz", **r)
-    got = stats.load_per_image(tmp_path)
+    got = cmnist_stats.load_per_image(tmp_path)
     assert [len(v) for v in got.values()] == [2, 2, 2]
     assert np.array_equal(got["beta_vae"][1]["sse"], per["beta_vae"][1]["sse"])
     with pytest.raises(InputError, match="no seed"):
-        stats.load_per_image(tmp_path / "nothing")
+        cmnist_stats.load_per_image(tmp_path / "nothing")

@@ -22,7 +22,7 @@ class ProgressBars:
             return
         bar = self._bars.get(what)
         if bar is None:
-            from tqdm.auto import tqdm
+            from tqdm.auto import tqdm  # lazy: only when a bar is shown
 
             bar = self._bars[what] = tqdm(total=total, desc=what, leave=False,
                                           dynamic_ncols=True)

@@ -7,8 +7,10 @@ import math
 
 import numpy as np
 
+from oatomo._atomic import check_output_path
 from oatomo._limits import SPEED_RANGE
 from oatomo.errors import InputError
+from oatomo.geometry import Grid
 
 #: Most points of the coarse search.
 MAX_STEPS = 1000
@@ -52,10 +54,8 @@ def _parse_range(text: str) -> tuple[float, float]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from oatomo._atomic import check_output_path
-    from oatomo.geometry import Grid
-    from oatomo.io import load_scan, save_calibration
-    from oatomo.recon.autofocus import autofocus
+    from oatomo.io import load_scan, save_calibration  # lazy: h5py
+    from oatomo.recon.autofocus import autofocus  # lazy: Numba kernels
 
     c_range = _parse_range(args.range)
     if args.steps > MAX_STEPS:

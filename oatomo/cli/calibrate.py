@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from oatomo._atomic import check_outputs
 from oatomo.cli._progress import bars
 from oatomo.errors import InputError
 
@@ -56,10 +57,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_calibrate(args: argparse.Namespace) -> int:
-    from oatomo._atomic import check_outputs
-    from oatomo.calibration import apply_calibration, calibrate
-    from oatomo.io import load_scan, save_calibration, save_scan
-    from oatomo.pipeline import default_grid
+    from oatomo.calibration import apply_calibration, calibrate  # lazy: Numba kernels
+    from oatomo.io import load_scan, save_calibration, save_scan  # lazy: h5py
+    from oatomo.pipeline import default_grid  # lazy: Numba kernels
 
     src = Path(args.scan)
     out = Path(args.output) if args.output else src.with_name(src.stem + "_calibrated.h5")

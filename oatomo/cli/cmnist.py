@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 from dataclasses import replace
+from pathlib import Path
 
+from oatomo._atomic import atomic_path, check_outputs
 from oatomo.cli._progress import ProgressBars
 from oatomo.errors import InputError
+from oatomo.validation.cmnist.data import find_mnist
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -82,17 +86,11 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--n-boot must be >= 2, got {args.n_boot}")
     if args.stats_only:
         return _stats(args.out, args.n_boot, force=True)
-    from oatomo.validation.cmnist.data import find_mnist
-
     # a bad --mnist-dir or absent full MNIST fails here, before PyTorch is imported
     find_mnist(args.mnist_dir, full=args.full)
     if args.baseline_from is not None and not os.path.isdir(args.baseline_from):
         raise InputError("--baseline-from: no such directory", args.baseline_from)
     if args.out is not None:
-        from pathlib import Path
-
-        from oatomo._atomic import check_outputs
-
         out = Path(args.out)
         if out.exists() and not out.is_dir():
             raise InputError("--out names a file; it must be a directory", out)
@@ -101,8 +99,9 @@ def run(args: argparse.Namespace) -> int:
                                                    "reconstructions.png", "samples.png",
                                                    "stats.md", "stats.json", "metrics.png")],
                           force=args.force or args.resume)
-    import torch
+    import torch  # lazy: PyTorch only once the inputs are checked
 
+    # lazy: the experiment imports PyTorch
     from oatomo.validation.cmnist.experiment import Settings, format_table, run_experiment
 
     if args.threads:
@@ -131,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
                                  report=lambda line: print(line, flush=True))
     shown = results.pop("figures")
     if args.out is not None:
-        from oatomo.figures import cmnist_figures
+        from oatomo.figures import cmnist_figures  # lazy: matplotlib
 
         cmnist_figures(args.out, shown["test"], shown["images"], shown["models"])
     print()
@@ -146,13 +145,9 @@ def run(args: argparse.Namespace) -> int:
 def _stats(out: str, n_boot: int, *, force: bool) -> int:
     """Uncertainties and paired tests of the models evaluated in ``out``: print them, write
     ``stats.md``, ``stats.json`` and ``metrics.png``."""
-    import json
-    from pathlib import Path
-
-    from oatomo._atomic import atomic_path, check_outputs
-    from oatomo.evaluation import stats
-    from oatomo.figures import cmnist_stats_figure
-    from oatomo.validation.cmnist.experiment import MODELS, POSTER
+    from oatomo.figures import cmnist_stats_figure  # lazy: matplotlib
+    from oatomo.validation.cmnist import stats  # lazy: scipy.stats takes a second to import
+    from oatomo.validation.cmnist.experiment import MODELS, POSTER  # lazy: PyTorch
 
     outdir = Path(out)
     if not outdir.is_dir():

@@ -5,13 +5,18 @@ from __future__ import annotations
 import argparse
 import math
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
+from oatomo import figures, phantoms
+from oatomo._atomic import check_input_file, check_outputs
 from oatomo.cli._progress import bars
 from oatomo.errors import InputError
 from oatomo.recon.registry import METHODS
+from oatomo.response import DetectorResponse
+from oatomo.setups import SIMULATIONS_DIR, describe_bundled_setups, load_setup
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -119,8 +124,6 @@ def _band(text: str) -> tuple[float | None, float | None]:
 
 def _response(text: str) -> object:
     """``FC:BW``: a Gaussian-band detector response."""
-    from oatomo.response import DetectorResponse
-
     try:
         fc, bw = (float(v) for v in text.split(":"))
     except ValueError:
@@ -130,11 +133,8 @@ def _response(text: str) -> object:
 
 
 def run_simulate(args: argparse.Namespace) -> int:
-    from oatomo import phantoms
-    from oatomo._atomic import check_outputs
-    from oatomo.forward import simulate
-    from oatomo.io import Scan, save_scan
-    from oatomo.setups import load_setup
+    from oatomo.forward import simulate  # lazy: Numba kernels
+    from oatomo.io import Scan, save_scan  # lazy: h5py
 
     out, = check_outputs([args.output], force=args.force, inputs=(args.setup, args.phantom))
     phantoms.check_name(args.phantom)
@@ -168,9 +168,8 @@ MAX_ITERS, MAX_SAMPLES = 100_000, 1024
 
 
 def run_reconstruct(args: argparse.Namespace) -> int:
-    from oatomo._atomic import check_input_file, check_outputs
-    from oatomo.io import save_images
-    from oatomo.pipeline import reconstruct
+    from oatomo.io import save_images  # lazy: h5py
+    from oatomo.pipeline import reconstruct  # lazy: Numba kernels
 
     src = check_input_file(args.scan, "scan file")
     out = Path(args.output) if args.output else src.with_name(src.stem + "_recon.h5")
@@ -210,17 +209,13 @@ def run_reconstruct(args: argparse.Namespace) -> int:
         if png is not None or patato is not None:
             shown, scan = _shown_frames(src, rec, args, patato is not None)
         if png is not None:
-            from oatomo.figures import reconstruction_figure
-
-            reconstruction_figure(png, rec, shown, scan.acquisition,
-                                  title=f"{src.name} ("
-                                  f"{'self-calibrated, ' if prov['calibration'] else ''}"
-                                  f"{prov['method']}{' + refined' if rec.refined else ''})")
+            figures.reconstruction_figure(
+                png, rec, shown, scan.acquisition,
+                title=f"{src.name} ({'self-calibrated, ' if prov['calibration'] else ''}"
+                f"{prov['method']}{' + refined' if rec.refined else ''})")
             written.append(png)
         if patato is not None:
-            from dataclasses import replace
-
-            from oatomo.io import save_patato
+            from oatomo.io import save_patato  # lazy: h5py
 
             save_patato(patato, replace(scan, sinogram=shown, wavelengths=None if
                                         prov["wavelengths"] is None else
@@ -283,9 +278,8 @@ def _shown_frames(src: Path, rec: object, args: argparse.Namespace, whole: bool
     """The reconstructed frames of the scan (for the figure and the PATATO export) and
     the scan; a scan reconstructed frame by frame gives only the figure's first rows,
     each read alone (``whole``: the export needs them all, refused then)."""
-    from oatomo.figures import MAX_FRAME_ROWS
-    from oatomo.io import load_scan, read_frame
-    from oatomo.pipeline import _frame_selection, select
+    from oatomo.io import load_scan, read_frame  # lazy: h5py
+    from oatomo.pipeline import _frame_selection, select  # lazy: Numba kernels
 
     if not rec.provenance.get("by_frame"):
         scan = load_scan(src)
@@ -295,13 +289,11 @@ def _shown_frames(src: Path, rec: object, args: argparse.Namespace, whole: bool
                          "than OATOMO_MAX_BYTES (raise the limit)", src)
     scan = load_scan(src, metadata_only=True)
     index, _ = _frame_selection(scan, args.frames, args.wavelengths, rec.grid, src)
-    rows = [read_frame(src, int(k)) for k in index.reshape(-1)[:MAX_FRAME_ROWS]]
+    rows = [read_frame(src, int(k)) for k in index.reshape(-1)[:figures.MAX_FRAME_ROWS]]
     return np.stack(rows), scan
 
 
 def run_setups(args: argparse.Namespace) -> int:
-    from oatomo.setups import SIMULATIONS_DIR, describe_bundled_setups
-
     setups = describe_bundled_setups()
     width = max((len(n) for n in setups), default=0)
     for name, description in setups.items():
@@ -311,7 +303,7 @@ def run_setups(args: argparse.Namespace) -> int:
 
 
 def run_info(args: argparse.Namespace) -> int:
-    from oatomo.io import load_scan
+    from oatomo.io import load_scan  # lazy: h5py
 
     scan = load_scan(args.scan, metadata_only=True)
     acq = scan.acquisition

@@ -1,211 +1,37 @@
-"""Image metrics: reconstruction (MSE), generation (RKL), invariance (E_rel), image quality.
+"""Image quality of reconstructions: RMSE, PSNR, SSIM and Pearson correlation.
 
-NumPy / SciPy only: this module does not import PyTorch. Classifier-based quantities (the
-digit of a generated image) are computed in :mod:`oatomo.validation.cmnist.classifier` and
-passed in.
+The last two axes are the image, leading axes are a batch and the result has their shape
+(a float for a single image). Every function takes ``(pred, target)``: the reconstruction
+first, the reference second. :func:`psnr` and :func:`ssim` are scikit-image's
+``peak_signal_noise_ratio`` and ``structural_similarity``, called per image with the
+reference first as scikit-image expects.
 
-Colored MNIST metrics (the poster's three, see SCIENCE.md section 3)
----------------------------------------------------------------------
-* :func:`mse` -- per-image **sum** of squared errors over all channels and pixels (values in
-  [0, 1]), averaged over images; the per-pixel mean is reported beside it.
-* :func:`histogram_kl` -- D(q || p) between two histograms, with additive smoothing; used as
-  RKL = D(q_generated || p_test) over the 20 classes (digit 0-9) x (colour red / green) made
-  by :func:`class_histogram`. :func:`knn_kl` is a second, histogram-free estimator.
-* :func:`e_rel` -- (MSE_hard - MSE_easy) / MSE_easy, easy = green digits < 5 and red digits
-  >= 5 (true digit), hard = the opposite.
-
-Image quality (optoacoustic images)
------------------------------------
-:func:`rmse`, :func:`psnr`, :func:`ssim`, :func:`pearson`: the last two axes are the image,
-leading axes are a batch and the result has their shape (a float for a single image).
 :func:`minmax` and :func:`affine_fit` scale linear images before they are scored;
 :func:`image_metrics` is the mean of the four over a stack.
+
+NumPy / SciPy / scikit-image only: this module does not import PyTorch.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage
-from scipy.spatial import cKDTree
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from oatomo.errors import InputError
 
-__all__ = [
-    "sse_per_image",
-    "mse",
-    "e_rel",
-    "color_of",
-    "class_histogram",
-    "histogram_kl",
-    "knn_kl",
-    "rmse",
-    "psnr",
-    "ssim",
-    "pearson",
-    "minmax",
-    "affine_fit",
-    "image_metrics",
-    "N_CLASSES",
-]
-
-#: Classes of the RKL histogram: index = digit + 10 * colour (colour 0 red, 1 green).
-N_CLASSES = 20
+__all__ = ["as_pair", "rmse", "psnr", "ssim", "pearson", "minmax", "affine_fit", "image_metrics"]
 
 
-def _pair(pred: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def as_pair(pred: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``pred`` and ``target`` as float64 arrays of one shape (InputError otherwise)."""
     pred, target = np.asarray(pred, np.float64), np.asarray(target, np.float64)
     if pred.shape != target.shape:
         raise InputError(f"shape mismatch: prediction {pred.shape} vs target {target.shape}")
     return pred, target
 
 
-def sse_per_image(pred: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """Sum of squared errors of each image over all its channels and pixels: shape (N,)."""
-    pred, target = _pair(pred, target)
-    if pred.ndim < 2:
-        raise InputError(f"expected a batch of images (N, ...), got shape {pred.shape}")
-    return ((pred - target) ** 2).reshape(len(pred), -1).sum(axis=1)
-
-
-def mse(pred: np.ndarray, target: np.ndarray) -> dict[str, float]:
-    """The poster's reconstruction MSE.
-
-    Returns
-    -------
-    dict
-        ``mse``: per-image sum of squared errors over all channels and pixels, averaged over
-        images (the poster's scale: about 12-15 for a 2x28x28 Colored MNIST VAE);
-        ``mse_per_pixel``: the same divided by the number of values per image.
-    """
-    sse = sse_per_image(pred, target)
-    per_image = int(np.prod(np.shape(pred)[1:]))
-    return {"mse": float(sse.mean()), "mse_per_pixel": float(sse.mean() / per_image)}
-
-
-def e_rel(pred: np.ndarray, target: np.ndarray, digits: np.ndarray, colors: np.ndarray, *,
-          balanced: bool = False) -> dict[str, float]:
-    """The poster's invariance metric E_rel = (MSE_hard - MSE_easy) / MSE_easy.
-
-    Parameters
-    ----------
-    pred, target
-        (N, ...) reconstructions and test images.
-    digits
-        (N,) true digits (not the noisy binary label).
-    colors
-        (N,) 1 = green, 0 = red.
-    balanced
-        Diagnostic variant, not the poster's metric: MSE_easy and MSE_hard are the means over
-        the digits present of each digit's mean error, so that the different digit mix of the
-        two groups (hard test images are mostly small digits) does not enter.
-
-    Returns
-    -------
-    dict
-        ``e_rel``, ``mse_easy``, ``mse_hard``, ``n_easy``, ``n_hard``.
-    """
-    sse = sse_per_image(pred, target)
-    digits, colors = np.asarray(digits), np.asarray(colors)
-    if digits.shape != (len(sse),) or colors.shape != (len(sse),):
-        raise InputError(f"digits and colors must have shape ({len(sse)},)")
-    easy = (colors == 1) == (digits < 5)
-    if easy.all() or not easy.any():
-        raise InputError("E_rel needs both easy and hard images")
-
-    def group_mse(mask: np.ndarray) -> float:
-        if not balanced:
-            return float(sse[mask].mean())
-        return float(np.mean([sse[mask & (digits == d)].mean()
-                              for d in np.unique(digits[mask])]))
-
-    m_easy, m_hard = group_mse(easy), group_mse(~easy)
-    return {"e_rel": (m_hard - m_easy) / m_easy, "mse_easy": m_easy, "mse_hard": m_hard,
-            "n_easy": int(easy.sum()), "n_hard": int((~easy).sum())}
-
-
-def color_of(images: np.ndarray) -> np.ndarray:
-    """Colour of two-channel images from channel energy: 1 (green) if the sum of squares of
-    channel 1 exceeds that of channel 0, else 0 (red). ``images``: (N, 2, H, W)."""
-    images = np.asarray(images, np.float64)
-    if images.ndim != 4 or images.shape[1] != 2:
-        raise InputError(f"expected (N, 2, H, W) red/green images, got shape {images.shape}")
-    energy = (images**2).sum(axis=(2, 3))
-    return (energy[:, 1] > energy[:, 0]).astype(np.int64)
-
-
-def class_histogram(digits: np.ndarray, colors: np.ndarray) -> np.ndarray:
-    """Counts of the 20 (digit, colour) classes, index ``digit + 10 * colour``."""
-    digits, colors = np.asarray(digits, np.int64), np.asarray(colors, np.int64)
-    if digits.shape != colors.shape or digits.ndim != 1:
-        raise InputError("digits and colors must be 1-D arrays of the same length")
-    if digits.size and (digits.min() < 0 or digits.max() > 9 or colors.min() < 0
-                        or colors.max() > 1):
-        raise InputError("digits must lie in 0-9 and colours in {0, 1}")
-    return np.bincount(digits + 10 * colors, minlength=N_CLASSES)
-
-
-def histogram_kl(q_counts: np.ndarray, p_counts: np.ndarray, *, alpha: float = 0.5) -> float:
-    """D(q || p) in nats between two histograms given as counts.
-
-    Empty bins: ``alpha`` pseudo-counts are added to every bin of both histograms before
-    normalising (additive smoothing; the default 0.5 is the Krichevsky-Trofimov /
-    Jeffreys choice). Without it a class the generator produces but the test set lacks
-    would give an infinite divergence. Identical histograms give exactly 0.
-    """
-    q = np.asarray(q_counts, np.float64)
-    p = np.asarray(p_counts, np.float64)
-    if q.shape != p.shape or q.ndim != 1:
-        raise InputError(f"histograms must be 1-D of the same length, got {q.shape}, {p.shape}")
-    if (q < 0).any() or (p < 0).any() or alpha < 0:
-        raise InputError("counts and alpha must be non-negative")
-    q, p = q + alpha, p + alpha
-    if q.sum() == 0 or p.sum() == 0:
-        raise InputError("empty histogram (and alpha = 0)")
-    q, p = q / q.sum(), p / p.sum()
-    nz = q > 0
-    if (p[nz] == 0).any():
-        return float("inf")
-    return float(np.sum(q[nz] * np.log(q[nz] / p[nz])))
-
-
-def knn_kl(x_q: np.ndarray, x_p: np.ndarray, *, k: int = 5) -> float:
-    """k-nearest-neighbour estimate of D(q || p) from samples (Wang, Kulkarni, Verdu 2009).
-
-    D ~= d/n * sum_i log(nu_k(i) / rho_k(i)) + log(m / (n - 1)), where ``rho_k(i)`` is the
-    distance from the i-th of the n samples of q to its k-th neighbour among the other samples
-    of q and ``nu_k(i)`` the distance to its k-th neighbour among the m samples of p; d is the
-    dimension. Consistent but biased in high dimension: use a low-dimensional feature space.
-    It assumes densities: features with atoms (many identical points, e.g. clipped
-    log-probabilities) drive neighbour distances to zero and the estimate to arbitrary,
-    even negative, values that depend on the sample size.
-
-    Parameters
-    ----------
-    x_q, x_p
-        (n, d) and (m, d) samples of q and p.
-    k
-        Neighbour order.
-    """
-    x_q, x_p = np.asarray(x_q, np.float64), np.asarray(x_p, np.float64)
-    if x_q.ndim != 2 or x_p.ndim != 2 or x_q.shape[1] != x_p.shape[1]:
-        raise InputError(f"expected (n, d) and (m, d) samples, got {x_q.shape}, {x_p.shape}")
-    n, d = x_q.shape
-    m = len(x_p)
-    if not 1 <= k < min(n, m + 1):
-        raise InputError(f"k must satisfy 1 <= k < n and k <= m, got k={k}, n={n}, m={m}")
-    rho = cKDTree(x_q).query(x_q, k=k + 1)[0][:, k]
-    nu = cKDTree(x_p).query(x_q, k=k)[0]
-    nu = nu[:, k - 1] if k > 1 else nu
-    tiny = np.finfo(np.float64).tiny
-    return float(d * np.mean(np.log(np.maximum(nu, tiny) / np.maximum(rho, tiny)))
-                 + np.log(m / (n - 1)))
-
-
-# --- image quality -----------------------------------------------------------------------
-
-
 def _images(pred: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    pred, target = _pair(pred, target)
+    pred, target = as_pair(pred, target)
     if pred.ndim < 2:
         raise InputError(f"expected images (..., H, W), got shape {pred.shape}")
     return pred, target
@@ -213,6 +39,17 @@ def _images(pred: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarra
 
 def _reduce(values: np.ndarray) -> float | np.ndarray:
     return float(values) if np.ndim(values) == 0 else values
+
+
+def _per_image(fn, pred: np.ndarray, target: np.ndarray) -> float | np.ndarray:
+    """``fn(target_image, pred_image)`` for every image of a batch, in the batch's shape."""
+    lead = pred.shape[:-2]
+    out = np.array([fn(target[i], pred[i]) for i in np.ndindex(lead)], np.float64)
+    return _reduce(out.reshape(lead))
+
+
+def _data_range(target: np.ndarray, data_range: float | None) -> float:
+    return float(target.max() - target.min()) if data_range is None else float(data_range)
 
 
 def rmse(pred: np.ndarray, target: np.ndarray) -> float | np.ndarray:
@@ -225,42 +62,34 @@ def psnr(pred: np.ndarray, target: np.ndarray, *, data_range: float | None = Non
          ) -> float | np.ndarray:
     """Peak signal-to-noise ratio in dB, 10 log10(data_range^2 / MSE), over the last two axes.
 
-    ``data_range`` defaults to ``target.max() - target.min()`` over the whole input (1 for
-    min-max normalised images). Identical images give ``inf``.
+    ``skimage.metrics.peak_signal_noise_ratio(target, pred, data_range=data_range)`` per
+    image (note the order: scikit-image takes the reference first). ``data_range``
+    defaults to ``target.max() - target.min()`` over the whole input (1 for min-max
+    normalised images). Identical images give ``inf``.
     """
     pred, target = _images(pred, target)
-    if data_range is None:
-        data_range = float(target.max() - target.min())
-    err = np.mean((pred - target) ** 2, axis=(-2, -1))
+    dr = _data_range(target, data_range)
     with np.errstate(divide="ignore"):
-        return _reduce(10.0 * np.log10(data_range**2 / err))
+        return _per_image(lambda t, p: peak_signal_noise_ratio(t, p, data_range=dr),
+                          pred, target)
 
 
 def ssim(pred: np.ndarray, target: np.ndarray, *, data_range: float | None = None,
          sigma: float = 1.5, k1: float = 0.01, k2: float = 0.03) -> float | np.ndarray:
     """Structural similarity (Wang et al. 2004) over the last two axes.
 
-    Gaussian-weighted local statistics (``sigma`` = 1.5, truncated at 3.5 sigma, reflected at
-    the border), population covariances, the mean taken over the image less a border of half
-    the window: the conventions of ``skimage.metrics.structural_similarity(...,
-    gaussian_weights=True, use_sample_covariance=False)``. ``data_range`` as in :func:`psnr`.
+    ``skimage.metrics.structural_similarity(target, pred, data_range=data_range,
+    gaussian_weights=True, sigma=sigma, use_sample_covariance=False, K1=k1, K2=k2)`` per
+    image (the reference first, as scikit-image takes it): Gaussian-weighted local
+    statistics truncated at 3.5 sigma and reflected at the border, population covariances,
+    the mean over the image less a border of half the window. ``data_range`` as in
+    :func:`psnr`.
     """
     pred, target = _images(pred, target)
-    if data_range is None:
-        data_range = float(target.max() - target.min())
-    sig = (0.0,) * (pred.ndim - 2) + (sigma, sigma)
-
-    def blur(a: np.ndarray) -> np.ndarray:
-        return ndimage.gaussian_filter(a, sig, mode="reflect", truncate=3.5)
-
-    mx, my = blur(pred), blur(target)
-    vx = blur(pred * pred) - mx * mx
-    vy = blur(target * target) - my * my
-    cxy = blur(pred * target) - mx * my
-    c1, c2 = (k1 * data_range) ** 2, (k2 * data_range) ** 2
-    s = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))
-    pad = int(3.5 * sigma + 0.5)
-    return _reduce(s[..., pad:-pad, pad:-pad].mean(axis=(-2, -1)))
+    dr = _data_range(target, data_range)
+    return _per_image(lambda t, p: structural_similarity(
+        t, p, data_range=dr, gaussian_weights=True, sigma=sigma,
+        use_sample_covariance=False, K1=k1, K2=k2), pred, target)
 
 
 def pearson(pred: np.ndarray, target: np.ndarray) -> float | np.ndarray:

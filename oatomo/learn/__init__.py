@@ -7,7 +7,6 @@
 * :func:`train` -- balanced environments, Adam, seeded, checkpoints, ``resume=True``.
 * :func:`load_model` / :func:`save_checkpoint` -- one ``.pt`` file (``weights_only=True``)
   plus a JSON sidecar.
-* :class:`DigitClassifier` -- the colour-blind classifier behind the RKL metric.
 * :class:`UNetDenoiser` -- the deterministic pooled baseline of the optoacoustic refinement.
 * :data:`MODEL_KINDS` -- the refinement model kinds (:mod:`oatomo.learn.registry`).
 
@@ -27,9 +26,7 @@ _LAZY = {
     "MODEL_KINDS": "registry", "ModelKind": "registry", "VAEConfig": "blocks",
     "CHECKPOINT_FORMAT": "checkpoint", "CHECKPOINT_VERSION": "checkpoint",
     "build_model": "checkpoint", "load_checkpoint": "checkpoint", "load_model": "checkpoint",
-    "save_checkpoint": "checkpoint", "ClassifierConfig": "oatomo.validation.cmnist.classifier",
-    "DigitClassifier": "oatomo.validation.cmnist.classifier",
-    "predict_batched": "oatomo.validation.cmnist.classifier", "BetaVAE": "models",
+    "save_checkpoint": "checkpoint", "BetaVAE": "models",
     "MultiDecoderIVAE": "models", "MultiEncoderIVAE": "models", "kl_normal": "models",
     "TrainResult": "train", "resolve_device": "train", "train": "train",
     "UNetConfig": "unet", "UNetDenoiser": "unet",
@@ -43,9 +40,6 @@ __all__ = [
     "UNetConfig",
     "VAEConfig",
     "OatomoModel",
-    "DigitClassifier",
-    "ClassifierConfig",
-    "predict_batched",
     "kl_normal",
     "train",
     "TrainResult",
@@ -63,7 +57,7 @@ __all__ = [
 ]
 
 
-__getattr__, __dir__ = lazy_exports(globals(), {k: v if "." in v else f"{__name__}.{v}" for k, v in _LAZY.items()})
+__getattr__, __dir__ = lazy_exports(globals(), {k: f"{__name__}.{v}" for k, v in _LAZY.items()})
 
 
 class _Package(types.ModuleType):

@@ -1,9 +1,12 @@
-"""The base of every oatomo model: config in, seeded construction (registry: ``registry``)."""
+"""The base of every oatomo model: config in, seeded construction (registry: ``registry``).
+
+Checkpoints of these models are written and read by :mod:`oatomo.learn.checkpoint`
+(:func:`~oatomo.learn.checkpoint.save_checkpoint`, :func:`~oatomo.learn.checkpoint.load_model`
+with ``model_class=`` to check the class).
+"""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
@@ -51,16 +54,3 @@ class OatomoModel(nn.Module):
     @property
     def device(self) -> torch.device:
         return next(self.parameters()).device
-
-    @classmethod
-    def load(cls, path: str | os.PathLike, *, map_location: str | torch.device = "cpu") -> Any:
-        """Load a checkpoint of this class (InputError if it holds another class)."""
-        from oatomo.learn.checkpoint import load_model
-
-        return load_model(path, model_class=cls, map_location=map_location)
-
-    def save(self, path: str | os.PathLike) -> Path:
-        """Write the weights and config (no training state) to ``path`` + JSON sidecar."""
-        from oatomo.learn.checkpoint import save_checkpoint
-
-        return save_checkpoint(path, self)

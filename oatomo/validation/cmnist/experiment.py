@@ -1,10 +1,11 @@
 """The Colored MNIST validation experiment: β-VAE vs the two invariant VAEs.
 
-For each seed: build the environments (:func:`oatomo.validation.cmnist.data.colored_mnist`), train the three
-models on the two training environments with the same hyper-parameters (:class:`Settings`),
-evaluate on the test environment (e = 0.9) and aggregate mean ± std over seeds.
+For each seed: build the environments (:func:`oatomo.validation.cmnist.data.colored_mnist`),
+train the three models on the two training environments with the same hyper-parameters
+(:class:`Settings`), evaluate on the test environment (e = 0.9) and aggregate mean ± std
+over seeds.
 
-Metrics (see :mod:`oatomo.evaluation.metrics`): MSE of the invariant-path reconstructions
+Metrics (see :mod:`oatomo.validation.cmnist.metrics`): MSE of the invariant-path reconstructions
 (per-image sum over 2x28x28), RKL = D(q_gen || p_test) over the 20 (digit x colour) classes
 of 1,000-odd generated samples (prior -> invariant decoder) against the test images, digit
 from a colour-blind CNN (trained once, seed 0, on the training pool) applied to both sides,
@@ -17,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
@@ -28,13 +30,18 @@ import torch
 
 from oatomo._atomic import atomic_path
 from oatomo.errors import InputError
-from oatomo.evaluation import metrics
 from oatomo.learn.blocks import VAEConfig
 from oatomo.learn.models import BetaVAE, MultiDecoderIVAE, MultiEncoderIVAE
 from oatomo.learn.train import steps_per_epoch, train
 from oatomo.recon.registry import Callback
+from oatomo.validation.cmnist import metrics
 from oatomo.validation.cmnist.classifier import ClassifierConfig, DigitClassifier, predict_batched
-from oatomo.validation.cmnist.data import TRAIN_ENVS, ColoredMNIST, Environment, colored_mnist
+from oatomo.validation.cmnist.data import (
+    TRAIN_ENVS,
+    ColoredMNIST,
+    ColorEnvironment,
+    colored_mnist,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -84,10 +91,11 @@ class Settings:
                          gamma=self.gamma, n_envs=2)
 
 
-def _take(env: Environment, n: int) -> Environment:
+def _take(env: ColorEnvironment, n: int) -> ColorEnvironment:
     if not n or n >= len(env):
         return env
-    return Environment(env.images[:n], env.digits[:n], env.labels[:n], env.colors[:n], env.e)
+    return ColorEnvironment(env.images[:n], env.digits[:n], env.labels[:n], env.colors[:n],
+                            env.e)
 
 
 def train_classifier(data: ColoredMNIST, settings: Settings, *, seed: int = 0,
@@ -135,7 +143,7 @@ def _knn_features(logits: np.ndarray, images: np.ndarray) -> np.ndarray:
     return np.concatenate([np.maximum(logp, -10.0), 10.0 * balance[:, None]], axis=1)
 
 
-def evaluate_model(model: Any, test: Environment, classifier: DigitClassifier, *,
+def evaluate_model(model: Any, test: ColorEnvironment, classifier: DigitClassifier, *,
                    seed: int = 0, test_features: tuple[np.ndarray, np.ndarray] | None = None
                    ) -> dict[str, Any]:
     """Reconstruction, generation and invariance metrics of one model on the test environment.
@@ -144,10 +152,10 @@ def evaluate_model(model: Any, test: Environment, classifier: DigitClassifier, *
     ``e_rel_balanced``, ``e_rel_paired``, ``mse_easy``, ``mse_hard``), the two RKL
     histograms, and ``reconstructions`` and ``samples`` arrays (popped by the caller).
 
-    ``per_image`` (popped by the caller, saved for :mod:`oatomo.evaluation.stats`) holds the per-image
-    squared errors (``sse``, and ``sse_swapped`` for the colour-swapped images), the ``easy``
-    mask, the true ``digits``, and the classes and colours of the test images and of the
-    generated samples.
+    ``per_image`` (popped by the caller, saved for :mod:`oatomo.validation.cmnist.stats`)
+    holds the per-image squared errors (``sse``, and ``sse_swapped`` for the colour-swapped
+    images), the ``easy`` mask, the true ``digits``, and the classes and colours of the test
+    images and of the generated samples.
 
     ``e_rel_paired`` is a diagnostic, not the poster's metric: every test digit is also
     reconstructed with its colour swapped, and E_rel is computed over the same digits in
@@ -197,8 +205,6 @@ def _copy_baseline(src: Path, outdir: Path, settings_json: dict[str, Any],
                    seeds: range) -> None:
     """Copy the finished β-VAE checkpoints of run ``src`` (same settings but γ) to
     ``outdir``; InputError when ``src`` was trained with other settings."""
-    import shutil
-
     saved = src / "checkpoints" / "settings.json"
     if not saved.is_file():
         raise InputError("not an oatomo cmnist output directory (no checkpoints/"
@@ -239,7 +245,8 @@ def run_experiment(*, mnist_dir: str | os.PathLike | None = None, seeds: int = 3
     out
         Directory for checkpoints (``checkpoints/seed<s>/<model>.pt``,
         ``checkpoints/classifier.pt``), per-image evaluations
-        (``per_image/seed<s>_<model>.npz``, read by :func:`oatomo.evaluation.stats.compare_models`),
+        (``per_image/seed<s>_<model>.npz``, read by
+        :func:`oatomo.validation.cmnist.stats.compare_models`),
         ``results_partial.json`` (rewritten after every model), ``results.json``,
         ``table.md`` and the figures; ``None`` writes nothing.
     resume
