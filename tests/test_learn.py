@@ -217,7 +217,7 @@ def test_interrupted_and_resumed_equals_uninterrupted(tmp_path):
     path = tmp_path / "run.pt"
     model = MultiEncoderIVAE(VAEConfig(**TINY), seed=0)
     with pytest.raises(Interrupt):
-        train(model, envs, checkpoint=path, checkpoint_every=3, callback=stop_at_7, **kwargs)
+        train(model, envs, checkpoint=path, checkpoint_every=3, on_step=stop_at_7, **kwargs)
     assert torch.load(path, weights_only=True)["step"] == 6  # last checkpoint before step 7
     fresh = MultiEncoderIVAE(VAEConfig(**TINY), seed=123)  # weights come from the checkpoint
     result = train(fresh, envs, checkpoint=path, resume=True, **kwargs)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -29,6 +28,7 @@ from oatomo.errors import InputError
 from oatomo.forward import check_sinogram
 from oatomo.geometry import Acquisition, Grid, SensorArray, check_geometry
 from oatomo.io import as_scan, default_grid
+from oatomo.progress import Callback
 from oatomo.recon.model_based import operator_norm_sq
 
 logger = logging.getLogger(__name__)
@@ -78,7 +78,7 @@ def calibrate_sinogram(
     n_iter: int = 30,
     thickness: float | None = None,
     setup_toml: str | None = None,
-    callback: Callable[[dict[str, float], np.ndarray], Any] | None = None,
+    callback: Callback | None = None,
 ) -> Calibration:
     """Estimate per-sensor positions and the speed of sound from a scan alone.
 
@@ -122,9 +122,9 @@ def calibrate_sinogram(
     setup_toml
         The scan's setup (TOML text), used for the default prior.
     callback
-        ``callback(record, positions)`` after each round: the round's record (see
-        :attr:`Calibration.history`; ``step`` of ``rounds_total`` rounds) and
-        the current (N, 2) position estimate (m).
+        Progress (:data:`oatomo.progress.Callback`): ``callback("calibrate", step,
+        rounds_total)`` after each round; each round's record is kept in
+        :attr:`Calibration.history`.
 
     Returns
     -------
@@ -207,7 +207,7 @@ def calibrate_sinogram(
             logger.info("calibration level %d round %d: misfit %.4f, c %.2f m/s, step %.1f um",
                         li, r, rec["misfit"], c, step * 1e6)
             if callback is not None:
-                callback(rec, positions.copy())
+                callback("calibrate", rec["step"], rec["rounds_total"])
     std = np.sqrt(np.clip(np.stack([cov[:, 0, 0], cov[:, 1, 1]], axis=1), 0, None))
     return Calibration(sensors=SensorArray(positions, sensors.normals), speed_of_sound=c,
                        nominal_sensors=sensors,
@@ -219,7 +219,7 @@ def calibrate_sinogram(
 def calibrate(scan: Any, grid: Grid | None = None, *,
               frames: int | list[int] | None = None, prior_std: float | str | None = None,
               speed_of_sound: bool = True,
-              callback: Callable[[dict[str, float], np.ndarray], Any] | None = None,
+              callback: Callback | None = None,
               **kwargs: Any) -> Calibration:
     """Self-calibrate a scan: its sensor positions and speed of sound from its data alone.
 
@@ -239,7 +239,7 @@ def calibrate(scan: Any, grid: Grid | None = None, *,
     speed_of_sound
         Estimate the speed of sound (default) or keep the file's.
     callback
-        ``callback(record, positions)`` after each round.
+        Progress: ``callback("calibrate", step, rounds_total)`` after each round.
     **kwargs
         Passed to :func:`calibrate_sinogram` (``n_levels``, ``n_folds``, ``n_iter``, ...).
 

@@ -71,8 +71,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
         try:
             cal = calibrate(scan, grid, frames=args.frames, prior_std=args.prior_std,
                             speed_of_sound=not args.fixed_speed_of_sound,
-                            callback=lambda rec, _: progress(
-                                "calibrate", int(rec["step"]), int(rec["rounds_total"])))
+                            callback=progress)
         except InputError as exc:  # name the file the problem is in
             raise InputError(exc.problem, exc.path or src) from None
     if js is not None:  # first: a scan file is never left without its JSON

@@ -157,7 +157,7 @@ def run_data(args: argparse.Namespace) -> int:
     with bars(args) as progress:
         out = generate_dataset(args.output, names, count=args.count, seed=args.seed,
                                size=args.size, chunk=64, inputs=("ubp", "das"),
-                               callback=lambda done, total: progress("scans", done, total))
+                               callback=progress)
     print(f"wrote {out} ({len(names)} environments x {args.count} scans)")
     return 0
 
@@ -193,7 +193,7 @@ def run_train(args: argparse.Namespace) -> int:
             resume=args.resume,
             snapshot_every=args.snapshot_every, log=out.with_suffix(".curve.jsonl"),
             model_args={"width": args.width, "depth": args.depth, "latent": args.latent},
-            callback=lambda step, terms: progress(f"train {args.model}", step, None))
+            callback=progress)
     print(f"trained {args.model} for {res.step} steps in {time.perf_counter() - t:.0f} s; "
           f"wrote {out} and the learning curve {out.with_suffix('.curve.jsonl')}")
     return 0
@@ -203,8 +203,9 @@ def run_evalset(args: argparse.Namespace) -> int:
     from oatomo.evaluation.refiners import make_eval_set
 
     check_counts(args, "count", "tv-iter")
-    out = make_eval_set(args.output, count=args.count, seed=args.seed, tv_iter=args.tv_iter,
-                        callback=lambda s: print(f"  {s}", flush=True))
+    with bars(args) as progress:
+        out = make_eval_set(args.output, count=args.count, seed=args.seed,
+                            tv_iter=args.tv_iter, callback=progress)
     print(f"wrote {out}")
     return 0
 
@@ -222,9 +223,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
     check_counts(args, "samples")
     models = labelled(args.model)
     out = evaluation_dir(args.out, force=args.force, inputs=tuple(models.values()))
-    result = evaluate_refiners(args.data, models, out=out, n_samples=args.samples,
-                               uncertainty_modes=args.uncertainty_modes,
-                               callback=lambda s: print(f"  {s}", flush=True))
+    with bars(args) as progress:
+        result = evaluate_refiners(args.data, models, out=out, n_samples=args.samples,
+                                   uncertainty_modes=args.uncertainty_modes,
+                                   callback=progress)
     print(to_markdown(result))
     print(f"wrote {out}/evaluation.md, evaluation.json, evaluation.png")
     return 0

@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,7 @@ import numpy as np
 from oatomo._atomic import atomic_path, check_free_space
 from oatomo.errors import InputError
 from oatomo.geometry import Acquisition, Grid
+from oatomo.progress import Callback
 from oatomo.scanners import CANONICAL_PITCH, Environment, draw_scan, environment
 
 logger = logging.getLogger(__name__)
@@ -108,7 +109,7 @@ def generate_dataset(out: str | os.PathLike, environments: Sequence[str], *,
                      count: int, seed: int = 0, size: int = 96, chunk: int = 32,
                      phantoms: Sequence[str] = TRAIN_PHANTOMS,
                      inputs: Sequence[str] = ("ubp",),
-                     callback: Callable[[int, int], None] | None = None) -> Path:
+                     callback: Callback | None = None) -> Path:
     """Generate (or resume) a dataset directory.
 
     Parameters
@@ -129,7 +130,8 @@ def generate_dataset(out: str | os.PathLike, environments: Sequence[str], *,
     phantoms, inputs
         Phantom kinds drawn uniformly; linear reconstructions stored as channels.
     callback
-        Called as ``callback(done_items, total_items)`` after every chunk.
+        Progress (:data:`oatomo.progress.Callback`): ``callback("scans", done, total)``
+        after every chunk.
 
     Raises
     ------
@@ -167,7 +169,7 @@ def generate_dataset(out: str | os.PathLike, environments: Sequence[str], *,
                              kinds=np.array([it["kind"] for it in items], "<U16"))
             done += hi - lo
             if callback is not None:
-                callback(done, total)
+                callback("scans", done, total)
     return root
 
 

@@ -24,7 +24,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,9 @@ from oatomo._limits import check_integer
 from oatomo.datasets.generate import HELDOUT_PHANTOMS, item_seed, make_item, resume_directory
 from oatomo.errors import InputError
 from oatomo.evaluation import metrics as M
+from oatomo.evaluation.stats import standard_error
 from oatomo.geometry import Acquisition, Grid, SensorArray
+from oatomo.progress import Callback
 from oatomo.refine.refiner import load_refiner, resample
 from oatomo.scanners import CANONICAL_PITCH, EVAL_GEOMETRIES, PERTURBATIONS, Environment
 
@@ -52,8 +54,12 @@ EVAL_PERTURBATIONS = (("radial", False), ("jitter", False), ("global", True),
 def make_eval_set(out: str | os.PathLike, *, count: int = 8, seed: int = 2, size: int = 128,
                   tv_iter: int = 50, geometries: Sequence[str] | None = None,
                   perturbations: Sequence[str] | None = None,
-                  callback: Callable[[str], None] | None = None) -> Path:
-    """Simulate the evaluation scans and their classical reconstructions (resumable)."""
+                  callback: Callback | None = None) -> Path:
+    """Simulate the evaluation scans and their classical reconstructions (resumable).
+
+    One file ``<geometry>__<perturbation>.npz`` per pair; ``callback("evaluation set",
+    done, total)`` (:data:`oatomo.progress.Callback`) after each file.
+    """
     # lazy: the numba kernels compile on first import
     from oatomo.recon.backprojection import backproject
     from oatomo.recon.model_based import reconstruct_model_based
@@ -71,6 +77,8 @@ def make_eval_set(out: str | os.PathLike, *, count: int = 8, seed: int = 2, size
         for pi, p in enumerate(perts):
             path = root / f"{g}__{p}.npz"
             if path.exists():
+                if callback is not None:
+                    callback("evaluation set", gi * len(perts) + pi + 1, len(geos) * len(perts))
                 continue
             env = Environment(EVAL_GEOMETRIES[g], PERTURBATIONS[p])
             rec: dict[str, list[Any]] = {k: [] for k in (
@@ -113,15 +121,16 @@ def make_eval_set(out: str | os.PathLike, *, count: int = 8, seed: int = 2, size
                 np.savez(f, **arrays, geometry=g, perturbation=p, pitch=CANONICAL_PITCH,
                          size=size, tv_iter=tv_iter)
             if callback is not None:
-                callback(f"{g}/{p}")
+                callback("evaluation set", gi * len(perts) + pi + 1, len(geos) * len(perts))
     return root
 
 
-def _pearson_img(a: np.ndarray, b: np.ndarray) -> float:
-    a = a.ravel() - a.mean()
-    b = b.ravel() - b.mean()
-    den = float(np.sqrt((a * a).sum() * (b * b).sum()))
-    return float((a * b).sum() / den) if den > 0 else 0.0
+def _correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson correlation of two images (:func:`oatomo.evaluation.metrics.pearson`); 0 where
+    one of them is constant."""
+    if float(np.ptp(a)) == 0.0 or float(np.ptp(b)) == 0.0:
+        return 0.0
+    return float(M.pearson(a, b))
 
 
 def eval_files(eval_dir: str | os.PathLike) -> Iterator[tuple[dict[str, np.ndarray], Grid]]:
@@ -144,10 +153,12 @@ def eval_acquisition(data: dict[str, np.ndarray], i: int) -> Acquisition:
 def evaluate_refiners(eval_dir: str | os.PathLike, models: dict[str, str | os.PathLike], *,
                       out: str | os.PathLike | None = None, n_samples: int = 8,
                       uncertainty_modes: Sequence[str] = (),
-                      callback: Callable[[str], None] | None = None) -> dict[str, Any]:
+                      callback: Callback | None = None) -> dict[str, Any]:
     """Score classical reconstructions and refiners on an evaluation set.
 
     ``models``: label -> refiner checkpoint (:func:`oatomo.refine.load_refiner`).
+    ``callback("evaluate", done, total)`` (:data:`oatomo.progress.Callback`) after each
+    file of the set.
     ``uncertainty_modes``: for multi-decoder refiners, also the uncertainty-error
     correlation of these modes of :attr:`oatomo.refine.Refiner.uncertainty`
     (``unc_corr_<mode>``).
@@ -174,7 +185,8 @@ def evaluate_refiners(eval_dir: str | os.PathLike, models: dict[str, str | os.Pa
     calib: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {n: [] for n in refiners}
     examples: dict[str, dict[str, np.ndarray]] = {}
     timing: dict[str, list[float]] = {n: [] for n in refiners}
-    for data, grid in eval_files(eval_dir):
+    n_files = len(list(Path(eval_dir).glob("*__*.npz")))
+    for done, (data, grid) in enumerate(eval_files(eval_dir), 1):
         g, p = str(data["geometry"]), str(data["perturbation"])
         for i in range(len(data["truth"])):
             truth = data["truth"][i]
@@ -199,7 +211,7 @@ def evaluate_refiners(eval_dir: str | os.PathLike, models: dict[str, str | os.Pa
                             np.stack([ref.linear_inputs(sino, nominal, acq, r.canonical,
                                                         band=band)[m] for m in ref.inputs]),
                             n_samples=n_samples, seed=i).std
-                        extra_corr.setdefault(name, {})[mode] = _pearson_img(
+                        extra_corr.setdefault(name, {})[mode] = _correlation(
                             resample(s_mode, r.canonical, grid), np.abs(r.refined - truth))
                     ref.uncertainty = configured
             for m, img in preds.items():
@@ -211,7 +223,7 @@ def evaluate_refiners(eval_dir: str | os.PathLike, models: dict[str, str | os.Pa
                 s = stds.get(m)
                 if s is not None:
                     err = np.abs(img - truth)
-                    row["unc_corr"] = _pearson_img(s, err)
+                    row["unc_corr"] = _correlation(s, err)
                     calib[m].append((s.ravel(), (img - truth).ravel()))
                 for mode, v in extra_corr.get(m, {}).items():
                     row[f"unc_corr_{mode}"] = v
@@ -220,7 +232,7 @@ def evaluate_refiners(eval_dir: str | os.PathLike, models: dict[str, str | os.Pa
                 examples[g] = {"truth": truth, **preds,
                                **{f"{m} std": s for m, s in stds.items() if s is not None}}
         if callback is not None:
-            callback(f"{g}/{p}")
+            callback("evaluate", done, n_files)
     learned = list(refiners)
     result = {"rows": _rows(per_item), "summary": _summary(per_item),
               "paired_drop": [paired_drops(per_item, learned[0], m) for m in learned[1:]],
@@ -234,8 +246,9 @@ def evaluate_refiners(eval_dir: str | os.PathLike, models: dict[str, str | os.Pa
 
 
 def _mean_se(v: Sequence[float]) -> tuple[float, float]:
-    a = np.asarray(v, np.float64)
-    return float(a.mean()), float(a.std(ddof=1) / np.sqrt(len(a))) if len(a) > 1 else 0.0
+    """Mean and standard error (:func:`oatomo.evaluation.stats.standard_error`; 0 for one
+    value)."""
+    return float(np.mean(v)), standard_error(v) if len(v) > 1 else 0.0
 
 
 def _rows(items: list[dict[str, Any]]) -> list[dict[str, Any]]:

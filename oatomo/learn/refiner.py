@@ -31,7 +31,6 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +57,7 @@ from oatomo.learn.conv import (
 )
 from oatomo.learn.registry import DEFAULT_ARCH, MODEL_KINDS, get_kind
 from oatomo.learn.train import TrainResult, resolve_device, train
+from oatomo.progress import Callback
 from oatomo.refine.refiner import family_record
 from oatomo.scanners import CANONICAL_PITCH, FAMILY, FAMILY_KEY
 
@@ -126,7 +126,7 @@ def train_refiner(data: str | os.PathLike, kind: str, out: str | os.PathLike, *,
                   limit: int | None = None, device: str = "cpu", resume: bool = False,
                   snapshot_every: int = 0, log: str | os.PathLike | None = None,
                   model_args: dict[str, Any] | None = None,
-                  callback: Callable[[int, dict[str, float]], None] | None = None
+                  callback: Callback | None = None
                   ) -> tuple[nn.Module, TrainResult]:
     """Train a refiner of ``kind`` on a dataset; checkpoint to ``out``.
 
@@ -159,8 +159,9 @@ def train_refiner(data: str | os.PathLike, kind: str, out: str | os.PathLike, *,
     model_args
         Keyword arguments of :func:`build_refiner_model`.
     callback
-        Called after every step as ``callback(step, terms)`` (progress, early stop; on
-        rank 0).
+        Progress (:data:`oatomo.progress.Callback`): ``callback(f"train {kind}", step,
+        total)`` after every step, on rank 0; an exception raised there stops training
+        after that step's checkpoint.
 
     Returns
     -------
@@ -209,13 +210,13 @@ def train_refiner(data: str | os.PathLike, kind: str, out: str | os.PathLike, *,
             shutil.copyfile(out, snap)
             attach_metadata(snap, FAMILY_KEY, family_metadata(
                 man, kind, channels, data, step, time.perf_counter() - t0))
-        if callback is not None:
-            callback(step, terms)
 
     try:
         result = train(model, envs, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
                        device=dev, checkpoint=rank_checkpoint(out, rank), resume=resume,
-                       callback=None if rank else cb,
+                       on_step=None if rank else cb,
+                       callback=None if rank or callback is None else
+                       lambda _what, done, total: callback(f"train {kind}", done, total),
                        checkpoint_every=snapshot_every or None, loss_fn=loss_fn)
     finally:
         if logf is not None:

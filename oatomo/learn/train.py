@@ -36,6 +36,7 @@ import torch
 from oatomo.errors import InputError
 from oatomo.learn.base import OatomoModel
 from oatomo.learn.checkpoint import load_checkpoint, save_checkpoint
+from oatomo.progress import Callback
 
 logger = logging.getLogger(__name__)
 
@@ -148,7 +149,8 @@ def train(model: OatomoModel, environments: Sequence[Any], *, epochs: int = 10,
           device: str | torch.device = "auto",
           checkpoint: str | os.PathLike | None = None, checkpoint_every: int | None = None,
           resume: bool = False,
-          callback: Callable[[int, dict[str, float]], None] | None = None,
+          on_step: Callable[[int, dict[str, float]], None] | None = None,
+          callback: Callback | None = None,
           loss_fn: Callable[..., dict[str, torch.Tensor]] | None = None) -> TrainResult:
     """Train ``model`` on several environments with Adam; optionally checkpoint and resume.
 
@@ -177,10 +179,13 @@ def train(model: OatomoModel, environments: Sequence[Any], *, epochs: int = 10,
     resume
         If ``checkpoint`` exists, continue from it. It must hold the same model class and
         config and the same training settings (batch size, lr, seed, environment sizes).
+    on_step
+        Called after each step as ``on_step(step, terms)`` with the step's loss terms as
+        floats (learning curves); an exception raised there stops training (after that
+        step's checkpoint).
     callback
-        Called after each step as ``callback(step, terms)`` with the step's loss terms as
-        floats (a progress bar's hook: the run ends at step ``epochs * steps_per_epoch``);
-        an exception raised there stops training (after that step's checkpoint).
+        Progress (:data:`oatomo.progress.Callback`): ``callback("train", step, total)``
+        after each step, ``total = epochs * steps_per_epoch``.
     loss_fn
         Called as ``loss_fn(x, env, target, generator=...)`` instead of ``model.loss``: a
         :class:`torch.nn.parallel.DistributedDataParallel` wrapper of the model's loss
@@ -282,8 +287,10 @@ def train(model: OatomoModel, environments: Sequence[Any], *, epochs: int = 10,
                 f"{k} {v:.4g}" for k, v in record.items() if k not in ("epoch", "step")))
         if step % every == 0 or step == total:
             save()
+        if on_step is not None:
+            on_step(step, values)
         if callback is not None:
-            callback(step, values)
+            callback("train", step, total)
     model.eval()
     return TrainResult(history, step, spe, time.perf_counter() - t0, str(dev),
                        ckpt_path, resumed_from)

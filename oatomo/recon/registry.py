@@ -17,11 +17,10 @@ import numpy as np
 
 from oatomo.errors import InputError
 from oatomo.geometry import Acquisition, Grid, SensorArray, check_geometry
+from oatomo.progress import Callback
 
 __all__ = ["Callback", "MethodSpec", "METHODS", "get_method", "linear_methods", "reconstruct_sinogram"]
 
-#: ``callback(what, done, total)``: progress of a long step (``total`` None if unknown).
-Callback = Callable[[str, int, "int | None"], Any]
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ from oatomo.errors import InputError
 from oatomo.learn.blocks import VAEConfig
 from oatomo.learn.models import BetaVAE, MultiDecoderIVAE, MultiEncoderIVAE
 from oatomo.learn.train import steps_per_epoch, train
-from oatomo.recon.registry import Callback
+from oatomo.progress import Callback
 from oatomo.validation.cmnist import metrics
 from oatomo.validation.cmnist.classifier import ClassifierConfig, DigitClassifier, predict_batched
 from oatomo.validation.cmnist.data import (
@@ -112,19 +112,16 @@ def train_classifier(data: ColoredMNIST, settings: Settings, *, seed: int = 0,
     envs = [(torch.from_numpy(e.images), torch.from_numpy(e.digits)) for e in data.train]
     train(clf, envs, epochs=settings.classifier_epochs, batch_size=64, lr=1e-3, seed=seed,
           device=device, checkpoint=checkpoint, resume=resume,
-          callback=_steps(callback, "digit classifier", envs, settings.classifier_epochs, 64))
+          callback=_steps(callback, "digit classifier"))
     pred, _ = predict_batched(clf, data.test.images)
     return clf, float((pred == data.test.digits).mean())
 
 
-def _steps(callback: Callback | None, what: str, envs: list[Any], epochs: int,
-           batch_size: int) -> Callable[[int, dict[str, float]], None] | None:
-    """Adapt a progress ``callback(what, done, total)`` to :func:`train`'s ``(step, terms)``."""
+def _steps(callback: Callback | None, what: str) -> Callback | None:
+    """A progress callback that reports :func:`train`'s steps under the name ``what``."""
     if callback is None:
         return None
-    total = epochs * steps_per_epoch([len(e[0] if isinstance(e, tuple) else e) for e in envs],
-                                     batch_size)
-    return lambda step, _terms: callback(what, step, total)
+    return lambda _what, done, total: callback(what, done, total)
 
 
 def _batched(fn: Callable[[torch.Tensor], torch.Tensor], x: np.ndarray, device: torch.device,
@@ -330,9 +327,7 @@ def run_experiment(*, mnist_dir: str | os.PathLike | None = None, seeds: int = 3
             result = train(model, envs, epochs=settings.epochs, batch_size=settings.batch_size,
                            lr=settings.lr, seed=seed, device=device, checkpoint=ckpt,
                            checkpoint_every=spe if spe >= 100 else 10 * spe,
-                           resume=resume, callback=_steps(callback, f"seed {seed} {name}",
-                                                          envs, settings.epochs,
-                                                          settings.batch_size))
+                           resume=resume, callback=_steps(callback, f"seed {seed} {name}"))
             seconds = time.perf_counter() - t0
             res = evaluate_model(model, test, classifier, seed=seed,
                                  test_features=test_features)
