@@ -56,7 +56,7 @@ from oatomo._limits import check_integer
 from oatomo.errors import InputError
 from oatomo.forward import ForwardOperator, bandpass, check_sinogram
 from oatomo.geometry import Acquisition, Grid, SensorArray, check_geometry
-from oatomo.recon.model_based import operator_norm_sq
+from oatomo.recon.operators import operator_norm_sq
 
 logger = logging.getLogger(__name__)
 
