@@ -222,11 +222,7 @@ def reconstruct(scan: Any, method: str | None = None, grid: Grid | None = None, 
                                            acquisition, options, refine_reason)
     if record["applied"]:
         timer.done("refine", t)
-    units = _units(images)
-    truth = getattr(signals.data, "p0", None)
-    if truth is not None and signals.data.grid == grid:
-        images["truth"] = truth
-        units["truth"] = UNITS_PA
+    images, units = _with_truth(images, signals, grid)
     logger.info("reconstructed %s with %s on %dx%d (%s)", signals.source, method_name, grid.n,
                 grid.n, "refined" if record["applied"] else record["reason"])
     return Reconstruction(images, grid, units, _provenance(
@@ -319,10 +315,17 @@ def _refined_images(image: np.ndarray, method: str, signals: Signals, grid: Grid
     return images, grid, record
 
 
-def _units(images: Mapping[str, np.ndarray]) -> dict[str, str]:
-    """The units of each image: refined and uncertainty images in fractions of the maximum
-    p0, the others in Pa."""
-    return {k: UNITS_REFINED if k in ("refined", "uncertainty") else UNITS_PA for k in images}
+def _with_truth(images: dict[str, np.ndarray], signals: Signals, grid: Grid
+                ) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """The images with the scan's truth when it is on their grid (``"truth"``), and the
+    units of each: refined and uncertainty images in fractions of the maximum p0, the
+    others in Pa."""
+    units = {k: UNITS_REFINED if k in ("refined", "uncertainty") else UNITS_PA for k in images}
+    truth = getattr(signals.data, "p0", None)
+    if truth is not None and signals.data.grid == grid:
+        images["truth"] = truth
+        units["truth"] = UNITS_PA
+    return images, units
 
 
 def _axes(lead: tuple[int, ...], wavelengths: np.ndarray | None) -> list[str]:
