@@ -244,7 +244,7 @@ def test_no_import_cycles():
         name = ".".join(rel.parts[:-1] if rel.name == "__init__" else rel.parts)
         modules[name] = path
     graph = {m: _imports(p, m) for m, p in modules.items()}
-    assert "oatomo.recon.exact" in graph["oatomo.recon.backprojection"]  # the graph sees imports (fbp)
+    assert "oatomo.recon.exact" in graph["oatomo.recon.backprojection"]  # sees imports (fbp)
     assert "oatomo.learn.checkpoint" in graph["oatomo.learn.base"]  # also inside functions
     cycles = []
     state: dict[str, int] = {}
