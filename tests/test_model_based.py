@@ -8,14 +8,8 @@ from oatomo import Acquisition, Grid, InputError, phantoms, ring_array
 from oatomo.evaluation.metrics import psnr
 from oatomo.forward import ForwardOperator, simulate
 from oatomo.recon.backprojection import backproject
-from oatomo.recon.model_based import (
-    default_lambda,
-    lsqr,
-    operator_norm_sq,
-    reconstruct_model_based,
-    tv_norm,
-    tv_prox,
-)
+from oatomo.recon.model_based import default_lambda, lsqr, reconstruct_model_based
+from oatomo.recon.operators import operator_norm_sq, tv_norm, tv_prox
 
 # a tiny problem whose system matrix can be built explicitly
 G24 = Grid(24, 0.0048)

@@ -243,7 +243,7 @@ def test_no_import_cycles():
         name = ".".join(rel.parts[:-1] if rel.name == "__init__" else rel.parts)
         modules[name] = path
     graph = {m: _imports(p, m) for m, p in modules.items()}
-    assert "oatomo.recon.exact" in graph["oatomo.recon.backprojection"]  # the graph sees imports (fbp)
+    assert "oatomo.recon.exact" in graph["oatomo.recon.backprojection"]  # sees imports (fbp)
     assert "oatomo.validation.cmnist.experiment" in graph["oatomo.cli.cmnist"]  # in functions
     cycles = []
     state: dict[str, int] = {}

@@ -9,7 +9,7 @@ import pytest
 from scipy.signal import butter, sosfiltfilt
 
 import oatomo
-from oatomo import Acquisition, Grid, InputError, pipeline, ring_array
+from oatomo import Acquisition, Grid, InputError, ring_array
 from oatomo import kernels as K
 from oatomo.calibration import calibrate, check_positions
 from oatomo.calibration.levels import lowpass_fft
@@ -18,6 +18,7 @@ from oatomo.evaluation.metrics import affine_fit, psnr
 from oatomo.forward import simulate
 from oatomo.io import Scan, save_scan
 from oatomo.phantoms import disks
+from oatomo.pipeline import policy
 
 GRID = Grid(64, 0.0128)
 ACQ = Acquisition(20e6, 512, speed_of_sound=1500.0)
@@ -39,7 +40,7 @@ def fast_calibration(monkeypatch):
     def fast(scan, grid=None, **kwargs):
         return real(scan, grid, n_levels=2, n_folds=4, n_iter=15, **kwargs)
 
-    monkeypatch.setattr(pipeline, "run_calibration", fast)
+    monkeypatch.setattr(policy, "calibrate_scan", fast)
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,8 @@
-"""Linear reconstruction: DAS against NumPy, point sources, Shepp-Logan, frames."""
+"""Linear reconstruction: DAS against NumPy, point sources, Shepp-Logan, frames; the
+deprecated top-level module paths of reconstruction."""
+
+import importlib
+import sys
 
 import numpy as np
 import pytest
@@ -95,3 +99,22 @@ def test_backproject_validation_and_inputs_untouched():
         backproject(sino, grid, sensors, acq, method="magic")
     with pytest.raises(InputError, match="samples"):
         backproject(np.ones((8, 99)), grid, sensors, acq)
+
+
+@pytest.mark.parametrize("old, new", [
+    ("oatomo.autofocus", ["oatomo.recon.autofocus"]),
+    ("oatomo.methods", ["oatomo.recon.registry"]),
+    ("oatomo.model_based", ["oatomo.recon.model_based", "oatomo.recon.operators"]),
+    ("oatomo.exact", ["oatomo.recon.exact"]),
+    ("oatomo.presets", ["oatomo.pipeline.presets"]),
+])
+def test_deprecated_module_paths_warn_and_give_the_same_objects(old, new, monkeypatch):
+    monkeypatch.delitem(sys.modules, old, raising=False)
+    with pytest.warns(DeprecationWarning, match=f"{old} is deprecated; use {new[0]}"):
+        alias = importlib.import_module(old)
+    names = [name for module in new for name in importlib.import_module(module).__all__]
+    assert sorted(alias.__all__) == sorted(names)
+    for module in new:
+        target = importlib.import_module(module)
+        for name in target.__all__:
+            assert getattr(alias, name) is getattr(target, name), (old, name)

@@ -4,8 +4,8 @@
    1024 samples, 1 % relative noise, vessel phantoms ``oatomo.phantoms.vessels(grid, s)``
    for s = 0 .. 19 (the defaults of ``oatomo.recon.model_based`` were tuned on seeds 101-104,
    not these). Each reconstruction is scaled by its least-squares factor to the truth,
-   ``a = <img, p0> / <img, img>``, before PSNR and SSIM (``oatomo.evaluation.metrics``, data range 1,
-   the phantoms being min-max normalised): the fairest single normalisation, since it
+   ``a = <img, p0> / <img, img>``, before PSNR and SSIM (``oatomo.evaluation.metrics``, data
+   range 1, the phantoms being min-max normalised): the fairest single normalisation, since it
    gives every method the amplitude that suits it best and UBP/DAS have no calibrated
    amplitude. Min-max normalisation of each image (as in the published pipeline) is
    reported beside it.
@@ -122,7 +122,8 @@ def tikhonov_vs_scipy(n_pix: int, reps: int) -> list[dict]:
     from oatomo import Acquisition, Grid, ring_array
     from oatomo.forward import simulate
     from oatomo.phantoms import vessels
-    from oatomo.recon.model_based import _operator, default_lambda, reconstruct_model_based
+    from oatomo.recon.model_based import default_lambda, reconstruct_model_based
+    from oatomo.recon.operators import forward_operator
 
     grid = Grid(n_pix, FOV)
     sensors, acq = ring_array(N_SENS, RADIUS), Acquisition(FS, N_T)
@@ -135,7 +136,7 @@ def tikhonov_vs_scipy(n_pix: int, reps: int) -> list[dict]:
     numba.set_num_threads(1)  # many tiny calls: faster without the thread pool
     try:
         t = time.perf_counter()
-        csr = explicit_matrix(_operator(grid, sensors, acq, None))
+        csr = explicit_matrix(forward_operator(grid, sensors, acq, None))
         t_build = time.perf_counter() - t
     finally:
         numba.set_num_threads(threads)

@@ -29,7 +29,7 @@ from oatomo.forward import check_sinogram
 from oatomo.geometry import Acquisition, Grid, SensorArray, check_geometry
 from oatomo.io import as_scan, default_grid
 from oatomo.progress import Callback
-from oatomo.recon.model_based import operator_norm_sq
+from oatomo.recon.operators import operator_norm_sq
 
 logger = logging.getLogger(__name__)
 

@@ -20,7 +20,8 @@ import numpy as np
 from oatomo.calibration.levels import Level, band_limit, schedule
 from oatomo.forward import ForwardOperator
 from oatomo.geometry import Acquisition, Grid, SensorArray
-from oatomo.recon.model_based import operator_norm_sq, reconstruct_model_based
+from oatomo.recon.model_based import reconstruct_model_based
+from oatomo.recon.operators import operator_norm_sq
 
 __all__ = ["interleaved_folds", "heldout_image", "fit_fold", "search_speed_of_sound",
            "scout"]

@@ -279,7 +279,7 @@ def _shown_frames(src: Path, rec: object, args: argparse.Namespace, whole: bool
     the scan; a scan reconstructed frame by frame gives only the figure's first rows,
     each read alone (``whole``: the export needs them all, refused then)."""
     from oatomo.io import load_scan, read_frame  # lazy: h5py
-    from oatomo.pipeline import _frame_selection, select  # lazy: Numba kernels
+    from oatomo.pipeline import frame_selection, select  # lazy: Numba kernels
 
     if not rec.provenance.get("by_frame"):
         scan = load_scan(src)
@@ -288,7 +288,7 @@ def _shown_frames(src: Path, rec: object, args: argparse.Namespace, whole: bool
         raise InputError("--export-patato needs the whole scan in memory and it is larger "
                          "than OATOMO_MAX_BYTES (raise the limit)", src)
     scan = load_scan(src, metadata_only=True)
-    index, _ = _frame_selection(scan, args.frames, args.wavelengths, rec.grid, src)
+    index, _ = frame_selection(scan, args.frames, args.wavelengths, rec.grid, src)
     rows = [read_frame(src, int(k)) for k in index.reshape(-1)[:figures.MAX_FRAME_ROWS]]
     return np.stack(rows), scan
 

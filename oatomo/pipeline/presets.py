@@ -32,8 +32,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from oatomo.errors import InputError
+from oatomo.recon.registry import get_method
 from oatomo.resources import resource_path
 from oatomo.response import DetectorResponse
+from oatomo.setups import find_toml, read_toml
 
 __all__ = ["Preset", "load_preset", "bundled_presets", "PRESETS_DIR"]
 
@@ -102,8 +104,6 @@ class Preset:
         except InputError as exc:
             raise InputError(f"preset [detector]: {exc.problem}", path) from None
         if "method" in doc:
-            from oatomo.recon.registry import get_method
-
             try:
                 get_method(doc["method"])
             except InputError as exc:
@@ -119,8 +119,6 @@ class Preset:
     @classmethod
     def from_toml(cls, path: str | os.PathLike) -> Preset:
         """Read a preset TOML file (unknown keys and wrong types are errors)."""
-        from oatomo.setups import read_toml
-
         return cls.from_dict(read_toml(path, "preset"), path)
 
     def settings(self) -> dict[str, Any]:
@@ -144,6 +142,4 @@ def load_preset(preset: str | os.PathLike | Preset) -> Preset:
     if not isinstance(preset, (str, os.PathLike)):
         raise InputError(f"preset must be a Preset, a TOML path or a bundled name, got "
                          f"{type(preset).__name__}")
-    from oatomo.setups import find_toml
-
     return Preset.from_toml(find_toml(preset, PRESETS_DIR, "preset"))

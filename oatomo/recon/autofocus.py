@@ -28,13 +28,15 @@ from __future__ import annotations
 import logging
 import math
 import time
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
 from oatomo.errors import InputError
-from oatomo.forward import check_sinogram
+from oatomo.forward import bandpass, check_sinogram
 from oatomo.geometry import Acquisition, Grid, SensorArray, check_geometry
+from oatomo.recon.backprojection import backproject
 
 logger = logging.getLogger(__name__)
 
@@ -120,12 +122,7 @@ def autofocus(
     >>> abs(est["speed_of_sound"] - 1530) < 5
     True
     """
-    from dataclasses import replace
-
-    from scipy.optimize import minimize_scalar
-
-    from oatomo.forward import bandpass
-    from oatomo.recon.backprojection import backproject
+    from scipy.optimize import minimize_scalar  # lazy: scipy.optimize is slow to import
 
     lo, hi = (float(v) for v in c_range)
     if not (math.isfinite(lo) and math.isfinite(hi) and 0 < lo < hi):

@@ -9,20 +9,24 @@ from __future__ import annotations
 
 import logging
 import math
+from dataclasses import replace
 
 import numpy as np
 
 from oatomo.errors import InputError
 from oatomo.forward import bandpass, check_sinogram
 from oatomo.geometry import Acquisition, Grid, SensorArray, check_geometry
-from oatomo.recon.exact import _fbp
+from oatomo.recon.exact import fbp_validated
 from oatomo.recon.summation import delay_and_sum
+from oatomo.response import element_points
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["backproject", "ubp_filter", "METHODS"]
+__all__ = ["backproject", "ubp_filter", "BACKPROJECTION_METHODS"]
 
-METHODS = ("das", "ubp", "fbp")
+#: The ``method`` names of :func:`backproject` (registered under the same names in
+#: :data:`oatomo.recon.registry.METHODS`).
+BACKPROJECTION_METHODS = ("das", "ubp", "fbp")
 
 
 def ubp_filter(sinogram: np.ndarray, acquisition: Acquisition) -> np.ndarray:
@@ -113,23 +117,21 @@ def backproject(
     (``_UBP_GAIN``) is calibrated so that a disk of radius 4 mm reconstructs to its value
     at the centre; use ``method="fbp"`` for quantitative amplitudes.
     """
-    if method not in METHODS:
+    if method not in BACKPROJECTION_METHODS:
         raise InputError(f"unknown reconstruction method {method!r}; choose from "
-                         f"{', '.join(METHODS)}")
+                         f"{', '.join(BACKPROJECTION_METHODS)}")
     grid, sensors, acquisition = check_geometry(grid, sensors, acquisition)
     y = check_sinogram(sinogram, sensors, acquisition)
     if speed_of_sound is not None:
         if not (speed_of_sound > 0 and math.isfinite(speed_of_sound)):
             raise InputError(f"speed of sound must be > 0 m/s, got {speed_of_sound}")
-        from dataclasses import replace
-
         acquisition = replace(acquisition, speed_of_sound=float(speed_of_sound))
     y = bandpass(y, acquisition.fs, band)
     if method == "fbp":
         if element_width is not None:
             raise InputError("fbp inverts circular means of point sensors; use das or ubp "
                              "with an element width")
-        return _fbp(y, grid, sensors, acquisition)
+        return fbp_validated(y, grid, sensors, acquisition)
     lead = y.shape[:-2]
     n_s, n_t = y.shape[-2:]
     frames = y.reshape((-1, n_s, n_t))
@@ -144,8 +146,6 @@ def backproject(
         frames = (frames * gain[None, :, None].astype(np.float32)).astype(np.float32)
     points = sensors
     if element_width is not None:
-        from oatomo.response import element_points
-
         points, m = element_points(sensors, element_width, acquisition)
         frames = np.repeat(frames / np.float32(m), m, axis=1)
     out = delay_and_sum(np.asarray(frames, np.float32), grid, points, acquisition,

@@ -19,14 +19,16 @@ import math
 from dataclasses import replace
 
 import numpy as np
+from scipy.fft import irfft, next_fast_len, rfft
 
 from oatomo.errors import InputError
-from oatomo.geometry import Acquisition, Grid, SensorArray
+from oatomo.forward import check_sinogram
+from oatomo.geometry import Acquisition, Grid, SensorArray, check_geometry
 from oatomo.recon.summation import delay_and_sum
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["fbp_circular", "circular_means", "check_full_ring"]
+__all__ = ["fbp_circular", "fbp_validated", "circular_means", "check_full_ring"]
 
 #: Tolerances of :func:`check_full_ring` (relative to the ring radius / the even gap).
 RING_RADIUS_TOL = 0.05
@@ -118,8 +120,6 @@ def circular_means(sinogram: np.ndarray, acquisition: Acquisition, *,
 
 def _correlate(a: np.ndarray, kern: np.ndarray) -> np.ndarray:
     """``out[..., l] = sum_i a[..., i] * kern[i + l]`` for ``l = 0 .. len(kern) - L``."""
-    from scipy.fft import irfft, next_fast_len, rfft
-
     n_a = a.shape[-1]
     n_out = kern.shape[-1] - n_a + 1
     size = next_fast_len(kern.shape[-1] + n_a - 1, real=True)
@@ -235,17 +235,20 @@ def fbp_circular(
     >>> round(float(img[32, 41]), 1)
     1.0
     """
-    from oatomo.forward import check_sinogram
-    from oatomo.geometry import check_geometry
-
     grid, sensors, acquisition = check_geometry(grid, sensors, acquisition)
-    return _fbp(check_sinogram(sinogram, sensors, acquisition), grid, sensors, acquisition,
+    return fbp_validated(check_sinogram(sinogram, sensors, acquisition), grid, sensors, acquisition,
                 thickness=thickness, upsample=upsample)
 
 
-def _fbp(y: np.ndarray, grid: Grid, sensors: SensorArray, acquisition: Acquisition, *,
-         thickness: float | None = None, upsample: int = 3) -> np.ndarray:
-    """:func:`fbp_circular` on a sinogram already checked (and filtered) by the caller."""
+def fbp_validated(y: np.ndarray, grid: Grid, sensors: SensorArray, acquisition: Acquisition,
+                  *, thickness: float | None = None, upsample: int = 3) -> np.ndarray:
+    """:func:`fbp_circular` on signals the caller has already validated (and filtered).
+
+    ``y`` is the (..., N, T) sinogram as :func:`oatomo.forward.check_sinogram` returns it and
+    ``grid``, ``sensors``, ``acquisition`` as :func:`oatomo.geometry.check_geometry` returns
+    them (:func:`oatomo.recon.backprojection.backproject` band-passes first); the keywords
+    and the result are those of :func:`fbp_circular`.
+    """
     u = int(upsample)
     if u != upsample or u < 1 or u % 2 == 0:
         raise InputError(f"upsample must be an odd positive integer, got {upsample!r}")

@@ -10,30 +10,41 @@ memory is a few images and sinograms, never a system matrix.
 * ``"tv"``: ``min 1/2 ||A x - y||^2 + lam TV(x)`` subject to ``x >= 0`` by monotone FISTA
   (Beck & Teboulle 2009) whose proximal step is the constrained TV denoising problem,
   solved by the fast dual gradient projection (FGP) of the same paper.
+
+The operators they apply (the cached forward operator, its norm, total variation and its
+proximal step) are in :mod:`oatomo.recon.operators`.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import math
 import time
 from collections.abc import Callable
 from typing import Any
 
-import numba as nb
 import numpy as np
 
 from oatomo.errors import InputError
 from oatomo.forward import ForwardOperator, check_sinogram
 from oatomo.geometry import Acquisition, Grid, SensorArray, check_geometry
+from oatomo.recon.operators import (
+    forward_operator,
+    operator_norm_sq,
+    operator_norm_sq_of,
+    tv_norm,
+    tv_prox,
+    vector_norm,
+)
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["reconstruct_model_based", "default_lambda", "operator_norm_sq", "lsqr",
-           "tv_norm", "tv_prox", "METHODS", "LAMBDA_REL"]
+__all__ = ["reconstruct_model_based", "default_lambda", "lsqr", "MODEL_BASED_METHODS",
+           "LAMBDA_REL", "NONNEG_STEPS", "TV_INNER"]
 
-METHODS = ("tikhonov", "tv")
+#: The ``method`` names of :func:`reconstruct_model_based` (``mb-<name>`` in
+#: :data:`oatomo.recon.registry.METHODS`).
+MODEL_BASED_METHODS = ("tikhonov", "tv")
 
 #: Default regularisation, relative to a data-derived scale (see :func:`default_lambda`);
 #: tuned on the 32-sensor ring (r = 22.5 mm, 128 x 128 at 0.1 mm, 40 MHz) with 1 % noise.
@@ -46,57 +57,14 @@ NONNEG_STEPS = 20
 TV_INNER = 10
 
 
-def _norm(v: np.ndarray) -> float:
-    """Euclidean norm without BLAS (whose threads fight Numba's on small vectors)."""
-    v = np.asarray(v, dtype=np.float64)
-    return math.sqrt(float(np.sum(v * v)))
+def _check_method(method: str) -> None:
+    """InputError unless ``method`` is one of :data:`MODEL_BASED_METHODS`."""
+    if method not in MODEL_BASED_METHODS:
+        raise InputError(f"unknown model-based method {method!r}; choose from "
+                         f"{', '.join(MODEL_BASED_METHODS)}")
 
 
-# --- operator and its norm (cached: model-based runs repeat on one geometry) ---------------
-
-
-@functools.lru_cache(maxsize=8)
-def _operator(grid: Grid, sensors: SensorArray, acquisition: Acquisition,
-              thickness: float | None, response: Any = None,
-              element_width: float | None = None) -> ForwardOperator:
-    return ForwardOperator(grid, sensors, acquisition, thickness=thickness, response=response,
-                           element_width=element_width)
-
-
-@functools.lru_cache(maxsize=8)
-def _norm_sq_cached(grid: Grid, sensors: SensorArray, acquisition: Acquisition,
-                    thickness: float | None, n_iter: int, response: Any = None,
-                    element_width: float | None = None) -> float:
-    op = _operator(grid, sensors, acquisition, thickness, response, element_width)
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal(grid.shape).astype(np.float32)
-    x /= _norm(x)
-    est = 0.0
-    for _ in range(n_iter):
-        z = op.adjoint(op.forward(x))
-        est = _norm(z)
-        if est == 0.0:
-            return 0.0
-        x = (z / est).astype(np.float32)
-    return est
-
-
-def operator_norm_sq(grid: Grid, sensors: SensorArray, acquisition: Acquisition, *,
-                     thickness: float | None = None, n_iter: int = 30, response: Any = None,
-                     element_width: float | None = None) -> float:
-    """``||A||^2`` (largest eigenvalue of ``A^T A``) by power iteration, cached per geometry
-    (and detector response and element width, which are part of ``A`` when given).
-
-    Power iteration approaches the value from below; callers that need an upper bound (a
-    gradient step size) multiply by a safety factor.
-    """
-    return _norm_sq_cached(grid, sensors, acquisition, thickness, int(n_iter), response,
-                           element_width)
-
-
-def _op_norm_sq(op: ForwardOperator) -> float:
-    return operator_norm_sq(op.grid, op.sensors, op.acquisition, thickness=op.thickness,
-                            response=op.response, element_width=op.element_width)
+# --- default regularisation --------------------------------------------------------------
 
 
 def default_lambda(method: str, sinogram: np.ndarray, grid: Grid, sensors: SensorArray,
@@ -114,111 +82,13 @@ def default_lambda(method: str, sinogram: np.ndarray, grid: Grid, sensors: Senso
     The factors (:data:`LAMBDA_REL`) were tuned on the 32-sensor ring with 1 % noise
     (``benchmarks/bench_mb.py``).
     """
-    if method not in METHODS:
-        raise InputError(f"unknown model-based method {method!r}; choose from "
-                         f"{', '.join(METHODS)}")
+    _check_method(method)
     if method == "tikhonov":
         return LAMBDA_REL["tikhonov"] * operator_norm_sq(
             grid, sensors, acquisition, thickness=thickness, response=response,
             element_width=element_width)
-    op = _operator(grid, sensors, acquisition, thickness, response, element_width)
+    op = forward_operator(grid, sensors, acquisition, thickness, response, element_width)
     return LAMBDA_REL["tv"] * float(np.abs(op.adjoint(sinogram)).max())
-
-
-# --- total variation --------------------------------------------------------------------
-
-
-def tv_norm(x: np.ndarray) -> float:
-    """Isotropic total variation ``sum sqrt((x[i+1,j]-x[i,j])^2 + (x[i,j+1]-x[i,j])^2)``
-    (differences past the last row/column are 0)."""
-    x = np.asarray(x, dtype=np.float64)
-    gi = np.zeros_like(x)
-    gj = np.zeros_like(x)
-    gi[:-1] = x[1:] - x[:-1]
-    gj[:, :-1] = x[:, 1:] - x[:, :-1]
-    return float(np.sqrt(gi * gi + gj * gj).sum())
-
-
-@nb.njit(cache=True, fastmath=True, inline="always")
-def _primal(b, mu, nonneg, p, q, x):  # pragma: no cover - compiled
-    """``x = P_C(b - mu L(p, q))`` with ``L(p, q)_ij = p_ij + q_ij - p_{i-1,j} - q_{i,j-1}``
-    (``P_C``: clip at 0 when ``nonneg``): the primal point of a dual (p, q)."""
-    m, n = b.shape
-    for i in range(m):
-        for j in range(n):
-            d = p[i, j] + q[i, j]
-            if i > 0:
-                d -= p[i - 1, j]
-            if j > 0:
-                d -= q[i, j - 1]
-            v = b[i, j] - mu * d
-            if nonneg and v < 0:
-                v = np.float32(0.0)
-            x[i, j] = v
-
-
-@nb.njit(cache=True, fastmath=True)
-def _fgp(b, mu, nonneg, n_inner, p, q, out):  # pragma: no cover - compiled
-    """FGP for ``min_x 1/2 ||x - b||^2 + mu TV(x)`` (+ ``x >= 0``), dual (p, q) in place."""
-    m, n = b.shape
-    rp = p.copy()
-    rq = q.copy()
-    pold = p.copy()
-    qold = q.copy()
-    x = np.empty((m, n), np.float32)
-    step = np.float32(1.0 / (8.0 * mu))
-    t = 1.0
-    for _ in range(n_inner):
-        _primal(b, mu, nonneg, rp, rq, x)
-        # (p, q) = P_P[r + L^T(x) / (8 mu)], L^T(x) = (x_ij - x_{i+1,j}, x_ij - x_{i,j+1})
-        t_new = (1.0 + math.sqrt(1.0 + 4.0 * t * t)) / 2.0
-        beta = np.float32((t - 1.0) / t_new)
-        for i in range(m):
-            for j in range(n):
-                a = rp[i, j] + step * (x[i, j] - x[i + 1, j]) if i < m - 1 else 0.0
-                c = rq[i, j] + step * (x[i, j] - x[i, j + 1]) if j < n - 1 else 0.0
-                nrm = max(np.float32(1.0), np.float32(math.sqrt(a * a + c * c)))
-                pold[i, j] = p[i, j]
-                qold[i, j] = q[i, j]
-                p[i, j] = a / nrm
-                q[i, j] = c / nrm
-                rp[i, j] = p[i, j] + beta * (p[i, j] - pold[i, j])
-                rq[i, j] = q[i, j] + beta * (q[i, j] - qold[i, j])
-        t = t_new
-    _primal(b, mu, nonneg, p, q, out)
-
-
-def tv_prox(b: np.ndarray, mu: float, *, nonneg: bool = True, n_inner: int = 50,
-            dual: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
-    """``argmin_x 1/2 ||x - b||^2 + mu TV(x)`` (optionally ``x >= 0``) by FGP.
-
-    Parameters
-    ----------
-    b
-        Image (n, m).
-    mu
-        TV weight (>= 0).
-    nonneg
-        Constrain ``x >= 0``.
-    n_inner
-        FGP iterations.
-    dual
-        Optional float32 dual variables ``(p, q)`` of b's shape, used as the warm start
-        and updated in place.
-
-    References
-    ----------
-    A. Beck, M. Teboulle, "Fast gradient-based algorithms for constrained total variation
-    image denoising and deblurring problems", IEEE Trans. Image Process. 18(11), 2009.
-    """
-    b = np.ascontiguousarray(b, dtype=np.float32)
-    if mu <= 0:
-        return np.maximum(b, 0) if nonneg else b.copy()
-    if dual is None:
-        dual = (np.zeros_like(b), np.zeros_like(b))
-    out = np.empty_like(b)
-    _fgp(b, np.float32(mu), bool(nonneg), int(n_inner), dual[0], dual[1], out)
-    return out
 
 
 # --- LSQR --------------------------------------------------------------------------------
@@ -242,13 +112,13 @@ def lsqr(matvec: Callable[[np.ndarray], np.ndarray],
     """
     b = np.asarray(b, dtype=np.float64).ravel()
     u = b.copy()
-    beta = _norm(u)
+    beta = vector_norm(u)
     x = np.zeros(0)
     if beta > 0:
         u /= beta
         v = np.asarray(rmatvec(u), dtype=np.float64)
         x = np.zeros_like(v)
-        alpha = _norm(v)
+        alpha = vector_norm(v)
     else:
         v = np.asarray(rmatvec(u), dtype=np.float64)
         return np.zeros_like(v), 0
@@ -266,12 +136,12 @@ def lsqr(matvec: Callable[[np.ndarray], np.ndarray],
     k = 0
     for k in range(1, n_iter + 1):
         u = np.asarray(matvec(v), dtype=np.float64) - alpha * u
-        beta = _norm(u)
+        beta = vector_norm(u)
         if beta > 0:
             u /= beta
             anorm = math.sqrt(anorm**2 + alpha**2 + beta**2 + damp**2)
             v = np.asarray(rmatvec(u), dtype=np.float64) - beta * v
-            alpha = _norm(v)
+            alpha = vector_norm(v)
             if alpha > 0:
                 v /= alpha
         rhobar1 = math.hypot(rhobar, damp)
@@ -315,9 +185,7 @@ def lsqr(matvec: Callable[[np.ndarray], np.ndarray],
 
 def _check_args(method: str, lam: float | None, n_iter: int, tol: float,
                 x0: np.ndarray | None, grid: Grid) -> np.ndarray | None:
-    if method not in METHODS:
-        raise InputError(f"unknown model-based method {method!r}; choose from "
-                         f"{', '.join(METHODS)}")
+    _check_method(method)
     if lam is not None and not (math.isfinite(lam) and lam >= 0):
         raise InputError(f"lam must be a finite number >= 0, got {lam}")
     if isinstance(n_iter, bool) or int(n_iter) != n_iter or n_iter < 1:
@@ -418,12 +286,12 @@ def reconstruct_model_based(
     grid, sensors, acquisition = check_geometry(grid, sensors, acquisition)
     y = check_sinogram(sinogram, sensors, acquisition, allow_frames=False)
     t_start = time.perf_counter()
-    op = _operator(grid, sensors, acquisition, thickness, response, element_width)
+    op = forward_operator(grid, sensors, acquisition, thickness, response, element_width)
     if lam is None:
         lam = default_lambda(method, y, grid, sensors, acquisition, thickness=thickness,
                              response=response, element_width=element_width)
     lam = float(lam)
-    ynorm = _norm(y.astype(np.float64))
+    ynorm = vector_norm(y.astype(np.float64))
     record: dict[str, Any] = {"method": method, "lam": lam, "residual": [], "objective": [],
                               "n_iter": 0, "converged": False}
     if ynorm == 0.0:
@@ -465,7 +333,7 @@ def _tikhonov(op: ForwardOperator, y: np.ndarray, lam: float, n_iter: int, nonne
         return x
     # projected accelerated gradient on ||A x - y||^2 + lam ||x||^2 from the clipped LSQR
     # solution: gradient 2 (A^T (A x - y) + lam x), Lipschitz constant 2 (||A||^2 + lam)
-    lip = 1.05 * _op_norm_sq(op) + lam
+    lip = 1.05 * operator_norm_sq_of(op) + lam
     record["lipschitz"] = lip
     x = np.maximum(x, 0)
     z, t = x.copy(), 1.0
@@ -476,10 +344,10 @@ def _tikhonov(op: ForwardOperator, y: np.ndarray, lam: float, n_iter: int, nonne
         grad = op.adjoint(r) + lam * z
         x_new = np.maximum(z - grad / lip, 0).astype(np.float32)
         t_new = (1 + math.sqrt(1 + 4 * t * t)) / 2
-        change = _norm(x_new - x) / max(_norm(x_new), 1e-30)
+        change = vector_norm(x_new - x) / max(vector_norm(x_new), 1e-30)
         z = (x_new + ((t - 1) / t_new) * (x_new - x)).astype(np.float32)
         x, t = x_new, t_new
-        res = _norm(op.forward(x) - y)
+        res = vector_norm(op.forward(x) - y)
         record["residual"].append(res / ynorm)
         record["objective"].append(res**2 + lam * float(np.sum(x.astype(np.float64) ** 2)))
         record["n_iter"] += 1
@@ -495,7 +363,7 @@ def _tv(op: ForwardOperator, y: np.ndarray, lam: float, n_iter: int, nonneg: boo
         x0: np.ndarray | None, tol: float, callback: Callable[[int, np.ndarray], Any] | None,
         record: dict[str, Any], ynorm: float, norm_sq: float | None = None) -> np.ndarray:
     if norm_sq is None:
-        norm_sq = _op_norm_sq(op)
+        norm_sq = operator_norm_sq_of(op)
     lip = 1.05 * norm_sq
     record["lipschitz"] = lip
     if lip == 0:
@@ -507,7 +375,7 @@ def _tv(op: ForwardOperator, y: np.ndarray, lam: float, n_iter: int, nonneg: boo
     ax = op.forward(x)
 
     def objective(ax_: np.ndarray, x_: np.ndarray) -> tuple[float, float]:
-        res = _norm((ax_ - y).astype(np.float64))
+        res = vector_norm((ax_ - y).astype(np.float64))
         return 0.5 * res**2 + lam * tv_norm(x_), res
 
     f_x, _ = objective(ax, x)
@@ -520,12 +388,12 @@ def _tv(op: ForwardOperator, y: np.ndarray, lam: float, n_iter: int, nonneg: boo
         z = tv_prox(v - grad / lip, mu, nonneg=nonneg, n_inner=TV_INNER, dual=dual)
         az = op.forward(z)
         f_z, res_z = objective(az, z)
-        change = _norm(z - v) / max(_norm(z), 1e-30)
+        change = vector_norm(z - v) / max(vector_norm(z), 1e-30)
         x_prev, ax_prev = x, ax
         if f_z <= f_x:
             x, ax, f_x, res = z, az, f_z, res_z
         else:
-            res = _norm((ax - y).astype(np.float64))
+            res = vector_norm((ax - y).astype(np.float64))
         t_new = (1 + math.sqrt(1 + 4 * t * t)) / 2
         a, b = t / t_new, (t - 1) / t_new
         v = (x + a * (z - x) + b * (x - x_prev)).astype(np.float32)

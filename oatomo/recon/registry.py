@@ -16,10 +16,14 @@ from typing import Any
 import numpy as np
 
 from oatomo.errors import InputError
+from oatomo.forward import bandpass, check_sinogram
 from oatomo.geometry import Acquisition, Grid, SensorArray, check_geometry
 from oatomo.progress import Callback
+from oatomo.recon.backprojection import backproject
+from oatomo.recon.model_based import reconstruct_model_based
 
-__all__ = ["Callback", "MethodSpec", "METHODS", "get_method", "linear_methods", "reconstruct_sinogram"]
+__all__ = ["Callback", "MethodSpec", "METHODS", "get_method", "linear_methods",
+           "reconstruct_sinogram"]
 
 
 
@@ -59,8 +63,6 @@ def _backproject(kind: str, sinogram: np.ndarray, grid: Grid, sensors: SensorArr
                  callback: Callback | None = None,
                  element_width: float | None = None, response: Any = None) -> np.ndarray:
     """:func:`oatomo.backproject` with ``method=kind`` (one pass; lam, iters unused)."""
-    from oatomo.recon.backprojection import backproject
-
     if response is not None:
         raise InputError(f"{kind} cannot model the detector response; deconvolve it first "
                          f"or use a model-based method")
@@ -76,9 +78,6 @@ def _model_based(kind: str, sinogram: np.ndarray, grid: Grid, sensors: SensorArr
                  element_width: float | None = None, response: Any = None) -> np.ndarray:
     """:func:`oatomo.reconstruct_model_based` with ``method=kind``, frame by frame (the
     detector response and element width, when given, inside the forward operator)."""
-    from oatomo.forward import bandpass, check_sinogram
-    from oatomo.recon.model_based import reconstruct_model_based
-
     y = bandpass(check_sinogram(sinogram, sensors, acquisition), acquisition.fs, band)
     frames = y.reshape((-1,) + y.shape[-2:])
     out = []

@@ -1,7 +1,7 @@
 """The delay-and-sum summation shared by every backprojection (DAS, UBP, exact FBP).
 
-Private: :func:`oatomo.recon.backprojection.backproject` and :func:`oatomo.recon.exact.fbp_circular` validate
-and filter the signals, then call :func:`delay_and_sum`.
+:func:`oatomo.recon.backprojection.backproject` and :func:`oatomo.recon.exact.fbp_circular`
+validate and filter the signals, then call :func:`delay_and_sum`.
 """
 
 from __future__ import annotations

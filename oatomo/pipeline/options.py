@@ -1,0 +1,134 @@
+"""The options of :func:`oatomo.reconstruct`: their checks, and which wins over a preset.
+
+:class:`ReconstructOptions` holds every keyword of :func:`oatomo.reconstruct` (None: not
+given); :func:`resolve_options` checks them and fills those left at None from the preset
+(explicit keywords win) and then from the defaults. :func:`operator_response` checks the
+``model_response`` request against the scan and the method.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Literal
+
+from oatomo.errors import InputError
+from oatomo.pipeline.presets import load_preset
+from oatomo.recon.registry import get_method
+
+__all__ = ["ReconstructOptions", "resolve_options", "operator_response", "PRESET_KEYWORDS",
+           "DEFAULT_METHOD", "DEFAULT_ITERS"]
+
+#: The method of a reconstruction that names none (neither keyword nor preset).
+DEFAULT_METHOD = "ubp"
+#: Iterations of model-based methods when neither keyword nor preset sets them.
+DEFAULT_ITERS = 50
+#: The keywords a preset may set (:meth:`oatomo.pipeline.presets.Preset.settings`).
+PRESET_KEYWORDS = ("method", "n", "fov", "speed_of_sound", "band", "deconvolve", "iters",
+                   "lam", "response", "calibrate", "refine")
+
+
+@dataclass(frozen=True)
+class ReconstructOptions:
+    """The keywords of :func:`oatomo.reconstruct` (see there for each), as one value.
+
+    As given, None means "not given"; :func:`resolve_options` returns them resolved:
+    ``method`` a registered name, ``iters`` a number, ``deconvolve`` False or the
+    regularisation, ``calibrate`` and ``refine`` True, False or ``"auto"``, with
+    ``method_given`` (whether the keyword or the preset named the method) and
+    ``preset_name`` (the preset's name, None without one) filled in.
+    """
+
+    method: str | None = None
+    n: int | None = None
+    fov: float | None = None
+    frames: int | Sequence[int] | None = None
+    wavelengths: float | Sequence[float] | None = None
+    speed_of_sound: float | None = None
+    calibration: str | os.PathLike | Mapping[str, Any] | None = None
+    band: tuple[float | None, float | None] | None = None
+    deconvolve: bool | float | None = None
+    response: Any = None
+    model_response: bool = False
+    element_width: float | None = None
+    preset: Any = None
+    refine: bool | Literal["auto"] = "auto"
+    model: str | os.PathLike | None = None
+    setup: str | None = None
+    samples: int = 16
+    lam: float | None = None
+    iters: int | None = None
+    calibrate: bool | Literal["auto"] = "auto"
+    method_given: bool = False
+    preset_name: str | None = None
+
+
+def _check_choices(options: ReconstructOptions) -> None:
+    """InputError unless ``refine`` and ``calibrate`` are True, False or ``"auto"``."""
+    if options.refine not in (True, False, "auto"):
+        raise InputError(f"refine must be True, False or 'auto', got {options.refine!r}")
+    if options.calibrate not in (True, False, "auto"):
+        raise InputError(f"calibrate must be True, False or 'auto', got "
+                         f"{options.calibrate!r}")
+
+
+def _with_preset(options: ReconstructOptions) -> ReconstructOptions:
+    """``options`` with the preset's settings in every keyword left at None (``"auto"`` for
+    ``calibrate`` and ``refine``, their defaults): explicit keywords win."""
+    if options.preset is None:
+        return options
+    chosen = load_preset(options.preset)
+    given = {k: getattr(options, k) for k in PRESET_KEYWORDS}
+    given["calibrate"] = None if options.calibrate == "auto" else options.calibrate
+    given["refine"] = None if options.refine == "auto" else options.refine
+    given.update({k: v for k, v in chosen.settings().items() if given[k] is None})
+    given["calibrate"] = "auto" if given["calibrate"] is None else bool(given["calibrate"])
+    given["refine"] = "auto" if given["refine"] is None else given["refine"]
+    return replace(options, preset_name=chosen.name, **given)
+
+
+def resolve_options(options: ReconstructOptions) -> ReconstructOptions:
+    """The options checked, with the preset's settings and then the defaults filled in.
+
+    Raises
+    ------
+    InputError
+        For a ``refine`` or ``calibrate`` that is not True, False or ``"auto"``, a preset
+        that cannot be read, or a method that is not registered.
+    """
+    _check_choices(options)
+    options = _with_preset(options)
+    resolved = replace(
+        options, method_given=options.method is not None,
+        method=DEFAULT_METHOD if options.method is None else options.method,
+        iters=DEFAULT_ITERS if options.iters is None else options.iters)
+    get_method(resolved.method)  # an unknown method fails before the scan is read
+    return replace(resolved, deconvolve=False if resolved.deconvolve is None
+                   else resolved.deconvolve)
+
+
+def operator_response(options: ReconstructOptions, scan: Any) -> Any:
+    """The detector response to put inside the forward operator: with ``model_response``
+    the one given (``options.response``) or else the scan's; None without.
+
+    Raises
+    ------
+    InputError
+        When the scan has no response to model, the method is not iterative, or the
+        signals are also to be deconvolved.
+    """
+    if not options.model_response:
+        return None
+    in_model = options.response if options.response is not None \
+        else getattr(scan, "response", None)
+    if in_model is None:
+        raise InputError("model_response: the scan has no detector response (give one)")
+    spec = get_method(options.method)
+    if not spec.iterative:
+        raise InputError(f"{spec.name} cannot model the detector response; use "
+                         f"deconvolve or a model-based method")
+    if options.deconvolve is not False:
+        raise InputError("deconvolve and model_response both remove the response; "
+                         "choose one")
+    return in_model

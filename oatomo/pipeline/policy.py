@@ -1,0 +1,154 @@
+"""Whether to calibrate, and the geometry to reconstruct with (step 2 of
+:func:`oatomo.reconstruct`).
+
+With ``calibrate="auto"`` the scan's data are first tested against its sensor positions
+(:func:`oatomo.calibration.check_positions`); when they disagree the scan is calibrated,
+reconstructed with ``mb-tv`` unless a method was named, and not refined (the refiner was
+trained on nominal-position images and does worse on calibrated ones; calibrated TV is the
+better image); asked to refine, it is refined on the nominal positions instead
+(:func:`decide_calibration`). :func:`scan_geometry` then gives the sensors and acquisition:
+the scan's own, or the calibration's estimates.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from oatomo.calibration import MIN_SENSORS, check_positions
+from oatomo.calibration import calibrate as calibrate_scan
+from oatomo.errors import InputError
+from oatomo.geometry import Acquisition, Grid, SensorArray
+from oatomo.pipeline.frames import Signals
+from oatomo.pipeline.options import ReconstructOptions
+from oatomo.progress import Callback
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["scan_geometry", "position_check", "decide_calibration", "CALIBRATED_METHOD"]
+
+#: The method of a scan calibrated by ``calibrate="auto"`` when none was named.
+CALIBRATED_METHOD = "mb-tv"
+
+
+def scan_geometry(scan: Any, *, calibrate: bool = False, grid: Grid | None = None,
+                  callback: Callback | None = None) -> tuple[SensorArray, Acquisition,
+                                                            dict[str, Any] | None]:
+    """Step 2: the sensors and acquisition to reconstruct with.
+
+    The scan's own (the nominal ones, or the estimates of a calibrated scan file), or with
+    ``calibrate=True`` those estimated from the data by :func:`oatomo.calibrate`.
+    Returns ``(sensors, acquisition, record)``; ``record`` summarises the calibration
+    (None without one).
+    """
+    if not calibrate:
+        return scan.sensors, scan.acquisition, None
+
+    cal = calibrate_scan(scan, grid, callback=callback)
+    shift = np.hypot(*cal.displacement.T)
+    record = {"speed_of_sound": cal.speed_of_sound,
+              "nominal_speed_of_sound": cal.nominal_speed_of_sound,
+              "rms_shift_m": float(np.sqrt(np.mean(shift ** 2))),
+              "max_shift_m": float(shift.max()), "prior_std_m": cal.prior_std,
+              "frame_std": cal.frame_std,
+              "misfit": [h["misfit"] for h in cal.history], "time_s": cal.time_s}
+    return cal.sensors, cal.acquisition(scan.acquisition), record
+
+
+def _not_checkable(signals: Signals, calibration: Any) -> str | None:
+    """Why the scan's positions cannot or need not be checked (None: check them)."""
+    positions = np.asarray(signals.data.sensors.positions)
+    if signals.by_frame:
+        return "the scan is larger than OATOMO_MAX_BYTES"
+    if getattr(signals.data, "calibration", None):
+        return "the file is already calibrated"
+    if calibration is not None:
+        return "a calibration was given"
+    if positions.ndim != 2 or positions.shape[1] != 2:
+        return "only 2-D sensor arrays can be calibrated"
+    if len(positions) < MIN_SENSORS:
+        return f"fewer than {MIN_SENSORS} sensors"
+    return None
+
+
+def position_check(signals: Signals, grid: Grid, calibration: Any) -> dict[str, Any]:
+    """The position check's record (:meth:`oatomo.calibration.PositionCheck.to_dict`, with
+    ``needs_calibration``), or why the scan was not checked (``reason``,
+    ``needs_calibration`` False).
+
+    ``calibration`` is the calibration given by the user (a scan with one is not checked).
+    """
+    why = _not_checkable(signals, calibration)
+    if why is None:
+        data = signals.data
+        try:
+            check = check_positions(signals.sinogram, data.sensors, data.acquisition, grid)
+        except InputError as exc:
+            why = exc.problem
+        else:
+            out = check.to_dict()
+            if check.reason:
+                logger.info("position check: %s", check.reason)
+            elif check.needs_calibration:
+                logger.info("the data disagree with the file's sensor positions (spread "
+                            "%.0f um > %.0f um): self-calibrating", check.spread * 1e6,
+                            check.threshold * 1e6)
+            return out
+    logger.info("position check skipped: %s", why)
+    return {"needs_calibration": False, "reason": why}
+
+
+def decide_calibration(signals: Signals, grid: Grid, options: ReconstructOptions,
+                       done: Callable[[str, float], None]
+                       ) -> tuple[ReconstructOptions, dict[str, Any] | None, str | None]:
+    """Resolve ``calibrate="auto"``: run the position check and decide.
+
+    Parameters
+    ----------
+    signals, grid
+        The signals and the image grid.
+    options
+        The resolved options (:func:`oatomo.pipeline.options.resolve_options`).
+    done
+        ``done(step, t_start)``: called with ``"check"`` when a check ran.
+
+    Returns
+    -------
+    tuple
+        The options with ``calibrate`` True or False (and, for a calibrated scan,
+        ``method`` :data:`CALIBRATED_METHOD` unless one was named and ``refine`` False
+        in place of ``"auto"``), the check's record (None when ``calibrate`` was not
+        ``"auto"``) and why the scan is not refined (None: the refinement step decides).
+    """
+    if options.calibrate != "auto":
+        return options, None, None
+    t = time.perf_counter()
+    record = position_check(signals, grid, options.calibration)
+    calibrate = bool(record.get("needs_calibration"))
+    if "time_s" in record:
+        done("check", t)
+    if calibrate and options.refine is True:
+        # measured: the refiner does worse on calibrated inputs than on the nominal
+        # ones it was trained on
+        calibrate = False
+        record["calibrated"] = False
+        record["why_not"] = ("refinement was asked for, and the refiner takes "
+                             "nominal-position images (--calibrate yes, "
+                             "calibrate=True, calibrates anyway)")
+        logger.info("not calibrating: %s", record["why_not"])
+    options = replace(options, calibrate=calibrate)
+    if not calibrate:
+        return options, record, None
+    if not options.method_given:
+        options = replace(options, method=CALIBRATED_METHOD)
+    refine_reason = None
+    if options.refine == "auto":
+        options = replace(options, refine=False)
+        refine_reason = ("the scan was self-calibrated: calibrated TV is the better "
+                         "image (the refiner was trained on nominal-position images)")
+    return options, record, refine_reason

@@ -1,0 +1,361 @@
+"""The reconstruction of a scan: :func:`reconstruct` and its result, :class:`Reconstruction`.
+
+:func:`reconstruct` reads as its steps, each a call into its room: the options
+(:mod:`oatomo.pipeline.options`), the signals (:mod:`oatomo.pipeline.frames`), whether to
+calibrate and the geometry (:mod:`oatomo.pipeline.policy`), the method
+(:func:`oatomo.recon.registry.reconstruct_sinogram`, or frame by frame), the learned
+refinement (:mod:`oatomo.pipeline.refinement`) and the provenance.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+from typing import Any, Literal
+
+import numpy as np
+
+from oatomo.errors import InputError
+from oatomo.geometry import Acquisition, Grid, SensorArray
+from oatomo.pipeline.frames import (
+    Signals,
+    frame_selection,
+    image_grid,
+    load_signals,
+    reconstruct_by_frame,
+)
+from oatomo.pipeline.options import ReconstructOptions, operator_response, resolve_options
+from oatomo.pipeline.policy import decide_calibration, scan_geometry
+from oatomo.pipeline.refinement import refine_images
+from oatomo.progress import Callback
+from oatomo.recon.registry import get_method, reconstruct_sinogram
+from oatomo.refine.refiner import UNITS_PA, UNITS_REFINED
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["Reconstruction", "reconstruct", "UNITS_PA", "UNITS_REFINED"]
+
+
+
+@dataclass(frozen=True, eq=False)
+class Reconstruction:
+    """Named images on one grid, with their units and where they came from.
+
+    Attributes
+    ----------
+    images
+        Name -> float32 (..., n, n): the method's name (e.g. ``"ubp"``), and when refined
+        ``"refined"`` and ``"uncertainty"`` (plus ``"linear"``, the model's own input, when
+        the model works on another grid or method); ``"truth"`` for simulated scans.
+    grid
+        The grid of every image.
+    units
+        Name -> units (``"Pa"`` or ``"fraction of max p0"``).
+    provenance
+        ``method``, ``source``, ``format``, ``n_sensors``, ``speed_of_sound``, ``n_frames``,
+        ``timings`` (s per step) and ``refinement`` (``applied``, ``reason``, ``model``,
+        ``compatible`` when checked, and the model's input, grid and decoder when applied).
+    """
+
+    images: Mapping[str, np.ndarray]
+    grid: Grid
+    units: Mapping[str, str]
+    provenance: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "images", MappingProxyType(dict(self.images)))
+        object.__setattr__(self, "units", MappingProxyType(dict(self.units)))
+        object.__setattr__(self, "provenance", MappingProxyType(dict(self.provenance)))
+
+    @property
+    def refined(self) -> bool:
+        """Whether the learned refinement ran."""
+        return "refined" in self.images
+
+    @property
+    def image(self) -> np.ndarray:
+        """The final image: the refined one when refined, else the method's."""
+        return self.images["refined" if self.refined else self.provenance["method"]]
+
+    @property
+    def linear(self) -> np.ndarray:
+        """The linear/model-based image shown beside the refinement."""
+        key = "linear" if "linear" in self.images else self.provenance["method"]
+        return self.images[key]
+
+    def attrs(self) -> dict[str, Any]:
+        """Provenance and units as file attributes (for :func:`oatomo.io.save_images`)."""
+        return {**self.provenance, "units": dict(self.units)}
+
+
+def reconstruct(scan: Any, method: str | None = None, grid: Grid | None = None, *,
+                n: int | None = None, fov: float | None = None,
+                frames: int | Sequence[int] | None = None,
+                wavelengths: float | Sequence[float] | None = None,
+                speed_of_sound: float | None = None,
+                calibration: str | os.PathLike | Mapping[str, Any] | None = None,
+                band: tuple[float | None, float | None] | None = None,
+                deconvolve: bool | float | None = None, response: Any = None,
+                model_response: bool = False, element_width: float | None = None,
+                preset: Any = None,
+                refine: bool | Literal["auto"] = "auto",
+                model: str | os.PathLike | None = None, setup: str | None = None,
+                samples: int = 16, lam: float | None = None, iters: int | None = None,
+                calibrate: bool | Literal["auto"] = "auto",
+                callback: Callback | None = None) -> Reconstruction:
+    """Reconstruct a scan: load, linear or model-based image, learned refinement.
+
+    Parameters
+    ----------
+    scan
+        A :class:`oatomo.io.Scan` or the path of a scan file (oatomo, IPASC, PATATO).
+    method
+        A name of :data:`oatomo.recon.registry.METHODS` (``das``, ``ubp``, ``fbp``, ``mb-tv``, ...);
+        None: the preset's, else ``ubp``.
+    grid
+        The image grid; None: :func:`default_grid` with ``n`` and ``fov``.
+    n, fov
+        Pixels per side and field of view (m) of the default grid.
+    frames
+        Index or indices of the frames to reconstruct; None: all (see :func:`select`).
+    wavelengths
+        Wavelength(s) to reconstruct, in metres (e.g. ``800e-9``); None: all.
+    speed_of_sound
+        The medium's speed of sound (m/s), instead of the file's.
+    calibration
+        A calibration JSON file (``oatomo autofocus --json``, ``oatomo calibrate --json``)
+        or its contents: its speed of sound (and ``t0``, sensor positions when present)
+        replace the file's; ``speed_of_sound`` wins over it.
+    band
+        ``(f_low, f_high)`` band-pass in Hz applied to the signals first (None or 0 for an
+        open edge).
+    deconvolve
+        Remove the detector response (the file's, or ``response``) by Wiener deconvolution
+        first (:func:`oatomo.response.wiener_deconvolve`); a number is the regularisation
+        ``lam`` (``True``: :data:`oatomo.response.DEFAULT_WIENER`).
+    response
+        A :class:`oatomo.response.DetectorResponse` to use instead of the file's.
+    model_response
+        Model-based methods only: put the detector response (the file's, or ``response``)
+        into the forward operator instead of deconvolving it first.
+    element_width
+        Width (m) of flat sensor elements: das and ubp weight the backprojection with
+        their directivity (:func:`oatomo.backproject`), model-based methods put it in the
+        operator; None: point sensors.
+    preset
+        A :class:`oatomo.pipeline.presets.Preset`, a preset TOML file or a bundled preset's
+        name: its settings fill every keyword left at None here (explicit values win).
+    refine
+        ``"auto"``: refine when the shipped model (or ``model``) fits the scan's geometry,
+        and record why not otherwise; ``True``: refine or raise :class:`InputError`;
+        ``False``: never.
+    model
+        A refinement checkpoint (default: the model shipped with oatomo).
+    setup
+        The scan's known training setup: refine with that setup's variant decoder.
+    samples
+        Posterior samples for the uncertainty map.
+    lam, iters
+        Regularisation weight and iterations (default 50) of model-based methods.
+    calibrate
+        ``True``: estimate the sensor positions and speed of sound from the data first
+        (:func:`oatomo.calibrate`) and reconstruct with the estimates; the provenance's
+        ``calibration`` entry summarises them. ``"auto"`` (default): first test whether
+        the data agree with the file's positions (:func:`oatomo.calibration.check_positions`,
+        about two TV reconstructions at a quarter of the pixels per side; the provenance's
+        ``position_check`` entry) and calibrate only when they do not. A scan calibrated
+        that way is reconstructed with ``mb-tv`` unless ``method`` is given, and not
+        refined (the refiner was trained on nominal-position images and does worse on
+        calibrated ones; calibrated TV is the better image, benchmarks/RESULTS.md); with
+        ``refine=True`` the check is made and reported but the scan is not calibrated.
+        Files that are already calibrated, a ``calibration`` given, scans too large for
+        memory and arrays that cannot be calibrated (3-D, fewer than 8 sensors) are not
+        tested. ``False``: never.
+    callback
+        ``callback(what, done, total)`` after each step (``"load"``, ``method``,
+        ``"refine"``) and during iterative methods.
+
+    Returns
+    -------
+    Reconstruction
+        Images in Pa (method, truth) and in fractions of the maximum p0 (refined,
+        uncertainty) on one grid, with provenance.
+
+    Examples
+    --------
+    >>> rec = oatomo.reconstruct("scan.h5", "ubp")            # doctest: +SKIP
+    >>> rec.image.shape, rec.units["refined"], rec.provenance["refinement"]["reason"]
+    """
+    # the steps: options, signals, grid, calibration decision, geometry, method, refinement
+    options = resolve_options(ReconstructOptions(
+        method=method, n=n, fov=fov, frames=frames, wavelengths=wavelengths,
+        speed_of_sound=speed_of_sound, calibration=calibration, band=band,
+        deconvolve=deconvolve, response=response, model_response=model_response,
+        element_width=element_width, preset=preset, refine=refine, model=model, setup=setup,
+        samples=samples, lam=lam, iters=iters, calibrate=calibrate))
+    timer = _StepTimer(callback)
+    t = time.perf_counter()
+    signals = load_signals(scan, options)
+    timer.done("load", t)
+    if grid is None:
+        grid = image_grid(signals, options.n, options.fov)
+    options, check_record, refine_reason = decide_calibration(signals, grid, options,
+                                                              timer.done)
+    t = time.perf_counter()
+    sensors, acquisition, cal_record = scan_geometry(signals.data, calibrate=options.calibrate,
+                                                     grid=grid, callback=callback)
+    if options.calibrate:
+        timer.done("calibrate", t)
+    t = time.perf_counter()
+    method_name = get_method(options.method).name
+    image, lead, signals = _method_images(signals, grid, sensors, acquisition, options,
+                                          callback)
+    timer.done(method_name, t)
+    t = time.perf_counter()
+    images, grid, record = _refined_images(image, method_name, signals, grid, sensors,
+                                           acquisition, options, refine_reason)
+    if record["applied"]:
+        timer.done("refine", t)
+    images, units = _with_truth(images, signals, grid)
+    logger.info("reconstructed %s with %s on %dx%d (%s)", signals.source, method_name, grid.n,
+                grid.n, "refined" if record["applied"] else record["reason"])
+    return Reconstruction(images, grid, units, _provenance(
+        method_name, signals, options, sensors, acquisition, lead, timings=timer.timings,
+        refinement=record, calibration=cal_record, position_check=check_record))
+
+
+class _StepTimer:
+    """Seconds per step of one reconstruction; each finished step is also reported to the
+    callback as ``callback(step, 1, 1)``."""
+
+    def __init__(self, callback: Callback | None) -> None:
+        self.timings: dict[str, float] = {}
+        self.callback = callback
+
+    def done(self, step: str, t: float) -> None:
+        """Record that ``step``, started at ``time.perf_counter()`` ``t``, is done."""
+        self.timings[step] = time.perf_counter() - t
+        if self.callback is not None:
+            self.callback(step, 1, 1)
+
+
+def _require_finite(image: np.ndarray, problem: str, path: Any) -> None:
+    """Raise :class:`InputError` (naming ``path``) unless every pixel is finite."""
+    if not np.all(np.isfinite(image)):
+        raise InputError(problem, None if path in (None, "<Scan>") else path)
+
+
+def _method_images(signals: Signals, grid: Grid, sensors: SensorArray,
+                   acquisition: Acquisition, options: ReconstructOptions,
+                   callback: Callback | None) -> tuple[np.ndarray, tuple[int, ...], Signals]:
+    """Step 3: the method's images of every selected frame, in memory or (a scan too
+    large for memory) frame by frame; with the images' leading axes and the signals (for
+    frame by frame, with the wavelengths kept and the deconvolution's record)."""
+    spec = get_method(options.method)
+    in_model = operator_response(options, signals.data)
+    if signals.by_frame:
+        index, kept_wl = frame_selection(signals.data, options.frames, options.wavelengths,
+                                         grid, signals.source)
+        image, deconv_record = reconstruct_by_frame(
+            signals.scan, index, grid, sensors, acquisition, spec.name, scan=signals.data,
+            deconvolve=options.deconvolve, response=options.response, band=options.band,
+            lam=options.lam, iters=options.iters, callback=callback,
+            element_width=options.element_width, in_model=in_model)
+        lead = index.shape
+        signals = replace(signals, wavelengths=kept_wl, deconvolution=deconv_record)
+    else:
+        image = reconstruct_sinogram(signals.sinogram, grid, sensors, acquisition, spec.name,
+                                     band=options.band, lam=options.lam, iters=options.iters,
+                                     callback=callback, element_width=options.element_width,
+                                     response=in_model)
+        lead = signals.sinogram.shape[:-2]
+    _require_finite(image, f"the {spec.name} image is not finite: the scan's values (sample "
+                    f"scale, t0, sensor geometry) are out of range for this method",
+                    signals.source)
+    return image, tuple(lead), signals
+
+
+def _refined_images(image: np.ndarray, method: str, signals: Signals, grid: Grid,
+                    sensors: SensorArray, acquisition: Acquisition,
+                    options: ReconstructOptions, refine_reason: str | None
+                    ) -> tuple[dict[str, np.ndarray], Grid, dict[str, Any]]:
+    """Step 4: the images with the learned refinement's, when it applies.
+
+    Returns the named images (the method's alone when the model works on another grid),
+    their grid (the model's when refined) and the refinement record (``applied``,
+    ``reason``, ``model``, ...). ``refine_reason``: why the scan is not refined, decided
+    before (None: :func:`oatomo.pipeline.refinement.refine_images` decides).
+    """
+    images: dict[str, np.ndarray] = {method: image}
+    if signals.by_frame:
+        record = {"applied": False, "model": str(options.model or ""), "reason": "the scan "
+                  "is larger than OATOMO_MAX_BYTES and was reconstructed frame by frame"}
+        return images, grid, record
+    if refine_reason is not None:
+        record = {"applied": False, "model": str(options.model or ""), "reason": refine_reason}
+        return images, grid, record
+    extra, model_grid, record = refine_images(image, method, grid, signals.sinogram, sensors,
+                                              acquisition, model=options.model,
+                                              refine=options.refine, setup=options.setup,
+                                              samples=options.samples)
+    if not record["applied"]:
+        return images, grid, record
+    for key, img in extra.items():
+        _require_finite(img, f"the {key} image is not finite: the refinement model's "
+                        f"weights hold NaN or Inf", record.get("model"))
+    if model_grid != grid:
+        images, grid = {}, model_grid
+    images.update(extra)
+    return images, grid, record
+
+
+def _with_truth(images: dict[str, np.ndarray], signals: Signals, grid: Grid
+                ) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """The images with the scan's truth when it is on their grid (``"truth"``), and the
+    units of each: refined and uncertainty images in fractions of the maximum p0, the
+    others in Pa."""
+    units = {k: UNITS_REFINED if k in ("refined", "uncertainty") else UNITS_PA for k in images}
+    truth = getattr(signals.data, "p0", None)
+    if truth is not None and signals.data.grid == grid:
+        images["truth"] = truth
+        units["truth"] = UNITS_PA
+    return images, units
+
+
+def _axes(lead: tuple[int, ...], wavelengths: np.ndarray | None) -> list[str]:
+    """Names of an image's leading axes: ``wavelength`` last when there is a wavelength
+    axis, ``frame`` before it."""
+    names = ["frame"] * len(lead)
+    if lead and wavelengths is not None and wavelengths.size > 1 \
+            and lead[-1] == wavelengths.size:
+        names[-1] = "wavelength"
+    return names
+
+
+def _provenance(method: str, signals: Signals, options: ReconstructOptions,
+                sensors: SensorArray, acquisition: Acquisition, lead: tuple[int, ...], *,
+                timings: dict[str, float], refinement: dict[str, Any],
+                calibration: dict[str, Any] | None,
+                position_check: dict[str, Any] | None) -> dict[str, Any]:
+    """The provenance of a :class:`Reconstruction` (see there)."""
+    data, kept_wl, band = signals.data, signals.wavelengths, options.band
+    return {
+        "method": method, "source": signals.source,
+        "format": getattr(data, "source_format", "oatomo"), "n_sensors": sensors.n_sensors,
+        "speed_of_sound": acquisition.speed_of_sound,
+        "n_frames": int(np.prod(lead, dtype=int)), "by_frame": signals.by_frame,
+        "axes": _axes(lead, kept_wl),
+        "wavelengths": None if kept_wl is None else kept_wl.tolist(),
+        "band": None if band is None else [None if b is None else float(b) for b in band],
+        "deconvolution": signals.deconvolution, "preset": options.preset_name,
+        "element_width": options.element_width,
+        "model_response": bool(options.model_response),
+        "detector_response": None if getattr(data, "response", None) is None
+        else repr(data.response),
+        "timings": timings, "refinement": refinement, "calibration": calibration,
+        "position_check": position_check,
+        "calibrated_file": bool(getattr(data, "calibration", None))}
