@@ -67,7 +67,7 @@ def test_nonneg_tikhonov_and_callback(tiny):
     _, p0, y, _, _ = tiny
     calls = []
     x, rec = reconstruct_model_based(y, G24, S16, A200, method="tikhonov", n_iter=15,
-                                     callback=lambda k, img: calls.append((k, img.shape)))
+                                     on_iteration=lambda k, img: calls.append((k, img.shape)))
     assert x.min() >= 0
     assert [k for k, _ in calls] == list(range(1, rec["n_iter"] + 1))
     assert all(shape == G24.shape for _, shape in calls)
@@ -86,7 +86,7 @@ def test_tv_descends_is_nonnegative_and_beats_tikhonov_and_ubp():
     y = simulate(p0, G64, RING32, ACQ, noise_std=0.01, seed=3)
     seen = []
     x, rec = reconstruct_model_based(y, G64, RING32, ACQ, method="tv", n_iter=60, tol=0,
-                                     callback=lambda k, img: seen.append(k))
+                                     on_iteration=lambda k, img: seen.append(k))
     obj = np.array(rec["objective"])
     assert seen == list(range(1, 61)) and rec["n_iter"] == 60
     assert np.all(np.diff(obj) <= 0)  # monotone FISTA

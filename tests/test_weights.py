@@ -18,13 +18,8 @@ import torch
 from oatomo.errors import InputError
 from oatomo.learn.checkpoint import load_model, save_checkpoint, sidecar_path
 from oatomo.learn.conv import ConvBetaVAE, ConvMultiDecoderIVAE, ConvVAEConfig
-from oatomo.refine.weights import (
-    META_KEY,
-    NumpyConvVAE,
-    is_weights_archive,
-    read_weights,
-    write_weights,
-)
+from oatomo.learn.records import META_KEY, is_weights_archive, read_weights, write_weights
+from oatomo.refine.weights import NumpyConvVAE
 
 
 def _model(cls, **kw):

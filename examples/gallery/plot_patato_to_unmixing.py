@@ -75,4 +75,5 @@ for ax, (title, img) in zip(axes, [("750 nm", images[0]), ("850 nm", images[1]),
     ax.set_axis_off()
 fig.tight_layout()
 for name, m, truth in (("a", maps[0], a), ("b", maps[1], b)):
-    print(name, "Pearson r with the truth:", round(float(oatomo.evaluation.metrics.pearson(m, truth)), 3))
+    r = oatomo.evaluation.metrics.pearson(m, truth)
+    print(name, "Pearson r with the truth:", round(float(r), 3))

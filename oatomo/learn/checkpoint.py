@@ -16,7 +16,7 @@ A sidecar ``<name>.json`` holds everything but the tensors (format, class, confi
 training settings, history) for people and for other tools. Both files are written
 atomically (temporary file + rename), so an interrupted write never leaves half a checkpoint.
 
-:func:`load_checkpoint` also reads a *weights archive* (``.npz``, :mod:`oatomo.refine.weights`):
+:func:`load_checkpoint` also reads a *weights archive* (``.npz``, :mod:`oatomo.learn.records`):
 the same record and weights without training state, the form the shipped models take.
 """
 
@@ -36,8 +36,7 @@ from oatomo._atomic import atomic_path, check_input_file
 from oatomo._limits import check_bytes
 from oatomo.errors import InputError
 from oatomo.learn.base import OatomoModel
-from oatomo.learn.registry import model_classes
-from oatomo.refine.weights import (
+from oatomo.learn.records import (
     RECORD_FORMAT,
     RECORD_VERSION,
     check_record,
@@ -45,6 +44,7 @@ from oatomo.refine.weights import (
     read_weights,
     write_weights,
 )
+from oatomo.learn.registry import model_classes
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -77,7 +77,7 @@ def save_checkpoint(path: str | os.PathLike, model: OatomoModel, *,
                     epoch_acc: dict[str, Any] | None = None) -> Path:
     """Write ``model`` (and optionally the training state) to ``path`` plus a JSON sidecar.
 
-    A ``path`` ending in ``.npz`` gets a weights archive (:mod:`oatomo.refine.weights`:
+    A ``path`` ending in ``.npz`` gets a weights archive (:mod:`oatomo.learn.records`:
     no training state, readable without PyTorch). Returns the checkpoint path.
     """
     path = Path(path)
@@ -172,7 +172,7 @@ def checkpoint_from_weights(meta: dict[str, Any], state: dict[str, Any],
                             path: str | os.PathLike | None = None, *,
                             model_class: str | type | None = None) -> dict[str, Any]:
     """The checkpoint record of a weights archive already read by
-    :func:`oatomo.refine.weights.read_weights` (its arrays as CPU tensors), checked as
+    :func:`oatomo.learn.records.read_weights` (its arrays as CPU tensors), checked as
     :func:`load_checkpoint` checks one."""
     ckpt = {**meta, "state_dict": {k: torch.from_numpy(v) for k, v in state.items()}}
     return check_record(ckpt, path, model_class=model_class, keys=_KEYS)

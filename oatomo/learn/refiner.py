@@ -55,10 +55,10 @@ from oatomo.learn.conv import (
     ConvUNetConfig,
     ConvVAEConfig,
 )
+from oatomo.learn.records import family_record
 from oatomo.learn.registry import DEFAULT_ARCH, MODEL_KINDS, get_kind
 from oatomo.learn.train import TrainResult, resolve_device, train
 from oatomo.progress import Callback
-from oatomo.refine.refiner import family_record
 from oatomo.scanners import CANONICAL_PITCH, FAMILY, FAMILY_KEY
 
 __all__ = ["DEFAULT_ARCH", "FAMILY_KEY", "KINDS", "build_refiner_model", "train_refiner",
@@ -250,7 +250,7 @@ def export_refiner(src: str | os.PathLike, dst: str | os.PathLike, *,
     ``metrics``, and ``uncertainty``: the default mode of the uncertainty map, see
     :class:`oatomo.refine.Refiner`); drops the optimizer state, which is twice the
     weights' size. ``dst`` ending in ``.npz`` is a weights archive
-    (:mod:`oatomo.refine.weights`).
+    (:mod:`oatomo.learn.records`).
     """
     if uncertainty not in (None, "posterior", "decoders", "both"):
         raise InputError(f"uncertainty must be posterior, decoders or both, got "

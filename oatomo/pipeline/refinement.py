@@ -11,10 +11,10 @@ import numpy as np
 
 from oatomo.errors import InputError
 from oatomo.geometry import Acquisition, Grid, SensorArray
+from oatomo.learn.records import family_record
 from oatomo.refine.refiner import (
     NUMPY_MAX_PIXELS,
     RefinedScan,
-    family_record,
     load_refiner,
     to_canonical_grid,
 )

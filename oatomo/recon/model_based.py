@@ -97,13 +97,13 @@ def default_lambda(method: str, sinogram: np.ndarray, grid: Grid, sensors: Senso
 def lsqr(matvec: Callable[[np.ndarray], np.ndarray],
          rmatvec: Callable[[np.ndarray], np.ndarray], b: np.ndarray, *, damp: float = 0.0,
          n_iter: int = 50, tol: float = 1e-4,
-         callback: Callable[[int, np.ndarray, float], Any] | None = None
+         on_iteration: Callable[[int, np.ndarray, float], Any] | None = None
          ) -> tuple[np.ndarray, int]:
     """LSQR (Paige & Saunders 1982) for ``min ||A x - b||^2 + damp^2 ||x||^2``.
 
     The algorithm of :func:`scipy.sparse.linalg.lsqr` (same recurrences and stopping
     tests, ``atol = btol = tol``), written out so that each iterate can be reported:
-    ``callback(k, x, r1norm)`` with the estimate ``r1norm = ||b - A x||``.
+    ``on_iteration(k, x, r1norm)`` with the estimate ``r1norm = ||b - A x||``.
 
     Returns
     -------
@@ -170,8 +170,8 @@ def lsqr(matvec: Callable[[np.ndarray], np.ndarray],
         rnorm = math.sqrt(phibar**2 + res2)
         r1norm = math.sqrt(abs(rnorm**2 - damp**2 * xxnorm))
         arnorm = alpha * abs(sn * phi)
-        if callback is not None:
-            callback(k, x, r1norm)
+        if on_iteration is not None:
+            on_iteration(k, x, r1norm)
         test1 = rnorm / bnorm
         test2 = arnorm / (anorm * rnorm) if anorm * rnorm > 0 else 0.0
         if tol > 0 and (test1 <= tol + tol * anorm * xnorm / bnorm or test2 <= tol
@@ -213,7 +213,7 @@ def reconstruct_model_based(
     n_iter: int = 50,
     nonneg: bool = True,
     x0: np.ndarray | None = None,
-    callback: Callable[[int, np.ndarray], Any] | None = None,
+    on_iteration: Callable[[int, np.ndarray], Any] | None = None,
     tol: float = 1e-4,
     thickness: float | None = None,
     norm_sq: float | None = None,
@@ -244,9 +244,10 @@ def reconstruct_model_based(
         same objective; with ``nonneg=False`` the result is the plain LSQR iterate.
     x0
         Starting image (TV only; LSQR starts at 0 and ignores it).
-    callback
-        ``callback(k, x)`` after each iteration ``k`` (1-based) with the current image
-        (float32 (n, n); do not modify it).
+    on_iteration
+        ``on_iteration(k, x)`` after each iteration ``k`` (1-based) with the current image
+        (float32 (n, n); do not modify it): an observer of the iterates, not a progress
+        report (:data:`oatomo.progress.Callback` is that, through the method registry).
     tol
         Stop early when the relative change of the image in one step (TV, and the
         projected steps) falls below ``tol``, or on LSQR's own tests with
@@ -299,11 +300,11 @@ def reconstruct_model_based(
     elif method == "tikhonov":
         if x0c is not None:
             logger.warning("model-based tikhonov: LSQR starts at 0; x0 is ignored")
-        x = _tikhonov(op, y, lam, n_iter, nonneg, tol, callback, record, ynorm)
+        x = _tikhonov(op, y, lam, n_iter, nonneg, tol, on_iteration, record, ynorm)
     else:
         if norm_sq is not None and not (math.isfinite(norm_sq) and norm_sq >= 0):
             raise InputError(f"norm_sq must be a finite number >= 0, got {norm_sq}")
-        x = _tv(op, y, lam, n_iter, nonneg, x0c, tol, callback, record, ynorm, norm_sq)
+        x = _tv(op, y, lam, n_iter, nonneg, x0c, tol, on_iteration, record, ynorm, norm_sq)
     record["time_s"] = time.perf_counter() - t_start
     logger.info("model-based %s: lam=%.3g, %d iterations, residual %.4g, %.3f s", method,
                 lam, record["n_iter"], record["residual"][-1] if record["residual"] else 0,
@@ -312,7 +313,7 @@ def reconstruct_model_based(
 
 
 def _tikhonov(op: ForwardOperator, y: np.ndarray, lam: float, n_iter: int, nonneg: bool,
-              tol: float, callback: Callable[[int, np.ndarray], Any] | None,
+              tol: float, on_iteration: Callable[[int, np.ndarray], Any] | None,
               record: dict[str, Any], ynorm: float) -> np.ndarray:
     shape = op.grid.shape
     lin = op.as_linear_operator()
@@ -321,11 +322,11 @@ def _tikhonov(op: ForwardOperator, y: np.ndarray, lam: float, n_iter: int, nonne
         record["residual"].append(r1norm / ynorm)
         record["objective"].append(r1norm**2 + lam * float(np.sum(x * x)))
         record["n_iter"] = k
-        if callback is not None:
-            callback(k, x.reshape(shape).astype(np.float32))
+        if on_iteration is not None:
+            on_iteration(k, x.reshape(shape).astype(np.float32))
 
     x, k = lsqr(lin.matvec, lin.rmatvec, y.ravel(), damp=math.sqrt(lam), n_iter=n_iter,
-                tol=tol, callback=report)
+                tol=tol, on_iteration=report)
     record["n_iter_lsqr"] = k
     record["converged"] = k < n_iter
     x = x.reshape(shape).astype(np.float32)
@@ -351,8 +352,8 @@ def _tikhonov(op: ForwardOperator, y: np.ndarray, lam: float, n_iter: int, nonne
         record["residual"].append(res / ynorm)
         record["objective"].append(res**2 + lam * float(np.sum(x.astype(np.float64) ** 2)))
         record["n_iter"] += 1
-        if callback is not None:
-            callback(record["n_iter"], x)
+        if on_iteration is not None:
+            on_iteration(record["n_iter"], x)
         if tol > 0 and change < tol:
             break
     record["n_iter_projected"] = steps
@@ -360,7 +361,7 @@ def _tikhonov(op: ForwardOperator, y: np.ndarray, lam: float, n_iter: int, nonne
 
 
 def _tv(op: ForwardOperator, y: np.ndarray, lam: float, n_iter: int, nonneg: bool,
-        x0: np.ndarray | None, tol: float, callback: Callable[[int, np.ndarray], Any] | None,
+        x0: np.ndarray | None, tol: float, on_iteration: Callable[[int, np.ndarray], Any] | None,
         record: dict[str, Any], ynorm: float, norm_sq: float | None = None) -> np.ndarray:
     if norm_sq is None:
         norm_sq = operator_norm_sq_of(op)
@@ -402,8 +403,8 @@ def _tv(op: ForwardOperator, y: np.ndarray, lam: float, n_iter: int, nonneg: boo
         record["residual"].append(res / ynorm)
         record["objective"].append(f_x)
         record["n_iter"] = k
-        if callback is not None:
-            callback(k, x)
+        if on_iteration is not None:
+            on_iteration(k, x)
         if tol > 0 and k > 1 and change < tol:
             record["converged"] = True
             break

@@ -87,7 +87,7 @@ def _model_based(kind: str, sinogram: np.ndarray, grid: Grid, sensors: SensorArr
                 callback(f"mb-{kind}", i * iters + k, len(frames) * iters)
 
         out.append(reconstruct_model_based(f, grid, sensors, acquisition, method=kind,
-                                           lam=lam, n_iter=iters, callback=step,
+                                           lam=lam, n_iter=iters, on_iteration=step,
                                            response=response,
                                            element_width=element_width)[0])
     return np.stack(out).reshape(y.shape[:-2] + grid.shape)

@@ -42,8 +42,9 @@ import numpy as np
 
 from oatomo.errors import InputError
 from oatomo.geometry import Acquisition, Grid, SensorArray
-from oatomo.refine.weights import NumpyConvVAE
-from oatomo.scanners import CANONICAL_PITCH, FAMILY, FAMILY_KEY, ScannerFamily
+from oatomo.learn.records import TRAIN_COMMAND, family_record, is_weights_archive, read_weights
+from oatomo.refine.weights import NUMPY_CLASSES, NumpyConvVAE
+from oatomo.scanners import CANONICAL_PITCH, FAMILY, ScannerFamily
 
 logger = logging.getLogger(__name__)
 
@@ -55,11 +56,6 @@ __all__ = ["Refiner", "RefinedScan", "load_refiner", "family_record", "posterior
 UNITS_REFINED = "fraction of max p0"
 #: ``units`` attribute of linear and model-based images.
 UNITS_PA = "Pa"
-
-#: The commands that train a current refiner (named in the error for a checkpoint without
-#: the scanner-family metadata).
-TRAIN_COMMAND = ("oatomo refiner data -o DATA && "
-                 "oatomo refiner train --data DATA -o MODEL.pt")
 
 #: Inputs of at most this many pixels (all images together) are refined on one thread.
 SMALL_PIXELS = 2 * 128 * 128
@@ -398,22 +394,6 @@ def posterior_noise(seed: int, n: int, shape: tuple[int, ...]) -> np.ndarray:
     return np.random.default_rng(int(seed)).standard_normal((int(n), *shape), np.float32)
 
 
-def family_record(train: dict[str, Any] | None, path: str | os.PathLike) -> dict[str, Any]:
-    """The scanner-family metadata of a checkpoint's ``train`` record.
-
-    Raises
-    ------
-    InputError
-        The checkpoint has none: it is an older refiner format (the message names the
-        commands that train a current one, :data:`TRAIN_COMMAND`).
-    """
-    meta = (train or {}).get(FAMILY_KEY)
-    if not meta:
-        raise InputError(f"checkpoint is an older refiner format (no scanner-family "
-                         f"metadata); train a current one: {TRAIN_COMMAND}", path)
-    return dict(meta)
-
-
 def load_refiner(path: str | os.PathLike, *, device: str = "cpu",
                  backend: str = "auto") -> Refiner:
     """Load a refiner written by :func:`oatomo.learn.refiner.train_refiner` or
@@ -437,8 +417,6 @@ def load_refiner(path: str | os.PathLike, *, device: str = "cpu",
         Not a refiner, or a checkpoint without the scanner-family metadata (an older
         refiner format).
     """
-    from oatomo.refine.weights import NUMPY_CLASSES, is_weights_archive, read_weights
-
     if backend not in ("auto", "numpy", "torch"):
         raise InputError(f"backend must be 'auto', 'numpy' or 'torch', got {backend!r}")
     archive = is_weights_archive(path)
