@@ -3,7 +3,7 @@
 Parallel BLAS on small matrices costs more than it saves when the machine is busy: its
 threads spin while they wait for cores. With two other jobs on a 2-core machine, the NumPy
 inference of one 128² refinement took 3.6 s on two BLAS threads and 1.0 s on one
-(benchmarks/RESULTS.md, ``oatomo reconstruct`` end to end). :func:`blas_threads` sets the
+(docs/results/speed.rst, ``oatomo reconstruct`` end to end). :func:`blas_threads` sets the
 count through OpenBLAS's own ``openblas_set_num_threads`` (found in the library NumPy's
 wheel bundles) and restores it afterwards; with another BLAS (MKL, Accelerate) or none
 found it does nothing.

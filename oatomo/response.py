@@ -38,8 +38,8 @@ __all__ = ["DetectorResponse", "convolve", "correlate", "wiener_deconvolve",
            "element_points", "DEFAULT_WIENER"]
 
 #: Default Wiener regularisation ``lam`` (relative to ``max|H|^2``), chosen on simulated
-#: band-limited scans (``benchmarks/bench_response.py``; its results in
-#: ``benchmarks/RESULTS.md``, real scans: detector response).
+#: band-limited scans (``benchmarks/physics/bench_response.py``; its results in
+#: ``docs/results/physics.rst``).
 DEFAULT_WIENER = 1e-3
 
 

@@ -17,7 +17,7 @@ def disk_sinogram(sensors, acq, centre, a, q=1.0, h=1e-4):
     """Sinogram of a uniform disk from the closed-form circular mean M = q alpha / pi.
 
     Independent of oatomo.simulate: ``integral p dt = h / (2c) M(ct)`` sampled as interval
-    averages, with ``cos(alpha) = (D^2 + rho^2 - a^2) / (2 D rho)`` (SCIENCE.md section 4).
+    averages, with ``cos(alpha) = (D^2 + rho^2 - a^2) / (2 D rho)`` (docs/method.rst).
     """
     c, dt = acq.speed_of_sound, acq.dt
     rho = np.clip(c * (acq.t0 + (np.arange(acq.n_samples + 1) - 0.5) * dt), 1e-12, None)

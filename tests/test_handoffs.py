@@ -1,4 +1,4 @@
-"""Issue 11, items 3 and 4: figures (colourbars with units, frames labelled, uncertainty on
+"""Figures (colourbars with units, frames labelled, uncertainty on
 its own scale), the default field of view, image files that keep their axes' meaning, and
 the IPASC export checked by PACFISH."""
 

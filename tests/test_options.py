@@ -1,4 +1,4 @@
-"""Issue 11, item 1: what a user sets on a real scan (speed of sound, calibration, band,
+"""What a user sets on a real scan (speed of sound, calibration, band,
 frames and wavelengths), through ``oatomo.reconstruct`` and ``oatomo reconstruct``."""
 
 import json

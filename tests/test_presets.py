@@ -1,4 +1,4 @@
-"""Issue 11, item 1: presets (TOML) of reconstruction settings; explicit options win."""
+"""Presets (TOML) of reconstruction settings; explicit options win."""
 
 import numpy as np
 import pytest

@@ -64,7 +64,7 @@ def test_ubp_shepp_logan_full_ring():
     p0 = resize(shepp_logan_phantom(), grid.shape, anti_aliasing=True).astype(np.float32)
     img = backproject(simulate(p0, grid, sensors, acq), grid, sensors, acq, method="ubp")
     r = np.corrcoef(img.ravel(), p0.ravel())[0, 1]
-    assert r >= 0.7, r  # measured 0.760 (benchmarks/RESULTS.md)
+    assert r >= 0.7, r  # measured 0.760
 
 
 def test_multi_frame_equals_single_frames():

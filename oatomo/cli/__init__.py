@@ -16,7 +16,9 @@ import os
 import sys
 import warnings
 
-from oatomo.errors import InputError
+from oatomo import __version__
+from oatomo._atomic import forget_outputs, hdf5_broken
+from oatomo.errors import InputError, UnitWarning
 
 #: Modules that contribute sub-commands, in the order they appear in ``--help``.
 COMMAND_MODULES = (
@@ -30,8 +32,6 @@ COMMAND_MODULES = (
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every sub-command registered."""
-    from oatomo import __version__
-
     parser = argparse.ArgumentParser(
         prog="oatomo",
         description="Optoacoustic tomography: simulate setups, reconstruct scans, "
@@ -69,8 +69,6 @@ def _report_warnings(command: str, caught: list) -> None:
     ``oatomo`` logger (shown as ``WARNING oatomo: ...``). A failed command reports none:
     its error line is all there is.
     """
-    from oatomo.errors import UnitWarning
-
     log = logging.getLogger("oatomo")
     for w in caught:
         text = " ".join(str(w.message).split())
@@ -91,8 +89,6 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    from oatomo._atomic import forget_outputs
-
     forget_outputs()
     try:
         with warnings.catch_warnings(record=True) as caught:
@@ -132,8 +128,6 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     finally:
         forget_outputs()
-        from oatomo._atomic import hdf5_broken
-
         if hdf5_broken():
             # an HDF5 write failed (reported above): the library would crash the
             # interpreter while shutting down with that file open, so end here

@@ -9,10 +9,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from oatomo._atomic import check_outputs
 from oatomo._limits import MAX_COUNT
 from oatomo.cli._progress import bars
 from oatomo.errors import InputError
+from oatomo.geometry import MAX_GRID_SIDE
 from oatomo.learn.registry import DEFAULT_ARCH, MODEL_KINDS
+from oatomo.scanners import TRAIN_ENVIRONMENTS
 
 #: The group's deprecated name, accepted for one release.
 DEPRECATED_NAME = "family"
@@ -130,8 +133,6 @@ def check_floats(args: argparse.Namespace, *specs: tuple[str, float, float, bool
 def evaluation_dir(out: str | Path, *, force: bool, inputs: tuple) -> Path:
     """Create the evaluation directory ``out`` (its parent must exist) and check that its
     ``evaluation.{md,json,png}`` may be written (``--force`` to replace them)."""
-    from oatomo._atomic import check_outputs
-
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise InputError("--out names a file; it must be a directory", out)
@@ -144,10 +145,7 @@ def evaluation_dir(out: str | Path, *, force: bool, inputs: tuple) -> Path:
 
 
 def run_data(args: argparse.Namespace) -> int:
-    from oatomo.datasets import generate_dataset
-    from oatomo.geometry import MAX_GRID_SIDE
-    from oatomo.scanners import TRAIN_ENVIRONMENTS
-
+    from oatomo.datasets import generate_dataset  # lazy: Numba kernels
     check_counts(args, "count")
     if not (16 <= args.size <= MAX_GRID_SIDE and args.size % 4 == 0):
         raise InputError(f"--size must be a multiple of 4 in 16..{MAX_GRID_SIDE} (the models "
@@ -163,11 +161,10 @@ def run_data(args: argparse.Namespace) -> int:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from oatomo._atomic import check_outputs
-    from oatomo.datasets import LINEAR_INPUTS
-    from oatomo.learn.checkpoint import sidecar_path
-    from oatomo.learn.refiner import train_refiner
-    from oatomo.learn.train import resolve_device
+    from oatomo.datasets import LINEAR_INPUTS  # lazy: Numba kernels
+    from oatomo.learn.checkpoint import sidecar_path  # lazy: PyTorch
+    from oatomo.learn.refiner import train_refiner  # lazy: PyTorch
+    from oatomo.learn.train import resolve_device  # lazy: PyTorch
 
     check_counts(args, "epochs", "batch-size")
     check_floats(args, ("lr", 0.0, 10.0, True))
@@ -200,7 +197,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_evalset(args: argparse.Namespace) -> int:
-    from oatomo.evaluation.refiners import make_eval_set
+    from oatomo.evaluation.refiners import make_eval_set  # lazy: Numba kernels
 
     check_counts(args, "count", "tv-iter")
     with bars(args) as progress:
@@ -211,7 +208,7 @@ def run_evalset(args: argparse.Namespace) -> int:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from oatomo.evaluation.refiners import evaluate_refiners, to_markdown
+    from oatomo.evaluation.refiners import evaluate_refiners, to_markdown  # lazy: Numba kernels
 
     def labelled(specs: list[str]) -> dict[str, str]:
         out = {}
@@ -233,9 +230,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from oatomo._atomic import check_outputs
-    from oatomo.learn.checkpoint import sidecar_path
-    from oatomo.learn.refiner import export_refiner
+    from oatomo.learn.checkpoint import sidecar_path  # lazy: PyTorch
+    from oatomo.learn.refiner import export_refiner  # lazy: PyTorch
 
     out = Path(args.output)
     check_outputs([out, sidecar_path(out)], force=args.force, inputs=(args.checkpoint,))

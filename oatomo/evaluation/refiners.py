@@ -304,7 +304,7 @@ def paired_drops(items: list[dict[str, Any]], reference: str, other: str
     -------
     dict
         ``reference``, ``other``, ``difference`` (dB), ``se`` (dB), ``n_in``, ``n_held_out``
-        (paired scans), ``z`` (difference / se), ``significant`` (|z| > 1.96).
+        (paired scans), ``z`` (difference / se), ``significant`` (``|z| > 1.96``).
     """
     psnr: dict[str, dict[tuple[str, str, int], tuple[float, bool]]] = {reference: {},
                                                                        other: {}}

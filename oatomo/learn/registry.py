@@ -12,6 +12,8 @@ import importlib
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from oatomo.errors import InputError
+
 __all__ = ["register_model", "model_classes", "ModelKind", "MODEL_KINDS", "get_kind",
            "DEFAULT_ARCH"]
 
@@ -75,8 +77,6 @@ DEFAULT_ARCH: dict[str, int] = {"width": 8, "depth": 2, "latent": 16}
 
 def get_kind(name: str) -> ModelKind:
     """The :class:`ModelKind` of a name (InputError naming the choices otherwise)."""
-    from oatomo.errors import InputError
-
     kind = MODEL_KINDS.get(name)
     if kind is None:
         raise InputError(f"unknown model kind {name!r}; choose from {', '.join(MODEL_KINDS)}")

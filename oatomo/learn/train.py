@@ -189,7 +189,7 @@ def train(model: OatomoModel, environments: Sequence[Any], *, epochs: int = 10,
     loss_fn
         Called as ``loss_fn(x, env, target, generator=...)`` instead of ``model.loss``: a
         :class:`torch.nn.parallel.DistributedDataParallel` wrapper of the model's loss
-        (see :mod:`oatomo.learn.fit`), so that gradients are averaged across processes.
+        (see :mod:`oatomo.learn.refiner`), so that gradients are averaged across processes.
 
     Returns
     -------

@@ -170,7 +170,7 @@ def reconstruct(scan: Any, method: str | None = None, grid: Grid | None = None, 
         ``position_check`` entry) and calibrate only when they do not. A scan calibrated
         that way is reconstructed with ``mb-tv`` unless ``method`` is given, and not
         refined (the refiner was trained on nominal-position images and does worse on
-        calibrated ones; calibrated TV is the better image, benchmarks/RESULTS.md); with
+        calibrated ones; calibrated TV is the better image, docs/results/calibration.rst); with
         ``refine=True`` the check is made and reported but the scan is not calibrated.
         Files that are already calibrated, a ``calibration`` given, scans too large for
         memory and arrays that cannot be calibrated (3-D, fewer than 8 sensors) are not

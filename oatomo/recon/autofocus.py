@@ -10,7 +10,7 @@ no positivity (DAS images of bipolar pressure signals have both signs), and on s
 64-sensor ring scans of vessel and disk phantoms with 1 % noise it peaked at the true
 speed on a 5 m/s grid in all four cases tried, where the Brenner gradient missed by up to
 10 m/s and the normalised variance and negative entropy by up to 45 m/s
-(``benchmarks/RESULTS.md, issue 5``).
+(``docs/results/physics.rst``).
 
 What autofocus cannot estimate: a rigid motion (shift or rotation) of the whole array.
 The data of an array moved by a rigid motion ``T`` equal those of the object moved by
@@ -19,8 +19,8 @@ moved: no image-based criterion can detect it (``tests/test_autofocus.py`` check
 The same holds for a common scaling of the array radius and the speed of sound. An error
 in the acquisition start time ``t0`` trades off against the speed of sound along a ridge
 of almost equal sharpness (for a 22.5 mm ring, 0.1 us of delay ~ 10 m/s; measured in
-``benchmarks/RESULTS.md, issue 5``), so the two cannot be fitted jointly either: the estimate is
-only as good as the recorded ``t0`` and array radius.
+``docs/results/physics.rst``), so the two cannot be fitted jointly either: the estimate
+is only as good as the recorded ``t0`` and array radius.
 """
 
 from __future__ import annotations

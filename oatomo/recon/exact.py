@@ -1,7 +1,7 @@
 """Exact inversion for full circular arrays: filtered backprojection of circular means.
 
 For point sensors on a circle of radius ``R`` around the image, the forward model of
-:func:`oatomo.simulate` records (SCIENCE.md section 4)::
+:func:`oatomo.simulate` records (the forward model of ``docs/method.rst``)::
 
     p(r_s, t) = h / (4 pi c^2) * d/dt [ (1/t) * integral_{|r - r_s| = c t} p0(r) dl ]
               = h / (2 c) * d/dt M(r_s, c t),

@@ -30,6 +30,7 @@ targets have maximum 1), written as the ``units`` attribute :data:`UNITS_REFINED
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import os
@@ -207,7 +208,7 @@ class Refiner:
                       acquisition: Acquisition, grid: Grid, *,
                       band: tuple[float, float] | None = None) -> dict[str, np.ndarray]:
         """The model's input channels (Pa) of one (N, T) sinogram on ``grid``."""
-        from oatomo.recon.backprojection import backproject
+        from oatomo.recon.backprojection import backproject  # lazy: Numba kernels
 
         return {m: backproject(sinogram, grid, sensors, acquisition, method=m, band=band)
                 for m in self.inputs}
@@ -337,8 +338,6 @@ class Refiner:
 
     def _all_variant_decoders(self, z: Any) -> Any:
         """Every variant decoder applied to ``z`` in one vectorised call (E, B, C, H, W)."""
-        import copy
-
         # lazy: the NumPy back end refines without PyTorch
         from torch.func import functional_call, stack_module_state, vmap
 
