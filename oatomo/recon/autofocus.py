@@ -15,7 +15,7 @@ speed on a 5 m/s grid in all four cases tried, where the Brenner gradient missed
 What autofocus cannot estimate: a rigid motion (shift or rotation) of the whole array.
 The data of an array moved by a rigid motion ``T`` equal those of the object moved by
 ``T^-1`` seen from the nominal array, so the reconstruction is the same sharp image,
-moved: no image-based criterion can detect it (``tests/test_autofocus.py`` checks this).
+moved: no image-based criterion can detect it (``tests/recon/test_autofocus.py`` checks this).
 The same holds for a common scaling of the array radius and the speed of sound. An error
 in the acquisition start time ``t0`` trades off against the speed of sound along a ridge
 of almost equal sharpness (for a 22.5 mm ring, 0.1 us of delay ~ 10 m/s; measured in

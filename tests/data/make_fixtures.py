@@ -5,7 +5,7 @@ Run twice (each project lives in its own environment):
     .venv/bin/python tests/data/make_fixtures.py ipasc      # needs pacfish
     /path/to/patato-venv/bin/python tests/data/make_fixtures.py patato   # needs patato 0.7
 
-The data are deterministic so that tests/test_io.py can check exact values:
+The data are deterministic so that tests/io/test_io.py can check exact values:
 16 detectors on a ring of radius 20 mm, 256 samples at 20 MHz, c = 1510 m/s,
 signal value = detector + 0.001 * sample + 100 * wavelength_index + 1000 * frame.
 """

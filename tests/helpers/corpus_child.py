@@ -1,6 +1,6 @@
 """Run the whole hostile-input corpus in this process under OS memory limits.
 
-A child of ``tests/test_hostile.py``: ``python corpus_child.py HEADROOM OUT.json``. The
+A child of ``tests/cli/test_hostile.py``: ``python corpus_child.py HEADROOM OUT.json``. The
 modules the cases may load are imported first; then the address space is capped at its
 current size plus ``HEADROOM`` bytes (``RLIMIT_AS``: any larger allocation, by NumPy,
 HDF5, Numba or PyTorch alike, fails), the resident-set peak is taken as the baseline, and
@@ -33,7 +33,7 @@ def _peak_rss() -> int:
 
 
 def main(headroom: int, out: Path) -> int:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
     import warnings
 
     warnings.simplefilter("ignore")

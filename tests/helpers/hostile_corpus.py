@@ -6,7 +6,7 @@ the culprit (a file, or the option), with no traceback, no file created, changed
 behind, and little memory. Run as a script to build the corpus into a directory and list
 it::
 
-    python tests/hostile_corpus.py /tmp/corpus
+    python tests/helpers/hostile_corpus.py /tmp/corpus
 """
 
 from __future__ import annotations

@@ -240,7 +240,7 @@ def test_cli_export_patato(tmp_path, capsys):
 
     from oatomo.cli import main
 
-    src = Path(__file__).parent / "data" / "patato_ring16.hdf5"
+    src = Path(__file__).parents[1] / "data" / "patato_ring16.hdf5"
     out = tmp_path / "p.hdf5"
     assert main(["reconstruct", str(src), "-o", str(tmp_path / "i.h5"), "--png", "none",
                  "--no-refine", "-q", "--n", "16", "--frames", "1", "--export-patato",

@@ -56,7 +56,7 @@ def _torchrun(script: Path, *args: str, port: int) -> subprocess.CompletedProces
 
 
 def test_ddp_two_processes_identical_weights_and_resume(data, tmp_path):
-    script = Path(__file__).parent / "helpers" / "ddp_train.py"
+    script = Path(__file__).parents[1] / "helpers" / "ddp_train.py"
     whole, part = tmp_path / "whole", tmp_path / "part"
     whole.mkdir()
     part.mkdir()

@@ -161,7 +161,7 @@ def test_conversion_script(tmp_path, monkeypatch):
         np.savetxt(fh, rows, fmt="%d", delimiter=",")
     out = tmp_path / "tiny.npz"
     monkeypatch.setattr(sys, "argv", ["make_mnist_5k.py", str(csv), "-o", str(out)])
-    script = Path(__file__).parents[1] / "data" / "make_mnist_5k.py"
+    script = Path(__file__).parents[2] / "data" / "make_mnist_5k.py"
     runpy.run_path(str(script), run_name="__main__")
     with np.load(out) as d:
         assert d["images"].dtype == np.uint8 and d["images"].shape == (3, 28, 28)

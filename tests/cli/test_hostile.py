@@ -1,4 +1,4 @@
-"""The hostile-input corpus (tests/hostile_corpus.py): one line, exit 2, nothing touched."""
+"""The hostile-input corpus (tests/helpers/hostile_corpus.py): one line, exit 2, nothing touched."""
 
 import os
 import shutil
@@ -113,7 +113,7 @@ def test_whole_corpus_in_one_process_under_os_limits(tmp_path):
     import sys
 
     out = tmp_path / "child.json"
-    child = Path(__file__).parent / "helpers" / "corpus_child.py"
+    child = Path(__file__).parents[1] / "helpers" / "corpus_child.py"
     res = subprocess.run([sys.executable, str(child), str(CORPUS_HEADROOM), str(out)],
                          capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-2000:]

@@ -17,7 +17,7 @@ from oatomo.io import Scan, load_images, save_scan
 from oatomo.pipeline import UNITS_PA, UNITS_REFINED, Reconstruction, reconstruct
 from oatomo.recon.registry import METHODS, MethodSpec
 
-ROOT = Path(__file__).parents[1]
+ROOT = Path(__file__).parents[2]
 PACKAGE = ROOT / "oatomo"
 
 
@@ -78,7 +78,7 @@ def test_auto_refines_with_the_shipped_model(ring32_scan):
 
 def test_large_images_are_refined_with_pytorch(ring32_scan):
     """Above NUMPY_MAX_PIXELS canonical pixels PyTorch is faster despite its import: the
-    pipeline switches back end (same images to float32 rounding: tests/test_weights.py)."""
+    pipeline switches back end (same images to float32 rounding: tests/refine/test_weights.py)."""
     big = reconstruct(ring32_scan, "das", Grid(264, 0.0264), refine=True, samples=2)
     assert big.provenance["refinement"]["backend"] == "torch"
     assert big.images["refined"].shape == (264, 264)

@@ -13,8 +13,8 @@ from oatomo.cli import main
 from oatomo.io import load_images, load_scan
 from oatomo.setups import SIMULATIONS_DIR
 
-DATA = Path(__file__).parent / "data"
-ROOT = Path(__file__).parents[1]
+DATA = Path(__file__).parents[1] / "data"
+ROOT = Path(__file__).parents[2]
 
 
 @pytest.fixture(scope="module")

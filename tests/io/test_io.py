@@ -9,7 +9,7 @@ import pytest
 from oatomo import Acquisition, Grid, InputError, ring_array
 from oatomo.io import Scan, load_images, load_scan, save_images, save_scan
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parents[1] / "data"
 
 
 def fixture_values(shape_fwdt):

@@ -16,7 +16,7 @@ from oatomo.geometry import Grid
 from oatomo.io import load_calibration, load_scan
 from oatomo.pipeline import reconstruct, select
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parents[1] / "data"
 PATATO = DATA / "patato_ring16.hdf5"
 GRID = Grid(32, 0.012)
 
@@ -116,7 +116,7 @@ def test_readme_options_snippet_runs_as_written(tmp_path, monkeypatch, capsys):
     import shlex
     import shutil
 
-    text = (Path(__file__).parents[1] / "README.md").read_text()
+    text = (Path(__file__).parents[2] / "README.md").read_text()
     block = text.split("<!-- snippet:options -->")[1].split("<!-- /snippet -->")[0]
     lines = [ln.strip() for ln in block.splitlines() if ln.strip().startswith("oatomo ")]
     assert len(lines) == 3
