@@ -49,14 +49,11 @@ from oatomo.learn.checkpoint import (
     write_checkpoint_bytes,
 )
 from oatomo.learn.conv import (
-    ConvBetaVAE,
-    ConvMultiDecoderIVAE,
-    ConvUNet,
     ConvUNetConfig,
     ConvVAEConfig,
 )
 from oatomo.learn.records import family_record
-from oatomo.learn.registry import DEFAULT_ARCH, MODEL_KINDS, get_kind
+from oatomo.learn.registry import DEFAULT_ARCH, MODEL_KINDS, get_kind, model_classes
 from oatomo.learn.train import TrainResult, resolve_device, train
 from oatomo.progress import Callback
 from oatomo.scanners import CANONICAL_PITCH, FAMILY, FAMILY_KEY
@@ -73,15 +70,17 @@ def build_refiner_model(kind: str, n_envs: int, in_channels: int, *,
                         latent: int = DEFAULT_ARCH["latent"], beta: float = 1.0,
                         gamma: float = 1.0, obs_sigma: float = 0.05, size: int = 96,
                         seed: int = 0) -> nn.Module:
-    """A fresh model of ``kind`` (see :data:`KINDS`) with seeded initial weights."""
+    """A fresh model of ``kind`` with seeded initial weights: the registered class that
+    :data:`oatomo.learn.registry.MODEL_KINDS` names for it, built from a VAE or a U-Net
+    config."""
     spec = get_kind(kind)
+    cls = model_classes()[spec.model_class]
     if not spec.vae:
-        return ConvUNet(ConvUNetConfig(in_shape=(in_channels, size, size),
-                                       channels=(width, 2 * width, 4 * width)), seed=seed)
+        return cls(ConvUNetConfig(in_shape=(in_channels, size, size),
+                                  channels=(width, 2 * width, 4 * width)), seed=seed)
     cfg = ConvVAEConfig(in_channels=in_channels, width=width, depth=depth, latent_dim=latent,
                         obs_sigma=obs_sigma, beta=beta, gamma=gamma,
                         n_envs=1 if spec.pooled else n_envs, example_size=size)
-    cls = ConvBetaVAE if spec.pooled else ConvMultiDecoderIVAE
     return cls(cfg, seed=seed)
 
 
