@@ -22,13 +22,16 @@ import numpy as np
 
 from oatomo import kernels as K
 from oatomo._limits import MAX_POSITION, check_bytes
-from oatomo.errors import InputError
+from oatomo.errors import InputError, warn_units
 from oatomo.geometry import Acquisition, Grid, SensorArray, check_geometry
 from oatomo.response import DetectorResponse, convolve, correlate, element_points
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ForwardOperator", "simulate", "bandpass", "check_sinogram"]
+__all__ = ["ForwardOperator", "simulate", "bandpass", "check_sinogram", "MIN_BAND_EDGE"]
+
+#: Band-pass upper edges below this (Hz) warn as a likely unit slip ("8" meant 8 MHz).
+MIN_BAND_EDGE = 1e3
 
 
 def _check_image(x: np.ndarray, grid: Grid, what: str = "p0") -> np.ndarray:
@@ -96,6 +99,9 @@ def bandpass(sinogram: np.ndarray, fs: float, band: tuple[float | None, float | 
         raise InputError(f"band upper edge must lie in (0, fs/2 = {nyq:g}) Hz, got {f_high:g}")
     if f_low < 0 or (f_high is not None and f_low >= f_high) or f_low >= nyq:
         raise InputError(f"band lower edge {f_low:g} Hz must be >= 0 and below the upper edge")
+    if f_high is not None and f_high < MIN_BAND_EDGE:
+        warn_units(f"band upper edge = {f_high:g} Hz looks like a unit slip (it is in hertz: "
+                   f"8 MHz is 8e6)")
     if f_low > 0 and f_high is not None:
         sos = butter(order, [f_low, f_high], btype="bandpass", fs=fs, output="sos")
     elif f_low > 0:

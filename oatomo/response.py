@@ -35,12 +35,18 @@ from oatomo.errors import InputError, warn_units
 from oatomo.geometry import SensorArray
 
 __all__ = ["DetectorResponse", "convolve", "correlate", "wiener_deconvolve",
-           "element_points", "DEFAULT_WIENER"]
+           "element_points", "DEFAULT_WIENER", "MIN_CENTRE_FREQUENCY",
+           "MAX_FRACTIONAL_BANDWIDTH"]
 
 #: Default Wiener regularisation ``lam`` (relative to ``max|H|^2``), chosen on simulated
 #: band-limited scans (``benchmarks/physics/bench_response.py``; its results in
 #: ``docs/results/physics.rst``).
 DEFAULT_WIENER = 1e-3
+#: Gaussian-band centre frequencies below this (Hz) warn as a likely unit slip (ultrasound
+#: detectors work at 0.1-50 MHz; "5" meant 5 MHz).
+MIN_CENTRE_FREQUENCY = 1e4
+#: Fractional bandwidths above this warn as a likely percentage ("80" meant 0.8).
+MAX_FRACTIONAL_BANDWIDTH = 4.0
 
 
 @dataclass(frozen=True, eq=False)
@@ -84,6 +90,12 @@ class DetectorResponse:
                     raise InputError(f"detector response {key} must be a number > 0, "
                                      f"got {v!r}")
                 object.__setattr__(self, key, float(v))
+            if self.centre_frequency < MIN_CENTRE_FREQUENCY:
+                warn_units(f"detector centre frequency = {self.centre_frequency:g} Hz looks "
+                           f"like a unit slip (it is in hertz: 5 MHz is 5e6)")
+            if self.bandwidth > MAX_FRACTIONAL_BANDWIDTH:
+                warn_units(f"detector bandwidth = {self.bandwidth:g} looks like a percentage "
+                           f"(it is fractional: 80 % is 0.8)")
             return
         try:
             h = np.array(self.impulse_response, dtype=np.float64).reshape(-1)
@@ -188,6 +200,12 @@ def _filter(y: np.ndarray, fs: float, response: DetectorResponse, kind: str,
     y = np.asarray(y)
     n = y.shape[-1]
     pad = response._support(fs)
+    rows = int(np.prod(y.shape[:-1], dtype=np.int64))
+    # what the response's support adds to the padded copy (float64) and its spectrum
+    # (complex128): sized by the user's band, so checked before anything is allocated
+    check_bytes(24.0 * max(rows, 1) * pad,
+                f"padding {rows} signals by the detector response's support ({pad} samples "
+                f"at {fs:g} Hz)")
     n_fft = _fast_len(n + pad)
     H = response._spectrum(n_fft, fs)
     if kind == "convolve":

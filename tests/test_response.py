@@ -1,6 +1,7 @@
 """Detector response: closed form on the disk, adjoint with the response, deconvolution."""
 
 import math
+import warnings
 from dataclasses import replace
 
 import h5py
@@ -11,6 +12,7 @@ from test_forward import aa_disk, disk_integral
 import oatomo
 from oatomo import Acquisition, Grid, InputError, ring_array
 from oatomo.cli import main
+from oatomo.errors import UnitWarning
 from oatomo.forward import ForwardOperator, simulate
 from oatomo.io import load_scan, save_scan
 from oatomo.response import (
@@ -306,3 +308,48 @@ def test_model_based_with_the_response_in_the_operator():
     with pytest.raises(InputError, match="choose one"):
         oatomo.reconstruct(scan, "mb-tv", grid, model_response=True, deconvolve=True,
                            refine=False, iters=1)
+
+
+def test_unit_slips_of_the_band_warn():
+    with pytest.warns(UnitWarning, match="centre frequency = 5 Hz looks like a unit slip"):
+        DetectorResponse(centre_frequency=5.0, bandwidth=0.8)
+    with pytest.warns(UnitWarning, match="bandwidth = 80 looks like a percentage"):
+        DetectorResponse(centre_frequency=5e6, bandwidth=80)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        DetectorResponse(centre_frequency=20e3, bandwidth=3.0)  # unusual but plausible
+
+
+def test_the_response_support_is_checked_before_anything_is_allocated(tmp_path, capsys,
+                                                                      monkeypatch):
+    """A 5 Hz band at 40 MHz reaches ~10^7 samples: refused by the memory limit, at once."""
+    acq = Acquisition(40e6, 400)
+    y = np.ones((16, 400), np.float32)
+    with pytest.warns(UnitWarning):
+        slow = DetectorResponse(centre_frequency=5.0, bandwidth=0.8)
+    with pytest.raises(InputError, match=r"padding 16 signals by the detector response's "
+                                         r"support \(\d+ samples at 4e\+07 Hz\) would need"):
+        convolve(y, acq.fs, slow)
+    monkeypatch.setenv("OATOMO_MAX_BYTES", "10K")
+    with pytest.raises(InputError, match="more than the limit of 0 MiB"):
+        wiener_deconvolve(y, acq.fs, GAUSS)  # 16 x 49 samples of support x 24 B > 10 KiB
+    monkeypatch.delenv("OATOMO_MAX_BYTES")
+    assert convolve(y, acq.fs, GAUSS).shape == y.shape
+    path = tmp_path / "s.h5"
+    save_scan(path, oatomo.Scan(y, ring_array(16, 0.01), acq))
+    assert main(["reconstruct", str(path), "--png", "none", "-q", "--no-refine", "--n", "32",
+                 "--deconvolve", "--response", "5:0.8", "-o", str(tmp_path / "i.h5")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "support" in err[0] and "OATOMO_MAX_BYTES" in err[0]
+    assert not (tmp_path / "i.h5").exists()
+
+
+def test_a_band_edge_in_the_wrong_unit_warns():
+    from oatomo.forward import bandpass
+
+    y = np.random.default_rng(0).standard_normal((2, 256)).astype(np.float32)
+    with pytest.warns(UnitWarning, match="band upper edge = 8 Hz looks like a unit slip"):
+        bandpass(y, 40e6, (None, 8.0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        bandpass(y, 40e6, (0.1e6, 8e6))

@@ -41,6 +41,7 @@ from typing import Any
 
 import numpy as np
 
+from oatomo._limits import check_bytes
 from oatomo.errors import InputError
 from oatomo.geometry import Acquisition, Grid, SensorArray
 from oatomo.learn.records import TRAIN_COMMAND, family_record, is_weights_archive, read_weights
@@ -390,6 +391,8 @@ class Refiner:
 def posterior_noise(seed: int, n: int, shape: tuple[int, ...]) -> np.ndarray:
     """The standard normal draws behind the posterior samples of the uncertainty map
     (NumPy's generator, so both inference back ends draw the same samples)."""
+    check_bytes(4.0 * int(n) * float(np.prod(shape, dtype=np.float64)),
+                f"{int(n)} posterior samples of the uncertainty map")
     return np.random.default_rng(int(seed)).standard_normal((int(n), *shape), np.float32)
 
 
