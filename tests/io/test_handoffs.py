@@ -2,6 +2,8 @@
 its own scale), the default field of view, image files that keep their axes' meaning, and
 the IPASC export checked by PACFISH."""
 
+import textwrap
+
 import numpy as np
 import pytest
 
@@ -166,33 +168,135 @@ def test_ipasc_frequency_response_comes_back():
     np.testing.assert_allclose(np.angle(back.frequency_response(f)), 0, atol=1e-6)
 
 
-def test_patato_export_for_unmixing(tmp_path):
+def _two_wavelengths():
+    scan, grid = _scan()
+    two = oatomo.Scan(np.stack([scan.sinogram, 2 * scan.sinogram]), scan.sensors,
+                      scan.acquisition, wavelengths=np.array([750e-9, 850e-9]))
+    return two, grid
+
+
+def test_patato_export_layout(tmp_path):
     """save_patato writes PATATO's layout: raw_data, GEOMETRY, wavelengths (nm, as PATATO's
-    spectra are tabulated), and recons/<method>/0 as (frames, wavelengths, nx, ny, 1) with
-    the field of view; oatomo reads the scan back, and PATATO's own reader (when installed)
-    finds the reconstruction."""
+    spectra are tabulated), the per-measurement records (frames, wavelengths), and
+    recons/<method>/0 as (frames, wavelengths, z = 1, ny, nx) whose field of view spans the
+    outer pixel centres; oatomo reads the scan back."""
     import h5py
 
     from oatomo.io import save_patato
 
-    scan, grid = _scan()
-    two = oatomo.Scan(np.stack([scan.sinogram, 2 * scan.sinogram]), scan.sensors,
-                      scan.acquisition, wavelengths=np.array([750e-9, 850e-9]))
+    two, grid = _two_wavelengths()
     rec = oatomo.reconstruct(two, "das", grid, refine=False)
     path = save_patato(tmp_path / "p.hdf5", two, rec.image, grid, algorithm="das")
     with h5py.File(path) as f:
         r = f["recons/das/0"]
-        assert r.shape == (1, 2, 32, 32, 1) and r.attrs["RECONSTRUCTION_FIELD_OF_VIEW_X"] == 0.008
-        np.testing.assert_array_equal(r[0, 1, :, :, 0], rec.image[1].T)  # PATATO: [x, y]
+        assert r.shape == (1, 2, 1, 32, 32)
+        np.testing.assert_array_equal(r[0, 1, 0], rec.image[1])  # image[y, x], as ours
+        assert r.attrs["RECONSTRUCTION_FIELD_OF_VIEW_X"] == pytest.approx(31 * grid.dx)
+        assert r.attrs["RECONSTRUCTION_NX"] == r.attrs["RECONSTRUCTION_NY"] == 32
         np.testing.assert_allclose(f["wavelengths"][...], [750, 850])
+        for name in ("RUN", "REPETITION", "Z-POS", "TEMPERATURE", "timestamp",
+                     "OverallCorrectionFactor"):
+            assert f[name].shape == (1, 2), name
+        assert f["raw_data"].attrs["name"] == f.attrs["name"]
     back = oatomo.load_scan(path)
     np.testing.assert_allclose(back.wavelengths, [750e-9, 850e-9])
     np.testing.assert_array_equal(back.sinogram, two.sinogram)
     with pytest.raises(oatomo.InputError, match="do not match"):
         save_patato(tmp_path / "q.hdf5", two, rec.image[0], grid, algorithm="das")
-    patato = pytest.importorskip("patato")  # in the test extras (make test installs it)
-    recs = patato.PAData.from_hdf5(str(path)).get_scan_reconstructions()
-    assert any(key[0] == "das" for key in recs)
+    with pytest.raises(oatomo.InputError, match="frame"):
+        save_patato(tmp_path / "q.hdf5", two, np.stack([rec.image] * 3), grid)
+    assert not (tmp_path / "q.hdf5").exists()
+
+
+def test_patato_reads_wavelengths_and_image_coordinates(tmp_path):
+    """PATATO's own reader: get_wavelengths() in nm, the reconstruction under the default
+    group name, an extent equal to oatomo's outer pixel centres, and an off-centre disk
+    whose centroid on PATATO's (x, y) coordinates is where it is on oatomo's grid."""
+    patato = pytest.importorskip("patato")
+    from oatomo.io import save_patato
+
+    two, grid = _two_wavelengths()
+    disk = oatomo.phantoms.disk(grid, 1e-3, (1.5e-3, -0.75e-3))
+    path = save_patato(tmp_path / "p.hdf5", two, np.stack([disk, 2 * disk]), grid)
+    pa = patato.PAData.from_hdf5(str(path))
+    try:
+        np.testing.assert_allclose(pa.get_wavelengths(), [750, 850])
+        rec = pa.get_scan_reconstructions()[("oatomo", "0")]
+        np.testing.assert_allclose(rec.extent, [grid.x[0], grid.x[-1], grid.y[0],
+                                                grid.y[-1]], rtol=1e-12)
+        da = rec.da.isel(frames=0, wavelengths=1, z=0)
+        assert da.dims == ("y", "x")
+        w = np.asarray(da.values, np.float64)
+        X, Y = np.meshgrid(da.x.values, da.y.values)
+        X0, Y0 = grid.coordinates()
+        assert (w * X).sum() / w.sum() == pytest.approx((disk * X0).sum() / disk.sum())
+        assert (w * Y).sum() / w.sum() == pytest.approx((disk * Y0).sum() / disk.sum())
+        assert (w * X).sum() / w.sum() == pytest.approx(1.5e-3, abs=grid.dx / 4)
+        assert (w * Y).sum() / w.sum() == pytest.approx(-0.75e-3, abs=grid.dx / 4)
+        assert pa.get_scan_name() == "oatomo scan"
+    finally:
+        pa.close()
+
+
+def test_patato_unmix_gives_so2(tmp_path):
+    """patato-unmix (PATATO's console script, default haemoglobin preset) unmixes a
+    two-wavelength export into sO2: two regions mixed from PATATO's Hb/HbO2 spectra at
+    40 % and 90 % come out at 0.40 and 0.90, each where it was put."""
+    import subprocess
+    import sys
+
+    patato = pytest.importorskip("patato")
+    from patato.unmixing.spectra import Haemoglobin, OxyHaemoglobin
+
+    from oatomo.io import save_patato
+
+    two, grid = _two_wavelengths()
+    eps = np.array([Haemoglobin.get_spectrum(np.array([750.0, 850.0])),
+                    OxyHaemoglobin.get_spectrum(np.array([750.0, 850.0]))])
+    centres, so2 = [(-2e-3, 1e-3), (2e-3, -1e-3)], [0.4, 0.9]
+    images = np.zeros((2,) + grid.shape)
+    for c, s in zip(centres, so2, strict=True):
+        mu_a = eps.T @ np.array([1 - s, s])
+        images += mu_a[:, None, None] * oatomo.phantoms.disk(grid, 1.5e-3, c)
+    path = save_patato(tmp_path / "p.hdf5", two, images, grid, algorithm="ubp")
+    run = subprocess.run([sys.executable, "-m", "patato.convenience_scripts.unmix",
+                          str(path)], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    pa = patato.PAData.from_hdf5(str(path))
+    try:
+        out = pa.get_scan_so2()[("ubp", "0")].da.isel(frames=0, z=0).squeeze()
+        for (cx, cy), s in zip(centres, so2, strict=True):
+            assert float(out.sel(x=cx, y=cy, method="nearest")) == pytest.approx(s, abs=1e-3)
+        thb = pa.get_scan_thb()[("ubp", "0")].da.isel(frames=0, z=0).squeeze()
+        assert float(thb.sel(x=cx, y=cy, method="nearest")) > 1e3 * abs(
+            float(thb.sel(x=0.0, y=3.5e-3, method="nearest")))  # no blood outside
+    finally:
+        pa.close()
+
+
+def test_patato_call_in_the_guide_runs(tmp_path, monkeypatch):
+    """The save_patato code block of docs/guide/reconstruct.rst runs as written (on the
+    PATATO fixture), and PATATO reads the file it writes."""
+    import re
+    import shutil
+    from pathlib import Path
+
+    root = Path(__file__).parents[2]
+    text = (root / "docs" / "guide" / "reconstruct.rst").read_text()
+    blocks = re.findall(r"^\.\. code-block:: python\n\n((?:[ \t]+[^\n]*\n|[ \t]*\n)+)",
+                        text, re.M)
+    block = next(b for b in blocks if "save_patato(" in b)
+    shutil.copy(root / "tests" / "data" / "patato_ring16.hdf5", tmp_path / "scan.hdf5")
+    monkeypatch.chdir(tmp_path)
+    exec(compile(textwrap.dedent(block), "reconstruct.rst", "exec"), {})
+    back = oatomo.load_scan(tmp_path / "scan_patato.hdf5")
+    assert back.sinogram.shape == oatomo.load_scan(tmp_path / "scan.hdf5").sinogram.shape
+    patato = pytest.importorskip("patato")
+    pa = patato.PAData.from_hdf5(str(tmp_path / "scan_patato.hdf5"))
+    try:
+        assert len(pa.get_scan_reconstructions()) == 1
+    finally:
+        pa.close()
 
 
 def test_patato_reads_and_reconstructs_our_export(tmp_path):
