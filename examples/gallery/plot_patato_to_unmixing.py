@@ -41,12 +41,12 @@ if patato is not None:
 else:
     eps = np.array([[1405.24, 691.32], [518.0, 1058.0]])
 so2_true = {"left": 0.40, "right": 0.95}
-vessels = {"left": oatomo.phantoms.disk(grid, 1.5e-3, (-1.8e-3, 0.0)),
-           "right": oatomo.phantoms.disk(grid, 1.2e-3, (1.8e-3, 1.0e-3))}
+centres = {"left": (-1.8e-3, 0.0), "right": (1.8e-3, 1.0e-3)}
+radii = {"left": 1.5e-3, "right": 1.2e-3}
 p0 = np.zeros((2,) + grid.shape)
-for name, mask in vessels.items():
+for name, centre in centres.items():
     mu_a = eps.T @ np.array([1 - so2_true[name], so2_true[name]])  # per wavelength
-    p0 += mu_a[:, None, None] / eps.max() * mask
+    p0 += mu_a[:, None, None] / eps.max() * oatomo.phantoms.disk(grid, radii[name], centre)
 sino = np.stack([oatomo.simulate(p0[k], grid, ring, acq, noise_std=0.002, seed=k)
                  for k in range(2)])
 scan = oatomo.Scan(sino, ring, acq, wavelengths=wavelengths)
@@ -76,9 +76,8 @@ if patato is not None:
                               save_results=False)
     so2 = next(r for r in results if r.get_hdf5_group_name() == "so2")
     so2_map = np.asarray(so2.raw_data)[0, 0, 0]  # (y, x), as oatomo's images
-    for name, mask in vessels.items():
-        inner = oatomo.phantoms.disk(grid, 0.6e-3, (-1.8e-3, 0.0) if name == "left"
-                                     else (1.8e-3, 1.0e-3)) > 0
+    for name, centre in centres.items():
+        inner = oatomo.phantoms.disk(grid, 0.6e-3, centre) > 0  # away from the edges
         print(f"{name} vessel: sO2 {np.nanmedian(so2_map[inner]):.2f} "
               f"(true {so2_true[name]:.2f})")
     pa.close()
