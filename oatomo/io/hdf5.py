@@ -23,7 +23,11 @@ from oatomo._limits import check_bytes
 from oatomo.errors import InputError
 
 __all__ = ["open_hdf5", "write_hdf5", "scalar_value", "number_value", "integer_value",
-           "text_value", "json_value", "read_array", "numeric_dataset", "plane_positions"]
+           "text_value", "json_value", "read_array", "numeric_dataset", "plane_positions",
+           "group_to_json", "json_to_group"]
+
+#: Most values :func:`group_to_json` reads from one metadata tree (about 64 MiB as JSON).
+MAX_METADATA_VALUES = 4_000_000
 
 
 def open_hdf5(path: str | os.PathLike) -> h5py.File:
@@ -164,3 +168,78 @@ def plane_positions(pos: np.ndarray, path: Any) -> np.ndarray:
             warnings.warn(msg, stacklevel=3)  # the CLI logs warnings (one line each)
         pos = pos[:, :2]
     return pos
+
+
+def group_to_json(g: h5py.Group, path: Any, *, skip: Any = (), depth: int = 8,
+                  budget: list[int] | None = None) -> dict[str, Any]:
+    """The datasets under ``g`` as a JSON value tree: a dict per group, text as str, numbers
+    as int/float/bool, arrays as nested lists (their shape kept).
+
+    ``skip`` names members of ``g`` itself to leave out. Datasets of other kinds (compound,
+    references, ...) are left out with a warning.
+
+    Raises
+    ------
+    InputError
+        Deeper than ``depth`` groups, or more than :data:`MAX_METADATA_VALUES` values.
+    """
+    budget = [MAX_METADATA_VALUES] if budget is None else budget
+    if depth < 0:
+        raise InputError(f"{g.name} is nested too deep for metadata", path)
+    out: dict[str, Any] = {}
+    for key, item in g.items():
+        if key in skip:
+            continue
+        if isinstance(item, h5py.Group):
+            out[key] = group_to_json(item, path, depth=depth - 1, budget=budget)
+            continue
+        if not isinstance(item, h5py.Dataset) or item.shape is None:
+            continue
+        budget[0] -= max(1, int(np.prod(item.shape, dtype=np.int64)))
+        if budget[0] < 0:
+            raise InputError(f"metadata has more than {MAX_METADATA_VALUES} values (at "
+                             f"{item.name})", path)
+        dt = item.dtype
+        if h5py.check_string_dtype(dt) is not None:
+            v = item.asstr(errors="replace")[()]
+        elif dt.kind in "iufb" and dt.fields is None:
+            v = item[()]
+        else:
+            warnings.warn(f"{path}: metadata field {item.name} of dtype {dt} is not carried",
+                          stacklevel=3)
+            continue
+        out[key] = v.tolist() if isinstance(v, (np.ndarray, np.generic)) else v
+    return out
+
+
+def json_to_group(f: h5py.Group, name: str, tree: dict[str, Any]) -> None:
+    """Write the JSON value tree ``tree`` (see :func:`group_to_json`) as the group ``name``:
+    dicts as groups, text as strings, None as the text ``"None"`` (PACFISH's convention),
+    numbers and nested lists as datasets (an int list stays int).
+
+    Raises
+    ------
+    InputError
+        A ragged list or a value of another type.
+    """
+    g = f.require_group(name)
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            json_to_group(g, key, value)
+        elif value is None:
+            g[key] = "None"
+        elif isinstance(value, str):
+            g[key] = value
+        elif isinstance(value, (bool, int, float, np.generic, list, tuple, np.ndarray)):
+            try:
+                arr = np.asarray(value)
+            except ValueError:
+                raise InputError(f"metadata field {g.name}/{key} is a ragged list") from None
+            if arr.dtype.kind == "U":
+                g.create_dataset(key, data=arr.astype(object), dtype=h5py.string_dtype())
+            elif arr.dtype.kind in "iufb":
+                g[key] = arr
+            else:
+                raise InputError(f"metadata field {g.name}/{key} is neither numbers nor text")
+        else:
+            raise InputError(f"metadata field {g.name}/{key} has type {type(value).__name__}")

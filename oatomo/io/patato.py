@@ -2,7 +2,8 @@
 
 Layout: root attrs ``fs`` (Hz), ``speedofsound`` (m/s), ``name``; ``/raw_data`` (frames,
 wavelengths, detectors, samples), ``/GEOMETRY`` (detectors, 3) in m, ``/wavelengths`` (nm),
-``/irf`` (time-domain impulse response) and ``/recons/<algorithm>/<i>``.
+``/irf`` (time-domain impulse response), per-measurement records (``RUN``, ``Z-POS``, ...,
+each (frames, wavelengths)) and ``/recons/<algorithm>/<i>`` (frames, wavelengths, z, y, x).
 """
 
 from __future__ import annotations
@@ -58,17 +59,23 @@ def read_patato(f: h5py.File, path: Path, lazy: bool = False) -> Scan:
 
 
 def save_patato(path: str | os.PathLike, scan: Scan, images: np.ndarray, grid: Grid, *,
-                algorithm: str, wavelengths: Any = None) -> Path:
+                algorithm: str = "oatomo", wavelengths: Any = None) -> Path:
     """Write a scan and its reconstruction in PATATO's HDF5 layout, for PATATO's spectral
-    unmixing (``patato.PAData.from_hdf5(path).get_scan_reconstructions()``).
+    unmixing (``patato.PAData.from_hdf5(path)``, ``patato-unmix path``).
 
-    Root attrs ``fs`` (Hz), ``speedofsound`` (m/s), ``name``; datasets ``raw_data``
-    (frames, wavelengths, detectors, samples; ``fs`` and ``speedofsound`` again as its
-    attributes, where PATATO reads them), ``GEOMETRY`` (detectors, 3) in m,
-    ``wavelengths`` in nm (PATATO's spectra are tabulated in nm), ``irf`` when the scan has
-    a measured response; and ``recons/<algorithm>/0`` of shape
-    (frames, wavelengths, nx, ny, 1) with the ``RECONSTRUCTION_*`` field-of-view (m) and
-    pixel attributes.
+    Root attrs ``fs`` (Hz), ``speedofsound`` (m/s), ``name``, ``comment``; datasets
+    ``raw_data`` (frames, wavelengths, detectors, samples; ``fs``, ``speedofsound`` and
+    ``name`` again as its attributes, where PATATO reads them), ``GEOMETRY`` (detectors, 3)
+    in m, ``wavelengths`` in nm (PATATO's spectra are tabulated in nm), ``irf`` when the
+    scan has a measured response; the per-measurement records PATATO indexes its frames
+    with, each (frames, wavelengths): ``RUN`` and ``REPETITION`` (0 and the frame index),
+    ``Z-POS`` (0 m: one slice), ``TEMPERATURE`` (NaN: not known), ``timestamp`` (0, in
+    PATATO's 100 ns ticks) and ``OverallCorrectionFactor`` (1: the samples are already in
+    Pa); and ``recons/<algorithm>/0`` of shape (frames, wavelengths, 1, ny, nx) -- PATATO's
+    (z, y, x) image axes, ``image[y, x]`` as oatomo's -- with the ``RECONSTRUCTION_*``
+    attributes. PATATO places the pixel centres evenly from ``-fov/2`` to ``+fov/2``, so its
+    field of view is the span between the outer pixel centres, ``(n - 1) * grid.dx``: its
+    pixels then sit where oatomo's do.
 
     Parameters
     ----------
@@ -78,18 +85,25 @@ def save_patato(path: str | os.PathLike, scan: Scan, images: np.ndarray, grid: G
         The scan (its frames/wavelengths must match ``images``).
     images
         (n, n), (wavelengths, n, n) or (frames, wavelengths, n, n) in Pa, oatomo's
-        ``image[y, x]`` order (transposed to PATATO's x, y here).
+        ``image[y, x]`` order.
     grid
         Their grid.
     algorithm
-        Name of the reconstruction group (e.g. ``"ubp"``).
+        Name of the reconstruction group (e.g. the method, ``"ubp"``).
     wavelengths
         The images' wavelengths (m); default the scan's.
+
+    Returns
+    -------
+    Path
+        The file written.
     """
     img = np.asarray(images, np.float32)
     wl = np.atleast_1d(np.asarray(scan.wavelengths if wavelengths is None else wavelengths,
                                   np.float64)) if (wavelengths is not None or
                                                    scan.wavelengths is not None) else None
+    if not isinstance(algorithm, str) or not algorithm or "/" in algorithm:
+        raise InputError(f"algorithm must be a non-empty name without '/', got {algorithm!r}")
     n_wl = 1 if wl is None else wl.size
     if img.size % (n_wl * grid.n * grid.n):
         img = img[None]  # fails the shape check below
@@ -102,26 +116,39 @@ def save_patato(path: str | os.PathLike, scan: Scan, images: np.ndarray, grid: G
                          f"wavelength(s) on a {grid.n}x{grid.n} grid")
     raw = np.asarray(scan.sinogram, np.float32)
     raw = raw.reshape((-1, n_wl) + raw.shape[-2:])
+    if raw.shape[0] != img.shape[0]:
+        raise InputError(f"images of shape {np.shape(images)} have {img.shape[0]} frame(s), "
+                         f"the scan {raw.shape[0]}")
     out = Path(path)
+    name = str(scan.metadata.get("scan_name") or scan.setup_name or "oatomo scan")
+    per_measurement = raw.shape[:2]  # (frames, wavelengths)
+    span = (grid.n - 1) * grid.dx  # between the outer pixel centres
 
     def fill(f: h5py.File) -> None:
         f.attrs["fs"] = scan.acquisition.fs
         f.attrs["speedofsound"] = scan.acquisition.speed_of_sound
-        f.attrs["name"] = str(scan.metadata.get("scan_name") or scan.setup_name or
-                              "oatomo scan")
+        f.attrs["name"] = name
+        f.attrs["comment"] = f"written by oatomo ({algorithm})"
         d = f.create_dataset("raw_data", data=raw)
-        # PATATO 0.7 reads the sampling rate and speed of sound from raw_data's attributes
+        # PATATO 0.7 reads the sampling rate, speed of sound and name from raw_data's attrs
         d.attrs["fs"] = scan.acquisition.fs
         d.attrs["speedofsound"] = scan.acquisition.speed_of_sound
+        d.attrs["name"] = name
         f["GEOMETRY"] = np.c_[scan.sensors.positions, np.zeros(scan.sensors.n_sensors)]
         d = f.create_dataset("wavelengths", data=np.zeros(1) if wl is None else wl * 1e9)
         d.attrs["units"] = "nm"
         if scan.response is not None and scan.response.impulse_response is not None:
             f["irf"] = scan.response.impulse_response
-        r = f.create_dataset(f"recons/{algorithm}/0",
-                             data=np.swapaxes(img, -1, -2)[..., None])
+        frame_index = np.broadcast_to(np.arange(per_measurement[0])[:, None], per_measurement)
+        f["RUN"] = np.zeros(per_measurement, np.int64)
+        f["REPETITION"] = np.array(frame_index, np.int64)
+        f["Z-POS"] = np.zeros(per_measurement)
+        f["TEMPERATURE"] = np.full(per_measurement, np.nan)
+        f["timestamp"] = np.zeros(per_measurement, np.int64)
+        f["OverallCorrectionFactor"] = np.ones(per_measurement)
+        r = f.create_dataset(f"recons/{algorithm}/0", data=img[:, :, None])
         for axis in ("X", "Y"):
-            r.attrs[f"RECONSTRUCTION_FIELD_OF_VIEW_{axis}"] = grid.fov
+            r.attrs[f"RECONSTRUCTION_FIELD_OF_VIEW_{axis}"] = span
             r.attrs[f"RECONSTRUCTION_N{axis}"] = grid.n
         r.attrs["RECONSTRUCTION_FIELD_OF_VIEW_Z"] = 0.0
         r.attrs["RECONSTRUCTION_NZ"] = 1

@@ -53,7 +53,9 @@ class Scan:
     wavelengths
         Acquisition wavelengths (m), if any.
     metadata
-        Free JSON-serialisable metadata.
+        Free JSON-serialisable metadata. A scan read from a file keeps the file's here:
+        ``uuid``, ``ipasc`` (acquisition fields) and ``ipasc_device`` (device fields) of an
+        IPASC file, written back by an IPASC export; ``scan_name`` of a PATATO file.
     calibration
         For a self-calibrated scan (``oatomo calibrate``): ``nominal_positions`` (N, 2),
         ``nominal_speed_of_sound``, ``position_std`` (N, 2), ``prior_std``, ``history``

@@ -2,6 +2,8 @@
 its own scale), the default field of view, image files that keep their axes' meaning, and
 the IPASC export checked by PACFISH."""
 
+import textwrap
+
 import numpy as np
 import pytest
 
@@ -166,33 +168,136 @@ def test_ipasc_frequency_response_comes_back():
     np.testing.assert_allclose(np.angle(back.frequency_response(f)), 0, atol=1e-6)
 
 
-def test_patato_export_for_unmixing(tmp_path):
+def _two_wavelengths():
+    scan, grid = _scan()
+    two = oatomo.Scan(np.stack([scan.sinogram, 2 * scan.sinogram]), scan.sensors,
+                      scan.acquisition, wavelengths=np.array([750e-9, 850e-9]))
+    return two, grid
+
+
+def test_patato_export_layout(tmp_path):
     """save_patato writes PATATO's layout: raw_data, GEOMETRY, wavelengths (nm, as PATATO's
-    spectra are tabulated), and recons/<method>/0 as (frames, wavelengths, nx, ny, 1) with
-    the field of view; oatomo reads the scan back, and PATATO's own reader (when installed)
-    finds the reconstruction."""
+    spectra are tabulated), the per-measurement records (frames, wavelengths), and
+    recons/<method>/0 as (frames, wavelengths, z = 1, ny, nx) whose field of view spans the
+    outer pixel centres; oatomo reads the scan back."""
     import h5py
 
     from oatomo.io import save_patato
 
-    scan, grid = _scan()
-    two = oatomo.Scan(np.stack([scan.sinogram, 2 * scan.sinogram]), scan.sensors,
-                      scan.acquisition, wavelengths=np.array([750e-9, 850e-9]))
+    two, grid = _two_wavelengths()
     rec = oatomo.reconstruct(two, "das", grid, refine=False)
     path = save_patato(tmp_path / "p.hdf5", two, rec.image, grid, algorithm="das")
     with h5py.File(path) as f:
         r = f["recons/das/0"]
-        assert r.shape == (1, 2, 32, 32, 1) and r.attrs["RECONSTRUCTION_FIELD_OF_VIEW_X"] == 0.008
-        np.testing.assert_array_equal(r[0, 1, :, :, 0], rec.image[1].T)  # PATATO: [x, y]
+        assert r.shape == (1, 2, 1, 32, 32)
+        np.testing.assert_array_equal(r[0, 1, 0], rec.image[1])  # image[y, x], as ours
+        assert r.attrs["RECONSTRUCTION_FIELD_OF_VIEW_X"] == pytest.approx(31 * grid.dx)
+        assert r.attrs["RECONSTRUCTION_NX"] == r.attrs["RECONSTRUCTION_NY"] == 32
         np.testing.assert_allclose(f["wavelengths"][...], [750, 850])
+        for name in ("RUN", "REPETITION", "Z-POS", "TEMPERATURE", "timestamp",
+                     "OverallCorrectionFactor"):
+            assert f[name].shape == (1, 2), name
+        assert f["raw_data"].attrs["name"] == f.attrs["name"]
     back = oatomo.load_scan(path)
     np.testing.assert_allclose(back.wavelengths, [750e-9, 850e-9])
     np.testing.assert_array_equal(back.sinogram, two.sinogram)
     with pytest.raises(oatomo.InputError, match="do not match"):
         save_patato(tmp_path / "q.hdf5", two, rec.image[0], grid, algorithm="das")
-    patato = pytest.importorskip("patato")  # in the test extras (make test installs it)
-    recs = patato.PAData.from_hdf5(str(path)).get_scan_reconstructions()
-    assert any(key[0] == "das" for key in recs)
+    with pytest.raises(oatomo.InputError, match="frame"):
+        save_patato(tmp_path / "q.hdf5", two, np.stack([rec.image] * 3), grid)
+    assert not (tmp_path / "q.hdf5").exists()
+
+
+def test_patato_reads_wavelengths_and_image_coordinates(tmp_path):
+    """PATATO's own reader: get_wavelengths() in nm, the reconstruction under the default
+    group name, an extent equal to oatomo's outer pixel centres, and an off-centre disk
+    whose centroid on PATATO's (x, y) coordinates is where it is on oatomo's grid."""
+    patato = pytest.importorskip("patato")
+    from oatomo.io import save_patato
+
+    two, grid = _two_wavelengths()
+    disk = oatomo.phantoms.disk(grid, 1e-3, (1.5e-3, -0.75e-3))
+    path = save_patato(tmp_path / "p.hdf5", two, np.stack([disk, 2 * disk]), grid)
+    pa = patato.PAData.from_hdf5(str(path))
+    try:
+        np.testing.assert_allclose(pa.get_wavelengths(), [750, 850])
+        rec = pa.get_scan_reconstructions()[("oatomo", "0")]
+        np.testing.assert_allclose(rec.extent, [grid.x[0], grid.x[-1], grid.y[0],
+                                                grid.y[-1]], rtol=1e-12)
+        da = rec.da.isel(frames=0, wavelengths=1, z=0)
+        assert da.dims == ("y", "x")
+        w = np.asarray(da.values, np.float64)
+        X, Y = np.meshgrid(da.x.values, da.y.values)
+        X0, Y0 = grid.coordinates()
+        assert (w * X).sum() / w.sum() == pytest.approx((disk * X0).sum() / disk.sum())
+        assert (w * Y).sum() / w.sum() == pytest.approx((disk * Y0).sum() / disk.sum())
+        assert (w * X).sum() / w.sum() == pytest.approx(1.5e-3, abs=grid.dx / 4)
+        assert (w * Y).sum() / w.sum() == pytest.approx(-0.75e-3, abs=grid.dx / 4)
+        assert pa.get_scan_name() == "oatomo scan"
+    finally:
+        pa.close()
+
+
+@pytest.mark.filterwarnings("ignore:os.fork")  # JAX's warning; the child execs at once
+def test_patato_unmix_gives_so2(tmp_path):
+    """patato-unmix (PATATO's console script, default haemoglobin preset) unmixes a
+    two-wavelength export into sO2: two regions mixed from PATATO's Hb/HbO2 spectra at
+    40 % and 90 % come out at 0.40 and 0.90, each where it was put."""
+    import subprocess
+    import sys
+
+    patato = pytest.importorskip("patato")
+    from patato.unmixing.spectra import Haemoglobin, OxyHaemoglobin
+
+    from oatomo.io import save_patato
+
+    two, grid = _two_wavelengths()
+    eps = np.array([Haemoglobin.get_spectrum(np.array([750.0, 850.0])),
+                    OxyHaemoglobin.get_spectrum(np.array([750.0, 850.0]))])
+    centres, so2 = [(-2e-3, 1e-3), (2e-3, -1e-3)], [0.4, 0.9]
+    images = np.zeros((2,) + grid.shape)
+    for c, s in zip(centres, so2, strict=True):
+        mu_a = eps.T @ np.array([1 - s, s])
+        images += mu_a[:, None, None] * oatomo.phantoms.disk(grid, 1.5e-3, c)
+    path = save_patato(tmp_path / "p.hdf5", two, images, grid, algorithm="ubp")
+    run = subprocess.run([sys.executable, "-m", "patato.convenience_scripts.unmix",
+                          str(path)], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    pa = patato.PAData.from_hdf5(str(path))
+    try:
+        out = pa.get_scan_so2()[("ubp", "0")].da.isel(frames=0, z=0).squeeze()
+        for (cx, cy), s in zip(centres, so2, strict=True):
+            assert float(out.sel(x=cx, y=cy, method="nearest")) == pytest.approx(s, abs=1e-3)
+        thb = pa.get_scan_thb()[("ubp", "0")].da.isel(frames=0, z=0).squeeze()
+        assert float(thb.sel(x=cx, y=cy, method="nearest")) > 1e3 * abs(
+            float(thb.sel(x=0.0, y=3.5e-3, method="nearest")))  # no blood outside
+    finally:
+        pa.close()
+
+
+def test_patato_call_in_the_guide_runs(tmp_path, monkeypatch):
+    """The save_patato code block of docs/guide/reconstruct.rst runs as written (on the
+    PATATO fixture), and PATATO reads the file it writes."""
+    import re
+    import shutil
+    from pathlib import Path
+
+    root = Path(__file__).parents[2]
+    text = (root / "docs" / "guide" / "reconstruct.rst").read_text()
+    blocks = re.findall(r"^\.\. code-block:: python\n\n((?:[ \t]+[^\n]*\n|[ \t]*\n)+)",
+                        text, re.M)
+    block = next(b for b in blocks if "save_patato(" in b)
+    shutil.copy(root / "tests" / "data" / "patato_ring16.hdf5", tmp_path / "scan.hdf5")
+    monkeypatch.chdir(tmp_path)
+    exec(compile(textwrap.dedent(block), "reconstruct.rst", "exec"), {})
+    back = oatomo.load_scan(tmp_path / "scan_patato.hdf5")
+    assert back.sinogram.shape == oatomo.load_scan(tmp_path / "scan.hdf5").sinogram.shape
+    patato = pytest.importorskip("patato")
+    pa = patato.PAData.from_hdf5(str(tmp_path / "scan_patato.hdf5"))
+    try:
+        assert len(pa.get_scan_reconstructions()) == 1
+    finally:
+        pa.close()
 
 
 def test_patato_reads_and_reconstructs_our_export(tmp_path):
@@ -249,3 +354,131 @@ def test_cli_export_patato(tmp_path, capsys):
     back = oatomo.load_scan(out)
     assert back.sinogram.shape == (2, 16, 256)  # frame 1, both wavelengths (squeezed)
     np.testing.assert_allclose(back.wavelengths, [700e-9, 800e-9])
+
+
+def _rich_ipasc(path):
+    """An IPASC file written by PACFISH with every acquisition field, an illuminator with
+    every field, and spherical detectors with frequency and angular responses (two frames,
+    two wavelengths, 8 detectors on a 12 mm ring)."""
+    import pacfish as pf
+
+    n_det, n_t = 8, 200
+    rng = np.random.default_rng(3)
+    data = rng.standard_normal((n_det, n_t, 2, 2)).astype(np.float32)
+    A = pf.MetadataAcquisitionTags
+    acq = {A.UUID.tag: "rich-scan", A.DATA_TYPE.tag: "float32",
+           A.DIMENSIONALITY.tag: "time", A.SIZES.tag: np.asarray(data.shape),
+           A.ENCODING.tag: "raw", A.COMPRESSION.tag: "none",
+           A.AD_SAMPLING_RATE.tag: 25e6, A.SPEED_OF_SOUND.tag: 1490.0,
+           A.ACQUISITION_WAVELENGTHS.tag: np.array([750e-9, 850e-9]),
+           A.PHOTOACOUSTIC_IMAGING_DEVICE_REFERENCE.tag: "ring8-device",
+           A.PULSE_ENERGY.tag: np.array([[0.020, 0.021], [0.019, 0.022]]),
+           A.MEASUREMENT_TIMESTAMPS.tag: np.array([[0.0, 0.1], [0.05, 0.15]]),
+           A.MEASUREMENT_SPATIAL_POSES.tag: np.array([[0.0, 0, 0, 0, 0, 0],
+                                                      [0.0, 0, 1e-3, 0, 0, 0]]),
+           A.TIME_GAIN_COMPENSATION.tag: np.linspace(1.0, 2.0, n_t),
+           A.OVERALL_GAIN.tag: 40.0, A.ELEMENT_DEPENDENT_GAIN.tag: np.full(n_det, 0.9),
+           A.TEMPERATURE_CONTROL.tag: np.array([[310.0, 310.1], [310.2, 310.3]]),
+           A.ACOUSTIC_COUPLING_AGENT.tag: "heavy water", A.SCANNING_METHOD.tag: "full_scan",
+           A.FREQUENCY_DOMAIN_FILTER.tag: np.array([1e5, 8e6]),
+           A.MEASUREMENTS_PER_IMAGE.tag: 2,
+           A.REGIONS_OF_INTEREST.tag: {"tumour": np.array([-2e-3, 2e-3, -1e-3, 1e-3, 0, 0])}}
+    creator = pf.DeviceMetaDataCreator()
+    creator.set_general_information(uuid="ring8-device",
+                                    fov=np.array([-0.006, 0.006, -0.005, 0.005, -1e-3, 1e-3]))
+    light = pf.IlluminationElementCreator()
+    light.set_illuminator_position(np.array([0.0, 0.0, 0.03]))
+    light.set_illuminator_orientation(np.array([0.0, 0.0, -1.0]))
+    light.set_illuminator_geometry_type("CIRCULAR")
+    light.set_illuminator_geometry(np.array([5e-3]))
+    light.set_wavelength_range(np.array([680e-9, 950e-9, 1e-9]))
+    light.set_beam_energy_profile(np.array([[700e-9, 800e-9], [0.02, 0.025]]))
+    light.set_beam_stability_profile(np.array([[700e-9, 800e-9], [0.001, 0.002]]))
+    light.set_pulse_width(7e-9)
+    light.set_beam_intensity_profile(np.array([[0.0, 1e-3], [1.0, 0.5]]))
+    light.set_beam_divergence_angles(0.2)
+    creator.add_illumination_element(light.get_dictionary())
+    th = 2 * np.pi * np.arange(n_det) / n_det
+    f = np.linspace(0, 12.5e6, 64)
+    for t in th:
+        el = pf.DetectionElementCreator()
+        p = np.array([0.012 * np.cos(t), 0.012 * np.sin(t), 0.0])
+        el.set_detector_position(p)
+        el.set_detector_orientation(-p / np.linalg.norm(p))
+        el.set_detector_geometry_type("SPHERE")
+        el.set_detector_geometry(np.array([2e-4]))
+        el.set_frequency_response(np.stack([f, np.exp(-((f - 5e6) / 3e6) ** 2)]))
+        el.set_angular_response(np.stack([np.linspace(-1, 1, 5), np.cos(np.linspace(-1, 1, 5))]))
+        creator.add_detection_element(el.get_dictionary())
+    pa = pf.PAData(binary_time_series_data=data, meta_data_acquisition=acq,
+                   meta_data_device=creator.finalize_device_meta_data())
+    pf.write_data(str(path), pa)
+    return path
+
+
+def _same_tree(a, b, where=""):
+    """Every field of the PACFISH dict ``a`` is in ``b`` with the same value, and back."""
+    assert isinstance(b, dict) and sorted(a) == sorted(b), (where, sorted(a), sorted(b))
+    for key, value in a.items():
+        if isinstance(value, dict):
+            _same_tree(value, b[key], f"{where}/{key}")
+        elif isinstance(value, str):
+            assert b[key] == value, f"{where}/{key}"
+        else:
+            np.testing.assert_array_equal(np.asarray(b[key]), np.asarray(value),
+                                          err_msg=f"{where}/{key}")
+
+
+@pytest.mark.parametrize("source", ["fixture", "rich"])
+def test_ipasc_round_trip_keeps_every_field(tmp_path, source):
+    """IPASC -> oatomo -> IPASC, and through oatomo's own format on the way: PACFISH reads
+    back every acquisition and device field of the source (the illuminator, the device's
+    identifier and field of view, each detector's fields) with the same values, the same
+    samples (an empty illuminators group added where the source had none: PACFISH's
+    consistency check asks for one), and PACFISH's checks pass."""
+    pf = pytest.importorskip("pacfish")
+    from pathlib import Path
+
+    src = (Path(__file__).parents[1] / "data" / "ipasc_ring16.hdf5" if source == "fixture"
+           else _rich_ipasc(tmp_path / "rich.hdf5"))
+    scan = oatomo.load_scan(src)
+    mid = oatomo.load_scan(oatomo.save_scan(tmp_path / "mid.h5", scan))  # oatomo's layout
+    out = oatomo.save_scan(tmp_path / "back.hdf5", mid, format="ipasc")
+    a, b = pf.load_data(str(src)), pf.load_data(str(out))
+    np.testing.assert_array_equal(b.binary_time_series_data, a.binary_time_series_data)
+    cons = pf.ConsistencyChecker()
+    assert cons.check_acquisition_meta_data(b.meta_data_acquisition)
+    assert cons.check_device_meta_data(b.meta_data_device)
+    if source == "rich":
+        assert pf.quality_check_pa_data(a) and pf.quality_check_pa_data(b)
+        assert b.meta_data_device["general"]["num_illuminators"] == 1
+    _same_tree(a.meta_data_acquisition, b.meta_data_acquisition, "meta_data")
+    if "illuminators" not in a.meta_data_device:  # PACFISH's consistency check needs one
+        assert b.meta_data_device.pop("illuminators") == {}
+    _same_tree(a.meta_data_device, b.meta_data_device, "meta_data_device")
+
+
+def test_ipasc_carried_fields_follow_the_data(tmp_path):
+    """What changed is written from the scan: one frame of two keeps the per-detector fields
+    but leaves the per-measurement ones out (with a warning); moved sensors are written
+    where they are now, their other fields kept."""
+    pf = pytest.importorskip("pacfish")
+    from dataclasses import replace
+
+    scan = oatomo.load_scan(_rich_ipasc(tmp_path / "rich.hdf5"))
+    one = replace(scan, sinogram=scan.sinogram[:1])
+    with pytest.warns(UserWarning, match="pulse_energy.*left out"):
+        oatomo.save_scan(tmp_path / "one.hdf5", one, format="ipasc")
+    acq = pf.load_data(str(tmp_path / "one.hdf5")).meta_data_acquisition
+    assert "pulse_energy" not in acq and "measurement_timestamps" not in acq
+    assert acq["overall_gain"] == 40.0 and acq["element_dependent_gain"].shape == (8,)
+    moved = replace(scan, sensors=oatomo.SensorArray(scan.sensors.positions * 1.01,
+                                                     scan.sensors.normals))
+    oatomo.save_scan(tmp_path / "moved.hdf5", moved, format="ipasc")
+    back = pf.load_data(str(tmp_path / "moved.hdf5"))
+    det = back.meta_data_device["detectors"]["0000000002"]
+    np.testing.assert_allclose(det["detector_position"][:2], moved.sensors.positions[2])
+    assert det["detector_geometry_type"] == "SPHERE" and det["detector_geometry"] == 2e-4
+    with pytest.raises(oatomo.InputError, match="ad_sampling_rate.*written from the scan"):
+        oatomo.save_scan(tmp_path / "bad.hdf5", replace(scan, metadata={
+            "ipasc": {"ad_sampling_rate": 1.0}}), format="ipasc")
