@@ -10,10 +10,64 @@ from typing import Any
 import numpy as np
 
 from oatomo._atomic import atomic_path
+from oatomo.errors import InputError
 from oatomo.geometry import Acquisition, Grid
 
 __all__ = ["scan_figure", "reconstruction_figure", "add_scale_bar", "evaluation_figure",
-           "cmnist_figures"]
+           "cmnist_figures", "figure_format", "check_dpi", "is_bipolar", "FIGURE_FORMATS",
+           "FIGURE_DPI", "DPI_RANGE", "BIPOLAR_FRACTION"]
+
+#: Figure file formats, by file suffix (the format of a figure is its path's suffix).
+FIGURE_FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf"}
+
+#: Resolution of :func:`scan_figure` and :func:`reconstruction_figure` (dots per inch;
+#: also that of the images embedded in SVG and PDF figures), and the range accepted.
+FIGURE_DPI = 150
+DPI_RANGE = (10, 600)
+
+#: An image whose minimum is below ``-BIPOLAR_FRACTION`` times its maximum is bipolar
+#: (delay-and-sum and backprojection images): it is drawn with a diverging colour map
+#: centred on zero.
+BIPOLAR_FRACTION = 0.05
+
+
+def figure_format(path: str | os.PathLike, option: str = "figure path") -> str:
+    """The file format of a figure path, from its suffix (``png``, ``svg`` or ``pdf``).
+
+    Parameters
+    ----------
+    path
+        The figure's path.
+    option
+        What names the path in the error message (e.g. ``--png``).
+
+    Raises
+    ------
+    InputError
+        The suffix is none of :data:`FIGURE_FORMATS`.
+    """
+    suffix = Path(path).suffix.lower()
+    if suffix not in FIGURE_FORMATS:
+        raise InputError(f"{option} must end in {', '.join(FIGURE_FORMATS)} (the figure's "
+                         f"format), got {suffix or 'no suffix'!r}", path)
+    return FIGURE_FORMATS[suffix]
+
+
+def check_dpi(dpi: int, option: str = "dpi") -> int:
+    """``dpi`` if it is an integer in :data:`DPI_RANGE`, else :class:`InputError`."""
+    lo, hi = DPI_RANGE
+    if isinstance(dpi, bool) or not isinstance(dpi, (int, np.integer)) or not lo <= dpi <= hi:
+        raise InputError(f"{option} must be an integer in {lo}..{hi}, got {dpi!r}")
+    return int(dpi)
+
+
+def is_bipolar(image: np.ndarray) -> bool:
+    """Whether an image has substantial negative values: ``min < -BIPOLAR_FRACTION * max``
+    (a non-negative image, or one with negative ripples only, is not)."""
+    a = np.asarray(image)
+    if a.size == 0:
+        return False
+    return bool(np.nanmin(a) < -BIPOLAR_FRACTION * np.nanmax(a))
 
 
 def _subplots(nrows: int, ncols: int, **kw: Any) -> tuple[Any, Any]:
@@ -103,33 +157,47 @@ def _image_panel(fig: Any, ax: Any, cax: Any, img: np.ndarray, grid: Grid,
     _colourbar(fig, im, cax, label)
 
 
-def _limits(stack: np.ndarray, *, from_zero: bool = False) -> tuple[float, float]:
+def _limits(stack: np.ndarray, *, from_zero: bool = False,
+            symmetric: bool = False) -> tuple[float, float]:
+    """Colour limits of a panel column: robust percentiles; from zero (uncertainty) or
+    symmetric about zero (bipolar images)."""
+    if symmetric:
+        hi = float(np.percentile(np.abs(stack), 99.8)) or 1.0
+        return -hi, hi
     lo, hi = (0.0, float(np.percentile(stack, 99.8))) if from_zero else (
         float(v) for v in np.percentile(stack, [0.5, 99.8]))
     return lo, hi if hi > lo else lo + (abs(lo) or 1.0)
 
 
-def _save(fig: Any, path: str | os.PathLike, dpi: int = 90) -> Path:
+def _save(fig: Any, path: str | os.PathLike, dpi: int = FIGURE_DPI) -> Path:
+    """Write a figure atomically in the format its suffix names."""
     out = Path(path)
+    fmt = figure_format(out)
+    dpi = check_dpi(dpi)
     with atomic_path(out) as tmp:
-        fig.savefig(tmp, dpi=dpi, format="png")
+        fig.savefig(tmp, dpi=dpi, format=fmt)
     return out
 
 
 def scan_figure(path: str | os.PathLike, sinogram: np.ndarray, acquisition: Acquisition,
                 image: np.ndarray, grid: Grid, *, title: str = "",
                 truth: np.ndarray | None = None, extra: dict[str, np.ndarray] | None = None,
-                units: dict[str, str] | None = None, row_labels: list[str] | None = None
-                ) -> Path:
-    """Save a PNG: per frame a row of the sinogram (sensor x time), the image(s) and the
-    truth when known (first row), each with a colourbar in its units.
+                units: dict[str, str] | None = None, row_labels: list[str] | None = None,
+                dpi: int = FIGURE_DPI) -> Path:
+    """Save a figure: per frame a row of the sinogram (sensor x time), the image(s) and
+    the truth when known (first row), each with a colourbar in its units.
 
     ``sinogram`` (K, N, T) or (N, T); ``image`` and every ``extra`` image (K, n, n) or
     (n, n), with the same K. Each column shares one colour scale across rows; an
-    ``"uncertainty"`` panel has its own scale from zero. ``units`` maps panel names
-    (``"reconstruction"``, the keys of ``extra``, ``"truth p0"``) to units (default
-    ``Pa``); ``row_labels`` names the rows (default ``frame k``). Written atomically.
+    ``"uncertainty"`` panel has its own scale from zero (``viridis``); a bipolar column
+    (:func:`is_bipolar`) is drawn with ``RdBu_r`` on limits symmetric about zero, the
+    others with ``inferno``. ``units`` maps panel names (``"reconstruction"``, the keys of
+    ``extra``, ``"truth p0"``) to units (default ``Pa``); ``row_labels`` names the rows
+    (default ``frame k``). The format is the suffix of ``path`` (:data:`FIGURE_FORMATS`),
+    ``dpi`` its resolution (:data:`DPI_RANGE`). Written atomically.
     """
+    figure_format(path)
+    check_dpi(dpi)
     units = units or {}
     image = np.asarray(image)
     frames = image.reshape((-1,) + image.shape[-2:])
@@ -142,7 +210,10 @@ def scan_figure(path: str | os.PathLike, sinogram: np.ndarray, acquisition: Acqu
     labels = row_labels or ([f"frame {k}" for k in range(n_rows)] if n_rows > 1 else [""])
     fig, rows = _layout(n_rows, 1 + len(columns))
     vmax = float(np.percentile(np.abs(sino), 99.5)) or 1.0
-    lims = {name: _limits(stack, from_zero=name == "uncertainty") for name, stack in columns}
+    cmaps = {name: "viridis" if name == "uncertainty" else
+             "RdBu_r" if is_bipolar(stack) else "inferno" for name, stack in columns}
+    lims = {name: _limits(stack, from_zero=name == "uncertainty",
+                          symmetric=cmaps[name] == "RdBu_r") for name, stack in columns}
     for i, row in enumerate(rows):
         ax, cax = row[0]
         _sinogram_panel(fig, ax, cax, sino[min(i, len(sino) - 1)], acquisition, vmax,
@@ -155,13 +226,12 @@ def scan_figure(path: str | os.PathLike, sinogram: np.ndarray, acquisition: Acqu
                 cax.set_axis_off()
                 continue
             _image_panel(fig, ax, cax, stack[i], grid, lims[name],
-                         units.get(name, "Pa"),
-                         cmap="viridis" if name == "uncertainty" else "inferno")
+                         units.get(name, "Pa"), cmap=cmaps[name])
             if i == 0:
                 _title(fig, ax, name)
     if title:
         fig.suptitle(title, fontsize=10, y=1 - 0.15 / fig.get_figheight())
-    return _save(fig, path)
+    return _save(fig, path, dpi)
 
 
 def _frame_labels(lead: tuple[int, ...], provenance: Any) -> list[str]:
@@ -183,12 +253,14 @@ def _frame_labels(lead: tuple[int, ...], provenance: Any) -> list[str]:
 
 
 def reconstruction_figure(path: str | os.PathLike, rec: Any, sinogram: np.ndarray,
-                          acquisition: Acquisition, *, title: str = "") -> Path:
+                          acquisition: Acquisition, *, title: str = "",
+                          dpi: int = FIGURE_DPI) -> Path:
     """:func:`scan_figure` of a :class:`oatomo.pipeline.Reconstruction`: one row per frame
     (at most :data:`MAX_FRAME_ROWS`, labelled with frame and wavelength) of the sinogram,
     the linear image, the refined image and its uncertainty when present; the truth.
 
-    ``sinogram`` holds the frames that were reconstructed, (..., N, T).
+    ``sinogram`` holds the frames that were reconstructed, (..., N, T). The format is the
+    suffix of ``path`` (``.png``, ``.svg``, ``.pdf``), ``dpi`` its resolution.
     """
     linear = np.asarray(rec.linear)
     lead = linear.shape[:-2]
@@ -208,7 +280,8 @@ def reconstruction_figure(path: str | os.PathLike, rec: Any, sinogram: np.ndarra
         title = f"{title} (first {k} of {len(labels)} frames)".strip()
     return scan_figure(path, rows(sinogram), acquisition, rows(linear), rec.grid,
                        title=title, truth=None if truth is None else rows(truth)[0],
-                       extra=extra, units=units, row_labels=labels[:k] if lead else None)
+                       extra=extra, units=units, row_labels=labels[:k] if lead else None,
+                       dpi=dpi)
 
 
 def evaluation_figure(path: str | os.PathLike, examples: dict[str, dict[str, np.ndarray]]

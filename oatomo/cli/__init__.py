@@ -22,7 +22,7 @@ from oatomo.errors import InputError, UnitWarning
 
 #: Modules that contribute sub-commands, in the order they appear in ``--help``.
 COMMAND_MODULES = (
-    "oatomo.cli.scan",       # simulate, reconstruct, info, setups
+    "oatomo.cli.scan",       # simulate, reconstruct, setups, presets, info
     "oatomo.cli.cmnist",     # cmnist
     "oatomo.cli.autofocus",  # autofocus
     "oatomo.cli.calibrate",  # calibrate

@@ -1,4 +1,5 @@
-"""``oatomo simulate``, ``oatomo reconstruct``, ``oatomo setups`` and ``oatomo info``."""
+"""``oatomo simulate``, ``oatomo reconstruct``, ``oatomo setups``, ``oatomo presets`` and
+``oatomo info``."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import math
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -14,6 +16,7 @@ from oatomo import figures, phantoms
 from oatomo._atomic import check_input_file, check_outputs
 from oatomo.cli._progress import bars
 from oatomo.errors import InputError
+from oatomo.geometry import Grid
 from oatomo.recon.registry import METHODS
 from oatomo.response import DetectorResponse
 from oatomo.setups import SIMULATIONS_DIR, describe_bundled_setups, load_setup
@@ -26,18 +29,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--setup", required=True,
                    help="setup TOML file or bundled setup name (e.g. ring32_r22)")
     p.add_argument("--phantom", default="vessels",
-                   help="vessels, vessel-tree, disk, disks, shepp-logan or a .png/.npy file")
-    p.add_argument("--seed", type=int, default=0, help="seed of phantom, positions and noise")
+                   help="vessels, vessel-tree, disk, disks, shepp-logan or a .png/.npy file "
+                   "(default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of phantom, positions and noise (default: %(default)s)")
     p.add_argument("-o", "--output", required=True, help="output scan file (.h5)")
-    p.add_argument("--format", choices=("oatomo", "ipasc"), default="oatomo")
+    p.add_argument("--format", choices=("oatomo", "ipasc"), default="oatomo",
+                   help="layout of the scan file: oatomo's HDF5 or IPASC/PACFISH HDF5 "
+                   "(default: %(default)s)")
     p.add_argument("--force", action="store_true", help="overwrite an existing output")
     p.set_defaults(func=run_simulate)
 
     r = sub.add_parser("reconstruct", help="reconstruct a scan file into an image file",
                        description="Reconstruct a scan (oatomo, IPASC or PATATO HDF5) and "
-                       "write the image(s) and a PNG figure. The input is never modified.")
+                       "write the image(s) and a figure (PNG, SVG or PDF). The input is never "
+                       "modified.")
     r.add_argument("scan", help="scan file")
-    r.add_argument("-o", "--output", help="output image file (default: <scan>_recon.h5)")
+    r.add_argument("-o", "--output", help="output image file (default: <scan>_<method>.h5 "
+                   "beside the scan, named after the method used, e.g. scan_ubp.h5)")
     r.add_argument("--preset", help="a preset TOML file or bundled preset name: the method, "
                    "grid, band, speed of sound and detector response of a scanner set-up "
                    "(explicit options win)")
@@ -49,12 +58,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--fov", type=float, help="field of view in metres (default: the truth "
                    "grid's, else the object's extent seen in the first arrivals, at most the "
                    "sensors' inscribed circle)")
-    r.add_argument("--png", help="figure path (default: <output>.png); 'none' to skip")
+    r.add_argument("--png", "--figure", dest="png", metavar="FIGURE",
+                   help="figure path; its suffix is the format: .png, .svg or .pdf "
+                   "(default: the output's path with .png); 'none' to skip")
+    r.add_argument("--dpi", type=int, default=figures.FIGURE_DPI,
+                   help=f"figure resolution in dots per inch, {figures.DPI_RANGE[0]}.."
+                   f"{figures.DPI_RANGE[1]} (default: %(default)s)")
     r.add_argument("--export-patato", metavar="FILE", help="also write the scan and the "
                    "linear/model-based images in PATATO's HDF5 layout (recons/<method>/0, "
                    "wavelengths in nm) for PATATO's spectral unmixing")
-    r.add_argument("--lam", type=float, help="model-based regularisation weight")
-    r.add_argument("--iters", type=int, help="model-based iterations (default 50)")
+    r.add_argument("--lam", type=float, help="model-based regularisation weight, absolute: "
+                   "used as given in the objective, not scaled (default: scaled to the "
+                   "data, 5e-3 ||A||^2 for mb-tikhonov, 1e-2 ||A^T y||_inf for mb-tv)")
+    r.add_argument("--iters", type=int, help="model-based iterations (default: the preset's, "
+                   "else 50)")
     r.add_argument("--force", action="store_true", help="overwrite an existing output")
     r.add_argument("--refine", action=argparse.BooleanOptionalAction, default=None,
                    help="refine with the learned model; --refine fails (exit 2) when it "
@@ -64,7 +81,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--setup", dest="setup_name", help="the scan's known setup: use that "
                    "setup's variant decoder instead of the invariant one")
     r.add_argument("--samples", type=int, default=16,
-                   help="posterior samples for the uncertainty map (default 16)")
+                   help="posterior samples for the uncertainty map (default: %(default)s)")
     r.add_argument("--speed-of-sound", type=float, metavar="C",
                    help="speed of sound in m/s (default: the file's)")
     r.add_argument("--calibration", metavar="FILE", help="calibration JSON written by "
@@ -94,10 +111,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    choices=("auto", "yes", "no"),
                    help="estimate the sensor positions and speed of sound from the data "
                    "first (as `oatomo calibrate`) and reconstruct with the estimates: `yes` "
-                   "(the bare flag) always; `auto` (default) when a quick check finds that "
+                   "(the bare flag) always; `auto` when a quick check finds that "
                    "the data disagree with the file's positions (then TV unless --method "
                    "says otherwise, unrefined; with --refine the check is only reported); "
-                   "`no` never")
+                   "`no` never (default: %(default)s)")
     r.add_argument("--no-calibrate", dest="calibrate", action="store_const", const="no",
                    help="same as --calibrate no")
     r.set_defaults(func=run_reconstruct)
@@ -107,8 +124,16 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "--setup and in experiment files.")
     st.set_defaults(func=run_setups)
 
-    i = sub.add_parser("info", help="describe a scan file")
-    i.add_argument("scan", help="scan file")
+    ps = sub.add_parser("presets", help="list the bundled reconstruction presets",
+                        description="The reconstruction presets shipped with oatomo, usable "
+                        "by name in `oatomo reconstruct --preset`.")
+    ps.set_defaults(func=run_presets)
+
+    i = sub.add_parser("info", help="describe a scan file or an image file",
+                       description="Describe a scan file (format, sensors, sampling, frames) "
+                       "or an image file written by `oatomo reconstruct` (images, grid, "
+                       "provenance).")
+    i.add_argument("scan", metavar="FILE", help="scan file or oatomo image file")
     i.set_defaults(func=run_info)
 
 
@@ -170,14 +195,28 @@ MAX_ITERS, MAX_SAMPLES = 100_000, 1024
 def run_reconstruct(args: argparse.Namespace) -> int:
     from oatomo.io import save_images  # lazy: h5py
     from oatomo.pipeline import reconstruct  # lazy: Numba kernels
+    from oatomo.pipeline.options import DEFAULT_METHOD  # lazy: as above
+    from oatomo.pipeline.policy import CALIBRATED_METHOD  # lazy: as above
 
     src = check_input_file(args.scan, "scan file")
-    out = Path(args.output) if args.output else src.with_name(src.stem + "_recon.h5")
-    png = None if args.png == "none" else Path(args.png) if args.png else out.with_suffix(
-        ".png")
+    inputs = (src, args.model, args.calibration, args.preset)
     patato = None if args.export_patato is None else Path(args.export_patato)
-    check_outputs([out, png, patato], force=args.force,
-                  inputs=(src, args.model, args.calibration, args.preset))
+    figures.check_dpi(args.dpi, "--dpi")
+    if args.png not in (None, "none"):
+        figures.figure_format(args.png, "--png")
+    # the default names say the method used; without --method it may be known only after
+    # the position check (which can switch to CALIBRATED_METHOD): the names are then
+    # decided and checked after the reconstruction, before anything is written
+    method = args.method or (DEFAULT_METHOD if args.preset is None and (
+        args.calibrate != "auto" or args.refine is True) else None)
+    out, png = _outputs(src, args, method)
+    _check_default_names(args, out, png)
+    check_outputs([out, png, patato], force=args.force, inputs=inputs)
+    if out is None and args.preset is None:  # ubp or mb-tv: stop now if both clash
+        clashes = [_clash(args, *_outputs(src, args, m))
+                   for m in (DEFAULT_METHOD, CALIBRATED_METHOD)]
+        if all(clashes):
+            _check_default_names(args, *_outputs(src, args, DEFAULT_METHOD))
     if args.iters is not None and not 1 <= args.iters <= MAX_ITERS:
         raise InputError(f"--iters must be in 1..{MAX_ITERS}, got {args.iters}")
     if not 0 <= args.samples <= MAX_SAMPLES:
@@ -204,6 +243,10 @@ def run_reconstruct(args: argparse.Namespace) -> int:
                           model_response=args.model_response,
                           callback=callback)
     prov = rec.provenance
+    if out is None:
+        out, png = _outputs(src, args, prov["method"])
+        _check_default_names(args, out, png)
+        check_outputs([out, png, patato], force=args.force, inputs=inputs)
     written: list[Path] = []
     try:  # figure and export first: one that fails leaves no image file behind
         if png is not None or patato is not None:
@@ -212,7 +255,7 @@ def run_reconstruct(args: argparse.Namespace) -> int:
             figures.reconstruction_figure(
                 png, rec, shown, scan.acquisition,
                 title=f"{src.name} ({'self-calibrated, ' if prov['calibration'] else ''}"
-                f"{prov['method']}{' + refined' if rec.refined else ''})")
+                f"{prov['method']}{' + refined' if rec.refined else ''})", dpi=args.dpi)
             written.append(png)
         if patato is not None:
             from oatomo.io import save_patato  # lazy: h5py
@@ -273,6 +316,35 @@ def run_reconstruct(args: argparse.Namespace) -> int:
     return 0
 
 
+def _outputs(src: Path, args: argparse.Namespace, method: str | None
+             ) -> tuple[Path | None, Path | None]:
+    """The image file and the figure of ``oatomo reconstruct``: ``-o`` / ``--png`` when
+    given, else named after the scan and the method (None: the method is not known yet;
+    figure None also for ``--png none``)."""
+    out = (Path(args.output) if args.output else
+           None if method is None else src.with_name(f"{src.stem}_{method}.h5"))
+    png = (None if args.png == "none" else Path(args.png) if args.png else
+           None if out is None else out.with_suffix(".png"))
+    return out, png
+
+
+def _clash(args: argparse.Namespace, out: Path | None, png: Path | None) -> Path | None:
+    """The first default-named output (not given by ``-o`` / ``--png``) that exists."""
+    named = [out if not args.output else None, png if not args.png else None]
+    return next((p for p in named if p is not None and (p.exists() or p.is_symlink())),
+                None)
+
+
+def _check_default_names(args: argparse.Namespace, out: Path | None,
+                         png: Path | None) -> None:
+    """Refuse, without ``--force``, a default-named output that exists, saying how to
+    write it anyway or elsewhere."""
+    path = None if args.force else _clash(args, out, png)
+    if path is not None:
+        raise InputError("output file exists (use --force to overwrite, or -o to write "
+                         "another file)", path)
+
+
 def _shown_frames(src: Path, rec: object, args: argparse.Namespace, whole: bool
                   ) -> tuple[np.ndarray, object]:
     """The reconstructed frames of the scan (for the figure and the PATATO export) and
@@ -302,9 +374,25 @@ def run_setups(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_presets(args: argparse.Namespace) -> int:
+    from oatomo.pipeline.presets import (  # lazy: the pipeline's Numba kernels
+        PRESETS_DIR,
+        describe_bundled_presets,
+    )
+
+    presets = describe_bundled_presets()
+    width = max((len(n) for n in presets), default=0)
+    for name, description in presets.items():
+        print(f"{name:<{width}}  {description}")
+    print(f"({len(presets)} bundled presets in {PRESETS_DIR})")
+    return 0
+
+
 def run_info(args: argparse.Namespace) -> int:
     from oatomo.io import load_scan  # lazy: h5py
 
+    if _image_info(Path(args.scan)):
+        return 0
     scan = load_scan(args.scan, metadata_only=True)
     acq = scan.acquisition
     r = np.hypot(*scan.sensors.positions.T)
@@ -335,3 +423,85 @@ def run_info(args: argparse.Namespace) -> int:
         print(f"calibrated:      yes (nominal c {float(cal['nominal_speed_of_sound']):g} "
               f"m/s; sensors moved {np.sqrt(np.mean(shift ** 2)) * 1e6:.0f} um rms)")
     return 0
+
+
+def _image_info(path: Path) -> bool:
+    """Describe an image file written by :func:`oatomo.io.save_images` (images, grid,
+    provenance); False, printing nothing, for any other file."""
+    info = _read_image_info(path)
+    if info is None:
+        return False
+    grid, prov = info["grid"], info["provenance"]
+    print(f"file:            {path}")
+    print(f"format:          oatomo image file (version {prov['format_version'] or '?'}, "
+          f"written by {prov['created_by'] or '?'})")
+    for line in info["images"] or ["none"]:
+        print(f"image:           {line}")
+    print(f"grid:            {grid.n}x{grid.n} pixels, dx {grid.dx * 1e3:.4g} mm, fov "
+          f"{grid.fov * 1e3:.4g} mm")
+    wavelengths = prov["wavelengths"]
+    if isinstance(wavelengths, list) and all(isinstance(w, (int, float)) for w in wavelengths):
+        print(f"wavelengths:     {', '.join(f'{w * 1e9:g}' for w in wavelengths)} nm")
+    if prov["method"] is None:
+        print("provenance:      none")
+        return True
+    how = [f"preset {prov['preset']}" if prov["preset"] else "",
+           "refined" if isinstance(prov["refinement"], dict)
+           and prov["refinement"].get("applied") is True else "",
+           "self-calibrated" if isinstance(prov["calibration"], dict) else ""]
+    print(f"method:          {prov['method']}" + "".join(f", {h}" for h in how if h))
+    details = [str(prov["format"] or ""),
+               f"{prov['n_sensors']} sensors" if isinstance(prov["n_sensors"], int) else "",
+               f"c = {prov['speed_of_sound']:g} m/s"
+               if isinstance(prov["speed_of_sound"], (int, float)) else ""]
+    details = [d for d in details if d]
+    print(f"source:          {prov['source'] or '?'}"
+          + (f" ({', '.join(details)})" if details else ""))
+    return True
+
+
+def _read_image_info(path: Path) -> dict[str, Any] | None:
+    """The grid, the images (``name shape (axes) in units``, one string each) and the
+    provenance of an oatomo image file, reading no pixels; None for any other file."""
+    import h5py  # lazy: h5py
+
+    from oatomo.io.hdf5 import (  # lazy: h5py
+        integer_value,
+        json_value,
+        number_value,
+        numeric_dataset,
+        open_hdf5,
+        scalar_value,
+        text_value,
+    )
+
+    with open_hdf5(path) as f:
+        def attr(key: str) -> Any:  # a number or text; None when absent or else
+            v = scalar_value(f.attrs.get(key))
+            return v if isinstance(v, (str, int, float)) and not isinstance(v, bool) else None
+
+        if attr("oatomo_format") != "image":
+            return None
+        group = f.get("images")
+        if not isinstance(group, h5py.Group):
+            raise InputError("oatomo image file without an /images group", path)
+        try:
+            grid = Grid(integer_value(f.attrs.get("grid_n"), "grid_n", path),
+                        number_value(f.attrs.get("grid_fov"), "grid_fov", path))
+        except InputError as exc:
+            raise InputError(f"bad image grid: {exc.problem}", path) from None
+        images = []
+        for name in group:
+            d = numeric_dataset(group, name, path)
+            units = text_value(d.attrs.get("units"), f"images/{name} units", path)
+            axes = text_value(d.attrs.get("axes"), f"images/{name} axes", path)
+            images.append(f"{name} {'x'.join(str(k) for k in d.shape)}"
+                          + (f" ({axes})" if axes else "") + f" in {units or '?'}")
+        prov = {k: attr(k) for k in ("method", "source", "format", "n_sensors",
+                                     "speed_of_sound", "created_by", "format_version")}
+        # entries that are neither numbers nor text are stored as JSON text (None: "null")
+        for key in ("refinement", "calibration", "wavelengths"):
+            v = attr(key)
+            prov[key] = json_value(v, key, path) if isinstance(v, str) else None
+        prov["preset"] = None if attr("preset") == "null" else attr("preset")
+    return {"grid": grid, "images": images, "provenance": prov}

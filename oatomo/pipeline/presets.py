@@ -37,7 +37,8 @@ from oatomo.resources import resource_path
 from oatomo.response import DetectorResponse
 from oatomo.setups import find_toml, read_toml
 
-__all__ = ["Preset", "load_preset", "bundled_presets", "PRESETS_DIR"]
+__all__ = ["Preset", "load_preset", "bundled_presets", "describe_bundled_presets",
+           "PRESETS_DIR"]
 
 #: Directory of the presets shipped inside the package.
 PRESETS_DIR = resource_path("presets")
@@ -133,6 +134,12 @@ def bundled_presets() -> list[str]:
     if not PRESETS_DIR.is_dir():
         return []
     return sorted(p.stem for p in PRESETS_DIR.glob("*.toml"))
+
+
+def describe_bundled_presets() -> dict[str, str]:
+    """Each bundled preset's name and the ``description`` of its TOML file."""
+    return {name: " ".join(load_preset(name).description.split())
+            for name in bundled_presets()}
 
 
 def load_preset(preset: str | os.PathLike | Preset) -> Preset:

@@ -59,7 +59,7 @@ def test_reconstruct_end_to_end(scan_file, tmp_path, capsys):
     assert "exists" in capsys.readouterr().err
     assert main(["reconstruct", str(scan_file), "--method", "das", "--png", "none",
                  "--no-calibrate"]) == 0
-    assert scan_file.with_name("scan_recon.h5").exists()
+    assert scan_file.with_name("scan_das.h5").exists()
 
 
 def test_info_and_peer_formats(capsys):

@@ -64,12 +64,78 @@ def test_reconstruction_figure_labels_units_and_scales(tmp_path, monkeypatch):
     # every panel has a colourbar in its units: 4 rows x (sinogram, ubp, refined, unc.) + truth
     assert bars.count("Pa") == 4 + 4 + 1 and bars.count("fraction of max p0") == 8
     unc = [lim for lim, cmap in panels if cmap == "viridis"]
-    ref = [lim for lim, cmap in panels if cmap == "inferno"]
+    ref = [lim for lim, cmap in panels if cmap == "inferno"]  # refined and truth
     assert len(unc) == 4 and all(lo == 0 and hi < 0.011 for lo, hi in unc)
-    assert all(hi > 0.5 for _, hi in ref)  # the images' scales, not the uncertainty's
+    assert len(ref) == 4 + 1 and all(hi > 0.5 for _, hi in ref)  # not the uncertainty's
     assert F._frame_labels((3, 2), rec.provenance)[:3] == ["frame 0, 700 nm",
                                                            "frame 0, 850 nm", "frame 1, 700 nm"]
     assert F._frame_labels((2,), {}) == ["frame 0", "frame 1"]
+
+
+def _cmaps(monkeypatch):
+    """Spy on the image panels: (colour map, limits, image) of each, in drawing order."""
+    panels = []
+    real = F._image_panel
+
+    def spy(fig, ax, cax, img, grid, limits, label, *, cmap="inferno"):
+        panels.append((cmap, limits, img))
+        real(fig, ax, cax, img, grid, limits, label, cmap=cmap)
+
+    monkeypatch.setattr(F, "_image_panel", spy)
+    return panels
+
+
+def test_bipolar_images_get_a_diverging_map_centred_on_zero(tmp_path, monkeypatch):
+    """UBP (zero-mean noise here) is drawn with RdBu_r on limits symmetric about 0; the
+    refined image and the truth (>= 0) keep inferno; the uncertainty viridis."""
+    panels = _cmaps(monkeypatch)
+    rec, sino = _rec(1)
+    F.reconstruction_figure(tmp_path / "f.png", rec, sino, Acquisition(20e6, 50))
+    by_map = {}
+    for cmap, limits, _ in panels:
+        by_map.setdefault(cmap, []).append(limits)
+    assert sorted(by_map) == ["RdBu_r", "inferno", "viridis"]
+    assert len(by_map["RdBu_r"]) == 2  # the ubp column: 2 rows (frame 0 at 2 wavelengths)
+    ubp = np.asarray(rec.images["ubp"])
+    for lo, hi in by_map["RdBu_r"]:
+        assert lo == -hi and hi == pytest.approx(np.percentile(np.abs(ubp), 99.8))
+    assert len(by_map["inferno"]) == 2 + 1 and all(lo >= 0 for lo, _ in by_map["inferno"])
+
+
+@pytest.mark.parametrize("low, bipolar", [(0.0, False), (-0.04, False), (-0.06, True),
+                                          (-1.0, True)])
+def test_bipolar_threshold_is_five_percent_of_the_maximum(tmp_path, monkeypatch, low,
+                                                          bipolar):
+    panels = _cmaps(monkeypatch)
+    g = Grid(16, 0.004)
+    img = np.linspace(low, 1.0, g.n * g.n, dtype=np.float32).reshape(g.shape)
+    F.scan_figure(tmp_path / "f.png", np.ones((8, 50)), Acquisition(20e6, 50), img, g)
+    (cmap, (lo, hi), _), = panels
+    assert F.is_bipolar(img) is bipolar
+    assert cmap == ("RdBu_r" if bipolar else "inferno")
+    assert (lo == -hi) is bipolar
+
+
+@pytest.mark.parametrize("suffix, magic", [(".png", (b"\x89PNG",)),
+                                           (".svg", (b"<?xml", b"<svg")),
+                                           (".pdf", (b"%PDF",))])
+def test_figure_format_is_the_suffix(tmp_path, suffix, magic):
+    rec, sino = _rec(1)
+    out = F.reconstruction_figure(tmp_path / f"f{suffix.upper()}", rec, sino,
+                                  Acquisition(20e6, 50), dpi=40)
+    assert out.read_bytes().startswith(magic)
+
+
+def test_figure_refuses_other_formats_and_resolutions(tmp_path):
+    rec, sino = _rec(1)
+    for name, dpi, message in (("f.jpg", 100, "must end in .png, .svg, .pdf"),
+                               ("f", 100, "got 'no suffix'"),
+                               ("f.png", 5, "dpi must be an integer in 10..600"),
+                               ("f.png", 2.5, "dpi must be an integer")):
+        with pytest.raises(oatomo.InputError, match=message):
+            F.reconstruction_figure(tmp_path / name, rec, sino, Acquisition(20e6, 50),
+                                    dpi=dpi)
+        assert not (tmp_path / name).exists()
 
 
 def test_figure_grows_with_frames(tmp_path):

@@ -124,4 +124,4 @@ def test_readme_options_snippet_runs_as_written(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     for line in lines:
         assert main(shlex.split(line)[1:] + ["-q"]) == 0, (line, capsys.readouterr().err)
-    assert (tmp_path / "scan_recon.h5").exists() and (tmp_path / "frames.h5").exists()
+    assert (tmp_path / "scan_ubp.h5").exists() and (tmp_path / "frames.h5").exists()

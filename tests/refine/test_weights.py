@@ -170,7 +170,7 @@ def test_reconstruct_with_the_shipped_model_does_not_import_torch(tmp_path):
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
-    assert (tmp_path / "s_recon.h5").is_file()
+    assert (tmp_path / "s_ubp.h5").is_file()
 
 
 def test_blas_threads_sets_and_restores_the_count():
