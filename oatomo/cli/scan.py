@@ -8,7 +8,6 @@ import math
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -16,7 +15,6 @@ from oatomo import figures, phantoms
 from oatomo._atomic import check_input_file, check_outputs
 from oatomo.cli._progress import bars
 from oatomo.errors import InputError
-from oatomo.geometry import Grid
 from oatomo.recon.registry import METHODS
 from oatomo.response import DetectorResponse
 from oatomo.setups import SIMULATIONS_DIR, describe_bundled_setups, load_setup
@@ -428,7 +426,9 @@ def run_info(args: argparse.Namespace) -> int:
 def _image_info(path: Path) -> bool:
     """Describe an image file written by :func:`oatomo.io.save_images` (images, grid,
     provenance); False, printing nothing, for any other file."""
-    info = _read_image_info(path)
+    from oatomo.io import read_image_info  # lazy: h5py
+
+    info = read_image_info(path)
     if info is None:
         return False
     grid, prov = info["grid"], info["provenance"]
@@ -458,50 +458,3 @@ def _image_info(path: Path) -> bool:
     print(f"source:          {prov['source'] or '?'}"
           + (f" ({', '.join(details)})" if details else ""))
     return True
-
-
-def _read_image_info(path: Path) -> dict[str, Any] | None:
-    """The grid, the images (``name shape (axes) in units``, one string each) and the
-    provenance of an oatomo image file, reading no pixels; None for any other file."""
-    import h5py  # lazy: h5py
-
-    from oatomo.io.hdf5 import (  # lazy: h5py
-        integer_value,
-        json_value,
-        number_value,
-        numeric_dataset,
-        open_hdf5,
-        scalar_value,
-        text_value,
-    )
-
-    with open_hdf5(path) as f:
-        def attr(key: str) -> Any:  # a number or text; None when absent or else
-            v = scalar_value(f.attrs.get(key))
-            return v if isinstance(v, (str, int, float)) and not isinstance(v, bool) else None
-
-        if attr("oatomo_format") != "image":
-            return None
-        group = f.get("images")
-        if not isinstance(group, h5py.Group):
-            raise InputError("oatomo image file without an /images group", path)
-        try:
-            grid = Grid(integer_value(f.attrs.get("grid_n"), "grid_n", path),
-                        number_value(f.attrs.get("grid_fov"), "grid_fov", path))
-        except InputError as exc:
-            raise InputError(f"bad image grid: {exc.problem}", path) from None
-        images = []
-        for name in group:
-            d = numeric_dataset(group, name, path)
-            units = text_value(d.attrs.get("units"), f"images/{name} units", path)
-            axes = text_value(d.attrs.get("axes"), f"images/{name} axes", path)
-            images.append(f"{name} {'x'.join(str(k) for k in d.shape)}"
-                          + (f" ({axes})" if axes else "") + f" in {units or '?'}")
-        prov = {k: attr(k) for k in ("method", "source", "format", "n_sensors",
-                                     "speed_of_sound", "created_by", "format_version")}
-        # entries that are neither numbers nor text are stored as JSON text (None: "null")
-        for key in ("refinement", "calibration", "wavelengths"):
-            v = attr(key)
-            prov[key] = json_value(v, key, path) if isinstance(v, str) else None
-        prov["preset"] = None if attr("preset") == "null" else attr("preset")
-    return {"grid": grid, "images": images, "provenance": prov}

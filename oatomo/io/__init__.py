@@ -14,7 +14,8 @@ formats
 oatomo_hdf5, ipasc, patato
     One scan-file format each: detection, reader and writer.
 images
-    Reconstructed image files (:func:`save_images`, :func:`load_images`).
+    Reconstructed image files (:func:`save_images`, :func:`load_images`,
+    :func:`read_image_info`).
 calibration_json
     Calibration JSON files (:func:`save_calibration`, :func:`load_calibration`).
 grid
@@ -39,14 +40,14 @@ from oatomo.io.formats import (
     save_scan,
 )
 from oatomo.io.grid import default_grid, object_fov
-from oatomo.io.images import IMAGE_FORMAT_VERSION, load_images, save_images
+from oatomo.io.images import IMAGE_FORMAT_VERSION, load_images, read_image_info, save_images
 from oatomo.io.ipasc import IPASC_UNKNOWN
 from oatomo.io.oatomo_hdf5 import SCAN_FORMAT_VERSION
 from oatomo.io.patato import save_patato
 from oatomo.io.scan import MAX_PRESSURE, Scan
 
 __all__ = ["Scan", "as_scan", "default_grid", "object_fov", "IPASC_UNKNOWN", "load_scan",
-           "read_frame", "save_scan", "save_images", "save_patato",
+           "read_frame", "save_scan", "save_images", "save_patato", "read_image_info",
            "load_images", "detect_format", "load_calibration", "save_calibration",
            "SCAN_FORMAT_VERSION", "CALIBRATION_KIND", "MAX_PRESSURE", "IMAGE_FORMAT_VERSION",
            "ScanFormat", "SCAN_FORMATS"]

@@ -13,9 +13,18 @@ import numpy as np
 from oatomo import __version__
 from oatomo.errors import InputError
 from oatomo.geometry import Grid
-from oatomo.io.hdf5 import open_hdf5, write_hdf5
+from oatomo.io.hdf5 import (
+    integer_value,
+    json_value,
+    number_value,
+    numeric_dataset,
+    open_hdf5,
+    scalar_value,
+    text_value,
+    write_hdf5,
+)
 
-__all__ = ["IMAGE_FORMAT_VERSION", "save_images", "load_images"]
+__all__ = ["IMAGE_FORMAT_VERSION", "save_images", "load_images", "read_image_info"]
 
 
 IMAGE_FORMAT_VERSION = 1
@@ -71,3 +80,39 @@ def load_images(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], Grid]:
         images = {k: f["images"][k][...] for k in f["images"]}
         grid = Grid(int(f.attrs["grid_n"]), float(f.attrs["grid_fov"]))
     return images, grid
+
+
+def read_image_info(path: str | os.PathLike) -> dict[str, Any] | None:
+    """The grid, the images (``name shape (axes) in units``, one string each) and the
+    provenance of an oatomo image file, reading no pixels; None for any other file."""
+    path = Path(path)
+    with open_hdf5(path) as f:
+        def attr(key: str) -> Any:  # a number or text; None when absent or else
+            v = scalar_value(f.attrs.get(key))
+            return v if isinstance(v, (str, int, float)) and not isinstance(v, bool) else None
+
+        if attr("oatomo_format") != "image":
+            return None
+        group = f.get("images")
+        if not isinstance(group, h5py.Group):
+            raise InputError("oatomo image file without an /images group", path)
+        try:
+            grid = Grid(integer_value(f.attrs.get("grid_n"), "grid_n", path),
+                        number_value(f.attrs.get("grid_fov"), "grid_fov", path))
+        except InputError as exc:
+            raise InputError(f"bad image grid: {exc.problem}", path) from None
+        images = []
+        for name in group:
+            d = numeric_dataset(group, name, path)
+            units = text_value(d.attrs.get("units"), f"images/{name} units", path)
+            axes = text_value(d.attrs.get("axes"), f"images/{name} axes", path)
+            images.append(f"{name} {'x'.join(str(k) for k in d.shape)}"
+                          + (f" ({axes})" if axes else "") + f" in {units or '?'}")
+        prov = {k: attr(k) for k in ("method", "source", "format", "n_sensors",
+                                     "speed_of_sound", "created_by", "format_version")}
+        # entries that are neither numbers nor text are stored as JSON text (None: "null")
+        for key in ("refinement", "calibration", "wavelengths"):
+            v = attr(key)
+            prov[key] = json_value(v, key, path) if isinstance(v, str) else None
+        prov["preset"] = None if attr("preset") == "null" else attr("preset")
+    return {"grid": grid, "images": images, "provenance": prov}
