@@ -152,7 +152,8 @@ def _image_panel(fig: Any, ax: Any, cax: Any, img: np.ndarray, grid: Grid,
                  limits: tuple[float, float], label: str, *, cmap: str = "inferno") -> None:
     im = ax.imshow(img, cmap=cmap, vmin=limits[0], vmax=limits[1], origin="lower",
                    interpolation="nearest")
-    add_scale_bar(ax, grid)
+    # a diverging map is white about zero, where a white bar would vanish
+    add_scale_bar(ax, grid, color="black" if cmap == "RdBu_r" else "white")
     ax.set_axis_off()
     _colourbar(fig, im, cax, label)
 

@@ -102,6 +102,19 @@ def test_bipolar_images_get_a_diverging_map_centred_on_zero(tmp_path, monkeypatc
     assert len(by_map["inferno"]) == 2 + 1 and all(lo >= 0 for lo, _ in by_map["inferno"])
 
 
+def test_scale_bars_stay_visible_on_a_diverging_map(tmp_path, monkeypatch):
+    """White about zero on RdBu_r: the scale bar there is black, white on the others."""
+    colours = []
+    real = F.add_scale_bar
+    monkeypatch.setattr(F, "add_scale_bar",
+                        lambda ax, grid, *, color="white": (colours.append(color),
+                                                            real(ax, grid, color=color)))
+    rec, sino = _rec(1)
+    F.reconstruction_figure(tmp_path / "f.png", rec, sino, Acquisition(20e6, 50))
+    # ubp (bipolar) on 2 rows; refined, uncertainty on 2 rows and the truth
+    assert sorted(colours) == ["black"] * 2 + ["white"] * 5
+
+
 @pytest.mark.parametrize("low, bipolar", [(0.0, False), (-0.04, False), (-0.06, True),
                                           (-1.0, True)])
 def test_bipolar_threshold_is_five_percent_of_the_maximum(tmp_path, monkeypatch, low,
