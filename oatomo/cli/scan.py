@@ -363,13 +363,17 @@ def _shown_frames(src: Path, rec: object, args: argparse.Namespace, whole: bool
     return np.stack(rows), scan
 
 
-def run_setups(args: argparse.Namespace) -> int:
-    setups = describe_bundled_setups()
-    width = max((len(n) for n in setups), default=0)
-    for name, description in setups.items():
+def _print_bundled(items: dict[str, str], what: str, where: object) -> int:
+    """One aligned ``name  description`` line per bundled item, then where they live."""
+    width = max((len(n) for n in items), default=0)
+    for name, description in items.items():
         print(f"{name:<{width}}  {description}")
-    print(f"({len(setups)} bundled setups in {SIMULATIONS_DIR})")
+    print(f"({len(items)} bundled {what} in {where})")
     return 0
+
+
+def run_setups(args: argparse.Namespace) -> int:
+    return _print_bundled(describe_bundled_setups(), "setups", SIMULATIONS_DIR)
 
 
 def run_presets(args: argparse.Namespace) -> int:
@@ -378,12 +382,7 @@ def run_presets(args: argparse.Namespace) -> int:
         describe_bundled_presets,
     )
 
-    presets = describe_bundled_presets()
-    width = max((len(n) for n in presets), default=0)
-    for name, description in presets.items():
-        print(f"{name:<{width}}  {description}")
-    print(f"({len(presets)} bundled presets in {PRESETS_DIR})")
-    return 0
+    return _print_bundled(describe_bundled_presets(), "presets", PRESETS_DIR)
 
 
 def run_info(args: argparse.Namespace) -> int:
