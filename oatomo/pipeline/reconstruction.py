@@ -49,8 +49,7 @@ class Reconstruction:
     ----------
     images
         Name -> float32 (..., n, n): the method's name (e.g. ``"ubp"``), and when refined
-        ``"refined"`` and ``"uncertainty"`` (plus ``"linear"``, the model's own input, when
-        the model works on another grid or method); ``"truth"`` for simulated scans.
+        ``"refined"`` and ``"uncertainty"``; ``"truth"`` for simulated scans.
     grid
         The grid of every image.
     units
@@ -84,8 +83,7 @@ class Reconstruction:
     @property
     def linear(self) -> np.ndarray:
         """The linear/model-based image shown beside the refinement."""
-        key = "linear" if "linear" in self.images else self.provenance["method"]
-        return self.images[key]
+        return self.images[self.provenance["method"]]
 
     def attrs(self) -> dict[str, Any]:
         """Provenance and units as file attributes (for :func:`oatomo.io.save_images`)."""
@@ -216,8 +214,8 @@ def reconstruct(scan: Any, method: str | None = None, grid: Grid | None = None, 
                                           callback)
     timer.done(method_name, t)
     t = time.perf_counter()
-    images, grid, record = _refined_images(image, method_name, signals, grid, sensors,
-                                           acquisition, options, refine_reason)
+    images, record = _refined_images(image, method_name, signals, grid, sensors,
+                                     acquisition, options, refine_reason)
     if record["applied"]:
         timer.done("refine", t)
     images, units = _with_truth(images, signals, grid)
@@ -282,35 +280,28 @@ def _method_images(signals: Signals, grid: Grid, sensors: SensorArray,
 def _refined_images(image: np.ndarray, method: str, signals: Signals, grid: Grid,
                     sensors: SensorArray, acquisition: Acquisition,
                     options: ReconstructOptions, refine_reason: str | None
-                    ) -> tuple[dict[str, np.ndarray], Grid, dict[str, Any]]:
-    """Step 4: the images with the learned refinement's, when it applies.
+                    ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Step 4: the method's image with the learned refinement's, when it applies.
 
-    Returns the named images (the method's alone when the model works on another grid),
-    their grid (the model's when refined) and the refinement record (``applied``,
-    ``reason``, ``model``, ...). ``refine_reason``: why the scan is not refined, decided
-    before (None: :func:`oatomo.pipeline.refinement.refine_images` decides).
+    Returns the named images and the refinement record (``applied``, ``reason``,
+    ``model``, ...). ``refine_reason``: why the scan is not refined, decided before (None:
+    :func:`oatomo.pipeline.refinement.refine_images` decides).
     """
     images: dict[str, np.ndarray] = {method: image}
     if signals.by_frame:
-        record = {"applied": False, "model": str(options.model or ""), "reason": "the scan "
-                  "is larger than OATOMO_MAX_BYTES and was reconstructed frame by frame"}
-        return images, grid, record
+        refine_reason = ("the scan is larger than OATOMO_MAX_BYTES and was reconstructed "
+                         "frame by frame")
     if refine_reason is not None:
-        record = {"applied": False, "model": str(options.model or ""), "reason": refine_reason}
-        return images, grid, record
-    extra, model_grid, record = refine_images(image, method, grid, signals.sinogram, sensors,
-                                              acquisition, model=options.model,
-                                              refine=options.refine, setup=options.setup,
-                                              samples=options.samples)
-    if not record["applied"]:
-        return images, grid, record
+        return images, {"applied": False, "model": str(options.model or ""),
+                        "reason": refine_reason}
+    extra, record = refine_images(grid, signals.sinogram, sensors, acquisition,
+                                  model=options.model, refine=options.refine,
+                                  setup=options.setup, samples=options.samples)
     for key, img in extra.items():
         _require_finite(img, f"the {key} image is not finite: the refinement model's "
                         f"weights hold NaN or Inf", record.get("model"))
-    if model_grid != grid:
-        images, grid = {}, model_grid
     images.update(extra)
-    return images, grid, record
+    return images, record
 
 
 def _with_truth(images: dict[str, np.ndarray], signals: Signals, grid: Grid

@@ -43,32 +43,29 @@ def _model_meta(path: Path) -> dict[str, Any]:
     return family_record(load_checkpoint(path).get("train"), path)
 
 
-def refine_images(image: np.ndarray, method: str, grid: Grid, sinogram: np.ndarray,
-                  sensors: SensorArray, acquisition: Acquisition, *,
-                  model: str | os.PathLike | None = None,
+def refine_images(grid: Grid, sinogram: np.ndarray, sensors: SensorArray,
+                  acquisition: Acquisition, *, model: str | os.PathLike | None = None,
                   refine: bool | Literal["auto"] = "auto", setup: str | None = None,
-                  samples: int = 16) -> tuple[dict[str, np.ndarray], Grid | None,
-                                              dict[str, Any]]:
-    """Step 4: the learned refinement of a linear image, when a model applies.
+                  samples: int = 16) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Step 4: the learned refinement of a scan, when a model applies.
 
     The refiner (:class:`oatomo.refine.Refiner`) reconstructs its own input channels from
-    the sinogram and refines every frame on the user's grid (``image`` and ``method``, the
-    pipeline's linear image, are not its input). Returns the new images (``refined`` and
-    ``uncertainty``), the grid they are on (None when it did not refine) and a record
-    (``applied``, ``reason``, ``model``, ...). With ``refine=True`` a model that is missing
-    or does not fit the scan is an :class:`InputError`; with ``"auto"`` the record says why
-    it skipped.
+    the sinogram (not the pipeline's image) and refines every frame on ``grid``. Returns
+    the new images (``refined`` and, with posterior samples, ``uncertainty``; none when it
+    did not refine) and a record (``applied``, ``reason``, ``model``, ...). With
+    ``refine=True`` a model that is missing or does not fit the scan is an
+    :class:`InputError`; with ``"auto"`` the record says why it skipped.
     """
     path = Path(model) if model is not None else default_model_path()
     record: dict[str, Any] = {"applied": False, "model": str(path)}
     if refine is False:
         record["reason"] = "refinement not requested"
-        return {}, None, record
+        return {}, record
     if not path.is_file():
         if refine is True or model is not None:
             raise InputError("refinement model not found", path)
         record["reason"] = "no refinement model installed"
-        return {}, None, record
+        return {}, record
     try:
         family = _model_meta(path)
         ok, why = ScannerFamily.from_dict(family["family"]).compatible(
@@ -83,7 +80,7 @@ def refine_images(image: np.ndarray, method: str, grid: Grid, sinogram: np.ndarr
         if refine is True:
             raise InputError(f"cannot refine this scan: {why}", path)
         record["reason"] = why
-        return {}, None, record
+        return {}, record
     return _refine_frames(path, float(family["pitch"]), grid, sinogram, sensors,
                           acquisition, setup=setup, samples=samples,
                           record={**record, "reason": why})
@@ -92,7 +89,7 @@ def refine_images(image: np.ndarray, method: str, grid: Grid, sinogram: np.ndarr
 def _refine_frames(path: Path, pitch: float, grid: Grid, sinogram: np.ndarray,
                    sensors: SensorArray, acquisition: Acquisition, *, setup: str | None,
                    samples: int, record: dict[str, Any]
-                   ) -> tuple[dict[str, np.ndarray], Grid, dict[str, Any]]:
+                   ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Step 4 with a refiner (the scan is inside its family): every frame refined on the
     user's grid (:meth:`oatomo.refine.Refiner.refine_scan`)."""
     frames = sinogram.reshape((-1,) + sinogram.shape[-2:])
@@ -113,4 +110,4 @@ def _refine_frames(path: Path, pitch: float, grid: Grid, sinogram: np.ndarray,
                   backend="numpy" if isinstance(ref.model, NumpyConvVAE) else "torch",
                   grid=r.canonical.to_dict(), samples=samples, uncertainty=ref.uncertainty,
                   decoder=f"variant decoder of {env}" if env else "invariant decoder")
-    return out, grid, record
+    return out, record
