@@ -43,7 +43,7 @@ from oatomo.scanners import CANONICAL_PITCH, EVAL_GEOMETRIES, PERTURBATIONS, Env
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["EVAL_PERTURBATIONS", "make_eval_set", "eval_files", "eval_acquisition",
+__all__ = ["EVAL_PERTURBATIONS", "make_eval_set", "eval_paths", "eval_files", "eval_acquisition",
            "evaluate_refiners", "paired_drops", "to_markdown"]
 
 #: Perturbation kinds of the evaluation: (name, held out?).
@@ -60,10 +60,6 @@ def make_eval_set(out: str | os.PathLike, *, count: int = 8, seed: int = 2, size
     One file ``<geometry>__<perturbation>.npz`` per pair; ``callback("evaluation set",
     done, total)`` (:data:`oatomo.progress.Callback`) after each file.
     """
-    # lazy: the numba kernels compile on first import
-    from oatomo.recon.backprojection import backproject
-    from oatomo.recon.model_based import reconstruct_model_based
-
     for name, v in (("count", count), ("tv_iter", tv_iter), ("size", size)):
         check_integer(v, name)
     root = Path(out)
@@ -76,53 +72,60 @@ def make_eval_set(out: str | os.PathLike, *, count: int = 8, seed: int = 2, size
     for gi, g in enumerate(geos):
         for pi, p in enumerate(perts):
             path = root / f"{g}__{p}.npz"
-            if path.exists():
-                if callback is not None:
-                    callback("evaluation set", gi * len(perts) + pi + 1, len(geos) * len(perts))
-                continue
-            env = Environment(EVAL_GEOMETRIES[g], PERTURBATIONS[p])
-            rec: dict[str, list[Any]] = {k: [] for k in (
-                "truth", "sinogram", "nominal", "true", "acq", "band", "true_speed", "ubp",
-                "das", "tv_nominal", "tv_true", "kind", "seconds_tv")}
-            for i in range(count):
-                it = make_item(env, grid, item_seed(seed, 100 * gi + pi, i),
-                                      phantoms=HELDOUT_PHANTOMS, inputs=("ubp",),
-                                      keep_scan=True)
-                d = it["draw"]
-                acq = d.acquisition
-                sino = it["sinogram"]
-                rec["truth"].append(it["target"][0])
-                rec["sinogram"].append(sino)
-                rec["nominal"].append(d.nominal.positions)
-                rec["true"].append(d.true.positions)
-                rec["acq"].append([acq.fs, acq.n_samples, acq.speed_of_sound, acq.t0])
-                rec["band"].append(list(d.band))
-                rec["true_speed"].append(d.true_speed)
-                rec["kind"].append(it["kind"])
-                for m in ("ubp", "das"):
-                    rec[m].append(backproject(sino, grid, d.nominal, acq, method=m,
-                                              band=d.band))
-                t0 = time.perf_counter()
-                tv, _ = reconstruct_model_based(sino, grid, d.nominal, acq, method="tv",
-                                                n_iter=tv_iter)
-                rec["seconds_tv"].append(time.perf_counter() - t0)
-                rec["tv_nominal"].append(tv)
-                true_acq = Acquisition(acq.fs, acq.n_samples, d.true_speed, acq.t0)
-                tv, _ = reconstruct_model_based(sino, grid, d.true, true_acq, method="tv",
-                                                n_iter=tv_iter)
-                rec["tv_true"].append(tv)
-            # sampling windows differ between draws: pad the scans (acq holds each length)
-            longest = max(len(v[0]) for v in rec["sinogram"])
-            rec["sinogram"] = [np.pad(v, ((0, 0), (0, longest - v.shape[1])))
-                               for v in rec["sinogram"]]
-            arrays = {k: np.asarray(v) for k, v in rec.items()}
-            arrays["kind"] = np.asarray(rec["kind"], "<U16")
-            with atomic_path(path) as tmp, open(tmp, "wb") as f:
-                np.savez(f, **arrays, geometry=g, perturbation=p, pitch=CANONICAL_PITCH,
-                         size=size, tv_iter=tv_iter)
+            if not path.exists():  # finished files of an interrupted run are kept
+                _simulate_eval_file(path, g, p, 100 * gi + pi, grid, count=count, seed=seed,
+                                    tv_iter=tv_iter)
             if callback is not None:
                 callback("evaluation set", gi * len(perts) + pi + 1, len(geos) * len(perts))
     return root
+
+
+def _simulate_eval_file(path: Path, g: str, p: str, env_index: int, grid: Grid, *,
+                        count: int, seed: int, tv_iter: int) -> None:
+    """Simulate the ``count`` scans of one (geometry, perturbation) pair, reconstruct them
+    (UBP, DAS, TV with the nominal and with the true geometry) and write ``path``."""
+    # lazy: the numba kernels compile on first import
+    from oatomo.recon.backprojection import backproject
+    from oatomo.recon.model_based import reconstruct_model_based
+
+    size = grid.n
+    env = Environment(EVAL_GEOMETRIES[g], PERTURBATIONS[p])
+    rec: dict[str, list[Any]] = {k: [] for k in (
+        "truth", "sinogram", "nominal", "true", "acq", "band", "true_speed", "ubp",
+        "das", "tv_nominal", "tv_true", "kind", "seconds_tv")}
+    for i in range(count):
+        it = make_item(env, grid, item_seed(seed, env_index, i), phantoms=HELDOUT_PHANTOMS,
+                       inputs=("ubp",), keep_scan=True)
+        d = it["draw"]
+        acq = d.acquisition
+        sino = it["sinogram"]
+        rec["truth"].append(it["target"][0])
+        rec["sinogram"].append(sino)
+        rec["nominal"].append(d.nominal.positions)
+        rec["true"].append(d.true.positions)
+        rec["acq"].append([acq.fs, acq.n_samples, acq.speed_of_sound, acq.t0])
+        rec["band"].append(list(d.band))
+        rec["true_speed"].append(d.true_speed)
+        rec["kind"].append(it["kind"])
+        for m in ("ubp", "das"):
+            rec[m].append(backproject(sino, grid, d.nominal, acq, method=m, band=d.band))
+        t0 = time.perf_counter()
+        tv, _ = reconstruct_model_based(sino, grid, d.nominal, acq, method="tv",
+                                        n_iter=tv_iter)
+        rec["seconds_tv"].append(time.perf_counter() - t0)
+        rec["tv_nominal"].append(tv)
+        true_acq = Acquisition(acq.fs, acq.n_samples, d.true_speed, acq.t0)
+        tv, _ = reconstruct_model_based(sino, grid, d.true, true_acq, method="tv",
+                                        n_iter=tv_iter)
+        rec["tv_true"].append(tv)
+    # sampling windows differ between draws: pad the scans (acq holds each length)
+    longest = max(len(v[0]) for v in rec["sinogram"])
+    rec["sinogram"] = [np.pad(v, ((0, 0), (0, longest - v.shape[1]))) for v in rec["sinogram"]]
+    arrays = {k: np.asarray(v) for k, v in rec.items()}
+    arrays["kind"] = np.asarray(rec["kind"], "<U16")
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, **arrays, geometry=g, perturbation=p, pitch=CANONICAL_PITCH,
+                 size=size, tv_iter=tv_iter)
 
 
 def _correlation(a: np.ndarray, b: np.ndarray) -> float:
@@ -133,10 +136,15 @@ def _correlation(a: np.ndarray, b: np.ndarray) -> float:
     return float(M.pearson(a, b))
 
 
+def eval_paths(eval_dir: str | os.PathLike) -> list[Path]:
+    """The files of an evaluation set (:func:`make_eval_set`), in name order."""
+    return sorted(Path(eval_dir).glob("*__*.npz"))
+
+
 def eval_files(eval_dir: str | os.PathLike) -> Iterator[tuple[dict[str, np.ndarray], Grid]]:
     """Each file of an evaluation set (:func:`make_eval_set`), in name order: its arrays and
     its image grid."""
-    for f in sorted(Path(eval_dir).glob("*__*.npz")):
+    for f in eval_paths(eval_dir):
         with np.load(f, allow_pickle=False) as z:
             data = {k: z[k] for k in z.files}
         size = int(data["size"])
@@ -185,7 +193,7 @@ def evaluate_refiners(eval_dir: str | os.PathLike, models: dict[str, str | os.Pa
     calib: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {n: [] for n in refiners}
     examples: dict[str, dict[str, np.ndarray]] = {}
     timing: dict[str, list[float]] = {n: [] for n in refiners}
-    n_files = len(list(Path(eval_dir).glob("*__*.npz")))
+    n_files = len(eval_paths(eval_dir))
     for done, (data, grid) in enumerate(eval_files(eval_dir), 1):
         g, p = str(data["geometry"]), str(data["perturbation"])
         for i in range(len(data["truth"])):
