@@ -13,7 +13,7 @@ from oatomo._atomic import atomic_path
 from oatomo.errors import InputError
 from oatomo.geometry import Acquisition, Grid
 
-__all__ = ["scan_figure", "reconstruction_figure", "add_scale_bar", "evaluation_figure",
+__all__ = ["scan_figure", "reconstruction_figure", "add_scale_bar",
            "cmnist_figures", "figure_format", "check_dpi", "is_bipolar", "FIGURE_FORMATS",
            "FIGURE_DPI", "DPI_RANGE", "BIPOLAR_FRACTION"]
 
@@ -283,33 +283,6 @@ def reconstruction_figure(path: str | os.PathLike, rec: Any, sinogram: np.ndarra
                        title=title, truth=None if truth is None else rows(truth)[0],
                        extra=extra, units=units, row_labels=labels[:k] if lead else None,
                        dpi=dpi)
-
-
-def evaluation_figure(path: str | os.PathLike, examples: dict[str, dict[str, np.ndarray]]
-                      ) -> Path:
-    """One row per setup, one column per method (truth first, uncertainty maps last)."""
-    names = list(examples)
-    cols = list(dict.fromkeys(k for ex in examples.values() for k in ex))
-    cols = sorted(cols, key=lambda c: (c != "truth", c.endswith(" std")))  # stable
-    fig, axes = _subplots(len(names), len(cols), figsize=(2.2 * len(cols),
-                                                             2.3 * len(names)), squeeze=False)
-    for i, name in enumerate(names):
-        for j, col in enumerate(cols):
-            ax = axes[i, j]
-            ax.set_axis_off()
-            if col in examples[name]:
-                img = examples[name][col]
-                ax.imshow(img, cmap="viridis" if "std" in col else "inferno", origin="lower",
-                          vmin=0, vmax=None if "std" in col else 1)
-            if i == 0:
-                ax.set_title(col, fontsize=8)
-            if j == 0:
-                ax.text(-0.05, 0.5, name, transform=ax.transAxes, rotation=90, ha="right",
-                        va="center", fontsize=8)
-    fig.tight_layout()
-    with atomic_path(Path(path)) as tmp:
-        fig.savefig(tmp, dpi=80, format="png")
-    return Path(path)
 
 
 def _to_rgb(images: np.ndarray) -> np.ndarray:
