@@ -15,12 +15,14 @@ import numpy as np
 
 from oatomo._limits import check_integer
 from oatomo.calibration.gauge import similarity_transform
+from oatomo.calibration.joint import SPEED_ITERS, joint_calibration
 from oatomo.calibration.levels import BOX_STD, schedule
 from oatomo.calibration.prior import position_prior
 from oatomo.calibration.result import Calibration
 from oatomo.calibration.search import (
     fit_fold,
     heldout_image,
+    heldout_misfits,
     interleaved_folds,
     search_speed_of_sound,
 )
@@ -33,7 +35,8 @@ from oatomo.recon.operators import operator_norm_sq
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["MIN_SENSORS", "FINE_FOLDS", "MIN_CORRELATION", "checked_input",
+__all__ = ["MIN_SENSORS", "FINE_FOLDS", "MIN_CORRELATION", "MIN_SPEED_COVERAGE",
+           "angular_coverage", "checked_input",
            "calibrate_sinogram", "calibrate"]
 
 #: Fewest sensors self-calibration accepts (each fold must still form an image).
@@ -41,6 +44,19 @@ MIN_SENSORS = 8
 
 #: Folds at the finest level (the held-out images cost most there).
 FINE_FOLDS = 4
+
+#: Angular coverage of the array around the grid's centre (rad) from which ``c`` is
+#: estimated by default (``speed_of_sound="auto"``).
+MIN_SPEED_COVERAGE = math.pi
+
+
+def angular_coverage(positions: np.ndarray) -> float:
+    """The angle (rad) the sensors span around the origin (the grid's centre): 2 pi less
+    the largest angular gap between neighbouring sensors."""
+    ang = np.sort(np.arctan2(positions[:, 1], positions[:, 0]))
+    gaps = np.diff(np.concatenate([ang, ang[:1] + 2 * math.pi]))
+    return float(2 * math.pi - gaps.max())
+
 
 #: Median best correlation below which the data are declared to carry no usable structure.
 MIN_CORRELATION = 0.2
@@ -71,7 +87,7 @@ def calibrate_sinogram(
     grid: Grid,
     *,
     prior_std: float | str | None = None,
-    speed_of_sound: bool = True,
+    speed_of_sound: bool | str = "auto",
     speed_span: float = 0.03,
     n_levels: int = 3,
     n_folds: int = 8,
@@ -79,6 +95,8 @@ def calibrate_sinogram(
     thickness: float | None = None,
     setup_toml: str | None = None,
     callback: Callback | None = None,
+    method: str = "joint",
+    response: Any = None,
 ) -> Calibration:
     """Estimate per-sensor positions and the speed of sound from a scan alone.
 
@@ -107,7 +125,11 @@ def calibrate_sinogram(
         size on disks and retina crops but can overestimate it on thin vessel trees with
         small errors (docs/results/calibration.rst), so it is an option, not the default.
     speed_of_sound
-        Estimate ``c`` (default); False keeps the file's value.
+        ``"auto"`` (default): estimate ``c`` when the array surrounds the image over at
+        least :data:`MIN_SPEED_COVERAGE` (seen from the grid's centre), keep the file's
+        otherwise (a linear array or a short arc sees a change of ``c`` almost only as a
+        change of depth scale, which trades against the image; measured: estimating it
+        there lost up to 3.7 dB against the file's value); True: estimate; False: keep.
     speed_span
         Relative half-width of the initial cross-validated search of ``c``.
     n_levels
@@ -125,6 +147,14 @@ def calibrate_sinogram(
         Progress (:data:`oatomo.progress.Callback`): ``callback("calibrate", step,
         rounds_total)`` after each round; each round's record is kept in
         :attr:`Calibration.history`.
+    method
+        ``"joint"`` (default): image, positions and speed of sound by alternating TV and
+        per-sensor Gauss-Newton steps (:mod:`oatomo.calibration.joint`); ``"search"``: the
+        per-sensor candidate search against held-out images
+        (:mod:`oatomo.calibration.search`; ``n_folds`` and ``speed_span`` apply to it).
+    response
+        The detector's impulse response (:class:`oatomo.response.DetectorResponse`), made
+        part of the forward model of the joint method; None: point sensors of flat band.
 
     Returns
     -------
@@ -151,9 +181,42 @@ def calibrate_sinogram(
         raise InputError(f"n_folds={n_folds} exceeds the number of sensors ({n_s})")
     if not (math.isfinite(speed_span) and 0 <= speed_span < 0.5):
         raise InputError(f"speed_span must be in [0, 0.5), got {speed_span}")
+    if speed_of_sound == "auto":
+        speed_of_sound = angular_coverage(sensors.positions) >= MIN_SPEED_COVERAGE
+        logger.info("calibration: %s the speed of sound (array coverage %.0f deg)",
+                    "estimating" if speed_of_sound else "keeping",
+                    math.degrees(angular_coverage(sensors.positions)))
+    elif not isinstance(speed_of_sound, bool):
+        raise InputError(f"speed_of_sound must be True, False or 'auto', got "
+                         f"{speed_of_sound!r}")
+    if method not in ("joint", "search"):
+        raise InputError(f"calibration method must be 'joint' or 'search', got {method!r}")
     nominal, prior_std, source = position_prior(
         y, acquisition, grid, sensors.positions.astype(np.float64), prior_std, setup_toml,
         n_levels, n_folds, n_iter, thickness)
+    if method == "joint":
+        levels = schedule(y, acquisition, grid, prior_std, n_levels)
+        # the images of the joint method fit noise too: test the structure held out
+        held = heldout_misfits(levels[0], nominal, levels[0].acquisition,
+                               interleaved_folds(nominal, 2), SPEED_ITERS, thickness)
+        if float(np.median(1 - held)) < MIN_CORRELATION ** 2:
+            raise InputError("the scan's signals carry too little structure to calibrate "
+                             "on (held-out predictions do not correlate with the data)")
+
+        def on_round(rec: dict[str, Any]) -> None:
+            rec.pop("misfits")
+            logger.info("calibration level %d round %d: misfit %.4f, c %.2f m/s, "
+                        "step %.1f um", rec["level"], rec["round"], rec["misfit"],
+                        rec["speed_of_sound"], rec["step_rms"] * 1e6)
+            if callback is not None:
+                callback("calibrate", rec["step"], rec["rounds_total"])
+
+        positions, c, cov, history = joint_calibration(
+            levels, nominal, acquisition.speed_of_sound, prior_std,
+            speed_of_sound=speed_of_sound, thickness=thickness, response=response,
+            speed_span=speed_span, on_round=on_round)
+        return _result(positions, c, cov, sensors, acquisition, prior_std, history,
+                       t_start, source)
     box = BOX_STD * prior_std
     c = acquisition.speed_of_sound
     positions = nominal.copy()
@@ -208,6 +271,14 @@ def calibrate_sinogram(
                         li, r, rec["misfit"], c, step * 1e6)
             if callback is not None:
                 callback("calibrate", rec["step"], rec["rounds_total"])
+    return _result(positions, c, cov, sensors, acquisition, prior_std, history, t_start,
+                   source)
+
+
+def _result(positions: np.ndarray, c: float, cov: np.ndarray, sensors: SensorArray,
+            acquisition: Acquisition, prior_std: float, history: list[dict[str, float]],
+            t_start: float, source: str) -> Calibration:
+    """The :class:`Calibration` of an estimate (standard deviations from ``cov``)."""
     std = np.sqrt(np.clip(np.stack([cov[:, 0, 0], cov[:, 1, 1]], axis=1), 0, None))
     return Calibration(sensors=SensorArray(positions, sensors.normals), speed_of_sound=c,
                        nominal_sensors=sensors,
@@ -218,7 +289,7 @@ def calibrate_sinogram(
 
 def calibrate(scan: Any, grid: Grid | None = None, *,
               frames: int | list[int] | None = None, prior_std: float | str | None = None,
-              speed_of_sound: bool = True,
+              speed_of_sound: bool | str = "auto",
               callback: Callback | None = None,
               **kwargs: Any) -> Calibration:
     """Self-calibrate a scan: its sensor positions and speed of sound from its data alone.
@@ -237,7 +308,8 @@ def calibrate(scan: Any, grid: Grid | None = None, *,
         scan's setup when it carries one, else 1 % of the array radius; ``"data"``:
         estimated from the scan (see :func:`calibrate_sinogram`).
     speed_of_sound
-        Estimate the speed of sound (default) or keep the file's.
+        ``"auto"`` (default): estimate the speed of sound when the array surrounds the
+        image over at least half a turn, else keep the file's; True: estimate; False: keep.
     callback
         Progress: ``callback("calibrate", step, rounds_total)`` after each round.
     **kwargs
@@ -263,6 +335,7 @@ def calibrate(scan: Any, grid: Grid | None = None, *,
     sino = data.sinogram
     if frames is not None:
         sino = sino.reshape((-1,) + sino.shape[-2:])[np.asarray(frames)]
+    kwargs.setdefault("response", data.response)
     try:
         return calibrate_sinogram(sino, data.sensors, data.acquisition, grid,
                                   prior_std=prior_std, speed_of_sound=speed_of_sound,

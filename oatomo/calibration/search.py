@@ -23,7 +23,8 @@ from oatomo.geometry import Acquisition, Grid, SensorArray
 from oatomo.recon.model_based import reconstruct_model_based
 from oatomo.recon.operators import operator_norm_sq
 
-__all__ = ["interleaved_folds", "heldout_image", "fit_fold", "search_speed_of_sound",
+__all__ = ["interleaved_folds", "heldout_image", "fit_fold", "heldout_misfits",
+           "search_speed_of_sound",
            "scout"]
 
 
@@ -156,21 +157,22 @@ def fit_fold(level: Level, image: np.ndarray, positions: np.ndarray,
     return new, cov, best_mis
 
 
-def _heldout_misfit(level: Level, positions: np.ndarray, acq: Acquisition,
+def heldout_misfits(level: Level, positions: np.ndarray, acq: Acquisition,
                     folds: list[np.ndarray], n_iter: int, thickness: float | None,
-                    norms: list[float]) -> float:
-    """Mean held-out relative misfit ``1 - rho^2`` of every fold against the image of the
-    other folds (used to choose the speed of sound)."""
-    total = 0.0
-    for idx, norm in zip(folds, norms, strict=True):
+                    norms: list[float] | None = None) -> np.ndarray:
+    """Per sensor, the held-out relative misfit ``1 - rho^2`` of its record against the
+    one predicted by the TV image of the other folds (``norms``: ``||A||^2`` of each
+    fold's complement, None: estimated)."""
+    out = np.empty(len(positions))
+    for f, idx in enumerate(folds):
         keep = np.setdiff1d(np.arange(len(positions)), idx)
         x = heldout_image(level.data[keep], level.grid, SensorArray(positions[keep]), acq,
-                          n_iter, None, norm)
+                          n_iter, None, None if norms is None else norms[f])
         pred = ForwardOperator(level.grid, SensorArray(positions[idx]), acq,
                                thickness=thickness).forward(x)
         pred = band_limit(replace(level, acquisition=acq), pred)
-        total += float(np.sum(_relative_misfit(pred[:, None], level.data[idx])))
-    return total / len(positions)
+        out[idx] = _relative_misfit(pred[:, None], level.data[idx])[:, 0]
+    return out
 
 
 def search_speed_of_sound(level: Level, positions: np.ndarray, folds: list[np.ndarray],
@@ -185,8 +187,9 @@ def search_speed_of_sound(level: Level, positions: np.ndarray, folds: list[np.nd
     vals = []
     for r in rel:
         acq = replace(level.acquisition, speed_of_sound=c0 * (1 + r))
-        vals.append(_heldout_misfit(replace(level, acquisition=acq), positions, acq, folds,
-                                    n_iter, thickness, norms))
+        vals.append(float(np.mean(heldout_misfits(replace(level, acquisition=acq),
+                                                  positions, acq, folds, n_iter, thickness,
+                                                  norms))))
     vals_a = np.asarray(vals)
     k = int(np.argmin(vals_a))
     best = rel[k]

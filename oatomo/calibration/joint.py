@@ -1,0 +1,320 @@
+"""Joint estimation of the image, the sensor positions and the speed of sound by
+alternating minimisation, coarse to fine.
+
+At each level of the schedule (:func:`oatomo.calibration.levels.schedule`) the image and
+the geometry take turns on one objective, the data misfit ``||A(p, c) x - y||^2`` plus
+the image's TV and the positions' Gaussian prior:
+
+* **image step**: a few TV (FISTA) iterations with every sensor at its current estimate,
+  warm-started from the previous image;
+* **geometry step**: one damped Gauss-Newton step per sensor on its own record, with the
+  image fixed. A sensor's record depends on its own position only, so the Jacobian of all
+  sensors comes from one forward projection of the image onto a virtual array of
+  ``3 N`` points (each sensor and two displaced copies, along and across its line of
+  sight: :func:`sensor_jacobians`); each sensor then solves a 3 x 3 system (its amplitude
+  and its two coordinates, under the prior);
+* **gauge**: the estimate is mapped onto the prior mean array by the least-squares
+  similarity transform; its scale goes into ``c`` (a common scale of positions and speed
+  of sound is invisible in the data).
+
+The first geometry step of the coarsest level is a 1-D search along every line of sight
+over the prior box (:func:`line_search`), which brings a speed of sound that is off by a
+few percent (a common radial shift of a ring) inside the Gauss-Newton step's reach.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from oatomo.calibration.gauge import similarity_transform
+from oatomo.calibration.levels import BOX_STD, Level, band_limit
+from oatomo.calibration.search import interleaved_folds, search_speed_of_sound
+from oatomo.forward import ForwardOperator
+from oatomo.geometry import SensorArray
+from oatomo.recon.model_based import reconstruct_model_based
+from oatomo.recon.operators import operator_norm_sq
+
+__all__ = ["ROUNDS", "IMAGE_ITERS", "RELAX", "local_frames", "sensor_jacobians",
+           "gauss_newton_step", "line_search", "upsample", "joint_calibration"]
+
+
+def local_frames(positions: np.ndarray) -> np.ndarray:
+    """(N, 2, 2): per sensor the unit vectors towards the image centre (``u``, along which
+    a displacement is a time shift of the record) and across it (``v``)."""
+    r = np.hypot(positions[:, 0], positions[:, 1])[:, None]
+    u = -positions / np.where(r > 0, r, 1.0)
+    v = np.stack([-u[:, 1], u[:, 0]], axis=1)
+    return np.stack([u, v], axis=1)
+
+
+def _predict(level: Level, image: np.ndarray, points: np.ndarray,
+             thickness: float | None, response: Any = None) -> np.ndarray:
+    """Band-limited records (len(points), T) the image predicts at ``points``."""
+    pred = ForwardOperator(level.grid, SensorArray(points), level.acquisition,
+                           thickness=thickness, response=response).forward(image)
+    return band_limit(level, pred).astype(np.float64)
+
+
+def sensor_jacobians(level: Level, image: np.ndarray, positions: np.ndarray,
+                     thickness: float | None, h: float, response: Any = None
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The predicted records (N, T) at ``positions`` and their derivatives (N, T, 2) with
+    respect to each sensor's displacement along and across its line of sight (forward
+    differences of step ``h``, m), and the local frames (N, 2, 2)."""
+    n = len(positions)
+    frames = local_frames(positions)
+    pts = np.concatenate([positions, positions + h * frames[:, 0],
+                          positions + h * frames[:, 1]])
+    pred = _predict(level, image, pts, thickness, response).reshape(3, n, -1)
+    jac = np.stack([(pred[1] - pred[0]) / h, (pred[2] - pred[0]) / h], axis=-1)
+    return pred[0], jac, frames
+
+
+def gauss_newton_step(level: Level, image: np.ndarray, positions: np.ndarray,
+                      prior_mean: np.ndarray, prior_std: float, thickness: float | None,
+                      max_step: float, response: Any = None, speed: bool = True
+                      ) -> tuple[np.ndarray, float, np.ndarray, np.ndarray]:
+    """One damped Gauss-Newton (MAP) step of every sensor's position, and of the speed of
+    sound, against ``image``.
+
+    Per sensor, the record is modelled as ``a (P + J d + K e)`` with ``P`` the predicted
+    record, ``J`` its derivative along/across the line of sight, ``a`` a free amplitude,
+    ``d`` the displacement, ``K`` the derivative with respect to the relative change ``e``
+    of the speed of sound (shared by all sensors: the normal equations are block-arrow,
+    solved by eliminating the per-sensor blocks). The noise variance is the residual's
+    energy over ``level.t_eff`` independent samples; the prior is
+    ``N(prior_mean, prior_std^2)`` per coordinate. Displacements are shortened to at most
+    ``max_step`` (m), ``e`` to 0.5 %.
+
+    Returns
+    -------
+    positions : numpy.ndarray
+        (N, 2) updated positions.
+    factor : float
+        The speed of sound's update factor ``1 + e`` (1 when ``speed`` is False).
+    cov : numpy.ndarray
+        (N, 2, 2) posterior covariance of each position (x, y), Laplace approximation.
+    misfit : numpy.ndarray
+        (N,) relative misfit ``||y - a P||^2 / ||y||^2`` at the current positions.
+    """
+    y = level.data.astype(np.float64)
+    h = level.grid.dx / 8
+    pred, jac, frames = sensor_jacobians(level, image, positions, thickness, h, response)
+    pp = np.einsum("nt,nt->n", pred, pred)
+    a = np.einsum("nt,nt->n", pred, y) / np.maximum(pp, 1e-300)
+    r = y - a[:, None] * pred
+    yy = np.maximum(np.einsum("nt,nt->n", y, y), 1e-300)
+    misfit = np.einsum("nt,nt->n", r, r) / yy
+    # columns: amplitude change, displacement along, across (scaled by the amplitude)
+    cols = np.concatenate([pred[..., None], a[:, None, None] * jac], axis=-1)  # (N, T, 3)
+    sigma2 = np.maximum(np.einsum("nt,nt->n", r, r), 1e-6 * yy) / level.t_eff
+    H = np.einsum("nti,ntj->nij", cols, cols) / sigma2[:, None, None]
+    g = np.einsum("nti,nt->ni", cols, r) / sigma2[:, None]
+    w = 1.0 / prior_std ** 2
+    offset = np.einsum("nd,ncd->nc", positions - prior_mean, frames)  # local coordinates
+    H[:, 1:, 1:] += w * np.eye(2)
+    g[:, 1:] -= w * offset
+    H[:, 0, 0] += 1e-9 * np.maximum(H[:, 0, 0], 1e-300)
+    Hinv = np.linalg.inv(H)
+    e = 0.0
+    if speed:
+        eps = 1e-3
+        slower = replace(level, acquisition=replace(
+            level.acquisition, speed_of_sound=level.acquisition.speed_of_sound * (1 + eps)))
+        kc = a[:, None] * (_predict(slower, image, positions, thickness, response)
+                           - pred) / eps
+        b = np.einsum("nti,nt->ni", cols, kc) / sigma2[:, None]  # (N, 3) coupling
+        hcc = float(np.sum(np.einsum("nt,nt->n", kc, kc) / sigma2))
+        gc = float(np.sum(np.einsum("nt,nt->n", kc, r) / sigma2))
+        hb = np.einsum("nij,nj->ni", Hinv, b)
+        den = hcc - float(np.sum(b * hb))
+        if den > 0:
+            e = float(np.clip((gc - float(np.sum(np.einsum("ni,ni->n", hb, g)))) / den,
+                              -0.005, 0.005))
+        g = g - b * e
+    delta = np.einsum("nij,nj->ni", Hinv, g)
+    d_local = delta[:, 1:]
+    length = np.hypot(d_local[:, 0], d_local[:, 1])
+    d_local *= np.minimum(1.0, max_step / np.maximum(length, 1e-30))[:, None]
+    new = positions + np.einsum("nc,ncd->nd", d_local, frames)
+    # posterior covariance of the displacement: Schur complement of the amplitude
+    S = H[:, 1:, 1:] - H[:, 1:, :1] @ H[:, :1, 1:] / H[:, :1, :1]
+    cov_local = np.linalg.inv(S)
+    cov = np.einsum("nci,ncd,nde->nie", frames, cov_local, frames)
+    return new, 1.0 + e, cov, misfit
+
+
+def line_search(level: Level, image: np.ndarray, positions: np.ndarray,
+                prior_mean: np.ndarray, prior_std: float, box: float,
+                thickness: float | None, response: Any = None
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Every sensor moved along its line of sight to the MAP position among candidates
+    spaced ``level.step`` over +-``box`` around ``prior_mean`` (correlation of its record
+    with the one ``image`` predicts, Gaussian prior, parabolic refinement). Returns the
+    positions (N, 2) and the relative misfit (N,) at them."""
+    n = len(positions)
+    half = max(1, int(math.ceil(box / level.step)))
+    offs = np.arange(-half, half + 1) * level.step
+    u = local_frames(prior_mean)[:, 0]
+    cand = prior_mean[:, None, :] + offs[None, :, None] * u[:, None, :]
+    pred = _predict(level, image, cand.reshape(-1, 2), thickness, response)
+    pred = pred.reshape(n, len(offs), -1)
+    y = level.data.astype(np.float64)
+    rho = np.einsum("nkt,nt->nk", pred, y) / (
+        np.sqrt(np.einsum("nkt,nkt->nk", pred, pred)) + 1e-30) / (
+        np.sqrt(np.einsum("nt,nt->n", y, y))[:, None] + 1e-30)
+    mis = 1.0 - np.clip(rho, -1.0, 1.0) ** 2
+    m_min = np.maximum(mis.min(axis=1, keepdims=True), 1e-6)
+    J = 0.5 * level.t_eff * mis / m_min + offs[None, :] ** 2 / (2 * prior_std ** 2)
+    k = np.argmin(J, axis=1)
+    shift = offs[k].astype(np.float64)
+    inner = (k > 0) & (k < len(offs) - 1)
+    rows = np.nonzero(inner)[0]
+    if len(rows):
+        a, b, c = J[rows, k[rows] - 1], J[rows, k[rows]], J[rows, k[rows] + 1]
+        den = a - 2 * b + c
+        ok = den > 0
+        shift[rows[ok]] += 0.5 * (a[ok] - c[ok]) / den[ok] * level.step
+    return prior_mean + shift[:, None] * u, mis[np.arange(n), k]
+
+
+def upsample(image: np.ndarray, n: int) -> np.ndarray:
+    """``image`` (m, m) resampled to (n, n) over the same field of view (cubic, values
+    kept: images are in Pa, not per pixel)."""
+    from scipy import ndimage  # lazy: SciPy's image module on use
+
+    m = image.shape[0]
+    if m == n:
+        return image
+    # pixel centres of the new grid in units of old pixels
+    z = (np.arange(n) + 0.5) * (m / n) - 0.5
+    zz = np.meshgrid(z, z, indexing="ij")
+    out = ndimage.map_coordinates(image.astype(np.float64), zz, order=1, mode="nearest")
+    return np.maximum(out, 0).astype(np.float32)
+
+
+#: Rounds (image step + geometry step) per level, coarsest first; the finest level's
+#: count is repeated for more levels.
+ROUNDS = (4, 4, 4)
+
+#: FISTA iterations of the image step in each round (warm-started).
+IMAGE_ITERS = 10
+
+#: Adaptive over-relaxation of the geometry step: growth factor and largest factor. The
+#: image step partly absorbs a sensor's error (the image was made from that sensor too),
+#: so each round recovers only part of the remaining error, least across the line of
+#: sight, where the data see a sensor weakly. Per sensor and coordinate (along, across),
+#: the step is multiplied by a factor that grows by the first number while successive
+#: steps keep their sign (the estimate creeps) and falls back to 1 when the sign flips
+#: (it overshot).
+RELAX = (1.5, 4.0)
+
+#: Held-out folds and TV iterations of the cross-validated search of the speed of sound
+#: at the coarsest level, before the first round (:func:`~oatomo.calibration.search.
+#: search_speed_of_sound`).
+SPEED_FOLDS, SPEED_ITERS = 2, 12
+
+SCALE_TO_SPEED = True
+
+
+def joint_calibration(levels: list[Level], nominal: np.ndarray, c: float, prior_std: float,
+                      *, speed_of_sound: bool = True, thickness: float | None = None,
+                      response: Any = None, rounds: tuple[int, ...] = ROUNDS,
+                      image_iters: int = IMAGE_ITERS,
+                      relax: tuple[float, float] = RELAX,
+                      speed_span: float = 0.03, scale_to_speed: bool = SCALE_TO_SPEED,
+                      on_round: Any = None
+                      ) -> tuple[np.ndarray, float, np.ndarray, list[dict[str, float]]]:
+    """Alternate image and geometry steps on every level (see the module docstring).
+
+    Parameters
+    ----------
+    levels
+        The coarse-to-fine schedule (:func:`oatomo.calibration.levels.schedule`).
+    nominal
+        (N, 2) prior mean positions (m).
+    c
+        Starting speed of sound (m/s).
+    prior_std
+        Per-coordinate prior standard deviation of the positions (m).
+    speed_of_sound
+        Move the gauge's scale into ``c`` (False: keep ``c``, fix the scale of the array).
+    thickness, response
+        Slab thickness and the detector response of the forward model.
+    rounds, image_iters, relax
+        See :data:`ROUNDS`, :data:`IMAGE_ITERS`, :data:`RELAX`.
+    on_round
+        ``on_round(record)`` after every round.
+
+    Returns
+    -------
+    positions : numpy.ndarray
+        (N, 2) estimate, in the gauge of ``nominal``.
+    c : float
+        Speed of sound (m/s).
+    cov : numpy.ndarray
+        (N, 2, 2) posterior covariance of each position from the last geometry step.
+    history : list of dict
+        Per round: level, round, pixel, band, misfit, speed_of_sound, step_rms.
+    """
+    box = BOX_STD * prior_std
+    pos = nominal.copy()
+    n_s = len(pos)
+    cov = np.tile(np.eye(2) * prior_std ** 2, (n_s, 1, 1))
+    history: list[dict[str, float]] = []
+    total = sum(rounds[min(li, len(rounds) - 1)] for li in range(len(levels)))
+    x: np.ndarray | None = None
+    if speed_of_sound and speed_span > 0:
+        c = search_speed_of_sound(levels[0], pos, interleaved_folds(nominal, SPEED_FOLDS), c,
+                                  speed_span, SPEED_ITERS, thickness)
+    for li, level in enumerate(levels):
+        gain = np.ones((n_s, 2))
+        last: np.ndarray | None = None
+        if x is not None:
+            x = upsample(x, level.grid.n)
+        # ||A||^2 once per level, at the lowest speed it may reach (the gain is 1 / c^2),
+        # inflated for the sensors' moves
+        slow = replace(level.acquisition, speed_of_sound=c * 0.97)
+        norm = 1.1 * operator_norm_sq(level.grid, SensorArray(pos), slow, n_iter=15,
+                                      thickness=thickness, response=response)
+        for r in range(rounds[min(li, len(rounds) - 1)]):
+            acq = replace(level.acquisition, speed_of_sound=c)
+            lev = replace(level, acquisition=acq)
+            x, _ = reconstruct_model_based(level.data, level.grid, SensorArray(pos), acq,
+                                           method="tv", n_iter=image_iters, x0=x, tol=0.0,
+                                           norm_sq=norm, thickness=thickness,
+                                           response=response)
+            if li == 0 and r == 0:
+                new, mis = line_search(lev, x, pos, nominal, prior_std, box, thickness,
+                                       response)
+            else:
+                new, factor, cov, mis = gauss_newton_step(
+                    lev, x, pos, nominal, prior_std, thickness, level.grid.dx, response,
+                    speed=False)
+                c *= factor
+                frames = local_frames(pos)
+                d = np.einsum("nd,ncd->nc", new - pos, frames)
+                if last is not None:
+                    same = np.sign(d) == np.sign(last)
+                    gain = np.where(same, np.minimum(gain * relax[0], relax[1]), 1.0)
+                last = d
+                new = pos + np.einsum("nc,ncd->nd", d * gain, frames)
+            s, R, t = similarity_transform(new, nominal, scale=True)
+            aligned = new @ R.T * s + t
+            step = float(np.sqrt(np.mean(np.sum((aligned - pos) ** 2, axis=1))))
+            pos = aligned
+            cov = s * s * (R @ cov @ R.T)
+            if speed_of_sound and scale_to_speed:
+                c *= s
+            rec = {"level": li, "round": r, "step": len(history) + 1, "rounds_total": total,
+                   "pixel": level.grid.dx,
+                   "band": float(level.band[1]) if level.band else 0.0,
+                   "misfit": float(np.mean(mis)), "speed_of_sound": c, "step_rms": step}
+            if on_round is not None:
+                on_round({**rec, "misfits": mis})
+            history.append(rec)
+    return pos, c, cov, history
