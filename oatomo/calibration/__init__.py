@@ -3,35 +3,36 @@
 A sensor's record fixes the *distances* from the sensor to the absorbers (in units of
 ``c t``), so per-sensor position errors are visible in the data; a rigid motion of the
 whole array and a common scaling of positions and speed of sound are not.
-:func:`calibrate` estimates the visible part jointly with the image:
+:func:`calibrate` estimates the visible part jointly with the image. The default
+(``method="joint"``, :mod:`~oatomo.calibration.joint`):
 
-1. **Held-out folds against lock-in.** The sensors are split into interleaved folds (every
-   ``n_folds``-th sensor in angular order). Each fold's sensors are fitted against a TV
-   image reconstructed *without* them, so the image cannot explain a sensor's data at the
-   sensor's current position simply because it was made from it.
-2. **Per-sensor search, coarse to fine.** For each sensor, the normalised correlation
-   between its (band-limited) record and the record the held-out image predicts is
-   evaluated on a grid of candidate positions around the current estimate (one forward
-   projection of the image onto a "virtual array" of all candidates of all sensors at
-   once); a quadratic fit around the best candidate gives the sub-grid optimum and the
-   curvature. Levels go from large pixels and low frequencies, where the misfit is smooth
-   in the positions and the search box is wide, to the full grid and band. The coarsest
-   level searches along each sensor's line of sight only (a time shift of its record,
-   well seen); the finer levels also search across it, over
-   +-:data:`~oatomo.calibration.levels.ACROSS_STD` prior standard deviations (the across
-   coordinate is seen only through off-centre structure, about object size / array
-   radius as strongly, and converges slowly in small steps).
-3. **A Gaussian prior** ``N(nominal, prior_std^2)`` per coordinate: the candidates lie
-   within :data:`~oatomo.calibration.levels.BOX_STD` standard deviations of the nominal
-   position, and the selected position minimises the data term (Gaussian likelihood,
-   noise level taken from the residual) plus the prior term (MAP).
-4. **The gauge, fixed explicitly.** After every round the estimate is mapped onto the
+1. **Speed of sound first.** At the coarsest level, a cross-validated 1-D search of ``c``
+   (two interleaved folds, each predicted by the TV image of the other) brings a file
+   that is off by a few percent within reach of the local steps.
+2. **Alternating image and geometry steps, coarse to fine.** At each level (large pixels
+   and low frequencies first) a few TV iterations with every sensor at its current
+   estimate (warm-started) alternate with one damped Gauss-Newton step per sensor on its
+   own record with the image fixed: the records' derivatives with respect to each
+   sensor's displacement along and across its line of sight come from one forward
+   projection onto a virtual array of ``3 N`` points, and each sensor solves a 3 x 3 system
+   (amplitude and two coordinates) under the prior. The first step of the coarsest level
+   is a search along every line of sight over the prior box. The image absorbs part of
+   each sensor's error (it was made from that sensor too), so each step recovers only part
+   of the remaining error; an adaptive over-relaxation per sensor and coordinate makes up
+   for it (:data:`~oatomo.calibration.joint.RELAX`).
+3. **A Gaussian prior** ``N(nominal, prior_std^2)`` per coordinate (MAP), the noise level
+   of each record taken from its residual.
+4. **The gauge, fixed explicitly.** After every step the estimate is mapped onto the
    nominal array by the least-squares similarity transform (rotation, translation and
    scale). A rotation or translation of the array only moves the image, so it is set to
    that of the nominal array. A common scale of the positions is exchangeable with the
    speed of sound (positions, ``c`` and the image all scale together), so the scale the
-   sensors ask for is moved into ``c``: this is how the speed of sound is estimated,
-   after a cross-validated 1-D search that brings it within the search box first.
+   sensors ask for is moved into ``c``.
+
+``method="search"`` keeps the per-sensor candidate search against held-out images
+(:mod:`~oatomo.calibration.search`: each fold of sensors fitted against the TV image of
+the others, on a grid of candidate positions, coarse to fine). It is slower (10-30 TV
+reconstructions) and no better on the held-out benchmark (docs/results/calibration.rst).
 
 ``t0`` is taken from the file: for a ring it trades against ``c`` and the mean radius
 almost exactly (a common time shift is a common radial shift), so it is not estimated.
@@ -47,6 +48,7 @@ The modules, one job each:
 * :mod:`~oatomo.calibration.gauge`: the similarity transform that fixes the gauge and
   :func:`rigid_error`.
 * :mod:`~oatomo.calibration.levels`: the coarse-to-fine schedule and its band limits.
+* :mod:`~oatomo.calibration.joint`: the joint estimate (the default).
 * :mod:`~oatomo.calibration.search`: held-out folds, the per-sensor search, the search of
   ``c`` and the scout round.
 * :mod:`~oatomo.calibration.prior`: the Gaussian prior (caller, setup, default or data).

@@ -70,7 +70,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
     with bars(args) as progress:
         try:
             cal = calibrate(scan, grid, frames=args.frames, prior_std=args.prior_std,
-                            speed_of_sound=False if args.fixed_speed_of_sound else "auto",
+                            speed_of_sound=not args.fixed_speed_of_sound,
                             callback=progress)
         except InputError as exc:  # name the file the problem is in
             raise InputError(exc.problem, exc.path or src) from None
