@@ -160,11 +160,12 @@ def eval_acquisition(data: dict[str, np.ndarray], i: int) -> Acquisition:
 
 def evaluate_refiners(eval_dir: str | os.PathLike, models: dict[str, str | os.PathLike], *,
                       out: str | os.PathLike | None = None, n_samples: int = 8,
-                      uncertainty_modes: Sequence[str] = (),
+                      uncertainty_modes: Sequence[str] = (), device: str = "cpu",
                       callback: Callback | None = None) -> dict[str, Any]:
     """Score classical reconstructions and refiners on an evaluation set.
 
     ``models``: label -> refiner checkpoint (:func:`oatomo.refine.load_refiner`).
+    ``device``: the PyTorch device of the models (:func:`oatomo.refine.load_refiner`).
     ``callback("evaluate", done, total)`` (:data:`oatomo.progress.Callback`) after each
     file of the set.
     ``uncertainty_modes``: for multi-decoder refiners, also the uncertainty-error
@@ -187,7 +188,7 @@ def evaluate_refiners(eval_dir: str | os.PathLike, models: dict[str, str | os.Pa
     if clash:
         raise InputError(f"model label {clash[0]!r} is the name of a classical "
                          f"reconstruction; choose another label")
-    refiners = {name: load_refiner(p) for name, p in models.items()}
+    refiners = {name: load_refiner(p, device=device) for name, p in models.items()}
     held = dict(EVAL_PERTURBATIONS)
     per_item: list[dict[str, Any]] = []
     calib: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {n: [] for n in refiners}
