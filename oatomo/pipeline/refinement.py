@@ -70,8 +70,9 @@ def refine_images(grid: Grid, sinogram: np.ndarray, sensors: SensorArray,
     ``compatible`` when checked; when the model ran, ``input`` (the physics images the
     refiner's input was, e.g. ``"ubp+das"``), ``method`` (the pipeline's method),
     ``input_note`` when the method is not one of the inputs, ``gain`` and ``guard``
-    (``passed``, ``why``, ``rule`` and per frame the numbers). With ``refine=True`` a model that is missing or does not fit the scan is an
-    :class:`InputError`; with ``"auto"`` the record says why it skipped. ``device``: the
+    (``passed``, ``why``, ``rule`` and per frame the numbers). With ``refine=True`` a
+    model that is missing or does not fit the scan is an :class:`InputError`; with
+    ``"auto"`` the record says why it skipped. ``device``: the
     PyTorch device of the model (not ``"cpu"``: the PyTorch back end).
     """
     path = Path(model) if model is not None else default_model_path()
