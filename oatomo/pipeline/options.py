@@ -62,6 +62,7 @@ class ReconstructOptions:
     iters: int | None = None
     calibrate: bool | Literal["auto"] = "auto"
     device: str = "cpu"
+    guard: bool = True
     method_given: bool = False
     preset_name: str | None = None
 

@@ -107,7 +107,7 @@ def reconstruct(scan: Any, method: str | None = None, grid: Grid | None = None, 
                 model: str | os.PathLike | None = None, setup: str | None = None,
                 samples: int = 16, lam: float | None = None, iters: int | None = None,
                 calibrate: bool | Literal["auto"] = "auto", device: str = "cpu",
-                callback: Callback | None = None) -> Reconstruction:
+                guard: bool = True, callback: Callback | None = None) -> Reconstruction:
     """Reconstruct a scan: load, linear or model-based image, learned refinement.
 
     Parameters
@@ -182,6 +182,11 @@ def reconstruct(scan: Any, method: str | None = None, grid: Grid | None = None, 
         ``callback(what, done, total)`` after each step (``"load"``, ``method``,
         ``"refine"``) and during iterative methods.
 
+    guard
+        Check the refined image against the data and keep the method's image when it
+        fails (:func:`oatomo.refine.guard.check_refined`; the provenance's
+        ``refinement["guard"]`` has the verdict and its numbers). False: keep the refined
+        image unchecked.
     device
         PyTorch device of the refinement model (``"cpu"``, ``"cuda"``, ``"cuda:1"``,
         ``"auto"``: CUDA when present); not ``"cpu"``: the PyTorch back end.
@@ -202,7 +207,8 @@ def reconstruct(scan: Any, method: str | None = None, grid: Grid | None = None, 
         speed_of_sound=speed_of_sound, calibration=calibration, band=band,
         deconvolve=deconvolve, response=response, model_response=model_response,
         element_width=element_width, preset=preset, refine=refine, model=model, setup=setup,
-        samples=samples, lam=lam, iters=iters, calibrate=calibrate, device=device))
+        samples=samples, lam=lam, iters=iters, calibrate=calibrate, device=device,
+        guard=bool(guard)))
     timer = _StepTimer(callback)
     t = time.perf_counter()
     signals = load_signals(scan, options)
@@ -310,7 +316,7 @@ def _refined_images(image: np.ndarray, method: str, signals: Signals, grid: Grid
                                   physics=image, method=method, band=options.band,
                                   response=_record_response(signals, options),
                                   element_width=options.element_width,
-                                  device=options.device)
+                                  device=options.device, guard=options.guard)
     for key, img in extra.items():
         _require_finite(img, f"the {key} image is not finite: the refinement model's "
                         f"weights hold NaN or Inf", record.get("model"))
