@@ -99,8 +99,8 @@ def _add_group(sub: argparse._SubParsersAction, name: str, eval_set: str, *,
     v.add_argument("--uncertainty-modes", nargs="*", default=(),
                    choices=("posterior", "decoders", "both"),
                    help="also score these uncertainty maps of multi-decoder models")
-    v.add_argument("--device", default="cpu", help="PyTorch device of the models: cpu "
-                   "(default), cuda, cuda:N, auto (CUDA when present)")
+    v.add_argument("--device", default="cpu", help="PyTorch device of the models: cpu, "
+                   "cuda, cuda:N, auto (CUDA when present) (default: cpu)")
     v.add_argument("--force", action="store_true", help="replace existing evaluation files")
     v.set_defaults(func=_step(run_evaluate))
 

@@ -81,7 +81,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--samples", type=int, default=16,
                    help="posterior samples for the uncertainty map (default: %(default)s)")
     r.add_argument("--device", default="cpu", help="PyTorch device of the refinement model: "
-                   "cpu (default), cuda, cuda:N, auto (CUDA when present)")
+                   "cpu, cuda, cuda:N, auto (CUDA when present) (default: cpu)")
     r.add_argument("--speed-of-sound", type=float, metavar="C",
                    help="speed of sound in m/s (default: the file's)")
     r.add_argument("--calibration", metavar="FILE", help="calibration JSON written by "

@@ -103,6 +103,10 @@ def refine_images(grid: Grid, sinogram: np.ndarray, sensors: SensorArray,
     out, record = _refine_frames(path, float(family["pitch"]), grid, sinogram, sensors,
                                  acquisition, setup=setup, samples=samples, band=band,
                                  device=device, record={**record, "reason": why})
+    for key, img in out.items():  # before the guard, which would call it a misfit
+        if not np.all(np.isfinite(img)):
+            raise InputError(f"the {key} image is not finite: the refinement model's "
+                             f"weights hold NaN or Inf", path)
     record["method"] = method
     inputs = record["input"].split("+")
     if method is not None and method not in inputs:

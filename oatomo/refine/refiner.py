@@ -151,6 +151,10 @@ class RefinedScan:
         ``units`` of every image above, by name (``refined``, ``std``, the channels).
     reason
         The compatibility summary (empty when the scan's geometry was not checked).
+    scale
+        The factor (Pa) the model's relative output was multiplied by: the first input
+        channel's maximum absolute value times the model's gain; ``refined / scale`` is the
+        model's own answer (maximum about 1, the scale of its training targets).
     """
 
     refined: np.ndarray
@@ -160,6 +164,7 @@ class RefinedScan:
     canonical: Grid
     units: dict[str, str] = field(default_factory=dict)
     reason: str = ""
+    scale: float = 1.0
 
 
 @dataclass
@@ -247,25 +252,28 @@ class Refiner:
                 or x.shape[1] % 4:
             raise InputError(f"channels must be ({len(self.inputs)}, n, n) with n a multiple "
                              f"of 4, got {x.shape}")
-        refined, std = self._refine_tiles(x, env, n_samples, seed, tile, overlap)
+        refined, std, scale = self._refine_tiles(x, env, n_samples, seed, tile, overlap)
         canon = Grid(x.shape[1], x.shape[1] * self.pitch)
         units = {"refined": UNITS_REFINED, **{m: UNITS_PA for m in self.inputs}}
         if std is not None:
             units["std"] = UNITS_REFINED
         return RefinedScan(refined=refined, std=std,
                            linear=dict(zip(self.inputs, x, strict=True)),
-                           grid=canon, canonical=canon, units=units)
+                           grid=canon, canonical=canon, units=units, scale=scale)
 
     def _refine_tiles(self, x: np.ndarray, env: str | None, n_samples: int, seed: int,
-                      tile: int, overlap: int) -> tuple[np.ndarray, np.ndarray | None]:
-        """The refined image and uncertainty map (Pa) of (C, n, n) channels, tile by tile."""
-        scale = np.abs(x.astype(np.float64)).reshape(len(x), -1).max(1)
-        x = (x / np.where(scale > 0, scale, 1)[:, None, None]).astype(np.float32)
+                      tile: int, overlap: int
+                      ) -> tuple[np.ndarray, np.ndarray | None, float]:
+        """The refined image and uncertainty map (Pa) of (C, n, n) channels, tile by tile,
+        and the scale they were multiplied by."""
+        scale = np.abs(x).reshape(len(x), -1).max(1)
+        x = x / np.where(scale > 0, scale, 1)[:, None, None]
         # positively homogeneous of degree 1: refine(a x) = a refine(x) for a > 0
         out_scale = float(scale[0]) * float(self.gain)
         refined, std = self._refine_normalised(x, env, n_samples, seed, tile, overlap)
         refined = (refined * out_scale).astype(np.float32)
-        return refined, None if std is None else (std * out_scale).astype(np.float32)
+        return (refined, None if std is None else (std * out_scale).astype(np.float32),
+                out_scale)
 
     def _refine_normalised(self, x: np.ndarray, env: str | None, n_samples: int, seed: int,
                            tile: int, overlap: int) -> tuple[np.ndarray, np.ndarray | None]:
@@ -411,7 +419,7 @@ class Refiner:
             refined=resample(r.refined, canon, grid),
             std=None if r.std is None else resample(r.std, canon, grid),
             linear={m: resample(v, canon, grid) for m, v in lin.items()},
-            grid=grid, canonical=canon, units=r.units, reason=reason)
+            grid=grid, canonical=canon, units=r.units, reason=reason, scale=r.scale)
 
 
 def posterior_noise(seed: int, n: int, shape: tuple[int, ...]) -> np.ndarray:
