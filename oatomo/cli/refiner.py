@@ -99,6 +99,8 @@ def _add_group(sub: argparse._SubParsersAction, name: str, eval_set: str, *,
     v.add_argument("--uncertainty-modes", nargs="*", default=(),
                    choices=("posterior", "decoders", "both"),
                    help="also score these uncertainty maps of multi-decoder models")
+    v.add_argument("--device", default="cpu", help="PyTorch device of the models: cpu, "
+                   "cuda, cuda:N, auto (CUDA when present) (default: cpu)")
     v.add_argument("--force", action="store_true", help="replace existing evaluation files")
     v.set_defaults(func=_step(run_evaluate))
 
@@ -164,7 +166,7 @@ def run_train(args: argparse.Namespace) -> int:
     from oatomo.datasets import LINEAR_INPUTS  # lazy: Numba kernels
     from oatomo.learn.checkpoint import sidecar_path  # lazy: PyTorch
     from oatomo.learn.refiner import train_refiner  # lazy: PyTorch
-    from oatomo.learn.train import resolve_device  # lazy: PyTorch
+    from oatomo.pipeline.options import check_device  # lazy: Numba kernels
 
     check_counts(args, "epochs", "batch-size")
     check_floats(args, ("lr", 0.0, 10.0, True))
@@ -181,7 +183,7 @@ def run_train(args: argparse.Namespace) -> int:
         raise InputError(f"--inputs must name some of {', '.join(LINEAR_INPUTS)}, got "
                          f"{args.inputs!r}")
     channels = tuple(LINEAR_INPUTS.index(w) for w in wanted)
-    resolve_device(args.device)
+    check_device(args.device, "--device")
     t = time.perf_counter()
     with bars(args) as progress:
         _, res = train_refiner(
@@ -209,6 +211,7 @@ def run_evalset(args: argparse.Namespace) -> int:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     from oatomo.evaluation.refiners import evaluate_refiners, to_markdown  # lazy: Numba kernels
+    from oatomo.pipeline.options import check_device  # lazy: as above
 
     def labelled(specs: list[str]) -> dict[str, str]:
         out = {}
@@ -218,12 +221,13 @@ def run_evaluate(args: argparse.Namespace) -> int:
         return out
 
     check_counts(args, "samples")
+    device = check_device(args.device, "--device")
     models = labelled(args.model)
     out = evaluation_dir(args.out, force=args.force, inputs=tuple(models.values()))
     with bars(args) as progress:
         result = evaluate_refiners(args.data, models, out=out, n_samples=args.samples,
                                    uncertainty_modes=args.uncertainty_modes,
-                                   callback=progress)
+                                   device=device, callback=progress)
     print(to_markdown(result))
     print(f"wrote {out}/evaluation.md, evaluation.json, evaluation.png")
     return 0

@@ -80,6 +80,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "setup's variant decoder instead of the invariant one")
     r.add_argument("--samples", type=int, default=16,
                    help="posterior samples for the uncertainty map (default: %(default)s)")
+    r.add_argument("--device", default="cpu", help="PyTorch device of the refinement model: "
+                   "cpu, cuda, cuda:N, auto (CUDA when present) (default: cpu)")
     r.add_argument("--speed-of-sound", type=float, metavar="C",
                    help="speed of sound in m/s (default: the file's)")
     r.add_argument("--calibration", metavar="FILE", help="calibration JSON written by "
@@ -193,7 +195,7 @@ MAX_ITERS, MAX_SAMPLES = 100_000, 1024
 def run_reconstruct(args: argparse.Namespace) -> int:
     from oatomo.io import save_images  # lazy: h5py
     from oatomo.pipeline import reconstruct  # lazy: Numba kernels
-    from oatomo.pipeline.options import DEFAULT_METHOD  # lazy: as above
+    from oatomo.pipeline.options import DEFAULT_METHOD, check_device  # lazy: as above
     from oatomo.pipeline.policy import CALIBRATED_METHOD  # lazy: as above
 
     src = check_input_file(args.scan, "scan file")
@@ -228,6 +230,7 @@ def run_reconstruct(args: argparse.Namespace) -> int:
         raise InputError(f"--deconvolve LAM must be a finite number > 0, got "
                          f"{args.deconvolve}")
     refine = "auto" if args.refine is None else args.refine
+    device = check_device(args.device, "--device")
     with bars(args) as callback:
         rec = reconstruct(src, args.method, n=args.n, fov=args.fov, refine=refine,
                           model=args.model, setup=args.setup_name, samples=args.samples,
@@ -238,7 +241,7 @@ def run_reconstruct(args: argparse.Namespace) -> int:
                           frames=args.frames, deconvolve=args.deconvolve, preset=args.preset,
                           response=None if args.response is None else _response(args.response),
                           wavelengths=args.wavelengths, element_width=args.element_width,
-                          model_response=args.model_response,
+                          model_response=args.model_response, device=device,
                           callback=callback)
     prov = rec.provenance
     if out is None:

@@ -160,11 +160,12 @@ def eval_acquisition(data: dict[str, np.ndarray], i: int) -> Acquisition:
 
 def evaluate_refiners(eval_dir: str | os.PathLike, models: dict[str, str | os.PathLike], *,
                       out: str | os.PathLike | None = None, n_samples: int = 8,
-                      uncertainty_modes: Sequence[str] = (),
+                      uncertainty_modes: Sequence[str] = (), device: str = "cpu",
                       callback: Callback | None = None) -> dict[str, Any]:
     """Score classical reconstructions and refiners on an evaluation set.
 
     ``models``: label -> refiner checkpoint (:func:`oatomo.refine.load_refiner`).
+    ``device``: the PyTorch device of the models (:func:`oatomo.refine.load_refiner`).
     ``callback("evaluate", done, total)`` (:data:`oatomo.progress.Callback`) after each
     file of the set.
     ``uncertainty_modes``: for multi-decoder refiners, also the uncertainty-error
@@ -187,7 +188,7 @@ def evaluate_refiners(eval_dir: str | os.PathLike, models: dict[str, str | os.Pa
     if clash:
         raise InputError(f"model label {clash[0]!r} is the name of a classical "
                          f"reconstruction; choose another label")
-    refiners = {name: load_refiner(p) for name, p in models.items()}
+    refiners = {name: load_refiner(p, device=device) for name, p in models.items()}
     held = dict(EVAL_PERTURBATIONS)
     per_item: list[dict[str, Any]] = []
     calib: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {n: [] for n in refiners}
@@ -210,17 +211,21 @@ def evaluate_refiners(eval_dir: str | os.PathLike, models: dict[str, str | os.Pa
                 r = ref.refine_scan(sino, nominal, acq, grid, band=band,
                                     n_samples=n_samples, seed=i)
                 timing[name].append(time.perf_counter() - t_start)
-                preds[name], stds[name] = r.refined, r.std
+                # scored on the model's relative answer (the truth has maximum 1)
+                rel = 1.0 / r.scale if r.scale > 0 else 1.0
+                preds[name] = r.refined * rel
+                stds[name] = None if r.std is None else r.std * rel
                 if ref.kind == "multi-decoder":
                     configured = ref.uncertainty
                     for mode in uncertainty_modes:
                         ref.uncertainty = mode
-                        s_mode = ref.refine_images(
+                        again = ref.refine_images(
                             np.stack([ref.linear_inputs(sino, nominal, acq, r.canonical,
                                                         band=band)[m] for m in ref.inputs]),
-                            n_samples=n_samples, seed=i).std
+                            n_samples=n_samples, seed=i)
+                        s_mode = again.std / again.scale if again.scale > 0 else again.std
                         extra_corr.setdefault(name, {})[mode] = _correlation(
-                            resample(s_mode, r.canonical, grid), np.abs(r.refined - truth))
+                            resample(s_mode, r.canonical, grid), np.abs(preds[name] - truth))
                     ref.uncertainty = configured
             for m, img in preds.items():
                 fit = M.affine_fit(img, truth)

@@ -17,7 +17,8 @@ from oatomo.errors import InputError
 from oatomo.pipeline.presets import load_preset
 from oatomo.recon.registry import get_method
 
-__all__ = ["ReconstructOptions", "resolve_options", "operator_response", "PRESET_KEYWORDS",
+__all__ = ["ReconstructOptions", "resolve_options", "operator_response", "check_device",
+           "PRESET_KEYWORDS",
            "DEFAULT_METHOD", "DEFAULT_ITERS"]
 
 #: The method of a reconstruction that names none (neither keyword nor preset).
@@ -60,6 +61,8 @@ class ReconstructOptions:
     lam: float | None = None
     iters: int | None = None
     calibrate: bool | Literal["auto"] = "auto"
+    device: str = "cpu"
+    guard: bool = True
     method_given: bool = False
     preset_name: str | None = None
 
@@ -71,6 +74,32 @@ def _check_choices(options: ReconstructOptions) -> None:
     if options.calibrate not in (True, False, "auto"):
         raise InputError(f"calibrate must be True, False or 'auto', got "
                          f"{options.calibrate!r}")
+
+
+def check_device(device: str, option: str) -> str:
+    """The PyTorch device ``device`` names on this machine (``"auto"``: CUDA when present,
+    else ``"cpu"``); ``"cpu"`` is accepted without importing PyTorch.
+
+    Raises
+    ------
+    InputError
+        Naming ``option``, for a device this machine does not have (e.g. ``"cuda"``
+        without CUDA) or a name PyTorch does not know.
+    """
+    if device == "cpu":
+        return device
+    if not isinstance(device, str):
+        raise InputError(f"{option} must be a device name such as 'cpu' or 'cuda', got "
+                         f"{device!r}")
+    try:
+        from oatomo.learn.train import resolve_device  # lazy: PyTorch
+    except ImportError:
+        raise InputError(f"{option} {device!r} needs PyTorch, which is not installed; "
+                         f"use cpu") from None
+    try:
+        return str(resolve_device(device))
+    except InputError as exc:
+        raise InputError(f"{option}: {exc.problem}") from None
 
 
 def _with_preset(options: ReconstructOptions) -> ReconstructOptions:
@@ -98,6 +127,7 @@ def resolve_options(options: ReconstructOptions) -> ReconstructOptions:
         that cannot be read, or a method that is not registered.
     """
     _check_choices(options)
+    options = replace(options, device=check_device(options.device, "device"))
     options = _with_preset(options)
     resolved = replace(
         options, method_given=options.method is not None,

@@ -30,7 +30,8 @@ from oatomo.progress import Callback
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["scan_geometry", "position_check", "decide_calibration", "CALIBRATED_METHOD"]
+__all__ = ["scan_geometry", "position_check", "decide_calibration", "calibrated_geometry",
+           "CALIBRATED_METHOD"]
 
 #: The method of a scan calibrated by ``calibrate="auto"`` when none was named.
 CALIBRATED_METHOD = "mb-tv"
@@ -152,3 +153,23 @@ def decide_calibration(signals: Signals, grid: Grid, options: ReconstructOptions
         refine_reason = ("the scan was self-calibrated: calibrated TV is the better "
                          "image (the refiner was trained on nominal-position images)")
     return options, record, refine_reason
+
+
+def calibrated_geometry(scan: Any, options: ReconstructOptions) -> str | None:
+    """Why a scan reconstructed with estimated positions is not refined (None: the
+    refinement step decides).
+
+    The refiner was trained on images made with nominal positions and does worse on
+    calibrated ones, so with ``refine="auto"`` a file written by ``oatomo calibrate`` and a
+    scan calibrated with ``calibrate=True`` are not refined, whatever the method;
+    ``refine=True`` refines them anyway.
+    """
+    if options.refine != "auto":
+        return None
+    if options.calibrate is True:
+        return ("the scan was calibrated: calibrated images are not refined by default (the "
+                "refiner was trained on nominal-position images; --refine to force)")
+    if getattr(scan, "calibration", None):
+        return ("the file is calibrated: calibrated images are not refined by default (the "
+                "refiner was trained on nominal-position images; --refine to force)")
+    return None

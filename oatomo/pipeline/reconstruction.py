@@ -29,7 +29,7 @@ from oatomo.pipeline.frames import (
     reconstruct_by_frame,
 )
 from oatomo.pipeline.options import ReconstructOptions, operator_response, resolve_options
-from oatomo.pipeline.policy import decide_calibration, scan_geometry
+from oatomo.pipeline.policy import calibrated_geometry, decide_calibration, scan_geometry
 from oatomo.pipeline.refinement import refine_images
 from oatomo.progress import Callback
 from oatomo.recon.registry import get_method, reconstruct_sinogram
@@ -53,11 +53,14 @@ class Reconstruction:
     grid
         The grid of every image.
     units
-        Name -> units (``"Pa"`` or ``"fraction of max p0"``).
+        Name -> units (``"Pa"`` for every image).
     provenance
         ``method``, ``source``, ``format``, ``n_sensors``, ``speed_of_sound``, ``n_frames``,
         ``timings`` (s per step) and ``refinement`` (``applied``, ``reason``, ``model``,
-        ``compatible`` when checked, and the model's input, grid and decoder when applied).
+        ``compatible`` when checked; when the model ran, its ``input`` (e.g.
+        ``"ubp+das"``, the refiner's own reconstructions), ``method``, grid, decoder and
+        ``guard``, the check of the refined image against the data:
+        :func:`oatomo.pipeline.refinement.refine_images`).
     """
 
     images: Mapping[str, np.ndarray]
@@ -103,8 +106,8 @@ def reconstruct(scan: Any, method: str | None = None, grid: Grid | None = None, 
                 refine: bool | Literal["auto"] = "auto",
                 model: str | os.PathLike | None = None, setup: str | None = None,
                 samples: int = 16, lam: float | None = None, iters: int | None = None,
-                calibrate: bool | Literal["auto"] = "auto",
-                callback: Callback | None = None) -> Reconstruction:
+                calibrate: bool | Literal["auto"] = "auto", device: str = "cpu",
+                guard: bool = True, callback: Callback | None = None) -> Reconstruction:
     """Reconstruct a scan: load, linear or model-based image, learned refinement.
 
     Parameters
@@ -170,6 +173,8 @@ def reconstruct(scan: Any, method: str | None = None, grid: Grid | None = None, 
         refined (the refiner was trained on nominal-position images and does worse on
         calibrated ones; calibrated TV is the better image, docs/results/calibration.rst); with
         ``refine=True`` the check is made and reported but the scan is not calibrated.
+        A scan reconstructed with estimated positions (``calibrate=True``, or a file
+        written by ``oatomo calibrate``) is not refined either unless ``refine=True``.
         Files that are already calibrated, a ``calibration`` given, scans too large for
         memory and arrays that cannot be calibrated (3-D, fewer than 8 sensors) are not
         tested. ``False``: never.
@@ -177,11 +182,19 @@ def reconstruct(scan: Any, method: str | None = None, grid: Grid | None = None, 
         ``callback(what, done, total)`` after each step (``"load"``, ``method``,
         ``"refine"``) and during iterative methods.
 
+    guard
+        Check the refined image against the data and keep the method's image when it
+        fails (:func:`oatomo.refine.guard.check_refined`; the provenance's
+        ``refinement["guard"]`` has the verdict and its numbers). False: keep the refined
+        image unchecked.
+    device
+        PyTorch device of the refinement model (``"cpu"``, ``"cuda"``, ``"cuda:1"``,
+        ``"auto"``: CUDA when present); not ``"cpu"``: the PyTorch back end.
+
     Returns
     -------
     Reconstruction
-        Images in Pa (method, truth) and in fractions of the maximum p0 (refined,
-        uncertainty) on one grid, with provenance.
+        Images in Pa (method, truth, refined, uncertainty) on one grid, with provenance.
 
     Examples
     --------
@@ -194,7 +207,8 @@ def reconstruct(scan: Any, method: str | None = None, grid: Grid | None = None, 
         speed_of_sound=speed_of_sound, calibration=calibration, band=band,
         deconvolve=deconvolve, response=response, model_response=model_response,
         element_width=element_width, preset=preset, refine=refine, model=model, setup=setup,
-        samples=samples, lam=lam, iters=iters, calibrate=calibrate))
+        samples=samples, lam=lam, iters=iters, calibrate=calibrate, device=device,
+        guard=bool(guard)))
     timer = _StepTimer(callback)
     t = time.perf_counter()
     signals = load_signals(scan, options)
@@ -214,9 +228,11 @@ def reconstruct(scan: Any, method: str | None = None, grid: Grid | None = None, 
                                           callback)
     timer.done(method_name, t)
     t = time.perf_counter()
+    if refine_reason is None:
+        refine_reason = calibrated_geometry(signals.data, options)
     images, record = _refined_images(image, method_name, signals, grid, sensors,
                                      acquisition, options, refine_reason)
-    if record["applied"]:
+    if record["applied"] or "guard" in record:  # the model ran (the guard may reject it)
         timer.done("refine", t)
     images, units = _with_truth(images, signals, grid)
     logger.info("reconstructed %s with %s on %dx%d (%s)", signals.source, method_name, grid.n,
@@ -296,7 +312,11 @@ def _refined_images(image: np.ndarray, method: str, signals: Signals, grid: Grid
                         "reason": refine_reason}
     extra, record = refine_images(grid, signals.sinogram, sensors, acquisition,
                                   model=options.model, refine=options.refine,
-                                  setup=options.setup, samples=options.samples)
+                                  setup=options.setup, samples=options.samples,
+                                  physics=image, method=method, band=options.band,
+                                  response=_record_response(signals, options),
+                                  element_width=options.element_width,
+                                  device=options.device, guard=options.guard)
     for key, img in extra.items():
         _require_finite(img, f"the {key} image is not finite: the refinement model's "
                         f"weights hold NaN or Inf", record.get("model"))
@@ -304,11 +324,19 @@ def _refined_images(image: np.ndarray, method: str, signals: Signals, grid: Grid
     return images, record
 
 
+def _record_response(signals: Signals, options: ReconstructOptions) -> Any:
+    """The detector response the signals still carry (the one given, else the scan's;
+    None once deconvolved): the refinement guard puts it into its forward operator."""
+    if signals.deconvolution is not None:
+        return None
+    return (options.response if options.response is not None
+            else getattr(signals.data, "response", None))
+
+
 def _with_truth(images: dict[str, np.ndarray], signals: Signals, grid: Grid
                 ) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     """The images with the scan's truth when it is on their grid (``"truth"``), and the
-    units of each: refined and uncertainty images in fractions of the maximum p0, the
-    others in Pa."""
+    units of each (Pa: :data:`UNITS_REFINED` for refined and uncertainty images)."""
     units = {k: UNITS_REFINED if k in ("refined", "uncertainty") else UNITS_PA for k in images}
     truth = getattr(signals.data, "p0", None)
     if truth is not None and signals.data.grid == grid:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Literal
 
@@ -12,6 +14,7 @@ import numpy as np
 from oatomo.errors import InputError
 from oatomo.geometry import Acquisition, Grid, SensorArray
 from oatomo.learn.records import family_record
+from oatomo.refine.guard import GUARD_RULE, check_refined
 from oatomo.refine.refiner import (
     NUMPY_MAX_PIXELS,
     RefinedScan,
@@ -46,15 +49,31 @@ def _model_meta(path: Path) -> dict[str, Any]:
 def refine_images(grid: Grid, sinogram: np.ndarray, sensors: SensorArray,
                   acquisition: Acquisition, *, model: str | os.PathLike | None = None,
                   refine: bool | Literal["auto"] = "auto", setup: str | None = None,
-                  samples: int = 16) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+                  samples: int = 16, physics: np.ndarray | None = None,
+                  method: str | None = None,
+                  band: tuple[float | None, float | None] | None = None,
+                  response: Any = None, element_width: float | None = None,
+                  device: str = "cpu", guard: bool = True
+                  ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Step 4: the learned refinement of a scan, when a model applies.
 
-    The refiner (:class:`oatomo.refine.Refiner`) reconstructs its own input channels from
-    the sinogram (not the pipeline's image) and refines every frame on ``grid``. Returns
-    the new images (``refined`` and, with posterior samples, ``uncertainty``; none when it
-    did not refine) and a record (``applied``, ``reason``, ``model``, ...). With
-    ``refine=True`` a model that is missing or does not fit the scan is an
-    :class:`InputError`; with ``"auto"`` the record says why it skipped.
+    The refiner (:class:`oatomo.refine.Refiner`) reconstructs its own input channels (for
+    the shipped model UBP and DAS with the scan's positions, in ``band``) from the
+    sinogram, not from the pipeline's image, and refines every frame on ``grid``, in Pa.
+    With ``guard`` every refined frame is then checked against its record and
+    ``physics``, the method's image (:func:`oatomo.refine.guard.check_refined`, with
+    ``response``, the detector response the signals carry, and ``element_width`` in its
+    forward operator); when a frame fails, no frame is refined and the record says why.
+
+    Returns the new images (``refined`` and, with posterior samples, ``uncertainty``; none
+    when it did not refine) and a record: ``applied``, ``reason``, ``model``,
+    ``compatible`` when checked; when the model ran, ``input`` (the physics images the
+    refiner's input was, e.g. ``"ubp+das"``), ``method`` (the pipeline's method),
+    ``input_note`` when the method is not one of the inputs, ``gain`` and ``guard``
+    (``passed``, ``why``, ``rule`` and per frame the numbers). With ``refine=True`` a
+    model that is missing or does not fit the scan is an :class:`InputError`; with
+    ``"auto"`` the record says why it skipped. ``device``: the
+    PyTorch device of the model (not ``"cpu"``: the PyTorch back end).
     """
     path = Path(model) if model is not None else default_model_path()
     record: dict[str, Any] = {"applied": False, "model": str(path)}
@@ -81,32 +100,73 @@ def refine_images(grid: Grid, sinogram: np.ndarray, sensors: SensorArray,
             raise InputError(f"cannot refine this scan: {why}", path)
         record["reason"] = why
         return {}, record
-    return _refine_frames(path, float(family["pitch"]), grid, sinogram, sensors,
-                          acquisition, setup=setup, samples=samples,
-                          record={**record, "reason": why})
+    out, record = _refine_frames(path, float(family["pitch"]), grid, sinogram, sensors,
+                                 acquisition, setup=setup, samples=samples, band=band,
+                                 device=device, record={**record, "reason": why})
+    for key, img in out.items():  # before the guard, which would call it a misfit
+        if not np.all(np.isfinite(img)):
+            raise InputError(f"the {key} image is not finite: the refinement model's "
+                             f"weights hold NaN or Inf", path)
+    record["method"] = method
+    inputs = record["input"].split("+")
+    if method is not None and method not in inputs:
+        record["input_note"] = (f"the refiner's input is its own {record['input']} "
+                                f"reconstruction of the sinogram, not the {method} image")
+    if not guard or physics is None:
+        record["guard"] = {"passed": None, "why": "not checked"}
+        return out, record
+    t = time.perf_counter()
+    verdict = _guard(out["refined"], physics, sinogram, grid, sensors, acquisition,
+                     band=band, response=response, element_width=element_width)
+    verdict["time_s"] = time.perf_counter() - t
+    record["guard"] = verdict
+    if not verdict["passed"]:
+        record.update(applied=False, reason=f"refined, then rejected by the guard: "
+                      f"{verdict['why']}; the {method or 'physics'} image is kept")
+        return {}, record
+    return out, record
+
+
+def _guard(refined: np.ndarray, physics: np.ndarray, sinogram: np.ndarray, grid: Grid,
+           sensors: SensorArray, acquisition: Acquisition, **kw: Any) -> dict[str, Any]:
+    """The guard's record over every frame: passed when every frame passes; ``why`` that
+    of the first frame that failed (else of the last); ``frames`` the numbers of each."""
+    shape = grid.shape
+    sinos = sinogram.reshape((-1,) + sinogram.shape[-2:])
+    phys = np.asarray(physics).reshape((-1,) + shape)
+    refs = np.asarray(refined).reshape((-1,) + shape)
+    results = [check_refined(r, p, y, grid, sensors, acquisition, **kw)
+               for r, p, y in zip(refs, phys, sinos, strict=True)]
+    failed = [k for k, res in enumerate(results) if not res.passed]
+    first = results[failed[0]] if failed else results[-1]
+    why = (f"frame {failed[0]}: {first.why}" if failed and len(results) > 1 else first.why)
+    return {"passed": not failed, "why": why, "rule": asdict(GUARD_RULE),
+            "frames": [res.numbers for res in results]}
 
 
 def _refine_frames(path: Path, pitch: float, grid: Grid, sinogram: np.ndarray,
                    sensors: SensorArray, acquisition: Acquisition, *, setup: str | None,
-                   samples: int, record: dict[str, Any]
+                   samples: int, band: tuple[float | None, float | None] | None,
+                   device: str, record: dict[str, Any]
                    ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Step 4 with a refiner (the scan is inside its family): every frame refined on the
     user's grid (:meth:`oatomo.refine.Refiner.refine_scan`)."""
     frames = sinogram.reshape((-1,) + sinogram.shape[-2:])
     # many pixels: PyTorch is faster, once imported (``pitch``: the model's canonical one)
     big = len(frames) * to_canonical_grid(grid, pitch).n ** 2 > NUMPY_MAX_PIXELS
-    ref = load_refiner(path, backend="torch" if big else "auto")
+    ref = load_refiner(path, device=device,
+                       backend="torch" if big or device != "cpu" else "auto")
     env = setup if setup in ref.env_names else None
     results: list[RefinedScan] = [
-        ref.refine_scan(frame, sensors, acquisition, grid, env=env, n_samples=samples,
-                        check=False) for frame in frames]
+        ref.refine_scan(frame, sensors, acquisition, grid, band=band, env=env,
+                        n_samples=samples, check=False) for frame in frames]
     lead = sinogram.shape[:-2]
     out = {"refined": np.stack([r.refined for r in results]).reshape(lead + grid.shape)}
     stds = [r.std for r in results if r.std is not None]
     if stds:
         out["uncertainty"] = np.stack(stds).reshape(lead + grid.shape)
     r = results[-1]
-    record.update(applied=True, input="+".join(ref.inputs),
+    record.update(applied=True, input="+".join(ref.inputs), gain=ref.gain,
                   backend="numpy" if isinstance(ref.model, NumpyConvVAE) else "torch",
                   grid=r.canonical.to_dict(), samples=samples, uncertainty=ref.uncertainty,
                   decoder=f"variant decoder of {env}" if env else "invariant decoder")

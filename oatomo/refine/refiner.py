@@ -13,19 +13,29 @@ from a family of scanners (:mod:`oatomo.scanners`). For a scan on any grid:
    field of view, speed of sound);
 2. the input channels (UBP, DAS with the nominal positions) are reconstructed from the
    sinogram on a canonical grid covering the user's field of view (size rounded up to a
-   multiple of 4), each divided by its maximum absolute value;
+   multiple of 4), each divided by its maximum absolute value (what the model was trained
+   on);
 3. the fully convolutional model runs on the whole canonical image, or on overlapping
    tiles (blended with a tapered window) when it is larger than ``tile`` pixels;
-4. the refined image and the uncertainty map (standard deviation over posterior samples)
+4. the model's output (relative initial pressure: its training targets have maximum 1) is
+   multiplied by the input's scale ``s`` (the maximum absolute value of the first input
+   channel, in Pa) and the model's gain ``g`` (:attr:`Refiner.gain`), so the refined
+   image and its uncertainty are in Pa, and ``refine(a * x) == a * refine(x)`` for every
+   ``a > 0`` (to float rounding): frames and wavelengths keep their ratios;
+5. the refined image and the uncertainty map (standard deviation over posterior samples)
    are resampled back onto the user's grid (bilinear).
 
 Every refinement returns a :class:`RefinedScan`: :meth:`Refiner.refine_scan` on the user's
 grid, :meth:`Refiner.refine_images` (the model's input channels given directly) on the
 canonical grid.
 
-Units: linear images are in Pa; the refined image and its uncertainty are *relative
-initial pressure*, p0 divided by the maximum p0 in the field of view (the training
-targets have maximum 1), written as the ``units`` attribute :data:`UNITS_REFINED`.
+Units: every image is in Pa (:data:`UNITS_REFINED` equals :data:`UNITS_PA`). The refined
+image is ``s * g * f(x / s_c)``: ``f`` the model on the channels ``x`` each divided by its
+own maximum ``s_c`` (scale-free), ``s`` the first channel's maximum. With the default gain
+``g = 1`` the refined image's peak is the input image's peak (the UBP image's, for the
+shipped model); a gain recorded in the model's metadata (``gain``: the mean ratio of the
+true maximum p0 to the first channel's maximum on the model's training scans) puts it on
+the true p0 scale instead.
 """
 
 from __future__ import annotations
@@ -54,10 +64,10 @@ __all__ = ["Refiner", "RefinedScan", "load_refiner", "family_record", "posterior
            "NUMPY_MAX_PIXELS", "SMALL_PIXELS", "few_threads", "to_canonical_grid", "resample",
            "UNITS_REFINED", "UNITS_PA", "TRAIN_COMMAND"]
 
-#: ``units`` attribute of refined images and their uncertainty.
-UNITS_REFINED = "fraction of max p0"
 #: ``units`` attribute of linear and model-based images.
 UNITS_PA = "Pa"
+#: ``units`` attribute of refined images and their uncertainty (Pa, as the input).
+UNITS_REFINED = UNITS_PA
 
 #: Inputs of at most this many pixels (all images together) are refined on one thread.
 SMALL_PIXELS = 2 * 128 * 128
@@ -131,7 +141,7 @@ class RefinedScan:
     ----------
     refined, std
         Refined image and pixel-wise uncertainty (None without an uncertainty map: a
-        deterministic model or fewer than two samples), in :data:`UNITS_REFINED`.
+        deterministic model or fewer than two samples), in Pa (:data:`UNITS_REFINED`).
     linear
         The model's input channels by method name, in Pa (as given to
         :meth:`Refiner.refine_images`).
@@ -141,6 +151,10 @@ class RefinedScan:
         ``units`` of every image above, by name (``refined``, ``std``, the channels).
     reason
         The compatibility summary (empty when the scan's geometry was not checked).
+    scale
+        The factor (Pa) the model's relative output was multiplied by: the first input
+        channel's maximum absolute value times the model's gain; ``refined / scale`` is the
+        model's own answer (maximum about 1, the scale of its training targets).
     """
 
     refined: np.ndarray
@@ -150,6 +164,7 @@ class RefinedScan:
     canonical: Grid
     units: dict[str, str] = field(default_factory=dict)
     reason: str = ""
+    scale: float = 1.0
 
 
 @dataclass
@@ -173,6 +188,10 @@ class Refiner:
         Training environments (variant decoders of a multi-decoder model).
     meta
         Everything else the checkpoint recorded.
+    gain
+        The gain ``g`` of the refined image (see the module docstring): the model's
+        metadata ``gain`` when recorded, else 1 (the refined image carries the first input
+        channel's peak).
     uncertainty
         What the uncertainty map is: ``"posterior"``, the standard deviation of the decoded
         image over posterior samples z ~ q(z | x); ``"decoders"`` (multi-decoder models),
@@ -189,6 +208,7 @@ class Refiner:
     env_names: tuple[str, ...] = ()
     meta: dict[str, Any] = field(default_factory=dict)
     uncertainty: str = "posterior"
+    gain: float = 1.0
     _stacked: Any = field(default=None, repr=False, compare=False)
 
     def compatible(self, sensors: SensorArray, acquisition: Acquisition,
@@ -219,31 +239,45 @@ class Refiner:
                       overlap: int = 64) -> RefinedScan:
         """Refine (C, n, n) input channels on the canonical grid (n a multiple of 4).
 
-        Each channel is divided by its maximum absolute value first. Returns a
-        :class:`RefinedScan` on the canonical grid: the refined image and the uncertainty
-        map over ``n_samples`` posterior samples (see :attr:`uncertainty`; None for a
-        deterministic model or ``n_samples < 2``). Images larger than ``tile`` pixels are
-        refined in tiles overlapping by ``overlap`` pixels.
+        Each channel is divided by its maximum absolute value first; the model's output
+        is multiplied by the first channel's maximum and :attr:`gain`, so the images come
+        back in the channels' units (Pa) and scaling the channels by ``a > 0`` scales them
+        by ``a``. Returns a :class:`RefinedScan` on the canonical grid: the refined image
+        and the uncertainty map over ``n_samples`` posterior samples (see
+        :attr:`uncertainty`; None for a deterministic model or ``n_samples < 2``). Images
+        larger than ``tile`` pixels are refined in tiles overlapping by ``overlap`` pixels.
         """
         x = np.asarray(channels, np.float32)
         if x.ndim != 3 or x.shape[0] != len(self.inputs) or x.shape[1] != x.shape[2] \
                 or x.shape[1] % 4:
             raise InputError(f"channels must be ({len(self.inputs)}, n, n) with n a multiple "
                              f"of 4, got {x.shape}")
-        refined, std = self._refine_tiles(x, env, n_samples, seed, tile, overlap)
+        refined, std, scale = self._refine_tiles(x, env, n_samples, seed, tile, overlap)
         canon = Grid(x.shape[1], x.shape[1] * self.pitch)
         units = {"refined": UNITS_REFINED, **{m: UNITS_PA for m in self.inputs}}
         if std is not None:
             units["std"] = UNITS_REFINED
         return RefinedScan(refined=refined, std=std,
                            linear=dict(zip(self.inputs, x, strict=True)),
-                           grid=canon, canonical=canon, units=units)
+                           grid=canon, canonical=canon, units=units, scale=scale)
 
     def _refine_tiles(self, x: np.ndarray, env: str | None, n_samples: int, seed: int,
-                      tile: int, overlap: int) -> tuple[np.ndarray, np.ndarray | None]:
-        """The refined image and uncertainty map of (C, n, n) channels, tile by tile."""
+                      tile: int, overlap: int
+                      ) -> tuple[np.ndarray, np.ndarray | None, float]:
+        """The refined image and uncertainty map (Pa) of (C, n, n) channels, tile by tile,
+        and the scale they were multiplied by."""
         scale = np.abs(x).reshape(len(x), -1).max(1)
         x = x / np.where(scale > 0, scale, 1)[:, None, None]
+        # positively homogeneous of degree 1: refine(a x) = a refine(x) for a > 0
+        out_scale = float(scale[0]) * float(self.gain)
+        refined, std = self._refine_normalised(x, env, n_samples, seed, tile, overlap)
+        refined = (refined * out_scale).astype(np.float32)
+        return (refined, None if std is None else (std * out_scale).astype(np.float32),
+                out_scale)
+
+    def _refine_normalised(self, x: np.ndarray, env: str | None, n_samples: int, seed: int,
+                           tile: int, overlap: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """The model's output (relative units) on normalised channels, tile by tile."""
         n = x.shape[1]
         if n <= tile:
             return self._run(x, env, n_samples, seed)
@@ -385,7 +419,7 @@ class Refiner:
             refined=resample(r.refined, canon, grid),
             std=None if r.std is None else resample(r.std, canon, grid),
             linear={m: resample(v, canon, grid) for m, v in lin.items()},
-            grid=grid, canonical=canon, units=r.units, reason=reason)
+            grid=grid, canonical=canon, units=r.units, reason=reason, scale=r.scale)
 
 
 def posterior_noise(seed: int, n: int, shape: tuple[int, ...]) -> np.ndarray:
@@ -445,7 +479,19 @@ def load_refiner(path: str | os.PathLike, *, device: str = "cpu",
                          family=ScannerFamily.from_dict(meta["family"]),
                          pitch=float(meta["pitch"]), inputs=tuple(meta["inputs"]),
                          env_names=tuple(meta["env_names"]), meta=dict(meta),
-                         uncertainty=str(meta.get("uncertainty", "posterior")))
+                         uncertainty=str(meta.get("uncertainty", "posterior")),
+                         gain=_gain(meta.get("gain", 1.0), path))
+
+
+def _gain(value: Any, path: str | os.PathLike) -> float:
+    """The model's ``gain`` metadata, checked: a finite number > 0."""
+    try:
+        g = float(value)
+    except (TypeError, ValueError):
+        g = math.nan
+    if not (math.isfinite(g) and g > 0):
+        raise InputError(f"the model's gain must be a finite number > 0, got {value!r}", path)
+    return g
 
 
 #: The scanner-family names of :class:`Refiner` and :func:`load_refiner`.

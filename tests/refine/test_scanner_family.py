@@ -300,7 +300,10 @@ def test_pipeline_refines_any_ring_on_the_user_grid(tiny_refiners, tmp_path):
     assert rec.refined and rec.grid == grid
     assert rec.images["refined"].shape == (2, 40, 40)
     assert rec.images["uncertainty"].shape == (2, 40, 40)
-    assert rec.units["refined"] == "fraction of max p0" and rec.units["das"] == "Pa"
+    assert rec.units["refined"] == rec.units["uncertainty"] == rec.units["das"] == "Pa"
+    # in Pa, scale-equivariant: the second frame (half the first) refines to half
+    ref = rec.images["refined"].astype(np.float64)
+    assert np.sum(ref[1] * ref[0]) / np.sum(ref[0] ** 2) == pytest.approx(0.5, rel=1e-4)
     how = rec.provenance["refinement"]
     assert how["applied"] and how["input"] == "ubp+das" and "270-degree arc" in how["reason"]
     out = save_images(tmp_path / "img.h5", dict(rec.images), rec.grid, attrs=rec.attrs())
