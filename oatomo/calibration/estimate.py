@@ -15,14 +15,13 @@ import numpy as np
 
 from oatomo._limits import check_integer
 from oatomo.calibration.gauge import similarity_transform
-from oatomo.calibration.joint import SPEED_ITERS, joint_calibration
+from oatomo.calibration.joint import MIN_CORRELATION, joint_calibration
 from oatomo.calibration.levels import BOX_STD, schedule
 from oatomo.calibration.prior import position_prior
 from oatomo.calibration.result import Calibration
 from oatomo.calibration.search import (
     fit_fold,
     heldout_image,
-    heldout_misfits,
     interleaved_folds,
     search_speed_of_sound,
 )
@@ -58,8 +57,6 @@ def angular_coverage(positions: np.ndarray) -> float:
     return float(2 * math.pi - gaps.max())
 
 
-#: Median best correlation below which the data are declared to carry no usable structure.
-MIN_CORRELATION = 0.2
 
 
 def checked_input(sinogram: np.ndarray, sensors: SensorArray, acquisition: Acquisition,
@@ -196,12 +193,6 @@ def calibrate_sinogram(
         n_levels, n_folds, n_iter, thickness)
     if method == "joint":
         levels = schedule(y, acquisition, grid, prior_std, n_levels)
-        # the images of the joint method fit noise too: test the structure held out
-        held = heldout_misfits(levels[0], nominal, levels[0].acquisition,
-                               interleaved_folds(nominal, 2), SPEED_ITERS, thickness)
-        if float(np.median(1 - held)) < MIN_CORRELATION ** 2:
-            raise InputError("the scan's signals carry too little structure to calibrate "
-                             "on (held-out predictions do not correlate with the data)")
 
         def on_round(rec: dict[str, Any]) -> None:
             rec.pop("misfits")

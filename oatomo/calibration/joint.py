@@ -32,13 +32,14 @@ import numpy as np
 
 from oatomo.calibration.gauge import similarity_transform
 from oatomo.calibration.levels import BOX_STD, Level, band_limit
-from oatomo.calibration.search import interleaved_folds, search_speed_of_sound
+from oatomo.calibration.search import interleaved_folds, parabola_minimum, speed_of_sound_scan
+from oatomo.errors import InputError
 from oatomo.forward import ForwardOperator
 from oatomo.geometry import SensorArray
 from oatomo.recon.model_based import reconstruct_model_based
 from oatomo.recon.operators import operator_norm_sq
 
-__all__ = ["ROUNDS", "IMAGE_ITERS", "RELAX", "local_frames", "sensor_jacobians",
+__all__ = ["JACOBIAN_STEP", "ROUNDS", "IMAGE_ITERS", "RELAX", "local_frames", "sensor_jacobians",
            "gauss_newton_step", "line_search", "upsample", "joint_calibration"]
 
 
@@ -63,14 +64,15 @@ def sensor_jacobians(level: Level, image: np.ndarray, positions: np.ndarray,
                      thickness: float | None, h: float, response: Any = None
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The predicted records (N, T) at ``positions`` and their derivatives (N, T, 2) with
-    respect to each sensor's displacement along and across its line of sight (forward
-    differences of step ``h``, m), and the local frames (N, 2, 2)."""
+    respect to each sensor's displacement along and across its line of sight (central
+    differences of half-width ``h``, m), and the local frames (N, 2, 2)."""
     n = len(positions)
     frames = local_frames(positions)
     pts = np.concatenate([positions, positions + h * frames[:, 0],
-                          positions + h * frames[:, 1]])
-    pred = _predict(level, image, pts, thickness, response).reshape(3, n, -1)
-    jac = np.stack([(pred[1] - pred[0]) / h, (pred[2] - pred[0]) / h], axis=-1)
+                          positions - h * frames[:, 0], positions + h * frames[:, 1],
+                          positions - h * frames[:, 1]])
+    pred = _predict(level, image, pts, thickness, response).reshape(5, n, -1)
+    jac = np.stack([(pred[1] - pred[2]) / (2 * h), (pred[3] - pred[4]) / (2 * h)], axis=-1)
     return pred[0], jac, frames
 
 
@@ -102,7 +104,7 @@ def gauss_newton_step(level: Level, image: np.ndarray, positions: np.ndarray,
         (N,) relative misfit ``||y - a P||^2 / ||y||^2`` at the current positions.
     """
     y = level.data.astype(np.float64)
-    h = level.grid.dx / 8
+    h = level.grid.dx * JACOBIAN_STEP
     pred, jac, frames = sensor_jacobians(level, image, positions, thickness, h, response)
     pp = np.einsum("nt,nt->n", pred, pred)
     a = np.einsum("nt,nt->n", pred, y) / np.maximum(pp, 1e-300)
@@ -197,6 +199,10 @@ def upsample(image: np.ndarray, n: int) -> np.ndarray:
     return np.maximum(out, 0).astype(np.float32)
 
 
+#: Half-width of the central differences of the records' derivatives, in pixels of the
+#: level (the records are not smooth in the position below a fraction of a sample).
+JACOBIAN_STEP = 0.25
+
 #: Rounds (image step + geometry step) per level, coarsest first; the finest level's
 #: count is repeated for more levels.
 ROUNDS = (4, 4, 4)
@@ -210,13 +216,17 @@ IMAGE_ITERS = 10
 #: sight, where the data see a sensor weakly. Per sensor and coordinate (along, across),
 #: the step is multiplied by a factor that grows by the first number while successive
 #: steps keep their sign (the estimate creeps) and falls back to 1 when the sign flips
-#: (it overshot).
+#: or the sensor's misfit grew (it overshot).
 RELAX = (1.5, 4.0)
 
-#: Held-out folds and TV iterations of the cross-validated search of the speed of sound
+#: Held-out folds, TV iterations and points of the cross-validated search of the speed of sound
 #: at the coarsest level, before the first round (:func:`~oatomo.calibration.search.
 #: search_speed_of_sound`).
-SPEED_FOLDS, SPEED_ITERS = 2, 12
+SPEED_FOLDS, SPEED_ITERS, SPEED_POINTS = 2, 12, 5
+
+#: Median held-out correlation (squared: ``1 - misfit``) below which the data are
+#: declared to carry no usable structure.
+MIN_CORRELATION = 0.2
 
 SCALE_TO_SPEED = True
 
@@ -268,12 +278,21 @@ def joint_calibration(levels: list[Level], nominal: np.ndarray, c: float, prior_
     history: list[dict[str, float]] = []
     total = sum(rounds[min(li, len(rounds) - 1)] for li in range(len(levels)))
     x: np.ndarray | None = None
-    if speed_of_sound and speed_span > 0:
-        c = search_speed_of_sound(levels[0], pos, interleaved_folds(nominal, SPEED_FOLDS), c,
-                                  speed_span, SPEED_ITERS, thickness)
+    # the speed of sound, cross-validated; its held-out misfits also test the structure
+    span = speed_span if speed_of_sound else 0.0
+    rel, held = speed_of_sound_scan(levels[0], pos, interleaved_folds(nominal, SPEED_FOLDS),
+                                    c, span, SPEED_ITERS, thickness,
+                                    SPEED_POINTS if span > 0 else 1)
+    k = int(np.argmin(np.abs(rel)))
+    if float(np.median(1 - held[k])) < MIN_CORRELATION ** 2:
+        raise InputError("the scan's signals carry too little structure to calibrate on "
+                         "(held-out predictions do not correlate with the data)")
+    if span > 0:
+        c *= 1 + parabola_minimum(rel, held.mean(axis=1))
     for li, level in enumerate(levels):
         gain = np.ones((n_s, 2))
         last: np.ndarray | None = None
+        last_mis = np.full(n_s, np.inf)
         if x is not None:
             x = upsample(x, level.grid.n)
         # ||A||^2 once per level, at the lowest speed it may reach (the gain is 1 / c^2),
@@ -301,7 +320,9 @@ def joint_calibration(levels: list[Level], nominal: np.ndarray, c: float, prior_
                 if last is not None:
                     same = np.sign(d) == np.sign(last)
                     gain = np.where(same, np.minimum(gain * relax[0], relax[1]), 1.0)
-                last = d
+                    # a sensor whose misfit grew since the last step went too far
+                    gain[mis > last_mis] = 1.0
+                last, last_mis = d, mis
                 new = pos + np.einsum("nc,ncd->nd", d * gain, frames)
             s, R, t = similarity_transform(new, nominal, scale=True)
             aligned = new @ R.T * s + t

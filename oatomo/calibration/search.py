@@ -24,7 +24,7 @@ from oatomo.recon.model_based import reconstruct_model_based
 from oatomo.recon.operators import operator_norm_sq
 
 __all__ = ["interleaved_folds", "heldout_image", "fit_fold", "heldout_misfits",
-           "search_speed_of_sound",
+           "speed_of_sound_scan", "parabola_minimum", "search_speed_of_sound",
            "scout"]
 
 
@@ -175,30 +175,43 @@ def heldout_misfits(level: Level, positions: np.ndarray, acq: Acquisition,
     return out
 
 
-def search_speed_of_sound(level: Level, positions: np.ndarray, folds: list[np.ndarray],
-                          c0: float, span: float, n_iter: int, thickness: float | None
-                          ) -> float:
-    """Cross-validated 1-D search of ``c`` over ``c0 (1 +- span)`` (7 points + parabola)."""
-    rel = np.linspace(-span, span, 7)
+def speed_of_sound_scan(level: Level, positions: np.ndarray, folds: list[np.ndarray],
+                        c0: float, span: float, n_iter: int, thickness: float | None,
+                        points: int = 7) -> tuple[np.ndarray, np.ndarray]:
+    """Held-out misfits over ``points`` speeds of sound ``c0 (1 + rel)``, ``rel`` evenly
+    over ``[-span, span]``: returns ``rel`` (P,) and the per-sensor misfits (P, N)."""
+    rel = np.linspace(-span, span, points)
     # ||A||^2 grows as c falls (the slab model's gain is 1 / c^2): take it at the lowest c
     slow = replace(level.acquisition, speed_of_sound=c0 * (1 - span))
     norms = [operator_norm_sq(level.grid, SensorArray(np.delete(positions, idx, axis=0)),
                               slow, n_iter=15) for idx in folds]
-    vals = []
+    mis = []
     for r in rel:
         acq = replace(level.acquisition, speed_of_sound=c0 * (1 + r))
-        vals.append(float(np.mean(heldout_misfits(replace(level, acquisition=acq),
-                                                  positions, acq, folds, n_iter, thickness,
-                                                  norms))))
-    vals_a = np.asarray(vals)
-    k = int(np.argmin(vals_a))
-    best = rel[k]
-    if 0 < k < len(rel) - 1:
-        a, b, c = vals_a[k - 1], vals_a[k], vals_a[k + 1]
+        mis.append(heldout_misfits(replace(level, acquisition=acq), positions, acq, folds,
+                                   n_iter, thickness, norms))
+    return rel, np.asarray(mis)
+
+
+def parabola_minimum(x: np.ndarray, values: np.ndarray) -> float:
+    """The minimiser of evenly spaced samples: the best sample, refined by the parabola
+    through it and its neighbours when it is inside and the parabola opens upwards."""
+    k = int(np.argmin(values))
+    best = float(x[k])
+    if 0 < k < len(x) - 1:
+        a, b, c = values[k - 1], values[k], values[k + 1]
         den = a - 2 * b + c
         if den > 0:
-            best = rel[k] + 0.5 * (a - c) / den * (rel[1] - rel[0])
-    return c0 * (1 + float(best))
+            best += 0.5 * (a - c) / den * float(x[1] - x[0])
+    return best
+
+
+def search_speed_of_sound(level: Level, positions: np.ndarray, folds: list[np.ndarray],
+                          c0: float, span: float, n_iter: int, thickness: float | None
+                          ) -> float:
+    """Cross-validated 1-D search of ``c`` over ``c0 (1 +- span)`` (7 points + parabola)."""
+    rel, mis = speed_of_sound_scan(level, positions, folds, c0, span, n_iter, thickness)
+    return c0 * (1 + parabola_minimum(rel, mis.mean(axis=1)))
 
 
 def scout(y: np.ndarray, acq: Acquisition, grid: Grid, nominal: np.ndarray, guess: float,
