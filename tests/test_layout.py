@@ -14,7 +14,7 @@ PACKAGE = ROOT / "oatomo"
 #: ``oatomo`` itself is the lazy public face (it imports errors and geometry eagerly).
 LAYERS = (
     ("oatomo.errors", "oatomo.progress", "oatomo._lazy", "oatomo._limits", "oatomo._blas",
-     "oatomo.resources"),
+     "oatomo.resources", "oatomo.units"),
     ("oatomo._atomic", "oatomo.kernels"),
     ("oatomo.geometry",),
     ("oatomo",),

@@ -264,7 +264,8 @@ def run_reconstruct(args: argparse.Namespace) -> int:
             save_patato(patato, replace(scan, sinogram=shown, wavelengths=None if
                                         prov["wavelengths"] is None else
                                         np.asarray(prov["wavelengths"])), rec.linear,
-                        rec.grid, algorithm=prov["method"])
+                        rec.grid, algorithm=prov["method"],
+                        units=rec.units.get(prov["method"], "Pa"))
             written.append(patato)
         save_images(out, dict(rec.images), rec.grid, attrs=rec.attrs())
     except BaseException:

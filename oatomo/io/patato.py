@@ -20,6 +20,7 @@ from oatomo.geometry import Acquisition, Grid, SensorArray
 from oatomo.io.hdf5 import number_value, plane_positions, read_array, text_value, write_hdf5
 from oatomo.io.scan import Scan
 from oatomo.response import DetectorResponse
+from oatomo.units import UNITS_PA
 
 __all__ = ["is_patato", "read_patato", "save_patato"]
 
@@ -59,7 +60,8 @@ def read_patato(f: h5py.File, path: Path, lazy: bool = False) -> Scan:
 
 
 def save_patato(path: str | os.PathLike, scan: Scan, images: np.ndarray, grid: Grid, *,
-                algorithm: str = "oatomo", wavelengths: Any = None) -> Path:
+                algorithm: str = "oatomo", wavelengths: Any = None,
+                units: str = UNITS_PA) -> Path:
     """Write a scan and its reconstruction in PATATO's HDF5 layout, for PATATO's spectral
     unmixing (``patato.PAData.from_hdf5(path)``, ``patato-unmix path``).
 
@@ -92,6 +94,9 @@ def save_patato(path: str | os.PathLike, scan: Scan, images: np.ndarray, grid: G
         Name of the reconstruction group (e.g. the method, ``"ubp"``).
     wavelengths
         The images' wavelengths (m); default the scan's.
+    units
+        The images' units (the reconstruction's ``units``: ``"Pa"``, or ``"a.u."`` for
+        UBP and DAS), written as the reconstruction's ``units`` attribute.
 
     Returns
     -------
@@ -153,7 +158,7 @@ def save_patato(path: str | os.PathLike, scan: Scan, images: np.ndarray, grid: G
         r.attrs["RECONSTRUCTION_FIELD_OF_VIEW_Z"] = 0.0
         r.attrs["RECONSTRUCTION_NZ"] = 1
         r.attrs["RECONSTRUCTION_ALGORITHM"] = algorithm
-        r.attrs["units"] = "Pa"
+        r.attrs["units"] = units
         if wl is not None:
             r.attrs["wavelengths"] = wl * 1e9
 

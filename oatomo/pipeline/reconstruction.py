@@ -32,7 +32,7 @@ from oatomo.pipeline.options import ReconstructOptions, operator_response, resol
 from oatomo.pipeline.policy import calibrated_geometry, decide_calibration, scan_geometry
 from oatomo.pipeline.refinement import refine_images
 from oatomo.progress import Callback
-from oatomo.recon.registry import get_method, reconstruct_sinogram
+from oatomo.recon.registry import get_method, image_units, reconstruct_sinogram
 from oatomo.refine.refiner import UNITS_PA, UNITS_REFINED
 
 logger = logging.getLogger(__name__)
@@ -53,7 +53,9 @@ class Reconstruction:
     grid
         The grid of every image.
     units
-        Name -> units (``"Pa"`` for every image).
+        Name -> units: ``"Pa"`` where the image reads the initial pressure (FBP, the
+        model-based methods, the truth), ``"a.u."`` where it is proportional to it only up
+        to an unknown factor (UBP, DAS); refined images take their input's.
     provenance
         ``method``, ``source``, ``format``, ``n_sensors``, ``speed_of_sound``, ``n_frames``,
         ``timings`` (s per step) and ``refinement`` (``applied``, ``reason``, ``model``,
@@ -234,7 +236,7 @@ def reconstruct(scan: Any, method: str | None = None, grid: Grid | None = None, 
                                      acquisition, options, refine_reason)
     if record["applied"] or "guard" in record:  # the model ran (the guard may reject it)
         timer.done("refine", t)
-    images, units = _with_truth(images, signals, grid)
+    images, units = _with_truth(images, signals, grid, method_name, record)
     logger.info("reconstructed %s with %s on %dx%d (%s)", signals.source, method_name, grid.n,
                 grid.n, "refined" if record["applied"] else record["reason"])
     return Reconstruction(images, grid, units, _provenance(
@@ -333,11 +335,15 @@ def _record_response(signals: Signals, options: ReconstructOptions) -> Any:
             else getattr(signals.data, "response", None))
 
 
-def _with_truth(images: dict[str, np.ndarray], signals: Signals, grid: Grid
+def _with_truth(images: dict[str, np.ndarray], signals: Signals, grid: Grid,
+                method: str, refinement: dict[str, Any]
                 ) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     """The images with the scan's truth when it is on their grid (``"truth"``), and the
-    units of each (Pa: :data:`UNITS_REFINED` for refined and uncertainty images)."""
-    units = {k: UNITS_REFINED if k in ("refined", "uncertainty") else UNITS_PA for k in images}
+    units of each: the method's (:attr:`oatomo.recon.registry.MethodSpec.units`); the
+    refined image and its uncertainty those of the refiner's first input channel."""
+    units = {method: get_method(method).units}
+    refined_units = image_units(str(refinement.get("input", "")).split("+")[0])
+    units.update({k: refined_units for k in ("refined", "uncertainty") if k in images})
     truth = getattr(signals.data, "p0", None)
     if truth is not None and signals.data.grid == grid:
         images["truth"] = truth

@@ -21,9 +21,10 @@ from oatomo.geometry import Acquisition, Grid, SensorArray, check_geometry
 from oatomo.progress import Callback
 from oatomo.recon.backprojection import backproject
 from oatomo.recon.model_based import reconstruct_model_based
+from oatomo.units import UNITS_ARBITRARY, UNITS_PA
 
-__all__ = ["Callback", "MethodSpec", "METHODS", "get_method", "linear_methods",
-           "reconstruct_sinogram"]
+__all__ = ["Callback", "MethodSpec", "METHODS", "UNITS_PA", "UNITS_ARBITRARY", "get_method",
+           "linear_methods", "reconstruct_sinogram", "image_units"]
 
 
 
@@ -47,6 +48,9 @@ class MethodSpec:
         Needs sensors on a (nearly) full circle around the origin.
     iterative
         Takes ``iters`` iterations and a regularisation weight ``lam``.
+    units
+        :data:`UNITS_PA` when the image reads the initial pressure, else
+        :data:`UNITS_ARBITRARY`.
     """
 
     name: str
@@ -54,6 +58,7 @@ class MethodSpec:
     description: str
     full_ring: bool = False
     iterative: bool = False
+    units: str = UNITS_PA
 
 
 def _backproject(kind: str, sinogram: np.ndarray, grid: Grid, sensors: SensorArray,
@@ -95,8 +100,9 @@ def _model_based(kind: str, sinogram: np.ndarray, grid: Grid, sensors: SensorArr
 
 #: Every reconstruction method, by name (the order of ``--help``).
 METHODS: dict[str, MethodSpec] = {s.name: s for s in (
-    MethodSpec("das", partial(_backproject, "das"), "delay-and-sum"),
-    MethodSpec("ubp", partial(_backproject, "ubp"), "universal backprojection"),
+    MethodSpec("das", partial(_backproject, "das"), "delay-and-sum", units=UNITS_ARBITRARY),
+    MethodSpec("ubp", partial(_backproject, "ubp"), "universal backprojection",
+               units=UNITS_ARBITRARY),
     MethodSpec("fbp", partial(_backproject, "fbp"), "exact filtered backprojection",
                full_ring=True),
     MethodSpec("mb-tikhonov", partial(_model_based, "tikhonov"),
@@ -160,3 +166,10 @@ def reconstruct_sinogram(sinogram: np.ndarray, grid: Grid, sensors: SensorArray,
              if v is not None}
     return spec.run(sinogram, grid, sensors, acquisition, band=band, lam=lam, iters=iters,
                     callback=callback, **extra)
+
+
+def image_units(name: str) -> str:
+    """Units of the image of method ``name`` (a name of :data:`METHODS`, or an input
+    channel name such as ``"ubp"``); :data:`UNITS_ARBITRARY` for names it does not know."""
+    spec = METHODS.get(name)
+    return UNITS_ARBITRARY if spec is None else spec.units

@@ -29,7 +29,9 @@ Every refinement returns a :class:`RefinedScan`: :meth:`Refiner.refine_scan` on 
 grid, :meth:`Refiner.refine_images` (the model's input channels given directly) on the
 canonical grid.
 
-Units: every image is in Pa (:data:`UNITS_REFINED` equals :data:`UNITS_PA`). The refined
+Units: a refined image has the units of the refiner's first input channel
+(:attr:`Refiner.units`: ``"a.u."`` for UBP, whose values are proportional to p0 only up to
+an unknown factor; Pa for a model-based input). The refined
 image is ``s * g * f(x / s_c)``: ``f`` the model on the channels ``x`` each divided by its
 own maximum ``s_c`` (scale-free), ``s`` the first channel's maximum. With the default gain
 ``g = 1`` the refined image's peak is the input image's peak (the UBP image's, for the
@@ -57,6 +59,7 @@ from oatomo.geometry import Acquisition, Grid, SensorArray
 from oatomo.learn.records import TRAIN_COMMAND, family_record, is_weights_archive, read_weights
 from oatomo.refine.weights import NUMPY_CLASSES, NumpyConvVAE
 from oatomo.scanners import CANONICAL_PITCH, FAMILY, ScannerFamily
+from oatomo.units import UNITS_PA
 
 logger = logging.getLogger(__name__)
 
@@ -65,8 +68,9 @@ __all__ = ["Refiner", "RefinedScan", "load_refiner", "family_record", "posterior
            "UNITS_REFINED", "UNITS_PA", "TRAIN_COMMAND"]
 
 #: ``units`` attribute of linear and model-based images.
-UNITS_PA = "Pa"
-#: ``units`` attribute of refined images and their uncertainty (Pa, as the input).
+#: ``units`` of a refined image (and its uncertainty) whose input reads the initial
+#: pressure; a refiner takes the units of its first input channel
+#: (:attr:`Refiner.units`): ``"a.u."`` for UBP.
 UNITS_REFINED = UNITS_PA
 
 #: Inputs of at most this many pixels (all images together) are refined on one thread.
@@ -211,6 +215,14 @@ class Refiner:
     gain: float = 1.0
     _stacked: Any = field(default=None, repr=False, compare=False)
 
+    @property
+    def units(self) -> str:
+        """Units of the refined image and its uncertainty: those of the first input
+        channel (:func:`oatomo.recon.registry.image_units`)."""
+        from oatomo.recon.registry import image_units  # lazy: the registry loads Numba
+
+        return image_units(self.inputs[0])
+
     def compatible(self, sensors: SensorArray, acquisition: Acquisition,
                    grid: Grid) -> tuple[bool, str]:
         """Whether the scan lies inside the trained family, and exactly why not."""
@@ -254,9 +266,11 @@ class Refiner:
                              f"of 4, got {x.shape}")
         refined, std, scale = self._refine_tiles(x, env, n_samples, seed, tile, overlap)
         canon = Grid(x.shape[1], x.shape[1] * self.pitch)
-        units = {"refined": UNITS_REFINED, **{m: UNITS_PA for m in self.inputs}}
+        from oatomo.recon.registry import image_units  # lazy: the registry loads Numba
+
+        units = {"refined": self.units, **{m: image_units(m) for m in self.inputs}}
         if std is not None:
-            units["std"] = UNITS_REFINED
+            units["std"] = self.units
         return RefinedScan(refined=refined, std=std,
                            linear=dict(zip(self.inputs, x, strict=True)),
                            grid=canon, canonical=canon, units=units, scale=scale)

@@ -102,7 +102,7 @@ def test_info_describes_an_image_file(scan, capsys):
     text = capsys.readouterr().out
     assert "no sinogram" not in text
     assert "format:          oatomo image file" in text
-    assert "image:           das 2x2x16x16 (frame, wavelength, y, x) in Pa" in text
+    assert "image:           das 2x2x16x16 (frame, wavelength, y, x) in a.u." in text
     with h5py.File(out) as f:  # the grid as the file holds it
         n, fov = int(f.attrs["grid_n"]), float(f.attrs["grid_fov"])
     assert f"grid:            16x16 pixels, dx {fov / n * 1e3:.4g} mm, fov {fov * 1e3:.4g} mm" \

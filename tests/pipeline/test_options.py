@@ -89,7 +89,7 @@ def test_cli_autofocus_json_feeds_reconstruct(tmp_path, capsys):
     with h5py.File(out) as f:
         assert f.attrs["speed_of_sound"] == pytest.approx(doc["speed_of_sound"])
         img = f["images/ubp"]
-        assert img.shape == (1, 2, 32, 32) and img.attrs["units"] == "Pa"
+        assert img.shape == (1, 2, 32, 32) and img.attrs["units"] == "a.u."
         assert img.attrs["axes"] == "frame, wavelength, y, x"
         assert f["wavelengths"].attrs["units"] == "m"
         np.testing.assert_allclose(f["wavelengths"][...], [700e-9, 800e-9])

@@ -14,8 +14,9 @@ import oatomo
 from oatomo import Acquisition, Grid, InputError, ring_array
 from oatomo.cli import build_parser, main
 from oatomo.io import Scan, load_images, save_scan
-from oatomo.pipeline import UNITS_PA, UNITS_REFINED, Reconstruction, reconstruct
+from oatomo.pipeline import UNITS_PA, Reconstruction, reconstruct
 from oatomo.recon.registry import METHODS, MethodSpec
+from oatomo.units import UNITS_ARBITRARY
 
 ROOT = Path(__file__).parents[2]
 PACKAGE = ROOT / "oatomo"
@@ -44,7 +45,7 @@ def test_linear_result_has_units_grid_and_provenance(ring32_scan):
     rec = reconstruct(ring32_scan, "ubp", refine=False)
     assert isinstance(rec, Reconstruction)
     assert set(rec.images) == {"ubp", "truth"} and rec.grid == ring32_scan.grid
-    assert dict(rec.units) == {"ubp": UNITS_PA, "truth": UNITS_PA}
+    assert dict(rec.units) == {"ubp": UNITS_ARBITRARY, "truth": UNITS_PA}
     assert rec.image is rec.images["ubp"] and rec.image.dtype == np.float32
     np.testing.assert_array_equal(rec.image, oatomo.backproject(
         ring32_scan.sinogram, rec.grid, ring32_scan.sensors, ring32_scan.acquisition, "ubp"))
@@ -66,8 +67,8 @@ def test_auto_refines_with_the_shipped_model(ring32_scan):
     rec = reconstruct(ring32_scan, "ubp")  # refine="auto"
     assert {"ubp", "refined", "uncertainty", "truth"} == set(rec.images)
     assert rec.refined and rec.image is rec.images["refined"]
-    assert rec.units["refined"] == rec.units["uncertainty"] == UNITS_REFINED
-    assert rec.units["ubp"] == UNITS_PA
+    # the shipped refiner refines UBP: its images take UBP's arbitrary units
+    assert rec.units["refined"] == rec.units["uncertainty"] == rec.units["ubp"] == UNITS_ARBITRARY
     how = rec.provenance["refinement"]
     assert how["applied"] and how["compatible"] and how["decoder"] == "invariant decoder"
     assert Path(how["model"]).name == "family_refiner.npz" and "refine" in rec.provenance["timings"]
