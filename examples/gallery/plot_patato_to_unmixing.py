@@ -57,7 +57,7 @@ scan = oatomo.Scan(sino, ring, acq, wavelengths=wavelengths)
 rec = oatomo.reconstruct(scan, "mb-tv", grid, iters=30, refine=False)
 images = rec.images["mb-tv"]
 path = save_patato(Path(tempfile.mkdtemp()) / "scan.hdf5", scan, images, grid,
-                   algorithm="mb-tv")
+                   algorithm="mb-tv", units=rec.units["mb-tv"])
 print(images.shape, "->", path.name)
 
 # %%
@@ -84,14 +84,14 @@ if patato is not None:
 
     fig, axes = plt.subplots(1, 3, figsize=(11, 3.4))
     extent = recon.extent
-    for ax, (title, img, cmap) in zip(axes, [("750 nm", images[0], "inferno"),
-                                             ("850 nm", images[1], "inferno"),
-                                             ("sO2 (PATATO)", np.where(
-                                                 images.max(0) > 0.2 * images.max(),
-                                                 so2_map, np.nan), "RdBu_r")], strict=True):
+    unit = rec.units["mb-tv"]  # TV reads the initial pressure: Pa
+    for ax, (title, img, cmap, label) in zip(axes, [
+            ("750 nm", images[0], "inferno", unit), ("850 nm", images[1], "inferno", unit),
+            ("sO2 (PATATO)", np.where(images.max(0) > 0.2 * images.max(), so2_map, np.nan),
+             "RdBu_r", "sO2 (fraction)")], strict=True):
         im = ax.imshow(img, origin="lower", extent=np.multiply(extent, 1e3), cmap=cmap,
                        **({"vmin": 0, "vmax": 1} if cmap == "RdBu_r" else {}))
-        fig.colorbar(im, ax=ax, shrink=0.8)
+        fig.colorbar(im, ax=ax, shrink=0.8, label=label)
         ax.set_title(title)
         ax.set_xlabel("x (mm)")
     axes[0].set_ylabel("y (mm)")

@@ -12,6 +12,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import oatomo
+from oatomo.evaluation.metrics import pearson
+from oatomo.figures import add_scale_bar
 from oatomo.setups import load_setup
 
 setup = load_setup("ring32_jitter")
@@ -32,14 +34,17 @@ print({name: rec.units[name] for name in rec.images})
 
 # %%
 # The linear image, the refined one, its uncertainty (own scale) and the truth.
-panels = [("UBP (Pa)", rec.linear), ("truth p0 (Pa)", p0)]
+# Each colourbar carries the image's units: UBP is proportional to p0 only up to a factor
+# ("a.u."), the truth is in Pa, and the refined image takes its input's units.
+panels = [("UBP", "ubp", rec.linear), ("truth p0", "truth", p0)]
 if rec.refined:
-    panels[1:1] = [("refined", rec.images["refined"]),
-                   ("uncertainty", rec.images["uncertainty"])]
+    panels[1:1] = [("refined", "refined", rec.images["refined"]),
+                   ("uncertainty", "uncertainty", rec.images["uncertainty"])]
 fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.2))
-for ax, (title, img) in zip(axes, panels, strict=True):
+for ax, (title, name, img) in zip(axes, panels, strict=True):
     im = ax.imshow(img, origin="lower", cmap="viridis" if title == "uncertainty" else "inferno")
-    fig.colorbar(im, ax=ax, shrink=0.8)
+    fig.colorbar(im, ax=ax, shrink=0.8, label=rec.units.get(name, "Pa"))
+    add_scale_bar(ax, rec.grid, color="black" if title == "uncertainty" else "white")
     ax.set_title(title)
     ax.set_axis_off()
 fig.tight_layout()
@@ -48,7 +53,7 @@ fig.tight_layout()
 # Pearson correlation with the truth.
 for name in ("ubp", "refined"):
     if name in rec.images:
-        print(name, round(float(oatomo.evaluation.metrics.pearson(rec.images[name], p0)), 3))
+        print(name, round(float(pearson(rec.images[name], p0)), 3))
 print("sensor position error (rms, mm):",
       round(float(np.sqrt(np.mean(np.sum((true_sensors.positions - setup.array.positions)
                                          ** 2, axis=1)))) * 1e3, 3))
