@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from oatomo._atomic import atomic_path, check_free_space
+from oatomo._documents import read_json
 from oatomo.errors import InputError
 from oatomo.geometry import Acquisition, Grid
 from oatomo.progress import Callback
@@ -173,6 +174,14 @@ def generate_dataset(out: str | os.PathLike, environments: Sequence[str], *,
     return root
 
 
+def _read_manifest(path: Path) -> Any:
+    """A job directory's ``manifest.json``; an unreadable one is an :class:`InputError`."""
+    try:
+        return read_json(path, "manifest")
+    except InputError as exc:
+        raise InputError(f"unreadable manifest ({exc.problem})", path) from None
+
+
 def resume_directory(root: Path, manifest: dict[str, Any]) -> None:
     """Create the output directory ``root`` of a resumable job, or check that it holds the
     same job: its ``manifest.json`` must equal ``manifest`` (then finished parts are
@@ -188,10 +197,7 @@ def resume_directory(root: Path, manifest: dict[str, Any]) -> None:
     if root.exists() and not root.is_dir():
         raise InputError("exists and is not a directory", root)
     if mpath.exists():
-        try:
-            old = json.loads(mpath.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise InputError(f"unreadable manifest ({type(exc).__name__})", mpath) from None
+        old = _read_manifest(mpath)
         if old != manifest:
             raise InputError("directory holds another job's output (different manifest: "
                              "choose another directory)", mpath)
@@ -222,8 +228,8 @@ def load_dataset(path: str | os.PathLike, *, limit: int | None = None,
     mpath = root / "manifest.json"
     if not mpath.is_file():
         raise InputError("not a family dataset (no manifest.json)", root)
+    man = _read_manifest(mpath)
     try:
-        man = json.loads(mpath.read_text())
         n_chunks = (man["count"] + man["chunk"] - 1) // man["chunk"]
         names = list(man["environments"])
     except (OSError, UnicodeDecodeError, ValueError, TypeError, KeyError) as exc:
