@@ -704,6 +704,203 @@ def build(root: str | os.PathLike) -> list[Case]:
         return ["reconstruct", scan_with(d, lambda f: _replace(
             f, "sinogram", np.full((16, 256), 1e300))), "-o", str(d / "x.h5")]
 
+    # --- 6. reads steered outside the named file (HDF5 links, FIFOs, devices) -----------
+    def fifo(d: Path, name: str = "fifo") -> Path:
+        if not (d / name).exists():
+            os.mkfifo(d / name)
+        return d / name
+
+    def secret(d: Path) -> Path:
+        """A scan the user did not name (a copy of the base scan)."""
+        if not (d / "secret.h5").exists():
+            shutil.copy(scan0, d / "secret.h5")
+        return d / "secret.h5"
+
+    def relink(name: str, link: Callable[[Path], object]) -> Callable[[Path], str]:
+        def make(d: Path) -> str:
+            def edit(f: h5py.File) -> None:
+                del f[name]
+                f[name] = link(d)
+            return scan_with(d, edit)
+        return make
+
+    escapes = {
+        "external_link_fifo": relink("sinogram", lambda d: h5py.ExternalLink(
+            str(fifo(d)), "/sinogram")),
+        "external_link_other_scan": relink("sinogram", lambda d: h5py.ExternalLink(
+            str(secret(d)), "/sinogram")),
+        "external_link_relative": relink("sinogram", lambda d: (secret(d), h5py.ExternalLink(
+            "secret.h5", "/sinogram"))[1]),
+        "external_link_group": relink("sensors", lambda d: h5py.ExternalLink(
+            str(secret(d)), "/sensors")),
+        "external_link_dev_zero": relink("sinogram", lambda d: h5py.ExternalLink(
+            "/dev/zero", "/sinogram")),
+        "soft_link_loop": relink("sinogram", lambda d: h5py.SoftLink("/sinogram")),
+        "soft_link_missing": relink("sinogram", lambda d: h5py.SoftLink("/nowhere")),
+    }
+
+    def soft_pair(d: Path) -> str:
+        def edit(f: h5py.File) -> None:
+            del f["sinogram"]
+            f["sinogram"] = h5py.SoftLink("/other")
+            f["other"] = h5py.SoftLink("/sinogram")
+        return scan_with(d, edit)
+
+    def soft_through_external(d: Path) -> str:
+        def edit(f: h5py.File) -> None:
+            del f["sinogram"]
+            f["away"] = h5py.ExternalLink(str(secret(d)), "/")
+            f["sinogram"] = h5py.SoftLink("/away/sinogram")
+        return scan_with(d, edit)
+
+    def external_in_metadata(d: Path) -> str:  # never read by a format, still refused
+        return scan_with(d, lambda f: f.__setitem__("notes", h5py.ExternalLink(
+            str(fifo(d)), "/x")))
+
+    def vds(source: Callable[[Path], tuple[str, str]]) -> Callable[[Path], str]:
+        def make(d: Path) -> str:
+            def edit(f: h5py.File) -> None:
+                del f["sinogram"]
+                layout = h5py.VirtualLayout(shape=(16, 256), dtype="f4")
+                file, name = source(d)
+                layout[:] = h5py.VirtualSource(file, name, shape=(16, 256))
+                f.create_virtual_dataset("sinogram", layout, fillvalue=0)
+            return scan_with(d, edit)
+        return make
+
+    def external_storage(target: Callable[[Path], str]) -> Callable[[Path], str]:
+        def make(d: Path) -> str:
+            def edit(f: h5py.File) -> None:
+                del f["sinogram"]
+                f.create_dataset("sinogram", shape=(16, 256), dtype="f4",
+                                 external=[(target(d), 0, 16 * 256 * 4)])
+            return scan_with(d, edit)
+        return make
+
+    def hardlink_cycle(d: Path) -> str:  # legal HDF5: the walk must still end
+        def edit(f: h5py.File) -> None:
+            f["sensors/up"] = f["/"]
+            f["sinogram_alias"] = f["sinogram"]
+            f["acquisition"].attrs["fs"] = -1.0
+        return scan_with(d, edit)
+
+    escapes.update({
+        "soft_link_pair_loop": soft_pair, "soft_link_through_external": soft_through_external,
+        "external_link_unused_group": external_in_metadata,
+        "vds_self_loop": vds(lambda d: (".", "sinogram")),
+        "vds_other_file": vds(lambda d: (str(secret(d)), "sinogram")),
+        "vds_fifo": vds(lambda d: (str(fifo(d)), "sinogram")),
+        "external_storage_fifo": external_storage(lambda d: str(fifo(d))),
+        "external_storage_dev_zero": external_storage(lambda d: "/dev/zero"),
+        "external_storage_other_file": external_storage(lambda d: str(secret(d))),
+        "hardlink_cycle_bad_fs": hardlink_cycle,
+    })
+    for label, make in escapes.items():
+        for command in ("info", "reconstruct", "calibrate"):
+            if command == "calibrate" and label not in ("external_link_fifo", "vds_self_loop",
+                                                        "external_storage_fifo"):
+                continue
+            @case(f"{label}_{command}", "escape", "scan.h5")
+            def _(d, make=make, command=command):
+                src = make(d)
+                tail = {"info": [], "reconstruct": ["-o", str(d / "x.h5"), "--png", "none"],
+                        "calibrate": ["-o", str(d / "c.h5")]}[command]
+                return [command, src, *tail]
+
+    @case("ipasc_external_link_fifo", "escape", "ipasc.h5")
+    def _(d):
+        with h5py.File(d / "ipasc.h5", "w") as f:
+            f["binary_time_series_data"] = h5py.ExternalLink(str(fifo(d)), "/x")
+            f["meta_data/ad_sampling_rate"] = 20e6
+        return ["info", str(d / "ipasc.h5")]
+
+    @case("ipasc_vds_self_loop", "escape", "ipasc.h5")
+    def _(d):
+        with h5py.File(d / "ipasc.h5", "w") as f:
+            layout = h5py.VirtualLayout(shape=(4, 64, 1, 1), dtype="f4")
+            layout[:] = h5py.VirtualSource(".", "binary_time_series_data", shape=(4, 64, 1, 1))
+            f.create_virtual_dataset("binary_time_series_data", layout, fillvalue=0)
+            f["meta_data/ad_sampling_rate"] = 20e6
+        return ["reconstruct", str(d / "ipasc.h5"), "-o", str(d / "x.h5")]
+
+    @case("patato_external_raw_data", "escape", "patato.h5")
+    def _(d):
+        with h5py.File(d / "patato.h5", "w") as f:
+            f.attrs["fs"] = 20e6
+            f.attrs["speedofsound"] = 1500.0
+            f.create_dataset("raw_data", shape=(1, 1, 16, 256), dtype="f4",
+                             external=[(str(fifo(d)), 0, 16 * 256 * 4)])
+            f["GEOMETRY"] = np.zeros((16, 3))
+        return ["info", str(d / "patato.h5")]
+
+    @case("image_file_external_link", "escape", "img.h5")
+    def _(d):
+        with h5py.File(d / "img.h5", "w") as f:
+            f.attrs["oatomo_format"] = "image"
+            f["images"] = h5py.ExternalLink(str(fifo(d)), "/images")
+        return ["info", str(d / "img.h5")]
+
+    # paths that name FIFOs or devices, directly or through symbolic links
+    def symlink(d: Path, name: str, target: str | Path) -> str:
+        if not (d / name).is_symlink():
+            (d / name).symlink_to(target)
+        return str(d / name)
+
+    for label, target in (("fifo", None), ("dev_zero", "/dev/zero"),
+                          ("dev_null", "/dev/null")):
+        @case(f"symlink_scan_to_{label}", "escape", "link.h5")
+        def _(d, target=target):
+            return ["info", symlink(d, "link.h5", target or fifo(d))]
+
+        @case(f"symlink_setup_to_{label}", "escape", "link.toml")
+        def _(d, target=target):
+            return ["simulate", "--setup", symlink(d, "link.toml", target or fifo(d)),
+                    "-o", str(d / "s.h5")]
+
+        @case(f"symlink_calibration_to_{label}", "escape", "cal.json")
+        def _(d, target=target):
+            return ["reconstruct", scan_with(d), "-o", str(d / "x.h5"), "--calibration",
+                    symlink(d, "cal.json", target or fifo(d))]
+
+    @case("fifo_calibration", "escape", "cal.json")
+    def _(d):
+        return ["reconstruct", scan_with(d), "-o", str(d / "x.h5"), "--calibration",
+                str(fifo(d, "cal.json"))]
+
+    @case("fifo_preset", "escape", "p.toml")
+    def _(d):
+        return ["reconstruct", scan_with(d), "-o", str(d / "x.h5"), "--preset",
+                str(fifo(d, "p.toml"))]
+
+    @case("fifo_model", "escape", "m.pt")
+    def _(d):
+        return ["reconstruct", scan_with(d), "-o", str(d / "x.h5"), "--refine", "--model",
+                str(fifo(d, "m.pt"))]
+
+    @case("fifo_model_sidecar", "escape", "m.json")
+    def _(d):
+        (d / "m.pt").write_bytes(b"model")
+        fifo(d, "m.json")
+        return ["reconstruct", scan_with(d), "-o", str(d / "x.h5"), "--refine", "--model",
+                str(d / "m.pt")]
+
+    @case("fifo_phantom", "escape", "p.npy")
+    def _(d):
+        return ["simulate", "--setup", setup_with(d, "", ""), "--phantom",
+                str(fifo(d, "p.npy")), "-o", str(d / "s.h5")]
+
+    @case("fifo_dataset_manifest", "escape", "manifest.json")
+    def _(d):
+        (d / "ds").mkdir(exist_ok=True)
+        fifo(d / "ds", "manifest.json")
+        return ["refiner", "data", "-o", str(d / "ds"), "--count", "1", "--size", "16"]
+
+    @case("fifo_training_manifest", "escape", "manifest.json")
+    def _(d):
+        (d / "ds").mkdir(exist_ok=True)
+        fifo(d / "ds", "manifest.json")
+        return ["refiner", "train", "--data", str(d / "ds"), "-o", str(d / "m.pt")]
+
     return cases
 
 
