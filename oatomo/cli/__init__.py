@@ -15,6 +15,7 @@ import logging
 import os
 import sys
 import warnings
+from typing import Any
 
 from oatomo import __version__
 from oatomo._atomic import forget_outputs, hdf5_broken
@@ -78,6 +79,37 @@ def _report_warnings(command: str, caught: list) -> None:
             log.warning("%s", text)
 
 
+def _silence_stdout(stream: Any) -> None:
+    """Point the file descriptor of ``stream`` at the null device: what is still written
+    (and the interpreter's final flush) then goes nowhere, without an error."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
+
+
+class _PipeGuard:
+    """``sys.stdout`` while a command runs: when the reader of a pipe goes away
+    (``oatomo info scan.h5 | head -1``) the rest of the output is dropped and the command
+    goes on to its normal end, instead of dying of the closed pipe."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            _silence_stdout(self._stream)
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            _silence_stdout(self._stream)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``oatomo`` console script."""
     parser = build_parser()
@@ -90,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     forget_outputs()
+    stdout = sys.stdout
+    sys.stdout = _PipeGuard(stdout)
     try:
         with warnings.catch_warnings(record=True) as caught:
             # warnings are logged after the command, one line each, and dropped when it
@@ -99,12 +133,10 @@ def main(argv: list[str] | None = None) -> int:
             warnings.simplefilter("ignore", RuntimeWarning)
             code = int(args.func(args) or 0)
         _report_warnings(args.command, caught)
-        sys.stdout.flush()  # a closed pipe shows here, inside the handler below
+        sys.stdout.flush()
         return code
-    except BrokenPipeError:
-        # the reader went away (``oatomo setups | head -1``): stop quietly, as a
-        # tool killed by SIGPIPE would, and keep the interpreter's final flush silent
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except BrokenPipeError:  # output written past sys.stdout: stop quietly
+        _silence_stdout(sys.stdout)
         return 141
     except InputError as exc:
         message = " ".join(str(exc).splitlines())
@@ -127,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"oatomo {args.command}: interrupted", file=sys.stderr)
         return 130
     finally:
+        sys.stdout = stdout
         forget_outputs()
         if hdf5_broken():
             # an HDF5 write failed (reported above): the library would crash the
