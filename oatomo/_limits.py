@@ -20,8 +20,8 @@ from typing import Any
 from oatomo.errors import InputError
 
 __all__ = ["MAX_POSITION", "MAX_SENSORS", "MAX_SAMPLES", "FS_RANGE", "SPEED_RANGE", "MAX_T0",
-           "MAX_PERTURBATION", "MAX_COUNT", "DEFAULT_MAX_BYTES", "max_bytes", "check_bytes",
-           "check_range"]
+           "MAX_PERTURBATION", "MAX_COUNT", "MAX_POSTERIOR_SAMPLES", "DEFAULT_MAX_BYTES",
+           "max_bytes", "check_bytes", "check_range"]
 
 #: Largest distance of a sensor (or of the field of view's edge) from the origin (m).
 MAX_POSITION = 10.0
@@ -39,6 +39,8 @@ MAX_T0 = 1.0
 MAX_PERTURBATION = 1.0
 #: Largest count of items, steps or shards a command accepts.
 MAX_COUNT = 10_000_000
+#: Most posterior samples of one refined image.
+MAX_POSTERIOR_SAMPLES = 1024
 #: Default of ``OATOMO_MAX_BYTES``.
 DEFAULT_MAX_BYTES = 4 << 30
 

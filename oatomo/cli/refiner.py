@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from oatomo._atomic import check_outputs
-from oatomo._limits import MAX_COUNT
+from oatomo._limits import MAX_COUNT, MAX_POSTERIOR_SAMPLES
 from oatomo.cli._progress import bars
 from oatomo.errors import InputError
 from oatomo.geometry import MAX_GRID_SIDE
@@ -220,7 +220,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
             out[label or Path(path).stem] = path
         return out
 
-    check_counts(args, "samples")
+    if not 1 <= args.samples <= MAX_POSTERIOR_SAMPLES:
+        raise InputError(f"--samples must be in 1..{MAX_POSTERIOR_SAMPLES}, got {args.samples}")
     device = check_device(args.device, "--device")
     models = labelled(args.model)
     out = evaluation_dir(args.out, force=args.force, inputs=tuple(models.values()))

@@ -13,6 +13,7 @@ import numpy as np
 
 from oatomo import figures, phantoms
 from oatomo._atomic import check_input_file, check_outputs
+from oatomo._limits import MAX_POSTERIOR_SAMPLES
 from oatomo.cli._progress import bars
 from oatomo.errors import InputError
 from oatomo.recon.registry import METHODS
@@ -189,7 +190,7 @@ def run_simulate(args: argparse.Namespace) -> int:
 
 
 #: Most iterations of a model-based method and posterior samples accepted.
-MAX_ITERS, MAX_SAMPLES = 100_000, 1024
+MAX_ITERS, MAX_SAMPLES = 100_000, MAX_POSTERIOR_SAMPLES
 
 
 def run_reconstruct(args: argparse.Namespace) -> int:

@@ -38,6 +38,7 @@ import numpy as np
 
 from oatomo._atomic import atomic_path, check_free_space
 from oatomo._documents import read_json
+from oatomo._limits import check_bytes
 from oatomo.errors import InputError
 from oatomo.geometry import Acquisition, Grid
 from oatomo.progress import Callback
@@ -158,10 +159,13 @@ def generate_dataset(out: str | os.PathLike, environments: Sequence[str], *,
     manifest = {"format": "oatomo-family-data", "version": 1, "environments": list(environments),
                 "count": count, "seed": seed, "size": size, "pitch": CANONICAL_PITCH,
                 "chunk": chunk, "phantoms": list(phantoms), "inputs": list(inputs)}
+    per_item = 4 * (len(inputs) + 1) * size * size + 4 * len(inputs) + 8 + 64
+    # training loads the whole dataset: refuse one that could never be loaded, before work
+    check_bytes(float(len(envs)) * count * per_item, f"a dataset of {len(envs)} x {count} "
+                f"items of {size} x {size} pixels (loaded whole for training)", root)
     n_chunks = (count + chunk - 1) // chunk
     todo = sum(min(count, (k + 1) * chunk) - k * chunk for k in range(n_chunks)
                for e in range(len(envs)) if not _chunk_path(root, e, k).exists())
-    per_item = 4 * (len(inputs) + 1) * size * size + 4 * len(inputs) + 8 + 64
     check_free_space(root, 1.05 * todo * per_item + 2**16)
     with job_directory(root, manifest):
         total, done = len(envs) * count, 0

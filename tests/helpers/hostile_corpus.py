@@ -901,6 +901,22 @@ def build(root: str | os.PathLike) -> list[Case]:
         fifo(d / "ds", "manifest.json")
         return ["refiner", "train", "--data", str(d / "ds"), "-o", str(d / "m.pt")]
 
+    # --- 7. work sized by a user's value, refused before it starts (no hang) ------------
+    for count, envs in (("10000000", []), ("10000000", ["--environments", "arc/none"]),
+                        ("1000000", [])):
+        @case(f"refiner_data_count_{count}_{len(envs)}env_64M", "hang", "ds",
+              env={"OATOMO_MAX_BYTES": "64M"}, reason="OATOMO_MAX_BYTES")
+        def _(d, count=count, envs=envs):
+            return ["refiner", "data", "-o", str(d / "ds"), "--count", count, *envs]
+
+    for samples in ("10000000", "1025", "-1"):
+        @case(f"refiner_evaluate_samples_{samples}", "hang", "--samples")
+        def _(d, samples=samples):
+            (d / "m.pt").write_bytes(b"model")
+            (d / "ev").mkdir(exist_ok=True)
+            return ["refiner", "evaluate", "--model", str(d / "m.pt"), "--data", str(d / "ev"),
+                    "--out", str(d / "out"), "--samples", samples]
+
     return cases
 
 
