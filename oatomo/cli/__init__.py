@@ -15,7 +15,7 @@ import logging
 import os
 import sys
 import warnings
-from typing import Any
+from typing import Any, NoReturn
 
 from oatomo import __version__
 from oatomo._atomic import forget_outputs, hdf5_broken
@@ -31,9 +31,18 @@ COMMAND_MODULES = (
 )
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line, ``oatomo COMMAND: error: ...``
+    (exit 2), as every other error of the CLI; the usage is shown by ``--help`` only.
+    Sub-command parsers inherit the class."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every sub-command registered."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="oatomo",
         description="Optoacoustic tomography: simulate setups, reconstruct scans, "
         "refine images with setup-invariant models.",
@@ -113,7 +122,11 @@ class _PipeGuard:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``oatomo`` console script."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # named after the sub-command they were given to
+        words = [getattr(args, k, None) for k in ("command", "refiner_command")]
+        prog = " ".join(["oatomo", *(w for w in words if w)])
+        parser.exit(2, f"{prog}: error: unrecognized arguments: {' '.join(extra)}\n")
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",

@@ -222,3 +222,25 @@ def _parser_for(parser, path):
         parser = next(a for a in parser._actions
                       if isinstance(a, argparse._SubParsersAction)).choices[name]
     return parser
+
+
+@pytest.mark.parametrize("argv", [
+    ["reconstruct", "scan.h5", "-o", "x.h5", "--n", "abc"],
+    ["calibrate", "scan.h5", "--prior-std", "abc"],
+    ["simulate", "--setup"],
+    ["reconstruct", "scan.h5", "-o", "x.h5", "--method", "nope"],
+    ["refiner", "data", "--count", "1"],
+    ["refiner", "data", "-o", "d", "--count", "1e3"],
+    ["refiner", "train", "--data", "d", "-o", "m.pt", "--unknown"],
+    ["info"],
+    ["no-such-command"],
+])
+def test_usage_errors_are_one_line(argv, capsys):
+    with pytest.raises(SystemExit) as done:
+        main(argv)
+    err = capsys.readouterr().err
+    assert done.value.code == 2
+    assert err.count("\n") == 1 and "usage:" not in err, err
+    command = " ".join(a for a in argv[:2] if a in ("refiner", "data", "train")) or argv[0]
+    prefix = "oatomo: error:" if argv[0] == "no-such-command" else f"oatomo {command}: error:"
+    assert err.startswith(prefix), err
