@@ -13,7 +13,7 @@ import numpy as np
 
 from oatomo import figures, phantoms
 from oatomo._atomic import check_input_file, check_outputs
-from oatomo._limits import MAX_POSTERIOR_SAMPLES
+from oatomo._limits import MAX_POSTERIOR_SAMPLES, check_seed
 from oatomo.cli._progress import bars
 from oatomo.errors import InputError
 from oatomo.recon.registry import METHODS
@@ -162,6 +162,7 @@ def run_simulate(args: argparse.Namespace) -> int:
     from oatomo.forward import simulate  # lazy: Numba kernels
     from oatomo.io import Scan, save_scan  # lazy: h5py
 
+    check_seed(args.seed, "--seed")
     out, = check_outputs([args.output], force=args.force, inputs=(args.setup, args.phantom))
     phantoms.check_name(args.phantom)
     setup = load_setup(args.setup)

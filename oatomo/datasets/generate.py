@@ -38,7 +38,7 @@ import numpy as np
 
 from oatomo._atomic import atomic_path, check_free_space
 from oatomo._documents import read_json
-from oatomo._limits import check_bytes
+from oatomo._limits import check_bytes, check_seed
 from oatomo.errors import InputError
 from oatomo.geometry import Acquisition, Grid
 from oatomo.progress import Callback
@@ -154,6 +154,7 @@ def generate_dataset(out: str | os.PathLike, environments: Sequence[str], *,
         disk space for the chunks still to write (checked before anything is written).
     """
     root = Path(out)
+    seed = check_seed(seed)
     envs = [environment(n) for n in environments]
     grid = Grid(size, size * CANONICAL_PITCH)
     manifest = {"format": "oatomo-family-data", "version": 1, "environments": list(environments),

@@ -917,6 +917,67 @@ def build(root: str | os.PathLike) -> list[Case]:
             return ["refiner", "evaluate", "--model", str(d / "m.pt"), "--data", str(d / "ev"),
                     "--out", str(d / "out"), "--samples", samples]
 
+    # --- 8. values that raised tracebacks -----------------------------------------------
+    for seed in ("-1", "18446744073709551616", "100000000000000000000000"):
+        @case(f"simulate_seed_{seed[:12]}", "traceback", "--seed")
+        def _(d, seed=seed):
+            return ["simulate", "--setup", setup_with(d, "", ""), "-o", str(d / "s.h5"),
+                    "--seed", seed]
+
+        @case(f"refiner_data_seed_{seed[:12]}", "traceback", "--seed")
+        def _(d, seed=seed):
+            return ["refiner", "data", "-o", str(d / "ds"), "--count", "1", "--size", "16",
+                    "--seed", seed, "--environments", "arc/none"]
+
+        @case(f"refiner_eval_set_seed_{seed[:12]}", "traceback", "--seed")
+        def _(d, seed=seed):
+            return ["refiner", "eval-set", "-o", str(d / "ev"), "--count", "1", "--seed", seed]
+
+    deep_toml = {"array": "x = " + "[" * 5000 + "]" * 5000,
+                 "inline": "x = " + "{a = " * 3000 + "1" + "}" * 3000,
+                 "dotted": "[" + ".".join(["a"] * 3000) + "]\nb = 1"}
+    for label, body in deep_toml.items():
+        @case(f"setup_deep_toml_{label}", "traceback", "tiny.toml", reason="nested")
+        def _(d, body=body):
+            (d / "tiny.toml").write_text(body + "\n" + SETUP)
+            return ["simulate", "--setup", str(d / "tiny.toml"), "-o", str(d / "s.h5")]
+
+        @case(f"preset_deep_toml_{label}", "traceback", "p.toml", reason="nested")
+        def _(d, body=body):
+            (d / "p.toml").write_text(body + "\n")
+            return ["reconstruct", scan_with(d), "-o", str(d / "x.h5"), "--preset",
+                    str(d / "p.toml")]
+
+    deep_json = {"list": "[" * 100000 + "]" * 100000,
+                 "object": '{"a": ' * 50000 + "1" + "}" * 50000}
+    for label, body in deep_json.items():
+        @case(f"calibration_deep_json_{label}", "traceback", "cal.json", reason="nested")
+        def _(d, body=body):
+            (d / "cal.json").write_text(body)
+            return ["reconstruct", scan_with(d), "-o", str(d / "x.h5"), "--calibration",
+                    str(d / "cal.json")]
+
+        @case(f"scan_metadata_deep_json_{label}", "traceback", "scan.h5", reason="nested")
+        def _(d, body=body):
+            return ["info", scan_with(d, lambda f: f.attrs.__setitem__("metadata", body))]
+
+        @case(f"dataset_manifest_deep_json_{label}", "traceback", "manifest.json",
+              reason="nested")
+        def _(d, body=body):
+            (d / "ds").mkdir(exist_ok=True)
+            (d / "ds" / "manifest.json").write_text(body)
+            return ["refiner", "train", "--data", str(d / "ds"), "-o", str(d / "m.pt")]
+
+    for label, body in (("huge_int", '{"speed_of_sound": 1' + "0" * 400 + "}"),
+                        ("float_overflow", '{"speed_of_sound": 1e400}'),
+                        ("nan_literal", '{"t0": NaN}'),
+                        ("string_number", '{"speed_of_sound": "1500"}')):
+        @case(f"calibration_{label}", "traceback", "cal.json")
+        def _(d, body=body):
+            (d / "cal.json").write_text(body)
+            return ["reconstruct", scan_with(d), "-o", str(d / "x.h5"), "--calibration",
+                    str(d / "cal.json")]
+
     return cases
 
 
