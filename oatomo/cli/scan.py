@@ -223,8 +223,9 @@ def run_reconstruct(args: argparse.Namespace) -> int:
         raise InputError(f"--iters must be in 1..{MAX_ITERS}, got {args.iters}")
     if not 0 <= args.samples <= MAX_SAMPLES:
         raise InputError(f"--samples must be in 0..{MAX_SAMPLES}, got {args.samples}")
-    if args.lam is not None and not (math.isfinite(args.lam) and 0 <= args.lam <= 1e30):
-        raise InputError(f"--lam must be a finite number >= 0, got {args.lam}")
+    if args.lam is not None and not (math.isfinite(args.lam) and (
+            args.lam == 0 or 1e-30 <= args.lam <= 1e30)):
+        raise InputError(f"--lam must be 0 or a number in [1e-30, 1e30], got {args.lam}")
     if args.fov is not None and not (math.isfinite(args.fov) and 0 < args.fov <= 20.0):
         raise InputError(f"--fov must be in (0, 20] metres, got {args.fov}")
     if args.deconvolve is not None and args.deconvolve is not True and not (

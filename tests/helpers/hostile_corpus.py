@@ -978,6 +978,105 @@ def build(root: str | os.PathLike) -> list[Case]:
             return ["reconstruct", scan_with(d), "-o", str(d / "x.h5"), "--calibration",
                     str(d / "cal.json")]
 
+    # --- 9. non-finite values that would be written -------------------------------------
+    for label, value in (("nan", np.nan), ("inf", np.inf), ("minus_inf", -np.inf)):
+        def truth(f: h5py.File, value: float = value) -> None:
+            f["truth/p0"][3, 4] = value
+
+        @case(f"truth_{label}_reconstruct", "nan", "scan.h5", reason="truth image")
+        def _(d, truth=truth):
+            return ["reconstruct", scan_with(d, truth), "-o", str(d / "x.h5"), "--png", "none"]
+
+        @case(f"truth_{label}_calibrate", "nan", "scan.h5", reason="truth image")
+        def _(d, truth=truth):
+            return ["calibrate", scan_with(d, truth), "-o", str(d / "c.h5")]
+
+    def wavelengths(values: list[float]) -> Callable[[h5py.File], None]:
+        def edit(f: h5py.File) -> None:
+            y = f["sinogram"][...]
+            _replace(f, "sinogram", np.stack([y] * len(values)))
+            f["wavelengths"] = np.asarray(values, np.float64)
+        return edit
+
+    for label, values in (("nan", [700e-9, np.nan]), ("inf", [np.inf, 800e-9]),
+                          ("negative", [-700e-9, 800e-9]), ("zero", [0.0, 800e-9])):
+        @case(f"wavelengths_{label}", "nan", "scan.h5", reason="wavelengths")
+        def _(d, values=values):
+            return ["reconstruct", scan_with(d, wavelengths(values)), "-o", str(d / "x.h5"),
+                    "--png", "none"]
+
+        @case(f"wavelengths_{label}_patato_export", "nan", "scan.h5", reason="wavelengths")
+        def _(d, values=values):
+            return ["reconstruct", scan_with(d, wavelengths(values)), "-o", str(d / "x.h5"),
+                    "--png", "none", "--export-patato", str(d / "p.h5")]
+
+    @case("wavelengths_nan_selected", "nan", "scan.h5", reason="wavelengths")
+    def _(d):
+        return ["reconstruct", scan_with(d, wavelengths([700e-9, np.nan])), "-o",
+                str(d / "x.h5"), "--png", "none", "--wavelengths", "700e-9"]
+
+    @case("ipasc_wavelengths_nan", "nan", "ipasc.h5", reason="wavelengths")
+    def _(d):
+        with h5py.File(d / "ipasc.h5", "w") as f:
+            f["binary_time_series_data"] = np.zeros((4, 64, 2, 1), np.float32)
+            f["meta_data/ad_sampling_rate"] = 20e6
+            f["meta_data/acquisition_wavelengths"] = np.array([np.nan, 800e-9])
+            for k in range(4):
+                th = k * np.pi / 2
+                f[f"meta_data_device/detectors/{k:010d}/detector_position"] = \
+                    np.array([0.01 * np.cos(th), 0.01 * np.sin(th), 0.0])
+        return ["reconstruct", str(d / "ipasc.h5"), "-o", str(d / "x.h5"), "--n", "16"]
+
+    for band in ("nan:8e6", "0.1e6:nan", "inf:8e6", "0:inf", "1e-300:8e6", ":1e-300",
+                 ":1e-3"):
+        @case(f"band_{band}", "nan", "band")
+        def _(d, band=band):
+            return ["reconstruct", scan_with(d), "-o", str(d / "x.h5"), "--png", "none",
+                    "--band", band]
+
+    for std in ("1e-12", "1e-300", "1e300", "inf", "nan", "0", "-1e-3"):
+        @case(f"calibrate_prior_std_{std}", "nan", "--prior-std")
+        def _(d, std=std):
+            return ["calibrate", scan_with(d), "-o", str(d / "c.h5"), f"--prior-std={std}"]
+
+    # --- 10. more inputs that raised tracebacks ------------------------------------------
+    def one_sample(f: h5py.File) -> None:
+        _replace(f, "sinogram", f["sinogram"][:, :1])
+        f["acquisition"].attrs["n_samples"] = 1
+
+    for command in ("reconstruct", "calibrate", "autofocus"):
+        @case(f"one_sample_{command}", "traceback", "scan.h5", reason="at least 2")
+        def _(d, command=command):
+            tail = {"reconstruct": ["-o", str(d / "x.h5")],
+                    "calibrate": ["-o", str(d / "c.h5")], "autofocus": []}[command]
+            return [command, scan_with(d, one_sample), *tail]
+
+    for frames in (["5"], ["0", "1"], ["7"]):
+        @case(f"calibrate_frames_{'_'.join(frames)}", "traceback", "--frames")
+        def _(d, frames=frames):
+            return ["calibrate", scan_with(d), "-o", str(d / "c.h5"), "--frames", *frames]
+
+    for lam in ("1e-300", "1e-31"):
+        @case(f"reconstruct_tv_lam_{lam}", "traceback", "--lam")
+        def _(d, lam=lam):
+            return ["reconstruct", scan_with(d), "-o", str(d / "x.h5"), "--method", "mb-tv",
+                    "--lam", lam, "--iters", "2"]
+
+    for response in ("5e6:1e-300", "5e6:1e-6", "5e6:0"):
+        @case(f"reconstruct_response_{response}", "traceback", "bandwidth")
+        def _(d, response=response):
+            return ["reconstruct", scan_with(d), "-o", str(d / "x.h5"), "--png", "none",
+                    "--response", response]
+
+    @case("setup_embedded_radial_1e300", "traceback", "scan.h5", reason="")
+    def _(d):  # the scan's own setup is ignored as a prior; the scan's fs is refused
+        text = SETUP.replace("jitter_std = 0.0", "radial_std = 1e300")
+
+        def edit(f: h5py.File) -> None:
+            f.attrs["setup_toml"] = text
+            f["acquisition"].attrs["fs"] = 0.0
+        return ["calibrate", scan_with(d, edit), "-o", str(d / "c.h5")]
+
     return cases
 
 
