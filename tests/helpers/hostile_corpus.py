@@ -53,7 +53,7 @@ class Case:
     """One hostile input: ``argv`` for :func:`oatomo.cli.main`, run in ``directory``."""
 
     name: str
-    kind: str  # segfault | overwrite | allocation | error | nan
+    kind: str  # segfault | overwrite | allocation | error | nan | escape | hang | traceback
     argv: list[str]
     needle: str  # must appear in the error line (the file or the option it is about)
     directory: Path
@@ -877,7 +877,7 @@ def build(root: str | os.PathLike) -> list[Case]:
         return ["reconstruct", scan_with(d), "-o", str(d / "x.h5"), "--refine", "--model",
                 str(fifo(d, "m.pt"))]
 
-    @case("fifo_model_sidecar", "escape", "m.json")
+    @case("fifo_model_sidecar", "escape", "m.pt")  # the FIFO sidecar is never opened
     def _(d):
         (d / "m.pt").write_bytes(b"model")
         fifo(d, "m.json")
@@ -1067,15 +1067,6 @@ def build(root: str | os.PathLike) -> list[Case]:
         def _(d, response=response):
             return ["reconstruct", scan_with(d), "-o", str(d / "x.h5"), "--png", "none",
                     "--response", response]
-
-    @case("setup_embedded_radial_1e300", "traceback", "scan.h5", reason="")
-    def _(d):  # the scan's own setup is ignored as a prior; the scan's fs is refused
-        text = SETUP.replace("jitter_std = 0.0", "radial_std = 1e300")
-
-        def edit(f: h5py.File) -> None:
-            f.attrs["setup_toml"] = text
-            f["acquisition"].attrs["fs"] = 0.0
-        return ["calibrate", scan_with(d, edit), "-o", str(d / "c.h5")]
 
     return cases
 
