@@ -17,11 +17,13 @@ import math
 import os
 from typing import Any
 
+import numpy as np
+
 from oatomo.errors import InputError
 
 __all__ = ["MAX_POSITION", "MAX_SENSORS", "MAX_SAMPLES", "FS_RANGE", "SPEED_RANGE", "MAX_T0",
-           "MAX_PERTURBATION", "MAX_COUNT", "DEFAULT_MAX_BYTES", "max_bytes", "check_bytes",
-           "check_range"]
+           "MAX_PERTURBATION", "MAX_COUNT", "MAX_POSTERIOR_SAMPLES", "DEFAULT_MAX_BYTES",
+           "max_bytes", "check_bytes", "check_range", "check_seed"]
 
 #: Largest distance of a sensor (or of the field of view's edge) from the origin (m).
 MAX_POSITION = 10.0
@@ -39,6 +41,8 @@ MAX_T0 = 1.0
 MAX_PERTURBATION = 1.0
 #: Largest count of items, steps or shards a command accepts.
 MAX_COUNT = 10_000_000
+#: Most posterior samples of one refined image.
+MAX_POSTERIOR_SAMPLES = 1024
 #: Default of ``OATOMO_MAX_BYTES``.
 DEFAULT_MAX_BYTES = 4 << 30
 
@@ -74,6 +78,16 @@ def check_integer(value: Any, what: str, lo: int = 1) -> None:
     """Raise :class:`InputError` unless ``value`` is an integer (not a bool) ``>= lo``."""
     if isinstance(value, bool) or int(value) != value or value < lo:
         raise InputError(f"{what} must be an integer >= {lo}, got {value!r}")
+
+
+def check_seed(value: Any, what: str = "seed") -> int:
+    """``value`` as an int if it is an integer seed in ``[0, 2**64)`` (what NumPy's
+    generators and the files' ``uint64`` fields hold), else an :class:`InputError` naming
+    ``what`` (an option such as ``--seed``)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) \
+            or not 0 <= int(value) < 1 << 64:
+        raise InputError(f"{what} must be an integer in [0, 2**64), got {value!r}")
+    return int(value)
 
 
 def check_range(value: Any, what: str, lo: float, hi: float, path: Any = None, *,

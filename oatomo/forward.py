@@ -95,6 +95,15 @@ def bandpass(sinogram: np.ndarray, fs: float, band: tuple[float | None, float | 
         raise InputError(f"band must be (f_low, f_high) in Hz, got {band!r}") from None
     f_low = f_low or 0.0
     nyq = fs / 2
+    edges = [f_low] if f_high is None else [f_low, f_high]
+    if not all(isinstance(v, (int, float, np.number)) and np.isfinite(v) for v in edges):
+        raise InputError(f"band edges must be finite numbers in Hz, got {band!r}")
+    # a Butterworth design below about 1e-8 fs is singular; no real band is that narrow
+    if f_high is not None and 0 < f_high < 1e-7 * fs:
+        raise InputError(f"band upper edge {f_high:g} Hz is below 1e-7 fs ({1e-7 * fs:g} Hz)")
+    if 0 < f_low < 1e-7 * fs:
+        raise InputError(f"band lower edge {f_low:g} Hz is below 1e-7 fs ({1e-7 * fs:g} Hz); "
+                         f"give 0 for none")
     if f_high is not None and not (0 < f_high < nyq):
         raise InputError(f"band upper edge must lie in (0, fs/2 = {nyq:g}) Hz, got {f_high:g}")
     if f_low < 0 or (f_high is not None and f_low >= f_high) or f_low >= nyq:

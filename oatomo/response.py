@@ -36,7 +36,7 @@ from oatomo.geometry import SensorArray
 
 __all__ = ["DetectorResponse", "convolve", "correlate", "wiener_deconvolve",
            "element_points", "DEFAULT_WIENER", "MIN_CENTRE_FREQUENCY",
-           "MAX_FRACTIONAL_BANDWIDTH"]
+           "MAX_FRACTIONAL_BANDWIDTH", "MIN_FRACTIONAL_BANDWIDTH"]
 
 #: Default Wiener regularisation ``lam`` (relative to ``max|H|^2``), chosen on simulated
 #: band-limited scans (``benchmarks/physics/bench_response.py``; its results in
@@ -45,6 +45,8 @@ DEFAULT_WIENER = 1e-3
 #: Gaussian-band centre frequencies below this (Hz) warn as a likely unit slip (ultrasound
 #: detectors work at 0.1-50 MHz; "5" meant 5 MHz).
 MIN_CENTRE_FREQUENCY = 1e4
+#: Narrowest fractional bandwidth accepted (a narrower band's kernels underflow).
+MIN_FRACTIONAL_BANDWIDTH = 1e-3
 #: Fractional bandwidths above this warn as a likely percentage ("80" meant 0.8).
 MAX_FRACTIONAL_BANDWIDTH = 4.0
 
@@ -90,6 +92,10 @@ class DetectorResponse:
                     raise InputError(f"detector response {key} must be a number > 0, "
                                      f"got {v!r}")
                 object.__setattr__(self, key, float(v))
+            if self.bandwidth < MIN_FRACTIONAL_BANDWIDTH:
+                raise InputError(f"detector response bandwidth must be at least "
+                                 f"{MIN_FRACTIONAL_BANDWIDTH:g} (fractional), got "
+                                 f"{self.bandwidth:g}")
             if self.centre_frequency < MIN_CENTRE_FREQUENCY:
                 warn_units(f"detector centre frequency = {self.centre_frequency:g} Hz looks "
                            f"like a unit slip (it is in hertz: 5 MHz is 5e6)")

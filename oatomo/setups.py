@@ -50,7 +50,6 @@ from __future__ import annotations
 
 import math
 import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -58,17 +57,12 @@ from typing import Any
 import numpy as np
 import tomli_w
 
-from oatomo._atomic import check_input_file
+from oatomo._documents import read_toml as read_document
 from oatomo._limits import MAX_PERTURBATION, MAX_POSITION, check_bytes, check_range
 from oatomo.errors import InputError
 from oatomo.geometry import Acquisition, Grid, SensorArray, ring_array
 from oatomo.resources import SETUPS, resource_path
 from oatomo.response import DetectorResponse
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
 
 __all__ = ["Setup", "load_setup", "bundled_setups", "describe_bundled_setups",
            "SIMULATIONS_DIR"]
@@ -357,21 +351,9 @@ def describe_bundled_setups() -> dict[str, str]:
 
 
 def read_toml(path: str | os.PathLike, what: str) -> dict[str, Any]:
-    """A TOML file's document; a missing or invalid file is an :class:`InputError`
-    (``what``: the kind of file, for the message)."""
-    if not os.path.lexists(path):
-        raise InputError(f"{what} file not found", path)
-    check_input_file(path, f"{what} file")  # FIFOs and devices would block or never end
-    try:
-        with open(path, "rb") as f:
-            return tomllib.load(f)
-    except FileNotFoundError:
-        raise InputError(f"{what} file not found", path) from None
-    except IsADirectoryError:
-        raise InputError(f"is a directory, not a {what} file", path) from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"not valid TOML ({' '.join(str(exc).split())[:120]})",
-                         path) from None
+    """A TOML file's document; a missing, invalid, too large or too deeply nested file is an
+    :class:`InputError` (``what``: the kind of file, for the message)."""
+    return read_document(path, f"{what} file")
 
 
 def find_toml(name_or_path: str | os.PathLike, directory: Path, what: str) -> Path:

@@ -14,16 +14,13 @@ import math
 
 import numpy as np
 
+from oatomo._documents import parse_toml
+from oatomo._limits import MAX_PERTURBATION
 from oatomo.calibration.gauge import array_radius
 from oatomo.calibration.levels import BOX_STD
 from oatomo.calibration.search import scout
 from oatomo.errors import InputError
 from oatomo.geometry import Acquisition, Grid
-
-try:
-    import tomllib
-except ModuleNotFoundError:  # pragma: no cover - Python 3.10
-    import tomli as tomllib  # type: ignore[no-redef]
 
 logger = logging.getLogger(__name__)
 
@@ -73,15 +70,17 @@ def prior_from_setup(setup_toml: str | None, radius: float
     if not setup_toml:
         return None, 0.0, (0.0, 0.0)
     try:
-        pert = tomllib.loads(setup_toml).get("perturbation", {})
+        pert = parse_toml(setup_toml, "setup stored in the scan").get("perturbation", {})
         radial = float(pert.get("radial_std", 0.0))
         angular = float(pert.get("angular_std", 0.0)) * radius
         jitter = float(pert.get("jitter_std", 0.0))
         rotation = float(pert.get("rotation", 0.0))
         off = [float(v) for v in pert.get("offset", (0.0, 0.0))]
-    except (tomllib.TOMLDecodeError, AttributeError, TypeError, ValueError):
+    except (InputError, AttributeError, TypeError, ValueError, OverflowError):
         return None, 0.0, (0.0, 0.0)
-    if len(off) != 2 or not all(map(math.isfinite, [radial, angular, jitter, rotation, *off])):
+    values = [radial, angular, jitter, *off]
+    if len(off) != 2 or not all(math.isfinite(v) and abs(v) <= MAX_PERTURBATION
+                                for v in values) or not math.isfinite(rotation):
         return None, 0.0, (0.0, 0.0)
     std = math.sqrt(0.5 * (radial ** 2 + angular ** 2) + jitter ** 2)
     return (std if std > 0 else None), rotation, (off[0], off[1])

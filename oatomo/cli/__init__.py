@@ -15,6 +15,7 @@ import logging
 import os
 import sys
 import warnings
+from typing import Any, NoReturn
 
 from oatomo import __version__
 from oatomo._atomic import forget_outputs, hdf5_broken
@@ -30,9 +31,18 @@ COMMAND_MODULES = (
 )
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line, ``oatomo COMMAND: error: ...``
+    (exit 2), as every other error of the CLI; the usage is shown by ``--help`` only.
+    Sub-command parsers inherit the class."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every sub-command registered."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="oatomo",
         description="Optoacoustic tomography: simulate setups, reconstruct scans, "
         "refine images with setup-invariant models.",
@@ -78,10 +88,45 @@ def _report_warnings(command: str, caught: list) -> None:
             log.warning("%s", text)
 
 
+def _silence_stdout(stream: Any) -> None:
+    """Point the file descriptor of ``stream`` at the null device: what is still written
+    (and the interpreter's final flush) then goes nowhere, without an error."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
+
+
+class _PipeGuard:
+    """``sys.stdout`` while a command runs: when the reader of a pipe goes away
+    (``oatomo info scan.h5 | head -1``) the rest of the output is dropped and the command
+    goes on to its normal end, instead of dying of the closed pipe."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            _silence_stdout(self._stream)
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            _silence_stdout(self._stream)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``oatomo`` console script."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # named after the sub-command they were given to
+        words = [getattr(args, k, None) for k in ("command", "refiner_command")]
+        prog = " ".join(["oatomo", *(w for w in words if w)])
+        parser.exit(2, f"{prog}: error: unrecognized arguments: {' '.join(extra)}\n")
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
@@ -90,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     forget_outputs()
+    stdout = sys.stdout
+    sys.stdout = _PipeGuard(stdout)
     try:
         with warnings.catch_warnings(record=True) as caught:
             # warnings are logged after the command, one line each, and dropped when it
@@ -99,12 +146,10 @@ def main(argv: list[str] | None = None) -> int:
             warnings.simplefilter("ignore", RuntimeWarning)
             code = int(args.func(args) or 0)
         _report_warnings(args.command, caught)
-        sys.stdout.flush()  # a closed pipe shows here, inside the handler below
+        sys.stdout.flush()
         return code
-    except BrokenPipeError:
-        # the reader went away (``oatomo setups | head -1``): stop quietly, as a
-        # tool killed by SIGPIPE would, and keep the interpreter's final flush silent
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except BrokenPipeError:  # output written past sys.stdout: stop quietly
+        _silence_stdout(sys.stdout)
         return 141
     except InputError as exc:
         message = " ".join(str(exc).splitlines())
@@ -127,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"oatomo {args.command}: interrupted", file=sys.stderr)
         return 130
     finally:
+        sys.stdout = stdout
         forget_outputs()
         if hdf5_broken():
             # an HDF5 write failed (reported above): the library would crash the

@@ -9,8 +9,12 @@ from pathlib import Path
 import numpy as np
 
 from oatomo._atomic import check_outputs
+from oatomo._limits import MAX_PERTURBATION, check_range
 from oatomo.cli._progress import bars
 from oatomo.errors import InputError
+
+#: Smallest ``--prior-std`` accepted (m): a tenth of a micrometre.
+MIN_PRIOR_STD = 1e-7
 
 _SOURCE = {"given": "given", "setup": "from the scan's setup", "default": "1 % of the radius",
            "data": "estimated from the data"}
@@ -64,8 +68,14 @@ def run_calibrate(args: argparse.Namespace) -> int:
     src = Path(args.scan)
     out = Path(args.output) if args.output else src.with_name(src.stem + "_calibrated.h5")
     js = Path(args.json) if args.json else None
+    if isinstance(args.prior_std, float):
+        check_range(args.prior_std, "--prior-std", MIN_PRIOR_STD, MAX_PERTURBATION, unit="m")
     check_outputs([out, js], force=args.force, inputs=(src,))
     scan = load_scan(src)
+    for k in args.frames or ():
+        if not 0 <= k < scan.n_frames:
+            raise InputError(f"--frames {k} is out of range: the scan has {scan.n_frames} "
+                             f"frame(s), 0..{scan.n_frames - 1}", src)
     grid = default_grid(scan, args.n, args.fov)
     with bars(args) as progress:
         try:

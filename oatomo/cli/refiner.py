@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from oatomo._atomic import check_outputs
-from oatomo._limits import MAX_COUNT
+from oatomo._limits import MAX_COUNT, MAX_POSTERIOR_SAMPLES, check_seed
 from oatomo.cli._progress import bars
 from oatomo.errors import InputError
 from oatomo.geometry import MAX_GRID_SIDE
@@ -149,6 +149,7 @@ def evaluation_dir(out: str | Path, *, force: bool, inputs: tuple) -> Path:
 def run_data(args: argparse.Namespace) -> int:
     from oatomo.datasets import generate_dataset  # lazy: Numba kernels
     check_counts(args, "count")
+    check_seed(args.seed, "--seed")
     if not (16 <= args.size <= MAX_GRID_SIDE and args.size % 4 == 0):
         raise InputError(f"--size must be a multiple of 4 in 16..{MAX_GRID_SIDE} (the models "
                          f"halve the image twice), got {args.size}")
@@ -169,6 +170,7 @@ def run_train(args: argparse.Namespace) -> int:
     from oatomo.pipeline.options import check_device  # lazy: Numba kernels
 
     check_counts(args, "epochs", "batch-size")
+    check_seed(args.seed, "--seed")
     check_floats(args, ("lr", 0.0, 10.0, True))
     for name, lo, hi in (("width", 1, 256), ("depth", 0, 16), ("latent", 1, 256)):
         if not lo <= getattr(args, name) <= hi:
@@ -202,6 +204,7 @@ def run_evalset(args: argparse.Namespace) -> int:
     from oatomo.evaluation.refiners import make_eval_set  # lazy: Numba kernels
 
     check_counts(args, "count", "tv-iter")
+    check_seed(args.seed, "--seed")
     with bars(args) as progress:
         out = make_eval_set(args.output, count=args.count, seed=args.seed,
                             tv_iter=args.tv_iter, callback=progress)
@@ -220,7 +223,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
             out[label or Path(path).stem] = path
         return out
 
-    check_counts(args, "samples")
+    if not 1 <= args.samples <= MAX_POSTERIOR_SAMPLES:
+        raise InputError(f"--samples must be in 1..{MAX_POSTERIOR_SAMPLES}, got {args.samples}")
     device = check_device(args.device, "--device")
     models = labelled(args.model)
     out = evaluation_dir(args.out, force=args.force, inputs=tuple(models.values()))

@@ -13,6 +13,7 @@ import numpy as np
 
 from oatomo import figures, phantoms
 from oatomo._atomic import check_input_file, check_outputs
+from oatomo._limits import MAX_POSTERIOR_SAMPLES, check_seed
 from oatomo.cli._progress import bars
 from oatomo.errors import InputError
 from oatomo.recon.registry import METHODS
@@ -161,6 +162,7 @@ def run_simulate(args: argparse.Namespace) -> int:
     from oatomo.forward import simulate  # lazy: Numba kernels
     from oatomo.io import Scan, save_scan  # lazy: h5py
 
+    check_seed(args.seed, "--seed")
     out, = check_outputs([args.output], force=args.force, inputs=(args.setup, args.phantom))
     phantoms.check_name(args.phantom)
     setup = load_setup(args.setup)
@@ -189,7 +191,7 @@ def run_simulate(args: argparse.Namespace) -> int:
 
 
 #: Most iterations of a model-based method and posterior samples accepted.
-MAX_ITERS, MAX_SAMPLES = 100_000, 1024
+MAX_ITERS, MAX_SAMPLES = 100_000, MAX_POSTERIOR_SAMPLES
 
 
 def run_reconstruct(args: argparse.Namespace) -> int:
@@ -221,8 +223,9 @@ def run_reconstruct(args: argparse.Namespace) -> int:
         raise InputError(f"--iters must be in 1..{MAX_ITERS}, got {args.iters}")
     if not 0 <= args.samples <= MAX_SAMPLES:
         raise InputError(f"--samples must be in 0..{MAX_SAMPLES}, got {args.samples}")
-    if args.lam is not None and not (math.isfinite(args.lam) and 0 <= args.lam <= 1e30):
-        raise InputError(f"--lam must be a finite number >= 0, got {args.lam}")
+    if args.lam is not None and not (math.isfinite(args.lam) and (
+            args.lam == 0 or 1e-30 <= args.lam <= 1e30)):
+        raise InputError(f"--lam must be 0 or a number in [1e-30, 1e30], got {args.lam}")
     if args.fov is not None and not (math.isfinite(args.fov) and 0 < args.fov <= 20.0):
         raise InputError(f"--fov must be in (0, 20] metres, got {args.fov}")
     if args.deconvolve is not None and args.deconvolve is not True and not (

@@ -7,13 +7,15 @@
 from oatomo.datasets.generate import (
     HELDOUT_PHANTOMS,
     LINEAR_INPUTS,
+    LOCK_NAME,
     TRAIN_PHANTOMS,
     generate_dataset,
     item_seed,
+    job_directory,
     load_dataset,
     make_item,
     resume_directory,
 )
 
 __all__ = ["generate_dataset", "load_dataset", "make_item", "item_seed", "resume_directory",
-           "TRAIN_PHANTOMS", "HELDOUT_PHANTOMS", "LINEAR_INPUTS"]
+           "job_directory", "LOCK_NAME", "TRAIN_PHANTOMS", "HELDOUT_PHANTOMS", "LINEAR_INPUTS"]

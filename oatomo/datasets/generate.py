@@ -11,7 +11,9 @@ ones. An item is a pure function of ``(seed, environment index, item index)``
 
 Storage: a directory of chunk files ``chunk_<env>_<k>.npz`` (``chunk`` items of one
 environment each), every one written atomically, plus ``manifest.json``. An interrupted
-generation resumes by skipping the chunks that exist. Arrays per chunk::
+generation resumes by skipping the chunks that exist. While a run writes the directory it
+holds its lock (:func:`job_directory`): a second run on the same directory is refused.
+Arrays per chunk::
 
     inputs   float32 (m, C, n, n)  linear reconstructions (channels: ``inputs`` names),
                                    each divided by its maximum absolute value
@@ -23,25 +25,37 @@ generation resumes by skipping the chunks that exist. Arrays per chunk::
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from oatomo._atomic import atomic_path, check_free_space
+from oatomo._documents import read_json
+from oatomo._limits import check_bytes, check_seed
 from oatomo.errors import InputError
 from oatomo.geometry import Acquisition, Grid
 from oatomo.progress import Callback
 from oatomo.scanners import CANONICAL_PITCH, Environment, draw_scan, environment
 
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None
+
 logger = logging.getLogger(__name__)
 
 __all__ = ["TRAIN_PHANTOMS", "HELDOUT_PHANTOMS", "LINEAR_INPUTS", "item_seed", "make_item",
-           "generate_dataset", "load_dataset", "resume_directory"]
+           "generate_dataset", "load_dataset", "resume_directory", "job_directory", "LOCK_NAME"]
+
+#: The lock file a run keeps in the job directory it writes (removed when it ends).
+LOCK_NAME = ".oatomo-job.lock"
 
 #: Phantom kinds of the training data.
 TRAIN_PHANTOMS = ("vessel-forest", "vessel-tree", "vessels", "blobs", "disks", "texture",
@@ -140,37 +154,111 @@ def generate_dataset(out: str | os.PathLike, environments: Sequence[str], *,
         disk space for the chunks still to write (checked before anything is written).
     """
     root = Path(out)
+    seed = check_seed(seed)
     envs = [environment(n) for n in environments]
     grid = Grid(size, size * CANONICAL_PITCH)
     manifest = {"format": "oatomo-family-data", "version": 1, "environments": list(environments),
                 "count": count, "seed": seed, "size": size, "pitch": CANONICAL_PITCH,
                 "chunk": chunk, "phantoms": list(phantoms), "inputs": list(inputs)}
+    per_item = 4 * (len(inputs) + 1) * size * size + 4 * len(inputs) + 8 + 64
+    # training loads the whole dataset: refuse one that could never be loaded, before work
+    check_bytes(float(len(envs)) * count * per_item, f"a dataset of {len(envs)} x {count} "
+                f"items of {size} x {size} pixels (loaded whole for training)", root)
     n_chunks = (count + chunk - 1) // chunk
     todo = sum(min(count, (k + 1) * chunk) - k * chunk for k in range(n_chunks)
                for e in range(len(envs)) if not _chunk_path(root, e, k).exists())
-    per_item = 4 * (len(inputs) + 1) * size * size + 4 * len(inputs) + 8 + 64
     check_free_space(root, 1.05 * todo * per_item + 2**16)
-    resume_directory(root, manifest)
-    total, done = len(envs) * count, 0
-    # interleave environments so a partial dataset is balanced
-    for k in range(n_chunks):
-        for e, env in enumerate(envs):
-            lo, hi = k * chunk, min(count, (k + 1) * chunk)
-            path = _chunk_path(root, e, k)
-            if not path.exists():
-                items = [make_item(env, grid, item_seed(seed, e, i), phantoms=phantoms,
-                                          inputs=inputs) for i in range(lo, hi)]
-                with atomic_path(path) as tmp, open(tmp, "wb") as f:
-                    np.savez(f, inputs=np.stack([it["input"] for it in items]),
-                             targets=np.stack([it["target"] for it in items]),
-                             scale=np.stack([it["scale"] for it in items]),
-                             seeds=np.array([item_seed(seed, e, i) for i in range(lo, hi)],
-                                            np.uint64),
-                             kinds=np.array([it["kind"] for it in items], "<U16"))
-            done += hi - lo
-            if callback is not None:
-                callback("scans", done, total)
+    with job_directory(root, manifest):
+        total, done = len(envs) * count, 0
+        # interleave environments so a partial dataset is balanced
+        for k in range(n_chunks):
+            for e, env in enumerate(envs):
+                lo, hi = k * chunk, min(count, (k + 1) * chunk)
+                path = _chunk_path(root, e, k)
+                if not path.exists():
+                    items = [make_item(env, grid, item_seed(seed, e, i), phantoms=phantoms,
+                                       inputs=inputs) for i in range(lo, hi)]
+                    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+                        np.savez(f, inputs=np.stack([it["input"] for it in items]),
+                                 targets=np.stack([it["target"] for it in items]),
+                                 scale=np.stack([it["scale"] for it in items]),
+                                 seeds=np.array([item_seed(seed, e, i)
+                                                 for i in range(lo, hi)], np.uint64),
+                                 kinds=np.array([it["kind"] for it in items], "<U16"))
+                done += hi - lo
+                if callback is not None:
+                    callback("scans", done, total)
     return root
+
+
+def _lock(root: Path) -> int:
+    """Take the lock of the job directory ``root``: the open lock file's descriptor, with
+    this process's id written in it. Another live holder is an :class:`InputError`."""
+    path = root / LOCK_NAME
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+        try:
+            if fcntl is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            elif os.fstat(fd).st_size:  # pragma: no cover - no fcntl: a pid means taken
+                raise BlockingIOError(errno.EAGAIN, "locked")
+        except BlockingIOError:
+            pid = os.read(fd, 32).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise InputError(f"{root} is being written by another run (pid {pid})") from None
+        try:  # the holder before may have removed the file between our open and lock
+            if os.path.samestat(os.fstat(fd), os.stat(path)):
+                break
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return fd
+
+
+@contextlib.contextmanager
+def job_directory(root: str | os.PathLike, manifest: dict[str, Any]) -> Iterator[Path]:
+    """The output directory of a resumable job, held by this run while the block runs.
+
+    The directory is created when missing, locked (a lock file, :data:`LOCK_NAME`, holding
+    this process's id under an exclusive ``flock``, which the system releases if the process
+    dies), then checked by :func:`resume_directory`. On the way out the lock file is removed;
+    a directory this run created is removed again when it is still empty (a refused or
+    failed job). Nothing else in the directory is ever deleted.
+
+    Raises
+    ------
+    InputError
+        Another run holds the directory ("... is being written by another run (pid N)"),
+        or :func:`resume_directory` refuses it.
+    """
+    root = Path(root)
+    if root.exists() and not root.is_dir():
+        raise InputError("exists and is not a directory", root)
+    created = not root.exists()
+    root.mkdir(parents=True, exist_ok=True)
+    fd = None
+    try:
+        fd = _lock(root)
+        resume_directory(root, manifest)
+        yield root
+    finally:
+        if fd is not None:
+            with contextlib.suppress(FileNotFoundError):
+                (root / LOCK_NAME).unlink()
+            os.close(fd)
+        if created:
+            with contextlib.suppress(OSError):
+                root.rmdir()  # only when empty: whatever the job wrote stays
+
+
+def _read_manifest(path: Path) -> Any:
+    """A job directory's ``manifest.json``; an unreadable one is an :class:`InputError`."""
+    try:
+        return read_json(path, "manifest")
+    except InputError as exc:
+        raise InputError(f"unreadable manifest ({exc.problem})", path) from None
 
 
 def resume_directory(root: Path, manifest: dict[str, Any]) -> None:
@@ -188,15 +276,12 @@ def resume_directory(root: Path, manifest: dict[str, Any]) -> None:
     if root.exists() and not root.is_dir():
         raise InputError("exists and is not a directory", root)
     if mpath.exists():
-        try:
-            old = json.loads(mpath.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise InputError(f"unreadable manifest ({type(exc).__name__})", mpath) from None
+        old = _read_manifest(mpath)
         if old != manifest:
             raise InputError("directory holds another job's output (different manifest: "
                              "choose another directory)", mpath)
         return
-    if root.is_dir() and any(root.iterdir()):
+    if root.is_dir() and any(p.name != LOCK_NAME for p in root.iterdir()):
         raise InputError("directory is not empty and has no manifest.json: choose a new "
                          "directory", root)
     root.mkdir(parents=True, exist_ok=True)
@@ -222,8 +307,8 @@ def load_dataset(path: str | os.PathLike, *, limit: int | None = None,
     mpath = root / "manifest.json"
     if not mpath.is_file():
         raise InputError("not a family dataset (no manifest.json)", root)
+    man = _read_manifest(mpath)
     try:
-        man = json.loads(mpath.read_text())
         n_chunks = (man["count"] + man["chunk"] - 1) // man["chunk"]
         names = list(man["environments"])
     except (OSError, UnicodeDecodeError, ValueError, TypeError, KeyError) as exc:

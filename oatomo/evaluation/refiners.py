@@ -32,7 +32,7 @@ import numpy as np
 
 from oatomo._atomic import atomic_path
 from oatomo._limits import check_integer
-from oatomo.datasets.generate import HELDOUT_PHANTOMS, item_seed, make_item, resume_directory
+from oatomo.datasets.generate import HELDOUT_PHANTOMS, item_seed, job_directory, make_item
 from oatomo.errors import InputError
 from oatomo.evaluation import metrics as M
 from oatomo.evaluation.stats import standard_error
@@ -66,17 +66,19 @@ def make_eval_set(out: str | os.PathLike, *, count: int = 8, seed: int = 2, size
     grid = Grid(size, size * CANONICAL_PITCH)
     geos = list(geometries or EVAL_GEOMETRIES)
     perts = list(perturbations or [p for p, _ in EVAL_PERTURBATIONS])
-    resume_directory(root, {"format": "oatomo-family-evalset", "version": 1, "count": count,
-                            "seed": seed, "size": size, "tv_iter": tv_iter,
-                            "geometries": geos, "perturbations": perts})
-    for gi, g in enumerate(geos):
-        for pi, p in enumerate(perts):
-            path = root / f"{g}__{p}.npz"
-            if not path.exists():  # finished files of an interrupted run are kept
-                _simulate_eval_file(path, g, p, 100 * gi + pi, grid, count=count, seed=seed,
-                                    tv_iter=tv_iter)
-            if callback is not None:
-                callback("evaluation set", gi * len(perts) + pi + 1, len(geos) * len(perts))
+    manifest = {"format": "oatomo-family-evalset", "version": 1, "count": count,
+                "seed": seed, "size": size, "tv_iter": tv_iter, "geometries": geos,
+                "perturbations": perts}
+    with job_directory(root, manifest):
+        for gi, g in enumerate(geos):
+            for pi, p in enumerate(perts):
+                path = root / f"{g}__{p}.npz"
+                if not path.exists():  # finished files of an interrupted run are kept
+                    _simulate_eval_file(path, g, p, 100 * gi + pi, grid, count=count,
+                                        seed=seed, tv_iter=tv_iter)
+                if callback is not None:
+                    callback("evaluation set", gi * len(perts) + pi + 1,
+                             len(geos) * len(perts))
     return root
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from oatomo._atomic import atomic_path, check_input_file
-from oatomo._limits import check_bytes
+from oatomo._documents import read_json
 from oatomo.errors import InputError
 
 __all__ = ["CALIBRATION_KIND", "save_calibration", "load_calibration"]
@@ -59,11 +59,7 @@ def load_calibration(source: str | os.PathLike | dict[str, Any] | Any) -> dict[s
         if not os.path.lexists(path):
             raise InputError("calibration file not found", path)
         check_input_file(path, "calibration file")
-        check_bytes(8.0 * path.stat().st_size, "reading the calibration file", path)
-        try:
-            source = json.loads(path.read_text())
-        except (ValueError, UnicodeDecodeError):
-            raise InputError("not a JSON calibration file", path) from None
+        source = read_json(path, "calibration file")
     if isinstance(source, Mapping):
         source = dict(source)
     if not isinstance(source, dict):

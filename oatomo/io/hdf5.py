@@ -8,8 +8,8 @@ letting a malformed file reach the numerics.
 from __future__ import annotations
 
 import io
-import json
 import os
+import stat
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -19,34 +19,102 @@ import h5py
 import numpy as np
 
 from oatomo._atomic import atomic_path, check_input_file
+from oatomo._documents import parse_json
 from oatomo._limits import check_bytes
 from oatomo.errors import InputError
 
-__all__ = ["open_hdf5", "write_hdf5", "scalar_value", "number_value", "integer_value",
-           "text_value", "json_value", "read_array", "numeric_dataset", "plane_positions",
-           "group_to_json", "json_to_group"]
+__all__ = ["open_hdf5", "check_self_contained", "write_hdf5", "scalar_value", "number_value",
+           "integer_value", "text_value", "json_value", "read_array", "numeric_dataset",
+           "plane_positions", "group_to_json", "json_to_group"]
 
 #: Most values :func:`group_to_json` reads from one metadata tree (about 64 MiB as JSON).
 MAX_METADATA_VALUES = 4_000_000
+#: Most links :func:`open_hdf5` inspects in one file before refusing it.
+MAX_LINKS = 200_000
 
 
 def open_hdf5(path: str | os.PathLike) -> h5py.File:
     """Open an HDF5 file read-only, after checking that it is a readable file.
 
+    The file must be self-contained (see :func:`check_self_contained`): nothing in it may
+    steer a read outside it.
+
     Raises
     ------
     InputError
-        Missing or unreadable file, a file that is not HDF5, or a truncated/corrupt one.
+        Missing or unreadable file, a FIFO or device (also when swapped in after the
+        check), a file that is not HDF5, a truncated/corrupt one, or one that is not
+        self-contained.
     """
     p = check_input_file(path, "scan file")
     try:
-        return h5py.File(p, "r")
+        f = h5py.File(p, "r")
     except OSError:
-        with open(p, "rb") as f:
-            magic = f.read(8)
+        with open(p, "rb") as fh:
+            magic = fh.read(8)
         if magic == b"\x89HDF\r\n\x1a\n":
             raise InputError("HDF5 file is truncated or corrupt", p) from None
         raise InputError("not an HDF5 file", p) from None
+    try:
+        # the path may have been swapped for a FIFO or device since it was checked
+        if not stat.S_ISREG(os.fstat(f.id.get_vfd_handle()).st_mode):
+            raise InputError("not a regular file (a FIFO, device or socket), not a scan file",
+                             p)
+        check_self_contained(f, p)
+    except BaseException:
+        f.close()
+        raise
+    return f
+
+
+def check_self_contained(f: h5py.File, path: Any) -> None:
+    """Refuse an HDF5 file whose reading could leave it, before anything is read.
+
+    Every link of the file is visited (each object once, so hard-link cycles end) without
+    following any: external links (to another file, a FIFO or a device), soft links that
+    do not resolve inside the file (loops, missing targets), virtual datasets (whose
+    sources are other datasets or files, possibly the dataset itself) and datasets whose
+    raw data is stored in external files are all refused.
+
+    Raises
+    ------
+    InputError
+        One of the above, naming the object, or more than :data:`MAX_LINKS` links.
+    """
+    seen: set[int] = set()
+    todo: list[h5py.Group] = [f]
+    n_links = 0
+    while todo:
+        group = todo.pop()
+        for name in group:
+            n_links += 1
+            if n_links > MAX_LINKS:
+                raise InputError(f"has more than {MAX_LINKS} HDF5 links", path)
+            where = f"{group.name.rstrip('/')}/{name}"
+            link = group.get(name, getlink=True)
+            if isinstance(link, h5py.ExternalLink):
+                raise InputError(f"{where} is an HDF5 external link (to {link.filename}:"
+                                 f"{link.path}); oatomo reads only the file it is given", path)
+            try:
+                info = h5py.h5o.get_info(group.id, name.encode("utf-8", "surrogateescape"))
+            except (RuntimeError, KeyError, OSError):
+                raise InputError(f"{where} is an HDF5 link that does not resolve inside the "
+                                 f"file (a soft-link loop or a missing target)", path) from None
+            if not isinstance(link, h5py.HardLink) or info.addr in seen:
+                continue  # a soft link's target is an object reached by hard links too
+            seen.add(info.addr)
+            if info.type == h5py.h5o.TYPE_GROUP:
+                todo.append(group[name])
+            elif info.type == h5py.h5o.TYPE_DATASET:
+                dset = group[name]
+                if dset.is_virtual:
+                    raise InputError(f"{where} is an HDF5 virtual dataset (its data lives in "
+                                     f"other datasets or files); oatomo reads only plain "
+                                     f"datasets", path)
+                if dset.external:
+                    raise InputError(f"{where} stores its data in external files "
+                                     f"({dset.external[0][0]}); oatomo reads only the file it "
+                                     f"is given", path)
 
 
 def write_hdf5(out: Path, fill: Callable[[h5py.File], Any]) -> None:
@@ -115,11 +183,7 @@ def text_value(v: Any, what: str, path: Any) -> str | None:
 
 def json_value(v: Any, what: str, path: Any) -> Any:
     """The JSON text in the attribute or dataset ``v``, decoded (``{}`` when empty)."""
-    text = text_value(v, what, path)
-    try:
-        return json.loads(text or "{}")
-    except (json.JSONDecodeError, RecursionError):
-        raise InputError(f"{what} is not valid JSON", path) from None
+    return parse_json(text_value(v, what, path) or "{}", what, path)
 
 
 def read_array(f: h5py.Group, name: str, path: Any, *, lazy: bool = False) -> np.ndarray:

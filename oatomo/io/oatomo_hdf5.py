@@ -191,8 +191,5 @@ def _read_calibration(g: h5py.Group, n_sensors: int, path: Path) -> dict[str, An
         if key not in g or g[key].shape != (n_sensors, 2):
             raise InputError(f"calibration/{key} missing or not ({n_sensors}, 2)", path)
         cal[key] = g[key][...]
-    try:
-        cal["history"] = json.loads(scalar_value(g.attrs.get("history", "[]")) or "[]")
-    except json.JSONDecodeError:
-        raise InputError("calibration/history is not valid JSON", path) from None
+    cal["history"] = json_value(g.attrs.get("history", "[]"), "calibration/history", path)
     return cal

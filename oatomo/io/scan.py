@@ -107,6 +107,16 @@ class Scan:
             raise InputError(f"sinogram has {y.shape[-1]} samples but the acquisition says "
                              f"{self.acquisition.n_samples}", path)
         if values:
+            if y.shape[-1] < 2:
+                raise InputError(f"sinogram has {y.shape[-1]} sample per sensor; the "
+                                 f"reconstructions need at least 2", path)
             check_samples(y, path)
         if self.p0 is not None and (self.grid is None or self.p0.shape != self.grid.shape):
             raise InputError("truth image does not match its grid", path)
+        if values and self.p0 is not None and not np.all(np.isfinite(self.p0)):
+            raise InputError("truth image holds NaN or Inf values", path)
+        if self.wavelengths is not None:
+            wl = np.asarray(self.wavelengths)
+            if wl.dtype.kind not in "iuf" or not np.all(np.isfinite(wl)) or np.any(wl <= 0):
+                raise InputError("wavelengths must be finite and > 0 (NaN, Inf or <= 0 "
+                                 "found)", path)

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from oatomo._atomic import atomic_path, check_input_file
+from oatomo._documents import parse_json
 from oatomo._limits import check_bytes
 from oatomo.errors import InputError
 from oatomo.scanners import FAMILY_KEY
@@ -131,7 +132,9 @@ def read_weights(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, np.
     try:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}
-        meta = json.loads(arrays.pop(META_KEY).tobytes().decode())
+        meta = parse_json(arrays.pop(META_KEY).tobytes(), f"{META_KEY} member", path)
+    except InputError:
+        raise
     except KeyError:
         raise InputError(f"not an oatomo weights archive (no {META_KEY} member)",
                          path) from None

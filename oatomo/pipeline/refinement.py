@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import asdict
@@ -11,6 +10,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from oatomo._documents import read_json
 from oatomo.errors import InputError
 from oatomo.geometry import Acquisition, Grid, SensorArray
 from oatomo.learn.records import family_record
@@ -36,8 +36,8 @@ def _model_meta(path: Path) -> dict[str, Any]:
     sidecar = path.with_suffix(".json")
     if sidecar.is_file():
         try:
-            train = json.loads(sidecar.read_text()).get("train") or {}
-        except (ValueError, OSError):
+            train = read_json(sidecar, "model sidecar").get("train") or {}
+        except (InputError, AttributeError, OSError):
             train = {}
         if train.get(FAMILY_KEY):
             return dict(train[FAMILY_KEY])

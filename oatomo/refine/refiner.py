@@ -53,7 +53,7 @@ from typing import Any
 
 import numpy as np
 
-from oatomo._limits import check_bytes
+from oatomo._limits import MAX_POSTERIOR_SAMPLES, check_bytes
 from oatomo.errors import InputError
 from oatomo.geometry import Acquisition, Grid, SensorArray
 from oatomo.learn.records import TRAIN_COMMAND, family_record, is_weights_archive, read_weights
@@ -259,6 +259,8 @@ class Refiner:
         :attr:`uncertainty`; None for a deterministic model or ``n_samples < 2``). Images
         larger than ``tile`` pixels are refined in tiles overlapping by ``overlap`` pixels.
         """
+        if not 0 <= n_samples <= MAX_POSTERIOR_SAMPLES:
+            raise InputError(f"n_samples must be in 0..{MAX_POSTERIOR_SAMPLES}, got {n_samples}")
         x = np.asarray(channels, np.float32)
         if x.ndim != 3 or x.shape[0] != len(self.inputs) or x.shape[1] != x.shape[2] \
                 or x.shape[1] % 4:

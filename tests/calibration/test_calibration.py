@@ -233,3 +233,16 @@ def test_prior_estimated_from_the_data_follows_the_errors(std) -> None:
                                   **FAST).prior_source == "given"
     with pytest.raises(InputError, match="prior_std"):
         calibrate_sinogram(y, NOMINAL, ACQ, GRID, prior_std="wide", **FAST)
+
+
+@pytest.mark.parametrize("perturbation", [
+    "radial_std = 1e300", "jitter_std = 1e200", "offset = [1e300, 0.0]", "rotation = inf",
+    "x = " + "[" * 5000 + "]" * 5000])
+def test_a_scans_setup_out_of_range_gives_no_prior(perturbation):
+    """The setup stored in a scan is only a hint: absurd values (which overflowed) and
+    documents nested too deep are ignored, as an unreadable setup is."""
+    from oatomo.calibration.prior import prior_from_setup
+
+    assert prior_from_setup(f"[perturbation]\n{perturbation}\n", 0.02) == (None, 0.0, (0.0, 0.0))
+    assert prior_from_setup("[perturbation]\nradial_std = 1e-4\n", 0.02)[0] == \
+        pytest.approx(1e-4 / 2 ** 0.5)

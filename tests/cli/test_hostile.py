@@ -41,8 +41,9 @@ def _snapshot(directory: Path) -> dict[str, tuple[int, bytes] | str]:
 
 def test_corpus_covers_every_class():
     kinds = [c.kind for c in CASES.values()]
-    assert len(kinds) >= 60, len(kinds)
-    for kind in ("segfault", "overwrite", "allocation", "error", "nan"):
+    assert len(kinds) >= 250, len(kinds)
+    for kind in ("segfault", "overwrite", "allocation", "error", "nan", "escape", "hang",
+                 "traceback"):
         assert kinds.count(kind) >= 3, kind
 
 

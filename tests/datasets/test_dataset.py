@@ -55,3 +55,67 @@ def test_unreadable_dataset_directories(tmp_path):
     (tmp_path / "manifest.json").write_text('{"count": 2}')
     with pytest.raises(InputError, match="unreadable manifest"):
         load_dataset(tmp_path)
+
+
+def _hold_lock(root):
+    """A child process that takes the job lock of ``root`` and waits for its stdin."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from oatomo.datasets import job_directory\n"
+            "with job_directory(sys.argv[1], {'format': 'x'}):\n"
+            "    print('held', flush=True); sys.stdin.read()\n")
+    child = subprocess.Popen([sys.executable, "-c", code, str(root)], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True)
+    assert child.stdout.readline().strip() == "held"
+    return child
+
+
+def test_second_run_on_a_locked_directory_is_refused(tmp_path, capsys):
+    from oatomo.cli import main
+    from oatomo.datasets import LOCK_NAME
+
+    root = tmp_path / "ds"
+    child = _hold_lock(root)
+    try:
+        before = sorted(p.name for p in root.iterdir())
+        code = main(["refiner", "data", "-o", str(root), "--count", "1", "--size", "16",
+                     "--seed", "2", "--environments", "arc/none"])
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and "\n" not in err, err
+        assert err.endswith(f"{root} is being written by another run (pid {child.pid})"), err
+        assert sorted(p.name for p in root.iterdir()) == before  # the other run's files
+        assert (root / "manifest.json").exists() and (root / LOCK_NAME).exists()
+    finally:
+        child.communicate("")
+    # released on exit: the lock file is gone, the holder's manifest stays
+    assert sorted(p.name for p in root.iterdir()) == ["manifest.json"]
+
+
+def test_lock_of_a_killed_run_is_taken_over(tmp_path):
+    from oatomo.datasets import LOCK_NAME, job_directory
+
+    root = tmp_path / "ds"
+    child = _hold_lock(root)
+    child.kill()
+    child.wait()
+    assert (root / LOCK_NAME).exists()  # left behind, but no process holds it
+    with job_directory(root, {"format": "x"}):
+        assert (root / LOCK_NAME).read_text().strip() == str(__import__("os").getpid())
+    assert not (root / LOCK_NAME).exists()
+
+
+def test_refused_job_leaves_no_directory_and_deletes_nothing(tmp_path):
+    from oatomo.datasets import job_directory
+
+    root = tmp_path / "new"
+    with pytest.raises(RuntimeError), job_directory(root, {"format": "x"}):
+        (root / "manifest.json").unlink()  # the job fails before writing anything
+        raise RuntimeError
+    assert not root.exists()
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("the user's")
+    with pytest.raises(InputError, match="not empty"), job_directory(mine, {"format": "x"}):
+        pass
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"]

@@ -53,7 +53,7 @@ class Case:
     """One hostile input: ``argv`` for :func:`oatomo.cli.main`, run in ``directory``."""
 
     name: str
-    kind: str  # segfault | overwrite | allocation | error | nan
+    kind: str  # segfault | overwrite | allocation | error | nan | escape | hang | traceback
     argv: list[str]
     needle: str  # must appear in the error line (the file or the option it is about)
     directory: Path
@@ -703,6 +703,370 @@ def build(root: str | os.PathLike) -> list[Case]:
     def _(d):
         return ["reconstruct", scan_with(d, lambda f: _replace(
             f, "sinogram", np.full((16, 256), 1e300))), "-o", str(d / "x.h5")]
+
+    # --- 6. reads steered outside the named file (HDF5 links, FIFOs, devices) -----------
+    def fifo(d: Path, name: str = "fifo") -> Path:
+        if not (d / name).exists():
+            os.mkfifo(d / name)
+        return d / name
+
+    def secret(d: Path) -> Path:
+        """A scan the user did not name (a copy of the base scan)."""
+        if not (d / "secret.h5").exists():
+            shutil.copy(scan0, d / "secret.h5")
+        return d / "secret.h5"
+
+    def relink(name: str, link: Callable[[Path], object]) -> Callable[[Path], str]:
+        def make(d: Path) -> str:
+            def edit(f: h5py.File) -> None:
+                del f[name]
+                f[name] = link(d)
+            return scan_with(d, edit)
+        return make
+
+    escapes = {
+        "external_link_fifo": relink("sinogram", lambda d: h5py.ExternalLink(
+            str(fifo(d)), "/sinogram")),
+        "external_link_other_scan": relink("sinogram", lambda d: h5py.ExternalLink(
+            str(secret(d)), "/sinogram")),
+        "external_link_relative": relink("sinogram", lambda d: (secret(d), h5py.ExternalLink(
+            "secret.h5", "/sinogram"))[1]),
+        "external_link_group": relink("sensors", lambda d: h5py.ExternalLink(
+            str(secret(d)), "/sensors")),
+        "external_link_dev_zero": relink("sinogram", lambda d: h5py.ExternalLink(
+            "/dev/zero", "/sinogram")),
+        "soft_link_loop": relink("sinogram", lambda d: h5py.SoftLink("/sinogram")),
+        "soft_link_missing": relink("sinogram", lambda d: h5py.SoftLink("/nowhere")),
+    }
+
+    def soft_pair(d: Path) -> str:
+        def edit(f: h5py.File) -> None:
+            del f["sinogram"]
+            f["sinogram"] = h5py.SoftLink("/other")
+            f["other"] = h5py.SoftLink("/sinogram")
+        return scan_with(d, edit)
+
+    def soft_through_external(d: Path) -> str:
+        def edit(f: h5py.File) -> None:
+            del f["sinogram"]
+            f["away"] = h5py.ExternalLink(str(secret(d)), "/")
+            f["sinogram"] = h5py.SoftLink("/away/sinogram")
+        return scan_with(d, edit)
+
+    def external_in_metadata(d: Path) -> str:  # never read by a format, still refused
+        return scan_with(d, lambda f: f.__setitem__("notes", h5py.ExternalLink(
+            str(fifo(d)), "/x")))
+
+    def vds(source: Callable[[Path], tuple[str, str]]) -> Callable[[Path], str]:
+        def make(d: Path) -> str:
+            def edit(f: h5py.File) -> None:
+                del f["sinogram"]
+                layout = h5py.VirtualLayout(shape=(16, 256), dtype="f4")
+                file, name = source(d)
+                layout[:] = h5py.VirtualSource(file, name, shape=(16, 256))
+                f.create_virtual_dataset("sinogram", layout, fillvalue=0)
+            return scan_with(d, edit)
+        return make
+
+    def external_storage(target: Callable[[Path], str]) -> Callable[[Path], str]:
+        def make(d: Path) -> str:
+            def edit(f: h5py.File) -> None:
+                del f["sinogram"]
+                f.create_dataset("sinogram", shape=(16, 256), dtype="f4",
+                                 external=[(target(d), 0, 16 * 256 * 4)])
+            return scan_with(d, edit)
+        return make
+
+    def hardlink_cycle(d: Path) -> str:  # legal HDF5: the walk must still end
+        def edit(f: h5py.File) -> None:
+            f["sensors/up"] = f["/"]
+            f["sinogram_alias"] = f["sinogram"]
+            f["acquisition"].attrs["fs"] = -1.0
+        return scan_with(d, edit)
+
+    escapes.update({
+        "soft_link_pair_loop": soft_pair, "soft_link_through_external": soft_through_external,
+        "external_link_unused_group": external_in_metadata,
+        "vds_self_loop": vds(lambda d: (".", "sinogram")),
+        "vds_other_file": vds(lambda d: (str(secret(d)), "sinogram")),
+        "vds_fifo": vds(lambda d: (str(fifo(d)), "sinogram")),
+        "external_storage_fifo": external_storage(lambda d: str(fifo(d))),
+        "external_storage_dev_zero": external_storage(lambda d: "/dev/zero"),
+        "external_storage_other_file": external_storage(lambda d: str(secret(d))),
+        "hardlink_cycle_bad_fs": hardlink_cycle,
+    })
+    for label, make in escapes.items():
+        for command in ("info", "reconstruct", "calibrate"):
+            if command == "calibrate" and label not in ("external_link_fifo", "vds_self_loop",
+                                                        "external_storage_fifo"):
+                continue
+            @case(f"{label}_{command}", "escape", "scan.h5")
+            def _(d, make=make, command=command):
+                src = make(d)
+                tail = {"info": [], "reconstruct": ["-o", str(d / "x.h5"), "--png", "none"],
+                        "calibrate": ["-o", str(d / "c.h5")]}[command]
+                return [command, src, *tail]
+
+    @case("ipasc_external_link_fifo", "escape", "ipasc.h5")
+    def _(d):
+        with h5py.File(d / "ipasc.h5", "w") as f:
+            f["binary_time_series_data"] = h5py.ExternalLink(str(fifo(d)), "/x")
+            f["meta_data/ad_sampling_rate"] = 20e6
+        return ["info", str(d / "ipasc.h5")]
+
+    @case("ipasc_vds_self_loop", "escape", "ipasc.h5")
+    def _(d):
+        with h5py.File(d / "ipasc.h5", "w") as f:
+            layout = h5py.VirtualLayout(shape=(4, 64, 1, 1), dtype="f4")
+            layout[:] = h5py.VirtualSource(".", "binary_time_series_data", shape=(4, 64, 1, 1))
+            f.create_virtual_dataset("binary_time_series_data", layout, fillvalue=0)
+            f["meta_data/ad_sampling_rate"] = 20e6
+        return ["reconstruct", str(d / "ipasc.h5"), "-o", str(d / "x.h5")]
+
+    @case("patato_external_raw_data", "escape", "patato.h5")
+    def _(d):
+        with h5py.File(d / "patato.h5", "w") as f:
+            f.attrs["fs"] = 20e6
+            f.attrs["speedofsound"] = 1500.0
+            f.create_dataset("raw_data", shape=(1, 1, 16, 256), dtype="f4",
+                             external=[(str(fifo(d)), 0, 16 * 256 * 4)])
+            f["GEOMETRY"] = np.zeros((16, 3))
+        return ["info", str(d / "patato.h5")]
+
+    @case("image_file_external_link", "escape", "img.h5")
+    def _(d):
+        with h5py.File(d / "img.h5", "w") as f:
+            f.attrs["oatomo_format"] = "image"
+            f["images"] = h5py.ExternalLink(str(fifo(d)), "/images")
+        return ["info", str(d / "img.h5")]
+
+    # paths that name FIFOs or devices, directly or through symbolic links
+    def symlink(d: Path, name: str, target: str | Path) -> str:
+        if not (d / name).is_symlink():
+            (d / name).symlink_to(target)
+        return str(d / name)
+
+    for label, target in (("fifo", None), ("dev_zero", "/dev/zero"),
+                          ("dev_null", "/dev/null")):
+        @case(f"symlink_scan_to_{label}", "escape", "link.h5")
+        def _(d, target=target):
+            return ["info", symlink(d, "link.h5", target or fifo(d))]
+
+        @case(f"symlink_setup_to_{label}", "escape", "link.toml")
+        def _(d, target=target):
+            return ["simulate", "--setup", symlink(d, "link.toml", target or fifo(d)),
+                    "-o", str(d / "s.h5")]
+
+        @case(f"symlink_calibration_to_{label}", "escape", "cal.json")
+        def _(d, target=target):
+            return ["reconstruct", scan_with(d), "-o", str(d / "x.h5"), "--calibration",
+                    symlink(d, "cal.json", target or fifo(d))]
+
+    @case("fifo_calibration", "escape", "cal.json")
+    def _(d):
+        return ["reconstruct", scan_with(d), "-o", str(d / "x.h5"), "--calibration",
+                str(fifo(d, "cal.json"))]
+
+    @case("fifo_preset", "escape", "p.toml")
+    def _(d):
+        return ["reconstruct", scan_with(d), "-o", str(d / "x.h5"), "--preset",
+                str(fifo(d, "p.toml"))]
+
+    @case("fifo_model", "escape", "m.pt")
+    def _(d):
+        return ["reconstruct", scan_with(d), "-o", str(d / "x.h5"), "--refine", "--model",
+                str(fifo(d, "m.pt"))]
+
+    @case("fifo_model_sidecar", "escape", "m.pt")  # the FIFO sidecar is never opened
+    def _(d):
+        (d / "m.pt").write_bytes(b"model")
+        fifo(d, "m.json")
+        return ["reconstruct", scan_with(d), "-o", str(d / "x.h5"), "--refine", "--model",
+                str(d / "m.pt")]
+
+    @case("fifo_phantom", "escape", "p.npy")
+    def _(d):
+        return ["simulate", "--setup", setup_with(d, "", ""), "--phantom",
+                str(fifo(d, "p.npy")), "-o", str(d / "s.h5")]
+
+    @case("fifo_dataset_manifest", "escape", "manifest.json")
+    def _(d):
+        (d / "ds").mkdir(exist_ok=True)
+        fifo(d / "ds", "manifest.json")
+        return ["refiner", "data", "-o", str(d / "ds"), "--count", "1", "--size", "16"]
+
+    @case("fifo_training_manifest", "escape", "manifest.json")
+    def _(d):
+        (d / "ds").mkdir(exist_ok=True)
+        fifo(d / "ds", "manifest.json")
+        return ["refiner", "train", "--data", str(d / "ds"), "-o", str(d / "m.pt")]
+
+    # --- 7. work sized by a user's value, refused before it starts (no hang) ------------
+    for count, envs in (("10000000", []), ("10000000", ["--environments", "arc/none"]),
+                        ("1000000", [])):
+        @case(f"refiner_data_count_{count}_{len(envs)}env_64M", "hang", "ds",
+              env={"OATOMO_MAX_BYTES": "64M"}, reason="OATOMO_MAX_BYTES")
+        def _(d, count=count, envs=envs):
+            return ["refiner", "data", "-o", str(d / "ds"), "--count", count, *envs]
+
+    for samples in ("10000000", "1025", "-1"):
+        @case(f"refiner_evaluate_samples_{samples}", "hang", "--samples")
+        def _(d, samples=samples):
+            (d / "m.pt").write_bytes(b"model")
+            (d / "ev").mkdir(exist_ok=True)
+            return ["refiner", "evaluate", "--model", str(d / "m.pt"), "--data", str(d / "ev"),
+                    "--out", str(d / "out"), "--samples", samples]
+
+    # --- 8. values that raised tracebacks -----------------------------------------------
+    for seed in ("-1", "18446744073709551616", "100000000000000000000000"):
+        @case(f"simulate_seed_{seed[:12]}", "traceback", "--seed")
+        def _(d, seed=seed):
+            return ["simulate", "--setup", setup_with(d, "", ""), "-o", str(d / "s.h5"),
+                    "--seed", seed]
+
+        @case(f"refiner_data_seed_{seed[:12]}", "traceback", "--seed")
+        def _(d, seed=seed):
+            return ["refiner", "data", "-o", str(d / "ds"), "--count", "1", "--size", "16",
+                    "--seed", seed, "--environments", "arc/none"]
+
+        @case(f"refiner_eval_set_seed_{seed[:12]}", "traceback", "--seed")
+        def _(d, seed=seed):
+            return ["refiner", "eval-set", "-o", str(d / "ev"), "--count", "1", "--seed", seed]
+
+    deep_toml = {"array": "x = " + "[" * 5000 + "]" * 5000,
+                 "inline": "x = " + "{a = " * 3000 + "1" + "}" * 3000,
+                 "dotted": "[" + ".".join(["a"] * 3000) + "]\nb = 1"}
+    for label, body in deep_toml.items():
+        @case(f"setup_deep_toml_{label}", "traceback", "tiny.toml", reason="nested")
+        def _(d, body=body):
+            (d / "tiny.toml").write_text(body + "\n" + SETUP)
+            return ["simulate", "--setup", str(d / "tiny.toml"), "-o", str(d / "s.h5")]
+
+        @case(f"preset_deep_toml_{label}", "traceback", "p.toml", reason="nested")
+        def _(d, body=body):
+            (d / "p.toml").write_text(body + "\n")
+            return ["reconstruct", scan_with(d), "-o", str(d / "x.h5"), "--preset",
+                    str(d / "p.toml")]
+
+    deep_json = {"list": "[" * 100000 + "]" * 100000,
+                 "object": '{"a": ' * 50000 + "1" + "}" * 50000}
+    for label, body in deep_json.items():
+        @case(f"calibration_deep_json_{label}", "traceback", "cal.json", reason="nested")
+        def _(d, body=body):
+            (d / "cal.json").write_text(body)
+            return ["reconstruct", scan_with(d), "-o", str(d / "x.h5"), "--calibration",
+                    str(d / "cal.json")]
+
+        @case(f"scan_metadata_deep_json_{label}", "traceback", "scan.h5", reason="nested")
+        def _(d, body=body):
+            return ["info", scan_with(d, lambda f: f.attrs.__setitem__("metadata", body))]
+
+        @case(f"dataset_manifest_deep_json_{label}", "traceback", "manifest.json",
+              reason="nested")
+        def _(d, body=body):
+            (d / "ds").mkdir(exist_ok=True)
+            (d / "ds" / "manifest.json").write_text(body)
+            return ["refiner", "train", "--data", str(d / "ds"), "-o", str(d / "m.pt")]
+
+    for label, body in (("huge_int", '{"speed_of_sound": 1' + "0" * 400 + "}"),
+                        ("float_overflow", '{"speed_of_sound": 1e400}'),
+                        ("nan_literal", '{"t0": NaN}'),
+                        ("string_number", '{"speed_of_sound": "1500"}')):
+        @case(f"calibration_{label}", "traceback", "cal.json")
+        def _(d, body=body):
+            (d / "cal.json").write_text(body)
+            return ["reconstruct", scan_with(d), "-o", str(d / "x.h5"), "--calibration",
+                    str(d / "cal.json")]
+
+    # --- 9. non-finite values that would be written -------------------------------------
+    for label, value in (("nan", np.nan), ("inf", np.inf), ("minus_inf", -np.inf)):
+        def truth(f: h5py.File, value: float = value) -> None:
+            f["truth/p0"][3, 4] = value
+
+        @case(f"truth_{label}_reconstruct", "nan", "scan.h5", reason="truth image")
+        def _(d, truth=truth):
+            return ["reconstruct", scan_with(d, truth), "-o", str(d / "x.h5"), "--png", "none"]
+
+        @case(f"truth_{label}_calibrate", "nan", "scan.h5", reason="truth image")
+        def _(d, truth=truth):
+            return ["calibrate", scan_with(d, truth), "-o", str(d / "c.h5")]
+
+    def wavelengths(values: list[float]) -> Callable[[h5py.File], None]:
+        def edit(f: h5py.File) -> None:
+            y = f["sinogram"][...]
+            _replace(f, "sinogram", np.stack([y] * len(values)))
+            f["wavelengths"] = np.asarray(values, np.float64)
+        return edit
+
+    for label, values in (("nan", [700e-9, np.nan]), ("inf", [np.inf, 800e-9]),
+                          ("negative", [-700e-9, 800e-9]), ("zero", [0.0, 800e-9])):
+        @case(f"wavelengths_{label}", "nan", "scan.h5", reason="wavelengths")
+        def _(d, values=values):
+            return ["reconstruct", scan_with(d, wavelengths(values)), "-o", str(d / "x.h5"),
+                    "--png", "none"]
+
+        @case(f"wavelengths_{label}_patato_export", "nan", "scan.h5", reason="wavelengths")
+        def _(d, values=values):
+            return ["reconstruct", scan_with(d, wavelengths(values)), "-o", str(d / "x.h5"),
+                    "--png", "none", "--export-patato", str(d / "p.h5")]
+
+    @case("wavelengths_nan_selected", "nan", "scan.h5", reason="wavelengths")
+    def _(d):
+        return ["reconstruct", scan_with(d, wavelengths([700e-9, np.nan])), "-o",
+                str(d / "x.h5"), "--png", "none", "--wavelengths", "700e-9"]
+
+    @case("ipasc_wavelengths_nan", "nan", "ipasc.h5", reason="wavelengths")
+    def _(d):
+        with h5py.File(d / "ipasc.h5", "w") as f:
+            f["binary_time_series_data"] = np.zeros((4, 64, 2, 1), np.float32)
+            f["meta_data/ad_sampling_rate"] = 20e6
+            f["meta_data/acquisition_wavelengths"] = np.array([np.nan, 800e-9])
+            for k in range(4):
+                th = k * np.pi / 2
+                f[f"meta_data_device/detectors/{k:010d}/detector_position"] = \
+                    np.array([0.01 * np.cos(th), 0.01 * np.sin(th), 0.0])
+        return ["reconstruct", str(d / "ipasc.h5"), "-o", str(d / "x.h5"), "--n", "16"]
+
+    for band in ("nan:8e6", "0.1e6:nan", "inf:8e6", "0:inf", "1e-300:8e6", ":1e-300",
+                 ":1e-3"):
+        @case(f"band_{band}", "nan", "band")
+        def _(d, band=band):
+            return ["reconstruct", scan_with(d), "-o", str(d / "x.h5"), "--png", "none",
+                    "--band", band]
+
+    for std in ("1e-12", "1e-300", "1e300", "inf", "nan", "0", "-1e-3"):
+        @case(f"calibrate_prior_std_{std}", "nan", "--prior-std")
+        def _(d, std=std):
+            return ["calibrate", scan_with(d), "-o", str(d / "c.h5"), f"--prior-std={std}"]
+
+    # --- 10. more inputs that raised tracebacks ------------------------------------------
+    def one_sample(f: h5py.File) -> None:
+        _replace(f, "sinogram", f["sinogram"][:, :1])
+        f["acquisition"].attrs["n_samples"] = 1
+
+    for command in ("reconstruct", "calibrate", "autofocus"):
+        @case(f"one_sample_{command}", "traceback", "scan.h5", reason="at least 2")
+        def _(d, command=command):
+            tail = {"reconstruct": ["-o", str(d / "x.h5")],
+                    "calibrate": ["-o", str(d / "c.h5")], "autofocus": []}[command]
+            return [command, scan_with(d, one_sample), *tail]
+
+    for frames in (["5"], ["0", "1"], ["7"]):
+        @case(f"calibrate_frames_{'_'.join(frames)}", "traceback", "--frames")
+        def _(d, frames=frames):
+            return ["calibrate", scan_with(d), "-o", str(d / "c.h5"), "--frames", *frames]
+
+    for lam in ("1e-300", "1e-31"):
+        @case(f"reconstruct_tv_lam_{lam}", "traceback", "--lam")
+        def _(d, lam=lam):
+            return ["reconstruct", scan_with(d), "-o", str(d / "x.h5"), "--method", "mb-tv",
+                    "--lam", lam, "--iters", "2"]
+
+    for response in ("5e6:1e-300", "5e6:1e-6", "5e6:0"):
+        @case(f"reconstruct_response_{response}", "traceback", "bandwidth")
+        def _(d, response=response):
+            return ["reconstruct", scan_with(d), "-o", str(d / "x.h5"), "--png", "none",
+                    "--response", response]
 
     return cases
 
