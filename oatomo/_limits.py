@@ -56,8 +56,8 @@ def max_bytes() -> int:
         return DEFAULT_MAX_BYTES
     num, unit = (text[:-1], text[-1]) if text[-1] in _SUFFIX else (text, "")
     try:
-        value = int(float(num) * _SUFFIX[unit])
-    except ValueError:
+        value = int(float(num) * _SUFFIX[unit])  # inf: OverflowError, nan: ValueError
+    except (ValueError, OverflowError):
         raise InputError(f"OATOMO_MAX_BYTES must be a number of bytes (e.g. 4G), got "
                          f"{os.environ['OATOMO_MAX_BYTES']!r}") from None
     if value < 1:

@@ -74,9 +74,10 @@ def test_setup_perturbation_and_memory_limits(tmp_path, monkeypatch):
     assert max_bytes() == 65536
     with pytest.raises(InputError, match="OATOMO_MAX_BYTES"):
         load_setup("ring32_r22")  # 32 x 1024 float32 = 128 KiB
-    monkeypatch.setenv("OATOMO_MAX_BYTES", "lots")
-    with pytest.raises(InputError, match="OATOMO_MAX_BYTES must be"):
-        check_bytes(1, "x")
+    for bad_limit in ("lots", "inf", "1e400G", "nan", "-5M"):
+        monkeypatch.setenv("OATOMO_MAX_BYTES", bad_limit)
+        with pytest.raises(InputError, match="OATOMO_MAX_BYTES must be"):
+            check_bytes(1, "x")
     monkeypatch.delenv("OATOMO_MAX_BYTES")
     assert max_bytes() == 4 << 30
     # a sampling interval of a million pixels would need huge radial histograms
