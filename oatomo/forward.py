@@ -52,6 +52,8 @@ def check_sinogram(sinogram: np.ndarray, sensors: SensorArray, acquisition: Acqu
     y = np.asarray(sinogram)
     if y.ndim < 2 or (y.ndim > 2 and not allow_frames):
         raise InputError(f"sinogram must have shape (n_sensors, n_samples), got {y.shape}")
+    if 0 in y.shape[:-2]:
+        raise InputError(f"the sinogram has no frames (shape {y.shape})")
     if y.shape[-2] != sensors.n_sensors:
         raise InputError(
             f"sinogram has {y.shape[-2]} rows but there are {sensors.n_sensors} sensors")

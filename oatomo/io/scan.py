@@ -100,6 +100,8 @@ class Scan:
         y = self.sinogram
         if y.ndim < 2:
             raise InputError(f"sinogram must have at least 2 dimensions, got {y.shape}", path)
+        if 0 in y.shape[:-2]:
+            raise InputError(f"the scan has no frames (sinogram shape {y.shape})", path)
         if y.shape[-2] != self.sensors.n_sensors:
             raise InputError(f"sinogram has {y.shape[-2]} rows but there are "
                              f"{self.sensors.n_sensors} sensors", path)

@@ -406,6 +406,23 @@ def build(root: str | os.PathLike) -> list[Case]:
     def _(d):
         return ["reconstruct", scan_with(d), "-o", str(d / "x.h5")]
 
+    for limit in ("inf", "nan", "1e400G"):
+        @case(f"memory_limit_env_{limit}", "allocation", "scan.h5",
+              env={"OATOMO_MAX_BYTES": limit}, reason="OATOMO_MAX_BYTES must be")
+        def _(d):
+            return ["reconstruct", scan_with(d), "-o", str(d / "x.h5")]
+
+    def no_frames(f: h5py.File) -> None:
+        attrs = dict(f["sinogram"].attrs)
+        _replace(f, "sinogram", np.zeros((0,) + f["sinogram"].shape, np.float32))
+        f["sinogram"].attrs.update(attrs)
+
+    for command in ("reconstruct", "info", "calibrate"):
+        @case(f"zero_frames_{command}", "traceback", "scan.h5", reason="no frames")
+        def _(d, command=command):
+            args = [command, scan_with(d, no_frames)]
+            return args + (["-o", str(d / "x.h5")] if command != "info" else [])
+
     @case("dataset_count_1e9", "allocation", "--count")
     def _(d):
         return ["refiner", "data", "-o", str(d / "ds"), "--count", "1000000000"]
