@@ -1068,6 +1068,25 @@ def build(root: str | os.PathLike) -> list[Case]:
                     "calibrate": ["-o", str(d / "c.h5")], "autofocus": []}[command]
             return [command, scan_with(d, one_sample), *tail]
 
+    def many_sensors_one_sample(f: h5py.File) -> None:
+        n = 65536
+        angle = np.linspace(0, 2 * np.pi, n, endpoint=False)
+        pos = 0.0225 * np.stack([np.cos(angle), np.sin(angle)], axis=1)
+        _replace(f, "sinogram", np.ones((n, 1), np.float32))
+        _replace(f, "sensors/positions", pos)
+        _replace(f, "sensors/normals", -pos / 0.0225)
+        for name in ("truth/true_positions", "truth/true_normals"):
+            if name in f:
+                del f[name]
+        f["acquisition"].attrs["n_samples"] = 1
+
+    # (``oatomo info`` describes such a file correctly: it is not a case)
+    for command in ("reconstruct", "calibrate"):
+        @case(f"sensors_65536_one_sample_{command}", "traceback", "scan.h5",
+              reason="at least 2")
+        def _(d, command=command):
+            return [command, scan_with(d, many_sensors_one_sample), "-o", str(d / "x.h5")]
+
     for frames in (["5"], ["0", "1"], ["7"]):
         @case(f"calibrate_frames_{'_'.join(frames)}", "traceback", "--frames")
         def _(d, frames=frames):
