@@ -25,7 +25,7 @@ from oatomo.errors import InputError
 
 __all__ = ["open_hdf5", "check_self_contained", "write_hdf5", "scalar_value", "number_value",
            "integer_value", "text_value", "json_value", "read_array", "numeric_dataset",
-           "plane_positions", "group_to_json", "json_to_group"]
+           "missing_filters", "plane_positions", "group_to_json", "json_to_group"]
 
 #: Most values :func:`group_to_json` reads from one metadata tree (about 64 MiB as JSON).
 MAX_METADATA_VALUES = 4_000_000
@@ -213,7 +213,24 @@ def numeric_dataset(f: h5py.Group, name: str, path: Any) -> h5py.Dataset:
         raise InputError(f"{name} has dtype {dt}; a numeric array is needed", path)
     if d.shape is None:  # HDF5 null dataspace
         raise InputError(f"{name} is empty (null dataspace)", path)
+    missing = missing_filters(d)
+    if missing:
+        raise InputError(f"{name} is compressed with HDF5 filter {', '.join(missing)}, which "
+                         "this installation cannot decode (install its plugin, e.g. "
+                         "hdf5plugin, or rewrite the file without it)", path)
     return d
+
+
+def missing_filters(d: h5py.Dataset) -> list[str]:
+    """The HDF5 filters of dataset ``d`` that are not available here (id and name)."""
+    plist = d.id.get_create_plist()
+    out = []
+    for i in range(plist.get_nfilters()):
+        code, _, _, label = plist.get_filter(i)
+        if not h5py.h5z.filter_avail(code):
+            text = label.decode("ascii", "replace") if isinstance(label, bytes) else str(label)
+            out.append(f"{code}" + (f" ({text})" if text else ""))
+    return out
 
 
 def plane_positions(pos: np.ndarray, path: Any) -> np.ndarray:

@@ -1068,6 +1068,20 @@ def build(root: str | os.PathLike) -> list[Case]:
                     "calibrate": ["-o", str(d / "c.h5")], "autofocus": []}[command]
             return [command, scan_with(d, one_sample), *tail]
 
+    def unknown_filter(f: h5py.File) -> None:
+        attrs, shape = dict(f["sinogram"].attrs), f["sinogram"].shape
+        del f["sinogram"]
+        d = f.create_dataset("sinogram", shape=shape, dtype="f4", chunks=shape,
+                             compression=32001, allow_unknown_filter=True)
+        d.id.write_direct_chunk((0,) * len(shape), bytes(64))
+        d.attrs.update(attrs)
+
+    for command in ("reconstruct", "info", "calibrate"):
+        @case(f"unknown_hdf5_filter_{command}", "error", "scan.h5", reason="filter 32001")
+        def _(d, command=command):
+            args = [command, scan_with(d, unknown_filter)]
+            return args + (["-o", str(d / "x.h5")] if command != "info" else [])
+
     def many_sensors_one_sample(f: h5py.File) -> None:
         n = 65536
         angle = np.linspace(0, 2 * np.pi, n, endpoint=False)
