@@ -13,6 +13,7 @@ import numpy as np
 
 from oatomo._atomic import atomic_path, check_input_file
 from oatomo._documents import read_json
+from oatomo._limits import MAX_T0, SPEED_RANGE, check_range
 from oatomo.errors import InputError
 
 __all__ = ["CALIBRATION_KIND", "save_calibration", "load_calibration"]
@@ -66,14 +67,13 @@ def load_calibration(source: str | os.PathLike | dict[str, Any] | Any) -> dict[s
         raise InputError(f"a calibration must be a JSON object or dict, got "
                          f"{type(source).__name__}", path)
     out: dict[str, Any] = {}
-    for key, low, high in (("speed_of_sound", 0.0, np.inf), ("t0", -np.inf, np.inf)):
+    for key, (low, high), unit in (("speed_of_sound", SPEED_RANGE, "m/s"),
+                                   ("t0", (-MAX_T0, MAX_T0), "s")):
         if source.get(key) is not None:
             v = source[key]
-            if isinstance(v, bool) or not isinstance(v, (int, float)) \
-                    or not (low < v < high) or not np.isfinite(v):
-                raise InputError(f"calibration {key} must be a finite number"
-                                 f"{' > 0' if low == 0 else ''}, got {v!r}", path)
-            out[key] = float(v)
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise InputError(f"calibration key {key!r} must be a number, got {v!r}", path)
+            out[key] = check_range(v, f"calibration key {key!r}", low, high, path, unit=unit)
     if source.get("positions") is not None:
         try:
             pos = np.asarray(source["positions"], np.float64)

@@ -31,6 +31,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+from oatomo._limits import MAX_COUNT, MAX_POSITION, SPEED_RANGE, check_range
 from oatomo.errors import InputError
 from oatomo.recon.registry import get_method
 from oatomo.resources import resource_path
@@ -94,6 +95,7 @@ class Preset:
                                  f"({type(value).__name__} {value!r})", path)
         if "name" not in doc:
             raise InputError("missing required key 'name'", path)
+        _check_values(doc, path)
         band = doc.get("band")
         if band is not None and (len(band) != 2 or not all(
                 isinstance(b, _NUM) and not isinstance(b, bool) for b in band)):
@@ -127,6 +129,24 @@ class Preset:
         keys = ("method", "n", "fov", "speed_of_sound", "band", "deconvolve", "iters", "lam",
                 "response", "calibrate", "refine")
         return {k: getattr(self, k) for k in keys if getattr(self, k) is not None}
+
+
+#: Ranges of a preset's numbers, checked where the preset is read so that an error names
+#: the file and the key (the same ranges as the options they set).
+_RANGES = {"n": (1, 1 << 16), "fov": (1e-9, 2 * MAX_POSITION),
+           "speed_of_sound": SPEED_RANGE, "iters": (1, MAX_COUNT), "lam": (0.0, 1e30)}
+
+
+def _check_values(doc: dict[str, Any], path: str | os.PathLike | None) -> None:
+    """Every number of a preset in its range, and finite; the error names the key."""
+    for key, (lo, hi) in _RANGES.items():
+        if key in doc:
+            check_range(doc[key], f"preset key {key!r}", lo, hi, path)
+    band = doc.get("band")
+    if band is not None:
+        for edge in band:
+            if isinstance(edge, _NUM) and not isinstance(edge, bool):
+                check_range(edge, "preset key 'band'", 0.0, 1e12, path)
 
 
 def bundled_presets() -> list[str]:

@@ -995,6 +995,26 @@ def build(root: str | os.PathLike) -> list[Case]:
             return ["reconstruct", scan_with(d), "-o", str(d / "x.h5"), "--calibration",
                     str(d / "cal.json")]
 
+    # values read from a file are reported with the file and the key that held them
+    for label, body in (("speed_1e300", '{"speed_of_sound": 1e300}'),
+                        ("speed_tiny", '{"speed_of_sound": 1e-300}'),
+                        ("t0_huge", '{"t0": 5}'), ("t0_neg_huge", '{"t0": -1e300}')):
+        @case(f"calibration_range_{label}", "error", "cal.json", reason="calibration key")
+        def _(d, body=body):
+            (d / "cal.json").write_text(body)
+            return ["reconstruct", scan_with(d), "-o", str(d / "x.h5"), "--calibration",
+                    str(d / "cal.json")]
+
+    for key, value in (("speed_of_sound", "1e300"), ("speed_of_sound", "0.0"),
+                       ("n", "0"), ("n", "1000000"), ("fov", "1e300"), ("fov", "-1.0"),
+                       ("iters", "0"), ("lam", "-1.0"), ("lam", "1e300"), ("band", "[-1.0, 5e6]"),
+                       ("band", "[0.0, 1e300]")):
+        @case(f"preset_range_{key}_{value}", "error", "p.toml", reason=f"preset key '{key}'")
+        def _(d, key=key, value=value):
+            (d / "p.toml").write_text(f'name = "hostile"\n{key} = {value}\n')
+            return ["reconstruct", scan_with(d), "-o", str(d / "x.h5"), "--preset",
+                    str(d / "p.toml")]
+
     # --- 9. non-finite values that would be written -------------------------------------
     for label, value in (("nan", np.nan), ("inf", np.inf), ("minus_inf", -np.inf)):
         def truth(f: h5py.File, value: float = value) -> None:
