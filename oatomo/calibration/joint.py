@@ -32,24 +32,20 @@ import numpy as np
 
 from oatomo.calibration.gauge import similarity_transform
 from oatomo.calibration.levels import BOX_STD, Level, band_limit
-from oatomo.calibration.search import interleaved_folds, parabola_minimum, speed_of_sound_scan
+from oatomo.calibration.search import (
+    interleaved_folds,
+    local_frames,
+    parabola_minimum,
+    speed_of_sound_scan,
+)
 from oatomo.errors import InputError
 from oatomo.forward import ForwardOperator
 from oatomo.geometry import SensorArray
 from oatomo.recon.model_based import reconstruct_model_based
 from oatomo.recon.operators import operator_norm_sq
 
-__all__ = ["JACOBIAN_STEP", "ROUNDS", "IMAGE_ITERS", "RELAX", "local_frames", "sensor_jacobians",
+__all__ = ["JACOBIAN_STEP", "ROUNDS", "IMAGE_ITERS", "RELAX", "sensor_jacobians",
            "gauss_newton_step", "line_search", "upsample", "joint_calibration"]
-
-
-def local_frames(positions: np.ndarray) -> np.ndarray:
-    """(N, 2, 2): per sensor the unit vectors towards the image centre (``u``, along which
-    a displacement is a time shift of the record) and across it (``v``)."""
-    r = np.hypot(positions[:, 0], positions[:, 1])[:, None]
-    u = -positions / np.where(r > 0, r, 1.0)
-    v = np.stack([-u[:, 1], u[:, 0]], axis=1)
-    return np.stack([u, v], axis=1)
 
 
 def _predict(level: Level, image: np.ndarray, points: np.ndarray,

@@ -23,7 +23,7 @@ from oatomo.geometry import Acquisition, Grid, SensorArray
 from oatomo.recon.model_based import reconstruct_model_based
 from oatomo.recon.operators import operator_norm_sq
 
-__all__ = ["interleaved_folds", "heldout_image", "fit_fold", "heldout_misfits",
+__all__ = ["interleaved_folds", "heldout_image", "local_frames", "fit_fold", "heldout_misfits",
            "speed_of_sound_scan", "parabola_minimum", "search_speed_of_sound",
            "scout"]
 
@@ -47,7 +47,7 @@ def heldout_image(y: np.ndarray, grid: Grid, sensors: SensorArray, acq: Acquisit
     return x
 
 
-def _local_frames(positions: np.ndarray) -> np.ndarray:
+def local_frames(positions: np.ndarray) -> np.ndarray:
     """(N, 2, 2): per sensor the unit vectors towards the image centre (``u``, along which
     a displacement is a time shift of the record) and across it (``v``)."""
     r = np.hypot(positions[:, 0], positions[:, 1])[:, None]
@@ -108,7 +108,7 @@ def fit_fold(level: Level, image: np.ndarray, positions: np.ndarray,
     ga, gb = np.meshgrid(a, b, indexing="ij")
     local = np.stack([ga.ravel(), gb.ravel()], axis=1)  # (K, 2), index = ia * len(b) + ib
     n_k = len(local)
-    frames = _local_frames(positions[idx])  # (n, 2, 2)
+    frames = local_frames(positions[idx])  # (n, 2, 2)
     cand = positions[idx][:, None, :] + np.einsum("kc,ncd->nkd", local, frames)
     lim = nominal[idx][:, None, :]
     cand = np.clip(cand, lim - box, lim + box)  # inside the prior box
@@ -242,6 +242,6 @@ def scout(y: np.ndarray, acq: Acquisition, grid: Grid, nominal: np.ndarray, gues
                               None, norm)
         new[idx], cov[idx], mis[idx] = fit_fold(level, image, nominal, nominal, idx, guess,
                                                 box, thickness)
-    u = _local_frames(nominal)[:, 0]
+    u = local_frames(nominal)[:, 0]
     along = np.einsum("nd,nd->n", new - nominal, u)
     return along, np.einsum("nd,nde,ne->n", u, cov, u), mis

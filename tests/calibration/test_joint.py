@@ -13,8 +13,9 @@ import pytest
 from oatomo import Acquisition, Grid, InputError, SensorArray, ring_array
 from oatomo.calibration import calibrate_sinogram, rigid_error
 from oatomo.calibration.estimate import MIN_SPEED_COVERAGE, angular_coverage
-from oatomo.calibration.joint import gauss_newton_step, local_frames, sensor_jacobians
+from oatomo.calibration.joint import gauss_newton_step, sensor_jacobians
 from oatomo.calibration.levels import schedule
+from oatomo.calibration.search import local_frames
 from oatomo.evaluation.metrics import affine_fit, psnr
 from oatomo.forward import simulate
 from oatomo.phantoms import disks
