@@ -6,14 +6,18 @@
 
 from oatomo.datasets.generate import (
     HELDOUT_PHANTOMS,
+    INPUTS,
     LINEAR_INPUTS,
     TRAIN_PHANTOMS,
     generate_dataset,
+    input_images,
     item_seed,
     load_dataset,
     make_item,
+    read_manifest,
     resume_directory,
 )
 
 __all__ = ["generate_dataset", "load_dataset", "make_item", "item_seed", "resume_directory",
-           "TRAIN_PHANTOMS", "HELDOUT_PHANTOMS", "LINEAR_INPUTS"]
+           "read_manifest", "input_images", "TRAIN_PHANTOMS", "HELDOUT_PHANTOMS",
+           "LINEAR_INPUTS", "INPUTS"]
