@@ -161,7 +161,7 @@ class ScannerFamily:
 
 #: Largest spread of the sensors across their best-fitting line, relative to the array's
 #: length, that counts as a linear array.
-LINE_TOLERANCE = 0.02
+LINE_TOLERANCE = 0.05
 
 
 def line_shape(sensors: SensorArray) -> dict[str, float]:
