@@ -174,7 +174,7 @@ def run_data(args: argparse.Namespace) -> int:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from oatomo.datasets import read_manifest  # lazy: Numba kernels
+    from oatomo.datasets import INPUTS, read_manifest  # lazy: Numba kernels
     from oatomo.learn.checkpoint import sidecar_path  # lazy: PyTorch
     from oatomo.learn.refiner import train_refiner  # lazy: PyTorch
     from oatomo.pipeline.options import check_device  # lazy: Numba kernels
@@ -189,13 +189,16 @@ def run_train(args: argparse.Namespace) -> int:
     out = Path(args.output)
     check_outputs([out, sidecar_path(out), out.with_suffix(".curve.jsonl")],
                   force=args.force or args.resume, inputs=(args.data,))
+    check_device(args.device, "--device")
     wanted = [v.strip() for v in args.inputs.split(",") if v.strip()]
+    if not wanted or any(w not in INPUTS for w in wanted):
+        raise InputError(f"--inputs must name some of {', '.join(INPUTS)}, got "
+                         f"{args.inputs!r}")
     have = list(read_manifest(args.data)["inputs"])
     if not wanted or any(w not in have for w in wanted):
         raise InputError(f"--inputs must name some of the dataset's inputs "
                          f"{', '.join(have)}, got {args.inputs!r}")
     channels = tuple(have.index(w) for w in wanted)
-    check_device(args.device, "--device")
     t = time.perf_counter()
     with bars(args) as progress:
         _, res = train_refiner(
