@@ -72,6 +72,9 @@ def _add_group(sub: argparse._SubParsersAction, name: str, eval_set: str, *,
     t.add_argument("--batch-size", type=int, default=30)
     t.add_argument("--lr", type=float, default=1e-3)
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--max-target", type=float, default=None,
+                   help="leave out the training items whose target peak exceeds this "
+                   "(datasets of --family tv: the truth over the TV image's peak)")
     t.add_argument("--inputs", default="ubp,das",
                    help="input channels, names of the dataset's inputs: ubp, das, ubp,das; "
                    "mb-tv for a TV refiner")
@@ -181,6 +184,8 @@ def run_train(args: argparse.Namespace) -> int:
 
     check_counts(args, "epochs", "batch-size")
     check_floats(args, ("lr", 0.0, 10.0, True))
+    if args.max_target is not None:
+        check_floats(args, ("max-target", 0.0, 1e6, True))
     for name, lo, hi in (("width", 1, 256), ("depth", 0, 16), ("latent", 1, 256)):
         if not lo <= getattr(args, name) <= hi:
             raise InputError(f"--{name} must lie in {lo}..{hi}, got {getattr(args, name)}")
@@ -204,6 +209,7 @@ def run_train(args: argparse.Namespace) -> int:
         _, res = train_refiner(
             args.data, args.model, out, epochs=args.epochs, batch_size=args.batch_size,
             lr=args.lr, seed=args.seed, channels=channels, device=args.device,
+            max_target=args.max_target,
             resume=args.resume,
             snapshot_every=args.snapshot_every, log=out.with_suffix(".curve.jsonl"),
             model_args={"width": args.width, "depth": args.depth, "latent": args.latent},

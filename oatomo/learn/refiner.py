@@ -122,7 +122,8 @@ def attach_metadata(path: str | os.PathLike, key: str, value: dict[str, Any]) ->
 def train_refiner(data: str | os.PathLike, kind: str, out: str | os.PathLike, *,
                   epochs: int = 3, batch_size: int = 30, lr: float = 1e-3,
                   seed: int = 0, channels: tuple[int, ...] = (0, 1),
-                  limit: int | None = None, device: str = "cpu", resume: bool = False,
+                  limit: int | None = None, max_target: float | None = None,
+                  device: str = "cpu", resume: bool = False,
                   snapshot_every: int = 0, log: str | os.PathLike | None = None,
                   model_args: dict[str, Any] | None = None,
                   callback: Callback | None = None
@@ -147,6 +148,10 @@ def train_refiner(data: str | os.PathLike, kind: str, out: str | os.PathLike, *,
         first input.
     limit
         Items per environment (the first ones).
+    max_target
+        Leave out the items whose target peak exceeds this (for targets relative to the
+        input's scale: scans whose input lost most of the object's amplitude, whose
+        squared errors would otherwise dominate the loss); None: keep all.
     device
         ``"cpu"`` (default), ``"cuda"``, ``"auto"`` (CUDA when present); under torchrun
         on CUDA each rank takes the GPU of its ``LOCAL_RANK``.
@@ -178,6 +183,13 @@ def train_refiner(data: str | os.PathLike, kind: str, out: str | os.PathLike, *,
         raise InputError(f"the targets are relative to the first input "
                          f"({man['inputs'][0]}): the first channel must be 0, got {channels}",
                          data)
+    if max_target is not None:
+        keep = [t.reshape(len(t), -1).max(1) <= max_target for _, t in envs]
+        if not all(k.any() for k in keep):
+            raise InputError(f"max_target {max_target} leaves an environment empty", data)
+        envs = [(x[k], t[k]) for (x, t), k in zip(envs, keep, strict=True)]
+        man = {**man, "max_target": float(max_target),
+               "kept": [int(k.sum()) for k in keep]}
     if get_kind(kind).pooled:
         envs = [(np.concatenate([x for x, _ in envs]), np.concatenate([t for _, t in envs]))]
     model = build_refiner_model(kind, len(names), len(channels), size=int(man["size"]),
@@ -242,7 +254,7 @@ def family_metadata(manifest: dict[str, Any], kind: str, channels: tuple[int, ..
     of the dataset's manifest (the default family when it names none) and, for targets
     stored relative to the first input's scale, ``target`` ``"input"`` (the model's output
     times that scale is in Pa: gain 1)."""
-    extra = {"target": manifest["target"]} if "target" in manifest else {}
+    extra = {k: manifest[k] for k in ("target", "max_target", "kept") if k in manifest}
     return {"kind": kind, "family": manifest.get("family", FAMILY.to_dict()),
             "pitch": CANONICAL_PITCH, **extra,
             "inputs": [manifest["inputs"][c] for c in channels],
