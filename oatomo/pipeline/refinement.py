@@ -14,7 +14,7 @@ import numpy as np
 from oatomo.errors import InputError
 from oatomo.geometry import Acquisition, Grid, SensorArray
 from oatomo.learn.records import family_record
-from oatomo.refine.guard import GUARD_RULE, check_refined
+from oatomo.refine.guard import check_refined, guard_rule
 from oatomo.refine.refiner import (
     NUMPY_MAX_PIXELS,
     RefinedScan,
@@ -61,7 +61,8 @@ def refine_images(grid: Grid, sinogram: np.ndarray, sensors: SensorArray,
     the shipped model UBP and DAS with the scan's positions, in ``band``) from the
     sinogram, not from the pipeline's image, and refines every frame on ``grid``, in Pa.
     With ``guard`` every refined frame is then checked against its record and
-    ``physics``, the method's image (:func:`oatomo.refine.guard.check_refined`, with
+    ``physics``, the method's image (:func:`oatomo.refine.guard.check_refined` with the
+    method's rule, :func:`oatomo.refine.guard.guard_rule`, and
     ``response``, the detector response the signals carry, and ``element_width`` in its
     forward operator); when a frame fails, no frame is refined and the record says why.
 
@@ -123,7 +124,8 @@ def refine_images(grid: Grid, sinogram: np.ndarray, sensors: SensorArray,
         return out, record
     t = time.perf_counter()
     verdict = _guard(out["refined"], physics, sinogram, grid, sensors, acquisition,
-                     band=band, response=response, element_width=element_width)
+                     band=band, response=response, element_width=element_width,
+                     rule=guard_rule(method))
     verdict["time_s"] = time.perf_counter() - t
     record["guard"] = verdict
     if not verdict["passed"]:
@@ -143,10 +145,11 @@ def _guard(refined: np.ndarray, physics: np.ndarray, sinogram: np.ndarray, grid:
     refs = np.asarray(refined).reshape((-1,) + shape)
     results = [check_refined(r, p, y, grid, sensors, acquisition, **kw)
                for r, p, y in zip(refs, phys, sinos, strict=True)]
+    rule = kw["rule"]
     failed = [k for k, res in enumerate(results) if not res.passed]
     first = results[failed[0]] if failed else results[-1]
     why = (f"frame {failed[0]}: {first.why}" if failed and len(results) > 1 else first.why)
-    return {"passed": not failed, "why": why, "rule": asdict(GUARD_RULE),
+    return {"passed": not failed, "why": why, "rule": asdict(rule),
             "frames": [res.numbers for res in results]}
 
 

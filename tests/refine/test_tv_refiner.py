@@ -13,6 +13,7 @@ from oatomo.datasets.generate import block_mean, generate_dataset, make_item
 from oatomo.io import Scan
 from oatomo.recon.model_based import reconstruct_model_based
 from oatomo.refine import load_refiner
+from oatomo.refine.guard import GUARD_RULE, GUARD_RULE_MODEL_BASED, check_refined, guard_rule
 from oatomo.scanners import (
     CANONICAL_PITCH,
     FAMILY,
@@ -155,17 +156,20 @@ def test_guard_with_tv_as_the_method_image(tv_refiner, arc_scan):
     r = rec.provenance["refinement"]
     g = r["guard"]
     assert g["passed"] in (True, False) and g["frames"]
+    # TV fits the data by construction: the stricter rule of model-based method images
+    assert g["rule"]["min_ratio"] == GUARD_RULE_MODEL_BASED.min_ratio > GUARD_RULE.min_ratio
+    assert guard_rule("mb-tikhonov") == GUARD_RULE_MODEL_BASED
+    assert guard_rule("ubp") == guard_rule(None) == GUARD_RULE
     assert rec.refined == g["passed"] == ("refined" in rec.images)
     if not g["passed"]:
         assert "the mb-tv image is kept" in r["reason"]
     # a refined image that explains the data much worse than TV is rejected
-    from oatomo.refine.guard import check_refined
-
     tv = rec.images["mb-tv"]
     bad = check_refined(np.roll(tv, 6, axis=0), tv, scan.sinogram, grid, scan.sensors,
-                        scan.acquisition)
+                        scan.acquisition, rule=GUARD_RULE_MODEL_BASED)
     assert not bad.passed
-    assert check_refined(tv, tv, scan.sinogram, grid, scan.sensors, scan.acquisition).passed
+    assert check_refined(tv, tv, scan.sinogram, grid, scan.sensors, scan.acquisition,
+                         rule=GUARD_RULE_MODEL_BASED).passed
 
 
 def test_tv_refiner_is_scale_equivariant_and_deterministic(tv_refiner, arc_scan):
