@@ -103,4 +103,4 @@ model-tv: $(VENV)/.installed
 	$(BIN)/oatomo refiner data --family tv -o $(TV_OUT)/train --count 120 --size 64 --seed 11
 	$(BIN)/oatomo refiner train --data $(TV_OUT)/train --inputs mb-tv --model multi-decoder -o $(TV_OUT)/tv.pt $(TV_ARGS) --resume
 	$(BIN)/oatomo refiner export $(TV_OUT)/tv.pt -o $(TV_OUT)/tv_refiner.npz --force
-	$(BIN)/python benchmarks/refinement/tv_refiner.py --model $(TV_OUT)/tv_refiner.npz --out $(TV_OUT)/tv_refiner.json
+	$(BIN)/python benchmarks/refinement/tv_refiner.py --model $(TV_OUT)/tv_refiner.npz --out $(TV_OUT)/report.json

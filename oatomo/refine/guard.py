@@ -128,7 +128,7 @@ GUARD_RULE = GuardRule(min_snr=1.5, min_ratio=0.05)
 #: image fits the data by construction, so a refined image that explains a small part of
 #: what it explains lost what the data hold (chosen on the TV refiner's tuning set,
 #: docs/results/refinement.rst).
-GUARD_RULE_MODEL_BASED = GuardRule(min_snr=1.5, min_ratio=0.5)
+GUARD_RULE_MODEL_BASED = GuardRule(min_snr=1.5, min_ratio=0.75)
 
 
 def guard_rule(method: str | None) -> GuardRule:
