@@ -188,3 +188,20 @@ def test_tv_refiner_is_scale_equivariant_and_deterministic(tv_refiner, arc_scan)
                                        atol=1e-5 * a * top)
         again = ref.refine_images(x, n_samples=4, seed=1)
         assert again.refined.tobytes() == base.refined.tobytes()
+
+
+def test_max_target_leaves_out_items(tv_refiner, tmp_path):
+    from oatomo.datasets import load_dataset
+    from oatomo.learn.refiner import train_refiner
+
+    data = load_refiner(tv_refiner).meta["data"]
+    envs, _ = load_dataset(data)
+    peaks = np.concatenate([t.reshape(len(t), -1).max(1) for _, t in envs])
+    with pytest.raises(InputError, match="leaves an environment empty"):
+        train_refiner(data, "unet", tmp_path / "x.pt", channels=(0,),
+                      max_target=float(peaks.min()) / 2)
+    cut = float(np.sort(peaks)[-1]) * 0.999  # drops the largest item only
+    train_refiner(data, "unet", tmp_path / "y.pt", channels=(0,), max_target=cut,
+                  epochs=1, batch_size=2, model_args={"width": 4})
+    meta = load_refiner(tmp_path / "y.pt").meta
+    assert meta["max_target"] == cut and sum(meta["kept"]) == len(peaks) - 1
