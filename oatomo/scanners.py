@@ -31,7 +31,7 @@ from oatomo.geometry import Acquisition, Grid, SensorArray, ring_array
 __all__ = ["CANONICAL_PITCH", "FAMILY_KEY", "ScannerFamily", "GeometryKind", "PerturbationKind",
            "Environment", "ScanDraw", "draw_scan", "FAMILY", "GEOMETRIES", "PERTURBATIONS",
            "TRAIN_ENVIRONMENTS", "HELDOUT_PERTURBATIONS", "EVAL_GEOMETRIES", "environment",
-           "array_shape"]
+           "array_shape", "line_shape", "LINE_TOLERANCE", "TV_ENVIRONMENTS", "FAMILY_TV"]
 
 #: Pixel pitch of the refiner's training images (m).
 CANONICAL_PITCH = 1e-4
@@ -59,6 +59,9 @@ class ScannerFamily:
     ring_tolerance
         Largest relative spread of the sensors' distances to the centre that still counts
         as a ring or arc.
+    linear
+        Also accept linear arrays (sensors on a straight line, the image on one side of
+        it); the radius and coverage bounds apply to rings and arcs only.
     """
 
     sensors: tuple[int, int] = (32, 512)
@@ -67,13 +70,17 @@ class ScannerFamily:
     pitch: tuple[float, float] = (0.025e-3, 0.4e-3)
     speed_of_sound: tuple[float, float] = (1400.0, 1650.0)
     ring_tolerance: float = 0.05
+    linear: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-able form."""
-        return {"sensors": list(self.sensors), "radius": list(self.radius),
-                "min_coverage": self.min_coverage, "pitch": list(self.pitch),
-                "speed_of_sound": list(self.speed_of_sound),
-                "ring_tolerance": self.ring_tolerance}
+        """Plain JSON-able form (``linear`` only when true: older readers' form)."""
+        out: dict[str, Any] = {"sensors": list(self.sensors), "radius": list(self.radius),
+                               "min_coverage": self.min_coverage, "pitch": list(self.pitch),
+                               "speed_of_sound": list(self.speed_of_sound),
+                               "ring_tolerance": self.ring_tolerance}
+        if self.linear:
+            out["linear"] = True
+        return out
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ScannerFamily:
@@ -83,7 +90,8 @@ class ScannerFamily:
                    min_coverage=float(d["min_coverage"]),
                    pitch=tuple(float(v) for v in d["pitch"]),  # type: ignore[arg-type]
                    speed_of_sound=tuple(float(v) for v in d["speed_of_sound"]),  # type: ignore[arg-type]
-                   ring_tolerance=float(d["ring_tolerance"]))
+                   ring_tolerance=float(d["ring_tolerance"]),
+                   linear=bool(d.get("linear", False)))
 
     def compatible(self, sensors: SensorArray, acquisition: Acquisition,
                    grid: Grid) -> tuple[bool, str]:
@@ -100,6 +108,8 @@ class ScannerFamily:
         if not (self.sensors[0] <= n <= self.sensors[1]):
             return False, (f"the scan has {n} sensors; the model was trained on "
                            f"{self.sensors[0]} to {self.sensors[1]}")
+        if self.linear and line_shape(sensors)["spread"] <= LINE_TOLERANCE:
+            return self._compatible_linear(sensors, acquisition, grid)
         shape = array_shape(sensors)
         r = shape["radius"]
         if shape["spread"] > self.ring_tolerance:
@@ -128,6 +138,45 @@ class ScannerFamily:
         kind = "ring" if cov > 2 * math.pi - 1e-6 else f"{math.degrees(cov):.0f}-degree arc"
         return True, (f"{n}-sensor {kind} of radius {r * 1e3:.1f} mm, pitch "
                       f"{grid.dx * 1e3:.3f} mm: inside the trained family")
+
+    def _compatible_linear(self, sensors: SensorArray, acquisition: Acquisition,
+                           grid: Grid) -> tuple[bool, str]:
+        """:meth:`compatible` for a linear array (the sensor count already checked)."""
+        shape = line_shape(sensors)
+        if not (self.pitch[0] <= grid.dx <= self.pitch[1]):
+            return False, (f"the image pitch is {grid.dx * 1e3:.3f} mm; the model accepts "
+                           f"{self.pitch[0] * 1e3:.3f} to {self.pitch[1] * 1e3:.1f} mm")
+        if shape["distance"] - grid.fov / math.sqrt(2) <= 0:
+            return False, (f"the image (field of view {grid.fov * 1e3:.1f} mm) reaches the "
+                           f"line of the array ({shape['distance'] * 1e3:.1f} mm from the "
+                           f"image centre)")
+        c = acquisition.speed_of_sound
+        if not (self.speed_of_sound[0] <= c <= self.speed_of_sound[1]):
+            return False, (f"the speed of sound is {c:.0f} m/s; the model was trained on "
+                           f"{self.speed_of_sound[0]:.0f} to {self.speed_of_sound[1]:.0f} m/s")
+        return True, (f"{sensors.n_sensors}-sensor linear array ({shape['length'] * 1e3:.1f} "
+                      f"mm long, {shape['distance'] * 1e3:.1f} mm from the image centre), "
+                      f"pitch {grid.dx * 1e3:.3f} mm: inside the trained family")
+
+
+#: Largest spread of the sensors across their best-fitting line, relative to the array's
+#: length, that counts as a linear array.
+LINE_TOLERANCE = 0.05
+
+
+def line_shape(sensors: SensorArray) -> dict[str, float]:
+    """Line fitted to the sensors (total least squares): ``length`` (m, extent along it),
+    ``spread`` (largest distance across it over the length; ``inf`` for fewer than two
+    sensors) and ``distance`` (m) from the origin (the image centre) to the line."""
+    pos = np.asarray(sensors.positions, float)
+    if len(pos) < 2:
+        return {"length": 0.0, "spread": math.inf, "distance": 0.0}
+    mean = pos.mean(0)
+    _, _, vt = np.linalg.svd(pos - mean, full_matrices=False)
+    along, across = (pos - mean) @ vt[0], (pos - mean) @ vt[1]
+    length = float(along.max() - along.min())
+    spread = float(np.abs(across).max() / length) if length > 0 else math.inf
+    return {"length": length, "spread": spread, "distance": float(abs(mean @ vt[1]))}
 
 
 def array_shape(sensors: SensorArray) -> dict[str, float]:
@@ -161,12 +210,18 @@ FAMILY = ScannerFamily()
 
 @dataclass(frozen=True)
 class GeometryKind:
-    """A class of array geometries: ranges of sensor count, radius (m) and arc (rad)."""
+    """A class of array geometries: ranges of sensor count, radius (m) and arc (rad).
+
+    ``layout`` ``"linear"``: a straight array instead, ``radius`` the range of its
+    distance to the image centre and ``pitch`` that of its element pitch (m).
+    """
 
     name: str
     sensors: tuple[int, int]
     radius: tuple[float, float]
     arc: tuple[float, float] = (2 * math.pi, 2 * math.pi)
+    layout: str = "ring"
+    pitch: tuple[float, float] = (0.0, 0.0)
 
 
 @dataclass(frozen=True)
@@ -201,6 +256,11 @@ GEOMETRIES = {
     "ring-sparse": GeometryKind("ring-sparse", (32, 64), (0.015, 0.050)),
     "ring-dense": GeometryKind("ring-dense", (65, 512), (0.015, 0.050)),
     "arc": GeometryKind("arc", (32, 512), (0.015, 0.050), (math.pi, 1.75 * math.pi)),
+    # limited view (the TV refiner's family)
+    "arc-short": GeometryKind("arc-short", (32, 256), (0.015, 0.050),
+                              (0.5 * math.pi, math.pi)),
+    "linear": GeometryKind("linear", (64, 256), (0.008, 0.020), layout="linear",
+                           pitch=(0.1e-3, 0.3e-3)),
 }
 
 _MM = 1e-3
@@ -227,6 +287,15 @@ HELDOUT_PERTURBATIONS = ("global", "large")
 TRAIN_ENVIRONMENTS = tuple(Environment(GEOMETRIES[g], PERTURBATIONS[p])
                            for g in ("ring-sparse", "ring-dense", "arc")
                            for p in ("none", "radial", "angular", "jitter", "mixed"))
+
+#: The training environments of the TV refiner (rings, arcs of 90 to 360 degrees and
+#: linear arrays, with correct and with slightly wrong positions).
+TV_ENVIRONMENTS = tuple(f"{g}/{p}" for g in ("ring-sparse", "ring-dense", "arc", "arc-short",
+                                             "linear")
+                        for p in ("none", "mixed"))
+
+#: The scanners of the TV refiner: rings, arcs of at least 90 degrees, linear arrays.
+FAMILY_TV = ScannerFamily(min_coverage=0.5 * math.pi, linear=True)
 
 #: Fixed geometries of the evaluation (each a single point of its geometry kind).
 EVAL_GEOMETRIES = {
@@ -282,6 +351,8 @@ def draw_scan(env: Environment, grid: Grid, seed: int, *,
     """
     rng = np.random.default_rng(seed)
     geo, pert = env.geometry, env.perturbation
+    if geo.layout == "linear":
+        return _finish_draw(rng, *_draw_linear(geo, pert, grid, rng), grid, family)
     n = int(rng.integers(geo.sensors[0], geo.sensors[1] + 1))
     radius = float(rng.uniform(*geo.radius))
     arc = float(rng.uniform(*geo.arc))
@@ -302,6 +373,43 @@ def draw_scan(env: Environment, grid: Grid, seed: int, *,
                              seed=rng)
     nominal = SensorArray(nominal.positions - centre, nominal.normals)
     true = SensorArray(true.positions - centre, true.normals)
+    info = {"n_sensors": n, "radius": radius, "arc": arc, "offset_x": float(centre[0]),
+            "offset_y": float(centre[1]), **sizes}
+    return _finish_draw(rng, nominal, true, info, grid, family)
+
+
+def _draw_linear(geo: GeometryKind, pert: PerturbationKind, grid: Grid,
+                 rng: np.random.Generator) -> tuple[SensorArray, SensorArray, dict[str, Any]]:
+    """Nominal and true positions of a linear array (any side of the image, shifted
+    along itself by up to a quarter of its length): ``radial`` errors are across the
+    array, ``tangential`` along it, then isotropic jitter."""
+    n = int(rng.integers(geo.sensors[0], geo.sensors[1] + 1))
+    distance = float(rng.uniform(*geo.radius))
+    distance = max(distance, grid.fov / math.sqrt(2) + 1e-3)
+    pitch = float(rng.uniform(*geo.pitch))
+    angle = float(rng.uniform(0, 2 * math.pi))
+    shift = float(rng.uniform(-0.25, 0.25)) * n * pitch
+    sizes = {k: _loguniform(rng, *getattr(pert, k))
+             for k in ("radial", "tangential", "jitter", "offset", "rotation")}
+    along = (np.arange(n) - (n - 1) / 2) * pitch + shift
+    local = np.stack([along, np.full(n, -distance)], axis=1)
+    err = np.stack([rng.standard_normal(n) * sizes["tangential"],
+                    rng.standard_normal(n) * sizes["radial"]], axis=1) \
+        + rng.standard_normal((n, 2)) * sizes["jitter"]
+    cos, sin = math.cos(angle), math.sin(angle)
+    rot = np.array([[cos, -sin], [sin, cos]])
+    normals = np.tile(rot @ [0.0, 1.0], (n, 1))
+    nominal = SensorArray(local @ rot.T, normals)
+    true = SensorArray((local + err) @ rot.T, normals)
+    info = {"n_sensors": n, "radius": distance, "arc": 0.0, "offset_x": shift,
+            "offset_y": 0.0, "pitch": pitch, "angle": angle, **sizes}
+    return nominal, true, info
+
+
+def _finish_draw(rng: np.random.Generator, nominal: SensorArray, true: SensorArray,
+                 info: dict[str, Any], grid: Grid, family: ScannerFamily) -> ScanDraw:
+    """The acquisition, band, noise and speeds of a drawn array (the draw's last part)."""
+    half_diag = grid.fov / math.sqrt(2)
     fs = float(rng.choice([20e6, 40e6, 50e6]))
     high = float(rng.uniform(3e6, min(12e6, 0.45 * fs)))
     low = float(rng.uniform(0.0, 0.5e6))
@@ -316,7 +424,6 @@ def draw_scan(env: Environment, grid: Grid, seed: int, *,
     t0 = max(0.0, math.floor(d_min / c_hi * fs) / fs)
     n_samples = int(math.ceil((d_max / c_lo - t0) * fs / 64.0) * 64)
     acq = Acquisition(fs=fs, n_samples=n_samples, speed_of_sound=c, t0=t0)
-    info = {"n_sensors": n, "radius": radius, "arc": arc, "offset_x": float(centre[0]),
-            "offset_y": float(centre[1]), "fs": fs, "band_low": low, "band_high": high,
-            "noise": noise, "speed_mismatch": mismatch, **sizes}
+    info = {**info, "fs": fs, "band_low": low, "band_high": high, "noise": noise,
+            "speed_mismatch": mismatch}
     return ScanDraw(nominal, true, acq, true_c, noise, (low, high), info)

@@ -15,7 +15,7 @@ from oatomo.cli._progress import bars
 from oatomo.errors import InputError
 from oatomo.geometry import MAX_GRID_SIDE
 from oatomo.learn.registry import DEFAULT_ARCH, MODEL_KINDS
-from oatomo.scanners import TRAIN_ENVIRONMENTS
+from oatomo.scanners import TRAIN_ENVIRONMENTS, TV_ENVIRONMENTS
 
 #: The group's deprecated name, accepted for one release.
 DEPRECATED_NAME = "family"
@@ -53,8 +53,14 @@ def _add_group(sub: argparse._SubParsersAction, name: str, eval_set: str, *,
     d.add_argument("--size", type=int, default=96, help="image size at 0.1 mm")
     d.add_argument("--seed", type=int, default=1)
     d.add_argument("--environments", nargs="+", metavar="GEOMETRY/PERTURBATION",
-                   help="training environments (default: all 15; one for a single-setup "
-                   "refiner)")
+                   help="training environments (default: all 15 of the ring and arc "
+                   "family, or the 10 of --family tv; one for a single-setup refiner)")
+    d.add_argument("--family", choices=("rings", "tv"), default="rings",
+                   help="rings: the linear refiner's data (UBP and DAS inputs, rings and "
+                   "arcs >= 180 degrees); tv: the TV refiner's (the pipeline's mb-tv image "
+                   "and UBP as inputs, rings, arcs >= 90 degrees and linear arrays, scans "
+                   "simulated on a 2x finer grid, half with a detector response, targets "
+                   "relative to the TV image's peak)")
     d.set_defaults(func=_step(run_data))
 
     t = fs.add_parser("train", help="train one model (resumable with --resume)")
@@ -66,7 +72,12 @@ def _add_group(sub: argparse._SubParsersAction, name: str, eval_set: str, *,
     t.add_argument("--batch-size", type=int, default=30)
     t.add_argument("--lr", type=float, default=1e-3)
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--inputs", default="ubp,das", help="input channels: ubp, das or ubp,das")
+    t.add_argument("--max-target", type=float, default=None,
+                   help="leave out the training items whose target peak exceeds this "
+                   "(datasets of --family tv: the truth over the TV image's peak)")
+    t.add_argument("--inputs", default="ubp,das",
+                   help="input channels, names of the dataset's inputs: ubp, das, ubp,das; "
+                   "mb-tv for a TV refiner")
     t.add_argument("--width", type=int, default=DEFAULT_ARCH["width"],
                    help="channels at half resolution (twice that at quarter resolution)")
     t.add_argument("--depth", type=int, default=DEFAULT_ARCH["depth"],
@@ -154,17 +165,20 @@ def run_data(args: argparse.Namespace) -> int:
         raise InputError(f"--size must be a multiple of 4 in 16..{MAX_GRID_SIDE} (the models "
                          f"halve the image twice), got {args.size}")
 
-    names = args.environments or [e.name for e in TRAIN_ENVIRONMENTS]
+    tv = args.family == "tv"
+    names = args.environments or (list(TV_ENVIRONMENTS) if tv
+                                  else [e.name for e in TRAIN_ENVIRONMENTS])
+    opts = ({"inputs": ("mb-tv", "ubp"), "oversample": 2, "responses": True,
+             "target": "input"} if tv else {"inputs": ("ubp", "das")})
     with bars(args) as progress:
         out = generate_dataset(args.output, names, count=args.count, seed=args.seed,
-                               size=args.size, chunk=64, inputs=("ubp", "das"),
-                               callback=progress)
+                               size=args.size, chunk=64, callback=progress, **opts)
     print(f"wrote {out} ({len(names)} environments x {args.count} scans)")
     return 0
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from oatomo.datasets import LINEAR_INPUTS  # lazy: Numba kernels
+    from oatomo.datasets import INPUTS, read_manifest  # lazy: Numba kernels
     from oatomo.learn.checkpoint import sidecar_path  # lazy: PyTorch
     from oatomo.learn.refiner import train_refiner  # lazy: PyTorch
     from oatomo.pipeline.options import check_device  # lazy: Numba kernels
@@ -172,6 +186,8 @@ def run_train(args: argparse.Namespace) -> int:
     check_counts(args, "epochs", "batch-size")
     check_seed(args.seed, "--seed")
     check_floats(args, ("lr", 0.0, 10.0, True))
+    if args.max_target is not None:
+        check_floats(args, ("max-target", 0.0, 1e6, True))
     for name, lo, hi in (("width", 1, 256), ("depth", 0, 16), ("latent", 1, 256)):
         if not lo <= getattr(args, name) <= hi:
             raise InputError(f"--{name} must lie in {lo}..{hi}, got {getattr(args, name)}")
@@ -180,17 +196,22 @@ def run_train(args: argparse.Namespace) -> int:
     out = Path(args.output)
     check_outputs([out, sidecar_path(out), out.with_suffix(".curve.jsonl")],
                   force=args.force or args.resume, inputs=(args.data,))
-    wanted = [v.strip() for v in args.inputs.split(",") if v.strip()]
-    if not wanted or any(w not in LINEAR_INPUTS for w in wanted):
-        raise InputError(f"--inputs must name some of {', '.join(LINEAR_INPUTS)}, got "
-                         f"{args.inputs!r}")
-    channels = tuple(LINEAR_INPUTS.index(w) for w in wanted)
     check_device(args.device, "--device")
+    wanted = [v.strip() for v in args.inputs.split(",") if v.strip()]
+    if not wanted or any(w not in INPUTS for w in wanted):
+        raise InputError(f"--inputs must name some of {', '.join(INPUTS)}, got "
+                         f"{args.inputs!r}")
+    have = list(read_manifest(args.data)["inputs"])
+    if not wanted or any(w not in have for w in wanted):
+        raise InputError(f"--inputs must name some of the dataset's inputs "
+                         f"{', '.join(have)}, got {args.inputs!r}")
+    channels = tuple(have.index(w) for w in wanted)
     t = time.perf_counter()
     with bars(args) as progress:
         _, res = train_refiner(
             args.data, args.model, out, epochs=args.epochs, batch_size=args.batch_size,
             lr=args.lr, seed=args.seed, channels=channels, device=args.device,
+            max_target=args.max_target,
             resume=args.resume,
             snapshot_every=args.snapshot_every, log=out.with_suffix(".curve.jsonl"),
             model_args={"width": args.width, "depth": args.depth, "latent": args.latent},

@@ -5,9 +5,18 @@ a single-setup dataset is one environment.
 
 Each item: a phantom of a random kind on the canonical grid, one scanner drawn from an
 environment (:func:`oatomo.scanners.draw_scan`), the scan simulated with the *true*
-sensors and speed of sound (noise, band), and linear reconstructions with the *nominal*
-ones. An item is a pure function of ``(seed, environment index, item index)``
-(:func:`item_seed`).
+sensors and speed of sound (noise, band), and reconstructions with the *nominal* ones:
+linear ones (``ubp``, ``das``) and the pipeline's model-based TV image (``mb-tv``: exactly
+what ``oatomo.reconstruct(scan, "mb-tv")`` computes, 50 iterations). An item is a pure
+function of ``(seed, environment index, item index)`` (:func:`item_seed`).
+
+Against the inverse crime, ``oversample=k`` draws the phantom on a grid ``k`` times finer
+over the same field of view and simulates the scan there (slab thickness the image
+pitch); the target is the fine phantom averaged over k x k blocks. ``responses`` also
+convolves half of the scans with a Gaussian detector response (drawn centre and
+bandwidth) before the band and the noise. ``target="input"`` stores the truth divided by
+the first input channel's divisor (the model then learns Pa relative to its input's peak,
+and its output times that peak is in Pa); ``"max"`` (the default) the truth with maximum 1.
 
 Storage: a directory of chunk files ``chunk_<env>_<k>.npz`` (``chunk`` items of one
 environment each), every one written atomically, plus ``manifest.json``. An interrupted
@@ -15,9 +24,9 @@ generation resumes by skipping the chunks that exist. While a run writes the dir
 holds its lock (:func:`job_directory`): a second run on the same directory is refused.
 Arrays per chunk::
 
-    inputs   float32 (m, C, n, n)  linear reconstructions (channels: ``inputs`` names),
+    inputs   float32 (m, C, n, n)  reconstructions (channels: ``inputs`` names),
                                    each divided by its maximum absolute value
-    targets  float32 (m, 1, n, n)  p0, max 1
+    targets  float32 (m, 1, n, n)  p0, max 1 (``target="input"``: p0 / scale[0])
     scale    float32 (m, C)        the divisors (Pa), to undo the normalisation
     seeds    uint64  (m,)          item seeds
     kinds    <U16    (m,)          phantom kind of each item
@@ -42,7 +51,13 @@ from oatomo._limits import check_bytes, check_seed
 from oatomo.errors import InputError
 from oatomo.geometry import Acquisition, Grid
 from oatomo.progress import Callback
-from oatomo.scanners import CANONICAL_PITCH, Environment, draw_scan, environment
+from oatomo.scanners import (
+    CANONICAL_PITCH,
+    FAMILY_TV,
+    Environment,
+    draw_scan,
+    environment,
+)
 
 try:
     import fcntl
@@ -51,8 +66,10 @@ except ImportError:  # pragma: no cover - Windows
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["TRAIN_PHANTOMS", "HELDOUT_PHANTOMS", "LINEAR_INPUTS", "item_seed", "make_item",
-           "generate_dataset", "load_dataset", "resume_directory", "job_directory", "LOCK_NAME"]
+__all__ = ["TRAIN_PHANTOMS", "HELDOUT_PHANTOMS", "LINEAR_INPUTS", "MODEL_INPUTS", "INPUTS",
+           "TV_ITERS", "TARGETS", "item_seed", "make_item", "input_images", "block_mean",
+           "generate_dataset", "load_dataset", "read_manifest", "resume_directory",
+           "job_directory", "LOCK_NAME"]
 
 #: The lock file a run keeps in the job directory it writes (removed when it ends).
 LOCK_NAME = ".oatomo-job.lock"
@@ -64,6 +81,48 @@ TRAIN_PHANTOMS = ("vessel-forest", "vessel-tree", "vessels", "blobs", "disks", "
 HELDOUT_PHANTOMS = ("vessel-walk", "texture-heldout")
 #: Linear reconstructions an item can carry as input channels.
 LINEAR_INPUTS = ("ubp", "das")
+#: Model-based reconstructions an item can carry (the pipeline's method names).
+MODEL_INPUTS = ("mb-tv",)
+#: Every input channel an item can carry.
+INPUTS = LINEAR_INPUTS + MODEL_INPUTS
+#: Iterations of the ``mb-tv`` input: the pipeline's default.
+TV_ITERS = 50
+#: How targets are stored (see the module docstring).
+TARGETS = ("max", "input")
+#: Gaussian detector responses of ``responses=True``: centre (Hz) and fractional bandwidth.
+RESPONSE_CENTRE, RESPONSE_BANDWIDTH = (2e6, 8e6), (0.6, 1.5)
+
+
+def input_images(names: Sequence[str], sinogram: np.ndarray, grid: Grid, sensors: Any,
+                 acquisition: Acquisition, *,
+                 band: tuple[float | None, float | None] | None = None
+                 ) -> dict[str, np.ndarray]:
+    """The input channels (Pa) of one (N, T) sinogram on ``grid``, by name.
+
+    Linear ones are :func:`oatomo.backproject` with ``band``; ``mb-tv`` is the method
+    registry's TV image (:func:`oatomo.recon.registry.reconstruct_sinogram`, 50
+    iterations, default weight) with the same ``band``, as the pipeline computes it.
+    """
+    # lazy: the numba kernels compile on first import
+    from oatomo.recon.backprojection import backproject
+    from oatomo.recon.registry import reconstruct_sinogram
+
+    out = {}
+    for m in names:
+        if m in LINEAR_INPUTS:
+            out[m] = backproject(sinogram, grid, sensors, acquisition, method=m, band=band)
+        elif m in MODEL_INPUTS:
+            out[m] = reconstruct_sinogram(sinogram, grid, sensors, acquisition, m, band=band,
+                                          iters=TV_ITERS)
+        else:
+            raise InputError(f"unknown input {m!r}; choose from {', '.join(INPUTS)}")
+    return out
+
+
+def block_mean(image: np.ndarray, k: int) -> np.ndarray:
+    """``image`` (n k, n k) averaged over k x k blocks: (n, n)."""
+    n = image.shape[-1] // k
+    return image.reshape(n, k, n, k).mean(axis=(1, 3))
 
 
 def item_seed(seed: int, env: int, index: int) -> int:
@@ -73,43 +132,79 @@ def item_seed(seed: int, env: int, index: int) -> int:
 
 
 def make_item(env: Environment, grid: Grid, seed: int, *,
-                     phantoms: Sequence[str] = TRAIN_PHANTOMS,
-                     inputs: Sequence[str] = ("ubp",),
-                     keep_scan: bool = False) -> dict[str, Any]:
+              phantoms: Sequence[str] = TRAIN_PHANTOMS,
+              inputs: Sequence[str] = ("ubp",),
+              keep_scan: bool = False, oversample: int = 1, responses: bool = False,
+              target: str = "max") -> dict[str, Any]:
     """Simulate and reconstruct one item of an environment (seeded).
+
+    Parameters
+    ----------
+    env, grid, seed
+        The environment, the image grid and the item's seed.
+    phantoms, inputs
+        Phantom kinds drawn uniformly; input channels (:data:`INPUTS`).
+    keep_scan
+        Also return the simulated scan.
+    oversample, responses, target
+        Simulation on a grid ``oversample`` times finer; Gaussian detector responses on
+        half of the scans; how the target is stored (see the module docstring).
 
     Returns
     -------
     dict
         ``input`` (C, n, n) float32 normalised per channel, ``scale`` (C,), ``target``
-        (1, n, n), ``kind`` (phantom kind), ``draw`` (:class:`oatomo.scanners.ScanDraw`);
-        with ``keep_scan`` also ``sinogram`` (the simulated scan, Pa).
+        (1, n, n), ``kind`` (phantom kind), ``draw`` (:class:`oatomo.scanners.ScanDraw`),
+        ``response`` (the detector response or None); with ``keep_scan`` also
+        ``sinogram`` (the simulated scan, Pa).
     """
     # lazy: the numba kernels compile on first import
     from oatomo.forward import simulate
     from oatomo.phantoms import make
-    from oatomo.recon.backprojection import backproject
+    from oatomo.response import DetectorResponse
 
     for m in inputs:
-        if m not in LINEAR_INPUTS:
-            raise InputError(f"unknown input {m!r}; choose from {', '.join(LINEAR_INPUTS)}")
+        if m not in INPUTS:
+            raise InputError(f"unknown input {m!r}; choose from {', '.join(INPUTS)}")
+    if target not in TARGETS:
+        raise InputError(f"unknown target {target!r}; choose from {', '.join(TARGETS)}")
+    if isinstance(oversample, bool) or not isinstance(oversample, (int, np.integer)) \
+            or not 1 <= oversample <= 4:
+        raise InputError(f"oversample must be an integer from 1 to 4, got {oversample!r}")
     s_kind, s_phantom, s_scan, s_noise = np.random.SeedSequence(seed).generate_state(4)
     kind = phantoms[int(s_kind % len(phantoms))]
-    p0 = make(kind, grid, int(s_phantom))
+    fine = Grid(grid.n * oversample, grid.fov) if oversample > 1 else grid
+    p0_fine = make(kind, fine, int(s_phantom))
     draw = draw_scan(env, grid, int(s_scan))
     acq = draw.acquisition
+    response = None
+    if responses:  # its own stream: the draws above stay those of older datasets
+        rng = np.random.default_rng([int(seed), 1])
+        if rng.uniform() < 0.5:
+            centre = min(float(rng.uniform(*RESPONSE_CENTRE)), 0.3 * acq.fs)
+            response = DetectorResponse(centre_frequency=centre,
+                                        bandwidth=float(rng.uniform(*RESPONSE_BANDWIDTH)))
     true_acq = Acquisition(acq.fs, acq.n_samples, draw.true_speed, acq.t0)
-    sino = simulate(p0, grid, draw.true, true_acq, noise_std=draw.noise, band=draw.band,
-                    seed=int(s_noise))
+    sino = simulate(p0_fine, fine, draw.true, true_acq, noise_std=draw.noise, band=draw.band,
+                    seed=int(s_noise), response=response,
+                    thickness=grid.dx if oversample > 1 else None)
+    p0 = block_mean(p0_fine, oversample) if oversample > 1 else p0_fine
+    images = {m: input_images([m], sino, grid, draw.nominal, acq,
+                              band=None if m in MODEL_INPUTS else draw.band)[m]
+              for m in inputs}
     chans, scales = [], []
     for m in inputs:
-        img = backproject(sino, grid, draw.nominal, acq, method=m, band=draw.band)
-        s = float(np.abs(img).max()) or 1.0
-        chans.append(img / s)
+        s = float(np.abs(images[m]).max()) or 1.0
+        chans.append(images[m] / s)
         scales.append(s)
+    if target == "input":
+        p0 = p0 / scales[0]
+    elif oversample > 1:
+        p0 = p0 / (float(p0.max()) or 1.0)
     out = {"input": np.stack(chans).astype(np.float32),
            "scale": np.asarray(scales, np.float32),
-           "target": p0[None].astype(np.float32), "kind": kind, "draw": draw}
+           "target": p0[None].astype(np.float32), "kind": kind, "draw": draw,
+           "response": response}
     if keep_scan:
         out["sinogram"] = sino
     return out
@@ -122,7 +217,8 @@ def _chunk_path(root: Path, env: int, k: int) -> Path:
 def generate_dataset(out: str | os.PathLike, environments: Sequence[str], *,
                      count: int, seed: int = 0, size: int = 96, chunk: int = 32,
                      phantoms: Sequence[str] = TRAIN_PHANTOMS,
-                     inputs: Sequence[str] = ("ubp",),
+                     inputs: Sequence[str] = ("ubp",), oversample: int = 1,
+                     responses: bool = False, target: str = "max",
                      callback: Callback | None = None) -> Path:
     """Generate (or resume) a dataset directory.
 
@@ -142,7 +238,10 @@ def generate_dataset(out: str | os.PathLike, environments: Sequence[str], *,
     chunk
         Items per chunk file (the unit of resumption).
     phantoms, inputs
-        Phantom kinds drawn uniformly; linear reconstructions stored as channels.
+        Phantom kinds drawn uniformly; reconstructions stored as channels
+        (:data:`INPUTS`).
+    oversample, responses, target
+        As in :func:`make_item` (recorded in the manifest when not the defaults).
     callback
         Progress (:data:`oatomo.progress.Callback`): ``callback("scans", done, total)``
         after every chunk.
@@ -160,6 +259,14 @@ def generate_dataset(out: str | os.PathLike, environments: Sequence[str], *,
     manifest = {"format": "oatomo-family-data", "version": 1, "environments": list(environments),
                 "count": count, "seed": seed, "size": size, "pitch": CANONICAL_PITCH,
                 "chunk": chunk, "phantoms": list(phantoms), "inputs": list(inputs)}
+    for m in inputs:
+        if m not in INPUTS:
+            raise InputError(f"unknown input {m!r}; choose from {', '.join(INPUTS)}")
+    opts = {"oversample": oversample, "responses": responses, "target": target}
+    manifest.update({k: v for k, v, d in zip(opts, opts.values(), (1, False, "max"),
+                                             strict=True) if v != d})
+    if any(e.geometry.name in ("arc-short", "linear") for e in envs):
+        manifest["family"] = FAMILY_TV.to_dict()
     per_item = 4 * (len(inputs) + 1) * size * size + 4 * len(inputs) + 8 + 64
     # training loads the whole dataset: refuse one that could never be loaded, before work
     check_bytes(float(len(envs)) * count * per_item, f"a dataset of {len(envs)} x {count} "
@@ -177,7 +284,7 @@ def generate_dataset(out: str | os.PathLike, environments: Sequence[str], *,
                 path = _chunk_path(root, e, k)
                 if not path.exists():
                     items = [make_item(env, grid, item_seed(seed, e, i), phantoms=phantoms,
-                                       inputs=inputs) for i in range(lo, hi)]
+                                       inputs=inputs, **opts) for i in range(lo, hi)]
                     with atomic_path(path) as tmp, open(tmp, "wb") as f:
                         np.savez(f, inputs=np.stack([it["input"] for it in items]),
                                  targets=np.stack([it["target"] for it in items]),
@@ -287,6 +394,26 @@ def resume_directory(root: Path, manifest: dict[str, Any]) -> None:
     root.mkdir(parents=True, exist_ok=True)
     with atomic_path(mpath) as tmp:
         tmp.write_text(json.dumps(manifest, indent=1))
+
+
+def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
+    """The manifest of a dataset directory (``manifest.json``).
+
+    Raises
+    ------
+    InputError
+        No manifest, or an unreadable one.
+    """
+    mpath = Path(path) / "manifest.json"
+    if not mpath.is_file():
+        raise InputError("not a family dataset (no manifest.json)", path)
+    try:
+        man = json.loads(mpath.read_text())
+        if not isinstance(man, dict) or not isinstance(man["inputs"], list):
+            raise TypeError("not a manifest")
+    except (OSError, UnicodeDecodeError, ValueError, TypeError, KeyError) as exc:
+        raise InputError(f"unreadable manifest ({type(exc).__name__})", mpath) from None
+    return man
 
 
 def load_dataset(path: str | os.PathLike, *, limit: int | None = None,

@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from oatomo.datasets.generate import TV_ITERS
 from oatomo.errors import InputError
 from oatomo.geometry import Acquisition, Grid, SensorArray
 from oatomo.pipeline.frames import (
@@ -318,12 +319,22 @@ def _refined_images(image: np.ndarray, method: str, signals: Signals, grid: Grid
                                   physics=image, method=method, band=options.band,
                                   response=_record_response(signals, options),
                                   element_width=options.element_width,
-                                  device=options.device, guard=options.guard)
+                                  device=options.device, guard=options.guard,
+                                  reuse=_default_settings(options, signals))
     for key, img in extra.items():
         _require_finite(img, f"the {key} image is not finite: the refinement model's "
                         f"weights hold NaN or Inf", record.get("model"))
     images.update(extra)
     return images, record
+
+
+def _default_settings(options: ReconstructOptions, signals: Signals) -> bool:
+    """Whether the method's image was made with the settings a refiner's input of the same
+    name is made with (default weight and iterations, point sensors, no response in the
+    operator), so step 4 may take it as that input."""
+    return (options.lam is None and options.iters in (None, TV_ITERS)
+            and options.element_width is None
+            and operator_response(options, signals.data) is None)
 
 
 def _record_response(signals: Signals, options: ReconstructOptions) -> Any:

@@ -14,7 +14,7 @@ from oatomo._documents import read_json
 from oatomo.errors import InputError
 from oatomo.geometry import Acquisition, Grid, SensorArray
 from oatomo.learn.records import family_record
-from oatomo.refine.guard import GUARD_RULE, check_refined
+from oatomo.refine.guard import check_refined, guard_rule
 from oatomo.refine.refiner import (
     NUMPY_MAX_PIXELS,
     RefinedScan,
@@ -53,7 +53,7 @@ def refine_images(grid: Grid, sinogram: np.ndarray, sensors: SensorArray,
                   method: str | None = None,
                   band: tuple[float | None, float | None] | None = None,
                   response: Any = None, element_width: float | None = None,
-                  device: str = "cpu", guard: bool = True
+                  device: str = "cpu", guard: bool = True, reuse: bool = False
                   ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Step 4: the learned refinement of a scan, when a model applies.
 
@@ -61,7 +61,8 @@ def refine_images(grid: Grid, sinogram: np.ndarray, sensors: SensorArray,
     the shipped model UBP and DAS with the scan's positions, in ``band``) from the
     sinogram, not from the pipeline's image, and refines every frame on ``grid``, in Pa.
     With ``guard`` every refined frame is then checked against its record and
-    ``physics``, the method's image (:func:`oatomo.refine.guard.check_refined`, with
+    ``physics``, the method's image (:func:`oatomo.refine.guard.check_refined` with the
+    method's rule, :func:`oatomo.refine.guard.guard_rule`, and
     ``response``, the detector response the signals carry, and ``element_width`` in its
     forward operator); when a frame fails, no frame is refined and the record says why.
 
@@ -73,7 +74,11 @@ def refine_images(grid: Grid, sinogram: np.ndarray, sensors: SensorArray,
     (``passed``, ``why``, ``rule`` and per frame the numbers). With ``refine=True`` a
     model that is missing or does not fit the scan is an :class:`InputError`; with
     ``"auto"`` the record says why it skipped. ``device``: the
-    PyTorch device of the model (not ``"cpu"``: the PyTorch back end).
+    PyTorch device of the model (not ``"cpu"``: the PyTorch back end). ``reuse``: the
+    method's image ``physics`` was computed exactly as the refiner's input of the same
+    name (default settings); when the method is one of the refiner's inputs and ``grid``
+    is the model's canonical grid it is taken as that input instead of being
+    reconstructed again (the record's ``input_reused``).
     """
     path = Path(model) if model is not None else default_model_path()
     record: dict[str, Any] = {"applied": False, "model": str(path)}
@@ -100,9 +105,11 @@ def refine_images(grid: Grid, sinogram: np.ndarray, sensors: SensorArray,
             raise InputError(f"cannot refine this scan: {why}", path)
         record["reason"] = why
         return {}, record
+    given = physics if reuse and method in family.get("inputs", ()) else None
     out, record = _refine_frames(path, float(family["pitch"]), grid, sinogram, sensors,
                                  acquisition, setup=setup, samples=samples, band=band,
-                                 device=device, record={**record, "reason": why})
+                                 device=device, record={**record, "reason": why},
+                                 given=None if given is None else (str(method), given))
     for key, img in out.items():  # before the guard, which would call it a misfit
         if not np.all(np.isfinite(img)):
             raise InputError(f"the {key} image is not finite: the refinement model's "
@@ -117,7 +124,8 @@ def refine_images(grid: Grid, sinogram: np.ndarray, sensors: SensorArray,
         return out, record
     t = time.perf_counter()
     verdict = _guard(out["refined"], physics, sinogram, grid, sensors, acquisition,
-                     band=band, response=response, element_width=element_width)
+                     band=band, response=response, element_width=element_width,
+                     rule=guard_rule(method))
     verdict["time_s"] = time.perf_counter() - t
     record["guard"] = verdict
     if not verdict["passed"]:
@@ -137,29 +145,38 @@ def _guard(refined: np.ndarray, physics: np.ndarray, sinogram: np.ndarray, grid:
     refs = np.asarray(refined).reshape((-1,) + shape)
     results = [check_refined(r, p, y, grid, sensors, acquisition, **kw)
                for r, p, y in zip(refs, phys, sinos, strict=True)]
+    rule = kw["rule"]
     failed = [k for k, res in enumerate(results) if not res.passed]
     first = results[failed[0]] if failed else results[-1]
     why = (f"frame {failed[0]}: {first.why}" if failed and len(results) > 1 else first.why)
-    return {"passed": not failed, "why": why, "rule": asdict(GUARD_RULE),
+    return {"passed": not failed, "why": why, "rule": asdict(rule),
             "frames": [res.numbers for res in results]}
 
 
 def _refine_frames(path: Path, pitch: float, grid: Grid, sinogram: np.ndarray,
                    sensors: SensorArray, acquisition: Acquisition, *, setup: str | None,
                    samples: int, band: tuple[float | None, float | None] | None,
-                   device: str, record: dict[str, Any]
+                   device: str, record: dict[str, Any],
+                   given: tuple[str, np.ndarray] | None = None
                    ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Step 4 with a refiner (the scan is inside its family): every frame refined on the
-    user's grid (:meth:`oatomo.refine.Refiner.refine_scan`)."""
+    user's grid (:meth:`oatomo.refine.Refiner.refine_scan`); ``given``: one input's
+    name and its images of every frame, already reconstructed on ``grid``."""
     frames = sinogram.reshape((-1,) + sinogram.shape[-2:])
+    canon = to_canonical_grid(grid, pitch)
+    reused = given is not None and canon == grid
+    given_frames = (np.asarray(given[1]).reshape((-1,) + grid.shape) if reused and given
+                    else [None] * len(frames))
     # many pixels: PyTorch is faster, once imported (``pitch``: the model's canonical one)
-    big = len(frames) * to_canonical_grid(grid, pitch).n ** 2 > NUMPY_MAX_PIXELS
+    big = len(frames) * canon.n ** 2 > NUMPY_MAX_PIXELS
     ref = load_refiner(path, device=device,
                        backend="torch" if big or device != "cpu" else "auto")
     env = setup if setup in ref.env_names else None
     results: list[RefinedScan] = [
         ref.refine_scan(frame, sensors, acquisition, grid, band=band, env=env,
-                        n_samples=samples, check=False) for frame in frames]
+                        n_samples=samples, check=False,
+                        images=None if img is None or given is None else {given[0]: img})
+        for frame, img in zip(frames, given_frames, strict=True)]
     lead = sinogram.shape[:-2]
     out = {"refined": np.stack([r.refined for r in results]).reshape(lead + grid.shape)}
     stds = [r.std for r in results if r.std is not None]
@@ -167,6 +184,7 @@ def _refine_frames(path: Path, pitch: float, grid: Grid, sinogram: np.ndarray,
         out["uncertainty"] = np.stack(stds).reshape(lead + grid.shape)
     r = results[-1]
     record.update(applied=True, input="+".join(ref.inputs), gain=ref.gain,
+                  input_reused=reused,
                   backend="numpy" if isinstance(ref.model, NumpyConvVAE) else "torch",
                   grid=r.canonical.to_dict(), samples=samples, uncertainty=ref.uncertainty,
                   decoder=f"variant decoder of {env}" if env else "invariant decoder")

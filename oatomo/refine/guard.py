@@ -27,6 +27,10 @@ PSNR over UBP, it often explains less than half of what UBP explains), so the ru
 catches images that lost the data (the inverted or blank answers to scans unlike its
 training scans), not images that merely fit the data less closely. ``min_ratio`` is the
 strictest value that costs at most 0.1 dB of mean PSNR on the tuning set.
+
+A model-based method image (``mb-tv``) fits the data by construction and explains nearly
+all of the signal; its rule (:data:`GUARD_RULE_MODEL_BASED`, :func:`guard_rule`) asks the
+refined image for a much larger share of what it explains.
 """
 
 from __future__ import annotations
@@ -40,9 +44,10 @@ import numpy as np
 from oatomo.forward import bandpass
 from oatomo.geometry import Acquisition, Grid, SensorArray
 from oatomo.recon.operators import forward_operator
+from oatomo.recon.registry import METHODS
 
-__all__ = ["noise_level", "GuardResult", "GuardRule", "GUARD_RULE", "check_refined",
-           "discrepancy"]
+__all__ = ["noise_level", "GuardResult", "GuardRule", "GUARD_RULE", "GUARD_RULE_MODEL_BASED",
+           "guard_rule", "check_refined", "discrepancy"]
 
 #: MAD of a normal distribution over its standard deviation.
 _MAD_TO_STD = 1.482602218505602
@@ -119,6 +124,18 @@ class GuardRule:
 
 #: The rule of the pipeline's refinement step (tuned: docs/results/refinement.rst).
 GUARD_RULE = GuardRule(min_snr=1.5, min_ratio=0.05)
+#: The rule when the method's image is model-based (``mb-tv``, ``mb-tikhonov``): such an
+#: image fits the data by construction, so a refined image that explains a small part of
+#: what it explains lost what the data hold (chosen on the TV refiner's tuning set,
+#: docs/results/refinement.rst).
+GUARD_RULE_MODEL_BASED = GuardRule(min_snr=1.5, min_ratio=0.75)
+
+
+def guard_rule(method: str | None) -> GuardRule:
+    """The guard's rule for a method's image: :data:`GUARD_RULE_MODEL_BASED` for the
+    iterative methods of :data:`oatomo.recon.registry.METHODS`, else :data:`GUARD_RULE`."""
+    spec = METHODS.get(method or "")
+    return GUARD_RULE_MODEL_BASED if spec is not None and spec.iterative else GUARD_RULE
 
 
 @dataclass(frozen=True)

@@ -11,10 +11,10 @@ from a family of scanners (:mod:`oatomo.scanners`). For a scan on any grid:
 1. :meth:`Refiner.compatible` checks the scan against the family bounds and says
    exactly why it lies outside (sensor count, ring/arc shape, coverage, radius, pitch,
    field of view, speed of sound);
-2. the input channels (UBP, DAS with the nominal positions) are reconstructed from the
-   sinogram on a canonical grid covering the user's field of view (size rounded up to a
-   multiple of 4), each divided by its maximum absolute value (what the model was trained
-   on);
+2. the input channels (UBP, DAS or the TV image ``mb-tv`` with the nominal positions)
+   are reconstructed from the sinogram on a canonical grid covering the user's field of
+   view (size rounded up to a multiple of 4), each divided by its maximum absolute
+   value (what the model was trained on);
 3. the fully convolutional model runs on the whole canonical image, or on overlapping
    tiles (blended with a tapered window) when it is larger than ``tile`` pixels;
 4. the model's output (relative initial pressure: its training targets have maximum 1) is
@@ -54,6 +54,7 @@ from typing import Any
 import numpy as np
 
 from oatomo._limits import MAX_POSTERIOR_SAMPLES, check_bytes
+from oatomo.datasets.generate import input_images
 from oatomo.errors import InputError
 from oatomo.geometry import Acquisition, Grid, SensorArray
 from oatomo.learn.records import TRAIN_COMMAND, family_record, is_weights_archive, read_weights
@@ -187,7 +188,7 @@ class Refiner:
     pitch
         Canonical pixel pitch (m).
     inputs
-        Linear reconstructions fed as channels (``"ubp"``, ``"das"``).
+        Reconstructions fed as channels (``"ubp"``, ``"das"``, ``"mb-tv"``).
     env_names
         Training environments (variant decoders of a multi-decoder model).
     meta
@@ -239,11 +240,20 @@ class Refiner:
 
     def linear_inputs(self, sinogram: np.ndarray, sensors: SensorArray,
                       acquisition: Acquisition, grid: Grid, *,
-                      band: tuple[float, float] | None = None) -> dict[str, np.ndarray]:
-        """The model's input channels (Pa) of one (N, T) sinogram on ``grid``."""
-        from oatomo.recon.backprojection import backproject  # lazy: Numba kernels
+                      band: tuple[float, float] | None = None,
+                      images: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+        """The model's input channels (Pa) of one (N, T) sinogram on ``grid``.
 
-        return {m: backproject(sinogram, grid, sensors, acquisition, method=m, band=band)
+        Each is computed as the training data's were
+        (:func:`oatomo.datasets.generate.input_images`: UBP and DAS by backprojection, the
+        ``mb-tv`` image by the method registry, 50 iterations), except those given in
+        ``images`` (already reconstructed on ``grid`` by the same code, e.g. the pipeline's
+        own ``mb-tv`` image), which are taken as they are.
+        """
+        given = dict(images or {})
+        todo = [m for m in self.inputs if m not in given]
+        made = input_images(todo, sinogram, grid, sensors, acquisition, band=band)
+        return {m: np.asarray(given[m], np.float32) if m in given else made[m]
                 for m in self.inputs}
 
     def refine_images(self, channels: np.ndarray, *, env: str | None = None,
@@ -407,8 +417,13 @@ class Refiner:
     def refine_scan(self, sinogram: np.ndarray, sensors: SensorArray,
                     acquisition: Acquisition, grid: Grid, *,
                     band: tuple[float, float] | None = None, env: str | None = None,
-                    n_samples: int = 16, seed: int = 0, check: bool = True) -> RefinedScan:
+                    n_samples: int = 16, seed: int = 0, check: bool = True,
+                    images: dict[str, np.ndarray] | None = None) -> RefinedScan:
         """Refine one scan (N, T) onto ``grid`` (see the module docstring).
+
+        ``images``: input channels already reconstructed on ``grid`` by the training
+        data's code (:meth:`linear_inputs`), used instead of reconstructing them again
+        when ``grid`` is the canonical grid (else ignored).
 
         Returns
         -------
@@ -428,7 +443,8 @@ class Refiner:
         if check and not ok:
             raise InputError(f"cannot refine: {reason}")
         canon = to_canonical_grid(grid, self.pitch)
-        lin = self.linear_inputs(sino, sensors, acquisition, canon, band=band)
+        lin = self.linear_inputs(sino, sensors, acquisition, canon, band=band,
+                                 images=images if canon == grid else None)
         r = self.refine_images(np.stack([lin[m] for m in self.inputs]), env=env,
                                n_samples=n_samples, seed=seed)
         return RefinedScan(

@@ -264,7 +264,10 @@ def test_refiner_cli_data_train_export(tmp_path, capsys):
         load_refiner(npz, backend="numpy")
     assert main(["refiner", "train", "--data", str(d), "-o", str(tmp_path / "x.pt"),
                  "--inputs", "tv"]) == 2
-    assert "--inputs must name some of ubp, das" in capsys.readouterr().err
+    assert "--inputs must name some of ubp, das, mb-tv" in capsys.readouterr().err
+    assert main(["refiner", "train", "--data", str(d), "-o", str(tmp_path / "x.pt"),
+                 "--inputs", "mb-tv"]) == 2
+    assert "--inputs must name some of the dataset's inputs ubp, das" in capsys.readouterr().err
 
 
 def test_uncertainty_modes(tiny_refiners):
