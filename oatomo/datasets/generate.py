@@ -407,12 +407,9 @@ def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
     mpath = Path(path) / "manifest.json"
     if not mpath.is_file():
         raise InputError("not a family dataset (no manifest.json)", path)
-    try:
-        man = json.loads(mpath.read_text())
-        if not isinstance(man, dict) or not isinstance(man["inputs"], list):
-            raise TypeError("not a manifest")
-    except (OSError, UnicodeDecodeError, ValueError, TypeError, KeyError) as exc:
-        raise InputError(f"unreadable manifest ({type(exc).__name__})", mpath) from None
+    man = _read_manifest(mpath)
+    if not isinstance(man, dict) or not isinstance(man.get("inputs"), list):
+        raise InputError("unreadable manifest (not a manifest)", mpath)
     return man
 
 
