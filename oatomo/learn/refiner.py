@@ -215,6 +215,9 @@ def train_refiner(data: str | os.PathLike, kind: str, out: str | os.PathLike, *,
         loss_fn = nn.parallel.DistributedDataParallel(_LossModule(model))
         seed = seed + 1000 * rank
     t0 = time.perf_counter()
+    # a run that fails before its first step must not leave an empty curve behind (the
+    # next run would refuse to overwrite it): remember whether this run created the file
+    new_log = log is not None and not rank and not Path(log).exists()
     logf = None if log is None or rank else open(log, "a")  # noqa: SIM115 - closed below
 
     def cb(step: int, terms: dict[str, float]) -> None:
@@ -238,6 +241,8 @@ def train_refiner(data: str | os.PathLike, kind: str, out: str | os.PathLike, *,
     finally:
         if logf is not None:
             logf.close()
+            if new_log and Path(log).stat().st_size == 0:
+                Path(log).unlink()
     if rank == 0:
         attach_metadata(out, FAMILY_KEY, family_metadata(man, kind, channels, data,
                                                          result.step, result.seconds))

@@ -147,6 +147,28 @@ def test_family_training_resumes_bit_for_bit(tiny_refiners, tmp_path):
         assert torch.equal(a, b)
 
 
+def test_failed_training_leaves_no_empty_curve(tiny_refiners, tmp_path, monkeypatch):
+    """A run that fails before its first step removes the learning-curve file it created
+    (an empty one made the next run refuse to overwrite it); an existing curve is kept."""
+    import oatomo.learn.refiner as R
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no step")
+
+    monkeypatch.setattr(R, "train", broken)
+    data = tiny_refiners["unet"].parent / "d"
+    kw = dict(batch_size=4, model_args=dict(width=8, depth=1, latent=4))
+    with pytest.raises(RuntimeError, match="no step"):
+        R.train_refiner(data, "unet", tmp_path / "m.pt", epochs=1, log=tmp_path / "m.jsonl",
+                        **kw)
+    assert not (tmp_path / "m.jsonl").exists()
+    (tmp_path / "old.jsonl").write_text('{"step": 1}\n')
+    with pytest.raises(RuntimeError, match="no step"):
+        R.train_refiner(data, "unet", tmp_path / "m.pt", epochs=1, log=tmp_path / "old.jsonl",
+                        **kw)
+    assert (tmp_path / "old.jsonl").read_text() == '{"step": 1}\n'
+
+
 def test_refine_any_grid_units_and_determinism(tiny_refiners):
     from oatomo.forward import simulate
     from oatomo.refine import load_refiner
