@@ -235,7 +235,8 @@ def run_evalset(args: argparse.Namespace) -> int:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     from oatomo.evaluation.refiners import evaluate_refiners, to_markdown  # lazy: Numba kernels
-    from oatomo.pipeline.options import check_device  # lazy: as above
+    from oatomo.learn.checkpoint import sidecar_path  # lazy: PyTorch
+    from oatomo.pipeline.options import check_device  # lazy: Numba kernels
 
     def labelled(specs: list[str]) -> dict[str, str]:
         out = {}
@@ -248,7 +249,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
         raise InputError(f"--samples must be in 1..{MAX_POSTERIOR_SAMPLES}, got {args.samples}")
     device = check_device(args.device, "--device")
     models = labelled(args.model)
-    out = evaluation_dir(args.out, force=args.force, inputs=tuple(models.values()))
+    # a model's JSON sidecar is an input too (``evaluation.pt`` -> ``evaluation.json``)
+    out = evaluation_dir(args.out, force=args.force, inputs=tuple(models.values()) + tuple(
+        sidecar_path(p) for p in models.values()))
     with bars(args) as progress:
         result = evaluate_refiners(args.data, models, out=out, n_samples=args.samples,
                                    uncertainty_modes=args.uncertainty_modes,

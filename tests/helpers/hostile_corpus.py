@@ -274,6 +274,17 @@ def build(root: str | os.PathLike) -> list[Case]:
         return ["refiner", "evaluate", "--model", str(d / "m.pt"), "--data", str(d / "ev"),
                 "--out", str(d / "out")]
 
+    for force in ((), ("--force",)):
+        @case(f"evaluate_over_model_sidecar{'_force' if force else ''}", "overwrite",
+              "evaluation.json")
+        def _(d, force=force):
+            # the model's own sidecar is evaluation.json in the output directory
+            (d / "evaluation.pt").write_bytes(b"model")
+            (d / "evaluation.json").write_text('{"train": {}}')
+            (d / "ev").mkdir(exist_ok=True)
+            return ["refiner", "evaluate", "--model", str(d / "evaluation.pt"), "--data",
+                    str(d / "ev"), "--out", str(d), *force]
+
     @case("evaluate_out_is_file", "overwrite", "out.txt")
     def _(d):
         (d / "m.pt").write_bytes(b"model")
