@@ -52,7 +52,7 @@ from typing import Any
 import numpy as np
 
 from oatomo._atomic import atomic_path, check_input_file
-from oatomo._limits import check_bytes, max_bytes
+from oatomo._limits import check_bytes
 from oatomo.errors import InputError
 from oatomo.resources import resource_path
 
@@ -170,25 +170,32 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     opener = gzip.open if path.suffix == ".gz" else open
     try:
         with opener(path, "rb") as fh:
-            raw = fh.read(max_bytes() + 1)  # decompressed size bounded before it is held
+            # the header first: the declared size is checked before the body is read, and
+            # no read asks for more than the header promises (plus one byte, to see extra)
+            magic = fh.read(4)
+            if len(magic) < 4 or magic[0] != 0 or magic[1] != 0 \
+                    or magic[2] not in _IDX_DTYPES:
+                raise InputError(f"corrupt IDX header (magic bytes "
+                                 f"{magic.hex() or 'missing'})", path)
+            ndim = magic[3]
+            raw_dims = fh.read(4 * ndim)
+            if ndim == 0 or len(raw_dims) < 4 * ndim:
+                raise InputError(f"corrupt IDX header ({ndim} dimensions)", path)
+            dims = tuple(int.from_bytes(raw_dims[4 * i: 4 * i + 4], "big")
+                         for i in range(ndim))
+            dtype = np.dtype(_IDX_DTYPES[magic[2]])
+            size = int(np.prod(dims, dtype=np.float64)) * dtype.itemsize
+            check_bytes(float(np.prod(dims, dtype=np.float64)) * dtype.itemsize,
+                        f"the IDX data {dims}", path)
+            body = fh.read(size + 1)
     except (OSError, EOFError) as exc:  # gzip.BadGzipFile is an OSError
         raise InputError(f"cannot read IDX file ({exc})", path) from None
-    check_bytes(len(raw), "the decompressed IDX file", path)
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
-        raise InputError(f"corrupt IDX header (magic bytes {raw[:4].hex() or 'missing'})", path)
-    ndim = raw[3]
-    header = 4 + 4 * ndim
-    if ndim == 0 or len(raw) < header:
-        raise InputError(f"corrupt IDX header ({ndim} dimensions)", path)
-    dims = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
-    dtype = np.dtype(_IDX_DTYPES[raw[2]])
-    expected = header + int(np.prod(dims)) * dtype.itemsize
-    if len(raw) != expected:
+    if len(body) != size:
+        expected = 4 + 4 * ndim + size
         raise InputError(
-            f"corrupt IDX header: dimensions {dims} need {expected} bytes, file has {len(raw)}",
-            path,
-        )
-    return np.frombuffer(raw, dtype, offset=header).reshape(dims)
+            f"corrupt IDX header: dimensions {dims} need {expected} bytes, file has "
+            f"{4 + 4 * ndim + len(body)}{' or more' if len(body) > size else ''}", path)
+    return np.frombuffer(body, dtype).reshape(dims)
 
 
 def _find_idx(directory: Path, kind: str) -> Path | None:
