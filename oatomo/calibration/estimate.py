@@ -179,10 +179,10 @@ def calibrate_sinogram(
     if not (math.isfinite(speed_span) and 0 <= speed_span < 0.5):
         raise InputError(f"speed_span must be in [0, 0.5), got {speed_span}")
     if speed_of_sound == "auto":
-        speed_of_sound = angular_coverage(sensors.positions) >= MIN_SPEED_COVERAGE
+        coverage = angular_coverage(sensors.positions)
+        speed_of_sound = coverage >= MIN_SPEED_COVERAGE
         logger.info("calibration: %s the speed of sound (array coverage %.0f deg)",
-                    "estimating" if speed_of_sound else "keeping",
-                    math.degrees(angular_coverage(sensors.positions)))
+                    "estimating" if speed_of_sound else "keeping", math.degrees(coverage))
     elif not isinstance(speed_of_sound, bool):
         raise InputError(f"speed_of_sound must be True, False or 'auto', got "
                          f"{speed_of_sound!r}")
@@ -195,7 +195,6 @@ def calibrate_sinogram(
         levels = schedule(y, acquisition, grid, prior_std, n_levels)
 
         def on_round(rec: dict[str, Any]) -> None:
-            rec.pop("misfits")
             logger.info("calibration level %d round %d: misfit %.4f, c %.2f m/s, "
                         "step %.1f um", rec["level"], rec["round"], rec["misfit"],
                         rec["speed_of_sound"], rec["step_rms"] * 1e6)

@@ -10,16 +10,19 @@ the image's TV and the positions' Gaussian prior:
 * **geometry step**: one damped Gauss-Newton step per sensor on its own record, with the
   image fixed. A sensor's record depends on its own position only, so the Jacobian of all
   sensors comes from one forward projection of the image onto a virtual array of
-  ``3 N`` points (each sensor and two displaced copies, along and across its line of
-  sight: :func:`sensor_jacobians`); each sensor then solves a 3 x 3 system (its amplitude
-  and its two coordinates, under the prior);
+  ``5 N`` points (each sensor and four displaced copies, both ways along and across its
+  line of sight: :func:`sensor_jacobians`); each sensor then solves a 3 x 3 system (its
+  amplitude and its two coordinates, under the prior);
 * **gauge**: the estimate is mapped onto the prior mean array by the least-squares
   similarity transform; its scale goes into ``c`` (a common scale of positions and speed
   of sound is invisible in the data).
 
-The first geometry step of the coarsest level is a 1-D search along every line of sight
-over the prior box (:func:`line_search`), which brings a speed of sound that is off by a
-few percent (a common radial shift of a ring) inside the Gauss-Newton step's reach.
+Before the first round, a cross-validated search of ``c`` at the coarsest level
+(:func:`~oatomo.calibration.search.speed_of_sound_scan`) brings a speed of sound that is
+off by a few percent within reach; its held-out misfits also tell a scan without usable
+structure. The first geometry step of the coarsest level is a 1-D search along every line
+of sight over the prior box (:func:`line_search`), which brings large errors inside the
+Gauss-Newton step's reach.
 """
 
 from __future__ import annotations
@@ -31,29 +34,22 @@ from typing import Any
 import numpy as np
 
 from oatomo.calibration.gauge import similarity_transform
-from oatomo.calibration.levels import BOX_STD, Level, band_limit
+from oatomo.calibration.levels import BOX_STD, Level
 from oatomo.calibration.search import (
     interleaved_folds,
     local_frames,
     parabola_minimum,
+    predicted_records,
+    relative_misfit,
     speed_of_sound_scan,
 )
 from oatomo.errors import InputError
-from oatomo.forward import ForwardOperator
 from oatomo.geometry import SensorArray
 from oatomo.recon.model_based import reconstruct_model_based
 from oatomo.recon.operators import operator_norm_sq
 
 __all__ = ["JACOBIAN_STEP", "ROUNDS", "IMAGE_ITERS", "RELAX", "sensor_jacobians",
            "gauss_newton_step", "line_search", "upsample", "joint_calibration"]
-
-
-def _predict(level: Level, image: np.ndarray, points: np.ndarray,
-             thickness: float | None, response: Any = None) -> np.ndarray:
-    """Band-limited records (len(points), T) the image predicts at ``points``."""
-    pred = ForwardOperator(level.grid, SensorArray(points), level.acquisition,
-                           thickness=thickness, response=response).forward(image)
-    return band_limit(level, pred).astype(np.float64)
 
 
 def sensor_jacobians(level: Level, image: np.ndarray, positions: np.ndarray,
@@ -67,33 +63,27 @@ def sensor_jacobians(level: Level, image: np.ndarray, positions: np.ndarray,
     pts = np.concatenate([positions, positions + h * frames[:, 0],
                           positions - h * frames[:, 0], positions + h * frames[:, 1],
                           positions - h * frames[:, 1]])
-    pred = _predict(level, image, pts, thickness, response).reshape(5, n, -1)
+    pred = predicted_records(level, image, pts, thickness, response).reshape(5, n, -1)
     jac = np.stack([(pred[1] - pred[2]) / (2 * h), (pred[3] - pred[4]) / (2 * h)], axis=-1)
     return pred[0], jac, frames
 
 
 def gauss_newton_step(level: Level, image: np.ndarray, positions: np.ndarray,
                       prior_mean: np.ndarray, prior_std: float, thickness: float | None,
-                      max_step: float, response: Any = None, speed: bool = True
-                      ) -> tuple[np.ndarray, float, np.ndarray, np.ndarray]:
-    """One damped Gauss-Newton (MAP) step of every sensor's position, and of the speed of
-    sound, against ``image``.
+                      max_step: float, response: Any = None
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One damped Gauss-Newton (MAP) step of every sensor's position against ``image``.
 
-    Per sensor, the record is modelled as ``a (P + J d + K e)`` with ``P`` the predicted
-    record, ``J`` its derivative along/across the line of sight, ``a`` a free amplitude,
-    ``d`` the displacement, ``K`` the derivative with respect to the relative change ``e``
-    of the speed of sound (shared by all sensors: the normal equations are block-arrow,
-    solved by eliminating the per-sensor blocks). The noise variance is the residual's
-    energy over ``level.t_eff`` independent samples; the prior is
-    ``N(prior_mean, prior_std^2)`` per coordinate. Displacements are shortened to at most
-    ``max_step`` (m), ``e`` to 0.5 %.
+    Per sensor, the record is modelled as ``a (P + J d)`` with ``P`` the predicted record,
+    ``J`` its derivative along/across the line of sight, ``a`` a free amplitude and ``d``
+    the displacement. The noise variance is the residual's energy over ``level.t_eff``
+    independent samples; the prior is ``N(prior_mean, prior_std^2)`` per coordinate.
+    Displacements are shortened to at most ``max_step`` (m).
 
     Returns
     -------
     positions : numpy.ndarray
         (N, 2) updated positions.
-    factor : float
-        The speed of sound's update factor ``1 + e`` (1 when ``speed`` is False).
     cov : numpy.ndarray
         (N, 2, 2) posterior covariance of each position (x, y), Laplace approximation.
     misfit : numpy.ndarray
@@ -117,24 +107,7 @@ def gauss_newton_step(level: Level, image: np.ndarray, positions: np.ndarray,
     H[:, 1:, 1:] += w * np.eye(2)
     g[:, 1:] -= w * offset
     H[:, 0, 0] += 1e-9 * np.maximum(H[:, 0, 0], 1e-300)
-    Hinv = np.linalg.inv(H)
-    e = 0.0
-    if speed:
-        eps = 1e-3
-        slower = replace(level, acquisition=replace(
-            level.acquisition, speed_of_sound=level.acquisition.speed_of_sound * (1 + eps)))
-        kc = a[:, None] * (_predict(slower, image, positions, thickness, response)
-                           - pred) / eps
-        b = np.einsum("nti,nt->ni", cols, kc) / sigma2[:, None]  # (N, 3) coupling
-        hcc = float(np.sum(np.einsum("nt,nt->n", kc, kc) / sigma2))
-        gc = float(np.sum(np.einsum("nt,nt->n", kc, r) / sigma2))
-        hb = np.einsum("nij,nj->ni", Hinv, b)
-        den = hcc - float(np.sum(b * hb))
-        if den > 0:
-            e = float(np.clip((gc - float(np.sum(np.einsum("ni,ni->n", hb, g)))) / den,
-                              -0.005, 0.005))
-        g = g - b * e
-    delta = np.einsum("nij,nj->ni", Hinv, g)
+    delta = np.einsum("nij,nj->ni", np.linalg.inv(H), g)
     d_local = delta[:, 1:]
     length = np.hypot(d_local[:, 0], d_local[:, 1])
     d_local *= np.minimum(1.0, max_step / np.maximum(length, 1e-30))[:, None]
@@ -143,7 +116,7 @@ def gauss_newton_step(level: Level, image: np.ndarray, positions: np.ndarray,
     S = H[:, 1:, 1:] - H[:, 1:, :1] @ H[:, :1, 1:] / H[:, :1, :1]
     cov_local = np.linalg.inv(S)
     cov = np.einsum("nci,ncd,nde->nie", frames, cov_local, frames)
-    return new, 1.0 + e, cov, misfit
+    return new, cov, misfit
 
 
 def line_search(level: Level, image: np.ndarray, positions: np.ndarray,
@@ -159,29 +132,16 @@ def line_search(level: Level, image: np.ndarray, positions: np.ndarray,
     offs = np.arange(-half, half + 1) * level.step
     u = local_frames(prior_mean)[:, 0]
     cand = prior_mean[:, None, :] + offs[None, :, None] * u[:, None, :]
-    pred = _predict(level, image, cand.reshape(-1, 2), thickness, response)
-    pred = pred.reshape(n, len(offs), -1)
-    y = level.data.astype(np.float64)
-    rho = np.einsum("nkt,nt->nk", pred, y) / (
-        np.sqrt(np.einsum("nkt,nkt->nk", pred, pred)) + 1e-30) / (
-        np.sqrt(np.einsum("nt,nt->n", y, y))[:, None] + 1e-30)
-    mis = 1.0 - np.clip(rho, -1.0, 1.0) ** 2
+    pred = predicted_records(level, image, cand.reshape(-1, 2), thickness, response)
+    mis = relative_misfit(pred.reshape(n, len(offs), -1), level.data)
     m_min = np.maximum(mis.min(axis=1, keepdims=True), 1e-6)
     J = 0.5 * level.t_eff * mis / m_min + offs[None, :] ** 2 / (2 * prior_std ** 2)
-    k = np.argmin(J, axis=1)
-    shift = offs[k].astype(np.float64)
-    inner = (k > 0) & (k < len(offs) - 1)
-    rows = np.nonzero(inner)[0]
-    if len(rows):
-        a, b, c = J[rows, k[rows] - 1], J[rows, k[rows]], J[rows, k[rows] + 1]
-        den = a - 2 * b + c
-        ok = den > 0
-        shift[rows[ok]] += 0.5 * (a[ok] - c[ok]) / den[ok] * level.step
-    return prior_mean + shift[:, None] * u, mis[np.arange(n), k]
+    shift = np.array([parabola_minimum(offs, row) for row in J])
+    return prior_mean + shift[:, None] * u, mis[np.arange(n), np.argmin(J, axis=1)]
 
 
 def upsample(image: np.ndarray, n: int) -> np.ndarray:
-    """``image`` (m, m) resampled to (n, n) over the same field of view (cubic, values
+    """``image`` (m, m) resampled to (n, n) over the same field of view (linear, values
     kept: images are in Pa, not per pixel)."""
     from scipy import ndimage  # lazy: SciPy's image module on use
 
@@ -215,16 +175,14 @@ IMAGE_ITERS = 10
 #: or the sensor's misfit grew (it overshot).
 RELAX = (1.5, 4.0)
 
-#: Held-out folds, TV iterations and points of the cross-validated search of the speed of sound
-#: at the coarsest level, before the first round (:func:`~oatomo.calibration.search.
-#: search_speed_of_sound`).
+#: Held-out folds, TV iterations and points of the cross-validated search of the speed of
+#: sound at the coarsest level, before the first round
+#: (:func:`~oatomo.calibration.search.speed_of_sound_scan`).
 SPEED_FOLDS, SPEED_ITERS, SPEED_POINTS = 2, 12, 5
 
 #: Median held-out correlation (squared: ``1 - misfit``) below which the data are
 #: declared to carry no usable structure.
 MIN_CORRELATION = 0.2
-
-SCALE_TO_SPEED = True
 
 
 def joint_calibration(levels: list[Level], nominal: np.ndarray, c: float, prior_std: float,
@@ -232,8 +190,7 @@ def joint_calibration(levels: list[Level], nominal: np.ndarray, c: float, prior_
                       response: Any = None, rounds: tuple[int, ...] = ROUNDS,
                       image_iters: int = IMAGE_ITERS,
                       relax: tuple[float, float] = RELAX,
-                      speed_span: float = 0.03, scale_to_speed: bool = SCALE_TO_SPEED,
-                      on_round: Any = None
+                      speed_span: float = 0.03, on_round: Any = None
                       ) -> tuple[np.ndarray, float, np.ndarray, list[dict[str, float]]]:
     """Alternate image and geometry steps on every level (see the module docstring).
 
@@ -248,13 +205,14 @@ def joint_calibration(levels: list[Level], nominal: np.ndarray, c: float, prior_
     prior_std
         Per-coordinate prior standard deviation of the positions (m).
     speed_of_sound
-        Move the gauge's scale into ``c`` (False: keep ``c``, fix the scale of the array).
+        Search ``c`` over ``c (1 +- speed_span)`` first and move the gauge's scale into it
+        (False: keep ``c``, fix the scale of the array).
     thickness, response
         Slab thickness and the detector response of the forward model.
     rounds, image_iters, relax
         See :data:`ROUNDS`, :data:`IMAGE_ITERS`, :data:`RELAX`.
     on_round
-        ``on_round(record)`` after every round.
+        ``on_round(record)`` after every round (the record appended to ``history``).
 
     Returns
     -------
@@ -307,10 +265,8 @@ def joint_calibration(levels: list[Level], nominal: np.ndarray, c: float, prior_
                 new, mis = line_search(lev, x, pos, nominal, prior_std, box, thickness,
                                        response)
             else:
-                new, factor, cov, mis = gauss_newton_step(
-                    lev, x, pos, nominal, prior_std, thickness, level.grid.dx, response,
-                    speed=False)
-                c *= factor
+                new, cov, mis = gauss_newton_step(lev, x, pos, nominal, prior_std,
+                                                  thickness, level.grid.dx, response)
                 frames = local_frames(pos)
                 d = np.einsum("nd,ncd->nc", new - pos, frames)
                 if last is not None:
@@ -325,13 +281,13 @@ def joint_calibration(levels: list[Level], nominal: np.ndarray, c: float, prior_
             step = float(np.sqrt(np.mean(np.sum((aligned - pos) ** 2, axis=1))))
             pos = aligned
             cov = s * s * (R @ cov @ R.T)
-            if speed_of_sound and scale_to_speed:
+            if speed_of_sound:
                 c *= s
             rec = {"level": li, "round": r, "step": len(history) + 1, "rounds_total": total,
                    "pixel": level.grid.dx,
                    "band": float(level.band[1]) if level.band else 0.0,
                    "misfit": float(np.mean(mis)), "speed_of_sound": c, "step_rms": step}
             if on_round is not None:
-                on_round({**rec, "misfits": mis})
+                on_round(rec)
             history.append(rec)
     return pos, c, cov, history

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 
@@ -23,7 +24,8 @@ from oatomo.geometry import Acquisition, Grid, SensorArray
 from oatomo.recon.model_based import reconstruct_model_based
 from oatomo.recon.operators import operator_norm_sq
 
-__all__ = ["interleaved_folds", "heldout_image", "local_frames", "fit_fold", "heldout_misfits",
+__all__ = ["interleaved_folds", "heldout_image", "local_frames", "predicted_records",
+           "relative_misfit", "fit_fold", "heldout_misfits",
            "speed_of_sound_scan", "parabola_minimum", "search_speed_of_sound",
            "scout"]
 
@@ -81,7 +83,16 @@ def _quadratic_fit(coords: np.ndarray, values: np.ndarray
     return -np.linalg.solve(H, g), H
 
 
-def _relative_misfit(pred: np.ndarray, data: np.ndarray) -> np.ndarray:
+def predicted_records(level: Level, image: np.ndarray, points: np.ndarray,
+                      thickness: float | None, response: Any = None) -> np.ndarray:
+    """The records (len(points), T) ``image`` predicts at ``points`` (m), band-limited as
+    the level's data (float64)."""
+    pred = ForwardOperator(level.grid, SensorArray(points), level.acquisition,
+                           thickness=thickness, response=response).forward(image)
+    return band_limit(level, pred).astype(np.float64)
+
+
+def relative_misfit(pred: np.ndarray, data: np.ndarray) -> np.ndarray:
     """``1 - rho^2`` between predictions (n, K, T) and records (n, T), shape (n, K): the
     misfit ``||a p - y||^2 / ||y||^2`` at the best amplitude ``a``."""
     p = pred.astype(np.float64)
@@ -112,11 +123,8 @@ def fit_fold(level: Level, image: np.ndarray, positions: np.ndarray,
     cand = positions[idx][:, None, :] + np.einsum("kc,ncd->nkd", local, frames)
     lim = nominal[idx][:, None, :]
     cand = np.clip(cand, lim - box, lim + box)  # inside the prior box
-    virt = SensorArray(cand.reshape(-1, 2))
-    pred = ForwardOperator(level.grid, virt, level.acquisition,
-                           thickness=thickness).forward(image)
-    pred = band_limit(level, pred).reshape(len(idx), n_k, -1)
-    mis = _relative_misfit(pred, level.data[idx])
+    pred = predicted_records(level, image, cand.reshape(-1, 2), thickness)
+    mis = relative_misfit(pred.reshape(len(idx), n_k, -1), level.data[idx])
     new = np.empty((len(idx), 2))
     cov = np.empty((len(idx), 2, 2))
     best_mis = np.empty(len(idx))
@@ -168,10 +176,9 @@ def heldout_misfits(level: Level, positions: np.ndarray, acq: Acquisition,
         keep = np.setdiff1d(np.arange(len(positions)), idx)
         x = heldout_image(level.data[keep], level.grid, SensorArray(positions[keep]), acq,
                           n_iter, None, None if norms is None else norms[f])
-        pred = ForwardOperator(level.grid, SensorArray(positions[idx]), acq,
-                               thickness=thickness).forward(x)
-        pred = band_limit(replace(level, acquisition=acq), pred)
-        out[idx] = _relative_misfit(pred[:, None], level.data[idx])[:, 0]
+        pred = predicted_records(replace(level, acquisition=acq), x, positions[idx],
+                                 thickness)
+        out[idx] = relative_misfit(pred[:, None], level.data[idx])[:, 0]
     return out
 
 
