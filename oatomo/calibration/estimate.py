@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 
 from oatomo._limits import check_integer
-from oatomo.calibration.gauge import similarity_transform
+from oatomo.calibration.gauge import to_gauge
 from oatomo.calibration.joint import MIN_CORRELATION, joint_calibration
-from oatomo.calibration.levels import BOX_STD, schedule
+from oatomo.calibration.levels import BOX_STD, round_record, schedule
 from oatomo.calibration.prior import position_prior
 from oatomo.calibration.result import Calibration
 from oatomo.calibration.search import (
@@ -244,18 +244,12 @@ def calibrate_sinogram(
                                  "calibrate on (held-out predictions do not correlate with "
                                  "the data)")
             # the gauge: similarity transform onto the nominal array; its scale goes to c
-            s, R, t = similarity_transform(new, nominal, scale=speed_of_sound)
-            aligned = new @ R.T * s + t
-            step = float(np.sqrt(np.mean(np.sum((aligned - positions) ** 2, axis=1))))
-            positions = aligned
-            cov = s * s * (R @ cov @ R.T)
+            positions, cov, s, step = to_gauge(new, positions, nominal, cov,
+                                               scale=speed_of_sound)
             if speed_of_sound:
                 c *= s
-            rec = {"level": li, "round": r, "step": len(history) + 1,
-                   "rounds_total": sum(v.rounds for v in levels),
-                   "pixel": level.grid.dx,
-                   "band": float(level.band[1]) if level.band else 0.0,
-                   "misfit": float(np.mean(mis)), "speed_of_sound": c, "step_rms": step}
+            rec = round_record(level, li, r, len(history) + 1,
+                               sum(v.rounds for v in levels), mis, c, step)
             history.append(rec)
             logger.info("calibration level %d round %d: misfit %.4f, c %.2f m/s, step %.1f um",
                         li, r, rec["misfit"], c, step * 1e6)

@@ -15,7 +15,7 @@ import numpy as np
 
 from oatomo.geometry import SensorArray
 
-__all__ = ["array_radius", "similarity_transform", "rigid_error"]
+__all__ = ["array_radius", "similarity_transform", "to_gauge", "rigid_error"]
 
 
 def array_radius(positions: np.ndarray) -> float:
@@ -57,6 +57,30 @@ def similarity_transform(src: np.ndarray, dst: np.ndarray, *, scale: bool = True
         s = (math.hypot(num, den) / var) if var > 0 else 1.0
     t = mu_d - s * (R @ mu_s)
     return s, R, t
+
+
+def to_gauge(estimate: np.ndarray, previous: np.ndarray, prior_mean: np.ndarray,
+             cov: np.ndarray, *, scale: bool) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """Fix the gauge of a calibration step: the (N, 2) ``estimate`` mapped onto the
+    ``prior_mean`` array by the least-squares similarity transform (rigid when ``scale``
+    is False).
+
+    Returns
+    -------
+    positions : numpy.ndarray
+        The mapped estimate.
+    cov : numpy.ndarray
+        The (N, 2, 2) covariances ``cov`` rotated and scaled alike.
+    s : float
+        The transform's scale (1 when ``scale`` is False): the factor the speed of sound
+        takes when the scale is moved into it.
+    step : float
+        Rms distance (m) of the mapped estimate from ``previous``.
+    """
+    s, R, t = similarity_transform(estimate, prior_mean, scale=scale)
+    aligned = estimate @ R.T * s + t
+    step = float(np.sqrt(np.mean(np.sum((aligned - previous) ** 2, axis=1))))
+    return aligned, s * s * (R @ cov @ R.T), s, step
 
 
 def rigid_error(estimate: np.ndarray | SensorArray, truth: np.ndarray | SensorArray

@@ -33,8 +33,8 @@ from typing import Any
 
 import numpy as np
 
-from oatomo.calibration.gauge import similarity_transform
-from oatomo.calibration.levels import BOX_STD, Level
+from oatomo.calibration.gauge import to_gauge
+from oatomo.calibration.levels import BOX_STD, Level, round_record
 from oatomo.calibration.search import (
     interleaved_folds,
     local_frames,
@@ -276,17 +276,10 @@ def joint_calibration(levels: list[Level], nominal: np.ndarray, c: float, prior_
                     gain[mis > last_mis] = 1.0
                 last, last_mis = d, mis
                 new = pos + np.einsum("nc,ncd->nd", d * gain, frames)
-            s, R, t = similarity_transform(new, nominal, scale=True)
-            aligned = new @ R.T * s + t
-            step = float(np.sqrt(np.mean(np.sum((aligned - pos) ** 2, axis=1))))
-            pos = aligned
-            cov = s * s * (R @ cov @ R.T)
+            pos, cov, s, step = to_gauge(new, pos, nominal, cov, scale=True)
             if speed_of_sound:
                 c *= s
-            rec = {"level": li, "round": r, "step": len(history) + 1, "rounds_total": total,
-                   "pixel": level.grid.dx,
-                   "band": float(level.band[1]) if level.band else 0.0,
-                   "misfit": float(np.mean(mis)), "speed_of_sound": c, "step_rms": step}
+            rec = round_record(level, li, r, len(history) + 1, total, mis, c, step)
             if on_round is not None:
                 on_round(rec)
             history.append(rec)

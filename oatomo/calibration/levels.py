@@ -13,7 +13,8 @@ import numpy as np
 from oatomo.forward import bandpass
 from oatomo.geometry import Acquisition, Grid
 
-__all__ = ["BOX_STD", "ACROSS_STD", "MAX_HALF_ACROSS", "TEFF_SCALE", "Level", "lowpass_fft",
+__all__ = ["BOX_STD", "ACROSS_STD", "MAX_HALF_ACROSS", "TEFF_SCALE", "Level", "round_record",
+           "lowpass_fft",
            "band_limit", "schedule"]
 
 #: Half-width of the search box around the prior mean, in prior standard deviations.
@@ -73,6 +74,19 @@ class Level:
     t_eff: float  # independent samples of a record
     step_across: float  # candidate spacing across the line of sight (m)
     fft: bool = False  # low-pass in the frequency domain (no SciPy import; the check)
+
+
+def round_record(level: Level, index: int, round_: int, step: int, total: int,
+                 misfit: np.ndarray, speed_of_sound: float, step_rms: float
+                 ) -> dict[str, float]:
+    """One entry of :attr:`oatomo.calibration.Calibration.history`: level ``index``, its
+    round, the round's number ``step`` of ``total``, the level's pixel (m) and band (Hz,
+    0 at full band), the mean relative misfit, the speed of sound after the round and the
+    rms position update (m)."""
+    return {"level": index, "round": round_, "step": step, "rounds_total": total,
+            "pixel": level.grid.dx, "band": float(level.band[1]) if level.band else 0.0,
+            "misfit": float(np.mean(misfit)), "speed_of_sound": speed_of_sound,
+            "step_rms": step_rms}
 
 
 def lowpass_fft(x: np.ndarray, fs: float, f_cut: float, order: int = 4) -> np.ndarray:
