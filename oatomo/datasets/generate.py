@@ -429,9 +429,7 @@ def load_dataset(path: str | os.PathLike, *, limit: int | None = None,
     """
     root = Path(path)
     mpath = root / "manifest.json"
-    if not mpath.is_file():
-        raise InputError("not a family dataset (no manifest.json)", root)
-    man = _read_manifest(mpath)
+    man = read_manifest(root)
     try:
         n_chunks = (man["count"] + man["chunk"] - 1) // man["chunk"]
         names = list(man["environments"])
