@@ -23,7 +23,8 @@ from oatomo.errors import InputError
 
 __all__ = ["MAX_POSITION", "MAX_SENSORS", "MAX_SAMPLES", "FS_RANGE", "SPEED_RANGE", "MAX_T0",
            "MAX_PERTURBATION", "MAX_COUNT", "MAX_POSTERIOR_SAMPLES", "DEFAULT_MAX_BYTES",
-           "max_bytes", "check_bytes", "check_range", "check_seed"]
+           "MAX_ITERS", "max_bytes", "check_bytes", "check_range", "check_seed",
+           "check_option"]
 
 #: Largest distance of a sensor (or of the field of view's edge) from the origin (m).
 MAX_POSITION = 10.0
@@ -43,6 +44,8 @@ MAX_PERTURBATION = 1.0
 MAX_COUNT = 10_000_000
 #: Most posterior samples of one refined image.
 MAX_POSTERIOR_SAMPLES = 1024
+#: Most iterations of a model-based method.
+MAX_ITERS = 100_000
 #: Default of ``OATOMO_MAX_BYTES``.
 DEFAULT_MAX_BYTES = 4 << 30
 
@@ -101,3 +104,31 @@ def check_range(value: Any, what: str, lo: float, hi: float, path: Any = None, *
         u = f" {unit}" if unit else ""
         raise InputError(f"{what} must lie in [{lo:g}, {hi:g}]{u}, got {value!r}", path)
     return v
+
+
+def _finite(v: Any) -> bool:
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) \
+        and math.isfinite(v)
+
+
+#: The ranges of :func:`oatomo.reconstruct`'s numeric options, one place for the command
+#: line and presets: option -> (test, what the error says it must be).
+_OPTIONS: dict[str, tuple[Any, str]] = {
+    "iters": (lambda v: _finite(v) and int(v) == v and 1 <= v <= MAX_ITERS,
+              f"in 1..{MAX_ITERS}"),
+    "lam": (lambda v: _finite(v) and (v == 0 or 1e-30 <= v <= 1e30),
+            "0 or a number in [1e-30, 1e30]"),
+    "fov": (lambda v: _finite(v) and 0 < v <= 2 * MAX_POSITION,
+            f"in (0, {2 * MAX_POSITION:g}] metres"),
+    "deconvolve": (lambda v: v is True or (_finite(v) and 0 < v <= 1e30),
+                   "a finite number > 0"),
+}
+
+
+def check_option(key: str, value: Any, name: str, path: Any = None) -> None:
+    """Raise :class:`InputError` unless ``value`` lies in the range of the
+    :func:`oatomo.reconstruct` option ``key`` (``iters``, ``lam``, ``fov``,
+    ``deconvolve``); ``name`` is how the message names it (``--lam``, a preset's key)."""
+    ok, want = _OPTIONS[key]
+    if not ok(value):
+        raise InputError(f"{name} must be {want}, got {value}", path)

@@ -13,7 +13,7 @@ import numpy as np
 
 from oatomo import figures, phantoms
 from oatomo._atomic import check_input_file, check_outputs
-from oatomo._limits import MAX_POSTERIOR_SAMPLES, check_seed
+from oatomo._limits import MAX_POSTERIOR_SAMPLES, check_option, check_seed
 from oatomo.cli._progress import bars
 from oatomo.errors import InputError
 from oatomo.recon.registry import METHODS
@@ -190,8 +190,8 @@ def run_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
-#: Most iterations of a model-based method and posterior samples accepted.
-MAX_ITERS, MAX_SAMPLES = 100_000, MAX_POSTERIOR_SAMPLES
+#: Most posterior samples accepted.
+MAX_SAMPLES = MAX_POSTERIOR_SAMPLES
 
 
 def run_reconstruct(args: argparse.Namespace) -> int:
@@ -219,19 +219,12 @@ def run_reconstruct(args: argparse.Namespace) -> int:
                    for m in (DEFAULT_METHOD, CALIBRATED_METHOD)]
         if all(clashes):
             _check_default_names(args, *_outputs(src, args, DEFAULT_METHOD))
-    if args.iters is not None and not 1 <= args.iters <= MAX_ITERS:
-        raise InputError(f"--iters must be in 1..{MAX_ITERS}, got {args.iters}")
+    for key, name in (("iters", "--iters"), ("lam", "--lam"), ("fov", "--fov"),
+                      ("deconvolve", "--deconvolve LAM")):
+        if getattr(args, key) is not None:
+            check_option(key, getattr(args, key), name)
     if not 0 <= args.samples <= MAX_SAMPLES:
         raise InputError(f"--samples must be in 0..{MAX_SAMPLES}, got {args.samples}")
-    if args.lam is not None and not (math.isfinite(args.lam) and (
-            args.lam == 0 or 1e-30 <= args.lam <= 1e30)):
-        raise InputError(f"--lam must be 0 or a number in [1e-30, 1e30], got {args.lam}")
-    if args.fov is not None and not (math.isfinite(args.fov) and 0 < args.fov <= 20.0):
-        raise InputError(f"--fov must be in (0, 20] metres, got {args.fov}")
-    if args.deconvolve is not None and args.deconvolve is not True and not (
-            math.isfinite(args.deconvolve) and 0 < args.deconvolve <= 1e30):
-        raise InputError(f"--deconvolve LAM must be a finite number > 0, got "
-                         f"{args.deconvolve}")
     refine = "auto" if args.refine is None else args.refine
     device = check_device(args.device, "--device")
     with bars(args) as callback:

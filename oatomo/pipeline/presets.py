@@ -31,8 +31,9 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from oatomo._limits import MAX_COUNT, MAX_POSITION, SPEED_RANGE, check_range
+from oatomo._limits import SPEED_RANGE, check_option, check_range
 from oatomo.errors import InputError
+from oatomo.geometry import MAX_GRID_SIDE
 from oatomo.recon.registry import get_method
 from oatomo.resources import resource_path
 from oatomo.response import DetectorResponse
@@ -131,15 +132,15 @@ class Preset:
         return {k: getattr(self, k) for k in keys if getattr(self, k) is not None}
 
 
-#: Ranges of a preset's numbers, checked where the preset is read so that an error names
-#: the file and the key (the same ranges as the options they set).
-_RANGES = {"n": (1, 1 << 16), "fov": (1e-9, 2 * MAX_POSITION),
-           "speed_of_sound": SPEED_RANGE, "iters": (1, MAX_COUNT), "lam": (0.0, 1e30)}
-
-
 def _check_values(doc: dict[str, Any], path: str | os.PathLike | None) -> None:
-    """Every number of a preset in its range, and finite; the error names the key."""
-    for key, (lo, hi) in _RANGES.items():
+    """Every number of a preset in the range of the option it sets (the command line's,
+    :func:`oatomo._limits.check_option`; the grid's side and the speed of sound as
+    :class:`~oatomo.geometry.Grid` and :class:`~oatomo.geometry.Acquisition` accept them),
+    checked where the preset is read so that an error names the file and the key."""
+    for key in ("iters", "lam", "fov", "deconvolve"):
+        if key in doc and doc[key] is not False:
+            check_option(key, doc[key], f"preset key {key!r}", path)
+    for key, (lo, hi) in (("n", (1, MAX_GRID_SIDE)), ("speed_of_sound", SPEED_RANGE)):
         if key in doc:
             check_range(doc[key], f"preset key {key!r}", lo, hi, path)
     band = doc.get("band")

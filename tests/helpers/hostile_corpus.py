@@ -1018,7 +1018,9 @@ def build(root: str | os.PathLike) -> list[Case]:
 
     for key, value in (("speed_of_sound", "1e300"), ("speed_of_sound", "0.0"),
                        ("n", "0"), ("n", "1000000"), ("fov", "1e300"), ("fov", "-1.0"),
-                       ("iters", "0"), ("lam", "-1.0"), ("lam", "1e300"), ("band", "[-1.0, 5e6]"),
+                       ("iters", "0"), ("lam", "-1.0"), ("lam", "1e300"),
+                       # the command line's ranges: a tiny lam, more iterations than allowed
+                       ("lam", "1e-300"), ("iters", "200000"), ("band", "[-1.0, 5e6]"),
                        ("band", "[0.0, 1e300]")):
         @case(f"preset_range_{key}_{value}", "error", "p.toml", reason=f"preset key '{key}'")
         def _(d, key=key, value=value):
