@@ -1,6 +1,6 @@
 # oatomo: two commands set everything up on a fresh machine.
 #   make demo   creates .venv, installs, simulates a scan of a held-out setup (sensor array
-#               rotated by an unknown angle), reconstructs it and refines it with the model
+#               rotated by an unknown angle) and reconstructs it with the default pipeline
 #   make test   creates .venv if needed, installs with the test extras, runs the suite, then
 #               checks the installed wheel outside the repository (make wheel-check)
 PYTHON ?= python3

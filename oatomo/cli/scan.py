@@ -45,12 +45,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "modified.")
     r.add_argument("scan", help="scan file")
     r.add_argument("-o", "--output", help="output image file (default: <scan>_<method>.h5 "
-                   "beside the scan, named after the method used, e.g. scan_ubp.h5)")
+                   "beside the scan, named after the method used, e.g. scan_mb-tv.h5)")
     r.add_argument("--preset", help="a preset TOML file or bundled preset name: the method, "
                    "grid, band, speed of sound and detector response of a scanner set-up "
                    "(explicit options win)")
     r.add_argument("--method", choices=tuple(METHODS),
-                   help="reconstruction method (default: the preset's, else ubp): " + "; ".join(
+                   help="reconstruction method (default: the preset's, else mb-tv; ubp "
+                   "with --refine): " + "; ".join(
                        f"{m.name}: {m.description}" for m in METHODS.values()))
     r.add_argument("--n", type=int, help="image side in pixels (default: the scan's truth "
                    "grid, else 256)")
@@ -74,7 +75,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--force", action="store_true", help="overwrite an existing output")
     r.add_argument("--refine", action=argparse.BooleanOptionalAction, default=None,
                    help="refine with the learned model; --refine fails (exit 2) when it "
-                   "cannot (default: when the model fits the scan's geometry)")
+                   "cannot (default: when the model fits the scan's geometry and takes the "
+                   "method's images, e.g. --method ubp; a TV image is not refined)")
     r.add_argument("--model", help="refinement model checkpoint (default: the model shipped "
                    "with oatomo)")
     r.add_argument("--setup", dest="setup_name", help="the scan's known setup: use that "
@@ -197,7 +199,7 @@ MAX_SAMPLES = MAX_POSTERIOR_SAMPLES
 def run_reconstruct(args: argparse.Namespace) -> int:
     from oatomo.io import save_images  # lazy: h5py
     from oatomo.pipeline import reconstruct  # lazy: Numba kernels
-    from oatomo.pipeline.options import DEFAULT_METHOD, check_device  # lazy: as above
+    from oatomo.pipeline.options import DEFAULT_METHOD, check_device, default_method  # lazy
     from oatomo.pipeline.policy import CALIBRATED_METHOD  # lazy: as above
 
     src = check_input_file(args.scan, "scan file")
@@ -209,7 +211,7 @@ def run_reconstruct(args: argparse.Namespace) -> int:
     # the default names say the method used; without --method it may be known only after
     # the position check (which can switch to CALIBRATED_METHOD): the names are then
     # decided and checked after the reconstruction, before anything is written
-    method = args.method or (DEFAULT_METHOD if args.preset is None and (
+    method = args.method or (default_method(args.refine) if args.preset is None and (
         args.calibrate != "auto" or args.refine is True) else None)
     out, png = _outputs(src, args, method)
     _check_default_names(args, out, png)

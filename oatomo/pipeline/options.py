@@ -19,10 +19,15 @@ from oatomo.recon.registry import get_method
 
 __all__ = ["ReconstructOptions", "resolve_options", "operator_response", "check_device",
            "PRESET_KEYWORDS",
-           "DEFAULT_METHOD", "DEFAULT_ITERS"]
+           "DEFAULT_METHOD", "REFINE_METHOD", "DEFAULT_ITERS", "default_method"]
 
-#: The method of a reconstruction that names none (neither keyword nor preset).
-DEFAULT_METHOD = "ubp"
+#: The method of a reconstruction that names none (neither keyword nor preset): TV, the
+#: best physics image on every held-out geometry and phantom kind measured (3-15 dB above
+#: UBP and above UBP refined by the shipped model; docs/results/refinement.rst).
+DEFAULT_METHOD = "mb-tv"
+#: The method when refinement is asked for (``refine=True``) and none is named: the
+#: shipped refiner's first input, so that the refined image and its input agree.
+REFINE_METHOD = "ubp"
 #: Iterations of model-based methods when neither keyword nor preset sets them.
 DEFAULT_ITERS = 50
 #: The keywords a preset may set (:meth:`oatomo.pipeline.presets.Preset.settings`).
@@ -117,6 +122,12 @@ def _with_preset(options: ReconstructOptions) -> ReconstructOptions:
     return replace(options, preset_name=chosen.name, **given)
 
 
+def default_method(refine: object) -> str:
+    """The method of a reconstruction that names none: :data:`REFINE_METHOD` when
+    refinement is asked for (``refine`` True), else :data:`DEFAULT_METHOD`."""
+    return REFINE_METHOD if refine is True else DEFAULT_METHOD
+
+
 def resolve_options(options: ReconstructOptions) -> ReconstructOptions:
     """The options checked, with the preset's settings and then the defaults filled in.
 
@@ -131,7 +142,7 @@ def resolve_options(options: ReconstructOptions) -> ReconstructOptions:
     options = _with_preset(options)
     resolved = replace(
         options, method_given=options.method is not None,
-        method=DEFAULT_METHOD if options.method is None else options.method,
+        method=default_method(options.refine) if options.method is None else options.method,
         iters=DEFAULT_ITERS if options.iters is None else options.iters)
     get_method(resolved.method)  # an unknown method fails before the scan is read
     return replace(resolved, deconvolve=False if resolved.deconvolve is None

@@ -119,7 +119,8 @@ def reconstruct(scan: Any, method: str | None = None, grid: Grid | None = None, 
         A :class:`oatomo.io.Scan` or the path of a scan file (oatomo, IPASC, PATATO).
     method
         A name of :data:`oatomo.recon.registry.METHODS` (``das``, ``ubp``, ``fbp``, ``mb-tv``, ...);
-        None: the preset's, else ``ubp``.
+        None: the preset's, else ``mb-tv`` (TV, the best physics image measured), or
+        ``ubp``, the refiner's input, when ``refine`` is True.
     grid
         The image grid; None: :func:`default_grid` with ``n`` and ``fov``.
     n, fov
@@ -154,8 +155,10 @@ def reconstruct(scan: Any, method: str | None = None, grid: Grid | None = None, 
         A :class:`oatomo.pipeline.presets.Preset`, a preset TOML file or a bundled preset's
         name: its settings fill every keyword left at None here (explicit values win).
     refine
-        ``"auto"``: refine when the shipped model (or ``model``) fits the scan's geometry,
-        and record why not otherwise; ``True``: refine or raise :class:`InputError`;
+        ``"auto"``: refine when the shipped model (or ``model``) fits the scan's geometry
+        and takes the method's images (the shipped one takes UBP and DAS: a TV image is
+        kept as it is, TV measured better than the refined UBP), and record why not
+        otherwise; ``True``: refine or raise :class:`InputError`;
         ``False``: never.
     model
         A refinement checkpoint (default: the model shipped with oatomo).

@@ -101,8 +101,9 @@ def test_check_bad_input() -> None:
 def test_auto_calibrates_only_when_the_data_disagree(fast_calibration, exact, perturbed) -> None:
     rec = oatomo.reconstruct(exact)  # all defaults
     prov = rec.provenance
-    assert prov["method"] == "ubp" and prov["calibration"] is None
+    assert prov["method"] == "mb-tv" and prov["calibration"] is None and not rec.refined
     assert prov["position_check"]["needs_calibration"] is False
+    assert "takes ubp+das images, not mb-tv" in prov["refinement"]["reason"]
 
     before = perturbed.sinogram.copy()
     rec = oatomo.reconstruct(perturbed)
@@ -128,6 +129,7 @@ def test_auto_with_explicit_method_or_refine(fast_calibration, perturbed) -> Non
     check = rec.provenance["position_check"]
     assert check["needs_calibration"] and "why_not" in check
     assert rec.provenance["calibration"] is None and rec.refined
+    assert rec.provenance["method"] == "ubp"  # refine=True refines the refiner's input
     rec = oatomo.reconstruct(perturbed, calibrate=False, refine=False)
     assert rec.provenance["position_check"] is None
     with pytest.raises(InputError, match="calibrate must be"):
@@ -155,7 +157,7 @@ def test_cli_calibrate_choices(fast_calibration, tmp_path, perturbed, capsys) ->
     assert main(["reconstruct", str(src), "-o", str(out), "--force", "--no-calibrate",
                  "--no-refine"]) == 0
     text = capsys.readouterr().out
-    assert "checked the sensor positions" not in text and "with ubp" in text
+    assert "checked the sensor positions" not in text and "with mb-tv" in text
     with pytest.raises(SystemExit) as exc:
         main(["reconstruct", str(src), "--calibrate", "maybe"])
     assert exc.value.code == 2

@@ -44,20 +44,20 @@ def test_default_names_say_the_method_and_do_not_clash(scan, capsys):
     assert main(["reconstruct", str(scan), "--no-calibrate"] + FAST) == 0
     assert main(["reconstruct", str(scan), "--no-calibrate", "--method", "das"] + FAST) == 0
     assert sorted(p.name for p in d.iterdir()) == ["scan.h5", "scan_das.h5", "scan_das.png",
-                                                   "scan_ubp.h5", "scan_ubp.png"]
+                                                   "scan_mb-tv.h5", "scan_mb-tv.png"]
     assert set(load_images(d / "scan_das.h5")[0]) == {"das"}
-    assert set(load_images(d / "scan_ubp.h5")[0]) == {"ubp"}
-    before = (d / "scan_ubp.h5").read_bytes()
+    assert set(load_images(d / "scan_mb-tv.h5")[0]) == {"mb-tv"}
+    before = (d / "scan_mb-tv.h5").read_bytes()
     capsys.readouterr()
     assert main(["reconstruct", str(scan), "--no-calibrate"] + FAST) == 2
     err = _one_error_line(capsys)
-    assert "scan_ubp.h5: output file exists" in err and "--force" in err and "-o" in err
-    assert (d / "scan_ubp.h5").read_bytes() == before
+    assert "scan_mb-tv.h5: output file exists" in err and "--force" in err and "-o" in err
+    assert (d / "scan_mb-tv.h5").read_bytes() == before
     # the figure alone clashing is refused too, before any work
-    (d / "scan_ubp.h5").unlink()
+    (d / "scan_mb-tv.h5").unlink()
     assert main(["reconstruct", str(scan), "--no-calibrate"] + FAST) == 2
-    assert "scan_ubp.png: output file exists" in _one_error_line(capsys)
-    assert not (d / "scan_ubp.h5").exists()
+    assert "scan_mb-tv.png: output file exists" in _one_error_line(capsys)
+    assert not (d / "scan_mb-tv.h5").exists()
     assert main(["reconstruct", str(scan), "--no-calibrate", "--force"] + FAST) == 0
 
 

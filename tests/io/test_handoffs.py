@@ -429,7 +429,7 @@ def test_cli_export_patato(tmp_path, capsys):
     assert main(["reconstruct", str(src), "-o", str(tmp_path / "i.h5"), "--png", "none",
                  "--no-refine", "-q", "--n", "16", "--frames", "1", "--export-patato",
                  str(out)]) == 0
-    assert "recons/ubp/0" in capsys.readouterr().out
+    assert "recons/mb-tv/0" in capsys.readouterr().out
     back = oatomo.load_scan(out)
     assert back.sinogram.shape == (2, 16, 256)  # frame 1, both wavelengths (squeezed)
     np.testing.assert_allclose(back.wavelengths, [700e-9, 800e-9])

@@ -85,7 +85,7 @@ def test_cli_autofocus_json_feeds_reconstruct(tmp_path, capsys):
     assert doc["kind"] == "oatomo-calibration" and doc["units"]["speed_of_sound"] == "m/s"
     assert main(["reconstruct", str(PATATO), "-o", str(out), "--calibration", str(cal),
                  "--band", "0.1e6:", "--frames", "1", "--wavelengths", "700e-9", "800e-9",
-                 "--n", "32", "--png", "none", "--no-refine", "-q"]) == 0
+                 "--n", "32", "--png", "none", "--no-refine", "--method", "ubp", "-q"]) == 0
     assert f"c = {doc['speed_of_sound']:g} m/s" in capsys.readouterr().out
     with h5py.File(out) as f:
         assert f.attrs["speed_of_sound"] == pytest.approx(doc["speed_of_sound"])
@@ -127,4 +127,4 @@ def test_readme_options_snippet_runs_as_written(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     for line in make + lines:
         assert main(shlex.split(line)[1:] + ["-q"]) == 0, (line, capsys.readouterr().err)
-    assert (tmp_path / "scan_ubp.h5").exists() and (tmp_path / "frame0.h5").exists()
+    assert (tmp_path / "scan_mb-tv.h5").exists() and (tmp_path / "frame0.h5").exists()

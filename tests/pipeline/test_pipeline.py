@@ -108,8 +108,9 @@ def test_cli_refine_on_incompatible_scan_exits_2_with_one_line(ring16_scan, tmp_
     assert len(err.splitlines()) == 1
     assert err.startswith("oatomo reconstruct: error: ") and "family_refiner.npz" in err
     assert "the scan has 16 sensors" in err and not list(tmp_path.glob("scan16_*"))
-    # the default (auto) reconstructs, says why it skipped, and records it in the file
-    assert main(["reconstruct", str(scan), "--png", "none", "-q"]) == 0
+    # refine="auto" with the refiner's input reconstructs, says why it skipped, and
+    # records it in the file
+    assert main(["reconstruct", str(scan), "--method", "ubp", "--png", "none", "-q"]) == 0
     assert "skipping refinement: the scan has 16 sensors; the model was trained on 32" in \
         capsys.readouterr().out
     images, _ = load_images(tmp_path / "scan16_ubp.h5")
