@@ -28,11 +28,11 @@ from typing import Any
 
 import numpy as np
 
-from oatomo._limits import MAX_POSITION, SPEED_RANGE, check_range
+from oatomo._limits import MAX_POSITION, SPEED_RANGE, check_option, check_range
 from oatomo.errors import InputError, warn_units
 from oatomo.geometry import PLAUSIBLE
 
-__all__ = ["SpeedMap", "as_speed_map", "ray_bending"]
+__all__ = ["SpeedMap", "as_speed_map", "check_object_options", "OBJECT_OPTIONS", "ray_bending"]
 
 
 def _speed(value: Any, what: str) -> float:
@@ -164,53 +164,50 @@ class SpeedMap:
                 "object_radius": radius, "object_centre": list(self.centre)}
 
 
-def as_speed_map(c0: float, object_speed_of_sound: Any = None, object_radius: Any = None,
-                 object_centre: Any = None, *, prefix: str = "") -> SpeedMap | None:
-    """The :class:`SpeedMap` of the flat options (command line, presets, calibration files).
+OBJECT_OPTIONS = ("object_speed_of_sound", "object_radius", "object_centre")
 
-    ``object_speed_of_sound`` and ``object_radius`` come together (neither: None, one
-    speed); ``object_centre`` defaults to the origin. ``prefix`` is how the message names
-    the options (``"--"`` on the command line). Errors name the option.
+
+def check_object_options(object_speed_of_sound: Any = None, object_radius: Any = None,
+                         object_centre: Any = None, *, prefix: str = "",
+                         path: Any = None) -> bool:
+    """Check the flat options of an object region (command line, presets, calibration
+    files) against :func:`oatomo._limits.check_option`; whether a region is given.
+
+    ``object_speed_of_sound`` and ``object_radius`` come together; ``object_centre``
+    (default: the origin) needs them. ``prefix`` is how the message names the options:
+    ``"--"`` gives ``--object-radius``, ``"preset key "`` gives ``preset key
+    object_radius``. One-line :class:`InputError` naming the option otherwise.
     """
-    dash = prefix == "--"
-
     def name(key: str) -> str:
-        return prefix + (key.replace("_", "-") if dash else key)
+        return prefix + key.replace("_", "-") if prefix == "--" else prefix + key
 
-    given = {k: v is not None for k, v in (("object_speed_of_sound", object_speed_of_sound),
-                                           ("object_radius", object_radius),
-                                           ("object_centre", object_centre))}
-    if not given["object_speed_of_sound"] and not given["object_radius"]:
-        if given["object_centre"]:
-            raise InputError(f"{name('object_centre')} needs {name('object_speed_of_sound')} "
-                             f"and {name('object_radius')}")
-        return None
+    values = dict(zip(OBJECT_OPTIONS, (object_speed_of_sound, object_radius, object_centre),
+                      strict=True))
+    if values["object_centre"] is not None and values["object_radius"] is None \
+            and values["object_speed_of_sound"] is None:
+        raise InputError(f"{name('object_centre')} needs {name('object_speed_of_sound')} "
+                         f"and {name('object_radius')}", path)
     for key, other in (("object_speed_of_sound", "object_radius"),
                        ("object_radius", "object_speed_of_sound")):
-        if given[key] and not given[other]:
-            raise InputError(f"{name(key)} needs {name(other)}")
-    for key, value in (("object_speed_of_sound", object_speed_of_sound),
-                       ("object_radius", object_radius)):
-        if isinstance(value, (bool, str)) or not isinstance(
-                value, (int, float, np.number, list, tuple)):
-            raise InputError(f"{name(key)} must be a number, got {value!r}")
-    try:
-        return SpeedMap(c0, object_speed_of_sound, object_radius,
-                        (0.0, 0.0) if object_centre is None else object_centre)
-    except InputError as exc:
-        key, words = _option_of(exc.problem)
-        raise InputError(name(key) + exc.problem[len(words):]) from None
+        if values[key] is not None and values[other] is None:
+            raise InputError(f"{name(key)} needs {name(other)}", path)
+    for key, value in values.items():
+        if value is not None:
+            check_option(key, list(value) if isinstance(value, (tuple, np.ndarray))
+                         else value, name(key), path)
+    return values["object_speed_of_sound"] is not None
 
 
-def _option_of(problem: str) -> tuple[str, str]:
-    """The option an error of :class:`SpeedMap` is about, and the words naming it there."""
-    for key, words in (("object_speed_of_sound", "object speed of sound"),
-                       ("object_radius", "object radius"),
-                       ("object_centre", "object centre"),
-                       ("speed_of_sound", "speed of sound")):
-        if problem.startswith(words):
-            return key, words
-    return "speed_of_sound", ""
+def as_speed_map(c0: float, object_speed_of_sound: Any = None, object_radius: Any = None,
+                 object_centre: Any = None, *, prefix: str = "") -> SpeedMap | None:
+    """The :class:`SpeedMap` of the flat options (command line, presets, calibration files)
+    with the coupling medium's speed ``c0``; None without an object region. The options
+    are checked by :func:`check_object_options` (errors name them, with ``prefix``)."""
+    if not check_object_options(object_speed_of_sound, object_radius, object_centre,
+                                prefix=prefix):
+        return None
+    return SpeedMap(c0, object_speed_of_sound, object_radius,
+                    (0.0, 0.0) if object_centre is None else tuple(object_centre))
 
 
 def ray_bending(contrast: float, impact: float) -> float:

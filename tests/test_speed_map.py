@@ -146,12 +146,13 @@ def test_options_name_what_is_wrong():
         as_speed_map(1500.0, None, 0.009, prefix="--")
     with pytest.raises(InputError, match="^object_speed_of_sound needs object_radius$"):
         as_speed_map(1500.0, 1540.0)
-    with pytest.raises(InputError, match=r"^--object-radius must be > 0 m"):
+    with pytest.raises(InputError, match=r"^--object-radius must be in \(0, 10\] metres"):
         as_speed_map(1500.0, 1540.0, 0.0, prefix="--")
-    with pytest.raises(InputError, match=r"^--object-speed-of-sound must lie in"):
+    with pytest.raises(InputError, match=r"^--object-speed-of-sound must be in \[1, 100000\] m/s"):
         as_speed_map(1500.0, -3.0, 0.009, prefix="--")
-    with pytest.raises(InputError, match=r"^--object-centre must be a number or two"):
-        as_speed_map(1500.0, 1540.0, 0.009, [1, 2, 3], prefix="--")
+    with pytest.raises(InputError, match=r"^preset key object_centre must be two coordinates"):
+        as_speed_map(1500.0, 1540.0, 0.009, [1, 2, 3], prefix="preset key ")
+    assert as_speed_map(1500.0, 1540.0, [0.009, 0.005]).radius == (0.009, 0.005)
     with pytest.raises(InputError, match="^object_centre needs"):
         as_speed_map(1500.0, None, None, (0.0, 0.0))
     with pytest.warns(UnitWarning, match="object speed of sound = 1.54 m/s"):
