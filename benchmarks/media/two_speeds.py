@@ -109,7 +109,7 @@ def das_timing(repeats: int = 15) -> dict:
     y = np.random.default_rng(0).standard_normal((N_SENSORS, N_SAMPLES)).astype(np.float32)
     maps = {"one": None, "two": SpeedMap(C0, 1540.0, RADIUS)}
     times: dict[str, list[float]] = {k: [] for k in maps}
-    for label, sm in maps.items():
+    for sm in maps.values():
         backproject(y, grid, ring, acq, "das", speed_map=sm)  # compile / load the cache
     for _ in range(repeats):
         for label, sm in maps.items():
