@@ -18,6 +18,7 @@ _LAZY = {
     "load_setup": "oatomo.setups",
     "simulate": "oatomo.forward",
     "ForwardOperator": "oatomo.forward",
+    "SpeedMap": "oatomo.speed_map",
     "backproject": "oatomo.recon.backprojection",
     "reconstruct": "oatomo.pipeline",
     "Reconstruction": "oatomo.pipeline",

@@ -122,13 +122,23 @@ _OPTIONS: dict[str, tuple[Any, str]] = {
             f"in (0, {2 * MAX_POSITION:g}] metres"),
     "deconvolve": (lambda v: v is True or (_finite(v) and 0 < v <= 1e30),
                    "a finite number > 0"),
+    "object_speed_of_sound": (lambda v: _finite(v) and SPEED_RANGE[0] <= v <= SPEED_RANGE[1],
+                              f"in [{SPEED_RANGE[0]:g}, {SPEED_RANGE[1]:g}] m/s"),
+    "object_radius": (lambda v: _finite(v) and 0 < v <= MAX_POSITION
+                      or (isinstance(v, (list, tuple)) and len(v) == 2
+                          and all(_finite(r) and 0 < r <= MAX_POSITION for r in v)),
+                      f"in (0, {MAX_POSITION:g}] metres (or two such radii)"),
+    "object_centre": (lambda v: isinstance(v, (list, tuple)) and len(v) == 2
+                      and all(_finite(x) and abs(x) <= MAX_POSITION for x in v),
+                      f"two coordinates x y within {MAX_POSITION:g} metres of the origin"),
 }
 
 
 def check_option(key: str, value: Any, name: str, path: Any = None) -> None:
     """Raise :class:`InputError` unless ``value`` lies in the range of the
     :func:`oatomo.reconstruct` option ``key`` (``iters``, ``lam``, ``fov``,
-    ``deconvolve``); ``name`` is how the message names it (``--lam``, a preset's key)."""
+    ``deconvolve``, ``object_speed_of_sound``, ``object_radius``, ``object_centre``);
+    ``name`` is how the message names it (``--lam``, a preset's key)."""
     ok, want = _OPTIONS[key]
     if not ok(value):
         raise InputError(f"{name} must be {want}, got {value}", path)

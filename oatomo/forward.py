@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
+from dataclasses import replace
 from typing import Any
 
 import numba
@@ -25,6 +26,7 @@ from oatomo._limits import MAX_POSITION, check_bytes
 from oatomo.errors import InputError, warn_units
 from oatomo.geometry import Acquisition, Grid, SensorArray, check_geometry
 from oatomo.response import DetectorResponse, convolve, correlate, element_points
+from oatomo.speed_map import SpeedMap
 
 logger = logging.getLogger(__name__)
 
@@ -146,6 +148,12 @@ class ForwardOperator:
         Width (m) of flat elements: each signal is the mean over points across the element
         face (:func:`oatomo.response.element_points`), which gives the directivity of a
         finite element. None: point sensors.
+    speed_map
+        A :class:`oatomo.speed_map.SpeedMap`: two speeds of sound (a coupling medium and an
+        object region), straight two-segment rays. Each pixel is placed at its equivalent
+        distance ``c0 tau`` from the sensor instead of its distance; the amplitudes are those
+        of the homogeneous model at the same time of flight (refraction ignored). Its
+        ``c0`` replaces the acquisition's speed of sound. None: one speed.
 
     Notes
     -----
@@ -163,8 +171,16 @@ class ForwardOperator:
 
     def __init__(self, grid: Grid, sensors: SensorArray, acquisition: Acquisition, *,
                  thickness: float | None = None, response: Any = None,
-                 element_width: float | None = None) -> None:
+                 element_width: float | None = None,
+                 speed_map: SpeedMap | None = None) -> None:
         _, sensors, acquisition = check_geometry(grid, sensors, acquisition)
+        if speed_map is not None:
+            if not isinstance(speed_map, SpeedMap):
+                raise InputError(f"speed_map must be an oatomo SpeedMap, got "
+                                 f"{type(speed_map).__name__}")
+            acquisition = replace(acquisition, speed_of_sound=speed_map.c0)
+        self.speed_map = speed_map
+        self._region = None if speed_map is None else speed_map.kernel_params()
         if not isinstance(grid, Grid):
             raise InputError(f"grid must be an oatomo Grid(n, fov), got {type(grid).__name__}")
         self.grid = grid
@@ -220,8 +236,13 @@ class ForwardOperator:
         """Apply ``A``: image (n, n) in Pa -> sinogram (N, T) float32 in Pa."""
         x = _check_image(x, self.grid, "image")
         g = np.zeros((len(self._sens), self.acquisition.n_samples + 1), np.float32)
-        K.forward_edges(x, self._xs, self._ys, self._sens, self._r0, self._inv_delta,
-                        self._k, self._P, self._weights, g)
+        if self._region is None:
+            K.forward_edges(x, self._xs, self._ys, self._sens, self._r0, self._inv_delta,
+                            self._k, self._P, self._weights, g)
+        else:
+            K.forward_edges_region(x, self._xs, self._ys, self._sens, self._r0,
+                                   self._inv_delta, self._k, self._P, self._weights,
+                                   self._region, g)
         f = g.astype(np.float64) * self._edge_gain[None, :]
         if self._m > 1:  # a finite element: the mean over the points of its face
             f = f.reshape(self.sensors.n_sensors, self._m, -1).mean(axis=1)
@@ -245,8 +266,13 @@ class ForwardOperator:
              ).astype(np.float32)
         n_chunks = min(n_s, 2 * numba.get_num_threads())
         out = np.zeros((n_chunks,) + self.grid.shape, np.float32)
-        K.adjoint_edges(h, self._xs, self._ys, self._sens, self._r0, self._inv_delta,
-                        self._k, self._P, self._weights, n_chunks, out)
+        if self._region is None:
+            K.adjoint_edges(h, self._xs, self._ys, self._sens, self._r0, self._inv_delta,
+                            self._k, self._P, self._weights, n_chunks, out)
+        else:
+            K.adjoint_edges_region(h, self._xs, self._ys, self._sens, self._r0,
+                                   self._inv_delta, self._k, self._P, self._weights,
+                                   self._region, n_chunks, out)
         return out.sum(axis=0, dtype=np.float32)
 
     def as_linear_operator(self) -> Any:
@@ -277,6 +303,7 @@ def simulate(
     response: DetectorResponse | None = None,
     element_width: float | None = None,
     seed: int | None = None,
+    speed_map: SpeedMap | None = None,
 ) -> np.ndarray:
     """Simulate the sinogram a set of point sensors records for an initial pressure image.
 
@@ -305,6 +332,9 @@ def simulate(
         Width (m) of flat sensor elements (directivity); None: point sensors.
     seed
         Seed of the noise; the same seed gives the same bytes.
+    speed_map
+        Two speeds of sound (:class:`oatomo.speed_map.SpeedMap`, see
+        :class:`ForwardOperator`); its ``c0`` replaces the acquisition's speed. None: one.
 
     Returns
     -------
@@ -322,7 +352,7 @@ def simulate(
     if not (np.isfinite(noise_std) and noise_std >= 0):
         raise InputError(f"noise_std must be >= 0, got {noise_std}")
     op = ForwardOperator(grid, sensors, acquisition, thickness=thickness, response=response,
-                         element_width=element_width)
+                         element_width=element_width, speed_map=speed_map)
     y = op.forward(p0)
     y = bandpass(y, acquisition.fs, band)
     if noise_std > 0:

@@ -327,3 +327,233 @@ def das_frames(padded_tf, xs, ys, sensors, t0fs, fs_over_c, out):
                 o = out[i, j]
                 for fr in range(n_f):
                     o[fr] += a[fr] + f * (b[fr] - a[fr])
+
+
+# ---------------------------------------------------------------------------------------
+# Two speeds of sound (:class:`oatomo.speed_map.SpeedMap`): the same kernels with the
+# pixel-sensor distance replaced by the equivalent distance ``c0 tau`` of the straight
+# two-segment ray. ``region`` is ``[cx, cy, 1/rx, 1/ry, 1 - c0/c1]`` (float32). Without a
+# map the kernels above run, unchanged.
+
+
+@nb.njit(inline="always", fastmath=True, cache=True)
+def _sensor_terms(sx, sy, region):
+    """The sensor's position in the region's unit-circle coordinates, ``|a|^2 - 1``."""
+    ax = (sx - region[0]) * region[2]
+    ay = (sy - region[1]) * region[3]
+    return ax, ay, ax * ax + ay * ay - np.float32(1.0)
+
+
+@nb.njit(inline="always", fastmath=True, cache=True)
+def _equivalent(ddx, ddy, d, ax, ay, qc, region):
+    """``d - (1 - c0/c1) L_in``: ``(ddx, ddy)`` from the sensor to the pixel, ``d`` its
+    length, ``L_in`` the part of that segment inside the ellipse (line-ellipse
+    intersection ``|a + t b|^2 = 1``, ``t`` clipped to [0, 1]; branch-free)."""
+    bx = ddx * region[2]
+    by = ddy * region[3]
+    qa = bx * bx + by * by + np.float32(1e-30)
+    qb = ax * bx + ay * by
+    sq = math.sqrt(max(qb * qb - qa * qc, np.float32(0.0)))
+    inv = np.float32(1.0) / qa
+    t1 = max((-qb - sq) * inv, np.float32(0.0))
+    t2 = min((-qb + sq) * inv, np.float32(1.0))
+    return d - region[4] * max(t2 - t1, np.float32(0.0)) * d
+
+
+@nb.njit(inline="always", fastmath=True, cache=True)
+def _bins_region(xs, py, sx, sy, r0, inv_delta, m_hi, region, ax, ay, qc, mbuf, fbuf, cbuf):
+    """:func:`_bins` at the equivalent distance of the two-speed medium."""
+    ddy = py - sy
+    dy = abs(ddy)
+    z = np.float32(0.0)
+    for j in range(xs.shape[0]):
+        sdx = xs[j] - sx
+        ddx = abs(sdx)
+        d = math.sqrt(ddx * ddx + dy * dy)
+        hi = max(ddx, dy)
+        lo = min(ddx, dy)
+        u = lo / (hi + np.float32(1e-30))
+        de = _equivalent(sdx, ddy, d, ax, ay, qc, region)
+        t = min(max((de - r0) * inv_delta, z), m_hi)
+        m = min(max(np.int32(t), np.int32(0)), np.int32(m_hi))
+        mbuf[j] = m
+        fbuf[j] = t - np.float32(m)
+        c = np.int32(u * np.float32(N_CLASSES - 1) + np.float32(0.5))
+        cbuf[j] = min(max(c, np.int32(0)), np.int32(N_CLASSES - 1))
+
+
+@nb.njit(parallel=True, fastmath=True, cache=True)
+def forward_edges_region(image, xs, ys, sensors, r0, inv_delta, k, P, weights, region, out):
+    """:func:`forward_edges` in a two-speed medium (pixels binned by equivalent distance)."""
+    n_sens = sensors.shape[0]
+    n_edges = out.shape[1]
+    ny, nx = image.shape
+    n_cls, L = weights.shape
+    J = (L - 1) // 2
+    M = k * (n_edges - 1) + 2 * P + 2
+    m_hi = np.float32(M - 2)
+    for s in nb.prange(n_sens):
+        sx = sensors[s, 0]
+        sy = sensors[s, 1]
+        ax, ay, qc = _sensor_terms(sx, sy, region)
+        hist = np.zeros((n_cls, M), np.float32)
+        mbuf = np.empty(nx, np.int32)
+        fbuf = np.empty(nx, np.float32)
+        cbuf = np.empty(nx, np.int32)
+        for i in range(ny):
+            _bins_region(xs, ys[i], sx, sy, r0, inv_delta, m_hi, region, ax, ay, qc,
+                         mbuf, fbuf, cbuf)
+            for j in range(nx):
+                v = image[i, j]
+                f = fbuf[j]
+                h = hist[cbuf[j]]
+                m = mbuf[j]
+                h[m] += v - v * f
+                h[m + 1] += v * f
+        orow = out[s]
+        for c in range(n_cls):
+            h = hist[c]
+            lo = 2
+            while lo < M - 2 and h[lo] == 0:
+                lo += 1
+            if lo == M - 2:
+                continue
+            hi_m = M - 3
+            while h[hi_m] == 0:
+                hi_m -= 1
+            e_lo = max(0, (lo - P - J) // k)
+            e_hi = min(n_edges - 1, (hi_m - P + J) // k + 1)
+            w = weights[c]
+            for e in range(e_lo, e_hi + 1):
+                base = k * e + P + J
+                acc = np.float32(0.0)
+                for q in range(L):
+                    acc += w[q] * h[base - q]
+                orow[e] += acc
+
+
+@nb.njit(parallel=True, fastmath=True, cache=True)
+def adjoint_edges_region(h_edges, xs, ys, sensors, r0, inv_delta, k, P, weights, region,
+                         n_chunks, out):
+    """Transpose of :func:`forward_edges_region` (chunks of sensors as in
+    :func:`adjoint_edges`)."""
+    n_sens = sensors.shape[0]
+    n_edges = h_edges.shape[1]
+    ny, nx = out.shape[1], out.shape[2]
+    n_cls, L = weights.shape
+    J = (L - 1) // 2
+    M = k * (n_edges - 1) + 2 * P + 2
+    m_hi = np.float32(M - 2)
+    for ch in nb.prange(n_chunks):
+        img = out[ch]
+        back = np.zeros((n_cls, M), np.float32)
+        mbuf = np.empty(nx, np.int32)
+        fbuf = np.empty(nx, np.float32)
+        cbuf = np.empty(nx, np.int32)
+        for s in range(ch, n_sens, n_chunks):
+            back[:] = 0
+            hs = h_edges[s]
+            for e in range(n_edges):
+                base = k * e + P + J
+                he = hs[e]
+                if he == 0:
+                    continue
+                for c in range(n_cls):
+                    b = back[c]
+                    w = weights[c]
+                    for q in range(L):
+                        b[base - q] += w[q] * he
+            sx = sensors[s, 0]
+            sy = sensors[s, 1]
+            ax, ay, qc = _sensor_terms(sx, sy, region)
+            for i in range(ny):
+                _bins_region(xs, ys[i], sx, sy, r0, inv_delta, m_hi, region, ax, ay, qc,
+                             mbuf, fbuf, cbuf)
+                row = img[i]
+                for j in range(nx):
+                    b = back[cbuf[j]]
+                    m = mbuf[j]
+                    f = fbuf[j]
+                    row[j] += b[m] + f * (b[m + 1] - b[m])
+
+
+@nb.njit(inline="always", fastmath=True, cache=True)
+def _delays_region(xs, py, sx, sy, off, fs_over_c, hi, region, ax, ay, qc, kbuf, fbuf):
+    """:func:`_delays` at the two-speed time of flight (``fs_over_c`` with ``c0``)."""
+    dy = py - sy
+    dy2 = dy * dy
+    z = np.float32(0.0)
+    for j in range(xs.shape[0]):
+        ddx = xs[j] - sx
+        d = math.sqrt(ddx * ddx + dy2)
+        de = _equivalent(ddx, dy, d, ax, ay, qc, region)
+        tau = min(max(de * fs_over_c + off, z), hi)
+        k = min(max(np.int32(tau), np.int32(0)), np.int32(hi))
+        kbuf[j] = k
+        fbuf[j] = tau - np.float32(k)
+
+
+@nb.njit(parallel=True, fastmath=True, cache=True)
+def das_region(padded, xs, ys, sensors, weighted, normals, t0fs, fs_over_c, region, out):
+    """:func:`das` with the two-speed times of flight (the UBP weight along the straight
+    ray, as in the homogeneous medium)."""
+    n_sens = sensors.shape[0]
+    hi = np.float32(padded.shape[1] - 2)
+    ny, nx = out.shape
+    off = np.float32(1.0) - t0fs
+    for i in nb.prange(ny):
+        py = ys[i]
+        kbuf = np.empty(nx, np.int32)
+        fbuf = np.empty(nx, np.float32)
+        acc = np.zeros(nx, np.float32)
+        for s in range(n_sens):
+            sx = sensors[s, 0]
+            sy = sensors[s, 1]
+            ax, ay, qc = _sensor_terms(sx, sy, region)
+            _delays_region(xs, py, sx, sy, off, fs_over_c, hi, region, ax, ay, qc, kbuf, fbuf)
+            sig = padded[s]
+            if weighted:
+                nxs = normals[s, 0]
+                nys = normals[s, 1]
+                dy = py - sy
+                for j in range(nx):
+                    ddx = xs[j] - sx
+                    d2 = ddx * ddx + dy * dy + np.float32(1e-30)
+                    w = max((ddx * nxs + dy * nys) / d2, np.float32(0.0))
+                    k = kbuf[j]
+                    a = sig[k]
+                    acc[j] += w * (a + fbuf[j] * (sig[k + 1] - a))
+            else:
+                for j in range(nx):
+                    k = kbuf[j]
+                    a = sig[k]
+                    acc[j] += a + fbuf[j] * (sig[k + 1] - a)
+        for j in range(nx):
+            out[i, j] += acc[j]
+
+
+@nb.njit(parallel=True, fastmath=True, cache=True)
+def das_frames_region(padded_tf, xs, ys, sensors, t0fs, fs_over_c, region, out):
+    """:func:`das_frames` with the two-speed times of flight."""
+    n_sens = sensors.shape[0]
+    hi = np.float32(padded_tf.shape[1] - 2)
+    n_f = padded_tf.shape[2]
+    ny, nx = out.shape[0], out.shape[1]
+    off = np.float32(1.0) - t0fs
+    for i in nb.prange(ny):
+        py = ys[i]
+        kbuf = np.empty(nx, np.int32)
+        fbuf = np.empty(nx, np.float32)
+        for s in range(n_sens):
+            sx = sensors[s, 0]
+            sy = sensors[s, 1]
+            ax, ay, qc = _sensor_terms(sx, sy, region)
+            _delays_region(xs, py, sx, sy, off, fs_over_c, hi, region, ax, ay, qc, kbuf, fbuf)
+            sig = padded_tf[s]
+            for j in range(nx):
+                a = sig[kbuf[j]]
+                b = sig[kbuf[j] + 1]
+                f = fbuf[j]
+                o = out[i, j]
+                for fr in range(n_f):
+                    o[fr] += a[fr] + f * (b[fr] - a[fr])

@@ -16,7 +16,7 @@ LAYERS = (
     ("oatomo.errors", "oatomo.progress", "oatomo._lazy", "oatomo._limits", "oatomo._blas",
      "oatomo.resources", "oatomo.units"),
     ("oatomo._atomic", "oatomo.kernels"),
-    ("oatomo.geometry",),
+    ("oatomo.geometry", "oatomo.speed_map"),
     ("oatomo",),
     ("oatomo.response", "oatomo.phantoms", "oatomo.scanners"),
     ("oatomo.forward", "oatomo.setups"),

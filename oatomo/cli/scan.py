@@ -19,6 +19,7 @@ from oatomo.errors import InputError
 from oatomo.recon.registry import METHODS
 from oatomo.response import DetectorResponse
 from oatomo.setups import SIMULATIONS_DIR, describe_bundled_setups, load_setup
+from oatomo.speed_map import check_object_options
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -87,6 +88,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "cpu, cuda, cuda:N, auto (CUDA when present) (default: cpu)")
     r.add_argument("--speed-of-sound", type=float, metavar="C",
                    help="speed of sound in m/s (default: the file's)")
+    r.add_argument("--object-speed-of-sound", type=float, metavar="C1",
+                   help="two speeds of sound: the object region's speed in m/s (with "
+                   "--object-radius; the coupling medium's is --speed-of-sound or the file's); "
+                   "straight-ray times of flight, every method but fbp")
+    r.add_argument("--object-radius", type=float, metavar="R",
+                   help="radius of the object region (a disc), in metres")
+    r.add_argument("--object-centre", type=float, nargs=2, metavar=("X", "Y"),
+                   help="centre of the object region in metres (default: 0 0)")
     r.add_argument("--calibration", metavar="FILE", help="calibration JSON written by "
                    "`oatomo autofocus --json` or `oatomo calibrate --json`: its speed of sound "
                    "(and sensor positions, if any) replace the file's")
@@ -225,6 +234,8 @@ def run_reconstruct(args: argparse.Namespace) -> int:
                       ("deconvolve", "--deconvolve LAM")):
         if getattr(args, key) is not None:
             check_option(key, getattr(args, key), name)
+    check_object_options(args.object_speed_of_sound, args.object_radius, args.object_centre,
+                         prefix="--")
     if not 0 <= args.samples <= MAX_SAMPLES:
         raise InputError(f"--samples must be in 0..{MAX_SAMPLES}, got {args.samples}")
     refine = "auto" if args.refine is None else args.refine
@@ -235,6 +246,8 @@ def run_reconstruct(args: argparse.Namespace) -> int:
                           lam=args.lam, iters=args.iters,
                           calibrate={"auto": "auto", "yes": True, "no": False}[args.calibrate],
                           speed_of_sound=args.speed_of_sound, calibration=args.calibration,
+                          object_speed_of_sound=args.object_speed_of_sound,
+                          object_radius=args.object_radius, object_centre=args.object_centre,
                           band=None if args.band is None else _band(args.band),
                           frames=args.frames, deconvolve=args.deconvolve, preset=args.preset,
                           response=None if args.response is None else _response(args.response),
@@ -275,6 +288,11 @@ def run_reconstruct(args: argparse.Namespace) -> int:
           f"{prov['n_frames']} frame(s), c = {prov['speed_of_sound']:g} m/s) with "
           f"{prov['method']}{' (preset ' + prov['preset'] + ')' if prov['preset'] else ''} "
           f"in {prov['timings'][prov['method']]:.3f} s")
+    if prov["speed_map"] is not None:
+        sm = prov["speed_map"]
+        print(f"two speeds of sound: object region of radius {sm['object_radius']} m at "
+              f"({sm['object_centre'][0]:g}, {sm['object_centre'][1]:g}) m, "
+              f"{sm['object_speed_of_sound']:g} m/s (straight rays)")
     if prov["deconvolution"] is not None:
         print(f"removed the detector response by Wiener deconvolution (lam = "
               f"{prov['deconvolution']['lam']:g})")

@@ -1,5 +1,6 @@
 """Calibration JSON files (``oatomo autofocus --json``, ``oatomo calibrate --json``):
-speed of sound, ``t0`` and sensor positions, read by ``oatomo reconstruct --calibration``."""
+speed of sound, ``t0`` and sensor positions (and an object region of its own speed of
+sound), read by ``oatomo reconstruct --calibration``."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from oatomo._atomic import atomic_path, check_input_file
 from oatomo._documents import read_json
 from oatomo._limits import MAX_T0, SPEED_RANGE, check_range
 from oatomo.errors import InputError
+from oatomo.speed_map import OBJECT_OPTIONS, check_object_options
 
 __all__ = ["CALIBRATION_KIND", "save_calibration", "load_calibration"]
 
@@ -28,10 +30,12 @@ def save_calibration(path: str | os.PathLike, doc: dict[str, Any]) -> Path:
     """Write a calibration JSON file atomically (``kind`` and ``units`` added).
 
     ``doc`` holds ``speed_of_sound`` (m/s) and optionally ``t0`` (s), ``positions``
-    ((N, 2) m) and anything else worth keeping (search curve, history).
+    ((N, 2) m), an object region (``object_speed_of_sound`` m/s, ``object_radius`` m,
+    ``object_centre`` m) and anything else worth keeping (search curve, history).
     """
     load_calibration(doc)  # refuse to write what could not be read back
-    units = {"speed_of_sound": "m/s", "t0": "s", "positions": "m"}
+    units = {"speed_of_sound": "m/s", "t0": "s", "positions": "m",
+             "object_speed_of_sound": "m/s", "object_radius": "m", "object_centre": "m"}
     out = Path(path)
     full = {"kind": CALIBRATION_KIND, "format_version": 1, **doc,
             "units": {k: v for k, v in units.items() if k in doc}}
@@ -46,8 +50,11 @@ def load_calibration(source: str | os.PathLike | dict[str, Any] | Any) -> dict[s
     Returns
     -------
     dict
-        The keys present among ``speed_of_sound`` (float, m/s), ``t0`` (float, s) and
-        ``positions`` (float64 (N, 2), m).
+        The keys present among ``speed_of_sound`` (float, m/s), ``t0`` (float, s),
+        ``positions`` (float64 (N, 2), m) and the object region's
+        ``object_speed_of_sound`` (m/s), ``object_radius`` (m, one or two radii) and
+        ``object_centre`` ((x, y), m), which come together
+        (:func:`oatomo.speed_map.check_object_options`).
 
     Raises
     ------
@@ -83,6 +90,9 @@ def load_calibration(source: str | os.PathLike | dict[str, Any] | Any) -> dict[s
             raise InputError(f"calibration positions must be finite (N, 2) metres, got "
                              f"shape {pos.shape}", path)
         out["positions"] = pos
+    region = {k: source.get(k) for k in OBJECT_OPTIONS}
+    if check_object_options(**region, prefix="calibration key ", path=path):
+        out.update({k: v for k, v in region.items() if v is not None})
     if not out:
         raise InputError("calibration has none of speed_of_sound, t0, positions", path)
     return out

@@ -31,7 +31,8 @@ REFINE_METHOD = "ubp"
 #: Iterations of model-based methods when neither keyword nor preset sets them.
 DEFAULT_ITERS = 50
 #: The keywords a preset may set (:meth:`oatomo.pipeline.presets.Preset.settings`).
-PRESET_KEYWORDS = ("method", "n", "fov", "speed_of_sound", "band", "deconvolve", "iters",
+PRESET_KEYWORDS = ("method", "n", "fov", "speed_of_sound", "object_speed_of_sound",
+                   "object_radius", "object_centre", "band", "deconvolve", "iters",
                    "lam", "response", "calibrate", "refine")
 
 
@@ -52,6 +53,9 @@ class ReconstructOptions:
     frames: int | Sequence[int] | None = None
     wavelengths: float | Sequence[float] | None = None
     speed_of_sound: float | None = None
+    object_speed_of_sound: float | None = None
+    object_radius: float | Sequence[float] | None = None
+    object_centre: Sequence[float] | None = None
     calibration: str | os.PathLike | Mapping[str, Any] | None = None
     band: tuple[float | None, float | None] | None = None
     deconvolve: bool | float | None = None

@@ -14,6 +14,9 @@ TOML layout (every key optional but ``name``; SI units)::
     n = 256                      # pixels per side
     fov = 0.03                   # field of view (m)
     speed_of_sound = 1520.0      # m/s
+    object_speed_of_sound = 1540.0  # an object region of its own speed (m/s) ...
+    object_radius = 0.009        # ... a disc of this radius (m), or [rx, ry] an ellipse
+    object_centre = [0.0, 0.0]   # ... centred here (m; default the origin)
     band = [0.1e6, 8e6]          # Hz; 0 for an open lower edge
     deconvolve = true            # or the Wiener regularisation, e.g. 1e-3
     iters = 50                   # model-based iterations
@@ -38,6 +41,7 @@ from oatomo.recon.registry import get_method
 from oatomo.resources import resource_path
 from oatomo.response import DetectorResponse
 from oatomo.setups import find_toml, read_toml
+from oatomo.speed_map import OBJECT_OPTIONS, check_object_options
 
 __all__ = ["Preset", "load_preset", "bundled_presets", "describe_bundled_presets",
            "PRESETS_DIR"]
@@ -47,7 +51,9 @@ PRESETS_DIR = resource_path("presets")
 
 _NUM = (int, float)
 _KEYS: dict[str, Any] = {"name": str, "description": str, "method": str, "n": int,
-                         "fov": _NUM, "speed_of_sound": _NUM, "band": list,
+                         "fov": _NUM, "speed_of_sound": _NUM,
+                         "object_speed_of_sound": _NUM, "object_radius": (int, float, list),
+                         "object_centre": list, "band": list,
                          "deconvolve": (bool, int, float), "iters": int, "lam": _NUM,
                          "calibrate": bool, "refine": bool, "detector": dict}
 
@@ -61,7 +67,10 @@ class Preset:
     name, description
         What the preset is for.
     method, n, fov, speed_of_sound, band, deconvolve, iters, lam, calibrate, refine
-        As the keywords of :func:`oatomo.reconstruct` (SI units). ``calibrate = true``
+        As the keywords of :func:`oatomo.reconstruct` (SI units).
+    object_speed_of_sound, object_radius, object_centre
+        An object region with its own speed of sound (m/s): a disc (or an ellipse with
+        two radii, m) centred at ``object_centre`` (m, default the origin). ``calibrate = true``
         applies unless the caller calibrates anyway; ``refine`` replaces ``"auto"``.
     response
         The sensors' impulse response (used when deconvolving).
@@ -73,6 +82,9 @@ class Preset:
     n: int | None = None
     fov: float | None = None
     speed_of_sound: float | None = None
+    object_speed_of_sound: float | None = None
+    object_radius: float | tuple[float, float] | None = None
+    object_centre: tuple[float, float] | None = None
     band: tuple[float | None, float | None] | None = None
     deconvolve: bool | float | None = None
     iters: int | None = None
@@ -115,6 +127,9 @@ class Preset:
         return cls(name=doc["name"], description=doc.get("description", ""),
                    method=doc.get("method"), n=doc.get("n"), fov=doc.get("fov"),
                    speed_of_sound=doc.get("speed_of_sound"),
+                   object_speed_of_sound=doc.get("object_speed_of_sound"),
+                   object_radius=_tuple(doc.get("object_radius")),
+                   object_centre=_tuple(doc.get("object_centre")),
                    band=None if band is None else (float(band[0]) or None, float(band[1])),
                    deconvolve=doc.get("deconvolve"), iters=doc.get("iters"),
                    lam=doc.get("lam"), response=response, calibrate=doc.get("calibrate"),
@@ -127,7 +142,8 @@ class Preset:
 
     def settings(self) -> dict[str, Any]:
         """The keywords of :func:`oatomo.reconstruct` this preset sets."""
-        keys = ("method", "n", "fov", "speed_of_sound", "band", "deconvolve", "iters", "lam",
+        keys = ("method", "n", "fov", "speed_of_sound", "object_speed_of_sound",
+                "object_radius", "object_centre", "band", "deconvolve", "iters", "lam",
                 "response", "calibrate", "refine")
         return {k: getattr(self, k) for k in keys if getattr(self, k) is not None}
 
@@ -140,6 +156,8 @@ def _check_values(doc: dict[str, Any], path: str | os.PathLike | None) -> None:
     for key in ("iters", "lam", "fov", "deconvolve"):
         if key in doc and doc[key] is not False:
             check_option(key, doc[key], f"preset key {key!r}", path)
+    check_object_options(*(doc.get(k) for k in OBJECT_OPTIONS), prefix="preset key ",
+                         path=path)
     for key, (lo, hi) in (("n", (1, MAX_GRID_SIDE)), ("speed_of_sound", SPEED_RANGE)):
         if key in doc:
             check_range(doc[key], f"preset key {key!r}", lo, hi, path)
@@ -148,6 +166,11 @@ def _check_values(doc: dict[str, Any], path: str | os.PathLike | None) -> None:
         for edge in band:
             if isinstance(edge, _NUM) and not isinstance(edge, bool):
                 check_range(edge, "preset key 'band'", 0.0, 1e12, path)
+
+
+def _tuple(value: Any) -> Any:
+    """A TOML list as a tuple (presets are hashable values); anything else as given."""
+    return tuple(value) if isinstance(value, list) else value
 
 
 def bundled_presets() -> list[str]:

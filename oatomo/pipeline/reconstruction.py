@@ -22,6 +22,7 @@ import numpy as np
 from oatomo.datasets.generate import TV_ITERS
 from oatomo.errors import InputError
 from oatomo.geometry import Acquisition, Grid, SensorArray
+from oatomo.io import load_calibration
 from oatomo.pipeline.frames import (
     Signals,
     frame_selection,
@@ -35,6 +36,7 @@ from oatomo.pipeline.refinement import refine_images
 from oatomo.progress import Callback
 from oatomo.recon.registry import get_method, image_units, reconstruct_sinogram
 from oatomo.refine.refiner import UNITS_PA, UNITS_REFINED
+from oatomo.speed_map import OBJECT_OPTIONS, SpeedMap, as_speed_map, check_object_options
 
 logger = logging.getLogger(__name__)
 
@@ -58,9 +60,11 @@ class Reconstruction:
         model-based methods, the truth), ``"a.u."`` where it is proportional to it only up
         to an unknown factor (UBP, DAS); refined images take their input's.
     provenance
-        ``method``, ``source``, ``format``, ``n_sensors``, ``speed_of_sound``, ``n_frames``,
-        ``timings`` (s per step) and ``refinement`` (``applied``, ``reason``, ``model``,
-        ``compatible`` when checked; when the model ran, its ``input`` (e.g.
+        ``method``, ``source``, ``format``, ``n_sensors``, ``speed_of_sound``,
+        ``speed_map`` (the object region and its speed,
+        :meth:`oatomo.SpeedMap.to_dict`; None for one speed), ``n_frames``, ``timings``
+        (s per step) and ``refinement`` (``applied``, ``reason``, ``model``, ``compatible``
+        when checked; when the model ran, its ``input`` (e.g.
         ``"ubp+das"``, the refiner's own reconstructions), ``method``, grid, decoder and
         ``guard``, the check of the refined image against the data:
         :func:`oatomo.pipeline.refinement.refine_images`).
@@ -101,6 +105,9 @@ def reconstruct(scan: Any, method: str | None = None, grid: Grid | None = None, 
                 frames: int | Sequence[int] | None = None,
                 wavelengths: float | Sequence[float] | None = None,
                 speed_of_sound: float | None = None,
+                object_speed_of_sound: float | None = None,
+                object_radius: float | Sequence[float] | None = None,
+                object_centre: Sequence[float] | None = None,
                 calibration: str | os.PathLike | Mapping[str, Any] | None = None,
                 band: tuple[float | None, float | None] | None = None,
                 deconvolve: bool | float | None = None, response: Any = None,
@@ -131,6 +138,15 @@ def reconstruct(scan: Any, method: str | None = None, grid: Grid | None = None, 
         Wavelength(s) to reconstruct, in metres (e.g. ``800e-9``); None: all.
     speed_of_sound
         The medium's speed of sound (m/s), instead of the file's.
+    object_speed_of_sound, object_radius, object_centre
+        Two speeds of sound: an object region (a disc of radius ``object_radius`` m, or an
+        ellipse with two radii, centred at ``object_centre`` (x, y) m, default the origin)
+        whose speed is ``object_speed_of_sound`` (m/s), in the coupling medium of
+        ``speed_of_sound`` (or the file's): every method but ``fbp`` uses the straight-ray
+        two-segment times of flight (:class:`oatomo.SpeedMap`). Given, the position check,
+        the self-calibration (one speed) and the learned refinement (trained on one speed)
+        are skipped; ``calibrate=True`` or ``refine=True`` are errors. A ``calibration``
+        file's object region fills these when they are not given.
     calibration
         A calibration JSON file (``oatomo autofocus --json``, ``oatomo calibrate --json``)
         or its contents: its speed of sound (and ``t0``, sensor positions when present)
@@ -210,7 +226,9 @@ def reconstruct(scan: Any, method: str | None = None, grid: Grid | None = None, 
     # the steps: options, signals, grid, calibration decision, geometry, method, refinement
     options = resolve_options(ReconstructOptions(
         method=method, n=n, fov=fov, frames=frames, wavelengths=wavelengths,
-        speed_of_sound=speed_of_sound, calibration=calibration, band=band,
+        speed_of_sound=speed_of_sound, object_speed_of_sound=object_speed_of_sound,
+        object_radius=object_radius, object_centre=object_centre,
+        calibration=calibration, band=band,
         deconvolve=deconvolve, response=response, model_response=model_response,
         element_width=element_width, preset=preset, refine=refine, model=model, setup=setup,
         samples=samples, lam=lam, iters=iters, calibrate=calibrate, device=device,
@@ -221,8 +239,10 @@ def reconstruct(scan: Any, method: str | None = None, grid: Grid | None = None, 
     timer.done("load", t)
     if grid is None:
         grid = image_grid(signals, options.n, options.fov)
-    options, check_record, refine_reason = decide_calibration(signals, grid, options,
-                                                              timer.done)
+    options, check_record, refine_reason = _two_speed_policy(options)
+    if check_record is None:
+        options, check_record, refine_reason = decide_calibration(signals, grid, options,
+                                                                  timer.done)
     t = time.perf_counter()
     sensors, acquisition, cal_record = scan_geometry(signals.data, calibrate=options.calibrate,
                                                      grid=grid, callback=callback)
@@ -230,8 +250,10 @@ def reconstruct(scan: Any, method: str | None = None, grid: Grid | None = None, 
         timer.done("calibrate", t)
     t = time.perf_counter()
     method_name = get_method(options.method).name
+    speed_map = as_speed_map(acquisition.speed_of_sound,
+                             *(getattr(options, k) for k in OBJECT_OPTIONS))
     image, lead, signals = _method_images(signals, grid, sensors, acquisition, options,
-                                          callback)
+                                          callback, speed_map)
     timer.done(method_name, t)
     t = time.perf_counter()
     if refine_reason is None:
@@ -244,7 +266,8 @@ def reconstruct(scan: Any, method: str | None = None, grid: Grid | None = None, 
     logger.info("reconstructed %s with %s on %dx%d (%s)", signals.source, method_name, grid.n,
                 grid.n, "refined" if record["applied"] else record["reason"])
     return Reconstruction(images, grid, units, _provenance(
-        method_name, signals, options, sensors, acquisition, lead, timings=timer.timings,
+        method_name, signals, options, sensors, acquisition, lead, speed_map,
+        timings=timer.timings,
         refinement=record, calibration=cal_record, position_check=check_record))
 
 
@@ -263,6 +286,35 @@ class _StepTimer:
             self.callback(step, 1, 1)
 
 
+def _two_speed_policy(options: ReconstructOptions
+                      ) -> tuple[ReconstructOptions, dict[str, Any] | None, str | None]:
+    """With an object region (the options' or the calibration file's): the options with
+    ``calibrate`` and ``refine`` off, the position check's record (not run) and why the
+    scan is not refined; without one, the options unchanged and two Nones.
+
+    Raises
+    ------
+    InputError
+        For ``calibrate=True`` or ``refine=True`` with an object region.
+    """
+    if options.calibration is not None:
+        cal = load_calibration(options.calibration)
+        options = replace(options, **{k: cal[k] for k in OBJECT_OPTIONS
+                                      if k in cal and getattr(options, k) is None})
+    if not check_object_options(*(getattr(options, k) for k in OBJECT_OPTIONS)):
+        return options, None, None
+    if options.calibrate is True:
+        raise InputError("calibrate: the self-calibration models one speed of sound; it "
+                         "cannot be combined with an object speed of sound")
+    if options.refine is True:
+        raise InputError("refine: the refiner was trained on one speed of sound; it cannot "
+                         "be combined with an object speed of sound")
+    why = "an object region of its own speed of sound is given (the check models one speed)"
+    options = replace(options, calibrate=False, refine=False)
+    return (options, {"needs_calibration": False, "reason": why},
+            "two speeds of sound: the refiner was trained on one")
+
+
 def _require_finite(image: np.ndarray, problem: str, path: Any) -> None:
     """Raise :class:`InputError` (naming ``path``) unless every pixel is finite."""
     if not np.all(np.isfinite(image)):
@@ -271,10 +323,12 @@ def _require_finite(image: np.ndarray, problem: str, path: Any) -> None:
 
 def _method_images(signals: Signals, grid: Grid, sensors: SensorArray,
                    acquisition: Acquisition, options: ReconstructOptions,
-                   callback: Callback | None) -> tuple[np.ndarray, tuple[int, ...], Signals]:
+                   callback: Callback | None, speed_map: SpeedMap | None = None
+                   ) -> tuple[np.ndarray, tuple[int, ...], Signals]:
     """Step 3: the method's images of every selected frame, in memory or (a scan too
     large for memory) frame by frame; with the images' leading axes and the signals (for
-    frame by frame, with the wavelengths kept and the deconvolution's record)."""
+    frame by frame, with the wavelengths kept and the deconvolution's record). With
+    ``speed_map``, in two speeds of sound."""
     spec = get_method(options.method)
     in_model = operator_response(options, signals.data)
     if signals.by_frame:
@@ -284,14 +338,14 @@ def _method_images(signals: Signals, grid: Grid, sensors: SensorArray,
             signals.scan, index, grid, sensors, acquisition, spec.name, scan=signals.data,
             deconvolve=options.deconvolve, response=options.response, band=options.band,
             lam=options.lam, iters=options.iters, callback=callback,
-            element_width=options.element_width, in_model=in_model)
+            element_width=options.element_width, in_model=in_model, speed_map=speed_map)
         lead = index.shape
         signals = replace(signals, wavelengths=kept_wl, deconvolution=deconv_record)
     else:
         image = reconstruct_sinogram(signals.sinogram, grid, sensors, acquisition, spec.name,
                                      band=options.band, lam=options.lam, iters=options.iters,
                                      callback=callback, element_width=options.element_width,
-                                     response=in_model)
+                                     response=in_model, speed_map=speed_map)
         lead = signals.sinogram.shape[:-2]
     _require_finite(image, f"the {spec.name} image is not finite: the scan's values (sample "
                     f"scale, t0, sensor geometry) are out of range for this method",
@@ -376,7 +430,8 @@ def _axes(lead: tuple[int, ...], wavelengths: np.ndarray | None) -> list[str]:
 
 
 def _provenance(method: str, signals: Signals, options: ReconstructOptions,
-                sensors: SensorArray, acquisition: Acquisition, lead: tuple[int, ...], *,
+                sensors: SensorArray, acquisition: Acquisition, lead: tuple[int, ...],
+                speed_map: SpeedMap | None, *,
                 timings: dict[str, float], refinement: dict[str, Any],
                 calibration: dict[str, Any] | None,
                 position_check: dict[str, Any] | None) -> dict[str, Any]:
@@ -386,6 +441,7 @@ def _provenance(method: str, signals: Signals, options: ReconstructOptions,
         "method": method, "source": signals.source,
         "format": getattr(data, "source_format", "oatomo"), "n_sensors": sensors.n_sensors,
         "speed_of_sound": acquisition.speed_of_sound,
+        "speed_map": None if speed_map is None else speed_map.to_dict(),
         "n_frames": int(np.prod(lead, dtype=int)), "by_frame": signals.by_frame,
         "axes": _axes(lead, kept_wl),
         "wavelengths": None if kept_wl is None else kept_wl.tolist(),

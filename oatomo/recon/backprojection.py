@@ -19,6 +19,7 @@ from oatomo.geometry import Acquisition, Grid, SensorArray, check_geometry
 from oatomo.recon.exact import fbp_validated
 from oatomo.recon.summation import delay_and_sum
 from oatomo.response import element_points
+from oatomo.speed_map import SpeedMap
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +73,7 @@ def backproject(
     *,
     speed_of_sound: float | None = None,
     element_width: float | None = None,
+    speed_map: SpeedMap | None = None,
 ) -> np.ndarray:
     """Reconstruct an image from a sinogram by delay-and-sum or universal backprojection.
 
@@ -101,6 +103,11 @@ def backproject(
         its element's face and averaged (:func:`oatomo.response.element_points`), the
         adjoint of the forward model's finite element, so the element's directivity
         weights every pixel. Not with ``fbp`` (point sensors).
+    speed_map
+        Two speeds of sound (:class:`oatomo.speed_map.SpeedMap`): das and ubp delay each
+        signal by the straight two-segment time of flight (the weights stay those of the
+        straight ray); its ``c0`` replaces the acquisition's speed (give one or the other).
+        Not with ``fbp`` (exact in one speed only).
 
     Returns
     -------
@@ -122,6 +129,16 @@ def backproject(
                          f"{', '.join(BACKPROJECTION_METHODS)}")
     grid, sensors, acquisition = check_geometry(grid, sensors, acquisition)
     y = check_sinogram(sinogram, sensors, acquisition)
+    if speed_map is not None:
+        if not isinstance(speed_map, SpeedMap):
+            raise InputError(f"speed_map must be an oatomo SpeedMap, got "
+                             f"{type(speed_map).__name__}")
+        if speed_of_sound is not None:
+            raise InputError("give the speed of sound in the speed map (its c0), not both")
+        if method == "fbp":
+            raise InputError("fbp is exact for one speed of sound; use das, ubp or a "
+                             "model-based method with an object speed of sound")
+        speed_of_sound = speed_map.c0
     if speed_of_sound is not None:
         if not (speed_of_sound > 0 and math.isfinite(speed_of_sound)):
             raise InputError(f"speed of sound must be > 0 m/s, got {speed_of_sound}")
@@ -149,7 +166,7 @@ def backproject(
         points, m = element_points(sensors, element_width, acquisition)
         frames = np.repeat(frames / np.float32(m), m, axis=1)
     out = delay_and_sum(np.asarray(frames, np.float32), grid, points, acquisition,
-                        obliquity=method == "ubp")
+                        obliquity=method == "ubp", speed_map=speed_map)
     return out.reshape(lead + grid.shape)
 
 

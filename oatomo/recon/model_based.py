@@ -36,6 +36,7 @@ from oatomo.recon.operators import (
     tv_prox,
     vector_norm,
 )
+from oatomo.speed_map import SpeedMap
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +70,8 @@ def _check_method(method: str) -> None:
 
 def default_lambda(method: str, sinogram: np.ndarray, grid: Grid, sensors: SensorArray,
                    acquisition: Acquisition, *, thickness: float | None = None,
-                   response: Any = None, element_width: float | None = None) -> float:
+                   response: Any = None, element_width: float | None = None,
+                   speed_map: SpeedMap | None = None) -> float:
     """The default regularisation weight, scaled to the data.
 
     * Tikhonov: ``lam = 5e-3 * ||A||^2``, so the damping acts on the same singular values
@@ -86,8 +88,9 @@ def default_lambda(method: str, sinogram: np.ndarray, grid: Grid, sensors: Senso
     if method == "tikhonov":
         return LAMBDA_REL["tikhonov"] * operator_norm_sq(
             grid, sensors, acquisition, thickness=thickness, response=response,
-            element_width=element_width)
-    op = forward_operator(grid, sensors, acquisition, thickness, response, element_width)
+            element_width=element_width, speed_map=speed_map)
+    op = forward_operator(grid, sensors, acquisition, thickness, response, element_width,
+                          speed_map)
     return LAMBDA_REL["tv"] * float(np.abs(op.adjoint(sinogram)).max())
 
 
@@ -219,6 +222,7 @@ def reconstruct_model_based(
     norm_sq: float | None = None,
     response: Any = None,
     element_width: float | None = None,
+    speed_map: SpeedMap | None = None,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Model-based reconstruction with Tikhonov or total-variation regularisation.
 
@@ -258,6 +262,9 @@ def reconstruct_model_based(
         The sensors' impulse response (:class:`oatomo.response.DetectorResponse`) and the
         width (m) of flat elements, made part of the forward operator (so the solution
         accounts for them instead of needing a deconvolution first).
+    speed_map
+        Two speeds of sound (:class:`oatomo.speed_map.SpeedMap`) in the forward operator;
+        its ``c0`` replaces the acquisition's speed. None: one speed.
     norm_sq
         TV only: a known ``||A||^2`` (e.g. of a nearby geometry), which skips the power
         iteration; None: estimated and cached per geometry.
@@ -287,10 +294,12 @@ def reconstruct_model_based(
     grid, sensors, acquisition = check_geometry(grid, sensors, acquisition)
     y = check_sinogram(sinogram, sensors, acquisition, allow_frames=False)
     t_start = time.perf_counter()
-    op = forward_operator(grid, sensors, acquisition, thickness, response, element_width)
+    op = forward_operator(grid, sensors, acquisition, thickness, response, element_width,
+                          speed_map)
     if lam is None:
         lam = default_lambda(method, y, grid, sensors, acquisition, thickness=thickness,
-                             response=response, element_width=element_width)
+                             response=response, element_width=element_width,
+                             speed_map=speed_map)
     lam = float(lam)
     ynorm = vector_norm(y.astype(np.float64))
     record: dict[str, Any] = {"method": method, "lam": lam, "residual": [], "objective": [],

@@ -21,6 +21,7 @@ from oatomo.geometry import Acquisition, Grid, SensorArray, check_geometry
 from oatomo.progress import Callback
 from oatomo.recon.backprojection import backproject
 from oatomo.recon.model_based import reconstruct_model_based
+from oatomo.speed_map import SpeedMap
 from oatomo.units import UNITS_ARBITRARY, UNITS_PA
 
 __all__ = ["Callback", "MethodSpec", "METHODS", "UNITS_PA", "UNITS_ARBITRARY", "get_method",
@@ -38,10 +39,10 @@ class MethodSpec:
         The name users type (``--method``).
     run
         ``run(sinogram, grid, sensors, acquisition, *, band, lam, iters, callback,
-        element_width, response)``: (..., N, T) signals in Pa -> (..., n, n) float32
-        images in Pa (``element_width``: flat elements of that width in m, or None for
-        points; ``response``: a detector response to model, iterative methods only; both
-        are passed only when set).
+        element_width, response, speed_map)``: (..., N, T) signals in Pa -> (..., n, n)
+        float32 images in Pa (``element_width``: flat elements of that width in m, or None
+        for points; ``response``: a detector response to model, iterative methods only;
+        ``speed_map``: two speeds of sound; the three are passed only when set).
     description
         One line for ``--help`` and the README.
     full_ring
@@ -66,13 +67,14 @@ def _backproject(kind: str, sinogram: np.ndarray, grid: Grid, sensors: SensorArr
                  band: tuple[float | None, float | None] | None = None,
                  lam: float | None = None, iters: int = 50,
                  callback: Callback | None = None,
-                 element_width: float | None = None, response: Any = None) -> np.ndarray:
+                 element_width: float | None = None, response: Any = None,
+                 speed_map: SpeedMap | None = None) -> np.ndarray:
     """:func:`oatomo.backproject` with ``method=kind`` (one pass; lam, iters unused)."""
     if response is not None:
         raise InputError(f"{kind} cannot model the detector response; deconvolve it first "
                          f"or use a model-based method")
     return backproject(sinogram, grid, sensors, acquisition, method=kind, band=band,
-                       element_width=element_width)
+                       element_width=element_width, speed_map=speed_map)
 
 
 def _model_based(kind: str, sinogram: np.ndarray, grid: Grid, sensors: SensorArray,
@@ -80,7 +82,8 @@ def _model_based(kind: str, sinogram: np.ndarray, grid: Grid, sensors: SensorArr
                  band: tuple[float | None, float | None] | None = None,
                  lam: float | None = None, iters: int = 50,
                  callback: Callback | None = None,
-                 element_width: float | None = None, response: Any = None) -> np.ndarray:
+                 element_width: float | None = None, response: Any = None,
+                 speed_map: SpeedMap | None = None) -> np.ndarray:
     """:func:`oatomo.reconstruct_model_based` with ``method=kind``, frame by frame (the
     detector response and element width, when given, inside the forward operator)."""
     y = bandpass(check_sinogram(sinogram, sensors, acquisition), acquisition.fs, band)
@@ -94,7 +97,8 @@ def _model_based(kind: str, sinogram: np.ndarray, grid: Grid, sensors: SensorArr
         out.append(reconstruct_model_based(f, grid, sensors, acquisition, method=kind,
                                            lam=lam, n_iter=iters, on_iteration=step,
                                            response=response,
-                                           element_width=element_width)[0])
+                                           element_width=element_width,
+                                           speed_map=speed_map)[0])
     return np.stack(out).reshape(y.shape[:-2] + grid.shape)
 
 
@@ -132,7 +136,8 @@ def reconstruct_sinogram(sinogram: np.ndarray, grid: Grid, sensors: SensorArray,
                          lam: float | None = None, iters: int = 50,
                          callback: Callback | None = None,
                          element_width: float | None = None,
-                         response: Any = None) -> np.ndarray:
+                         response: Any = None,
+                         speed_map: SpeedMap | None = None) -> np.ndarray:
     """Step 3: every frame of a sinogram with one registered method.
 
     Parameters
@@ -154,6 +159,9 @@ def reconstruct_sinogram(sinogram: np.ndarray, grid: Grid, sensors: SensorArray,
         directivity (das, ubp) or inside the model-based operator; None: point sensors.
     response
         A detector response to include in the model-based operator (iterative methods).
+    speed_map
+        Two speeds of sound (:class:`oatomo.speed_map.SpeedMap`) for every method but
+        ``fbp``; None: the acquisition's one speed.
 
     Returns
     -------
@@ -162,8 +170,8 @@ def reconstruct_sinogram(sinogram: np.ndarray, grid: Grid, sensors: SensorArray,
     """
     spec = get_method(method)
     grid, sensors, acquisition = check_geometry(grid, sensors, acquisition)
-    extra = {k: v for k, v in (("element_width", element_width), ("response", response))
-             if v is not None}
+    extra = {k: v for k, v in (("element_width", element_width), ("response", response),
+                               ("speed_map", speed_map)) if v is not None}
     return spec.run(sinogram, grid, sensors, acquisition, band=band, lam=lam, iters=iters,
                     callback=callback, **extra)
 
