@@ -26,7 +26,7 @@ outside the field of view's circumscribed circle or, for the linear array, below
   iters=50)`` with the file's positions and ``c``;
 * ``default``: ``oatomo.reconstruct(scan, grid=grid)``, everything at its default
   (position check, self-calibration when the check asks for it and then ``mb-tv``;
-  otherwise the default method with the learned refinement when the scan fits the model),
+  otherwise the default method, TV, refined only when asked),
   timed;
 * ``TV true``: as ``TV file`` on a scan holding the true positions and ``c``.
 
