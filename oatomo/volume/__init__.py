@@ -4,7 +4,9 @@
   arrays :func:`hemisphere_array`, :func:`spherical_cap_array`, :func:`planar_array`;
 * :mod:`oatomo.volume.forward`: the point-sensor forward model :class:`VolumeOperator`
   (exact adjoint) and :func:`simulate_volume`;
-* :mod:`oatomo.volume.kernels`: its Numba kernels and the delay-and-sum of the volume.
+* :mod:`oatomo.volume.recon`: delay-and-sum and universal backprojection
+  (:func:`backproject_volume`), Tikhonov and TV (:func:`reconstruct_volume_model_based`);
+* :mod:`oatomo.volume.kernels`: their Numba kernels.
 """
 
 from oatomo.volume.forward import VolumeOperator, simulate_volume
@@ -16,6 +18,12 @@ from oatomo.volume.geometry import (
     planar_array,
     spherical_cap_array,
 )
+from oatomo.volume.recon import (
+    VOLUME_METHODS,
+    backproject_volume,
+    reconstruct_volume_model_based,
+)
 
-__all__ = ["SensorArray3D", "VolumeGrid", "VolumeOperator", "as_sensors3d",
+__all__ = ["VOLUME_METHODS", "SensorArray3D", "backproject_volume",
+           "reconstruct_volume_model_based", "VolumeGrid", "VolumeOperator", "as_sensors3d",
            "hemisphere_array", "planar_array", "simulate_volume", "spherical_cap_array"]
