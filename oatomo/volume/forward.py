@@ -59,6 +59,10 @@ __all__ = ["VolumeOperator", "simulate_volume", "check_volume", "check_volume_ge
            "radial_kernel"]
 
 
+#: Sensors per block of the float64 edge arithmetic (keeps its buffers small).
+_BLOCK = 64
+
+
 def check_volume_geometry(grid: Any, sensors: Any, acquisition: Any
                           ) -> tuple[VolumeGrid, SensorArray3D, Acquisition]:
     """Validate the three geometry nouns of a volume call (sensors may be (N, 3) positions).
@@ -207,8 +211,10 @@ class VolumeOperator:
         g = np.empty((n_s, self.acquisition.n_samples + 1), np.float32)
         K.sample_edges(hist, self._weights, self._k, self._P, g)
         del hist
-        f = g.astype(np.float64) * self._edge_gain[None, :]
-        y = (np.diff(f, axis=1) * self._inv_dt).astype(np.float32)
+        y = np.empty((n_s, self.acquisition.n_samples), np.float32)
+        for b in range(0, n_s, _BLOCK):  # F in float64, a block of sensors at a time
+            f = g[b:b + _BLOCK].astype(np.float64) * self._edge_gain[None, :]
+            y[b:b + _BLOCK] = np.diff(f, axis=1) * self._inv_dt
         if self.response is not None:
             y = convolve(y, self.acquisition.fs, self.response)
         return y
@@ -219,14 +225,15 @@ class VolumeOperator:
         if self.response is not None:
             y = correlate(y, self.acquisition.fs, self.response)
         n_s, n_t = y.shape
-        yd = np.zeros((n_s, n_t + 2), np.float64)
-        yd[:, 1:-1] = y
-        # transpose of p_k = (F_{k+1} - F_k)/dt, F_e = gain_e G_e
-        h = ((yd[:, :-1] - yd[:, 1:]) * self._inv_dt * self._edge_gain[None, :]
-             ).astype(np.float32)
-        del yd
+        h = np.empty((n_s, n_t + 1), np.float32)
+        for b in range(0, n_s, _BLOCK):
+            yd = np.zeros((min(_BLOCK, n_s - b), n_t + 2), np.float64)
+            yd[:, 1:-1] = y[b:b + _BLOCK]
+            # transpose of p_k = (F_{k+1} - F_k)/dt, F_e = gain_e G_e
+            h[b:b + _BLOCK] = (yd[:, :-1] - yd[:, 1:]) * self._inv_dt * self._edge_gain
         back = np.zeros((n_s, self._m_bins), np.float32)
         K.spread_edges(h, self._weights, self._k, self._P, back)
+        del h
         out = np.zeros(self.grid.shape, np.float32)
         nrows = self.grid.shape[0] * self.grid.shape[1]
         K.gather_histograms(back, self._xs, self._ys, self._zs, self._sens, self._r0,

@@ -144,12 +144,13 @@ def _delays(xs, dyz2, sx, off, fs_over_c, hi, kbuf, fbuf):  # pragma: no cover -
 
 @nb.njit(parallel=True, fastmath=True, cache=True)
 def das_volume(padded, xs, ys, zs, sensors, normals, areas, weighted, t0fs, fs_over_c,
-               n_chunks, num, den):
+               n_chunks, num):
     """Delay-and-sum into ``num`` (nz, ny, nx), linear interpolation in time.
 
     ``padded`` is (N, T + 3) = ``[0, signal, 0, 0]`` per sensor. With ``weighted`` each
     term is multiplied by the solid-angle weight ``a_s max(cos theta, 0) / d^2`` of
-    universal backprojection, whose sum over the sensors goes into ``den``.
+    universal backprojection and the sum is divided by the sum of the weights (0 where
+    no sensor faces the voxel).
     Contiguous blocks of rows in parallel, then sensors, then the voxels of the row.
     """
     n_s = sensors.shape[0]
@@ -197,7 +198,9 @@ def das_volume(padded, xs, ys, zs, sensors, normals, areas, weighted, t0fs, fs_o
                         a = sig[k]
                         acc[j] += a + fbuf[j] * (sig[k + 1] - a)
             o = num[kz, i]
-            d = den[kz, i]
-            for j in range(nx):
-                o[j] = acc[j]
-                d[j] = wacc[j]
+            if weighted:
+                for j in range(nx):
+                    o[j] = acc[j] / wacc[j] if wacc[j] > 0 else np.float32(0.0)
+            else:
+                for j in range(nx):
+                    o[j] = acc[j]

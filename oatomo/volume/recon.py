@@ -110,15 +110,11 @@ def backproject_volume(
     n_rows = grid.shape[0] * grid.shape[1]
     n_chunks = max(1, min(n_rows, 8 * numba.get_num_threads()))
     out = np.empty((len(frames),) + grid.shape, np.float32)
-    den = np.empty(grid.shape, np.float32)
     padded = np.zeros((n_s, n_t + 3), np.float32)
     for f, frame in enumerate(frames):
         padded[:, 1:n_t + 1] = ubp_filter(frame, acquisition) if weighted else frame
         K.das_volume(padded, xs, ys, zs, sens, normals, areas, weighted, t0fs, fs_over_c,
-                     n_chunks, out[f], den)
-        if weighted:
-            np.divide(out[f], den, out=out[f], where=den > 0)
-            out[f][den <= 0] = 0
+                     n_chunks, out[f])
     return out.reshape(lead + grid.shape)
 
 
