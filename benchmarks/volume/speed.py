@@ -7,6 +7,7 @@ One run measures, on the same volume and in one process (so the ratios are side 
   and ``adjoint``, best of ``--repeat`` after a warm-up, in ns per voxel-sensor pair;
 * the cost exponent: DAS times over a few (voxels, sensors) sizes, fitted as
   ``t ~ (voxels x sensors)^b``;
+* the 2-D delay-and-sum (256^2 pixels, 256 sensors, 2030 samples) as a reference;
 * peak memory of each method in a fresh child process (resident size sampled every
   millisecond, above the size after imports and compilation; the inputs are made inside
   the window), against the bytes of the volume plus the sinogram.
@@ -33,7 +34,7 @@ import time
 import numba
 import numpy as np
 
-from oatomo import Acquisition
+from oatomo import Acquisition, Grid, backproject, ring_array
 from oatomo.volume import VolumeGrid, VolumeOperator, backproject_volume, hemisphere_array
 
 PITCH = 0.2e-3
@@ -125,6 +126,12 @@ def main() -> None:
         result["ns_per_pair"][name] = round(t / pairs * 1e9, 3)
         print(f"{name:8s} {t:8.3f} s  {t / pairs * 1e9:6.3f} ns per voxel-sensor pair",
               flush=True)
+    # the 2-D delay-and-sum of docs/results/speed.rst, in the same run (shared machines)
+    y2 = np.random.default_rng(0).standard_normal((256, 2030), dtype=np.float32)
+    g2, s2, a2 = Grid(256, 0.0256), ring_array(256, 0.04), Acquisition(40e6, 2030)
+    t2 = best_time(lambda: backproject(y2, g2, s2, a2, "das"), 5)
+    result["ns_per_pair"]["das_2d"] = round(t2 / (256 * 256 * 256) * 1e9, 3)
+    print(f"2-D DAS 256^2 x 256 x 2030: {t2 / 256**3 * 1e9:.3f} ns per pixel-sensor pair")
     das = result["seconds"]["das"]
     result["ratios"] = {k: round(v / das, 2) for k, v in result["seconds"].items()}
     print("ratios to DAS:", result["ratios"])
