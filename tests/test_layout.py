@@ -21,6 +21,7 @@ LAYERS = (
     ("oatomo.response", "oatomo.phantoms", "oatomo.scanners"),
     ("oatomo.forward", "oatomo.setups"),
     ("oatomo.recon",),
+    ("oatomo.volume",),
     ("oatomo.io",),
     ("oatomo.calibration", "oatomo.datasets"),
     ("oatomo.learn",),

@@ -84,7 +84,7 @@ def test_every_exported_name_resolves(name):
 
 def test_subpackage_exports_resolve():
     for package in ("oatomo.learn", "oatomo.validation.cmnist", "oatomo.io",
-                    "oatomo.calibration", "oatomo.pipeline"):
+                    "oatomo.calibration", "oatomo.pipeline", "oatomo.volume"):
         module = importlib.import_module(package)
         for name in getattr(module, "__all__", ()):
             assert getattr(module, name) is not None, f"{package}.{name}"

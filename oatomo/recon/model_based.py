@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from oatomo.errors import InputError
-from oatomo.forward import ForwardOperator, check_sinogram
+from oatomo.forward import check_sinogram
 from oatomo.geometry import Acquisition, Grid, SensorArray, check_geometry
 from oatomo.recon.operators import (
     forward_operator,
@@ -40,7 +40,8 @@ from oatomo.speed_map import SpeedMap
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["reconstruct_model_based", "default_lambda", "lsqr", "MODEL_BASED_METHODS",
+__all__ = ["reconstruct_model_based", "solve_model_based", "default_lambda", "lsqr",
+           "MODEL_BASED_METHODS",
            "LAMBDA_REL", "NONNEG_STEPS", "TV_INNER"]
 
 #: The ``method`` names of :func:`reconstruct_model_based` (``mb-<name>`` in
@@ -187,7 +188,7 @@ def lsqr(matvec: Callable[[np.ndarray], np.ndarray],
 
 
 def _check_args(method: str, lam: float | None, n_iter: int, tol: float,
-                x0: np.ndarray | None, grid: Grid) -> np.ndarray | None:
+                x0: np.ndarray | None, grid: Any) -> np.ndarray | None:
     _check_method(method)
     if lam is not None and not (math.isfinite(lam) and lam >= 0):
         raise InputError(f"lam must be a finite number >= 0, got {lam}")
@@ -300,12 +301,57 @@ def reconstruct_model_based(
         lam = default_lambda(method, y, grid, sensors, acquisition, thickness=thickness,
                              response=response, element_width=element_width,
                              speed_map=speed_map)
+    x, record = solve_model_based(op, y, method=method, lam=lam, n_iter=n_iter,
+                                  nonneg=nonneg, x0=x0c, on_iteration=on_iteration, tol=tol,
+                                  norm_sq=norm_sq)
+    record["time_s"] = time.perf_counter() - t_start
+    return x, record
+
+
+def solve_model_based(
+    op: Any,
+    y: np.ndarray,
+    *,
+    method: str = "tikhonov",
+    lam: float | None = None,
+    n_iter: int = 50,
+    nonneg: bool = True,
+    x0: np.ndarray | None = None,
+    on_iteration: Callable[[int, np.ndarray], Any] | None = None,
+    tol: float = 1e-4,
+    norm_sq: float | None = None,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """The solvers of :func:`reconstruct_model_based` on any linear operator.
+
+    Parameters
+    ----------
+    op
+        The operator ``A``: ``op.forward(x)`` (unknown of shape ``op.grid.shape`` ->
+        signals), its exact adjoint ``op.adjoint(y)``, ``op.as_linear_operator()`` and,
+        unless it is an :class:`oatomo.ForwardOperator`, ``op.norm_sq()`` (``||A||^2``).
+        The unknown may be an image or a volume (e.g. :class:`oatomo.volume.VolumeOperator`).
+    y
+        Validated float32 signals of the operator's output shape.
+    method, lam, n_iter, nonneg, x0, on_iteration, tol, norm_sq
+        As :func:`reconstruct_model_based`; ``lam`` None: ``5e-3 ||A||^2`` (Tikhonov) or
+        ``1e-2 ||A^T y||_inf`` (TV), as :func:`default_lambda`.
+
+    Returns
+    -------
+    image, record
+        As :func:`reconstruct_model_based`.
+    """
+    x0c = _check_args(method, lam, n_iter, tol, x0, op.grid)
+    t_start = time.perf_counter()
+    if lam is None:
+        lam = LAMBDA_REL[method] * (operator_norm_sq_of(op) if method == "tikhonov"
+                                    else float(np.abs(op.adjoint(y)).max()))
     lam = float(lam)
     ynorm = vector_norm(y.astype(np.float64))
     record: dict[str, Any] = {"method": method, "lam": lam, "residual": [], "objective": [],
                               "n_iter": 0, "converged": False}
     if ynorm == 0.0:
-        x = np.zeros(grid.shape, np.float32)
+        x = np.zeros(op.grid.shape, np.float32)
     elif method == "tikhonov":
         if x0c is not None:
             logger.warning("model-based tikhonov: LSQR starts at 0; x0 is ignored")
@@ -321,7 +367,7 @@ def reconstruct_model_based(
     return np.ascontiguousarray(x, dtype=np.float32), record
 
 
-def _tikhonov(op: ForwardOperator, y: np.ndarray, lam: float, n_iter: int, nonneg: bool,
+def _tikhonov(op: Any, y: np.ndarray, lam: float, n_iter: int, nonneg: bool,
               tol: float, on_iteration: Callable[[int, np.ndarray], Any] | None,
               record: dict[str, Any], ynorm: float) -> np.ndarray:
     shape = op.grid.shape
@@ -369,7 +415,7 @@ def _tikhonov(op: ForwardOperator, y: np.ndarray, lam: float, n_iter: int, nonne
     return x
 
 
-def _tv(op: ForwardOperator, y: np.ndarray, lam: float, n_iter: int, nonneg: bool,
+def _tv(op: Any, y: np.ndarray, lam: float, n_iter: int, nonneg: bool,
         x0: np.ndarray | None, tol: float, on_iteration: Callable[[int, np.ndarray], Any] | None,
         record: dict[str, Any], ynorm: float, norm_sq: float | None = None) -> np.ndarray:
     if norm_sq is None:
@@ -392,7 +438,7 @@ def _tv(op: ForwardOperator, y: np.ndarray, lam: float, n_iter: int, nonneg: boo
     x_prev, ax_prev = x, ax
     v, av = x, ax  # extrapolated point and its image under A
     t = 1.0
-    dual = (np.zeros(op.grid.shape, np.float32), np.zeros(op.grid.shape, np.float32))
+    dual = tuple(np.zeros(op.grid.shape, np.float32) for _ in op.grid.shape)
     for k in range(1, n_iter + 1):
         grad = op.adjoint(av - y)
         z = tv_prox(v - grad / lip, mu, nonneg=nonneg, n_inner=TV_INNER, dual=dual)

@@ -6,8 +6,9 @@ The solvers of :mod:`oatomo.recon.model_based` only apply these:
   runs repeat on one geometry);
 * :func:`operator_norm_sq`: ``||A||^2`` by power iteration, cached per geometry, from which the
   solvers take their step sizes (:func:`operator_norm_sq_of` for an operator);
-* :func:`tv_norm` and :func:`tv_prox`: the isotropic total variation and its proximal operator
-  (constrained TV denoising by fast dual gradient projection, Numba kernels).
+* :func:`tv_norm` and :func:`tv_prox`: the isotropic total variation of an image or a volume
+  and its proximal operator (constrained TV denoising by fast dual gradient projection,
+  Numba kernels).
 """
 
 from __future__ import annotations
@@ -83,8 +84,13 @@ def operator_norm_sq(grid: Grid, sensors: SensorArray, acquisition: Acquisition,
                            element_width, speed_map)
 
 
-def operator_norm_sq_of(op: ForwardOperator) -> float:
-    """:func:`operator_norm_sq` of an operator's own geometry (``||A||^2``, from below)."""
+def operator_norm_sq_of(op: Any) -> float:
+    """:func:`operator_norm_sq` of an operator's own geometry (``||A||^2``, from below).
+
+    Any other operator (e.g. :class:`oatomo.volume.VolumeOperator`) is asked for its own
+    ``norm_sq()``."""
+    if not isinstance(op, ForwardOperator):
+        return float(op.norm_sq())
     return operator_norm_sq(op.grid, op.sensors, op.acquisition, thickness=op.thickness,
                             response=op.response, element_width=op.element_width,
                             speed_map=op.speed_map)
@@ -95,13 +101,14 @@ def operator_norm_sq_of(op: ForwardOperator) -> float:
 
 def tv_norm(x: np.ndarray) -> float:
     """Isotropic total variation ``sum sqrt((x[i+1,j]-x[i,j])^2 + (x[i,j+1]-x[i,j])^2)``
-    (differences past the last row/column are 0)."""
+    (differences past the last row/column are 0); of a volume, with the three forward
+    differences under the root."""
     x = np.asarray(x, dtype=np.float64)
-    gi = np.zeros_like(x)
-    gj = np.zeros_like(x)
-    gi[:-1] = x[1:] - x[:-1]
-    gj[:, :-1] = x[:, 1:] - x[:, :-1]
-    return float(np.sqrt(gi * gi + gj * gj).sum())
+    sq = np.zeros_like(x)
+    for axis in range(x.ndim):
+        g = np.diff(x, axis=axis, append=np.take(x, [-1], axis=axis))
+        sq += g * g
+    return float(np.sqrt(sq).sum())
 
 
 @nb.njit(cache=True, fastmath=True, inline="always")
@@ -153,14 +160,67 @@ def _fgp(b, mu, nonneg, n_inner, p, q, out):  # pragma: no cover - compiled
     _primal(b, mu, nonneg, p, q, out)
 
 
+@nb.njit(cache=True, fastmath=True, inline="always")
+def _primal3(b, mu, nonneg, p, q, r, x):  # pragma: no cover - compiled
+    """:func:`_primal` of a volume: ``L(p, q, r) = p + q + r - p_{k-1} - q_{i-1} - r_{j-1}``."""
+    nk, ni, nj = b.shape
+    for k in range(nk):
+        for i in range(ni):
+            for j in range(nj):
+                d = p[k, i, j] + q[k, i, j] + r[k, i, j]
+                if k > 0:
+                    d -= p[k - 1, i, j]
+                if i > 0:
+                    d -= q[k, i - 1, j]
+                if j > 0:
+                    d -= r[k, i, j - 1]
+                v = b[k, i, j] - mu * d
+                if nonneg and v < 0:
+                    v = np.float32(0.0)
+                x[k, i, j] = v
+
+
+@nb.njit(cache=True, fastmath=True)
+def _fgp3(b, mu, nonneg, n_inner, p, q, r, out):  # pragma: no cover - compiled
+    """:func:`_fgp` of a volume (three dual fields; step ``1 / (12 mu)``)."""
+    nk, ni, nj = b.shape
+    rp = p.copy()
+    rq = q.copy()
+    rr = r.copy()
+    x = np.empty((nk, ni, nj), np.float32)
+    step = np.float32(1.0 / (12.0 * mu))
+    t = 1.0
+    for _ in range(n_inner):
+        _primal3(b, mu, nonneg, rp, rq, rr, x)
+        t_new = (1.0 + math.sqrt(1.0 + 4.0 * t * t)) / 2.0
+        beta = np.float32((t - 1.0) / t_new)
+        for k in range(nk):
+            for i in range(ni):
+                for j in range(nj):
+                    xv = x[k, i, j]
+                    a = rp[k, i, j] + step * (xv - x[k + 1, i, j]) if k < nk - 1 else 0.0
+                    c = rq[k, i, j] + step * (xv - x[k, i + 1, j]) if i < ni - 1 else 0.0
+                    e = rr[k, i, j] + step * (xv - x[k, i, j + 1]) if j < nj - 1 else 0.0
+                    nrm = max(np.float32(1.0), np.float32(math.sqrt(a * a + c * c + e * e)))
+                    a, c, e = a / nrm, c / nrm, e / nrm
+                    rp[k, i, j] = a + beta * (a - p[k, i, j])
+                    rq[k, i, j] = c + beta * (c - q[k, i, j])
+                    rr[k, i, j] = e + beta * (e - r[k, i, j])
+                    p[k, i, j] = a
+                    q[k, i, j] = c
+                    r[k, i, j] = e
+        t = t_new
+    _primal3(b, mu, nonneg, p, q, r, out)
+
+
 def tv_prox(b: np.ndarray, mu: float, *, nonneg: bool = True, n_inner: int = 50,
-            dual: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+            dual: tuple[np.ndarray, ...] | None = None) -> np.ndarray:
     """``argmin_x 1/2 ||x - b||^2 + mu TV(x)`` (optionally ``x >= 0``) by FGP.
 
     Parameters
     ----------
     b
-        Image (n, m).
+        Image (n, m) or volume (nz, ny, nx).
     mu
         TV weight (>= 0).
     nonneg
@@ -168,8 +228,8 @@ def tv_prox(b: np.ndarray, mu: float, *, nonneg: bool = True, n_inner: int = 50,
     n_inner
         FGP iterations.
     dual
-        Optional float32 dual variables ``(p, q)`` of b's shape, used as the warm start
-        and updated in place.
+        Optional float32 dual variables of b's shape, one per axis (``(p, q)`` for an
+        image, ``(p, q, r)`` for a volume), used as the warm start and updated in place.
 
     References
     ----------
@@ -179,8 +239,13 @@ def tv_prox(b: np.ndarray, mu: float, *, nonneg: bool = True, n_inner: int = 50,
     b = np.ascontiguousarray(b, dtype=np.float32)
     if mu <= 0:
         return np.maximum(b, 0) if nonneg else b.copy()
+    if b.ndim not in (2, 3):
+        raise ValueError(f"tv_prox takes an image or a volume, got shape {b.shape}")
     if dual is None:
-        dual = (np.zeros_like(b), np.zeros_like(b))
+        dual = tuple(np.zeros_like(b) for _ in range(b.ndim))
     out = np.empty_like(b)
-    _fgp(b, np.float32(mu), bool(nonneg), int(n_inner), dual[0], dual[1], out)
+    if b.ndim == 3:
+        _fgp3(b, np.float32(mu), bool(nonneg), int(n_inner), dual[0], dual[1], dual[2], out)
+    else:
+        _fgp(b, np.float32(mu), bool(nonneg), int(n_inner), dual[0], dual[1], out)
     return out

@@ -1,0 +1,206 @@
+"""Numba kernels of the volume model: radial histograms, their transpose, delay-and-sum.
+
+Every kernel is float32, parallel and allocates its per-thread row buffers once per chunk
+of work, never inside the voxel loops. A volume is walked row by row (a row is the ``nx``
+voxels ``vol[k, i, :]``): per row and sensor, one vectorisable pass computes distances
+(bins or sample indices and interpolation weights) into the buffers, a second pass
+scatters or gathers.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba as nb
+import numpy as np
+
+__all__ = ["radial_histograms", "sample_edges", "spread_edges", "gather_histograms",
+           "das_volume"]
+
+
+@nb.njit(inline="always", fastmath=True, cache=True)
+def _bins(xs, dyz2, sx, r0, inv_delta, m_hi, mbuf, fbuf):  # pragma: no cover - compiled
+    """Fine radial bin and linear weight of each voxel of a row for one sensor."""
+    z = np.float32(0.0)
+    for j in range(xs.shape[0]):
+        ddx = xs[j] - sx
+        t = min(max((math.sqrt(ddx * ddx + dyz2) - r0) * inv_delta, z), m_hi)
+        # integer clamps too: they hold whatever fast-math does with NaN/Inf in ``t``
+        m = min(max(np.int32(t), np.int32(0)), np.int32(m_hi))
+        mbuf[j] = m
+        fbuf[j] = t - np.float32(m)
+
+
+@nb.njit(parallel=True, fastmath=True, cache=True)
+def radial_histograms(vol, rows, xs, ys, zs, sensors, r0, inv_delta, n_chunks, hist):
+    """``hist[s, m] += sum`` of the voxels whose distance to sensor ``s`` falls next to
+    fine bin ``m`` (linear split between the two bins around it).
+
+    ``rows`` lists the flat row indices ``k * ny + i`` to visit (rows that hold a
+    non-zero voxel); sensors are split over ``n_chunks`` parallel chunks.
+    """
+    n_s = sensors.shape[0]
+    ny, nx = vol.shape[1], vol.shape[2]
+    m_hi = np.float32(hist.shape[1] - 2)
+    for ch in nb.prange(n_chunks):
+        mbuf = np.empty(nx, np.int32)
+        fbuf = np.empty(nx, np.float32)
+        for s in range(ch, n_s, n_chunks):
+            sx = sensors[s, 0]
+            sy = sensors[s, 1]
+            sz = sensors[s, 2]
+            h = hist[s]
+            for r in rows:
+                kz = r // ny
+                i = r - kz * ny
+                dy = ys[i] - sy
+                dz = zs[kz] - sz
+                _bins(xs, dy * dy + dz * dz, sx, r0, inv_delta, m_hi, mbuf, fbuf)
+                row = vol[kz, i]
+                for j in range(nx):
+                    v = row[j]
+                    f = fbuf[j]
+                    m = mbuf[j]
+                    h[m] += v - v * f
+                    h[m + 1] += v * f
+
+
+@nb.njit(parallel=True, fastmath=True, cache=True)
+def sample_edges(hist, weights, k, P, out):
+    """``out[s, e] = sum_q weights[q] hist[s, k e + P + J - q]``: each histogram convolved
+    with the radial kernel and read at the edge radii (bin ``k e + P``)."""
+    n_s, n_edges = out.shape
+    L = weights.shape[0]
+    J = (L - 1) // 2
+    for s in nb.prange(n_s):
+        h = hist[s]
+        o = out[s]
+        for e in range(n_edges):
+            base = k * e + P + J
+            acc = np.float32(0.0)
+            for q in range(L):
+                acc += weights[q] * h[base - q]
+            o[e] = acc
+
+
+@nb.njit(parallel=True, fastmath=True, cache=True)
+def spread_edges(h_edges, weights, k, P, back):
+    """Transpose of :func:`sample_edges`: ``back[s, k e + P + J - q] += weights[q]
+    h_edges[s, e]`` (``back`` zeroed by the caller)."""
+    n_s, n_edges = h_edges.shape
+    L = weights.shape[0]
+    J = (L - 1) // 2
+    for s in nb.prange(n_s):
+        b = back[s]
+        hs = h_edges[s]
+        for e in range(n_edges):
+            he = hs[e]
+            if he == 0:
+                continue
+            base = k * e + P + J
+            for q in range(L):
+                b[base - q] += weights[q] * he
+
+
+@nb.njit(parallel=True, fastmath=True, cache=True)
+def gather_histograms(back, xs, ys, zs, sensors, r0, inv_delta, n_chunks, out):
+    """Transpose of :func:`radial_histograms`: every voxel of ``out`` (nz, ny, nx) gets
+    ``sum_s (1 - f) back[s, m] + f back[s, m + 1]`` at its bin ``m`` and weight ``f``.
+    Contiguous blocks of rows in parallel; each row is written by one chunk only."""
+    n_s = sensors.shape[0]
+    nz, ny, nx = out.shape
+    n_rows = nz * ny
+    m_hi = np.float32(back.shape[1] - 2)
+    per = (n_rows + n_chunks - 1) // n_chunks
+    for ch in nb.prange(n_chunks):
+        mbuf = np.empty(nx, np.int32)
+        fbuf = np.empty(nx, np.float32)
+        for r in range(ch * per, min(n_rows, (ch + 1) * per)):
+            kz = r // ny
+            i = r - kz * ny
+            acc = out[kz, i]
+            for s in range(n_s):
+                dy = ys[i] - sensors[s, 1]
+                dz = zs[kz] - sensors[s, 2]
+                _bins(xs, dy * dy + dz * dz, sensors[s, 0], r0, inv_delta, m_hi, mbuf, fbuf)
+                b = back[s]
+                for j in range(nx):
+                    m = mbuf[j]
+                    a = b[m]
+                    acc[j] += a + fbuf[j] * (b[m + 1] - a)
+
+
+@nb.njit(inline="always", fastmath=True, cache=True)
+def _delays(xs, dyz2, sx, off, fs_over_c, hi, kbuf, fbuf):  # pragma: no cover - compiled
+    """Sample index and weight of each voxel of a row in the record ``[0, sig, 0, 0]``."""
+    z = np.float32(0.0)
+    for j in range(xs.shape[0]):
+        ddx = xs[j] - sx
+        tau = min(max(math.sqrt(ddx * ddx + dyz2) * fs_over_c + off, z), hi)
+        k = min(max(np.int32(tau), np.int32(0)), np.int32(hi))
+        kbuf[j] = k
+        fbuf[j] = tau - np.float32(k)
+
+
+@nb.njit(parallel=True, fastmath=True, cache=True)
+def das_volume(padded, xs, ys, zs, sensors, normals, areas, weighted, t0fs, fs_over_c,
+               n_chunks, num):
+    """Delay-and-sum into ``num`` (nz, ny, nx), linear interpolation in time.
+
+    ``padded`` is (N, T + 3) = ``[0, signal, 0, 0]`` per sensor. With ``weighted`` each
+    term is multiplied by the solid-angle weight ``a_s max(cos theta, 0) / d^2`` of
+    universal backprojection and the sum is divided by the sum of the weights (0 where
+    no sensor faces the voxel).
+    Contiguous blocks of rows in parallel, then sensors, then the voxels of the row.
+    """
+    n_s = sensors.shape[0]
+    hi = np.float32(padded.shape[1] - 2)
+    nz, ny, nx = num.shape
+    n_rows = nz * ny
+    off = np.float32(1.0) - t0fs
+    per = (n_rows + n_chunks - 1) // n_chunks
+    tiny = np.float32(1e-30)
+    for ch in nb.prange(n_chunks):
+        kbuf = np.empty(nx, np.int32)
+        fbuf = np.empty(nx, np.float32)
+        wbuf = np.empty(nx, np.float32)
+        acc = np.empty(nx, np.float32)
+        wacc = np.empty(nx, np.float32)
+        for r in range(ch * per, min(n_rows, (ch + 1) * per)):
+            kz = r // ny
+            i = r - kz * ny
+            acc[:] = 0
+            wacc[:] = 0
+            for s in range(n_s):
+                sx = sensors[s, 0]
+                dy = ys[i] - sensors[s, 1]
+                dz = zs[kz] - sensors[s, 2]
+                dyz2 = dy * dy + dz * dz
+                _delays(xs, dyz2, sx, off, fs_over_c, hi, kbuf, fbuf)
+                sig = padded[s]
+                if weighted:
+                    nxs = normals[s, 0]
+                    pdot = dy * normals[s, 1] + dz * normals[s, 2]
+                    a_s = areas[s]
+                    for j in range(nx):
+                        ddx = xs[j] - sx
+                        inv = np.float32(1.0) / math.sqrt(ddx * ddx + dyz2 + tiny)
+                        wbuf[j] = max(ddx * nxs + pdot, np.float32(0.0)) * (a_s * inv * inv * inv)
+                    for j in range(nx):
+                        k = kbuf[j]
+                        a = sig[k]
+                        w = wbuf[j]
+                        acc[j] += w * (a + fbuf[j] * (sig[k + 1] - a))
+                        wacc[j] += w
+                else:
+                    for j in range(nx):
+                        k = kbuf[j]
+                        a = sig[k]
+                        acc[j] += a + fbuf[j] * (sig[k + 1] - a)
+            o = num[kz, i]
+            if weighted:
+                for j in range(nx):
+                    o[j] = acc[j] / wacc[j] if wacc[j] > 0 else np.float32(0.0)
+            else:
+                for j in range(nx):
+                    o[j] = acc[j]
