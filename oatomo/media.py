@@ -336,24 +336,28 @@ def attenuation_bands(acquisition: Any, attenuation: Attenuation,
     filter.
 
     With ``n_bands`` given: evenly spaced over the record. Else spaced so that the linear
-    blend of two neighbouring bands' ``exp(-alpha(f) d)`` is within
-    :data:`BAND_TOLERANCE` of the exact value at every frequency up to ``fs / 2``: the
-    blend's error is at most ``(alpha D)^2 / 8 exp(-alpha d)`` for bands ``D`` apart at
-    distance ``d``, so the bands widen with the distance (at most :data:`MAX_BANDS`).
+    blend of two neighbouring bands' ``H_d(f)`` is within :data:`BAND_TOLERANCE` of the
+    exact value at every frequency up to ``fs / 2``: the blend's error is at most
+    ``(kappa D)^2 / 8 exp(-alpha d)`` for bands ``D`` apart at distance ``d``, with
+    ``kappa = |alpha + 2 pi i f (1/c(f) - 1/c)|``, so the bands widen with the distance
+    (at most :data:`MAX_BANDS`).
     """
     n = acquisition.n_samples
     if n_bands is not None:
         return np.linspace(0.0, n - 1.0, int(min(max(n_bands, 2), MAX_BANDS, max(n, 2))))
     c, fs, t0 = acquisition.speed_of_sound, acquisition.fs, acquisition.t0
-    alpha = attenuation.nepers_per_metre(np.linspace(0.0, fs / 2, 257)[1:])
-    alpha = alpha[alpha > 0]
-    if alpha.size == 0:
+    f = np.linspace(0.0, fs / 2, 257)[1:]
+    alpha = attenuation.nepers_per_metre(f)
+    # |d/dd log H_d|: the loss and the dispersive phase both change along the distance
+    kappa = np.hypot(alpha, 2 * math.pi * f * attenuation.slowness_excess(f))
+    alpha, kappa = alpha[kappa > 0], kappa[kappa > 0]
+    if kappa.size == 0:
         return np.array([0.0, max(n - 1.0, 1.0)])
     centres = [0.0]
     while centres[-1] < n - 1 and len(centres) < MAX_BANDS:
         d = max(c * (t0 + centres[-1] / fs), 0.0)
         step = float(np.min(np.sqrt(8 * BAND_TOLERANCE * np.exp(np.minimum(alpha * d, 700.0)))
-                            / alpha))
+                            / kappa))
         centres.append(centres[-1] + max(step / c * fs, 1.0))
     centres[-1] = max(centres[-1], n - 1.0)
     return np.asarray(centres)

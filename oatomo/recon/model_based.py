@@ -28,6 +28,7 @@ import numpy as np
 from oatomo.errors import InputError
 from oatomo.forward import ForwardOperator, check_sinogram
 from oatomo.geometry import Acquisition, Grid, SensorArray, check_geometry
+from oatomo.media import DEFAULT_MEDIUM
 from oatomo.recon.operators import (
     forward_operator,
     operator_norm_sq,
@@ -69,7 +70,8 @@ def _check_method(method: str) -> None:
 
 def default_lambda(method: str, sinogram: np.ndarray, grid: Grid, sensors: SensorArray,
                    acquisition: Acquisition, *, thickness: float | None = None,
-                   response: Any = None, element_width: float | None = None) -> float:
+                   response: Any = None, element_width: float | None = None,
+                   medium: str = DEFAULT_MEDIUM, attenuation: Any = None) -> float:
     """The default regularisation weight, scaled to the data.
 
     * Tikhonov: ``lam = 5e-3 * ||A||^2``, so the damping acts on the same singular values
@@ -86,8 +88,9 @@ def default_lambda(method: str, sinogram: np.ndarray, grid: Grid, sensors: Senso
     if method == "tikhonov":
         return LAMBDA_REL["tikhonov"] * operator_norm_sq(
             grid, sensors, acquisition, thickness=thickness, response=response,
-            element_width=element_width)
-    op = forward_operator(grid, sensors, acquisition, thickness, response, element_width)
+            element_width=element_width, medium=medium, attenuation=attenuation)
+    op = forward_operator(grid, sensors, acquisition, thickness, response, element_width,
+                          medium, attenuation)
     return LAMBDA_REL["tv"] * float(np.abs(op.adjoint(sinogram)).max())
 
 
@@ -219,6 +222,8 @@ def reconstruct_model_based(
     norm_sq: float | None = None,
     response: Any = None,
     element_width: float | None = None,
+    medium: str = DEFAULT_MEDIUM,
+    attenuation: Any = None,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Model-based reconstruction with Tikhonov or total-variation regularisation.
 
@@ -258,6 +263,10 @@ def reconstruct_model_based(
         The sensors' impulse response (:class:`oatomo.response.DetectorResponse`) and the
         width (m) of flat elements, made part of the forward operator (so the solution
         accounts for them instead of needing a deconvolution first).
+    medium, attenuation
+        The propagation medium (``"slab"`` or ``"2d"``) and its
+        :class:`oatomo.media.Attenuation` (None: none), made part of the forward operator
+        (see :class:`oatomo.ForwardOperator`): the solution is compensated for them.
     norm_sq
         TV only: a known ``||A||^2`` (e.g. of a nearby geometry), which skips the power
         iteration; None: estimated and cached per geometry.
@@ -287,10 +296,12 @@ def reconstruct_model_based(
     grid, sensors, acquisition = check_geometry(grid, sensors, acquisition)
     y = check_sinogram(sinogram, sensors, acquisition, allow_frames=False)
     t_start = time.perf_counter()
-    op = forward_operator(grid, sensors, acquisition, thickness, response, element_width)
+    op = forward_operator(grid, sensors, acquisition, thickness, response, element_width,
+                          medium, attenuation)
     if lam is None:
         lam = default_lambda(method, y, grid, sensors, acquisition, thickness=thickness,
-                             response=response, element_width=element_width)
+                             response=response, element_width=element_width,
+                             medium=medium, attenuation=attenuation)
     lam = float(lam)
     ynorm = vector_norm(y.astype(np.float64))
     record: dict[str, Any] = {"method": method, "lam": lam, "residual": [], "objective": [],

@@ -21,6 +21,7 @@ import numpy as np
 
 from oatomo.forward import ForwardOperator
 from oatomo.geometry import Acquisition, Grid, SensorArray
+from oatomo.media import DEFAULT_MEDIUM
 
 __all__ = ["forward_operator", "operator_norm_sq", "operator_norm_sq_of", "vector_norm",
            "tv_norm", "tv_prox"]
@@ -38,19 +39,23 @@ def vector_norm(v: np.ndarray) -> float:
 @functools.lru_cache(maxsize=8)
 def forward_operator(grid: Grid, sensors: SensorArray, acquisition: Acquisition,
                      thickness: float | None, response: Any = None,
-                     element_width: float | None = None) -> ForwardOperator:
+                     element_width: float | None = None, medium: str = DEFAULT_MEDIUM,
+                     attenuation: Any = None) -> ForwardOperator:
     """The :class:`oatomo.ForwardOperator` of a geometry (slab ``thickness``, detector
-    ``response`` and ``element_width`` as its keywords), cached: the same object for the
-    same arguments."""
+    ``response``, ``element_width``, ``medium`` and ``attenuation`` as its keywords),
+    cached: the same object for the same arguments."""
     return ForwardOperator(grid, sensors, acquisition, thickness=thickness, response=response,
-                           element_width=element_width)
+                           element_width=element_width, medium=medium,
+                           attenuation=attenuation)
 
 
 @functools.lru_cache(maxsize=8)
 def _norm_sq_cached(grid: Grid, sensors: SensorArray, acquisition: Acquisition,
                     thickness: float | None, n_iter: int, response: Any = None,
-                    element_width: float | None = None) -> float:
-    op = forward_operator(grid, sensors, acquisition, thickness, response, element_width)
+                    element_width: float | None = None, medium: str = DEFAULT_MEDIUM,
+                    attenuation: Any = None) -> float:
+    op = forward_operator(grid, sensors, acquisition, thickness, response, element_width,
+                          medium, attenuation)
     rng = np.random.default_rng(0)
     x = rng.standard_normal(grid.shape).astype(np.float32)
     x /= vector_norm(x)
@@ -66,21 +71,24 @@ def _norm_sq_cached(grid: Grid, sensors: SensorArray, acquisition: Acquisition,
 
 def operator_norm_sq(grid: Grid, sensors: SensorArray, acquisition: Acquisition, *,
                      thickness: float | None = None, n_iter: int = 30, response: Any = None,
-                     element_width: float | None = None) -> float:
+                     element_width: float | None = None, medium: str = DEFAULT_MEDIUM,
+                     attenuation: Any = None) -> float:
     """``||A||^2`` (largest eigenvalue of ``A^T A``) by power iteration, cached per geometry
-    (and detector response and element width, which are part of ``A`` when given).
+    (and detector response, element width, medium and attenuation, which are part of
+    ``A``).
 
     Power iteration approaches the value from below; callers that need an upper bound (a
     gradient step size) multiply by a safety factor.
     """
     return _norm_sq_cached(grid, sensors, acquisition, thickness, int(n_iter), response,
-                           element_width)
+                           element_width, medium, attenuation)
 
 
 def operator_norm_sq_of(op: ForwardOperator) -> float:
     """:func:`operator_norm_sq` of an operator's own geometry (``||A||^2``, from below)."""
     return operator_norm_sq(op.grid, op.sensors, op.acquisition, thickness=op.thickness,
-                            response=op.response, element_width=op.element_width)
+                            response=op.response, element_width=op.element_width,
+                            medium=op.medium, attenuation=op.attenuation)
 
 
 # --- total variation --------------------------------------------------------------------

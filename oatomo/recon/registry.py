@@ -18,6 +18,7 @@ import numpy as np
 from oatomo.errors import InputError
 from oatomo.forward import bandpass, check_sinogram
 from oatomo.geometry import Acquisition, Grid, SensorArray, check_geometry
+from oatomo.media import DEFAULT_MEDIUM, check_medium
 from oatomo.progress import Callback
 from oatomo.recon.backprojection import backproject
 from oatomo.recon.model_based import reconstruct_model_based
@@ -38,10 +39,12 @@ class MethodSpec:
         The name users type (``--method``).
     run
         ``run(sinogram, grid, sensors, acquisition, *, band, lam, iters, callback,
-        element_width, response)``: (..., N, T) signals in Pa -> (..., n, n) float32
-        images in Pa (``element_width``: flat elements of that width in m, or None for
-        points; ``response``: a detector response to model, iterative methods only; both
-        are passed only when set).
+        element_width, response, medium, attenuation)``: (..., N, T) signals in Pa ->
+        (..., n, n) float32 images in Pa (``element_width``: flat elements of that width
+        in m, or None for points; ``response``: a detector response to model, iterative
+        methods only; ``medium``: ``"slab"`` or ``"2d"``; ``attenuation``: an
+        :class:`oatomo.media.Attenuation`, modelled by iterative methods and compensated
+        before the others; each is passed only when set).
     description
         One line for ``--help`` and the README.
     full_ring
@@ -66,13 +69,14 @@ def _backproject(kind: str, sinogram: np.ndarray, grid: Grid, sensors: SensorArr
                  band: tuple[float | None, float | None] | None = None,
                  lam: float | None = None, iters: int = 50,
                  callback: Callback | None = None,
-                 element_width: float | None = None, response: Any = None) -> np.ndarray:
+                 element_width: float | None = None, response: Any = None,
+                 medium: str = DEFAULT_MEDIUM, attenuation: Any = None) -> np.ndarray:
     """:func:`oatomo.backproject` with ``method=kind`` (one pass; lam, iters unused)."""
     if response is not None:
         raise InputError(f"{kind} cannot model the detector response; deconvolve it first "
                          f"or use a model-based method")
     return backproject(sinogram, grid, sensors, acquisition, method=kind, band=band,
-                       element_width=element_width)
+                       element_width=element_width, medium=medium, attenuation=attenuation)
 
 
 def _model_based(kind: str, sinogram: np.ndarray, grid: Grid, sensors: SensorArray,
@@ -80,9 +84,11 @@ def _model_based(kind: str, sinogram: np.ndarray, grid: Grid, sensors: SensorArr
                  band: tuple[float | None, float | None] | None = None,
                  lam: float | None = None, iters: int = 50,
                  callback: Callback | None = None,
-                 element_width: float | None = None, response: Any = None) -> np.ndarray:
+                 element_width: float | None = None, response: Any = None,
+                 medium: str = DEFAULT_MEDIUM, attenuation: Any = None) -> np.ndarray:
     """:func:`oatomo.reconstruct_model_based` with ``method=kind``, frame by frame (the
-    detector response and element width, when given, inside the forward operator)."""
+    detector response, element width, medium and attenuation inside the forward
+    operator)."""
     y = bandpass(check_sinogram(sinogram, sensors, acquisition), acquisition.fs, band)
     frames = y.reshape((-1,) + y.shape[-2:])
     out = []
@@ -94,7 +100,8 @@ def _model_based(kind: str, sinogram: np.ndarray, grid: Grid, sensors: SensorArr
         out.append(reconstruct_model_based(f, grid, sensors, acquisition, method=kind,
                                            lam=lam, n_iter=iters, on_iteration=step,
                                            response=response,
-                                           element_width=element_width)[0])
+                                           element_width=element_width, medium=medium,
+                                           attenuation=attenuation)[0])
     return np.stack(out).reshape(y.shape[:-2] + grid.shape)
 
 
@@ -132,7 +139,8 @@ def reconstruct_sinogram(sinogram: np.ndarray, grid: Grid, sensors: SensorArray,
                          lam: float | None = None, iters: int = 50,
                          callback: Callback | None = None,
                          element_width: float | None = None,
-                         response: Any = None) -> np.ndarray:
+                         response: Any = None, medium: str = DEFAULT_MEDIUM,
+                         attenuation: Any = None) -> np.ndarray:
     """Step 3: every frame of a sinogram with one registered method.
 
     Parameters
@@ -154,6 +162,12 @@ def reconstruct_sinogram(sinogram: np.ndarray, grid: Grid, sensors: SensorArray,
         directivity (das, ubp) or inside the model-based operator; None: point sensors.
     response
         A detector response to include in the model-based operator (iterative methods).
+    medium
+        The medium that made the signals, ``"slab"`` (default) or ``"2d"`` (line sources):
+        in the model-based operator, or converted to the slab model before the others.
+    attenuation
+        The medium's :class:`oatomo.media.Attenuation`: in the model-based operator, or
+        compensated before the others (:func:`oatomo.media.compensate`).
 
     Returns
     -------
@@ -162,8 +176,11 @@ def reconstruct_sinogram(sinogram: np.ndarray, grid: Grid, sensors: SensorArray,
     """
     spec = get_method(method)
     grid, sensors, acquisition = check_geometry(grid, sensors, acquisition)
-    extra = {k: v for k, v in (("element_width", element_width), ("response", response))
-             if v is not None}
+    check_medium(medium)
+    extra = {k: v for k, v in (("element_width", element_width), ("response", response),
+                               ("attenuation", attenuation)) if v is not None}
+    if medium != DEFAULT_MEDIUM:
+        extra["medium"] = medium
     return spec.run(sinogram, grid, sensors, acquisition, band=band, lam=lam, iters=iters,
                     callback=callback, **extra)
 
