@@ -72,7 +72,7 @@ from typing import Any
 
 import numpy as np
 
-from oatomo._limits import check_bytes
+from oatomo._limits import ATTENUATION_POWER_RANGE, ATTENUATION_RANGE, check_bytes
 from oatomo.errors import InputError, warn_units
 from oatomo.geometry import Acquisition
 
@@ -96,9 +96,9 @@ BAND_TOLERANCE = 2e-3
 #: Largest gain of :func:`compensate` (10: 20 dB).
 DEFAULT_MAX_GAIN = 10.0
 #: Accepted power-law exponents ``y``.
-POWER_RANGE = (0.5, 2.0)
+POWER_RANGE = ATTENUATION_POWER_RANGE
 #: Accepted ``alpha0`` in dB/(MHz^y cm); above 10 warns as a likely unit slip.
-ALPHA_RANGE = (0.0, 100.0)
+ALPHA_RANGE = ATTENUATION_RANGE
 #: Most distance bands of one attenuation filter.
 MAX_BANDS = 512
 

@@ -295,14 +295,16 @@ def reconstruct_by_frame(path: Any, index: np.ndarray, grid: Grid, sensors: Sens
                          deconvolve: bool | float, response: Any,
                          band: tuple[float | None, float | None] | None,
                          lam: float | None, iters: int, callback: Callback | None,
-                         element_width: float | None, in_model: Any
+                         element_width: float | None, in_model: Any,
+                         medium: str = "slab", attenuation: Any = None
                          ) -> tuple[np.ndarray, dict[str, Any] | None]:
     """Reconstruct the frames ``index`` (flat indices, any shape) of a scan file one at a
     time, each read alone from the file (and deconvolved when asked); the images are
     (``index.shape`` + grid) float32, with the deconvolution record.
 
     ``scan`` is the file's metadata (with the geometry overrides), ``response`` the
-    response to deconvolve and ``in_model`` the one to model (see
+    response to deconvolve and ``in_model`` the one to model, ``medium`` and
+    ``attenuation`` the scan's propagation (see
     :func:`oatomo.recon.registry.reconstruct_sinogram`).
     """
     flat = np.asarray(index, np.int64).reshape(-1)
@@ -314,7 +316,8 @@ def reconstruct_by_frame(path: Any, index: np.ndarray, grid: Grid, sensors: Sens
                                            response)
         out[j] = reconstruct_sinogram(frame, grid, sensors, acquisition, method, band=band,
                                       lam=lam, iters=iters, element_width=element_width,
-                                      response=in_model)
+                                      response=in_model, medium=medium,
+                                      attenuation=attenuation)
         if callback is not None:
             callback(method, j + 1, len(flat))
     return out.reshape(np.shape(index) + grid.shape), record

@@ -53,6 +53,8 @@ class ReconstructOptions:
     response: Any = None
     model_response: bool = False
     element_width: float | None = None
+    medium: str | None = None
+    attenuation: Any = None
     preset: Any = None
     refine: bool | Literal["auto"] = "auto"
     model: str | os.PathLike | None = None
