@@ -199,3 +199,42 @@ def test_backprojection_of_line_source_data_matches_slab_data():
     a = backproject(slab, g, ring, acq, method="fbp")
     b = backproject(line, g, ring, acq, method="fbp", medium="2d")
     assert np.linalg.norm(a - b) < 1e-3 * np.linalg.norm(a)
+
+
+def test_scan_files_record_the_medium(tmp_path):
+    from oatomo.io import Scan, load_scan, save_scan
+
+    g = Grid(32, 0.0064)
+    ring = ring_array(8, 0.015)
+    acq = Acquisition(20e6, 128, C)
+    y = np.zeros((8, 128), np.float32)
+    plain, marked = tmp_path / "plain.h5", tmp_path / "marked.h5"
+    save_scan(plain, Scan(y, ring, acq, grid=g))
+    save_scan(marked, Scan(y, ring, acq, medium="2d", attenuation=Attenuation(0.5, 1.1)))
+    assert load_scan(plain).medium == "slab" and load_scan(plain).attenuation is None
+    scan = load_scan(marked)
+    assert scan.medium == "2d" and scan.attenuation == Attenuation(0.5, 1.1)
+    with pytest.raises(InputError, match="medium"):
+        Scan(y, ring, acq, medium="3d")
+
+
+def test_cli_medium_and_attenuation(tmp_path, capsys):
+    from oatomo.cli import main
+    from oatomo.io import load_scan
+
+    out = tmp_path / "s.h5"
+    assert main(["simulate", "--setup", "ring32_r22", "--phantom", "disks", "--medium", "2d",
+                 "--attenuation", "0.6", "--attenuation-power", "1.2", "-o", str(out)]) == 0
+    scan = load_scan(out)
+    assert scan.medium == "2d" and scan.attenuation == Attenuation(0.6, 1.2)
+    assert main(["reconstruct", str(out), "--method", "ubp", "--png", "none",
+                 "-o", str(tmp_path / "i.h5")]) == 0
+    capsys.readouterr()
+    for bad, word in ((["--attenuation", "500"], "--attenuation"),
+                      (["--attenuation", "0.5", "--attenuation-power", "3"],
+                       "--attenuation-power"),
+                      (["--attenuation", "granite"], "--attenuation"),
+                      (["--attenuation-power", "1"], "--attenuation")):
+        assert main(["reconstruct", str(out), "-o", str(tmp_path / "x.h5"), *bad]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and word in err[0]
