@@ -29,11 +29,13 @@ d tau``::
     S(t)    = h / (pi c t) d/dt A[Q](t),   Q(t) = integral_0^t p_2d        (line -> slab)
 
 (the second is Abel's inversion of the first in the variable ``t^2``). :func:`slab_to_line`
-and :func:`line_to_slab` discretise them with ``S`` (or ``Q``) linear between the edges of
-the sampling intervals and ``A`` integrated exactly over each piece (the inverse square
-root singularity included, no numerical differentiation of the data), each sample being
-the average over its interval (the convention of :func:`oatomo.simulate`). Line -> slab is
-a half-order derivative: it amplifies noise like ``sqrt(f)``, not exponentially.
+discretises the first with ``S`` linear between the edges of the sampling intervals and
+``A`` integrated exactly over each piece (the inverse square root singularity included,
+no numerical differentiation of the data), each sample being the average over its interval
+(the convention of :func:`oatomo.simulate`). Its matrix is lower triangular with a positive
+diagonal, and :func:`line_to_slab` is its exact inverse by forward substitution (the
+product-integration scheme of Abel's equation: stable, second-order accurate, noise
+amplified like ``sqrt(f)`` - a half-order derivative - never exponentially).
 
 Attenuation
 -----------
