@@ -238,3 +238,20 @@ def test_cli_medium_and_attenuation(tmp_path, capsys):
         assert main(["reconstruct", str(out), "-o", str(tmp_path / "x.h5"), *bad]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and word in err[0]
+
+
+def test_presets_carry_the_medium(tmp_path):
+    from oatomo.pipeline.presets import load_preset
+
+    good = tmp_path / "p.toml"
+    good.write_text('name = "p"\nmedium = "2d"\nattenuation = "soft-tissue"\n')
+    preset = load_preset(good)
+    assert preset.settings()["medium"] == "2d"
+    assert preset.settings()["attenuation"] == Attenuation.preset("soft-tissue")
+    for text, word in (('attenuation = 500.0', "attenuation"),
+                       ('attenuation = 0.5\nattenuation_power = 3.0', "attenuation_power"),
+                       ('medium = "3d"', "medium")):
+        bad = tmp_path / "bad.toml"
+        bad.write_text(f'name = "b"\n{text}\n')
+        with pytest.raises(InputError, match=word):
+            load_preset(bad)

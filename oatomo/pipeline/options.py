@@ -27,7 +27,7 @@ DEFAULT_METHOD = "ubp"
 DEFAULT_ITERS = 50
 #: The keywords a preset may set (:meth:`oatomo.pipeline.presets.Preset.settings`).
 PRESET_KEYWORDS = ("method", "n", "fov", "speed_of_sound", "band", "deconvolve", "iters",
-                   "lam", "response", "calibrate", "refine")
+                   "lam", "response", "calibrate", "refine", "medium", "attenuation")
 
 
 @dataclass(frozen=True)
