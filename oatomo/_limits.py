@@ -23,8 +23,8 @@ from oatomo.errors import InputError
 
 __all__ = ["MAX_POSITION", "MAX_SENSORS", "MAX_SAMPLES", "FS_RANGE", "SPEED_RANGE", "MAX_T0",
            "MAX_PERTURBATION", "MAX_COUNT", "MAX_POSTERIOR_SAMPLES", "DEFAULT_MAX_BYTES",
-           "MAX_ITERS", "max_bytes", "check_bytes", "check_range", "check_seed",
-           "check_option"]
+           "MAX_ITERS", "ATTENUATION_RANGE", "ATTENUATION_POWER_RANGE", "max_bytes",
+           "check_bytes", "check_range", "check_seed", "check_option"]
 
 #: Largest distance of a sensor (or of the field of view's edge) from the origin (m).
 MAX_POSITION = 10.0
@@ -46,6 +46,10 @@ MAX_COUNT = 10_000_000
 MAX_POSTERIOR_SAMPLES = 1024
 #: Most iterations of a model-based method.
 MAX_ITERS = 100_000
+#: Accepted acoustic attenuation at 1 MHz, dB/(MHz^y cm) (tissue 0.5-0.75, water 0.002).
+ATTENUATION_RANGE = (0.0, 100.0)
+#: Accepted exponents ``y`` of a power-law attenuation ``alpha0 (f / 1 MHz)^y``.
+ATTENUATION_POWER_RANGE = (0.5, 2.0)
 #: Default of ``OATOMO_MAX_BYTES``.
 DEFAULT_MAX_BYTES = 4 << 30
 
@@ -131,14 +135,22 @@ _OPTIONS: dict[str, tuple[Any, str]] = {
     "object_centre": (lambda v: isinstance(v, (list, tuple)) and len(v) == 2
                       and all(_finite(x) and abs(x) <= MAX_POSITION for x in v),
                       f"two coordinates x y within {MAX_POSITION:g} metres of the origin"),
+    "attenuation": (lambda v: _finite(v)
+                    and ATTENUATION_RANGE[0] <= v <= ATTENUATION_RANGE[1],
+                    f"in [{ATTENUATION_RANGE[0]:g}, {ATTENUATION_RANGE[1]:g}] dB/(MHz^y cm)"),
+    "attenuation_power": (lambda v: _finite(v) and ATTENUATION_POWER_RANGE[0] <= v
+                          <= ATTENUATION_POWER_RANGE[1],
+                          f"in [{ATTENUATION_POWER_RANGE[0]:g}, "
+                          f"{ATTENUATION_POWER_RANGE[1]:g}]"),
 }
 
 
 def check_option(key: str, value: Any, name: str, path: Any = None) -> None:
     """Raise :class:`InputError` unless ``value`` lies in the range of the
     :func:`oatomo.reconstruct` option ``key`` (``iters``, ``lam``, ``fov``,
-    ``deconvolve``, ``object_speed_of_sound``, ``object_radius``, ``object_centre``);
-    ``name`` is how the message names it (``--lam``, a preset's key)."""
+    ``deconvolve``, ``object_speed_of_sound``, ``object_radius``, ``object_centre``,
+    ``attenuation``, ``attenuation_power``); ``name`` is how the message names it
+    (``--lam``, a preset's key)."""
     ok, want = _OPTIONS[key]
     if not ok(value):
         raise InputError(f"{name} must be {want}, got {value}", path)

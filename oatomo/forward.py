@@ -25,6 +25,14 @@ from oatomo import kernels as K
 from oatomo._limits import MAX_POSITION, check_bytes
 from oatomo.errors import InputError, warn_units
 from oatomo.geometry import Acquisition, Grid, SensorArray, check_geometry
+from oatomo.media import (
+    DEFAULT_MEDIUM,
+    Attenuation,
+    attenuate,
+    attenuate_adjoint,
+    check_medium,
+    line_matrix,
+)
 from oatomo.response import DetectorResponse, convolve, correlate, element_points
 from oatomo.speed_map import SpeedMap
 
@@ -154,6 +162,15 @@ class ForwardOperator:
         distance ``c0 tau`` from the sensor instead of its distance; the amplitudes are those
         of the homogeneous model at the same time of flight (refraction ignored). Its
         ``c0`` replaces the acquisition's speed of sound. None: one speed.
+    medium
+        ``"slab"`` (default): a slab of thickness ``h`` in 3-D, the model above.
+        ``"2d"``: the 2-D wave equation (every pixel a line source, as 2-D k-Wave
+        computes), the same circular means under the other temporal operator
+        (:func:`oatomo.media.slab_to_line`); ``thickness`` then plays no part.
+    attenuation
+        An :class:`oatomo.media.Attenuation`: ``A`` then includes the power-law loss and
+        dispersion over each pixel's distance (:func:`oatomo.media.attenuate`, applied
+        after the medium and before the detector response; ``A^T`` its adjoint).
 
     Notes
     -----
@@ -172,7 +189,8 @@ class ForwardOperator:
     def __init__(self, grid: Grid, sensors: SensorArray, acquisition: Acquisition, *,
                  thickness: float | None = None, response: Any = None,
                  element_width: float | None = None,
-                 speed_map: SpeedMap | None = None) -> None:
+                 speed_map: SpeedMap | None = None, medium: str = DEFAULT_MEDIUM,
+                 attenuation: Attenuation | None = None) -> None:
         _, sensors, acquisition = check_geometry(grid, sensors, acquisition)
         if speed_map is not None:
             if not isinstance(speed_map, SpeedMap):
@@ -181,6 +199,11 @@ class ForwardOperator:
             acquisition = replace(acquisition, speed_of_sound=speed_map.c0)
         self.speed_map = speed_map
         self._region = None if speed_map is None else speed_map.kernel_params()
+        self.medium = check_medium(medium)
+        if attenuation is not None and not isinstance(attenuation, Attenuation):
+            raise InputError(f"attenuation must be an oatomo.media.Attenuation, got "
+                             f"{type(attenuation).__name__}")
+        self.attenuation = attenuation
         if not isinstance(grid, Grid):
             raise InputError(f"grid must be an oatomo Grid(n, fov), got {type(grid).__name__}")
         self.grid = grid
@@ -209,6 +232,7 @@ class ForwardOperator:
         self._edge_gain = (self.thickness * grid.dx / (4 * math.pi * c * c) * inv_t
                            ).astype(np.float64)
         self._inv_dt = 1.0 / dt
+        self._line_gain = 2 * c / self.thickness  # p_2d = (2c/h) P S (oatomo.media)
         rho0, drho = c * (acquisition.t0 - 0.5 * dt), c * dt
         n_edges = acquisition.n_samples + 1
         self._k, n_half, self._P, m_bins = K.radial_plan(grid.dx, drho, n_edges)
@@ -246,7 +270,12 @@ class ForwardOperator:
         f = g.astype(np.float64) * self._edge_gain[None, :]
         if self._m > 1:  # a finite element: the mean over the points of its face
             f = f.reshape(self.sensors.n_sensors, self._m, -1).mean(axis=1)
-        y = (np.diff(f, axis=1) * self._inv_dt).astype(np.float32)
+        if self.medium == "2d":  # p_2d = (2c/h) P S with S = F (line_matrix)
+            y = (f @ line_matrix(self.acquisition).T * self._line_gain).astype(np.float32)
+        else:
+            y = (np.diff(f, axis=1) * self._inv_dt).astype(np.float32)
+        if self.attenuation is not None:
+            y = attenuate(y, self.acquisition, self.attenuation)
         if self.response is not None:
             y = convolve(y, self.acquisition.fs, self.response)
         return y
@@ -256,15 +285,23 @@ class ForwardOperator:
         y = check_sinogram(y, self.sensors, self.acquisition, allow_frames=False)
         if self.response is not None:
             y = correlate(y, self.acquisition.fs, self.response)
-        if self._m > 1:  # transpose of the mean over each element's points
-            y = np.repeat(y / np.float32(self._m), self._m, axis=0)
-        n_s, n_t = y.shape
-        yd = np.zeros((n_s, n_t + 2), np.float64)
-        yd[:, 1:-1] = y
-        # transpose of p_k = (F_{k+1} - F_k)/dt, F_e = gain_e G_e
-        h = ((yd[:, :-1] - yd[:, 1:]) * self._inv_dt * self._edge_gain[None, :]
-             ).astype(np.float32)
-        n_chunks = min(n_s, 2 * numba.get_num_threads())
+        if self.attenuation is not None:
+            y = attenuate_adjoint(y, self.acquisition, self.attenuation)
+        if self.medium == "2d":  # transpose of p_2d = (2c/h) P S
+            hf = y.astype(np.float64) @ line_matrix(self.acquisition) * self._line_gain
+            if self._m > 1:  # transpose of the mean over each element's points
+                hf = np.repeat(hf / self._m, self._m, axis=0)
+            h = (hf * self._edge_gain[None, :]).astype(np.float32)
+        else:
+            if self._m > 1:  # transpose of the mean over each element's points
+                y = np.repeat(y / np.float32(self._m), self._m, axis=0)
+            n_s, n_t = y.shape
+            yd = np.zeros((n_s, n_t + 2), np.float64)
+            yd[:, 1:-1] = y
+            # transpose of p_k = (F_{k+1} - F_k)/dt, F_e = gain_e G_e
+            h = ((yd[:, :-1] - yd[:, 1:]) * self._inv_dt * self._edge_gain[None, :]
+                 ).astype(np.float32)
+        n_chunks = min(len(self._sens), 2 * numba.get_num_threads())
         out = np.zeros((n_chunks,) + self.grid.shape, np.float32)
         if self._region is None:
             K.adjoint_edges(h, self._xs, self._ys, self._sens, self._r0, self._inv_delta,
@@ -304,6 +341,8 @@ def simulate(
     element_width: float | None = None,
     seed: int | None = None,
     speed_map: SpeedMap | None = None,
+    medium: str = DEFAULT_MEDIUM,
+    attenuation: Attenuation | None = None,
 ) -> np.ndarray:
     """Simulate the sinogram a set of point sensors records for an initial pressure image.
 
@@ -335,6 +374,11 @@ def simulate(
     speed_map
         Two speeds of sound (:class:`oatomo.speed_map.SpeedMap`, see
         :class:`ForwardOperator`); its ``c0`` replaces the acquisition's speed. None: one.
+    medium
+        ``"slab"`` (default) or ``"2d"`` (line sources, the 2-D wave equation); see
+        :class:`ForwardOperator`.
+    attenuation
+        The medium's power-law attenuation (:class:`oatomo.media.Attenuation`); None: none.
 
     Returns
     -------
@@ -352,7 +396,8 @@ def simulate(
     if not (np.isfinite(noise_std) and noise_std >= 0):
         raise InputError(f"noise_std must be >= 0, got {noise_std}")
     op = ForwardOperator(grid, sensors, acquisition, thickness=thickness, response=response,
-                         element_width=element_width, speed_map=speed_map)
+                         element_width=element_width, speed_map=speed_map, medium=medium,
+                         attenuation=attenuation)
     y = op.forward(p0)
     y = bandpass(y, acquisition.fs, band)
     if noise_std > 0:

@@ -18,7 +18,7 @@ LAYERS = (
     ("oatomo._atomic", "oatomo.kernels"),
     ("oatomo.geometry", "oatomo.speed_map"),
     ("oatomo",),
-    ("oatomo.response", "oatomo.phantoms", "oatomo.scanners"),
+    ("oatomo.response", "oatomo.media", "oatomo.phantoms", "oatomo.scanners"),
     ("oatomo.forward", "oatomo.setups"),
     ("oatomo.recon",),
     ("oatomo.volume",),

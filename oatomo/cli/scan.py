@@ -16,6 +16,7 @@ from oatomo._atomic import check_input_file, check_outputs
 from oatomo._limits import MAX_POSTERIOR_SAMPLES, check_option, check_seed
 from oatomo.cli._progress import bars
 from oatomo.errors import InputError
+from oatomo.media import ATTENUATION_PRESETS, MEDIA, Attenuation
 from oatomo.recon.registry import METHODS
 from oatomo.response import DetectorResponse
 from oatomo.setups import SIMULATIONS_DIR, describe_bundled_setups, load_setup
@@ -38,6 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="layout of the scan file: oatomo's HDF5 or IPASC/PACFISH HDF5 "
                    "(default: %(default)s)")
     p.add_argument("--force", action="store_true", help="overwrite an existing output")
+    _media_options(p, "simulate in", "slab")
     p.set_defaults(func=run_simulate)
 
     r = sub.add_parser("reconstruct", help="reconstruct a scan file into an image file",
@@ -129,6 +131,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "`no` never (default: %(default)s)")
     r.add_argument("--no-calibrate", dest="calibrate", action="store_const", const="no",
                    help="same as --calibrate no")
+    _media_options(r, "the medium that made the scan:", None)
     r.set_defaults(func=run_reconstruct)
 
     st = sub.add_parser("setups", help="list the bundled setups",
@@ -147,6 +150,43 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "provenance).")
     i.add_argument("scan", metavar="FILE", help="scan file or oatomo image file")
     i.set_defaults(func=run_info)
+
+
+def _media_options(p: argparse.ArgumentParser, verb: str, default: str | None) -> None:
+    """``--medium`` (``default``: its default, None: the file's), ``--attenuation`` and
+    ``--attenuation-power``."""
+    p.add_argument("--medium", choices=MEDIA, default=default,
+                   help=f"{verb} slab (a thin slab in 3-D) or 2d (line sources, the 2-D "
+                   f"wave equation, as 2-D k-Wave) (default: "
+                   f"{default or 'the file' + chr(39) + 's, else slab'})")
+    p.add_argument("--attenuation", metavar="ALPHA0", help="acoustic attenuation at 1 MHz "
+                   "in dB/(MHz^y cm) (tissue 0.5-0.75, water 0.002), or a named medium: "
+                   + ", ".join(ATTENUATION_PRESETS) + " (which also sets the power)")
+    p.add_argument("--attenuation-power", type=float, metavar="Y", help="exponent y of "
+                   "the power law alpha0 (f / 1 MHz)^y, 0.5..2 (default: 1, or the named "
+                   "medium's)")
+
+
+def _attenuation(args: argparse.Namespace) -> Attenuation | None:
+    """The :class:`Attenuation` of ``--attenuation`` and ``--attenuation-power``."""
+    if args.attenuation is None:
+        if args.attenuation_power is not None:
+            raise InputError("--attenuation-power needs --attenuation")
+        return None
+    if args.attenuation_power is not None:
+        check_option("attenuation_power", args.attenuation_power, "--attenuation-power")
+    if args.attenuation in ATTENUATION_PRESETS:
+        preset = Attenuation.preset(args.attenuation)
+        return Attenuation(preset.alpha0, preset.power if args.attenuation_power is None
+                           else args.attenuation_power)
+    try:
+        alpha0 = float(args.attenuation)
+    except ValueError:
+        raise InputError(f"--attenuation must be a number in dB/(MHz^y cm) or one of "
+                         f"{', '.join(ATTENUATION_PRESETS)}, got {args.attenuation!r}") from None
+    check_option("attenuation", alpha0, "--attenuation")
+    return Attenuation(alpha0, 1.0 if args.attenuation_power is None
+                       else args.attenuation_power)
 
 
 def _band(text: str) -> tuple[float | None, float | None]:
@@ -176,6 +216,7 @@ def run_simulate(args: argparse.Namespace) -> int:
     check_seed(args.seed, "--seed")
     out, = check_outputs([args.output], force=args.force, inputs=(args.setup, args.phantom))
     phantoms.check_name(args.phantom)
+    attenuation = _attenuation(args)
     setup = load_setup(args.setup)
     rng = np.random.default_rng(args.seed)
     s_phantom, s_draw, s_noise = (int(v) for v in rng.integers(2**63, size=3))
@@ -184,14 +225,16 @@ def run_simulate(args: argparse.Namespace) -> int:
     true = setup.draw(s_draw)
     sino = simulate(p0, setup.grid, true, setup.acquisition, thickness=setup.thickness,
                     noise_std=setup.noise, band=setup.band, response=setup.response,
-                    element_width=setup.element_width, seed=s_noise)
+                    element_width=setup.element_width, seed=s_noise, medium=args.medium,
+                    attenuation=attenuation)
     if not np.all(np.isfinite(sino)):
         raise InputError("the simulated sinogram is not finite (setup values out of range)",
                          args.setup)
     scan = Scan(sinogram=sino, sensors=setup.array, acquisition=setup.acquisition, p0=p0,
                 grid=setup.grid, true_sensors=true, setup_name=setup.name,
                 setup_toml=setup.to_toml_string(), seed=args.seed,
-                metadata={"phantom": args.phantom}, response=setup.response)
+                metadata={"phantom": args.phantom}, response=setup.response,
+                medium=args.medium, attenuation=attenuation)
     save_scan(out, scan, format=args.format)
     err = np.hypot(*(true.positions - setup.array.positions).T)
     print(f"simulated {setup.name}: {sino.shape[0]} sensors x {sino.shape[1]} samples, "
@@ -240,6 +283,7 @@ def run_reconstruct(args: argparse.Namespace) -> int:
         raise InputError(f"--samples must be in 0..{MAX_SAMPLES}, got {args.samples}")
     refine = "auto" if args.refine is None else args.refine
     device = check_device(args.device, "--device")
+    attenuation = _attenuation(args)
     with bars(args) as callback:
         rec = reconstruct(src, args.method, n=args.n, fov=args.fov, refine=refine,
                           model=args.model, setup=args.setup_name, samples=args.samples,
@@ -253,6 +297,7 @@ def run_reconstruct(args: argparse.Namespace) -> int:
                           response=None if args.response is None else _response(args.response),
                           wavelengths=args.wavelengths, element_width=args.element_width,
                           model_response=args.model_response, device=device,
+                          medium=args.medium, attenuation=attenuation,
                           callback=callback)
     prov = rec.provenance
     if out is None:
@@ -430,6 +475,9 @@ def run_info(args: argparse.Namespace) -> int:
             if r.impulse_response is None else
             f"measured impulse response, {r.impulse_response.size} samples")
             + " (--deconvolve removes it)")
+    print(f"medium:          {scan.medium}" + (
+        "" if scan.attenuation is None else f", attenuation {scan.attenuation.alpha0:g} "
+        f"dB/(MHz^{scan.attenuation.power:g} cm)"))
     if scan.setup_name:
         print(f"setup:           {scan.setup_name} (seed {scan.seed})")
     if scan.p0 is not None and scan.grid is not None:

@@ -11,7 +11,9 @@
     /detector                group; attrs centre_frequency (Hz), bandwidth (fraction), or a
                              dataset impulse_response (attrs fs, time_zero_index)   [optional]
     /calibration             group; a self-calibrated scan's record              [optional]
-    root attrs: setup (TOML text), setup_name, seed, metadata (JSON), created_by
+    /attenuation             group; attrs alpha0 (dB/(MHz^y cm)), power (y)      [optional]
+    root attrs: setup (TOML text), setup_name, seed, metadata (JSON), created_by,
+                medium ("slab" or "2d"; absent: "slab")
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from oatomo.io.hdf5 import (
     text_value,
 )
 from oatomo.io.scan import Scan
+from oatomo.media import DEFAULT_MEDIUM, Attenuation, check_medium
 from oatomo.response import DetectorResponse
 
 __all__ = ["SCAN_FORMAT_VERSION", "is_oatomo_scan", "read_oatomo", "write_oatomo"]
@@ -96,7 +99,8 @@ def read_oatomo(f: h5py.File, path: Path, lazy: bool = False) -> Scan:
                 wavelengths=read_array(f, "wavelengths", path) if "wavelengths" in f else None,
                 metadata=meta, source_format="oatomo", response=_read_response(f, path),
                 calibration=(_read_calibration(f["calibration"], sensors.n_sensors, path)
-                             if "calibration" in f else None))
+                             if "calibration" in f else None),
+                medium=_read_medium(f, path), attenuation=_read_attenuation(f, path))
 
 
 def write_oatomo(f: h5py.File, scan: Scan) -> None:
@@ -134,6 +138,31 @@ def write_oatomo(f: h5py.File, scan: Scan) -> None:
         _write_calibration(f.create_group("calibration"), scan.calibration)
     if scan.response is not None:
         _write_response(f.create_group("detector"), scan.response)
+    f.attrs["medium"] = scan.medium
+    if scan.attenuation is not None:
+        g = f.create_group("attenuation")
+        g.attrs["alpha0"] = scan.attenuation.alpha0
+        g.attrs["power"] = scan.attenuation.power
+        g.attrs["units"] = json.dumps({"alpha0": "dB/(MHz^power cm)", "power": "1"})
+
+
+def _read_medium(f: h5py.File, path: Path) -> str:
+    """The root ``medium`` attribute (absent: the slab)."""
+    value = text_value(f.attrs.get("medium"), "medium", path)
+    with blame(path):
+        return check_medium(DEFAULT_MEDIUM if value is None else value, "medium")
+
+
+def _read_attenuation(f: h5py.File, path: Path) -> Attenuation | None:
+    """The attenuation of ``/attenuation``; None when absent."""
+    if "attenuation" not in f:
+        return None
+    g = f["attenuation"]
+    if not isinstance(g, h5py.Group):
+        raise InputError("attenuation is a dataset, not a group", path)
+    with blame(path):
+        return Attenuation(number_value(g.attrs.get("alpha0"), "attenuation alpha0", path),
+                           number_value(g.attrs.get("power"), "attenuation power", path))
 
 
 def _write_response(g: h5py.Group, r: DetectorResponse) -> None:

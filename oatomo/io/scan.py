@@ -10,6 +10,7 @@ import numpy as np
 
 from oatomo.errors import InputError
 from oatomo.geometry import Acquisition, Grid, SensorArray, as_sensors, check_geometry
+from oatomo.media import DEFAULT_MEDIUM, Attenuation, check_medium
 from oatomo.response import DetectorResponse
 
 __all__ = ["Scan", "MAX_PRESSURE", "check_samples"]
@@ -66,6 +67,11 @@ class Scan:
     response
         The sensors' impulse response (:class:`oatomo.response.DetectorResponse`), when
         known: a simulated scan's, or a PATATO file's ``irf``. Stored under ``/detector``.
+    medium
+        The propagation medium that made the signals: ``"slab"`` (default; a thin slab in
+        3-D) or ``"2d"`` (line sources, the 2-D wave equation, e.g. 2-D k-Wave).
+    attenuation
+        The medium's acoustic attenuation (:class:`oatomo.media.Attenuation`), when known.
     """
 
     sinogram: np.ndarray
@@ -82,8 +88,14 @@ class Scan:
     calibration: dict[str, Any] | None = None
     source_format: str = "oatomo"
     response: DetectorResponse | None = None
+    medium: str = DEFAULT_MEDIUM
+    attenuation: Attenuation | None = None
 
     def __post_init__(self) -> None:
+        self.medium = check_medium(self.medium, "the scan's medium")
+        if self.attenuation is not None and not isinstance(self.attenuation, Attenuation):
+            raise InputError(f"the scan's attenuation must be an Attenuation, got "
+                             f"{type(self.attenuation).__name__}")
         _, self.sensors, self.acquisition = check_geometry(self.grid, self.sensors,
                                                            self.acquisition)
         if self.true_sensors is not None:

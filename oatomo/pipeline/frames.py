@@ -297,15 +297,17 @@ def reconstruct_by_frame(path: Any, index: np.ndarray, grid: Grid, sensors: Sens
                          band: tuple[float | None, float | None] | None,
                          lam: float | None, iters: int, callback: Callback | None,
                          element_width: float | None, in_model: Any,
-                         speed_map: SpeedMap | None = None
+                          speed_map: SpeedMap | None = None,
+                          medium: str = "slab", attenuation: Any = None
                          ) -> tuple[np.ndarray, dict[str, Any] | None]:
     """Reconstruct the frames ``index`` (flat indices, any shape) of a scan file one at a
     time, each read alone from the file (and deconvolved when asked); the images are
     (``index.shape`` + grid) float32, with the deconvolution record.
 
     ``scan`` is the file's metadata (with the geometry overrides), ``response`` the
-    response to deconvolve, ``in_model`` the one to model and ``speed_map`` two speeds of
-    sound (see :func:`oatomo.recon.registry.reconstruct_sinogram`).
+    response to deconvolve, ``in_model`` the one to model, ``speed_map`` two speeds of
+    sound, ``medium`` and ``attenuation`` the scan's propagation (see
+    :func:`oatomo.recon.registry.reconstruct_sinogram`).
     """
     flat = np.asarray(index, np.int64).reshape(-1)
     check_bytes(4.0 * len(flat) * grid.n ** 2, f"{len(flat)} reconstructed frames", path)
@@ -316,7 +318,8 @@ def reconstruct_by_frame(path: Any, index: np.ndarray, grid: Grid, sensors: Sens
                                            response)
         out[j] = reconstruct_sinogram(frame, grid, sensors, acquisition, method, band=band,
                                       lam=lam, iters=iters, element_width=element_width,
-                                      response=in_model, speed_map=speed_map)
+                                      response=in_model, speed_map=speed_map,
+                                      medium=medium, attenuation=attenuation)
         if callback is not None:
             callback(method, j + 1, len(flat))
     return out.reshape(np.shape(index) + grid.shape), record

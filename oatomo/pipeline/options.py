@@ -33,7 +33,7 @@ DEFAULT_ITERS = 50
 #: The keywords a preset may set (:meth:`oatomo.pipeline.presets.Preset.settings`).
 PRESET_KEYWORDS = ("method", "n", "fov", "speed_of_sound", "object_speed_of_sound",
                    "object_radius", "object_centre", "band", "deconvolve", "iters",
-                   "lam", "response", "calibrate", "refine")
+                   "lam", "response", "calibrate", "refine", "medium", "attenuation")
 
 
 @dataclass(frozen=True)
@@ -62,6 +62,8 @@ class ReconstructOptions:
     response: Any = None
     model_response: bool = False
     element_width: float | None = None
+    medium: str | None = None
+    attenuation: Any = None
     preset: Any = None
     refine: bool | Literal["auto"] = "auto"
     model: str | os.PathLike | None = None

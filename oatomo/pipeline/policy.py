@@ -61,9 +61,13 @@ def scan_geometry(scan: Any, *, calibrate: bool = False, grid: Grid | None = Non
     return cal.sensors, cal.acquisition(scan.acquisition), record
 
 
-def _not_checkable(signals: Signals, calibration: Any) -> str | None:
-    """Why the scan's positions cannot or need not be checked (None: check them)."""
+def _not_checkable(signals: Signals, calibration: Any, media: bool = False) -> str | None:
+    """Why the scan's positions cannot or need not be checked (None: check them);
+    ``media``: the scan's medium is not the slab or it attenuates."""
     positions = np.asarray(signals.data.sensors.positions)
+    if media:
+        return ("the position check models the slab medium without attenuation (the scan "
+                "or the options name another)")
     if signals.by_frame:
         return "the scan is larger than OATOMO_MAX_BYTES"
     if getattr(signals.data, "calibration", None):
@@ -77,14 +81,16 @@ def _not_checkable(signals: Signals, calibration: Any) -> str | None:
     return None
 
 
-def position_check(signals: Signals, grid: Grid, calibration: Any) -> dict[str, Any]:
+def position_check(signals: Signals, grid: Grid, calibration: Any,
+                   media: bool = False) -> dict[str, Any]:
     """The position check's record (:meth:`oatomo.calibration.PositionCheck.to_dict`, with
     ``needs_calibration``), or why the scan was not checked (``reason``,
     ``needs_calibration`` False).
 
-    ``calibration`` is the calibration given by the user (a scan with one is not checked).
+    ``calibration`` is the calibration given by the user (a scan with one is not checked);
+    ``media``: the reconstruction uses the 2-D medium or attenuation (not checked).
     """
-    why = _not_checkable(signals, calibration)
+    why = _not_checkable(signals, calibration, media)
     if why is None:
         data = signals.data
         try:
@@ -126,10 +132,14 @@ def decide_calibration(signals: Signals, grid: Grid, options: ReconstructOptions
         in place of ``"auto"``), the check's record (None when ``calibrate`` was not
         ``"auto"``) and why the scan is not refined (None: the refinement step decides).
     """
+    media = options.medium not in (None, "slab") or options.attenuation is not None
+    if options.calibrate is True and media:
+        raise InputError("calibration models the slab medium without attenuation; "
+                         "reconstruct this scan without --calibrate")
     if options.calibrate != "auto":
         return options, None, None
     t = time.perf_counter()
-    record = position_check(signals, grid, options.calibration)
+    record = position_check(signals, grid, options.calibration, media)
     calibrate = bool(record.get("needs_calibration"))
     if "time_s" in record:
         done("check", t)

@@ -23,6 +23,9 @@ TOML layout (every key optional but ``name``; SI units)::
     lam = 1e-3                   # model-based regularisation weight
     calibrate = true             # estimate positions and c from the data first
     refine = false               # refine with the learned model (default: when it applies)
+    medium = "slab"              # or "2d": the medium that made the scans (line sources)
+    attenuation = 0.75           # dB/(MHz^y cm) at 1 MHz, or a name ("soft-tissue", ...)
+    attenuation_power = 1.0      # y of the power law (default 1, or the named medium's)
     [detector]                   # the sensors' response (for deconvolve)
     centre_frequency = 5e6       # Hz
     bandwidth = 0.8              # fractional
@@ -35,8 +38,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from oatomo._limits import SPEED_RANGE, check_option, check_range
-from oatomo.errors import InputError
+from oatomo.errors import InputError, blame
 from oatomo.geometry import MAX_GRID_SIDE
+from oatomo.media import ATTENUATION_PRESETS, Attenuation, check_medium
 from oatomo.recon.registry import get_method
 from oatomo.resources import resource_path
 from oatomo.response import DetectorResponse
@@ -55,7 +59,9 @@ _KEYS: dict[str, Any] = {"name": str, "description": str, "method": str, "n": in
                          "object_speed_of_sound": _NUM, "object_radius": (int, float, list),
                          "object_centre": list, "band": list,
                          "deconvolve": (bool, int, float), "iters": int, "lam": _NUM,
-                         "calibrate": bool, "refine": bool, "detector": dict}
+                         "calibrate": bool, "refine": bool, "detector": dict,
+                         "medium": str, "attenuation": (str, int, float),
+                         "attenuation_power": _NUM}
 
 
 @dataclass(frozen=True)
@@ -74,6 +80,9 @@ class Preset:
         applies unless the caller calibrates anyway; ``refine`` replaces ``"auto"``.
     response
         The sensors' impulse response (used when deconvolving).
+    medium, attenuation
+        The medium that made the scans (``"slab"`` or ``"2d"``) and its
+        :class:`oatomo.media.Attenuation`.
     """
 
     name: str
@@ -92,6 +101,8 @@ class Preset:
     response: DetectorResponse | None = None
     calibrate: bool | None = None
     refine: bool | None = None
+    medium: str | None = None
+    attenuation: Attenuation | None = None
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any], path: str | os.PathLike | None = None) -> Preset:
@@ -133,7 +144,8 @@ class Preset:
                    band=None if band is None else (float(band[0]) or None, float(band[1])),
                    deconvolve=doc.get("deconvolve"), iters=doc.get("iters"),
                    lam=doc.get("lam"), response=response, calibrate=doc.get("calibrate"),
-                   refine=doc.get("refine"))
+                   refine=doc.get("refine"), medium=doc.get("medium"),
+                   attenuation=_attenuation(doc, path))
 
     @classmethod
     def from_toml(cls, path: str | os.PathLike) -> Preset:
@@ -144,8 +156,28 @@ class Preset:
         """The keywords of :func:`oatomo.reconstruct` this preset sets."""
         keys = ("method", "n", "fov", "speed_of_sound", "object_speed_of_sound",
                 "object_radius", "object_centre", "band", "deconvolve", "iters", "lam",
-                "response", "calibrate", "refine")
+                "response", "calibrate", "refine", "medium", "attenuation")
         return {k: getattr(self, k) for k in keys if getattr(self, k) is not None}
+
+
+def _attenuation(doc: dict[str, Any], path: str | os.PathLike | None) -> Attenuation | None:
+    """The preset's ``attenuation`` (a number or a named medium) and ``attenuation_power``."""
+    alpha, power = doc.get("attenuation"), doc.get("attenuation_power")
+    if alpha is None:
+        if power is not None:
+            raise InputError("preset key 'attenuation_power' needs 'attenuation'", path)
+        return None
+    if power is not None:
+        check_option("attenuation_power", power, "preset key 'attenuation_power'", path)
+    if isinstance(alpha, str):
+        if alpha not in ATTENUATION_PRESETS:
+            raise InputError(f"preset key 'attenuation' must be a number or one of "
+                             f"{', '.join(ATTENUATION_PRESETS)}, got {alpha!r}", path)
+        alpha, named = ATTENUATION_PRESETS[alpha]
+        power = named if power is None else power
+    else:
+        check_option("attenuation", alpha, "preset key 'attenuation'", path)
+    return Attenuation(float(alpha), 1.0 if power is None else float(power))
 
 
 def _check_values(doc: dict[str, Any], path: str | os.PathLike | None) -> None:
@@ -158,6 +190,9 @@ def _check_values(doc: dict[str, Any], path: str | os.PathLike | None) -> None:
             check_option(key, doc[key], f"preset key {key!r}", path)
     check_object_options(*(doc.get(k) for k in OBJECT_OPTIONS), prefix="preset key ",
                          path=path)
+    if "medium" in doc:
+        with blame(path):
+            check_medium(doc["medium"], "preset key 'medium'")
     for key, (lo, hi) in (("n", (1, MAX_GRID_SIDE)), ("speed_of_sound", SPEED_RANGE)):
         if key in doc:
             check_range(doc[key], f"preset key {key!r}", lo, hi, path)

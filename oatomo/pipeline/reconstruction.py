@@ -23,6 +23,7 @@ from oatomo.datasets.generate import TV_ITERS
 from oatomo.errors import InputError
 from oatomo.geometry import Acquisition, Grid, SensorArray
 from oatomo.io import load_calibration
+from oatomo.media import DEFAULT_MEDIUM, Attenuation, check_medium
 from oatomo.pipeline.frames import (
     Signals,
     frame_selection,
@@ -112,6 +113,7 @@ def reconstruct(scan: Any, method: str | None = None, grid: Grid | None = None, 
                 band: tuple[float | None, float | None] | None = None,
                 deconvolve: bool | float | None = None, response: Any = None,
                 model_response: bool = False, element_width: float | None = None,
+                medium: str | None = None, attenuation: Any = None,
                 preset: Any = None,
                 refine: bool | Literal["auto"] = "auto",
                 model: str | os.PathLike | None = None, setup: str | None = None,
@@ -167,6 +169,17 @@ def reconstruct(scan: Any, method: str | None = None, grid: Grid | None = None, 
         Width (m) of flat sensor elements: das and ubp weight the backprojection with
         their directivity (:func:`oatomo.backproject`), model-based methods put it in the
         operator; None: point sensors.
+    medium
+        The medium that made the signals, ``"slab"`` or ``"2d"`` (line sources, e.g. 2-D
+        k-Wave); None: the scan's (:attr:`oatomo.io.Scan.medium`, slab when it names
+        none). Model-based methods model it, the others convert the signals to the slab
+        first (:func:`oatomo.media.line_to_slab`).
+    attenuation
+        An :class:`oatomo.media.Attenuation` to compensate; None: the scan's, if any.
+        Model-based methods model it, the others compensate the signals first
+        (:func:`oatomo.media.compensate`). With either not the default, the position
+        check is skipped (it models the slab without attenuation), ``calibrate=True`` is
+        refused and the scan is not refined.
     preset
         A :class:`oatomo.pipeline.presets.Preset`, a preset TOML file or a bundled preset's
         name: its settings fill every keyword left at None here (explicit values win).
@@ -230,12 +243,14 @@ def reconstruct(scan: Any, method: str | None = None, grid: Grid | None = None, 
         object_radius=object_radius, object_centre=object_centre,
         calibration=calibration, band=band,
         deconvolve=deconvolve, response=response, model_response=model_response,
-        element_width=element_width, preset=preset, refine=refine, model=model, setup=setup,
+        element_width=element_width, medium=medium, attenuation=attenuation, preset=preset,
+        refine=refine, model=model, setup=setup,
         samples=samples, lam=lam, iters=iters, calibrate=calibrate, device=device,
         guard=bool(guard)))
     timer = _StepTimer(callback)
     t = time.perf_counter()
     signals = load_signals(scan, options)
+    options = _with_media(options, signals.data)
     timer.done("load", t)
     if grid is None:
         grid = image_grid(signals, options.n, options.fov)
@@ -269,6 +284,18 @@ def reconstruct(scan: Any, method: str | None = None, grid: Grid | None = None, 
         method_name, signals, options, sensors, acquisition, lead, speed_map,
         timings=timer.timings,
         refinement=record, calibration=cal_record, position_check=check_record))
+
+
+def _with_media(options: ReconstructOptions, scan: Any) -> ReconstructOptions:
+    """``options`` with the scan's medium and attenuation where none was given, checked."""
+    medium = check_medium(options.medium if options.medium is not None
+                          else getattr(scan, "medium", DEFAULT_MEDIUM), "medium")
+    attenuation = options.attenuation if options.attenuation is not None \
+        else getattr(scan, "attenuation", None)
+    if attenuation is not None and not isinstance(attenuation, Attenuation):
+        raise InputError(f"attenuation must be an oatomo.media.Attenuation, got "
+                         f"{type(attenuation).__name__}")
+    return replace(options, medium=medium, attenuation=attenuation)
 
 
 class _StepTimer:
@@ -338,14 +365,16 @@ def _method_images(signals: Signals, grid: Grid, sensors: SensorArray,
             signals.scan, index, grid, sensors, acquisition, spec.name, scan=signals.data,
             deconvolve=options.deconvolve, response=options.response, band=options.band,
             lam=options.lam, iters=options.iters, callback=callback,
-            element_width=options.element_width, in_model=in_model, speed_map=speed_map)
+            element_width=options.element_width, in_model=in_model, speed_map=speed_map,
+            medium=options.medium, attenuation=options.attenuation)
         lead = index.shape
         signals = replace(signals, wavelengths=kept_wl, deconvolution=deconv_record)
     else:
         image = reconstruct_sinogram(signals.sinogram, grid, sensors, acquisition, spec.name,
                                      band=options.band, lam=options.lam, iters=options.iters,
                                      callback=callback, element_width=options.element_width,
-                                     response=in_model, speed_map=speed_map)
+                                     response=in_model, speed_map=speed_map,
+                                     medium=options.medium, attenuation=options.attenuation)
         lead = signals.sinogram.shape[:-2]
     _require_finite(image, f"the {spec.name} image is not finite: the scan's values (sample "
                     f"scale, t0, sensor geometry) are out of range for this method",
@@ -367,6 +396,12 @@ def _refined_images(image: np.ndarray, method: str, signals: Signals, grid: Grid
     if signals.by_frame:
         refine_reason = ("the scan is larger than OATOMO_MAX_BYTES and was reconstructed "
                          "frame by frame")
+    if options.medium != DEFAULT_MEDIUM or options.attenuation is not None:
+        if options.refine is True:
+            raise InputError("the refiner was trained on slab scans without attenuation; "
+                             "reconstruct this scan without refine")
+        refine_reason = ("the refiner was trained on slab scans without attenuation, and "
+                         "this one names another medium or attenuation")
     if refine_reason is not None:
         return images, {"applied": False, "model": str(options.model or ""),
                         "reason": refine_reason}
@@ -448,6 +483,8 @@ def _provenance(method: str, signals: Signals, options: ReconstructOptions,
         "band": None if band is None else [None if b is None else float(b) for b in band],
         "deconvolution": signals.deconvolution, "preset": options.preset_name,
         "element_width": options.element_width,
+        "medium": options.medium,
+        "attenuation": None if options.attenuation is None else options.attenuation.to_dict(),
         "model_response": bool(options.model_response),
         "detector_response": None if getattr(data, "response", None) is None
         else repr(data.response),

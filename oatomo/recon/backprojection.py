@@ -10,12 +10,14 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 
 from oatomo.errors import InputError
 from oatomo.forward import bandpass, check_sinogram
 from oatomo.geometry import Acquisition, Grid, SensorArray, check_geometry
+from oatomo.media import DEFAULT_MAX_GAIN, DEFAULT_MEDIUM, check_medium, compensate, line_to_slab
 from oatomo.recon.exact import fbp_validated
 from oatomo.recon.summation import delay_and_sum
 from oatomo.response import element_points
@@ -74,6 +76,9 @@ def backproject(
     speed_of_sound: float | None = None,
     element_width: float | None = None,
     speed_map: SpeedMap | None = None,
+    medium: str = DEFAULT_MEDIUM,
+    attenuation: Any = None,
+    max_gain: float = DEFAULT_MAX_GAIN,
 ) -> np.ndarray:
     """Reconstruct an image from a sinogram by delay-and-sum or universal backprojection.
 
@@ -108,6 +113,15 @@ def backproject(
         signal by the straight two-segment time of flight (the weights stay those of the
         straight ray); its ``c0`` replaces the acquisition's speed (give one or the other).
         Not with ``fbp`` (exact in one speed only).
+    medium
+        The medium that made the signals: ``"slab"`` (default) or ``"2d"`` (line
+        sources), which are first brought to the slab model
+        (:func:`oatomo.media.line_to_slab`, slab thickness ``grid.dx``).
+    attenuation
+        The medium's :class:`oatomo.media.Attenuation`: the signals are first compensated
+        for it (:func:`oatomo.media.compensate`, gain at most ``max_gain``).
+    max_gain
+        Largest gain of the attenuation compensation (default 10, i.e. 20 dB).
 
     Returns
     -------
@@ -139,10 +153,15 @@ def backproject(
             raise InputError("fbp is exact for one speed of sound; use das, ubp or a "
                              "model-based method with an object speed of sound")
         speed_of_sound = speed_map.c0
+    check_medium(medium)
     if speed_of_sound is not None:
         if not (speed_of_sound > 0 and math.isfinite(speed_of_sound)):
             raise InputError(f"speed of sound must be > 0 m/s, got {speed_of_sound}")
         acquisition = replace(acquisition, speed_of_sound=float(speed_of_sound))
+    if attenuation is not None:
+        y = compensate(y, acquisition, attenuation, max_gain=max_gain)
+    if medium == "2d":
+        y = line_to_slab(y, acquisition, thickness=grid.dx)
     y = bandpass(y, acquisition.fs, band)
     if method == "fbp":
         if element_width is not None:

@@ -28,6 +28,7 @@ import numpy as np
 from oatomo.errors import InputError
 from oatomo.forward import check_sinogram
 from oatomo.geometry import Acquisition, Grid, SensorArray, check_geometry
+from oatomo.media import DEFAULT_MEDIUM
 from oatomo.recon.operators import (
     forward_operator,
     operator_norm_sq,
@@ -72,7 +73,8 @@ def _check_method(method: str) -> None:
 def default_lambda(method: str, sinogram: np.ndarray, grid: Grid, sensors: SensorArray,
                    acquisition: Acquisition, *, thickness: float | None = None,
                    response: Any = None, element_width: float | None = None,
-                   speed_map: SpeedMap | None = None) -> float:
+                   speed_map: SpeedMap | None = None, medium: str = DEFAULT_MEDIUM,
+                   attenuation: Any = None) -> float:
     """The default regularisation weight, scaled to the data.
 
     * Tikhonov: ``lam = 5e-3 * ||A||^2``, so the damping acts on the same singular values
@@ -89,9 +91,10 @@ def default_lambda(method: str, sinogram: np.ndarray, grid: Grid, sensors: Senso
     if method == "tikhonov":
         return LAMBDA_REL["tikhonov"] * operator_norm_sq(
             grid, sensors, acquisition, thickness=thickness, response=response,
-            element_width=element_width, speed_map=speed_map)
+            element_width=element_width, speed_map=speed_map, medium=medium,
+            attenuation=attenuation)
     op = forward_operator(grid, sensors, acquisition, thickness, response, element_width,
-                          speed_map)
+                          speed_map, medium, attenuation)
     return LAMBDA_REL["tv"] * float(np.abs(op.adjoint(sinogram)).max())
 
 
@@ -224,6 +227,8 @@ def reconstruct_model_based(
     response: Any = None,
     element_width: float | None = None,
     speed_map: SpeedMap | None = None,
+    medium: str = DEFAULT_MEDIUM,
+    attenuation: Any = None,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Model-based reconstruction with Tikhonov or total-variation regularisation.
 
@@ -266,6 +271,10 @@ def reconstruct_model_based(
     speed_map
         Two speeds of sound (:class:`oatomo.speed_map.SpeedMap`) in the forward operator;
         its ``c0`` replaces the acquisition's speed. None: one speed.
+    medium, attenuation
+        The propagation medium (``"slab"`` or ``"2d"``) and its
+        :class:`oatomo.media.Attenuation` (None: none), made part of the forward operator
+        (see :class:`oatomo.ForwardOperator`): the solution is compensated for them.
     norm_sq
         TV only: a known ``||A||^2`` (e.g. of a nearby geometry), which skips the power
         iteration; None: estimated and cached per geometry.
@@ -296,11 +305,11 @@ def reconstruct_model_based(
     y = check_sinogram(sinogram, sensors, acquisition, allow_frames=False)
     t_start = time.perf_counter()
     op = forward_operator(grid, sensors, acquisition, thickness, response, element_width,
-                          speed_map)
+                          speed_map, medium, attenuation)
     if lam is None:
         lam = default_lambda(method, y, grid, sensors, acquisition, thickness=thickness,
                              response=response, element_width=element_width,
-                             speed_map=speed_map)
+                             speed_map=speed_map, medium=medium, attenuation=attenuation)
     x, record = solve_model_based(op, y, method=method, lam=lam, n_iter=n_iter,
                                   nonneg=nonneg, x0=x0c, on_iteration=on_iteration, tol=tol,
                                   norm_sq=norm_sq)

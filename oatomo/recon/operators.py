@@ -22,6 +22,7 @@ import numpy as np
 
 from oatomo.forward import ForwardOperator
 from oatomo.geometry import Acquisition, Grid, SensorArray
+from oatomo.media import DEFAULT_MEDIUM
 from oatomo.speed_map import SpeedMap
 
 __all__ = ["forward_operator", "operator_norm_sq", "operator_norm_sq_of", "vector_norm",
@@ -41,21 +42,24 @@ def vector_norm(v: np.ndarray) -> float:
 def forward_operator(grid: Grid, sensors: SensorArray, acquisition: Acquisition,
                      thickness: float | None, response: Any = None,
                      element_width: float | None = None,
-                     speed_map: SpeedMap | None = None) -> ForwardOperator:
+                     speed_map: SpeedMap | None = None, medium: str = DEFAULT_MEDIUM,
+                     attenuation: Any = None) -> ForwardOperator:
     """The :class:`oatomo.ForwardOperator` of a geometry (slab ``thickness``, detector
-    ``response``, ``element_width`` and ``speed_map`` as its keywords), cached: the same
-    object for the same arguments."""
+    ``response``, ``element_width``, ``speed_map``, ``medium`` and ``attenuation`` as its
+    keywords), cached: the same object for the same arguments."""
     return ForwardOperator(grid, sensors, acquisition, thickness=thickness, response=response,
-                           element_width=element_width, speed_map=speed_map)
+                           element_width=element_width, speed_map=speed_map, medium=medium,
+                           attenuation=attenuation)
 
 
 @functools.lru_cache(maxsize=8)
 def _norm_sq_cached(grid: Grid, sensors: SensorArray, acquisition: Acquisition,
                     thickness: float | None, n_iter: int, response: Any = None,
                     element_width: float | None = None,
-                    speed_map: SpeedMap | None = None) -> float:
+                    speed_map: SpeedMap | None = None, medium: str = DEFAULT_MEDIUM,
+                    attenuation: Any = None) -> float:
     op = forward_operator(grid, sensors, acquisition, thickness, response, element_width,
-                          speed_map)
+                          speed_map, medium, attenuation)
     rng = np.random.default_rng(0)
     x = rng.standard_normal(grid.shape).astype(np.float32)
     x /= vector_norm(x)
@@ -72,16 +76,17 @@ def _norm_sq_cached(grid: Grid, sensors: SensorArray, acquisition: Acquisition,
 def operator_norm_sq(grid: Grid, sensors: SensorArray, acquisition: Acquisition, *,
                      thickness: float | None = None, n_iter: int = 30, response: Any = None,
                      element_width: float | None = None,
-                     speed_map: SpeedMap | None = None) -> float:
+                     speed_map: SpeedMap | None = None, medium: str = DEFAULT_MEDIUM,
+                     attenuation: Any = None) -> float:
     """``||A||^2`` (largest eigenvalue of ``A^T A``) by power iteration, cached per geometry
-    (and detector response, element width and speed map, which are part of ``A`` when
-    given).
+    (and detector response, element width, speed map, medium and attenuation, which are
+    part of ``A`` when given).
 
     Power iteration approaches the value from below; callers that need an upper bound (a
     gradient step size) multiply by a safety factor.
     """
     return _norm_sq_cached(grid, sensors, acquisition, thickness, int(n_iter), response,
-                           element_width, speed_map)
+                           element_width, speed_map, medium, attenuation)
 
 
 def operator_norm_sq_of(op: Any) -> float:
@@ -93,7 +98,8 @@ def operator_norm_sq_of(op: Any) -> float:
         return float(op.norm_sq())
     return operator_norm_sq(op.grid, op.sensors, op.acquisition, thickness=op.thickness,
                             response=op.response, element_width=op.element_width,
-                            speed_map=op.speed_map)
+                            speed_map=op.speed_map, medium=op.medium,
+                            attenuation=op.attenuation)
 
 
 # --- total variation --------------------------------------------------------------------

@@ -18,6 +18,7 @@ import numpy as np
 from oatomo.errors import InputError
 from oatomo.forward import bandpass, check_sinogram
 from oatomo.geometry import Acquisition, Grid, SensorArray, check_geometry
+from oatomo.media import DEFAULT_MEDIUM, check_medium
 from oatomo.progress import Callback
 from oatomo.recon.backprojection import backproject
 from oatomo.recon.model_based import reconstruct_model_based
@@ -39,10 +40,12 @@ class MethodSpec:
         The name users type (``--method``).
     run
         ``run(sinogram, grid, sensors, acquisition, *, band, lam, iters, callback,
-        element_width, response, speed_map)``: (..., N, T) signals in Pa -> (..., n, n)
-        float32 images in Pa (``element_width``: flat elements of that width in m, or None
-        for points; ``response``: a detector response to model, iterative methods only;
-        ``speed_map``: two speeds of sound; the three are passed only when set).
+        element_width, response, speed_map, medium, attenuation)``: (..., N, T) signals in
+        Pa -> (..., n, n) float32 images in Pa (``element_width``: flat elements of that
+        width in m, or None for points; ``response``: a detector response to model,
+        iterative methods only; ``speed_map``: two speeds of sound; ``medium``: ``"slab"``
+        or ``"2d"``; ``attenuation``: an :class:`oatomo.media.Attenuation`, modelled by
+        iterative methods and compensated before the others; each is passed only when set).
     description
         One line for ``--help`` and the README.
     full_ring
@@ -68,13 +71,15 @@ def _backproject(kind: str, sinogram: np.ndarray, grid: Grid, sensors: SensorArr
                  lam: float | None = None, iters: int = 50,
                  callback: Callback | None = None,
                  element_width: float | None = None, response: Any = None,
-                 speed_map: SpeedMap | None = None) -> np.ndarray:
+                 speed_map: SpeedMap | None = None, medium: str = DEFAULT_MEDIUM,
+                 attenuation: Any = None) -> np.ndarray:
     """:func:`oatomo.backproject` with ``method=kind`` (one pass; lam, iters unused)."""
     if response is not None:
         raise InputError(f"{kind} cannot model the detector response; deconvolve it first "
                          f"or use a model-based method")
     return backproject(sinogram, grid, sensors, acquisition, method=kind, band=band,
-                       element_width=element_width, speed_map=speed_map)
+                       element_width=element_width, speed_map=speed_map, medium=medium,
+                       attenuation=attenuation)
 
 
 def _model_based(kind: str, sinogram: np.ndarray, grid: Grid, sensors: SensorArray,
@@ -83,9 +88,11 @@ def _model_based(kind: str, sinogram: np.ndarray, grid: Grid, sensors: SensorArr
                  lam: float | None = None, iters: int = 50,
                  callback: Callback | None = None,
                  element_width: float | None = None, response: Any = None,
-                 speed_map: SpeedMap | None = None) -> np.ndarray:
+                 speed_map: SpeedMap | None = None, medium: str = DEFAULT_MEDIUM,
+                 attenuation: Any = None) -> np.ndarray:
     """:func:`oatomo.reconstruct_model_based` with ``method=kind``, frame by frame (the
-    detector response and element width, when given, inside the forward operator)."""
+    detector response, element width, medium and attenuation inside the forward
+    operator)."""
     y = bandpass(check_sinogram(sinogram, sensors, acquisition), acquisition.fs, band)
     frames = y.reshape((-1,) + y.shape[-2:])
     out = []
@@ -98,7 +105,8 @@ def _model_based(kind: str, sinogram: np.ndarray, grid: Grid, sensors: SensorArr
                                            lam=lam, n_iter=iters, on_iteration=step,
                                            response=response,
                                            element_width=element_width,
-                                           speed_map=speed_map)[0])
+                                           speed_map=speed_map, medium=medium,
+                                           attenuation=attenuation)[0])
     return np.stack(out).reshape(y.shape[:-2] + grid.shape)
 
 
@@ -137,7 +145,8 @@ def reconstruct_sinogram(sinogram: np.ndarray, grid: Grid, sensors: SensorArray,
                          callback: Callback | None = None,
                          element_width: float | None = None,
                          response: Any = None,
-                         speed_map: SpeedMap | None = None) -> np.ndarray:
+                         speed_map: SpeedMap | None = None, medium: str = DEFAULT_MEDIUM,
+                         attenuation: Any = None) -> np.ndarray:
     """Step 3: every frame of a sinogram with one registered method.
 
     Parameters
@@ -162,6 +171,12 @@ def reconstruct_sinogram(sinogram: np.ndarray, grid: Grid, sensors: SensorArray,
     speed_map
         Two speeds of sound (:class:`oatomo.speed_map.SpeedMap`) for every method but
         ``fbp``; None: the acquisition's one speed.
+    medium
+        The medium that made the signals, ``"slab"`` (default) or ``"2d"`` (line sources):
+        in the model-based operator, or converted to the slab model before the others.
+    attenuation
+        The medium's :class:`oatomo.media.Attenuation`: in the model-based operator, or
+        compensated before the others (:func:`oatomo.media.compensate`).
 
     Returns
     -------
@@ -170,8 +185,12 @@ def reconstruct_sinogram(sinogram: np.ndarray, grid: Grid, sensors: SensorArray,
     """
     spec = get_method(method)
     grid, sensors, acquisition = check_geometry(grid, sensors, acquisition)
+    check_medium(medium)
     extra = {k: v for k, v in (("element_width", element_width), ("response", response),
-                               ("speed_map", speed_map)) if v is not None}
+                               ("speed_map", speed_map), ("attenuation", attenuation))
+             if v is not None}
+    if medium != DEFAULT_MEDIUM:
+        extra["medium"] = medium
     return spec.run(sinogram, grid, sensors, acquisition, band=band, lam=lam, iters=iters,
                     callback=callback, **extra)
 
