@@ -141,18 +141,27 @@ def line_search(level: Level, image: np.ndarray, positions: np.ndarray,
 
 
 def upsample(image: np.ndarray, n: int) -> np.ndarray:
-    """``image`` (m, m) resampled to (n, n) over the same field of view (linear, values
-    kept: images are in Pa, not per pixel)."""
-    from scipy import ndimage  # lazy: SciPy's image module on use
-
+    """``image`` (m, m) resampled to (n, n) over the same field of view (bilinear, edge
+    values held beyond the outer pixel centres; values kept: images are in Pa, not per
+    pixel)."""
     m = image.shape[0]
     if m == n:
         return image
-    # pixel centres of the new grid in units of old pixels
-    z = (np.arange(n) + 0.5) * (m / n) - 0.5
-    zz = np.meshgrid(z, z, indexing="ij")
-    out = ndimage.map_coordinates(image.astype(np.float64), zz, order=1, mode="nearest")
+    w = _linear_weights(m, n)
+    out = w @ image.astype(np.float64) @ w.T
     return np.maximum(out, 0).astype(np.float32)
+
+
+def _linear_weights(m: int, n: int) -> np.ndarray:
+    """(n, m) linear interpolation from m pixel centres to n over the same interval."""
+    z = np.clip((np.arange(n) + 0.5) * (m / n) - 0.5, 0, m - 1)  # in units of old pixels
+    lo = np.minimum(np.floor(z).astype(int), m - 2) if m > 1 else np.zeros(n, int)
+    frac = z - lo
+    w = np.zeros((n, m))
+    w[np.arange(n), lo] = 1 - frac
+    if m > 1:
+        w[np.arange(n), lo + 1] += frac
+    return w
 
 
 #: Half-width of the central differences of the records' derivatives, in pixels of the

@@ -116,3 +116,18 @@ def test_bad_options_are_one_line_errors() -> None:
         calibrate_sinogram(y, RING, ACQ, GRID, speed_of_sound="yes")
     with pytest.raises(InputError, match="calibration method"):
         calibrate_sinogram(y, RING, ACQ, GRID, method="newton")
+
+
+@pytest.mark.parametrize("m, n", [(32, 64), (8, 128), (30, 64)])
+def test_upsample_is_scipys_bilinear_interpolation(m: int, n: int) -> None:
+    """The coarse-to-fine image hand-over against SciPy's linear spline (edges held)."""
+    from scipy import ndimage
+
+    from oatomo.calibration.joint import upsample
+
+    img = np.random.default_rng(m).random((m, m)).astype(np.float32)
+    z = (np.arange(n) + 0.5) * (m / n) - 0.5
+    ref = ndimage.map_coordinates(img.astype(np.float64), np.meshgrid(z, z, indexing="ij"),
+                                  order=1, mode="nearest")
+    np.testing.assert_allclose(upsample(img, n), ref, atol=1e-6)
+    assert upsample(img, m) is img
