@@ -247,8 +247,9 @@ def _check_interval(value: Any, what: str, lo: float, hi: float, unit: str
 
 
 #: Improvement of the held-out misfit over one speed (relative) below which no region
-#: is reported: measured up to 0.004 on homogeneous scans, at least 0.09 with a disc of
-#: 1530 m/s or more in 1500 m/s (``docs/results/media.rst``).
+#: is reported: 0.005 on the homogeneous tuning scan, 0.11 on the tuning scan with a disc
+#: of 1560 m/s, r 9 mm in 1500 m/s; a small weak disc (1530 m/s, r 6 mm, 270 degree arc)
+#: fell below it (``docs/results/media.rst``).
 REGION_MIN_GAIN = 0.03
 
 
