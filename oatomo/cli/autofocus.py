@@ -8,7 +8,7 @@ import math
 import numpy as np
 
 from oatomo._atomic import check_output_path
-from oatomo._limits import SPEED_RANGE
+from oatomo._limits import SPEED_RANGE, check_option
 from oatomo.errors import InputError
 from oatomo.geometry import Grid
 
@@ -25,8 +25,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "rotation of the whole array cannot be estimated this way (it only moves the "
         "image).")
     p.add_argument("scan", help="scan file (oatomo, IPASC or PATATO HDF5)")
-    p.add_argument("--range", default="1400:1600", metavar="CMIN:CMAX",
-                   help="speeds of sound searched, m/s (default 1400:1600)")
+    p.add_argument("--range", metavar="CMIN:CMAX",
+                   help="speeds of sound searched, m/s (default 1400:1600; with --object "
+                   "the object's, default 1400:1700)")
     p.add_argument("--steps", type=int, default=21,
                    help=f"points of the coarse search (default 21, at most {MAX_STEPS})")
     p.add_argument("--n", type=int, default=128,
@@ -35,6 +36,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fov", type=float, help="field of view of the trial images in metres "
                    "(default: the scan's truth grid, else 1.3 x the array radius)")
     p.add_argument("--frame", type=int, help="use only this frame (default: all, summed)")
+    p.add_argument("--object", action="store_true",
+                   help="two speeds of sound: estimate an object region's speed (searched "
+                   "over --range, default 1400:1700 then) and radius (and with "
+                   "--fit-centre its centre) in water at --speed-of-sound, by a held-out "
+                   "data misfit (half of the sensors predict the rest)")
+    p.add_argument("--speed-of-sound", type=float, metavar="C0",
+                   help="with --object: the coupling medium's speed in m/s (default: the "
+                   "file's)")
+    p.add_argument("--radius-range", metavar="RMIN:RMAX",
+                   help="with --object: region radii searched, metres (default 10 %% to "
+                   "125 %% of half the field of view)")
+    p.add_argument("--object-centre", type=float, nargs=2, metavar=("X", "Y"),
+                   help="with --object: the region's centre in metres, or where its search "
+                   "starts with --fit-centre (default 0 0)")
+    p.add_argument("--fit-centre", action="store_true",
+                   help="with --object: also estimate the region's centre")
     p.add_argument("--json", metavar="FILE", help="also write the result as a calibration "
                    "JSON file (for `oatomo reconstruct --calibration FILE`)")
     p.add_argument("--force", action="store_true", help="overwrite an existing JSON file")
@@ -53,13 +70,45 @@ def _parse_range(text: str) -> tuple[float, float]:
     return lo, hi
 
 
+def _parse_radius_range(text: str) -> tuple[float, float]:
+    try:
+        lo, hi = (float(v) for v in text.split(":"))
+    except ValueError:
+        raise InputError(f"--radius-range must look like RMIN:RMAX in metres, got "
+                         f"{text!r}") from None
+    for v in (lo, hi):
+        check_option("object_radius", v, "--radius-range")
+    if not lo < hi:
+        raise InputError(f"--radius-range must have RMIN < RMAX, got {text!r}")
+    return lo, hi
+
+
+def _check_object_flags(args: argparse.Namespace) -> None:
+    """The two-speed options need --object; their ranges (one-line errors)."""
+    given = [flag for flag, v in (("--speed-of-sound", args.speed_of_sound),
+                                  ("--radius-range", args.radius_range),
+                                  ("--object-centre", args.object_centre),
+                                  ("--fit-centre", args.fit_centre or None)) if v is not None]
+    if given and not args.object:
+        raise InputError(f"{given[0]} needs --object")
+    if args.speed_of_sound is not None:
+        c = args.speed_of_sound
+        if not (math.isfinite(c) and SPEED_RANGE[0] <= c <= SPEED_RANGE[1]):
+            raise InputError(f"--speed-of-sound must be in [{SPEED_RANGE[0]:g}, "
+                             f"{SPEED_RANGE[1]:g}] m/s, got {c}")
+    if args.object_centre is not None:
+        check_option("object_centre", list(args.object_centre), "--object-centre")
+
+
 def run(args: argparse.Namespace) -> int:
     from oatomo.io import load_scan, save_calibration  # lazy: h5py
     from oatomo.recon.autofocus import autofocus  # lazy: Numba kernels
 
-    c_range = _parse_range(args.range)
-    if args.steps > MAX_STEPS:
-        raise InputError(f"--steps must be at most {MAX_STEPS}, got {args.steps}")
+    _check_object_flags(args)
+    c_range = _parse_range(args.range or ("1400:1700" if args.object else "1400:1600"))
+    r_range = _parse_radius_range(args.radius_range) if args.radius_range else None
+    if not 3 <= args.steps <= MAX_STEPS:
+        raise InputError(f"--steps must be in 3..{MAX_STEPS}, got {args.steps}")
     out = check_output_path(args.json, force=args.force, inputs=(args.scan,)) \
         if args.json else None
     scan = load_scan(args.scan)
@@ -73,6 +122,8 @@ def run(args: argparse.Namespace) -> int:
         if not 0 <= args.frame < len(frames):
             raise InputError(f"--frame must be in 0..{len(frames) - 1}, got {args.frame}")
         sino = frames[args.frame]
+    if args.object:
+        return _run_two_speeds(args, scan, sino, grid, c_range, r_range, out)
     result = autofocus(sino, grid, scan.sensors, scan.acquisition, c_range=c_range,
                        n_coarse=args.steps)
     c = result["speed_of_sound"]
@@ -84,6 +135,46 @@ def run(args: argparse.Namespace) -> int:
     if out is not None:
         doc = {"scan": str(args.scan), "c_range": list(c_range),
                "grid": grid.to_dict(), **result}
+        save_calibration(out, doc)
+        print(f"wrote {out} (use: oatomo reconstruct {args.scan} --calibration {out})")
+    return 0
+
+
+def _run_two_speeds(args: argparse.Namespace, scan: object, sino: np.ndarray, grid: Grid,
+                    c_range: tuple[float, float], r_range: tuple[float, float] | None,
+                    out: object) -> int:
+    """``oatomo autofocus --object``: the region's speed and radius (and centre)."""
+    from oatomo.io import save_calibration  # lazy: h5py
+    from oatomo.recon.autofocus import autofocus_two_speeds  # lazy: Numba kernels
+
+    centre = tuple(args.object_centre) if args.object_centre is not None else (0.0, 0.0)
+    r = autofocus_two_speeds(sino, grid, scan.sensors, scan.acquisition,
+                             c0=args.speed_of_sound, c1_range=c_range, radius_range=r_range,
+                             centre=centre, fit_centre=args.fit_centre,
+                             steps=(args.steps, max(3, (args.steps * 2 + 2) // 3)))
+    c0 = r["speed_of_sound"]
+    cx, cy = r["object_centre"]
+    how = (f"{r['n_evaluations']} held-out misfits on {grid.n}x{grid.n} in "
+           f"{r['time_s']:.1f} s")
+    if r["region_found"]:
+        print(f"object region: {r['object_speed_of_sound']:.1f} m/s, radius "
+              f"{r['object_radius'] * 1e3:.3f} mm at ({cx * 1e3:.3f}, {cy * 1e3:.3f}) mm in "
+              f"water at {c0:g} m/s (held-out misfit {r['misfit']:.4f}, one speed "
+              f"{r['misfit_one_speed']:.4f}; {how})")
+    else:
+        print(f"no object region found: the best one ({r['object_speed_of_sound']:.1f} m/s, "
+              f"radius {r['object_radius'] * 1e3:.3f} mm) improves the held-out misfit of "
+              f"one speed ({c0:g} m/s) by less than the threshold; {how}")
+    if r["at_edge"]:
+        print("warning: the region found is at the end of the searched ranges; widen "
+              "--range or --radius-range")
+    if out is not None:
+        record = {k: v for k, v in r.items() if k != "speed_map"}
+        if not r["region_found"]:
+            for key in ("object_speed_of_sound", "object_radius", "object_centre"):
+                record["searched_" + key] = record.pop(key)
+        doc = {"scan": str(args.scan), "c_range": list(c_range), "grid": grid.to_dict(),
+               **record}
         save_calibration(out, doc)
         print(f"wrote {out} (use: oatomo reconstruct {args.scan} --calibration {out})")
     return 0

@@ -1,0 +1,69 @@
+"""Two-speed autofocus: the object region's speed and radius from simulated scans."""
+
+import numpy as np
+import pytest
+
+from oatomo import Acquisition, Grid, InputError, SpeedMap, phantoms, ring_array, simulate
+from oatomo.recon.autofocus import autofocus_two_speeds, heldout_misfit
+
+MM = 1e-3
+GRID = Grid(64, 0.0128)          # trial images: 0.2 mm pitch
+FINE = Grid(128, 0.0128)         # the simulation's grid, 2x finer
+RING = ring_array(48, 0.02)
+ACQ = Acquisition(40e6, 1000, 1500.0)
+DISC = SpeedMap(1500.0, 1560.0, 5 * MM)
+
+
+def scan(speed_map, seed=7):
+    p0 = phantoms.vessels(FINE, seed)
+    return simulate(p0, FINE, RING, ACQ, thickness=GRID.dx, noise_std=0.01, seed=seed,
+                    band=(0.3e6, 6e6), speed_map=speed_map)
+
+
+@pytest.fixture(scope="module")
+def two_speed_scan():
+    return scan(DISC)
+
+
+def test_recovers_object_speed_and_radius(two_speed_scan):
+    est = autofocus_two_speeds(two_speed_scan, GRID, RING, ACQ, steps=(9, 7),
+                               radius_range=(1 * MM, 7 * MM))
+    assert est["region_found"] and not est["at_edge"]
+    # measured 1564.7 m/s (+0.3 %) and 4.78 mm: the ridge where a larger c1 and a smaller
+    # radius give the same delay through the centre
+    assert abs(est["object_speed_of_sound"] - 1560.0) < 8.0
+    assert abs(est["object_radius"] - 5 * MM) < 0.35 * MM
+    assert est["speed_map"] == SpeedMap(1500.0, est["object_speed_of_sound"],
+                                        est["object_radius"])
+    assert est["misfit"] < est["misfit_one_speed"]
+    assert np.shape(est["curve"]["score"]) == (9, 7)
+
+
+def test_homogeneous_scan_has_no_region():
+    est = autofocus_two_speeds(scan(None), GRID, RING, ACQ, steps=(9, 7),
+                               radius_range=(1 * MM, 7 * MM))
+    assert not est["region_found"] and est["speed_map"] is None
+    assert est["speed_of_sound"] == 1500.0
+
+
+def test_heldout_misfit_is_lowest_for_the_true_medium(two_speed_scan):
+    true = heldout_misfit(two_speed_scan, GRID, RING, ACQ, DISC)
+    assert true < heldout_misfit(two_speed_scan, GRID, RING, ACQ, None)
+    assert true < heldout_misfit(two_speed_scan, GRID, RING, ACQ,
+                                 SpeedMap(1500.0, 1540.0, 5 * MM))
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"c1_range": (1600.0, 1500.0)}, "object speed-of-sound range must have min < max"),
+    ({"c1_range": (0.0, 1500.0)}, "object speed-of-sound range must lie in"),
+    ({"radius_range": (-1e-3, 5e-3)}, "object radius range"),
+    ({"centre": (20.0, 0.0)}, "object centre must be"),
+    ({"steps": (2, 5)}, "c1 steps must be an integer in 3..1000"),
+    ({"criterion": "entropy"}, "criterion must be"),
+    ({"c0": float("nan")}, "speed of sound must lie in"),
+])
+def test_bad_options_are_one_line_errors(kwargs, match):
+    y = np.zeros((len(RING.positions), ACQ.n_samples), np.float32)
+    with pytest.raises(InputError, match=match) as err:
+        autofocus_two_speeds(y, GRID, RING, ACQ, **kwargs)
+    assert "\n" not in str(err.value)
