@@ -33,7 +33,7 @@ from oatomo._limits import (
     check_seed,
 )
 from oatomo.errors import InputError, blame
-from oatomo.geometry import Acquisition, Grid, SensorArray
+from oatomo.geometry import MAX_GRID_SIDE, Acquisition, Grid, SensorArray
 from oatomo.io.hdf5 import (
     from_key,
     integer_value,
@@ -99,6 +99,8 @@ def read_oatomo(f: h5py.File, path: Path, lazy: bool = False) -> Scan:
         d = f["truth/p0"]
         with from_key("truth/p0/grid_n", path):
             n = integer_value(d.attrs.get("grid_n"), "grid_n", path)
+            if not 1 <= n <= MAX_GRID_SIDE:
+                raise InputError(f"grid_n must be an integer in [1, {MAX_GRID_SIDE}], got {n}")
         fov = ranged_value(d.attrs.get("grid_fov"), "truth/p0/grid_fov", 0.0, 2 * MAX_POSITION,
                            path, unit="m")
         with from_key("truth/p0", path):

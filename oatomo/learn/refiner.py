@@ -43,6 +43,7 @@ from oatomo._documents import read_json
 from oatomo._limits import check_bytes
 from oatomo.datasets.generate import load_dataset, read_manifest
 from oatomo.errors import InputError
+from oatomo.geometry import MAX_GRID_SIDE
 from oatomo.learn.checkpoint import (
     load_checkpoint,
     model_from_checkpoint,
@@ -116,7 +117,13 @@ def check_training_memory(data: str | os.PathLike, kind: str, n_channels: int, *
     over ``OATOMO_MAX_BYTES``, before the dataset is read; ``what`` names the options in
     the message (default: the batch size and architecture)."""
     man = read_manifest(data)
-    size, n_envs = int(man["size"]), len(man["environments"])
+    size, envs, where = man.get("size"), man.get("environments"), Path(data) / "manifest.json"
+    if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= MAX_GRID_SIDE:
+        raise InputError(f"manifest key 'size' must be an integer in 1..{MAX_GRID_SIDE}, got "
+                         f"{size!r}", where)
+    if not isinstance(envs, list) or not envs:
+        raise InputError("manifest key 'environments' must be a non-empty list", where)
+    n_envs = len(envs)
     args = {**DEFAULT_ARCH, **(model_args or {})}
     need = training_bytes(kind, n_envs, n_channels, size=size, batch_size=batch_size, **args)
     check_bytes(need, what or f"training {kind} on batches of {batch_size} items of "
