@@ -100,21 +100,21 @@ MAX_FRAME_ROWS = 4
 _IMG, _CBAR, _GAP_CBAR, _COL, _LEFT, _TOP, _BOTTOM, _ROW = 2.5, 0.11, 0.06, 3.55, 0.95, \
     0.55, 0.45, 3.0
 
-#: Bytes per value of a drawn panel that drawing holds: the colour limits' sorted copy,
-#: matplotlib's float64 normalised copy and its mask, the RGBA image it resamples.
-_BYTES_PER_DRAWN_VALUE = 40
+#: Bytes per value matplotlib's normalised copy of a drawn panel takes (float64).
+_BYTES_PER_DRAWN_VALUE = 8
 
 
 def figure_bytes(n_rows: int, n_image_columns: int, image_pixels: float,
                  sinogram_values: float, dpi: int) -> float:
-    """Memory (bytes) :func:`scan_figure` needs to draw ``n_rows`` rows of a sinogram of
-    ``sinogram_values`` values and ``n_image_columns`` images of ``image_pixels`` pixels
-    each, at ``dpi``: the drawn values and the canvas (RGBA, with the encoder's copy)."""
+    """The largest single array :func:`scan_figure` allocates to draw ``n_rows`` rows of
+    a sinogram of ``sinogram_values`` values and ``n_image_columns`` images of
+    ``image_pixels`` pixels each at ``dpi`` (bytes): the canvas (RGBA) or a panel's
+    normalised copy."""
     width = _LEFT + (1 + n_image_columns) * _COL
     height = _TOP + n_rows * _ROW + _BOTTOM
-    canvas = 8.0 * width * height * float(dpi) ** 2
-    drawn = float(n_rows) * (n_image_columns * float(image_pixels) + float(sinogram_values))
-    return canvas + _BYTES_PER_DRAWN_VALUE * drawn
+    canvas = 4.0 * width * height * float(dpi) ** 2
+    return max(canvas, _BYTES_PER_DRAWN_VALUE * max(float(image_pixels),
+                                                     float(sinogram_values)))
 
 
 def check_figure_memory(n_rows: int, n_image_columns: int, image_pixels: float,

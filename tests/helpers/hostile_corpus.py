@@ -1194,13 +1194,13 @@ def build(root: str | os.PathLike) -> list[Case]:
             return ["cmnist", "--mnist-dir", str(d / "mnist"), "--out", str(d / "o"), "-q"]
 
     metadata_edits = {
-        "metadata_attr": lambda f: f.attrs.__setitem__("metadata", '{"a": "' + "x" * (2 << 20)
+        "metadata_attr": lambda f: f.attrs.__setitem__("metadata", '{"a": "' + "x" * (5 << 20)
                                                        + '"}'),
-        "setup_attr": lambda f: f.attrs.__setitem__("setup", SETUP + "#" + "x" * (2 << 20)),
-        "vlen_string_dataset": lambda f: f.create_dataset("notes", data="x" * (2 << 20),
+        "setup_attr": lambda f: f.attrs.__setitem__("setup", SETUP + "#" + "x" * (5 << 20)),
+        "vlen_string_dataset": lambda f: f.create_dataset("notes", data="x" * (5 << 20),
                                                           dtype=h5py.string_dtype()),
         "many_attrs": lambda f: [f["acquisition"].attrs.__setitem__(f"k{i}", "y" * 4000)
-                                 for i in range(600)],
+                                 for i in range(1300)],
     }
     for label, edit in metadata_edits.items():
         for command in ("info", "reconstruct"):
@@ -1216,7 +1216,7 @@ def build(root: str | os.PathLike) -> list[Case]:
         with h5py.File(d / "ipasc.h5", "w") as f:
             f["binary_time_series_data"] = np.zeros((4, 64, 1, 1), np.float32)
             f["meta_data/ad_sampling_rate"] = 20e6
-            f.create_dataset("meta_data/notes", data="x" * (2 << 20), dtype=h5py.string_dtype())
+            f.create_dataset("meta_data/notes", data="x" * (5 << 20), dtype=h5py.string_dtype())
             for k in range(4):
                 th = k * np.pi / 2
                 f[f"meta_data_device/detectors/{k:010d}/detector_position"] = \
@@ -1229,7 +1229,7 @@ def build(root: str | os.PathLike) -> list[Case]:
              m64),
             ("ubp_n4096_no_figure_64M", ["--n", "4096", "--png", "none"], m64),
             ("figure_dpi600_8M", ["--n", "64", "--dpi", "600"], {"OATOMO_MAX_BYTES": "8M"}),
-            ("figure_n8192_2G", ["--n", "8192", "--dpi", "600"], {"OATOMO_MAX_BYTES": "2G"})):
+            ("figure_n8192_256M", ["--n", "8192", "--dpi", "600"], {"OATOMO_MAX_BYTES": "256M"})):
         @case(f"reconstruct_{label}", "allocation", "would need", env=env,
               reason="OATOMO_MAX_BYTES")
         def _(d, extra=extra):
