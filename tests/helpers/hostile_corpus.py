@@ -418,8 +418,8 @@ def build(root: str | os.PathLike) -> list[Case]:
         return ["reconstruct", scan_with(d), "-o", str(d / "x.h5")]
 
     for limit in ("inf", "nan", "1e400G"):
-        @case(f"memory_limit_env_{limit}", "allocation", "scan.h5",
-              env={"OATOMO_MAX_BYTES": limit}, reason="OATOMO_MAX_BYTES must be")
+        @case(f"memory_limit_env_{limit}", "allocation", "OATOMO_MAX_BYTES",
+              env={"OATOMO_MAX_BYTES": limit}, reason="must be a number of bytes")
         def _(d):
             return ["reconstruct", scan_with(d), "-o", str(d / "x.h5")]
 
@@ -1271,7 +1271,7 @@ def build(root: str | os.PathLike) -> list[Case]:
                            ("--lr", "1e300"), ("--snapshot-every", "-1"),
                            ("--max-target", "inf"), ("--device", "meta"),
                            ("--device", "xla"), ("--batch-size", "60000")):
-            @case(f"{group}_train_{opt.strip('-')}_{value}", "traceback", opt)
+            @case(f"{group}_train_option_{opt.strip('-')}_{value}", "traceback", opt)
             def _(d, group=group, opt=opt, value=value):
                 return [group, "train", "--data", manifest_only(d), "-o", str(d / "m.pt"),
                         opt, value]
