@@ -140,6 +140,7 @@ def _read(path: str | os.PathLike, what: str) -> bytes:
     if size > MAX_DOCUMENT_BYTES:
         raise InputError(f"{what} is {size / 2**20:.0f} MiB, more than the "
                          f"{MAX_DOCUMENT_BYTES >> 20} MiB a document may have", p)
+    check_bytes(8.0 * size, f"reading the {what}", p)  # before a byte is read
     fd = os.open(p, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):  # swapped since the check

@@ -23,7 +23,8 @@ from oatomo.errors import InputError
 
 __all__ = ["MAX_POSITION", "MAX_SENSORS", "MAX_SAMPLES", "FS_RANGE", "SPEED_RANGE", "MAX_T0",
            "MAX_PERTURBATION", "MAX_COUNT", "MAX_POSTERIOR_SAMPLES", "DEFAULT_MAX_BYTES",
-           "MAX_ITERS", "ATTENUATION_RANGE", "ATTENUATION_POWER_RANGE", "max_bytes",
+           "MAX_ITERS", "ATTENUATION_RANGE", "ATTENUATION_POWER_RANGE", "MAX_BATCH",
+           "MAX_CHANNELS", "MAX_DEPTH_BLOCKS", "max_bytes",
            "check_bytes", "check_range", "check_seed", "check_option"]
 
 #: Largest distance of a sensor (or of the field of view's edge) from the origin (m).
@@ -50,6 +51,12 @@ MAX_ITERS = 100_000
 ATTENUATION_RANGE = (0.0, 100.0)
 #: Accepted exponents ``y`` of a power-law attenuation ``alpha0 (f / 1 MHz)^y``.
 ATTENUATION_POWER_RANGE = (0.5, 2.0)
+#: Largest batch a model is trained on.
+MAX_BATCH = 1 << 16
+#: Largest width (channels at half resolution) and latent channels of a trained model.
+MAX_CHANNELS = 256
+#: Most residual blocks at quarter resolution of a trained model.
+MAX_DEPTH_BLOCKS = 16
 #: Default of ``OATOMO_MAX_BYTES``.
 DEFAULT_MAX_BYTES = 4 << 30
 
@@ -115,8 +122,14 @@ def _finite(v: Any) -> bool:
         and math.isfinite(v)
 
 
-#: The ranges of :func:`oatomo.reconstruct`'s numeric options, one place for the command
-#: line and presets: option -> (test, what the error says it must be).
+def _integer_in(lo: int, hi: int) -> tuple[Any, str]:
+    return (lambda v: _finite(v) and int(v) == v and lo <= v <= hi, f"an integer in {lo}..{hi}")
+
+
+#: The ranges of the numeric options, one place for the command line, presets and the
+#: library: :func:`oatomo.reconstruct`'s (``iters``, ``lam``, ``fov``, ``deconvolve``) and
+#: training's (``epochs``, ``batch_size``, ``lr``, ``width``, ``depth``, ``latent``,
+#: ``snapshot_every``, ``max_target``): option -> (test, what the error says it must be).
 _OPTIONS: dict[str, tuple[Any, str]] = {
     "iters": (lambda v: _finite(v) and int(v) == v and 1 <= v <= MAX_ITERS,
               f"in 1..{MAX_ITERS}"),
@@ -142,15 +155,22 @@ _OPTIONS: dict[str, tuple[Any, str]] = {
                           <= ATTENUATION_POWER_RANGE[1],
                           f"in [{ATTENUATION_POWER_RANGE[0]:g}, "
                           f"{ATTENUATION_POWER_RANGE[1]:g}]"),
+    "epochs": _integer_in(1, MAX_COUNT),
+    "batch_size": _integer_in(1, MAX_BATCH),
+    "lr": (lambda v: _finite(v) and 0 < v <= 10, "a number in (0, 10]"),
+    "width": _integer_in(1, MAX_CHANNELS),
+    "depth": _integer_in(0, MAX_DEPTH_BLOCKS),
+    "latent": _integer_in(1, MAX_CHANNELS),
+    "snapshot_every": _integer_in(0, MAX_COUNT),
+    "max_target": (lambda v: _finite(v) and 0 < v <= 1e6, "a number in (0, 1e6]"),
 }
 
 
 def check_option(key: str, value: Any, name: str, path: Any = None) -> None:
-    """Raise :class:`InputError` unless ``value`` lies in the range of the
-    :func:`oatomo.reconstruct` option ``key`` (``iters``, ``lam``, ``fov``,
-    ``deconvolve``, ``object_speed_of_sound``, ``object_radius``, ``object_centre``,
-    ``attenuation``, ``attenuation_power``); ``name`` is how the message names it
-    (``--lam``, a preset's key)."""
+    """Raise :class:`InputError` unless ``value`` lies in the range of the option ``key``
+    (a key of the table above: ``iters``, ``lam``, ..., ``object_radius``, ``attenuation``,
+    ``batch_size``, ``latent``); ``name`` is how the message names it (``--lam``, a
+    preset's key)."""
     ok, want = _OPTIONS[key]
     if not ok(value):
         raise InputError(f"{name} must be {want}, got {value}", path)

@@ -10,12 +10,13 @@ from typing import Any
 import numpy as np
 
 from oatomo._atomic import atomic_path
+from oatomo._limits import check_bytes
 from oatomo.errors import InputError
 from oatomo.geometry import Acquisition, Grid
 
 __all__ = ["scan_figure", "reconstruction_figure", "add_scale_bar",
            "cmnist_figures", "figure_format", "check_dpi", "is_bipolar", "FIGURE_FORMATS",
-           "FIGURE_DPI", "DPI_RANGE", "BIPOLAR_FRACTION"]
+           "FIGURE_DPI", "DPI_RANGE", "BIPOLAR_FRACTION", "figure_bytes", "check_figure_memory"]
 
 #: Figure file formats, by file suffix (the format of a figure is its path's suffix).
 FIGURE_FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf"}
@@ -98,6 +99,33 @@ MAX_FRAME_ROWS = 4
 # fixed layout in inches (no tight_layout: it draws the figure twice)
 _IMG, _CBAR, _GAP_CBAR, _COL, _LEFT, _TOP, _BOTTOM, _ROW = 2.5, 0.11, 0.06, 3.55, 0.95, \
     0.55, 0.45, 3.0
+
+#: Bytes per value matplotlib's normalised copy of a drawn panel takes (float64).
+_BYTES_PER_DRAWN_VALUE = 8
+
+
+def figure_bytes(n_rows: int, n_image_columns: int, image_pixels: float,
+                 sinogram_values: float, dpi: int) -> float:
+    """The largest single array :func:`scan_figure` allocates to draw ``n_rows`` rows of
+    a sinogram of ``sinogram_values`` values and ``n_image_columns`` images of
+    ``image_pixels`` pixels each at ``dpi`` (bytes): the canvas (RGBA) or a panel's
+    normalised copy."""
+    width = _LEFT + (1 + n_image_columns) * _COL
+    height = _TOP + n_rows * _ROW + _BOTTOM
+    canvas = 4.0 * width * height * float(dpi) ** 2
+    return max(canvas, _BYTES_PER_DRAWN_VALUE * max(float(image_pixels),
+                                                     float(sinogram_values)))
+
+
+def check_figure_memory(n_rows: int, n_image_columns: int, image_pixels: float,
+                        sinogram_values: float, dpi: int, path: Any = None,
+                        what: str = "the figure") -> None:
+    """Raise :class:`InputError` when :func:`figure_bytes` is over ``OATOMO_MAX_BYTES``
+    (before anything is drawn)."""
+    side = int(round(float(image_pixels) ** 0.5))
+    check_bytes(figure_bytes(n_rows, n_image_columns, image_pixels, sinogram_values, dpi),
+                f"{what} ({n_rows} row(s) of {n_image_columns} {side}x{side} image(s) at "
+                f"{dpi} dpi)", path)
 
 
 def _layout(n_rows: int, n_cols: int) -> tuple[Any, list[list[tuple[Any, Any]]]]:
@@ -209,6 +237,8 @@ def scan_figure(path: str | os.PathLike, sinogram: np.ndarray, acquisition: Acqu
     if truth is not None:
         columns.append(("truth p0", np.asarray(truth)[None]))
     labels = row_labels or ([f"frame {k}" for k in range(n_rows)] if n_rows > 1 else [""])
+    check_figure_memory(n_rows, len(columns), max(float(np.prod(s.shape[-2:])) for _, s in
+                                                  columns), sino[0].size, dpi, path)
     fig, rows = _layout(n_rows, 1 + len(columns))
     vmax = float(np.percentile(np.abs(sino), 99.5)) or 1.0
     cmaps = {name: "viridis" if name == "uncertainty" else

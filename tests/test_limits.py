@@ -139,5 +139,5 @@ def test_frame_by_frame_keeps_the_selection_and_deconvolution(tmp_path, monkeypa
                  str(tmp_path / "x.h5"), "--export-patato", str(tmp_path / "p.h5")]) == 2
     assert not (tmp_path / "x.h5").exists() and not (tmp_path / "x.png").exists()
     assert main(["reconstruct", str(path), "--method", "das", "--no-refine", "-o",
-                 str(tmp_path / "x.h5"), "--frames", "1"]) == 0
+                 str(tmp_path / "x.h5"), "--frames", "1", "--dpi", "10"]) == 0  # canvas < 100K
     assert (tmp_path / "x.png").is_file()

@@ -11,7 +11,7 @@ from pathlib import Path
 from oatomo._atomic import atomic_path, check_outputs
 from oatomo.cli._progress import ProgressBars
 from oatomo.errors import InputError
-from oatomo.validation.cmnist.data import find_mnist
+from oatomo.validation.cmnist.data import check_mnist_memory, find_mnist
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -87,7 +87,8 @@ def run(args: argparse.Namespace) -> int:
     if args.stats_only:
         return _stats(args.out, args.n_boot, force=True)
     # a bad --mnist-dir or absent full MNIST fails here, before PyTorch is imported
-    find_mnist(args.mnist_dir, full=args.full)
+    # and so do digits whose colouring would not fit in OATOMO_MAX_BYTES (from the headers)
+    check_mnist_memory(find_mnist(args.mnist_dir, full=args.full))
     if args.baseline_from is not None and not os.path.isdir(args.baseline_from):
         raise InputError("--baseline-from: no such directory", args.baseline_from)
     if args.out is not None:

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from oatomo._atomic import check_outputs
-from oatomo._limits import MAX_COUNT, MAX_POSTERIOR_SAMPLES, check_seed
+from oatomo._limits import MAX_COUNT, MAX_POSTERIOR_SAMPLES, check_option, check_seed
 from oatomo.cli._progress import bars
 from oatomo.errors import InputError
 from oatomo.geometry import MAX_GRID_SIDE
@@ -22,11 +22,18 @@ DEPRECATED_NAME = "family"
 
 
 def _step(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    """A step of the group; under the deprecated name it first says so on stderr."""
+    """A step of the group; under the deprecated name it says so on stderr, in the error's
+    one line when the step fails."""
     def run(args: argparse.Namespace) -> int:
-        if args.command == DEPRECATED_NAME:
-            print(f"oatomo {DEPRECATED_NAME}: deprecated, use oatomo refiner", file=sys.stderr)
-        return fn(args)
+        if args.command != DEPRECATED_NAME:
+            return fn(args)
+        note = f"oatomo {DEPRECATED_NAME} is deprecated, use oatomo refiner"
+        try:
+            code = fn(args)
+        except InputError as exc:
+            raise InputError(f"{exc.problem} ({note})", exc.path) from None
+        print(f"oatomo {DEPRECATED_NAME}: deprecated, use oatomo refiner", file=sys.stderr)
+        return code
     return run
 
 
@@ -133,16 +140,6 @@ def check_counts(args: argparse.Namespace, *names: str) -> None:
             raise InputError(f"--{name} must be in 1..{MAX_COUNT}, got {v}")
 
 
-def check_floats(args: argparse.Namespace, *specs: tuple[str, float, float, bool]) -> None:
-    """Float options ``(name, lo, hi, open_lo)`` that must lie in ``[lo, hi]`` (``(lo, hi]``
-    when ``open_lo``)."""
-    for name, lo, hi, open_lo in specs:
-        v = getattr(args, name.replace("-", "_"))
-        if not (lo <= v <= hi) or (open_lo and v == lo):
-            raise InputError(f"--{name} must be in {'(' if open_lo else '['}{lo:g}, {hi:g}], "
-                             f"got {v!r}")
-
-
 def evaluation_dir(out: str | Path, *, force: bool, inputs: tuple) -> Path:
     """Create the evaluation directory ``out`` (its parent must exist) and check that its
     ``evaluation.{md,json,png}`` may be written (``--force`` to replace them)."""
@@ -177,22 +174,23 @@ def run_data(args: argparse.Namespace) -> int:
     return 0
 
 
+#: ``refiner train``'s numeric options, checked against the one range table
+#: (:func:`oatomo._limits.check_option`) before anything is imported or read.
+TRAIN_OPTIONS = ("epochs", "batch_size", "lr", "width", "depth", "latent", "snapshot_every",
+                 "max_target")
+
+
 def run_train(args: argparse.Namespace) -> int:
+    for key in TRAIN_OPTIONS:
+        if getattr(args, key) is not None:
+            check_option(key, getattr(args, key), f"--{key.replace('_', '-')}")
+    check_seed(args.seed, "--seed")
+
     from oatomo.datasets import INPUTS, read_manifest  # lazy: Numba kernels
     from oatomo.learn.checkpoint import sidecar_path  # lazy: PyTorch
-    from oatomo.learn.refiner import train_refiner  # lazy: PyTorch
+    from oatomo.learn.refiner import check_training_memory, train_refiner  # lazy: PyTorch
     from oatomo.pipeline.options import check_device  # lazy: Numba kernels
 
-    check_counts(args, "epochs", "batch-size")
-    check_seed(args.seed, "--seed")
-    check_floats(args, ("lr", 0.0, 10.0, True))
-    if args.max_target is not None:
-        check_floats(args, ("max-target", 0.0, 1e6, True))
-    for name, lo, hi in (("width", 1, 256), ("depth", 0, 16), ("latent", 1, 256)):
-        if not lo <= getattr(args, name) <= hi:
-            raise InputError(f"--{name} must lie in {lo}..{hi}, got {getattr(args, name)}")
-    if args.snapshot_every < 0:
-        raise InputError(f"--snapshot-every must be >= 0, got {args.snapshot_every}")
     out = Path(args.output)
     check_outputs([out, sidecar_path(out), out.with_suffix(".curve.jsonl")],
                   force=args.force or args.resume, inputs=(args.data,))
@@ -206,6 +204,11 @@ def run_train(args: argparse.Namespace) -> int:
         raise InputError(f"--inputs must name some of the dataset's inputs "
                          f"{', '.join(have)}, got {args.inputs!r}")
     channels = tuple(have.index(w) for w in wanted)
+    arch = {"width": args.width, "depth": args.depth, "latent": args.latent}
+    check_training_memory(args.data, args.model, len(channels), batch_size=args.batch_size,
+                          model_args=arch, what=f"training with --batch-size "
+                          f"{args.batch_size}, --width {args.width}, --depth {args.depth}, "
+                          f"--latent {args.latent}")
     t = time.perf_counter()
     with bars(args) as progress:
         _, res = train_refiner(
@@ -214,7 +217,7 @@ def run_train(args: argparse.Namespace) -> int:
             max_target=args.max_target,
             resume=args.resume,
             snapshot_every=args.snapshot_every, log=out.with_suffix(".curve.jsonl"),
-            model_args={"width": args.width, "depth": args.depth, "latent": args.latent},
+            model_args=arch,
             callback=progress)
     print(f"trained {args.model} for {res.step} steps in {time.perf_counter() - t:.0f} s; "
           f"wrote {out} and the learning curve {out.with_suffix('.curve.jsonl')}")

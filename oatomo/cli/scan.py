@@ -281,6 +281,9 @@ def run_reconstruct(args: argparse.Namespace) -> int:
                          prefix="--")
     if not 0 <= args.samples <= MAX_SAMPLES:
         raise InputError(f"--samples must be in 0..{MAX_SAMPLES}, got {args.samples}")
+    if args.n is not None and args.png != "none":  # the figure's canvas, before the work
+        figures.check_figure_memory(1, 1, float(args.n) ** 2, 0.0, args.dpi,
+                                    what=f"the figure of --n {args.n}")
     refine = "auto" if args.refine is None else args.refine
     device = check_device(args.device, "--device")
     attenuation = _attenuation(args)

@@ -11,7 +11,8 @@ import io
 import os
 import stat
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -19,18 +20,24 @@ import h5py
 import numpy as np
 
 from oatomo._atomic import atomic_path, check_input_file
-from oatomo._documents import parse_json
-from oatomo._limits import check_bytes
+from oatomo._documents import MAX_DOCUMENT_BYTES, parse_json
+from oatomo._limits import check_bytes, check_range
 from oatomo.errors import InputError
 
-__all__ = ["open_hdf5", "check_self_contained", "write_hdf5", "scalar_value", "number_value",
-           "integer_value", "text_value", "json_value", "read_array", "numeric_dataset",
-           "missing_filters", "plane_positions", "group_to_json", "json_to_group"]
+__all__ = ["open_hdf5", "check_self_contained", "check_metadata_size", "write_hdf5",
+           "scalar_value", "number_value", "integer_value", "ranged_value", "text_value",
+           "json_value", "from_key", "read_array", "numeric_dataset", "missing_filters",
+           "plane_positions", "group_to_json", "json_to_group", "MAX_METADATA_BYTES"]
 
 #: Most values :func:`group_to_json` reads from one metadata tree (about 64 MiB as JSON).
 MAX_METADATA_VALUES = 4_000_000
 #: Most links :func:`open_hdf5` inspects in one file before refusing it.
 MAX_LINKS = 200_000
+#: Most bytes a file may hold outside its datasets' raw data (attributes, variable-length
+#: strings, the file's own structure): everything there may be read as metadata.
+MAX_METADATA_BYTES = MAX_DOCUMENT_BYTES
+#: Largest value (bytes) :func:`scalar_value` reads from a dataset.
+MAX_VALUE_BYTES = 1 << 20
 
 
 def open_hdf5(path: str | os.PathLike) -> h5py.File:
@@ -39,12 +46,14 @@ def open_hdf5(path: str | os.PathLike) -> h5py.File:
     The file must be self-contained (see :func:`check_self_contained`): nothing in it may
     steer a read outside it.
 
+    Its metadata must be small enough to read (see :func:`check_metadata_size`).
+
     Raises
     ------
     InputError
         Missing or unreadable file, a FIFO or device (also when swapped in after the
-        check), a file that is not HDF5, a truncated/corrupt one, or one that is not
-        self-contained.
+        check), a file that is not HDF5, a truncated/corrupt one, one that is not
+        self-contained, or one with too much metadata.
     """
     p = check_input_file(path, "scan file")
     try:
@@ -60,15 +69,16 @@ def open_hdf5(path: str | os.PathLike) -> h5py.File:
         if not stat.S_ISREG(os.fstat(f.id.get_vfd_handle()).st_mode):
             raise InputError("not a regular file (a FIFO, device or socket), not a scan file",
                              p)
-        check_self_contained(f, p)
+        check_metadata_size(f, p, check_self_contained(f, p))
     except BaseException:
         f.close()
         raise
     return f
 
 
-def check_self_contained(f: h5py.File, path: Any) -> None:
-    """Refuse an HDF5 file whose reading could leave it, before anything is read.
+def check_self_contained(f: h5py.File, path: Any) -> int:
+    """Refuse an HDF5 file whose reading could leave it, before anything is read; return
+    the bytes of raw data its datasets store in it.
 
     Every link of the file is visited (each object once, so hard-link cycles end) without
     following any: external links (to another file, a FIFO or a device), soft links that
@@ -83,7 +93,7 @@ def check_self_contained(f: h5py.File, path: Any) -> None:
     """
     seen: set[int] = set()
     todo: list[h5py.Group] = [f]
-    n_links = 0
+    n_links = stored = 0
     while todo:
         group = todo.pop()
         for name in group:
@@ -115,6 +125,29 @@ def check_self_contained(f: h5py.File, path: Any) -> None:
                     raise InputError(f"{where} stores its data in external files "
                                      f"({dset.external[0][0]}); oatomo reads only the file it "
                                      f"is given", path)
+                stored += dset.id.get_storage_size()
+    return stored
+
+
+def check_metadata_size(f: h5py.File, path: Any, stored: int) -> None:
+    """Refuse an HDF5 file that holds more than :data:`MAX_METADATA_BYTES` outside its
+    datasets' raw data (``stored`` bytes, from :func:`check_self_contained`), or more than
+    ``OATOMO_MAX_BYTES`` allows to read, before any attribute or string is read.
+
+    Attributes and variable-length strings live there (their size is not known before
+    they are read), so this bounds every metadata read of the file. Space left unused by
+    deleted objects counts too (``h5repack`` reclaims it).
+    """
+    outside = max(0, int(f.id.get_filesize()) - int(stored))
+    if outside > MAX_METADATA_BYTES:
+        raise InputError(f"holds {outside / 2**20:.0f} MiB outside its datasets' data "
+                         f"(attributes, variable-length strings or unused space), more than "
+                         f"the {MAX_METADATA_BYTES >> 20} MiB of metadata oatomo reads "
+                         f"(h5repack reclaims unused space)", path)
+    # read as bytes, then decoded to text: twice its size (a document parsed from it is
+    # checked again by the parser)
+    check_bytes(2.0 * outside, f"reading the file's metadata ({outside} bytes of "
+                f"attributes and strings)", path)
 
 
 def write_hdf5(out: Path, fill: Callable[[h5py.File], Any]) -> None:
@@ -142,6 +175,9 @@ def scalar_value(v: Any) -> Any:
     if isinstance(v, h5py.Dataset):
         if v.size is None or v.size > 64:  # a value, not an array: never read a big one
             raise ValueError(f"{v.name} holds {v.size} values where one number belongs")
+        if v.size * v.dtype.itemsize > MAX_VALUE_BYTES:  # e.g. a 300 MB fixed-length string
+            raise ValueError(f"{v.name} holds {v.size * v.dtype.itemsize} bytes where one "
+                             f"value belongs")
         v = v[()]
     if isinstance(v, h5py.Group):
         raise ValueError(f"{v.name} is a group where a value belongs")
@@ -163,6 +199,28 @@ def number_value(v: Any, what: str, path: Any) -> float:
         return float(v)
     except (TypeError, ValueError, OverflowError):
         raise InputError(f"{what} is not a number ({v!r})", path) from None
+
+
+def ranged_value(v: Any, key: str, lo: float, hi: float, path: Any, *, unit: str = ""
+                 ) -> float:
+    """The attribute or dataset ``v``, stored under the HDF5 key ``key``, as a float in
+    ``[lo, hi]``; an :class:`InputError` naming the file and the key otherwise."""
+    what = f"HDF5 key {key!r}"
+    try:
+        x = number_value(v, what, path)
+    except ValueError as exc:  # a group, or an array where one value belongs
+        raise InputError(f"{what}: {exc}", path) from None
+    return check_range(x, what, lo, hi, path, unit=unit)
+
+
+@contextmanager
+def from_key(key: str, path: Any) -> Iterator[None]:
+    """Report an :class:`InputError` raised inside (a geometry noun checking a value read
+    from the HDF5 key ``key``) with the file and the key."""
+    try:
+        yield
+    except InputError as exc:
+        raise InputError(f"HDF5 key {key!r}: {exc.problem}", path) from None
 
 
 def integer_value(v: Any, what: str, path: Any) -> int:
@@ -262,9 +320,11 @@ def group_to_json(g: h5py.Group, path: Any, *, skip: Any = (), depth: int = 8,
     Raises
     ------
     InputError
-        Deeper than ``depth`` groups, or more than :data:`MAX_METADATA_VALUES` values.
+        Deeper than ``depth`` groups, more than :data:`MAX_METADATA_VALUES` values, or
+        more than :data:`MAX_METADATA_BYTES` stored in the datasets (both checked before
+        a dataset is read).
     """
-    budget = [MAX_METADATA_VALUES] if budget is None else budget
+    budget = [MAX_METADATA_VALUES, MAX_METADATA_BYTES] if budget is None else budget
     if depth < 0:
         raise InputError(f"{g.name} is nested too deep for metadata", path)
     out: dict[str, Any] = {}
@@ -276,9 +336,14 @@ def group_to_json(g: h5py.Group, path: Any, *, skip: Any = (), depth: int = 8,
             continue
         if not isinstance(item, h5py.Dataset) or item.shape is None:
             continue
-        budget[0] -= max(1, int(np.prod(item.shape, dtype=np.int64)))
+        size = int(np.prod(item.shape, dtype=np.int64))
+        budget[0] -= max(1, size)
+        budget[1] -= size * item.dtype.itemsize  # variable-length: bounded by open_hdf5
         if budget[0] < 0:
             raise InputError(f"metadata has more than {MAX_METADATA_VALUES} values (at "
+                             f"{item.name})", path)
+        if budget[1] < 0:
+            raise InputError(f"metadata holds more than {MAX_METADATA_BYTES >> 20} MiB (at "
                              f"{item.name})", path)
         dt = item.dtype
         if h5py.check_string_dtype(dt) is not None:

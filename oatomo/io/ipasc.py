@@ -20,14 +20,15 @@ from typing import Any
 import h5py
 import numpy as np
 
-from oatomo._limits import check_bytes
+from oatomo._limits import FS_RANGE, SPEED_RANGE, check_bytes
 from oatomo.errors import InputError, blame
 from oatomo.geometry import Acquisition, SensorArray
 from oatomo.io.hdf5 import (
+    from_key,
     group_to_json,
     json_to_group,
-    number_value,
     plane_positions,
+    ranged_value,
     read_array,
     text_value,
 )
@@ -70,9 +71,10 @@ def read_ipasc(f: h5py.File, path: Path, lazy: bool = False) -> Scan:
     md = f.get("meta_data")
     if md is None or "ad_sampling_rate" not in md:
         raise InputError("meta_data/ad_sampling_rate missing", path)
-    fs = number_value(md["ad_sampling_rate"], "ad_sampling_rate", path)
-    c = number_value(md["speed_of_sound"], "speed_of_sound", path) if "speed_of_sound" in md \
-        else 1500.0
+    fs = ranged_value(md["ad_sampling_rate"], "meta_data/ad_sampling_rate", *FS_RANGE, path,
+                      unit="Hz")
+    c = ranged_value(md["speed_of_sound"], "meta_data/speed_of_sound", *SPEED_RANGE, path,
+                     unit="m/s") if "speed_of_sound" in md else 1500.0
     det = f.get("meta_data_device/detectors")
     if not isinstance(det, h5py.Group) or len(det) == 0:
         raise InputError("no sensors (meta_data_device/detectors is empty)", path)
@@ -94,10 +96,14 @@ def read_ipasc(f: h5py.File, path: Path, lazy: bool = False) -> Scan:
         else None
     if wl is not None and np.size(wl) == 0:
         wl = None
-    with blame(path):
-        sensors = SensorArray(plane_positions(pos, path),
+    with from_key("meta_data_device/detectors/*/detector_position", path):
+        sensors = SensorArray(plane_positions(pos, path))
+    with from_key("meta_data_device/detectors/*/detector_orientation", path):
+        sensors = SensorArray(sensors.positions,
                               None if orient is None or not np.any(orient) else orient)
+    with blame(path):
         acq = Acquisition(fs=fs, n_samples=sino.shape[-1], speed_of_sound=c)
+    with from_key(f"meta_data_device/detectors/{ids[0]}/frequency_response", path):
         response = _ipasc_response(det[ids[0]], fs, path)
     meta = {"uuid": text_value(md["uuid"], "uuid", path) if "uuid" in md else None,
             # every other field, written back by write_ipasc (sizes: the source's, to tell

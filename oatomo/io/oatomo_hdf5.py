@@ -26,13 +26,24 @@ import h5py
 import numpy as np
 
 from oatomo import __version__
+from oatomo._limits import (
+    ATTENUATION_POWER_RANGE,
+    ATTENUATION_RANGE,
+    FS_RANGE,
+    MAX_POSITION,
+    MAX_SAMPLES,
+    MAX_T0,
+    SPEED_RANGE,
+    check_seed,
+)
 from oatomo.errors import InputError, blame
-from oatomo.geometry import Acquisition, Grid, SensorArray
+from oatomo.geometry import MAX_GRID_SIDE, Acquisition, Grid, SensorArray
 from oatomo.io.hdf5 import (
+    from_key,
     integer_value,
     json_value,
-    number_value,
     plane_positions,
+    ranged_value,
     read_array,
     scalar_value,
     text_value,
@@ -67,23 +78,41 @@ def read_oatomo(f: h5py.File, path: Path, lazy: bool = False) -> Scan:
         if key not in acq_attrs:
             raise InputError(f"acquisition attribute {key!r} missing", path)
     sino = read_array(f, "sinogram", path, lazy=lazy)
-    with blame(path):
+    # every value is checked as it is read, and a bad one is reported with its HDF5 key
+    with from_key("sensors/positions", path):
         pos = plane_positions(read_array(f, "sensors/positions", path), path)
+        SensorArray(pos)
+    with from_key("sensors/normals", path):
         normals = read_array(f, "sensors/normals", path) if "sensors/normals" in f else None
         sensors = SensorArray(pos, normals)
+    with from_key("acquisition/n_samples", path):
+        n_samples = integer_value(acq_attrs["n_samples"], "n_samples", path)
+        if not 1 <= n_samples <= MAX_SAMPLES:
+            raise InputError(f"n_samples must be an integer in [1, {MAX_SAMPLES}], got "
+                             f"{n_samples}")
+    with blame(path):
         acq = Acquisition(
-            fs=number_value(acq_attrs["fs"], "fs", path),
-            n_samples=integer_value(acq_attrs["n_samples"], "n_samples", path),
-            speed_of_sound=number_value(acq_attrs.get("speed_of_sound", 1500.0),
-                                        "speed of sound", path),
-            t0=number_value(acq_attrs.get("t0", 0.0), "t0", path))
-        p0 = grid = true = None
-        if "truth/p0" in f:
-            d = f["truth/p0"]
-            grid = Grid(integer_value(d.attrs["grid_n"], "truth/p0 grid_n", path),
-                        number_value(d.attrs["grid_fov"], "truth/p0 grid_fov", path))
-            p0 = read_array(f, "truth/p0", path).astype(np.float32)
-        if "truth/true_positions" in f:
+            fs=ranged_value(acq_attrs["fs"], "acquisition/fs", *FS_RANGE, path, unit="Hz"),
+            n_samples=n_samples,
+            speed_of_sound=ranged_value(acq_attrs.get("speed_of_sound", 1500.0),
+                                        "acquisition/speed_of_sound", *SPEED_RANGE, path,
+                                        unit="m/s"),
+            t0=ranged_value(acq_attrs.get("t0", 0.0), "acquisition/t0", -MAX_T0, MAX_T0,
+                            path, unit="s"))
+    p0 = grid = true = None
+    if "truth/p0" in f:
+        d = f["truth/p0"]
+        with from_key("truth/p0/grid_n", path):
+            n = integer_value(d.attrs.get("grid_n"), "grid_n", path)
+            if not 1 <= n <= MAX_GRID_SIDE:
+                raise InputError(f"grid_n must be an integer in [1, {MAX_GRID_SIDE}], got {n}")
+        fov = ranged_value(d.attrs.get("grid_fov"), "truth/p0/grid_fov", 0.0, 2 * MAX_POSITION,
+                           path, unit="m")
+        with from_key("truth/p0", path):
+            grid = Grid(n, fov)
+        p0 = read_array(f, "truth/p0", path).astype(np.float32)
+    if "truth/true_positions" in f:
+        with from_key("truth/true_positions", path):
             true = SensorArray(read_array(f, "truth/true_positions", path),
                                read_array(f, "truth/true_normals", path)
                                if "truth/true_normals" in f else None)
@@ -91,11 +120,14 @@ def read_oatomo(f: h5py.File, path: Path, lazy: bool = False) -> Scan:
     if not isinstance(meta, dict):
         raise InputError("metadata is not a JSON object", path)
     seed = f.attrs.get("seed")
+    if seed is not None:
+        with from_key("seed", path):
+            seed = check_seed(integer_value(seed, "seed", path), "seed")
     return Scan(sinogram=sino, sensors=sensors, acquisition=acq, p0=p0, grid=grid,
                 true_sensors=true,
                 setup_name=text_value(f.attrs.get("setup_name"), "setup_name", path),
                 setup_toml=text_value(f.attrs.get("setup"), "setup", path),
-                seed=None if seed is None else integer_value(seed, "seed", path),
+                seed=seed,
                 wavelengths=read_array(f, "wavelengths", path) if "wavelengths" in f else None,
                 metadata=meta, source_format="oatomo", response=_read_response(f, path),
                 calibration=(_read_calibration(f["calibration"], sensors.n_sensors, path)
@@ -161,8 +193,11 @@ def _read_attenuation(f: h5py.File, path: Path) -> Attenuation | None:
     if not isinstance(g, h5py.Group):
         raise InputError("attenuation is a dataset, not a group", path)
     with blame(path):
-        return Attenuation(number_value(g.attrs.get("alpha0"), "attenuation alpha0", path),
-                           number_value(g.attrs.get("power"), "attenuation power", path))
+        return Attenuation(
+            ranged_value(g.attrs.get("alpha0"), "attenuation/alpha0", *ATTENUATION_RANGE,
+                         path, unit="dB/(MHz^y cm)"),
+            ranged_value(g.attrs.get("power"), "attenuation/power", *ATTENUATION_POWER_RANGE,
+                         path))
 
 
 def _write_response(g: h5py.Group, r: DetectorResponse) -> None:
@@ -184,15 +219,17 @@ def _read_response(f: h5py.File, path: Path) -> DetectorResponse | None:
     g = f["detector"]
     if not isinstance(g, h5py.Group):
         raise InputError("detector is a dataset, not a group", path)
-    with blame(path):
-        if "impulse_response" in g:
-            h = read_array(g, "impulse_response", path)
-            return DetectorResponse(impulse_response=h, fs=number_value(
-                g["impulse_response"].attrs.get("fs"), "detector fs", path))
-        return DetectorResponse(
-            centre_frequency=number_value(g.attrs.get("centre_frequency"),
-                                          "centre_frequency", path),
-            bandwidth=number_value(g.attrs.get("bandwidth"), "bandwidth", path))
+    if "impulse_response" in g:
+        h = read_array(g, "impulse_response", path)
+        fs = ranged_value(g["impulse_response"].attrs.get("fs"), "detector/impulse_response/fs",
+                          *FS_RANGE, path, unit="Hz")
+        with from_key("detector/impulse_response", path):
+            return DetectorResponse(impulse_response=h, fs=fs)
+    fc = ranged_value(g.attrs.get("centre_frequency"), "detector/centre_frequency", 0.0,
+                      FS_RANGE[1], path, unit="Hz")
+    bw = ranged_value(g.attrs.get("bandwidth"), "detector/bandwidth", 0.0, 1e3, path)
+    with from_key("detector", path):
+        return DetectorResponse(centre_frequency=fc, bandwidth=bw)
 
 
 #: Datasets of ``/calibration`` (arrays); everything else there is an attribute.

@@ -15,9 +15,17 @@ from typing import Any
 import h5py
 import numpy as np
 
+from oatomo._limits import FS_RANGE, SPEED_RANGE
 from oatomo.errors import InputError, blame
 from oatomo.geometry import Acquisition, Grid, SensorArray
-from oatomo.io.hdf5 import number_value, plane_positions, read_array, text_value, write_hdf5
+from oatomo.io.hdf5 import (
+    from_key,
+    plane_positions,
+    ranged_value,
+    read_array,
+    text_value,
+    write_hdf5,
+)
 from oatomo.io.scan import Scan
 from oatomo.response import DetectorResponse
 from oatomo.units import UNITS_PA
@@ -35,24 +43,29 @@ def read_patato(f: h5py.File, path: Path, lazy: bool = False) -> Scan:
     raw = f["raw_data"]
     if not isinstance(raw, h5py.Dataset):
         raise InputError("raw_data is a group, not a dataset", path)
+    fs_key = "raw_data/fs" if "fs" in raw.attrs else "fs"
     fs = raw.attrs.get("fs", f.attrs.get("fs"))
     if fs is None:
         raise InputError("sampling frequency attribute 'fs' missing", path)
+    c_key = "raw_data/speedofsound" if "speedofsound" in raw.attrs else "speedofsound"
     c = raw.attrs.get("speedofsound", f.attrs.get("speedofsound", 1500.0))
     if "GEOMETRY" not in f:
         raise InputError("no sensors (dataset GEOMETRY missing)", path)
     sino = read_array(f, "raw_data", path, lazy=lazy)  # (frames, wavelengths, detectors, samples)
-    with blame(path):
+    with from_key("GEOMETRY", path):
         sensors = SensorArray(plane_positions(read_array(f, "GEOMETRY", path), path))
-        acq = Acquisition(fs=number_value(fs, "fs", path), n_samples=sino.shape[-1],
-                          speed_of_sound=number_value(c, "speedofsound", path))
+    with blame(path):
+        acq = Acquisition(fs=ranged_value(fs, fs_key, *FS_RANGE, path, unit="Hz"),
+                          n_samples=sino.shape[-1],
+                          speed_of_sound=ranged_value(c, c_key, *SPEED_RANGE, path,
+                                                      unit="m/s"))
     wl = read_array(f, "wavelengths", path) if "wavelengths" in f else None
     if wl is not None and np.size(wl) and float(np.max(wl)) > 1e-4:  # PATATO/iThera: nm
         wl = np.asarray(wl, np.float64) * 1e-9
     name = text_value(f.attrs.get("name", ""), "name", path)
     response = None
     if "irf" in f:  # PATATO: time-domain impulse response (n,), time zero at n // 2
-        with blame(path):
+        with from_key("irf", path):
             response = DetectorResponse(impulse_response=read_array(f, "irf", path), fs=acq.fs)
     return Scan(sinogram=sino, sensors=sensors, acquisition=acq, wavelengths=wl,
                 metadata={"scan_name": name} if name else {}, source_format="patato",

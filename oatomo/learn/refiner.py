@@ -39,8 +39,11 @@ import torch
 from torch import nn
 
 from oatomo._atomic import atomic_path
-from oatomo.datasets.generate import load_dataset
+from oatomo._documents import read_json
+from oatomo._limits import check_bytes
+from oatomo.datasets.generate import load_dataset, read_manifest
 from oatomo.errors import InputError
+from oatomo.geometry import MAX_GRID_SIDE
 from oatomo.learn.checkpoint import (
     load_checkpoint,
     model_from_checkpoint,
@@ -69,7 +72,7 @@ def build_refiner_model(kind: str, n_envs: int, in_channels: int, *,
                         width: int = DEFAULT_ARCH["width"], depth: int = DEFAULT_ARCH["depth"],
                         latent: int = DEFAULT_ARCH["latent"], beta: float = 1.0,
                         gamma: float = 1.0, obs_sigma: float = 0.05, size: int = 96,
-                        seed: int = 0) -> nn.Module:
+                        seed: int | None = 0) -> nn.Module:
     """A fresh model of ``kind`` with seeded initial weights: the registered class that
     :data:`oatomo.learn.registry.MODEL_KINDS` names for it, built from a VAE or a U-Net
     config."""
@@ -82,6 +85,50 @@ def build_refiner_model(kind: str, n_envs: int, in_channels: int, *,
                         obs_sigma=obs_sigma, beta=beta, gamma=gamma,
                         n_envs=1 if spec.pooled else n_envs, example_size=size)
     return cls(cfg, seed=seed)
+
+
+def _activation_floats(in_channels: int, width: int, depth: int, latent: int) -> int:
+    """Activation floats one training item holds per pixel of its input, forward and
+    backward (an upper estimate for the VAEs and the U-Net): ``8 * in_channels + 8 * width
+    + width * depth + latent``, times two for the gradients."""
+    return 2 * (8 * in_channels + 8 * width + width * depth + latent)
+
+
+def training_bytes(kind: str, n_envs: int, in_channels: int, *, size: int, batch_size: int,
+                   width: int = DEFAULT_ARCH["width"], depth: int = DEFAULT_ARCH["depth"],
+                   latent: int = DEFAULT_ARCH["latent"]) -> float:
+    """Memory (bytes) training a refiner of ``kind`` needs: its weights with their
+    gradients and the optimiser's two moments (counted on PyTorch's ``meta`` device,
+    nothing allocated), and one batch of ``batch_size`` items of ``size`` x ``size``
+    pixels through the network (:func:`_activation_floats` per pixel)."""
+    with torch.device("meta"):
+        shape_only = build_refiner_model(kind, n_envs, in_channels, size=size, width=width,
+                                         depth=depth, latent=latent, seed=None)
+    weights = sum(p.numel() for p in shape_only.parameters())
+    batch = float(batch_size) * size * size * _activation_floats(in_channels, width, depth,
+                                                                  latent)
+    return 4.0 * (4.0 * weights + batch)
+
+
+def check_training_memory(data: str | os.PathLike, kind: str, n_channels: int, *,
+                          batch_size: int, model_args: dict[str, Any] | None = None,
+                          what: str = "") -> None:
+    """Raise :class:`InputError` when :func:`training_bytes` for the dataset ``data`` is
+    over ``OATOMO_MAX_BYTES``, before the dataset is read; ``what`` names the options in
+    the message (default: the batch size and architecture)."""
+    man = read_manifest(data)
+    size, envs, where = man.get("size"), man.get("environments"), Path(data) / "manifest.json"
+    if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= MAX_GRID_SIDE:
+        raise InputError(f"manifest key 'size' must be an integer in 1..{MAX_GRID_SIDE}, got "
+                         f"{size!r}", where)
+    if not isinstance(envs, list) or not envs:
+        raise InputError("manifest key 'environments' must be a non-empty list", where)
+    n_envs = len(envs)
+    args = {**DEFAULT_ARCH, **(model_args or {})}
+    need = training_bytes(kind, n_envs, n_channels, size=size, batch_size=batch_size, **args)
+    check_bytes(need, what or f"training {kind} on batches of {batch_size} items of "
+                f"{size}x{size} pixels (width {args['width']}, depth {args['depth']}, latent "
+                f"{args['latent']})")
 
 
 class _LossModule(nn.Module):
@@ -113,7 +160,7 @@ def attach_metadata(path: str | os.PathLike, key: str, value: dict[str, Any]) ->
     ckpt["train"] = {**(ckpt.get("train") or {}), key: value}
     write_checkpoint_bytes(path, ckpt)
     side = Path(sidecar_path(path))
-    meta = json.loads(side.read_text()) if side.exists() else {}
+    meta = read_json(side, "model sidecar") if side.exists() else {}
     meta["train"] = ckpt["train"]
     with atomic_path(side) as tmp:
         tmp.write_text(json.dumps(meta, indent=2) + "\n")
@@ -174,6 +221,9 @@ def train_refiner(data: str | os.PathLike, kind: str, out: str | os.PathLike, *,
     model, TrainResult
         The trained model and the training record (on every rank).
     """
+    if channels:
+        check_training_memory(data, kind, len(channels), batch_size=batch_size,
+                              model_args=model_args)
     envs, man = load_dataset(data, limit=limit, channels=channels)
     names = list(man["environments"])
     if not channels or any(not 0 <= c < len(man["inputs"]) for c in channels):

@@ -64,6 +64,10 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         dev = torch.device(device)
     except RuntimeError as exc:
         raise InputError(f"unknown device {device!r} ({exc})") from None
+    if dev.type not in ("cpu", "cuda") and not (
+            dev.type == "mps" and torch.backends.mps.is_available()):
+        raise InputError(f"device {device!r} cannot train or run a model here (cpu, cuda or "
+                         f"auto)")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise InputError(f"device {device!r} is not available (this PyTorch has no CUDA "
                          f"device)")

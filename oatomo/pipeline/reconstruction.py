@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from oatomo._limits import check_bytes
 from oatomo.datasets.generate import TV_ITERS
 from oatomo.errors import InputError
 from oatomo.geometry import Acquisition, Grid, SensorArray
@@ -254,6 +255,7 @@ def reconstruct(scan: Any, method: str | None = None, grid: Grid | None = None, 
     timer.done("load", t)
     if grid is None:
         grid = image_grid(signals, options.n, options.fov)
+    check_image_memory(signals, grid)
     options, check_record, refine_reason = _two_speed_policy(options)
     if check_record is None:
         options, check_record, refine_reason = decide_calibration(signals, grid, options,
@@ -346,6 +348,23 @@ def _require_finite(image: np.ndarray, problem: str, path: Any) -> None:
     """Raise :class:`InputError` (naming ``path``) unless every pixel is finite."""
     if not np.all(np.isfinite(image)):
         raise InputError(problem, None if path in (None, "<Scan>") else path)
+
+
+#: Bytes per pixel and frame a reconstruction holds at once: the method's image and its
+#: accumulator, the truth on the same grid, the finiteness check's mask.
+IMAGE_BYTES_PER_PIXEL = 16
+
+
+def check_image_memory(signals: Signals, grid: Grid) -> None:
+    """Raise :class:`InputError` when the images of every selected frame on ``grid`` would
+    need more than ``OATOMO_MAX_BYTES`` (checked before any work; a scan reconstructed
+    frame by frame is checked by :func:`oatomo.pipeline.frames.frame_selection`)."""
+    if signals.by_frame or signals.sinogram is None:
+        return
+    frames = int(np.prod(signals.sinogram.shape[:-2], dtype=np.int64))
+    check_bytes(float(IMAGE_BYTES_PER_PIXEL) * frames * grid.n ** 2,
+                f"reconstructing {frames} frame(s) on {grid.n}x{grid.n} pixels",
+                None if signals.source in (None, "<Scan>") else signals.source)
 
 
 def _method_images(signals: Signals, grid: Grid, sensors: SensorArray,

@@ -107,10 +107,10 @@ def _bad_inputs(tmp_path):
                      str(tmp_path / "nan_out.h5")], "NaN or Inf")
     cases["fs"] = (["info", str(_scan_with(tmp_path, "fs.h5",
                                            lambda f: f.attrs.__setitem__("fs", 0.0)))],
-                   "fs must lie in")
+                   "HDF5 key 'fs' must lie in")
     cases["c"] = (["info", str(_scan_with(tmp_path, "c.h5",
                                           lambda f: f.attrs.__setitem__("speedofsound", -5.0)))],
-                  "speed of sound must lie in")
+                  "HDF5 key 'speedofsound' must lie in")
 
     def nosens(f):
         del f["GEOMETRY"]

@@ -16,7 +16,8 @@ from oatomo.cli import main
 MEMORY_CEILING = 256 << 20
 
 _ROOT = Path(tempfile.mkdtemp(prefix="oatomo-hostile-"))
-CASES = {c.name: c for c in build(_ROOT)}
+_BUILT = build(_ROOT)
+CASES = {c.name: c for c in _BUILT}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -41,7 +42,8 @@ def _snapshot(directory: Path) -> dict[str, tuple[int, bytes] | str]:
 
 def test_corpus_covers_every_class():
     kinds = [c.kind for c in CASES.values()]
-    assert len(kinds) >= 250, len(kinds)
+    assert len(CASES) == len(_BUILT), "case names must be unique"
+    assert len(kinds) >= 350, len(kinds)
     for kind in ("segfault", "overwrite", "allocation", "error", "nan", "escape", "hang",
                  "traceback"):
         assert kinds.count(kind) >= 3, kind

@@ -418,8 +418,8 @@ def build(root: str | os.PathLike) -> list[Case]:
         return ["reconstruct", scan_with(d), "-o", str(d / "x.h5")]
 
     for limit in ("inf", "nan", "1e400G"):
-        @case(f"memory_limit_env_{limit}", "allocation", "scan.h5",
-              env={"OATOMO_MAX_BYTES": limit}, reason="OATOMO_MAX_BYTES must be")
+        @case(f"memory_limit_env_{limit}", "allocation", "OATOMO_MAX_BYTES",
+              env={"OATOMO_MAX_BYTES": limit}, reason="must be a number of bytes")
         def _(d):
             return ["reconstruct", scan_with(d), "-o", str(d / "x.h5")]
 
@@ -1150,6 +1150,205 @@ def build(root: str | os.PathLike) -> list[Case]:
         def _(d, response=response):
             return ["reconstruct", scan_with(d), "-o", str(d / "x.h5"), "--png", "none",
                     "--response", response]
+
+    # --- 11. memory past the limit: sizes checked before anything is read or allocated --
+    def sparse(path: Path, size: int) -> str:
+        """A file of ``size`` bytes that takes no disk (its size is all that is checked)."""
+        with open(path, "wb") as f:
+            f.truncate(size)
+        return str(path)
+
+    m64 = {"OATOMO_MAX_BYTES": "64M"}
+    for size, label in ((100 << 20, "100M"), (9 << 20, "9M")):
+        @case(f"document_{label}_setup_64M", "allocation", "tiny.toml", env=m64)
+        def _(d, size=size):
+            return ["simulate", "--setup", sparse(d / "tiny.toml", size), "-o", str(d / "s.h5")]
+
+        @case(f"document_{label}_preset_64M", "allocation", "p.toml", env=m64)
+        def _(d, size=size):
+            return ["reconstruct", scan_with(d), "-o", str(d / "x.h5"), "--preset",
+                    sparse(d / "p.toml", size)]
+
+        @case(f"document_{label}_calibration_64M", "allocation", "cal.json", env=m64)
+        def _(d, size=size):
+            return ["reconstruct", scan_with(d), "-o", str(d / "x.h5"), "--calibration",
+                    sparse(d / "cal.json", size)]
+
+        @case(f"document_{label}_manifest_64M", "allocation", "manifest.json", env=m64)
+        def _(d, size=size):
+            (d / "ds").mkdir(exist_ok=True)
+            sparse(d / "ds" / "manifest.json", size)
+            return ["refiner", "train", "--data", str(d / "ds"), "-o", str(d / "m.pt")]
+
+    for gz in ("", ".gz"):
+        @case(f"cmnist_idx_header_20000{gz or '_raw'}_64M", "allocation",
+              f"train-images-idx3-ubyte{gz}", env=m64, reason="Colored MNIST")
+        def _(d, gz=gz):  # the headers alone: the colouring is checked before any digit
+            (d / "mnist").mkdir(exist_ok=True)
+            opener = gzip.open if gz else open
+            for name, head in (("train-images-idx3-ubyte", bytes([0, 0, 8, 3]) + b"".join(
+                    v.to_bytes(4, "big") for v in (20000, 28, 28))),
+                    ("train-labels-idx1-ubyte", bytes([0, 0, 8, 1]) + (20000).to_bytes(4, "big"))):
+                with opener(d / "mnist" / f"{name}{gz}", "wb") as f:
+                    f.write(head)
+            return ["cmnist", "--mnist-dir", str(d / "mnist"), "--out", str(d / "o"), "-q"]
+
+    metadata_edits = {
+        "metadata_attr": lambda f: f.attrs.__setitem__("metadata", '{"a": "' + "x" * (5 << 20)
+                                                       + '"}'),
+        "setup_attr": lambda f: f.attrs.__setitem__("setup", SETUP + "#" + "x" * (5 << 20)),
+        "vlen_string_dataset": lambda f: f.create_dataset("notes", data="x" * (5 << 20),
+                                                          dtype=h5py.string_dtype()),
+        "many_attrs": lambda f: [f["acquisition"].attrs.__setitem__(f"k{i}", "y" * 4000)
+                                 for i in range(1300)],
+    }
+    for label, edit in metadata_edits.items():
+        for command in ("info", "reconstruct"):
+            @case(f"scan_metadata_{label}_{command}_8M", "allocation", "scan.h5",
+                  env={"OATOMO_MAX_BYTES": "8M"}, reason="metadata")
+            def _(d, edit=edit, command=command):
+                args = [command, scan_with(d, edit)]
+                return args + (["-o", str(d / "x.h5")] if command != "info" else [])
+
+    @case("ipasc_metadata_string_8M", "allocation", "ipasc.h5", env={"OATOMO_MAX_BYTES": "8M"},
+          reason="metadata")
+    def _(d):
+        with h5py.File(d / "ipasc.h5", "w") as f:
+            f["binary_time_series_data"] = np.zeros((4, 64, 1, 1), np.float32)
+            f["meta_data/ad_sampling_rate"] = 20e6
+            f.create_dataset("meta_data/notes", data="x" * (5 << 20), dtype=h5py.string_dtype())
+            for k in range(4):
+                th = k * np.pi / 2
+                f[f"meta_data_device/detectors/{k:010d}/detector_position"] = \
+                    np.array([0.01 * np.cos(th), 0.01 * np.sin(th), 0.0])
+        return ["info", str(d / "ipasc.h5")]
+
+    for label, extra, env in (
+            ("das_n8192_figure_64M", ["--n", "8192", "--method", "das"], m64),
+            ("das_n8192_no_figure_64M", ["--n", "8192", "--method", "das", "--png", "none"],
+             m64),
+            ("ubp_n4096_no_figure_64M", ["--n", "4096", "--png", "none"], m64),
+            ("figure_dpi600_8M", ["--n", "64", "--dpi", "600"], {"OATOMO_MAX_BYTES": "8M"}),
+            ("figure_n8192_256M", ["--n", "8192", "--dpi", "600"], {"OATOMO_MAX_BYTES": "256M"})):
+        @case(f"reconstruct_{label}", "allocation", "would need", env=env,
+              reason="OATOMO_MAX_BYTES")
+        def _(d, extra=extra):
+            return ["reconstruct", scan_with(d), "-o", str(d / "x.h5"), *extra]
+
+    for label, extra in (("deconvolve", ["--deconvolve"]),
+                         ("model", ["--method", "mb-tikhonov", "--model-response",
+                                    "--iters", "2"])):
+        @case(f"response_support_{label}_64M", "allocation", "detector response", env=m64,
+              reason="OATOMO_MAX_BYTES")
+        def _(d, extra=extra):
+            return ["reconstruct", scan_with(d), "-o", str(d / "x.h5"), "--png", "none",
+                    "--response", "1e3:0.001", *extra]
+
+    @case("setup_response_support_64M", "allocation", "detector response", env=m64,
+          reason="OATOMO_MAX_BYTES")
+    def _(d):
+        return ["simulate", "--setup", setup_with(d, "[noise]", "[detector]\ncentre_frequency"
+                                                  " = 1e3\nbandwidth = 0.001\n[noise]"),
+                "-o", str(d / "s.h5")]
+
+    @case("refiner_data_size_512_count_100000", "allocation", "ds", reason="OATOMO_MAX_BYTES")
+    def _(d):
+        return ["refiner", "data", "-o", str(d / "ds"), "--count", "100000", "--size", "512"]
+
+    # --- 12. training options at their extremes: the one range table, then memory -------
+    def manifest_only(d: Path, size: int = 96) -> str:
+        """A dataset directory with a manifest and no data (nothing gets that far)."""
+        (d / "ds").mkdir(exist_ok=True)
+        (d / "ds" / "manifest.json").write_text(json.dumps({
+            "format": "oatomo-family-data", "version": 1, "inputs": ["ubp", "das"],
+            "environments": ["arc/none", "ring-dense/none"], "size": size}))
+        return str(d / "ds")
+
+    for group in ("refiner", "family"):
+        for opt, value in (("--latent", "1000000"), ("--width", "100000"),
+                           ("--depth", "100000"), ("--batch-size", "10000000"),
+                           ("--batch-size", "0"), ("--epochs", "0"), ("--lr", "nan"),
+                           ("--lr", "1e300"), ("--snapshot-every", "-1"),
+                           ("--max-target", "inf"), ("--device", "meta"),
+                           ("--device", "xla"), ("--batch-size", "60000")):
+            @case(f"{group}_train_option_{opt.strip('-')}_{value}", "traceback", opt)
+            def _(d, group=group, opt=opt, value=value):
+                return [group, "train", "--data", manifest_only(d), "-o", str(d / "m.pt"),
+                        opt, value]
+
+    @case("refiner_train_width_256_16M", "traceback", "--width 256",
+          env={"OATOMO_MAX_BYTES": "16M"}, reason="OATOMO_MAX_BYTES")
+    def _(d):
+        return ["refiner", "train", "--data", manifest_only(d), "-o", str(d / "m.pt"),
+                "--width", "256"]
+
+    for label, size in (("size_string", '"96"'), ("size_huge", "1000000000")):
+        @case(f"refiner_train_manifest_{label}", "error", "manifest.json", reason="'size'")
+        def _(d, size=size):
+            (d / "ds").mkdir(exist_ok=True)
+            (d / "ds" / "manifest.json").write_text(
+                '{"format": "oatomo-family-data", "inputs": ["ubp", "das"], '
+                f'"environments": ["arc/none"], "size": {size}}}')
+            return ["refiner", "train", "--data", str(d / "ds"), "-o", str(d / "m.pt")]
+
+    # --- 13. values from a scan file are reported with their HDF5 key --------------------
+    def attr(name: str, key: str, value: object) -> Callable[[h5py.File], None]:
+        return lambda f: f[name].attrs.__setitem__(key, value)
+
+    scan_values = {
+        "acquisition/fs": attr("acquisition", "fs", 1e300),
+        "acquisition/speed_of_sound": attr("acquisition", "speed_of_sound", 0.0),
+        "acquisition/t0": attr("acquisition", "t0", -5.0),
+        "acquisition/n_samples": attr("acquisition", "n_samples", 0),
+        "sensors/positions": scale_positions(1e40),
+        "sensors/normals": lambda f: _replace(f, "sensors/normals", np.full((16, 2), np.nan)),
+        "truth/p0/grid_fov": attr("truth/p0", "grid_fov", -1.0),
+        "truth/p0/grid_n": attr("truth/p0", "grid_n", 0),
+        "seed": lambda f: f.attrs.__setitem__("seed", -1),
+        "detector/centre_frequency": lambda f: f.create_group("detector").attrs.update(
+            {"centre_frequency": 1e300, "bandwidth": 0.5}),
+        "detector/bandwidth": lambda f: f.create_group("detector").attrs.update(
+            {"centre_frequency": 5e6, "bandwidth": np.nan}),
+        "detector/impulse_response/fs": lambda f: f.create_dataset(
+            "detector/impulse_response", data=np.ones(5)).attrs.__setitem__("fs", 0.0),
+    }
+    for key, edit in scan_values.items():
+        @case(f"scan_key_{key.replace('/', '_')}", "error", "scan.h5", reason=f"'{key}'")
+        def _(d, edit=edit):
+            return ["info", scan_with(d, edit)]
+
+    def ipasc(d: Path, fs: float = 20e6, c: float = 1500.0, scale: float = 1.0) -> str:
+        with h5py.File(d / "ipasc.h5", "w") as f:
+            f["binary_time_series_data"] = np.zeros((4, 64, 1, 1), np.float32)
+            f["meta_data/ad_sampling_rate"] = fs
+            f["meta_data/speed_of_sound"] = c
+            for k in range(4):
+                th = k * np.pi / 2
+                f[f"meta_data_device/detectors/{k:010d}/detector_position"] = \
+                    scale * np.array([0.01 * np.cos(th), 0.01 * np.sin(th), 0.0])
+        return str(d / "ipasc.h5")
+
+    for key, kw in (("meta_data/ad_sampling_rate", {"fs": 1e300}),
+                    ("meta_data/speed_of_sound", {"c": -1.0}),
+                    ("detector_position", {"scale": 1e40})):
+        @case(f"ipasc_key_{key.split('/')[-1]}", "error", "ipasc.h5", reason=key)
+        def _(d, kw=kw):
+            return ["info", ipasc(d, **kw)]
+
+    def patato(d: Path, fs: float = 20e6, c: float = 1500.0, scale: float = 1.0) -> str:
+        with h5py.File(d / "patato.h5", "w") as f:
+            raw = f.create_dataset("raw_data", data=np.zeros((1, 1, 4, 64), np.float32))
+            raw.attrs["fs"] = fs
+            raw.attrs["speedofsound"] = c
+            th = np.arange(4) * np.pi / 2
+            f["GEOMETRY"] = scale * 0.01 * np.stack([np.cos(th), np.sin(th), 0 * th], 1)
+        return str(d / "patato.h5")
+
+    for key, kw in (("raw_data/fs", {"fs": 1e300}), ("raw_data/speedofsound", {"c": np.nan}),
+                    ("GEOMETRY", {"scale": 1e40})):
+        @case(f"patato_key_{key.split('/')[-1]}", "error", "patato.h5", reason=key)
+        def _(d, kw=kw):
+            return ["info", patato(d, **kw)]
 
     return cases
 

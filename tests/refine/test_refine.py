@@ -125,8 +125,8 @@ def test_single_setup_from_the_command_line(tmp_path, capsys):
 def test_family_is_a_deprecated_name_of_refiner(tmp_path, capsys):
     assert main(["family", "data", "-o", str(tmp_path / "d"), "--count", "0"]) == 2
     err = capsys.readouterr().err.splitlines()
-    assert err == ["oatomo family: deprecated, use oatomo refiner",
-                   "oatomo family: error: --count must be in 1..10000000, got 0"]
+    assert err == ["oatomo family: error: --count must be in 1..10000000, got 0 (oatomo "
+                   "family is deprecated, use oatomo refiner)"]
     assert main(["refiner", "data", "-o", str(tmp_path / "d"), "--count", "0"]) == 2
     assert capsys.readouterr().err.splitlines() == [
         "oatomo refiner: error: --count must be in 1..10000000, got 0"]

@@ -276,7 +276,7 @@ def test_refiner_cli_data_train_export(tmp_path, capsys):
     for bad in (["--width", "0"], ["--depth", "17"], ["--latent", "100000"]):
         assert main(["refiner", "train", "--data", str(d), "-o", str(tmp_path / "y.pt"),
                      *bad]) == 2
-        assert f"{bad[0]} must lie in" in capsys.readouterr().err
+        assert f"{bad[0]} must be an integer in" in capsys.readouterr().err
     assert ex.stat().st_size < ck.stat().st_size  # no optimizer state
     # a weights archive of a U-Net: PyTorch runs it (NumPy inference covers the VAEs)
     npz = tmp_path / "archive.npz"

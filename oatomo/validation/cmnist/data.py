@@ -69,6 +69,8 @@ __all__ = [
     "find_mnist",
     "make_environment",
     "read_idx",
+    "idx_shape",
+    "check_mnist_memory",
     "bundled_mnist_path",
     "cache_dir",
     "read_mnist_csv",
@@ -172,18 +174,8 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
         with opener(path, "rb") as fh:
             # the header first: the declared size is checked before the body is read, and
             # no read asks for more than the header promises (plus one byte, to see extra)
-            magic = fh.read(4)
-            if len(magic) < 4 or magic[0] != 0 or magic[1] != 0 \
-                    or magic[2] not in _IDX_DTYPES:
-                raise InputError(f"corrupt IDX header (magic bytes "
-                                 f"{magic.hex() or 'missing'})", path)
-            ndim = magic[3]
-            raw_dims = fh.read(4 * ndim)
-            if ndim == 0 or len(raw_dims) < 4 * ndim:
-                raise InputError(f"corrupt IDX header ({ndim} dimensions)", path)
-            dims = tuple(int.from_bytes(raw_dims[4 * i: 4 * i + 4], "big")
-                         for i in range(ndim))
-            dtype = np.dtype(_IDX_DTYPES[magic[2]])
+            dims, dtype = _idx_header(fh, path)
+            ndim = len(dims)
             size = int(np.prod(dims, dtype=np.float64)) * dtype.itemsize
             check_bytes(float(np.prod(dims, dtype=np.float64)) * dtype.itemsize,
                         f"the IDX data {dims}", path)
@@ -196,6 +188,47 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
             f"corrupt IDX header: dimensions {dims} need {expected} bytes, file has "
             f"{4 + 4 * ndim + len(body)}{' or more' if len(body) > size else ''}", path)
     return np.frombuffer(body, dtype).reshape(dims)
+
+
+def _idx_header(fh: Any, path: Any) -> tuple[tuple[int, ...], np.dtype]:
+    """The dimensions and data type an open IDX file's header declares."""
+    magic = fh.read(4)
+    if len(magic) < 4 or magic[0] != 0 or magic[1] != 0 or magic[2] not in _IDX_DTYPES:
+        raise InputError(f"corrupt IDX header (magic bytes {magic.hex() or 'missing'})", path)
+    ndim = magic[3]
+    raw_dims = fh.read(4 * ndim)
+    if ndim == 0 or len(raw_dims) < 4 * ndim:
+        raise InputError(f"corrupt IDX header ({ndim} dimensions)", path)
+    dims = tuple(int.from_bytes(raw_dims[4 * i: 4 * i + 4], "big") for i in range(ndim))
+    return dims, np.dtype(_IDX_DTYPES[magic[2]])
+
+
+def idx_shape(path: str | os.PathLike) -> tuple[int, ...]:
+    """The dimensions the header of the IDX file ``path`` (``.gz`` or not) declares; its
+    body is not read."""
+    path = check_input_file(path, "IDX file")
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as fh:
+            return _idx_header(fh, path)[0]
+    except (OSError, EOFError) as exc:
+        raise InputError(f"cannot read IDX file ({exc})", path) from None
+
+
+#: Bytes per digit pixel Colored MNIST holds while the experiment runs: the digits, the
+#: shuffled pool, and two seeds' environments of two float32 channels, with room to spare.
+COLORED_BYTES_PER_PIXEL = 32
+
+
+def check_mnist_memory(paths: dict[str, Any]) -> None:
+    """Raise :class:`InputError` when the digits of the IDX files ``paths`` (as returned
+    by :func:`find_mnist`) would need more than ``OATOMO_MAX_BYTES`` once coloured, from
+    their headers alone (nothing else is read; other sources are known sizes)."""
+    if "images" not in paths:
+        return
+    dims = idx_shape(paths["images"])
+    check_bytes(float(COLORED_BYTES_PER_PIXEL) * float(np.prod(dims, dtype=np.float64)),
+                f"Colored MNIST of the {dims[0]} digits {dims}", paths["images"])
 
 
 def _find_idx(directory: Path, kind: str) -> Path | None:
