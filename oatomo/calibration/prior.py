@@ -76,11 +76,18 @@ def prior_from_setup(setup_toml: str | None, radius: float
         jitter = float(pert.get("jitter_std", 0.0))
         rotation = float(pert.get("rotation", 0.0))
         off = [float(v) for v in pert.get("offset", (0.0, 0.0))]
-    except (InputError, AttributeError, TypeError, ValueError, OverflowError):
+    except (InputError, AttributeError, TypeError, ValueError, OverflowError) as exc:
+        logger.warning("the setup stored in the scan is not used as the position prior "
+                       "(its [perturbation] table cannot be read: %s)",
+                       " ".join(str(exc).split())[:120])
         return None, 0.0, (0.0, 0.0)
     values = [radial, angular, jitter, *off]
     if len(off) != 2 or not all(math.isfinite(v) and abs(v) <= MAX_PERTURBATION
                                 for v in values) or not math.isfinite(rotation):
+        logger.warning("the setup stored in the scan is not used as the position prior: "
+                       "its [perturbation] values must be finite, errors at most %g m "
+                       "(radial_std %g, angular_std x radius %g, jitter_std %g, offset %s)",
+                       MAX_PERTURBATION, radial, angular, jitter, off)
         return None, 0.0, (0.0, 0.0)
     std = math.sqrt(0.5 * (radial ** 2 + angular ** 2) + jitter ** 2)
     return (std if std > 0 else None), rotation, (off[0], off[1])

@@ -246,3 +246,13 @@ def test_a_scans_setup_out_of_range_gives_no_prior(perturbation):
     assert prior_from_setup(f"[perturbation]\n{perturbation}\n", 0.02) == (None, 0.0, (0.0, 0.0))
     assert prior_from_setup("[perturbation]\nradial_std = 1e-4\n", 0.02)[0] == \
         pytest.approx(1e-4 / 2 ** 0.5)
+
+
+@pytest.mark.parametrize("table", ["radial_std = 1e300", "radial_std = 'wide'",
+                                   "offset = [0.0]"])
+def test_an_unusable_stored_setup_is_not_the_prior_and_says_so(table, caplog) -> None:
+    from oatomo.calibration.prior import prior_from_setup
+
+    with caplog.at_level("WARNING", logger="oatomo.calibration.prior"):
+        assert prior_from_setup(f"[perturbation]\n{table}\n", 0.02) == (None, 0.0, (0.0, 0.0))
+    assert "not used as the position prior" in caplog.text
