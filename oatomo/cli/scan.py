@@ -29,7 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Draw the true sensor positions of a setup, simulate the "
                        "scan with the setup's noise and band, write an oatomo scan file; or, "
                        "with --array, simulate a 3-D array seeing a volume phantom.")
-    p.add_argument("--setup", help="setup TOML file or bundled setup name (e.g. ring32_r22)")
+    p.add_argument("--setup", help="setup TOML file or bundled setup name (e.g. ring32_r22); "
+                   "a file with dimensions = 3 is a volume setup (3-D array)")
     p.add_argument("--array", metavar="KIND:N:...", help="a 3-D array instead of a setup: "
                    "hemisphere:N:RADIUS, cap:N:RADIUS:HALF_ANGLE_DEG, sphere:N:RADIUS or "
                    "planar:NX:PITCH:Z (NX x NX sensors in the plane z = Z), in metres (e.g. "
@@ -235,7 +236,7 @@ def run_simulate(args: argparse.Namespace) -> int:
     check_seed(args.seed, "--seed")
     if (args.setup is None) == (args.array is None):
         raise InputError("give either --setup (a 2-D setup) or --array (a 3-D array)")
-    if args.array is not None:
+    if args.array is not None or _is_volume_setup(args.setup):
         return _simulate_volume(args)
     volume_only = [f"--{k.replace('_', '-')}" for k in ("n", "fov", "samples", "band")
                    if getattr(args, k) is not None]
@@ -270,6 +271,13 @@ def run_simulate(args: argparse.Namespace) -> int:
           f"{np.sqrt(np.mean(err**2)) * 1e3:.3f} mm ({time.perf_counter() - t:.2f} s)")
     print(f"wrote {out}")
     return 0
+
+
+def _is_volume_setup(setup: str) -> bool:
+    """Whether ``--setup`` names a volume setup file (``dimensions = 3``)."""
+    from oatomo.volume.setups import is_volume_setup  # lazy: Numba kernels of the volume
+
+    return is_volume_setup(setup)
 
 
 def _array(text: str) -> object:
@@ -308,23 +316,22 @@ def _array(text: str) -> object:
     return planar_array(int(count), int(count), values[1], values[2])
 
 
-def _simulate_volume(args: argparse.Namespace) -> int:
-    """``oatomo simulate --array``: a 3-D array seeing a volume phantom."""
+def _volume_setup(args: argparse.Namespace) -> object:
+    """The :class:`~oatomo.volume.setups.VolumeSetup` of ``--array`` and its options
+    (unperturbed), or of a volume setup file (``--setup``)."""
     from oatomo import Acquisition  # lazy: as the other geometry
-    from oatomo.io import Scan, save_scan  # lazy: h5py
+    from oatomo.io import Scan  # lazy: h5py
     from oatomo.pipeline.volume import default_volume_grid  # lazy: Numba kernels
-    from oatomo.volume import simulate_volume  # lazy: Numba kernels
-    from oatomo.volume.phantoms import check_volume_phantom, make_volume  # lazy: as above
+    from oatomo.volume.setups import VolumeSetup, load_volume_setup  # lazy: as above
 
-    phantom = args.phantom or "vessels3d"
-    check_volume_phantom(phantom)
-    if args.medium != "slab" or args.attenuation is not None:
-        raise InputError("--medium 2d and --attenuation are 2-D only; the volume model is "
-                         "a lossless 3-D medium")
-    out, = check_outputs([args.output], force=args.force, inputs=())
-    for key, name in (("fov", "--fov"),):
-        if getattr(args, key) is not None:
-            check_option(key, getattr(args, key), name)
+    if args.array is None:
+        given = [f"--{k.replace('_', '-')}" for k in ("n", "fov", "samples", "band")
+                 if getattr(args, k) is not None]
+        if given:
+            raise InputError(f"{given[0]} goes with --array; a setup sets its own", args.setup)
+        return load_volume_setup(args.setup)
+    if args.fov is not None:
+        check_option("fov", args.fov, "--fov")
     if not (math.isfinite(args.noise) and 0 <= args.noise <= 10):
         raise InputError(f"--noise must be in 0..10 (relative to the largest sample), got "
                          f"{args.noise:g}")
@@ -337,21 +344,47 @@ def _simulate_volume(args: argparse.Namespace) -> int:
         far = float(np.linalg.norm(array.positions, axis=1).max()) \
             + math.sqrt(3) / 2 * grid.dx * max(grid.shape)
         samples = 256 * math.ceil((far / args.speed_of_sound * args.fs + 32) / 256)
-    acq = Acquisition(args.fs, samples, speed_of_sound=args.speed_of_sound)
-    band = None if args.band is None else _band(args.band)
+    return VolumeSetup(name=args.array.split(":")[0], array=array,
+                       acquisition=Acquisition(args.fs, samples,
+                                               speed_of_sound=args.speed_of_sound),
+                       grid=grid, noise=args.noise,
+                       band=None if args.band is None else _band(args.band),
+                       description=f"--array {args.array}")
+
+
+def _simulate_volume(args: argparse.Namespace) -> int:
+    """``oatomo simulate`` of a 3-D array (``--array``, or a volume setup file): a volume
+    phantom seen by the setup's drawn true positions."""
+    from oatomo.io import Scan, save_scan  # lazy: h5py
+    from oatomo.volume import simulate_volume  # lazy: Numba kernels
+    from oatomo.volume.phantoms import check_volume_phantom, make_volume  # lazy: as above
+
+    phantom = args.phantom or "vessels3d"
+    check_volume_phantom(phantom)
+    if args.medium != "slab" or args.attenuation is not None:
+        raise InputError("--medium 2d and --attenuation are 2-D only; the volume model is "
+                         "a lossless 3-D medium")
+    out, = check_outputs([args.output], force=args.force,
+                         inputs=() if args.setup is None else (args.setup,))
+    setup = _volume_setup(args)
+    grid, acq = setup.grid, setup.acquisition
     rng = np.random.default_rng(args.seed)
-    s_phantom, s_noise = (int(v) for v in rng.integers(2**63, size=2))
+    s_phantom, s_draw, s_noise = (int(v) for v in rng.integers(2**63, size=3))
     t = time.perf_counter()
     p0 = make_volume(phantom, grid, s_phantom)
-    sino = simulate_volume(p0, grid, array, acq, noise_std=args.noise, band=band,
-                           seed=s_noise)
-    scan = Scan(sinogram=sino, sensors=array, acquisition=acq, p0=p0, grid=grid,
-                true_sensors=array, setup_name=args.array.split(":")[0], seed=args.seed,
-                metadata={"phantom": phantom, "array": args.array, "noise": args.noise})
+    true = setup.draw(s_draw)
+    sino = simulate_volume(p0, grid, true, acq, noise_std=setup.noise, band=setup.band,
+                           response=setup.response, seed=s_noise)
+    scan = Scan(sinogram=sino, sensors=setup.array, acquisition=acq, p0=p0, grid=grid,
+                true_sensors=true, setup_name=setup.name,
+                setup_toml=setup.to_toml_string(), seed=args.seed,
+                metadata={"phantom": phantom}, response=setup.response)
     save_scan(out, scan, format=args.format)
-    print(f"simulated a 3-D {args.array} array: {sino.shape[0]} sensors x {sino.shape[1]} "
+    err = np.linalg.norm(true.positions - setup.array.positions, axis=1)
+    print(f"simulated {setup.name} (3-D): {sino.shape[0]} sensors x {sino.shape[1]} "
           f"samples, phantom {phantom} on {'x'.join(str(m) for m in grid.shape)} voxels of "
-          f"{grid.dx * 1e3:.3g} mm, seed {args.seed} ({time.perf_counter() - t:.2f} s)")
+          f"{grid.dx * 1e3:.3g} mm, seed {args.seed}, position error rms "
+          f"{np.sqrt(np.mean(err ** 2)) * 1e3:.3f} mm ({time.perf_counter() - t:.2f} s)")
     print(f"wrote {out}")
     return 0
 
