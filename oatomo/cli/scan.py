@@ -42,14 +42,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "(default: 64)")
     p.add_argument("--fov", type=float, help="--array: side of the cube in metres (default: "
                    "the largest cube inside the sphere through the nearest sensor)")
-    p.add_argument("--fs", type=float, default=40e6, help="--array: sampling rate in Hz "
-                   "(default: %(default)g)")
+    p.add_argument("--fs", type=float, help="--array: sampling rate in Hz (default: 40e6)")
     p.add_argument("--samples", type=int, help="--array: samples per sensor (default: up to "
                    "the farthest voxel, rounded up to a multiple of 256)")
-    p.add_argument("--speed-of-sound", type=float, default=1500.0, metavar="C",
-                   help="--array: speed of sound in m/s (default: %(default)g)")
-    p.add_argument("--noise", type=float, default=0.01, help="--array: white noise, relative "
-                   "to the largest clean sample (default: %(default)g)")
+    p.add_argument("--speed-of-sound", type=float, metavar="C",
+                   help="--array: speed of sound in m/s (default: 1500)")
+    p.add_argument("--noise", type=float, help="--array: white noise, relative to the "
+                   "largest clean sample (default: 0.01)")
     p.add_argument("--band", metavar="LOW:HIGH", help="--array: band of the detectors in Hz "
                    "(a zero-phase Butterworth band-pass, e.g. 0.5e6:6e6; default: none)")
     p.add_argument("--seed", type=int, default=0,
@@ -238,7 +237,7 @@ def run_simulate(args: argparse.Namespace) -> int:
         raise InputError("give either --setup (a 2-D setup) or --array (a 3-D array)")
     if args.array is not None or _is_volume_setup(args.setup):
         return _simulate_volume(args)
-    volume_only = [f"--{k.replace('_', '-')}" for k in ("n", "fov", "samples", "band")
+    volume_only = [f"--{k.replace('_', '-')}" for k in _ARRAY_OPTIONS
                    if getattr(args, k) is not None]
     if volume_only:
         raise InputError(f"{volume_only[0]} goes with --array; a setup sets its own")
@@ -271,6 +270,10 @@ def run_simulate(args: argparse.Namespace) -> int:
           f"{np.sqrt(np.mean(err**2)) * 1e3:.3f} mm ({time.perf_counter() - t:.2f} s)")
     print(f"wrote {out}")
     return 0
+
+
+#: Options of ``oatomo simulate`` that go with ``--array`` only (a setup sets its own).
+_ARRAY_OPTIONS = ("n", "fov", "fs", "samples", "speed_of_sound", "noise", "band")
 
 
 def _is_volume_setup(setup: str) -> bool:
@@ -325,29 +328,31 @@ def _volume_setup(args: argparse.Namespace) -> object:
     from oatomo.volume.setups import VolumeSetup, load_volume_setup  # lazy: as above
 
     if args.array is None:
-        given = [f"--{k.replace('_', '-')}" for k in ("n", "fov", "samples", "band")
+        given = [f"--{k.replace('_', '-')}" for k in _ARRAY_OPTIONS
                  if getattr(args, k) is not None]
         if given:
             raise InputError(f"{given[0]} goes with --array; a setup sets its own", args.setup)
         return load_volume_setup(args.setup)
     if args.fov is not None:
         check_option("fov", args.fov, "--fov")
-    if not (math.isfinite(args.noise) and 0 <= args.noise <= 10):
+    noise = 0.01 if args.noise is None else args.noise
+    fs = 40e6 if args.fs is None else args.fs
+    c = 1500.0 if args.speed_of_sound is None else args.speed_of_sound
+    if not (math.isfinite(noise) and 0 <= noise <= 10):
         raise InputError(f"--noise must be in 0..10 (relative to the largest sample), got "
-                         f"{args.noise:g}")
+                         f"{noise:g}")
     array = _array(args.array)
     probe = Scan(np.zeros((array.n_sensors, 2), np.float32), array,
-                 Acquisition(args.fs, 2, speed_of_sound=args.speed_of_sound))
+                 Acquisition(fs, 2, speed_of_sound=c))
     grid = default_volume_grid(probe, args.n, args.fov)
     samples = args.samples
     if samples is None:
         far = float(np.linalg.norm(array.positions, axis=1).max()) \
             + math.sqrt(3) / 2 * grid.dx * max(grid.shape)
-        samples = 256 * math.ceil((far / args.speed_of_sound * args.fs + 32) / 256)
+        samples = 256 * math.ceil((far / c * fs + 32) / 256)
     return VolumeSetup(name=args.array.split(":")[0], array=array,
-                       acquisition=Acquisition(args.fs, samples,
-                                               speed_of_sound=args.speed_of_sound),
-                       grid=grid, noise=args.noise,
+                       acquisition=Acquisition(fs, samples, speed_of_sound=c),
+                       grid=grid, noise=noise,
                        band=None if args.band is None else _band(args.band),
                        description=f"--array {args.array}")
 
