@@ -1,4 +1,5 @@
-"""Figures: a scan's sinogram beside its reconstruction, with a scale bar in mm."""
+"""Figures: a scan's sinogram beside its reconstruction, with a scale bar in mm; maximum-
+intensity projections of volumes."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from oatomo._limits import check_bytes
 from oatomo.errors import InputError
 from oatomo.geometry import Acquisition, Grid
 
-__all__ = ["scan_figure", "reconstruction_figure", "add_scale_bar",
+__all__ = ["scan_figure", "reconstruction_figure", "volume_figure", "add_scale_bar",
            "cmnist_figures", "figure_format", "check_dpi", "is_bipolar", "FIGURE_FORMATS",
            "FIGURE_DPI", "DPI_RANGE", "BIPOLAR_FRACTION", "figure_bytes", "check_figure_memory"]
 
@@ -312,6 +313,83 @@ def reconstruction_figure(path: str | os.PathLike, rec: Any, sinogram: np.ndarra
                        title=title, truth=None if truth is None else rows(truth)[0],
                        extra=extra, units=units, row_labels=labels[:k] if lead else None,
                        dpi=dpi)
+
+
+#: The three maximum-intensity projections of :func:`volume_figure`: the volume axis
+#: projected along (z, y, x = 0, 1, 2) and the panel's title.
+MIP_VIEWS = ((0, "MIP along z (x-y)"), (1, "MIP along y (x-z)"), (2, "MIP along x (y-z)"))
+
+
+def volume_figure(path: str | os.PathLike, rec: Any, *, title: str = "",
+                  dpi: int = FIGURE_DPI) -> Path:
+    """Maximum-intensity projections of a volume reconstruction along z, y and x.
+
+    One row per frame (at most :data:`MAX_FRAME_ROWS`, labelled with frame and
+    wavelength) of the method's volume, and a last row of the truth when known; each panel
+    with a scale bar in mm and a colourbar in the volume's units, one colour scale per
+    row kind (the method's rows share theirs). A bipolar volume (:func:`is_bipolar`, e.g.
+    delay-and-sum) is projected by the largest absolute value, its sign kept, and drawn
+    with ``RdBu_r`` about zero. Panels show x to the right in the x-y and x-z views, y in
+    the y-z view, and z (x-y: y) upwards.
+
+    Parameters
+    ----------
+    path
+        Output figure; its suffix is the format (``.png``, ``.svg``, ``.pdf``).
+    rec
+        A :class:`oatomo.pipeline.volume.VolumeReconstruction` (its ``images``,
+        ``grid``, ``units``, ``provenance``).
+    title
+        Figure title.
+    dpi
+        Resolution (:data:`DPI_RANGE`).
+    """
+    figure_format(path)
+    check_dpi(dpi)
+    method = rec.provenance["method"]
+    vol = np.asarray(rec.images[method])
+    lead = vol.shape[:-3]
+    labels = _frame_labels(lead, rec.provenance)
+    k = min(len(labels), MAX_FRAME_ROWS)
+    stack = vol.reshape((-1,) + vol.shape[-3:])[:k]
+    bipolar = is_bipolar(stack)
+    unit = rec.units.get(method, "Pa")
+    rows = [(f"{method}, {labels[i]}" if lead else method,
+             [_mip(stack[i], axis, bipolar) for axis, _ in MIP_VIEWS], bipolar, unit)
+            for i in range(k)]
+    method_lims = _limits(np.concatenate([m.ravel() for r in rows for m in r[1]]),
+                          symmetric=bipolar)
+    lims = [method_lims] * len(rows)
+    if "truth" in rec.images:
+        truth = np.asarray(rec.images["truth"])
+        mips = [_mip(truth, axis, False) for axis, _ in MIP_VIEWS]
+        rows.append(("truth p0", mips, False, rec.units.get("truth", "Pa")))
+        lims.append(_limits(np.concatenate([m.ravel() for m in mips])))
+    fig, panels = _layout(len(rows), len(MIP_VIEWS))
+    for i, ((name, mips, bip, unit), row) in enumerate(zip(rows, panels, strict=True)):
+        for (ax, cax), mip, (_, view) in zip(row, mips, MIP_VIEWS, strict=True):
+            _image_panel(fig, ax, cax, mip, rec.grid, lims[i], unit,
+                         cmap="RdBu_r" if bip else "inferno")
+            if i == 0:
+                _title(fig, ax, view)
+        box = row[0][0].get_position()
+        fig.text(0.3 / fig.get_figwidth(), box.y0 + box.height / 2, name, rotation=90,
+                 ha="center", va="center", fontsize=8)
+    if len(labels) > k:
+        title = f"{title} (first {k} of {len(labels)} frames)".strip()
+    if title:
+        fig.suptitle(title, fontsize=10, y=1 - 0.15 / fig.get_figheight())
+    return _save(fig, path, dpi)
+
+
+def _mip(vol: np.ndarray, axis: int, bipolar: bool) -> np.ndarray:
+    """The projection of ``vol`` (z, y, x) along ``axis``: its maximum, or for a bipolar
+    volume the value of largest magnitude (sign kept). Rows of the result run along the
+    first remaining axis (drawn upwards), columns along the second."""
+    if not bipolar:
+        return vol.max(axis=axis)
+    idx = np.expand_dims(np.abs(vol).argmax(axis=axis), axis)
+    return np.take_along_axis(vol, idx, axis=axis).squeeze(axis)
 
 
 def _to_rgb(images: np.ndarray) -> np.ndarray:

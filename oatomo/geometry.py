@@ -401,6 +401,14 @@ def as_sensors(sensors: Any, what: str = "sensors") -> SensorArray:
     """
     if isinstance(sensors, SensorArray):
         return sensors
+    try:
+        shape = np.shape(getattr(sensors, "positions", sensors))
+    except ValueError:  # ragged lists: SensorArray says what is wrong
+        shape = ()
+    if len(shape) == 2 and shape[1] == 3:
+        raise InputError(f"{what} are 3-D ({shape[0]} positions x, y, z): this 2-D operation "
+                         f"takes (N, 2) sensors in the imaging plane; volumes are imaged "
+                         f"with oatomo.volume (or oatomo reconstruct on the scan file)")
     if isinstance(sensors, (np.ndarray, list, tuple)):
         return SensorArray(sensors)
     raise InputError(f"{what} must be a SensorArray or an (N, 2) array of positions in "

@@ -28,7 +28,7 @@ from oatomo.calibration.search import (
 from oatomo.errors import InputError
 from oatomo.forward import check_sinogram
 from oatomo.geometry import Acquisition, Grid, SensorArray, check_geometry
-from oatomo.io import as_scan, default_grid
+from oatomo.io import as_scan, default_grid, require_plane
 from oatomo.progress import Callback
 from oatomo.recon.operators import operator_norm_sq
 
@@ -314,6 +314,7 @@ def calibrate(scan: Any, grid: Grid | None = None, *,
     >>> rec = oatomo.reconstruct(apply_calibration(scan, cal), "mb-tv")  # doctest: +SKIP
     """
     data, source = as_scan(scan)
+    require_plane(data, "self-calibration", None if source == "<Scan>" else source)
     if data.calibration:
         logger.warning("%s is already calibrated; calibrating again from its estimates",
                        source)

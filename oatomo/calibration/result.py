@@ -11,6 +11,7 @@ import numpy as np
 
 from oatomo.errors import InputError
 from oatomo.geometry import Acquisition, SensorArray
+from oatomo.io.scan import require_plane
 
 __all__ = ["Calibration", "apply_calibration"]
 
@@ -120,6 +121,7 @@ def apply_calibration(scan: Any, calibration: Calibration) -> Any:
 
     The input scan is not modified.
     """
+    require_plane(scan, "apply_calibration")
     if calibration.sensors.n_sensors != scan.sensors.n_sensors:
         raise InputError(f"the calibration is for {calibration.sensors.n_sensors} sensors, "
                          f"the scan has {scan.sensors.n_sensors}")

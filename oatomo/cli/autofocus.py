@@ -101,7 +101,7 @@ def _check_object_flags(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from oatomo.io import load_scan, save_calibration  # lazy: h5py
+    from oatomo.io import load_scan, require_plane, save_calibration  # lazy: h5py
     from oatomo.recon.autofocus import autofocus  # lazy: Numba kernels
 
     _check_object_flags(args)
@@ -112,6 +112,7 @@ def run(args: argparse.Namespace) -> int:
     out = check_output_path(args.json, force=args.force, inputs=(args.scan,)) \
         if args.json else None
     scan = load_scan(args.scan)
+    require_plane(scan, "oatomo autofocus", args.scan)
     radius = float(np.median(np.hypot(*scan.sensors.positions.T)))
     fov = args.fov if args.fov is not None else (
         scan.grid.fov if scan.grid is not None else 1.3 * radius)

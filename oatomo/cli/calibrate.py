@@ -62,7 +62,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run_calibrate(args: argparse.Namespace) -> int:
     from oatomo.calibration import apply_calibration, calibrate  # lazy: Numba kernels
-    from oatomo.io import load_scan, save_calibration, save_scan  # lazy: h5py
+    from oatomo.io import load_scan, require_plane, save_calibration, save_scan  # lazy: h5py
     from oatomo.pipeline import default_grid  # lazy: Numba kernels
 
     src = Path(args.scan)
@@ -72,6 +72,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
         check_range(args.prior_std, "--prior-std", MIN_PRIOR_STD, MAX_PERTURBATION, unit="m")
     check_outputs([out, js], force=args.force, inputs=(src,))
     scan = load_scan(src)
+    require_plane(scan, "oatomo calibrate", src)
     for k in args.frames or ():
         if not 0 <= k < scan.n_frames:
             raise InputError(f"--frames {k} is out of range: the scan has {scan.n_frames} "

@@ -24,14 +24,33 @@ from oatomo.speed_map import check_object_options
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("simulate", help="simulate a scan of a setup (true positions drawn)",
+    p = sub.add_parser("simulate", help="simulate a scan of a setup (true positions drawn) "
+                       "or of a 3-D array (a volume scan)",
                        description="Draw the true sensor positions of a setup, simulate the "
-                       "scan with the setup's noise and band, write an oatomo scan file.")
-    p.add_argument("--setup", required=True,
-                   help="setup TOML file or bundled setup name (e.g. ring32_r22)")
-    p.add_argument("--phantom", default="vessels",
-                   help="vessels, vessel-tree, disk, disks, shepp-logan or a .png/.npy file "
-                   "(default: %(default)s)")
+                       "scan with the setup's noise and band, write an oatomo scan file; or, "
+                       "with --array, simulate a 3-D array seeing a volume phantom.")
+    p.add_argument("--setup", help="setup TOML file or bundled setup name (e.g. ring32_r22); "
+                   "a file with dimensions = 3 is a volume setup (3-D array)")
+    p.add_argument("--array", metavar="KIND:N:...", help="a 3-D array instead of a setup: "
+                   "hemisphere:N:RADIUS, cap:N:RADIUS:HALF_ANGLE_DEG, sphere:N:RADIUS or "
+                   "planar:NX:PITCH:Z (NX x NX sensors in the plane z = Z), in metres (e.g. "
+                   "hemisphere:256:0.03); the scan then has 3-D sensor positions")
+    p.add_argument("--phantom", help="2-D: vessels, vessel-tree, disk, disks, shepp-logan or "
+                   "a .png/.npy file (default: vessels); 3-D (--array): "
+                   "ball or vessels3d (default: vessels3d)")
+    p.add_argument("--n", type=int, help="--array: voxels per side of the simulation's cube "
+                   "(default: 64)")
+    p.add_argument("--fov", type=float, help="--array: side of the cube in metres (default: "
+                   "the largest cube inside the sphere through the nearest sensor)")
+    p.add_argument("--fs", type=float, help="--array: sampling rate in Hz (default: 40e6)")
+    p.add_argument("--samples", type=int, help="--array: samples per sensor (default: up to "
+                   "the farthest voxel, rounded up to a multiple of 256)")
+    p.add_argument("--speed-of-sound", type=float, metavar="C",
+                   help="--array: speed of sound in m/s (default: 1500)")
+    p.add_argument("--noise", type=float, help="--array: white noise, relative to the "
+                   "largest clean sample (default: 0.01)")
+    p.add_argument("--band", metavar="LOW:HIGH", help="--array: band of the detectors in Hz "
+                   "(a zero-phase Butterworth band-pass, e.g. 0.5e6:6e6; default: none)")
     p.add_argument("--seed", type=int, default=0,
                    help="seed of phantom, positions and noise (default: %(default)s)")
     p.add_argument("-o", "--output", required=True, help="output scan file (.h5)")
@@ -214,6 +233,15 @@ def run_simulate(args: argparse.Namespace) -> int:
     from oatomo.io import Scan, save_scan  # lazy: h5py
 
     check_seed(args.seed, "--seed")
+    if (args.setup is None) == (args.array is None):
+        raise InputError("give either --setup (a 2-D setup) or --array (a 3-D array)")
+    if args.array is not None or _is_volume_setup(args.setup):
+        return _simulate_volume(args)
+    volume_only = [f"--{k.replace('_', '-')}" for k in _ARRAY_OPTIONS
+                   if getattr(args, k) is not None]
+    if volume_only:
+        raise InputError(f"{volume_only[0]} goes with --array; a setup sets its own")
+    args.phantom = args.phantom or "vessels"
     out, = check_outputs([args.output], force=args.force, inputs=(args.setup, args.phantom))
     phantoms.check_name(args.phantom)
     attenuation = _attenuation(args)
@@ -244,6 +272,128 @@ def run_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+#: Options of ``oatomo simulate`` that go with ``--array`` only (a setup sets its own).
+_ARRAY_OPTIONS = ("n", "fov", "fs", "samples", "speed_of_sound", "noise", "band")
+
+
+def _is_volume_setup(setup: str) -> bool:
+    """Whether ``--setup`` names a volume setup file (``dimensions = 3``)."""
+    from oatomo.volume.setups import is_volume_setup  # lazy: Numba kernels of the volume
+
+    return is_volume_setup(setup)
+
+
+def _array(text: str) -> object:
+    """The 3-D array of ``--array KIND:N:...``."""
+    from oatomo.volume import (  # lazy: Numba kernels of the volume room
+        hemisphere_array,
+        planar_array,
+        spherical_cap_array,
+    )
+
+    kind, _, rest = text.partition(":")
+    forms = {"hemisphere": "hemisphere:N:RADIUS", "cap": "cap:N:RADIUS:HALF_ANGLE_DEG",
+             "sphere": "sphere:N:RADIUS", "planar": "planar:NX:PITCH:Z"}
+    if kind not in forms:
+        raise InputError(f"--array must start with {', '.join(forms)}, got {text!r}")
+    try:
+        values = [float(v) for v in rest.split(":")]
+    except ValueError:
+        values = []
+    if len(values) != forms[kind].count(":"):
+        raise InputError(f"--array {kind} must look like {forms[kind]} (metres, degrees), "
+                         f"got {text!r}")
+    count = values[0]
+    if not (count == int(count) and 1 <= count <= 1e6):
+        raise InputError(f"--array: the sensor count must be a whole number >= 1, got "
+                         f"{values[0]:g}")
+    if kind == "hemisphere":
+        return hemisphere_array(int(count), values[1])
+    if kind == "sphere":
+        return spherical_cap_array(int(count), values[1], math.pi)
+    if kind == "cap":
+        if not 0 < values[2] <= 180:
+            raise InputError(f"--array cap: the half angle must be in (0, 180] degrees, got "
+                             f"{values[2]:g}")
+        return spherical_cap_array(int(count), values[1], math.radians(values[2]))
+    return planar_array(int(count), int(count), values[1], values[2])
+
+
+def _volume_setup(args: argparse.Namespace) -> object:
+    """The :class:`~oatomo.volume.setups.VolumeSetup` of ``--array`` and its options
+    (unperturbed), or of a volume setup file (``--setup``)."""
+    from oatomo import Acquisition  # lazy: as the other geometry
+    from oatomo.io import Scan  # lazy: h5py
+    from oatomo.pipeline.volume import default_volume_grid  # lazy: Numba kernels
+    from oatomo.volume.setups import VolumeSetup, load_volume_setup  # lazy: as above
+
+    if args.array is None:
+        given = [f"--{k.replace('_', '-')}" for k in _ARRAY_OPTIONS
+                 if getattr(args, k) is not None]
+        if given:
+            raise InputError(f"{given[0]} goes with --array; a setup sets its own", args.setup)
+        return load_volume_setup(args.setup)
+    if args.fov is not None:
+        check_option("fov", args.fov, "--fov")
+    noise = 0.01 if args.noise is None else args.noise
+    fs = 40e6 if args.fs is None else args.fs
+    c = 1500.0 if args.speed_of_sound is None else args.speed_of_sound
+    if not (math.isfinite(noise) and 0 <= noise <= 10):
+        raise InputError(f"--noise must be in 0..10 (relative to the largest sample), got "
+                         f"{noise:g}")
+    array = _array(args.array)
+    probe = Scan(np.zeros((array.n_sensors, 2), np.float32), array,
+                 Acquisition(fs, 2, speed_of_sound=c))
+    grid = default_volume_grid(probe, args.n, args.fov)
+    samples = args.samples
+    if samples is None:
+        far = float(np.linalg.norm(array.positions, axis=1).max()) \
+            + math.sqrt(3) / 2 * grid.dx * max(grid.shape)
+        samples = 256 * math.ceil((far / c * fs + 32) / 256)
+    return VolumeSetup(name=args.array.split(":")[0], array=array,
+                       acquisition=Acquisition(fs, samples, speed_of_sound=c),
+                       grid=grid, noise=noise,
+                       band=None if args.band is None else _band(args.band),
+                       description=f"--array {args.array}")
+
+
+def _simulate_volume(args: argparse.Namespace) -> int:
+    """``oatomo simulate`` of a 3-D array (``--array``, or a volume setup file): a volume
+    phantom seen by the setup's drawn true positions."""
+    from oatomo.io import Scan, save_scan  # lazy: h5py
+    from oatomo.volume import simulate_volume  # lazy: Numba kernels
+    from oatomo.volume.phantoms import check_volume_phantom, make_volume  # lazy: as above
+
+    phantom = args.phantom or "vessels3d"
+    check_volume_phantom(phantom)
+    if args.medium != "slab" or args.attenuation is not None:
+        raise InputError("--medium 2d and --attenuation are 2-D only; the volume model is "
+                         "a lossless 3-D medium")
+    out, = check_outputs([args.output], force=args.force,
+                         inputs=() if args.setup is None else (args.setup,))
+    setup = _volume_setup(args)
+    grid, acq = setup.grid, setup.acquisition
+    rng = np.random.default_rng(args.seed)
+    s_phantom, s_draw, s_noise = (int(v) for v in rng.integers(2**63, size=3))
+    t = time.perf_counter()
+    p0 = make_volume(phantom, grid, s_phantom)
+    true = setup.draw(s_draw)
+    sino = simulate_volume(p0, grid, true, acq, noise_std=setup.noise, band=setup.band,
+                           response=setup.response, seed=s_noise)
+    scan = Scan(sinogram=sino, sensors=setup.array, acquisition=acq, p0=p0, grid=grid,
+                true_sensors=true, setup_name=setup.name,
+                setup_toml=setup.to_toml_string(), seed=args.seed,
+                metadata={"phantom": phantom}, response=setup.response)
+    save_scan(out, scan, format=args.format)
+    err = np.linalg.norm(true.positions - setup.array.positions, axis=1)
+    print(f"simulated {setup.name} (3-D): {sino.shape[0]} sensors x {sino.shape[1]} "
+          f"samples, phantom {phantom} on {'x'.join(str(m) for m in grid.shape)} voxels of "
+          f"{grid.dx * 1e3:.3g} mm, seed {args.seed}, position error rms "
+          f"{np.sqrt(np.mean(err ** 2)) * 1e3:.3f} mm ({time.perf_counter() - t:.2f} s)")
+    print(f"wrote {out}")
+    return 0
+
+
 #: Most posterior samples accepted.
 MAX_SAMPLES = MAX_POSTERIOR_SAMPLES
 
@@ -260,6 +410,8 @@ def run_reconstruct(args: argparse.Namespace) -> int:
     figures.check_dpi(args.dpi, "--dpi")
     if args.png not in (None, "none"):
         figures.figure_format(args.png, "--png")
+    if _is_volume_file(src):
+        return _reconstruct_volume(args, src, patato)
     # the default names say the method used; without --method it may be known only after
     # the position check (which can switch to CALIBRATED_METHOD): the names are then
     # decided and checked after the reconstruction, before anything is written
@@ -382,6 +534,88 @@ def run_reconstruct(args: argparse.Namespace) -> int:
     return 0
 
 
+def _is_volume_file(src: Path) -> bool:
+    """Whether the scan file has 3-D sensor positions."""
+    from oatomo.io import load_scan  # lazy: h5py
+
+    return load_scan(src, metadata_only=True).is_3d
+
+
+def _reconstruct_volume(args: argparse.Namespace, src: Path, patato: Path | None) -> int:
+    """``oatomo reconstruct`` of a scan with 3-D sensor positions: volumes, a figure of
+    maximum-intensity projections, and optionally the PATATO export."""
+    from oatomo.io import load_scan, save_images, save_patato  # lazy: h5py
+    from oatomo.pipeline import reconstruct, select  # lazy: Numba kernels
+    from oatomo.pipeline.volume import (  # lazy: as above
+        DEFAULT_VOLUME_METHOD,
+        NOT_CALIBRATED,
+        VOLUME_RECON_METHODS,
+    )
+
+    method = args.method or DEFAULT_VOLUME_METHOD
+    if method not in VOLUME_RECON_METHODS:
+        raise InputError(f"--method {method} has no volume counterpart; a scan with 3-D "
+                         f"sensor positions takes {', '.join(VOLUME_RECON_METHODS)}", src)
+    out, png = _outputs(src, args, method)
+    _check_default_names(args, out, png)
+    check_outputs([out, png, patato], force=args.force,
+                  inputs=(src, args.model, args.calibration, args.preset))
+    for key, name in (("iters", "--iters"), ("lam", "--lam"), ("fov", "--fov"),
+                      ("deconvolve", "--deconvolve LAM")):
+        if getattr(args, key) is not None:
+            check_option(key, getattr(args, key), name)
+    attenuation = _attenuation(args)
+    with bars(args) as callback:
+        rec = reconstruct(src, method, n=args.n, fov=args.fov, refine=args.refine,
+                          model=args.model, setup=args.setup_name, lam=args.lam,
+                          iters=args.iters,
+                          calibrate={"auto": "auto", "yes": True, "no": False}[args.calibrate],
+                          speed_of_sound=args.speed_of_sound, calibration=args.calibration,
+                          object_speed_of_sound=args.object_speed_of_sound,
+                          object_radius=args.object_radius, object_centre=args.object_centre,
+                          band=None if args.band is None else _band(args.band),
+                          frames=args.frames, deconvolve=args.deconvolve, preset=args.preset,
+                          response=None if args.response is None else _response(args.response),
+                          wavelengths=args.wavelengths, element_width=args.element_width,
+                          model_response=args.model_response, medium=args.medium,
+                          attenuation=attenuation, callback=callback)
+    prov, grid = rec.provenance, rec.grid
+    written: list[Path] = []
+    try:  # figure and export first: one that fails leaves no image file behind
+        if png is not None:
+            figures.volume_figure(png, rec, title=f"{src.name} ({method}, volume)",
+                                  dpi=args.dpi)
+            written.append(png)
+        if patato is not None:
+            scan = load_scan(src)
+            shown = select(scan, args.frames, args.wavelengths)[0]
+            save_patato(patato, replace(scan, sinogram=shown, wavelengths=None if
+                                        prov["wavelengths"] is None else
+                                        np.asarray(prov["wavelengths"])), rec.linear,
+                        grid, algorithm=method, units=rec.units[method])
+            written.append(patato)
+        save_images(out, dict(rec.images), grid, attrs=rec.attrs())
+    except BaseException:
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise
+    print(f"reconstructed {src} ({prov['format']}, {prov['n_sensors']} sensors in 3-D, "
+          f"{prov['n_frames']} frame(s), c = {prov['speed_of_sound']:g} m/s) with {method} "
+          f"in {prov['timings'][method]:.3f} s")
+    if prov["deconvolution"] is not None:
+        print(f"removed the detector response by Wiener deconvolution (lam = "
+              f"{prov['deconvolution']['lam']:g})")
+    print(f"note: {NOT_CALIBRATED}")
+    print(f"not refined: {prov['refinement']['reason']}")
+    print(f"volume {'x'.join(str(m) for m in grid.shape)} (z, y, x) at "
+          f"{grid.dx * 1e3:.3g} mm; wrote {out}")
+    if patato is not None:
+        print(f"wrote {patato} (PATATO layout, recons/{method}/0, volumes)")
+    if png is not None:
+        print(f"wrote {png}")
+    return 0
+
+
 def _outputs(src: Path, args: argparse.Namespace, method: str | None
              ) -> tuple[Path | None, Path | None]:
     """The image file and the figure of ``oatomo reconstruct``: ``-o`` / ``--png`` when
@@ -460,11 +694,19 @@ def run_info(args: argparse.Namespace) -> int:
         return 0
     scan = load_scan(args.scan, metadata_only=True)
     acq = scan.acquisition
-    r = np.hypot(*scan.sensors.positions.T)
     print(f"file:            {args.scan}")
     print(f"format:          {scan.source_format}")
-    print(f"sensors:         {scan.sensors.n_sensors} (radius {r.min() * 1e3:.2f}.."
-          f"{r.max() * 1e3:.2f} mm)")
+    if scan.is_3d:
+        pos = scan.sensors.positions
+        r = np.linalg.norm(pos, axis=1)
+        print(f"sensors:         {scan.sensors.n_sensors} in 3-D (distance "
+              f"{r.min() * 1e3:.2f}..{r.max() * 1e3:.2f} mm from the origin, z "
+              f"{pos[:, 2].min() * 1e3:.2f}..{pos[:, 2].max() * 1e3:.2f} mm): "
+              f"reconstructed into volumes")
+    else:
+        r = np.hypot(*scan.sensors.positions.T)
+        print(f"sensors:         {scan.sensors.n_sensors} (radius {r.min() * 1e3:.2f}.."
+              f"{r.max() * 1e3:.2f} mm)")
     print(f"sampling rate:   {acq.fs / 1e6:g} MHz")
     print(f"speed of sound:  {acq.speed_of_sound:g} m/s")
     print(f"samples:         {acq.n_samples} (t0 = {acq.t0 * 1e6:g} us)")
@@ -484,7 +726,8 @@ def run_info(args: argparse.Namespace) -> int:
     if scan.setup_name:
         print(f"setup:           {scan.setup_name} (seed {scan.seed})")
     if scan.p0 is not None and scan.grid is not None:
-        print(f"truth:           {scan.grid.n}x{scan.grid.n} at {scan.grid.dx * 1e3:g} mm")
+        print(f"truth:           {'x'.join(str(m) for m in scan.grid.shape)}"
+              f"{' (z, y, x)' if scan.is_3d else ''} at {scan.grid.dx * 1e3:g} mm")
     if scan.calibration:
         cal = scan.calibration
         shift = np.hypot(*(scan.sensors.positions - cal["nominal_positions"]).T)
@@ -507,7 +750,9 @@ def _image_info(path: Path) -> bool:
           f"written by {prov['created_by'] or '?'})")
     for line in info["images"] or ["none"]:
         print(f"image:           {line}")
-    print(f"grid:            {grid.n}x{grid.n} pixels, dx {grid.dx * 1e3:.4g} mm, fov "
+    volume = len(grid.shape) == 3
+    print(f"grid:            {'x'.join(str(m) for m in grid.shape)} "
+          f"{'voxels (z, y, x)' if volume else 'pixels'}, dx {grid.dx * 1e3:.4g} mm, fov "
           f"{grid.fov * 1e3:.4g} mm")
     wavelengths = prov["wavelengths"]
     if isinstance(wavelengths, list) and all(isinstance(w, (int, float)) for w in wavelengths):

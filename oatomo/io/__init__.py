@@ -44,10 +44,10 @@ from oatomo.io.images import IMAGE_FORMAT_VERSION, load_images, read_image_info,
 from oatomo.io.ipasc import IPASC_UNKNOWN
 from oatomo.io.oatomo_hdf5 import SCAN_FORMAT_VERSION
 from oatomo.io.patato import save_patato
-from oatomo.io.scan import MAX_PRESSURE, Scan
+from oatomo.io.scan import MAX_PRESSURE, Scan, is_volume_scan, require_plane
 
 __all__ = ["Scan", "as_scan", "default_grid", "object_fov", "IPASC_UNKNOWN", "load_scan",
            "read_frame", "save_scan", "save_images", "save_patato", "read_image_info",
            "load_images", "detect_format", "load_calibration", "save_calibration",
            "SCAN_FORMAT_VERSION", "CALIBRATION_KIND", "MAX_PRESSURE", "IMAGE_FORMAT_VERSION",
-           "ScanFormat", "SCAN_FORMATS"]
+           "ScanFormat", "SCAN_FORMATS", "is_volume_scan", "require_plane"]

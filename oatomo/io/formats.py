@@ -93,8 +93,10 @@ def load_scan(path: str | os.PathLike, *, metadata_only: bool = False) -> Scan:
     """Read a scan file, detecting its format (oatomo, IPASC/PACFISH or PATATO HDF5).
 
     Singleton frame/wavelength axes are squeezed, so a single-frame scan has a
-    (N, T) sinogram. Sensor positions with z != 0 are projected onto the imaging plane
-    with a warning. Every dataset's dtype and declared size are checked before it is
+    (N, T) sinogram. Sensor positions with some z != 0 are a 3-D array, kept as they are
+    (a :class:`~oatomo.volume.SensorArray3D`; :attr:`Scan.is_3d`); (N, 3) positions
+    that all have z = 0 are read as a 2-D scan in that plane (in oatomo's own layout, (N,
+    3) positions are always 3-D). Every dataset's dtype and declared size are checked before it is
     read: numeric only, at most ``OATOMO_MAX_BYTES`` (see :mod:`oatomo._limits`).
 
     Parameters

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from oatomo.geometry import Grid
+from oatomo.io.scan import require_plane
 
 __all__ = ["default_grid", "object_fov"]
 
@@ -17,6 +18,7 @@ def default_grid(scan: Any, n: int | None = None, fov: float | None = None) -> G
     object's extent seen in the data (:func:`object_fov`), at most the diameter of the
     sensors' inscribed circle (1.3 x the median array radius when the data show nothing).
     """
+    require_plane(scan, "the default image grid")
     truth = getattr(scan, "grid", None)
     if n is None and fov is None and truth is not None:
         return truth
@@ -39,6 +41,7 @@ def object_fov(scan: Any, *, threshold: float = 0.2, margin: float = 1.15) -> fl
     times ``margin``, is the half-width. Capped at the inscribed circle (the smallest
     sensor distance from the origin); None when no sensor sees a signal.
     """
+    require_plane(scan, "the field of view from the first arrivals")
     y = np.abs(np.asarray(scan.sinogram, np.float32))
     y = y.reshape((-1,) + y.shape[-2:]).max(axis=0)
     level = threshold * float(y.max())

@@ -27,7 +27,7 @@ from oatomo.errors import InputError
 __all__ = ["open_hdf5", "check_self_contained", "check_metadata_size", "write_hdf5",
            "scalar_value", "number_value", "integer_value", "ranged_value", "text_value",
            "json_value", "from_key", "read_array", "numeric_dataset", "missing_filters",
-           "plane_positions", "group_to_json", "json_to_group", "MAX_METADATA_BYTES"]
+           "sensor_positions", "group_to_json", "json_to_group", "MAX_METADATA_BYTES"]
 
 #: Most values :func:`group_to_json` reads from one metadata tree (about 64 MiB as JSON).
 MAX_METADATA_VALUES = 4_000_000
@@ -291,20 +291,16 @@ def missing_filters(d: h5py.Dataset) -> list[str]:
     return out
 
 
-def plane_positions(pos: np.ndarray, path: Any) -> np.ndarray:
-    """Sensor positions (N, 2) or (N, 3) as float64 (N, 2) in the imaging plane.
+def sensor_positions(pos: np.ndarray, path: Any) -> np.ndarray:
+    """Sensor positions (N, 2) or (N, 3) as float64: (N, 2) in the imaging plane, or (N, 3)
+    when some z is not 0 (a 3-D array; z is kept exactly).
 
-    A z column is dropped, with a warning when some z is not 0 (the positions are then
-    projected onto the plane). The warning points at the caller of the format's reader.
+    A z column that is 0 everywhere is dropped: such files are 2-D scans.
     """
     pos = np.asarray(pos, dtype=np.float64)
     if pos.ndim != 2 or pos.shape[0] == 0 or pos.shape[1] not in (2, 3):
         raise InputError(f"no sensors (positions of shape {pos.shape})", path)
-    if pos.shape[1] == 3:
-        if np.any(np.abs(pos[:, 2]) > 1e-9):
-            msg = (f"{path}: sensor positions have z != 0 (up to "
-                   f"{np.abs(pos[:, 2]).max() * 1e3:.3g} mm); projected onto the imaging plane")
-            warnings.warn(msg, stacklevel=3)  # the CLI logs warnings (one line each)
+    if pos.shape[1] == 3 and not np.any(pos[:, 2] != 0):
         pos = pos[:, :2]
     return pos
 

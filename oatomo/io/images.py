@@ -23,6 +23,7 @@ from oatomo.io.hdf5 import (
     text_value,
     write_hdf5,
 )
+from oatomo.volume.geometry import VolumeGrid
 
 __all__ = ["IMAGE_FORMAT_VERSION", "save_images", "load_images", "read_image_info"]
 
@@ -30,8 +31,8 @@ __all__ = ["IMAGE_FORMAT_VERSION", "save_images", "load_images", "read_image_inf
 IMAGE_FORMAT_VERSION = 1
 
 
-def save_images(path: str | os.PathLike, images: dict[str, np.ndarray], grid: Grid, *,
-                attrs: dict[str, Any] | None = None) -> Path:
+def save_images(path: str | os.PathLike, images: dict[str, np.ndarray],
+                grid: Grid | VolumeGrid, *, attrs: dict[str, Any] | None = None) -> Path:
     """Write reconstructed images atomically (``oatomo_format = "image"``).
 
     Layout: ``/images/<name>`` float32 (..., n, n); root attrs ``grid_n``, ``grid_fov`` (m),
@@ -40,8 +41,18 @@ def save_images(path: str | os.PathLike, images: dict[str, np.ndarray], grid: Gr
     ``units`` attribute; every image dataset carries ``axes`` (its leading axes named by
     ``attrs["axes"]``, e.g. ``frame, wavelength``, then ``y, x``) and ``pixel_size`` (m).
     ``attrs["wavelengths"]`` (m) is also written as the dataset ``/wavelengths``.
+
+    Volumes (``grid`` a :class:`~oatomo.volume.VolumeGrid`): ``/images/<name>`` float32
+    (..., nz, ny, nx), axes ``frame, z, y, x``, ``voxel_size`` (m) in place of
+    ``pixel_size``; root attrs also ``grid_shape`` (nz, ny, nx) and ``dimensions`` 3.
     """
     out = Path(path)
+    volume = isinstance(grid, VolumeGrid)
+    spatial = ["z", "y", "x"] if volume else ["y", "x"]
+    for name, img in images.items():
+        if np.shape(img)[-len(spatial):] != grid.shape:
+            raise InputError(f"image {name!r} of shape {np.shape(img)} is not on the "
+                             f"{'x'.join(str(m) for m in grid.shape)} grid")
 
     def fill(f: h5py.File) -> None:
         f.attrs["oatomo_format"] = "image"
@@ -49,6 +60,9 @@ def save_images(path: str | os.PathLike, images: dict[str, np.ndarray], grid: Gr
         f.attrs["created_by"] = f"oatomo {__version__}"
         f.attrs["grid_n"] = grid.n
         f.attrs["grid_fov"] = grid.fov
+        if volume:
+            f.attrs["grid_shape"] = np.asarray(grid.shape, np.int64)
+            f.attrs["dimensions"] = 3
         for k, v in (attrs or {}).items():
             f.attrs[k] = v if isinstance(v, (str, int, float)) else json.dumps(v)
         units = (attrs or {}).get("units")
@@ -58,10 +72,10 @@ def save_images(path: str | os.PathLike, images: dict[str, np.ndarray], grid: Gr
                                   compression="gzip", shuffle=True)
             if isinstance(units, dict) and name in units:
                 ds.attrs["units"] = str(units[name])
-            names = (lead if len(lead) == ds.ndim - 2 else
-                     ["frame"] * (ds.ndim - 2)) + ["y", "x"]
+            n_lead = ds.ndim - len(spatial)
+            names = (lead if len(lead) == n_lead else ["frame"] * n_lead) + spatial
             ds.attrs["axes"] = ", ".join(names)
-            ds.attrs["pixel_size"] = grid.dx
+            ds.attrs["voxel_size" if volume else "pixel_size"] = grid.dx
         wl = (attrs or {}).get("wavelengths")
         if wl is not None:
             d = f.create_dataset("wavelengths", data=np.asarray(wl, np.float64))
@@ -71,15 +85,29 @@ def save_images(path: str | os.PathLike, images: dict[str, np.ndarray], grid: Gr
     return out
 
 
-def load_images(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], Grid]:
-    """Read an image file written by :func:`save_images`."""
+def load_images(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], Grid | VolumeGrid]:
+    """Read an image file written by :func:`save_images` (a :class:`~oatomo.volume.
+    VolumeGrid` for volumes)."""
     p = Path(path)
     with open_hdf5(p) as f:
         if f.attrs.get("oatomo_format") != "image" or "images" not in f:
             raise InputError("not an oatomo image file", p)
         images = {k: f["images"][k][...] for k in f["images"]}
-        grid = Grid(int(f.attrs["grid_n"]), float(f.attrs["grid_fov"]))
+        grid = _grid(f, p)
     return images, grid
+
+
+def _grid(f: h5py.File, path: Path) -> Grid | VolumeGrid:
+    """The grid of an open image file: a VolumeGrid when it has ``grid_shape``."""
+    n = integer_value(f.attrs.get("grid_n"), "grid_n", path)
+    fov = number_value(f.attrs.get("grid_fov"), "grid_fov", path)
+    if "grid_shape" not in f.attrs:
+        return Grid(n, fov)
+    shape = np.ravel(f.attrs["grid_shape"])
+    if shape.size != 3:
+        raise InputError(f"grid_shape must be (nz, ny, nx), got {shape.tolist()}", path)
+    return VolumeGrid(n, fov, shape=tuple(integer_value(v, "grid_shape", path)
+                                          for v in shape))
 
 
 def read_image_info(path: str | os.PathLike) -> dict[str, Any] | None:
@@ -97,8 +125,7 @@ def read_image_info(path: str | os.PathLike) -> dict[str, Any] | None:
         if not isinstance(group, h5py.Group):
             raise InputError("oatomo image file without an /images group", path)
         try:
-            grid = Grid(integer_value(f.attrs.get("grid_n"), "grid_n", path),
-                        number_value(f.attrs.get("grid_fov"), "grid_fov", path))
+            grid = _grid(f, path)
         except InputError as exc:
             raise InputError(f"bad image grid: {exc.problem}", path) from None
         images = []

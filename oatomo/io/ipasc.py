@@ -27,13 +27,14 @@ from oatomo.io.hdf5 import (
     from_key,
     group_to_json,
     json_to_group,
-    plane_positions,
     ranged_value,
     read_array,
+    sensor_positions,
     text_value,
 )
 from oatomo.io.scan import Scan
 from oatomo.response import DetectorResponse
+from oatomo.volume.geometry import SensorArray3D
 
 __all__ = ["IPASC_UNKNOWN", "IPASC_FROM_SCAN", "is_ipasc", "read_ipasc", "write_ipasc"]
 
@@ -83,11 +84,12 @@ def read_ipasc(f: h5py.File, path: Path, lazy: bool = False) -> Scan:
     if not all(isinstance(det[i], h5py.Group) for i in ids):
         raise InputError("meta_data_device/detectors holds a dataset where a detector group "
                          "belongs", path)
-    pos = np.stack([read_array(det[i], "detector_position", path).reshape(-1)[:3] for i in ids])
+    pos = sensor_positions(np.stack([read_array(det[i], "detector_position", path)
+                                     .reshape(-1)[:3] for i in ids]), path)
     orient = None
     if all("detector_orientation" in det[i] for i in ids):
-        orient = np.stack([read_array(det[i], "detector_orientation", path).reshape(-1)[:2]
-                           for i in ids])
+        orient = np.stack([read_array(det[i], "detector_orientation", path)
+                           .reshape(-1)[:pos.shape[1]] for i in ids])
     raw = read_array(f, "binary_time_series_data", path, lazy=lazy)
     # [detectors, samples, wavelengths, frames] -> (frames, wavelengths, detectors, samples)
     sino = np.moveaxis(raw, (0, 1), (-2, -1))
@@ -97,10 +99,12 @@ def read_ipasc(f: h5py.File, path: Path, lazy: bool = False) -> Scan:
     if wl is not None and np.size(wl) == 0:
         wl = None
     with from_key("meta_data_device/detectors/*/detector_position", path):
-        sensors = SensorArray(plane_positions(pos, path))
+        pos = sensor_positions(pos, path)
+        kind = SensorArray3D if pos.shape[1] == 3 else SensorArray
+        sensors = kind(pos)
     with from_key("meta_data_device/detectors/*/detector_orientation", path):
-        sensors = SensorArray(sensors.positions,
-                              None if orient is None or not np.any(orient) else orient)
+        sensors = kind(sensors.positions,
+                       None if orient is None or not np.any(orient) else orient)
     with blame(path):
         acq = Acquisition(fs=fs, n_samples=sino.shape[-1], speed_of_sound=c)
     with from_key(f"meta_data_device/detectors/{ids[0]}/frequency_response", path):
@@ -188,6 +192,7 @@ def _detectors(scan: Scan, fs: float, carried: Any) -> dict[str, Any]:
     has as many sensors, with the scan's position/orientation where they changed and the
     scan's frequency response where it is not the source's; else oatomo's point sensors."""
     pos, normals = scan.sensors.positions, scan.sensors.normals
+    dim = pos.shape[1]  # 2: in the plane z = 0; 3: a 3-D array, written as it is
     if isinstance(carried, dict) and len(carried) == len(pos) and all(
             isinstance(v, dict) for v in carried.values()):
         freq_resp = None if scan.response is None else _response_table(scan.response, fs)
@@ -195,18 +200,17 @@ def _detectors(scan: Scan, fs: float, carried: Any) -> dict[str, Any]:
         for k, key in enumerate(sorted(carried)):
             d = dict(carried[key])
             old = np.asarray(d.get("detector_position", []), np.float64).reshape(-1)
-            moved = old.size < 2 or not np.allclose(old[:2], pos[k], rtol=0, atol=1e-12)
+            moved = old.size < dim or not np.allclose(old[:dim], pos[k], rtol=0, atol=1e-12)
             if moved:
-                d["detector_position"] = [float(pos[k, 0]), float(pos[k, 1]),
-                                          float(old[2]) if old.size > 2 else 0.0]
+                d["detector_position"] = [float(v) for v in pos[k]] if dim == 3 else \
+                    [float(pos[k, 0]), float(pos[k, 1]), float(old[2]) if old.size > 2 else 0.0]
             o = np.asarray(d.get("detector_orientation", []), np.float64).reshape(-1)
-            if o.size >= 2:  # as read: the in-plane direction; none (0) faces the origin
-                length = np.hypot(o[0], o[1])
-                same = np.allclose(o[:2] / length, normals[k], atol=1e-9) if length > 0 \
+            if o.size >= dim:  # as read: the direction; none (0) faces the origin
+                length = np.linalg.norm(o[:dim])
+                same = np.allclose(o[:dim] / length, normals[k], atol=1e-9) if length > 0 \
                     else not moved
                 if not same:
-                    d["detector_orientation"] = [float(normals[k, 0]), float(normals[k, 1]),
-                                                 0.0]
+                    d["detector_orientation"] = _vector3(normals[k])
             if freq_resp is not None and not _same_response(d.get("frequency_response"),
                                                             scan.response, fs):
                 d["frequency_response"] = freq_resp.tolist()
@@ -219,13 +223,18 @@ def _detectors(scan: Scan, fs: float, carried: Any) -> dict[str, Any]:
     freq_resp = _response_table(scan.response, fs)
     angles = np.linspace(-np.pi / 2, np.pi / 2, 19)
     ang_resp = np.stack([angles, np.ones_like(angles)]).tolist()  # points: no directivity
-    return {f"{k:010d}": {"detector_position": [float(p[0]), float(p[1]), 0.0],
-                          "detector_orientation": [float(n[0]), float(n[1]), 0.0],
+    return {f"{k:010d}": {"detector_position": _vector3(p),
+                          "detector_orientation": _vector3(n),
                           "detector_geometry_type": "CIRCULAR",
                           "detector_geometry": 0.0,  # radius: oatomo's sensors are points
                           "frequency_response": freq_resp.tolist(),
                           "angular_response": ang_resp}
             for k, (p, n) in enumerate(zip(pos, normals, strict=True))}
+
+
+def _vector3(v: np.ndarray) -> list[float]:
+    """An (x, y) or (x, y, z) vector as IPASC's three floats (z = 0 in the plane)."""
+    return [float(v[0]), float(v[1]), float(v[2]) if len(v) > 2 else 0.0]
 
 
 def _response_table(response: DetectorResponse | None, fs: float) -> np.ndarray:
@@ -286,12 +295,13 @@ def write_ipasc(f: h5py.File, scan: Scan) -> None:
     if device is None:  # what oatomo knows of every scan it makes
         device_id = f"oatomo-device-{scan.setup_name or 'scan'}"
         half = float(np.abs(scan.sensors.positions).max())
+        half_z = half if scan.sensors.positions.shape[1] == 3 else 0.0
         acq = {"photoacoustic_imaging_device_reference": device_id, "overall_gain": 1.0,
                "element_dependent_gain": np.ones(data.shape[0]).tolist(),
                "time_gain_compensation": np.ones(data.shape[1]).tolist(),
                "scanning_method": "full_scan", "measurements_per_image": 1}
         general = {"unique_identifier": device_id,
-                   "field_of_view": [-half, half, -half, half, 0.0, 0.0],
+                   "field_of_view": [-half, half, -half, half, -half_z, half_z],
                    "num_illuminators": 0}  # a simulation has no laser
         device = {}
     acq.update(_carried_acquisition(scan.metadata.get("ipasc") or {}, data.shape))

@@ -1,12 +1,15 @@
 """oatomo's own scan layout (``oatomo_format = "scan"``, ``format_version = 1``)::
 
     /sinogram                float32 (..., N, T) in Pa; leading axes = frames/wavelengths
-    /sensors/positions       float64 (N, 2) nominal positions (m)
-    /sensors/normals         float64 (N, 2)
+    /sensors/positions       float64 (N, 2) nominal positions (m); (N, 3) x, y, z for a
+                             3-D array (a volume scan)
+    /sensors/normals         float64 (N, 2) or (N, 3)
+    /sensors/areas           float64 (N,) m^2, the UBP weights of a 3-D array  [3-D only]
     /acquisition             group; attrs fs (Hz), n_samples, speed_of_sound (m/s), t0 (s)
     /truth/p0                float32 (n, n), attrs grid_n, grid_fov (m)   [optional]
-    /truth/true_positions    float64 (N, 2) (m)                           [optional]
-    /truth/true_normals      float64 (N, 2)                               [optional]
+                             3-D: (nz, ny, nx), attrs also grid_shape, axes "z, y, x"
+    /truth/true_positions    float64 (N, 2) or (N, 3) (m)                 [optional]
+    /truth/true_normals      float64 (N, 2) or (N, 3)                     [optional]
     /wavelengths             float64 (W,) (m)                              [optional]
     /detector                group; attrs centre_frequency (Hz), bandwidth (fraction), or a
                              dataset impulse_response (attrs fs, time_zero_index)   [optional]
@@ -42,15 +45,16 @@ from oatomo.io.hdf5 import (
     from_key,
     integer_value,
     json_value,
-    plane_positions,
     ranged_value,
     read_array,
     scalar_value,
+    sensor_positions,
     text_value,
 )
 from oatomo.io.scan import Scan
 from oatomo.media import DEFAULT_MEDIUM, Attenuation, check_medium
 from oatomo.response import DetectorResponse
+from oatomo.volume.geometry import SensorArray3D, VolumeGrid
 
 __all__ = ["SCAN_FORMAT_VERSION", "is_oatomo_scan", "read_oatomo", "write_oatomo"]
 
@@ -80,11 +84,18 @@ def read_oatomo(f: h5py.File, path: Path, lazy: bool = False) -> Scan:
     sino = read_array(f, "sinogram", path, lazy=lazy)
     # every value is checked as it is read, and a bad one is reported with its HDF5 key
     with from_key("sensors/positions", path):
-        pos = plane_positions(read_array(f, "sensors/positions", path), path)
-        SensorArray(pos)
+        raw_pos = read_array(f, "sensors/positions", path)
+        three = np.ndim(raw_pos) == 2 and np.shape(raw_pos)[1] == 3  # oatomo: (N, 3) is 3-D
+        pos = np.asarray(raw_pos, np.float64) if three else sensor_positions(raw_pos, path)
+        if not three:
+            SensorArray(pos)
     with from_key("sensors/normals", path):
         normals = read_array(f, "sensors/normals", path) if "sensors/normals" in f else None
-        sensors = SensorArray(pos, normals)
+        if three:
+            sensors = SensorArray3D(pos, normals, read_array(f, "sensors/areas", path)
+                                    if "sensors/areas" in f else None)
+        else:
+            sensors = SensorArray(pos, normals)
     with from_key("acquisition/n_samples", path):
         n_samples = integer_value(acq_attrs["n_samples"], "n_samples", path)
         if not 1 <= n_samples <= MAX_SAMPLES:
@@ -109,13 +120,22 @@ def read_oatomo(f: h5py.File, path: Path, lazy: bool = False) -> Scan:
         fov = ranged_value(d.attrs.get("grid_fov"), "truth/p0/grid_fov", 0.0, 2 * MAX_POSITION,
                            path, unit="m")
         with from_key("truth/p0", path):
-            grid = Grid(n, fov)
+            if three:
+                shape = np.ravel(d.attrs.get("grid_shape", d.shape))
+                if shape.size != 3:
+                    raise InputError(f"truth/p0 grid_shape must be (nz, ny, nx), got "
+                                     f"{shape.tolist()}")
+                grid = VolumeGrid(n, fov, shape=tuple(
+                    integer_value(v, "truth/p0 grid_shape", path) for v in shape))
+            else:
+                grid = Grid(n, fov)
         p0 = read_array(f, "truth/p0", path).astype(np.float32)
     if "truth/true_positions" in f:
         with from_key("truth/true_positions", path):
-            true = SensorArray(read_array(f, "truth/true_positions", path),
-                               read_array(f, "truth/true_normals", path)
-                               if "truth/true_normals" in f else None)
+            kind = SensorArray3D if three else SensorArray
+            true = kind(read_array(f, "truth/true_positions", path),
+                        read_array(f, "truth/true_normals", path)
+                        if "truth/true_normals" in f else None)
     meta = json_value(f.attrs.get("metadata", "{}"), "metadata", path)
     if not isinstance(meta, dict):
         raise InputError("metadata is not a JSON object", path)
@@ -144,8 +164,10 @@ def write_oatomo(f: h5py.File, scan: Scan) -> None:
                          compression="gzip", compression_opts=4, shuffle=True)
     d.attrs["units"] = "Pa"
     d.attrs["axes"] = "(..., sensor, sample)"
-    f.create_dataset("sensors/positions", data=scan.sensors.positions)
+    f.create_dataset("sensors/positions", data=scan.sensors.positions).attrs["units"] = "m"
     f.create_dataset("sensors/normals", data=scan.sensors.normals)
+    if isinstance(scan.sensors, SensorArray3D):
+        f.create_dataset("sensors/areas", data=scan.sensors.areas).attrs["units"] = "m^2"
     g = f.create_group("acquisition")
     for k, v in scan.acquisition.to_dict().items():
         g.attrs[k] = v
@@ -154,6 +176,10 @@ def write_oatomo(f: h5py.File, scan: Scan) -> None:
                              compression="gzip", shuffle=True)
         t.attrs["grid_n"] = scan.grid.n
         t.attrs["grid_fov"] = scan.grid.fov
+        t.attrs["units"] = "Pa"
+        if isinstance(scan.grid, VolumeGrid):
+            t.attrs["grid_shape"] = np.asarray(scan.grid.shape, np.int64)
+            t.attrs["axes"] = "z, y, x"
     if scan.true_sensors is not None:
         f.create_dataset("truth/true_positions", data=scan.true_sensors.positions)
         f.create_dataset("truth/true_normals", data=scan.true_sensors.normals)

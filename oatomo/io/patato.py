@@ -20,15 +20,16 @@ from oatomo.errors import InputError, blame
 from oatomo.geometry import Acquisition, Grid, SensorArray
 from oatomo.io.hdf5 import (
     from_key,
-    plane_positions,
     ranged_value,
     read_array,
+    sensor_positions,
     text_value,
     write_hdf5,
 )
-from oatomo.io.scan import Scan
+from oatomo.io.scan import Scan, is_volume_scan
 from oatomo.response import DetectorResponse
 from oatomo.units import UNITS_PA
+from oatomo.volume.geometry import SensorArray3D, VolumeGrid
 
 __all__ = ["is_patato", "read_patato", "save_patato"]
 
@@ -53,13 +54,16 @@ def read_patato(f: h5py.File, path: Path, lazy: bool = False) -> Scan:
         raise InputError("no sensors (dataset GEOMETRY missing)", path)
     sino = read_array(f, "raw_data", path, lazy=lazy)  # (frames, wavelengths, detectors, samples)
     with from_key("GEOMETRY", path):
-        sensors = SensorArray(plane_positions(read_array(f, "GEOMETRY", path), path))
+        pos = sensor_positions(read_array(f, "GEOMETRY", path), path)
+        sensors = SensorArray3D(pos) if pos.shape[1] == 3 else SensorArray(pos)
     with blame(path):
         acq = Acquisition(fs=ranged_value(fs, fs_key, *FS_RANGE, path, unit="Hz"),
                           n_samples=sino.shape[-1],
                           speed_of_sound=ranged_value(c, c_key, *SPEED_RANGE, path,
                                                       unit="m/s"))
     wl = read_array(f, "wavelengths", path) if "wavelengths" in f else None
+    if wl is not None and (np.size(wl) == 0 or not np.any(wl)):  # 0: none recorded
+        wl = None
     if wl is not None and np.size(wl) and float(np.max(wl)) > 1e-4:  # PATATO/iThera: nm
         wl = np.asarray(wl, np.float64) * 1e-9
     name = text_value(f.attrs.get("name", ""), "name", path)
@@ -72,7 +76,8 @@ def read_patato(f: h5py.File, path: Path, lazy: bool = False) -> Scan:
                 response=response)
 
 
-def save_patato(path: str | os.PathLike, scan: Scan, images: np.ndarray, grid: Grid, *,
+def save_patato(path: str | os.PathLike, scan: Scan, images: np.ndarray,
+                grid: Grid | VolumeGrid, *,
                 algorithm: str = "oatomo", wavelengths: Any = None,
                 units: str = UNITS_PA) -> Path:
     """Write a scan and its reconstruction in PATATO's HDF5 layout, for PATATO's spectral
@@ -92,6 +97,11 @@ def save_patato(path: str | os.PathLike, scan: Scan, images: np.ndarray, grid: G
     field of view is the span between the outer pixel centres, ``(n - 1) * grid.dx``: its
     pixels then sit where oatomo's do.
 
+    A 3-D scan (:attr:`Scan.is_3d`) is written with its (N, 3) positions in ``GEOMETRY``
+    and its volumes, on a :class:`~oatomo.volume.VolumeGrid`, as ``recons/<algorithm>/0``
+    of shape (frames, wavelengths, nz, ny, nx), the same axes, with
+    ``RECONSTRUCTION_NZ`` and ``RECONSTRUCTION_FIELD_OF_VIEW_Z`` set as for x and y.
+
     Parameters
     ----------
     path
@@ -100,9 +110,10 @@ def save_patato(path: str | os.PathLike, scan: Scan, images: np.ndarray, grid: G
         The scan (its frames/wavelengths must match ``images``).
     images
         (n, n), (wavelengths, n, n) or (frames, wavelengths, n, n) in Pa, oatomo's
-        ``image[y, x]`` order.
+        ``image[y, x]`` order; for a 3-D scan the same with a volume (nz, ny, nx) in
+        place of each image.
     grid
-        Their grid.
+        Their grid (a :class:`~oatomo.volume.VolumeGrid` for a 3-D scan).
     algorithm
         Name of the reconstruction group (e.g. the method, ``"ubp"``).
     wavelengths
@@ -122,16 +133,25 @@ def save_patato(path: str | os.PathLike, scan: Scan, images: np.ndarray, grid: G
                                                    scan.wavelengths is not None) else None
     if not isinstance(algorithm, str) or not algorithm or "/" in algorithm:
         raise InputError(f"algorithm must be a non-empty name without '/', got {algorithm!r}")
+    volume = isinstance(grid, VolumeGrid)
+    if volume != is_volume_scan(scan):
+        raise InputError("a 3-D scan's reconstructions are volumes on a VolumeGrid, a 2-D "
+                         "scan's images on a Grid; got " + ("a VolumeGrid for a 2-D scan"
+                                                           if volume else "a Grid for a 3-D "
+                                                           "scan"))
     n_wl = 1 if wl is None else wl.size
-    if img.size % (n_wl * grid.n * grid.n):
+    dims = len(grid.shape)
+    per_image = int(np.prod(grid.shape))
+    if img.size % (n_wl * per_image):
         img = img[None]  # fails the shape check below
-    elif img.ndim == 2 or (img.ndim == 3 and n_wl > 1 and img.shape[0] == n_wl):
-        img = img.reshape((1, n_wl) + img.shape[-2:])
-    elif img.ndim == 3:
+    elif img.ndim == dims or (img.ndim == dims + 1 and n_wl > 1 and img.shape[0] == n_wl):
+        img = img.reshape((1, n_wl) + img.shape[-dims:])
+    elif img.ndim == dims + 1:
         img = img[:, None]
-    if img.ndim != 4 or img.shape[1] != n_wl or img.shape[-2:] != grid.shape:
+    if img.ndim != dims + 2 or img.shape[1] != n_wl or img.shape[-dims:] != grid.shape:
+        size = "x".join(str(v) for v in grid.shape)
         raise InputError(f"images of shape {np.shape(images)} do not match {n_wl} "
-                         f"wavelength(s) on a {grid.n}x{grid.n} grid")
+                         f"wavelength(s) on a {size} grid")
     raw = np.asarray(scan.sinogram, np.float32)
     raw = raw.reshape((-1, n_wl) + raw.shape[-2:])
     if raw.shape[0] != img.shape[0]:
@@ -140,7 +160,8 @@ def save_patato(path: str | os.PathLike, scan: Scan, images: np.ndarray, grid: G
     out = Path(path)
     name = str(scan.metadata.get("scan_name") or scan.setup_name or "oatomo scan")
     per_measurement = raw.shape[:2]  # (frames, wavelengths)
-    span = (grid.n - 1) * grid.dx  # between the outer pixel centres
+    # between the outer pixel centres, per axis z, y, x
+    spans = [(m - 1) * grid.dx for m in (grid.shape if volume else (1,) + grid.shape)]
 
     def fill(f: h5py.File) -> None:
         f.attrs["fs"] = scan.acquisition.fs
@@ -152,7 +173,8 @@ def save_patato(path: str | os.PathLike, scan: Scan, images: np.ndarray, grid: G
         d.attrs["fs"] = scan.acquisition.fs
         d.attrs["speedofsound"] = scan.acquisition.speed_of_sound
         d.attrs["name"] = name
-        f["GEOMETRY"] = np.c_[scan.sensors.positions, np.zeros(scan.sensors.n_sensors)]
+        f["GEOMETRY"] = scan.sensors.positions if volume else \
+            np.c_[scan.sensors.positions, np.zeros(scan.sensors.n_sensors)]
         d = f.create_dataset("wavelengths", data=np.zeros(1) if wl is None else wl * 1e9)
         d.attrs["units"] = "nm"
         if scan.response is not None and scan.response.impulse_response is not None:
@@ -164,12 +186,10 @@ def save_patato(path: str | os.PathLike, scan: Scan, images: np.ndarray, grid: G
         f["TEMPERATURE"] = np.full(per_measurement, np.nan)
         f["timestamp"] = np.zeros(per_measurement, np.int64)
         f["OverallCorrectionFactor"] = np.ones(per_measurement)
-        r = f.create_dataset(f"recons/{algorithm}/0", data=img[:, :, None])
-        for axis in ("X", "Y"):
+        r = f.create_dataset(f"recons/{algorithm}/0", data=img if volume else img[:, :, None])
+        for axis, m, span in zip("ZYX", r.shape[-3:], spans, strict=True):
             r.attrs[f"RECONSTRUCTION_FIELD_OF_VIEW_{axis}"] = span
-            r.attrs[f"RECONSTRUCTION_N{axis}"] = grid.n
-        r.attrs["RECONSTRUCTION_FIELD_OF_VIEW_Z"] = 0.0
-        r.attrs["RECONSTRUCTION_NZ"] = 1
+            r.attrs[f"RECONSTRUCTION_N{axis}"] = m
         r.attrs["RECONSTRUCTION_ALGORITHM"] = algorithm
         r.attrs["units"] = units
         if wl is not None:

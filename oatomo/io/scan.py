@@ -12,8 +12,9 @@ from oatomo.errors import InputError
 from oatomo.geometry import Acquisition, Grid, SensorArray, as_sensors, check_geometry
 from oatomo.media import DEFAULT_MEDIUM, Attenuation, check_medium
 from oatomo.response import DetectorResponse
+from oatomo.volume.geometry import SensorArray3D, VolumeGrid, as_sensors3d
 
-__all__ = ["Scan", "MAX_PRESSURE", "check_samples"]
+__all__ = ["Scan", "MAX_PRESSURE", "check_samples", "is_volume_scan", "require_plane"]
 
 #: Largest sample magnitude accepted (Pa): far above any physical pressure, far enough
 #: below the float32 maximum that sums of squares over a scan stay finite.
@@ -29,6 +30,33 @@ def check_samples(y: np.ndarray, path: Any) -> None:
                          f"reconstruction would overflow float32)", path)
 
 
+def _three_columns(sensors: Any) -> bool:
+    """Whether ``sensors`` are 3-D: a :class:`SensorArray3D` or an (N, 3) array."""
+    if isinstance(sensors, SensorArray3D):
+        return True
+    if isinstance(sensors, (np.ndarray, list, tuple)):
+        shape = np.shape(sensors)
+        return len(shape) == 2 and shape[1] == 3
+    return False
+
+
+def is_volume_scan(scan: Any) -> bool:
+    """Whether ``scan`` (a :class:`Scan`) has 3-D sensor positions."""
+    return isinstance(getattr(scan, "sensors", None), SensorArray3D)
+
+
+def require_plane(scan: Any, what: str, path: Any = None) -> None:
+    """Raise a one-line :class:`InputError` when ``scan`` has 3-D sensor positions:
+    ``what`` (e.g. ``"oatomo calibrate"``) works in the imaging plane only, and a 3-D
+    scan is never projected onto it."""
+    if is_volume_scan(scan):
+        z = np.abs(scan.sensors.positions[:, 2]).max()
+        raise InputError(f"{what} works on 2-D scans; this scan has 3-D sensor positions "
+                         f"({scan.sensors.n_sensors} sensors, |z| up to {z * 1e3:.3g} mm), "
+                         f"which are never projected onto a plane (reconstruct it into a "
+                         f"volume: oatomo reconstruct, oatomo.volume)", path)
+
+
 @dataclass
 class Scan:
     """One recorded (or simulated) scan.
@@ -38,15 +66,21 @@ class Scan:
     sinogram
         float32 (N, T), or (..., N, T) with leading frame/wavelength axes, in Pa.
     sensors
-        Sensor positions to reconstruct with (the nominal ones for a simulated scan).
+        Sensor positions to reconstruct with (the nominal ones for a simulated scan): a
+        :class:`~oatomo.SensorArray` (N, 2) in the imaging plane, or for a 3-D array a
+        :class:`~oatomo.volume.SensorArray3D` (an (N, 3) array is taken as one). A 3-D
+        scan is reconstructed into volumes; every 2-D-only operation refuses it
+        (:func:`require_plane`).
     acquisition
         Sampling rate, samples, speed of sound, start time.
     p0
-        Ground-truth initial pressure (simulations only).
+        Ground-truth initial pressure (simulations only): (n, n), or (nz, ny, nx) for a
+        3-D scan.
     grid
-        Grid of ``p0``.
+        Grid of ``p0``: a :class:`~oatomo.Grid`, or a :class:`~oatomo.volume.VolumeGrid`
+        for a 3-D scan.
     true_sensors
-        The true (perturbed) sensor positions of a simulated scan.
+        The true (perturbed) sensor positions of a simulated scan (as ``sensors``).
     setup_name, setup_toml
         The setup the scan was simulated from (name and full TOML text).
     seed
@@ -75,11 +109,11 @@ class Scan:
     """
 
     sinogram: np.ndarray
-    sensors: SensorArray
+    sensors: SensorArray | SensorArray3D
     acquisition: Acquisition
     p0: np.ndarray | None = None
-    grid: Grid | None = None
-    true_sensors: SensorArray | None = None
+    grid: Grid | VolumeGrid | None = None
+    true_sensors: SensorArray | SensorArray3D | None = None
     setup_name: str | None = None
     setup_toml: str | None = None
     seed: int | None = None
@@ -96,10 +130,26 @@ class Scan:
         if self.attenuation is not None and not isinstance(self.attenuation, Attenuation):
             raise InputError(f"the scan's attenuation must be an Attenuation, got "
                              f"{type(self.attenuation).__name__}")
+        if _three_columns(self.sensors):
+            self.sensors = as_sensors3d(self.sensors, "the scan's sensors")
+            if not isinstance(self.acquisition, Acquisition):
+                raise InputError(f"acquisition must be an oatomo Acquisition(fs, n_samples, "
+                                 f"...), got {type(self.acquisition).__name__}")
+            if self.grid is not None and not isinstance(self.grid, VolumeGrid):
+                raise InputError(f"the truth grid of a scan with 3-D sensors must be a "
+                                 f"VolumeGrid, got {type(self.grid).__name__}")
+            if self.true_sensors is not None:
+                self.true_sensors = as_sensors3d(self.true_sensors, "true_sensors")
+            return
         _, self.sensors, self.acquisition = check_geometry(self.grid, self.sensors,
                                                            self.acquisition)
         if self.true_sensors is not None:
             self.true_sensors = as_sensors(self.true_sensors, "true_sensors")
+
+    @property
+    def is_3d(self) -> bool:
+        """Whether the sensors are a 3-D array (:class:`~oatomo.volume.SensorArray3D`)."""
+        return isinstance(self.sensors, SensorArray3D)
 
     @property
     def n_frames(self) -> int:

@@ -12,6 +12,10 @@
 4. :func:`refine_images` — the learned refinement, when a model applies
    (:mod:`oatomo.pipeline.refinement`).
 
+A scan with 3-D sensor positions is reconstructed into volumes by
+:func:`reconstruct_volume_scan` (:mod:`oatomo.pipeline.volume`), which
+:func:`reconstruct` calls for it.
+
 Its keywords and presets are resolved in :mod:`oatomo.pipeline.options`, and it and its
 result, :class:`Reconstruction`, are in :mod:`oatomo.pipeline.reconstruction`.
 
@@ -36,9 +40,10 @@ from oatomo.pipeline.reconstruction import (
     reconstruct,
 )
 from oatomo.pipeline.refinement import refine_images
+from oatomo.pipeline.volume import VolumeReconstruction, reconstruct_volume_scan
 from oatomo.recon.registry import reconstruct_sinogram
 
 __all__ = ["Reconstruction", "reconstruct", "reconstruct_sinogram", "default_grid", "load",
            "scan_geometry", "override_geometry", "select", "refine_images", "UNITS_PA",
            "UNITS_REFINED", "frame_selection", "reconstruct_by_frame", "ReconstructOptions",
-           "resolve_options"]
+           "resolve_options", "VolumeReconstruction", "reconstruct_volume_scan"]

@@ -23,7 +23,7 @@ from oatomo._limits import check_bytes
 from oatomo.datasets.generate import TV_ITERS
 from oatomo.errors import InputError
 from oatomo.geometry import Acquisition, Grid, SensorArray
-from oatomo.io import load_calibration
+from oatomo.io import is_volume_scan, load_calibration, load_scan
 from oatomo.media import DEFAULT_MEDIUM, Attenuation, check_medium
 from oatomo.pipeline.frames import (
     Signals,
@@ -35,6 +35,7 @@ from oatomo.pipeline.frames import (
 from oatomo.pipeline.options import ReconstructOptions, operator_response, resolve_options
 from oatomo.pipeline.policy import calibrated_geometry, decide_calibration, scan_geometry
 from oatomo.pipeline.refinement import refine_images
+from oatomo.pipeline.volume import VolumeReconstruction, reconstruct_volume_scan
 from oatomo.progress import Callback
 from oatomo.recon.registry import get_method, image_units, reconstruct_sinogram
 from oatomo.refine.refiner import UNITS_PA, UNITS_REFINED
@@ -120,8 +121,16 @@ def reconstruct(scan: Any, method: str | None = None, grid: Grid | None = None, 
                 model: str | os.PathLike | None = None, setup: str | None = None,
                 samples: int = 16, lam: float | None = None, iters: int | None = None,
                 calibrate: bool | Literal["auto"] = "auto", device: str = "cpu",
-                guard: bool = True, callback: Callback | None = None) -> Reconstruction:
+                guard: bool = True, callback: Callback | None = None
+                ) -> Reconstruction | VolumeReconstruction:
     """Reconstruct a scan: load, linear or model-based image, learned refinement.
+
+    A scan with 3-D sensor positions (:attr:`oatomo.io.Scan.is_3d`) is reconstructed
+    into volumes instead (:func:`oatomo.pipeline.volume.reconstruct_volume_scan`: das,
+    ubp, mb-tikhonov, mb-tv on an ``n``^3 cube of side ``fov``; a
+    :class:`~oatomo.pipeline.volume.VolumeReconstruction`); the keywords without a 3-D
+    counterpart are refused there with one line, and the position check, self-calibration
+    and refinement are skipped, the provenance saying why.
 
     Parameters
     ----------
@@ -237,6 +246,16 @@ def reconstruct(scan: Any, method: str | None = None, grid: Grid | None = None, 
     >>> rec = oatomo.reconstruct("scan.h5", "ubp")            # doctest: +SKIP
     >>> rec.image.shape, rec.units["refined"], rec.provenance["refinement"]["reason"]
     """
+    if _is_volume(scan):
+        return reconstruct_volume_scan(
+            scan, method, grid, n=n, fov=fov, frames=frames, wavelengths=wavelengths,
+            speed_of_sound=speed_of_sound, band=band, deconvolve=deconvolve,
+            response=response, model_response=model_response, lam=lam, iters=iters,
+            callback=callback, object_speed_of_sound=object_speed_of_sound,
+            object_radius=object_radius, object_centre=object_centre,
+            calibration=calibration, element_width=element_width, attenuation=attenuation,
+            preset=preset, model=model, setup=setup, medium=medium, refine=refine,
+            calibrate=calibrate)
     # the steps: options, signals, grid, calibration decision, geometry, method, refinement
     options = resolve_options(ReconstructOptions(
         method=method, n=n, fov=fov, frames=frames, wavelengths=wavelengths,
@@ -286,6 +305,13 @@ def reconstruct(scan: Any, method: str | None = None, grid: Grid | None = None, 
         method_name, signals, options, sensors, acquisition, lead, speed_map,
         timings=timer.timings,
         refinement=record, calibration=cal_record, position_check=check_record))
+
+
+def _is_volume(scan: Any) -> bool:
+    """Whether ``scan`` (a Scan or a scan file) has 3-D sensor positions."""
+    if isinstance(scan, (str, os.PathLike)):
+        return load_scan(scan, metadata_only=True).is_3d
+    return is_volume_scan(scan)
 
 
 def _with_media(options: ReconstructOptions, scan: Any) -> ReconstructOptions:

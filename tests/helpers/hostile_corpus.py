@@ -562,7 +562,7 @@ def build(root: str | os.PathLike) -> list[Case]:
         return ["info", str(d / "ipasc.h5")]
 
     @case("warning_then_error", "error", "ipasc.h5", reason="NaN")
-    def _(d):  # the z != 0 warning is dropped: the error is the only line
+    def _(d):  # a 3-D IPASC file with a NaN sample: the error is the only line
         with h5py.File(d / "ipasc.h5", "w") as f:
             data = np.zeros((4, 64, 1, 1), np.float32)
             data[1, 5] = np.nan

@@ -1,5 +1,6 @@
 """Scan files: oatomo round trip, IPASC and PATATO files written by those projects."""
 
+import warnings
 from pathlib import Path
 
 import h5py
@@ -73,7 +74,11 @@ def test_ipasc_written_by_oatomo_reads_in_pacfish(tmp_path):
     assert back.acquisition.t0 == 0 and not back.sinogram[..., :2].any()
 
 
-def test_z_positions_are_projected_with_a_warning(tmp_path):
+def test_z_positions_are_kept_as_a_3d_array(tmp_path):
+    """A PATATO file with z != 0 is a 3-D scan: z kept exactly, never projected, and a
+    2-D-only operation on it is a one-line error."""
+    from oatomo.io import default_grid
+
     path = tmp_path / "z.hdf5"
     with h5py.File(DATA / "patato_ring16.hdf5") as src, h5py.File(path, "w") as f:
         for k, v in src.attrs.items():
@@ -82,9 +87,14 @@ def test_z_positions_are_projected_with_a_warning(tmp_path):
         geo = src["GEOMETRY"][...]
         geo[:, 2] = 1e-3
         f["GEOMETRY"] = geo
-    with pytest.warns(UserWarning, match="projected onto the imaging plane"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
         scan = load_scan(path)
-    np.testing.assert_allclose(scan.sensors.positions, expected_positions(), atol=1e-12)
+    assert scan.is_3d
+    np.testing.assert_array_equal(scan.sensors.positions, geo)
+    with pytest.raises(InputError, match="3-D sensor positions") as err:
+        default_grid(scan)
+    assert "\n" not in str(err.value)
 
 
 def test_images_round_trip(tmp_path):

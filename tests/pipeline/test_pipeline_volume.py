@@ -1,0 +1,56 @@
+"""oatomo.reconstruct on scans with 3-D sensor positions: volumes, the provenance's reasons,
+multi-frame, and the 2-D-only options refused."""
+
+import numpy as np
+import pytest
+
+import oatomo
+from oatomo import Acquisition, InputError
+from oatomo.io import Scan
+from oatomo.pipeline import VolumeReconstruction
+from oatomo.volume import VolumeGrid, backproject_volume, hemisphere_array, simulate_volume
+from oatomo.volume.phantoms import ball
+
+
+@pytest.fixture(scope="module")
+def scan3d():
+    grid = VolumeGrid(12, 0.006)
+    arr, acq = hemisphere_array(48, 0.012), Acquisition(40e6, 512)
+    p0 = ball(grid, 1.5e-3)
+    y = simulate_volume(p0, grid, arr, acq)
+    return Scan(np.stack([y, 2 * y]), arr, acq, p0=p0, grid=grid)
+
+
+def test_volumes_with_reasons(scan3d):
+    rec = oatomo.reconstruct(scan3d, "das")
+    assert isinstance(rec, VolumeReconstruction) and rec.grid == scan3d.grid
+    assert rec.image.shape == (2, 12, 12, 12) and rec.images["truth"] is not None
+    # the pipeline's DAS is the volume room's, frame by frame
+    np.testing.assert_allclose(rec.image[1], backproject_volume(
+        scan3d.sinogram[1], scan3d.grid, scan3d.sensors, scan3d.acquisition, "das"),
+        rtol=1e-6, atol=1e-6)
+    prov = rec.provenance
+    assert prov["dimensions"] == 3 and prov["axes"] == ["frame"]
+    assert "2-D this round" in prov["position_check"]["reason"]
+    assert prov["refinement"]["applied"] is False
+    assert "3-D scan is not refined" in prov["refinement"]["reason"]
+
+
+def test_model_based_volume_on_a_cube(scan3d):
+    rec = oatomo.reconstruct(scan3d, "mb-tv", n=10, fov=0.006, frames=0, iters=5)
+    assert rec.image.shape == (10, 10, 10) and "truth" not in rec.images
+    assert rec.units["mb-tv"] == "Pa" and rec.provenance["lam"] > 0
+    centre = rec.image[4:6, 4:6, 4:6].mean()
+    assert centre > 3 * abs(rec.image[0, 0, 0])
+
+
+@pytest.mark.parametrize("kw, match", [
+    ({"refine": True}, "not refined"), ({"calibrate": True}, "2-D this round"),
+    ({"element_width": 1e-3}, "--element-width is 2-D only"),
+    ({"object_speed_of_sound": 1600.0, "object_radius": 0.002}, "2-D only"),
+    ({"medium": "2d"}, "2-D only"), ({"method": "fbp"}, "no volume counterpart")])
+def test_two_d_options_refused(scan3d, kw, match):
+    kw = {"method": "das", **kw}
+    with pytest.raises(InputError, match=match) as err:
+        oatomo.reconstruct(scan3d, **kw)
+    assert "\n" not in str(err.value)
