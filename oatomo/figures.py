@@ -109,12 +109,12 @@ def figure_bytes(n_rows: int, n_image_columns: int, image_pixels: float,
                  sinogram_values: float, dpi: int) -> float:
     """What :func:`scan_figure` holds at once to draw ``n_rows`` rows of a sinogram of
     ``sinogram_values`` values and ``n_image_columns`` images of ``image_pixels`` pixels
-    each at ``dpi`` (bytes): the canvas (RGBA) and the normalised copy of every panel."""
+    each at ``dpi`` (bytes): the canvas (RGBA), which lives through the drawing, and the
+    normalised copy of the largest panel (panels are drawn one at a time)."""
     width = _LEFT + (1 + n_image_columns) * _COL
     height = _TOP + n_rows * _ROW + _BOTTOM
     canvas = 4.0 * width * height * float(dpi) ** 2
-    panels = n_rows * (n_image_columns * float(image_pixels) + float(sinogram_values))
-    return canvas + _BYTES_PER_DRAWN_VALUE * panels
+    return canvas + _BYTES_PER_DRAWN_VALUE * max(float(image_pixels), float(sinogram_values))
 
 
 def check_figure_memory(n_rows: int, n_image_columns: int, image_pixels: float,
