@@ -23,17 +23,19 @@ voxel; both volumes must peak on that voxel.
 
 Compile: the first call of each code in its process, on the point-source case (gapat
 into an empty Taichi offline cache; oatomo's Numba kernels compile unless their cache,
-``NUMBA_CACHE_DIR``, already holds them). Times: gapat's kernel alone (Taichi's kernel profiler) and its whole call (``ti.init``,
-kernel definition, compile or offline-cache load, kernel: gapat defines and compiles its
-kernel inside every call); oatomo's whole call. Best and median of the repeats, in ns
+``NUMBA_CACHE_DIR``, already holds them). Times: gapat's kernel alone (Taichi's kernel
+profiler) and its whole call (``ti.init``, kernel definition, compile or offline-cache
+load, kernel: gapat defines and compiles its kernel inside every call); oatomo's whole
+call. Best and median of the repeats, in ns
 per voxel-sensor pair. Signals are random float32 (the cost does not depend on them);
 the geometry is a hemisphere of radius 30 mm around a cube of side ``n`` x 0.2 mm.
 
 Usage::
 
-    NUMBA_NUM_THREADS=2 NUMBA_CACHE_DIR=$(mktemp -d) PYTHONPATH=. .venv/bin/python benchmarks/volume/gapat_compare.py \\
-        --gapat-python /tmp/gapenv/bin/python --threads 2 --repeat 5 --case 64,256,1024 \\
-        --case 64,512,2048 --case 128,256,1024 --case 128,512,2048
+    NUMBA_NUM_THREADS=2 NUMBA_CACHE_DIR=$(mktemp -d) PYTHONPATH=. .venv/bin/python \\
+        benchmarks/volume/gapat_compare.py --gapat-python /tmp/gapenv/bin/python \\
+        --threads 2 --repeat 5 --case 64,256,1024 --case 64,512,2048 \\
+        --case 128,256,1024 --case 128,512,2048
 """
 
 from __future__ import annotations
