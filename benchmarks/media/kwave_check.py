@@ -38,7 +38,8 @@ Measurements (``evaluate``):
 1. *Signals*: k-Wave against ``oatomo.simulate(p0, fine, true_sensors, acq,
    medium="2d")`` on the same ``p0``: per sensor, the Pearson correlation and the relative
    L2 error ``||kwave - oatomo|| / ||oatomo||`` (median, worst); then the same after
-   :func:`oatomo.media.line_to_slab` against oatomo's slab model (thickness 0.075 mm).
+   :func:`oatomo.media.line_to_slab` against oatomo's slab model (thickness 0.075 mm);
+   both also after the detector response of 2. on both signals (``_band``).
 2. *Reconstruction on k-Wave data*, true positions: the signals convolved with a Gaussian
    detector response (centre 2.67 MHz, 120 % fractional bandwidth, the band of
    ``two_speeds.py`` for this image grid), 1 % white noise of the largest sample; TV
@@ -319,6 +320,11 @@ def evaluate() -> dict[str, Any]:
         conv = line_to_slab(d["signals"], acq, thickness=THICKNESS)
         results["signals"][name] = {"2d": compare_signals(o2d, d["signals"]),
                                     "slab": compare_signals(oslab, conv),
+                                    "2d_band": compare_signals(convolve(o2d, FS, response),
+                                                               convolve(d["signals"], FS,
+                                                                        response)),
+                                    "slab_band": compare_signals(convolve(oslab, FS, response),
+                                                                 convolve(conv, FS, response)),
                                     "p0_outside_energy": float(d["p0_outside_energy"])}
         print(name, "signals", json.dumps(results["signals"][name]), flush=True)
 
