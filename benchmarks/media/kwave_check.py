@@ -62,7 +62,7 @@ Measurements (``evaluate``):
    one speed (1500 m/s); the ``ring`` case (same phantom in water) for reference.
 
 Run (from the repository root; k-wave-python in its own environment, here ``/tmp/kwenv``;
-about 5 minutes for ``simulate`` and 10 for ``evaluate`` on one core)::
+about 5 minutes for ``simulate`` and 5 for ``evaluate`` on one core)::
 
     PYTHONPATH=. .venv/bin/python benchmarks/media/kwave_check.py phantoms
     OMP_NUM_THREADS=1 /tmp/kwenv/bin/python benchmarks/media/kwave_check.py simulate
@@ -261,6 +261,21 @@ def compare_signals(ref: np.ndarray, test: np.ndarray) -> dict[str, Any]:
     return {"corr": _stats(corr, "min"), "rel_l2": _stats(rel, "max")}
 
 
+def spectrum_detail(ref: np.ndarray, test: np.ndarray) -> dict[str, Any]:
+    """Least-squares scale ``test / ref`` per sensor (median, min, max) and the relative
+    L2 difference in frequency bands (MHz), over all sensors."""
+    scale = np.sum(test * ref, axis=1) / np.sum(ref * ref, axis=1)
+    e = np.abs(np.fft.rfft(test - ref, axis=1)) ** 2
+    r = np.abs(np.fft.rfft(ref, axis=1)) ** 2
+    f = np.fft.rfftfreq(ref.shape[1], 1 / FS) / 1e6
+    bands = {}
+    for lo, hi in ((0, 1), (1, 3), (3, 6), (6, 10), (10, 20)):
+        m = (f >= lo) & (f < hi)
+        bands[f"{lo}-{hi}"] = float(np.sqrt(e[:, m].sum() / r[:, m].sum()))
+    return {"scale": [float(np.median(scale)), float(scale.min()), float(scale.max())],
+            "bands": bands}
+
+
 def evaluate() -> dict[str, Any]:
     """The measurements of the module docstring."""
     import importlib.util  # lazy: only to load the calibration benchmark by path
@@ -327,6 +342,7 @@ def evaluate() -> dict[str, Any]:
                                                                         response)),
                                     "slab_band": compare_signals(convolve(oslab, FS, response),
                                                                  convolve(conv, FS, response)),
+                                    "2d_detail": spectrum_detail(o2d, d["signals"]),
                                     "p0_outside_energy": float(d["p0_outside_energy"])}
         print(name, "signals", json.dumps(results["signals"][name]), flush=True)
 
