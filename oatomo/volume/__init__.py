@@ -27,6 +27,7 @@ from oatomo.volume.recon import (
     reconstruct_volume_model_based,
 )
 
-__all__ = ["ELEMENT_SHAPES", "VOLUME_METHODS", "element_points_3d", "SensorArray3D", "backproject_volume",
+__all__ = ["ELEMENT_SHAPES", "VOLUME_METHODS", "element_points_3d", "SensorArray3D",
+           "backproject_volume",
            "reconstruct_volume_model_based", "VolumeGrid", "VolumeOperator", "as_sensors3d",
            "hemisphere_array", "planar_array", "simulate_volume", "spherical_cap_array"]
