@@ -384,7 +384,8 @@ def _simulate_volume(args: argparse.Namespace) -> int:
     p0 = make_volume(phantom, grid, s_phantom)
     true = setup.draw(s_draw)
     sino = simulate_volume(p0, grid, true, acq, noise_std=setup.noise, band=setup.band,
-                           response=setup.response, seed=s_noise)
+                           response=setup.response, element_size=setup.element_width,
+                           element_shape=setup.element_shape, seed=s_noise)
     scan = Scan(sinogram=sino, sensors=setup.array, acquisition=acq, p0=p0, grid=grid,
                 true_sensors=true, setup_name=setup.name,
                 setup_toml=setup.to_toml_string(), seed=args.seed,
