@@ -141,6 +141,8 @@ _OPTIONS: dict[str, tuple[Any, str]] = {
                    "a finite number > 0"),
     "object_speed_of_sound": (lambda v: _finite(v) and SPEED_RANGE[0] <= v <= SPEED_RANGE[1],
                               f"in [{SPEED_RANGE[0]:g}, {SPEED_RANGE[1]:g}] m/s"),
+    "element_width": (lambda v: _finite(v) and 0 < v <= MAX_POSITION,
+                      f"in (0, {MAX_POSITION:g}] metres"),
     "object_radius": (lambda v: _finite(v) and 0 < v <= MAX_POSITION
                       or (isinstance(v, (list, tuple)) and len(v) == 2
                           and all(_finite(r) and 0 < r <= MAX_POSITION for r in v)),

@@ -139,7 +139,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "instead of deconvolving first")
     r.add_argument("--element-width", type=float, metavar="W", help="width of flat sensor "
                    "elements in metres: das and ubp weight the backprojection with their "
-                   "directivity, model-based methods model it (default: point sensors)")
+                   "directivity, model-based methods model it (default: point sensors); "
+                   "for a scan with 3-D positions, the side of square elements (or the "
+                   "diameter of discs, --element-shape disc)")
+    r.add_argument("--element-shape", choices=("square", "disc"), default=None,
+                   help="3-D scans: the face of flat elements of --element-width "
+                   "(default: square)")
     r.add_argument("--calibrate", nargs="?", const="yes", default="auto",
                    choices=("auto", "yes", "no"),
                    help="estimate the sensor positions and speed of sound from the data "
@@ -379,7 +384,8 @@ def _simulate_volume(args: argparse.Namespace) -> int:
     p0 = make_volume(phantom, grid, s_phantom)
     true = setup.draw(s_draw)
     sino = simulate_volume(p0, grid, true, acq, noise_std=setup.noise, band=setup.band,
-                           response=setup.response, seed=s_noise)
+                           response=setup.response, element_size=setup.element_width,
+                           element_shape=setup.element_shape, seed=s_noise)
     scan = Scan(sinogram=sino, sensors=setup.array, acquisition=acq, p0=p0, grid=grid,
                 true_sensors=true, setup_name=setup.name,
                 setup_toml=setup.to_toml_string(), seed=args.seed,
@@ -451,6 +457,7 @@ def run_reconstruct(args: argparse.Namespace) -> int:
                           frames=args.frames, deconvolve=args.deconvolve, preset=args.preset,
                           response=None if args.response is None else _response(args.response),
                           wavelengths=args.wavelengths, element_width=args.element_width,
+                          element_shape=args.element_shape,
                           model_response=args.model_response, device=device,
                           medium=args.medium, attenuation=attenuation,
                           callback=callback)
@@ -577,6 +584,7 @@ def _reconstruct_volume(args: argparse.Namespace, src: Path, patato: Path | None
                           frames=args.frames, deconvolve=args.deconvolve, preset=args.preset,
                           response=None if args.response is None else _response(args.response),
                           wavelengths=args.wavelengths, element_width=args.element_width,
+                          element_shape=args.element_shape,
                           model_response=args.model_response, medium=args.medium,
                           attenuation=attenuation, callback=callback)
     prov, grid = rec.provenance, rec.grid

@@ -115,7 +115,8 @@ def reconstruct(scan: Any, method: str | None = None, grid: Grid | None = None, 
                 band: tuple[float | None, float | None] | None = None,
                 deconvolve: bool | float | None = None, response: Any = None,
                 model_response: bool = False, element_width: float | None = None,
-                medium: str | None = None, attenuation: Any = None,
+                element_shape: str | None = None, medium: str | None = None,
+                attenuation: Any = None,
                 preset: Any = None,
                 refine: bool | Literal["auto"] = "auto",
                 model: str | os.PathLike | None = None, setup: str | None = None,
@@ -178,7 +179,10 @@ def reconstruct(scan: Any, method: str | None = None, grid: Grid | None = None, 
     element_width
         Width (m) of flat sensor elements: das and ubp weight the backprojection with
         their directivity (:func:`oatomo.backproject`), model-based methods put it in the
-        operator; None: point sensors.
+        operator; None: point sensors. For a 3-D scan, the side of square elements (or
+        the diameter of disc ones, ``element_shape``).
+    element_shape
+        3-D scans only: the face of flat elements, ``"square"`` (default) or ``"disc"``.
     medium
         The medium that made the signals, ``"slab"`` or ``"2d"`` (line sources, e.g. 2-D
         k-Wave); None: the scan's (:attr:`oatomo.io.Scan.medium`, slab when it names
@@ -253,9 +257,13 @@ def reconstruct(scan: Any, method: str | None = None, grid: Grid | None = None, 
             response=response, model_response=model_response, lam=lam, iters=iters,
             callback=callback, object_speed_of_sound=object_speed_of_sound,
             object_radius=object_radius, object_centre=object_centre,
-            calibration=calibration, element_width=element_width, attenuation=attenuation,
+            calibration=calibration, element_width=element_width,
+            element_shape=element_shape, attenuation=attenuation,
             preset=preset, model=model, setup=setup, medium=medium, refine=refine,
             calibrate=calibrate)
+    if element_shape is not None:
+        raise InputError("--element-shape is for 3-D arrays (square or disc faces); a 2-D "
+                         "element is its width (--element-width)")
     # the steps: options, signals, grid, calibration decision, geometry, method, refinement
     options = resolve_options(ReconstructOptions(
         method=method, n=n, fov=fov, frames=frames, wavelengths=wavelengths,

@@ -21,13 +21,19 @@ from typing import Any
 
 import numpy as np
 
+from oatomo._limits import check_option
 from oatomo.errors import InputError
 from oatomo.forward import bandpass
 from oatomo.io import as_scan
 from oatomo.pipeline.frames import deconvolve_signals, override_geometry, select
 from oatomo.progress import Callback
 from oatomo.units import UNITS_PA
-from oatomo.volume import VolumeGrid, backproject_volume, reconstruct_volume_model_based
+from oatomo.volume import (
+    ELEMENT_SHAPES,
+    VolumeGrid,
+    backproject_volume,
+    reconstruct_volume_model_based,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +62,7 @@ NOT_REFINED = "the learned refinement was trained on 2-D images: a 3-D scan is n
 #: command-line names; given (not None/False/default), a 3-D scan is refused.
 TWO_D_ONLY = {"object_speed_of_sound": "--object-speed-of-sound",
               "object_radius": "--object-radius", "object_centre": "--object-centre",
-              "calibration": "--calibration", "element_width": "--element-width",
+              "calibration": "--calibration",
               "attenuation": "--attenuation", "preset": "--preset", "model": "--model",
               "setup": "--setup"}
 
@@ -161,7 +167,9 @@ def reconstruct_volume_scan(scan: Any, method: str | None = None,
                             band: tuple[float | None, float | None] | None = None,
                             deconvolve: bool | float | None = None, response: Any = None,
                             model_response: bool = False, lam: float | None = None,
-                            iters: int | None = None, callback: Callback | None = None,
+                            iters: int | None = None, element_width: float | None = None,
+                            element_shape: str | None = None,
+                            callback: Callback | None = None,
                             **two_d: Any) -> VolumeReconstruction:
     """Reconstruct a scan with 3-D sensor positions into volumes.
 
@@ -179,11 +187,18 @@ def reconstruct_volume_scan(scan: Any, method: str | None = None,
     model_response
         Model-based methods: the detector response (``response``, else the scan's) in
         the operator.
+    element_width
+        Flat elements (m): the side of a square face, or the diameter of a disc one with
+        ``element_shape="disc"``; das and ubp weight the backprojection with their
+        directivity, model-based methods put them in the operator
+        (:mod:`oatomo.volume.elements`). None: point sensors.
+    element_shape
+        ``"square"`` (default) or ``"disc"``; only with ``element_width``.
     callback
         ``callback(what, done, total)`` after each step and model-based iteration.
     two_d
         The other keywords of :func:`oatomo.reconstruct`: those without a 3-D counterpart
-        (two speeds of sound, calibration files, element width, attenuation, a 2-D
+        (two speeds of sound, calibration files, attenuation, a 2-D
         medium, presets, refinement models, ``refine=True``, ``calibrate=True``) are
         refused with one line; ``"auto"`` and False are accepted and recorded.
 
@@ -197,6 +212,14 @@ def reconstruct_volume_scan(scan: Any, method: str | None = None,
     if unknown:
         raise InputError(f"unknown keyword {sorted(unknown)[0]!r}")
     method = DEFAULT_VOLUME_METHOD if method is None else method
+    if element_width is not None:
+        check_option("element_width", element_width, "--element-width")
+    elif element_shape is not None:
+        raise InputError("--element-shape goes with --element-width (the element's size)")
+    shape = "square" if element_shape is None else element_shape
+    if shape not in ELEMENT_SHAPES:
+        raise InputError(f"--element-shape must be one of {', '.join(ELEMENT_SHAPES)}, got "
+                         f"{shape!r}")
     if method not in VOLUME_RECON_METHODS:
         raise InputError(f"method {method!r} has no volume counterpart; a 3-D scan is "
                          f"reconstructed with {', '.join(VOLUME_RECON_METHODS)}")
@@ -229,7 +252,8 @@ def reconstruct_volume_scan(scan: Any, method: str | None = None,
     t = time.perf_counter()
     acq, sensors = data.acquisition, data.sensors
     if method in ("das", "ubp"):
-        vol = backproject_volume(sino, grid, sensors, acq, method, band=band)
+        vol = backproject_volume(sino, grid, sensors, acq, method, band=band,
+                                 element_size=element_width, element_shape=shape)
     else:
         y = bandpass(sino, acq.fs, band) if band is not None else sino
         n_iter = 50 if iters is None else int(iters)
@@ -242,7 +266,8 @@ def reconstruct_volume_scan(scan: Any, method: str | None = None,
 
         vol, record = reconstruct_volume_model_based(
             y, grid, sensors, acq, method=method.removeprefix("mb-"), lam=lam,
-            n_iter=n_iter, response=in_model, on_iteration=progress)
+            n_iter=n_iter, response=in_model, element_size=element_width,
+            element_shape=shape, on_iteration=progress)
         lam = record["lam"]
     timings[method] = time.perf_counter() - t
     if callback is not None:
@@ -270,7 +295,9 @@ def reconstruct_volume_scan(scan: Any, method: str | None = None,
         "n_frames": int(np.prod(lead, dtype=int)), "by_frame": False, "axes": axes,
         "wavelengths": None if kept_wl is None else kept_wl.tolist(),
         "band": None if band is None else [None if b is None else float(b) for b in band],
-        "deconvolution": deconv, "preset": None, "element_width": None, "medium": "slab",
+        "deconvolution": deconv, "preset": None,
+        "element_width": None if element_width is None else float(element_width),
+        "element_shape": None if element_width is None else shape, "medium": "slab",
         "attenuation": None, "model_response": in_model is not None,
         "lam": None if lam is None else float(lam), "iters": iters,
         "detector_response": None if data.response is None else repr(data.response),

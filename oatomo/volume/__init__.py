@@ -2,6 +2,8 @@
 
 * :mod:`oatomo.volume.geometry`: :class:`VolumeGrid`, :class:`SensorArray3D` and the
   arrays :func:`hemisphere_array`, :func:`spherical_cap_array`, :func:`planar_array`;
+* :mod:`oatomo.volume.elements`: flat square or disc elements as points on their faces
+  (:func:`element_points_3d`), used by the operators' ``element_size``;
 * :mod:`oatomo.volume.forward`: the point-sensor forward model :class:`VolumeOperator`
   (exact adjoint) and :func:`simulate_volume`;
 * :mod:`oatomo.volume.recon`: delay-and-sum and universal backprojection
@@ -9,6 +11,7 @@
 * :mod:`oatomo.volume.kernels`: their Numba kernels.
 """
 
+from oatomo.volume.elements import ELEMENT_SHAPES, element_points_3d
 from oatomo.volume.forward import VolumeOperator, simulate_volume
 from oatomo.volume.geometry import (
     SensorArray3D,
@@ -24,6 +27,7 @@ from oatomo.volume.recon import (
     reconstruct_volume_model_based,
 )
 
-__all__ = ["VOLUME_METHODS", "SensorArray3D", "backproject_volume",
+__all__ = ["ELEMENT_SHAPES", "VOLUME_METHODS", "element_points_3d", "SensorArray3D",
+           "backproject_volume",
            "reconstruct_volume_model_based", "VolumeGrid", "VolumeOperator", "as_sensors3d",
            "hemisphere_array", "planar_array", "simulate_volume", "spherical_cap_array"]

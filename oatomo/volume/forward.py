@@ -53,6 +53,7 @@ from oatomo.geometry import Acquisition
 from oatomo.kernels import check_finite
 from oatomo.response import DetectorResponse, convolve, correlate
 from oatomo.volume import kernels as K
+from oatomo.volume.elements import element_points_3d
 from oatomo.volume.geometry import SensorArray3D, VolumeGrid, as_sensors3d
 
 __all__ = ["VolumeOperator", "simulate_volume", "check_volume", "check_volume_geometry",
@@ -61,6 +62,8 @@ __all__ = ["VolumeOperator", "simulate_volume", "check_volume", "check_volume_ge
 
 #: Sensors per block of the float64 edge arithmetic (keeps its buffers small).
 _BLOCK = 64
+#: Points of finite elements whose histograms are held at once (point sensors: all).
+_POINT_BLOCK = 4096
 
 
 def check_volume_geometry(grid: Any, sensors: Any, acquisition: Any
@@ -135,12 +138,21 @@ class VolumeOperator:
     response
         A :class:`oatomo.response.DetectorResponse`: ``A`` then includes the convolution
         of every signal with it (and ``A^T`` the correlation).
+    element_size
+        Side (m) of square flat elements, or diameter of disc ones (``element_shape``):
+        each signal is the weighted mean over points on the element's face
+        (:func:`oatomo.volume.elements.element_points_3d`), which gives the element its
+        directivity, and ``A^T`` repeats it. None: point sensors.
+    element_shape
+        ``"square"`` (default) or ``"disc"``.
 
     Notes
     -----
     Memory: the volume, the sinogram and one fine radial histogram per sensor
-    (``N x (k T + 2 P + 2)`` float32, ``k = ceil(8 c dt / dx)``); never an array of size
-    voxels x sensors. ``forward`` skips rows of the volume that are all zero.
+    (``N x (k T + 2 P + 2)`` float32, ``k = ceil(8 c dt / dx)``; for finite elements, per
+    point of a block of elements); never an array of size voxels x sensors. ``forward``
+    skips rows of the volume that are all zero. Finite elements of ``m`` points cost
+    ``m`` point sensors each.
 
     Examples
     --------
@@ -153,7 +165,8 @@ class VolumeOperator:
     """
 
     def __init__(self, grid: VolumeGrid, sensors: Any, acquisition: Acquisition, *,
-                 response: Any = None) -> None:
+                 response: Any = None, element_size: float | None = None,
+                 element_shape: str = "square") -> None:
         grid, sensors, acquisition = check_volume_geometry(grid, sensors, acquisition)
         if response is not None and not isinstance(response, DetectorResponse):
             raise InputError(f"response must be a DetectorResponse, got "
@@ -169,7 +182,17 @@ class VolumeOperator:
         self._P = J + 2
         n_edges = acquisition.n_samples + 1
         self._m_bins = self._k * (n_edges - 1) + 2 * self._P + 2
-        check_bytes(4.0 * sensors.n_sensors * (self._m_bins + 3 * n_edges),
+        self.element_size, self.element_shape = element_size, element_shape
+        if element_size is None:
+            points, self._w = sensors.positions[:, None, :], np.ones(1)
+            self._per = sensors.n_sensors
+        else:
+            points, self._w = element_points_3d(sensors, element_size, acquisition,
+                                                element_shape)
+            self._per = max(1, _POINT_BLOCK // len(self._w))  # elements per block
+        self._m = len(self._w)
+        check_bytes(4.0 * min(sensors.n_sensors, self._per) * self._m
+                    * (self._m_bins + 3 * n_edges),
                     f"the volume model's radial histograms (sampling interval c/fs = "
                     f"{drho / dx:.3g} voxels)")
         t_edges = acquisition.t0 + (np.arange(n_edges) - 0.5) * dt
@@ -184,8 +207,9 @@ class VolumeOperator:
         self._xs = grid.x.astype(np.float32)
         self._ys = grid.y.astype(np.float32)
         self._zs = grid.z.astype(np.float32)
-        self._sens = np.ascontiguousarray(sensors.positions, dtype=np.float32)
-        check_finite(sensor_positions=self._sens, start_radius=self._r0,
+        # (N, m, 3): the points of each element (one per point sensor)
+        self._pts = np.ascontiguousarray(points, dtype=np.float32)
+        check_finite(sensor_positions=self._pts, start_radius=self._r0,
                      inverse_bin_width=self._inv_delta, grid=self._xs,
                      edge_gain=self._edge_gain)
         self._norm_sq: float | None = None
@@ -198,23 +222,38 @@ class VolumeOperator:
     def _chunks(self, n: int) -> int:
         return max(1, min(n, 4 * numba.get_num_threads()))
 
+    def _blocks(self) -> range:
+        return range(0, self.sensors.n_sensors, self._per)
+
     def forward(self, x: np.ndarray) -> np.ndarray:
         """Apply ``A``: volume (nz, ny, nx) in Pa -> sinogram (N, T) float32 in Pa."""
         x = check_volume(x, self.grid, "volume")
-        n_s = len(self._sens)
+        n_s, m, n_t = self.sensors.n_sensors, self._m, self.acquisition.n_samples
         nz, ny, _ = x.shape
         rows = np.flatnonzero(np.any(x != 0, axis=2).reshape(-1)).astype(np.int64)
-        hist = np.zeros((n_s, self._m_bins), np.float32)
-        if len(rows):
-            K.radial_histograms(x, rows, self._xs, self._ys, self._zs, self._sens, self._r0,
-                                self._inv_delta, self._chunks(n_s), hist)
-        g = np.empty((n_s, self.acquisition.n_samples + 1), np.float32)
-        K.sample_edges(hist, self._weights, self._k, self._P, g)
-        del hist
-        y = np.empty((n_s, self.acquisition.n_samples), np.float32)
-        for b in range(0, n_s, _BLOCK):  # F in float64, a block of sensors at a time
-            f = g[b:b + _BLOCK].astype(np.float64) * self._edge_gain[None, :]
-            y[b:b + _BLOCK] = np.diff(f, axis=1) * self._inv_dt
+        y = np.zeros((n_s, n_t), np.float32)
+        if not len(rows):
+            return self._respond(y)
+        for e0 in self._blocks():  # a block of elements: the histograms of their points
+            pts = self._pts[e0:e0 + self._per].reshape(-1, 3)
+            hist = np.zeros((len(pts), self._m_bins), np.float32)
+            K.radial_histograms(x, rows, self._xs, self._ys, self._zs, pts, self._r0,
+                                self._inv_delta, self._chunks(len(pts)), hist)
+            g = np.empty((len(pts), n_t + 1), np.float32)
+            K.sample_edges(hist, self._weights, self._k, self._P, g)
+            del hist
+            g = g.reshape(-1, m, n_t + 1)
+            for b in range(0, len(g), _BLOCK):  # F in float64, a block at a time
+                gb = g[b:b + _BLOCK].astype(np.float64)
+                if m > 1:  # a finite element: the weighted mean over its points
+                    f = np.einsum("smt,m->st", gb, self._w)
+                else:
+                    f = gb[:, 0]
+                f *= self._edge_gain[None, :]
+                y[e0 + b:e0 + b + len(f)] = np.diff(f, axis=1) * self._inv_dt
+        return self._respond(y)
+
+    def _respond(self, y: np.ndarray) -> np.ndarray:
         if self.response is not None:
             y = convolve(y, self.acquisition.fs, self.response)
         return y
@@ -225,19 +264,26 @@ class VolumeOperator:
         if self.response is not None:
             y = correlate(y, self.acquisition.fs, self.response)
         n_s, n_t = y.shape
+        m = self._m
         h = np.empty((n_s, n_t + 1), np.float32)
         for b in range(0, n_s, _BLOCK):
             yd = np.zeros((min(_BLOCK, n_s - b), n_t + 2), np.float64)
             yd[:, 1:-1] = y[b:b + _BLOCK]
             # transpose of p_k = (F_{k+1} - F_k)/dt, F_e = gain_e G_e
             h[b:b + _BLOCK] = (yd[:, :-1] - yd[:, 1:]) * self._inv_dt * self._edge_gain
-        back = np.zeros((n_s, self._m_bins), np.float32)
-        K.spread_edges(h, self._weights, self._k, self._P, back)
-        del h
         out = np.zeros(self.grid.shape, np.float32)
         nrows = self.grid.shape[0] * self.grid.shape[1]
-        K.gather_histograms(back, self._xs, self._ys, self._zs, self._sens, self._r0,
-                            self._inv_delta, self._chunks(nrows), out)
+        w = self._w.astype(np.float32)
+        for e0 in self._blocks():
+            pts = self._pts[e0:e0 + self._per].reshape(-1, 3)
+            hb = h[e0:e0 + self._per]
+            if m > 1:  # transpose of the weighted mean over each element's points
+                hb = (hb[:, None, :] * w[None, :, None]).reshape(-1, n_t + 1)
+            back = np.zeros((len(pts), self._m_bins), np.float32)
+            K.spread_edges(hb, self._weights, self._k, self._P, back)
+            del hb
+            K.gather_histograms(back, self._xs, self._ys, self._zs, pts, self._r0,
+                                self._inv_delta, self._chunks(nrows), out)
         return out
 
     def norm_sq(self, n_iter: int = 30) -> float:
@@ -276,8 +322,10 @@ def simulate_volume(p0: np.ndarray, grid: VolumeGrid, sensors: Any, acquisition:
                     *, noise_std: float = 0.0,
                     band: tuple[float | None, float | None] | None = None,
                     response: DetectorResponse | None = None,
+                    element_size: float | None = None, element_shape: str = "square",
                     seed: int | None = None) -> np.ndarray:
-    """Simulate the signals point sensors record for an initial pressure volume.
+    """Simulate the signals point sensors (or flat elements) record for an initial
+    pressure volume.
 
     Parameters
     ----------
@@ -297,6 +345,9 @@ def simulate_volume(p0: np.ndarray, grid: VolumeGrid, sensors: Any, acquisition:
         (:func:`oatomo.forward.bandpass`); None: unlimited.
     response
         The sensors' impulse response, convolved with every signal first.
+    element_size, element_shape
+        Flat elements (:class:`VolumeOperator`): the side of a square or the diameter of
+        a disc in metres; None: point sensors.
     seed
         Seed of the noise.
 
@@ -307,7 +358,8 @@ def simulate_volume(p0: np.ndarray, grid: VolumeGrid, sensors: Any, acquisition:
     """
     if not (np.isfinite(noise_std) and noise_std >= 0):
         raise InputError(f"noise_std must be >= 0, got {noise_std}")
-    op = VolumeOperator(grid, sensors, acquisition, response=response)
+    op = VolumeOperator(grid, sensors, acquisition, response=response,
+                        element_size=element_size, element_shape=element_shape)
     y = bandpass(op.forward(p0), acquisition.fs, band)
     if noise_std > 0:
         rng = np.random.default_rng(seed)

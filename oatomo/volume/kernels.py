@@ -143,14 +143,16 @@ def _delays(xs, dyz2, sx, off, fs_over_c, hi, kbuf, fbuf):  # pragma: no cover -
 
 
 @nb.njit(parallel=True, fastmath=True, cache=True)
-def das_volume(padded, xs, ys, zs, sensors, normals, areas, weighted, t0fs, fs_over_c,
-               n_chunks, num):
+def das_volume(padded, owner, xs, ys, zs, sensors, normals, areas, scale, weighted, t0fs,
+               fs_over_c, n_chunks, num):
     """Delay-and-sum into ``num`` (nz, ny, nx), linear interpolation in time.
 
-    ``padded`` is (N, T + 3) = ``[0, signal, 0, 0]`` per sensor. With ``weighted`` each
-    term is multiplied by the solid-angle weight ``a_s max(cos theta, 0) / d^2`` of
-    universal backprojection and the sum is divided by the sum of the weights (0 where
-    no sensor faces the voxel).
+    ``padded`` is (N, T + 3) = ``[0, signal, 0, 0]`` per sensor; point ``s`` (of
+    ``sensors``, ``normals``, ``areas``, ``scale``) backprojects the signal
+    ``padded[owner[s]]`` (several points per signal: a finite element's face). Without
+    ``weighted`` each term is multiplied by ``scale[s]``; with it, by the solid-angle
+    weight ``a_s max(cos theta, 0) / d^2`` of universal backprojection, and the sum is
+    divided by the sum of the weights (0 where no sensor faces the voxel).
     Contiguous blocks of rows in parallel, then sensors, then the voxels of the row.
     """
     n_s = sensors.shape[0]
@@ -177,7 +179,7 @@ def das_volume(padded, xs, ys, zs, sensors, normals, areas, weighted, t0fs, fs_o
                 dz = zs[kz] - sensors[s, 2]
                 dyz2 = dy * dy + dz * dz
                 _delays(xs, dyz2, sx, off, fs_over_c, hi, kbuf, fbuf)
-                sig = padded[s]
+                sig = padded[owner[s]]
                 if weighted:
                     nxs = normals[s, 0]
                     pdot = dy * normals[s, 1] + dz * normals[s, 2]
@@ -193,10 +195,11 @@ def das_volume(padded, xs, ys, zs, sensors, normals, areas, weighted, t0fs, fs_o
                         acc[j] += w * (a + fbuf[j] * (sig[k + 1] - a))
                         wacc[j] += w
                 else:
+                    c_s = scale[s]
                     for j in range(nx):
                         k = kbuf[j]
                         a = sig[k]
-                        acc[j] += a + fbuf[j] * (sig[k + 1] - a)
+                        acc[j] += c_s * (a + fbuf[j] * (sig[k + 1] - a))
             o = num[kz, i]
             if weighted:
                 for j in range(nx):

@@ -26,6 +26,7 @@ from oatomo.kernels import check_finite
 from oatomo.recon.backprojection import ubp_filter
 from oatomo.recon.model_based import MODEL_BASED_METHODS, solve_model_based
 from oatomo.volume import kernels as K
+from oatomo.volume.elements import element_points_3d
 from oatomo.volume.forward import VolumeOperator, check_volume_geometry
 from oatomo.volume.geometry import VolumeGrid
 
@@ -44,6 +45,8 @@ def backproject_volume(
     band: tuple[float | None, float | None] | None = None,
     *,
     speed_of_sound: float | None = None,
+    element_size: float | None = None,
+    element_shape: str = "square",
 ) -> np.ndarray:
     """Reconstruct a volume by delay-and-sum or universal backprojection.
 
@@ -73,6 +76,13 @@ def backproject_volume(
         Optional ``(f_low, f_high)`` Butterworth band-pass applied first (Hz).
     speed_of_sound
         Override the acquisition's speed of sound (m/s).
+    element_size, element_shape
+        Flat elements: the side of a square or the diameter of a disc in metres
+        (:func:`oatomo.volume.elements.element_points_3d`). Each signal is backprojected
+        from the points of its element's face with their weights (DAS: the weighted mean
+        of the points' terms, the adjoint of the forward model's element; UBP: the
+        element's area shared among its points), so the element's directivity weights
+        the sum, as :func:`oatomo.backproject` does in 2-D. None: point sensors.
 
     Returns
     -------
@@ -82,7 +92,8 @@ def backproject_volume(
     Notes
     -----
     Memory: the output volume and the padded signals; the weights are computed on the
-    fly, never stored per voxel and sensor.
+    fly, never stored per voxel and sensor. Elements of ``m`` points cost ``m`` point
+    sensors each.
     """
     if method not in VOLUME_METHODS:
         raise InputError(f"unknown volume reconstruction method {method!r}; choose from "
@@ -98,11 +109,18 @@ def backproject_volume(
     n_s, n_t = y.shape[-2:]
     frames = y.reshape((-1, n_s, n_t))
     xs, ys, zs = (a.astype(np.float32) for a in (grid.x, grid.y, grid.z))
-    sens = np.ascontiguousarray(sensors.positions, dtype=np.float32)
-    normals = np.ascontiguousarray(sensors.normals, dtype=np.float32)
+    if element_size is None:
+        points, w = sensors.positions[:, None, :], np.ones(1)
+    else:
+        points, w = element_points_3d(sensors, element_size, acquisition, element_shape)
+    m = len(w)
+    sens = np.ascontiguousarray(points.reshape(-1, 3), dtype=np.float32)
+    normals = np.ascontiguousarray(np.repeat(sensors.normals, m, axis=0), dtype=np.float32)
+    owner = np.repeat(np.arange(n_s, dtype=np.int64), m)
+    scale = np.tile(w, n_s).astype(np.float32)  # DAS: the weighted mean over each face
     weighted = method == "ubp"
     # the areas only matter relative to each other (UBP divides by their weighted sum)
-    areas = (sensors.areas / sensors.areas.max()).astype(np.float32)
+    areas = (np.repeat(sensors.areas / sensors.areas.max(), m) * scale).astype(np.float32)
     t0fs = np.float32(acquisition.t0 * acquisition.fs)
     fs_over_c = np.float32(acquisition.fs / acquisition.speed_of_sound)
     check_finite(sensor_positions=sens, sensor_normals=normals, t0_times_fs=t0fs,
@@ -113,8 +131,8 @@ def backproject_volume(
     padded = np.zeros((n_s, n_t + 3), np.float32)
     for f, frame in enumerate(frames):
         padded[:, 1:n_t + 1] = ubp_filter(frame, acquisition) if weighted else frame
-        K.das_volume(padded, xs, ys, zs, sens, normals, areas, weighted, t0fs, fs_over_c,
-                     n_chunks, out[f])
+        K.das_volume(padded, owner, xs, ys, zs, sens, normals, areas, scale, weighted, t0fs,
+                     fs_over_c, n_chunks, out[f])
     return out.reshape(lead + grid.shape)
 
 
@@ -131,6 +149,8 @@ def reconstruct_volume_model_based(
     x0: np.ndarray | None = None,
     tol: float = 1e-4,
     response: Any = None,
+    element_size: float | None = None,
+    element_shape: str = "square",
     on_iteration: Callable[[int, np.ndarray], Any] | None = None,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Model-based volume reconstruction with Tikhonov or total-variation regularisation.
@@ -152,6 +172,9 @@ def reconstruct_volume_model_based(
         As :func:`oatomo.reconstruct_model_based` (``lam`` None: scaled to the data).
     response
         The sensors' impulse response, made part of ``A``.
+    element_size, element_shape
+        Flat elements (square side or disc diameter in metres), made part of ``A``
+        (:class:`VolumeOperator`); None: point sensors.
 
     Returns
     -------
@@ -164,7 +187,8 @@ def reconstruct_volume_model_based(
     if method not in MODEL_BASED_METHODS:
         raise InputError(f"unknown model-based method {method!r}; choose from "
                          f"{', '.join(MODEL_BASED_METHODS)}")
-    op = VolumeOperator(grid, sensors, acquisition, response=response)
+    op = VolumeOperator(grid, sensors, acquisition, response=response,
+                        element_size=element_size, element_shape=element_shape)
     y = check_sinogram(sinogram, op.sensors, acquisition)
     lead = y.shape[:-2]
     frames = y.reshape((-1,) + y.shape[-2:])

@@ -42,6 +42,8 @@ TOML layout (every key optional unless marked)::
     centre_frequency = 3e6                 # Hz, Gaussian band ...
     bandwidth = 1.0                        # ... fractional FWHM of |H|
     impulse_response = [0.0, 1.0, 0.0]     # or measured, at acquisition.fs
+    element_width = 5e-4                   # m: flat elements (side); default points
+    element_shape = "square"               # or "disc" (element_width its diameter)
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ from oatomo._limits import MAX_PERTURBATION, MAX_POSITION, check_bytes, check_ra
 from oatomo.errors import InputError
 from oatomo.geometry import Acquisition
 from oatomo.response import DetectorResponse
+from oatomo.volume.elements import check_element
 from oatomo.volume.geometry import (
     SensorArray3D,
     VolumeGrid,
@@ -83,7 +86,8 @@ _SCHEMA: dict[str, dict[str, Any]] = {
                      "offset_std": _NUM, "rotation": list, "rotation_std": _NUM},
     "noise": {"relative_std": _NUM},
     "band": {"low": _NUM, "high": _NUM},
-    "detector": {"centre_frequency": _NUM, "bandwidth": _NUM, "impulse_response": list},
+    "detector": {"centre_frequency": _NUM, "bandwidth": _NUM, "impulse_response": list,
+                 "element_width": _NUM, "element_shape": str},
 }
 _REQUIRED = {"": ("name", "dimensions", "array", "acquisition", "grid"),
              "acquisition": ("fs", "n_samples"), "grid": ("n", "fov")}
@@ -216,6 +220,10 @@ class VolumeSetup:
         ``(f_low, f_high)`` Butterworth band in Hz, or None.
     response
         The sensors' impulse response, or None.
+    element_width, element_shape
+        Flat elements (their directivity, in ``oatomo simulate``): the side of a square
+        (``"square"``) or the diameter of a disc (``"disc"``) in metres
+        (:mod:`oatomo.volume.elements`); None: point sensors.
     description
         Free text.
     """
@@ -233,6 +241,8 @@ class VolumeSetup:
     noise: float = 0.0
     band: tuple[float, float] | None = None
     response: DetectorResponse | None = None
+    element_width: float | None = None
+    element_shape: str = "square"
     description: str = ""
     array_spec: dict[str, Any] | None = field(default=None, compare=False)
 
@@ -258,6 +268,15 @@ class VolumeSetup:
                 raise InputError(f"setup {self.name!r}: band must satisfy 0 <= low < high < "
                                  f"fs/2, got {self.band}")
             object.__setattr__(self, "band", (lo, hi))
+        if self.element_width is None and self.element_shape != "square":
+            raise InputError(f"setup {self.name!r}: element_shape goes with element_width "
+                             f"(the element's size)")
+        if self.element_width is not None:
+            try:
+                w, _ = check_element(self.element_width, self.element_shape)
+            except InputError as err:
+                raise InputError(f"setup {self.name!r}: {err}") from None
+            object.__setattr__(self, "element_width", w)
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any], path: str | os.PathLike | None = None
@@ -289,7 +308,9 @@ class VolumeSetup:
             spec = None
         pert = doc.get("perturbation", {})
         band = doc.get("band")
-        det = doc.get("detector") or {}
+        det = dict(doc.get("detector") or {})
+        width = det.pop("element_width", None)
+        shape = det.pop("element_shape", "square")
         grid = dict(doc["grid"])
         if "shape" in grid:
             grid["shape"] = tuple(grid["shape"])
@@ -307,6 +328,7 @@ class VolumeSetup:
             response=None if not det else DetectorResponse(
                 **det, **({"fs": doc["acquisition"]["fs"]} if "impulse_response" in det
                           else {})),
+            element_width=None if width is None else float(width), element_shape=shape,
             array_spec=spec)
 
     @classmethod
@@ -348,6 +370,9 @@ class VolumeSetup:
             doc["band"] = {"low": self.band[0], "high": self.band[1]}
         if self.response is not None:
             doc["detector"] = {k: v for k, v in self.response.to_dict().items() if k != "fs"}
+        if self.element_width is not None:
+            doc.setdefault("detector", {}).update(element_width=self.element_width,
+                                                  element_shape=self.element_shape)
         return doc
 
     def to_toml_string(self) -> str:

@@ -46,6 +46,15 @@ def test_default_reconstruction_is_tv_on_the_truth_grid(scan_file, capsys):
     assert set(images) == {"mb-tv", "truth"} and images["mb-tv"].shape == (12, 12, 12)
 
 
+def test_reconstruct_with_square_elements(scan_file, tmp_path):
+    out = tmp_path / "elem.h5"
+    assert main(["reconstruct", str(scan_file), "--method", "ubp", "--element-width", "5e-4",
+                 "--png", "none", "-o", str(out)]) == 0
+    with h5py.File(out) as f:
+        attrs = dict(f["images/ubp"].attrs) | dict(f.attrs)
+    assert "square" in str(attrs) and "0.0005" in str(attrs)
+
+
 def test_info_shows_3d_sensors(scan_file, capsys):
     assert main(["info", str(scan_file)]) == 0
     out = capsys.readouterr().out
@@ -55,7 +64,8 @@ def test_info_shows_3d_sensors(scan_file, capsys):
 @pytest.mark.parametrize("extra, match", [
     (["--refine"], "not refined"), (["--calibrate", "yes"], "2-D this round"),
     (["--method", "fbp"], "no volume counterpart"),
-    (["--element-width", "1e-3"], "2-D only")])
+    (["--element-width", "0"], "--element-width must be in (0, 10] metres"),
+    (["--element-shape", "disc"], "--element-shape goes with --element-width")])
 def test_two_d_options_exit_2_in_one_line(scan_file, tmp_path, capsys, extra, match):
     code = main(["reconstruct", str(scan_file), "-o", str(tmp_path / "x.h5"), *extra])
     err = capsys.readouterr().err

@@ -36,6 +36,31 @@ def test_volumes_with_reasons(scan3d):
     assert "3-D scan is not refined" in prov["refinement"]["reason"]
 
 
+@pytest.mark.parametrize("method", ["das", "mb-tikhonov"])
+def test_flat_elements_in_3d(scan3d, method):
+    """``element_width`` on a 3-D scan: the side of square (or diameter of disc) faces,
+    passed to the volume room's methods and recorded."""
+    kw = {"frames": 0, "iters": 3, "n": 8, "fov": 0.006}
+    rec = oatomo.reconstruct(scan3d, method, element_width=5e-4, element_shape="disc", **kw)
+    grid = VolumeGrid(8, 0.006)
+    if method == "das":
+        ref = backproject_volume(scan3d.sinogram[0], grid, scan3d.sensors,
+                                 scan3d.acquisition, "das", element_size=5e-4,
+                                 element_shape="disc")
+        np.testing.assert_allclose(rec.image, ref, rtol=1e-6, atol=1e-6)
+    point = oatomo.reconstruct(scan3d, method, **kw)
+    assert not np.allclose(rec.image, point.image)
+    assert rec.provenance["element_width"] == 5e-4
+    assert rec.provenance["element_shape"] == "disc"
+
+
+def test_element_shape_is_3d_only():
+    scan = oatomo.io.Scan(np.zeros((8, 64), np.float32), oatomo.ring_array(8, 0.01),
+                          Acquisition(20e6, 64))
+    with pytest.raises(InputError, match="--element-shape is for 3-D arrays"):
+        oatomo.reconstruct(scan, "das", element_width=1e-3, element_shape="square")
+
+
 def test_model_based_volume_on_a_cube(scan3d):
     rec = oatomo.reconstruct(scan3d, "mb-tv", n=10, fov=0.006, frames=0, iters=5)
     assert rec.image.shape == (10, 10, 10) and "truth" not in rec.images
@@ -46,7 +71,9 @@ def test_model_based_volume_on_a_cube(scan3d):
 
 @pytest.mark.parametrize("kw, match", [
     ({"refine": True}, "not refined"), ({"calibrate": True}, "2-D this round"),
-    ({"element_width": 1e-3}, "--element-width is 2-D only"),
+    ({"element_width": -1e-3}, r"--element-width must be in \(0, 10\] metres"),
+    ({"element_shape": "disc"}, "--element-shape goes with --element-width"),
+    ({"element_width": 1e-3, "element_shape": "hexagon"}, "--element-shape must be one of"),
     ({"object_speed_of_sound": 1600.0, "object_radius": 0.002}, "2-D only"),
     ({"medium": "2d"}, "2-D only"), ({"method": "fbp"}, "no volume counterpart")])
 def test_two_d_options_refused(scan3d, kw, match):

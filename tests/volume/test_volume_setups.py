@@ -10,7 +10,7 @@ import tomllib
 from oatomo import InputError
 from oatomo.cli import main
 from oatomo.io import load_scan
-from oatomo.volume import hemisphere_array
+from oatomo.volume import hemisphere_array, simulate_volume
 from oatomo.volume.setups import (
     VolumeSetup,
     is_volume_setup,
@@ -91,7 +91,13 @@ def test_toml_round_trip_and_seeded_draws(tmp_path):
     (("relative_std", "relative_sd"), "unknown key 'noise.relative_sd'"),
     (("dimensions = 3", "dimensions = 2"), "dimensions = 3"),
     (('kind = "hemisphere"', 'kind = "cone"'), "array.kind must be one of"),
-    (("offset = [1e-4, 0.0, -2e-4]", "offset = [1e-4, 0.0]"), "three numbers")])
+    (("offset = [1e-4, 0.0, -2e-4]", "offset = [1e-4, 0.0]"), "three numbers"),
+    (("[band]", '[detector]\nelement_width = 1e-3\nelement_shape = "hexagon"\n[band]'),
+     "element shape must be one of square, disc"),
+    (("[band]", "[detector]\nelement_width = -1e-3\n[band]"),
+     "element size must be a number > 0"),
+    (("[band]", '[detector]\nelement_shape = "disc"\n[band]'),
+     "element_shape goes with element_width")])
 def test_bad_setup_files_name_the_problem(tmp_path, edit, match):
     path = tmp_path / "bad.toml"
     path.write_text(TOML.replace(*edit))
@@ -113,3 +119,27 @@ def test_simulate_a_volume_setup_file(tmp_path, capsys):
         setup_file)
     shift = scan.true_sensors.positions - scan.sensors.positions
     assert 1e-5 < np.sqrt(np.mean(np.sum(shift ** 2, axis=1))) < 1e-3
+
+
+def test_simulate_a_setup_with_flat_elements(tmp_path):
+    """[detector] element_width/element_shape: the scan's signals are the elements'."""
+    plain, disc = tmp_path / "p.toml", tmp_path / "d.toml"
+    quiet = TOML.replace("relative_std = 0.01", "relative_std = 0.0")
+    plain.write_text(quiet)
+    disc.write_text(quiet.replace("[band]", '[detector]\nelement_width = 8e-4\n'
+                                            'element_shape = "disc"\n[band]'))
+    setup = load_volume_setup(disc)
+    assert setup.element_width == 8e-4 and setup.element_shape == "disc"
+    assert VolumeSetup.from_dict(tomllib.loads(setup.to_toml_string())) == setup
+    scans = []
+    for path in (plain, disc):
+        out = path.with_suffix(".h5")
+        assert main(["simulate", "--setup", str(path), "--phantom", "ball", "--seed", "1",
+                     "-o", str(out), "-q"]) == 0
+        scans.append(load_scan(out))
+    s = scans[1]
+    want = simulate_volume(s.p0, s.grid, s.true_sensors, s.acquisition, band=setup.band,
+                           element_size=8e-4, element_shape="disc")
+    np.testing.assert_allclose(s.sinogram, want, atol=1e-6 * np.abs(want).max())
+    assert not np.allclose(scans[0].sinogram, s.sinogram, atol=1e-3 * np.abs(want).max())
+    assert VolumeSetup.from_dict(tomllib.loads(s.setup_toml)) == setup
