@@ -62,7 +62,11 @@ __all__ = ["VolumeOperator", "simulate_volume", "check_volume", "check_volume_ge
 
 #: Sensors per block of the float64 edge arithmetic (keeps its buffers small).
 _BLOCK = 64
-#: Points of finite elements whose histograms are held at once (point sensors: all).
+#: Point sensors whose radial histograms are held at once: bounds the model's memory beside
+#: the volume and the sinogram (512 sensors x 2048 samples on 128^3: adjoint peak 2.3 ->
+#: 1.96 x (volume + sinogram), and no slower).
+_SENSOR_BLOCK = 128
+#: Points of finite elements whose histograms are held at once.
 _POINT_BLOCK = 4096
 
 
@@ -185,7 +189,7 @@ class VolumeOperator:
         self.element_size, self.element_shape = element_size, element_shape
         if element_size is None:
             points, self._w = sensors.positions[:, None, :], np.ones(1)
-            self._per = sensors.n_sensors
+            self._per = min(sensors.n_sensors, _SENSOR_BLOCK)
         else:
             points, self._w = element_points_3d(sensors, element_size, acquisition,
                                                 element_shape)
