@@ -15,7 +15,9 @@ Run with k-wave-python on its NumPy backend, in its own environment (about a min
     OMP_NUM_THREADS=1 /tmp/kwenv/bin/python benchmarks/media/kwave_fixture.py
 
 The file holds ``p0`` (oatomo's [row=y, col=x]), ``positions`` (N, 2) in oatomo's frame,
-``fs``, ``t0`` (0), ``c``, ``signals`` (N, T) and the k-Wave version.
+``fs``, ``t0`` (0), ``c``, ``signals`` (N, T) and the k-Wave version; and the same scan
+with a disc of radius ``disc_radius`` at ``c_disc`` (3 % faster) around the grid's centre,
+``signals_disc`` (k-Wave refracts; oatomo's two-speed model uses straight rays).
 """
 
 from __future__ import annotations
@@ -32,6 +34,9 @@ N_KWAVE, PML = 256, 20
 C, RHO = 1500.0, 1000.0
 FS, N_SAMPLES, SUB = 20e6, 320, 4
 N_SENSORS, RADIUS = 16, 10e-3
+#: The two-speed scan: a disc of this radius (m) and speed (m/s, 3 % above the water's)
+#: centred on the grid, the same blobs inside and around it.
+DISC_R, C_DISC = 3e-3, 1545.0
 BLOBS = ((-1.5e-3, 0.8e-3, 0.6e-3, 1.0), (1.2e-3, -0.4e-3, 0.4e-3, 0.7),
          (0.3e-3, 2.0e-3, 0.8e-3, 0.5))
 
@@ -81,13 +86,18 @@ def main() -> None:
     # k-Wave's point [i, j] is at (i - N_KWAVE/2) DX: oatomo's x, y shifted by DX / 2
     sensor = kSensor(np.stack([pos[:, 0] - DX / 2, pos[:, 1] - DX / 2]))
     t = time.perf_counter()
-    res = kspaceFirstOrder(kgrid, kWaveMedium(sound_speed=C, density=RHO), source, sensor,
-                           pml_size=PML, smooth_p0=False, backend="python", device="cpu",
-                           quiet=True)
-    p = np.asarray(res["p"], np.float64)
-    signals = interval_means(p, FS * SUB, 1 / FS)[:, ::SUB]
+    x = (np.arange(N_KWAVE) - N_KWAVE // 2) * DX + DX / 2  # k-Wave's points in oatomo's frame
+    X, Y = np.meshgrid(x, x, indexing="ij")
+    out = {}
+    for name, speed in (("signals", C), ("signals_disc",
+                                          np.where(X ** 2 + Y ** 2 < DISC_R ** 2, C_DISC, C))):
+        res = kspaceFirstOrder(kgrid, kWaveMedium(sound_speed=speed, density=RHO), source,
+                               sensor, pml_size=PML, smooth_p0=False, backend="python",
+                               device="cpu", quiet=True)
+        p = np.asarray(res["p"], np.float64)
+        out[name] = interval_means(p, FS * SUB, 1 / FS)[:, ::SUB].astype(np.float32)
     np.savez_compressed(OUT, p0=p0.astype(np.float32), positions=pos, fs=FS, t0=0.0, c=C,
-                        signals=signals.astype(np.float32),
+                        disc_radius=DISC_R, c_disc=C_DISC, **out,
                         kwave=getattr(kwave, "__version__", "0.6.2"))
     print(f"wrote {OUT} ({time.perf_counter() - t:.0f} s of k-Wave)")
 
