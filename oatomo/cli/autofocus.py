@@ -52,6 +52,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "starts with --fit-centre (default 0 0)")
     p.add_argument("--fit-centre", action="store_true",
                    help="with --object: also estimate the region's centre")
+    p.add_argument("--fit-speed-of-sound", action="store_true",
+                   help="with --object: also estimate the coupling medium's speed, starting "
+                   "from --speed-of-sound or the file's")
     p.add_argument("--json", metavar="FILE", help="also write the result as a calibration "
                    "JSON file (for `oatomo reconstruct --calibration FILE`)")
     p.add_argument("--force", action="store_true", help="overwrite an existing JSON file")
@@ -88,7 +91,9 @@ def _check_object_flags(args: argparse.Namespace) -> None:
     given = [flag for flag, v in (("--speed-of-sound", args.speed_of_sound),
                                   ("--radius-range", args.radius_range),
                                   ("--object-centre", args.object_centre),
-                                  ("--fit-centre", args.fit_centre or None)) if v is not None]
+                                  ("--fit-centre", args.fit_centre or None),
+                                  ("--fit-speed-of-sound", args.fit_speed_of_sound or None))
+             if v is not None]
     if given and not args.object:
         raise InputError(f"{given[0]} needs --object")
     if args.speed_of_sound is not None:
@@ -152,6 +157,7 @@ def _run_two_speeds(args: argparse.Namespace, scan: object, sino: np.ndarray, gr
     r = autofocus_two_speeds(sino, grid, scan.sensors, scan.acquisition,
                              c0=args.speed_of_sound, c1_range=c_range, radius_range=r_range,
                              centre=centre, fit_centre=args.fit_centre,
+                             fit_c0=args.fit_speed_of_sound,
                              steps=(args.steps, max(3, (args.steps * 2 + 2) // 3)))
     c0 = r["speed_of_sound"]
     cx, cy = r["object_centre"]

@@ -264,6 +264,7 @@ def autofocus_two_speeds(
     radius_range: tuple[float, float] | None = None,
     centre: tuple[float, float] = (0.0, 0.0),
     fit_centre: bool = False,
+    fit_c0: bool = False,
     steps: tuple[int, int] = (13, 9),
     band: tuple[float | None, float | None] | None = None,
     coarse_frequency: float | None = None,
@@ -301,6 +302,10 @@ def autofocus_two_speeds(
         The region's centre (m), or the start of its search with ``fit_centre``.
     fit_centre
         Also estimate the centre (in the Nelder-Mead stages).
+    fit_c0
+        Also estimate the coupling medium's speed (in the Nelder-Mead stages, from ``c0``):
+        the sensors' positions fix the scale, so a file's ``c0`` that is off is seen in
+        the data.
     steps
         Points of the coarse grid along c1 and along the radius (each >= 3).
     band
@@ -365,11 +370,11 @@ def autofocus_two_speeds(
     coarse_grid = Grid(max(grid.n // 2, 8), grid.fov)
 
     def make_score(data: np.ndarray, g: Grid) -> Any:
-        def score(c1: float, radius: float, cx: float, cy: float) -> float:
+        def score(c1: float, radius: float, cx: float, cy: float, cw: float = c0) -> float:
             nonlocal n_eval
             n_eval += 1
-            sm = SpeedMap(c0, float(np.clip(c1, *SPEED_RANGE)), float(max(radius, 1e-6)),
-                          (float(cx), float(cy)))
+            sm = SpeedMap(float(np.clip(cw, *SPEED_RANGE)), float(np.clip(c1, *SPEED_RANGE)),
+                          float(max(radius, 1e-6)), (float(cx), float(cy)))
             if criterion == "sharpness":
                 return -sharpness(backproject(data, g, sensors, acq, "das", speed_map=sm))
             return heldout_misfit(data, g, sensors, acq, sm)
@@ -381,16 +386,19 @@ def autofocus_two_speeds(
     rs = np.linspace(r_lo, r_hi, int(steps[1]))
     table = np.array([[coarse(c, r, *centre) for r in rs] for c in cs])
     i, j = np.unravel_index(int(np.argmin(table)), table.shape)
-    scale = np.array([cs[1] - cs[0], rs[1] - rs[0], rs[1] - rs[0], rs[1] - rs[0]])
-    x = np.array([cs[i], rs[j], *centre], dtype=np.float64)
-    n_free = 4 if fit_centre else 2
+    # x: c1, radius, centre x, y, c0; the steps of the simplex (c0: a third of c1's)
+    scale = np.array([cs[1] - cs[0], rs[1] - rs[0], rs[1] - rs[0], rs[1] - rs[0],
+                      (cs[1] - cs[0]) / 3])
+    x = np.array([cs[i], rs[j], *centre, c0], dtype=np.float64)
+    free = np.array([0, 1] + ([2, 3] if fit_centre else []) + ([4] if fit_c0 else []))
+    n_free = len(free)
     for freq, step in ((2 * f_coarse, 0.5), (None, 0.25)):
         data = y if freq is None or freq >= acq.fs / 2 else bandpass(y, acq.fs, (None, freq))
         score = make_score(data, grid)
 
         def objective(u: np.ndarray, x_fixed: np.ndarray = x, score: Any = score) -> float:
             full = x_fixed.copy()
-            full[:n_free] = x_fixed[:n_free] + u * scale[:n_free]
+            full[free] = x_fixed[free] + u * scale[free]
             return score(*full)
 
         u0 = np.zeros(n_free)
@@ -399,10 +407,11 @@ def autofocus_two_speeds(
                        options={"initial_simplex": simplex, "xatol": 0.01, "fatol": 1e-5,
                                 "maxfev": int(max_evaluations)})
         x = x.copy()
-        x[:n_free] = x[:n_free] + res.x * scale[:n_free]
+        x[free] = x[free] + res.x * scale[free]
+    c0 = float(np.clip(x[4], *SPEED_RANGE))
     final = make_score(y, grid)
-    best = final(*x)
-    one = final(c0, x[1], *x[2:])
+    best = final(*x[:4], c0)
+    one = final(c0, x[1], *x[2:4], c0)
     gain = (one - best) / abs(one) if one != 0 else 0.0
     found = bool(gain >= REGION_MIN_GAIN and x[1] > 0)
     c1, radius = float(x[0]), float(x[1])

@@ -108,6 +108,7 @@ def test_autofocus_object_round_trip_into_reconstruct(vessel_disc_scan, capsys):
 
 @pytest.mark.parametrize("extra, named", [
     (["--fit-centre"], "--fit-centre needs --object"),
+    (["--fit-speed-of-sound"], "--fit-speed-of-sound needs --object"),
     (["--speed-of-sound", "1500"], "--speed-of-sound needs --object"),
     (["--object", "--radius-range", "0.005:0.001"], "--radius-range must have RMIN < RMAX"),
     (["--object", "--radius-range", "0:0.001"], "--radius-range must be in (0, 10] metres"),

@@ -67,3 +67,17 @@ def test_bad_options_are_one_line_errors(kwargs, match):
     with pytest.raises(InputError, match=match) as err:
         autofocus_two_speeds(y, GRID, RING, ACQ, **kwargs)
     assert "\n" not in str(err.value)
+
+
+def test_fit_c0_estimates_the_water_speed_too():
+    """The file says 1500 m/s; the water is at 1490 (and the disc at 1550, radius 4 mm)."""
+    y = scan(SpeedMap(1490.0, 1550.0, 4 * MM), seed=11)
+    kw = dict(steps=(9, 7), radius_range=(1 * MM, 7 * MM))
+    fixed = autofocus_two_speeds(y, GRID, RING, ACQ, **kw)
+    est = autofocus_two_speeds(y, GRID, RING, ACQ, fit_c0=True, **kw)
+    # measured: c0 1488.0 (-0.13 %), c1 1560.2, radius 4.08 mm; with the file's c0 the
+    # region is not found (1539 m/s, 1.8 mm)
+    assert abs(est["speed_of_sound"] - 1490.0) < 4.5 and est["region_found"]
+    assert abs(est["object_radius"] - 4 * MM) < 0.4 * MM
+    assert est["speed_map"].c0 == est["speed_of_sound"]
+    assert not fixed["region_found"] and fixed["speed_of_sound"] == 1500.0
