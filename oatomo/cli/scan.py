@@ -8,6 +8,7 @@ import math
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -431,10 +432,7 @@ def run_reconstruct(args: argparse.Namespace) -> int:
                    for m in (DEFAULT_METHOD, CALIBRATED_METHOD)]
         if all(clashes):
             _check_default_names(args, *_outputs(src, args, DEFAULT_METHOD))
-    for key, name in (("iters", "--iters"), ("lam", "--lam"), ("fov", "--fov"),
-                      ("deconvolve", "--deconvolve LAM")):
-        if getattr(args, key) is not None:
-            check_option(key, getattr(args, key), name)
+    _check_ranges(args)
     check_object_options(args.object_speed_of_sound, args.object_radius, args.object_centre,
                          prefix="--")
     if not 0 <= args.samples <= MAX_SAMPLES:
@@ -444,23 +442,10 @@ def run_reconstruct(args: argparse.Namespace) -> int:
                                     what=f"the figure of --n {args.n}")
     refine = "auto" if args.refine is None else args.refine
     device = check_device(args.device, "--device")
-    attenuation = _attenuation(args)
+    keywords = _reconstruct_keywords(args)
     with bars(args) as callback:
-        rec = reconstruct(src, args.method, n=args.n, fov=args.fov, refine=refine,
-                          model=args.model, setup=args.setup_name, samples=args.samples,
-                          lam=args.lam, iters=args.iters,
-                          calibrate={"auto": "auto", "yes": True, "no": False}[args.calibrate],
-                          speed_of_sound=args.speed_of_sound, calibration=args.calibration,
-                          object_speed_of_sound=args.object_speed_of_sound,
-                          object_radius=args.object_radius, object_centre=args.object_centre,
-                          band=None if args.band is None else _band(args.band),
-                          frames=args.frames, deconvolve=args.deconvolve, preset=args.preset,
-                          response=None if args.response is None else _response(args.response),
-                          wavelengths=args.wavelengths, element_width=args.element_width,
-                          element_shape=args.element_shape,
-                          model_response=args.model_response, device=device,
-                          medium=args.medium, attenuation=attenuation,
-                          callback=callback)
+        rec = reconstruct(src, args.method, refine=refine, samples=args.samples,
+                          device=device, callback=callback, **keywords)
     prov = rec.provenance
     if out is None:
         out, png = _outputs(src, args, prov["method"])
@@ -541,6 +526,32 @@ def run_reconstruct(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_ranges(args: argparse.Namespace) -> None:
+    """The ranges of reconstruct's numeric options (one-line errors naming the option)."""
+    for key, name in (("iters", "--iters"), ("lam", "--lam"), ("fov", "--fov"),
+                      ("deconvolve", "--deconvolve LAM")):
+        if getattr(args, key) is not None:
+            check_option(key, getattr(args, key), name)
+
+
+def _reconstruct_keywords(args: argparse.Namespace) -> dict[str, Any]:
+    """The keywords of :func:`oatomo.reconstruct` that ``oatomo reconstruct`` takes from
+    its options for scans and volume scans alike."""
+    return dict(
+        n=args.n, fov=args.fov, model=args.model, setup=args.setup_name, lam=args.lam,
+        iters=args.iters,
+        calibrate={"auto": "auto", "yes": True, "no": False}[args.calibrate],
+        speed_of_sound=args.speed_of_sound, calibration=args.calibration,
+        object_speed_of_sound=args.object_speed_of_sound, object_radius=args.object_radius,
+        object_centre=args.object_centre,
+        band=None if args.band is None else _band(args.band), frames=args.frames,
+        deconvolve=args.deconvolve, preset=args.preset,
+        response=None if args.response is None else _response(args.response),
+        wavelengths=args.wavelengths, element_width=args.element_width,
+        element_shape=args.element_shape, model_response=args.model_response,
+        medium=args.medium, attenuation=_attenuation(args))
+
+
 def _is_volume_file(src: Path) -> bool:
     """Whether the scan file has 3-D sensor positions."""
     from oatomo.io import load_scan  # lazy: h5py
@@ -567,26 +578,10 @@ def _reconstruct_volume(args: argparse.Namespace, src: Path, patato: Path | None
     _check_default_names(args, out, png)
     check_outputs([out, png, patato], force=args.force,
                   inputs=(src, args.model, args.calibration, args.preset))
-    for key, name in (("iters", "--iters"), ("lam", "--lam"), ("fov", "--fov"),
-                      ("deconvolve", "--deconvolve LAM")):
-        if getattr(args, key) is not None:
-            check_option(key, getattr(args, key), name)
-    attenuation = _attenuation(args)
+    _check_ranges(args)
+    keywords = _reconstruct_keywords(args)
     with bars(args) as callback:
-        rec = reconstruct(src, method, n=args.n, fov=args.fov, refine=args.refine,
-                          model=args.model, setup=args.setup_name, lam=args.lam,
-                          iters=args.iters,
-                          calibrate={"auto": "auto", "yes": True, "no": False}[args.calibrate],
-                          speed_of_sound=args.speed_of_sound, calibration=args.calibration,
-                          object_speed_of_sound=args.object_speed_of_sound,
-                          object_radius=args.object_radius, object_centre=args.object_centre,
-                          band=None if args.band is None else _band(args.band),
-                          frames=args.frames, deconvolve=args.deconvolve, preset=args.preset,
-                          response=None if args.response is None else _response(args.response),
-                          wavelengths=args.wavelengths, element_width=args.element_width,
-                          element_shape=args.element_shape,
-                          model_response=args.model_response, medium=args.medium,
-                          attenuation=attenuation, callback=callback)
+        rec = reconstruct(src, method, refine=args.refine, callback=callback, **keywords)
     prov, grid = rec.provenance, rec.grid
     written: list[Path] = []
     try:  # figure and export first: one that fails leaves no image file behind
