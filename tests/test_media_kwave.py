@@ -18,11 +18,12 @@ DATA = Path(__file__).parent / "data" / "kwave_2d_ring16.npz"
 
 @pytest.fixture(scope="module")
 def kwave():
-    d = np.load(DATA)
+    d = dict(np.load(DATA))
     grid = Grid(128, 128 * 1e-4)
     acq = Acquisition(float(d["fs"]), d["signals"].shape[1], speed_of_sound=float(d["c"]),
                       t0=float(d["t0"]))
-    return d["p0"], grid, SensorArray(d["positions"]), acq, d["signals"].astype(np.float64)
+    return (d["p0"], grid, SensorArray(d["positions"]), acq, d["signals"].astype(np.float64),
+            d)
 
 
 def _per_sensor(y: np.ndarray, ref: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -33,7 +34,7 @@ def _per_sensor(y: np.ndarray, ref: np.ndarray) -> tuple[np.ndarray, np.ndarray,
 
 
 def test_the_line_source_medium_matches_k_wave_at_every_sensor(kwave) -> None:
-    p0, grid, sensors, acq, ref = kwave
+    p0, grid, sensors, acq, ref, _ = kwave
     y = ForwardOperator(grid, sensors, acq, medium="2d").forward(p0).astype(np.float64)
     corr, amp, rel = _per_sensor(y, ref)
     assert corr.min() > 0.999, corr.min()  # measured 0.99999
@@ -42,7 +43,7 @@ def test_the_line_source_medium_matches_k_wave_at_every_sensor(kwave) -> None:
 
 
 def test_the_slab_model_does_not_and_the_converter_bridges_them(kwave) -> None:
-    p0, grid, sensors, acq, ref = kwave
+    p0, grid, sensors, acq, ref, _ = kwave
     slab = ForwardOperator(grid, sensors, acq).forward(p0).astype(np.float64)
     assert _per_sensor(slab, ref)[2].min() > 0.5  # another signal shape (measured 0.99)
     converted = line_to_slab(ref.astype(np.float32), acq, thickness=grid.dx)
@@ -56,8 +57,7 @@ def test_two_speeds_time_a_faster_disc_as_k_wave_does(kwave) -> None:
     model uses straight two-segment rays): the two-speed model's signals keep the shape."""
     from oatomo import SpeedMap
 
-    p0, grid, sensors, acq, _ = kwave
-    d = np.load(DATA)
+    p0, grid, sensors, acq, _, d = kwave
     ref = d["signals_disc"].astype(np.float64)
     disc = SpeedMap(acq.speed_of_sound, float(d["c_disc"]), float(d["disc_radius"]))
     got = {}

@@ -105,13 +105,13 @@ def refine_images(grid: Grid, sinogram: np.ndarray, sensors: SensorArray,
             raise InputError(f"cannot refine this scan: {why}", path)
         record["reason"] = why
         return {}, record
-    inputs = tuple(family.get("inputs", ()))
-    if refine == "auto" and method is not None and inputs and method not in inputs:
+    takes = tuple(family.get("inputs", ()))  # the physics images the refiner was trained on
+    if refine == "auto" and method is not None and takes and method not in takes:
         # measured on held-out scans: TV beats the UBP+DAS refiner by 3-15 dB
-        record["reason"] = (f"the refiner takes {'+'.join(inputs)} images, not {method} "
+        record["reason"] = (f"the refiner takes {'+'.join(takes)} images, not {method} "
                             f"ones: the {method} image is kept (refine=True refines anyway)")
         return {}, record
-    given = physics if reuse and method in inputs else None
+    given = physics if reuse and method in takes else None
     out, record = _refine_frames(path, float(family["pitch"]), grid, sinogram, sensors,
                                  acquisition, setup=setup, samples=samples, band=band,
                                  device=device, record={**record, "reason": why},
