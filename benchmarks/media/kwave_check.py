@@ -162,13 +162,16 @@ def to_kwave(xy: np.ndarray) -> np.ndarray:
     return np.stack([xy[:, 0] - DX / 2, xy[:, 1] - DX / 2])
 
 
-def interval_means(y: np.ndarray, fs: float) -> np.ndarray:
-    """Point samples of a band-limited signal -> the means over each sampling interval."""
+def interval_means(y: np.ndarray, fs: float, width: float | None = None) -> np.ndarray:
+    """Point samples of a band-limited signal at ``fs`` -> the means over a window of
+    ``width`` seconds (default: the sampling interval) centred on each sample (the
+    window's transfer function ``sinc(f width)``)."""
     n = y.shape[-1]
     pad = 256
     z = np.pad(y, [(0, 0)] * (y.ndim - 1) + [(pad, pad)], mode="edge")
     f = np.fft.rfftfreq(z.shape[-1], 1 / fs)
-    z = np.fft.irfft(np.fft.rfft(z, axis=-1) * np.sinc(f / fs), z.shape[-1], axis=-1)
+    w = 1 / fs if width is None else width
+    z = np.fft.irfft(np.fft.rfft(z, axis=-1) * np.sinc(f * w), z.shape[-1], axis=-1)
     return z[..., pad:pad + n]
 
 

@@ -7,8 +7,8 @@ The scan: three smooth Gaussian blobs (widths 0.4-0.8 mm) on oatomo's 128 x 128 
 outside), homogeneous water (1500 m/s, 1000 kg/m^3), 16 point sensors on a ring of
 radius 10 mm, sampled at 20 MHz (k-Wave steps at 80 MHz, CFL 0.19); k-Wave's point
 samples are converted to the means over each 50 ns sampling interval centred on the sample
-time, oatomo's convention (``interval_means``: a sinc filter at the fine rate, then every
-fourth sample).
+time, oatomo's convention (``kwave_check.interval_means``: a sinc filter at the fine
+rate, then every fourth sample).
 
 Run with k-wave-python on its NumPy backend, in its own environment (about a minute)::
 
@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from kwave_check import interval_means  # the same folder: the script's own path
 
 ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "tests" / "data" / "kwave_2d_ring16.npz"
@@ -47,17 +48,6 @@ def phantom() -> np.ndarray:
     X, Y = np.meshgrid(x, x)  # [row=y, col=x]
     return sum(a * np.exp(-((X - cx) ** 2 + (Y - cy) ** 2) / (2 * s ** 2))
                for cx, cy, s, a in BLOBS)
-
-
-def interval_means(y: np.ndarray, fs_fine: float, width: float) -> np.ndarray:
-    """Point samples at ``fs_fine`` -> the mean over a window of ``width`` seconds centred
-    on each sample (the window's transfer function ``sinc(f width)``)."""
-    n = y.shape[-1]
-    pad = 256
-    z = np.pad(y, [(0, 0), (pad, pad)], mode="edge")
-    f = np.fft.rfftfreq(z.shape[-1], 1 / fs_fine)
-    z = np.fft.irfft(np.fft.rfft(z, axis=-1) * np.sinc(f * width), z.shape[-1], axis=-1)
-    return z[..., pad:pad + n]
 
 
 def main() -> None:
