@@ -30,7 +30,7 @@ except ModuleNotFoundError:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 __all__ = ["MAX_DEPTH", "MAX_DOCUMENT_BYTES", "parse_json", "parse_toml", "read_json",
-           "read_toml", "check_depth"]
+           "read_toml", "check_depth", "toml_text"]
 
 #: Deepest nesting of arrays and objects/tables a document may have.
 MAX_DEPTH = 64
@@ -160,3 +160,19 @@ def read_json(path: str | os.PathLike, what: str = "JSON file") -> Any:
 def read_toml(path: str | os.PathLike, what: str = "TOML file") -> dict[str, Any]:
     """The TOML document of the file ``path`` (see :func:`parse_toml`)."""
     return parse_toml(_read(path, what), what, path)
+
+
+def toml_text(doc: dict[str, Any]) -> str:
+    """``doc`` as TOML text, NumPy scalars and arrays written as Python numbers and lists
+    (``tomli_w`` takes neither)."""
+    import tomli_w  # lazy: only writers need it
+
+    return tomli_w.dumps(_plain(doc))
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {k: _plain(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple, np.ndarray)):
+        return [_plain(x) for x in v]
+    return v.item() if isinstance(v, np.generic) else v

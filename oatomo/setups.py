@@ -55,9 +55,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import tomli_w
 
 from oatomo._documents import read_toml as read_document
+from oatomo._documents import toml_text
 from oatomo._limits import MAX_PERTURBATION, MAX_POSITION, check_bytes, check_range
 from oatomo.errors import InputError
 from oatomo.geometry import Acquisition, Grid, SensorArray, ring_array
@@ -325,17 +325,8 @@ class Setup:
         return doc
 
     def to_toml_string(self) -> str:
-        """Serialise to TOML text (``tomli_w.dumps`` of :meth:`to_dict`)."""
-        return tomli_w.dumps(_plain(self.to_dict()))
-
-
-def _plain(v: Any) -> Any:
-    """``v`` with NumPy scalars as Python numbers (what ``tomli_w`` writes)."""
-    if isinstance(v, dict):
-        return {k: _plain(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_plain(x) for x in v]
-    return v.item() if isinstance(v, np.generic) else v
+        """Serialise to TOML text (:meth:`to_dict` through ``tomli_w``)."""
+        return toml_text(self.to_dict())
 
 
 def bundled_setups() -> list[str]:

@@ -54,9 +54,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import tomli_w
 
-from oatomo._documents import read_toml
+from oatomo._documents import read_toml, toml_text
 from oatomo._limits import MAX_PERTURBATION, MAX_POSITION, check_bytes, check_range
 from oatomo.errors import InputError
 from oatomo.geometry import Acquisition
@@ -377,16 +376,7 @@ class VolumeSetup:
 
     def to_toml_string(self) -> str:
         """Serialise to TOML text."""
-        return tomli_w.dumps(_plain(self.to_dict()))
-
-
-def _plain(v: Any) -> Any:
-    """``v`` with NumPy scalars and arrays as Python numbers and lists (for ``tomli_w``)."""
-    if isinstance(v, dict):
-        return {k: _plain(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple, np.ndarray)):
-        return [_plain(x) for x in v]
-    return v.item() if isinstance(v, np.generic) else v
+        return toml_text(self.to_dict())
 
 
 def load_volume_setup(path: str | os.PathLike) -> VolumeSetup:
