@@ -25,7 +25,7 @@ from oatomo._limits import (
 from oatomo.errors import InputError, warn_units
 
 __all__ = ["SensorArray", "ring_array", "Grid", "Acquisition", "as_sensors", "check_geometry",
-           "MAX_GRID_SIDE", "PLAUSIBLE"]
+           "sensor_coordinates", "MAX_GRID_SIDE", "PLAUSIBLE"]
 
 #: Largest image side accepted by :class:`Grid` (a 8192 x 8192 float32 image is 256 MiB;
 #: a reconstruction holds a few of them, and several frames multiply that).
@@ -70,6 +70,30 @@ def _readonly(a: np.ndarray) -> np.ndarray:
     return a
 
 
+def sensor_coordinates(positions: Any, dims: int) -> np.ndarray:
+    """``positions`` as an (N, ``dims``) float64 array of sensor coordinates (m), checked:
+    a number array of that shape, 1 to :data:`MAX_SENSORS` sensors, finite, within
+    :data:`MAX_POSITION` of the origin (one-line :class:`InputError` otherwise)."""
+    try:
+        pos = np.asarray(positions, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InputError(f"sensor positions must be an (N, {dims}) array of numbers in "
+                         f"metres, got {type(positions).__name__}") from None
+    if pos.ndim != 2 or pos.shape[1] != dims:
+        raise InputError(f"{'3-D ' if dims == 3 else ''}sensor positions must have shape "
+                         f"(N, {dims}), got {pos.shape}")
+    if pos.shape[0] == 0:
+        raise InputError("the sensor array has no sensors")
+    if pos.shape[0] > MAX_SENSORS:
+        raise InputError(f"{pos.shape[0]} sensors; at most {MAX_SENSORS} are accepted")
+    if not np.all(np.isfinite(pos)):
+        raise InputError("sensor positions contain NaN or Inf")
+    if np.abs(pos).max() > MAX_POSITION:
+        raise InputError(f"sensor positions must lie within {MAX_POSITION:g} m of the "
+                         f"origin, got {np.abs(pos).max():.3g} m")
+    return pos
+
+
 @dataclass(frozen=True, eq=False)
 class SensorArray:
     """Point sensors in the imaging plane.
@@ -91,22 +115,7 @@ class SensorArray:
     normals: np.ndarray = field(default=None)  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
-        try:
-            pos = np.asarray(self.positions, dtype=np.float64)
-        except (TypeError, ValueError):
-            raise InputError(f"sensor positions must be an (N, 2) array of numbers in metres, "
-                             f"got {type(self.positions).__name__}") from None
-        if pos.ndim != 2 or pos.shape[1] != 2:
-            raise InputError(f"sensor positions must have shape (N, 2), got {pos.shape}")
-        if pos.shape[0] == 0:
-            raise InputError("the sensor array has no sensors")
-        if pos.shape[0] > MAX_SENSORS:
-            raise InputError(f"{pos.shape[0]} sensors; at most {MAX_SENSORS} are accepted")
-        if not np.all(np.isfinite(pos)):
-            raise InputError("sensor positions contain NaN or Inf")
-        if np.abs(pos).max() > MAX_POSITION:
-            raise InputError(f"sensor positions must lie within {MAX_POSITION:g} m of the "
-                             f"origin, got {np.abs(pos).max():.3g} m")
+        pos = sensor_coordinates(self.positions, 2)
         _check_plausible("radius", float(np.hypot(pos[:, 0], pos[:, 1]).max()),
                          "largest sensor distance from the origin", "m",
                          "positions are in metres: 40 mm is 0.04")

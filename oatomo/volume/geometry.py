@@ -16,7 +16,7 @@ import numpy as np
 
 from oatomo._limits import MAX_POSITION, MAX_SENSORS, check_bytes, check_range
 from oatomo.errors import InputError, warn_units
-from oatomo.geometry import PLAUSIBLE
+from oatomo.geometry import PLAUSIBLE, sensor_coordinates
 
 __all__ = ["VolumeGrid", "SensorArray3D", "as_sensors3d", "hemisphere_array",
            "spherical_cap_array", "planar_array", "MAX_VOLUME_SIDE"]
@@ -175,22 +175,7 @@ class SensorArray3D:
     areas: np.ndarray = field(default=None)  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
-        try:
-            pos = np.asarray(self.positions, dtype=np.float64)
-        except (TypeError, ValueError):
-            raise InputError(f"sensor positions must be an (N, 3) array of numbers in metres, "
-                             f"got {type(self.positions).__name__}") from None
-        if pos.ndim != 2 or pos.shape[1] != 3:
-            raise InputError(f"3-D sensor positions must have shape (N, 3), got {pos.shape}")
-        if pos.shape[0] == 0:
-            raise InputError("the sensor array has no sensors")
-        if pos.shape[0] > MAX_SENSORS:
-            raise InputError(f"{pos.shape[0]} sensors; at most {MAX_SENSORS} are accepted")
-        if not np.all(np.isfinite(pos)):
-            raise InputError("sensor positions contain NaN or Inf")
-        if np.abs(pos).max() > MAX_POSITION:
-            raise InputError(f"sensor positions must lie within {MAX_POSITION:g} m of the "
-                             f"origin, got {np.abs(pos).max():.3g} m")
+        pos = sensor_coordinates(self.positions, 3)
         r_max = float(np.linalg.norm(pos, axis=1).max())
         if r_max > PLAUSIBLE["radius"][1]:
             warn_units(f"largest sensor distance from the origin = {r_max:g} m looks like a "
