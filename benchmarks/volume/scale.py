@@ -17,25 +17,17 @@ Usage (about 1-3 minutes on 2 cores)::
 from __future__ import annotations
 
 import argparse
-import gc
 import json
-import resource
-import threading
 import time
 
 import numba
 import numpy as np
+from speed import peak_extra_rss  # the same folder: the script's own path
 
 from oatomo import Acquisition
 from oatomo.volume import VolumeGrid, backproject_volume, hemisphere_array
 
 PITCH = 0.1e-3
-
-
-def rss() -> int:
-    """Resident memory of this process now (bytes)."""
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * resource.getpagesize()
 
 
 def run(n: int, n_sensors: int, n_samples: int, method: str) -> float:
@@ -59,30 +51,17 @@ def main() -> None:
     args = ap.parse_args()
     numba.set_num_threads(args.threads)
     run(8, 4, 64, args.method)  # compile
-    gc.collect()
-    base = rss()
-    peak = [base]
-    done = threading.Event()
-
-    def sample() -> None:
-        while not done.is_set():
-            peak[0] = max(peak[0], rss())
-            time.sleep(0.001)
-
-    th = threading.Thread(target=sample)
-    th.start()
-    seconds = run(args.n, args.sensors, args.samples, args.method)
-    done.set()
-    th.join()
+    extra, seconds = peak_extra_rss(
+        lambda: run(args.n, args.sensors, args.samples, args.method))
     data = 4.0 * (args.n ** 3 + args.sensors * args.samples)
     pairs = float(args.n) ** 3 * args.sensors
     print(json.dumps({"method": args.method, "n": args.n, "sensors": args.sensors,
                       "samples": args.samples, "threads": args.threads,
                       "seconds": round(seconds, 2),
                       "ns_per_pair": round(seconds / pairs * 1e9, 3),
-                      "peak_extra_MB": round((peak[0] - base) / 1e6, 1),
+                      "peak_extra_MB": round(extra / 1e6, 1),
                       "volume_plus_sinogram_MB": round(data / 1e6, 1),
-                      "memory_ratio": round((peak[0] - base) / data, 2),
+                      "memory_ratio": round(extra / data, 2),
                       "voxels_x_sensors_GB": round(pairs * 4 / 1e9, 1)}))
 
 

@@ -30,6 +30,7 @@ import subprocess
 import sys
 import threading
 import time
+from typing import Any
 
 import numba
 import numpy as np
@@ -81,11 +82,9 @@ def rss() -> int:
         return int(f.read().split()[1]) * resource.getpagesize()
 
 
-def child(method: str, n: int, n_sensors: int, n_samples: int) -> None:
-    """Peak resident memory of one method in this (fresh) process, printed as JSON: the
-    resident size sampled every millisecond while the inputs are made and the method runs,
-    above the size before (after imports and compiling on a tiny problem)."""
-    runner(method, 8, 4, 64)()
+def peak_extra_rss(run: Any) -> tuple[int, Any]:
+    """``run()``'s result and the peak resident size above the size before (bytes), the
+    resident size sampled every millisecond while it runs (after a garbage collection)."""
     gc.collect()
     base = rss()
     peak = [base]
@@ -98,10 +97,21 @@ def child(method: str, n: int, n_sensors: int, n_samples: int) -> None:
 
     th = threading.Thread(target=sample)
     th.start()
-    runner(method, n, n_sensors, n_samples)()
-    done.set()
-    th.join()
-    print(json.dumps({"extra_bytes": peak[0] - base}))
+    try:
+        result = run()
+    finally:
+        done.set()
+        th.join()
+    return peak[0] - base, result
+
+
+def child(method: str, n: int, n_sensors: int, n_samples: int) -> None:
+    """Peak resident memory of one method in this (fresh) process, printed as JSON: the
+    resident size sampled every millisecond while the inputs are made and the method runs,
+    above the size before (after imports and compiling on a tiny problem)."""
+    runner(method, 8, 4, 64)()
+    extra, _ = peak_extra_rss(lambda: runner(method, n, n_sensors, n_samples)())
+    print(json.dumps({"extra_bytes": extra}))
 
 
 def main() -> None:
