@@ -38,7 +38,8 @@ from oatomo.speed_map import SpeedMap
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ForwardOperator", "simulate", "bandpass", "check_sinogram", "MIN_BAND_EDGE"]
+__all__ = ["ForwardOperator", "simulate", "bandpass", "check_sinogram", "edges_adjoint",
+           "MIN_BAND_EDGE"]
 
 #: Band-pass upper edges below this (Hz) warn as a likely unit slip ("8" meant 8 MHz).
 MIN_BAND_EDGE = 1e3
@@ -133,6 +134,15 @@ def bandpass(sinogram: np.ndarray, fs: float, band: tuple[float | None, float | 
         return sinogram
     padlen = min(sinogram.shape[-1] - 1, 3 * (2 * len(sos) + 1))
     return sosfiltfilt(sos, sinogram, axis=-1, padlen=padlen).astype(np.float32)
+
+
+def edges_adjoint(y: np.ndarray, inv_dt: float, edge_gain: np.ndarray) -> np.ndarray:
+    """Transpose of the samples' step ``p_k = (F_{k+1} - F_k) / dt`` with ``F_e = gain_e
+    G_e``: records ``y`` (N, T) -> edge values (N, T + 1) float32, in float64 arithmetic.
+    Shared by the 2-D and the volume forward models."""
+    yd = np.zeros((y.shape[0], y.shape[1] + 2), np.float64)
+    yd[:, 1:-1] = y
+    return ((yd[:, :-1] - yd[:, 1:]) * inv_dt * edge_gain[None, :]).astype(np.float32)
 
 
 class ForwardOperator:
@@ -295,12 +305,7 @@ class ForwardOperator:
         else:
             if self._m > 1:  # transpose of the mean over each element's points
                 y = np.repeat(y / np.float32(self._m), self._m, axis=0)
-            n_s, n_t = y.shape
-            yd = np.zeros((n_s, n_t + 2), np.float64)
-            yd[:, 1:-1] = y
-            # transpose of p_k = (F_{k+1} - F_k)/dt, F_e = gain_e G_e
-            h = ((yd[:, :-1] - yd[:, 1:]) * self._inv_dt * self._edge_gain[None, :]
-                 ).astype(np.float32)
+            h = edges_adjoint(y, self._inv_dt, self._edge_gain)
         n_chunks = min(len(self._sens), 2 * numba.get_num_threads())
         out = np.zeros((n_chunks,) + self.grid.shape, np.float32)
         if self._region is None:

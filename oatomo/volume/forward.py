@@ -48,7 +48,7 @@ import numpy as np
 
 from oatomo._limits import check_bytes
 from oatomo.errors import InputError
-from oatomo.forward import bandpass, check_sinogram
+from oatomo.forward import bandpass, check_sinogram, edges_adjoint
 from oatomo.geometry import Acquisition
 from oatomo.kernels import check_finite
 from oatomo.response import DetectorResponse, convolve, correlate
@@ -270,11 +270,8 @@ class VolumeOperator:
         n_s, n_t = y.shape
         m = self._m
         h = np.empty((n_s, n_t + 1), np.float32)
-        for b in range(0, n_s, _BLOCK):
-            yd = np.zeros((min(_BLOCK, n_s - b), n_t + 2), np.float64)
-            yd[:, 1:-1] = y[b:b + _BLOCK]
-            # transpose of p_k = (F_{k+1} - F_k)/dt, F_e = gain_e G_e
-            h[b:b + _BLOCK] = (yd[:, :-1] - yd[:, 1:]) * self._inv_dt * self._edge_gain
+        for b in range(0, n_s, _BLOCK):  # float64 edge arithmetic a block at a time
+            h[b:b + _BLOCK] = edges_adjoint(y[b:b + _BLOCK], self._inv_dt, self._edge_gain)
         out = np.zeros(self.grid.shape, np.float32)
         nrows = self.grid.shape[0] * self.grid.shape[1]
         w = self._w.astype(np.float32)
