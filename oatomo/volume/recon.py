@@ -91,9 +91,9 @@ def backproject_volume(
 
     Notes
     -----
-    Memory: the output volume and the padded signals; the weights are computed on the
-    fly, never stored per voxel and sensor. Elements of ``m`` points cost ``m`` point
-    sensors each.
+    Memory: the output volume and the signals' interpolation pairs (twice their size);
+    the weights are computed on the fly, never stored per voxel and sensor. Elements of
+    ``m`` points cost ``m`` point sensors each.
     """
     if method not in VOLUME_METHODS:
         raise InputError(f"unknown volume reconstruction method {method!r}; choose from "
@@ -126,13 +126,18 @@ def backproject_volume(
     check_finite(sensor_positions=sens, sensor_normals=normals, t0_times_fs=t0fs,
                  fs_over_speed_of_sound=fs_over_c, grid=xs)
     n_rows = grid.shape[0] * grid.shape[1]
-    n_chunks = max(1, min(n_rows, 8 * numba.get_num_threads()))
+    # blocks of up to 16 rows share each sensor's signal in cache; at least 4 per thread
+    rows_per_block = max(1, min(64, n_rows // (4 * numba.get_num_threads())))
     out = np.empty((len(frames),) + grid.shape, np.float32)
-    padded = np.zeros((n_s, n_t + 3), np.float32)
+    pairs = None
     for f, frame in enumerate(frames):
-        padded[:, 1:n_t + 1] = ubp_filter(frame, acquisition) if weighted else frame
-        K.das_volume(padded, owner, xs, ys, zs, sens, normals, areas, scale, weighted, t0fs,
-                     fs_over_c, n_chunks, out[f])
+        sig = ubp_filter(frame, acquisition) if weighted else frame
+        if pairs is None:  # after the filter's temporaries are gone
+            pairs = np.empty((n_s, n_t + 3), np.complex64)
+        K.interpolation_pairs(sig, pairs)
+        del sig
+        K.das_volume(pairs, owner, xs, ys, zs, sens, normals, areas,
+                     scale, weighted, t0fs, fs_over_c, rows_per_block, out[f])
     return out.reshape(lead + grid.shape)
 
 
