@@ -28,10 +28,10 @@ values there rather than a trilinear interpolation between points; both simulato
 these moved positions. Sampling: 50 MHz from t = 0, 320 samples.
 
 Cases: ``ball`` (:func:`oatomo.volume.phantoms.ball`, radius 1.2 mm, centre (0.4, -0.3,
-0.5) mm: the N-wave), ``vessels-3710`` and ``vessels-3711``
+0.5) mm: the N-wave), ``vessels-3710``, ``vessels-3711`` and ``vessels-3712``
 (:func:`oatomo.volume.phantoms.vessels3d`, depth 5, two trees; seeds used nowhere else):
-the first with roots 0.576 mm wide, the widths in voxels of ``tv_vs_ubp.py``'s trees (its
-grids have the same pitches), the second with the default, 6 % of the side (0.29 mm).
+3710 and 3712 with roots 0.576 mm wide, the widths in voxels of ``tv_vs_ubp.py``'s trees
+(its grids have the same pitches), 3711 with the default, 6 % of the side (0.29 mm).
 
 Measurements (``evaluate``):
 
@@ -56,7 +56,8 @@ Measurements (``evaluate``):
    response and noise (the same noise draw).
 
 Run (from the repository root; k-wave-python in its own environment, here ``/tmp/kwenv``;
-``simulate`` takes about 3.5 minutes per case on one core, ``evaluate`` about a minute)::
+``simulate`` takes about 3.5 minutes of CPU per case, 6-6.5 minutes on the busy 2-core
+machine; ``evaluate`` a minute or two)::
 
     PYTHONPATH=. .venv/bin/python benchmarks/volume/kwave_check.py phantoms
     OMP_NUM_THREADS=1 /tmp/kwenv/bin/python benchmarks/volume/kwave_check.py simulate
@@ -94,6 +95,7 @@ CASES: dict[str, tuple[str, int, float | None]] = {
     "ball": ("ball", 3709, None),
     "vessels-3710": ("vessels3d", 3710, 0.576 * MM),  # the widths of tv_vs_ubp.py's trees
     "vessels-3711": ("vessels3d", 3711, None),  # the default: 6 % of the 4.8 mm side
+    "vessels-3712": ("vessels3d", 3712, 0.576 * MM),
 }
 BALL_R, BALL_CENTRE = 1.2 * MM, (0.4 * MM, -0.3 * MM, 0.5 * MM)
 
