@@ -89,7 +89,7 @@ N_IMAGE, FOV = 128, 19.2 * MM
 N_FINE = 2 * N_IMAGE
 DX = FOV / N_FINE  # 0.075 mm: k-Wave's and the fine grid's pitch
 N_KWAVE, PML = 600, 20  # 600 + 2 x 20 = 640 points with the PML
-C0, C1, DISC_R, RHO = 1500.0, 1540.0, 9 * MM, 1000.0
+C0, DISC_R, RHO = 1500.0, 9 * MM, 1000.0
 FS, N_SAMPLES = 40e6, 960
 RING_N, RING_R = 64, 21 * MM
 RADIAL, ANGULAR_DEG = 0.25 * MM, 0.5
@@ -97,16 +97,20 @@ NOISE = 0.01
 TV_ITERS = 50
 THICKNESS = DX
 
-#: case -> (phantom, seed, perturbed sensors, disc of C1)
-CASES: dict[str, tuple[str, int, bool, bool]] = {
-    "ring": ("vessels", 3100, False, False),
-    "disc": ("vessels", 3100, False, True),
-    "cal-vessels": ("vessels", 3101, True, False),
-    "cal-thick": ("vessels-thick", 3102, True, False),
-    "cal-disks": ("disks", 3103, True, False),
+#: case -> (phantom, seed, perturbed sensors, the disc's speed (m/s) or None: water)
+CASES: dict[str, tuple[str, int, bool, float | None]] = {
+    "ring": ("vessels", 3100, False, None),
+    "disc": ("vessels", 3100, False, 1540.0),
+    "disc1580": ("vessels", 3100, False, 1580.0),
+    "cal-vessels": ("vessels", 3101, True, None),
+    "cal-thick": ("vessels-thick", 3102, True, None),
+    "cal-disks": ("disks", 3103, True, None),
 }
 CAL_CASES = [k for k, v in CASES.items() if v[2]]
-WATER_CASES = [k for k, v in CASES.items() if not v[3]]
+WATER_CASES = [k for k, v in CASES.items() if v[3] is None]
+DISC_CASES = [k for k, v in CASES.items() if v[3] is not None]
+#: the cases of ``evaluate --part two-speeds`` (simulate them with ``--cases``)
+TWO_SPEED_CASES = ["ring", *DISC_CASES]
 
 
 def _phantom_key(kind: str, seed: int) -> str:
@@ -207,13 +211,13 @@ def simulate_case(name: str, phantoms: Any) -> dict[str, Any]:
     else:
         true = nominal
 
-    sub = 2 if disc else 1
+    sub = 1 if disc is None else 2
     kgrid = kWaveGrid((N_KWAVE, N_KWAVE), (DX, DX))
     kgrid.setTime(N_SAMPLES * sub, 1 / (FS * sub))
-    if disc:
+    if disc is not None:
         xk = (np.arange(N_KWAVE) - N_KWAVE // 2) * DX + DX / 2  # oatomo's frame
         X, Y = np.meshgrid(xk, xk, indexing="ij")
-        speed = np.where(X ** 2 + Y ** 2 < DISC_R ** 2, C1, C0)
+        speed = np.where(X ** 2 + Y ** 2 < DISC_R ** 2, disc, C0)
         medium = kWaveMedium(sound_speed=speed, density=RHO)
     else:
         medium = kWaveMedium(sound_speed=C0, density=RHO)
@@ -228,13 +232,13 @@ def simulate_case(name: str, phantoms: Any) -> dict[str, Any]:
     return {"p0": inside.T.copy(), "p0_outside_energy": outside, "true": true,
             "nominal": nominal, "t": np.arange(N_SAMPLES) / FS, "fs": FS, "c0": C0,
             "signals": interval_means(p, FS), "signals_point": p, "seconds": elapsed,
-            "disc": disc}
+            "disc": 0.0 if disc is None else disc}
 
 
-def run_simulations(force: bool) -> None:
-    """Every case not yet on disk (or all with ``force``)."""
+def run_simulations(force: bool, cases: list[str] | None = None) -> None:
+    """Every case (or those of ``cases``) not yet on disk (or all with ``force``)."""
     phantoms = np.load(OUT / "phantoms.npz")
-    for name in CASES:
+    for name in CASES if cases is None else cases:
         path = OUT / f"{name}.npz"
         if path.exists() and not force:
             print(f"{name}: on disk")
@@ -279,8 +283,8 @@ def spectrum_detail(ref: np.ndarray, test: np.ndarray) -> dict[str, Any]:
             "bands": bands}
 
 
-def evaluate() -> dict[str, Any]:
-    """The measurements of the module docstring."""
+def evaluate(parts: str = "all") -> dict[str, Any]:
+    """The measurements of the module docstring (``parts="two-speeds"``: only 4.)."""
     import importlib.util  # lazy: only to load the calibration benchmark by path
 
     import oatomo  # lazy: oatomo's environment only
@@ -290,6 +294,7 @@ def evaluate() -> dict[str, Any]:
     from oatomo.geometry import Acquisition, Grid, SensorArray
     from oatomo.io import Scan
     from oatomo.media import line_to_slab
+    from oatomo.recon.autofocus import autofocus, autofocus_two_speeds
     from oatomo.recon.registry import reconstruct_sinogram
     from oatomo.response import DetectorResponse, convolve
     from oatomo.speed_map import SpeedMap
@@ -312,9 +317,10 @@ def evaluate() -> dict[str, Any]:
         fit = affine_fit(np.asarray(img, np.float64)[None], truth[None])[0]
         return float(psnr(fit, truth, data_range=1.0))
 
-    def tv(y: np.ndarray, s: SensorArray, **kw: Any) -> np.ndarray:
-        return reconstruct_sinogram(y, grid, s, acq, "mb-tv", iters=TV_ITERS,
-                                    response=response, **kw)
+    def tv(y: np.ndarray, s: SensorArray, speed_of_sound: float = C0, **kw: Any
+           ) -> np.ndarray:
+        return reconstruct_sinogram(y, grid, s, Acquisition(FS, N_SAMPLES, speed_of_sound),
+                                    "mb-tv", iters=TV_ITERS, response=response, **kw)
 
     def measured(y: np.ndarray, seed: int) -> np.ndarray:
         """Band-limited by the detector and 1 % white noise of the largest sample."""
@@ -324,7 +330,8 @@ def evaluate() -> dict[str, Any]:
 
     results: dict[str, Any] = {"signals": {}, "recon": {}, "calibration": {},
                                "two_speeds": {}}
-    data = {name: dict(np.load(OUT / f"{name}.npz")) for name in CASES}
+    names = list(CASES) if parts == "all" else TWO_SPEED_CASES
+    data = {name: dict(np.load(OUT / f"{name}.npz")) for name in names}
     for name, d in data.items():
         assert np.allclose(d["t"], np.arange(N_SAMPLES) / FS) and float(d["c0"]) == C0
         truth = heldout.block_mean(d["p0"])
@@ -332,7 +339,7 @@ def evaluate() -> dict[str, Any]:
         d["measured"] = measured(d["signals"], CASES[name][1])
 
     # 1. signals
-    for name in WATER_CASES:
+    for name in WATER_CASES if parts == "all" else []:
         d = data[name]
         true = sensors(d["true"])
         o2d = simulate(d["p0"], fine, true, acq, medium="2d", thickness=THICKNESS)
@@ -350,7 +357,7 @@ def evaluate() -> dict[str, Any]:
         print(name, "signals", json.dumps(results["signals"][name]), flush=True)
 
     # 2. reconstructions with the true positions
-    for name in WATER_CASES:
+    for name in WATER_CASES if parts == "all" else []:
         d = data[name]
         true = sensors(d["true"])
         y = d["measured"]
@@ -365,7 +372,7 @@ def evaluate() -> dict[str, Any]:
         print(name, "recon", json.dumps(row), flush=True)
 
     # 3. self-calibration
-    for name in CAL_CASES:
+    for name in CAL_CASES if parts == "all" else []:
         d = data[name]
         true, nominal = sensors(d["true"]), sensors(d["nominal"])
         ys = line_to_slab(d["measured"], acq, thickness=grid.dx)
@@ -402,16 +409,36 @@ def evaluate() -> dict[str, Any]:
         print(name, "calibration", json.dumps(row), flush=True)
 
     # 4. two speeds
-    d = data["disc"]
-    ring = sensors(d["true"])
-    ys = line_to_slab(d["measured"], acq, thickness=grid.dx)
+    ring = sensors(data["ring"]["true"])
     yw = line_to_slab(data["ring"]["measured"], acq, thickness=grid.dx)
-    results["two_speeds"] = {
-        "one_speed": score(tv(ys, ring), d["truth"]),
-        "two_speeds": score(tv(ys, ring, speed_map=SpeedMap(C0, C1, DISC_R)), d["truth"]),
-        "water": score(tv(yw, ring), d["truth"]),
-    }
-    print("two speeds", json.dumps(results["two_speeds"]), flush=True)
+    water = score(tv(yw, ring), data["ring"]["truth"])
+    for name in ["ring", *DISC_CASES]:
+        d = data[name]
+        c1 = CASES[name][3]
+        ys = line_to_slab(d["measured"], acq, thickness=grid.dx)
+        t = time.perf_counter()
+        af = autofocus(ys, grid, ring, acq, c_range=(1450.0, 1650.0), n_coarse=18)
+        row = {"c1": c1, "water": water, "one_file": score(tv(ys, ring), d["truth"]),
+               "autofocus_c": af["speed_of_sound"], "autofocus_s": time.perf_counter() - t}
+        row["one_autofocus"] = score(tv(ys, ring, speed_of_sound=af["speed_of_sound"]),
+                                     d["truth"])
+        if c1 is not None:
+            row["two_right"] = score(tv(ys, ring, speed_map=SpeedMap(C0, c1, DISC_R)),
+                                     d["truth"])
+        for key, fit_c0 in (("est", False), ("est_c0", True)):
+            t = time.perf_counter()
+            est = autofocus_two_speeds(ys, grid, ring, acq, fit_c0=fit_c0)
+            row[f"{key}_s"] = time.perf_counter() - t
+            row[f"{key}_found"] = est["region_found"]
+            row[f"{key}_c0"] = est["speed_of_sound"]
+            row[f"{key}_c1"] = est["object_speed_of_sound"]
+            row[f"{key}_radius_mm"] = est["object_radius"] / MM
+            sm = est["speed_map"]
+            row[f"{key}_tv"] = score(tv(ys, ring, speed_map=sm) if sm is not None else
+                                     tv(ys, ring, speed_of_sound=est["speed_of_sound"]),
+                                     d["truth"])
+        results["two_speeds"][name] = row
+        print(name, "two speeds", json.dumps(row), flush=True)
     return results
 
 
@@ -419,14 +446,18 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("stage", choices=("phantoms", "simulate", "evaluate"))
     ap.add_argument("--force", action="store_true", help="simulate: rerun cases on disk")
+    ap.add_argument("--cases", nargs="+", choices=list(CASES), default=None,
+                    help="simulate: only these cases")
+    ap.add_argument("--part", choices=("all", "two-speeds"), default="all",
+                    help="evaluate: every measurement, or only the two-speed one")
     args = ap.parse_args(argv)
     if args.stage == "phantoms":
         make_phantoms()
     elif args.stage == "simulate":
-        run_simulations(args.force)
+        run_simulations(args.force, args.cases)
     else:
-        res = evaluate()
-        path = OUT / "results.json"
+        res = evaluate(args.part)
+        path = OUT / ("results.json" if args.part == "all" else "two_speeds.json")
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(res, indent=1))
         tmp.replace(path)
