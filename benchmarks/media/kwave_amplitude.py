@@ -21,15 +21,18 @@ time step 12.5 ns, 2-D, NumPy backend) with one change each:
     rays of the sensors on the +x side cross the disc (refraction; the two impedance
     steps cancel to 0.9998), the others miss it.
 
-``evaluate`` (oatomo's environment) compares each with oatomo's line-source model
+``evaluate`` (oatomo's environment; ``amplitude.json``) compares each with oatomo's
+line-source model
 (``medium="2d"``) with the matching :class:`oatomo.SpeedMap` (straight two-segment rays,
 the amplitudes of the homogeneous model at the same time of flight): per sensor, the
 least-squares amplitude ``<y, k> / <y, y>`` of k-Wave's signal ``k`` on oatomo's ``y``
 and the correlation; plus the model-only check (no k-Wave): oatomo with one speed of
 1545 m/s against oatomo's two-speed model with a region of 1545 m/s covering every
-blob (9.5 mm disc), i.e. the same medium around the sources.
+blob (9.5 mm disc), i.e. the same medium around the sources; and a prediction per
+sensor from Snell ray tracing (:func:`ray_tube`: point sources at the blobs' centres,
+ray-tube spreading and the interfaces' transmission) times the model's own gain per blob.
 
-Run (k-Wave about 3 minutes on one core)::
+Run (k-Wave about 2.5 minutes on one core)::
 
     OMP_NUM_THREADS=1 /tmp/kwenv/bin/python benchmarks/media/kwave_amplitude.py simulate
     OMP_NUM_THREADS=1 PYTHONPATH=. .venv/bin/python benchmarks/media/kwave_amplitude.py evaluate
@@ -130,10 +133,10 @@ def _circle_exit(p: np.ndarray, d: np.ndarray, centre: np.ndarray, r: float,
 
 def _refract(d: np.ndarray, normal: np.ndarray, eta: float, z_ratio: float
              ) -> tuple[np.ndarray, np.ndarray]:
-    """Snell's law in vector form (``normal`` against ``d``, ``eta = c2 / c1``... as
-    refractive indices ``n1 / n2``) and the pressure factor ``sqrt(tau Z2 / Z1)`` of the
-    ray tube's energy (``tau = 1 - R^2``, oblique-incidence reflection ``R``;
-    ``z_ratio = Z2 / Z1``); NaN beyond the critical angle."""
+    """Snell's law in vector form (``normal`` against ``d``; ``eta`` the ratio of
+    refractive indices ``n1 / n2 = c2 / c1``) and the pressure factor ``sqrt(tau Z2 /
+    Z1)`` that keeps the ray tube's energy (``tau = 1 - R^2``, ``R`` the oblique-incidence
+    reflection; ``z_ratio = Z2 / Z1``); NaN beyond the critical angle."""
     cosi = -np.einsum("ij,ij->i", d, normal)
     k = 1 - eta * eta * (1 - cosi * cosi)
     cost = np.sqrt(np.where(k >= 0, k, np.nan))
