@@ -169,3 +169,30 @@ def test_ray_bending_grows_with_the_contrast():
     low, high = ray_bending(1.03, 0.7), ray_bending(1.1, 0.7)
     assert 0 < low < high
     assert low == pytest.approx(2 * (math.asin(0.7 * 1.03) - math.asin(0.7)))
+
+
+@pytest.mark.parametrize(("medium", "power"), [("2d", 1.5), ("slab", 2.0)])
+@pytest.mark.parametrize("c1", [1450.0, 1545.0, 1600.0])
+def test_a_source_inside_the_region_is_louder_than_in_a_medium_of_its_speed(medium, power,
+                                                                            c1):
+    """The amplitudes are those of the homogeneous model at the same time of flight, so a
+    source inside the region comes out ``(c1 / c0)^power * (d / (c0 tau))^(power - 1)``
+    times as loud as in a medium of ``c1`` around it (where the pressure as a function of
+    ``c1 t`` does not depend on the speed): the equivalent-distance axis compresses the
+    source by ``c0 / c1`` (2-D: a half derivative; slab: a derivative) and the spreading
+    is taken at ``c0 tau`` instead of the distance ``d``."""
+    c0, radius, ring, n = 1500.0, 6 * MM, 10 * MM, 128
+    grid = Grid(n, 12.8 * MM)
+    x = (np.arange(n) - (n - 1) / 2) * grid.dx
+    xx, yy = np.meshgrid(x, x)
+    p0 = np.exp(-(xx ** 2 + yy ** 2) / (2 * (0.5 * MM) ** 2))
+    sensors = ring_array(8, ring)
+    kw = {"medium": "2d"} if medium == "2d" else {}
+    two = ForwardOperator(grid, sensors, Acquisition(20e6, 400, c0, t0=0.0),
+                          speed_map=SpeedMap(c0, c1, radius), **kw).forward(p0)
+    one = ForwardOperator(grid, sensors, Acquisition(20e6, 400, c1, t0=0.0), **kw).forward(p0)
+    ratio = np.linalg.norm(two, axis=1) / np.linalg.norm(one, axis=1)
+    equivalent = ring - (1 - c0 / c1) * radius
+    expected = (c1 / c0) ** power * (ring / equivalent) ** (power - 1)
+    # measured within 0.2 % (2-D) and 0.6 % (slab)
+    assert np.abs(ratio / expected - 1).max() < 0.01, (ratio, expected)

@@ -7,7 +7,10 @@ speed fixed at the file's 1500 m/s) on held-out cases: vessel trees
 (:func:`oatomo.phantoms.vessel_tree`, depth 5, seeds 2700 and up) and geometries none of
 which was used for tuning. Tuning (the coarse low-pass ``c0 / (8 dx)``, the grid sizes,
 the Nelder-Mead stages) used only seeds 2600-2601, a 64-sensor ring of 30 mm and a
-centred disc of 9 mm at 1560 m/s; the region threshold used a homogeneous scan of seed 2601.
+centred disc of 9 mm at 1560 m/s; the region threshold used a homogeneous scan of seed 2601;
+the coarse search of the centre (``centre_steps``, ``centre_span``) used only the tuning
+cases ``T`` (1560 m/s, 8 mm, centre (-1.2, 1.8) mm) and ``T2`` (1590 m/s, 6 mm, centre
+(-2.0, -1.5) mm) on seeds 2600-2601 (``--tune``), 64-sensor ring of 30 mm, centre fitted.
 
 Cases (disc speed, radius, centre, array):
 
@@ -29,7 +32,7 @@ operator) PSNR with the estimated region, the true one and the best single speed
 (:func:`oatomo.recon.autofocus.autofocus`). Score: PSNR (data range 1) of the best
 affine fit to the block-averaged truth.
 
-Run::
+Run (``--cases B``: one case; ``--tune``: the tuning cases instead)::
 
     OMP_NUM_THREADS=2 PYTHONPATH=. .venv/bin/python benchmarks/media/estimate_speeds.py
 """
@@ -61,6 +64,12 @@ CASES = {
     "D": (1530.0, 6 * MM, (0.0, 0.0), 64, 30 * MM, 1.5 * np.pi, False),
     "E": (None, 0.0, (0.0, 0.0), 64, 30 * MM, 2 * np.pi, False),
 }
+#: tuning cases (``--tune``, seeds 2600-2601 only): an off-centre disc for the coarse
+#: search of the centre (``centre_steps``, ``centre_span``)
+TUNING = {
+    "T": (1560.0, 8 * MM, (-1.2 * MM, 1.8 * MM), 64, 30 * MM, 2 * np.pi, True),
+    "T2": (1590.0, 6 * MM, (-2.0 * MM, -1.5 * MM), 64, 30 * MM, 2 * np.pi, True),
+}
 
 
 def score(img: np.ndarray, truth: np.ndarray) -> float:
@@ -69,7 +78,7 @@ def score(img: np.ndarray, truth: np.ndarray) -> float:
 
 
 def run_case(name: str, seed: int) -> dict:
-    c1, radius, centre, n_sensors, ring_r, arc, fit_centre = CASES[name]
+    c1, radius, centre, n_sensors, ring_r, arc, fit_centre = {**CASES, **TUNING}[name]
     grid, fine = Grid(N_IMAGE, FOV), Grid(2 * N_IMAGE, FOV)
     ring = ring_array(n_sensors, ring_r, arc=arc)
     acq = Acquisition(FS, N_SAMPLES, C0)
@@ -106,12 +115,22 @@ def run_case(name: str, seed: int) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--cases", default="ABCDE", help="which cases (letters)")
+    ap.add_argument("--cases", nargs="+", default=None,
+                    help="which cases (names; default: every held-out case, or with --tune "
+                         "every tuning case)")
     ap.add_argument("--out", default=None, help="JSON of the rows")
+    ap.add_argument("--tune", action="store_true",
+                    help="the tuning cases on the tuning seeds 2600-2601 instead")
     args = ap.parse_args()
     rows = []
-    for name in args.cases:
-        row = run_case(name, 2700 + list(CASES).index(name))
+    names = args.cases or list(TUNING if args.tune else CASES)
+    unknown = set(names) - set(TUNING if args.tune else CASES)
+    if unknown:
+        ap.error(f"--cases: no case {', '.join(sorted(unknown))}")
+    jobs = ([(name, seed) for name in names for seed in (2600, 2601)] if args.tune else
+            [(name, 2700 + list(CASES).index(name)) for name in names])
+    for name, seed in jobs:
+        row = run_case(name, seed)
         rows.append(row)
         print(json.dumps({key: round(v, 4) if isinstance(v, float) else v
                           for key, v in row.items()}), flush=True)

@@ -25,8 +25,9 @@ k-Wave signals are multiplied by ``sinc(f / fs)`` in the frequency domain (exact
 signals band-limited below fs / 2, as a 0.075 mm grid's are: its Nyquist frequency is
 10 MHz in water).
 
-Cases: ``ring`` (a vessel tree, depth 5, at the nominal positions, water), ``disc`` (the
-same tree and positions, a disc of radius 9 mm at 1540 m/s centred on the image), and
+Cases: ``ring`` (a vessel tree, depth 5, at the nominal positions, water), ``disc`` and
+``disc1580`` (the same tree and positions, a disc of radius 9 mm at 1540 or 1580 m/s
+centred on the image), and
 three self-calibration cases (a vessel tree of depth 5, a thick tree of root width 0.6 mm
 and depth 4, :func:`oatomo.phantoms.disks`), each with its own per-sensor position errors
 (radial sigma 0.25 mm, angular sigma 0.5 deg, drawn in the ``simulate`` stage) and the
@@ -57,9 +58,17 @@ Measurements (``evaluate``):
    error after rigid alignment of the file and of the calibrated positions. Control: the
    default and TV on the true positions on oatomo's own slab simulation of the same
    ``p0``, positions, band and noise level (registered PSNR).
-4. *Two speeds* (``disc``): the converted signals reconstructed by TV with the right
-   :class:`oatomo.SpeedMap` (1500 / 1540 m/s, disc of radius 9 mm: straight rays) and with
-   one speed (1500 m/s); the ``ring`` case (same phantom in water) for reference.
+4. *Two speeds* (``disc``, ``disc1580``; ``ring``, the same phantom in water, for
+   reference): the converted signals reconstructed by TV with the file's speed (1500
+   m/s), with one speed from :func:`oatomo.recon.autofocus.autofocus` (DAS sharpness,
+   1450-1650 m/s), with the right :class:`oatomo.SpeedMap` (disc of radius 9 mm:
+   straight rays), and with the region estimated by
+   :func:`oatomo.recon.autofocus.autofocus_two_speeds` (the water's speed fixed, and
+   fitted too), also where its gain stayed below the threshold that reports a region;
+   and TV with one speed every 10 m/s from 1500 m/s to the disc's, scored against the
+   truth (the best single speed, an oracle).
+   ``evaluate --part two-speeds`` runs only this (``simulate --cases ring disc
+   disc1580`` first), written to ``two_speeds.json``.
 
 Run (from the repository root; k-wave-python in its own environment, here ``/tmp/kwenv``;
 about 5 minutes for ``simulate`` and 5 for ``evaluate`` on one core)::
@@ -89,7 +98,7 @@ N_IMAGE, FOV = 128, 19.2 * MM
 N_FINE = 2 * N_IMAGE
 DX = FOV / N_FINE  # 0.075 mm: k-Wave's and the fine grid's pitch
 N_KWAVE, PML = 600, 20  # 600 + 2 x 20 = 640 points with the PML
-C0, C1, DISC_R, RHO = 1500.0, 1540.0, 9 * MM, 1000.0
+C0, DISC_R, RHO = 1500.0, 9 * MM, 1000.0
 FS, N_SAMPLES = 40e6, 960
 RING_N, RING_R = 64, 21 * MM
 RADIAL, ANGULAR_DEG = 0.25 * MM, 0.5
@@ -97,16 +106,20 @@ NOISE = 0.01
 TV_ITERS = 50
 THICKNESS = DX
 
-#: case -> (phantom, seed, perturbed sensors, disc of C1)
-CASES: dict[str, tuple[str, int, bool, bool]] = {
-    "ring": ("vessels", 3100, False, False),
-    "disc": ("vessels", 3100, False, True),
-    "cal-vessels": ("vessels", 3101, True, False),
-    "cal-thick": ("vessels-thick", 3102, True, False),
-    "cal-disks": ("disks", 3103, True, False),
+#: case -> (phantom, seed, perturbed sensors, the disc's speed (m/s) or None: water)
+CASES: dict[str, tuple[str, int, bool, float | None]] = {
+    "ring": ("vessels", 3100, False, None),
+    "disc": ("vessels", 3100, False, 1540.0),
+    "disc1580": ("vessels", 3100, False, 1580.0),
+    "cal-vessels": ("vessels", 3101, True, None),
+    "cal-thick": ("vessels-thick", 3102, True, None),
+    "cal-disks": ("disks", 3103, True, None),
 }
 CAL_CASES = [k for k, v in CASES.items() if v[2]]
-WATER_CASES = [k for k, v in CASES.items() if not v[3]]
+WATER_CASES = [k for k, v in CASES.items() if v[3] is None]
+DISC_CASES = [k for k, v in CASES.items() if v[3] is not None]
+#: the cases of ``evaluate --part two-speeds`` (simulate them with ``--cases``)
+TWO_SPEED_CASES = ["ring", *DISC_CASES]
 
 
 def _phantom_key(kind: str, seed: int) -> str:
@@ -207,13 +220,13 @@ def simulate_case(name: str, phantoms: Any) -> dict[str, Any]:
     else:
         true = nominal
 
-    sub = 2 if disc else 1
+    sub = 1 if disc is None else 2
     kgrid = kWaveGrid((N_KWAVE, N_KWAVE), (DX, DX))
     kgrid.setTime(N_SAMPLES * sub, 1 / (FS * sub))
-    if disc:
+    if disc is not None:
         xk = (np.arange(N_KWAVE) - N_KWAVE // 2) * DX + DX / 2  # oatomo's frame
         X, Y = np.meshgrid(xk, xk, indexing="ij")
-        speed = np.where(X ** 2 + Y ** 2 < DISC_R ** 2, C1, C0)
+        speed = np.where(X ** 2 + Y ** 2 < DISC_R ** 2, disc, C0)
         medium = kWaveMedium(sound_speed=speed, density=RHO)
     else:
         medium = kWaveMedium(sound_speed=C0, density=RHO)
@@ -228,13 +241,13 @@ def simulate_case(name: str, phantoms: Any) -> dict[str, Any]:
     return {"p0": inside.T.copy(), "p0_outside_energy": outside, "true": true,
             "nominal": nominal, "t": np.arange(N_SAMPLES) / FS, "fs": FS, "c0": C0,
             "signals": interval_means(p, FS), "signals_point": p, "seconds": elapsed,
-            "disc": disc}
+            "disc": 0.0 if disc is None else disc}
 
 
-def run_simulations(force: bool) -> None:
-    """Every case not yet on disk (or all with ``force``)."""
+def run_simulations(force: bool, cases: list[str] | None = None) -> None:
+    """Every case (or those of ``cases``) not yet on disk (or all with ``force``)."""
     phantoms = np.load(OUT / "phantoms.npz")
-    for name in CASES:
+    for name in CASES if cases is None else cases:
         path = OUT / f"{name}.npz"
         if path.exists() and not force:
             print(f"{name}: on disk")
@@ -279,8 +292,8 @@ def spectrum_detail(ref: np.ndarray, test: np.ndarray) -> dict[str, Any]:
             "bands": bands}
 
 
-def evaluate() -> dict[str, Any]:
-    """The measurements of the module docstring."""
+def evaluate(parts: str = "all") -> dict[str, Any]:
+    """The measurements of the module docstring (``parts="two-speeds"``: only 4.)."""
     import importlib.util  # lazy: only to load the calibration benchmark by path
 
     import oatomo  # lazy: oatomo's environment only
@@ -290,6 +303,7 @@ def evaluate() -> dict[str, Any]:
     from oatomo.geometry import Acquisition, Grid, SensorArray
     from oatomo.io import Scan
     from oatomo.media import line_to_slab
+    from oatomo.recon.autofocus import autofocus, autofocus_two_speeds
     from oatomo.recon.registry import reconstruct_sinogram
     from oatomo.response import DetectorResponse, convolve
     from oatomo.speed_map import SpeedMap
@@ -312,9 +326,10 @@ def evaluate() -> dict[str, Any]:
         fit = affine_fit(np.asarray(img, np.float64)[None], truth[None])[0]
         return float(psnr(fit, truth, data_range=1.0))
 
-    def tv(y: np.ndarray, s: SensorArray, **kw: Any) -> np.ndarray:
-        return reconstruct_sinogram(y, grid, s, acq, "mb-tv", iters=TV_ITERS,
-                                    response=response, **kw)
+    def tv(y: np.ndarray, s: SensorArray, speed_of_sound: float = C0, **kw: Any
+           ) -> np.ndarray:
+        return reconstruct_sinogram(y, grid, s, Acquisition(FS, N_SAMPLES, speed_of_sound),
+                                    "mb-tv", iters=TV_ITERS, response=response, **kw)
 
     def measured(y: np.ndarray, seed: int) -> np.ndarray:
         """Band-limited by the detector and 1 % white noise of the largest sample."""
@@ -324,7 +339,8 @@ def evaluate() -> dict[str, Any]:
 
     results: dict[str, Any] = {"signals": {}, "recon": {}, "calibration": {},
                                "two_speeds": {}}
-    data = {name: dict(np.load(OUT / f"{name}.npz")) for name in CASES}
+    names = list(CASES) if parts == "all" else TWO_SPEED_CASES
+    data = {name: dict(np.load(OUT / f"{name}.npz")) for name in names}
     for name, d in data.items():
         assert np.allclose(d["t"], np.arange(N_SAMPLES) / FS) and float(d["c0"]) == C0
         truth = heldout.block_mean(d["p0"])
@@ -332,7 +348,7 @@ def evaluate() -> dict[str, Any]:
         d["measured"] = measured(d["signals"], CASES[name][1])
 
     # 1. signals
-    for name in WATER_CASES:
+    for name in WATER_CASES if parts == "all" else []:
         d = data[name]
         true = sensors(d["true"])
         o2d = simulate(d["p0"], fine, true, acq, medium="2d", thickness=THICKNESS)
@@ -350,7 +366,7 @@ def evaluate() -> dict[str, Any]:
         print(name, "signals", json.dumps(results["signals"][name]), flush=True)
 
     # 2. reconstructions with the true positions
-    for name in WATER_CASES:
+    for name in WATER_CASES if parts == "all" else []:
         d = data[name]
         true = sensors(d["true"])
         y = d["measured"]
@@ -365,7 +381,7 @@ def evaluate() -> dict[str, Any]:
         print(name, "recon", json.dumps(row), flush=True)
 
     # 3. self-calibration
-    for name in CAL_CASES:
+    for name in CAL_CASES if parts == "all" else []:
         d = data[name]
         true, nominal = sensors(d["true"]), sensors(d["nominal"])
         ys = line_to_slab(d["measured"], acq, thickness=grid.dx)
@@ -402,16 +418,45 @@ def evaluate() -> dict[str, Any]:
         print(name, "calibration", json.dumps(row), flush=True)
 
     # 4. two speeds
-    d = data["disc"]
-    ring = sensors(d["true"])
-    ys = line_to_slab(d["measured"], acq, thickness=grid.dx)
+    ring = sensors(data["ring"]["true"])
     yw = line_to_slab(data["ring"]["measured"], acq, thickness=grid.dx)
-    results["two_speeds"] = {
-        "one_speed": score(tv(ys, ring), d["truth"]),
-        "two_speeds": score(tv(ys, ring, speed_map=SpeedMap(C0, C1, DISC_R)), d["truth"]),
-        "water": score(tv(yw, ring), d["truth"]),
-    }
-    print("two speeds", json.dumps(results["two_speeds"]), flush=True)
+    water = score(tv(yw, ring), data["ring"]["truth"])
+    for name in ["ring", *DISC_CASES]:
+        d = data[name]
+        c1 = CASES[name][3]
+        ys = line_to_slab(d["measured"], acq, thickness=grid.dx)
+        t = time.perf_counter()
+        af = autofocus(ys, grid, ring, acq, c_range=(1450.0, 1650.0), n_coarse=18)
+        row = {"c1": c1, "water": water, "one_file": score(tv(ys, ring), d["truth"]),
+               "autofocus_c": af["speed_of_sound"], "autofocus_s": time.perf_counter() - t}
+        row["one_autofocus"] = score(tv(ys, ring, speed_of_sound=af["speed_of_sound"]),
+                                     d["truth"])
+        if c1 is not None:
+            row["two_right"] = score(tv(ys, ring, speed_map=SpeedMap(C0, c1, DISC_R)),
+                                     d["truth"])
+            # the best single speed by the truth itself (every 10 m/s up to the disc's)
+            row["one_sweep"] = {f"{c:.0f}": score(tv(ys, ring, speed_of_sound=float(c)),
+                                                  d["truth"])
+                                for c in np.arange(C0, c1 + 1, 10.0)}
+        for key, fit_c0 in (("est", False), ("est_c0", True)):
+            t = time.perf_counter()
+            est = autofocus_two_speeds(ys, grid, ring, acq, fit_c0=fit_c0)
+            row[f"{key}_s"] = time.perf_counter() - t
+            row[f"{key}_found"] = est["region_found"]
+            row[f"{key}_c0"] = est["speed_of_sound"]
+            row[f"{key}_c1"] = est["object_speed_of_sound"]
+            row[f"{key}_radius_mm"] = est["object_radius"] / MM
+            row[f"{key}_misfit_gain"] = 1 - est["misfit"] / est["misfit_one_speed"]
+            sm = est["speed_map"]
+            row[f"{key}_tv"] = score(tv(ys, ring, speed_map=sm) if sm is not None else
+                                     tv(ys, ring, speed_of_sound=est["speed_of_sound"]),
+                                     d["truth"])
+            if sm is None:  # the region below the threshold, used all the same
+                region = SpeedMap(est["speed_of_sound"], est["object_speed_of_sound"],
+                                  est["object_radius"], tuple(est["object_centre"]))
+                row[f"{key}_tv_region"] = score(tv(ys, ring, speed_map=region), d["truth"])
+        results["two_speeds"][name] = row
+        print(name, "two speeds", json.dumps(row), flush=True)
     return results
 
 
@@ -419,14 +464,18 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("stage", choices=("phantoms", "simulate", "evaluate"))
     ap.add_argument("--force", action="store_true", help="simulate: rerun cases on disk")
+    ap.add_argument("--cases", nargs="+", choices=list(CASES), default=None,
+                    help="simulate: only these cases")
+    ap.add_argument("--part", choices=("all", "two-speeds"), default="all",
+                    help="evaluate: every measurement, or only the two-speed one")
     args = ap.parse_args(argv)
     if args.stage == "phantoms":
         make_phantoms()
     elif args.stage == "simulate":
-        run_simulations(args.force)
+        run_simulations(args.force, args.cases)
     else:
-        res = evaluate()
-        path = OUT / "results.json"
+        res = evaluate(args.part)
+        path = OUT / ("results.json" if args.part == "all" else "two_speeds.json")
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(res, indent=1))
         tmp.replace(path)

@@ -270,6 +270,8 @@ def autofocus_two_speeds(
     coarse_frequency: float | None = None,
     criterion: str = "heldout",
     max_evaluations: int = 200,
+    centre_steps: int = 5,
+    centre_span: float = 0.3,
 ) -> dict[str, Any]:
     """Estimate an object region's speed of sound and radius (and centre) from a scan.
 
@@ -278,7 +280,10 @@ def autofocus_two_speeds(
     The region is a disc. Search, coarse to fine:
 
     1. a ``steps[0] x steps[1]`` grid over ``c1_range`` x ``radius_range`` on data
-       low-passed at ``coarse_frequency`` and images of half the pixels per side;
+       low-passed at ``coarse_frequency`` and images of half the pixels per side; with
+       ``fit_centre``, then for each radius, at its best c1, a ``centre_steps x
+       centre_steps`` grid of centres around ``centre``, and the (c1, radius) grid again
+       at the best centre;
     2. Nelder-Mead (:func:`scipy.optimize.minimize`) from the best grid point on data
        low-passed at twice that frequency, then on the full band, over (c1, radius) and,
        with ``fit_centre``, the centre too.
@@ -319,6 +324,10 @@ def autofocus_two_speeds(
         weak criterion here, see the module docstring).
     max_evaluations
         Most criterion evaluations of each Nelder-Mead stage.
+    centre_steps, centre_span
+        With ``fit_centre``: points per axis of the coarse grid of centres (odd, >= 3; it
+        holds ``centre``) and its half-width as a fraction of half the grid's field of
+        view.
 
     Returns
     -------
@@ -336,7 +345,8 @@ def autofocus_two_speeds(
 
     Notes
     -----
-    Cost: the coarse grid (117 points by default) plus at most twice
+    Cost: the coarse grid (117 points by default; with ``fit_centre`` twice that plus
+    ``steps[1] * (centre_steps**2 - 1)``, 459 in all) plus at most twice
     ``max_evaluations``; each evaluation is two UBP images and two forward projections
     (about 0.1 s for 128 x 128 pixels and 64 sensors on 2 cores). Straight rays: see
     :mod:`oatomo.speed_map` for where refraction makes them inadequate.
@@ -359,6 +369,11 @@ def autofocus_two_speeds(
                     (max_evaluations, "max_evaluations")):
         if isinstance(k, bool) or int(k) != k or not 3 <= k <= 1000:
             raise InputError(f"{what} must be an integer in 3..1000, got {k!r}")
+    if isinstance(centre_steps, bool) or int(centre_steps) != centre_steps \
+            or not 3 <= centre_steps <= 21 or centre_steps % 2 == 0:
+        raise InputError(f"centre_steps must be an odd integer in 3..21, got "
+                         f"{centre_steps!r}")
+    centre_span = check_range(centre_span, "centre_span", 0.0, 1.0)
     acq = replace(acquisition, speed_of_sound=float(c0))
     y = check_sinogram(sinogram, sensors, acq)
     y = y.reshape((-1,) + y.shape[-2:]).sum(axis=0)
@@ -386,6 +401,26 @@ def autofocus_two_speeds(
     rs = np.linspace(r_lo, r_hi, int(steps[1]))
     table = np.array([[coarse(c, r, *centre) for r in rs] for c in cs])
     i, j = np.unravel_index(int(np.argmin(table)), table.shape)
+    centre = (float(centre[0]), float(centre[1]))
+    if fit_centre:
+        # the (c1, radius) grid alone lands in a wrong basin when the region is off the
+        # starting centre (a larger disc around the start covers it): for each radius,
+        # at its best c1, search a grid of centres; then the (c1, radius) grid again at
+        # the best centre
+        offsets = np.linspace(-centre_span * half, centre_span * half, int(centre_steps))
+        trials = [(centre[0] + ox, centre[1] + oy) for oy in offsets for ox in offsets
+                  if ox != 0 or oy != 0]
+        best_value, best_centre = table[i, j], centre
+        for jj in range(len(rs)):
+            ii = int(np.argmin(table[:, jj]))
+            for xy in trials:
+                v = coarse(cs[ii], rs[jj], *xy)
+                if v < best_value:
+                    best_value, best_centre = v, xy
+        if best_centre != centre:
+            centre = best_centre
+            table = np.array([[coarse(c, r, *centre) for r in rs] for c in cs])
+            i, j = np.unravel_index(int(np.argmin(table)), table.shape)
     # x: c1, radius, centre x, y, c0; the steps of the simplex (c0: a third of c1's)
     scale = np.array([cs[1] - cs[0], rs[1] - rs[0], rs[1] - rs[0], rs[1] - rs[0],
                       (cs[1] - cs[0]) / 3])
