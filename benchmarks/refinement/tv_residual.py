@@ -1,0 +1,392 @@
+"""A residual refiner of the TV image, trained on scans made like the ones it is scored on.
+
+Why: the TV refiner of ``tv_refiner.py`` (trained on the ``--family tv`` data set, 64 x 64
+crops whose bands, responses and position errors are far harsher than a correct file's)
+lost 5-6 dB to TV on the report set. This experiment asks whether a refiner trained on
+*correct-position* scans of the same simulator, band and noise model as the report set
+(but other scanners and phantom kinds) does better. It runs outside the package's
+trainer (``oatomo refiner train``), with its own small network, to measure that question
+first; nothing here is shipped.
+
+Training data (``data``): scans of random scanners -- full rings of 16-384 sensors (r
+18-50 mm), arcs of 90-330 deg with 24-256 sensors (r 18-45 mm), linear arrays of 64-256
+elements at 0.1-0.3 mm pitch 6-14 mm below the image -- at their exact positions, speed of
+sound 1470-1570 m/s (known), simulated by :func:`oatomo.forward.simulate` on a grid 2x
+finer than the 128 x 128, 0.1 mm image grid (slab thickness the image pitch), a Gaussian
+detector response of centre 2.5-6 MHz and fractional bandwidth 0.8-1.5, and white noise of
+0.4-3 % (log-uniform) of the largest clean sample, at 40 MHz (the acquisition window of
+``benchmarks/calibration/heldout_default.py``). Phantom kinds: vessel trees (depth 3-6,
+root width 0.12-0.8 mm), vessel forests, vessel walks, blobs, disks, the training textures
+and mixtures (:mod:`oatomo.phantoms`); never the report set's ``texture-heldout`` or
+``points``. Per scan the UBP and TV images (``oatomo.reconstruct(..., "ubp" / "mb-tv")``,
+the pipeline's own code, 50 iterations) and the truth (the fine p0 averaged 2 x 2).
+Item ``i`` is a pure function of ``i``.
+
+Model (``train``): a U-Net (pixel unshuffle 2, levels of 32 / 64 / 128 channels, group
+norm, SiLU) whose output is the TV channel plus a learned correction (the last layer
+starts at zero, so the untrained model returns TV). Inputs: TV and UBP, both divided by
+TV's maximum absolute value ``s``; target: the truth divided by ``s``; the answer is
+multiplied by ``s`` (so it is in Pa and ``refine(a x) = a refine(x)``). Loss: the squared
+error summed per image; AdamW, lr 1e-3 with a cosine decay, batches of 16 random 96 x 96
+crops with random rotations by 90 deg and flips; seed 0.
+
+Scoring (``cache`` then ``score``): the report set and the tuning set of
+``tv_refiner.py`` (same scans, same truth; the tuning set is the only one looked at while
+choosing anything). PSNR (dB, range 1) after each image's best affine fit.
+
+Run (one core each; ``data`` and ``cache`` resume)::
+
+    OMP_NUM_THREADS=1 NUMBA_NUM_THREADS=1 .venv/bin/python benchmarks/refinement/tv_residual.py \\
+        data out/tv_residual/data --start 0 --count 357
+    .venv/bin/python benchmarks/refinement/tv_residual.py train out/tv_residual/data \\
+        out/tv_residual/model.pt --steps 1500
+    OMP_NUM_THREADS=1 NUMBA_NUM_THREADS=1 .venv/bin/python benchmarks/refinement/tv_residual.py \\
+        cache out/tv_residual/report            # add --tuning for the tuning set
+    .venv/bin/python benchmarks/refinement/tv_residual.py score out/tv_residual/model.pt \\
+        out/tv_residual/report
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import glob
+import json
+import math
+import os
+import sys
+import time
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks" / "calibration"))
+sys.path.insert(0, str(ROOT / "benchmarks" / "refinement"))
+
+import heldout_default as H  # noqa: E402
+
+MM = 1e-3
+KINDS = ("tree", "tree", "forest", "walk", "blobs", "disks", "texture", "mixture")
+
+
+# --- training data -------------------------------------------------------------------
+
+
+def draw_geometry(rng: np.random.Generator) -> H.Geometry:
+    """A random scanner of the training family (exact positions)."""
+    u = rng.uniform()
+    if u < 0.45:
+        n = int(round(math.exp(rng.uniform(math.log(16), math.log(384)))))
+        return H.Geometry("ring", n, rng.uniform(18, 50) * MM)
+    if u < 0.8:
+        n = int(round(math.exp(rng.uniform(math.log(24), math.log(256)))))
+        return H.Geometry("ring", n, rng.uniform(18, 45) * MM, rng.uniform(90, 330) * H.DEG)
+    n = int(rng.integers(64, 257))
+    return H.Geometry("linear", n, rng.uniform(6, 14) * MM, pitch=rng.uniform(0.1, 0.3) * MM)
+
+
+def draw_phantom(kind: str, fine, rng: np.random.Generator) -> np.ndarray:
+    from oatomo import phantoms as P
+
+    seed = int(rng.integers(2**31))
+    if kind == "tree":
+        return P.vessel_tree(fine, seed, depth=int(rng.integers(3, 7)),
+                             width=float(rng.uniform(0.12, 0.8)) * MM)
+    if kind == "forest":
+        return P.vessel_forest(fine, seed)
+    if kind == "walk":
+        return P.vessel_walk(fine, seed)
+    return P.make(kind, fine, seed)
+
+
+def make_item(i: int, out: Path) -> None:
+    """Training scan ``i`` (a pure function of ``i``) into ``out/<i>.npz``."""
+    import oatomo
+    from oatomo.forward import simulate
+    from oatomo.geometry import Grid
+    from oatomo.io import Scan
+    from oatomo.response import DetectorResponse
+
+    path = out / f"{i:05d}.npz"
+    if path.exists():
+        return
+    rng = np.random.default_rng([i, 77001])
+    grid = Grid(H.N_IMAGE, H.FOV)
+    fine = Grid(2 * H.N_IMAGE, H.FOV)
+    kind = KINDS[int(rng.integers(len(KINDS)))]
+    p0 = draw_phantom(kind, fine, rng).astype(np.float32)
+    truth = H.block_mean(p0.astype(np.float64)).astype(np.float32)
+    geo = draw_geometry(rng)
+    true = geo.nominal()
+    c = float(rng.uniform(1470, 1570))
+    noise = float(math.exp(rng.uniform(math.log(0.004), math.log(0.03))))
+    acq = H.acquisition_for([true], grid, [c])
+    acq = type(acq)(acq.fs, acq.n_samples, speed_of_sound=c, t0=acq.t0)
+    response = DetectorResponse(centre_frequency=float(rng.uniform(2.5e6, 6e6)),
+                                bandwidth=float(rng.uniform(0.8, 1.5)))
+    y = simulate(p0, fine, true, acq, thickness=grid.dx, noise_std=noise,
+                 response=response, seed=int(rng.integers(2**63)))
+    scan = Scan(y, true, acq, response=response)
+    ubp = oatomo.reconstruct(scan, "ubp", grid=grid, calibrate=False, refine=False).image
+    tv = oatomo.reconstruct(scan, "mb-tv", grid=grid, calibrate=False, refine=False).image
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, tv=tv.astype(np.float32), ubp=ubp.astype(np.float32), truth=truth,
+             kind=kind, geo=f"{geo.kind}{geo.n}", noise=noise)
+    tmp.rename(path)
+
+
+# --- model ---------------------------------------------------------------------------
+
+
+def norm_scale(tv: np.ndarray) -> float:
+    """The divisor of both inputs and the target: TV's maximum absolute value."""
+    return float(max(np.abs(tv).max(), 1e-12))
+
+
+def build_model(channels=(32, 64, 128), shuffle: int = 2):
+    import torch.nn as nn
+    import torch.nn.functional as F
+    from torch import cat
+
+    def block(ci: int, co: int) -> nn.Sequential:
+        return nn.Sequential(nn.Conv2d(ci, co, 3, padding=1), nn.GroupNorm(4, co), nn.SiLU(),
+                             nn.Conv2d(co, co, 3, padding=1), nn.SiLU())
+
+    class ResUNet(nn.Module):
+        """TV plus a learned correction from (TV, UBP)."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.r = shuffle
+            c = 2 * shuffle * shuffle
+            self.down = nn.ModuleList()
+            for co in channels:
+                self.down.append(block(c, co))
+                c = co
+            self.up = nn.ModuleList()
+            self.merge = nn.ModuleList()
+            for co in reversed(channels[:-1]):
+                self.up.append(nn.ConvTranspose2d(c, co, 2, stride=2))
+                self.merge.append(block(2 * co, co))
+                c = co
+            self.head = nn.Conv2d(c, shuffle * shuffle, 1)
+            nn.init.zeros_(self.head.weight)
+            nn.init.zeros_(self.head.bias)
+
+        def forward(self, x):
+            h = F.pixel_unshuffle(x, self.r)
+            skips = []
+            for k, b in enumerate(self.down):
+                h = b(h)
+                if k < len(self.down) - 1:
+                    skips.append(h)
+                    h = F.avg_pool2d(h, 2)
+            for up, m in zip(self.up, self.merge, strict=True):
+                h = m(cat([up(h), skips.pop()], 1))
+            return x[:, :1] + F.pixel_shuffle(self.head(h), self.r)
+
+    return ResUNet()
+
+
+def load_items(data: str) -> tuple[np.ndarray, np.ndarray]:
+    X, Y = [], []
+    for f in sorted(glob.glob(f"{data}/*.npz")):
+        z = np.load(f)
+        s = norm_scale(z["tv"])
+        X.append(np.stack([z["tv"] / s, z["ubp"] / s]).astype(np.float32))
+        Y.append((z["truth"] / s)[None].astype(np.float32))
+    return np.stack(X), np.stack(Y)
+
+
+def train(data: str, out: str, steps: int, resume: bool = True) -> None:
+    import torch
+
+    torch.set_num_threads(int(os.environ.get("TORCH_THREADS", "2")))
+    X, Y = load_items(data)
+    n = len(X)
+    print("items", n, flush=True)
+    torch.manual_seed(0)
+    model = build_model()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-4)
+    step, curve = 0, []
+    if resume and os.path.exists(out):
+        ck = torch.load(out, weights_only=True)
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["opt"])
+        step = int(ck["step"])
+        curve = json.loads(Path(out + ".curve.json").read_text())
+        print("resumed at", step)
+    rng = np.random.default_rng(step)
+    B, crop = 16, 96
+    t0 = time.time()
+    acc = base = 0.0
+    while step < steps:
+        lr = 1e-3 * 0.5 * (1 + math.cos(math.pi * step / steps))
+        for pg in opt.param_groups:
+            pg["lr"] = lr
+        idx = rng.integers(0, n, B)
+        i0, j0 = rng.integers(0, 128 - crop + 1, 2)
+        xb = X[idx, :, i0:i0 + crop, j0:j0 + crop]
+        yb = Y[idx, :, i0:i0 + crop, j0:j0 + crop]
+        k = int(rng.integers(4))
+        fl = rng.integers(2)
+        xb = np.rot90(xb, k, (2, 3))
+        yb = np.rot90(yb, k, (2, 3))
+        if fl:
+            xb = xb[..., ::-1]
+            yb = yb[..., ::-1]
+        xb = torch.from_numpy(np.ascontiguousarray(xb))
+        yb = torch.from_numpy(np.ascontiguousarray(yb))
+        loss = (model(xb) - yb).pow(2).flatten(1).sum(1).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        acc += float(loss.detach())
+        base += float((xb[:, :1] - yb).pow(2).flatten(1).sum(1).mean())
+        step += 1
+        if step % 100 == 0:
+            curve.append({"step": step, "loss": acc / 100, "tv_loss": base / 100,
+                          "s": time.time() - t0})
+            print(curve[-1], flush=True)
+            acc = base = 0.0
+        if step % 500 == 0 and step < steps:  # pick up items written meanwhile
+            X, Y = load_items(data)
+            n = len(X)
+            print("items", n, flush=True)
+        if step % 500 == 0 or step == steps:
+            torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step},
+                       out + ".tmp")
+            os.replace(out + ".tmp", out)
+            Path(out + ".curve.json").write_text(json.dumps(curve))
+
+
+# --- scoring -------------------------------------------------------------------------
+
+
+class _Identity:
+    """Stands in for a refiner in ``tv_refiner.run_case``: the refined image is TV."""
+
+    def compatible(self, *a):
+        return True, ""
+
+    def refine_scan(self, y, s, acq, grid, **k):
+        return argparse.Namespace(refined=k["images"]["mb-tv"])
+
+
+def cache_set(cache: Path, tuning: bool) -> None:
+    """Write ``tv_refiner.py``'s scans' y, UBP and TV (its cache) and each truth."""
+    import tv_refiner as T
+
+    from oatomo.geometry import Grid
+
+    geos = list(T.TUNING_GEOMETRIES) if tuning else list(T.GEOMETRIES)
+    kinds = T.TUNING_PHANTOMS if tuning else H.PHANTOMS
+    first = T.TUNING_SEED if tuning else H.FIRST_SEED
+    for geometry in geos:
+        for kind in kinds:
+            for seed in (first, first + 1):
+                out = cache / f"truth_{geometry}_{kind}_{seed}.npy"
+                if out.exists():
+                    continue
+                row = T.run_case(_Identity(), geometry, kind, seed, cache=cache)
+                rng = np.random.default_rng([seed, zlib.crc32(geometry.encode()),
+                                             zlib.crc32(kind.encode()), 1])
+                p0 = H.phantom(kind, Grid(2 * H.N_IMAGE, H.FOV), rng)
+                truth = H.block_mean(p0.astype(np.float64))
+                np.save(out, truth / truth.max())
+                print(geometry, kind, seed, round(row["psnr_ubp"], 2),
+                      round(row["psnr_tv"], 2), flush=True)
+
+
+def score(model_path: str, cache: Path) -> list[tuple]:
+    import torch
+
+    torch.set_num_threads(2)
+    model = build_model()
+    model.load_state_dict(torch.load(model_path, weights_only=True)["model"])
+    model.eval()
+    rows = []
+    for f in sorted(cache.glob("truth_*.npy")):
+        name = f.stem[len("truth_"):]
+        z = np.load(cache / f"{name}.npz")
+        truth = np.load(f)
+        tv, ubp = z["tv"], z["ubp"]
+        s = norm_scale(tv)
+        x = torch.from_numpy(np.stack([tv / s, ubp / s])[None].astype(np.float32))
+        t = time.perf_counter()
+        with torch.no_grad():
+            ref = model(x)[0, 0].numpy() * s
+        dt = time.perf_counter() - t
+        geo, kind, seed = name.rsplit("_", 2)
+        rows.append((geo, kind, int(seed), H.score(ubp.astype(np.float64), truth),
+                     H.score(tv.astype(np.float64), truth),
+                     H.score(ref.astype(np.float64), truth), dt, float(z["t_tv"])))
+    return rows
+
+
+def table(rows: list[tuple]) -> str:
+    lines = ["| geometry | phantom | n | UBP | TV50 | refined | refined - TV |",
+             "|---|---|---|---|---|---|---|"]
+    agg = collections.defaultdict(list)
+    for g, k, _, u, t, r, *_ in rows:
+        agg[(g, k)].append((u, t, r))
+    for (g, k), v in sorted(agg.items()):
+        m = np.mean(v, axis=0)
+        lines.append(f"| {g} | {k} | {len(v)} | {m[0]:.2f} | {m[1]:.2f} | {m[2]:.2f} | "
+                     f"{m[2] - m[1]:+.2f} |")
+    lines += ["", "| geometry | vessels: refined - TV | all: refined - TV | worst scan |",
+              "|---|---|---|---|"]
+    for g in sorted({r[0] for r in rows}):
+        dv = [r[5] - r[4] for r in rows if r[0] == g and r[1].startswith("vessels")]
+        da = [r[5] - r[4] for r in rows if r[0] == g]
+        lines.append(f"| {g} | {np.mean(dv) if dv else float('nan'):+.2f} | "
+                     f"{np.mean(da):+.2f} | {np.min(da):+.2f} |")
+    d = np.array([r[5] - r[4] for r in rows])
+    ratio = np.median([r[6] / r[7] for r in rows])
+    lines += ["", f"All {len(rows)} scans: refined - TV mean {d.mean():+.2f} dB, worst "
+              f"{d.min():+.2f}, best {d.max():+.2f}; refinement / TV50 time, median "
+              f"{ratio:.3f}"]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    d = sub.add_parser("data")
+    d.add_argument("out")
+    d.add_argument("--start", type=int, default=0)
+    d.add_argument("--count", type=int, default=357)
+    t = sub.add_parser("train")
+    t.add_argument("data")
+    t.add_argument("model")
+    t.add_argument("--steps", type=int, default=1500)
+    c = sub.add_parser("cache")
+    c.add_argument("cache")
+    c.add_argument("--tuning", action="store_true")
+    s = sub.add_parser("score")
+    s.add_argument("model")
+    s.add_argument("cache")
+    s.add_argument("--json")
+    a = ap.parse_args(argv)
+    if a.cmd == "data":
+        out = Path(a.out)
+        out.mkdir(parents=True, exist_ok=True)
+        for i in range(a.start, a.start + a.count):
+            make_item(i, out)
+    elif a.cmd == "train":
+        train(a.data, a.model, a.steps)
+    elif a.cmd == "cache":
+        cache_set(Path(a.cache), a.tuning)
+    else:
+        rows = score(a.model, Path(a.cache))
+        print(table(rows))
+        if a.json:
+            Path(a.json).write_text(json.dumps(rows, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
