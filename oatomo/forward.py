@@ -208,8 +208,9 @@ class ForwardOperator:
                                  f"{type(speed_map).__name__}")
             acquisition = replace(acquisition, speed_of_sound=speed_map.c0)
         self.speed_map = speed_map
-        self._region = None if speed_map is None else speed_map.kernel_params()
         self.medium = check_medium(medium)
+        self._region = (None if speed_map is None
+                        else speed_map.kernel_params(self.medium))
         if attenuation is not None and not isinstance(attenuation, Attenuation):
             raise InputError(f"attenuation must be an oatomo.media.Attenuation, got "
                              f"{type(attenuation).__name__}")

@@ -361,11 +361,18 @@ def _equivalent(ddx, ddy, d, ax, ay, qc, region):
 
 
 @nb.njit(inline="always", fastmath=True, cache=True)
-def _bins_region(xs, py, sx, sy, r0, inv_delta, m_hi, region, ax, ay, qc, mbuf, fbuf, cbuf):
-    """:func:`_bins` at the equivalent distance of the two-speed medium."""
+def _bins_region(xs, py, sx, sy, r0, inv_delta, m_hi, region, ax, ay, qc, mbuf, fbuf, cbuf,
+                 abuf):
+    """:func:`_bins` at the equivalent distance of the two-speed medium, and each pixel's
+    amplitude factor ``(de / d)^region[5]``, times ``region[6]`` inside the region (see
+    :meth:`oatomo.speed_map.SpeedMap.kernel_params`)."""
     ddy = py - sy
     dy = abs(ddy)
     z = np.float32(0.0)
+    one = np.float32(1.0)
+    # the pixel's own position in the region's unit-circle coordinates
+    ey = (py - region[1]) * region[3]
+    ey2 = ey * ey
     for j in range(xs.shape[0]):
         sdx = xs[j] - sx
         ddx = abs(sdx)
@@ -380,11 +387,16 @@ def _bins_region(xs, py, sx, sy, r0, inv_delta, m_hi, region, ax, ay, qc, mbuf, 
         fbuf[j] = t - np.float32(m)
         c = np.int32(u * np.float32(N_CLASSES - 1) + np.float32(0.5))
         cbuf[j] = min(max(c, np.int32(0)), np.int32(N_CLASSES - 1))
+        ratio = de / (d + np.float32(1e-30)) if d > 0 else one
+        a = ratio if region[5] == one else math.sqrt(ratio)
+        ex = (xs[j] - region[0]) * region[2]
+        abuf[j] = a * region[6] if ex * ex + ey2 < one else a
 
 
 @nb.njit(parallel=True, fastmath=True, cache=True)
 def forward_edges_region(image, xs, ys, sensors, r0, inv_delta, k, P, weights, region, out):
-    """:func:`forward_edges` in a two-speed medium (pixels binned by equivalent distance)."""
+    """:func:`forward_edges` in a two-speed medium (pixels binned by equivalent distance,
+    each weighted by its amplitude factor, :func:`_bins_region`)."""
     n_sens = sensors.shape[0]
     n_edges = out.shape[1]
     ny, nx = image.shape
@@ -400,11 +412,12 @@ def forward_edges_region(image, xs, ys, sensors, r0, inv_delta, k, P, weights, r
         mbuf = np.empty(nx, np.int32)
         fbuf = np.empty(nx, np.float32)
         cbuf = np.empty(nx, np.int32)
+        abuf = np.empty(nx, np.float32)
         for i in range(ny):
             _bins_region(xs, ys[i], sx, sy, r0, inv_delta, m_hi, region, ax, ay, qc,
-                         mbuf, fbuf, cbuf)
+                         mbuf, fbuf, cbuf, abuf)
             for j in range(nx):
-                v = image[i, j]
+                v = image[i, j] * abuf[j]
                 f = fbuf[j]
                 h = hist[cbuf[j]]
                 m = mbuf[j]
@@ -450,6 +463,7 @@ def adjoint_edges_region(h_edges, xs, ys, sensors, r0, inv_delta, k, P, weights,
         mbuf = np.empty(nx, np.int32)
         fbuf = np.empty(nx, np.float32)
         cbuf = np.empty(nx, np.int32)
+        abuf = np.empty(nx, np.float32)
         for s in range(ch, n_sens, n_chunks):
             back[:] = 0
             hs = h_edges[s]
@@ -468,13 +482,13 @@ def adjoint_edges_region(h_edges, xs, ys, sensors, r0, inv_delta, k, P, weights,
             ax, ay, qc = _sensor_terms(sx, sy, region)
             for i in range(ny):
                 _bins_region(xs, ys[i], sx, sy, r0, inv_delta, m_hi, region, ax, ay, qc,
-                             mbuf, fbuf, cbuf)
+                             mbuf, fbuf, cbuf, abuf)
                 row = img[i]
                 for j in range(nx):
                     b = back[cbuf[j]]
                     m = mbuf[j]
                     f = fbuf[j]
-                    row[j] += b[m] + f * (b[m + 1] - b[m])
+                    row[j] += abuf[j] * (b[m] + f * (b[m + 1] - b[m]))
 
 
 @nb.njit(inline="always", fastmath=True, cache=True)

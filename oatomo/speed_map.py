@@ -14,16 +14,21 @@ time of flight covers in the coupling medium.
 
 Approximations (where the operators of :mod:`oatomo.forward` and
 :mod:`oatomo.recon.backprojection` take a map): rays are straight (refraction at the
-region's boundary is ignored; see the user guide for where that stops being adequate), and
-the amplitudes are those of the homogeneous model at the same time of flight (spreading
-``1 / t``, the projected pixel shape and the UBP weight along the straight ray): only the
-isochrones move. A source inside the region therefore comes out louder than in a medium
-of speed ``c1`` around it, by ``(c1 / c0)^1.5 sqrt(d / (c0 tau))`` with line sources and
-``(c1 / c0)^2 d / (c0 tau)`` in the slab model (``d`` the distance; the equivalent-distance
-axis compresses the source by ``c0 / c1``): 4.5-6 % and 7-8 % at 3 % contrast. Against
-k-Wave (a disc 3 % faster) the signals keep their shape and timing but are 5-7 % lower
-(that gain, the impedance step, refraction: see the media results page), so images made
-with a map are low inside the region by about that much.
+region's boundary is ignored; see the user guide for where that stops being adequate).
+
+Amplitudes. Binned by equivalent distance, a homogeneous kernel would give each pixel the
+amplitude of a source at distance ``c0 tau`` in water: spreading taken at ``c0 tau``
+instead of the distance ``d`` along the straight ray, and, for a source inside the region,
+its shape compressed by ``c0 / c1`` along the time axis -- louder than the physics by
+``(c1 / c0)^(q + 1) (d / (c0 tau))^q`` (``q`` = 1 in the slab model, 1/2 with line sources;
+4.5-6 % with line sources at 3 % contrast). The forward model (and its adjoint) therefore
+weights each pixel by ``(c0 tau / d)^q``, and a pixel inside the region by
+``(c0 / c1)^(q + 1) * 2 c0 / (c0 + c1)`` more: the inverse of that gain, and the pressure
+transmission ``2 Z0 / (Z0 + Z1)`` out of the region for equal densities (``Z = rho c``;
+the two crossings of a ray from outside, ``4 Z0 Z1 / (Z0 + Z1)^2``, differ from 1 by
+less than 2e-4 at 3 % contrast and are left out). What remains against a full-wave
+simulator is refraction (see the media results page). Delay-and-sum and UBP keep the
+homogeneous weights along the straight ray.
 """
 
 from __future__ import annotations
@@ -112,10 +117,20 @@ class SpeedMap:
         """Whether the region is a disc (equal radii)."""
         return self.radius[0] == self.radius[1]
 
-    def kernel_params(self) -> np.ndarray:
-        """``[cx, cy, 1/rx, 1/ry, 1 - c0/c1]`` as float32, what the kernels take."""
+    def kernel_params(self, medium: str = "slab") -> np.ndarray:
+        """``[cx, cy, 1/rx, 1/ry, 1 - c0/c1, q, g_in]`` as float32, what the kernels take.
+
+        The last two are the forward model's amplitude correction (delays use the first
+        five): a pixel at distance ``d`` and equivalent distance ``de`` from a sensor is
+        weighted by ``(de / d)^q``, and by ``g_in = (c0 / c1)^(q + 1) * 2 c0 / (c0 + c1)``
+        more when it lies inside the region, with ``q`` = 1 in the slab model and 1/2 with
+        line sources (``medium="2d"``): see the module docstring.
+        """
+        q = 0.5 if medium == "2d" else 1.0
+        g_in = (self.c0 / self.c1) ** (q + 1.0) * 2.0 * self.c0 / (self.c0 + self.c1)
         return np.array([self.centre[0], self.centre[1], 1.0 / self.radius[0],
-                         1.0 / self.radius[1], 1.0 - self.c0 / self.c1], np.float32)
+                         1.0 / self.radius[1], 1.0 - self.c0 / self.c1, q, g_in],
+                        np.float32)
 
     def inside_length(self, points: Any, sensor: Any) -> np.ndarray:
         """Length (m) of the straight segment from ``sensor`` to each point inside the region.

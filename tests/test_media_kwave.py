@@ -67,25 +67,7 @@ def test_two_speeds_time_a_faster_disc_as_k_wave_does(kwave) -> None:
     corr, amp, rel = got["two"]
     assert corr.min() > 0.999, corr.min()  # measured 0.9995; one speed 0.980
     assert got["one"][0].min() < 0.99 and rel.max() < 0.5 * got["one"][2].max()
-    # k-Wave's amplitudes are 5-7 % lower: bounded, not matched
-    assert 0.9 < amp.min() and amp.max() < 1.0, amp
-
-
-def test_the_two_speed_amplitude_gap_is_the_models_gain_and_the_impedance_step(kwave):
-    """The gap is the model's: its amplitude for a source inside the region is
-    ``(c1 / c0)^1.5 sqrt(d / (c0 tau))`` times that in a medium of ``c1`` (see
-    ``test_speed_map``), plus the pressure transmission ``2 Z0 / (Z0 + Z1)`` out of the
-    disc; with the region's ``p0`` scaled by ``(c0 / c1)^1.5 * 2 Z0 / (Z0 + Z1)`` the
-    straight-ray model meets k-Wave's amplitudes (the rest is refraction)."""
-    from oatomo import SpeedMap
-
-    p0, grid, sensors, acq, _, d = kwave
-    c0, c1, radius = acq.speed_of_sound, float(d["c_disc"]), float(d["disc_radius"])
-    x = (np.arange(grid.n) - (grid.n - 1) / 2) * grid.dx
-    xx, yy = np.meshgrid(x, x)
-    gain = (c0 / c1) ** 1.5 * 2 * c0 / (c0 + c1)
-    scaled = np.where(xx ** 2 + yy ** 2 < radius ** 2, gain, 1.0) * p0
-    y = ForwardOperator(grid, sensors, acq, medium="2d",
-                        speed_map=SpeedMap(c0, c1, radius)).forward(scaled)
-    corr, amp, _ = _per_sensor(y.astype(np.float64), d["signals_disc"].astype(np.float64))
-    assert corr.min() > 0.999 and np.abs(amp - 1).max() < 0.015, amp  # measured 1.1 %
+    # with the kernels' amplitude correction (the equivalent distance's gain undone, the
+    # transmission out of the disc) the amplitudes match within the 3 % asked; the rest is
+    # refraction. Without it they were 5-7 % high (k-Wave 0.93-0.95 of oatomo's).
+    assert np.abs(amp - 1).max() < 0.03, amp

@@ -171,16 +171,16 @@ def test_ray_bending_grows_with_the_contrast():
     assert low == pytest.approx(2 * (math.asin(0.7 * 1.03) - math.asin(0.7)))
 
 
-@pytest.mark.parametrize(("medium", "power"), [("2d", 1.5), ("slab", 2.0)])
+@pytest.mark.parametrize("medium", ["2d", "slab"])
 @pytest.mark.parametrize("c1", [1450.0, 1545.0, 1600.0])
-def test_a_source_inside_the_region_is_louder_than_in_a_medium_of_its_speed(medium, power,
-                                                                            c1):
-    """The amplitudes are those of the homogeneous model at the same time of flight, so a
-    source inside the region comes out ``(c1 / c0)^power * (d / (c0 tau))^(power - 1)``
-    times as loud as in a medium of ``c1`` around it (where the pressure as a function of
-    ``c1 t`` does not depend on the speed): the equivalent-distance axis compresses the
-    source by ``c0 / c1`` (2-D: a half derivative; slab: a derivative) and the spreading
-    is taken at ``c0 tau`` instead of the distance ``d``."""
+def test_a_source_inside_the_region_has_its_own_mediums_amplitude_times_the_transmission(
+        medium, c1):
+    """A blob at the centre of a disc of speed ``c1``, seen from a ring in water: the
+    two-speed model's signals have the norm of the one-speed model in a medium of ``c1``
+    around it (where the pressure as a function of ``c1 t`` does not depend on the speed)
+    times the pressure transmission ``2 c0 / (c0 + c1)`` out of the disc. Without the
+    amplitude correction of the kernels they were ``(c1 / c0)^(q + 1) (d / (c0 tau))^q``
+    louder (q = 1 slab, 1/2 line sources: 4.5-16 % here)."""
     c0, radius, ring, n = 1500.0, 6 * MM, 10 * MM, 128
     grid = Grid(n, 12.8 * MM)
     x = (np.arange(n) - (n - 1) / 2) * grid.dx
@@ -192,7 +192,5 @@ def test_a_source_inside_the_region_is_louder_than_in_a_medium_of_its_speed(medi
                           speed_map=SpeedMap(c0, c1, radius), **kw).forward(p0)
     one = ForwardOperator(grid, sensors, Acquisition(20e6, 400, c1, t0=0.0), **kw).forward(p0)
     ratio = np.linalg.norm(two, axis=1) / np.linalg.norm(one, axis=1)
-    equivalent = ring - (1 - c0 / c1) * radius
-    expected = (c1 / c0) ** power * (ring / equivalent) ** (power - 1)
-    # measured within 0.2 % (2-D) and 0.6 % (slab)
+    expected = 2 * c0 / (c0 + c1)
     assert np.abs(ratio / expected - 1).max() < 0.01, (ratio, expected)
