@@ -37,7 +37,7 @@ choosing anything). PSNR (dB, range 1) after each image's best affine fit.
 Run (one core each; ``data`` and ``cache`` resume)::
 
     OMP_NUM_THREADS=1 NUMBA_NUM_THREADS=1 .venv/bin/python benchmarks/refinement/tv_residual.py \\
-        data out/tv_residual/data --start 0 --count 357
+        data out/tv_residual/data --start 0 --count 192     # and --start 700 --count 165
     .venv/bin/python benchmarks/refinement/tv_residual.py train out/tv_residual/data \\
         out/tv_residual/model.pt --steps 1500
     OMP_NUM_THREADS=1 NUMBA_NUM_THREADS=1 .venv/bin/python benchmarks/refinement/tv_residual.py \\
@@ -358,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
     d = sub.add_parser("data")
     d.add_argument("out")
     d.add_argument("--start", type=int, default=0)
-    d.add_argument("--count", type=int, default=357)
+    d.add_argument("--count", type=int, default=192)
     t = sub.add_parser("train")
     t.add_argument("data")
     t.add_argument("model")
