@@ -201,9 +201,10 @@ def das_volume(pairs, owner, xs, ys, zs, sensors, normals, areas, scale, weighte
         wacc = np.zeros((rb, nx), np.float32)
         r0 = b * rb
         r1 = min(n_rows, r0 + rb)
-        # without weights, two sensors per pass: one update of the row per two terms
+        # without weights, two sensors per pass: one update of the row per two terms (an
+        # odd count's last pass adds its sensor a second time with weight 0: exact)
         step = 1 if weighted else 2
-        for s in range(0, n_s - step + 1, step):
+        for s in range(0, n_s, step):
             sx = sensors[s, 0]
             sig = pairs[owner[s]]
             c_s = scale[s]
@@ -230,32 +231,18 @@ def das_volume(pairs, owner, xs, ys, zs, sensors, normals, areas, scale, weighte
                         a_r[j] += w * (v.real + fbuf[j] * v.imag)
                         w_r[j] += w
                 else:
-                    t = s + 1
+                    t = min(s + 1, n_s - 1)
                     dy = ys[i] - sensors[t, 1]
                     dz = zs[kz] - sensors[t, 2]
                     _delays(xs, dy * dy + dz * dz, sensors[t, 0], off, fs_over_c, hi, kbuf2,
                             fbuf2)
                     sig2 = pairs[owner[t]]
-                    c_t = scale[t]
+                    c_t = scale[t] if t > s else np.float32(0.0)
                     for j in range(nx):
                         v = sig[kbuf[j]]
                         u = sig2[kbuf2[j]]
                         a_r[j] += (c_s * (v.real + fbuf[j] * v.imag)
                                    + c_t * (u.real + fbuf2[j] * u.imag))
-        if not weighted and n_s % 2 == 1:  # the last sensor of an odd count
-            s = n_s - 1
-            sig = pairs[owner[s]]
-            c_s = scale[s]
-            for r in range(r0, r1):
-                kz = r // ny
-                i = r - kz * ny
-                dy = ys[i] - sensors[s, 1]
-                dz = zs[kz] - sensors[s, 2]
-                _delays(xs, dy * dy + dz * dz, sensors[s, 0], off, fs_over_c, hi, kbuf, fbuf)
-                a_r = acc[r - r0]
-                for j in range(nx):
-                    v = sig[kbuf[j]]
-                    a_r[j] += c_s * (v.real + fbuf[j] * v.imag)
         for r in range(r0, r1):
             kz = r // ny
             i = r - kz * ny
