@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from signal_compare import per_sensor
 
 from oatomo import Acquisition, Grid, SensorArray
 from oatomo.forward import ForwardOperator
@@ -26,17 +27,10 @@ def kwave():
             d)
 
 
-def _per_sensor(y: np.ndarray, ref: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    corr = np.array([np.corrcoef(a, b)[0, 1] for a, b in zip(y, ref, strict=True)])
-    amp = np.einsum("nt,nt->n", y, ref) / np.einsum("nt,nt->n", y, y)
-    rel = np.linalg.norm(y - ref, axis=1) / np.linalg.norm(ref, axis=1)
-    return corr, amp, rel
-
-
 def test_the_line_source_medium_matches_k_wave_at_every_sensor(kwave) -> None:
     p0, grid, sensors, acq, ref, _ = kwave
     y = ForwardOperator(grid, sensors, acq, medium="2d").forward(p0).astype(np.float64)
-    corr, amp, rel = _per_sensor(y, ref)
+    corr, amp, rel = per_sensor(y, ref)
     assert corr.min() > 0.999, corr.min()  # measured 0.99999
     assert np.abs(amp - 1).max() < 0.01, amp  # measured within 0.25 %
     assert rel.max() < 0.02, rel.max()  # measured 0.4 %
@@ -45,9 +39,9 @@ def test_the_line_source_medium_matches_k_wave_at_every_sensor(kwave) -> None:
 def test_the_slab_model_does_not_and_the_converter_bridges_them(kwave) -> None:
     p0, grid, sensors, acq, ref, _ = kwave
     slab = ForwardOperator(grid, sensors, acq).forward(p0).astype(np.float64)
-    assert _per_sensor(slab, ref)[2].min() > 0.5  # another signal shape (measured 0.99)
+    assert per_sensor(slab, ref)[2].min() > 0.5  # another signal shape (measured 0.99)
     converted = line_to_slab(ref.astype(np.float32), acq, thickness=grid.dx)
-    corr, _, rel = _per_sensor(slab, converted.astype(np.float64))
+    corr, _, rel = per_sensor(slab, converted.astype(np.float64))
     # measured: correlation 0.9997 or more, relative L2 1.1 % (median), 2.3 % (worst)
     assert corr.min() > 0.999 and np.median(rel) < 0.03, (corr.min(), np.median(rel))
 
@@ -63,7 +57,7 @@ def test_two_speeds_time_a_faster_disc_as_k_wave_does(kwave) -> None:
     got = {}
     for name, speed_map in (("one", None), ("two", disc)):
         y = ForwardOperator(grid, sensors, acq, medium="2d", speed_map=speed_map).forward(p0)
-        got[name] = _per_sensor(y.astype(np.float64), ref)
+        got[name] = per_sensor(y.astype(np.float64), ref)
     corr, amp, rel = got["two"]
     assert corr.min() > 0.999, corr.min()  # measured 0.9995; one speed 0.980
     assert got["one"][0].min() < 0.99 and rel.max() < 0.5 * got["one"][2].max()

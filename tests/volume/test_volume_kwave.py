@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from signal_compare import per_sensor
 
 from oatomo import Acquisition
 from oatomo.volume import VolumeGrid, simulate_volume
@@ -35,23 +36,16 @@ def _blobs(d: dict, refine: int) -> tuple[np.ndarray, VolumeGrid]:
     return np.asarray(p0, np.float32), VolumeGrid(n, n * dx)
 
 
-def _per_sensor(y: np.ndarray, ref: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    corr = np.array([np.corrcoef(a, b)[0, 1] for a, b in zip(y, ref, strict=True)])
-    amp = np.einsum("nt,nt->n", y, ref) / np.einsum("nt,nt->n", y, y)
-    rel = np.linalg.norm(y - ref, axis=1) / np.linalg.norm(ref, axis=1)
-    return corr, amp, rel
-
-
 def test_the_volume_model_matches_k_wave_at_every_sensor(kwave) -> None:
     d, acq, ref = kwave
     p0, grid = _blobs(d, 1)
     y = simulate_volume(p0, grid, d["positions"], acq).astype(np.float64)
-    corr, amp, rel = _per_sensor(y, ref)
+    corr, amp, rel = per_sensor(y, ref)
     assert corr.min() > 0.998, corr.min()  # measured 0.9991 (median 0.9996)
     assert 0.99 < amp.min() and amp.max() < 1.05, amp  # measured 1.009-1.023
     assert rel.max() < 0.08, rel.max()  # measured 4.7 % (median 3.2 %)
     # the same signals one sample late or early match far worse: the timing is k-Wave's
-    late = _per_sensor(y, np.roll(ref, 1, axis=1))[0]
+    late = per_sensor(y, np.roll(ref, 1, axis=1))[0]
     assert np.median(late) < np.median(corr) - 0.005, (np.median(late), np.median(corr))
 
 
@@ -60,9 +54,9 @@ def test_on_a_finer_grid_the_volume_model_comes_closer_to_k_wave(kwave) -> None:
     a grid 2x finer match k-Wave's signals (made from the coarse samples of the same
     smooth blobs) to a fraction of the error."""
     d, acq, ref = kwave
-    coarse = _per_sensor(simulate_volume(*_blobs(d, 1), d["positions"], acq)
+    coarse = per_sensor(simulate_volume(*_blobs(d, 1), d["positions"], acq)
                          .astype(np.float64), ref)
-    fine = _per_sensor(simulate_volume(*_blobs(d, 2), d["positions"], acq)
+    fine = per_sensor(simulate_volume(*_blobs(d, 2), d["positions"], acq)
                        .astype(np.float64), ref)
     assert fine[0].min() > 0.9995, fine[0].min()  # measured 0.99987
     assert np.abs(fine[1] - 1).max() < 0.015, fine[1]  # measured 1.002-1.006
