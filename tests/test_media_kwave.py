@@ -103,12 +103,12 @@ def test_the_attenuation_matches_k_wave_absorption_at_every_sensor(kwave, kwave_
     at_c1 = Acquisition(acq.fs, acq.n_samples, speed_of_sound=c1, t0=acq.t0)
     y = ForwardOperator(grid, sensors, at_c1, medium="2d", attenuation=att).forward(p0)
     y = y.astype(np.float64)
-    corr, amp, rel = _per_sensor(y, ref)
+    corr, amp, rel = per_sensor(y, ref)
     # measured (y = 1.5 / 1.2): correlation 0.99999 / 0.99999; k-Wave's amplitude 1.002-1.005
     # / 1.009-1.013 of oatomo's (k-Wave's initial pressure, below); relative L2 0.63 / 1.3 %
     assert corr.min() > 0.9999, corr.min()
     assert np.abs(amp - 1).max() < 0.02 and rel.max() < 0.025, (amp, rel.max())
-    corr, amp, rel_gain = _per_sensor(_kwave_source_gain(y, at_c1, att, c0), ref)
+    corr, amp, rel_gain = per_sensor(_kwave_source_gain(y, at_c1, att, c0), ref)
     # with k-Wave's initial-pressure gain: amplitude 0.9996-1.0028, relative L2 <= 0.44 %,
     # the level of the non-absorbing scan's agreement
     assert np.abs(amp - 1).max() < 0.006 and rel_gain.max() < 0.01, (amp, rel_gain.max())
@@ -117,6 +117,6 @@ def test_the_attenuation_matches_k_wave_absorption_at_every_sensor(kwave, kwave_
     for c in (c0, c1):
         a = Acquisition(acq.fs, acq.n_samples, speed_of_sound=c, t0=acq.t0)
         plain = ForwardOperator(grid, sensors, a, medium="2d").forward(p0).astype(np.float64)
-        rel_plain = _per_sensor(plain, ref)[2]
+        rel_plain = per_sensor(plain, ref)[2]
         assert np.median(rel_plain) > 4 * np.median(rel_gain), (c, np.median(rel_plain))
         assert np.median(rel_plain) > 1.5 * np.median(rel), (c, np.median(rel_plain))
