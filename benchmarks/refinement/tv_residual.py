@@ -301,7 +301,34 @@ def cache_set(cache: Path, tuning: bool) -> None:
                       round(row["psnr_tv"], 2), flush=True)
 
 
-def score(model_path: str, cache: Path) -> list[tuple]:
+def _scan_setup(geometry: str, kind: str, seed: int):
+    """The positions, acquisition and response of ``tv_refiner.run_case``'s scan (the same
+    draws in the same order)."""
+    import tv_refiner as T
+
+    from oatomo.geometry import Grid
+    from oatomo.response import DetectorResponse
+
+    geo = {**H.GEOMETRIES, **T.TUNING_GEOMETRIES}[geometry]
+    rng = np.random.default_rng([seed, zlib.crc32(geometry.encode()),
+                                 zlib.crc32(kind.encode()), 1])
+    grid = Grid(H.N_IMAGE, H.FOV)
+    H.phantom(kind, Grid(2 * H.N_IMAGE, H.FOV), rng)
+    true, _ = geo.perturbed(geo.nominal(), rng)
+    c = float(rng.uniform(*H.C_TRUE))
+    rng.uniform(*H.NOISE)
+    acq = H.acquisition_for([true], grid, [c])
+    acq = type(acq)(acq.fs, acq.n_samples, speed_of_sound=c, t0=acq.t0)
+    response = DetectorResponse(centre_frequency=H.BAND_CENTRE_AT_01MM * 0.1 * H.MM / grid.dx,
+                                bandwidth=H.BANDWIDTH)
+    return grid, true, acq, response
+
+
+def score(model_path: str, cache: Path, guard: bool = False) -> list[tuple]:
+    """Per scan: geometry, kind, seed, PSNR of UBP / TV / refined, refinement and TV times
+    and, with ``guard``, the PSNR of what the refinement guard of ``oatomo reconstruct``
+    keeps (:func:`oatomo.refine.guard.check_refined` with the rule for a TV image: the
+    refined image when it passes, else TV) and whether it passed."""
     import torch
 
     torch.set_num_threads(2)
@@ -321,9 +348,18 @@ def score(model_path: str, cache: Path) -> list[tuple]:
             ref = model(x)[0, 0].numpy() * s
         dt = time.perf_counter() - t
         geo, kind, seed = name.rsplit("_", 2)
-        rows.append((geo, kind, int(seed), H.score(ubp.astype(np.float64), truth),
-                     H.score(tv.astype(np.float64), truth),
-                     H.score(ref.astype(np.float64), truth), dt, float(z["t_tv"])))
+        row = (geo, kind, int(seed), H.score(ubp.astype(np.float64), truth),
+               H.score(tv.astype(np.float64), truth),
+               H.score(ref.astype(np.float64), truth), dt, float(z["t_tv"]))
+        if guard:
+            from oatomo.refine.guard import check_refined, guard_rule
+
+            grid, true, acq, response = _scan_setup(geo, kind, int(seed))
+            verdict = check_refined(ref, tv, z["y"], grid, true, acq, response=response,
+                                    rule=guard_rule("mb-tv"))
+            kept = ref if verdict.passed else tv
+            row += (H.score(kept.astype(np.float64), truth), bool(verdict.passed))
+        rows.append(row)
     return rows
 
 
@@ -352,6 +388,24 @@ def table(rows: list[tuple]) -> str:
     return "\n".join(lines)
 
 
+def guard_table(rows: list[tuple]) -> str:
+    """Guarded (what the pipeline would keep) minus TV, per geometry and kind."""
+    lines = ["", "| geometry | phantom | n | passed | guarded - TV |", "|---|---|---|---|---|"]
+    agg = collections.defaultdict(list)
+    for r in rows:
+        agg[(r[0], r[1])].append((r[8] - r[4], r[9]))
+    for (g, k), v in sorted(agg.items()):
+        lines.append(f"| {g} | {k} | {len(v)} | {sum(p for _, p in v)} | "
+                     f"{np.mean([d for d, _ in v]):+.2f} |")
+    d = np.array([r[8] - r[4] for r in rows])
+    lines += ["", f"All {len(rows)} scans: guarded - TV mean {d.mean():+.2f} dB, worst "
+              f"{d.min():+.2f}; passed {sum(r[9] for r in rows)} of {len(rows)}"]
+    for g in sorted({r[0] for r in rows}):
+        dv = [r[8] - r[4] for r in rows if r[0] == g and r[1].startswith("vessels")]
+        lines.append(f"{g}: vessels guarded - TV {np.mean(dv) if dv else float('nan'):+.2f}")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -370,6 +424,8 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("model")
     s.add_argument("cache")
     s.add_argument("--json")
+    s.add_argument("--guard", action="store_true",
+                   help="also score what the refinement guard keeps")
     a = ap.parse_args(argv)
     if a.cmd == "data":
         out = Path(a.out)
@@ -381,8 +437,10 @@ def main(argv: list[str] | None = None) -> int:
     elif a.cmd == "cache":
         cache_set(Path(a.cache), a.tuning)
     else:
-        rows = score(a.model, Path(a.cache))
+        rows = score(a.model, Path(a.cache), a.guard)
         print(table(rows))
+        if a.guard:
+            print(guard_table(rows))
         if a.json:
             Path(a.json).write_text(json.dumps(rows, indent=1))
     return 0
