@@ -208,6 +208,9 @@ def das_volume(pairs, owner, xs, ys, zs, sensors, normals, areas, scale, weighte
             sx = sensors[s, 0]
             sig = pairs[owner[s]]
             c_s = scale[s]
+            t = min(s + 1, n_s - 1)  # the pass's second sensor (unweighted)
+            sig2 = pairs[owner[t]]
+            c_t = scale[t] if t > s else np.float32(0.0)
             for r in range(r0, r1):
                 kz = r // ny
                 i = r - kz * ny
@@ -231,13 +234,10 @@ def das_volume(pairs, owner, xs, ys, zs, sensors, normals, areas, scale, weighte
                         a_r[j] += w * (v.real + fbuf[j] * v.imag)
                         w_r[j] += w
                 else:
-                    t = min(s + 1, n_s - 1)
                     dy = ys[i] - sensors[t, 1]
                     dz = zs[kz] - sensors[t, 2]
                     _delays(xs, dy * dy + dz * dz, sensors[t, 0], off, fs_over_c, hi, kbuf2,
                             fbuf2)
-                    sig2 = pairs[owner[t]]
-                    c_t = scale[t] if t > s else np.float32(0.0)
                     for j in range(nx):
                         v = sig[kbuf[j]]
                         u = sig2[kbuf2[j]]
