@@ -83,11 +83,10 @@ TUNING_SEED = 2000
 RATIOS = (0.05, 0.25, 0.5, 0.75, 0.9)
 
 
-def run_case(ref: Any, geometry: str, kind: str, seed: int,
-             cache: Path | None = None) -> dict[str, Any]:
-    """One correct-file scan: UBP, TV, refined(TV), guarded; PSNRs and times. ``cache``: a
-    directory keeping each scan's record, UBP and TV images (and TV's time), so that
-    another model is scored on the same images without simulating and solving again."""
+def draw_case(geometry: str, kind: str, seed: int) -> tuple:
+    """One scan's draws, in order: the grids, the fine ``p0``, the truth (block-averaged,
+    maximum 1), the true positions, the acquisition (true speed of sound), the detector
+    response, the noise level, and the generator positioned after them."""
     geo = {**H.GEOMETRIES, **TUNING_GEOMETRIES}[geometry]
     rng = np.random.default_rng([seed, zlib.crc32(geometry.encode()),
                                  zlib.crc32(kind.encode()), 1])
@@ -96,14 +95,22 @@ def run_case(ref: Any, geometry: str, kind: str, seed: int,
     p0 = H.phantom(kind, fine, rng)
     truth = H.block_mean(p0.astype(np.float64))
     truth /= truth.max()
-    nominal = geo.nominal()
-    true, _ = geo.perturbed(nominal, rng)
+    true, _ = geo.perturbed(geo.nominal(), rng)
     c = float(rng.uniform(*H.C_TRUE))
     noise = float(rng.uniform(*H.NOISE))
     acq = H.acquisition_for([true], grid, [c])
     acq = type(acq)(acq.fs, acq.n_samples, speed_of_sound=c, t0=acq.t0)
     response = DetectorResponse(centre_frequency=H.BAND_CENTRE_AT_01MM * 0.1 * H.MM / grid.dx,
                                 bandwidth=H.BANDWIDTH)
+    return grid, fine, p0, truth, true, acq, response, noise, rng
+
+
+def run_case(ref: Any, geometry: str, kind: str, seed: int,
+             cache: Path | None = None) -> dict[str, Any]:
+    """One correct-file scan: UBP, TV, refined(TV), guarded; PSNRs and times. ``cache``: a
+    directory keeping each scan's record, UBP and TV images (and TV's time), so that
+    another model is scored on the same images without simulating and solving again."""
+    grid, fine, p0, truth, true, acq, response, noise, rng = draw_case(geometry, kind, seed)
     row: dict[str, Any] = {"geometry": geometry, "phantom": kind, "seed": seed,
                            "noise": noise}
     stored = None if cache is None else cache / f"{geometry}_{kind}_{seed}.npz"

@@ -56,7 +56,6 @@ import math
 import os
 import sys
 import time
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -280,8 +279,6 @@ def cache_set(cache: Path, tuning: bool) -> None:
     """Write ``tv_refiner.py``'s scans' y, UBP and TV (its cache) and each truth."""
     import tv_refiner as T
 
-    from oatomo.geometry import Grid
-
     geos = list(T.TUNING_GEOMETRIES) if tuning else list(T.GEOMETRIES)
     kinds = T.TUNING_PHANTOMS if tuning else H.PHANTOMS
     first = T.TUNING_SEED if tuning else H.FIRST_SEED
@@ -292,36 +289,9 @@ def cache_set(cache: Path, tuning: bool) -> None:
                 if out.exists():
                     continue
                 row = T.run_case(_Identity(), geometry, kind, seed, cache=cache)
-                rng = np.random.default_rng([seed, zlib.crc32(geometry.encode()),
-                                             zlib.crc32(kind.encode()), 1])
-                p0 = H.phantom(kind, Grid(2 * H.N_IMAGE, H.FOV), rng)
-                truth = H.block_mean(p0.astype(np.float64))
-                np.save(out, truth / truth.max())
+                np.save(out, T.draw_case(geometry, kind, seed)[3])
                 print(geometry, kind, seed, round(row["psnr_ubp"], 2),
                       round(row["psnr_tv"], 2), flush=True)
-
-
-def _scan_setup(geometry: str, kind: str, seed: int):
-    """The positions, acquisition and response of ``tv_refiner.run_case``'s scan (the same
-    draws in the same order)."""
-    import tv_refiner as T
-
-    from oatomo.geometry import Grid
-    from oatomo.response import DetectorResponse
-
-    geo = {**H.GEOMETRIES, **T.TUNING_GEOMETRIES}[geometry]
-    rng = np.random.default_rng([seed, zlib.crc32(geometry.encode()),
-                                 zlib.crc32(kind.encode()), 1])
-    grid = Grid(H.N_IMAGE, H.FOV)
-    H.phantom(kind, Grid(2 * H.N_IMAGE, H.FOV), rng)
-    true, _ = geo.perturbed(geo.nominal(), rng)
-    c = float(rng.uniform(*H.C_TRUE))
-    rng.uniform(*H.NOISE)
-    acq = H.acquisition_for([true], grid, [c])
-    acq = type(acq)(acq.fs, acq.n_samples, speed_of_sound=c, t0=acq.t0)
-    response = DetectorResponse(centre_frequency=H.BAND_CENTRE_AT_01MM * 0.1 * H.MM / grid.dx,
-                                bandwidth=H.BANDWIDTH)
-    return grid, true, acq, response
 
 
 def score(model_path: str, cache: Path, guard: bool = False) -> list[tuple]:
@@ -352,9 +322,11 @@ def score(model_path: str, cache: Path, guard: bool = False) -> list[tuple]:
                H.score(tv.astype(np.float64), truth),
                H.score(ref.astype(np.float64), truth), dt, float(z["t_tv"]))
         if guard:
+            import tv_refiner as T
+
             from oatomo.refine.guard import check_refined, guard_rule
 
-            grid, true, acq, response = _scan_setup(geo, kind, int(seed))
+            grid, _, _, _, true, acq, response, _, _ = T.draw_case(geo, kind, int(seed))
             verdict = check_refined(ref, tv, z["y"], grid, true, acq, response=response,
                                     rule=guard_rule("mb-tv"))
             kept = ref if verdict.passed else tv
