@@ -201,8 +201,13 @@ def test_pipeline_and_cli_deconvolve(tmp_path, capsys):
     path = tmp_path / "s.h5"
     save_scan(path, scan)
     common = [str(path), "--png", "none", "-q", "--no-refine", "--n", "32", "--force"]
-    assert main(["reconstruct", *common]) == 0
+    assert main(["reconstruct", *common, "--method", "ubp"]) == 0
     assert "--deconvolve removes it" in capsys.readouterr().out
+    assert main(["reconstruct", *common, "--method", "mb-tv", "--iters", "3"]) == 0
+    assert "is in the forward operator (3 iterations" in capsys.readouterr().out
+    assert main(["reconstruct", *common, "--method", "mb-tv", "--iters", "3",
+                 "--no-model-response"]) == 0
+    assert "--model-response models it" in capsys.readouterr().out
     assert main(["reconstruct", *common, "--deconvolve", "0.001"]) == 0
     assert "Wiener deconvolution (lam = 0.001)" in capsys.readouterr().out
     assert main(["reconstruct", *common, "--deconvolve", "--response", "5e6"]) == 2
@@ -300,11 +305,48 @@ def test_model_based_with_the_response_in_the_operator():
     want = oatomo.reconstruct_model_based(y, grid, ring, acq, method="tv", n_iter=100,
                                           response=GAUSS)[0]
     np.testing.assert_array_equal(rec.image, want)
-    plain = oatomo.reconstruct(scan, "mb-tv", grid, iters=100, refine=False).image
+    plain = oatomo.reconstruct(scan, "mb-tv", grid, iters=100, refine=False,
+                               model_response=False).image
     r = [float(np.corrcoef(x.ravel(), p0.ravel())[0, 1]) for x in (rec.image, plain)]
     assert r[0] > r[1] + 0.2, r
     with pytest.raises(InputError, match="ubp cannot model the detector response"):
         oatomo.reconstruct(scan, "ubp", grid, model_response=True, refine=False)
+    with pytest.raises(InputError, match="model_response must be"):
+        oatomo.reconstruct(scan, "mb-tv", grid, model_response="yes", refine=False)
+
+
+def test_a_scan_that_carries_its_response_gets_it_in_the_operator_by_default():
+    """model_response="auto": a model-based method puts the scan's response into A and
+    runs RESPONSE_ITERS iterations unless iters is given; UBP, a scan without a response,
+    deconvolve and model_response=False keep the old route; the provenance says which."""
+    from oatomo.pipeline.options import RESPONSE_ITERS
+
+    grid, ring, acq = Grid(32, 0.008), ring_array(24, 0.01), Acquisition(20e6, 300)
+    p0 = aa_disk(grid, 1.5e-3, (5e-4, 0))
+    y = simulate(p0, grid, ring, acq, response=GAUSS)
+    scan = oatomo.Scan(y, ring, acq, response=GAUSS)
+    rec = oatomo.reconstruct(scan, "mb-tv", grid, refine=False, calibrate=False)
+    want = oatomo.reconstruct_model_based(y, grid, ring, acq, method="tv",
+                                          n_iter=RESPONSE_ITERS, response=GAUSS)[0]
+    np.testing.assert_array_equal(rec.image, want)
+    assert rec.provenance["model_response"] is True
+    assert rec.provenance["iters"] == RESPONSE_ITERS
+    given = oatomo.reconstruct(scan, "mb-tv", grid, refine=False, calibrate=False, iters=7)
+    np.testing.assert_array_equal(given.image, oatomo.reconstruct_model_based(
+        y, grid, ring, acq, method="tv", n_iter=7, response=GAUSS)[0])
+    off = oatomo.reconstruct(scan, "mb-tv", grid, refine=False, calibrate=False,
+                             model_response=False)
+    np.testing.assert_array_equal(off.image, oatomo.reconstruct_model_based(
+        y, grid, ring, acq, method="tv", n_iter=50)[0])
+    assert off.provenance["model_response"] is False and off.provenance["iters"] == 50
+    bare = oatomo.reconstruct(oatomo.Scan(y, ring, acq), "mb-tv", grid, refine=False,
+                              calibrate=False)
+    np.testing.assert_array_equal(bare.image, off.image)
+    dec = oatomo.reconstruct(scan, "mb-tv", grid, refine=False, calibrate=False,
+                             deconvolve=True)
+    assert dec.provenance["model_response"] is False
+    ubp = oatomo.reconstruct(scan, "ubp", grid, refine=False, calibrate=False)
+    assert ubp.provenance["model_response"] is False and ubp.provenance["iters"] is None
     with pytest.raises(InputError, match="choose one"):
         oatomo.reconstruct(scan, "mb-tv", grid, model_response=True, deconvolve=True,
                            refine=False, iters=1)

@@ -101,8 +101,9 @@ def draw_phantom(kind: str, fine, rng: np.random.Generator) -> np.ndarray:
     return P.make(kind, fine, seed)
 
 
-def make_item(i: int, out: Path) -> None:
-    """Training scan ``i`` (a pure function of ``i``) into ``out/<i>.npz``."""
+def make_item(i: int, out: Path, model_response: bool | str = "auto") -> None:
+    """Training scan ``i`` (a pure function of ``i``) into ``out/<i>.npz``; the TV image
+    with the pipeline's ``model_response`` (see ``tv_refiner.run_case``)."""
     import oatomo
     from oatomo.forward import simulate
     from oatomo.geometry import Grid
@@ -130,7 +131,8 @@ def make_item(i: int, out: Path) -> None:
                  response=response, seed=int(rng.integers(2**63)))
     scan = Scan(y, true, acq, response=response)
     ubp = oatomo.reconstruct(scan, "ubp", grid=grid, calibrate=False, refine=False).image
-    tv = oatomo.reconstruct(scan, "mb-tv", grid=grid, calibrate=False, refine=False).image
+    tv = oatomo.reconstruct(scan, "mb-tv", grid=grid, calibrate=False, refine=False,
+                            model_response=model_response).image
     tmp = path.with_suffix(".tmp.npz")
     np.savez(tmp, tv=tv.astype(np.float32), ubp=ubp.astype(np.float32), truth=truth,
              kind=kind, geo=f"{geo.kind}{geo.n}", noise=noise)
@@ -260,6 +262,9 @@ def train(data: str, out: str, steps: int, resume: bool = True) -> None:
                        out + ".tmp")
             os.replace(out + ".tmp", out)
             Path(out + ".curve.json").write_text(json.dumps(curve))
+            if step < steps:  # every checkpoint kept, for the tuning set to choose
+                torch.save({"model": model.state_dict(), "step": step},
+                           f"{out.removesuffix('.pt')}_{step}.pt")
 
 
 # --- scoring -------------------------------------------------------------------------
@@ -275,7 +280,7 @@ class _Identity:
         return argparse.Namespace(refined=k["images"]["mb-tv"])
 
 
-def cache_set(cache: Path, tuning: bool) -> None:
+def cache_set(cache: Path, tuning: bool, model_response: bool | str = "auto") -> None:
     """Write ``tv_refiner.py``'s scans' y, UBP and TV (its cache) and each truth."""
     import tv_refiner as T
 
@@ -288,7 +293,8 @@ def cache_set(cache: Path, tuning: bool) -> None:
                 out = cache / f"truth_{geometry}_{kind}_{seed}.npy"
                 if out.exists():
                     continue
-                row = T.run_case(_Identity(), geometry, kind, seed, cache=cache)
+                row = T.run_case(_Identity(), geometry, kind, seed, cache=cache,
+                                 model_response=model_response)
                 np.save(out, T.draw_case(geometry, kind, seed)[3])
                 print(geometry, kind, seed, round(row["psnr_ubp"], 2),
                       round(row["psnr_tv"], 2), flush=True)
@@ -385,6 +391,9 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("out")
     d.add_argument("--start", type=int, default=0)
     d.add_argument("--count", type=int, default=192)
+    d.add_argument("--ignore-response", action="store_true",
+                   help="TV without the detector response (the pipeline's default before "
+                   "model_response='auto'; the 357/756/1456-scan runs)")
     t = sub.add_parser("train")
     t.add_argument("data")
     t.add_argument("model")
@@ -392,6 +401,8 @@ def main(argv: list[str] | None = None) -> int:
     c = sub.add_parser("cache")
     c.add_argument("cache")
     c.add_argument("--tuning", action="store_true")
+    c.add_argument("--ignore-response", action="store_true",
+                   help="as for data (the caches of the earlier runs)")
     s = sub.add_parser("score")
     s.add_argument("model")
     s.add_argument("cache")
@@ -403,11 +414,11 @@ def main(argv: list[str] | None = None) -> int:
         out = Path(a.out)
         out.mkdir(parents=True, exist_ok=True)
         for i in range(a.start, a.start + a.count):
-            make_item(i, out)
+            make_item(i, out, False if a.ignore_response else "auto")
     elif a.cmd == "train":
         train(a.data, a.model, a.steps)
     elif a.cmd == "cache":
-        cache_set(Path(a.cache), a.tuning)
+        cache_set(Path(a.cache), a.tuning, False if a.ignore_response else "auto")
     else:
         rows = score(a.model, Path(a.cache), a.guard)
         print(table(rows))

@@ -135,9 +135,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--response", metavar="FC:BW", help="the sensors' response as a Gaussian "
                    "band: centre frequency in Hz and fractional bandwidth (e.g. 5e6:0.8), "
                    "instead of the file's")
-    r.add_argument("--model-response", action="store_true", help="model-based methods: put "
-                   "the detector response (the file's, or --response) in the forward operator "
-                   "instead of deconvolving first")
+    r.add_argument("--model-response", action=argparse.BooleanOptionalAction, default=None,
+                   help="model-based methods: put the detector response (the file's, or "
+                   "--response) in the forward operator instead of deconvolving first "
+                   "(default: whenever the scan carries one and --deconvolve is not given; "
+                   "then 100 iterations unless --iters)")
     r.add_argument("--element-width", type=float, metavar="W", help="width of flat sensor "
                    "elements in metres: das and ubp weight the backprojection with their "
                    "directivity, model-based methods model it (default: point sensors); "
@@ -488,9 +490,14 @@ def run_reconstruct(args: argparse.Namespace) -> int:
     if prov["deconvolution"] is not None:
         print(f"removed the detector response by Wiener deconvolution (lam = "
               f"{prov['deconvolution']['lam']:g})")
+    elif prov["model_response"]:
+        print(f"the detector response ({prov['detector_response'] or 'given'}) is in the "
+              f"forward operator ({prov['iters']} iterations; --no-model-response leaves "
+              f"it out)")
     elif prov["detector_response"] is not None:
         print(f"note: the file has a detector response ({prov['detector_response']}); "
-              f"--deconvolve removes it first")
+              f"--deconvolve removes it first" + (
+                  "" if prov["iters"] is None else ", --model-response models it"))
     check, cal = prov["position_check"], prov["calibration"]
     if check is not None and "spread_m" in check:
         verdict = (check["reason"] or "they agree" if not check["needs_calibration"] else
@@ -548,7 +555,8 @@ def _reconstruct_keywords(args: argparse.Namespace) -> dict[str, Any]:
         deconvolve=args.deconvolve, preset=args.preset,
         response=None if args.response is None else _response(args.response),
         wavelengths=args.wavelengths, element_width=args.element_width,
-        element_shape=args.element_shape, model_response=args.model_response,
+        element_shape=args.element_shape,
+        model_response="auto" if args.model_response is None else args.model_response,
         medium=args.medium, attenuation=_attenuation(args))
 
 
@@ -722,7 +730,7 @@ def run_info(args: argparse.Namespace) -> int:
             f"Gaussian band, {r.centre_frequency / 1e6:g} MHz, {r.bandwidth:.0%} bandwidth"
             if r.impulse_response is None else
             f"measured impulse response, {r.impulse_response.size} samples")
-            + " (--deconvolve removes it)")
+            + " (model-based methods model it; --deconvolve removes it)")
     print(f"medium:          {scan.medium}" + (
         "" if scan.attenuation is None else f", attenuation {scan.attenuation.alpha0:g} "
         f"dB/(MHz^{scan.attenuation.power:g} cm)"))

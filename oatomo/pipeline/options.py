@@ -19,7 +19,8 @@ from oatomo.recon.registry import get_method
 
 __all__ = ["ReconstructOptions", "resolve_options", "operator_response", "check_device",
            "PRESET_KEYWORDS",
-           "DEFAULT_METHOD", "REFINE_METHOD", "DEFAULT_ITERS", "default_method"]
+           "DEFAULT_METHOD", "REFINE_METHOD", "DEFAULT_ITERS", "RESPONSE_ITERS",
+           "default_method", "method_iters"]
 
 #: The method of a reconstruction that names none (neither keyword nor preset): TV, the
 #: best physics image on every held-out geometry and phantom kind measured (3-15 dB above
@@ -30,6 +31,11 @@ DEFAULT_METHOD = "mb-tv"
 REFINE_METHOD = "ubp"
 #: Iterations of model-based methods when neither keyword nor preset sets them.
 DEFAULT_ITERS = 50
+#: The same with the detector response inside the forward operator: the band-limited
+#: operator is ill-conditioned and first-order TV converges slowly (on the refinement
+#: benchmark's tuning scans TV gained 3.7 dB from 50 to 100 iterations and 0.9 dB more
+#: to 200; docs/results/refinement.rst, "The detector response the scan carries").
+RESPONSE_ITERS = 100
 #: The keywords a preset may set (:meth:`oatomo.pipeline.presets.Preset.settings`).
 PRESET_KEYWORDS = ("method", "n", "fov", "speed_of_sound", "object_speed_of_sound",
                    "object_radius", "object_centre", "band", "deconvolve", "iters",
@@ -60,7 +66,7 @@ class ReconstructOptions:
     band: tuple[float | None, float | None] | None = None
     deconvolve: bool | float | None = None
     response: Any = None
-    model_response: bool = False
+    model_response: bool | Literal["auto"] = "auto"
     element_width: float | None = None
     medium: str | None = None
     attenuation: Any = None
@@ -75,11 +81,16 @@ class ReconstructOptions:
     device: str = "cpu"
     guard: bool = True
     method_given: bool = False
+    iters_given: bool = False
     preset_name: str | None = None
 
 
 def _check_choices(options: ReconstructOptions) -> None:
-    """InputError unless ``refine`` and ``calibrate`` are True, False or ``"auto"``."""
+    """InputError unless ``refine``, ``calibrate`` and ``model_response`` are True, False
+    or ``"auto"``."""
+    if options.model_response not in (True, False, "auto"):
+        raise InputError(f"model_response must be True, False or 'auto', got "
+                         f"{options.model_response!r}")
     if options.refine not in (True, False, "auto"):
         raise InputError(f"refine must be True, False or 'auto', got {options.refine!r}")
     if options.calibrate not in (True, False, "auto"):
@@ -148,6 +159,7 @@ def resolve_options(options: ReconstructOptions) -> ReconstructOptions:
     options = _with_preset(options)
     resolved = replace(
         options, method_given=options.method is not None,
+        iters_given=options.iters is not None,
         method=default_method(options.refine) if options.method is None else options.method,
         iters=DEFAULT_ITERS if options.iters is None else options.iters)
     get_method(resolved.method)  # an unknown method fails before the scan is read
@@ -156,22 +168,29 @@ def resolve_options(options: ReconstructOptions) -> ReconstructOptions:
 
 
 def operator_response(options: ReconstructOptions, scan: Any) -> Any:
-    """The detector response to put inside the forward operator: with ``model_response``
-    the one given (``options.response``) or else the scan's; None without.
+    """The detector response to put inside the forward operator: the one given
+    (``options.response``) or else the scan's; None without.
+
+    ``model_response=True`` asks for it; ``"auto"`` (the default) takes it whenever there
+    is one to take: a response given or carried by the scan, an iterative method and no
+    deconvolution; ``False`` never.
 
     Raises
     ------
     InputError
-        When the scan has no response to model, the method is not iterative, or the
-        signals are also to be deconvolved.
+        With ``model_response=True``: when the scan has no response to model, the method
+        is not iterative, or the signals are also to be deconvolved.
     """
-    if not options.model_response:
+    if options.model_response is False:
         return None
     in_model = options.response if options.response is not None \
         else getattr(scan, "response", None)
+    spec = get_method(options.method)
+    if options.model_response == "auto":
+        usable = in_model is not None and spec.iterative and options.deconvolve is False
+        return in_model if usable else None
     if in_model is None:
         raise InputError("model_response: the scan has no detector response (give one)")
-    spec = get_method(options.method)
     if not spec.iterative:
         raise InputError(f"{spec.name} cannot model the detector response; use "
                          f"deconvolve or a model-based method")
@@ -179,3 +198,12 @@ def operator_response(options: ReconstructOptions, scan: Any) -> Any:
         raise InputError("deconvolve and model_response both remove the response; "
                          "choose one")
     return in_model
+
+
+def method_iters(options: ReconstructOptions, in_model: Any) -> int:
+    """Iterations of the model-based method: the ones given (keyword or preset), else
+    :data:`RESPONSE_ITERS` with a detector response in the operator and
+    :data:`DEFAULT_ITERS` without."""
+    if options.iters_given or in_model is None:
+        return int(options.iters if options.iters is not None else DEFAULT_ITERS)
+    return RESPONSE_ITERS

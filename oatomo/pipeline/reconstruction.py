@@ -32,7 +32,12 @@ from oatomo.pipeline.frames import (
     load_signals,
     reconstruct_by_frame,
 )
-from oatomo.pipeline.options import ReconstructOptions, operator_response, resolve_options
+from oatomo.pipeline.options import (
+    ReconstructOptions,
+    method_iters,
+    operator_response,
+    resolve_options,
+)
 from oatomo.pipeline.policy import calibrated_geometry, decide_calibration, scan_geometry
 from oatomo.pipeline.refinement import refine_images
 from oatomo.pipeline.volume import VolumeReconstruction, reconstruct_volume_scan
@@ -114,7 +119,8 @@ def reconstruct(scan: Any, method: str | None = None, grid: Grid | None = None, 
                 calibration: str | os.PathLike | Mapping[str, Any] | None = None,
                 band: tuple[float | None, float | None] | None = None,
                 deconvolve: bool | float | None = None, response: Any = None,
-                model_response: bool = False, element_width: float | None = None,
+                model_response: bool | Literal["auto"] = "auto",
+                element_width: float | None = None,
                 element_shape: str | None = None, medium: str | None = None,
                 attenuation: Any = None,
                 preset: Any = None,
@@ -175,7 +181,12 @@ def reconstruct(scan: Any, method: str | None = None, grid: Grid | None = None, 
         A :class:`oatomo.response.DetectorResponse` to use instead of the file's.
     model_response
         Model-based methods only: put the detector response (the file's, or ``response``)
-        into the forward operator instead of deconvolving it first.
+        into the forward operator instead of deconvolving it first. ``"auto"`` (default):
+        whenever the scan carries a response (or one is given), the method is
+        model-based and ``deconvolve`` is not asked for; it then runs
+        :data:`oatomo.pipeline.options.RESPONSE_ITERS` iterations unless ``iters`` (or the
+        preset) says otherwise. ``True``: always (an error without a response);
+        ``False``: never. 3-D scans: ``"auto"`` means ``False``.
     element_width
         Width (m) of flat sensor elements: das and ubp weight the backprojection with
         their directivity (:func:`oatomo.backproject`), model-based methods put it in the
@@ -210,7 +221,8 @@ def reconstruct(scan: Any, method: str | None = None, grid: Grid | None = None, 
     samples
         Posterior samples for the uncertainty map.
     lam, iters
-        Regularisation weight and iterations (default 50) of model-based methods.
+        Regularisation weight and iterations of model-based methods (default 50, or 100
+        with the detector response in the operator, see ``model_response``).
     calibrate
         ``True``: estimate the sensor positions and speed of sound from the data first
         (:func:`oatomo.calibrate`) and reconstruct with the estimates; the provenance's
@@ -254,8 +266,8 @@ def reconstruct(scan: Any, method: str | None = None, grid: Grid | None = None, 
         return reconstruct_volume_scan(
             scan, method, grid, n=n, fov=fov, frames=frames, wavelengths=wavelengths,
             speed_of_sound=speed_of_sound, band=band, deconvolve=deconvolve,
-            response=response, model_response=model_response, lam=lam, iters=iters,
-            callback=callback, object_speed_of_sound=object_speed_of_sound,
+            response=response, model_response=model_response is True, lam=lam,
+            iters=iters, callback=callback, object_speed_of_sound=object_speed_of_sound,
             object_radius=object_radius, object_centre=object_centre,
             calibration=calibration, element_width=element_width,
             element_shape=element_shape, attenuation=attenuation,
@@ -411,20 +423,21 @@ def _method_images(signals: Signals, grid: Grid, sensors: SensorArray,
     ``speed_map``, in two speeds of sound."""
     spec = get_method(options.method)
     in_model = operator_response(options, signals.data)
+    iters = method_iters(options, in_model)
     if signals.by_frame:
         index, kept_wl = frame_selection(signals.data, options.frames, options.wavelengths,
                                          grid, signals.source)
         image, deconv_record = reconstruct_by_frame(
             signals.scan, index, grid, sensors, acquisition, spec.name, scan=signals.data,
             deconvolve=options.deconvolve, response=options.response, band=options.band,
-            lam=options.lam, iters=options.iters, callback=callback,
+            lam=options.lam, iters=iters, callback=callback,
             element_width=options.element_width, in_model=in_model, speed_map=speed_map,
             medium=options.medium, attenuation=options.attenuation)
         lead = index.shape
         signals = replace(signals, wavelengths=kept_wl, deconvolution=deconv_record)
     else:
         image = reconstruct_sinogram(signals.sinogram, grid, sensors, acquisition, spec.name,
-                                     band=options.band, lam=options.lam, iters=options.iters,
+                                     band=options.band, lam=options.lam, iters=iters,
                                      callback=callback, element_width=options.element_width,
                                      response=in_model, speed_map=speed_map,
                                      medium=options.medium, attenuation=options.attenuation)
@@ -538,7 +551,9 @@ def _provenance(method: str, signals: Signals, options: ReconstructOptions,
         "element_width": options.element_width,
         "medium": options.medium,
         "attenuation": None if options.attenuation is None else options.attenuation.to_dict(),
-        "model_response": bool(options.model_response),
+        "model_response": operator_response(options, data) is not None,
+        "iters": (method_iters(options, operator_response(options, data))
+                  if get_method(method).iterative else None),
         "detector_response": None if getattr(data, "response", None) is None
         else repr(data.response),
         "timings": timings, "refinement": refinement, "calibration": calibration,
