@@ -32,7 +32,9 @@ three self-calibration cases (a vessel tree of depth 5, a thick tree of root wid
 and depth 4, :func:`oatomo.phantoms.disks`), each with its own per-sensor position errors
 (radial sigma 0.25 mm, angular sigma 0.5 deg, drawn in the ``simulate`` stage) and the
 nominal ring in the file. Seeds 3100-3103 (no benchmark or tuning of the repository uses
-them).
+them). Two more scans tune the two-speed estimator's region rule only
+(``kwave_region_rule.py``): ``tune-disc`` (a thick tree, seed 3104, a disc of radius
+7 mm at 1560 m/s) and ``tune-water`` (the same tree in water).
 
 Measurements (``evaluate``):
 
@@ -114,10 +116,16 @@ CASES: dict[str, tuple[str, int, bool, float | None]] = {
     "cal-vessels": ("vessels", 3101, True, None),
     "cal-thick": ("vessels-thick", 3102, True, None),
     "cal-disks": ("disks", 3103, True, None),
+    # tuning scans of the two-speed estimator's region rule (kwave_region_rule.py)
+    "tune-disc": ("vessels-thick", 3104, False, 1560.0),
+    "tune-water": ("vessels-thick", 3104, False, None),
 }
+#: the disc's radius (m) where it is not DISC_R
+DISC_RADIUS = {"tune-disc": 7 * MM}
+TUNE_CASES = ["tune-disc", "tune-water"]
 CAL_CASES = [k for k, v in CASES.items() if v[2]]
-WATER_CASES = [k for k, v in CASES.items() if v[3] is None]
-DISC_CASES = [k for k, v in CASES.items() if v[3] is not None]
+WATER_CASES = [k for k, v in CASES.items() if v[3] is None and k not in TUNE_CASES]
+DISC_CASES = [k for k, v in CASES.items() if v[3] is not None and k not in TUNE_CASES]
 #: the cases of ``evaluate --part two-speeds`` (simulate them with ``--cases``)
 TWO_SPEED_CASES = ["ring", *DISC_CASES]
 
@@ -226,7 +234,8 @@ def simulate_case(name: str, phantoms: Any) -> dict[str, Any]:
     if disc is not None:
         xk = (np.arange(N_KWAVE) - N_KWAVE // 2) * DX + DX / 2  # oatomo's frame
         X, Y = np.meshgrid(xk, xk, indexing="ij")
-        speed = np.where(X ** 2 + Y ** 2 < DISC_R ** 2, disc, C0)
+        radius = DISC_RADIUS.get(name, DISC_R)
+        speed = np.where(X ** 2 + Y ** 2 < radius ** 2, disc, C0)
         medium = kWaveMedium(sound_speed=speed, density=RHO)
     else:
         medium = kWaveMedium(sound_speed=C0, density=RHO)
@@ -339,7 +348,7 @@ def evaluate(parts: str = "all") -> dict[str, Any]:
 
     results: dict[str, Any] = {"signals": {}, "recon": {}, "calibration": {},
                                "two_speeds": {}}
-    names = list(CASES) if parts == "all" else TWO_SPEED_CASES
+    names = [k for k in CASES if k not in TUNE_CASES] if parts == "all" else TWO_SPEED_CASES
     data = {name: dict(np.load(OUT / f"{name}.npz")) for name in names}
     for name, d in data.items():
         assert np.allclose(d["t"], np.arange(N_SAMPLES) / FS) and float(d["c0"]) == C0

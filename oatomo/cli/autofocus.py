@@ -151,7 +151,10 @@ def _run_two_speeds(args: argparse.Namespace, scan: object, sino: np.ndarray, gr
                     out: object) -> int:
     """``oatomo autofocus --object``: the region's speed and radius (and centre)."""
     from oatomo.io import save_calibration  # lazy: h5py
-    from oatomo.recon.autofocus import autofocus_two_speeds  # lazy: Numba kernels
+    from oatomo.recon.autofocus import (  # lazy: Numba kernels
+        REGION_MAX_P,
+        autofocus_two_speeds,
+    )
 
     centre = tuple(args.object_centre) if args.object_centre is not None else (0.0, 0.0)
     r = autofocus_two_speeds(sino, grid, scan.sensors, scan.acquisition,
@@ -167,11 +170,14 @@ def _run_two_speeds(args: argparse.Namespace, scan: object, sino: np.ndarray, gr
         print(f"object region: {r['object_speed_of_sound']:.1f} m/s, radius "
               f"{r['object_radius'] * 1e3:.3f} mm at ({cx * 1e3:.3f}, {cy * 1e3:.3f}) mm in "
               f"water at {c0:g} m/s (held-out misfit {r['misfit']:.4f}, one speed "
-              f"{r['misfit_one_speed']:.4f}; {how})")
+              f"{r['misfit_one_speed']:.4f}; lower at {r['sensors_improved']:.0%} of the "
+              f"sensors, Wilcoxon p = {r['wilcoxon_p']:.1e}; {how})")
     else:
         print(f"no object region found: the best one ({r['object_speed_of_sound']:.1f} m/s, "
-              f"radius {r['object_radius'] * 1e3:.3f} mm) improves the held-out misfit of "
-              f"one speed ({c0:g} m/s) by less than the threshold; {how}")
+              f"radius {r['object_radius'] * 1e3:.3f} mm) does not lower the held-out misfit "
+              f"of one speed ({c0:g} m/s) sensor by sensor beyond chance (lower at "
+              f"{r['sensors_improved']:.0%} of the sensors, Wilcoxon p = "
+              f"{r['wilcoxon_p']:.2g}, needs < {REGION_MAX_P:g}); {how}")
     if r["at_edge"]:
         print("warning: the region found is at the end of the searched ranges; widen "
               "--range or --radius-range")

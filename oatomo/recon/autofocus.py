@@ -194,7 +194,8 @@ def _interleaved_halves(positions: np.ndarray) -> list[np.ndarray]:
 
 
 def heldout_misfit(sinogram: np.ndarray, grid: Grid, sensors: SensorArray,
-                   acquisition: Acquisition, speed_map: SpeedMap | None = None) -> float:
+                   acquisition: Acquisition, speed_map: SpeedMap | None = None, *,
+                   per_sensor: bool = False) -> float | np.ndarray:
     """Held-out data misfit of a medium: how badly half of the sensors predict the rest.
 
     For each of two interleaved halves of the array, the UBP image of the other half
@@ -213,6 +214,8 @@ def heldout_misfit(sinogram: np.ndarray, grid: Grid, sensors: SensorArray,
         sound is the coupling medium's when ``speed_map`` is None).
     speed_map
         Two speeds of sound, or None for the acquisition's one speed.
+    per_sensor
+        Return each sensor's ``1 - rho^2`` (float64 (N,)) instead of their mean.
     """
     y = np.asarray(sinogram, dtype=np.float32)
     pos = sensors.positions
@@ -229,7 +232,7 @@ def heldout_misfit(sinogram: np.ndarray, grid: Grid, sensors: SensorArray,
         num = np.sum(pred * d, axis=1)
         den = np.sqrt(np.sum(pred * pred, axis=1) * np.sum(d * d, axis=1))
         rho2[held] = np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0) ** 2
-    return float(np.mean(1.0 - rho2))
+    return 1.0 - rho2 if per_sensor else float(np.mean(1.0 - rho2))
 
 
 def _check_interval(value: Any, what: str, lo: float, hi: float, unit: str
@@ -246,10 +249,36 @@ def _check_interval(value: Any, what: str, lo: float, hi: float, unit: str
     return a, b
 
 
-#: Improvement of the held-out misfit over one speed (relative) below which no region
-#: is reported: 0.005 on the homogeneous tuning scan, 0.11 on the tuning scan with a disc
-#: of 1560 m/s, r 9 mm in 1500 m/s; a small weak disc (1530 m/s, r 6 mm, 270 degree arc)
-#: fell below it (``docs/results/media.rst``).
+def _sensor_statistics(y: np.ndarray, grid: Grid, sensors: SensorArray, acq: Acquisition,
+                       x: np.ndarray, c0: float, criterion: str) -> dict[str, Any]:
+    """Per sensor, whether the region lowers the held-out misfit of one speed: the
+    fraction of sensors it lowers (``sensors_improved``) and the one-sided Wilcoxon
+    signed-rank p-value of the per-sensor decreases (``wilcoxon_p``); NaN for the
+    sharpness criterion."""
+    if criterion != "heldout":
+        return {"sensors_improved": math.nan, "wilcoxon_p": math.nan}
+    from scipy.stats import wilcoxon  # lazy: scipy.stats is slow to import
+
+    region = SpeedMap(c0, float(np.clip(x[0], *SPEED_RANGE)), float(max(x[1], 1e-6)),
+                      (float(x[2]), float(x[3])))
+    one = SpeedMap(c0, c0, float(max(x[1], 1e-6)), (float(x[2]), float(x[3])))
+    drop = (heldout_misfit(y, grid, sensors, acq, one, per_sensor=True)
+            - heldout_misfit(y, grid, sensors, acq, region, per_sensor=True))
+    p = float(wilcoxon(drop, alternative="greater").pvalue) if np.any(drop != 0) else 1.0
+    return {"sensors_improved": float(np.mean(drop > 0)), "wilcoxon_p": p}
+
+
+#: The held-out criterion reports a region when the per-sensor decreases of the held-out
+#: misfit (one speed minus the region) pass a one-sided Wilcoxon signed-rank test at this
+#: level. Chosen on tuning scans only (``docs/results/media.rst``, "When a region is
+#: reported"): p = 1.7e-6 (k-Wave, disc of 1560 m/s, r 7 mm) and below 1e-15 (oatomo's
+#: model, 1560 m/s, r 9 mm) with a disc; 0.08-0.16 on three water scans (k-Wave and
+#: oatomo's). The test does not depend on the misfit's floor, which the model's error
+#: raises on data from another simulator (there the relative gain of the right region was
+#: 0.8-1.0 %, under the 3 % of the first rule).
+REGION_MAX_P = 0.01
+#: Improvement of the criterion over one speed (relative) below which the sharpness
+#: criterion reports no region (the held-out criterion uses :data:`REGION_MAX_P`).
 REGION_MIN_GAIN = 0.03
 
 
@@ -334,9 +363,13 @@ def autofocus_two_speeds(
     dict
         ``speed_of_sound`` (c0), ``object_speed_of_sound``, ``object_radius``,
         ``object_centre`` ([x, y]), ``speed_map`` (a :class:`oatomo.SpeedMap`, None when
-        no region was found), ``region_found`` (False when the best region improves the
-        held-out misfit of one speed by less than :data:`REGION_MIN_GAIN`, relative:
-        report one speed), ``misfit`` and ``misfit_one_speed`` (full band; for
+        no region was found), ``region_found`` (False unless the best region lowers the
+        held-out misfit of one speed sensor by sensor beyond chance: a one-sided
+        Wilcoxon signed-rank test at :data:`REGION_MAX_P`; with ``"sharpness"``, by at
+        least :data:`REGION_MIN_GAIN`, relative: then report one speed),
+        ``sensors_improved`` (the fraction of sensors whose held-out misfit the region
+        lowers) and ``wilcoxon_p`` (NaN for ``"sharpness"``),
+        ``misfit`` and ``misfit_one_speed`` (full band; for
         ``"sharpness"`` the negated sharpness), ``curve``: ``{"object_speed_of_sound":
         [...], "object_radius": [...], "score": [[...]]}`` (the coarse grid, rows along
         c1), ``at_edge`` (a region found within half a coarse step of the ends of the
@@ -448,7 +481,9 @@ def autofocus_two_speeds(
     best = final(*x[:4], c0)
     one = final(c0, x[1], *x[2:4], c0)
     gain = (one - best) / abs(one) if one != 0 else 0.0
-    found = bool(gain >= REGION_MIN_GAIN and x[1] > 0)
+    stats = _sensor_statistics(y, grid, sensors, acq, x, c0, criterion)
+    found = bool(x[1] > 0 and (gain > 0 and stats["wilcoxon_p"] < REGION_MAX_P
+                               if criterion == "heldout" else gain >= REGION_MIN_GAIN))
     c1, radius = float(x[0]), float(x[1])
     at_edge = found and not (c_lo + scale[0] / 2 < c1 < c_hi - scale[0] / 2
                              and r_lo + scale[1] / 2 < radius < r_hi - scale[1] / 2)
@@ -462,6 +497,7 @@ def autofocus_two_speeds(
         "criterion": criterion,
         "misfit": float(best),
         "misfit_one_speed": float(one),
+        **stats,
         "curve": {"object_speed_of_sound": cs.tolist(), "object_radius": rs.tolist(),
                   "score": table.tolist()},
         "at_edge": bool(at_edge),

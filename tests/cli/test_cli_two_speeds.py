@@ -92,7 +92,9 @@ def test_autofocus_object_round_trip_into_reconstruct(vessel_disc_scan, capsys):
                  "--json", str(cal)]) == 0
     text = capsys.readouterr().out
     assert "object region: 15" in text and "wrote" in text
+    assert "of the sensors, Wilcoxon p = " in text
     doc = json.loads(cal.read_text())
+    assert 0 <= doc["wilcoxon_p"] < 0.01 and 0.5 < doc["sensors_improved"] <= 1
     assert doc["kind"] == "oatomo-calibration" and doc["speed_of_sound"] == 1500.0
     assert abs(doc["object_speed_of_sound"] - 1560.0) < 8.0
     assert abs(doc["object_radius"] - 5 * MM) < 0.35 * MM

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from oatomo import Acquisition, Grid, InputError, SpeedMap, phantoms, ring_array, simulate
-from oatomo.recon.autofocus import autofocus_two_speeds, heldout_misfit
+from oatomo.recon.autofocus import REGION_MAX_P, autofocus_two_speeds, heldout_misfit
 
 MM = 1e-3
 GRID = Grid(64, 0.0128)          # trial images: 0.2 mm pitch
@@ -37,6 +37,8 @@ def test_recovers_object_speed_and_radius(two_speed_scan):
                                         est["object_radius"])
     assert est["misfit"] < est["misfit_one_speed"]
     assert np.shape(est["curve"]["score"]) == (9, 7)
+    # reported because the region lowers the held-out misfit sensor by sensor
+    assert est["wilcoxon_p"] < REGION_MAX_P and est["sensors_improved"] > 0.6
 
 
 def test_homogeneous_scan_has_no_region():
@@ -44,10 +46,14 @@ def test_homogeneous_scan_has_no_region():
                                radius_range=(1 * MM, 7 * MM))
     assert not est["region_found"] and est["speed_map"] is None
     assert est["speed_of_sound"] == 1500.0
+    assert est["wilcoxon_p"] >= REGION_MAX_P
 
 
 def test_heldout_misfit_is_lowest_for_the_true_medium(two_speed_scan):
     true = heldout_misfit(two_speed_scan, GRID, RING, ACQ, DISC)
+    each = heldout_misfit(two_speed_scan, GRID, RING, ACQ, DISC, per_sensor=True)
+    assert each.shape == (RING.n_sensors,) and np.all((each >= 0) & (each <= 1))
+    assert np.isclose(each.mean(), true, rtol=1e-12, atol=0)
     assert true < heldout_misfit(two_speed_scan, GRID, RING, ACQ, None)
     assert true < heldout_misfit(two_speed_scan, GRID, RING, ACQ,
                                  SpeedMap(1500.0, 1540.0, 5 * MM))
