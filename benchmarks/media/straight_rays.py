@@ -6,9 +6,17 @@ Disc of radius 9 mm centred in a 30 mm ring, water 1500 m/s, contrast ``c1 / c0`
 refracted time is the minimum over 20,001 boundary crossing points of
 ``|s - q| / c0 + |q - p| / c1`` (Fermat's principle; straight-ray time minus it is >= 0).
 
+With ``--fit``: how far refraction alone biases a straight-ray estimate of the disc's
+speed on the k-Wave two-speed scans of ``kwave_check.py`` (64-sensor ring r 21 mm, disc r
+9 mm at 1540 or 1580 m/s, the vessel tree seed 3100 of ``out/kwave/phantoms.npz``): the
+refracted times from 400 tree pixels inside the disc (weighted by p0) to the 64 sensors,
+and the straight-ray ``(c1, R)`` (and ``c1`` with ``R`` fixed) that fits them best in
+least squares.
+
 Run::
 
     PYTHONPATH=. .venv/bin/python benchmarks/media/straight_rays.py
+    PYTHONPATH=. .venv/bin/python benchmarks/media/straight_rays.py --fit
 """
 
 from __future__ import annotations
@@ -45,5 +53,45 @@ def main() -> None:
               f"b/R = {1 / ratio:.3f}")
 
 
+def fit_to_refracted(phantom: str = "out/kwave/phantoms.npz") -> None:
+    """The straight-ray disc that best fits refracted times (see the module docstring)."""
+    from scipy.optimize import least_squares  # lazy: only this mode
+
+    p0 = np.load(phantom)["vessels_3100"]
+    n, dx, radius, ring = p0.shape[0], 0.075e-3, 9e-3, 21e-3
+    x = (np.arange(n) - (n - 1) / 2) * dx
+    X, Y = np.meshgrid(x, x)  # oatomo's [row = y, column = x]
+    idx = np.flatnonzero((p0 > 0.1 * p0.max()) & (X ** 2 + Y ** 2 < (0.97 * radius) ** 2))
+    idx = np.random.default_rng(0).choice(idx, min(400, len(idx)), replace=False)
+    P, w = np.stack([X.ravel()[idx], Y.ravel()[idx]], 1), np.sqrt(p0.ravel()[idx])[:, None]
+    th = np.arange(64) * 2 * np.pi / 64
+    S = ring * np.stack([np.cos(th), np.sin(th)], 1)
+    phi = np.linspace(0, 2 * np.pi, 8001)
+    Q = radius * np.stack([np.cos(phi), np.sin(phi)], 1)
+    to_sensor = np.linalg.norm(Q[None] - S[:, None], axis=2) / C0  # (sensors, crossings)
+    for c1 in (1540.0, 1580.0):
+        fermat = np.stack([(to_sensor + np.linalg.norm(Q - p, axis=1)[None] / c1).min(1)
+                           for p in P])
+
+        def straight(c: float, r: float) -> np.ndarray:
+            m = SpeedMap(C0, c, r)
+            return np.stack([m.travel_time(P, s) for s in S], 1)
+
+        err = 1e9 * (straight(c1, radius) - fermat)
+        def residual(v: np.ndarray, fermat: np.ndarray = fermat) -> np.ndarray:
+            r = v[1] * 1e-3 if len(v) > 1 else radius
+            return (1e9 * w * (straight(v[0], r) - fermat)).ravel()
+
+        both = least_squares(residual, [c1, radius * 1e3], x_scale=[10, 0.5]).x
+        one = least_squares(residual, [c1], x_scale=[10]).x
+        print(f"c1 = {c1:g} m/s: straight-ray time error median {np.median(err):.2f} ns, "
+              f"95 % {np.percentile(err, 95):.2f} ns, max {err.max():.2f} ns; best straight "
+              f"ray: c1 {both[0]:.2f} m/s ({100 * (both[0] / c1 - 1):+.3f} %), R "
+              f"{both[1]:.3f} mm; R fixed: c1 {one[0]:.2f} m/s "
+              f"({100 * (one[0] / c1 - 1):+.3f} %)")
+
+
 if __name__ == "__main__":
-    main()
+    import sys
+
+    fit_to_refracted() if "--fit" in sys.argv[1:] else main()
