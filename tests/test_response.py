@@ -395,3 +395,23 @@ def test_a_band_edge_in_the_wrong_unit_warns():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         bandpass(y, 40e6, (0.1e6, 8e6))
+
+
+def test_auto_leaves_out_a_response_too_long_to_model(monkeypatch, caplog):
+    """model_response="auto" with a response whose support would not fit OATOMO_MAX_BYTES:
+    TV without it (a warning says why), where model_response=True is a one-line error."""
+    grid, ring, acq = Grid(32, 0.008), ring_array(24, 0.01), Acquisition(20e6, 300)
+    y = simulate(aa_disk(grid, 1.5e-3, (0, 0)), grid, ring, acq)
+    with pytest.warns(UserWarning, match="unit slip"):
+        long = DetectorResponse(centre_frequency=1e3, bandwidth=0.001)
+    scan = oatomo.Scan(y, ring, acq, response=long)
+    monkeypatch.setenv("OATOMO_MAX_BYTES", "64M")
+    with caplog.at_level("WARNING", logger="oatomo.pipeline.options"):
+        rec = oatomo.reconstruct(scan, "mb-tv", grid, refine=False, calibrate=False, iters=3)
+    assert "too long to put in the forward operator" in caplog.text
+    assert rec.provenance["model_response"] is False
+    np.testing.assert_array_equal(rec.image, oatomo.reconstruct_model_based(
+        y, grid, ring, acq, method="tv", n_iter=3)[0])
+    with pytest.raises(InputError, match="OATOMO_MAX_BYTES"):
+        oatomo.reconstruct(scan, "mb-tv", grid, refine=False, calibrate=False, iters=3,
+                           model_response=True)

@@ -8,11 +8,13 @@ given); :func:`resolve_options` checks them and fills those left at None from th
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
+from oatomo._limits import max_bytes
 from oatomo.errors import InputError
 from oatomo.pipeline.presets import load_preset
 from oatomo.recon.registry import get_method
@@ -29,6 +31,8 @@ DEFAULT_METHOD = "mb-tv"
 #: The method when refinement is asked for (``refine=True``) and none is named: the
 #: shipped refiner's first input, so that the refined image and its input agree.
 REFINE_METHOD = "ubp"
+logger = logging.getLogger(__name__)
+
 #: Iterations of model-based methods when neither keyword nor preset sets them.
 DEFAULT_ITERS = 50
 #: The same with the detector response inside the forward operator: the band-limited
@@ -188,6 +192,12 @@ def operator_response(options: ReconstructOptions, scan: Any) -> Any:
     spec = get_method(options.method)
     if options.model_response == "auto":
         usable = in_model is not None and spec.iterative and options.deconvolve is False
+        if usable and not _affordable(in_model, scan):
+            logger.warning("the detector response %r is too long to put in the forward "
+                           "operator within OATOMO_MAX_BYTES; reconstructing without it "
+                           "(model_response=True asks for it and says what it needs)",
+                           in_model)
+            return None
         return in_model if usable else None
     if in_model is None:
         raise InputError("model_response: the scan has no detector response (give one)")
@@ -198,6 +208,16 @@ def operator_response(options: ReconstructOptions, scan: Any) -> Any:
         raise InputError("deconvolve and model_response both remove the response; "
                          "choose one")
     return in_model
+
+
+def _affordable(response: Any, scan: Any) -> bool:
+    """Whether padding every sensor's record by the response's support (what the operator
+    with the response allocates, checked there against ``OATOMO_MAX_BYTES``) fits."""
+    acquisition, sensors = getattr(scan, "acquisition", None), getattr(scan, "sensors", None)
+    if acquisition is None or sensors is None:
+        return True  # the operator's own check decides
+    pad = response._support(acquisition.fs)
+    return 24.0 * max(int(sensors.n_sensors), 1) * pad <= max_bytes()
 
 
 def method_iters(options: ReconstructOptions, in_model: Any) -> int:
