@@ -161,7 +161,8 @@ def _run_two_speeds(args: argparse.Namespace, scan: object, sino: np.ndarray, gr
                              c0=args.speed_of_sound, c1_range=c_range, radius_range=r_range,
                              centre=centre, fit_centre=args.fit_centre,
                              fit_c0=args.fit_speed_of_sound,
-                             steps=(args.steps, max(3, (args.steps * 2 + 2) // 3)))
+                             steps=(args.steps, max(3, (args.steps * 2 + 2) // 3)),
+                             medium=getattr(scan, "medium", "slab"))
     c0 = r["speed_of_sound"]
     cx, cy = r["object_centre"]
     how = (f"{r['n_evaluations']} held-out misfits on {grid.n}x{grid.n} in "

@@ -49,6 +49,7 @@ from oatomo._limits import SPEED_RANGE, check_option, check_range
 from oatomo.errors import InputError
 from oatomo.forward import bandpass, check_sinogram, simulate
 from oatomo.geometry import Acquisition, Grid, SensorArray, check_geometry
+from oatomo.media import DEFAULT_MEDIUM, check_medium
 from oatomo.recon.backprojection import backproject
 from oatomo.speed_map import SpeedMap
 
@@ -195,7 +196,8 @@ def _interleaved_halves(positions: np.ndarray) -> list[np.ndarray]:
 
 def heldout_misfit(sinogram: np.ndarray, grid: Grid, sensors: SensorArray,
                    acquisition: Acquisition, speed_map: SpeedMap | None = None, *,
-                   per_sensor: bool = False) -> float | np.ndarray:
+                   per_sensor: bool = False, medium: str = DEFAULT_MEDIUM
+                   ) -> float | np.ndarray:
     """Held-out data misfit of a medium: how badly half of the sensors predict the rest.
 
     For each of two interleaved halves of the array, the UBP image of the other half
@@ -216,6 +218,9 @@ def heldout_misfit(sinogram: np.ndarray, grid: Grid, sensors: SensorArray,
         Two speeds of sound, or None for the acquisition's one speed.
     per_sensor
         Return each sensor's ``1 - rho^2`` (float64 (N,)) instead of their mean.
+    medium
+        The medium of the records (``"slab"`` or ``"2d"``, line sources): the held-out
+        predictions are made in it, so 2-D records are compared as they are.
     """
     y = np.asarray(sinogram, dtype=np.float32)
     pos = sensors.positions
@@ -225,9 +230,9 @@ def heldout_misfit(sinogram: np.ndarray, grid: Grid, sensors: SensorArray,
     for held in _interleaved_halves(pos):
         keep = np.setdiff1d(np.arange(len(pos)), held)
         img = backproject(y[keep], grid, SensorArray(pos[keep]), acquisition, "ubp",
-                          speed_map=speed_map)
+                          speed_map=speed_map, medium=medium)
         pred = simulate(img, grid, SensorArray(pos[held]), acquisition,
-                        speed_map=speed_map).astype(np.float64)
+                        speed_map=speed_map, medium=medium).astype(np.float64)
         d = y[held].astype(np.float64)
         num = np.sum(pred * d, axis=1)
         den = np.sqrt(np.sum(pred * pred, axis=1) * np.sum(d * d, axis=1))
@@ -250,7 +255,8 @@ def _check_interval(value: Any, what: str, lo: float, hi: float, unit: str
 
 
 def _sensor_statistics(y: np.ndarray, grid: Grid, sensors: SensorArray, acq: Acquisition,
-                       x: np.ndarray, c0: float, criterion: str) -> dict[str, Any]:
+                       x: np.ndarray, c0: float, criterion: str,
+                       medium: str = DEFAULT_MEDIUM) -> dict[str, Any]:
     """Per sensor, whether the region lowers the held-out misfit of one speed: the
     fraction of sensors it lowers (``sensors_improved``) and the one-sided Wilcoxon
     signed-rank p-value of the per-sensor decreases (``wilcoxon_p``); NaN for the
@@ -262,8 +268,8 @@ def _sensor_statistics(y: np.ndarray, grid: Grid, sensors: SensorArray, acq: Acq
     region = SpeedMap(c0, float(np.clip(x[0], *SPEED_RANGE)), float(max(x[1], 1e-6)),
                       (float(x[2]), float(x[3])))
     one = SpeedMap(c0, c0, float(max(x[1], 1e-6)), (float(x[2]), float(x[3])))
-    drop = (heldout_misfit(y, grid, sensors, acq, one, per_sensor=True)
-            - heldout_misfit(y, grid, sensors, acq, region, per_sensor=True))
+    drop = (heldout_misfit(y, grid, sensors, acq, one, per_sensor=True, medium=medium)
+            - heldout_misfit(y, grid, sensors, acq, region, per_sensor=True, medium=medium))
     p = float(wilcoxon(drop, alternative="greater").pvalue) if np.any(drop != 0) else 1.0
     return {"sensors_improved": float(np.mean(drop > 0)), "wilcoxon_p": p}
 
@@ -301,6 +307,7 @@ def autofocus_two_speeds(
     max_evaluations: int = 200,
     centre_steps: int = 5,
     centre_span: float = 0.3,
+    medium: str = DEFAULT_MEDIUM,
 ) -> dict[str, Any]:
     """Estimate an object region's speed of sound and radius (and centre) from a scan.
 
@@ -357,6 +364,11 @@ def autofocus_two_speeds(
         With ``fit_centre``: points per axis of the coarse grid of centres (odd, >= 3; it
         holds ``centre``) and its half-width as a fraction of half the grid's field of
         view.
+    medium
+        The medium of the records: ``"2d"`` for line-source (2-D) records such as 2-D
+        k-Wave's, estimated as they are; converting them to the slab first
+        (:func:`oatomo.media.line_to_slab` maps time to distance with one speed) biased
+        the object's speed by up to 0.6 % (``docs/results/media.rst``).
 
     Returns
     -------
@@ -387,6 +399,7 @@ def autofocus_two_speeds(
     from scipy.optimize import minimize  # lazy: scipy.optimize is slow to import
 
     grid, sensors, acquisition = check_geometry(grid, sensors, acquisition)
+    medium = check_medium(medium)
     c0 = acquisition.speed_of_sound if c0 is None else check_range(
         c0, "speed of sound", *SPEED_RANGE, unit="m/s")
     c_lo, c_hi = _check_interval(c1_range, "object speed-of-sound range", *SPEED_RANGE,
@@ -424,8 +437,9 @@ def autofocus_two_speeds(
             sm = SpeedMap(float(np.clip(cw, *SPEED_RANGE)), float(np.clip(c1, *SPEED_RANGE)),
                           float(max(radius, 1e-6)), (float(cx), float(cy)))
             if criterion == "sharpness":
-                return -sharpness(backproject(data, g, sensors, acq, "das", speed_map=sm))
-            return heldout_misfit(data, g, sensors, acq, sm)
+                return -sharpness(backproject(data, g, sensors, acq, "das", speed_map=sm,
+                                              medium=medium))
+            return heldout_misfit(data, g, sensors, acq, sm, medium=medium)
         return score
 
     lowpass = bandpass(y, acq.fs, (None, f_coarse))
@@ -481,7 +495,7 @@ def autofocus_two_speeds(
     best = final(*x[:4], c0)
     one = final(c0, x[1], *x[2:4], c0)
     gain = (one - best) / abs(one) if one != 0 else 0.0
-    stats = _sensor_statistics(y, grid, sensors, acq, x, c0, criterion)
+    stats = _sensor_statistics(y, grid, sensors, acq, x, c0, criterion, medium)
     found = bool(x[1] > 0 and (gain > 0 and stats["wilcoxon_p"] < REGION_MAX_P
                                if criterion == "heldout" else gain >= REGION_MIN_GAIN))
     c1, radius = float(x[0]), float(x[1])
