@@ -8,6 +8,7 @@ given); :func:`resolve_options` checks them and fills those left at None from th
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import Mapping, Sequence
@@ -24,6 +25,8 @@ __all__ = ["ReconstructOptions", "resolve_options", "operator_response", "check_
            "DEFAULT_METHOD", "REFINE_METHOD", "DEFAULT_ITERS", "RESPONSE_ITERS",
            "default_method", "method_iters"]
 
+logger = logging.getLogger(__name__)
+
 #: The method of a reconstruction that names none (neither keyword nor preset): TV, the
 #: best physics image on every held-out geometry and phantom kind measured (3-15 dB above
 #: UBP and above UBP refined by the shipped model; docs/results/refinement.rst).
@@ -31,8 +34,6 @@ DEFAULT_METHOD = "mb-tv"
 #: The method when refinement is asked for (``refine=True``) and none is named: the
 #: shipped refiner's first input, so that the refined image and its input agree.
 REFINE_METHOD = "ubp"
-logger = logging.getLogger(__name__)
-
 #: Iterations of model-based methods when neither keyword nor preset sets them.
 DEFAULT_ITERS = 50
 #: The same with the detector response inside the forward operator: the band-limited
@@ -193,10 +194,7 @@ def operator_response(options: ReconstructOptions, scan: Any) -> Any:
     if options.model_response == "auto":
         usable = in_model is not None and spec.iterative and options.deconvolve is False
         if usable and not _affordable(in_model, scan):
-            logger.warning("the detector response %r is too long to put in the forward "
-                           "operator within OATOMO_MAX_BYTES; reconstructing without it "
-                           "(model_response=True asks for it and says what it needs)",
-                           in_model)
+            _warn_too_long(repr(in_model))
             return None
         return in_model if usable else None
     if in_model is None:
@@ -208,6 +206,15 @@ def operator_response(options: ReconstructOptions, scan: Any) -> Any:
         raise InputError("deconvolve and model_response both remove the response; "
                          "choose one")
     return in_model
+
+
+@functools.lru_cache(maxsize=16)
+def _warn_too_long(response: str) -> None:
+    """Say once per response and process (the pipeline asks at several steps of every
+    reconstruction) that it is left out of the operator."""
+    logger.warning("the detector response %s is too long to put in the forward operator "
+                   "within OATOMO_MAX_BYTES; reconstructing without it (model_response=True "
+                   "asks for it and says what it needs)", response)
 
 
 def _affordable(response: Any, scan: Any) -> bool:
