@@ -153,6 +153,12 @@ class DetectorResponse:
         # exp(-2 pi^2 s^2 t^2) < 1e-12 beyond t = 7.5 / (2 pi s) / ...: 3.7 / s is ample
         return int(math.ceil(1.2 * fs / self.sigma)) + 1
 
+    def filter_bytes(self, fs: float, rows: int) -> float:
+        """Bytes that filtering ``rows`` records by this response adds (the records padded
+        by its support, float64, and their spectrum, complex128): what
+        ``OATOMO_MAX_BYTES`` is checked against before anything is allocated."""
+        return 24.0 * max(int(rows), 1) * self._support(fs)
+
     def _check_fs(self, fs: float) -> None:
         if self.fs is not None and abs(self.fs - fs) > 1e-6 * fs:
             raise InputError(f"the impulse response is sampled at {self.fs:g} Hz, the "
@@ -209,7 +215,7 @@ def _filter(y: np.ndarray, fs: float, response: DetectorResponse, kind: str,
     rows = int(np.prod(y.shape[:-1], dtype=np.int64))
     # what the response's support adds to the padded copy (float64) and its spectrum
     # (complex128): sized by the user's band, so checked before anything is allocated
-    check_bytes(24.0 * max(rows, 1) * pad,
+    check_bytes(response.filter_bytes(fs, rows),
                 f"padding {rows} signals by the detector response's support ({pad} samples "
                 f"at {fs:g} Hz)")
     n_fft = _fast_len(n + pad)

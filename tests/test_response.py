@@ -406,9 +406,6 @@ def test_auto_leaves_out_a_response_too_long_to_model(monkeypatch, caplog):
         long = DetectorResponse(centre_frequency=1e3, bandwidth=0.001)
     scan = oatomo.Scan(y, ring, acq, response=long)
     monkeypatch.setenv("OATOMO_MAX_BYTES", "64M")
-    from oatomo.pipeline.options import _warn_too_long
-
-    _warn_too_long.cache_clear()
     with caplog.at_level("WARNING", logger="oatomo.pipeline.options"):
         rec = oatomo.reconstruct(scan, "mb-tv", grid, refine=False, calibrate=False, iters=3)
     assert caplog.text.count("too long to put in the forward operator") == 1

@@ -8,7 +8,6 @@ given); :func:`resolve_options` checks them and fills those left at None from th
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 from collections.abc import Mapping, Sequence
@@ -23,7 +22,7 @@ from oatomo.recon.registry import get_method
 __all__ = ["ReconstructOptions", "resolve_options", "operator_response", "check_device",
            "PRESET_KEYWORDS",
            "DEFAULT_METHOD", "REFINE_METHOD", "DEFAULT_ITERS", "RESPONSE_ITERS",
-           "default_method", "method_iters"]
+           "default_method", "resolve_response"]
 
 logger = logging.getLogger(__name__)
 
@@ -173,12 +172,9 @@ def resolve_options(options: ReconstructOptions) -> ReconstructOptions:
 
 
 def operator_response(options: ReconstructOptions, scan: Any) -> Any:
-    """The detector response to put inside the forward operator: the one given
-    (``options.response``) or else the scan's; None without.
-
-    ``model_response=True`` asks for it; ``"auto"`` (the default) takes it whenever there
-    is one to take: a response given or carried by the scan, an iterative method and no
-    deconvolution; ``False`` never.
+    """The detector response to put inside the forward operator: with ``model_response``
+    the one given (``options.response``) or else the scan's; None without (``"auto"`` is
+    decided first, :func:`resolve_response`).
 
     Raises
     ------
@@ -186,19 +182,15 @@ def operator_response(options: ReconstructOptions, scan: Any) -> Any:
         With ``model_response=True``: when the scan has no response to model, the method
         is not iterative, or the signals are also to be deconvolved.
     """
-    if options.model_response is False:
+    if options.model_response == "auto":
+        options = resolve_response(options, scan)
+    if not options.model_response:
         return None
     in_model = options.response if options.response is not None \
         else getattr(scan, "response", None)
-    spec = get_method(options.method)
-    if options.model_response == "auto":
-        usable = in_model is not None and spec.iterative and options.deconvolve is False
-        if usable and not _affordable(in_model, scan):
-            _warn_too_long(repr(in_model))
-            return None
-        return in_model if usable else None
     if in_model is None:
         raise InputError("model_response: the scan has no detector response (give one)")
+    spec = get_method(options.method)
     if not spec.iterative:
         raise InputError(f"{spec.name} cannot model the detector response; use "
                          f"deconvolve or a model-based method")
@@ -208,29 +200,37 @@ def operator_response(options: ReconstructOptions, scan: Any) -> Any:
     return in_model
 
 
-@functools.lru_cache(maxsize=16)
-def _warn_too_long(response: str) -> None:
-    """Say once per response and process (the pipeline asks at several steps of every
-    reconstruction) that it is left out of the operator."""
-    logger.warning("the detector response %s is too long to put in the forward operator "
-                   "within OATOMO_MAX_BYTES; reconstructing without it (model_response=True "
-                   "asks for it and says what it needs)", response)
+def resolve_response(options: ReconstructOptions, scan: Any) -> ReconstructOptions:
+    """``options`` with ``model_response`` decided for ``scan`` and the model-based
+    method's iterations for it.
+
+    ``"auto"`` becomes True when there is a response to model (given, or carried by the
+    scan), the method is iterative, ``deconvolve`` is not asked for and the response's
+    support fits ``OATOMO_MAX_BYTES`` (else it is left out, with a warning), and False
+    otherwise. With the response in the operator and no iterations given (keyword or
+    preset), the method runs :data:`RESPONSE_ITERS`.
+    """
+    if options.model_response == "auto":
+        in_model = options.response if options.response is not None \
+            else getattr(scan, "response", None)
+        use = (in_model is not None and get_method(options.method).iterative
+               and options.deconvolve is False)
+        if use and not _affordable(in_model, scan):
+            logger.warning("the detector response %r is too long to put in the forward "
+                           "operator within OATOMO_MAX_BYTES; reconstructing without it "
+                           "(model_response=True asks for it and says what it needs)",
+                           in_model)
+            use = False
+        options = replace(options, model_response=use)
+    if not options.iters_given and operator_response(options, scan) is not None:
+        options = replace(options, iters=RESPONSE_ITERS)
+    return options
 
 
 def _affordable(response: Any, scan: Any) -> bool:
-    """Whether padding every sensor's record by the response's support (what the operator
-    with the response allocates, checked there against ``OATOMO_MAX_BYTES``) fits."""
+    """Whether filtering every sensor's record by the response (what the operator with
+    the response allocates, checked there against ``OATOMO_MAX_BYTES``) fits."""
     acquisition, sensors = getattr(scan, "acquisition", None), getattr(scan, "sensors", None)
     if acquisition is None or sensors is None:
         return True  # the operator's own check decides
-    pad = response._support(acquisition.fs)
-    return 24.0 * max(int(sensors.n_sensors), 1) * pad <= max_bytes()
-
-
-def method_iters(options: ReconstructOptions, in_model: Any) -> int:
-    """Iterations of the model-based method: the ones given (keyword or preset), else
-    :data:`RESPONSE_ITERS` with a detector response in the operator and
-    :data:`DEFAULT_ITERS` without."""
-    if options.iters_given or in_model is None:
-        return int(options.iters if options.iters is not None else DEFAULT_ITERS)
-    return RESPONSE_ITERS
+    return response.filter_bytes(acquisition.fs, sensors.n_sensors) <= max_bytes()

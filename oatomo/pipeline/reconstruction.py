@@ -34,9 +34,9 @@ from oatomo.pipeline.frames import (
 )
 from oatomo.pipeline.options import (
     ReconstructOptions,
-    method_iters,
     operator_response,
     resolve_options,
+    resolve_response,
 )
 from oatomo.pipeline.policy import calibrated_geometry, decide_calibration, scan_geometry
 from oatomo.pipeline.refinement import refine_images
@@ -308,6 +308,7 @@ def reconstruct(scan: Any, method: str | None = None, grid: Grid | None = None, 
     method_name = get_method(options.method).name
     speed_map = as_speed_map(acquisition.speed_of_sound,
                              *(getattr(options, k) for k in OBJECT_OPTIONS))
+    options = resolve_response(options, signals.data)
     image, lead, signals = _method_images(signals, grid, sensors, acquisition, options,
                                           callback, speed_map)
     timer.done(method_name, t)
@@ -423,21 +424,20 @@ def _method_images(signals: Signals, grid: Grid, sensors: SensorArray,
     ``speed_map``, in two speeds of sound."""
     spec = get_method(options.method)
     in_model = operator_response(options, signals.data)
-    iters = method_iters(options, in_model)
     if signals.by_frame:
         index, kept_wl = frame_selection(signals.data, options.frames, options.wavelengths,
                                          grid, signals.source)
         image, deconv_record = reconstruct_by_frame(
             signals.scan, index, grid, sensors, acquisition, spec.name, scan=signals.data,
             deconvolve=options.deconvolve, response=options.response, band=options.band,
-            lam=options.lam, iters=iters, callback=callback,
+            lam=options.lam, iters=options.iters, callback=callback,
             element_width=options.element_width, in_model=in_model, speed_map=speed_map,
             medium=options.medium, attenuation=options.attenuation)
         lead = index.shape
         signals = replace(signals, wavelengths=kept_wl, deconvolution=deconv_record)
     else:
         image = reconstruct_sinogram(signals.sinogram, grid, sensors, acquisition, spec.name,
-                                     band=options.band, lam=options.lam, iters=iters,
+                                     band=options.band, lam=options.lam, iters=options.iters,
                                      callback=callback, element_width=options.element_width,
                                      response=in_model, speed_map=speed_map,
                                      medium=options.medium, attenuation=options.attenuation)
@@ -551,9 +551,8 @@ def _provenance(method: str, signals: Signals, options: ReconstructOptions,
         "element_width": options.element_width,
         "medium": options.medium,
         "attenuation": None if options.attenuation is None else options.attenuation.to_dict(),
-        "model_response": operator_response(options, data) is not None,
-        "iters": (method_iters(options, operator_response(options, data))
-                  if get_method(method).iterative else None),
+        "model_response": options.model_response is True,
+        "iters": options.iters if get_method(method).iterative else None,
         "detector_response": None if getattr(data, "response", None) is None
         else repr(data.response),
         "timings": timings, "refinement": refinement, "calibration": calibration,
