@@ -44,6 +44,12 @@ class Calibration:
         positions), ``speed_of_sound``, ``step_rms`` (m, rms position update).
     time_s
         Wall time (s).
+    image
+        The joint method's last image (float32, Pa, on the grid it was calibrated on, of
+        the mean frame): TV with a stronger weight than a reconstruction's, at the
+        positions of the second-to-last round. :func:`oatomo.reconstruct` starts its TV
+        from it (fewer iterations reach the same image); None for ``method="search"``.
+        Not written to files.
     """
 
     sensors: SensorArray
@@ -55,6 +61,7 @@ class Calibration:
     history: list[dict[str, float]] = field(default_factory=list)
     time_s: float = 0.0
     prior_source: str = "given"
+    image: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @property
     def displacement(self) -> np.ndarray:

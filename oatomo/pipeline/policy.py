@@ -27,28 +27,39 @@ from oatomo.geometry import Acquisition, Grid, SensorArray
 from oatomo.pipeline.frames import Signals
 from oatomo.pipeline.options import ReconstructOptions
 from oatomo.progress import Callback
+from oatomo.recon.registry import get_method
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["scan_geometry", "position_check", "decide_calibration", "calibrated_geometry",
-           "CALIBRATED_METHOD"]
+__all__ = ["WARM_ITERS", "scan_geometry", "warm_start", "position_check",
+           "decide_calibration", "calibrated_geometry", "CALIBRATED_METHOD"]
+
+#: Iterations of the TV of a self-calibrated scan started at the calibration's last image
+#: (:func:`warm_start`), when none were asked for. Measured on the tuning scans (seed 2000
+#: of the held-out calibration benchmark's generator, six geometry/phantom pairs): from
+#: that image 70 iterations give the PSNR of 100 from zero (mean +0.2 dB, every scan
+#: within 0.1 dB or better), 50 lose up to 1.5 dB on disks and textures.
+WARM_ITERS = 70
 
 #: The method of a scan calibrated by ``calibrate="auto"`` when none was named.
 CALIBRATED_METHOD = "mb-tv"
 
 
 def scan_geometry(scan: Any, *, calibrate: bool = False, grid: Grid | None = None,
-                  callback: Callback | None = None) -> tuple[SensorArray, Acquisition,
-                                                            dict[str, Any] | None]:
+                  callback: Callback | None = None
+                  ) -> tuple[SensorArray, Acquisition, dict[str, Any] | None,
+                             np.ndarray | None]:
     """Step 2: the sensors and acquisition to reconstruct with.
 
     The scan's own (the nominal ones, or the estimates of a calibrated scan file), or with
     ``calibrate=True`` those estimated from the data by :func:`oatomo.calibrate`.
-    Returns ``(sensors, acquisition, record)``; ``record`` summarises the calibration
-    (None without one).
+    Returns ``(sensors, acquisition, record, start)``; ``record`` summarises the
+    calibration (None without one) and ``start`` is its last image
+    (:attr:`oatomo.calibration.Calibration.image`; None without one), where a TV
+    reconstruction may start.
     """
     if not calibrate:
-        return scan.sensors, scan.acquisition, None
+        return scan.sensors, scan.acquisition, None, None
 
     cal = calibrate_scan(scan, grid, callback=callback)
     shift = np.hypot(*cal.displacement.T)
@@ -58,7 +69,25 @@ def scan_geometry(scan: Any, *, calibrate: bool = False, grid: Grid | None = Non
               "max_shift_m": float(shift.max()), "prior_std_m": cal.prior_std,
               "frame_std": cal.frame_std,
               "misfit": [h["misfit"] for h in cal.history], "time_s": cal.time_s}
-    return cal.sensors, cal.acquisition(scan.acquisition), record
+    return cal.sensors, cal.acquisition(scan.acquisition), record, cal.image
+
+
+def warm_start(options: ReconstructOptions, start: np.ndarray | None, signals: Signals,
+               record: dict[str, Any] | None
+               ) -> tuple[ReconstructOptions, np.ndarray | None]:
+    """Whether the TV of a self-calibrated scan starts at the calibration's last image.
+
+    It does for ``mb-tv`` on a scan held in memory; then, unless iterations were asked
+    for, it runs at most :data:`WARM_ITERS` of them. ``record`` (the calibration's
+    provenance) notes it. Returns the options and the starting image (None: from zero).
+    """
+    if start is None or get_method(options.method).name != "mb-tv" or signals.by_frame:
+        return options, None
+    if not options.iters_given and options.iters > WARM_ITERS:
+        options = replace(options, iters=WARM_ITERS)
+    if record is not None:
+        record["tv_started_at_calibration_image"] = True
+    return options, start
 
 
 def _not_checkable(signals: Signals, calibration: Any, media: bool = False) -> str | None:

@@ -89,12 +89,20 @@ def _model_based(kind: str, sinogram: np.ndarray, grid: Grid, sensors: SensorArr
                  callback: Callback | None = None,
                  element_width: float | None = None, response: Any = None,
                  speed_map: SpeedMap | None = None, medium: str = DEFAULT_MEDIUM,
-                 attenuation: Any = None) -> np.ndarray:
+                 attenuation: Any = None, x0: np.ndarray | None = None) -> np.ndarray:
     """:func:`oatomo.reconstruct_model_based` with ``method=kind``, frame by frame (the
     detector response, element width, medium and attenuation inside the forward
-    operator)."""
+    operator), each frame started at ``x0`` (n, n) scaled by the frame's least-squares
+    amplitude against the frames' mean (``x0`` is an image of the mean frame; a frame
+    that is ``a`` times another starts ``a`` times as high), or at zero."""
     y = bandpass(check_sinogram(sinogram, sensors, acquisition), acquisition.fs, band)
     frames = y.reshape((-1,) + y.shape[-2:])
+    starts: list[np.ndarray | None] = [None] * len(frames)
+    if x0 is not None:
+        ref = frames.mean(axis=0, dtype=np.float64)
+        ref_e = float(np.vdot(ref, ref))
+        starts = [np.float32(max(float(np.vdot(f, ref)) / ref_e, 0.0) if ref_e > 0 else 0.0)
+                  * x0 for f in frames]
     out = []
     for i, f in enumerate(frames):
         def step(k: int, _x: np.ndarray, i: int = i) -> None:
@@ -103,6 +111,7 @@ def _model_based(kind: str, sinogram: np.ndarray, grid: Grid, sensors: SensorArr
 
         out.append(reconstruct_model_based(f, grid, sensors, acquisition, method=kind,
                                            lam=lam, n_iter=iters, on_iteration=step,
+                                           x0=starts[i],
                                            response=response,
                                            element_width=element_width,
                                            speed_map=speed_map, medium=medium,
@@ -146,7 +155,8 @@ def reconstruct_sinogram(sinogram: np.ndarray, grid: Grid, sensors: SensorArray,
                          element_width: float | None = None,
                          response: Any = None,
                          speed_map: SpeedMap | None = None, medium: str = DEFAULT_MEDIUM,
-                         attenuation: Any = None) -> np.ndarray:
+                         attenuation: Any = None, x0: np.ndarray | None = None
+                         ) -> np.ndarray:
     """Step 3: every frame of a sinogram with one registered method.
 
     Parameters
@@ -177,6 +187,9 @@ def reconstruct_sinogram(sinogram: np.ndarray, grid: Grid, sensors: SensorArray,
     attenuation
         The medium's :class:`oatomo.media.Attenuation`: in the model-based operator, or
         compensated before the others (:func:`oatomo.media.compensate`).
+    x0
+        A starting image (n, n) of the frames' mean for ``mb-tv`` (each frame starts at it
+        times its amplitude against the mean); None: zero. Other methods refuse it.
 
     Returns
     -------
@@ -184,10 +197,13 @@ def reconstruct_sinogram(sinogram: np.ndarray, grid: Grid, sensors: SensorArray,
         float32 (..., n, n) in Pa.
     """
     spec = get_method(method)
+    if x0 is not None and spec.name != "mb-tv":
+        raise InputError(f"a starting image is for mb-tv, not {spec.name}")
     grid, sensors, acquisition = check_geometry(grid, sensors, acquisition)
     check_medium(medium)
     extra = {k: v for k, v in (("element_width", element_width), ("response", response),
-                               ("speed_map", speed_map), ("attenuation", attenuation))
+                               ("speed_map", speed_map), ("attenuation", attenuation),
+                               ("x0", x0))
              if v is not None}
     if medium != DEFAULT_MEDIUM:
         extra["medium"] = medium
