@@ -204,12 +204,13 @@ def calibrate_sinogram(
             if callback is not None:
                 callback("calibrate", rec["step"], rec["rounds_total"])
 
-        positions, c, cov, history, image = joint_calibration(
+        positions, c, cov, history, image, norm_sq = joint_calibration(
             levels, nominal, acquisition.speed_of_sound, prior_std,
             speed_of_sound=speed_of_sound, thickness=thickness, response=response,
             speed_span=speed_span, on_round=on_round)
         return _result(positions, c, cov, sensors, acquisition, prior_std, history,
-                       t_start, source, image if levels[-1].grid.n == grid.n else None)
+                       t_start, source, *((image, norm_sq) if levels[-1].grid.n == grid.n
+                                          else (None, None)))
     box = BOX_STD * prior_std
     c = acquisition.speed_of_sound
     positions = nominal.copy()
@@ -264,7 +265,8 @@ def calibrate_sinogram(
 
 def _result(positions: np.ndarray, c: float, cov: np.ndarray, sensors: SensorArray,
             acquisition: Acquisition, prior_std: float, history: list[dict[str, float]],
-            t_start: float, source: str, image: np.ndarray | None = None) -> Calibration:
+            t_start: float, source: str, image: np.ndarray | None = None,
+            norm_sq: float | None = None) -> Calibration:
     """The :class:`Calibration` of an estimate (standard deviations from ``cov``)."""
     std = np.sqrt(np.clip(np.stack([cov[:, 0, 0], cov[:, 1, 1]], axis=1), 0, None))
     return Calibration(sensors=SensorArray(positions, sensors.normals), speed_of_sound=c,
@@ -272,7 +274,7 @@ def _result(positions: np.ndarray, c: float, cov: np.ndarray, sensors: SensorArr
                        nominal_speed_of_sound=acquisition.speed_of_sound,
                        position_std=std, prior_std=float(prior_std), history=history,
                        time_s=time.perf_counter() - t_start, prior_source=source,
-                       image=image)
+                       image=image, operator_norm_sq=norm_sq)
 
 
 def calibrate(scan: Any, grid: Grid | None = None, *,

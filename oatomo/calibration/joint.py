@@ -213,7 +213,7 @@ def joint_calibration(levels: list[Level], nominal: np.ndarray, c: float, prior_
                       relax: tuple[float, float] = RELAX,
                       speed_span: float = 0.03, on_round: Any = None
                       ) -> tuple[np.ndarray, float, np.ndarray, list[dict[str, float]],
-                                 np.ndarray]:
+                                 np.ndarray, float]:
     """Alternate image and geometry steps on every level (see the module docstring).
 
     Parameters
@@ -248,6 +248,10 @@ def joint_calibration(levels: list[Level], nominal: np.ndarray, c: float, prior_
         Per round: level, round, pixel, band, misfit, speed_of_sound, step_rms.
     image : numpy.ndarray
         The last image step's TV image (float32, on the finest level's grid).
+    norm_sq : float
+        The finest level's bound on ``||A||^2`` (power iteration at 3 % below the speed
+        of sound it started with, times 1.1 for the sensors' moves), which the image
+        steps used as their Lipschitz constant.
     """
     box = BOX_STD * prior_std
     pos = nominal.copy()
@@ -312,4 +316,4 @@ def joint_calibration(levels: list[Level], nominal: np.ndarray, c: float, prior_
                 on_round(rec)
             history.append(rec)
     assert x is not None
-    return pos, c, cov, history, x
+    return pos, c, cov, history, x, norm

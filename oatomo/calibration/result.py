@@ -50,6 +50,11 @@ class Calibration:
         positions of the second-to-last round. :func:`oatomo.reconstruct` starts its TV
         from it (fewer iterations reach the same image); None for ``method="search"``.
         Not written to files.
+    operator_norm_sq
+        With ``image``: an upper bound of ``||A||^2`` of the slab model (with the scan's
+        response, no element width) on that grid at the estimated geometry, the step size
+        of the calibration's own TV iterations; a TV there may use it instead of its own
+        power iteration. None for ``method="search"``. Not written to files.
     """
 
     sensors: SensorArray
@@ -62,6 +67,7 @@ class Calibration:
     time_s: float = 0.0
     prior_source: str = "given"
     image: np.ndarray | None = field(default=None, repr=False, compare=False)
+    operator_norm_sq: float | None = field(default=None, repr=False, compare=False)
 
     @property
     def displacement(self) -> np.ndarray:

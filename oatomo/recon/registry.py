@@ -8,6 +8,7 @@ line in :data:`METHODS` (README, developer notes).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -89,12 +90,14 @@ def _model_based(kind: str, sinogram: np.ndarray, grid: Grid, sensors: SensorArr
                  callback: Callback | None = None,
                  element_width: float | None = None, response: Any = None,
                  speed_map: SpeedMap | None = None, medium: str = DEFAULT_MEDIUM,
-                 attenuation: Any = None, x0: np.ndarray | None = None) -> np.ndarray:
+                 attenuation: Any = None, x0: np.ndarray | None = None,
+                 norm_sq: float | None = None) -> np.ndarray:
     """:func:`oatomo.reconstruct_model_based` with ``method=kind``, frame by frame (the
     detector response, element width, medium and attenuation inside the forward
     operator), each frame started at ``x0`` (n, n) scaled by the frame's least-squares
     amplitude against the frames' mean (``x0`` is an image of the mean frame; a frame
-    that is ``a`` times another starts ``a`` times as high), or at zero."""
+    that is ``a`` times another starts ``a`` times as high), or at zero; ``norm_sq``: a
+    bound on ``||A||^2`` in place of the solver's power iteration."""
     y = bandpass(check_sinogram(sinogram, sensors, acquisition), acquisition.fs, band)
     frames = y.reshape((-1,) + y.shape[-2:])
     starts: list[np.ndarray | None] = [None] * len(frames)
@@ -111,7 +114,7 @@ def _model_based(kind: str, sinogram: np.ndarray, grid: Grid, sensors: SensorArr
 
         out.append(reconstruct_model_based(f, grid, sensors, acquisition, method=kind,
                                            lam=lam, n_iter=iters, on_iteration=step,
-                                           x0=starts[i],
+                                           x0=starts[i], norm_sq=norm_sq,
                                            response=response,
                                            element_width=element_width,
                                            speed_map=speed_map, medium=medium,
@@ -155,8 +158,8 @@ def reconstruct_sinogram(sinogram: np.ndarray, grid: Grid, sensors: SensorArray,
                          element_width: float | None = None,
                          response: Any = None,
                          speed_map: SpeedMap | None = None, medium: str = DEFAULT_MEDIUM,
-                         attenuation: Any = None, x0: np.ndarray | None = None
-                         ) -> np.ndarray:
+                         attenuation: Any = None, x0: np.ndarray | None = None,
+                         norm_sq: float | None = None) -> np.ndarray:
     """Step 3: every frame of a sinogram with one registered method.
 
     Parameters
@@ -190,6 +193,10 @@ def reconstruct_sinogram(sinogram: np.ndarray, grid: Grid, sensors: SensorArray,
     x0
         A starting image (n, n) of the frames' mean for ``mb-tv`` (each frame starts at it
         times its amplitude against the mean); None: zero. Other methods refuse it.
+    norm_sq
+        For ``mb-tv``: an upper bound on ``||A||^2`` of this geometry (e.g.
+        :attr:`oatomo.calibration.Calibration.operator_norm_sq`), used as the step size
+        instead of a power iteration; None: the power iteration.
 
     Returns
     -------
@@ -197,13 +204,16 @@ def reconstruct_sinogram(sinogram: np.ndarray, grid: Grid, sensors: SensorArray,
         float32 (..., n, n) in Pa.
     """
     spec = get_method(method)
-    if x0 is not None and spec.name != "mb-tv":
-        raise InputError(f"a starting image is for mb-tv, not {spec.name}")
+    if (x0 is not None or norm_sq is not None) and spec.name != "mb-tv":
+        raise InputError(f"a starting image or operator-norm bound is for mb-tv, not "
+                         f"{spec.name}")
+    if norm_sq is not None and not (math.isfinite(norm_sq) and norm_sq > 0):
+        raise InputError(f"norm_sq must be a positive number, got {norm_sq!r}")
     grid, sensors, acquisition = check_geometry(grid, sensors, acquisition)
     check_medium(medium)
     extra = {k: v for k, v in (("element_width", element_width), ("response", response),
                                ("speed_map", speed_map), ("attenuation", attenuation),
-                               ("x0", x0))
+                               ("x0", x0), ("norm_sq", norm_sq))
              if v is not None}
     if medium != DEFAULT_MEDIUM:
         extra["medium"] = medium

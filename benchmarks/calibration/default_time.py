@@ -1,0 +1,107 @@
+"""The default's time on a perturbed scan over one 50-iteration TV of the same scan, on a
+quiet machine: one process, each call repeated and the fastest kept.
+
+The held-out benchmark (``heldout_default.py``) times every case once, often with another
+benchmark process beside it; its ratios move by 1-2 TV50 with the machine's load. This
+script measures the ratio alone, on four of its scans (seed 1000: ring32 thick vessels,
+ring64 disks, arc270 texture, ring128 points), in the same run for whatever ``oatomo`` is
+on the path, so two versions are compared by running it twice::
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/calibration/default_time.py \\
+        --out benchmarks/calibration/default_time.json
+    git worktree add /tmp/before <commit>
+    OMP_NUM_THREADS=1 PYTHONPATH=/tmp/before .venv/bin/python \\
+        benchmarks/calibration/default_time.py --label before --out ...
+
+Per case: the default ``oatomo.reconstruct(scan)`` (check, calibration, TV with the
+response) and ``oatomo.reconstruct(scan, "mb-tv", calibrate=False, iters=50)``, each run
+``--repeats`` times (the first run also compiles nothing: a warm-up scan runs first), the
+fastest of each kept; the step timings of the default's fastest run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import heldout_default as H  # noqa: E402
+
+import oatomo  # noqa: E402
+
+CASES = (("ring32", "vessels-thick"), ("ring64", "disks"), ("arc270", "texture"),
+         ("ring128", "points"))
+
+
+def scan_of(geometry: str, kind: str, seed: int = 1000) -> tuple[Any, Any]:
+    """The held-out benchmark's scan of (geometry, kind, seed) and its image grid, built
+    by its own generator (:func:`heldout_default.run_case`'s first lines)."""
+    import zlib
+    from dataclasses import replace
+
+    geo = H.GEOMETRIES[geometry]
+    rng = np.random.default_rng([seed, zlib.crc32(geometry.encode()),
+                                 zlib.crc32(kind.encode()), 0])
+    grid = H.Grid(H.N_IMAGE, H.FOV)
+    fine = H.Grid(2 * H.N_IMAGE, H.FOV)
+    p0 = H.phantom(kind, fine, rng)
+    nominal = geo.nominal()
+    true, _ = geo.perturbed(nominal, rng)
+    c_true = float(rng.uniform(*H.C_TRUE))
+    c_file = c_true * (1 + float(rng.uniform(-H.C_FILE_REL, H.C_FILE_REL)))
+    noise = float(rng.uniform(*H.NOISE))
+    acq = H.acquisition_for([nominal, true], grid, [c_true, c_file])
+    response = H.DetectorResponse(centre_frequency=H.BAND_CENTRE_AT_01MM * 0.1 * H.MM
+                                  / grid.dx, bandwidth=H.BANDWIDTH)
+    y = H.simulate(p0, fine, true, replace(acq, speed_of_sound=c_true), thickness=grid.dx,
+                   noise_std=noise, response=response, seed=int(rng.integers(2**63)))
+    return H.Scan(y, nominal, replace(acq, speed_of_sound=c_file), response=response), grid
+
+
+def fastest(fn: Any, repeats: int) -> tuple[float, Any]:
+    """The fastest wall time of ``repeats`` calls of ``fn`` and the last result."""
+    best, out = float("inf"), None
+    for _ in range(repeats):
+        t = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - t)
+    return best, out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--label", default="current")
+    ap.add_argument("--out", default=None, help="JSON to add this run to (by --label)")
+    args = ap.parse_args(argv)
+    H.warm_up()
+    rows = []
+    for g, k in CASES:
+        scan, grid = scan_of(g, k)
+        t_def, rec = fastest(lambda s=scan, gr=grid: oatomo.reconstruct(s, grid=gr),
+                             args.repeats)
+        t50, _ = fastest(lambda s=scan, gr=grid: oatomo.reconstruct(
+            s, "mb-tv", grid=gr, calibrate=False, refine=False, iters=50), args.repeats)
+        row = {"geometry": g, "phantom": k, "t_default": t_def, "t_tv50": t50,
+               "ratio": t_def / t50, "iters": rec.provenance.get("iters"),
+               "steps": {s: round(v, 3) for s, v in rec.provenance["timings"].items()}}
+        rows.append(row)
+        print(f"{g} {k}: default {t_def:.2f} s, TV50 {t50:.2f} s, ratio {row['ratio']:.2f} "
+              f"(steps {row['steps']})", flush=True)
+    print(f"median ratio {float(np.median([r['ratio'] for r in rows])):.2f}")
+    if args.out:
+        out = Path(args.out)
+        done = json.loads(out.read_text()) if out.exists() else {}
+        done[args.label] = rows
+        out.write_text(json.dumps(done, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

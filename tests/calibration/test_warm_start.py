@@ -1,0 +1,101 @@
+"""The TV of a self-calibrated scan starts at the calibration's last image, with its
+operator-norm bound: the start is scaled per frame (a frame half as strong starts half as
+high), both are refused by the methods that cannot use them, and the pipeline's image is
+exactly the TV started there with the documented iterations and step (an independent call
+of the same solver)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import oatomo
+from oatomo import Acquisition, Grid, InputError, ring_array
+from oatomo.calibration import calibrate_sinogram
+from oatomo.phantoms import disks
+from oatomo.pipeline.options import RESPONSE_ITERS
+from oatomo.pipeline.policy import WARM_ITERS
+from oatomo.recon.model_based import reconstruct_model_based
+from oatomo.recon.registry import reconstruct_sinogram
+from oatomo.response import DetectorResponse
+
+GRID = Grid(32, 0.008)
+ACQ = Acquisition(20e6, 300)
+NOMINAL = ring_array(16, 0.01)
+RESPONSE = DetectorResponse(centre_frequency=3e6, bandwidth=1.2)
+
+
+def _scan(response: DetectorResponse | None = RESPONSE) -> oatomo.Scan:
+    """16-sensor ring, per-sensor radial errors of 0.15 mm, four disks."""
+    true = NOMINAL.perturbed(radial_std=0.15e-3, seed=4)
+    y = oatomo.simulate(disks(GRID, seed=2, count=4), GRID, true, ACQ, response=response)
+    return oatomo.Scan(y, NOMINAL, ACQ, response=response)
+
+
+def test_the_start_is_scaled_per_frame() -> None:
+    """Two frames, the second half the first, both started at the same mean-frame image:
+    the images keep the ratio 0.5 to float precision after a few iterations (TV is
+    equivariant under a common scale of data and start; the same unscaled start for both
+    frames would not be)."""
+    scan = _scan(None)
+    y = np.stack([scan.sinogram, 0.5 * scan.sinogram])
+    start = reconstruct_model_based(y.mean(axis=0), GRID, NOMINAL, ACQ, method="tv",
+                                    n_iter=20)[0]
+    img = reconstruct_sinogram(y, GRID, NOMINAL, ACQ, "mb-tv", iters=3, x0=start)
+    ratio = float(np.vdot(img[1], img[0]) / np.vdot(img[0], img[0]))
+    assert ratio == pytest.approx(0.5, rel=1e-4)
+    # the first frame is 4/3 of the mean: it starts at 4/3 of the start image
+    one = reconstruct_model_based(y[0], GRID, NOMINAL, ACQ, method="tv", n_iter=3,
+                                  x0=np.float32(4 / 3) * start)[0]
+    np.testing.assert_allclose(img[0], one, rtol=1e-5, atol=1e-6 * float(one.max()))
+    unscaled = reconstruct_model_based(y[1], GRID, NOMINAL, ACQ, method="tv", n_iter=3,
+                                       x0=start)[0]
+    assert abs(float(np.vdot(unscaled, img[0]) / np.vdot(img[0], img[0])) - 0.5) > 1e-2
+
+
+@pytest.mark.parametrize("method", ["ubp", "das", "mb-tikhonov"])
+def test_a_start_is_only_for_tv(method: str) -> None:
+    scan = _scan(None)
+    for kw in ({"x0": np.zeros(GRID.shape, np.float32)}, {"norm_sq": 1.0}):
+        with pytest.raises(InputError, match="operator-norm bound is for mb-tv"):
+            reconstruct_sinogram(scan.sinogram, GRID, NOMINAL, ACQ, method, **kw)
+    with pytest.raises(InputError, match="norm_sq must be a positive number"):
+        reconstruct_sinogram(scan.sinogram, GRID, NOMINAL, ACQ, "mb-tv", norm_sq=-1.0)
+
+
+def test_the_calibrated_tv_starts_at_the_calibration_image() -> None:
+    """``oatomo.reconstruct(..., calibrate=True)`` with TV and the response in the operator
+    equals TV at the calibrated geometry started at :attr:`Calibration.image` with
+    :data:`WARM_ITERS` iterations; iterations asked for are kept."""
+    scan = _scan()
+    cal = oatomo.calibrate(scan, GRID)
+    assert cal.image is not None and cal.image.shape == GRID.shape
+    assert np.all(np.isfinite(cal.image)) and float(cal.image.max()) > 0
+    rec = oatomo.reconstruct(scan, "mb-tv", GRID, calibrate=True, refine=False)
+    prov = rec.provenance
+    assert WARM_ITERS < RESPONSE_ITERS
+    assert prov["iters"] == WARM_ITERS and prov["model_response"] is True
+    assert prov["calibration"]["tv_started_at_calibration_image"] is True
+    assert prov["calibration"]["tv_step_from_calibration"] is True
+    assert cal.operator_norm_sq is not None and cal.operator_norm_sq > 0
+    ref = reconstruct_sinogram(scan.sinogram, GRID, cal.sensors, cal.acquisition(ACQ),
+                               "mb-tv", iters=WARM_ITERS, response=RESPONSE, x0=cal.image,
+                               norm_sq=cal.operator_norm_sq)
+    np.testing.assert_array_equal(rec.image, ref)
+    asked = oatomo.reconstruct(scan, "mb-tv", GRID, calibrate=True, refine=False, iters=7)
+    assert asked.provenance["iters"] == 7
+    # a model other than the calibration's (no response) keeps its own power iteration
+    plain = oatomo.reconstruct(scan, "mb-tv", GRID, calibrate=True, refine=False,
+                               model_response=False)
+    assert plain.provenance["calibration"]["tv_step_from_calibration"] is False
+    # UBP after calibration has no start
+    ubp = oatomo.reconstruct(scan, "ubp", GRID, calibrate=True, refine=False,
+                             model_response=False)
+    assert "tv_started_at_calibration_image" not in ubp.provenance["calibration"]
+
+
+def test_the_search_method_keeps_no_image() -> None:
+    scan = _scan(None)
+    cal = calibrate_sinogram(scan.sinogram, NOMINAL, ACQ, GRID, method="search", n_iter=3,
+                             n_levels=1, n_folds=2)
+    assert cal.image is None
