@@ -12,10 +12,10 @@ whole array and a common scaling of positions and speed of sound are not.
 2. **Alternating image and geometry steps, coarse to fine.** At each level (large pixels
    and low frequencies first) a few TV iterations with every sensor at its current
    estimate (warm-started; the TV weight three times a reconstruction's, so that the
-   image explains less of the sensors' errors) alternate with one damped Gauss-Newton step per sensor on its
-   own record with the image fixed: the records' derivatives with respect to each
-   sensor's displacement along and across its line of sight come from one forward
-   projection onto a virtual array of ``5 N`` points, and each sensor solves a 3 x 3 system
+   image explains less of the sensors' errors) alternate with one damped Gauss-Newton
+   step per sensor on its own record with the image fixed: the records' derivatives with
+   respect to each sensor's displacement along and across its line of sight come from one
+   forward projection onto a virtual array of ``5 N`` points, and each sensor solves a 3 x 3 system
    (amplitude and two coordinates) under the prior. The first step of the coarsest level
    is a search along every line of sight over the prior box. The image absorbs part of
    each sensor's error (it was made from that sensor too), so each step recovers only part
