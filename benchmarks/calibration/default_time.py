@@ -40,31 +40,6 @@ CASES = (("ring32", "vessels-thick"), ("ring64", "disks"), ("arc270", "texture")
          ("ring128", "points"))
 
 
-def scan_of(geometry: str, kind: str, seed: int = 1000) -> tuple[Any, Any]:
-    """The held-out benchmark's scan of (geometry, kind, seed) and its image grid, built
-    by its own generator (:func:`heldout_default.run_case`'s first lines)."""
-    import zlib
-    from dataclasses import replace
-
-    geo = H.GEOMETRIES[geometry]
-    rng = np.random.default_rng([seed, zlib.crc32(geometry.encode()),
-                                 zlib.crc32(kind.encode()), 0])
-    grid = H.Grid(H.N_IMAGE, H.FOV)
-    fine = H.Grid(2 * H.N_IMAGE, H.FOV)
-    p0 = H.phantom(kind, fine, rng)
-    nominal = geo.nominal()
-    true, _ = geo.perturbed(nominal, rng)
-    c_true = float(rng.uniform(*H.C_TRUE))
-    c_file = c_true * (1 + float(rng.uniform(-H.C_FILE_REL, H.C_FILE_REL)))
-    noise = float(rng.uniform(*H.NOISE))
-    acq = H.acquisition_for([nominal, true], grid, [c_true, c_file])
-    response = H.DetectorResponse(centre_frequency=H.BAND_CENTRE_AT_01MM * 0.1 * H.MM
-                                  / grid.dx, bandwidth=H.BANDWIDTH)
-    y = H.simulate(p0, fine, true, replace(acq, speed_of_sound=c_true), thickness=grid.dx,
-                   noise_std=noise, response=response, seed=int(rng.integers(2**63)))
-    return H.Scan(y, nominal, replace(acq, speed_of_sound=c_file), response=response), grid
-
-
 def fastest(fn: Any, repeats: int) -> tuple[float, Any]:
     """The fastest wall time of ``repeats`` calls of ``fn`` and the last result, each call
     with cold operator caches (as a user's first command: operators and their norms are
@@ -90,7 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     H.warm_up()
     rows = []
     for g, k in CASES:
-        scan, grid = scan_of(g, k)
+        case = H.make_case(g, k, 1000)
+        scan, grid = case.scan, case.grid
         t_def, rec = fastest(lambda s=scan, gr=grid: oatomo.reconstruct(s, grid=gr),
                              args.repeats)
         t50, _ = fastest(lambda s=scan, gr=grid: oatomo.reconstruct(

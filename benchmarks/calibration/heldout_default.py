@@ -303,8 +303,24 @@ def _tv(scan: Scan, grid: Grid, iters: int | None = None) -> tuple[np.ndarray, f
     return np.asarray(rec.image, np.float64), time.perf_counter() - t
 
 
-def run_case(geometry: str, kind: str, seed: int, correct: bool = False) -> dict[str, Any]:
-    """Simulate one scan and reconstruct it three ways; the metrics (see the module)."""
+@dataclass(frozen=True)
+class Case:
+    """One simulated scan of the benchmark and what scoring needs."""
+
+    grid: Grid
+    truth: np.ndarray  # fine p0 block-averaged onto the image grid, max 1
+    nominal: SensorArray
+    true: SensorArray
+    c_true: float
+    c_file: float
+    noise: float
+    sizes: dict[str, float]
+    scan: Scan  # what the file says (nominal positions, file's c)
+    scan_true: Scan  # the same records with the true positions and c
+
+
+def make_case(geometry: str, kind: str, seed: int, correct: bool = False) -> Case:
+    """The scan of (geometry, kind, seed) as this benchmark draws it (see the module)."""
     geo = GEOMETRIES[geometry]
     rng = np.random.default_rng([seed, zlib.crc32(geometry.encode()),
                                  zlib.crc32(kind.encode()), int(correct)])
@@ -326,8 +342,18 @@ def run_case(geometry: str, kind: str, seed: int, correct: bool = False) -> dict
                                 bandwidth=BANDWIDTH)
     y = simulate(p0_fine, fine, true, acq_true, thickness=grid.dx, noise_std=noise,
                  response=response, seed=int(rng.integers(2**63)))
-    scan = Scan(y, nominal, acq_file, response=response)
-    scan_true = Scan(y, true, acq_true, response=response)
+    return Case(grid, truth, nominal, true, c_true, c_file, noise, sizes,
+                Scan(y, nominal, acq_file, response=response),
+                Scan(y, true, acq_true, response=response))
+
+
+def run_case(geometry: str, kind: str, seed: int, correct: bool = False) -> dict[str, Any]:
+    """Simulate one scan and reconstruct it three ways; the metrics (see the module)."""
+    case = make_case(geometry, kind, seed, correct)
+    grid, truth, nominal, true = case.grid, case.truth, case.nominal, case.true
+    c_true, c_file, noise, sizes = case.c_true, case.c_file, case.noise, case.sizes
+    scan, scan_true = case.scan, case.scan_true
+    acq = scan.acquisition
 
     row: dict[str, Any] = {"geometry": geometry, "phantom": kind, "seed": seed,
                            "correct_file": correct, "c_true": c_true, "c_file": c_file,

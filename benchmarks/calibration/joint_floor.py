@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import zlib
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -49,27 +48,11 @@ CASES = (("ring32", "vessels-thin"), ("ring64", "vessels-thin"), ("ring128", "ve
 
 def case(geometry: str, kind: str) -> dict[str, Any]:
     """The scan of (geometry, kind, :data:`SEED`) as the held-out benchmark draws it."""
-    geo = H.GEOMETRIES[geometry]
-    rng = np.random.default_rng([SEED, zlib.crc32(geometry.encode()),
-                                 zlib.crc32(kind.encode()), 0])
-    grid, fine = H.Grid(H.N_IMAGE, H.FOV), H.Grid(2 * H.N_IMAGE, H.FOV)
-    p0 = H.phantom(kind, fine, rng)
-    truth = H.block_mean(p0.astype(np.float64))
-    truth /= truth.max()
-    nominal = geo.nominal()
-    true, _ = geo.perturbed(nominal, rng)
-    c_true = float(rng.uniform(*H.C_TRUE))
-    c_file = c_true * (1 + float(rng.uniform(-H.C_FILE_REL, H.C_FILE_REL)))
-    noise = float(rng.uniform(*H.NOISE))
-    acq = H.acquisition_for([nominal, true], grid, [c_true, c_file])
-    resp = H.DetectorResponse(centre_frequency=H.BAND_CENTRE_AT_01MM * 0.1 * H.MM / grid.dx,
-                              bandwidth=H.BANDWIDTH)
-    y = H.simulate(p0, fine, true, replace(acq, speed_of_sound=c_true), thickness=grid.dx,
-                   noise_std=noise, response=resp, seed=int(rng.integers(2**63)))
-    return {"grid": grid, "truth": truth, "nominal": nominal, "true": true, "y": y,
-            "c_true": c_true, "acq": acq, "response": resp,
-            "file": H.Scan(y, nominal, replace(acq, speed_of_sound=c_file), response=resp),
-            "right": H.Scan(y, true, replace(acq, speed_of_sound=c_true), response=resp)}
+    c = H.make_case(geometry, kind, SEED)
+    acq = c.scan_true.acquisition
+    return {"grid": c.grid, "truth": c.truth, "nominal": c.nominal, "true": c.true,
+            "y": c.scan.sinogram, "c_true": c.c_true, "acq": acq,
+            "response": c.scan.response, "file": c.scan, "right": c.scan_true}
 
 
 def tv_psnr(c: dict[str, Any], sensors: Any, speed: float) -> float:
