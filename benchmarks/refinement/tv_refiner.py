@@ -220,7 +220,12 @@ def main(argv: list[str] | None = None) -> int:
                     help="directory of the scans' records, UBP and TV images (reused)")
     ap.add_argument("--tuning", action="store_true",
                     help="the tuning set (its geometries, phantoms and seeds) instead")
+    ap.add_argument("--model-response", choices=("auto", "off"), default="auto",
+                    help="the TV input: the pipeline's default (auto) or TV without the "
+                         "detector response, 50 iterations (off: what the family's "
+                         "training data hold); use its own --cache")
     args = ap.parse_args(argv)
+    model_response: bool | str = "auto" if args.model_response == "auto" else False
     first = H.FIRST_SEED
     if args.tuning:
         args.geometries, args.phantoms = ",".join(TUNING_GEOMETRIES), ",".join(TUNING_PHANTOMS)
@@ -240,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
             for k in args.phantoms.split(","):
                 if (g, k, seed) in keys:
                     continue
-                row = run_case(ref, g, k, seed, Path(args.cache))
+                row = run_case(ref, g, k, seed, Path(args.cache), model_response)
                 done.append(row)
                 with atomic_path(out) as tmp:
                     tmp.write_text(json.dumps(done, indent=1))
