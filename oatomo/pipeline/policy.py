@@ -49,7 +49,7 @@ CALIBRATED_METHOD = "mb-tv"
 
 
 def scan_geometry(scan: Any, *, calibrate: bool = False, grid: Grid | None = None,
-                  callback: Callback | None = None
+                  callback: Callback | None = None, check: dict[str, Any] | None = None
                   ) -> tuple[SensorArray, Acquisition, dict[str, Any] | None,
                              Calibration | None]:
     """Step 2: the sensors and acquisition to reconstruct with.
@@ -59,11 +59,27 @@ def scan_geometry(scan: Any, *, calibrate: bool = False, grid: Grid | None = Non
     Returns ``(sensors, acquisition, record, calibration)``; ``record`` summarises the
     calibration for the provenance, ``calibration`` is the
     :class:`~oatomo.calibration.Calibration` itself (both None without one).
+
+    ``check``: the position check's record when the check decided to calibrate
+    (``calibrate="auto"``). Then a scan the calibration cannot work on (its signals carry
+    too little structure for the positions to be estimated, see
+    :func:`oatomo.calibrate`) keeps its own geometry, and the record says why
+    (``calibrated`` False, ``why_not``); asked for explicitly, the calibration's error
+    stands.
     """
     if not calibrate:
         return scan.sensors, scan.acquisition, None, None
 
-    cal = calibrate_scan(scan, grid, callback=callback)
+    try:
+        cal = calibrate_scan(scan, grid, callback=callback)
+    except InputError as exc:
+        if check is None:
+            raise
+        check["calibrated"] = False
+        check["why_not"] = f"self-calibration was not possible: {exc.problem}"
+        logger.warning("%s; reconstructing with the file's positions and speed of sound",
+                       check["why_not"])
+        return scan.sensors, scan.acquisition, None, None
     shift = np.hypot(*cal.displacement.T)
     record = {"speed_of_sound": cal.speed_of_sound,
               "nominal_speed_of_sound": cal.nominal_speed_of_sound,

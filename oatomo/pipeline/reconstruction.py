@@ -306,7 +306,12 @@ def reconstruct(scan: Any, method: str | None = None, grid: Grid | None = None, 
                                                                   timer.done)
     t = time.perf_counter()
     sensors, acquisition, cal_record, calibration = scan_geometry(
-        signals.data, calibrate=options.calibrate, grid=grid, callback=callback)
+        signals.data, calibrate=options.calibrate, grid=grid, callback=callback,
+        check=check_record if check_record and check_record.get("needs_calibration")
+        else None)
+    if check_record and check_record.get("calibrated") is False and refine_reason:
+        refine_reason = ("the file's positions disagree with its data and self-calibration "
+                         "was not possible (see the position check)")
     if options.calibrate:
         timer.done("calibrate", t)
     t = time.perf_counter()

@@ -99,3 +99,34 @@ def test_the_search_method_keeps_no_image() -> None:
     cal = calibrate_sinogram(scan.sinogram, NOMINAL, ACQ, GRID, method="search", n_iter=3,
                              n_levels=1, n_folds=2)
     assert cal.image is None
+
+
+def test_a_scan_the_calibration_cannot_use_keeps_its_geometry_and_says_why(
+        monkeypatch, capsys, tmp_path) -> None:
+    """When the position check asks for calibration and the calibration refuses the scan
+    (too little structure), the default reconstructs with the file's geometry, exactly as
+    TV without calibration, and the provenance and the CLI say why; ``calibrate=True``
+    keeps the error."""
+    import oatomo.pipeline.policy as policy
+    from oatomo.cli import main
+    from oatomo.io import save_scan
+
+    def refuse(*args, **kwargs):
+        raise InputError("the scan's signals carry too little structure to calibrate on")
+
+    scan = _scan()
+    monkeypatch.setattr(policy, "calibrate_scan", refuse)
+    rec = oatomo.reconstruct(scan, grid=GRID)
+    check = rec.provenance["position_check"]
+    assert check["needs_calibration"] is True  # the check asked and check["calibrated"] is False
+    assert "too little structure" in check["why_not"]
+    assert rec.provenance["calibration"] is None and rec.provenance["method"] == "mb-tv"
+    plain = oatomo.reconstruct(scan, "mb-tv", GRID, calibrate=False, refine=False)
+    np.testing.assert_array_equal(rec.image, plain.image)
+    with pytest.raises(InputError, match="too little structure"):
+        oatomo.reconstruct(scan, "mb-tv", GRID, calibrate=True)
+    path = tmp_path / "scan.h5"
+    save_scan(path, scan)
+    assert main(["reconstruct", str(path), "--n", "32", "--fov", "0.008",
+                 "-o", str(tmp_path / "out.h5")]) == 0
+    assert "not calibrated: self-calibration was not possible" in capsys.readouterr().out
