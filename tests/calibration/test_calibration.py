@@ -91,7 +91,7 @@ def test_known_perturbation_error_falls_and_c_is_found(radial_case) -> None:
     true, _, cal = radial_case
     before = _rms(rigid_error(NOMINAL, true))
     after = _rms(rigid_error(cal.sensors, true))
-    assert after < before / 3, (before, after)  # the target factor (measured 0.21)
+    assert after < before / 3, (before, after)  # the target factor (measured 0.19)
     # speed of sound 1.2 % off in the file; the gauge (mean radius) costs at most ~0.2 %
     assert cal.speed_of_sound == pytest.approx(1500.0 * 1.012, rel=4e-3)
     assert cal.position_std.shape == (32, 2) and np.all(cal.position_std > 0)
