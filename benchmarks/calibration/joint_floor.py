@@ -46,35 +46,26 @@ CASES = (("ring32", "vessels-thin"), ("ring64", "vessels-thin"), ("ring128", "ve
          ("arc270", "vessels-thin"), ("arc270", "vessels-thick"), ("ring32", "disks"))
 
 
-def case(geometry: str, kind: str) -> dict[str, Any]:
-    """The scan of (geometry, kind, :data:`SEED`) as the held-out benchmark draws it."""
-    c = H.make_case(geometry, kind, SEED)
-    acq = c.scan_true.acquisition
-    return {"grid": c.grid, "truth": c.truth, "nominal": c.nominal, "true": c.true,
-            "y": c.scan.sinogram, "c_true": c.c_true, "acq": acq,
-            "response": c.scan.response, "file": c.scan, "right": c.scan_true}
+def tv_psnr(c: H.Case, sensors: Any, speed: float) -> float:
+    """Registered PSNR of the default TV of ``c``'s records at ``sensors`` and ``speed``."""
+    scan = H.Scan(c.scan.sinogram, sensors,
+                  replace(c.scan.acquisition, speed_of_sound=speed), response=c.scan.response)
+    rec = oatomo.reconstruct(scan, "mb-tv", grid=c.grid, calibrate=False, refine=False)
+    return H.register(np.asarray(rec.image, np.float64), c.truth)[0]
 
 
-def tv_psnr(c: dict[str, Any], sensors: Any, speed: float) -> float:
-    """Registered PSNR of the default TV at ``sensors`` and ``speed``."""
-    scan = H.Scan(c["y"], sensors, replace(c["acq"], speed_of_sound=speed),
-                  response=c["response"])
-    rec = oatomo.reconstruct(scan, "mb-tv", grid=c["grid"], calibrate=False, refine=False)
-    return H.register(np.asarray(rec.image, np.float64), c["truth"])[0]
-
-
-def oracle(c: dict[str, Any]) -> Any:
+def oracle(c: H.Case) -> Any:
     """Positions from 6 Gauss-Newton steps against the true image, from the truth."""
-    acq = replace(c["acq"], speed_of_sound=c["c_true"])
-    level = schedule(c["y"].astype(np.float32), acq, c["grid"], 2e-4, 3, fft=True)[-1]
+    acq = c.scan_true.acquisition  # the true speed of sound
+    level = schedule(c.scan.sinogram.astype(np.float32), acq, c.grid, 2e-4, 3, fft=True)[-1]
     level = replace(level, acquisition=replace(level.acquisition,
-                                               speed_of_sound=c["c_true"]))
-    pos = c["true"].positions.astype(np.float64)
+                                               speed_of_sound=c.c_true))
+    pos = c.true.positions.astype(np.float64)
     start = pos.copy()
     for _ in range(6):
-        pos, _, _ = gauss_newton_step(level, c["truth"].astype(np.float32), pos, start, 1.0,
-                                      None, c["grid"].dx, c["response"])
-    return H.SensorArray(pos, c["true"].normals)
+        pos, _, _ = gauss_newton_step(level, c.truth.astype(np.float32), pos, start, 1.0,
+                                      None, c.grid.dx, c.scan.response)
+    return H.SensorArray(pos, c.true.normals)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -83,18 +74,17 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     rows = []
     for g, k in CASES:
-        c = case(g, k)
+        c = H.make_case(g, k, SEED)
         row: dict[str, Any] = {"geometry": g, "phantom": k,
-                               "file_um": H.rms_um(c["nominal"], c["true"]),
-                               "tv_true": tv_psnr(c, c["true"], c["c_true"])}
+                               "file_um": H.rms_um(c.nominal, c.true),
+                               "tv_true": tv_psnr(c, c.true, c.c_true)}
         est = oracle(c)
-        row["oracle"] = {"um": H.rms_um(est, c["true"]),
-                         "tv": tv_psnr(c, est, c["c_true"])}
-        for name, scan, levels in (("joint_from_truth", c["right"], 3),
-                                   ("finest_from_truth", c["right"], 1),
-                                   ("joint_from_file", c["file"], 3)):
-            cal = oatomo.calibrate(scan, c["grid"], n_levels=levels)
-            row[name] = {"um": H.rms_um(cal.sensors, c["true"]),
+        row["oracle"] = {"um": H.rms_um(est, c.true), "tv": tv_psnr(c, est, c.c_true)}
+        for name, scan, levels in (("joint_from_truth", c.scan_true, 3),
+                                   ("finest_from_truth", c.scan_true, 1),
+                                   ("joint_from_file", c.scan, 3)):
+            cal = oatomo.calibrate(scan, c.grid, n_levels=levels)
+            row[name] = {"um": H.rms_um(cal.sensors, c.true),
                          "tv": tv_psnr(c, cal.sensors, cal.speed_of_sound)}
         rows.append(row)
         print(f"{g} {k}: file {row['file_um']:.0f} um; TV true {row['tv_true']:.2f} dB; "

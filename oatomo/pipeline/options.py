@@ -186,8 +186,7 @@ def operator_response(options: ReconstructOptions, scan: Any) -> Any:
         options = resolve_response(options, scan)
     if not options.model_response:
         return None
-    in_model = options.response if options.response is not None \
-        else getattr(scan, "response", None)
+    in_model = _response_of(options, scan)
     if in_model is None:
         raise InputError("model_response: the scan has no detector response (give one)")
     spec = get_method(options.method)
@@ -211,8 +210,7 @@ def resolve_response(options: ReconstructOptions, scan: Any) -> ReconstructOptio
     preset), the method runs :data:`RESPONSE_ITERS`.
     """
     if options.model_response == "auto":
-        in_model = options.response if options.response is not None \
-            else getattr(scan, "response", None)
+        in_model = _response_of(options, scan)
         use = (in_model is not None and get_method(options.method).iterative
                and options.deconvolve is False)
         if use and not _affordable(in_model, scan):
@@ -225,6 +223,12 @@ def resolve_response(options: ReconstructOptions, scan: Any) -> ReconstructOptio
     if not options.iters_given and operator_response(options, scan) is not None:
         options = replace(options, iters=RESPONSE_ITERS)
     return options
+
+
+def _response_of(options: ReconstructOptions, scan: Any) -> Any:
+    """The detector response given (``options.response``), else the scan's (or None)."""
+    return options.response if options.response is not None \
+        else getattr(scan, "response", None)
 
 
 def _affordable(response: Any, scan: Any) -> bool:
