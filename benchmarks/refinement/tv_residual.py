@@ -139,6 +139,26 @@ def make_item(i: int, out: Path, model_response: bool | str = "auto") -> None:
     tmp.rename(path)
 
 
+#: Training environments of the invariant model: the kind of scanner of an item.
+ENVIRONMENTS = ("ring", "arc-wide", "arc-short", "linear")
+
+
+def item_environment(i: int) -> int:
+    """The environment (index into :data:`ENVIRONMENTS`) of training item ``i``, by
+    replaying its draws: full ring, arc of 180 deg or more, shorter arc, linear array."""
+    from oatomo.geometry import Grid
+
+    rng = np.random.default_rng([i, 77001])
+    kind = KINDS[int(rng.integers(len(KINDS)))]
+    draw_phantom(kind, Grid(2 * H.N_IMAGE, H.FOV), rng)
+    geo = draw_geometry(rng)
+    if geo.kind == "linear":
+        return 3
+    if geo.arc >= 2 * math.pi:
+        return 0
+    return 1 if geo.arc >= math.pi else 2
+
+
 # --- model ---------------------------------------------------------------------------
 
 
@@ -192,25 +212,61 @@ def build_model(channels=(32, 64, 128), shuffle: int = 2):
     return ResUNet()
 
 
-def load_items(data: str) -> tuple[np.ndarray, np.ndarray]:
-    X, Y = [], []
+def build_vae(kind: str, width: int = 32, depth: int = 2, latent: int = 16,
+              beta: float = 1.0):
+    """The package's convolutional VAE of ``kind`` ("ivae": the invariant multi-decoder
+    model, one variant decoder per :data:`ENVIRONMENTS`; "bvae": the pooled beta-VAE),
+    residual on the TV channel, with the profiled Gaussian likelihood."""
+    from oatomo.learn.conv import ConvBetaVAE, ConvMultiDecoderIVAE, ConvVAEConfig
+    from oatomo.learn.skipvae import SkipBetaVAE, SkipMultiDecoderIVAE, SkipVAEConfig
+
+    if kind in ("skip-ivae", "skip-bvae"):
+        scfg = SkipVAEConfig(in_channels=2, n_envs=len(ENVIRONMENTS), beta=beta)
+        return (SkipMultiDecoderIVAE if kind == "skip-ivae" else SkipBetaVAE)(scfg, seed=0)
+    cfg = ConvVAEConfig(in_channels=2, width=width, depth=depth, latent_dim=latent,
+                        likelihood="profiled", n_envs=len(ENVIRONMENTS), residual=True,
+                        beta=beta)
+    return (ConvMultiDecoderIVAE if kind == "ivae" else ConvBetaVAE)(cfg, seed=0)
+
+
+def inputs_of(tv: np.ndarray, ubp: np.ndarray, arch: str) -> tuple[np.ndarray, float]:
+    """The network's input channels and the scale its output is multiplied by: TV's peak.
+    The package's VAEs take each channel over its own peak (as
+    :class:`oatomo.refine.Refiner` feeds them); the U-Net both over TV's."""
+    s = norm_scale(tv)
+    u = s if arch == "resunet" else norm_scale(ubp)
+    return np.stack([tv / s, ubp / u]).astype(np.float32), s
+
+
+def load_items(data: str, arch: str = "resunet"
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    X, Y, E = [], [], []
     for f in sorted(glob.glob(f"{data}/*.npz")):
         z = np.load(f)
-        s = norm_scale(z["tv"])
-        X.append(np.stack([z["tv"] / s, z["ubp"] / s]).astype(np.float32))
+        x, s = inputs_of(z["tv"], z["ubp"], arch)
+        X.append(x)
         Y.append((z["truth"] / s)[None].astype(np.float32))
-    return np.stack(X), np.stack(Y)
+        E.append(item_environment(int(Path(f).stem)) if "ivae" in arch else 0)
+    return np.stack(X), np.stack(Y), np.asarray(E)
 
 
-def train(data: str, out: str, steps: int, resume: bool = True) -> None:
+def train(data: str, out: str, steps: int, resume: bool = True, loss_kind: str = "sse",
+          arch: str = "resunet", beta: float = 1.0) -> None:
+    """Train the residual network; ``loss_kind`` "sse": squared error per crop over TV's
+    peak; "logratio": ``log`` of the crop's squared error over TV's own, so every crop
+    counts by its PSNR change in dB, whatever TV's PSNR there (a crop TV already gets
+    nearly right weighs as much as one it gets badly wrong). ``arch`` "resunet" (this
+    file's network) or the package's "ivae" / "bvae" (:func:`build_vae`; their loss is
+    their own: the profiled likelihood, which has the gradient of "logratio")."""
     import torch
 
     torch.set_num_threads(int(os.environ.get("TORCH_THREADS", "2")))
-    X, Y = load_items(data)
+    X, Y, E = load_items(data, arch)
     n = len(X)
-    print("items", n, flush=True)
+    print("items", n, "environments", np.bincount(E).tolist(), flush=True)
     torch.manual_seed(0)
-    model = build_model()
+    model = build_model() if arch == "resunet" else build_vae(arch, beta=beta)
+    gen = torch.Generator().manual_seed(0)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-4)
     step, curve = 0, []
     if resume and os.path.exists(out):
@@ -223,7 +279,7 @@ def train(data: str, out: str, steps: int, resume: bool = True) -> None:
     rng = np.random.default_rng(step)
     B, crop = 16, 96
     t0 = time.time()
-    acc = base = 0.0
+    acc = base = gain = 0.0
     while step < steps:
         lr = 1e-3 * 0.5 * (1 + math.cos(math.pi * step / steps))
         for pg in opt.param_groups:
@@ -241,29 +297,43 @@ def train(data: str, out: str, steps: int, resume: bool = True) -> None:
             yb = yb[..., ::-1]
         xb = torch.from_numpy(np.ascontiguousarray(xb))
         yb = torch.from_numpy(np.ascontiguousarray(yb))
-        loss = (model(xb) - yb).pow(2).flatten(1).sum(1).mean()
+        err0 = (xb[:, :1] - yb).pow(2).flatten(1).sum(1)
+        floor = 1e-6 * yb.pow(2).flatten(1).sum(1) + 1e-8
+        if arch != "resunet":
+            loss = model.loss(xb, env=torch.from_numpy(E[idx]), target=yb,
+                              generator=gen)["total"] / (crop * crop)
+            with torch.no_grad():
+                err = (model.reconstruct(xb) - yb).pow(2).flatten(1).sum(1)
+        else:
+            err = (model(xb) - yb).pow(2).flatten(1).sum(1)
+            if loss_kind == "logratio":
+                loss = (torch.log(err + floor) - torch.log(err0 + floor)).mean()
+            else:
+                loss = err.mean()
         opt.zero_grad()
         loss.backward()
         opt.step()
-        acc += float(loss.detach())
-        base += float((xb[:, :1] - yb).pow(2).flatten(1).sum(1).mean())
+        acc += float(err.mean())
+        base += float(err0.mean())
+        gain += float((10 * torch.log10((err0 + floor) / (err.detach() + floor))).mean())
         step += 1
         if step % 100 == 0:
             curve.append({"step": step, "loss": acc / 100, "tv_loss": base / 100,
+                          "gain_db": gain / 100,
                           "s": time.time() - t0})
             print(curve[-1], flush=True)
-            acc = base = 0.0
+            acc = base = gain = 0.0
         if step % 500 == 0 and step < steps:  # pick up items written meanwhile
-            X, Y = load_items(data)
+            X, Y, E = load_items(data, arch)
             n = len(X)
             print("items", n, flush=True)
         if step % 500 == 0 or step == steps:
-            torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step},
-                       out + ".tmp")
+            torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step,
+                        "arch": arch}, out + ".tmp")
             os.replace(out + ".tmp", out)
             Path(out + ".curve.json").write_text(json.dumps(curve))
             if step < steps:  # every checkpoint kept, for the tuning set to choose
-                torch.save({"model": model.state_dict(), "step": step},
+                torch.save({"model": model.state_dict(), "step": step, "arch": arch},
                            f"{out.removesuffix('.pt')}_{step}.pt")
 
 
@@ -308,20 +378,25 @@ def score(model_path: str, cache: Path, guard: bool = False) -> list[tuple]:
     import torch
 
     torch.set_num_threads(2)
-    model = build_model()
-    model.load_state_dict(torch.load(model_path, weights_only=True)["model"])
+    ck = torch.load(model_path, weights_only=True)
+    keys = ck["model"].keys()
+    arch = ck.get("arch") or ("resunet" if "head.weight" in keys else
+                              "ivae" if "variant_decoders.0.net.0.weight" in keys else "bvae")
+    model = build_model() if arch == "resunet" else build_vae(arch)
+    model.load_state_dict(ck["model"])
     model.eval()
+    run = model if arch == "resunet" else model.reconstruct  # the invariant decoder
     rows = []
     for f in sorted(cache.glob("truth_*.npy")):
         name = f.stem[len("truth_"):]
         z = np.load(cache / f"{name}.npz")
         truth = np.load(f)
         tv, ubp = z["tv"], z["ubp"]
-        s = norm_scale(tv)
-        x = torch.from_numpy(np.stack([tv / s, ubp / s])[None].astype(np.float32))
+        xn, s = inputs_of(tv, ubp, arch)
+        x = torch.from_numpy(xn[None])
         t = time.perf_counter()
         with torch.no_grad():
-            ref = model(x)[0, 0].numpy() * s
+            ref = run(x)[0, 0].numpy() * s
         dt = time.perf_counter() - t
         geo, kind, seed = name.rsplit("_", 2)
         row = (geo, kind, int(seed), H.score(ubp.astype(np.float64), truth),
@@ -398,6 +473,11 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("data")
     t.add_argument("model")
     t.add_argument("--steps", type=int, default=1500)
+    t.add_argument("--loss", choices=("sse", "logratio"), default="sse",
+                   help="training loss of the U-Net (see train)")
+    t.add_argument("--arch", choices=("resunet", "ivae", "bvae", "skip-ivae", "skip-bvae"),
+                   default="resunet")
+    t.add_argument("--beta", type=float, default=1.0, help="KL weight of the VAEs")
     c = sub.add_parser("cache")
     c.add_argument("cache")
     c.add_argument("--tuning", action="store_true")
@@ -416,7 +496,8 @@ def main(argv: list[str] | None = None) -> int:
         for i in range(a.start, a.start + a.count):
             make_item(i, out, False if a.ignore_response else "auto")
     elif a.cmd == "train":
-        train(a.data, a.model, a.steps)
+        train(a.data, a.model, a.steps, loss_kind=a.loss, arch=a.arch,
+              beta=a.beta)
     elif a.cmd == "cache":
         cache_set(Path(a.cache), a.tuning, False if a.ignore_response else "auto")
     else:

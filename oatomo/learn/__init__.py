@@ -30,10 +30,14 @@ _LAZY = {
     "MultiDecoderIVAE": "models", "MultiEncoderIVAE": "models", "kl_normal": "models",
     "TrainResult": "train", "resolve_device": "train", "train": "train",
     "UNetConfig": "unet", "UNetDenoiser": "unet",
+    "SkipVAEConfig": "skipvae", "SkipBetaVAE": "skipvae", "SkipMultiDecoderIVAE": "skipvae",
 }
 
 __all__ = [
     "BetaVAE",
+    "SkipBetaVAE",
+    "SkipMultiDecoderIVAE",
+    "SkipVAEConfig",
     "MultiDecoderIVAE",
     "MultiEncoderIVAE",
     "UNetDenoiser",

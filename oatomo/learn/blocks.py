@@ -24,7 +24,12 @@ from oatomo.errors import InputError
 
 __all__ = ["VAEConfig", "Encoder", "Decoder", "config_from_dict"]
 
-LIKELIHOODS = ("bernoulli", "gaussian")
+#: Likelihoods of the VAE family: ``"bernoulli"`` (logits), ``"gaussian"`` (fixed
+#: ``obs_sigma``) and ``"profiled"``: Gaussian with each image's noise variance unknown and
+#: set to its maximum-likelihood value (the image's own mean squared error), which leaves
+#: ``P/2 log(SSE / P)`` per image of ``P`` pixels -- every image counts by its error in dB
+#: whatever its contrast.
+LIKELIHOODS = ("bernoulli", "gaussian", "profiled")
 
 
 def _shape(value: Any, name: str) -> tuple[int, int, int]:
@@ -54,8 +59,10 @@ class VAEConfig:
     hidden
         Flat latent only: width of the fully connected layer next to the latent (0: none).
     likelihood
-        ``"bernoulli"`` (decoder outputs logits; targets in [0, 1]) or ``"gaussian"``
-        (decoder outputs the mean of N(mean, obs_sigma^2 I)).
+        ``"bernoulli"`` (decoder outputs logits; targets in [0, 1]), ``"gaussian"``
+        (decoder outputs the mean of N(mean, obs_sigma^2 I)) or ``"profiled"`` (the same
+        with each image's variance at its maximum-likelihood value; see
+        :data:`LIKELIHOODS`).
     obs_sigma
         Standard deviation of the Gaussian likelihood (the poster's N(f(z), I) is 1; images
         scaled to [0, 1] usually want a smaller value, which weighs reconstruction up).

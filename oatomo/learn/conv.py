@@ -53,6 +53,10 @@ class ConvVAEConfig:
         As in :class:`oatomo.learn.VAEConfig`.
     example_size
         Image size used by :meth:`sample` when none is given.
+    residual
+        True: the decoders give a correction that is added to the first input channel
+        (the image being refined); the likelihood is that of the sum. The decoders' last
+        layers start at zero, so the untrained model returns its first input.
     """
 
     in_channels: int = 2
@@ -66,6 +70,7 @@ class ConvVAEConfig:
     gamma: float = 1.0
     n_envs: int = 2
     example_size: int = 96
+    residual: bool = False
 
     def __post_init__(self) -> None:
         if min(self.in_channels, self.out_channels, self.width, self.latent_dim,
@@ -145,6 +150,30 @@ class _ConvMixin:
         self.logvar_head = nn.Conv2d(2 * cfg.width, cfg.latent_dim, 3, padding=1)
         self.decoder = ConvDecoder(cfg)
 
+    def _start_residual(self) -> None:
+        """A residual model starts as the identity: every decoder's last layer at zero."""
+        if self.config.residual:
+            for dec in [self.decoder, *getattr(self, "variant_decoders", [])]:
+                nn.init.zeros_(dec.net[-2].weight)
+                nn.init.zeros_(dec.net[-2].bias)
+
+    def base(self, x: torch.Tensor) -> torch.Tensor:
+        """What the decoders' output is added to: the first input channel of a residual
+        model, else zero."""
+        if not self.config.residual:
+            return x.new_zeros((len(x), self.config.out_channels, *x.shape[2:]))
+        return x[:, :self.config.out_channels]
+
+    def reconstruct(self, x: torch.Tensor, env: Any = None) -> torch.Tensor:
+        """The likelihood mean from the posterior mean, plus :meth:`base`."""
+        return super().reconstruct(x, env) + self.base(x)
+
+    @torch.no_grad()
+    def posterior_samples(self, x: torch.Tensor, n: int, env: Any = None, *,
+                          generator: torch.Generator | None = None) -> torch.Tensor:
+        """``n`` draws from the posterior decoded, plus :meth:`base` (see the parent)."""
+        return super().posterior_samples(x, n, env, generator=generator) + self.base(x)
+
     def _check_x(self, x: torch.Tensor) -> None:
         c = self.config.in_channels
         if not isinstance(x, torch.Tensor) or x.ndim != 4 or x.shape[1] != c \
@@ -160,10 +189,11 @@ class _ConvMixin:
             if self.config.out_channels != self.config.in_channels:
                 raise InputError("this model outputs another number of channels: give a "
                                  "target")
-            return x
-        if tuple(target.shape) != want:
+            target = x
+        elif tuple(target.shape) != want:
             raise InputError(f"target must have shape {want}, got {tuple(target.shape)}")
-        return target
+        # a residual model's decoders are fitted to what the first channel lacks
+        return target - self.base(x) if self.config.residual else target
 
 
 @register_model
@@ -172,6 +202,7 @@ class ConvBetaVAE(_ConvMixin, BetaVAE):
 
     def _build(self) -> None:
         self._build_shared()
+        self._start_residual()
 
 
 @register_model
@@ -184,6 +215,7 @@ class ConvMultiDecoderIVAE(_ConvMixin, MultiDecoderIVAE):
         self._build_shared()
         self.variant_decoders = nn.ModuleList(ConvDecoder(self.config)
                                               for _ in range(self.config.n_envs))
+        self._start_residual()
 
 
 @dataclass(frozen=True)

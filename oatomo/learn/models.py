@@ -42,6 +42,10 @@ Env = int | torch.Tensor | None
 #: Log-variances are clamped to this range (exp(-20) ~ 2e-9, exp(10) ~ 2e4) for stability.
 _LOGVAR_RANGE = (-20.0, 10.0)
 
+#: Floor of the mean squared error of the ``"profiled"`` likelihood (images are scaled to a
+#: peak of about 1: 1e-10 is 100 dB below it).
+PROFILED_FLOOR = 1e-10
+
 
 def kl_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """KL( N(mu, diag exp(logvar)) || N(0, I) ) per sample (summed over all but dim 0)."""
@@ -131,6 +135,13 @@ class _VAE(OatomoModel):
         """Per-sample negative log-likelihood of ``target`` given decoder output ``out``."""
         if self.config.likelihood == "bernoulli":
             nll = F.binary_cross_entropy_with_logits(out, target, reduction="none")
+        elif self.config.likelihood == "profiled":
+            # the noise variance of each image at its maximum-likelihood value, the mean
+            # squared error (floored: an exact fit must not give -inf)
+            sq = (target - out).pow(2).flatten(1)
+            p = sq.shape[1]
+            mse = sq.mean(1) + PROFILED_FLOOR
+            return 0.5 * p * (torch.log(mse) + 1.0 + math.log(2 * math.pi))
         else:
             s = self.config.obs_sigma
             nll = 0.5 * ((target - out) / s).pow(2) + (math.log(s) + 0.5 * math.log(2 * math.pi))

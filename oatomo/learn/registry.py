@@ -19,7 +19,8 @@ __all__ = ["register_model", "model_classes", "ModelKind", "MODEL_KINDS", "get_k
 
 _REGISTRY: dict[str, Any] = {}
 #: Modules whose classes register themselves when imported.
-_BUILTIN_MODULES = ("oatomo.learn.models", "oatomo.learn.unet", "oatomo.learn.conv")
+_BUILTIN_MODULES = ("oatomo.learn.models", "oatomo.learn.unet", "oatomo.learn.conv",
+                    "oatomo.learn.skipvae")
 M = TypeVar("M")
 
 

@@ -331,6 +331,12 @@ class Refiner:
             raise InputError(f"uncertainty must be 'posterior', 'decoders' or 'both', got "
                              f"{mode!r}")
         e = self.env_index(env)
+        step = 8 if hasattr(self.model, "variant_reconstructions") else 4
+        n0, n1 = x.shape[-2:]
+        if n0 % step or n1 % step:  # zero rows and columns beyond the image, cut after
+            pad = ((0, 0), (0, -n0 % step), (0, -n1 % step))
+            r, s = self._run(np.pad(x, pad), env, n_samples, seed)
+            return r[:n0, :n1], None if s is None else s[:n0, :n1]
         if isinstance(self.model, NumpyConvVAE):
             from oatomo._blas import blas_threads  # lazy: reads the BLAS library on use
 
@@ -353,6 +359,8 @@ class Refiner:
         posterior, decoders = self._wants(n_samples)
         mu, logvar = model.encode(x[None], logvar=posterior)
         out = model.likelihood_mean(model.decode(mu, e))[0, 0]
+        if model.residual:
+            out = out + x[0]
         if not (posterior or decoders):
             return out.astype(np.float32), None
         var = np.zeros_like(out)
@@ -380,11 +388,13 @@ class Refiner:
             if not (posterior or decoders) or not hasattr(model, "encode"):
                 out = model.reconstruct(xt, e)[0, 0].cpu().numpy()
                 return out.astype(np.float32), None
+            if hasattr(model, "variant_reconstructions"):  # skip-connected VAEs
+                return self._run_skip(model, xt, e, n_samples, seed, posterior, decoders)
             # the posterior serves the refined image and the uncertainty map: encode once
             mu, logvar = model.encode(xt)
             # the invariant decoder, or the variant decoder of a training environment
             decoder = model.decoder if e is None else model.variant_decoders[e]
-            out = model.likelihood_mean(decoder(mu))[0, 0].cpu().numpy()
+            out = (model.likelihood_mean(decoder(mu)) + model.base(xt))[0, 0].cpu().numpy()
             var = torch.zeros_like(xt[0, 0])
             if posterior:
                 eps = torch.from_numpy(posterior_noise(seed, n_samples, tuple(mu.shape[1:])))
@@ -396,6 +406,25 @@ class Refiner:
                 per_env = model.likelihood_mean(self._all_variant_decoders(mu))[:, 0, 0]
                 var += per_env.var(0, unbiased=False)
         return out.astype(np.float32), var.sqrt().cpu().numpy()
+
+    @staticmethod
+    def _run_skip(model: Any, xt: Any, e: int | None, n_samples: int, seed: int,
+                  posterior: bool, decoders: bool) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`_run_torch` for the skip-connected VAEs (:mod:`oatomo.learn.skipvae`),
+        whose decoders also take the encoder's features: the same images and map."""
+        import torch  # lazy: the NumPy back end refines without PyTorch
+
+        out = model.reconstruct(xt, e)[0, 0]
+        var = torch.zeros_like(out)
+        if posterior:
+            mu, _ = model.encode(xt)
+            eps = torch.from_numpy(posterior_noise(seed, n_samples, tuple(mu.shape[1:])))
+            var += model.posterior_samples(xt, n_samples, e, eps=eps)[:, 0, 0].var(
+                0, unbiased=False)
+        if decoders and len(model.variant_decoders):
+            var += model.variant_reconstructions(xt)[:, 0, 0].var(0, unbiased=False)
+        return (out.cpu().numpy().astype(np.float32),
+                var.sqrt().cpu().numpy().astype(np.float32))
 
     def _all_variant_decoders(self, z: Any) -> Any:
         """Every variant decoder applied to ``z`` in one vectorised call (E, B, C, H, W)."""

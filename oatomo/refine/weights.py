@@ -125,6 +125,7 @@ class NumpyConvVAE:
             self.depth = int(config["depth"])
             self.in_channels = int(config["in_channels"])
             self.likelihood = str(config["likelihood"])
+            self.residual = bool(config.get("residual", False))
             self.n_envs = int(config["n_envs"]) if model_class == "ConvMultiDecoderIVAE" else 0
         except (KeyError, TypeError, ValueError) as exc:
             raise InputError(f"invalid {model_class} config ({exc})") from None
@@ -221,9 +222,11 @@ class NumpyConvVAE:
         return out
 
     def reconstruct(self, x: np.ndarray, env: int | None = None) -> np.ndarray:
-        """Likelihood mean decoded from the posterior mean."""
+        """Likelihood mean decoded from the posterior mean (plus the first input channel
+        for a residual model)."""
         mu, _ = self.encode(x, logvar=False)
-        return self.likelihood_mean(self.decode(mu, env))
+        out = self.likelihood_mean(self.decode(mu, env))
+        return out + np.asarray(x, np.float32)[:, :out.shape[1]] if self.residual else out
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> tuple[NumpyConvVAE, dict[str, Any]]:

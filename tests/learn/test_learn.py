@@ -89,6 +89,48 @@ def test_gaussian_nll_is_exact():
     torch.testing.assert_close(model.nll(out, target), ref.reshape(1))
 
 
+def test_profiled_nll_is_the_gaussian_at_its_best_variance():
+    """The profiled likelihood equals the Gaussian NLL at sigma^2 = the image's mean squared
+    error, which is its minimum over sigma (closed form against torch.distributions)."""
+    model = BetaVAE(VAEConfig(**TINY, likelihood="profiled"), seed=0)
+    g = torch.Generator().manual_seed(3)
+    out = torch.randn(2, 2, 8, 8, generator=g, dtype=torch.float64)
+    target = torch.randn(2, 2, 8, 8, generator=g, dtype=torch.float64)
+    mse = (target - out).pow(2).flatten(1).mean(1)
+    got = model.nll(out, target)
+    for i in range(2):
+        best = -torch.distributions.Normal(out[i], mse[i].sqrt()).log_prob(target[i]).sum()
+        torch.testing.assert_close(got[i], best, rtol=1e-6, atol=1e-6)
+        for f in (0.7, 1.3):  # any other variance is a worse fit
+            other = torch.distributions.Normal(out[i], (f * mse[i]).sqrt())
+            assert float(-other.log_prob(target[i]).sum()) > float(best)
+    # scaling both by a shifts every image by P log a: the gradients do not see the scale
+    torch.testing.assert_close(model.nll(3 * out, 3 * target) - got,
+                               torch.full((2,), 128 * math.log(3.0), dtype=torch.float64))
+
+
+def test_residual_conv_vae_starts_as_identity_and_fits_the_correction():
+    from oatomo.learn.conv import ConvMultiDecoderIVAE, ConvVAEConfig
+
+    cfg = ConvVAEConfig(in_channels=2, width=4, depth=1, latent_dim=2, n_envs=2,
+                        likelihood="profiled", residual=True)
+    model = ConvMultiDecoderIVAE(cfg, seed=0)
+    g = torch.Generator().manual_seed(0)
+    x, target = torch.rand(3, 2, 8, 8, generator=g), torch.rand(3, 1, 8, 8, generator=g)
+    torch.testing.assert_close(model.reconstruct(x), x[:, :1])
+    torch.testing.assert_close(model.reconstruct(x, 1), x[:, :1])
+    draws = model.posterior_samples(x, 2, generator=g)
+    torch.testing.assert_close(draws, x[:, :1].expand(2, -1, -1, -1, -1))
+    # the likelihood is that of the sum: the decoders are fitted to target - x[:, :1]
+    terms = model.loss(x, torch.tensor([0, 1, 1]), target, generator=g)
+    want = model.nll(torch.zeros_like(target), target - x[:, :1]).mean()
+    torch.testing.assert_close(terms["reconstruction"], want)
+    plain = ConvMultiDecoderIVAE(ConvVAEConfig(in_channels=2, width=4, depth=1, latent_dim=2,
+                                               n_envs=2), seed=0)
+    assert float(plain.reconstruct(x).abs().max()) > 0  # not residual: not the input
+    assert not torch.allclose(plain.reconstruct(x), x[:, :1])
+
+
 def test_kl_closed_form_matches_monte_carlo():
     g = torch.Generator().manual_seed(0)
     mu = torch.randn(3, 5, generator=g, dtype=torch.float64)

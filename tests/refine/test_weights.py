@@ -31,13 +31,15 @@ def _model(cls, **kw):
     return model
 
 
-@pytest.mark.parametrize("cls,likelihood", [(ConvMultiDecoderIVAE, "gaussian"),
-                                            (ConvBetaVAE, "bernoulli")])
-def test_numpy_inference_equals_pytorch(cls, likelihood, tmp_path):
-    model = _model(cls, likelihood=likelihood)
+@pytest.mark.parametrize("cls,likelihood,residual", [(ConvMultiDecoderIVAE, "gaussian", False),
+                                                     (ConvBetaVAE, "bernoulli", False),
+                                                     (ConvMultiDecoderIVAE, "profiled", True)])
+def test_numpy_inference_equals_pytorch(cls, likelihood, residual, tmp_path):
+    model = _model(cls, likelihood=likelihood, residual=residual)
     path = save_checkpoint(tmp_path / "m.npz", model)
     net, meta = NumpyConvVAE.load(path)
     assert meta["model_class"] == cls.__name__ and net.likelihood == likelihood
+    assert net.residual is residual
     x = np.random.default_rng(0).standard_normal((3, 2, 20, 36)).astype(np.float32)
     xt = torch.from_numpy(x)
     with torch.no_grad():
@@ -246,3 +248,34 @@ def test_encode_without_log_variance_gives_the_same_mean():
     mu2, none = fast.encode(x, logvar=False)
     assert none is None and logvar.shape == mu.shape
     np.testing.assert_array_equal(mu, mu2)
+
+
+def test_residual_refiner_numpy_equals_torch_and_is_scale_equivariant(tmp_path):
+    """A residual model through :class:`~oatomo.refine.Refiner`: the refined image is the
+    first channel plus the decoded correction, in the first channel's units, the same with
+    both engines (uncertainty map included), and ``refine(a x) = a refine(x)``."""
+    from oatomo.refine.refiner import Refiner
+
+    model = _model(ConvMultiDecoderIVAE, likelihood="profiled", residual=True)
+    path = save_checkpoint(tmp_path / "r.npz", model)
+    net, _ = NumpyConvVAE.load(path)
+    envs = ("a", "b", "c")
+    kw = dict(kind="multi-decoder", inputs=("mb-tv", "ubp"), env_names=envs,
+              uncertainty="both")
+    engines = [Refiner(model=net, **kw), Refiner(model=model, **kw)]
+    x = np.random.default_rng(2).standard_normal((2, 24, 24)).astype(np.float32)
+    x[0] = np.abs(x[0])
+    out = [r.refine_images(x, n_samples=3, seed=4) for r in engines]
+    np.testing.assert_allclose(out[0].refined, out[1].refined, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(out[0].std, out[1].std, rtol=1e-3, atol=1e-5)
+    # the correction is not zero (random weights), and it is added to the TV channel
+    with torch.no_grad():
+        corr = model.decoder(model.encode(torch.from_numpy(x / np.abs(x).reshape(2, -1).max(1)
+                                                           [:, None, None])[None])[0])
+    want = (x[0] / np.abs(x[0]).max() + corr[0, 0].numpy()) * np.abs(x[0]).max()
+    np.testing.assert_allclose(out[0].refined, want, rtol=1e-4, atol=1e-5)
+    assert np.abs(corr.numpy()).max() > 1e-3
+    for a in (0.25, 8.0):
+        scaled = engines[0].refine_images(np.float32(a) * x, n_samples=3, seed=4)
+        np.testing.assert_allclose(scaled.refined, a * out[0].refined, rtol=1e-4,
+                                   atol=1e-5 * a)
