@@ -238,20 +238,29 @@ def inputs_of(tv: np.ndarray, ubp: np.ndarray, arch: str) -> tuple[np.ndarray, f
     return np.stack([tv / s, ubp / u]).astype(np.float32), s
 
 
-def load_items(data: str, arch: str = "resunet"
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def load_items(data: str, arch: str = "resunet", exclude: tuple[str, ...] = (),
+               max_items: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Inputs, targets and environments of every item (``exclude``: leave out the items
+    of these :data:`ENVIRONMENTS`, a held-out family; ``max_items``: only the items
+    numbered below it)."""
     X, Y, E = [], [], []
     for f in sorted(glob.glob(f"{data}/*.npz")):
+        if max_items is not None and int(Path(f).stem) >= max_items:
+            continue
+        env = item_environment(int(Path(f).stem)) if "ivae" in arch or exclude else 0
+        if ENVIRONMENTS[env] in exclude:
+            continue
         z = np.load(f)
         x, s = inputs_of(z["tv"], z["ubp"], arch)
         X.append(x)
         Y.append((z["truth"] / s)[None].astype(np.float32))
-        E.append(item_environment(int(Path(f).stem)) if "ivae" in arch else 0)
+        E.append(env)
     return np.stack(X), np.stack(Y), np.asarray(E)
 
 
 def train(data: str, out: str, steps: int, resume: bool = True, loss_kind: str = "sse",
-          arch: str = "resunet", beta: float = 1.0) -> None:
+          arch: str = "resunet", beta: float = 1.0, exclude: tuple[str, ...] = (),
+          max_items: int | None = None) -> None:
     """Train the residual network; ``loss_kind`` "sse": squared error per crop over TV's
     peak; "logratio": ``log`` of the crop's squared error over TV's own, so every crop
     counts by its PSNR change in dB, whatever TV's PSNR there (a crop TV already gets
@@ -261,7 +270,7 @@ def train(data: str, out: str, steps: int, resume: bool = True, loss_kind: str =
     import torch
 
     torch.set_num_threads(int(os.environ.get("TORCH_THREADS", "2")))
-    X, Y, E = load_items(data, arch)
+    X, Y, E = load_items(data, arch, exclude, max_items)
     n = len(X)
     print("items", n, "environments", np.bincount(E).tolist(), flush=True)
     torch.manual_seed(0)
@@ -324,7 +333,7 @@ def train(data: str, out: str, steps: int, resume: bool = True, loss_kind: str =
             print(curve[-1], flush=True)
             acc = base = gain = 0.0
         if step % 500 == 0 and step < steps:  # pick up items written meanwhile
-            X, Y, E = load_items(data, arch)
+            X, Y, E = load_items(data, arch, exclude, max_items)
             n = len(X)
             print("items", n, flush=True)
         if step % 500 == 0 or step == steps:
@@ -335,6 +344,37 @@ def train(data: str, out: str, steps: int, resume: bool = True, loss_kind: str =
             if step < steps:  # every checkpoint kept, for the tuning set to choose
                 torch.save({"model": model.state_dict(), "step": step, "arch": arch},
                            f"{out.removesuffix('.pt')}_{step}.pt")
+
+
+# --- the shipped form ----------------------------------------------------------------
+
+
+def export(model_path: str, out: str) -> None:
+    """Write a trained package model (``skip-ivae``, ``ivae``) as a refiner weights archive
+    (``.npz`` and its JSON sidecar) that :func:`oatomo.refine.load_refiner` and the
+    pipeline read: the family of the training scanners, the inputs (the pipeline's own
+    default TV image and UBP, on the user's grid), the environments, the uncertainty mode
+    ``both``."""
+    import torch
+
+    from oatomo.learn.checkpoint import save_checkpoint
+    from oatomo.scanners import FAMILY_KEY, ScannerFamily
+
+    ck = torch.load(model_path, weights_only=True)
+    arch = ck.get("arch", "skip-ivae")
+    if arch not in ("skip-ivae", "ivae"):
+        raise SystemExit(f"{model_path}: only the invariant models are exported, not {arch}")
+    model = build_vae(arch)
+    model.load_state_dict(ck["model"])
+    family = ScannerFamily(sensors=(16, 512), radius=(0.018, 0.050),
+                           min_coverage=0.5 * math.pi, pitch=(0.075e-3, 0.15e-3),
+                           speed_of_sound=(1450.0, 1600.0), linear=True)
+    meta = {"kind": "multi-decoder", "family": family.to_dict(), "pitch": H.FOV / H.N_IMAGE,
+            "native_grid": True, "input_from_pipeline": True,
+            "inputs": ["mb-tv", "ubp"], "env_names": list(ENVIRONMENTS),
+            "uncertainty": "both", "steps": int(ck["step"]),
+            "data": "benchmarks/refinement/tv_residual.py data (see its docstring)"}
+    save_checkpoint(out, model.eval(), step=int(ck["step"]), train={FAMILY_KEY: meta})
 
 
 # --- scoring -------------------------------------------------------------------------
@@ -350,11 +390,13 @@ class _Identity:
         return argparse.Namespace(refined=k["images"]["mb-tv"])
 
 
-def cache_set(cache: Path, tuning: bool, model_response: bool | str = "auto") -> None:
-    """Write ``tv_refiner.py``'s scans' y, UBP and TV (its cache) and each truth."""
+def cache_set(cache: Path, tuning: bool, model_response: bool | str = "auto",
+              geometries: list[str] | None = None) -> None:
+    """Write ``tv_refiner.py``'s scans' y, UBP and TV (its cache) and each truth
+    (``geometries``: others of ``heldout_default.py``'s, e.g. ``ring64``)."""
     import tv_refiner as T
 
-    geos = list(T.TUNING_GEOMETRIES) if tuning else list(T.GEOMETRIES)
+    geos = geometries or (list(T.TUNING_GEOMETRIES) if tuning else list(T.GEOMETRIES))
     kinds = T.TUNING_PHANTOMS if tuning else H.PHANTOMS
     first = T.TUNING_SEED if tuning else H.FIRST_SEED
     for geometry in geos:
@@ -413,6 +455,30 @@ def score(model_path: str, cache: Path, guard: bool = False) -> list[tuple]:
             kept = ref if verdict.passed else tv
             row += (H.score(kept.astype(np.float64), truth), bool(verdict.passed))
         rows.append(row)
+    return rows
+
+
+def uncertainty(archive: str, cache: Path, samples: int = 16) -> list[dict]:
+    """Per cached scan, through the shipped form (:func:`oatomo.refine.load_refiner` on the
+    exported archive, :meth:`~oatomo.refine.Refiner.refine_images` with ``samples``
+    posterior samples): the refined PSNR and the Pearson correlation of the uncertainty
+    map with the absolute error of the refined image (after its affine fit)."""
+    from oatomo.evaluation.metrics import affine_fit
+    from oatomo.refine import load_refiner
+
+    ref = load_refiner(archive)
+    rows = []
+    for f in sorted(cache.glob("truth_*.npy")):
+        name = f.stem[len("truth_"):]
+        z = np.load(cache / f"{name}.npz")
+        truth = np.load(f)
+        out = ref.refine_images(np.stack([z["tv"], z["ubp"]]), n_samples=samples, seed=0)
+        fit = affine_fit(out.refined.astype(np.float64)[None], truth[None])[0]
+        r = float(np.corrcoef(out.std.ravel(), np.abs(fit - truth).ravel())[0, 1])
+        geo, kind, seed = name.rsplit("_", 2)
+        rows.append({"geometry": geo, "phantom": kind, "seed": int(seed), "r": r,
+                     "refined": H.score(out.refined.astype(np.float64), truth),
+                     "tv": H.score(z["tv"].astype(np.float64), truth)})
     return rows
 
 
@@ -478,9 +544,22 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--arch", choices=("resunet", "ivae", "bvae", "skip-ivae", "skip-bvae"),
                    default="resunet")
     t.add_argument("--beta", type=float, default=1.0, help="KL weight of the VAEs")
+    t.add_argument("--exclude", default="", help="comma list of environments to leave out "
+                   "(a held-out family)")
+    t.add_argument("--max-items", type=int, default=None,
+                   help="use only the items numbered below this")
+    u = sub.add_parser("uncertainty", help="uncertainty map against the error (archive)")
+    u.add_argument("archive")
+    u.add_argument("cache")
+    u.add_argument("--json")
+    x = sub.add_parser("export", help="write the shipped form of a trained model")
+    x.add_argument("model")
+    x.add_argument("out")
     c = sub.add_parser("cache")
     c.add_argument("cache")
     c.add_argument("--tuning", action="store_true")
+    c.add_argument("--geometries", default="",
+                   help="comma list of heldout_default.py geometries instead of the set's")
     c.add_argument("--ignore-response", action="store_true",
                    help="as for data (the caches of the earlier runs)")
     s = sub.add_parser("score")
@@ -497,9 +576,23 @@ def main(argv: list[str] | None = None) -> int:
             make_item(i, out, False if a.ignore_response else "auto")
     elif a.cmd == "train":
         train(a.data, a.model, a.steps, loss_kind=a.loss, arch=a.arch,
-              beta=a.beta)
+              beta=a.beta, exclude=tuple(e for e in a.exclude.split(",") if e),
+              max_items=a.max_items)
+    elif a.cmd == "uncertainty":
+        rows = uncertainty(a.archive, Path(a.cache))
+        rs = np.array([r["r"] for r in rows])
+        for g in dict.fromkeys(r["geometry"] for r in rows):
+            sel = [r["r"] for r in rows if r["geometry"] == g]
+            print(f"{g}: r median {np.median(sel):.2f}, min {min(sel):.2f}")
+        print(f"all {len(rows)}: r median {np.median(rs):.2f}, mean {rs.mean():.2f}, "
+              f"min {rs.min():.2f}, {int((rs >= 0.5).sum())} of {len(rs)} >= 0.5")
+        if a.json:
+            Path(a.json).write_text(json.dumps(rows, indent=1))
+    elif a.cmd == "export":
+        export(a.model, a.out)
     elif a.cmd == "cache":
-        cache_set(Path(a.cache), a.tuning, False if a.ignore_response else "auto")
+        cache_set(Path(a.cache), a.tuning, False if a.ignore_response else "auto",
+                  [g for g in a.geometries.split(",") if g] or None)
     else:
         rows = score(a.model, Path(a.cache), a.guard)
         print(table(rows))

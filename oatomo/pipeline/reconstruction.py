@@ -492,7 +492,8 @@ def _refined_images(image: np.ndarray, method: str, signals: Signals, grid: Grid
                                   response=_record_response(signals, options),
                                   element_width=options.element_width,
                                   device=options.device, guard=options.guard,
-                                  reuse=_default_settings(options, signals))
+                                  reuse=_default_settings(options, signals),
+                                  pipeline_default=_pipeline_default(options, signals))
     for key, img in extra.items():
         _require_finite(img, f"the {key} image is not finite: the refinement model's "
                         f"weights hold NaN or Inf", record.get("model"))
@@ -507,6 +508,18 @@ def _default_settings(options: ReconstructOptions, signals: Signals) -> bool:
     return (options.lam is None and options.iters in (None, TV_ITERS)
             and options.element_width is None
             and operator_response(options, signals.data) is None)
+
+
+def _pipeline_default(options: ReconstructOptions, signals: Signals) -> bool:
+    """Whether the method's image was made as the pipeline makes it by default (no weight,
+    iterations, band, element width or response given, signals not deconvolved, the scan's
+    own detector response, if any, in the operator): the images a refiner of the
+    pipeline's own image was trained on."""
+    return (options.lam is None and not options.iters_given
+            and options.element_width is None and options.response is None
+            and options.band is None and signals.deconvolution is None
+            and operator_response(options, signals.data) is getattr(signals.data,
+                                                                    "response", None))
 
 
 def _record_response(signals: Signals, options: ReconstructOptions) -> Any:

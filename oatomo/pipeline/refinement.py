@@ -21,7 +21,7 @@ from oatomo.refine.refiner import (
     load_refiner,
     to_canonical_grid,
 )
-from oatomo.refine.weights import NumpyConvVAE
+from oatomo.refine.weights import NumpyConvVAE, NumpySkipVAE
 from oatomo.resources import default_model_path
 from oatomo.scanners import FAMILY_KEY, ScannerFamily
 
@@ -53,7 +53,8 @@ def refine_images(grid: Grid, sinogram: np.ndarray, sensors: SensorArray,
                   method: str | None = None,
                   band: tuple[float | None, float | None] | None = None,
                   response: Any = None, element_width: float | None = None,
-                  device: str = "cpu", guard: bool = True, reuse: bool = False
+                  device: str = "cpu", guard: bool = True, reuse: bool = False,
+                  pipeline_default: bool = False
                   ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Step 4: the learned refinement of a scan, when a model applies.
 
@@ -78,9 +79,13 @@ def refine_images(grid: Grid, sinogram: np.ndarray, sensors: SensorArray,
     method's image ``physics`` was computed exactly as the refiner's input of the same
     name (default settings); when the method is one of the refiner's inputs and ``grid``
     is the model's canonical grid it is taken as that input instead of being
-    reconstructed again (the record's ``input_reused``).
+    reconstructed again (the record's ``input_reused``). A refiner of the pipeline's own
+    image (metadata ``input_from_pipeline``, the TV refiner) refines ``physics`` itself,
+    and only when ``pipeline_default`` says it was made with the pipeline's default
+    settings, the ones its training images were made with (else, with ``"auto"``, the
+    record says why not; with True, an :class:`InputError`).
     """
-    path = Path(model) if model is not None else default_model_path()
+    path = Path(model) if model is not None else default_model_path(method)
     record: dict[str, Any] = {"applied": False, "model": str(path)}
     if refine is False:
         record["reason"] = "refinement not requested"
@@ -112,6 +117,16 @@ def refine_images(grid: Grid, sinogram: np.ndarray, sensors: SensorArray,
                             f"ones: the {method} image is kept (refine=True refines anyway)")
         return {}, record
     given = physics if reuse and method in takes else None
+    if family.get("input_from_pipeline"):
+        if not (pipeline_default and physics is not None and method == takes[0]):
+            why = (f"the refiner refines the pipeline's own {takes[0]} image made with the "
+                   f"default settings (as its training images were); this "
+                   f"{method or 'physics'} image was made otherwise")
+            if refine is True:
+                raise InputError(f"cannot refine: {why}", path)
+            record["reason"] = why
+            return {}, record
+        given = physics
     out, record = _refine_frames(path, float(family["pitch"]), grid, sinogram, sensors,
                                  acquisition, setup=setup, samples=samples, band=band,
                                  device=device, record={**record, "reason": why},
@@ -169,14 +184,14 @@ def _refine_frames(path: Path, pitch: float, grid: Grid, sinogram: np.ndarray,
     user's grid (:meth:`oatomo.refine.Refiner.refine_scan`); ``given``: one input's
     name and its images of every frame, already reconstructed on ``grid``."""
     frames = sinogram.reshape((-1,) + sinogram.shape[-2:])
-    canon = to_canonical_grid(grid, pitch)
+    # many pixels: PyTorch is faster, once imported (``pitch``: the model's canonical one)
+    big = len(frames) * to_canonical_grid(grid, pitch).n ** 2 > NUMPY_MAX_PIXELS
+    ref = load_refiner(path, device=device,
+                       backend="torch" if big or device != "cpu" else "auto")
+    canon = ref.model_grid(grid)
     reused = given is not None and canon == grid
     given_frames = (np.asarray(given[1]).reshape((-1,) + grid.shape) if reused and given
                     else [None] * len(frames))
-    # many pixels: PyTorch is faster, once imported (``pitch``: the model's canonical one)
-    big = len(frames) * canon.n ** 2 > NUMPY_MAX_PIXELS
-    ref = load_refiner(path, device=device,
-                       backend="torch" if big or device != "cpu" else "auto")
     env = setup if setup in ref.env_names else None
     results: list[RefinedScan] = [
         ref.refine_scan(frame, sensors, acquisition, grid, band=band, env=env,
@@ -191,7 +206,8 @@ def _refine_frames(path: Path, pitch: float, grid: Grid, sinogram: np.ndarray,
     r = results[-1]
     record.update(applied=True, input="+".join(ref.inputs), gain=ref.gain,
                   input_reused=reused,
-                  backend="numpy" if isinstance(ref.model, NumpyConvVAE) else "torch",
+                  backend="numpy" if isinstance(ref.model, (NumpyConvVAE, NumpySkipVAE))
+                  else "torch",
                   grid=r.canonical.to_dict(), samples=samples, uncertainty=ref.uncertainty,
                   decoder=f"variant decoder of {env}" if env else "invariant decoder")
     return out, record

@@ -58,7 +58,7 @@ from oatomo.datasets.generate import input_images
 from oatomo.errors import InputError
 from oatomo.geometry import Acquisition, Grid, SensorArray
 from oatomo.learn.records import TRAIN_COMMAND, family_record, is_weights_archive, read_weights
-from oatomo.refine.weights import NUMPY_CLASSES, NumpyConvVAE
+from oatomo.refine.weights import NUMPY_CLASSES, NumpyConvVAE, NumpySkipVAE, numpy_model
 from oatomo.scanners import CANONICAL_PITCH, FAMILY, ScannerFamily
 from oatomo.units import UNITS_PA
 
@@ -229,6 +229,18 @@ class Refiner:
         """Whether the scan lies inside the trained family, and exactly why not."""
         return self.family.compatible(sensors, acquisition, grid)
 
+    @property
+    def native_grid(self) -> bool:
+        """Whether the model refines on the user's grid as it is (a model trained on
+        images of one pitch whose band, in pixels, covers the user's; its family bounds
+        the pitch) instead of resampling to :attr:`pitch`."""
+        return bool(self.meta.get("native_grid", False))
+
+    def model_grid(self, grid: Grid) -> Grid:
+        """The grid the model refines a scan of ``grid`` on: ``grid`` itself for a
+        :attr:`native_grid` model, else the canonical grid covering it."""
+        return grid if self.native_grid else to_canonical_grid(grid, self.pitch)
+
     def env_index(self, name: str | None) -> int | None:
         """Variant decoder of a training environment (None: the invariant decoder)."""
         if name is None:
@@ -259,7 +271,7 @@ class Refiner:
     def refine_images(self, channels: np.ndarray, *, env: str | None = None,
                       n_samples: int = 16, seed: int = 0, tile: int = 512,
                       overlap: int = 64) -> RefinedScan:
-        """Refine (C, n, n) input channels on the canonical grid (n a multiple of 4).
+        """Refine (C, n, n) input channels on the model's grid (:meth:`model_grid`).
 
         Each channel is divided by its maximum absolute value first; the model's output
         is multiplied by the first channel's maximum and :attr:`gain`, so the images come
@@ -272,10 +284,8 @@ class Refiner:
         if not 0 <= n_samples <= MAX_POSTERIOR_SAMPLES:
             raise InputError(f"n_samples must be in 0..{MAX_POSTERIOR_SAMPLES}, got {n_samples}")
         x = np.asarray(channels, np.float32)
-        if x.ndim != 3 or x.shape[0] != len(self.inputs) or x.shape[1] != x.shape[2] \
-                or x.shape[1] % 4:
-            raise InputError(f"channels must be ({len(self.inputs)}, n, n) with n a multiple "
-                             f"of 4, got {x.shape}")
+        if x.ndim != 3 or x.shape[0] != len(self.inputs) or x.shape[1] != x.shape[2]:
+            raise InputError(f"channels must be ({len(self.inputs)}, n, n), got {x.shape}")
         refined, std, scale = self._refine_tiles(x, env, n_samples, seed, tile, overlap)
         canon = Grid(x.shape[1], x.shape[1] * self.pitch)
         from oatomo.recon.registry import image_units  # lazy: the registry loads Numba
@@ -331,13 +341,14 @@ class Refiner:
             raise InputError(f"uncertainty must be 'posterior', 'decoders' or 'both', got "
                              f"{mode!r}")
         e = self.env_index(env)
-        step = 8 if hasattr(self.model, "variant_reconstructions") else 4
+        step = 8 if hasattr(self.model, "variant_reconstructions") or \
+            isinstance(self.model, NumpySkipVAE) else 4
         n0, n1 = x.shape[-2:]
         if n0 % step or n1 % step:  # zero rows and columns beyond the image, cut after
             pad = ((0, 0), (0, -n0 % step), (0, -n1 % step))
             r, s = self._run(np.pad(x, pad), env, n_samples, seed)
             return r[:n0, :n1], None if s is None else s[:n0, :n1]
-        if isinstance(self.model, NumpyConvVAE):
+        if isinstance(self.model, (NumpyConvVAE, NumpySkipVAE)):
             from oatomo._blas import blas_threads  # lazy: reads the BLAS library on use
 
             # one 128² tile: one BLAS thread (spinning threads cost seconds when busy)
@@ -355,6 +366,8 @@ class Refiner:
 
     def _run_numpy(self, x: np.ndarray, e: int | None, n_samples: int, seed: int
                    ) -> tuple[np.ndarray, np.ndarray | None]:
+        if isinstance(self.model, NumpySkipVAE):
+            return self._run_numpy_skip(x, e, n_samples, seed)
         model: NumpyConvVAE = self.model
         posterior, decoders = self._wants(n_samples)
         mu, logvar = model.encode(x[None], logvar=posterior)
@@ -373,6 +386,29 @@ class Refiner:
             var += draws.var(0)
         if decoders and model.n_envs:
             per_env = np.stack([model.likelihood_mean(model.decode(mu, k))[0, 0]
+                                for k in range(model.n_envs)])
+            var += per_env.var(0)
+        return out.astype(np.float32), np.sqrt(var).astype(np.float32)
+
+    def _run_numpy_skip(self, x: np.ndarray, e: int | None, n_samples: int, seed: int
+                        ) -> tuple[np.ndarray, np.ndarray | None]:
+        """:meth:`_run_numpy` for a skip-connected VAE (:class:`NumpySkipVAE`)."""
+        model: NumpySkipVAE = self.model
+        posterior, decoders = self._wants(n_samples)
+        mu, logvar, skips = model.features(x[None], logvar=posterior)
+        base = model.base(x[None])[0, 0]
+        out = model.likelihood_mean(model.decode(mu, skips, e))[0, 0] + base
+        if not (posterior or decoders):
+            return out.astype(np.float32), None
+        var = np.zeros_like(out)
+        if posterior:
+            z = mu + np.exp(0.5 * logvar) * posterior_noise(seed, n_samples, mu.shape[1:])
+            step = max(1, (1 << 16) // (x.shape[-1] * x.shape[-2] // 4))
+            draws = np.concatenate([model.likelihood_mean(model.decode(z[i:i + step], skips, e))
+                                    for i in range(0, n_samples, step)])[:, 0]
+            var += draws.var(0)
+        if decoders and model.n_envs:
+            per_env = np.stack([model.likelihood_mean(model.decode(mu, skips, k))[0, 0]
                                 for k in range(model.n_envs)])
             var += per_env.var(0)
         return out.astype(np.float32), np.sqrt(var).astype(np.float32)
@@ -471,7 +507,7 @@ class Refiner:
         ok, reason = self.compatible(sensors, acquisition, grid)
         if check and not ok:
             raise InputError(f"cannot refine: {reason}")
-        canon = to_canonical_grid(grid, self.pitch)
+        canon = self.model_grid(grid)
         lin = self.linear_inputs(sino, sensors, acquisition, canon, band=band,
                                  images=images if canon == grid else None)
         r = self.refine_images(np.stack([lin[m] for m in self.inputs]), env=env,
@@ -524,7 +560,7 @@ def load_refiner(path: str | os.PathLike, *, device: str = "cpu",
         ckpt, state = read_weights(path)
     if archive and (backend == "numpy" or (backend == "auto" and device == "cpu"
                                             and ckpt["model_class"] in NUMPY_CLASSES)):
-        model: Any = NumpyConvVAE.from_record(ckpt, state, path)
+        model: Any = numpy_model(ckpt, state, path)
     else:
         from oatomo.learn.checkpoint import (  # lazy: PyTorch
             checkpoint_from_weights,

@@ -21,10 +21,14 @@ import numpy as np
 from oatomo.errors import InputError
 from oatomo.learn.records import read_weights
 
-__all__ = ["NUMPY_CLASSES", "NumpyConvVAE"]
+__all__ = ["NUMPY_CLASSES", "NumpyConvVAE", "NumpySkipVAE", "numpy_model"]
 
 #: Model classes :class:`NumpyConvVAE` can run.
-NUMPY_CLASSES = ("ConvBetaVAE", "ConvMultiDecoderIVAE")
+CONV_CLASSES = ("ConvBetaVAE", "ConvMultiDecoderIVAE")
+#: Model classes :class:`NumpySkipVAE` can run.
+NUMPY_SKIP_CLASSES = ("SkipBetaVAE", "SkipMultiDecoderIVAE")
+#: Model classes that run without PyTorch (:func:`numpy_model`).
+NUMPY_CLASSES = CONV_CLASSES + NUMPY_SKIP_CLASSES
 _LOGVAR_RANGE = (-20.0, 10.0)  # as oatomo.learn.models (kept equal by a test)
 
 
@@ -107,7 +111,7 @@ class NumpyConvVAE:
     Parameters
     ----------
     model_class
-        One of :data:`NUMPY_CLASSES`.
+        One of :data:`CONV_CLASSES`.
     config
         The model's config (as in the checkpoint record).
     state
@@ -118,7 +122,7 @@ class NumpyConvVAE:
 
     def __init__(self, model_class: str, config: dict[str, Any],
                  state: dict[str, np.ndarray]) -> None:
-        if model_class not in NUMPY_CLASSES:
+        if model_class not in CONV_CLASSES:
             raise InputError(f"{model_class} cannot run without PyTorch (NumPy inference "
                              f"covers {', '.join(NUMPY_CLASSES)})")
         try:
@@ -243,3 +247,152 @@ class NumpyConvVAE:
             return cls(str(meta["model_class"]), meta["config"], state)
         except InputError as exc:
             raise InputError(exc.problem, path) from None
+
+
+_GROUPS, _GN_EPS = 4, 1e-5  # as oatomo.learn.skipvae's blocks (kept equal by a test)
+
+
+def _group_norm(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``torch.nn.GroupNorm(4, C)``."""
+    n, c, h, wd = x.shape
+    g = x.reshape(n, _GROUPS, -1).astype(np.float64)
+    g = (g - g.mean(-1, keepdims=True)) / np.sqrt(g.var(-1, keepdims=True) + _GN_EPS)
+    return (g.reshape(n, c, h, wd) * w[None, :, None, None]
+            + b[None, :, None, None]).astype(np.float32)
+
+
+class NumpySkipVAE:
+    """Inference of a skip-connected VAE (:mod:`oatomo.learn.skipvae`) with NumPy.
+
+    The interface :class:`oatomo.refine.Refiner` uses: :meth:`features` (the posterior's
+    mean and log-variance and the encoder's skips), :meth:`decode` (a decoder's output for
+    latents and skips), :meth:`likelihood_mean` and :meth:`reconstruct`, on float32
+    arrays ``(B, C, H, W)`` with H and W multiples of 8.
+    """
+
+    device = "cpu"
+
+    def __init__(self, model_class: str, config: dict[str, Any],
+                 state: dict[str, np.ndarray]) -> None:
+        if model_class not in NUMPY_SKIP_CLASSES:
+            raise InputError(f"{model_class} is not a skip-connected VAE")
+        try:
+            self.in_channels = int(config["in_channels"])
+            self.out_channels = int(config.get("out_channels", 1))
+            self.likelihood = str(config["likelihood"])
+            self.residual = bool(config.get("residual", False))
+            self.n_envs = (int(config["n_envs"]) if model_class == "SkipMultiDecoderIVAE"
+                           else 0)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InputError(f"invalid {model_class} config ({exc})") from None
+        if not 0 <= self.n_envs <= len(state):
+            raise InputError(f"weights do not fit the {model_class} config (n_envs "
+                             f"{self.n_envs}, {len(state)} weights)")
+        self.model_class = model_class
+        self.config = dict(config)
+        self.state = state
+        names = self._names()
+        missing = [k for k in names if k not in state]
+        extra = sorted(set(state) - set(names))
+        if missing or extra:
+            what = f"missing {missing[0]!r}" if missing else f"unexpected {extra[0]!r}"
+            raise InputError(f"weights do not fit the {model_class} config ({what})")
+
+    def _names(self) -> list[str]:
+        def wb(p: str) -> list[str]:
+            return [f"{p}.weight", f"{p}.bias"]
+
+        def block(p: str) -> list[str]:
+            return wb(f"{p}.0") + wb(f"{p}.1") + wb(f"{p}.3")
+
+        names = [n for k in range(3) for n in block(f"encoder.levels.{k}")]
+        names += wb("mu_head") + wb("logvar_head")
+        for prefix in ["decoder"] + [f"variant_decoders.{e}" for e in range(self.n_envs)]:
+            names += wb(f"{prefix}.inp.0") + wb(f"{prefix}.up.0") + wb(f"{prefix}.up.1")
+            names += block(f"{prefix}.merge.0") + block(f"{prefix}.merge.1")
+            names += wb(f"{prefix}.head")
+        return names
+
+    def _c(self, x: np.ndarray, p: str, pad: int = 1) -> np.ndarray:
+        return _conv(x, self.state[f"{p}.weight"], self.state[f"{p}.bias"], 1, pad)
+
+    def _block(self, x: np.ndarray, p: str) -> np.ndarray:
+        h = _group_norm(self._c(x, f"{p}.0"), self.state[f"{p}.1.weight"],
+                        self.state[f"{p}.1.bias"])
+        return _silu(self._c(_silu(h), f"{p}.3"))
+
+    def features(self, x: np.ndarray, logvar: bool = True
+                 ) -> tuple[np.ndarray, np.ndarray | None, list[np.ndarray]]:
+        """Posterior mean and log-variance (B, L, H/8, W/8) of ``x`` and the encoder's
+        features at 1/2 and 1/4 of the resolution (the log-variance None when ``logvar``
+        is False)."""
+        x = np.asarray(x, np.float32)
+        if x.ndim != 4 or x.shape[1] != self.in_channels or x.shape[2] % 8 or x.shape[3] % 8:
+            raise InputError(f"x must be (B, {self.in_channels}, H, W) with H, W multiples "
+                             f"of 8, got {x.shape}")
+        levels = []
+        h = _unshuffle(x)
+        for k in range(3):
+            if k:
+                n, c, hh, ww = h.shape
+                h = h.reshape(n, c, hh // 2, 2, ww // 2, 2).mean(axis=(3, 5))
+            h = self._block(h, f"encoder.levels.{k}")
+            levels.append(h)
+        mu = self._c(h, "mu_head")
+        lv = np.clip(self._c(h, "logvar_head"), *_LOGVAR_RANGE) if logvar else None
+        return mu, lv, levels[:2]
+
+    def decode(self, z: np.ndarray, skips: list[np.ndarray], env: int | None = None
+               ) -> np.ndarray:
+        """Decoder output for latents ``z`` (B, L, h, w) and skips of batch 1 or B: the
+        invariant decoder (``env=None``) or the variant decoder of training environment
+        ``env`` (before the first channel of a residual model is added)."""
+        if env is None:
+            p = "decoder"
+        elif not self.n_envs:
+            raise InputError(f"a {self.model_class} has no variant decoders (env must be None)")
+        elif 0 <= int(env) < self.n_envs:
+            p = f"variant_decoders.{int(env)}"
+        else:
+            raise InputError(f"env must lie in 0..{self.n_envs - 1} (the model has "
+                             f"{self.n_envs} environments), got {env}")
+        n = len(z)
+        h = _silu(self._c(np.asarray(z, np.float32), f"{p}.inp.0"))
+        for k, skip in enumerate((skips[1], skips[0])):
+            up = _conv_transpose(h, self.state[f"{p}.up.{k}.weight"],
+                                 self.state[f"{p}.up.{k}.bias"], stride=2, pad=0)
+            skip = np.broadcast_to(skip, (n, *skip.shape[1:]))
+            h = self._block(np.concatenate([up, skip], axis=1), f"{p}.merge.{k}")
+        return _shuffle(self._c(h, f"{p}.head", pad=0))
+
+    def likelihood_mean(self, out: np.ndarray) -> np.ndarray:
+        """Sigmoid of logits (Bernoulli likelihood) or the output itself."""
+        if self.likelihood == "bernoulli":
+            with np.errstate(over="ignore"):
+                return 1.0 / (1.0 + np.exp(-out))
+        return out
+
+    def base(self, x: np.ndarray) -> np.ndarray:
+        """The first channel(s) of ``x`` for a residual model, else zero."""
+        x = np.asarray(x, np.float32)
+        c = self.out_channels
+        return x[:, :c] if self.residual else np.zeros((len(x), c, *x.shape[2:]), np.float32)
+
+    def reconstruct(self, x: np.ndarray, env: int | None = None) -> np.ndarray:
+        """Likelihood mean decoded from the posterior mean, plus :meth:`base`."""
+        mu, _, skips = self.features(x, logvar=False)
+        return self.likelihood_mean(self.decode(mu, skips, env)) + self.base(x)
+
+
+def numpy_model(meta: dict[str, Any], state: dict[str, np.ndarray],
+                path: str | os.PathLike | None = None) -> NumpyConvVAE | NumpySkipVAE:
+    """The NumPy inference of a weights archive already read by :func:`read_weights`: a
+    :class:`NumpySkipVAE` for the skip-connected VAEs, else a :class:`NumpyConvVAE`
+    (``path`` only names the file in errors)."""
+    try:
+        cls = NumpySkipVAE if meta["model_class"] in NUMPY_SKIP_CLASSES else NumpyConvVAE
+        return cls(str(meta["model_class"]), meta["config"], state)
+    except InputError as exc:
+        raise InputError(exc.problem, path) from None
+    except (KeyError, TypeError) as exc:
+        raise InputError(f"invalid weights record ({exc})", path) from None

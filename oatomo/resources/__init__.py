@@ -27,7 +27,11 @@ def resource_path(*parts: str) -> Path:
     return Path(str(node))
 
 
-def default_model_path() -> Path:
-    """The refinement model shipped with oatomo: the scanner-family refiner (any 2-D ring or
-    arc scan, ``make model``)."""
+def default_model_path(method: str | None = None) -> Path:
+    """The refinement model shipped with oatomo for images of ``method``: for ``mb-tv``
+    the TV refiner (the pipeline's default TV image of a ring, arc or linear array scan,
+    ``make model-tv-refiner``), else the scanner-family refiner of UBP and DAS images
+    (any 2-D ring or arc scan, ``make model``)."""
+    if method == "mb-tv":
+        return resource_path(MODELS, "tv_refiner.npz")
     return resource_path(MODELS, "family_refiner.npz")
