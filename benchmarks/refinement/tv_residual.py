@@ -483,7 +483,7 @@ def uncertainty(archive: str, cache: Path, samples: int = 16) -> list[dict]:
 
 
 def table(rows: list[tuple]) -> str:
-    lines = ["| geometry | phantom | n | UBP | TV50 | refined | refined - TV |",
+    lines = ["| geometry | phantom | n | UBP | TV | refined | refined - TV |",
              "|---|---|---|---|---|---|---|"]
     agg = collections.defaultdict(list)
     for g, k, _, u, t, r, *_ in rows:

@@ -28,11 +28,11 @@ logger = logging.getLogger(__name__)
 
 #: The method of a reconstruction that names none (neither keyword nor preset): TV, the
 #: best physics image on every held-out geometry and phantom kind measured (3-15 dB above
-#: UBP and above UBP refined by the shipped model; docs/results/refinement.rst).
+#: UBP; docs/results/refinement.rst), and the input of the shipped TV refiner.
 DEFAULT_METHOD = "mb-tv"
-#: The method when refinement is asked for (``refine=True``) and none is named: the
-#: shipped refiner's first input, so that the refined image and its input agree.
-REFINE_METHOD = "ubp"
+#: The method when refinement is asked for (``refine=True``) and none is named: the TV
+#: refiner's input, so that the refined image and its input agree.
+REFINE_METHOD = "mb-tv"
 #: Iterations of model-based methods when neither keyword nor preset sets them.
 DEFAULT_ITERS = 50
 #: The same with the detector response inside the forward operator: the band-limited

@@ -379,8 +379,9 @@ def build(root: str | os.PathLike) -> list[Case]:
         with zipfile.ZipFile(d / "big.pt", "w", zipfile.ZIP_DEFLATED) as z:
             z.writestr("big/data.pkl", b"\x80\x02}q\x00.")
             z.writestr("big/data/0", bytes(1 << 20))
-        return ["reconstruct", scan_with(d), "-o", str(d / "x.h5"), "--refine", "--model",
-                str(d / "big.pt")]
+        # UBP: a reconstruction small enough for the limit, so the model is what fails
+        return ["reconstruct", scan_with(d), "-o", str(d / "x.h5"), "--method", "ubp",
+                "--refine", "--model", str(d / "big.pt")]
 
     @case("weights_over_limit", "allocation", "big.npz", env={"OATOMO_MAX_BYTES": "64K"},
           reason="OATOMO_MAX_BYTES")
@@ -393,8 +394,9 @@ def build(root: str | os.PathLike) -> list[Case]:
             buf = io.BytesIO()
             np.save(buf, np.zeros(1 << 18, np.float32))
             z.writestr("w.npy", buf.getvalue())
-        return ["reconstruct", scan_with(d), "-o", str(d / "x.h5"), "--refine", "--model",
-                str(d / "big.npz")]
+        # UBP: a reconstruction small enough for the limit, so the model is what fails
+        return ["reconstruct", scan_with(d), "-o", str(d / "x.h5"), "--method", "ubp",
+                "--refine", "--model", str(d / "big.npz")]
 
     @case("weights_declared_huge", "allocation", "lie.npz", reason="OATOMO_MAX_BYTES")
     def _(d):  # a .npy header declaring 10^11 floats over 16 bytes of data

@@ -103,7 +103,8 @@ def test_cli_refine_on_incompatible_scan_exits_2_with_one_line(ring16_scan, tmp_
                                                                 capsys):
     scan = tmp_path / "scan16.h5"
     save_scan(scan, ring16_scan)
-    assert main(["reconstruct", str(scan), "--refine", "--png", "none"]) == 2
+    assert main(["reconstruct", str(scan), "--method", "ubp", "--refine", "--png",
+                 "none"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
     assert err.startswith("oatomo reconstruct: error: ") and "family_refiner.npz" in err

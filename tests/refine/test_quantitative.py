@@ -108,7 +108,7 @@ def test_guard_passes_an_in_family_scan_and_records_what_was_refined(ring32, tmp
 
 def test_method_other_than_the_input_is_reported(ring32):
     rec = oatomo.reconstruct(ring32, "mb-tv", iters=3, refine=True, calibrate=False,
-                             samples=0, guard=False)
+                             samples=0, guard=False, model=default_model_path())
     how = rec.provenance["refinement"]
     assert how["input"] == "ubp+das" and how["method"] == "mb-tv"
     assert "its own ubp+das reconstruction of the sinogram, not the mb-tv image" in \

@@ -61,13 +61,13 @@ def test_default_refines_a_correct_file_and_beats_tv(correct_scan):
     assert how["guard"]["passed"] is True
     assert rec.image is rec.images["refined"] and rec.units["refined"] == "Pa"
     tv, ref = _score(rec.images["mb-tv"], truth), _score(rec.images["refined"], truth)
-    # measured when the model was shipped: TV 28.6 dB, refined 30.9 dB on this scan
-    assert ref > tv + 1.0, (tv, ref)
+    # measured when the model was shipped: TV 34.4 dB, refined 39.1 dB on this scan
+    assert ref > tv + 2.0, (tv, ref)
     # the uncertainty map ranks the pixels by their error
     err = np.abs(affine_fit(rec.images["refined"].astype(np.float64)[None], truth[None])[0]
                  - truth)
     r = np.corrcoef(rec.images["uncertainty"].ravel(), err.ravel())[0, 1]
-    assert r > 0.3, r
+    assert r > 0.4, r  # 0.59 when the model was shipped
 
 
 def test_frame_ratio_is_kept(correct_scan):

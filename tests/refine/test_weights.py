@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from oatomo.errors import InputError
+from oatomo.io import read_image_info
 from oatomo.learn.checkpoint import load_model, save_checkpoint, sidecar_path
 from oatomo.learn.conv import ConvBetaVAE, ConvMultiDecoderIVAE, ConvVAEConfig
 from oatomo.learn.records import META_KEY, is_weights_archive, read_weights, write_weights
@@ -160,19 +161,27 @@ def test_shipped_model_numpy_equals_pytorch_back_end():
 
 
 def test_reconstruct_with_the_shipped_model_does_not_import_torch(tmp_path):
-    """The default refinement runs on NumPy: PyTorch's import costs more than the job."""
+    """The default refinement runs on NumPy: PyTorch's import costs more than the job.
+    Both shipped refiners: the TV refiner (the default, on a grid of its pitch range) and
+    the scanner-family refiner of UBP images."""
     code = (
         "import sys\n"
         "from oatomo.cli import main\n"
         f"assert main(['simulate', '--setup', 'ring32_r22', '--phantom', 'disk', '-o', "
         f"r'{tmp_path / 's.h5'}', '-q']) == 0\n"
-        f"assert main(['reconstruct', r'{tmp_path / 's.h5'}', '--refine', '--png', 'none', "
-        f"'-q']) == 0\n"
+        f"assert main(['reconstruct', r'{tmp_path / 's.h5'}', '--method', 'ubp', "
+        f"'--refine', '--png', 'none', '-q']) == 0\n"
+        f"assert main(['reconstruct', r'{tmp_path / 's.h5'}', '--refine', '--n', '96', "
+        f"'--fov', '0.0096', '--iters', '5', '--png', 'none', '-q']) == 2\n"
+        f"assert main(['reconstruct', r'{tmp_path / 's.h5'}', '--refine', '--n', '96', "
+        f"'--fov', '0.0096', '--png', 'none', '-q']) == 0\n"
         "assert 'torch' not in sys.modules, 'PyTorch was imported'\n")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
     assert (tmp_path / "s_ubp.h5").is_file()
+    info = read_image_info(tmp_path / "s_mb-tv.h5")["provenance"]["refinement"]
+    assert info["applied"] and info["backend"] == "numpy" and info["input"] == "mb-tv+ubp"
 
 
 def test_blas_threads_sets_and_restores_the_count():
