@@ -127,7 +127,7 @@ class ScannerFamily:
                            f"{math.degrees(self.min_coverage):.0f}")
         if not (self.pitch[0] <= grid.dx <= self.pitch[1]):
             return False, (f"the image pitch is {grid.dx * 1e3:.3f} mm; the model accepts "
-                           f"{self.pitch[0] * 1e3:.3f} to {self.pitch[1] * 1e3:.1f} mm")
+                           f"{self.pitch[0] * 1e3:.3g} to {self.pitch[1] * 1e3:.3g} mm")
         if math.hypot(shape["cx"], shape["cy"]) + grid.fov / math.sqrt(2) >= r:
             return False, (f"the image (field of view {grid.fov * 1e3:.1f} mm) reaches past "
                            f"the array (radius {r * 1e3:.1f} mm)")
@@ -145,7 +145,7 @@ class ScannerFamily:
         shape = line_shape(sensors)
         if not (self.pitch[0] <= grid.dx <= self.pitch[1]):
             return False, (f"the image pitch is {grid.dx * 1e3:.3f} mm; the model accepts "
-                           f"{self.pitch[0] * 1e3:.3f} to {self.pitch[1] * 1e3:.1f} mm")
+                           f"{self.pitch[0] * 1e3:.3g} to {self.pitch[1] * 1e3:.3g} mm")
         if shape["distance"] - grid.fov / math.sqrt(2) <= 0:
             return False, (f"the image (field of view {grid.fov * 1e3:.1f} mm) reaches the "
                            f"line of the array ({shape['distance'] * 1e3:.1f} mm from the "

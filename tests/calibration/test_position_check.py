@@ -103,7 +103,8 @@ def test_auto_calibrates_only_when_the_data_disagree(fast_calibration, exact, pe
     prov = rec.provenance
     assert prov["method"] == "mb-tv" and prov["calibration"] is None and not rec.refined
     assert prov["position_check"]["needs_calibration"] is False
-    assert "takes ubp+das images, not mb-tv" in prov["refinement"]["reason"]
+    # the shipped TV refiner covers pitches of 0.075-0.15 mm; this grid's is 0.2 mm
+    assert "the model accepts 0.075 to 0.15 mm" in prov["refinement"]["reason"]
 
     before = perturbed.sinogram.copy()
     rec = oatomo.reconstruct(perturbed)
@@ -125,7 +126,8 @@ def test_auto_calibrates_only_when_the_data_disagree(fast_calibration, exact, pe
 def test_auto_with_explicit_method_or_refine(fast_calibration, perturbed) -> None:
     rec = oatomo.reconstruct(perturbed, "ubp", refine=False)
     assert rec.provenance["method"] == "ubp" and rec.provenance["calibration"] is not None
-    rec = oatomo.reconstruct(perturbed, refine=True)  # the refiner takes nominal images
+    # the scanner-family refiner of UBP images, which takes nominal images
+    rec = oatomo.reconstruct(perturbed, "ubp", refine=True)
     check = rec.provenance["position_check"]
     assert check["needs_calibration"] and "why_not" in check
     assert rec.provenance["calibration"] is None and rec.refined
