@@ -89,3 +89,19 @@ def test_other_settings_or_grids_are_not_refined_and_say_why(correct_scan):
         oatomo.reconstruct(scan, grid=grid, iters=20, refine=True, samples=0)
     coarse = oatomo.reconstruct(scan, grid=Grid(32, 9.6e-3), samples=0)
     assert not coarse.refined and "pitch" in coarse.provenance["refinement"]["reason"]
+
+
+def test_guard_keeps_tv_on_a_scan_without_signal_and_the_result_is_deterministic(
+        correct_scan):
+    scan, grid, _ = correct_scan
+    rng = np.random.default_rng(8)
+    noise = Scan(rng.standard_normal(scan.sinogram.shape).astype(np.float32), scan.sensors,
+                 scan.acquisition, response=scan.response)
+    rec = oatomo.reconstruct(noise, grid=grid, samples=0, calibrate=False)
+    how = rec.provenance["refinement"]
+    assert not rec.refined and how["guard"]["passed"] is False
+    assert "the mb-tv image is kept" in how["reason"]
+    a = oatomo.reconstruct(scan, grid=grid, samples=4)
+    b = oatomo.reconstruct(scan, grid=grid, samples=4)
+    assert a.images["refined"].tobytes() == b.images["refined"].tobytes()
+    assert a.images["uncertainty"].tobytes() == b.images["uncertainty"].tobytes()
