@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -45,6 +45,21 @@ _LOGVAR_RANGE = (-20.0, 10.0)
 #: Floor of the mean squared error of the ``"profiled"`` likelihood (images are scaled to a
 #: peak of about 1: 1e-10 is 100 dB below it).
 PROFILED_FLOOR = 1e-10
+
+
+def env_tensor(env: Env, batch: int, n_envs: int | None, device: Any) -> torch.Tensor:
+    """``env`` (an int or one per sample) as a (batch,) long tensor, checked against the
+    model's ``n_envs`` environments (None: any)."""
+    env_t = torch.as_tensor(env, device=device).long()
+    if env_t.ndim == 0:
+        env_t = env_t.expand(batch)
+    if env_t.shape != (batch,):
+        raise InputError(f"env must be an int or have shape ({batch},), "
+                         f"got {tuple(env_t.shape)}")
+    n = n_envs
+    if n is not None and batch and (int(env_t.min()) < 0 or int(env_t.max()) >= n):
+        raise InputError(f"env must lie in 0..{n - 1} (the model has {n} environments)")
+    return env_t
 
 
 def kl_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -115,16 +130,7 @@ class _VAE(OatomoModel):
                 raise InputError(f"{type(self).__name__}.loss needs the environment of each "
                                  "sample (env)")
             return None
-        n = self.env_count
-        env_t = torch.as_tensor(env, device=self.device).long()
-        if env_t.ndim == 0:
-            env_t = env_t.expand(batch)
-        if env_t.shape != (batch,):
-            raise InputError(f"env must be an int or have shape ({batch},), "
-                             f"got {tuple(env_t.shape)}")
-        if n is not None and batch and (int(env_t.min()) < 0 or int(env_t.max()) >= n):
-            raise InputError(f"env must lie in 0..{n - 1} (the model has {n} environments)")
-        return env_t
+        return env_tensor(env, batch, self.env_count, self.device)
 
     def _sample_z(self, mu: torch.Tensor, logvar: torch.Tensor,
                   generator: torch.Generator | None) -> torch.Tensor:

@@ -36,7 +36,7 @@ from torch import nn
 from oatomo.errors import InputError
 from oatomo.learn.base import OatomoModel, register_model
 from oatomo.learn.blocks import LIKELIHOODS
-from oatomo.learn.models import PROFILED_FLOOR, kl_normal
+from oatomo.learn.models import PROFILED_FLOOR, env_tensor, kl_normal
 
 __all__ = ["SkipVAEConfig", "SkipBetaVAE", "SkipMultiDecoderIVAE", "SKIP_SIZE_STEP"]
 
@@ -177,18 +177,7 @@ class _SkipVAE(OatomoModel):
                              f"{SKIP_SIZE_STEP}, got {got}")
 
     def _env(self, env: Any, batch: int) -> torch.Tensor | None:
-        if env is None:
-            return None
-        env_t = torch.as_tensor(env, device=self.device).long()
-        if env_t.ndim == 0:
-            env_t = env_t.expand(batch)
-        if env_t.shape != (batch,):
-            raise InputError(f"env must be an int or have shape ({batch},), "
-                             f"got {tuple(env_t.shape)}")
-        n = self.env_count
-        if n is not None and batch and (int(env_t.min()) < 0 or int(env_t.max()) >= n):
-            raise InputError(f"env must lie in 0..{n - 1} (the model has {n} environments)")
-        return env_t
+        return None if env is None else env_tensor(env, batch, self.env_count, self.device)
 
     def base(self, x: torch.Tensor) -> torch.Tensor:
         """What the decoders' output is added to: the first input channel(s) of a

@@ -366,12 +366,19 @@ class Refiner:
 
     def _run_numpy(self, x: np.ndarray, e: int | None, n_samples: int, seed: int
                    ) -> tuple[np.ndarray, np.ndarray | None]:
-        if isinstance(self.model, NumpySkipVAE):
-            return self._run_numpy_skip(x, e, n_samples, seed)
-        model: NumpyConvVAE = self.model
+        model = self.model
         posterior, decoders = self._wants(n_samples)
-        mu, logvar = model.encode(x[None], logvar=posterior)
-        out = model.likelihood_mean(model.decode(mu, e))[0, 0]
+        if isinstance(model, NumpySkipVAE):  # its decoders also take the encoder's skips
+            mu, logvar, skips = model.features(x[None], logvar=posterior)
+
+            def decode(z: np.ndarray, k: int | None) -> np.ndarray:
+                return model.likelihood_mean(model.decode(z, skips, k))
+        else:
+            mu, logvar = model.encode(x[None], logvar=posterior)
+
+            def decode(z: np.ndarray, k: int | None) -> np.ndarray:
+                return model.likelihood_mean(model.decode(z, k))
+        out = decode(mu, e)[0, 0]
         if model.residual:
             out = out + x[0]
         if not (posterior or decoders):
@@ -381,35 +388,11 @@ class Refiner:
             z = mu + np.exp(0.5 * logvar) * posterior_noise(seed, n_samples, mu.shape[1:])
             # a few samples per call: the columns of a convolution grow with the batch
             step = max(1, (1 << 16) // (x.shape[-1] * x.shape[-2] // 4))
-            draws = np.concatenate([model.likelihood_mean(model.decode(z[i:i + step], e))
+            draws = np.concatenate([decode(z[i:i + step], e)
                                     for i in range(0, n_samples, step)])[:, 0]
             var += draws.var(0)
         if decoders and model.n_envs:
-            per_env = np.stack([model.likelihood_mean(model.decode(mu, k))[0, 0]
-                                for k in range(model.n_envs)])
-            var += per_env.var(0)
-        return out.astype(np.float32), np.sqrt(var).astype(np.float32)
-
-    def _run_numpy_skip(self, x: np.ndarray, e: int | None, n_samples: int, seed: int
-                        ) -> tuple[np.ndarray, np.ndarray | None]:
-        """:meth:`_run_numpy` for a skip-connected VAE (:class:`NumpySkipVAE`)."""
-        model: NumpySkipVAE = self.model
-        posterior, decoders = self._wants(n_samples)
-        mu, logvar, skips = model.features(x[None], logvar=posterior)
-        base = model.base(x[None])[0, 0]
-        out = model.likelihood_mean(model.decode(mu, skips, e))[0, 0] + base
-        if not (posterior or decoders):
-            return out.astype(np.float32), None
-        var = np.zeros_like(out)
-        if posterior:
-            z = mu + np.exp(0.5 * logvar) * posterior_noise(seed, n_samples, mu.shape[1:])
-            step = max(1, (1 << 16) // (x.shape[-1] * x.shape[-2] // 4))
-            draws = np.concatenate([model.likelihood_mean(model.decode(z[i:i + step], skips, e))
-                                    for i in range(0, n_samples, step)])[:, 0]
-            var += draws.var(0)
-        if decoders and model.n_envs:
-            per_env = np.stack([model.likelihood_mean(model.decode(mu, skips, k))[0, 0]
-                                for k in range(model.n_envs)])
+            per_env = np.stack([decode(mu, k)[0, 0] for k in range(model.n_envs)])
             var += per_env.var(0)
         return out.astype(np.float32), np.sqrt(var).astype(np.float32)
 

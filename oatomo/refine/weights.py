@@ -90,6 +90,15 @@ def _conv_transpose(x: np.ndarray, w: np.ndarray, b: np.ndarray, stride: int,
     return out + b[None, :, None, None]
 
 
+def _likelihood_mean(likelihood: str, out: np.ndarray) -> np.ndarray:
+    """The likelihood's mean of a decoder output: sigmoid of logits (Bernoulli), else the
+    output itself."""
+    if likelihood == "bernoulli":
+        with np.errstate(over="ignore"):
+            return 1.0 / (1.0 + np.exp(-out))
+    return out
+
+
 def _unshuffle(x: np.ndarray, r: int = 2) -> np.ndarray:
     n, c, h, w = x.shape
     x = x.reshape(n, c, h // r, r, w // r, r).transpose(0, 1, 3, 5, 2, 4)
@@ -220,10 +229,7 @@ class NumpyConvVAE:
 
     def likelihood_mean(self, out: np.ndarray) -> np.ndarray:
         """Sigmoid of logits (Bernoulli likelihood) or the output itself (Gaussian)."""
-        if self.likelihood == "bernoulli":
-            with np.errstate(over="ignore"):
-                return 1.0 / (1.0 + np.exp(-out))
-        return out
+        return _likelihood_mean(self.likelihood, out)
 
     def reconstruct(self, x: np.ndarray, env: int | None = None) -> np.ndarray:
         """Likelihood mean decoded from the posterior mean (plus the first input channel
@@ -367,10 +373,7 @@ class NumpySkipVAE:
 
     def likelihood_mean(self, out: np.ndarray) -> np.ndarray:
         """Sigmoid of logits (Bernoulli likelihood) or the output itself."""
-        if self.likelihood == "bernoulli":
-            with np.errstate(over="ignore"):
-                return 1.0 / (1.0 + np.exp(-out))
-        return out
+        return _likelihood_mean(self.likelihood, out)
 
     def base(self, x: np.ndarray) -> np.ndarray:
         """The first channel(s) of ``x`` for a residual model, else zero."""

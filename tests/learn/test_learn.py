@@ -25,15 +25,6 @@ MODELS = (BetaVAE, MultiDecoderIVAE, MultiEncoderIVAE)
 TINY = {"in_shape": (2, 8, 8), "latent_dim": 4, "channels": (4, 8), "hidden": 16}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models: one thread is fastest, and robust on busy CI cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _data(n=16, shape=(2, 8, 8), seed=0):
     g = torch.Generator().manual_seed(seed)
     return torch.rand((n, *shape), generator=g)

@@ -12,14 +12,6 @@ from oatomo.learn.skipvae import SkipBetaVAE, SkipMultiDecoderIVAE, SkipVAEConfi
 SMALL = {"channels": (4, 8, 8), "latent_dim": 2, "n_envs": 3}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _perturbed(model):
     with torch.no_grad():  # the residual heads start at zero: make every part count
         for p in model.parameters():
