@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     grid = Grid(K.N_IMAGE, K.FOV)
     acq = Acquisition(K.FS, K.N_SAMPLES, K.C0)
     response = DetectorResponse(centre_frequency=4e6 * 0.1e-3 / grid.dx, bandwidth=1.2)
-    ck = torch.load(args.model, weights_only=True)
+    ck = torch.load(args.model, weights_only=True, map_location="cpu")
     keys = ck["model"].keys()
     arch = ck.get("arch") or ("resunet" if "head.weight" in keys else
                               "ivae" if "variant_decoders.0.net.0.weight" in keys else "bvae")

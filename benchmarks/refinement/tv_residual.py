@@ -260,26 +260,31 @@ def load_items(data: str, arch: str = "resunet", exclude: tuple[str, ...] = (),
 
 def train(data: str, out: str, steps: int, resume: bool = True, loss_kind: str = "sse",
           arch: str = "resunet", beta: float = 1.0, exclude: tuple[str, ...] = (),
-          max_items: int | None = None) -> None:
-    """Train the residual network; ``loss_kind`` "sse": squared error per crop over TV's
-    peak; "logratio": ``log`` of the crop's squared error over TV's own, so every crop
-    counts by its PSNR change in dB, whatever TV's PSNR there (a crop TV already gets
-    nearly right weighs as much as one it gets badly wrong). ``arch`` "resunet" (this
-    file's network) or the package's "ivae" / "bvae" (:func:`build_vae`; their loss is
-    their own: the profiled likelihood, which has the gradient of "logratio")."""
+          max_items: int | None = None, device: str = "cpu") -> None:
+    """Train a refiner of the TV image on ``device`` (``"cpu"``, ``"cuda"``, ``"auto"``).
+
+    ``arch`` "resunet" (this file's U-Net) with ``loss_kind`` "sse" (squared error per crop
+    over TV's peak) or "logratio" (``log`` of the crop's squared error over TV's own: every
+    crop counts by its PSNR change in dB, whatever TV's PSNR there); or the package's VAEs
+    "ivae" / "bvae" / "skip-ivae" / "skip-bvae" (:func:`build_vae`), whose loss is their own
+    (the profiled likelihood, with the gradient of "logratio").
+    """
     import torch
 
+    from oatomo.learn.train import resolve_device
+
+    dev = resolve_device(device)  # before anything is read: a wrong device fails at once
     torch.set_num_threads(int(os.environ.get("TORCH_THREADS", "2")))
     X, Y, E = load_items(data, arch, exclude, max_items)
     n = len(X)
     print("items", n, "environments", np.bincount(E).tolist(), flush=True)
     torch.manual_seed(0)
-    model = build_model() if arch == "resunet" else build_vae(arch, beta=beta)
-    gen = torch.Generator().manual_seed(0)
+    model = (build_model() if arch == "resunet" else build_vae(arch, beta=beta)).to(dev)
+    gen = torch.Generator(device=dev).manual_seed(0)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-4)
     step, curve = 0, []
     if resume and os.path.exists(out):
-        ck = torch.load(out, weights_only=True)
+        ck = torch.load(out, weights_only=True, map_location=dev)
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["opt"])
         step = int(ck["step"])
@@ -304,12 +309,12 @@ def train(data: str, out: str, steps: int, resume: bool = True, loss_kind: str =
         if fl:
             xb = xb[..., ::-1]
             yb = yb[..., ::-1]
-        xb = torch.from_numpy(np.ascontiguousarray(xb))
-        yb = torch.from_numpy(np.ascontiguousarray(yb))
+        xb = torch.from_numpy(np.ascontiguousarray(xb)).to(dev)
+        yb = torch.from_numpy(np.ascontiguousarray(yb)).to(dev)
         err0 = (xb[:, :1] - yb).pow(2).flatten(1).sum(1)
         floor = 1e-6 * yb.pow(2).flatten(1).sum(1) + 1e-8
         if arch != "resunet":
-            loss = model.loss(xb, env=torch.from_numpy(E[idx]), target=yb,
+            loss = model.loss(xb, env=torch.from_numpy(E[idx]).to(dev), target=yb,
                               generator=gen)["total"] / (crop * crop)
             with torch.no_grad():
                 err = (model.reconstruct(xb) - yb).pow(2).flatten(1).sum(1)
@@ -360,7 +365,7 @@ def export(model_path: str, out: str) -> None:
     from oatomo.learn.checkpoint import save_checkpoint
     from oatomo.scanners import FAMILY_KEY, ScannerFamily
 
-    ck = torch.load(model_path, weights_only=True)
+    ck = torch.load(model_path, weights_only=True, map_location="cpu")
     arch = ck.get("arch", "skip-ivae")
     if arch not in ("skip-ivae", "ivae"):
         raise SystemExit(f"{model_path}: only the invariant models are exported, not {arch}")
@@ -420,7 +425,7 @@ def score(model_path: str, cache: Path, guard: bool = False) -> list[tuple]:
     import torch
 
     torch.set_num_threads(2)
-    ck = torch.load(model_path, weights_only=True)
+    ck = torch.load(model_path, weights_only=True, map_location="cpu")
     keys = ck["model"].keys()
     arch = ck.get("arch") or ("resunet" if "head.weight" in keys else
                               "ivae" if "variant_decoders.0.net.0.weight" in keys else "bvae")
@@ -546,6 +551,7 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--beta", type=float, default=1.0, help="KL weight of the VAEs")
     t.add_argument("--exclude", default="", help="comma list of environments to leave out "
                    "(a held-out family)")
+    t.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     t.add_argument("--max-items", type=int, default=None,
                    help="use only the items numbered below this")
     u = sub.add_parser("uncertainty", help="uncertainty map against the error (archive)")
@@ -575,9 +581,15 @@ def main(argv: list[str] | None = None) -> int:
         for i in range(a.start, a.start + a.count):
             make_item(i, out, False if a.ignore_response else "auto")
     elif a.cmd == "train":
-        train(a.data, a.model, a.steps, loss_kind=a.loss, arch=a.arch,
-              beta=a.beta, exclude=tuple(e for e in a.exclude.split(",") if e),
-              max_items=a.max_items)
+        from oatomo.errors import InputError
+
+        try:
+            train(a.data, a.model, a.steps, loss_kind=a.loss, arch=a.arch,
+                  beta=a.beta, exclude=tuple(e for e in a.exclude.split(",") if e),
+                  max_items=a.max_items, device=a.device)
+        except InputError as exc:  # e.g. --device cuda on a machine without CUDA
+            print(f"tv_residual.py train: error: {exc}", file=sys.stderr)
+            return 2
     elif a.cmd == "uncertainty":
         rows = uncertainty(a.archive, Path(a.cache))
         rs = np.array([r["r"] for r in rows])
