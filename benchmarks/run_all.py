@@ -168,7 +168,7 @@ def end_to_end_rows(reps: int) -> list[dict]:
 
         torch_cmd = [sys.executable, "-c", "import torch"]
         rec_cmd = [sys.executable, "-m", "oatomo", "reconstruct", str(scan), "-o",
-                   str(Path(tmp) / "img.h5"), "--force", "--refine"]
+                   str(Path(tmp) / "img.h5"), "--force", "--method", "ubp", "--refine"]
         rec_ts, torch_ts = end_to_end_times(rec_cmd, torch_cmd, reps)
     ratio = float(np.median(np.asarray(rec_ts) / np.asarray(torch_ts)))
     t_rec, t_torch = float(np.median(rec_ts)), float(np.median(torch_ts))

@@ -105,3 +105,21 @@ def test_guard_keeps_tv_on_a_scan_without_signal_and_the_result_is_deterministic
     b = oatomo.reconstruct(scan, grid=grid, samples=4)
     assert a.images["refined"].tobytes() == b.images["refined"].tobytes()
     assert a.images["uncertainty"].tobytes() == b.images["uncertainty"].tobytes()
+
+
+def test_refine_on_a_wrong_file_calibrates_then_refines(correct_scan):
+    """``refine=True`` on a file whose positions fail the check: calibrated, then the TV
+    image of the calibrated geometry refined (the TV refiner was trained on images made
+    with the true positions); by default the same file is calibrated and not refined."""
+    scan, grid, truth = correct_scan
+    rng = np.random.default_rng(5)
+    wrong = scan.sensors.positions + rng.normal(0, 0.25e-3, scan.sensors.positions.shape)
+    file = Scan(scan.sinogram, oatomo.SensorArray(wrong.astype(np.float32)),
+                scan.acquisition, response=scan.response)
+    default = oatomo.reconstruct(file, grid=grid, samples=0)
+    assert default.provenance["calibration"] is not None and not default.refined
+    forced = oatomo.reconstruct(file, grid=grid, refine=True, samples=0)
+    prov = forced.provenance
+    assert prov["calibration"] is not None and prov["method"] == "mb-tv"
+    assert forced.refined and prov["refinement"]["input_reused"]
+    np.testing.assert_array_equal(forced.images["mb-tv"], default.images["mb-tv"])
