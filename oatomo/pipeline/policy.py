@@ -6,8 +6,9 @@ With ``calibrate="auto"`` the scan's data are first tested against its sensor po
 reconstructed with ``mb-tv`` unless a method was named, and not refined by default.
 Asked to refine (``refine=True``), it is calibrated and its TV image refined by the TV
 refiner; with ``ubp``/``das`` or a user's model it is refined on the nominal positions
-instead, as the refiner of UBP images was trained on them (:func:`decide_calibration`). :func:`scan_geometry` then gives the sensors and acquisition:
-the scan's own, or the calibration's estimates.
+instead, as the refiner of UBP images was trained on them (:func:`decide_calibration`).
+:func:`scan_geometry` then gives the sensors and acquisition: the scan's own, or the
+calibration's estimates.
 """
 
 from __future__ import annotations
