@@ -46,7 +46,7 @@ grep -q ring32_radial <<<"$setups"
 "$BIN/python" -c "
 from oatomo.io import load_images
 images, grid = load_images('image.h5')
-assert {'ubp', 'refined', 'uncertainty', 'truth'} <= set(images), sorted(images)
+assert {'mb-tv', 'refined', 'uncertainty', 'truth'} <= set(images), sorted(images)
 "
 if [ "$WITHOUT_TORCH" != 1 ]; then
     "$BIN/oatomo" cmnist --quick --seeds 1 --out cmnist -q
