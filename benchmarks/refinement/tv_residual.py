@@ -1,12 +1,14 @@
-"""A residual refiner of the TV image, trained on scans made like the ones it is scored on.
+"""The TV refiner's data, training, export and scores: a residual refiner of the TV image,
+trained on scans made like the ones it is scored on.
 
-Why: the TV refiner of ``tv_refiner.py`` (trained on the ``--family tv`` data set, 64 x 64
-crops whose bands, responses and position errors are far harsher than a correct file's)
-lost 5-6 dB to TV on the report set. This experiment asks whether a refiner trained on
-*correct-position* scans of the same simulator, band and noise model as the report set
-(but other scanners and phantom kinds) does better. It runs outside the package's
-trainer (``oatomo refiner train``), with its own small network, to measure that question
-first; nothing here is shipped.
+This is the trainer of the shipped TV refiner (``make model-tv-refiner``: ``data``, then
+``train --arch skip-ivae --beta 0.01``, then ``export``; the model is
+:class:`oatomo.learn.skipvae.SkipMultiDecoderIVAE`). It began as an experiment: the TV
+refiner of ``tv_refiner.py`` (trained on the ``--family tv`` data set, 64 x 64 crops whose
+bands, responses and position errors are far harsher than a correct file's) lost 5-6 dB to
+TV on the report set, and this script asked whether a refiner trained on *correct-position*
+scans of the same simulator, band and noise model as the report set (but other scanners
+and phantom kinds) does better, first with its own small U-Net (``--arch resunet``).
 
 Training data (``data``): scans of random scanners -- full rings of 16-384 sensors (r
 18-50 mm), arcs of 90-330 deg with 24-256 sensors (r 18-45 mm), linear arrays of 64-256
@@ -22,13 +24,18 @@ and mixtures (:mod:`oatomo.phantoms`); never the report set's ``texture-heldout`
 the pipeline's own code, 50 iterations) and the truth (the fine p0 averaged 2 x 2).
 Item ``i`` is a pure function of ``i``.
 
-Model (``train``): a U-Net (pixel unshuffle 2, levels of 32 / 64 / 128 channels, group
-norm, SiLU) whose output is the TV channel plus a learned correction (the last layer
-starts at zero, so the untrained model returns TV). Inputs: TV and UBP, both divided by
-TV's maximum absolute value ``s``; target: the truth divided by ``s``; the answer is
-multiplied by ``s`` (so it is in Pa and ``refine(a x) = a refine(x)``). Loss: the squared
-error summed per image; AdamW, lr 1e-3 with a cosine decay, batches of 16 random 96 x 96
-crops with random rotations by 90 deg and flips; seed 0.
+Models (``train --arch``): ``resunet``, a U-Net (pixel unshuffle 2, levels of 32 / 64 /
+128 channels, group norm, SiLU) whose output is the TV channel plus a learned correction
+(the last layer starts at zero, so the untrained model returns TV), inputs TV and UBP both
+divided by TV's maximum absolute value ``s``, loss the squared error summed per crop
+(``--loss sse``) or its log over TV's own (``--loss logratio``); the package's VAEs
+(``ivae``, ``bvae``: convolutional; ``skip-ivae``, ``skip-bvae``: skip-connected, the
+shipped kind), residual on the TV channel, each input channel over its own peak (as
+:class:`oatomo.refine.Refiner` feeds them), the profiled likelihood, KL weight ``--beta``.
+The target is the truth divided by ``s``; the answer is multiplied by ``s`` (so it is in
+Pa and ``refine(a x) = a refine(x)``). AdamW, lr 1e-3 with a cosine decay, batches of 16
+random 96 x 96 crops with random rotations by 90 deg and flips; seed 0; a checkpoint (and
+a kept snapshot) every 500 steps, and an interrupted run resumes from the checkpoint.
 
 Scoring (``cache`` then ``score``): the report set and the tuning set of
 ``tv_refiner.py`` (same scans, same truth; the tuning set is the only one looked at while
