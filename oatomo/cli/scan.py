@@ -98,10 +98,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--force", action="store_true", help="overwrite an existing output")
     r.add_argument("--refine", action=argparse.BooleanOptionalAction, default=None,
                    help="refine with the learned model; --refine fails (exit 2) when it "
-                   "cannot (default: when the model fits the scan's geometry and takes the "
-                   "method's images, e.g. --method ubp; a TV image is not refined)")
+                   "cannot (default: when a shipped model fits the scan and takes the "
+                   "method's images: the TV refiner for the default TV image of a file "
+                   "whose positions pass the check, the family refiner for --method ubp/das)")
     r.add_argument("--model", help="refinement model checkpoint (default: the model shipped "
-                   "with oatomo)")
+                   "with oatomo for the method: the TV refiner for mb-tv, else the family "
+                   "refiner)")
     r.add_argument("--setup", dest="setup_name", help="the scan's known setup: use that "
                    "setup's variant decoder instead of the invariant one")
     r.add_argument("--samples", type=int, default=16,

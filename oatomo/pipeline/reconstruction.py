@@ -220,7 +220,8 @@ def reconstruct(scan: Any, method: str | None = None, grid: Grid | None = None, 
         otherwise; ``True``: refine or raise :class:`InputError`;
         ``False``: never.
     model
-        A refinement checkpoint (default: the model shipped with oatomo).
+        A refinement checkpoint (default: the model shipped with oatomo for the method,
+        :func:`oatomo.resources.default_model_path`).
     setup
         The scan's known training setup: refine with that setup's variant decoder.
     samples
