@@ -142,6 +142,8 @@ class _ConvMixin:
 
     config_class = ConvVAEConfig
     config: ConvVAEConfig
+    #: Image sizes must be multiples of this (the Refiner pads to it).
+    size_step = SIZE_STEP
 
     def _build_shared(self) -> None:
         cfg = self.config
@@ -230,9 +232,14 @@ class ConvUNet(UNetDenoiser):
 
     config_class = ConvUNetConfig
 
+    @property
+    def size_step(self) -> int:
+        """Image sizes must be multiples of this (the Refiner pads to it)."""
+        return 2 ** (len(self.config.channels) - 1) * self.config.shuffle
+
     def _check_x(self, x: torch.Tensor) -> None:
         cfg = self.config
-        step = 2 ** (len(cfg.channels) - 1) * cfg.shuffle
+        step = self.size_step
         if x.ndim != 4 or x.shape[1] != cfg.in_shape[0] or x.shape[2] % step \
                 or x.shape[3] % step:
             raise InputError(f"x must be (B, {cfg.in_shape[0]}, H, W) with H, W multiples of "

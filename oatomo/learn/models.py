@@ -62,6 +62,38 @@ def env_tensor(env: Env, batch: int, n_envs: int | None, device: Any) -> torch.T
     return env_t
 
 
+def negative_log_likelihood(likelihood: str, obs_sigma: float, out: torch.Tensor,
+                            target: torch.Tensor) -> torch.Tensor:
+    """Per-sample negative log-likelihood of ``target`` given decoder output ``out`` under
+    ``likelihood`` (:data:`~oatomo.learn.blocks.LIKELIHOODS`; ``obs_sigma`` for the fixed
+    Gaussian)."""
+    if likelihood == "bernoulli":
+        nll = F.binary_cross_entropy_with_logits(out, target, reduction="none")
+    elif likelihood == "profiled":
+        # the noise variance of each image at its maximum-likelihood value, the mean
+        # squared error (floored: an exact fit must not give -inf)
+        sq = (target - out).pow(2).flatten(1)
+        p = sq.shape[1]
+        mse = sq.mean(1) + PROFILED_FLOOR
+        return 0.5 * p * (torch.log(mse) + 1.0 + math.log(2 * math.pi))
+    else:
+        s = obs_sigma
+        nll = 0.5 * ((target - out) / s).pow(2) + (math.log(s) + 0.5 * math.log(2 * math.pi))
+    return nll.flatten(1).sum(1)
+
+
+def likelihood_mean(likelihood: str, out: torch.Tensor) -> torch.Tensor:
+    """Mean of the likelihood given the decoder output (sigmoid of logits, or identity)."""
+    return torch.sigmoid(out) if likelihood == "bernoulli" else out
+
+
+def sample_z(mu: torch.Tensor, logvar: torch.Tensor,
+             generator: torch.Generator | None) -> torch.Tensor:
+    """One draw of N(mu, diag exp(logvar)) (reparameterised)."""
+    eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+    return mu + torch.exp(0.5 * logvar) * eps
+
+
 def kl_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """KL( N(mu, diag exp(logvar)) || N(0, I) ) per sample (summed over all but dim 0)."""
     kl = 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)
@@ -134,28 +166,16 @@ class _VAE(OatomoModel):
 
     def _sample_z(self, mu: torch.Tensor, logvar: torch.Tensor,
                   generator: torch.Generator | None) -> torch.Tensor:
-        eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
-        return mu + torch.exp(0.5 * logvar) * eps
+        return sample_z(mu, logvar, generator)
 
     def nll(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Per-sample negative log-likelihood of ``target`` given decoder output ``out``."""
-        if self.config.likelihood == "bernoulli":
-            nll = F.binary_cross_entropy_with_logits(out, target, reduction="none")
-        elif self.config.likelihood == "profiled":
-            # the noise variance of each image at its maximum-likelihood value, the mean
-            # squared error (floored: an exact fit must not give -inf)
-            sq = (target - out).pow(2).flatten(1)
-            p = sq.shape[1]
-            mse = sq.mean(1) + PROFILED_FLOOR
-            return 0.5 * p * (torch.log(mse) + 1.0 + math.log(2 * math.pi))
-        else:
-            s = self.config.obs_sigma
-            nll = 0.5 * ((target - out) / s).pow(2) + (math.log(s) + 0.5 * math.log(2 * math.pi))
-        return nll.flatten(1).sum(1)
+        return negative_log_likelihood(self.config.likelihood, self.config.obs_sigma, out,
+                                       target)
 
     def likelihood_mean(self, out: torch.Tensor) -> torch.Tensor:
         """Mean of the likelihood given the decoder output (sigmoid of logits, or identity)."""
-        return torch.sigmoid(out) if self.config.likelihood == "bernoulli" else out
+        return likelihood_mean(self.config.likelihood, out)
 
     def _terms(self, rec: torch.Tensor, kl: torch.Tensor, inv: torch.Tensor | None = None,
                **extra: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -25,7 +25,6 @@ the refiner uses ``"profiled"``).
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
@@ -36,13 +35,19 @@ from torch import nn
 from oatomo.errors import InputError
 from oatomo.learn.base import OatomoModel, register_model
 from oatomo.learn.blocks import LIKELIHOODS
-from oatomo.learn.models import PROFILED_FLOOR, env_tensor, kl_normal
+from oatomo.learn.models import (
+    _LOGVAR_RANGE,
+    env_tensor,
+    kl_normal,
+    likelihood_mean,
+    negative_log_likelihood,
+    sample_z,
+)
 
 __all__ = ["SkipVAEConfig", "SkipBetaVAE", "SkipMultiDecoderIVAE", "SKIP_SIZE_STEP"]
 
 #: Image sizes must be multiples of this.
 SKIP_SIZE_STEP = 8
-_LOGVAR_RANGE = (-20.0, 10.0)
 
 
 @dataclass(frozen=True)
@@ -148,6 +153,8 @@ class _SkipVAE(OatomoModel):
 
     config_class: ClassVar[Any] = SkipVAEConfig
     has_variant_parts: ClassVar[bool] = False
+    #: Image sizes must be multiples of this (the Refiner pads to it).
+    size_step: ClassVar[int] = SKIP_SIZE_STEP
 
     def _build(self) -> None:
         cfg = self.config
@@ -187,21 +194,12 @@ class _SkipVAE(OatomoModel):
 
     def nll(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Per-sample negative log-likelihood (see :data:`~oatomo.learn.blocks.LIKELIHOODS`)."""
-        lik = self.config.likelihood
-        if lik == "bernoulli":
-            return F.binary_cross_entropy_with_logits(out, target,
-                                                      reduction="none").flatten(1).sum(1)
-        sq = (target - out).pow(2).flatten(1)
-        if lik == "profiled":
-            mse = sq.mean(1) + PROFILED_FLOOR
-            return 0.5 * sq.shape[1] * (torch.log(mse) + 1.0 + math.log(2 * math.pi))
-        s = self.config.obs_sigma
-        const = math.log(s) + 0.5 * math.log(2 * math.pi)
-        return (0.5 * sq / s ** 2).sum(1) + sq.shape[1] * const
+        return negative_log_likelihood(self.config.likelihood, self.config.obs_sigma, out,
+                                       target)
 
     def likelihood_mean(self, out: torch.Tensor) -> torch.Tensor:
         """Sigmoid of logits (Bernoulli likelihood) or the output itself."""
-        return torch.sigmoid(out) if self.config.likelihood == "bernoulli" else out
+        return likelihood_mean(self.config.likelihood, out)
 
     # -- the interface --------------------------------------------------------------------
 
@@ -234,11 +232,6 @@ class _SkipVAE(OatomoModel):
         assert out is not None
         return out
 
-    def _sample_z(self, mu: torch.Tensor, logvar: torch.Tensor,
-                  generator: torch.Generator | None) -> torch.Tensor:
-        eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
-        return mu + torch.exp(0.5 * logvar) * eps
-
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor, env: Any = None) -> torch.Tensor:
         """The likelihood mean from the posterior mean (plus :meth:`base`): the invariant
@@ -249,30 +242,14 @@ class _SkipVAE(OatomoModel):
 
     @torch.no_grad()
     def posterior_samples(self, x: torch.Tensor, n: int, env: Any = None, *,
-                          generator: torch.Generator | None = None,
-                          eps: torch.Tensor | None = None) -> torch.Tensor:
+                          generator: torch.Generator | None = None) -> torch.Tensor:
         """``n`` draws z ~ q(z | x) decoded by the path of ``env`` (plus :meth:`base`):
-        (n, B, out_channels, H, W). ``eps``: the standard normal draws to use, (n, *latent
-        shape) (default: drawn from ``generator``)."""
+        (n, B, out_channels, H, W)."""
         mu, logvar, skips = self.features(x)
         env_t = self._env(env, len(x))
         base = self.base(x)
-        draws = []
-        for i in range(int(n)):
-            e = (torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
-                 if eps is None else eps[i].to(mu.device, mu.dtype).expand_as(mu))
-            z = mu + torch.exp(0.5 * logvar) * e
-            draws.append(self.likelihood_mean(self.decode(z, skips, env_t)) + base)
-        return torch.stack(draws)
-
-    @torch.no_grad()
-    def variant_reconstructions(self, x: torch.Tensor) -> torch.Tensor:
-        """Every variant decoder at the posterior mean (plus :meth:`base`):
-        (n_envs, B, out_channels, H, W)."""
-        mu, _, skips = self.features(x)
-        base = self.base(x)
-        return torch.stack([self.likelihood_mean(dec(mu, skips)) + base
-                            for dec in self.variant_decoders])
+        return torch.stack([self.likelihood_mean(self.decode(
+            sample_z(mu, logvar, generator), skips, env_t)) + base for _ in range(int(n))])
 
     def _target(self, x: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
         self._check_x(x)
@@ -297,7 +274,7 @@ class SkipBetaVAE(_SkipVAE):
              generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         target = self._target(x, target)
         mu, logvar, skips = self.features(x)
-        z = self._sample_z(mu, logvar, generator)
+        z = sample_z(mu, logvar, generator)
         rec = self.nll(self.decoder(z, skips), target).mean()
         kl = kl_normal(mu, logvar).mean()
         zero = rec.new_zeros(())
@@ -327,7 +304,7 @@ class SkipMultiDecoderIVAE(_SkipVAE):
             raise InputError("SkipMultiDecoderIVAE.loss needs the environment of each "
                              "sample (env)")
         mu, logvar, skips = self.features(x)
-        z = self._sample_z(mu, logvar, generator)
+        z = sample_z(mu, logvar, generator)
         rec = self.nll(self.decode(z, skips, env_t), target).mean()
         inv = self.nll(self.decoder(z, skips), target).mean()
         kl = kl_normal(mu, logvar).mean()

@@ -19,9 +19,9 @@ from oatomo.refine.refiner import (
     NUMPY_MAX_PIXELS,
     RefinedScan,
     load_refiner,
-    to_canonical_grid,
+    model_grid,
 )
-from oatomo.refine.weights import NumpyConvVAE, NumpySkipVAE
+from oatomo.refine.weights import NumpyEngine
 from oatomo.resources import default_model_path
 from oatomo.scanners import FAMILY_KEY, ScannerFamily
 
@@ -127,8 +127,9 @@ def refine_images(grid: Grid, sinogram: np.ndarray, sensors: SensorArray,
             record["reason"] = why
             return {}, record
         given = physics
-    out, record = _refine_frames(path, float(family["pitch"]), grid, sinogram, sensors,
-                                 acquisition, setup=setup, samples=samples, band=band,
+    canon = model_grid(grid, float(family["pitch"]), bool(family.get("native_grid")))
+    out, record = _refine_frames(path, canon, grid, sinogram, sensors, acquisition,
+                                 setup=setup, samples=samples, band=band,
                                  device=device, record={**record, "reason": why},
                                  given=None if given is None else (str(method), given))
     for key, img in out.items():  # before the guard, which would call it a misfit
@@ -174,21 +175,21 @@ def _guard(refined: np.ndarray, physics: np.ndarray, sinogram: np.ndarray, grid:
             "frames": [res.numbers for res in results]}
 
 
-def _refine_frames(path: Path, pitch: float, grid: Grid, sinogram: np.ndarray,
+def _refine_frames(path: Path, canon: Grid, grid: Grid, sinogram: np.ndarray,
                    sensors: SensorArray, acquisition: Acquisition, *, setup: str | None,
                    samples: int, band: tuple[float | None, float | None] | None,
                    device: str, record: dict[str, Any],
                    given: tuple[str, np.ndarray] | None = None
                    ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Step 4 with a refiner (the scan is inside its family): every frame refined on the
-    user's grid (:meth:`oatomo.refine.Refiner.refine_scan`); ``given``: one input's
-    name and its images of every frame, already reconstructed on ``grid``."""
+    user's grid (:meth:`oatomo.refine.Refiner.refine_scan`); ``canon``: the grid the model
+    refines on (:func:`oatomo.refine.refiner.model_grid`); ``given``: one input's name and
+    its images of every frame, already reconstructed on ``grid``."""
     frames = sinogram.reshape((-1,) + sinogram.shape[-2:])
-    # many pixels: PyTorch is faster, once imported (``pitch``: the model's canonical one)
-    big = len(frames) * to_canonical_grid(grid, pitch).n ** 2 > NUMPY_MAX_PIXELS
+    # many pixels: PyTorch is faster, once imported (``canon``: the grid the model refines on)
+    big = len(frames) * canon.n ** 2 > NUMPY_MAX_PIXELS
     ref = load_refiner(path, device=device,
                        backend="torch" if big or device != "cpu" else "auto")
-    canon = ref.model_grid(grid)
     reused = given is not None and canon == grid
     given_frames = (np.asarray(given[1]).reshape((-1,) + grid.shape) if reused and given
                     else [None] * len(frames))
@@ -206,8 +207,7 @@ def _refine_frames(path: Path, pitch: float, grid: Grid, sinogram: np.ndarray,
     r = results[-1]
     record.update(applied=True, input="+".join(ref.inputs), gain=ref.gain,
                   input_reused=reused,
-                  backend="numpy" if isinstance(ref.model, (NumpyConvVAE, NumpySkipVAE))
-                  else "torch",
+                  backend="numpy" if isinstance(ref.model, NumpyEngine) else "torch",
                   grid=r.canonical.to_dict(), samples=samples, uncertainty=ref.uncertainty,
                   decoder=f"variant decoder of {env}" if env else "invariant decoder")
     return out, record

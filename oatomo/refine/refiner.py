@@ -58,14 +58,15 @@ from oatomo.datasets.generate import input_images
 from oatomo.errors import InputError
 from oatomo.geometry import Acquisition, Grid, SensorArray
 from oatomo.learn.records import TRAIN_COMMAND, family_record, is_weights_archive, read_weights
-from oatomo.refine.weights import NUMPY_CLASSES, NumpyConvVAE, NumpySkipVAE, numpy_model
+from oatomo.refine.weights import NUMPY_CLASSES, NumpyEngine, NumpySkipVAE, numpy_model
 from oatomo.scanners import CANONICAL_PITCH, FAMILY, ScannerFamily
 from oatomo.units import UNITS_PA
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["Refiner", "RefinedScan", "load_refiner", "family_record", "posterior_noise",
-           "NUMPY_MAX_PIXELS", "SMALL_PIXELS", "few_threads", "to_canonical_grid", "resample",
+           "NUMPY_MAX_PIXELS", "SMALL_PIXELS", "few_threads", "to_canonical_grid", "model_grid",
+           "resample",
            "UNITS_REFINED", "UNITS_PA", "TRAIN_COMMAND"]
 
 #: ``units`` attribute of linear and model-based images.
@@ -107,6 +108,13 @@ def to_canonical_grid(grid: Grid, pitch: float = CANONICAL_PITCH, step: int = 4)
     """The grid at ``pitch`` that covers ``grid``'s field of view, size a multiple of step."""
     n = int(math.ceil(grid.fov / pitch / step - 1e-9) * step)
     return Grid(max(n, step), max(n, step) * pitch)
+
+
+def model_grid(grid: Grid, pitch: float, native: bool) -> Grid:
+    """The grid a refiner refines a scan of ``grid`` on: ``grid`` itself for a model that
+    refines on the user's grid (``native``), else the canonical grid at ``pitch`` covering
+    it."""
+    return grid if native else to_canonical_grid(grid, pitch)
 
 
 def resample(image: np.ndarray, src: Grid, dst: Grid) -> np.ndarray:
@@ -237,9 +245,8 @@ class Refiner:
         return bool(self.meta.get("native_grid", False))
 
     def model_grid(self, grid: Grid) -> Grid:
-        """The grid the model refines a scan of ``grid`` on: ``grid`` itself for a
-        :attr:`native_grid` model, else the canonical grid covering it."""
-        return grid if self.native_grid else to_canonical_grid(grid, self.pitch)
+        """The grid the model refines a scan of ``grid`` on (:func:`model_grid`)."""
+        return model_grid(grid, self.pitch, self.native_grid)
 
     def env_index(self, name: str | None) -> int | None:
         """Variant decoder of a training environment (None: the invariant decoder)."""
@@ -341,14 +348,13 @@ class Refiner:
             raise InputError(f"uncertainty must be 'posterior', 'decoders' or 'both', got "
                              f"{mode!r}")
         e = self.env_index(env)
-        step = 8 if hasattr(self.model, "variant_reconstructions") or \
-            isinstance(self.model, NumpySkipVAE) else 4
+        step = int(getattr(self.model, "size_step", 4))  # sizes the model takes
         n0, n1 = x.shape[-2:]
         if n0 % step or n1 % step:  # zero rows and columns beyond the image, cut after
             pad = ((0, 0), (0, -n0 % step), (0, -n1 % step))
             r, s = self._run(np.pad(x, pad), env, n_samples, seed)
             return r[:n0, :n1], None if s is None else s[:n0, :n1]
-        if isinstance(self.model, (NumpyConvVAE, NumpySkipVAE)):
+        if isinstance(self.model, NumpyEngine):
             from oatomo._blas import blas_threads  # lazy: reads the BLAS library on use
 
             # one 128² tile: one BLAS thread (spinning threads cost seconds when busy)
@@ -407,7 +413,7 @@ class Refiner:
             if not (posterior or decoders) or not hasattr(model, "encode"):
                 out = model.reconstruct(xt, e)[0, 0].cpu().numpy()
                 return out.astype(np.float32), None
-            if hasattr(model, "variant_reconstructions"):  # skip-connected VAEs
+            if hasattr(model, "features"):  # skip-connected VAEs: decoders take skips
                 return self._run_skip(model, xt, e, n_samples, seed, posterior, decoders)
             # the posterior serves the refined image and the uncertainty map: encode once
             mu, logvar = model.encode(xt)
@@ -430,18 +436,27 @@ class Refiner:
     def _run_skip(model: Any, xt: Any, e: int | None, n_samples: int, seed: int,
                   posterior: bool, decoders: bool) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`_run_torch` for the skip-connected VAEs (:mod:`oatomo.learn.skipvae`),
-        whose decoders also take the encoder's features: the same images and map."""
+        whose decoders also take the encoder's features (encoded once): the same images
+        and map as the NumPy engine."""
         import torch  # lazy: the NumPy back end refines without PyTorch
 
-        out = model.reconstruct(xt, e)[0, 0]
+        mu, logvar, skips = model.features(xt)
+        base = model.base(xt)[0, 0]
+
+        def decode(z: Any, k: int | None) -> Any:
+            env = None if k is None else torch.full((len(z),), k, device=z.device)
+            batch = [s.expand(len(z), *s.shape[1:]) for s in skips]
+            return model.likelihood_mean(model.decode(z, batch, env))[:, 0]
+
+        out = decode(mu, e)[0] + base
         var = torch.zeros_like(out)
         if posterior:
-            mu, _ = model.encode(xt)
             eps = torch.from_numpy(posterior_noise(seed, n_samples, tuple(mu.shape[1:])))
-            var += model.posterior_samples(xt, n_samples, e, eps=eps)[:, 0, 0].var(
+            var += decode(mu + torch.exp(0.5 * logvar) * eps.to(mu.device), e).var(
                 0, unbiased=False)
         if decoders and len(model.variant_decoders):
-            var += model.variant_reconstructions(xt)[:, 0, 0].var(0, unbiased=False)
+            var += torch.cat([decode(mu, k) for k in range(len(model.variant_decoders))]
+                             ).var(0, unbiased=False)
         return (out.cpu().numpy().astype(np.float32),
                 var.sqrt().cpu().numpy().astype(np.float32))
 

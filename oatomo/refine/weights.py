@@ -21,7 +21,7 @@ import numpy as np
 from oatomo.errors import InputError
 from oatomo.learn.records import read_weights
 
-__all__ = ["NUMPY_CLASSES", "NumpyConvVAE", "NumpySkipVAE", "numpy_model"]
+__all__ = ["NUMPY_CLASSES", "NumpyEngine", "NumpyConvVAE", "NumpySkipVAE", "numpy_model"]
 
 #: Model classes :class:`NumpyConvVAE` can run.
 CONV_CLASSES = ("ConvBetaVAE", "ConvMultiDecoderIVAE")
@@ -90,15 +90,6 @@ def _conv_transpose(x: np.ndarray, w: np.ndarray, b: np.ndarray, stride: int,
     return out + b[None, :, None, None]
 
 
-def _likelihood_mean(likelihood: str, out: np.ndarray) -> np.ndarray:
-    """The likelihood's mean of a decoder output: sigmoid of logits (Bernoulli), else the
-    output itself."""
-    if likelihood == "bernoulli":
-        with np.errstate(over="ignore"):
-            return 1.0 / (1.0 + np.exp(-out))
-    return out
-
-
 def _unshuffle(x: np.ndarray, r: int = 2) -> np.ndarray:
     n, c, h, w = x.shape
     x = x.reshape(n, c, h // r, r, w // r, r).transpose(0, 1, 3, 5, 2, 4)
@@ -111,7 +102,95 @@ def _shuffle(x: np.ndarray, r: int = 2) -> np.ndarray:
     return x.reshape(n, c // (r * r), h * r, w * r)
 
 
-class NumpyConvVAE:
+class NumpyEngine:
+    """What the NumPy inference engines share: the config fields the Refiner reads, the
+    check of the weights against the config's layer names, the choice of a decoder, the
+    likelihood's mean, the residual base, and reading a weights archive.
+
+    Subclasses set :attr:`classes` (the model classes they run) and :attr:`size_step`
+    (image sizes must be multiples of it) and define ``_names`` (every weight's name).
+    """
+
+    device = "cpu"
+    classes: tuple[str, ...] = ()
+    size_step = 4
+
+    def _read_config(self, model_class: str, config: dict[str, Any],
+                     state: dict[str, np.ndarray], variant_class: str) -> None:
+        """The fields every engine reads from the config (a one-line error otherwise)."""
+        if model_class not in self.classes:
+            raise InputError(f"{model_class} cannot run without PyTorch (NumPy inference "
+                             f"covers {', '.join(NUMPY_CLASSES)})")
+        try:
+            self.in_channels = int(config["in_channels"])
+            self.out_channels = int(config.get("out_channels", 1))
+            self.likelihood = str(config["likelihood"])
+            self.residual = bool(config.get("residual", False))
+            self.n_envs = int(config["n_envs"]) if model_class == variant_class else 0
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InputError(f"invalid {model_class} config ({exc})") from None
+        self.model_class = model_class
+        self.config = dict(config)
+        self.state = state
+
+    def _names(self) -> list[str]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _check_state(self) -> None:
+        """The weights hold exactly the config's layers."""
+        names = self._names()
+        missing = [k for k in names if k not in self.state]
+        extra = sorted(set(self.state) - set(names))
+        if missing or extra:
+            what = f"missing {missing[0]!r}" if missing else f"unexpected {extra[0]!r}"
+            raise InputError(f"weights do not fit the {self.model_class} config ({what})")
+
+    def _decoder(self, env: int | None) -> str:
+        """The weights' prefix of the invariant decoder (``env=None``) or of the variant
+        decoder of training environment ``env``."""
+        if env is None:
+            return "decoder"
+        if not self.n_envs:
+            raise InputError(f"a {self.model_class} has no variant decoders (env must be None)")
+        if 0 <= int(env) < self.n_envs:
+            return f"variant_decoders.{int(env)}"
+        raise InputError(f"env must lie in 0..{self.n_envs - 1} (the model has "
+                         f"{self.n_envs} environments), got {env}")
+
+    def likelihood_mean(self, out: np.ndarray) -> np.ndarray:
+        """Sigmoid of logits (Bernoulli likelihood) or the output itself (Gaussian)."""
+        if self.likelihood == "bernoulli":
+            with np.errstate(over="ignore"):
+                return 1.0 / (1.0 + np.exp(-out))
+        return out
+
+    def base(self, x: np.ndarray) -> np.ndarray:
+        """What the decoder's output is added to: the first channel(s) of ``x`` for a
+        residual model, else zero."""
+        x = np.asarray(x, np.float32)
+        c = self.out_channels
+        return x[:, :c] if self.residual else np.zeros((len(x), c, *x.shape[2:]), np.float32)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> tuple[Any, dict[str, Any]]:
+        """The model of a weights archive and the archive's JSON record."""
+        meta, state = read_weights(path)
+        return cls.from_record(meta, state, path), meta
+
+    @classmethod
+    def from_record(cls, meta: dict[str, Any], state: dict[str, np.ndarray],
+                    path: str | os.PathLike | None = None) -> Any:
+        """The model of an archive already read by :func:`read_weights` (``path`` only
+        names the file in errors)."""
+        try:
+            return cls(str(meta["model_class"]), meta["config"], state)
+        except InputError as exc:
+            raise InputError(exc.problem, path) from None
+        except (KeyError, TypeError) as exc:
+            raise InputError(f"invalid weights record ({exc})", path) from None
+
+
+class NumpyConvVAE(NumpyEngine):
     """Inference of a fully convolutional VAE from its weights, with NumPy.
 
     Mirrors the PyTorch model's inference interface: :meth:`encode`, :meth:`decode`,
@@ -127,33 +206,20 @@ class NumpyConvVAE:
         The state dict (name -> array).
     """
 
-    device = "cpu"
+    classes = CONV_CLASSES
 
     def __init__(self, model_class: str, config: dict[str, Any],
                  state: dict[str, np.ndarray]) -> None:
-        if model_class not in CONV_CLASSES:
-            raise InputError(f"{model_class} cannot run without PyTorch (NumPy inference "
-                             f"covers {', '.join(NUMPY_CLASSES)})")
+        self._read_config(model_class, config, state, "ConvMultiDecoderIVAE")
         try:
             self.depth = int(config["depth"])
-            self.in_channels = int(config["in_channels"])
-            self.likelihood = str(config["likelihood"])
-            self.residual = bool(config.get("residual", False))
-            self.n_envs = int(config["n_envs"]) if model_class == "ConvMultiDecoderIVAE" else 0
         except (KeyError, TypeError, ValueError) as exc:
             raise InputError(f"invalid {model_class} config ({exc})") from None
         if not (0 <= self.depth <= len(state) and 0 <= self.n_envs <= len(state)):
             # every block has weights: a larger count cannot fit (and is not enumerated)
             raise InputError(f"weights do not fit the {model_class} config (depth "
                              f"{self.depth}, n_envs {self.n_envs}, {len(state)} weights)")
-        self.model_class = model_class
-        self.config = dict(config)
-        self.state = state
-        missing = [k for k in self._names() if k not in state]
-        extra = sorted(set(state) - set(self._names()))
-        if missing or extra:
-            what = f"missing {missing[0]!r}" if missing else f"unexpected {extra[0]!r}"
-            raise InputError(f"weights do not fit the {model_class} config ({what})")
+        self._check_state()
 
     def _names(self) -> list[str]:
         d = self.depth
@@ -208,15 +274,7 @@ class NumpyConvVAE:
     def decode(self, z: np.ndarray, env: int | None = None) -> np.ndarray:
         """Decoder output for latents ``z``: the invariant decoder (``env=None``) or the
         variant decoder of training environment ``env``."""
-        if env is None:
-            prefix = "decoder"
-        elif not self.n_envs:
-            raise InputError(f"a {self.model_class} has no variant decoders (env must be None)")
-        elif 0 <= int(env) < self.n_envs:
-            prefix = f"variant_decoders.{int(env)}"
-        else:
-            raise InputError(f"env must lie in 0..{self.n_envs - 1} (the model has "
-                             f"{self.n_envs} environments), got {env}")
+        prefix = self._decoder(env)
         d = self.depth
         h = self._c(np.asarray(z, np.float32), f"{prefix}.net.0")
         for i in range(d):
@@ -227,32 +285,10 @@ class NumpyConvVAE:
         h = _silu(self._res(h, f"{prefix}.net.{d + 3}"))
         return _shuffle(self._c(h, f"{prefix}.net.{d + 5}"))
 
-    def likelihood_mean(self, out: np.ndarray) -> np.ndarray:
-        """Sigmoid of logits (Bernoulli likelihood) or the output itself (Gaussian)."""
-        return _likelihood_mean(self.likelihood, out)
-
     def reconstruct(self, x: np.ndarray, env: int | None = None) -> np.ndarray:
-        """Likelihood mean decoded from the posterior mean (plus the first input channel
-        for a residual model)."""
+        """Likelihood mean decoded from the posterior mean, plus :meth:`base`."""
         mu, _ = self.encode(x, logvar=False)
-        out = self.likelihood_mean(self.decode(mu, env))
-        return out + np.asarray(x, np.float32)[:, :out.shape[1]] if self.residual else out
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> tuple[NumpyConvVAE, dict[str, Any]]:
-        """The model of a weights archive and the archive's JSON record."""
-        meta, state = read_weights(path)
-        return cls.from_record(meta, state, path), meta
-
-    @classmethod
-    def from_record(cls, meta: dict[str, Any], state: dict[str, np.ndarray],
-                    path: str | os.PathLike | None = None) -> NumpyConvVAE:
-        """The model of an archive already read by :func:`read_weights` (``path`` only
-        names the file in errors)."""
-        try:
-            return cls(str(meta["model_class"]), meta["config"], state)
-        except InputError as exc:
-            raise InputError(exc.problem, path) from None
+        return self.likelihood_mean(self.decode(mu, env)) + self.base(x)
 
 
 _GROUPS, _GN_EPS = 4, 1e-5  # as oatomo.learn.skipvae's blocks (kept equal by a test)
@@ -267,7 +303,7 @@ def _group_norm(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
             + b[None, :, None, None]).astype(np.float32)
 
 
-class NumpySkipVAE:
+class NumpySkipVAE(NumpyEngine):
     """Inference of a skip-connected VAE (:mod:`oatomo.learn.skipvae`) with NumPy.
 
     The interface :class:`oatomo.refine.Refiner` uses: :meth:`features` (the posterior's
@@ -276,33 +312,16 @@ class NumpySkipVAE:
     arrays ``(B, C, H, W)`` with H and W multiples of 8.
     """
 
-    device = "cpu"
+    classes = NUMPY_SKIP_CLASSES
+    size_step = 8  # oatomo.learn.skipvae.SKIP_SIZE_STEP (kept equal by a test)
 
     def __init__(self, model_class: str, config: dict[str, Any],
                  state: dict[str, np.ndarray]) -> None:
-        if model_class not in NUMPY_SKIP_CLASSES:
-            raise InputError(f"{model_class} is not a skip-connected VAE")
-        try:
-            self.in_channels = int(config["in_channels"])
-            self.out_channels = int(config.get("out_channels", 1))
-            self.likelihood = str(config["likelihood"])
-            self.residual = bool(config.get("residual", False))
-            self.n_envs = (int(config["n_envs"]) if model_class == "SkipMultiDecoderIVAE"
-                           else 0)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise InputError(f"invalid {model_class} config ({exc})") from None
+        self._read_config(model_class, config, state, "SkipMultiDecoderIVAE")
         if not 0 <= self.n_envs <= len(state):
             raise InputError(f"weights do not fit the {model_class} config (n_envs "
                              f"{self.n_envs}, {len(state)} weights)")
-        self.model_class = model_class
-        self.config = dict(config)
-        self.state = state
-        names = self._names()
-        missing = [k for k in names if k not in state]
-        extra = sorted(set(state) - set(names))
-        if missing or extra:
-            what = f"missing {missing[0]!r}" if missing else f"unexpected {extra[0]!r}"
-            raise InputError(f"weights do not fit the {model_class} config ({what})")
+        self._check_state()
 
     def _names(self) -> list[str]:
         def wb(p: str) -> list[str]:
@@ -353,15 +372,7 @@ class NumpySkipVAE:
         """Decoder output for latents ``z`` (B, L, h, w) and skips of batch 1 or B: the
         invariant decoder (``env=None``) or the variant decoder of training environment
         ``env`` (before the first channel of a residual model is added)."""
-        if env is None:
-            p = "decoder"
-        elif not self.n_envs:
-            raise InputError(f"a {self.model_class} has no variant decoders (env must be None)")
-        elif 0 <= int(env) < self.n_envs:
-            p = f"variant_decoders.{int(env)}"
-        else:
-            raise InputError(f"env must lie in 0..{self.n_envs - 1} (the model has "
-                             f"{self.n_envs} environments), got {env}")
+        p = self._decoder(env)
         n = len(z)
         h = _silu(self._c(np.asarray(z, np.float32), f"{p}.inp.0"))
         for k, skip in enumerate((skips[1], skips[0])):
@@ -371,16 +382,6 @@ class NumpySkipVAE:
             h = self._block(np.concatenate([up, skip], axis=1), f"{p}.merge.{k}")
         return _shuffle(self._c(h, f"{p}.head", pad=0))
 
-    def likelihood_mean(self, out: np.ndarray) -> np.ndarray:
-        """Sigmoid of logits (Bernoulli likelihood) or the output itself."""
-        return _likelihood_mean(self.likelihood, out)
-
-    def base(self, x: np.ndarray) -> np.ndarray:
-        """The first channel(s) of ``x`` for a residual model, else zero."""
-        x = np.asarray(x, np.float32)
-        c = self.out_channels
-        return x[:, :c] if self.residual else np.zeros((len(x), c, *x.shape[2:]), np.float32)
-
     def reconstruct(self, x: np.ndarray, env: int | None = None) -> np.ndarray:
         """Likelihood mean decoded from the posterior mean, plus :meth:`base`."""
         mu, _, skips = self.features(x, logvar=False)
@@ -388,14 +389,9 @@ class NumpySkipVAE:
 
 
 def numpy_model(meta: dict[str, Any], state: dict[str, np.ndarray],
-                path: str | os.PathLike | None = None) -> NumpyConvVAE | NumpySkipVAE:
+                path: str | os.PathLike | None = None) -> NumpyEngine:
     """The NumPy inference of a weights archive already read by :func:`read_weights`: a
     :class:`NumpySkipVAE` for the skip-connected VAEs, else a :class:`NumpyConvVAE`
     (``path`` only names the file in errors)."""
-    try:
-        cls = NumpySkipVAE if meta["model_class"] in NUMPY_SKIP_CLASSES else NumpyConvVAE
-        return cls(str(meta["model_class"]), meta["config"], state)
-    except InputError as exc:
-        raise InputError(exc.problem, path) from None
-    except (KeyError, TypeError) as exc:
-        raise InputError(f"invalid weights record ({exc})", path) from None
+    skip = isinstance(meta, dict) and meta.get("model_class") in NUMPY_SKIP_CLASSES
+    return (NumpySkipVAE if skip else NumpyConvVAE).from_record(meta, state, path)

@@ -29,8 +29,10 @@ def test_residual_model_starts_as_its_first_channel():
     x, target = _data()
     torch.testing.assert_close(model.reconstruct(x), x[:, :1])
     torch.testing.assert_close(model.reconstruct(x, 2), x[:, :1])
-    torch.testing.assert_close(model.variant_reconstructions(x),
-                               x[:, :1].expand(3, -1, -1, -1, -1))
+    for k in range(3):
+        torch.testing.assert_close(model.reconstruct(x, k), x[:, :1])
+    torch.testing.assert_close(model.posterior_samples(x, 2),
+                               x[:, :1].expand(2, -1, -1, -1, -1))
     terms = model.loss(x, torch.tensor([0, 1, 2, 2]), target)
     # a zero correction: the profiled likelihood of target - x[:, :1], per image
     p = 16 * 16
@@ -127,10 +129,15 @@ def test_refiner_runs_a_skip_model_scale_equivariant_on_any_canonical_size():
     xt = torch.from_numpy(xn)
     want = model.reconstruct(xt)[0, 0, :20, :20].numpy() * peak[0]
     np.testing.assert_allclose(out.refined, want, rtol=1e-5, atol=1e-6 * peak[0])
-    mu, _ = model.encode(xt)
-    eps = torch.from_numpy(posterior_noise(5, 3, tuple(mu.shape[1:])))
-    var = (model.posterior_samples(xt, 3, eps=eps)[:, 0, 0].var(0, unbiased=False)
-           + model.variant_reconstructions(xt)[:, 0, 0].var(0, unbiased=False))
+    # the map, draw by draw: posterior samples through the invariant decoder, then the
+    # variant decoders at the posterior mean
+    with torch.no_grad():
+        mu, logvar, skips = model.features(xt)
+        eps = torch.from_numpy(posterior_noise(5, 3, tuple(mu.shape[1:])))
+        draws = torch.stack([model.decoder(mu + torch.exp(0.5 * logvar) * eps[i], skips)[0, 0]
+                             for i in range(3)])
+        per_env = torch.stack([model.reconstruct(xt, k)[0, 0] for k in range(3)])
+    var = draws.var(0, unbiased=False) + per_env.var(0, unbiased=False)
     np.testing.assert_allclose(out.std, var.sqrt()[:20, :20].numpy() * peak[0], rtol=1e-4,
                                atol=1e-6 * peak[0])
     for a in (0.3, 7.0):
@@ -155,6 +162,7 @@ def test_numpy_inference_equals_pytorch(tmp_path):
     path = save_checkpoint(tmp_path / "s.npz", model)
     net = numpy_model(*read_weights(path))
     assert isinstance(net, NumpySkipVAE) and net.n_envs == 3 and net.residual
+    assert net.size_step == model.size_step == 8
     x = np.random.default_rng(0).standard_normal((2, 2, 16, 24)).astype(np.float32)
     xt = torch.from_numpy(x)
     mu, logvar, _ = model.features(xt)
