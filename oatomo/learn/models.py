@@ -40,7 +40,7 @@ __all__ = ["BetaVAE", "MultiDecoderIVAE", "MultiEncoderIVAE", "kl_normal", "VAEC
 Env = int | torch.Tensor | None
 
 #: Log-variances are clamped to this range (exp(-20) ~ 2e-9, exp(10) ~ 2e4) for stability.
-_LOGVAR_RANGE = (-20.0, 10.0)
+LOGVAR_RANGE = (-20.0, 10.0)
 
 #: Floor of the mean squared error of the ``"profiled"`` likelihood (images are scaled to a
 #: peak of about 1: 1e-10 is 100 dB below it).
@@ -190,7 +190,7 @@ class _VAE(OatomoModel):
         """Invariant posterior q(z | x): (mean, log-variance), each (B, *latent_shape)."""
         self._check_x(x)
         h = self.encoder(x)
-        return self.mu_head(h), self.logvar_head(h).clamp(*_LOGVAR_RANGE)
+        return self.mu_head(h), self.logvar_head(h).clamp(*LOGVAR_RANGE)
 
     def _decode(self, z: torch.Tensor, env: torch.Tensor | None) -> torch.Tensor:
         return self.decoder(z)
@@ -342,7 +342,7 @@ class MultiEncoderIVAE(_VAE):
         self._check_x(x)
         env_t = self._env(env, len(x), required=True)
         h = self.encoder(x)
-        return self.mu_head(h), _dispatch(self.variant_logvar_heads, h, env_t).clamp(*_LOGVAR_RANGE)
+        return self.mu_head(h), _dispatch(self.variant_logvar_heads, h, env_t).clamp(*LOGVAR_RANGE)
 
     def loss(self, x: torch.Tensor, env: Env = None, target: torch.Tensor | None = None, *,
              generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
@@ -350,8 +350,8 @@ class MultiEncoderIVAE(_VAE):
         env_t = self._env(env, len(x), required=True)
         h = self.encoder(x)
         mu = self.mu_head(h)
-        logvar_inv = self.logvar_head(h).clamp(*_LOGVAR_RANGE)
-        logvar_env = _dispatch(self.variant_logvar_heads, h, env_t).clamp(*_LOGVAR_RANGE)
+        logvar_inv = self.logvar_head(h).clamp(*LOGVAR_RANGE)
+        logvar_env = _dispatch(self.variant_logvar_heads, h, env_t).clamp(*LOGVAR_RANGE)
         z_env = self._sample_z(mu, logvar_env, generator)
         z_inv = self._sample_z(mu, logvar_inv, generator)
         rec = self.nll(self.decoder(z_env), target).mean()

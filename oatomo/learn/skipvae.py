@@ -36,7 +36,7 @@ from oatomo.errors import InputError
 from oatomo.learn.base import OatomoModel, register_model
 from oatomo.learn.blocks import LIKELIHOODS
 from oatomo.learn.models import (
-    _LOGVAR_RANGE,
+    LOGVAR_RANGE,
     env_tensor,
     kl_normal,
     likelihood_mean,
@@ -209,7 +209,7 @@ class _SkipVAE(OatomoModel):
         self._check_x(x)
         levels = self.encoder(x)
         h = levels[-1]
-        return (self.mu_head(h), self.logvar_head(h).clamp(*_LOGVAR_RANGE), levels[:2])
+        return (self.mu_head(h), self.logvar_head(h).clamp(*LOGVAR_RANGE), levels[:2])
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Invariant posterior q(z | x): (mean, log-variance)."""
