@@ -59,6 +59,7 @@ import argparse
 import collections
 import glob
 import json
+import logging
 import math
 import os
 import sys
@@ -94,18 +95,26 @@ def draw_geometry(rng: np.random.Generator) -> H.Geometry:
     return H.Geometry("linear", n, rng.uniform(6, 14) * MM, pitch=rng.uniform(0.1, 0.3) * MM)
 
 
+def phantom_draws(kind: str, rng: np.random.Generator) -> dict:
+    """The random parameters of a phantom of ``kind`` (its seed; depth and vessel width
+    of a tree), drawn from ``rng``."""
+    draws = {"seed": int(rng.integers(2**31))}
+    if kind == "tree":
+        draws.update(depth=int(rng.integers(3, 7)), width=float(rng.uniform(0.12, 0.8)))
+    return draws
+
+
 def draw_phantom(kind: str, fine, rng: np.random.Generator) -> np.ndarray:
     from oatomo import phantoms as P
 
-    seed = int(rng.integers(2**31))
+    d = phantom_draws(kind, rng)
     if kind == "tree":
-        return P.vessel_tree(fine, seed, depth=int(rng.integers(3, 7)),
-                             width=float(rng.uniform(0.12, 0.8)) * MM)
+        return P.vessel_tree(fine, d["seed"], depth=d["depth"], width=d["width"] * MM)
     if kind == "forest":
-        return P.vessel_forest(fine, seed)
+        return P.vessel_forest(fine, d["seed"])
     if kind == "walk":
-        return P.vessel_walk(fine, seed)
-    return P.make(kind, fine, seed)
+        return P.vessel_walk(fine, d["seed"])
+    return P.make(kind, fine, d["seed"])
 
 
 def make_item(i: int, out: Path, model_response: bool | str = "auto") -> None:
@@ -150,14 +159,21 @@ def make_item(i: int, out: Path, model_response: bool | str = "auto") -> None:
 ENVIRONMENTS = ("ring", "arc-wide", "arc-short", "linear")
 
 
+_ENVIRONMENT_OF: dict[int, int] = {}
+
+
 def item_environment(i: int) -> int:
     """The environment (index into :data:`ENVIRONMENTS`) of training item ``i``, by
-    replaying its draws: full ring, arc of 180 deg or more, shorter arc, linear array."""
-    from oatomo.geometry import Grid
+    replaying its draws: full ring, arc of 180 deg or more, shorter arc, linear array
+    (remembered: the trainer reloads its items every 500 steps)."""
+    if i not in _ENVIRONMENT_OF:
+        _ENVIRONMENT_OF[i] = _replay_environment(i)
+    return _ENVIRONMENT_OF[i]
 
+
+def _replay_environment(i: int) -> int:
     rng = np.random.default_rng([i, 77001])
-    kind = KINDS[int(rng.integers(len(KINDS)))]
-    draw_phantom(kind, Grid(2 * H.N_IMAGE, H.FOV), rng)
+    phantom_draws(KINDS[int(rng.integers(len(KINDS)))], rng)
     geo = draw_geometry(rng)
     if geo.kind == "linear":
         return 3
@@ -174,7 +190,8 @@ def norm_scale(tv: np.ndarray) -> float:
     return float(max(np.abs(tv).max(), 1e-12))
 
 
-def build_model(channels=(32, 64, 128), shuffle: int = 2):
+def build_model(channels=(32, 64, 128), shuffle: int = 2, loss_kind: str = "sse"):
+    import torch
     import torch.nn as nn
     import torch.nn.functional as F
     from torch import cat
@@ -215,6 +232,20 @@ def build_model(channels=(32, 64, 128), shuffle: int = 2):
             for up, m in zip(self.up, self.merge, strict=True):
                 h = m(cat([up(h), skips.pop()], 1))
             return x[:, :1] + F.pixel_shuffle(self.head(h), self.r)
+
+        def reconstruct(self, x):
+            return self(x)
+
+        def loss(self, x, env=None, target=None, generator=None):
+            """``total``: times the pixels (the patch loop divides by them)."""
+            err = (self(x) - target).pow(2).flatten(1).sum(1)
+            if loss_kind == "logratio":
+                err0 = (x[:, :1] - target).pow(2).flatten(1).sum(1)
+                floor = 1e-6 * target.pow(2).flatten(1).sum(1) + 1e-8
+                value = (torch.log(err + floor) - torch.log(err0 + floor)).mean()
+            else:
+                value = err.mean()
+            return {"total": value * x.shape[-1] * x.shape[-2]}
 
     return ResUNet()
 
@@ -268,7 +299,9 @@ def load_items(data: str, arch: str = "resunet", exclude: tuple[str, ...] = (),
 def train(data: str, out: str, steps: int, resume: bool = True, loss_kind: str = "sse",
           arch: str = "resunet", beta: float = 1.0, exclude: tuple[str, ...] = (),
           max_items: int | None = None, device: str = "cpu") -> None:
-    """Train a refiner of the TV image on ``device`` (``"cpu"``, ``"cuda"``, ``"auto"``).
+    """Train a refiner of the TV image on ``device`` (``"cpu"``, ``"cuda"``, ``"auto"``)
+    with :func:`oatomo.learn.patches.train_on_patches` (batches of 16 random 96 x 96
+    patches; under ``torchrun --nproc-per-node N`` with distributed data parallelism).
 
     ``arch`` "resunet" (this file's U-Net) with ``loss_kind`` "sse" (squared error per crop
     over TV's peak) or "logratio" (``log`` of the crop's squared error over TV's own: every
@@ -278,84 +311,24 @@ def train(data: str, out: str, steps: int, resume: bool = True, loss_kind: str =
     """
     import torch
 
-    from oatomo.learn.train import resolve_device
+    from oatomo.learn.patches import train_on_patches
+    from oatomo.learn.train import dist_info, resolve_device
 
-    dev = resolve_device(device)  # before anything is read: a wrong device fails at once
+    resolve_device(device)  # before anything is read: a wrong device fails at once
     torch.set_num_threads(int(os.environ.get("TORCH_THREADS", "2")))
-    X, Y, E = load_items(data, arch, exclude, max_items)
-    n = len(X)
-    print("items", n, "environments", np.bincount(E).tolist(), flush=True)
     torch.manual_seed(0)
-    model = (build_model() if arch == "resunet" else build_vae(arch, beta=beta)).to(dev)
-    gen = torch.Generator(device=dev).manual_seed(0)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-4)
-    step, curve = 0, []
-    if resume and os.path.exists(out):
-        ck = torch.load(out, weights_only=True, map_location=dev)
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["opt"])
-        step = int(ck["step"])
-        curve = json.loads(Path(out + ".curve.json").read_text())
-        print("resumed at", step)
-    rng = np.random.default_rng(step)
-    B, crop = 16, 96
-    t0 = time.time()
-    acc = base = gain = 0.0
-    while step < steps:
-        lr = 1e-3 * 0.5 * (1 + math.cos(math.pi * step / steps))
-        for pg in opt.param_groups:
-            pg["lr"] = lr
-        idx = rng.integers(0, n, B)
-        i0, j0 = rng.integers(0, 128 - crop + 1, 2)
-        xb = X[idx, :, i0:i0 + crop, j0:j0 + crop]
-        yb = Y[idx, :, i0:i0 + crop, j0:j0 + crop]
-        k = int(rng.integers(4))
-        fl = rng.integers(2)
-        xb = np.rot90(xb, k, (2, 3))
-        yb = np.rot90(yb, k, (2, 3))
-        if fl:
-            xb = xb[..., ::-1]
-            yb = yb[..., ::-1]
-        xb = torch.from_numpy(np.ascontiguousarray(xb)).to(dev)
-        yb = torch.from_numpy(np.ascontiguousarray(yb)).to(dev)
-        err0 = (xb[:, :1] - yb).pow(2).flatten(1).sum(1)
-        floor = 1e-6 * yb.pow(2).flatten(1).sum(1) + 1e-8
-        if arch != "resunet":
-            loss = model.loss(xb, env=torch.from_numpy(E[idx]).to(dev), target=yb,
-                              generator=gen)["total"] / (crop * crop)
-            with torch.no_grad():
-                err = (model.reconstruct(xb) - yb).pow(2).flatten(1).sum(1)
-        else:
-            err = (model(xb) - yb).pow(2).flatten(1).sum(1)
-            if loss_kind == "logratio":
-                loss = (torch.log(err + floor) - torch.log(err0 + floor)).mean()
-            else:
-                loss = err.mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        acc += float(err.mean())
-        base += float(err0.mean())
-        gain += float((10 * torch.log10((err0 + floor) / (err.detach() + floor))).mean())
-        step += 1
-        if step % 100 == 0:
-            curve.append({"step": step, "loss": acc / 100, "tv_loss": base / 100,
-                          "gain_db": gain / 100,
-                          "s": time.time() - t0})
-            print(curve[-1], flush=True)
-            acc = base = gain = 0.0
-        if step % 500 == 0 and step < steps:  # pick up items written meanwhile
-            X, Y, E = load_items(data, arch, exclude, max_items)
-            n = len(X)
-            print("items", n, flush=True)
-        if step % 500 == 0 or step == steps:
-            torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step,
-                        "arch": arch}, out + ".tmp")
-            os.replace(out + ".tmp", out)
-            Path(out + ".curve.json").write_text(json.dumps(curve))
-            if step < steps:  # every checkpoint kept, for the tuning set to choose
-                torch.save({"model": model.state_dict(), "step": step, "arch": arch},
-                           f"{out.removesuffix('.pt')}_{step}.pt")
+    model = build_model(loss_kind=loss_kind) if arch == "resunet" else build_vae(arch, beta=beta)
+
+    def load():
+        items = load_items(data, arch, exclude, max_items)
+        if dist_info()[0] == 0:
+            print("items", len(items[0]), "environments", np.bincount(items[2]).tolist(),
+                  flush=True)
+        return items
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    train_on_patches(model, load, out, steps=steps, batch_size=16, patch=96, device=device,
+                     resume=resume, extra={"arch": arch})
 
 
 # --- the shipped form ----------------------------------------------------------------
@@ -544,6 +517,9 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("out")
     d.add_argument("--start", type=int, default=0)
     d.add_argument("--count", type=int, default=192)
+    d.add_argument("--environments", default="",
+                   help="comma list of environments to keep (of {}); the items of the "
+                   "others in the range are skipped".format(", ".join(ENVIRONMENTS)))
     d.add_argument("--ignore-response", action="store_true",
                    help="TV without the detector response (the pipeline's default before "
                    "model_response='auto'; the 357/756/1456-scan runs)")
@@ -585,8 +561,10 @@ def main(argv: list[str] | None = None) -> int:
     if a.cmd == "data":
         out = Path(a.out)
         out.mkdir(parents=True, exist_ok=True)
+        keep = {ENVIRONMENTS.index(e) for e in a.environments.split(",") if e}
         for i in range(a.start, a.start + a.count):
-            make_item(i, out, False if a.ignore_response else "auto")
+            if not keep or item_environment(i) in keep:
+                make_item(i, out, False if a.ignore_response else "auto")
     elif a.cmd == "train":
         from oatomo.errors import InputError
 

@@ -57,7 +57,7 @@ from oatomo.learn.conv import (
 )
 from oatomo.learn.records import family_record
 from oatomo.learn.registry import DEFAULT_ARCH, MODEL_KINDS, get_kind, model_classes
-from oatomo.learn.train import TrainResult, resolve_device, train
+from oatomo.learn.train import LossModule, TrainResult, dist_info, resolve_device, train
 from oatomo.progress import Callback
 from oatomo.scanners import CANONICAL_PITCH, FAMILY, FAMILY_KEY
 
@@ -129,22 +129,6 @@ def check_training_memory(data: str | os.PathLike, kind: str, n_channels: int, *
     check_bytes(need, what or f"training {kind} on batches of {batch_size} items of "
                 f"{size}x{size} pixels (width {args['width']}, depth {args['depth']}, latent "
                 f"{args['latent']})")
-
-
-class _LossModule(nn.Module):
-    """Exposes ``model.loss`` as ``forward`` so DistributedDataParallel can wrap it."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: torch.Tensor, env: Any, target: Any, generator: Any = None) -> Any:
-        return self.model.loss(x, env, target, generator=generator)
-
-
-def _dist_info() -> tuple[int, int]:
-    """This process's rank and the number of processes (torchrun's environment)."""
-    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
 
 
 def rank_checkpoint(out: str | os.PathLike, rank: int) -> Path:
@@ -245,7 +229,7 @@ def train_refiner(data: str | os.PathLike, kind: str, out: str | os.PathLike, *,
     model = build_refiner_model(kind, len(names), len(channels), size=int(man["size"]),
                                 seed=seed, **(model_args or {}))
     out = Path(out)
-    rank, world = _dist_info()
+    rank, world = dist_info()
     dev = resolve_device(device)
     loss_fn = None
     if world > 1:
@@ -262,7 +246,7 @@ def train_refiner(data: str | os.PathLike, kind: str, out: str | os.PathLike, *,
         if dev.type == "cuda":
             dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
         model.to(dev)
-        loss_fn = nn.parallel.DistributedDataParallel(_LossModule(model))
+        loss_fn = nn.parallel.DistributedDataParallel(LossModule(model))
         seed = seed + 1000 * rank
     t0 = time.perf_counter()
     # a run that fails before its first step must not leave an empty curve behind (the

@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from oatomo.errors import InputError
 from oatomo.learn.base import OatomoModel
@@ -40,7 +41,7 @@ from oatomo.progress import Callback
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["train", "TrainResult", "resolve_device", "steps_per_epoch"]
+__all__ = ["train", "TrainResult", "resolve_device", "steps_per_epoch", "LossModule", "dist_info"]
 
 
 @dataclass
@@ -75,6 +76,25 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         raise InputError(f"device {device!r} is not available ({torch.cuda.device_count()} "
                          f"CUDA devices)")
     return dev
+
+
+def dist_info() -> tuple[int, int]:
+    """This process's rank and the number of processes (torchrun's environment: ``RANK``,
+    ``WORLD_SIZE``; 0 and 1 outside torchrun)."""
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+class LossModule(nn.Module):
+    """Exposes ``model.loss`` as ``forward`` so that
+    :class:`torch.nn.parallel.DistributedDataParallel` can wrap it (distributed training
+    averages the gradients of the loss across processes)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor, env: Any, target: Any, generator: Any = None) -> Any:
+        return self.model.loss(x, env, target, generator=generator)
 
 
 def steps_per_epoch(env_sizes: Sequence[int], batch_size: int) -> int:
