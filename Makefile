@@ -99,11 +99,13 @@ model-family-compare: model-family
 TVR_OUT ?= out/tv_refiner
 TVR_STEP ?= 2500
 TVR_RANGES ?= "0 192" "357 201" "700 232" "1400 345" "2100 285"
+# the trainer's launcher: e.g. TVR_LAUNCH="$(BIN)/torchrun --nproc-per-node 4"
+TVR_LAUNCH ?= $(BIN)/python
 
 model-tv-refiner: $(VENV)/.installed
 	mkdir -p $(TVR_OUT)/data
 	for r in $(TVR_RANGES); do set -- $$r; OMP_NUM_THREADS=1 NUMBA_NUM_THREADS=1 $(BIN)/python benchmarks/refinement/tv_residual.py data $(TVR_OUT)/data --start $$1 --count $$2 || exit 1; done
-	$(BIN)/python benchmarks/refinement/tv_residual.py train $(TVR_OUT)/data $(TVR_OUT)/model.pt --steps 3000 --arch skip-ivae --beta 0.01 --max-items 2400
+	$(TVR_LAUNCH) benchmarks/refinement/tv_residual.py train $(TVR_OUT)/data $(TVR_OUT)/model.pt --steps 3000 --arch skip-ivae --beta 0.01 --max-items 2400
 	$(BIN)/python benchmarks/refinement/tv_residual.py export $$(if [ $(TVR_STEP) = 3000 ]; then echo $(TVR_OUT)/model.pt; else echo $(TVR_OUT)/model_$(TVR_STEP).pt; fi) oatomo/resources/models/tv_refiner.npz
 
 # The TV refiner of the --family tv data set (docs/results/refinement.rst, "Refining the TV

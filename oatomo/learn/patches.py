@@ -152,7 +152,9 @@ def train_on_patches(model: nn.Module, load: Callable[[], PatchData],
             dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
     model.to(dev)
     if world > 1:
-        loss_fn = nn.parallel.DistributedDataParallel(LossModule(model))
+        # a batch need not hold every environment: its variant decoders then get no gradient
+        loss_fn = nn.parallel.DistributedDataParallel(LossModule(model),
+                                                      find_unused_parameters=True)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     step, curve = 0, []
     curve_path = Path(f"{out}.curve.json")
