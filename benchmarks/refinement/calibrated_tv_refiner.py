@@ -43,10 +43,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=H.FIRST_SEED)
     ap.add_argument("--geometries", default=",".join(H.GEOMETRIES))
     ap.add_argument("--phantoms", default=",".join(H.PHANTOMS))
+    ap.add_argument("--cache", help="directory keeping each case's calibrated scan file and "
+                    "its TV with the true geometry, so that another model is scored without "
+                    "calibrating again")
     args = ap.parse_args(argv)
 
     import oatomo
     from oatomo.calibration import apply_calibration
+    from oatomo.io import load_scan, save_scan
+
+    cache = Path(args.cache) if args.cache else None
+    if cache:
+        cache.mkdir(parents=True, exist_ok=True)
 
     out = Path(args.out) if args.out else None
     rows = json.loads(out.read_text()) if out and out.exists() else []
@@ -57,13 +65,21 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             case = H.make_case(g, k, args.seed)
             t = time.perf_counter()
-            cal = oatomo.calibrate(case.scan, case.grid)
-            scan = apply_calibration(case.scan, cal)
+            kept = cache / f"{g}_{k}_{args.seed}.h5" if cache else None
+            if kept is not None and kept.exists():
+                scan = load_scan(kept)
+                true_tv = np.load(kept.with_suffix(".npy"))
+            else:
+                cal = oatomo.calibrate(case.scan, case.grid)
+                scan = apply_calibration(case.scan, cal)
+                true_tv = oatomo.reconstruct(case.scan_true, "mb-tv", grid=case.grid,
+                                             calibrate=False, refine=False).image
+                if kept is not None:
+                    np.save(kept.with_suffix(".npy"), true_tv)
+                    save_scan(kept, scan)
             rec = oatomo.reconstruct(scan, "mb-tv", grid=case.grid, refine=True, model=args.model,
                                      samples=0)
             how = rec.provenance["refinement"]
-            true_tv = oatomo.reconstruct(case.scan_true, "mb-tv", grid=case.grid,
-                                         calibrate=False, refine=False).image
             row = {"geometry": g, "phantom": k, "seed": args.seed,
                    "guard_passed": bool(how.get("guard", {}).get("passed")),
                    "applied": bool(how["applied"]), "reason": how.get("reason"),
