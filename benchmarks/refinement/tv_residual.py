@@ -33,9 +33,14 @@ divided by TV's maximum absolute value ``s``, loss the squared error summed per 
 shipped kind), residual on the TV channel, each input channel over its own peak (as
 :class:`oatomo.refine.Refiner` feeds them), the profiled likelihood, KL weight ``--beta``.
 The target is the truth divided by ``s``; the answer is multiplied by ``s`` (so it is in
-Pa and ``refine(a x) = a refine(x)``). AdamW, lr 1e-3 with a cosine decay, batches of 16
-random 96 x 96 crops with random rotations by 90 deg and flips; seed 0; a checkpoint (and
-a kept snapshot) every 500 steps, and an interrupted run resumes from the checkpoint.
+Pa and ``refine(a x) = a refine(x)``). The loop is the package's
+:func:`oatomo.learn.patches.train_on_patches`: AdamW, lr 1e-3 with a cosine decay, batches
+of 16 random 96 x 96 patches with random rotations by 90 deg and flips, each step's batch a
+function of the step; seed 0; a checkpoint (and a kept snapshot) every 500 steps, and an
+interrupted run resumes from the checkpoint to the same weights; under ``torchrun
+--nproc-per-node N`` the N processes share each step's batch. The items are read again
+every 500 steps (items written meanwhile join). ``data --environments arc-short,linear``
+keeps only the items of those kinds of scanner in its range (more limited-view scans).
 
 Scoring (``cache`` then ``score``): the report set and the tuning set of
 ``tv_refiner.py`` (same scans, same truth; the tuning set is the only one looked at while
