@@ -122,9 +122,22 @@ def draw_phantom(kind: str, fine, rng: np.random.Generator) -> np.ndarray:
     return P.make(kind, fine, d["seed"])
 
 
+#: Items numbered from here are self-calibrated scans (:func:`make_calibrated_item`).
+CALIBRATED_FROM = 100_000
+
+
+def item_rng(i: int) -> np.random.Generator:
+    """The random stream of item ``i`` (another one for the self-calibrated items)."""
+    return np.random.default_rng([i, 77002 if i >= CALIBRATED_FROM else 77001])
+
+
 def make_item(i: int, out: Path, model_response: bool | str = "auto") -> None:
     """Training scan ``i`` (a pure function of ``i``) into ``out/<i>.npz``; the TV image
-    with the pipeline's ``model_response`` (see ``tv_refiner.run_case``)."""
+    with the pipeline's ``model_response`` (see ``tv_refiner.run_case``). Items from
+    :data:`CALIBRATED_FROM` on are :func:`make_calibrated_item`."""
+    if i >= CALIBRATED_FROM:
+        make_calibrated_item(i, out)
+        return
     import oatomo
     from oatomo.forward import simulate
     from oatomo.geometry import Grid
@@ -134,7 +147,7 @@ def make_item(i: int, out: Path, model_response: bool | str = "auto") -> None:
     path = out / f"{i:05d}.npz"
     if path.exists():
         return
-    rng = np.random.default_rng([i, 77001])
+    rng = item_rng(i)
     grid = Grid(H.N_IMAGE, H.FOV)
     fine = Grid(2 * H.N_IMAGE, H.FOV)
     kind = KINDS[int(rng.integers(len(KINDS)))]
@@ -160,6 +173,70 @@ def make_item(i: int, out: Path, model_response: bool | str = "auto") -> None:
     tmp.rename(path)
 
 
+def make_calibrated_item(i: int, out: Path) -> None:
+    """Self-calibrated training scan ``i`` into ``out/<i>.npz``: a scanner, phantom, band
+    and noise drawn as by :func:`make_item`, the sensors off their nominal positions (rings
+    and arcs: radial 0.1-0.3 mm, angular 0.2-0.6 deg, jitter 0.02-0.08 mm per sensor;
+    linear arrays: 0.05-0.15 mm per coordinate plus the jitter) and the file's speed of
+    sound off by up to 2.5 %; the file (nominal positions, the file's c) self-calibrated by
+    :func:`oatomo.calibrate`, and the UBP and TV images of the calibrated scan -- what
+    ``oatomo reconstruct --refine`` refines on a file that fails the position check. A scan
+    the calibration refuses (too little structure) is recorded as skipped."""
+    import oatomo
+    from oatomo.calibration import apply_calibration
+    from oatomo.errors import InputError
+    from oatomo.forward import simulate
+    from oatomo.geometry import Grid, SensorArray
+    from oatomo.io import Scan
+    from oatomo.response import DetectorResponse
+
+    path = out / f"{i:05d}.npz"
+    skipped = path.with_suffix(".skipped")
+    if path.exists() or skipped.exists():
+        return
+    rng = item_rng(i)
+    grid = Grid(H.N_IMAGE, H.FOV)
+    fine = Grid(2 * H.N_IMAGE, H.FOV)
+    kind = KINDS[int(rng.integers(len(KINDS)))]
+    p0 = draw_phantom(kind, fine, rng).astype(np.float32)
+    truth = H.block_mean(p0.astype(np.float64)).astype(np.float32)
+    geo = draw_geometry(rng)
+    nominal = geo.nominal()
+    jitter = float(rng.uniform(0.02, 0.08)) * MM
+    if geo.kind == "linear":
+        d = rng.standard_normal((geo.n, 2)) * float(rng.uniform(0.05, 0.15)) * MM \
+            + rng.standard_normal((geo.n, 2)) * jitter
+        true = SensorArray(nominal.positions + d, nominal.normals)
+    else:
+        true = nominal.perturbed(radial_std=float(rng.uniform(0.1, 0.3)) * MM,
+                                 angular_std=float(rng.uniform(0.2, 0.6)) * H.DEG,
+                                 jitter_std=jitter, seed=rng)
+    c_true = float(rng.uniform(1470, 1570))
+    c_file = c_true * (1 + float(rng.uniform(-0.025, 0.025)))
+    noise = float(math.exp(rng.uniform(math.log(0.004), math.log(0.03))))
+    acq = H.acquisition_for([nominal, true], grid, [c_true, c_file])
+    response = DetectorResponse(centre_frequency=float(rng.uniform(2.5e6, 6e6)),
+                                bandwidth=float(rng.uniform(0.8, 1.5)))
+    y = simulate(p0, fine, true, type(acq)(acq.fs, acq.n_samples, speed_of_sound=c_true,
+                                           t0=acq.t0),
+                 thickness=grid.dx, noise_std=noise, response=response,
+                 seed=int(rng.integers(2**63)))
+    scan = Scan(y, nominal, type(acq)(acq.fs, acq.n_samples, speed_of_sound=c_file,
+                                      t0=acq.t0), response=response)
+    try:
+        cal = oatomo.calibrate(scan, grid)
+    except InputError as exc:
+        skipped.write_text(str(exc))
+        return
+    cs = apply_calibration(scan, cal)
+    ubp = oatomo.reconstruct(cs, "ubp", grid=grid, calibrate=False, refine=False).image
+    tv = oatomo.reconstruct(cs, "mb-tv", grid=grid, calibrate=False, refine=False).image
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, tv=tv.astype(np.float32), ubp=ubp.astype(np.float32), truth=truth,
+             kind=kind, geo=f"{geo.kind}{geo.n}-calibrated", noise=noise)
+    tmp.rename(path)
+
+
 #: Training environments of the invariant model: the kind of scanner of an item.
 ENVIRONMENTS = ("ring", "arc-wide", "arc-short", "linear")
 
@@ -177,7 +254,7 @@ def item_environment(i: int) -> int:
 
 
 def _replay_environment(i: int) -> int:
-    rng = np.random.default_rng([i, 77001])
+    rng = item_rng(i)
     phantom_draws(KINDS[int(rng.integers(len(KINDS)))], rng)
     geo = draw_geometry(rng)
     if geo.kind == "linear":
