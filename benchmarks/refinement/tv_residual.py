@@ -360,11 +360,13 @@ def inputs_of(tv: np.ndarray, ubp: np.ndarray, arch: str) -> tuple[np.ndarray, f
 
 def load_items(data: str, arch: str = "resunet", exclude: tuple[str, ...] = (),
                max_items: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Inputs, targets and environments of every item (``exclude``: leave out the items
+    """Inputs, targets and environments of every item of the directories ``data`` (comma
+    separated; ``exclude``: leave out the items
     of these :data:`ENVIRONMENTS`, a held-out family; ``max_items``: only the items
     numbered below it)."""
     X, Y, E = [], [], []
-    for f in sorted(glob.glob(f"{data}/*.npz")):
+    files = sorted(f for d in data.split(",") for f in glob.glob(f"{d}/*.npz"))
+    for f in files:
         if max_items is not None and int(Path(f).stem) >= max_items:
             continue
         env = item_environment(int(Path(f).stem)) if "ivae" in arch or exclude else 0
