@@ -16,7 +16,7 @@ machine as it was):
 Run::
 
     PYTHONPATH=. .venv/bin/python benchmarks/refinement/physics_response.py \\
-        /work/scratch/tvref/tune --json out/physics_tune.json
+        out/tv_refiner/tuning --json out/physics_tune.json
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ grid 2x finer than the image grid, Gaussian response, white noise), cached by
 Run::
 
     PYTHONPATH=. .venv/bin/python benchmarks/refinement/response_mismatch.py \\
-        /work/scratch/tvref/tune
+        out/tv_refiner/tuning
 """
 
 from __future__ import annotations

@@ -4,12 +4,12 @@ Per scan of the refinement report set (the cached scans of ``tv_residual.py cach
 geometries of ``tv_refiner.py`` plus ``ring64``, a vessel tree each, seed 1000), in one
 process, side by side: one TV50 (``oatomo.reconstruct(scan, "mb-tv", iters=50,
 refine=False)``), then the default ``oatomo.reconstruct(scan)`` of the correct file, whose
-provenance times its refinement step (the model with its uncertainty map over 16 posterior
-samples and the variant decoders, and the guard). Each measured twice, the faster kept.
+provenance times its refinement step (the model with its uncertainty map -- the shipped
+mode: the variant decoders' spread -- and the guard). Each measured twice, the faster kept.
 Reports refinement / TV50 per scan and the median. Run it alone on the machine::
 
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/refinement/tv_refiner_time.py \\
-        /work/scratch/tvref/eval_op --json benchmarks/refinement/tv_refiner_time.json
+        out/tv_refiner/report --json benchmarks/refinement/tv_refiner_time.json
 """
 
 from __future__ import annotations

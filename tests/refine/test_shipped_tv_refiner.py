@@ -50,6 +50,22 @@ def test_shipped_archive_describes_the_tv_refiner():
     assert fam["inputs"] == ["mb-tv", "ubp"] and fam["native_grid"] and \
         fam["input_from_pipeline"]
     assert fam["env_names"] == ["ring", "arc-wide", "arc-short", "linear"]
+    # the uncertainty map is the variant decoders' spread (posterior samples added nothing)
+    assert fam["uncertainty"] == "decoders"
+
+
+def test_uncertainty_map_is_the_spread_of_the_variant_decoders():
+    from oatomo.refine import load_refiner
+
+    ref = load_refiner(MODEL)
+    x = np.abs(np.random.default_rng(3).normal(size=(2, 64, 64))).astype(np.float32)
+    few, many = (ref.refine_images(x, n_samples=k) for k in (2, 16))
+    np.testing.assert_array_equal(few.std, many.std)  # no posterior samples are drawn
+    # the spread over the decoders, computed here from each decoder's own image
+    scale = float(np.abs(x[0]).max())
+    per = np.stack([ref.refine_images(x, n_samples=0, env=e).refined
+                    for e in ref.env_names]) / scale
+    np.testing.assert_allclose(few.std / scale, per.std(axis=0), atol=2e-5)
 
 
 def test_default_refines_a_correct_file_and_beats_tv(correct_scan):
