@@ -48,10 +48,10 @@ from oatomo.progress import Callback
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["PatchData", "patch_batch", "train_on_patches"]
+__all__ = ["patch_batch", "train_on_patches"]
 
-#: ``(inputs, targets, environments)``: (n, C, H, W) and (n, 1, H, W) float32 arrays in the
-#: model's units and (n,) environment indices.
+# (inputs, targets, environments): (n, C, H, W) and (n, 1, H, W) float32 arrays in the
+# model's units and (n,) environment indices.
 PatchData = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
@@ -103,7 +103,8 @@ def train_on_patches(model: nn.Module, load: Callable[[], PatchData],
         ``"total"`` is minimised, divided by the patch's pixels) and ``reconstruct(x)``;
         built (and seeded) by the caller.
     load
-        Returns the training items (:data:`PatchData`); called at the start and again
+        Returns the training items ``(inputs, targets, environments)``: (n, C, H, W) and
+        (n, 1, H, W) float32 arrays in the model's units and (n,) environment indices; called at the start and again
         every ``reload_every`` steps (items written meanwhile join the training).
     out
         The checkpoint; with ``resume`` an existing one is continued to ``steps``.
