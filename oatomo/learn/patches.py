@@ -104,8 +104,9 @@ def train_on_patches(model: nn.Module, load: Callable[[], PatchData],
         built (and seeded) by the caller.
     load
         Returns the training items ``(inputs, targets, environments)``: (n, C, H, W) and
-        (n, 1, H, W) float32 arrays in the model's units and (n,) environment indices; called at the start and again
-        every ``reload_every`` steps (items written meanwhile join the training).
+        (n, 1, H, W) float32 arrays in the model's units and (n,) environment indices;
+        called at the start and again every ``reload_every`` steps (items written
+        meanwhile join the training).
     out
         The checkpoint; with ``resume`` an existing one is continued to ``steps``.
     steps, batch_size, patch, lr, weight_decay
