@@ -131,6 +131,29 @@ def item_rng(i: int) -> np.random.Generator:
     return np.random.default_rng([i, 77002 if i >= CALIBRATED_FROM else 77001])
 
 
+def draw_scene(i: int):
+    """The first draws of item ``i``: its random stream (left after the draws), the image
+    and simulation grids, the phantom kind, the fine p0, the truth on the image grid and
+    the scanner."""
+    from oatomo.geometry import Grid
+
+    rng = item_rng(i)
+    grid = Grid(H.N_IMAGE, H.FOV)
+    fine = Grid(2 * H.N_IMAGE, H.FOV)
+    kind = KINDS[int(rng.integers(len(KINDS)))]
+    p0 = draw_phantom(kind, fine, rng).astype(np.float32)
+    truth = H.block_mean(p0.astype(np.float64)).astype(np.float32)
+    return rng, grid, fine, kind, p0, truth, draw_geometry(rng)
+
+
+def save_item(path: Path, tv, ubp, truth, kind: str, geo: str, noise: float) -> None:
+    """Write one training item atomically."""
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, tv=tv.astype(np.float32), ubp=ubp.astype(np.float32), truth=truth,
+             kind=kind, geo=geo, noise=noise)
+    tmp.rename(path)
+
+
 def make_item(i: int, out: Path, model_response: bool | str = "auto") -> None:
     """Training scan ``i`` (a pure function of ``i``) into ``out/<i>.npz``; the TV image
     with the pipeline's ``model_response`` (see ``tv_refiner.run_case``). Items from
@@ -140,20 +163,13 @@ def make_item(i: int, out: Path, model_response: bool | str = "auto") -> None:
         return
     import oatomo
     from oatomo.forward import simulate
-    from oatomo.geometry import Grid
     from oatomo.io import Scan
     from oatomo.response import DetectorResponse
 
     path = out / f"{i:05d}.npz"
     if path.exists():
         return
-    rng = item_rng(i)
-    grid = Grid(H.N_IMAGE, H.FOV)
-    fine = Grid(2 * H.N_IMAGE, H.FOV)
-    kind = KINDS[int(rng.integers(len(KINDS)))]
-    p0 = draw_phantom(kind, fine, rng).astype(np.float32)
-    truth = H.block_mean(p0.astype(np.float64)).astype(np.float32)
-    geo = draw_geometry(rng)
+    rng, grid, fine, kind, p0, truth, geo = draw_scene(i)
     true = geo.nominal()
     c = float(rng.uniform(1470, 1570))
     noise = float(math.exp(rng.uniform(math.log(0.004), math.log(0.03))))
@@ -167,10 +183,7 @@ def make_item(i: int, out: Path, model_response: bool | str = "auto") -> None:
     ubp = oatomo.reconstruct(scan, "ubp", grid=grid, calibrate=False, refine=False).image
     tv = oatomo.reconstruct(scan, "mb-tv", grid=grid, calibrate=False, refine=False,
                             model_response=model_response).image
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, tv=tv.astype(np.float32), ubp=ubp.astype(np.float32), truth=truth,
-             kind=kind, geo=f"{geo.kind}{geo.n}", noise=noise)
-    tmp.rename(path)
+    save_item(path, tv, ubp, truth, kind, f"{geo.kind}{geo.n}", noise)
 
 
 def make_calibrated_item(i: int, out: Path) -> None:
@@ -186,7 +199,7 @@ def make_calibrated_item(i: int, out: Path) -> None:
     from oatomo.calibration import apply_calibration
     from oatomo.errors import InputError
     from oatomo.forward import simulate
-    from oatomo.geometry import Grid, SensorArray
+    from oatomo.geometry import SensorArray
     from oatomo.io import Scan
     from oatomo.response import DetectorResponse
 
@@ -194,13 +207,7 @@ def make_calibrated_item(i: int, out: Path) -> None:
     skipped = path.with_suffix(".skipped")
     if path.exists() or skipped.exists():
         return
-    rng = item_rng(i)
-    grid = Grid(H.N_IMAGE, H.FOV)
-    fine = Grid(2 * H.N_IMAGE, H.FOV)
-    kind = KINDS[int(rng.integers(len(KINDS)))]
-    p0 = draw_phantom(kind, fine, rng).astype(np.float32)
-    truth = H.block_mean(p0.astype(np.float64)).astype(np.float32)
-    geo = draw_geometry(rng)
+    rng, grid, fine, kind, p0, truth, geo = draw_scene(i)
     nominal = geo.nominal()
     jitter = float(rng.uniform(0.02, 0.08)) * MM
     if geo.kind == "linear":
@@ -231,10 +238,7 @@ def make_calibrated_item(i: int, out: Path) -> None:
     cs = apply_calibration(scan, cal)
     ubp = oatomo.reconstruct(cs, "ubp", grid=grid, calibrate=False, refine=False).image
     tv = oatomo.reconstruct(cs, "mb-tv", grid=grid, calibrate=False, refine=False).image
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, tv=tv.astype(np.float32), ubp=ubp.astype(np.float32), truth=truth,
-             kind=kind, geo=f"{geo.kind}{geo.n}-calibrated", noise=noise)
-    tmp.rename(path)
+    save_item(path, tv, ubp, truth, kind, f"{geo.kind}{geo.n}-calibrated", noise)
 
 
 #: Training environments of the invariant model: the kind of scanner of an item.
