@@ -125,35 +125,44 @@ class ScannerFamily:
             return False, (f"the array covers {math.degrees(cov):.0f} degrees; the model was "
                            f"trained on rings and arcs of at least "
                            f"{math.degrees(self.min_coverage):.0f}")
-        if not (self.pitch[0] <= grid.dx <= self.pitch[1]):
-            return False, (f"the image pitch is {grid.dx * 1e3:.3f} mm; the model accepts "
-                           f"{self.pitch[0] * 1e3:.3g} to {self.pitch[1] * 1e3:.3g} mm")
+        if why := self._pitch_problem(grid):
+            return False, why
         if math.hypot(shape["cx"], shape["cy"]) + grid.fov / math.sqrt(2) >= r:
             return False, (f"the image (field of view {grid.fov * 1e3:.1f} mm) reaches past "
                            f"the array (radius {r * 1e3:.1f} mm)")
-        c = acquisition.speed_of_sound
-        if not (self.speed_of_sound[0] <= c <= self.speed_of_sound[1]):
-            return False, (f"the speed of sound is {c:.0f} m/s; the model was trained on "
-                           f"{self.speed_of_sound[0]:.0f} to {self.speed_of_sound[1]:.0f} m/s")
+        if why := self._speed_problem(acquisition):
+            return False, why
         kind = "ring" if cov > 2 * math.pi - 1e-6 else f"{math.degrees(cov):.0f}-degree arc"
         return True, (f"{n}-sensor {kind} of radius {r * 1e3:.1f} mm, pitch "
                       f"{grid.dx * 1e3:.3f} mm: inside the trained family")
+
+    def _pitch_problem(self, grid: Grid) -> str:
+        """Why the image pitch is outside the family ("" when inside)."""
+        if self.pitch[0] <= grid.dx <= self.pitch[1]:
+            return ""
+        return (f"the image pitch is {grid.dx * 1e3:.3f} mm; the model accepts "
+                f"{self.pitch[0] * 1e3:.3g} to {self.pitch[1] * 1e3:.3g} mm")
+
+    def _speed_problem(self, acquisition: Acquisition) -> str:
+        """Why the speed of sound is outside the family ("" when inside)."""
+        c = acquisition.speed_of_sound
+        if self.speed_of_sound[0] <= c <= self.speed_of_sound[1]:
+            return ""
+        return (f"the speed of sound is {c:.0f} m/s; the model was trained on "
+                f"{self.speed_of_sound[0]:.0f} to {self.speed_of_sound[1]:.0f} m/s")
 
     def _compatible_linear(self, sensors: SensorArray, acquisition: Acquisition,
                            grid: Grid) -> tuple[bool, str]:
         """:meth:`compatible` for a linear array (the sensor count already checked)."""
         shape = line_shape(sensors)
-        if not (self.pitch[0] <= grid.dx <= self.pitch[1]):
-            return False, (f"the image pitch is {grid.dx * 1e3:.3f} mm; the model accepts "
-                           f"{self.pitch[0] * 1e3:.3g} to {self.pitch[1] * 1e3:.3g} mm")
+        if why := self._pitch_problem(grid):
+            return False, why
         if shape["distance"] - grid.fov / math.sqrt(2) <= 0:
             return False, (f"the image (field of view {grid.fov * 1e3:.1f} mm) reaches the "
                            f"line of the array ({shape['distance'] * 1e3:.1f} mm from the "
                            f"image centre)")
-        c = acquisition.speed_of_sound
-        if not (self.speed_of_sound[0] <= c <= self.speed_of_sound[1]):
-            return False, (f"the speed of sound is {c:.0f} m/s; the model was trained on "
-                           f"{self.speed_of_sound[0]:.0f} to {self.speed_of_sound[1]:.0f} m/s")
+        if why := self._speed_problem(acquisition):
+            return False, why
         return True, (f"{sensors.n_sensors}-sensor linear array ({shape['length'] * 1e3:.1f} "
                       f"mm long, {shape['distance'] * 1e3:.1f} mm from the image centre), "
                       f"pitch {grid.dx * 1e3:.3f} mm: inside the trained family")

@@ -400,9 +400,8 @@ def train(data: str, out: str, steps: int, resume: bool = True, loss_kind: str =
     import torch
 
     from oatomo.learn.patches import train_on_patches
-    from oatomo.learn.train import dist_info, resolve_device
+    from oatomo.learn.train import dist_info
 
-    resolve_device(device)  # before anything is read: a wrong device fails at once
     torch.set_num_threads(int(os.environ.get("TORCH_THREADS", "2")))
     torch.manual_seed(0)
     model = build_model(loss_kind=loss_kind) if arch == "resunet" else build_vae(arch, beta=beta)

@@ -352,9 +352,10 @@ class NumpySkipVAE(NumpyEngine):
         features at 1/2 and 1/4 of the resolution (the log-variance None when ``logvar``
         is False)."""
         x = np.asarray(x, np.float32)
-        if x.ndim != 4 or x.shape[1] != self.in_channels or x.shape[2] % 8 or x.shape[3] % 8:
+        s = self.size_step
+        if x.ndim != 4 or x.shape[1] != self.in_channels or x.shape[2] % s or x.shape[3] % s:
             raise InputError(f"x must be (B, {self.in_channels}, H, W) with H, W multiples "
-                             f"of 8, got {x.shape}")
+                             f"of {s}, got {x.shape}")
         levels = []
         h = _unshuffle(x)
         for k in range(3):
