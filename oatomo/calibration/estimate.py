@@ -35,11 +35,30 @@ from oatomo.recon.operators import operator_norm_sq
 logger = logging.getLogger(__name__)
 
 __all__ = ["MIN_SENSORS", "FINE_FOLDS", "MIN_CORRELATION", "MIN_SPEED_COVERAGE",
-           "angular_coverage", "checked_input",
+           "MAX_SPEED_CHANGE", "SPARSE_PITCH", "angular_coverage", "angular_pitch",
+           "identifiability_notes", "checked_input",
            "calibrate_sinogram", "calibrate"]
 
 #: Fewest sensors self-calibration accepts (each fold must still form an image).
 MIN_SENSORS = 8
+
+#: On an array covering less than :data:`MIN_SPEED_COVERAGE`, an estimate of the speed of
+#: sound that moves further than this (relative) from the file's is taken as not
+#: identified: the file's is kept and the positions are calibrated again at it. A short
+#: aperture tells ``c`` from the array's scale and the object's depth poorly; on the
+#: tuning scans of ``benchmarks/calibration/identifiability.py`` (seeds 3000 and 3100:
+#: 90-150 deg arcs and 64/96-element linear arrays, five phantom kinds, the file's ``c``
+#: off by up to 2 %) every calibration that ended below TV with the file's geometry on such
+#: an array had moved ``c`` by 2.6-5.8 %; the largest move among those that gained was
+#: 2.4 %.
+MAX_SPEED_CHANGE = 0.025
+
+#: Median angular pitch (rad) from which an array's sensor positions are reported as
+#: weakly identifiable (:func:`identifiability_notes`): 15 deg, 24 sensors on a full ring.
+#: On the tuning scans of ``benchmarks/calibration/identifiability.py`` the calibrated
+#: positions of 12-, 16- and 24-sensor rings ended at a median 0.9 of the file's error
+#: (0.07-1.45) against 0.3 on denser arrays.
+SPARSE_PITCH = math.radians(15.0)
 
 #: Folds at the finest level (the held-out images cost most there).
 FINE_FOLDS = 4
@@ -94,6 +113,7 @@ def calibrate_sinogram(
     callback: Callback | None = None,
     method: str = "joint",
     response: Any = None,
+    max_speed_change: float | None = MAX_SPEED_CHANGE,
 ) -> Calibration:
     """Estimate per-sensor positions and the speed of sound from a scan alone.
 
@@ -152,6 +172,12 @@ def calibrate_sinogram(
     response
         The detector's impulse response (:class:`oatomo.response.DetectorResponse`), made
         part of the forward model of the joint method; None: point sensors of flat band.
+    max_speed_change
+        On an array covering less than :data:`MIN_SPEED_COVERAGE` (joint method,
+        ``speed_of_sound=True``): the largest relative change of ``c`` from the file's that
+        is taken as identified; an estimate beyond it is replaced by a calibration at the
+        file's ``c`` (:data:`MAX_SPEED_CHANGE`, and :attr:`Calibration.notes` says so).
+        None: any estimate stands.
 
     Returns
     -------
@@ -178,6 +204,10 @@ def calibrate_sinogram(
         raise InputError(f"n_folds={n_folds} exceeds the number of sensors ({n_s})")
     if not (math.isfinite(speed_span) and 0 <= speed_span < 0.5):
         raise InputError(f"speed_span must be in [0, 0.5), got {speed_span}")
+    if max_speed_change is not None and not (
+            isinstance(max_speed_change, (int, float)) and 0 < max_speed_change < 0.5):
+        raise InputError(f"max_speed_change must be in (0, 0.5) or None, got "
+                         f"{max_speed_change!r}")
     if speed_of_sound == "auto":
         coverage = angular_coverage(sensors.positions)
         speed_of_sound = coverage >= MIN_SPEED_COVERAGE
@@ -204,13 +234,27 @@ def calibrate_sinogram(
             if callback is not None:
                 callback("calibrate", rec["step"], rec["rounds_total"])
 
-        positions, c, cov, history, image, norm_sq = joint_calibration(
-            levels, nominal, acquisition.speed_of_sound, prior_std,
-            speed_of_sound=speed_of_sound, thickness=thickness, response=response,
-            speed_span=speed_span, on_round=on_round)
+        def run(estimate_c: bool) -> tuple[Any, ...]:
+            return joint_calibration(levels, nominal, acquisition.speed_of_sound, prior_std,
+                                     speed_of_sound=estimate_c, thickness=thickness,
+                                     response=response, speed_span=speed_span,
+                                     on_round=on_round)
+
+        positions, c, cov, history, image, norm_sq, heldout = run(speed_of_sound)
+        notes = identifiability_notes(sensors.positions.astype(np.float64))
+        change = c / acquisition.speed_of_sound - 1
+        if speed_of_sound and max_speed_change is not None \
+                and abs(change) > max_speed_change \
+                and angular_coverage(sensors.positions) < MIN_SPEED_COVERAGE:
+            notes.append(f"the speed of sound is not identifiable from this aperture (the "
+                         f"estimate moved {100 * change:+.1f} % from the file's, more than "
+                         f"{100 * max_speed_change:g} %): the file's is kept and the "
+                         f"positions are calibrated at it")
+            logger.warning("calibration: %s", notes[-1])
+            positions, c, cov, history, image, norm_sq, heldout = run(False)
         return _result(positions, c, cov, sensors, acquisition, prior_std, history,
                        t_start, source, *((image, norm_sq) if levels[-1].grid.n == grid.n
-                                          else (None, None)))
+                                          else (None, None)), heldout=heldout, notes=notes)
     box = BOX_STD * prior_std
     c = acquisition.speed_of_sound
     positions = nominal.copy()
@@ -266,7 +310,8 @@ def calibrate_sinogram(
 def _result(positions: np.ndarray, c: float, cov: np.ndarray, sensors: SensorArray,
             acquisition: Acquisition, prior_std: float, history: list[dict[str, float]],
             t_start: float, source: str, image: np.ndarray | None = None,
-            norm_sq: float | None = None) -> Calibration:
+            norm_sq: float | None = None, heldout: dict[str, float] | None = None,
+            notes: list[str] | None = None) -> Calibration:
     """The :class:`Calibration` of an estimate (standard deviations from ``cov``)."""
     std = np.sqrt(np.clip(np.stack([cov[:, 0, 0], cov[:, 1, 1]], axis=1), 0, None))
     return Calibration(sensors=SensorArray(positions, sensors.normals), speed_of_sound=c,
@@ -274,7 +319,31 @@ def _result(positions: np.ndarray, c: float, cov: np.ndarray, sensors: SensorArr
                        nominal_speed_of_sound=acquisition.speed_of_sound,
                        position_std=std, prior_std=float(prior_std), history=history,
                        time_s=time.perf_counter() - t_start, prior_source=source,
-                       image=image, operator_norm_sq=norm_sq)
+                       image=image, operator_norm_sq=norm_sq, heldout_misfit=heldout,
+                       notes=tuple(notes or ()))
+
+
+def angular_pitch(positions: np.ndarray) -> float:
+    """The median angle (rad) between neighbouring sensors seen from the origin (the
+    grid's centre): ``2 pi / N`` on a full ring of N."""
+    ang = np.sort(np.arctan2(positions[:, 1], positions[:, 0]))
+    gaps = np.diff(np.concatenate([ang, ang[:1] + 2 * math.pi]))
+    gaps = np.delete(gaps, np.argmax(gaps)) if angular_coverage(positions) < 2 * math.pi \
+        - 1e-9 else gaps
+    return float(np.median(gaps))
+
+
+def identifiability_notes(positions: np.ndarray) -> list[str]:
+    """What the array's layout lets the data identify, as notes for the user: the sensors
+    of a sparse array (median angular pitch at least :data:`SPARSE_PITCH`) are weakly
+    identifiable."""
+    pitch = angular_pitch(positions)
+    if pitch < SPARSE_PITCH * (1 - 1e-6):  # 24 sensors on a ring are sparse
+        return []
+    return [f"the sensors are {math.degrees(pitch):.0f} deg apart: their positions are "
+            f"weakly identifiable from the data (on rings of 12-24 sensors the calibrated "
+            f"positions were about as far from the truth as the file's, while the speed of "
+            f"sound and the image still improved)"]
 
 
 def calibrate(scan: Any, grid: Grid | None = None, *,

@@ -37,6 +37,7 @@ import numpy as np
 from oatomo.calibration.gauge import to_gauge
 from oatomo.calibration.levels import BOX_STD, Level, round_record
 from oatomo.calibration.search import (
+    heldout_misfits,
     interleaved_folds,
     local_frames,
     parabola_minimum,
@@ -213,7 +214,7 @@ def joint_calibration(levels: list[Level], nominal: np.ndarray, c: float, prior_
                       relax: tuple[float, float] = RELAX,
                       speed_span: float = 0.03, on_round: Any = None
                       ) -> tuple[np.ndarray, float, np.ndarray, list[dict[str, float]],
-                                 np.ndarray, float]:
+                                 np.ndarray, float, dict[str, float]]:
     """Alternate image and geometry steps on every level (see the module docstring).
 
     Parameters
@@ -252,6 +253,13 @@ def joint_calibration(levels: list[Level], nominal: np.ndarray, c: float, prior_
         The finest level's bound on ``||A||^2`` (power iteration at 3 % below the speed
         of sound it started with, times 1.1 for the sensors' moves), which the image
         steps used as their Lipschitz constant.
+    heldout : dict
+        ``file`` and ``calibrated``: the mean held-out misfit ``1 - rho^2`` at the
+        coarsest level of every sensor's record against the one the TV image of the
+        other folds predicts (the speed search's folds and iterations), with the
+        starting positions and speed of sound and with the estimate
+        (:func:`~oatomo.calibration.search.heldout_misfits`). A geometry the data
+        identify predicts sensors it was not fitted to better than the file's.
     """
     box = BOX_STD * prior_std
     pos = nominal.copy()
@@ -262,9 +270,10 @@ def joint_calibration(levels: list[Level], nominal: np.ndarray, c: float, prior_
     x: np.ndarray | None = None
     # the speed of sound, cross-validated; its held-out misfits also test the structure
     span = speed_span if speed_of_sound else 0.0
-    rel, held = speed_of_sound_scan(levels[0], pos, interleaved_folds(nominal, SPEED_FOLDS),
-                                    c, span, SPEED_ITERS, thickness,
+    folds = interleaved_folds(nominal, SPEED_FOLDS)
+    rel, held = speed_of_sound_scan(levels[0], pos, folds, c, span, SPEED_ITERS, thickness,
                                     SPEED_POINTS if span > 0 else 1)
+    heldout = {"file": float(held[int(np.argmin(np.abs(rel)))].mean())}
     # at the best of the speeds tried: thin structures decorrelate a few % off in c
     if float(np.max(np.median(1 - held, axis=1))) < MIN_CORRELATION ** 2:
         raise InputError("the scan's signals carry too little structure to calibrate on "
@@ -316,4 +325,12 @@ def joint_calibration(levels: list[Level], nominal: np.ndarray, c: float, prior_
                 on_round(rec)
             history.append(rec)
     assert x is not None
-    return pos, c, cov, history, x, norm
+    # as the speed search computed the file's: each fold's ||A||^2 at the lowest speed
+    slow = replace(levels[0].acquisition, speed_of_sound=c * (1 - span))
+    norms = [operator_norm_sq(levels[0].grid, SensorArray(np.delete(pos, idx, axis=0)), slow,
+                              n_iter=15) for idx in folds]
+    acq = replace(levels[0].acquisition, speed_of_sound=c)
+    heldout["calibrated"] = float(heldout_misfits(replace(levels[0], acquisition=acq), pos,
+                                                  acq, folds, SPEED_ITERS, thickness,
+                                                  norms).mean())
+    return pos, c, cov, history, x, norm, heldout

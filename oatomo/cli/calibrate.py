@@ -110,6 +110,15 @@ def run_calibrate(args: argparse.Namespace) -> int:
           f"{frame['scale_rel'] * 100:.2f} %")
     print(f"held-out misfit: {hist[0]['misfit']:.3f} (first round) -> "
           f"{hist[-1]['misfit']:.3f} (last)")
+    if cal.heldout_misfit:
+        h = cal.heldout_misfit
+        print(f"against the file's geometry on held-out records: misfit {h['file']:.3f} -> "
+              f"{h['calibrated']:.3f}" + ("" if cal.improves_on_file else
+                                          " (no better: the data do not identify this "
+                                          "estimate; oatomo reconstruct's default would "
+                                          "keep the file's geometry)"))
+    for note in cal.notes:
+        print(f"note: {note}")
     print(f"wrote {out}")
     if js is not None:
         print(f"wrote {js}")

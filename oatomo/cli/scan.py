@@ -517,6 +517,8 @@ def run_reconstruct(args: argparse.Namespace) -> int:
               f"uncertain by about {cal['frame_std']['translation_m'] * 1e6:.0f} um and "
               f"{math.degrees(cal['frame_std']['rotation_rad']):.2f} deg (a rigid motion of "
               f"the array, invisible in the data)")
+        for note in cal.get("notes", []):
+            print(f"note: {note}")
     elif prov["calibrated_file"]:
         print("using the calibrated sensor positions and speed of sound of the file")
     how = prov["refinement"]

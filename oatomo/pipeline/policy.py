@@ -64,9 +64,11 @@ def scan_geometry(scan: Any, *, calibrate: bool = False, grid: Grid | None = Non
     ``check``: the position check's record when the check decided to calibrate
     (``calibrate="auto"``). Then a scan the calibration cannot work on (its signals carry
     too little structure for the positions to be estimated, see
-    :func:`oatomo.calibrate`) keeps its own geometry, and the record says why
+    :func:`oatomo.calibrate`), or whose calibrated geometry predicts held-out records no
+    better than the file's (:attr:`~oatomo.calibration.Calibration.improves_on_file`
+    False: the data do not identify it), keeps its own geometry, and the record says why
     (``calibrated`` False, ``why_not``); asked for explicitly, the calibration's error
-    stands.
+    stands and a calibration no better than the file's is used, with a warning.
     """
     if not calibrate:
         return scan.sensors, scan.acquisition, None, None
@@ -81,13 +83,29 @@ def scan_geometry(scan: Any, *, calibrate: bool = False, grid: Grid | None = Non
         logger.warning("%s; reconstructing with the file's positions and speed of sound",
                        check["why_not"])
         return scan.sensors, scan.acquisition, None, None
+    if check is not None and cal.improves_on_file is False:
+        h = cal.heldout_misfit or {}
+        check["calibrated"] = False
+        check["why_not"] = (f"the data do not identify a better geometry than the file's "
+                            f"(held-out misfit {h['calibrated']:.3f} calibrated, "
+                            f"{h['file']:.3f} with the file's)")
+        logger.warning("%s; reconstructing with the file's positions and speed of sound",
+                       check["why_not"])
+        return scan.sensors, scan.acquisition, None, None
+    if cal.improves_on_file is False:
+        logger.warning("the calibrated geometry predicts held-out records no better than "
+                       "the file's (held-out misfit %.3f against %.3f)",
+                       cal.heldout_misfit["calibrated"], cal.heldout_misfit["file"])
+    for note in cal.notes:
+        logger.warning("calibration: %s", note)
     shift = np.hypot(*cal.displacement.T)
     record = {"speed_of_sound": cal.speed_of_sound,
               "nominal_speed_of_sound": cal.nominal_speed_of_sound,
               "rms_shift_m": float(np.sqrt(np.mean(shift ** 2))),
               "max_shift_m": float(shift.max()), "prior_std_m": cal.prior_std,
               "frame_std": cal.frame_std,
-              "misfit": [h["misfit"] for h in cal.history], "time_s": cal.time_s}
+              "misfit": [h["misfit"] for h in cal.history], "time_s": cal.time_s,
+              "heldout_misfit": cal.heldout_misfit, "notes": list(cal.notes)}
     return cal.sensors, cal.acquisition(scan.acquisition), record, cal
 
 

@@ -160,8 +160,12 @@ def test_calibrated_scan_file_round_trip(tmp_path, capsys) -> None:
     out = tmp_path / "calibrated.h5"
     assert main(["calibrate", str(src), "-o", str(out), "-q"]) == 0
     assert src.read_bytes() == before  # the input is never modified
+    text = capsys.readouterr().out
+    assert "against the file's geometry on held-out records" in text and "no better" not in text
     cal_scan = load_scan(out)
     rec = cal_scan.calibration
+    # kept with the estimate: it predicts held-out records better than the file's geometry
+    assert float(rec["heldout_misfit_calibrated"]) < 0.95 * float(rec["heldout_misfit_file"])
     np.testing.assert_array_equal(rec["nominal_positions"], NOMINAL.positions)
     assert float(rec["nominal_speed_of_sound"]) == 1500.0
     assert float(rec["prior_std"]) == pytest.approx(0.3e-3 / math.sqrt(2))

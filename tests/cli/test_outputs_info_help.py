@@ -62,8 +62,10 @@ def test_default_names_say_the_method_and_do_not_clash(scan, capsys):
 
 
 def test_default_name_is_the_method_the_position_check_chose(scan, capsys):
-    """The file's positions disagree with its data: self-calibrated TV, named so; an
-    existing file of that name is found after the check and nothing is written."""
+    """The check finds the file's positions in disagreement with its data (a 16-sensor
+    ring: the calibration then finds no better geometry and keeps the file's); the
+    default is TV, named so; an existing file of that name is found after the check and
+    nothing is written."""
     d = scan.parent
     (d / "scan_mb-tv.h5").write_bytes(b"keep")
     args = ["reconstruct", str(scan), "--iters", "3", "--n", "32", "--no-refine", "-q"]
@@ -73,7 +75,8 @@ def test_default_name_is_the_method_the_position_check_chose(scan, capsys):
     assert (d / "scan_mb-tv.h5").read_bytes() == b"keep"
     (d / "scan_mb-tv.h5").unlink()
     assert main(args) == 0
-    assert "they disagree: self-calibrated" in capsys.readouterr().out
+    assert "they disagree, not calibrated: the data do not identify a better geometry" in \
+        capsys.readouterr().out
     assert sorted(p.name for p in d.iterdir()) == ["scan.h5", "scan_mb-tv.h5",
                                                    "scan_mb-tv.png"]
     assert set(load_images(d / "scan_mb-tv.h5")[0]) == {"mb-tv"}
