@@ -4,8 +4,9 @@ quiet machine: one process, each call repeated and the fastest kept.
 The held-out benchmark (``heldout_default.py``) times every case once, often with another
 benchmark process beside it; its ratios move by 1-2 TV50 with the machine's load. This
 script measures the ratio alone, on four of its scans (seed 1000: ring32 thick vessels,
-ring64 disks, arc270 texture, ring128 points), in the same run for whatever ``oatomo`` is
-on the path, so two versions are compared by running it twice::
+ring64 disks, arc270 texture, ring128 points; ``--cases`` names others), in the same run
+for whatever ``oatomo`` is on the path, so two versions are compared by running it
+twice::
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/calibration/default_time.py \\
         --out benchmarks/calibration/default_time.json
@@ -61,10 +62,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--label", default="current")
     ap.add_argument("--out", default=None, help="JSON to add this run to (by --label)")
+    ap.add_argument("--cases", default=None,
+                    help="geometry:phantom pairs, comma-separated (default: the four above)")
     args = ap.parse_args(argv)
+    cases = CASES if args.cases is None else tuple(
+        tuple(pair.split(":")) for pair in args.cases.split(","))
     H.warm_up()
     rows = []
-    for g, k in CASES:
+    for g, k in cases:
         case = H.make_case(g, k, 1000)
         scan, grid = case.scan, case.grid
         t_def, rec = fastest(lambda s=scan, gr=grid: oatomo.reconstruct(s, grid=gr),

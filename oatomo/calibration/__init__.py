@@ -30,6 +30,17 @@ whole array and a common scaling of positions and speed of sound are not.
    speed of sound (positions, ``c`` and the image all scale together), so the scale the
    sensors ask for is moved into ``c``.
 
+5. **What the data cannot identify.** Afterwards the estimate and the file's geometry
+   predict held-out records at the coarsest level (each fold from the TV image of the
+   other): :attr:`Calibration.heldout_misfit`. An estimate that is no better
+   (:attr:`Calibration.improves_on_file` False) is not used by the default pipeline. On
+   an array covering less than half a turn an estimate of ``c`` more than
+   :data:`~oatomo.calibration.estimate.MAX_SPEED_CHANGE` from the file's is taken as the
+   scale-speed trade-off the aperture cannot resolve: the file's ``c`` is kept and the
+   positions are calibrated again at it. A sparse array (sensors
+   :data:`~oatomo.calibration.estimate.SPARSE_PITCH` or more apart) is calibrated with a
+   note that its positions are weakly identifiable (:attr:`Calibration.notes`).
+
 ``method="search"`` keeps the per-sensor candidate search against held-out images
 (:mod:`~oatomo.calibration.search`: each fold of sensors fitted against the TV image of
 the others, on a grid of candidate positions, coarse to fine). It is slower (10-30 TV
