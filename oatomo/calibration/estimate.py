@@ -250,8 +250,9 @@ def calibrate_sinogram(
                          f"estimate moved {100 * change:+.1f} % from the file's, more than "
                          f"{100 * max_speed_change:g} %): the file's is kept and the "
                          f"positions are calibrated at it")
-            logger.warning("calibration: %s", notes[-1])
             positions, c, cov, history, image, norm_sq, heldout = run(False)
+        for note in notes:
+            logger.warning("calibration: %s", note)
         return _result(positions, c, cov, sensors, acquisition, prior_std, history,
                        t_start, source, *((image, norm_sq) if levels[-1].grid.n == grid.n
                                           else (None, None)), heldout=heldout, notes=notes)

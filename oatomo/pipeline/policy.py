@@ -96,8 +96,6 @@ def scan_geometry(scan: Any, *, calibrate: bool = False, grid: Grid | None = Non
         logger.warning("the calibrated geometry predicts held-out records no better than "
                        "the file's (held-out misfit %.3f against %.3f)",
                        cal.heldout_misfit["calibrated"], cal.heldout_misfit["file"])
-    for note in cal.notes:
-        logger.warning("calibration: %s", note)
     shift = np.hypot(*cal.displacement.T)
     record = {"speed_of_sound": cal.speed_of_sound,
               "nominal_speed_of_sound": cal.nominal_speed_of_sound,
