@@ -24,7 +24,10 @@ check, self-calibration with its rules, TV; not refined) and TV with the true ge
 registered PSNR; what the default said (kept the file's geometry, kept the file's ``c``,
 the sparse-array note); position errors after rigid alignment.
 
-Run (about 1 minute a case for ``simulate`` on one core)::
+Run (about 1.5 minutes a case for ``simulate`` on one core; ``simulate`` imports no
+oatomo and needs k-wave-python 0.6.2 in the environment that runs it, here installed into
+``.venv`` with ``pip install k-wave-python==0.6.2``; it is not one of oatomo's
+dependencies)::
 
     PYTHONPATH=. .venv/bin/python benchmarks/calibration/kwave_identifiability.py phantoms
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/calibration/kwave_identifiability.py \\
