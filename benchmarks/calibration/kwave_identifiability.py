@@ -25,13 +25,13 @@ registered PSNR; what the default said (kept the file's geometry, kept the file'
 the sparse-array note); position errors after rigid alignment.
 
 Run (about 1.5 minutes a case for ``simulate`` on one core; ``simulate`` imports no
-oatomo and needs k-wave-python 0.6.2 in the environment that runs it, here installed into
-``.venv`` with ``pip install k-wave-python==0.6.2``; it is not one of oatomo's
-dependencies)::
+oatomo and runs where k-wave-python 0.6.2 is installed, in an environment of its own as
+for ``kwave_check.py``, here ``/tmp/kwenv``: its pins, numpy < 2.3 and matplotlib
+3.10.9, conflict with oatomo's; it is not one of oatomo's dependencies)::
 
     PYTHONPATH=. .venv/bin/python benchmarks/calibration/kwave_identifiability.py phantoms
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/calibration/kwave_identifiability.py \\
-        simulate
+    OMP_NUM_THREADS=1 /tmp/kwenv/bin/python \\
+        benchmarks/calibration/kwave_identifiability.py simulate
     OMP_NUM_THREADS=1 PYTHONPATH=. .venv/bin/python \\
         benchmarks/calibration/kwave_identifiability.py evaluate \\
         --json benchmarks/calibration/kwave_identifiability.json
