@@ -48,8 +48,10 @@ class Calibration:
         :func:`oatomo.calibration.calibrate_sinogram`).
     history
         One dict per round: ``level``, ``round``, ``pixel`` (m), ``band`` (Hz),
-        ``misfit`` (held-out relative misfit ``mean(1 - rho^2)`` at the selected
-        positions), ``speed_of_sound``, ``step_rms`` (m, rms position update).
+        ``misfit`` (relative misfit ``mean(1 - rho^2)`` of the records at the round's
+        positions: against the round's image for the joint method, against held-out
+        images for ``method="search"``), ``speed_of_sound``, ``step_rms`` (m, rms
+        position update).
     time_s
         Wall time (s).
     image

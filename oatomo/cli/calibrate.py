@@ -108,7 +108,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
           f"per axis and rotated by {math.degrees(frame['rotation_rad']):.2f} deg against "
           f"the true frame; a common scale leaves c uncertain by "
           f"{frame['scale_rel'] * 100:.2f} %")
-    print(f"held-out misfit: {hist[0]['misfit']:.3f} (first round) -> "
+    print(f"misfit of the rounds: {hist[0]['misfit']:.3f} (first) -> "
           f"{hist[-1]['misfit']:.3f} (last)")
     if cal.heldout_misfit:
         h = cal.heldout_misfit
