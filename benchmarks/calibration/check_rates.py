@@ -23,7 +23,7 @@ Rates come with exact (Clopper-Pearson) 95 % intervals (:func:`scipy.stats.binom
 
 Run (resumable)::
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/calibration/check_rates.py \\
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/calibration/check_rates.py --seeds 8 \\
         --out benchmarks/calibration/check_rates.json
 """
 
