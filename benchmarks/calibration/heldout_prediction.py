@@ -33,11 +33,13 @@ from oatomo.calibration.levels import schedule  # noqa: E402
 from oatomo.calibration.search import heldout_misfits, interleaved_folds  # noqa: E402
 
 
-def misfit(level, positions: np.ndarray, c: float, folds: list[np.ndarray]) -> float:
-    """Mean held-out misfit at ``positions`` and speed ``c`` on ``level``."""
+def misfit(level, positions: np.ndarray, c: float, folds: list[np.ndarray],
+           iters: int = 15) -> float:
+    """Mean held-out misfit at ``positions`` and speed ``c`` on ``level`` (TV images of
+    ``iters`` iterations)."""
     acq = replace(level.acquisition, speed_of_sound=c)
-    return float(heldout_misfits(replace(level, acquisition=acq), positions, acq, folds, 15,
-                                 None).mean())
+    return float(heldout_misfits(replace(level, acquisition=acq), positions, acq, folds,
+                                 iters, None).mean())
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -56,12 +56,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import heldout_default as H  # noqa: E402
+from heldout_prediction import misfit  # noqa: E402
 
 import oatomo  # noqa: E402
 from oatomo.calibration import apply_calibration  # noqa: E402
 from oatomo.calibration.estimate import angular_coverage  # noqa: E402
 from oatomo.calibration.levels import schedule  # noqa: E402
-from oatomo.calibration.search import heldout_misfits, interleaved_folds  # noqa: E402
+from oatomo.calibration.search import interleaved_folds  # noqa: E402
 from oatomo.errors import InputError  # noqa: E402
 
 MM, DEG = H.MM, H.DEG
@@ -78,14 +79,6 @@ GEOMETRIES = {
     "arc200": H.Geometry("ring", 72, 25 * MM, 200 * DEG),
 }
 H.GEOMETRIES.update(GEOMETRIES)
-
-
-def heldout(level: Any, positions: np.ndarray, c: float, folds: list[np.ndarray],
-            iters: int = 15) -> float:
-    """Mean held-out misfit at ``positions`` and ``c`` on ``level``."""
-    acq = replace(level.acquisition, speed_of_sound=c)
-    return float(heldout_misfits(replace(level, acquisition=acq), positions, acq, folds,
-                                 iters, None).mean())
 
 
 def run(geometry: str, kind: str, seed: int) -> dict[str, Any]:
@@ -129,19 +122,19 @@ def run(geometry: str, kind: str, seed: int) -> dict[str, Any]:
                      fft=True)[1]
     folds = interleaved_folds(case.nominal.positions, 4)
     t = time.perf_counter()
-    row["heldout_file"] = heldout(level, case.nominal.positions.astype(np.float64),
+    row["heldout_file"] = misfit(level, case.nominal.positions.astype(np.float64),
                                   acq.speed_of_sound, folds)
     row["t_heldout"] = time.perf_counter() - t
-    row["heldout_cal"] = heldout(level, cal.sensors.positions.astype(np.float64),
+    row["heldout_cal"] = misfit(level, cal.sensors.positions.astype(np.float64),
                                  cal.speed_of_sound, folds)
     # the same at the coarsest level, two folds, 12 iterations (the speed search's)
     coarse = schedule(scan.sinogram.astype(np.float32), acq, grid, cal.prior_std, 3,
                       fft=True)[0]
     folds2 = interleaved_folds(case.nominal.positions, 2)
     t = time.perf_counter()
-    row["coarse_file"] = heldout(coarse, case.nominal.positions.astype(np.float64),
+    row["coarse_file"] = misfit(coarse, case.nominal.positions.astype(np.float64),
                                  acq.speed_of_sound, folds2, 12)
-    row["coarse_cal"] = heldout(coarse, cal.sensors.positions.astype(np.float64),
+    row["coarse_cal"] = misfit(coarse, cal.sensors.positions.astype(np.float64),
                                 cal.speed_of_sound, folds2, 12)
     row["t_coarse"] = time.perf_counter() - t
     if angular_coverage(

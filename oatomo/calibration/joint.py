@@ -37,6 +37,7 @@ import numpy as np
 from oatomo.calibration.gauge import to_gauge
 from oatomo.calibration.levels import BOX_STD, Level, round_record
 from oatomo.calibration.search import (
+    fold_norms,
     heldout_misfits,
     interleaved_folds,
     local_frames,
@@ -326,9 +327,7 @@ def joint_calibration(levels: list[Level], nominal: np.ndarray, c: float, prior_
             history.append(rec)
     assert x is not None
     # as the speed search computed the file's: each fold's ||A||^2 at the lowest speed
-    slow = replace(levels[0].acquisition, speed_of_sound=c * (1 - span))
-    norms = [operator_norm_sq(levels[0].grid, SensorArray(np.delete(pos, idx, axis=0)), slow,
-                              n_iter=15) for idx in folds]
+    norms = fold_norms(levels[0], pos, folds, c * (1 - span))
     acq = replace(levels[0].acquisition, speed_of_sound=c)
     heldout["calibrated"] = float(heldout_misfits(replace(levels[0], acquisition=acq), pos,
                                                   acq, folds, SPEED_ITERS, thickness,

@@ -25,7 +25,7 @@ from oatomo.recon.model_based import reconstruct_model_based
 from oatomo.recon.operators import operator_norm_sq
 
 __all__ = ["interleaved_folds", "heldout_image", "local_frames", "predicted_records",
-           "relative_misfit", "fit_fold", "heldout_misfits",
+           "relative_misfit", "fit_fold", "heldout_misfits", "fold_norms",
            "speed_of_sound_scan", "parabola_minimum", "search_speed_of_sound",
            "scout"]
 
@@ -182,6 +182,15 @@ def heldout_misfits(level: Level, positions: np.ndarray, acq: Acquisition,
     return out
 
 
+def fold_norms(level: Level, positions: np.ndarray, folds: list[np.ndarray],
+               speed_of_sound: float) -> list[float]:
+    """``||A||^2`` of each fold's complement (the sensors a held-out image is made from)
+    on ``level`` at ``speed_of_sound`` (15 power iterations)."""
+    acq = replace(level.acquisition, speed_of_sound=speed_of_sound)
+    return [operator_norm_sq(level.grid, SensorArray(np.delete(positions, idx, axis=0)),
+                             acq, n_iter=15) for idx in folds]
+
+
 def speed_of_sound_scan(level: Level, positions: np.ndarray, folds: list[np.ndarray],
                         c0: float, span: float, n_iter: int, thickness: float | None,
                         points: int = 7) -> tuple[np.ndarray, np.ndarray]:
@@ -189,9 +198,7 @@ def speed_of_sound_scan(level: Level, positions: np.ndarray, folds: list[np.ndar
     over ``[-span, span]``: returns ``rel`` (P,) and the per-sensor misfits (P, N)."""
     rel = np.linspace(-span, span, points)
     # ||A||^2 grows as c falls (the slab model's gain is 1 / c^2): take it at the lowest c
-    slow = replace(level.acquisition, speed_of_sound=c0 * (1 - span))
-    norms = [operator_norm_sq(level.grid, SensorArray(np.delete(positions, idx, axis=0)),
-                              slow, n_iter=15) for idx in folds]
+    norms = fold_norms(level, positions, folds, c0 * (1 - span))
     mis = []
     for r in rel:
         acq = replace(level.acquisition, speed_of_sound=c0 * (1 + r))

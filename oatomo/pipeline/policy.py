@@ -73,25 +73,25 @@ def scan_geometry(scan: Any, *, calibrate: bool = False, grid: Grid | None = Non
     if not calibrate:
         return scan.sensors, scan.acquisition, None, None
 
+    def keep_the_file_s(why: str) -> tuple[SensorArray, Acquisition, None, None]:
+        assert check is not None
+        check["calibrated"] = False
+        check["why_not"] = why
+        logger.warning("%s; reconstructing with the file's positions and speed of sound",
+                       why)
+        return scan.sensors, scan.acquisition, None, None
+
     try:
         cal = calibrate_scan(scan, grid, callback=callback)
     except InputError as exc:
         if check is None:
             raise
-        check["calibrated"] = False
-        check["why_not"] = f"self-calibration was not possible: {exc.problem}"
-        logger.warning("%s; reconstructing with the file's positions and speed of sound",
-                       check["why_not"])
-        return scan.sensors, scan.acquisition, None, None
+        return keep_the_file_s(f"self-calibration was not possible: {exc.problem}")
     if check is not None and cal.improves_on_file is False:
         h = cal.heldout_misfit or {}
-        check["calibrated"] = False
-        check["why_not"] = (f"the data do not identify a better geometry than the file's "
-                            f"(held-out misfit {h['calibrated']:.3f} calibrated, "
-                            f"{h['file']:.3f} with the file's)")
-        logger.warning("%s; reconstructing with the file's positions and speed of sound",
-                       check["why_not"])
-        return scan.sensors, scan.acquisition, None, None
+        return keep_the_file_s(f"the data do not identify a better geometry than the "
+                               f"file's (held-out misfit {h['calibrated']:.3f} "
+                               f"calibrated, {h['file']:.3f} with the file's)")
     if cal.improves_on_file is False:
         logger.warning("the calibrated geometry predicts held-out records no better than "
                        "the file's (held-out misfit %.3f against %.3f)",
