@@ -571,3 +571,34 @@ def das_frames_region(padded_tf, xs, ys, sensors, t0fs, fs_over_c, region, out):
                 o = out[i, j]
                 for fr in range(n_f):
                     o[fr] += a[fr] + f * (b[fr] - a[fr])
+
+
+@nb.njit(parallel=True, fastmath=True, cache=True)
+def view_harmonics(sx, sy, xs, ys, out):
+    """Mean cos/sin of 2 and 4 times the direction from pixel (ys[i], xs[j]) to each
+    sensor (sx, sy), into ``out`` (4, ny, nx) (:func:`oatomo.refine.view.view_channels`)."""
+    n_sens = sx.shape[0]
+    inv = 1.0 / max(n_sens, 1)
+    for i in nb.prange(ys.shape[0]):
+        py = ys[i]
+        for j in range(xs.shape[0]):
+            px = xs[j]
+            c2 = 0.0
+            s2 = 0.0
+            c4 = 0.0
+            s4 = 0.0
+            for s in range(n_sens):
+                dx = sx[s] - px
+                dy = sy[s] - py
+                r2 = dx * dx + dy * dy
+                if r2 > 0.0:
+                    c = (dx * dx - dy * dy) / r2
+                    d = 2.0 * dx * dy / r2
+                    c2 += c
+                    s2 += d
+                    c4 += c * c - d * d
+                    s4 += 2.0 * c * d
+            out[0, i, j] = c2 * inv
+            out[1, i, j] = s2 * inv
+            out[2, i, j] = c4 * inv
+            out[3, i, j] = s4 * inv

@@ -257,10 +257,32 @@ def item_environment(i: int) -> int:
     return _ENVIRONMENT_OF[i]
 
 
-def _replay_environment(i: int) -> int:
+def item_geometry(i: int) -> H.Geometry:
+    """The scanner of training item ``i`` (replaying its draws; not the self-calibrated
+    items')."""
     rng = item_rng(i)
     phantom_draws(KINDS[int(rng.integers(len(KINDS)))], rng)
-    geo = draw_geometry(rng)
+    return draw_geometry(rng)
+
+
+_VIEW_OF: dict[int, np.ndarray] = {}
+
+
+def item_view(i: int) -> np.ndarray:
+    """The view channels (:func:`oatomo.refine.view.view_channels`) of item ``i``'s
+    sensors on the image grid (remembered)."""
+    if i not in _VIEW_OF:
+        from oatomo.geometry import Grid
+        from oatomo.refine.view import view_channels
+
+        if i >= CALIBRATED_FROM:
+            raise SystemExit("--view: the self-calibrated items are not supported")
+        _VIEW_OF[i] = view_channels(item_geometry(i).nominal(), Grid(H.N_IMAGE, H.FOV))
+    return _VIEW_OF[i]
+
+
+def _replay_environment(i: int) -> int:
+    geo = item_geometry(i)
     if geo.kind == "linear":
         return 3
     if geo.arc >= 2 * math.pi:
@@ -337,15 +359,17 @@ def build_model(channels=(32, 64, 128), shuffle: int = 2, loss_kind: str = "sse"
 
 
 def build_vae(kind: str, width: int = 32, depth: int = 2, latent: int = 16,
-              beta: float = 1.0):
+              beta: float = 1.0, view: bool = False):
     """The package's convolutional VAE of ``kind`` ("ivae": the invariant multi-decoder
     model, one variant decoder per :data:`ENVIRONMENTS`; "bvae": the pooled beta-VAE),
-    residual on the TV channel, with the profiled Gaussian likelihood."""
+    residual on the TV channel, with the profiled Gaussian likelihood; ``view``: the four
+    view channels (:mod:`oatomo.refine.view`) are inputs after TV and UBP."""
     from oatomo.learn.conv import ConvBetaVAE, ConvMultiDecoderIVAE, ConvVAEConfig
     from oatomo.learn.skipvae import SkipBetaVAE, SkipMultiDecoderIVAE, SkipVAEConfig
 
     if kind in ("skip-ivae", "skip-bvae"):
-        scfg = SkipVAEConfig(in_channels=2, n_envs=len(ENVIRONMENTS), beta=beta)
+        scfg = SkipVAEConfig(in_channels=6 if view else 2, n_envs=len(ENVIRONMENTS),
+                             beta=beta)
         return (SkipMultiDecoderIVAE if kind == "skip-ivae" else SkipBetaVAE)(scfg, seed=0)
     cfg = ConvVAEConfig(in_channels=2, width=width, depth=depth, latent_dim=latent,
                         likelihood="profiled", n_envs=len(ENVIRONMENTS), residual=True,
@@ -363,11 +387,13 @@ def inputs_of(tv: np.ndarray, ubp: np.ndarray, arch: str) -> tuple[np.ndarray, f
 
 
 def load_items(data: str, arch: str = "resunet", exclude: tuple[str, ...] = (),
-               max_items: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+               max_items: int | None = None, view: bool = False
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Inputs, targets and environments of every item of the directories ``data`` (comma
     separated; ``exclude``: leave out the items
     of these :data:`ENVIRONMENTS`, a held-out family; ``max_items``: only the items
-    numbered below it)."""
+    numbered below it; ``view``: the view channels of each item's scanner after TV and
+    UBP)."""
     X, Y, E = [], [], []
     files = sorted(f for d in data.split(",") for f in glob.glob(f"{d}/*.npz"))
     for f in files:
@@ -378,6 +404,8 @@ def load_items(data: str, arch: str = "resunet", exclude: tuple[str, ...] = (),
             continue
         z = np.load(f)
         x, s = inputs_of(z["tv"], z["ubp"], arch)
+        if view:
+            x = np.concatenate([x, item_view(int(Path(f).stem))])
         X.append(x)
         Y.append((z["truth"] / s)[None].astype(np.float32))
         E.append(env)
@@ -386,7 +414,7 @@ def load_items(data: str, arch: str = "resunet", exclude: tuple[str, ...] = (),
 
 def train(data: str, out: str, steps: int, resume: bool = True, loss_kind: str = "sse",
           arch: str = "resunet", beta: float = 1.0, exclude: tuple[str, ...] = (),
-          max_items: int | None = None, device: str = "cpu") -> None:
+          max_items: int | None = None, device: str = "cpu", view: bool = False) -> None:
     """Train a refiner of the TV image on ``device`` (``"cpu"``, ``"cuda"``, ``"auto"``)
     with :func:`oatomo.learn.patches.train_on_patches` (batches of 16 random 96 x 96
     patches; under ``torchrun --nproc-per-node N`` with distributed data parallelism).
@@ -404,18 +432,24 @@ def train(data: str, out: str, steps: int, resume: bool = True, loss_kind: str =
 
     torch.set_num_threads(int(os.environ.get("TORCH_THREADS", "2")))
     torch.manual_seed(0)
-    model = build_model(loss_kind=loss_kind) if arch == "resunet" else build_vae(arch, beta=beta)
+    if view and arch == "resunet":
+        raise SystemExit("--view: the package's VAEs only")
+    model = (build_model(loss_kind=loss_kind) if arch == "resunet"
+             else build_vae(arch, beta=beta, view=view))
 
     def load():
-        items = load_items(data, arch, exclude, max_items)
+        items = load_items(data, arch, exclude, max_items, view)
         if dist_info()[0] == 0:
             print("items", len(items[0]), "environments", np.bincount(items[2]).tolist(),
                   flush=True)
         return items
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    from oatomo.refine.view import VIEW_SIGNS
+
+    signs = np.concatenate([np.ones((2, 2), np.float32), VIEW_SIGNS]) if view else None
     train_on_patches(model, load, out, steps=steps, batch_size=16, patch=96, device=device,
-                     resume=resume, extra={"arch": arch})
+                     resume=resume, extra={"arch": arch, "view": view}, signs=signs)
 
 
 # --- the shipped form ----------------------------------------------------------------
@@ -432,13 +466,15 @@ def export(model_path: str, out: str) -> None:
     import torch
 
     from oatomo.learn.checkpoint import save_checkpoint
+    from oatomo.refine.view import VIEW_NAMES
     from oatomo.scanners import FAMILY_KEY, ScannerFamily
 
     ck = torch.load(model_path, weights_only=True, map_location="cpu")
     arch = ck.get("arch", "skip-ivae")
     if arch not in ("skip-ivae", "ivae"):
         raise SystemExit(f"{model_path}: only the invariant models are exported, not {arch}")
-    model = build_vae(arch)
+    view = bool(ck.get("view", False))
+    model = build_vae(arch, view=view)
     model.load_state_dict(ck["model"])
     family = ScannerFamily(sensors=(16, 512), radius=(0.018, 0.050),
                            min_coverage=0.5 * math.pi, pitch=(0.075e-3, 0.15e-3),
@@ -447,6 +483,7 @@ def export(model_path: str, out: str) -> None:
             "native_grid": True, "input_from_pipeline": True,
             "inputs": ["mb-tv", "ubp"], "env_names": list(ENVIRONMENTS),
             "uncertainty": "decoders", "steps": int(ck["step"]),
+            **({"view_channels": list(VIEW_NAMES)} if view else {}),
             "data": "benchmarks/refinement/tv_residual.py data (see its docstring)"}
     save_checkpoint(out, model.eval(), step=int(ck["step"]), train={FAMILY_KEY: meta})
 
@@ -498,10 +535,15 @@ def score(model_path: str, cache: Path, guard: bool = False) -> list[tuple]:
     keys = ck["model"].keys()
     arch = ck.get("arch") or ("resunet" if "head.weight" in keys else
                               "ivae" if "variant_decoders.0.net.0.weight" in keys else "bvae")
-    model = build_model() if arch == "resunet" else build_vae(arch)
+    view = bool(ck.get("view", False))
+    model = build_model() if arch == "resunet" else build_vae(arch, view=view)
     model.load_state_dict(ck["model"])
     model.eval()
     run = model if arch == "resunet" else model.reconstruct  # the invariant decoder
+    import tv_refiner as T
+
+    from oatomo.refine.view import view_channels
+
     rows = []
     for f in sorted(cache.glob("truth_*.npy")):
         name = f.stem[len("truth_"):]
@@ -509,18 +551,19 @@ def score(model_path: str, cache: Path, guard: bool = False) -> list[tuple]:
         truth = np.load(f)
         tv, ubp = z["tv"], z["ubp"]
         xn, s = inputs_of(tv, ubp, arch)
+        geo, kind, seed = name.rsplit("_", 2)
+        if view:
+            grid, true = (T.draw_case(geo, kind, int(seed))[i] for i in (0, 4))
+            xn = np.concatenate([xn, view_channels(true, grid)])
         x = torch.from_numpy(xn[None])
         t = time.perf_counter()
         with torch.no_grad():
             ref = run(x)[0, 0].numpy() * s
         dt = time.perf_counter() - t
-        geo, kind, seed = name.rsplit("_", 2)
         row = (geo, kind, int(seed), H.score(ubp.astype(np.float64), truth),
                H.score(tv.astype(np.float64), truth),
                H.score(ref.astype(np.float64), truth), dt, float(z["t_tv"]))
         if guard:
-            import tv_refiner as T
-
             from oatomo.refine.guard import check_refined, guard_rule
 
             grid, _, _, _, true, acq, response, _, _ = T.draw_case(geo, kind, int(seed))
@@ -552,12 +595,21 @@ def uncertainty(archive: str, cache: Path, samples: int = 16, mode: str | None =
         name = f.stem[len("truth_"):]
         z = np.load(cache / f"{name}.npz")
         truth = np.load(f)
+        geo, kind, seed = name.rsplit("_", 2)
+        view = None
+        if ref.view:
+            import tv_refiner as T
+
+            from oatomo.refine.view import view_channels
+
+            grid, true = (T.draw_case(geo, kind, int(seed))[i] for i in (0, 4))
+            view = view_channels(true, grid)
         t = time.perf_counter()
-        out = ref.refine_images(np.stack([z["tv"], z["ubp"]]), n_samples=samples, seed=0)
+        out = ref.refine_images(np.stack([z["tv"], z["ubp"]]), n_samples=samples, seed=0,
+                                view=view)
         took = time.perf_counter() - t
         fit = affine_fit(out.refined.astype(np.float64)[None], truth[None])[0]
         r = float(np.corrcoef(out.std.ravel(), np.abs(fit - truth).ravel())[0, 1])
-        geo, kind, seed = name.rsplit("_", 2)
         rows.append({"geometry": geo, "phantom": kind, "seed": int(seed), "r": r, "s": took,
                      "refined": H.score(out.refined.astype(np.float64), truth),
                      "tv": H.score(z["tv"].astype(np.float64), truth)})
@@ -634,6 +686,9 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     t.add_argument("--max-items", type=int, default=None,
                    help="use only the items numbered below this")
+    t.add_argument("--view", action="store_true",
+                   help="the view channels of each scanner are inputs too "
+                   "(oatomo.refine.view)")
     u = sub.add_parser("uncertainty", help="uncertainty map against the error (archive)")
     u.add_argument("archive")
     u.add_argument("cache")
@@ -671,7 +726,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             train(a.data, a.model, a.steps, loss_kind=a.loss, arch=a.arch,
                   beta=a.beta, exclude=tuple(e for e in a.exclude.split(",") if e),
-                  max_items=a.max_items, device=a.device)
+                  max_items=a.max_items, device=a.device, view=a.view)
         except InputError as exc:  # e.g. --device cuda on a machine without CUDA
             print(f"tv_residual.py train: error: {exc}", file=sys.stderr)
             return 2

@@ -55,11 +55,16 @@ __all__ = ["patch_batch", "train_on_patches"]
 PatchData = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
-def patch_batch(data: PatchData, step: int, batch_size: int, patch: int, rank: int = 0
+def patch_batch(data: PatchData, step: int, batch_size: int, patch: int, rank: int = 0,
+                signs: np.ndarray | None = None
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The batch of step ``step`` on ``rank``: ``batch_size`` items drawn with replacement,
     one ``patch`` window at a common random place, a common random rotation by a multiple
-    of 90 degrees and a random flip; a pure function of ``(step, rank)`` and the data."""
+    of 90 degrees and a random flip; a pure function of ``(step, rank)`` and the data.
+
+    ``signs`` (C, 2): per input channel, the factor a rotation by 90 degrees and a flip
+    multiply its values by (channels that are directions rather than images, e.g. the view
+    channels of :mod:`oatomo.refine.view`); None: 1 for every channel."""
     x, y, e = data
     n, _, h, w = x.shape
     rng = np.random.default_rng([step, rank, 7310])
@@ -70,9 +75,15 @@ def patch_batch(data: PatchData, step: int, batch_size: int, patch: int, rank: i
     yb = y[idx, :, i0:i0 + patch, j0:j0 + patch]
     k = int(rng.integers(4))
     xb, yb = np.rot90(xb, k, (2, 3)), np.rot90(yb, k, (2, 3))
-    if rng.integers(2):
+    flip = bool(rng.integers(2))
+    if flip:
         xb, yb = xb[..., ::-1], yb[..., ::-1]
-    return np.ascontiguousarray(xb), np.ascontiguousarray(yb), e[idx]
+    xb = np.ascontiguousarray(xb)
+    if signs is not None:
+        f = np.asarray(signs, np.float32)
+        factor = (f[:, 0] if k % 2 else 1.0) * (f[:, 1] if flip else 1.0)
+        xb *= np.asarray(factor, np.float32).reshape(1, -1, 1, 1)
+    return xb, np.ascontiguousarray(yb), e[idx]
 
 
 def _checked(data: PatchData, patch: int) -> PatchData:
@@ -93,7 +104,8 @@ def train_on_patches(model: nn.Module, load: Callable[[], PatchData],
                      seed: int = 0, device: str = "cpu", resume: bool = True,
                      snapshot_every: int = 500, reload_every: int = 500,
                      log_every: int = 100, extra: dict[str, Any] | None = None,
-                     callback: Callback | None = None) -> list[dict[str, float]]:
+                     callback: Callback | None = None,
+                     signs: np.ndarray | None = None) -> list[dict[str, float]]:
     """Train ``model`` on random patches of the items ``load()`` returns (module doc).
 
     Parameters
@@ -128,6 +140,9 @@ def train_on_patches(model: nn.Module, load: Callable[[], PatchData],
     callback
         Progress (:data:`oatomo.progress.Callback`): ``callback("train", step, steps)``
         after every step, on rank 0.
+    signs
+        (C, 2) factors of the input channels under a rotation and a flip of the crops
+        (:func:`patch_batch`); None: every channel is an image.
 
     Returns
     -------
@@ -177,7 +192,7 @@ def train_on_patches(model: nn.Module, load: Callable[[], PatchData],
             group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * step / steps))
         gen.manual_seed((seed + 1000 * rank) * 10**8 + step)  # resumes exactly
         xb, yb, eb = (torch.from_numpy(a).to(dev)
-                      for a in patch_batch(data, step, per, patch, rank))
+                      for a in patch_batch(data, step, per, patch, rank, signs))
         terms = loss_fn(xb, env=eb, target=yb, generator=gen)
         loss = terms["total"] / (patch * patch)
         opt.zero_grad()

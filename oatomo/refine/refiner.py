@@ -244,6 +244,13 @@ class Refiner:
         the pitch) instead of resampling to :attr:`pitch`."""
         return bool(self.meta.get("native_grid", False))
 
+    @property
+    def view(self) -> bool:
+        """Whether the model also takes the view channels of the scan's sensors
+        (:func:`oatomo.refine.view.view_channels`: which directions each pixel sees),
+        after the image channels."""
+        return bool(self.meta.get("view_channels"))
+
     def model_grid(self, grid: Grid) -> Grid:
         """The grid the model refines a scan of ``grid`` on (:func:`model_grid`)."""
         return model_grid(grid, self.pitch, self.native_grid)
@@ -277,8 +284,13 @@ class Refiner:
 
     def refine_images(self, channels: np.ndarray, *, env: str | None = None,
                       n_samples: int = 16, seed: int = 0, tile: int = 512,
-                      overlap: int = 64) -> RefinedScan:
+                      overlap: int = 64, view: np.ndarray | None = None) -> RefinedScan:
         """Refine (C, n, n) input channels on the model's grid (:meth:`model_grid`).
+
+        ``view``: the (4, n, n) view channels of the scan's sensors on that grid
+        (:func:`oatomo.refine.view.view_channels`), required by a model that takes them
+        (:attr:`view`), ignored otherwise; they are geometry, not images, and are not
+        scaled.
 
         Each channel is divided by its maximum absolute value first; the model's output
         is multiplied by the first channel's maximum and :attr:`gain`, so the images come
@@ -293,7 +305,19 @@ class Refiner:
         x = np.asarray(channels, np.float32)
         if x.ndim != 3 or x.shape[0] != len(self.inputs) or x.shape[1] != x.shape[2]:
             raise InputError(f"channels must be ({len(self.inputs)}, n, n), got {x.shape}")
-        refined, std, scale = self._refine_tiles(x, env, n_samples, seed, tile, overlap)
+        geometry = None
+        if self.view:
+            from oatomo.refine.view import VIEW_NAMES  # lazy: only view models
+
+            if view is None:
+                raise InputError("this refiner takes the view channels of the scan's "
+                                 "sensors: pass view=view_channels(sensors, grid)")
+            geometry = np.asarray(view, np.float32)
+            if geometry.shape != (len(VIEW_NAMES),) + x.shape[1:]:
+                raise InputError(f"view must be ({len(VIEW_NAMES)}, {x.shape[1]}, "
+                                 f"{x.shape[2]}), got {geometry.shape}")
+        refined, std, scale = self._refine_tiles(x, env, n_samples, seed, tile, overlap,
+                                                 geometry)
         canon = Grid(x.shape[1], x.shape[1] * self.pitch)
         from oatomo.recon.registry import image_units  # lazy: the registry loads Numba
 
@@ -305,12 +329,14 @@ class Refiner:
                            grid=canon, canonical=canon, units=units, scale=scale)
 
     def _refine_tiles(self, x: np.ndarray, env: str | None, n_samples: int, seed: int,
-                      tile: int, overlap: int
+                      tile: int, overlap: int, geometry: np.ndarray | None = None
                       ) -> tuple[np.ndarray, np.ndarray | None, float]:
         """The refined image and uncertainty map (Pa) of (C, n, n) channels, tile by tile,
-        and the scale they were multiplied by."""
+        and the scale they were multiplied by (``geometry``: channels appended unscaled)."""
         scale = np.abs(x).reshape(len(x), -1).max(1)
         x = x / np.where(scale > 0, scale, 1)[:, None, None]
+        if geometry is not None:
+            x = np.concatenate([x, geometry])
         # positively homogeneous of degree 1: refine(a x) = a refine(x) for a > 0
         out_scale = float(scale[0]) * float(self.gain)
         refined, std = self._refine_normalised(x, env, n_samples, seed, tile, overlap)
@@ -508,8 +534,13 @@ class Refiner:
         canon = self.model_grid(grid)
         lin = self.linear_inputs(sino, sensors, acquisition, canon, band=band,
                                  images=images if canon == grid else None)
+        view = None
+        if self.view:
+            from oatomo.refine.view import view_channels  # lazy: only view models
+
+            view = view_channels(sensors, canon)
         r = self.refine_images(np.stack([lin[m] for m in self.inputs]), env=env,
-                               n_samples=n_samples, seed=seed)
+                               n_samples=n_samples, seed=seed, view=view)
         return RefinedScan(
             refined=resample(r.refined, canon, grid),
             std=None if r.std is None else resample(r.std, canon, grid),
