@@ -146,12 +146,49 @@ def draw_scene(i: int):
     return rng, grid, fine, kind, p0, truth, draw_geometry(rng)
 
 
-def save_item(path: Path, tv, ubp, truth, kind: str, geo: str, noise: float) -> None:
-    """Write one training item atomically."""
+def save_item(path: Path, tv, ubp, truth, kind: str, geo: str, noise: float,
+              env: int | None = None) -> None:
+    """Write one training item atomically (``env``: its environment, recorded when it is
+    not the replayed one of :func:`item_environment`)."""
     tmp = path.with_suffix(".tmp.npz")
+    extra = {} if env is None else {"env": env}
     np.savez(tmp, tv=tv.astype(np.float32), ubp=ubp.astype(np.float32), truth=truth,
-             kind=kind, geo=geo, noise=noise)
+             kind=kind, geo=geo, noise=noise, **extra)
     tmp.rename(path)
+
+
+#: Items numbered from here are report-like scans (:func:`make_report_like`).
+REPORT_LIKE_FROM = 200_000
+
+
+def make_report_like(out: Path, geometries: list[str], kinds: list[str],
+                     seeds: range) -> None:
+    """Scans drawn exactly as the report set's (``tv_refiner.draw_case``: its geometries,
+    phantom generators, band, noise and speed of sound) but with other seeds, as training
+    items numbered from :data:`REPORT_LIKE_FROM` (in the order geometry, kind, seed), each
+    in the environment of its kind of scanner. For a specialist: what a network of this
+    kind learns when its training scans are drawn like the scans it is scored on."""
+    import tempfile
+
+    import tv_refiner as T
+
+    i = REPORT_LIKE_FROM
+    for g in geometries:
+        geo = {**H.GEOMETRIES, **T.FRESH_GEOMETRIES}[g]
+        base = getattr(geo, "base", geo)
+        env = 3 if base.kind == "linear" else 0 if base.arc >= 2 * math.pi else \
+            1 if base.arc >= math.pi else 2
+        for k in kinds:
+            for seed in seeds:
+                path = out / f"{i:06d}.npz"
+                i += 1
+                if path.exists():
+                    continue
+                with tempfile.TemporaryDirectory() as tmp:
+                    T.run_case(_Identity(), g, k, seed, cache=Path(tmp))
+                    z = np.load(Path(tmp) / f"{g}_{k}_{seed}.npz")
+                    truth = T.draw_case(g, k, seed)[3].astype(np.float32)
+                    save_item(path, z["tv"], z["ubp"], truth, k, g, 0.0, env)
 
 
 def make_item(i: int, out: Path, model_response: bool | str = "auto") -> None:
@@ -399,10 +436,11 @@ def load_items(data: str, arch: str = "resunet", exclude: tuple[str, ...] = (),
     for f in files:
         if max_items is not None and int(Path(f).stem) >= max_items:
             continue
-        env = item_environment(int(Path(f).stem)) if "ivae" in arch or exclude else 0
+        z = np.load(f)
+        env = (int(z["env"]) if "env" in z.files else
+               item_environment(int(Path(f).stem)) if "ivae" in arch or exclude else 0)
         if ENVIRONMENTS[env] in exclude:
             continue
-        z = np.load(f)
         x, s = inputs_of(z["tv"], z["ubp"], arch)
         if view:
             x = np.concatenate([x, item_view(int(Path(f).stem))])
@@ -672,6 +710,12 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--ignore-response", action="store_true",
                    help="TV without the detector response (the pipeline's default before "
                    "model_response='auto'; the 357/756/1456-scan runs)")
+    r = sub.add_parser("report-like", help="training scans drawn like the report set's "
+                       "(other seeds; make_report_like)")
+    r.add_argument("out")
+    r.add_argument("--geometries", default="arc120,linear128")
+    r.add_argument("--kinds", default="vessels-thin,vessels-thick")
+    r.add_argument("--seeds", default="5000:5100", help="first:end")
     t = sub.add_parser("train")
     t.add_argument("data")
     t.add_argument("model")
@@ -720,6 +764,11 @@ def main(argv: list[str] | None = None) -> int:
         for i in range(a.start, a.start + a.count):
             if not keep or item_environment(i) in keep:
                 make_item(i, out, False if a.ignore_response else "auto")
+    elif a.cmd == "report-like":
+        out = Path(a.out)
+        out.mkdir(parents=True, exist_ok=True)
+        lo, hi = (int(v) for v in a.seeds.split(":"))
+        make_report_like(out, a.geometries.split(","), a.kinds.split(","), range(lo, hi))
     elif a.cmd == "train":
         from oatomo.errors import InputError
 

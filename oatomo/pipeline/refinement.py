@@ -206,7 +206,7 @@ def _refine_frames(path: Path, canon: Grid, grid: Grid, sinogram: np.ndarray,
         out["uncertainty"] = np.stack(stds).reshape(lead + grid.shape)
     r = results[-1]
     record.update(applied=True, input="+".join(ref.inputs), gain=ref.gain,
-                  input_reused=reused,
+                  input_reused=reused, view_channels=ref.view,
                   backend="numpy" if isinstance(ref.model, NumpyEngine) else "torch",
                   grid=r.canonical.to_dict(), samples=samples, uncertainty=ref.uncertainty,
                   decoder=f"variant decoder of {env}" if env else "invariant decoder")

@@ -2,7 +2,8 @@
 
 :class:`Refiner` (a trained model and the scanners it applies to), :func:`load_refiner`,
 and :class:`RefinedScan`, the result of every refinement (:mod:`oatomo.refine.refiner`);
-the model's NumPy inference lives in :mod:`oatomo.refine.weights`.
+the model's NumPy inference lives in :mod:`oatomo.refine.weights`, the view channels of a
+geometry-aware model (what each pixel sees of the array) in :mod:`oatomo.refine.view`.
 """
 
 from oatomo.refine.refiner import (
