@@ -498,9 +498,10 @@ def export(model_path: str, out: str) -> None:
     (``.npz`` and its JSON sidecar) that :func:`oatomo.refine.load_refiner` and the
     pipeline read: the family of the training scanners, the inputs (the pipeline's own
     default TV image and UBP, on the user's grid), the environments, the uncertainty mode
-    ``decoders`` (the spread of the variant decoders' images: on the 60 report scans its
-    correlation with the error equals that of ``both`` to 0.002, at a fifth of the time,
-    because the posterior of this model, trained with beta = 0.01, is narrow)."""
+    ``decoders-edges`` (the spread of the variant decoders' images -- on the 60 report
+    scans its correlation with the error equals that of ``both`` to 0.002, at a fifth of
+    the time, because the posterior of this model, trained with beta = 0.01, is narrow --
+    weighted by the refined image's edges, :func:`oatomo.refine.refiner.edge_weighted`)."""
     import torch
 
     from oatomo.learn.checkpoint import save_checkpoint
@@ -520,7 +521,7 @@ def export(model_path: str, out: str) -> None:
     meta = {"kind": "multi-decoder", "family": family.to_dict(), "pitch": H.FOV / H.N_IMAGE,
             "native_grid": True, "input_from_pipeline": True,
             "inputs": ["mb-tv", "ubp"], "env_names": list(ENVIRONMENTS),
-            "uncertainty": "decoders", "steps": int(ck["step"]),
+            "uncertainty": "decoders-edges", "steps": int(ck["step"]),
             **({"view_channels": list(VIEW_NAMES)} if view else {}),
             "data": "benchmarks/refinement/tv_residual.py data (see its docstring)"}
     save_checkpoint(out, model.eval(), step=int(ck["step"]), train={FAMILY_KEY: meta})
@@ -738,7 +739,7 @@ def main(argv: list[str] | None = None) -> int:
     u.add_argument("cache")
     u.add_argument("--json")
     u.add_argument("--samples", type=int, default=16, help="posterior samples")
-    u.add_argument("--mode", choices=("posterior", "decoders", "both"),
+    u.add_argument("--mode", choices=("posterior", "decoders", "both", "decoders-edges"),
                    help="the uncertainty map's kind (default: the archive's)")
     x = sub.add_parser("export", help="write the shipped form of a trained model")
     x.add_argument("model")

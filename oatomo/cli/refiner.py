@@ -14,6 +14,7 @@ from oatomo._limits import MAX_COUNT, MAX_POSTERIOR_SAMPLES, check_option, check
 from oatomo.cli._progress import bars
 from oatomo.errors import InputError
 from oatomo.geometry import MAX_GRID_SIDE
+from oatomo.learn.records import UNCERTAINTY_MODES
 from oatomo.learn.registry import DEFAULT_ARCH, MODEL_KINDS
 from oatomo.scanners import TRAIN_ENVIRONMENTS, TV_ENVIRONMENTS
 
@@ -115,7 +116,7 @@ def _add_group(sub: argparse._SubParsersAction, name: str, eval_set: str, *,
     v.add_argument("--out", required=True, help="output directory")
     v.add_argument("--samples", type=int, default=8, help="posterior samples")
     v.add_argument("--uncertainty-modes", nargs="*", default=(),
-                   choices=("posterior", "decoders", "both"),
+                   choices=UNCERTAINTY_MODES,
                    help="also score these uncertainty maps of multi-decoder models")
     v.add_argument("--device", default="cpu", help="PyTorch device of the models: cpu, "
                    "cuda, cuda:N, auto (CUDA when present) (default: cpu)")
@@ -125,9 +126,10 @@ def _add_group(sub: argparse._SubParsersAction, name: str, eval_set: str, *,
     x = fs.add_parser("export", help="copy a checkpoint without its training state")
     x.add_argument("checkpoint")
     x.add_argument("-o", "--output", required=True)
-    x.add_argument("--uncertainty", choices=("posterior", "decoders", "both"),
+    x.add_argument("--uncertainty", choices=UNCERTAINTY_MODES,
                    help="default uncertainty map of the exported model (posterior samples, "
-                   "the variant decoders' disagreement, or both)")
+                   "the variant decoders' disagreement, both, or the disagreement weighted "
+                   "by the refined image's edges)")
     x.add_argument("--force", action="store_true")
     x.set_defaults(func=_step(run_export))
 

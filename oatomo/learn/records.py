@@ -47,6 +47,10 @@ TRAIN_COMMAND = ("oatomo refiner data -o DATA && "
                  "oatomo refiner train --data DATA -o MODEL.pt")
 
 
+#: The kinds of uncertainty map of a refiner (:attr:`oatomo.refine.Refiner.uncertainty`).
+UNCERTAINTY_MODES = ("posterior", "decoders", "both", "decoders-edges")
+
+
 def is_weights_archive(path: str | os.PathLike) -> bool:
     """Whether ``path`` is a zip archive with a ``__meta__.npy`` member (a weights
     archive rather than a PyTorch checkpoint)."""

@@ -55,7 +55,7 @@ from oatomo.learn.conv import (
     ConvUNetConfig,
     ConvVAEConfig,
 )
-from oatomo.learn.records import family_record
+from oatomo.learn.records import UNCERTAINTY_MODES, family_record
 from oatomo.learn.registry import DEFAULT_ARCH, MODEL_KINDS, get_kind, model_classes
 from oatomo.learn.train import LossModule, TrainResult, dist_info, resolve_device, train
 from oatomo.progress import Callback
@@ -313,8 +313,8 @@ def export_refiner(src: str | os.PathLike, dst: str | os.PathLike, *,
     weights' size. ``dst`` ending in ``.npz`` is a weights archive
     (:mod:`oatomo.learn.records`).
     """
-    if uncertainty not in (None, "posterior", "decoders", "both"):
-        raise InputError(f"uncertainty must be posterior, decoders or both, got "
+    if uncertainty is not None and uncertainty not in UNCERTAINTY_MODES:
+        raise InputError(f"uncertainty must be one of {', '.join(UNCERTAINTY_MODES)}, got "
                          f"{uncertainty!r}")
     ckpt = load_checkpoint(src)
     meta = family_record(ckpt.get("train"), src)

@@ -104,3 +104,19 @@ def test_a_view_refiner_takes_the_channels_unscaled(tmp_path):
         a.refine_images(images)
     with pytest.raises(InputError, match="view must be"):
         a.refine_images(images, view=view[:2])
+
+
+def test_edge_weighted_map_closed_form_and_scale():
+    from oatomo.refine.refiner import edge_weighted
+
+    n, slope, spread = 40, 0.3, 0.02
+    ramp = slope * np.arange(n, dtype=np.float64)[None, :].repeat(n, 0)  # |grad| = slope
+    m = edge_weighted(np.full((n, n), spread), ramp)
+    # away from the borders: sqrt(spread * slope), whatever the smoothing
+    np.testing.assert_allclose(m[8:-8, 8:-8], math.sqrt(spread * slope), rtol=1e-5)
+    flat = edge_weighted(np.full((n, n), spread), np.ones((n, n)))
+    np.testing.assert_allclose(flat, 0.0, atol=1e-12)  # no edge, no error expected
+    rng = np.random.default_rng(1)
+    s, x = rng.random((n, n)), rng.random((n, n))
+    np.testing.assert_allclose(edge_weighted(3.0 * s, 3.0 * x), 3.0 * edge_weighted(s, x),
+                               rtol=1e-5)
