@@ -172,6 +172,10 @@ def run_case(ref: Any, geometry: str, kind: str, seed: int,
             stored.parent.mkdir(parents=True, exist_ok=True)
             with atomic_path(stored) as tmp, open(tmp, "wb") as f:
                 np.savez(f, y=y, ubp=ubp, tv=tv, t_tv=row["t_tv"])
+    if stored is not None and not (truth_file := stored.with_name(f"truth_{stored.stem}.npy")
+                                   ).exists():  # what tv_residual.py score reads
+        with atomic_path(truth_file) as tmp, open(tmp, "wb") as f:
+            np.save(f, truth)
     ok, why = ref.compatible(true, acq, grid)
     row["compatible"], row["why"] = ok, why
     t = time.perf_counter()

@@ -424,19 +424,21 @@ def inputs_of(tv: np.ndarray, ubp: np.ndarray, arch: str) -> tuple[np.ndarray, f
 
 
 def load_items(data: str, arch: str = "resunet", exclude: tuple[str, ...] = (),
-               max_items: int | None = None, view: bool = False
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+               max_items: int | None = None, view: bool = False,
+               kinds: tuple[str, ...] = ()) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Inputs, targets and environments of every item of the directories ``data`` (comma
     separated; ``exclude``: leave out the items
     of these :data:`ENVIRONMENTS`, a held-out family; ``max_items``: only the items
     numbered below it; ``view``: the view channels of each item's scanner after TV and
-    UBP)."""
+    UBP; ``kinds``: only the items of these phantom kinds, e.g. ``tree,forest,walk``)."""
     X, Y, E = [], [], []
     files = sorted(f for d in data.split(",") for f in glob.glob(f"{d}/*.npz"))
     for f in files:
         if max_items is not None and int(Path(f).stem) >= max_items:
             continue
         z = np.load(f)
+        if kinds and str(z["kind"]) not in kinds:
+            continue
         env = (int(z["env"]) if "env" in z.files else
                item_environment(int(Path(f).stem)) if "ivae" in arch or exclude else 0)
         if ENVIRONMENTS[env] in exclude:
@@ -452,7 +454,8 @@ def load_items(data: str, arch: str = "resunet", exclude: tuple[str, ...] = (),
 
 def train(data: str, out: str, steps: int, resume: bool = True, loss_kind: str = "sse",
           arch: str = "resunet", beta: float = 1.0, exclude: tuple[str, ...] = (),
-          max_items: int | None = None, device: str = "cpu", view: bool = False) -> None:
+          max_items: int | None = None, device: str = "cpu", view: bool = False,
+          kinds: tuple[str, ...] = ()) -> None:
     """Train a refiner of the TV image on ``device`` (``"cpu"``, ``"cuda"``, ``"auto"``)
     with :func:`oatomo.learn.patches.train_on_patches` (batches of 16 random 96 x 96
     patches; under ``torchrun --nproc-per-node N`` with distributed data parallelism).
@@ -476,7 +479,7 @@ def train(data: str, out: str, steps: int, resume: bool = True, loss_kind: str =
              else build_vae(arch, beta=beta, view=view))
 
     def load():
-        items = load_items(data, arch, exclude, max_items, view)
+        items = load_items(data, arch, exclude, max_items, view, kinds)
         if dist_info()[0] == 0:
             print("items", len(items[0]), "environments", np.bincount(items[2]).tolist(),
                   flush=True)
@@ -731,6 +734,8 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     t.add_argument("--max-items", type=int, default=None,
                    help="use only the items numbered below this")
+    t.add_argument("--kinds", default="", help="comma list of phantom kinds to keep "
+                   "(of {}); default all".format(", ".join(dict.fromkeys(KINDS))))
     t.add_argument("--view", action="store_true",
                    help="the view channels of each scanner are inputs too "
                    "(oatomo.refine.view)")
@@ -776,7 +781,8 @@ def main(argv: list[str] | None = None) -> int:
         try:
             train(a.data, a.model, a.steps, loss_kind=a.loss, arch=a.arch,
                   beta=a.beta, exclude=tuple(e for e in a.exclude.split(",") if e),
-                  max_items=a.max_items, device=a.device, view=a.view)
+                  max_items=a.max_items, device=a.device, view=a.view,
+                  kinds=tuple(k for k in a.kinds.split(",") if k))
         except InputError as exc:  # e.g. --device cuda on a machine without CUDA
             print(f"tv_residual.py train: error: {exc}", file=sys.stderr)
             return 2
