@@ -1,5 +1,6 @@
 """The view channels (which directions each pixel sees of the array): closed forms, their
-covariance under the trainer's rotations and mirrors, and a refiner that takes them."""
+covariance under the trainer's rotations and mirrors, and a refiner that takes them; and
+the edge-weighted uncertainty map (closed form, scale)."""
 
 import math
 
