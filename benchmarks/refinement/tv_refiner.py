@@ -262,6 +262,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="directory of the scans' records, UBP and TV images (reused)")
     ap.add_argument("--tuning", action="store_true",
                     help="the tuning set (its geometries, phantoms and seeds) instead")
+    ap.add_argument("--no-tta", action="store_true",
+                    help="refine without the test-time augmentation the model asks for")
     ap.add_argument("--fresh", action="store_true",
                     help="the fresh limited-view set (FRESH_GEOMETRIES, seeds 3000 and up)")
     ap.add_argument("--model-response", choices=("auto", "off"), default="auto",
@@ -284,6 +286,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.model:
         ap.error("--model is required unless --table")
     ref = load_refiner(args.model)
+    if args.no_tta:
+        ref.meta["tta"] = False
     H.warm_up()
     keys = {(r["geometry"], r["phantom"], r["seed"]) for r in done}
     for seed in range(first, first + args.seeds):

@@ -504,7 +504,9 @@ def export(model_path: str, out: str) -> None:
     ``decoders-edges`` (the spread of the variant decoders' images -- on the 60 report
     scans its correlation with the error equals that of ``both`` to 0.002, at a fifth of
     the time, because the posterior of this model, trained with beta = 0.01, is narrow --
-    weighted by the refined image's edges, :func:`oatomo.refine.refiner.edge_weighted`)."""
+    weighted by the refined image's edges, :func:`oatomo.refine.refiner.edge_weighted`),
+    and test-time augmentation (``tta``: the refined image is the mean over the 8 turns and
+    mirrors of the input)."""
     import torch
 
     from oatomo.learn.checkpoint import save_checkpoint
@@ -524,7 +526,7 @@ def export(model_path: str, out: str) -> None:
     meta = {"kind": "multi-decoder", "family": family.to_dict(), "pitch": H.FOV / H.N_IMAGE,
             "native_grid": True, "input_from_pipeline": True,
             "inputs": ["mb-tv", "ubp"], "env_names": list(ENVIRONMENTS),
-            "uncertainty": "decoders-edges", "steps": int(ck["step"]),
+            "uncertainty": "decoders-edges", "tta": True, "steps": int(ck["step"]),
             **({"view_channels": list(VIEW_NAMES)} if view else {}),
             "data": "benchmarks/refinement/tv_residual.py data (see its docstring)"}
     save_checkpoint(out, model.eval(), step=int(ck["step"]), train={FAMILY_KEY: meta})

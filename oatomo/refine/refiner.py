@@ -254,6 +254,13 @@ class Refiner:
         return bool(self.meta.get("native_grid", False))
 
     @property
+    def tta(self) -> bool:
+        """Whether the refined image is the mean of the model's answers to the 8 turns and
+        mirrors of the input (test-time augmentation; the model's metadata ``tta``). The
+        uncertainty map comes from the plain input."""
+        return bool(self.meta.get("tta", False))
+
+    @property
     def view(self) -> bool:
         """Whether the model also takes the view channels of the scan's sensors
         (:func:`oatomo.refine.view.view_channels`: which directions each pixel sees),
@@ -391,6 +398,35 @@ class Refiner:
             pad = ((0, 0), (0, -n0 % step), (0, -n1 % step))
             r, s = self._run(np.pad(x, pad), env, n_samples, seed)
             return r[:n0, :n1], None if s is None else s[:n0, :n1]
+        refined, std = self._run_once(x, e, n_samples, seed)
+        if not self.tta:
+            return refined, std
+        # test-time augmentation: the mean over the 8 turns and mirrors of the input (the
+        # model was trained on turned and mirrored crops); the map from the plain pass
+        signs = None
+        if self.view:
+            from oatomo.refine.view import VIEW_SIGNS  # lazy: only view models
+
+            signs = np.concatenate([np.ones((len(x) - len(VIEW_SIGNS), 2), np.float32),
+                                    VIEW_SIGNS])
+        total = refined.astype(np.float64)
+        for k in range(4):
+            for flip in (False, True):
+                if k == 0 and not flip:
+                    continue
+                xt = np.rot90(x, k, (1, 2))
+                xt = np.ascontiguousarray(xt[..., ::-1] if flip else xt)
+                if signs is not None:
+                    xt *= ((signs[:, 0] if k % 2 else 1.0)
+                           * (signs[:, 1] if flip else 1.0))[:, None, None]
+                r, _ = self._run_once(xt, e, 0, seed)
+                total += np.rot90(r[..., ::-1] if flip else r, -k, (0, 1))
+        return (total / 8).astype(np.float32), std
+
+    def _run_once(self, x: np.ndarray, e: int | None, n_samples: int, seed: int
+                  ) -> tuple[np.ndarray, np.ndarray | None]:
+        """One pass of the model (NumPy or PyTorch) on (C, n, n) channels whose sides the
+        model takes."""
         if isinstance(self.model, NumpyEngine):
             from oatomo._blas import blas_threads  # lazy: reads the BLAS library on use
 

@@ -63,8 +63,12 @@ def test_uncertainty_map_is_the_edge_weighted_spread_of_the_variant_decoders():
     x = np.abs(np.random.default_rng(3).normal(size=(2, 64, 64))).astype(np.float32)
     few, many = (ref.refine_images(x, n_samples=k) for k in (2, 16))
     np.testing.assert_array_equal(few.std, many.std)  # no posterior samples are drawn
-    # the spread over the decoders, computed here from each decoder's own image
-    per = np.stack([ref.refine_images(x, n_samples=0, env=e).refined
+    # the spread over the decoders, computed here from each decoder's own image (of the
+    # plain input: the turns and mirrors serve the refined image only)
+    import dataclasses
+
+    plain = dataclasses.replace(ref, meta={**ref.meta, "tta": False})
+    per = np.stack([plain.refine_images(x, n_samples=0, env=e).refined
                     for e in ref.env_names])
     expected = edge_weighted(per.std(axis=0), few.refined)
     np.testing.assert_allclose(few.std, expected, atol=1e-4 * float(expected.max()))
@@ -141,3 +145,41 @@ def test_refine_on_a_wrong_file_calibrates_then_refines(correct_scan):
     assert prov["calibration"] is not None and prov["method"] == "mb-tv"
     assert forced.refined and prov["refinement"]["input_reused"]
     np.testing.assert_array_equal(forced.images["mb-tv"], default.images["mb-tv"])
+
+
+def test_refined_image_is_the_mean_over_the_turns_and_mirrors():
+    import dataclasses
+
+    from oatomo.refine import load_refiner
+
+    ref = load_refiner(MODEL)
+    assert ref.tta
+    plain = dataclasses.replace(ref, meta={**ref.meta, "tta": False})
+    x = np.abs(np.random.default_rng(5).normal(size=(2, 48, 48))).astype(np.float32)
+    # the eight answers computed here, each turned back
+    answers = []
+    for k in range(4):
+        for flip in (False, True):
+            xt = np.rot90(x, k, (1, 2))
+            xt = np.ascontiguousarray(xt[..., ::-1] if flip else xt)
+            r = plain.refine_images(xt, n_samples=0).refined
+            answers.append(np.rot90(r[..., ::-1] if flip else r, -k))
+    got = ref.refine_images(x, n_samples=4)
+    np.testing.assert_allclose(got.refined, np.mean(answers, 0), rtol=1e-5,
+                               atol=1e-6 * float(np.abs(got.refined).max()))
+    # the map comes from the plain pass, weighted by the edges of the averaged image
+    from oatomo.refine.refiner import edge_weighted
+
+    spread = plain.refine_images(x, n_samples=4).std
+    assert spread is not None and got.std is not None
+    per = np.stack([plain.refine_images(x, n_samples=0, env=e).refined
+                    for e in ref.env_names])
+    np.testing.assert_allclose(got.std, edge_weighted(per.std(axis=0), got.refined),
+                               atol=1e-4 * float(got.std.max()))
+    # scale-equivariant still, and the PyTorch back end agrees
+    np.testing.assert_allclose(ref.refine_images(3.0 * x, n_samples=0).refined,
+                               3.0 * got.refined, rtol=1e-4,
+                               atol=1e-5 * float(np.abs(got.refined).max()))
+    torch_ref = load_refiner(MODEL, backend="torch")
+    np.testing.assert_allclose(torch_ref.refine_images(x, n_samples=0).refined, got.refined,
+                               atol=1e-4 * float(np.abs(got.refined).max()))
