@@ -49,16 +49,12 @@ def main(argv: list[str] | None = None) -> int:
     model.load_state_dict(ck["model"])
     model.eval()
     rows = []
-    for f in sorted(cache.glob("truth_*.npy")):
-        name = f.stem[len("truth_"):]
-        geo, kind, seed = name.rsplit("_", 2)
-        z = np.load(cache / f"{name}.npz")
-        truth = np.load(f)
+    for geo, kind, seed, z, truth in T.cached_scans(cache):
         xn, s = R.inputs_of(z["tv"], z["ubp"], "skip-ivae")
         with torch.no_grad():
             ref = model.reconstruct(torch.from_numpy(xn[None]))[0, 0].numpy() * s
-        grid, _, _, _, true, acq, response, _, _ = T.draw_case(geo, kind, int(seed))
-        row = {"geometry": geo, "phantom": kind, "seed": int(seed),
+        grid, _, _, _, true, acq, response, _, _ = T.draw_case(geo, kind, seed)
+        row = {"geometry": geo, "phantom": kind, "seed": seed,
                "tv": H.score(z["tv"].astype(np.float64), truth),
                "refined": H.score(ref.astype(np.float64), truth)}
         for k in iters:

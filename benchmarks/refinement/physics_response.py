@@ -45,11 +45,7 @@ from oatomo.response import wiener_deconvolve  # noqa: E402
 
 def run(cache: Path) -> list[dict]:
     rows = []
-    for f in sorted(cache.glob("truth_*.npy")):
-        name = f.stem[len("truth_"):]
-        geo, kind, seed = name.rsplit("_", 2)
-        z = np.load(cache / f"{name}.npz")
-        truth = np.load(f)
+    for geo, kind, seed, z, truth in T.cached_scans(cache):
         y = z["y"].astype(np.float32)
         grid, _, _, _, true, acq, response, _, _ = T.draw_case(geo, kind, int(seed))
         def sc(im: np.ndarray, truth: np.ndarray = truth) -> float:

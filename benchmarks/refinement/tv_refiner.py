@@ -143,6 +143,16 @@ def draw_case(geometry: str, kind: str, seed: int) -> tuple:
     return grid, fine, p0, truth, true, acq, response, noise, rng
 
 
+def cached_scans(cache: Path):
+    """Every scan of a cache that holds its truth (``truth_<name>.npy`` beside
+    ``<name>.npz``): yields the geometry, phantom kind, seed, the stored arrays (y, UBP,
+    TV) and the truth."""
+    for f in sorted(Path(cache).glob("truth_*.npy")):
+        name = f.stem[len("truth_"):]
+        geo, kind, seed = name.rsplit("_", 2)
+        yield geo, kind, int(seed), np.load(Path(cache) / f"{name}.npz"), np.load(f)
+
+
 def run_case(ref: Any, geometry: str, kind: str, seed: int,
              cache: Path | None = None, model_response: bool | str = "auto"
              ) -> dict[str, Any]:
