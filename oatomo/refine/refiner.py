@@ -417,8 +417,12 @@ class Refiner:
                 xt = np.rot90(x, k, (1, 2))
                 xt = np.ascontiguousarray(xt[..., ::-1] if flip else xt)
                 if signs is not None:
-                    xt *= ((signs[:, 0] if k % 2 else 1.0)
-                           * (signs[:, 1] if flip else 1.0))[:, None, None]
+                    factor = np.ones(len(signs), np.float32)
+                    if k % 2:
+                        factor *= signs[:, 0]
+                    if flip:
+                        factor *= signs[:, 1]
+                    xt *= factor[:, None, None]
                 r, _ = self._run_once(xt, e, 0, seed)
                 total += np.rot90(r[..., ::-1] if flip else r, -k, (0, 1))
         return (total / 8).astype(np.float32), std

@@ -101,6 +101,26 @@ def test_a_view_refiner_takes_the_channels_unscaled(tmp_path):
     # the view matters: another array gives another image
     other = a.refine_images(images, view=view_channels(ring_array(48, 0.02), grid))
     assert not np.allclose(other.refined, ra.refined)
+    # with the turns and mirrors of the input, the view channels turn with the array
+    import dataclasses
+
+    tta = dataclasses.replace(a, meta={**a.meta, "tta": True})
+    answers = []
+    for k in range(4):
+        for flip in (False, True):
+            p = arc.positions.copy()
+            for _ in range(k):
+                p = np.stack([p[:, 1], -p[:, 0]], 1)
+            if flip:
+                p[:, 0] = -p[:, 0]
+            xt = np.rot90(images, k, (1, 2))
+            xt = np.ascontiguousarray(xt[..., ::-1] if flip else xt)
+            r = a.refine_images(xt, n_samples=0,
+                                view=view_channels(SensorArray(p), grid)).refined
+            answers.append(np.rot90(r[..., ::-1] if flip else r, -k))
+    np.testing.assert_allclose(tta.refine_images(images, n_samples=0, view=view).refined,
+                               np.mean(answers, 0), rtol=1e-5,
+                               atol=1e-5 * np.abs(ra.refined).max())
     with pytest.raises(InputError, match="view channels"):
         a.refine_images(images)
     with pytest.raises(InputError, match="view must be"):
