@@ -171,10 +171,12 @@ def simulate(force: bool) -> None:
         print(f"{case}: {time.perf_counter() - t:.0f} s", flush=True)
 
 
-def evaluate(path: Path | None) -> list[dict[str, Any]]:
-    """The default against TV with the file's and the true geometry, per case."""
-    import oatomo
-    from oatomo.calibration import rigid_error
+def scans():
+    """Per case, as the evaluation reads it: the name, whether the file is correct, the
+    image grid, the truth (fine p0 block-averaged, maximum 1), the scan with the file's
+    geometry and c, the scan with the true ones, and the two sensor arrays (true, file's):
+    the k-Wave signals convolved with the detector response, with noise, converted to
+    the slab model."""
     from oatomo.geometry import Acquisition, Grid, SensorArray
     from oatomo.io import Scan
     from oatomo.media import line_to_slab
@@ -189,10 +191,6 @@ def evaluate(path: Path | None) -> list[dict[str, Any]]:
             return SensorArray(xy, np.tile([0.0, 1.0], (len(xy), 1)))
         return SensorArray(xy, -xy / np.linalg.norm(xy, axis=1, keepdims=True))
 
-    def rms(est: SensorArray, true: SensorArray) -> float:
-        return float(np.sqrt(np.mean(rigid_error(est, true) ** 2))) * 1e6
-
-    rows = []
     for case, (layout, *_, seed, correct) in CASES.items():
         d = dict(np.load(OUT / f"{case}.npz"))
         truth = H.block_mean(d["p0"])
@@ -205,6 +203,24 @@ def evaluate(path: Path | None) -> list[dict[str, Any]]:
         true, nominal = sensors(d["true"], layout), sensors(d["nominal"], layout)
         c_file = float(d["c_file"])
         scan = Scan(ys, nominal, Acquisition(KW.FS, KW.N_SAMPLES, c_file), response=response)
+        yield (case, correct, grid, truth, scan, Scan(ys, true, acq_true, response=response),
+               true, nominal)
+
+
+def evaluate(path: Path | None) -> list[dict[str, Any]]:
+    """The default against TV with the file's and the true geometry, per case."""
+    import oatomo
+    from oatomo.calibration import rigid_error
+    from oatomo.geometry import SensorArray
+
+    H = _load("heldout_default", ROOT / "benchmarks" / "calibration" / "heldout_default.py")
+
+    def rms(est: SensorArray, true: SensorArray) -> float:
+        return float(np.sqrt(np.mean(rigid_error(est, true) ** 2))) * 1e6
+
+    rows = []
+    for case, correct, grid, truth, scan, scan_true, true, nominal in scans():
+        c_file = float(scan.acquisition.speed_of_sound)
         t = time.perf_counter()
         rec = oatomo.reconstruct(scan, grid=grid, refine=False)
         prov = rec.provenance
@@ -218,8 +234,8 @@ def evaluate(path: Path | None) -> list[dict[str, Any]]:
             "c_err_file_pct": 100 * (c_file / KW.C0 - 1),
             "c_err_default_pct": 100 * (float(prov["speed_of_sound"]) / KW.C0 - 1)}
         plain = oatomo.reconstruct(scan, "mb-tv", grid=grid, calibrate=False, refine=False)
-        right = oatomo.reconstruct(Scan(ys, true, acq_true, response=response), "mb-tv",
-                                   grid=grid, calibrate=False, refine=False)
+        right = oatomo.reconstruct(scan_true, "mb-tv", grid=grid, calibrate=False,
+                                   refine=False)
         for k, img in (("tv_file", plain.image), ("default", rec.image),
                        ("tv_true", right.image)):
             row[f"psnr_{k}_reg"] = H.register(np.asarray(img, np.float64), truth)[0]
@@ -238,9 +254,44 @@ def evaluate(path: Path | None) -> list[dict[str, Any]]:
     return rows
 
 
+def refine(path: Path | None, models: list[str]) -> list[dict[str, Any]]:
+    """The TV refiner on the k-Wave scans with their TRUE positions (correct files): TV as
+    the default makes it, and what the default returns with each refiner archive in
+    ``models`` (``oatomo.reconstruct(..., refine=True)``: refined when the scan is in the
+    refiner's family and the guard passes, else TV, saying why). PSNR after the best
+    affine fit."""
+    import oatomo
+
+    H = _load("heldout_default", ROOT / "benchmarks" / "calibration" / "heldout_default.py")
+    rows = []
+    for case, _, grid, truth, _, scan_true, _, _ in scans():
+        tv = oatomo.reconstruct(scan_true, "mb-tv", grid=grid, calibrate=False,
+                                refine=False).image
+        row: dict[str, Any] = {"case": case,
+                               "psnr_tv": H.score(np.asarray(tv, np.float64), truth)}
+        for m in models:
+            try:
+                rec = oatomo.reconstruct(scan_true, "mb-tv", grid=grid, calibrate=False,
+                                         refine=True, model=m, samples=0)
+                how = rec.provenance["refinement"]
+                row[f"psnr_{Path(m).stem}"] = H.score(np.asarray(rec.image, np.float64),
+                                                      truth)
+                row[f"why_{Path(m).stem}"] = how.get("reason") or "refined"
+            except oatomo.InputError as exc:  # outside the refiner's family
+                row[f"psnr_{Path(m).stem}"] = row["psnr_tv"]
+                row[f"why_{Path(m).stem}"] = str(exc)
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    if path is not None:
+        path.write_text(json.dumps(rows, indent=1))
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("stage", choices=("phantoms", "simulate", "evaluate"))
+    ap.add_argument("stage", choices=("phantoms", "simulate", "evaluate", "refine"))
+    ap.add_argument("--model", action="append", default=[],
+                    help="refine: a refiner archive (repeat to compare several)")
     ap.add_argument("--force", action="store_true")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
@@ -248,6 +299,9 @@ def main(argv: list[str] | None = None) -> int:
         make_phantoms()
     elif args.stage == "simulate":
         simulate(args.force)
+    elif args.stage == "refine":
+        refine(args.json, args.model or [str(ROOT / "oatomo" / "resources" / "models"
+                                             / "tv_refiner.npz")])
     else:
         evaluate(args.json)
     return 0
