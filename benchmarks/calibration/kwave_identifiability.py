@@ -35,6 +35,12 @@ for ``kwave_check.py``, here ``/tmp/kwenv``: its pins, numpy < 2.3 and matplotli
     OMP_NUM_THREADS=1 PYTHONPATH=. .venv/bin/python \\
         benchmarks/calibration/kwave_identifiability.py evaluate \\
         --json benchmarks/calibration/kwave_identifiability.json
+    # the TV refiner on the same scans with their true positions (correct files), one
+    # archive or several side by side:
+    OMP_NUM_THREADS=1 PYTHONPATH=. .venv/bin/python \
+        benchmarks/calibration/kwave_identifiability.py refine \
+        --model oatomo/resources/models/tv_refiner.npz \
+        --json benchmarks/refinement/kwave_tv_refiner_tta.json
 """
 
 from __future__ import annotations
