@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import math
-from dataclasses import replace
 
 import h5py
 import numpy as np
 import pytest
+from calibration_case import ACQ, GRID, NOMINAL, signals
 
-from oatomo import Acquisition, Grid, InputError, SensorArray, ring_array
+from oatomo import InputError, SensorArray, ring_array
 from oatomo.calibration import (
     Calibration,
     apply_calibration,
@@ -25,9 +25,6 @@ from oatomo.forward import simulate
 from oatomo.io import Scan, load_scan, save_scan
 from oatomo.phantoms import disks
 
-GRID = Grid(64, 0.0128)
-ACQ = Acquisition(20e6, 512, speed_of_sound=1500.0)
-NOMINAL = ring_array(32, 0.0225)
 FAST = {"n_levels": 2, "n_folds": 4, "n_iter": 15}
 
 
@@ -36,9 +33,7 @@ def _radial_errors(seed: int, std: float = 0.3e-3) -> SensorArray:
 
 
 def _scan(true: SensorArray, c_true: float = 1500.0, seed: int = 0) -> np.ndarray:
-    p0 = disks(GRID, seed=3, count=6)
-    return simulate(p0, GRID, true, replace(ACQ, speed_of_sound=c_true), noise_std=0.005,
-                    seed=seed)
+    return signals(true, c_true, seed)
 
 
 def _rms(e: np.ndarray) -> float:

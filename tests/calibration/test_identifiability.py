@@ -8,9 +8,10 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from calibration_case import ACQ, GRID, NOMINAL, P0, signals
 
 import oatomo
-from oatomo import Acquisition, Grid, ring_array
+from oatomo import Acquisition, ring_array
 from oatomo.calibration import calibrate, check_positions
 from oatomo.calibration.estimate import (
     MAX_SPEED_CHANGE,
@@ -22,23 +23,15 @@ from oatomo.calibration.levels import schedule
 from oatomo.calibration.result import NO_BETTER
 from oatomo.calibration.search import heldout_misfits, interleaved_folds
 from oatomo.cli import main
-from oatomo.forward import simulate
 from oatomo.geometry import SensorArray
 from oatomo.io import Scan, save_scan
-from oatomo.phantoms import disks
 from oatomo.pipeline import policy
 from oatomo.recon.operators import operator_norm_sq
-
-GRID = Grid(64, 0.0128)
-ACQ = Acquisition(20e6, 512, speed_of_sound=1500.0)
-NOMINAL = ring_array(32, 0.0225)
-P0 = disks(GRID, seed=3, count=6)
 
 
 def _scan(true: SensorArray, sensors: SensorArray = NOMINAL, c_true: float = 1500.0,
           acq: Acquisition = ACQ) -> Scan:
-    y = simulate(P0, GRID, true, replace(acq, speed_of_sound=c_true), noise_std=0.005,
-                 seed=0)
+    y = signals(true, c_true, acq=acq)
     return Scan(sinogram=y, sensors=sensors, acquisition=acq, p0=P0, grid=GRID)
 
 
