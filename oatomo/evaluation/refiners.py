@@ -225,7 +225,7 @@ def evaluate_refiners(eval_dir: str | os.PathLike, models: dict[str, str | os.Pa
                             np.stack([ref.linear_inputs(sino, nominal, acq, r.canonical,
                                                         band=band)[m] for m in ref.inputs]),
                             n_samples=n_samples, seed=i,
-                            view=_view(ref, nominal, r.canonical))
+                            view=ref.view_inputs(nominal, r.canonical))
                         s_mode = again.std / again.scale if again.scale > 0 else again.std
                         extra_corr.setdefault(name, {})[mode] = _correlation(
                             resample(s_mode, r.canonical, grid), np.abs(preds[name] - truth))
@@ -424,12 +424,3 @@ def _write(out: Path, result: dict[str, Any], examples: dict[str, dict[str, np.n
     fig.tight_layout()
     with atomic_path(out / "evaluation.png") as tmp:
         fig.savefig(tmp, dpi=110, format="png")
-
-
-def _view(ref: Any, sensors: SensorArray, grid: Grid) -> np.ndarray | None:
-    """The view channels a refiner takes (None for a model without them)."""
-    if not ref.view:
-        return None
-    from oatomo.refine.view import view_channels  # lazy: only view models
-
-    return view_channels(sensors, grid)

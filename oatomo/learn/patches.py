@@ -80,9 +80,9 @@ def patch_batch(data: PatchData, step: int, batch_size: int, patch: int, rank: i
         xb, yb = xb[..., ::-1], yb[..., ::-1]
     xb = np.ascontiguousarray(xb)
     if signs is not None:
-        f = np.asarray(signs, np.float32)
-        factor = (f[:, 0] if k % 2 else 1.0) * (f[:, 1] if flip else 1.0)
-        xb *= np.asarray(factor, np.float32).reshape(1, -1, 1, 1)
+        from oatomo.refine.view import turn_factors  # lazy: the refine package
+
+        xb *= turn_factors(signs, k, flip).reshape(1, -1, 1, 1)
     return xb, np.ascontiguousarray(yb), e[idx]
 
 

@@ -267,6 +267,15 @@ class Refiner:
         after the image channels."""
         return bool(self.meta.get("view_channels"))
 
+    def view_inputs(self, sensors: SensorArray, grid: Grid) -> np.ndarray | None:
+        """The view channels this model takes for ``sensors`` on ``grid`` (the model's grid),
+        or None for a model that takes none (:attr:`view`)."""
+        if not self.view:
+            return None
+        from oatomo.refine.view import view_channels  # lazy: only view models
+
+        return view_channels(sensors, grid)
+
     def model_grid(self, grid: Grid) -> Grid:
         """The grid the model refines a scan of ``grid`` on (:func:`model_grid`)."""
         return model_grid(grid, self.pitch, self.native_grid)
@@ -405,10 +414,9 @@ class Refiner:
         # model was trained on turned and mirrored crops); the map from the plain pass
         signs = None
         if self.view:
-            from oatomo.refine.view import VIEW_SIGNS  # lazy: only view models
+            from oatomo.refine.view import channel_signs, turn_factors  # lazy: view models
 
-            signs = np.concatenate([np.ones((len(x) - len(VIEW_SIGNS), 2), np.float32),
-                                    VIEW_SIGNS])
+            signs = channel_signs(len(self.inputs))
         total = refined.astype(np.float64)
         for k in range(4):
             for flip in (False, True):
@@ -417,12 +425,7 @@ class Refiner:
                 xt = np.rot90(x, k, (1, 2))
                 xt = np.ascontiguousarray(xt[..., ::-1] if flip else xt)
                 if signs is not None:
-                    factor = np.ones(len(signs), np.float32)
-                    if k % 2:
-                        factor *= signs[:, 0]
-                    if flip:
-                        factor *= signs[:, 1]
-                    xt *= factor[:, None, None]
+                    xt *= turn_factors(signs, k, flip)[:, None, None]
                 r, _ = self._run_once(xt, e, 0, seed)
                 total += np.rot90(r[..., ::-1] if flip else r, -k, (0, 1))
         return (total / 8).astype(np.float32), std
@@ -585,13 +588,9 @@ class Refiner:
         canon = self.model_grid(grid)
         lin = self.linear_inputs(sino, sensors, acquisition, canon, band=band,
                                  images=images if canon == grid else None)
-        view = None
-        if self.view:
-            from oatomo.refine.view import view_channels  # lazy: only view models
-
-            view = view_channels(sensors, canon)
         r = self.refine_images(np.stack([lin[m] for m in self.inputs]), env=env,
-                               n_samples=n_samples, seed=seed, view=view)
+                               n_samples=n_samples, seed=seed,
+                               view=self.view_inputs(sensors, canon))
         return RefinedScan(
             refined=resample(r.refined, canon, grid),
             std=None if r.std is None else resample(r.std, canon, grid),

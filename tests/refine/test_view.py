@@ -10,7 +10,7 @@ import pytest
 from oatomo import Grid, InputError
 from oatomo.geometry import SensorArray, ring_array
 from oatomo.learn.patches import patch_batch
-from oatomo.refine.view import VIEW_NAMES, VIEW_SIGNS, view_channels
+from oatomo.refine.view import VIEW_NAMES, channel_signs, view_channels
 
 GRID = Grid(16, 1.6e-3)
 
@@ -45,7 +45,7 @@ def test_the_trainers_rotations_and_mirrors_move_the_channels_as_the_array_moves
     image = rng.normal(size=(GRID.n, GRID.n)).astype(np.float32)
     x = np.concatenate([image[None], view_channels(SensorArray(pos), GRID)])[None]
     data = (x, x[:, :1].copy(), np.zeros(1, np.int64))
-    signs = np.concatenate([np.ones((1, 2), np.float32), VIEW_SIGNS])
+    signs = channel_signs(1)
     seen = set()
     for step in range(40):
         (xb,), _, _ = patch_batch(data, step, 1, GRID.n, signs=signs)
