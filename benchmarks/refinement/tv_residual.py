@@ -175,9 +175,7 @@ def make_report_like(out: Path, geometries: list[str], kinds: list[str],
     i = REPORT_LIKE_FROM
     for g in geometries:
         geo = {**H.GEOMETRIES, **T.FRESH_GEOMETRIES}[g]
-        base = getattr(geo, "base", geo)
-        env = 3 if base.kind == "linear" else 0 if base.arc >= 2 * math.pi else \
-            1 if base.arc >= math.pi else 2
+        env = geometry_environment(getattr(geo, "base", geo))
         for k in kinds:
             for seed in seeds:
                 path = out / f"{i:06d}.npz"
@@ -318,13 +316,17 @@ def item_view(i: int) -> np.ndarray:
     return _VIEW_OF[i]
 
 
-def _replay_environment(i: int) -> int:
-    geo = item_geometry(i)
+def geometry_environment(geo: H.Geometry) -> int:
+    """The environment (index into :data:`ENVIRONMENTS`) of a kind of scanner."""
     if geo.kind == "linear":
         return 3
     if geo.arc >= 2 * math.pi:
         return 0
     return 1 if geo.arc >= math.pi else 2
+
+
+def _replay_environment(i: int) -> int:
+    return geometry_environment(item_geometry(i))
 
 
 # --- model ---------------------------------------------------------------------------
@@ -486,9 +488,9 @@ def train(data: str, out: str, steps: int, resume: bool = True, loss_kind: str =
         return items
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    from oatomo.refine.view import VIEW_SIGNS
+    from oatomo.refine.view import channel_signs
 
-    signs = np.concatenate([np.ones((2, 2), np.float32), VIEW_SIGNS]) if view else None
+    signs = channel_signs(2) if view else None
     train_on_patches(model, load, out, steps=steps, batch_size=16, patch=96, device=device,
                      resume=resume, extra={"arch": arch, "view": view}, signs=signs)
 
@@ -589,28 +591,26 @@ def score(model_path: str, cache: Path, guard: bool = False) -> list[tuple]:
     from oatomo.refine.view import view_channels
 
     rows = []
-    for f in sorted(cache.glob("truth_*.npy")):
-        name = f.stem[len("truth_"):]
-        z = np.load(cache / f"{name}.npz")
-        truth = np.load(f)
+    for geo, kind, seed, z, truth in T.cached_scans(cache):
         tv, ubp = z["tv"], z["ubp"]
         xn, s = inputs_of(tv, ubp, arch)
-        geo, kind, seed = name.rsplit("_", 2)
+        # the scan's draws (grid, true positions, acquisition, response): for the view
+        # channels and the guard
+        case = T.draw_case(geo, kind, seed) if view or guard else None
         if view:
-            grid, true = (T.draw_case(geo, kind, int(seed))[i] for i in (0, 4))
-            xn = np.concatenate([xn, view_channels(true, grid)])
+            xn = np.concatenate([xn, view_channels(case[4], case[0])])
         x = torch.from_numpy(xn[None])
         t = time.perf_counter()
         with torch.no_grad():
             ref = run(x)[0, 0].numpy() * s
         dt = time.perf_counter() - t
-        row = (geo, kind, int(seed), H.score(ubp.astype(np.float64), truth),
+        row = (geo, kind, seed, H.score(ubp.astype(np.float64), truth),
                H.score(tv.astype(np.float64), truth),
                H.score(ref.astype(np.float64), truth), dt, float(z["t_tv"]))
         if guard:
             from oatomo.refine.guard import check_refined, guard_rule
 
-            grid, _, _, _, true, acq, response, _, _ = T.draw_case(geo, kind, int(seed))
+            grid, _, _, _, true, acq, response, _, _ = case
             verdict = check_refined(ref, tv, z["y"], grid, true, acq, response=response,
                                     rule=guard_rule("mb-tv"))
             kept = ref if verdict.passed else tv
@@ -634,27 +634,21 @@ def uncertainty(archive: str, cache: Path, samples: int = 16, mode: str | None =
     ref = load_refiner(archive)
     if mode:
         ref = replace(ref, uncertainty=mode)
+    import tv_refiner as T
+
     rows = []
-    for f in sorted(cache.glob("truth_*.npy")):
-        name = f.stem[len("truth_"):]
-        z = np.load(cache / f"{name}.npz")
-        truth = np.load(f)
-        geo, kind, seed = name.rsplit("_", 2)
+    for geo, kind, seed, z, truth in T.cached_scans(cache):
         view = None
         if ref.view:
-            import tv_refiner as T
-
-            from oatomo.refine.view import view_channels
-
-            grid, true = (T.draw_case(geo, kind, int(seed))[i] for i in (0, 4))
-            view = view_channels(true, grid)
+            grid, true = (T.draw_case(geo, kind, seed)[i] for i in (0, 4))
+            view = ref.view_inputs(true, grid)
         t = time.perf_counter()
         out = ref.refine_images(np.stack([z["tv"], z["ubp"]]), n_samples=samples, seed=0,
                                 view=view)
         took = time.perf_counter() - t
         fit = affine_fit(out.refined.astype(np.float64)[None], truth[None])[0]
         r = float(np.corrcoef(out.std.ravel(), np.abs(fit - truth).ravel())[0, 1])
-        rows.append({"geometry": geo, "phantom": kind, "seed": int(seed), "r": r, "s": took,
+        rows.append({"geometry": geo, "phantom": kind, "seed": seed, "r": r, "s": took,
                      "refined": H.score(out.refined.astype(np.float64), truth),
                      "tv": H.score(z["tv"].astype(np.float64), truth)})
     return rows
