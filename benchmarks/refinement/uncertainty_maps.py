@@ -24,7 +24,10 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks" / "calibration"),
+                str(ROOT / "benchmarks" / "refinement")]
+
+import tv_refiner as T  # noqa: E402
 
 from oatomo.evaluation.metrics import affine_fit  # noqa: E402
 from oatomo.refine import load_refiner  # noqa: E402
@@ -57,11 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     ref = load_refiner(args.model)
     ref.uncertainty = "decoders"  # the spread alone; the candidates are built from it
+    ref.meta["tta"] = False  # one pass, as when the map was chosen
     res: dict[str, list[float]] = {}
-    for f in sorted(Path(args.cache).glob("truth_*.npy")):
-        name = f.stem[len("truth_"):]
-        z = np.load(Path(args.cache) / f"{name}.npz")
-        truth = np.load(f)
+    for _, _, _, z, truth in T.cached_scans(Path(args.cache)):
         out = ref.refine_images(np.stack([z["tv"], z["ubp"]]), n_samples=2)
         r = out.refined.astype(np.float64)
         err = np.abs(affine_fit(r[None], truth[None])[0] - truth)
