@@ -43,6 +43,7 @@ from torch import nn
 
 from oatomo._atomic import atomic_path
 from oatomo.errors import InputError
+from oatomo.learn.augment import turn_factors
 from oatomo.learn.train import LossModule, dist_info, resolve_device
 from oatomo.progress import Callback
 
@@ -80,8 +81,6 @@ def patch_batch(data: PatchData, step: int, batch_size: int, patch: int, rank: i
         xb, yb = xb[..., ::-1], yb[..., ::-1]
     xb = np.ascontiguousarray(xb)
     if signs is not None:
-        from oatomo.refine.view import turn_factors  # lazy: the refine package
-
         xb *= turn_factors(signs, k, flip).reshape(1, -1, 1, 1)
     return xb, np.ascontiguousarray(yb), e[idx]
 

@@ -414,7 +414,8 @@ class Refiner:
         # model was trained on turned and mirrored crops); the map from the plain pass
         signs = None
         if self.view:
-            from oatomo.refine.view import channel_signs, turn_factors  # lazy: view models
+            from oatomo.learn.augment import turn_factors  # lazy: only view models
+            from oatomo.refine.view import channel_signs
 
             signs = channel_signs(len(self.inputs))
         total = refined.astype(np.float64)

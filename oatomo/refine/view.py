@@ -34,7 +34,7 @@ import numpy as np
 from oatomo._limits import check_bytes
 from oatomo.geometry import Grid, SensorArray
 
-__all__ = ["VIEW_NAMES", "VIEW_SIGNS", "channel_signs", "turn_factors", "view_channels"]
+__all__ = ["VIEW_NAMES", "VIEW_SIGNS", "channel_signs", "view_channels"]
 
 #: Names of the view channels, in order.
 VIEW_NAMES = ("view_c2", "view_s2", "view_c4", "view_s4")
@@ -45,21 +45,9 @@ VIEW_SIGNS = np.array([[-1.0, 1.0], [-1.0, -1.0], [1.0, 1.0], [1.0, -1.0]], np.f
 
 def channel_signs(n_images: int) -> np.ndarray:
     """The (n_images + 4, 2) signs of a view model's input under a turn and a mirror:
-    ``n_images`` image channels (unchanged), then the view channels (:data:`VIEW_SIGNS`)."""
+    ``n_images`` image channels (unchanged), then the view channels (:data:`VIEW_SIGNS`);
+    :func:`oatomo.learn.augment.turn_factors` turns them into factors."""
     return np.concatenate([np.ones((n_images, 2), np.float32), VIEW_SIGNS])
-
-
-def turn_factors(signs: np.ndarray, quarter_turns: int, mirrored: bool) -> np.ndarray:
-    """Per channel, the factor its values take when the image stack is turned by
-    ``quarter_turns`` x 90 degrees and then mirrored (``signs``: (C, 2), the factor of one
-    turn and of a mirror, e.g. :func:`channel_signs`)."""
-    f = np.asarray(signs, np.float32)
-    factor = np.ones(len(f), np.float32)
-    if quarter_turns % 2:
-        factor *= f[:, 0]
-    if mirrored:
-        factor *= f[:, 1]
-    return factor
 
 
 def view_channels(sensors: SensorArray, grid: Grid) -> np.ndarray:
