@@ -398,7 +398,7 @@ def build_model(channels=(32, 64, 128), shuffle: int = 2, loss_kind: str = "sse"
 
 
 def build_vae(kind: str, width: int = 32, depth: int = 2, latent: int = 16,
-              beta: float = 1.0, view: bool = False):
+              beta: float = 1.0, view: bool = False, seed: int = 0):
     """The package's convolutional VAE of ``kind`` ("ivae": the invariant multi-decoder
     model, one variant decoder per :data:`ENVIRONMENTS`; "bvae": the pooled beta-VAE),
     residual on the TV channel, with the profiled Gaussian likelihood; ``view``: the four
@@ -409,11 +409,11 @@ def build_vae(kind: str, width: int = 32, depth: int = 2, latent: int = 16,
     if kind in ("skip-ivae", "skip-bvae"):
         scfg = SkipVAEConfig(in_channels=6 if view else 2, n_envs=len(ENVIRONMENTS),
                              beta=beta)
-        return (SkipMultiDecoderIVAE if kind == "skip-ivae" else SkipBetaVAE)(scfg, seed=0)
+        return (SkipMultiDecoderIVAE if kind == "skip-ivae" else SkipBetaVAE)(scfg, seed=seed)
     cfg = ConvVAEConfig(in_channels=2, width=width, depth=depth, latent_dim=latent,
                         likelihood="profiled", n_envs=len(ENVIRONMENTS), residual=True,
                         beta=beta)
-    return (ConvMultiDecoderIVAE if kind == "ivae" else ConvBetaVAE)(cfg, seed=0)
+    return (ConvMultiDecoderIVAE if kind == "ivae" else ConvBetaVAE)(cfg, seed=seed)
 
 
 def inputs_of(tv: np.ndarray, ubp: np.ndarray, arch: str) -> tuple[np.ndarray, float]:
@@ -457,7 +457,7 @@ def load_items(data: str, arch: str = "resunet", exclude: tuple[str, ...] = (),
 def train(data: str, out: str, steps: int, resume: bool = True, loss_kind: str = "sse",
           arch: str = "resunet", beta: float = 1.0, exclude: tuple[str, ...] = (),
           max_items: int | None = None, device: str = "cpu", view: bool = False,
-          kinds: tuple[str, ...] = ()) -> None:
+          kinds: tuple[str, ...] = (), seed: int = 0) -> None:
     """Train a refiner of the TV image on ``device`` (``"cpu"``, ``"cuda"``, ``"auto"``)
     with :func:`oatomo.learn.patches.train_on_patches` (batches of 16 random 96 x 96
     patches; under ``torchrun --nproc-per-node N`` with distributed data parallelism).
@@ -466,7 +466,9 @@ def train(data: str, out: str, steps: int, resume: bool = True, loss_kind: str =
     over TV's peak) or "logratio" (``log`` of the crop's squared error over TV's own: every
     crop counts by its PSNR change in dB, whatever TV's PSNR there); or the package's VAEs
     "ivae" / "bvae" / "skip-ivae" / "skip-bvae" (:func:`build_vae`), whose loss is their own
-    (the profiled likelihood, with the gradient of "logratio").
+    (the profiled likelihood, with the gradient of "logratio"). ``seed`` draws the VAE's
+    initial weights and its sampling noise (the batches depend on the step only): another
+    seed trains another member of an ensemble of the same recipe.
     """
     import torch
 
@@ -474,11 +476,11 @@ def train(data: str, out: str, steps: int, resume: bool = True, loss_kind: str =
     from oatomo.learn.train import dist_info
 
     torch.set_num_threads(int(os.environ.get("TORCH_THREADS", "2")))
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     if view and arch == "resunet":
         raise SystemExit("--view: the package's VAEs only")
     model = (build_model(loss_kind=loss_kind) if arch == "resunet"
-             else build_vae(arch, beta=beta, view=view))
+             else build_vae(arch, beta=beta, view=view, seed=seed))
 
     def load():
         items = load_items(data, arch, exclude, max_items, view, kinds)
@@ -492,7 +494,8 @@ def train(data: str, out: str, steps: int, resume: bool = True, loss_kind: str =
 
     signs = channel_signs(2) if view else None
     train_on_patches(model, load, out, steps=steps, batch_size=16, patch=96, device=device,
-                     resume=resume, extra={"arch": arch, "view": view}, signs=signs)
+                     resume=resume, extra={"arch": arch, "view": view}, signs=signs,
+                     seed=seed)
 
 
 # --- the shipped form ----------------------------------------------------------------
@@ -532,6 +535,38 @@ def export(model_path: str, out: str) -> None:
             **({"view_channels": list(VIEW_NAMES)} if view else {}),
             "data": "benchmarks/refinement/tv_residual.py data (see its docstring)"}
     save_checkpoint(out, model.eval(), step=int(ck["step"]), train={FAMILY_KEY: meta})
+
+
+def ensemble(out: str, archives: list[str], shared: bool = True,
+             uncertainty: str | None = None) -> None:
+    """Write an ensemble refiner: ``out`` holds the first archive's weights and, in its
+    metadata, ``members`` naming the others, which are copied beside it as
+    ``<out stem>_member<k>.npz`` (with their JSON sidecars); ``shared``: the 8 turns and
+    mirrors are shared out among the networks (``tta_shared``), so the ensemble costs
+    what one network with test-time augmentation costs; ``uncertainty``: the map's mode
+    (default: the first archive's)."""
+    from oatomo.learn.checkpoint import sidecar_path
+    from oatomo.learn.records import read_weights, write_weights
+    from oatomo.scanners import FAMILY_KEY
+
+    dest = Path(out)
+    names = []
+    for k, src in enumerate(archives[1:], start=1):
+        meta, state = read_weights(src)
+        if meta["train"][FAMILY_KEY].get("members"):
+            raise SystemExit(f"{src}: a member must not have members of its own")
+        target = dest.with_name(f"{dest.stem}_member{k}.npz")
+        write_weights(target, meta, state)
+        sidecar_path(target).write_text(json.dumps(meta, indent=2) + "\n")
+        names.append(target.name)
+    meta, state = read_weights(archives[0])
+    fam = meta["train"][FAMILY_KEY]
+    fam["members"] = names
+    fam["tta_shared"] = bool(shared)
+    if uncertainty:
+        fam["uncertainty"] = uncertainty
+    write_weights(dest, meta, state)
+    sidecar_path(dest).write_text(json.dumps(meta, indent=2) + "\n")
 
 
 # --- scoring -------------------------------------------------------------------------
@@ -735,16 +770,25 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--view", action="store_true",
                    help="the view channels of each scanner are inputs too "
                    "(oatomo.refine.view)")
+    t.add_argument("--seed", type=int, default=0,
+                   help="initial weights and sampling noise (another ensemble member)")
     u = sub.add_parser("uncertainty", help="uncertainty map against the error (archive)")
     u.add_argument("archive")
     u.add_argument("cache")
     u.add_argument("--json")
     u.add_argument("--samples", type=int, default=16, help="posterior samples")
-    u.add_argument("--mode", choices=("posterior", "decoders", "both", "decoders-edges"),
+    u.add_argument("--mode", choices=("posterior", "decoders", "both", "decoders-edges",
+                                      "ensemble-edges"),
                    help="the uncertainty map's kind (default: the archive's)")
     x = sub.add_parser("export", help="write the shipped form of a trained model")
     x.add_argument("model")
     x.add_argument("out")
+    e = sub.add_parser("ensemble", help="write an ensemble of exported archives")
+    e.add_argument("out")
+    e.add_argument("archives", nargs="+", help="the first network, then the members")
+    e.add_argument("--every-turn", action="store_true",
+                   help="every network takes all 8 turns and mirrors (default: shared)")
+    e.add_argument("--uncertainty", choices=("decoders-edges", "ensemble-edges"))
     c = sub.add_parser("cache")
     c.add_argument("cache")
     c.add_argument("--tuning", action="store_true")
@@ -778,10 +822,12 @@ def main(argv: list[str] | None = None) -> int:
             train(a.data, a.model, a.steps, loss_kind=a.loss, arch=a.arch,
                   beta=a.beta, exclude=tuple(e for e in a.exclude.split(",") if e),
                   max_items=a.max_items, device=a.device, view=a.view,
-                  kinds=tuple(k for k in a.kinds.split(",") if k))
+                  kinds=tuple(k for k in a.kinds.split(",") if k), seed=a.seed)
         except InputError as exc:  # e.g. --device cuda on a machine without CUDA
             print(f"tv_residual.py train: error: {exc}", file=sys.stderr)
             return 2
+    elif a.cmd == "ensemble":
+        ensemble(a.out, a.archives, shared=not a.every_turn, uncertainty=a.uncertainty)
     elif a.cmd == "uncertainty":
         rows = uncertainty(a.archive, Path(a.cache), a.samples, a.mode)
         rs = np.array([r["r"] for r in rows])

@@ -48,7 +48,7 @@ TRAIN_COMMAND = ("oatomo refiner data -o DATA && "
 
 
 #: The kinds of uncertainty map of a refiner (:attr:`oatomo.refine.Refiner.uncertainty`).
-UNCERTAINTY_MODES = ("posterior", "decoders", "both", "decoders-edges")
+UNCERTAINTY_MODES = ("posterior", "decoders", "both", "decoders-edges", "ensemble-edges")
 
 
 def is_weights_archive(path: str | os.PathLike) -> bool:

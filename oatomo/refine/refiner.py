@@ -219,7 +219,13 @@ class Refiner:
         ``"both"``, the square root of the sum of the two variances; ``"decoders-edges"``,
         the geometric mean of the decoders' spread and the edge strength of the refined
         image (:func:`edge_weighted`), which ranks the pixels by their error better (its
-        errors sit at edges).
+        errors sit at edges); ``"ensemble-edges"`` (with :attr:`members`), the same with
+        the spread of the networks' answers added to the decoders' (variances summed).
+    members
+        Further networks of the same architecture and inputs, trained by the same recipe
+        from other initial weights (an ensemble; the archive's metadata ``members``): the
+        refined image is the mean of every network's answers. The uncertainty map comes
+        from :attr:`model`.
     """
 
     model: Any
@@ -231,6 +237,7 @@ class Refiner:
     meta: dict[str, Any] = field(default_factory=dict)
     uncertainty: str = "posterior"
     gain: float = 1.0
+    members: tuple[Any, ...] = ()
     _stacked: Any = field(default=None, repr=False, compare=False)
 
     @property
@@ -257,8 +264,22 @@ class Refiner:
     def tta(self) -> bool:
         """Whether the refined image is the mean of the model's answers to the 8 turns and
         mirrors of the input (test-time augmentation; the model's metadata ``tta``). The
-        uncertainty map comes from the plain input."""
+        uncertainty map comes from the plain input. With :attr:`members` and the metadata
+        ``tta_shared``, the 8 are shared out among the networks (network ``m`` of ``M``
+        takes the turns and mirrors ``m, m + M, ...``), so an ensemble costs what one
+        network with test-time augmentation costs."""
         return bool(self.meta.get("tta", False))
+
+    def passes(self) -> list[tuple[int, int, bool]]:
+        """The network passes whose mean is the refined image: ``(network, quarter turns,
+        mirrored)``, network 0 being :attr:`model` and ``1...`` the :attr:`members`; the
+        first pass is the plain input through :attr:`model`."""
+        turns = ([(k, flip) for k in range(4) for flip in (False, True)] if self.tta
+                 else [(0, False)])
+        n = 1 + len(self.members)
+        if self.tta and n > 1 and self.meta.get("tta_shared", False):
+            return [(i % n, k, flip) for i, (k, flip) in enumerate(turns)]
+        return [(m, k, flip) for m in range(n) for k, flip in turns]
 
     @property
     def view(self) -> bool:
@@ -343,7 +364,7 @@ class Refiner:
                                  f"{x.shape[2]}), got {geometry.shape}")
         refined, std, scale = self._refine_tiles(x, env, n_samples, seed, tile, overlap,
                                                  geometry)
-        if std is not None and self.uncertainty == "decoders-edges":
+        if std is not None and self.uncertainty in ("decoders-edges", "ensemble-edges"):
             std = edge_weighted(std, refined)
         canon = Grid(x.shape[1], x.shape[1] * self.pitch)
         from oatomo.recon.registry import image_units  # lazy: the registry loads Numba
@@ -408,52 +429,61 @@ class Refiner:
             r, s = self._run(np.pad(x, pad), env, n_samples, seed)
             return r[:n0, :n1], None if s is None else s[:n0, :n1]
         refined, std = self._run_once(x, e, n_samples, seed)
-        if not self.tta:
+        passes = self.passes()
+        if len(passes) == 1:
             return refined, std
-        # test-time augmentation: the mean over the 8 turns and mirrors of the input (the
-        # model was trained on turned and mirrored crops); the map from the plain pass
+        # test-time augmentation (the mean over the turns and mirrors of the input: the
+        # model was trained on turned and mirrored crops) and the ensemble's members; the
+        # map from the plain pass
         signs = None
         if self.view:
             from oatomo.learn.augment import turn_factors  # lazy: only view models
             from oatomo.refine.view import channel_signs
 
             signs = channel_signs(len(self.inputs))
-        total = refined.astype(np.float64)
-        for k in range(4):
-            for flip in (False, True):
-                if k == 0 and not flip:
-                    continue
-                xt = np.rot90(x, k, (1, 2))
-                xt = np.ascontiguousarray(xt[..., ::-1] if flip else xt)
-                if signs is not None:
-                    xt *= turn_factors(signs, k, flip)[:, None, None]
-                r, _ = self._run_once(xt, e, 0, seed)
-                total += np.rot90(r[..., ::-1] if flip else r, -k, (0, 1))
-        return (total / 8).astype(np.float32), std
+        models = (self.model, *self.members)
+        # each network's sum of answers, and how many it gave
+        sums = np.zeros((len(models),) + refined.shape)
+        counts = np.zeros(len(models))
+        sums[0], counts[0] = refined, 1
+        for m, k, flip in passes[1:]:
+            xt = np.rot90(x, k, (1, 2))
+            xt = np.ascontiguousarray(xt[..., ::-1] if flip else xt)
+            if signs is not None:
+                xt *= turn_factors(signs, k, flip)[:, None, None]
+            r, _ = self._run_once(xt, e, 0, seed, models[m])
+            sums[m] += np.rot90(r[..., ::-1] if flip else r, -k, (0, 1))
+            counts[m] += 1
+        if std is not None and self.uncertainty == "ensemble-edges" and len(models) > 1:
+            # the networks' disagreement: the spread of their mean answers
+            spread = (sums / counts[:, None, None]).var(axis=0)
+            std = np.sqrt(std.astype(np.float64) ** 2 + spread).astype(np.float32)
+        return (sums.sum(axis=0) / len(passes)).astype(np.float32), std
 
-    def _run_once(self, x: np.ndarray, e: int | None, n_samples: int, seed: int
-                  ) -> tuple[np.ndarray, np.ndarray | None]:
-        """One pass of the model (NumPy or PyTorch) on (C, n, n) channels whose sides the
-        model takes."""
-        if isinstance(self.model, NumpyEngine):
+    def _run_once(self, x: np.ndarray, e: int | None, n_samples: int, seed: int,
+                  model: Any = None) -> tuple[np.ndarray, np.ndarray | None]:
+        """One pass of ``model`` (default :attr:`model`; NumPy or PyTorch) on (C, n, n)
+        channels whose sides the model takes."""
+        model = self.model if model is None else model
+        if isinstance(model, NumpyEngine):
             from oatomo._blas import blas_threads  # lazy: reads the BLAS library on use
 
             # one 128² tile: one BLAS thread (spinning threads cost seconds when busy)
             with blas_threads(1 if x.shape[-1] * x.shape[-2] <= SMALL_PIXELS else None):
-                return self._run_numpy(x, e, n_samples, seed)
+                return self._run_numpy(x, e, n_samples, seed, model)
 
         with few_threads(x.shape[-1] * x.shape[-2]):  # one 128² tile: one thread
-            return self._run_torch(x, e, n_samples, seed)
+            return self._run_torch(x, e, n_samples, seed, model)
 
     def _wants(self, n_samples: int) -> tuple[bool, bool]:
         """Whether the uncertainty map takes posterior samples, and the variant decoders."""
         mode = self.uncertainty
         return (n_samples >= 2 and mode in ("posterior", "both"),
-                n_samples >= 2 and mode in ("decoders", "both", "decoders-edges"))
+                n_samples >= 2 and mode in ("decoders", "both", "decoders-edges",
+                                            "ensemble-edges"))
 
-    def _run_numpy(self, x: np.ndarray, e: int | None, n_samples: int, seed: int
-                   ) -> tuple[np.ndarray, np.ndarray | None]:
-        model = self.model
+    def _run_numpy(self, x: np.ndarray, e: int | None, n_samples: int, seed: int,
+                   model: Any) -> tuple[np.ndarray, np.ndarray | None]:
         posterior, decoders = self._wants(n_samples)
         if isinstance(model, NumpySkipVAE):  # its decoders also take the encoder's skips
             mu, logvar, skips = model.features(x[None], logvar=posterior)
@@ -483,11 +513,11 @@ class Refiner:
             var += per_env.var(0)
         return out.astype(np.float32), np.sqrt(var).astype(np.float32)
 
-    def _run_torch(self, x: np.ndarray, e: int | None, n_samples: int, seed: int
-                   ) -> tuple[np.ndarray, np.ndarray | None]:
+    def _run_torch(self, x: np.ndarray, e: int | None, n_samples: int, seed: int,
+                   model: Any) -> tuple[np.ndarray, np.ndarray | None]:
         import torch  # lazy: the NumPy back end refines without PyTorch
 
-        model = self.model.eval()
+        model = model.eval()
         xt = torch.from_numpy(np.ascontiguousarray(x))[None].to(model.device)
         with torch.no_grad():
             posterior, decoders = self._wants(n_samples)
@@ -671,11 +701,40 @@ def load_refiner(path: str | os.PathLike, *, device: str = "cpu",
         model = model_from_checkpoint(ckpt, path=path, map_location=device)
     meta = family_record(ckpt.get("train"), path)
     return Refiner(model=model, kind=str(meta["kind"]),
-                         family=ScannerFamily.from_dict(meta["family"]),
-                         pitch=float(meta["pitch"]), inputs=tuple(meta["inputs"]),
-                         env_names=tuple(meta["env_names"]), meta=dict(meta),
-                         uncertainty=str(meta.get("uncertainty", "posterior")),
-                         gain=_gain(meta.get("gain", 1.0), path))
+                   family=ScannerFamily.from_dict(meta["family"]),
+                   pitch=float(meta["pitch"]), inputs=tuple(meta["inputs"]),
+                   env_names=tuple(meta["env_names"]), meta=dict(meta),
+                   uncertainty=str(meta.get("uncertainty", "posterior")),
+                   gain=_gain(meta.get("gain", 1.0), path),
+                   members=_members(meta, ckpt, path, device, backend))
+
+
+def _members(meta: dict[str, Any], ckpt: dict[str, Any], path: str | os.PathLike,
+             device: str, backend: str) -> tuple[Any, ...]:
+    """The ensemble's further networks (:attr:`Refiner.members`): the metadata ``members``
+    names weights archives beside ``path``, each of the same model class and inputs and
+    with no members of its own."""
+    names = meta.get("members") or []
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise InputError("the model's 'members' must be a list of file names", path)
+    out = []
+    for name in names:
+        if os.path.basename(name) != name or not name.endswith(".npz"):
+            raise InputError(f"ensemble member {name!r} must be a .npz file name beside "
+                             "the model", path)
+        other = os.path.join(os.path.dirname(os.fspath(path)), name)
+        if not os.path.exists(other):
+            raise InputError(f"ensemble member {name!r} is missing", path)
+        sub_ckpt, _ = read_weights(other)
+        sub = family_record(sub_ckpt.get("train"), other)
+        if sub.get("members"):
+            raise InputError("an ensemble member must not have members of its own", other)
+        if (sub_ckpt["model_class"] != ckpt["model_class"]
+                or list(sub["inputs"]) != list(meta["inputs"])):
+            raise InputError("an ensemble member must be the model's architecture with "
+                             "its inputs", other)
+        out.append(load_refiner(other, device=device, backend=backend).model)
+    return tuple(out)
 
 
 def _gain(value: Any, path: str | os.PathLike) -> float:
