@@ -46,8 +46,8 @@ class PositionCheck:
     spread
         Spread of the sensors' position errors along their lines of sight that the data
         show (m): the robust rms (1.4826 x median absolute deviation about the median) of
-        the per-sensor shifts, less their estimation noise in quadrature; 0 when the
-        shifts scatter no more than their noise.
+        the per-sensor shifts. It asks for calibration only above both the threshold and
+        :attr:`noise` (:attr:`needs_calibration`).
     noise
         Rms estimation noise of a shift (m; posterior std from the misfit's curvature).
     offset
