@@ -51,7 +51,8 @@ def spread_limit(n: int) -> float:
     Above this factor (1.55 for 12 sensors, 1.34 for 32, 1.12 for 256) the spread exceeds
     the noise in about 5 % of correct scans (a little less for few sensors: the factor is
     then slightly above the exact 95 % quantile). Comparing the spread with the noise
-    itself asked for calibration on 30-60 % of correct files of 12-16-sensor rings.
+    itself asked for calibration on about half of the correct files of 12- and 16-sensor
+    rings.
     """
     return 1.0 + SPREAD_Z * 1.166 / math.sqrt(max(int(n), 1))
 
@@ -66,25 +67,17 @@ class PositionCheck:
         Spread of the sensors' position errors along their lines of sight that the data
         show (m): the robust rms (1.4826 x median absolute deviation about the median) of
         the per-sensor shifts. It asks for calibration only above both the threshold and
-        the larger of :attr:`noise` and :attr:`scatter` times :func:`spread_limit`
-        (:attr:`needs_calibration`).
+        :attr:`noise` times :func:`spread_limit` (:attr:`needs_calibration`).
     noise
         Rms estimation noise of a shift (m; posterior std from the misfit's curvature).
-    scatter
-        Estimation noise of a shift that the held-out images add (m): the robust rms of
-        the differences between each sensor's shifts found against two partitions of the
-        other sensors into folds, over sqrt(2). On sparse arrays a sensor's shift depends
-        on which other sensors made its image more than the posterior std says; the
-        spread is compared with the larger of the two.
     offset
         Median of the shifts (m, positive towards the image centre): a common shift along
         the lines of sight, which a wrong speed of sound (or array radius) gives.
     n_sensors
         Number of sensors tested.
     threshold
-        Spread above which calibration is asked for (m), if it also exceeds the larger
-        of :attr:`noise` and :attr:`scatter` times :func:`spread_limit` of
-        :attr:`n_sensors`.
+        Spread above which calibration is asked for (m), if it also exceeds
+        :attr:`noise` times :func:`spread_limit` of :attr:`n_sensors`.
     correlation
         Median correlation of the held-out predictions with the records.
     time_s
@@ -102,25 +95,22 @@ class PositionCheck:
     reason: str = ""
     offset: float = 0.0
     n_sensors: int = 0
-    scatter: float = 0.0
 
     @property
     def needs_calibration(self) -> bool:
         """True when the data show position errors above :attr:`threshold`: a spread of
-        the shifts above it and above what their estimation noise alone gives (the larger
-        of :attr:`noise` and :attr:`scatter` times :func:`spread_limit`), or a common shift
-        above it and above three standard errors of a median (a wrong speed of sound)."""
+        the shifts above it and above what their noise alone gives (the noise times
+        :func:`spread_limit`), or a common shift above it and above three standard errors
+        of a median (a wrong speed of sound)."""
         if self.reason:
             return False
         se = 1.2533 * self.noise / math.sqrt(max(self.n_sensors, 1))
-        limit = spread_limit(self.n_sensors) * max(self.noise, self.scatter)
-        return (self.spread > max(self.threshold, limit)
+        return (self.spread > max(self.threshold, spread_limit(self.n_sensors) * self.noise)
                 or abs(self.offset) > max(self.threshold, 3.0 * se))
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-Python form (JSON-ready)."""
-        return {"spread_m": self.spread, "noise_m": self.noise, "scatter_m": self.scatter,
-                "offset_m": self.offset,
+        return {"spread_m": self.spread, "noise_m": self.noise, "offset_m": self.offset,
                 "threshold_m": self.threshold, "correlation": self.correlation,
                 "needs_calibration": self.needs_calibration, "time_s": self.time_s,
                 "reason": self.reason}
@@ -134,15 +124,14 @@ def check_positions(sinogram: np.ndarray, sensors: SensorArray, acquisition: Acq
     The coarsest level of :func:`~oatomo.calibration.calibrate_sinogram`, once:
     :data:`CHECK_FOLDS` held-out folds, each sensor's record compared with the one the
     other folds' TV image (:data:`CHECK_ITER` iterations) predicts for candidate positions
-    along its line of sight within +-:data:`CHECK_BOX_REL` of the array radius, and again
-    with one fold fewer (:attr:`PositionCheck.scatter`). Correct
+    along its line of sight within +-:data:`CHECK_BOX_REL` of the array radius. Correct
     positions give shifts that scatter within their noise about zero; misplaced sensors
     give shifts that scatter by about their errors along the lines of sight, and a wrong
     speed of sound (or array radius) a common shift (about the relative error of ``c``
     times the distance to the object: 0.5 % gave 130-200 um on the tuning scans). Either
     asks for calibration, which estimates ``c`` too. A rigid motion of the array is
-    invisible to this test, as to calibration. It costs about three and a half 50-iteration
-    TV reconstructions at a quarter of the pixels per side.
+    invisible to this test, as to calibration. It costs about two 50-iteration TV
+    reconstructions at a quarter of the pixels per side.
 
     Parameters
     ----------
@@ -179,13 +168,6 @@ def check_positions(sinogram: np.ndarray, sensors: SensorArray, acquisition: Acq
     along, var, mis = scout(y, acquisition, grid, nominal, SCOUT_REL * radius,
                             CHECK_BOX_REL * radius, 3, CHECK_FOLDS, CHECK_ITER, thickness,
                             share_norm=True, fft=True)
-    # the same search against another partition of the other sensors: the differences
-    # measure what the held-out images add to a shift's noise
-    other, _, _ = scout(y, acquisition, grid, nominal, SCOUT_REL * radius,
-                        CHECK_BOX_REL * radius, 3, CHECK_FOLDS - 1, CHECK_ITER, thickness,
-                        share_norm=True, fft=True)
-    diff = along - other
-    scatter = 1.4826 * float(np.median(np.abs(diff - np.median(diff)))) / math.sqrt(2.0)
     noise = math.sqrt(float(np.median(var)))
     offset = float(np.median(along))
     spread = 1.4826 * float(np.median(np.abs(along - offset)))
@@ -195,8 +177,8 @@ def check_positions(sinogram: np.ndarray, sensors: SensorArray, acquisition: Acq
         reason = (f"the held-out predictions do not correlate with the data (median "
                   f"{corr:.2f}): too little structure to check the positions")
     out = PositionCheck(spread, noise, float(threshold), corr,
-                        time.perf_counter() - t_start, reason, offset, len(along), scatter)
+                        time.perf_counter() - t_start, reason, offset, len(along))
     logger.info("position check: spread %.0f um, common shift %.0f um (noise %.0f um, "
-                "scatter %.0f um, threshold %.0f um) in %.2f s", spread * 1e6, offset * 1e6,
-                noise * 1e6, scatter * 1e6, threshold * 1e6, out.time_s)
+                "threshold %.0f um) in %.2f s", spread * 1e6, offset * 1e6, noise * 1e6,
+                threshold * 1e6, out.time_s)
     return out

@@ -508,8 +508,7 @@ def run_reconstruct(args: argparse.Namespace) -> int:
         print(f"checked the sensor positions against the data in {check['time_s']:.2f} s: "
               f"spread {check['spread_m'] * 1e6:.0f} um, common shift "
               f"{check['offset_m'] * 1e6:.0f} um (noise "
-              f"{check['noise_m'] * 1e6:.0f} um, scatter "
-              f"{check.get('scatter_m', 0.0) * 1e6:.0f} um, threshold "
+              f"{check['noise_m'] * 1e6:.0f} um, threshold "
               f"{check['threshold_m'] * 1e6:.0f} um), {verdict}")
     if cal is not None:
         print(f"calibrated in {cal['time_s']:.1f} s: speed of sound "
