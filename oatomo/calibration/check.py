@@ -24,8 +24,8 @@ from oatomo.geometry import Acquisition, Grid, SensorArray
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["CHECK_FOLDS", "CHECK_ITER", "CHECK_BOX_REL", "CHECK_PIXELS", "SPREAD_Z",
-           "PositionCheck", "check_positions", "spread_limit"]
+__all__ = ["CHECK_FOLDS", "CHECK_ITER", "CHECK_BOX_REL", "CHECK_PIXELS", "PositionCheck",
+           "check_positions"]
 
 #: The position check (:func:`check_positions`): held-out folds, TV iterations of each
 #: held-out image and the search box, as a fraction of the array radius.
@@ -35,26 +35,6 @@ CHECK_BOX_REL = 0.04
 
 #: Default threshold of the position check, in pixels of the image grid.
 CHECK_PIXELS = 0.5
-
-#: One-sided normal quantile of the spread test (:func:`spread_limit`): 1.645, a 5 %
-#: false-alarm rate when the shifts scatter by their noise alone.
-SPREAD_Z = 1.645
-
-
-def spread_limit(n: int) -> float:
-    """The factor on the shifts' noise above which the spread of ``n`` shifts asks for
-    calibration: ``1 + SPREAD_Z * 1.166 / sqrt(n)``.
-
-    With correct positions the shifts scatter by their estimation noise alone, and their
-    robust rms (1.4826 x MAD) is itself an estimate from ``n`` samples, with a standard
-    deviation of about ``1.166 sigma / sqrt(n)`` (the MAD's asymptotic efficiency is 37 %).
-    Above this factor (1.55 for 12 sensors, 1.34 for 32, 1.12 for 256) the spread exceeds
-    the noise in about 5 % of correct scans (a little less for few sensors: the factor is
-    then slightly above the exact 95 % quantile). Comparing the spread with the noise
-    itself asked for calibration on about half of the correct files of 12- and 16-sensor
-    rings.
-    """
-    return 1.0 + SPREAD_Z * 1.166 / math.sqrt(max(int(n), 1))
 
 
 @dataclass(frozen=True)
@@ -67,7 +47,7 @@ class PositionCheck:
         Spread of the sensors' position errors along their lines of sight that the data
         show (m): the robust rms (1.4826 x median absolute deviation about the median) of
         the per-sensor shifts. It asks for calibration only above both the threshold and
-        :attr:`noise` times :func:`spread_limit` (:attr:`needs_calibration`).
+        :attr:`noise` (:attr:`needs_calibration`).
     noise
         Rms estimation noise of a shift (m; posterior std from the misfit's curvature).
     offset
@@ -77,7 +57,7 @@ class PositionCheck:
         Number of sensors tested.
     threshold
         Spread above which calibration is asked for (m), if it also exceeds
-        :attr:`noise` times :func:`spread_limit` of :attr:`n_sensors`.
+        :attr:`noise`.
     correlation
         Median correlation of the held-out predictions with the records.
     time_s
@@ -99,13 +79,12 @@ class PositionCheck:
     @property
     def needs_calibration(self) -> bool:
         """True when the data show position errors above :attr:`threshold`: a spread of
-        the shifts above it and above what their noise alone gives (the noise times
-        :func:`spread_limit`), or a common shift above it and above three standard errors
-        of a median (a wrong speed of sound)."""
+        the shifts above it and above their noise, or a common shift above it and above
+        three standard errors of a median (a wrong speed of sound)."""
         if self.reason:
             return False
         se = 1.2533 * self.noise / math.sqrt(max(self.n_sensors, 1))
-        return (self.spread > max(self.threshold, spread_limit(self.n_sensors) * self.noise)
+        return (self.spread > max(self.threshold, self.noise)
                 or abs(self.offset) > max(self.threshold, 3.0 * se))
 
     def to_dict(self) -> dict[str, Any]:
@@ -141,9 +120,9 @@ def check_positions(sinogram: np.ndarray, sensors: SensorArray, acquisition: Acq
         The scan's nominal geometry and the image grid (as for
         :func:`~oatomo.calibration.calibrate_sinogram`).
     threshold
-        Spread (m) above which calibration is asked for (if the spread also exceeds what
-        the estimation noise alone gives, :func:`spread_limit`); None: :data:`CHECK_PIXELS`
-        pixels of ``grid`` (errors below half a pixel cost the image little).
+        Spread (m) above which calibration is asked for (if the spread also exceeds its
+        estimation noise); None: :data:`CHECK_PIXELS` pixels of ``grid`` (errors below
+        half a pixel cost the image little).
     thickness
         Slab thickness of the forward model (m), default the grid pitch.
 

@@ -186,33 +186,3 @@ def test_fft_convolution_of_the_kernel_table() -> None:
     table = K._hat_projection_table()  # unit integral, non-negative
     assert table.min() >= 0
     np.testing.assert_allclose(table.sum(axis=1) * K._S_STEP, 1.0, atol=2e-3)
-
-
-def test_spread_limit_is_the_noise_only_quantile_of_the_robust_rms():
-    from oatomo.calibration.check import SPREAD_Z, spread_limit
-
-    rng = np.random.default_rng(7)
-    for n in (12, 32, 128):
-        x = rng.standard_normal((20000, n))
-        rms = 1.4826 * np.median(np.abs(x - np.median(x, axis=1, keepdims=True)), axis=1)
-        q95 = float(np.quantile(rms, 0.95))
-        # at or slightly above the 95 % quantile of pure noise: about 5 % false alarms
-        assert q95 <= spread_limit(n) <= q95 + 0.08
-        assert 0.03 <= float(np.mean(rms > spread_limit(n))) <= 0.05
-    assert spread_limit(12) > spread_limit(32) > spread_limit(512) > 1.0
-    assert spread_limit(256) == pytest.approx(1 + SPREAD_Z * 1.166 / 16)
-
-
-def test_a_spread_within_the_noise_of_few_sensors_asks_for_nothing():
-    from oatomo.calibration import PositionCheck
-
-    def check(n: int, spread: float) -> bool:
-        return PositionCheck(spread=spread, noise=100e-6, threshold=50e-6, correlation=0.9,
-                             time_s=0.0, n_sensors=n).needs_calibration
-
-    # 1.3 x the noise: within what 12 shifts scatter by chance, beyond what 512 do
-    assert not check(12, 130e-6) and check(512, 130e-6)
-    assert check(12, 160e-6)
-    # below the threshold nothing is asked, however many sensors
-    assert not PositionCheck(spread=40e-6, noise=10e-6, threshold=50e-6, correlation=0.9,
-                             time_s=0.0, n_sensors=512).needs_calibration
