@@ -1,0 +1,136 @@
+"""What a decision of the position check costs the image: for every file of
+``check_rates.py`` (correct, and sensors off by a quarter or half of the held-out
+benchmark's errors), TV with the file's geometry (what the default returns when the check
+passes the file) and the default when the check asks for calibration (self-calibration, the
+held-out rule that keeps the file's geometry when the data do not identify a better one,
+then TV), both scored by registered PSNR against the truth.
+
+A miss costs the second minus the first on a wrong file; a false alarm costs the same on a
+correct file (usually nothing: the held-out rule keeps the file's geometry). With the
+per-file spread, noise and common shift of ``check_rates.json``, any rule's false alarms,
+misses and their cost follow without running the check again (``--table``).
+
+Run (resumable; ``--part K/M`` runs every M-th file from the K-th, for parallel
+processes writing to separate files)::
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/calibration/check_costs.py \\
+        --out benchmarks/calibration/check_costs.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import check_rates as CR  # noqa: E402
+import heldout_default as H  # noqa: E402
+
+import oatomo  # noqa: E402
+from oatomo.pipeline import policy  # noqa: E402
+
+KINDS = ("correct", "positions x0.25", "positions x0.5")
+
+
+def asked_default(scan: Any, grid: Any) -> np.ndarray:
+    """The default's image when the position check asks for calibration."""
+    real = policy.check_positions
+
+    def asking(*args: Any, **kwargs: Any) -> Any:
+        check = real(*args, **kwargs)
+        return dataclasses.replace(check, spread=max(check.spread, 1.0), reason="")
+
+    policy.check_positions = asking
+    try:
+        return np.asarray(oatomo.reconstruct(scan, grid=grid, refine=False).image, np.float64)
+    finally:
+        policy.check_positions = real
+
+
+def rows_to_run(rates: list[dict[str, Any]], part: tuple[int, int]) -> list[dict[str, Any]]:
+    todo = [r for r in rates if r["kind"] in KINDS]
+    return todo[part[0]::part[1]]
+
+
+def decide(r: dict[str, Any], threshold_px: float, factor: float) -> bool:
+    """A check rule on a row of ``check_rates.json``: spread above ``threshold_px`` pixels
+    and ``factor`` x its noise, or a common shift above the threshold and three standard
+    errors (the rule of :class:`oatomo.calibration.PositionCheck` at 0.5 and 1)."""
+    thr = threshold_px * r["threshold_um"] / 0.5
+    n = H.GEOMETRIES[r["geometry"]].n
+    se = 1.2533 * r["noise_um"] / math.sqrt(n)
+    return (r["spread_um"] > max(thr, factor * r["noise_um"])
+            or abs(r["offset_um"]) > max(thr, 3 * se))
+
+
+def table(rates: list[dict[str, Any]], costs: list[dict[str, Any]]) -> str:
+    """Markdown: per rule, false alarms and misses with what they cost."""
+    key = {(c["geometry"], c["kind"], c["phantom"], c["seed"]): c for c in costs}
+    lines = ["| threshold (px) | noise factor | false alarms | their cost (dB, sum) | "
+             "misses x0.25 | misses x0.5 | their cost (dB, sum) |", "|---|---|---|---|---|---|---|"]
+    for thr, factor in ((0.5, 1.0), (0.5, 1.5), (0.35, 1.0), (0.25, 1.0), (0.25, 0.75)):
+        fa = cost_fa = cost_miss = 0.0
+        miss = {"positions x0.25": 0, "positions x0.5": 0}
+        n_fa = 0
+        for r in rates:
+            c = key.get((r["geometry"], r["kind"], r["phantom"], r["seed"]))
+            if c is None:
+                continue
+            asked = decide(r, thr, factor)
+            gain = c["psnr_asked"] - c["psnr_tv_file"]
+            if r["kind"] == "correct":
+                n_fa += 1
+                if asked:
+                    fa += 1
+                    cost_fa += min(gain, 0.0)
+            elif not asked:
+                miss[r["kind"]] += 1
+                cost_miss -= max(gain, 0.0)
+        lines.append(f"| {thr} | {factor} | {int(fa)}/{n_fa} | {cost_fa:.1f} | "
+                     f"{miss['positions x0.25']} | {miss['positions x0.5']} | "
+                     f"{cost_miss:.1f} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rates", default=str(Path(__file__).parent / "check_rates.json"))
+    ap.add_argument("--out", required=True, help="comma list of files with --table")
+    ap.add_argument("--part", default="0/1")
+    ap.add_argument("--table", action="store_true")
+    args = ap.parse_args(argv)
+    rates = json.loads(Path(args.rates).read_text())
+    if args.table:
+        costs = [c for f in args.out.split(",") for c in json.loads(Path(f).read_text())]
+        print(table(rates, costs))
+        return 0
+    k, m = (int(v) for v in args.part.split("/"))
+    out = Path(args.out)
+    done = json.loads(out.read_text()) if out.exists() else []
+    seen = {(c["geometry"], c["kind"], c["phantom"], c["seed"]) for c in done}
+    H.warm_up()
+    for r in rows_to_run(rates, (k, m)):
+        if (r["geometry"], r["kind"], r["phantom"], r["seed"]) in seen:
+            continue
+        scan, grid, _, truth = CR.scan_of(r["geometry"], r["kind"], r["phantom"], r["seed"])
+        plain = oatomo.reconstruct(scan, "mb-tv", grid=grid, calibrate=False, refine=False)
+        row = {"geometry": r["geometry"], "kind": r["kind"], "phantom": r["phantom"],
+               "seed": r["seed"],
+               "psnr_tv_file": H.register(np.asarray(plain.image, np.float64), truth)[0],
+               "psnr_asked": H.register(asked_default(scan, grid), truth)[0]}
+        done.append(row)
+        out.write_text(json.dumps(done, indent=1))
+        print(f"{row['geometry']} {row['kind']} {row['phantom']} {row['seed']}: TV file "
+              f"{row['psnr_tv_file']:.2f}, asked {row['psnr_asked']:.2f}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
