@@ -157,6 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, default=2, help="scans per geometry and kind")
     ap.add_argument("--out", required=True)
     ap.add_argument("--table", action="store_true", help="print the tables and stop")
+    ap.add_argument("--first-seed", type=int, default=FIRST_SEED,
+                    help="seeds from this one (6000: tuning files, none of them reported)")
     args = ap.parse_args(argv)
     out = Path(args.out)
     rows = json.loads(out.read_text()) if out.exists() else []
@@ -167,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     for g in args.geometries.split(","):
         for kind in KINDS:
             for i in range(args.seeds):
-                seed = FIRST_SEED + i
+                seed = args.first_seed + i
                 if (g, kind, seed) in done:
                     continue
                 phantom = H.PHANTOMS[(i + KINDS.index(kind)) % len(H.PHANTOMS)]
