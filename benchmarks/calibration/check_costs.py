@@ -38,6 +38,11 @@ from oatomo.pipeline import policy  # noqa: E402
 
 KINDS = ("correct", "positions x0.25", "positions x0.5")
 
+#: The rules tabulated: (threshold in pixels, factor on the noise); the first is the
+#: check's own (:data:`oatomo.calibration.check.CHECK_PIXELS`, the noise itself).
+RULES = ((0.5, 1.0), (0.5, 1.5), (0.35, 1.0), (0.25, 1.0), (0.25, 0.75), (0.15, 0.75),
+         (0.15, 0.5))
+
 
 def asked_default(scan: Any, grid: Any) -> np.ndarray:
     """The default's image when the position check asks for calibration."""
@@ -74,8 +79,9 @@ def table(rates: list[dict[str, Any]], costs: list[dict[str, Any]]) -> str:
     """Markdown: per rule, false alarms and misses with what they cost."""
     key = {(c["geometry"], c["kind"], c["phantom"], c["seed"]): c for c in costs}
     lines = ["| threshold (px) | noise factor | false alarms | their cost (dB, sum) | "
-             "misses x0.25 | misses x0.5 | their cost (dB, sum) |", "|---|---|---|---|---|---|---|"]
-    for thr, factor in ((0.5, 1.0), (0.5, 1.5), (0.35, 1.0), (0.25, 1.0), (0.25, 0.75)):
+             "misses x0.25 | misses x0.5 | their cost (dB, sum) | total (dB) |",
+             "|---|---|---|---|---|---|---|---|"]
+    for thr, factor in RULES:
         fa = cost_fa = cost_miss = 0.0
         miss = {"positions x0.25": 0, "positions x0.5": 0}
         n_fa = 0
@@ -95,7 +101,7 @@ def table(rates: list[dict[str, Any]], costs: list[dict[str, Any]]) -> str:
                 cost_miss -= max(gain, 0.0)
         lines.append(f"| {thr} | {factor} | {int(fa)}/{n_fa} | {cost_fa:.1f} | "
                      f"{miss['positions x0.25']} | {miss['positions x0.5']} | "
-                     f"{cost_miss:.1f} |")
+                     f"{cost_miss:.1f} | {cost_fa + cost_miss:.1f} |")
     return "\n".join(lines)
 
 
