@@ -545,7 +545,6 @@ def ensemble(out: str, archives: list[str], shared: bool = True,
     mirrors are shared out among the networks (``tta_shared``), so the ensemble costs
     what one network with test-time augmentation costs; ``uncertainty``: the map's mode
     (default: the first archive's)."""
-    from oatomo.learn.checkpoint import sidecar_path
     from oatomo.learn.records import read_weights, write_weights
     from oatomo.scanners import FAMILY_KEY
 
@@ -557,7 +556,7 @@ def ensemble(out: str, archives: list[str], shared: bool = True,
             raise SystemExit(f"{src}: a member must not have members of its own")
         target = dest.with_name(f"{dest.stem}_member{k}.npz")
         write_weights(target, meta, state)
-        sidecar_path(target).write_text(json.dumps(meta, indent=2) + "\n")
+        _write_sidecar(target, meta)
         names.append(target.name)
     meta, state = read_weights(archives[0])
     fam = meta["train"][FAMILY_KEY]
@@ -566,7 +565,17 @@ def ensemble(out: str, archives: list[str], shared: bool = True,
     if uncertainty:
         fam["uncertainty"] = uncertainty
     write_weights(dest, meta, state)
-    sidecar_path(dest).write_text(json.dumps(meta, indent=2) + "\n")
+    _write_sidecar(dest, meta)
+
+
+def _write_sidecar(path: Path, meta: dict) -> None:
+    """The JSON sidecar of a weights archive, written atomically (as
+    :func:`oatomo.learn.checkpoint.save_checkpoint` writes it)."""
+    from oatomo._atomic import atomic_path
+    from oatomo.learn.checkpoint import sidecar_path
+
+    with atomic_path(sidecar_path(path)) as tmp:
+        tmp.write_text(json.dumps(meta, indent=2) + "\n")
 
 
 # --- scoring -------------------------------------------------------------------------

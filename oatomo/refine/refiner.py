@@ -683,22 +683,8 @@ def load_refiner(path: str | os.PathLike, *, device: str = "cpu",
     archive = is_weights_archive(path)
     if backend == "numpy" and not archive:
         raise InputError("the NumPy back end reads weights archives (.npz) only", path)
-    ckpt: dict[str, Any]
-    if archive:  # read once, whichever back end runs it
-        ckpt, state = read_weights(path)
-    if archive and (backend == "numpy" or (backend == "auto" and device == "cpu"
-                                            and ckpt["model_class"] in NUMPY_CLASSES)):
-        model: Any = numpy_model(ckpt, state, path)
-    else:
-        from oatomo.learn.checkpoint import (  # lazy: PyTorch
-            checkpoint_from_weights,
-            load_checkpoint,
-            model_from_checkpoint,
-        )
-
-        ckpt = (checkpoint_from_weights(ckpt, state, path) if archive
-                else load_checkpoint(path, map_location="cpu"))
-        model = model_from_checkpoint(ckpt, path=path, map_location=device)
+    # an archive is read once, whichever back end runs it
+    model, ckpt = _model_of(path, read_weights(path) if archive else None, device, backend)
     meta = family_record(ckpt.get("train"), path)
     return Refiner(model=model, kind=str(meta["kind"]),
                    family=ScannerFamily.from_dict(meta["family"]),
@@ -707,6 +693,27 @@ def load_refiner(path: str | os.PathLike, *, device: str = "cpu",
                    uncertainty=str(meta.get("uncertainty", "posterior")),
                    gain=_gain(meta.get("gain", 1.0), path),
                    members=_members(meta, ckpt, path, device, backend))
+
+
+def _model_of(path: str | os.PathLike,
+              weights: tuple[dict[str, Any], dict[str, np.ndarray]] | None, device: str,
+              backend: str) -> tuple[Any, dict[str, Any]]:
+    """The model of a checkpoint (``weights`` None) or of a weights archive already read
+    (its record and arrays), on the back end :func:`load_refiner` chooses, and its
+    record."""
+    if weights is not None and (backend == "numpy" or (
+            backend == "auto" and device == "cpu" and weights[0]["model_class"]
+            in NUMPY_CLASSES)):
+        return numpy_model(weights[0], weights[1], path), weights[0]
+    from oatomo.learn.checkpoint import (  # lazy: PyTorch
+        checkpoint_from_weights,
+        load_checkpoint,
+        model_from_checkpoint,
+    )
+
+    ckpt = (checkpoint_from_weights(weights[0], weights[1], path) if weights is not None
+            else load_checkpoint(path, map_location="cpu"))
+    return model_from_checkpoint(ckpt, path=path, map_location=device), ckpt
 
 
 def _members(meta: dict[str, Any], ckpt: dict[str, Any], path: str | os.PathLike,
@@ -725,15 +732,15 @@ def _members(meta: dict[str, Any], ckpt: dict[str, Any], path: str | os.PathLike
         other = os.path.join(os.path.dirname(os.fspath(path)), name)
         if not os.path.exists(other):
             raise InputError(f"ensemble member {name!r} is missing", path)
-        sub_ckpt, _ = read_weights(other)
-        sub = family_record(sub_ckpt.get("train"), other)
+        weights = read_weights(other)
+        sub = family_record(weights[0].get("train"), other)
         if sub.get("members"):
             raise InputError("an ensemble member must not have members of its own", other)
-        if (sub_ckpt["model_class"] != ckpt["model_class"]
+        if (weights[0]["model_class"] != ckpt["model_class"]
                 or list(sub["inputs"]) != list(meta["inputs"])):
             raise InputError("an ensemble member must be the model's architecture with "
                              "its inputs", other)
-        out.append(load_refiner(other, device=device, backend=backend).model)
+        out.append(_model_of(other, weights, device, backend)[0])  # read once
     return tuple(out)
 
 
