@@ -38,8 +38,9 @@ from oatomo.pipeline import policy  # noqa: E402
 
 KINDS = ("correct", "positions x0.25", "positions x0.5")
 
-#: The rules tabulated: (threshold in pixels, factor on the noise); the first is the
-#: check's own (:data:`oatomo.calibration.check.CHECK_PIXELS`, the noise itself).
+#: The rules tabulated: (threshold in pixels, factor on the noise). The check's own is
+#: (:data:`oatomo.calibration.check.CHECK_PIXELS`, 1): a quarter of a pixel, chosen with
+#: this table on the tuning files (seeds 6000+); half a pixel was the former default.
 RULES = ((0.5, 1.0), (0.5, 1.5), (0.35, 1.0), (0.25, 1.0), (0.25, 0.75), (0.15, 0.75),
          (0.15, 0.5))
 
@@ -67,8 +68,9 @@ def rows_to_run(rates: list[dict[str, Any]], part: tuple[int, int]) -> list[dict
 def decide(r: dict[str, Any], threshold_px: float, factor: float) -> bool:
     """A check rule on a row of ``check_rates.json``: spread above ``threshold_px`` pixels
     and ``factor`` x its noise, or a common shift above the threshold and three standard
-    errors (the rule of :class:`oatomo.calibration.PositionCheck` at 0.5 and 1)."""
-    thr = threshold_px * r["threshold_um"] / 0.5
+    errors (the rule of :class:`oatomo.calibration.PositionCheck` at
+    :data:`~oatomo.calibration.check.CHECK_PIXELS` and 1)."""
+    thr = threshold_px * H.FOV / H.N_IMAGE * 1e6
     n = H.GEOMETRIES[r["geometry"]].n
     se = 1.2533 * r["noise_um"] / math.sqrt(n)
     return (r["spread_um"] > max(thr, factor * r["noise_um"])

@@ -62,7 +62,7 @@ def _rotated(angle: float):
 def test_check_tells_misplaced_sensors_from_correct_ones(exact, perturbed) -> None:
     ok = check_positions(exact.sinogram, NOMINAL, ACQ, GRID)
     bad = check_positions(perturbed.sinogram, NOMINAL, ACQ, GRID)
-    assert ok.threshold == pytest.approx(0.5 * GRID.dx)
+    assert ok.threshold == pytest.approx(0.25 * GRID.dx)
     assert not ok.needs_calibration and ok.spread < 0.5 * ok.threshold
     # radial errors of 0.3 mm rms: the check sees most of them
     assert bad.needs_calibration and 0.15e-3 < bad.spread < 0.5e-3
