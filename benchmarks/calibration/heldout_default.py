@@ -319,8 +319,12 @@ class Case:
     scan_true: Scan  # the same records with the true positions and c
 
 
-def make_case(geometry: str, kind: str, seed: int, correct: bool = False) -> Case:
-    """The scan of (geometry, kind, seed) as this benchmark draws it (see the module)."""
+def make_case(geometry: str, kind: str, seed: int, correct: bool = False,
+              noise_scale: float = 1.0, image_grid: bool = False) -> Case:
+    """The scan of (geometry, kind, seed) as this benchmark draws it (see the module);
+    ``noise_scale`` multiplies the drawn noise level (the same draws otherwise);
+    ``image_grid``: the records simulated from the phantom block-averaged onto the image
+    grid, by the reconstruction's own model (an inverse crime: diagnostics only)."""
     geo = GEOMETRIES[geometry]
     rng = np.random.default_rng([seed, zlib.crc32(geometry.encode()),
                                  zlib.crc32(kind.encode()), int(correct)])
@@ -340,6 +344,9 @@ def make_case(geometry: str, kind: str, seed: int, correct: bool = False) -> Cas
     acq_true, acq_file = (replace(acq, speed_of_sound=c) for c in (c_true, c_file))
     response = DetectorResponse(centre_frequency=BAND_CENTRE_AT_01MM * 0.1 * MM / grid.dx,
                                 bandwidth=BANDWIDTH)
+    noise *= noise_scale
+    if image_grid:
+        p0_fine, fine = block_mean(p0_fine.astype(np.float64)).astype(np.float32), grid
     y = simulate(p0_fine, fine, true, acq_true, thickness=grid.dx, noise_std=noise,
                  response=response, seed=int(rng.integers(2**63)))
     return Case(grid, truth, nominal, true, c_true, c_file, noise, sizes,
