@@ -85,6 +85,12 @@ TUNING_SEED = 2000
 #: image from the side or at a slant -- every training array faces it from below. Chosen
 #: before any model was scored on them; nothing is tuned here.
 FRESH_SEED = 3000
+#: The uncertainty map's limited-view tuning set (``--map-tuning``; seeds 6000 and up): the
+#: short arcs and linear arrays of the calibration's identifiability benchmark, facing the
+#: image from below, none of them in a report set. Only candidate uncertainty maps are
+#: chosen on it (``uncertainty_maps.py``).
+MAP_TUNING_GEOMETRIES = ("arc90", "arc150", "linear64", "linear96")
+MAP_TUNING_SEED = 6000
 
 
 @dataclass(frozen=True)
@@ -276,6 +282,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="refine without the test-time augmentation the model asks for")
     ap.add_argument("--fresh", action="store_true",
                     help="the fresh limited-view set (FRESH_GEOMETRIES, seeds 3000 and up)")
+    ap.add_argument("--map-tuning", action="store_true",
+                    help="the uncertainty map's limited-view tuning set "
+                    "(MAP_TUNING_GEOMETRIES, seeds 6000 and up)")
     ap.add_argument("--model-response", choices=("auto", "off"), default="auto",
                     help="the TV input: the pipeline's default (auto) or TV without the "
                          "detector response, 50 iterations (off: what the family's "
@@ -288,6 +297,10 @@ def main(argv: list[str] | None = None) -> int:
         first = TUNING_SEED
     if args.fresh:
         args.geometries, first = ",".join(FRESH_GEOMETRIES), FRESH_SEED
+    if args.map_tuning:
+        import identifiability  # noqa: F401  (registers its geometries)
+
+        args.geometries, first = ",".join(MAP_TUNING_GEOMETRIES), MAP_TUNING_SEED
     out = Path(args.out)
     done: list[dict[str, Any]] = json.loads(out.read_text()) if out.exists() else []
     if args.table:

@@ -669,7 +669,8 @@ def uncertainty(archive: str, cache: Path, samples: int = 16, mode: str | None =
     exported archive, :meth:`~oatomo.refine.Refiner.refine_images` with ``samples``
     posterior samples; ``mode`` the map's kind, default the archive's): the refined PSNR, the
     Pearson correlation of the uncertainty map with the absolute error of the refined image
-    (after its affine fit) and the refinement's time (s)."""
+    (after its affine fit) and the refinement's time (s), with the scan's view channels
+    passed as :meth:`~oatomo.refine.Refiner.refine_scan` passes them."""
     from dataclasses import replace
 
     from oatomo.evaluation.metrics import affine_fit
@@ -680,15 +681,17 @@ def uncertainty(archive: str, cache: Path, samples: int = 16, mode: str | None =
         ref = replace(ref, uncertainty=mode)
     import tv_refiner as T
 
+    from oatomo.refine.view import view_channels
+
     rows = []
     for geo, kind, seed, z, truth in T.cached_scans(cache):
-        view = None
-        if ref.view:
-            grid, true = (T.draw_case(geo, kind, seed)[i] for i in (0, 4))
-            view = ref.view_inputs(true, grid)
+        # the scan's view channels: a view model's input and, as refine_scan passes
+        # them, the limited-view term of the edge-weighted map
+        grid, true = (T.draw_case(geo, kind, seed)[i] for i in (0, 4))
+        view = ref.view_inputs(true, grid)
         t = time.perf_counter()
         out = ref.refine_images(np.stack([z["tv"], z["ubp"]]), n_samples=samples, seed=0,
-                                view=view)
+                                view=view, map_view=view_channels(true, grid))
         took = time.perf_counter() - t
         fit = affine_fit(out.refined.astype(np.float64)[None], truth[None])[0]
         r = float(np.corrcoef(out.std.ravel(), np.abs(fit - truth).ravel())[0, 1])

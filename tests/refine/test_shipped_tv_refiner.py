@@ -74,6 +74,35 @@ def test_uncertainty_map_is_the_edge_weighted_spread_of_the_variant_decoders():
     np.testing.assert_allclose(few.std, expected, atol=1e-4 * float(expected.max()))
 
 
+def test_refine_scan_adds_the_limited_view_term_to_the_map():
+    import math
+
+    from oatomo.refine import load_refiner
+    from oatomo.refine.view import view_channels
+
+    ref = load_refiner(MODEL)
+    grid = Grid(64, 6.4e-3)
+    angles = -math.pi / 2 + np.radians(np.linspace(-60, 60, 64))  # a 120 degree arc below
+    pos = 0.025 * np.stack([np.cos(angles), np.sin(angles)], 1)
+    arc = oatomo.SensorArray(pos, -pos / 0.025)
+    acq = oatomo.Acquisition(40e6, 1024, 1500.0)
+    y = oatomo.simulate(oatomo.phantoms.vessel_tree(grid, 5, depth=4, width=0.3e-3), grid,
+                        arc, acq, noise_std=0.01, seed=1)
+    canon = ref.model_grid(grid)
+    assert canon == grid
+    out = ref.refine_scan(y, arc, acq, grid, n_samples=2)
+    lin = ref.linear_inputs(y, arc, acq, canon)
+    x = np.stack([lin[m] for m in ref.inputs])
+    view = view_channels(arc, canon)
+    with_view = ref.refine_images(x, n_samples=2, map_view=view)
+    without = ref.refine_images(x, n_samples=2)
+    np.testing.assert_allclose(out.std, with_view.std, rtol=1e-5,
+                               atol=1e-6 * float(with_view.std.max()))
+    # the one-sided view adds the smoothed spread: the map grows where the view is limited
+    assert float((with_view.std - without.std).min()) >= -1e-6 * float(without.std.max())
+    assert float(with_view.std.sum()) > 1.2 * float(without.std.sum())
+
+
 def test_default_refines_a_correct_file_and_beats_tv(correct_scan):
     scan, grid, truth = correct_scan
     rec = oatomo.reconstruct(scan, grid=grid)

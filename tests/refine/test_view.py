@@ -141,3 +141,31 @@ def test_edge_weighted_map_closed_form_and_scale():
     s, x = rng.random((n, n)), rng.random((n, n))
     np.testing.assert_allclose(edge_weighted(3.0 * s, 3.0 * x), 3.0 * edge_weighted(s, x),
                                rtol=1e-5)
+
+
+def test_edge_weighted_map_limited_view_term_closed_form():
+    from oatomo.refine.refiner import edge_weighted
+
+    n, slope, spread = 40, 0.3, 0.02
+    ramp = slope * np.arange(n, dtype=np.float64)[None, :].repeat(n, 0)
+    sp = np.full((n, n), spread)
+    plain = edge_weighted(sp, ramp)
+    # every direction seen (R = 0): the edge term alone, to the bit
+    np.testing.assert_array_equal(edge_weighted(sp, ramp, view=np.zeros((4, n, n))), plain)
+    # a one-sided view everywhere (R = 1) and a uniform spread: the smoothed spread, scaled
+    # to the edge term's maximum, is added: twice the edge term away from the borders
+    one_sided = np.zeros((4, n, n))
+    one_sided[0] = 1.0
+    m = edge_weighted(sp, ramp, view=one_sided)
+    np.testing.assert_allclose(m[8:-8, 8:-8], 2 * math.sqrt(spread * slope), rtol=1e-5)
+    # R is |(c2, s2)|: the same view turned by 45 degrees (s2 instead of c2) gives the same
+    turned = np.zeros((4, n, n))
+    turned[1] = -1.0
+    np.testing.assert_allclose(edge_weighted(sp, ramp, view=turned), m, rtol=1e-6)
+    # in Pa: scaling the spread and the image scales the map (the view is geometry)
+    rng = np.random.default_rng(2)
+    s, x, v = rng.random((n, n)), rng.random((n, n)), rng.uniform(-1, 1, (4, n, n))
+    np.testing.assert_allclose(edge_weighted(3.0 * s, 3.0 * x, view=v),
+                               3.0 * edge_weighted(s, x, view=v), rtol=1e-5)
+    with pytest.raises(InputError, match="view must be"):
+        edge_weighted(s, x, view=v[:, :5])
