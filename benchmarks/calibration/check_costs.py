@@ -60,8 +60,9 @@ def asked_default(scan: Any, grid: Any) -> np.ndarray:
         policy.check_positions = real
 
 
-def rows_to_run(rates: list[dict[str, Any]], part: tuple[int, int]) -> list[dict[str, Any]]:
-    todo = [r for r in rates if r["kind"] in KINDS]
+def rows_to_run(rates: list[dict[str, Any]], part: tuple[int, int],
+                kinds: tuple[str, ...] = KINDS) -> list[dict[str, Any]]:
+    todo = [r for r in rates if r["kind"] in kinds]
     return todo[part[0]::part[1]]
 
 
@@ -113,6 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", required=True, help="comma list of files with --table")
     ap.add_argument("--part", default="0/1")
     ap.add_argument("--table", action="store_true")
+    ap.add_argument("--kinds", default=",".join(KINDS),
+                    help="kinds of file to run (e.g. 'speed only': what a miss of a wrong "
+                    "speed of sound costs)")
     args = ap.parse_args(argv)
     rates = json.loads(Path(args.rates).read_text())
     if args.table:
@@ -124,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     done = json.loads(out.read_text()) if out.exists() else []
     seen = {(c["geometry"], c["kind"], c["phantom"], c["seed"]) for c in done}
     H.warm_up()
-    for r in rows_to_run(rates, (k, m)):
+    for r in rows_to_run(rates, (k, m), tuple(args.kinds.split(","))):
         if (r["geometry"], r["kind"], r["phantom"], r["seed"]) in seen:
             continue
         scan, grid, _, truth = CR.scan_of(r["geometry"], r["kind"], r["phantom"], r["seed"])

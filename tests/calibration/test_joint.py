@@ -131,3 +131,23 @@ def test_upsample_is_scipys_bilinear_interpolation(m: int, n: int) -> None:
                                   order=1, mode="nearest")
     np.testing.assert_allclose(upsample(img, n), ref, atol=1e-6)
     assert upsample(img, m) is img
+
+
+def test_speed_search_steps_shrink_with_the_array():
+    """The speed search's step is at most SPEED_STEP_PIXELS coarse pixels of common shift at
+    the sensors' distance: a ring twice as large gets about twice the points."""
+    from oatomo.calibration.joint import SPEED_POINTS, SPEED_STEP_PIXELS, speed_points
+
+    grid = Grid(32, 0.0128)  # 0.4 mm pixels: a coarsest level
+    level = schedule(np.zeros((8, 64), np.float32), Acquisition(40e6, 64), grid, 1e-4, 1)[0]
+    for radius in (0.01, 0.02, 0.045):
+        pos = ring_array(64, radius).positions
+        n = speed_points(level, pos, 0.03)
+        step = 0.06 / (n - 1)
+        assert n % 2 == 1 and n >= SPEED_POINTS
+        assert step * radius <= SPEED_STEP_PIXELS * grid.dx * (1 + 1e-9)
+        # and not finer than it needs (one point fewer each side would break the bound)
+        if n > SPEED_POINTS:
+            assert 0.06 / (n - 3) * radius > SPEED_STEP_PIXELS * grid.dx
+    assert speed_points(level, ring_array(64, 0.045).positions, 0.0) == 1
+    assert speed_points(level, ring_array(64, 0.045).positions, 0.03) == 21
