@@ -34,6 +34,7 @@ import check_rates as CR  # noqa: E402
 import heldout_default as H  # noqa: E402
 
 import oatomo  # noqa: E402
+from oatomo.calibration.check import CHECK_SPEED_DROP  # noqa: E402
 from oatomo.pipeline import policy  # noqa: E402
 
 KINDS = ("correct", "positions x0.25", "positions x0.5")
@@ -69,13 +70,15 @@ def rows_to_run(rates: list[dict[str, Any]], part: tuple[int, int],
 def decide(r: dict[str, Any], threshold_px: float, factor: float) -> bool:
     """A check rule on a row of ``check_rates.json``: spread above ``threshold_px`` pixels
     and ``factor`` x its noise, or a common shift above the threshold and three standard
-    errors (the rule of :class:`oatomo.calibration.PositionCheck` at
+    errors, or on arcs a speed search's drop (the rule of
+    :class:`oatomo.calibration.PositionCheck` at
     :data:`~oatomo.calibration.check.CHECK_PIXELS` and 1)."""
     thr = threshold_px * H.FOV / H.N_IMAGE * 1e6
     n = H.GEOMETRIES[r["geometry"]].n
     se = 1.2533 * r["noise_um"] / math.sqrt(n)
     return (r["spread_um"] > max(thr, factor * r["noise_um"])
-            or abs(r["offset_um"]) > max(thr, 3 * se))
+            or abs(r["offset_um"]) > max(thr, 3 * se)
+            or (r.get("speed_drop") is not None and r["speed_drop"] > CHECK_SPEED_DROP))
 
 
 def table(rates: list[dict[str, Any]], costs: list[dict[str, Any]]) -> str:

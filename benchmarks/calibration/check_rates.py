@@ -101,6 +101,7 @@ def run(geometry: str, kind: str, phantom: str, seed: int) -> dict[str, Any]:
            "rms_error_um": err * 1e6, "asked": bool(check.needs_calibration),
            "spread_um": check.spread * 1e6, "offset_um": check.offset * 1e6,
            "noise_um": check.noise * 1e6, "threshold_um": check.threshold * 1e6,
+           "speed_drop": check.speed_drop,
            "t_check": time.perf_counter() - t}
     if kind == "correct" and row["asked"]:  # what the false alarm costs the default
         rec = oatomo.reconstruct(scan, grid=grid, refine=False)
@@ -121,7 +122,7 @@ def asked(row: dict[str, Any]) -> bool:
     dx = H.FOV / H.N_IMAGE
     now = oatomo.PositionCheck(row["spread_um"] * 1e-6, row["noise_um"] * 1e-6,
                                CHECK_PIXELS * dx, 1.0, 0.0, "", row["offset_um"] * 1e-6,
-                               H.GEOMETRIES[row["geometry"]].n)
+                               H.GEOMETRIES[row["geometry"]].n, row.get("speed_drop"))
     then = replace(now, threshold=row["threshold_um"] * 1e-6)
     declined = then.needs_calibration and not row["asked"]
     return now.needs_calibration and not declined

@@ -53,7 +53,7 @@ from oatomo.recon.operators import operator_norm_sq
 
 __all__ = ["JACOBIAN_STEP", "ROUNDS", "IMAGE_ITERS", "IMAGE_LAM_SCALE", "RELAX",
            "SPEED_STEP_PIXELS", "SPEED_MAX_SENSORS", "sensor_jacobians", "gauss_newton_step",
-           "line_search", "speed_points", "upsample", "joint_calibration"]
+           "line_search", "speed_points", "speed_subset", "upsample", "joint_calibration"]
 
 
 def sensor_jacobians(level: Level, image: np.ndarray, positions: np.ndarray,
@@ -215,6 +215,16 @@ SPEED_STEP_PIXELS = 0.35
 SPEED_MAX_SENSORS = 64
 
 
+def speed_subset(positions: np.ndarray) -> np.ndarray:
+    """Indices (sorted) of the at most :data:`SPEED_MAX_SENSORS` sensors the speed search
+    uses: evenly spaced in angle about the centroid."""
+    n = len(positions)
+    order = np.argsort(np.arctan2(*(positions - positions.mean(axis=0)).T[::-1]),
+                       kind="stable")
+    return np.sort(order[np.linspace(0, n, min(n, SPEED_MAX_SENSORS),
+                                     endpoint=False).astype(int)])
+
+
 def speed_points(level: Level, positions: np.ndarray, span: float) -> int:
     """Points of the speed search over ``c (1 +- span)`` (odd, at least
     :data:`SPEED_POINTS`): steps of at most :data:`SPEED_STEP_PIXELS` coarsest pixels of
@@ -299,9 +309,7 @@ def joint_calibration(levels: list[Level], nominal: np.ndarray, c: float, prior_
     folds = interleaved_folds(nominal, SPEED_FOLDS)
     # on at most SPEED_MAX_SENSORS sensors (evenly in angle): the search needs many points
     # on a large array (speed_points), and the dip's width does not depend on the count
-    sub = np.sort(np.argsort(np.arctan2(*(nominal - nominal.mean(axis=0)).T[::-1]),
-                             kind="stable")[np.linspace(0, n_s, min(n_s, SPEED_MAX_SENSORS),
-                                                        endpoint=False).astype(int)])
+    sub = speed_subset(nominal)
     sub_level = replace(levels[0], data=levels[0].data[sub])
     rel, held = speed_of_sound_scan(sub_level, pos[sub],
                                     interleaved_folds(nominal[sub], SPEED_FOLDS), c, span,

@@ -186,3 +186,26 @@ def test_fft_convolution_of_the_kernel_table() -> None:
     table = K._hat_projection_table()  # unit integral, non-negative
     assert table.min() >= 0
     np.testing.assert_allclose(table.sum(axis=1) * K._S_STEP, 1.0, atol=2e-3)
+
+
+def test_on_an_arc_the_check_also_tests_the_speed_of_sound():
+    """A 200 degree arc sees a 1 % wrong speed of sound as no common shift (its own image
+    absorbs it), but the held-out speed search does; a ring is not searched."""
+    from oatomo.calibration.check import CHECK_SPEED_DROP
+
+    angles = -math.pi / 2 + np.radians(np.linspace(-100, 100, 48))
+    pos = 0.0225 * np.stack([np.cos(angles), np.sin(angles)], 1)
+    arc = oatomo.SensorArray(pos, -pos / 0.0225)
+    y = simulate(P0, GRID, arc, ACQ, noise_std=0.005, seed=1)
+    ok = check_positions(y, arc, ACQ, GRID)
+    assert ok.speed_drop is not None and ok.speed_drop <= CHECK_SPEED_DROP
+    assert not ok.needs_calibration
+    wrong = Acquisition(ACQ.fs, ACQ.n_samples, speed_of_sound=1515.0)  # the file 1 % off
+    off = check_positions(y, arc, wrong, GRID)
+    assert off.speed_drop > CHECK_SPEED_DROP and off.needs_calibration, off
+    assert off.to_dict()["speed_drop"] == off.speed_drop
+    # the drop alone asks (the correct file's check with a drop just above the bar)
+    import dataclasses
+
+    assert dataclasses.replace(ok, speed_drop=1.01 * CHECK_SPEED_DROP).needs_calibration
+    assert check_positions(_scan(NOMINAL).sinogram, NOMINAL, ACQ, GRID).speed_drop is None
