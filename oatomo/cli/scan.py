@@ -509,7 +509,11 @@ def run_reconstruct(args: argparse.Namespace) -> int:
               f"spread {check['spread_m'] * 1e6:.0f} um, common shift "
               f"{check['offset_m'] * 1e6:.0f} um (noise "
               f"{check['noise_m'] * 1e6:.0f} um, threshold "
-              f"{check['threshold_m'] * 1e6:.0f} um), {verdict}")
+              f"{check['threshold_m'] * 1e6:.0f} um)"
+              + ("" if check.get("speed_drop") is None else
+                 f", another speed of sound lowers the held-out misfit by "
+                 f"{100 * check['speed_drop']:.1f} %")
+              + f", {verdict}")
     if cal is not None:
         print(f"calibrated in {cal['time_s']:.1f} s: speed of sound "
               f"{cal['nominal_speed_of_sound']:g} -> {cal['speed_of_sound']:.2f} m/s, "
