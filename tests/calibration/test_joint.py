@@ -151,3 +151,16 @@ def test_speed_search_steps_shrink_with_the_array():
             assert 0.06 / (n - 3) * radius > SPEED_STEP_PIXELS * grid.dx
     assert speed_points(level, ring_array(64, 0.045).positions, 0.0) == 1
     assert speed_points(level, ring_array(64, 0.045).positions, 0.03) == 21
+
+
+def test_speed_subset_keeps_small_arrays_and_spreads_large_ones_evenly():
+    from oatomo.calibration.joint import SPEED_MAX_SENSORS, speed_subset
+
+    small = ring_array(48, 0.02).positions
+    np.testing.assert_array_equal(speed_subset(small), np.arange(48))
+    big = ring_array(256, 0.045).positions
+    sub = speed_subset(big)
+    assert len(sub) == SPEED_MAX_SENSORS and len(np.unique(sub)) == len(sub)
+    ang = np.sort(np.arctan2(big[sub, 1], big[sub, 0]))
+    gaps = np.diff(np.concatenate([ang, ang[:1] + 2 * math.pi]))
+    np.testing.assert_allclose(gaps, 2 * math.pi / SPEED_MAX_SENSORS, rtol=1e-6)
