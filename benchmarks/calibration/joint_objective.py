@@ -52,6 +52,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import heldout_default as H  # noqa: E402
 
 import oatomo  # noqa: E402
+from oatomo.calibration.gauge import similarity_transform  # noqa: E402
 from oatomo.calibration.joint import gauss_newton_step  # noqa: E402
 from oatomo.calibration.levels import schedule  # noqa: E402
 from oatomo.calibration.search import heldout_misfits, interleaved_folds  # noqa: E402
@@ -64,17 +65,6 @@ CASES = (("ring32", "vessels-thin", 2000), ("ring64", "vessels-thin", 2000),
          ("ring32", "texture", 2001), ("arc270", "points", 2001))
 TV_WEIGHTS = (0.3, 1.0, 3.0)
 NOISE_SCALES = (1.0, 0.3, 0.1, 0.0)
-
-
-def similarity(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
-    """Least-squares ``s, R, t`` with ``s R src + t`` closest to ``dst`` (proper rotation)."""
-    ms, md = src.mean(axis=0), dst.mean(axis=0)
-    a, b = src - ms, dst - md
-    u, sv, vt = np.linalg.svd(b.T @ a)
-    d = np.diag([1.0, float(np.sign(np.linalg.det(u @ vt)))])
-    rot = u @ d @ vt
-    s = float(np.trace(np.diag(sv) @ d) / np.sum(a * a))
-    return s, rot, md - s * rot @ ms
 
 
 def tv_psnr(case: H.Case, positions: np.ndarray, speed: float) -> float:
@@ -103,7 +93,7 @@ def path_row(geometry: str, kind: str, seed: int, scale: float = 1.0,
     case = H.make_case(geometry, kind, seed, noise_scale=scale, image_grid=image_grid)
     cal = oatomo.calibrate(case.scan, case.grid)
     est = cal.sensors.positions.astype(np.float64)
-    s, rot, t = similarity(case.true.positions.astype(np.float64), est)
+    s, rot, t = similarity_transform(case.true.positions.astype(np.float64), est)
     true = (s * (rot @ case.true.positions.T)).T + t
     c_true = s * case.c_true
     lam1 = default_lambda("tv", case.scan.sinogram, case.grid, case.nominal,

@@ -691,7 +691,8 @@ def uncertainty(archive: str, cache: Path, samples: int = 16, mode: str | None =
         view = ref.view_inputs(true, grid)
         t = time.perf_counter()
         out = ref.refine_images(np.stack([z["tv"], z["ubp"]]), n_samples=samples, seed=0,
-                                view=view, map_view=view_channels(true, grid))
+                                view=view,
+                                map_view=view_channels(true, grid) if view is None else None)
         took = time.perf_counter() - t
         fit = affine_fit(out.refined.astype(np.float64)[None], truth[None])[0]
         r = float(np.corrcoef(out.std.ravel(), np.abs(fit - truth).ravel())[0, 1])

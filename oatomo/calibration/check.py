@@ -20,7 +20,7 @@ import numpy as np
 from oatomo.calibration.estimate import MIN_CORRELATION, angular_coverage, checked_input
 from oatomo.calibration.gauge import array_radius
 from oatomo.calibration.prior import SCOUT_REL
-from oatomo.calibration.search import interleaved_folds, scout, speed_of_sound_scan
+from oatomo.calibration.search import scout
 from oatomo.errors import InputError
 from oatomo.geometry import Acquisition, Grid, SensorArray
 
@@ -196,17 +196,11 @@ def _speed_drop(y: np.ndarray, acquisition: Acquisition, grid: Grid, nominal: np
                 radius: float, thickness: float | None) -> float:
     """Relative drop of the mean held-out misfit from the file's speed of sound to the
     best of calibration's trial speeds (its coarsest level, folds, iterations and points)."""
-    from oatomo.calibration.joint import SPEED_FOLDS, SPEED_ITERS, speed_points, speed_subset
+    from oatomo.calibration.joint import subset_speed_scan
     from oatomo.calibration.levels import schedule
 
-    span = 0.03
-    sub = speed_subset(nominal)
-    level = schedule(y[sub], acquisition, grid, 0.01 * radius, 3, fft=True,
-                     first_only=True)[0]
-    rel, held = speed_of_sound_scan(level, nominal[sub],
-                                    interleaved_folds(nominal[sub], SPEED_FOLDS),
-                                    acquisition.speed_of_sound, span, SPEED_ITERS, thickness,
-                                    speed_points(level, nominal, span))
+    level = schedule(y, acquisition, grid, 0.01 * radius, 3, fft=True, first_only=True)[0]
+    rel, held = subset_speed_scan(level, nominal, acquisition.speed_of_sound, 0.03, thickness)
     mean = held.mean(axis=1)
     at_file = float(mean[int(np.argmin(np.abs(rel)))])
     return (at_file - float(mean.min())) / max(at_file, 1e-12)

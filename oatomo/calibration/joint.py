@@ -53,7 +53,8 @@ from oatomo.recon.operators import operator_norm_sq
 
 __all__ = ["JACOBIAN_STEP", "ROUNDS", "IMAGE_ITERS", "IMAGE_LAM_SCALE", "RELAX",
            "SPEED_STEP_PIXELS", "SPEED_MAX_SENSORS", "sensor_jacobians", "gauss_newton_step",
-           "line_search", "speed_points", "speed_subset", "upsample", "joint_calibration"]
+           "line_search", "speed_points", "speed_subset", "subset_speed_scan", "upsample",
+           "joint_calibration"]
 
 
 def sensor_jacobians(level: Level, image: np.ndarray, positions: np.ndarray,
@@ -225,6 +226,20 @@ def speed_subset(positions: np.ndarray) -> np.ndarray:
                                      endpoint=False).astype(int)])
 
 
+def subset_speed_scan(level: Level, positions: np.ndarray, c: float, span: float,
+                      thickness: float | None) -> tuple[np.ndarray, np.ndarray]:
+    """The cross-validated speed search of ``level`` (its relative speeds and per-sensor
+    held-out misfits, :func:`~oatomo.calibration.search.speed_of_sound_scan`) on the
+    sensors of :func:`speed_subset`, in :data:`SPEED_FOLDS` interleaved folds, with
+    :data:`SPEED_ITERS` iterations and :func:`speed_points` points."""
+    sub = speed_subset(positions)
+    if len(sub) < len(positions):
+        level = replace(level, data=level.data[sub])
+    return speed_of_sound_scan(level, positions[sub],
+                               interleaved_folds(positions[sub], SPEED_FOLDS), c, span,
+                               SPEED_ITERS, thickness, speed_points(level, positions, span))
+
+
 def speed_points(level: Level, positions: np.ndarray, span: float) -> int:
     """Points of the speed search over ``c (1 +- span)`` (odd, at least
     :data:`SPEED_POINTS`): steps of at most :data:`SPEED_STEP_PIXELS` coarsest pixels of
@@ -309,12 +324,8 @@ def joint_calibration(levels: list[Level], nominal: np.ndarray, c: float, prior_
     folds = interleaved_folds(nominal, SPEED_FOLDS)
     # on at most SPEED_MAX_SENSORS sensors (evenly in angle): the search needs many points
     # on a large array (speed_points), and the dip's width does not depend on the count
-    sub = speed_subset(nominal)
-    sub_level = replace(levels[0], data=levels[0].data[sub])
-    rel, held = speed_of_sound_scan(sub_level, pos[sub],
-                                    interleaved_folds(nominal[sub], SPEED_FOLDS), c, span,
-                                    SPEED_ITERS, thickness, speed_points(levels[0], pos, span))
-    if len(sub) == n_s:
+    rel, held = subset_speed_scan(levels[0], pos, c, span, thickness)
+    if held.shape[1] == n_s:
         heldout = {"file": float(held[int(np.argmin(np.abs(rel)))].mean())}
     else:  # every sensor, as the calibrated geometry's below
         acq0 = replace(levels[0].acquisition, speed_of_sound=c)

@@ -370,7 +370,7 @@ class Refiner:
                                  f"{x.shape[2]}), got {geometry.shape}")
         refined, std, scale = self._refine_tiles(x, env, n_samples, seed, tile, overlap,
                                                  geometry)
-        if std is not None and self.uncertainty in ("decoders-edges", "ensemble-edges"):
+        if std is not None and self.uncertainty in EDGE_MODES:
             std = edge_weighted(std, refined, view=map_view if map_view is not None
                                 else geometry)
         canon = Grid(x.shape[1], x.shape[1] * self.pitch)
@@ -629,7 +629,7 @@ class Refiner:
         view = self.view_inputs(sensors, canon)
         map_view = None
         if (view is None and n_samples >= 2
-                and self.uncertainty in ("decoders-edges", "ensemble-edges")):
+                and self.uncertainty in EDGE_MODES):
             from oatomo.refine.view import view_channels  # lazy: Numba
 
             map_view = view_channels(sensors, canon)
@@ -642,6 +642,9 @@ class Refiner:
             linear={m: resample(v, canon, grid) for m, v in lin.items()},
             grid=grid, canonical=canon, units=r.units, reason=reason, scale=r.scale)
 
+
+#: The uncertainty modes whose map is :func:`edge_weighted`.
+EDGE_MODES = ("decoders-edges", "ensemble-edges")
 
 #: Width (pixels) of the Gaussian that spreads the decoders' disagreement over the
 #: structures a limited view leaves out (:func:`edge_weighted` with ``view``).
