@@ -5,8 +5,9 @@ geometries of ``tv_refiner.py`` plus ``ring64``, a vessel tree each, seed 1000),
 process, side by side: one TV50 (``oatomo.reconstruct(scan, "mb-tv", iters=50,
 refine=False)``), then the default ``oatomo.reconstruct(scan)`` of the correct file, whose
 provenance times its refinement step (the model with its uncertainty map -- the shipped
-mode: the variant decoders' spread -- and the guard). Each measured twice, the faster kept.
-Reports refinement / TV50 per scan and the median. Run it alone on the machine::
+mode: the variant decoders' spread -- and the guard; ``--model``: another archive). Each
+measured twice, the faster kept. Reports refinement / TV50 per scan and the median. Run
+it alone on the machine::
 
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/refinement/tv_refiner_time.py \\
         out/tv_refiner/report --json benchmarks/refinement/tv_refiner_time.json
@@ -33,6 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("cache")
     ap.add_argument("--json")
+    ap.add_argument("--model", default=None,
+                    help="a refiner archive instead of the shipped one")
     args = ap.parse_args(argv)
     import tv_refiner as T
 
@@ -51,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
                                calibrate=False)
             tv50.append(time.perf_counter() - t)
             t = time.perf_counter()
-            rec = oatomo.reconstruct(scan, grid=grid)
+            rec = oatomo.reconstruct(scan, grid=grid, model=args.model)
             total.append(time.perf_counter() - t)
             refine.append(rec.provenance["timings"]["refine"])
             guard.append(rec.provenance["refinement"]["guard"]["time_s"])

@@ -397,23 +397,38 @@ def build_model(channels=(32, 64, 128), shuffle: int = 2, loss_kind: str = "sse"
     return ResUNet()
 
 
+#: Channels of the skip-connected VAEs' three levels (the shipped TV refiner's).
+SKIP_CHANNELS = (32, 64, 128)
+
+
 def build_vae(kind: str, width: int = 32, depth: int = 2, latent: int = 16,
-              beta: float = 1.0, view: bool = False, seed: int = 0):
+              beta: float = 1.0, view: bool = False, seed: int = 0,
+              channels: tuple[int, int, int] = SKIP_CHANNELS):
     """The package's convolutional VAE of ``kind`` ("ivae": the invariant multi-decoder
     model, one variant decoder per :data:`ENVIRONMENTS`; "bvae": the pooled beta-VAE),
     residual on the TV channel, with the profiled Gaussian likelihood; ``view``: the four
-    view channels (:mod:`oatomo.refine.view`) are inputs after TV and UBP."""
+    view channels (:mod:`oatomo.refine.view`) are inputs after TV and UBP; ``channels``:
+    the three levels' channels of the skip-connected ones (their capacity)."""
     from oatomo.learn.conv import ConvBetaVAE, ConvMultiDecoderIVAE, ConvVAEConfig
     from oatomo.learn.skipvae import SkipBetaVAE, SkipMultiDecoderIVAE, SkipVAEConfig
 
     if kind in ("skip-ivae", "skip-bvae"):
         scfg = SkipVAEConfig(in_channels=6 if view else 2, n_envs=len(ENVIRONMENTS),
-                             beta=beta)
+                             beta=beta, channels=channels)
         return (SkipMultiDecoderIVAE if kind == "skip-ivae" else SkipBetaVAE)(scfg, seed=seed)
     cfg = ConvVAEConfig(in_channels=2, width=width, depth=depth, latent_dim=latent,
                         likelihood="profiled", n_envs=len(ENVIRONMENTS), residual=True,
                         beta=beta)
     return (ConvMultiDecoderIVAE if kind == "ivae" else ConvBetaVAE)(cfg, seed=seed)
+
+
+def vae_of_checkpoint(ck: dict, arch: str):
+    """The VAE a training checkpoint of :func:`train` holds, its weights loaded (the
+    architecture, view channels and level channels from the checkpoint's entries)."""
+    model = build_vae(arch, view=bool(ck.get("view", False)),
+                      channels=tuple(ck.get("channels", SKIP_CHANNELS)))
+    model.load_state_dict(ck["model"])
+    return model
 
 
 def inputs_of(tv: np.ndarray, ubp: np.ndarray, arch: str) -> tuple[np.ndarray, float]:
@@ -457,7 +472,8 @@ def load_items(data: str, arch: str = "resunet", exclude: tuple[str, ...] = (),
 def train(data: str, out: str, steps: int, resume: bool = True, loss_kind: str = "sse",
           arch: str = "resunet", beta: float = 1.0, exclude: tuple[str, ...] = (),
           max_items: int | None = None, device: str = "cpu", view: bool = False,
-          kinds: tuple[str, ...] = (), seed: int = 0) -> None:
+          kinds: tuple[str, ...] = (), seed: int = 0,
+          channels: tuple[int, int, int] = SKIP_CHANNELS) -> None:
     """Train a refiner of the TV image on ``device`` (``"cpu"``, ``"cuda"``, ``"auto"``)
     with :func:`oatomo.learn.patches.train_on_patches` (batches of 16 random 96 x 96
     patches; under ``torchrun --nproc-per-node N`` with distributed data parallelism).
@@ -468,7 +484,8 @@ def train(data: str, out: str, steps: int, resume: bool = True, loss_kind: str =
     "ivae" / "bvae" / "skip-ivae" / "skip-bvae" (:func:`build_vae`), whose loss is their own
     (the profiled likelihood, with the gradient of "logratio"). ``seed`` draws the VAE's
     initial weights and its sampling noise (the batches depend on the step only): another
-    seed trains another member of an ensemble of the same recipe.
+    seed trains another member of an ensemble of the same recipe. ``channels``: the skip-
+    connected VAEs' level channels (the model's capacity).
     """
     import torch
 
@@ -480,7 +497,7 @@ def train(data: str, out: str, steps: int, resume: bool = True, loss_kind: str =
     if view and arch == "resunet":
         raise SystemExit("--view: the package's VAEs only")
     model = (build_model(loss_kind=loss_kind) if arch == "resunet"
-             else build_vae(arch, beta=beta, view=view, seed=seed))
+             else build_vae(arch, beta=beta, view=view, seed=seed, channels=channels))
 
     def load():
         items = load_items(data, arch, exclude, max_items, view, kinds)
@@ -494,14 +511,15 @@ def train(data: str, out: str, steps: int, resume: bool = True, loss_kind: str =
 
     signs = channel_signs(2) if view else None
     train_on_patches(model, load, out, steps=steps, batch_size=16, patch=96, device=device,
-                     resume=resume, extra={"arch": arch, "view": view}, signs=signs,
+                     resume=resume, extra={"arch": arch, "view": view, "channels": list(channels)},
+                     signs=signs,
                      seed=seed)
 
 
 # --- the shipped form ----------------------------------------------------------------
 
 
-def export(model_path: str, out: str) -> None:
+def export(model_path: str, out: str, tta: int = 8) -> None:
     """Write a trained package model (``skip-ivae``, ``ivae``) as a refiner weights archive
     (``.npz`` and its JSON sidecar) that :func:`oatomo.refine.load_refiner` and the
     pipeline read: the family of the training scanners, the inputs (the pipeline's own
@@ -510,8 +528,8 @@ def export(model_path: str, out: str) -> None:
     scans its correlation with the error equals that of ``both`` to 0.002, at a fifth of
     the time, because the posterior of this model, trained with beta = 0.01, is narrow --
     weighted by the refined image's edges, :func:`oatomo.refine.refiner.edge_weighted`),
-    and test-time augmentation (``tta``: the refined image is the mean over the 8 turns and
-    mirrors of the input)."""
+    and test-time augmentation (``tta``: the refined image is the mean over ``tta`` turns
+    (and mirrors) of the input, :data:`oatomo.refine.refiner.TTA_PASSES`)."""
     import torch
 
     from oatomo.learn.checkpoint import save_checkpoint
@@ -523,15 +541,15 @@ def export(model_path: str, out: str) -> None:
     if arch not in ("skip-ivae", "ivae"):
         raise SystemExit(f"{model_path}: only the invariant models are exported, not {arch}")
     view = bool(ck.get("view", False))
-    model = build_vae(arch, view=view)
-    model.load_state_dict(ck["model"])
+    model = vae_of_checkpoint(ck, arch)
     family = ScannerFamily(sensors=(16, 512), radius=(0.018, 0.050),
                            min_coverage=0.5 * math.pi, pitch=(0.075e-3, 0.15e-3),
                            speed_of_sound=(1450.0, 1600.0), linear=True)
     meta = {"kind": "multi-decoder", "family": family.to_dict(), "pitch": H.FOV / H.N_IMAGE,
             "native_grid": True, "input_from_pipeline": True,
             "inputs": ["mb-tv", "ubp"], "env_names": list(ENVIRONMENTS),
-            "uncertainty": "decoders-edges", "tta": True, "steps": int(ck["step"]),
+            "uncertainty": "decoders-edges", "tta": True if tta == 8 else int(tta),
+            "steps": int(ck["step"]),
             **({"view_channels": list(VIEW_NAMES)} if view else {}),
             "data": "benchmarks/refinement/tv_residual.py data (see its docstring)"}
     save_checkpoint(out, model.eval(), step=int(ck["step"]), train={FAMILY_KEY: meta})
@@ -626,8 +644,11 @@ def score(model_path: str, cache: Path, guard: bool = False) -> list[tuple]:
     arch = ck.get("arch") or ("resunet" if "head.weight" in keys else
                               "ivae" if "variant_decoders.0.net.0.weight" in keys else "bvae")
     view = bool(ck.get("view", False))
-    model = build_model() if arch == "resunet" else build_vae(arch, view=view)
-    model.load_state_dict(ck["model"])
+    if arch == "resunet":
+        model = build_model()
+        model.load_state_dict(ck["model"])
+    else:
+        model = vae_of_checkpoint(ck, arch)
     model.eval()
     run = model if arch == "resunet" else model.reconstruct  # the invariant decoder
     import tv_refiner as T
@@ -785,6 +806,8 @@ def main(argv: list[str] | None = None) -> int:
                    "(oatomo.refine.view)")
     t.add_argument("--seed", type=int, default=0,
                    help="initial weights and sampling noise (another ensemble member)")
+    t.add_argument("--channels", default=",".join(map(str, SKIP_CHANNELS)),
+                   help="the skip-connected VAEs' three level channels (capacity)")
     u = sub.add_parser("uncertainty", help="uncertainty map against the error (archive)")
     u.add_argument("archive")
     u.add_argument("cache")
@@ -796,6 +819,8 @@ def main(argv: list[str] | None = None) -> int:
     x = sub.add_parser("export", help="write the shipped form of a trained model")
     x.add_argument("model")
     x.add_argument("out")
+    x.add_argument("--tta", type=int, choices=(1, 2, 4, 8), default=8,
+                   help="passes of test-time augmentation (8: turns and mirrors, 4: turns)")
     e = sub.add_parser("ensemble", help="write an ensemble of exported archives")
     e.add_argument("out")
     e.add_argument("archives", nargs="+", help="the first network, then the members")
@@ -835,7 +860,8 @@ def main(argv: list[str] | None = None) -> int:
             train(a.data, a.model, a.steps, loss_kind=a.loss, arch=a.arch,
                   beta=a.beta, exclude=tuple(e for e in a.exclude.split(",") if e),
                   max_items=a.max_items, device=a.device, view=a.view,
-                  kinds=tuple(k for k in a.kinds.split(",") if k), seed=a.seed)
+                  kinds=tuple(k for k in a.kinds.split(",") if k), seed=a.seed,
+                  channels=tuple(int(c) for c in a.channels.split(",")))
         except InputError as exc:  # e.g. --device cuda on a machine without CUDA
             print(f"tv_residual.py train: error: {exc}", file=sys.stderr)
             return 2
@@ -853,7 +879,7 @@ def main(argv: list[str] | None = None) -> int:
         if a.json:
             Path(a.json).write_text(json.dumps(rows, indent=1))
     elif a.cmd == "export":
-        export(a.model, a.out)
+        export(a.model, a.out, a.tta)
     elif a.cmd == "cache":
         cache_set(Path(a.cache), a.tuning, False if a.ignore_response else "auto",
                   [g for g in a.geometries.split(",") if g] or None)

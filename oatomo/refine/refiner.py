@@ -72,7 +72,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["Refiner", "RefinedScan", "load_refiner", "family_record", "posterior_noise",
            "NUMPY_MAX_PIXELS", "SMALL_PIXELS", "few_threads", "to_canonical_grid", "model_grid",
-           "resample", "edge_weighted", "UNCERTAINTY_MODES",
+           "resample", "edge_weighted", "UNCERTAINTY_MODES", "TTA_PASSES",
            "UNITS_REFINED", "UNITS_PA", "TRAIN_COMMAND"]
 
 #: ``units`` attribute of linear and model-based images.
@@ -83,6 +83,16 @@ UNITS_REFINED = UNITS_PA
 
 #: Inputs of at most this many pixels (all images together) are refined on one thread.
 SMALL_PIXELS = 2 * 128 * 128
+
+#: The turned and mirrored inputs of test-time augmentation, ``(quarter turns, mirrored)``,
+#: by the number of passes a model's metadata ``tta`` asks for (:attr:`Refiner.tta_passes`):
+#: every count is a group of the square's symmetries, so the mean is equivariant under it.
+TTA_PASSES: dict[int, list[tuple[int, bool]]] = {
+    1: [(0, False)],
+    2: [(0, False), (2, False)],
+    4: [(k, False) for k in range(4)],
+    8: [(k, flip) for k in range(4) for flip in (False, True)],
+}
 
 
 #: Up to this many canonical pixels (all frames) the pipeline refines with the NumPy back
@@ -264,20 +274,32 @@ class Refiner:
 
     @property
     def tta(self) -> bool:
-        """Whether the refined image is the mean of the model's answers to the 8 turns and
-        mirrors of the input (test-time augmentation; the model's metadata ``tta``). The
-        uncertainty map comes from the plain input. With :attr:`members` and the metadata
-        ``tta_shared``, the 8 are shared out among the networks (network ``m`` of ``M``
-        takes the turns and mirrors ``m, m + M, ...``), so an ensemble costs what one
-        network with test-time augmentation costs."""
-        return bool(self.meta.get("tta", False))
+        """Whether the refined image is the mean of the model's answers to several turns
+        (and mirrors) of the input (test-time augmentation; the model's metadata ``tta``,
+        :attr:`tta_passes` of them). The uncertainty map comes from the plain input. With
+        :attr:`members` and the metadata ``tta_shared``, the passes are shared out among
+        the networks (network ``m`` of ``M`` takes the passes ``m, m + M, ...``), so an
+        ensemble costs what one network with test-time augmentation costs."""
+        return self.tta_passes > 1
+
+    @property
+    def tta_passes(self) -> int:
+        """How many turned or mirrored inputs the refined image averages: the metadata
+        ``tta`` as a count -- 8 (``true``: the four quarter turns, each also mirrored), 4
+        (the four quarter turns), 2 (the input and its half turn) -- or 1 (``false`` or
+        absent: the plain input only)."""
+        value = self.meta.get("tta", False)
+        n = (8 if value else 1) if isinstance(value, bool) else int(value)
+        if n not in TTA_PASSES:
+            raise InputError(f"the model's metadata 'tta' must be true, false or one of "
+                             f"{', '.join(map(str, sorted(TTA_PASSES)))}, got {value!r}")
+        return n
 
     def passes(self) -> list[tuple[int, int, bool]]:
         """The network passes whose mean is the refined image: ``(network, quarter turns,
         mirrored)``, network 0 being :attr:`model` and ``1...`` the :attr:`members`; the
         first pass is the plain input through :attr:`model`."""
-        turns = ([(k, flip) for k in range(4) for flip in (False, True)] if self.tta
-                 else [(0, False)])
+        turns = TTA_PASSES[self.tta_passes]
         n = 1 + len(self.members)
         if self.tta and n > 1 and self.meta.get("tta_shared", False):
             return [(i % n, k, flip) for i, (k, flip) in enumerate(turns)]

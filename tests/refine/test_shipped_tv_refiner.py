@@ -176,23 +176,28 @@ def test_refine_on_a_wrong_file_calibrates_then_refines(correct_scan):
     np.testing.assert_array_equal(forced.images["mb-tv"], default.images["mb-tv"])
 
 
-def test_refined_image_is_the_mean_over_the_turns_and_mirrors():
+def _turned_answers(plain, x, turns):
+    """The refined images of the turned (and mirrored) inputs, each turned back."""
+    answers = []
+    for k, flip in turns:
+        xt = np.rot90(x, k, (1, 2))
+        xt = np.ascontiguousarray(xt[..., ::-1] if flip else xt)
+        r = plain.refine_images(xt, n_samples=0).refined
+        answers.append(np.rot90(r[..., ::-1] if flip else r, -k))
+    return answers
+
+
+def test_refined_image_is_the_mean_over_the_quarter_turns():
     import dataclasses
 
     from oatomo.refine import load_refiner
 
     ref = load_refiner(MODEL)
-    assert ref.tta
+    assert ref.tta and ref.tta_passes == 4
     plain = dataclasses.replace(ref, meta={**ref.meta, "tta": False})
     x = np.abs(np.random.default_rng(5).normal(size=(2, 48, 48))).astype(np.float32)
-    # the eight answers computed here, each turned back
-    answers = []
-    for k in range(4):
-        for flip in (False, True):
-            xt = np.rot90(x, k, (1, 2))
-            xt = np.ascontiguousarray(xt[..., ::-1] if flip else xt)
-            r = plain.refine_images(xt, n_samples=0).refined
-            answers.append(np.rot90(r[..., ::-1] if flip else r, -k))
+    # the four answers computed here, each turned back
+    answers = _turned_answers(plain, x, [(k, False) for k in range(4)])
     got = ref.refine_images(x, n_samples=4)
     np.testing.assert_allclose(got.refined, np.mean(answers, 0), rtol=1e-5,
                                atol=1e-6 * float(np.abs(got.refined).max()))
@@ -212,3 +217,24 @@ def test_refined_image_is_the_mean_over_the_turns_and_mirrors():
     torch_ref = load_refiner(MODEL, backend="torch")
     np.testing.assert_allclose(torch_ref.refine_images(x, n_samples=0).refined, got.refined,
                                atol=1e-4 * float(np.abs(got.refined).max()))
+
+
+def test_tta_counts_the_turns_and_mirrors_and_refuses_other_counts():
+    import dataclasses
+
+    from oatomo.refine import load_refiner
+
+    ref = load_refiner(MODEL)
+    x = np.abs(np.random.default_rng(6).normal(size=(2, 40, 40))).astype(np.float32)
+    plain = dataclasses.replace(ref, meta={**ref.meta, "tta": False})
+    assert plain.passes() == [(0, 0, False)]
+    # true: the 8 turns and mirrors; 2: the input and its half turn
+    for value, turns in ((True, [(k, f) for k in range(4) for f in (False, True)]),
+                         (2, [(0, False), (2, False)])):
+        other = dataclasses.replace(ref, meta={**ref.meta, "tta": value})
+        np.testing.assert_allclose(other.refine_images(x, n_samples=0).refined,
+                                   np.mean(_turned_answers(plain, x, turns), 0), rtol=1e-5,
+                                   atol=1e-6 * float(np.abs(x).max()))
+    bad = dataclasses.replace(ref, meta={**ref.meta, "tta": 3})
+    with pytest.raises(InputError, match="'tta' must be"):
+        bad.refine_images(x, n_samples=0)
