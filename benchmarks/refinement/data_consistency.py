@@ -45,9 +45,7 @@ def main(argv: list[str] | None = None) -> int:
                                                              args[2].split(",")], args[3]
     torch.set_num_threads(1)
     ck = torch.load(model_path, weights_only=True, map_location="cpu")
-    model = R.build_vae(ck.get("arch", "skip-ivae"))
-    model.load_state_dict(ck["model"])
-    model.eval()
+    model = R.vae_of_checkpoint(ck, ck.get("arch", "skip-ivae")).eval()
     rows = []
     for geo, kind, seed, z, truth in T.cached_scans(cache):
         xn, s = R.inputs_of(z["tv"], z["ubp"], "skip-ivae")

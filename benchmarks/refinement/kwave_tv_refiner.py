@@ -73,8 +73,11 @@ def main(argv: list[str] | None = None) -> int:
     keys = ck["model"].keys()
     arch = ck.get("arch") or ("resunet" if "head.weight" in keys else
                               "ivae" if "variant_decoders.0.net.0.weight" in keys else "bvae")
-    model = T.build_model() if arch == "resunet" else T.build_vae(arch)
-    model.load_state_dict(ck["model"])
+    if arch == "resunet":
+        model = T.build_model()
+        model.load_state_dict(ck["model"])
+    else:
+        model = T.vae_of_checkpoint(ck, arch)
     model.eval()
     run = model if arch == "resunet" else model.reconstruct
 
