@@ -286,10 +286,16 @@ class Refiner:
     def tta_passes(self) -> int:
         """How many turned or mirrored inputs the refined image averages: the metadata
         ``tta`` as a count -- 8 (``true``: the four quarter turns, each also mirrored), 4
-        (the four quarter turns), 2 (the input and its half turn) -- or 1 (``false`` or
-        absent: the plain input only)."""
-        value = self.meta.get("tta", False)
-        n = (8 if value else 1) if isinstance(value, bool) else int(value)
+        (the four quarter turns), 2 (the input and its half turn) -- or 1 (``false``, null
+        or absent: the plain input only)."""
+        value = self.meta.get("tta")
+        if value is None or isinstance(value, bool):
+            n = 8 if value else 1
+        else:
+            try:
+                n = int(value) if float(value) == int(value) else -1
+            except (TypeError, ValueError, OverflowError):
+                n = -1
         if n not in TTA_PASSES:
             raise InputError(f"the model's metadata 'tta' must be true, false or one of "
                              f"{', '.join(map(str, sorted(TTA_PASSES)))}, got {value!r}")

@@ -235,6 +235,8 @@ def test_tta_counts_the_turns_and_mirrors_and_refuses_other_counts():
         np.testing.assert_allclose(other.refine_images(x, n_samples=0).refined,
                                    np.mean(_turned_answers(plain, x, turns), 0), rtol=1e-5,
                                    atol=1e-6 * float(np.abs(x).max()))
-    bad = dataclasses.replace(ref, meta={**ref.meta, "tta": 3})
-    with pytest.raises(InputError, match="'tta' must be"):
-        bad.refine_images(x, n_samples=0)
+    assert dataclasses.replace(ref, meta={**ref.meta, "tta": None}).tta_passes == 1
+    for value in (3, 0, 4.5, "many"):
+        bad = dataclasses.replace(ref, meta={**ref.meta, "tta": value})
+        with pytest.raises(InputError, match="'tta' must be"):
+            bad.refine_images(x, n_samples=0)
