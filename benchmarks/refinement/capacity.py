@@ -98,7 +98,7 @@ def table(rows: list[dict]) -> str:
 
 def figure(rows: list[dict], path: str) -> None:
     """The gain against training steps per model, and at the last step against the
-    number of parameters."""
+    number of parameters (runs of one size, e.g. two seeds: points, and their mean)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -111,11 +111,16 @@ def figure(rows: list[dict], path: str) -> None:
         label = f"{name} ({rs[0]['parameters'] / 1e6:.2f} M)"
         axes[0].plot([r["step"] for r in rs], [r["gain_db"] for r in rs], "o-", label=label)
         last.append(rs[-1])
-    axes[1].plot([r["parameters"] / 1e6 for r in last], [r["gain_db"] for r in last], "o-",
+    # every run a point, the line through the mean of the runs of each size
+    sizes = sorted({r["parameters"] for r in last})
+    means = [np.mean([r["gain_db"] for r in last if r["parameters"] == n]) for n in sizes]
+    axes[1].plot([n / 1e6 for n in sizes], means, "-", color="k")
+    axes[1].plot([r["parameters"] / 1e6 for r in last], [r["gain_db"] for r in last], "o",
                  color="k")
-    for r in last:
-        axes[1].annotate(f"{r['float32_mb']:.0f} MB", (r["parameters"] / 1e6, r["gain_db"]),
-                         textcoords="offset points", xytext=(4, -12), fontsize=8)
+    for n, m in zip(sizes, means, strict=True):
+        mb = next(r["float32_mb"] for r in last if r["parameters"] == n)
+        axes[1].annotate(f"{mb:.0f} MB", (n / 1e6, m), textcoords="offset points",
+                         xytext=(4, -12), fontsize=8)
     axes[0].set_xlabel("training steps (16 crops of 96 x 96)")
     axes[1].set_xlabel(f"parameters (M), at step {last[0]['step']}")
     axes[0].set_ylabel("refined - TV on the tuning scans (dB)")
