@@ -19,6 +19,7 @@ import numpy as np
 
 from oatomo.calibration.estimate import MIN_CORRELATION, angular_coverage, checked_input
 from oatomo.calibration.gauge import array_radius
+from oatomo.calibration.levels import Level, schedule
 from oatomo.calibration.prior import SCOUT_REL
 from oatomo.calibration.search import scout
 from oatomo.errors import InputError
@@ -170,16 +171,19 @@ def check_positions(sinogram: np.ndarray, sensors: SensorArray, acquisition: Acq
         raise InputError(f"threshold must be a length >= 0 m, got {threshold!r}")
     nominal = sensors.positions.astype(np.float64)
     radius = array_radius(nominal)
+    # the coarsest level, decimated once for the scout and, on arcs, the speed test
+    coarsest = schedule(y, acquisition, grid, SCOUT_REL * radius, 3, fft=True,
+                        first_only=True)[0]
     along, var, mis = scout(y, acquisition, grid, nominal, SCOUT_REL * radius,
                             CHECK_BOX_REL * radius, 3, CHECK_FOLDS, CHECK_ITER, thickness,
-                            share_norm=True, fft=True)
+                            share_norm=True, fft=True, coarsest=coarsest)
     noise = math.sqrt(float(np.median(var)))
     offset = float(np.median(along))
     spread = 1.4826 * float(np.median(np.abs(along - offset)))
     corr = math.sqrt(max(float(np.median(1.0 - mis)), 0.0))
     speed_drop = None
     if CHECK_SPEED_COVERAGE[0] <= angular_coverage(nominal) < CHECK_SPEED_COVERAGE[1]:
-        speed_drop = _speed_drop(y, acquisition, grid, nominal, radius, thickness)
+        speed_drop = _speed_drop(coarsest, nominal, acquisition.speed_of_sound, thickness)
     reason = ""
     if corr < MIN_CORRELATION:
         reason = (f"the held-out predictions do not correlate with the data (median "
@@ -192,15 +196,14 @@ def check_positions(sinogram: np.ndarray, sensors: SensorArray, acquisition: Acq
     return out
 
 
-def _speed_drop(y: np.ndarray, acquisition: Acquisition, grid: Grid, nominal: np.ndarray,
-                radius: float, thickness: float | None) -> float:
-    """Relative drop of the mean held-out misfit from the file's speed of sound to the
-    best of calibration's trial speeds (its coarsest level, folds, iterations and points)."""
+def _speed_drop(level: Level, nominal: np.ndarray, c: float, thickness: float | None
+                ) -> float:
+    """Relative drop of the mean held-out misfit from the file's speed of sound ``c`` to
+    the best of calibration's trial speeds on the coarsest ``level`` (its records and
+    grid; calibration's folds, iterations and points)."""
     from oatomo.calibration.joint import subset_speed_scan
-    from oatomo.calibration.levels import schedule
 
-    level = schedule(y, acquisition, grid, 0.01 * radius, 3, fft=True, first_only=True)[0]
-    rel, held = subset_speed_scan(level, nominal, acquisition.speed_of_sound, 0.03, thickness)
+    rel, held = subset_speed_scan(level, nominal, c, 0.03, thickness)
     mean = held.mean(axis=1)
     at_file = float(mean[int(np.argmin(np.abs(rel)))])
     return (at_file - float(mean.min())) / max(at_file, 1e-12)

@@ -230,15 +230,18 @@ def search_speed_of_sound(level: Level, positions: np.ndarray, folds: list[np.nd
 
 def scout(y: np.ndarray, acq: Acquisition, grid: Grid, nominal: np.ndarray, guess: float,
           box: float, n_levels: int, n_folds: int, n_iter: int, thickness: float | None,
-          share_norm: bool = False, fft: bool = False
+          share_norm: bool = False, fft: bool = False, coarsest: Level | None = None
           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One round of the coarsest level along the lines of sight, every fold fitted against
     the TV image of the others, around the nominal positions with prior ``guess`` and the
     search box +-``box``. Returns each sensor's shift along its line of sight (m), its
     posterior variance there (m^2) and its relative misfit ``1 - rho^2``. ``share_norm``:
     one power iteration for all folds (their operators differ by a few sensors); ``fft``:
-    the band limit in the frequency domain (:func:`oatomo.calibration.levels.lowpass_fft`)."""
-    level = schedule(y, acq, grid, guess, n_levels, fft, first_only=True)[0]
+    the band limit in the frequency domain (:func:`oatomo.calibration.levels.lowpass_fft`);
+    ``coarsest``: that level of the schedule when the caller already made it (the same
+    arguments), else it is made here."""
+    level = (schedule(y, acq, grid, guess, n_levels, fft, first_only=True)[0]
+             if coarsest is None else coarsest)
     level = replace(level, half_across=0,
                     half=min(level.half, max(1, int(math.ceil(box / level.step)))))
     folds = interleaved_folds(nominal, n_folds)
