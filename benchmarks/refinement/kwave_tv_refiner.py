@@ -70,15 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     acq = Acquisition(K.FS, K.N_SAMPLES, K.C0)
     response = DetectorResponse(centre_frequency=4e6 * 0.1e-3 / grid.dx, bandwidth=1.2)
     ck = torch.load(args.model, weights_only=True, map_location="cpu")
-    keys = ck["model"].keys()
-    arch = ck.get("arch") or ("resunet" if "head.weight" in keys else
-                              "ivae" if "variant_decoders.0.net.0.weight" in keys else "bvae")
-    if arch == "resunet":
-        model = T.build_model()
-        model.load_state_dict(ck["model"])
-    else:
-        model = T.vae_of_checkpoint(ck, arch)
-    model.eval()
+    arch, model = T.model_of_checkpoint(ck)
     run = model if arch == "resunet" else model.reconstruct
 
     def score(img: np.ndarray, truth: np.ndarray) -> float:

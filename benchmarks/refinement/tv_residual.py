@@ -70,6 +70,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -397,7 +398,8 @@ def build_model(channels=(32, 64, 128), shuffle: int = 2, loss_kind: str = "sse"
     return ResUNet()
 
 
-#: Channels of the skip-connected VAEs' three levels (the shipped TV refiner's).
+#: Default channels of the skip-connected VAEs' three levels (the first TV refiner's; the
+#: shipped one's, 48/96/192, are passed by ``make model-tv-refiner``).
 SKIP_CHANNELS = (32, 64, 128)
 
 
@@ -429,6 +431,21 @@ def vae_of_checkpoint(ck: dict, arch: str):
                       channels=tuple(ck.get("channels", SKIP_CHANNELS)))
     model.load_state_dict(ck["model"])
     return model
+
+
+def model_of_checkpoint(ck: dict) -> tuple[str, Any]:
+    """The architecture's name and the model (weights loaded, in evaluation mode) of a
+    training checkpoint of :func:`train`; checkpoints without the ``arch`` entry are told
+    apart by their weights' names (this file's U-Net, the invariant or the pooled VAE)."""
+    keys = ck["model"].keys()
+    arch = ck.get("arch") or ("resunet" if "head.weight" in keys else
+                              "ivae" if "variant_decoders.0.net.0.weight" in keys else "bvae")
+    if arch == "resunet":
+        model = build_model()
+        model.load_state_dict(ck["model"])
+    else:
+        model = vae_of_checkpoint(ck, arch)
+    return arch, model.eval()
 
 
 def inputs_of(tv: np.ndarray, ubp: np.ndarray, arch: str) -> tuple[np.ndarray, float]:
@@ -511,9 +528,8 @@ def train(data: str, out: str, steps: int, resume: bool = True, loss_kind: str =
 
     signs = channel_signs(2) if view else None
     train_on_patches(model, load, out, steps=steps, batch_size=16, patch=96, device=device,
-                     resume=resume, extra={"arch": arch, "view": view, "channels": list(channels)},
-                     signs=signs,
-                     seed=seed)
+                     resume=resume, signs=signs, seed=seed,
+                     extra={"arch": arch, "view": view, "channels": list(channels)})
 
 
 # --- the shipped form ----------------------------------------------------------------
@@ -640,16 +656,8 @@ def score(model_path: str, cache: Path, guard: bool = False) -> list[tuple]:
 
     torch.set_num_threads(2)
     ck = torch.load(model_path, weights_only=True, map_location="cpu")
-    keys = ck["model"].keys()
-    arch = ck.get("arch") or ("resunet" if "head.weight" in keys else
-                              "ivae" if "variant_decoders.0.net.0.weight" in keys else "bvae")
+    arch, model = model_of_checkpoint(ck)
     view = bool(ck.get("view", False))
-    if arch == "resunet":
-        model = build_model()
-        model.load_state_dict(ck["model"])
-    else:
-        model = vae_of_checkpoint(ck, arch)
-    model.eval()
     run = model if arch == "resunet" else model.reconstruct  # the invariant decoder
     import tv_refiner as T
 
