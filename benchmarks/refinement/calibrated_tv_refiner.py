@@ -89,6 +89,9 @@ def main(argv: list[str] | None = None) -> int:
                    "tv_true_reg": H.register(true_tv, case.truth)[0]}
             if "refined" in rec.images:
                 row["refined_reg"] = row["kept_reg"]
+            frames = how.get("guard", {}).get("frames") or [{}]
+            row["guard"] = {k2: v for k2, v in frames[0].items()
+                            if isinstance(v, (int, float))}
             rows.append(row)
             print(json.dumps({k2: round(v, 2) if isinstance(v, float) else v
                               for k2, v in row.items() if k2 != "reason"}), flush=True)

@@ -214,10 +214,10 @@ def reconstruct(scan: Any, method: str | None = None, grid: Grid | None = None, 
         A :class:`oatomo.pipeline.presets.Preset`, a preset TOML file or a bundled preset's
         name: its settings fill every keyword left at None here (explicit values win).
     refine
-        ``"auto"``: refine when the shipped model (or ``model``) fits the scan's geometry
-        and takes the method's images (the shipped one takes UBP and DAS: a TV image is
-        kept as it is, TV measured better than the refined UBP), and record why not
-        otherwise; ``True``: refine or raise :class:`InputError`;
+        ``"auto"``: refine when the shipped model for the method (the TV refiner for
+        ``mb-tv``, the scanner-family refiner for ``ubp`` and ``das``) or ``model`` fits
+        the scan's geometry and takes the method's image, and record why not otherwise;
+        ``True``: refine or raise :class:`InputError`;
         ``False``: never.
     model
         A refinement checkpoint (default: the model shipped with oatomo for the method,
@@ -236,12 +236,14 @@ def reconstruct(scan: Any, method: str | None = None, grid: Grid | None = None, 
         the data agree with the file's positions (:func:`oatomo.calibration.check_positions`,
         about two TV reconstructions at a quarter of the pixels per side; the provenance's
         ``position_check`` entry) and calibrate only when they do not. A scan calibrated
-        that way is reconstructed with ``mb-tv`` unless ``method`` is given, and not
-        refined (the refiner was trained on nominal-position images and does worse on
-        calibrated ones; calibrated TV is the better image, docs/results/calibration.rst); with
-        ``refine=True`` the check is made and reported but the scan is not calibrated.
-        A scan reconstructed with estimated positions (``calibrate=True``, or a file
-        written by ``oatomo calibrate``) is not refined either unless ``refine=True``.
+        that way is reconstructed with ``mb-tv`` unless ``method`` is given, and its TV
+        image refined by the TV refiner like any other (the guard keeping calibrated TV
+        when the refined image disagrees with the data). A scan reconstructed with
+        estimated positions (self-calibrated, ``calibrate=True``, or a file written by
+        ``oatomo calibrate``) with another method or a user's ``model`` is not refined
+        unless ``refine=True`` (that refiner was trained on nominal-position images); with
+        ``refine=True`` and such a method the check is made and reported but the scan is
+        not calibrated.
         Files that are already calibrated, a ``calibration`` given, scans too large for
         memory and arrays that cannot be calibrated (3-D, fewer than 8 sensors) are not
         tested. ``False``: never.

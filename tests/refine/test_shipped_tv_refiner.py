@@ -161,19 +161,22 @@ def test_guard_keeps_tv_on_a_scan_without_signal_and_the_result_is_deterministic
 def test_refine_on_a_wrong_file_calibrates_then_refines(correct_scan):
     """``refine=True`` on a file whose positions fail the check: calibrated, then the TV
     image of the calibrated geometry refined (the TV refiner was trained on images made
-    with the true positions); by default the same file is calibrated and not refined."""
+    with the true positions); the default does the same (the same images, the guard's
+    verdict recorded)."""
     scan, grid, truth = correct_scan
     rng = np.random.default_rng(5)
     wrong = scan.sensors.positions + rng.normal(0, 0.25e-3, scan.sensors.positions.shape)
     file = Scan(scan.sinogram, oatomo.SensorArray(wrong.astype(np.float32)),
                 scan.acquisition, response=scan.response)
     default = oatomo.reconstruct(file, grid=grid, samples=0)
-    assert default.provenance["calibration"] is not None and not default.refined
+    assert default.provenance["calibration"] is not None and default.refined
+    assert default.provenance["refinement"]["guard"]["passed"] is True
     forced = oatomo.reconstruct(file, grid=grid, refine=True, samples=0)
     prov = forced.provenance
     assert prov["calibration"] is not None and prov["method"] == "mb-tv"
     assert forced.refined and prov["refinement"]["input_reused"]
     np.testing.assert_array_equal(forced.images["mb-tv"], default.images["mb-tv"])
+    np.testing.assert_array_equal(forced.image, default.image)
 
 
 def _turned_answers(plain, x, turns):
