@@ -36,6 +36,23 @@ sys.path.insert(0, str(ROOT / "benchmarks" / "calibration"))
 import heldout_default as H  # noqa: E402
 
 
+def map_correlation(refined: np.ndarray, std: np.ndarray, truth: np.ndarray
+                    ) -> dict[str, float]:
+    """Pearson correlation of the uncertainty map with the absolute error of the refined
+    image after its affine fit (``r_raw``), and after moving image and map by the image's
+    best rigid registration to the truth (``r_reg``: the array's rigid motion, which no
+    data can see, is not an error the map could know)."""
+    from oatomo.evaluation.metrics import affine_fit
+
+    def r(img: np.ndarray, m: np.ndarray) -> float:
+        fit = affine_fit(img[None], truth[None])[0]
+        return float(np.corrcoef(m.ravel(), np.abs(fit - truth).ravel())[0, 1])
+
+    img, m = np.asarray(refined, np.float64), np.asarray(std, np.float64)
+    motion = np.asarray(H.register(img, truth)[1])
+    return {"r_raw": r(img, m), "r_reg": r(H._moved(img, motion), H._moved(m, motion))}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("model")
@@ -43,6 +60,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=H.FIRST_SEED)
     ap.add_argument("--geometries", default=",".join(H.GEOMETRIES))
     ap.add_argument("--phantoms", default=",".join(H.PHANTOMS))
+    ap.add_argument("--uncertainty", action="store_true",
+                    help="also the uncertainty map (the pipeline's default samples) and its "
+                    "Pearson correlation with the refined image's absolute error, raw and "
+                    "with image and map moved by the image's best rigid registration")
     ap.add_argument("--cache", help="directory keeping each case's calibrated scan file and "
                     "its TV with the true geometry, so that another model is scored without "
                     "calibrating again")
@@ -78,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
                     np.save(kept.with_suffix(".npy"), true_tv)
                     save_scan(kept, scan)
             rec = oatomo.reconstruct(scan, "mb-tv", grid=case.grid, refine=True, model=args.model,
-                                     samples=0)
+                                     **({} if args.uncertainty else {"samples": 0}))
             how = rec.provenance["refinement"]
             row = {"geometry": g, "phantom": k, "seed": args.seed,
                    "guard_passed": bool(how.get("guard", {}).get("passed")),
@@ -89,6 +110,9 @@ def main(argv: list[str] | None = None) -> int:
                    "tv_true_reg": H.register(true_tv, case.truth)[0]}
             if "refined" in rec.images:
                 row["refined_reg"] = row["kept_reg"]
+            if args.uncertainty and "uncertainty" in rec.images:
+                row.update(map_correlation(rec.images["refined"], rec.images["uncertainty"],
+                                           case.truth))
             frames = how.get("guard", {}).get("frames") or [{}]
             row["guard"] = {k2: v for k2, v in frames[0].items()
                             if isinstance(v, (int, float))}
