@@ -120,6 +120,21 @@ def few_threads(n_pixels: int) -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
+def pass_workers(n_passes: int) -> int:
+    """How many passes of test-time augmentation the NumPy back end runs at once: the CPUs
+    this process may use, at most ``OMP_NUM_THREADS`` when that is set, at most
+    ``n_passes``."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    try:
+        cpus = min(cpus, max(1, int(os.environ.get("OMP_NUM_THREADS", cpus))))
+    except ValueError:
+        pass
+    return max(1, min(cpus, n_passes))
+
+
 def to_canonical_grid(grid: Grid, pitch: float = CANONICAL_PITCH, step: int = 4) -> Grid:
     """The grid at ``pitch`` that covers ``grid``'s field of view, size a multiple of step."""
     n = int(math.ceil(grid.fov / pitch / step - 1e-9) * step)
@@ -463,10 +478,9 @@ class Refiner:
             pad = ((0, 0), (0, -n0 % step), (0, -n1 % step))
             r, s = self._run(np.pad(x, pad), env, n_samples, seed)
             return r[:n0, :n1], None if s is None else s[:n0, :n1]
-        refined, std = self._run_once(x, e, n_samples, seed)
         passes = self.passes()
         if len(passes) == 1:
-            return refined, std
+            return self._run_once(x, e, n_samples, seed)
         # test-time augmentation (the mean over the turns and mirrors of the input: the
         # model was trained on turned and mirrored crops) and the ensemble's members; the
         # map from the plain pass
@@ -477,16 +491,21 @@ class Refiner:
 
             signs = channel_signs(len(self.inputs))
         models = (self.model, *self.members)
-        # each network's sum of answers, and how many it gave
-        sums = np.zeros((len(models),) + refined.shape)
-        counts = np.zeros(len(models))
-        sums[0], counts[0] = refined, 1
+        jobs = [(x, n_samples, self.model)]
         for m, k, flip in passes[1:]:
             xt = np.rot90(x, k, (1, 2))
             xt = np.ascontiguousarray(xt[..., ::-1] if flip else xt)
             if signs is not None:
                 xt *= turn_factors(signs, k, flip)[:, None, None]
-            r, _ = self._run_once(xt, e, 0, seed, models[m])
+            jobs.append((xt, 0, models[m]))
+        answers = self._run_passes(jobs, e, seed)
+        refined, std = answers[0]
+        # each network's sum of answers, and how many it gave (summed in the passes' order:
+        # the same bytes however many passes ran at once)
+        sums = np.zeros((len(models),) + refined.shape)
+        counts = np.zeros(len(models))
+        sums[0], counts[0] = refined, 1
+        for (m, k, flip), (r, _) in zip(passes[1:], answers[1:], strict=True):
             sums[m] += np.rot90(r[..., ::-1] if flip else r, -k, (0, 1))
             counts[m] += 1
         if std is not None and self.uncertainty == "ensemble-edges" and len(models) > 1:
@@ -494,6 +513,28 @@ class Refiner:
             spread = (sums / counts[:, None, None]).var(axis=0)
             std = np.sqrt(std.astype(np.float64) ** 2 + spread).astype(np.float32)
         return (sums.sum(axis=0) / len(passes)).astype(np.float32), std
+
+    def _run_passes(self, jobs: list[tuple[np.ndarray, int, Any]], e: int | None, seed: int
+                    ) -> list[tuple[np.ndarray, np.ndarray | None]]:
+        """The answers to several passes ``(channels, n_samples, model)``, in order.
+
+        NumPy networks on a small image run up to :func:`pass_workers` passes at once, each
+        on one BLAS thread (NumPy's matrix products release the GIL; the image is too small
+        for BLAS's own threads to pay off, see :data:`SMALL_PIXELS`); the answers are the
+        ones the passes give one after the other, to the bit. Otherwise one at a time.
+        """
+        small = jobs[0][0].shape[-1] * jobs[0][0].shape[-2] <= SMALL_PIXELS
+        workers = pass_workers(len(jobs))
+        if workers < 2 or not small or not all(isinstance(m, NumpyEngine)
+                                                for _, _, m in jobs):
+            return [self._run_once(xt, e, ns, seed, m) for xt, ns, m in jobs]
+        from concurrent.futures import ThreadPoolExecutor
+
+        from oatomo._blas import blas_threads  # lazy: reads the BLAS library on use
+
+        with blas_threads(1), ThreadPoolExecutor(workers) as pool:
+            return list(pool.map(lambda j: self._run_numpy(j[0], e, j[1], seed, j[2]),
+                                 jobs))
 
     def _run_once(self, x: np.ndarray, e: int | None, n_samples: int, seed: int,
                   model: Any = None) -> tuple[np.ndarray, np.ndarray | None]:

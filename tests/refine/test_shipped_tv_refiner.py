@@ -243,3 +243,25 @@ def test_tta_counts_the_turns_and_mirrors_and_refuses_other_counts():
         bad = dataclasses.replace(ref, meta={**ref.meta, "tta": value})
         with pytest.raises(InputError, match="'tta' must be"):
             bad.refine_images(x, n_samples=0)
+
+
+def test_passes_at_once_give_the_same_bytes(monkeypatch):
+    """The NumPy back end runs the turned passes on several threads at once: the refined
+    image and the map are those of one pass after the other, to the bit; the worker count
+    follows the CPUs, OMP_NUM_THREADS and the number of passes."""
+    from oatomo.refine import load_refiner
+    from oatomo.refine import refiner as R
+
+    ref = load_refiner(MODEL, backend="numpy")
+    x = np.abs(np.random.default_rng(8).normal(size=(2, 48, 48))).astype(np.float32)
+    got = {}
+    for workers in (1, 4):
+        monkeypatch.setattr(R, "pass_workers", lambda n, w=workers: min(w, n))
+        out = ref.refine_images(x, n_samples=4)
+        got[workers] = (out.refined.tobytes(), out.std.tobytes())
+    assert got[1] == got[4]
+    monkeypatch.undo()
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert R.pass_workers(4) == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", "not a number")
+    assert 1 <= R.pass_workers(4) <= 4 and R.pass_workers(1) == 1
