@@ -35,6 +35,10 @@ for ``kwave_check.py``, here ``/tmp/kwenv``: its pins, numpy < 2.3 and matplotli
     OMP_NUM_THREADS=1 PYTHONPATH=. .venv/bin/python \\
         benchmarks/calibration/kwave_identifiability.py evaluate \\
         --json benchmarks/calibration/kwave_identifiability.json
+    # the whole default, refinement of the calibrated TV included (--default-refine):
+    OMP_NUM_THREADS=1 PYTHONPATH=. .venv/bin/python \
+        benchmarks/calibration/kwave_identifiability.py evaluate --default-refine \
+        --json benchmarks/calibration/kwave_identifiability_v8.json
     # the TV refiner on the same scans with their true positions (correct files), one
     # archive or several side by side:
     OMP_NUM_THREADS=1 PYTHONPATH=. .venv/bin/python \
@@ -213,8 +217,10 @@ def scans():
                true, nominal)
 
 
-def evaluate(path: Path | None) -> list[dict[str, Any]]:
-    """The default against TV with the file's and the true geometry, per case."""
+def evaluate(path: Path | None, refine: bool = False) -> list[dict[str, Any]]:
+    """The default against TV with the file's and the true geometry, per case; ``refine``:
+    the whole default, its refinement step included (``psnr_default_physics_reg``: the
+    image it refined, when it did), instead of the default without it."""
     import oatomo
     from oatomo.calibration import rigid_error
     from oatomo.geometry import SensorArray
@@ -228,7 +234,7 @@ def evaluate(path: Path | None) -> list[dict[str, Any]]:
     for case, correct, grid, truth, scan, scan_true, true, nominal in scans():
         c_file = float(scan.acquisition.speed_of_sound)
         t = time.perf_counter()
-        rec = oatomo.reconstruct(scan, grid=grid, refine=False)
+        rec = oatomo.reconstruct(scan, grid=grid, **({} if refine else {"refine": False}))
         prov = rec.provenance
         check = dict(prov.get("position_check") or {})
         row: dict[str, Any] = {
@@ -242,8 +248,12 @@ def evaluate(path: Path | None) -> list[dict[str, Any]]:
         plain = oatomo.reconstruct(scan, "mb-tv", grid=grid, calibrate=False, refine=False)
         right = oatomo.reconstruct(scan_true, "mb-tv", grid=grid, calibrate=False,
                                    refine=False)
-        for k, img in (("tv_file", plain.image), ("default", rec.image),
-                       ("tv_true", right.image)):
+        images = [("tv_file", plain.image), ("default", rec.image), ("tv_true", right.image)]
+        row["refined"] = bool(rec.refined)
+        row["refinement_reason"] = prov["refinement"].get("reason")
+        if rec.refined:
+            images.append(("default_physics", rec.images[prov["method"]]))
+        for k, img in images:
             row[f"psnr_{k}_reg"] = H.register(np.asarray(img, np.float64), truth)[0]
         row["pos_err_file_um"] = rms(nominal, true)
         row["pos_err_default_um"] = rms(oatomo.calibrate(scan, grid).sensors, true) \
@@ -300,6 +310,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="refine: a refiner archive (repeat to compare several)")
     ap.add_argument("--force", action="store_true")
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--default-refine", action="store_true",
+                    help="evaluate: the whole default, its refinement step included")
     args = ap.parse_args(argv)
     if args.stage == "phantoms":
         make_phantoms()
@@ -309,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
         refine(args.json, args.model or [str(ROOT / "oatomo" / "resources" / "models"
                                              / "tv_refiner.npz")])
     else:
-        evaluate(args.json)
+        evaluate(args.json, args.default_refine)
     return 0
 
 
