@@ -185,9 +185,10 @@ GEOMETRIES = {
 
 PHANTOMS = ("vessels-thin", "vessels-thick", "disks", "texture", "points")
 
-#: The fresh set (``--fresh``): arrays of counts and radii no other benchmark, tuning set or
-#: training family of the repository names (a 40-, 96- and 192-sensor ring, a 240 and a
-#: 135 deg arc, a 160-element linear array at 0.15 mm pitch), the same perturbation model.
+#: The fresh set (``--fresh``): arrays of counts and radii no other benchmark or tuning set
+#: of the repository names (a 40-, 96- and 192-sensor ring, a 240 and a 135 deg arc, a
+#: 160-element linear array at 0.15 mm pitch; the refiner's training family draws counts and
+#: radii at random from ranges that cover them), the same perturbation model.
 FRESH_GEOMETRIES = {
     "ring40": Geometry("ring", 40, 23 * MM),
     "ring96": Geometry("ring", 96, 33 * MM),
