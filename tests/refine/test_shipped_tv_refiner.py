@@ -179,6 +179,23 @@ def test_refine_on_a_wrong_file_calibrates_then_refines(correct_scan):
     np.testing.assert_array_equal(forced.image, default.image)
 
 
+def test_self_calibrated_two_frame_scan_is_refined_and_keeps_the_frame_ratio(correct_scan):
+    """A two-frame file whose positions are wrong: the default calibrates it (positions
+    shared by the frames), refines its calibrated TV images and keeps the frames' ratio."""
+    scan, grid, _ = correct_scan
+    rng = np.random.default_rng(5)
+    wrong = scan.sensors.positions + rng.normal(0, 0.25e-3, scan.sensors.positions.shape)
+    two = Scan(np.stack([scan.sinogram, 0.5 * scan.sinogram]),
+               oatomo.SensorArray(wrong.astype(np.float32)), scan.acquisition,
+               response=scan.response)
+    rec = oatomo.reconstruct(two, grid=grid, samples=0)
+    assert rec.provenance["calibration"] is not None and rec.refined
+    ref = rec.images["refined"]
+    assert ref.shape == (2,) + grid.shape
+    ratio = float(np.sum(ref[1] * ref[0]) / np.sum(ref[0] * ref[0]))
+    assert ratio == pytest.approx(0.5, rel=5e-3)
+
+
 def _turned_answers(plain, x, turns):
     """The refined images of the turned (and mirrored) inputs, each turned back."""
     answers = []
