@@ -60,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=H.FIRST_SEED)
     ap.add_argument("--geometries", default=",".join(H.GEOMETRIES))
     ap.add_argument("--phantoms", default=",".join(H.PHANTOMS))
+    ap.add_argument("--no-guard", action="store_true",
+                    help="keep every refined image (what the guard would have rejected too)")
     ap.add_argument("--uncertainty", action="store_true",
                     help="also the uncertainty map (the pipeline's default samples) and its "
                     "Pearson correlation with the refined image's absolute error, raw and "
@@ -99,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
                     np.save(kept.with_suffix(".npy"), true_tv)
                     save_scan(kept, scan)
             rec = oatomo.reconstruct(scan, "mb-tv", grid=case.grid, refine=True, model=args.model,
+                                     guard=not args.no_guard,
                                      **({} if args.uncertainty else {"samples": 0}))
             how = rec.provenance["refinement"]
             row = {"geometry": g, "phantom": k, "seed": args.seed,
