@@ -268,7 +268,7 @@ def decide_calibration(signals: Signals, grid: Grid, options: ReconstructOptions
         options = replace(options, refine=False)
         refine_reason = (f"the scan was self-calibrated: the refiner of {options.method} "
                          "images was trained on nominal-position images (refine=True, "
-                         "--refine, refines anyway)")
+                         "--refine, refines it on the file's positions instead)")
     return options, record, refine_reason
 
 
