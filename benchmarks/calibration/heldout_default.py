@@ -203,6 +203,7 @@ FRESH_GEOMETRIES = {
 FRESH_PHANTOMS = ("vessels-thin", "annuli", "capillaries", "texture")
 FRESH_SEED = 1500
 _ALL_GEOMETRIES = {**GEOMETRIES, **FRESH_GEOMETRIES}
+_ALL_PHANTOMS = tuple(dict.fromkeys(PHANTOMS + FRESH_PHANTOMS))
 QUICK = (("ring32", "arc120"), ("vessels-thin", "disks"))
 
 
@@ -272,8 +273,7 @@ def phantom(kind: str, grid: Grid, rng: np.random.Generator) -> np.ndarray:
         return annuli(grid, rng)
     if kind == "capillaries":
         return capillaries(grid, rng)
-    raise ValueError(f"unknown phantom kind {kind!r}; choose from "
-                     f"{', '.join(PHANTOMS + FRESH_PHANTOMS[1:3])}")
+    raise ValueError(f"unknown phantom kind {kind!r}; choose from {', '.join(_ALL_PHANTOMS)}")
 
 
 def block_mean(img: np.ndarray, k: int = 2) -> np.ndarray:
@@ -500,8 +500,7 @@ def to_markdown(rows: list[dict[str, Any]]) -> str:
     wrong = [r for r in rows if not r["correct_file"]]
     right = [r for r in rows if r["correct_file"]]
     geos = [g for g in _ALL_GEOMETRIES if any(r["geometry"] == g for r in rows)]
-    kinds = [k for k in dict.fromkeys(PHANTOMS + FRESH_PHANTOMS)
-             if any(r["phantom"] == k for r in rows)]
+    kinds = [k for k in _ALL_PHANTOMS if any(r["phantom"] == k for r in rows)]
     lines = ["PSNR (dB) after the best affine fit, raw / after the best rigid registration. "
              "gap: TV true minus default, registered. Position error: rms after rigid "
              "alignment, file -> default (ratio). Absolute c error: file -> default, then the "
@@ -591,7 +590,7 @@ def cases(geometries: list[str], phantoms: list[str], n_seeds: int,
 
     The correct-file scans take the phantom kinds in rotation by the geometry's place in
     :data:`GEOMETRIES` and the seed (the same cases whatever the order asked for)."""
-    kinds = [k for k in dict.fromkeys(PHANTOMS + FRESH_PHANTOMS) if k in phantoms]
+    kinds = [k for k in _ALL_PHANTOMS if k in phantoms]
     out = []
     for g in geometries:
         gi = list(_ALL_GEOMETRIES).index(g) % len(GEOMETRIES)
@@ -640,9 +639,8 @@ def main(argv: list[str] | None = None) -> int:
         if name not in _ALL_GEOMETRIES:
             ap.error(f"unknown geometry {name!r}; choose from {', '.join(_ALL_GEOMETRIES)}")
     for name in phantoms:
-        if name not in PHANTOMS + FRESH_PHANTOMS:
-            ap.error(f"unknown phantom {name!r}; choose from "
-                     f"{', '.join(dict.fromkeys(PHANTOMS + FRESH_PHANTOMS))}")
+        if name not in _ALL_PHANTOMS:
+            ap.error(f"unknown phantom {name!r}; choose from {', '.join(_ALL_PHANTOMS)}")
     todo = [c for c in cases(geometries, phantoms, args.seeds, first_seed)
             if c[0] not in done and (c[4] or not args.correct_only)]
     out.parent.mkdir(parents=True, exist_ok=True)

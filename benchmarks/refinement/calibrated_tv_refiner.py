@@ -42,11 +42,10 @@ def map_correlation(refined: np.ndarray, std: np.ndarray, truth: np.ndarray
     image after its affine fit (``r_raw``), and after moving image and map by the image's
     best rigid registration to the truth (``r_reg``: the array's rigid motion, which no
     data can see, is not an error the map could know)."""
-    from oatomo.evaluation.metrics import affine_fit
+    from oatomo.evaluation.metrics import affine_fit, pearson
 
     def r(img: np.ndarray, m: np.ndarray) -> float:
-        fit = affine_fit(img[None], truth[None])[0]
-        return float(np.corrcoef(m.ravel(), np.abs(fit - truth).ravel())[0, 1])
+        return float(pearson(m, np.abs(affine_fit(img[None], truth[None])[0] - truth)))
 
     img, m = np.asarray(refined, np.float64), np.asarray(std, np.float64)
     motion = np.asarray(H.register(img, truth)[1])
