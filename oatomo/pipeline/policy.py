@@ -284,12 +284,10 @@ def calibrated_geometry(scan: Any, options: ReconstructOptions) -> str | None:
     """
     if options.refine != "auto" or refines_calibrated(options):
         return None
+    why = ("calibrated images are refined by default only with mb-tv (the refiner of other "
+           "images was trained on nominal-position images; --refine to force)")
     if options.calibrate is True:
-        return ("the scan was calibrated: calibrated images are refined by default only "
-                "with mb-tv (the refiner of other images was trained on nominal-position "
-                "images; --refine to force)")
+        return f"the scan was calibrated: {why}"
     if getattr(scan, "calibration", None):
-        return ("the file is calibrated: calibrated images are refined by default only "
-                "with mb-tv (the refiner of other images was trained on nominal-position "
-                "images; --refine to force)")
+        return f"the file is calibrated: {why}"
     return None
