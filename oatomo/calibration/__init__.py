@@ -37,7 +37,9 @@ whole array and a common scaling of positions and speed of sound are not.
    an array covering less than half a turn an estimate of ``c`` more than
    :data:`~oatomo.calibration.estimate.MAX_SPEED_CHANGE` from the file's is taken as the
    scale-speed trade-off the aperture cannot resolve: the file's ``c`` is kept and the
-   positions are calibrated again at it. A sparse array (sensors
+   positions are calibrated again at it (at once, when ``c`` has already moved
+   :data:`~oatomo.calibration.estimate.EARLY_SPEED_FACTOR` times that far by the end of
+   the coarsest level: the same estimate, one schedule less). A sparse array (sensors
    :data:`~oatomo.calibration.estimate.SPARSE_PITCH` or more apart) is calibrated with a
    note that its positions are weakly identifiable (:attr:`Calibration.notes`).
 

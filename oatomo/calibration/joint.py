@@ -54,7 +54,16 @@ from oatomo.recon.operators import operator_norm_sq
 __all__ = ["JACOBIAN_STEP", "ROUNDS", "IMAGE_ITERS", "IMAGE_LAM_SCALE", "RELAX",
            "SPEED_STEP_PIXELS", "SPEED_MAX_SENSORS", "sensor_jacobians", "gauss_newton_step",
            "line_search", "speed_points", "speed_subset", "subset_speed_scan", "upsample",
-           "joint_calibration"]
+           "SpeedNotIdentified", "joint_calibration"]
+
+
+class SpeedNotIdentified(Exception):
+    """Raised by :func:`joint_calibration` when the speed of sound has moved further than
+    its ``speed_limit`` after the coarsest level; ``change`` is the relative move."""
+
+    def __init__(self, change: float) -> None:
+        super().__init__(f"the speed of sound moved {100 * change:+.1f} %")
+        self.change = change
 
 
 def sensor_jacobians(level: Level, image: np.ndarray, positions: np.ndarray,
@@ -263,7 +272,8 @@ def joint_calibration(levels: list[Level], nominal: np.ndarray, c: float, prior_
                       image_iters: int = IMAGE_ITERS,
                       image_lam: float = IMAGE_LAM_SCALE,
                       relax: tuple[float, float] = RELAX,
-                      speed_span: float = 0.03, on_round: Any = None
+                      speed_span: float = 0.03, on_round: Any = None,
+                      speed_limit: float | None = None
                       ) -> tuple[np.ndarray, float, np.ndarray, list[dict[str, float]],
                                  np.ndarray, float, dict[str, float]]:
     """Alternate image and geometry steps on every level (see the module docstring).
@@ -287,6 +297,9 @@ def joint_calibration(levels: list[Level], nominal: np.ndarray, c: float, prior_
         See :data:`ROUNDS`, :data:`IMAGE_ITERS`, :data:`IMAGE_LAM_SCALE`, :data:`RELAX`.
     on_round
         ``on_round(record)`` after every round (the record appended to ``history``).
+    speed_limit
+        With ``speed_of_sound``: stop after the coarsest level when ``c`` has moved
+        further than this (relative) from the starting ``c`` (None: never).
 
     Returns
     -------
@@ -311,9 +324,16 @@ def joint_calibration(levels: list[Level], nominal: np.ndarray, c: float, prior_
         starting positions and speed of sound and with the estimate
         (:func:`~oatomo.calibration.search.heldout_misfits`). A geometry the data
         identify predicts sensors it was not fitted to better than the file's.
+
+    Raises
+    ------
+    SpeedNotIdentified
+        ``c`` moved further than ``speed_limit`` over the speed search and the coarsest
+        level.
     """
     box = BOX_STD * prior_std
     pos = nominal.copy()
+    c_start = c
     n_s = len(pos)
     cov = np.tile(np.eye(2) * prior_std ** 2, (n_s, 1, 1))
     history: list[dict[str, float]] = []
@@ -382,6 +402,9 @@ def joint_calibration(levels: list[Level], nominal: np.ndarray, c: float, prior_
             if on_round is not None:
                 on_round(rec)
             history.append(rec)
+        if li == 0 and speed_of_sound and speed_limit is not None \
+                and abs(c / c_start - 1) > speed_limit:
+            raise SpeedNotIdentified(c / c_start - 1)
     assert x is not None
     # as the speed search computed the file's: each fold's ||A||^2 at the lowest speed
     norms = fold_norms(levels[0], pos, folds, c * (1 - span))

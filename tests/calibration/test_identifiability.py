@@ -12,13 +12,13 @@ from calibration_case import ACQ, GRID, NOMINAL, P0, signals
 
 import oatomo
 from oatomo import Acquisition, ring_array
-from oatomo.calibration import calibrate, check_positions
+from oatomo.calibration import calibrate, check_positions, estimate
 from oatomo.calibration.estimate import (
     MAX_SPEED_CHANGE,
     angular_pitch,
     identifiability_notes,
 )
-from oatomo.calibration.joint import SPEED_FOLDS, SPEED_ITERS
+from oatomo.calibration.joint import SPEED_FOLDS, SPEED_ITERS, SpeedNotIdentified
 from oatomo.calibration.levels import schedule
 from oatomo.calibration.result import NO_BETTER
 from oatomo.calibration.search import heldout_misfits, interleaved_folds
@@ -111,6 +111,36 @@ def test_a_short_aperture_keeps_the_file_s_speed_when_the_estimate_runs_off() ->
     ring = calibrate(_scan(NOMINAL, c_true=1500.0, acq=replace(ACQ, speed_of_sound=1575.0)),
                      GRID)
     assert abs(ring.speed_of_sound / 1500.0 - 1) < 0.01 and not ring.notes
+
+
+def test_the_speed_rule_stopping_early_gives_the_same_bytes(monkeypatch) -> None:
+    """The 5 %-off arc above: the estimate has run past EARLY_SPEED_FACTOR x the rule by
+    the end of its coarsest level, so that run stops there and the positions are calibrated
+    at the file's c at once; the same calibration with the early stop disabled (the rule
+    applied only at the end) gives the same positions, speed, history and notes."""
+    arc = ring_array(48, 0.0225, math.radians(120), -math.pi / 2 - math.radians(60))
+    scan = _scan(arc, arc, c_true=1500.0, acq=replace(ACQ, speed_of_sound=1575.0))
+    stops: list[float] = []
+    real = estimate.joint_calibration
+
+    def spy(*args, **kwargs):
+        try:
+            return real(*args, **kwargs)
+        except SpeedNotIdentified as stop:
+            stops.append(stop.change)
+            raise
+
+    monkeypatch.setattr(estimate, "joint_calibration", spy)
+    early = calibrate(scan, GRID)
+    assert len(stops) == 1 and abs(stops[0]) > estimate.EARLY_SPEED_FACTOR * MAX_SPEED_CHANGE
+    monkeypatch.setattr(estimate, "EARLY_SPEED_FACTOR", 1e9)
+    late = calibrate(scan, GRID)
+    assert len(stops) == 1
+    np.testing.assert_array_equal(early.sensors.positions, late.sensors.positions)
+    np.testing.assert_array_equal(early.position_std, late.position_std)
+    assert early.speed_of_sound == late.speed_of_sound == 1575.0
+    assert early.history == late.history
+    assert [n.split("(")[0] for n in early.notes] == [n.split("(")[0] for n in late.notes]
 
 
 @pytest.mark.parametrize("n", [8, 12, 24, 32, 90])
