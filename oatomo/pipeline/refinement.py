@@ -83,7 +83,9 @@ def refine_images(grid: Grid, sinogram: np.ndarray, sensors: SensorArray,
     image (metadata ``input_from_pipeline``, the TV refiner) refines ``physics`` itself,
     and only when ``pipeline_default`` says it was made with the pipeline's default
     settings, the ones its training images were made with (else, with ``"auto"``, the
-    record says why not; with True, an :class:`InputError`).
+    record says why not; with True, an :class:`InputError`). Its refined image keeps
+    that TV image's constraint ``p0 >= 0``: the pixels below zero are set to 0 after the
+    guard (the record's ``nonneg``: the share of the energy that was below zero).
     """
     path = Path(model) if model is not None else default_model_path(method)
     record: dict[str, Any] = {"applied": False, "model": str(path)}
@@ -143,7 +145,7 @@ def refine_images(grid: Grid, sinogram: np.ndarray, sensors: SensorArray,
                                 f"reconstruction of the sinogram, not the {method} image")
     if not guard or physics is None:
         record["guard"] = {"passed": None, "why": "not checked"}
-        return out, record
+        return _nonneg(out, record, bool(family.get("input_from_pipeline")))
     t = time.perf_counter()
     verdict = _guard(out["refined"], physics, sinogram, grid, sensors, acquisition,
                      band=band, response=response, element_width=element_width,
@@ -154,7 +156,27 @@ def refine_images(grid: Grid, sinogram: np.ndarray, sensors: SensorArray,
         record.update(applied=False, reason=f"refined, then rejected by the guard: "
                       f"{verdict['why']}; the {method or 'physics'} image is kept")
         return {}, record
-    return out, record
+    return _nonneg(out, record, bool(family.get("input_from_pipeline")))
+
+
+def _nonneg(out: dict[str, np.ndarray], record: dict[str, Any], constrained: bool
+            ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """The refined image of a refiner of the pipeline's own TV image, which is constrained
+    to ``p0 >= 0``, under the same constraint: its negative pixels set to 0 (after the
+    guard, which judges the network's own answer; the uncertainty map is left as it is).
+    Positively homogeneous, so units, scale equivariance and frame ratios are kept.
+    Measured with the shipped TV refiner on correct files (docs/results/refinement.rst,
+    "The refined image kept non-negative"): +0.32 dB on the tuning scans, +0.18 and +0.05
+    on two held-out sets, no scan more than 0.02 dB lower. The record's ``nonneg``: the
+    share of the refined image's energy that was below zero (None: not constrained)."""
+    if not constrained or "refined" not in out:
+        record["nonneg"] = None
+        return out, record
+    img = out["refined"]
+    total = float(np.sum(np.square(img, dtype=np.float64)))
+    below = float(np.sum(np.square(np.minimum(img, 0), dtype=np.float64)))
+    record["nonneg"] = below / total if total > 0 else 0.0
+    return {**out, "refined": np.maximum(img, 0).astype(img.dtype, copy=False)}, record
 
 
 def _guard(refined: np.ndarray, physics: np.ndarray, sinogram: np.ndarray, grid: Grid,

@@ -121,6 +121,29 @@ def test_default_refines_a_correct_file_and_beats_tv(correct_scan):
     assert r > 0.4, r  # 0.59 with the decoders' spread alone, 0.70 weighted by the edges
 
 
+def test_refined_image_keeps_the_tv_image_s_nonnegativity(correct_scan):
+    """The pipeline returns the network's answer with its negative pixels set to 0 (the
+    TV image it refined is constrained to p0 >= 0); the network's own answer, recomputed
+    here from the same TV image, has negative pixels, and the guard judged that answer."""
+    from oatomo.refine import load_refiner
+
+    scan, grid, truth = correct_scan
+    rec = oatomo.reconstruct(scan, grid=grid, samples=0)
+    how = rec.provenance["refinement"]
+    assert rec.refined and how["guard"]["passed"]
+    raw = load_refiner(MODEL).refine_scan(scan.sinogram, scan.sensors, scan.acquisition,
+                                          grid, n_samples=0, check=False,
+                                          images={"mb-tv": rec.images["mb-tv"]}).refined
+    assert float(raw.min()) < -1e-3 * float(raw.max())
+    out = rec.images["refined"]
+    assert float(out.min()) == 0.0
+    np.testing.assert_allclose(out, np.maximum(raw, 0), atol=1e-5 * float(raw.max()))
+    share = float(np.sum(np.minimum(raw, 0.0) ** 2) / np.sum(raw.astype(np.float64) ** 2))
+    assert how["nonneg"] == pytest.approx(share, rel=1e-3)
+    # the constraint costs nothing here: the kept image scores at least the raw answer
+    assert _score(out, truth) >= _score(raw, truth) - 0.02
+
+
 def test_frame_ratio_is_kept(correct_scan):
     scan, grid, _ = correct_scan
     two = Scan(np.stack([scan.sinogram, 0.5 * scan.sinogram]), scan.sensors,
