@@ -35,10 +35,14 @@ from oatomo.recon.operators import operator_norm_sq
 logger = logging.getLogger(__name__)
 
 __all__ = ["MIN_SENSORS", "FINE_FOLDS", "MIN_CORRELATION", "MIN_SPEED_COVERAGE",
-           "MAX_SPEED_CHANGE", "EARLY_SPEED_FACTOR", "SPARSE_PITCH", "angular_coverage",
-           "angular_pitch",
+           "MAX_SPEED_CHANGE", "EARLY_SPEED_FACTOR", "NOTE_RECORD", "SPARSE_PITCH",
+           "angular_coverage", "angular_pitch",
            "identifiability_notes", "checked_input",
            "calibrate_sinogram", "calibrate"]
+
+#: Attribute set on the log records of :attr:`Calibration.notes` (logged as warnings for
+#: library users; the command line drops them from its log, as its report prints them).
+NOTE_RECORD = "calibration_note"
 
 #: Fewest sensors self-calibration accepts (each fold must still form an image).
 MIN_SENSORS = 8
@@ -266,8 +270,8 @@ def calibrate_sinogram(
                          f"{100 * limit:g} %): the file's is kept and the "
                          f"positions are calibrated at it")
             positions, c, cov, history, image, norm_sq, heldout = run(False)
-        for note in notes:
-            logger.warning("calibration: %s", note)
+        for note in notes:  # marked: the CLI prints the notes in its own report
+            logger.warning("calibration: %s", note, extra={NOTE_RECORD: True})
         return _result(positions, c, cov, sensors, acquisition, prior_std, history,
                        t_start, source, *((image, norm_sq) if levels[-1].grid.n == grid.n
                                           else (None, None)), heldout=heldout, notes=notes)

@@ -153,3 +153,31 @@ def test_angular_pitch_closed_forms(n: int) -> None:
     assert bool(notes) == (n <= 24)
     if notes:
         assert f"{360 / n:.0f} deg apart" in notes[0]
+
+
+def test_the_command_line_prints_each_note_once(tmp_path) -> None:
+    """The calibration logs its notes as warnings (for library users); ``oatomo calibrate``
+    prints them in its report and drops them from its log, so the note of the 5 %-off arc
+    appears once in what the command writes. A warning that is not a note still shows."""
+    import logging
+    import subprocess
+    import sys
+
+    from oatomo.cli import _NOTE_RECORD, _not_a_calibration_note
+
+    assert _NOTE_RECORD == estimate.NOTE_RECORD
+    rec = logging.LogRecord("oatomo.calibration.estimate", logging.WARNING, __file__, 1,
+                            "calibration: %s", ("a note",), None)
+    assert _not_a_calibration_note(rec)
+    setattr(rec, estimate.NOTE_RECORD, True)
+    assert not _not_a_calibration_note(rec)
+    arc = ring_array(48, 0.0225, math.radians(120), -math.pi / 2 - math.radians(60))
+    path = tmp_path / "arc.h5"
+    save_scan(path, _scan(arc, arc, c_true=1500.0, acq=replace(ACQ, speed_of_sound=1575.0)))
+    run = subprocess.run([sys.executable, "-m", "oatomo", "calibrate", str(path), "--n",
+                          str(GRID.n), "--fov", repr(GRID.n * GRID.dx), "-o",
+                          str(tmp_path / "cal.h5")], capture_output=True, text=True,
+                         timeout=300, check=False)
+    assert run.returncode == 0, run.stderr
+    said = run.stdout + run.stderr
+    assert said.count("not identifiable from this aperture") == 1, said
