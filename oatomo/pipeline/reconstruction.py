@@ -79,7 +79,8 @@ class Reconstruction:
         (s per step) and ``refinement`` (``applied``, ``reason``, ``model``, ``compatible``
         when checked; when the model ran, its ``input`` (e.g.
         ``"ubp+das"``, the refiner's own reconstructions), ``method``, grid, decoder and
-        ``guard``, the check of the refined image against the data:
+        ``guard``, the check of the refined image against the data, and ``nonneg``,
+        the share of a TV refiner's answer below zero that was set to 0:
         :func:`oatomo.pipeline.refinement.refine_images`).
     """
 
