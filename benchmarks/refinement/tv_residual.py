@@ -190,6 +190,50 @@ def make_report_like(out: Path, geometries: list[str], kinds: list[str],
                     save_item(path, z["tv"], z["ubp"], truth, k, g, 0.0, env)
 
 
+#: Items numbered from here are self-calibrated report-like scans
+#: (:func:`make_calibrated_report_like`): ``+ 10000 x geometry + 1000 x kind + seed % 1000``.
+CALIBRATED_REPORT_LIKE_FROM = 300_000
+
+
+def make_calibrated_report_like(out: Path, geometries: list[str], kinds: list[str],
+                                seeds: range) -> None:
+    """Wrong files drawn exactly as the calibration benchmark's
+    (``heldout_default.make_case``: its arrays, phantom generators, position errors, band,
+    noise and the file's speed of sound) with other seeds, self-calibrated by
+    :func:`oatomo.calibrate`, and the UBP and TV images of the calibrated scan, as training
+    items (numbered by :data:`CALIBRATED_REPORT_LIKE_FROM`; the geometry's and kind's
+    places in the lists given), each in the environment of its kind of scanner: what a
+    refiner of calibrated images learns when its training scans are drawn like the
+    calibrated scans it is scored on (an upper bound on what such data can buy, not a
+    model to ship). A scan the calibration refuses is recorded as skipped."""
+    import oatomo
+    from oatomo.calibration import apply_calibration
+    from oatomo.errors import InputError
+
+    for gi, g in enumerate(geometries):
+        env = geometry_environment(H._ALL_GEOMETRIES.get(g) or H.GEOMETRIES[g])
+        for ki, k in enumerate(kinds):
+            for seed in seeds:
+                i = CALIBRATED_REPORT_LIKE_FROM + 10000 * gi + 1000 * ki + seed % 1000
+                path = out / f"{i:06d}.npz"
+                skipped = path.with_suffix(".skipped")
+                if path.exists() or skipped.exists():
+                    continue
+                case = H.make_case(g, k, seed)
+                try:
+                    cal = oatomo.calibrate(case.scan, case.grid)
+                except InputError as exc:
+                    skipped.write_text(str(exc))
+                    continue
+                cs = apply_calibration(case.scan, cal)
+                ubp = oatomo.reconstruct(cs, "ubp", grid=case.grid, calibrate=False,
+                                         refine=False).image
+                tv = oatomo.reconstruct(cs, "mb-tv", grid=case.grid, calibrate=False,
+                                        refine=False).image
+                truth = (case.truth / case.truth.max()).astype(np.float32)
+                save_item(path, tv, ubp, truth, k, f"{g}-calibrated", case.noise, env)
+
+
 def make_item(i: int, out: Path, model_response: bool | str = "auto") -> None:
     """Training scan ``i`` (a pure function of ``i``) into ``out/<i>.npz``; the TV image
     with the pipeline's ``model_response`` (see ``tv_refiner.run_case``). Items from
@@ -793,6 +837,9 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--geometries", default="arc120,linear128")
     r.add_argument("--kinds", default="vessels-thin,vessels-thick")
     r.add_argument("--seeds", default="5000:5100", help="first:end")
+    r.add_argument("--calibrated", action="store_true",
+                   help="wrong files of the calibration benchmark, self-calibrated "
+                   "(make_calibrated_report_like)")
     t = sub.add_parser("train")
     t.add_argument("data")
     t.add_argument("model")
@@ -860,7 +907,8 @@ def main(argv: list[str] | None = None) -> int:
         out = Path(a.out)
         out.mkdir(parents=True, exist_ok=True)
         lo, hi = (int(v) for v in a.seeds.split(":"))
-        make_report_like(out, a.geometries.split(","), a.kinds.split(","), range(lo, hi))
+        make = make_calibrated_report_like if a.calibrated else make_report_like
+        make(out, a.geometries.split(","), a.kinds.split(","), range(lo, hi))
     elif a.cmd == "train":
         from oatomo.errors import InputError
 
