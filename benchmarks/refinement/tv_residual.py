@@ -129,7 +129,29 @@ CALIBRATED_FROM = 100_000
 
 def item_rng(i: int) -> np.random.Generator:
     """The random stream of item ``i`` (another one for the self-calibrated items)."""
-    return np.random.default_rng([i, 77002 if i >= CALIBRATED_FROM else 77001])
+    return np.random.default_rng([i, 77001 if i < CALIBRATED_FROM
+                                  else 77002 if i < MICROSPHERES_FROM else 77003])
+
+
+#: Items numbered from here are scans of microspheres (:func:`microspheres`), a kind the
+#: other items lack: point-like absorbers.
+MICROSPHERES_FROM = 400_000
+
+
+def microspheres(grid, rng: np.random.Generator) -> np.ndarray:
+    """3-20 uniform spheres of radius 0.02-0.12 mm (beads, a resolution phantom's
+    absorbers), each projected onto the plane (``sqrt(r^2 - d^2)``, so a sphere's
+    projection, not a disk) with value 0.3-1 at its centre, anywhere within 90 % of the
+    field of view; max 1."""
+    X, Y = grid.coordinates()
+    img = np.zeros(grid.shape)
+    half = grid.fov / 2
+    for _ in range(int(rng.integers(3, 21))):
+        cx, cy = rng.uniform(-0.9 * half, 0.9 * half, size=2)
+        r = rng.uniform(0.02, 0.12) * MM
+        d2 = (X - cx) ** 2 + (Y - cy) ** 2
+        img += rng.uniform(0.3, 1.0) * np.sqrt(np.clip(r * r - d2, 0, None)) / r
+    return (img / img.max()).astype(np.float32)
 
 
 def draw_scene(i: int):
@@ -141,6 +163,11 @@ def draw_scene(i: int):
     rng = item_rng(i)
     grid = Grid(H.N_IMAGE, H.FOV)
     fine = Grid(2 * H.N_IMAGE, H.FOV)
+    if i >= MICROSPHERES_FROM:
+        kind = "microspheres"
+        p0 = microspheres(fine, rng)
+        truth = H.block_mean(p0.astype(np.float64)).astype(np.float32)
+        return rng, grid, fine, kind, p0, truth, draw_geometry(rng)
     kind = KINDS[int(rng.integers(len(KINDS)))]
     p0 = draw_phantom(kind, fine, rng).astype(np.float32)
     truth = H.block_mean(p0.astype(np.float64)).astype(np.float32)
@@ -238,7 +265,7 @@ def make_item(i: int, out: Path, model_response: bool | str = "auto") -> None:
     """Training scan ``i`` (a pure function of ``i``) into ``out/<i>.npz``; the TV image
     with the pipeline's ``model_response`` (see ``tv_refiner.run_case``). Items from
     :data:`CALIBRATED_FROM` on are :func:`make_calibrated_item`."""
-    if i >= CALIBRATED_FROM:
+    if CALIBRATED_FROM <= i < MICROSPHERES_FROM:
         make_calibrated_item(i, out)
         return
     import oatomo
@@ -263,7 +290,8 @@ def make_item(i: int, out: Path, model_response: bool | str = "auto") -> None:
     ubp = oatomo.reconstruct(scan, "ubp", grid=grid, calibrate=False, refine=False).image
     tv = oatomo.reconstruct(scan, "mb-tv", grid=grid, calibrate=False, refine=False,
                             model_response=model_response).image
-    save_item(path, tv, ubp, truth, kind, f"{geo.kind}{geo.n}", noise)
+    save_item(path, tv, ubp, truth, kind, f"{geo.kind}{geo.n}", noise,
+              geometry_environment(geo) if i >= MICROSPHERES_FROM else None)
 
 
 def make_calibrated_item(i: int, out: Path) -> None:

@@ -112,13 +112,14 @@ def test_default_refines_a_correct_file_and_beats_tv(correct_scan):
     assert how["guard"]["passed"] is True
     assert rec.image is rec.images["refined"] and rec.units["refined"] == "Pa"
     tv, ref = _score(rec.images["mb-tv"], truth), _score(rec.images["refined"], truth)
-    # measured when the model was shipped: TV 34.4 dB, refined 39.1 dB on this scan
+    # measured: TV 34.4 dB, refined 40.6 dB on this scan (39.1 when the first weights were
+    # shipped, before the non-negative answer and the microspheres)
     assert ref > tv + 2.0, (tv, ref)
     # the uncertainty map ranks the pixels by their error
     err = np.abs(affine_fit(rec.images["refined"].astype(np.float64)[None], truth[None])[0]
                  - truth)
     r = np.corrcoef(rec.images["uncertainty"].ravel(), err.ravel())[0, 1]
-    assert r > 0.4, r  # 0.59 with the decoders' spread alone, 0.70 weighted by the edges
+    assert r > 0.4, r  # 0.59 with the decoders' spread alone, 0.68 weighted by the edges
 
 
 def test_refined_image_keeps_the_tv_image_s_nonnegativity(correct_scan):
