@@ -233,9 +233,6 @@ def make_calibrated_report_like(out: Path, geometries: list[str], kinds: list[st
     refiner of calibrated images learns when its training scans are drawn like the
     calibrated scans it is scored on (an upper bound on what such data can buy, not a
     model to ship). A scan the calibration refuses is recorded as skipped."""
-    import oatomo
-    from oatomo.calibration import apply_calibration
-    from oatomo.errors import InputError
 
     for gi, g in enumerate(geometries):
         env = geometry_environment(H._ALL_GEOMETRIES.get(g) or H.GEOMETRIES[g])
@@ -247,18 +244,11 @@ def make_calibrated_report_like(out: Path, geometries: list[str], kinds: list[st
                 if path.exists() or skipped.exists():
                     continue
                 case = H.make_case(g, k, seed)
-                try:
-                    cal = oatomo.calibrate(case.scan, case.grid)
-                except InputError as exc:
-                    skipped.write_text(str(exc))
+                made = calibrated_images(case.scan, case.grid, skipped)
+                if made is None:
                     continue
-                cs = apply_calibration(case.scan, cal)
-                ubp = oatomo.reconstruct(cs, "ubp", grid=case.grid, calibrate=False,
-                                         refine=False).image
-                tv = oatomo.reconstruct(cs, "mb-tv", grid=case.grid, calibrate=False,
-                                        refine=False).image
                 truth = (case.truth / case.truth.max()).astype(np.float32)
-                save_item(path, tv, ubp, truth, k, f"{g}-calibrated", case.noise, env)
+                save_item(path, *made, truth, k, f"{g}-calibrated", case.noise, env)
 
 
 def make_item(i: int, out: Path, model_response: bool | str = "auto") -> None:
@@ -303,9 +293,6 @@ def make_calibrated_item(i: int, out: Path) -> None:
     :func:`oatomo.calibrate`, and the UBP and TV images of the calibrated scan -- what
     ``oatomo reconstruct --refine`` refines on a file that fails the position check. A scan
     the calibration refuses (too little structure) is recorded as skipped."""
-    import oatomo
-    from oatomo.calibration import apply_calibration
-    from oatomo.errors import InputError
     from oatomo.forward import simulate
     from oatomo.geometry import SensorArray
     from oatomo.io import Scan
@@ -338,15 +325,28 @@ def make_calibrated_item(i: int, out: Path) -> None:
                  seed=int(rng.integers(2**63)))
     scan = Scan(y, nominal, type(acq)(acq.fs, acq.n_samples, speed_of_sound=c_file,
                                       t0=acq.t0), response=response)
+    made = calibrated_images(scan, grid, skipped)
+    if made is not None:
+        save_item(path, *made, truth, kind, f"{geo.kind}{geo.n}-calibrated", noise)
+
+
+def calibrated_images(scan: Any, grid: Any, skipped: Path) -> tuple[Any, Any] | None:
+    """The TV and UBP images of ``scan`` self-calibrated by :func:`oatomo.calibrate` (the
+    calibrated scan's own, as ``oatomo reconstruct`` makes them); None, with the reason
+    written to ``skipped``, when the calibration refuses the scan."""
+    import oatomo
+    from oatomo.calibration import apply_calibration
+    from oatomo.errors import InputError
+
     try:
         cal = oatomo.calibrate(scan, grid)
     except InputError as exc:
         skipped.write_text(str(exc))
-        return
+        return None
     cs = apply_calibration(scan, cal)
     ubp = oatomo.reconstruct(cs, "ubp", grid=grid, calibrate=False, refine=False).image
     tv = oatomo.reconstruct(cs, "mb-tv", grid=grid, calibrate=False, refine=False).image
-    save_item(path, tv, ubp, truth, kind, f"{geo.kind}{geo.n}-calibrated", noise)
+    return tv, ubp
 
 
 #: Training environments of the invariant model: the kind of scanner of an item.

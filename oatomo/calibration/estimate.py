@@ -222,8 +222,8 @@ def calibrate_sinogram(
             isinstance(max_speed_change, (int, float)) and 0 < max_speed_change < 0.5):
         raise InputError(f"max_speed_change must be in (0, 0.5) or None, got "
                          f"{max_speed_change!r}")
+    coverage = angular_coverage(sensors.positions)
     if speed_of_sound == "auto":
-        coverage = angular_coverage(sensors.positions)
         speed_of_sound = coverage >= MIN_SPEED_COVERAGE
         logger.info("calibration: %s the speed of sound (array coverage %.0f deg)",
                     "estimating" if speed_of_sound else "keeping", math.degrees(coverage))
@@ -248,7 +248,7 @@ def calibrate_sinogram(
             if callback is not None:
                 callback("calibrate", rec["step"], rec["rounds_total"])
 
-        short = angular_coverage(sensors.positions) < MIN_SPEED_COVERAGE
+        short = coverage < MIN_SPEED_COVERAGE
         limit = max_speed_change if speed_of_sound and short else None
 
         def run(estimate_c: bool) -> tuple[Any, ...]:
