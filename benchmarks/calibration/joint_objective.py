@@ -27,6 +27,14 @@ seeds 2000 and 2001, none of them in its report tables):
   four scans. It moves many sensors at once and scores each move with the image
   re-fitted, which the alternating scheme does not.
 
+* ``prior``: the same straight line (ends and midpoint), each point's image made as the
+  default makes it (TV at the reconstruction's weight, then the shipped TV refiner, a
+  learned prior of the object class, its guard off): does the refined image's misfit
+  ``||A x_r - y|| / ||y||``, how far the refiner moves TV (``||x_r - x|| / ||x||``), or
+  the sharpness of UBP, TV or the refined image (the normalised fourth moment
+  ``n sum x^4 / (sum x^2)^2``, an autofocus measure) prefer the truth? A criterion that
+  does not cannot lead a calibration there either.
+
 Run (each mode appends to its JSON and skips what it holds; ``--table`` prints it)::
 
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/calibration/joint_objective.py path \\
@@ -35,6 +43,8 @@ Run (each mode appends to its JSON and skips what it holds; ``--table`` prints i
         [--image-grid] --out benchmarks/calibration/joint_objective_noise.json
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/calibration/joint_objective.py descent \\
         [--noise-scale 0] --out benchmarks/calibration/joint_objective_descent.json
+    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/calibration/joint_objective.py prior \\
+        --out benchmarks/calibration/joint_objective_prior.json
 """
 
 from __future__ import annotations
@@ -58,6 +68,7 @@ from oatomo.calibration.levels import schedule  # noqa: E402
 from oatomo.calibration.search import heldout_misfits, interleaved_folds  # noqa: E402
 from oatomo.geometry import SensorArray  # noqa: E402
 from oatomo.recon.model_based import default_lambda, reconstruct_model_based  # noqa: E402
+from oatomo.refine.guard import check_refined  # noqa: E402
 
 CASES = (("ring32", "vessels-thin", 2000), ("ring64", "vessels-thin", 2000),
          ("arc270", "vessels-thin", 2000), ("ring64", "vessels-thick", 2000),
@@ -88,14 +99,19 @@ def objective(case: H.Case, positions: np.ndarray, speed: float, lam: float
     return float(rec["objective"][-1]), misfit
 
 
+def aligned_truth(case: H.Case, est: np.ndarray) -> tuple[np.ndarray, float]:
+    """The true positions and speed of sound similarity-aligned onto an estimate (the rigid
+    motion and the common scale of positions and ``c`` the data cannot see)."""
+    s, rot, t = similarity_transform(case.true.positions.astype(np.float64), est)
+    return (s * (rot @ case.true.positions.T)).T + t, s * case.c_true
+
+
 def path_row(geometry: str, kind: str, seed: int, scale: float = 1.0,
              image_grid: bool = False) -> dict[str, Any]:
     case = H.make_case(geometry, kind, seed, noise_scale=scale, image_grid=image_grid)
     cal = oatomo.calibrate(case.scan, case.grid)
     est = cal.sensors.positions.astype(np.float64)
-    s, rot, t = similarity_transform(case.true.positions.astype(np.float64), est)
-    true = (s * (rot @ case.true.positions.T)).T + t
-    c_true = s * case.c_true
+    true, c_true = aligned_truth(case, est)
     lam1 = default_lambda("tv", case.scan.sinogram, case.grid, case.nominal,
                           case.scan.acquisition, response=case.scan.response)
     level = schedule(case.scan.sinogram.astype(np.float32), case.scan.acquisition, case.grid,
@@ -229,9 +245,76 @@ def noise_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def sharpness(image: np.ndarray) -> float:
+    """Normalised fourth moment ``n sum x^4 / (sum x^2)^2`` (1 for a flat image; larger for
+    a sparser, better focused one)."""
+    x = np.asarray(image, np.float64)
+    return float(x.size * np.sum(x ** 4) / np.sum(x * x) ** 2)
+
+
+def prior_row(geometry: str, kind: str, seed: int) -> dict[str, Any]:
+    case = H.make_case(geometry, kind, seed)
+    cal = oatomo.calibrate(case.scan, case.grid)
+    est = cal.sensors.positions.astype(np.float64)
+    true, c_true = aligned_truth(case, est)
+    row: dict[str, Any] = {"geometry": geometry, "phantom": kind, "seed": seed,
+                           "file_um": H.rms_um(case.nominal, case.true),
+                           "estimate_um": H.rms_um(cal.sensors, case.true), "points": []}
+    for frac in (0.0, 0.5, 1.0):
+        sensors = SensorArray(est + frac * (true - est))
+        acq = replace(case.scan.acquisition,
+                      speed_of_sound=cal.speed_of_sound + frac * (c_true - cal.speed_of_sound))
+        scan = H.Scan(case.scan.sinogram, sensors, acq, response=case.scan.response)
+        rec = oatomo.reconstruct(scan, "mb-tv", grid=case.grid, calibrate=False, refine=True,
+                                 guard=False, samples=0)
+        tv, refined = (np.asarray(rec.images[k], np.float64) for k in ("mb-tv", "refined"))
+        ubp = oatomo.reconstruct(scan, "ubp", grid=case.grid, calibrate=False,
+                                 refine=False).image
+        numbers = check_refined(refined, tv, case.scan.sinogram, case.grid, sensors, acq,
+                                response=case.scan.response).numbers
+        row["points"].append({
+            "t": frac, "psnr_tv": H.register(tv, case.truth)[0],
+            "psnr_refined": H.register(refined, case.truth)[0],
+            "residual_tv": float(numbers["residual_physics"]),
+            "residual_refined": float(numbers["residual_refined"]),
+            "refiner_change": float(np.linalg.norm(refined - tv) / np.linalg.norm(tv)),
+            "sharpness_ubp": sharpness(ubp), "sharpness_tv": sharpness(tv),
+            "sharpness_refined": sharpness(refined)})
+    return row
+
+
+def prior_table(rows: list[dict[str, Any]]) -> str:
+    """Markdown: per scan, each criterion at the midpoint and the truth relative to the
+    estimate; a criterion prefers the truth where its residual or change is lower there, or
+    its sharpness higher."""
+    keys = ("residual_refined", "residual_tv", "refiner_change", "sharpness_ubp",
+            "sharpness_tv", "sharpness_refined")
+    head = ["scan", "file / estimate (um)", "PSNR TV est / mid / true",
+            "PSNR refined est / mid / true"] + [k.replace("_", " ") for k in keys]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        p = r["points"]
+        cells = [f"{r['geometry']} {r['phantom']} ({r['seed']})",
+                 f"{r['file_um']:.0f} / {r['estimate_um']:.0f}",
+                 " / ".join(f"{q['psnr_tv']:.1f}" for q in p),
+                 " / ".join(f"{q['psnr_refined']:.1f}" for q in p)]
+        for k in keys:
+            e, m, t = (q[k] for q in p)
+            cells.append(f"{100 * (m / e - 1):+.1f} / {100 * (t / e - 1):+.1f} %")
+        lines.append("| " + " | ".join(cells) + " |")
+    lower = ("residual_refined", "residual_tv", "refiner_change")
+    prefer = {k: sum((r["points"][2][k] < r["points"][0][k]) == (k in lower) for r in rows)
+              for k in keys}
+    lines.append("")
+    lines.append("Scans on which the criterion prefers the truth to the estimate: "
+                 + ", ".join(f"{k.replace('_', ' ')} {v}/{len(rows)}"
+                             for k, v in prefer.items()) + ".")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("mode", choices=("path", "noise", "descent"))
+    ap.add_argument("mode", choices=("path", "noise", "descent", "prior"))
     ap.add_argument("--out", required=True)
     ap.add_argument("--cases", default=None,
                     help="comma list geometry:phantom:seed (default: the module's)")
@@ -247,14 +330,17 @@ def main(argv: list[str] | None = None) -> int:
         (g, k, int(s)) for g, k, s in (c.split(":") for c in args.cases.split(",")))
     out = Path(args.out)
     rows: list[dict[str, Any]] = json.loads(out.read_text()) if out.exists() else []
-    table = {"path": path_table, "noise": noise_table, "descent": descent_table}[args.mode]
-    if not args.table and args.mode == "descent":
+    table = {"path": path_table, "noise": noise_table, "descent": descent_table,
+             "prior": prior_table}[args.mode]
+    if not args.table and args.mode in ("descent", "prior"):
         H.warm_up()
         for g, k, seed in cases:
-            if any((r["geometry"], r["phantom"], r["seed"], r["descent_noise_scale"])
-                   == (g, k, seed, args.noise_scale) for r in rows):
+            if any((r["geometry"], r["phantom"], r["seed"], r.get("descent_noise_scale"))
+                   == (g, k, seed, args.noise_scale if args.mode == "descent" else None)
+                   for r in rows):
                 continue
-            rows.append(descent_row(g, k, seed, args.noise_scale))
+            rows.append(descent_row(g, k, seed, args.noise_scale) if args.mode == "descent"
+                        else prior_row(g, k, seed))
             tmp = out.with_suffix(".tmp")
             tmp.write_text(json.dumps(rows, indent=1))
             tmp.replace(out)
