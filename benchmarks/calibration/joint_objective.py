@@ -34,6 +34,19 @@ seeds 2000 and 2001, none of them in its report tables):
   the sharpness of UBP, TV or the refined image (the normalised fourth moment
   ``n sum x^4 / (sum x^2)^2``, an autofocus measure) prefer the truth? A criterion that
   does not cannot lead a calibration there either.
+* ``offsets``: the default calibration of the same records with the whole array moved by
+  half a coarsest-level pixel in x, y or both (a rigid motion the data cannot see, moved
+  back afterwards; at the finer levels the move is a whole pixel): how much of the
+  estimate's error depends on where the coarsest grid's pixels fall, and does averaging
+  the four estimates (similarity-aligned) help? Then the unshifted and the y-shifted
+  calibration on a grid of the same pitch padded by ``OFFSET_PAD`` pixels on every side
+  (a shift can push the edge of an object that reaches the image's border out of the
+  image). The vessel trees and the disks of ``joint_floor.py`` and six scans of seed 2001.
+* ``fov``: the default calibration of the same twelve scans on image grids of the same
+  pitch and other fields of view: the benchmark's (which the phantoms fill), 15 % smaller
+  (the object's border outside the image), 25 % larger, and what ``oatomo reconstruct``
+  takes without ``--fov`` (:func:`oatomo.io.grid.object_fov`, from the first arrivals);
+  the registered PSNR of the default TV on the benchmark's grid at each estimate.
 
 Run (each mode appends to its JSON and skips what it holds; ``--table`` prints it)::
 
@@ -45,6 +58,10 @@ Run (each mode appends to its JSON and skips what it holds; ``--table`` prints i
         [--noise-scale 0] --out benchmarks/calibration/joint_objective_descent.json
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/calibration/joint_objective.py prior \\
         --out benchmarks/calibration/joint_objective_prior.json
+    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/calibration/joint_objective.py offsets \\
+        --out benchmarks/calibration/joint_objective_offsets.json
+    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/calibration/joint_objective.py fov \\
+        --out benchmarks/calibration/joint_objective_fov.json
 """
 
 from __future__ import annotations
@@ -66,7 +83,8 @@ from oatomo.calibration.gauge import similarity_transform  # noqa: E402
 from oatomo.calibration.joint import gauss_newton_step  # noqa: E402
 from oatomo.calibration.levels import schedule  # noqa: E402
 from oatomo.calibration.search import heldout_misfits, interleaved_folds  # noqa: E402
-from oatomo.geometry import SensorArray  # noqa: E402
+from oatomo.geometry import Grid, SensorArray  # noqa: E402
+from oatomo.io.grid import object_fov  # noqa: E402
 from oatomo.recon.model_based import default_lambda, reconstruct_model_based  # noqa: E402
 from oatomo.refine.guard import check_refined  # noqa: E402
 
@@ -74,6 +92,13 @@ CASES = (("ring32", "vessels-thin", 2000), ("ring64", "vessels-thin", 2000),
          ("arc270", "vessels-thin", 2000), ("ring64", "vessels-thick", 2000),
          ("ring128", "vessels-thin", 2000), ("ring32", "disks", 2000),
          ("ring32", "texture", 2001), ("arc270", "points", 2001))
+OFFSET_CASES = (("ring32", "vessels-thin", 2000), ("ring64", "vessels-thin", 2000),
+                ("ring128", "vessels-thin", 2000), ("arc270", "vessels-thin", 2000),
+                ("arc270", "vessels-thick", 2000), ("ring32", "disks", 2000),
+                ("ring32", "vessels-thin", 2001), ("ring64", "vessels-thick", 2001),
+                ("ring128", "vessels-thin", 2001), ("arc270", "vessels-thin", 2001),
+                ("ring32", "vessels-thick", 2001), ("ring64", "vessels-thin", 2001))
+OFFSET_PAD = 16  # offsets: pixels added on every side of the padded grid
 TV_WEIGHTS = (0.3, 1.0, 3.0)
 NOISE_SCALES = (1.0, 0.3, 0.1, 0.0)
 
@@ -312,9 +337,108 @@ def prior_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def offsets_row(geometry: str, kind: str, seed: int) -> dict[str, Any]:
+    case = H.make_case(geometry, kind, seed)
+    nominal = case.scan.sensors.positions.astype(np.float64)
+    half = 0.5 * case.grid.fov / schedule(case.scan.sinogram, case.scan.acquisition,
+                                          case.grid, 2e-4, 3, first_only=True)[0].grid.n
+    estimates, speeds = [], []
+    for shift in ((0.0, 0.0), (half, 0.0), (0.0, half), (half, half)):
+        d = np.asarray(shift)
+        scan = H.Scan(case.scan.sinogram, SensorArray(nominal + d), case.scan.acquisition,
+                      response=case.scan.response)
+        cal = oatomo.calibrate(scan, case.grid)
+        estimates.append(cal.sensors.positions.astype(np.float64) - d)
+        speeds.append(cal.speed_of_sound)
+    aligned = []
+    for est, c in zip(estimates, speeds, strict=True):  # onto the unshifted estimate (the gauge)
+        s, rot, t = similarity_transform(est, estimates[0])
+        aligned.append(((s * (rot @ est.T)).T + t, s * c))
+    mean = np.mean([a for a, _ in aligned], axis=0)
+    c_mean = float(np.mean([c for _, c in aligned]))
+    # the same calibrations with OFFSET_PAD more pixels of the same pitch on every side
+    # (nothing of the object outside the image any more), unshifted and shifted in y
+    n_pad = case.grid.n + 2 * OFFSET_PAD
+    padded = []
+    for shift in ((0.0, 0.0), (0.0, half)):
+        d = np.asarray(shift)
+        scan = H.Scan(case.scan.sinogram, SensorArray(nominal + d), case.scan.acquisition,
+                      response=case.scan.response)
+        cal = oatomo.calibrate(scan, Grid(n_pad, case.grid.dx * n_pad))
+        est = cal.sensors.positions.astype(np.float64) - d
+        padded.append((H.rms_um(SensorArray(est), case.true),
+                       tv_psnr(case, est, cal.speed_of_sound)))
+    return {"geometry": geometry, "phantom": kind, "seed": seed, "half_pixel_m": half,
+            "file_um": H.rms_um(case.nominal, case.true),
+            "each_um": [H.rms_um(SensorArray(e), case.true) for e in estimates],
+            "each_psnr": [tv_psnr(case, e, c) for e, c in zip(estimates, speeds, strict=True)],
+            "mean_um": H.rms_um(SensorArray(mean), case.true),
+            "mean_psnr": tv_psnr(case, mean, c_mean),
+            "true_psnr": tv_psnr(case, case.true.positions, case.c_true),
+            "padded_um": [u for u, _ in padded], "padded_psnr": [q for _, q in padded]}
+
+
+def offsets_table(rows: list[dict[str, Any]]) -> str:
+    """Markdown: per scan, position error and registered PSNR of the default TV for each
+    shift of the array, their average, and TV with the true positions."""
+    lines = ["| scan | file (um) | per shift: error (um) | per shift: PSNR (dB) | average of "
+             "the four: error, PSNR | padded grid, unshifted / y: error (um), PSNR (dB) | "
+             "TV true (dB) |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['geometry']} {r['phantom']} ({r['seed']}) | {r['file_um']:.0f} | "
+                     + " / ".join(f"{v:.0f}" for v in r["each_um"]) + " | "
+                     + " / ".join(f"{v:.1f}" for v in r["each_psnr"])
+                     + f" | {r['mean_um']:.0f}, {r['mean_psnr']:.1f} | "
+                     + " / ".join(f"{u:.0f}, {q:.1f}" for u, q in zip(
+                         r["padded_um"], r["padded_psnr"], strict=True))
+                     + f" | {r['true_psnr']:.1f} |")
+    return "\n".join(lines)
+
+
+FOV_SCALES = (1.0, 0.85, 1.25)  # fov: fields of view relative to the benchmark's
+
+
+def fov_row(geometry: str, kind: str, seed: int) -> dict[str, Any]:
+    case = H.make_case(geometry, kind, seed)
+    fovs = {f"x{f:g}": f * case.grid.fov for f in FOV_SCALES}
+    fovs["object_fov"] = object_fov(case.scan)
+    row: dict[str, Any] = {"geometry": geometry, "phantom": kind, "seed": seed,
+                           "file_um": H.rms_um(case.nominal, case.true),
+                           "true_psnr": tv_psnr(case, case.true.positions, case.c_true),
+                           "grids": {}}
+    for name, fov in fovs.items():
+        n = 4 * max(1, round(fov / case.grid.dx / 4))  # the same pitch, n a multiple of 4
+        cal = oatomo.calibrate(case.scan, Grid(n, n * case.grid.dx))
+        row["grids"][name] = {"fov_m": n * case.grid.dx,
+                              "um": H.rms_um(cal.sensors, case.true),
+                              "psnr": tv_psnr(case, cal.sensors.positions,
+                                              cal.speed_of_sound)}
+    return row
+
+
+def fov_table(rows: list[dict[str, Any]]) -> str:
+    """Markdown: per scan and field of view, position error and registered PSNR of the
+    default TV at the estimate; the last line their means."""
+    names = list(rows[0]["grids"]) if rows else []
+    head = ["scan", "file (um)"] + [f"{k}: fov (mm), error (um), PSNR (dB)" for k in names]
+    lines = ["| " + " | ".join(head + ["TV true (dB)"]) + " |",
+             "|" + "---|" * (len(head) + 1)]
+    for r in rows:
+        cells = [f"{r['geometry']} {r['phantom']} ({r['seed']})", f"{r['file_um']:.0f}"]
+        cells += [f"{g['fov_m'] * 1e3:.1f}, {g['um']:.0f}, {g['psnr']:.1f}"
+                  for g in r["grids"].values()]
+        lines.append("| " + " | ".join(cells + [f"{r['true_psnr']:.1f}"]) + " |")
+    if rows:
+        mean = [f"{np.mean([r['grids'][k]['um'] for r in rows]):.0f}, "
+                f"{np.mean([r['grids'][k]['psnr'] for r in rows]):.2f}" for k in names]
+        lines.append("| mean | | " + " | ".join(mean) + " | "
+                     f"{np.mean([r['true_psnr'] for r in rows]):.2f} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("mode", choices=("path", "noise", "descent", "prior"))
+    ap.add_argument("mode", choices=("path", "noise", "descent", "prior", "offsets", "fov"))
     ap.add_argument("--out", required=True)
     ap.add_argument("--cases", default=None,
                     help="comma list geometry:phantom:seed (default: the module's)")
@@ -325,14 +449,15 @@ def main(argv: list[str] | None = None) -> int:
                     help="noise: records simulated on the image grid by the reconstruction's "
                     "own model (an inverse crime: is the model's mismatch the limit?)")
     args = ap.parse_args(argv)
-    default = CASES[:4] if args.mode == "descent" else CASES  # descent: the vessel trees
+    default = {"descent": CASES[:4], "offsets": OFFSET_CASES,
+               "fov": OFFSET_CASES}.get(args.mode, CASES)
     cases = default if args.cases is None else tuple(
         (g, k, int(s)) for g, k, s in (c.split(":") for c in args.cases.split(",")))
     out = Path(args.out)
     rows: list[dict[str, Any]] = json.loads(out.read_text()) if out.exists() else []
     table = {"path": path_table, "noise": noise_table, "descent": descent_table,
-             "prior": prior_table}[args.mode]
-    if not args.table and args.mode in ("descent", "prior"):
+             "prior": prior_table, "offsets": offsets_table, "fov": fov_table}[args.mode]
+    if not args.table and args.mode in ("descent", "prior", "offsets", "fov"):
         H.warm_up()
         for g, k, seed in cases:
             if any((r["geometry"], r["phantom"], r["seed"], r.get("descent_noise_scale"))
@@ -340,7 +465,8 @@ def main(argv: list[str] | None = None) -> int:
                    for r in rows):
                 continue
             rows.append(descent_row(g, k, seed, args.noise_scale) if args.mode == "descent"
-                        else prior_row(g, k, seed))
+                        else {"prior": prior_row, "offsets": offsets_row,
+                              "fov": fov_row}[args.mode](g, k, seed))
             tmp = out.with_suffix(".tmp")
             tmp.write_text(json.dumps(rows, indent=1))
             tmp.replace(out)

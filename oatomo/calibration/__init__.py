@@ -87,15 +87,18 @@ from oatomo.calibration.estimate import (
     FINE_FOLDS,
     MIN_CORRELATION,
     MIN_SENSORS,
+    OBJECT_COVER,
     calibrate,
     calibrate_sinogram,
+    calibration_grid,
 )
 from oatomo.calibration.gauge import rigid_error, similarity_transform
 from oatomo.calibration.levels import ACROSS_STD, BOX_STD, MAX_HALF_ACROSS, TEFF_SCALE
 from oatomo.calibration.prior import DEFAULT_PRIOR_REL, SCOUT_RANGE, SCOUT_REL
 from oatomo.calibration.result import Calibration, apply_calibration
 
-__all__ = ["Calibration", "calibrate", "calibrate_sinogram", "apply_calibration",
+__all__ = ["Calibration", "calibrate", "calibrate_sinogram", "calibration_grid",
+           "apply_calibration", "OBJECT_COVER",
            "check_positions", "PositionCheck", "similarity_transform", "rigid_error",
            "MIN_SENSORS", "FINE_FOLDS", "MIN_CORRELATION", "BOX_STD", "ACROSS_STD",
            "MAX_HALF_ACROSS", "TEFF_SCALE", "DEFAULT_PRIOR_REL", "SCOUT_REL", "SCOUT_RANGE",

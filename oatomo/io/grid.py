@@ -10,7 +10,10 @@ import numpy as np
 from oatomo.geometry import Grid
 from oatomo.io.scan import require_plane
 
-__all__ = ["default_grid", "object_fov"]
+__all__ = ["OBJECT_MARGIN", "default_grid", "object_fov"]
+
+#: :func:`object_fov`'s half-width over the farthest reach of the object seen in the data.
+OBJECT_MARGIN = 1.15
 
 
 def default_grid(scan: Any, n: int | None = None, fov: float | None = None) -> Grid:
@@ -32,7 +35,8 @@ def default_grid(scan: Any, n: int | None = None, fov: float | None = None) -> G
     return Grid(n, fov)
 
 
-def object_fov(scan: Any, *, threshold: float = 0.2, margin: float = 1.15) -> float | None:
+def object_fov(scan: Any, *, threshold: float = 0.2,
+               margin: float = OBJECT_MARGIN) -> float | None:
     """A field of view (m) that holds the object, from the first arrivals in the data.
 
     Each sensor's first sample above ``threshold`` x the scan's peak (all frames) puts the
