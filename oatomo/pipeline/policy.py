@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from oatomo.calibration import MIN_SENSORS, Calibration, check_positions
+from oatomo.calibration import MIN_SENSORS, Calibration, calibration_grid, check_positions
 from oatomo.calibration import calibrate as calibrate_scan
 from oatomo.errors import InputError
 from oatomo.geometry import Acquisition, Grid, SensorArray
@@ -169,13 +169,17 @@ def position_check(signals: Signals, grid: Grid, calibration: Any,
     ``needs_calibration`` False).
 
     ``calibration`` is the calibration given by the user (a scan with one is not checked);
-    ``media``: the reconstruction uses the 2-D medium or attenuation (not checked).
+    ``media``: the reconstruction uses the 2-D medium or attenuation (not checked). The
+    check runs on the grid the calibration would take
+    (:func:`oatomo.calibration.calibration_grid`): a grid that cuts the object leaves
+    records its image cannot explain, which look like misplaced sensors.
     """
     why = _not_checkable(signals, calibration, media)
     if why is None:
         data = signals.data
         try:
-            check = check_positions(signals.sinogram, data.sensors, data.acquisition, grid)
+            check = check_positions(signals.sinogram, data.sensors, data.acquisition,
+                                    calibration_grid(data, grid)[0])
         except InputError as exc:
             why = exc.problem
         else:

@@ -15,6 +15,7 @@ from oatomo.calibration import (
     OBJECT_COVER,
     calibrate,
     calibration_grid,
+    check_positions,
     rigid_error,
 )
 from oatomo.calibration.estimate import OBJECT_GRID_MAX
@@ -89,3 +90,17 @@ def test_reconstruct_on_a_cutting_grid_calibrates_on_the_object(scan) -> None:
     assert any("cuts the object" in note for note in cal["notes"])
     assert not cal.get("tv_started_at_calibration_image", False)
     assert math.isfinite(cal["speed_of_sound"])
+
+
+def test_the_position_check_runs_on_the_grid_the_calibration_takes() -> None:
+    """A correct file on a grid that cuts the object: checked on that grid, the records of
+    what lies outside look like misplaced sensors (a false alarm); the pipeline checks on
+    the widened grid and does not calibrate."""
+    correct = Scan(signals(NOMINAL, 1500.0), NOMINAL, ACQ)
+    cut = Grid(40, 0.008)
+    on_cut = check_positions(correct.sinogram, NOMINAL, ACQ, cut)
+    assert on_cut.needs_calibration and on_cut.spread > 2 * on_cut.threshold
+    rec = oatomo.reconstruct(correct, "mb-tv", grid=cut, refine=False)
+    check = rec.provenance["position_check"]
+    assert check["needs_calibration"] is False and check["spread"] < check["threshold"]
+    assert "calibration" not in rec.provenance or not rec.provenance["calibration"]
