@@ -102,5 +102,5 @@ def test_the_position_check_runs_on_the_grid_the_calibration_takes() -> None:
     assert on_cut.needs_calibration and on_cut.spread > 2 * on_cut.threshold
     rec = oatomo.reconstruct(correct, "mb-tv", grid=cut, refine=False)
     check = rec.provenance["position_check"]
-    assert check["needs_calibration"] is False and check["spread"] < check["threshold"]
-    assert "calibration" not in rec.provenance or not rec.provenance["calibration"]
+    assert check["needs_calibration"] is False and check["spread_m"] < check["threshold_m"]
+    assert not rec.provenance["calibration"]
