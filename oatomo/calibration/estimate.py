@@ -392,11 +392,17 @@ def calibration_grid(scan: Any, grid: Grid) -> tuple[Grid, str | None]:
     then the object reaches well beyond the image, whose model cannot explain the records
     of what lies outside, and the calibration runs on a grid of the object's extent at
     ``grid``'s pixel pitch (at most :data:`OBJECT_GRID_MAX` pixels per side, or
-    ``grid.n`` if that is more: a coarser pitch then). Returns the grid and, when it was
-    widened, a note saying so (None otherwise).
+    ``grid.n`` if that is more: a coarser pitch then). When the first arrivals do not bound
+    the object inside the array (the extent is the inscribed circle's diameter, where
+    :func:`~oatomo.io.grid.object_fov` caps it: signals from the first samples on, as an
+    early artefact of the laser or the electronics makes them), the extent is unknown and
+    ``grid`` is kept. Returns the grid and, when it was widened, a note saying so (None
+    otherwise).
     """
     extent = object_fov(scan)
-    if extent is None or grid.fov >= OBJECT_COVER * extent:
+    inscribed = float(np.hypot(*np.asarray(scan.sensors.positions, np.float64).T).min())
+    if extent is None or extent >= 2 * inscribed * (1 - 1e-9) \
+            or grid.fov >= OBJECT_COVER * extent:
         return grid, None
     n = max(grid.n, min(math.ceil(extent / grid.dx), OBJECT_GRID_MAX))
     return Grid(n, extent), (

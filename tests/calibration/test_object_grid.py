@@ -55,6 +55,13 @@ def test_a_grid_that_cuts_the_object_is_widened_to_it(scan) -> None:
     fine = Grid(64, 0.2 * extent)
     assert calibration_grid(data, fine)[0].n == OBJECT_GRID_MAX
     assert calibration_grid(data, Grid(300, 0.2 * extent))[0].n == 300
+    # an early artefact on every sensor (signal from the first samples on): the first
+    # arrivals no longer bound the object, the extent is unknown and the grid is kept
+    early = data.sinogram.copy()
+    early[:, :3] += np.abs(early).max()
+    blind = Scan(early, NOMINAL, ACQ)
+    assert object_fov(blind) == pytest.approx(2 * 0.0225)  # the inscribed circle
+    assert calibration_grid(blind, small) == (small, None)
 
 
 def test_calibration_on_a_cutting_grid_finds_the_positions(scan) -> None:
