@@ -83,9 +83,10 @@ SPARSE_PITCH = math.radians(15.0)
 #: that diameter over sqrt(2) as its side. An object cut by the image's border ruins a
 #: calibration (records the image cannot explain move the sensors), so :func:`calibrate`
 #: then calibrates on a grid of the object's extent (:func:`calibration_grid`). On the
-#: tuning scans of ``benchmarks/calibration/object_grid.py`` (seeds 2000 and 2001, the
-#: phantoms filling the benchmark's 12.8 mm field of view) a grid 15 % smaller than the
-#: object cost 5.2 dB on average against one that just holds it, one 25 % larger 1.3 dB.
+#: tuning scans of ``benchmarks/calibration/joint_objective.py fov`` (seeds 2000 and
+#: 2001, the phantoms filling the benchmark's 12.8 mm field of view) a grid 15 % smaller
+#: than the object cost 5.2 dB on average against one that just holds it, one 25 % larger
+#: 1.3 dB (``benchmarks/calibration/object_grid.py`` measures the rule).
 OBJECT_COVER = 1.0 / (OBJECT_MARGIN * math.sqrt(2.0))
 
 #: Most pixels per side of a widened calibration grid (:func:`calibration_grid`): the
