@@ -229,7 +229,8 @@ def scans(noise_after: bool = False):
                true, nominal)
 
 
-def evaluate(path: Path | None, refine: bool = False) -> list[dict[str, Any]]:
+def evaluate(path: Path | None, refine: bool = False, noise_after: bool = False
+             ) -> list[dict[str, Any]]:
     """The default against TV with the file's and the true geometry, per case; ``refine``:
     the whole default, its refinement step included (``psnr_default_physics_reg``: the
     image it refined, when it did), instead of the default without it."""
@@ -243,7 +244,7 @@ def evaluate(path: Path | None, refine: bool = False) -> list[dict[str, Any]]:
         return float(np.sqrt(np.mean(rigid_error(est, true) ** 2))) * 1e6
 
     rows = []
-    for case, correct, grid, truth, scan, scan_true, true, nominal in scans():
+    for case, correct, grid, truth, scan, scan_true, true, nominal in scans(noise_after):
         c_file = float(scan.acquisition.speed_of_sound)
         t = time.perf_counter()
         rec = oatomo.reconstruct(scan, grid=grid, **({} if refine else {"refine": False}))
@@ -377,7 +378,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--default-refine", action="store_true",
                     help="evaluate: the whole default, its refinement step included")
     ap.add_argument("--noise-after", action="store_true",
-                    help="zoom: the noise added after the conversion to the slab model")
+                    help="evaluate, zoom: the noise added after the conversion to the slab "
+                    "model")
     args = ap.parse_args(argv)
     if args.stage == "phantoms":
         make_phantoms()
@@ -389,7 +391,7 @@ def main(argv: list[str] | None = None) -> int:
         refine(args.json, args.model or [str(ROOT / "oatomo" / "resources" / "models"
                                              / "tv_refiner.npz")])
     else:
-        evaluate(args.json, args.default_refine)
+        evaluate(args.json, args.default_refine, args.noise_after)
     return 0
 
 
