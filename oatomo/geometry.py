@@ -25,7 +25,7 @@ from oatomo._limits import (
 from oatomo.errors import InputError, warn_units
 
 __all__ = ["SensorArray", "ring_array", "Grid", "Acquisition", "as_sensors", "check_geometry",
-           "sensor_coordinates", "MAX_GRID_SIDE", "PLAUSIBLE"]
+           "sensor_coordinates", "resample", "MAX_GRID_SIDE", "PLAUSIBLE"]
 
 #: Largest image side accepted by :class:`Grid` (a 8192 x 8192 float32 image is 256 MiB;
 #: a reconstruction holds a few of them, and several frames multiply that).
@@ -437,3 +437,19 @@ def check_geometry(grid: Any, sensors: Any, acquisition: Any
         raise InputError(f"acquisition must be an oatomo Acquisition(fs, n_samples, ...), "
                          f"got {type(acquisition).__name__}")
     return grid, as_sensors(sensors), acquisition
+
+
+def resample(image: np.ndarray, src: Grid, dst: Grid) -> np.ndarray:
+    """Bilinear resampling of (..., n, n) images between centred grids (zero outside)."""
+    from scipy.ndimage import map_coordinates  # lazy: scipy.ndimage costs at import
+
+    img = np.asarray(image, np.float32)
+    if src == dst:
+        return img.copy()
+    # pixel i of a grid sits at (i - (n - 1) / 2) * dx
+    idx = (dst.x / src.dx) + (src.n - 1) / 2
+    ii, jj = np.meshgrid(idx, idx, indexing="ij")
+    flat = img.reshape((-1,) + img.shape[-2:])
+    out = np.stack([map_coordinates(a, [ii, jj], order=1, mode="constant", cval=0.0)
+                    for a in flat])
+    return out.reshape(img.shape[:-2] + dst.shape).astype(np.float32)

@@ -14,6 +14,12 @@ twice::
     OMP_NUM_THREADS=1 PYTHONPATH=/tmp/before .venv/bin/python \\
         benchmarks/calibration/default_time.py --label before --out ...
 
+``--fov-scale 0.6``: on a centred region of interest of 0.6 of the field of view (the
+calibration then runs on a grid widened to the object, ``object_grid.py``)::
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/calibration/default_time.py \\
+        --fov-scale 0.6 --out benchmarks/calibration/default_time_zoomed.json
+
 Per case: the default ``oatomo.reconstruct(scan)`` (check, calibration, TV with the
 response) and ``oatomo.reconstruct(scan, "mb-tv", calibrate=False, iters=50)``, each run
 ``--repeats`` times with cold operator caches (each call builds its operators and their
@@ -36,6 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import heldout_default as H  # noqa: E402
 
 import oatomo  # noqa: E402
+from oatomo.geometry import Grid  # noqa: E402
 
 #: Seconds of idle before each timed call.
 PAUSE_S = 1.0
@@ -74,6 +81,9 @@ def main(argv: list[str] | None = None) -> int:
                     f"{H.FRESH_SEED})")
     ap.add_argument("--cases", default=None,
                     help="geometry:phantom pairs, comma-separated (default: the four above)")
+    ap.add_argument("--fov-scale", type=float, default=1.0,
+                    help="the image grid's field of view over the benchmark's (a centred "
+                    "region of interest below 1; the same pixel pitch)")
     args = ap.parse_args(argv)
     cases = CASES if args.cases is None else tuple(
         tuple(pair.split(":")) for pair in args.cases.split(","))
@@ -81,12 +91,14 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for g, k in cases:
         case = H.make_case(g, k, args.seed)
-        scan, grid = case.scan, case.grid
+        n = 4 * round(args.fov_scale * case.grid.n / 4)
+        scan, grid = case.scan, Grid(n, n * case.grid.dx)
         t_def, rec = fastest(lambda s=scan, gr=grid: oatomo.reconstruct(s, grid=gr),
                              args.repeats)
         t50, _ = fastest(lambda s=scan, gr=grid: oatomo.reconstruct(
             s, "mb-tv", grid=gr, calibrate=False, refine=False, iters=50), args.repeats)
-        row = {"geometry": g, "phantom": k, "seed": args.seed, "t_default": t_def, "t_tv50": t50,
+        row = {"geometry": g, "phantom": k, "seed": args.seed, "fov_m": grid.fov,
+               "t_default": t_def, "t_tv50": t50,
                "ratio": t_def / t50, "iters": rec.provenance.get("iters"),
                "refined": bool(rec.refined),
                "steps": {s: round(v, 3) for s, v in rec.provenance["timings"].items()}}

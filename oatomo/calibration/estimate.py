@@ -27,7 +27,7 @@ from oatomo.calibration.search import (
 )
 from oatomo.errors import InputError
 from oatomo.forward import check_sinogram
-from oatomo.geometry import Acquisition, Grid, SensorArray, check_geometry
+from oatomo.geometry import Acquisition, Grid, SensorArray, check_geometry, resample
 from oatomo.io import as_scan, default_grid, require_plane
 from oatomo.io.grid import OBJECT_MARGIN, object_fov
 from oatomo.progress import Callback
@@ -442,8 +442,9 @@ def calibrate(scan: Any, grid: Grid | None = None, *,
     object_grid
         True (default): calibrate on :func:`calibration_grid` (a grid less than
         :data:`OBJECT_COVER` of the object's extent is widened to it at the same pixel
-        pitch, so the calibration costs more; its ``notes`` say so and its ``image`` is
-        then None); False: on ``grid`` as given.
+        pitch, so the calibration costs more; its ``notes`` say so, and its ``image`` is
+        resampled onto ``grid``, without ``operator_norm_sq``); False: on ``grid`` as
+        given.
     **kwargs
         Passed to :func:`calibrate_sinogram` (``n_levels``, ``n_folds``, ``n_iter``, ...).
 
@@ -466,8 +467,10 @@ def calibrate(scan: Any, grid: Grid | None = None, *,
     note = None
     if grid is None:
         grid = default_grid(data)
-    elif object_grid:
+    asked = grid
+    if object_grid:
         grid, note = calibration_grid(data, grid)
+    wide = grid
     sino = data.sinogram
     if frames is not None:
         sino = sino.reshape((-1,) + sino.shape[-2:])[np.asarray(frames)]
@@ -483,5 +486,7 @@ def calibrate(scan: Any, grid: Grid | None = None, *,
     if note is None:
         return cal
     logger.warning("calibration: %s", note, extra={NOTE_RECORD: True})
-    # its last image lies on the widened grid, not the caller's: no warm start from it
-    return replace(cal, image=None, operator_norm_sq=None, notes=cal.notes + (note,))
+    # its last image, resampled onto the caller's grid, still starts a TV there; its
+    # operator-norm bound was the widened grid's
+    image = None if cal.image is None else resample(cal.image, wide, asked)
+    return replace(cal, image=image, operator_norm_sq=None, notes=cal.notes + (note,))

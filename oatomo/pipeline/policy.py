@@ -136,6 +136,7 @@ def warm_start(options: ReconstructOptions, calibration: Calibration | None,
                   and options.element_width is None and options.attenuation is None
                   and options.medium in (None, "slab")
                   and all(getattr(options, k) is None for k in OBJECT_OPTIONS))
+    same_model = same_model and calibration.operator_norm_sq is not None
     if record is not None:
         record["tv_started_at_calibration_image"] = True
         record["tv_step_from_calibration"] = bool(same_model)

@@ -56,7 +56,7 @@ import numpy as np
 from oatomo._limits import MAX_POSTERIOR_SAMPLES, check_bytes
 from oatomo.datasets.generate import input_images
 from oatomo.errors import InputError
-from oatomo.geometry import Acquisition, Grid, SensorArray
+from oatomo.geometry import Acquisition, Grid, SensorArray, resample
 from oatomo.learn.records import (
     TRAIN_COMMAND,
     UNCERTAINTY_MODES,
@@ -146,22 +146,6 @@ def model_grid(grid: Grid, pitch: float, native: bool) -> Grid:
     refines on the user's grid (``native``), else the canonical grid at ``pitch`` covering
     it."""
     return grid if native else to_canonical_grid(grid, pitch)
-
-
-def resample(image: np.ndarray, src: Grid, dst: Grid) -> np.ndarray:
-    """Bilinear resampling of (..., n, n) images between centred grids (zero outside)."""
-    from scipy.ndimage import map_coordinates  # lazy: scipy.ndimage costs at import
-
-    img = np.asarray(image, np.float32)
-    if src == dst:
-        return img.copy()
-    # pixel i of a grid sits at (i - (n - 1) / 2) * dx
-    idx = (dst.x / src.dx) + (src.n - 1) / 2
-    ii, jj = np.meshgrid(idx, idx, indexing="ij")
-    flat = img.reshape((-1,) + img.shape[-2:])
-    out = np.stack([map_coordinates(a, [ii, jj], order=1, mode="constant", cval=0.0)
-                    for a in flat])
-    return out.reshape(img.shape[:-2] + dst.shape).astype(np.float32)
 
 
 def _window(n: int, overlap: int) -> np.ndarray:

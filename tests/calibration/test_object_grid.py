@@ -80,22 +80,25 @@ def test_calibration_on_a_cutting_grid_finds_the_positions(scan) -> None:
                                                                   true)
     assert any("cuts the object" in note for note in wide.notes)
     assert not any("cuts the object" in note for note in full.notes + kept.notes)
-    # the last image lies on the widened grid, so none is handed on
-    assert wide.image is None and kept.image is not None and kept.image.shape == cut.shape
+    # the last image, resampled onto the cut grid, without the widened grid's norm bound
+    assert wide.image.shape == kept.image.shape == cut.shape
+    assert wide.operator_norm_sq is None and kept.operator_norm_sq is not None
+    assert np.corrcoef(wide.image.ravel(), kept.image.ravel())[0, 1] > 0.5
     assert abs(wide.speed_of_sound / 1500.0 - 1.012) < abs(kept.speed_of_sound / 1500.0
                                                             - 1.012) + 1e-3
 
 
 def test_reconstruct_on_a_cutting_grid_calibrates_on_the_object(scan) -> None:
-    """The pipeline's calibration takes the widened grid; its TV runs on the user's grid
-    from zero (no warm start from an image of another grid)."""
+    """The pipeline's calibration takes the widened grid; its TV runs on the user's grid,
+    started at the calibration's image resampled onto it, with a step size of its own."""
     data, _ = scan
     cut = Grid(32, 0.0064)
     rec = oatomo.reconstruct(data, "mb-tv", grid=cut, calibrate=True, refine=False)
     assert rec.image.shape == cut.shape and np.all(np.isfinite(rec.image))
     cal = rec.provenance["calibration"]
     assert any("cuts the object" in note for note in cal["notes"])
-    assert not cal.get("tv_started_at_calibration_image", False)
+    assert cal["tv_started_at_calibration_image"] is True
+    assert cal["tv_step_from_calibration"] is False
     assert math.isfinite(cal["speed_of_sound"])
 
 
