@@ -29,7 +29,7 @@ from oatomo.errors import InputError
 from oatomo.forward import check_sinogram
 from oatomo.geometry import Acquisition, Grid, SensorArray, check_geometry, resample
 from oatomo.io import as_scan, default_grid, require_plane
-from oatomo.io.grid import OBJECT_MARGIN, object_fov
+from oatomo.io.grid import OBJECT_MARGIN, object_extent
 from oatomo.progress import Callback
 from oatomo.recon.operators import operator_norm_sq
 
@@ -400,11 +400,10 @@ def calibration_grid(scan: Any, grid: Grid) -> tuple[Grid, str | None]:
     ``grid`` is kept. Returns the grid and, when it was widened, a note saying so (None
     otherwise).
     """
-    extent = object_fov(scan)
-    inscribed = float(np.hypot(*np.asarray(scan.sensors.positions, np.float64).T).min())
-    if extent is None or extent >= 2 * inscribed * (1 - 1e-9) \
-            or grid.fov >= OBJECT_COVER * extent:
+    seen = object_extent(scan)
+    if seen is None or seen[1] or grid.fov >= OBJECT_COVER * seen[0]:
         return grid, None
+    extent = seen[0]
     n = max(grid.n, min(math.ceil(extent / grid.dx), OBJECT_GRID_MAX))
     return Grid(n, extent), (
         f"the image grid ({1e3 * grid.fov:.1f} mm) cuts the object seen in the data "
@@ -464,13 +463,8 @@ def calibrate(scan: Any, grid: Grid | None = None, *,
     if data.calibration:
         logger.warning("%s is already calibrated; calibrating again from its estimates",
                        source)
-    note = None
-    if grid is None:
-        grid = default_grid(data)
-    asked = grid
-    if object_grid:
-        grid, note = calibration_grid(data, grid)
-    wide = grid
+    asked = default_grid(data) if grid is None else grid
+    grid, note = calibration_grid(data, asked) if object_grid else (asked, None)
     sino = data.sinogram
     if frames is not None:
         sino = sino.reshape((-1,) + sino.shape[-2:])[np.asarray(frames)]
@@ -488,5 +482,5 @@ def calibrate(scan: Any, grid: Grid | None = None, *,
     logger.warning("calibration: %s", note, extra={NOTE_RECORD: True})
     # its last image, resampled onto the caller's grid, still starts a TV there; its
     # operator-norm bound was the widened grid's
-    image = None if cal.image is None else resample(cal.image, wide, asked)
+    image = None if cal.image is None else resample(cal.image, grid, asked)
     return replace(cal, image=image, operator_norm_sq=None, notes=cal.notes + (note,))

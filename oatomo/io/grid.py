@@ -10,7 +10,7 @@ import numpy as np
 from oatomo.geometry import Grid
 from oatomo.io.scan import require_plane
 
-__all__ = ["OBJECT_MARGIN", "default_grid", "object_fov"]
+__all__ = ["OBJECT_MARGIN", "default_grid", "object_fov", "object_extent"]
 
 #: :func:`object_fov`'s half-width over the farthest reach of the object seen in the data.
 OBJECT_MARGIN = 1.15
@@ -45,6 +45,15 @@ def object_fov(scan: Any, *, threshold: float = 0.2,
     times ``margin``, is the half-width. Capped at the inscribed circle (the smallest
     sensor distance from the origin); None when no sensor sees a signal.
     """
+    extent = object_extent(scan, threshold=threshold, margin=margin)
+    return None if extent is None else extent[0]
+
+
+def object_extent(scan: Any, *, threshold: float = 0.2,
+                  margin: float = OBJECT_MARGIN) -> tuple[float, bool] | None:
+    """:func:`object_fov` and whether the inscribed circle capped it (True: the first
+    arrivals do not bound the object inside the array, as when every sensor carries
+    signal from its first samples on); None as :func:`object_fov`."""
     require_plane(scan, "the field of view from the first arrivals")
     y = np.abs(np.asarray(scan.sinogram, np.float32))
     y = y.reshape((-1,) + y.shape[-2:]).max(axis=0)
@@ -60,4 +69,4 @@ def object_fov(scan: Any, *, threshold: float = 0.2,
     inscribed = float(r_s.min())
     if reach <= 0 or inscribed <= 0:
         return None
-    return 2 * min(margin * reach, inscribed)
+    return 2 * min(margin * reach, inscribed), margin * reach >= inscribed

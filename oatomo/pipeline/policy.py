@@ -136,11 +136,12 @@ def warm_start(options: ReconstructOptions, calibration: Calibration | None,
                   and options.element_width is None and options.attenuation is None
                   and options.medium in (None, "slab")
                   and all(getattr(options, k) is None for k in OBJECT_OPTIONS))
-    same_model = same_model and calibration.operator_norm_sq is not None
+    # a calibration on a widened grid hands on no bound for this grid
+    own_step = not same_model or calibration.operator_norm_sq is None
     if record is not None:
         record["tv_started_at_calibration_image"] = True
-        record["tv_step_from_calibration"] = bool(same_model)
-    return options, calibration.image, calibration.operator_norm_sq if same_model else None
+        record["tv_step_from_calibration"] = not own_step
+    return options, calibration.image, None if own_step else calibration.operator_norm_sq
 
 
 def _not_checkable(signals: Signals, calibration: Any, media: bool = False) -> str | None:
