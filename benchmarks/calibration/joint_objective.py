@@ -103,13 +103,22 @@ TV_WEIGHTS = (0.3, 1.0, 3.0)
 NOISE_SCALES = (1.0, 0.3, 0.1, 0.0)
 
 
-def tv_psnr(case: H.Case, positions: np.ndarray, speed: float) -> float:
-    """Registered PSNR of the default TV of ``case``'s records at a geometry."""
-    scan = H.Scan(case.scan.sinogram, SensorArray(positions),
+def scan_at(case: H.Case, positions: np.ndarray, speed: float) -> H.Scan:
+    """``case``'s records with other sensor positions and speed of sound."""
+    return H.Scan(case.scan.sinogram, SensorArray(positions),
                   replace(case.scan.acquisition, speed_of_sound=speed),
                   response=case.scan.response)
-    rec = oatomo.reconstruct(scan, "mb-tv", grid=case.grid, calibrate=False, refine=False)
-    return H.register(np.asarray(rec.image, np.float64), case.truth)[0]
+
+
+def tv_psnr(case: H.Case, positions: np.ndarray, speed: float, grid: Grid | None = None,
+            truth: np.ndarray | None = None) -> float:
+    """Registered PSNR of the default TV of ``case``'s records at a geometry (on ``grid``
+    against ``truth``; default: the case's)."""
+    rec = oatomo.reconstruct(scan_at(case, positions, speed), "mb-tv",
+                             grid=case.grid if grid is None else grid, calibrate=False,
+                             refine=False)
+    return H.register(np.asarray(rec.image, np.float64),
+                      case.truth if truth is None else truth)[0]
 
 
 def objective(case: H.Case, positions: np.ndarray, speed: float, lam: float
@@ -286,10 +295,9 @@ def prior_row(geometry: str, kind: str, seed: int) -> dict[str, Any]:
                            "file_um": H.rms_um(case.nominal, case.true),
                            "estimate_um": H.rms_um(cal.sensors, case.true), "points": []}
     for frac in (0.0, 0.5, 1.0):
-        sensors = SensorArray(est + frac * (true - est))
-        acq = replace(case.scan.acquisition,
-                      speed_of_sound=cal.speed_of_sound + frac * (c_true - cal.speed_of_sound))
-        scan = H.Scan(case.scan.sinogram, sensors, acq, response=case.scan.response)
+        scan = scan_at(case, est + frac * (true - est),
+                       cal.speed_of_sound + frac * (c_true - cal.speed_of_sound))
+        sensors, acq = scan.sensors, scan.acquisition
         rec = oatomo.reconstruct(scan, "mb-tv", grid=case.grid, calibrate=False, refine=True,
                                  guard=False, samples=0)
         tv, refined = (np.asarray(rec.images[k], np.float64) for k in ("mb-tv", "refined"))

@@ -44,7 +44,6 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -52,12 +51,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import heldout_default as H  # noqa: E402
-from joint_objective import OFFSET_CASES  # noqa: E402
+from joint_objective import OFFSET_CASES, tv_psnr  # noqa: E402
 
 import oatomo  # noqa: E402
 from oatomo.calibration import calibration_grid, check_positions  # noqa: E402
 from oatomo.errors import InputError  # noqa: E402
-from oatomo.geometry import Grid, SensorArray  # noqa: E402
+from oatomo.geometry import Grid  # noqa: E402
 
 FOV_SCALES = (1.0, 0.6)
 REPORT_SEED = 1500
@@ -78,20 +77,12 @@ def row(geometry: str, kind: str, seed: int, scale: float, correct: bool = False
     c0 = (case.grid.n - n) // 2
     truth = case.truth[c0:c0 + n, c0:c0 + n]
 
-    def tv_psnr(positions: np.ndarray, c: float) -> float:
-        scan = H.Scan(case.scan.sinogram, SensorArray(positions),
-                      replace(case.scan.acquisition, speed_of_sound=c),
-                      response=case.scan.response)
-        img = oatomo.reconstruct(scan, "mb-tv", grid=grid, calibrate=False,
-                                 refine=False).image
-        return H.register(img, truth)[0]
-
     out: dict[str, Any] = {
         "geometry": geometry, "phantom": kind, "seed": seed, "fov_scale": scale,
         "correct": correct,
         "fov_m": grid.fov, "file_um": H.rms_um(case.nominal, case.true),
-        "tv_file": tv_psnr(case.scan.sensors.positions, case.c_file),
-        "tv_true": tv_psnr(case.true.positions, case.c_true)}
+        "tv_file": tv_psnr(case, case.scan.sensors.positions, case.c_file, grid, truth),
+        "tv_true": tv_psnr(case, case.true.positions, case.c_true, grid, truth)}
     wide_grid, note = calibration_grid(case.scan, grid)
     out["widened"] = note is not None
     for name, g in (("before", grid), ("after", wide_grid)):
@@ -107,7 +98,8 @@ def row(geometry: str, kind: str, seed: int, scale: float, correct: bool = False
             out[f"{name}_refused"] = exc.problem
             out[name], out[f"{name}_um"] = out["tv_file"], out["file_um"]
         else:
-            out[name] = tv_psnr(cal.sensors.positions, cal.speed_of_sound)
+            out[name] = tv_psnr(case, cal.sensors.positions, cal.speed_of_sound, grid,
+                                truth)
             out[f"{name}_um"] = H.rms_um(cal.sensors, case.true)
         out[f"{name}_s"] = time.perf_counter() - t
     out["default"] = H.register(oatomo.reconstruct(case.scan, grid=grid).image, truth)[0]
