@@ -136,7 +136,6 @@ def warm_start(options: ReconstructOptions, calibration: Calibration | None,
                   and options.element_width is None and options.attenuation is None
                   and options.medium in (None, "slab")
                   and all(getattr(options, k) is None for k in OBJECT_OPTIONS))
-    # a calibration on a widened grid hands on no bound for this grid
     own_step = not same_model or calibration.operator_norm_sq is None
     if record is not None:
         record["tv_started_at_calibration_image"] = True
