@@ -283,17 +283,18 @@ def evaluate(path: Path | None, refine: bool = False, noise_after: bool = False
     return rows
 
 
-def refine(path: Path | None, models: list[str]) -> list[dict[str, Any]]:
+def refine(path: Path | None, models: list[str], noise_after: bool = False
+           ) -> list[dict[str, Any]]:
     """The TV refiner on the k-Wave scans with their TRUE positions (correct files): TV as
     the default makes it, and what the default returns with each refiner archive in
     ``models`` (``oatomo.reconstruct(..., refine=True)``: refined when the scan is in the
     refiner's family and the guard passes, else TV, saying why). PSNR after the best
-    affine fit."""
+    affine fit. ``noise_after``: as :func:`scans`."""
     import oatomo
 
     H = _load("heldout_default", ROOT / "benchmarks" / "calibration" / "heldout_default.py")
     rows = []
-    for case, _, grid, truth, _, scan_true, _, _ in scans():
+    for case, _, grid, truth, _, scan_true, _, _ in scans(noise_after):
         tv = oatomo.reconstruct(scan_true, "mb-tv", grid=grid, calibrate=False,
                                 refine=False).image
         row: dict[str, Any] = {"case": case,
@@ -378,8 +379,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--default-refine", action="store_true",
                     help="evaluate: the whole default, its refinement step included")
     ap.add_argument("--noise-after", action="store_true",
-                    help="evaluate, zoom: the noise added after the conversion to the slab "
-                    "model")
+                    help="evaluate, refine, zoom: the noise added after the conversion to "
+                    "the slab model")
     args = ap.parse_args(argv)
     if args.stage == "phantoms":
         make_phantoms()
@@ -389,7 +390,7 @@ def main(argv: list[str] | None = None) -> int:
         zoom(args.json, noise_after=args.noise_after)
     elif args.stage == "refine":
         refine(args.json, args.model or [str(ROOT / "oatomo" / "resources" / "models"
-                                             / "tv_refiner.npz")])
+                                             / "tv_refiner.npz")], args.noise_after)
     else:
         evaluate(args.json, args.default_refine, args.noise_after)
     return 0
