@@ -84,7 +84,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fov-scale", type=float, default=1.0,
                     help="the image grid's field of view over the benchmark's (a centred "
                     "region of interest below 1; the same pixel pitch)")
+    ap.add_argument("--reseat", action="store_true",
+                    help="the calibration with the held-out re-seat (reseat=True)")
     args = ap.parse_args(argv)
+    if args.reseat:
+        H.enable_reseat()
     cases = CASES if args.cases is None else tuple(
         tuple(pair.split(":")) for pair in args.cases.split(","))
     H.warm_up()

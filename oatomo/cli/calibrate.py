@@ -54,6 +54,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "reconstruct)")
     p.add_argument("--frames", type=int, nargs="+", help="frames to calibrate on (default: "
                    "all, averaged)")
+    p.add_argument("--reseat", action="store_true",
+                   help="end by searching every sensor again against an image of the other "
+                   "sensors (catches a sensor the image holds at a wrong position; about a "
+                   "quarter more time)")
     p.add_argument("--json", metavar="FILE", help="also write the estimates as a "
                    "calibration JSON file (for `oatomo reconstruct --calibration FILE`)")
     p.add_argument("--force", action="store_true", help="overwrite an existing output")
@@ -82,7 +86,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
         try:
             cal = calibrate(scan, grid, frames=args.frames, prior_std=args.prior_std,
                             speed_of_sound=not args.fixed_speed_of_sound,
-                            callback=progress)
+                            callback=progress, reseat=args.reseat)
         except InputError as exc:  # name the file the problem is in
             raise InputError(exc.problem, exc.path or src) from None
     if js is not None:  # first: a scan file is never left without its JSON
