@@ -18,7 +18,7 @@ from oatomo.calibration import (
     rigid_error,
     similarity_transform,
 )
-from oatomo.calibration.joint import ROUNDS
+from oatomo.calibration.joint import RESEAT_ROUNDS, ROUNDS
 from oatomo.calibration.prior import scout_prior
 from oatomo.cli import main
 from oatomo.forward import simulate
@@ -172,6 +172,13 @@ def test_calibrated_scan_file_round_trip(tmp_path, capsys) -> None:
         assert f["calibration/misfit"].shape == (len(rec["history"]),)
     assert cal_scan.acquisition.speed_of_sound == pytest.approx(1485.0, rel=4e-3)
     assert _rms(rigid_error(cal_scan.sensors, scan.true_sensors)) < \
+        0.5 * _rms(rigid_error(NOMINAL, scan.true_sensors))
+    # --reseat: the held-out re-seat and its round, kept in the history
+    again = tmp_path / "reseated.h5"
+    assert main(["calibrate", str(src), "-o", str(again), "-q", "--reseat"]) == 0
+    reseated = load_scan(again)
+    assert len(reseated.calibration["history"]) == len(rec["history"]) + RESEAT_ROUNDS
+    assert _rms(rigid_error(reseated.sensors, scan.true_sensors)) < \
         0.5 * _rms(rigid_error(NOMINAL, scan.true_sensors))
     # a later reconstruct uses the estimates; --calibrate does both in one go
     assert main(["reconstruct", str(out), "-o", str(tmp_path / "a.h5"), "--png", "none",
