@@ -229,16 +229,19 @@ def scans(noise_after: bool = False):
                true, nominal)
 
 
-def evaluate(path: Path | None, refine: bool = False, noise_after: bool = False
-             ) -> list[dict[str, Any]]:
+def evaluate(path: Path | None, refine: bool = False, noise_after: bool = False,
+             reseat: bool = False) -> list[dict[str, Any]]:
     """The default against TV with the file's and the true geometry, per case; ``refine``:
     the whole default, its refinement step included (``psnr_default_physics_reg``: the
-    image it refined, when it did), instead of the default without it."""
+    image it refined, when it did), instead of the default without it; ``reseat``: every
+    calibration with the held-out re-seat."""
     import oatomo
     from oatomo.calibration import rigid_error
     from oatomo.geometry import SensorArray
 
     H = _load("heldout_default", ROOT / "benchmarks" / "calibration" / "heldout_default.py")
+    if reseat:
+        H.enable_reseat()
 
     def rms(est: SensorArray, true: SensorArray) -> float:
         return float(np.sqrt(np.mean(rigid_error(est, true) ** 2))) * 1e6
@@ -381,6 +384,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--noise-after", action="store_true",
                     help="evaluate, refine, zoom: the noise added after the conversion to "
                     "the slab model")
+    ap.add_argument("--reseat", action="store_true",
+                    help="evaluate: every calibration with the held-out re-seat")
     args = ap.parse_args(argv)
     if args.stage == "phantoms":
         make_phantoms()
@@ -392,7 +397,7 @@ def main(argv: list[str] | None = None) -> int:
         refine(args.json, args.model or [str(ROOT / "oatomo" / "resources" / "models"
                                              / "tv_refiner.npz")], args.noise_after)
     else:
-        evaluate(args.json, args.default_refine, args.noise_after)
+        evaluate(args.json, args.default_refine, args.noise_after, args.reseat)
     return 0
 
 
