@@ -259,6 +259,9 @@ def calibrate_sinogram(
                          f"{speed_of_sound!r}")
     if method not in ("joint", "search"):
         raise InputError(f"calibration method must be 'joint' or 'search', got {method!r}")
+    if reseat and method != "joint":
+        raise InputError("reseat applies to the joint calibration method, not 'search' "
+                         "(which fits every sensor against held-out images already)")
     nominal, prior_std, source = position_prior(
         y, acquisition, grid, sensors.positions.astype(np.float64), prior_std, setup_toml,
         n_levels, n_folds, n_iter, thickness)

@@ -212,7 +212,8 @@ def heldout_reseat(level: Level, image: np.ndarray, positions: np.ndarray,
     """Every sensor searched again along its line of sight against a held-out image.
 
     Per fold of ``n_folds`` interleaved folds: the TV image of the other sensors
-    (``n_iter`` FISTA iterations from ``image``, weight ``lam``, step from ``norm_sq``);
+    (``n_iter`` FISTA iterations from ``image``, weight ``lam``, step from ``norm_sq``, a
+    bound on ``||A||^2`` of the whole array, which holds for any subset of it);
     each of the fold's sensors is compared with that image's prediction at candidates
     spaced ``level.step`` over +-``box`` about the point of its line of sight nearest the
     prior mean (the prediction at its current position, shifted in time:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from oatomo import Acquisition, Grid, SensorArray, ring_array
+from oatomo import Acquisition, Grid, InputError, SensorArray, ring_array
 from oatomo.calibration import calibrate_sinogram
 from oatomo.calibration.joint import RESEAT_ROUNDS, heldout_reseat, shifted_misfits
 from oatomo.calibration.levels import schedule
@@ -94,3 +94,5 @@ def test_reseat_is_an_option_with_its_round_counted() -> None:
     assert len(on.history) == len(off.history) + RESEAT_ROUNDS
     assert steps[-1][0] == steps[-1][1] == len(on.history)
     assert np.all(np.isfinite(on.sensors.positions))
+    with pytest.raises(InputError, match="reseat applies to the joint"):
+        calibrate_sinogram(y, ring, ACQ, GRID, method="search", reseat=True)
