@@ -176,16 +176,14 @@ RESEAT_ITERS = 6
 RESEAT_ROUNDS = 1
 
 
-def shifted_misfits(pred: np.ndarray, data: np.ndarray, shifts: np.ndarray,
-                    fs: float, common: np.ndarray | None = None) -> np.ndarray:
+def shifted_misfits(pred: np.ndarray, data: np.ndarray, base: np.ndarray,
+                    shifts: np.ndarray, fs: float) -> np.ndarray:
     """``1 - rho^2`` of each record ``data[n]`` against its prediction ``pred[n]`` advanced
-    by ``shifts[n, k]`` seconds, ``p(t + tau)`` (a sensor moved towards the sources by
-    ``c tau``), as :func:`~oatomo.calibration.search.relative_misfit` (n, K). The shift is
-    a phase ramp of the zero-padded spectra (exact for a band-limited record that stays
-    inside the padded window). With ``common`` (K,), the shifts are ``shifts[n, 0] +
-    common[k]`` (``shifts`` (n, 1)): one matrix product instead of n (n, K) ramps."""
-    n_t = pred.shape[-1]
-    m = 2 * n_t
+    by ``base[n] + shifts[k]`` seconds, ``p(t + tau)`` (a sensor moved towards the sources
+    by ``c tau``), as :func:`~oatomo.calibration.search.relative_misfit` (n, K). The shift
+    is a phase ramp of the zero-padded spectra (exact for a band-limited record that stays
+    inside the padded window): one matrix product for all records and shifts."""
+    m = 2 * pred.shape[-1]
     P = np.fft.rfft(pred.astype(np.float64), n=m)
     Y = np.fft.rfft(data.astype(np.float64), n=m)
     w = np.full(P.shape[-1], 2.0)
@@ -193,13 +191,8 @@ def shifted_misfits(pred: np.ndarray, data: np.ndarray, shifts: np.ndarray,
     if m % 2 == 0:
         w[-1] = 1.0
     f = np.fft.rfftfreq(m, 1.0 / fs)
-    cross = w * np.conj(Y) * P  # (n, F)
-    if common is None:
-        phase = np.exp(2j * np.pi * f[None, None, :] * shifts[:, :, None])  # (n, K, F)
-        corr = np.einsum("nkf,nf->nk", phase, cross).real / m
-    else:
-        cross = cross * np.exp(2j * np.pi * f[None, :] * shifts[:, :1])
-        corr = (cross @ np.exp(2j * np.pi * np.outer(f, common))).real / m
+    cross = w * np.conj(Y) * P * np.exp(2j * np.pi * f[None, :] * np.asarray(base)[:, None])
+    corr = (cross @ np.exp(2j * np.pi * np.outer(f, shifts))).real / m
     norm = np.sqrt(np.sum(pred.astype(np.float64) ** 2, axis=-1)
                    * np.sum(data.astype(np.float64) ** 2, axis=-1)) + 1e-300
     return 1.0 - np.clip(corr / norm[:, None], -1.0, 1.0) ** 2
@@ -242,11 +235,10 @@ def heldout_reseat(level: Level, image: np.ndarray, positions: np.ndarray,
                                           tol=0.0, norm_sq=norm_sq, thickness=thickness,
                                           response=response)
         pred = predicted_records(level, held, positions[idx], thickness, response)
+        mis = shifted_misfits(pred, level.data[idx], base[idx] / c, offs / c,
+                              level.acquisition.fs)
+        now = relative_misfit(pred[:, None, :], level.data[idx])[:, 0]
         shift = base[idx, None] + offs[None, :]  # (n, K) along u, from the position
-        mis = shifted_misfits(pred, level.data[idx], base[idx, None] / c,
-                              level.acquisition.fs, common=offs / c)
-        now = shifted_misfits(pred, level.data[idx], np.zeros((len(idx), 1)),
-                              level.acquisition.fs)[:, 0]
         cand = positions[idx, None, :] + shift[..., None] * u[idx, None, :]
         m_min = np.maximum(mis.min(axis=1, keepdims=True), 1e-6)
         J = 0.5 * level.t_eff * mis / m_min + np.sum(
@@ -483,7 +475,15 @@ def joint_calibration(levels: list[Level], nominal: np.ndarray, c: float, prior_
             "tv", level.data, level.grid, SensorArray(pos),
             replace(level.acquisition, speed_of_sound=c), thickness=thickness,
             response=response)
-        for r in range(rounds[min(li, len(rounds) - 1)]):
+        n_rounds = rounds[min(li, len(rounds) - 1)]
+        finest = li == len(levels) - 1
+        for r in range(n_rounds + (reseat_rounds if finest else 0)):
+            if r == n_rounds:  # the re-seat, then its rounds, with no over-relaxation
+                acq = replace(level.acquisition, speed_of_sound=c)
+                pos = heldout_reseat(replace(level, acquisition=acq), x, pos, nominal,
+                                     prior_std, box, lam, norm, thickness, response,
+                                     n_folds=RESEAT_FOLDS, n_iter=RESEAT_ITERS)
+                last, gain = None, np.ones((n_s, 2))
             acq = replace(level.acquisition, speed_of_sound=c)
             lev = replace(level, acquisition=acq)
             x, _ = reconstruct_model_based(level.data, level.grid, SensorArray(pos), acq,
@@ -515,29 +515,6 @@ def joint_calibration(levels: list[Level], nominal: np.ndarray, c: float, prior_
         if li == 0 and speed_of_sound and speed_limit is not None \
                 and abs(c / c_start - 1) > speed_limit:
             raise SpeedNotIdentified(c / c_start - 1)
-        if li == len(levels) - 1 and reseat:
-            acq = replace(level.acquisition, speed_of_sound=c)
-            pos = heldout_reseat(replace(level, acquisition=acq), x, pos, nominal,
-                                 prior_std, box, lam, norm, thickness, response,
-                                 n_folds=RESEAT_FOLDS, n_iter=RESEAT_ITERS)
-            for r in range(reseat_rounds):
-                acq = replace(level.acquisition, speed_of_sound=c)
-                x, _ = reconstruct_model_based(level.data, level.grid, SensorArray(pos),
-                                               acq, method="tv", lam=lam,
-                                               n_iter=image_iters, x0=x, tol=0.0,
-                                               norm_sq=norm, thickness=thickness,
-                                               response=response)
-                new, cov, mis = gauss_newton_step(replace(level, acquisition=acq), x, pos,
-                                                  nominal, prior_std, thickness,
-                                                  level.grid.dx, response)
-                pos, cov, s, step = to_gauge(new, pos, nominal, cov, scale=True)
-                if speed_of_sound:
-                    c *= s
-                rec = round_record(level, li, r + rounds[min(li, len(rounds) - 1)],
-                                   len(history) + 1, total, mis, c, step)
-                if on_round is not None:
-                    on_round(rec)
-                history.append(rec)
     assert x is not None
     # as the speed search computed the file's: each fold's ||A||^2 at the lowest speed
     norms = fold_norms(levels[0], pos, folds, c * (1 - span))

@@ -58,16 +58,15 @@ class Calibration:
         The joint method's last image (float32, Pa, on the grid it was calibrated on, or
         resampled onto the caller's grid when :func:`~oatomo.calibration.calibrate`
         widened it; of the mean frame): TV with a stronger weight than a reconstruction's,
-        at the
-        positions of the second-to-last round. :func:`oatomo.reconstruct` starts its TV
+        at the positions of the second-to-last round. :func:`oatomo.reconstruct` starts its TV
         from it (fewer iterations reach the same image); None for ``method="search"``.
         Not written to files.
     operator_norm_sq
         With ``image``: an upper bound of ``||A||^2`` of the slab model (with the scan's
-        response, no element width) on that grid at the estimated geometry (None when the
-        grid was widened), the step size
-        of the calibration's own TV iterations; a TV there may use it instead of its own
-        power iteration. None for ``method="search"``. Not written to files.
+        response, no element width) on that grid at the estimated geometry, the step size
+        of the calibration's own TV iterations (when the grid was widened, one made the
+        same way for the caller's grid); a TV there may use it instead of its own power
+        iteration. None for ``method="search"``. Not written to files.
     heldout_misfit
         ``file`` and ``calibrated``: the mean held-out misfit ``1 - rho^2`` of the records
         (coarsest level; each sensor against the record the TV image of the other folds

@@ -33,7 +33,7 @@ def test_shifted_misfits_are_those_of_rolled_records() -> None:
                      pred[2] + 0.1 * rng.standard_normal(256)])
     fs = 40e6
     k = np.arange(-10, 11)
-    got = shifted_misfits(pred, data, np.tile(k / fs, (3, 1)), fs)
+    got = shifted_misfits(pred, data, np.zeros(3), k / fs, fs)
 
     def rolled(p: np.ndarray, s: int) -> np.ndarray:  # p(t + s), zeros beyond the record
         out = np.zeros_like(p)
@@ -45,11 +45,12 @@ def test_shifted_misfits_are_those_of_rolled_records() -> None:
 
     ref = relative_misfit(np.stack([[rolled(p, int(s)) for s in k] for p in pred]), data)
     np.testing.assert_allclose(got, ref, atol=1e-9)
-    # the same shifts as a per-record base and common offsets
-    base = np.array([[2.0], [-3.0], [0.5]]) / fs
-    split = shifted_misfits(pred, data, base, fs, common=k / fs)
-    np.testing.assert_allclose(split, shifted_misfits(pred, data, base + k / fs, fs),
-                               atol=1e-12)
+    # a base shift per record on top of the common ones: rolled by base + k
+    base = np.array([2, -3, 4])
+    moved = shifted_misfits(pred, data, base / fs, k / fs, fs)
+    ref = relative_misfit(np.stack([[rolled(p, int(b + s)) for s in k]
+                                    for p, b in zip(pred, base, strict=True)]), data)
+    np.testing.assert_allclose(moved, ref, atol=1e-9)
     # data(t) = pred(t + 5) and pred(t - 7)
     assert got[0, k.tolist().index(5)] == pytest.approx(0.0, abs=1e-9)
     assert got[1, k.tolist().index(-7)] == pytest.approx(0.0, abs=1e-9)
