@@ -42,7 +42,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import heldout_default as H  # noqa: E402
 
 import oatomo  # noqa: E402
-from oatomo.geometry import Grid  # noqa: E402
 
 #: Seconds of idle before each timed call.
 PAUSE_S = 1.0
@@ -95,8 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for g, k in cases:
         case = H.make_case(g, k, args.seed)
-        n = 4 * round(args.fov_scale * case.grid.n / 4)
-        scan, grid = case.scan, Grid(n, n * case.grid.dx)
+        scan, (grid, _) = case.scan, H.region_of_interest(case.grid, case.truth,
+                                                          args.fov_scale)
         t_def, rec = fastest(lambda s=scan, gr=grid: oatomo.reconstruct(s, grid=gr),
                              args.repeats)
         t50, _ = fastest(lambda s=scan, gr=grid: oatomo.reconstruct(

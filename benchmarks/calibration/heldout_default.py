@@ -475,6 +475,15 @@ def run_case(geometry: str, kind: str, seed: int, correct: bool = False) -> dict
     return row
 
 
+def region_of_interest(grid: Grid, truth: np.ndarray, scale: float
+                       ) -> tuple[Grid, np.ndarray]:
+    """A centred region of interest of ``scale`` times ``grid``'s field of view (the same
+    pitch, a multiple of 4 pixels per side) and ``truth`` cropped to it."""
+    n = 4 * round(scale * grid.n / 4)
+    c0 = (grid.n - n) // 2
+    return Grid(n, n * grid.dx), truth[c0:c0 + n, c0:c0 + n]
+
+
 def enable_reseat() -> None:
     """Make every calibration of this process end with the held-out re-seat
     (``oatomo.calibrate(..., reseat=True)``), the pipeline's included: the benchmarks'

@@ -337,10 +337,7 @@ def zoom(path: Path | None, scale: float = 0.6, noise_after: bool = False
     H = _load("heldout_default", ROOT / "benchmarks" / "calibration" / "heldout_default.py")
     rows = []
     for case, correct, grid, truth, scan, scan_true, true, _ in scans(noise_after):
-        n = 4 * round(scale * grid.n / 4)
-        cut = Grid(n, n * grid.dx)
-        c0 = (grid.n - n) // 2
-        crop = truth[c0:c0 + n, c0:c0 + n]
+        cut, crop = H.region_of_interest(grid, truth, scale)
 
         def psnr(s: Any, cut: Grid = cut, crop: np.ndarray = crop) -> float:
             img = oatomo.reconstruct(s, "mb-tv", grid=cut, calibrate=False,

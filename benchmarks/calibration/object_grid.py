@@ -59,7 +59,6 @@ from joint_objective import OFFSET_CASES, tv_psnr  # noqa: E402
 import oatomo  # noqa: E402
 from oatomo.calibration import calibration_grid, check_positions  # noqa: E402
 from oatomo.errors import InputError  # noqa: E402
-from oatomo.geometry import Grid  # noqa: E402
 
 FOV_SCALES = (1.0, 0.6)
 REPORT_SEED = 1500
@@ -75,10 +74,7 @@ def cases(which: str) -> list[tuple[str, str, int]]:
 def row(geometry: str, kind: str, seed: int, scale: float, correct: bool = False
         ) -> dict[str, Any]:
     case = H.make_case(geometry, kind, seed, correct=correct)
-    n = 4 * round(scale * case.grid.n / 4)
-    grid = Grid(n, n * case.grid.dx)
-    c0 = (case.grid.n - n) // 2
-    truth = case.truth[c0:c0 + n, c0:c0 + n]
+    grid, truth = H.region_of_interest(case.grid, case.truth, scale)
 
     out: dict[str, Any] = {
         "geometry": geometry, "phantom": kind, "seed": seed, "fov_scale": scale,
@@ -160,12 +156,11 @@ def default_row(geometry: str, kind: str, seed: int, scale: float = 0.6
     interest: registered PSNR, whether the calibration grid was widened, whether the
     image was refined."""
     case = H.make_case(geometry, kind, seed)
-    n = 4 * round(scale * case.grid.n / 4)
-    c0 = (case.grid.n - n) // 2
-    rec = oatomo.reconstruct(case.scan, grid=Grid(n, n * case.grid.dx))
+    grid, truth = H.region_of_interest(case.grid, case.truth, scale)
+    rec = oatomo.reconstruct(case.scan, grid=grid)
     notes = (rec.provenance.get("calibration") or {}).get("notes", [])
     row = {"geometry": geometry, "phantom": kind, "seed": seed, "fov_scale": scale,
-           "default": H.register(rec.image, case.truth[c0:c0 + n, c0:c0 + n])[0],
+           "default": H.register(rec.image, truth)[0],
            "widened": any("cuts the object" in note for note in notes),
            "refined": bool(rec.refined)}
     print(row, flush=True)
