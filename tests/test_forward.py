@@ -97,6 +97,34 @@ def test_dot_product_adjoint(sensors):
     assert lin.shape == op.shape
 
 
+def test_adjoint_and_tv_bytes_do_not_depend_on_the_thread_count():
+    """The adjoint's sensor sums run in a fixed number of chunks (ADJOINT_CHUNKS), so A^T y
+    and a TV reconstruction built on it are the same to the bit on 1 and 2 threads."""
+    import numba
+
+    from oatomo.recon.model_based import reconstruct_model_based
+
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("needs two Numba threads")
+    grid = Grid(64, 0.0096)
+    sensors = ring_array(40, 0.015).perturbed(jitter_std=2e-4, seed=3)
+    acq = Acquisition(30e6, 800)
+    rng = np.random.default_rng(1)
+    y = simulate(rng.random(grid.shape).astype(np.float32), grid, sensors, acq)
+    op = ForwardOperator(grid, sensors, acq)
+    before = numba.get_num_threads()
+    out = []
+    try:
+        for threads in (1, 2):
+            numba.set_num_threads(threads)
+            x, _ = reconstruct_model_based(y, grid, sensors, acq, method="tv", n_iter=5)
+            out.append((op.adjoint(y).tobytes(), np.asarray(x).tobytes()))
+    finally:
+        numba.set_num_threads(before)
+    assert out[0][0] == out[1][0]
+    assert out[0][1] == out[1][1]
+
+
 def test_noise_band_seed_and_validation():
     grid = Grid(32, 0.0032)
     s = ring_array(16, 0.01)
