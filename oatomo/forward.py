@@ -48,8 +48,8 @@ MIN_BAND_EDGE = 1e3
 #: parallel and then added in order. The number does not depend on the threads, so ``A^T y``
 #: (and every iterative reconstruction built on it) is the same to the bit on any number
 #: of threads; it caps the adjoint's parallelism at 16 threads. On 2 threads 16 chunks cost
-#: the same as the 4 (twice the threads) used before, within 1 % from 128^2 x 32 sensors
-#: to 512^2 x 512 sensors.
+#: what the 4 (twice the threads) used before did, within 3 % from 128^2 x 32 sensors to
+#: 512^2 x 512 sensors.
 ADJOINT_CHUNKS = 16
 
 
