@@ -42,8 +42,9 @@ whole array and a common scaling of positions and speed of sound are not.
    other): :attr:`Calibration.heldout_misfit`. An estimate that is no better
    (:attr:`Calibration.improves_on_file` False) is not used by the default pipeline. On
    an array covering less than half a turn an estimate of ``c`` more than
-   :data:`~oatomo.calibration.estimate.MAX_SPEED_CHANGE` from the file's is taken as the
-   scale-speed trade-off the aperture cannot resolve: the file's ``c`` is kept and the
+   :data:`~oatomo.calibration.estimate.MAX_SPEED_CHANGE` from the file's is taken as a
+   run-off along the scale-speed trade-off (the records hold ``c`` well, but this
+   estimator does not find it there): the file's ``c`` is kept and the
    positions are calibrated again at it (at once, when ``c`` has already moved
    :data:`~oatomo.calibration.estimate.EARLY_SPEED_FACTOR` times that far by the end of
    the coarsest level: the same estimate, one schedule less). A sparse array (sensors

@@ -51,8 +51,10 @@ MIN_SENSORS = 8
 
 #: On an array covering less than :data:`MIN_SPEED_COVERAGE`, an estimate of the speed of
 #: sound that moves further than this (relative) from the file's is taken as not
-#: identified: the file's is kept and the positions are calibrated again at it. A short
-#: aperture tells ``c`` from the array's scale and the object's depth poorly; on the
+#: identified: the file's is kept and the positions are calibrated again at it. On a short
+#: aperture this calibration tells ``c`` from the array's scale and the object's depth
+#: poorly (the records themselves hold it to about 0.1 %:
+#: ``benchmarks/calibration/identifiability_bound.py``); on the
 #: tuning scans of ``benchmarks/calibration/identifiability.py`` (seeds 3000 and 3100:
 #: 90-150 deg arcs and 64/96-element linear arrays, five phantom kinds, the file's ``c``
 #: off by up to 2 %) every calibration that ended below TV with the file's geometry on such
