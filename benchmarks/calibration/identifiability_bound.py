@@ -55,6 +55,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import heldout_default as H  # noqa: E402
 
+from oatomo._atomic import atomic_path  # noqa: E402
 from oatomo.calibration.search import local_frames  # noqa: E402
 from oatomo.forward import ForwardOperator  # noqa: E402
 from oatomo.geometry import SensorArray  # noqa: E402
@@ -177,20 +178,20 @@ def bound(geometry: str, kind: str, seed: int, iters: int) -> dict[str, Any]:
            "bound_c_gauge_pct": 100 * c_gauge,
            "kept_energy_median": float(np.median(kept[1:])), "kept_energy_c": kept[0],
            "s": time.perf_counter() - t0}
-    row.update(gap_at_bound(case, cov, T, Q))
+    row.update(gap_at_bound(case, cov, T, keep))
     return row
 
 
-def gap_at_bound(case: Any, cov: np.ndarray, T: np.ndarray, Q: np.ndarray,
+def gap_at_bound(case: Any, cov: np.ndarray, T: np.ndarray, keep: np.ndarray,
                  draws: int = DRAWS) -> dict[str, Any]:
     """What errors of the bound's size cost the image: TV (the default's) at the true
-    positions and ``c`` moved by ``draws`` draws from ``N(0, cov)`` (rigid part removed),
-    against TV at the truth; registered PSNR (dB), as the benchmarks score it."""
+    positions and ``c`` moved by ``draws`` draws from ``N(0, cov)`` (``keep``: the
+    projection that removes the rigid part, in x/y; ``T``: local to x/y), against TV at
+    the truth; registered PSNR (dB), as the benchmarks score it."""
     from dataclasses import replace
 
     rng = np.random.default_rng(zlib.crc32(repr(case.c_true).encode()))
     p = case.true.positions.astype(np.float64)
-    keep = np.eye(len(T)) - Q @ Q.T
     true_psnr = H.register(H._tv(case.scan_true, case.grid)[0], case.truth)[0]
     psnrs = []
     chol = np.linalg.cholesky(cov + 1e-30 * np.eye(len(cov)))
@@ -308,9 +309,8 @@ def main(argv: list[str] | None = None) -> int:
             row = bound(geo, kind, a.seed, a.iters)
             rows.append(row)
             print(json.dumps(row), flush=True)
-            tmp = out.with_suffix(".tmp")
-            tmp.write_text(json.dumps(rows, indent=1) + "\n")
-            tmp.replace(out)
+            with atomic_path(out) as tmp:
+                tmp.write_text(json.dumps(rows, indent=1) + "\n")
     reached = achieved([Path(p) for p in a.reached.split(",")])
     print(table(rows, reached))
     if a.figure:

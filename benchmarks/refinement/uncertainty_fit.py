@@ -41,6 +41,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks" / "calibration"),
 import identifiability  # noqa: E402, F401  (registers its geometries)
 import tv_refiner as T  # noqa: E402
 
+from oatomo._atomic import atomic_path  # noqa: E402
 from oatomo.evaluation.metrics import affine_fit  # noqa: E402
 from oatomo.refine import load_refiner  # noqa: E402
 from oatomo.refine.refiner import edge_weighted  # noqa: E402
@@ -63,9 +64,10 @@ def dump(cache: Path, work: Path, model: Path) -> None:
         grid, true = (T.draw_case(geo, kind, seed)[i] for i in (0, 4))
         o = ref.refine_images(np.stack([z["tv"], z["ubp"]]), n_samples=2, seed=0)
         fit = affine_fit(o.refined.astype(np.float64)[None], truth[None])[0]
-        np.savez(f, spread=o.std, refined=o.refined, tv=z["tv"],
-                 view=view_channels(true, grid), err=np.abs(fit - truth).astype(np.float32),
-                 scale=o.scale)
+        with atomic_path(f) as tmp, open(tmp, "wb") as fh:  # a killed run leaves no stub
+            np.savez(fh, spread=o.std, refined=o.refined, tv=z["tv"],
+                     view=view_channels(true, grid),
+                     err=np.abs(fit - truth).astype(np.float32), scale=o.scale)
 
 
 def features(z: dict) -> tuple[dict[str, np.ndarray], np.ndarray]:
@@ -81,7 +83,7 @@ def features(z: dict) -> tuple[dict[str, np.ndarray], np.ndarray]:
     v = z["view"].astype(np.float64)
     grad = np.hypot(ndi.sobel(r, 0), ndi.sobel(r, 1)) / 8
     m2 = ndi.gaussian_filter(r, 2)
-    base = {"E": ndi.gaussian_filter(np.sqrt(sp * grad), 1),
+    base = {"E": edge_weighted(sp, r).astype(np.float64),  # the shipped edge term
             "S1": ndi.gaussian_filter(sp, 1), "S2": ndi.gaussian_filter(sp, 2),
             "I2": ndi.gaussian_filter(np.abs(r), 2),
             "T2": np.sqrt(np.maximum(ndi.gaussian_filter(r * r, 2) - m2 * m2, 0)),
@@ -173,7 +175,8 @@ def main(argv: list[str] | None = None) -> int:
                   f">= 0.5: {r['at_least_0.5']}/{r['n']} | " + " ".join(
                       f"{g} {m:.2f}" for g, m in r["per_geometry_median"].items()))
     if a.json:
-        Path(a.json).write_text(json.dumps(out, indent=1) + "\n")
+        with atomic_path(a.json) as tmp:
+            tmp.write_text(json.dumps(out, indent=1) + "\n")
     return 0
 
 
