@@ -15,7 +15,13 @@ import numpy as np
 
 from oatomo._limits import check_integer
 from oatomo.calibration.gauge import to_gauge
-from oatomo.calibration.joint import MIN_CORRELATION, SpeedNotIdentified, joint_calibration
+from oatomo.calibration.joint import (
+    JOINT_STEP_COVERAGE,
+    JOINT_STEPS,
+    MIN_CORRELATION,
+    SpeedNotIdentified,
+    joint_calibration,
+)
 from oatomo.calibration.levels import BOX_STD, round_record, schedule
 from oatomo.calibration.prior import position_prior
 from oatomo.calibration.result import Calibration
@@ -150,6 +156,7 @@ def calibrate_sinogram(
     response: Any = None,
     max_speed_change: float | None = MAX_SPEED_CHANGE,
     reseat: bool = False,
+    joint_steps: int | None = None,
 ) -> Calibration:
     """Estimate per-sensor positions and the speed of sound from a scan alone.
 
@@ -221,6 +228,14 @@ def calibrate_sinogram(
         sensor that the image holds at a wrong position, about a quarter more time; on
         held-out scans the positions ended 5-10 % closer to the truth and the images
         within +0.05 dB (docs/results/calibration.rst).
+    joint_steps
+        Joint method: Gauss-Newton steps on the image, the sensors' gains, positions and
+        the speed of sound together after the finest level
+        (:func:`oatomo.calibration.gauss_newton.joint_gauss_newton_step`; 0: none). None
+        (default): :data:`~oatomo.calibration.joint.JOINT_STEPS` on an array covering at
+        least :data:`~oatomo.calibration.joint.JOINT_STEP_COVERAGE` (300 deg) seen from
+        the image centre, else none (on a 200 deg arc the step did not pay on the tuning
+        scans).
 
     Returns
     -------
@@ -243,6 +258,8 @@ def calibrate_sinogram(
     for name, v, lo in (("n_levels", n_levels, 1), ("n_folds", n_folds, 2),
                         ("n_iter", n_iter, 1)):
         check_integer(v, name, lo)
+    if joint_steps is not None:
+        check_integer(joint_steps, "joint_steps", 0)
     if n_folds > n_s:
         raise InputError(f"n_folds={n_folds} exceeds the number of sensors ({n_s})")
     if not (math.isfinite(speed_span) and 0 <= speed_span < 0.5):
@@ -252,6 +269,8 @@ def calibrate_sinogram(
         raise InputError(f"max_speed_change must be in (0, 0.5) or None, got "
                          f"{max_speed_change!r}")
     coverage = angular_coverage(sensors.positions)
+    if joint_steps is None:
+        joint_steps = JOINT_STEPS if coverage >= JOINT_STEP_COVERAGE else 0
     if speed_of_sound == "auto":
         speed_of_sound = coverage >= MIN_SPEED_COVERAGE
         logger.info("calibration: %s the speed of sound (array coverage %.0f deg)",
@@ -289,7 +308,7 @@ def calibrate_sinogram(
                                      response=response, speed_span=speed_span,
                                      on_round=on_round, speed_limit=None if limit is None
                                      else EARLY_SPEED_FACTOR * limit,
-                                     reseat=bool(reseat))
+                                     reseat=bool(reseat), joint_steps=joint_steps)
 
         notes = identifiability_notes(sensors.positions.astype(np.float64))
         try:

@@ -1,0 +1,199 @@
+"""One Gauss-Newton step on every unknown at once: image, sensor gains, positions and the
+speed of sound.
+
+The alternating scheme of :mod:`oatomo.calibration.joint` moves each sensor against an
+image made from the same sensors, so the image absorbs part of every sensor's error and
+each round recovers only part of what is left. This step linearises the records about
+the current geometry and image,
+
+.. math::
+
+    y \\approx a_s (A x)_s + (A\\,\\delta x)_s + \\delta a_s (A x)_s
+        + a_s J_s \\delta p_s + a_s (\\partial_{\\ln c} A x)_s\\,\\delta \\ln c ,
+
+and solves the linear least-squares problem for ``delta x`` (free on the grid, as the
+information bound of the calibration counts it), the gains ``delta a``, the displacements
+``delta p`` (along and across each line of sight, under the positions' Gaussian prior
+about the file's) and ``delta ln c`` together, by LSQR on the stacked system. Changes of
+the image can no longer mimic a sensor's move, because they are estimated with it: this is
+the variable-projection (Gauss-Newton) step on the positions with the image eliminated.
+Its noise variance is the residual's mean square at the current image after each sensor's
+gain (an over-estimate: the prior weighs a little more). One step after the finest level,
+on arrays that surround the object (:data:`oatomo.calibration.joint.JOINT_STEP_COVERAGE`);
+more steps chase noise (on the tuning scans a second step lost 0.1-0.6 dB).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+from scipy.sparse.linalg import LinearOperator, lsqr
+
+from oatomo.calibration.levels import Level
+from oatomo.calibration.search import local_frames, predicted_records
+from oatomo.forward import ForwardOperator
+from oatomo.geometry import SensorArray
+
+__all__ = ["JOINT_STEP_ITERS", "JOINT_STEP_H", "stacked_system", "joint_gauss_newton_step"]
+
+#: LSQR iterations of the joint step (each one forward and one adjoint projection of the
+#: image and the per-sensor columns: about the cost of as many TV iterations). Tuning
+#: scans (``benchmarks/calibration/joint_gauss_newton.py``): 100 iterations gained about
+#: 0.1 dB more than 50 on a 160- and a 36-sensor ring, nothing on a 300 degree arc, for
+#: twice the time.
+JOINT_STEP_ITERS = 50
+
+#: Half-width of the central differences of the records' derivatives with respect to a
+#: sensor's position, in pixels (as :data:`oatomo.calibration.joint.JACOBIAN_STEP`), and
+#: the relative step of the speed of sound.
+JOINT_STEP_H = 0.25
+SPEED_STEP = 1e-3
+
+
+def stacked_system(level: Level, image: np.ndarray, positions: np.ndarray,
+                   prior_mean: np.ndarray, prior_std: float, norm_sq: float,
+                   thickness: float | None, response: Any = None,
+                   speed_of_sound: bool = True
+                   ) -> tuple[LinearOperator, np.ndarray, Any, np.ndarray]:
+    """The joint step's linear least-squares problem ``min ||L z - b||``.
+
+    ``z`` stacks the image change (n*n), then per sensor the gain change (N), the
+    displacements along and across its line of sight (N each) and, with
+    ``speed_of_sound``, ``delta ln c``; each block is scaled so that its columns have
+    about unit norm (the image's by ``sqrt(norm_sq)``, a bound on ``||A||``). The rows
+    are the records (N*T, in Pa), then the prior on the displacements (2N, weighted by the
+    noise's standard deviation over ``prior_std``).
+
+    Returns
+    -------
+    L : scipy.sparse.linalg.LinearOperator
+    b : numpy.ndarray
+    unpack : callable
+        ``unpack(z) -> (dx (n, n), da (N,), dp_local (N, 2), dlnc)`` in physical units.
+    misfit : numpy.ndarray
+        (N,) relative misfit ``||y - a P||^2 / ||y||^2`` of each record at the
+        linearisation point (its best gain ``a``).
+    """
+    n, t = level.data.shape
+    grid = level.grid
+    y = level.data.astype(np.float64)
+    h = JOINT_STEP_H * grid.dx
+    frames = local_frames(positions)
+    pts = np.concatenate([positions, positions + h * frames[:, 0],
+                          positions - h * frames[:, 0], positions + h * frames[:, 1],
+                          positions - h * frames[:, 1]])
+    pr = predicted_records(level, image, pts, thickness, response).reshape(5, n, t)
+    pred = pr[0]
+    pp = np.einsum("nt,nt->n", pred, pred)
+    a = np.einsum("nt,nt->n", pred, y) / np.maximum(pp, 1e-300)
+    cols = [(pr[1] - pr[2]) / (2 * h) * a[:, None], (pr[3] - pr[4]) / (2 * h) * a[:, None]]
+    c = level.acquisition.speed_of_sound
+    if speed_of_sound:
+        up, down = (replace(level, acquisition=replace(level.acquisition,
+                                                       speed_of_sound=c * (1 + s)))
+                    for s in (SPEED_STEP, -SPEED_STEP))
+        d_c = (predicted_records(up, image, positions, thickness, response)
+               - predicted_records(down, image, positions, thickness, response)
+               ) / (2 * SPEED_STEP) * a[:, None]
+    r = y - a[:, None] * pred
+    misfit = np.einsum("nt,nt->n", r, r) / np.maximum(np.einsum("nt,nt->n", y, y), 1e-300)
+    sigma = math.sqrt(max(float(np.mean(r * r)), 1e-300))
+    op = ForwardOperator(grid, SensorArray(positions), level.acquisition,
+                         thickness=thickness, response=response)
+    m = grid.n ** 2
+    s_x = math.sqrt(norm_sq)
+    s_amp = np.sqrt(pp) + 1e-300
+    s_p = [np.sqrt(np.einsum("nt,nt->n", j, j)) + 1e-300 for j in cols]
+    s_c = math.sqrt(float(np.sum(d_c * d_c))) + 1e-300 if speed_of_sound else 1.0
+    n_c = 1 if speed_of_sound else 0
+    w = sigma / prior_std
+    offset = np.einsum("nd,ncd->nc", positions - prior_mean, frames)
+
+    def unpack(z: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+        dp = np.stack([z[m + n:m + 2 * n] / s_p[0], z[m + 2 * n:m + 3 * n] / s_p[1]], 1)
+        dlnc = float(z[-1] / s_c) if speed_of_sound else 0.0
+        return z[:m].reshape(grid.n, grid.n) / s_x, z[m:m + n] / s_amp, dp, dlnc
+
+    def matvec(z: np.ndarray) -> np.ndarray:
+        dx, da, dp, dlnc = unpack(z)
+        d = op.forward(dx.astype(np.float32)).astype(np.float64)
+        d += da[:, None] * pred + dp[:, :1] * cols[0] + dp[:, 1:] * cols[1]
+        if speed_of_sound:
+            d += dlnc * d_c
+        return np.concatenate([d.ravel(), w * dp[:, 0], w * dp[:, 1]])
+
+    def rmatvec(v: np.ndarray) -> np.ndarray:
+        d = v[:n * t].reshape(n, t)
+        prior = (v[n * t:n * t + n], v[n * t + n:])
+        out = [op.adjoint(d.astype(np.float32)).astype(np.float64).ravel() / s_x,
+               np.einsum("nt,nt->n", d, pred) / s_amp]
+        out += [(np.einsum("nt,nt->n", d, j) + w * q) / s for j, q, s in
+                zip(cols, prior, s_p, strict=True)]
+        if speed_of_sound:
+            out.append(np.array([float(np.sum(d * d_c)) / s_c]))
+        return np.concatenate(out)
+
+    L = LinearOperator((n * t + 2 * n, m + 3 * n + n_c), matvec=matvec, rmatvec=rmatvec,
+                       dtype=np.float64)
+    b = np.concatenate([r.ravel(), -w * offset[:, 0], -w * offset[:, 1]])
+    return L, b, unpack, misfit
+
+
+def joint_gauss_newton_step(level: Level, image: np.ndarray, positions: np.ndarray,
+                            prior_mean: np.ndarray, prior_std: float, norm_sq: float,
+                            thickness: float | None, response: Any = None,
+                            speed_of_sound: bool = True, max_step: float | None = None,
+                            n_iter: int = JOINT_STEP_ITERS
+                            ) -> tuple[np.ndarray, float, dict[str, Any]]:
+    """One joint Gauss-Newton step (see the module docstring) at ``level`` (its records,
+    grid and speed of sound), linearised about ``image`` and ``positions``.
+
+    Parameters
+    ----------
+    level
+        The finest level of the schedule (full band).
+    image
+        (n, n) image the records are linearised about (Pa).
+    positions, prior_mean
+        (N, 2) current positions and the prior mean (the file's), m.
+    prior_std
+        Per-coordinate standard deviation of the prior (m).
+    norm_sq
+        A bound on ``||A||^2`` (scales the image block).
+    thickness, response
+        As the forward model.
+    speed_of_sound
+        Estimate ``delta ln c`` too.
+    max_step
+        Displacements are shortened to at most this (m); None: no limit.
+    n_iter
+        LSQR iterations.
+
+    Returns
+    -------
+    positions : numpy.ndarray
+        (N, 2) moved positions (not mapped onto the gauge).
+    c : float
+        The speed of sound times ``exp(delta ln c)``.
+    info : dict
+        ``step_rms`` (m), ``lsqr_iters``, ``relative_residual`` (of the stacked system),
+        ``misfit`` (N,) as :func:`stacked_system`'s.
+    """
+    L, b, unpack, misfit = stacked_system(level, image, positions, prior_mean, prior_std, norm_sq,
+                                  thickness, response, speed_of_sound)
+    out = lsqr(L, b, atol=0.0, btol=0.0, iter_lim=n_iter)
+    _, _, dp, dlnc = unpack(out[0])
+    if max_step is not None:
+        length = np.hypot(dp[:, 0], dp[:, 1])
+        dp *= np.minimum(1.0, max_step / np.maximum(length, 1e-30))[:, None]
+    frames = local_frames(positions)
+    new = positions + np.einsum("nc,ncd->nd", dp, frames)
+    c = level.acquisition.speed_of_sound * math.exp(dlnc)
+    info = {"step_rms": float(np.sqrt(np.mean(np.sum(dp * dp, axis=1)))),
+            "lsqr_iters": int(out[2]),
+            "relative_residual": float(out[3] / max(np.linalg.norm(b), 1e-300)),
+            "misfit": misfit}
+    return new, c, info
