@@ -102,23 +102,29 @@ def run(geometry: str, kind: str, seed: int, config: str) -> dict[str, Any]:
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    """Per scan and config, and the means per config (differences against ``none``)."""
+    """Per geometry and config, then per config over all: means over the scans
+    (differences against ``none`` on the same scan)."""
     base = {(r["geometry"], r["phantom"], r["seed"]): r for r in rows
             if r["config"] == "none"}
     configs = list(dict.fromkeys(r["config"] for r in rows))
-    lines = ["| config | scans | PSNR reg. (dB) | vs none (dB): mean / min / max | "
+    geos = list(dict.fromkeys(r["geometry"] for r in rows))
+    lines = ["| array | config | scans | PSNR reg. (dB) | vs none (dB): mean / min / max | "
              "position error / file's | c error, gauge removed (%) | calibration / TV |",
-             "|---|---|---|---|---|---|---|"]
-    for cfg in configs:
-        sel = [r for r in rows if r["config"] == cfg]
-        d = [r["psnr_reg"] - base[k]["psnr_reg"] for r in sel
-             if (k := (r["geometry"], r["phantom"], r["seed"])) in base]
-        diff = (f"{np.mean(d):+.2f} / {min(d):+.2f} / {max(d):+.2f}" if d else "-")
-        lines.append(
-            f"| {cfg} | {len(sel)} | {np.mean([r['psnr_reg'] for r in sel]):.2f} | {diff} | "
-            f"{np.mean([r['pos_err_um'] / r['pos_err_file_um'] for r in sel]):.3f} | "
-            f"{np.mean([abs(r['c_err_gauge_pct']) for r in sel]):.3f} | "
-            f"{np.median([r['t_calibrate'] / r['t_tv'] for r in sel]):.2f} |")
+             "|---|---|---|---|---|---|---|---|"]
+    for geo in [*geos, "all"]:
+        for cfg in configs:
+            sel = [r for r in rows if r["config"] == cfg and geo in ("all", r["geometry"])]
+            if not sel:
+                continue
+            d = [r["psnr_reg"] - base[k]["psnr_reg"] for r in sel
+                 if (k := (r["geometry"], r["phantom"], r["seed"])) in base]
+            diff = (f"{np.mean(d):+.2f} / {min(d):+.2f} / {max(d):+.2f}" if d else "-")
+            lines.append(
+                f"| {geo} | {cfg} | {len(sel)} | {np.mean([r['psnr_reg'] for r in sel]):.2f} | "
+                f"{diff} | "
+                f"{np.mean([r['pos_err_um'] / r['pos_err_file_um'] for r in sel]):.3f} | "
+                f"{np.mean([abs(r['c_err_gauge_pct']) for r in sel]):.3f} | "
+                f"{np.median([r['t_calibrate'] / r['t_tv'] for r in sel]):.2f} |")
     return "\n".join(lines)
 
 

@@ -25,6 +25,12 @@ structure. The first geometry step of the coarsest level is a 1-D search along e
 of sight over the prior box (:func:`line_search`), which brings large errors inside the
 Gauss-Newton step's reach.
 
+On arrays that surround the object (:data:`JOINT_STEP_COVERAGE`) the finest level ends
+with :data:`JOINT_STEPS` **joint Gauss-Newton step** on image, gains, positions and ``c``
+at once (:func:`~oatomo.calibration.gauss_newton.joint_gauss_newton_step`), linearised
+about the last image step's image, which the per-sensor steps cannot do: there the image
+stays fixed and keeps explaining part of each sensor's error.
+
 With ``reseat=True`` the finest level ends with a **held-out re-seat**
 (:func:`heldout_reseat`): the image made from the same sensors it corrects can fit a
 misplaced sensor's record where that sensor wrongly is (each sensor's data add structure

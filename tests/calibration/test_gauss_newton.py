@@ -4,6 +4,7 @@ sound recovered in one step, and the step's place in the calibration."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 import numpy as np
@@ -11,8 +12,10 @@ import pytest
 
 from oatomo import Acquisition, Grid, ring_array
 from oatomo.calibration import calibrate_sinogram, rigid_error, similarity_transform
+from oatomo.calibration.estimate import angular_coverage
 from oatomo.calibration.gauge import to_gauge
 from oatomo.calibration.gauss_newton import joint_gauss_newton_step, stacked_system
+from oatomo.calibration.joint import JOINT_STEP_COVERAGE, JOINT_STEPS, ROUNDS
 from oatomo.calibration.levels import schedule
 from oatomo.forward import simulate
 from oatomo.phantoms import disks
@@ -88,14 +91,21 @@ def test_one_step_recovers_known_displacements_or_speed_of_sound(displaced, c_re
 
 
 def test_no_joint_step_and_bad_counts() -> None:
-    """``joint_steps=0`` leaves the rounds alone (one history entry fewer) and a negative
-    count is a one-line error."""
+    """``joint_steps=0`` leaves the rounds alone (one history entry fewer), an arc of less
+    than JOINT_STEP_COVERAGE gets no joint step by default, and a negative count is a
+    one-line error."""
     from oatomo import InputError
 
+    arc = ring_array(24, 0.016, arc=math.radians(200), start_angle=-math.radians(190))
+    assert angular_coverage(arc.positions) < JOINT_STEP_COVERAGE
+    y_arc = simulate(disks(GRID, seed=3, count=5), GRID, arc, ACQ, noise_std=0.01, seed=1)
+    short = calibrate_sinogram(y_arc, arc, ACQ, GRID, n_levels=2, prior_std=0.1e-3,
+                               speed_of_sound=False)
+    assert len(short.history) == ROUNDS[0] + ROUNDS[1]
     y = simulate(disks(GRID, seed=3, count=5), GRID, RING, ACQ, noise_std=0.01, seed=1)
     kw = {"n_levels": 2, "prior_std": 0.1e-3, "speed_of_sound": False}
     on = calibrate_sinogram(y, RING, ACQ, GRID, **kw)
     off = calibrate_sinogram(y, RING, ACQ, GRID, joint_steps=0, **kw)
-    assert len(on.history) == len(off.history) + 1
+    assert len(on.history) == len(off.history) + JOINT_STEPS == ROUNDS[0] + ROUNDS[1] + 1
     with pytest.raises(InputError, match="joint_steps"):
         calibrate_sinogram(y, RING, ACQ, GRID, joint_steps=-1, **kw)
