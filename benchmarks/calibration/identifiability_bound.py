@@ -25,7 +25,7 @@ Read from ``C``: the expected rms position error after the best rigid alignment
 alone); the standard deviation of ``c``'s error with the scale gauge removed (``d ln c``
 minus the scale of the positions' least-squares similarity fit, as the benchmarks score
 it). Compared, per scan, with what the default reached on the same scan
-(``heldout_joint_v10.json``; the same generator and seed).
+(``heldout_joint_v11.json``; the same generator and seed).
 
 Data: the held-out benchmark's generator (``heldout_default.py``, seed 1000: the report
 scans), the model of the reconstruction on the 128 x 128 image grid with the scan's
@@ -293,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", required=True)
     here = Path(__file__).resolve().parent
     ap.add_argument("--reached", default=",".join(
-        str(here / f) for f in ("heldout_joint_v10.json", "heldout_fresh_default_v10.json")),
+        str(here / f) for f in ("heldout_joint_v11.json", "heldout_fresh_default_v11.json")),
         help="comma-separated held-out benchmark JSONs to compare with")
     ap.add_argument("--table", action="store_true", help="print the table and stop")
     ap.add_argument("--figure", default=None, help="draw the per-scan comparison here")

@@ -20,7 +20,7 @@ the variable-projection (Gauss-Newton) step on the positions with the image elim
 Its noise variance is the residual's mean square at the current image after each sensor's
 gain (an over-estimate: the prior weighs a little more). One step after the finest level,
 on arrays that surround the object (:data:`oatomo.calibration.joint.JOINT_STEP_COVERAGE`);
-more steps chase noise (on the tuning scans a second step lost 0.1-0.6 dB).
+a second step changed a 160-sensor ring's tuning images by -0.05 to +0.05 dB.
 """
 
 from __future__ import annotations

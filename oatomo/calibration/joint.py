@@ -320,10 +320,10 @@ RELAX = (1.5, 4.0)
 #: scans (seeds 2000-2001 of the held-out benchmark's generator, four phantom kinds, arrays
 #: no report set has; ``benchmarks/calibration/joint_gauss_newton.py``): one step of 50
 #: LSQR iterations changed the registered PSNR by +0.81 dB on average on a 160-sensor ring
-#: (-0.06 to +4.61), +0.03 dB on a 36-sensor ring (-0.46 to +0.47), +0.58 dB on a 300
+#: (-0.06 to +4.60), +0.03 dB on a 36-sensor ring (-0.46 to +0.47), +0.59 dB on a 300
 #: degree arc (-0.25 to +3.50) and -0.10 dB on a 200 degree arc (-0.72 to +0.73), where
-#: the image's own freedom mimics more of a sensor's move; a second step lost 0.1-0.6 dB
-#: (it fits noise).
+#: the image's own freedom mimics more of a sensor's move; a second step changed the
+#: 160-sensor ring's images by -0.05 to +0.05 dB for another step's time.
 JOINT_STEPS = 1
 JOINT_STEP_COVERAGE = math.radians(300.0)
 
