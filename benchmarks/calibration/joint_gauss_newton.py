@@ -14,7 +14,9 @@ Settings (``--configs``, comma-separated):
 * ``step``: the default (:data:`oatomo.calibration.joint.JOINT_STEPS` steps of
   :data:`~oatomo.calibration.gauss_newton.JOINT_STEP_ITERS` LSQR iterations);
 * ``step<k>x<i>``: ``k`` steps of ``i`` iterations;
-* ``r<a><b><c>+step``: the default step with ``(a, b, c)`` rounds per level.
+* ``r<a><b><c>+step``: the default step with ``(a, b, c)`` rounds per level;
+* ``...d<w>``: the step with a Tikhonov weight ``w`` on the image change
+  (``image_damping``), e.g. ``step1x50d0.3``.
 
 Tuning set (``--tuning``): a 160-sensor ring (r 36 mm) and a 72-sensor 200 degree arc
 (r 25 mm), arrays no other benchmark or report set of the repository uses, seeds
@@ -67,7 +69,7 @@ def configure(name: str) -> None:
     joint, step = _ORIGINAL
     kwargs: dict[str, Any] = {}
     iters = None
-    m = re.fullmatch(r"(?:r(\d)(\d)(\d)\+)?(none|step)(?:(\d+)x(\d+))?", name)
+    m = re.fullmatch(r"(?:r(\d)(\d)(\d)\+)?(none|step)(?:(\d+)x(\d+))?(?:d([\d.]+))?", name)
     if m is None:
         raise SystemExit(f"unknown config {name!r}")
     if m.group(1):
@@ -81,7 +83,10 @@ def configure(name: str) -> None:
         return joint(*args, **{**kw, **kwargs})
 
     E.joint_calibration = joint_with
-    J.joint_gauss_newton_step = step if iters is None else partial(step, n_iter=iters)
+    step_kw: dict[str, Any] = {} if iters is None else {"n_iter": iters}
+    if m.group(7):
+        step_kw["image_damping"] = float(m.group(7))
+    J.joint_gauss_newton_step = partial(step, **step_kw) if step_kw else step
 
 
 def run(geometry: str, kind: str, seed: int, config: str) -> dict[str, Any]:

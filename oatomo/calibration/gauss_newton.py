@@ -56,7 +56,7 @@ SPEED_STEP = 1e-3
 def stacked_system(level: Level, image: np.ndarray, positions: np.ndarray,
                    prior_mean: np.ndarray, prior_std: float, norm_sq: float,
                    thickness: float | None, response: Any = None,
-                   speed_of_sound: bool = True
+                   speed_of_sound: bool = True, image_damping: float = 0.0
                    ) -> tuple[LinearOperator, np.ndarray, Any, np.ndarray]:
     """The joint step's linear least-squares problem ``min ||L z - b||``.
 
@@ -65,7 +65,9 @@ def stacked_system(level: Level, image: np.ndarray, positions: np.ndarray,
     ``speed_of_sound``, ``delta ln c``; each block is scaled so that its columns have
     about unit norm (the image's by ``sqrt(norm_sq)``, a bound on ``||A||``). The rows
     are the records (N*T, in Pa), then the prior on the displacements (2N, weighted by the
-    noise's standard deviation over ``prior_std``).
+    noise's standard deviation over ``prior_std``), then, with ``image_damping`` > 0,
+    ``image_damping`` times the scaled image change (n*n rows: a Tikhonov term that keeps
+    the image from absorbing what the sensors' moves should explain).
 
     Returns
     -------
@@ -123,22 +125,28 @@ def stacked_system(level: Level, image: np.ndarray, positions: np.ndarray,
         d += da[:, None] * pred + dp[:, :1] * cols[0] + dp[:, 1:] * cols[1]
         if speed_of_sound:
             d += dlnc * d_c
-        return np.concatenate([d.ravel(), w * dp[:, 0], w * dp[:, 1]])
+        rows = [d.ravel(), w * dp[:, 0], w * dp[:, 1]]
+        if image_damping > 0:
+            rows.append(image_damping * z[:m])
+        return np.concatenate(rows)
 
     def rmatvec(v: np.ndarray) -> np.ndarray:
         d = v[:n * t].reshape(n, t)
-        prior = (v[n * t:n * t + n], v[n * t + n:])
-        out = [op.adjoint(d.astype(np.float32)).astype(np.float64).ravel() / s_x,
-               np.einsum("nt,nt->n", d, pred) / s_amp]
+        prior = (v[n * t:n * t + n], v[n * t + n:n * t + 2 * n])
+        gx = op.adjoint(d.astype(np.float32)).astype(np.float64).ravel() / s_x
+        if image_damping > 0:
+            gx = gx + image_damping * v[n * t + 2 * n:]
+        out = [gx, np.einsum("nt,nt->n", d, pred) / s_amp]
         out += [(np.einsum("nt,nt->n", d, j) + w * q) / s for j, q, s in
                 zip(cols, prior, s_p, strict=True)]
         if speed_of_sound:
             out.append(np.array([float(np.sum(d * d_c)) / s_c]))
         return np.concatenate(out)
 
-    L = LinearOperator((n * t + 2 * n, m + 3 * n + n_c), matvec=matvec, rmatvec=rmatvec,
-                       dtype=np.float64)
-    b = np.concatenate([r.ravel(), -w * offset[:, 0], -w * offset[:, 1]])
+    n_damp = m if image_damping > 0 else 0
+    L = LinearOperator((n * t + 2 * n + n_damp, m + 3 * n + n_c), matvec=matvec,
+                       rmatvec=rmatvec, dtype=np.float64)
+    b = np.concatenate([r.ravel(), -w * offset[:, 0], -w * offset[:, 1], np.zeros(n_damp)])
     return L, b, unpack, misfit
 
 
@@ -146,7 +154,7 @@ def joint_gauss_newton_step(level: Level, image: np.ndarray, positions: np.ndarr
                             prior_mean: np.ndarray, prior_std: float, norm_sq: float,
                             thickness: float | None, response: Any = None,
                             speed_of_sound: bool = True, max_step: float | None = None,
-                            n_iter: int = JOINT_STEP_ITERS
+                            n_iter: int = JOINT_STEP_ITERS, image_damping: float = 0.0
                             ) -> tuple[np.ndarray, float, dict[str, Any]]:
     """One joint Gauss-Newton step (see the module docstring) at ``level`` (its records,
     grid and speed of sound), linearised about ``image`` and ``positions``.
@@ -171,6 +179,10 @@ def joint_gauss_newton_step(level: Level, image: np.ndarray, positions: np.ndarr
         Displacements are shortened to at most this (m); None: no limit.
     n_iter
         LSQR iterations.
+    image_damping
+        Tikhonov weight on the (scaled) image change, see :func:`stacked_system`
+        (0: none, the default; on the tuning scans' 200 degree arc it is measured in
+        ``benchmarks/calibration/joint_gauss_newton.py``, configs ``...d<weight>``).
 
     Returns
     -------
@@ -182,8 +194,9 @@ def joint_gauss_newton_step(level: Level, image: np.ndarray, positions: np.ndarr
         ``step_rms`` (m), ``lsqr_iters``, ``relative_residual`` (of the stacked system),
         ``misfit`` (N,) as :func:`stacked_system`'s.
     """
-    L, b, unpack, misfit = stacked_system(level, image, positions, prior_mean, prior_std, norm_sq,
-                                  thickness, response, speed_of_sound)
+    L, b, unpack, misfit = stacked_system(level, image, positions, prior_mean, prior_std,
+                                          norm_sq, thickness, response, speed_of_sound,
+                                          image_damping)
     out = lsqr(L, b, atol=0.0, btol=0.0, iter_lim=n_iter)
     _, _, dp, dlnc = unpack(out[0])
     if max_step is not None:

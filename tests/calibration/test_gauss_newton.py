@@ -37,13 +37,16 @@ def _level(ring, positions: np.ndarray, c: float, response=None, seed: int = 3):
     return schedule(y, ACQ, GRID, 0.1e-3, 1)[0], p0
 
 
-def test_stacked_system_adjoint_is_exact() -> None:
+@pytest.mark.parametrize("damping", [0.0, 0.3])
+def test_stacked_system_adjoint_is_exact(damping) -> None:
     """<L z, v> = <z, L^T v> for random z, v (the image block's float32 projections set
-    the tolerance)."""
+    the tolerance), with and without the image change's Tikhonov rows."""
     pos = RING.positions.astype(np.float64)
     level, p0 = _level(RING, pos, 1500.0)
     norm = operator_norm_sq(GRID, RING, ACQ, n_iter=5)
-    L, b, unpack, misfit = stacked_system(level, p0, pos, pos, 0.1e-3, norm, None)
+    L, b, unpack, misfit = stacked_system(level, p0, pos, pos, 0.1e-3, norm, None,
+                                          image_damping=damping)
+    assert L.shape[0] == level.data.size + 48 + (GRID.n ** 2 if damping else 0)
     rng = np.random.default_rng(0)
     z = rng.standard_normal(L.shape[1])
     v = rng.standard_normal(L.shape[0])
