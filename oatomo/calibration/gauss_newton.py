@@ -33,11 +33,16 @@ import numpy as np
 from scipy.sparse.linalg import LinearOperator, lsqr
 
 from oatomo.calibration.levels import Level
-from oatomo.calibration.search import local_frames, predicted_records
+from oatomo.calibration.search import (
+    JACOBIAN_STEP,
+    local_frames,
+    predicted_records,
+    sensor_jacobians,
+)
 from oatomo.forward import ForwardOperator
 from oatomo.geometry import SensorArray
 
-__all__ = ["JOINT_STEP_ITERS", "JOINT_STEP_H", "stacked_system", "joint_gauss_newton_step"]
+__all__ = ["JOINT_STEP_ITERS", "stacked_system", "joint_gauss_newton_step"]
 
 #: LSQR iterations of the joint step (each one forward and one adjoint projection of the
 #: image and the per-sensor columns: about the cost of as many TV iterations). Tuning
@@ -46,10 +51,8 @@ __all__ = ["JOINT_STEP_ITERS", "JOINT_STEP_H", "stacked_system", "joint_gauss_ne
 #: twice the time.
 JOINT_STEP_ITERS = 50
 
-#: Half-width of the central differences of the records' derivatives with respect to a
-#: sensor's position, in pixels (as :data:`oatomo.calibration.joint.JACOBIAN_STEP`), and
-#: the relative step of the speed of sound.
-JOINT_STEP_H = 0.25
+#: Relative step of the central difference in the speed of sound (the positions' is
+#: :data:`~oatomo.calibration.search.JACOBIAN_STEP`, as the per-sensor steps').
 SPEED_STEP = 1e-3
 
 
@@ -82,16 +85,11 @@ def stacked_system(level: Level, image: np.ndarray, positions: np.ndarray,
     n, t = level.data.shape
     grid = level.grid
     y = level.data.astype(np.float64)
-    h = JOINT_STEP_H * grid.dx
-    frames = local_frames(positions)
-    pts = np.concatenate([positions, positions + h * frames[:, 0],
-                          positions - h * frames[:, 0], positions + h * frames[:, 1],
-                          positions - h * frames[:, 1]])
-    pr = predicted_records(level, image, pts, thickness, response).reshape(5, n, t)
-    pred = pr[0]
+    pred, jac, frames = sensor_jacobians(level, image, positions, thickness,
+                                         JACOBIAN_STEP * grid.dx, response)
     pp = np.einsum("nt,nt->n", pred, pred)
     a = np.einsum("nt,nt->n", pred, y) / np.maximum(pp, 1e-300)
-    cols = [(pr[1] - pr[2]) / (2 * h) * a[:, None], (pr[3] - pr[4]) / (2 * h) * a[:, None]]
+    cols = [jac[..., 0] * a[:, None], jac[..., 1] * a[:, None]]
     c = level.acquisition.speed_of_sound
     if speed_of_sound:
         up, down = (replace(level, acquisition=replace(level.acquisition,

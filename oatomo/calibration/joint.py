@@ -55,6 +55,7 @@ from oatomo.calibration.gauge import to_gauge
 from oatomo.calibration.gauss_newton import joint_gauss_newton_step
 from oatomo.calibration.levels import BOX_STD, Level, round_record
 from oatomo.calibration.search import (
+    JACOBIAN_STEP,
     fold_norms,
     heldout_misfits,
     interleaved_folds,
@@ -62,6 +63,7 @@ from oatomo.calibration.search import (
     parabola_minimum,
     predicted_records,
     relative_misfit,
+    sensor_jacobians,
     speed_of_sound_scan,
 )
 from oatomo.errors import InputError
@@ -85,22 +87,6 @@ class SpeedNotIdentified(Exception):
     def __init__(self, change: float) -> None:
         super().__init__(f"the speed of sound moved {100 * change:+.1f} %")
         self.change = change
-
-
-def sensor_jacobians(level: Level, image: np.ndarray, positions: np.ndarray,
-                     thickness: float | None, h: float, response: Any = None
-                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The predicted records (N, T) at ``positions`` and their derivatives (N, T, 2) with
-    respect to each sensor's displacement along and across its line of sight (central
-    differences of half-width ``h``, m), and the local frames (N, 2, 2)."""
-    n = len(positions)
-    frames = local_frames(positions)
-    pts = np.concatenate([positions, positions + h * frames[:, 0],
-                          positions - h * frames[:, 0], positions + h * frames[:, 1],
-                          positions - h * frames[:, 1]])
-    pred = predicted_records(level, image, pts, thickness, response).reshape(5, n, -1)
-    jac = np.stack([(pred[1] - pred[2]) / (2 * h), (pred[3] - pred[4]) / (2 * h)], axis=-1)
-    return pred[0], jac, frames
 
 
 def gauss_newton_step(level: Level, image: np.ndarray, positions: np.ndarray,
@@ -282,10 +268,6 @@ def _linear_weights(m: int, n: int) -> np.ndarray:
         w[np.arange(n), lo + 1] += frac
     return w
 
-
-#: Half-width of the central differences of the records' derivatives, in pixels of the
-#: level (the records are not smooth in the position below a fraction of a sample).
-JACOBIAN_STEP = 0.25
 
 #: Rounds (image step + geometry step) per level, coarsest first; the finest level's
 #: count is repeated for more levels.

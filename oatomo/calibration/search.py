@@ -24,7 +24,8 @@ from oatomo.geometry import Acquisition, Grid, SensorArray
 from oatomo.recon.model_based import reconstruct_model_based
 from oatomo.recon.operators import operator_norm_sq
 
-__all__ = ["interleaved_folds", "heldout_image", "local_frames", "predicted_records",
+__all__ = ["JACOBIAN_STEP", "interleaved_folds", "heldout_image", "local_frames",
+           "predicted_records", "sensor_jacobians",
            "relative_misfit", "fit_fold", "heldout_misfits", "fold_norms",
            "speed_of_sound_scan", "parabola_minimum", "search_speed_of_sound",
            "scout"]
@@ -90,6 +91,26 @@ def predicted_records(level: Level, image: np.ndarray, points: np.ndarray,
     pred = ForwardOperator(level.grid, SensorArray(points), level.acquisition,
                            thickness=thickness, response=response).forward(image)
     return band_limit(level, pred).astype(np.float64)
+
+
+#: Half-width of the central differences of the records' derivatives, in pixels of the
+#: level (the records are not smooth in the position below a fraction of a sample).
+JACOBIAN_STEP = 0.25
+
+def sensor_jacobians(level: Level, image: np.ndarray, positions: np.ndarray,
+                     thickness: float | None, h: float, response: Any = None
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The predicted records (N, T) at ``positions`` and their derivatives (N, T, 2) with
+    respect to each sensor's displacement along and across its line of sight (central
+    differences of half-width ``h``, m), and the local frames (N, 2, 2)."""
+    n = len(positions)
+    frames = local_frames(positions)
+    pts = np.concatenate([positions, positions + h * frames[:, 0],
+                          positions - h * frames[:, 0], positions + h * frames[:, 1],
+                          positions - h * frames[:, 1]])
+    pred = predicted_records(level, image, pts, thickness, response).reshape(5, n, -1)
+    jac = np.stack([(pred[1] - pred[2]) / (2 * h), (pred[3] - pred[4]) / (2 * h)], axis=-1)
+    return pred[0], jac, frames
 
 
 def relative_misfit(pred: np.ndarray, data: np.ndarray) -> np.ndarray:
