@@ -13,7 +13,8 @@ Settings (``--configs``, comma-separated):
 * ``none``: no joint step (the calibration before it);
 * ``step``: the default (:data:`oatomo.calibration.joint.JOINT_STEPS` steps of
   :data:`~oatomo.calibration.gauss_newton.JOINT_STEP_ITERS` LSQR iterations);
-* ``step<k>x<i>``: ``k`` steps of ``i`` iterations;
+* ``step<k>x<i>``: ``k`` steps of ``i`` iterations, each after the first linearised about
+  the image made again (warm TV at the last step's geometry);
 * ``r<a><b><c>+step``: the default step with ``(a, b, c)`` rounds per level;
 * ``...d<w>``: the step with a Tikhonov weight ``w`` on the image change
   (``image_damping``), e.g. ``step1x50d0.3``.
@@ -92,6 +93,13 @@ def configure(name: str) -> None:
 def run(geometry: str, kind: str, seed: int, config: str) -> dict[str, Any]:
     """Calibrate one scan under ``config`` and score TV with the estimate."""
     configure(config)
+    return scored(geometry, kind, seed, config)[0]
+
+
+def scored(geometry: str, kind: str, seed: int, config: str) -> tuple[dict[str, Any], Any,
+                                                                      Any]:
+    """The row of one scan calibrated as the calibration is now set (TV with the estimate
+    scored), the case and the calibration."""
     case = H.make_case(geometry, kind, seed)
     t = time.perf_counter()
     cal = oatomo.calibrate(case.scan, case.grid)
@@ -103,17 +111,17 @@ def run(geometry: str, kind: str, seed: int, config: str) -> dict[str, Any]:
             "pos_err_um": H.rms_um(cal.sensors, case.true),
             "pos_err_file_um": H.rms_um(case.nominal, case.true),
             "c_err_gauge_pct": 100 * (scale * cal.speed_of_sound / case.c_true - 1),
-            "t_calibrate": t_cal, "t_tv": t_tv}
+            "t_calibrate": t_cal, "t_tv": t_tv}, case, cal
 
 
-def table(rows: list[dict[str, Any]]) -> str:
+def table(rows: list[dict[str, Any]], reference: str = "none") -> str:
     """Per geometry and config, then per config over all: means over the scans
-    (differences against ``none`` on the same scan)."""
+    (differences against the ``reference`` config on the same scan)."""
     base = {(r["geometry"], r["phantom"], r["seed"]): r for r in rows
-            if r["config"] == "none"}
+            if r["config"] == reference}
     configs = list(dict.fromkeys(r["config"] for r in rows))
     geos = list(dict.fromkeys(r["geometry"] for r in rows))
-    lines = ["| array | config | scans | PSNR reg. (dB) | vs none (dB): mean / min / max | "
+    lines = [f"| array | config | scans | PSNR reg. (dB) | vs {reference} (dB): mean / min / max | "
              "position error / file's | c error, gauge removed (%) | calibration / TV |",
              "|---|---|---|---|---|---|---|---|"]
     for geo in [*geos, "all"]:
@@ -133,25 +141,31 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def drive(argv: list[str] | None, description: str, run_one: Any,
+          tuning: dict[str, Any], phantoms: tuple[str, ...], configs: str) -> int:
+    """The command line of this benchmark and of those that share its rows and table
+    (``speed_step.py``): ``run_one(geometry, phantom, seed, config)`` per case and config,
+    resumable in ``--out``."""
+    ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--cases", default=None,
                     help="comma-separated geometry:phantom pairs (heldout_default.py's "
                          "geometries and phantoms)")
     ap.add_argument("--tuning", action="store_true",
-                    help="the tuning set: TUNING_GEOMETRIES x TUNING_PHANTOMS")
+                    help="the tuning set: the tuning geometries x phantoms")
     ap.add_argument("--geometries", default=None,
-                    help="with --tuning: comma-separated subset of TUNING_GEOMETRIES")
+                    help="with --tuning: comma-separated subset of the tuning geometries")
     ap.add_argument("--seed", type=int, default=2000)
-    ap.add_argument("--configs", default="none,step")
+    ap.add_argument("--configs", default=configs)
     ap.add_argument("--out", required=True)
     ap.add_argument("--table", action="store_true", help="print the table and stop")
+    ap.add_argument("--reference", default="none",
+                    help="the config the table's differences are taken against")
     a = ap.parse_args(argv)
     out = Path(a.out)
     rows = json.loads(out.read_text()) if out.exists() else []
     if not a.table:
-        geos = a.geometries.split(",") if a.geometries else list(TUNING_GEOMETRIES)
-        pairs = ([(g, k) for g in geos for k in TUNING_PHANTOMS] if a.tuning
+        geos = a.geometries.split(",") if a.geometries else list(tuning)
+        pairs = ([(g, k) for g in geos for k in phantoms] if a.tuning
                  else [tuple(p.split(":")) for p in (a.cases or "").split(",") if p])
         H.warm_up()
         for geo, kind in pairs:
@@ -159,13 +173,18 @@ def main(argv: list[str] | None = None) -> int:
                 done = {(r["geometry"], r["phantom"], r["seed"], r["config"]) for r in rows}
                 if (geo, kind, a.seed, cfg) in done:
                     continue
-                row = run(geo, kind, a.seed, cfg)
+                row = run_one(geo, kind, a.seed, cfg)
                 rows.append(row)
                 print(json.dumps(row), flush=True)
                 with atomic_path(out) as tmp:
                     tmp.write_text(json.dumps(rows, indent=1) + "\n")
-    print(table(rows))
+    print(table(rows, a.reference))
     return 0 if rows or a.table else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    return drive(argv, __doc__.splitlines()[0], run, TUNING_GEOMETRIES, TUNING_PHANTOMS,
+                 "none,step")
 
 
 if __name__ == "__main__":

@@ -20,7 +20,10 @@ the variable-projection (Gauss-Newton) step on the positions with the image elim
 Its noise variance is the residual's mean square at the current image after each sensor's
 gain (an over-estimate: the prior weighs a little more). One step after the finest level,
 on arrays that surround the object (:data:`oatomo.calibration.joint.JOINT_STEP_COVERAGE`);
-a second step changed a 160-sensor ring's tuning images by -0.05 to +0.05 dB.
+further steps, each about the image made again, gained 0.1 dB or less on average on the
+tuning scans. With the positions held (``move_sensors=False``) the step estimates the
+speed of sound alone with the image and the gains (measured on short apertures, not
+used by default).
 """
 
 from __future__ import annotations
@@ -59,7 +62,8 @@ SPEED_STEP = 1e-3
 def stacked_system(level: Level, image: np.ndarray, positions: np.ndarray,
                    prior_mean: np.ndarray, prior_std: float, norm_sq: float,
                    thickness: float | None, response: Any = None,
-                   speed_of_sound: bool = True, image_damping: float = 0.0
+                   speed_of_sound: bool = True, image_damping: float = 0.0,
+                   move_sensors: bool = True
                    ) -> tuple[LinearOperator, np.ndarray, Any, np.ndarray]:
     """The joint step's linear least-squares problem ``min ||L z - b||``.
 
@@ -70,7 +74,9 @@ def stacked_system(level: Level, image: np.ndarray, positions: np.ndarray,
     are the records (N*T, in Pa), then the prior on the displacements (2N, weighted by the
     noise's standard deviation over ``prior_std``), then, with ``image_damping`` > 0,
     ``image_damping`` times the scaled image change (n*n rows: a Tikhonov term that keeps
-    the image from absorbing what the sensors' moves should explain).
+    the image from absorbing what the sensors' moves should explain). Without
+    ``move_sensors`` the displacements and their prior rows are left out (the positions
+    are held; ``unpack`` returns zero displacements).
 
     Returns
     -------
@@ -85,11 +91,15 @@ def stacked_system(level: Level, image: np.ndarray, positions: np.ndarray,
     n, t = level.data.shape
     grid = level.grid
     y = level.data.astype(np.float64)
-    pred, jac, frames = sensor_jacobians(level, image, positions, thickness,
-                                         JACOBIAN_STEP * grid.dx, response)
+    if move_sensors:
+        pred, jac, frames = sensor_jacobians(level, image, positions, thickness,
+                                             JACOBIAN_STEP * grid.dx, response)
+    else:
+        pred = predicted_records(level, image, positions, thickness, response)
+        frames = local_frames(positions)
     pp = np.einsum("nt,nt->n", pred, pred)
     a = np.einsum("nt,nt->n", pred, y) / np.maximum(pp, 1e-300)
-    cols = [jac[..., 0] * a[:, None], jac[..., 1] * a[:, None]]
+    cols = ([jac[..., 0] * a[:, None], jac[..., 1] * a[:, None]] if move_sensors else [])
     c = level.acquisition.speed_of_sound
     if speed_of_sound:
         up, down = (replace(level, acquisition=replace(level.acquisition,
@@ -109,31 +119,36 @@ def stacked_system(level: Level, image: np.ndarray, positions: np.ndarray,
     s_p = [np.sqrt(np.einsum("nt,nt->n", j, j)) + 1e-300 for j in cols]
     s_c = math.sqrt(float(np.sum(d_c * d_c))) + 1e-300 if speed_of_sound else 1.0
     n_c = 1 if speed_of_sound else 0
+    n_p = 2 * n if move_sensors else 0  # displacement unknowns, and their prior rows
     w = sigma / prior_std
     offset = np.einsum("nd,ncd->nc", positions - prior_mean, frames)
 
     def unpack(z: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
-        dp = np.stack([z[m + n:m + 2 * n] / s_p[0], z[m + 2 * n:m + 3 * n] / s_p[1]], 1)
+        dp = (np.stack([z[m + n:m + 2 * n] / s_p[0], z[m + 2 * n:m + 3 * n] / s_p[1]], 1)
+              if move_sensors else np.zeros((n, 2)))
         dlnc = float(z[-1] / s_c) if speed_of_sound else 0.0
         return z[:m].reshape(grid.n, grid.n) / s_x, z[m:m + n] / s_amp, dp, dlnc
 
     def matvec(z: np.ndarray) -> np.ndarray:
         dx, da, dp, dlnc = unpack(z)
         d = op.forward(dx.astype(np.float32)).astype(np.float64)
-        d += da[:, None] * pred + dp[:, :1] * cols[0] + dp[:, 1:] * cols[1]
+        if move_sensors:
+            d += da[:, None] * pred + dp[:, :1] * cols[0] + dp[:, 1:] * cols[1]
+        else:
+            d += da[:, None] * pred
         if speed_of_sound:
             d += dlnc * d_c
-        rows = [d.ravel(), w * dp[:, 0], w * dp[:, 1]]
+        rows = [d.ravel()] + ([w * dp[:, 0], w * dp[:, 1]] if move_sensors else [])
         if image_damping > 0:
             rows.append(image_damping * z[:m])
         return np.concatenate(rows)
 
     def rmatvec(v: np.ndarray) -> np.ndarray:
         d = v[:n * t].reshape(n, t)
-        prior = (v[n * t:n * t + n], v[n * t + n:n * t + 2 * n])
+        prior = (v[n * t:n * t + n], v[n * t + n:n * t + 2 * n]) if move_sensors else ()
         gx = op.adjoint(d.astype(np.float32)).astype(np.float64).ravel() / s_x
         if image_damping > 0:
-            gx = gx + image_damping * v[n * t + 2 * n:]
+            gx = gx + image_damping * v[n * t + n_p:]
         out = [gx, np.einsum("nt,nt->n", d, pred) / s_amp]
         out += [(np.einsum("nt,nt->n", d, j) + w * q) / s for j, q, s in
                 zip(cols, prior, s_p, strict=True)]
@@ -142,9 +157,11 @@ def stacked_system(level: Level, image: np.ndarray, positions: np.ndarray,
         return np.concatenate(out)
 
     n_damp = m if image_damping > 0 else 0
-    L = LinearOperator((n * t + 2 * n + n_damp, m + 3 * n + n_c), matvec=matvec,
+    L = LinearOperator((n * t + n_p + n_damp, m + n + n_p + n_c), matvec=matvec,
                        rmatvec=rmatvec, dtype=np.float64)
-    b = np.concatenate([r.ravel(), -w * offset[:, 0], -w * offset[:, 1], np.zeros(n_damp)])
+    b = np.concatenate([r.ravel()]
+                       + ([-w * offset[:, 0], -w * offset[:, 1]] if move_sensors else [])
+                       + [np.zeros(n_damp)])
     return L, b, unpack, misfit
 
 
@@ -152,7 +169,8 @@ def joint_gauss_newton_step(level: Level, image: np.ndarray, positions: np.ndarr
                             prior_mean: np.ndarray, prior_std: float, norm_sq: float,
                             thickness: float | None, response: Any = None,
                             speed_of_sound: bool = True, max_step: float | None = None,
-                            n_iter: int = JOINT_STEP_ITERS, image_damping: float = 0.0
+                            n_iter: int = JOINT_STEP_ITERS, image_damping: float = 0.0,
+                            move_sensors: bool = True
                             ) -> tuple[np.ndarray, float, dict[str, Any]]:
     """One joint Gauss-Newton step (see the module docstring) at ``level`` (its records,
     grid and speed of sound), linearised about ``image`` and ``positions``.
@@ -181,6 +199,9 @@ def joint_gauss_newton_step(level: Level, image: np.ndarray, positions: np.ndarr
         Tikhonov weight on the (scaled) image change, see :func:`stacked_system`
         (0: none, the default; on the tuning scans' 200 degree arc it is measured in
         ``benchmarks/calibration/joint_gauss_newton.py``, configs ``...d<weight>``).
+    move_sensors
+        Estimate the displacements too; False holds the positions (the speed-of-sound
+        step of :func:`oatomo.calibration.joint.joint_calibration`).
 
     Returns
     -------
@@ -190,13 +211,14 @@ def joint_gauss_newton_step(level: Level, image: np.ndarray, positions: np.ndarr
         The speed of sound times ``exp(delta ln c)``.
     info : dict
         ``step_rms`` (m), ``lsqr_iters``, ``relative_residual`` (of the stacked system),
-        ``misfit`` (N,) as :func:`stacked_system`'s.
+        ``misfit`` (N,) as :func:`stacked_system`'s, ``image_change`` (n, n) the
+        step's image change (Pa).
     """
     L, b, unpack, misfit = stacked_system(level, image, positions, prior_mean, prior_std,
                                           norm_sq, thickness, response, speed_of_sound,
-                                          image_damping)
+                                          image_damping, move_sensors)
     out = lsqr(L, b, atol=0.0, btol=0.0, iter_lim=n_iter)
-    _, _, dp, dlnc = unpack(out[0])
+    dx, _, dp, dlnc = unpack(out[0])
     if max_step is not None:
         length = np.hypot(dp[:, 0], dp[:, 1])
         dp *= np.minimum(1.0, max_step / np.maximum(length, 1e-30))[:, None]
@@ -206,5 +228,5 @@ def joint_gauss_newton_step(level: Level, image: np.ndarray, positions: np.ndarr
     info = {"step_rms": float(np.sqrt(np.mean(np.sum(dp * dp, axis=1)))),
             "lsqr_iters": int(out[2]),
             "relative_residual": float(out[3] / max(np.linalg.norm(b), 1e-300)),
-            "misfit": misfit}
+            "misfit": misfit, "image_change": dx}
     return new, c, info

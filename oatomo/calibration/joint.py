@@ -52,7 +52,7 @@ from typing import Any
 import numpy as np
 
 from oatomo.calibration.gauge import to_gauge
-from oatomo.calibration.gauss_newton import joint_gauss_newton_step
+from oatomo.calibration.gauss_newton import JOINT_STEP_ITERS, joint_gauss_newton_step
 from oatomo.calibration.levels import BOX_STD, Level, round_record
 from oatomo.calibration.search import (
     JACOBIAN_STEP,
@@ -77,6 +77,7 @@ __all__ = ["JACOBIAN_STEP", "ROUNDS", "IMAGE_ITERS", "IMAGE_LAM_SCALE", "RELAX",
            "shifted_misfits",
            "SPEED_STEP_PIXELS", "SPEED_MAX_SENSORS", "sensor_jacobians", "gauss_newton_step",
            "line_search", "speed_points", "speed_subset", "subset_speed_scan", "upsample",
+           "speed_probe", "SPEED_PROBE_ITERS",
            "SpeedNotIdentified", "joint_calibration"]
 
 
@@ -304,8 +305,11 @@ RELAX = (1.5, 4.0)
 #: LSQR iterations changed the registered PSNR by +0.81 dB on average on a 160-sensor ring
 #: (-0.06 to +4.60), +0.03 dB on a 36-sensor ring (-0.46 to +0.47), +0.59 dB on a 300
 #: degree arc (-0.25 to +3.50) and -0.10 dB on a 200 degree arc (-0.72 to +0.73), where
-#: the image's own freedom mimics more of a sensor's move; a second step changed the
-#: 160-sensor ring's images by -0.05 to +0.05 dB for another step's time.
+#: the image's own freedom mimics more of a sensor's move. More steps, each linearised
+#: about the image made again at the last step's geometry, gained +0.06 (two) and +0.11
+#: dB (three) on average over the 160- and 36-sensor rings and the 300 degree arc (-0.37
+#: to +1.16; ``benchmarks/calibration/joint_gauss_newton_refit.md``) for 0.45 and 0.9 of
+#: a TV more.
 JOINT_STEPS = 1
 JOINT_STEP_COVERAGE = math.radians(300.0)
 
@@ -367,6 +371,31 @@ def speed_points(level: Level, positions: np.ndarray, span: float) -> int:
 MIN_CORRELATION = 0.2
 
 
+#: LSQR iterations of :func:`speed_probe`: the joint step's. On the tuning scans of
+#: ``benchmarks/calibration/speed_step.py`` 20 iterations cost a third as much but
+#: shrank the two run-off calibrations' answers from 1.55 and 1.01 % to 1.20 and 0.55 %,
+#: where the others' largest is 0.36 % (0.27 %).
+SPEED_PROBE_ITERS = JOINT_STEP_ITERS
+
+
+def speed_probe(level: Level, image: np.ndarray, positions: np.ndarray,
+                nominal: np.ndarray, prior_std: float, norm_sq: float, c: float,
+                thickness: float | None, response: Any = None,
+                n_iter: int = SPEED_PROBE_ITERS) -> float:
+    """The relative change of the speed of sound ``c`` that one speed step (image, gains
+    and ``ln c`` by LSQR, the positions held:
+    :func:`~oatomo.calibration.gauss_newton.joint_gauss_newton_step` with
+    ``move_sensors=False``) asks for at a calibration's end (``level``: the finest, its
+    ``image`` and ``norm_sq``). A calibration whose ``c`` ran off along with the array's
+    shape asks for a large one (the tuning scans of
+    ``benchmarks/calibration/speed_step.py``); ``n_iter`` LSQR iterations."""
+    lev = replace(level, acquisition=replace(level.acquisition, speed_of_sound=c))
+    _, c_new, _ = joint_gauss_newton_step(lev, image, positions, nominal, prior_std,
+                                          norm_sq, thickness, response, True,
+                                          n_iter=n_iter, move_sensors=False)
+    return c_new / c - 1
+
+
 def joint_calibration(levels: list[Level], nominal: np.ndarray, c: float, prior_std: float,
                       *, speed_of_sound: bool = True, thickness: float | None = None,
                       response: Any = None, rounds: tuple[int, ...] = ROUNDS,
@@ -375,7 +404,7 @@ def joint_calibration(levels: list[Level], nominal: np.ndarray, c: float, prior_
                       relax: tuple[float, float] = RELAX,
                       speed_span: float = 0.03, on_round: Any = None,
                       speed_limit: float | None = None, reseat: bool = False,
-                      joint_steps: int = JOINT_STEPS
+                      joint_steps: int = JOINT_STEPS, speed_steps: int = 0
                       ) -> tuple[np.ndarray, float, np.ndarray, list[dict[str, float]],
                                  np.ndarray, float, dict[str, float]]:
     """Alternate image and geometry steps on every level (see the module docstring).
@@ -408,7 +437,13 @@ def joint_calibration(levels: list[Level], nominal: np.ndarray, c: float, prior_
     joint_steps
         Joint Gauss-Newton steps on image, gains, positions and ``c`` after the finest
         level (:func:`~oatomo.calibration.gauss_newton.joint_gauss_newton_step`,
-        linearised about the last image step's image); see :data:`JOINT_STEPS`.
+        linearised about the last image step's image; each further step about the image
+        made again, warm, at the step's geometry); see :data:`JOINT_STEPS`.
+    speed_steps
+        With ``speed_of_sound``: then Gauss-Newton steps on the image, the gains and
+        ``c`` with the positions held (``move_sensors=False``), each followed by the
+        image made again at the new ``c``; 0 (default): none. Measured on short
+        apertures and not adopted (``benchmarks/calibration/speed_step.py``).
 
     Returns
     -------
@@ -448,7 +483,7 @@ def joint_calibration(levels: list[Level], nominal: np.ndarray, c: float, prior_
     history: list[dict[str, float]] = []
     reseat_rounds = RESEAT_ROUNDS if reseat else 0
     total = sum(rounds[min(li, len(rounds) - 1)] for li in range(len(levels))) \
-        + reseat_rounds + joint_steps
+        + reseat_rounds + joint_steps + (speed_steps if speed_of_sound else 0)
     x: np.ndarray | None = None
     # the speed of sound, cross-validated; its held-out misfits also test the structure
     span = speed_span if speed_of_sound else 0.0
@@ -534,8 +569,32 @@ def joint_calibration(levels: list[Level], nominal: np.ndarray, c: float, prior_
         pos, cov, s, step = to_gauge(new, pos, nominal, cov, scale=True)
         if speed_of_sound:
             c = c_new * s
+        if k + 1 < joint_steps:  # the next step is linearised about the image made here
+            acq = replace(level.acquisition, speed_of_sound=c)
+            x, _ = reconstruct_model_based(level.data, level.grid, SensorArray(pos), acq,
+                                           method="tv", lam=lam, n_iter=image_iters, x0=x,
+                                           tol=0.0, norm_sq=norm, thickness=thickness,
+                                           response=response)
         rec = round_record(level, len(levels) - 1, n_rounds + reseat_rounds + k,
                            len(history) + 1, total, info["misfit"], c, step)
+        if on_round is not None:
+            on_round(rec)
+        history.append(rec)
+    for k in range(speed_steps if speed_of_sound else 0):
+        # the speed of sound with the image and the gains, the positions held; then the
+        # image again at the new speed (warm, as a round's)
+        lev = replace(level, acquisition=replace(level.acquisition, speed_of_sound=c))
+        _, c, info = joint_gauss_newton_step(lev, x, pos, nominal, prior_std, norm,
+                                             thickness, response, True,
+                                             move_sensors=False)
+        acq = replace(level.acquisition, speed_of_sound=c)
+        x, _ = reconstruct_model_based(level.data, level.grid, SensorArray(pos), acq,
+                                       method="tv", lam=lam, n_iter=image_iters, x0=x,
+                                       tol=0.0, norm_sq=norm, thickness=thickness,
+                                       response=response)
+        rec = round_record(level, len(levels) - 1,
+                           n_rounds + reseat_rounds + joint_steps + k, len(history) + 1,
+                           total, info["misfit"], c, 0.0)
         if on_round is not None:
             on_round(rec)
         history.append(rec)

@@ -15,7 +15,12 @@ from oatomo.calibration import calibrate_sinogram, rigid_error, similarity_trans
 from oatomo.calibration.estimate import angular_coverage
 from oatomo.calibration.gauge import to_gauge
 from oatomo.calibration.gauss_newton import joint_gauss_newton_step, stacked_system
-from oatomo.calibration.joint import JOINT_STEP_COVERAGE, JOINT_STEPS, ROUNDS
+from oatomo.calibration.joint import (
+    JOINT_STEP_COVERAGE,
+    JOINT_STEPS,
+    ROUNDS,
+    joint_calibration,
+)
 from oatomo.calibration.levels import schedule
 from oatomo.forward import simulate
 from oatomo.phantoms import disks
@@ -37,16 +42,19 @@ def _level(ring, positions: np.ndarray, c: float, response=None, seed: int = 3):
     return schedule(y, ACQ, GRID, 0.1e-3, 1)[0], p0
 
 
-@pytest.mark.parametrize("damping", [0.0, 0.3])
-def test_stacked_system_adjoint_is_exact(damping) -> None:
+@pytest.mark.parametrize("damping, move", [(0.0, True), (0.3, True), (0.3, False)])
+def test_stacked_system_adjoint_is_exact(damping, move) -> None:
     """<L z, v> = <z, L^T v> for random z, v (the image block's float32 projections set
-    the tolerance), with and without the image change's Tikhonov rows."""
+    the tolerance), with and without the image change's Tikhonov rows, with and without
+    the displacements."""
     pos = RING.positions.astype(np.float64)
     level, p0 = _level(RING, pos, 1500.0)
     norm = operator_norm_sq(GRID, RING, ACQ, n_iter=5)
     L, b, unpack, misfit = stacked_system(level, p0, pos, pos, 0.1e-3, norm, None,
-                                          image_damping=damping)
-    assert L.shape[0] == level.data.size + 48 + (GRID.n ** 2 if damping else 0)
+                                          image_damping=damping, move_sensors=move)
+    n_p = 48 if move else 0
+    assert L.shape == (level.data.size + n_p + (GRID.n ** 2 if damping else 0),
+                       GRID.n ** 2 + 24 + n_p + 1)
     rng = np.random.default_rng(0)
     z = rng.standard_normal(L.shape[1])
     v = rng.standard_normal(L.shape[0])
@@ -93,6 +101,21 @@ def test_one_step_recovers_known_displacements_or_speed_of_sound(displaced, c_re
     assert info["lsqr_iters"] > 0 and info["step_rms"] > 0
 
 
+def test_speed_step_holds_the_positions() -> None:
+    """With ``move_sensors=False`` the step leaves every sensor where it is and still
+    removes all but 15 % of a 0.5 % speed-of-sound error at the file's geometry
+    (records of the file's array, linearised about the true image)."""
+    nominal = RING.positions.astype(np.float64)
+    level, p0 = _level(RING, nominal, 1500.0 * 1.005, RESPONSE)
+    norm = 1.1 * operator_norm_sq(GRID, RING, replace(ACQ, speed_of_sound=1450.0),
+                                  n_iter=10, response=RESPONSE)
+    new, c, info = joint_gauss_newton_step(level, p0, nominal, nominal, 0.1e-3, norm, None,
+                                           RESPONSE, move_sensors=False)
+    assert np.array_equal(new, nominal) and info["step_rms"] == 0.0
+    assert abs(c / (1500.0 * 1.005) - 1) < 0.15 * 0.005, c
+    assert info["image_change"].shape == GRID.shape
+
+
 def test_no_joint_step_and_bad_counts() -> None:
     """``joint_steps=0`` leaves the rounds alone (one history entry fewer), an arc of less
     than JOINT_STEP_COVERAGE gets no joint step by default, and a negative count is a
@@ -112,3 +135,58 @@ def test_no_joint_step_and_bad_counts() -> None:
     assert len(on.history) == len(off.history) + JOINT_STEPS == ROUNDS[0] + ROUNDS[1] + 1
     with pytest.raises(InputError, match="joint_steps"):
         calibrate_sinogram(y, RING, ACQ, GRID, joint_steps=-1, **kw)
+
+
+
+def test_speed_steps_in_the_calibration() -> None:
+    """Speed steps add a round each after the joint step, where ``c`` is estimated, and
+    leave the positions of the calibration without them; none where ``c`` is held."""
+    y = simulate(disks(GRID, seed=3, count=5), GRID, RING, ACQ, noise_std=0.01, seed=1)
+    levels = schedule(y, ACQ, GRID, 0.1e-3, 2)
+    nominal = RING.positions.astype(np.float64)
+    runs = {(c, k): joint_calibration(levels, nominal, 1500.0, 0.1e-3, speed_of_sound=c,
+                                      speed_steps=k)
+            for c in (True, False) for k in (0, 2)}
+    assert len(runs[True, 2][3]) == len(runs[True, 0][3]) + 2
+    assert np.array_equal(runs[True, 2][0], runs[True, 0][0])
+    assert runs[True, 2][3][-1]["speed_of_sound"] == runs[True, 2][1]
+    assert len(runs[False, 2][3]) == len(runs[False, 0][3])
+    assert runs[False, 2][1] == 1500.0
+
+
+@pytest.mark.parametrize("c_rel", [0.0, 0.005])
+def test_speed_probe_measures_a_speed_of_sound_error(c_rel) -> None:
+    """At the file's geometry and the true image, the probe asks for the speed of sound's
+    relative error (0.5 %: within 15 % of it; the records are linearised, a 1 % error
+    gives 1.66 %) and for almost nothing when ``c`` is right."""
+    from oatomo.calibration.joint import speed_probe
+
+    nominal = RING.positions.astype(np.float64)
+    level, p0 = _level(RING, nominal, 1500.0 * (1 + c_rel), RESPONSE)
+    norm = 1.1 * operator_norm_sq(GRID, RING, replace(ACQ, speed_of_sound=1450.0),
+                                  n_iter=10, response=RESPONSE)
+    probe = speed_probe(level, p0, nominal, nominal, 0.1e-3, norm, 1500.0, None, RESPONSE)
+    if c_rel:
+        assert probe == pytest.approx(c_rel, rel=0.15)
+    else:
+        assert abs(probe) < 5e-4
+
+
+def test_speed_probe_rule_keeps_the_file_speed(monkeypatch) -> None:
+    """With a probe limit every short-aperture calibration exceeds (1e-9), the file's
+    speed of sound is kept and the notes say why; with the default (no limit) the
+    estimate stands."""
+    import oatomo.calibration.estimate as E
+
+    arc = ring_array(24, 0.016, arc=math.radians(150), start_angle=-math.radians(165))
+    assert angular_coverage(arc.positions) < E.MIN_SPEED_COVERAGE
+    y = simulate(disks(GRID, seed=3, count=5), GRID, arc,
+                 replace(ACQ, speed_of_sound=1507.5), noise_std=0.01, seed=1)
+    kw = {"n_levels": 2, "prior_std": 0.1e-3}
+    free = calibrate_sinogram(y, arc, ACQ, GRID, **kw)
+    assert free.speed_of_sound != 1500.0
+    assert not any("records ask for" in n for n in free.notes)
+    monkeypatch.setattr(E, "SPEED_PROBE_LIMIT", 1e-9)
+    kept = calibrate_sinogram(y, arc, ACQ, GRID, **kw)
+    assert kept.speed_of_sound == 1500.0
+    assert any("records ask for" in n for n in kept.notes)
