@@ -66,13 +66,12 @@ def _recorded_probe(*args: Any, **kw: Any) -> float:
     return PROBED[-1]
 
 
-E.speed_probe = _recorded_probe
-
 
 def configure(name: str) -> None:
     """Set the calibration's speed steps (or joint steps) and LSQR iterations for
     ``name``."""
     E.SPEED_PROBE_LIMIT = None
+    E.speed_probe = _recorded_probe  # set here, not at import: heldout_margin.py imports us
     PROBE_KW.clear()
     probe = re.fullmatch(r"p([\d.]+)(?:x(\d+))?", name)
     if probe is not None:  # the speed probe's limit, in %, and its LSQR iterations
