@@ -96,7 +96,6 @@ def stacked_system(level: Level, image: np.ndarray, positions: np.ndarray,
                                              JACOBIAN_STEP * grid.dx, response)
     else:
         pred = predicted_records(level, image, positions, thickness, response)
-        frames = local_frames(positions)
     pp = np.einsum("nt,nt->n", pred, pred)
     a = np.einsum("nt,nt->n", pred, y) / np.maximum(pp, 1e-300)
     cols = ([jac[..., 0] * a[:, None], jac[..., 1] * a[:, None]] if move_sensors else [])
@@ -121,7 +120,9 @@ def stacked_system(level: Level, image: np.ndarray, positions: np.ndarray,
     n_c = 1 if speed_of_sound else 0
     n_p = 2 * n if move_sensors else 0  # displacement unknowns, and their prior rows
     w = sigma / prior_std
-    offset = np.einsum("nd,ncd->nc", positions - prior_mean, frames)
+    # the displacements' prior rows: -w times the offset from the prior mean
+    prior_b = ([-w * o for o in np.einsum("nd,ncd->cn", positions - prior_mean, frames)]
+               if move_sensors else [])
 
     def unpack(z: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
         dp = (np.stack([z[m + n:m + 2 * n] / s_p[0], z[m + 2 * n:m + 3 * n] / s_p[1]], 1)
@@ -159,9 +160,7 @@ def stacked_system(level: Level, image: np.ndarray, positions: np.ndarray,
     n_damp = m if image_damping > 0 else 0
     L = LinearOperator((n * t + n_p + n_damp, m + n + n_p + n_c), matvec=matvec,
                        rmatvec=rmatvec, dtype=np.float64)
-    b = np.concatenate([r.ravel()]
-                       + ([-w * offset[:, 0], -w * offset[:, 1]] if move_sensors else [])
-                       + [np.zeros(n_damp)])
+    b = np.concatenate([r.ravel(), *prior_b, np.zeros(n_damp)])
     return L, b, unpack, misfit
 
 

@@ -77,7 +77,7 @@ __all__ = ["JACOBIAN_STEP", "ROUNDS", "IMAGE_ITERS", "IMAGE_LAM_SCALE", "RELAX",
            "shifted_misfits",
            "SPEED_STEP_PIXELS", "SPEED_MAX_SENSORS", "sensor_jacobians", "gauss_newton_step",
            "line_search", "speed_points", "speed_subset", "subset_speed_scan", "upsample",
-           "speed_probe", "SPEED_PROBE_ITERS",
+           "speed_step", "speed_probe", "SPEED_PROBE_ITERS",
            "SpeedNotIdentified", "joint_calibration"]
 
 
@@ -378,21 +378,33 @@ MIN_CORRELATION = 0.2
 SPEED_PROBE_ITERS = JOINT_STEP_ITERS
 
 
+def speed_step(level: Level, image: np.ndarray, positions: np.ndarray,
+               nominal: np.ndarray, prior_std: float, norm_sq: float, c: float,
+               thickness: float | None, response: Any = None, **step_kw: Any
+               ) -> tuple[float, dict[str, Any]]:
+    """One speed step at ``level`` and speed of sound ``c``: the image change, the gains
+    and ``ln c`` by LSQR with the positions held
+    (:func:`~oatomo.calibration.gauss_newton.joint_gauss_newton_step` with
+    ``move_sensors=False``, ``step_kw`` passed on). Returns the new ``c`` and the step's
+    ``info``."""
+    lev = replace(level, acquisition=replace(level.acquisition, speed_of_sound=c))
+    _, c_new, info = joint_gauss_newton_step(lev, image, positions, nominal, prior_std,
+                                             norm_sq, thickness, response, True,
+                                             move_sensors=False, **step_kw)
+    return c_new, info
+
+
 def speed_probe(level: Level, image: np.ndarray, positions: np.ndarray,
                 nominal: np.ndarray, prior_std: float, norm_sq: float, c: float,
                 thickness: float | None, response: Any = None,
                 n_iter: int = SPEED_PROBE_ITERS) -> float:
-    """The relative change of the speed of sound ``c`` that one speed step (image, gains
-    and ``ln c`` by LSQR, the positions held:
-    :func:`~oatomo.calibration.gauss_newton.joint_gauss_newton_step` with
-    ``move_sensors=False``) asks for at a calibration's end (``level``: the finest, its
-    ``image`` and ``norm_sq``). A calibration whose ``c`` ran off along with the array's
-    shape asks for a large one (the tuning scans of
-    ``benchmarks/calibration/speed_step.py``); ``n_iter`` LSQR iterations."""
-    lev = replace(level, acquisition=replace(level.acquisition, speed_of_sound=c))
-    _, c_new, _ = joint_gauss_newton_step(lev, image, positions, nominal, prior_std,
-                                          norm_sq, thickness, response, True,
-                                          n_iter=n_iter, move_sensors=False)
+    """The relative change of the speed of sound ``c`` that one :func:`speed_step` asks
+    for at a calibration's end (``level``: the finest, its ``image`` and ``norm_sq``). A
+    calibration whose ``c`` ran off along with the array's shape asks for a large one (the
+    tuning scans of ``benchmarks/calibration/speed_step.py``); ``n_iter`` LSQR
+    iterations."""
+    c_new, _ = speed_step(level, image, positions, nominal, prior_std, norm_sq, c,
+                          thickness, response, n_iter=n_iter)
     return c_new / c - 1
 
 
@@ -485,6 +497,16 @@ def joint_calibration(levels: list[Level], nominal: np.ndarray, c: float, prior_
     total = sum(rounds[min(li, len(rounds) - 1)] for li in range(len(levels))) \
         + reseat_rounds + joint_steps + (speed_steps if speed_of_sound else 0)
     x: np.ndarray | None = None
+
+    def image_step(level: Level, pos: np.ndarray, c: float, x: np.ndarray | None,
+                   lam: float, norm: float) -> np.ndarray:
+        """The TV image of ``level``'s records at ``pos`` and ``c``, warm from ``x``."""
+        acq = replace(level.acquisition, speed_of_sound=c)
+        return reconstruct_model_based(level.data, level.grid, SensorArray(pos), acq,
+                                       method="tv", lam=lam, n_iter=image_iters, x0=x,
+                                       tol=0.0, norm_sq=norm, thickness=thickness,
+                                       response=response)[0]
+
     # the speed of sound, cross-validated; its held-out misfits also test the structure
     span = speed_span if speed_of_sound else 0.0
     folds = interleaved_folds(nominal, SPEED_FOLDS)
@@ -528,12 +550,8 @@ def joint_calibration(levels: list[Level], nominal: np.ndarray, c: float, prior_
                                      prior_std, box, lam, norm, thickness, response,
                                      n_folds=RESEAT_FOLDS, n_iter=RESEAT_ITERS)
                 last, gain = None, np.ones((n_s, 2))
-            acq = replace(level.acquisition, speed_of_sound=c)
-            lev = replace(level, acquisition=acq)
-            x, _ = reconstruct_model_based(level.data, level.grid, SensorArray(pos), acq,
-                                           method="tv", lam=lam, n_iter=image_iters, x0=x,
-                                           tol=0.0, norm_sq=norm, thickness=thickness,
-                                           response=response)
+            lev = replace(level, acquisition=replace(level.acquisition, speed_of_sound=c))
+            x = image_step(level, pos, c, x, lam, norm)
             if li == 0 and r == 0:
                 new, mis = line_search(lev, x, pos, nominal, prior_std, box, thickness,
                                        response)
@@ -570,11 +588,7 @@ def joint_calibration(levels: list[Level], nominal: np.ndarray, c: float, prior_
         if speed_of_sound:
             c = c_new * s
         if k + 1 < joint_steps:  # the next step is linearised about the image made here
-            acq = replace(level.acquisition, speed_of_sound=c)
-            x, _ = reconstruct_model_based(level.data, level.grid, SensorArray(pos), acq,
-                                           method="tv", lam=lam, n_iter=image_iters, x0=x,
-                                           tol=0.0, norm_sq=norm, thickness=thickness,
-                                           response=response)
+            x = image_step(level, pos, c, x, lam, norm)
         rec = round_record(level, len(levels) - 1, n_rounds + reseat_rounds + k,
                            len(history) + 1, total, info["misfit"], c, step)
         if on_round is not None:
@@ -583,15 +597,9 @@ def joint_calibration(levels: list[Level], nominal: np.ndarray, c: float, prior_
     for k in range(speed_steps if speed_of_sound else 0):
         # the speed of sound with the image and the gains, the positions held; then the
         # image again at the new speed (warm, as a round's)
-        lev = replace(level, acquisition=replace(level.acquisition, speed_of_sound=c))
-        _, c, info = joint_gauss_newton_step(lev, x, pos, nominal, prior_std, norm,
-                                             thickness, response, True,
-                                             move_sensors=False)
-        acq = replace(level.acquisition, speed_of_sound=c)
-        x, _ = reconstruct_model_based(level.data, level.grid, SensorArray(pos), acq,
-                                       method="tv", lam=lam, n_iter=image_iters, x0=x,
-                                       tol=0.0, norm_sq=norm, thickness=thickness,
-                                       response=response)
+        c, info = speed_step(level, x, pos, nominal, prior_std, norm, c, thickness,
+                             response)
+        x = image_step(level, pos, c, x, lam, norm)
         rec = round_record(level, len(levels) - 1,
                            n_rounds + reseat_rounds + joint_steps + k, len(history) + 1,
                            total, info["misfit"], c, 0.0)
