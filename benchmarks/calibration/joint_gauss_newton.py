@@ -12,7 +12,11 @@ Settings (``--configs``, comma-separated):
 
 * ``none``: no joint step (the calibration before it);
 * ``step``: the default (:data:`oatomo.calibration.joint.JOINT_STEPS` steps of
-  :data:`~oatomo.calibration.gauss_newton.JOINT_STEP_ITERS` LSQR iterations);
+  :data:`~oatomo.calibration.gauss_newton.JOINT_STEP_ITERS` LSQR iterations after the
+  finest level where the array covers 300 degrees, and the coarse step below);
+* ``c<i>+...``: a joint step of ``i`` LSQR iterations at the end of the level before the
+  finest (``coarse_joint_iters``; every config but ``step`` has none unless this prefix
+  names it), then the rest of the config, e.g. ``c100+step``;
 * ``step<k>x<i>``: ``k`` steps of ``i`` iterations, each after the first linearised about
   the image made again (warm TV at the last step's geometry);
 * ``r<a><b><c>+step``: the default step with ``(a, b, c)`` rounds per level;
@@ -24,6 +28,9 @@ Tuning set (``--tuning``): a 160-sensor ring (r 36 mm) and a 72-sensor 200 degre
 2000-2001 of ``heldout_default.py``'s generator (its perturbations, noise, band and 2x
 finer simulation grid). The report sets are ``heldout_default.py``'s own (its report and
 fresh sets, with the step in the default).
+
+``--short-apertures`` (with ``--tuning``) takes ``speed_step.py``'s 100 and 150 degree
+arcs and 96-element linear array as the tuning arrays instead.
 
 Run::
 
@@ -70,23 +77,29 @@ def configure(name: str) -> None:
     joint, step = _ORIGINAL
     kwargs: dict[str, Any] = {}
     iters = None
-    m = re.fullmatch(r"(?:r(\d)(\d)(\d)\+)?(none|step)(?:(\d+)x(\d+))?(?:d([\d.]+))?", name)
+    m = re.fullmatch(r"(?:c(?P<coarse>\d+)\+)?(?:r(?P<rounds>\d\d\d)\+)?(?P<kind>none|step)"
+                     r"(?:(?P<steps>\d+)x(?P<iters>\d+))?(?:d(?P<damping>[\d.]+))?", name)
     if m is None:
         raise SystemExit(f"unknown config {name!r}")
-    if m.group(1):
-        kwargs["rounds"] = tuple(int(m.group(i)) for i in (1, 2, 3))
-    if m.group(4) == "none":
+    # the coarse joint step: as the prefix says; the default's with ``step``; none otherwise
+    # (the configs measured before the coarse step existed)
+    kwargs["coarse_joint_iters"] = (int(m["coarse"]) if m["coarse"] else
+                                    J.COARSE_JOINT_ITERS if name == "step" else 0)
+    if m["rounds"]:
+        kwargs["rounds"] = tuple(int(d) for d in m["rounds"])
+    if m["kind"] == "none":
         kwargs["joint_steps"] = 0
-    elif m.group(5):
-        kwargs["joint_steps"] = int(m.group(5))
-        iters = int(m.group(6))
+    elif m["steps"]:
+        kwargs["joint_steps"] = int(m["steps"])
+        iters = int(m["iters"])
+
     def joint_with(*args: Any, **kw: Any) -> Any:  # these settings over the caller's
         return joint(*args, **{**kw, **kwargs})
 
     E.joint_calibration = joint_with
     step_kw: dict[str, Any] = {} if iters is None else {"n_iter": iters}
-    if m.group(7):
-        step_kw["image_damping"] = float(m.group(7))
+    if m["damping"]:
+        step_kw["image_damping"] = float(m["damping"])
     J.joint_gauss_newton_step = partial(step, **step_kw) if step_kw else step
 
 
@@ -182,8 +195,19 @@ def drive(argv: list[str] | None, description: str, run_one: Any,
     return 0 if rows or a.table else 1
 
 
+#: The short apertures of ``speed_step.py``'s tuning set (``--short-apertures``).
+SHORT_APERTURES = ("arc100", "arc150", "linear96")
+
+
 def main(argv: list[str] | None = None) -> int:
-    return drive(argv, __doc__.splitlines()[0], run, TUNING_GEOMETRIES, TUNING_PHANTOMS,
+    argv = list(sys.argv[1:] if argv is None else argv)
+    geometries = TUNING_GEOMETRIES
+    if "--short-apertures" in argv:  # the tuning set is speed_step.py's short apertures
+        argv.remove("--short-apertures")
+        import speed_step  # its arrays (it imports this module for the driver)
+
+        geometries = {k: speed_step.TUNING_GEOMETRIES[k] for k in SHORT_APERTURES}
+    return drive(argv, __doc__.splitlines()[0], run, geometries, TUNING_PHANTOMS,
                  "none,step")
 
 

@@ -28,11 +28,13 @@ whole array and a common scaling of positions and speed of sound are not.
    interleaved folds), moved where its record fits that image better, and one more round
    of the finest level (about a quarter more time; not the default, as it changed the
    held-out benchmark's images by only +0.02 to +0.05 dB).
-   On an array covering at least 300 deg, the finest level ends with one **joint
-   Gauss-Newton step** (:mod:`~oatomo.calibration.gauss_newton`): the records linearised
-   about the last image and geometry, the image change (free on the grid), the gains, the
-   displacements and ``ln c`` solved for at once by LSQR, so that a change of the image
-   can no longer pass for a sensor's move (``joint_steps``).
+   The level before the finest ends with one **joint Gauss-Newton step**
+   (:mod:`~oatomo.calibration.gauss_newton`): the records linearised about the last image
+   and geometry, the image change (free on the grid), the gains, the displacements and
+   ``ln c`` solved for at once by LSQR, so that a change of the image can no longer pass
+   for a sensor's move (most of all the array's smooth deformations, which an image of the
+   same sensors follows); on an array covering at least 300 deg the finest level ends
+   with one more (``joint_steps``; 0 leaves both out).
 3. **A Gaussian prior** ``N(nominal, prior_std^2)`` per coordinate (MAP), the noise level
    of each record taken from its residual.
 4. **The gauge, fixed explicitly.** After every step the estimate is mapped onto the

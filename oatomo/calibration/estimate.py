@@ -16,6 +16,7 @@ import numpy as np
 from oatomo._limits import check_integer
 from oatomo.calibration.gauge import to_gauge
 from oatomo.calibration.joint import (
+    COARSE_JOINT_ITERS,
     JOINT_STEP_COVERAGE,
     JOINT_STEPS,
     MIN_CORRELATION,
@@ -251,7 +252,10 @@ def calibrate_sinogram(
         (default): :data:`~oatomo.calibration.joint.JOINT_STEPS` on an array covering at
         least :data:`~oatomo.calibration.joint.JOINT_STEP_COVERAGE` (300 deg) seen from
         the image centre, else none (on a 200 deg arc the step did not pay on the tuning
-        scans).
+        scans); and on every array one joint step of
+        :data:`~oatomo.calibration.joint.COARSE_JOINT_ITERS` LSQR iterations at the end
+        of the level before the finest. 0: no joint step at all; a positive count: that
+        many after the finest level, and the one before it.
 
     Returns
     -------
@@ -285,6 +289,7 @@ def calibrate_sinogram(
         raise InputError(f"max_speed_change must be in (0, 0.5) or None, got "
                          f"{max_speed_change!r}")
     coverage = angular_coverage(sensors.positions)
+    coarse_iters = COARSE_JOINT_ITERS if joint_steps != 0 else 0
     if joint_steps is None:
         joint_steps = JOINT_STEPS if coverage >= JOINT_STEP_COVERAGE else 0
     if speed_of_sound == "auto":
@@ -324,7 +329,8 @@ def calibrate_sinogram(
                                      response=response, speed_span=speed_span,
                                      on_round=on_round, speed_limit=None if limit is None
                                      else EARLY_SPEED_FACTOR * limit,
-                                     reseat=bool(reseat), joint_steps=joint_steps)
+                                     reseat=bool(reseat), joint_steps=joint_steps,
+                                     coarse_joint_iters=coarse_iters)
 
         notes = identifiability_notes(sensors.positions.astype(np.float64))
         probe = None

@@ -18,12 +18,13 @@ about the file's) and ``delta ln c`` together, by LSQR on the stacked system. Ch
 the image can no longer mimic a sensor's move, because they are estimated with it: this is
 the variable-projection (Gauss-Newton) step on the positions with the image eliminated.
 Its noise variance is the residual's mean square at the current image after each sensor's
-gain (an over-estimate: the prior weighs a little more). One step after the finest level,
-on arrays that surround the object (:data:`oatomo.calibration.joint.JOINT_STEP_COVERAGE`);
-further steps, each about the image made again, gained 0.1 dB or less on average on the
-tuning scans. With the positions held (``move_sensors=False``) the step estimates the
-speed of sound alone with the image and the gains (measured on short apertures, not
-used by default).
+gain (an over-estimate: the prior weighs a little more). One step ends the level before the
+finest, on every array (:data:`oatomo.calibration.joint.COARSE_JOINT_ITERS`), and one the
+finest, on arrays that surround the object
+(:data:`oatomo.calibration.joint.JOINT_STEP_COVERAGE`); further steps, each about the image
+made again, gained 0.1 dB or less on average on the tuning scans. With the positions held
+(``move_sensors=False``) the step estimates the speed of sound alone with the image and the
+gains (measured on short apertures, not used by default).
 """
 
 from __future__ import annotations

@@ -25,11 +25,13 @@ structure. The first geometry step of the coarsest level is a 1-D search along e
 of sight over the prior box (:func:`line_search`), which brings large errors inside the
 Gauss-Newton step's reach.
 
-On arrays that surround the object (:data:`JOINT_STEP_COVERAGE`) the finest level ends
-with :data:`JOINT_STEPS` **joint Gauss-Newton step** on image, gains, positions and ``c``
-at once (:func:`~oatomo.calibration.gauss_newton.joint_gauss_newton_step`), linearised
-about the last image step's image, which the per-sensor steps cannot do: there the image
-stays fixed and keeps explaining part of each sensor's error.
+The level before the finest ends with a **joint Gauss-Newton step** on image, gains,
+positions and ``c`` at once (:func:`~oatomo.calibration.gauss_newton.joint_gauss_newton_step`,
+:data:`COARSE_JOINT_ITERS` LSQR iterations), linearised about the last image step's image,
+which the per-sensor steps cannot do: there the image stays fixed and keeps explaining
+part of each sensor's error, most of all of the array's smooth deformations, which an
+image made from the same sensors follows. On arrays that surround the object
+(:data:`JOINT_STEP_COVERAGE`) the finest level ends with :data:`JOINT_STEPS` more.
 
 With ``reseat=True`` the finest level ends with a **held-out re-seat**
 (:func:`heldout_reseat`): the image made from the same sensors it corrects can fit a
@@ -72,7 +74,7 @@ from oatomo.recon.model_based import default_lambda, reconstruct_model_based
 from oatomo.recon.operators import operator_norm_sq
 
 __all__ = ["JACOBIAN_STEP", "ROUNDS", "IMAGE_ITERS", "IMAGE_LAM_SCALE", "RELAX",
-           "RESEAT_FOLDS", "RESEAT_ITERS", "RESEAT_ROUNDS", "JOINT_STEPS",
+           "RESEAT_FOLDS", "RESEAT_ITERS", "RESEAT_ROUNDS", "JOINT_STEPS", "COARSE_JOINT_ITERS",
            "JOINT_STEP_COVERAGE", "heldout_reseat",
            "shifted_misfits",
            "SPEED_STEP_PIXELS", "SPEED_MAX_SENSORS", "sensor_jacobians", "gauss_newton_step",
@@ -313,6 +315,24 @@ RELAX = (1.5, 4.0)
 JOINT_STEPS = 1
 JOINT_STEP_COVERAGE = math.radians(300.0)
 
+#: LSQR iterations of the joint Gauss-Newton step that ends the level before the finest
+#: (on every array; 0: none). That level has a quarter of the pixels and half the band, so
+#: its iterations cost about a third of the finest's; what the step moves there are the
+#: array's smooth deformations, the directions in which LSQR converges last (on a report
+#: scan, the 270 degree arc's thick vessel tree, 93 % and 82 % of what the finest level's
+#: step moved between 50 and 200 iterations lay in polynomials of degree 4 or less of the
+#: sensors' coordinates; a Fourier preconditioner of the image block and redundant
+#: smooth-mode columns did not speed it up). Chosen on tuning scans (seeds 2000-2001 of
+#: the held-out benchmark's generator, four phantom kinds, arrays no report set has;
+#: ``benchmarks/calibration/coarse_joint_step_tuning.md``): with 100 iterations the
+#: registered PSNR changed by +1.25 dB on average on a 36-sensor ring (+0.02 to +3.66),
+#: +0.07 on a 160-sensor ring, +0.52 on a 300 degree arc, +0.37 on a 200 degree arc, +0.02,
+#: +0.42 and +0.11 on 100 and 150 degree arcs and a 96-element linear array (56 scans:
+#: +0.39, worst -0.65); on the first four arrays 50 iterations gained less (+0.34 on the
+#: 32 scans, one -4.0), 200 as much as 100 (+0.55 both) for about a fifth more
+#: calibration time.
+COARSE_JOINT_ITERS = 100
+
 #: Held-out folds, TV iterations and the fewest points of the cross-validated search of
 #: the speed of sound at the coarsest level, before the first round
 #: (:func:`~oatomo.calibration.search.speed_of_sound_scan`; :func:`speed_points`).
@@ -416,7 +436,8 @@ def joint_calibration(levels: list[Level], nominal: np.ndarray, c: float, prior_
                       relax: tuple[float, float] = RELAX,
                       speed_span: float = 0.03, on_round: Any = None,
                       speed_limit: float | None = None, reseat: bool = False,
-                      joint_steps: int = JOINT_STEPS, speed_steps: int = 0
+                      joint_steps: int = JOINT_STEPS, speed_steps: int = 0,
+                      coarse_joint_iters: int = COARSE_JOINT_ITERS
                       ) -> tuple[np.ndarray, float, np.ndarray, list[dict[str, float]],
                                  np.ndarray, float, dict[str, float]]:
     """Alternate image and geometry steps on every level (see the module docstring).
@@ -456,6 +477,9 @@ def joint_calibration(levels: list[Level], nominal: np.ndarray, c: float, prior_
         ``c`` with the positions held (``move_sensors=False``), each followed by the
         image made again at the new ``c``; 0 (default): none. Measured on short
         apertures and not adopted (``benchmarks/calibration/speed_step.py``).
+    coarse_joint_iters
+        LSQR iterations of the joint Gauss-Newton step that ends the level before the
+        finest (see :data:`COARSE_JOINT_ITERS`); 0: none.
 
     Returns
     -------
@@ -495,7 +519,8 @@ def joint_calibration(levels: list[Level], nominal: np.ndarray, c: float, prior_
     history: list[dict[str, float]] = []
     reseat_rounds = RESEAT_ROUNDS if reseat else 0
     total = sum(rounds[min(li, len(rounds) - 1)] for li in range(len(levels))) \
-        + reseat_rounds + joint_steps + (speed_steps if speed_of_sound else 0)
+        + reseat_rounds + joint_steps + (speed_steps if speed_of_sound else 0) \
+        + (1 if coarse_joint_iters and len(levels) > 1 else 0)
     x: np.ndarray | None = None
 
     def image_step(level: Level, pos: np.ndarray, c: float, x: np.ndarray | None,
@@ -577,6 +602,22 @@ def joint_calibration(levels: list[Level], nominal: np.ndarray, c: float, prior_
         if li == 0 and speed_of_sound and speed_limit is not None \
                 and abs(c / c_start - 1) > speed_limit:
             raise SpeedNotIdentified(c / c_start - 1)
+        if coarse_joint_iters and li == len(levels) - 2:
+            # the joint step where its iterations are cheap (a quarter of the pixels): it
+            # moves the array's smooth deformations, which the per-sensor steps leave
+            lev = replace(level, acquisition=replace(level.acquisition, speed_of_sound=c))
+            new, c_new, info = joint_gauss_newton_step(lev, x, pos, nominal, prior_std, norm,
+                                                       thickness, response, speed_of_sound,
+                                                       max_step=box,
+                                                       n_iter=coarse_joint_iters)
+            pos, cov, s, step = to_gauge(new, pos, nominal, cov, scale=True)
+            if speed_of_sound:
+                c = c_new * s
+            rec = round_record(level, li, n_rounds, len(history) + 1, total,
+                               info["misfit"], c, step)
+            if on_round is not None:
+                on_round(rec)
+            history.append(rec)
     assert x is not None
     level = levels[-1]
     for k in range(joint_steps):

@@ -90,8 +90,9 @@ def test_known_perturbation_error_falls_and_c_is_found(radial_case) -> None:
     # speed of sound 1.2 % off in the file; the gauge (mean radius) costs at most ~0.2 %
     assert cal.speed_of_sound == pytest.approx(1500.0 * 1.012, rel=4e-3)
     assert cal.position_std.shape == (32, 2) and np.all(cal.position_std > 0)
-    assert [h["level"] for h in cal.history] == [0] * ROUNDS[0] + [1] * (ROUNDS[1]
-                                                                       + JOINT_STEPS)
+    # the coarse joint step ends level 0 (of two), the joint step the finest
+    assert [h["level"] for h in cal.history] == [0] * (ROUNDS[0] + 1) + [1] * (
+        ROUNDS[1] + JOINT_STEPS)
     # the estimate sits in the nominal frame: no net rotation / translation / scale left
     s, R, t = similarity_transform(cal.sensors.positions, NOMINAL.positions)
     assert abs(s - 1) < 1e-9 and abs(math.atan2(R[1, 0], R[0, 0])) < 1e-9

@@ -16,6 +16,7 @@ from oatomo.calibration.estimate import angular_coverage
 from oatomo.calibration.gauge import to_gauge
 from oatomo.calibration.gauss_newton import joint_gauss_newton_step, stacked_system
 from oatomo.calibration.joint import (
+    COARSE_JOINT_ITERS,
     JOINT_STEP_COVERAGE,
     JOINT_STEPS,
     ROUNDS,
@@ -117,9 +118,9 @@ def test_speed_step_holds_the_positions() -> None:
 
 
 def test_no_joint_step_and_bad_counts() -> None:
-    """``joint_steps=0`` leaves the rounds alone (one history entry fewer), an arc of less
-    than JOINT_STEP_COVERAGE gets no joint step by default, and a negative count is a
-    one-line error."""
+    """``joint_steps=0`` leaves the rounds alone (two history entries fewer: the steps
+    after the finest level and before it), an arc of less than JOINT_STEP_COVERAGE gets
+    only the coarse joint step by default, and a negative count is a one-line error."""
     from oatomo import InputError
 
     arc = ring_array(24, 0.016, arc=math.radians(200), start_angle=-math.radians(190))
@@ -127,15 +128,37 @@ def test_no_joint_step_and_bad_counts() -> None:
     y_arc = simulate(disks(GRID, seed=3, count=5), GRID, arc, ACQ, noise_std=0.01, seed=1)
     short = calibrate_sinogram(y_arc, arc, ACQ, GRID, n_levels=2, prior_std=0.1e-3,
                                speed_of_sound=False)
-    assert len(short.history) == ROUNDS[0] + ROUNDS[1]
+    assert len(short.history) == ROUNDS[0] + 1 + ROUNDS[1]
+    assert [h["level"] for h in short.history] == [0] * (ROUNDS[0] + 1) + [1] * ROUNDS[1]
     y = simulate(disks(GRID, seed=3, count=5), GRID, RING, ACQ, noise_std=0.01, seed=1)
     kw = {"n_levels": 2, "prior_std": 0.1e-3, "speed_of_sound": False}
     on = calibrate_sinogram(y, RING, ACQ, GRID, **kw)
     off = calibrate_sinogram(y, RING, ACQ, GRID, joint_steps=0, **kw)
-    assert len(on.history) == len(off.history) + JOINT_STEPS == ROUNDS[0] + ROUNDS[1] + 1
+    assert len(on.history) == len(off.history) + JOINT_STEPS + 1 \
+        == ROUNDS[0] + ROUNDS[1] + 2
     with pytest.raises(InputError, match="joint_steps"):
         calibrate_sinogram(y, RING, ACQ, GRID, joint_steps=-1, **kw)
 
+
+
+def test_coarse_joint_step_in_the_calibration() -> None:
+    """The joint step before the finest level: one round record at the coarser level,
+    positions that differ from the calibration without it but stay in the prior box about
+    the file's, the same bytes on a second run, and none with ``coarse_joint_iters=0``."""
+    from oatomo.calibration.levels import BOX_STD
+
+    y = simulate(disks(GRID, seed=3, count=5), GRID, RING, ACQ, noise_std=0.01, seed=1)
+    levels = schedule(y, ACQ, GRID, 0.1e-3, 2)
+    nominal = RING.positions.astype(np.float64)
+    runs = [joint_calibration(levels, nominal, 1500.0, 0.1e-3, speed_of_sound=False,
+                              joint_steps=0, coarse_joint_iters=k)
+            for k in (0, COARSE_JOINT_ITERS, COARSE_JOINT_ITERS)]
+    assert [h["level"] for h in runs[0][3]] == [0] * ROUNDS[0] + [1] * ROUNDS[1]
+    assert [h["level"] for h in runs[1][3]] == [0] * (ROUNDS[0] + 1) + [1] * ROUNDS[1]
+    assert runs[1][3][ROUNDS[0]]["round"] == ROUNDS[0]
+    assert not np.array_equal(runs[0][0], runs[1][0])
+    assert np.abs(runs[1][0] - nominal).max() <= BOX_STD * 0.1e-3 * math.sqrt(2) + 1e-12
+    assert np.array_equal(runs[1][0], runs[2][0]) and np.array_equal(runs[1][4], runs[2][4])
 
 
 def test_speed_steps_in_the_calibration() -> None:
