@@ -495,6 +495,15 @@ def enable_reseat() -> None:
     estimate.calibrate_sinogram = functools.partial(estimate.calibrate_sinogram, reseat=True)
 
 
+def finest_joint_steps(count: int) -> None:
+    """Make every calibration of this process take ``count`` joint Gauss-Newton steps after
+    the finest level where the default takes :data:`oatomo.calibration.joint.JOINT_STEPS`
+    (the coarse step before it unchanged): the benchmark's ``--finest-joint-steps``."""
+    from oatomo.calibration import estimate
+
+    estimate.JOINT_STEPS = count
+
+
 def warm_up() -> None:
     """Compile the kernels (numba) and load the refiner once, outside every timing."""
     grid = Grid(32, 3.2 * MM)
@@ -643,9 +652,14 @@ def main(argv: list[str] | None = None) -> int:
                     "heldout_joint_v3.json)")
     ap.add_argument("--reseat", action="store_true",
                     help="every calibration with the held-out re-seat (reseat=True)")
+    ap.add_argument("--finest-joint-steps", type=int, default=None,
+                    help="joint steps after the finest level where the default takes "
+                         "JOINT_STEPS (0: the coarse joint step only)")
     args = ap.parse_args(argv)
     if args.reseat:
         enable_reseat()
+    if args.finest_joint_steps is not None:
+        finest_joint_steps(args.finest_joint_steps)
     global MODEL_RESPONSE
     MODEL_RESPONSE = "auto" if args.model_response == "auto" else False
     out = Path(args.out)
