@@ -29,8 +29,9 @@ Tuning set (``--tuning``): a 160-sensor ring (r 36 mm) and a 72-sensor 200 degre
 finer simulation grid). The report sets are ``heldout_default.py``'s own (its report and
 fresh sets, with the step in the default).
 
-``--short-apertures`` (with ``--tuning``) takes ``speed_step.py``'s 100 and 150 degree
-arcs and 96-element linear array as the tuning arrays instead.
+``--short-apertures`` (with ``--tuning``) takes the short apertures instead (100 and 150
+degree arcs, a 96-element linear array: ``speed_step.py``'s tuning arrays but its 200
+degree arc).
 
 Run::
 
@@ -66,8 +67,14 @@ TUNING_GEOMETRIES = {"ring160": H.Geometry("ring", 160, 36 * H.MM),
                      "arc200": H.Geometry("ring", 72, 25 * H.MM, 200 * H.DEG),
                      "ring36": H.Geometry("ring", 36, 22 * H.MM),
                      "arc300": H.Geometry("ring", 90, 26 * H.MM, 300 * H.DEG)}
+#: Short apertures (``--short-apertures``; also ``speed_step.py``'s tuning arrays, with the
+#: 200 degree arc): counts, radii and spans no benchmark report set uses.
+SHORT_APERTURES = {"arc100": H.Geometry("ring", 48, 22 * H.MM, 100 * H.DEG),
+                   "arc150": H.Geometry("ring", 70, 25 * H.MM, 150 * H.DEG),
+                   "linear96": H.Geometry("linear", 96, 9 * H.MM, pitch=0.25 * H.MM)}
 TUNING_PHANTOMS = ("vessels-thin", "vessels-thick", "disks", "texture")
 H.GEOMETRIES.update(TUNING_GEOMETRIES)
+H.GEOMETRIES.update(SHORT_APERTURES)
 
 _ORIGINAL = (J.joint_calibration, J.joint_gauss_newton_step)
 
@@ -195,18 +202,14 @@ def drive(argv: list[str] | None, description: str, run_one: Any,
     return 0 if rows or a.table else 1
 
 
-#: The short apertures of ``speed_step.py``'s tuning set (``--short-apertures``).
-SHORT_APERTURES = ("arc100", "arc150", "linear96")
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     geometries = TUNING_GEOMETRIES
-    if "--short-apertures" in argv:  # the tuning set is speed_step.py's short apertures
+    if "--short-apertures" in argv:  # the tuning arrays are the short apertures
         argv.remove("--short-apertures")
-        import speed_step  # its arrays (it imports this module for the driver)
-
-        geometries = {k: speed_step.TUNING_GEOMETRIES[k] for k in SHORT_APERTURES}
+        geometries = SHORT_APERTURES
     return drive(argv, __doc__.splitlines()[0], run, geometries, TUNING_PHANTOMS,
                  "none,step")
 

@@ -45,10 +45,9 @@ import oatomo.calibration.estimate as E  # noqa: E402
 import oatomo.calibration.joint as J  # noqa: E402
 
 #: Tuning arrays: counts, radii and spans no benchmark report set uses.
-TUNING_GEOMETRIES = {"arc100": H.Geometry("ring", 48, 22 * H.MM, 100 * H.DEG),
-                     "arc150": H.Geometry("ring", 70, 25 * H.MM, 150 * H.DEG),
+TUNING_GEOMETRIES = {**{k: G.SHORT_APERTURES[k] for k in ("arc100", "arc150")},
                      "arc200": G.TUNING_GEOMETRIES["arc200"],
-                     "linear96": H.Geometry("linear", 96, 9 * H.MM, pitch=0.25 * H.MM)}
+                     "linear96": G.SHORT_APERTURES["linear96"]}
 TUNING_PHANTOMS = G.TUNING_PHANTOMS
 H.GEOMETRIES.update(TUNING_GEOMETRIES)
 
