@@ -532,6 +532,25 @@ def joint_calibration(levels: list[Level], nominal: np.ndarray, c: float, prior_
                                        tol=0.0, norm_sq=norm, thickness=thickness,
                                        response=response)[0]
 
+    def record(li: int, r: int, misfit: np.ndarray, c: float, step: float) -> None:
+        """Round ``r`` of level ``li`` into the history (and to ``on_round``)."""
+        rec = round_record(levels[li], li, r, len(history) + 1, total, misfit, c, step)
+        if on_round is not None:
+            on_round(rec)
+        history.append(rec)
+
+    def joint_step(level: Level, x: np.ndarray, pos: np.ndarray, c: float,
+                   cov: np.ndarray, norm: float, **step_kw: Any
+                   ) -> tuple[np.ndarray, float, np.ndarray, float, np.ndarray]:
+        """One joint Gauss-Newton step at ``level`` from ``pos`` and ``c``, mapped onto
+        the gauge: ``(pos, c, cov, step, misfit)``."""
+        lev = replace(level, acquisition=replace(level.acquisition, speed_of_sound=c))
+        new, c_new, info = joint_gauss_newton_step(lev, x, pos, nominal, prior_std, norm,
+                                                   thickness, response, speed_of_sound,
+                                                   max_step=box, **step_kw)
+        pos, cov, s, step = to_gauge(new, pos, nominal, cov, scale=True)
+        return pos, c_new * s if speed_of_sound else c, cov, step, info["misfit"]
+
     # the speed of sound, cross-validated; its held-out misfits also test the structure
     span = speed_span if speed_of_sound else 0.0
     folds = interleaved_folds(nominal, SPEED_FOLDS)
@@ -595,58 +614,31 @@ def joint_calibration(levels: list[Level], nominal: np.ndarray, c: float, prior_
             pos, cov, s, step = to_gauge(new, pos, nominal, cov, scale=True)
             if speed_of_sound:
                 c *= s
-            rec = round_record(level, li, r, len(history) + 1, total, mis, c, step)
-            if on_round is not None:
-                on_round(rec)
-            history.append(rec)
+            record(li, r, mis, c, step)
         if li == 0 and speed_of_sound and speed_limit is not None \
                 and abs(c / c_start - 1) > speed_limit:
             raise SpeedNotIdentified(c / c_start - 1)
         if coarse_joint_iters and li == len(levels) - 2:
             # the joint step where its iterations are cheap (a quarter of the pixels): it
             # moves the array's smooth deformations, which the per-sensor steps leave
-            lev = replace(level, acquisition=replace(level.acquisition, speed_of_sound=c))
-            new, c_new, info = joint_gauss_newton_step(lev, x, pos, nominal, prior_std, norm,
-                                                       thickness, response, speed_of_sound,
-                                                       max_step=box,
-                                                       n_iter=coarse_joint_iters)
-            pos, cov, s, step = to_gauge(new, pos, nominal, cov, scale=True)
-            if speed_of_sound:
-                c = c_new * s
-            rec = round_record(level, li, n_rounds, len(history) + 1, total,
-                               info["misfit"], c, step)
-            if on_round is not None:
-                on_round(rec)
-            history.append(rec)
+            pos, c, cov, step, mis = joint_step(level, x, pos, c, cov, norm,
+                                                n_iter=coarse_joint_iters)
+            record(li, n_rounds, mis, c, step)
     assert x is not None
     level = levels[-1]
     for k in range(joint_steps):
-        lev = replace(level, acquisition=replace(level.acquisition, speed_of_sound=c))
-        new, c_new, info = joint_gauss_newton_step(lev, x, pos, nominal, prior_std, norm,
-                                                   thickness, response, speed_of_sound,
-                                                   max_step=box)
-        pos, cov, s, step = to_gauge(new, pos, nominal, cov, scale=True)
-        if speed_of_sound:
-            c = c_new * s
+        pos, c, cov, step, mis = joint_step(level, x, pos, c, cov, norm)
         if k + 1 < joint_steps:  # the next step is linearised about the image made here
             x = image_step(level, pos, c, x, lam, norm)
-        rec = round_record(level, len(levels) - 1, n_rounds + reseat_rounds + k,
-                           len(history) + 1, total, info["misfit"], c, step)
-        if on_round is not None:
-            on_round(rec)
-        history.append(rec)
+        record(len(levels) - 1, n_rounds + reseat_rounds + k, mis, c, step)
     for k in range(speed_steps if speed_of_sound else 0):
         # the speed of sound with the image and the gains, the positions held; then the
         # image again at the new speed (warm, as a round's)
         c, info = speed_step(level, x, pos, nominal, prior_std, norm, c, thickness,
                              response)
         x = image_step(level, pos, c, x, lam, norm)
-        rec = round_record(level, len(levels) - 1,
-                           n_rounds + reseat_rounds + joint_steps + k, len(history) + 1,
-                           total, info["misfit"], c, 0.0)
-        if on_round is not None:
-            on_round(rec)
-        history.append(rec)
+        record(len(levels) - 1, n_rounds + reseat_rounds + joint_steps + k, info["misfit"],
+               c, 0.0)
     # as the speed search computed the file's: each fold's ||A||^2 at the lowest speed
     norms = fold_norms(levels[0], pos, folds, c * (1 - span))
     acq = replace(levels[0].acquisition, speed_of_sound=c)
