@@ -14,6 +14,9 @@ twice::
     OMP_NUM_THREADS=1 PYTHONPATH=/tmp/before .venv/bin/python \\
         benchmarks/calibration/default_time.py --label before --out ...
 
+Without ``OMP_NUM_THREADS=1`` it measures what a user's environment gives (the thread
+counts left at their defaults; ``default_time_blas_threads.json``).
+
 ``--fov-scale 0.6``: on a centred region of interest of 0.6 of the field of view (the
 calibration then runs on a grid widened to the object, ``object_grid.py``)::
 

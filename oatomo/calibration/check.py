@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from oatomo._blas import one_blas_thread
 from oatomo.calibration.estimate import MIN_CORRELATION, angular_coverage, checked_input
 from oatomo.calibration.gauge import array_radius
 from oatomo.calibration.levels import Level, schedule
@@ -121,6 +122,7 @@ class PositionCheck:
                 "reason": self.reason, "speed_drop": self.speed_drop}
 
 
+@one_blas_thread
 def check_positions(sinogram: np.ndarray, sensors: SensorArray, acquisition: Acquisition,
                     grid: Grid, *, threshold: float | None = None,
                     thickness: float | None = None) -> PositionCheck:

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from oatomo._blas import one_blas_thread
 from oatomo._limits import check_integer
 from oatomo.calibration.gauge import to_gauge
 from oatomo.calibration.joint import (
@@ -154,6 +155,7 @@ def checked_input(sinogram: np.ndarray, sensors: SensorArray, acquisition: Acqui
     return y, sensors, acquisition, grid
 
 
+@one_blas_thread
 def calibrate_sinogram(
     sinogram: np.ndarray,
     sensors: SensorArray,

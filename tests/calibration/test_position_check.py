@@ -211,3 +211,41 @@ def test_on_an_arc_the_check_also_tests_the_speed_of_sound():
 
     assert dataclasses.replace(ok, speed_drop=1.01 * CHECK_SPEED_DROP).needs_calibration
     assert check_positions(_scan(NOMINAL).sinogram, NOMINAL, ACQ, GRID).speed_drop is None
+
+
+def test_check_and_calibration_run_on_one_blas_thread(monkeypatch, exact):
+    """The check and the calibration hold OpenBLAS to one thread while they run (its
+    threads, woken by the vector algebra between Numba's kernels, would spin on the
+    kernels' cores) and give the count back afterwards."""
+    import oatomo.calibration.check as check_module
+    import oatomo.calibration.estimate as estimate_module
+    from oatomo._blas import _candidates, openblas
+
+    if not _candidates():
+        pytest.skip("NumPy's BLAS is not the OpenBLAS its wheels bundle")
+    put, get = openblas()
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def probe(name):
+        def inner(*args, **kwargs):
+            seen[name] = get()
+            raise Stop
+        return inner
+
+    monkeypatch.setattr(check_module, "scout", probe("check"))
+    monkeypatch.setattr(estimate_module, "position_prior", probe("calibrate"))
+    before = get()
+    put(2)
+    try:
+        with pytest.raises(Stop):
+            check_positions(exact.sinogram, exact.sensors, exact.acquisition, GRID)
+        assert get() == 2
+        with pytest.raises(Stop):
+            calibrate(exact, GRID)
+        assert get() == 2
+    finally:
+        put(before)
+    assert seen == {"check": 1, "calibrate": 1}
