@@ -33,6 +33,9 @@ fresh sets, with the step in the default).
 degree arcs, a 96-element linear array: ``speed_step.py``'s tuning arrays but its 200
 degree arc).
 
+``--coverage-arcs`` (with ``--tuning``) takes arcs of 230, 255 and 285 degrees instead
+(:data:`COVERAGE_ARCS`): where the finest level's joint step starts to pay.
+
 Run::
 
     OMP_NUM_THREADS=1 NUMBA_NUM_THREADS=1 .venv/bin/python \\
@@ -72,9 +75,16 @@ TUNING_GEOMETRIES = {"ring160": H.Geometry("ring", 160, 36 * H.MM),
 SHORT_APERTURES = {"arc100": H.Geometry("ring", 48, 22 * H.MM, 100 * H.DEG),
                    "arc150": H.Geometry("ring", 70, 25 * H.MM, 150 * H.DEG),
                    "linear96": H.Geometry("linear", 96, 9 * H.MM, pitch=0.25 * H.MM)}
+#: Arcs between the tuning set's 200 and 300 degrees (``--coverage-arcs``): where the finest
+#: level's joint step starts to pay (:data:`oatomo.calibration.joint.JOINT_STEP_COVERAGE`);
+#: counts, radii and spans no report set uses.
+COVERAGE_ARCS = {"arc230": H.Geometry("ring", 76, 23 * H.MM, 230 * H.DEG),
+                 "arc255": H.Geometry("ring", 86, 25.5 * H.MM, 255 * H.DEG),
+                 "arc285": H.Geometry("ring", 88, 24.5 * H.MM, 285 * H.DEG)}
 TUNING_PHANTOMS = ("vessels-thin", "vessels-thick", "disks", "texture")
 H.GEOMETRIES.update(TUNING_GEOMETRIES)
 H.GEOMETRIES.update(SHORT_APERTURES)
+H.GEOMETRIES.update(COVERAGE_ARCS)
 
 _ORIGINAL = (J.joint_calibration, J.joint_gauss_newton_step)
 
@@ -210,6 +220,9 @@ def main(argv: list[str] | None = None) -> int:
     if "--short-apertures" in argv:  # the tuning arrays are the short apertures
         argv.remove("--short-apertures")
         geometries = SHORT_APERTURES
+    if "--coverage-arcs" in argv:  # the tuning arrays are the arcs of 230-285 degrees
+        argv.remove("--coverage-arcs")
+        geometries = COVERAGE_ARCS
     return drive(argv, __doc__.splitlines()[0], run, geometries, TUNING_PHANTOMS,
                  "none,step")
 
