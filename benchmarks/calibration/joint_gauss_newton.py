@@ -20,6 +20,9 @@ Settings (``--configs``, comma-separated):
 * ``step<k>x<i>``: ``k`` steps of ``i`` iterations, each after the first linearised about
   the image made again (warm TV at the last step's geometry);
 * ``r<a><b><c>+step``: the default step with ``(a, b, c)`` rounds per level;
+* ``i<k>+...``: ``k`` FISTA iterations per image step (``image_iters``) instead of
+  :data:`oatomo.calibration.joint.IMAGE_ITERS`, then the rest of the config, e.g.
+  ``i7+c100+step``;
 * ``...d<w>``: the step with a Tikhonov weight ``w`` on the image change
   (``image_damping``), e.g. ``step1x50d0.3``.
 
@@ -94,7 +97,8 @@ def configure(name: str) -> None:
     joint, step = _ORIGINAL
     kwargs: dict[str, Any] = {}
     iters = None
-    m = re.fullmatch(r"(?:c(?P<coarse>\d+)\+)?(?:r(?P<rounds>\d\d\d)\+)?(?P<kind>none|step)"
+    m = re.fullmatch(r"(?:i(?P<image>\d+)\+)?(?:c(?P<coarse>\d+)\+)?(?:r(?P<rounds>\d\d\d)\+)?"
+                     r"(?P<kind>none|step)"
                      r"(?:(?P<steps>\d+)x(?P<iters>\d+))?(?:d(?P<damping>[\d.]+))?", name)
     if m is None:
         raise SystemExit(f"unknown config {name!r}")
@@ -104,6 +108,8 @@ def configure(name: str) -> None:
                                     J.COARSE_JOINT_ITERS if name == "step" else 0)
     if m["rounds"]:
         kwargs["rounds"] = tuple(int(d) for d in m["rounds"])
+    if m["image"]:
+        kwargs["image_iters"] = int(m["image"])
     if m["kind"] == "none":
         kwargs["joint_steps"] = 0
     elif m["steps"]:
