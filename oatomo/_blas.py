@@ -14,6 +14,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import logging
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -63,20 +64,40 @@ def openblas() -> tuple[Any, Any] | None:
     return None
 
 
+#: The blocks of :func:`blas_threads` now open, oldest first (``(token, count)``; any
+#: thread), and the count before the first of them: the count is the newest block's while
+#: any is open and goes back to that one when the last closes, in whatever order blocks
+#: in several threads close.
+_open: list[tuple[object, int]] = []
+_before: list[int] = []
+_lock = threading.Lock()
+
+
 @contextmanager
 def blas_threads(n: int | None) -> Iterator[None]:
-    """Run the block with ``n`` OpenBLAS threads (``None``: leave the count alone)."""
+    """Run the block with ``n`` OpenBLAS threads (``None``: leave the count alone).
+
+    Blocks nest, and blocks opened in several threads at once leave the count as they
+    found it once the last one closes (the count is process-wide: while blocks overlap,
+    the newest still open sets it).
+    """
     funcs = openblas() if n is not None else None
     if funcs is None:
         yield
         return
     put, get = funcs
-    before = int(get())
-    put(int(n))
+    entry = (object(), int(n))
+    with _lock:
+        if not _open:
+            _before[:] = [int(get())]
+        _open.append(entry)
+        put(int(n))
     try:
         yield
     finally:
-        put(before)
+        with _lock:
+            del _open[next(i for i, e in enumerate(_open) if e is entry)]
+            put(_open[-1][1] if _open else _before[0])
 
 
 def one_blas_thread(fn: _F) -> _F:

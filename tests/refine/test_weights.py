@@ -288,3 +288,40 @@ def test_residual_refiner_numpy_equals_torch_and_is_scale_equivariant(tmp_path):
         scaled = engines[0].refine_images(np.float32(a) * x, n_samples=3, seed=4)
         np.testing.assert_allclose(scaled.refined, a * out[0].refined, rtol=1e-4,
                                    atol=1e-5 * a)
+
+
+def test_blas_threads_nest_and_overlap_across_threads():
+    """Nested blocks give the outer block's count back; blocks in two threads that close
+    in the order they opened (the first thread's first) leave the count as it was, where
+    each restoring what it had found would leave the second thread's 1 behind."""
+    import threading
+
+    from oatomo._blas import _candidates, blas_threads, openblas
+
+    if not _candidates():
+        pytest.skip("NumPy's BLAS is not the OpenBLAS its wheels bundle")
+    put, get = openblas()
+    before = get()
+    put(2)
+    try:
+        with blas_threads(1):
+            with blas_threads(3):
+                assert get() == 3
+            assert get() == 1
+        assert get() == 2
+        opened, first_closed = threading.Event(), threading.Event()
+
+        def second() -> None:
+            with blas_threads(1):
+                opened.set()
+                first_closed.wait(10)
+
+        with blas_threads(1):
+            worker = threading.Thread(target=second)
+            worker.start()
+            assert opened.wait(10)
+        first_closed.set()
+        worker.join(10)
+        assert get() == 2
+    finally:
+        put(before)
