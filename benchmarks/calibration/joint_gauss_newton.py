@@ -84,6 +84,8 @@ SHORT_APERTURES = {"arc100": H.Geometry("ring", 48, 22 * H.MM, 100 * H.DEG),
 COVERAGE_ARCS = {"arc230": H.Geometry("ring", 76, 23 * H.MM, 230 * H.DEG),
                  "arc255": H.Geometry("ring", 86, 25.5 * H.MM, 255 * H.DEG),
                  "arc285": H.Geometry("ring", 88, 24.5 * H.MM, 285 * H.DEG)}
+#: The tuning sets other than :data:`TUNING_GEOMETRIES`, by the flag that picks them.
+OTHER_TUNING_SETS = {"--short-apertures": SHORT_APERTURES, "--coverage-arcs": COVERAGE_ARCS}
 TUNING_PHANTOMS = ("vessels-thin", "vessels-thick", "disks", "texture")
 H.GEOMETRIES.update(TUNING_GEOMETRIES)
 H.GEOMETRIES.update(SHORT_APERTURES)
@@ -218,17 +220,13 @@ def drive(argv: list[str] | None, description: str, run_one: Any,
     return 0 if rows or a.table else 1
 
 
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     geometries = TUNING_GEOMETRIES
-    if "--short-apertures" in argv:  # the tuning arrays are the short apertures
-        argv.remove("--short-apertures")
-        geometries = SHORT_APERTURES
-    if "--coverage-arcs" in argv:  # the tuning arrays are the arcs of 230-285 degrees
-        argv.remove("--coverage-arcs")
-        geometries = COVERAGE_ARCS
+    for flag, arrays in OTHER_TUNING_SETS.items():  # the last flag given wins
+        if flag in argv:
+            argv.remove(flag)
+            geometries = arrays
     return drive(argv, __doc__.splitlines()[0], run, geometries, TUNING_PHANTOMS,
                  "none,step")
 
