@@ -23,6 +23,15 @@ calibration then runs on a grid widened to the object, ``object_grid.py``)::
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/calibration/default_time.py \\
         --fov-scale 0.6 --out benchmarks/calibration/default_time_zoomed.json
 
+``--kernel-work``: instead of timing, the work of the forward and adjoint kernels each call
+runs (pixel-sensor pairs summed over its applications of ``A`` and ``A^T``; one call each),
+as a ratio: what the default's kernels do over what TV50's do. It does not move with the
+machine's load, and it is most of the time ratio (the rest is NumPy between the kernels,
+the check's and the refiner's own work)::
+
+    .venv/bin/python benchmarks/calibration/default_time.py --kernel-work \
+        --label "7 Lanczos steps" --out benchmarks/calibration/default_time_norm_steps.json
+
 Per case: the default ``oatomo.reconstruct(scan)`` (check, calibration, TV with the
 response) and ``oatomo.reconstruct(scan, "mb-tv", calibrate=False, iters=50)``, each run
 ``--repeats`` times with cold operator caches (each call builds its operators and their
@@ -73,6 +82,33 @@ def fastest(fn: Any, repeats: int) -> tuple[float, Any]:
     return best, out
 
 
+def kernel_work(fn: Any) -> tuple[float, Any]:
+    """Pixel-sensor pairs of every forward and adjoint application during ``fn()`` (cold
+    operator caches, as :func:`fastest`) and its result."""
+    from oatomo.forward import ForwardOperator
+    from oatomo.recon import operators
+
+    operators.forward_operator.cache_clear()
+    operators._norm_sq_cached.cache_clear()
+    work = [0.0]
+    originals = {name: getattr(ForwardOperator, name) for name in ("forward", "adjoint")}
+
+    def counted(name: str) -> Any:
+        def apply(self: ForwardOperator, *a: Any, **k: Any) -> Any:
+            work[0] += float(self.grid.n) ** 2 * len(self.sensors.positions)
+            return originals[name](self, *a, **k)
+        return apply
+
+    try:
+        for name in originals:
+            setattr(ForwardOperator, name, counted(name))
+        out = fn()
+    finally:
+        for name, original in originals.items():
+            setattr(ForwardOperator, name, original)
+    return work[0], out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=2)
@@ -86,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fov-scale", type=float, default=1.0,
                     help="the image grid's field of view over the benchmark's (a centred "
                     "region of interest below 1; the same pixel pitch)")
+    ap.add_argument("--kernel-work", action="store_true",
+                    help="count the kernels' pixel-sensor pairs instead of timing")
     ap.add_argument("--reseat", action="store_true",
                     help="the calibration with the held-out re-seat (reseat=True)")
     args = ap.parse_args(argv)
@@ -99,18 +137,22 @@ def main(argv: list[str] | None = None) -> int:
         case = H.make_case(g, k, args.seed)
         scan, (grid, _) = case.scan, H.region_of_interest(case.grid, case.truth,
                                                           args.fov_scale)
-        t_def, rec = fastest(lambda s=scan, gr=grid: oatomo.reconstruct(s, grid=gr),
-                             args.repeats)
-        t50, _ = fastest(lambda s=scan, gr=grid: oatomo.reconstruct(
-            s, "mb-tv", grid=gr, calibrate=False, refine=False, iters=50), args.repeats)
+        measure = (kernel_work if args.kernel_work
+                   else lambda fn: fastest(fn, args.repeats))
+        t_def, rec = measure(lambda s=scan, gr=grid: oatomo.reconstruct(s, grid=gr))
+        t50, _ = measure(lambda s=scan, gr=grid: oatomo.reconstruct(
+            s, "mb-tv", grid=gr, calibrate=False, refine=False, iters=50))
         row = {"geometry": g, "phantom": k, "seed": args.seed, "fov_m": grid.fov,
                "t_default": t_def, "t_tv50": t50,
                "ratio": t_def / t50, "iters": rec.provenance.get("iters"),
                "refined": bool(rec.refined),
                "steps": {s: round(v, 3) for s, v in rec.provenance["timings"].items()}}
         rows.append(row)
-        print(f"{g} {k}: default {t_def:.2f} s, TV50 {t50:.2f} s, ratio {row['ratio']:.2f} "
-              f"(steps {row['steps']})", flush=True)
+        unit = "pixel-sensor pairs" if args.kernel_work else "s"
+        if args.kernel_work:
+            row["measure"] = "kernel work (pixel-sensor pairs)"
+        print(f"{g} {k}: default {t_def:.4g} {unit}, TV50 {t50:.4g} {unit}, ratio "
+              f"{row['ratio']:.2f} (steps {row['steps']})", flush=True)
     print(f"median ratio {float(np.median([r['ratio'] for r in rows])):.2f}")
     if args.out:
         out = Path(args.out)

@@ -32,6 +32,7 @@ from oatomo.calibration.search import (
     fit_fold,
     heldout_image,
     interleaved_folds,
+    level_norm_sq,
     search_speed_of_sound,
 )
 from oatomo.errors import InputError
@@ -40,7 +41,6 @@ from oatomo.geometry import Acquisition, Grid, SensorArray, check_geometry, resa
 from oatomo.io import as_scan, default_grid, require_plane
 from oatomo.io.grid import OBJECT_MARGIN, object_extent
 from oatomo.progress import Callback
-from oatomo.recon.operators import operator_norm_sq
 
 logger = logging.getLogger(__name__)
 
@@ -384,7 +384,7 @@ def calibrate_sinogram(
                 keep = np.setdiff1d(np.arange(n_s), idx)
                 sub = SensorArray(new[keep])
                 if len(norms) <= f:
-                    norms.append(operator_norm_sq(level.grid, sub, acq, n_iter=15))
+                    norms.append(level_norm_sq(level.grid, sub, acq))
                 # warm starts after the first round need fewer iterations
                 images[f] = heldout_image(level.data[keep], level.grid, sub, acq,
                                           n_iter if r == 0 else max(1, n_iter // 2),
@@ -546,12 +546,12 @@ def calibrate(scan: Any, grid: Grid | None = None, *,
         return cal
     logger.warning("calibration: %s", note, extra={NOTE_RECORD: True})
     # its last image, resampled onto the caller's grid, still starts a TV there, with a
-    # bound on ||A||^2 of that grid made as the calibration makes its levels' (15 steps of
-    # power iteration, 1.1x; the widened grid's own would be up to 5x too large)
+    # bound on ||A||^2 of that grid made as the calibration makes its levels' (Lanczos
+    # steps, 1.1x; the widened grid's own would be up to 5x too large)
     if cal.image is None:
         return replace(cal, operator_norm_sq=None, notes=cal.notes + (note,))
-    norm_sq = 1.1 * operator_norm_sq(asked, cal.sensors, cal.acquisition(data.acquisition),
-                                     n_iter=15, thickness=kwargs.get("thickness"),
-                                     response=kwargs["response"])
+    norm_sq = 1.1 * level_norm_sq(asked, cal.sensors, cal.acquisition(data.acquisition),
+                                  thickness=kwargs.get("thickness"),
+                                  response=kwargs["response"])
     return replace(cal, image=resample(cal.image, grid, asked), operator_norm_sq=norm_sq,
                    notes=cal.notes + (note,))

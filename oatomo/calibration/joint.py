@@ -61,6 +61,7 @@ from oatomo.calibration.search import (
     fold_norms,
     heldout_misfits,
     interleaved_folds,
+    level_norm_sq,
     local_frames,
     parabola_minimum,
     predicted_records,
@@ -71,7 +72,6 @@ from oatomo.calibration.search import (
 from oatomo.errors import InputError
 from oatomo.geometry import SensorArray
 from oatomo.recon.model_based import default_lambda, reconstruct_model_based
-from oatomo.recon.operators import operator_norm_sq
 
 __all__ = ["JACOBIAN_STEP", "ROUNDS", "IMAGE_ITERS", "IMAGE_LAM_SCALE", "RELAX",
            "RESEAT_FOLDS", "RESEAT_ITERS", "RESEAT_ROUNDS", "JOINT_STEPS", "COARSE_JOINT_ITERS",
@@ -496,7 +496,7 @@ def joint_calibration(levels: list[Level], nominal: np.ndarray, c: float, prior_
     image : numpy.ndarray
         The last image step's TV image (float32, on the finest level's grid).
     norm_sq : float
-        The finest level's bound on ``||A||^2`` (power iteration at 3 % below the speed
+        The finest level's bound on ``||A||^2`` (Lanczos steps at 3 % below the speed
         of sound it started with, times 1.1 for the sensors' moves), which the image
         steps used as their Lipschitz constant.
     heldout : dict
@@ -581,8 +581,8 @@ def joint_calibration(levels: list[Level], nominal: np.ndarray, c: float, prior_
         # ||A||^2 once per level, at the lowest speed it may reach (the gain is 1 / c^2),
         # inflated for the sensors' moves
         slow = replace(level.acquisition, speed_of_sound=c * 0.97)
-        norm = 1.1 * operator_norm_sq(level.grid, SensorArray(pos), slow, n_iter=15,
-                                      thickness=thickness, response=response)
+        norm = 1.1 * level_norm_sq(level.grid, SensorArray(pos), slow, thickness=thickness,
+                                   response=response)
         lam = image_lam * default_lambda(
             "tv", level.data, level.grid, SensorArray(pos),
             replace(level.acquisition, speed_of_sound=c), thickness=thickness,

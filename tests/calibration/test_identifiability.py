@@ -21,7 +21,7 @@ from oatomo.calibration.estimate import (
 from oatomo.calibration.joint import SPEED_FOLDS, SPEED_ITERS, SpeedNotIdentified
 from oatomo.calibration.levels import schedule
 from oatomo.calibration.result import NO_BETTER
-from oatomo.calibration.search import heldout_misfits, interleaved_folds
+from oatomo.calibration.search import NORM_STEPS, heldout_misfits, interleaved_folds
 from oatomo.cli import main
 from oatomo.geometry import SensorArray
 from oatomo.io import Scan, save_scan
@@ -54,7 +54,7 @@ def test_heldout_misfits_are_the_speed_search_s(exact_cal) -> None:
         c0 = 1500.0 if key == "file" else c
         slow = replace(level.acquisition, speed_of_sound=c0 * (1 - 0.03))
         norms = [operator_norm_sq(level.grid, SensorArray(np.delete(pos, i, axis=0)), slow,
-                                  n_iter=15) for i in folds]
+                                  n_iter=NORM_STEPS, method="lanczos") for i in folds]
         acq = replace(level.acquisition, speed_of_sound=c)
         want = heldout_misfits(replace(level, acquisition=acq), pos, acq, folds,
                                SPEED_ITERS, None, norms).mean()

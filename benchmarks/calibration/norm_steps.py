@@ -1,0 +1,170 @@
+"""How close the calibration's bound on ``||A||^2`` comes, by power iteration and by Lanczos.
+
+Every image the self-calibration makes is a FISTA TV solve whose step is ``1 / (1.05 L)``
+with ``L`` = 1.1 times an estimate of ``||A||^2`` from below (the largest eigenvalue of
+``A^T A``), made once per level (and per held-out fold) before the level's images. Each
+power step or Lanczos step costs one application of ``A^T A``; at the finest level 15
+steps cost about a fifth of one 50-iteration TV. This benchmark estimates the value on
+each level of the calibration's schedule of the tuning scans (the arrays of
+``joint_gauss_newton.py --tuning`` and ``--short-apertures``, seed 2000, at their nominal
+positions and 3 % below the file's speed of sound, with the detector response: the
+operator the per-level bound is made for) by
+
+* power iteration (``operator_norm_sq(method="power")``): 8 and 15 steps,
+* Lanczos (``operator_norm_sq(method="lanczos")``): 5 to 10 steps,
+
+each as a share of a 40-step Lanczos reference, from the same seeded start. Output: one
+row per (scan, level) in ``--out`` and a table of the shares (mean and minimum per
+method). ``--time``: instead, per scan the wall time of the finest level's estimate by 15
+power steps and by 7 Lanczos steps (best of three, alternately, cold caches) against one
+50-iteration TV of the same scan (best of two). Run::
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/calibration/norm_steps.py \\
+        --out benchmarks/calibration/norm_steps.json
+    .venv/bin/python benchmarks/calibration/norm_steps.py --time \\
+        --out benchmarks/calibration/norm_steps_time.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import heldout_default as H  # noqa: E402
+import joint_gauss_newton as JG  # noqa: E402
+
+import oatomo  # noqa: E402
+import oatomo.calibration.estimate as E  # noqa: E402
+from oatomo._atomic import atomic_path  # noqa: E402
+from oatomo.geometry import SensorArray  # noqa: E402
+from oatomo.recon.operators import operator_norm_sq  # noqa: E402
+
+#: (method, steps) estimated on every level; the reference is Lanczos with 40 steps.
+ESTIMATES = (("power", 8), ("power", 15), *(("lanczos", k) for k in range(5, 11)))
+REFERENCE_STEPS = 40
+PHANTOMS = ("vessels-thin", "texture")
+
+
+class _Levels(Exception):
+    """Carries the calibration's levels out of :func:`oatomo.calibrate`."""
+
+
+def levels_of(case: Any) -> tuple[list[Any], np.ndarray, float, dict[str, Any]]:
+    """The calibration schedule's levels of ``case`` (its default call), the nominal
+    positions, the file's speed of sound and the model keywords."""
+    def capture(levels: Any, nominal: Any, c: float, prior_std: float, **kw: Any) -> Any:
+        raise _Levels(levels, nominal, c, kw)
+
+    original = E.joint_calibration
+    E.joint_calibration = capture
+    try:
+        oatomo.calibrate(case.scan, case.grid)
+    except _Levels as found:
+        return found.args  # type: ignore[return-value]
+    finally:
+        E.joint_calibration = original
+    raise RuntimeError("the calibration ran no joint calibration")
+
+
+def rows_of(geometry: str, kind: str, seed: int) -> list[dict[str, Any]]:
+    """One row per level of the scan: every estimate as a share of the reference."""
+    levels, nominal, c, kw = levels_of(H.make_case(geometry, kind, seed))
+    rows = []
+    for li, level in enumerate(levels):
+        slow = replace(level.acquisition, speed_of_sound=c * 0.97)
+        model = {"thickness": kw.get("thickness"), "response": kw.get("response")}
+        args = (level.grid, SensorArray(np.asarray(nominal)), slow)
+        ref = operator_norm_sq(*args, n_iter=REFERENCE_STEPS, method="lanczos", **model)
+        row: dict[str, Any] = {"geometry": geometry, "phantom": kind, "seed": seed,
+                               "level": li, "grid": level.grid.n, "reference": ref}
+        for method, steps in ESTIMATES:
+            row[f"{method}{steps}"] = operator_norm_sq(*args, n_iter=steps, method=method,
+                                                       **model) / ref
+        rows.append(row)
+    return rows
+
+
+def times_of(geometry: str, kind: str, seed: int) -> dict[str, Any]:
+    """Wall times of the finest level's estimates (15 power, 7 Lanczos steps) and of one
+    TV50 of the scan, in seconds (best of three and two, cold operator caches)."""
+    from oatomo.recon import operators
+
+    case = H.make_case(geometry, kind, seed)
+    levels, nominal, c, kw = levels_of(case)
+    level = levels[-1]
+    args = (level.grid, SensorArray(np.asarray(nominal)),
+            replace(level.acquisition, speed_of_sound=c * 0.97))
+    model = {"thickness": kw.get("thickness"), "response": kw.get("response")}
+    best = {"power15": np.inf, "lanczos7": np.inf, "tv50": np.inf}
+    for rep in range(3):
+        for key, method, steps in (("power15", "power", 15), ("lanczos7", "lanczos", 7)):
+            operators._norm_sq_cached.cache_clear()
+            operators.forward_operator(*args, model["thickness"], model["response"])
+            t = time.perf_counter()
+            operator_norm_sq(*args, n_iter=steps, method=method, **model)
+            best[key] = min(best[key], time.perf_counter() - t)
+        if rep < 2:
+            operators._norm_sq_cached.cache_clear()
+            operators.forward_operator.cache_clear()
+            t = time.perf_counter()
+            oatomo.reconstruct(case.scan, "mb-tv", grid=case.grid, calibrate=False,
+                               refine=False, iters=50)
+            best["tv50"] = min(best["tv50"], time.perf_counter() - t)
+    return {"geometry": geometry, "phantom": kind, "seed": seed, "grid": level.grid.n,
+            **{f"t_{k}": v for k, v in best.items()},
+            "saved_tv50": (best["power15"] - best["lanczos7"]) / best["tv50"]}
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    """Mean and minimum share of the reference per method, over all rows and per level."""
+    keys = [f"{m}{k}" for m, k in ESTIMATES]
+    lines = ["| levels | rows | " + " | ".join(keys) + " |",
+             "|---|---|" + "---|" * len(keys)]
+    for which in ("all", *sorted({r["level"] for r in rows})):
+        sel = [r for r in rows if which == "all" or r["level"] == which]
+        cells = [f"{np.mean([r[k] for r in sel]):.3f} ({min(r[k] for r in sel):.3f})"
+                 for k in keys]
+        lines.append(f"| {which} | {len(sel)} | " + " | ".join(cells) + " |")
+    return ("mean (minimum) share of the 40-step Lanczos value\n\n" + "\n".join(lines))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seed", type=int, default=2000)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--time", action="store_true",
+                    help="time the finest level's estimates against one TV50 instead")
+    a = ap.parse_args(argv)
+    out = Path(a.out)
+    rows: list[dict[str, Any]] = json.loads(out.read_text()) if out.exists() else []
+    arrays = {**JG.TUNING_GEOMETRIES, **JG.SHORT_APERTURES}
+    H.warm_up()
+    for geometry in arrays:
+        for kind in PHANTOMS:
+            if any((r["geometry"], r["phantom"], r["seed"]) == (geometry, kind, a.seed)
+                   for r in rows):
+                continue
+            rows += ([times_of(geometry, kind, a.seed)] if a.time
+                     else rows_of(geometry, kind, a.seed))
+            print(geometry, kind, rows[-1] if a.time else "", flush=True)
+            with atomic_path(out) as tmp:
+                tmp.write_text(json.dumps(rows, indent=1) + "\n")
+    if a.time:
+        saved = [r["saved_tv50"] for r in rows]
+        print(f"the finest level's estimate, 15 power -> 7 Lanczos steps, saves "
+              f"{np.median(saved):.3f} TV50 (median; {min(saved):.3f}-{max(saved):.3f})")
+    else:
+        print(table(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
