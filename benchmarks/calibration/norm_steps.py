@@ -15,9 +15,14 @@ operator the per-level bound is made for) by
 
 each as a share of a 40-step Lanczos reference, from the same seeded start. Output: one
 row per (scan, level) in ``--out`` and a table of the shares (mean and minimum per
-method). ``--time``: instead, per scan the wall time of the finest level's estimate by 15
-power steps and by 7 Lanczos steps (best of three, alternately, cold caches) against one
-50-iteration TV of the same scan (best of two). Run::
+method). ``--tv``: instead, the operator the standalone TV (``oatomo reconstruct
+--method mb-tv``) takes its step from (the scan's full band, the file's geometry), by 30
+power steps (its earlier estimate) and 6-12 Lanczos steps. ``--tv-images``: the report
+set's TV images (``heldout_default.py``'s arrays and kinds, seed 1000) with either
+estimate, scored and timed. ``--time``: instead, per scan the wall
+time of the finest level's estimate by 15 power steps and by 7 Lanczos steps (best of
+three, alternately, cold caches) against one 50-iteration TV of the same scan (best of
+two). Run::
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/calibration/norm_steps.py \\
         --out benchmarks/calibration/norm_steps.json
@@ -123,12 +128,97 @@ def times_of(geometry: str, kind: str, seed: int) -> dict[str, Any]:
             "saved_tv50": (best["power15"] - best["lanczos7"]) / best["tv50"]}
 
 
+#: (method, steps) estimated for the standalone TV's operator (``--tv``).
+TV_ESTIMATES = (("power", 30), *(("lanczos", k) for k in (6, 8, 10, 12)))
+
+
+def tv_operator(case: Any) -> Any:
+    """The forward operator whose ``||A||^2`` the standalone TV of ``case``'s scan (the
+    file's geometry, the detector response modelled) takes its step from."""
+    import oatomo.recon.model_based as MB
+
+    found = []
+    original = MB.operator_norm_sq_of
+
+    def capture(op: Any) -> float:
+        found.append(op)
+        raise _Levels()
+
+    MB.operator_norm_sq_of = capture
+    try:
+        oatomo.reconstruct(case.scan, "mb-tv", grid=case.grid, calibrate=False,
+                           refine=False, iters=1)
+    except _Levels:
+        return found[0]
+    finally:
+        MB.operator_norm_sq_of = original
+    raise RuntimeError("the TV took no operator norm")
+
+
+def tv_rows_of(geometry: str, kind: str, seed: int) -> list[dict[str, Any]]:
+    """One row: the standalone TV operator's estimates as shares of the reference."""
+    op = tv_operator(H.make_case(geometry, kind, seed))
+    args = (op.grid, op.sensors, op.acquisition)
+    model = {"thickness": op.thickness, "response": op.response,
+             "element_width": op.element_width, "speed_map": op.speed_map,
+             "medium": op.medium, "attenuation": op.attenuation}
+    ref = operator_norm_sq(*args, n_iter=REFERENCE_STEPS, method="lanczos", **model)
+    row: dict[str, Any] = {"geometry": geometry, "phantom": kind, "seed": seed,
+                           "level": "tv", "grid": op.grid.n, "reference": ref}
+    for method, steps in TV_ESTIMATES:
+        row[f"{method}{steps}"] = operator_norm_sq(*args, n_iter=steps, method=method,
+                                                   **model) / ref
+    return [row]
+
+
+def tv_image_row(geometry: str, kind: str, seed: int, correct: bool) -> dict[str, Any]:
+    """The standalone TV (the benchmark's default TV, the file's geometry) of one report
+    scan with its step from 30 power steps and from the default estimate (10 Lanczos
+    steps): PSNR of each against the truth (the affine fit; registered as
+    ``heldout_default.py`` scores), of one image against the other, and the faster of two
+    timed calls of each, alternately (cold operator caches)."""
+    import oatomo.recon.model_based as MB
+    from oatomo.recon import operators
+
+    case = H.make_case(geometry, kind, seed, correct=correct)
+    original = MB.operator_norm_sq_of
+
+    def power(op: Any) -> float:
+        return operators.operator_norm_sq(
+            op.grid, op.sensors, op.acquisition, thickness=op.thickness,
+            response=op.response, element_width=op.element_width, speed_map=op.speed_map,
+            medium=op.medium, attenuation=op.attenuation, n_iter=30, method="power")
+
+    images, times = {}, {"power30": np.inf, "lanczos10": np.inf}
+    for _ in range(2):
+        for key, norm in (("power30", power), ("lanczos10", original)):
+            operators._norm_sq_cached.cache_clear()
+            operators.forward_operator.cache_clear()
+            MB.operator_norm_sq_of = norm
+            try:
+                t = time.perf_counter()
+                images[key] = H._tv(case.scan, case.grid)[0]
+                times[key] = min(times[key], time.perf_counter() - t)
+            finally:
+                MB.operator_norm_sq_of = original
+    a, b = images["power30"], images["lanczos10"]
+    peak = float(np.max(np.abs(a)))
+    return {"geometry": geometry, "phantom": kind, "seed": seed, "correct": correct,
+            "level": "tv-image",
+            "psnr_reg_power30": H.register(a, case.truth)[0],
+            "psnr_reg_lanczos10": H.register(b, case.truth)[0],
+            "psnr_between": float(10 * np.log10(peak ** 2 / np.mean((a - b) ** 2)))
+            if np.any(a != b) else float("inf"),
+            "t_power30": times["power30"], "t_lanczos10": times["lanczos10"]}
+
+
 def table(rows: list[dict[str, Any]]) -> str:
     """Mean and minimum share of the reference per method, over all rows and per level."""
-    keys = [f"{m}{k}" for m, k in ESTIMATES]
+    keys = [f"{m}{k}" for m, k in (TV_ESTIMATES if rows and rows[0]["level"] == "tv"
+                                    else ESTIMATES)]
     lines = ["| levels | rows | " + " | ".join(keys) + " |",
              "|---|---|" + "---|" * len(keys)]
-    for which in ("all", *sorted({r["level"] for r in rows})):
+    for which in ("all", *sorted({r["level"] for r in rows}, key=str)):
         sel = [r for r in rows if which == "all" or r["level"] == which]
         cells = [f"{np.mean([r[k] for r in sel]):.3f} ({min(r[k] for r in sel):.3f})"
                  for k in keys]
@@ -136,10 +226,40 @@ def table(rows: list[dict[str, Any]]) -> str:
     return ("mean (minimum) share of the 40-step Lanczos value\n\n" + "\n".join(lines))
 
 
+def tv_images(rows: list[dict[str, Any]], out: Path, seed: int) -> int:
+    """``--tv-images``: :func:`tv_image_row` over the report set (``heldout_default.py``'s
+    arrays and phantom kinds, its wrong files and one correct file per array), resumable
+    in ``out``; prints the summary."""
+    cases = [(g, k, False) for g in H.GEOMETRIES if g not in JG.TUNING_GEOMETRIES
+             and g not in JG.SHORT_APERTURES and g not in JG.COVERAGE_ARCS
+             for k in H.PHANTOMS]
+    cases += [(g, H.PHANTOMS[0], True) for g, _, _ in cases[::len(H.PHANTOMS)]]
+    for g, k, correct in cases:
+        if any((r["geometry"], r["phantom"], r["seed"], r["correct"]) == (g, k, seed, correct)
+               for r in rows):
+            continue
+        rows.append(tv_image_row(g, k, seed, correct))
+        print(json.dumps(rows[-1]), flush=True)
+        with atomic_path(out) as tmp:
+            tmp.write_text(json.dumps(rows, indent=1) + "\n")
+    d = [r["psnr_reg_lanczos10"] - r["psnr_reg_power30"] for r in rows]
+    ratio = [r["t_lanczos10"] / r["t_power30"] for r in rows]
+    print(f"{len(rows)} scans: TV with 10 Lanczos steps - with 30 power steps "
+          f"{np.mean(d):+.3f} dB (range {min(d):+.3f} to {max(d):+.3f}); the two images "
+          f"{np.median([r['psnr_between'] for r in rows]):.1f} dB apart (median PSNR of "
+          f"one against the other); time ratio median {np.median(ratio):.2f} "
+          f"({min(ratio):.2f}-{max(ratio):.2f})")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seed", type=int, default=2000)
     ap.add_argument("--out", required=True)
+    ap.add_argument("--tv", action="store_true",
+                    help="the standalone TV's operator (full band) instead of the levels")
+    ap.add_argument("--tv-images", action="store_true",
+                    help="the report set's TV images with either estimate instead")
     ap.add_argument("--time", action="store_true",
                     help="time the finest level's estimates against one TV50 instead")
     a = ap.parse_args(argv)
@@ -147,12 +267,15 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[dict[str, Any]] = json.loads(out.read_text()) if out.exists() else []
     arrays = {**JG.TUNING_GEOMETRIES, **JG.SHORT_APERTURES}
     H.warm_up()
+    if a.tv_images:
+        return tv_images(rows, out, a.seed)
     for geometry in arrays:
         for kind in PHANTOMS:
             if any((r["geometry"], r["phantom"], r["seed"]) == (geometry, kind, a.seed)
                    for r in rows):
                 continue
             rows += ([times_of(geometry, kind, a.seed)] if a.time
+                     else tv_rows_of(geometry, kind, a.seed) if a.tv
                      else rows_of(geometry, kind, a.seed))
             print(geometry, kind, rows[-1] if a.time else "", flush=True)
             with atomic_path(out) as tmp:

@@ -45,7 +45,8 @@ __all__ = ["WARM_ITERS", "scan_geometry", "warm_start", "position_check",
 #: the calibration's operator-norm bound as the step: from that image 85 iterations give
 #: the PSNR of 100 from zero with a power iteration of its own (mean +0.13 dB, worst
 #: -0.5), 70 lose 0.16 dB on average (up to 1.3 dB on a texture); 85 iterations cost about
-#: 0.65 of the 100 iterations and 30-step power iteration they replace.
+#: 0.65 of the 100 iterations and 30-step power iteration they replaced then (the TV's
+#: estimate is 10 Lanczos steps now).
 WARM_ITERS = 85
 
 #: The method of a scan calibrated by ``calibrate="auto"`` when none was named.
@@ -118,14 +119,14 @@ def warm_start(options: ReconstructOptions, calibration: Calibration | None,
     It does for ``mb-tv`` on a scan held in memory; then, unless iterations were asked
     for, it runs at most :data:`WARM_ITERS` of them, and when its forward model is the
     calibration's (the same detector response, no element width, one speed of sound) it
-    takes the calibration's bound on ``||A||^2`` as its step size instead of a power
-    iteration of its own. ``record`` (the calibration's provenance) notes it.
+    takes the calibration's bound on ``||A||^2`` as its step size instead of an
+    estimate of its own. ``record`` (the calibration's provenance) notes it.
 
     Returns
     -------
     tuple
         The options, the starting image and the operator-norm bound (None, None: from
-        zero, with its own power iteration).
+        zero, with its own estimate of ``||A||^2``).
     """
     if calibration is None or calibration.image is None or signals.by_frame \
             or get_method(options.method).name != "mb-tv":

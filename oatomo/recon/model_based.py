@@ -296,9 +296,10 @@ def reconstruct_model_based(
     -----
     TV uses MFISTA (Beck & Teboulle 2009): the accepted iterate is the better of the new
     proximal point and the previous iterate, so the recorded objective never increases.
-    The step is ``1 / (1.05 ||A||^2)`` with ``||A||^2`` from 30 power iterations, cached
-    per geometry. The proximal step (TV denoising with ``x >= 0``) runs
-    :data:`TV_INNER` FGP iterations warm-started from the previous dual variables.
+    The step is ``1 / (1.05 ||A||^2)`` with ``||A||^2`` from 10 Lanczos steps
+    (:func:`~oatomo.recon.operators.operator_norm_sq`), cached per geometry. The proximal
+    step (TV denoising with ``x >= 0``) runs :data:`TV_INNER` FGP iterations warm-started
+    from the previous dual variables.
     """
     x0c = _check_args(method, lam, n_iter, tol, x0, grid)
     grid, sensors, acquisition = check_geometry(grid, sensors, acquisition)

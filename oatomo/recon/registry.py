@@ -97,7 +97,7 @@ def _model_based(kind: str, sinogram: np.ndarray, grid: Grid, sensors: SensorArr
     operator), each frame started at ``x0`` (n, n) scaled by the frame's least-squares
     amplitude against the frames' mean (``x0`` is an image of the mean frame; a frame
     that is ``a`` times another starts ``a`` times as high), or at zero; ``norm_sq``: a
-    bound on ``||A||^2`` in place of the solver's power iteration."""
+    bound on ``||A||^2`` in place of the solver's own estimate."""
     y = bandpass(check_sinogram(sinogram, sensors, acquisition), acquisition.fs, band)
     frames = y.reshape((-1,) + y.shape[-2:])
     starts: list[np.ndarray | None] = [None] * len(frames)
@@ -196,7 +196,7 @@ def reconstruct_sinogram(sinogram: np.ndarray, grid: Grid, sensors: SensorArray,
     norm_sq
         For ``mb-tv``: an upper bound on ``||A||^2`` of this geometry (e.g.
         :attr:`oatomo.calibration.Calibration.operator_norm_sq`), used as the step size
-        instead of a power iteration; None: the power iteration.
+        instead of the solver's estimate (Lanczos steps); None: that estimate.
 
     Returns
     -------

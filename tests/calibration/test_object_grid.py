@@ -83,7 +83,7 @@ def test_calibration_on_a_cutting_grid_finds_the_positions(scan) -> None:
     assert not any("cuts the object" in note for note in full.notes + kept.notes)
     # the last image, resampled onto the cut grid, with a bound on ||A||^2 of the cut grid
     # (not the widened grid's, about (extent / fov)^2 times too large): above a long
-    # power iteration's value, by no more than its 1.1x margin and the short run's shortfall
+    # Lanczos run's value, by no more than its 1.1x margin and the short run's shortfall
     assert wide.image.shape == kept.image.shape == cut.shape
     long_run = operator_norm_sq(cut, wide.sensors, wide.acquisition(ACQ), n_iter=100,
                                 response=data.response)
