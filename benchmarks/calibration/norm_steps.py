@@ -19,7 +19,8 @@ method). ``--tv``: instead, the operator the standalone TV (``oatomo reconstruct
 --method mb-tv``) takes its step from (the scan's full band, the file's geometry), by 30
 power steps (its earlier estimate) and 6-12 Lanczos steps. ``--tv-images``: the report
 set's TV images (``heldout_default.py``'s arrays and kinds, seed 1000) with either
-estimate, scored and timed. ``--time``: instead, per scan the wall
+estimate, scored and timed. ``--volume``: the volume operator's estimate (two grids, 30
+power and 8-12 Lanczos steps, timed once each). ``--time``: instead, per scan the wall
 time of the finest level's estimate by 15 power steps and by 7 Lanczos steps (best of
 three, alternately, cold caches) against one 50-iteration TV of the same scan (best of
 two). Run::
@@ -252,12 +253,49 @@ def tv_images(rows: list[dict[str, Any]], out: Path, seed: int) -> int:
     return 0
 
 
+def volume_rows() -> list[dict[str, Any]]:
+    """``--volume``: the volume operator's estimate (a 32³ grid with 128 hemisphere
+    sensors, a 48³ grid with 256; 20 MHz, 800 samples), 30 power steps and 8-12 Lanczos
+    steps as shares of a 40-step Lanczos value, with their wall times (one run each)."""
+    from oatomo import Acquisition
+    from oatomo.recon.operators import lanczos_top_eigenvalue
+    from oatomo.volume import VolumeGrid, VolumeOperator, hemisphere_array
+
+    rows = []
+    for n, n_sensors in ((32, 128), (48, 256)):
+        grid = VolumeGrid(n, 0.012)
+        op = VolumeOperator(grid, hemisphere_array(n_sensors, 0.02), Acquisition(20e6, 800))
+        x = np.random.default_rng(0).standard_normal(grid.shape).astype(np.float32)
+
+        def gram(v: np.ndarray, op: Any = op) -> np.ndarray:
+            return op.adjoint(op.forward(v))
+
+        ref = lanczos_top_eigenvalue(gram, x, REFERENCE_STEPS)
+        row: dict[str, Any] = {"grid": n, "sensors": n_sensors, "reference": ref}
+        t = time.perf_counter()
+        v, est = x / np.linalg.norm(x), 0.0
+        for _ in range(30):
+            z = gram(v)
+            est = float(np.linalg.norm(z.astype(np.float64)))
+            v = (z / est).astype(np.float32)
+        row["power30"], row["t_power30"] = est / ref, time.perf_counter() - t
+        for k in (8, 10, 12):
+            t = time.perf_counter()
+            row[f"lanczos{k}"] = lanczos_top_eigenvalue(gram, x, k) / ref
+            row[f"t_lanczos{k}"] = time.perf_counter() - t
+        print(json.dumps(row), flush=True)
+        rows.append(row)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seed", type=int, default=2000)
     ap.add_argument("--out", required=True)
     ap.add_argument("--tv", action="store_true",
                     help="the standalone TV's operator (full band) instead of the levels")
+    ap.add_argument("--volume", action="store_true",
+                    help="the volume operator's estimate instead")
     ap.add_argument("--tv-images", action="store_true",
                     help="the report set's TV images with either estimate instead")
     ap.add_argument("--time", action="store_true",
@@ -266,6 +304,10 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(a.out)
     rows: list[dict[str, Any]] = json.loads(out.read_text()) if out.exists() else []
     arrays = {**JG.TUNING_GEOMETRIES, **JG.SHORT_APERTURES}
+    if a.volume:
+        with atomic_path(out) as tmp:
+            tmp.write_text(json.dumps(volume_rows(), indent=1) + "\n")
+        return 0
     H.warm_up()
     if a.tv_images:
         return tv_images(rows, out, a.seed)

