@@ -258,7 +258,11 @@ def volume_rows() -> list[dict[str, Any]]:
     sensors, a 48³ grid with 256; 20 MHz, 800 samples), 30 power steps and 8-12 Lanczos
     steps as shares of a 40-step Lanczos value, with their wall times (one run each)."""
     from oatomo import Acquisition
-    from oatomo.recon.operators import lanczos_top_eigenvalue
+    from oatomo.recon.operators import (
+        lanczos_top_eigenvalue,
+        power_top_eigenvalue,
+        vector_norm,
+    )
     from oatomo.volume import VolumeGrid, VolumeOperator, hemisphere_array
 
     rows = []
@@ -273,11 +277,7 @@ def volume_rows() -> list[dict[str, Any]]:
         ref = lanczos_top_eigenvalue(gram, x, REFERENCE_STEPS)
         row: dict[str, Any] = {"grid": n, "sensors": n_sensors, "reference": ref}
         t = time.perf_counter()
-        v, est = x / np.linalg.norm(x), 0.0
-        for _ in range(30):
-            z = gram(v)
-            est = float(np.linalg.norm(z.astype(np.float64)))
-            v = (z / est).astype(np.float32)
+        est = power_top_eigenvalue(gram, x / vector_norm(x), 30)
         row["power30"], row["t_power30"] = est / ref, time.perf_counter() - t
         for k in (8, 10, 12):
             t = time.perf_counter()

@@ -99,11 +99,19 @@ def _norm_sq_cached(grid: Grid, sensors: SensorArray, acquisition: Acquisition,
     rng = np.random.default_rng(0)
     x = rng.standard_normal(grid.shape).astype(np.float32)
     x /= vector_norm(x)
-    if method == "lanczos":
-        return lanczos_top_eigenvalue(lambda v: op.adjoint(op.forward(v)), x, n_iter)
-    est = 0.0
-    for _ in range(n_iter):
-        z = op.adjoint(op.forward(x))
+    top = lanczos_top_eigenvalue if method == "lanczos" else power_top_eigenvalue
+    return top(lambda v: op.adjoint(op.forward(v)), x, n_iter)
+
+
+def power_top_eigenvalue(apply: Callable[[np.ndarray], np.ndarray], start: np.ndarray,
+                         n_steps: int) -> float:
+    """The largest eigenvalue of a symmetric positive semi-definite operator, from below:
+    ``||apply(x)||`` after ``n_steps`` steps of power iteration from ``start`` (float32, of
+    unit norm; ``apply`` as in :func:`lanczos_top_eigenvalue`). 0 when an iterate maps to
+    zero."""
+    x, est = start, 0.0
+    for _ in range(int(n_steps)):
+        z = apply(x)
         est = vector_norm(z)
         if est == 0.0:
             return 0.0
