@@ -62,16 +62,21 @@ CASES = (("ring32", "vessels-thick"), ("ring64", "disks"), ("arc270", "texture")
          ("ring128", "points"))
 
 
+def cold_caches() -> None:
+    """Empty the operator and operator-norm caches, as a user's first command finds them."""
+    from oatomo.recon import operators
+
+    operators.forward_operator.cache_clear()
+    operators._norm_sq_cached.cache_clear()
+
+
 def fastest(fn: Any, repeats: int) -> tuple[float, Any]:
     """The fastest wall time of ``repeats`` calls of ``fn`` and the last result, each call
     with cold operator caches (as a user's first command: operators and their norms are
     built again) and after :data:`PAUSE_S` of idle."""
-    from oatomo.recon import operators
-
     best, out = float("inf"), None
     for _ in range(repeats):
-        operators.forward_operator.cache_clear()
-        operators._norm_sq_cached.cache_clear()
+        cold_caches()
         # the thread pools of a previous call (the refiner's) spin for a while after it and
         # slow the next call's first parallel kernels (measured: the position check 0.02 s
         # alone, 0.055 s right after a refined reconstruction); a user's command starts idle
@@ -86,10 +91,8 @@ def kernel_work(fn: Any) -> tuple[float, Any]:
     """Pixel-sensor pairs of every forward and adjoint application during ``fn()`` (cold
     operator caches, as :func:`fastest`) and its result."""
     from oatomo.forward import ForwardOperator
-    from oatomo.recon import operators
 
-    operators.forward_operator.cache_clear()
-    operators._norm_sq_cached.cache_clear()
+    cold_caches()
     work = [0.0]
     originals = {name: getattr(ForwardOperator, name) for name in ("forward", "adjoint")}
 

@@ -46,6 +46,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import heldout_default as H  # noqa: E402
 import joint_gauss_newton as JG  # noqa: E402
+from default_time import cold_caches  # noqa: E402
 
 import oatomo  # noqa: E402
 import oatomo.calibration.estimate as E  # noqa: E402
@@ -59,43 +60,55 @@ REFERENCE_STEPS = 40
 PHANTOMS = ("vessels-thin", "texture")
 
 
-class _Levels(Exception):
-    """Carries the calibration's levels out of :func:`oatomo.calibrate`."""
+class _Captured(Exception):
+    """Carries what a patched call saw out of the run that made it (the calibration's
+    levels, the TV's operator)."""
 
 
 def levels_of(case: Any) -> tuple[list[Any], np.ndarray, float, dict[str, Any]]:
     """The calibration schedule's levels of ``case`` (its default call), the nominal
     positions, the file's speed of sound and the model keywords."""
     def capture(levels: Any, nominal: Any, c: float, prior_std: float, **kw: Any) -> Any:
-        raise _Levels(levels, nominal, c, kw)
+        raise _Captured(levels, nominal, c, kw)
 
     original = E.joint_calibration
     E.joint_calibration = capture
     try:
         oatomo.calibrate(case.scan, case.grid)
-    except _Levels as found:
+    except _Captured as found:
         return found.args  # type: ignore[return-value]
     finally:
         E.joint_calibration = original
     raise RuntimeError("the calibration ran no joint calibration")
 
 
+def level_operator(level: Any, nominal: np.ndarray, c: float, kw: dict[str, Any]
+                   ) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """The positional arguments and model keywords of :func:`operator_norm_sq` for the
+    operator a level's bound is made for (nominal positions, 3 % below ``c``)."""
+    slow = replace(level.acquisition, speed_of_sound=c * 0.97)
+    return ((level.grid, SensorArray(np.asarray(nominal)), slow),
+            {"thickness": kw.get("thickness"), "response": kw.get("response")})
+
+
+def shares(args: tuple[Any, ...], model: dict[str, Any],
+           estimates: tuple[tuple[str, int], ...]) -> dict[str, float]:
+    """The reference value (``REFERENCE_STEPS`` Lanczos steps) and every ``(method,
+    steps)`` estimate of ``operator_norm_sq(*args, **model)`` as a share of it."""
+    ref = operator_norm_sq(*args, n_iter=REFERENCE_STEPS, method="lanczos", **model)
+    return {"reference": ref,
+            **{f"{method}{steps}": operator_norm_sq(*args, n_iter=steps, method=method,
+                                                    **model) / ref
+               for method, steps in estimates}}
+
+
 def rows_of(geometry: str, kind: str, seed: int) -> list[dict[str, Any]]:
     """One row per level of the scan: every estimate as a share of the reference."""
     levels, nominal, c, kw = levels_of(H.make_case(geometry, kind, seed))
-    rows = []
-    for li, level in enumerate(levels):
-        slow = replace(level.acquisition, speed_of_sound=c * 0.97)
-        model = {"thickness": kw.get("thickness"), "response": kw.get("response")}
-        args = (level.grid, SensorArray(np.asarray(nominal)), slow)
-        ref = operator_norm_sq(*args, n_iter=REFERENCE_STEPS, method="lanczos", **model)
-        row: dict[str, Any] = {"geometry": geometry, "phantom": kind, "seed": seed,
-                               "level": li, "grid": level.grid.n, "reference": ref}
-        for method, steps in ESTIMATES:
-            row[f"{method}{steps}"] = operator_norm_sq(*args, n_iter=steps, method=method,
-                                                       **model) / ref
-        rows.append(row)
-    return rows
+    return [{"geometry": geometry, "phantom": kind, "seed": seed, "level": li,
+             "grid": level.grid.n,
+             **shares(*level_operator(level, nominal, c, kw), ESTIMATES)}
+            for li, level in enumerate(levels)]
 
 
 def times_of(geometry: str, kind: str, seed: int) -> dict[str, Any]:
@@ -106,9 +119,7 @@ def times_of(geometry: str, kind: str, seed: int) -> dict[str, Any]:
     case = H.make_case(geometry, kind, seed)
     levels, nominal, c, kw = levels_of(case)
     level = levels[-1]
-    args = (level.grid, SensorArray(np.asarray(nominal)),
-            replace(level.acquisition, speed_of_sound=c * 0.97))
-    model = {"thickness": kw.get("thickness"), "response": kw.get("response")}
+    args, model = level_operator(level, nominal, c, kw)
     best = {"power15": np.inf, "lanczos7": np.inf, "tv50": np.inf}
     for rep in range(3):
         for key, method, steps in (("power15", "power", 15), ("lanczos7", "lanczos", 7)):
@@ -118,8 +129,7 @@ def times_of(geometry: str, kind: str, seed: int) -> dict[str, Any]:
             operator_norm_sq(*args, n_iter=steps, method=method, **model)
             best[key] = min(best[key], time.perf_counter() - t)
         if rep < 2:
-            operators._norm_sq_cached.cache_clear()
-            operators.forward_operator.cache_clear()
+            cold_caches()
             t = time.perf_counter()
             oatomo.reconstruct(case.scan, "mb-tv", grid=case.grid, calibrate=False,
                                refine=False, iters=50)
@@ -138,38 +148,36 @@ def tv_operator(case: Any) -> Any:
     file's geometry, the detector response modelled) takes its step from."""
     import oatomo.recon.model_based as MB
 
-    found = []
     original = MB.operator_norm_sq_of
 
     def capture(op: Any) -> float:
-        found.append(op)
-        raise _Levels()
+        raise _Captured(op)
 
     MB.operator_norm_sq_of = capture
     try:
         oatomo.reconstruct(case.scan, "mb-tv", grid=case.grid, calibrate=False,
                            refine=False, iters=1)
-    except _Levels:
-        return found[0]
+    except _Captured as found:
+        return found.args[0]
     finally:
         MB.operator_norm_sq_of = original
     raise RuntimeError("the TV took no operator norm")
 
 
+def operator_model(op: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """The positional arguments and model keywords of :func:`operator_norm_sq` for a
+    forward operator (what :func:`~oatomo.recon.operators.operator_norm_sq_of` passes)."""
+    return ((op.grid, op.sensors, op.acquisition),
+            {"thickness": op.thickness, "response": op.response,
+             "element_width": op.element_width, "speed_map": op.speed_map,
+             "medium": op.medium, "attenuation": op.attenuation})
+
+
 def tv_rows_of(geometry: str, kind: str, seed: int) -> list[dict[str, Any]]:
     """One row: the standalone TV operator's estimates as shares of the reference."""
     op = tv_operator(H.make_case(geometry, kind, seed))
-    args = (op.grid, op.sensors, op.acquisition)
-    model = {"thickness": op.thickness, "response": op.response,
-             "element_width": op.element_width, "speed_map": op.speed_map,
-             "medium": op.medium, "attenuation": op.attenuation}
-    ref = operator_norm_sq(*args, n_iter=REFERENCE_STEPS, method="lanczos", **model)
-    row: dict[str, Any] = {"geometry": geometry, "phantom": kind, "seed": seed,
-                           "level": "tv", "grid": op.grid.n, "reference": ref}
-    for method, steps in TV_ESTIMATES:
-        row[f"{method}{steps}"] = operator_norm_sq(*args, n_iter=steps, method=method,
-                                                   **model) / ref
-    return [row]
+    return [{"geometry": geometry, "phantom": kind, "seed": seed, "level": "tv",
+             "grid": op.grid.n, **shares(*operator_model(op), TV_ESTIMATES)}]
 
 
 def tv_image_row(geometry: str, kind: str, seed: int, correct: bool) -> dict[str, Any]:
@@ -179,22 +187,18 @@ def tv_image_row(geometry: str, kind: str, seed: int, correct: bool) -> dict[str
     ``heldout_default.py`` scores), of one image against the other, and the faster of two
     timed calls of each, alternately (cold operator caches)."""
     import oatomo.recon.model_based as MB
-    from oatomo.recon import operators
 
     case = H.make_case(geometry, kind, seed, correct=correct)
     original = MB.operator_norm_sq_of
 
     def power(op: Any) -> float:
-        return operators.operator_norm_sq(
-            op.grid, op.sensors, op.acquisition, thickness=op.thickness,
-            response=op.response, element_width=op.element_width, speed_map=op.speed_map,
-            medium=op.medium, attenuation=op.attenuation, n_iter=30, method="power")
+        args, model = operator_model(op)
+        return operator_norm_sq(*args, **model, n_iter=30, method="power")
 
     images, times = {}, {"power30": np.inf, "lanczos10": np.inf}
     for _ in range(2):
         for key, norm in (("power30", power), ("lanczos10", original)):
-            operators._norm_sq_cached.cache_clear()
-            operators.forward_operator.cache_clear()
+            cold_caches()
             MB.operator_norm_sq_of = norm
             try:
                 t = time.perf_counter()
