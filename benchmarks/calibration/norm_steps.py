@@ -23,12 +23,19 @@ estimate, scored and timed. ``--volume``: the volume operator's estimate (two gr
 power and 8-12 Lanczos steps, timed once each). ``--time``: instead, per scan the wall
 time of the finest level's estimate by 15 power steps and by 7 Lanczos steps (best of
 three, alternately, cold caches) against one 50-iteration TV of the same scan (best of
-two). Run::
+two). ``--final-step``: the TV after the calibration (85 iterations from its last image,
+``oatomo.reconstruct`` with the calibration given) with three steps: the calibration's
+bound as shipped (without its margin for moving sensors), with the margin (as before
+v15), and the TV's own estimate at the calibrated geometry; registered PSNR of each
+(the tuning arrays of ``joint_gauss_newton.py --tuning``, its four kinds). Run::
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/calibration/norm_steps.py \\
         --out benchmarks/calibration/norm_steps.json
     .venv/bin/python benchmarks/calibration/norm_steps.py --time \\
         --out benchmarks/calibration/norm_steps_time.json
+    OMP_NUM_THREADS=1 NUMBA_NUM_THREADS=1 .venv/bin/python \\
+        benchmarks/calibration/norm_steps.py --final-step \\
+        --out benchmarks/calibration/norm_steps_final_step.json
 """
 
 from __future__ import annotations
@@ -51,6 +58,7 @@ from default_time import cold_caches  # noqa: E402
 import oatomo  # noqa: E402
 import oatomo.calibration.estimate as E  # noqa: E402
 from oatomo._atomic import atomic_path  # noqa: E402
+from oatomo.calibration.joint import MOVE_MARGIN  # noqa: E402
 from oatomo.geometry import SensorArray  # noqa: E402
 from oatomo.recon.operators import operator_norm_sq  # noqa: E402
 
@@ -217,6 +225,61 @@ def tv_image_row(geometry: str, kind: str, seed: int, correct: bool) -> dict[str
             "t_power30": times["power30"], "t_lanczos10": times["lanczos10"]}
 
 
+#: The final TV's steps compared by ``--final-step``: the name and the bound it hands the TV
+#: (None: the TV's own estimate), from the calibration's.
+FINAL_STEPS = (("bound", lambda b: b), ("margin", lambda b: MOVE_MARGIN * b),
+               ("own", lambda b: None))
+
+
+def final_step_row(geometry: str, kind: str, seed: int) -> dict[str, Any]:
+    """One tuning scan calibrated once, then its warm TV with each of :data:`FINAL_STEPS`:
+    registered PSNR (dB) and the Lipschitz constant each TV used."""
+    import oatomo.pipeline.policy as P
+    import oatomo.recon.model_based as MB
+
+    case = H.make_case(geometry, kind, seed)
+    cal = oatomo.calibrate(case.scan, case.grid)
+    row: dict[str, Any] = {"geometry": geometry, "phantom": kind, "seed": seed}
+    seen: dict[str, Any] = {}
+    tv, calibrate = MB._tv, P.calibrate_scan
+
+    def recorded(*args: Any, **kw: Any) -> Any:
+        out = tv(*args, **kw)
+        seen.update(args[8])  # the solver's record: its Lipschitz constant, iterations
+        return out
+
+    try:
+        MB._tv = recorded
+        for name, bound in FINAL_STEPS:
+            given = replace(cal, operator_norm_sq=bound(cal.operator_norm_sq))
+            P.calibrate_scan = lambda *a, _c=given, **k: _c
+            cold_caches()
+            rec = oatomo.reconstruct(case.scan, grid=case.grid, refine=False)
+            img = np.asarray(rec.images["mb-tv"], np.float64)
+            row[name] = H.register(img, case.truth)[0]
+            row[f"{name}_lipschitz"], row[f"{name}_iters"] = seen["lipschitz"], seen["n_iter"]
+    finally:
+        MB._tv, P.calibrate_scan = tv, calibrate
+    return row
+
+
+def final_step_summary(rows: list[dict[str, Any]]) -> str:
+    """Mean registered PSNR change over the margin's step, per kind and overall, and the
+    bounds over the TV's own estimate."""
+    lines = []
+    for name in ("bound", "own"):
+        d = {k: [r[name] - r["margin"] for r in rows if r["phantom"] == k]
+             for k in dict.fromkeys(r["phantom"] for r in rows)}
+        every = [v for vs in d.values() for v in vs]
+        lines.append(f"{name} - margin: {np.mean(every):+.3f} dB ({min(every):+.2f} to "
+                     f"{max(every):+.2f}); " + ", ".join(f"{k} {np.mean(v):+.3f}"
+                                                          for k, v in d.items()))
+    for name in ("bound", "margin"):
+        q = [r[f"{name}_lipschitz"] / r["own_lipschitz"] for r in rows]
+        lines.append(f"{name} / own estimate: {min(q):.3f}-{max(q):.3f}")
+    return "\n".join(lines)
+
+
 def table(rows: list[dict[str, Any]]) -> str:
     """Mean and minimum share of the reference per method, over all rows and per level."""
     keys = [f"{m}{k}" for m, k in (TV_ESTIMATES if rows and rows[0]["level"] == "tv"
@@ -304,6 +367,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="the report set's TV images with either estimate instead")
     ap.add_argument("--time", action="store_true",
                     help="time the finest level's estimates against one TV50 instead")
+    ap.add_argument("--final-step", action="store_true",
+                    help="the TV after the calibration with three steps instead")
+    ap.add_argument("--geometries", default=None,
+                    help="with --final-step: comma list of tuning arrays (default: all)")
     a = ap.parse_args(argv)
     out = Path(a.out)
     rows: list[dict[str, Any]] = json.loads(out.read_text()) if out.exists() else []
@@ -315,6 +382,20 @@ def main(argv: list[str] | None = None) -> int:
     H.warm_up()
     if a.tv_images:
         return tv_images(rows, out, a.seed)
+    if a.final_step:
+        for geometry in (a.geometries.split(",") if a.geometries
+                         else JG.TUNING_GEOMETRIES):
+            for kind in JG.TUNING_PHANTOMS:
+                if any((r["geometry"], r["phantom"], r["seed"]) == (geometry, kind, a.seed)
+                       for r in rows):
+                    continue
+                rows.append(final_step_row(geometry, kind, a.seed))
+                print(geometry, kind, {k: round(v, 3) for k, v in rows[-1].items()
+                                       if k in ("bound", "margin", "own")}, flush=True)
+                with atomic_path(out) as tmp:
+                    tmp.write_text(json.dumps(rows, indent=1) + "\n")
+        print(final_step_summary(rows))
+        return 0
     for geometry in arrays:
         for kind in PHANTOMS:
             if any((r["geometry"], r["phantom"], r["seed"]) == (geometry, kind, a.seed)

@@ -71,10 +71,11 @@ at the optimum: the inverse of the curvature of (data term + prior term), with t
 term's noise level estimated from the sensor's residual and ``T_eff``, the number of
 independent samples of its band-limited record.
 
-The joint method keeps its last image and the bound on ``||A||^2`` its TV steps used
-(:attr:`Calibration.image`, :attr:`Calibration.operator_norm_sq`): the TV that
+The joint method keeps its last image and a bound on ``||A||^2`` at the estimated
+geometry (:attr:`Calibration.image`, :attr:`Calibration.operator_norm_sq`: the bound its
+TV steps used, less the margin they add for the moving sensors): the TV that
 :func:`oatomo.reconstruct` runs after calibrating starts from that image with that step
-(85 iterations where 100 from zero and a power iteration gave the same PSNR).
+(85 iterations where 100 from zero with a step of its own gave the same PSNR).
 
 The modules, one job each:
 

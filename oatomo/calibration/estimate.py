@@ -21,6 +21,7 @@ from oatomo.calibration.joint import (
     JOINT_STEP_COVERAGE,
     JOINT_STEPS,
     MIN_CORRELATION,
+    MOVE_MARGIN,
     SpeedNotIdentified,
     joint_calibration,
     speed_probe,
@@ -356,9 +357,11 @@ def calibrate_sinogram(
             positions, c, cov, history, image, norm_sq, heldout = run(False)
         for note in notes:  # marked: the CLI prints the notes in its own report
             logger.warning("calibration: %s", note, extra={NOTE_RECORD: True})
+        # the TV after the calibration runs at the final geometry: no margin for moves
         return _result(positions, c, cov, sensors, acquisition, prior_std, history,
-                       t_start, source, *((image, norm_sq) if levels[-1].grid.n == grid.n
-                                          else (None, None)), heldout=heldout, notes=notes)
+                       t_start, source, *((image, norm_sq / MOVE_MARGIN)
+                                          if levels[-1].grid.n == grid.n else (None, None)),
+                       heldout=heldout, notes=notes)
     box = BOX_STD * prior_std
     c = acquisition.speed_of_sound
     positions = nominal.copy()

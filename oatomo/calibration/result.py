@@ -62,11 +62,14 @@ class Calibration:
         from it (fewer iterations reach the same image); None for ``method="search"``.
         Not written to files.
     operator_norm_sq
-        With ``image``: an upper bound of ``||A||^2`` of the slab model (with the scan's
-        response, no element width) on that grid at the estimated geometry, the step size
-        of the calibration's own TV iterations (when the grid was widened, one made the
-        same way for the caller's grid); a TV there may use it instead of its own power
-        iteration. None for ``method="search"``. Not written to files.
+        With ``image``: a bound on ``||A||^2`` of the slab model (with the scan's
+        response, no element width) on that grid at the estimated geometry, for a TV
+        there to take as its step size instead of estimating its own: the finest level's
+        estimate at 3 % below the speed of sound, without the margin the calibration's
+        own iterations add for the moving sensors
+        (:data:`~oatomo.calibration.joint.MOVE_MARGIN`); when the grid was widened, one
+        made for the caller's grid at the estimated geometry, with that margin. None for
+        ``method="search"``. Not written to files.
     heldout_misfit
         ``file`` and ``calibrated``: the mean held-out misfit ``1 - rho^2`` of the records
         (coarsest level; each sensor against the record the TV image of the other folds

@@ -46,7 +46,8 @@ __all__ = ["WARM_ITERS", "scan_geometry", "warm_start", "position_check",
 #: the PSNR of 100 from zero with a power iteration of its own (mean +0.13 dB, worst
 #: -0.5), 70 lose 0.16 dB on average (up to 1.3 dB on a texture); 85 iterations cost about
 #: 0.65 of the 100 iterations and 30-step power iteration they replaced then (the TV's
-#: estimate is 10 Lanczos steps now).
+#: estimate is 10 Lanczos steps now; the bound has since dropped the calibration's margin
+#: for moving sensors, :data:`oatomo.calibration.joint.MOVE_MARGIN`, a longer step).
 WARM_ITERS = 85
 
 #: The method of a scan calibrated by ``calibrate="auto"`` when none was named.

@@ -16,6 +16,7 @@ from oatomo.phantoms import disks
 from oatomo.pipeline.options import RESPONSE_ITERS
 from oatomo.pipeline.policy import WARM_ITERS
 from oatomo.recon.model_based import reconstruct_model_based
+from oatomo.recon.operators import operator_norm_sq
 from oatomo.recon.registry import reconstruct_sinogram
 from oatomo.response import DetectorResponse
 
@@ -78,6 +79,11 @@ def test_the_calibrated_tv_starts_at_the_calibration_image() -> None:
     assert prov["calibration"]["tv_started_at_calibration_image"] is True
     assert prov["calibration"]["tv_step_from_calibration"] is True
     assert cal.operator_norm_sq is not None and cal.operator_norm_sq > 0
+    # the bound is ||A||^2 at the calibrated geometry (40 Lanczos steps: converged here),
+    # without the margin of the calibration's own steps for moving sensors (1.1 of it)
+    top = operator_norm_sq(GRID, cal.sensors, cal.acquisition(ACQ), n_iter=40,
+                           response=RESPONSE)
+    assert 0.98 * top <= cal.operator_norm_sq <= 1.05 * top
     ref = reconstruct_sinogram(scan.sinogram, GRID, cal.sensors, cal.acquisition(ACQ),
                                "mb-tv", iters=WARM_ITERS, response=RESPONSE, x0=cal.image,
                                norm_sq=cal.operator_norm_sq)
