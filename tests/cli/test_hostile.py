@@ -83,11 +83,28 @@ def _limit_address_space() -> None:  # pragma: no cover - runs in the child
     resource.setrlimit(resource.RLIMIT_AS, (ADDRESS_SPACE, ADDRESS_SPACE))
 
 
+def _one_per_family(names: list[str]) -> list[str]:
+    """The first of each family of case names (the part before the first ``_``: the kind
+    of input or option, e.g. ``document``, ``scan``, ``weights``)."""
+    first: dict[str, str] = {}
+    for n in sorted(names):
+        first.setdefault(n.split("_")[0], n)
+    return sorted(first.values())
+
+
+#: The declared-size cases run again each in a fresh ``python -m oatomo``: one per family
+#: of inputs (every case runs under an OS limit in one process below, with less headroom;
+#: a fresh interpreter per case cost two minutes of the suite for the same refusals).
+FRESH_PROCESS_CASES = _one_per_family([n for n, c in CASES.items()
+                                       if c.kind == "allocation"])
+
+
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs POSIX resource limits")
-@pytest.mark.parametrize("name", sorted(n for n, c in CASES.items() if c.kind == "allocation"))
+@pytest.mark.parametrize("name", FRESH_PROCESS_CASES)
 def test_allocation_cases_under_an_os_memory_limit(name):
-    """The declared-size cases in a fresh process whose address space the OS caps at
-    3 GiB (tracemalloc above sees only Python and NumPy allocations): still one line and
+    """Declared-size cases (one per family of inputs) in a fresh process whose address
+    space the OS caps at 3 GiB (tracemalloc above sees only Python and NumPy allocations;
+    the lazy imports of a fresh interpreter happen under the cap): still one line and
     exit 2, so nothing tried to allocate what the input declares."""
     import subprocess
     import sys
