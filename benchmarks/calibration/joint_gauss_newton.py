@@ -24,7 +24,10 @@ Settings (``--configs``, comma-separated):
   :data:`oatomo.calibration.joint.IMAGE_ITERS`, then the rest of the config, e.g.
   ``i7+c100+step``;
 * ``...d<w>``: the step with a Tikhonov weight ``w`` on the image change
-  (``image_damping``), e.g. ``step1x50d0.3``.
+  (``image_damping``), e.g. ``step1x50d0.3``;
+* ``m<x>+...``: the levels' bound on ``||A||^2`` inflated by ``x`` for the moving sensors
+  instead of :data:`oatomo.calibration.joint.MOVE_MARGIN` (the image steps' step size),
+  then the rest of the config, e.g. ``m1.0+c100+step``.
 
 Tuning set (``--tuning``): a 160-sensor ring (r 36 mm) and a 72-sensor 200 degree arc
 (r 25 mm), arrays no other benchmark or report set of the repository uses, seeds
@@ -92,6 +95,7 @@ H.GEOMETRIES.update(SHORT_APERTURES)
 H.GEOMETRIES.update(COVERAGE_ARCS)
 
 _ORIGINAL = (J.joint_calibration, J.joint_gauss_newton_step)
+_MARGIN = J.MOVE_MARGIN
 
 
 def configure(name: str) -> None:
@@ -99,6 +103,9 @@ def configure(name: str) -> None:
     joint, step = _ORIGINAL
     kwargs: dict[str, Any] = {}
     iters = None
+    margin = re.match(r"m(?P<margin>[\d.]+)\+", name)
+    J.MOVE_MARGIN = float(margin["margin"]) if margin else _MARGIN
+    name = name[margin.end():] if margin else name
     m = re.fullmatch(r"(?:i(?P<image>\d+)\+)?(?:c(?P<coarse>\d+)\+)?(?:r(?P<rounds>\d\d\d)\+)?"
                      r"(?P<kind>none|step)"
                      r"(?:(?P<steps>\d+)x(?P<iters>\d+))?(?:d(?P<damping>[\d.]+))?", name)
