@@ -550,11 +550,12 @@ def calibrate(scan: Any, grid: Grid | None = None, *,
     logger.warning("calibration: %s", note, extra={NOTE_RECORD: True})
     # its last image, resampled onto the caller's grid, still starts a TV there, with a
     # bound on ||A||^2 of that grid made as the calibration makes its levels' (Lanczos
-    # steps, 1.1x; the widened grid's own would be up to 5x too large)
+    # steps, with the margin; the widened grid's own would be up to 5x too large)
     if cal.image is None:
         return replace(cal, operator_norm_sq=None, notes=cal.notes + (note,))
-    norm_sq = 1.1 * level_norm_sq(asked, cal.sensors, cal.acquisition(data.acquisition),
-                                  thickness=kwargs.get("thickness"),
-                                  response=kwargs["response"])
+    norm_sq = MOVE_MARGIN * level_norm_sq(asked, cal.sensors,
+                                          cal.acquisition(data.acquisition),
+                                          thickness=kwargs.get("thickness"),
+                                          response=kwargs["response"])
     return replace(cal, image=resample(cal.image, grid, asked), operator_norm_sq=norm_sq,
                    notes=cal.notes + (note,))

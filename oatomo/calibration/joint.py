@@ -74,10 +74,8 @@ from oatomo.geometry import SensorArray
 from oatomo.recon.model_based import default_lambda, reconstruct_model_based
 
 __all__ = ["JACOBIAN_STEP", "MOVE_MARGIN", "ROUNDS", "IMAGE_ITERS", "IMAGE_LAM_SCALE",
-           "RELAX",
-           "RESEAT_FOLDS", "RESEAT_ITERS", "RESEAT_ROUNDS", "JOINT_STEPS", "COARSE_JOINT_ITERS",
-           "JOINT_STEP_COVERAGE", "heldout_reseat",
-           "shifted_misfits",
+           "RELAX", "RESEAT_FOLDS", "RESEAT_ITERS", "RESEAT_ROUNDS", "JOINT_STEPS",
+           "COARSE_JOINT_ITERS", "JOINT_STEP_COVERAGE", "heldout_reseat", "shifted_misfits",
            "SPEED_STEP_PIXELS", "SPEED_MAX_SENSORS", "sensor_jacobians", "gauss_newton_step",
            "line_search", "speed_points", "speed_subset", "subset_speed_scan", "upsample",
            "speed_step", "speed_probe", "SPEED_PROBE_ITERS",
