@@ -26,8 +26,9 @@ Settings (``--configs``, comma-separated):
 * ``...d<w>``: the step with a Tikhonov weight ``w`` on the image change
   (``image_damping``), e.g. ``step1x50d0.3``;
 * ``m<x>+...``: the levels' bound on ``||A||^2`` inflated by ``x`` for the moving sensors
-  instead of :data:`oatomo.calibration.joint.MOVE_MARGIN` (the image steps' step size),
-  then the rest of the config, e.g. ``m1.0+c100+step``.
+  instead of :data:`oatomo.calibration.joint.MOVE_MARGIN` (the image steps' step size;
+  the bound handed to the TV after the calibration stays the estimate itself), then the
+  rest of the config, e.g. ``m1.0+c100+step``.
 
 Tuning set (``--tuning``): a 160-sensor ring (r 36 mm) and a 72-sensor 200 degree arc
 (r 25 mm), arrays no other benchmark or report set of the repository uses, seeds
@@ -104,7 +105,9 @@ def configure(name: str) -> None:
     kwargs: dict[str, Any] = {}
     iters = None
     margin = re.match(r"m(?P<margin>[\d.]+)\+", name)
-    J.MOVE_MARGIN = float(margin["margin"]) if margin else _MARGIN
+    # estimate.py holds its own name for the constant (it takes the margin off the bound
+    # it hands the TV, and puts it on a widened grid's): both follow the config
+    J.MOVE_MARGIN = E.MOVE_MARGIN = float(margin["margin"]) if margin else _MARGIN
     name = name[margin.end():] if margin else name
     m = re.fullmatch(r"(?:i(?P<image>\d+)\+)?(?:c(?P<coarse>\d+)\+)?(?:r(?P<rounds>\d\d\d)\+)?"
                      r"(?P<kind>none|step)"
