@@ -323,9 +323,9 @@ def reconstruct(scan: Any, method: str | None = None, grid: Grid | None = None, 
     speed_map = as_speed_map(acquisition.speed_of_sound,
                              *(getattr(options, k) for k in OBJECT_OPTIONS))
     options = resolve_response(options, signals.data)
-    options, start, norm_sq = warm_start(options, calibration, signals, cal_record)
+    options, start = warm_start(options, calibration, signals, cal_record)
     image, lead, signals = _method_images(signals, grid, sensors, acquisition, options,
-                                          callback, speed_map, start, norm_sq)
+                                          callback, speed_map, start)
     timer.done(method_name, t)
     t = time.perf_counter()
     if refine_reason is None:
@@ -432,7 +432,7 @@ def check_image_memory(signals: Signals, grid: Grid) -> None:
 def _method_images(signals: Signals, grid: Grid, sensors: SensorArray,
                    acquisition: Acquisition, options: ReconstructOptions,
                    callback: Callback | None, speed_map: SpeedMap | None = None,
-                   start: np.ndarray | None = None, norm_sq: float | None = None
+                   start: dict[str, Any] | None = None
                    ) -> tuple[np.ndarray, tuple[int, ...], Signals]:
     """Step 3: the method's images of every selected frame, in memory or (a scan too
     large for memory) frame by frame; with the images' leading axes and the signals (for
@@ -458,7 +458,7 @@ def _method_images(signals: Signals, grid: Grid, sensors: SensorArray,
                                      callback=callback, element_width=options.element_width,
                                      response=in_model, speed_map=speed_map,
                                      medium=options.medium, attenuation=options.attenuation,
-                                     x0=start, norm_sq=norm_sq)
+                                     **(start or {}))
         lead = signals.sinogram.shape[:-2]
     _require_finite(image, f"the {spec.name} image is not finite: the scan's values (sample "
                     f"scale, t0, sensor geometry) are out of range for this method",

@@ -43,7 +43,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["reconstruct_model_based", "solve_model_based", "default_lambda", "lsqr",
            "MODEL_BASED_METHODS",
-           "LAMBDA_REL", "NONNEG_STEPS", "TV_INNER"]
+           "LAMBDA_REL", "NONNEG_STEPS", "TV_INNER", "STALL_WINDOW", "STALL_MIN_ITERS"]
 
 #: The ``method`` names of :func:`reconstruct_model_based` (``mb-<name>`` in
 #: :data:`oatomo.recon.registry.METHODS`).
@@ -58,6 +58,10 @@ NONNEG_STEPS = 20
 
 #: Inner FGP iterations per TV proximal step (warm-started from the previous step).
 TV_INNER = 10
+
+#: TV's stall test (``stall_tol``): the objective's relative decrease over the last
+#: ``STALL_WINDOW`` iterations, tested from iteration ``STALL_MIN_ITERS`` on.
+STALL_WINDOW, STALL_MIN_ITERS = 10, 30
 
 
 def _check_method(method: str) -> None:
@@ -191,8 +195,11 @@ def lsqr(matvec: Callable[[np.ndarray], np.ndarray],
 
 
 def _check_args(method: str, lam: float | None, n_iter: int, tol: float,
-                x0: np.ndarray | None, grid: Any) -> np.ndarray | None:
+                x0: np.ndarray | None, grid: Any, stall_tol: float = 0.0
+                ) -> np.ndarray | None:
     _check_method(method)
+    if not (math.isfinite(stall_tol) and stall_tol >= 0):
+        raise InputError(f"stall_tol must be >= 0, got {stall_tol}")
     if lam is not None and not (math.isfinite(lam) and lam >= 0):
         raise InputError(f"lam must be a finite number >= 0, got {lam}")
     if isinstance(n_iter, bool) or int(n_iter) != n_iter or n_iter < 1:
@@ -229,6 +236,7 @@ def reconstruct_model_based(
     speed_map: SpeedMap | None = None,
     medium: str = DEFAULT_MEDIUM,
     attenuation: Any = None,
+    stall_tol: float = 0.0,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Model-based reconstruction with Tikhonov or total-variation regularisation.
 
@@ -278,6 +286,10 @@ def reconstruct_model_based(
     norm_sq
         TV only: a known ``||A||^2`` (e.g. of a nearby geometry), which skips the power
         iteration; None: estimated and cached per geometry.
+    stall_tol
+        TV only: stop once the objective fell by less than ``stall_tol`` (relative) over
+        the last :data:`STALL_WINDOW` iterations, tested from iteration
+        :data:`STALL_MIN_ITERS` on (``record["stalled"]``). 0 (default): no such test.
 
     Returns
     -------
@@ -301,7 +313,7 @@ def reconstruct_model_based(
     step (TV denoising with ``x >= 0``) runs :data:`TV_INNER` FGP iterations warm-started
     from the previous dual variables.
     """
-    x0c = _check_args(method, lam, n_iter, tol, x0, grid)
+    x0c = _check_args(method, lam, n_iter, tol, x0, grid, stall_tol)
     grid, sensors, acquisition = check_geometry(grid, sensors, acquisition)
     y = check_sinogram(sinogram, sensors, acquisition, allow_frames=False)
     t_start = time.perf_counter()
@@ -313,7 +325,7 @@ def reconstruct_model_based(
                              speed_map=speed_map, medium=medium, attenuation=attenuation)
     x, record = solve_model_based(op, y, method=method, lam=lam, n_iter=n_iter,
                                   nonneg=nonneg, x0=x0c, on_iteration=on_iteration, tol=tol,
-                                  norm_sq=norm_sq)
+                                  norm_sq=norm_sq, stall_tol=stall_tol)
     record["time_s"] = time.perf_counter() - t_start
     return x, record
 
@@ -330,6 +342,7 @@ def solve_model_based(
     on_iteration: Callable[[int, np.ndarray], Any] | None = None,
     tol: float = 1e-4,
     norm_sq: float | None = None,
+    stall_tol: float = 0.0,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """The solvers of :func:`reconstruct_model_based` on any linear operator.
 
@@ -342,7 +355,7 @@ def solve_model_based(
         The unknown may be an image or a volume (e.g. :class:`oatomo.volume.VolumeOperator`).
     y
         Validated float32 signals of the operator's output shape.
-    method, lam, n_iter, nonneg, x0, on_iteration, tol, norm_sq
+    method, lam, n_iter, nonneg, x0, on_iteration, tol, norm_sq, stall_tol
         As :func:`reconstruct_model_based`; ``lam`` None: ``5e-3 ||A||^2`` (Tikhonov) or
         ``1e-2 ||A^T y||_inf`` (TV), as :func:`default_lambda`.
 
@@ -351,7 +364,7 @@ def solve_model_based(
     image, record
         As :func:`reconstruct_model_based`.
     """
-    x0c = _check_args(method, lam, n_iter, tol, x0, op.grid)
+    x0c = _check_args(method, lam, n_iter, tol, x0, op.grid, stall_tol)
     t_start = time.perf_counter()
     if lam is None:
         lam = LAMBDA_REL[method] * (operator_norm_sq_of(op) if method == "tikhonov"
@@ -359,7 +372,7 @@ def solve_model_based(
     lam = float(lam)
     ynorm = vector_norm(y.astype(np.float64))
     record: dict[str, Any] = {"method": method, "lam": lam, "residual": [], "objective": [],
-                              "n_iter": 0, "converged": False}
+                              "n_iter": 0, "converged": False, "stalled": False}
     if ynorm == 0.0:
         x = np.zeros(op.grid.shape, np.float32)
     elif method == "tikhonov":
@@ -369,7 +382,8 @@ def solve_model_based(
     else:
         if norm_sq is not None and not (math.isfinite(norm_sq) and norm_sq >= 0):
             raise InputError(f"norm_sq must be a finite number >= 0, got {norm_sq}")
-        x = _tv(op, y, lam, n_iter, nonneg, x0c, tol, on_iteration, record, ynorm, norm_sq)
+        x = _tv(op, y, lam, n_iter, nonneg, x0c, tol, on_iteration, record, ynorm, norm_sq,
+                stall_tol)
     record["time_s"] = time.perf_counter() - t_start
     logger.info("model-based %s: lam=%.3g, %d iterations, residual %.4g, %.3f s", method,
                 lam, record["n_iter"], record["residual"][-1] if record["residual"] else 0,
@@ -427,7 +441,8 @@ def _tikhonov(op: Any, y: np.ndarray, lam: float, n_iter: int, nonneg: bool,
 
 def _tv(op: Any, y: np.ndarray, lam: float, n_iter: int, nonneg: bool,
         x0: np.ndarray | None, tol: float, on_iteration: Callable[[int, np.ndarray], Any] | None,
-        record: dict[str, Any], ynorm: float, norm_sq: float | None = None) -> np.ndarray:
+        record: dict[str, Any], ynorm: float, norm_sq: float | None = None,
+        stall_tol: float = 0.0) -> np.ndarray:
     if norm_sq is None:
         norm_sq = operator_norm_sq_of(op)
     lip = 1.05 * norm_sq
@@ -472,5 +487,9 @@ def _tv(op: Any, y: np.ndarray, lam: float, n_iter: int, nonneg: bool,
             on_iteration(k, x)
         if tol > 0 and k > 1 and change < tol:
             record["converged"] = True
+            break
+        if (stall_tol > 0 and k >= max(STALL_MIN_ITERS, STALL_WINDOW + 1)
+                and record["objective"][-1 - STALL_WINDOW] - f_x <= stall_tol * f_x):
+            record["stalled"] = True
             break
     return x

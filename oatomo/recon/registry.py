@@ -91,13 +91,14 @@ def _model_based(kind: str, sinogram: np.ndarray, grid: Grid, sensors: SensorArr
                  element_width: float | None = None, response: Any = None,
                  speed_map: SpeedMap | None = None, medium: str = DEFAULT_MEDIUM,
                  attenuation: Any = None, x0: np.ndarray | None = None,
-                 norm_sq: float | None = None) -> np.ndarray:
+                 norm_sq: float | None = None, stall_tol: float = 0.0) -> np.ndarray:
     """:func:`oatomo.reconstruct_model_based` with ``method=kind``, frame by frame (the
     detector response, element width, medium and attenuation inside the forward
     operator), each frame started at ``x0`` (n, n) scaled by the frame's least-squares
     amplitude against the frames' mean (``x0`` is an image of the mean frame; a frame
     that is ``a`` times another starts ``a`` times as high), or at zero; ``norm_sq``: a
-    bound on ``||A||^2`` in place of the solver's own estimate."""
+    bound on ``||A||^2`` in place of the solver's own estimate; ``stall_tol``: the TV's
+    stall test (:func:`oatomo.reconstruct_model_based`)."""
     y = bandpass(check_sinogram(sinogram, sensors, acquisition), acquisition.fs, band)
     frames = y.reshape((-1,) + y.shape[-2:])
     starts: list[np.ndarray | None] = [None] * len(frames)
@@ -115,7 +116,7 @@ def _model_based(kind: str, sinogram: np.ndarray, grid: Grid, sensors: SensorArr
         out.append(reconstruct_model_based(f, grid, sensors, acquisition, method=kind,
                                            lam=lam, n_iter=iters, on_iteration=step,
                                            x0=starts[i], norm_sq=norm_sq,
-                                           response=response,
+                                           stall_tol=stall_tol, response=response,
                                            element_width=element_width,
                                            speed_map=speed_map, medium=medium,
                                            attenuation=attenuation)[0])
@@ -159,7 +160,8 @@ def reconstruct_sinogram(sinogram: np.ndarray, grid: Grid, sensors: SensorArray,
                          response: Any = None,
                          speed_map: SpeedMap | None = None, medium: str = DEFAULT_MEDIUM,
                          attenuation: Any = None, x0: np.ndarray | None = None,
-                         norm_sq: float | None = None) -> np.ndarray:
+                         norm_sq: float | None = None, stall_tol: float = 0.0
+                         ) -> np.ndarray:
     """Step 3: every frame of a sinogram with one registered method.
 
     Parameters
@@ -197,6 +199,10 @@ def reconstruct_sinogram(sinogram: np.ndarray, grid: Grid, sensors: SensorArray,
         For ``mb-tv``: an upper bound on ``||A||^2`` of this geometry (e.g.
         :attr:`oatomo.calibration.Calibration.operator_norm_sq`), used as the step size
         instead of the solver's estimate (Lanczos steps); None: that estimate.
+    stall_tol
+        For ``mb-tv``: stop a frame's iterations once its objective stalls (the relative
+        decrease over the last iterations, :func:`oatomo.reconstruct_model_based`); 0: no
+        such test.
 
     Returns
     -------
@@ -204,16 +210,17 @@ def reconstruct_sinogram(sinogram: np.ndarray, grid: Grid, sensors: SensorArray,
         float32 (..., n, n) in Pa.
     """
     spec = get_method(method)
-    if (x0 is not None or norm_sq is not None) and spec.name != "mb-tv":
-        raise InputError(f"a starting image or operator-norm bound is for mb-tv, not "
-                         f"{spec.name}")
+    if (x0 is not None or norm_sq is not None or stall_tol) and spec.name != "mb-tv":
+        raise InputError(f"a starting image, operator-norm bound or stall test is for "
+                         f"mb-tv, not {spec.name}")
     if norm_sq is not None and not (math.isfinite(norm_sq) and norm_sq > 0):
         raise InputError(f"norm_sq must be a positive number, got {norm_sq!r}")
     grid, sensors, acquisition = check_geometry(grid, sensors, acquisition)
     check_medium(medium)
     extra = {k: v for k, v in (("element_width", element_width), ("response", response),
                                ("speed_map", speed_map), ("attenuation", attenuation),
-                               ("x0", x0), ("norm_sq", norm_sq))
+                               ("x0", x0), ("norm_sq", norm_sq),
+                               ("stall_tol", stall_tol or None))
              if v is not None}
     if medium != DEFAULT_MEDIUM:
         extra["medium"] = medium

@@ -14,7 +14,7 @@ from oatomo import Acquisition, Grid, InputError, ring_array
 from oatomo.calibration import calibrate_sinogram
 from oatomo.phantoms import disks
 from oatomo.pipeline.options import RESPONSE_ITERS
-from oatomo.pipeline.policy import WARM_ITERS
+from oatomo.pipeline.policy import WARM_ITERS, WARM_STALL_TOL
 from oatomo.recon.model_based import reconstruct_model_based
 from oatomo.recon.operators import operator_norm_sq
 from oatomo.recon.registry import reconstruct_sinogram
@@ -57,8 +57,9 @@ def test_the_start_is_scaled_per_frame() -> None:
 @pytest.mark.parametrize("method", ["ubp", "das", "mb-tikhonov"])
 def test_a_start_is_only_for_tv(method: str) -> None:
     scan = _scan(None)
-    for kw in ({"x0": np.zeros(GRID.shape, np.float32)}, {"norm_sq": 1.0}):
-        with pytest.raises(InputError, match="operator-norm bound is for mb-tv"):
+    for kw in ({"x0": np.zeros(GRID.shape, np.float32)}, {"norm_sq": 1.0},
+               {"stall_tol": 1e-3}):
+        with pytest.raises(InputError, match="operator-norm bound or stall test is for mb-tv"):
             reconstruct_sinogram(scan.sinogram, GRID, NOMINAL, ACQ, method, **kw)
     with pytest.raises(InputError, match="norm_sq must be a positive number"):
         reconstruct_sinogram(scan.sinogram, GRID, NOMINAL, ACQ, "mb-tv", norm_sq=-1.0)
@@ -66,8 +67,9 @@ def test_a_start_is_only_for_tv(method: str) -> None:
 
 def test_the_calibrated_tv_starts_at_the_calibration_image() -> None:
     """``oatomo.reconstruct(..., calibrate=True)`` with TV and the response in the operator
-    equals TV at the calibrated geometry started at :attr:`Calibration.image` with
-    :data:`WARM_ITERS` iterations; iterations asked for are kept."""
+    equals TV at the calibrated geometry started at :attr:`Calibration.image` with at most
+    :data:`WARM_ITERS` iterations and the stall test :data:`WARM_STALL_TOL`; iterations
+    asked for are kept, all of them run."""
     scan = _scan()
     cal = oatomo.calibrate(scan, GRID)
     assert cal.image is not None and cal.image.shape == GRID.shape
@@ -78,6 +80,7 @@ def test_the_calibrated_tv_starts_at_the_calibration_image() -> None:
     assert prov["iters"] == WARM_ITERS and prov["model_response"] is True
     assert prov["calibration"]["tv_started_at_calibration_image"] is True
     assert prov["calibration"]["tv_step_from_calibration"] is True
+    assert prov["calibration"]["tv_stall_tol"] == WARM_STALL_TOL > 0
     assert cal.operator_norm_sq is not None and cal.operator_norm_sq > 0
     # the bound is ||A||^2 at the calibrated geometry (40 Lanczos steps: converged here),
     # without the margin of the calibration's own steps for moving sensors (1.1 of it)
@@ -86,10 +89,16 @@ def test_the_calibrated_tv_starts_at_the_calibration_image() -> None:
     assert 0.98 * top <= cal.operator_norm_sq <= 1.05 * top
     ref = reconstruct_sinogram(scan.sinogram, GRID, cal.sensors, cal.acquisition(ACQ),
                                "mb-tv", iters=WARM_ITERS, response=RESPONSE, x0=cal.image,
-                               norm_sq=cal.operator_norm_sq)
+                               norm_sq=cal.operator_norm_sq, stall_tol=WARM_STALL_TOL)
     np.testing.assert_array_equal(rec.image, ref)
-    asked = oatomo.reconstruct(scan, "mb-tv", GRID, calibrate=True, refine=False, iters=7)
-    assert asked.provenance["iters"] == 7
+    asked = oatomo.reconstruct(scan, "mb-tv", GRID, calibrate=True, refine=False,
+                               iters=WARM_ITERS)
+    assert asked.provenance["iters"] == WARM_ITERS
+    assert asked.provenance["calibration"]["tv_stall_tol"] == 0.0
+    every = reconstruct_sinogram(scan.sinogram, GRID, cal.sensors, cal.acquisition(ACQ),
+                                 "mb-tv", iters=WARM_ITERS, response=RESPONSE, x0=cal.image,
+                                 norm_sq=cal.operator_norm_sq)
+    np.testing.assert_array_equal(asked.image, every)
     # a model other than the calibration's (no response) keeps its own power iteration
     plain = oatomo.reconstruct(scan, "mb-tv", GRID, calibrate=True, refine=False,
                                model_response=False)

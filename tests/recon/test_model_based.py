@@ -8,7 +8,13 @@ from oatomo import Acquisition, Grid, InputError, phantoms, ring_array
 from oatomo.evaluation.metrics import psnr
 from oatomo.forward import ForwardOperator, simulate
 from oatomo.recon.backprojection import backproject
-from oatomo.recon.model_based import default_lambda, lsqr, reconstruct_model_based
+from oatomo.recon.model_based import (
+    STALL_MIN_ITERS,
+    STALL_WINDOW,
+    default_lambda,
+    lsqr,
+    reconstruct_model_based,
+)
 from oatomo.recon.operators import (
     lanczos_top_eigenvalue,
     operator_norm_sq,
@@ -144,6 +150,36 @@ def test_tv_descends_is_nonnegative_and_beats_tikhonov_and_ubp():
     assert p_tv > p_tik + 5 and p_tv > p_ubp + 15  # measured 55.1, 41.2, 16.7 dB
 
 
+def test_tv_stall_test_stops_at_the_first_stalled_window():
+    """With ``stall_tol`` TV stops at the first iteration ``k >= STALL_MIN_ITERS`` whose
+    objective fell by at most ``stall_tol * f_k`` over the last ``STALL_WINDOW``
+    iterations -- read off the objective trace of a run without the test -- and returns
+    that run's iterate ``k``."""
+    p0 = phantoms.disks(G64, 7)
+    y = simulate(p0, G64, RING32, ACQ, noise_std=0.01, seed=3)
+    images = {}
+    full, rec = reconstruct_model_based(y, G64, RING32, ACQ, method="tv", n_iter=120, tol=0,
+                                        on_iteration=lambda k, img: images.update({k: img.copy()}))
+    obj = np.array(rec["objective"])
+    assert rec["stalled"] is False and rec["n_iter"] == 120
+    # the relative decrease over the window ending at iteration k (1-based)
+    drop = {k: (obj[k - 1 - STALL_WINDOW] - obj[k - 1]) / obj[k - 1]
+            for k in range(max(STALL_MIN_ITERS, STALL_WINDOW + 1), 121)}
+    tol = float(np.quantile(list(drop.values()), 0.5))  # stalls inside the run
+    first = min(k for k, d in drop.items() if d <= tol)
+    assert STALL_MIN_ITERS <= first < 120
+    x, rec2 = reconstruct_model_based(y, G64, RING32, ACQ, method="tv", n_iter=120, tol=0,
+                                      stall_tol=tol)
+    assert rec2["stalled"] is True and rec2["n_iter"] == first
+    np.testing.assert_array_equal(x, images[first])
+    np.testing.assert_array_equal(rec2["objective"], obj[:first])
+    # a tolerance no window meets runs every iteration
+    never, rec3 = reconstruct_model_based(y, G64, RING32, ACQ, method="tv", n_iter=120,
+                                          tol=0, stall_tol=1e-12)
+    assert rec3["stalled"] is False and rec3["n_iter"] == 120
+    np.testing.assert_array_equal(never, full)
+
+
 def test_default_lambda_is_scale_equivariant():
     p0 = phantoms.disks(G64, 2)
     y = simulate(p0, G64, RING32, ACQ, noise_std=0.01, seed=1)
@@ -193,6 +229,8 @@ def test_zero_sinogram_gives_zero_image():
     ({"n_iter": 2.5}, "n_iter"),
     ({"tol": -1.0}, "tol"),
     ({"x0": np.zeros((5, 5))}, "x0"),
+    ({"stall_tol": -1e-3}, "stall_tol"),
+    ({"stall_tol": float("nan")}, "stall_tol"),
 ])
 def test_bad_arguments_raise(kwargs, match):
     y = np.zeros((16, 200), np.float32)

@@ -1,0 +1,134 @@
+"""The TV of a self-calibrated scan: where along its iterations to stop.
+
+The default reconstructs a self-calibrated scan with TV started at the calibration's last
+image (:func:`oatomo.pipeline.policy.warm_start`), at most
+:data:`~oatomo.pipeline.policy.WARM_ITERS` iterations. This benchmark runs that TV to the
+end with the stall test off and records, per scan, the objective after every iteration and
+the registered PSNR (as ``heldout_default.py``) every 5 iterations; ``--rules`` then
+replays stall tests on the recorded objectives -- stop at the first iteration ``k >= kmin``
+whose objective fell by at most ``eps`` (relative) over the last 10 -- and prints, per
+rule, the PSNR at the stop minus the PSNR after every iteration (mean and worst over the
+scans) and the iterations run.
+
+Tuning set: ``joint_gauss_newton.py``'s (a 160-sensor ring, a 72-sensor 200 degree arc, a
+36-sensor ring, a 90-sensor 300 degree arc; its four phantom kinds; seeds 2000 and 2001 of
+``heldout_default.py``'s generator: its perturbations, band, noise and 2x finer
+simulation grid). Run::
+
+    OMP_NUM_THREADS=1 NUMBA_NUM_THREADS=1 .venv/bin/python \\
+        benchmarks/calibration/warm_stall.py --seed 2000 \\
+        --out benchmarks/calibration/warm_stall_tuning.json      # and --seed 2001
+    .venv/bin/python benchmarks/calibration/warm_stall.py \\
+        --out benchmarks/calibration/warm_stall_tuning.json --rules
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import heldout_default as H  # noqa: E402
+import joint_gauss_newton as G  # noqa: E402
+
+import oatomo  # noqa: E402
+import oatomo.pipeline.policy as P  # noqa: E402
+import oatomo.recon.model_based as MB  # noqa: E402
+from oatomo._atomic import atomic_path  # noqa: E402
+
+#: Stall tests replayed by ``--rules``: (relative decrease over 10 iterations, first
+#: iteration tested).
+RULES = ((3e-4, 30), (1e-3, 30), (1e-3, 40), (2e-3, 30), (5e-3, 30))
+#: The iterate scored every this many iterations.
+EVERY = 5
+
+
+def trajectory(geometry: str, kind: str, seed: int) -> dict[str, Any]:
+    """The warm TV of one scan, run to :data:`WARM_ITERS` (or its own convergence test)."""
+    case = H.make_case(geometry, kind, seed)
+    snaps: dict[int, np.ndarray] = {}
+    trace: dict[str, Any] = {}
+    solve = MB.solve_model_based
+
+    def observed(op: Any, y: np.ndarray, **kw: Any) -> Any:
+        if kw.get("x0") is None or kw.get("n_iter") != P.WARM_ITERS:
+            return solve(op, y, **kw)  # the calibration's own image steps
+
+        def keep(k: int, x: np.ndarray) -> None:
+            if k % EVERY == 0:
+                snaps[k] = np.array(x, np.float64)
+        img, rec = solve(op, y, **{**kw, "on_iteration": keep})
+        trace["objective"] = rec["objective"]
+        return img, rec
+
+    MB.solve_model_based = observed
+    try:
+        oatomo.reconstruct(case.scan, "mb-tv", grid=case.grid, calibrate=True, refine=False)
+    finally:
+        MB.solve_model_based = solve
+    return {"geometry": geometry, "phantom": kind, "seed": seed,
+            "objective": trace["objective"],
+            "psnr": {str(k): H.register(v, case.truth)[0] for k, v in snaps.items()}}
+
+
+def stop_at(objective: list[float], eps: float, kmin: int, window: int = 10) -> int:
+    """The iteration a stall test ``(eps, kmin)`` stops at on a recorded objective."""
+    for k in range(max(kmin, window + 1), len(objective) + 1):
+        if objective[k - 1 - window] - objective[k - 1] <= eps * objective[k - 1]:
+            return k
+    return len(objective)
+
+
+def rules_table(rows: list[dict[str, Any]]) -> str:
+    """Per rule: PSNR at the stop (the nearest scored iterate) minus after every
+    iteration, over the scans and per phantom kind, and the iterations run."""
+    lines = ["| stall test (eps, first k) | PSNR at stop - at the end (dB): mean / worst | "
+             "per kind | iterations: mean / median |", "|---|---|---|---|"]
+    for eps, kmin in RULES:
+        diffs, its, kinds = [], [], {}
+        for r in rows:
+            ps = {int(k): v for k, v in r["psnr"].items()}
+            k = stop_at(r["objective"], eps, kmin)
+            near = min(ps, key=lambda j: (abs(j - k), -j))
+            d = ps[near] - ps[max(ps)]
+            diffs.append(d)
+            its.append(k)
+            kinds.setdefault(r["phantom"], []).append(d)
+        per_kind = ", ".join(f"{k} {np.mean(v):+.2f}" for k, v in kinds.items())
+        lines.append(f"| {eps:g}, {kmin} | {np.mean(diffs):+.2f} / {min(diffs):+.2f} | "
+                     f"{per_kind} | {np.mean(its):.1f} / {np.median(its):.0f} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--seed", type=int, default=2000)
+    ap.add_argument("--geometries", default=",".join(G.TUNING_GEOMETRIES))
+    ap.add_argument("--rules", action="store_true", help="replay the stall tests and stop")
+    a = ap.parse_args(argv)
+    out = Path(a.out)
+    rows = json.loads(out.read_text()) if out.exists() else []
+    if not a.rules:
+        P.WARM_STALL_TOL = 0.0  # every iteration, to replay the tests on
+        H.warm_up()
+        for geo in a.geometries.split(","):
+            for kind in G.TUNING_PHANTOMS:
+                if any((r["geometry"], r["phantom"], r["seed"]) == (geo, kind, a.seed)
+                       for r in rows):
+                    continue
+                rows.append(trajectory(geo, kind, a.seed))
+                print(geo, kind, a.seed, flush=True)
+                with atomic_path(out) as tmp:
+                    tmp.write_text(json.dumps(rows) + "\n")
+    print(rules_table(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
