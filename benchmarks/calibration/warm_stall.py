@@ -20,6 +20,14 @@ simulation grid). Run::
         --out benchmarks/calibration/warm_stall_tuning.json      # and --seed 2001
     .venv/bin/python benchmarks/calibration/warm_stall.py \\
         --out benchmarks/calibration/warm_stall_tuning.json --rules
+
+``--cap N`` records the TV to ``N`` iterations instead of ``WARM_ITERS`` (a separate
+``--out``), and ``--rules`` then also replays the adopted stall test under the caps of
+:data:`CAPS` that the trajectories reach::
+
+    OMP_NUM_THREADS=1 NUMBA_NUM_THREADS=1 .venv/bin/python \\
+        benchmarks/calibration/warm_stall.py --seed 2000 --cap 200 \\
+        --out benchmarks/calibration/warm_stall_cap200.json      # and --seed 2001
 """
 
 from __future__ import annotations
@@ -37,6 +45,7 @@ import heldout_default as H  # noqa: E402
 import joint_gauss_newton as G  # noqa: E402
 
 import oatomo  # noqa: E402
+import oatomo.pipeline.options as O  # noqa: E402
 import oatomo.pipeline.policy as P  # noqa: E402
 import oatomo.recon.model_based as MB  # noqa: E402
 from oatomo._atomic import atomic_path  # noqa: E402
@@ -46,6 +55,8 @@ from oatomo._atomic import atomic_path  # noqa: E402
 RULES = ((3e-4, 30), (1e-3, 30), (1e-3, 40), (2e-3, 30), (5e-3, 30))
 #: The iterate scored every this many iterations.
 EVERY = 5
+#: Iteration caps the adopted stall test is replayed under (``--rules``).
+CAPS = (85, 120, 150, 200)
 
 
 def trajectory(geometry: str, kind: str, seed: int) -> dict[str, Any]:
@@ -76,12 +87,15 @@ def trajectory(geometry: str, kind: str, seed: int) -> dict[str, Any]:
             "psnr": {str(k): H.register(v, case.truth)[0] for k, v in snaps.items()}}
 
 
-def stop_at(objective: list[float], eps: float, kmin: int, window: int = 10) -> int:
-    """The iteration a stall test ``(eps, kmin)`` stops at on a recorded objective."""
-    for k in range(max(kmin, window + 1), len(objective) + 1):
+def stop_at(objective: list[float], eps: float, kmin: int, window: int = 10,
+            cap: int | None = None) -> int:
+    """The iteration a stall test ``(eps, kmin)`` stops at on a recorded objective (at
+    most ``cap``)."""
+    last = len(objective) if cap is None else min(cap, len(objective))
+    for k in range(max(kmin, window + 1), last + 1):
         if objective[k - 1 - window] - objective[k - 1] <= eps * objective[k - 1]:
             return k
-    return len(objective)
+    return last
 
 
 def rules_table(rows: list[dict[str, Any]]) -> str:
@@ -102,6 +116,25 @@ def rules_table(rows: list[dict[str, Any]]) -> str:
         per_kind = ", ".join(f"{k} {np.mean(v):+.2f}" for k, v in kinds.items())
         lines.append(f"| {eps:g}, {kmin} | {np.mean(diffs):+.2f} / {min(diffs):+.2f} | "
                      f"{per_kind} | {np.mean(its):.1f} / {np.median(its):.0f} |")
+    longest = max(len(r["objective"]) for r in rows)
+    for cap in CAPS:
+        if cap == P.WARM_ITERS or cap > longest:
+            continue
+        diffs, its, kinds = [], [], {}
+        for r in rows:  # against the adopted test under WARM_ITERS
+            ps = {int(k): v for k, v in r["psnr"].items()}
+
+            def at(k: int, ps: dict[int, float] = ps) -> float:
+                return ps[min(ps, key=lambda j: (abs(j - k), -j))]
+            k = stop_at(r["objective"], P.WARM_STALL_TOL, 30, cap=cap)
+            d = at(k) - at(stop_at(r["objective"], P.WARM_STALL_TOL, 30, cap=P.WARM_ITERS))
+            diffs.append(d)
+            its.append(k)
+            kinds.setdefault(r["phantom"], []).append(d)
+        per_kind = ", ".join(f"{k} {np.mean(v):+.2f}" for k, v in kinds.items())
+        lines.append(f"| adopted test, cap {cap} (vs cap {P.WARM_ITERS}) | "
+                     f"{np.mean(diffs):+.2f} / {min(diffs):+.2f} | {per_kind} | "
+                     f"{np.mean(its):.1f} / {np.median(its):.0f} |")
     return "\n".join(lines)
 
 
@@ -111,10 +144,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=2000)
     ap.add_argument("--geometries", default=",".join(G.TUNING_GEOMETRIES))
     ap.add_argument("--rules", action="store_true", help="replay the stall tests and stop")
+    ap.add_argument("--cap", type=int, default=None,
+                    help="record this many iterations instead of WARM_ITERS")
     a = ap.parse_args(argv)
     out = Path(a.out)
     rows = json.loads(out.read_text()) if out.exists() else []
     if not a.rules:
+        if a.cap:
+            P.WARM_ITERS, O.RESPONSE_ITERS = a.cap, max(a.cap, O.RESPONSE_ITERS)
         P.WARM_STALL_TOL = 0.0  # every iteration, to replay the tests on
         H.warm_up()
         for geo in a.geometries.split(","):
