@@ -98,43 +98,51 @@ def stop_at(objective: list[float], eps: float, kmin: int, window: int = 10,
     return last
 
 
+def psnr_at(row: dict[str, Any], k: int) -> float:
+    """A recorded scan's PSNR at the scored iterate nearest iteration ``k``."""
+    ps = {int(j): v for j, v in row["psnr"].items()}
+    return ps[min(ps, key=lambda j: (abs(j - k), -j))]
+
+
+def _rule_line(label: str, rows: list[dict[str, Any]], stop: Any, base: Any) -> str:
+    """One table line: PSNR at ``stop(row)`` minus at ``base(row)`` over the scans (mean,
+    worst, per kind) and the iterations ``stop`` runs."""
+    diffs, its, kinds = [], [], {}
+    for r in rows:
+        k = stop(r)
+        d = psnr_at(r, k) - psnr_at(r, base(r))
+        diffs.append(d)
+        its.append(k)
+        kinds.setdefault(r["phantom"], []).append(d)
+    per_kind = ", ".join(f"{k} {np.mean(v):+.2f}" for k, v in kinds.items())
+    return (f"| {label} | {np.mean(diffs):+.2f} / {min(diffs):+.2f} | {per_kind} | "
+            f"{np.mean(its):.1f} / {np.median(its):.0f} |")
+
+
 def rules_table(rows: list[dict[str, Any]]) -> str:
     """Per rule: PSNR at the stop (the nearest scored iterate) minus after every
-    iteration, over the scans and per phantom kind, and the iterations run."""
+    iteration, over the scans and per phantom kind, and the iterations run; then the
+    adopted test under each cap of :data:`CAPS` the trajectories reach, against it under
+    ``WARM_ITERS``."""
     lines = ["| stall test (eps, first k) | PSNR at stop - at the end (dB): mean / worst | "
              "per kind | iterations: mean / median |", "|---|---|---|---|"]
+
+    def last(r: dict[str, Any]) -> int:
+        return max(int(j) for j in r["psnr"])
+
     for eps, kmin in RULES:
-        diffs, its, kinds = [], [], {}
-        for r in rows:
-            ps = {int(k): v for k, v in r["psnr"].items()}
-            k = stop_at(r["objective"], eps, kmin)
-            near = min(ps, key=lambda j: (abs(j - k), -j))
-            d = ps[near] - ps[max(ps)]
-            diffs.append(d)
-            its.append(k)
-            kinds.setdefault(r["phantom"], []).append(d)
-        per_kind = ", ".join(f"{k} {np.mean(v):+.2f}" for k, v in kinds.items())
-        lines.append(f"| {eps:g}, {kmin} | {np.mean(diffs):+.2f} / {min(diffs):+.2f} | "
-                     f"{per_kind} | {np.mean(its):.1f} / {np.median(its):.0f} |")
+        lines.append(_rule_line(f"{eps:g}, {kmin}", rows,
+                                lambda r, e=eps, m=kmin: stop_at(r["objective"], e, m), last))
+
+    def adopted(r: dict[str, Any], cap: int) -> int:
+        return stop_at(r["objective"], P.WARM_STALL_TOL, MB.STALL_MIN_ITERS, cap=cap)
+
     longest = max(len(r["objective"]) for r in rows)
     for cap in CAPS:
-        if cap == P.WARM_ITERS or cap > longest:
-            continue
-        diffs, its, kinds = [], [], {}
-        for r in rows:  # against the adopted test under WARM_ITERS
-            ps = {int(k): v for k, v in r["psnr"].items()}
-
-            def at(k: int, ps: dict[int, float] = ps) -> float:
-                return ps[min(ps, key=lambda j: (abs(j - k), -j))]
-            k = stop_at(r["objective"], P.WARM_STALL_TOL, 30, cap=cap)
-            d = at(k) - at(stop_at(r["objective"], P.WARM_STALL_TOL, 30, cap=P.WARM_ITERS))
-            diffs.append(d)
-            its.append(k)
-            kinds.setdefault(r["phantom"], []).append(d)
-        per_kind = ", ".join(f"{k} {np.mean(v):+.2f}" for k, v in kinds.items())
-        lines.append(f"| adopted test, cap {cap} (vs cap {P.WARM_ITERS}) | "
-                     f"{np.mean(diffs):+.2f} / {min(diffs):+.2f} | {per_kind} | "
-                     f"{np.mean(its):.1f} / {np.median(its):.0f} |")
+        if cap != P.WARM_ITERS and cap <= longest:
+            lines.append(_rule_line(f"adopted test, cap {cap} (vs cap {P.WARM_ITERS})", rows,
+                                    lambda r, c=cap: adopted(r, c),
+                                    lambda r: adopted(r, P.WARM_ITERS)))
     return "\n".join(lines)
 
 
