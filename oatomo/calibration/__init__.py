@@ -75,8 +75,8 @@ The joint method keeps its last image and a bound on ``||A||^2`` at the estimate
 geometry (:attr:`Calibration.image`, :attr:`Calibration.operator_norm_sq`: the bound its
 TV steps used, less the margin they add for the moving sensors): the TV that
 :func:`oatomo.reconstruct` runs after calibrating starts from that image with that step
-(at most 85 iterations where 100 from zero with a step of its own gave the same PSNR,
-fewer once its objective stalls: :data:`oatomo.pipeline.policy.WARM_STALL_TOL`).
+(at most :data:`oatomo.pipeline.policy.WARM_ITERS` iterations, fewer once its objective
+stalls: :data:`oatomo.pipeline.policy.WARM_STALL_TOL`).
 
 The modules, one job each:
 

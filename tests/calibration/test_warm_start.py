@@ -13,7 +13,7 @@ import oatomo
 from oatomo import Acquisition, Grid, InputError, ring_array
 from oatomo.calibration import calibrate_sinogram
 from oatomo.phantoms import disks
-from oatomo.pipeline.options import RESPONSE_ITERS
+from oatomo.pipeline.options import DEFAULT_ITERS, RESPONSE_ITERS
 from oatomo.pipeline.policy import WARM_ITERS, WARM_STALL_TOL
 from oatomo.recon.model_based import reconstruct_model_based
 from oatomo.recon.operators import operator_norm_sq
@@ -68,15 +68,16 @@ def test_a_start_is_only_for_tv(method: str) -> None:
 def test_the_calibrated_tv_starts_at_the_calibration_image() -> None:
     """``oatomo.reconstruct(..., calibrate=True)`` with TV and the response in the operator
     equals TV at the calibrated geometry started at :attr:`Calibration.image` with at most
-    :data:`WARM_ITERS` iterations and the stall test :data:`WARM_STALL_TOL`; iterations
-    asked for are kept, all of them run."""
+    :data:`WARM_ITERS` iterations and the stall test :data:`WARM_STALL_TOL` (without the
+    response in the operator, its own count); iterations asked for are kept, all of them
+    run."""
     scan = _scan()
     cal = oatomo.calibrate(scan, GRID)
     assert cal.image is not None and cal.image.shape == GRID.shape
     assert np.all(np.isfinite(cal.image)) and float(cal.image.max()) > 0
     rec = oatomo.reconstruct(scan, "mb-tv", GRID, calibrate=True, refine=False)
     prov = rec.provenance
-    assert WARM_ITERS < RESPONSE_ITERS
+    assert WARM_ITERS != RESPONSE_ITERS  # the warm TV's own cap, not the cold count
     assert prov["iters"] == WARM_ITERS and prov["model_response"] is True
     assert prov["calibration"]["tv_started_at_calibration_image"] is True
     assert prov["calibration"]["tv_step_from_calibration"] is True
@@ -103,6 +104,9 @@ def test_the_calibrated_tv_starts_at_the_calibration_image() -> None:
     plain = oatomo.reconstruct(scan, "mb-tv", GRID, calibrate=True, refine=False,
                                model_response=False)
     assert plain.provenance["calibration"]["tv_step_from_calibration"] is False
+    # ... and, without the response in the operator, the cold count of iterations
+    assert plain.provenance["iters"] == DEFAULT_ITERS
+    assert plain.provenance["calibration"]["tv_stall_tol"] == WARM_STALL_TOL
     # UBP after calibration has no start
     ubp = oatomo.reconstruct(scan, "ubp", GRID, calibrate=True, refine=False,
                              model_response=False)
