@@ -283,8 +283,8 @@ ROUNDS = (4, 4, 4)
 #: benchmark's generator: 160- and 36-sensor rings, 300 and 200 degree arcs, four phantom
 #: kinds), that bound is then 1.00-1.08 times the TV's own 10-step estimate at the
 #: calibrated geometry (1.10-1.19 with it), and the warm TV's 85 iterations (its cap then)
-#: gain 0.13 dB on
-#: average (textures +0.47, up to +0.94; vessel trees -0.01; disks -0.07 to +0.46).
+#: gain 0.13 dB on average (textures +0.47, up to +0.94; vessel trees -0.01; disks -0.07
+#: to +0.46).
 MOVE_MARGIN = 1.1
 
 #: FISTA iterations of the image step in each round (warm-started).
