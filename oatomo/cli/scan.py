@@ -521,6 +521,11 @@ def run_reconstruct(args: argparse.Namespace) -> int:
               f"uncertain by about {cal['frame_std']['translation_m'] * 1e6:.0f} um and "
               f"{math.degrees(cal['frame_std']['rotation_rad']):.2f} deg (a rigid motion of "
               f"the array, invisible in the data)")
+        runs = cal.get("tv_iterations_run")
+        if runs:
+            print(f"TV started at the calibration's image: {max(runs)} of {prov['iters']} "
+                  f"iterations" + (" (its objective stalled)" if all(cal["tv_stalled"])
+                                   else ""))
         for note in cal.get("notes", []):
             print(f"note: {note}")
     elif prov["calibrated_file"]:

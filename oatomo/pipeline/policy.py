@@ -35,7 +35,8 @@ from oatomo.speed_map import OBJECT_OPTIONS
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["WARM_ITERS", "WARM_STALL_TOL", "scan_geometry", "warm_start", "position_check",
+__all__ = ["WARM_ITERS", "WARM_STALL_TOL", "scan_geometry", "warm_start",
+           "note_warm_iterations", "position_check",
            "decide_calibration", "calibrated_geometry", "refines_calibrated",
            "CALIBRATED_METHOD"]
 
@@ -139,8 +140,9 @@ def warm_start(options: ReconstructOptions, calibration: Calibration | None,
     tuple
         The options, and the keywords of
         :func:`~oatomo.recon.registry.reconstruct_sinogram` that start the TV (``x0``,
-        ``norm_sq``, ``stall_tol``; empty: from zero, with its own estimate of
-        ``||A||^2``, every iteration run).
+        ``norm_sq``, ``stall_tol``, and with ``record`` the list ``records`` its solver
+        records go to, for :func:`note_warm_iterations`; empty: from zero, with its own
+        estimate of ``||A||^2``, every iteration run).
     """
     if calibration is None or calibration.image is None or signals.by_frame \
             or get_method(options.method).name != "mb-tv":
@@ -161,7 +163,20 @@ def warm_start(options: ReconstructOptions, calibration: Calibration | None,
         record["tv_started_at_calibration_image"] = True
         record["tv_step_from_calibration"] = not own_step
         record["tv_stall_tol"] = float(start.get("stall_tol", 0.0))
+        start["records"] = []
     return options, start
+
+
+def note_warm_iterations(start: dict[str, Any], record: dict[str, Any] | None) -> None:
+    """Note in ``record`` (the calibration's provenance) what the TV that :func:`warm_start`
+    started did, from the solver records its ``start["records"]`` collected: per frame the
+    iterations run (``tv_iterations_run``) and whether the stall test ended them
+    (``tv_stalled``)."""
+    runs = start.get("records")
+    if record is None or not runs:
+        return
+    record["tv_iterations_run"] = [int(r["n_iter"]) for r in runs]
+    record["tv_stalled"] = [bool(r["stalled"]) for r in runs]
 
 
 def _not_checkable(signals: Signals, calibration: Any, media: bool = False) -> str | None:

@@ -41,6 +41,7 @@ from oatomo.pipeline.options import (
 from oatomo.pipeline.policy import (
     calibrated_geometry,
     decide_calibration,
+    note_warm_iterations,
     scan_geometry,
     warm_start,
 )
@@ -326,6 +327,7 @@ def reconstruct(scan: Any, method: str | None = None, grid: Grid | None = None, 
     options, start = warm_start(options, calibration, signals, cal_record)
     image, lead, signals = _method_images(signals, grid, sensors, acquisition, options,
                                           callback, speed_map, start)
+    note_warm_iterations(start, cal_record)
     timer.done(method_name, t)
     t = time.perf_counter()
     if refine_reason is None:

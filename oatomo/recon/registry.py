@@ -91,14 +91,16 @@ def _model_based(kind: str, sinogram: np.ndarray, grid: Grid, sensors: SensorArr
                  element_width: float | None = None, response: Any = None,
                  speed_map: SpeedMap | None = None, medium: str = DEFAULT_MEDIUM,
                  attenuation: Any = None, x0: np.ndarray | None = None,
-                 norm_sq: float | None = None, stall_tol: float = 0.0) -> np.ndarray:
+                 norm_sq: float | None = None, stall_tol: float = 0.0,
+                 records: list[dict[str, Any]] | None = None) -> np.ndarray:
     """:func:`oatomo.reconstruct_model_based` with ``method=kind``, frame by frame (the
     detector response, element width, medium and attenuation inside the forward
     operator), each frame started at ``x0`` (n, n) scaled by the frame's least-squares
     amplitude against the frames' mean (``x0`` is an image of the mean frame; a frame
     that is ``a`` times another starts ``a`` times as high), or at zero; ``norm_sq``: a
     bound on ``||A||^2`` in place of the solver's own estimate; ``stall_tol``: the TV's
-    stall test (:func:`oatomo.reconstruct_model_based`)."""
+    stall test (:func:`oatomo.reconstruct_model_based`); ``records``: a list each frame's
+    solver record is appended to."""
     y = bandpass(check_sinogram(sinogram, sensors, acquisition), acquisition.fs, band)
     frames = y.reshape((-1,) + y.shape[-2:])
     starts: list[np.ndarray | None] = [None] * len(frames)
@@ -113,13 +115,16 @@ def _model_based(kind: str, sinogram: np.ndarray, grid: Grid, sensors: SensorArr
             if callback is not None:
                 callback(f"mb-{kind}", i * iters + k, len(frames) * iters)
 
-        out.append(reconstruct_model_based(f, grid, sensors, acquisition, method=kind,
-                                           lam=lam, n_iter=iters, on_iteration=step,
-                                           x0=starts[i], norm_sq=norm_sq,
-                                           stall_tol=stall_tol, response=response,
-                                           element_width=element_width,
-                                           speed_map=speed_map, medium=medium,
-                                           attenuation=attenuation)[0])
+        image, record = reconstruct_model_based(f, grid, sensors, acquisition, method=kind,
+                                                lam=lam, n_iter=iters, on_iteration=step,
+                                                x0=starts[i], norm_sq=norm_sq,
+                                                stall_tol=stall_tol, response=response,
+                                                element_width=element_width,
+                                                speed_map=speed_map, medium=medium,
+                                                attenuation=attenuation)
+        out.append(image)
+        if records is not None:
+            records.append(record)
     return np.stack(out).reshape(y.shape[:-2] + grid.shape)
 
 
@@ -160,8 +165,8 @@ def reconstruct_sinogram(sinogram: np.ndarray, grid: Grid, sensors: SensorArray,
                          response: Any = None,
                          speed_map: SpeedMap | None = None, medium: str = DEFAULT_MEDIUM,
                          attenuation: Any = None, x0: np.ndarray | None = None,
-                         norm_sq: float | None = None, stall_tol: float = 0.0
-                         ) -> np.ndarray:
+                         norm_sq: float | None = None, stall_tol: float = 0.0,
+                         records: list[dict[str, Any]] | None = None) -> np.ndarray:
     """Step 3: every frame of a sinogram with one registered method.
 
     Parameters
@@ -203,6 +208,10 @@ def reconstruct_sinogram(sinogram: np.ndarray, grid: Grid, sensors: SensorArray,
         For ``mb-tv``: stop a frame's iterations once its objective stalls (the relative
         decrease over the last iterations, :func:`oatomo.reconstruct_model_based`); 0: no
         such test.
+    records
+        For iterative methods: a list each frame's solver record
+        (:func:`oatomo.reconstruct_model_based`'s: ``n_iter`` run, ``stalled``,
+        ``residual``, ...) is appended to; other methods leave it as it is.
 
     Returns
     -------
@@ -224,6 +233,8 @@ def reconstruct_sinogram(sinogram: np.ndarray, grid: Grid, sensors: SensorArray,
              if v is not None}
     if medium != DEFAULT_MEDIUM:
         extra["medium"] = medium
+    if records is not None and spec.iterative:
+        extra["records"] = records
     return spec.run(sinogram, grid, sensors, acquisition, band=band, lam=lam, iters=iters,
                     callback=callback, **extra)
 

@@ -69,8 +69,8 @@ def test_the_calibrated_tv_starts_at_the_calibration_image() -> None:
     """``oatomo.reconstruct(..., calibrate=True)`` with TV and the response in the operator
     equals TV at the calibrated geometry started at :attr:`Calibration.image` with at most
     :data:`WARM_ITERS` iterations and the stall test :data:`WARM_STALL_TOL` (without the
-    response in the operator, its own count); iterations asked for are kept, all of them
-    run."""
+    response in the operator, its own count); iterations asked for are kept, without the
+    stall test; the provenance says how many ran."""
     scan = _scan()
     cal = oatomo.calibrate(scan, GRID)
     assert cal.image is not None and cal.image.shape == GRID.shape
@@ -88,18 +88,30 @@ def test_the_calibrated_tv_starts_at_the_calibration_image() -> None:
     top = operator_norm_sq(GRID, cal.sensors, cal.acquisition(ACQ), n_iter=40,
                            response=RESPONSE)
     assert 0.98 * top <= cal.operator_norm_sq <= 1.05 * top
+    runs: list[dict] = []
     ref = reconstruct_sinogram(scan.sinogram, GRID, cal.sensors, cal.acquisition(ACQ),
                                "mb-tv", iters=WARM_ITERS, response=RESPONSE, x0=cal.image,
-                               norm_sq=cal.operator_norm_sq, stall_tol=WARM_STALL_TOL)
+                               norm_sq=cal.operator_norm_sq, stall_tol=WARM_STALL_TOL,
+                               records=runs)
     np.testing.assert_array_equal(rec.image, ref)
+    # the provenance says how many iterations ran and whether the stall test ended them
+    assert len(runs) == 1 and runs[0]["n_iter"] <= WARM_ITERS
+    assert prov["calibration"]["tv_iterations_run"] == [runs[0]["n_iter"]]
+    assert prov["calibration"]["tv_stalled"] == [runs[0]["stalled"]]
+    assert runs[0]["stalled"] == (runs[0]["n_iter"] < WARM_ITERS)
     asked = oatomo.reconstruct(scan, "mb-tv", GRID, calibrate=True, refine=False,
                                iters=WARM_ITERS)
     assert asked.provenance["iters"] == WARM_ITERS
     assert asked.provenance["calibration"]["tv_stall_tol"] == 0.0
+    runs = []
     every = reconstruct_sinogram(scan.sinogram, GRID, cal.sensors, cal.acquisition(ACQ),
                                  "mb-tv", iters=WARM_ITERS, response=RESPONSE, x0=cal.image,
-                                 norm_sq=cal.operator_norm_sq)
+                                 norm_sq=cal.operator_norm_sq, records=runs)
     np.testing.assert_array_equal(asked.image, every)
+    # no stall test: the iterations end at the count or the solver's own convergence test
+    assert asked.provenance["calibration"]["tv_iterations_run"] == [runs[0]["n_iter"]]
+    assert asked.provenance["calibration"]["tv_stalled"] == [False]
+    assert runs[0]["n_iter"] == WARM_ITERS or runs[0]["converged"]
     # a model other than the calibration's (no response) keeps its own power iteration
     plain = oatomo.reconstruct(scan, "mb-tv", GRID, calibrate=True, refine=False,
                                model_response=False)
@@ -111,6 +123,11 @@ def test_the_calibrated_tv_starts_at_the_calibration_image() -> None:
     ubp = oatomo.reconstruct(scan, "ubp", GRID, calibrate=True, refine=False,
                              model_response=False)
     assert "tv_started_at_calibration_image" not in ubp.provenance["calibration"]
+    assert "tv_iterations_run" not in ubp.provenance["calibration"]
+    # a non-iterative method leaves the list of solver records as it is
+    untouched: list[dict] = []
+    reconstruct_sinogram(scan.sinogram, GRID, NOMINAL, ACQ, "ubp", records=untouched)
+    assert untouched == []
 
 
 def test_the_search_method_keeps_no_image() -> None:
