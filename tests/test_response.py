@@ -317,20 +317,33 @@ def test_model_based_with_the_response_in_the_operator():
 
 def test_a_scan_that_carries_its_response_gets_it_in_the_operator_by_default():
     """model_response="auto": a model-based method puts the scan's response into A and
-    runs RESPONSE_ITERS iterations unless iters is given; UBP, a scan without a response,
-    deconvolve and model_response=False keep the old route; the provenance says which."""
-    from oatomo.pipeline.options import RESPONSE_ITERS
+    runs RESPONSE_ITERS iterations and then on to at most RESPONSE_MAX_ITERS while its
+    objective falls by more than WARM_STALL_TOL over 10 (unless iters is given); UBP, a scan
+    without a response, deconvolve and model_response=False keep the old route; the
+    provenance says which and how many iterations ran."""
+    from oatomo.pipeline.options import RESPONSE_ITERS, RESPONSE_MAX_ITERS
+    from oatomo.pipeline.policy import WARM_STALL_TOL
 
     grid, ring, acq = Grid(32, 0.008), ring_array(24, 0.01), Acquisition(20e6, 300)
     p0 = aa_disk(grid, 1.5e-3, (5e-4, 0))
     y = simulate(p0, grid, ring, acq, response=GAUSS)
     scan = oatomo.Scan(y, ring, acq, response=GAUSS)
     rec = oatomo.reconstruct(scan, "mb-tv", grid, refine=False, calibrate=False)
-    want = oatomo.reconstruct_model_based(y, grid, ring, acq, method="tv",
-                                          n_iter=RESPONSE_ITERS, response=GAUSS)[0]
+    want, run = oatomo.reconstruct_model_based(y, grid, ring, acq, method="tv",
+                                               n_iter=RESPONSE_MAX_ITERS, response=GAUSS,
+                                               stall_tol=WARM_STALL_TOL,
+                                               stall_from=RESPONSE_ITERS)
     np.testing.assert_array_equal(rec.image, want)
     assert rec.provenance["model_response"] is True
-    assert rec.provenance["iters"] == RESPONSE_ITERS
+    assert rec.provenance["iters"] == RESPONSE_MAX_ITERS
+    assert rec.provenance["iterations_run"] == [run["n_iter"]]
+    # never fewer than RESPONSE_ITERS unless the solver converged: the run's first
+    # RESPONSE_ITERS iterations are those of RESPONSE_ITERS from zero
+    assert run["n_iter"] >= RESPONSE_ITERS or run["converged"]
+    hundred = oatomo.reconstruct_model_based(y, grid, ring, acq, method="tv",
+                                             n_iter=RESPONSE_ITERS, response=GAUSS)[0]
+    if run["n_iter"] == RESPONSE_ITERS:
+        np.testing.assert_array_equal(want, hundred)
     given = oatomo.reconstruct(scan, "mb-tv", grid, refine=False, calibrate=False, iters=7)
     np.testing.assert_array_equal(given.image, oatomo.reconstruct_model_based(
         y, grid, ring, acq, method="tv", n_iter=7, response=GAUSS)[0])

@@ -698,13 +698,14 @@ class _Identity:
 
 
 def cache_set(cache: Path, tuning: bool, model_response: bool | str = "auto",
-              geometries: list[str] | None = None) -> None:
+              geometries: list[str] | None = None, kinds: list[str] | None = None) -> None:
     """Write ``tv_refiner.py``'s scans' y, UBP and TV (its cache) and each truth
-    (``geometries``: others of ``heldout_default.py``'s, e.g. ``ring64``)."""
+    (``geometries``: others of ``heldout_default.py``'s, e.g. ``ring64``; ``kinds``:
+    phantom kinds instead of the set's, e.g. textures on the tuning geometries)."""
     import tv_refiner as T
 
     geos = geometries or (list(T.TUNING_GEOMETRIES) if tuning else list(T.GEOMETRIES))
-    kinds = T.TUNING_PHANTOMS if tuning else H.PHANTOMS
+    kinds = kinds or (T.TUNING_PHANTOMS if tuning else H.PHANTOMS)
     first = T.TUNING_SEED if tuning else H.FIRST_SEED
     for geometry in geos:
         for kind in kinds:
@@ -917,6 +918,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="comma list of heldout_default.py geometries instead of the set's")
     c.add_argument("--ignore-response", action="store_true",
                    help="as for data (the caches of the earlier runs)")
+    c.add_argument("--kinds", default="",
+                   help="comma list of phantom kinds instead of the set's")
     s = sub.add_parser("score")
     s.add_argument("model")
     s.add_argument("cache")
@@ -966,7 +969,8 @@ def main(argv: list[str] | None = None) -> int:
         export(a.model, a.out, a.tta)
     elif a.cmd == "cache":
         cache_set(Path(a.cache), a.tuning, False if a.ignore_response else "auto",
-                  [g for g in a.geometries.split(",") if g] or None)
+                  [g for g in a.geometries.split(",") if g] or None,
+                  [k for k in a.kinds.split(",") if k] or None)
     else:
         rows = score(a.model, Path(a.cache), a.guard)
         print(table(rows))

@@ -493,9 +493,11 @@ def run_reconstruct(args: argparse.Namespace) -> int:
         print(f"removed the detector response by Wiener deconvolution (lam = "
               f"{prov['deconvolution']['lam']:g})")
     elif prov["model_response"]:
+        ran = prov.get("iterations_run")
+        count = (f"{max(ran)} of at most {prov['iters']} iterations" if ran
+                 else f"{prov['iters']} iterations")
         print(f"the detector response ({prov['detector_response'] or 'given'}) is in the "
-              f"forward operator ({prov['iters']} iterations; --no-model-response leaves "
-              f"it out)")
+              f"forward operator ({count}; --no-model-response leaves it out)")
     elif prov["detector_response"] is not None:
         print(f"note: the file has a detector response ({prov['detector_response']}); "
               f"--deconvolve removes it first" + (

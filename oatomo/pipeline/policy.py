@@ -28,7 +28,12 @@ from oatomo.calibration import calibrate as calibrate_scan
 from oatomo.errors import InputError
 from oatomo.geometry import Acquisition, Grid, SensorArray
 from oatomo.pipeline.frames import Signals
-from oatomo.pipeline.options import ReconstructOptions, operator_response
+from oatomo.pipeline.options import (
+    RESPONSE_ITERS,
+    RESPONSE_MAX_ITERS,
+    ReconstructOptions,
+    operator_response,
+)
 from oatomo.progress import Callback
 from oatomo.recon.registry import get_method
 from oatomo.speed_map import OBJECT_OPTIONS
@@ -36,7 +41,7 @@ from oatomo.speed_map import OBJECT_OPTIONS
 logger = logging.getLogger(__name__)
 
 __all__ = ["WARM_ITERS", "WARM_STALL_TOL", "scan_geometry", "warm_start",
-           "note_warm_iterations", "position_check",
+           "cold_stall", "note_warm_iterations", "position_check",
            "decide_calibration", "calibrated_geometry", "refines_calibrated",
            "CALIBRATED_METHOD"]
 
@@ -144,9 +149,10 @@ def warm_start(options: ReconstructOptions, calibration: Calibration | None,
         records go to, for :func:`note_warm_iterations`; empty: from zero, with its own
         estimate of ``||A||^2``, every iteration run).
     """
-    if calibration is None or calibration.image is None or signals.by_frame \
-            or get_method(options.method).name != "mb-tv":
+    if signals.by_frame or get_method(options.method).name != "mb-tv":
         return options, {}
+    if calibration is None or calibration.image is None:
+        return cold_stall(options, signals)
     start: dict[str, Any] = {"x0": calibration.image}
     if not options.iters_given:
         start["stall_tol"] = WARM_STALL_TOL
@@ -165,6 +171,21 @@ def warm_start(options: ReconstructOptions, calibration: Calibration | None,
         record["tv_stall_tol"] = float(start.get("stall_tol", 0.0))
         start["records"] = []
     return options, start
+
+
+def cold_stall(options: ReconstructOptions, signals: Signals
+               ) -> tuple[ReconstructOptions, dict[str, Any]]:
+    """When the TV from zero (no calibration image to start at) goes on past
+    :data:`~oatomo.pipeline.options.RESPONSE_ITERS`: with the detector response in its
+    operator and no iterations asked for, it runs at least that many, then stops once its
+    objective stalls (:data:`WARM_STALL_TOL`, tested from that iteration on) or at
+    :data:`~oatomo.pipeline.options.RESPONSE_MAX_ITERS`. Returns the options and the
+    keywords of :func:`~oatomo.recon.registry.reconstruct_sinogram` (``stall_tol``,
+    ``stall_from``, ``records``; empty when the rule does not apply)."""
+    if options.iters_given or operator_response(options, signals.data) is None:
+        return options, {}
+    return (replace(options, iters=RESPONSE_MAX_ITERS),
+            {"stall_tol": WARM_STALL_TOL, "stall_from": RESPONSE_ITERS, "records": []})
 
 
 def note_warm_iterations(start: dict[str, Any], record: dict[str, Any] | None) -> None:

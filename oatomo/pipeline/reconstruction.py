@@ -76,10 +76,13 @@ class Reconstruction:
     provenance
         ``method``, ``source``, ``format``, ``n_sensors``, ``speed_of_sound``,
         ``speed_map`` (the object region and its speed,
-        :meth:`oatomo.SpeedMap.to_dict`; None for one speed), ``n_frames``, ``timings``
-        (s per step) and ``refinement`` (``applied``, ``reason``, ``model``, ``compatible``
-        when checked; when the model ran, its ``input`` (e.g.
-        ``"ubp+das"``, the refiner's own reconstructions), ``method``, grid, decoder and
+        :meth:`oatomo.SpeedMap.to_dict`; None for one speed), ``n_frames``, ``iters``
+        (the iterations allowed an iterative method) and ``iterations_run`` (per frame,
+        when a stall test could end them sooner: the TV with the detector response in
+        its operator; else None), ``timings`` (s per step) and ``refinement``
+        (``applied``, ``reason``, ``model``, ``compatible`` when checked; when the model
+        ran, its ``input`` (e.g. ``"ubp+das"``, the refiner's own reconstructions),
+        ``method``, grid, decoder and
         ``guard``, the check of the refined image against the data, and ``nonneg``,
         the share of a TV refiner's answer below zero that was set to 0:
         :func:`oatomo.pipeline.refinement.refine_images`).
@@ -192,7 +195,10 @@ def reconstruct(scan: Any, method: str | None = None, grid: Grid | None = None, 
         whenever the scan carries a response (or one is given), the method is
         model-based and ``deconvolve`` is not asked for; it then runs
         :data:`oatomo.pipeline.options.RESPONSE_ITERS` iterations unless ``iters`` (or the
-        preset) says otherwise. ``True``: always (an error without a response);
+        preset) says otherwise, and TV goes on from there while its objective still falls
+        (at most :data:`oatomo.pipeline.options.RESPONSE_MAX_ITERS`; after
+        self-calibration, :data:`oatomo.pipeline.policy.WARM_ITERS` from the
+        calibration's image). ``True``: always (an error without a response);
         ``False``: never. 3-D scans: ``"auto"`` means ``False``.
     element_width
         Width (m) of flat sensor elements: das and ubp weight the backprojection with
@@ -342,7 +348,8 @@ def reconstruct(scan: Any, method: str | None = None, grid: Grid | None = None, 
     return Reconstruction(images, grid, units, _provenance(
         method_name, signals, options, sensors, acquisition, lead, speed_map,
         timings=timer.timings,
-        refinement=record, calibration=cal_record, position_check=check_record))
+        refinement=record, calibration=cal_record, position_check=check_record,
+        iterations_run=[int(r["n_iter"]) for r in start.get("records", [])] or None))
 
 
 def _is_volume(scan: Any) -> bool:
@@ -568,7 +575,8 @@ def _provenance(method: str, signals: Signals, options: ReconstructOptions,
                 speed_map: SpeedMap | None, *,
                 timings: dict[str, float], refinement: dict[str, Any],
                 calibration: dict[str, Any] | None,
-                position_check: dict[str, Any] | None) -> dict[str, Any]:
+                position_check: dict[str, Any] | None,
+                iterations_run: list[int] | None = None) -> dict[str, Any]:
     """The provenance of a :class:`Reconstruction` (see there)."""
     data, kept_wl, band = signals.data, signals.wavelengths, options.band
     return {
@@ -586,6 +594,7 @@ def _provenance(method: str, signals: Signals, options: ReconstructOptions,
         "attenuation": None if options.attenuation is None else options.attenuation.to_dict(),
         "model_response": options.model_response is True,
         "iters": options.iters if get_method(method).iterative else None,
+        "iterations_run": iterations_run,
         "detector_response": None if getattr(data, "response", None) is None
         else repr(data.response),
         "timings": timings, "refinement": refinement, "calibration": calibration,

@@ -195,11 +195,13 @@ def lsqr(matvec: Callable[[np.ndarray], np.ndarray],
 
 
 def _check_args(method: str, lam: float | None, n_iter: int, tol: float,
-                x0: np.ndarray | None, grid: Any, stall_tol: float = 0.0
-                ) -> np.ndarray | None:
+                x0: np.ndarray | None, grid: Any, stall_tol: float = 0.0,
+                stall_from: int = STALL_MIN_ITERS) -> np.ndarray | None:
     _check_method(method)
     if not (math.isfinite(stall_tol) and stall_tol >= 0):
         raise InputError(f"stall_tol must be >= 0, got {stall_tol}")
+    if isinstance(stall_from, bool) or int(stall_from) != stall_from or stall_from < 1:
+        raise InputError(f"stall_from must be a positive integer, got {stall_from!r}")
     if lam is not None and not (math.isfinite(lam) and lam >= 0):
         raise InputError(f"lam must be a finite number >= 0, got {lam}")
     if isinstance(n_iter, bool) or int(n_iter) != n_iter or n_iter < 1:
@@ -237,6 +239,7 @@ def reconstruct_model_based(
     medium: str = DEFAULT_MEDIUM,
     attenuation: Any = None,
     stall_tol: float = 0.0,
+    stall_from: int = STALL_MIN_ITERS,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Model-based reconstruction with Tikhonov or total-variation regularisation.
 
@@ -288,8 +291,11 @@ def reconstruct_model_based(
         iteration; None: estimated and cached per geometry.
     stall_tol
         TV only: stop once the objective fell by less than ``stall_tol`` (relative) over
-        the last :data:`STALL_WINDOW` iterations, tested from iteration
-        :data:`STALL_MIN_ITERS` on (``record["stalled"]``). 0 (default): no such test.
+        the last :data:`STALL_WINDOW` iterations, tested from iteration ``stall_from``
+        on (``record["stalled"]``). 0 (default): no such test.
+    stall_from
+        The first iteration the stall test is made at (default :data:`STALL_MIN_ITERS`;
+        never before iteration ``STALL_WINDOW + 1``).
 
     Returns
     -------
@@ -313,7 +319,7 @@ def reconstruct_model_based(
     step (TV denoising with ``x >= 0``) runs :data:`TV_INNER` FGP iterations warm-started
     from the previous dual variables.
     """
-    x0c = _check_args(method, lam, n_iter, tol, x0, grid, stall_tol)
+    x0c = _check_args(method, lam, n_iter, tol, x0, grid, stall_tol, stall_from)
     grid, sensors, acquisition = check_geometry(grid, sensors, acquisition)
     y = check_sinogram(sinogram, sensors, acquisition, allow_frames=False)
     t_start = time.perf_counter()
@@ -325,7 +331,8 @@ def reconstruct_model_based(
                              speed_map=speed_map, medium=medium, attenuation=attenuation)
     x, record = solve_model_based(op, y, method=method, lam=lam, n_iter=n_iter,
                                   nonneg=nonneg, x0=x0c, on_iteration=on_iteration, tol=tol,
-                                  norm_sq=norm_sq, stall_tol=stall_tol)
+                                  norm_sq=norm_sq, stall_tol=stall_tol,
+                                  stall_from=stall_from)
     record["time_s"] = time.perf_counter() - t_start
     return x, record
 
@@ -343,6 +350,7 @@ def solve_model_based(
     tol: float = 1e-4,
     norm_sq: float | None = None,
     stall_tol: float = 0.0,
+    stall_from: int = STALL_MIN_ITERS,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """The solvers of :func:`reconstruct_model_based` on any linear operator.
 
@@ -355,7 +363,7 @@ def solve_model_based(
         The unknown may be an image or a volume (e.g. :class:`oatomo.volume.VolumeOperator`).
     y
         Validated float32 signals of the operator's output shape.
-    method, lam, n_iter, nonneg, x0, on_iteration, tol, norm_sq, stall_tol
+    method, lam, n_iter, nonneg, x0, on_iteration, tol, norm_sq, stall_tol, stall_from
         As :func:`reconstruct_model_based`; ``lam`` None: ``5e-3 ||A||^2`` (Tikhonov) or
         ``1e-2 ||A^T y||_inf`` (TV), as :func:`default_lambda`.
 
@@ -364,7 +372,7 @@ def solve_model_based(
     image, record
         As :func:`reconstruct_model_based`.
     """
-    x0c = _check_args(method, lam, n_iter, tol, x0, op.grid, stall_tol)
+    x0c = _check_args(method, lam, n_iter, tol, x0, op.grid, stall_tol, stall_from)
     t_start = time.perf_counter()
     if lam is None:
         lam = LAMBDA_REL[method] * (operator_norm_sq_of(op) if method == "tikhonov"
@@ -383,7 +391,7 @@ def solve_model_based(
         if norm_sq is not None and not (math.isfinite(norm_sq) and norm_sq >= 0):
             raise InputError(f"norm_sq must be a finite number >= 0, got {norm_sq}")
         x = _tv(op, y, lam, n_iter, nonneg, x0c, tol, on_iteration, record, ynorm, norm_sq,
-                stall_tol)
+                stall_tol, stall_from)
     record["time_s"] = time.perf_counter() - t_start
     logger.info("model-based %s: lam=%.3g, %d iterations, residual %.4g, %.3f s", method,
                 lam, record["n_iter"], record["residual"][-1] if record["residual"] else 0,
@@ -442,7 +450,7 @@ def _tikhonov(op: Any, y: np.ndarray, lam: float, n_iter: int, nonneg: bool,
 def _tv(op: Any, y: np.ndarray, lam: float, n_iter: int, nonneg: bool,
         x0: np.ndarray | None, tol: float, on_iteration: Callable[[int, np.ndarray], Any] | None,
         record: dict[str, Any], ynorm: float, norm_sq: float | None = None,
-        stall_tol: float = 0.0) -> np.ndarray:
+        stall_tol: float = 0.0, stall_from: int = STALL_MIN_ITERS) -> np.ndarray:
     if norm_sq is None:
         norm_sq = operator_norm_sq_of(op)
     lip = 1.05 * norm_sq
@@ -488,7 +496,7 @@ def _tv(op: Any, y: np.ndarray, lam: float, n_iter: int, nonneg: bool,
         if tol > 0 and k > 1 and change < tol:
             record["converged"] = True
             break
-        if (stall_tol > 0 and k >= max(STALL_MIN_ITERS, STALL_WINDOW + 1)
+        if (stall_tol > 0 and k >= max(stall_from, STALL_WINDOW + 1)
                 and record["objective"][-1 - STALL_WINDOW] - f_x <= stall_tol * f_x):
             record["stalled"] = True
             break

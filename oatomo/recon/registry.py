@@ -92,6 +92,7 @@ def _model_based(kind: str, sinogram: np.ndarray, grid: Grid, sensors: SensorArr
                  speed_map: SpeedMap | None = None, medium: str = DEFAULT_MEDIUM,
                  attenuation: Any = None, x0: np.ndarray | None = None,
                  norm_sq: float | None = None, stall_tol: float = 0.0,
+                 stall_from: int | None = None,
                  records: list[dict[str, Any]] | None = None) -> np.ndarray:
     """:func:`oatomo.reconstruct_model_based` with ``method=kind``, frame by frame (the
     detector response, element width, medium and attenuation inside the forward
@@ -99,8 +100,9 @@ def _model_based(kind: str, sinogram: np.ndarray, grid: Grid, sensors: SensorArr
     amplitude against the frames' mean (``x0`` is an image of the mean frame; a frame
     that is ``a`` times another starts ``a`` times as high), or at zero; ``norm_sq``: a
     bound on ``||A||^2`` in place of the solver's own estimate; ``stall_tol``: the TV's
-    stall test (:func:`oatomo.reconstruct_model_based`); ``records``: a list each frame's
-    solver record is appended to."""
+    stall test and ``stall_from`` its first iteration (None: the solver's default;
+    :func:`oatomo.reconstruct_model_based`); ``records``: a list each frame's solver record
+    is appended to."""
     y = bandpass(check_sinogram(sinogram, sensors, acquisition), acquisition.fs, band)
     frames = y.reshape((-1,) + y.shape[-2:])
     starts: list[np.ndarray | None] = [None] * len(frames)
@@ -118,7 +120,10 @@ def _model_based(kind: str, sinogram: np.ndarray, grid: Grid, sensors: SensorArr
         image, record = reconstruct_model_based(f, grid, sensors, acquisition, method=kind,
                                                 lam=lam, n_iter=iters, on_iteration=step,
                                                 x0=starts[i], norm_sq=norm_sq,
-                                                stall_tol=stall_tol, response=response,
+                                                stall_tol=stall_tol,
+                                                **({} if stall_from is None
+                                                   else {"stall_from": stall_from}),
+                                                response=response,
                                                 element_width=element_width,
                                                 speed_map=speed_map, medium=medium,
                                                 attenuation=attenuation)
@@ -166,6 +171,7 @@ def reconstruct_sinogram(sinogram: np.ndarray, grid: Grid, sensors: SensorArray,
                          speed_map: SpeedMap | None = None, medium: str = DEFAULT_MEDIUM,
                          attenuation: Any = None, x0: np.ndarray | None = None,
                          norm_sq: float | None = None, stall_tol: float = 0.0,
+                         stall_from: int | None = None,
                          records: list[dict[str, Any]] | None = None) -> np.ndarray:
     """Step 3: every frame of a sinogram with one registered method.
 
@@ -208,6 +214,9 @@ def reconstruct_sinogram(sinogram: np.ndarray, grid: Grid, sensors: SensorArray,
         For ``mb-tv``: stop a frame's iterations once its objective stalls (the relative
         decrease over the last iterations, :func:`oatomo.reconstruct_model_based`); 0: no
         such test.
+    stall_from
+        For ``mb-tv``: the first iteration the stall test is made at; None: the solver's
+        default (:data:`oatomo.recon.model_based.STALL_MIN_ITERS`).
     records
         For iterative methods: a list each frame's solver record
         (:func:`oatomo.reconstruct_model_based`'s: ``n_iter`` run, ``stalled``,
@@ -219,7 +228,8 @@ def reconstruct_sinogram(sinogram: np.ndarray, grid: Grid, sensors: SensorArray,
         float32 (..., n, n) in Pa.
     """
     spec = get_method(method)
-    if (x0 is not None or norm_sq is not None or stall_tol) and spec.name != "mb-tv":
+    if (x0 is not None or norm_sq is not None or stall_tol or stall_from is not None) \
+            and spec.name != "mb-tv":
         raise InputError(f"a starting image, operator-norm bound or stall test is for "
                          f"mb-tv, not {spec.name}")
     if norm_sq is not None and not (math.isfinite(norm_sq) and norm_sq > 0):
@@ -229,7 +239,8 @@ def reconstruct_sinogram(sinogram: np.ndarray, grid: Grid, sensors: SensorArray,
     extra = {k: v for k, v in (("element_width", element_width), ("response", response),
                                ("speed_map", speed_map), ("attenuation", attenuation),
                                ("x0", x0), ("norm_sq", norm_sq),
-                               ("stall_tol", stall_tol or None))
+                               ("stall_tol", stall_tol or None),
+                               ("stall_from", stall_from))
              if v is not None}
     if medium != DEFAULT_MEDIUM:
         extra["medium"] = medium

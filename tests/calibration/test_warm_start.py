@@ -58,7 +58,7 @@ def test_the_start_is_scaled_per_frame() -> None:
 def test_a_start_is_only_for_tv(method: str) -> None:
     scan = _scan(None)
     for kw in ({"x0": np.zeros(GRID.shape, np.float32)}, {"norm_sq": 1.0},
-               {"stall_tol": 1e-3}):
+               {"stall_tol": 1e-3}, {"stall_from": 100}):
         with pytest.raises(InputError, match="operator-norm bound or stall test is for mb-tv"):
             reconstruct_sinogram(scan.sinogram, GRID, NOMINAL, ACQ, method, **kw)
     with pytest.raises(InputError, match="norm_sq must be a positive number"):

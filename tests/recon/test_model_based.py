@@ -178,6 +178,13 @@ def test_tv_stall_test_stops_at_the_first_stalled_window():
                                           tol=0, stall_tol=1e-12)
     assert rec3["stalled"] is False and rec3["n_iter"] == 120
     np.testing.assert_array_equal(never, full)
+    # stall_from: the test is made from that iteration on only
+    later = first + 7
+    want = min(k for k, d in drop.items() if d <= tol and k >= later)
+    x4, rec4 = reconstruct_model_based(y, G64, RING32, ACQ, method="tv", n_iter=120, tol=0,
+                                       stall_tol=tol, stall_from=later)
+    assert rec4["stalled"] is True and rec4["n_iter"] == want >= later
+    np.testing.assert_array_equal(x4, images[want])
 
 
 def test_default_lambda_is_scale_equivariant():
@@ -231,6 +238,8 @@ def test_zero_sinogram_gives_zero_image():
     ({"x0": np.zeros((5, 5))}, "x0"),
     ({"stall_tol": -1e-3}, "stall_tol"),
     ({"stall_tol": float("nan")}, "stall_tol"),
+    ({"stall_from": 0}, "stall_from"),
+    ({"stall_from": 2.5}, "stall_from"),
 ])
 def test_bad_arguments_raise(kwargs, match):
     y = np.zeros((16, 200), np.float32)
