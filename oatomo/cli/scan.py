@@ -93,8 +93,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--lam", type=float, help="model-based regularisation weight, absolute: "
                    "used as given in the objective, not scaled (default: scaled to the "
                    "data, 5e-3 ||A||^2 for mb-tikhonov, 1e-2 ||A^T y||_inf for mb-tv)")
-    r.add_argument("--iters", type=int, help="model-based iterations (default: the preset's, "
-                   "else 50)")
+    r.add_argument("--iters", type=int, help="model-based iterations, without the stall "
+                   "test (default: the preset's, else 50; with the detector response in the "
+                   "operator 100, TV on to 150 while its objective still falls, 120 at most "
+                   "after self-calibration)")
     r.add_argument("--force", action="store_true", help="overwrite an existing output")
     r.add_argument("--refine", action=argparse.BooleanOptionalAction, default=None,
                    help="refine with the learned model; --refine fails (exit 2) when it "
@@ -141,7 +143,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="model-based methods: put the detector response (the file's, or "
                    "--response) in the forward operator instead of deconvolving first "
                    "(default: whenever the scan carries one and --deconvolve is not given; "
-                   "then 100 iterations unless --iters)")
+                   "then 100 iterations, TV on to 150 while its objective still falls, "
+                   "unless --iters)")
     r.add_argument("--element-width", type=float, metavar="W", help="width of flat sensor "
                    "elements in metres: das and ubp weight the backprojection with their "
                    "directivity, model-based methods model it (default: point sensors); "
