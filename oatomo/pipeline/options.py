@@ -51,7 +51,8 @@ RESPONSE_ITERS = 100
 #: default returns, refined and guarded, +0.49 and +1.36 dB on average over the two
 #: tuning caches, lower on no scan, textures +4.1 dB; caps of 150 and 200 measured the
 #: same, 120 less. Disks and textures under sparse or one-sided arrays are still
-#: converging at 100; vessel trees and points stall by then and are unchanged.
+#: converging at 100; vessel trees and points stall by then and are unchanged. (A scan
+#: too large for memory, reconstructed frame by frame, runs :data:`RESPONSE_ITERS`.)
 RESPONSE_MAX_ITERS = 150
 #: The keywords a preset may set (:meth:`oatomo.pipeline.presets.Preset.settings`).
 PRESET_KEYWORDS = ("method", "n", "fov", "speed_of_sound", "object_speed_of_sound",
