@@ -66,6 +66,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "calibration"))
 import heldout_default as H  # noqa: E402
 import tv_refiner as T  # noqa: E402
+from warm_stall import stop_at  # noqa: E402
 
 from oatomo._atomic import atomic_path  # noqa: E402
 from oatomo.pipeline.options import RESPONSE_ITERS  # noqa: E402
@@ -82,19 +83,6 @@ from oatomo.resources import default_model_path  # noqa: E402
 #: Caps of the stall-test rules besides ``--cap`` (the default's 100 without the test is
 #: always scored).
 CAPS = (120, 150)
-
-
-def stall_stop(objective: list[float], tol: float, cap: int,
-               first: int = STALL_MIN_ITERS) -> int:
-    """The iteration (1-based) the solver's stall test stops at within ``cap`` (as
-    :func:`oatomo.reconstruct_model_based` with ``stall_tol=tol``: the first iteration
-    from ``first`` (the solver's :data:`STALL_MIN_ITERS`) on whose objective fell by at
-    most ``tol`` of itself over the last :data:`STALL_WINDOW`), or ``cap``."""
-    for k in range(max(first, STALL_WINDOW + 1), min(cap, len(objective)) + 1):
-        f = objective[k - 1]
-        if objective[k - 1 - STALL_WINDOW] - f <= tol * f:
-            return k
-    return min(cap, len(objective))
 
 
 def run_scan(refiner: Any, geometry: str, kind: str, seed: int, z: Any, truth: np.ndarray,
@@ -115,10 +103,11 @@ def run_scan(refiner: Any, geometry: str, kind: str, seed: int, z: Any, truth: n
                            "objective": [float(v) for v in record["objective"]]}
     rules = {"100": RESPONSE_ITERS}
     for c in (*CAPS, cap):
-        rules[f"stall{c}"] = stall_stop(record["objective"], WARM_STALL_TOL, c)
+        rules[f"stall{c}"] = stop_at(record["objective"], WARM_STALL_TOL, STALL_MIN_ITERS,
+                                     STALL_WINDOW, cap=c)
     for c in (*CAPS, cap):  # the 100 iterations kept, the test only beyond them
-        rules[f"100+stall{c}"] = stall_stop(record["objective"], WARM_STALL_TOL, c,
-                                            first=RESPONSE_ITERS)
+        rules[f"100+stall{c}"] = stop_at(record["objective"], WARM_STALL_TOL,
+                                         RESPONSE_ITERS, STALL_WINDOW, cap=c)
     for name, k in rules.items():
         tv = iterates[min(k, len(iterates))]
         refined = refiner.refine_scan(y, true, acq, grid, n_samples=0, check=False,

@@ -41,7 +41,7 @@ from oatomo.speed_map import OBJECT_OPTIONS
 logger = logging.getLogger(__name__)
 
 __all__ = ["WARM_ITERS", "WARM_STALL_TOL", "scan_geometry", "warm_start",
-           "cold_stall", "note_warm_iterations", "position_check",
+           "cold_stall", "note_iterations", "position_check",
            "decide_calibration", "calibrated_geometry", "refines_calibrated",
            "CALIBRATED_METHOD"]
 
@@ -145,20 +145,21 @@ def warm_start(options: ReconstructOptions, calibration: Calibration | None,
     tuple
         The options, and the keywords of
         :func:`~oatomo.recon.registry.reconstruct_sinogram` that start the TV (``x0``,
-        ``norm_sq``, ``stall_tol``, and with ``record`` the list ``records`` its solver
-        records go to, for :func:`note_warm_iterations`; empty: from zero, with its own
-        estimate of ``||A||^2``, every iteration run).
+        ``norm_sq``, ``stall_tol``, and the list ``records`` its solver records go to,
+        for :func:`note_iterations`; empty: from zero, with its own estimate of
+        ``||A||^2``, every iteration run).
     """
     if signals.by_frame or get_method(options.method).name != "mb-tv":
         return options, {}
     if calibration is None or calibration.image is None:
         return cold_stall(options, signals)
-    start: dict[str, Any] = {"x0": calibration.image}
+    start: dict[str, Any] = {"x0": calibration.image, "records": []}
+    in_model = operator_response(options, signals.data)
     if not options.iters_given:
         start["stall_tol"] = WARM_STALL_TOL
-        if operator_response(options, signals.data) is not None:
+        if in_model is not None:
             options = replace(options, iters=WARM_ITERS)
-    same_model = (operator_response(options, signals.data) is signals.data.response
+    same_model = (in_model is signals.data.response
                   and options.element_width is None and options.attenuation is None
                   and options.medium in (None, "slab")
                   and all(getattr(options, k) is None for k in OBJECT_OPTIONS))
@@ -169,7 +170,6 @@ def warm_start(options: ReconstructOptions, calibration: Calibration | None,
         record["tv_started_at_calibration_image"] = True
         record["tv_step_from_calibration"] = not own_step
         record["tv_stall_tol"] = float(start.get("stall_tol", 0.0))
-        start["records"] = []
     return options, start
 
 
@@ -188,16 +188,21 @@ def cold_stall(options: ReconstructOptions, signals: Signals
             {"stall_tol": WARM_STALL_TOL, "stall_from": RESPONSE_ITERS, "records": []})
 
 
-def note_warm_iterations(start: dict[str, Any], record: dict[str, Any] | None) -> None:
-    """Note in ``record`` (the calibration's provenance) what the TV that :func:`warm_start`
-    started did, from the solver records its ``start["records"]`` collected: per frame the
-    iterations run (``tv_iterations_run``) and whether the stall test ended them
-    (``tv_stalled``)."""
+def note_iterations(start: dict[str, Any], record: dict[str, Any] | None
+                    ) -> list[int] | None:
+    """The iterations each frame's TV ran, from the solver records ``start["records"]``
+    collected (the keywords of :func:`warm_start` or :func:`cold_stall`; None: none were
+    collected). A TV started at the calibration's image also notes them in ``record``
+    (the calibration's provenance): ``tv_iterations_run`` and whether the stall test
+    ended them, ``tv_stalled``."""
     runs = start.get("records")
-    if record is None or not runs:
-        return
-    record["tv_iterations_run"] = [int(r["n_iter"]) for r in runs]
-    record["tv_stalled"] = [bool(r["stalled"]) for r in runs]
+    if not runs:
+        return None
+    counts = [int(r["n_iter"]) for r in runs]
+    if record is not None and "x0" in start:
+        record["tv_iterations_run"] = counts
+        record["tv_stalled"] = [bool(r["stalled"]) for r in runs]
+    return counts
 
 
 def _not_checkable(signals: Signals, calibration: Any, media: bool = False) -> str | None:

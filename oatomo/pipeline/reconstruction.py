@@ -41,7 +41,7 @@ from oatomo.pipeline.options import (
 from oatomo.pipeline.policy import (
     calibrated_geometry,
     decide_calibration,
-    note_warm_iterations,
+    note_iterations,
     scan_geometry,
     warm_start,
 )
@@ -78,11 +78,11 @@ class Reconstruction:
         ``speed_map`` (the object region and its speed,
         :meth:`oatomo.SpeedMap.to_dict`; None for one speed), ``n_frames``, ``iters``
         (the iterations allowed an iterative method) and ``iterations_run`` (per frame,
-        when a stall test could end them sooner: the TV with the detector response in
-        its operator; else None), ``timings`` (s per step) and ``refinement``
-        (``applied``, ``reason``, ``model``, ``compatible`` when checked; when the model
-        ran, its ``input`` (e.g. ``"ubp+das"``, the refiner's own reconstructions),
-        ``method``, grid, decoder and
+        for a TV started at the calibration's image or allowed past
+        :data:`~oatomo.pipeline.options.RESPONSE_ITERS` with a stall test; else None),
+        ``timings`` (s per step) and ``refinement`` (``applied``, ``reason``, ``model``,
+        ``compatible`` when checked; when the model ran, its ``input`` (e.g.
+        ``"ubp+das"``, the refiner's own reconstructions), ``method``, grid, decoder and
         ``guard``, the check of the refined image against the data, and ``nonneg``,
         the share of a TV refiner's answer below zero that was set to 0:
         :func:`oatomo.pipeline.refinement.refine_images`).
@@ -333,7 +333,7 @@ def reconstruct(scan: Any, method: str | None = None, grid: Grid | None = None, 
     options, start = warm_start(options, calibration, signals, cal_record)
     image, lead, signals = _method_images(signals, grid, sensors, acquisition, options,
                                           callback, speed_map, start)
-    note_warm_iterations(start, cal_record)
+    iterations_run = note_iterations(start, cal_record)
     timer.done(method_name, t)
     t = time.perf_counter()
     if refine_reason is None:
@@ -349,7 +349,7 @@ def reconstruct(scan: Any, method: str | None = None, grid: Grid | None = None, 
         method_name, signals, options, sensors, acquisition, lead, speed_map,
         timings=timer.timings,
         refinement=record, calibration=cal_record, position_check=check_record,
-        iterations_run=[int(r["n_iter"]) for r in start.get("records", [])] or None))
+        iterations_run=iterations_run))
 
 
 def _is_volume(scan: Any) -> bool:

@@ -22,7 +22,7 @@ from oatomo.geometry import Acquisition, Grid, SensorArray, check_geometry
 from oatomo.media import DEFAULT_MEDIUM, check_medium
 from oatomo.progress import Callback
 from oatomo.recon.backprojection import backproject
-from oatomo.recon.model_based import reconstruct_model_based
+from oatomo.recon.model_based import STALL_MIN_ITERS, reconstruct_model_based
 from oatomo.speed_map import SpeedMap
 from oatomo.units import UNITS_ARBITRARY, UNITS_PA
 
@@ -92,7 +92,7 @@ def _model_based(kind: str, sinogram: np.ndarray, grid: Grid, sensors: SensorArr
                  speed_map: SpeedMap | None = None, medium: str = DEFAULT_MEDIUM,
                  attenuation: Any = None, x0: np.ndarray | None = None,
                  norm_sq: float | None = None, stall_tol: float = 0.0,
-                 stall_from: int | None = None,
+                 stall_from: int = STALL_MIN_ITERS,
                  records: list[dict[str, Any]] | None = None) -> np.ndarray:
     """:func:`oatomo.reconstruct_model_based` with ``method=kind``, frame by frame (the
     detector response, element width, medium and attenuation inside the forward
@@ -100,8 +100,8 @@ def _model_based(kind: str, sinogram: np.ndarray, grid: Grid, sensors: SensorArr
     amplitude against the frames' mean (``x0`` is an image of the mean frame; a frame
     that is ``a`` times another starts ``a`` times as high), or at zero; ``norm_sq``: a
     bound on ``||A||^2`` in place of the solver's own estimate; ``stall_tol``: the TV's
-    stall test and ``stall_from`` its first iteration (None: the solver's default;
-    :func:`oatomo.reconstruct_model_based`); ``records``: a list each frame's solver record
+    stall test and ``stall_from`` its first iteration
+    (:func:`oatomo.reconstruct_model_based`); ``records``: a list each frame's solver record
     is appended to."""
     y = bandpass(check_sinogram(sinogram, sensors, acquisition), acquisition.fs, band)
     frames = y.reshape((-1,) + y.shape[-2:])
@@ -121,9 +121,7 @@ def _model_based(kind: str, sinogram: np.ndarray, grid: Grid, sensors: SensorArr
                                                 lam=lam, n_iter=iters, on_iteration=step,
                                                 x0=starts[i], norm_sq=norm_sq,
                                                 stall_tol=stall_tol,
-                                                **({} if stall_from is None
-                                                   else {"stall_from": stall_from}),
-                                                response=response,
+                                                stall_from=stall_from, response=response,
                                                 element_width=element_width,
                                                 speed_map=speed_map, medium=medium,
                                                 attenuation=attenuation)
