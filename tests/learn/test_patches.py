@@ -1,9 +1,6 @@
 """Patch training (the TV refiner's loop): the batches, exact resumption, distributed data
 parallelism, one-line errors."""
 
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -107,14 +104,10 @@ def test_cuda_without_a_gpu_is_an_error_before_reading(tmp_path):
         train_on_patches(tiny_model(), load, tmp_path / "m.pt", steps=1, device="cuda")
 
 
-def test_torchrun_two_processes_hold_identical_weights(tmp_path):
-    script = Path(__file__).parents[1] / "helpers" / "ddp_patches.py"
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node",
-                           "2", "--master-port", "29531", str(script), str(tmp_path), "4"],
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    w0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
-    w1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
+def test_torchrun_two_processes_hold_identical_weights(torchrun_runs):
+    out = torchrun_runs / "patches"  # trained by tests/helpers/ddp_runs.py, 4 steps
+    w0 = torch.load(out / "rank0.pt", weights_only=True)
+    w1 = torch.load(out / "rank1.pt", weights_only=True)
     assert w0["points"] == w1["points"] == 4
     start = tiny_model().state_dict()
     moved = False
@@ -122,7 +115,7 @@ def test_torchrun_two_processes_hold_identical_weights(tmp_path):
         assert torch.equal(v, w1["state"][k]), k
         moved |= not torch.equal(v, start[k])
     assert moved  # the ranks trained, and stayed equal
-    ck = torch.load(tmp_path / "ddp.pt", weights_only=True)
-    assert ck["step"] == 4 and (tmp_path / "ddp_2.pt").exists()
+    ck = torch.load(out / "ddp.pt", weights_only=True)
+    assert ck["step"] == 4 and (out / "ddp_2.pt").exists()
     for k, v in ck["model"].items():
         assert torch.equal(v, w0["state"][k]), k
