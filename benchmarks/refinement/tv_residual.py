@@ -21,7 +21,9 @@ detector response of centre 2.5-6 MHz and fractional bandwidth 0.8-1.5, and whit
 root width 0.12-0.8 mm), vessel forests, vessel walks, blobs, disks, the training textures
 and mixtures (:mod:`oatomo.phantoms`); never the report set's ``texture-heldout`` or
 ``points``. Per scan the UBP and TV images (``oatomo.reconstruct(..., "ubp" / "mb-tv")``,
-the pipeline's own code, 50 iterations) and the truth (the fine p0 averaged 2 x 2).
+the pipeline's own code and rules: TV with the scan's detector response in its operator,
+100 iterations and on to 150 while its objective falls, as the default runs it on a
+correct file) and the truth (the fine p0 averaged 2 x 2).
 Item ``i`` is a pure function of ``i``.
 
 Models (``train --arch``): ``resunet``, a U-Net (pixel unshuffle 2, levels of 32 / 64 /
