@@ -92,12 +92,12 @@ model-family-compare: model-family
 # The shipped TV refiner (docs/results/refinement.rst, "The TV refiner"): the skip-connected
 # invariant VAE that refines the pipeline's own default TV image of a correct file. 1255
 # training scans of random rings, arcs and linear arrays simulated on a 2x finer grid with a
-# detector band and noise (items of benchmarks/refinement/tv_residual.py; about 2 s each on
+# detector band and noise (items of benchmarks/refinement/tv_residual.py; 5-10 s each on
 # one core, run several of these loops side by side to go faster), the 48/96/192-channel
 # network (its size chosen by quality: benchmarks/refinement/capacity.py), 3000 steps of 16
-# crops (about 25 min on 2 cores), then 1000 more steps with 250 scans of microspheres
-# added (point-like absorbers, a kind the first scans lack; about 4 min of data and 8 of
-# training), exported into the package with test-time augmentation over the 4 quarter
+# crops (25-70 min on 2 cores, depending on the machine), then 1000 more steps with 250
+# scans of microspheres added (point-like absorbers, a kind the first scans lack; about 12
+# min of data on 2 cores and 8-25 of training), exported into the package with test-time augmentation over the 4 quarter
 # turns. Every step resumes where an interrupted run stopped.
 TVR_OUT ?= out/tv_refiner
 TVR_STEP ?= 4000
