@@ -259,7 +259,7 @@ class ForwardOperator:
                                          + 4 * n_half),
                     f"the forward model's radial histograms (sampling interval c/fs = "
                     f"{drho / grid.dx:.3g} pixels)")
-        self._weights = K.radial_weights(grid.dx, drho, n_edges)
+        self._taps = K.radial_taps(grid.dx, drho, n_edges)
         delta = drho / self._k
         self._r0 = np.float32(rho0 - self._P * delta)
         self._inv_delta = np.float32(1.0 / delta)
@@ -281,10 +281,10 @@ class ForwardOperator:
         g = np.zeros((len(self._sens), self.acquisition.n_samples + 1), np.float32)
         if self._region is None:
             K.forward_edges(x, self._xs, self._ys, self._sens, self._r0, self._inv_delta,
-                            self._k, self._P, self._weights, g)
+                            self._k, self._P, self._taps, g)
         else:
             K.forward_edges_region(x, self._xs, self._ys, self._sens, self._r0,
-                                   self._inv_delta, self._k, self._P, self._weights,
+                                   self._inv_delta, self._k, self._P, self._taps,
                                    self._region, g)
         f = g.astype(np.float64) * self._edge_gain[None, :]
         if self._m > 1:  # a finite element: the mean over the points of its face
@@ -319,10 +319,10 @@ class ForwardOperator:
         out = np.zeros((n_chunks,) + self.grid.shape, np.float32)
         if self._region is None:
             K.adjoint_edges(h, self._xs, self._ys, self._sens, self._r0, self._inv_delta,
-                            self._k, self._P, self._weights, n_chunks, out)
+                            self._k, self._P, self._taps, n_chunks, out)
         else:
             K.adjoint_edges_region(h, self._xs, self._ys, self._sens, self._r0,
-                                   self._inv_delta, self._k, self._P, self._weights,
+                                   self._inv_delta, self._k, self._P, self._taps,
                                    self._region, n_chunks, out)
         return out.sum(axis=0, dtype=np.float32)
 

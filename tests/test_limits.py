@@ -37,10 +37,10 @@ def test_forward_adjoint_kernels_clamp(bad):
     sens[2] = bad
     g = np.zeros((4, 65), np.float32)
     K.forward_edges(np.ones((8, 8), np.float32), op._xs, op._ys, sens, op._r0,
-                    op._inv_delta, op._k, op._P, op._weights, g)
+                    op._inv_delta, op._k, op._P, op._taps, g)
     out = np.zeros((2, 8, 8), np.float32)
     K.adjoint_edges(np.ones((4, 65), np.float32), op._xs, op._ys, sens, np.float32(bad),
-                    op._inv_delta, op._k, op._P, op._weights, 2, out)
+                    op._inv_delta, op._k, op._P, op._taps, 2, out)
 
 
 def test_physical_ranges_name_the_value():

@@ -6,8 +6,9 @@ process, side by side: one TV50 (``oatomo.reconstruct(scan, "mb-tv", iters=50,
 refine=False)``), then the default ``oatomo.reconstruct(scan)`` of the correct file, whose
 provenance times its refinement step (the model with its uncertainty map -- the shipped
 mode: the variant decoders' spread -- and the guard; ``--model``: another archive). Each
-measured twice, the faster kept. Reports refinement / TV50 per scan and the median. Run
-it alone on the machine::
+measured twice, the faster kept. Reports refinement / TV50 per scan and the median. A
+scan the cache lacks is simulated as ``tv_refiner.py`` simulates it (the same records).
+Run it alone on the machine::
 
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/refinement/tv_refiner_time.py \\
         out/tv_refiner/report --json benchmarks/refinement/tv_refiner_time.json
@@ -40,13 +41,20 @@ def main(argv: list[str] | None = None) -> int:
     import tv_refiner as T
 
     import oatomo
+    from oatomo.forward import simulate
     from oatomo.io import Scan
 
     rows = []
     for g in GEOMETRIES:
-        z = np.load(Path(args.cache) / f"{g}_vessels-thick_1000.npz")
-        grid, _, _, _, true, acq, response, *_ = T.draw_case(g, "vessels-thick", 1000)
-        scan = Scan(z["y"], true, acq, response=response)
+        grid, fine, p0, _, true, acq, response, noise, rng = T.draw_case(
+            g, "vessels-thick", 1000)
+        stored = Path(args.cache) / f"{g}_vessels-thick_1000.npz"
+        if stored.exists():
+            y = np.load(stored)["y"]
+        else:  # not cached: the same records, simulated as tv_refiner.run_case does
+            y = simulate(p0, fine, true, acq, thickness=grid.dx, noise_std=noise,
+                         response=response, seed=int(rng.integers(2**63)))
+        scan = Scan(y, true, acq, response=response)
         tv50, refine, total, guard = [], [], [], []
         for _ in range(2):
             t = time.perf_counter()

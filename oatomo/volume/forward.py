@@ -182,8 +182,9 @@ class VolumeOperator:
         drho = c * dt
         self._k = max(1, int(math.ceil(8.0 * drho / dx)))
         delta = drho / self._k
-        self._weights = radial_kernel(dx, delta)
-        J = (len(self._weights) - 1) // 2  # kernel half-length in fine bins
+        # the kernel's taps, reversed for the kernels' forward-running loops
+        self._taps = np.ascontiguousarray(radial_kernel(dx, delta)[::-1])
+        J = (len(self._taps) - 1) // 2  # kernel half-length in fine bins
         self._P = J + 2
         n_edges = acquisition.n_samples + 1
         self._m_bins = self._k * (n_edges - 1) + 2 * self._P + 2
@@ -245,7 +246,7 @@ class VolumeOperator:
             K.radial_histograms(x, rows, self._xs, self._ys, self._zs, pts, self._r0,
                                 self._inv_delta, self._chunks(len(pts)), hist)
             g = np.empty((len(pts), n_t + 1), np.float32)
-            K.sample_edges(hist, self._weights, self._k, self._P, g)
+            K.sample_edges(hist, self._taps, self._k, self._P, g)
             del hist
             g = g.reshape(-1, m, n_t + 1)
             for b in range(0, len(g), _BLOCK):  # F in float64, a block at a time
@@ -282,7 +283,7 @@ class VolumeOperator:
             if m > 1:  # transpose of the weighted mean over each element's points
                 hb = (hb[:, None, :] * w[None, :, None]).reshape(-1, n_t + 1)
             back = np.zeros((len(pts), self._m_bins), np.float32)
-            K.spread_edges(hb, self._weights, self._k, self._P, back)
+            K.spread_edges(hb, self._taps, self._k, self._P, back)
             del hb
             K.gather_histograms(back, self._xs, self._ys, self._zs, pts, self._r0,
                                 self._inv_delta, self._chunks(nrows), out)

@@ -67,40 +67,40 @@ def radial_histograms(vol, rows, xs, ys, zs, sensors, r0, inv_delta, n_chunks, h
 
 
 @nb.njit(parallel=True, fastmath=True, cache=True)
-def sample_edges(hist, weights, k, P, out):
-    """``out[s, e] = sum_q weights[q] hist[s, k e + P + J - q]``: each histogram convolved
-    with the radial kernel and read at the edge radii (bin ``k e + P``)."""
+def sample_edges(hist, taps, k, P, out):
+    """``out[s, e] = sum_q taps[q] hist[s, k e + P - J + q]``: each histogram convolved
+    with the radial kernel and read at the edge radii (bin ``k e + P``); ``taps`` is the
+    kernel reversed (contiguous: the tap loop runs forward in memory and vectorises)."""
     n_s, n_edges = out.shape
-    L = weights.shape[0]
+    L = taps.shape[0]
     J = (L - 1) // 2
     for s in nb.prange(n_s):
         h = hist[s]
         o = out[s]
         for e in range(n_edges):
-            base = k * e + P + J
+            seg = h[k * e + P - J:k * e + P + J + 1]
             acc = np.float32(0.0)
             for q in range(L):
-                acc += weights[q] * h[base - q]
+                acc += taps[q] * seg[q]
             o[e] = acc
 
 
 @nb.njit(parallel=True, fastmath=True, cache=True)
-def spread_edges(h_edges, weights, k, P, back):
-    """Transpose of :func:`sample_edges`: ``back[s, k e + P + J - q] += weights[q]
+def spread_edges(h_edges, taps, k, P, back):
+    """Transpose of :func:`sample_edges`: ``back[s, k e + P - J + q] += taps[q]
     h_edges[s, e]`` (``back`` zeroed by the caller)."""
     n_s, n_edges = h_edges.shape
-    L = weights.shape[0]
+    L = taps.shape[0]
     J = (L - 1) // 2
     for s in nb.prange(n_s):
-        b = back[s]
         hs = h_edges[s]
         for e in range(n_edges):
             he = hs[e]
             if he == 0:
                 continue
-            base = k * e + P + J
+            b = back[s, k * e + P - J:k * e + P + J + 1]
             for q in range(L):
-                b[base - q] += weights[q] * he
+                b[q] += taps[q] * he
 
 
 @nb.njit(parallel=True, fastmath=True, cache=True)
