@@ -33,7 +33,12 @@ from oatomo.media import (
     check_medium,
     line_matrix,
 )
-from oatomo.response import DetectorResponse, convolve, correlate, element_points
+from oatomo.response import (
+    DetectorResponse,
+    element_points,
+    operator_convolve,
+    operator_correlate,
+)
 from oatomo.speed_map import SpeedMap
 
 logger = logging.getLogger(__name__)
@@ -296,14 +301,14 @@ class ForwardOperator:
         if self.attenuation is not None:
             y = attenuate(y, self.acquisition, self.attenuation)
         if self.response is not None:
-            y = convolve(y, self.acquisition.fs, self.response)
+            y = operator_convolve(y, self.acquisition.fs, self.response)
         return y
 
     def adjoint(self, y: np.ndarray) -> np.ndarray:
         """Apply ``A^T``: sinogram (N, T) -> image (n, n) float32."""
         y = check_sinogram(y, self.sensors, self.acquisition, allow_frames=False)
         if self.response is not None:
-            y = correlate(y, self.acquisition.fs, self.response)
+            y = operator_correlate(y, self.acquisition.fs, self.response)
         if self.attenuation is not None:
             y = attenuate_adjoint(y, self.acquisition, self.attenuation)
         if self.medium == "2d":  # transpose of p_2d = (2c/h) P S

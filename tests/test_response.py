@@ -20,6 +20,8 @@ from oatomo.response import (
     DetectorResponse,
     convolve,
     correlate,
+    operator_convolve,
+    operator_correlate,
     wiener_deconvolve,
 )
 from oatomo.setups import load_setup
@@ -99,6 +101,15 @@ def test_dot_product_with_response(response):
     v = rng.standard_normal((3, 77))
     assert np.vdot(convolve(u, 30e6, response), v) == pytest.approx(
         np.vdot(u, correlate(v, 30e6, response)), rel=1e-5)
+    # the operator's float32 transforms: the float64 filters to float32 rounding, adjoint
+    u32, v32 = u.astype(np.float32), v.astype(np.float32)
+    for fast, exact in ((operator_convolve, convolve), (operator_correlate, correlate)):
+        got = fast(u32, 30e6, response)
+        assert got.dtype == np.float32 and got.flags.c_contiguous
+        np.testing.assert_allclose(got, exact(u32, 30e6, response),
+                                   atol=2e-6 * np.abs(exact(u32, 30e6, response)).max())
+    assert np.vdot(operator_convolve(u32, 30e6, response).astype(np.float64), v) == \
+        pytest.approx(np.vdot(u, operator_correlate(v32, 30e6, response)), rel=1e-5)
 
 
 def test_measured_response_time_zero_is_the_middle_sample():

@@ -110,16 +110,34 @@ def run_scan(refiner: Any, geometry: str, kind: str, seed: int, z: Any, truth: n
                                          RESPONSE_ITERS, STALL_WINDOW, cap=c)
     for name, k in rules.items():
         tv = iterates[min(k, len(iterates))]
-        refined = refiner.refine_scan(y, true, acq, grid, n_samples=0, check=False,
-                                      images={"mb-tv": tv}).refined
-        verdict = check_refined(refined, tv, y, grid, true, acq, response=response,
-                                rule=guard_rule("mb-tv"))
-        kept = refined if verdict.passed else tv
         row[name] = {"iters": int(k), "psnr_tv": H.score(tv.astype(np.float64), truth),
-                     "psnr_refined": H.score(np.asarray(refined, np.float64), truth),
-                     "guard_passed": bool(verdict.passed),
-                     "psnr_returned": H.score(np.asarray(kept, np.float64), truth)}
+                     **returned(refiner, tv, y, grid, true, acq, response, truth)}
     return row
+
+
+def returned(refiner: Any, tv: np.ndarray, y: np.ndarray, grid: Any, true: Any, acq: Any,
+             response: Any, truth: np.ndarray) -> dict[str, Any]:
+    """``tv`` refined as the pipeline refines a correct file's TV and judged by its
+    guard: the refined image's PSNR, the guard's verdict and the PSNR of what is returned
+    (the refined image when it passed, else ``tv``)."""
+    refined = refiner.refine_scan(y, true, acq, grid, n_samples=0, check=False,
+                                  images={"mb-tv": tv}).refined
+    verdict = check_refined(refined, tv, y, grid, true, acq, response=response,
+                            rule=guard_rule("mb-tv"))
+    kept = refined if verdict.passed else tv
+    return {"psnr_refined": H.score(np.asarray(refined, np.float64), truth),
+            "guard_passed": bool(verdict.passed),
+            "psnr_returned": H.score(np.asarray(kept, np.float64), truth)}
+
+
+def groups(rows: list[dict[str, Any]]) -> list[tuple[str, list[dict[str, Any]]]]:
+    """The tables' groups: every row, then the rows of each geometry and of each phantom
+    kind, in their first appearance's order."""
+    out = [("all", rows)]
+    for field in ("geometry", "phantom"):
+        for g in dict.fromkeys(r[field] for r in rows):
+            out.append((g, [r for r in rows if r[field] == g]))
+    return out
 
 
 def table(rows: list[dict[str, Any]]) -> str:
@@ -129,11 +147,7 @@ def table(rows: list[dict[str, Any]]) -> str:
     out = ["| group | n | " + " | ".join(f"{r}: returned d (worst) / TV d / iters"
                                          for r in rules[1:]) + " |",
            "|---|---|" + "---|" * (len(rules) - 1)]
-    groups = [("all", rows)]
-    for field in ("geometry", "phantom"):
-        for g in dict.fromkeys(r[field] for r in rows):
-            groups.append((g, [r for r in rows if r[field] == g]))
-    for name, rs in groups:
+    for name, rs in groups(rows):
         cells = []
         for rule in rules[1:]:
             d = np.array([r[rule]["psnr_returned"] - r["100"]["psnr_returned"] for r in rs])

@@ -35,11 +35,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "calibration"))
 import heldout_default as H  # noqa: E402
 import tv_refiner as T  # noqa: E402
+from cold_stall import groups, returned  # noqa: E402
 
 from oatomo._atomic import atomic_path  # noqa: E402
 from oatomo.recon.model_based import reconstruct_model_based  # noqa: E402
 from oatomo.refine import load_refiner  # noqa: E402
-from oatomo.refine.guard import check_refined, guard_rule  # noqa: E402
 from oatomo.resources import default_model_path  # noqa: E402
 
 #: The default's rule on correct files, as ``cold_stall.py`` names it.
@@ -60,14 +60,7 @@ def run_scan(refiners: dict[str, Any], geometry: str, kind: str, seed: int, z: A
                            "psnr_tv": H.score(tv.astype(np.float64), truth)}
     row["reproduces_tv"] = bool(abs(row["psnr_tv"] - psnr_tv) < 1e-9)
     for name, refiner in refiners.items():
-        refined = refiner.refine_scan(y, true, acq, grid, n_samples=0, check=False,
-                                      images={"mb-tv": tv}).refined
-        verdict = check_refined(refined, tv, y, grid, true, acq, response=response,
-                                rule=guard_rule("mb-tv"))
-        kept = refined if verdict.passed else tv
-        row[name] = {"psnr_refined": H.score(np.asarray(refined, np.float64), truth),
-                     "guard_passed": bool(verdict.passed),
-                     "psnr_returned": H.score(np.asarray(kept, np.float64), truth)}
+        row[name] = returned(refiner, tv, y, grid, true, acq, response, truth)
     return row
 
 
@@ -80,11 +73,7 @@ def table(rows: list[dict[str, Any]]) -> str:
     out = [f"| group | n | {head} | " + " | ".join(f"{m} - {models[0]} (worst)"
                                                   for m in models[1:]) + " |",
            "|---|---|" + "---|" * (2 * len(models) - 1)]
-    groups = [("all", rows)]
-    for field in ("geometry", "phantom"):
-        for g in dict.fromkeys(r[field] for r in rows):
-            groups.append((g, [r for r in rows if r[field] == g]))
-    for name, rs in groups:
+    for name, rs in groups(rows):
         cells = []
         for m in models:
             ret = np.array([r[m]["psnr_returned"] for r in rs])

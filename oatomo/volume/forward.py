@@ -52,7 +52,7 @@ from oatomo.forward import bandpass, check_sinogram, edges_adjoint
 from oatomo.geometry import Acquisition
 from oatomo.kernels import check_finite
 from oatomo.recon.operators import LANCZOS_STEPS, lanczos_top_eigenvalue
-from oatomo.response import DetectorResponse, convolve, correlate
+from oatomo.response import DetectorResponse, operator_convolve, operator_correlate
 from oatomo.volume import kernels as K
 from oatomo.volume.elements import element_points_3d
 from oatomo.volume.geometry import SensorArray3D, VolumeGrid, as_sensors3d
@@ -261,14 +261,14 @@ class VolumeOperator:
 
     def _respond(self, y: np.ndarray) -> np.ndarray:
         if self.response is not None:
-            y = convolve(y, self.acquisition.fs, self.response)
+            y = operator_convolve(y, self.acquisition.fs, self.response)
         return y
 
     def adjoint(self, y: np.ndarray) -> np.ndarray:
         """Apply ``A^T``: sinogram (N, T) -> volume (nz, ny, nx) float32."""
         y = check_sinogram(y, self.sensors, self.acquisition, allow_frames=False)
         if self.response is not None:
-            y = correlate(y, self.acquisition.fs, self.response)
+            y = operator_correlate(y, self.acquisition.fs, self.response)
         n_s, n_t = y.shape
         m = self._m
         h = np.empty((n_s, n_t + 1), np.float32)

@@ -325,3 +325,28 @@ def test_blas_threads_nest_and_overlap_across_threads():
         assert get() == 2
     finally:
         put(before)
+
+
+def test_load_refiner_reads_a_file_once_and_again_when_it_changes(tmp_path):
+    """A refiner loaded again comes from the cache (the same networks, a fresh record
+    whose fields a caller may change); a file rewritten on disk is read again."""
+    import os
+    import shutil
+
+    from oatomo.refine import load_refiner
+    from oatomo.resources import MODELS, resource_path
+
+    src = resource_path(MODELS, "tv_refiner.npz")
+    path = shutil.copy(src, tmp_path / "m.npz")
+    shutil.copy(sidecar_path(src), sidecar_path(path))
+    first, second = load_refiner(path), load_refiner(path)
+    assert second.model is first.model and second is not first
+    first.uncertainty = "decoders"
+    first.meta["tta"] = 1
+    third = load_refiner(path)
+    assert third.uncertainty == "decoders-edges" and third.meta["tta"] == 4
+    st = os.stat(path)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    assert load_refiner(path).model is not first.model
+    with pytest.raises(InputError):
+        load_refiner(tmp_path / "missing.npz")
