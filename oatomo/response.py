@@ -225,7 +225,8 @@ def _filter(y: np.ndarray, fs: float, response: DetectorResponse, kind: str,
                 f"padding {rows} signals by the detector response's support ({pad} samples "
                 f"at {fs:g} Hz)")
     n_fft = _fast_len(n + pad)
-    G = _transfer(response, n_fft, float(fs), kind, float(lam), bool(single))
+    transfer = _transfer if n_fft <= CACHED_FFT_MAX else _transfer.__wrapped__
+    G = transfer(response, n_fft, float(fs), kind, float(lam), bool(single))
     # time zero of h is at sample 0 of the wrapped kernel: the output lines up with the input
     if single:
         from scipy import fft  # lazy: SciPy only when convolving
@@ -238,7 +239,12 @@ def _filter(y: np.ndarray, fs: float, response: DetectorResponse, kind: str,
     return out.astype(np.float32)
 
 
-@functools.lru_cache(maxsize=64)
+#: Longest transform whose filter :func:`_transfer` keeps (its spectrum at most 1 MiB in
+#: complex64, 2 MiB in complex128); the cache holds at most 32 of them.
+CACHED_FFT_MAX = 1 << 17
+
+
+@functools.lru_cache(maxsize=32)
 def _transfer(response: DetectorResponse, n_fft: int, fs: float, kind: str, lam: float,
               single: bool) -> np.ndarray:
     """The filter :func:`_filter` multiplies the spectrum by (read-only; complex64 when

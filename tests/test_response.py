@@ -439,3 +439,17 @@ def test_auto_leaves_out_a_response_too_long_to_model(monkeypatch, caplog):
     with pytest.raises(InputError, match="OATOMO_MAX_BYTES"):
         oatomo.reconstruct(scan, "mb-tv", grid, refine=False, calibrate=False, iters=3,
                            model_response=True)
+
+
+def test_long_records_filter_without_keeping_their_spectrum(monkeypatch):
+    """A transform longer than CACHED_FFT_MAX gets the same filter, computed and not kept."""
+    import oatomo.response as R
+
+    u = np.random.default_rng(5).standard_normal((2, 300)).astype(np.float32)
+    R._transfer.cache_clear()
+    kept = operator_convolve(u, 30e6, GAUSS)
+    assert R._transfer.cache_info().currsize == 1
+    monkeypatch.setattr(R, "CACHED_FFT_MAX", 64)
+    R._transfer.cache_clear()
+    np.testing.assert_array_equal(operator_convolve(u, 30e6, GAUSS), kept)
+    assert R._transfer.cache_info().currsize == 0
