@@ -15,9 +15,10 @@ the pressure convolved with the sensor's (acoustic and electrical) impulse respo
   sample ``len // 2`` (the convention of PATATO's ``irf`` dataset, whose neutral response
   is a unit sample in the middle).
 
-:func:`convolve` applies ``h`` (used by :func:`oatomo.simulate` and, with its adjoint
-:func:`correlate`, by :class:`oatomo.ForwardOperator` when given a response);
-:func:`wiener_deconvolve` removes it before a reconstruction,
+:func:`convolve` applies ``h`` and :func:`correlate` is its adjoint;
+:class:`oatomo.ForwardOperator` (and so :func:`oatomo.simulate`) applies the same pair
+with float32 transforms when given a response (:func:`operator_convolve`,
+:func:`operator_correlate`); :func:`wiener_deconvolve` removes it before a reconstruction,
 ``X = conj(H) Y / (|H|^2 + lam max|H|^2)``. All three work along the last axis with zero
 padding (a linear, not circular, convolution).
 """
