@@ -19,7 +19,7 @@ the pressure convolved with the sensor's (acoustic and electrical) impulse respo
 :class:`oatomo.ForwardOperator` (and so :func:`oatomo.simulate`) applies the same pair
 with float32 transforms when given a response (:func:`operator_convolve`,
 :func:`operator_correlate`); :func:`wiener_deconvolve` removes it before a reconstruction,
-``X = conj(H) Y / (|H|^2 + lam max|H|^2)``. All three work along the last axis with zero
+``X = conj(H) Y / (|H|^2 + lam max|H|^2)``. All of them work along the last axis with zero
 padding (a linear, not circular, convolution).
 """
 
