@@ -158,6 +158,57 @@ def _bins(xs, py, sx, sy, r0, inv_delta, m_hi, mbuf, fbuf, cbuf):
         cbuf[j] = min(max(c, np.int32(0)), np.int32(N_CLASSES - 1))
 
 
+
+@nb.njit(inline="always", fastmath=True, cache=True)
+def _sample_edges(hist, taps, k, P, orow):
+    """``orow[e] += sum_q taps[c, q] hist[c, k e + P - J + q]`` over the classes ``c``:
+    each class's fine radial histogram convolved with its kernel and read at the edges,
+    only over the edges whose window meets the bins that class received. Shared by the
+    forward kernels; :func:`_spread_edges` is its transpose."""
+    n_cls, L = taps.shape
+    J = (L - 1) // 2
+    M = hist.shape[1]
+    n_edges = orow.shape[0]
+    for c in range(n_cls):
+        h = hist[c]
+        lo = 2  # bins 0, 1, M - 2, M - 1 only collect out-of-record pixels
+        while lo < M - 2 and h[lo] == 0:
+            lo += 1
+        if lo == M - 2:
+            continue
+        hi_m = M - 3
+        while h[hi_m] == 0:
+            hi_m -= 1
+        e_lo = max(0, (lo - P - J) // k)
+        e_hi = min(n_edges - 1, (hi_m - P + J) // k + 1)
+        w = taps[c]
+        for e in range(e_lo, e_hi + 1):
+            seg = h[k * e + P - J:k * e + P + J + 1]
+            acc = np.float32(0.0)
+            for q in range(L):
+                acc += w[q] * seg[q]
+            orow[e] += acc
+
+
+@nb.njit(inline="always", fastmath=True, cache=True)
+def _spread_edges(hs, taps, k, P, back):
+    """``back[c, k e + P - J + q] += taps[c, q] hs[e]`` for every edge ``e`` and class
+    ``c`` (``back`` zeroed by the caller): the transpose of :func:`_sample_edges`, shared
+    by the adjoint kernels. The taps run forward in memory, so LLVM vectorises the loop."""
+    n_cls, L = taps.shape
+    J = (L - 1) // 2
+    for e in range(hs.shape[0]):
+        he = hs[e]
+        if he == 0:
+            continue
+        lo = k * e + P - J
+        for c in range(n_cls):
+            b = back[c, lo:lo + L]
+            w = taps[c]
+            for q in range(L):
+                b[q] += w[q] * he
+
+
 @nb.njit(parallel=True, fastmath=True, cache=True)
 def forward_edges(image, xs, ys, sensors, r0, inv_delta, k, P, taps, out):
     """``G[s, e] = sum_ij x_ij K_ij((rho_e - d_ij) / dx)`` into ``out`` (N, n_edges).
@@ -169,8 +220,7 @@ def forward_edges(image, xs, ys, sensors, r0, inv_delta, k, P, taps, out):
     n_sens = sensors.shape[0]
     n_edges = out.shape[1]
     ny, nx = image.shape
-    n_cls, L = taps.shape
-    J = (L - 1) // 2
+    n_cls = taps.shape[0]
     M = k * (n_edges - 1) + 2 * P + 2
     m_hi = np.float32(M - 2)
     for s in nb.prange(n_sens):
@@ -189,27 +239,7 @@ def forward_edges(image, xs, ys, sensors, r0, inv_delta, k, P, taps, out):
                 m = mbuf[j]
                 h[m] += v - v * f
                 h[m + 1] += v * f
-        orow = out[s]
-        for c in range(n_cls):
-            h = hist[c]
-            # only the edges whose window meets the bins this class received
-            lo = 2  # bins 0, 1, M - 2, M - 1 only collect out-of-record pixels
-            while lo < M - 2 and h[lo] == 0:
-                lo += 1
-            if lo == M - 2:
-                continue
-            hi_m = M - 3
-            while h[hi_m] == 0:
-                hi_m -= 1
-            e_lo = max(0, (lo - P - J) // k)
-            e_hi = min(n_edges - 1, (hi_m - P + J) // k + 1)
-            w = taps[c]
-            for e in range(e_lo, e_hi + 1):
-                seg = h[k * e + P - J:k * e + P + J + 1]
-                acc = np.float32(0.0)
-                for q in range(L):
-                    acc += w[q] * seg[q]
-                orow[e] += acc
+        _sample_edges(hist, taps, k, P, out[s])
 
 
 @nb.njit(parallel=True, fastmath=True, cache=True)
@@ -219,8 +249,7 @@ def adjoint_edges(h_edges, xs, ys, sensors, r0, inv_delta, k, P, taps, n_chunks,
     n_sens = sensors.shape[0]
     n_edges = h_edges.shape[1]
     ny, nx = out.shape[1], out.shape[2]
-    n_cls, L = taps.shape
-    J = (L - 1) // 2
+    n_cls = taps.shape[0]
     M = k * (n_edges - 1) + 2 * P + 2
     m_hi = np.float32(M - 2)
     for ch in nb.prange(n_chunks):
@@ -232,16 +261,7 @@ def adjoint_edges(h_edges, xs, ys, sensors, r0, inv_delta, k, P, taps, n_chunks,
         for s in range(ch, n_sens, n_chunks):
             back[:] = 0
             hs = h_edges[s]
-            for e in range(n_edges):
-                he = hs[e]
-                if he == 0:
-                    continue
-                lo = k * e + P - J
-                for c in range(n_cls):
-                    b = back[c, lo:lo + L]
-                    w = taps[c]
-                    for q in range(L):
-                        b[q] += w[q] * he
+            _spread_edges(hs, taps, k, P, back)
             sx = sensors[s, 0]
             sy = sensors[s, 1]
             for i in range(ny):
@@ -412,8 +432,7 @@ def forward_edges_region(image, xs, ys, sensors, r0, inv_delta, k, P, taps, regi
     n_sens = sensors.shape[0]
     n_edges = out.shape[1]
     ny, nx = image.shape
-    n_cls, L = taps.shape
-    J = (L - 1) // 2
+    n_cls = taps.shape[0]
     M = k * (n_edges - 1) + 2 * P + 2
     m_hi = np.float32(M - 2)
     for s in nb.prange(n_sens):
@@ -435,26 +454,7 @@ def forward_edges_region(image, xs, ys, sensors, r0, inv_delta, k, P, taps, regi
                 m = mbuf[j]
                 h[m] += v - v * f
                 h[m + 1] += v * f
-        orow = out[s]
-        for c in range(n_cls):
-            h = hist[c]
-            lo = 2
-            while lo < M - 2 and h[lo] == 0:
-                lo += 1
-            if lo == M - 2:
-                continue
-            hi_m = M - 3
-            while h[hi_m] == 0:
-                hi_m -= 1
-            e_lo = max(0, (lo - P - J) // k)
-            e_hi = min(n_edges - 1, (hi_m - P + J) // k + 1)
-            w = taps[c]
-            for e in range(e_lo, e_hi + 1):
-                seg = h[k * e + P - J:k * e + P + J + 1]
-                acc = np.float32(0.0)
-                for q in range(L):
-                    acc += w[q] * seg[q]
-                orow[e] += acc
+        _sample_edges(hist, taps, k, P, out[s])
 
 
 @nb.njit(parallel=True, fastmath=True, cache=True)
@@ -465,8 +465,7 @@ def adjoint_edges_region(h_edges, xs, ys, sensors, r0, inv_delta, k, P, taps, re
     n_sens = sensors.shape[0]
     n_edges = h_edges.shape[1]
     ny, nx = out.shape[1], out.shape[2]
-    n_cls, L = taps.shape
-    J = (L - 1) // 2
+    n_cls = taps.shape[0]
     M = k * (n_edges - 1) + 2 * P + 2
     m_hi = np.float32(M - 2)
     for ch in nb.prange(n_chunks):
@@ -479,16 +478,7 @@ def adjoint_edges_region(h_edges, xs, ys, sensors, r0, inv_delta, k, P, taps, re
         for s in range(ch, n_sens, n_chunks):
             back[:] = 0
             hs = h_edges[s]
-            for e in range(n_edges):
-                he = hs[e]
-                if he == 0:
-                    continue
-                lo = k * e + P - J
-                for c in range(n_cls):
-                    b = back[c, lo:lo + L]
-                    w = taps[c]
-                    for q in range(L):
-                        b[q] += w[q] * he
+            _spread_edges(hs, taps, k, P, back)
             sx = sensors[s, 0]
             sy = sensors[s, 1]
             ax, ay, qc = _sensor_terms(sx, sy, region)
