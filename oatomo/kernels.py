@@ -158,7 +158,6 @@ def _bins(xs, py, sx, sy, r0, inv_delta, m_hi, mbuf, fbuf, cbuf):
         cbuf[j] = min(max(c, np.int32(0)), np.int32(N_CLASSES - 1))
 
 
-
 @nb.njit(inline="always", fastmath=True, cache=True)
 def _sample_edges(hist, taps, k, P, orow):
     """``orow[e] += sum_q taps[c, q] hist[c, k e + P - J + q]`` over the classes ``c``:

@@ -149,6 +149,15 @@ def draw_case(geometry: str, kind: str, seed: int) -> tuple:
     return grid, fine, p0, truth, true, acq, response, noise, rng
 
 
+def simulated_records(draws: tuple) -> np.ndarray:
+    """A scan's records from its draws (:func:`draw_case`'s tuple, its generator where
+    that left it): oatomo's model on the fine grid at the true positions and speed of
+    sound, with the detector response and the noise."""
+    grid, fine, p0, _, true, acq, response, noise, rng = draws
+    return simulate(p0, fine, true, acq, thickness=grid.dx, noise_std=noise,
+                    response=response, seed=int(rng.integers(2**63)))
+
+
 def cached_scans(cache: Path):
     """Every scan of a cache that holds its truth (``truth_<name>.npy`` beside
     ``<name>.npz``): yields the geometry, phantom kind, seed, the stored arrays (y, UBP,
@@ -168,7 +177,8 @@ def run_case(ref: Any, geometry: str, kind: str, seed: int,
     ``model_response``: the pipeline's (``"auto"``: TV with the scan's detector response in
     its operator, 100 iterations; ``False``: the default before it, 50 iterations without
     the response, which every cache and figure written before it used)."""
-    grid, fine, p0, truth, true, acq, response, noise, rng = draw_case(geometry, kind, seed)
+    draws = draw_case(geometry, kind, seed)
+    grid, fine, p0, truth, true, acq, response, noise, rng = draws
     row: dict[str, Any] = {"geometry": geometry, "phantom": kind, "seed": seed,
                            "noise": noise}
     stored = None if cache is None else cache / f"{geometry}_{kind}_{seed}.npz"
@@ -176,8 +186,7 @@ def run_case(ref: Any, geometry: str, kind: str, seed: int,
         with np.load(stored) as z:
             y, ubp, tv, row["t_tv"] = z["y"], z["ubp"], z["tv"], float(z["t_tv"])
     else:
-        y = simulate(p0, fine, true, acq, thickness=grid.dx, noise_std=noise,
-                     response=response, seed=int(rng.integers(2**63)))
+        y = simulated_records(draws)
         scan = Scan(y, true, acq, response=response)
         ubp = oatomo.reconstruct(scan, "ubp", grid=grid, calibrate=False, refine=False).image
         t = time.perf_counter()

@@ -41,19 +41,15 @@ def main(argv: list[str] | None = None) -> int:
     import tv_refiner as T
 
     import oatomo
-    from oatomo.forward import simulate
     from oatomo.io import Scan
 
     rows = []
     for g in GEOMETRIES:
-        grid, fine, p0, _, true, acq, response, noise, rng = T.draw_case(
-            g, "vessels-thick", 1000)
+        draws = T.draw_case(g, "vessels-thick", 1000)
+        grid, _, _, _, true, acq, response, *_ = draws
         stored = Path(args.cache) / f"{g}_vessels-thick_1000.npz"
-        if stored.exists():
-            y = np.load(stored)["y"]
-        else:  # not cached: the same records, simulated as tv_refiner.run_case does
-            y = simulate(p0, fine, true, acq, thickness=grid.dx, noise_std=noise,
-                         response=response, seed=int(rng.integers(2**63)))
+        # not cached: the same records, simulated as tv_refiner.run_case does
+        y = np.load(stored)["y"] if stored.exists() else T.simulated_records(draws)
         scan = Scan(y, true, acq, response=response)
         tv50, refine, total, guard = [], [], [], []
         for _ in range(2):
