@@ -17,7 +17,10 @@ deg arc (r 20 mm, vessel tree) and 56 on a 150 deg arc (r 20 mm, texture), short
 CORRECT 16-ring file (true positions and speed of sound; thin vessel tree). Per-sensor
 errors as ``heldout_default.py`` draws them (rings and arcs radial 0.20-0.25 mm, angular
 0.40-0.50 deg, jitter 0.03-0.05 mm; the linear array 0.1 mm along and across). Seeds
-4100-4105.
+4100-4105. ``--set principal`` (every stage): the arrays of the calibration's quality
+targets instead (:data:`PRINCIPAL_CASES`: rings of 32, 64, 128 and 256 sensors and a 270
+deg arc of 72, r 21 mm, and a correct 64-ring file; seeds 4200-4206), their phantoms in
+``phantoms_principal.npz``.
 
 Per case: TV with the file's geometry, the default of ``oatomo.reconstruct`` (position
 check, self-calibration with its rules, TV; not refined) and TV with the true geometry,
@@ -82,7 +85,7 @@ KW = _load("kwave_check", ROOT / "benchmarks" / "media" / "kwave_check.py")
 
 #: case -> (layout, sensors, radius or depth (m), arc (rad) or pitch (m), phantom, seed,
 #: correct file)
-CASES: dict[str, tuple[str, int, float, float, str, int, bool]] = {
+RULE_CASES: dict[str, tuple[str, int, float, float, str, int, bool]] = {
     "ring16-thick": ("ring", 16, 20 * MM, 2 * math.pi, "vessels-thick", 4100, False),
     "ring24-disks": ("ring", 24, 21 * MM, 2 * math.pi, "disks", 4101, False),
     "arc90-vessels": ("ring", 48, 20 * MM, 90 * DEG, "vessels", 4102, False),
@@ -90,6 +93,32 @@ CASES: dict[str, tuple[str, int, float, float, str, int, bool]] = {
     "linear64-points": ("linear", 64, 11 * MM, 0.3 * MM, "points", 4104, False),
     "ring16-correct": ("ring", 16, 20 * MM, 2 * math.pi, "vessels-thin", 4105, True),
 }
+
+#: The arrays of the calibration's quality targets (rings of 32-256 sensors, a 270 degree
+#: arc), at a radius (21 mm) and with phantoms and seeds no other benchmark uses
+#: (``--set principal``), and a correct 64-ring file.
+PRINCIPAL_CASES: dict[str, tuple[str, int, float, float, str, int, bool]] = {
+    "ring32-thin": ("ring", 32, 21 * MM, 2 * math.pi, "vessels-thin", 4200, False),
+    "ring32-disks": ("ring", 32, 21 * MM, 2 * math.pi, "disks", 4201, False),
+    "ring64-thick": ("ring", 64, 21 * MM, 2 * math.pi, "vessels-thick", 4202, False),
+    "ring128-texture": ("ring", 128, 21 * MM, 2 * math.pi, "texture", 4203, False),
+    "ring256-thin": ("ring", 256, 21 * MM, 2 * math.pi, "vessels-thin", 4204, False),
+    "arc270-vessels": ("ring", 72, 21 * MM, 270 * DEG, "vessels", 4205, False),
+    "ring64-correct": ("ring", 64, 21 * MM, 2 * math.pi, "disks", 4206, True),
+}
+
+#: The case sets (``--set``); the stages run on :data:`CASES`.
+CASE_SETS = {"rules": RULE_CASES, "principal": PRINCIPAL_CASES}
+CASES = dict(RULE_CASES)
+PHANTOMS = OUT / "phantoms.npz"
+
+
+def select(name: str) -> None:
+    """Run the stages on the case set ``name`` (its phantoms in a file of their own)."""
+    global PHANTOMS
+    CASES.clear()
+    CASES.update(CASE_SETS[name])
+    PHANTOMS = OUT / ("phantoms.npz" if name == "rules" else f"phantoms_{name}.npz")
 
 
 def nominal_positions(case: str) -> np.ndarray:
@@ -141,8 +170,8 @@ def make_phantoms() -> None:
             p0 = H.phantom(kind, fine, np.random.default_rng(seed))
         arrays[case] = np.asarray(p0, np.float64)
     OUT.mkdir(parents=True, exist_ok=True)
-    np.savez(OUT / "phantoms.npz", **arrays)
-    print(f"wrote {OUT / 'phantoms.npz'}")
+    np.savez(PHANTOMS, **arrays)
+    print(f"wrote {PHANTOMS}")
 
 
 def simulate(force: bool) -> None:
@@ -158,7 +187,7 @@ def simulate(force: bool) -> None:
     from kwave.kspaceFirstOrder import kspaceFirstOrder
     from kwave.utils.filters import smooth
 
-    phantoms = np.load(OUT / "phantoms.npz")
+    phantoms = np.load(PHANTOMS)
     o = (KW.N_KWAVE - KW.N_FINE) // 2
     for case in CASES:
         path = OUT / f"{case}.npz"
@@ -375,6 +404,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", action="append", default=[],
                     help="refine: a refiner archive (repeat to compare several)")
     ap.add_argument("--force", action="store_true")
+    ap.add_argument("--set", choices=tuple(CASE_SETS), default="rules",
+                    help="the cases: the identifiability rules' arrays (default) or the "
+                    "arrays of the calibration's quality targets")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--default-refine", action="store_true",
                     help="evaluate: the whole default, its refinement step included")
@@ -384,6 +416,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reseat", action="store_true",
                     help="evaluate: every calibration with the held-out re-seat")
     args = ap.parse_args(argv)
+    select(args.set)
     if args.stage == "phantoms":
         make_phantoms()
     elif args.stage == "simulate":
