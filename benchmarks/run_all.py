@@ -10,7 +10,9 @@ measured in the same run. Peak memory is measured per case in a fresh process
 (``tracemalloc`` peak of the arrays allocated by the call, inputs excluded; Numba's
 per-row scratch buffers of a few KiB are not counted).
 
-Options: ``--quick`` (fewer repeats, smaller scaling sweep), ``--print`` (do not write).
+Options: ``--quick`` (fewer repeats, smaller scaling sweep), ``--print`` (do not write),
+``--sweeps N`` (the scaling sweep N times after a warm-up, each cell the median),
+``--scaling-only`` (the scaling sweep alone, printed).
 """
 
 from __future__ import annotations
@@ -93,7 +95,10 @@ def _fit_exponent(xs: list[float], ts: list[float]) -> float:
     return float(np.polyfit(np.log(xs), np.log(ts), 1)[0])
 
 
-def scaling_rows(quick: bool) -> tuple[list[dict], str]:
+def scaling_rows(quick: bool, sweeps: int = 1) -> tuple[list[dict], str]:
+    """DAS and forward times against the image side and the sensor count; with ``sweeps``
+    above 1, one warm-up sweep and then each cell the median over ``sweeps`` sweeps (a
+    busy machine moves single cells by up to 1.5x)."""
     from oatomo import Acquisition, Grid, ring_array
     from oatomo.forward import ForwardOperator
     from oatomo.recon.backprojection import backproject
@@ -103,30 +108,40 @@ def scaling_rows(quick: bool) -> tuple[list[dict], str]:
     sizes = [64, 128, 256] if quick else [64, 128, 256, 512]
     counts = [32, 128, 512] if quick else [32, 64, 128, 256, 512, 1024]
     acq = Acquisition(40e6, 2030)
-    lines = ["| sweep | value | DAS ms | forward ms |", "|---|---|---|---|"]
-    t_das_n, t_fwd_n = [], []
-    for n in sizes:
-        grid, sensors = Grid(n, n * 1e-4), ring_array(256, 0.04)
-        y = np.random.default_rng(0).standard_normal((256, 2030)).astype(np.float32)
-        op = ForwardOperator(grid, sensors, acq)
+
+    def sweep() -> np.ndarray:
+        """(2, len(sizes) + len(counts)) DAS and forward times (s)."""
+        out = []
+        for n in sizes:
+            grid, sensors = Grid(n, n * 1e-4), ring_array(256, 0.04)
+            y = np.random.default_rng(0).standard_normal((256, 2030)).astype(np.float32)
+            op = ForwardOperator(grid, sensors, acq)
+            x = np.random.default_rng(0).random(grid.shape).astype(np.float32)
+            out.append((bench_core.median_time(
+                lambda y=y, g=grid, s=sensors: backproject(y, g, s, acq), reps),
+                bench_core.median_time(lambda op=op, x=x: op.forward(x), reps)))
+        grid = Grid(256, 0.0256)
         x = np.random.default_rng(0).random(grid.shape).astype(np.float32)
-        t_das_n.append(bench_core.median_time(
-            lambda y=y, g=grid, s=sensors: backproject(y, g, s, acq), reps))
-        t_fwd_n.append(bench_core.median_time(lambda op=op, x=x: op.forward(x), reps))
-        lines.append(f"| image side (256 sensors) | {n} | {t_das_n[-1] * 1e3:.3g} | "
-                     f"{t_fwd_n[-1] * 1e3:.3g} |")
-    t_das_s, t_fwd_s = [], []
-    grid = Grid(256, 0.0256)
-    x = np.random.default_rng(0).random(grid.shape).astype(np.float32)
-    for ns in counts:
-        sensors = ring_array(ns, 0.04)
-        y = np.random.default_rng(0).standard_normal((ns, 2030)).astype(np.float32)
-        op = ForwardOperator(grid, sensors, acq)
-        t_das_s.append(bench_core.median_time(
-            lambda y=y, s=sensors: backproject(y, grid, s, acq), reps))
-        t_fwd_s.append(bench_core.median_time(lambda op=op: op.forward(x), reps))
-        lines.append(f"| sensors (256² image) | {ns} | {t_das_s[-1] * 1e3:.3g} | "
-                     f"{t_fwd_s[-1] * 1e3:.3g} |")
+        for ns in counts:
+            sensors = ring_array(ns, 0.04)
+            y = np.random.default_rng(0).standard_normal((ns, 2030)).astype(np.float32)
+            op = ForwardOperator(grid, sensors, acq)
+            out.append((bench_core.median_time(
+                lambda y=y, s=sensors, g=grid: backproject(y, g, s, acq), reps),
+                bench_core.median_time(lambda op=op, x=x: op.forward(x), reps)))
+        return np.array(out).T
+
+    if sweeps > 1:
+        sweep()  # warm-up: compilation and caches
+    times = np.median([sweep() for _ in range(max(1, sweeps))], axis=0)
+    k = len(sizes)
+    t_das_n, t_fwd_n = list(times[0, :k]), list(times[1, :k])
+    t_das_s, t_fwd_s = list(times[0, k:]), list(times[1, k:])
+    lines = ["| sweep | value | DAS ms | forward ms |", "|---|---|---|---|"]
+    lines += [f"| image side (256 sensors) | {n} | {a * 1e3:.3g} | {b * 1e3:.3g} |"
+              for n, a, b in zip(sizes, t_das_n, t_fwd_n, strict=True)]
+    lines += [f"| sensors (256² image) | {n} | {a * 1e3:.3g} | {b * 1e3:.3g} |"
+              for n, a, b in zip(counts, t_das_s, t_fwd_s, strict=True)]
     pixels = [n * n for n in sizes]
     rows = [
         dict(name="DAS time vs pixel count: fitted exponent", value=_fit_exponent(pixels, t_das_n),
@@ -208,6 +223,11 @@ def main(argv: list[str]) -> int:
         _memory_case(argv[1])
         return 0
     quick = "--quick" in argv
+    sweeps = int(argv[argv.index("--sweeps") + 1]) if "--sweeps" in argv else 1
+    if "--scaling-only" in argv:  # the sweep alone, printed
+        rows, table = scaling_rows(quick, sweeps)
+        print(table + "\n\n" + _load("speed/bench_core").to_markdown(rows))
+        return 0
     bench_core = _load("speed/bench_core")
     to_md = bench_core.to_markdown
     loadavg = Path("/proc/loadavg")
@@ -235,7 +255,7 @@ def main(argv: list[str]) -> int:
         parts += [f"### {title}", "", to_md(rows), "",
                   f"_(section took {time.perf_counter() - t:.0f} s)_", ""]
         print(f"done: {title}", file=sys.stderr)
-    rows, table = scaling_rows(quick)
+    rows, table = scaling_rows(quick, sweeps)
     parts += ["### Scaling", "", table, "", to_md(rows), ""]
     parts.append(END)
     text = "\n".join(parts)
