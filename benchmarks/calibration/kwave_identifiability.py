@@ -19,8 +19,8 @@ errors as ``heldout_default.py`` draws them (rings and arcs radial 0.20-0.25 mm,
 0.40-0.50 deg, jitter 0.03-0.05 mm; the linear array 0.1 mm along and across). Seeds
 4100-4105. ``--set principal`` (every stage): the arrays of the calibration's quality
 targets instead (:data:`PRINCIPAL_CASES`: rings of 32, 64, 128 and 256 sensors and a 270
-deg arc of 72, r 21 mm, and a correct 64-ring file; seeds 4200-4206), their phantoms in
-``phantoms_principal.npz``.
+deg arc of 72, r 21 mm, and correct 64- and 256-ring files; seeds 4200-4213), their
+phantoms in ``phantoms_principal.npz``.
 
 Per case: TV with the file's geometry, the default of ``oatomo.reconstruct`` (position
 check, self-calibration with its rules, TV; not refined) and TV with the true geometry,
@@ -96,7 +96,7 @@ RULE_CASES: dict[str, tuple[str, int, float, float, str, int, bool]] = {
 
 #: The arrays of the calibration's quality targets (rings of 32-256 sensors, a 270 degree
 #: arc), at a radius (21 mm) and with phantoms and seeds no other benchmark uses
-#: (``--set principal``), and a correct 64-ring file.
+#: (``--set principal``), and correct 64- and 256-ring files.
 PRINCIPAL_CASES: dict[str, tuple[str, int, float, float, str, int, bool]] = {
     "ring32-thin": ("ring", 32, 21 * MM, 2 * math.pi, "vessels-thin", 4200, False),
     "ring32-disks": ("ring", 32, 21 * MM, 2 * math.pi, "disks", 4201, False),
@@ -105,6 +105,13 @@ PRINCIPAL_CASES: dict[str, tuple[str, int, float, float, str, int, bool]] = {
     "ring256-thin": ("ring", 256, 21 * MM, 2 * math.pi, "vessels-thin", 4204, False),
     "arc270-vessels": ("ring", 72, 21 * MM, 270 * DEG, "vessels", 4205, False),
     "ring64-correct": ("ring", 64, 21 * MM, 2 * math.pi, "disks", 4206, True),
+    "ring32-texture": ("ring", 32, 21 * MM, 2 * math.pi, "texture", 4207, False),
+    "ring64-thin": ("ring", 64, 21 * MM, 2 * math.pi, "vessels-thin", 4208, False),
+    "ring128-thick": ("ring", 128, 21 * MM, 2 * math.pi, "vessels-thick", 4209, False),
+    "ring256-disks": ("ring", 256, 21 * MM, 2 * math.pi, "disks", 4210, False),
+    "arc270-texture": ("ring", 72, 21 * MM, 270 * DEG, "texture", 4211, False),
+    "arc270-thin": ("ring", 72, 21 * MM, 270 * DEG, "vessels-thin", 4212, False),
+    "ring256-correct": ("ring", 256, 21 * MM, 2 * math.pi, "vessels-thick", 4213, True),
 }
 
 #: The case sets (``--set``); the stages run on :data:`CASES`.
